@@ -1,0 +1,259 @@
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Examples:
+  warden run -- bash                       a shell in the default sandbox (profile `generic`)
+  warden run --profile claude -- claude    Claude Code, with its state dir and the Anthropic API
+  warden explain --read ~/.ssh/id_ed25519  which rule decides, and why
+  warden doctor                            what this machine can enforce
+
+Exit codes: 0 ok, 1 internal error, 2 usage, 3 invalid policy, 4 machine lacks a required
+feature (nothing was run), 5 workspace missing, 6 check failed or action denied.
+Under `warden run`, any other code is the agent's own exit status.";
+
+/// Runtime enforcement for AI coding agents.
+///
+/// warden runs an agent (Claude Code, Codex CLI, Gemini CLI, any CLI) inside a sandbox that is
+/// on by default: it cannot read credentials or other projects, writes only its workspace and
+/// a private TMPDIR, has no direct network, and cannot switch warden off.
+#[derive(Parser, Debug)]
+#[command(name = "warden", version, about, long_about, after_long_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug). `WARDEN_LOG` takes a tracing filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Colour: auto (on terminals), always, never.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Built-in profile (generic, claude, codex, gemini) or a policy file to extend.
+    #[arg(long, short = 'p')]
+    pub profile: Option<String>,
+    /// An extra policy file layered over the profile and user policy.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The workspace (default: the current directory).
+    #[arg(long, short = 'w')]
+    pub workspace: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an agent (or any command) inside the sandbox.
+    ///
+    /// The sandbox is on by default and nothing inside can widen it. If the machine cannot
+    /// deliver the policy, warden refuses to start and says why; `--best-effort` accepts less
+    /// and prints every missing guarantee.
+    #[command(after_long_help = "Example: warden run --profile claude -- claude")]
+    Run(RunArgs),
+    /// Show or check policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Say what would happen to an action, and which rule decides it.
+    Explain(ExplainArgs),
+    /// Report what this machine can enforce, and which guarantees hold.
+    Doctor(DoctorArgs),
+    /// Print the SHA-256 content identity of files.
+    Hash(HashArgs),
+    /// Hash system and toolchain directories into the trust index.
+    Index(IndexArgs),
+    /// Edit your exec allow/deny rules.
+    #[command(subcommand)]
+    Exec(ExecCmd),
+    /// Answer an agent's pre-tool-use hook (reads one JSON event on stdin).
+    Hook(HookArgs),
+    /// Wire `warden hook` into an agent's settings.
+    Install(InstallArgs),
+    /// Remove warden's hook from an agent's settings.
+    Uninstall(InstallArgs),
+    /// Root daemon for the BPF LSM exec-guard backend.
+    Daemon(DaemonArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Accept a weaker sandbox when the machine cannot deliver the policy; every missing
+    /// guarantee is printed.
+    #[arg(long)]
+    pub best_effort: bool,
+    /// Allow a workspace that is your home directory or `/` (it exposes everything under it
+    /// except the denied credential paths).
+    #[arg(long)]
+    pub allow_broad_workspace: bool,
+    /// Exec-guard backend: auto picks the strongest available.
+    #[arg(long, value_enum, default_value_t = ExecBackendArg::Auto)]
+    pub exec_guard: ExecBackendArg,
+    /// Print the sandbox plan and exit without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The command to run, after `--`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ExecBackendArg {
+    Auto,
+    Bpf,
+    Seccomp,
+    Off,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Print the effective policy.
+    Show {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Machine-readable JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a policy file (exit 3 when invalid).
+    Check {
+        file: PathBuf,
+    },
+    /// List the built-in profiles.
+    Profiles,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false, id = "action")]
+pub struct ExplainTarget {
+    /// Would the agent be able to read PATH?
+    #[arg(long, value_name = "PATH")]
+    pub read: Option<PathBuf>,
+    /// Would the agent be able to write PATH?
+    #[arg(long, value_name = "PATH")]
+    pub write: Option<PathBuf>,
+    /// Would the agent be able to execute (or map executable) FILE?
+    #[arg(long, value_name = "FILE")]
+    pub exec: Option<PathBuf>,
+    /// Would the agent be able to connect to HOST[:PORT] through the proxy?
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub connect: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub target: ExplainTarget,
+    /// Machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HashArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// Directories to index (default: system and toolchain directories).
+    pub paths: Vec<PathBuf>,
+    /// Index database (default: ~/.local/share/warden/index.db).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExecCmd {
+    /// Allow a program name, file or sha256:HASH.
+    Allow { rule: String },
+    /// Deny a program name, file or sha256:HASH.
+    Deny { rule: String },
+    /// List your exec rules and what they resolve to.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a rule.
+    Rm { rule: String },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Agent {
+    Claude,
+    Codex,
+    Gemini,
+}
+
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    #[arg(value_enum)]
+    pub agent: Agent,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Never ask: answers that would be `ask` become `deny` (set automatically when no
+    /// terminal is attached).
+    #[arg(long)]
+    pub headless: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Project,
+    Managed,
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    #[arg(value_enum)]
+    pub agent: Agent,
+    /// Where to write the hook: managed (system, agent cannot remove it), user, or project.
+    #[arg(long, value_enum)]
+    pub scope: Option<Scope>,
+    /// Print what would change without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Detach the pinned BPF programs and stop enforcing (root, outside any sandbox).
+    #[arg(long)]
+    pub unload: bool,
+    /// Report the daemon's and the pinned programs' state.
+    #[arg(long)]
+    pub status: bool,
+}

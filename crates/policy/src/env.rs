@@ -1,0 +1,83 @@
+//! The `[env]` section: which environment variables reach the agent.
+//!
+//! A variable is removed when its name matches any `scrub` glob and no `pass` glob.
+//! `set` adds or overrides variables after scrubbing.
+
+use crate::append_unique;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrub: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+}
+
+impl EnvSection {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        for (key, list) in [("env.pass", &self.pass), ("env.scrub", &self.scrub)] {
+            for g in list {
+                if g.is_empty() || g.contains('=') || g.contains('\0') {
+                    return Err(format!("{key}: `{}` is not a variable name or glob", g.escape_debug()));
+                }
+                if key == "env.pass" && g == "*" {
+                    return Err("env.pass: `*` would pass every secret; name the variables".into());
+                }
+            }
+        }
+        for k in self.set.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(format!("env.set: `{}` is not a variable name", k.escape_debug()));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn merge(&mut self, o: &EnvSection) {
+        append_unique(&mut self.pass, &o.pass);
+        append_unique(&mut self.scrub, &o.scrub);
+        for (k, v) in &o.set {
+            self.set.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Whether `name` is scrubbed; returns the glob that scrubbed it.
+    pub fn scrubbed_by(&self, name: &str) -> Option<&str> {
+        if self.pass.iter().any(|g| glob_match(g, name)) {
+            return None;
+        }
+        self.scrub.iter().find(|g| glob_match(g, name)).map(|s| s.as_str())
+    }
+}
+
+/// Glob with `*` (any run) and `?` (one char), matching the whole string.
+pub fn glob_match(pat: &str, s: &str) -> bool {
+    let (p, s) = (pat.as_bytes(), s.as_bytes());
+    let (mut pi, mut si) = (0usize, 0usize);
+    let (mut star, mut mark) = (usize::MAX, 0usize);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = pi;
+            pi += 1;
+            mark = si;
+        } else if star != usize::MAX {
+            pi = star + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}

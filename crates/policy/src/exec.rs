@@ -1,0 +1,87 @@
+//! The `[exec]` section: content-addressed allow/deny of executables and executable mappings.
+//! Owned by the exec guard layer (`warden-execguard`), which resolves names to hashes.
+
+use crate::append_unique;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    Denylist,
+    Allowlist,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecAction {
+    Enforce,
+    Audit,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ExecMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ExecAction>,
+    /// Program names, `sha256:<hex>` hashes, or `index:<path>` files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Program names, `sha256:<hex>` hashes, or `index:<path>` files. Deny always wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    /// Allow exec of memfd and anonymous files (denied in enforce mode by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_memfd: Option<bool>,
+}
+
+impl ExecSection {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        for (key, list) in [("exec.allow", &self.allow), ("exec.deny", &self.deny)] {
+            for r in list {
+                if r.is_empty() {
+                    return Err(format!("{key}: empty rule"));
+                }
+                if let Some(h) = r.strip_prefix("sha256:") {
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(format!("{key}: `{r}` is not a sha256:<64 hex digits> hash"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn merge(&mut self, o: &ExecSection) {
+        if o.mode.is_some() {
+            self.mode = o.mode;
+        }
+        if o.action.is_some() {
+            self.action = o.action;
+        }
+        if o.allow_memfd.is_some() {
+            self.allow_memfd = o.allow_memfd;
+        }
+        append_unique(&mut self.allow, &o.allow);
+        append_unique(&mut self.deny, &o.deny);
+    }
+
+    /// Workspace documents may add denials, switch to allowlist and enforce, nothing else.
+    pub(crate) fn narrow(&mut self, o: &ExecSection) -> Result<(), String> {
+        if !o.allow.is_empty() {
+            return Err("exec.allow".into());
+        }
+        if o.allow_memfd == Some(true) {
+            return Err("exec.allow_memfd".into());
+        }
+        if o.action == Some(ExecAction::Audit) {
+            return Err("exec.action".into());
+        }
+        if o.mode == Some(ExecMode::Denylist) && self.mode == Some(ExecMode::Allowlist) {
+            return Err("exec.mode".into());
+        }
+        self.merge(o);
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! The `[gate]` section: how the tool-call gate (`warden hook`) answers what the shared
+//! policy does not decide. Owned by the gate layer (`warden-gate`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateAnswer {
+    Allow,
+    Ask,
+    Deny,
+}
+
+impl GateAnswer {
+    fn rank(self) -> u8 {
+        match self {
+            GateAnswer::Allow => 0,
+            GateAnswer::Ask => 1,
+            GateAnswer::Deny => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    /// Commands that cannot be resolved statically (`eval "$x"`, `$(cmd)` as a program name).
+    /// In headless mode `ask` becomes `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<GateAnswer>,
+    /// Tools the gate does not know. In headless mode `ask` becomes `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_tool: Option<GateAnswer>,
+}
+
+impl GateSection {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    pub(crate) fn merge(&mut self, o: &GateSection) {
+        if o.dynamic.is_some() {
+            self.dynamic = o.dynamic;
+        }
+        if o.unknown_tool.is_some() {
+            self.unknown_tool = o.unknown_tool;
+        }
+    }
+
+    /// Workspace documents may only make answers stricter.
+    pub(crate) fn narrow(&mut self, o: &GateSection) -> Result<(), String> {
+        for (key, cur, new) in [
+            ("gate.dynamic", &mut self.dynamic, o.dynamic),
+            ("gate.unknown_tool", &mut self.unknown_tool, o.unknown_tool),
+        ] {
+            if let Some(n) = new {
+                if cur.is_some_and(|c| n.rank() < c.rank()) {
+                    return Err(key.into());
+                }
+                *cur = Some(n);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! # warden-policy
+//!
+//! Owns warden's policy: the TOML schema (strictly validated, errors carry file, line and
+//! column), the built-in profiles (`generic`, `claude`, `codex`, `gemini`) and `extends`, the
+//! layering of system, user and workspace policy files (a workspace file may only *narrow*),
+//! and the pure decisions that other layers and `warden explain` share: whether a path may be
+//! read or written and which rule says so ([`files`]), which environment variables survive
+//! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
+//! of the same names.
+
+pub mod env;
+pub mod exec;
+pub mod files;
+pub mod gate;
+pub mod load;
+pub mod network;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub use load::{load, LoadOptions, Loaded, Source};
+
+/// Built-in profiles, embedded in the binary.
+pub const PROFILES: &[(&str, &str)] = &[
+    ("generic", include_str!("../profiles/generic.toml")),
+    ("claude", include_str!("../profiles/claude.toml")),
+    ("codex", include_str!("../profiles/codex.toml")),
+    ("gemini", include_str!("../profiles/gemini.toml")),
+];
+
+/// The default profile when nothing else is named.
+pub const DEFAULT_PROFILE: &str = "generic";
+
+pub fn builtin_profile(name: &str) -> Option<&'static str> {
+    PROFILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Errors in loading or validating policy. Each names the file and, for syntax and schema
+/// errors, the line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}:{line}:{col}: {msg}")]
+    Parse { file: String, line: usize, col: usize, msg: String },
+    #[error("{file}: {msg}")]
+    Invalid { file: String, msg: String },
+    #[error("unknown profile `{0}` (built-in profiles: generic, claude, codex, gemini)")]
+    UnknownProfile(String),
+    #[error("{file}: cannot read: {err}")]
+    Io { file: String, err: std::io::Error },
+    #[error("{file}: a workspace policy may only narrow the policy, but it sets `{key}`, which would widen it; move that setting to ~/.config/warden/policy.toml")]
+    Widening { file: String, key: String },
+    #[error("{0}: `extends` chain is too deep or cyclic")]
+    Cycle(String),
+}
+
+/// One policy document, as written in TOML. Every field is optional so documents can be
+/// layered; [`Policy::merge`] combines them (lists append, scalars override).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// A built-in profile name or a path to another policy file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub files: files::FilesSection,
+    #[serde(default)]
+    pub env: env::EnvSection,
+    #[serde(default)]
+    pub process: ProcessSection,
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub exec: exec::ExecSection,
+    #[serde(default)]
+    pub network: network::NetworkSection,
+    #[serde(default)]
+    pub gate: gate::GateSection,
+}
+
+/// Process limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSection {
+    /// Maximum number of processes/threads in the sandbox (cgroup `pids.max`, else RLIMIT_NPROC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_max: Option<u32>,
+    /// RLIMIT_NOFILE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+    /// Whether the agent may write core dumps (RLIMIT_CORE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_dumps: Option<bool>,
+}
+
+/// What the agent itself needs: its install directory (read) and its state (read/write).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Paths the agent reads and writes (its state directory and files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<String>,
+    /// Paths the agent reads and executes (its install directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install: Vec<String>,
+}
+
+pub(crate) fn append_unique(dst: &mut Vec<String>, src: &[String]) {
+    for s in src {
+        if !dst.contains(s) {
+            dst.push(s.clone());
+        }
+    }
+}
+
+impl Policy {
+    /// Parses one document strictly. `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let p: Policy = toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((0, 0));
+            PolicyError::Parse { file: origin.to_string(), line, col, msg: e.message().to_string() }
+        })?;
+        p.validate(origin)?;
+        Ok(p)
+    }
+
+    /// Semantic checks that serde cannot express.
+    pub fn validate(&self, origin: &str) -> Result<(), PolicyError> {
+        let bad = |msg: String| PolicyError::Invalid { file: origin.to_string(), msg };
+        if let Some(0) = self.process.pids_max {
+            return Err(bad("process.pids_max must be at least 1".into()));
+        }
+        self.files.validate().map_err(bad)?;
+        self.env.validate().map_err(bad)?;
+        self.exec.validate().map_err(bad)?;
+        self.network.validate().map_err(bad)?;
+        self.gate.validate().map_err(bad)?;
+        Ok(())
+    }
+
+    /// Layers `over` on top of `self`: lists append, scalars in `over` win.
+    pub fn merge(&mut self, over: &Policy) {
+        if over.description.is_some() {
+            self.description = over.description.clone();
+        }
+        self.files.merge(&over.files);
+        self.env.merge(&over.env);
+        if over.process.pids_max.is_some() {
+            self.process.pids_max = over.process.pids_max;
+        }
+        if over.process.nofile.is_some() {
+            self.process.nofile = over.process.nofile;
+        }
+        if over.process.core_dumps.is_some() {
+            self.process.core_dumps = over.process.core_dumps;
+        }
+        if over.agent.name.is_some() {
+            self.agent.name = over.agent.name.clone();
+        }
+        append_unique(&mut self.agent.state, &over.agent.state);
+        append_unique(&mut self.agent.install, &over.agent.install);
+        self.exec.merge(&over.exec);
+        self.network.merge(&over.network);
+        self.gate.merge(&over.gate);
+    }
+
+    /// Applies a workspace (untrusted) document: only settings that narrow are accepted; any
+    /// setting that could widen is an error naming the key.
+    pub fn narrow(&mut self, ws: &Policy, origin: &str) -> Result<(), PolicyError> {
+        let widen = |key: &str| PolicyError::Widening { file: origin.to_string(), key: key.to_string() };
+        if ws.extends.is_some() {
+            return Err(widen("extends"));
+        }
+        if !ws.files.read.is_empty() {
+            return Err(widen("files.read"));
+        }
+        if !ws.files.write.is_empty() {
+            return Err(widen("files.write"));
+        }
+        if !ws.files.system.is_empty() {
+            return Err(widen("files.system"));
+        }
+        if !ws.env.pass.is_empty() {
+            return Err(widen("env.pass"));
+        }
+        if !ws.env.set.is_empty() {
+            return Err(widen("env.set"));
+        }
+        if !ws.agent.state.is_empty() || !ws.agent.install.is_empty() || ws.agent.name.is_some() {
+            return Err(widen("agent"));
+        }
+        if let Some(n) = ws.process.pids_max {
+            self.process.pids_max = Some(self.process.pids_max.map_or(n, |c| c.min(n)));
+        }
+        if let Some(n) = ws.process.nofile {
+            self.process.nofile = Some(self.process.nofile.map_or(n, |c| c.min(n)));
+        }
+        if ws.process.core_dumps == Some(true) {
+            return Err(widen("process.core_dumps"));
+        }
+        if ws.process.core_dumps == Some(false) {
+            self.process.core_dumps = Some(false);
+        }
+        append_unique(&mut self.files.deny, &ws.files.deny);
+        append_unique(&mut self.files.protect, &ws.files.protect);
+        append_unique(&mut self.env.scrub, &ws.env.scrub);
+        self.exec.narrow(&ws.exec).map_err(|k| widen(&k))?;
+        self.network.narrow(&ws.network).map_err(|k| widen(&k))?;
+        self.gate.narrow(&ws.gate).map_err(|k| widen(&k))?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render policy: {e}\n"))
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+/// Where paths in a policy are anchored: `~` is `home`, relative paths are in `workspace`.
+#[derive(Debug, Clone)]
+pub struct Anchors {
+    pub home: PathBuf,
+    pub workspace: PathBuf,
+}
+
+impl Anchors {
+    /// Expands `~`, `~/x`, absolute and workspace-relative paths. Lexically normalises `.`
+    /// and `..` (no symlink resolution; callers canonicalise where the file exists).
+    pub fn expand(&self, p: &str) -> PathBuf {
+        let raw = if p == "~" {
+            self.home.clone()
+        } else if let Some(rest) = p.strip_prefix("~/") {
+            self.home.join(rest)
+        } else if p.starts_with('/') {
+            PathBuf::from(p)
+        } else {
+            self.workspace.join(p)
+        };
+        normalize(&raw)
+    }
+}
+
+/// Lexical normalisation: removes `.`, resolves `..` against the preceding component.
+pub fn normalize(p: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push("/");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

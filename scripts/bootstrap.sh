@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what warden's build and test suite need on a fresh Debian 12 machine, when missing.
+# Idempotent; safe to re-run. Needs root (or sudo) for apt.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config clang llvm libelf-dev zlib1g-dev libbpf-dev libseccomp-dev
+  bpftool linux-libc-dev git curl ca-certificates python3 perl
+  bubblewrap qemu-system-x86 busybox-static cpio xz-utils kmod
+  nodejs npm
+)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from elsewhere (nodesource); skip the Debian packages if the commands exist.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+clean=(); for p in "${missing[@]}"; do [ -n "$p" ] && clean+=("$p"); done
+if [ ${#clean[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${clean[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${clean[@]}" >/dev/null
+else
+  echo "bootstrap: system packages present"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "bootstrap: cargo not found; install Rust stable with rustup (https://rustup.rs)" >&2
+  exit 1
+fi

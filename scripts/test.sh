@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Usage: scripts/test.sh
+# Installs missing system packages, builds, runs unit + integration tests (real sandboxed
+# processes), the gate corpus and fixtures, short fuzz runs, the real Claude Code end-to-end
+# test, and the BPF LSM tests inside a QEMU VM.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "bootstrap"
+bash scripts/bootstrap.sh
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "unit and integration tests"
+cargo test --workspace --locked -- --test-threads=2
+
+# Further suites register themselves in scripts/test.d/*.sh (sourced in order).
+for f in scripts/test.d/*.sh; do
+  [ -e "$f" ] || continue
+  step "$(basename "$f")"
+  bash "$f"
+done
+
+step "all tests passed"
