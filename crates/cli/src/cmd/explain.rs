@@ -21,7 +21,7 @@ pub fn explain(a: ExplainArgs) -> anyhow::Result<i32> {
         let e = super::exec::explain_exec(&loaded.policy, f)?;
         (e.0, "exec", e.1, e.2)
     } else if let Some(h) = &t.connect {
-        let e = super::run::explain_connect(&loaded.policy, h)?;
+        let e = super::net::explain_connect(&loaded.policy, h)?;
         (e.0, "proxy", e.1, e.2)
     } else {
         unreachable!("clap requires one target")

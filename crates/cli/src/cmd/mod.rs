@@ -11,6 +11,7 @@ mod exec;
 mod explain;
 mod hook;
 mod misc;
+mod net;
 mod policy;
 mod run;
 
