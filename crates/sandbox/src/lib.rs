@@ -1,7 +1,24 @@
 //! # warden-sandbox
 //!
 //! Owns the agent sandbox started by `warden run`: user, mount, pid, network, IPC and UTS
-//! namespaces; the mount plan (masked credentials, read-only protected paths); Landlock
-//! file rules and signal/abstract-socket scoping; the seccomp filter; no_new_privs,
-//! capability dropping and resource limits; the cgroup; the new session and pty; and
-//! environment scrubbing. It also probes what the machine can deliver (`warden doctor`).
+//! namespaces; the mount view (private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
+//! and the agent's own directories bound back in; denied files hidden; protected paths
+//! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
+//! seccomp filter; no_new_privs, capability dropping and resource limits; the pids cgroup;
+//! the new session and pty; and environment scrubbing. It also probes what the machine can
+//! deliver ([`probe`]), which `warden run` and `warden doctor` report.
+
+pub mod cgroup;
+pub mod filter;
+pub mod launch;
+pub mod lock;
+pub mod mounts;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod pty;
+mod sys;
+
+pub use launch::{launch, AgentHook, InitTask, Launch, Session};
+pub use plan::{Plan, PlanInput};
+pub use probe::{probe, Features};

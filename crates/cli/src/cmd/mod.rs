@@ -39,27 +39,29 @@ pub fn dispatch(cli: Cli) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<Exit>().map(|x| x.0).unwrap_or(exit::INTERNAL);
+            let code = e.downcast_ref::<Exit>().map(|x| x.code).unwrap_or(exit::INTERNAL);
             eprintln!("{} {e:#}", misc::paint_err("warden: error:"));
             code
         }
     }
 }
 
-/// Attach a documented exit code to an error: `Err(anyhow!(..).context(Exit(code)))` is
-/// awkward, so errors are built with [`fail`].
+/// An error carrying one of the documented exit codes; build it with [`fail`].
 #[derive(Debug)]
-pub struct Exit(pub i32);
+pub struct Exit {
+    pub code: i32,
+    pub msg: String,
+}
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}", self.0)
+        f.write_str(&self.msg)
     }
 }
 impl std::error::Error for Exit {}
 
 /// An error carrying an exit code.
 pub fn fail(code: i32, msg: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(Exit(code)).context(msg.to_string())
+    anyhow::Error::new(Exit { code, msg: msg.to_string() })
 }
 
 pub fn home_dir() -> PathBuf {

@@ -1,7 +1,179 @@
-//! `warden run` (owned by warden-sandbox).
+//! `warden run`: start a command inside the sandbox (owned by warden-sandbox) and supervise
+//! it. Invariant: the supervisor stays single-threaded until the sandbox is forked.
 
+use super::{fail, home_dir, load_policy, misc, workspace};
 use crate::cli::RunArgs;
+use crate::exit;
+use std::path::{Path, PathBuf};
+use warden_event::{Decision, Layer, SessionLog, Verdict};
+use warden_sandbox::{cgroup::SessionCgroup, launch, plan, report, Launch};
 
-pub fn run(_a: RunArgs, _verbose: u8) -> anyhow::Result<i32> {
-    anyhow::bail!("warden run is not available yet")
+/// Where session logs live: outside every path the sandbox can write (the sandbox's
+/// `$HOME` is a private tmpfs, so the real file is not even visible inside).
+pub fn state_dir(home: &Path) -> PathBuf {
+    home.join(".local/state/warden")
+}
+
+pub fn new_session_id() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{:x}", t.as_millis(), std::process::id())
+}
+
+pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
+    let home = home_dir();
+    let ws = workspace(&a.policy.workspace)?;
+    if !a.allow_broad_workspace && (ws == Path::new("/") || home.starts_with(&ws)) {
+        return Err(fail(
+            exit::WORKSPACE,
+            format!(
+                "workspace {} contains your home directory; run warden from a project directory (or pass --allow-broad-workspace)",
+                ws.display()
+            ),
+        ));
+    }
+    let loaded = load_policy(&a.policy, Some(&ws))?;
+    let features = warden_sandbox::probe();
+    let missing = report::missing(&features);
+    let nested_ok = features.nested && !features.user_namespaces;
+    if !missing.is_empty() {
+        let mut msg = String::from("this machine cannot deliver the policy:\n");
+        for g in &missing {
+            msg.push_str(&format!("  - missing: {} (needs {})\n", g.what, g.mechanism));
+        }
+        if let Some(e) = &features.userns_error {
+            msg.push_str(&format!("  user namespaces: {e}\n"));
+        }
+        if nested_ok {
+            msg.push_str("  (running inside another sandbox: its restrictions still hold, and this one adds Landlock and seccomp on top)\n");
+        }
+        if !a.best_effort && !nested_ok {
+            msg.push_str("nothing was run; `warden doctor` explains, `--best-effort` runs with the guarantees above missing");
+            return Err(fail(exit::UNSUPPORTED, msg.trim_end()));
+        }
+        eprintln!("{} {}", misc::warn_stderr("warden: warning:"), msg.trim_end());
+    }
+    let session_id = new_session_id();
+    let plan = plan::build(plan::PlanInput {
+        policy: &loaded.policy,
+        workspace: ws.clone(),
+        home: home.clone(),
+        command: a.command.clone(),
+        session_id: session_id.clone(),
+        features: &features,
+        extra_env: Vec::new(),
+    });
+    if a.dry_run {
+        print!("{}", plan.describe());
+        return Ok(exit::OK);
+    }
+    let log_path = state_dir(&home).join("sessions").join(format!("{session_id}.jsonl"));
+    let log = SessionLog::open(&log_path).map_err(|e| fail(exit::INTERNAL, format!("session log {}: {e}", log_path.display())))?;
+    warden_event::init_tracing(Some(log), verbose);
+    let who = format!("warden run ({})", loaded.profile);
+    Decision::new(Layer::Sandbox, &who, a.command.join(" "), format!("profile:{}", loaded.profile), Verdict::Observe, "session start")
+        .with("session", session_id.as_str())
+        .with("workspace", ws.display().to_string())
+        .emit();
+    for (k, glob) in &plan.scrubbed {
+        Decision::new(Layer::Sandbox, &who, format!("env {k}"), "env.scrub", Verdict::Deny, format!("matches `{glob}`; pass it with env.pass in ~/.config/warden/policy.toml"))
+            .emit();
+    }
+    let cgroup = if features.cgroup_pids.is_some() {
+        match SessionCgroup::create(&session_id, plan.pids_max) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("pids cgroup unavailable ({e}); using RLIMIT_NPROC");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let landlock = warden_sandbox::lock::LandlockPlan {
+        abi: features.landlock_abi,
+        read: plan.landlock_read.clone(),
+        write: plan.landlock_write.clone(),
+        connect_tcp: if features.user_namespaces { None } else { Some(Vec::new()) },
+        hard: !a.best_effort && features.landlock_abi >= 6,
+    };
+    let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let l = Launch {
+        rlimit_nproc: if cgroup.is_none() { Some(plan.pids_max as u64) } else { None },
+        cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
+        plan,
+        landlock,
+        hooks: Vec::new(),
+        init_tasks: Vec::new(),
+        namespaces: features.user_namespaces,
+        pty: tty,
+    };
+    let result = supervise(l, tty);
+    launch::remove_placeholders(&placeholders);
+    if let Some(cg) = &cgroup {
+        let hits = cg.max_events();
+        if hits > 0 {
+            Decision::new(Layer::Sandbox, &who, "fork", "process.pids_max", Verdict::Deny, format!("the pids limit was hit {hits} times"))
+                .emit();
+        }
+    }
+    drop(cgroup);
+    let code = result?;
+    Decision::new(Layer::Sandbox, &who, a.command.join(" "), "session", Verdict::Observe, format!("session end, exit {code}"))
+        .emit();
+    Ok(code)
+}
+
+fn supervise(l: Launch, tty: bool) -> anyhow::Result<i32> {
+    let session = launch(l).map_err(|e| fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}")))?;
+    // Signals: forwarded to the agent by a dedicated thread.
+    // SAFETY: building and applying a signal mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let agent = session.agent_pid;
+    let master = session.pty_master.as_ref().map(|m| {
+        use std::os::fd::AsRawFd;
+        m.as_raw_fd()
+    });
+    std::thread::spawn(move || loop {
+        let mut sig = 0;
+        // SAFETY: sigwait on the blocked set.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return;
+        }
+        if sig == libc::SIGWINCH {
+            if let Some(m) = master {
+                // SAFETY: ioctl with a winsize struct.
+                unsafe {
+                    let mut ws: libc::winsize = std::mem::zeroed();
+                    if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+                        libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+                    }
+                }
+            }
+        } else if agent > 0 {
+            // SAFETY: signalling our own agent process.
+            unsafe { libc::kill(agent, sig) };
+        }
+    });
+    let raw = if tty { warden_sandbox::pty::RawMode::enter() } else { None };
+    let out = session.pty_master.as_ref().map(warden_sandbox::pty::relay);
+    if let Err(e) = session.wait_started() {
+        drop(raw);
+        session.wait();
+        return Err(fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}")));
+    }
+    let code = session.wait();
+    if let Some(t) = out {
+        let _ = t.join();
+    }
+    drop(raw);
+    Ok(code)
 }

@@ -1,0 +1,516 @@
+//! Starting the sandboxed process tree and supervising it.
+//!
+//! ```text
+//! warden run (supervisor, outside)
+//!   └─ stage1   PR_SET_PDEATHSIG(KILL); unshare(USER|NS|PID|NET|IPC|UTS); maps own uid/gid
+//!        └─ init  (pid 1 of the new pid namespace) PDEATHSIG(KILL); builds the mount view;
+//!             │   brings up loopback; runs init tasks (the proxy bridge); reaps; exits with
+//!             │   the agent's status — which kills everything left in the namespace
+//!             └─ agent  setsid (+ pty as controlling tty); rlimits; drops every capability;
+//!                       no_new_privs; Landlock; seccomp; agent hooks (exec guard); execve
+//! ```
+//!
+//! If the supervisor dies, stage1 and init die with it (PDEATHSIG) and the kernel kills the
+//! whole pid namespace: the agent never continues unsupervised.
+//!
+//! Only the supervisor's single thread exists when it forks; children therefore may
+//! allocate. Setup errors in any child are written to a close-on-exec pipe; the supervisor
+//! reports them and exits with "unsupported" — the agent is never started half-sandboxed.
+
+use crate::lock::LandlockPlan;
+use crate::plan::Plan;
+use crate::sys;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+/// Runs inside the agent process right before execve, after every sandbox restriction.
+/// A returned fd (e.g. a seccomp user-notification listener) is handed to the supervisor.
+pub trait AgentHook: Send + Sync {
+    fn before_exec(&self) -> std::io::Result<Option<OwnedFd>>;
+}
+
+/// Work run on threads inside the sandbox's init process (in its namespaces, outside
+/// Landlock and seccomp), e.g. the bridge from the sandbox's loopback to the proxy.
+pub type InitTask = Box<dyn FnOnce() + Send>;
+
+pub struct Launch {
+    pub plan: Plan,
+    pub landlock: LandlockPlan,
+    pub hooks: Vec<Arc<dyn AgentHook>>,
+    pub init_tasks: Vec<InitTask>,
+    /// Use namespaces (false only in nested/best-effort mode).
+    pub namespaces: bool,
+    /// Set RLIMIT_NPROC (when no cgroup limit could be made).
+    pub rlimit_nproc: Option<u64>,
+    pub pty: bool,
+    /// `cgroup.procs` of the session cgroup; the first child joins it before forking on.
+    pub cgroup_procs: Option<PathBuf>,
+}
+
+pub struct Session {
+    pub stage1_pid: i32,
+    /// The agent's pid in the supervisor's pid namespace.
+    pub agent_pid: i32,
+    /// Fds returned by the agent hooks, in hook order.
+    pub agent_fds: Vec<OwnedFd>,
+    err_read: OwnedFd,
+    pub pty_master: Option<OwnedFd>,
+}
+
+fn resolve_command(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Result<PathBuf, String> {
+    if cmd.contains('/') {
+        return Ok(PathBuf::from(cmd));
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_else(|| "/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&path) {
+        let c = dir.join(cmd);
+        if let Ok(md) = std::fs::metadata(&c) {
+            use std::os::unix::fs::PermissionsExt;
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return Ok(c);
+            }
+        }
+    }
+    Err(format!("{cmd}: command not found in PATH"))
+}
+
+/// Creates absent protected paths on the host so they can be locked; returns what was made.
+pub fn make_placeholders(plan: &Plan) -> Result<Vec<PathBuf>, String> {
+    let mut made = Vec::new();
+    for (p, is_dir) in &plan.placeholders {
+        // Create missing parents too, remembering them for cleanup (innermost last).
+        let mut missing = Vec::new();
+        let mut cur = p.parent();
+        while let Some(c) = cur {
+            if c.exists() {
+                break;
+            }
+            missing.push(c.to_path_buf());
+            cur = c.parent();
+        }
+        for d in missing.iter().rev() {
+            sys::mkdir_p(d)?;
+            made.push(d.clone());
+        }
+        if *is_dir {
+            sys::mkdir_p(p)?;
+        } else {
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| format!("placeholder {}: {e}", p.display()))?;
+        }
+        made.push(p.clone());
+    }
+    Ok(made)
+}
+
+/// Removes placeholders that are still empty (innermost first).
+pub fn remove_placeholders(made: &[PathBuf]) {
+    for p in made.iter().rev() {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(p);
+            }
+            _ => {}
+        }
+    }
+}
+
+struct ChildCtx {
+    plan: Plan,
+    landlock: LandlockPlan,
+    hooks: Vec<Arc<dyn AgentHook>>,
+    init_tasks: Vec<InitTask>,
+    namespaces: bool,
+    rlimit_nproc: Option<u64>,
+    cgroup_procs: Option<PathBuf>,
+    exe: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    err_w: RawFd,
+    fd_w: RawFd,
+    pty_slave: Option<RawFd>,
+    uid: u32,
+    gid: u32,
+    last_cap: u32,
+    supervisor: i32,
+}
+
+fn fail_child(err_w: RawFd, stage: &str, msg: &str) -> ! {
+    sys::write_all(err_w, format!("{stage}: {msg}").as_bytes());
+    // SAFETY: terminating a forked child.
+    unsafe { libc::_exit(127) }
+}
+
+fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
+    // SAFETY: standard pty allocation sequence.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if m < 0 {
+            return Err(format!("posix_openpt: {}", sys::errno_str()));
+        }
+        let master = OwnedFd::from_raw_fd(m);
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+            return Err(format!("unlockpt: {}", sys::errno_str()));
+        }
+        let mut name = [0 as libc::c_char; 128];
+        if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
+            return Err(format!("ptsname: {}", sys::errno_str()));
+        }
+        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if s < 0 {
+            return Err(format!("open pty slave: {}", sys::errno_str()));
+        }
+        // Copy the user's window size.
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+        }
+        Ok((master, OwnedFd::from_raw_fd(s)))
+    }
+}
+
+pub fn launch(l: Launch) -> Result<Session, String> {
+    let path = resolve_command(&l.plan.command[0], &l.plan.env)?;
+    let exe = sys::cstr(&path)?;
+    let argv: Vec<CString> = l
+        .plan
+        .command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| format!("argument {a:?} contains NUL")))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = l
+        .plan
+        .env
+        .iter()
+        .filter_map(|(k, v)| {
+            let mut b = k.as_encoded_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_encoded_bytes());
+            CString::new(b).ok()
+        })
+        .collect();
+    let (err_r, err_w) = sys::pipe_cloexec()?;
+    let (fd_r, fd_w) = sys::socketpair_seqpacket()?;
+    sys::set_passcred(&fd_r)?;
+    let (pty_master, pty_slave) = if l.pty {
+        let (m, s) = open_pty()?;
+        (Some(m), Some(s))
+    } else {
+        (None, None)
+    };
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63);
+    // SAFETY: trivial getters.
+    let (uid, gid, me) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
+    let ctx = ChildCtx {
+        plan: l.plan,
+        landlock: l.landlock,
+        hooks: l.hooks,
+        init_tasks: l.init_tasks,
+        namespaces: l.namespaces,
+        rlimit_nproc: l.rlimit_nproc,
+        cgroup_procs: l.cgroup_procs,
+        exe,
+        argv,
+        envp,
+        err_w: err_w.as_raw_fd(),
+        fd_w: fd_w.as_raw_fd(),
+        pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
+        uid,
+        gid,
+        last_cap,
+        supervisor: me,
+    };
+    // SAFETY: the supervisor is single-threaded here (documented invariant of `warden run`).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", sys::errno_str()));
+    }
+    if pid == 0 {
+        drop(err_r);
+        drop(fd_r);
+        drop(pty_master);
+        stage1(ctx);
+    }
+    drop(ctx);
+    drop(err_w);
+    drop(fd_w);
+    drop(pty_slave);
+    // Wait for the agent's fds (or EOF when setup failed).
+    let (agent_fds, agent_pid) = match sys::recv_fds(&fd_r)? {
+        Some(x) => x,
+        None => {
+            let msg = read_all(&err_r);
+            reap(pid);
+            return Err(if msg.is_empty() { "sandbox setup failed before the agent started".into() } else { msg });
+        }
+    };
+    Ok(Session { stage1_pid: pid, agent_pid, agent_fds, err_read: err_r, pty_master })
+}
+
+fn read_all(fd: &OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into a stack buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn reap(pid: i32) -> i32 {
+    let mut st = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break;
+    }
+    decode_status(st)
+}
+
+fn decode_status(st: i32) -> i32 {
+    if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else if libc::WIFSIGNALED(st) {
+        128 + libc::WTERMSIG(st)
+    } else {
+        1
+    }
+}
+
+impl Session {
+    /// Waits until the agent's execve happened (Ok) or setup failed (Err with the reason).
+    /// Call after starting whatever serves `agent_fds` (the exec guard answers the execve).
+    pub fn wait_started(&self) -> Result<(), String> {
+        let msg = read_all(&self.err_read);
+        if msg.is_empty() {
+            Ok(())
+        } else {
+            Err(msg)
+        }
+    }
+
+    /// Waits for the sandbox to end; returns the agent's exit status (128+N for signal N).
+    pub fn wait(&self) -> i32 {
+        reap(self.stage1_pid)
+    }
+}
+
+fn stage1(mut c: ChildCtx) -> ! {
+    let err_w = c.err_w;
+    // SAFETY: prctl/getppid are plain syscalls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != c.supervisor {
+            libc::_exit(1);
+        }
+    }
+    if let Some(p) = &c.cgroup_procs {
+        if let Err(e) = std::fs::write(p, "0") {
+            fail_child(err_w, "cgroup", &format!("{}: {e}", p.display()));
+        }
+    }
+    if !c.namespaces {
+        // Nested or best-effort without namespaces: only the per-process restrictions.
+        agent(c);
+    }
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    // SAFETY: unshare in a single-threaded child.
+    if unsafe { libc::unshare(flags) } != 0 {
+        fail_child(err_w, "namespaces", &format!("unshare(USER|NS|PID|NET|IPC|UTS): {}", sys::errno_str()));
+    }
+    let maps = [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/uid_map", format!("{0} {0} 1", c.uid)),
+        ("/proc/self/gid_map", format!("{0} {0} 1", c.gid)),
+    ];
+    for (f, v) in maps {
+        if let Err(e) = std::fs::write(f, v) {
+            fail_child(err_w, "namespaces", &format!("{f}: {e}"));
+        }
+    }
+    // SAFETY: fork from a single-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail_child(err_w, "namespaces", &format!("fork: {}", sys::errno_str()));
+    }
+    if pid == 0 {
+        c.supervisor = 0;
+        init(c);
+    }
+    // stage1 only relays init's exit status.
+    // SAFETY: closing our copies so that EOF reaches the supervisor.
+    unsafe {
+        libc::close(c.err_w);
+        libc::close(c.fd_w);
+        if let Some(s) = c.pty_slave {
+            libc::close(s);
+        }
+    }
+    let code = reap(pid);
+    // SAFETY: exiting a forked child.
+    unsafe { libc::_exit(code) }
+}
+
+static AGENT_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = AGENT_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn init(mut c: ChildCtx) -> ! {
+    let err_w = c.err_w;
+    // SAFETY: prctl is a plain syscall.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    if let Err(e) = crate::mounts::build_view(&c.plan) {
+        fail_child(err_w, "mounts", &e);
+    }
+    if let Err(e) = sys::loopback_up() {
+        fail_child(err_w, "network", &e);
+    }
+    let tasks = std::mem::take(&mut c.init_tasks);
+    // SAFETY: fork from a single-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail_child(err_w, "init", &format!("fork: {}", sys::errno_str()));
+    }
+    if pid == 0 {
+        agent(c);
+    }
+    AGENT_PID.store(pid, Ordering::Relaxed);
+    // SAFETY: installing a simple async-signal-safe handler; closing our copies of fds.
+    unsafe {
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+            libc::signal(s, forward_signal as *const () as libc::sighandler_t);
+        }
+        libc::close(c.err_w);
+        libc::close(c.fd_w);
+        if let Some(s) = c.pty_slave {
+            libc::close(s);
+        }
+    }
+    for t in tasks {
+        std::thread::spawn(t);
+    }
+    let mut guard = crate::mounts::GitGuard::new(&c.plan);
+    loop {
+        let mut st = 0;
+        // SAFETY: reaping children of the namespace's init.
+        let r = unsafe { libc::waitpid(-1, &mut st, if guard.is_some() { libc::WNOHANG } else { 0 }) };
+        if r == pid {
+            // SAFETY: exiting init kills every process left in the namespace.
+            unsafe { libc::_exit(decode_status(st)) };
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            // SAFETY: as above.
+            unsafe { libc::_exit(1) };
+        }
+        if r == 0 {
+            if let Some(g) = guard.as_mut() {
+                if g.poll() {
+                    guard = None;
+                }
+            }
+        }
+    }
+}
+
+fn agent(c: ChildCtx) -> ! {
+    let err_w = c.err_w;
+    let f = |stage: &str, e: String| -> ! { fail_child(err_w, stage, &e) };
+    // SAFETY: session, terminal and fd setup in a single-threaded child.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if libc::setsid() < 0 {
+            f("session", format!("setsid: {}", sys::errno_str()));
+        }
+        if let Some(s) = c.pty_slave {
+            if libc::ioctl(s, libc::TIOCSCTTY, 0) != 0 {
+                f("pty", format!("TIOCSCTTY: {}", sys::errno_str()));
+            }
+            for t in 0..3 {
+                libc::dup2(s, t);
+            }
+            libc::close(s);
+        }
+        // Every inherited fd above stderr is closed at exec (ours included).
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32 /* CLOSE_RANGE_CLOEXEC */);
+    }
+    if let Err(e) = std::env::set_current_dir(&c.plan.workspace) {
+        f("workspace", format!("chdir {}: {e}", c.plan.workspace.display()));
+    }
+    let limits = [
+        (libc::RLIMIT_NOFILE, Some(c.plan.nofile)),
+        (libc::RLIMIT_CORE, if c.plan.core_dumps { None } else { Some(0) }),
+        (libc::RLIMIT_NPROC, c.rlimit_nproc),
+    ];
+    for (res, v) in limits {
+        if let Some(v) = v {
+            if let Err(e) = sys::set_rlimit(res, v) {
+                f("rlimits", e);
+            }
+        }
+    }
+    if let Err(e) = sys::drop_all_caps(c.last_cap) {
+        f("capabilities", e);
+    }
+    // SAFETY: prctl is a plain syscall.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        f("no_new_privs", sys::errno_str());
+    }
+    if let Err(e) = crate::lock::apply(&c.landlock) {
+        f("landlock", e);
+    }
+    if let Err(e) = crate::filter::install() {
+        f("seccomp", e);
+    }
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for h in &c.hooks {
+        match h.before_exec() {
+            Ok(Some(fd)) => fds.push(fd),
+            Ok(None) => {}
+            Err(e) => f("agent hook", e.to_string()),
+        }
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
+    if let Err(e) = sys::send_fds(c.fd_w, &raw) {
+        f("fd passing", e);
+    }
+    drop(fds);
+    // SAFETY: closing the fd channel before exec.
+    unsafe { libc::close(c.fd_w) };
+    let mut argv: Vec<*const libc::c_char> = c.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = c.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv/envp are NULL-terminated arrays of valid C strings.
+    unsafe { libc::execve(c.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    f("exec", format!("{}: {e}", c.exe.to_string_lossy()))
+}

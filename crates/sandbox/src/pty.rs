@@ -1,0 +1,69 @@
+//! The agent's terminal: a fresh pty whose master the supervisor relays to the user's
+//! terminal. The agent is the session leader of its own pty, so `TIOCSTI` (also blocked by
+//! seccomp) could at most inject into the agent's own input, never into the user's shell.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Puts the user's terminal in raw mode; restores it on drop.
+pub struct RawMode {
+    orig: libc::termios,
+}
+
+impl RawMode {
+    pub fn enter() -> Option<RawMode> {
+        // SAFETY: termios calls on fd 0 with a zeroed struct.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return None;
+            }
+            let orig = t;
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(RawMode { orig })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restoring the saved attributes.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.orig) };
+    }
+}
+
+fn copy(from: RawFd, to: RawFd) {
+    let mut buf = [0u8; 16384];
+    loop {
+        // SAFETY: read into a stack buffer.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        crate::sys::write_all(to, &buf[..n as usize]);
+    }
+}
+
+/// Copies the user's input to the pty and the pty's output to the user's terminal. Returns
+/// the output thread; it ends when the agent side is closed.
+pub fn relay(master: &OwnedFd) -> std::thread::JoinHandle<()> {
+    let m = master.as_raw_fd();
+    std::thread::spawn(move || copy(0, m));
+    std::thread::spawn(move || copy(m, 1))
+}
+
+/// Copies the user's window size to the pty (on SIGWINCH).
+pub fn sync_winsize(master: &OwnedFd) {
+    // SAFETY: ioctl with a winsize struct.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The guarantees the sandbox delivers on this machine, as data: `warden run` refuses to
+//! start when a required one is missing (unless `--best-effort`), `warden doctor` prints
+//! them as a table.
+
+use crate::probe::Features;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Guarantee {
+    pub id: &'static str,
+    pub what: &'static str,
+    pub holds: bool,
+    /// Required for the default policy (missing ⇒ refuse without --best-effort).
+    pub required: bool,
+    pub mechanism: String,
+}
+
+pub fn guarantees(f: &Features) -> Vec<Guarantee> {
+    let ns = f.user_namespaces;
+    let ll = f.landlock_abi;
+    let g = |id, what, holds, required, mechanism: String| Guarantee { id, what, holds, required, mechanism };
+    vec![
+        g("files.read", "credentials, other projects and $HOME unreadable", ll >= 1 && ns, true,
+          format!("private tmpfs over $HOME,/tmp,/run (mount namespace: {}) + Landlock (ABI {ll})", yes(ns))),
+        g("files.write", "writes only to workspace, private TMPDIR, agent state", ll >= 1, true, format!("Landlock ABI {ll}")),
+        g("files.protect", "protected paths read-only even when absent", ns, true, format!("read-only bind mounts (mount namespace: {})", yes(ns))),
+        g("files.hide", "denied files inside readable roots hidden (/etc/shadow, ...)", ns, true, "empty bind mounts".into()),
+        g("proc.nnp", "no new privileges; all capabilities dropped", true, true, "prctl(PR_SET_NO_NEW_PRIVS), capset, securebits".into()),
+        g("proc.seccomp", "ptrace, process_vm_*, io_uring, bpf, perf, modules, kexec, mount, new namespaces, keyctl, TIOCSTI/TIOCLINUX, raw/packet/vsock/netlink sockets denied", f.seccomp, true, "seccomp filter (libseccomp)".into()),
+        g("proc.signals", "no signals or abstract-socket connections to processes outside", ll >= 6 || ns, true,
+          format!("Landlock scoping (ABI 6+: {}), pid + network namespaces ({})", yes(ll >= 6), yes(ns))),
+        g("proc.pidns", "outside processes invisible (/proc/<pid>/environ, kill)", ns, true, "pid namespace + fresh /proc".into()),
+        g("proc.session", "no terminal injection into the user's terminal", true, true, "new session, private pty, seccomp TIOCSTI".into()),
+        g("proc.pids", "fork bombs contained", f.cgroup_pids.is_some() || f.uid != 0, true,
+          match &f.cgroup_pids { Some(c) => format!("pids.max in {c}"), None => "RLIMIT_NPROC (per-uid)".into() }),
+        g("net.isolated", "no direct network; egress only via warden's proxy", ns || ll >= 4, true,
+          if ns { "network namespace with loopback only".into() } else { format!("Landlock TCP rules (ABI {ll})") }),
+        g("exec.notify", "seccomp user notification available for the exec guard", f.seccomp_user_notif, false, "SECCOMP_RET_USER_NOTIF".into()),
+    ]
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Required guarantees that do not hold.
+pub fn missing(f: &Features) -> Vec<Guarantee> {
+    guarantees(f).into_iter().filter(|g| g.required && !g.holds).collect()
+}

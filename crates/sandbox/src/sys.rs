@@ -1,0 +1,287 @@
+//! Thin, checked wrappers over the raw syscalls the launcher uses in forked children.
+//! Everything here returns `Result<_, String>` with the failing call and path named.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+pub fn errno_str() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+pub fn cstr(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: path contains NUL", p.display()))
+}
+
+pub fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> Result<(), String> {
+    let t = cstr(target)?;
+    let s = src.map(|s| CString::new(s).unwrap_or_default());
+    let f = fstype.map(|s| CString::new(s).unwrap_or_default());
+    let d = data.map(|s| CString::new(s).unwrap_or_default());
+    // SAFETY: all pointers are valid C strings or NULL.
+    let r = unsafe {
+        libc::mount(
+            s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            t.as_ptr(),
+            f.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            d.as_ref().map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "mount({}, {}, {}): {}",
+            src.unwrap_or("none"),
+            target.display(),
+            fstype.unwrap_or("-"),
+            errno_str()
+        ));
+    }
+    Ok(())
+}
+
+/// Remounts a bind mount read-only, keeping the flags the kernel locks in a user namespace.
+pub fn remount_ro(target: &Path) -> Result<(), String> {
+    let t = cstr(target)?;
+    // SAFETY: statvfs into a zeroed struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
+        return Err(format!("statvfs({}): {}", target.display(), errno_str()));
+    }
+    let keep = st.f_flag
+        & (libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC | libc::ST_NOATIME | libc::ST_NODIRATIME | libc::ST_RELATIME);
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep as libc::c_ulong;
+    mount(None, target, None, flags, None)
+}
+
+pub fn open_path(p: &Path) -> Result<OwnedFd, String> {
+    let c = cstr(p)?;
+    // SAFETY: open(2) with a valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("open({}): {}", p.display(), errno_str()));
+    }
+    // SAFETY: fd is a fresh, owned descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn mkdir_p(p: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+}
+
+pub fn touch(p: &Path) -> Result<(), String> {
+    if let Some(parent) = p.parent() {
+        mkdir_p(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map(|_| ())
+        .map_err(|e| format!("create {}: {e}", p.display()))
+}
+
+pub fn write_all(fd: RawFd, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: writing from a valid buffer.
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe2: {}", errno_str()));
+    }
+    // SAFETY: fresh descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub fn socketpair_seqpacket() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two fds.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(format!("socketpair: {}", errno_str()));
+    }
+    // SAFETY: fresh descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends a one-byte message carrying `fds` (possibly none) over a unix socket.
+pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
+    let byte = [fds.len() as u8];
+    let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut libc::c_void, iov_len: 1 };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE((fds.len() * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    let mut cbuf = vec![0u8; space.max(1)];
+    // SAFETY: msghdr fully initialised below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = space;
+        // SAFETY: the control buffer has room for one header with fds.len() fds.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN((fds.len() * std::mem::size_of::<RawFd>()) as u32) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut RawFd, fds.len());
+        }
+    }
+    // SAFETY: valid msghdr.
+    if unsafe { libc::sendmsg(sock, &msg, 0) } < 0 {
+        return Err(format!("sendmsg: {}", errno_str()));
+    }
+    Ok(())
+}
+
+/// Receives the message sent by [`send_fds`], with the sender's pid (SO_PASSCRED, translated
+/// to our pid namespace). Returns None on EOF.
+pub fn recv_fds(sock: &OwnedFd) -> Result<Option<(Vec<OwnedFd>, i32)>, String> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr() as *mut libc::c_void, iov_len: 1 };
+    let mut cbuf = vec![0u8; 512];
+    // SAFETY: msghdr initialised below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = cbuf.len();
+    let n = loop {
+        // SAFETY: valid msghdr and buffers.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break n;
+    };
+    if n < 0 {
+        return Err(format!("recvmsg: {}", errno_str()));
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut fds = Vec::new();
+    let mut pid = 0;
+    // SAFETY: walking the control messages the kernel wrote.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(*data.add(i)));
+                }
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                let cred = libc::CMSG_DATA(c) as *const libc::ucred;
+                pid = (*cred).pid;
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some((fds, pid)))
+}
+
+pub fn set_passcred(sock: &OwnedFd) -> Result<(), String> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with an int.
+    let r = unsafe {
+        libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, &one as *const _ as *const libc::c_void, 4)
+    };
+    if r != 0 {
+        return Err(format!("SO_PASSCRED: {}", errno_str()));
+    }
+    Ok(())
+}
+
+/// Brings up the loopback interface in the current network namespace.
+pub fn loopback_up() -> Result<(), String> {
+    // SAFETY: ioctl on a datagram socket with an ifreq.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(format!("socket: {}", errno_str()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+            let e = errno_str();
+            libc::close(s);
+            return Err(format!("SIOCGIFFLAGS lo: {e}"));
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        let e = errno_str();
+        libc::close(s);
+        if r != 0 {
+            return Err(format!("SIOCSIFFLAGS lo: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Drops every capability: bounding set, ambient set, effective/permitted/inheritable, and
+/// locks the securebits so that uid 0 regains nothing on exec.
+pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
+    // SAFETY: prctl/capset with plain integers and a zeroed capability struct.
+    unsafe {
+        for cap in 0..=last_cap {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                return Err(format!("PR_CAPBSET_DROP {cap}: {}", errno_str()));
+            }
+        }
+        // NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE, each locked.
+        let bits: libc::c_ulong = 0b1110_1111;
+        if libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) != 0 {
+            return Err(format!("PR_SET_SECUREBITS: {}", errno_str()));
+        }
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
+        #[repr(C)]
+        struct Hdr {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let hdr = Hdr { version: 0x2008_0522, pid: 0 };
+        let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
+            return Err(format!("capset: {}", errno_str()));
+        }
+    }
+    Ok(())
+}
+
+/// Sets a limit, never above the current hard limit (raising it needs privilege).
+pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), String> {
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit into a valid struct.
+    unsafe { libc::getrlimit(res, &mut cur) };
+    let v = v.min(cur.rlim_max);
+    let l = libc::rlimit { rlim_cur: v, rlim_max: v };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(res, &l) } != 0 {
+        return Err(format!("setrlimit({res}): {}", errno_str()));
+    }
+    Ok(())
+}
