@@ -48,6 +48,8 @@ pub struct Launch {
     pub pty: bool,
     /// `cgroup.procs` of the session cgroup; the first child joins it before forking on.
     pub cgroup_procs: Option<PathBuf>,
+    /// Per-pid-namespace `pid_max` (Linux 6.14+): caps the tasks of the sandbox at no cost.
+    pub pid_max: Option<u32>,
 }
 
 pub struct Session {
@@ -132,6 +134,7 @@ struct ChildCtx {
     namespaces: bool,
     rlimit_nproc: Option<u64>,
     cgroup_procs: Option<PathBuf>,
+    pid_max: Option<u32>,
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -221,6 +224,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         namespaces: l.namespaces,
         rlimit_nproc: l.rlimit_nproc,
         cgroup_procs: l.cgroup_procs,
+        pid_max: l.pid_max,
         exe,
         argv,
         envp,
@@ -391,6 +395,11 @@ fn init(mut c: ChildCtx) -> ! {
     if let Err(e) = crate::mounts::build_view(&c.plan) {
         fail_child(err_w, "mounts", &e);
     }
+    if let Some(n) = c.pid_max {
+        if let Err(e) = std::fs::write("/proc/sys/kernel/pid_max", n.max(crate::MIN_PID_MAX).to_string()) {
+            fail_child(err_w, "pids limit", &format!("/proc/sys/kernel/pid_max (per pid namespace, Linux 6.14+): {e}"));
+        }
+    }
     if let Err(e) = sys::loopback_up() {
         fail_child(err_w, "network", &e);
     }
@@ -418,11 +427,13 @@ fn init(mut c: ChildCtx) -> ! {
     for t in tasks {
         std::thread::spawn(t);
     }
-    let mut guard = crate::mounts::GitGuard::new(&c.plan);
+    if let Some(mut g) = crate::mounts::GitGuard::new(&c.plan) {
+        std::thread::spawn(move || while !g.poll() {});
+    }
     loop {
         let mut st = 0;
         // SAFETY: reaping children of the namespace's init.
-        let r = unsafe { libc::waitpid(-1, &mut st, if guard.is_some() { libc::WNOHANG } else { 0 }) };
+        let r = unsafe { libc::waitpid(-1, &mut st, 0) };
         if r == pid {
             // SAFETY: exiting init kills every process left in the namespace.
             unsafe { libc::_exit(decode_status(st)) };
@@ -430,13 +441,6 @@ fn init(mut c: ChildCtx) -> ! {
         if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
             // SAFETY: as above.
             unsafe { libc::_exit(1) };
-        }
-        if r == 0 {
-            if let Some(g) = guard.as_mut() {
-                if g.poll() {
-                    guard = None;
-                }
-            }
         }
     }
 }

@@ -21,4 +21,14 @@ mod sys;
 
 pub use launch::{launch, AgentHook, InitTask, Launch, Session};
 pub use plan::{Plan, PlanInput};
-pub use probe::{probe, Features};
+pub use probe::{probe, probe_fast, Features};
+
+/// The smallest `pid_max` the kernel accepts (RESERVED_PIDS + 1).
+pub const MIN_PID_MAX: u32 = 301;
+
+/// Whether this kernel namespaces `pid_max` per pid namespace (Linux 6.14+).
+pub fn pidns_pid_max_supported() -> bool {
+    let k = probe::kernel_release();
+    let mut it = k.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
+    matches!((it.next(), it.next()), (Some(a), Some(b)) if (a, b) >= (6, 14))
+}

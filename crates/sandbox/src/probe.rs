@@ -87,8 +87,20 @@ fn status_field(name: &str) -> Option<String> {
     s.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
 }
 
+/// Full probe (forks a child to try the namespaces; initialises fanotify). For `doctor`
+/// and `--best-effort`.
 pub fn probe() -> Features {
-    let userns = probe_userns();
+    probe_with(true)
+}
+
+/// Cheap probe for the `warden run` fast path: namespaces are assumed and verified by the
+/// launch itself (which refuses with the exact error if they fail); fanotify is not probed.
+pub fn probe_fast() -> Features {
+    probe_with(false)
+}
+
+fn probe_with(full: bool) -> Features {
+    let userns = if full { probe_userns() } else { Ok(()) };
     let nested = status_field("Seccomp").is_some_and(|v| v != "0") || status_field("NoNewPrivs").is_some_and(|v| v == "1");
     Features {
         kernel: kernel_release(),
@@ -98,7 +110,7 @@ pub fn probe() -> Features {
         user_namespaces: userns.is_ok(),
         userns_error: userns.err(),
         cgroup_pids: crate::cgroup::pids_root().map(|(k, p)| format!("{k}:{}", p.display())),
-        fanotify: probe_fanotify(),
+        fanotify: full && probe_fanotify(),
         nested,
         // SAFETY: trivial.
         uid: unsafe { libc::getuid() },

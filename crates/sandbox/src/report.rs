@@ -31,8 +31,9 @@ pub fn guarantees(f: &Features) -> Vec<Guarantee> {
           format!("Landlock scoping (ABI 6+: {}), pid + network namespaces ({})", yes(ll >= 6), yes(ns))),
         g("proc.pidns", "outside processes invisible (/proc/<pid>/environ, kill)", ns, true, "pid namespace + fresh /proc".into()),
         g("proc.session", "no terminal injection into the user's terminal", true, true, "new session, private pty, seccomp TIOCSTI".into()),
-        g("proc.pids", "fork bombs contained", f.cgroup_pids.is_some() || f.uid != 0, true,
-          match &f.cgroup_pids { Some(c) => format!("pids.max in {c}"), None => "RLIMIT_NPROC (per-uid)".into() }),
+        g("proc.pids", "fork bombs contained", (ns && crate::pidns_pid_max_supported()) || f.cgroup_pids.is_some() || f.uid != 0, true,
+          if ns && crate::pidns_pid_max_supported() { "pid_max of the sandbox's pid namespace (Linux 6.14+)".into() }
+          else { match &f.cgroup_pids { Some(c) => format!("pids.max in {c}"), None => "RLIMIT_NPROC (per-uid)".into() } }),
         g("net.isolated", "no direct network; egress only via warden's proxy", ns || ll >= 4, true,
           if ns { "network namespace with loopback only".into() } else { format!("Landlock TCP rules (ABI {ll})") }),
         g("exec.notify", "seccomp user notification available for the exec guard", f.seccomp_user_notif, false, "SECCOMP_RET_USER_NOTIF".into()),

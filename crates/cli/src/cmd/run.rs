@@ -32,7 +32,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ));
     }
     let loaded = load_policy(&a.policy, Some(&ws))?;
-    let features = warden_sandbox::probe();
+    let features = if a.best_effort { warden_sandbox::probe() } else { warden_sandbox::probe_fast() };
     let missing = report::missing(&features);
     let nested_ok = features.nested && !features.user_namespaces;
     if !missing.is_empty() {
@@ -78,7 +78,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         Decision::new(Layer::Sandbox, &who, format!("env {k}"), "env.scrub", Verdict::Deny, format!("matches `{glob}`; pass it with env.pass in ~/.config/warden/policy.toml"))
             .emit();
     }
-    let cgroup = if features.cgroup_pids.is_some() {
+    // Pids limit: the pid namespace's own pid_max where the kernel has it (free), else a
+    // cgroup (moving a process into a cgroup v1 costs ~10 ms), else RLIMIT_NPROC.
+    let pid_max = (features.user_namespaces && warden_sandbox::pidns_pid_max_supported()).then_some(plan.pids_max);
+    let cgroup = if pid_max.is_none() && features.cgroup_pids.is_some() {
         match SessionCgroup::create(&session_id, plan.pids_max) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -99,7 +102,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let l = Launch {
-        rlimit_nproc: if cgroup.is_none() { Some(plan.pids_max as u64) } else { None },
+        rlimit_nproc: if cgroup.is_none() && pid_max.is_none() { Some(plan.pids_max as u64) } else { None },
+        pid_max,
         cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
         plan,
         landlock,
@@ -125,7 +129,14 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
 }
 
 fn supervise(l: Launch, tty: bool) -> anyhow::Result<i32> {
-    let session = launch(l).map_err(|e| fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}")))?;
+    let session = launch(l).map_err(|e| {
+        let hint = if e.starts_with("namespaces") {
+            "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
+        } else {
+            ""
+        };
+        fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}{hint}"))
+    })?;
     // Signals: forwarded to the agent by a dedicated thread.
     // SAFETY: building and applying a signal mask.
     let set = unsafe {
