@@ -41,8 +41,9 @@ fn cmp(arg: u32, op: ScmpCompareOp, v: u64) -> ScmpArgCompare {
     ScmpArgCompare::new(arg, op, v)
 }
 
-/// Builds the filter. Does not load it.
-pub fn build() -> Result<ScmpFilterContext, String> {
+/// Builds the filter. Does not load it. `deny_udp`: also deny UDP sockets (used when the
+/// sandbox has no network namespace, so that only Landlock-allowed TCP remains).
+pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
     let e = |what: &str, err: libseccomp::error::SeccompError| format!("seccomp: {what}: {err}");
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(|x| e("new filter", x))?;
     f.set_act_badarch(ScmpAction::KillProcess).map_err(|x| e("bad-arch action", x))?;
@@ -99,6 +100,19 @@ pub fn build() -> Result<ScmpFilterContext, String> {
         )
         .map_err(|x| e("socket", x))?;
     }
+    if deny_udp {
+        for fam in [libc::AF_INET, libc::AF_INET6] {
+            f.add_rule_conditional(
+                ScmpAction::Errno(EPERM),
+                socket,
+                &[
+                    cmp(0, ScmpCompareOp::Equal, fam as u64),
+                    cmp(1, ScmpCompareOp::MaskedEqual(0xf), libc::SOCK_DGRAM as u64),
+                ],
+            )
+            .map_err(|x| e("socket", x))?;
+        }
+    }
     f.add_rule_conditional(
         ScmpAction::Errno(libc::EAFNOSUPPORT),
         socket,
@@ -113,7 +127,7 @@ pub fn build() -> Result<ScmpFilterContext, String> {
 
 /// Builds and loads the filter into the calling thread (and, via TSYNC-free single-threaded
 /// use, the process). Requires no_new_privs.
-pub fn install() -> Result<(), String> {
-    let f = build()?;
+pub fn install(deny_udp: bool) -> Result<(), String> {
+    let f = build(deny_udp)?;
     f.load().map_err(|x| format!("seccomp: load: {x}"))
 }

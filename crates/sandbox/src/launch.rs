@@ -62,7 +62,7 @@ pub struct Session {
     pub pty_master: Option<OwnedFd>,
 }
 
-fn resolve_command(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Result<PathBuf, String> {
+pub fn resolve_command(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Result<PathBuf, String> {
     if cmd.contains('/') {
         return Ok(PathBuf::from(cmd));
     }
@@ -491,7 +491,7 @@ fn agent(c: ChildCtx) -> ! {
     if let Err(e) = crate::lock::apply(&c.landlock) {
         f("landlock", e);
     }
-    if let Err(e) = crate::filter::install() {
+    if let Err(e) = crate::filter::install(!c.plan.net_isolated) {
         f("seccomp", e);
     }
     let mut fds: Vec<OwnedFd> = Vec::new();

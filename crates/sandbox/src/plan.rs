@@ -88,6 +88,8 @@ pub struct PlanInput<'a> {
     pub session_id: String,
     pub features: &'a Features,
     pub extra_env: Vec<(String, String)>,
+    /// Extra read-only paths (the agent's detected install directory).
+    pub extra_read: Vec<PathBuf>,
 }
 
 pub fn build(inp: PlanInput<'_>) -> Plan {
@@ -105,7 +107,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             let _ = std::fs::create_dir_all(path);
         }
     }
-    let install = exp(&p.agent.install);
+    let mut install = exp(&p.agent.install);
+    install.extend(inp.extra_read.iter().cloned());
     let deny = exp(&p.files.deny);
     // Masked trees: home plus the fixed list; outermost first.
     let mut masks: Vec<PathBuf> = MASKED_TREES.iter().map(PathBuf::from).collect();

@@ -53,6 +53,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         eprintln!("{} {}", misc::warn_stderr("warden: warning:"), msg.trim_end());
     }
     let session_id = new_session_id();
+    let env: Vec<_> = std::env::vars_os().collect();
+    let extra_read = agent_install_dir(&a.command[0], &env, &home).into_iter().collect();
     let plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
         workspace: ws.clone(),
@@ -61,6 +63,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         session_id: session_id.clone(),
         features: &features,
         extra_env: Vec::new(),
+        extra_read,
     });
     if a.dry_run {
         print!("{}", plan.describe());
@@ -126,6 +129,20 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     Decision::new(Layer::Sandbox, &who, a.command.join(" "), "session", Verdict::Observe, format!("session end, exit {code}"))
         .emit();
     Ok(code)
+}
+
+/// The agent's install directory when it lives under `$HOME` (which the sandbox replaces
+/// with a private tmpfs): the directory holding the resolved executable, so e.g.
+/// `~/.local/bin/claude -> ~/.local/share/claude/versions/X/claude` keeps working.
+fn agent_install_dir(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)], home: &Path) -> Option<PathBuf> {
+    let p = launch::resolve_command(cmd, env).ok()?;
+    let real = std::fs::canonicalize(&p).ok()?;
+    if !real.starts_with(home) {
+        return None;
+    }
+    let dir = real.parent()?.to_path_buf();
+    // Never expose the whole home directory this way.
+    (dir != home).then_some(dir)
 }
 
 fn supervise(l: Launch, tty: bool) -> anyhow::Result<i32> {
