@@ -466,3 +466,25 @@ fn nested_warden_can_only_narrow() {
     assert!(!s.contains("TOPSECRET") && !s.contains("OK-etc"), "{}", out(&o));
     assert!(!Path::new("/etc/nested-evil").exists());
 }
+
+#[test]
+fn killing_the_supervisor_ends_the_sandbox_and_placeholders_are_swept() {
+    let t = T::new("supkill");
+    let marker = t.ws.join("still-running");
+    let mut c = t.cmd(&[]);
+    c.args(["--", "/bin/bash", "-c", "for i in $(seq 100); do sleep 0.1; touch still-running; done"]);
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(t.ws.join(".mcp.json").exists(), "placeholder present during the session");
+    assert!(marker.exists(), "the agent ran");
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::remove_file(&marker).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!marker.exists(), "the agent kept running after the supervisor died");
+    // The next run removes the dead session's placeholders.
+    ok(&t.sh("true"));
+    assert!(!t.ws.join(".mcp.json").exists() && !t.ws.join(".claude").exists(), "stale placeholders were not swept");
+}

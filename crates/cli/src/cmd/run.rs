@@ -52,6 +52,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         }
         eprintln!("{} {}", misc::warn_stderr("warden: warning:"), msg.trim_end());
     }
+    sweep_stale_placeholders(&state_dir(&home));
     let session_id = new_session_id();
     let env: Vec<_> = std::env::vars_os().collect();
     let extra_read = agent_install_dir(&a.command[0], &env, &home).into_iter().collect();
@@ -102,7 +103,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         connect_tcp: if features.user_namespaces { None } else { Some(Vec::new()) },
         hard: !a.best_effort && features.landlock_abi >= 6,
     };
+    let manifest = state_dir(&home).join("placeholders").join(format!("{session_id}.list"));
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
+    write_manifest(&manifest, &placeholders);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let l = Launch {
         rlimit_nproc: if cgroup.is_none() && pid_max.is_none() { Some(plan.pids_max as u64) } else { None },
@@ -117,6 +120,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     };
     let result = supervise(l, tty);
     launch::remove_placeholders(&placeholders);
+    let _ = std::fs::remove_file(&manifest);
     if let Some(cg) = &cgroup {
         let hits = cg.max_events();
         if hits > 0 {
@@ -129,6 +133,43 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     Decision::new(Layer::Sandbox, &who, a.command.join(" "), "session", Verdict::Observe, format!("session end, exit {code}"))
         .emit();
     Ok(code)
+}
+
+/// Records the placeholders of a session (and the supervisor's pid) so that a later run can
+/// remove them if this supervisor is killed before it cleans up.
+fn write_manifest(path: &Path, made: &[PathBuf]) {
+    if made.is_empty() {
+        return;
+    }
+    let mut text = format!("{}\n", std::process::id());
+    for p in made {
+        text.push_str(&p.to_string_lossy());
+        text.push('\n');
+    }
+    if let Some(d) = path.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::write(path, text);
+}
+
+/// Removes (still empty) placeholders left by sessions whose supervisor is gone.
+fn sweep_stale_placeholders(state: &Path) {
+    let Ok(rd) = std::fs::read_dir(state.join("placeholders")) else { return };
+    for e in rd.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        let mut lines = text.lines();
+        let alive = lines
+            .next()
+            .and_then(|l| l.parse::<i32>().ok())
+            // SAFETY: signal 0 only checks for existence.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if alive {
+            continue;
+        }
+        let made: Vec<PathBuf> = lines.map(PathBuf::from).collect();
+        launch::remove_placeholders(&made);
+        let _ = std::fs::remove_file(e.path());
+    }
 }
 
 /// The agent's install directory when it lives under `$HOME` (which the sandbox replaces
