@@ -54,6 +54,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     }
     sweep_stale_placeholders(&state_dir(&home));
     let session_id = new_session_id();
+    // Single-threaded here: every Decision of this process carries the session id.
+    std::env::set_var("WARDEN_SESSION_ID", &session_id);
     let env: Vec<_> = std::env::vars_os().collect();
     let extra_read = agent_install_dir(&a.command[0], &env, &home).into_iter().collect();
     let plan = plan::build(plan::PlanInput {
