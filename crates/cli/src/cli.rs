@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// Exec-guard backend: auto picks the strongest available.
     #[arg(long, value_enum, default_value_t = ExecBackendArg::Auto)]
     pub exec_guard: ExecBackendArg,
+    /// In allowlist mode, run without a trust index (only explicit exec.allow rules).
+    #[arg(long)]
+    pub no_index: bool,
     /// Print the sandbox plan and exit without running anything.
     #[arg(long)]
     pub dry_run: bool,

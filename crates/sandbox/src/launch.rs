@@ -59,6 +59,8 @@ pub struct Session {
     /// Fds returned by the agent hooks, in hook order.
     pub agent_fds: Vec<OwnedFd>,
     err_read: OwnedFd,
+    fd_sock: OwnedFd,
+    released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
 }
 
@@ -260,7 +262,15 @@ pub fn launch(l: Launch) -> Result<Session, String> {
             return Err(if msg.is_empty() { "sandbox setup failed before the agent started".into() } else { msg });
         }
     };
-    Ok(Session { stage1_pid: pid, agent_pid, agent_fds, err_read: err_r, pty_master })
+    Ok(Session {
+        stage1_pid: pid,
+        agent_pid,
+        agent_fds,
+        err_read: err_r,
+        fd_sock: fd_r,
+        released: std::sync::atomic::AtomicBool::new(false),
+        pty_master,
+    })
 }
 
 fn read_all(fd: &OwnedFd) -> String {
@@ -304,9 +314,18 @@ fn decode_status(st: i32) -> i32 {
 }
 
 impl Session {
+    /// Lets the agent exec. Until then it waits (after handing over its fds), so the
+    /// supervisor can attach everything that must see the agent's first exec.
+    pub fn release(&self) {
+        if !self.released.swap(true, Ordering::SeqCst) {
+            sys::write_all(self.fd_sock.as_raw_fd(), b"g");
+        }
+    }
+
     /// Waits until the agent's execve happened (Ok) or setup failed (Err with the reason).
     /// Call after starting whatever serves `agent_fds` (the exec guard answers the execve).
     pub fn wait_started(&self) -> Result<(), String> {
+        self.release();
         let msg = read_all(&self.err_read);
         if msg.is_empty() {
             Ok(())
@@ -507,6 +526,13 @@ fn agent(c: ChildCtx) -> ! {
         f("fd passing", e);
     }
     drop(fds);
+    // Wait for the supervisor's go (it attaches the exec guard first). EOF: it is gone.
+    let mut go = [0u8; 1];
+    // SAFETY: reading one byte from our end of the channel.
+    let n = unsafe { libc::read(c.fd_w, go.as_mut_ptr() as *mut libc::c_void, 1) };
+    if n != 1 {
+        f("supervisor", "the supervisor went away before the agent started".into());
+    }
     // SAFETY: closing the fd channel before exec.
     unsafe { libc::close(c.fd_w) };
     let mut argv: Vec<*const libc::c_char> = c.argv.iter().map(|a| a.as_ptr()).collect();

@@ -2,7 +2,9 @@
 //! it. Invariant: the supervisor stays single-threaded until the sandbox is forked.
 
 use super::{fail, home_dir, load_policy, misc, workspace};
-use crate::cli::RunArgs;
+use crate::cli::{ExecBackendArg, RunArgs};
+use std::sync::Arc;
+use warden_execguard::{rules::ExecRules, unotify::Guard};
 use crate::exit;
 use std::path::{Path, PathBuf};
 use warden_event::{Decision, Layer, SessionLog, Verdict};
@@ -32,6 +34,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ));
     }
     let loaded = load_policy(&a.policy, Some(&ws))?;
+    let guard = exec_guard(&a, &loaded.policy, &home, verbose)?;
     let features = if a.best_effort { warden_sandbox::probe() } else { warden_sandbox::probe_fast() };
     let missing = report::missing(&features);
     let nested_ok = features.nested && !features.user_namespaces;
@@ -115,12 +118,12 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
         plan,
         landlock,
-        hooks: Vec::new(),
+        hooks: if guard.is_some() { vec![Arc::new(ExecHook) as Arc<dyn warden_sandbox::AgentHook>] } else { Vec::new() },
         init_tasks: Vec::new(),
         namespaces: features.user_namespaces,
         pty: tty,
     };
-    let result = supervise(l, tty);
+    let result = supervise(l, tty, guard);
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
     if let Some(cg) = &cgroup {
@@ -188,8 +191,58 @@ fn agent_install_dir(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]
     (dir != home).then_some(dir)
 }
 
-fn supervise(l: Launch, tty: bool) -> anyhow::Result<i32> {
-    let session = launch(l).map_err(|e| {
+/// Installs the exec guard's seccomp filter in the agent, right before it execs.
+struct ExecHook;
+impl warden_sandbox::AgentHook for ExecHook {
+    fn before_exec(&self) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
+        warden_execguard::unotify::install_filter().map(Some)
+    }
+}
+
+/// Resolves the exec policy and picks the exec-guard backend. Errors here mean no run.
+fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose: u8) -> anyhow::Result<Option<Guard>> {
+    use warden_policy::exec::ExecMode;
+    match a.exec_guard {
+        ExecBackendArg::Off => {
+            eprintln!("{} the exec guard is off (--exec-guard off): executables are not checked by content", misc::warn_stderr("warden: warning:"));
+            return Ok(None);
+        }
+        ExecBackendArg::Bpf => {
+            return Err(fail(
+                exit::UNSUPPORTED,
+                "the BPF LSM exec-guard backend is not available here (it needs `warden daemon` on a kernel that loads BPF LSM programs; see `warden doctor`); use --exec-guard seccomp",
+            ))
+        }
+        ExecBackendArg::Auto | ExecBackendArg::Seccomp => {}
+    }
+    let mut rules = ExecRules::from_policy(policy, home).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
+    for n in &rules.notes {
+        if n.starts_with("warning") {
+            eprintln!("{} {}", misc::warn_stderr("warden:"), n);
+        } else if verbose > 0 {
+            eprintln!("warden: {n}");
+        }
+    }
+    if rules.mode == ExecMode::Allowlist {
+        let has_index = policy.exec.allow.iter().any(|r| r.starts_with("index:"));
+        let default = warden_execguard::index::default_path(home);
+        if default.exists() {
+            rules.add_index(&default).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
+        } else if !has_index && !a.no_index {
+            return Err(fail(
+                exit::POLICY,
+                format!(
+                    "allowlist mode needs a trust index, and {} does not exist: run `warden index` first (or pass --no-index to trust only the explicit exec.allow rules)",
+                    default.display()
+                ),
+            ));
+        }
+    }
+    Ok(Some(Guard::new(rules)))
+}
+
+fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> {
+    let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
             "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
         } else {
@@ -234,14 +287,55 @@ fn supervise(l: Launch, tty: bool) -> anyhow::Result<i32> {
             unsafe { libc::kill(agent, sig) };
         }
     });
+    // The exec guard: a notification server and the exec-event tracer, attached before the
+    // agent's first exec. If either cannot start, the agent is never released.
+    let tracer = match guard {
+        Some(g) => {
+            let g = Arc::new(g);
+            let listener = session.agent_fds.remove(0);
+            let server = g.clone();
+            std::thread::spawn(move || server.serve(listener));
+            let refresher = g.clone();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                let fresh = refresher.rules.read().map(|r| r.clone()).ok().and_then(|mut r| r.refresh().ok().map(|_| r));
+                if let (Some(r), Ok(mut w)) = (fresh, refresher.rules.write()) {
+                    *w = r;
+                }
+            });
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (agent_pid, stage1) = (session.agent_pid, session.stage1_pid);
+            let tg = g.clone();
+            let t = std::thread::spawn(move || tg.trace(agent_pid, stage1, tx));
+            match rx.recv().unwrap_or_else(|_| Err("the tracer thread died".into())) {
+                Ok(()) => Some(t),
+                Err(e) => {
+                    // SAFETY: ending our own sandbox.
+                    unsafe { libc::kill(stage1, libc::SIGKILL) };
+                    return Err(fail(exit::UNSUPPORTED, format!("exec guard could not attach: {e}")));
+                }
+            }
+        }
+        None => None,
+    };
     let raw = if tty { warden_sandbox::pty::RawMode::enter() } else { None };
     let out = session.pty_master.as_ref().map(warden_sandbox::pty::relay);
     if let Err(e) = session.wait_started() {
         drop(raw);
-        session.wait();
+        match tracer {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => {
+                session.wait();
+            }
+        }
         return Err(fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}")));
     }
-    let code = session.wait();
+    let code = match tracer {
+        Some(t) => t.join().unwrap_or(1),
+        None => session.wait(),
+    };
     if let Some(t) = out {
         let _ = t.join();
     }

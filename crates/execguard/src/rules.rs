@@ -1,0 +1,239 @@
+//! The exec policy as a set of hashes: `[exec]` rules (`sha256:<hex>`, program names, file
+//! paths, `index:<db>`) resolved to SHA-256 identities, and the decision on one identity.
+//!
+//! Program names expand to the hashes of every file with that name in PATH, the system
+//! directories and the toolchain directories (and of what their symlinks point to), so a
+//! copy, rename, hard link or `/proc/self/root` path of `curl` carries the same identity as
+//! `/usr/bin/curl`. [`ExecRules::refresh`] re-resolves names while sessions run (a Node
+//! version switch or a new install adds copies). Deny always wins; in allowlist mode an
+//! identity must be allowed by a rule or the trust index.
+
+use crate::identity::{hex, parse_hex, sha256_file, Hash};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use warden_policy::exec::{ExecAction, ExecMode};
+use warden_policy::Policy;
+
+/// Directories searched for program names, besides PATH.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/libexec",
+    "/usr/lib/node_modules/npm/bin", "/usr/local/lib/node_modules/npm/bin", "/snap/bin",
+];
+
+/// Toolchain directories under `$HOME` (and version managers' trees, one level deep).
+pub const TOOLCHAIN_DIRS: &[&str] = &[
+    "~/.cargo/bin", "~/.local/bin", "~/.npm-global/bin", "~/.volta/bin", "~/.bun/bin", "~/.deno/bin",
+    "~/.pyenv/shims", "~/go/bin", "~/.nvm/versions/node/*/bin", "~/.pyenv/versions/*/bin",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// `exec.deny:curl`, `exec.allow:sha256:…`, `index:<db>`, `exec.mode:allowlist`, `default`.
+    pub rule: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Name(String),
+    Path(PathBuf),
+    Hash(Hash),
+    Index(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecRules {
+    pub mode: ExecMode,
+    pub action: ExecAction,
+    pub allow_memfd: bool,
+    deny: HashMap<Hash, String>,
+    allow: HashMap<Hash, String>,
+    sources: Vec<(Source, bool)>,
+    home: PathBuf,
+    /// Human-readable notes from resolution (unknown names, what each name resolved to).
+    pub notes: Vec<String>,
+}
+
+fn classify(rule: &str) -> Source {
+    if let Some(p) = rule.strip_prefix("index:") {
+        Source::Index(PathBuf::from(p))
+    } else if let Some(h) = parse_hex(rule).filter(|_| rule.starts_with("sha256:")) {
+        Source::Hash(h)
+    } else if rule.contains('/') {
+        Source::Path(PathBuf::from(rule))
+    } else {
+        Source::Name(rule.to_string())
+    }
+}
+
+fn expand_home(p: &str, home: &Path) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => PathBuf::from(p),
+    }
+}
+
+/// Every directory searched for a program name.
+pub fn search_dirs(home: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+    for t in TOOLCHAIN_DIRS {
+        let p = expand_home(t, home);
+        let s = p.to_string_lossy();
+        if let Some((pre, post)) = s.split_once("/*/") {
+            if let Ok(rd) = std::fs::read_dir(pre) {
+                for e in rd.flatten() {
+                    dirs.push(e.path().join(post));
+                }
+            }
+        } else {
+            dirs.push(p);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| d.is_absolute() && seen.insert(d.clone()));
+    dirs
+}
+
+/// Files named `name` in the search directories, with their symlink targets.
+pub fn resolve_name(name: &str, home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in search_dirs(home) {
+        let c = d.join(name);
+        if c.is_file() {
+            if let Ok(real) = std::fs::canonicalize(&c) {
+                if !out.contains(&real) {
+                    out.push(real);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl ExecRules {
+    /// Resolves the policy. Errors (an unreadable index, an unreadable named file) are fatal:
+    /// `warden run` does not start without its exec guard.
+    pub fn from_policy(p: &Policy, home: &Path) -> Result<ExecRules, String> {
+        let mut r = ExecRules {
+            mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
+            action: p.exec.action.unwrap_or(ExecAction::Enforce),
+            allow_memfd: p.exec.allow_memfd.unwrap_or(false),
+            deny: HashMap::new(),
+            allow: HashMap::new(),
+            sources: p.exec.deny.iter().map(|d| (classify(d), true)).chain(p.exec.allow.iter().map(|a| (classify(a), false))).collect(),
+            home: home.to_path_buf(),
+            notes: Vec::new(),
+        };
+        r.resolve()?;
+        Ok(r)
+    }
+
+    fn resolve(&mut self) -> Result<(), String> {
+        let mut deny = HashMap::new();
+        let mut allow = HashMap::new();
+        let mut notes = Vec::new();
+        for (src, is_deny) in &self.sources {
+            let key = if *is_deny { "exec.deny" } else { "exec.allow" };
+            let target = if *is_deny { &mut deny } else { &mut allow };
+            match src {
+                Source::Hash(h) => {
+                    target.insert(*h, format!("{key}:sha256:{}", hex(h)));
+                }
+                Source::Path(p) => {
+                    let h = sha256_file(p).map_err(|e| format!("{key}: {}: {e}", p.display()))?;
+                    target.insert(h, format!("{key}:{}", p.display()));
+                }
+                Source::Name(n) => {
+                    let files = resolve_name(n, &self.home);
+                    if files.is_empty() {
+                        notes.push(format!(
+                            "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
+                            SYSTEM_DIRS.join(", ")
+                        ));
+                    }
+                    for f in files {
+                        match sha256_file(&f) {
+                            Ok(h) => {
+                                notes.push(format!("{key} `{n}` → {} sha256:{}", f.display(), hex(&h)));
+                                target.insert(h, format!("{key}:{n}"));
+                            }
+                            Err(e) => notes.push(format!("warning: {key} `{n}`: cannot hash {}: {e}", f.display())),
+                        }
+                    }
+                }
+                Source::Index(db) => {
+                    let hashes = crate::index::Index::open_existing(db)
+                        .and_then(|i| i.hashes())
+                        .map_err(|e| format!("{key}: index {}: {e}", db.display()))?;
+                    for h in hashes {
+                        target.entry(h).or_insert_with(|| format!("{key}:index:{}", db.display()));
+                    }
+                }
+            }
+        }
+        self.deny = deny;
+        self.allow = allow;
+        self.notes = notes;
+        Ok(())
+    }
+
+    /// Adds every hash of a trust index to the allow set (allowlist mode).
+    pub fn add_index(&mut self, db: &Path) -> Result<usize, String> {
+        let hashes = crate::index::Index::open_existing(db).and_then(|i| i.hashes()).map_err(|e| format!("index {}: {e}", db.display()))?;
+        let n = hashes.len();
+        self.sources.push((Source::Index(db.to_path_buf()), false));
+        for h in hashes {
+            self.allow.entry(h).or_insert_with(|| format!("index:{}", db.display()));
+        }
+        Ok(n)
+    }
+
+    /// Re-resolves names (new copies of a denied program appear while sessions run).
+    pub fn refresh(&mut self) -> Result<(), String> {
+        self.resolve()
+    }
+
+    pub fn deny_count(&self) -> usize {
+        self.deny.len()
+    }
+
+    pub fn decide(&self, h: &Hash) -> Verdict {
+        if let Some(rule) = self.deny.get(h) {
+            return Verdict {
+                allowed: false,
+                rule: rule.clone(),
+                reason: format!("its content (sha256:{}) is denied by `{rule}`", &hex(h)[..16]),
+            };
+        }
+        match self.mode {
+            ExecMode::Denylist => Verdict { allowed: true, rule: "exec.mode:denylist".into(), reason: "not denied".into() },
+            ExecMode::Allowlist => match self.allow.get(h) {
+                Some(rule) => Verdict { allowed: true, rule: rule.clone(), reason: "allowed content".into() },
+                None => Verdict {
+                    allowed: false,
+                    rule: "exec.mode:allowlist".into(),
+                    reason: format!("its content (sha256:{}) is not in any allow rule or trust index", &hex(h)[..16]),
+                },
+            },
+        }
+    }
+
+    pub fn decide_file(&self, path: &Path) -> std::io::Result<(Hash, Verdict)> {
+        let h = sha256_file(path)?;
+        Ok((h, self.decide(&h)))
+    }
+}
+
+/// How a human allows what was denied (appended to messages).
+pub fn how_to_allow(v: &Verdict) -> &'static str {
+    if v.rule.starts_with("exec.deny") {
+        "to allow it, remove the rule with `warden exec rm <rule>` from outside the sandbox"
+    } else {
+        "to allow it, run `warden exec allow <file>` or `warden index` from outside the sandbox"
+    }
+}

@@ -1,0 +1,538 @@
+//! The exec-guard backend for kernels without BPF LSM: seccomp user notification, supervised
+//! by `warden run` (no root needed), plus exec-event verification.
+//!
+//! ## What is trapped
+//! A seccomp filter installed in the agent right before it execs (so it covers the agent and
+//! everything it spawns) sends these to the supervisor:
+//! - `execve`, `execveat`;
+//! - `mmap` with `PROT_EXEC` of a file (not `MAP_ANONYMOUS`): `ld.so FILE`, `LD_PRELOAD`,
+//!   `dlopen`, a custom loader mapping a file's code;
+//! - `mprotect`/`pkey_mprotect` adding `PROT_EXEC`: decided on the mapping's file.
+//!
+//! ## Deciding on the content the kernel will run
+//! - Mappings are decided on the descriptor itself, taken from the agent with `pidfd_getfd`:
+//!   there is no path to race.
+//! - `execve` names a path that the kernel resolves *after* the supervisor answers, so a
+//!   second thread can rewrite the string, or a rename can swap the file, between check and
+//!   exec. The pre-check (path resolved in the agent's root and cwd with `openat2(
+//!   RESOLVE_IN_ROOT)`, content hashed, `EACCES` on deny) gives the agent a readable refusal;
+//!   the guarantee comes from the second check: the supervisor traces the agent's process
+//!   tree (`PTRACE_SEIZE` with `PTRACE_O_TRACEEXEC`, auto-attaching forks/clones) and at every
+//!   `PTRACE_EVENT_EXEC` stop — after the kernel loaded the new image, before its first
+//!   instruction — hashes `/proc/PID/exe`, the very file the kernel mapped, and kills the
+//!   process on a denied identity. The racing test in `tests/exec_guard.rs` swaps a denied
+//!   binary in for an allowed one in a tight loop and asserts the denied code never ran.
+//! - Shebang scripts: the pre-check hashes the script and its interpreter (up to 4 levels);
+//!   the post-exec check sees the interpreter.
+//! - Verdicts are cached by (dev, inode, size, mtime, ctime): a hit costs no hashing; any
+//!   write (even one followed by `touch -d`) changes ctime and forces a re-hash.
+//! - memfd and deleted/anonymous files cannot be identified by a path a human can allow:
+//!   their exec and executable mapping are denied in enforce mode unless `exec.allow_memfd`.
+//!
+//! ## Failing closed
+//! If the supervisor dies, the kernel fails every trapped syscall with `ENOSYS`, the tracer's
+//! `PTRACE_O_EXITKILL` kills every traced process, and the sandbox's init dies with
+//! `warden run` (PDEATHSIG), taking the pid namespace with it. Any error while deciding
+//! (unreadable file, unresolvable path, vanished process) is a denial in enforce mode.
+
+use crate::identity::{fstat, hex, sha256_fd, FileStamp, Hash};
+use crate::rules::{how_to_allow, ExecRules, Verdict};
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use warden_event::{Decision, Layer, Verdict as V};
+use warden_policy::exec::ExecAction;
+
+const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+
+/// Installs the user-notification filter in the calling process and returns the listener.
+/// Runs in the agent process right before exec (no_new_privs already set).
+pub fn install_filter() -> std::io::Result<OwnedFd> {
+    let io = |e: libseccomp::error::SeccompError| std::io::Error::other(format!("exec guard filter: {e}"));
+    let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(io)?;
+    f.set_act_badarch(ScmpAction::KillProcess).map_err(io)?;
+    let sys = |n: &str| ScmpSyscall::from_name(n).map_err(io);
+    f.add_rule(ScmpAction::Notify, sys("execve")?).map_err(io)?;
+    f.add_rule(ScmpAction::Notify, sys("execveat")?).map_err(io)?;
+    f.add_rule_conditional(
+        ScmpAction::Notify,
+        sys("mmap")?,
+        &[
+            ScmpArgCompare::new(2, ScmpCompareOp::MaskedEqual(PROT_EXEC), PROT_EXEC),
+            ScmpArgCompare::new(3, ScmpCompareOp::MaskedEqual(libc::MAP_ANONYMOUS as u64), 0),
+        ],
+    )
+    .map_err(io)?;
+    for n in ["mprotect", "pkey_mprotect"] {
+        f.add_rule_conditional(ScmpAction::Notify, sys(n)?, &[ScmpArgCompare::new(2, ScmpCompareOp::MaskedEqual(PROT_EXEC), PROT_EXEC)])
+            .map_err(io)?;
+    }
+    f.load().map_err(io)?;
+    let fd = f.get_notify_fd().map_err(io)?;
+    // SAFETY: libseccomp hands us ownership of the listener fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct SeccompData {
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    data: SeccompData,
+}
+#[repr(C)]
+struct Resp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+const NOTIF_RECV: libc::c_ulong = 0xC050_2100;
+const NOTIF_SEND: libc::c_ulong = 0xC018_2101;
+const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
+const FLAG_CONTINUE: u32 = 1;
+
+/// The verdict cache shared by the notification handler and the exec-event tracer.
+#[derive(Default)]
+pub struct Cache {
+    map: Mutex<HashMap<FileStamp, Hash>>,
+}
+
+impl Cache {
+    /// Hash of the file behind `fd`, from the cache when its stamp is unchanged.
+    pub fn hash(&self, fd: BorrowedFd<'_>) -> std::io::Result<(Hash, FileStamp, bool)> {
+        let st = fstat(fd)?;
+        let stamp = FileStamp::of(&st);
+        if let Some(h) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(&stamp) {
+            return Ok((*h, stamp, true));
+        }
+        let h = sha256_fd(fd)?;
+        // Re-stat: a file written while we hashed it gets no cache entry.
+        if FileStamp::of(&fstat(fd)?) == stamp {
+            self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(stamp, h);
+        }
+        Ok((h, stamp, false))
+    }
+}
+
+pub struct Guard {
+    pub rules: Arc<RwLock<ExecRules>>,
+    pub cache: Cache,
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
+}
+
+enum Outcome {
+    Allow,
+    Deny(i32),
+}
+
+impl Guard {
+    pub fn new(rules: ExecRules) -> Guard {
+        Guard { rules: Arc::new(RwLock::new(rules)), cache: Cache::default() }
+    }
+
+    fn enforce(&self) -> bool {
+        self.rules.read().map(|r| r.action == ExecAction::Enforce).unwrap_or(true)
+    }
+
+    /// Records a decision; returns whether the action may proceed.
+    fn conclude(&self, pid: u32, what: &str, kind: &str, hash: Option<&Hash>, v: &Verdict, started: Instant, cached: bool) -> bool {
+        let enforce = self.enforce();
+        let verdict = if v.allowed {
+            V::Allow
+        } else if enforce {
+            V::Deny
+        } else {
+            V::AuditDeny
+        };
+        // Cache hits on allowed content are not logged (they would flood the log).
+        if !(v.allowed && cached) {
+            let reason = if v.allowed {
+                v.reason.clone()
+            } else {
+                format!(
+                    "{kind} of {what} denied: {}. This is enforced by warden outside the agent, so copies, renames, loaders and interpreters of the same content are denied too; {}",
+                    v.reason,
+                    how_to_allow(v)
+                )
+            };
+            let mut d = Decision::new(Layer::Exec, format!("pid {pid} ({})", comm(pid)), what, &v.rule, verdict, reason)
+                .with("kind", kind)
+                .with("latency_us", started.elapsed().as_micros() as u64);
+            if let Some(h) = hash {
+                d = d.with("sha256", hex(h));
+            }
+            d.emit();
+        }
+        v.allowed || !enforce
+    }
+
+    fn fail(&self, pid: u32, what: &str, kind: &str, err: String, started: Instant) -> bool {
+        let v = Verdict { allowed: false, rule: "exec.fail_closed".into(), reason: format!("its identity could not be established ({err})") };
+        self.conclude(pid, what, kind, None, &v, started, false)
+    }
+
+    /// Decides on an open file (exec target or mapping).
+    fn decide_fd(&self, pid: u32, what: &str, kind: &str, fd: BorrowedFd<'_>, started: Instant, depth: u32) -> bool {
+        let st = match fstat(fd) {
+            Ok(s) => s,
+            Err(e) => return self.fail(pid, what, kind, e.to_string(), started),
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            // Devices (/dev/zero) and directories: anonymous memory or a kernel error.
+            return true;
+        }
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        if link.starts_with("/memfd:") || st.st_nlink == 0 {
+            let allow = self.rules.read().map(|r| r.allow_memfd).unwrap_or(false);
+            let v = Verdict {
+                allowed: allow,
+                rule: "exec.allow_memfd".into(),
+                reason: if allow { "memfd/anonymous content allowed by policy".into() } else { format!("{link} is a memfd or deleted file, whose content no rule can name (set exec.allow_memfd = true to allow)") },
+            };
+            return self.conclude(pid, what, kind, None, &v, started, false);
+        }
+        let (h, _, cached) = match self.cache.hash(fd) {
+            Ok(x) => x,
+            Err(e) => return self.fail(pid, what, kind, e.to_string(), started),
+        };
+        let v = self.rules.read().map(|r| r.decide(&h)).unwrap_or_else(|_| Verdict { allowed: false, rule: "exec.fail_closed".into(), reason: "rules poisoned".into() });
+        if !self.conclude(pid, what, kind, Some(&h), &v, started, cached) {
+            return false;
+        }
+        if kind == "exec" && depth < 4 {
+            if let Some(interp) = shebang(fd) {
+                return self.decide_interpreter(pid, &interp, started, depth + 1);
+            }
+        }
+        true
+    }
+
+    fn decide_interpreter(&self, pid: u32, interp: &str, started: Instant, depth: u32) -> bool {
+        match open_in_target(pid, interp, None) {
+            Ok(f) => self.decide_fd(pid, interp, "exec", f.as_fd(), started, depth),
+            Err(e) => self.fail(pid, interp, "exec", format!("interpreter: {e}"), started),
+        }
+    }
+
+    fn handle(&self, n: &Notif) -> Outcome {
+        let started = Instant::now();
+        let pid = n.pid;
+        let a = n.data.args;
+        let nr = n.data.nr as i64;
+        let ok = if nr == libc::SYS_execve || nr == libc::SYS_execveat {
+            let (dirfd, path_ptr, flags) = if nr == libc::SYS_execve { (libc::AT_FDCWD, a[0], 0) } else { (a[0] as i32, a[1], a[4] as i32) };
+            let path = match read_cstr(pid, path_ptr) {
+                Ok(p) => p,
+                Err(e) => return if self.fail(pid, "?", "exec", e, started) { Outcome::Allow } else { Outcome::Deny(libc::EACCES) },
+            };
+            let opened = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+                take_fd(pid, dirfd)
+            } else {
+                open_in_target(pid, &path, Some(dirfd))
+            };
+            match opened {
+                Ok(f) => self.decide_fd(pid, &path, "exec", f.as_fd(), started, 0),
+                // A path the kernel will not find either: let the kernel say ENOENT.
+                Err(e) if e.contains("No such file") => true,
+                Err(e) => self.fail(pid, &path, "exec", e, started),
+            }
+        } else if nr == libc::SYS_mmap {
+            match take_fd(pid, a[4] as i32) {
+                Ok(f) => {
+                    let what = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into());
+                    self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0)
+                }
+                // EBADF: mmap would fail anyway.
+                Err(e) if e.contains("Bad file descriptor") => true,
+                Err(e) => self.fail(pid, "mmap", "mmap", e, started),
+            }
+        } else {
+            match mapping_file(pid, a[0]) {
+                Ok(None) => true, // anonymous memory (JITs)
+                Ok(Some((path, f))) => self.decide_fd(pid, &path, "mprotect", f.as_fd(), started, 0),
+                Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
+            }
+        };
+        if ok {
+            Outcome::Allow
+        } else {
+            Outcome::Deny(libc::EACCES)
+        }
+    }
+
+    /// Serves notifications until the listener reports that every process using the filter
+    /// is gone.
+    pub fn serve(self: &Arc<Self>, listener: OwnedFd) {
+        let fd = listener.as_raw_fd();
+        loop {
+            let mut n = Notif::default();
+            // SAFETY: ioctl into a correctly sized struct.
+            if unsafe { libc::ioctl(fd, NOTIF_RECV, &mut n) } != 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) | Some(libc::ENOENT) => continue,
+                    _ => return,
+                }
+            }
+            let out = self.handle(&n);
+            let mut id = n.id;
+            // SAFETY: ioctl with a u64.
+            if unsafe { libc::ioctl(fd, NOTIF_ID_VALID, &mut id) } != 0 {
+                continue; // the process died or the syscall was interrupted
+            }
+            let r = match out {
+                Outcome::Allow => Resp { id: n.id, val: 0, error: 0, flags: FLAG_CONTINUE },
+                Outcome::Deny(errno) => Resp { id: n.id, val: 0, error: -errno, flags: 0 },
+            };
+            // SAFETY: ioctl with a correctly sized struct.
+            unsafe { libc::ioctl(fd, NOTIF_SEND, &r) };
+        }
+    }
+
+    /// Exec-event verification: decides on the image the kernel just loaded.
+    fn verify_exec(&self, pid: i32) -> bool {
+        let started = Instant::now();
+        let exe = format!("/proc/{pid}/exe");
+        let what = std::fs::read_link(&exe).map(|p| p.display().to_string()).unwrap_or_else(|_| exe.clone());
+        match std::fs::File::open(&exe) {
+            Ok(f) => self.decide_fd(pid as u32, &what, "exec (post-exec check)", f.as_fd(), started, 4),
+            Err(e) => self.fail(pid as u32, &what, "exec (post-exec check)", e.to_string(), started),
+        }
+    }
+
+    /// Traces the agent's process tree (auto-attaching its descendants) and verifies every
+    /// exec before the new program runs. Reaps `reap_pid` (the sandbox's first process,
+    /// a child of this process) too, and returns its exit status once it is gone.
+    /// Must run on its own thread (ptrace binds the tracer thread). `ready` is signalled
+    /// once the agent is attached.
+    pub fn trace(&self, agent: i32, reap_pid: i32, ready: std::sync::mpsc::Sender<Result<(), String>>) -> i32 {
+        let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL;
+        // SAFETY: attaching to our own sandbox's agent process.
+        let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, agent, 0, opts as libc::c_ulong) };
+        if r != 0 {
+            let _ = ready.send(Err(format!("PTRACE_SEIZE {agent}: {}", std::io::Error::last_os_error())));
+        } else {
+            let _ = ready.send(Ok(()));
+        }
+        let mut result = 1;
+        loop {
+            let mut st = 0;
+            // SAFETY: waiting for tracees and our own children.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::__WALL) };
+            if pid < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return result;
+            }
+            if pid == reap_pid && (libc::WIFEXITED(st) || libc::WIFSIGNALED(st)) {
+                result = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) };
+                return result;
+            }
+            if !libc::WIFSTOPPED(st) {
+                continue;
+            }
+            let sig = libc::WSTOPSIG(st);
+            let event = (st >> 16) & 0xff;
+            // SAFETY: ptrace requests on stopped tracees.
+            unsafe {
+                match event {
+                    libc::PTRACE_EVENT_EXEC => {
+                        if self.verify_exec(pid) {
+                            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+                        } else {
+                            libc::kill(pid, libc::SIGKILL);
+                            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+                        }
+                    }
+                    libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+                    }
+                    libc::PTRACE_EVENT_STOP => {
+                        if matches!(sig, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+                            libc::ptrace(libc::PTRACE_LISTEN, pid, 0, 0);
+                        } else {
+                            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+                        }
+                    }
+                    _ => {
+                        libc::ptrace(libc::PTRACE_CONT, pid, 0, sig as libc::c_ulong);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// First line of a script: the interpreter path, if it starts with `#!`.
+fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: pread into a stack buffer.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    if n < 3 || &buf[..2] != b"#!" {
+        return None;
+    }
+    let line = &buf[2..n as usize];
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    let text = String::from_utf8_lossy(&line[..end]);
+    text.split_whitespace().next().map(str::to_string)
+}
+
+fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| format!("read path: {e}"))?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut off = addr;
+    while out.len() < 4096 {
+        let n = f.read_at(&mut buf, off).map_err(|e| format!("read path: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(z) = buf[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&buf[..z]);
+            return String::from_utf8(out).map_err(|_| "path is not UTF-8".into());
+        }
+        out.extend_from_slice(&buf[..n]);
+        off += n as u64;
+    }
+    Err("path too long or unterminated".into())
+}
+
+fn pidfd(pid: u32) -> Result<OwnedFd, String> {
+    // SAFETY: pidfd_open syscall.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(format!("pidfd_open {pid}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Duplicates the agent's descriptor `fd` into the supervisor.
+fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, String> {
+    let p = pidfd(pid)?;
+    // SAFETY: pidfd_getfd syscall.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, p.as_raw_fd(), fd, 0) };
+    if r < 0 {
+        return Err(format!("pidfd_getfd: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// The agent's pid inside its own pid namespace.
+fn ns_pid(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|v| v.split_whitespace().last().map(str::to_string))
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with
+/// `/proc/self` and `/proc/<its own pid>` paths mapped to the agent.
+fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, String> {
+    let nspid = ns_pid(pid).unwrap_or_default();
+    // Paths through procfs magic links name the agent itself.
+    let mut p = path.to_string();
+    for prefix in ["/proc/self/", "/proc/thread-self/", &format!("/proc/{nspid}/")] {
+        if let Some(rest) = p.strip_prefix(prefix) {
+            if let Some(r) = rest.strip_prefix("root/") {
+                p = format!("/{r}");
+            } else if rest == "exe" {
+                return std::fs::File::open(format!("/proc/{pid}/exe")).map(Into::into).map_err(|e| e.to_string());
+            } else if let Some(n) = rest.strip_prefix("fd/") {
+                let n: i32 = n.parse().map_err(|_| format!("unsupported path {path}"))?;
+                return take_fd(pid, n);
+            } else if let Some(r) = rest.strip_prefix("cwd/") {
+                p = r.to_string();
+            }
+            break;
+        }
+    }
+    if p.starts_with("/proc/") {
+        return Err(format!("{path}: exec through another process's /proc entry is not supported by the exec guard"));
+    }
+    // Make the path absolute in the agent's mount namespace.
+    let abs = if p.starts_with('/') {
+        p
+    } else {
+        let base = match dirfd {
+            Some(d) if d != libc::AT_FDCWD => format!("/proc/{pid}/fd/{d}"),
+            _ => format!("/proc/{pid}/cwd"),
+        };
+        let b = std::fs::read_link(&base).map_err(|e| format!("{base}: {e}"))?;
+        format!("{}/{p}", b.display())
+    };
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(|e| format!("/proc/{pid}/root: {e}"))?;
+    let c = std::ffi::CString::new(abs.clone()).map_err(|_| "NUL in path".to_string())?;
+    let how = OpenHow { flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64, mode: 0, resolve: RESOLVE_IN_ROOT };
+    // SAFETY: openat2 with a valid struct.
+    let fd = unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how, std::mem::size_of::<OpenHow>()) };
+    if fd < 0 {
+        return Err(format!("{abs}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The file behind the mapping that contains `addr`, or None for anonymous memory.
+fn mapping_file(pid: u32, addr: u64) -> Result<Option<(String, OwnedFd)>, String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    for line in maps.lines() {
+        let mut it = line.split_whitespace();
+        let range = it.next().unwrap_or("");
+        let (s, e) = range.split_once('-').unwrap_or(("0", "0"));
+        let (s, e) = (u64::from_str_radix(s, 16).unwrap_or(0), u64::from_str_radix(e, 16).unwrap_or(0));
+        if addr < s || addr >= e {
+            continue;
+        }
+        let _perms = it.next();
+        let _off = it.next();
+        let dev = it.next().unwrap_or("0:0");
+        let ino: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let path: String = it.collect::<Vec<_>>().join(" ");
+        if ino == 0 {
+            return Ok(None);
+        }
+        if path.ends_with("(deleted)") || path.starts_with("/memfd:") {
+            // Decided as memfd/anonymous content.
+            let f = take_map_file(pid, range).map_err(|e| format!("{path}: {e}"))?;
+            return Ok(Some((path, f)));
+        }
+        let f = open_in_target(pid, &path, None)?;
+        let st = fstat(f.as_fd()).map_err(|e| e.to_string())?;
+        let (maj, min) = dev.split_once(':').unwrap_or(("0", "0"));
+        let want = libc::makedev(u32::from_str_radix(maj, 16).unwrap_or(0), u32::from_str_radix(min, 16).unwrap_or(0));
+        if st.st_ino != ino || st.st_dev != want {
+            return Err(format!("{path} was replaced after it was mapped"));
+        }
+        return Ok(Some((path, f)));
+    }
+    Err(format!("no mapping at {addr:#x}"))
+}
+
+fn take_map_file(pid: u32, range: &str) -> std::io::Result<OwnedFd> {
+    std::fs::File::open(format!("/proc/{pid}/map_files/{range}")).map(Into::into)
+}
