@@ -1,0 +1,347 @@
+//! Exec-guard integration tests (seccomp user-notification backend) through `warden run`:
+//! the evasion corpus against a denied copy of a real program (curl), in enforce and audit
+//! mode; what must keep working; and the rename/string-swap races.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct T {
+    root: PathBuf,
+    ws: PathBuf,
+}
+
+impl T {
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-eg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ws = root.join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        T { root, ws }
+    }
+    fn policy(&self, text: &str) -> String {
+        let p = self.root.join("policy.toml");
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+    fn run(&self, args: &[&str], script: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("run")
+            .args(args)
+            .args(["--", "/bin/bash", "-c", script])
+            .current_dir(&self.ws)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    fn cc(&self, name: &str, src: &str, extra: &[&str]) -> PathBuf {
+        let c = self.root.join(format!("{name}.c"));
+        std::fs::write(&c, src).unwrap();
+        let out = self.ws.join(name);
+        let st = Command::new("cc").arg(&c).arg("-o").arg(&out).args(extra).status().unwrap();
+        assert!(st.success(), "cc {name}");
+        out
+    }
+}
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("status {:?}\n--stdout--\n{}\n--stderr--\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const DENY_CURL: &str = "[exec]\ndeny = [\"curl\"]\n";
+
+/// Runs `cmd` and prints `RAN <name>` if curl's code ran (its --version output), else `denied <name>`.
+fn case(name: &str, cmd: &str) -> String {
+    format!("out=$( {cmd} 2>&1 ); case \"$out\" in *libcurl*) echo \"RAN {name}\";; *) echo \"denied {name}\";; esac\n")
+}
+
+const CORPUS: &[(&str, &str)] = &[
+    ("direct", "/usr/bin/curl --version"),
+    ("proc-self-root", "/proc/self/root/usr/bin/curl --version"),
+    ("copy", "./c-copy --version"),
+    ("rename", "./c-renamed --version"),
+    ("hardlink", "./c-hard --version"),
+    ("symlink", "./c-sym --version"),
+    ("proc-self-fd", "/usr/bin/python3 -c 'import os; fd=os.open(\"./c-copy\", os.O_RDONLY); os.execv(\"/proc/self/fd/%d\" % fd, [\"curl\",\"--version\"])'"),
+    ("fexecve", "/usr/bin/python3 -c 'import os; fd=os.open(\"./c-copy\", os.O_RDONLY); os.execve(fd, [\"curl\",\"--version\"], {})'"),
+    ("memfd", "/usr/bin/python3 -c 'import os; fd=os.memfd_create(\"x\"); os.write(fd, open(\"/usr/bin/curl\",\"rb\").read()); os.execv(\"/proc/self/fd/%d\" % fd, [\"curl\",\"--version\"])'"),
+    ("ld.so", "/lib64/ld-linux-x86-64.so.2 ./c-copy --version"),
+    ("ld.so-proc-root", "/proc/self/root/lib64/ld-linux-x86-64.so.2 ./c-copy --version"),
+    ("python-subprocess", "/usr/bin/python3 -c 'import subprocess; print(subprocess.run([\"./c-copy\",\"--version\"],capture_output=True).stdout.decode())'"),
+    ("perl-exec", "perl -e 'exec \"./c-copy\", \"--version\"'"),
+    ("sh-c", "sh -c './c-copy --version'"),
+    ("env", "env ./c-copy --version"),
+    ("xargs", "echo --version | xargs ./c-copy"),
+    ("find-exec", "find . -name c-copy -exec {} --version \\;"),
+    ("shebang", "./script-curl --version"),
+];
+
+fn setup_copies(t: &T) {
+    for n in ["c-copy", "c-renamed0"] {
+        std::fs::copy("/usr/bin/curl", t.ws.join(n)).unwrap();
+    }
+    std::fs::rename(t.ws.join("c-renamed0"), t.ws.join("c-renamed")).unwrap();
+    std::fs::hard_link(t.ws.join("c-copy"), t.ws.join("c-hard")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/curl", t.ws.join("c-sym")).unwrap();
+    std::fs::write(t.ws.join("script-curl"), "#!/usr/bin/curl\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.ws.join("script-curl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn exec_identity_corpus_is_denied_in_enforce_mode() {
+    let t = T::new("corpus");
+    setup_copies(&t);
+    let p = t.policy(DENY_CURL);
+    let mut script = String::new();
+    for (n, c) in CORPUS {
+        script.push_str(&case(n, c));
+    }
+    script.push_str("/bin/true && ls /usr >/dev/null && echo ALLOWED-OK\n");
+    let o = t.run(&["--policy", &p], &script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    for (n, _) in CORPUS {
+        assert!(s.contains(&format!("denied {n}\n")), "case {n} was not denied:\n{}", text(&o));
+    }
+    assert!(s.contains("ALLOWED-OK"), "system tools must keep working:\n{}", text(&o));
+    // Sanity: without the rule, the same copies run (the test detects a real run).
+    let o = t.run(&[], &case("copy", "./c-copy --version"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("RAN copy"), "{}", text(&o));
+}
+
+#[test]
+fn audit_mode_logs_but_allows() {
+    let t = T::new("audit");
+    setup_copies(&t);
+    let home = t.root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let p = t.policy("[exec]\ndeny = [\"curl\"]\naction = \"audit\"\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--policy", &p, "--", "/bin/bash", "-c", &case("copy", "./c-copy --version")])
+        .current_dir(&t.ws)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("RAN copy"), "{}", text(&o));
+    let logs: String = std::fs::read_dir(home.join(".local/state/warden/sessions"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(logs.contains("\"verdict\":\"audit_deny\"") && logs.contains("exec.deny:curl"), "audit decision not logged:\n{logs}");
+}
+
+const LOADER: &str = r#"
+#include <stdio.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <errno.h>
+#include <string.h>
+int main(int c, char **v) {
+    int fd = open(v[2], O_RDONLY);
+    if (fd < 0) { perror("open"); return 2; }
+    if (!strcmp(v[1], "mmap")) {
+        void *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { printf("DENIED %d\n", errno); return 1; }
+        printf("MAPPED\n"); return 0;
+    }
+    void *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) { printf("MAPFAIL %d\n", errno); return 3; }
+    if (mprotect(p, 4096, PROT_READ | PROT_EXEC)) { printf("DENIED %d\n", errno); return 1; }
+    printf("MAPPED\n"); return 0;
+}
+"#;
+
+#[test]
+fn executable_mappings_of_denied_content_fail() {
+    let t = T::new("mmap");
+    setup_copies(&t);
+    t.cc("loader", LOADER, &[]);
+    t.cc("libevil.so", "#include <stdio.h>\n__attribute__((constructor)) static void e(void){puts(\"EVIL-RAN\");}\n", &["-shared", "-fPIC"]);
+    let evil = t.ws.join("libevil.so");
+    let p = t.policy(&format!("[exec]\ndeny = [\"curl\", \"{}\"]\n", evil.display()));
+    let script = "./loader mmap ./c-copy; ./loader mprotect ./c-copy; ./loader mmap /bin/true; ./loader mprotect /bin/true; \
+                  LD_PRELOAD=./libevil.so /bin/true; echo preload-done; \
+                  /usr/bin/python3 -c 'import ctypes; ctypes.CDLL(\"./libevil.so\")' 2>/dev/null || echo DLOPEN-DENIED";
+    let o = t.run(&["--policy", &p], script);
+    let s = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines.len() >= 4, "{}", text(&o));
+    assert_eq!(lines[0], "DENIED 13", "mmap PROT_EXEC of a denied file:\n{}", text(&o));
+    assert_eq!(lines[1], "DENIED 13", "mprotect RW->RX of a denied file mapping:\n{}", text(&o));
+    assert_eq!(lines[2], "MAPPED", "allowed content must map:\n{}", text(&o));
+    assert_eq!(lines[3], "MAPPED", "{}", text(&o));
+    assert!(!s.contains("EVIL-RAN"), "a denied library's code ran:\n{}", text(&o));
+    assert!(s.contains("preload-done") && s.contains("DLOPEN-DENIED"), "{}", text(&o));
+}
+
+#[test]
+fn modified_after_check_with_restored_timestamps_is_rehashed() {
+    let t = T::new("modify");
+    let p = t.policy(DENY_CURL);
+    std::fs::copy("/bin/true", t.ws.join("prog")).unwrap();
+    let script = "./prog && echo FIRST-OK; m=$(stat -c %Y prog); cat /usr/bin/curl > prog; touch -d @$m prog; \
+                  [ \"$(stat -c %Y prog)\" = \"$m\" ] && echo MTIME-RESTORED; ".to_string()
+        + &case("modified", "./prog --version");
+    let o = t.run(&["--policy", &p], &script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("FIRST-OK") && s.contains("MTIME-RESTORED"), "{}", text(&o));
+    assert!(s.contains("denied modified"), "{}", text(&o));
+}
+
+#[test]
+fn allowlist_mode_denies_unknown_and_padded_copies() {
+    let t = T::new("allow");
+    // Allow exactly what the test runs: bash, true, and their libraries and loader.
+    let mut allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
+    let ldd = Command::new("ldd").args(["/usr/bin/bash", "/usr/bin/true"]).output().unwrap();
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = l.split_whitespace().find(|w| w.starts_with('/') && !w.ends_with(':')) {
+            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
+        }
+    }
+    let list = allow.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [{list}]\n"));
+    std::fs::copy("/usr/bin/true", t.ws.join("true-copy")).unwrap();
+    let mut padded = std::fs::read("/usr/bin/true").unwrap();
+    padded.push(0);
+    std::fs::write(t.ws.join("true-padded"), padded).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.ws.join("true-padded"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.cc("unknown", "int main(){return 0;}", &[]);
+    let o = t.run(
+        &["--policy", &p, "--no-index"],
+        "./true-copy && echo COPY-OK; ./true-padded && echo PADDED-RAN; ./unknown && echo UNKNOWN-RAN; true",
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("COPY-OK"), "an exact copy of allowed content runs:\n{}", text(&o));
+    assert!(!s.contains("PADDED-RAN"), "padded copy ran:\n{}", text(&o));
+    assert!(!s.contains("UNKNOWN-RAN"), "unknown binary ran:\n{}", text(&o));
+    // Without --no-index and without an index, allowlist mode refuses to start.
+    let home = t.root.join("emptyhome");
+    std::fs::create_dir_all(&home).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--policy", &p, "--", "/bin/true"])
+        .current_dir(&t.ws)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warden index"), "{}", text(&o));
+}
+
+const SWAPPER: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <time.h>
+static char path[64] = "./ok";
+static volatile int stop = 0;
+static void *flip(void *a) {
+    while (!stop) { memcpy(path, "./bd", 5); memcpy(path, "./ok", 5); }
+    return 0;
+}
+int main(void) {
+    pthread_t t; pthread_create(&t, 0, flip, 0);
+    time_t end = time(0) + 3;
+    int n = 0;
+    while (time(0) < end) {
+        pid_t p = vfork();
+        if (p == 0) {
+            char *argv[] = {"x", "--version", 0};
+            execv(path, argv);
+            _exit(127);
+        }
+        int st; waitpid(p, &st, 0); n++;
+    }
+    stop = 1; pthread_join(t, 0);
+    fprintf(stderr, "attempts %d\n", n);
+    return 0;
+}
+"#;
+
+#[test]
+fn racing_path_swaps_never_run_denied_content() {
+    let t = T::new("race");
+    let p = t.policy(DENY_CURL);
+    std::fs::copy("/bin/true", t.ws.join("ok")).unwrap();
+    std::fs::copy("/usr/bin/curl", t.ws.join("bd")).unwrap();
+    std::fs::copy("/bin/true", t.ws.join("good")).unwrap();
+    std::fs::copy("/usr/bin/curl", t.ws.join("evil")).unwrap();
+    t.cc("swapper", SWAPPER, &["-pthread"]);
+    // 1) another thread rewrites the execve path string; 2) a rename race on the file.
+    let script = "./swapper 2>&1 | grep -c libcurl; \
+                  ( end=$((SECONDS+3)); while [ $SECONDS -lt $end ]; do cp -f evil t.new; mv -f t.new target; cp -f good t.new; mv -f t.new target; done ) & \
+                  n=0; end=$((SECONDS+3)); hits=0; while [ $SECONDS -lt $end ]; do out=$(./target --version 2>/dev/null); case \"$out\" in *libcurl*) hits=$((hits+1));; esac; n=$((n+1)); done; wait; \
+                  echo rename-hits $hits of $n";
+    let o = t.run(&["--policy", &p], script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    let first = s.lines().next().unwrap_or("");
+    assert_eq!(first.trim(), "0", "denied content ran in the string-swap race:\n{}", text(&o));
+    assert!(s.contains("rename-hits 0 of"), "denied content ran in the rename race:\n{}", text(&o));
+    let attempts: u32 = String::from_utf8_lossy(&o.stdout).lines().last().and_then(|l| l.split_whitespace().last()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(attempts > 20, "the race loop must actually run:\n{}", text(&o));
+}
+
+#[test]
+fn cargo_build_and_test_work_in_denylist_mode() {
+    let t = T::new("cargo");
+    let real_home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    let rustup = std::env::var("RUSTUP_HOME").map(PathBuf::from).unwrap_or(real_home.join(".rustup"));
+    let cargo = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or(real_home.join(".cargo"));
+    let p = t.policy(&format!(
+        "[files]\nread = [\"{r}\", \"{c}\"]\n[env]\nset = {{ RUSTUP_HOME = \"{r}\", CARGO_HOME = \"{c}\" }}\n[exec]\ndeny = [\"curl\"]\n",
+        r = rustup.display(),
+        c = cargo.join("bin").display()
+    ));
+    let krate = t.ws.join("hello");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(krate.join("Cargo.toml"), "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
+    std::fs::write(
+        krate.join("src/main.rs"),
+        "fn add(a: i32, b: i32) -> i32 { a + b }\nfn main() { println!(\"sum {}\", add(2, 3)); }\n#[test]\nfn adds() { assert_eq!(add(2, 2), 4); }\n",
+    )
+    .unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", cargo.join("bin").display());
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--policy", &p, "--", "/bin/bash", "-c", "cd hello && cargo build -q --offline && ./target/debug/hello && cargo test -q --offline 2>&1 | tail -3"])
+        .current_dir(&t.ws)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", krate.join("target"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("sum 5"), "cargo build output must run:\n{}", text(&o));
+    assert!(s.contains("test result: ok. 1 passed"), "cargo test must pass:\n{}", text(&o));
+}
+
+#[test]
+fn bad_exec_input_gets_precise_errors_and_no_run() {
+    let t = T::new("badexec");
+    let marker = t.ws.join("ran");
+    let cmd = format!("touch {}", marker.display());
+    // An unknown program name: a warning listing what was searched, the run goes on.
+    let p = t.policy("[exec]\ndeny = [\"no-such-program-xyz\"]\n");
+    let o = t.run(&["--policy", &p], "echo ran-ok");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-program-xyz"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ran-ok"));
+    // An unreadable / corrupted index: no run.
+    let bad = t.root.join("bad.db");
+    std::fs::write(&bad, b"this is not sqlite").unwrap();
+    let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [\"index:{}\"]\n", bad.display()));
+    let o = t.run(&["--policy", &p], &cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.db"), "{}", text(&o));
+    let p = t.policy("[exec]\ndeny = [\"sha256:1234\"]\n");
+    let o = t.run(&["--policy", &p], &cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(!marker.exists(), "ran despite bad exec input");
+    let _ = Path::new("/");
+}
