@@ -34,8 +34,17 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ));
     }
     let loaded = load_policy(&a.policy, Some(&ws))?;
-    let guard = exec_guard(&a, &loaded.policy, &home, verbose)?;
     let features = if a.best_effort { warden_sandbox::probe() } else { warden_sandbox::probe_fast() };
+    // Inside a warden sandbox the outer exec guard already traps and traces every
+    // descendant (seccomp filters stack; its tracer auto-attaches), and ptrace is denied
+    // here, so a nested warden adds no guard of its own.
+    let nested_in_warden = features.nested && std::env::var_os("WARDEN_SANDBOX").is_some_and(|v| v == "1");
+    let guard = if nested_in_warden {
+        eprintln!("warden: nested in a warden sandbox: the outer exec guard covers this session");
+        None
+    } else {
+        exec_guard(&a, &loaded.policy, &home, verbose)?
+    };
     let missing = report::missing(&features);
     let nested_ok = features.nested && !features.user_namespaces;
     if !missing.is_empty() {
