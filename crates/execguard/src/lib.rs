@@ -8,5 +8,6 @@
 
 pub mod identity;
 pub mod index;
+pub mod lsm;
 pub mod rules;
 pub mod unotify;

@@ -81,6 +81,22 @@ pub struct ExecDoctor {
     pub table: Vec<String>,
 }
 
-pub fn doctor_exec(_f: &warden_sandbox::Features) -> ExecDoctor {
-    ExecDoctor { backend: "none (not built yet)".into(), ..Default::default() }
+pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
+    let lsm = warden_execguard::lsm::probe::probe();
+    let mut machine = vec![
+        ("active LSMs".to_string(), lsm.lsm_list.clone().unwrap_or_else(|| "unknown (securityfs not readable)".into())),
+        ("BPF LSM programs".to_string(), if lsm.loads { green("load") } else { yellow(&format!("cannot load: {}", lsm.detail)) }),
+    ];
+    machine.push(("kernel BTF".to_string(), if lsm.btf { "yes".into() } else { "no".into() }));
+    let backend = if f.seccomp_user_notif {
+        "seccomp user notification + exec-event tracing (no root; chosen by `warden run`)".to_string()
+    } else {
+        red("none: seccomp user notification is unavailable, `warden run` refuses unless --exec-guard off")
+    };
+    let table = include_str!("../../../execguard/GUARANTEES.md")
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
+        .map(|l| l.to_string())
+        .collect();
+    ExecDoctor { backend, machine, table }
 }

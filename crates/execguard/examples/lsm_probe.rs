@@ -1,0 +1,1 @@
+fn main(){ println!("{:?}", warden_execguard::lsm::probe::probe()); }
