@@ -137,6 +137,8 @@ fn comm(pid: u32) -> String {
 
 enum Outcome {
     Allow,
+    /// Allowed exec: trace it to verify the image the kernel actually loads.
+    AllowExec,
     Deny(i32),
 }
 
@@ -150,7 +152,7 @@ impl Guard {
     }
 
     /// Records a decision; returns whether the action may proceed.
-    fn conclude(&self, pid: u32, what: &str, kind: &str, hash: Option<&Hash>, v: &Verdict, started: Instant, cached: bool) -> bool {
+    fn conclude(&self, pid: u32, what: &dyn Fn() -> String, kind: &str, hash: Option<&Hash>, v: &Verdict, started: Instant, cached: bool) -> bool {
         let enforce = self.enforce();
         let verdict = if v.allowed {
             V::Allow
@@ -161,6 +163,8 @@ impl Guard {
         };
         // Cache hits on allowed content are not logged (they would flood the log).
         if !(v.allowed && cached) {
+            let what = what();
+            let what = what.as_str();
             let reason = if v.allowed {
                 v.reason.clone()
             } else {
@@ -183,21 +187,22 @@ impl Guard {
 
     fn fail(&self, pid: u32, what: &str, kind: &str, err: String, started: Instant) -> bool {
         let v = Verdict { allowed: false, rule: "exec.fail_closed".into(), reason: format!("its identity could not be established ({err})") };
-        self.conclude(pid, what, kind, None, &v, started, false)
+        self.conclude(pid, &|| what.to_string(), kind, None, &v, started, false)
     }
 
     /// Decides on an open file (exec target or mapping).
-    fn decide_fd(&self, pid: u32, what: &str, kind: &str, fd: BorrowedFd<'_>, started: Instant, depth: u32) -> bool {
+    fn decide_fd(&self, pid: u32, what: &dyn Fn() -> String, kind: &str, fd: BorrowedFd<'_>, started: Instant, depth: u32) -> bool {
         let st = match fstat(fd) {
             Ok(s) => s,
-            Err(e) => return self.fail(pid, what, kind, e.to_string(), started),
+            Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             // Devices (/dev/zero) and directories: anonymous memory or a kernel error.
             return true;
         }
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        if link.starts_with("/memfd:") || st.st_nlink == 0 {
+        // memfd and O_TMPFILE/deleted files have no link left.
+        if st.st_nlink == 0 {
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
             let allow = self.rules.read().map(|r| r.allow_memfd).unwrap_or(false);
             let v = Verdict {
                 allowed: allow,
@@ -208,7 +213,7 @@ impl Guard {
         }
         let (h, _, cached) = match self.cache.hash(fd) {
             Ok(x) => x,
-            Err(e) => return self.fail(pid, what, kind, e.to_string(), started),
+            Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
         let v = self.rules.read().map(|r| r.decide(&h)).unwrap_or_else(|_| Verdict { allowed: false, rule: "exec.fail_closed".into(), reason: "rules poisoned".into() });
         if !self.conclude(pid, what, kind, Some(&h), &v, started, cached) {
@@ -224,7 +229,7 @@ impl Guard {
 
     fn decide_interpreter(&self, pid: u32, interp: &str, started: Instant, depth: u32) -> bool {
         match open_in_target(pid, interp, None) {
-            Ok(f) => self.decide_fd(pid, interp, "exec", f.as_fd(), started, depth),
+            Ok(f) => self.decide_fd(pid, &|| interp.to_string(), "exec", f.as_fd(), started, depth),
             Err(e) => self.fail(pid, interp, "exec", format!("interpreter: {e}"), started),
         }
     }
@@ -234,7 +239,8 @@ impl Guard {
         let pid = n.pid;
         let a = n.data.args;
         let nr = n.data.nr as i64;
-        let ok = if nr == libc::SYS_execve || nr == libc::SYS_execveat {
+        let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
+        let ok = if is_exec {
             let (dirfd, path_ptr, flags) = if nr == libc::SYS_execve { (libc::AT_FDCWD, a[0], 0) } else { (a[0] as i32, a[1], a[4] as i32) };
             let path = match read_cstr(pid, path_ptr) {
                 Ok(p) => p,
@@ -246,7 +252,7 @@ impl Guard {
                 open_in_target(pid, &path, Some(dirfd))
             };
             match opened {
-                Ok(f) => self.decide_fd(pid, &path, "exec", f.as_fd(), started, 0),
+                Ok(f) => self.decide_fd(pid, &|| path.clone(), "exec", f.as_fd(), started, 0),
                 // A path the kernel will not find either: let the kernel say ENOENT.
                 Err(e) if e.contains("No such file") => true,
                 Err(e) => self.fail(pid, &path, "exec", e, started),
@@ -254,7 +260,8 @@ impl Guard {
         } else if nr == libc::SYS_mmap {
             match take_fd(pid, a[4] as i32) {
                 Ok(f) => {
-                    let what = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into());
+                    let raw = f.as_raw_fd();
+                    let what = move || std::fs::read_link(format!("/proc/self/fd/{raw}")).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into());
                     self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0)
                 }
                 // EBADF: mmap would fail anyway.
@@ -264,43 +271,16 @@ impl Guard {
         } else {
             match mapping_file(pid, a[0]) {
                 Ok(None) => true, // anonymous memory (JITs)
-                Ok(Some((path, f))) => self.decide_fd(pid, &path, "mprotect", f.as_fd(), started, 0),
+                Ok(Some((path, f))) => self.decide_fd(pid, &|| path.clone(), "mprotect", f.as_fd(), started, 0),
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
         };
-        if ok {
-            Outcome::Allow
-        } else {
+        if !ok {
             Outcome::Deny(libc::EACCES)
-        }
-    }
-
-    /// Serves notifications until the listener reports that every process using the filter
-    /// is gone.
-    pub fn serve(self: &Arc<Self>, listener: OwnedFd) {
-        let fd = listener.as_raw_fd();
-        loop {
-            let mut n = Notif::default();
-            // SAFETY: ioctl into a correctly sized struct.
-            if unsafe { libc::ioctl(fd, NOTIF_RECV, &mut n) } != 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) | Some(libc::ENOENT) => continue,
-                    _ => return,
-                }
-            }
-            let out = self.handle(&n);
-            let mut id = n.id;
-            // SAFETY: ioctl with a u64.
-            if unsafe { libc::ioctl(fd, NOTIF_ID_VALID, &mut id) } != 0 {
-                continue; // the process died or the syscall was interrupted
-            }
-            let r = match out {
-                Outcome::Allow => Resp { id: n.id, val: 0, error: 0, flags: FLAG_CONTINUE },
-                Outcome::Deny(errno) => Resp { id: n.id, val: 0, error: -errno, flags: 0 },
-            };
-            // SAFETY: ioctl with a correctly sized struct.
-            unsafe { libc::ioctl(fd, NOTIF_SEND, &r) };
+        } else if is_exec {
+            Outcome::AllowExec
+        } else {
+            Outcome::Allow
         }
     }
 
@@ -308,62 +288,136 @@ impl Guard {
     fn verify_exec(&self, pid: i32) -> bool {
         let started = Instant::now();
         let exe = format!("/proc/{pid}/exe");
-        let what = std::fs::read_link(&exe).map(|p| p.display().to_string()).unwrap_or_else(|_| exe.clone());
+        let what = || std::fs::read_link(&exe).map(|p| p.display().to_string()).unwrap_or_else(|_| exe.clone());
         match std::fs::File::open(&exe) {
             Ok(f) => self.decide_fd(pid as u32, &what, "exec (post-exec check)", f.as_fd(), started, 4),
-            Err(e) => self.fail(pid as u32, &what, "exec (post-exec check)", e.to_string(), started),
+            Err(e) => self.fail(pid as u32, &what(), "exec (post-exec check)", e.to_string(), started),
         }
     }
 
-    /// Traces the agent's process tree (auto-attaching its descendants) and verifies every
-    /// exec before the new program runs. Reaps `reap_pid` (the sandbox's first process,
-    /// a child of this process) too, and returns its exit status once it is gone.
-    /// Must run on its own thread (ptrace binds the tracer thread). `ready` is signalled
-    /// once the agent is attached.
-    pub fn trace(&self, agent: i32, reap_pid: i32, ready: std::sync::mpsc::Sender<Result<(), String>>) -> i32 {
-        let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL;
-        // SAFETY: attaching to our own sandbox's agent process.
-        let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, agent, 0, opts as libc::c_ulong) };
-        if r != 0 {
-            let _ = ready.send(Err(format!("PTRACE_SEIZE {agent}: {}", std::io::Error::last_os_error())));
-        } else {
-            let _ = ready.send(Ok(()));
-        }
-        let mut result = 1;
+    /// The supervisor loop, on one thread: answers the filter's notifications and verifies
+    /// every allowed exec at its `PTRACE_EVENT_EXEC` stop.
+    ///
+    /// A process is traced only across its own exec: when its `execve` is allowed by the
+    /// pre-check, it is `PTRACE_SEIZE`d (options `TRACEEXEC | EXITKILL`) *before* the
+    /// syscall is let through, stops once the kernel has loaded the new image, is verified
+    /// on `/proc/PID/exe`, and is then detached (or killed). Forks are never stopped.
+    /// Reaps `reap_pid` (the sandbox's first process, our child) and returns its status.
+    ///
+    /// SIGCHLD must be blocked in every thread of the process (`warden run` does so before
+    /// spawning threads); it is read here through a signalfd.
+    pub fn supervise(&self, listener: OwnedFd, reap_pid: i32) -> i32 {
+        // SAFETY: signal mask and signalfd setup for this thread.
+        let sfd = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+        };
+        let lfd = listener.as_raw_fd();
+        let mut listener_open = true;
         loop {
-            let mut st = 0;
-            // SAFETY: waiting for tracees and our own children.
-            let pid = unsafe { libc::waitpid(-1, &mut st, libc::__WALL) };
-            if pid < 0 {
+            // Reap and handle every pending ptrace event first.
+            if let Some(code) = self.drain_waits(reap_pid) {
+                // SAFETY: closing our signalfd.
+                unsafe { libc::close(sfd) };
+                return code;
+            }
+            let mut fds = [
+                libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: if listener_open { lfd } else { -1 }, events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: poll on two valid descriptors.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
                 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                return result;
+                return 1;
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                let mut buf = [0u8; 128];
+                // SAFETY: draining the signalfd.
+                while unsafe { libc::read(sfd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+            }
+            if listener_open && fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 && fds[1].revents & libc::POLLIN == 0 {
+                listener_open = false;
+                continue;
+            }
+            if listener_open && fds[1].revents & libc::POLLIN != 0 {
+                let mut n = Notif::default();
+                // SAFETY: ioctl into a correctly sized struct.
+                if unsafe { libc::ioctl(lfd, NOTIF_RECV, &mut n) } != 0 {
+                    continue;
+                }
+                let out = self.handle(&n);
+                let mut id = n.id;
+                // SAFETY: ioctl with a u64.
+                if unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) } != 0 {
+                    continue;
+                }
+                let out = match out {
+                    Outcome::AllowExec => {
+                        let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
+                        // SAFETY: seizing our own sandboxed process, blocked in execve.
+                        let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, n.pid as i32, 0, opts as libc::c_ulong) };
+                        let e = std::io::Error::last_os_error();
+                        if r == 0 || e.raw_os_error() == Some(libc::EPERM) && is_traced_by_us(n.pid) {
+                            Outcome::Allow
+                        } else {
+                            // Without the post-exec check there is no guarantee: deny.
+                            let started = Instant::now();
+                            if self.fail(n.pid, "exec", "exec", format!("cannot attach the exec verifier: {e} (tracer: {})", tracer_of(n.pid)), started) {
+                                Outcome::Allow
+                            } else {
+                                Outcome::Deny(libc::EACCES)
+                            }
+                        }
+                    }
+                    o => o,
+                };
+                let r = match out {
+                    Outcome::Allow | Outcome::AllowExec => Resp { id: n.id, val: 0, error: 0, flags: FLAG_CONTINUE },
+                    Outcome::Deny(errno) => Resp { id: n.id, val: 0, error: -errno, flags: 0 },
+                };
+                // SAFETY: ioctl with a correctly sized struct.
+                unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
+            }
+        }
+    }
+
+    /// Handles every waitable event without blocking; returns `reap_pid`'s status once it
+    /// has exited.
+    fn drain_waits(&self, reap_pid: i32) -> Option<i32> {
+        loop {
+            let mut st = 0;
+            // SAFETY: non-blocking wait for tracees and our own children.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::__WALL | libc::WNOHANG) };
+            if pid <= 0 {
+                return None;
             }
             if pid == reap_pid && (libc::WIFEXITED(st) || libc::WIFSIGNALED(st)) {
-                result = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) };
-                return result;
+                return Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });
             }
             if !libc::WIFSTOPPED(st) {
                 continue;
             }
             let sig = libc::WSTOPSIG(st);
             let event = (st >> 16) & 0xff;
-            // SAFETY: ptrace requests on stopped tracees.
+            // SAFETY: ptrace requests on a stopped tracee.
             unsafe {
                 match event {
                     libc::PTRACE_EVENT_EXEC => {
                         if self.verify_exec(pid) {
-                            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+                            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
                         } else {
                             libc::kill(pid, libc::SIGKILL);
                             libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
                         }
                     }
-                    libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
-                        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
-                    }
                     libc::PTRACE_EVENT_STOP => {
+                        // Group-stop while attached: keep job control working.
                         if matches!(sig, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
                             libc::ptrace(libc::PTRACE_LISTEN, pid, 0, 0);
                         } else {
@@ -371,12 +425,33 @@ impl Guard {
                         }
                     }
                     _ => {
+                        // A signal arrived while attached (e.g. the exec failed and the
+                        // process went on): deliver it.
                         libc::ptrace(libc::PTRACE_CONT, pid, 0, sig as libc::c_ulong);
                     }
                 }
             }
         }
     }
+}
+
+fn tracer_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_string())))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Whether `pid` is already traced by this thread (TracerPid is the tracer's thread id):
+/// a process whose earlier `execve` failed (ENOENT while searching PATH) stays attached
+/// until its exec succeeds.
+fn is_traced_by_us(pid: u32) -> bool {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() }.to_string();
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim() == me)))
+        .unwrap_or(false)
 }
 
 /// First line of a script: the interpreter path, if it starts with `#!`.
@@ -394,16 +469,21 @@ fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
 }
 
 fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| format!("read path: {e}"))?;
     let mut out = Vec::new();
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 512];
     let mut off = addr;
     while out.len() < 4096 {
-        let n = f.read_at(&mut buf, off).map_err(|e| format!("read path: {e}"))?;
-        if n == 0 {
-            break;
+        // Never read across a page boundary in one call (the next page may be unmapped).
+        let room = (4096 - (off % 4096)) as usize;
+        let want = room.min(buf.len());
+        let local = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: want };
+        let remote = libc::iovec { iov_base: off as *mut libc::c_void, iov_len: want };
+        // SAFETY: reads the agent's memory into our buffer.
+        let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        if n <= 0 {
+            return Err(format!("read path: {}", std::io::Error::last_os_error()));
         }
+        let n = n as usize;
         if let Some(z) = buf[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&buf[..z]);
             return String::from_utf8(out).map_err(|_| "path is not UTF-8".into());
@@ -453,10 +533,11 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with
 /// `/proc/self` and `/proc/<its own pid>` paths mapped to the agent.
 fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, String> {
-    let nspid = ns_pid(pid).unwrap_or_default();
+    let nspid = if path.starts_with("/proc/") { ns_pid(pid).unwrap_or_default() } else { String::new() };
     // Paths through procfs magic links name the agent itself.
     let mut p = path.to_string();
-    for prefix in ["/proc/self/", "/proc/thread-self/", &format!("/proc/{nspid}/")] {
+    let own = if nspid.is_empty() { "/proc/self/".to_string() } else { format!("/proc/{nspid}/") };
+    for prefix in ["/proc/self/", "/proc/thread-self/", own.as_str()] {
         if let Some(rest) = p.strip_prefix(prefix) {
             if let Some(r) = rest.strip_prefix("root/") {
                 p = format!("/{r}");

@@ -90,7 +90,10 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
 /// holding `content` for an absent file's placeholder).
 fn lock_path(path: &Path, content: Option<&str>, priv_dir: &Path, i: usize) -> Result<(), String> {
     if std::fs::symlink_metadata(path).is_err() {
-        return Err(format!("protected path {} vanished before it could be locked", path.display()));
+        // The placeholder was removed between its creation and now: make it again here
+        // (in the sandbox's view, which shares the workspace) rather than leave it open.
+        let made = if content.is_some() { sys::touch(path) } else { sys::mkdir_p(path) };
+        made.map_err(|e| format!("protected path {} vanished and cannot be recreated: {e}", path.display()))?;
     }
     match content {
         Some(text) => {

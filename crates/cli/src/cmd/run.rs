@@ -267,7 +267,11 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> 
         for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH] {
             libc::sigaddset(&mut set, s);
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // SIGCHLD is blocked too (in every thread, which inherit this mask): the exec guard
+        // reads it through a signalfd.
+        let mut all = set;
+        libc::sigaddset(&mut all, libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         set
     };
     let agent = session.agent_pid;
@@ -296,14 +300,12 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> 
             unsafe { libc::kill(agent, sig) };
         }
     });
-    // The exec guard: a notification server and the exec-event tracer, attached before the
-    // agent's first exec. If either cannot start, the agent is never released.
+    // The exec guard: one thread answers the filter's notifications and verifies each
+    // allowed exec at its exec stop; it also reaps the sandbox and returns its status.
     let tracer = match guard {
         Some(g) => {
             let g = Arc::new(g);
             let listener = session.agent_fds.remove(0);
-            let server = g.clone();
-            std::thread::spawn(move || server.serve(listener));
             let refresher = g.clone();
             std::thread::spawn(move || loop {
                 std::thread::sleep(std::time::Duration::from_secs(30));
@@ -312,18 +314,8 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> 
                     *w = r;
                 }
             });
-            let (tx, rx) = std::sync::mpsc::channel();
-            let (agent_pid, stage1) = (session.agent_pid, session.stage1_pid);
-            let tg = g.clone();
-            let t = std::thread::spawn(move || tg.trace(agent_pid, stage1, tx));
-            match rx.recv().unwrap_or_else(|_| Err("the tracer thread died".into())) {
-                Ok(()) => Some(t),
-                Err(e) => {
-                    // SAFETY: ending our own sandbox.
-                    unsafe { libc::kill(stage1, libc::SIGKILL) };
-                    return Err(fail(exit::UNSUPPORTED, format!("exec guard could not attach: {e}")));
-                }
-            }
+            let stage1 = session.stage1_pid;
+            Some(std::thread::spawn(move || g.supervise(listener, stage1)))
         }
         None => None,
     };

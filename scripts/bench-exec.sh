@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Exec-guard overhead (seccomp user notification + exec tracing), measured in one script:
+#  - 2,000x spawn of /bin/true from a C loop, inside `warden run` with the guard vs
+#    `--exec-guard off` (same sandbox otherwise); warm cache (hits) and cold (first spawn);
+#  - 200x `cc hello.c && ./a.out` (every a.out is new content: a cold hash each time);
+#  - SHA-256 throughput, sha2 vs ring.
+# Usage: scripts/bench-exec.sh   (release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --release --bin warden
+cargo build -q --release -p warden-execguard --example hashbench
+W=$PWD/target/release/warden
+ws=$(mktemp -d /tmp/warden-bench-exec.XXXXXX)
+trap 'rm -rf "$ws"' EXIT
+cat > "$ws/spawn.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1e6+t.tv_nsec/1e3;}
+static int cmp(const void*a,const void*b){double x=*(double*)a,y=*(double*)b;return x<y?-1:x>y;}
+int main(int c,char**v){int n=atoi(v[1]);double*d=malloc(n*sizeof(double));
+ for(int i=0;i<n;i++){double t=now();pid_t p=fork();if(!p){execl("/bin/true","true",(char*)0);_exit(127);}int st;waitpid(p,&st,0);d[i]=now()-t;}
+ double first=d[0];qsort(d,n,sizeof(double),cmp);printf("%.1f %.1f\n",d[n/2],first);return 0;}
+C
+cc -O2 "$ws/spawn.c" -o "$ws/spawn"
+printf '#include <stdio.h>\nint main(){puts("hi");return 0;}\n' > "$ws/hello.c"
+cd "$ws"
+run() { "$W" run --policy "$ws/p.toml" "$@"; }
+printf '[exec]\ndeny = ["curl"]\n' > p.toml
+read -r off_med off_first < <(run --exec-guard off -- ./spawn 2000)
+read -r on_med on_first < <(run -- ./spawn 2000)
+echo "spawn /bin/true x2000, median per spawn:"
+echo "  guard off ${off_med} us   guard on ${on_med} us   ratio $(python3 -c "print(f'{$on_med/$off_med:.2f}')")  (cache hits; target <= 1.15)"
+echo "  first spawn (cold cache): off ${off_first} us, on ${on_first} us"
+t() { local s=$(date +%s%N); "$@" >/dev/null; echo $(( ($(date +%s%N) - s) / 1000000 )); }
+cc_loop='for i in $(seq 200); do cc hello.c -o a.out && ./a.out >/dev/null; done'
+off=$(t run --exec-guard off -- /bin/bash -c "$cc_loop")
+on=$(t run -- /bin/bash -c "$cc_loop")
+echo "200x (cc hello.c && ./a.out): guard off ${off} ms, on ${on} ms, ratio $(python3 -c "print(f'{$on/$off:.2f}')")"
+"$OLDPWD/target/release/examples/hashbench" 512
