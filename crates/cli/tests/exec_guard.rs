@@ -342,6 +342,29 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
     let p = t.policy("[exec]\ndeny = [\"sha256:1234\"]\n");
     let o = t.run(&["--policy", &p], &cmd);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // A corrupted hash cache: a precise error, no run.
+    let home = t.root.join("home");
+    let cache = home.join(".local/state/warden/hash-cache.bin");
+    std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+    std::fs::write(&cache, b"WRDNHC01 garbage that is not a cache").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--", "/bin/bash", "-c", &cmd])
+        .current_dir(&t.ws)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hash-cache.bin is corrupted"), "{}", text(&o));
     assert!(!marker.exists(), "ran despite bad exec input");
+    // Removing it lets warden rebuild it.
+    std::fs::remove_file(&cache).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--", "/bin/true"])
+        .current_dir(&t.ws)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(cache.exists(), "the cache is rebuilt");
     let _ = Path::new("/");
 }

@@ -247,7 +247,13 @@ fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose:
             ));
         }
     }
-    Ok(Some(Guard::new(rules)))
+    let cache = warden_execguard::unotify::Cache::load(&hash_cache_path(home)).map_err(|e| fail(exit::POLICY, e))?;
+    Ok(Some(Guard::with_cache(rules, cache)))
+}
+
+/// The persistent stamp → SHA-256 cache (outside anything the sandbox can write).
+pub fn hash_cache_path(home: &Path) -> PathBuf {
+    state_dir(home).join("hash-cache.bin")
 }
 
 fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> {
@@ -315,7 +321,14 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> 
                 }
             });
             let stage1 = session.stage1_pid;
-            Some(std::thread::spawn(move || g.supervise(listener, stage1)))
+            let cache_path = hash_cache_path(&home_dir());
+            Some(std::thread::spawn(move || {
+                let code = g.supervise(listener, stage1);
+                if let Err(e) = g.cache.save(&cache_path) {
+                    tracing::warn!("hash cache {}: {e}", cache_path.display());
+                }
+                code
+            }))
         }
         None => None,
     };
