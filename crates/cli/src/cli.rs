@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// Exec-guard backend: auto picks the strongest available.
     #[arg(long, value_enum, default_value_t = ExecBackendArg::Auto)]
     pub exec_guard: ExecBackendArg,
+    /// Test mode: the proxy resolves names from this hosts file instead of DNS.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub proxy_hosts_file: Option<PathBuf>,
     /// In allowlist mode, run without a trust index (only explicit exec.allow rules).
     #[arg(long)]
     pub no_index: bool,

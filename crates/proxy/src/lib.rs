@@ -1,5 +1,87 @@
 //! # warden-proxy
 //!
-//! Owns network egress for sandboxed agents: an HTTP forward / CONNECT / SOCKS5 proxy that
-//! resolves names itself, enforces `[network]` allow/deny with named domain sets, refuses
-//! private and metadata addresses, and explains refusals in words.
+//! Owns network egress for sandboxed agents: the host rules of `[network]` (domains with
+//! wildcards and ports, named sets, deny wins; [`rules`]), the HTTP forward / `CONNECT`
+//! proxy that resolves names itself, refuses private and metadata addresses and explains
+//! refusals in words ([`server`]), and the bridge that carries connections from the
+//! sandbox's loopback to it ([`bridge`]). There is no admin API.
+
+pub mod bridge;
+pub mod rules;
+pub mod server;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use warden_policy::Policy;
+
+/// The port the bridge listens on inside the sandbox's (private) network namespace.
+pub const SANDBOX_PORT: u16 = 3128;
+
+#[derive(Debug, Default, Clone)]
+pub struct ProxyOptions {
+    /// Test mode: resolve names from this hosts file. Set only from the supervisor's own
+    /// command line, never from the agent's environment.
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// A running proxy; it lives as long as the process (its threads are detached).
+pub struct ProxyHandle {
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the proxy: a tokio runtime on its own thread serving every connection whose fd
+/// arrives on `control` (the supervisor's end of the bridge socketpair). Call after the
+/// sandbox is forked (no threads before fork).
+pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::Result<ProxyHandle> {
+    let rules = rules::NetRules::from_section(&policy.network).map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+    let ctx = Arc::new(server::Ctx { rules, hosts_file: opts.hosts_file });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let thread = std::thread::Builder::new().name("warden-proxy".into()).spawn(move || {
+        let handle = rt.handle().clone();
+        // Receive fds on a plain thread; serve them on the runtime.
+        std::thread::spawn(move || {
+            while let Some(fd) = bridge::recv_fd(control.as_raw_fd()) {
+                let std_stream = std::net::TcpStream::from(fd);
+                if std_stream.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                let ctx = ctx.clone();
+                handle.spawn(async move {
+                    if let Ok(s) = tokio::net::TcpStream::from_std(std_stream) {
+                        server::serve(s, ctx).await;
+                    }
+                });
+            }
+        });
+        rt.block_on(std::future::pending::<()>());
+    })?;
+    Ok(ProxyHandle { thread })
+}
+
+/// Environment advertising the proxy inside the sandbox, upper and lower case.
+pub fn proxy_env(port: u16) -> Vec<(String, String)> {
+    let http = format!("http://127.0.0.1:{port}");
+    let mut v = Vec::new();
+    for (k, val) in [("HTTP_PROXY", http.as_str()), ("HTTPS_PROXY", http.as_str()), ("ALL_PROXY", http.as_str()), ("NO_PROXY", "localhost,127.0.0.1,::1")] {
+        v.push((k.to_string(), val.to_string()));
+        v.push((k.to_ascii_lowercase(), val.to_string()));
+    }
+    v
+}
+
+/// `warden explain --connect HOST[:PORT]`: (allowed, rule, message).
+pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), String> {
+    let r = rules::NetRules::from_section(&policy.network)?;
+    let (host, port) = match target.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"))?),
+        _ => (target.to_string(), 443),
+    };
+    let d = r.decide_host(&host, port);
+    let msg = if d.allowed {
+        format!("connect {host}:{port}: allowed by rule `{}` (private/metadata addresses stay refused unless a rule names the address)", d.rule)
+    } else {
+        format!("connect {host}:{port}: denied by rule `{}`: {}; to allow it, add it to [network] allow in ~/.config/warden/policy.toml", d.rule, d.reason)
+    };
+    Ok((d.allowed, d.rule, msg))
+}

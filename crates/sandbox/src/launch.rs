@@ -32,9 +32,11 @@ pub trait AgentHook: Send + Sync {
     fn before_exec(&self) -> std::io::Result<Option<OwnedFd>>;
 }
 
-/// Work run on threads inside the sandbox's init process (in its namespaces, outside
-/// Landlock and seccomp), e.g. the bridge from the sandbox's loopback to the proxy.
-pub type InitTask = Box<dyn FnOnce() + Send>;
+/// Work for the sandbox's init process (in its namespaces, outside Landlock and seccomp),
+/// e.g. the bridge from the sandbox's loopback to the proxy: the outer closure runs before
+/// the agent is forked (bind listeners there, so the agent never races them); the closure
+/// it returns runs on a thread of init afterwards.
+pub type InitTask = Box<dyn FnOnce() -> Result<Box<dyn FnOnce() + Send>, String> + Send>;
 
 pub struct Launch {
     pub plan: Plan,
@@ -422,7 +424,13 @@ fn init(mut c: ChildCtx) -> ! {
     if let Err(e) = sys::loopback_up() {
         fail_child(err_w, "network", &e);
     }
-    let tasks = std::mem::take(&mut c.init_tasks);
+    let mut runners = Vec::new();
+    for t in std::mem::take(&mut c.init_tasks) {
+        match t() {
+            Ok(r) => runners.push(r),
+            Err(e) => fail_child(err_w, "init", &e),
+        }
+    }
     // SAFETY: fork from a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -443,8 +451,8 @@ fn init(mut c: ChildCtx) -> ! {
             libc::close(s);
         }
     }
-    for t in tasks {
-        std::thread::spawn(t);
+    for r in runners {
+        std::thread::spawn(r);
     }
     if let Some(mut g) = crate::mounts::GitGuard::new(&c.plan) {
         std::thread::spawn(move || while !g.poll() {});

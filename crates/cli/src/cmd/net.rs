@@ -1,6 +1,9 @@
-//! `explain --connect` (owned by warden-proxy).
+//! `explain --connect` (the decision lives in warden-proxy).
+
+use super::fail;
+use crate::exit;
 
 /// Returns (allowed, rule, message).
-pub fn explain_connect(_p: &warden_policy::Policy, _h: &str) -> anyhow::Result<(bool, String, String)> {
-    anyhow::bail!("explain --connect is not available in this build")
+pub fn explain_connect(p: &warden_policy::Policy, h: &str) -> anyhow::Result<(bool, String, String)> {
+    warden_proxy::explain(p, h).map_err(|e| fail(exit::POLICY, e))
 }

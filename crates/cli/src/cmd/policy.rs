@@ -32,6 +32,7 @@ pub fn policy(c: PolicyCmd) -> anyhow::Result<i32> {
                 warden_policy::load::resolve_profile(parent, file.parent(), &mut sources)
                     .map_err(|e| fail(exit::POLICY, e))?;
             }
+            warden_proxy::rules::validate(&doc.network).map_err(|e| fail(exit::POLICY, format!("{}: {e}", file.display())))?;
             println!("{}: ok", file.display());
             Ok(exit::OK)
         }

@@ -65,6 +65,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         eprintln!("{} {}", misc::warn_stderr("warden: warning:"), msg.trim_end());
     }
     sweep_stale_placeholders(&state_dir(&home));
+    let net_rules = warden_proxy::rules::NetRules::from_section(&loaded.policy.network).map_err(|e| fail(exit::POLICY, format!("network policy: {e}")))?;
+    drop(net_rules);
     let session_id = new_session_id();
     // Single-threaded here: every Decision of this process carries the session id.
     std::env::set_var("WARDEN_SESSION_ID", &session_id);
@@ -77,7 +79,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         command: a.command.clone(),
         session_id: session_id.clone(),
         features: &features,
-        extra_env: Vec::new(),
+        extra_env: if features.user_namespaces { warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT) } else { Vec::new() },
         extra_read,
     });
     if a.dry_run {
@@ -121,6 +123,19 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
     write_manifest(&manifest, &placeholders);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    // Network: the agent's namespace has only loopback; a bridge in the sandbox's init hands
+    // each connection to 127.0.0.1:3128 to the proxy running here.
+    let (proxy_ctl, init_tasks) = if features.user_namespaces {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
+        let theirs = std::os::fd::OwnedFd::from(theirs);
+        let task: warden_sandbox::InitTask = Box::new(move || {
+            let l = std::net::TcpListener::bind(("127.0.0.1", warden_proxy::SANDBOX_PORT)).map_err(|e| format!("proxy bridge: bind 127.0.0.1:{}: {e}", warden_proxy::SANDBOX_PORT))?;
+            Ok(Box::new(move || warden_proxy::bridge::serve(l, theirs)) as Box<dyn FnOnce() + Send>)
+        });
+        (Some(std::os::fd::OwnedFd::from(mine)), vec![task])
+    } else {
+        (None, Vec::new())
+    };
     let l = Launch {
         rlimit_nproc: if cgroup.is_none() && pid_max.is_none() { Some(plan.pids_max as u64) } else { None },
         pid_max,
@@ -128,11 +143,12 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         plan,
         landlock,
         hooks: if guard.is_some() { vec![Arc::new(ExecHook) as Arc<dyn warden_sandbox::AgentHook>] } else { Vec::new() },
-        init_tasks: Vec::new(),
+        init_tasks,
         namespaces: features.user_namespaces,
         pty: tty,
     };
-    let result = supervise(l, tty, guard);
+    let proxy = ProxyStart { policy: loaded.policy.clone(), ctl: proxy_ctl, hosts_file: a.proxy_hosts_file.clone() };
+    let result = supervise(l, tty, guard, proxy);
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
     if let Some(cg) = &cgroup {
@@ -256,7 +272,13 @@ pub fn hash_cache_path(home: &Path) -> PathBuf {
     state_dir(home).join("hash-cache.bin")
 }
 
-fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> {
+struct ProxyStart {
+    policy: warden_policy::Policy,
+    ctl: Option<std::os::fd::OwnedFd>,
+    hosts_file: Option<PathBuf>,
+}
+
+fn supervise(l: Launch, tty: bool, guard: Option<Guard>, proxy: ProxyStart) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
             "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
@@ -306,6 +328,14 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>) -> anyhow::Result<i32> 
             unsafe { libc::kill(agent, sig) };
         }
     });
+    // The proxy (threads may start now: the sandbox is forked).
+    let _proxy = match proxy.ctl {
+        Some(ctl) => Some(
+            warden_proxy::start(&proxy.policy, warden_proxy::ProxyOptions { hosts_file: proxy.hosts_file }, ctl)
+                .map_err(|e| fail(exit::POLICY, format!("proxy: {e}")))?,
+        ),
+        None => None,
+    };
     // The exec guard: one thread answers the filter's notifications and verifies each
     // allowed exec at its exec stop; it also reaps the sandbox and returns its status.
     let tracer = match guard {

@@ -1,0 +1,231 @@
+//! Network tests through `warden run`: real clients (curl, git, Python's urllib) inside the
+//! sandbox against servers the test starts on the host. Names come from a test hosts file
+//! read by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+struct T {
+    root: PathBuf,
+    ws: PathBuf,
+    server: Child,
+    port: u16,
+}
+
+impl T {
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-net-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ws = root.join("ws");
+        let srv = root.join("srv");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&srv).unwrap();
+        std::fs::write(srv.join("hello.txt"), "hello through warden\n").unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let server = Command::new("/usr/bin/python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "0.0.0.0"])
+            .current_dir(&srv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        T { root, ws, server, port }
+    }
+    fn hosts(&self, text: &str) -> String {
+        let p = self.root.join("hosts");
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+    fn run(&self, policy: &str, hosts: &str, script: &str) -> Output {
+        let p = self.root.join("policy.toml");
+        std::fs::write(&p, policy).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "--policy", p.to_str().unwrap(), "--proxy-hosts-file", hosts, "--", "/bin/bash", "-c", script])
+            .current_dir(&self.ws)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("status {:?}\n--stdout--\n{}\n--stderr--\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A non-loopback address of this host (the sandbox has only its own loopback).
+fn host_ip() -> String {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("10.255.255.1:9").ok();
+    s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+#[test]
+fn allowed_hosts_work_and_denied_hosts_get_a_reason() {
+    let t = T::new("allow");
+    let hosts = t.hosts("127.0.0.1 test.local\n127.0.0.1 other.local\n");
+    let policy = "[network]\nallow = [\"test.local\", \"127.0.0.1\"]\n";
+    let p = t.port;
+    let script = format!(
+        "curl -s http://test.local:{p}/hello.txt; \
+         curl -s --proxytunnel http://test.local:{p}/hello.txt | sed 's/^/tunnel: /'; \
+         /usr/bin/python3 -c 'import urllib.request; print(\"urllib:\", urllib.request.urlopen(\"http://test.local:{p}/hello.txt\").read().decode().strip())'; \
+         echo ---; curl -s -o /dev/null -w '%{{http_code}}\\n' http://other.local:{p}/hello.txt; curl -s http://other.local:{p}/hello.txt; \
+         curl -s --proxytunnel http://other.local:{p}/ 2>&1; echo connect-rc=$?"
+    );
+    let o = t.run(policy, &hosts, &script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.starts_with("hello through warden"), "{}", text(&o));
+    assert!(s.contains("tunnel: hello through warden"), "CONNECT path:\n{}", text(&o));
+    assert!(s.contains("urllib: hello through warden"), "{}", text(&o));
+    let after = s.split("---").nth(1).unwrap();
+    assert!(after.trim_start().starts_with("403"), "{}", text(&o));
+    assert!(after.contains("blocked other.local") && after.contains("network.default") && after.contains("enforced by warden outside the agent"), "{}", text(&o));
+    assert!(after.contains("connect-rc=56"), "CONNECT to a denied host must fail:\n{}", text(&o));
+}
+
+#[test]
+fn direct_network_udp_and_dns_fail_inside() {
+    let t = T::new("direct");
+    let hosts = t.hosts("");
+    let ip = host_ip();
+    let py = format!(
+        r#"
+import socket
+for what, fam, kind, addr in [("tcp", socket.AF_INET, socket.SOCK_STREAM, ("{ip}", {p})), ("udp-dns", socket.AF_INET, socket.SOCK_DGRAM, ("8.8.8.8", 53)), ("tcp6", socket.AF_INET6, socket.SOCK_STREAM, ("2001:4860:4860::8888", 53))]:
+    s = socket.socket(fam, kind)
+    s.settimeout(2)
+    try:
+        s.connect(addr)
+        s.send(b"x")
+        print(what, "CONNECTED")
+    except OSError as e:
+        print(what, "failed", e.errno)
+try:
+    socket.getaddrinfo("example.com", 80)
+    print("dns RESOLVED")
+except OSError:
+    print("dns failed")
+"#,
+        p = t.port
+    );
+    std::fs::write(t.ws.join("probe.py"), py).unwrap();
+    let script = format!("curl -s --noproxy '*' --max-time 3 http://{ip}:{p}/hello.txt && echo DIRECT-OK; /usr/bin/python3 probe.py", p = t.port);
+    let o = t.run("[network]\nallow = []\n", &hosts, &script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(!s.contains("DIRECT-OK") && !s.contains("CONNECTED") && !s.contains("RESOLVED"), "{}", text(&o));
+    assert!(s.contains("tcp failed") && s.contains("udp-dns failed") && s.contains("dns failed"), "{}", text(&o));
+}
+
+#[test]
+fn private_metadata_rebinding_and_ipv6_are_refused() {
+    let t = T::new("private");
+    let hosts = t.hosts("127.0.0.1 test.local\n198.51.100.7 rebind.test\n");
+    // test.local is allowed by name, but nothing names 127.0.0.1.
+    let policy = "[network]\nallow = [\"test.local\", \"rebind.test\"]\n";
+    let p = t.port;
+    let script = format!(
+        "curl -s http://test.local:{p}/hello.txt; echo; \
+         curl -s http://169.254.169.254/latest/meta-data/; echo; \
+         curl -s http://10.0.0.1/; echo; \
+         curl -s -g 'http://[::1]:{p}/hello.txt'; echo; \
+         curl -s -g 'http://[2001:db8::1]:{p}/'; echo; \
+         curl -s -g 'http://[fd00:ec2::254]/'; echo; \
+         curl -s --max-time 5 -o /dev/null -w 'first %{{http_code}}\\n' http://rebind.test:{p}/hello.txt"
+    );
+    let o = t.run(policy, &hosts, &script);
+    // The name now rebinds to loopback (the proxy re-reads its resolver on every connection).
+    let hosts = t.hosts("127.0.0.1 test.local\n127.0.0.1 rebind.test\n");
+    let o2 = t.run(policy, &hosts, &format!("curl -s http://rebind.test:{p}/hello.txt"));
+    let s2 = String::from_utf8_lossy(&o2.stdout).to_string();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(!s.contains("hello through warden"), "a private address was reached:\n{}", text(&o));
+    assert!(s.contains("test.local resolves to 127.0.0.1"), "{}", text(&o));
+    for blocked in ["blocked 169.254.169.254", "blocked 10.0.0.1", "blocked [2001:db8::1]", "blocked [fd00:ec2::254]"] {
+        assert!(s.contains(blocked), "missing `{blocked}`:\n{}", text(&o));
+    }
+    assert!(s.contains("first 502"), "the public first address is tried (and is unreachable):\n{}", text(&o));
+    assert!(s2.contains("rebind.test resolves to 127.0.0.1") && !s2.contains("hello through warden"), "rebinding must be refused:\n{}", text(&o2));
+}
+
+#[test]
+fn large_download_is_byte_identical_and_git_works() {
+    let t = T::new("large");
+    let srv = t.root.join("srv");
+    // 64 MiB of pseudo-random data.
+    let mut data = vec![0u8; 64 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(srv.join("big.bin"), &data).unwrap();
+    let want = warden_sha(&data);
+    // A bare repository served over dumb HTTP.
+    let src = t.root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let g = |dir: &std::path::Path, args: &[&str]| assert!(Command::new("git").args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success());
+    g(&src, &["init", "-q"]);
+    std::fs::write(src.join("README"), "from git over http\n").unwrap();
+    g(&src, &["add", "README"]);
+    g(&src, &["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "init"]);
+    g(&t.root, &["clone", "-q", "--bare", "src", "srv/repo.git"]);
+    g(&srv.join("repo.git"), &["update-server-info"]);
+    let hosts = t.hosts("127.0.0.1 test.local\n");
+    let p = t.port;
+    let script = format!(
+        "curl -s http://test.local:{p}/big.bin | sha256sum | cut -d' ' -f1; \
+         git clone -q http://test.local:{p}/repo.git cloned && cat cloned/README"
+    );
+    let o = t.run("[network]\nallow = [\"test.local\", \"127.0.0.1\"]\n", &hosts, &script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.starts_with(&want), "download differs (want {want}):\n{}", text(&o));
+    assert!(s.contains("from git over http"), "git over HTTP through the proxy:\n{}", text(&o));
+}
+
+fn warden_sha(d: &[u8]) -> String {
+    let mut c = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(d).unwrap();
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn network_policy_bad_input_is_precise() {
+    let root = std::env::temp_dir().join(format!("warden-net-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    for (pol, want) in [
+        ("[network]\nallow = [\"*\"]\n", "every host"),
+        ("[network]\nallow = [\"*.com\"]\n", "too broad"),
+        ("[network]\nallow = [\"bad host\"]\n", "not a valid domain"),
+        ("[network]\nallow = [\"@nosuchset\"]\n", "unknown named set"),
+    ] {
+        let p = root.join("p.toml");
+        std::fs::write(&p, pol).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_warden")).args(["policy", "check", p.to_str().unwrap()]).output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "{pol}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{pol}: {}", text(&o));
+        let o = Command::new(env!("CARGO_BIN_EXE_warden")).args(["run", "--policy", p.to_str().unwrap(), "--", "/bin/true"]).current_dir(&root).output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "run must refuse: {pol}: {}", text(&o));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

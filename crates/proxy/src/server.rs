@@ -1,0 +1,218 @@
+//! The proxy server: HTTP/1 forward proxying (absolute-form requests) and `CONNECT`
+//! tunnels, on a tokio runtime of its own. Connections arrive as file descriptors from the
+//! bridge inside the sandbox (see [`crate::bridge`]).
+//!
+//! For every connection: the host is decided by [`NetRules::decide_host`]; the name is
+//! resolved *here* (the sandbox has no DNS); every resolved address is checked
+//! ([`NetRules::address_ok`]: no loopback/private/link-local/CGNAT/metadata unless a rule
+//! names the address) and the proxy connects to the address it checked, never re-resolving,
+//! so a name that rebinds to 127.0.0.1 is refused. Refusals are HTTP 403 with a plain-text
+//! reason the agent can read.
+
+use crate::rules::NetRules;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpStream;
+use warden_event::{Decision, Layer, Verdict};
+
+pub struct Ctx {
+    pub rules: NetRules,
+    /// Test mode: resolve names from this hosts file (read on every lookup).
+    pub hosts_file: Option<PathBuf>,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-warden", "blocked")
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed()))
+}
+
+/// The message an agent reads when a host is refused.
+pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str) -> String {
+    format!(
+        "warden: blocked {host}:{port}\nrule: {rule}\nreason: {reason}\n\
+         This block is enforced by warden outside the agent: retrying with --noproxy, another client, \
+         a raw socket or another spelling of the name is blocked too.\n\
+         To allow it, a human adds it to `[network] allow` in ~/.config/warden/policy.toml \
+         (for example allow = [\"{host}\"]), outside the sandbox.\n"
+    )
+}
+
+fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
+    if r.status == StatusCode::FORBIDDEN {
+        text(r.status, refusal_text(host, port, &r.rule, &r.reason))
+    } else {
+        text(r.status, format!("warden: cannot reach {host}:{port} (allowed by `{}`): {}\n", r.rule, r.reason))
+    }
+}
+
+pub struct Refusal {
+    pub status: StatusCode,
+    pub rule: String,
+    pub reason: String,
+}
+
+impl Ctx {
+    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        if let Some(f) = &self.hosts_file {
+            let text = std::fs::read_to_string(f)?;
+            let addrs: Vec<SocketAddr> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    let ip: IpAddr = it.next()?.parse().ok()?;
+                    it.any(|n| n.eq_ignore_ascii_case(host)).then_some(SocketAddr::new(ip, port))
+                })
+                .collect();
+            if addrs.is_empty() {
+                return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: not found")));
+            }
+            return Ok(addrs);
+        }
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    }
+
+    /// Decides, resolves, checks and connects.
+    pub async fn connect(&self, host: &str, port: u16) -> Result<(TcpStream, SocketAddr, String), Refusal> {
+        let d = self.rules.decide_host(host, port);
+        if !d.allowed {
+            return Err(Refusal { status: StatusCode::FORBIDDEN, rule: d.rule, reason: d.reason });
+        }
+        let addrs = self.resolve(host, port).await.map_err(|e| Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            rule: d.rule.clone(),
+            reason: format!("cannot resolve {host}: {e}"),
+        })?;
+        let ok: Vec<SocketAddr> = addrs.iter().copied().filter(|a| self.rules.address_ok(&a.ip(), port)).collect();
+        if ok.is_empty() {
+            let list = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+            return Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                rule: "network.private_addresses".into(),
+                reason: format!("{host} resolves to {list}: loopback, private, link-local and metadata addresses are refused unless a rule names the address"),
+            });
+        }
+        let mut last = String::new();
+        for a in ok {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(a)).await {
+                Ok(Ok(s)) => return Ok((s, a, d.rule)),
+                Ok(Err(e)) => last = format!("{a}: {e}"),
+                Err(_) => last = format!("{a}: timed out"),
+            }
+        }
+        Err(Refusal { status: StatusCode::BAD_GATEWAY, rule: d.rule, reason: format!("cannot connect to {host}: {last}") })
+    }
+}
+
+fn emit(host: &str, port: u16, rule: &str, allowed: bool, reason: &str, up: u64, down: u64, started: Instant, method: &str) {
+    Decision::new(Layer::Proxy, "agent", format!("{method} {host}:{port}"), rule, if allowed { Verdict::Allow } else { Verdict::Deny }, reason)
+        .with("host", host)
+        .with("port", port)
+        .with("bytes_up", up)
+        .with("bytes_down", down)
+        .with("duration_ms", started.elapsed().as_millis() as u64)
+        .emit();
+}
+
+fn split_authority(a: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(rest) = a.strip_prefix('[') {
+        let (h, p) = rest.split_once(']')?;
+        let port = p.strip_prefix(':').map(|x| x.parse().ok()).unwrap_or(Some(default_port))?;
+        return Some((format!("[{h}]"), port));
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((a.to_string(), default_port)),
+    }
+}
+
+pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, hyper::Error> {
+    let started = Instant::now();
+    if req.method() == Method::CONNECT {
+        let Some((host, port)) = req.uri().authority().and_then(|a| split_authority(a.as_str(), 443)) else {
+            return Ok(text(StatusCode::BAD_REQUEST, "warden: CONNECT needs host:port\n".into()));
+        };
+        return match ctx.connect(&host, port).await {
+            Err(r) => {
+                emit(&host, port, &r.rule, false, &r.reason, 0, 0, started, "CONNECT");
+                Ok(refusal(&r, &host, port))
+            }
+            Ok((mut upstream, _addr, rule)) => {
+                tokio::spawn(async move {
+                    match hyper::upgrade::on(req).await {
+                        Ok(up) => {
+                            let mut io = TokioIo::new(up);
+                            let (a, b) = tokio::io::copy_bidirectional(&mut io, &mut upstream).await.unwrap_or((0, 0));
+                            emit(&host, port, &rule, true, "tunnel closed", a, b, started, "CONNECT");
+                        }
+                        Err(e) => tracing::debug!("upgrade failed: {e}"),
+                    }
+                });
+                Ok(Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed()))
+            }
+        };
+    }
+    // Absolute-form HTTP request.
+    let uri = req.uri().clone();
+    if uri.scheme_str() != Some("http") {
+        let msg = if uri.scheme_str() == Some("https") {
+            "warden: use CONNECT for https (set HTTPS_PROXY)\n"
+        } else {
+            "warden: this is a proxy; send absolute-form requests (http://host/path)\n"
+        };
+        return Ok(text(StatusCode::BAD_REQUEST, msg.into()));
+    }
+    let Some(host) = uri.host().map(str::to_string) else {
+        return Ok(text(StatusCode::BAD_REQUEST, "warden: request has no host\n".into()));
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    let (stream, _addr, rule) = match ctx.connect(&host, port).await {
+        Ok(x) => x,
+        Err(r) => {
+            emit(&host, port, &r.rule, false, &r.reason, 0, 0, started, req.method().as_str());
+            return Ok(refusal(&r, &host, port));
+        }
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+        Ok(x) => x,
+        Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("warden: upstream {host}:{port}: {e}\n"))),
+    };
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").parse().unwrap_or_default();
+    for h in ["proxy-connection", "proxy-authorization", "proxy-authenticate"] {
+        parts.headers.remove(h);
+    }
+    let method = parts.method.to_string();
+    let resp = sender.send_request(Request::from_parts(parts, body)).await?;
+    emit(&host, port, &rule, true, "forwarded", 0, 0, started, &method);
+    Ok(resp.map(|b| b.boxed()))
+}
+
+/// Serves one client connection (HTTP/1 with upgrades for CONNECT).
+pub async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
+    let svc = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades()
+        .await;
+}
