@@ -85,6 +85,8 @@ fn allowed_hosts_work_and_denied_hosts_get_a_reason() {
     let script = format!(
         "curl -s http://test.local:{p}/hello.txt; \
          curl -s --proxytunnel http://test.local:{p}/hello.txt | sed 's/^/tunnel: /'; \
+         curl -s --proxy socks5h://127.0.0.1:3128 http://test.local:{p}/hello.txt | sed 's/^/socks: /'; \
+         curl -s --proxy socks5h://127.0.0.1:3128 http://other.local:{p}/ 2>&1; echo socks-denied-rc=$?; \
          /usr/bin/python3 -c 'import urllib.request; print(\"urllib:\", urllib.request.urlopen(\"http://test.local:{p}/hello.txt\").read().decode().strip())'; \
          echo ---; curl -s -o /dev/null -w '%{{http_code}}\\n' http://other.local:{p}/hello.txt; curl -s http://other.local:{p}/hello.txt; \
          curl -s --proxytunnel http://other.local:{p}/ 2>&1; echo connect-rc=$?"
@@ -94,6 +96,8 @@ fn allowed_hosts_work_and_denied_hosts_get_a_reason() {
     assert!(s.starts_with("hello through warden"), "{}", text(&o));
     assert!(s.contains("tunnel: hello through warden"), "CONNECT path:\n{}", text(&o));
     assert!(s.contains("urllib: hello through warden"), "{}", text(&o));
+    assert!(s.contains("socks: hello through warden"), "SOCKS5 path:\n{}", text(&o));
+    assert!(s.contains("socks-denied-rc=97"), "SOCKS5 to a denied host must be refused:\n{}", text(&o));
     let after = s.split("---").nth(1).unwrap();
     assert!(after.trim_start().starts_with("403"), "{}", text(&o));
     assert!(after.contains("blocked other.local") && after.contains("network.default") && after.contains("enforced by warden outside the agent"), "{}", text(&o));

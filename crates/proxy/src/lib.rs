@@ -1,7 +1,7 @@
 //! # warden-proxy
 //!
 //! Owns network egress for sandboxed agents: the host rules of `[network]` (domains with
-//! wildcards and ports, named sets, deny wins; [`rules`]), the HTTP forward / `CONNECT`
+//! wildcards and ports, named sets, deny wins; [`rules`]), the HTTP forward / `CONNECT` / SOCKS5
 //! proxy that resolves names itself, refuses private and metadata addresses and explains
 //! refusals in words ([`server`]), and the bridge that carries connections from the
 //! sandbox's loopback to it ([`bridge`]). There is no admin API.
@@ -62,8 +62,9 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
 /// Environment advertising the proxy inside the sandbox, upper and lower case.
 pub fn proxy_env(port: u16) -> Vec<(String, String)> {
     let http = format!("http://127.0.0.1:{port}");
+    let socks = format!("socks5h://127.0.0.1:{port}");
     let mut v = Vec::new();
-    for (k, val) in [("HTTP_PROXY", http.as_str()), ("HTTPS_PROXY", http.as_str()), ("ALL_PROXY", http.as_str()), ("NO_PROXY", "localhost,127.0.0.1,::1")] {
+    for (k, val) in [("HTTP_PROXY", http.as_str()), ("HTTPS_PROXY", http.as_str()), ("ALL_PROXY", socks.as_str()), ("NO_PROXY", "localhost,127.0.0.1,::1")] {
         v.push((k.to_string(), val.to_string()));
         v.push((k.to_ascii_lowercase(), val.to_string()));
     }
