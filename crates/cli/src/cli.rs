@@ -252,6 +252,9 @@ pub struct InstallArgs {
     /// Print what would change without writing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Prefix for the managed settings path (tests).
+    #[arg(long, hide = true, default_value = "/")]
+    pub root: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -31,6 +31,13 @@ pub struct GateSection {
     /// Tools the gate does not know. In headless mode `ask` becomes `deny`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_tool: Option<GateAnswer>,
+    /// MCP tools (`mcp__server__tool`, globs) that are allowed / denied; others get `mcp_default`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_deny: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_default: Option<GateAnswer>,
 }
 
 impl GateSection {
@@ -45,13 +52,23 @@ impl GateSection {
         if o.unknown_tool.is_some() {
             self.unknown_tool = o.unknown_tool;
         }
+        if o.mcp_default.is_some() {
+            self.mcp_default = o.mcp_default;
+        }
+        crate::append_unique(&mut self.mcp_allow, &o.mcp_allow);
+        crate::append_unique(&mut self.mcp_deny, &o.mcp_deny);
     }
 
     /// Workspace documents may only make answers stricter.
     pub(crate) fn narrow(&mut self, o: &GateSection) -> Result<(), String> {
+        if !o.mcp_allow.is_empty() {
+            return Err("gate.mcp_allow".into());
+        }
+        crate::append_unique(&mut self.mcp_deny, &o.mcp_deny);
         for (key, cur, new) in [
             ("gate.dynamic", &mut self.dynamic, o.dynamic),
             ("gate.unknown_tool", &mut self.unknown_tool, o.unknown_tool),
+            ("gate.mcp_default", &mut self.mcp_default, o.mcp_default),
         ] {
             if let Some(n) = new {
                 if cur.is_some_and(|c| n.rank() < c.rank()) {

@@ -1,15 +1,126 @@
-//! `warden hook`, `warden install`, `warden uninstall` (owned by warden-gate).
+//! `warden hook`, `warden install`, `warden uninstall` (the work lives in warden-gate).
 
-use crate::cli::{HookArgs, InstallArgs};
+use super::{fail, home_dir};
+use crate::cli::{Agent as CliAgent, HookArgs, InstallArgs, Scope as CliScope};
+use crate::exit;
+use std::io::{Read, Write};
+use warden_gate::install::{self, Scope};
+use warden_gate::protocol::{self, Agent};
 
-pub fn hook(_a: HookArgs) -> anyhow::Result<i32> {
-    // Fail closed: exit 2 blocks the tool in every supported agent.
-    eprintln!("warden hook: not available in this build; denying");
-    Ok(2)
+fn agent(a: CliAgent) -> Agent {
+    match a {
+        CliAgent::Claude => Agent::Claude,
+        CliAgent::Codex => Agent::Codex,
+        CliAgent::Gemini => Agent::Gemini,
+    }
 }
-pub fn install(_a: InstallArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("warden install is not available in this build")
+
+/// Answers one hook event. Every failure path denies (exit 2).
+pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
+    let ag = agent(a.agent);
+    let mut input = Vec::new();
+    let read = std::io::stdin().lock().take(protocol::MAX_INPUT as u64 + 1).read_to_end(&mut input);
+    let out = match read {
+        Err(e) => protocol::render(ag, "", &deny(format!("cannot read hook input: {e}"))),
+        Ok(_) => {
+            // The workspace (for narrowing `.warden.toml`) is the payload's cwd.
+            let cwd = serde_json::from_slice::<serde_json::Value>(&input)
+                .ok()
+                .and_then(|v| v.get("cwd").and_then(|c| c.as_str()).map(std::path::PathBuf::from))
+                .filter(|p| p.is_dir());
+            let mut pa = a.policy.clone();
+            if pa.profile.is_none() {
+                pa.profile = Some(ag.name().to_string());
+            }
+            match super::load_policy(&pa, cwd.as_ref()) {
+                Err(e) => protocol::render(ag, "", &deny(format!("the policy cannot be loaded ({e})"))),
+                Ok(loaded) => {
+                    let home = home_dir();
+                    let log = warden_event::SessionLog::open(&super::run::state_dir(&home).join("hooks.jsonl")).ok();
+                    warden_event::init_tracing(log, 0);
+                    let env = protocol::HookEnv { policy: &loaded.policy, home, headless: a.headless };
+                    protocol::handle(ag, &input, &env)
+                }
+            }
+        }
+    };
+    let mut so = std::io::stdout().lock();
+    let _ = so.write_all(out.stdout.as_bytes());
+    let _ = so.flush();
+    if !out.stderr.is_empty() {
+        eprintln!("{}", out.stderr);
+    }
+    Ok(out.code)
 }
-pub fn uninstall(_a: InstallArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("warden uninstall is not available in this build")
+
+fn deny(reason: String) -> warden_gate::judge::Judgement {
+    warden_gate::judge::Judgement { answer: warden_gate::judge::Answer::Deny, rule: "gate.error".into(), what: "hook".into(), reason }
+}
+
+fn target(a: &InstallArgs) -> std::path::PathBuf {
+    let scope = match a.scope {
+        Some(CliScope::Managed) => Scope::Managed,
+        Some(CliScope::User) => Scope::User,
+        Some(CliScope::Project) => Scope::Project,
+        // Prefer managed settings (the agent cannot remove them) when we can write them.
+        None => {
+            if unsafe { libc::geteuid() } == 0 {
+                Scope::Managed
+            } else {
+                Scope::User
+            }
+        }
+    };
+    let project = std::env::current_dir().unwrap_or_default();
+    install::settings_path(agent(a.agent), scope, &a.root, &home_dir(), &project)
+}
+
+fn scope_of(a: &InstallArgs) -> Scope {
+    match a.scope {
+        Some(CliScope::User) => Scope::User,
+        Some(CliScope::Project) => Scope::Project,
+        Some(CliScope::Managed) => Scope::Managed,
+        None if unsafe { libc::geteuid() } == 0 => Scope::Managed,
+        None => Scope::User,
+    }
+}
+
+fn edit(a: &InstallArgs, f: impl FnOnce(serde_json::Value) -> Result<serde_json::Value, String>) -> anyhow::Result<i32> {
+    if std::env::var_os("WARDEN_SANDBOX").is_some() {
+        return Err(fail(exit::DENIED, "agent settings cannot be changed from inside a warden sandbox"));
+    }
+    let path = target(a);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let doc: serde_json::Value = if text.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_str(&text).map_err(|e| fail(exit::POLICY, format!("{}: not valid JSON: {e}", path.display())))?
+    };
+    let before = doc.clone();
+    let after = f(doc).map_err(|e| fail(exit::POLICY, format!("{}: {e}", path.display())))?;
+    let rendered = serde_json::to_string_pretty(&after)? + "\n";
+    if a.dry_run {
+        print!("{rendered}");
+        return Ok(exit::OK);
+    }
+    if after == before {
+        println!("{}: unchanged", path.display());
+        return Ok(exit::OK);
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&path, rendered)?;
+    println!("{}: updated", path.display());
+    Ok(exit::OK)
+}
+
+pub fn install(a: InstallArgs) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "warden".into());
+    let (ag, scope) = (agent(a.agent), scope_of(&a));
+    edit(&a, |doc| install::install(doc, ag, scope, &exe))
+}
+
+pub fn uninstall(a: InstallArgs) -> anyhow::Result<i32> {
+    edit(&a, install::uninstall)
 }

@@ -1,0 +1,310 @@
+//! Judging one tool call against the shared policy: file tools against `[files]`
+//! (the same [`FileRules`] the sandbox enforces), shell commands against `[exec]` (the same
+//! content hashes the exec guard enforces, resolved through PATH, the cwd, `/proc/self/root`
+//! and symlinks), web tools against `[network]` (the proxy's own host rules), MCP tools
+//! against `[gate] mcp_allow`/`mcp_deny`, and everything unresolvable against
+//! `[gate] dynamic`/`unknown_tool` (where `ask` becomes `deny` in headless mode).
+
+use crate::shell::{analyze, Analysis};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use warden_execguard::rules::ExecRules;
+use warden_policy::env::glob_match;
+use warden_policy::files::{Access, FileRules};
+use warden_policy::gate::GateAnswer;
+use warden_policy::Policy;
+use warden_proxy::rules::NetRules;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Answer {
+    Allow,
+    Ask,
+    Deny,
+}
+
+impl Answer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Allow => "allow",
+            Answer::Ask => "ask",
+            Answer::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub answer: Answer,
+    pub rule: String,
+    /// What was judged (a command, a path, a host).
+    pub what: String,
+    pub reason: String,
+}
+
+impl Judgement {
+    fn allow(what: impl Into<String>, rule: &str) -> Judgement {
+        Judgement { answer: Answer::Allow, rule: rule.into(), what: what.into(), reason: "allowed by policy".into() }
+    }
+
+    /// The message written for the model.
+    pub fn message(&self) -> String {
+        match self.answer {
+            Answer::Allow => format!("warden: allowed ({})", self.rule),
+            _ => format!(
+                "warden {} this tool call: {} — {} (rule `{}`). This is enforced by warden outside the agent (at this hook and in the kernel), so rewording the command, another path or copy, an interpreter or a wrapper will be blocked too. If it is really needed, stop and ask the user; only the user can allow it, outside the sandbox (`warden exec allow …`, or ~/.config/warden/policy.toml).",
+                if self.answer == Answer::Deny { "blocked" } else { "needs the user's approval for" },
+                self.what,
+                self.reason,
+                self.rule
+            ),
+        }
+    }
+}
+
+pub struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub cwd: PathBuf,
+    pub home: PathBuf,
+    pub headless: bool,
+    pub files: FileRules,
+    pub exec: Result<ExecRules, String>,
+    pub net: Result<NetRules, String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(policy: &'a Policy, cwd: PathBuf, home: PathBuf, headless: bool) -> Ctx<'a> {
+        let anchors = warden_policy::Anchors { home: home.clone(), workspace: cwd.clone() };
+        Ctx {
+            policy,
+            files: FileRules::new(policy, &anchors, None),
+            exec: ExecRules::from_policy(policy, &home),
+            net: NetRules::from_section(&policy.network),
+            cwd,
+            home,
+            headless,
+        }
+    }
+
+    fn policy_answer(&self, a: Option<GateAnswer>, default: GateAnswer) -> Answer {
+        match a.unwrap_or(default) {
+            GateAnswer::Allow => Answer::Allow,
+            GateAnswer::Deny => Answer::Deny,
+            GateAnswer::Ask if self.headless => Answer::Deny,
+            GateAnswer::Ask => Answer::Ask,
+        }
+    }
+
+    fn abs(&self, p: &str) -> PathBuf {
+        if p == "~" {
+            self.home.clone()
+        } else if let Some(r) = p.strip_prefix("~/") {
+            self.home.join(r)
+        } else if p.starts_with('/') {
+            PathBuf::from(p.strip_prefix("/proc/self/root").filter(|r| r.starts_with('/')).unwrap_or(p))
+        } else {
+            self.cwd.join(p)
+        }
+    }
+
+    fn path(&self, tool: &str, p: &str, access: Access) -> Option<Judgement> {
+        let abs = self.abs(p);
+        let d = self.files.decide(&abs, access);
+        (!d.allowed).then(|| Judgement { answer: Answer::Deny, rule: d.rule.to_string(), what: format!("{tool} {}", abs.display()), reason: d.explain(&abs, access) })
+    }
+
+    fn host(&self, tool: &str, url: &str) -> Option<Judgement> {
+        let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let https = url.starts_with("https");
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h.to_string(), p.parse().unwrap_or(if https { 443 } else { 80 })),
+            _ => (authority.to_string(), if https { 443 } else { 80 }),
+        };
+        match &self.net {
+            Err(e) => Some(Judgement { answer: Answer::Deny, rule: "network.invalid".into(), what: format!("{tool} {url}"), reason: e.clone() }),
+            Ok(n) => {
+                let d = n.decide_host(&host, port);
+                (!d.allowed).then(|| Judgement { answer: Answer::Deny, rule: d.rule, what: format!("{tool} {url}"), reason: d.reason })
+            }
+        }
+    }
+
+    /// Resolves a program name as the shell would: a path (relative to the cwd, through
+    /// `/proc/self/root`), else PATH and the system directories; symlinks followed.
+    pub fn resolve_program(&self, name: &str) -> Option<PathBuf> {
+        if name.contains('/') {
+            let p = self.abs(name);
+            return std::fs::canonicalize(p).ok().filter(|p| p.is_file());
+        }
+        for d in warden_execguard::rules::search_dirs(&self.home) {
+            let c = d.join(name);
+            if c.is_file() {
+                return std::fs::canonicalize(c).ok();
+            }
+        }
+        None
+    }
+
+    fn denied_names(&self) -> Vec<&str> {
+        self.policy.exec.deny.iter().filter(|d| !d.contains('/') && !d.contains(':')).map(String::as_str).collect()
+    }
+
+    fn exec_check(&self, name: &str, cmd_text: &str) -> Option<Judgement> {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if let Some(d) = self.denied_names().into_iter().find(|d| *d == base) {
+            return Some(Judgement { answer: Answer::Deny, rule: format!("exec.deny:{d}"), what: format!("Bash `{cmd_text}`"), reason: format!("it runs `{base}`, which is denied") });
+        }
+        let rules = match &self.exec {
+            Ok(r) => r,
+            Err(e) => return Some(Judgement { answer: Answer::Deny, rule: "exec.invalid".into(), what: format!("Bash `{cmd_text}`"), reason: format!("the exec policy cannot be loaded: {e}") }),
+        };
+        let file = self.resolve_program(name)?;
+        match rules.decide_file(&file) {
+            Ok((_, v)) if !v.allowed => Some(Judgement {
+                answer: Answer::Deny,
+                rule: v.rule.clone(),
+                what: format!("Bash `{cmd_text}`"),
+                reason: format!("it runs {} ({}), and {}", file.display(), base, v.reason),
+            }),
+            Ok(_) => None,
+            Err(e) => Some(Judgement { answer: Answer::Deny, rule: "exec.fail_closed".into(), what: format!("Bash `{cmd_text}`"), reason: format!("cannot hash {}: {e}", file.display()) }),
+        }
+    }
+
+    pub fn judge_shell(&self, command: &str) -> Judgement {
+        let shown: String = command.chars().take(200).collect();
+        let a: Analysis = analyze(command);
+        let mut worst: Option<Judgement> = None;
+        let mut consider = |j: Option<Judgement>| {
+            if let Some(j) = j {
+                if worst.as_ref().is_none_or(|w| j.answer > w.answer) {
+                    worst = Some(j);
+                }
+            }
+        };
+        for c in &a.commands {
+            if let Some(name) = c.name() {
+                consider(self.exec_check(name, &shown));
+                for arg in c.argv.iter().skip(1).flatten() {
+                    if arg.starts_with('/') || arg.starts_with("~/") || arg.starts_with("./") || arg.starts_with("../") || (arg.contains('/') && !arg.contains("://")) {
+                        if let Some(j) = self.path("Bash reads", arg, Access::Read).filter(|j| j.rule == "files.deny") {
+                            consider(Some(j));
+                        }
+                    }
+                }
+                // Programs whose arguments are write targets.
+                let base = name.rsplit('/').next().unwrap_or(name);
+                let targets: Vec<&String> = match base {
+                    "tee" => c.argv.iter().skip(1).flatten().filter(|x| !x.starts_with('-')).collect(),
+                    "cp" | "mv" | "ln" | "install" | "rsync" => c.argv.iter().skip(1).flatten().filter(|x| !x.starts_with('-')).last().into_iter().collect(),
+                    "touch" | "mkdir" | "rm" | "chmod" | "truncate" => c.argv.iter().skip(1).flatten().filter(|x| !x.starts_with('-')).collect(),
+                    "sed" if c.argv.iter().flatten().any(|x| x.starts_with("-i") || x == "--in-place") => c.argv.iter().skip(2).flatten().filter(|x| !x.starts_with('-')).collect(),
+                    _ => Vec::new(),
+                };
+                for t in targets {
+                    consider(self.path("Bash writes", t, Access::Write).filter(|j| j.rule == "files.protect" || j.rule == "files.deny"));
+                }
+            }
+        }
+        for w in &a.writes {
+            match w {
+                Some(t) if t.starts_with("/dev/") => {}
+                Some(t) => consider(self.path("Bash writes", t, Access::Write).filter(|j| j.rule == "files.protect" || j.rule == "files.deny")),
+                None => consider(Some(Judgement { answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask), rule: "gate.dynamic".into(), what: format!("Bash `{shown}`"), reason: "it writes to a file whose name is computed at run time".into() })),
+            }
+        }
+        let names = self.denied_names();
+        for code in &a.inline_code {
+            let hit = code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).find(|t| names.contains(t));
+            if let Some(n) = hit {
+                consider(Some(Judgement { answer: Answer::Deny, rule: format!("exec.deny:{n}"), what: format!("Bash `{shown}`"), reason: format!("inline interpreter code names `{n}`, which is denied") }));
+            }
+        }
+        if a.parse_error {
+            consider(Some(Judgement { answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask), rule: "gate.dynamic".into(), what: format!("Bash `{shown}`"), reason: "the command does not parse as bash".into() }));
+        }
+        if let Some(d) = a.dynamic.first() {
+            consider(Some(Judgement { answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask), rule: "gate.dynamic".into(), what: format!("Bash `{shown}`"), reason: format!("it cannot be resolved statically: {d}") }));
+        }
+        worst.unwrap_or_else(|| Judgement::allow(format!("Bash `{shown}`"), "gate.shell"))
+    }
+
+    /// Judges one tool call (tool names of Claude Code, Codex and Gemini CLI).
+    pub fn judge_tool(&self, tool: &str, input: &Value) -> Judgement {
+        let s = |k: &str| input.get(k).and_then(Value::as_str);
+        match tool {
+            "Bash" | "run_shell_command" | "shell" | "local_shell" | "exec_command" => {
+                let cmd = match input.get("command") {
+                    Some(Value::String(c)) => c.clone(),
+                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(shell_quote).collect::<Vec<_>>().join(" "),
+                    _ => return Judgement { answer: Answer::Deny, rule: "gate.malformed".into(), what: tool.into(), reason: "no `command` in the tool input".into() },
+                };
+                self.judge_shell(&cmd)
+            }
+            "Read" | "read_file" | "NotebookRead" => match s("file_path").or(s("absolute_path")).or(s("notebook_path")) {
+                Some(p) => self.path("Read", p, Access::Read).unwrap_or_else(|| Judgement::allow(format!("Read {p}"), "files")),
+                None => malformed(tool, "file_path"),
+            },
+            "read_many_files" => {
+                for p in input.get("paths").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                    if let Some(j) = self.path("Read", p, Access::Read) {
+                        return j;
+                    }
+                }
+                Judgement::allow("read_many_files", "files")
+            }
+            "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "write_file" | "replace" | "edit" => match s("file_path").or(s("notebook_path")).or(s("absolute_path")) {
+                Some(p) => self.path(tool, p, Access::Write).unwrap_or_else(|| Judgement::allow(format!("{tool} {p}"), "files")),
+                None => malformed(tool, "file_path"),
+            },
+            "Glob" | "Grep" | "LS" | "glob" | "search_file_content" | "list_directory" | "grep" => {
+                let p = s("path").or(s("dir_path")).unwrap_or(".");
+                self.path(tool, p, Access::Read).unwrap_or_else(|| Judgement::allow(format!("{tool} {p}"), "files"))
+            }
+            "WebFetch" | "web_fetch" => {
+                let url = s("url").map(str::to_string).or_else(|| s("prompt").and_then(|p| p.split_whitespace().find(|w| w.starts_with("http")).map(str::to_string)));
+                match url {
+                    Some(u) => self.host("WebFetch", &u).unwrap_or_else(|| Judgement::allow(format!("WebFetch {u}"), "network.allow")),
+                    None => malformed(tool, "url"),
+                }
+            }
+            "WebSearch" | "google_web_search" => Judgement::allow("WebSearch", "gate.websearch"),
+            "Task" | "Agent" => Judgement::allow(format!("subagent {}", s("subagent_type").or(s("description")).unwrap_or("")), "gate.subagent"),
+            "TodoWrite" | "ExitPlanMode" | "BashOutput" | "KillShell" | "KillBash" | "save_memory" | "write_todos" => Judgement::allow(tool, "gate.harmless"),
+            t if t.starts_with("mcp__") => {
+                let g = &self.policy.gate;
+                if g.mcp_deny.iter().any(|p| glob_match(p, t)) {
+                    Judgement { answer: Answer::Deny, rule: "gate.mcp_deny".into(), what: t.into(), reason: format!("MCP tool {t} is denied") }
+                } else if g.mcp_allow.iter().any(|p| glob_match(p, t)) {
+                    Judgement::allow(t, "gate.mcp_allow")
+                } else {
+                    Judgement { answer: self.policy_answer(g.mcp_default, GateAnswer::Ask), rule: "gate.mcp_default".into(), what: t.into(), reason: format!("MCP tool {t} is not in gate.mcp_allow") }
+                }
+            }
+            other => Judgement {
+                answer: self.policy_answer(self.policy.gate.unknown_tool, GateAnswer::Ask),
+                rule: "gate.unknown_tool".into(),
+                what: format!("tool {other}"),
+                reason: format!("warden does not know the tool `{other}`"),
+            },
+        }
+    }
+}
+
+fn malformed(tool: &str, key: &str) -> Judgement {
+    Judgement { answer: Answer::Deny, rule: "gate.malformed".into(), what: tool.into(), reason: format!("the tool input has no `{key}`") }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Lets tests and benchmarks resolve relative paths like the agent would.
+pub fn cwd_of(input: &Value) -> Option<&Path> {
+    input.get("cwd").and_then(Value::as_str).map(Path::new)
+}

@@ -1,0 +1,139 @@
+//! The hook protocols, exactly as each agent reads them.
+//!
+//! - **Claude Code** (`PreToolUse`): stdout `{"hookSpecificOutput": {"hookEventName":
+//!   "PreToolUse", "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason":
+//!   …}}`. Claude Code treats exit 1, timeouts and non-JSON as *allow*, so a deny also exits
+//!   2 with the reason on stderr — the one answer it cannot misread.
+//! - **Codex CLI**: the same JSON shape.
+//! - **Gemini CLI** (`BeforeTool`): stdout `{"decision": …, "reason": …}`, exit 2 to block.
+//!
+//! Every other event (`PostToolUse`, `PostToolUseFailure`, `SessionStart`, `Stop`, ...) is
+//! recorded as a decision event and answered with exit 0 and no output. Malformed or
+//! oversized input, and any internal error, is a deny (exit 2), never a silent allow.
+
+use crate::judge::{Answer, Ctx, Judgement};
+use serde_json::{json, Value};
+use warden_event::{Decision, Layer, Verdict};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    Claude,
+    Codex,
+    Gemini,
+}
+
+impl Agent {
+    pub fn name(self) -> &'static str {
+        match self {
+            Agent::Claude => "claude",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+        }
+    }
+}
+
+/// Largest hook payload accepted (Claude Code's Write payloads carry whole files).
+pub const MAX_INPUT: usize = 8 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+fn deny_output(agent: Agent, event: &str, reason: &str) -> Output {
+    let stdout = match agent {
+        Agent::Gemini => json!({"decision": "deny", "reason": reason}),
+        _ => json!({"hookSpecificOutput": {"hookEventName": if event.is_empty() { "PreToolUse" } else { event }, "permissionDecision": "deny", "permissionDecisionReason": reason}}),
+    };
+    Output { stdout: stdout.to_string(), stderr: reason.to_string(), code: 2 }
+}
+
+/// Renders a judgement in the agent's protocol.
+pub fn render(agent: Agent, event: &str, j: &Judgement) -> Output {
+    let reason = j.message();
+    if j.answer == Answer::Deny {
+        return deny_output(agent, event, &reason);
+    }
+    let stdout = match agent {
+        Agent::Gemini => json!({"decision": j.answer.as_str(), "reason": reason}),
+        _ => json!({"hookSpecificOutput": {"hookEventName": event, "permissionDecision": j.answer.as_str(), "permissionDecisionReason": reason}}),
+    };
+    Output { stdout: stdout.to_string(), stderr: String::new(), code: 0 }
+}
+
+pub struct HookEnv<'a> {
+    pub policy: &'a warden_policy::Policy,
+    pub home: std::path::PathBuf,
+    pub headless: bool,
+}
+
+/// Handles one hook invocation. Never panics (a panic becomes a deny).
+pub fn handle(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle_inner(agent, input, env))) {
+        Ok(o) => o,
+        Err(_) => deny_output(agent, "", "warden: internal error while judging this tool call; denied (fail closed)"),
+    }
+}
+
+fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
+    if input.len() > MAX_INPUT {
+        return deny_output(agent, "", &format!("warden: hook input of {} bytes exceeds the {} byte limit; denied", input.len(), MAX_INPUT));
+    }
+    let v: Value = match serde_json::from_slice(input) {
+        Ok(v) => v,
+        Err(e) => return deny_output(agent, "", &format!("warden: malformed hook input ({e}); denied")),
+    };
+    let Some(obj) = v.as_object() else {
+        return deny_output(agent, "", "warden: hook input is not a JSON object; denied");
+    };
+    let event = obj.get("hook_event_name").and_then(Value::as_str).unwrap_or("");
+    let tool = obj.get("tool_name").and_then(Value::as_str);
+    let session = obj.get("session_id").and_then(Value::as_str).unwrap_or("");
+    let who = format!("{} {}", agent.name(), obj.get("tool_use_id").and_then(Value::as_str).unwrap_or(session));
+    match event {
+        "PreToolUse" | "BeforeTool" => {
+            let Some(tool) = tool else {
+                return deny_output(agent, event, "warden: PreToolUse without tool_name; denied");
+            };
+            let Some(cwd) = obj.get("cwd").and_then(Value::as_str).filter(|c| c.starts_with('/')) else {
+                return deny_output(agent, event, "warden: hook input has no absolute `cwd`; denied");
+            };
+            let tool_input = obj.get("tool_input").cloned().unwrap_or(Value::Null);
+            if !tool_input.is_object() {
+                return deny_output(agent, event, "warden: `tool_input` is not an object; denied");
+            }
+            let ctx = Ctx::new(env.policy, cwd.into(), env.home.clone(), env.headless);
+            let started = std::time::Instant::now();
+            let j = ctx.judge_tool(tool, &tool_input);
+            let verdict = match j.answer {
+                Answer::Allow => Verdict::Allow,
+                Answer::Ask => Verdict::Ask,
+                Answer::Deny => Verdict::Deny,
+            };
+            Decision::new(Layer::Gate, &who, &j.what, &j.rule, verdict, &j.reason)
+                .with("tool", tool)
+                .with("agent_session", session)
+                .with("latency_us", started.elapsed().as_micros() as u64)
+                .emit();
+            render(agent, event, &j)
+        }
+        "" => deny_output(agent, event, "warden: hook input has no hook_event_name; denied"),
+        other => {
+            let mut d = Decision::new(Layer::Gate, &who, tool.unwrap_or(other), format!("event:{other}"), Verdict::Observe, other)
+                .with("agent_session", session);
+            if let Some(t) = tool {
+                d = d.with("tool", t);
+            }
+            if let Some(e) = obj.get("error").and_then(Value::as_str) {
+                d = d.with("error", e);
+            }
+            if matches!(tool, Some("Task") | Some("Agent")) {
+                d = d.with("subagent", true);
+            }
+            d.emit();
+            Output { stdout: String::new(), stderr: String::new(), code: 0 }
+        }
+    }
+}
