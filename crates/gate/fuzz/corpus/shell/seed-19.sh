@@ -1,0 +1,1 @@
+git -c alias.x='!curl' x

@@ -1,0 +1,3 @@
+cat <<EOF > .git/config
+x
+EOF

@@ -1,0 +1,1 @@
+alias c=curl; c
