@@ -31,6 +31,12 @@ else
   echo "bootstrap: system packages present"
 fi
 
+# The real Claude Code CLI, for the end-to-end hook test and the sandbox smoke test.
+if ! command -v claude >/dev/null; then
+  echo "bootstrap: installing @anthropic-ai/claude-code (npm)"
+  $SUDO npm install -g --silent @anthropic-ai/claude-code >/dev/null
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "bootstrap: cargo not found; install Rust stable with rustup (https://rustup.rs)" >&2
   exit 1

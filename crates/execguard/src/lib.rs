@@ -6,6 +6,7 @@
 //! without BPF LSM: seccomp user notification plus exec-event verification, supervised by
 //! `warden run` without root ([`unotify`]). Design and guarantees: `GUARANTEES.md`.
 
+pub mod cache;
 pub mod identity;
 pub mod index;
 pub mod lsm;

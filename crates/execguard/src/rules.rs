@@ -8,7 +8,9 @@
 //! version switch or a new install adds copies). Deny always wins; in allowlist mode an
 //! identity must be allowed by a rule or the trust index.
 
-use crate::identity::{hex, parse_hex, sha256_file, Hash};
+use crate::cache::Cache;
+use crate::identity::{hex, parse_hex, Hash};
+use std::sync::Arc;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use warden_policy::exec::{ExecAction, ExecMode};
@@ -51,6 +53,8 @@ pub struct ExecRules {
     allow: HashMap<Hash, String>,
     sources: Vec<(Source, bool)>,
     home: PathBuf,
+    /// Hashes of named files and paths come through this cache (a hit costs no hashing).
+    cache: Arc<Cache>,
     /// Human-readable notes from resolution (unknown names, what each name resolved to).
     pub notes: Vec<String>,
 }
@@ -119,6 +123,11 @@ impl ExecRules {
     /// Resolves the policy. Errors (an unreadable index, an unreadable named file) are fatal:
     /// `warden run` does not start without its exec guard.
     pub fn from_policy(p: &Policy, home: &Path) -> Result<ExecRules, String> {
+        Self::from_policy_cached(p, home, Arc::new(Cache::default()))
+    }
+
+    /// [`ExecRules::from_policy`], hashing through a (persistent) cache.
+    pub fn from_policy_cached(p: &Policy, home: &Path, cache: Arc<Cache>) -> Result<ExecRules, String> {
         let mut r = ExecRules {
             mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
@@ -127,6 +136,7 @@ impl ExecRules {
             allow: HashMap::new(),
             sources: p.exec.deny.iter().map(|d| (classify(d), true)).chain(p.exec.allow.iter().map(|a| (classify(a), false))).collect(),
             home: home.to_path_buf(),
+            cache,
             notes: Vec::new(),
         };
         r.resolve()?;
@@ -145,7 +155,7 @@ impl ExecRules {
                     target.insert(*h, format!("{key}:sha256:{}", hex(h)));
                 }
                 Source::Path(p) => {
-                    let h = sha256_file(p).map_err(|e| format!("{key}: {}: {e}", p.display()))?;
+                    let h = self.cache.hash_path(p).map_err(|e| format!("{key}: {}: {e}", p.display()))?;
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
@@ -157,7 +167,7 @@ impl ExecRules {
                         ));
                     }
                     for f in files {
-                        match sha256_file(&f) {
+                        match self.cache.hash_path(&f) {
                             Ok(h) => {
                                 notes.push(format!("{key} `{n}` → {} sha256:{}", f.display(), hex(&h)));
                                 target.insert(h, format!("{key}:{n}"));
@@ -224,8 +234,13 @@ impl ExecRules {
     }
 
     pub fn decide_file(&self, path: &Path) -> std::io::Result<(Hash, Verdict)> {
-        let h = sha256_file(path)?;
+        let h = self.cache.hash_path(path)?;
         Ok((h, self.decide(&h)))
+    }
+
+    /// The cache this rule set hashes through.
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
     }
 }
 

@@ -73,11 +73,16 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(policy: &'a Policy, cwd: PathBuf, home: PathBuf, headless: bool) -> Ctx<'a> {
+        Self::with_cache(policy, cwd, home, headless, Default::default())
+    }
+
+    /// [`Ctx::new`], hashing programs through a persistent cache (the hook's hot path).
+    pub fn with_cache(policy: &'a Policy, cwd: PathBuf, home: PathBuf, headless: bool, cache: std::sync::Arc<warden_execguard::cache::Cache>) -> Ctx<'a> {
         let anchors = warden_policy::Anchors { home: home.clone(), workspace: cwd.clone() };
         Ctx {
             policy,
             files: FileRules::new(policy, &anchors, None),
-            exec: ExecRules::from_policy(policy, &home),
+            exec: ExecRules::from_policy_cached(policy, &home, cache),
             net: NetRules::from_section(&policy.network),
             cwd,
             home,

@@ -67,6 +67,8 @@ pub struct HookEnv<'a> {
     pub policy: &'a warden_policy::Policy,
     pub home: std::path::PathBuf,
     pub headless: bool,
+    /// Program hashes come through this cache (the caller loads and saves it).
+    pub cache: std::sync::Arc<warden_execguard::cache::Cache>,
 }
 
 /// Handles one hook invocation. Never panics (a panic becomes a deny).
@@ -104,7 +106,7 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
             if !tool_input.is_object() {
                 return deny_output(agent, event, "warden: `tool_input` is not an object; denied");
             }
-            let ctx = Ctx::new(env.policy, cwd.into(), env.home.clone(), env.headless);
+            let ctx = Ctx::with_cache(env.policy, cwd.into(), env.home.clone(), env.headless, env.cache.clone());
             let started = std::time::Instant::now();
             let j = ctx.judge_tool(tool, &tool_input);
             let verdict = match j.answer {

@@ -180,6 +180,13 @@ fn corpus_decides_every_command_correctly() {
     let evil = evasive();
     assert!(benign.len() >= 150, "{} benign", benign.len());
     assert!(evil.len() >= 150, "{} evasive", evil.len());
+    // scripts/bench-hook.sh replays the corpus through `warden hook claude`.
+    if let Ok(dump) = std::env::var("WARDEN_CORPUS_DUMP") {
+        let lines: Vec<String> = benign.iter().map(|c| json!({"command": c, "expect": "allow"}).to_string())
+            .chain(evil.iter().map(|c| json!({"command": c, "expect": "deny"}).to_string()))
+            .collect();
+        std::fs::write(dump, lines.join("\n") + "\n").unwrap();
+    }
     let mut wrong = Vec::new();
     for c in &benign {
         let j = ctx.judge_tool("Bash", &json!({ "command": c }));

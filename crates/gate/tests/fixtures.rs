@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use warden_gate::protocol::{handle, Agent, HookEnv};
 
 fn env(p: &warden_policy::Policy) -> HookEnv<'_> {
-    HookEnv { policy: p, home: "/home/dev".into(), headless: true }
+    HookEnv { policy: p, home: "/home/dev".into(), headless: true, cache: Default::default() }
 }
 
 fn policy() -> warden_policy::Policy {

@@ -38,8 +38,15 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                     let home = home_dir();
                     let log = warden_event::SessionLog::open(&super::run::state_dir(&home).join("hooks.jsonl")).ok();
                     warden_event::init_tracing(log, 0);
-                    let env = protocol::HookEnv { policy: &loaded.policy, home, headless: a.headless };
-                    protocol::handle(ag, &input, &env)
+                    // A corrupted cache is dropped, not trusted: the hook then hashes afresh.
+                    let cache_path = super::run::state_dir(&home).join("hook-cache.bin");
+                    let cache = std::sync::Arc::new(warden_execguard::cache::Cache::load(&cache_path).unwrap_or_default());
+                    let env = protocol::HookEnv { policy: &loaded.policy, home, headless: a.headless, cache: cache.clone() };
+                    let out = protocol::handle(ag, &input, &env);
+                    if let Err(e) = cache.save_if_dirty(&cache_path) {
+                        tracing::debug!("hook cache {}: {e}", cache_path.display());
+                    }
+                    out
                 }
             }
         }
@@ -116,11 +123,20 @@ fn edit(a: &InstallArgs, f: impl FnOnce(serde_json::Value) -> Result<serde_json:
 }
 
 pub fn install(a: InstallArgs) -> anyhow::Result<i32> {
-    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "warden".into());
+    let exe = std::env::current_exe().map(|p| shell_word(&p.display().to_string())).unwrap_or_else(|_| "warden".into());
     let (ag, scope) = (agent(a.agent), scope_of(&a));
     edit(&a, |doc| install::install(doc, ag, scope, &exe))
 }
 
 pub fn uninstall(a: InstallArgs) -> anyhow::Result<i32> {
     edit(&a, install::uninstall)
+}
+
+/// Quotes a path for the shell command line the agent runs its hooks with.
+fn shell_word(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }

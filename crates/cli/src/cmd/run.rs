@@ -240,7 +240,8 @@ fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose:
         }
         ExecBackendArg::Auto | ExecBackendArg::Seccomp => {}
     }
-    let mut rules = ExecRules::from_policy(policy, home).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
+    let cache = std::sync::Arc::new(warden_execguard::cache::Cache::load(&hash_cache_path(home)).map_err(|e| fail(exit::POLICY, e))?);
+    let mut rules = ExecRules::from_policy_cached(policy, home, cache.clone()).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
     for n in &rules.notes {
         if n.starts_with("warning") {
             eprintln!("{} {}", misc::warn_stderr("warden:"), n);
@@ -263,7 +264,6 @@ fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose:
             ));
         }
     }
-    let cache = warden_execguard::unotify::Cache::load(&hash_cache_path(home)).map_err(|e| fail(exit::POLICY, e))?;
     Ok(Some(Guard::with_cache(rules, cache)))
 }
 

