@@ -28,6 +28,12 @@ pub const TOOLCHAIN_DIRS: &[&str] = &[
     "~/.pyenv/shims", "~/go/bin", "~/.nvm/versions/node/*/bin", "~/.pyenv/versions/*/bin",
 ];
 
+/// Programs whose output files are trusted for exec in allowlist mode until anything else
+/// writes them (the linker writes executables; compilers write objects and build scripts).
+pub const BUILD_TOOLS: &[&str] = &[
+    "ld", "ld.bfd", "ld.gold", "ld.lld", "lld", "mold", "collect2", "cc", "gcc", "g++", "c++", "clang", "clang++", "rustc", "go", "as",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
@@ -206,6 +212,30 @@ impl ExecRules {
     /// Re-resolves names (new copies of a denied program appear while sessions run).
     pub fn refresh(&mut self) -> Result<(), String> {
         self.resolve()
+    }
+
+    /// Every (hash, denied, rule) of the resolved policy; a hash both denied and allowed is
+    /// listed as denied only (deny wins).
+    pub fn rule_hashes(&self) -> Vec<(Hash, bool, String)> {
+        let mut v: Vec<(Hash, bool, String)> = self.deny.iter().map(|(h, r)| (*h, true, r.clone())).collect();
+        v.extend(self.allow.iter().filter(|(h, _)| !self.deny.contains_key(*h)).map(|(h, r)| (*h, false, r.clone())));
+        v
+    }
+
+    /// Hashes of the build tools whose output is trusted in allowlist mode (transitive
+    /// trust): compilers and linkers, resolved like program names.
+    pub fn build_tool_hashes(&self) -> Vec<Hash> {
+        let mut out = Vec::new();
+        for n in BUILD_TOOLS {
+            for f in resolve_name(n, &self.home) {
+                if let Ok(h) = self.cache.hash_path(&f) {
+                    if !self.deny.contains_key(&h) && !out.contains(&h) {
+                        out.push(h);
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub fn deny_count(&self) -> usize {

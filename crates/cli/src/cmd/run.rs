@@ -39,11 +39,16 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     // descendant (seccomp filters stack; its tracer auto-attaches), and ptrace is denied
     // here, so a nested warden adds no guard of its own.
     let nested_in_warden = features.nested && std::env::var_os("WARDEN_SANDBOX").is_some_and(|v| v == "1");
-    let guard = if nested_in_warden {
+    let backend = if nested_in_warden {
         eprintln!("warden: nested in a warden sandbox: the outer exec guard covers this session");
-        None
+        Backend::Off
     } else {
         exec_guard(&a, &loaded.policy, &home, verbose)?
+    };
+    let (guard, bpf_rules) = match backend {
+        Backend::Off => (None, None),
+        Backend::Seccomp(g) => (Some(g), None),
+        Backend::Bpf(r) => (None, Some(r)),
     };
     let missing = report::missing(&features);
     let nested_ok = features.nested && !features.user_namespaces;
@@ -148,7 +153,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         pty: tty,
     };
     let proxy = ProxyStart { policy: loaded.policy.clone(), ctl: proxy_ctl, hosts_file: a.proxy_hosts_file.clone() };
-    let result = supervise(l, tty, guard, proxy);
+    let result = supervise(l, tty, guard, bpf_rules.map(|r| (r, session_id.clone())), proxy);
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
     if let Some(cg) = &cgroup {
@@ -224,22 +229,46 @@ impl warden_sandbox::AgentHook for ExecHook {
     }
 }
 
-/// Resolves the exec policy and picks the exec-guard backend. Errors here mean no run.
-fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose: u8) -> anyhow::Result<Option<Guard>> {
-    use warden_policy::exec::ExecMode;
-    match a.exec_guard {
-        ExecBackendArg::Off => {
-            eprintln!("{} the exec guard is off (--exec-guard off): executables are not checked by content", misc::warn_stderr("warden: warning:"));
-            return Ok(None);
-        }
-        ExecBackendArg::Bpf => {
+/// The exec-guard backend of a run.
+enum Backend {
+    Off,
+    /// seccomp user notification + exec tracing, supervised by this process.
+    Seccomp(Guard),
+    /// BPF LSM programs of `warden daemon`: the session's cgroup is enforced in the kernel.
+    Bpf(ExecRules),
+}
+
+/// Resolves the exec policy and picks the exec-guard backend: BPF LSM when a daemon serves
+/// this machine (`auto` or `bpf`), else the seccomp backend. Errors here mean no run.
+fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose: u8) -> anyhow::Result<Backend> {
+    if a.exec_guard == ExecBackendArg::Off {
+        eprintln!("{} the exec guard is off (--exec-guard off): executables are not checked by content", misc::warn_stderr("warden: warning:"));
+        return Ok(Backend::Off);
+    }
+    let daemon = match a.exec_guard {
+        ExecBackendArg::Bpf | ExecBackendArg::Auto => warden_execguard::lsm::daemon::client::status(Path::new(warden_execguard::lsm::daemon::SOCKET)),
+        _ => Err(String::new()),
+    };
+    if a.exec_guard == ExecBackendArg::Bpf {
+        if let Err(e) = &daemon {
             return Err(fail(
                 exit::UNSUPPORTED,
-                "the BPF LSM exec-guard backend is not available here (it needs `warden daemon` on a kernel that loads BPF LSM programs; see `warden doctor`); use --exec-guard seccomp",
-            ))
+                format!("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({e}); see `warden doctor`, or use --exec-guard seccomp"),
+            ));
         }
-        ExecBackendArg::Auto | ExecBackendArg::Seccomp => {}
     }
+    let (rules, cache) = exec_rules(policy, home, a.no_index, verbose)?;
+    if daemon.is_ok() {
+        if verbose > 0 {
+            eprintln!("warden: exec guard: BPF LSM (warden daemon)");
+        }
+        return Ok(Backend::Bpf(rules));
+    }
+    Ok(Backend::Seccomp(Guard::with_cache(rules, cache)))
+}
+
+fn exec_rules(policy: &warden_policy::Policy, home: &Path, no_index: bool, verbose: u8) -> anyhow::Result<(ExecRules, std::sync::Arc<warden_execguard::cache::Cache>)> {
+    use warden_policy::exec::ExecMode;
     let cache = std::sync::Arc::new(warden_execguard::cache::Cache::load(&hash_cache_path(home)).map_err(|e| fail(exit::POLICY, e))?);
     let mut rules = ExecRules::from_policy_cached(policy, home, cache.clone()).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
     for n in &rules.notes {
@@ -254,7 +283,7 @@ fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose:
         let default = warden_execguard::index::default_path(home);
         if default.exists() {
             rules.add_index(&default).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
-        } else if !has_index && !a.no_index {
+        } else if !has_index && !no_index {
             return Err(fail(
                 exit::POLICY,
                 format!(
@@ -264,7 +293,7 @@ fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose:
             ));
         }
     }
-    Ok(Some(Guard::with_cache(rules, cache)))
+    Ok((rules, cache))
 }
 
 /// The persistent stamp → SHA-256 cache (outside anything the sandbox can write).
@@ -278,7 +307,7 @@ struct ProxyStart {
     hosts_file: Option<PathBuf>,
 }
 
-fn supervise(l: Launch, tty: bool, guard: Option<Guard>, proxy: ProxyStart) -> anyhow::Result<i32> {
+fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules, String)>, proxy: ProxyStart) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
             "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
@@ -360,6 +389,26 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>, proxy: ProxyStart) -> a
                 code
             }))
         }
+        None => None,
+    };
+    // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
+    // until then) in an enforced session cgroup before the agent may exec.
+    let _bpf_session = match bpf {
+        Some((rules, sid)) => match warden_execguard::lsm::daemon::client::open_session(
+            Path::new(warden_execguard::lsm::daemon::SOCKET),
+            session.stage1_pid,
+            &rules,
+            &rules.build_tool_hashes(),
+            &sid,
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // SAFETY: killing our own sandbox, which has not been released.
+                unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
+                session.wait();
+                return Err(fail(exit::UNSUPPORTED, format!("the BPF exec guard could not take the session: {e}")));
+            }
+        },
         None => None,
     };
     let raw = if tty { warden_sandbox::pty::RawMode::enter() } else { None };

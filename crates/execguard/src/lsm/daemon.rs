@@ -1,0 +1,451 @@
+//! `warden daemon`: owns the BPF LSM backend on a machine.
+//!
+//! - Loads the programs and pins links and maps under [`bpf::PIN_DIR`], or re-attaches to an
+//!   existing pinned set on restart (enforcement never stops in between: the pinned links
+//!   keep the programs attached while no daemon runs, and sessions stay in their maps).
+//! - Creates the warden root cgroup (`<cgroup2>/warden`); the programs act only on tasks in
+//!   its child cgroups, one per `warden run` session.
+//! - Serves a root-owned unix socket ([`SOCKET`]). Peers are identified by `SO_PEERCRED`: a
+//!   peer may place only its own child process (same uid) in a new session cgroup; only
+//!   root outside any sandbox may unload. The sandbox cannot reach the socket (`/run` is a
+//!   private tmpfs there) nor write cgroupfs.
+//! - Reads the ring buffer and emits every decision as the shared event, counting what the
+//!   kernel could not queue (reported, never silent).
+
+use super::bpf::{self, Event, Pinned, SessionCfg};
+use crate::identity::{hex, parse_hex, Hash};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use warden_event::{Decision, Layer, Verdict};
+
+pub const SOCKET: &str = "/run/warden/daemon.sock";
+
+pub struct Opts {
+    pub pin_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts { pin_dir: bpf::PIN_DIR.into(), socket: SOCKET.into() }
+    }
+}
+
+/// Refuses unless we are root in the initial user namespace and not inside a warden sandbox.
+pub fn check_privileged() -> Result<(), String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("this needs root (the BPF programs are machine-wide objects)".into());
+    }
+    if std::env::var_os("WARDEN_SANDBOX").is_some() {
+        return Err("refused inside a warden sandbox".into());
+    }
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let full = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    if !full {
+        return Err("refused inside a user namespace (a sandbox); run it as real root on the host".into());
+    }
+    Ok(())
+}
+
+/// The cgroup2 mount point and the depth of its root (0 outside a cgroup namespace).
+pub fn cgroup2_mount() -> Result<(PathBuf, u32), String> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    for l in mi.lines() {
+        let (pre, post) = l.split_once(" - ").unwrap_or((l, ""));
+        if post.split_whitespace().next() == Some("cgroup2") {
+            let f: Vec<&str> = pre.split_whitespace().collect();
+            if f.len() >= 5 {
+                let depth = f[3].split('/').filter(|c| !c.is_empty()).count() as u32;
+                return Ok((PathBuf::from(f[4]), depth));
+            }
+        }
+    }
+    Err("no cgroup2 file system is mounted".into())
+}
+
+fn ino(p: &Path) -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).map(|m| m.ino()).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// The warden root cgroup: (path, kernfs id, level).
+pub fn root_cgroup() -> Result<(PathBuf, u64, u32), String> {
+    let (mnt, depth) = cgroup2_mount()?;
+    let root = mnt.join("warden");
+    if !root.exists() {
+        std::fs::create_dir(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    }
+    // Sessions get a pids limit when the controller is available (best effort).
+    let _ = std::fs::write(root.join("cgroup.subtree_control"), "+pids");
+    Ok((root.clone(), ino(&root)?, depth + 1))
+}
+
+fn peer(s: &UnixStream) -> Option<(i32, u32)> {
+    let mut c = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    let r = unsafe { libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut c as *mut _ as *mut _, &mut len) };
+    (r == 0).then_some((c.pid, c.uid))
+}
+
+fn proc_uid_ppid(pid: i32) -> Option<(u32, i32)> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| st.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<i64>().ok());
+    Some((field("Uid:")? as u32, field("PPid:")? as i32))
+}
+
+struct State {
+    pinned: Pinned,
+    root: PathBuf,
+    /// Rule index → rule name (as the policy spells it), for events.
+    rules: Mutex<Vec<String>>,
+    /// Session cgroup id → (cgroup path, warden run session id).
+    sessions: Mutex<HashMap<u64, (PathBuf, String)>>,
+    next: Mutex<u64>,
+}
+
+impl State {
+    fn rule_index(&self, name: &str) -> u32 {
+        let mut r = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = r.iter().position(|n| n == name) {
+            return i as u32;
+        }
+        r.push(name.to_string());
+        (r.len() - 1) as u32
+    }
+
+    fn rule_name(&self, i: u32) -> String {
+        self.rules.lock().ok().and_then(|r| r.get(i as usize).cloned()).unwrap_or_else(|| format!("rule#{i}"))
+    }
+
+    fn session(&self, req: &Value, peer_pid: i32, peer_uid: u32) -> Result<Value, String> {
+        let pid = req["pid"].as_i64().ok_or("`pid` is missing")? as i32;
+        let (uid, ppid) = proc_uid_ppid(pid).ok_or_else(|| format!("no process {pid}"))?;
+        if pid != peer_pid && ppid != peer_pid {
+            return Err(format!("process {pid} is neither the caller ({peer_pid}) nor its child"));
+        }
+        if uid != peer_uid && peer_uid != 0 {
+            return Err(format!("process {pid} belongs to uid {uid}, not the caller's uid {peer_uid}"));
+        }
+        let mode = match req["mode"].as_str().unwrap_or("denylist") {
+            "denylist" => bpf::MODE_DENYLIST,
+            "allowlist" => bpf::MODE_ALLOWLIST,
+            m => return Err(format!("unknown mode `{m}`")),
+        };
+        let cfg = SessionCfg {
+            mode,
+            enforce: req["enforce"].as_bool().unwrap_or(true),
+            allow_memfd: req["allow_memfd"].as_bool().unwrap_or(false),
+            transitive: req["transitive"].as_bool().unwrap_or(true),
+        };
+        let mut rules: Vec<(Hash, u32, u32)> = Vec::new();
+        for r in req["rules"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let h = r["hash"].as_str().and_then(parse_hex).ok_or_else(|| format!("bad rule hash in {r}"))?;
+            let flags = r["flags"].as_u64().unwrap_or(0) as u32;
+            let name = r["rule"].as_str().unwrap_or("exec");
+            rules.push((h, flags, self.rule_index(name)));
+        }
+        let n = {
+            let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        let dir = self.root.join(format!("s{peer_pid}-{n}"));
+        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let cgid = ino(&dir)?;
+        // Rules and settings land before any process enters the cgroup.
+        if let Err(e) = self.pinned.add_session(cgid, cfg, &rules) {
+            self.pinned.remove_session(cgid);
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
+        if let Some(max) = req["pids_max"].as_u64() {
+            let _ = std::fs::write(dir.join("pids.max"), max.to_string());
+        }
+        // The process and everything it has forked so far (a warden sandbox: stage 1, its
+        // init and the agent, which waits for the go-ahead until this returns).
+        for p in tree(pid) {
+            if proc_uid_ppid(p).map(|(u, _)| u) != Some(uid) {
+                continue;
+            }
+            if let Err(e) = std::fs::write(dir.join("cgroup.procs"), p.to_string()) {
+                if std::path::Path::new(&format!("/proc/{p}")).exists() {
+                    self.pinned.remove_session(cgid);
+                    let _ = std::fs::remove_dir(&dir);
+                    return Err(format!("moving {p} into {}: {e}", dir.display()));
+                }
+            }
+        }
+        let sid = req["session_id"].as_str().unwrap_or("").to_string();
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(cgid, (dir.clone(), sid));
+        tracing::info!("session {cgid} ({}) for pid {pid}: {} rules, mode {mode}", dir.display(), rules.len());
+        Ok(json!({"ok": true, "session": cgid, "cgroup": dir}))
+    }
+
+    /// Removes sessions whose cgroup has no process left (or no longer exists).
+    fn reap(&self) {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let known: Vec<u64> = self.pinned.sessions();
+        for id in known {
+            let dir = s.get(&id).map(|(d, _)| d.clone());
+            let empty = match &dir {
+                Some(d) => std::fs::read_to_string(d.join("cgroup.events")).map(|e| e.contains("populated 0")).unwrap_or(true),
+                // A session from an earlier daemon: find its cgroup by id.
+                None => match find_by_id(&self.root, id) {
+                    Some(d) => {
+                        s.insert(id, (d.clone(), String::new()));
+                        std::fs::read_to_string(d.join("cgroup.events")).map(|e| e.contains("populated 0")).unwrap_or(true)
+                    }
+                    None => true,
+                },
+            };
+            if empty {
+                self.pinned.remove_session(id);
+                if let Some((d, _)) = s.remove(&id) {
+                    let _ = std::fs::remove_dir(&d);
+                }
+                tracing::info!("session {id} ended");
+            }
+        }
+    }
+}
+
+/// `pid` and its descendants.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 4096 {
+        let p = out[i];
+        if let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in rd.flatten() {
+                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn find_by_id(root: &Path, id: u64) -> Option<PathBuf> {
+    std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).find(|p| p.is_dir() && ino(p).ok() == Some(id))
+}
+
+/// Turns a kernel event into the shared decision event.
+pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
+    let verdict = match e.verdict {
+        0 => Verdict::Allow,
+        2 => Verdict::AuditDeny,
+        _ => Verdict::Deny,
+    };
+    let rule = if e.reason == 0 && rule.starts_with("rule#") { "exec.mode:denylist".to_string() } else { rule };
+    let rule = match e.reason {
+        2 => "exec.mode:allowlist".to_string(),
+        3 => "exec.allow_memfd".to_string(),
+        4 | 5 | 6 => "exec.fail_closed".to_string(),
+        7 => "daemon.session".to_string(),
+        _ => rule,
+    };
+    let mut d = Decision::new(Layer::Exec, format!("pid {} ({})", e.pid, e.comm), format!("{} {}", e.kind_str(), e.name), rule, verdict, e.reason_str())
+        .with("backend", "bpf-lsm")
+        .with("cgroup", e.session)
+        .with("inode", e.ino);
+    if let Some(h) = &e.hash {
+        d = d.with("sha256", hex(h));
+    }
+    if !session.is_empty() {
+        d.session = session.to_string();
+    }
+    d
+}
+
+/// Runs the daemon until it is told to unload (or killed: enforcement then stays).
+pub fn run(opts: &Opts) -> Result<(), String> {
+    check_privileged()?;
+    let reattached = Pinned::exists(&opts.pin_dir);
+    let pinned = if reattached { Pinned::open(&opts.pin_dir)? } else { Pinned::load(&opts.pin_dir)? };
+    let (root, cgid, level) = root_cgroup()?;
+    pinned.set_root(cgid, level)?;
+    tracing::info!(
+        "{} BPF LSM programs ({}); root cgroup {} (id {cgid}, level {level})",
+        if reattached { "re-attached to the pinned" } else { "loaded and pinned the" },
+        opts.pin_dir.display(),
+        root.display()
+    );
+    let st = Arc::new(State { pinned, root, rules: Mutex::new(Vec::new()), sessions: Mutex::new(HashMap::new()), next: Mutex::new(0) });
+    st.reap();
+
+    if let Some(d) = opts.socket.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+    }
+    let _ = std::fs::remove_file(&opts.socket);
+    let l = UnixListener::bind(&opts.socket).map_err(|e| format!("binding {}: {e}", opts.socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Any local user may ask for a session of its own; peer credentials decide the rest.
+        let _ = std::fs::set_permissions(&opts.socket, std::fs::Permissions::from_mode(0o666));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Events: the ring buffer, plus the loss counter checked every second.
+    {
+        let st = st.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || events_loop(&st, &stop));
+    }
+    println!("warden daemon: ready ({})", opts.socket.display());
+    let _ = std::io::stdout().flush();
+    for c in l.incoming() {
+        let Ok(c) = c else { continue };
+        let st = st.clone();
+        let stop2 = stop.clone();
+        let pin_dir = opts.pin_dir.clone();
+        let sock = opts.socket.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = serve(c, &st, &pin_dir) {
+                tracing::warn!("control connection: {e}");
+            }
+            if std::fs::metadata(&pin_dir).is_err() {
+                // Unloaded: stop serving.
+                stop2.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = std::fs::remove_file(&sock);
+                std::process::exit(0);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn serve(c: UnixStream, st: &State, pin_dir: &Path) -> Result<(), String> {
+    let (ppid, puid) = peer(&c).ok_or("no peer credentials")?;
+    let mut r = BufReader::new(c.try_clone().map_err(|e| e.to_string())?);
+    let mut w = c;
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    let req: Value = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
+    let reply = match req["op"].as_str() {
+        Some("status") => {
+            let (lost, decisions) = st.pinned.counters();
+            Ok(json!({"ok": true, "sessions": st.pinned.sessions().len(), "lost": lost, "decisions": decisions, "pin_dir": pin_dir, "root": st.root}))
+        }
+        Some("session") => st.session(&req, ppid, puid),
+        Some("unload") => {
+            if puid != 0 {
+                Err(format!("unloading needs root (caller uid {puid})"))
+            } else if std::fs::read_link(format!("/proc/{ppid}/ns/user")).ok() != std::fs::read_link("/proc/self/ns/user").ok() {
+                Err("unloading is refused from inside a user namespace (a sandbox)".into())
+            } else {
+                Pinned::unload(pin_dir).map(|_| json!({"ok": true}))
+            }
+        }
+        _ => Err("unknown op".into()),
+    };
+    let reply = reply.unwrap_or_else(|e| json!({"ok": false, "error": e}));
+    writeln!(w, "{reply}").map_err(|e| e.to_string())?;
+    // A session's client keeps the connection until its session ends.
+    if req["op"] == "session" && reply["ok"] == true {
+        let mut rest = String::new();
+        let _ = r.read_line(&mut rest);
+        st.reap();
+    }
+    Ok(())
+}
+
+fn events_loop(st: &State, stop: &std::sync::atomic::AtomicBool) {
+    let mut lost_seen = st.pinned.counters().0;
+    let mut b = libbpf_rs::RingBufferBuilder::new();
+    let cb = |data: &[u8]| -> i32 {
+        if let Some(e) = Event::parse(data) {
+            let sid = st.sessions.lock().ok().and_then(|s| s.get(&e.session).map(|(_, sid)| sid.clone())).unwrap_or_default();
+            decision(&e, st.rule_name(e.rule), &sid).emit();
+        }
+        0
+    };
+    if let Err(e) = b.add(&st.pinned.events, cb) {
+        tracing::error!("cannot read the decision ring buffer: {e}");
+        return;
+    }
+    let rb = match b.build() {
+        Ok(rb) => rb,
+        Err(e) => {
+            tracing::error!("cannot read the decision ring buffer: {e}");
+            return;
+        }
+    };
+    let mut last_reap = std::time::Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = rb.poll(Duration::from_millis(250));
+        let (lost, _) = st.pinned.counters();
+        if lost > lost_seen {
+            Decision::new(Layer::Exec, "kernel", "decision events", "daemon.events", Verdict::Observe, format!("{} decision events were lost (ring buffer full); {lost} in total", lost - lost_seen))
+                .with("lost", lost)
+                .emit();
+            lost_seen = lost;
+        }
+        if last_reap.elapsed() > Duration::from_secs(2) {
+            st.reap();
+            last_reap = std::time::Instant::now();
+        }
+    }
+}
+
+/// A client of the daemon (used by `warden run`).
+pub mod client {
+    use super::*;
+
+    /// An open session: the connection stays open for the session's life.
+    pub struct Session {
+        pub cgroup_id: u64,
+        pub cgroup: PathBuf,
+        _conn: UnixStream,
+    }
+
+    pub fn request(socket: &Path, req: &Value) -> Result<(Value, UnixStream), String> {
+        let mut c = UnixStream::connect(socket).map_err(|e| format!("cannot reach the warden daemon at {}: {e}", socket.display()))?;
+        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        writeln!(c, "{req}").map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        BufReader::new(c.try_clone().map_err(|e| e.to_string())?).read_line(&mut line).map_err(|e| format!("daemon: {e}"))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| format!("daemon reply: {e}"))?;
+        if v["ok"] != true {
+            return Err(format!("daemon: {}", v["error"].as_str().unwrap_or("refused")));
+        }
+        c.set_read_timeout(None).ok();
+        Ok((v, c))
+    }
+
+    /// Places `pid` (the caller or its child) in a new enforced session.
+    pub fn open_session(socket: &Path, pid: i32, rules: &crate::rules::ExecRules, builders: &[Hash], session_id: &str) -> Result<Session, String> {
+        // One entry per hash; flags merge, and a denied hash is never a trusted build tool.
+        let mut merged: HashMap<Hash, (u32, String)> = HashMap::new();
+        for (h, deny, name) in rules.rule_hashes() {
+            merged.insert(h, (if deny { bpf::F_DENY } else { bpf::F_ALLOW }, name));
+        }
+        for b in builders {
+            let e = merged.entry(*b).or_insert((0, "exec.build_tools".into()));
+            if e.0 & bpf::F_DENY == 0 {
+                e.0 |= bpf::F_BUILDER;
+            }
+        }
+        let list: Vec<Value> = merged.into_iter().map(|(h, (f, name))| json!({"hash": hex(&h), "flags": f, "rule": name})).collect();
+        let req = json!({
+            "op": "session", "pid": pid, "session_id": session_id,
+            "mode": if rules.mode == warden_policy::exec::ExecMode::Allowlist { "allowlist" } else { "denylist" },
+            "enforce": rules.action == warden_policy::exec::ExecAction::Enforce,
+            "allow_memfd": rules.allow_memfd, "transitive": true, "rules": list,
+        });
+        let (v, c) = request(socket, &req)?;
+        Ok(Session { cgroup_id: v["session"].as_u64().unwrap_or(0), cgroup: PathBuf::from(v["cgroup"].as_str().unwrap_or("")), _conn: c })
+    }
+
+    pub fn status(socket: &Path) -> Result<Value, String> {
+        request(socket, &json!({"op": "status"})).map(|(v, _)| v)
+    }
+}
