@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libbpf-dev libseccomp-dev
   bpftool linux-libc-dev git curl ca-certificates python3 perl
-  bubblewrap qemu-system-x86 busybox-static cpio xz-utils kmod
+  bubblewrap qemu-system-x86 busybox-static cpio xz-utils kmod bc util-linux
   nodejs npm
 )
 
@@ -36,6 +36,9 @@ if ! command -v claude >/dev/null; then
   echo "bootstrap: installing @anthropic-ai/claude-code (npm)"
   $SUDO npm install -g --silent @anthropic-ai/claude-code >/dev/null
 fi
+
+# The stock Debian 6.12 kernel the BPF LSM tests boot in QEMU (cached after the first run).
+bash "$(dirname "$0")/vm/fetch-kernel.sh" >/dev/null
 
 if ! command -v cargo >/dev/null; then
   echo "bootstrap: cargo not found; install Rust stable with rustup (https://rustup.rs)" >&2

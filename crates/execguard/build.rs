@@ -11,13 +11,17 @@ const SRC: &str = "src/bpf/execguard.bpf.c";
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let vmlinux = out.join("vmlinux.h");
-    let btf = std::env::var("WARDEN_VMLINUX_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".into());
+    let btf =
+        std::env::var("WARDEN_VMLINUX_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".into());
     if !vmlinux.exists() {
         let o = Command::new("bpftool").args(["btf", "dump", "file", &btf, "format", "c"]).output().unwrap_or_else(|e| {
             panic!("cannot run bpftool to generate vmlinux.h from {btf}: {e} (run scripts/bootstrap.sh)")
         });
         if !o.status.success() || o.stdout.is_empty() {
-            panic!("bpftool btf dump {btf} failed: {}", String::from_utf8_lossy(&o.stderr));
+            panic!(
+                "bpftool btf dump {btf} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
         std::fs::write(&vmlinux, &o.stdout).expect("write vmlinux.h");
     }

@@ -115,7 +115,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// The command to run, after `--`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -138,9 +143,7 @@ pub enum PolicyCmd {
         json: bool,
     },
     /// Validate a policy file (exit 3 when invalid).
-    Check {
-        file: PathBuf,
-    },
+    Check { file: PathBuf },
     /// List the built-in profiles.
     Profiles,
 }

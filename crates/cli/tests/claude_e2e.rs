@@ -19,38 +19,87 @@ const MAGIC: &str = "warden-e2e: run the scripted steps";
 
 /// One scripted reply per step; the step is chosen from what the request carries.
 fn step_for(req: &Value) -> usize {
-    let msgs = req.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let msgs = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let text = serde_json::to_string(&msgs).unwrap_or_default();
     if !text.contains(MAGIC) {
         return 0; // a side request (title, summary, quota): answer with plain text
     }
-    let results = ["toolu_e2e_1", "toolu_e2e_2", "toolu_e2e_3"].iter().filter(|id| text.contains(&format!("\"tool_use_id\":\"{id}\""))).count();
+    let results = ["toolu_e2e_1", "toolu_e2e_2", "toolu_e2e_3"]
+        .iter()
+        .filter(|id| text.contains(&format!("\"tool_use_id\":\"{id}\"")))
+        .count();
     results + 1
 }
 
 fn sse(events: &[(String, Value)]) -> String {
-    events.iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect()
+    events
+        .iter()
+        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+        .collect()
 }
 
 fn reply(step: usize, ws: &Path, home: &Path) -> Vec<(String, Value)> {
     let tool = |id: &str, name: &str, input: Value| -> Vec<(String, Value)> {
         vec![
-            ("content_block_start".into(), json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":id,"name":name,"input":{}}})),
-            ("content_block_delta".into(), json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json": input.to_string()}})),
-            ("content_block_stop".into(), json!({"type":"content_block_stop","index":0})),
+            (
+                "content_block_start".into(),
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":id,"name":name,"input":{}}}),
+            ),
+            (
+                "content_block_delta".into(),
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json": input.to_string()}}),
+            ),
+            (
+                "content_block_stop".into(),
+                json!({"type":"content_block_stop","index":0}),
+            ),
         ]
     };
     let text = |t: &str| -> Vec<(String, Value)> {
         vec![
-            ("content_block_start".into(), json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
-            ("content_block_delta".into(), json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}})),
-            ("content_block_stop".into(), json!({"type":"content_block_stop","index":0})),
+            (
+                "content_block_start".into(),
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            ),
+            (
+                "content_block_delta".into(),
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}}),
+            ),
+            (
+                "content_block_stop".into(),
+                json!({"type":"content_block_stop","index":0}),
+            ),
         ]
     };
     let (body, stop) = match step {
-        1 => (tool("toolu_e2e_1", "Bash", json!({"command": format!("curl --version > {}/denied-marker", ws.display()), "description": "denied"})), "tool_use"),
-        2 => (tool("toolu_e2e_2", "Bash", json!({"command": format!("echo allowed > {}/allowed-marker", ws.display()), "description": "allowed"})), "tool_use"),
-        3 => (tool("toolu_e2e_3", "Read", json!({"file_path": home.join(".ssh/id_ed25519")})), "tool_use"),
+        1 => (
+            tool(
+                "toolu_e2e_1",
+                "Bash",
+                json!({"command": format!("curl --version > {}/denied-marker", ws.display()), "description": "denied"}),
+            ),
+            "tool_use",
+        ),
+        2 => (
+            tool(
+                "toolu_e2e_2",
+                "Bash",
+                json!({"command": format!("echo allowed > {}/allowed-marker", ws.display()), "description": "allowed"}),
+            ),
+            "tool_use",
+        ),
+        3 => (
+            tool(
+                "toolu_e2e_3",
+                "Read",
+                json!({"file_path": home.join(".ssh/id_ed25519")}),
+            ),
+            "tool_use",
+        ),
         4 => (text("all steps done"), "end_turn"),
         _ => (text("ok"), "end_turn"),
     };
@@ -75,7 +124,12 @@ fn serve(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, ws: PathBuf, home: PathBuf
     }
 }
 
-fn handle(mut s: TcpStream, log: &Mutex<Vec<Value>>, ws: &Path, home: &Path) -> std::io::Result<()> {
+fn handle(
+    mut s: TcpStream,
+    log: &Mutex<Vec<Value>>,
+    ws: &Path,
+    home: &Path,
+) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut r = BufReader::new(s.try_clone()?);
     let mut line = String::new();
@@ -97,11 +151,17 @@ fn handle(mut s: TcpStream, log: &Mutex<Vec<Value>>, ws: &Path, home: &Path) -> 
     r.read_exact(&mut body)?;
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
-        let b = if path.contains("count_tokens") { json!({"input_tokens": 10}).to_string() } else { "{}".into() };
+        let b = if path.contains("count_tokens") {
+            json!({"input_tokens": 10}).to_string()
+        } else {
+            "{}".into()
+        };
         return write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len());
     }
     let step = step_for(&req);
-    log.lock().unwrap().push(json!({"step": step, "request": req}));
+    log.lock()
+        .unwrap()
+        .push(json!({"step": step, "request": req}));
     let events = reply(step, ws, home);
     if req.get("stream").and_then(Value::as_bool) == Some(true) {
         let b = sse(&events);
@@ -121,7 +181,9 @@ fn handle(mut s: TcpStream, log: &Mutex<Vec<Value>>, ws: &Path, home: &Path) -> 
                         block["input"] = serde_json::from_str(j).unwrap_or(json!({}));
                     }
                 }
-                Some("content_block_stop") => msg["content"].as_array_mut().unwrap().push(block.clone()),
+                Some("content_block_stop") => {
+                    msg["content"].as_array_mut().unwrap().push(block.clone())
+                }
                 Some("message_delta") => msg["stop_reason"] = d["delta"]["stop_reason"].clone(),
                 _ => {}
             }
@@ -132,7 +194,11 @@ fn handle(mut s: TcpStream, log: &Mutex<Vec<Value>>, ws: &Path, home: &Path) -> 
 }
 
 fn claude() -> PathBuf {
-    for d in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/local/bin"]) {
+    for d in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/local/bin"])
+    {
         let p = Path::new(d).join("claude");
         if p.is_file() {
             return p;
@@ -145,7 +211,11 @@ fn claude() -> PathBuf {
 fn tool_result(log: &[Value], id: &str) -> Option<Value> {
     log.iter().rev().find_map(|e| {
         e["request"]["messages"].as_array()?.iter().find_map(|m| {
-            m["content"].as_array()?.iter().find(|c| c["type"] == "tool_result" && c["tool_use_id"] == id).cloned()
+            m["content"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "tool_result" && c["tool_use_id"] == id)
+                .cloned()
         })
     })
 }
@@ -153,7 +223,11 @@ fn tool_result(log: &[Value], id: &str) -> Option<Value> {
 fn result_text(r: &Value) -> String {
     match &r["content"] {
         Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join("\n"),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|c| c["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => String::new(),
     }
 }
@@ -167,26 +241,54 @@ fn real_claude_code_with_warden_hook() {
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::create_dir_all(home.join(".config/warden")).unwrap();
     std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(home.join(".ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY----- e2e-secret\n").unwrap();
-    std::fs::write(home.join(".config/warden/policy.toml"), "[exec]\ndeny = [\"curl\"]\n").unwrap();
+    std::fs::write(
+        home.join(".ssh/id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY----- e2e-secret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".config/warden/policy.toml"),
+        "[exec]\ndeny = [\"curl\"]\n",
+    )
+    .unwrap();
     // The user's other settings must survive the install.
     std::fs::create_dir_all(home.join(".claude")).unwrap();
     std::fs::write(home.join(".claude/settings.json"), r#"{"theme": "dark", "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "true"}]}]}}"#).unwrap();
 
     let env = |c: &mut Command| {
-        c.env("HOME", &home).env_remove("XDG_CONFIG_HOME").env_remove("XDG_STATE_HOME").current_dir(&ws);
+        c.env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .current_dir(&ws);
     };
     for _ in 0..2 {
         let mut c = Command::new(W);
         c.args(["install", "claude", "--scope", "user"]);
         env(&mut c);
         let o = c.output().unwrap();
-        assert!(o.status.success(), "install: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "install: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(home.join(".claude/settings.json")).unwrap()).unwrap();
-    assert_eq!(settings["theme"], "dark", "install kept the user's settings");
-    assert_eq!(settings["hooks"]["PreToolUse"].as_array().unwrap().len(), 1, "install is idempotent: {settings}");
-    assert_eq!(settings["hooks"]["Stop"].as_array().unwrap().len(), 2, "the user's own Stop hook is kept: {settings}");
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join(".claude/settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        settings["theme"], "dark",
+        "install kept the user's settings"
+    );
+    assert_eq!(
+        settings["hooks"]["PreToolUse"].as_array().unwrap().len(),
+        1,
+        "install is idempotent: {settings}"
+    );
+    assert_eq!(
+        settings["hooks"]["Stop"].as_array().unwrap().len(),
+        2,
+        "the user's own Stop hook is kept: {settings}"
+    );
 
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -196,7 +298,19 @@ fn real_claude_code_with_warden_hook() {
         std::thread::spawn(move || serve(l, log, ws, home));
     }
     let mut c = Command::new(&claude);
-    c.args(["-p", MAGIC, "--output-format", "json", "--allowedTools", "Bash", "Read", "--max-turns", "8", "--model", "claude-sonnet-4-5"]);
+    c.args([
+        "-p",
+        MAGIC,
+        "--output-format",
+        "json",
+        "--allowedTools",
+        "Bash",
+        "Read",
+        "--max-turns",
+        "8",
+        "--model",
+        "claude-sonnet-4-5",
+    ]);
     env(&mut c);
     c.env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
         .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
@@ -210,37 +324,67 @@ fn real_claude_code_with_warden_hook() {
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     let log = log.lock().unwrap().clone();
-    let ctx = format!("claude exit {:?}\nstdout: {out}\nstderr: {err}\nrequests: {}", o.status.code(), log.len());
+    let ctx = format!(
+        "claude exit {:?}\nstdout: {out}\nstderr: {err}\nrequests: {}",
+        o.status.code(),
+        log.len()
+    );
 
     // 1. The denied Bash call came back to the model as an error with warden's reason, and
     //    did not run.
-    let r1 = tool_result(&log, "toolu_e2e_1").unwrap_or_else(|| panic!("no result for the denied Bash call\n{ctx}"));
+    let r1 = tool_result(&log, "toolu_e2e_1")
+        .unwrap_or_else(|| panic!("no result for the denied Bash call\n{ctx}"));
     let t1 = result_text(&r1);
-    assert!(t1.contains("warden blocked") && t1.contains("exec.deny:curl"), "denied Bash result: {t1}\n{ctx}");
+    assert!(
+        t1.contains("warden blocked") && t1.contains("exec.deny:curl"),
+        "denied Bash result: {t1}\n{ctx}"
+    );
     assert_eq!(r1["is_error"], true, "{r1}");
     assert!(!ws.join("denied-marker").exists(), "the denied command ran");
     // 2. The allowed call ran.
-    let r2 = tool_result(&log, "toolu_e2e_2").unwrap_or_else(|| panic!("no result for the allowed Bash call\n{ctx}"));
+    let r2 = tool_result(&log, "toolu_e2e_2")
+        .unwrap_or_else(|| panic!("no result for the allowed Bash call\n{ctx}"));
     assert_ne!(r2["is_error"], true, "allowed Bash result: {r2}");
-    assert_eq!(std::fs::read_to_string(ws.join("allowed-marker")).unwrap_or_default(), "allowed\n", "{ctx}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("allowed-marker")).unwrap_or_default(),
+        "allowed\n",
+        "{ctx}"
+    );
     // 3. The credential read was denied and the secret never reached the model.
-    let r3 = tool_result(&log, "toolu_e2e_3").unwrap_or_else(|| panic!("no result for the Read call\n{ctx}"));
+    let r3 = tool_result(&log, "toolu_e2e_3")
+        .unwrap_or_else(|| panic!("no result for the Read call\n{ctx}"));
     let t3 = result_text(&r3);
-    assert!(t3.contains("warden blocked") && t3.contains("files.deny"), "denied Read result: {t3}");
-    assert!(!serde_json::to_string(&log).unwrap().contains("e2e-secret"), "the secret reached the model");
+    assert!(
+        t3.contains("warden blocked") && t3.contains("files.deny"),
+        "denied Read result: {t3}"
+    );
+    assert!(
+        !serde_json::to_string(&log).unwrap().contains("e2e-secret"),
+        "the secret reached the model"
+    );
     assert!(out.contains("all steps done"), "{ctx}");
     // The hook's decisions are in the session log outside the agent's reach.
-    let decisions = std::fs::read_to_string(home.join(".local/state/warden/hooks.jsonl")).unwrap_or_default();
-    assert!(decisions.contains("exec.deny:curl") && decisions.contains("files.deny"), "hook log: {decisions}");
+    let decisions =
+        std::fs::read_to_string(home.join(".local/state/warden/hooks.jsonl")).unwrap_or_default();
+    assert!(
+        decisions.contains("exec.deny:curl") && decisions.contains("files.deny"),
+        "hook log: {decisions}"
+    );
 
     // Uninstall removes warden's entries and nothing else.
     let mut c = Command::new(W);
     c.args(["uninstall", "claude", "--scope", "user"]);
     env(&mut c);
     assert!(c.output().unwrap().status.success());
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(home.join(".claude/settings.json")).unwrap()).unwrap();
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join(".claude/settings.json")).unwrap())
+            .unwrap();
     assert_eq!(settings["theme"], "dark");
     assert!(settings["hooks"].get("PreToolUse").is_none(), "{settings}");
-    assert_eq!(settings["hooks"]["Stop"].as_array().unwrap().len(), 1, "{settings}");
+    assert_eq!(
+        settings["hooks"]["Stop"].as_array().unwrap().len(),
+        1,
+        "{settings}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -37,7 +37,13 @@ impl T {
         let c = self.root.join(format!("{name}.c"));
         std::fs::write(&c, src).unwrap();
         let out = self.ws.join(name);
-        let st = Command::new("cc").arg(&c).arg("-o").arg(&out).args(extra).status().unwrap();
+        let st = Command::new("cc")
+            .arg(&c)
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .status()
+            .unwrap();
         assert!(st.success(), "cc {name}");
         out
     }
@@ -49,7 +55,12 @@ impl Drop for T {
 }
 
 fn text(o: &Output) -> String {
-    format!("status {:?}\n--stdout--\n{}\n--stderr--\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 const DENY_CURL: &str = "[exec]\ndeny = [\"curl\"]\n";
@@ -89,7 +100,11 @@ fn setup_copies(t: &T) {
     std::os::unix::fs::symlink("/usr/bin/curl", t.ws.join("c-sym")).unwrap();
     std::fs::write(t.ws.join("script-curl"), "#!/usr/bin/curl\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(t.ws.join("script-curl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        t.ws.join("script-curl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -105,12 +120,24 @@ fn exec_identity_corpus_is_denied_in_enforce_mode() {
     let o = t.run(&["--policy", &p], &script);
     let s = String::from_utf8_lossy(&o.stdout);
     for (n, _) in CORPUS {
-        assert!(s.contains(&format!("denied {n}\n")), "case {n} was not denied:\n{}", text(&o));
+        assert!(
+            s.contains(&format!("denied {n}\n")),
+            "case {n} was not denied:\n{}",
+            text(&o)
+        );
     }
-    assert!(s.contains("ALLOWED-OK"), "system tools must keep working:\n{}", text(&o));
+    assert!(
+        s.contains("ALLOWED-OK"),
+        "system tools must keep working:\n{}",
+        text(&o)
+    );
     // Sanity: without the rule, the same copies run (the test detects a real run).
     let o = t.run(&[], &case("copy", "./c-copy --version"));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("RAN copy"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("RAN copy"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -121,18 +148,33 @@ fn audit_mode_logs_but_allows() {
     std::fs::create_dir_all(&home).unwrap();
     let p = t.policy("[exec]\ndeny = [\"curl\"]\naction = \"audit\"\n");
     let o = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["run", "--policy", &p, "--", "/bin/bash", "-c", &case("copy", "./c-copy --version")])
+        .args([
+            "run",
+            "--policy",
+            &p,
+            "--",
+            "/bin/bash",
+            "-c",
+            &case("copy", "./c-copy --version"),
+        ])
         .current_dir(&t.ws)
         .env("HOME", &home)
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("RAN copy"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("RAN copy"),
+        "{}",
+        text(&o)
+    );
     let logs: String = std::fs::read_dir(home.join(".local/state/warden/sessions"))
         .unwrap()
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect();
-    assert!(logs.contains("\"verdict\":\"audit_deny\"") && logs.contains("exec.deny:curl"), "audit decision not logged:\n{logs}");
+    assert!(
+        logs.contains("\"verdict\":\"audit_deny\"") && logs.contains("exec.deny:curl"),
+        "audit decision not logged:\n{logs}"
+    );
 }
 
 const LOADER: &str = r#"
@@ -163,7 +205,10 @@ fn executable_mappings_of_denied_content_fail() {
     t.cc("loader", LOADER, &[]);
     t.cc("libevil.so", "#include <stdio.h>\n__attribute__((constructor)) static void e(void){puts(\"EVIL-RAN\");}\n", &["-shared", "-fPIC"]);
     let evil = t.ws.join("libevil.so");
-    let p = t.policy(&format!("[exec]\ndeny = [\"curl\", \"{}\"]\n", evil.display()));
+    let p = t.policy(&format!(
+        "[exec]\ndeny = [\"curl\", \"{}\"]\n",
+        evil.display()
+    ));
     let script = "./loader mmap ./c-copy; ./loader mprotect ./c-copy; ./loader mmap /bin/true; ./loader mprotect /bin/true; \
                   LD_PRELOAD=./libevil.so /bin/true; echo preload-done; \
                   /usr/bin/python3 -c 'import ctypes; ctypes.CDLL(\"./libevil.so\")' 2>/dev/null || echo DLOPEN-DENIED";
@@ -171,12 +216,35 @@ fn executable_mappings_of_denied_content_fail() {
     let s = String::from_utf8_lossy(&o.stdout).to_string();
     let lines: Vec<&str> = s.lines().collect();
     assert!(lines.len() >= 4, "{}", text(&o));
-    assert_eq!(lines[0], "DENIED 13", "mmap PROT_EXEC of a denied file:\n{}", text(&o));
-    assert_eq!(lines[1], "DENIED 13", "mprotect RW->RX of a denied file mapping:\n{}", text(&o));
-    assert_eq!(lines[2], "MAPPED", "allowed content must map:\n{}", text(&o));
+    assert_eq!(
+        lines[0],
+        "DENIED 13",
+        "mmap PROT_EXEC of a denied file:\n{}",
+        text(&o)
+    );
+    assert_eq!(
+        lines[1],
+        "DENIED 13",
+        "mprotect RW->RX of a denied file mapping:\n{}",
+        text(&o)
+    );
+    assert_eq!(
+        lines[2],
+        "MAPPED",
+        "allowed content must map:\n{}",
+        text(&o)
+    );
     assert_eq!(lines[3], "MAPPED", "{}", text(&o));
-    assert!(!s.contains("EVIL-RAN"), "a denied library's code ran:\n{}", text(&o));
-    assert!(s.contains("preload-done") && s.contains("DLOPEN-DENIED"), "{}", text(&o));
+    assert!(
+        !s.contains("EVIL-RAN"),
+        "a denied library's code ran:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("preload-done") && s.contains("DLOPEN-DENIED"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -189,7 +257,11 @@ fn modified_after_check_with_restored_timestamps_is_rehashed() {
         + &case("modified", "./prog --version");
     let o = t.run(&["--policy", &p], &script);
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("FIRST-OK") && s.contains("MTIME-RESTORED"), "{}", text(&o));
+    assert!(
+        s.contains("FIRST-OK") && s.contains("MTIME-RESTORED"),
+        "{}",
+        text(&o)
+    );
     assert!(s.contains("denied modified"), "{}", text(&o));
 }
 
@@ -198,29 +270,51 @@ fn allowlist_mode_denies_unknown_and_padded_copies() {
     let t = T::new("allow");
     // Allow exactly what the test runs: bash, true, and their libraries and loader.
     let mut allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
-    let ldd = Command::new("ldd").args(["/usr/bin/bash", "/usr/bin/true"]).output().unwrap();
+    let ldd = Command::new("ldd")
+        .args(["/usr/bin/bash", "/usr/bin/true"])
+        .output()
+        .unwrap();
     for l in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(p) = l.split_whitespace().find(|w| w.starts_with('/') && !w.ends_with(':')) {
+        if let Some(p) = l
+            .split_whitespace()
+            .find(|w| w.starts_with('/') && !w.ends_with(':'))
+        {
             allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
         }
     }
-    let list = allow.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let list = allow
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [{list}]\n"));
     std::fs::copy("/usr/bin/true", t.ws.join("true-copy")).unwrap();
     let mut padded = std::fs::read("/usr/bin/true").unwrap();
     padded.push(0);
     std::fs::write(t.ws.join("true-padded"), padded).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(t.ws.join("true-padded"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        t.ws.join("true-padded"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     t.cc("unknown", "int main(){return 0;}", &[]);
     let o = t.run(
         &["--policy", &p, "--no-index"],
         "./true-copy && echo COPY-OK; ./true-padded && echo PADDED-RAN; ./unknown && echo UNKNOWN-RAN; true",
     );
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("COPY-OK"), "an exact copy of allowed content runs:\n{}", text(&o));
+    assert!(
+        s.contains("COPY-OK"),
+        "an exact copy of allowed content runs:\n{}",
+        text(&o)
+    );
     assert!(!s.contains("PADDED-RAN"), "padded copy ran:\n{}", text(&o));
-    assert!(!s.contains("UNKNOWN-RAN"), "unknown binary ran:\n{}", text(&o));
+    assert!(
+        !s.contains("UNKNOWN-RAN"),
+        "unknown binary ran:\n{}",
+        text(&o)
+    );
     // Without --no-index and without an index, allowlist mode refuses to start.
     let home = t.root.join("emptyhome");
     std::fs::create_dir_all(&home).unwrap();
@@ -231,7 +325,11 @@ fn allowlist_mode_denies_unknown_and_padded_copies() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("warden index"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("warden index"),
+        "{}",
+        text(&o)
+    );
 }
 
 const SWAPPER: &str = r#"
@@ -283,18 +381,40 @@ fn racing_path_swaps_never_run_denied_content() {
     let o = t.run(&["--policy", &p], script);
     let s = String::from_utf8_lossy(&o.stdout);
     let first = s.lines().next().unwrap_or("");
-    assert_eq!(first.trim(), "0", "denied content ran in the string-swap race:\n{}", text(&o));
-    assert!(s.contains("rename-hits 0 of"), "denied content ran in the rename race:\n{}", text(&o));
-    let attempts: u32 = String::from_utf8_lossy(&o.stdout).lines().last().and_then(|l| l.split_whitespace().last()).and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(attempts > 20, "the race loop must actually run:\n{}", text(&o));
+    assert_eq!(
+        first.trim(),
+        "0",
+        "denied content ran in the string-swap race:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("rename-hits 0 of"),
+        "denied content ran in the rename race:\n{}",
+        text(&o)
+    );
+    let attempts: u32 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        attempts > 20,
+        "the race loop must actually run:\n{}",
+        text(&o)
+    );
 }
 
 #[test]
 fn cargo_build_and_test_work_in_denylist_mode() {
     let t = T::new("cargo");
     let real_home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
-    let rustup = std::env::var("RUSTUP_HOME").map(PathBuf::from).unwrap_or(real_home.join(".rustup"));
-    let cargo = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or(real_home.join(".cargo"));
+    let rustup = std::env::var("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or(real_home.join(".rustup"));
+    let cargo = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or(real_home.join(".cargo"));
     let p = t.policy(&format!(
         "[files]\nread = [\"{r}\", \"{c}\"]\n[env]\nset = {{ RUSTUP_HOME = \"{r}\", CARGO_HOME = \"{c}\" }}\n[exec]\ndeny = [\"curl\"]\n",
         r = rustup.display(),
@@ -302,13 +422,20 @@ fn cargo_build_and_test_work_in_denylist_mode() {
     ));
     let krate = t.ws.join("hello");
     std::fs::create_dir_all(krate.join("src")).unwrap();
-    std::fs::write(krate.join("Cargo.toml"), "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
     std::fs::write(
         krate.join("src/main.rs"),
         "fn add(a: i32, b: i32) -> i32 { a + b }\nfn main() { println!(\"sum {}\", add(2, 3)); }\n#[test]\nfn adds() { assert_eq!(add(2, 2), 4); }\n",
     )
     .unwrap();
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", cargo.join("bin").display());
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        cargo.join("bin").display()
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["run", "--policy", &p, "--", "/bin/bash", "-c", "cd hello && cargo build -q --offline && ./target/debug/hello && cargo test -q --offline 2>&1 | tail -3"])
         .current_dir(&t.ws)
@@ -318,8 +445,16 @@ fn cargo_build_and_test_work_in_denylist_mode() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("sum 5"), "cargo build output must run:\n{}", text(&o));
-    assert!(s.contains("test result: ok. 1 passed"), "cargo test must pass:\n{}", text(&o));
+    assert!(
+        s.contains("sum 5"),
+        "cargo build output must run:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("test result: ok. 1 passed"),
+        "cargo test must pass:\n{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -330,15 +465,26 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
     // An unknown program name: a warning listing what was searched, the run goes on.
     let p = t.policy("[exec]\ndeny = [\"no-such-program-xyz\"]\n");
     let o = t.run(&["--policy", &p], "echo ran-ok");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-program-xyz"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no-such-program-xyz"),
+        "{}",
+        text(&o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("ran-ok"));
     // An unreadable / corrupted index: no run.
     let bad = t.root.join("bad.db");
     std::fs::write(&bad, b"this is not sqlite").unwrap();
-    let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [\"index:{}\"]\n", bad.display()));
+    let p = t.policy(&format!(
+        "[exec]\nmode = \"allowlist\"\nallow = [\"index:{}\"]\n",
+        bad.display()
+    ));
     let o = t.run(&["--policy", &p], &cmd);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.db"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.db"),
+        "{}",
+        text(&o)
+    );
     let p = t.policy("[exec]\ndeny = [\"sha256:1234\"]\n");
     let o = t.run(&["--policy", &p], &cmd);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -354,7 +500,11 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("hash-cache.bin is corrupted"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hash-cache.bin is corrupted"),
+        "{}",
+        text(&o)
+    );
     assert!(!marker.exists(), "ran despite bad exec input");
     // Removing it lets warden rebuild it.
     std::fs::remove_file(&cache).unwrap();

@@ -38,7 +38,12 @@ impl T {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        T { root, ws, server, port }
+        T {
+            root,
+            ws,
+            server,
+            port,
+        }
     }
     fn hosts(&self, text: &str) -> String {
         let p = self.root.join("hosts");
@@ -49,7 +54,17 @@ impl T {
         let p = self.root.join("policy.toml");
         std::fs::write(&p, policy).unwrap();
         Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["run", "--policy", p.to_str().unwrap(), "--proxy-hosts-file", hosts, "--", "/bin/bash", "-c", script])
+            .args([
+                "run",
+                "--policy",
+                p.to_str().unwrap(),
+                "--proxy-hosts-file",
+                hosts,
+                "--",
+                "/bin/bash",
+                "-c",
+                script,
+            ])
             .current_dir(&self.ws)
             .stdin(Stdio::null())
             .output()
@@ -66,14 +81,21 @@ impl Drop for T {
 }
 
 fn text(o: &Output) -> String {
-    format!("status {:?}\n--stdout--\n{}\n--stderr--\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A non-loopback address of this host (the sandbox has only its own loopback).
 fn host_ip() -> String {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     s.connect("10.255.255.1:9").ok();
-    s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into())
+    s.local_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "127.0.0.1".into())
 }
 
 #[test]
@@ -94,14 +116,36 @@ fn allowed_hosts_work_and_denied_hosts_get_a_reason() {
     let o = t.run(policy, &hosts, &script);
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.starts_with("hello through warden"), "{}", text(&o));
-    assert!(s.contains("tunnel: hello through warden"), "CONNECT path:\n{}", text(&o));
+    assert!(
+        s.contains("tunnel: hello through warden"),
+        "CONNECT path:\n{}",
+        text(&o)
+    );
     assert!(s.contains("urllib: hello through warden"), "{}", text(&o));
-    assert!(s.contains("socks: hello through warden"), "SOCKS5 path:\n{}", text(&o));
-    assert!(s.contains("socks-denied-rc=97"), "SOCKS5 to a denied host must be refused:\n{}", text(&o));
+    assert!(
+        s.contains("socks: hello through warden"),
+        "SOCKS5 path:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("socks-denied-rc=97"),
+        "SOCKS5 to a denied host must be refused:\n{}",
+        text(&o)
+    );
     let after = s.split("---").nth(1).unwrap();
     assert!(after.trim_start().starts_with("403"), "{}", text(&o));
-    assert!(after.contains("blocked other.local") && after.contains("network.default") && after.contains("enforced by warden outside the agent"), "{}", text(&o));
-    assert!(after.contains("connect-rc=56"), "CONNECT to a denied host must fail:\n{}", text(&o));
+    assert!(
+        after.contains("blocked other.local")
+            && after.contains("network.default")
+            && after.contains("enforced by warden outside the agent"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        after.contains("connect-rc=56"),
+        "CONNECT to a denied host must fail:\n{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -133,8 +177,16 @@ except OSError:
     let script = format!("curl -s --noproxy '*' --max-time 3 http://{ip}:{p}/hello.txt && echo DIRECT-OK; /usr/bin/python3 probe.py", p = t.port);
     let o = t.run("[network]\nallow = []\n", &hosts, &script);
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(!s.contains("DIRECT-OK") && !s.contains("CONNECTED") && !s.contains("RESOLVED"), "{}", text(&o));
-    assert!(s.contains("tcp failed") && s.contains("udp-dns failed") && s.contains("dns failed"), "{}", text(&o));
+    assert!(
+        !s.contains("DIRECT-OK") && !s.contains("CONNECTED") && !s.contains("RESOLVED"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("tcp failed") && s.contains("udp-dns failed") && s.contains("dns failed"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -156,16 +208,41 @@ fn private_metadata_rebinding_and_ipv6_are_refused() {
     let o = t.run(policy, &hosts, &script);
     // The name now rebinds to loopback (the proxy re-reads its resolver on every connection).
     let hosts = t.hosts("127.0.0.1 test.local\n127.0.0.1 rebind.test\n");
-    let o2 = t.run(policy, &hosts, &format!("curl -s http://rebind.test:{p}/hello.txt"));
+    let o2 = t.run(
+        policy,
+        &hosts,
+        &format!("curl -s http://rebind.test:{p}/hello.txt"),
+    );
     let s2 = String::from_utf8_lossy(&o2.stdout).to_string();
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(!s.contains("hello through warden"), "a private address was reached:\n{}", text(&o));
-    assert!(s.contains("test.local resolves to 127.0.0.1"), "{}", text(&o));
-    for blocked in ["blocked 169.254.169.254", "blocked 10.0.0.1", "blocked [2001:db8::1]", "blocked [fd00:ec2::254]"] {
+    assert!(
+        !s.contains("hello through warden"),
+        "a private address was reached:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("test.local resolves to 127.0.0.1"),
+        "{}",
+        text(&o)
+    );
+    for blocked in [
+        "blocked 169.254.169.254",
+        "blocked 10.0.0.1",
+        "blocked [2001:db8::1]",
+        "blocked [fd00:ec2::254]",
+    ] {
         assert!(s.contains(blocked), "missing `{blocked}`:\n{}", text(&o));
     }
-    assert!(s.contains("first 502"), "the public first address is tried (and is unreachable):\n{}", text(&o));
-    assert!(s2.contains("rebind.test resolves to 127.0.0.1") && !s2.contains("hello through warden"), "rebinding must be refused:\n{}", text(&o2));
+    assert!(
+        s.contains("first 502"),
+        "the public first address is tried (and is unreachable):\n{}",
+        text(&o)
+    );
+    assert!(
+        s2.contains("rebind.test resolves to 127.0.0.1") && !s2.contains("hello through warden"),
+        "rebinding must be refused:\n{}",
+        text(&o2)
+    );
 }
 
 #[test]
@@ -186,11 +263,31 @@ fn large_download_is_byte_identical_and_git_works() {
     // A bare repository served over dumb HTTP.
     let src = t.root.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let g = |dir: &std::path::Path, args: &[&str]| assert!(Command::new("git").args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success());
+    let g = |dir: &std::path::Path, args: &[&str]| {
+        assert!(Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success())
+    };
     g(&src, &["init", "-q"]);
     std::fs::write(src.join("README"), "from git over http\n").unwrap();
     g(&src, &["add", "README"]);
-    g(&src, &["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "init"]);
+    g(
+        &src,
+        &[
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
     g(&t.root, &["clone", "-q", "--bare", "src", "srv/repo.git"]);
     g(&srv.join("repo.git"), &["update-server-info"]);
     let hosts = t.hosts("127.0.0.1 test.local\n");
@@ -199,18 +296,38 @@ fn large_download_is_byte_identical_and_git_works() {
         "curl -s http://test.local:{p}/big.bin | sha256sum | cut -d' ' -f1; \
          git clone -q http://test.local:{p}/repo.git cloned && cat cloned/README"
     );
-    let o = t.run("[network]\nallow = [\"test.local\", \"127.0.0.1\"]\n", &hosts, &script);
+    let o = t.run(
+        "[network]\nallow = [\"test.local\", \"127.0.0.1\"]\n",
+        &hosts,
+        &script,
+    );
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.starts_with(&want), "download differs (want {want}):\n{}", text(&o));
-    assert!(s.contains("from git over http"), "git over HTTP through the proxy:\n{}", text(&o));
+    assert!(
+        s.starts_with(&want),
+        "download differs (want {want}):\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("from git over http"),
+        "git over HTTP through the proxy:\n{}",
+        text(&o)
+    );
 }
 
 fn warden_sha(d: &[u8]) -> String {
-    let mut c = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     c.stdin.take().unwrap().write_all(d).unwrap();
     let o = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -225,11 +342,27 @@ fn network_policy_bad_input_is_precise() {
     ] {
         let p = root.join("p.toml");
         std::fs::write(&p, pol).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_warden")).args(["policy", "check", p.to_str().unwrap()]).output().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["policy", "check", p.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(3), "{pol}: {}", text(&o));
-        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{pol}: {}", text(&o));
-        let o = Command::new(env!("CARGO_BIN_EXE_warden")).args(["run", "--policy", p.to_str().unwrap(), "--", "/bin/true"]).current_dir(&root).output().unwrap();
-        assert_eq!(o.status.code(), Some(3), "run must refuse: {pol}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{pol}: {}",
+            text(&o)
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "--policy", p.to_str().unwrap(), "--", "/bin/true"])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "run must refuse: {pol}: {}",
+            text(&o)
+        );
     }
     let _ = std::fs::remove_dir_all(&root);
 }

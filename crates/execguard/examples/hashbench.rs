@@ -1,7 +1,10 @@
 //! Hash throughput: `sha2` (what warden uses) against `ring`, same buffer, same process.
 use std::time::Instant;
 fn main() {
-    let mb: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(512);
+    let mb: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
     let buf: Vec<u8> = (0..mb << 20).map(|i| (i * 31 % 251) as u8).collect();
     let gbps = |secs: f64| (mb as f64 / 1024.0) / secs;
     let t = Instant::now();

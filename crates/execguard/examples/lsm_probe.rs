@@ -1,1 +1,3 @@
-fn main(){ println!("{:?}", warden_execguard::lsm::probe::probe()); }
+fn main() {
+    println!("{:?}", warden_execguard::lsm::probe::probe());
+}

@@ -36,7 +36,12 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Cache::default()),
             Err(e) => return Err(format!("hash cache {}: {e}", path.display())),
         };
-        let bad = |why: &str| format!("hash cache {} is corrupted ({why}); remove it and warden rebuilds it", path.display());
+        let bad = |why: &str| {
+            format!(
+                "hash cache {} is corrupted ({why}); remove it and warden rebuilds it",
+                path.display()
+            )
+        };
         if b.len() < 8 + 32 || &b[..8] != CACHE_MAGIC || (b.len() - 40) % ENTRY != 0 {
             return Err(bad("bad header or length"));
         }
@@ -48,17 +53,34 @@ impl Cache {
         for e in body[8..].chunks_exact(ENTRY) {
             let u = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().unwrap_or([0; 8]));
             let i = |o: usize| i128::from_le_bytes(e[o..o + 16].try_into().unwrap_or([0; 16]));
-            let stamp = FileStamp { dev: u(0), ino: u(8), size: u(16), mtime_ns: i(24), ctime_ns: i(40) };
+            let stamp = FileStamp {
+                dev: u(0),
+                ino: u(8),
+                size: u(16),
+                mtime_ns: i(24),
+                ctime_ns: i(40),
+            };
             let h: Hash = e[56..88].try_into().unwrap_or([0; 32]);
             map.insert(stamp, h);
         }
-        Ok(Cache { map: Mutex::new(map), dirty: AtomicBool::new(false) })
+        Ok(Cache {
+            map: Mutex::new(map),
+            dirty: AtomicBool::new(false),
+        })
     }
 
     /// Writes the cache (atomically: temp file + rename), merging what is on disk.
     pub fn save(&self, path: &std::path::Path) -> Result<(), String> {
-        let mut map = Cache::load(path).map(|c| c.map.into_inner().unwrap_or_default()).unwrap_or_default();
-        map.extend(self.map.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)));
+        let mut map = Cache::load(path)
+            .map(|c| c.map.into_inner().unwrap_or_default())
+            .unwrap_or_default();
+        map.extend(
+            self.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (*k, *v)),
+        );
         // Bounded: keep the file small enough to load in well under a millisecond.
         if map.len() > 50_000 {
             map = map.into_iter().take(50_000).collect();
@@ -95,13 +117,21 @@ impl Cache {
     pub fn hash(&self, fd: BorrowedFd<'_>) -> std::io::Result<(Hash, FileStamp, bool)> {
         let st = fstat(fd)?;
         let stamp = FileStamp::of(&st);
-        if let Some(h) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(&stamp) {
+        if let Some(h) = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&stamp)
+        {
             return Ok((*h, stamp, true));
         }
         let h = sha256_fd(fd)?;
         // Re-stat: a file written while we hashed it gets no cache entry.
         if FileStamp::of(&fstat(fd)?) == stamp {
-            self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(stamp, h);
+            self.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(stamp, h);
             self.dirty.store(true, Ordering::Relaxed);
         }
         Ok((h, stamp, false))
@@ -127,4 +157,3 @@ impl Cache {
         }
     }
 }
-

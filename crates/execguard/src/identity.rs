@@ -53,7 +53,14 @@ pub fn sha256_fd(fd: BorrowedFd<'_>) -> std::io::Result<Hash> {
     let mut off: i64 = 0;
     loop {
         // SAFETY: pread into an owned buffer.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), off) };
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                off,
+            )
+        };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -106,7 +113,10 @@ mod tests {
     #[test]
     fn known_vector_and_hex_roundtrip() {
         let h = sha256_bytes(b"abc");
-        assert_eq!(hex(&h), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hex(&h),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(parse_hex(&format!("sha256:{}", hex(&h))), Some(h));
         assert_eq!(parse_hex("xyz"), None);
     }
@@ -122,11 +132,20 @@ mod tests {
         std::fs::write(&p, b"abd").unwrap();
         // Restore the old mtime (what `touch -d` does).
         let ts = [
-            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-            libc::timespec { tv_sec: (s1.mtime_ns / 1_000_000_000) as i64, tv_nsec: (s1.mtime_ns % 1_000_000_000) as i64 },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: (s1.mtime_ns / 1_000_000_000) as i64,
+                tv_nsec: (s1.mtime_ns % 1_000_000_000) as i64,
+            },
         ];
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) }, 0);
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) },
+            0
+        );
         let s2 = FileStamp::of(&fstat(f.as_fd()).unwrap());
         assert_eq!(s1.mtime_ns, s2.mtime_ns, "mtime restored");
         assert_ne!(s1, s2, "ctime must still differ");

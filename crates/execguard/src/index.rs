@@ -11,7 +11,19 @@ pub struct Index {
     db: Connection,
 }
 
-pub const DEFAULT_ROOTS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/local", "/opt", "/bin", "/sbin", "/lib", "/lib64"];
+pub const DEFAULT_ROOTS: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/local",
+    "/opt",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+];
 
 pub fn default_path(home: &Path) -> PathBuf {
     home.join(".local/share/warden/index.db")
@@ -52,29 +64,45 @@ impl Index {
         if !path.exists() {
             return Err("does not exist; build it with `warden index`".into());
         }
-        let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
-        let ok: String = db.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| format!("not a readable index: {e}"))?;
+        let db =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+        let ok: String = db
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| format!("not a readable index: {e}"))?;
         if ok != "ok" {
             return Err(format!("corrupted: {ok}"));
         }
-        db.query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0)).map_err(|e| format!("not a warden index: {e}"))?;
+        db.query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| format!("not a warden index: {e}"))?;
         Ok(Index { db })
     }
 
     pub fn hashes(&self) -> Result<Vec<Hash>, String> {
-        let mut st = self.db.prepare("SELECT DISTINCT sha256 FROM files").map_err(err)?;
+        let mut st = self
+            .db
+            .prepare("SELECT DISTINCT sha256 FROM files")
+            .map_err(err)?;
         let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
         let mut out = Vec::new();
         for r in rows {
             let v = r.map_err(err)?;
-            let h: Hash = v.as_slice().try_into().map_err(|_| "corrupted: a hash is not 32 bytes".to_string())?;
+            let h: Hash = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| "corrupted: a hash is not 32 bytes".to_string())?;
             out.push(h);
         }
         Ok(out)
     }
 
     pub fn lookup(&self, h: &Hash) -> Option<String> {
-        self.db.query_row("SELECT path FROM files WHERE sha256 = ?1 LIMIT 1", params![h.as_slice()], |r| r.get(0)).ok()
+        self.db
+            .query_row(
+                "SELECT path FROM files WHERE sha256 = ?1 LIMIT 1",
+                params![h.as_slice()],
+                |r| r.get(0),
+            )
+            .ok()
     }
 
     /// Indexes every regular file under `roots`, re-hashing only changed files.
@@ -86,8 +114,10 @@ impl Index {
         let bar = if progress {
             let b = indicatif::ProgressBar::new(files.len() as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} hashing [{bar:40}] {pos}/{len} {bytes_per_sec} {wide_msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} hashing [{bar:40}] {pos}/{len} {bytes_per_sec} {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             Some(b)
         } else {
@@ -96,7 +126,9 @@ impl Index {
         let mut stats = IndexStats::default();
         let tx = self.db.transaction().map_err(err)?;
         {
-            let mut get = tx.prepare("SELECT dev, ino, size, mtime_ns, ctime_ns FROM files WHERE path = ?1").map_err(err)?;
+            let mut get = tx
+                .prepare("SELECT dev, ino, size, mtime_ns, ctime_ns FROM files WHERE path = ?1")
+                .map_err(err)?;
             let mut put = tx
                 .prepare("INSERT OR REPLACE INTO files(path, dev, ino, size, mtime_ns, ctime_ns, sha256) VALUES (?1,?2,?3,?4,?5,?6,?7)")
                 .map_err(err)?;
@@ -115,9 +147,18 @@ impl Index {
                 };
                 let s = FileStamp::of(&md);
                 let key = p.to_string_lossy().into_owned();
-                let old: Option<(i64, i64, i64, String, String)> =
-                    get.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).ok();
-                let stamp = (s.dev as i64, s.ino as i64, s.size as i64, s.mtime_ns.to_string(), s.ctime_ns.to_string());
+                let old: Option<(i64, i64, i64, String, String)> = get
+                    .query_row(params![key], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .ok();
+                let stamp = (
+                    s.dev as i64,
+                    s.ino as i64,
+                    s.size as i64,
+                    s.mtime_ns.to_string(),
+                    s.ctime_ns.to_string(),
+                );
                 if old.as_ref() == Some(&stamp) {
                     stats.unchanged += 1;
                     continue;
@@ -129,7 +170,16 @@ impl Index {
                         if let Some(b) = &bar {
                             b.set_message(format!("{} {}", &hex(&h)[..8], key));
                         }
-                        put.execute(params![key, stamp.0, stamp.1, stamp.2, stamp.3, stamp.4, h.as_slice()]).map_err(err)?;
+                        put.execute(params![
+                            key,
+                            stamp.0,
+                            stamp.1,
+                            stamp.2,
+                            stamp.3,
+                            stamp.4,
+                            h.as_slice()
+                        ])
+                        .map_err(err)?;
                     }
                     Err(_) => stats.errors += 1,
                 }
@@ -138,11 +188,16 @@ impl Index {
         // Drop rows for files that no longer exist under the indexed roots.
         {
             let mut all = tx.prepare("SELECT path FROM files").map_err(err)?;
-            let paths: Vec<String> = all.query_map([], |r| r.get(0)).map_err(err)?.flatten().collect();
+            let paths: Vec<String> = all
+                .query_map([], |r| r.get(0))
+                .map_err(err)?
+                .flatten()
+                .collect();
             for p in paths {
                 let pb = PathBuf::from(&p);
                 if roots.iter().any(|r| pb.starts_with(r)) && !pb.is_file() {
-                    tx.execute("DELETE FROM files WHERE path = ?1", params![p]).map_err(err)?;
+                    tx.execute("DELETE FROM files WHERE path = ?1", params![p])
+                        .map_err(err)?;
                     stats.removed += 1;
                 }
             }
@@ -156,11 +211,16 @@ impl Index {
 }
 
 fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(md) = std::fs::symlink_metadata(p) else { return };
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return;
+    };
     if md.is_file() {
         use std::os::unix::fs::PermissionsExt;
         // Executables and shared objects (what exec and executable mappings can load).
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if md.permissions().mode() & 0o111 != 0 || name.contains(".so") {
             out.push(p.to_path_buf());
         }

@@ -10,28 +10,45 @@
 
 use crate::cache::Cache;
 use crate::identity::{hex, parse_hex, Hash};
-use std::sync::Arc;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use warden_policy::exec::{ExecAction, ExecMode};
 use warden_policy::Policy;
 
 /// Directories searched for program names, besides PATH.
 pub const SYSTEM_DIRS: &[&str] = &[
-    "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/libexec",
-    "/usr/lib/node_modules/npm/bin", "/usr/local/lib/node_modules/npm/bin", "/snap/bin",
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+    "/usr/libexec",
+    "/usr/lib/node_modules/npm/bin",
+    "/usr/local/lib/node_modules/npm/bin",
+    "/snap/bin",
 ];
 
 /// Toolchain directories under `$HOME` (and version managers' trees, one level deep).
 pub const TOOLCHAIN_DIRS: &[&str] = &[
-    "~/.cargo/bin", "~/.local/bin", "~/.npm-global/bin", "~/.volta/bin", "~/.bun/bin", "~/.deno/bin",
-    "~/.pyenv/shims", "~/go/bin", "~/.nvm/versions/node/*/bin", "~/.pyenv/versions/*/bin",
+    "~/.cargo/bin",
+    "~/.local/bin",
+    "~/.npm-global/bin",
+    "~/.volta/bin",
+    "~/.bun/bin",
+    "~/.deno/bin",
+    "~/.pyenv/shims",
+    "~/go/bin",
+    "~/.nvm/versions/node/*/bin",
+    "~/.pyenv/versions/*/bin",
 ];
 
 /// Programs whose output files are trusted for exec in allowlist mode until anything else
 /// writes them (the linker writes executables; compilers write objects and build scripts).
 pub const BUILD_TOOLS: &[&str] = &[
-    "ld", "ld.bfd", "ld.gold", "ld.lld", "lld", "mold", "collect2", "cc", "gcc", "g++", "c++", "clang", "clang++", "rustc", "go", "as",
+    "ld", "ld.bfd", "ld.gold", "ld.lld", "lld", "mold", "collect2", "cc", "gcc", "g++", "c++",
+    "clang", "clang++", "rustc", "go", "as",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,14 +150,24 @@ impl ExecRules {
     }
 
     /// [`ExecRules::from_policy`], hashing through a (persistent) cache.
-    pub fn from_policy_cached(p: &Policy, home: &Path, cache: Arc<Cache>) -> Result<ExecRules, String> {
+    pub fn from_policy_cached(
+        p: &Policy,
+        home: &Path,
+        cache: Arc<Cache>,
+    ) -> Result<ExecRules, String> {
         let mut r = ExecRules {
             mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
             allow_memfd: p.exec.allow_memfd.unwrap_or(false),
             deny: HashMap::new(),
             allow: HashMap::new(),
-            sources: p.exec.deny.iter().map(|d| (classify(d), true)).chain(p.exec.allow.iter().map(|a| (classify(a), false))).collect(),
+            sources: p
+                .exec
+                .deny
+                .iter()
+                .map(|d| (classify(d), true))
+                .chain(p.exec.allow.iter().map(|a| (classify(a), false)))
+                .collect(),
             home: home.to_path_buf(),
             cache,
             notes: Vec::new(),
@@ -161,7 +188,10 @@ impl ExecRules {
                     target.insert(*h, format!("{key}:sha256:{}", hex(h)));
                 }
                 Source::Path(p) => {
-                    let h = self.cache.hash_path(p).map_err(|e| format!("{key}: {}: {e}", p.display()))?;
+                    let h = self
+                        .cache
+                        .hash_path(p)
+                        .map_err(|e| format!("{key}: {}: {e}", p.display()))?;
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
@@ -175,10 +205,17 @@ impl ExecRules {
                     for f in files {
                         match self.cache.hash_path(&f) {
                             Ok(h) => {
-                                notes.push(format!("{key} `{n}` → {} sha256:{}", f.display(), hex(&h)));
+                                notes.push(format!(
+                                    "{key} `{n}` → {} sha256:{}",
+                                    f.display(),
+                                    hex(&h)
+                                ));
                                 target.insert(h, format!("{key}:{n}"));
                             }
-                            Err(e) => notes.push(format!("warning: {key} `{n}`: cannot hash {}: {e}", f.display())),
+                            Err(e) => notes.push(format!(
+                                "warning: {key} `{n}`: cannot hash {}: {e}",
+                                f.display()
+                            )),
                         }
                     }
                 }
@@ -187,7 +224,9 @@ impl ExecRules {
                         .and_then(|i| i.hashes())
                         .map_err(|e| format!("{key}: index {}: {e}", db.display()))?;
                     for h in hashes {
-                        target.entry(h).or_insert_with(|| format!("{key}:index:{}", db.display()));
+                        target
+                            .entry(h)
+                            .or_insert_with(|| format!("{key}:index:{}", db.display()));
                     }
                 }
             }
@@ -200,11 +239,15 @@ impl ExecRules {
 
     /// Adds every hash of a trust index to the allow set (allowlist mode).
     pub fn add_index(&mut self, db: &Path) -> Result<usize, String> {
-        let hashes = crate::index::Index::open_existing(db).and_then(|i| i.hashes()).map_err(|e| format!("index {}: {e}", db.display()))?;
+        let hashes = crate::index::Index::open_existing(db)
+            .and_then(|i| i.hashes())
+            .map_err(|e| format!("index {}: {e}", db.display()))?;
         let n = hashes.len();
         self.sources.push((Source::Index(db.to_path_buf()), false));
         for h in hashes {
-            self.allow.entry(h).or_insert_with(|| format!("index:{}", db.display()));
+            self.allow
+                .entry(h)
+                .or_insert_with(|| format!("index:{}", db.display()));
         }
         Ok(n)
     }
@@ -217,8 +260,17 @@ impl ExecRules {
     /// Every (hash, denied, rule) of the resolved policy; a hash both denied and allowed is
     /// listed as denied only (deny wins).
     pub fn rule_hashes(&self) -> Vec<(Hash, bool, String)> {
-        let mut v: Vec<(Hash, bool, String)> = self.deny.iter().map(|(h, r)| (*h, true, r.clone())).collect();
-        v.extend(self.allow.iter().filter(|(h, _)| !self.deny.contains_key(*h)).map(|(h, r)| (*h, false, r.clone())));
+        let mut v: Vec<(Hash, bool, String)> = self
+            .deny
+            .iter()
+            .map(|(h, r)| (*h, true, r.clone()))
+            .collect();
+        v.extend(
+            self.allow
+                .iter()
+                .filter(|(h, _)| !self.deny.contains_key(*h))
+                .map(|(h, r)| (*h, false, r.clone())),
+        );
         v
     }
 
@@ -247,17 +299,31 @@ impl ExecRules {
             return Verdict {
                 allowed: false,
                 rule: rule.clone(),
-                reason: format!("its content (sha256:{}) is denied by `{rule}`", &hex(h)[..16]),
+                reason: format!(
+                    "its content (sha256:{}) is denied by `{rule}`",
+                    &hex(h)[..16]
+                ),
             };
         }
         match self.mode {
-            ExecMode::Denylist => Verdict { allowed: true, rule: "exec.mode:denylist".into(), reason: "not denied".into() },
+            ExecMode::Denylist => Verdict {
+                allowed: true,
+                rule: "exec.mode:denylist".into(),
+                reason: "not denied".into(),
+            },
             ExecMode::Allowlist => match self.allow.get(h) {
-                Some(rule) => Verdict { allowed: true, rule: rule.clone(), reason: "allowed content".into() },
+                Some(rule) => Verdict {
+                    allowed: true,
+                    rule: rule.clone(),
+                    reason: "allowed content".into(),
+                },
                 None => Verdict {
                     allowed: false,
                     rule: "exec.mode:allowlist".into(),
-                    reason: format!("its content (sha256:{}) is not in any allow rule or trust index", &hex(h)[..16]),
+                    reason: format!(
+                        "its content (sha256:{}) is not in any allow rule or trust index",
+                        &hex(h)[..16]
+                    ),
                 },
             },
         }

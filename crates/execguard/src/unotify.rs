@@ -50,12 +50,15 @@ const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 /// Installs the user-notification filter in the calling process and returns the listener.
 /// Runs in the agent process right before exec (no_new_privs already set).
 pub fn install_filter() -> std::io::Result<OwnedFd> {
-    let io = |e: libseccomp::error::SeccompError| std::io::Error::other(format!("exec guard filter: {e}"));
+    let io = |e: libseccomp::error::SeccompError| {
+        std::io::Error::other(format!("exec guard filter: {e}"))
+    };
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(io)?;
     f.set_act_badarch(ScmpAction::KillProcess).map_err(io)?;
     let sys = |n: &str| ScmpSyscall::from_name(n).map_err(io);
     f.add_rule(ScmpAction::Notify, sys("execve")?).map_err(io)?;
-    f.add_rule(ScmpAction::Notify, sys("execveat")?).map_err(io)?;
+    f.add_rule(ScmpAction::Notify, sys("execveat")?)
+        .map_err(io)?;
     f.add_rule_conditional(
         ScmpAction::Notify,
         sys("mmap")?,
@@ -66,8 +69,16 @@ pub fn install_filter() -> std::io::Result<OwnedFd> {
     )
     .map_err(io)?;
     for n in ["mprotect", "pkey_mprotect"] {
-        f.add_rule_conditional(ScmpAction::Notify, sys(n)?, &[ScmpArgCompare::new(2, ScmpCompareOp::MaskedEqual(PROT_EXEC), PROT_EXEC)])
-            .map_err(io)?;
+        f.add_rule_conditional(
+            ScmpAction::Notify,
+            sys(n)?,
+            &[ScmpArgCompare::new(
+                2,
+                ScmpCompareOp::MaskedEqual(PROT_EXEC),
+                PROT_EXEC,
+            )],
+        )
+        .map_err(io)?;
     }
     f.load().map_err(io)?;
     let fd = f.get_notify_fd().map_err(io)?;
@@ -109,7 +120,9 @@ pub struct Guard {
 }
 
 fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 enum Outcome {
@@ -121,19 +134,37 @@ enum Outcome {
 
 impl Guard {
     pub fn new(rules: ExecRules) -> Guard {
-        Guard { rules: Arc::new(RwLock::new(rules)), cache: Arc::new(Cache::default()) }
+        Guard {
+            rules: Arc::new(RwLock::new(rules)),
+            cache: Arc::new(Cache::default()),
+        }
     }
 
     pub fn with_cache(rules: ExecRules, cache: Arc<Cache>) -> Guard {
-        Guard { rules: Arc::new(RwLock::new(rules)), cache }
+        Guard {
+            rules: Arc::new(RwLock::new(rules)),
+            cache,
+        }
     }
 
     fn enforce(&self) -> bool {
-        self.rules.read().map(|r| r.action == ExecAction::Enforce).unwrap_or(true)
+        self.rules
+            .read()
+            .map(|r| r.action == ExecAction::Enforce)
+            .unwrap_or(true)
     }
 
     /// Records a decision; returns whether the action may proceed.
-    fn conclude(&self, pid: u32, what: &dyn Fn() -> String, kind: &str, hash: Option<&Hash>, v: &Verdict, started: Instant, cached: bool) -> bool {
+    fn conclude(
+        &self,
+        pid: u32,
+        what: &dyn Fn() -> String,
+        kind: &str,
+        hash: Option<&Hash>,
+        v: &Verdict,
+        started: Instant,
+        cached: bool,
+    ) -> bool {
         let enforce = self.enforce();
         let verdict = if v.allowed {
             V::Allow
@@ -155,9 +186,16 @@ impl Guard {
                     how_to_allow(v)
                 )
             };
-            let mut d = Decision::new(Layer::Exec, format!("pid {pid} ({})", comm(pid)), what, &v.rule, verdict, reason)
-                .with("kind", kind)
-                .with("latency_us", started.elapsed().as_micros() as u64);
+            let mut d = Decision::new(
+                Layer::Exec,
+                format!("pid {pid} ({})", comm(pid)),
+                what,
+                &v.rule,
+                verdict,
+                reason,
+            )
+            .with("kind", kind)
+            .with("latency_us", started.elapsed().as_micros() as u64);
             if let Some(h) = hash {
                 d = d.with("sha256", hex(h));
             }
@@ -167,12 +205,24 @@ impl Guard {
     }
 
     fn fail(&self, pid: u32, what: &str, kind: &str, err: String, started: Instant) -> bool {
-        let v = Verdict { allowed: false, rule: "exec.fail_closed".into(), reason: format!("its identity could not be established ({err})") };
+        let v = Verdict {
+            allowed: false,
+            rule: "exec.fail_closed".into(),
+            reason: format!("its identity could not be established ({err})"),
+        };
         self.conclude(pid, &|| what.to_string(), kind, None, &v, started, false)
     }
 
     /// Decides on an open file (exec target or mapping).
-    fn decide_fd(&self, pid: u32, what: &dyn Fn() -> String, kind: &str, fd: BorrowedFd<'_>, started: Instant, depth: u32) -> bool {
+    fn decide_fd(
+        &self,
+        pid: u32,
+        what: &dyn Fn() -> String,
+        kind: &str,
+        fd: BorrowedFd<'_>,
+        started: Instant,
+        depth: u32,
+    ) -> bool {
         let st = match fstat(fd) {
             Ok(s) => s,
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
@@ -183,12 +233,18 @@ impl Guard {
         }
         // memfd and O_TMPFILE/deleted files have no link left.
         if st.st_nlink == 0 {
-            let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let allow = self.rules.read().map(|r| r.allow_memfd).unwrap_or(false);
             let v = Verdict {
                 allowed: allow,
                 rule: "exec.allow_memfd".into(),
-                reason: if allow { "memfd/anonymous content allowed by policy".into() } else { format!("{link} is a memfd or deleted file, whose content no rule can name (set exec.allow_memfd = true to allow)") },
+                reason: if allow {
+                    "memfd/anonymous content allowed by policy".into()
+                } else {
+                    format!("{link} is a memfd or deleted file, whose content no rule can name (set exec.allow_memfd = true to allow)")
+                },
             };
             return self.conclude(pid, what, kind, None, &v, started, false);
         }
@@ -196,7 +252,15 @@ impl Guard {
             Ok(x) => x,
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
-        let v = self.rules.read().map(|r| r.decide(&h)).unwrap_or_else(|_| Verdict { allowed: false, rule: "exec.fail_closed".into(), reason: "rules poisoned".into() });
+        let v = self
+            .rules
+            .read()
+            .map(|r| r.decide(&h))
+            .unwrap_or_else(|_| Verdict {
+                allowed: false,
+                rule: "exec.fail_closed".into(),
+                reason: "rules poisoned".into(),
+            });
         if !self.conclude(pid, what, kind, Some(&h), &v, started, cached) {
             return false;
         }
@@ -210,7 +274,14 @@ impl Guard {
 
     fn decide_interpreter(&self, pid: u32, interp: &str, started: Instant, depth: u32) -> bool {
         match open_in_target(pid, interp, None) {
-            Ok(f) => self.decide_fd(pid, &|| interp.to_string(), "exec", f.as_fd(), started, depth),
+            Ok(f) => self.decide_fd(
+                pid,
+                &|| interp.to_string(),
+                "exec",
+                f.as_fd(),
+                started,
+                depth,
+            ),
             Err(e) => self.fail(pid, interp, "exec", format!("interpreter: {e}"), started),
         }
     }
@@ -222,10 +293,20 @@ impl Guard {
         let nr = n.data.nr as i64;
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
         let ok = if is_exec {
-            let (dirfd, path_ptr, flags) = if nr == libc::SYS_execve { (libc::AT_FDCWD, a[0], 0) } else { (a[0] as i32, a[1], a[4] as i32) };
+            let (dirfd, path_ptr, flags) = if nr == libc::SYS_execve {
+                (libc::AT_FDCWD, a[0], 0)
+            } else {
+                (a[0] as i32, a[1], a[4] as i32)
+            };
             let path = match read_cstr(pid, path_ptr) {
                 Ok(p) => p,
-                Err(e) => return if self.fail(pid, "?", "exec", e, started) { Outcome::Allow } else { Outcome::Deny(libc::EACCES) },
+                Err(e) => {
+                    return if self.fail(pid, "?", "exec", e, started) {
+                        Outcome::Allow
+                    } else {
+                        Outcome::Deny(libc::EACCES)
+                    }
+                }
             };
             let opened = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
                 take_fd(pid, dirfd)
@@ -242,7 +323,11 @@ impl Guard {
             match take_fd(pid, a[4] as i32) {
                 Ok(f) => {
                     let raw = f.as_raw_fd();
-                    let what = move || std::fs::read_link(format!("/proc/self/fd/{raw}")).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into());
+                    let what = move || {
+                        std::fs::read_link(format!("/proc/self/fd/{raw}"))
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|_| "?".into())
+                    };
                     self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0)
                 }
                 // EBADF: mmap would fail anyway.
@@ -252,7 +337,9 @@ impl Guard {
         } else {
             match mapping_file(pid, a[0]) {
                 Ok(None) => true, // anonymous memory (JITs)
-                Ok(Some((path, f))) => self.decide_fd(pid, &|| path.clone(), "mprotect", f.as_fd(), started, 0),
+                Ok(Some((path, f))) => {
+                    self.decide_fd(pid, &|| path.clone(), "mprotect", f.as_fd(), started, 0)
+                }
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
         };
@@ -269,10 +356,27 @@ impl Guard {
     fn verify_exec(&self, pid: i32) -> bool {
         let started = Instant::now();
         let exe = format!("/proc/{pid}/exe");
-        let what = || std::fs::read_link(&exe).map(|p| p.display().to_string()).unwrap_or_else(|_| exe.clone());
+        let what = || {
+            std::fs::read_link(&exe)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| exe.clone())
+        };
         match std::fs::File::open(&exe) {
-            Ok(f) => self.decide_fd(pid as u32, &what, "exec (post-exec check)", f.as_fd(), started, 4),
-            Err(e) => self.fail(pid as u32, &what(), "exec (post-exec check)", e.to_string(), started),
+            Ok(f) => self.decide_fd(
+                pid as u32,
+                &what,
+                "exec (post-exec check)",
+                f.as_fd(),
+                started,
+                4,
+            ),
+            Err(e) => self.fail(
+                pid as u32,
+                &what(),
+                "exec (post-exec check)",
+                e.to_string(),
+                started,
+            ),
         }
     }
 
@@ -306,8 +410,16 @@ impl Guard {
                 return code;
             }
             let mut fds = [
-                libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: if listener_open { lfd } else { -1 }, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: sfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: if listener_open { lfd } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             // SAFETY: poll on two valid descriptors.
             let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -320,9 +432,14 @@ impl Guard {
             if fds[0].revents & libc::POLLIN != 0 {
                 let mut buf = [0u8; 128];
                 // SAFETY: draining the signalfd.
-                while unsafe { libc::read(sfd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+                while unsafe { libc::read(sfd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) }
+                    > 0
+                {}
             }
-            if listener_open && fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 && fds[1].revents & libc::POLLIN == 0 {
+            if listener_open
+                && fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0
+                && fds[1].revents & libc::POLLIN == 0
+            {
                 listener_open = false;
                 continue;
             }
@@ -342,14 +459,26 @@ impl Guard {
                     Outcome::AllowExec => {
                         let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
                         // SAFETY: seizing our own sandboxed process, blocked in execve.
-                        let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, n.pid as i32, 0, opts as libc::c_ulong) };
+                        let r = unsafe {
+                            libc::ptrace(libc::PTRACE_SEIZE, n.pid as i32, 0, opts as libc::c_ulong)
+                        };
                         let e = std::io::Error::last_os_error();
-                        if r == 0 || e.raw_os_error() == Some(libc::EPERM) && is_traced_by_us(n.pid) {
+                        if r == 0 || e.raw_os_error() == Some(libc::EPERM) && is_traced_by_us(n.pid)
+                        {
                             Outcome::Allow
                         } else {
                             // Without the post-exec check there is no guarantee: deny.
                             let started = Instant::now();
-                            if self.fail(n.pid, "exec", "exec", format!("cannot attach the exec verifier: {e} (tracer: {})", tracer_of(n.pid)), started) {
+                            if self.fail(
+                                n.pid,
+                                "exec",
+                                "exec",
+                                format!(
+                                    "cannot attach the exec verifier: {e} (tracer: {})",
+                                    tracer_of(n.pid)
+                                ),
+                                started,
+                            ) {
                                 Outcome::Allow
                             } else {
                                 Outcome::Deny(libc::EACCES)
@@ -359,8 +488,18 @@ impl Guard {
                     o => o,
                 };
                 let r = match out {
-                    Outcome::Allow | Outcome::AllowExec => Resp { id: n.id, val: 0, error: 0, flags: FLAG_CONTINUE },
-                    Outcome::Deny(errno) => Resp { id: n.id, val: 0, error: -errno, flags: 0 },
+                    Outcome::Allow | Outcome::AllowExec => Resp {
+                        id: n.id,
+                        val: 0,
+                        error: 0,
+                        flags: FLAG_CONTINUE,
+                    },
+                    Outcome::Deny(errno) => Resp {
+                        id: n.id,
+                        val: 0,
+                        error: -errno,
+                        flags: 0,
+                    },
                 };
                 // SAFETY: ioctl with a correctly sized struct.
                 unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
@@ -379,7 +518,11 @@ impl Guard {
                 return None;
             }
             if pid == reap_pid && (libc::WIFEXITED(st) || libc::WIFSIGNALED(st)) {
-                return Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });
+                return Some(if libc::WIFEXITED(st) {
+                    libc::WEXITSTATUS(st)
+                } else {
+                    128 + libc::WTERMSIG(st)
+                });
             }
             if !libc::WIFSTOPPED(st) {
                 continue;
@@ -399,7 +542,10 @@ impl Guard {
                     }
                     libc::PTRACE_EVENT_STOP => {
                         // Group-stop while attached: keep job control working.
-                        if matches!(sig, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+                        if matches!(
+                            sig,
+                            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                        ) {
                             libc::ptrace(libc::PTRACE_LISTEN, pid, 0, 0);
                         } else {
                             libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
@@ -419,7 +565,10 @@ impl Guard {
 fn tracer_of(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_string())))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_string()))
+        })
         .unwrap_or_else(|| "?".into())
 }
 
@@ -431,7 +580,10 @@ fn is_traced_by_us(pid: u32) -> bool {
     let me = unsafe { libc::gettid() }.to_string();
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim() == me)))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim() == me))
+        })
         .unwrap_or(false)
 }
 
@@ -439,7 +591,14 @@ fn is_traced_by_us(pid: u32) -> bool {
 fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: pread into a stack buffer.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    let n = unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            0,
+        )
+    };
     if n < 3 || &buf[..2] != b"#!" {
         return None;
     }
@@ -457,8 +616,14 @@ fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
         // Never read across a page boundary in one call (the next page may be unmapped).
         let room = (4096 - (off % 4096)) as usize;
         let want = room.min(buf.len());
-        let local = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: want };
-        let remote = libc::iovec { iov_base: off as *mut libc::c_void, iov_len: want };
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: want,
+        };
+        let remote = libc::iovec {
+            iov_base: off as *mut libc::c_void,
+            iov_len: want,
+        };
         // SAFETY: reads the agent's memory into our buffer.
         let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
         if n <= 0 {
@@ -479,7 +644,10 @@ fn pidfd(pid: u32) -> Result<OwnedFd, String> {
     // SAFETY: pidfd_open syscall.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
-        return Err(format!("pidfd_open {pid}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "pidfd_open {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: fresh fd.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -500,7 +668,9 @@ fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, String> {
 /// The agent's pid inside its own pid namespace.
 fn ns_pid(pid: u32) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|v| v.split_whitespace().last().map(str::to_string))
+    s.lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last().map(str::to_string))
 }
 
 #[repr(C)]
@@ -514,16 +684,26 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with
 /// `/proc/self` and `/proc/<its own pid>` paths mapped to the agent.
 fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, String> {
-    let nspid = if path.starts_with("/proc/") { ns_pid(pid).unwrap_or_default() } else { String::new() };
+    let nspid = if path.starts_with("/proc/") {
+        ns_pid(pid).unwrap_or_default()
+    } else {
+        String::new()
+    };
     // Paths through procfs magic links name the agent itself.
     let mut p = path.to_string();
-    let own = if nspid.is_empty() { "/proc/self/".to_string() } else { format!("/proc/{nspid}/") };
+    let own = if nspid.is_empty() {
+        "/proc/self/".to_string()
+    } else {
+        format!("/proc/{nspid}/")
+    };
     for prefix in ["/proc/self/", "/proc/thread-self/", own.as_str()] {
         if let Some(rest) = p.strip_prefix(prefix) {
             if let Some(r) = rest.strip_prefix("root/") {
                 p = format!("/{r}");
             } else if rest == "exe" {
-                return std::fs::File::open(format!("/proc/{pid}/exe")).map(Into::into).map_err(|e| e.to_string());
+                return std::fs::File::open(format!("/proc/{pid}/exe"))
+                    .map(Into::into)
+                    .map_err(|e| e.to_string());
             } else if let Some(n) = rest.strip_prefix("fd/") {
                 let n: i32 = n.parse().map_err(|_| format!("unsupported path {path}"))?;
                 return take_fd(pid, n);
@@ -534,7 +714,9 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
         }
     }
     if p.starts_with("/proc/") {
-        return Err(format!("{path}: exec through another process's /proc entry is not supported by the exec guard"));
+        return Err(format!(
+            "{path}: exec through another process's /proc entry is not supported by the exec guard"
+        ));
     }
     // Make the path absolute in the agent's mount namespace.
     let abs = if p.starts_with('/') {
@@ -547,11 +729,24 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
         let b = std::fs::read_link(&base).map_err(|e| format!("{base}: {e}"))?;
         format!("{}/{p}", b.display())
     };
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(|e| format!("/proc/{pid}/root: {e}"))?;
+    let root = std::fs::File::open(format!("/proc/{pid}/root"))
+        .map_err(|e| format!("/proc/{pid}/root: {e}"))?;
     let c = std::ffi::CString::new(abs.clone()).map_err(|_| "NUL in path".to_string())?;
-    let how = OpenHow { flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64, mode: 0, resolve: RESOLVE_IN_ROOT };
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT,
+    };
     // SAFETY: openat2 with a valid struct.
-    let fd = unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how, std::mem::size_of::<OpenHow>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
     if fd < 0 {
         return Err(format!("{abs}: {}", std::io::Error::last_os_error()));
     }
@@ -561,12 +756,16 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
 
 /// The file behind the mapping that contains `addr`, or None for anonymous memory.
 fn mapping_file(pid: u32, addr: u64) -> Result<Option<(String, OwnedFd)>, String> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    let maps =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
     for line in maps.lines() {
         let mut it = line.split_whitespace();
         let range = it.next().unwrap_or("");
         let (s, e) = range.split_once('-').unwrap_or(("0", "0"));
-        let (s, e) = (u64::from_str_radix(s, 16).unwrap_or(0), u64::from_str_radix(e, 16).unwrap_or(0));
+        let (s, e) = (
+            u64::from_str_radix(s, 16).unwrap_or(0),
+            u64::from_str_radix(e, 16).unwrap_or(0),
+        );
         if addr < s || addr >= e {
             continue;
         }
@@ -586,7 +785,10 @@ fn mapping_file(pid: u32, addr: u64) -> Result<Option<(String, OwnedFd)>, String
         let f = open_in_target(pid, &path, None)?;
         let st = fstat(f.as_fd()).map_err(|e| e.to_string())?;
         let (maj, min) = dev.split_once(':').unwrap_or(("0", "0"));
-        let want = libc::makedev(u32::from_str_radix(maj, 16).unwrap_or(0), u32::from_str_radix(min, 16).unwrap_or(0));
+        let want = libc::makedev(
+            u32::from_str_radix(maj, 16).unwrap_or(0),
+            u32::from_str_radix(min, 16).unwrap_or(0),
+        );
         if st.st_ino != ino || st.st_dev != want {
             return Err(format!("{path} was replaced after it was mapped"));
         }

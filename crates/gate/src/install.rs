@@ -14,7 +14,13 @@ pub enum Scope {
     Project,
 }
 
-pub fn settings_path(agent: Agent, scope: Scope, root: &Path, home: &Path, project: &Path) -> PathBuf {
+pub fn settings_path(
+    agent: Agent,
+    scope: Scope,
+    root: &Path,
+    home: &Path,
+    project: &Path,
+) -> PathBuf {
     match (agent, scope) {
         (Agent::Claude, Scope::Managed) => root.join("etc/claude-code/managed-settings.json"),
         (Agent::Claude, Scope::User) => home.join(".claude/settings.json"),
@@ -31,25 +37,41 @@ pub fn settings_path(agent: Agent, scope: Scope, root: &Path, home: &Path, proje
 fn events(agent: Agent) -> &'static [&'static str] {
     match agent {
         Agent::Gemini => &["BeforeTool", "AfterTool", "SessionStart", "SessionEnd"],
-        _ => &["PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "Stop", "SessionEnd", "SubagentStop"],
+        _ => &[
+            "PreToolUse",
+            "PostToolUse",
+            "PostToolUseFailure",
+            "SessionStart",
+            "Stop",
+            "SessionEnd",
+            "SubagentStop",
+        ],
     }
 }
 
 fn is_ours(h: &Value) -> bool {
     h.get("hooks").and_then(Value::as_array).is_some_and(|a| {
-        a.iter().any(|x| x.get("command").and_then(Value::as_str).is_some_and(|c| c.contains("warden") && c.contains(" hook ")))
+        a.iter().any(|x| {
+            x.get("command")
+                .and_then(Value::as_str)
+                .is_some_and(|c| c.contains("warden") && c.contains(" hook "))
+        })
     })
 }
 
 /// Returns the new settings document.
 pub fn install(doc: Value, agent: Agent, scope: Scope, warden: &str) -> Result<Value, String> {
     let mut doc = uninstall(doc)?;
-    let obj = doc.as_object_mut().ok_or("settings file is not a JSON object")?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or("settings file is not a JSON object")?;
     let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
     let hooks = hooks.as_object_mut().ok_or("`hooks` is not an object")?;
     for ev in events(agent) {
         let list = hooks.entry(ev.to_string()).or_insert_with(|| json!([]));
-        let list = list.as_array_mut().ok_or_else(|| format!("hooks.{ev} is not an array"))?;
+        let list = list
+            .as_array_mut()
+            .ok_or_else(|| format!("hooks.{ev} is not an array"))?;
         let mut entry = json!({"hooks": [{"type": "command", "command": format!("{warden} hook {}", agent.name()), "timeout": 30}]});
         if ev.contains("Tool") {
             entry["matcher"] = json!("*");
@@ -67,7 +89,9 @@ pub fn uninstall(mut doc: Value) -> Result<Value, String> {
     if doc.is_null() {
         doc = json!({});
     }
-    let obj = doc.as_object_mut().ok_or("settings file is not a JSON object")?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or("settings file is not a JSON object")?;
     if let Some(hooks) = obj.get_mut("hooks").and_then(Value::as_object_mut) {
         for (_, list) in hooks.iter_mut() {
             if let Some(a) = list.as_array_mut() {
@@ -76,7 +100,11 @@ pub fn uninstall(mut doc: Value) -> Result<Value, String> {
         }
         hooks.retain(|_, l| l.as_array().is_none_or(|a| !a.is_empty()));
     }
-    if obj.get("hooks").and_then(Value::as_object).is_some_and(|h| h.is_empty()) {
+    if obj
+        .get("hooks")
+        .and_then(Value::as_object)
+        .is_some_and(|h| h.is_empty())
+    {
         obj.remove("hooks");
     }
     Ok(doc)

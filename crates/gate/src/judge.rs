@@ -43,7 +43,12 @@ pub struct Judgement {
 
 impl Judgement {
     fn allow(what: impl Into<String>, rule: &str) -> Judgement {
-        Judgement { answer: Answer::Allow, rule: rule.into(), what: what.into(), reason: "allowed by policy".into() }
+        Judgement {
+            answer: Answer::Allow,
+            rule: rule.into(),
+            what: what.into(),
+            reason: "allowed by policy".into(),
+        }
     }
 
     /// The message written for the model.
@@ -77,8 +82,17 @@ impl<'a> Ctx<'a> {
     }
 
     /// [`Ctx::new`], hashing programs through a persistent cache (the hook's hot path).
-    pub fn with_cache(policy: &'a Policy, cwd: PathBuf, home: PathBuf, headless: bool, cache: std::sync::Arc<warden_execguard::cache::Cache>) -> Ctx<'a> {
-        let anchors = warden_policy::Anchors { home: home.clone(), workspace: cwd.clone() };
+    pub fn with_cache(
+        policy: &'a Policy,
+        cwd: PathBuf,
+        home: PathBuf,
+        headless: bool,
+        cache: std::sync::Arc<warden_execguard::cache::Cache>,
+    ) -> Ctx<'a> {
+        let anchors = warden_policy::Anchors {
+            home: home.clone(),
+            workspace: cwd.clone(),
+        };
         Ctx {
             policy,
             files: FileRules::new(policy, &anchors, None),
@@ -105,7 +119,11 @@ impl<'a> Ctx<'a> {
         } else if let Some(r) = p.strip_prefix("~/") {
             self.home.join(r)
         } else if p.starts_with('/') {
-            PathBuf::from(p.strip_prefix("/proc/self/root").filter(|r| r.starts_with('/')).unwrap_or(p))
+            PathBuf::from(
+                p.strip_prefix("/proc/self/root")
+                    .filter(|r| r.starts_with('/'))
+                    .unwrap_or(p),
+            )
         } else {
             self.cwd.join(p)
         }
@@ -114,7 +132,12 @@ impl<'a> Ctx<'a> {
     fn path(&self, tool: &str, p: &str, access: Access) -> Option<Judgement> {
         let abs = self.abs(p);
         let d = self.files.decide(&abs, access);
-        (!d.allowed).then(|| Judgement { answer: Answer::Deny, rule: d.rule.to_string(), what: format!("{tool} {}", abs.display()), reason: d.explain(&abs, access) })
+        (!d.allowed).then(|| Judgement {
+            answer: Answer::Deny,
+            rule: d.rule.to_string(),
+            what: format!("{tool} {}", abs.display()),
+            reason: d.explain(&abs, access),
+        })
     }
 
     fn host(&self, tool: &str, url: &str) -> Option<Judgement> {
@@ -123,14 +146,27 @@ impl<'a> Ctx<'a> {
         let authority = authority.rsplit('@').next().unwrap_or(authority);
         let https = url.starts_with("https");
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h.to_string(), p.parse().unwrap_or(if https { 443 } else { 80 })),
+            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (
+                h.to_string(),
+                p.parse().unwrap_or(if https { 443 } else { 80 }),
+            ),
             _ => (authority.to_string(), if https { 443 } else { 80 }),
         };
         match &self.net {
-            Err(e) => Some(Judgement { answer: Answer::Deny, rule: "network.invalid".into(), what: format!("{tool} {url}"), reason: e.clone() }),
+            Err(e) => Some(Judgement {
+                answer: Answer::Deny,
+                rule: "network.invalid".into(),
+                what: format!("{tool} {url}"),
+                reason: e.clone(),
+            }),
             Ok(n) => {
                 let d = n.decide_host(&host, port);
-                (!d.allowed).then(|| Judgement { answer: Answer::Deny, rule: d.rule, what: format!("{tool} {url}"), reason: d.reason })
+                (!d.allowed).then(|| Judgement {
+                    answer: Answer::Deny,
+                    rule: d.rule,
+                    what: format!("{tool} {url}"),
+                    reason: d.reason,
+                })
             }
         }
     }
@@ -152,17 +188,35 @@ impl<'a> Ctx<'a> {
     }
 
     fn denied_names(&self) -> Vec<&str> {
-        self.policy.exec.deny.iter().filter(|d| !d.contains('/') && !d.contains(':')).map(String::as_str).collect()
+        self.policy
+            .exec
+            .deny
+            .iter()
+            .filter(|d| !d.contains('/') && !d.contains(':'))
+            .map(String::as_str)
+            .collect()
     }
 
     fn exec_check(&self, name: &str, cmd_text: &str) -> Option<Judgement> {
         let base = name.rsplit('/').next().unwrap_or(name);
         if let Some(d) = self.denied_names().into_iter().find(|d| *d == base) {
-            return Some(Judgement { answer: Answer::Deny, rule: format!("exec.deny:{d}"), what: format!("Bash `{cmd_text}`"), reason: format!("it runs `{base}`, which is denied") });
+            return Some(Judgement {
+                answer: Answer::Deny,
+                rule: format!("exec.deny:{d}"),
+                what: format!("Bash `{cmd_text}`"),
+                reason: format!("it runs `{base}`, which is denied"),
+            });
         }
         let rules = match &self.exec {
             Ok(r) => r,
-            Err(e) => return Some(Judgement { answer: Answer::Deny, rule: "exec.invalid".into(), what: format!("Bash `{cmd_text}`"), reason: format!("the exec policy cannot be loaded: {e}") }),
+            Err(e) => {
+                return Some(Judgement {
+                    answer: Answer::Deny,
+                    rule: "exec.invalid".into(),
+                    what: format!("Bash `{cmd_text}`"),
+                    reason: format!("the exec policy cannot be loaded: {e}"),
+                })
+            }
         };
         let file = self.resolve_program(name)?;
         match rules.decide_file(&file) {
@@ -173,7 +227,12 @@ impl<'a> Ctx<'a> {
                 reason: format!("it runs {} ({}), and {}", file.display(), base, v.reason),
             }),
             Ok(_) => None,
-            Err(e) => Some(Judgement { answer: Answer::Deny, rule: "exec.fail_closed".into(), what: format!("Bash `{cmd_text}`"), reason: format!("cannot hash {}: {e}", file.display()) }),
+            Err(e) => Some(Judgement {
+                answer: Answer::Deny,
+                rule: "exec.fail_closed".into(),
+                what: format!("Bash `{cmd_text}`"),
+                reason: format!("cannot hash {}: {e}", file.display()),
+            }),
         }
     }
 
@@ -192,8 +251,16 @@ impl<'a> Ctx<'a> {
             if let Some(name) = c.name() {
                 consider(self.exec_check(name, &shown));
                 for arg in c.argv.iter().skip(1).flatten() {
-                    if arg.starts_with('/') || arg.starts_with("~/") || arg.starts_with("./") || arg.starts_with("../") || (arg.contains('/') && !arg.contains("://")) {
-                        if let Some(j) = self.path("Bash reads", arg, Access::Read).filter(|j| j.rule == "files.deny") {
+                    if arg.starts_with('/')
+                        || arg.starts_with("~/")
+                        || arg.starts_with("./")
+                        || arg.starts_with("../")
+                        || (arg.contains('/') && !arg.contains("://"))
+                    {
+                        if let Some(j) = self
+                            .path("Bash reads", arg, Access::Read)
+                            .filter(|j| j.rule == "files.deny")
+                        {
                             consider(Some(j));
                         }
                     }
@@ -201,36 +268,96 @@ impl<'a> Ctx<'a> {
                 // Programs whose arguments are write targets.
                 let base = name.rsplit('/').next().unwrap_or(name);
                 let targets: Vec<&String> = match base {
-                    "tee" => c.argv.iter().skip(1).flatten().filter(|x| !x.starts_with('-')).collect(),
-                    "cp" | "mv" | "ln" | "install" | "rsync" => c.argv.iter().skip(1).flatten().filter(|x| !x.starts_with('-')).last().into_iter().collect(),
-                    "touch" | "mkdir" | "rm" | "chmod" | "truncate" => c.argv.iter().skip(1).flatten().filter(|x| !x.starts_with('-')).collect(),
-                    "sed" if c.argv.iter().flatten().any(|x| x.starts_with("-i") || x == "--in-place") => c.argv.iter().skip(2).flatten().filter(|x| !x.starts_with('-')).collect(),
+                    "tee" => c
+                        .argv
+                        .iter()
+                        .skip(1)
+                        .flatten()
+                        .filter(|x| !x.starts_with('-'))
+                        .collect(),
+                    "cp" | "mv" | "ln" | "install" | "rsync" => c
+                        .argv
+                        .iter()
+                        .skip(1)
+                        .flatten()
+                        .filter(|x| !x.starts_with('-'))
+                        .last()
+                        .into_iter()
+                        .collect(),
+                    "touch" | "mkdir" | "rm" | "chmod" | "truncate" => c
+                        .argv
+                        .iter()
+                        .skip(1)
+                        .flatten()
+                        .filter(|x| !x.starts_with('-'))
+                        .collect(),
+                    "sed"
+                        if c.argv
+                            .iter()
+                            .flatten()
+                            .any(|x| x.starts_with("-i") || x == "--in-place") =>
+                    {
+                        c.argv
+                            .iter()
+                            .skip(2)
+                            .flatten()
+                            .filter(|x| !x.starts_with('-'))
+                            .collect()
+                    }
                     _ => Vec::new(),
                 };
                 for t in targets {
-                    consider(self.path("Bash writes", t, Access::Write).filter(|j| j.rule == "files.protect" || j.rule == "files.deny"));
+                    consider(
+                        self.path("Bash writes", t, Access::Write)
+                            .filter(|j| j.rule == "files.protect" || j.rule == "files.deny"),
+                    );
                 }
             }
         }
         for w in &a.writes {
             match w {
                 Some(t) if t.starts_with("/dev/") => {}
-                Some(t) => consider(self.path("Bash writes", t, Access::Write).filter(|j| j.rule == "files.protect" || j.rule == "files.deny")),
-                None => consider(Some(Judgement { answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask), rule: "gate.dynamic".into(), what: format!("Bash `{shown}`"), reason: "it writes to a file whose name is computed at run time".into() })),
+                Some(t) => consider(
+                    self.path("Bash writes", t, Access::Write)
+                        .filter(|j| j.rule == "files.protect" || j.rule == "files.deny"),
+                ),
+                None => consider(Some(Judgement {
+                    answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask),
+                    rule: "gate.dynamic".into(),
+                    what: format!("Bash `{shown}`"),
+                    reason: "it writes to a file whose name is computed at run time".into(),
+                })),
             }
         }
         let names = self.denied_names();
         for code in &a.inline_code {
-            let hit = code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).find(|t| names.contains(t));
+            let hit = code
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .find(|t| names.contains(t));
             if let Some(n) = hit {
-                consider(Some(Judgement { answer: Answer::Deny, rule: format!("exec.deny:{n}"), what: format!("Bash `{shown}`"), reason: format!("inline interpreter code names `{n}`, which is denied") }));
+                consider(Some(Judgement {
+                    answer: Answer::Deny,
+                    rule: format!("exec.deny:{n}"),
+                    what: format!("Bash `{shown}`"),
+                    reason: format!("inline interpreter code names `{n}`, which is denied"),
+                }));
             }
         }
         if a.parse_error {
-            consider(Some(Judgement { answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask), rule: "gate.dynamic".into(), what: format!("Bash `{shown}`"), reason: "the command does not parse as bash".into() }));
+            consider(Some(Judgement {
+                answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask),
+                rule: "gate.dynamic".into(),
+                what: format!("Bash `{shown}`"),
+                reason: "the command does not parse as bash".into(),
+            }));
         }
         if let Some(d) = a.dynamic.first() {
-            consider(Some(Judgement { answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask), rule: "gate.dynamic".into(), what: format!("Bash `{shown}`"), reason: format!("it cannot be resolved statically: {d}") }));
+            consider(Some(Judgement {
+                answer: self.policy_answer(self.policy.gate.dynamic, GateAnswer::Ask),
+                rule: "gate.dynamic".into(),
+                what: format!("Bash `{shown}`"),
+                reason: format!("it cannot be resolved statically: {d}"),
+            }));
         }
         worst.unwrap_or_else(|| Judgement::allow(format!("Bash `{shown}`"), "gate.shell"))
     }
@@ -242,49 +369,101 @@ impl<'a> Ctx<'a> {
             "Bash" | "run_shell_command" | "shell" | "local_shell" | "exec_command" => {
                 let cmd = match input.get("command") {
                     Some(Value::String(c)) => c.clone(),
-                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(shell_quote).collect::<Vec<_>>().join(" "),
-                    _ => return Judgement { answer: Answer::Deny, rule: "gate.malformed".into(), what: tool.into(), reason: "no `command` in the tool input".into() },
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(shell_quote)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => {
+                        return Judgement {
+                            answer: Answer::Deny,
+                            rule: "gate.malformed".into(),
+                            what: tool.into(),
+                            reason: "no `command` in the tool input".into(),
+                        }
+                    }
                 };
                 self.judge_shell(&cmd)
             }
-            "Read" | "read_file" | "NotebookRead" => match s("file_path").or(s("absolute_path")).or(s("notebook_path")) {
-                Some(p) => self.path("Read", p, Access::Read).unwrap_or_else(|| Judgement::allow(format!("Read {p}"), "files")),
-                None => malformed(tool, "file_path"),
-            },
+            "Read" | "read_file" | "NotebookRead" => {
+                match s("file_path").or(s("absolute_path")).or(s("notebook_path")) {
+                    Some(p) => self
+                        .path("Read", p, Access::Read)
+                        .unwrap_or_else(|| Judgement::allow(format!("Read {p}"), "files")),
+                    None => malformed(tool, "file_path"),
+                }
+            }
             "read_many_files" => {
-                for p in input.get("paths").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                for p in input
+                    .get("paths")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
                     if let Some(j) = self.path("Read", p, Access::Read) {
                         return j;
                     }
                 }
                 Judgement::allow("read_many_files", "files")
             }
-            "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "write_file" | "replace" | "edit" => match s("file_path").or(s("notebook_path")).or(s("absolute_path")) {
-                Some(p) => self.path(tool, p, Access::Write).unwrap_or_else(|| Judgement::allow(format!("{tool} {p}"), "files")),
-                None => malformed(tool, "file_path"),
-            },
+            "Write" | "Edit" | "MultiEdit" | "NotebookEdit" | "write_file" | "replace" | "edit" => {
+                match s("file_path").or(s("notebook_path")).or(s("absolute_path")) {
+                    Some(p) => self
+                        .path(tool, p, Access::Write)
+                        .unwrap_or_else(|| Judgement::allow(format!("{tool} {p}"), "files")),
+                    None => malformed(tool, "file_path"),
+                }
+            }
             "Glob" | "Grep" | "LS" | "glob" | "search_file_content" | "list_directory" | "grep" => {
                 let p = s("path").or(s("dir_path")).unwrap_or(".");
-                self.path(tool, p, Access::Read).unwrap_or_else(|| Judgement::allow(format!("{tool} {p}"), "files"))
+                self.path(tool, p, Access::Read)
+                    .unwrap_or_else(|| Judgement::allow(format!("{tool} {p}"), "files"))
             }
             "WebFetch" | "web_fetch" => {
-                let url = s("url").map(str::to_string).or_else(|| s("prompt").and_then(|p| p.split_whitespace().find(|w| w.starts_with("http")).map(str::to_string)));
+                let url = s("url").map(str::to_string).or_else(|| {
+                    s("prompt").and_then(|p| {
+                        p.split_whitespace()
+                            .find(|w| w.starts_with("http"))
+                            .map(str::to_string)
+                    })
+                });
                 match url {
-                    Some(u) => self.host("WebFetch", &u).unwrap_or_else(|| Judgement::allow(format!("WebFetch {u}"), "network.allow")),
+                    Some(u) => self.host("WebFetch", &u).unwrap_or_else(|| {
+                        Judgement::allow(format!("WebFetch {u}"), "network.allow")
+                    }),
                     None => malformed(tool, "url"),
                 }
             }
             "WebSearch" | "google_web_search" => Judgement::allow("WebSearch", "gate.websearch"),
-            "Task" | "Agent" => Judgement::allow(format!("subagent {}", s("subagent_type").or(s("description")).unwrap_or("")), "gate.subagent"),
-            "TodoWrite" | "ExitPlanMode" | "BashOutput" | "KillShell" | "KillBash" | "save_memory" | "write_todos" => Judgement::allow(tool, "gate.harmless"),
+            "Task" | "Agent" => Judgement::allow(
+                format!(
+                    "subagent {}",
+                    s("subagent_type").or(s("description")).unwrap_or("")
+                ),
+                "gate.subagent",
+            ),
+            "TodoWrite" | "ExitPlanMode" | "BashOutput" | "KillShell" | "KillBash"
+            | "save_memory" | "write_todos" => Judgement::allow(tool, "gate.harmless"),
             t if t.starts_with("mcp__") => {
                 let g = &self.policy.gate;
                 if g.mcp_deny.iter().any(|p| glob_match(p, t)) {
-                    Judgement { answer: Answer::Deny, rule: "gate.mcp_deny".into(), what: t.into(), reason: format!("MCP tool {t} is denied") }
+                    Judgement {
+                        answer: Answer::Deny,
+                        rule: "gate.mcp_deny".into(),
+                        what: t.into(),
+                        reason: format!("MCP tool {t} is denied"),
+                    }
                 } else if g.mcp_allow.iter().any(|p| glob_match(p, t)) {
                     Judgement::allow(t, "gate.mcp_allow")
                 } else {
-                    Judgement { answer: self.policy_answer(g.mcp_default, GateAnswer::Ask), rule: "gate.mcp_default".into(), what: t.into(), reason: format!("MCP tool {t} is not in gate.mcp_allow") }
+                    Judgement {
+                        answer: self.policy_answer(g.mcp_default, GateAnswer::Ask),
+                        rule: "gate.mcp_default".into(),
+                        what: t.into(),
+                        reason: format!("MCP tool {t} is not in gate.mcp_allow"),
+                    }
                 }
             }
             other => Judgement {
@@ -298,11 +477,19 @@ impl<'a> Ctx<'a> {
 }
 
 fn malformed(tool: &str, key: &str) -> Judgement {
-    Judgement { answer: Answer::Deny, rule: "gate.malformed".into(), what: tool.into(), reason: format!("the tool input has no `{key}`") }
+    Judgement {
+        answer: Answer::Deny,
+        rule: "gate.malformed".into(),
+        what: tool.into(),
+        reason: format!("the tool input has no `{key}`"),
+    }
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

@@ -45,9 +45,15 @@ pub struct Output {
 fn deny_output(agent: Agent, event: &str, reason: &str) -> Output {
     let stdout = match agent {
         Agent::Gemini => json!({"decision": "deny", "reason": reason}),
-        _ => json!({"hookSpecificOutput": {"hookEventName": if event.is_empty() { "PreToolUse" } else { event }, "permissionDecision": "deny", "permissionDecisionReason": reason}}),
+        _ => {
+            json!({"hookSpecificOutput": {"hookEventName": if event.is_empty() { "PreToolUse" } else { event }, "permissionDecision": "deny", "permissionDecisionReason": reason}})
+        }
     };
-    Output { stdout: stdout.to_string(), stderr: reason.to_string(), code: 2 }
+    Output {
+        stdout: stdout.to_string(),
+        stderr: reason.to_string(),
+        code: 2,
+    }
 }
 
 /// Renders a judgement in the agent's protocol.
@@ -58,9 +64,15 @@ pub fn render(agent: Agent, event: &str, j: &Judgement) -> Output {
     }
     let stdout = match agent {
         Agent::Gemini => json!({"decision": j.answer.as_str(), "reason": reason}),
-        _ => json!({"hookSpecificOutput": {"hookEventName": event, "permissionDecision": j.answer.as_str(), "permissionDecisionReason": reason}}),
+        _ => {
+            json!({"hookSpecificOutput": {"hookEventName": event, "permissionDecision": j.answer.as_str(), "permissionDecisionReason": reason}})
+        }
     };
-    Output { stdout: stdout.to_string(), stderr: String::new(), code: 0 }
+    Output {
+        stdout: stdout.to_string(),
+        stderr: String::new(),
+        code: 0,
+    }
 }
 
 pub struct HookEnv<'a> {
@@ -73,40 +85,87 @@ pub struct HookEnv<'a> {
 
 /// Handles one hook invocation. Never panics (a panic becomes a deny).
 pub fn handle(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle_inner(agent, input, env))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handle_inner(agent, input, env)
+    })) {
         Ok(o) => o,
-        Err(_) => deny_output(agent, "", "warden: internal error while judging this tool call; denied (fail closed)"),
+        Err(_) => deny_output(
+            agent,
+            "",
+            "warden: internal error while judging this tool call; denied (fail closed)",
+        ),
     }
 }
 
 fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
     if input.len() > MAX_INPUT {
-        return deny_output(agent, "", &format!("warden: hook input of {} bytes exceeds the {} byte limit; denied", input.len(), MAX_INPUT));
+        return deny_output(
+            agent,
+            "",
+            &format!(
+                "warden: hook input of {} bytes exceeds the {} byte limit; denied",
+                input.len(),
+                MAX_INPUT
+            ),
+        );
     }
     let v: Value = match serde_json::from_slice(input) {
         Ok(v) => v,
-        Err(e) => return deny_output(agent, "", &format!("warden: malformed hook input ({e}); denied")),
+        Err(e) => {
+            return deny_output(
+                agent,
+                "",
+                &format!("warden: malformed hook input ({e}); denied"),
+            )
+        }
     };
     let Some(obj) = v.as_object() else {
         return deny_output(agent, "", "warden: hook input is not a JSON object; denied");
     };
-    let event = obj.get("hook_event_name").and_then(Value::as_str).unwrap_or("");
+    let event = obj
+        .get("hook_event_name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let tool = obj.get("tool_name").and_then(Value::as_str);
     let session = obj.get("session_id").and_then(Value::as_str).unwrap_or("");
-    let who = format!("{} {}", agent.name(), obj.get("tool_use_id").and_then(Value::as_str).unwrap_or(session));
+    let who = format!(
+        "{} {}",
+        agent.name(),
+        obj.get("tool_use_id")
+            .and_then(Value::as_str)
+            .unwrap_or(session)
+    );
     match event {
         "PreToolUse" | "BeforeTool" => {
             let Some(tool) = tool else {
                 return deny_output(agent, event, "warden: PreToolUse without tool_name; denied");
             };
-            let Some(cwd) = obj.get("cwd").and_then(Value::as_str).filter(|c| c.starts_with('/')) else {
-                return deny_output(agent, event, "warden: hook input has no absolute `cwd`; denied");
+            let Some(cwd) = obj
+                .get("cwd")
+                .and_then(Value::as_str)
+                .filter(|c| c.starts_with('/'))
+            else {
+                return deny_output(
+                    agent,
+                    event,
+                    "warden: hook input has no absolute `cwd`; denied",
+                );
             };
             let tool_input = obj.get("tool_input").cloned().unwrap_or(Value::Null);
             if !tool_input.is_object() {
-                return deny_output(agent, event, "warden: `tool_input` is not an object; denied");
+                return deny_output(
+                    agent,
+                    event,
+                    "warden: `tool_input` is not an object; denied",
+                );
             }
-            let ctx = Ctx::with_cache(env.policy, cwd.into(), env.home.clone(), env.headless, env.cache.clone());
+            let ctx = Ctx::with_cache(
+                env.policy,
+                cwd.into(),
+                env.home.clone(),
+                env.headless,
+                env.cache.clone(),
+            );
             let started = std::time::Instant::now();
             let j = ctx.judge_tool(tool, &tool_input);
             let verdict = match j.answer {
@@ -121,10 +180,21 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                 .emit();
             render(agent, event, &j)
         }
-        "" => deny_output(agent, event, "warden: hook input has no hook_event_name; denied"),
+        "" => deny_output(
+            agent,
+            event,
+            "warden: hook input has no hook_event_name; denied",
+        ),
         other => {
-            let mut d = Decision::new(Layer::Gate, &who, tool.unwrap_or(other), format!("event:{other}"), Verdict::Observe, other)
-                .with("agent_session", session);
+            let mut d = Decision::new(
+                Layer::Gate,
+                &who,
+                tool.unwrap_or(other),
+                format!("event:{other}"),
+                Verdict::Observe,
+                other,
+            )
+            .with("agent_session", session);
             if let Some(t) = tool {
                 d = d.with("tool", t);
             }
@@ -135,7 +205,11 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                 d = d.with("subagent", true);
             }
             d.emit();
-            Output { stdout: String::new(), stderr: String::new(), code: 0 }
+            Output {
+                stdout: String::new(),
+                stderr: String::new(),
+                code: 0,
+            }
         }
     }
 }

@@ -46,7 +46,9 @@ pub struct Analysis {
 }
 
 const MAX_DEPTH: u32 = 8;
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish", "busybox"];
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish", "busybox",
+];
 
 pub fn analyze(src: &str) -> Analysis {
     let mut a = Analysis::default();
@@ -55,7 +57,13 @@ pub fn analyze(src: &str) -> Analysis {
     a
 }
 
-fn analyze_into(src: &str, a: &mut Analysis, aliases: &mut HashMap<String, String>, depth: u32, via: &[String]) {
+fn analyze_into(
+    src: &str,
+    a: &mut Analysis,
+    aliases: &mut HashMap<String, String>,
+    depth: u32,
+    via: &[String],
+) {
     if depth > MAX_DEPTH {
         a.dynamic.push("nesting too deep".into());
         return;
@@ -69,7 +77,13 @@ fn analyze_into(src: &str, a: &mut Analysis, aliases: &mut HashMap<String, Strin
         a.parse_error = true;
         return;
     };
-    let mut w = Walker { src: src.as_bytes(), a, aliases, depth, via: via.to_vec() };
+    let mut w = Walker {
+        src: src.as_bytes(),
+        a,
+        aliases,
+        depth,
+        via: via.to_vec(),
+    };
     w.walk(tree.root_node());
 }
 
@@ -178,11 +192,17 @@ impl<'a> Walker<'a> {
             "word" | "number" => Some(unescape_word(&self.text(n))),
             "raw_string" => {
                 let t = self.text(n);
-                Some(t.trim_start_matches('\'').trim_end_matches('\'').to_string())
+                Some(
+                    t.trim_start_matches('\'')
+                        .trim_end_matches('\'')
+                        .to_string(),
+                )
             }
             "ansi_c_string" => {
                 let t = self.text(n);
-                Some(decode_ansi_c(t.trim_start_matches("$'").trim_end_matches('\'')))
+                Some(decode_ansi_c(
+                    t.trim_start_matches("$'").trim_end_matches('\''),
+                ))
             }
             "string" | "translated_string" => {
                 let mut c = n.walk();
@@ -238,25 +258,47 @@ impl<'a> Walker<'a> {
     }
 
     /// Sees through wrappers and shells; records the final command(s).
-    fn resolve(&mut self, argv: Vec<Option<String>>, mut via: Vec<String>, stdin_text: Option<String>) {
+    fn resolve(
+        &mut self,
+        argv: Vec<Option<String>>,
+        mut via: Vec<String>,
+        stdin_text: Option<String>,
+    ) {
         let Some(Some(name0)) = argv.first().cloned() else {
-            let shown = argv.first().cloned().flatten().unwrap_or_else(|| "<computed>".into());
-            self.a.dynamic.push(format!("command name `{shown}` is computed at run time"));
+            let shown = argv
+                .first()
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "<computed>".into());
+            self.a
+                .dynamic
+                .push(format!("command name `{shown}` is computed at run time"));
             self.a.commands.push(Cmd { argv, via });
             return;
         };
         // Aliases defined earlier in the same command line.
         if let Some(expansion) = self.aliases.get(&name0).cloned() {
             via.push(format!("alias {name0}"));
-            let rest: Vec<String> = argv[1..].iter().map(|x| x.clone().unwrap_or_default()).collect();
+            let rest: Vec<String> = argv[1..]
+                .iter()
+                .map(|x| x.clone().unwrap_or_default())
+                .collect();
             let src = format!("{expansion} {}", rest.join(" "));
             return self.recurse(&src, via);
         }
         let name = basename(&name0).to_string();
         let args: Vec<Option<String>> = argv[1..].to_vec();
         let all_static = |v: &[Option<String>]| v.iter().all(|x| x.is_some());
-        let joined = |v: &[Option<String>]| v.iter().map(|x| x.clone().unwrap_or_default()).collect::<Vec<_>>().join(" ");
-        self.a.commands.push(Cmd { argv: argv.clone(), via: via.clone() });
+        let joined = |v: &[Option<String>]| {
+            v.iter()
+                .map(|x| x.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        self.a.commands.push(Cmd {
+            argv: argv.clone(),
+            via: via.clone(),
+        });
         via.push(name.clone());
         match name.as_str() {
             "alias" => {
@@ -270,7 +312,9 @@ impl<'a> Walker<'a> {
                 if all_static(&args) {
                     self.recurse(&joined(&args), via);
                 } else {
-                    self.a.dynamic.push("eval of text computed at run time".into());
+                    self.a
+                        .dynamic
+                        .push("eval of text computed at run time".into());
                 }
             }
             s if SHELLS.contains(&s) => {
@@ -284,7 +328,10 @@ impl<'a> Walker<'a> {
                         Some("-c") => {
                             match args.get(i + 1) {
                                 Some(Some(code)) => self.recurse(&code.clone(), via.clone()),
-                                _ => self.a.dynamic.push(format!("{s} -c with a command computed at run time")),
+                                _ => self
+                                    .a
+                                    .dynamic
+                                    .push(format!("{s} -c with a command computed at run time")),
                             }
                             ran = true;
                             break;
@@ -292,14 +339,20 @@ impl<'a> Walker<'a> {
                         Some(o) if o.starts_with('-') => i += 1,
                         Some(file) => {
                             match std::fs::read_to_string(file) {
-                                Ok(code) if code.len() < 256 * 1024 => self.recurse(&code, via.clone()),
-                                _ => self.a.dynamic.push(format!("{s} runs the script {file}, which cannot be read here")),
+                                Ok(code) if code.len() < 256 * 1024 => {
+                                    self.recurse(&code, via.clone())
+                                }
+                                _ => self.a.dynamic.push(format!(
+                                    "{s} runs the script {file}, which cannot be read here"
+                                )),
                             }
                             ran = true;
                             break;
                         }
                         None => {
-                            self.a.dynamic.push(format!("{s} with a script path computed at run time"));
+                            self.a
+                                .dynamic
+                                .push(format!("{s} with a script path computed at run time"));
                             ran = true;
                             break;
                         }
@@ -308,28 +361,48 @@ impl<'a> Walker<'a> {
                 if !ran {
                     match stdin_text {
                         Some(t) => self.recurse(&t, via),
-                        None => self.a.dynamic.push(format!("{s} reads commands from its standard input")),
+                        None => self
+                            .a
+                            .dynamic
+                            .push(format!("{s} reads commands from its standard input")),
                     }
                 }
             }
             "source" | "." => match args.first() {
                 Some(Some(f)) => match std::fs::read_to_string(f) {
                     Ok(code) if code.len() < 256 * 1024 => self.recurse(&code, via),
-                    _ => self.a.dynamic.push(format!("source of {f}, which cannot be read here")),
+                    _ => self
+                        .a
+                        .dynamic
+                        .push(format!("source of {f}, which cannot be read here")),
                 },
                 _ => self.a.dynamic.push("source of a computed path".into()),
             },
-            "python" | "python3" | "python2" | "perl" | "ruby" | "node" | "nodejs" | "bun" | "deno" | "php" | "lua" => {
+            "python" | "python3" | "python2" | "perl" | "ruby" | "node" | "nodejs" | "bun"
+            | "deno" | "php" | "lua" => {
                 for (i, a) in args.iter().enumerate() {
-                    if matches!(a.as_deref(), Some("-c") | Some("-e") | Some("-E") | Some("--eval") | Some("-r") | Some("-p")) {
+                    if matches!(
+                        a.as_deref(),
+                        Some("-c")
+                            | Some("-e")
+                            | Some("-E")
+                            | Some("--eval")
+                            | Some("-r")
+                            | Some("-p")
+                    ) {
                         match args.get(i + 1) {
                             Some(Some(code)) => self.a.inline_code.push(code.clone()),
-                            _ => self.a.dynamic.push(format!("{name} code computed at run time")),
+                            _ => self
+                                .a
+                                .dynamic
+                                .push(format!("{name} code computed at run time")),
                         }
                     }
                 }
                 if args.is_empty() && stdin_text.is_none() {
-                    self.a.dynamic.push(format!("{name} reads a program from its standard input"));
+                    self.a
+                        .dynamic
+                        .push(format!("{name} reads a program from its standard input"));
                 }
                 if let Some(t) = stdin_text {
                     self.a.inline_code.push(t);
@@ -386,7 +459,13 @@ impl<'a> Walker<'a> {
                 let mut i = 0;
                 while let Some(a) = args.get(i) {
                     match a.as_deref() {
-                        Some("-S") | Some("--split-string") => return Some(s(i + 1).map(Inner::Shell).unwrap_or(Inner::Dynamic("env -S with a computed string".into()))),
+                        Some("-S") | Some("--split-string") => {
+                            return Some(
+                                s(i + 1).map(Inner::Shell).unwrap_or(Inner::Dynamic(
+                                    "env -S with a computed string".into(),
+                                )),
+                            )
+                        }
                         Some("-u") | Some("--unset") | Some("-C") | Some("--chdir") => i += 2,
                         Some("--") => {
                             i += 1;
@@ -398,7 +477,12 @@ impl<'a> Walker<'a> {
                 }
                 rest(i)
             }
-            "sudo" => rest(skip(0, &["-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "-R"])),
+            "sudo" => rest(skip(
+                0,
+                &[
+                    "-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "-R",
+                ],
+            )),
             "doas" => rest(skip(0, &["-u", "-C"])),
             "nice" => rest(skip(0, &["-n", "--adjustment"])),
             "ionice" => rest(skip(0, &["-c", "-n", "-p", "-P", "-u"])),
@@ -406,7 +490,10 @@ impl<'a> Walker<'a> {
                 let i = skip(0, &[]);
                 rest(i + 1)
             }
-            "nohup" | "setsid" | "builtin" | "unbuffer" | "catchsegv" | "strace" | "ltrace" | "flock" | "firejail" | "proxychains" | "proxychains4" | "torsocks" => rest(skip(0, &["-o", "-e", "-s", "-E", "-w"])),
+            "nohup" | "setsid" | "builtin" | "unbuffer" | "catchsegv" | "strace" | "ltrace"
+            | "flock" | "firejail" | "proxychains" | "proxychains4" | "torsocks" => {
+                rest(skip(0, &["-o", "-e", "-s", "-E", "-w"]))
+            }
             "stdbuf" => rest(skip(0, &["-i", "-o", "-e"])),
             "time" => rest(skip(0, &["-f", "-o", "--format", "--output"])),
             "timeout" => {
@@ -414,7 +501,10 @@ impl<'a> Walker<'a> {
                 rest(i + 1)
             }
             "command" => {
-                if args.iter().any(|a| matches!(a.as_deref(), Some("-v") | Some("-V"))) {
+                if args
+                    .iter()
+                    .any(|a| matches!(a.as_deref(), Some("-v") | Some("-V")))
+                {
                     Inner::None
                 } else {
                     rest(skip(0, &[]))
@@ -425,7 +515,13 @@ impl<'a> Walker<'a> {
                 let i = skip(0, &["-n", "--interval", "-d", "--differences", "-g", "-q"]);
                 if i < args.len() {
                     if args[i..].iter().all(|x| x.is_some()) {
-                        Inner::Shell(args[i..].iter().map(|x| x.clone().unwrap_or_default()).collect::<Vec<_>>().join(" "))
+                        Inner::Shell(
+                            args[i..]
+                                .iter()
+                                .map(|x| x.clone().unwrap_or_default())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        )
                     } else {
                         Inner::Dynamic("watch with a computed command".into())
                     }
@@ -434,7 +530,26 @@ impl<'a> Walker<'a> {
                 }
             }
             "xargs" => {
-                let i = skip(0, &["-I", "-i", "-n", "-P", "-d", "-L", "-l", "-s", "-E", "-e", "-a", "--max-args", "--max-procs", "--delimiter", "--arg-file"]);
+                let i = skip(
+                    0,
+                    &[
+                        "-I",
+                        "-i",
+                        "-n",
+                        "-P",
+                        "-d",
+                        "-L",
+                        "-l",
+                        "-s",
+                        "-E",
+                        "-e",
+                        "-a",
+                        "--max-args",
+                        "--max-procs",
+                        "--delimiter",
+                        "--arg-file",
+                    ],
+                );
                 if i < args.len() {
                     rest(i)
                 } else {
@@ -442,8 +557,14 @@ impl<'a> Walker<'a> {
                 }
             }
             "parallel" => {
-                let i = skip(0, &["-j", "--jobs", "-S", "--sshlogin", "--delay", "-N", "-n"]);
-                let end = args.iter().position(|a| matches!(a.as_deref(), Some(":::") | Some("::::") | Some(":::+"))).unwrap_or(args.len());
+                let i = skip(
+                    0,
+                    &["-j", "--jobs", "-S", "--sshlogin", "--delay", "-N", "-n"],
+                );
+                let end = args
+                    .iter()
+                    .position(|a| matches!(a.as_deref(), Some(":::") | Some("::::") | Some(":::+")))
+                    .unwrap_or(args.len());
                 if i < end {
                     Inner::Argv(args[i..end].to_vec())
                 } else {
@@ -454,8 +575,22 @@ impl<'a> Walker<'a> {
                 let mut out = Vec::new();
                 let mut i = 0;
                 while i < args.len() {
-                    if matches!(args[i].as_deref(), Some("-exec") | Some("-execdir") | Some("-ok") | Some("-okdir") | Some("-x") | Some("--exec") | Some("-X") | Some("--exec-batch")) {
-                        let end = (i + 1..args.len()).find(|&j| matches!(args[j].as_deref(), Some(";") | Some("+") | Some("\\;"))).unwrap_or(args.len());
+                    if matches!(
+                        args[i].as_deref(),
+                        Some("-exec")
+                            | Some("-execdir")
+                            | Some("-ok")
+                            | Some("-okdir")
+                            | Some("-x")
+                            | Some("--exec")
+                            | Some("-X")
+                            | Some("--exec-batch")
+                    ) {
+                        let end = (i + 1..args.len())
+                            .find(|&j| {
+                                matches!(args[j].as_deref(), Some(";") | Some("+") | Some("\\;"))
+                            })
+                            .unwrap_or(args.len());
                         if i + 1 < end {
                             out.push(args[i + 1..end].to_vec());
                         }
@@ -481,14 +616,42 @@ impl<'a> Walker<'a> {
                                 let k = k.to_ascii_lowercase();
                                 if k.starts_with("alias.") && v.starts_with('!') {
                                     out = Inner::Shell(v[1..].to_string());
-                                } else if ["core.pager", "core.editor", "core.sshcommand", "core.fsmonitor", "core.hookspath", "core.askpass", "diff.external", "sequence.editor", "credential.helper", "gpg.program", "core.gitproxy"].contains(&k.as_str())
+                                } else if [
+                                    "core.pager",
+                                    "core.editor",
+                                    "core.sshcommand",
+                                    "core.fsmonitor",
+                                    "core.hookspath",
+                                    "core.askpass",
+                                    "diff.external",
+                                    "sequence.editor",
+                                    "credential.helper",
+                                    "gpg.program",
+                                    "core.gitproxy",
+                                ]
+                                .contains(&k.as_str())
                                     || k.starts_with("pager.")
-                                    || (k.starts_with("filter.") || k.starts_with("diff.") || k.starts_with("merge.")) && (k.ends_with(".clean") || k.ends_with(".smudge") || k.ends_with(".textconv") || k.ends_with(".driver") || k.ends_with(".command"))
+                                    || (k.starts_with("filter.")
+                                        || k.starts_with("diff.")
+                                        || k.starts_with("merge."))
+                                        && (k.ends_with(".clean")
+                                            || k.ends_with(".smudge")
+                                            || k.ends_with(".textconv")
+                                            || k.ends_with(".driver")
+                                            || k.ends_with(".command"))
                                 {
-                                    out = if v.is_empty() { Inner::Dynamic(format!("git -c {k} sets a program")) } else { Inner::Shell(v.to_string()) };
+                                    out = if v.is_empty() {
+                                        Inner::Dynamic(format!("git -c {k} sets a program"))
+                                    } else {
+                                        Inner::Shell(v.to_string())
+                                    };
                                 }
                             }
-                            None => return Some(Inner::Dynamic("git -c with a computed setting".into())),
+                            None => {
+                                return Some(Inner::Dynamic(
+                                    "git -c with a computed setting".into(),
+                                ))
+                            }
                         }
                         i += 2;
                     } else {
@@ -498,8 +661,14 @@ impl<'a> Walker<'a> {
                 out
             }
             "make" | "gmake" => {
-                let from_stdin = args.windows(2).any(|w| matches!((w[0].as_deref(), w[1].as_deref()), (Some("-f"), Some("-")) | (Some("--file"), Some("-"))))
-                    || args.iter().any(|a| matches!(a.as_deref(), Some("--file=-") | Some("-f-")));
+                let from_stdin = args.windows(2).any(|w| {
+                    matches!(
+                        (w[0].as_deref(), w[1].as_deref()),
+                        (Some("-f"), Some("-")) | (Some("--file"), Some("-"))
+                    )
+                }) || args
+                    .iter()
+                    .any(|a| matches!(a.as_deref(), Some("--file=-") | Some("-f-")));
                 if from_stdin {
                     Inner::Dynamic("make reads its makefile from standard input".into())
                 } else {
@@ -536,7 +705,11 @@ fn npx_like(args: &[Option<String>]) -> Inner {
             Some(pkg) => {
                 // @scope/name@version -> name
                 let p = pkg.rsplit('/').next().unwrap_or(pkg);
-                let p = p.split('@').find(|x| !x.is_empty()).unwrap_or(p).to_string();
+                let p = p
+                    .split('@')
+                    .find(|x| !x.is_empty())
+                    .unwrap_or(p)
+                    .to_string();
                 let mut v = vec![Some(p)];
                 v.extend(args[i + 1..].iter().cloned());
                 return Inner::Argv(v);
@@ -571,7 +744,9 @@ fn unescape_dq(s: &str) -> String {
     while let Some(c) = it.next() {
         if c == '\\' {
             match it.peek() {
-                Some('$') | Some('`') | Some('"') | Some('\\') => out.push(it.next().unwrap_or('\\')),
+                Some('$') | Some('`') | Some('"') | Some('\\') => {
+                    out.push(it.next().unwrap_or('\\'))
+                }
                 Some('\n') => {
                     it.next();
                 }
@@ -589,7 +764,11 @@ pub fn decode_ansi_c(s: &str) -> String {
     let b: Vec<char> = s.chars().collect();
     let mut out = String::new();
     let mut i = 0;
-    let hex = |cs: &[char]| u32::from_str_radix(&cs.iter().collect::<String>(), 16).ok().and_then(char::from_u32);
+    let hex = |cs: &[char]| {
+        u32::from_str_radix(&cs.iter().collect::<String>(), 16)
+            .ok()
+            .and_then(char::from_u32)
+    };
     while i < b.len() {
         if b[i] != '\\' || i + 1 >= b.len() {
             out.push(b[i]);
@@ -609,7 +788,9 @@ pub fn decode_ansi_c(s: &str) -> String {
             'v' => out.push('\x0b'),
             '\\' | '\'' | '"' | '?' => out.push(c),
             'x' => {
-                let n = (i..b.len().min(i + 2)).take_while(|&j| b[j].is_ascii_hexdigit()).count();
+                let n = (i..b.len().min(i + 2))
+                    .take_while(|&j| b[j].is_ascii_hexdigit())
+                    .count();
                 if let Some(ch) = hex(&b[i..i + n]) {
                     out.push(ch);
                 }
@@ -617,7 +798,9 @@ pub fn decode_ansi_c(s: &str) -> String {
             }
             'u' | 'U' => {
                 let max = if c == 'u' { 4 } else { 8 };
-                let n = (i..b.len().min(i + max)).take_while(|&j| b[j].is_ascii_hexdigit()).count();
+                let n = (i..b.len().min(i + max))
+                    .take_while(|&j| b[j].is_ascii_hexdigit())
+                    .count();
                 if let Some(ch) = hex(&b[i..i + n]) {
                     out.push(ch);
                 }
@@ -625,8 +808,11 @@ pub fn decode_ansi_c(s: &str) -> String {
             }
             '0'..='7' => {
                 let start = i - 1;
-                let n = (start..b.len().min(start + 3)).take_while(|&j| ('0'..='7').contains(&b[j])).count();
-                let v = u32::from_str_radix(&b[start..start + n].iter().collect::<String>(), 8).unwrap_or(0);
+                let n = (start..b.len().min(start + 3))
+                    .take_while(|&j| ('0'..='7').contains(&b[j]))
+                    .count();
+                let v = u32::from_str_radix(&b[start..start + n].iter().collect::<String>(), 8)
+                    .unwrap_or(0);
                 if let Some(ch) = char::from_u32(v) {
                     out.push(ch);
                 }
@@ -645,21 +831,56 @@ pub fn decode_ansi_c(s: &str) -> String {
 mod tests {
     use super::*;
     fn names(src: &str) -> Vec<String> {
-        analyze(src).commands.iter().filter_map(|c| c.name().map(|n| basename(n).to_string())).collect()
+        analyze(src)
+            .commands
+            .iter()
+            .filter_map(|c| c.name().map(|n| basename(n).to_string()))
+            .collect()
     }
     #[test]
     fn obfuscations_resolve_to_the_program() {
-        for src in ["c\\url x", "$'\\x63url' x", "\"cu\"\"rl\" x", "'curl' x", "cu''rl x", "sudo -u root curl x", "env -i FOO=1 curl x",
-            "bash -c 'curl x'", "sh -c \"curl x\"", "eval curl x", "timeout 5 curl x", "xargs -n1 curl < f", "find . -exec curl {} \\;",
-            "echo $(curl x)", "cat <(curl x)", "f() { curl x; }; f", "alias c=curl; c x", "git -c alias.x='!curl x' x", "npx curl", "watch -n1 curl x",
-            "bash <<EOF\ncurl x\nEOF\n", "command curl x", "exec curl x", "nohup nice -n 5 stdbuf -oL curl x", "/proc/self/root/usr/bin/curl x"] {
+        for src in [
+            "c\\url x",
+            "$'\\x63url' x",
+            "\"cu\"\"rl\" x",
+            "'curl' x",
+            "cu''rl x",
+            "sudo -u root curl x",
+            "env -i FOO=1 curl x",
+            "bash -c 'curl x'",
+            "sh -c \"curl x\"",
+            "eval curl x",
+            "timeout 5 curl x",
+            "xargs -n1 curl < f",
+            "find . -exec curl {} \\;",
+            "echo $(curl x)",
+            "cat <(curl x)",
+            "f() { curl x; }; f",
+            "alias c=curl; c x",
+            "git -c alias.x='!curl x' x",
+            "npx curl",
+            "watch -n1 curl x",
+            "bash <<EOF\ncurl x\nEOF\n",
+            "command curl x",
+            "exec curl x",
+            "nohup nice -n 5 stdbuf -oL curl x",
+            "/proc/self/root/usr/bin/curl x",
+        ] {
             let n = names(src);
             assert!(n.iter().any(|x| x == "curl"), "{src:?}: {n:?}");
         }
     }
     #[test]
     fn dynamic_constructs_are_flagged() {
-        for src in ["$X x", "${X:-curl} x", "eval \"$cmd\"", "echo Y3VybA== | base64 -d | sh", "$(echo curl) x", "make -f - < m", "bash -c \"$C\""] {
+        for src in [
+            "$X x",
+            "${X:-curl} x",
+            "eval \"$cmd\"",
+            "echo Y3VybA== | base64 -d | sh",
+            "$(echo curl) x",
+            "make -f - < m",
+            "bash -c \"$C\"",
+        ] {
             let a = analyze(src);
             assert!(!a.dynamic.is_empty(), "{src:?}: {a:?}");
         }

@@ -5,7 +5,12 @@ use serde_json::{json, Value};
 use warden_gate::protocol::{handle, Agent, HookEnv};
 
 fn env(p: &warden_policy::Policy) -> HookEnv<'_> {
-    HookEnv { policy: p, home: "/home/dev".into(), headless: true, cache: Default::default() }
+    HookEnv {
+        policy: p,
+        home: "/home/dev".into(),
+        headless: true,
+        cache: Default::default(),
+    }
 }
 
 fn policy() -> warden_policy::Policy {
@@ -30,11 +35,25 @@ fn claude_fixtures_round_trip() {
             assert_eq!(h["hookEventName"], "PreToolUse");
             let d = h["permissionDecision"].as_str().unwrap();
             assert!(["allow", "deny", "ask"].contains(&d));
-            assert!(h["permissionDecisionReason"].as_str().is_some_and(|r| !r.is_empty()));
-            assert_eq!(o.as_object().unwrap().len(), 1, "no extra top-level keys: {o}");
+            assert!(h["permissionDecisionReason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()));
+            assert_eq!(
+                o.as_object().unwrap().len(),
+                1,
+                "no extra top-level keys: {o}"
+            );
             assert_eq!(out.code, if d == "deny" { 2 } else { 0 });
         } else {
-            assert_eq!(out, warden_gate::protocol::Output { stdout: String::new(), stderr: String::new(), code: 0 }, "{event}");
+            assert_eq!(
+                out,
+                warden_gate::protocol::Output {
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    code: 0
+                },
+                "{event}"
+            );
         }
     }
     assert_eq!(pre, 5);
@@ -43,11 +62,19 @@ fn claude_fixtures_round_trip() {
 #[test]
 fn deny_is_exit_2_with_reason_on_stderr_for_every_agent() {
     let p = policy();
-    for (agent, event, tool) in [(Agent::Claude, "PreToolUse", "Bash"), (Agent::Codex, "PreToolUse", "Bash"), (Agent::Gemini, "BeforeTool", "run_shell_command")] {
+    for (agent, event, tool) in [
+        (Agent::Claude, "PreToolUse", "Bash"),
+        (Agent::Codex, "PreToolUse", "Bash"),
+        (Agent::Gemini, "BeforeTool", "run_shell_command"),
+    ] {
         let input = json!({"session_id": "s", "cwd": "/home/dev/project", "hook_event_name": event, "tool_name": tool, "tool_input": {"command": "c\\url http://x"}});
         let out = handle(agent, input.to_string().as_bytes(), &env(&p));
         assert_eq!(out.code, 2, "{agent:?}");
-        assert!(out.stderr.contains("exec.deny:curl") && out.stderr.contains("outside the agent"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("exec.deny:curl") && out.stderr.contains("outside the agent"),
+            "{}",
+            out.stderr
+        );
         let o: Value = serde_json::from_str(&out.stdout).unwrap();
         if agent == Agent::Gemini {
             assert_eq!(o["decision"], "deny");
@@ -79,7 +106,12 @@ fn malformed_and_oversized_input_denies() {
     ];
     for c in cases {
         let out = handle(Agent::Claude, &c, &env(&p));
-        assert_eq!(out.code, 2, "input {:?}", String::from_utf8_lossy(&c[..c.len().min(80)]));
+        assert_eq!(
+            out.code,
+            2,
+            "input {:?}",
+            String::from_utf8_lossy(&c[..c.len().min(80)])
+        );
         assert!(!out.stderr.is_empty());
     }
 }

@@ -23,7 +23,10 @@ impl EnvSection {
         for (key, list) in [("env.pass", &self.pass), ("env.scrub", &self.scrub)] {
             for g in list {
                 if g.is_empty() || g.contains('=') || g.contains('\0') {
-                    return Err(format!("{key}: `{}` is not a variable name or glob", g.escape_debug()));
+                    return Err(format!(
+                        "{key}: `{}` is not a variable name or glob",
+                        g.escape_debug()
+                    ));
                 }
                 if key == "env.pass" && g == "*" {
                     return Err("env.pass: `*` would pass every secret; name the variables".into());
@@ -32,7 +35,10 @@ impl EnvSection {
         }
         for k in self.set.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(format!("env.set: `{}` is not a variable name", k.escape_debug()));
+                return Err(format!(
+                    "env.set: `{}` is not a variable name",
+                    k.escape_debug()
+                ));
             }
         }
         Ok(())
@@ -51,7 +57,10 @@ impl EnvSection {
         if self.pass.iter().any(|g| glob_match(g, name)) {
             return None;
         }
-        self.scrub.iter().find(|g| glob_match(g, name)).map(|s| s.as_str())
+        self.scrub
+            .iter()
+            .find(|g| glob_match(g, name))
+            .map(|s| s.as_str())
     }
 }
 

@@ -45,10 +45,15 @@ impl FilesSection {
                     return Err(format!("{key}: empty path"));
                 }
                 if p.contains('\0') {
-                    return Err(format!("{key}: path `{}` contains a NUL byte", p.escape_debug()));
+                    return Err(format!(
+                        "{key}: path `{}` contains a NUL byte",
+                        p.escape_debug()
+                    ));
                 }
                 if p.starts_with('~') && p != "~" && !p.starts_with("~/") {
-                    return Err(format!("{key}: `{p}`: only `~` and `~/...` are supported, not `~user`"));
+                    return Err(format!(
+                        "{key}: `{p}`: only `~` and `~/...` are supported, not `~user`"
+                    ));
                 }
                 if (key == "files.system" || key == "files.read" || key == "files.write")
                     && (p == "/" || p == "~" || p == "~/")
@@ -134,7 +139,10 @@ fn expand_all(a: &Anchors, list: &[String]) -> Vec<PathBuf> {
 
 fn under<'a>(path: &Path, roots: &'a [PathBuf]) -> Option<&'a PathBuf> {
     // Longest match first so that explanations name the most specific entry.
-    roots.iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len())
+    roots
+        .iter()
+        .filter(|r| path.starts_with(r))
+        .max_by_key(|r| r.as_os_str().len())
 }
 
 impl FileRules {
@@ -169,8 +177,16 @@ impl FileRules {
     }
 
     fn decide_one(&self, path: &Path, access: Access) -> PathDecision {
-        let deny = |rule, entry: Option<&PathBuf>| PathDecision { allowed: false, rule, entry: entry.cloned() };
-        let allow = |rule, entry: Option<&PathBuf>| PathDecision { allowed: true, rule, entry: entry.cloned() };
+        let deny = |rule, entry: Option<&PathBuf>| PathDecision {
+            allowed: false,
+            rule,
+            entry: entry.cloned(),
+        };
+        let allow = |rule, entry: Option<&PathBuf>| PathDecision {
+            allowed: true,
+            rule,
+            entry: entry.cloned(),
+        };
         if let Some(e) = under(path, &self.deny) {
             return deny("files.deny", Some(e));
         }
@@ -221,7 +237,10 @@ pub fn canonical_prefix(p: &Path) -> PathBuf {
             }
             return out;
         }
-        match (existing.file_name().map(|s| s.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|s| s.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();

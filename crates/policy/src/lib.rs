@@ -40,7 +40,12 @@ pub fn builtin_profile(name: &str) -> Option<&'static str> {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{file}:{line}:{col}: {msg}")]
-    Parse { file: String, line: usize, col: usize, msg: String },
+    Parse {
+        file: String,
+        line: usize,
+        col: usize,
+        msg: String,
+    },
     #[error("{file}: {msg}")]
     Invalid { file: String, msg: String },
     #[error("unknown profile `{0}` (built-in profiles: generic, claude, codex, gemini)")]
@@ -120,11 +125,13 @@ impl Policy {
     /// Parses one document strictly. `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let p: Policy = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
-            PolicyError::Parse { file: origin.to_string(), line, col, msg: e.message().to_string() }
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            PolicyError::Parse {
+                file: origin.to_string(),
+                line,
+                col,
+                msg: e.message().to_string(),
+            }
         })?;
         p.validate(origin)?;
         Ok(p)
@@ -132,7 +139,10 @@ impl Policy {
 
     /// Semantic checks that serde cannot express.
     pub fn validate(&self, origin: &str) -> Result<(), PolicyError> {
-        let bad = |msg: String| PolicyError::Invalid { file: origin.to_string(), msg };
+        let bad = |msg: String| PolicyError::Invalid {
+            file: origin.to_string(),
+            msg,
+        };
         if let Some(0) = self.process.pids_max {
             return Err(bad("process.pids_max must be at least 1".into()));
         }
@@ -173,7 +183,10 @@ impl Policy {
     /// Applies a workspace (untrusted) document: only settings that narrow are accepted; any
     /// setting that could widen is an error naming the key.
     pub fn narrow(&mut self, ws: &Policy, origin: &str) -> Result<(), PolicyError> {
-        let widen = |key: &str| PolicyError::Widening { file: origin.to_string(), key: key.to_string() };
+        let widen = |key: &str| PolicyError::Widening {
+            file: origin.to_string(),
+            key: key.to_string(),
+        };
         if ws.extends.is_some() {
             return Err(widen("extends"));
         }
@@ -225,7 +238,10 @@ impl Policy {
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 

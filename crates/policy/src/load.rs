@@ -46,7 +46,10 @@ fn read(path: &Path) -> Result<Option<String>, PolicyError> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(PolicyError::Io { file: path.display().to_string(), err }),
+        Err(err) => Err(PolicyError::Io {
+            file: path.display().to_string(),
+            err,
+        }),
     }
 }
 
@@ -60,23 +63,40 @@ pub fn parse_file(path: &Path) -> Result<Policy, PolicyError> {
 }
 
 /// Resolves a profile (built-in name or path) with its `extends` chain.
-pub fn resolve_profile(name: &str, relative_to: Option<&Path>, sources: &mut Vec<Source>) -> Result<Policy, PolicyError> {
+pub fn resolve_profile(
+    name: &str,
+    relative_to: Option<&Path>,
+    sources: &mut Vec<Source>,
+) -> Result<Policy, PolicyError> {
     resolve_inner(name, relative_to, sources, 0)
 }
 
-fn resolve_inner(name: &str, rel: Option<&Path>, sources: &mut Vec<Source>, depth: usize) -> Result<Policy, PolicyError> {
+fn resolve_inner(
+    name: &str,
+    rel: Option<&Path>,
+    sources: &mut Vec<Source>,
+    depth: usize,
+) -> Result<Policy, PolicyError> {
     if depth > 8 {
         return Err(PolicyError::Cycle(name.to_string()));
     }
     let (doc, origin, dir) = if let Some(text) = builtin_profile(name) {
-        (Policy::parse(text, &format!("builtin:{name}"))?, format!("builtin:{name}"), None)
+        (
+            Policy::parse(text, &format!("builtin:{name}"))?,
+            format!("builtin:{name}"),
+            None,
+        )
     } else if name.contains('/') || name.ends_with(".toml") {
         let p = match rel {
             Some(d) if !Path::new(name).is_absolute() => d.join(name),
             _ => PathBuf::from(name),
         };
         let doc = parse_file(&p)?;
-        (doc, p.display().to_string(), p.parent().map(Path::to_path_buf))
+        (
+            doc,
+            p.display().to_string(),
+            p.parent().map(Path::to_path_buf),
+        )
     } else {
         return Err(PolicyError::UnknownProfile(name.to_string()));
     };
@@ -85,7 +105,10 @@ fn resolve_inner(name: &str, rel: Option<&Path>, sources: &mut Vec<Source>, dept
         None => Policy::default(),
     };
     base.merge(&doc);
-    sources.push(Source { kind: "profile", origin });
+    sources.push(Source {
+        kind: "profile",
+        origin,
+    });
     Ok(base)
 }
 
@@ -94,9 +117,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, PolicyError> {
     let mut sources = Vec::new();
     let mut overlays: Vec<(Policy, PathBuf, &'static str)> = Vec::new();
     if !opts.skip_machine_and_user {
-        for (path, kind) in [(PathBuf::from(SYSTEM_POLICY), "system"), (user_policy_path(&opts.home), "user")] {
+        for (path, kind) in [
+            (PathBuf::from(SYSTEM_POLICY), "system"),
+            (user_policy_path(&opts.home), "user"),
+        ] {
             if let Some(text) = read(&path)? {
-                overlays.push((Policy::parse(&text, &path.display().to_string())?, path, kind));
+                overlays.push((
+                    Policy::parse(&text, &path.display().to_string())?,
+                    path,
+                    kind,
+                ));
             }
         }
     }
@@ -109,13 +139,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, PolicyError> {
         None => overlays
             .iter()
             .rev()
-            .find_map(|(d, path, _)| d.extends.clone().map(|e| (e, path.parent().map(Path::to_path_buf))))
+            .find_map(|(d, path, _)| {
+                d.extends
+                    .clone()
+                    .map(|e| (e, path.parent().map(Path::to_path_buf)))
+            })
             .unwrap_or_else(|| (DEFAULT_PROFILE.to_string(), None)),
     };
     let mut policy = resolve_profile(&profile, rel.as_deref(), &mut sources)?;
     for (doc, path, kind) in &overlays {
         policy.merge(doc);
-        sources.push(Source { kind, origin: path.display().to_string() });
+        sources.push(Source {
+            kind,
+            origin: path.display().to_string(),
+        });
     }
     if let Some(ws) = &opts.workspace {
         let path = ws.join(WORKSPACE_POLICY);
@@ -123,9 +160,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, PolicyError> {
             let origin = path.display().to_string();
             let doc = Policy::parse(&text, &origin)?;
             policy.narrow(&doc, &origin)?;
-            sources.push(Source { kind: "workspace (narrow only)", origin });
+            sources.push(Source {
+                kind: "workspace (narrow only)",
+                origin,
+            });
         }
     }
     policy.extends = None;
-    Ok(Loaded { policy, profile, sources })
+    Ok(Loaded {
+        policy,
+        profile,
+        sources,
+    })
 }

@@ -2,7 +2,10 @@ use super::*;
 use crate::files::{Access, FileRules};
 
 fn anchors() -> Anchors {
-    Anchors { home: "/home/u".into(), workspace: "/home/u/proj".into() }
+    Anchors {
+        home: "/home/u".into(),
+        workspace: "/home/u/proj".into(),
+    }
 }
 
 fn builtin(name: &str) -> Policy {
@@ -13,24 +16,39 @@ fn builtin(name: &str) -> Policy {
 fn every_builtin_profile_parses_and_validates() {
     for (name, _) in PROFILES {
         let p = builtin(name);
-        assert!(!p.files.deny.is_empty(), "{name} keeps the credential denials");
+        assert!(
+            !p.files.deny.is_empty(),
+            "{name} keeps the credential denials"
+        );
     }
-    assert!(builtin("claude").env.pass.contains(&"ANTHROPIC_API_KEY".to_string()));
-    assert!(builtin("claude").network.allow.contains(&"@anthropic".to_string()));
+    assert!(builtin("claude")
+        .env
+        .pass
+        .contains(&"ANTHROPIC_API_KEY".to_string()));
+    assert!(builtin("claude")
+        .network
+        .allow
+        .contains(&"@anthropic".to_string()));
 }
 
 #[test]
 fn unknown_key_is_an_error_with_line_and_column() {
-    let err = Policy::parse("[files]\nread = [\"/x\"]\nreed = []\n", "p.toml").unwrap_err().to_string();
+    let err = Policy::parse("[files]\nread = [\"/x\"]\nreed = []\n", "p.toml")
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("p.toml:3:1:"), "{err}");
     assert!(err.contains("reed"), "{err}");
 }
 
 #[test]
 fn bad_value_is_an_error_with_position() {
-    let err = Policy::parse("[process]\npids_max = \"lots\"\n", "p.toml").unwrap_err().to_string();
+    let err = Policy::parse("[process]\npids_max = \"lots\"\n", "p.toml")
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("p.toml:2:12:"), "{err}");
-    let err = Policy::parse("[exec]\nmode = \"sometimes\"\n", "p.toml").unwrap_err().to_string();
+    let err = Policy::parse("[exec]\nmode = \"sometimes\"\n", "p.toml")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("p.toml:2:"), "{err}");
 }
 
@@ -55,7 +73,11 @@ fn root_as_readable_root_is_refused() {
 #[test]
 fn workspace_policy_can_narrow_but_not_widen() {
     let mut p = builtin("generic");
-    let narrow = Policy::parse("[files]\ndeny = [\"secrets\"]\n[process]\npids_max = 10\n[exec]\ndeny=[\"curl\"]\n", "ws").unwrap();
+    let narrow = Policy::parse(
+        "[files]\ndeny = [\"secrets\"]\n[process]\npids_max = 10\n[exec]\ndeny=[\"curl\"]\n",
+        "ws",
+    )
+    .unwrap();
     p.narrow(&narrow, "ws").unwrap();
     assert_eq!(p.process.pids_max, Some(10));
     assert!(p.exec.deny.contains(&"curl".to_string()));
@@ -72,11 +94,18 @@ fn workspace_policy_can_narrow_but_not_widen() {
         let mut p = builtin("generic");
         let doc = Policy::parse(widening, "ws").unwrap();
         let err = p.narrow(&doc, "ws").unwrap_err();
-        assert!(matches!(err, PolicyError::Widening { .. }), "{widening}: {err}");
+        assert!(
+            matches!(err, PolicyError::Widening { .. }),
+            "{widening}: {err}"
+        );
     }
     // Raising a limit is ignored (min wins).
     let mut p = builtin("generic");
-    p.narrow(&Policy::parse("[process]\npids_max = 999999\n", "ws").unwrap(), "ws").unwrap();
+    p.narrow(
+        &Policy::parse("[process]\npids_max = 999999\n", "ws").unwrap(),
+        "ws",
+    )
+    .unwrap();
     assert_eq!(p.process.pids_max, Some(4096));
 }
 
@@ -85,23 +114,38 @@ fn file_decisions_follow_the_documented_order() {
     let p = builtin("claude");
     let r = FileRules::new(&p, &anchors(), Some("/tmp/warden-x".into()));
     let d = |path: &str, a| r.decide(std::path::Path::new(path), a);
-    assert_eq!(d("/home/u/.ssh/id_ed25519", Access::Read).rule, "files.deny");
+    assert_eq!(
+        d("/home/u/.ssh/id_ed25519", Access::Read).rule,
+        "files.deny"
+    );
     assert!(!d("/home/u/.aws/credentials", Access::Read).allowed);
     assert!(!d("/home/u/other-project/x", Access::Read).allowed);
     assert_eq!(d("/home/u/other-project/x", Access::Read).rule, "default");
     assert!(d("/home/u/proj/src/main.rs", Access::Write).allowed);
-    assert_eq!(d("/home/u/proj/.git/hooks/pre-commit", Access::Write).rule, "files.protect");
+    assert_eq!(
+        d("/home/u/proj/.git/hooks/pre-commit", Access::Write).rule,
+        "files.protect"
+    );
     assert!(d("/home/u/proj/.git/hooks/pre-commit", Access::Read).allowed);
     assert!(d("/home/u/proj/.git/objects/ab", Access::Write).allowed);
-    assert_eq!(d("/home/u/.claude/settings.json", Access::Write).rule, "files.protect");
-    assert_eq!(d("/home/u/.claude/projects/x.jsonl", Access::Write).rule, "agent.state");
+    assert_eq!(
+        d("/home/u/.claude/settings.json", Access::Write).rule,
+        "files.protect"
+    );
+    assert_eq!(
+        d("/home/u/.claude/projects/x.jsonl", Access::Write).rule,
+        "agent.state"
+    );
     assert_eq!(d("/usr/bin/ls", Access::Read).rule, "files.system");
     assert!(!d("/usr/bin/ls", Access::Write).allowed);
     assert!(!d("/etc/shadow", Access::Read).allowed);
     assert!(d("/tmp/warden-x/a", Access::Write).allowed);
     assert!(!d("/tmp/other", Access::Read).allowed);
     // `..` cannot launder a path.
-    assert_eq!(d("/home/u/proj/../.ssh/id_rsa", Access::Read).rule, "files.deny");
+    assert_eq!(
+        d("/home/u/proj/../.ssh/id_rsa", Access::Read).rule,
+        "files.deny"
+    );
     assert!(!d("/home/u/.bashrc", Access::Write).allowed);
 }
 
@@ -115,7 +159,10 @@ fn env_scrub_and_pass() {
     assert!(p.env.scrubbed_by("ANTHROPIC_API_KEY").is_none());
     assert!(p.env.scrubbed_by("PATH").is_none());
     assert!(p.env.scrubbed_by("HOME").is_none());
-    assert!(builtin("generic").env.scrubbed_by("ANTHROPIC_API_KEY").is_some());
+    assert!(builtin("generic")
+        .env
+        .scrubbed_by("ANTHROPIC_API_KEY")
+        .is_some());
 }
 
 #[test]

@@ -19,7 +19,10 @@ pub fn serve(listener: std::net::TcpListener, control: OwnedFd) {
 
 pub fn send_fd(sock: i32, fd: i32) -> bool {
     let byte = [1u8];
-    let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut libc::c_void, iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
     // SAFETY: building a SCM_RIGHTS message for one fd.
     unsafe {
         let space = libc::CMSG_SPACE(4) as usize;
@@ -42,7 +45,10 @@ pub fn send_fd(sock: i32, fd: i32) -> bool {
 pub fn recv_fd(sock: i32) -> Option<OwnedFd> {
     use std::os::fd::FromRawFd;
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr() as *mut libc::c_void, iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
     // SAFETY: receiving one SCM_RIGHTS message.
     unsafe {
         let mut cbuf = [0u8; 64];

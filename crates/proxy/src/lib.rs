@@ -34,28 +34,36 @@ pub struct ProxyHandle {
 /// arrives on `control` (the supervisor's end of the bridge socketpair). Call after the
 /// sandbox is forked (no threads before fork).
 pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::Result<ProxyHandle> {
-    let rules = rules::NetRules::from_section(&policy.network).map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
-    let ctx = Arc::new(server::Ctx { rules, hosts_file: opts.hosts_file });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let thread = std::thread::Builder::new().name("warden-proxy".into()).spawn(move || {
-        let handle = rt.handle().clone();
-        // Receive fds on a plain thread; serve them on the runtime.
-        std::thread::spawn(move || {
-            while let Some(fd) = bridge::recv_fd(control.as_raw_fd()) {
-                let std_stream = std::net::TcpStream::from(fd);
-                if std_stream.set_nonblocking(true).is_err() {
-                    continue;
-                }
-                let ctx = ctx.clone();
-                handle.spawn(async move {
-                    if let Ok(s) = tokio::net::TcpStream::from_std(std_stream) {
-                        server::serve(s, ctx).await;
+    let rules = rules::NetRules::from_section(&policy.network)
+        .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+    let ctx = Arc::new(server::Ctx {
+        rules,
+        hosts_file: opts.hosts_file,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("warden-proxy".into())
+        .spawn(move || {
+            let handle = rt.handle().clone();
+            // Receive fds on a plain thread; serve them on the runtime.
+            std::thread::spawn(move || {
+                while let Some(fd) = bridge::recv_fd(control.as_raw_fd()) {
+                    let std_stream = std::net::TcpStream::from(fd);
+                    if std_stream.set_nonblocking(true).is_err() {
+                        continue;
                     }
-                });
-            }
-        });
-        rt.block_on(std::future::pending::<()>());
-    })?;
+                    let ctx = ctx.clone();
+                    handle.spawn(async move {
+                        if let Ok(s) = tokio::net::TcpStream::from_std(std_stream) {
+                            server::serve(s, ctx).await;
+                        }
+                    });
+                }
+            });
+            rt.block_on(std::future::pending::<()>());
+        })?;
     Ok(ProxyHandle { thread })
 }
 
@@ -64,7 +72,12 @@ pub fn proxy_env(port: u16) -> Vec<(String, String)> {
     let http = format!("http://127.0.0.1:{port}");
     let socks = format!("socks5h://127.0.0.1:{port}");
     let mut v = Vec::new();
-    for (k, val) in [("HTTP_PROXY", http.as_str()), ("HTTPS_PROXY", http.as_str()), ("ALL_PROXY", socks.as_str()), ("NO_PROXY", "localhost,127.0.0.1,::1")] {
+    for (k, val) in [
+        ("HTTP_PROXY", http.as_str()),
+        ("HTTPS_PROXY", http.as_str()),
+        ("ALL_PROXY", socks.as_str()),
+        ("NO_PROXY", "localhost,127.0.0.1,::1"),
+    ] {
         v.push((k.to_string(), val.to_string()));
         v.push((k.to_ascii_lowercase(), val.to_string()));
     }
@@ -75,7 +88,11 @@ pub fn proxy_env(port: u16) -> Vec<(String, String)> {
 pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), String> {
     let r = rules::NetRules::from_section(&policy.network)?;
     let (host, port) = match target.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"))?),
+        Some((h, p)) if !h.contains(':') => (
+            h.to_string(),
+            p.parse::<u16>()
+                .map_err(|_| format!("`{p}` is not a port"))?,
+        ),
         _ => (target.to_string(), 443),
     };
     let d = r.decide_host(&host, port);

@@ -35,8 +35,18 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
         .header("x-warden", "blocked")
-        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed()))
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap_or_else(|_| {
+            Response::new(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+        })
 }
 
 /// The message an agent reads when a host is refused.
@@ -54,7 +64,13 @@ fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
     if r.status == StatusCode::FORBIDDEN {
         text(r.status, refusal_text(host, port, &r.rule, &r.reason))
     } else {
-        text(r.status, format!("warden: cannot reach {host}:{port} (allowed by `{}`): {}\n", r.rule, r.reason))
+        text(
+            r.status,
+            format!(
+                "warden: cannot reach {host}:{port} (allowed by `{}`): {}\n",
+                r.rule, r.reason
+            ),
+        )
     }
 }
 
@@ -77,11 +93,15 @@ impl Ctx {
                 .filter_map(|l| {
                     let mut it = l.split_whitespace();
                     let ip: IpAddr = it.next()?.parse().ok()?;
-                    it.any(|n| n.eq_ignore_ascii_case(host)).then_some(SocketAddr::new(ip, port))
+                    it.any(|n| n.eq_ignore_ascii_case(host))
+                        .then_some(SocketAddr::new(ip, port))
                 })
                 .collect();
             if addrs.is_empty() {
-                return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: not found")));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{host}: not found"),
+                ));
             }
             return Ok(addrs);
         }
@@ -89,19 +109,35 @@ impl Ctx {
     }
 
     /// Decides, resolves, checks and connects.
-    pub async fn connect(&self, host: &str, port: u16) -> Result<(TcpStream, SocketAddr, String), Refusal> {
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<(TcpStream, SocketAddr, String), Refusal> {
         let d = self.rules.decide_host(host, port);
         if !d.allowed {
-            return Err(Refusal { status: StatusCode::FORBIDDEN, rule: d.rule, reason: d.reason });
+            return Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                rule: d.rule,
+                reason: d.reason,
+            });
         }
         let addrs = self.resolve(host, port).await.map_err(|e| Refusal {
             status: StatusCode::BAD_GATEWAY,
             rule: d.rule.clone(),
             reason: format!("cannot resolve {host}: {e}"),
         })?;
-        let ok: Vec<SocketAddr> = addrs.iter().copied().filter(|a| self.rules.address_ok(&a.ip(), port)).collect();
+        let ok: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| self.rules.address_ok(&a.ip(), port))
+            .collect();
         if ok.is_empty() {
-            let list = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+            let list = addrs
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
                 rule: "network.private_addresses".into(),
@@ -110,30 +146,60 @@ impl Ctx {
         }
         let mut last = String::new();
         for a in ok {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(a)).await {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(a))
+                .await
+            {
                 Ok(Ok(s)) => return Ok((s, a, d.rule)),
                 Ok(Err(e)) => last = format!("{a}: {e}"),
                 Err(_) => last = format!("{a}: timed out"),
             }
         }
-        Err(Refusal { status: StatusCode::BAD_GATEWAY, rule: d.rule, reason: format!("cannot connect to {host}: {last}") })
+        Err(Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            rule: d.rule,
+            reason: format!("cannot connect to {host}: {last}"),
+        })
     }
 }
 
-fn emit(host: &str, port: u16, rule: &str, allowed: bool, reason: &str, up: u64, down: u64, started: Instant, method: &str) {
-    Decision::new(Layer::Proxy, "agent", format!("{method} {host}:{port}"), rule, if allowed { Verdict::Allow } else { Verdict::Deny }, reason)
-        .with("host", host)
-        .with("port", port)
-        .with("bytes_up", up)
-        .with("bytes_down", down)
-        .with("duration_ms", started.elapsed().as_millis() as u64)
-        .emit();
+fn emit(
+    host: &str,
+    port: u16,
+    rule: &str,
+    allowed: bool,
+    reason: &str,
+    up: u64,
+    down: u64,
+    started: Instant,
+    method: &str,
+) {
+    Decision::new(
+        Layer::Proxy,
+        "agent",
+        format!("{method} {host}:{port}"),
+        rule,
+        if allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        },
+        reason,
+    )
+    .with("host", host)
+    .with("port", port)
+    .with("bytes_up", up)
+    .with("bytes_down", down)
+    .with("duration_ms", started.elapsed().as_millis() as u64)
+    .emit();
 }
 
 fn split_authority(a: &str, default_port: u16) -> Option<(String, u16)> {
     if let Some(rest) = a.strip_prefix('[') {
         let (h, p) = rest.split_once(']')?;
-        let port = p.strip_prefix(':').map(|x| x.parse().ok()).unwrap_or(Some(default_port))?;
+        let port = p
+            .strip_prefix(':')
+            .map(|x| x.parse().ok())
+            .unwrap_or(Some(default_port))?;
         return Some((format!("[{h}]"), port));
     }
     match a.rsplit_once(':') {
@@ -145,12 +211,21 @@ fn split_authority(a: &str, default_port: u16) -> Option<(String, u16)> {
 pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, hyper::Error> {
     let started = Instant::now();
     if req.method() == Method::CONNECT {
-        let Some((host, port)) = req.uri().authority().and_then(|a| split_authority(a.as_str(), 443)) else {
-            return Ok(text(StatusCode::BAD_REQUEST, "warden: CONNECT needs host:port\n".into()));
+        let Some((host, port)) = req
+            .uri()
+            .authority()
+            .and_then(|a| split_authority(a.as_str(), 443))
+        else {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                "warden: CONNECT needs host:port\n".into(),
+            ));
         };
         return match ctx.connect(&host, port).await {
             Err(r) => {
-                emit(&host, port, &r.rule, false, &r.reason, 0, 0, started, "CONNECT");
+                emit(
+                    &host, port, &r.rule, false, &r.reason, 0, 0, started, "CONNECT",
+                );
                 Ok(refusal(&r, &host, port))
             }
             Ok((mut upstream, _addr, rule)) => {
@@ -158,13 +233,29 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
                     match hyper::upgrade::on(req).await {
                         Ok(up) => {
                             let mut io = TokioIo::new(up);
-                            let (a, b) = tokio::io::copy_bidirectional(&mut io, &mut upstream).await.unwrap_or((0, 0));
-                            emit(&host, port, &rule, true, "tunnel closed", a, b, started, "CONNECT");
+                            let (a, b) = tokio::io::copy_bidirectional(&mut io, &mut upstream)
+                                .await
+                                .unwrap_or((0, 0));
+                            emit(
+                                &host,
+                                port,
+                                &rule,
+                                true,
+                                "tunnel closed",
+                                a,
+                                b,
+                                started,
+                                "CONNECT",
+                            );
                         }
                         Err(e) => tracing::debug!("upgrade failed: {e}"),
                     }
                 });
-                Ok(Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed()))
+                Ok(Response::new(
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed(),
+                ))
             }
         };
     }
@@ -179,31 +270,71 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
         return Ok(text(StatusCode::BAD_REQUEST, msg.into()));
     }
     let Some(host) = uri.host().map(str::to_string) else {
-        return Ok(text(StatusCode::BAD_REQUEST, "warden: request has no host\n".into()));
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "warden: request has no host\n".into(),
+        ));
     };
     let port = uri.port_u16().unwrap_or(80);
     let (stream, _addr, rule) = match ctx.connect(&host, port).await {
         Ok(x) => x,
         Err(r) => {
-            emit(&host, port, &r.rule, false, &r.reason, 0, 0, started, req.method().as_str());
+            emit(
+                &host,
+                port,
+                &r.rule,
+                false,
+                &r.reason,
+                0,
+                0,
+                started,
+                req.method().as_str(),
+            );
             return Ok(refusal(&r, &host, port));
         }
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
         Ok(x) => x,
-        Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("warden: upstream {host}:{port}: {e}\n"))),
+        Err(e) => {
+            return Ok(text(
+                StatusCode::BAD_GATEWAY,
+                format!("warden: upstream {host}:{port}: {e}\n"),
+            ))
+        }
     };
     tokio::spawn(async move {
         let _ = conn.await;
     });
     let (mut parts, body) = req.into_parts();
-    parts.uri = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").parse().unwrap_or_default();
-    for h in ["proxy-connection", "proxy-authorization", "proxy-authenticate"] {
+    parts.uri = uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .parse()
+        .unwrap_or_default();
+    for h in [
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ] {
         parts.headers.remove(h);
     }
     let method = parts.method.to_string();
-    let resp = sender.send_request(Request::from_parts(parts, body)).await?;
-    emit(&host, port, &rule, true, "forwarded", 0, 0, started, &method);
+    let resp = sender
+        .send_request(Request::from_parts(parts, body))
+        .await?;
+    emit(
+        &host,
+        port,
+        &rule,
+        true,
+        "forwarded",
+        0,
+        0,
+        started,
+        &method,
+    );
     Ok(resp.map(|b| b.boxed()))
 }
 
@@ -295,16 +426,34 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
     let port = u16::from_be_bytes(p);
     match ctx.connect(&host, port).await {
         Err(r) => {
-            emit(&host, port, &r.rule, false, &r.reason, 0, 0, started, "SOCKS5");
-            let code = if r.status == StatusCode::FORBIDDEN { 2 } else { 5 };
+            emit(
+                &host, port, &r.rule, false, &r.reason, 0, 0, started, "SOCKS5",
+            );
+            let code = if r.status == StatusCode::FORBIDDEN {
+                2
+            } else {
+                5
+            };
             let _ = s.write_all(&reply(code)).await;
         }
         Ok((mut up, _, rule)) => {
             if s.write_all(&reply(0)).await.is_err() {
                 return;
             }
-            let (a, b) = tokio::io::copy_bidirectional(&mut s, &mut up).await.unwrap_or((0, 0));
-            emit(&host, port, &rule, true, "tunnel closed", a, b, started, "SOCKS5");
+            let (a, b) = tokio::io::copy_bidirectional(&mut s, &mut up)
+                .await
+                .unwrap_or((0, 0));
+            emit(
+                &host,
+                port,
+                &rule,
+                true,
+                "tunnel closed",
+                a,
+                b,
+                started,
+                "SOCKS5",
+            );
         }
     }
 }

@@ -44,7 +44,7 @@ pub struct SessionCgroup {
 impl SessionCgroup {
     pub fn create(session: &str, pids_max: u32) -> Result<SessionCgroup, String> {
         let (kind, root) = pids_root().ok_or("no writable cgroup with the pids controller")?;
-        let parent = root.join("warden");
+        let parent = root.join("warden-pids");
         std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         if kind == "cgroup2" {
             // Enable pids for children (ignore if already on).
@@ -81,7 +81,10 @@ impl Drop for SessionCgroup {
                 return;
             }
             if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
-                for p in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                for p in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
                     // SAFETY: only pids inside our own session cgroup.
                     unsafe { libc::kill(p, libc::SIGKILL) };
                 }

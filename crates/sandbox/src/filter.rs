@@ -46,10 +46,12 @@ fn cmp(arg: u32, op: ScmpCompareOp, v: u64) -> ScmpArgCompare {
 pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
     let e = |what: &str, err: libseccomp::error::SeccompError| format!("seccomp: {what}: {err}");
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(|x| e("new filter", x))?;
-    f.set_act_badarch(ScmpAction::KillProcess).map_err(|x| e("bad-arch action", x))?;
+    f.set_act_badarch(ScmpAction::KillProcess)
+        .map_err(|x| e("bad-arch action", x))?;
     let mut deny = |name: &str, errno: i32| -> Result<(), String> {
         if let Some(s) = sys(name) {
-            f.add_rule(ScmpAction::Errno(errno), s).map_err(|x| e(name, x))?;
+            f.add_rule(ScmpAction::Errno(errno), s)
+                .map_err(|x| e(name, x))?;
         }
         Ok(())
     };
@@ -60,10 +62,29 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         deny(n, ENOSYS)?;
     }
     for n in [
-        "bpf", "perf_event_open", "userfaultfd", "init_module", "finit_module", "delete_module",
-        "kexec_load", "kexec_file_load", "mount", "umount2", "pivot_root", "move_mount",
-        "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "chroot",
-        "setns", "keyctl", "add_key", "request_key",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "kexec_file_load",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "move_mount",
+        "open_tree",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "mount_setattr",
+        "chroot",
+        "setns",
+        "keyctl",
+        "add_key",
+        "request_key",
     ] {
         deny(n, EPERM)?;
     }
@@ -71,8 +92,12 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
     for name in ["unshare", "clone"] {
         let s = sys(name).ok_or_else(|| format!("seccomp: no syscall {name}"))?;
         for &flag in NS_FLAGS {
-            f.add_rule_conditional(ScmpAction::Errno(EPERM), s, &[cmp(0, ScmpCompareOp::MaskedEqual(flag), flag)])
-                .map_err(|x| e(name, x))?;
+            f.add_rule_conditional(
+                ScmpAction::Errno(EPERM),
+                s,
+                &[cmp(0, ScmpCompareOp::MaskedEqual(flag), flag)],
+            )
+            .map_err(|x| e(name, x))?;
         }
     }
     let ioctl = sys("ioctl").ok_or("seccomp: no syscall ioctl")?;
@@ -85,9 +110,18 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         .map_err(|x| e("ioctl", x))?;
     }
     let socket = sys("socket").ok_or("seccomp: no syscall socket")?;
-    for fam in [libc::AF_PACKET, libc::AF_VSOCK, libc::AF_KEY, libc::AF_BLUETOOTH] {
-        f.add_rule_conditional(ScmpAction::Errno(libc::EAFNOSUPPORT), socket, &[cmp(0, ScmpCompareOp::Equal, fam as u64)])
-            .map_err(|x| e("socket", x))?;
+    for fam in [
+        libc::AF_PACKET,
+        libc::AF_VSOCK,
+        libc::AF_KEY,
+        libc::AF_BLUETOOTH,
+    ] {
+        f.add_rule_conditional(
+            ScmpAction::Errno(libc::EAFNOSUPPORT),
+            socket,
+            &[cmp(0, ScmpCompareOp::Equal, fam as u64)],
+        )
+        .map_err(|x| e("socket", x))?;
     }
     for fam in [libc::AF_INET, libc::AF_INET6] {
         f.add_rule_conditional(

@@ -66,11 +66,18 @@ pub struct Session {
     pub pty_master: Option<OwnedFd>,
 }
 
-pub fn resolve_command(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Result<PathBuf, String> {
+pub fn resolve_command(
+    cmd: &str,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<PathBuf, String> {
     if cmd.contains('/') {
         return Ok(PathBuf::from(cmd));
     }
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_else(|| "/usr/bin:/bin".into());
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/usr/bin:/bin".into());
     for dir in std::env::split_paths(&path) {
         let c = dir.join(cmd);
         if let Ok(md) = std::fs::metadata(&c) {
@@ -172,7 +179,10 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
         if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
             return Err(format!("ptsname: {}", sys::errno_str()));
         }
-        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if s < 0 {
             return Err(format!("open pty slave: {}", sys::errno_str()));
         }
@@ -261,7 +271,11 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         None => {
             let msg = read_all(&err_r);
             reap(pid);
-            return Err(if msg.is_empty() { "sandbox setup failed before the agent started".into() } else { msg });
+            return Err(if msg.is_empty() {
+                "sandbox setup failed before the agent started".into()
+            } else {
+                msg
+            });
         }
     };
     Ok(Session {
@@ -280,7 +294,13 @@ fn read_all(fd: &OwnedFd) -> String {
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: reading into a stack buffer.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
@@ -346,7 +366,13 @@ fn stage1(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
     // SAFETY: prctl/getppid are plain syscalls.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != c.supervisor {
             libc::_exit(1);
         }
@@ -360,11 +386,19 @@ fn stage1(mut c: ChildCtx) -> ! {
         // Nested or best-effort without namespaces: only the per-process restrictions.
         agent(c);
     }
-    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS;
     // SAFETY: unshare in a single-threaded child.
     if unsafe { libc::unshare(flags) } != 0 {
-        fail_child(err_w, "namespaces", &format!("unshare(USER|NS|PID|NET|IPC|UTS): {}", sys::errno_str()));
+        fail_child(
+            err_w,
+            "namespaces",
+            &format!("unshare(USER|NS|PID|NET|IPC|UTS): {}", sys::errno_str()),
+        );
     }
     let maps = [
         ("/proc/self/setgroups", "deny".to_string()),
@@ -412,13 +446,28 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 fn init(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
     // SAFETY: prctl is a plain syscall.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     if let Err(e) = crate::mounts::build_view(&c.plan) {
         fail_child(err_w, "mounts", &e);
     }
     if let Some(n) = c.pid_max {
-        if let Err(e) = std::fs::write("/proc/sys/kernel/pid_max", n.max(crate::MIN_PID_MAX).to_string()) {
-            fail_child(err_w, "pids limit", &format!("/proc/sys/kernel/pid_max (per pid namespace, Linux 6.14+): {e}"));
+        if let Err(e) = std::fs::write(
+            "/proc/sys/kernel/pid_max",
+            n.max(crate::MIN_PID_MAX).to_string(),
+        ) {
+            fail_child(
+                err_w,
+                "pids limit",
+                &format!("/proc/sys/kernel/pid_max (per pid namespace, Linux 6.14+): {e}"),
+            );
         }
     }
     if let Err(e) = sys::loopback_up() {
@@ -442,7 +491,14 @@ fn init(mut c: ChildCtx) -> ! {
     AGENT_PID.store(pid, Ordering::Relaxed);
     // SAFETY: installing a simple async-signal-safe handler; closing our copies of fds.
     unsafe {
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+        for s in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
             libc::signal(s, forward_signal as *const () as libc::sighandler_t);
         }
         libc::close(c.err_w);
@@ -477,7 +533,13 @@ fn agent(c: ChildCtx) -> ! {
     let f = |stage: &str, e: String| -> ! { fail_child(err_w, stage, &e) };
     // SAFETY: session, terminal and fd setup in a single-threaded child.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::setsid() < 0 {
             f("session", format!("setsid: {}", sys::errno_str()));
         }
@@ -491,14 +553,25 @@ fn agent(c: ChildCtx) -> ! {
             libc::close(s);
         }
         // Every inherited fd above stderr is closed at exec (ours included).
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32 /* CLOSE_RANGE_CLOEXEC */);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            4u32, /* CLOSE_RANGE_CLOEXEC */
+        );
     }
     if let Err(e) = std::env::set_current_dir(&c.plan.workspace) {
-        f("workspace", format!("chdir {}: {e}", c.plan.workspace.display()));
+        f(
+            "workspace",
+            format!("chdir {}: {e}", c.plan.workspace.display()),
+        );
     }
     let limits = [
         (libc::RLIMIT_NOFILE, Some(c.plan.nofile)),
-        (libc::RLIMIT_CORE, if c.plan.core_dumps { None } else { Some(0) }),
+        (
+            libc::RLIMIT_CORE,
+            if c.plan.core_dumps { None } else { Some(0) },
+        ),
         (libc::RLIMIT_NPROC, c.rlimit_nproc),
     ];
     for (res, v) in limits {
@@ -539,7 +612,10 @@ fn agent(c: ChildCtx) -> ! {
     // SAFETY: reading one byte from our end of the channel.
     let n = unsafe { libc::read(c.fd_w, go.as_mut_ptr() as *mut libc::c_void, 1) };
     if n != 1 {
-        f("supervisor", "the supervisor went away before the agent started".into());
+        f(
+            "supervisor",
+            "the supervisor went away before the agent started".into(),
+        );
     }
     // SAFETY: closing the fd channel before exec.
     unsafe { libc::close(c.fd_w) };

@@ -15,8 +15,8 @@ pub mod lock;
 pub mod mounts;
 pub mod plan;
 pub mod probe;
-pub mod report;
 pub mod pty;
+pub mod report;
 mod sys;
 
 pub use launch::{launch, AgentHook, InitTask, Launch, Session};
@@ -29,6 +29,8 @@ pub const MIN_PID_MAX: u32 = 301;
 /// Whether this kernel namespaces `pid_max` per pid namespace (Linux 6.14+).
 pub fn pidns_pid_max_supported() -> bool {
     let k = probe::kernel_release();
-    let mut it = k.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
+    let mut it = k
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
     matches!((it.next(), it.next()), (Some(a), Some(b)) if (a, b) >= (6, 14))
 }

@@ -13,10 +13,16 @@ use std::path::PathBuf;
 
 /// Device files the agent may open read/write.
 pub const DEVICES: &[&str] = &[
-    "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
-    "/dev/ptmx", "/dev/pts", "/dev/shm",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+    "/dev/shm",
 ];
-
 
 #[derive(Debug, Clone)]
 pub struct LandlockPlan {
@@ -44,17 +50,28 @@ fn abi_of(n: i32) -> ABI {
 /// Applies the ruleset to the calling (single-threaded) process. no_new_privs must be set.
 pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
     let abi = abi_of(plan.abi);
-    let level = if plan.hard { CompatLevel::HardRequirement } else { CompatLevel::BestEffort };
+    let level = if plan.hard {
+        CompatLevel::HardRequirement
+    } else {
+        CompatLevel::BestEffort
+    };
     let e = |what: &str, err: &dyn std::fmt::Display| format!("landlock: {what}: {err}");
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);
     let file_bits = AccessFs::from_file(abi);
-    let mut rs = Ruleset::default().set_compatibility(level).handle_access(all).map_err(|x| e("handle fs", &x))?;
+    let mut rs = Ruleset::default()
+        .set_compatibility(level)
+        .handle_access(all)
+        .map_err(|x| e("handle fs", &x))?;
     if plan.connect_tcp.is_some() {
-        rs = rs.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp).map_err(|x| e("handle net", &x))?;
+        rs = rs
+            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+            .map_err(|x| e("handle net", &x))?;
     }
     if plan.abi >= 6 {
-        rs = rs.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(|x| e("scope", &x))?;
+        rs = rs
+            .scope(Scope::Signal | Scope::AbstractUnixSocket)
+            .map_err(|x| e("scope", &x))?;
     }
     let mut created = rs.create().map_err(|x| e("create", &x))?;
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::ReadDir;
@@ -62,11 +79,16 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
     rules.extend(plan.read.iter().map(|p| (p.clone(), read)));
     rules.extend(plan.write.iter().map(|p| (p.clone(), all)));
     for d in DEVICES {
-        rules.push((PathBuf::from(d), if *d == "/dev/shm" { all } else { dev & all }));
+        rules.push((
+            PathBuf::from(d),
+            if *d == "/dev/shm" { all } else { dev & all },
+        ));
     }
     for (p, access) in rules {
         // Rules on missing paths are skipped: they would grant nothing.
-        let Ok(md) = std::fs::metadata(&p) else { continue };
+        let Ok(md) = std::fs::metadata(&p) else {
+            continue;
+        };
         use std::os::unix::fs::FileTypeExt;
         let ft = md.file_type();
         if !(ft.is_dir() || ft.is_file() || ft.is_char_device()) {
@@ -81,10 +103,14 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
     }
     if let Some(ports) = &plan.connect_tcp {
         for &port in ports {
-            created = created.add_rule(NetPort::new(port, AccessNet::ConnectTcp)).map_err(|x| e("tcp rule", &x))?;
+            created = created
+                .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+                .map_err(|x| e("tcp rule", &x))?;
         }
     }
-    let st = created.restrict_self().map_err(|x| e("restrict_self", &x))?;
+    let st = created
+        .restrict_self()
+        .map_err(|x| e("restrict_self", &x))?;
     if plan.hard && st.ruleset != RulesetStatus::FullyEnforced {
         return Err(format!("landlock: ruleset only {:?}", st.ruleset));
     }
@@ -94,7 +120,14 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
 /// The Landlock ABI version the kernel offers (0 when unavailable).
 pub fn abi_version() -> i32 {
     // SAFETY: LANDLOCK_CREATE_RULESET_VERSION with a NULL attr only queries the version.
-    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
     if r < 0 {
         0
     } else {

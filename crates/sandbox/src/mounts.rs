@@ -22,8 +22,20 @@ fn tmpfs_mode(p: &Path, plan: &Plan) -> String {
 }
 
 pub fn build_view(plan: &Plan) -> Result<(), String> {
-    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_SLAVE, None)?;
-    mount(Some("proc"), Path::new("/proc"), Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_SLAVE,
+        None,
+    )?;
+    mount(
+        Some("proc"),
+        Path::new("/proc"),
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?;
     // Sources of bind mounts, opened before the trees that hold them are masked.
     let mut sources = Vec::new();
     for b in &plan.binds {
@@ -39,7 +51,13 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
             }
         }
         let opts = tmpfs_mode(m, plan);
-        mount(Some("tmpfs"), m, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&opts))?;
+        mount(
+            Some("tmpfs"),
+            m,
+            Some("tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&opts),
+        )?;
         done.push(m.clone());
     }
     let priv_dir = Path::new(PRIV);
@@ -53,7 +71,13 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
             sys::touch(&b.path)?;
         }
         let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        mount(Some(&src), &b.path, None, libc::MS_BIND | libc::MS_REC, None)?;
+        mount(
+            Some(&src),
+            &b.path,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?;
         if !b.writable {
             remount_ro(&b.path)?;
         }
@@ -76,7 +100,13 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
             // A symlink cannot be a mount point; its target is covered by its own rule.
             continue;
         } else {
-            mount(Some(empty.to_str().unwrap_or_default()), h, None, libc::MS_BIND, None)?;
+            mount(
+                Some(empty.to_str().unwrap_or_default()),
+                h,
+                None,
+                libc::MS_BIND,
+                None,
+            )?;
             remount_ro(h)?;
         }
     }
@@ -92,17 +122,34 @@ fn lock_path(path: &Path, content: Option<&str>, priv_dir: &Path, i: usize) -> R
     if std::fs::symlink_metadata(path).is_err() {
         // The placeholder was removed between its creation and now: make it again here
         // (in the sandbox's view, which shares the workspace) rather than leave it open.
-        let made = if content.is_some() { sys::touch(path) } else { sys::mkdir_p(path) };
-        made.map_err(|e| format!("protected path {} vanished and cannot be recreated: {e}", path.display()))?;
+        let made = if content.is_some() {
+            sys::touch(path)
+        } else {
+            sys::mkdir_p(path)
+        };
+        made.map_err(|e| {
+            format!(
+                "protected path {} vanished and cannot be recreated: {e}",
+                path.display()
+            )
+        })?;
     }
     match content {
         Some(text) => {
             let f = priv_dir.join(format!("ph-{i}"));
             std::fs::write(&f, text).map_err(|e| format!("{}: {e}", f.display()))?;
-            mount(Some(f.to_str().unwrap_or_default()), path, None, libc::MS_BIND, None)?;
+            mount(
+                Some(f.to_str().unwrap_or_default()),
+                path,
+                None,
+                libc::MS_BIND,
+                None,
+            )?;
         }
         None => {
-            let s = path.to_str().ok_or_else(|| format!("{}: not UTF-8", path.display()))?;
+            let s = path
+                .to_str()
+                .ok_or_else(|| format!("{}: not UTF-8", path.display()))?;
             mount(Some(s), path, None, libc::MS_BIND | libc::MS_REC, None)?;
         }
     }
@@ -118,13 +165,22 @@ pub struct GitGuard {
 }
 
 const GIT_INIT_KEYS: &[&str] = &[
-    "repositoryformatversion", "filemode", "bare", "logallrefupdates", "ignorecase",
-    "precomposeunicode", "symlinks", "defaultbranch", "objectformat",
+    "repositoryformatversion",
+    "filemode",
+    "bare",
+    "logallrefupdates",
+    "ignorecase",
+    "precomposeunicode",
+    "symlinks",
+    "defaultbranch",
+    "objectformat",
 ];
 
 impl GitGuard {
     pub fn new(plan: &Plan) -> Option<GitGuard> {
-        plan.git_watch.then(|| GitGuard { git: plan.workspace.join(".git") })
+        plan.git_watch.then(|| GitGuard {
+            git: plan.workspace.join(".git"),
+        })
     }
 
     /// Returns true when done (locked).
@@ -139,9 +195,14 @@ impl GitGuard {
             return false;
         }
         let hooks_fd = std::fs::File::open(&hooks).ok();
-        let cfg_file = std::fs::OpenOptions::new().read(true).write(true).open(&config).ok();
+        let cfg_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&config)
+            .ok();
         let pd = Path::new(PRIV);
-        if lock_path(&hooks, None, pd, 1000).is_err() || lock_path(&config, None, pd, 1001).is_err() {
+        if lock_path(&hooks, None, pd, 1000).is_err() || lock_path(&config, None, pd, 1001).is_err()
+        {
             return false;
         }
         if let Some(d) = hooks_fd {
@@ -156,7 +217,9 @@ impl GitGuard {
 
 fn sanitize_hooks(dir: &std::fs::File) {
     let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    let Ok(rd) = std::fs::read_dir(&path) else { return };
+    let Ok(rd) = std::fs::read_dir(&path) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name();
         if name.to_string_lossy().ends_with(".sample") {
@@ -187,7 +250,9 @@ fn sanitize_config(f: &mut std::fs::File) {
             || t == "[core]"
             || t == "[init]"
             || t == "[extensions]"
-            || t.split('=').next().is_some_and(|k| GIT_INIT_KEYS.contains(&k.trim().to_ascii_lowercase().as_str()))
+            || t.split('=')
+                .next()
+                .is_some_and(|k| GIT_INIT_KEYS.contains(&k.trim().to_ascii_lowercase().as_str()))
     });
     if !clean {
         let default = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n";

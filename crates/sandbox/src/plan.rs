@@ -67,8 +67,17 @@ fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
 }
 
 const FILE_NAMES: &[&str] = &[
-    "config", ".bashrc", ".zshrc", ".profile", ".bash_profile", ".bash_login", ".zshenv",
-    ".zprofile", ".envrc", ".netrc", ".git-credentials",
+    "config",
+    ".bashrc",
+    ".zshrc",
+    ".profile",
+    ".bash_profile",
+    ".bash_login",
+    ".zshenv",
+    ".zprofile",
+    ".envrc",
+    ".netrc",
+    ".git-credentials",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.
@@ -94,8 +103,15 @@ pub struct PlanInput<'a> {
 
 pub fn build(inp: PlanInput<'_>) -> Plan {
     let p = inp.policy;
-    let anchors = Anchors { home: inp.home.clone(), workspace: inp.workspace.clone() };
-    let exp = |l: &[String]| -> Vec<PathBuf> { l.iter().map(|x| anchors.expand(x.trim_end_matches('/'))).collect() };
+    let anchors = Anchors {
+        home: inp.home.clone(),
+        workspace: inp.workspace.clone(),
+    };
+    let exp = |l: &[String]| -> Vec<PathBuf> {
+        l.iter()
+            .map(|x| anchors.expand(x.trim_end_matches('/')))
+            .collect()
+    };
     let system = exp(&p.files.system);
     let read = exp(&p.files.read);
     let write = exp(&p.files.write);
@@ -124,12 +140,18 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         if is_under_any(path, &deny) {
             return;
         }
-        let Ok(md) = std::fs::metadata(path) else { return };
+        let Ok(md) = std::fs::metadata(path) else {
+            return;
+        };
         if let Some(b) = binds.iter_mut().find(|b| b.path == path) {
             b.writable |= writable;
             return;
         }
-        binds.push(Bind { path: path.to_path_buf(), writable, is_dir: md.is_dir() });
+        binds.push(Bind {
+            path: path.to_path_buf(),
+            writable,
+            is_dir: md.is_dir(),
+        });
     };
     add_bind(&inp.workspace, true);
     for s in &state {
@@ -177,7 +199,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             git_watch = true;
             continue;
         }
-        let is_dir = if exists { path.is_dir() } else { !looks_like_file(entry) };
+        let is_dir = if exists {
+            path.is_dir()
+        } else {
+            !looks_like_file(entry)
+        };
         let content = if !exists && !is_dir {
             Some(if entry.ends_with(".json") { "{}\n" } else { "" })
         } else {
@@ -186,14 +212,23 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         if !exists {
             placeholders.push((path.clone(), is_dir));
         }
-        protect.push(Protect { path, is_dir, placeholder_content: content });
+        protect.push(Protect {
+            path,
+            is_dir,
+            placeholder_content: content,
+        });
     }
     protect.sort_by_key(|x| x.path.components().count());
     // Landlock roots.
     let mut landlock_read: Vec<PathBuf> = system.clone();
     landlock_read.extend(read.iter().cloned());
     landlock_read.extend(install.iter().cloned());
-    let mut landlock_write: Vec<PathBuf> = vec![inp.workspace.clone(), PathBuf::from("/tmp"), PathBuf::from("/var/tmp"), inp.home.clone()];
+    let mut landlock_write: Vec<PathBuf> = vec![
+        inp.workspace.clone(),
+        PathBuf::from("/tmp"),
+        PathBuf::from("/var/tmp"),
+        inp.home.clone(),
+    ];
     landlock_write.extend(state.iter().cloned());
     landlock_write.extend(write.iter().cloned());
     // Environment.
@@ -253,9 +288,22 @@ impl Plan {
         let _ = writeln!(s, "session   {}", self.session_id);
         let _ = writeln!(s, "workspace {} (read-write)", self.workspace.display());
         let _ = writeln!(s, "command   {}", self.command.join(" "));
-        let _ = writeln!(s, "private tmpfs: {}", self.masks.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "private tmpfs: {}",
+            self.masks
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         for b in &self.binds {
-            let _ = writeln!(s, "bind {} {}", if b.writable { "rw" } else { "ro" }, b.path.display());
+            let _ = writeln!(
+                s,
+                "bind {} {}",
+                if b.writable { "rw" } else { "ro" },
+                b.path.display()
+            );
         }
         for h in &self.hide {
             let _ = writeln!(s, "hide {}", h.display());
@@ -264,13 +312,28 @@ impl Plan {
             let _ = writeln!(s, "protect (read-only) {}", p.path.display());
         }
         if self.git_watch {
-            let _ = writeln!(s, "protect .git/hooks and .git/config once `git init` creates them");
+            let _ = writeln!(
+                s,
+                "protect .git/hooks and .git/config once `git init` creates them"
+            );
         }
         for (k, g) in &self.scrubbed {
             let _ = writeln!(s, "env scrubbed {k} (matches {g})");
         }
-        let _ = writeln!(s, "pids.max {}; nofile {}; core dumps {}", self.pids_max, self.nofile, self.core_dumps);
-        let _ = writeln!(s, "network {}", if self.net_isolated { "own namespace (loopback only)" } else { "host (NOT isolated)" });
+        let _ = writeln!(
+            s,
+            "pids.max {}; nofile {}; core dumps {}",
+            self.pids_max, self.nofile, self.core_dumps
+        );
+        let _ = writeln!(
+            s,
+            "network {}",
+            if self.net_isolated {
+                "own namespace (loopback only)"
+            } else {
+                "host (NOT isolated)"
+            }
+        );
         s
     }
 }

@@ -29,7 +29,9 @@ pub fn kernel_release() -> String {
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         if libc::uname(&mut u) == 0 {
-            return std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned();
+            return std::ffi::CStr::from_ptr(u.release.as_ptr())
+                .to_string_lossy()
+                .into_owned();
         }
     }
     "unknown".into()
@@ -51,8 +53,12 @@ fn probe_userns() -> Result<(), String> {
             return Err(format!("fork: {}", std::io::Error::last_os_error()));
         }
         if pid == 0 {
-            let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET
-                | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+            let flags = libc::CLONE_NEWUSER
+                | libc::CLONE_NEWNS
+                | libc::CLONE_NEWPID
+                | libc::CLONE_NEWNET
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUTS;
             let r = libc::unshare(flags);
             let code = if r == 0 { 0 } else { *libc::__errno_location() };
             libc::_exit(code.min(255));
@@ -63,7 +69,10 @@ fn probe_userns() -> Result<(), String> {
             Ok(())
         } else {
             let errno = libc::WEXITSTATUS(st);
-            Err(format!("unshare(CLONE_NEWUSER|NEWNS|NEWPID|NEWNET): {}", std::io::Error::from_raw_os_error(errno)))
+            Err(format!(
+                "unshare(CLONE_NEWUSER|NEWNS|NEWPID|NEWNET): {}",
+                std::io::Error::from_raw_os_error(errno)
+            ))
         }
     }
 }
@@ -84,7 +93,10 @@ fn probe_fanotify() -> bool {
 
 fn status_field(name: &str) -> Option<String> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
+    s.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .map(|v| v.trim_start_matches(':').trim().to_string())
+    })
 }
 
 /// Full probe (forks a child to try the namespaces; initialises fanotify). For `doctor`
@@ -101,7 +113,8 @@ pub fn probe_fast() -> Features {
 
 fn probe_with(full: bool) -> Features {
     let userns = if full { probe_userns() } else { Ok(()) };
-    let nested = status_field("Seccomp").is_some_and(|v| v != "0") || status_field("NoNewPrivs").is_some_and(|v| v == "1");
+    let nested = status_field("Seccomp").is_some_and(|v| v != "0")
+        || status_field("NoNewPrivs").is_some_and(|v| v == "1");
     Features {
         kernel: kernel_release(),
         landlock_abi: crate::lock::abi_version(),

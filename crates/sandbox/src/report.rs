@@ -18,7 +18,13 @@ pub struct Guarantee {
 pub fn guarantees(f: &Features) -> Vec<Guarantee> {
     let ns = f.user_namespaces;
     let ll = f.landlock_abi;
-    let g = |id, what, holds, required, mechanism: String| Guarantee { id, what, holds, required, mechanism };
+    let g = |id, what, holds, required, mechanism: String| Guarantee {
+        id,
+        what,
+        holds,
+        required,
+        mechanism,
+    };
     vec![
         g("files.read", "credentials, other projects and $HOME unreadable", ll >= 1 && ns, true,
           format!("private tmpfs over $HOME,/tmp,/run (mount namespace: {}) + Landlock (ABI {ll})", yes(ns))),
@@ -50,5 +56,8 @@ fn yes(b: bool) -> &'static str {
 
 /// Required guarantees that do not hold.
 pub fn missing(f: &Features) -> Vec<Guarantee> {
-    guarantees(f).into_iter().filter(|g| g.required && !g.holds).collect()
+    guarantees(f)
+        .into_iter()
+        .filter(|g| g.required && !g.holds)
+        .collect()
 }

@@ -10,10 +10,17 @@ pub fn errno_str() -> String {
 }
 
 pub fn cstr(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: path contains NUL", p.display()))
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{}: path contains NUL", p.display()))
 }
 
-pub fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> Result<(), String> {
+pub fn mount(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
     let t = cstr(target)?;
     let s = src.map(|s| CString::new(s).unwrap_or_default());
     let f = fstype.map(|s| CString::new(s).unwrap_or_default());
@@ -25,7 +32,8 @@ pub fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc
             t.as_ptr(),
             f.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             flags,
-            d.as_ref().map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void),
+            d.as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void),
         )
     };
     if r != 0 {
@@ -49,7 +57,12 @@ pub fn remount_ro(target: &Path) -> Result<(), String> {
         return Err(format!("statvfs({}): {}", target.display(), errno_str()));
     }
     let keep = st.f_flag
-        & (libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC | libc::ST_NOATIME | libc::ST_NODIRATIME | libc::ST_RELATIME);
+        & (libc::ST_NOSUID
+            | libc::ST_NODEV
+            | libc::ST_NOEXEC
+            | libc::ST_NOATIME
+            | libc::ST_NODIRATIME
+            | libc::ST_RELATIME);
     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep as libc::c_ulong;
     mount(None, target, None, flags, None)
 }
@@ -108,7 +121,15 @@ pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), String> {
 pub fn socketpair_seqpacket() -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [0; 2];
     // SAFETY: socketpair fills two fds.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
         return Err(format!("socketpair: {}", errno_str()));
     }
     // SAFETY: fresh descriptors.
@@ -118,9 +139,13 @@ pub fn socketpair_seqpacket() -> Result<(OwnedFd, OwnedFd), String> {
 /// Sends a one-byte message carrying `fds` (possibly none) over a unix socket.
 pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
     let byte = [fds.len() as u8];
-    let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut libc::c_void, iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
     // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE((fds.len() * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    let space =
+        unsafe { libc::CMSG_SPACE((fds.len() * std::mem::size_of::<RawFd>()) as u32) } as usize;
     let mut cbuf = vec![0u8; space.max(1)];
     // SAFETY: msghdr fully initialised below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -134,8 +159,13 @@ pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::SOL_SOCKET;
             (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN((fds.len() * std::mem::size_of::<RawFd>()) as u32) as usize;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut RawFd, fds.len());
+            (*c).cmsg_len =
+                libc::CMSG_LEN((fds.len() * std::mem::size_of::<RawFd>()) as u32) as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(c) as *mut RawFd,
+                fds.len(),
+            );
         }
     }
     // SAFETY: valid msghdr.
@@ -149,7 +179,10 @@ pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
 /// to our pid namespace). Returns None on EOF.
 pub fn recv_fds(sock: &OwnedFd) -> Result<Option<(Vec<OwnedFd>, i32)>, String> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr() as *mut libc::c_void, iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
     let mut cbuf = vec![0u8; 512];
     // SAFETY: msghdr initialised below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -178,12 +211,14 @@ pub fn recv_fds(sock: &OwnedFd) -> Result<Option<(Vec<OwnedFd>, i32)>, String> {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                let count =
+                    ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
                 let data = libc::CMSG_DATA(c) as *const RawFd;
                 for i in 0..count {
                     fds.push(OwnedFd::from_raw_fd(*data.add(i)));
                 }
-            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS
+            {
                 let cred = libc::CMSG_DATA(c) as *const libc::ucred;
                 pid = (*cred).pid;
             }
@@ -197,7 +232,13 @@ pub fn set_passcred(sock: &OwnedFd) -> Result<(), String> {
     let one: libc::c_int = 1;
     // SAFETY: setsockopt with an int.
     let r = unsafe {
-        libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, &one as *const _ as *const libc::c_void, 4)
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            &one as *const _ as *const libc::c_void,
+            4,
+        )
     };
     if r != 0 {
         return Err(format!("SO_PASSCRED: {}", errno_str()));
@@ -251,11 +292,24 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
         let bits: libc::c_ulong = 0b1110_1111;
         let cur = libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0);
         if cur < 0 || (cur as libc::c_ulong & bits) != bits {
-            if libc::prctl(libc::PR_SET_SECUREBITS, bits | cur.max(0) as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_SECUREBITS,
+                bits | cur.max(0) as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(format!("PR_SET_SECUREBITS: {}", errno_str()));
             }
         }
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         #[repr(C)]
         struct Hdr {
             version: u32,
@@ -268,8 +322,15 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
             permitted: u32,
             inheritable: u32,
         }
-        let hdr = Hdr { version: 0x2008_0522, pid: 0 };
-        let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        let hdr = Hdr {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
         if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
             return Err(format!("capset: {}", errno_str()));
         }
@@ -279,11 +340,17 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
 
 /// Sets a limit, never above the current hard limit (raising it needs privilege).
 pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), String> {
-    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit into a valid struct.
     unsafe { libc::getrlimit(res, &mut cur) };
     let v = v.min(cur.rlim_max);
-    let l = libc::rlimit { rlim_cur: v, rlim_max: v };
+    let l = libc::rlimit {
+        rlim_cur: v,
+        rlim_max: v,
+    };
     // SAFETY: setrlimit with a valid struct.
     if unsafe { libc::setrlimit(res, &l) } != 0 {
         return Err(format!("setrlimit({res}): {}", errno_str()));

@@ -22,23 +22,39 @@ pub fn daemon(a: DaemonArgs) -> anyhow::Result<i32> {
                 return Ok(exit::OK);
             }
             Err(e) => {
-                println!("warden daemon: not reachable ({e}); BPF programs {}", if pinned { "still pinned and enforcing" } else { "not loaded" });
+                println!(
+                    "warden daemon: not reachable ({e}); BPF programs {}",
+                    if pinned {
+                        "still pinned and enforcing"
+                    } else {
+                        "not loaded"
+                    }
+                );
                 return Ok(if pinned { exit::OK } else { exit::UNSUPPORTED });
             }
         }
     }
     if a.unload {
-        daemon::check_privileged().map_err(|e| fail(exit::DENIED, format!("warden daemon --unload: {e}")))?;
+        daemon::check_privileged()
+            .map_err(|e| fail(exit::DENIED, format!("warden daemon --unload: {e}")))?;
         // A running daemon unloads and exits; a dead one left its pins: remove them.
         let _ = daemon::client::request(sock, &serde_json::json!({"op": "unload"}));
-        bpf::Pinned::unload(Path::new(bpf::PIN_DIR)).map_err(|e| fail(exit::INTERNAL, format!("unload: {e}")))?;
+        bpf::Pinned::unload(Path::new(bpf::PIN_DIR))
+            .map_err(|e| fail(exit::INTERNAL, format!("unload: {e}")))?;
         let _ = std::fs::remove_file(sock);
         println!("warden daemon: BPF programs detached and unpinned; sessions are no longer enforced in the kernel");
         return Ok(exit::OK);
     }
     daemon::check_privileged().map_err(|e| fail(exit::DENIED, format!("warden daemon: {e}")))?;
-    let log = warden_event::SessionLog::open(Path::new("/var/log/warden/daemon.jsonl")).ok();
-    warden_event::init_tracing(log, 1);
-    daemon::run(&daemon::Opts::default()).map_err(|e| fail(exit::UNSUPPORTED, format!("warden daemon: {e}")))?;
+    let log_path = Path::new("/var/log/warden/daemon.jsonl");
+    let log = warden_event::SessionLog::open(log_path).map_err(|e| {
+        fail(
+            exit::INTERNAL,
+            format!("decision log {}: {e}", log_path.display()),
+        )
+    })?;
+    warden_event::init_tracing(Some(log), 1);
+    daemon::run(&daemon::Opts::default())
+        .map_err(|e| fail(exit::UNSUPPORTED, format!("warden daemon: {e}")))?;
     Ok(exit::OK)
 }

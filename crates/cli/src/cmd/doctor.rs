@@ -11,7 +11,11 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
     let guarantees = report::guarantees(&f);
     let missing = report::missing(&f);
     let exec = doctor_exec(&f);
-    let code = if missing.is_empty() { exit::OK } else { exit::UNSUPPORTED };
+    let code = if missing.is_empty() {
+        exit::OK
+    } else {
+        exit::UNSUPPORTED
+    };
     if a.json {
         let v = serde_json::json!({
             "features": f,
@@ -29,7 +33,9 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
     let ll = match f.landlock_abi {
         0 => red("unavailable"),
         n if n >= 6 => green(&format!("ABI {n}")),
-        n => yellow(&format!("ABI {n} (6+ needed for signal/abstract-socket scoping)")),
+        n => yellow(&format!(
+            "ABI {n} (6+ needed for signal/abstract-socket scoping)"
+        )),
     };
     println!("  Landlock             {ll}");
     println!("  seccomp filter       {}", yn(f.seccomp));
@@ -37,18 +43,36 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
     println!(
         "  user namespaces      {}{}",
         yn(f.user_namespaces),
-        f.userns_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        f.userns_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
     );
-    println!("  pids cgroup          {}", f.cgroup_pids.as_deref().map(green).unwrap_or_else(|| yellow("none (RLIMIT_NPROC fallback)")));
+    println!(
+        "  pids cgroup          {}",
+        f.cgroup_pids
+            .as_deref()
+            .map(green)
+            .unwrap_or_else(|| yellow("none (RLIMIT_NPROC fallback)"))
+    );
     println!("  fanotify permission  {}", yn(f.fanotify));
-    println!("  nested in a sandbox  {}", if f.nested { yellow("yes") } else { "no".into() });
+    println!(
+        "  nested in a sandbox  {}",
+        if f.nested { yellow("yes") } else { "no".into() }
+    );
     for (k, v) in &exec.machine {
         println!("  {k:<20} {v}");
     }
     println!();
     println!("{}", bold("Sandbox guarantees (warden run)"));
     for g in &guarantees {
-        let mark = if g.holds { green("holds  ") } else if g.required { red("MISSING") } else { yellow("absent ") };
+        let mark = if g.holds {
+            green("holds  ")
+        } else if g.required {
+            red("MISSING")
+        } else {
+            yellow("absent ")
+        };
         println!("  {mark} {:<14} {} — {}", g.id, g.what, g.mechanism);
     }
     println!();
@@ -58,7 +82,10 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
     }
     println!();
     if missing.is_empty() {
-        println!("{}", green("The default policy can be enforced on this machine."));
+        println!(
+            "{}",
+            green("The default policy can be enforced on this machine.")
+        );
     } else {
         println!(
             "{}",
@@ -84,12 +111,28 @@ pub struct ExecDoctor {
 pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
     let lsm = warden_execguard::lsm::probe::probe();
     let mut machine = vec![
-        ("active LSMs".to_string(), lsm.lsm_list.clone().unwrap_or_else(|| "unknown (securityfs not readable)".into())),
-        ("BPF LSM programs".to_string(), if lsm.loads { green("load") } else { yellow(&format!("cannot load: {}", lsm.detail)) }),
+        (
+            "active LSMs".to_string(),
+            lsm.lsm_list
+                .clone()
+                .unwrap_or_else(|| "unknown (securityfs not readable)".into()),
+        ),
+        (
+            "BPF LSM programs".to_string(),
+            if lsm.loads {
+                green("load")
+            } else {
+                yellow(&format!("cannot load: {}", lsm.detail))
+            },
+        ),
     ];
-    machine.push(("kernel BTF".to_string(), if lsm.btf { "yes".into() } else { "no".into() }));
+    machine.push((
+        "kernel BTF".to_string(),
+        if lsm.btf { "yes".into() } else { "no".into() },
+    ));
     let backend = if f.seccomp_user_notif {
-        "seccomp user notification + exec-event tracing (no root; chosen by `warden run`)".to_string()
+        "seccomp user notification + exec-event tracing (no root; chosen by `warden run`)"
+            .to_string()
     } else {
         red("none: seccomp user notification is unavailable, `warden run` refuses unless --exec-guard off")
     };
@@ -98,5 +141,9 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
         .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
         .map(|l| l.to_string())
         .collect();
-    ExecDoctor { backend, machine, table }
+    ExecDoctor {
+        backend,
+        machine,
+        table,
+    }
 }

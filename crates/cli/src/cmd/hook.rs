@@ -19,29 +19,48 @@ fn agent(a: CliAgent) -> Agent {
 pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
     let ag = agent(a.agent);
     let mut input = Vec::new();
-    let read = std::io::stdin().lock().take(protocol::MAX_INPUT as u64 + 1).read_to_end(&mut input);
+    let read = std::io::stdin()
+        .lock()
+        .take(protocol::MAX_INPUT as u64 + 1)
+        .read_to_end(&mut input);
     let out = match read {
         Err(e) => protocol::render(ag, "", &deny(format!("cannot read hook input: {e}"))),
         Ok(_) => {
             // The workspace (for narrowing `.warden.toml`) is the payload's cwd.
             let cwd = serde_json::from_slice::<serde_json::Value>(&input)
                 .ok()
-                .and_then(|v| v.get("cwd").and_then(|c| c.as_str()).map(std::path::PathBuf::from))
+                .and_then(|v| {
+                    v.get("cwd")
+                        .and_then(|c| c.as_str())
+                        .map(std::path::PathBuf::from)
+                })
                 .filter(|p| p.is_dir());
             let mut pa = a.policy.clone();
             if pa.profile.is_none() {
                 pa.profile = Some(ag.name().to_string());
             }
             match super::load_policy(&pa, cwd.as_ref()) {
-                Err(e) => protocol::render(ag, "", &deny(format!("the policy cannot be loaded ({e})"))),
+                Err(e) => {
+                    protocol::render(ag, "", &deny(format!("the policy cannot be loaded ({e})")))
+                }
                 Ok(loaded) => {
                     let home = home_dir();
-                    let log = warden_event::SessionLog::open(&super::run::state_dir(&home).join("hooks.jsonl")).ok();
+                    let log = warden_event::SessionLog::open(
+                        &super::run::state_dir(&home).join("hooks.jsonl"),
+                    )
+                    .ok();
                     warden_event::init_tracing(log, 0);
                     // A corrupted cache is dropped, not trusted: the hook then hashes afresh.
                     let cache_path = super::run::state_dir(&home).join("hook-cache.bin");
-                    let cache = std::sync::Arc::new(warden_execguard::cache::Cache::load(&cache_path).unwrap_or_default());
-                    let env = protocol::HookEnv { policy: &loaded.policy, home, headless: a.headless, cache: cache.clone() };
+                    let cache = std::sync::Arc::new(
+                        warden_execguard::cache::Cache::load(&cache_path).unwrap_or_default(),
+                    );
+                    let env = protocol::HookEnv {
+                        policy: &loaded.policy,
+                        home,
+                        headless: a.headless,
+                        cache: cache.clone(),
+                    };
                     let out = protocol::handle(ag, &input, &env);
                     if let Err(e) = cache.save_if_dirty(&cache_path) {
                         tracing::debug!("hook cache {}: {e}", cache_path.display());
@@ -61,7 +80,12 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
 }
 
 fn deny(reason: String) -> warden_gate::judge::Judgement {
-    warden_gate::judge::Judgement { answer: warden_gate::judge::Answer::Deny, rule: "gate.error".into(), what: "hook".into(), reason }
+    warden_gate::judge::Judgement {
+        answer: warden_gate::judge::Answer::Deny,
+        rule: "gate.error".into(),
+        what: "hook".into(),
+        reason,
+    }
 }
 
 fn target(a: &InstallArgs) -> std::path::PathBuf {
@@ -92,16 +116,27 @@ fn scope_of(a: &InstallArgs) -> Scope {
     }
 }
 
-fn edit(a: &InstallArgs, f: impl FnOnce(serde_json::Value) -> Result<serde_json::Value, String>) -> anyhow::Result<i32> {
+fn edit(
+    a: &InstallArgs,
+    f: impl FnOnce(serde_json::Value) -> Result<serde_json::Value, String>,
+) -> anyhow::Result<i32> {
     if std::env::var_os("WARDEN_SANDBOX").is_some() {
-        return Err(fail(exit::DENIED, "agent settings cannot be changed from inside a warden sandbox"));
+        return Err(fail(
+            exit::DENIED,
+            "agent settings cannot be changed from inside a warden sandbox",
+        ));
     }
     let path = target(a);
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let doc: serde_json::Value = if text.trim().is_empty() {
         serde_json::json!({})
     } else {
-        serde_json::from_str(&text).map_err(|e| fail(exit::POLICY, format!("{}: not valid JSON: {e}", path.display())))?
+        serde_json::from_str(&text).map_err(|e| {
+            fail(
+                exit::POLICY,
+                format!("{}: not valid JSON: {e}", path.display()),
+            )
+        })?
     };
     let before = doc.clone();
     let after = f(doc).map_err(|e| fail(exit::POLICY, format!("{}: {e}", path.display())))?;
@@ -123,7 +158,9 @@ fn edit(a: &InstallArgs, f: impl FnOnce(serde_json::Value) -> Result<serde_json:
 }
 
 pub fn install(a: InstallArgs) -> anyhow::Result<i32> {
-    let exe = std::env::current_exe().map(|p| shell_word(&p.display().to_string())).unwrap_or_else(|_| "warden".into());
+    let exe = std::env::current_exe()
+        .map(|p| shell_word(&p.display().to_string()))
+        .unwrap_or_else(|_| "warden".into());
     let (ag, scope) = (agent(a.agent), scope_of(&a));
     edit(&a, |doc| install::install(doc, ag, scope, &exe))
 }
@@ -134,7 +171,9 @@ pub fn uninstall(a: InstallArgs) -> anyhow::Result<i32> {
 
 /// Quotes a path for the shell command line the agent runs its hooks with.
 fn shell_word(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))

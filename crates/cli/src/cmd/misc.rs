@@ -22,7 +22,11 @@ fn enabled(stderr: bool) -> bool {
         2 => false,
         _ => {
             std::env::var_os("NO_COLOR").is_none()
-                && if stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() }
+                && if stderr {
+                    std::io::stderr().is_terminal()
+                } else {
+                    std::io::stdout().is_terminal()
+                }
         }
     }
 }

@@ -17,8 +17,10 @@ mod run;
 
 pub fn dispatch(cli: Cli) -> i32 {
     misc::set_color(cli.color);
-    // `run` sets up its own session log; everything else logs to stderr only.
-    if !matches!(cli.cmd, Command::Run(_) | Command::Hook(_)) {
+    // `run`, `hook` and the daemon set up their own decision logs; everything else logs to
+    // stderr only.
+    let own_log = matches!(&cli.cmd, Command::Daemon(d) if !d.status && !d.unload);
+    if !matches!(cli.cmd, Command::Run(_) | Command::Hook(_)) && !own_log {
         warden_event::init_tracing(None, cli.verbose);
     }
     let r = match cli.cmd {
@@ -39,7 +41,10 @@ pub fn dispatch(cli: Cli) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<Exit>().map(|x| x.code).unwrap_or(exit::INTERNAL);
+            let code = e
+                .downcast_ref::<Exit>()
+                .map(|x| x.code)
+                .unwrap_or(exit::INTERNAL);
             eprintln!("{} {e:#}", misc::paint_err("warden: error:"));
             code
         }
@@ -61,33 +66,47 @@ impl std::error::Error for Exit {}
 
 /// An error carrying an exit code.
 pub fn fail(code: i32, msg: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(Exit { code, msg: msg.to_string() })
+    anyhow::Error::new(Exit {
+        code,
+        msg: msg.to_string(),
+    })
 }
 
 pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).unwrap_or_else(|| {
-        // SAFETY: getpwuid returns a pointer into static storage or NULL.
-        unsafe {
-            let pw = libc::getpwuid(libc::getuid());
-            if !pw.is_null() && !(*pw).pw_dir.is_null() {
-                let s = std::ffi::CStr::from_ptr((*pw).pw_dir);
-                return PathBuf::from(s.to_string_lossy().into_owned());
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| {
+            // SAFETY: getpwuid returns a pointer into static storage or NULL.
+            unsafe {
+                let pw = libc::getpwuid(libc::getuid());
+                if !pw.is_null() && !(*pw).pw_dir.is_null() {
+                    let s = std::ffi::CStr::from_ptr((*pw).pw_dir);
+                    return PathBuf::from(s.to_string_lossy().into_owned());
+                }
             }
-        }
-        PathBuf::from("/")
-    })
+            PathBuf::from("/")
+        })
 }
 
 /// Resolves the workspace: the flag, else the current directory; must exist and be a dir.
 pub fn workspace(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let raw = match arg {
         Some(p) => p.clone(),
-        None => std::env::current_dir().map_err(|e| fail(exit::WORKSPACE, format!("cannot read the current directory: {e}")))?,
+        None => std::env::current_dir().map_err(|e| {
+            fail(
+                exit::WORKSPACE,
+                format!("cannot read the current directory: {e}"),
+            )
+        })?,
     };
     let c = std::fs::canonicalize(&raw)
         .map_err(|e| fail(exit::WORKSPACE, format!("workspace {}: {e}", raw.display())))?;
     if !c.is_dir() {
-        return Err(fail(exit::WORKSPACE, format!("workspace {} is not a directory", c.display())));
+        return Err(fail(
+            exit::WORKSPACE,
+            format!("workspace {} is not a directory", c.display()),
+        ));
     }
     Ok(c)
 }

@@ -4,6 +4,9 @@ use super::fail;
 use crate::exit;
 
 /// Returns (allowed, rule, message).
-pub fn explain_connect(p: &warden_policy::Policy, h: &str) -> anyhow::Result<(bool, String, String)> {
+pub fn explain_connect(
+    p: &warden_policy::Policy,
+    h: &str,
+) -> anyhow::Result<(bool, String, String)> {
     warden_proxy::explain(p, h).map_err(|e| fail(exit::POLICY, e))
 }

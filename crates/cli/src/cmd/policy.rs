@@ -32,13 +32,17 @@ pub fn policy(c: PolicyCmd) -> anyhow::Result<i32> {
                 warden_policy::load::resolve_profile(parent, file.parent(), &mut sources)
                     .map_err(|e| fail(exit::POLICY, e))?;
             }
-            warden_proxy::rules::validate(&doc.network).map_err(|e| fail(exit::POLICY, format!("{}: {e}", file.display())))?;
+            warden_proxy::rules::validate(&doc.network)
+                .map_err(|e| fail(exit::POLICY, format!("{}: {e}", file.display())))?;
             println!("{}: ok", file.display());
             Ok(exit::OK)
         }
         PolicyCmd::Profiles => {
             for (name, text) in warden_policy::PROFILES {
-                let d = warden_policy::Policy::parse(text, name).ok().and_then(|p| p.description).unwrap_or_default();
+                let d = warden_policy::Policy::parse(text, name)
+                    .ok()
+                    .and_then(|p| p.description)
+                    .unwrap_or_default();
                 println!("{name:<8} {d}");
             }
             Ok(exit::OK)

@@ -3,11 +3,11 @@
 
 use super::{fail, home_dir, load_policy, misc, workspace};
 use crate::cli::{ExecBackendArg, RunArgs};
-use std::sync::Arc;
-use warden_execguard::{rules::ExecRules, unotify::Guard};
 use crate::exit;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use warden_event::{Decision, Layer, SessionLog, Verdict};
+use warden_execguard::{rules::ExecRules, unotify::Guard};
 use warden_sandbox::{cgroup::SessionCgroup, launch, plan, report, Launch};
 
 /// Where session logs live: outside every path the sandbox can write (the sandbox's
@@ -17,7 +17,9 @@ pub fn state_dir(home: &Path) -> PathBuf {
 }
 
 pub fn new_session_id() -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{:x}-{:x}", t.as_millis(), std::process::id())
 }
 
@@ -34,11 +36,16 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ));
     }
     let loaded = load_policy(&a.policy, Some(&ws))?;
-    let features = if a.best_effort { warden_sandbox::probe() } else { warden_sandbox::probe_fast() };
+    let features = if a.best_effort {
+        warden_sandbox::probe()
+    } else {
+        warden_sandbox::probe_fast()
+    };
     // Inside a warden sandbox the outer exec guard already traps and traces every
     // descendant (seccomp filters stack; its tracer auto-attaches), and ptrace is denied
     // here, so a nested warden adds no guard of its own.
-    let nested_in_warden = features.nested && std::env::var_os("WARDEN_SANDBOX").is_some_and(|v| v == "1");
+    let nested_in_warden =
+        features.nested && std::env::var_os("WARDEN_SANDBOX").is_some_and(|v| v == "1");
     let backend = if nested_in_warden {
         eprintln!("warden: nested in a warden sandbox: the outer exec guard covers this session");
         Backend::Off
@@ -55,7 +62,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     if !missing.is_empty() {
         let mut msg = String::from("this machine cannot deliver the policy:\n");
         for g in &missing {
-            msg.push_str(&format!("  - missing: {} (needs {})\n", g.what, g.mechanism));
+            msg.push_str(&format!(
+                "  - missing: {} (needs {})\n",
+                g.what, g.mechanism
+            ));
         }
         if let Some(e) = &features.userns_error {
             msg.push_str(&format!("  user namespaces: {e}\n"));
@@ -67,16 +77,23 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
             msg.push_str("nothing was run; `warden doctor` explains, `--best-effort` runs with the guarantees above missing");
             return Err(fail(exit::UNSUPPORTED, msg.trim_end()));
         }
-        eprintln!("{} {}", misc::warn_stderr("warden: warning:"), msg.trim_end());
+        eprintln!(
+            "{} {}",
+            misc::warn_stderr("warden: warning:"),
+            msg.trim_end()
+        );
     }
     sweep_stale_placeholders(&state_dir(&home));
-    let net_rules = warden_proxy::rules::NetRules::from_section(&loaded.policy.network).map_err(|e| fail(exit::POLICY, format!("network policy: {e}")))?;
+    let net_rules = warden_proxy::rules::NetRules::from_section(&loaded.policy.network)
+        .map_err(|e| fail(exit::POLICY, format!("network policy: {e}")))?;
     drop(net_rules);
     let session_id = new_session_id();
     // Single-threaded here: every Decision of this process carries the session id.
     std::env::set_var("WARDEN_SESSION_ID", &session_id);
     let env: Vec<_> = std::env::vars_os().collect();
-    let extra_read = agent_install_dir(&a.command[0], &env, &home).into_iter().collect();
+    let extra_read = agent_install_dir(&a.command[0], &env, &home)
+        .into_iter()
+        .collect();
     let plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
         workspace: ws.clone(),
@@ -84,29 +101,57 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         command: a.command.clone(),
         session_id: session_id.clone(),
         features: &features,
-        extra_env: if features.user_namespaces { warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT) } else { Vec::new() },
+        extra_env: if features.user_namespaces {
+            warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT)
+        } else {
+            Vec::new()
+        },
         extra_read,
     });
     if a.dry_run {
         print!("{}", plan.describe());
         return Ok(exit::OK);
     }
-    let log_path = state_dir(&home).join("sessions").join(format!("{session_id}.jsonl"));
-    let log = SessionLog::open(&log_path).map_err(|e| fail(exit::INTERNAL, format!("session log {}: {e}", log_path.display())))?;
+    let log_path = state_dir(&home)
+        .join("sessions")
+        .join(format!("{session_id}.jsonl"));
+    let log = SessionLog::open(&log_path).map_err(|e| {
+        fail(
+            exit::INTERNAL,
+            format!("session log {}: {e}", log_path.display()),
+        )
+    })?;
     warden_event::init_tracing(Some(log), verbose);
     let who = format!("warden run ({})", loaded.profile);
-    Decision::new(Layer::Sandbox, &who, a.command.join(" "), format!("profile:{}", loaded.profile), Verdict::Observe, "session start")
-        .with("session", session_id.as_str())
-        .with("workspace", ws.display().to_string())
-        .emit();
+    Decision::new(
+        Layer::Sandbox,
+        &who,
+        a.command.join(" "),
+        format!("profile:{}", loaded.profile),
+        Verdict::Observe,
+        "session start",
+    )
+    .with("session", session_id.as_str())
+    .with("workspace", ws.display().to_string())
+    .emit();
     for (k, glob) in &plan.scrubbed {
-        Decision::new(Layer::Sandbox, &who, format!("env {k}"), "env.scrub", Verdict::Deny, format!("matches `{glob}`; pass it with env.pass in ~/.config/warden/policy.toml"))
-            .emit();
+        Decision::new(
+            Layer::Sandbox,
+            &who,
+            format!("env {k}"),
+            "env.scrub",
+            Verdict::Deny,
+            format!("matches `{glob}`; pass it with env.pass in ~/.config/warden/policy.toml"),
+        )
+        .emit();
     }
     // Pids limit: the pid namespace's own pid_max where the kernel has it (free), else a
     // cgroup (moving a process into a cgroup v1 costs ~10 ms), else RLIMIT_NPROC.
-    let pid_max = (features.user_namespaces && warden_sandbox::pidns_pid_max_supported()).then_some(plan.pids_max);
-    let cgroup = if pid_max.is_none() && features.cgroup_pids.is_some() {
+    let pid_max = (features.user_namespaces && warden_sandbox::pidns_pid_max_supported())
+        .then_some(plan.pids_max);
+    // Under the BPF backend the daemon's session cgroup carries the pids limit instead (a
+    // process is in one cgroup only, and the programs scope by that one).
+    let cgroup = if pid_max.is_none() && features.cgroup_pids.is_some() && bpf_rules.is_none() {
         match SessionCgroup::create(&session_id, plan.pids_max) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -121,52 +166,100 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         abi: features.landlock_abi,
         read: plan.landlock_read.clone(),
         write: plan.landlock_write.clone(),
-        connect_tcp: if features.user_namespaces { None } else { Some(Vec::new()) },
+        connect_tcp: if features.user_namespaces {
+            None
+        } else {
+            Some(Vec::new())
+        },
         hard: !a.best_effort && features.landlock_abi >= 6,
     };
-    let manifest = state_dir(&home).join("placeholders").join(format!("{session_id}.list"));
+    let manifest = state_dir(&home)
+        .join("placeholders")
+        .join(format!("{session_id}.list"));
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
     write_manifest(&manifest, &placeholders);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     // Network: the agent's namespace has only loopback; a bridge in the sandbox's init hands
     // each connection to 127.0.0.1:3128 to the proxy running here.
     let (proxy_ctl, init_tasks) = if features.user_namespaces {
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
         let theirs = std::os::fd::OwnedFd::from(theirs);
         let task: warden_sandbox::InitTask = Box::new(move || {
-            let l = std::net::TcpListener::bind(("127.0.0.1", warden_proxy::SANDBOX_PORT)).map_err(|e| format!("proxy bridge: bind 127.0.0.1:{}: {e}", warden_proxy::SANDBOX_PORT))?;
-            Ok(Box::new(move || warden_proxy::bridge::serve(l, theirs)) as Box<dyn FnOnce() + Send>)
+            let l = std::net::TcpListener::bind(("127.0.0.1", warden_proxy::SANDBOX_PORT))
+                .map_err(|e| {
+                    format!(
+                        "proxy bridge: bind 127.0.0.1:{}: {e}",
+                        warden_proxy::SANDBOX_PORT
+                    )
+                })?;
+            Ok(Box::new(move || warden_proxy::bridge::serve(l, theirs))
+                as Box<dyn FnOnce() + Send>)
         });
         (Some(std::os::fd::OwnedFd::from(mine)), vec![task])
     } else {
         (None, Vec::new())
     };
+    let plan_pids_max = plan.pids_max as u64;
     let l = Launch {
-        rlimit_nproc: if cgroup.is_none() && pid_max.is_none() { Some(plan.pids_max as u64) } else { None },
+        rlimit_nproc: if cgroup.is_none() && pid_max.is_none() && bpf_rules.is_none() {
+            Some(plan.pids_max as u64)
+        } else {
+            None
+        },
         pid_max,
         cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
         plan,
         landlock,
-        hooks: if guard.is_some() { vec![Arc::new(ExecHook) as Arc<dyn warden_sandbox::AgentHook>] } else { Vec::new() },
+        hooks: if guard.is_some() {
+            vec![Arc::new(ExecHook) as Arc<dyn warden_sandbox::AgentHook>]
+        } else {
+            Vec::new()
+        },
         init_tasks,
         namespaces: features.user_namespaces,
         pty: tty,
     };
-    let proxy = ProxyStart { policy: loaded.policy.clone(), ctl: proxy_ctl, hosts_file: a.proxy_hosts_file.clone() };
-    let result = supervise(l, tty, guard, bpf_rules.map(|r| (r, session_id.clone())), proxy);
+    let proxy = ProxyStart {
+        policy: loaded.policy.clone(),
+        ctl: proxy_ctl,
+        hosts_file: a.proxy_hosts_file.clone(),
+    };
+    let pids_max = plan_pids_max;
+    let result = supervise(
+        l,
+        tty,
+        guard,
+        bpf_rules.map(|r| (r, session_id.clone(), pids_max)),
+        proxy,
+    );
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
     if let Some(cg) = &cgroup {
         let hits = cg.max_events();
         if hits > 0 {
-            Decision::new(Layer::Sandbox, &who, "fork", "process.pids_max", Verdict::Deny, format!("the pids limit was hit {hits} times"))
-                .emit();
+            Decision::new(
+                Layer::Sandbox,
+                &who,
+                "fork",
+                "process.pids_max",
+                Verdict::Deny,
+                format!("the pids limit was hit {hits} times"),
+            )
+            .emit();
         }
     }
     drop(cgroup);
     let code = result?;
-    Decision::new(Layer::Sandbox, &who, a.command.join(" "), "session", Verdict::Observe, format!("session end, exit {code}"))
-        .emit();
+    Decision::new(
+        Layer::Sandbox,
+        &who,
+        a.command.join(" "),
+        "session",
+        Verdict::Observe,
+        format!("session end, exit {code}"),
+    )
+    .emit();
     Ok(code)
 }
 
@@ -189,9 +282,13 @@ fn write_manifest(path: &Path, made: &[PathBuf]) {
 
 /// Removes (still empty) placeholders left by sessions whose supervisor is gone.
 fn sweep_stale_placeholders(state: &Path) {
-    let Ok(rd) = std::fs::read_dir(state.join("placeholders")) else { return };
+    let Ok(rd) = std::fs::read_dir(state.join("placeholders")) else {
+        return;
+    };
     for e in rd.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
         let mut lines = text.lines();
         let alive = lines
             .next()
@@ -210,7 +307,11 @@ fn sweep_stale_placeholders(state: &Path) {
 /// The agent's install directory when it lives under `$HOME` (which the sandbox replaces
 /// with a private tmpfs): the directory holding the resolved executable, so e.g.
 /// `~/.local/bin/claude -> ~/.local/share/claude/versions/X/claude` keeps working.
-fn agent_install_dir(cmd: &str, env: &[(std::ffi::OsString, std::ffi::OsString)], home: &Path) -> Option<PathBuf> {
+fn agent_install_dir(
+    cmd: &str,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    home: &Path,
+) -> Option<PathBuf> {
     let p = launch::resolve_command(cmd, env).ok()?;
     let real = std::fs::canonicalize(&p).ok()?;
     if !real.starts_with(home) {
@@ -240,13 +341,25 @@ enum Backend {
 
 /// Resolves the exec policy and picks the exec-guard backend: BPF LSM when a daemon serves
 /// this machine (`auto` or `bpf`), else the seccomp backend. Errors here mean no run.
-fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose: u8) -> anyhow::Result<Backend> {
+fn exec_guard(
+    a: &RunArgs,
+    policy: &warden_policy::Policy,
+    home: &Path,
+    verbose: u8,
+) -> anyhow::Result<Backend> {
     if a.exec_guard == ExecBackendArg::Off {
-        eprintln!("{} the exec guard is off (--exec-guard off): executables are not checked by content", misc::warn_stderr("warden: warning:"));
+        eprintln!(
+            "{} the exec guard is off (--exec-guard off): executables are not checked by content",
+            misc::warn_stderr("warden: warning:")
+        );
         return Ok(Backend::Off);
     }
     let daemon = match a.exec_guard {
-        ExecBackendArg::Bpf | ExecBackendArg::Auto => warden_execguard::lsm::daemon::client::status(Path::new(warden_execguard::lsm::daemon::SOCKET)),
+        ExecBackendArg::Bpf | ExecBackendArg::Auto => {
+            warden_execguard::lsm::daemon::client::status(Path::new(
+                warden_execguard::lsm::daemon::SOCKET,
+            ))
+        }
         _ => Err(String::new()),
     };
     if a.exec_guard == ExecBackendArg::Bpf {
@@ -267,10 +380,19 @@ fn exec_guard(a: &RunArgs, policy: &warden_policy::Policy, home: &Path, verbose:
     Ok(Backend::Seccomp(Guard::with_cache(rules, cache)))
 }
 
-fn exec_rules(policy: &warden_policy::Policy, home: &Path, no_index: bool, verbose: u8) -> anyhow::Result<(ExecRules, std::sync::Arc<warden_execguard::cache::Cache>)> {
+fn exec_rules(
+    policy: &warden_policy::Policy,
+    home: &Path,
+    no_index: bool,
+    verbose: u8,
+) -> anyhow::Result<(ExecRules, std::sync::Arc<warden_execguard::cache::Cache>)> {
     use warden_policy::exec::ExecMode;
-    let cache = std::sync::Arc::new(warden_execguard::cache::Cache::load(&hash_cache_path(home)).map_err(|e| fail(exit::POLICY, e))?);
-    let mut rules = ExecRules::from_policy_cached(policy, home, cache.clone()).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
+    let cache = std::sync::Arc::new(
+        warden_execguard::cache::Cache::load(&hash_cache_path(home))
+            .map_err(|e| fail(exit::POLICY, e))?,
+    );
+    let mut rules = ExecRules::from_policy_cached(policy, home, cache.clone())
+        .map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
     for n in &rules.notes {
         if n.starts_with("warning") {
             eprintln!("{} {}", misc::warn_stderr("warden:"), n);
@@ -282,7 +404,9 @@ fn exec_rules(policy: &warden_policy::Policy, home: &Path, no_index: bool, verbo
         let has_index = policy.exec.allow.iter().any(|r| r.starts_with("index:"));
         let default = warden_execguard::index::default_path(home);
         if default.exists() {
-            rules.add_index(&default).map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
+            rules
+                .add_index(&default)
+                .map_err(|e| fail(exit::POLICY, format!("exec policy: {e}")))?;
         } else if !has_index && !no_index {
             return Err(fail(
                 exit::POLICY,
@@ -307,7 +431,13 @@ struct ProxyStart {
     hosts_file: Option<PathBuf>,
 }
 
-fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules, String)>, proxy: ProxyStart) -> anyhow::Result<i32> {
+fn supervise(
+    l: Launch,
+    tty: bool,
+    guard: Option<Guard>,
+    bpf: Option<(ExecRules, String, u64)>,
+    proxy: ProxyStart,
+) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
             "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
@@ -321,7 +451,13 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules,
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH] {
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGWINCH,
+        ] {
             libc::sigaddset(&mut set, s);
         }
         // SIGCHLD is blocked too (in every thread, which inherit this mask): the exec guard
@@ -360,8 +496,14 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules,
     // The proxy (threads may start now: the sandbox is forked).
     let _proxy = match proxy.ctl {
         Some(ctl) => Some(
-            warden_proxy::start(&proxy.policy, warden_proxy::ProxyOptions { hosts_file: proxy.hosts_file }, ctl)
-                .map_err(|e| fail(exit::POLICY, format!("proxy: {e}")))?,
+            warden_proxy::start(
+                &proxy.policy,
+                warden_proxy::ProxyOptions {
+                    hosts_file: proxy.hosts_file,
+                },
+                ctl,
+            )
+            .map_err(|e| fail(exit::POLICY, format!("proxy: {e}")))?,
         ),
         None => None,
     };
@@ -374,7 +516,12 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules,
             let refresher = g.clone();
             std::thread::spawn(move || loop {
                 std::thread::sleep(std::time::Duration::from_secs(30));
-                let fresh = refresher.rules.read().map(|r| r.clone()).ok().and_then(|mut r| r.refresh().ok().map(|_| r));
+                let fresh = refresher
+                    .rules
+                    .read()
+                    .map(|r| r.clone())
+                    .ok()
+                    .and_then(|mut r| r.refresh().ok().map(|_| r));
                 if let (Some(r), Ok(mut w)) = (fresh, refresher.rules.write()) {
                     *w = r;
                 }
@@ -394,24 +541,32 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules,
     // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
     // until then) in an enforced session cgroup before the agent may exec.
     let _bpf_session = match bpf {
-        Some((rules, sid)) => match warden_execguard::lsm::daemon::client::open_session(
+        Some((rules, sid, pids_max)) => match warden_execguard::lsm::daemon::client::open_session(
             Path::new(warden_execguard::lsm::daemon::SOCKET),
             session.stage1_pid,
             &rules,
             &rules.build_tool_hashes(),
             &sid,
+            pids_max,
         ) {
             Ok(s) => Some(s),
             Err(e) => {
                 // SAFETY: killing our own sandbox, which has not been released.
                 unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
                 session.wait();
-                return Err(fail(exit::UNSUPPORTED, format!("the BPF exec guard could not take the session: {e}")));
+                return Err(fail(
+                    exit::UNSUPPORTED,
+                    format!("the BPF exec guard could not take the session: {e}"),
+                ));
             }
         },
         None => None,
     };
-    let raw = if tty { warden_sandbox::pty::RawMode::enter() } else { None };
+    let raw = if tty {
+        warden_sandbox::pty::RawMode::enter()
+    } else {
+        None
+    };
     let out = session.pty_master.as_ref().map(warden_sandbox::pty::relay);
     if let Err(e) = session.wait_started() {
         drop(raw);
@@ -423,7 +578,10 @@ fn supervise(l: Launch, tty: bool, guard: Option<Guard>, bpf: Option<(ExecRules,
                 session.wait();
             }
         }
-        return Err(fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}")));
+        return Err(fail(
+            exit::UNSUPPORTED,
+            format!("sandbox setup failed: {e}"),
+        ));
     }
     let code = match tracer {
         Some(t) => t.join().unwrap_or(1),

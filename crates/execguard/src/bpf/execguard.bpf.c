@@ -143,20 +143,22 @@ struct inode___pre611 {
 	struct timespec64 __i_ctime;
 } __attribute__((preserve_access_index));
 
+/* Direct loads from BTF pointers (compiled to plain loads the verifier guards), not
+ * bpf_probe_read calls: this runs on every exec and executable mapping. */
 static __always_inline void stamp_of(struct inode *ino, struct stamp *s)
 {
 	if (bpf_core_field_exists(ino->i_ctime_sec)) {
-		s->ctime_sec = BPF_CORE_READ(ino, i_ctime_sec);
+		s->ctime_sec = ino->i_ctime_sec;
 		/* Multigrain timestamps keep a "queried" flag in bit 31. */
-		s->ctime_nsec = BPF_CORE_READ(ino, i_ctime_nsec) & 0x3fffffff;
+		s->ctime_nsec = ino->i_ctime_nsec & 0x3fffffff;
 	} else {
 		struct inode___pre611 *o = (void *)ino;
 		s->ctime_sec = BPF_CORE_READ(o, __i_ctime.tv_sec);
 		s->ctime_nsec = BPF_CORE_READ(o, __i_ctime.tv_nsec);
 	}
-	s->size = BPF_CORE_READ(ino, i_size);
+	s->size = ino->i_size;
 	/* Bit 0 of i_version is the "queried" flag. */
-	s->iversion = BPF_CORE_READ(ino, i_version.counter) >> 1;
+	s->iversion = ino->i_version.counter >> 1;
 }
 
 static __always_inline bool stamp_eq(struct wg_inode *v, struct stamp *s)
@@ -168,7 +170,7 @@ static __always_inline bool stamp_eq(struct wg_inode *v, struct stamp *s)
 /* File systems whose content can change behind the kernel's back are never cached. */
 static __always_inline bool cacheable(struct inode *ino)
 {
-	unsigned long m = BPF_CORE_READ(ino, i_sb, s_magic);
+	unsigned long m = ino->i_sb->s_magic;
 	return m != FUSE_SUPER_MAGIC && m != NFS_SUPER_MAGIC && m != SMB2_SUPER_MAGIC && m != CIFS_SUPER_MAGIC;
 }
 
@@ -204,7 +206,7 @@ static __always_inline void emit(u64 sess, u32 kind, u32 verdict, u32 reason, u3
 
 /* The content hash of `f`: from inode storage when the stamp is current, else computed by
  * IMA (sleepable context only) and cached. Returns 0, or a WG_R_* reason on failure. */
-static __always_inline u32 identity(struct file *f, bool can_sleep, u8 *out, u32 *flags, u64 *built)
+static __always_inline u32 identity(struct file *f, bool can_sleep, u8 *out, u32 *flags, u64 *built, bool *cached)
 {
 	struct inode *ino = f->f_inode;
 	struct stamp s = {};
@@ -214,6 +216,7 @@ static __always_inline u32 identity(struct file *f, bool can_sleep, u8 *out, u32
 	*built = v ? v->built_session : 0;
 	if (v && (v->flags & WG_I_HASHED) && stamp_eq(v, &s)) {
 		__builtin_memcpy(out, v->hash, 32);
+		*cached = true;
 		return 0;
 	}
 	if (!can_sleep)
@@ -229,7 +232,7 @@ static __always_inline u32 identity(struct file *f, bool can_sleep, u8 *out, u32
 	 * hashed (i_writecount < 0 is an exec in progress denying writes). */
 	struct stamp after = {};
 	stamp_of(ino, &after);
-	int writers = BPF_CORE_READ(ino, i_writecount.counter);
+	int writers = ino->i_writecount.counter;
 	if (writers <= 0 && cacheable(ino) && after.ctime_sec == s.ctime_sec && after.ctime_nsec == s.ctime_nsec &&
 	    after.size == s.size && after.iversion == s.iversion) {
 		v = bpf_inode_storage_get(&wg_inodes, ino, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -268,7 +271,7 @@ static __always_inline u32 decide(u64 sess, struct wg_session *cfg, const u8 *ha
 static __always_inline bool anonymous(struct file *f)
 {
 	/* memfd, O_TMPFILE and unlinked files: no name anywhere in the file system. */
-	return BPF_CORE_READ(f, f_inode, __i_nlink) == 0;
+	return f->f_inode->__i_nlink == 0;
 }
 
 static __always_inline int judge(struct file *f, u32 kind, bool can_sleep)
@@ -285,20 +288,23 @@ static __always_inline int judge(struct file *f, u32 kind, bool can_sleep)
 	u32 reason = 0, rule = 0, iflags = 0;
 	u64 built = 0;
 	u8 hash[32] = {};
-	bool have_hash = false;
+	bool have_hash = false, cached = false;
 	if (anonymous(f) && !cfg->allow_memfd) {
 		reason = WG_R_ANONYMOUS;
 	} else {
-		reason = identity(f, can_sleep, hash, &iflags, &built);
+		reason = identity(f, can_sleep, hash, &iflags, &built, &cached);
 		if (!reason) {
 			have_hash = true;
 			reason = decide(sess, cfg, hash, iflags, built, &rule);
 		}
 	}
 	u32 verdict = reason ? (cfg->enforce ? WG_V_DENY : WG_V_AUDIT) : WG_V_ALLOW;
-	/* Every exec decision is reported; mappings only when not allowed. */
-	if (kind == WG_K_EXEC || verdict != WG_V_ALLOW)
+	/* Reported: every refusal (or audit), and every exec whose content was hashed afresh.
+	 * Allowed cache hits are only counted (they would flood the log and cost the hot path). */
+	if (verdict != WG_V_ALLOW || (kind == WG_K_EXEC && !cached))
 		emit(sess, kind, verdict, reason, rule, f, have_hash ? hash : NULL);
+	else
+		count(WG_COUNT_DECISIONS);
 	return verdict == WG_V_DENY ? -EPERM : 0;
 }
 
@@ -321,7 +327,7 @@ int BPF_PROG(wg_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot
 {
 	if (!(prot & PROT_EXEC))
 		return 0;
-	if (BPF_CORE_READ(vma, vm_flags) & VM_EXEC)
+	if (vma->vm_flags & VM_EXEC)
 		return 0;
 	struct file *f = vma->vm_file;
 	if (!f)
@@ -332,7 +338,7 @@ int BPF_PROG(wg_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot
 SEC("lsm/file_open")
 int BPF_PROG(wg_file_open, struct file *file)
 {
-	if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+	if (!(file->f_mode & FMODE_WRITE))
 		return 0;
 	struct inode *ino = file->f_inode;
 	struct wg_inode *v = bpf_inode_storage_get(&wg_inodes, ino, 0, 0);
@@ -342,7 +348,7 @@ int BPF_PROG(wg_file_open, struct file *file)
 		struct task_struct *t = bpf_get_current_task_btf();
 		builder = bpf_task_storage_get(&wg_tasks, t, 0, 0);
 	}
-	if (builder && *builder && BPF_CORE_READ(ino, i_writecount.counter) == 1) {
+	if (builder && *builder && ino->i_writecount.counter == 1) {
 		/* A build tool writes it, and nobody else holds it open for write. */
 		v = bpf_inode_storage_get(&wg_inodes, ino, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (v) {
@@ -374,7 +380,15 @@ int BPF_PROG(wg_bprm_committed, struct linux_binprm *bprm)
 	u64 sess = current_session();
 	if (!sess)
 		return 0;
+	struct wg_session *cfg = bpf_map_lookup_elem(&wg_sessions, &sess);
 	struct task_struct *t = bpf_get_current_task_btf();
+	if (!cfg || cfg->mode != WG_MODE_ALLOWLIST || !cfg->transitive) {
+		/* No transitive trust here: only clear a mark inherited from a builder parent. */
+		u32 *old = bpf_task_storage_get(&wg_tasks, t, 0, 0);
+		if (old)
+			*old = 0;
+		return 0;
+	}
 	u32 *b = bpf_task_storage_get(&wg_tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!b)
 		return 0;

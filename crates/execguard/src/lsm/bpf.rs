@@ -11,15 +11,36 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
-#[allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, unused_imports)]
+#[allow(
+    clippy::all,
+    dead_code,
+    non_camel_case_types,
+    non_snake_case,
+    unused_imports
+)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/execguard.skel.rs"));
 }
 
 /// Where the daemon pins its programs' links and maps.
 pub const PIN_DIR: &str = "/sys/fs/bpf/warden";
-pub const MAPS: &[&str] = &["wg_global", "wg_sessions", "wg_rules", "wg_inodes", "wg_tasks", "wg_events", "wg_counters"];
-pub const PROGS: &[&str] = &["wg_bprm_check", "wg_mmap_file", "wg_file_mprotect", "wg_file_open", "wg_path_truncate", "wg_bprm_committed"];
+pub const MAPS: &[&str] = &[
+    "wg_global",
+    "wg_sessions",
+    "wg_rules",
+    "wg_inodes",
+    "wg_tasks",
+    "wg_events",
+    "wg_counters",
+];
+pub const PROGS: &[&str] = &[
+    "wg_bprm_check",
+    "wg_mmap_file",
+    "wg_file_mprotect",
+    "wg_file_open",
+    "wg_path_truncate",
+    "wg_bprm_committed",
+];
 
 pub const MODE_DENYLIST: u32 = 0;
 pub const MODE_ALLOWLIST: u32 = 1;
@@ -39,7 +60,15 @@ pub struct SessionCfg {
 impl SessionCfg {
     fn bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
-        for (i, v) in [self.mode, self.enforce as u32, self.allow_memfd as u32, self.transitive as u32].iter().enumerate() {
+        for (i, v) in [
+            self.mode,
+            self.enforce as u32,
+            self.allow_memfd as u32,
+            self.transitive as u32,
+        ]
+        .iter()
+        .enumerate()
+        {
             b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
         b
@@ -104,7 +133,9 @@ impl Event {
             1 => "its content's hash is denied",
             2 => "allowlist mode: its content's hash is not allowed",
             3 => "it is an anonymous file (memfd, O_TMPFILE or unlinked)",
-            4 => "the kernel (IMA) could not hash it, and enforce mode denies what cannot be hashed",
+            4 => {
+                "the kernel (IMA) could not hash it, and enforce mode denies what cannot be hashed"
+            }
             5 => "IMA hashes with an algorithm other than SHA-256 (boot with ima_hash=sha256)",
             6 => "no current cached hash for a non-sleepable hook (mprotect), so it is denied",
             7 => "its session cgroup is not registered with the daemon",
@@ -135,18 +166,38 @@ impl Pinned {
 
     /// Opens the pinned maps of a loaded set.
     pub fn open(dir: &Path) -> Result<Pinned, String> {
-        let m = |n: &str| MapHandle::from_pinned_path(dir.join("maps").join(n)).map_err(|e| err(&format!("pinned map {n}"), e));
-        Ok(Pinned { dir: dir.to_path_buf(), global: m("wg_global")?, sessions: m("wg_sessions")?, rules: m("wg_rules")?, events: m("wg_events")?, counters: m("wg_counters")? })
+        let m = |n: &str| {
+            MapHandle::from_pinned_path(dir.join("maps").join(n))
+                .map_err(|e| err(&format!("pinned map {n}"), e))
+        };
+        Ok(Pinned {
+            dir: dir.to_path_buf(),
+            global: m("wg_global")?,
+            sessions: m("wg_sessions")?,
+            rules: m("wg_rules")?,
+            events: m("wg_events")?,
+            counters: m("wg_counters")?,
+        })
     }
 
     /// Loads, attaches and pins the programs (the caller checked none are pinned).
     pub fn load(dir: &Path) -> Result<Pinned, String> {
-        std::fs::create_dir_all(dir.join("links")).map_err(|e| err(&format!("{}", dir.display()), e))?;
-        std::fs::create_dir_all(dir.join("maps")).map_err(|e| err(&format!("{}", dir.display()), e))?;
+        std::fs::create_dir_all(dir.join("links"))
+            .map_err(|e| err(&format!("{}", dir.display()), e))?;
+        std::fs::create_dir_all(dir.join("maps"))
+            .map_err(|e| err(&format!("{}", dir.display()), e))?;
         let mut obj = MaybeUninit::uninit();
-        let open = skel::ExecguardSkelBuilder::default().open(&mut obj).map_err(|e| err("opening the BPF object", e))?;
-        let mut s = open.load().map_err(|e| err("loading the BPF programs (is BPF LSM active and IMA built in?)", e))?;
-        s.attach().map_err(|e| err("attaching the BPF LSM programs", e))?;
+        let open = skel::ExecguardSkelBuilder::default()
+            .open(&mut obj)
+            .map_err(|e| err("opening the BPF object", e))?;
+        let mut s = open.load().map_err(|e| {
+            err(
+                "loading the BPF programs (is BPF LSM active and IMA built in?)",
+                e,
+            )
+        })?;
+        s.attach()
+            .map_err(|e| err("attaching the BPF LSM programs", e))?;
         let maps = &mut s.maps;
         for (name, map) in [
             ("wg_global", &mut maps.wg_global),
@@ -157,7 +208,8 @@ impl Pinned {
             ("wg_events", &mut maps.wg_events),
             ("wg_counters", &mut maps.wg_counters),
         ] {
-            map.pin(dir.join("maps").join(name)).map_err(|e| err(&format!("pinning map {name}"), e))?;
+            map.pin(dir.join("maps").join(name))
+                .map_err(|e| err(&format!("pinning map {name}"), e))?;
         }
         let links = &mut s.links;
         for (name, link) in [
@@ -168,8 +220,11 @@ impl Pinned {
             ("wg_path_truncate", &mut links.wg_path_truncate),
             ("wg_bprm_committed", &mut links.wg_bprm_committed),
         ] {
-            let l = link.as_mut().ok_or_else(|| format!("program {name} has no link after attach"))?;
-            l.pin(dir.join("links").join(name)).map_err(|e| err(&format!("pinning link {name}"), e))?;
+            let l = link
+                .as_mut()
+                .ok_or_else(|| format!("program {name} has no link after attach"))?;
+            l.pin(dir.join("links").join(name))
+                .map_err(|e| err(&format!("pinning link {name}"), e))?;
         }
         drop(s);
         Self::open(dir)
@@ -183,7 +238,8 @@ impl Pinned {
         for sub in ["links", "maps"] {
             if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
                 for e in rd.flatten() {
-                    std::fs::remove_file(e.path()).map_err(|e2| err(&format!("{}", e.path().display()), e2))?;
+                    std::fs::remove_file(e.path())
+                        .map_err(|e2| err(&format!("{}", e.path().display()), e2))?;
                 }
             }
             let _ = std::fs::remove_dir(dir.join(sub));
@@ -195,17 +251,30 @@ impl Pinned {
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&cgid.to_ne_bytes());
         v[8..12].copy_from_slice(&level.to_ne_bytes());
-        self.global.update(&0u32.to_ne_bytes(), &v, MapFlags::ANY).map_err(|e| err("wg_global", e))
+        self.global
+            .update(&0u32.to_ne_bytes(), &v, MapFlags::ANY)
+            .map_err(|e| err("wg_global", e))
     }
 
     pub fn root(&self) -> Option<(u64, u32)> {
-        let v = self.global.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        Some((u64::from_ne_bytes(v[..8].try_into().ok()?), u32::from_ne_bytes(v[8..12].try_into().ok()?)))
+        let v = self
+            .global
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .ok()??;
+        Some((
+            u64::from_ne_bytes(v[..8].try_into().ok()?),
+            u32::from_ne_bytes(v[8..12].try_into().ok()?),
+        ))
     }
 
     /// Installs a session: its rules first, then its settings (a session is enforced from the
     /// moment its cgroup exists: until the settings land, the programs deny as unknown).
-    pub fn add_session(&self, cgid: u64, cfg: SessionCfg, rules: &[(Hash, u32, u32)]) -> Result<(), String> {
+    pub fn add_session(
+        &self,
+        cgid: u64,
+        cfg: SessionCfg,
+        rules: &[(Hash, u32, u32)],
+    ) -> Result<(), String> {
         for (h, flags, rule) in rules {
             let mut k = [0u8; 40];
             k[..8].copy_from_slice(&cgid.to_ne_bytes());
@@ -213,22 +282,33 @@ impl Pinned {
             let mut v = [0u8; 8];
             v[..4].copy_from_slice(&flags.to_ne_bytes());
             v[4..].copy_from_slice(&rule.to_ne_bytes());
-            self.rules.update(&k, &v, MapFlags::ANY).map_err(|e| err("wg_rules", e))?;
+            self.rules
+                .update(&k, &v, MapFlags::ANY)
+                .map_err(|e| err("wg_rules", e))?;
         }
-        self.sessions.update(&cgid.to_ne_bytes(), &cfg.bytes(), MapFlags::ANY).map_err(|e| err("wg_sessions", e))
+        self.sessions
+            .update(&cgid.to_ne_bytes(), &cfg.bytes(), MapFlags::ANY)
+            .map_err(|e| err("wg_sessions", e))
     }
 
     /// Removes a session's settings and rules.
     pub fn remove_session(&self, cgid: u64) {
         let _ = self.sessions.delete(&cgid.to_ne_bytes());
-        let keys: Vec<Vec<u8>> = self.rules.keys().filter(|k| k.len() == 40 && k[..8] == cgid.to_ne_bytes()).collect();
+        let keys: Vec<Vec<u8>> = self
+            .rules
+            .keys()
+            .filter(|k| k.len() == 40 && k[..8] == cgid.to_ne_bytes())
+            .collect();
         for k in keys {
             let _ = self.rules.delete(&k);
         }
     }
 
     pub fn sessions(&self) -> Vec<u64> {
-        self.sessions.keys().filter_map(|k| k.try_into().ok().map(u64::from_ne_bytes)).collect()
+        self.sessions
+            .keys()
+            .filter_map(|k| k.try_into().ok().map(u64::from_ne_bytes))
+            .collect()
     }
 
     /// (events lost, decisions made), summed over CPUs.
@@ -238,7 +318,11 @@ impl Pinned {
                 .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
                 .ok()
                 .flatten()
-                .map(|v| v.iter().map(|c| u64::from_ne_bytes(c[..8].try_into().unwrap_or([0; 8]))).sum())
+                .map(|v| {
+                    v.iter()
+                        .map(|c| u64::from_ne_bytes(c[..8].try_into().unwrap_or([0; 8])))
+                        .sum()
+                })
                 .unwrap_or(0)
         };
         (sum(0), sum(1))

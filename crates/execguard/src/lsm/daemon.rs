@@ -33,7 +33,10 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { pin_dir: bpf::PIN_DIR.into(), socket: SOCKET.into() }
+        Opts {
+            pin_dir: bpf::PIN_DIR.into(),
+            socket: SOCKET.into(),
+        }
     }
 }
 
@@ -48,14 +51,17 @@ pub fn check_privileged() -> Result<(), String> {
     let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let full = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
     if !full {
-        return Err("refused inside a user namespace (a sandbox); run it as real root on the host".into());
+        return Err(
+            "refused inside a user namespace (a sandbox); run it as real root on the host".into(),
+        );
     }
     Ok(())
 }
 
 /// The cgroup2 mount point and the depth of its root (0 outside a cgroup namespace).
 pub fn cgroup2_mount() -> Result<(PathBuf, u32), String> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
     for l in mi.lines() {
         let (pre, post) = l.split_once(" - ").unwrap_or((l, ""));
         if post.split_whitespace().next() == Some("cgroup2") {
@@ -71,7 +77,9 @@ pub fn cgroup2_mount() -> Result<(PathBuf, u32), String> {
 
 fn ino(p: &Path) -> Result<u64, String> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).map(|m| m.ino()).map_err(|e| format!("{}: {e}", p.display()))
+    std::fs::metadata(p)
+        .map(|m| m.ino())
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// The warden root cgroup: (path, kernfs id, level).
@@ -81,21 +89,39 @@ pub fn root_cgroup() -> Result<(PathBuf, u64, u32), String> {
     if !root.exists() {
         std::fs::create_dir(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
     }
-    // Sessions get a pids limit when the controller is available (best effort).
+    // Sessions carry the sandbox's pids limit: enable the controller down to them.
+    let _ = std::fs::write(mnt.join("cgroup.subtree_control"), "+pids");
     let _ = std::fs::write(root.join("cgroup.subtree_control"), "+pids");
     Ok((root.clone(), ino(&root)?, depth + 1))
 }
 
 fn peer(s: &UnixStream) -> Option<(i32, u32)> {
-    let mut c = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut c = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    let r = unsafe { libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut c as *mut _ as *mut _, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut c as *mut _ as *mut _,
+            &mut len,
+        )
+    };
     (r == 0).then_some((c.pid, c.uid))
 }
 
 fn proc_uid_ppid(pid: i32) -> Option<(u32, i32)> {
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| st.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<i64>().ok());
+    let field = |k: &str| {
+        st.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i64>().ok())
+    };
     Some((field("Uid:")? as u32, field("PPid:")? as i32))
 }
 
@@ -107,9 +133,58 @@ struct State {
     /// Session cgroup id → (cgroup path, warden run session id).
     sessions: Mutex<HashMap<u64, (PathBuf, String)>>,
     next: Mutex<u64>,
+    /// Rule names and sessions, kept next to the socket so a restarted daemon names the
+    /// rules of sessions that outlived its predecessor.
+    state_file: PathBuf,
 }
 
 impl State {
+    fn persist(&self) {
+        let rules = self.rules.lock().map(|r| r.clone()).unwrap_or_default();
+        let sessions: serde_json::Map<String, Value> = self
+            .sessions
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(k, (d, sid))| (k.to_string(), json!([d, sid])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tmp = self.state_file.with_extension("tmp");
+        if std::fs::write(
+            &tmp,
+            json!({"rules": rules, "sessions": sessions}).to_string(),
+        )
+        .is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &self.state_file);
+        }
+    }
+
+    fn restore(&self) {
+        let Ok(text) = std::fs::read_to_string(&self.state_file) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            return;
+        };
+        if let (Some(r), Ok(mut mine)) = (v["rules"].as_array(), self.rules.lock()) {
+            *mine = r
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+        }
+        if let (Some(m), Ok(mut mine)) = (v["sessions"].as_object(), self.sessions.lock()) {
+            for (k, e) in m {
+                if let (Ok(id), Some(d), Some(sid)) =
+                    (k.parse::<u64>(), e[0].as_str(), e[1].as_str())
+                {
+                    mine.insert(id, (PathBuf::from(d), sid.to_string()));
+                }
+            }
+        }
+    }
+
     fn rule_index(&self, name: &str) -> u32 {
         let mut r = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = r.iter().position(|n| n == name) {
@@ -120,17 +195,25 @@ impl State {
     }
 
     fn rule_name(&self, i: u32) -> String {
-        self.rules.lock().ok().and_then(|r| r.get(i as usize).cloned()).unwrap_or_else(|| format!("rule#{i}"))
+        self.rules
+            .lock()
+            .ok()
+            .and_then(|r| r.get(i as usize).cloned())
+            .unwrap_or_else(|| format!("rule#{i}"))
     }
 
     fn session(&self, req: &Value, peer_pid: i32, peer_uid: u32) -> Result<Value, String> {
         let pid = req["pid"].as_i64().ok_or("`pid` is missing")? as i32;
         let (uid, ppid) = proc_uid_ppid(pid).ok_or_else(|| format!("no process {pid}"))?;
         if pid != peer_pid && ppid != peer_pid {
-            return Err(format!("process {pid} is neither the caller ({peer_pid}) nor its child"));
+            return Err(format!(
+                "process {pid} is neither the caller ({peer_pid}) nor its child"
+            ));
         }
         if uid != peer_uid && peer_uid != 0 {
-            return Err(format!("process {pid} belongs to uid {uid}, not the caller's uid {peer_uid}"));
+            return Err(format!(
+                "process {pid} belongs to uid {uid}, not the caller's uid {peer_uid}"
+            ));
         }
         let mode = match req["mode"].as_str().unwrap_or("denylist") {
             "denylist" => bpf::MODE_DENYLIST,
@@ -145,7 +228,10 @@ impl State {
         };
         let mut rules: Vec<(Hash, u32, u32)> = Vec::new();
         for r in req["rules"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            let h = r["hash"].as_str().and_then(parse_hex).ok_or_else(|| format!("bad rule hash in {r}"))?;
+            let h = r["hash"]
+                .as_str()
+                .and_then(parse_hex)
+                .ok_or_else(|| format!("bad rule hash in {r}"))?;
             let flags = r["flags"].as_u64().unwrap_or(0) as u32;
             let name = r["rule"].as_str().unwrap_or("exec");
             rules.push((h, flags, self.rule_index(name)));
@@ -155,7 +241,12 @@ impl State {
             *n += 1;
             *n
         };
-        let dir = self.root.join(format!("s{peer_pid}-{n}"));
+        // Unique across daemon restarts (the counter is not persisted).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let dir = self.root.join(format!("s{peer_pid}-{n}-{t:x}"));
         std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let cgid = ino(&dir)?;
         // Rules and settings land before any process enters the cgroup.
@@ -165,7 +256,15 @@ impl State {
             return Err(e);
         }
         if let Some(max) = req["pids_max"].as_u64() {
-            let _ = std::fs::write(dir.join("pids.max"), max.to_string());
+            // The sandbox relies on this limit (fork bombs): no limit, no session.
+            if let Err(e) = std::fs::write(dir.join("pids.max"), max.to_string()) {
+                self.pinned.remove_session(cgid);
+                let _ = std::fs::remove_dir(&dir);
+                return Err(format!(
+                    "setting pids.max on {}: {e} (is the pids controller enabled in cgroup2?)",
+                    dir.display()
+                ));
+            }
         }
         // The process and everything it has forked so far (a warden sandbox: stage 1, its
         // init and the agent, which waits for the go-ahead until this returns).
@@ -182,35 +281,54 @@ impl State {
             }
         }
         let sid = req["session_id"].as_str().unwrap_or("").to_string();
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(cgid, (dir.clone(), sid));
-        tracing::info!("session {cgid} ({}) for pid {pid}: {} rules, mode {mode}", dir.display(), rules.len());
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cgid, (dir.clone(), sid));
+        self.persist();
+        tracing::info!(
+            "session {cgid} ({}) for pid {pid}: {} rules, mode {mode}",
+            dir.display(),
+            rules.len()
+        );
         Ok(json!({"ok": true, "session": cgid, "cgroup": dir}))
     }
 
     /// Removes sessions whose cgroup has no process left (or no longer exists).
     fn reap(&self) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let known: Vec<u64> = self.pinned.sessions();
-        for id in known {
-            let dir = s.get(&id).map(|(d, _)| d.clone());
-            let empty = match &dir {
-                Some(d) => std::fs::read_to_string(d.join("cgroup.events")).map(|e| e.contains("populated 0")).unwrap_or(true),
-                // A session from an earlier daemon: find its cgroup by id.
-                None => match find_by_id(&self.root, id) {
-                    Some(d) => {
-                        s.insert(id, (d.clone(), String::new()));
-                        std::fs::read_to_string(d.join("cgroup.events")).map(|e| e.contains("populated 0")).unwrap_or(true)
+        let mut changed = false;
+        {
+            let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let known: Vec<u64> = self.pinned.sessions();
+            for id in known {
+                let dir = s.get(&id).map(|(d, _)| d.clone());
+                let empty = match &dir {
+                    Some(d) => std::fs::read_to_string(d.join("cgroup.events"))
+                        .map(|e| e.contains("populated 0"))
+                        .unwrap_or(true),
+                    // A session from an earlier daemon: find its cgroup by id.
+                    None => match find_by_id(&self.root, id) {
+                        Some(d) => {
+                            s.insert(id, (d.clone(), String::new()));
+                            std::fs::read_to_string(d.join("cgroup.events"))
+                                .map(|e| e.contains("populated 0"))
+                                .unwrap_or(true)
+                        }
+                        None => true,
+                    },
+                };
+                if empty {
+                    self.pinned.remove_session(id);
+                    if let Some((d, _)) = s.remove(&id) {
+                        let _ = std::fs::remove_dir(&d);
                     }
-                    None => true,
-                },
-            };
-            if empty {
-                self.pinned.remove_session(id);
-                if let Some((d, _)) = s.remove(&id) {
-                    let _ = std::fs::remove_dir(&d);
+                    tracing::info!("session {id} ended");
+                    changed = true;
                 }
-                tracing::info!("session {id} ended");
             }
+        }
+        if changed {
+            self.persist();
         }
     }
 }
@@ -224,7 +342,10 @@ fn tree(pid: i32) -> Vec<i32> {
         if let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in rd.flatten() {
                 let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                out.extend(kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()));
+                out.extend(
+                    kids.split_whitespace()
+                        .filter_map(|k| k.parse::<i32>().ok()),
+                );
             }
         }
         i += 1;
@@ -233,7 +354,11 @@ fn tree(pid: i32) -> Vec<i32> {
 }
 
 fn find_by_id(root: &Path, id: u64) -> Option<PathBuf> {
-    std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).find(|p| p.is_dir() && ino(p).ok() == Some(id))
+    std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && ino(p).ok() == Some(id))
 }
 
 /// Turns a kernel event into the shared decision event.
@@ -243,7 +368,11 @@ pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
         2 => Verdict::AuditDeny,
         _ => Verdict::Deny,
     };
-    let rule = if e.reason == 0 && rule.starts_with("rule#") { "exec.mode:denylist".to_string() } else { rule };
+    let rule = if e.reason == 0 && rule.starts_with("rule#") {
+        "exec.mode:denylist".to_string()
+    } else {
+        rule
+    };
     let rule = match e.reason {
         2 => "exec.mode:allowlist".to_string(),
         3 => "exec.allow_memfd".to_string(),
@@ -251,10 +380,17 @@ pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
         7 => "daemon.session".to_string(),
         _ => rule,
     };
-    let mut d = Decision::new(Layer::Exec, format!("pid {} ({})", e.pid, e.comm), format!("{} {}", e.kind_str(), e.name), rule, verdict, e.reason_str())
-        .with("backend", "bpf-lsm")
-        .with("cgroup", e.session)
-        .with("inode", e.ino);
+    let mut d = Decision::new(
+        Layer::Exec,
+        format!("pid {} ({})", e.pid, e.comm),
+        format!("{} {}", e.kind_str(), e.name),
+        rule,
+        verdict,
+        e.reason_str(),
+    )
+    .with("backend", "bpf-lsm")
+    .with("cgroup", e.session)
+    .with("inode", e.ino);
     if let Some(h) = &e.hash {
         d = d.with("sha256", hex(h));
     }
@@ -268,16 +404,35 @@ pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
 pub fn run(opts: &Opts) -> Result<(), String> {
     check_privileged()?;
     let reattached = Pinned::exists(&opts.pin_dir);
-    let pinned = if reattached { Pinned::open(&opts.pin_dir)? } else { Pinned::load(&opts.pin_dir)? };
+    let pinned = if reattached {
+        Pinned::open(&opts.pin_dir)?
+    } else {
+        Pinned::load(&opts.pin_dir)?
+    };
     let (root, cgid, level) = root_cgroup()?;
     pinned.set_root(cgid, level)?;
     tracing::info!(
         "{} BPF LSM programs ({}); root cgroup {} (id {cgid}, level {level})",
-        if reattached { "re-attached to the pinned" } else { "loaded and pinned the" },
+        if reattached {
+            "re-attached to the pinned"
+        } else {
+            "loaded and pinned the"
+        },
         opts.pin_dir.display(),
         root.display()
     );
-    let st = Arc::new(State { pinned, root, rules: Mutex::new(Vec::new()), sessions: Mutex::new(HashMap::new()), next: Mutex::new(0) });
+    let state_file = opts.socket.with_file_name("daemon-state.json");
+    let st = Arc::new(State {
+        pinned,
+        root,
+        rules: Mutex::new(Vec::new()),
+        sessions: Mutex::new(HashMap::new()),
+        next: Mutex::new(0),
+        state_file,
+    });
+    if reattached {
+        st.restore();
+    }
     st.reap();
 
     if let Some(d) = opts.socket.parent() {
@@ -286,7 +441,8 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
     let _ = std::fs::remove_file(&opts.socket);
-    let l = UnixListener::bind(&opts.socket).map_err(|e| format!("binding {}: {e}", opts.socket.display()))?;
+    let l = UnixListener::bind(&opts.socket)
+        .map_err(|e| format!("binding {}: {e}", opts.socket.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         // Any local user may ask for a session of its own; peer credentials decide the rest.
@@ -333,13 +489,17 @@ fn serve(c: UnixStream, st: &State, pin_dir: &Path) -> Result<(), String> {
     let reply = match req["op"].as_str() {
         Some("status") => {
             let (lost, decisions) = st.pinned.counters();
-            Ok(json!({"ok": true, "sessions": st.pinned.sessions().len(), "lost": lost, "decisions": decisions, "pin_dir": pin_dir, "root": st.root}))
+            Ok(
+                json!({"ok": true, "sessions": st.pinned.sessions().len(), "lost": lost, "decisions": decisions, "pin_dir": pin_dir, "root": st.root}),
+            )
         }
         Some("session") => st.session(&req, ppid, puid),
         Some("unload") => {
             if puid != 0 {
                 Err(format!("unloading needs root (caller uid {puid})"))
-            } else if std::fs::read_link(format!("/proc/{ppid}/ns/user")).ok() != std::fs::read_link("/proc/self/ns/user").ok() {
+            } else if std::fs::read_link(format!("/proc/{ppid}/ns/user")).ok()
+                != std::fs::read_link("/proc/self/ns/user").ok()
+            {
                 Err("unloading is refused from inside a user namespace (a sandbox)".into())
             } else {
                 Pinned::unload(pin_dir).map(|_| json!({"ok": true}))
@@ -363,7 +523,12 @@ fn events_loop(st: &State, stop: &std::sync::atomic::AtomicBool) {
     let mut b = libbpf_rs::RingBufferBuilder::new();
     let cb = |data: &[u8]| -> i32 {
         if let Some(e) = Event::parse(data) {
-            let sid = st.sessions.lock().ok().and_then(|s| s.get(&e.session).map(|(_, sid)| sid.clone())).unwrap_or_default();
+            let sid = st
+                .sessions
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&e.session).map(|(_, sid)| sid.clone()))
+                .unwrap_or_default();
             decision(&e, st.rule_name(e.rule), &sid).emit();
         }
         0
@@ -384,9 +549,19 @@ fn events_loop(st: &State, stop: &std::sync::atomic::AtomicBool) {
         let _ = rb.poll(Duration::from_millis(250));
         let (lost, _) = st.pinned.counters();
         if lost > lost_seen {
-            Decision::new(Layer::Exec, "kernel", "decision events", "daemon.events", Verdict::Observe, format!("{} decision events were lost (ring buffer full); {lost} in total", lost - lost_seen))
-                .with("lost", lost)
-                .emit();
+            Decision::new(
+                Layer::Exec,
+                "kernel",
+                "decision events",
+                "daemon.events",
+                Verdict::Observe,
+                format!(
+                    "{} decision events were lost (ring buffer full); {lost} in total",
+                    lost - lost_seen
+                ),
+            )
+            .with("lost", lost)
+            .emit();
             lost_seen = lost;
         }
         if last_reap.elapsed() > Duration::from_secs(2) {
@@ -408,21 +583,38 @@ pub mod client {
     }
 
     pub fn request(socket: &Path, req: &Value) -> Result<(Value, UnixStream), String> {
-        let mut c = UnixStream::connect(socket).map_err(|e| format!("cannot reach the warden daemon at {}: {e}", socket.display()))?;
+        let mut c = UnixStream::connect(socket).map_err(|e| {
+            format!(
+                "cannot reach the warden daemon at {}: {e}",
+                socket.display()
+            )
+        })?;
         c.set_read_timeout(Some(Duration::from_secs(10))).ok();
         writeln!(c, "{req}").map_err(|e| e.to_string())?;
         let mut line = String::new();
-        BufReader::new(c.try_clone().map_err(|e| e.to_string())?).read_line(&mut line).map_err(|e| format!("daemon: {e}"))?;
+        BufReader::new(c.try_clone().map_err(|e| e.to_string())?)
+            .read_line(&mut line)
+            .map_err(|e| format!("daemon: {e}"))?;
         let v: Value = serde_json::from_str(&line).map_err(|e| format!("daemon reply: {e}"))?;
         if v["ok"] != true {
-            return Err(format!("daemon: {}", v["error"].as_str().unwrap_or("refused")));
+            return Err(format!(
+                "daemon: {}",
+                v["error"].as_str().unwrap_or("refused")
+            ));
         }
         c.set_read_timeout(None).ok();
         Ok((v, c))
     }
 
     /// Places `pid` (the caller or its child) in a new enforced session.
-    pub fn open_session(socket: &Path, pid: i32, rules: &crate::rules::ExecRules, builders: &[Hash], session_id: &str) -> Result<Session, String> {
+    pub fn open_session(
+        socket: &Path,
+        pid: i32,
+        rules: &crate::rules::ExecRules,
+        builders: &[Hash],
+        session_id: &str,
+        pids_max: u64,
+    ) -> Result<Session, String> {
         // One entry per hash; flags merge, and a denied hash is never a trusted build tool.
         let mut merged: HashMap<Hash, (u32, String)> = HashMap::new();
         for (h, deny, name) in rules.rule_hashes() {
@@ -434,15 +626,22 @@ pub mod client {
                 e.0 |= bpf::F_BUILDER;
             }
         }
-        let list: Vec<Value> = merged.into_iter().map(|(h, (f, name))| json!({"hash": hex(&h), "flags": f, "rule": name})).collect();
+        let list: Vec<Value> = merged
+            .into_iter()
+            .map(|(h, (f, name))| json!({"hash": hex(&h), "flags": f, "rule": name}))
+            .collect();
         let req = json!({
             "op": "session", "pid": pid, "session_id": session_id,
             "mode": if rules.mode == warden_policy::exec::ExecMode::Allowlist { "allowlist" } else { "denylist" },
             "enforce": rules.action == warden_policy::exec::ExecAction::Enforce,
-            "allow_memfd": rules.allow_memfd, "transitive": true, "rules": list,
+            "allow_memfd": rules.allow_memfd, "transitive": true, "rules": list, "pids_max": pids_max,
         });
         let (v, c) = request(socket, &req)?;
-        Ok(Session { cgroup_id: v["session"].as_u64().unwrap_or(0), cgroup: PathBuf::from(v["cgroup"].as_str().unwrap_or("")), _conn: c })
+        Ok(Session {
+            cgroup_id: v["session"].as_u64().unwrap_or(0),
+            cgroup: PathBuf::from(v["cgroup"].as_str().unwrap_or("")),
+            _conn: c,
+        })
     }
 
     pub fn status(socket: &Path) -> Result<Value, String> {

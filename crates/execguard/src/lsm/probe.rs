@@ -21,8 +21,12 @@ pub struct LsmProbe {
 }
 
 fn btf_func_id(name: &str) -> Result<u32, String> {
-    let b = std::fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))?;
-    let u32_at = |o: usize| -> Option<u32> { b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])) };
+    let b = std::fs::read("/sys/kernel/btf/vmlinux")
+        .map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))?;
+    let u32_at = |o: usize| -> Option<u32> {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
     if b.len() < 24 || u16::from_le_bytes([b[0], b[1]]) != 0xeb9f {
         return Err("BTF: bad magic".into());
     }
@@ -49,15 +53,15 @@ fn btf_func_id(name: &str) -> Result<u32, String> {
         }
         p += 12
             + match kind {
-                1 => 4,              // INT
-                3 => 12,             // ARRAY
-                4 | 5 => 12 * vlen,  // STRUCT, UNION
-                6 => 8 * vlen,       // ENUM
-                13 => 8 * vlen,      // FUNC_PROTO
-                14 => 4,             // VAR
-                15 => 12 * vlen,     // DATASEC
-                17 => 4,             // DECL_TAG
-                19 => 12 * vlen,     // ENUM64
+                1 => 4,             // INT
+                3 => 12,            // ARRAY
+                4 | 5 => 12 * vlen, // STRUCT, UNION
+                6 => 8 * vlen,      // ENUM
+                13 => 8 * vlen,     // FUNC_PROTO
+                14 => 4,            // VAR
+                15 => 12 * vlen,    // DATASEC
+                17 => 4,            // DECL_TAG
+                19 => 12 * vlen,    // ENUM64
                 _ => 0,
             };
         id += 1;
@@ -112,19 +116,38 @@ pub fn lsm_list() -> Option<String> {
         return Some(s.trim().to_string());
     }
     let out = std::process::Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lsm"])
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lsm",
+        ])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn probe() -> LsmProbe {
     let lsm = lsm_list();
-    let bpf_in_lsm_list = lsm.as_ref().map(|l| l.split(',').any(|x| x.trim() == "bpf"));
+    let bpf_in_lsm_list = lsm
+        .as_ref()
+        .map(|l| l.split(',').any(|x| x.trim() == "bpf"));
     let id = match btf_func_id("bpf_lsm_file_open") {
         Ok(id) => id,
-        Err(e) => return LsmProbe { bpf_in_lsm_list, btf: false, loads: false, detail: e, lsm_list: lsm },
+        Err(e) => {
+            return LsmProbe {
+                bpf_in_lsm_list,
+                btf: false,
+                loads: false,
+                detail: e,
+                lsm_list: lsm,
+            }
+        }
     };
     // r0 = 0; exit
     let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
@@ -143,21 +166,57 @@ pub fn probe() -> LsmProbe {
         ..Default::default()
     };
     // SAFETY: bpf(2) with a correctly laid out attribute union prefix.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const _ as *const libc::c_void, std::mem::size_of::<ProgLoadAttr>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const _ as *const libc::c_void,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
-        return LsmProbe { bpf_in_lsm_list, btf: true, loads: false, detail: format!("BPF_PROG_LOAD (LSM, file_open): refused: {e}"), lsm_list: lsm };
+        return LsmProbe {
+            bpf_in_lsm_list,
+            btf: true,
+            loads: false,
+            detail: format!("BPF_PROG_LOAD (LSM, file_open): refused: {e}"),
+            lsm_list: lsm,
+        };
     }
     // SAFETY: fresh fd.
     let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let tp = RawTpAttr { name: 0, prog_fd: std::os::fd::AsRawFd::as_raw_fd(&prog) as u32, ..Default::default() };
+    let tp = RawTpAttr {
+        name: 0,
+        prog_fd: std::os::fd::AsRawFd::as_raw_fd(&prog) as u32,
+        ..Default::default()
+    };
     // SAFETY: bpf(2); attaching a program that always returns 0 (allow) and detaching at once.
-    let link = unsafe { libc::syscall(libc::SYS_bpf, BPF_RAW_TRACEPOINT_OPEN, &tp as *const _ as *const libc::c_void, std::mem::size_of::<RawTpAttr>()) };
+    let link = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_RAW_TRACEPOINT_OPEN,
+            &tp as *const _ as *const libc::c_void,
+            std::mem::size_of::<RawTpAttr>(),
+        )
+    };
     if link < 0 {
         let e = std::io::Error::last_os_error();
-        return LsmProbe { bpf_in_lsm_list, btf: true, loads: false, detail: format!("loaded, but attach refused: {e}"), lsm_list: lsm };
+        return LsmProbe {
+            bpf_in_lsm_list,
+            btf: true,
+            loads: false,
+            detail: format!("loaded, but attach refused: {e}"),
+            lsm_list: lsm,
+        };
     }
     // SAFETY: closing the link detaches the probe program.
     unsafe { libc::close(link as i32) };
-    LsmProbe { bpf_in_lsm_list, btf: true, loads: true, detail: "a trivial BPF LSM program loaded and attached".into(), lsm_list: lsm }
+    LsmProbe {
+        bpf_in_lsm_list,
+        btf: true,
+        loads: true,
+        detail: "a trivial BPF LSM program loaded and attached".into(),
+        lsm_list: lsm,
+    }
 }
