@@ -23,6 +23,7 @@ start_daemon() {
   echo "daemon did not start:"; cat /tmp/daemon.out; exit 1
 }
 run() { $W run --exec-guard bpf --policy $ws/p.toml -- "$@"; }
+runv() { $W run -v --policy $ws/p.toml -- "$@"; }
 expect() {
   desc=$1; want=$2; shift 2
   out=$(run "$@" 2>&1); rc=$?
@@ -32,7 +33,9 @@ expect() {
 }
 echo "kernel $(uname -r); lsm $(cat /sys/kernel/security/lsm)"
 start_daemon
-grep -q "loaded and pinned" /tmp/daemon.out /var/log/warden/daemon.jsonl 2>/dev/null; true
+$W doctor 2>&1 | grep -q "backend BPF LSM (in-kernel" && pass "doctor: BPF LSM backend in use" || fail "doctor: $($W doctor 2>&1 | grep -i 'backend')"
+printf '[exec]\ndeny = ["curl"]\n' > p.toml
+out=$(runv true 2>&1); echo "$out" | grep -q "exec guard: BPF LSM" && pass "warden run picks the BPF backend (auto)" || fail "warden run backend: $out"
 
 # --- denylist, enforce ---
 printf '[exec]\ndeny = ["curl"]\n' > p.toml

@@ -130,11 +130,24 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
         "kernel BTF".to_string(),
         if lsm.btf { "yes".into() } else { "no".into() },
     ));
-    let backend = if f.seccomp_user_notif {
-        "seccomp user notification + exec-event tracing (no root; chosen by `warden run`)"
-            .to_string()
-    } else {
-        red("none: seccomp user notification is unavailable, `warden run` refuses unless --exec-guard off")
+    let ima = lsm.lsm_list.as_deref().is_some_and(|l| l.split(',').any(|x| x == "ima"));
+    machine.push((
+        "IMA (in-kernel SHA-256 for BPF)".to_string(),
+        if ima { "yes".into() } else { "no (the BPF backend needs it; the seccomp backend does not)".into() },
+    ));
+    let daemon = warden_execguard::lsm::daemon::client::status(std::path::Path::new(warden_execguard::lsm::daemon::SOCKET));
+    let pinned = warden_execguard::lsm::bpf::Pinned::exists(std::path::Path::new(warden_execguard::lsm::bpf::PIN_DIR));
+    let backend = match (&daemon, pinned) {
+        (Ok(v), _) => green(&format!(
+            "BPF LSM (in-kernel; `warden daemon` running: {} sessions, {} decisions, {} events lost) — chosen by `warden run`",
+            v["sessions"], v["decisions"], v["lost"]
+        )),
+        (Err(_), true) => yellow("BPF LSM programs pinned and enforcing existing sessions, but `warden daemon` is not running: new runs use the seccomp backend until it is restarted"),
+        (Err(_), false) if f.seccomp_user_notif => {
+            let hint = if lsm.loads && ima { " — BPF LSM is available here: run `warden daemon` as root (systemd unit in dist/) for in-kernel enforcement" } else { "" };
+            format!("seccomp user notification + exec-event tracing (no root; chosen by `warden run`){hint}")
+        }
+        _ => red("none: seccomp user notification is unavailable and no warden daemon runs; `warden run` refuses unless --exec-guard off"),
     };
     let table = include_str!("../../../execguard/GUARANTEES.md")
         .lines()
