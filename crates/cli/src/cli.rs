@@ -108,6 +108,10 @@ pub struct RunArgs {
     /// Test mode: the proxy resolves names from this hosts file instead of DNS.
     #[arg(long, hide = true, value_name = "FILE")]
     pub proxy_hosts_file: Option<PathBuf>,
+    /// Test mode: behave as on a machine without user namespaces (Landlock-only isolation;
+    /// network through a host-loopback proxy port that Landlock alone allows).
+    #[arg(long, hide = true)]
+    pub simulate_no_userns: bool,
     /// In allowlist mode, run without a trust index (only explicit exec.allow rules).
     #[arg(long)]
     pub no_index: bool,

@@ -51,11 +51,15 @@ impl T {
         p.display().to_string()
     }
     fn run(&self, policy: &str, hosts: &str, script: &str) -> Output {
+        self.run_with(&[], policy, hosts, script)
+    }
+    fn run_with(&self, flags: &[&str], policy: &str, hosts: &str, script: &str) -> Output {
         let p = self.root.join("policy.toml");
         std::fs::write(&p, policy).unwrap();
         Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("run")
+            .args(flags)
             .args([
-                "run",
                 "--policy",
                 p.to_str().unwrap(),
                 "--proxy-hosts-file",
@@ -365,4 +369,50 @@ fn network_policy_bad_input_is_precise() {
         );
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Machines without user namespaces: no network namespace, so the proxy listens on the host's
+/// loopback and Landlock (ABI 4+) allows TCP connects to that port only; seccomp denies UDP.
+#[test]
+fn without_user_namespaces_landlock_allows_only_the_proxy_port() {
+    let t = T::new("nouserns");
+    let hosts = t.hosts("127.0.0.1 test.local\n127.0.0.1 other.local\n");
+    let policy = "[network]\nallow = [\"test.local\", \"127.0.0.1\"]\n";
+    let p = t.port;
+    let script = format!(
+        "echo proxy=$HTTP_PROXY; curl -s http://test.local:{p}/hello.txt; \
+         curl -s -o /dev/null -w 'denied=%{{http_code}}\\n' http://other.local:{p}/hello.txt; \
+         curl -s --noproxy '*' --max-time 5 http://127.0.0.1:{p}/hello.txt; echo direct-rc=$?; \
+         /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", 53))' 2>&1 | tail -1; echo udp-rc=$?"
+    );
+    let o = t.run_with(
+        &["--simulate-no-userns", "--best-effort"],
+        policy,
+        &hosts,
+        &script,
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("proxy=http://127.0.0.1:") && !s.contains("proxy=http://127.0.0.1:3128"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("hello through warden"),
+        "the proxy port works:\n{}",
+        text(&o)
+    );
+    assert!(s.contains("denied=403"), "{}", text(&o));
+    assert!(
+        !s.contains("direct-rc=0"),
+        "a direct TCP connect must fail:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("udp-rc=1")
+            || s.contains("PermissionError")
+            || s.contains("Operation not permitted"),
+        "UDP must fail:\n{}",
+        text(&o)
+    );
 }

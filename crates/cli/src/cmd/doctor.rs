@@ -130,13 +130,24 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
         "kernel BTF".to_string(),
         if lsm.btf { "yes".into() } else { "no".into() },
     ));
-    let ima = lsm.lsm_list.as_deref().is_some_and(|l| l.split(',').any(|x| x == "ima"));
+    let ima = lsm
+        .lsm_list
+        .as_deref()
+        .is_some_and(|l| l.split(',').any(|x| x == "ima"));
     machine.push((
         "IMA (in-kernel SHA-256 for BPF)".to_string(),
-        if ima { "yes".into() } else { "no (the BPF backend needs it; the seccomp backend does not)".into() },
+        if ima {
+            "yes".into()
+        } else {
+            "no (the BPF backend needs it; the seccomp backend does not)".into()
+        },
     ));
-    let daemon = warden_execguard::lsm::daemon::client::status(std::path::Path::new(warden_execguard::lsm::daemon::SOCKET));
-    let pinned = warden_execguard::lsm::bpf::Pinned::exists(std::path::Path::new(warden_execguard::lsm::bpf::PIN_DIR));
+    let daemon = warden_execguard::lsm::daemon::client::status(std::path::Path::new(
+        warden_execguard::lsm::daemon::SOCKET,
+    ));
+    let pinned = warden_execguard::lsm::bpf::Pinned::exists(std::path::Path::new(
+        warden_execguard::lsm::bpf::PIN_DIR,
+    ));
     let backend = match (&daemon, pinned) {
         (Ok(v), _) => green(&format!(
             "BPF LSM (in-kernel; `warden daemon` running: {} sessions, {} decisions, {} events lost) — chosen by `warden run`",

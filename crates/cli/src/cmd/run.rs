@@ -36,10 +36,24 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ));
     }
     let loaded = load_policy(&a.policy, Some(&ws))?;
-    let features = if a.best_effort {
+    let mut features = if a.best_effort {
         warden_sandbox::probe()
     } else {
         warden_sandbox::probe_fast()
+    };
+    if a.simulate_no_userns {
+        features.user_namespaces = false;
+    }
+    // Without a network namespace the proxy listens on the host's loopback, and Landlock
+    // (ABI 4+) lets the agent connect to that TCP port only. Bound now: no threads before the
+    // sandbox is forked; the socket is close-on-exec, so the agent never holds it.
+    let host_proxy = if !features.user_namespaces && features.landlock_abi >= 4 {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| fail(exit::INTERNAL, format!("proxy: bind 127.0.0.1:0: {e}")))?;
+        let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+        Some((l, port))
+    } else {
+        None
     };
     // Inside a warden sandbox the outer exec guard already traps and traces every
     // descendant (seccomp filters stack; its tracer auto-attaches), and ptrace is denied
@@ -101,10 +115,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         command: a.command.clone(),
         session_id: session_id.clone(),
         features: &features,
-        extra_env: if features.user_namespaces {
-            warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT)
-        } else {
-            Vec::new()
+        extra_env: match (&host_proxy, features.user_namespaces) {
+            (_, true) => warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT),
+            (Some((_, port)), false) => warden_proxy::proxy_env(*port),
+            (None, false) => Vec::new(),
         },
         extra_read,
     });
@@ -166,10 +180,17 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         abi: features.landlock_abi,
         read: plan.landlock_read.clone(),
         write: plan.landlock_write.clone(),
+        // No network namespace: only the proxy's port (Landlock rules name ports, not
+        // addresses; see the README's guarantees table).
         connect_tcp: if features.user_namespaces {
             None
         } else {
-            Some(Vec::new())
+            Some(
+                host_proxy
+                    .as_ref()
+                    .map(|(_, p)| vec![*p])
+                    .unwrap_or_default(),
+            )
         },
         hard: !a.best_effort && features.landlock_abi >= 6,
     };
@@ -181,6 +202,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     // Network: the agent's namespace has only loopback; a bridge in the sandbox's init hands
     // each connection to 127.0.0.1:3128 to the proxy running here.
+    let mut host_bridge = None;
     let (proxy_ctl, init_tasks) = if features.user_namespaces {
         let (mine, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
@@ -197,6 +219,13 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
                 as Box<dyn FnOnce() + Send>)
         });
         (Some(std::os::fd::OwnedFd::from(mine)), vec![task])
+    } else if let Some((l, _)) = host_proxy {
+        // The same fd-passing bridge, run by a thread of this process once the sandbox is
+        // forked (see `supervise`).
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
+        host_bridge = Some((l, std::os::fd::OwnedFd::from(theirs)));
+        (Some(std::os::fd::OwnedFd::from(mine)), Vec::new())
     } else {
         (None, Vec::new())
     };
@@ -221,6 +250,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         pty: tty,
     };
     let proxy = ProxyStart {
+        host_bridge,
         policy: loaded.policy.clone(),
         ctl: proxy_ctl,
         hosts_file: a.proxy_hosts_file.clone(),
@@ -426,6 +456,8 @@ pub fn hash_cache_path(home: &Path) -> PathBuf {
 }
 
 struct ProxyStart {
+    /// No network namespace: the host-loopback listener and the bridge's end of the pair.
+    host_bridge: Option<(std::net::TcpListener, std::os::fd::OwnedFd)>,
     policy: warden_policy::Policy,
     ctl: Option<std::os::fd::OwnedFd>,
     hosts_file: Option<PathBuf>,
@@ -494,6 +526,9 @@ fn supervise(
         }
     });
     // The proxy (threads may start now: the sandbox is forked).
+    if let Some((l, theirs)) = proxy.host_bridge {
+        std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
+    }
     let _proxy = match proxy.ctl {
         Some(ctl) => Some(
             warden_proxy::start(
