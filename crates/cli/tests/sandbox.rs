@@ -698,3 +698,40 @@ fn killing_the_supervisor_ends_the_sandbox_and_placeholders_are_swept() {
         "stale placeholders were not swept"
     );
 }
+
+/// `warden hook`, run by the agent inside `warden run` (as Claude Code runs its hooks), is
+/// reachable at its own path, and its decisions land in the run's session log (outside the
+/// sandbox) through the inherited pipe; junk written to the pipe is dropped, not logged.
+#[test]
+fn hook_decisions_inside_the_sandbox_reach_the_session_log() {
+    let t = T::new("hooklog");
+    let w = env!("CARGO_BIN_EXE_warden");
+    t.write("proj/hp.toml", "[exec]\ndeny = [\"curl\"]\n");
+    let payload = format!(
+        r#"{{"session_id":"s1","cwd":"{}","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{{"command":"curl http://x"}},"tool_use_id":"toolu_9"}}"#,
+        t.ws.display()
+    );
+    t.write("proj/payload.json", &payload);
+    let o = t.sh(&format!("{w} hook claude --policy hp.toml < payload.json > out.json; echo hook-rc=$?; echo '{{\"layer\":\"exec\",\"forged\":1}}' >&$WARDEN_HOOK_FD"));
+    let s = ok(&o);
+    assert!(s.contains("hook-rc=2"), "{s}");
+    let logs = t.home.join(".local/state/warden/sessions");
+    let text: String = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"layer\":\"gate\""))
+        .unwrap_or_else(|| panic!("no gate decision in the session log:\n{text}"));
+    assert!(
+        line.contains("exec.deny:curl") && line.contains("inside the sandbox"),
+        "{line}"
+    );
+    // (The command line, which quotes the junk, is in the session-start event.)
+    assert!(
+        !text.contains("\"forged\":1"),
+        "junk from the pipe was logged:\n{text}"
+    );
+}

@@ -155,6 +155,14 @@ impl SessionLog {
         })
     }
 
+    /// A log on an already open file (the hook-event pipe inherited inside `warden run`).
+    pub fn from_file(file: std::fs::File, label: &Path) -> Self {
+        SessionLog {
+            file: Mutex::new(file),
+            path: label.to_path_buf(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

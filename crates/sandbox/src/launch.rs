@@ -52,7 +52,12 @@ pub struct Launch {
     pub cgroup_procs: Option<PathBuf>,
     /// Per-pid-namespace `pid_max` (Linux 6.14+): caps the tasks of the sandbox at no cost.
     pub pid_max: Option<u32>,
+    /// An fd the agent inherits as [`INHERITED_FD`] (the write end of the hook-event pipe).
+    pub inherit_fd: Option<OwnedFd>,
 }
+
+/// The fd number under which the agent receives [`Launch::inherit_fd`].
+pub const INHERITED_FD: i32 = 100;
 
 pub struct Session {
     pub stage1_pid: i32,
@@ -146,6 +151,7 @@ struct ChildCtx {
     rlimit_nproc: Option<u64>,
     cgroup_procs: Option<PathBuf>,
     pid_max: Option<u32>,
+    inherit_fd: Option<RawFd>,
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -239,6 +245,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         rlimit_nproc: l.rlimit_nproc,
         cgroup_procs: l.cgroup_procs,
         pid_max: l.pid_max,
+        inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
         exe,
         argv,
         envp,
@@ -559,6 +566,12 @@ fn agent(c: ChildCtx) -> ! {
             u32::MAX,
             4u32, /* CLOSE_RANGE_CLOEXEC */
         );
+        // ...except the one fd the supervisor passes on (dup2 clears close-on-exec).
+        if let Some(fd) = c.inherit_fd {
+            if libc::dup2(fd, crate::launch::INHERITED_FD) < 0 {
+                f("fds", format!("dup2: {}", sys::errno_str()));
+            }
+        }
     }
     if let Err(e) = std::env::set_current_dir(&c.plan.workspace) {
         f(

@@ -18,6 +18,13 @@ fn agent(a: CliAgent) -> Agent {
 /// Answers one hook event. Every failure path denies (exit 2).
 pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
     let ag = agent(a.agent);
+    let home = home_dir();
+    // Inside `warden run` the decisions go to the run's session log, through the pipe it
+    // passes in (HOME there is a throw-away tmpfs); elsewhere to the state directory.
+    let log = sandbox_pipe().or_else(|| {
+        warden_event::SessionLog::open(&super::run::state_dir(&home).join("hooks.jsonl")).ok()
+    });
+    warden_event::init_tracing(log, 0);
     let mut input = Vec::new();
     let read = std::io::stdin()
         .lock()
@@ -44,12 +51,6 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                     protocol::render(ag, "", &deny(format!("the policy cannot be loaded ({e})")))
                 }
                 Ok(loaded) => {
-                    let home = home_dir();
-                    let log = warden_event::SessionLog::open(
-                        &super::run::state_dir(&home).join("hooks.jsonl"),
-                    )
-                    .ok();
-                    warden_event::init_tracing(log, 0);
                     // A corrupted cache is dropped, not trusted: the hook then hashes afresh.
                     let cache_path = super::run::state_dir(&home).join("hook-cache.bin");
                     let cache = std::sync::Arc::new(
@@ -79,7 +80,17 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
     Ok(out.code)
 }
 
+/// An error-path denial, also recorded as a decision.
 fn deny(reason: String) -> warden_gate::judge::Judgement {
+    warden_event::Decision::new(
+        warden_event::Layer::Gate,
+        "warden hook",
+        "hook input",
+        "gate.error",
+        warden_event::Verdict::Deny,
+        reason.clone(),
+    )
+    .emit();
     warden_gate::judge::Judgement {
         answer: warden_gate::judge::Answer::Deny,
         rule: "gate.error".into(),
@@ -177,5 +188,26 @@ fn shell_word(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The hook-event pipe of an enclosing `warden run` (`WARDEN_HOOK_FD`), when it is one.
+fn sandbox_pipe() -> Option<warden_event::SessionLog> {
+    use std::os::fd::FromRawFd;
+    let fd: i32 = std::env::var("WARDEN_HOOK_FD").ok()?.parse().ok()?;
+    // SAFETY: fstat on an fd number; dup of it when it is a pipe.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if fd < 3 || libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return None;
+        }
+        let d = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+        if d < 0 {
+            return None;
+        }
+        Some(warden_event::SessionLog::from_file(
+            std::fs::File::from_raw_fd(d),
+            std::path::Path::new("warden run session log (pipe)"),
+        ))
     }
 }

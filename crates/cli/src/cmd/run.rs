@@ -44,6 +44,27 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     if a.simulate_no_userns {
         features.user_namespaces = false;
     }
+    // Hook decisions made inside the sandbox (`warden hook`, run by the agent) reach this
+    // run's session log through a pipe: the agent holds the write end, we read, validate and
+    // re-stamp every line (they are the agent side's reports, and are marked as such).
+    let (hook_r, hook_w) = {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 into a 2-int array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(fail(
+                exit::INTERNAL,
+                format!("pipe: {}", std::io::Error::last_os_error()),
+            ));
+        }
+        // SAFETY: fresh fds we own.
+        unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        }
+    };
     // Without a network namespace the proxy listens on the host's loopback, and Landlock
     // (ABI 4+) lets the agent connect to that TCP port only. Bound now: no threads before the
     // sandbox is forked; the socket is close-on-exec, so the agent never holds it.
@@ -105,8 +126,14 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     // Single-threaded here: every Decision of this process carries the session id.
     std::env::set_var("WARDEN_SESSION_ID", &session_id);
     let env: Vec<_> = std::env::vars_os().collect();
+    // warden's own binary stays reachable (read + exec, never write) at the same path, so the
+    // agent's hooks (`warden hook ...`, as `warden install` wrote them) run inside too.
+    let own_exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
     let extra_read = agent_install_dir(&a.command[0], &env, &home)
         .into_iter()
+        .chain(own_exe)
         .collect();
     let plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
@@ -115,10 +142,14 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         command: a.command.clone(),
         session_id: session_id.clone(),
         features: &features,
-        extra_env: match (&host_proxy, features.user_namespaces) {
-            (_, true) => warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT),
-            (Some((_, port)), false) => warden_proxy::proxy_env(*port),
-            (None, false) => Vec::new(),
+        extra_env: {
+            let mut e = match (&host_proxy, features.user_namespaces) {
+                (_, true) => warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT),
+                (Some((_, port)), false) => warden_proxy::proxy_env(*port),
+                (None, false) => Vec::new(),
+            };
+            e.push(("WARDEN_HOOK_FD".into(), launch::INHERITED_FD.to_string()));
+            e
         },
         extra_read,
     });
@@ -237,6 +268,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
             None
         },
         pid_max,
+        inherit_fd: Some(hook_w),
         cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
         plan,
         landlock,
@@ -250,6 +282,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         pty: tty,
     };
     let proxy = ProxyStart {
+        hook_events: hook_r,
         host_bridge,
         policy: loaded.policy.clone(),
         ctl: proxy_ctl,
@@ -456,6 +489,8 @@ pub fn hash_cache_path(home: &Path) -> PathBuf {
 }
 
 struct ProxyStart {
+    /// Read end of the hook-event pipe.
+    hook_events: std::os::fd::OwnedFd,
     /// No network namespace: the host-loopback listener and the bridge's end of the pair.
     host_bridge: Option<(std::net::TcpListener, std::os::fd::OwnedFd)>,
     policy: warden_policy::Policy,
@@ -526,6 +561,10 @@ fn supervise(
         }
     });
     // The proxy (threads may start now: the sandbox is forked).
+    {
+        let r = proxy.hook_events;
+        std::thread::spawn(move || relay_hook_events(r));
+    }
     if let Some((l, theirs)) = proxy.host_bridge {
         std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
     }
@@ -627,4 +666,40 @@ fn supervise(
     }
     drop(raw);
     Ok(code)
+}
+
+/// Copies the hook decisions reported from inside the sandbox into this run's session log:
+/// one JSON decision per line (at most 64 KiB), re-stamped with this session, marked as
+/// reported from inside; anything else is counted and dropped.
+fn relay_hook_events(r: std::os::fd::OwnedFd) {
+    use std::io::BufRead;
+    let mut rd = std::io::BufReader::new(std::fs::File::from(r));
+    let mut line = Vec::new();
+    let mut bad = 0u64;
+    loop {
+        line.clear();
+        match std::io::Read::take(&mut rd, 64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        match serde_json::from_slice::<Decision>(&line) {
+            Ok(mut d) if d.layer == Layer::Gate => {
+                d.session = std::env::var("WARDEN_SESSION_ID").unwrap_or_default();
+                d.extra.insert(
+                    "reported_by".into(),
+                    "warden hook inside the sandbox".into(),
+                );
+                d.emit();
+            }
+            _ => bad += 1,
+        }
+        if !line.ends_with(b"\n") {
+            // An over-long line: skip to its end.
+            let mut skip = Vec::new();
+            let _ = rd.read_until(b'\n', &mut skip);
+        }
+    }
+    if bad > 0 {
+        tracing::warn!("{bad} malformed hook event lines from inside the sandbox were dropped");
+    }
 }
