@@ -247,6 +247,8 @@ impl State {
             .map(|d| d.as_micros())
             .unwrap_or(0);
         let dir = self.root.join(format!("s{peer_pid}-{n}-{t:x}"));
+        // Held until the session is complete: `reap` must not see it empty half-way.
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let cgid = ino(&dir)?;
         // Rules and settings land before any process enters the cgroup.
@@ -269,8 +271,12 @@ impl State {
         // The process and everything it has forked so far (a warden sandbox: stage 1, its
         // init and the agent, which waits for the go-ahead until this returns).
         for p in tree(pid) {
-            if proc_uid_ppid(p).map(|(u, _)| u) != Some(uid) {
-                continue;
+            let Some((pu, _)) = proc_uid_ppid(p) else { continue }; // exited meanwhile
+            if pu != uid {
+                // Never leave part of the tree unenforced.
+                self.pinned.remove_session(cgid);
+                let _ = std::fs::remove_dir(&dir);
+                return Err(format!("process {p} under {pid} belongs to uid {pu}, not {uid}"));
             }
             if let Err(e) = std::fs::write(dir.join("cgroup.procs"), p.to_string()) {
                 if std::path::Path::new(&format!("/proc/{p}")).exists() {
@@ -281,10 +287,8 @@ impl State {
             }
         }
         let sid = req["session_id"].as_str().unwrap_or("").to_string();
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cgid, (dir.clone(), sid));
+        sessions.insert(cgid, (dir.clone(), sid));
+        drop(sessions);
         self.persist();
         tracing::info!(
             "session {cgid} ({}) for pid {pid}: {} rules, mode {mode}",
