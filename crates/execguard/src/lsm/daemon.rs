@@ -407,6 +407,15 @@ pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
 /// Runs the daemon until it is told to unload (or killed: enforcement then stays).
 pub fn run(opts: &Opts) -> Result<(), String> {
     check_privileged()?;
+    // In-kernel hashing needs IMA; without it every exec in a session would be denied (fail
+    // closed), so the daemon refuses and `warden run` keeps the seccomp backend.
+    let lsms = super::probe::lsm_list().unwrap_or_default();
+    if !lsms.split(',').any(|l| l == "ima") {
+        return Err(format!(
+            "IMA is not active on this kernel (LSMs: {}): the BPF backend hashes executables with bpf_ima_file_hash and cannot run without it; `warden run` uses the seccomp backend",
+            if lsms.is_empty() { "unknown" } else { &lsms }
+        ));
+    }
     let reattached = Pinned::exists(&opts.pin_dir);
     let pinned = if reattached {
         Pinned::open(&opts.pin_dir)?
