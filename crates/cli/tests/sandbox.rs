@@ -735,3 +735,18 @@ fn hook_decisions_inside_the_sandbox_reach_the_session_log() {
         "junk from the pipe was logged:\n{text}"
     );
 }
+
+/// The git guard waits for `git init`'s config writes to settle, but an agent that keeps
+/// touching `.git/config` cannot keep it unlocked: it is locked within about two seconds.
+#[test]
+fn git_config_touched_forever_is_still_locked() {
+    let t = T::new("gittouch");
+    let o = t.sh("git init -q . && for i in $(seq 60); do echo \"# $i\" >> .git/config 2>/dev/null || { echo locked-at-$i; break; }; sleep 0.1; done");
+    let s = ok(&o);
+    let at: u32 = s
+        .split("locked-at-")
+        .nth(1)
+        .and_then(|x| x.trim().parse().ok())
+        .unwrap_or_else(|| panic!("never locked:\n{}", out(&o)));
+    assert!(at <= 35, "locked only after {at} touches:\n{}", out(&o));
+}

@@ -162,7 +162,17 @@ fn lock_path(path: &Path, content: Option<&str>, priv_dir: &Path, i: usize) -> R
 /// reset, through descriptors opened before the lock.
 pub struct GitGuard {
     git: PathBuf,
+    /// `.git/config`'s (inode, mtime, size) when last seen, and since when it is unchanged.
+    last: Option<((u64, i64, i64, u64), std::time::Instant)>,
+    /// When `.git/config` first appeared: the lock is taken at most [`GIT_MAX_WAIT`] later,
+    /// quiet or not (an agent touching the config forever must not keep it unlocked).
+    first: Option<std::time::Instant>,
 }
+
+/// `git init` writes its config in several lock-and-rename steps; locking in between would
+/// make the next rename fail (EBUSY on the mount point). The config must be quiet this long.
+const GIT_SETTLE: std::time::Duration = std::time::Duration::from_millis(150);
+const GIT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 const GIT_INIT_KEYS: &[&str] = &[
     "repositoryformatversion",
@@ -180,6 +190,8 @@ impl GitGuard {
     pub fn new(plan: &Plan) -> Option<GitGuard> {
         plan.git_watch.then(|| GitGuard {
             git: plan.workspace.join(".git"),
+            last: None,
+            first: None,
         })
     }
 
@@ -188,7 +200,27 @@ impl GitGuard {
         std::thread::sleep(std::time::Duration::from_millis(10));
         let hooks = self.git.join("hooks");
         let config = self.git.join("config");
-        if !config.is_file() {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(md) = std::fs::symlink_metadata(&config) else {
+            return false;
+        };
+        if !md.is_file() {
+            return false;
+        }
+        let overdue = self
+            .first
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            > GIT_MAX_WAIT;
+        let stamp = (md.ino(), md.mtime(), md.mtime_nsec(), md.size());
+        let quiet = match self.last {
+            Some((s, since)) if s == stamp => since.elapsed() >= GIT_SETTLE,
+            _ => {
+                self.last = Some((stamp, std::time::Instant::now()));
+                false
+            }
+        };
+        if !overdue && (!quiet || self.git.join("config.lock").exists()) {
             return false;
         }
         if !hooks.exists() && std::fs::create_dir(&hooks).is_err() {

@@ -271,12 +271,16 @@ impl State {
         // The process and everything it has forked so far (a warden sandbox: stage 1, its
         // init and the agent, which waits for the go-ahead until this returns).
         for p in tree(pid) {
-            let Some((pu, _)) = proc_uid_ppid(p) else { continue }; // exited meanwhile
+            let Some((pu, _)) = proc_uid_ppid(p) else {
+                continue;
+            }; // exited meanwhile
             if pu != uid {
                 // Never leave part of the tree unenforced.
                 self.pinned.remove_session(cgid);
                 let _ = std::fs::remove_dir(&dir);
-                return Err(format!("process {p} under {pid} belongs to uid {pu}, not {uid}"));
+                return Err(format!(
+                    "process {p} under {pid} belongs to uid {pu}, not {uid}"
+                ));
             }
             if let Err(e) = std::fs::write(dir.join("cgroup.procs"), p.to_string()) {
                 if std::path::Path::new(&format!("/proc/{p}")).exists() {
