@@ -2,7 +2,8 @@
 # the BPF LSM backend in enforce and audit mode, daemon death and restart, allowlist mode
 # with transitive trust, modify-after-check, a 10,000-exec burst, unload refusals, and the
 # exec-loop benchmark. Prints one line per case; exit 1 when any case fails.
-W=/work/main/target/debug/warden
+# Run from the repository root (scripts/vm/bpf-test.sh).
+W=$PWD/target/debug/warden
 # No terminal: warden would give the agent a pty (CRLF output).
 exec < /dev/null
 # Test programs and the index live in the workspace (the sandbox reads nothing else outside
@@ -28,7 +29,7 @@ expect() {
   desc=$1; want=$2; shift 2
   out=$(run "$@" 2>&1); rc=$?
   if [ $want = allow ] && [ $rc = 0 ]; then pass "$desc"
-  elif [ $want = deny ] && [ $rc != 0 ] && ! echo "$out" | grep -q RAN-DENIED; then pass "$desc (denied: $(echo "$out" | grep -v INFO | tail -1 | cut -c1-100))"
+  elif [ $want = deny ] && [ $rc != 0 ] && ! echo "$out" | grep -q -e RAN-DENIED -e "warden: error"; then pass "$desc (denied: $(echo "$out" | grep -v INFO | tail -1 | cut -c1-100))"
   else fail "$desc: want $want, rc $rc: $(echo "$out" | tail -3)"; fi
 }
 echo "kernel $(uname -r); lsm $(cat /sys/kernel/security/lsm)"

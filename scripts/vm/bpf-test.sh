@@ -13,4 +13,6 @@ for p in mmapexec memfdexec spawn; do cc -O2 -o "$out/$p" "scripts/vm/progs/$p.c
 cc -O2 -static -nostdlib -o "$out/nop" scripts/vm/progs/nop.c
 # Trust index for the allowlist cases: the shell, coreutils, the C toolchain and libraries.
 target/debug/warden index --db "$out/index.db" /usr/bin /usr/lib/x86_64-linux-gnu /usr/lib/gcc /usr/libexec "$out" >/dev/null 2>&1
-exec scripts/vm/run.sh --timeout "${WARDEN_VM_TIMEOUT:-900}" -- sh scripts/vm/bpf-guest.sh "$out"
+scripts/vm/run.sh --timeout "${WARDEN_VM_TIMEOUT:-900}" -- sh scripts/vm/bpf-guest.sh "$out"
+# The daemon's no-IMA mode: it feeds identities itself.
+scripts/vm/run.sh --timeout "${WARDEN_VM_TIMEOUT:-900}" -- sh scripts/vm/bpf-guest-noima.sh "$out"

@@ -31,11 +31,12 @@ case ",$lsm," in *,bpf,*) ;; *) lsm="$lsm,bpf";; esac
 work=$(mktemp -d /tmp/warden-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root="$work/initramfs"
-mkdir -p "$root"/{bin,dev,proc,sys,host,lib/modules}
+mkdir -p "$root"/{bin,dev,proc,sys,host,mnt,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
   xz -dc "$kdir/lib/modules/$kver/kernel/$m.ko.xz" > "$root/lib/modules/${m##*/}.ko"
 done
+printf '%s' "$PWD" > "$root/cwd"
 # The command, quoted, run from the current directory.
 {
   printf 'cd %q 2>/dev/null || cd /\n' "$PWD"
@@ -49,6 +50,10 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in netfs 9pnet 9pnet_virtio 9p; do insmod /lib/modules/$m.ko || echo "insmod $m failed"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /host || { echo "WARDEN-VM: 9p mount failed"; poweroff -f; }
+# The current directory stays visible at its path even when it lives under a directory the
+# guest replaces with tmpfs (a CI checkout under /tmp): bind it aside first, move it back after.
+cwd=$(cat /cwd)
+mkdir -p /mnt/cwd && mount --bind "/host$cwd" /mnt/cwd 2>/dev/null || cwd=""
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
@@ -56,6 +61,7 @@ mkdir -p /dev/pts; mount -t devpts devpts /host/dev/pts 2>/dev/null
 mkdir -p /host/dev/shm 2>/dev/null
 for d in tmp run root var/tmp var/log var/cache/warden-vm dev/shm; do mount -t tmpfs tmpfs /host/$d 2>/dev/null; done
 chmod 1777 /host/tmp /host/var/tmp /host/dev/shm
+if [ -n "$cwd" ] && [ ! -d "/host$cwd" ]; then mkdir -p "/host$cwd" && mount --move /mnt/cwd "/host$cwd"; fi
 mount -t bpf bpf /host/sys/fs/bpf
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
 mount -t securityfs securityfs /host/sys/kernel/security

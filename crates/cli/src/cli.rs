@@ -272,4 +272,7 @@ pub struct DaemonArgs {
     /// Report the daemon's and the pinned programs' state.
     #[arg(long)]
     pub status: bool,
+    /// Test mode: feed identities from userspace (fanotify) as on kernels without IMA.
+    #[arg(long, hide = true)]
+    pub userspace_hashing: bool,
 }

@@ -54,7 +54,10 @@ pub fn daemon(a: DaemonArgs) -> anyhow::Result<i32> {
         )
     })?;
     warden_event::init_tracing(Some(log), 1);
-    daemon::run(&daemon::Opts::default())
-        .map_err(|e| fail(exit::UNSUPPORTED, format!("warden daemon: {e}")))?;
+    daemon::run(&daemon::Opts {
+        userspace_hashing: a.userspace_hashing,
+        ..daemon::Opts::default()
+    })
+    .map_err(|e| fail(exit::UNSUPPORTED, format!("warden daemon: {e}")))?;
     Ok(exit::OK)
 }

@@ -155,7 +155,7 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
         )),
         (Err(_), true) => yellow("BPF LSM programs pinned and enforcing existing sessions, but `warden daemon` is not running: new runs use the seccomp backend until it is restarted"),
         (Err(_), false) if f.seccomp_user_notif => {
-            let hint = if lsm.loads && ima { " — BPF LSM is available here: run `warden daemon` as root (systemd unit in dist/) for in-kernel enforcement" } else { "" };
+            let hint = if lsm.loads { " — BPF LSM is available here: run `warden daemon` as root (systemd unit in dist/) for in-kernel enforcement" } else { "" };
             format!("seccomp user notification + exec-event tracing (no root; chosen by `warden run`){hint}")
         }
         _ => red("none: seccomp user notification is unavailable and no warden daemon runs; `warden run` refuses unless --exec-guard off"),

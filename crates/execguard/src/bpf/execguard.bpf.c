@@ -78,6 +78,17 @@ struct {
 	__type(value, struct wg_inode);
 } wg_inodes SEC(".maps");
 
+/* Kernels without IMA: (s_dev, inode) -> stamp + hash, fed by the daemon, which hashes every
+ * file opened for exec in a session (fanotify FAN_OPEN_EXEC_PERM, answered before the exec
+ * goes on) and pre-fills libraries from the trust index and the system library directories. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 20);
+	__type(key, struct wg_ident_key);
+	__type(value, struct wg_ident);
+} wg_idents SEC(".maps");
+
 /* Per task: runs a build tool of its session. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -219,6 +230,17 @@ static __always_inline u32 identity(struct file *f, bool can_sleep, u8 *out, u32
 		*cached = true;
 		return 0;
 	}
+	u32 zero = 0;
+	struct wg_global *g = bpf_map_lookup_elem(&wg_global, &zero);
+	if (g && g->no_ima) {
+		struct wg_ident_key k = { .dev = ino->i_sb->s_dev, .ino = ino->i_ino };
+		struct wg_ident *id = bpf_map_lookup_elem(&wg_idents, &k);
+		if (!id || id->ctime_sec != s.ctime_sec || id->ctime_nsec != s.ctime_nsec || id->size != s.size)
+			return WG_R_NOT_HASHED;
+		__builtin_memcpy(out, id->hash, 32);
+		*cached = true;
+		return 0;
+	}
 	if (!can_sleep)
 		return WG_R_NOT_CACHED;
 	u8 h[64] = {};
@@ -308,6 +330,17 @@ static __always_inline int judge(struct file *f, u32 kind, bool can_sleep)
 	return verdict == WG_V_DENY ? -EPERM : 0;
 }
 
+/* A write drops the daemon-fed identity too (it is re-hashed at the next exec open). */
+static __always_inline void forget_ident(struct inode *ino)
+{
+	u32 zero = 0;
+	struct wg_global *g = bpf_map_lookup_elem(&wg_global, &zero);
+	if (!g || !g->no_ima)
+		return;
+	struct wg_ident_key k = { .dev = ino->i_sb->s_dev, .ino = ino->i_ino };
+	bpf_map_delete_elem(&wg_idents, &k);
+}
+
 SEC("lsm.s/bprm_check_security")
 int BPF_PROG(wg_bprm_check, struct linux_binprm *bprm)
 {
@@ -341,6 +374,7 @@ int BPF_PROG(wg_file_open, struct file *file)
 	if (!(file->f_mode & FMODE_WRITE))
 		return 0;
 	struct inode *ino = file->f_inode;
+	forget_ident(ino);
 	struct wg_inode *v = bpf_inode_storage_get(&wg_inodes, ino, 0, 0);
 	u64 sess = current_session();
 	u32 *builder = NULL;
@@ -371,6 +405,7 @@ int BPF_PROG(wg_path_truncate, const struct path *path)
 	struct wg_inode *v = bpf_inode_storage_get(&wg_inodes, ino, 0, 0);
 	if (v)
 		v->flags = 0;
+	forget_ident(ino);
 	return 0;
 }
 

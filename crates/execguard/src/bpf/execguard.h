@@ -17,6 +17,7 @@ enum wg_reason {
 	WG_R_NOT_SHA256 = 5,  /* IMA hashes with another algorithm */
 	WG_R_NOT_CACHED = 6,  /* non-sleepable hook and no current cached hash */
 	WG_R_NO_SESSION = 7,  /* a session cgroup the daemon does not know */
+	WG_R_NOT_HASHED = 8,  /* no IMA, and no current hash from the daemon */
 };
 /* Rule flags. */
 #define WG_F_DENY 1
@@ -32,7 +33,21 @@ enum wg_reason {
 struct wg_global {
 	unsigned long long root_cgid; /* kernfs id of the warden root cgroup */
 	unsigned int root_level;      /* its depth below the cgroup2 root */
+	unsigned int no_ima;          /* hashes come from the daemon (wg_idents), not IMA */
+};
+
+/* Userspace-fed identities (kernels without IMA), keyed by the kernel's s_dev and inode. */
+struct wg_ident_key {
+	unsigned long long dev;
+	unsigned long long ino;
+};
+
+struct wg_ident {
+	long long ctime_sec;
+	unsigned int ctime_nsec;
 	unsigned int pad;
+	unsigned long long size;
+	unsigned char hash[32];
 };
 
 struct wg_session {

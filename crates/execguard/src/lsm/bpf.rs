@@ -139,6 +139,7 @@ impl Event {
             5 => "IMA hashes with an algorithm other than SHA-256 (boot with ima_hash=sha256)",
             6 => "no current cached hash for a non-sleepable hook (mprotect), so it is denied",
             7 => "its session cgroup is not registered with the daemon",
+            8 => "no IMA on this kernel, and the daemon had not hashed this file (only files opened for exec in a session, the trust index and the system libraries are hashed ahead)",
             _ => "unknown reason",
         }
     }
@@ -152,6 +153,7 @@ pub struct Pinned {
     pub rules: MapHandle,
     pub events: MapHandle,
     pub counters: MapHandle,
+    pub idents: MapHandle,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> String {
@@ -177,6 +179,7 @@ impl Pinned {
             rules: m("wg_rules")?,
             events: m("wg_events")?,
             counters: m("wg_counters")?,
+            idents: m("wg_idents")?,
         })
     }
 
@@ -204,6 +207,7 @@ impl Pinned {
             ("wg_sessions", &mut maps.wg_sessions),
             ("wg_rules", &mut maps.wg_rules),
             ("wg_inodes", &mut maps.wg_inodes),
+            ("wg_idents", &mut maps.wg_idents),
             ("wg_tasks", &mut maps.wg_tasks),
             ("wg_events", &mut maps.wg_events),
             ("wg_counters", &mut maps.wg_counters),
@@ -247,13 +251,32 @@ impl Pinned {
         std::fs::remove_dir(dir).map_err(|e| err(&format!("{}", dir.display()), e))
     }
 
-    pub fn set_root(&self, cgid: u64, level: u32) -> Result<(), String> {
+    pub fn set_root(&self, cgid: u64, level: u32, no_ima: bool) -> Result<(), String> {
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&cgid.to_ne_bytes());
         v[8..12].copy_from_slice(&level.to_ne_bytes());
+        v[12..16].copy_from_slice(&(no_ima as u32).to_ne_bytes());
         self.global
             .update(&0u32.to_ne_bytes(), &v, MapFlags::ANY)
             .map_err(|e| err("wg_global", e))
+    }
+
+    /// Feeds one identity (kernels without IMA): the file's kernel device number and inode,
+    /// its ctime and size as hashed, and its SHA-256.
+    pub fn put_ident(&self, md: &libc::stat, hash: &Hash) -> Result<(), String> {
+        // The kernel's s_dev is MKDEV(major, minor) = major << 20 | minor.
+        let (maj, min) = (libc::major(md.st_dev) as u64, libc::minor(md.st_dev) as u64);
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&((maj << 20) | min).to_ne_bytes());
+        k[8..].copy_from_slice(&(md.st_ino as u64).to_ne_bytes());
+        let mut v = [0u8; 56];
+        v[..8].copy_from_slice(&(md.st_ctime as i64).to_ne_bytes());
+        v[8..12].copy_from_slice(&(md.st_ctime_nsec as u32).to_ne_bytes());
+        v[16..24].copy_from_slice(&(md.st_size as u64).to_ne_bytes());
+        v[24..56].copy_from_slice(hash);
+        self.idents
+            .update(&k, &v, MapFlags::ANY)
+            .map_err(|e| err("wg_idents", e))
     }
 
     pub fn root(&self) -> Option<(u64, u32)> {

@@ -29,6 +29,8 @@ pub const SOCKET: &str = "/run/warden/daemon.sock";
 pub struct Opts {
     pub pin_dir: PathBuf,
     pub socket: PathBuf,
+    /// Feed identities from userspace even when IMA is active (tests the no-IMA path).
+    pub userspace_hashing: bool,
 }
 
 impl Default for Opts {
@@ -36,6 +38,7 @@ impl Default for Opts {
         Opts {
             pin_dir: bpf::PIN_DIR.into(),
             socket: SOCKET.into(),
+            userspace_hashing: false,
         }
     }
 }
@@ -133,6 +136,8 @@ struct State {
     /// Session cgroup id → (cgroup path, warden run session id).
     sessions: Mutex<HashMap<u64, (PathBuf, String)>>,
     next: Mutex<u64>,
+    /// Kernels without IMA: the exec-open feeder (marks each new session's file systems).
+    feeder: Option<Arc<super::feeder::Feeder>>,
     /// Rule names and sessions, kept next to the socket so a restarted daemon names the
     /// rules of sessions that outlived its predecessor.
     state_file: PathBuf,
@@ -290,6 +295,14 @@ impl State {
                 }
             }
         }
+        // Without IMA, the session's own file systems (its private tmpfs) get exec-open
+        // events too; the sandbox cannot mount anything later.
+        if let (Some(f), Some(last)) = (&self.feeder, tree(pid).last()) {
+            let n = f.mark_mounts_of(*last);
+            tracing::info!(
+                "session {cgid}: exec-open events on {n} more file systems (mounts of pid {last})"
+            );
+        }
         let sid = req["session_id"].as_str().unwrap_or("").to_string();
         sessions.insert(cgid, (dir.clone(), sid));
         drop(sessions);
@@ -411,15 +424,10 @@ pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
 /// Runs the daemon until it is told to unload (or killed: enforcement then stays).
 pub fn run(opts: &Opts) -> Result<(), String> {
     check_privileged()?;
-    // In-kernel hashing needs IMA; without it every exec in a session would be denied (fail
-    // closed), so the daemon refuses and `warden run` keeps the seccomp backend.
+    // In-kernel hashing needs IMA; without it the daemon feeds the identity map itself
+    // (fanotify exec-permission events + pre-hashed libraries; see `feeder`).
     let lsms = super::probe::lsm_list().unwrap_or_default();
-    if !lsms.split(',').any(|l| l == "ima") {
-        return Err(format!(
-            "IMA is not active on this kernel (LSMs: {}): the BPF backend hashes executables with bpf_ima_file_hash and cannot run without it; `warden run` uses the seccomp backend",
-            if lsms.is_empty() { "unknown" } else { &lsms }
-        ));
-    }
+    let no_ima = opts.userspace_hashing || !lsms.split(',').any(|l| l == "ima");
     let reattached = Pinned::exists(&opts.pin_dir);
     let pinned = if reattached {
         Pinned::open(&opts.pin_dir)?
@@ -427,7 +435,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         Pinned::load(&opts.pin_dir)?
     };
     let (root, cgid, level) = root_cgroup()?;
-    pinned.set_root(cgid, level)?;
+    pinned.set_root(cgid, level, no_ima)?;
     tracing::info!(
         "{} BPF LSM programs ({}); root cgroup {} (id {cgid}, level {level})",
         if reattached {
@@ -439,7 +447,13 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         root.display()
     );
     let state_file = opts.socket.with_file_name("daemon-state.json");
+    let feeder = if no_ima {
+        Some(Arc::new(super::feeder::Feeder::new()?))
+    } else {
+        None
+    };
     let st = Arc::new(State {
+        feeder: feeder.clone(),
         pinned,
         root,
         rules: Mutex::new(Vec::new()),
@@ -451,6 +465,21 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         st.restore();
     }
     st.reap();
+    if let Some(f) = feeder {
+        let cache_path = opts.socket.with_file_name("hash-cache.bin");
+        let cache = Arc::new(crate::cache::Cache::load(&cache_path).unwrap_or_default());
+        let marked = f.mark_mounts_of(0);
+        let libs = super::feeder::prefill_libraries(&st.pinned, &cache);
+        let _ = cache.save_if_dirty(&cache_path);
+        tracing::info!("no IMA on this kernel: the daemon feeds identities (fanotify on {marked} file systems, {libs} libraries hashed ahead)");
+        let st2 = st.clone();
+        std::thread::spawn(move || {
+            f.serve(&st2.pinned, &cache, |pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                    .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::/warden/s")))
+            })
+        });
+    }
 
     if let Some(d) = opts.socket.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;

@@ -3,4 +3,5 @@
 
 pub mod bpf;
 pub mod daemon;
+pub mod feeder;
 pub mod probe;
