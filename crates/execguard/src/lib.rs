@@ -2,9 +2,10 @@
 //!
 //! Owns content-addressed executable identity (SHA-256 of file content, [`identity`]), the
 //! exec policy (`[exec]`: denylist/allowlist, enforce/audit, names resolved to hashes,
-//! [`rules`]), the SQLite trust index ([`index`]), and the enforcement backend for kernels
-//! without BPF LSM: seccomp user notification plus exec-event verification, supervised by
-//! `warden run` without root ([`unotify`]). Design and guarantees: `GUARANTEES.md`.
+//! [`rules`]), the SQLite trust index ([`index`]), the persistent hash cache ([`cache`]), and
+//! both enforcement backends: seccomp user notification plus exec-event verification,
+//! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
+//! loaded by `warden daemon` ([`lsm`]). Design and guarantees: `GUARANTEES.md`.
 
 pub mod cache;
 pub mod identity;

@@ -1,5 +1,12 @@
-//! The BPF LSM side of the exec guard. This build contains the capability probe only; the
-//! in-kernel backend (`warden daemon`) is issue 6.
+//! The BPF LSM backend of the exec guard: the kernel decides on the file it executes or maps.
+//!
+//! - [`probe`]: can this kernel load BPF LSM programs (and which LSMs are active)?
+//! - [`bpf`]: the programs of `src/bpf/execguard.bpf.c` — loading, pinning under
+//!   `/sys/fs/bpf/warden`, and the maps (sessions, rules, identities, events, counters).
+//! - [`daemon`]: `warden daemon` — session cgroups over a peer-checked socket, the decision
+//!   ring buffer, re-attach on restart, unload; and its client for `warden run`.
+//! - [`feeder`]: kernels without IMA — identities fed from userspace (fanotify exec-permission
+//!   events, libraries hashed ahead).
 
 pub mod bpf;
 pub mod daemon;
