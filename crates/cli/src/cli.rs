@@ -79,7 +79,14 @@ pub enum Command {
     Install(InstallArgs),
     /// Remove warden's hook from an agent's settings.
     Uninstall(InstallArgs),
-    /// Root daemon for the BPF LSM exec-guard backend.
+    /// Root daemon for the BPF LSM exec-guard backend (in-kernel; survives its own death).
+    ///
+    /// Loads the BPF LSM programs and pins them under /sys/fs/bpf/warden, then serves
+    /// /run/warden/daemon.sock: each `warden run` asks it for a session cgroup, and the kernel
+    /// decides every exec and executable mapping in that cgroup by content hash. Killing the
+    /// daemon does not stop enforcement; `warden daemon --unload` (root, outside any sandbox)
+    /// does. Decisions: /var/log/warden/daemon.jsonl. systemd unit: dist/warden-daemon.service.
+    #[command(long_about)]
     Daemon(DaemonArgs),
     /// Print shell completions.
     Completions {

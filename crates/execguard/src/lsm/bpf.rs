@@ -183,8 +183,26 @@ impl Pinned {
         })
     }
 
-    /// Loads, attaches and pins the programs (the caller checked none are pinned).
+    /// Loads, attaches and pins the programs (the caller checked none are pinned). On failure
+    /// nothing is left pinned.
     pub fn load(dir: &Path) -> Result<Pinned, String> {
+        Self::load_inner(dir).inspect_err(|_| {
+            let _ = Self::unload(dir);
+        })
+    }
+
+    fn load_inner(dir: &Path) -> Result<Pinned, String> {
+        if let Some(parent) = dir.parent() {
+            let c = std::ffi::CString::new(parent.as_os_str().as_encoded_bytes())
+                .map_err(|e| e.to_string())?;
+            // SAFETY: statfs into a zeroed struct.
+            let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+            const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+            if unsafe { libc::statfs(c.as_ptr(), &mut sf) } != 0 || sf.f_type as i64 != BPF_FS_MAGIC
+            {
+                return Err(format!("{} is not a BPF file system; mount it first (`mount -t bpf bpf {}`; systemd does this at boot)", parent.display(), parent.display()));
+            }
+        }
         std::fs::create_dir_all(dir.join("links"))
             .map_err(|e| err(&format!("{}", dir.display()), e))?;
         std::fs::create_dir_all(dir.join("maps"))
