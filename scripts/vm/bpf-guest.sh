@@ -81,7 +81,9 @@ printf '[exec]\ndeny = ["curl"]\n' > p.toml
 # --- the daemon dies mid-run: enforcement holds; a restart re-attaches ---
 run sh -c 'sleep 3; ./c2 --version >/dev/null 2>&1 && echo RAN-DENIED; /usr/bin/true && echo STILL-RUNS' > /tmp/mid.out 2>&1 &
 RP=$!
-sleep 1; kill -9 $DPID; wait $DPID 2>/dev/null
+# Kill only once the session is registered (its cgroup exists).
+for i in $(seq 300); do grep -qs "populated 1" /sys/fs/cgroup/warden/s*/cgroup.events && break; sleep 0.1; done
+kill -9 $DPID; wait $DPID 2>/dev/null
 [ -e /sys/fs/bpf/warden/links/wg_bprm_check ] && pass "kill -9: pins remain" || fail "kill -9: pins gone"
 wait $RP
 if grep -q STILL-RUNS /tmp/mid.out && ! grep -q RAN-DENIED /tmp/mid.out; then pass "kill -9 mid-run: the session stays enforced"; else fail "kill -9 mid-run: $(cat /tmp/mid.out)"; fi

@@ -19,6 +19,7 @@
 # Environment: WARDEN_VM_CACHE (kernel cache, see fetch-kernel.sh), WARDEN_VM_COMPRESS
 # (none or gzip: the initramfs; default none), WARDEN_VM_KEEP=1 (keep the work directory).
 set -euo pipefail
+export LC_ALL=C   # EPOCHREALTIME with a decimal point
 usage() {
   awk '/^# Usage:/ {on=1} on && !/^#/ {exit} on {sub(/^# ?/, ""); print}' "$0" >&2
   exit 2
@@ -112,8 +113,7 @@ elfs=()
 for spec in ${adds[@]+"${adds[@]}"}; do
   src=${spec%%:*}; dst=${spec#*:}
   [ "$dst" = "$spec" ] && dst=$src
-  case "$src" in /*) ;; *) src=$PWD/$src;; esac
-  case "$dst" in /*) ;; *) dst=$PWD/$dst;; esac
+  src=$(realpath -s -m -- "$src"); dst=$(realpath -s -m -- "$dst")   # absolute, symlinks kept
   [ -e "$src" ] || { echo "run.sh: --add $spec: no $src" >&2; exit 2; }
   mkdir -p "$(dirname "$root$dst")"
   if [ -d "$src" ]; then
@@ -184,7 +184,7 @@ mnt tmpfs nosuid,nodev,mode=1777 tmpfs /dev/shm
 # /tmp and /run: tmpfs, unless --add put files there (the initramfs is in memory already).
 for d in /tmp /run; do
   if ismnt $d; then :
-  elif [ -n "$($BB ls -A $d 2>/dev/null)" ]; then $BB chmod 1777 /tmp 2>/dev/null
+  elif [ -n "$($BB ls -A $d 2>/dev/null)" ]; then [ $d = /tmp ] && $BB chmod 1777 /tmp
   else mnt tmpfs nosuid,nodev,mode=$([ $d = /tmp ] && echo 1777 || echo 755) tmpfs $d; fi
 done
 mnt securityfs nosuid,nodev,noexec securityfs /sys/kernel/security
@@ -261,7 +261,7 @@ t1=$EPOCHREALTIME
 qemu=(qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 2 -m "$mem"
   -nographic -no-reboot -nodefaults -serial stdio
   -kernel "$kdir/vmlinuz" -initrd "$work/initramfs"
-  -append "console=ttyS0 quiet panic=-1 lsm=$lsm ima_hash=sha256$append")
+  -append "console=ttyS0 quiet panic=-1 lsm=$lsm$append")
 # qboot instead of SeaBIOS: less firmware to emulate, no BIOS banner on the console.
 [ -f /usr/share/qemu/qboot.rom ] && qemu+=(-bios /usr/share/qemu/qboot.rom)
 [ $host_root = 1 ] && qemu+=(-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap)
