@@ -15,6 +15,10 @@
 //! - **Libraries.** Shared objects under the system library directories are hashed at start
 //!   (through a persistent cache), so `mmap(PROT_EXEC)` by the loader finds them.
 //!
+//! Cost (stated): events are answered by one thread, so while it hashes a large file opened
+//! for exec by a session for the first time, exec opens elsewhere on the machine wait for it
+//! (outside sessions the answer itself is immediate; hashes are cached by file stamp).
+//!
 //! Not covered (stated): a shared object outside those directories that was never exec'd
 //! (for example a freshly built `.so` loaded with `dlopen`) is denied on first mapping. With
 //! IMA (stock Debian, Ubuntu, Fedora kernels) none of this is used.
