@@ -2,24 +2,8 @@
 # switched off on this kernel, it is always appended to the LSM list): the BPF backend's
 # userspace-fed identity map (fanotify exec-permission events + pre-hashed libraries). First execs must not
 # fail spuriously; unhashed or modified content must not run. Exit 1 when any case fails.
-# Run from the repository root (scripts/vm/bpf-test.sh).
-W=$PWD/target/debug/warden
-exec < /dev/null
-ws=/tmp/ws; mkdir -p $ws/bin; cp $1/mmapexec $1/memfdexec $ws/bin/; T=$ws/bin; cd $ws
-fails=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-run() { $W run --exec-guard bpf --policy $ws/p.toml -- "$@"; }
-expect() {
-  desc=$1; want=$2; shift 2
-  out=$(run "$@" 2>&1); rc=$?
-  if [ $want = allow ] && [ $rc = 0 ]; then pass "$desc"
-  elif [ $want = deny ] && [ $rc != 0 ] && ! echo "$out" | grep -q -e RAN-DENIED -e "warden: error"; then pass "$desc (denied: $(echo "$out" | grep -v INFO | tail -1 | cut -c1-90))"
-  else fail "$desc: want $want, rc $rc: $(echo "$out" | tail -3)"; fi
-}
-echo "kernel $(uname -r); lsm $(cat /sys/kernel/security/lsm)"
-$W daemon --userspace-hashing > /tmp/daemon.out 2>&1 &
-for i in $(seq 600); do [ -S /run/warden/daemon.sock ] && $W daemon --status >/dev/null 2>&1 && break; sleep 0.1; done
+. scripts/vm/guest-lib.sh
+start_daemon --userspace-hashing
 grep -q "no IMA on this kernel" /tmp/daemon.out && pass "daemon: userspace-fed identities ($(grep -o 'fanotify on.*ahead' /tmp/daemon.out))" || fail "daemon: $(cat /tmp/daemon.out)"
 printf '[exec]\ndeny = ["curl"]\n' > p.toml
 cp /usr/bin/curl c2
@@ -38,8 +22,14 @@ cp /usr/bin/true t
 expect "a copy of true runs"                     allow ./t
 cat /usr/bin/curl > t
 expect "rewritten as curl: denied"               deny  sh -c './t --version && echo RAN-DENIED'
-kill -9 %1 2>/dev/null; sleep 0.5
-expect "daemon dead: the denied copy stays denied" deny sh -c './c2 --version && echo RAN-DENIED'
+# The daemon dies while a session runs: what was hashed keeps its verdict (the copy of curl
+# stays denied, true still runs) and new content can no longer be hashed, so it is denied.
+rm -f go
+run sh -c 'while [ ! -e go ]; do sleep 0.1; done; ./c2 --version >/dev/null 2>&1 && echo RAN-DENIED; cp /usr/bin/true fresh && ./fresh && echo FRESH-RAN; /usr/bin/true && echo STILL-RUNS' > /tmp/mid.out 2>&1 &
+RP=$!
+for i in $(seq 300); do grep -qs "populated 1" /sys/fs/cgroup/warden/s*/cgroup.events && break; sleep 0.1; done
+kill -9 $DPID; wait $DPID 2>/dev/null; touch go; wait $RP
+if grep -q STILL-RUNS /tmp/mid.out && ! grep -q -e RAN-DENIED -e FRESH-RAN /tmp/mid.out; then pass "daemon killed mid-run: hashed verdicts hold, unhashed content is denied"; else fail "daemon killed mid-run: $(cat /tmp/mid.out)"; fi
 $W daemon --unload >/dev/null 2>&1
 echo "vm no-IMA suite: $fails failed"
 [ $fails = 0 ]

@@ -2,37 +2,10 @@
 # the BPF LSM backend in enforce and audit mode, daemon death and restart, allowlist mode
 # with transitive trust, modify-after-check, a 10,000-exec burst, unload refusals, and the
 # exec-loop benchmark. Prints one line per case; exit 1 when any case fails.
-# Run from the repository root (scripts/vm/bpf-test.sh).
-W=$PWD/target/debug/warden
-# No terminal: warden would give the agent a pty (CRLF output).
-exec < /dev/null
-# Test programs and the index live in the workspace (the sandbox reads nothing else outside
-# system directories) and on tmpfs (SQLite wants a writable directory for its index).
-ws=/tmp/ws; mkdir -p $ws/bin
-cp $1/mmapexec $1/memfdexec $1/spawn $1/nop $ws/bin/
+. scripts/vm/guest-lib.sh
+# SQLite wants a writable directory for the index.
 cp $1/index.db /tmp/index.db
-T=$ws/bin
-fails=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-# expect DESC allow|deny COMMAND... : runs COMMAND inside `warden run` (BPF backend).
-cd $ws
-start_daemon() {
-  $W daemon >> /tmp/daemon.out 2>&1 &
-  DPID=$!
-  for i in $(seq 100); do [ -S /run/warden/daemon.sock ] && $W daemon --status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "daemon did not start:"; cat /tmp/daemon.out; exit 1
-}
-run() { $W run --exec-guard bpf --policy $ws/p.toml -- "$@"; }
 runv() { $W run -v --policy $ws/p.toml -- "$@"; }
-expect() {
-  desc=$1; want=$2; shift 2
-  out=$(run "$@" 2>&1); rc=$?
-  if [ $want = allow ] && [ $rc = 0 ]; then pass "$desc"
-  elif [ $want = deny ] && [ $rc != 0 ] && ! echo "$out" | grep -q -e RAN-DENIED -e "warden: error"; then pass "$desc (denied: $(echo "$out" | grep -v INFO | tail -1 | cut -c1-100))"
-  else fail "$desc: want $want, rc $rc: $(echo "$out" | tail -3)"; fi
-}
-echo "kernel $(uname -r); lsm $(cat /sys/kernel/security/lsm)"
 start_daemon
 $W doctor 2>&1 | grep -q "backend BPF LSM (in-kernel" && pass "doctor: BPF LSM backend in use" || fail "doctor: $($W doctor 2>&1 | grep -i 'backend')"
 printf '[exec]\ndeny = ["curl"]\n' > p.toml
