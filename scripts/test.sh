@@ -12,6 +12,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "bootstrap"
 bash scripts/bootstrap.sh
 
+step "the README's first command, as written, in the repository root"
+# README: ./scripts/bootstrap.sh && cargo run --release -- run -- bash
+# (bootstrap ran above; the shell reads its command from stdin instead of a terminal)
+out=$(echo 'echo "warden-readme-ok $(id -u)"; ls -d "$PWD" >/dev/null && echo ws-visible' \
+  | cargo run --release --locked -- run -- bash 2>&1) || { echo "$out"; echo "FAIL: README command"; exit 1; }
+echo "$out" | tail -5
+grep -q '^warden-readme-ok' <<<"$out" && grep -q '^ws-visible' <<<"$out" \
+  || { echo "FAIL: README command printed no marker"; exit 1; }
+
 step "build"
 cargo build --workspace --all-targets --locked
 

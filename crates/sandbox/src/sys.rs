@@ -82,16 +82,25 @@ pub fn mkdir_p(p: &Path) -> Result<(), String> {
     std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
 }
 
+/// Makes sure `p` exists as a mount point. An existing entry is left alone: opening it for
+/// writing would fail on a running binary (ETXTBSY) or a read-only file system, and a mount
+/// point needs no write access.
 pub fn touch(p: &Path) -> Result<(), String> {
+    if std::fs::symlink_metadata(p).is_ok() {
+        return Ok(());
+    }
     if let Some(parent) = p.parent() {
         mkdir_p(parent)?;
     }
     std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+        .create_new(true)
+        .write(true)
         .open(p)
         .map(|_| ())
-        .map_err(|e| format!("create {}: {e}", p.display()))
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(format!("create {}: {e}", p.display())),
+        })
 }
 
 pub fn write_all(fd: RawFd, mut buf: &[u8]) {
