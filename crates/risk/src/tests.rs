@@ -1,0 +1,290 @@
+use super::*;
+
+fn dec(layer: Layer, who: &str, what: &str, rule: &str, v: Verdict) -> Decision {
+    let mut d = Decision::new(layer, who, what, rule, v, "test");
+    d.session = "s".into();
+    d
+}
+
+fn exec_deny(who: &str, what: &str, kind: &str) -> Decision {
+    dec(Layer::Exec, who, what, "exec.deny:curl", Verdict::Deny).with("kind", kind)
+}
+
+fn proxy_deny(host: &str) -> Decision {
+    dec(
+        Layer::Proxy,
+        "agent",
+        &format!("CONNECT {host}:443"),
+        "network.default",
+        Verdict::Deny,
+    )
+    .with("host", host)
+}
+
+fn allow(layer: Layer, what: &str) -> Decision {
+    dec(layer, "agent", what, "files.read", Verdict::Allow)
+}
+
+#[test]
+fn defaults_validate() {
+    RiskConfig::default().validate().unwrap();
+    let mut c = RiskConfig::default();
+    c.weights.evasion = -1.0;
+    assert!(c.validate().unwrap_err().contains("risk.weights.evasion"));
+    let mut c = RiskConfig::default();
+    c.warn_at = 500.0;
+    assert!(c.validate().is_err());
+    let mut c = RiskConfig::default();
+    c.half_life_secs = 0.0;
+    assert!(c.validate().is_err());
+}
+
+#[test]
+fn evasion_shapes_are_classified() {
+    let mut h = History::default();
+    let s = |d: &Decision, h: &mut History| {
+        classify(d, 0.0, h)
+            .into_iter()
+            .map(|x| x.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        s(&exec_deny("pid 3 (bash)", "/usr/bin/curl", "exec"), &mut h),
+        vec![Signal::ExecDeny]
+    );
+    let copy = s(&exec_deny("pid 4 (bash)", "/tmp/c", "exec"), &mut h);
+    assert!(copy.contains(&Signal::Evasion) && copy.contains(&Signal::RespelledRetry));
+    let mut h = History::default();
+    assert_eq!(
+        s(
+            &exec_deny("pid 5 (ld-linux-x86-64)", "/tmp/c", "mmap"),
+            &mut h
+        ),
+        vec![Signal::Evasion]
+    );
+    let mut h = History::default();
+    assert_eq!(
+        s(
+            &exec_deny("pid 6 (python3)", "/usr/bin/curl", "exec"),
+            &mut h
+        ),
+        vec![Signal::Evasion]
+    );
+    let mut h = History::default();
+    assert_eq!(
+        s(
+            &exec_deny("pid 7 (bash)", "memfd:x (deleted)", "exec"),
+            &mut h
+        ),
+        vec![Signal::Evasion]
+    );
+    let mut h = History::default();
+    let cred = dec(
+        Layer::Gate,
+        "claude",
+        "Read ~/.ssh/id_ed25519",
+        "files.deny",
+        Verdict::Deny,
+    );
+    let got = s(&cred, &mut h);
+    assert!(got.contains(&Signal::CredentialProbe) && got.contains(&Signal::GateDeny));
+}
+
+#[test]
+fn allowed_decisions_add_nothing() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    for i in 0..10_000 {
+        let u = e.observe(i as f64 * 0.01, &allow(Layer::Exec, "/usr/bin/cc"));
+        assert_eq!(u.delta, 0.0);
+    }
+    assert_eq!(e.score_at(100.0), 0.0);
+    assert_eq!(e.level(), Level::Normal);
+}
+
+/// A benign session: a build, tests, git, an npm install with a few refused telemetry hosts,
+/// a couple of gate asks, the odd tool failure. It must never reach warn_at.
+#[test]
+fn benign_session_never_warns() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let mut t = 0.0;
+    for i in 0..2000 {
+        t += 0.5;
+        e.observe(t, &allow(Layer::Exec, "/usr/bin/cc"));
+        if i % 200 == 0 {
+            e.observe(t, &proxy_deny(&format!("telemetry{}.example.com", i / 200)));
+        }
+        if i % 500 == 0 {
+            e.observe(
+                t,
+                &dec(
+                    Layer::Gate,
+                    "claude",
+                    "rm -rf build",
+                    "gate.ask",
+                    Verdict::Ask,
+                ),
+            );
+        }
+        if i % 300 == 0 {
+            let d = dec(Layer::Gate, "claude", "Bash", "gate.post", Verdict::Observe)
+                .with("event", "PostToolUseFailure")
+                .with("reported_by", "warden hook");
+            e.observe(t, &d);
+        }
+        assert_eq!(
+            e.level(),
+            Level::Normal,
+            "warned at step {i}: {}",
+            e.score_at(t)
+        );
+    }
+    // npm install's burst of refusals: 8 new hosts at once stays under warn.
+    for k in 0..8 {
+        e.observe(t, &proxy_deny(&format!("cdn{k}.example.net")));
+    }
+    assert_eq!(e.level(), Level::Normal, "score {}", e.score_at(t));
+}
+
+/// The evasion corpus in one session reaches freeze before its fifth evasion.
+#[test]
+fn evasion_corpus_freezes_before_the_fifth() {
+    let corpus = [
+        exec_deny("pid 2 (bash)", "/usr/bin/curl", "exec"),
+        exec_deny("pid 3 (bash)", "/proc/self/root/usr/bin/curl", "exec"),
+        exec_deny("pid 4 (bash)", "/tmp/x/curl2", "exec"),
+        exec_deny("pid 5 (python3)", "/usr/bin/curl", "exec"),
+        exec_deny("pid 6 (ld-linux-x86-64)", "/tmp/x/curl2", "mmap"),
+        exec_deny("pid 7 (bash)", "memfd:c (deleted)", "exec"),
+    ];
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let mut frozen_at = None;
+    for (i, d) in corpus.iter().enumerate() {
+        let u = e.observe(i as f64, d);
+        if u.transition == Some(Level::Freeze) || u.transition == Some(Level::Kill) {
+            frozen_at.get_or_insert(i);
+        }
+    }
+    // Index 0 is the plain denial; evasions are 1..; frozen before the fifth evasion.
+    let at = frozen_at.expect("never froze");
+    assert!(at < 5, "froze at event {at}");
+    assert!(e.level() >= Level::Freeze);
+}
+
+#[test]
+fn claims_only_add_and_decay_lowers() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let d = exec_deny("pid 4 (bash)", "/tmp/c", "exec");
+    e.observe(0.0, &d);
+    let s0 = e.score_at(0.0);
+    assert!(s0 > 0.0);
+    // A claim saying "all is fine" (allow verdicts, any fields) never lowers the score.
+    for _ in 0..100 {
+        let c = dec(Layer::Gate, "claude", "ok", "gate.allow", Verdict::Allow)
+            .with("reported_by", "warden hook")
+            .with("risk", -1000);
+        e.observe(0.0, &c);
+    }
+    assert_eq!(e.score_at(0.0), s0);
+    // One half-life halves it.
+    let hl = e.config().half_life_secs;
+    assert!((e.score_at(hl) - s0 / 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn level_only_rises_until_a_human_resets() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let mut t = 0.0;
+    while e.level() < Level::Freeze {
+        t += 1.0;
+        e.observe(
+            t,
+            &exec_deny("pid 5 (python3)", &format!("/tmp/c{t}"), "exec"),
+        );
+    }
+    // Decay far below every threshold: still frozen.
+    let later = t + 100_000.0;
+    assert!(e.score_at(later) < 1.0);
+    e.observe(later, &allow(Layer::Exec, "/usr/bin/true"));
+    assert_eq!(e.level(), Level::Freeze);
+    // A human thaws: back to normal; a single new denial does not refreeze at once.
+    e.human_reset(t);
+    let u = e.observe(t + 1.0, &exec_deny("pid 9 (bash)", "/usr/bin/curl", "exec"));
+    assert_ne!(u.transition, Some(Level::Freeze));
+}
+
+#[test]
+fn network_burst_and_new_hosts() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let mut burst = 0;
+    let mut newh = 0;
+    for i in 0..BURST_COUNT * 2 {
+        let u = e.observe(i as f64 * 0.1, &proxy_deny("evil.example.com"));
+        for c in u.contributions {
+            match c.signal {
+                Signal::NetRefusalBurst => burst += 1,
+                Signal::NetRefusalNewHost => newh += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(newh, 1, "a host counts as new once");
+    assert_eq!(burst, 1, "one burst per window");
+}
+
+#[test]
+fn top_explains_the_score() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    e.observe(0.0, &proxy_deny("a.example"));
+    e.observe(1.0, &exec_deny("pid 6 (ld-linux-x86-64)", "/tmp/x", "mmap"));
+    let top = e.top(1.0, 10);
+    assert_eq!(top[0].0.signal, Signal::Evasion);
+    assert!(top[0].0.reason.contains("mapped executable"));
+    assert_eq!(top.len(), 2);
+}
+
+#[test]
+fn drift_and_subagents_from_claims() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let pre = |tool: &str| {
+        dec(Layer::Gate, "claude", tool, "gate.defer", Verdict::Allow)
+            .with("tool", tool)
+            .with("event", "PreToolUse")
+            .with("reported_by", "warden hook")
+    };
+    let mut signals = Vec::new();
+    for _ in 0..10 {
+        signals.extend(e.observe(0.0, &pre("Read")).contributions);
+    }
+    for _ in 0..5 {
+        signals.extend(e.observe(0.0, &pre("Task")).contributions);
+    }
+    for _ in 0..10 {
+        signals.extend(e.observe(0.0, &pre("WebFetch")).contributions);
+    }
+    assert!(signals.iter().any(|c| c.signal == Signal::ClaimDrift));
+    assert_eq!(
+        signals
+            .iter()
+            .filter(|c| c.signal == Signal::ClaimSubagents)
+            .count(),
+        2
+    );
+    assert!(signals.iter().all(|c| c.claim));
+}
+
+#[test]
+fn hostile_decisions_do_not_panic() {
+    let mut e = RiskEngine::new(RiskConfig::default());
+    let long = "x".repeat(1 << 16);
+    for i in 0..6_000 {
+        let d = dec(
+            Layer::Exec,
+            "pid (",
+            &format!("{long}{i}"),
+            &format!("exec.deny:{i}"),
+            Verdict::Deny,
+        );
+        e.observe(i as f64, &d);
+    }
+    assert!(e.top(0.0, 10).iter().all(|(c, _)| c.what.len() <= 256));
+}
