@@ -1,0 +1,511 @@
+//! The JSON side of the filter: parse an agent state file as hostile input, classify its
+//! keys (safe state or executable configuration), and merge a session's changes back.
+//!
+//! The merge is three-way, per key: `start` is the host file as the session began, `end`
+//! the session's copy at exit, `host` the host file at exit (the user may have run the agent
+//! outside warden meanwhile). Only keys the session changed (`start` → `end`) are touched:
+//! a safe key takes the session's value, a held key keeps the host's value and the change
+//! becomes a [`Change`] for a human. Top-level keys and, inside `projects`, each project's
+//! keys are the units.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Largest state file accepted (Claude Code's `~/.claude.json` is typically under 1 MiB).
+pub const MAX_STATE_BYTES: u64 = 32 << 20;
+
+/// Errors of the state filter. Every one names the file and what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{what}: {size} bytes is over the limit of {max} bytes")]
+    TooLarge { what: String, size: u64, max: u64 },
+    #[error("{what}: not valid JSON ({source})")]
+    Parse {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what}: {msg}")]
+    Shape { what: String, msg: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: refused: {msg}")]
+    Refused { what: String, msg: String },
+}
+
+impl StateError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> StateError {
+        StateError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Parses a state file: a UTF-8 JSON object (an empty file counts as `{}`), at most
+/// [`MAX_STATE_BYTES`], whose `projects` (when present) is an object of objects.
+pub fn parse_state(what: &str, bytes: &[u8]) -> Result<Map<String, Value>, StateError> {
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return Err(StateError::TooLarge {
+            what: what.into(),
+            size: bytes.len() as u64,
+            max: MAX_STATE_BYTES,
+        });
+    }
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    // serde_json limits nesting to 128 levels and reports it as an error.
+    let v: Value = serde_json::from_slice(bytes).map_err(|source| StateError::Parse {
+        what: what.into(),
+        source,
+    })?;
+    let Value::Object(m) = v else {
+        return Err(StateError::Shape {
+            what: what.into(),
+            msg: format!("the top level is {}, not an object", kind(&v)),
+        });
+    };
+    if let Some(p) = m.get("projects") {
+        let Value::Object(projects) = p else {
+            return Err(StateError::Shape {
+                what: what.into(),
+                msg: format!("`projects` is {}, not an object", kind(p)),
+            });
+        };
+        for (name, v) in projects {
+            if !v.is_object() {
+                return Err(StateError::Shape {
+                    what: what.into(),
+                    msg: format!("`projects[{name:?}]` is {}, not an object", kind(v)),
+                });
+            }
+        }
+    }
+    Ok(m)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Claude Code keys that make a later plain `claude` run code, trust a directory, skip a
+/// permission prompt, or pick credentials. Changes to them are held for a human. They hold
+/// at the top level and inside each `projects` entry (Claude Code reads several in both).
+pub const HELD_KEYS: &[(&str, &str)] = &[
+    ("mcpServers", "MCP servers are commands Claude Code starts"),
+    (
+        "enabledMcpjsonServers",
+        "approves servers of a project's .mcp.json, which Claude Code starts",
+    ),
+    (
+        "disabledMcpjsonServers",
+        "decides which servers of a project's .mcp.json Claude Code starts",
+    ),
+    (
+        "enableAllProjectMcpServers",
+        "approves every server of a project's .mcp.json",
+    ),
+    ("mcpContextUris", "MCP resources loaded into every prompt"),
+    (
+        "hasTrustDialogAccepted",
+        "project trust: Claude Code then runs the project's hooks, settings and MCP servers",
+    ),
+    (
+        "allowedTools",
+        "tools and commands Claude Code runs without asking",
+    ),
+    (
+        "hasClaudeMdExternalIncludesApproved",
+        "lets CLAUDE.md pull in files outside the project",
+    ),
+    (
+        "bypassPermissionsModeAccepted",
+        "skips the warning before permission checks are switched off",
+    ),
+    (
+        "env",
+        "environment of every Claude Code run (API endpoint, proxies)",
+    ),
+    (
+        "apiKeyHelper",
+        "a command Claude Code runs to get its API key",
+    ),
+    ("primaryApiKey", "the API key Claude Code sends"),
+    (
+        "customApiKeyResponses",
+        "which API keys Claude Code accepts without asking",
+    ),
+    ("hooks", "commands Claude Code runs on its events"),
+    (
+        "statusLine",
+        "a command Claude Code runs to draw its status line",
+    ),
+    ("permissions", "permission rules"),
+    (
+        "awsAuthRefresh",
+        "a command Claude Code runs for AWS credentials",
+    ),
+    (
+        "awsCredentialExport",
+        "a command Claude Code runs for AWS credentials",
+    ),
+    (
+        "gcpAuthRefresh",
+        "a command Claude Code runs for GCP credentials",
+    ),
+    (
+        "otelHeadersHelper",
+        "a command Claude Code runs for telemetry headers",
+    ),
+    (
+        "enabledPlugins",
+        "plugins bring commands, hooks and MCP servers",
+    ),
+    (
+        "extraKnownMarketplaces",
+        "plugin sources Claude Code installs from",
+    ),
+];
+
+/// Name fragments that mark a key as executable configuration even when it is not in
+/// [`HELD_KEYS`] (a key a later Claude Code version adds): lower-case substrings.
+const HELD_FRAGMENTS: &[&str] = &[
+    "mcp",
+    "hook",
+    "helper",
+    "command",
+    "trust",
+    "allowedtool",
+    "permission",
+    "bypass",
+    "apikey",
+    "plugin",
+    "marketplace",
+    "statusline",
+];
+
+/// Why a change to `key` is held for a human, or None when it is safe state.
+pub fn held_reason(key: &str) -> Option<String> {
+    if let Some((_, why)) = HELD_KEYS.iter().find(|(k, _)| *k == key) {
+        return Some((*why).to_string());
+    }
+    let low = key.to_ascii_lowercase();
+    if low == "env" || low.ends_with("env") {
+        return Some("environment of Claude Code runs".into());
+    }
+    HELD_FRAGMENTS
+        .iter()
+        .find(|f| low.contains(*f))
+        .map(|f| format!("the name contains `{f}`: treated as executable configuration"))
+}
+
+/// A change the session made to a held key, kept for a human to apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Keys from the top of the file: `["mcpServers"]`, `["projects", "/p", "allowedTools"]`.
+    pub path: Vec<String>,
+    /// The value when the session started (None: absent).
+    pub before: Option<Value>,
+    /// The value the session left (None: removed).
+    pub after: Option<Value>,
+    pub reason: String,
+}
+
+impl Change {
+    /// `projects["/p"].allowedTools`
+    pub fn display_path(&self) -> String {
+        display_path(&self.path)
+    }
+}
+
+pub fn display_path(path: &[String]) -> String {
+    let mut s = String::new();
+    for (i, k) in path.iter().enumerate() {
+        if i > 0 && path.get(i - 1).map(String::as_str) == Some("projects") && i == 1 {
+            s.push_str(&format!("[{k:?}]"));
+        } else {
+            if i > 0 {
+                s.push('.');
+            }
+            s.push_str(k);
+        }
+    }
+    s
+}
+
+/// A value Claude Code writes as a default, equivalent to the key's absence.
+fn inert(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(Value::Number(_)) | Some(Value::Bool(true)) => false,
+    }
+}
+
+/// Whether two values of a held key mean the same (equal, or both a default).
+pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    a == b || (inert(a) && inert(b))
+}
+
+/// The outcome of a merge.
+#[derive(Debug, Default)]
+pub struct Merge {
+    /// The host file's new content.
+    pub merged: Map<String, Value>,
+    /// Paths of safe keys the session changed (written back).
+    pub applied: Vec<Vec<String>>,
+    /// Changes to held keys (not written back).
+    pub held: Vec<Change>,
+}
+
+/// Three-way merge of a session's changes into the host file (see the module doc).
+pub fn merge(
+    start: &Map<String, Value>,
+    end: &Map<String, Value>,
+    host: &Map<String, Value>,
+) -> Merge {
+    let mut out = Merge {
+        merged: host.clone(),
+        ..Merge::default()
+    };
+    for key in union(start, end) {
+        if key == "projects" {
+            continue;
+        }
+        let (b, a) = (start.get(&key), end.get(&key));
+        if b == a {
+            continue;
+        }
+        let path = vec![key.clone()];
+        match held_reason(&key) {
+            Some(reason) => {
+                if !same(b, a) {
+                    out.held.push(Change {
+                        path,
+                        before: b.cloned(),
+                        after: a.cloned(),
+                        reason,
+                    });
+                }
+            }
+            None => {
+                set(&mut out.merged, &path, a.cloned());
+                out.applied.push(path);
+            }
+        }
+    }
+    let empty = Map::new();
+    let projects = |m: &Map<String, Value>| -> Map<String, Value> {
+        m.get("projects")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (sp, ep) = (projects(start), projects(end));
+    for name in union(&sp, &ep) {
+        let s = sp.get(&name).and_then(Value::as_object).unwrap_or(&empty);
+        let e = ep.get(&name).and_then(Value::as_object).unwrap_or(&empty);
+        let new_on_host = host_project(host, &name).is_none();
+        for key in union(s, e) {
+            let (b, a) = (s.get(&key), e.get(&key));
+            if b == a {
+                continue;
+            }
+            let path = vec!["projects".to_string(), name.clone(), key.clone()];
+            match held_reason(&key) {
+                Some(reason) => {
+                    if !same(b, a) {
+                        out.held.push(Change {
+                            path,
+                            before: b.cloned(),
+                            after: a.cloned(),
+                            reason,
+                        });
+                    } else if new_on_host && a.is_some() {
+                        // A new project's default (`"mcpServers": {}`): harmless, keep the
+                        // entry's shape as Claude Code wrote it.
+                        set(&mut out.merged, &path, a.cloned());
+                    }
+                }
+                None => {
+                    set(&mut out.merged, &path, a.cloned());
+                    out.applied.push(path);
+                }
+            }
+        }
+        // The session removed the project and nothing held is left in it: remove it.
+        if !ep.contains_key(&name) {
+            if let Some(Value::Object(projects)) = out.merged.get_mut("projects") {
+                if projects
+                    .get(&name)
+                    .and_then(Value::as_object)
+                    .is_some_and(Map::is_empty)
+                {
+                    projects.remove(&name);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn host_project<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    m.get("projects")?.as_object()?.get(name)
+}
+
+fn union(a: &Map<String, Value>, b: &Map<String, Value>) -> Vec<String> {
+    let mut keys: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The value at `path` (None when absent or when a step is not an object).
+pub fn get<'a>(m: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (last, parents) = path.split_last()?;
+    let mut cur = m;
+    for k in parents {
+        cur = cur.get(k)?.as_object()?;
+    }
+    cur.get(last)
+}
+
+/// Sets (or with None removes) the value at `path`, creating objects on the way; a step
+/// that is not an object is replaced by one.
+pub fn set(m: &mut Map<String, Value>, path: &[String], v: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = m;
+    for k in parents {
+        if v.is_none() && !cur.get(k).is_some_and(Value::is_object) {
+            return;
+        }
+        let slot = cur
+            .entry(k.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(next) = slot else {
+            return;
+        };
+        cur = next;
+    }
+    match v {
+        Some(v) => {
+            cur.insert(last.clone(), v);
+        }
+        None => {
+            cur.remove(last);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn parse_rejects_bad_input_precisely() {
+        assert!(parse_state("f", b"").unwrap().is_empty());
+        assert!(parse_state("f", b"\xef\xbb\xbf{}").unwrap().is_empty());
+        assert!(matches!(
+            parse_state("f", b"[1]"),
+            Err(StateError::Shape { .. })
+        ));
+        assert!(matches!(
+            parse_state("f", b"{\"projects\":{\"/p\":1}}"),
+            Err(StateError::Shape { .. })
+        ));
+        assert!(matches!(
+            parse_state("f", b"{\"a\":"),
+            Err(StateError::Parse { .. })
+        ));
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            parse_state("f", format!("{{\"a\":{deep}}}").as_bytes()),
+            Err(StateError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse_state("f", b"\xff\xfe"),
+            Err(StateError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn safe_keys_merge_and_held_keys_are_held() {
+        let start = obj(json!({"numStartups": 1, "theme": "dark",
+            "projects": {"/p": {"allowedTools": [], "lastCost": 1}}}));
+        let end = obj(json!({"numStartups": 2, "theme": "light",
+            "mcpServers": {"evil": {"command": "sh", "args": ["-c", "id"]}},
+            "projects": {"/p": {"allowedTools": ["Bash(*)"], "lastCost": 2,
+                                "hasTrustDialogAccepted": true},
+                         "/new": {"mcpServers": {}, "hasTrustDialogAccepted": false,
+                                  "lastCost": 0}}}));
+        // The user changed something else on the host meanwhile.
+        let host = obj(json!({"numStartups": 1, "theme": "dark", "userID": "u",
+            "projects": {"/p": {"allowedTools": [], "lastCost": 1}}}));
+        let m = merge(&start, &end, &host);
+        let merged = Value::Object(m.merged.clone());
+        assert_eq!(merged["numStartups"], 2);
+        assert_eq!(merged["theme"], "light");
+        assert_eq!(merged["userID"], "u");
+        assert!(merged.get("mcpServers").is_none());
+        assert_eq!(merged["projects"]["/p"]["allowedTools"], json!([]));
+        assert_eq!(merged["projects"]["/p"]["lastCost"], 2);
+        assert!(merged["projects"]["/p"]
+            .get("hasTrustDialogAccepted")
+            .is_none());
+        assert_eq!(merged["projects"]["/new"]["lastCost"], 0);
+        assert_eq!(merged["projects"]["/new"]["hasTrustDialogAccepted"], false);
+        let held: Vec<String> = m.held.iter().map(Change::display_path).collect();
+        assert_eq!(
+            held,
+            vec![
+                "mcpServers",
+                "projects[\"/p\"].allowedTools",
+                "projects[\"/p\"].hasTrustDialogAccepted"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_executable_looking_keys_are_held() {
+        assert!(held_reason("futureMcpThing").is_some());
+        assert!(held_reason("sessionStartHooks").is_some());
+        assert!(held_reason("CLAUDE_ENV").is_some());
+        assert!(held_reason("numStartups").is_none());
+        assert!(held_reason("theme").is_none());
+        assert!(held_reason("tipsHistory").is_none());
+    }
+
+    #[test]
+    fn removal_of_a_held_key_is_held() {
+        let start = obj(json!({"disabledMcpjsonServers": ["x"]}));
+        let end = obj(json!({}));
+        let m = merge(&start, &end, &start);
+        assert_eq!(m.held.len(), 1);
+        assert_eq!(m.merged, start);
+    }
+}

@@ -1,0 +1,245 @@
+//! One session's filtered state files: the copy made before launch, and the merge-back at
+//! exit (see the crate doc).
+
+use crate::filter::{self, parse_state, Change, StateError, MAX_STATE_BYTES};
+use crate::fsat::{Dir, FileRead};
+use crate::held::{self, HeldFile, HeldRecord};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+struct Filtered {
+    name: &'static str,
+    /// Where the agent sees the file (bind target).
+    target: PathBuf,
+    /// Snapshot of the host file at start (empty when absent).
+    start: Map<String, Value>,
+    /// Why the session's changes cannot be written back (decided at start), if so.
+    no_writeback: Option<String>,
+}
+
+/// The filtered state files of one `warden run` session.
+pub struct StateSession {
+    session: String,
+    home: PathBuf,
+    state: PathBuf,
+    /// `state/agentstate/<session>`: holds the copies (bind sources).
+    copies: PathBuf,
+    home_id: (u64, u64),
+    files: Vec<Filtered>,
+    /// Warnings from the start (printed by the caller before launch).
+    pub warnings: Vec<String>,
+}
+
+/// What happened at exit, for the terminal (and the session log).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// One line per file: what was written back.
+    pub lines: Vec<String>,
+    /// Changes held for a human, and where they are stored.
+    pub held: Vec<(String, Change)>,
+    pub held_file: Option<PathBuf>,
+    /// Failures: nothing of that file was written back.
+    pub errors: Vec<String>,
+}
+
+fn shown(name: &str) -> String {
+    format!("~/{name}")
+}
+
+impl StateSession {
+    /// Snapshots the agent's filtered files and writes their copies. Returns None when the
+    /// agent has no filtered file. An unusable host file (a symlink, not JSON, too large)
+    /// does not stop the run: the session gets an empty copy and nothing is written back.
+    pub fn start(
+        agent: &str,
+        home: &Path,
+        state: &Path,
+        session: &str,
+    ) -> Result<Option<StateSession>, StateError> {
+        let names = crate::filtered_files(agent);
+        if names.is_empty() {
+            return Ok(None);
+        }
+        held::check_session_id(session)?;
+        let home_dir = Dir::open(home, "~")?;
+        let copies = state.join("agentstate").join(session);
+        std::fs::create_dir_all(&copies)
+            .map_err(|e| StateError::io(copies.display().to_string(), e))?;
+        let copy_dir = Dir::open(&copies, &copies.display().to_string())?;
+        let mut s = StateSession {
+            session: session.into(),
+            home: home.into(),
+            state: state.into(),
+            copies: copies.clone(),
+            home_id: (home_dir.dev, home_dir.ino),
+            files: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for name in names {
+            let (start, bytes, no_writeback) = match home_dir.read_file(name, MAX_STATE_BYTES) {
+                Ok(None) => (Map::new(), b"{}\n".to_vec(), None),
+                Ok(Some(f)) => match parse_state(&shown(name), &f.bytes) {
+                    Ok(m) => (m, f.bytes, None),
+                    Err(e) => (Map::new(), b"{}\n".to_vec(), Some(e.to_string())),
+                },
+                Err(e) => (Map::new(), b"{}\n".to_vec(), Some(e.to_string())),
+            };
+            if let Some(why) = &no_writeback {
+                s.warnings.push(format!(
+                    "{why}; the session starts from an empty {} and nothing of it is written back",
+                    shown(name)
+                ));
+            }
+            copy_dir.replace_file(name, session, &bytes, None)?;
+            s.files.push(Filtered {
+                name,
+                target: home.join(name),
+                start,
+                no_writeback,
+            });
+        }
+        Ok(Some(s))
+    }
+
+    /// (target, copy) pairs: bind each copy read-write at its target in the sandbox.
+    pub fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.files
+            .iter()
+            .map(|f| (f.target.clone(), self.copies.join(f.name)))
+            .collect()
+    }
+
+    /// After the sandbox is gone: merge safe changes into the host files, hold the rest.
+    pub fn finish(self) -> Report {
+        let mut r = Report::default();
+        let mut held_files = Vec::new();
+        let mut keep_copies = false;
+        for f in &self.files {
+            match self.finish_one(f) {
+                Ok((line, held)) => {
+                    r.lines.push(line);
+                    if !held.is_empty() {
+                        r.held
+                            .extend(held.iter().map(|c| (shown(f.name), c.clone())));
+                        held_files.push(HeldFile {
+                            file: f.name.to_string(),
+                            changes: held,
+                        });
+                    }
+                }
+                Err(e) => {
+                    keep_copies = true;
+                    r.errors.push(format!(
+                        "{}: nothing written back ({e}); the session's copy is kept at {}",
+                        shown(f.name),
+                        self.copies.join(f.name).display()
+                    ));
+                }
+            }
+        }
+        if !held_files.is_empty() {
+            let rec = HeldRecord {
+                version: 1,
+                session: self.session.clone(),
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                home: self.home.display().to_string(),
+                home_dev: self.home_id.0,
+                home_ino: self.home_id.1,
+                files: held_files,
+            };
+            match held::store(&self.state, &rec) {
+                Ok(p) => r.held_file = Some(p),
+                Err(e) => {
+                    keep_copies = true;
+                    r.errors
+                        .push(format!("held changes could not be stored ({e})"));
+                }
+            }
+        }
+        if !keep_copies {
+            let _ = std::fs::remove_dir_all(&self.copies);
+        }
+        r
+    }
+
+    fn finish_one(&self, f: &Filtered) -> Result<(String, Vec<Change>), StateError> {
+        let what = shown(f.name);
+        let copy_dir = Dir::open(&self.copies, &self.copies.display().to_string())?;
+        let copy = copy_dir
+            .read_file(f.name, MAX_STATE_BYTES)?
+            .ok_or_else(|| StateError::Refused {
+                what: format!("the session's copy of {what}"),
+                msg: "it is gone".into(),
+            })?;
+        let end = parse_state(&format!("the session's {what}"), &copy.bytes)?;
+        if let Some(why) = &f.no_writeback {
+            return Err(StateError::Refused {
+                what,
+                msg: why.clone(),
+            });
+        }
+        let home_dir = Dir::open(&self.home, "~")?;
+        if (home_dir.dev, home_dir.ino) != self.home_id {
+            return Err(StateError::Refused {
+                what,
+                msg: "the home directory is not the one the session started with".into(),
+            });
+        }
+        let host: Option<FileRead> = home_dir.read_file(f.name, MAX_STATE_BYTES)?;
+        let host_map = match &host {
+            Some(h) => parse_state(&what, &h.bytes)?,
+            None => Map::new(),
+        };
+        let m = filter::merge(&f.start, &end, &host_map);
+        let line = if host.is_none() || m.merged != host_map {
+            let mut bytes = serde_json::to_vec_pretty(&Value::Object(m.merged)).map_err(|e| {
+                StateError::Shape {
+                    what: what.clone(),
+                    msg: format!("cannot serialise: {e}"),
+                }
+            })?;
+            bytes.push(b'\n');
+            home_dir.replace_file(f.name, &self.session, &bytes, host.as_ref())?;
+            format!(
+                "{what}: {} safe change(s) written back{}",
+                m.applied.len(),
+                if host.is_none() {
+                    " (file created)"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!("{what}: unchanged")
+        };
+        Ok((line, m.held))
+    }
+}
+
+impl Report {
+    /// The exit summary for the terminal: one line per file, then each held change and how
+    /// to review, apply or drop them.
+    pub fn render(&self, session: &str) -> String {
+        let mut s = String::new();
+        for e in &self.errors {
+            s.push_str(&format!("warden: state filter: {e}\n"));
+        }
+        if self.held.is_empty() {
+            return s;
+        }
+        s.push_str(&format!(
+            "warden: {} change(s) to executable agent configuration HELD for your review (not applied):\n",
+            self.held.len()
+        ));
+        for (file, c) in &self.held {
+            s.push_str(&format!("  {file}: {}\n", held::describe(c, false)));
+        }
+        s.push_str(&format!(
+            "  review: warden held show {session}   apply: warden held apply {session}   discard: warden held drop {session}\n"
+        ));
+        s
+    }
+}
