@@ -197,12 +197,30 @@ const HELD_FRAGMENTS: &[&str] = &[
     "statusline",
 ];
 
+/// Name endings (and the `cached` prefix) of counters, timestamps and caches Claude Code
+/// keeps about a feature (`pluginUsage`, `hookCount`, `officialMarketplaceAutoInstallAttempted`):
+/// bookkeeping, not configuration, so the fragments above do not hold them.
+const BOOKKEEPING_SUFFIXES: &[&str] = &[
+    "usage",
+    "count",
+    "seen",
+    "shown",
+    "hint",
+    "history",
+    "attempted",
+    "dismissed",
+    "timestamp",
+];
+
 /// Why a change to `key` is held for a human, or None when it is safe state.
 pub fn held_reason(key: &str) -> Option<String> {
     if let Some((_, why)) = HELD_KEYS.iter().find(|(k, _)| *k == key) {
         return Some((*why).to_string());
     }
     let low = key.to_ascii_lowercase();
+    if low.starts_with("cached") || BOOKKEEPING_SUFFIXES.iter().any(|s| low.ends_with(s)) {
+        return None;
+    }
     if low == "env" || low.ends_with("env") {
         return Some("environment of Claude Code runs".into());
     }
@@ -498,6 +516,10 @@ mod tests {
         assert!(held_reason("numStartups").is_none());
         assert!(held_reason("theme").is_none());
         assert!(held_reason("tipsHistory").is_none());
+        assert!(held_reason("pluginUsage").is_none());
+        assert!(held_reason("officialMarketplaceAutoInstallAttempted").is_none());
+        // Listed keys are held whatever their name looks like.
+        assert!(held_reason("customApiKeyResponses").is_some());
     }
 
     #[test]

@@ -162,6 +162,7 @@ impl StateSession {
         if !keep_copies {
             let _ = std::fs::remove_dir_all(&self.copies);
         }
+        r.log();
         r
     }
 
@@ -220,6 +221,34 @@ impl StateSession {
 }
 
 impl Report {
+    /// Records each held change and each failure in the session log.
+    fn log(&self) {
+        use warden_event::{Decision, Layer, Verdict};
+        const WHO: &str = "warden run (state filter)";
+        for (file, c) in &self.held {
+            Decision::new(
+                Layer::Sandbox,
+                WHO,
+                format!("{file}: {}", held::describe(c, false)),
+                "agentstate.held",
+                Verdict::Ask,
+                format!("{}; held for `warden held apply`", c.reason),
+            )
+            .emit();
+        }
+        for e in &self.errors {
+            Decision::new(
+                Layer::Sandbox,
+                WHO,
+                "agent state write-back",
+                "agentstate.writeback",
+                Verdict::Deny,
+                e.clone(),
+            )
+            .emit();
+        }
+    }
+
     /// The exit summary for the terminal: one line per file, then each held change and how
     /// to review, apply or drop them.
     pub fn render(&self, session: &str) -> String {
