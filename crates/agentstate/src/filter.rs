@@ -46,6 +46,41 @@ impl StateError {
     }
 }
 
+/// How a filtered file's keys are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `~/.claude.json`: state with some executable keys. Keys in [`HELD_KEYS`] (or named
+    /// like them) are held, at the top level and inside each `projects` entry; the rest is
+    /// written back.
+    ClaudeState,
+    /// `~/.claude/settings.json`: configuration with a few preferences. Only keys in
+    /// [`SETTINGS_SAFE_KEYS`] are written back; every other change is held.
+    ClaudeSettings,
+}
+
+/// Preferences Claude Code itself writes into `~/.claude/settings.json` (`/model`, `/config`)
+/// that run nothing and widen no permission.
+pub const SETTINGS_SAFE_KEYS: &[&str] = &[
+    "model",
+    "advisorModel",
+    "alwaysThinkingEnabled",
+    "autoCompactWindow",
+    "autoUpdatesChannel",
+    "awaySummaryEnabled",
+    "effortLevel",
+    "fastMode",
+    "language",
+    "outputStyle",
+    "precomputeCompactionEnabled",
+    "promptSuggestionEnabled",
+    "spinnerTipsEnabled",
+    "switchModelsOnFlag",
+    "syntaxHighlightingDisabled",
+    "theme",
+    "tui",
+    "voiceEnabled",
+];
+
 /// Parses a state file: a UTF-8 JSON object (an empty file counts as `{}`), at most
 /// [`MAX_STATE_BYTES`], whose `projects` (when present) is an object of objects.
 pub fn parse_state(what: &str, bytes: &[u8]) -> Result<Map<String, Value>, StateError> {
@@ -154,6 +189,7 @@ pub const HELD_KEYS: &[(&str, &str)] = &[
         "a command Claude Code runs to draw its status line",
     ),
     ("permissions", "permission rules"),
+    ("sandbox", "Claude Code's own sandbox settings"),
     (
         "awsAuthRefresh",
         "a command Claude Code runs for AWS credentials",
@@ -211,6 +247,18 @@ const BOOKKEEPING_SUFFIXES: &[&str] = &[
     "dismissed",
     "timestamp",
 ];
+
+/// Why a change to top-level `key` of a `kind` file is held, or None when it is safe.
+pub fn classify(kind: Kind, key: &str) -> Option<String> {
+    match kind {
+        Kind::ClaudeState => held_reason(key),
+        Kind::ClaudeSettings => (!SETTINGS_SAFE_KEYS.contains(&key)).then(|| {
+            held_reason(key).unwrap_or_else(|| {
+                "settings.json is configuration: only known preferences are written back".into()
+            })
+        }),
+    }
+}
 
 /// Why a change to `key` is held for a human, or None when it is safe state.
 pub fn held_reason(key: &str) -> Option<String> {
@@ -293,6 +341,7 @@ pub struct Merge {
 
 /// Three-way merge of a session's changes into the host file (see the module doc).
 pub fn merge(
+    kind: Kind,
     start: &Map<String, Value>,
     end: &Map<String, Value>,
     host: &Map<String, Value>,
@@ -301,8 +350,9 @@ pub fn merge(
         merged: host.clone(),
         ..Merge::default()
     };
+    let per_project = kind == Kind::ClaudeState;
     for key in union(start, end) {
-        if key == "projects" {
+        if key == "projects" && per_project {
             continue;
         }
         let (b, a) = (start.get(&key), end.get(&key));
@@ -310,7 +360,7 @@ pub fn merge(
             continue;
         }
         let path = vec![key.clone()];
-        match held_reason(&key) {
+        match classify(kind, &key) {
             Some(reason) => {
                 if !same(b, a) {
                     out.held.push(Change {
@@ -334,6 +384,9 @@ pub fn merge(
             .cloned()
             .unwrap_or_default()
     };
+    if !per_project {
+        return out;
+    }
     let (sp, ep) = (projects(start), projects(end));
     for name in union(&sp, &ep) {
         let s = sp.get(&name).and_then(Value::as_object).unwrap_or(&empty);
@@ -484,7 +537,7 @@ mod tests {
         // The user changed something else on the host meanwhile.
         let host = obj(json!({"numStartups": 1, "theme": "dark", "userID": "u",
             "projects": {"/p": {"allowedTools": [], "lastCost": 1}}}));
-        let m = merge(&start, &end, &host);
+        let m = merge(Kind::ClaudeState, &start, &end, &host);
         let merged = Value::Object(m.merged.clone());
         assert_eq!(merged["numStartups"], 2);
         assert_eq!(merged["theme"], "light");
@@ -523,10 +576,27 @@ mod tests {
     }
 
     #[test]
+    fn settings_write_back_only_preferences() {
+        let start = obj(json!({"model": "opus", "hooks": {}}));
+        let end = obj(
+            json!({"model": "sonnet", "fileSuggestion": {"type": "command", "command": "x"},
+            "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "id"}]}]},
+            "permissions": {"allow": ["Bash(*)"]}}),
+        );
+        let m = merge(Kind::ClaudeSettings, &start, &end, &start);
+        let merged = Value::Object(m.merged);
+        assert_eq!(merged["model"], "sonnet");
+        assert_eq!(merged["hooks"], json!({}));
+        assert!(merged.get("fileSuggestion").is_none());
+        assert!(merged.get("permissions").is_none());
+        assert_eq!(m.held.len(), 3);
+    }
+
+    #[test]
     fn removal_of_a_held_key_is_held() {
         let start = obj(json!({"disabledMcpjsonServers": ["x"]}));
         let end = obj(json!({}));
-        let m = merge(&start, &end, &start);
+        let m = merge(Kind::ClaudeState, &start, &end, &start);
         assert_eq!(m.held.len(), 1);
         assert_eq!(m.merged, start);
     }

@@ -244,6 +244,42 @@ impl Dir {
         })
     }
 
+    /// Opens the existing subdirectory `name` (following no symlink); None when absent.
+    pub fn child(&self, name: &str) -> Result<Option<Dir>, StateError> {
+        let shown = format!("{}/{name}", self.shown);
+        let fd = match self.openat2(name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(StateError::Refused {
+                    what: shown,
+                    msg: "it is a symlink; warden follows none here".into(),
+                })
+            }
+            Err(e) => return Err(StateError::io(shown, e)),
+        };
+        let st = fstat(&fd).map_err(|e| StateError::io(&shown, e))?;
+        Ok(Some(Dir {
+            fd,
+            shown,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }))
+    }
+
+    /// For `rel` = `a/b/name`: the directory `a/b` beneath this one (None when absent) and
+    /// `name`.
+    pub fn parent_of<'r>(&self, rel: &'r str) -> Result<Option<(Dir, &'r str)>, StateError> {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or((".", rel));
+        if name.is_empty() || name == "." || name == ".." || rel.split('/').any(|c| c == "..") {
+            return Err(StateError::Refused {
+                what: rel.into(),
+                msg: "not a plain relative path".into(),
+            });
+        }
+        Ok(self.child(dir)?.map(|d| (d, name)))
+    }
+
     /// Names of the entries of this directory.
     pub fn names(&self) -> Result<Vec<String>, StateError> {
         let p = format!("/proc/self/fd/{}", self.fd.as_raw_fd());

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeldFile {
-    /// File name in `$HOME` (`.claude.json`).
+    /// Path relative to `$HOME` (`.claude.json`, `.claude/settings.json`).
     pub file: String,
     pub changes: Vec<Change>,
 }
@@ -101,7 +101,7 @@ pub fn load(state: &Path, session: &str) -> Result<HeldRecord, StateError> {
 }
 
 fn check_file_name(name: &str) -> Result<(), StateError> {
-    if !crate::filtered_files("claude").contains(&name) {
+    if crate::spec_of(name).is_none() {
         return Err(StateError::Refused {
             what: format!("held file {name:?}"),
             msg: "not a state file warden filters".into(),
@@ -163,7 +163,13 @@ pub fn apply(
     let mut done = Vec::new();
     for hf in &rec.files {
         let what = format!("~/{}", hf.file);
-        let host = home_dir.read_file(&hf.file, MAX_STATE_BYTES)?;
+        let (dir, name) = home_dir
+            .parent_of(&hf.file)?
+            .ok_or_else(|| StateError::Refused {
+                what: what.clone(),
+                msg: "its directory does not exist".into(),
+            })?;
+        let host = dir.read_file(name, MAX_STATE_BYTES)?;
         let mut m: Map<String, Value> = match &host {
             Some(h) => parse_state(&what, &h.bytes)?,
             None => Map::new(),
@@ -193,7 +199,7 @@ pub fn apply(
                 msg: format!("cannot serialise: {e}"),
             })?;
         bytes.push(b'\n');
-        home_dir.replace_file(&hf.file, session, &bytes, host.as_ref())?;
+        dir.replace_file(name, session, &bytes, host.as_ref())?;
     }
     held_dir_fd(state)?.remove_file(&format!("{session}.json"))?;
     Ok(done)

@@ -1,9 +1,9 @@
 //! # warden-agentstate
 //!
-//! Owns the state filter for agent state files that mix safe state with executable
-//! configuration (today Claude Code's `~/.claude.json`). Invariant held: nothing the agent
-//! writes there becomes configuration the host's next plain `claude` run executes without a
-//! human seeing it first.
+//! Owns the state filter for agent files that mix safe state with executable configuration
+//! (today Claude Code's `~/.claude.json` and `~/.claude/settings.json`). Invariant held:
+//! nothing the agent writes there becomes configuration the host's next plain `claude` run
+//! executes without a human seeing it first.
 //!
 //! - [`session::StateSession::start`] (supervisor, before launch) snapshots the host file and
 //!   writes a copy into warden's state directory, which the sandbox binds at the file's path.
@@ -24,14 +24,42 @@ pub mod fsat;
 pub mod held;
 pub mod session;
 
-pub use filter::{Change, StateError};
+pub use filter::{Change, Kind, StateError};
 pub use session::{Report, StateSession};
 
-/// The state files filtered for an agent (by the profile's `[agent] name`): file names
-/// directly in `$HOME`.
-pub fn filtered_files(agent: &str) -> &'static [&'static str] {
+/// One filtered file.
+#[derive(Debug)]
+pub struct FileSpec {
+    /// Path relative to `$HOME` (no `..`, no leading `/`).
+    pub rel: &'static str,
+    pub kind: Kind,
+    /// Create the host file at exit even when the session left it empty (Claude Code warns
+    /// about a missing `~/.claude.json` when it finds a backup of it).
+    pub always_create: bool,
+}
+
+const CLAUDE: &[FileSpec] = &[
+    FileSpec {
+        rel: ".claude.json",
+        kind: Kind::ClaudeState,
+        always_create: true,
+    },
+    FileSpec {
+        rel: ".claude/settings.json",
+        kind: Kind::ClaudeSettings,
+        always_create: false,
+    },
+];
+
+/// The files filtered for an agent (by the profile's `[agent] name`).
+pub fn filtered_files(agent: &str) -> &'static [FileSpec] {
     match agent {
-        "claude" => &[".claude.json"],
+        "claude" => CLAUDE,
         _ => &[],
     }
+}
+
+/// The spec of a filtered file, by its path relative to `$HOME`.
+pub fn spec_of(rel: &str) -> Option<&'static FileSpec> {
+    CLAUDE.iter().find(|s| s.rel == rel)
 }

@@ -4,15 +4,20 @@
 use crate::filter::{self, parse_state, Change, StateError, MAX_STATE_BYTES};
 use crate::fsat::{Dir, FileRead};
 use crate::held::{self, HeldFile, HeldRecord};
+use crate::FileSpec;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 struct Filtered {
-    name: &'static str,
+    spec: &'static FileSpec,
     /// Where the agent sees the file (bind target).
     target: PathBuf,
+    /// The copy's file name in the session's copies directory.
+    copy_name: String,
     /// Snapshot of the host file at start (empty when absent).
     start: Map<String, Value>,
+    /// The host file existed at start.
+    existed: bool,
     /// Why the session's changes cannot be written back (decided at start), if so.
     no_writeback: Option<String>,
 }
@@ -42,8 +47,22 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-fn shown(name: &str) -> String {
-    format!("~/{name}")
+fn shown(rel: &str) -> String {
+    format!("~/{rel}")
+}
+
+/// Reads `rel` beneath `home`: (its parent directory, the file name, the file if present).
+/// A missing parent directory counts as a missing file.
+fn read_rel<'r>(
+    home: &Dir,
+    rel: &'r str,
+) -> Result<(Option<Dir>, &'r str, Option<FileRead>), StateError> {
+    let Some((dir, name)) = home.parent_of(rel)? else {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        return Ok((None, name, None));
+    };
+    let f = dir.read_file(name, MAX_STATE_BYTES)?;
+    Ok((Some(dir), name, f))
 }
 
 impl StateSession {
@@ -56,8 +75,8 @@ impl StateSession {
         state: &Path,
         session: &str,
     ) -> Result<Option<StateSession>, StateError> {
-        let names = crate::filtered_files(agent);
-        if names.is_empty() {
+        let specs = crate::filtered_files(agent);
+        if specs.is_empty() {
             return Ok(None);
         }
         held::check_session_id(session)?;
@@ -75,10 +94,13 @@ impl StateSession {
             files: Vec::new(),
             warnings: Vec::new(),
         };
-        for name in names {
-            let (start, bytes, no_writeback) = match home_dir.read_file(name, MAX_STATE_BYTES) {
-                Ok(None) => (Map::new(), b"{}\n".to_vec(), None),
-                Ok(Some(f)) => match parse_state(&shown(name), &f.bytes) {
+        for spec in specs {
+            let what = shown(spec.rel);
+            let read = read_rel(&home_dir, spec.rel);
+            let existed = matches!(&read, Ok((_, _, Some(_))));
+            let (start, bytes, no_writeback) = match read {
+                Ok((_, _, None)) => (Map::new(), b"{}\n".to_vec(), None),
+                Ok((_, _, Some(f))) => match parse_state(&what, &f.bytes) {
                     Ok(m) => (m, f.bytes, None),
                     Err(e) => (Map::new(), b"{}\n".to_vec(), Some(e.to_string())),
                 },
@@ -86,15 +108,17 @@ impl StateSession {
             };
             if let Some(why) = &no_writeback {
                 s.warnings.push(format!(
-                    "{why}; the session starts from an empty {} and nothing of it is written back",
-                    shown(name)
+                    "{why}; the session starts from an empty {what} and nothing of it is written back"
                 ));
             }
-            copy_dir.replace_file(name, session, &bytes, None)?;
+            let copy_name = spec.rel.replace('/', "-");
+            copy_dir.replace_file(&copy_name, session, &bytes, None)?;
             s.files.push(Filtered {
-                name,
-                target: home.join(name),
+                spec,
+                target: home.join(spec.rel),
+                copy_name,
                 start,
+                existed,
                 no_writeback,
             });
         }
@@ -105,7 +129,7 @@ impl StateSession {
     pub fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
         self.files
             .iter()
-            .map(|f| (f.target.clone(), self.copies.join(f.name)))
+            .map(|f| (f.target.clone(), self.copies.join(&f.copy_name)))
             .collect()
     }
 
@@ -120,9 +144,9 @@ impl StateSession {
                     r.lines.push(line);
                     if !held.is_empty() {
                         r.held
-                            .extend(held.iter().map(|c| (shown(f.name), c.clone())));
+                            .extend(held.iter().map(|c| (shown(f.spec.rel), c.clone())));
                         held_files.push(HeldFile {
-                            file: f.name.to_string(),
+                            file: f.spec.rel.to_string(),
                             changes: held,
                         });
                     }
@@ -131,8 +155,8 @@ impl StateSession {
                     keep_copies = true;
                     r.errors.push(format!(
                         "{}: nothing written back ({e}); the session's copy is kept at {}",
-                        shown(f.name),
-                        self.copies.join(f.name).display()
+                        shown(f.spec.rel),
+                        self.copies.join(&f.copy_name).display()
                     ));
                 }
             }
@@ -167,10 +191,10 @@ impl StateSession {
     }
 
     fn finish_one(&self, f: &Filtered) -> Result<(String, Vec<Change>), StateError> {
-        let what = shown(f.name);
+        let what = shown(f.spec.rel);
         let copy_dir = Dir::open(&self.copies, &self.copies.display().to_string())?;
         let copy = copy_dir
-            .read_file(f.name, MAX_STATE_BYTES)?
+            .read_file(&f.copy_name, MAX_STATE_BYTES)?
             .ok_or_else(|| StateError::Refused {
                 what: format!("the session's copy of {what}"),
                 msg: "it is gone".into(),
@@ -189,13 +213,26 @@ impl StateSession {
                 msg: "the home directory is not the one the session started with".into(),
             });
         }
-        let host: Option<FileRead> = home_dir.read_file(f.name, MAX_STATE_BYTES)?;
+        let (dir, name, host) = read_rel(&home_dir, f.spec.rel)?;
+        let Some(dir) = dir else {
+            return Err(StateError::Refused {
+                what,
+                msg: "its directory is gone".into(),
+            });
+        };
         let host_map = match &host {
             Some(h) => parse_state(&what, &h.bytes)?,
             None => Map::new(),
         };
-        let m = filter::merge(&f.start, &end, &host_map);
-        let line = if host.is_none() || m.merged != host_map {
+        let m = filter::merge(f.spec.kind, &f.start, &end, &host_map);
+        let line = if !f.existed && !f.spec.always_create && m.merged.is_empty() {
+            // Nothing to keep in a file that did not exist: remove the empty one the
+            // sandbox's mount point left.
+            if host.is_some() && host_map.is_empty() {
+                dir.remove_file(name)?;
+            }
+            format!("{what}: nothing to keep")
+        } else if host.is_none() || m.merged != host_map {
             let mut bytes = serde_json::to_vec_pretty(&Value::Object(m.merged)).map_err(|e| {
                 StateError::Shape {
                     what: what.clone(),
@@ -203,7 +240,7 @@ impl StateSession {
                 }
             })?;
             bytes.push(b'\n');
-            home_dir.replace_file(f.name, &self.session, &bytes, host.as_ref())?;
+            dir.replace_file(name, &self.session, &bytes, host.as_ref())?;
             format!(
                 "{what}: {} safe change(s) written back{}",
                 m.applied.len(),
