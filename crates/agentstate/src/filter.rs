@@ -601,3 +601,114 @@ mod tests {
         assert_eq!(m.merged, start);
     }
 }
+
+#[cfg(test)]
+mod prop {
+    //! Randomised check of the merge invariant: whatever the session and the host hold, a
+    //! held key of the merged file has the host's value, and a safe key the session changed
+    //! has the session's value.
+    use super::*;
+    use serde_json::json;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() % xs.len() as u64) as usize]
+        }
+    }
+
+    const KEYS: &[&str] = &[
+        "mcpServers",
+        "env",
+        "apiKeyHelper",
+        "hasTrustDialogAccepted",
+        "allowedTools",
+        "numStartups",
+        "theme",
+        "model",
+        "hooks",
+        "pluginUsage",
+        "newMcpThing",
+        "permissions",
+    ];
+
+    fn value(r: &mut Rng) -> Option<Value> {
+        match r.next() % 7 {
+            0 => None,
+            1 => Some(json!(false)),
+            2 => Some(json!(true)),
+            3 => Some(json!([])),
+            4 => Some(json!({"x": {"command": "sh"}})),
+            5 => Some(json!(r.next() % 5)),
+            _ => Some(json!({})),
+        }
+    }
+
+    fn map(r: &mut Rng, projects: bool) -> Map<String, Value> {
+        let mut m = Map::new();
+        for _ in 0..(r.next() % 6) {
+            let k = r.pick(KEYS);
+            if let Some(v) = value(r) {
+                m.insert(k.into(), v);
+            }
+        }
+        if projects && r.next().is_multiple_of(2) {
+            let mut ps = Map::new();
+            for _ in 0..(r.next() % 3) {
+                let p = r.pick(&["/a", "/b"]);
+                ps.insert(p.into(), Value::Object(map(r, false)));
+            }
+            m.insert("projects".into(), Value::Object(ps));
+        }
+        m
+    }
+
+    fn paths(m: &[&Map<String, Value>]) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for k in KEYS {
+            out.push(vec![k.to_string()]);
+            for p in ["/a", "/b"] {
+                out.push(vec!["projects".into(), p.into(), k.to_string()]);
+            }
+        }
+        let _ = m;
+        out
+    }
+
+    #[test]
+    fn held_keys_always_keep_the_host_value() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for kind in [Kind::ClaudeState, Kind::ClaudeSettings] {
+            for _ in 0..5000 {
+                let (s, e, h) = (map(&mut r, true), map(&mut r, true), map(&mut r, true));
+                let m = merge(kind, &s, &e, &h);
+                for p in paths(&[&s, &e, &h]) {
+                    let key = p.last().map(String::as_str).unwrap_or("");
+                    let project = p.len() == 3;
+                    if kind == Kind::ClaudeSettings && project {
+                        continue;
+                    }
+                    let held = classify(kind, key).is_some();
+                    let (got, host, sv, ev) =
+                        (get(&m.merged, &p), get(&h, &p), get(&s, &p), get(&e, &p));
+                    if held {
+                        // The host's value, or a default where the host has none.
+                        assert!(
+                            got == host || (host.is_none() && same(got, None)),
+                            "{kind:?} held {p:?}: got {got:?}, host {host:?}\n{s:?}\n{e:?}\n{h:?}"
+                        );
+                    } else if sv != ev && (!project || h.get("projects").is_some() || ev.is_some())
+                    {
+                        assert_eq!(got, ev, "{kind:?} safe {p:?}\n{s:?}\n{e:?}\n{h:?}");
+                    }
+                }
+            }
+        }
+    }
+}

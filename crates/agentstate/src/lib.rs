@@ -63,3 +63,20 @@ pub fn filtered_files(agent: &str) -> &'static [FileSpec] {
 pub fn spec_of(rel: &str) -> Option<&'static FileSpec> {
     CLAUDE.iter().find(|s| s.rel == rel)
 }
+
+/// `warden run --dry-run` lines: which files the agent would see as filtered copies.
+pub fn describe(agent: &str) -> String {
+    filtered_files(agent)
+        .iter()
+        .map(|f| {
+            format!(
+                "state filter ~/{}: the agent works on a copy; {} (warden held)\n",
+                f.rel,
+                match f.kind {
+                    Kind::ClaudeState => "safe keys are written back, executable keys held",
+                    Kind::ClaudeSettings => "known preferences are written back, the rest held",
+                }
+            )
+        })
+        .collect()
+}

@@ -422,7 +422,11 @@ fn a_hostile_copy_changes_nothing_and_says_why() {
 fn dry_run_makes_no_copy() {
     let t = T::new("dry");
     let o = t.sh_with(&["--dry-run"], "true");
-    ok(&o);
+    assert!(
+        ok(&o).contains("state filter ~/.claude.json"),
+        "{}",
+        out(&o)
+    );
     assert!(!t.home.join(".local/state/warden/agentstate").exists());
     assert!(!t.cfg().exists());
 }

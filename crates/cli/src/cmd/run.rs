@@ -154,7 +154,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         extra_read,
     });
     if a.dry_run {
-        print!("{}", plan.describe());
+        let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
+        print!("{}{}", plan.describe(), warden_agentstate::describe(agent));
         return Ok(exit::OK);
     }
     // State filter (warden-agentstate): the agent works on a copy of ~/.claude.json.
