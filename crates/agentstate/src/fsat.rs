@@ -293,6 +293,60 @@ impl Dir {
     }
 }
 
+/// A held `<file>.lock` directory (the proper-lockfile convention Claude Code uses for
+/// `~/.claude.json`); removed on drop.
+pub struct DirLock<'a> {
+    dir: &'a Dir,
+    name: CString,
+}
+
+impl Drop for DirLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: rmdir of the lock directory we created, relative to our directory fd.
+        unsafe {
+            libc::unlinkat(
+                self.dir.fd.as_raw_fd(),
+                self.name.as_ptr(),
+                libc::AT_REMOVEDIR,
+            )
+        };
+    }
+}
+
+impl Dir {
+    /// Takes the `<name>.lock` directory lock, waiting up to 3 s. A lock older than 10 s is
+    /// stale (proper-lockfile's default) and not waited for. None when not taken: the caller
+    /// proceeds, as a writer that does not lock would.
+    pub fn lock(&self, name: &str) -> Option<DirLock<'_>> {
+        let c = CString::new(format!("{name}.lock")).ok()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            // SAFETY: mkdirat relative to our directory fd.
+            if unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o700) } == 0 {
+                return Some(DirLock { dir: self, name: c });
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+                return None;
+            }
+            // SAFETY: fstatat without following, into a zeroed struct.
+            let stale = unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                libc::fstatat(
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                ) == 0
+                    && (libc::time(std::ptr::null_mut()) - st.st_mtime) > 10
+            };
+            if stale || std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// A regular file read through [`Dir::read_file`], with what was fstat'ed.
 #[derive(Debug, Clone)]
 pub struct FileRead {

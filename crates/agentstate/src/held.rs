@@ -169,6 +169,10 @@ pub fn apply(
                 what: what.clone(),
                 msg: "its directory does not exist".into(),
             })?;
+        let _lock = crate::spec_of(&hf.file)
+            .is_some_and(|s| s.kind == crate::Kind::ClaudeState)
+            .then(|| dir.lock(name))
+            .flatten();
         let host = dir.read_file(name, MAX_STATE_BYTES)?;
         let mut m: Map<String, Value> = match &host {
             Some(h) => parse_state(&what, &h.bytes)?,

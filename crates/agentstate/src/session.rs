@@ -4,7 +4,7 @@
 use crate::filter::{self, parse_state, Change, StateError, MAX_STATE_BYTES};
 use crate::fsat::{Dir, FileRead};
 use crate::held::{self, HeldFile, HeldRecord};
-use crate::FileSpec;
+use crate::{FileSpec, Kind};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -213,13 +213,17 @@ impl StateSession {
                 msg: "the home directory is not the one the session started with".into(),
             });
         }
-        let (dir, name, host) = read_rel(&home_dir, f.spec.rel)?;
-        let Some(dir) = dir else {
+        let Some((dir, name)) = home_dir.parent_of(f.spec.rel)? else {
             return Err(StateError::Refused {
                 what,
                 msg: "its directory is gone".into(),
             });
         };
+        // Claude Code's own lock, so a `claude` running on the host meanwhile is not lost.
+        let _lock = (f.spec.kind == Kind::ClaudeState)
+            .then(|| dir.lock(name))
+            .flatten();
+        let host = dir.read_file(name, MAX_STATE_BYTES)?;
         let host_map = match &host {
             Some(h) => parse_state(&what, &h.bytes)?,
             None => Map::new(),
