@@ -5,6 +5,7 @@ use crate::filter::{self, parse_state, Change, StateError, MAX_STATE_BYTES};
 use crate::fsat::{Dir, FileRead};
 use crate::held::{self, HeldFile, HeldRecord};
 use crate::{FileSpec, Kind};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,96 @@ struct Filtered {
     existed: bool,
     /// Why the session's changes cannot be written back (decided at start), if so.
     no_writeback: Option<String>,
+}
+
+const META: &str = "session.json";
+
+/// Written next to the copies at start, so that a later run can merge a session whose
+/// supervisor was killed ([`recover_orphans`]).
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    pid: u32,
+    files: Vec<MetaFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaFile {
+    rel: String,
+    existed: bool,
+    start: Map<String, Value>,
+}
+
+/// Merges the copies of sessions whose supervisor is gone (killed before its exit-time
+/// merge), as their own exit would have: safe keys written back, the rest held under their
+/// session id. Returns one message per session.
+fn recover_orphans(state: &Path, home: &Path) -> Vec<String> {
+    let root = state.join("agentstate");
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut msgs = Vec::new();
+    for e in rd.flatten() {
+        let Some(sid) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if held::check_session_id(&sid).is_err() {
+            continue;
+        }
+        let copies = root.join(&sid);
+        let Ok(dir) = Dir::open(&copies, &copies.display().to_string()) else {
+            continue;
+        };
+        let Ok(Some(f)) = dir.read_file(META, MAX_STATE_BYTES) else {
+            continue;
+        };
+        let Ok(meta) = serde_json::from_slice::<Meta>(&f.bytes) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(meta.pid as i32, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if alive {
+            continue;
+        }
+        let Ok(home_dir) = Dir::open(home, "~") else {
+            continue;
+        };
+        let files = meta
+            .files
+            .into_iter()
+            .filter_map(|m| {
+                let spec = crate::spec_of(&m.rel)?;
+                Some(Filtered {
+                    spec,
+                    target: home.join(spec.rel),
+                    copy_name: spec.rel.replace('/', "-"),
+                    start: m.start,
+                    existed: m.existed,
+                    no_writeback: None,
+                })
+            })
+            .collect();
+        let _ = dir.remove_file(META);
+        let orphan = StateSession {
+            session: sid.clone(),
+            home: home.into(),
+            state: state.into(),
+            copies,
+            home_id: (home_dir.dev, home_dir.ino),
+            files,
+            warnings: Vec::new(),
+        };
+        let r = orphan.finish();
+        let mut m = format!(
+            "merged the agent state of session {sid}, whose supervisor was killed before its exit"
+        );
+        for l in r.render(&sid).lines() {
+            m.push_str("\n  ");
+            m.push_str(l);
+        }
+        msgs.push(m);
+    }
+    msgs
 }
 
 /// The filtered state files of one `warden run` session.
@@ -94,6 +185,11 @@ impl StateSession {
             files: Vec::new(),
             warnings: Vec::new(),
         };
+        s.warnings.extend(recover_orphans(state, home));
+        let mut meta = Meta {
+            pid: std::process::id(),
+            files: Vec::new(),
+        };
         for spec in specs {
             let what = shown(spec.rel);
             let read = read_rel(&home_dir, spec.rel);
@@ -113,6 +209,13 @@ impl StateSession {
             }
             let copy_name = spec.rel.replace('/', "-");
             copy_dir.replace_file(&copy_name, session, &bytes, None)?;
+            if no_writeback.is_none() {
+                meta.files.push(MetaFile {
+                    rel: spec.rel.into(),
+                    existed,
+                    start: start.clone(),
+                });
+            }
             s.files.push(Filtered {
                 spec,
                 target: home.join(spec.rel),
@@ -122,6 +225,12 @@ impl StateSession {
                 no_writeback,
             });
         }
+        // What a later run needs to merge this session if its supervisor is killed.
+        let meta_bytes = serde_json::to_vec(&meta).map_err(|e| StateError::Shape {
+            what: META.into(),
+            msg: e.to_string(),
+        })?;
+        copy_dir.replace_file(META, session, &meta_bytes, None)?;
         Ok(Some(s))
     }
 

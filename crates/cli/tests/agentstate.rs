@@ -384,6 +384,44 @@ fn write_back_never_follows_a_symlink_swapped_in_during_the_session() {
 }
 
 #[test]
+fn a_killed_supervisors_session_is_merged_by_the_next_run() {
+    let t = T::new("orphan");
+    std::fs::write(t.cfg(), r#"{"numStartups": 1}"#).unwrap();
+    let mut c = t.warden();
+    c.args(["run", "--profile", "claude", "--", "/bin/bash", "-c"])
+        .arg(format!(
+            "{} && touch ready && sleep 60",
+            write_cfg(&json!({"numStartups": 5, "mcpServers": {"m": {"command": "x"}}}))
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !t.ws.join("ready").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        t.read_cfg()["numStartups"],
+        1,
+        "nothing merged by a dead supervisor"
+    );
+    let o = t.sh("true");
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("supervisor was killed"), "{}", out(&o));
+    let host = t.read_cfg();
+    assert_eq!(host["numStartups"], 5, "{host}");
+    assert!(host.get("mcpServers").is_none(), "{host}");
+    assert!(ok(&t.held(&["list"])).contains("mcpServers"));
+}
+
+#[test]
 fn a_hostile_copy_changes_nothing_and_says_why() {
     let t = T::new("hostile");
     let before = r#"{"numStartups": 1}"#;
