@@ -179,10 +179,6 @@ pub const HELD_KEYS: &[(&str, &str)] = &[
         "a command Claude Code runs to get its API key",
     ),
     ("primaryApiKey", "the API key Claude Code sends"),
-    (
-        "customApiKeyResponses",
-        "which API keys Claude Code accepts without asking",
-    ),
     ("hooks", "commands Claude Code runs on its events"),
     (
         "statusLine",
@@ -260,10 +256,19 @@ pub fn classify(kind: Kind, key: &str) -> Option<String> {
     }
 }
 
+/// Keys whose names match a fragment below but that are safe: `customApiKeyResponses` is
+/// the answer to "use the API key in your environment?", which names keys by their last
+/// characters; the agent cannot choose the key the user's environment will hold, so
+/// approving one gains it nothing (and holding it would ask API-key users every session).
+const SAFE_KEYS: &[&str] = &["customApiKeyResponses"];
+
 /// Why a change to `key` is held for a human, or None when it is safe state.
 pub fn held_reason(key: &str) -> Option<String> {
     if let Some((_, why)) = HELD_KEYS.iter().find(|(k, _)| *k == key) {
         return Some((*why).to_string());
+    }
+    if SAFE_KEYS.contains(&key) {
+        return None;
     }
     let low = key.to_ascii_lowercase();
     if low.starts_with("cached") || BOOKKEEPING_SUFFIXES.iter().any(|s| low.ends_with(s)) {
@@ -572,7 +577,8 @@ mod tests {
         assert!(held_reason("pluginUsage").is_none());
         assert!(held_reason("officialMarketplaceAutoInstallAttempted").is_none());
         // Listed keys are held whatever their name looks like.
-        assert!(held_reason("customApiKeyResponses").is_some());
+        assert!(held_reason("primaryApiKey").is_some());
+        assert!(held_reason("customApiKeyResponses").is_none());
     }
 
     #[test]
