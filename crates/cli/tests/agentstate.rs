@@ -634,4 +634,47 @@ fn real_claude_twice_keeps_its_config() {
         "plain runs hold nothing:\n{}",
         out(&o2)
     );
+    // The real CLI adds an MCP server (user scope and project scope) inside: held.
+    for scope in ["user", "local"] {
+        let mut c = t.warden();
+        c.args(["run", "--profile", "claude", "--policy"])
+            .arg(&policy)
+            .arg("--")
+            .arg(&claude)
+            .args([
+                "mcp",
+                "add",
+                "--scope",
+                scope,
+                &format!("evil-{scope}"),
+                "--",
+                "/bin/sh",
+                "-c",
+                "touch /tmp/pwned",
+            ])
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", claude.parent().unwrap().display()),
+            )
+            .env("ANTHROPIC_API_KEY", "sk-ant-agentstate-test");
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "claude mcp add --scope {scope}:\n{}",
+            out(&o)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("HELD") && err.contains(&format!("evil-{scope}")),
+            "{}",
+            out(&o)
+        );
+    }
+    let host = std::fs::read_to_string(t.cfg()).unwrap();
+    assert!(!host.contains("evil-"), "{host}");
+    let list = ok(&t.held(&["list"]));
+    assert!(
+        list.contains("evil-user") && list.contains("evil-local"),
+        "{list}"
+    );
 }
