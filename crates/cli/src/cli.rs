@@ -90,11 +90,13 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Review changes to executable agent configuration that a session made and warden held.
     ///
-    /// With `--profile claude` the agent works on a copy of `~/.claude.json`. At exit warden
-    /// writes safe state back (history counters, theme, onboarding) and HOLDS changes to keys
-    /// that make a later plain `claude` run code or skip prompts: `mcpServers`, project trust,
-    /// `allowedTools`, `env`, `apiKeyHelper`, hooks and the like. They are applied only by a
-    /// human running `warden held apply` outside the sandbox (it refuses inside).
+    /// With `--profile claude` the agent works on copies of `~/.claude.json` and
+    /// `~/.claude/settings.json`. At exit warden writes safe state back (counters, theme,
+    /// onboarding, `/model`) and HOLDS changes to keys that make a later plain `claude` run
+    /// code or skip prompts: `mcpServers`, project trust, `allowedTools`, `env`,
+    /// `apiKeyHelper`, hooks, permissions and the like. They are applied only by a human
+    /// running `warden held apply` outside the sandbox (it refuses inside). Held changes live
+    /// in ~/.local/state/warden/held/.
     #[command(subcommand)]
     Held(HeldCmd),
     /// Print shell completions.
