@@ -208,6 +208,18 @@ impl Dir {
         res
     }
 
+    /// Creates the new file `name` (`O_EXCL|O_NOFOLLOW`, mode 0600) holding `bytes`, without
+    /// fsync: for scratch files (the session's copies) whose loss in a crash costs nothing.
+    pub fn create_scratch(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let what = format!("{}/{name}", self.shown);
+        let fd = self
+            .openat2(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
+            .map_err(|e| StateError::io(&what, e))?;
+        File::from(fd)
+            .write_all(bytes)
+            .map_err(|e| StateError::io(&what, e))
+    }
+
     /// Removes `name` (a regular file) from this directory; absent is fine.
     pub fn remove_file(&self, name: &str) -> Result<(), StateError> {
         let c = cstr(name)?;
@@ -278,6 +290,14 @@ impl Dir {
             });
         }
         Ok(self.child(dir)?.map(|d| (d, name)))
+    }
+
+    /// `mkdirat(name, 0700)` in this directory; an existing entry is left alone.
+    pub fn mkdir(&self, name: &str) {
+        if let Ok(c) = CString::new(name) {
+            // SAFETY: mkdirat relative to our directory fd (never follows a final symlink).
+            unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o700) };
+        }
     }
 
     /// Names of the entries of this directory.

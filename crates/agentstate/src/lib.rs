@@ -80,3 +80,34 @@ pub fn describe(agent: &str) -> String {
         })
         .collect()
 }
+
+/// Creates, once and for good, the absent directories among `protect` entries inside the
+/// agent's state directory (`~/.claude/commands`, `agents`, ...), so that later runs lock
+/// existing empty directories instead of making and removing a placeholder for each on every
+/// run. Empty directories there mean "none" to the agent. Each is made with `mkdirat`
+/// beneath the state directory, following no symlink; failures are ignored (the
+/// placeholder path still locks the entry).
+pub fn prepare_dirs(agent: &str, home: &std::path::Path, protect: &[String]) {
+    let prefix = match agent {
+        "claude" => "~/.claude/",
+        _ => return,
+    };
+    let Ok(home_dir) = fsat::Dir::open(home, "~") else {
+        return;
+    };
+    let state_name = prefix.trim_start_matches("~/").trim_end_matches('/');
+    home_dir.mkdir(state_name);
+    let Ok(Some(state)) = home_dir.child(state_name) else {
+        return;
+    };
+    for entry in protect {
+        let Some(name) = entry.strip_prefix(prefix) else {
+            continue;
+        };
+        let name = name.trim_end_matches('/');
+        if name.is_empty() || name.contains('/') || name.contains('.') {
+            continue;
+        }
+        state.mkdir(name);
+    }
+}

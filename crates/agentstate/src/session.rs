@@ -208,7 +208,7 @@ impl StateSession {
                 ));
             }
             let copy_name = spec.rel.replace('/', "-");
-            copy_dir.replace_file(&copy_name, session, &bytes, None)?;
+            copy_dir.create_scratch(&copy_name, &bytes)?;
             if no_writeback.is_none() {
                 meta.files.push(MetaFile {
                     rel: spec.rel.into(),
@@ -230,7 +230,7 @@ impl StateSession {
             what: META.into(),
             msg: e.to_string(),
         })?;
-        copy_dir.replace_file(META, session, &meta_bytes, None)?;
+        copy_dir.create_scratch(META, &meta_bytes)?;
         Ok(Some(s))
     }
 
@@ -328,8 +328,9 @@ impl StateSession {
                 msg: "its directory is gone".into(),
             });
         };
-        // Claude Code's own lock, so a `claude` running on the host meanwhile is not lost.
-        let _lock = (f.spec.kind == Kind::ClaudeState)
+        // Claude Code's own lock, so a `claude` running on the host meanwhile is not lost
+        // (not needed when the session changed nothing: the host file is then left as is).
+        let _lock = (f.spec.kind == Kind::ClaudeState && end != f.start)
             .then(|| dir.lock(name))
             .flatten();
         let host = dir.read_file(name, MAX_STATE_BYTES)?;

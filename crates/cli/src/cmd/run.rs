@@ -135,6 +135,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .into_iter()
         .chain(own_exe)
         .collect();
+    if !a.dry_run {
+        let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
+        warden_agentstate::prepare_dirs(agent, &home, &loaded.policy.files.protect);
+    }
     let mut plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
         workspace: ws.clone(),
