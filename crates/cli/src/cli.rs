@@ -88,6 +88,17 @@ pub enum Command {
     /// does. Decisions: /var/log/warden/daemon.jsonl. systemd unit: dist/warden-daemon.service.
     #[command(long_about)]
     Daemon(DaemonArgs),
+    /// Review changes to executable agent configuration that a session made and warden held.
+    ///
+    /// With `--profile claude` the agent works on copies of `~/.claude.json` and
+    /// `~/.claude/settings.json`. At exit warden writes safe state back (counters, theme,
+    /// onboarding, `/model`) and HOLDS changes to keys that make a later plain `claude` run
+    /// code or skip prompts: `mcpServers`, project trust, `allowedTools`, `env`,
+    /// `apiKeyHelper`, hooks, permissions and the like. They are applied only by a human
+    /// running `warden held apply` outside the sandbox (it refuses inside). Held changes live
+    /// in ~/.local/state/warden/held/.
+    #[command(subcommand)]
+    Held(HeldCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -228,6 +239,23 @@ pub enum ExecCmd {
     },
     /// Remove a rule.
     Rm { rule: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HeldCmd {
+    /// Sessions with held changes, and what they change.
+    List,
+    /// Every held change of a session, values in full.
+    Show { session: String },
+    /// Apply a session's held changes to your files (outside warden only).
+    Apply {
+        session: String,
+        /// Apply even where the key changed since the session started.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Discard a session's held changes.
+    Drop { session: String },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

@@ -331,7 +331,9 @@ fn agent_settings_in_state_dir_are_read_only() {
          mkdir -p ~/.claude/projects && echo log > ~/.claude/projects/x.jsonl && echo STATE-OK",
     );
     let s = ok(&o);
-    assert!(!s.contains("OK-"), "{}", out(&o));
+    // ~/.claude/settings.json is a filtered copy (warden-agentstate): the write lands on the
+    // copy, and a `hooks` change is held, never written to the host file (checked below).
+    assert!(!s.contains("OK-local"), "{}", out(&o));
     assert!(
         s.contains("STATE-OK"),
         "the agent's state dir must stay writable:\n{}",

@@ -39,7 +39,7 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     // Sources of bind mounts, opened before the trees that hold them are masked.
     let mut sources = Vec::new();
     for b in &plan.binds {
-        sources.push((b, sys::open_path(&b.path)?));
+        sources.push((b, sys::open_path(b.source.as_deref().unwrap_or(&b.path))?));
     }
     let mut done: Vec<PathBuf> = Vec::new();
     for m in &plan.masks {

@@ -27,6 +27,9 @@ pub struct Bind {
     pub path: PathBuf,
     pub writable: bool,
     pub is_dir: bool,
+    /// Bind this file instead of `path` itself (a supervisor-made copy, such as the state
+    /// filter's copy of `~/.claude.json`; see warden-agentstate).
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +154,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             path: path.to_path_buf(),
             writable,
             is_dir: md.is_dir(),
+            source: None,
         });
     };
     add_bind(&inp.workspace, true);
@@ -281,6 +285,22 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
 }
 
 impl Plan {
+    /// Shows `source` (a file the supervisor made, outside the sandbox's view) read-write at
+    /// `target` instead of the real `target`: any bind, lock or placeholder of `target` is
+    /// replaced.
+    pub fn bind_copy(&mut self, target: PathBuf, source: PathBuf) {
+        self.binds.retain(|b| b.path != target);
+        self.protect.retain(|p| p.path != target);
+        self.placeholders.retain(|(p, _)| *p != target);
+        self.binds.push(Bind {
+            path: target,
+            writable: true,
+            is_dir: false,
+            source: Some(source),
+        });
+        self.binds.sort_by_key(|b| b.path.components().count());
+    }
+
     /// Human-readable summary (`warden run --dry-run`).
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -300,9 +320,13 @@ impl Plan {
         for b in &self.binds {
             let _ = writeln!(
                 s,
-                "bind {} {}",
+                "bind {} {}{}",
                 if b.writable { "rw" } else { "ro" },
-                b.path.display()
+                b.path.display(),
+                match &b.source {
+                    Some(src) => format!(" (a copy: {})", src.display()),
+                    None => String::new(),
+                }
             );
         }
         for h in &self.hide {

@@ -9,6 +9,7 @@ mod daemon;
 mod doctor;
 mod exec;
 mod explain;
+mod held;
 mod hook;
 mod misc;
 mod net;
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Install(a) => hook::install(a),
         Command::Uninstall(a) => hook::uninstall(a),
         Command::Daemon(a) => daemon::daemon(a),
+        Command::Held(c) => held::held(c),
         Command::Completions { shell } => misc::completions(shell),
         Command::Man => misc::man(),
     };

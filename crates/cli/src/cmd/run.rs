@@ -135,7 +135,11 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .into_iter()
         .chain(own_exe)
         .collect();
-    let plan = plan::build(plan::PlanInput {
+    if !a.dry_run {
+        let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
+        warden_agentstate::prepare_dirs(agent, &home, &loaded.policy.files.protect);
+    }
+    let mut plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
         workspace: ws.clone(),
         home: home.clone(),
@@ -154,8 +158,25 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         extra_read,
     });
     if a.dry_run {
-        print!("{}", plan.describe());
+        let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
+        print!("{}{}", plan.describe(), warden_agentstate::describe(agent));
         return Ok(exit::OK);
+    }
+    // State filter (warden-agentstate): the agent works on a copy of ~/.claude.json.
+    let agent_state = warden_agentstate::StateSession::start(
+        loaded.policy.agent.name.as_deref().unwrap_or(""),
+        &home,
+        &state_dir(&home),
+        &session_id,
+    )
+    .map_err(|e| fail(exit::INTERNAL, format!("agent state filter: {e}")))?;
+    if let Some(s) = &agent_state {
+        s.warnings
+            .iter()
+            .for_each(|w| eprintln!("warden: warning: {w}"));
+        s.binds()
+            .into_iter()
+            .for_each(|(t, c)| plan.bind_copy(t, c));
     }
     let log_path = state_dir(&home)
         .join("sessions")
@@ -298,6 +319,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     );
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
+    if let Some(s) = agent_state {
+        eprint!("{}", s.finish().render(&session_id));
+    }
     if let Some(cg) = &cgroup {
         let hits = cg.max_events();
         if hits > 0 {

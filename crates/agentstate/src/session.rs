@@ -1,0 +1,425 @@
+//! One session's filtered state files: the copy made before launch, and the merge-back at
+//! exit (see the crate doc).
+
+use crate::filter::{self, parse_state, Change, StateError, MAX_STATE_BYTES};
+use crate::fsat::{Dir, FileRead};
+use crate::held::{self, HeldFile, HeldRecord};
+use crate::{FileSpec, Kind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+struct Filtered {
+    spec: &'static FileSpec,
+    /// Where the agent sees the file (bind target).
+    target: PathBuf,
+    /// The copy's file name in the session's copies directory.
+    copy_name: String,
+    /// Snapshot of the host file at start (empty when absent).
+    start: Map<String, Value>,
+    /// The host file existed at start.
+    existed: bool,
+    /// Why the session's changes cannot be written back (decided at start), if so.
+    no_writeback: Option<String>,
+}
+
+const META: &str = "session.json";
+
+/// Written next to the copies at start, so that a later run can merge a session whose
+/// supervisor was killed ([`recover_orphans`]).
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    pid: u32,
+    files: Vec<MetaFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaFile {
+    rel: String,
+    existed: bool,
+    start: Map<String, Value>,
+}
+
+/// Merges the copies of sessions whose supervisor is gone (killed before its exit-time
+/// merge), as their own exit would have: safe keys written back, the rest held under their
+/// session id. Returns one message per session.
+fn recover_orphans(state: &Path, home: &Path) -> Vec<String> {
+    let root = state.join("agentstate");
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut msgs = Vec::new();
+    for e in rd.flatten() {
+        let Some(sid) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if held::check_session_id(&sid).is_err() {
+            continue;
+        }
+        let copies = root.join(&sid);
+        let Ok(dir) = Dir::open(&copies, &copies.display().to_string()) else {
+            continue;
+        };
+        let Ok(Some(f)) = dir.read_file(META, MAX_STATE_BYTES) else {
+            continue;
+        };
+        let Ok(meta) = serde_json::from_slice::<Meta>(&f.bytes) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(meta.pid as i32, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if alive {
+            continue;
+        }
+        let Ok(home_dir) = Dir::open(home, "~") else {
+            continue;
+        };
+        let files = meta
+            .files
+            .into_iter()
+            .filter_map(|m| {
+                let spec = crate::spec_of(&m.rel)?;
+                Some(Filtered {
+                    spec,
+                    target: home.join(spec.rel),
+                    copy_name: spec.rel.replace('/', "-"),
+                    start: m.start,
+                    existed: m.existed,
+                    no_writeback: None,
+                })
+            })
+            .collect();
+        let _ = dir.remove_file(META);
+        let orphan = StateSession {
+            session: sid.clone(),
+            home: home.into(),
+            state: state.into(),
+            copies,
+            home_id: (home_dir.dev, home_dir.ino),
+            files,
+            warnings: Vec::new(),
+        };
+        let r = orphan.finish();
+        let mut m = format!(
+            "merged the agent state of session {sid}, whose supervisor was killed before its exit"
+        );
+        for l in r.render(&sid).lines() {
+            m.push_str("\n  ");
+            m.push_str(l);
+        }
+        msgs.push(m);
+    }
+    msgs
+}
+
+/// The filtered state files of one `warden run` session.
+pub struct StateSession {
+    session: String,
+    home: PathBuf,
+    state: PathBuf,
+    /// `state/agentstate/<session>`: holds the copies (bind sources).
+    copies: PathBuf,
+    home_id: (u64, u64),
+    files: Vec<Filtered>,
+    /// Warnings from the start (printed by the caller before launch).
+    pub warnings: Vec<String>,
+}
+
+/// What happened at exit, for the terminal (and the session log).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// One line per file: what was written back.
+    pub lines: Vec<String>,
+    /// Changes held for a human, and where they are stored.
+    pub held: Vec<(String, Change)>,
+    pub held_file: Option<PathBuf>,
+    /// Failures: nothing of that file was written back.
+    pub errors: Vec<String>,
+}
+
+fn shown(rel: &str) -> String {
+    format!("~/{rel}")
+}
+
+/// Reads `rel` beneath `home`: (its parent directory, the file name, the file if present).
+/// A missing parent directory counts as a missing file.
+fn read_rel<'r>(
+    home: &Dir,
+    rel: &'r str,
+) -> Result<(Option<Dir>, &'r str, Option<FileRead>), StateError> {
+    let Some((dir, name)) = home.parent_of(rel)? else {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        return Ok((None, name, None));
+    };
+    let f = dir.read_file(name, MAX_STATE_BYTES)?;
+    Ok((Some(dir), name, f))
+}
+
+impl StateSession {
+    /// Snapshots the agent's filtered files and writes their copies. Returns None when the
+    /// agent has no filtered file. An unusable host file (a symlink, not JSON, too large)
+    /// does not stop the run: the session gets an empty copy and nothing is written back.
+    pub fn start(
+        agent: &str,
+        home: &Path,
+        state: &Path,
+        session: &str,
+    ) -> Result<Option<StateSession>, StateError> {
+        let specs = crate::filtered_files(agent);
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        held::check_session_id(session)?;
+        let home_dir = Dir::open(home, "~")?;
+        let copies = state.join("agentstate").join(session);
+        std::fs::create_dir_all(&copies)
+            .map_err(|e| StateError::io(copies.display().to_string(), e))?;
+        let copy_dir = Dir::open(&copies, &copies.display().to_string())?;
+        let mut s = StateSession {
+            session: session.into(),
+            home: home.into(),
+            state: state.into(),
+            copies: copies.clone(),
+            home_id: (home_dir.dev, home_dir.ino),
+            files: Vec::new(),
+            warnings: Vec::new(),
+        };
+        s.warnings.extend(recover_orphans(state, home));
+        let mut meta = Meta {
+            pid: std::process::id(),
+            files: Vec::new(),
+        };
+        for spec in specs {
+            let what = shown(spec.rel);
+            let read = read_rel(&home_dir, spec.rel);
+            let existed = matches!(&read, Ok((_, _, Some(_))));
+            let (start, bytes, no_writeback) = match read {
+                Ok((_, _, None)) => (Map::new(), b"{}\n".to_vec(), None),
+                Ok((_, _, Some(f))) => match parse_state(&what, &f.bytes) {
+                    Ok(m) => (m, f.bytes, None),
+                    Err(e) => (Map::new(), b"{}\n".to_vec(), Some(e.to_string())),
+                },
+                Err(e) => (Map::new(), b"{}\n".to_vec(), Some(e.to_string())),
+            };
+            if let Some(why) = &no_writeback {
+                s.warnings.push(format!(
+                    "{why}; the session starts from an empty {what} and nothing of it is written back"
+                ));
+            }
+            let copy_name = spec.rel.replace('/', "-");
+            copy_dir.create_scratch(&copy_name, &bytes)?;
+            if no_writeback.is_none() {
+                meta.files.push(MetaFile {
+                    rel: spec.rel.into(),
+                    existed,
+                    start: start.clone(),
+                });
+            }
+            s.files.push(Filtered {
+                spec,
+                target: home.join(spec.rel),
+                copy_name,
+                start,
+                existed,
+                no_writeback,
+            });
+        }
+        // What a later run needs to merge this session if its supervisor is killed.
+        let meta_bytes = serde_json::to_vec(&meta).map_err(|e| StateError::Shape {
+            what: META.into(),
+            msg: e.to_string(),
+        })?;
+        copy_dir.create_scratch(META, &meta_bytes)?;
+        Ok(Some(s))
+    }
+
+    /// (target, copy) pairs: bind each copy read-write at its target in the sandbox.
+    pub fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.files
+            .iter()
+            .map(|f| (f.target.clone(), self.copies.join(&f.copy_name)))
+            .collect()
+    }
+
+    /// After the sandbox is gone: merge safe changes into the host files, hold the rest.
+    pub fn finish(self) -> Report {
+        let mut r = Report::default();
+        let mut held_files = Vec::new();
+        let mut keep_copies = false;
+        for f in &self.files {
+            match self.finish_one(f) {
+                Ok((line, held)) => {
+                    r.lines.push(line);
+                    if !held.is_empty() {
+                        r.held
+                            .extend(held.iter().map(|c| (shown(f.spec.rel), c.clone())));
+                        held_files.push(HeldFile {
+                            file: f.spec.rel.to_string(),
+                            changes: held,
+                        });
+                    }
+                }
+                Err(e) => {
+                    keep_copies = true;
+                    r.errors.push(format!(
+                        "{}: nothing written back ({e}); the session's copy is kept at {}",
+                        shown(f.spec.rel),
+                        self.copies.join(&f.copy_name).display()
+                    ));
+                }
+            }
+        }
+        if !held_files.is_empty() {
+            let rec = HeldRecord {
+                version: 1,
+                session: self.session.clone(),
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                home: self.home.display().to_string(),
+                home_dev: self.home_id.0,
+                home_ino: self.home_id.1,
+                files: held_files,
+            };
+            match held::store(&self.state, &rec) {
+                Ok(p) => r.held_file = Some(p),
+                Err(e) => {
+                    keep_copies = true;
+                    r.errors
+                        .push(format!("held changes could not be stored ({e})"));
+                }
+            }
+        }
+        if !keep_copies {
+            let _ = std::fs::remove_dir_all(&self.copies);
+        }
+        r.log();
+        r
+    }
+
+    fn finish_one(&self, f: &Filtered) -> Result<(String, Vec<Change>), StateError> {
+        let what = shown(f.spec.rel);
+        let copy_dir = Dir::open(&self.copies, &self.copies.display().to_string())?;
+        let copy = copy_dir
+            .read_file(&f.copy_name, MAX_STATE_BYTES)?
+            .ok_or_else(|| StateError::Refused {
+                what: format!("the session's copy of {what}"),
+                msg: "it is gone".into(),
+            })?;
+        let end = parse_state(&format!("the session's {what}"), &copy.bytes)?;
+        if let Some(why) = &f.no_writeback {
+            return Err(StateError::Refused {
+                what,
+                msg: why.clone(),
+            });
+        }
+        let home_dir = Dir::open(&self.home, "~")?;
+        if (home_dir.dev, home_dir.ino) != self.home_id {
+            return Err(StateError::Refused {
+                what,
+                msg: "the home directory is not the one the session started with".into(),
+            });
+        }
+        let Some((dir, name)) = home_dir.parent_of(f.spec.rel)? else {
+            return Err(StateError::Refused {
+                what,
+                msg: "its directory is gone".into(),
+            });
+        };
+        // Claude Code's own lock, so a `claude` running on the host meanwhile is not lost
+        // (not needed when the session changed nothing: the host file is then left as is).
+        let _lock = (f.spec.kind == Kind::ClaudeState && end != f.start)
+            .then(|| dir.lock(name))
+            .flatten();
+        let host = dir.read_file(name, MAX_STATE_BYTES)?;
+        let host_map = match &host {
+            Some(h) => parse_state(&what, &h.bytes)?,
+            None => Map::new(),
+        };
+        let m = filter::merge(f.spec.kind, &f.start, &end, &host_map);
+        let line = if !f.existed && !f.spec.always_create && m.merged.is_empty() {
+            // Nothing to keep in a file that did not exist: remove the empty one the
+            // sandbox's mount point left.
+            if host.is_some() && host_map.is_empty() {
+                dir.remove_file(name)?;
+            }
+            format!("{what}: nothing to keep")
+        } else if host.is_none() || m.merged != host_map {
+            let mut bytes = serde_json::to_vec_pretty(&Value::Object(m.merged)).map_err(|e| {
+                StateError::Shape {
+                    what: what.clone(),
+                    msg: format!("cannot serialise: {e}"),
+                }
+            })?;
+            bytes.push(b'\n');
+            dir.replace_file(name, &self.session, &bytes, host.as_ref())?;
+            format!(
+                "{what}: {} safe change(s) written back{}",
+                m.applied.len(),
+                if host.is_none() {
+                    " (file created)"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!("{what}: unchanged")
+        };
+        Ok((line, m.held))
+    }
+}
+
+impl Report {
+    /// Records each held change and each failure in the session log.
+    fn log(&self) {
+        use warden_event::{Decision, Layer, Verdict};
+        const WHO: &str = "warden run (state filter)";
+        for (file, c) in &self.held {
+            Decision::new(
+                Layer::Sandbox,
+                WHO,
+                format!("{file}: {}", held::describe(c, false)),
+                "agentstate.held",
+                Verdict::Ask,
+                format!("{}; held for `warden held apply`", c.reason),
+            )
+            .emit();
+        }
+        for e in &self.errors {
+            Decision::new(
+                Layer::Sandbox,
+                WHO,
+                "agent state write-back",
+                "agentstate.writeback",
+                Verdict::Deny,
+                e.clone(),
+            )
+            .emit();
+        }
+    }
+
+    /// The exit summary for the terminal: one line per file, then each held change and how
+    /// to review, apply or drop them.
+    pub fn render(&self, session: &str) -> String {
+        let mut s = String::new();
+        for e in &self.errors {
+            s.push_str(&format!("warden: state filter: {e}\n"));
+        }
+        if self.held.is_empty() {
+            return s;
+        }
+        s.push_str(&format!(
+            "warden: {} change(s) to executable agent configuration HELD for your review (not applied):\n",
+            self.held.len()
+        ));
+        for (file, c) in &self.held {
+            s.push_str(&format!("  {file}: {}\n", held::describe(c, false)));
+        }
+        s.push_str(&format!(
+            "  review: warden held show {session}   apply: warden held apply {session}   discard: warden held drop {session}\n"
+        ));
+        s
+    }
+}
