@@ -2,7 +2,7 @@
 //! sandbox against servers the test starts on the host. Names come from a test hosts file
 //! read by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 struct T {
@@ -20,6 +20,7 @@ impl T {
         let srv = root.join("srv");
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::create_dir_all(&srv).unwrap();
+        std::fs::create_dir_all(root.join("home")).unwrap();
         std::fs::write(srv.join("hello.txt"), "hello through warden\n").unwrap();
         let port = {
             let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -70,6 +71,8 @@ impl T {
                 script,
             ])
             .current_dir(&self.ws)
+            // Hermetic: never the developer's real home (or its warden policy).
+            .env("HOME", self.root.join("home"))
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -383,7 +386,9 @@ fn without_user_namespaces_landlock_allows_only_the_proxy_port() {
         "echo proxy=$HTTP_PROXY; curl -s http://test.local:{p}/hello.txt; \
          curl -s -o /dev/null -w 'denied=%{{http_code}}\\n' http://other.local:{p}/hello.txt; \
          curl -s --noproxy '*' --max-time 5 http://127.0.0.1:{p}/hello.txt; echo direct-rc=$?; \
-         /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", 53))' 2>&1 | tail -1; echo udp-rc=$?"
+         /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", 53))' 2>&1 | tail -1; echo udp-rc=$?; \
+         echo planted > \"$HOME/.bashrc\"; echo home-rc=$?; echo planted > /tmp/warden-nouserns-planted; \
+         echo ok > ws-file; echo tmp > \"$TMPDIR/x\" && echo tmpdir-ok"
     );
     let o = t.run_with(
         &["--simulate-no-userns", "--best-effort"],
@@ -413,6 +418,28 @@ fn without_user_namespaces_landlock_allows_only_the_proxy_port() {
             || s.contains("PermissionError")
             || s.contains("Operation not permitted"),
         "UDP must fail:\n{}",
+        text(&o)
+    );
+    // Without a mount namespace `$HOME` is the real home: it must not be writable.
+    assert!(
+        !t.root.join("home/.bashrc").exists(),
+        "the real home was written:\n{}",
+        text(&o)
+    );
+    assert!(
+        !Path::new("/tmp/warden-nouserns-planted").exists(),
+        "the real /tmp was written:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("tmpdir-ok"),
+        "a private TMPDIR works:\n{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("ws-file")).unwrap_or_default(),
+        "ok\n",
+        "the workspace stays writable:\n{}",
         text(&o)
     );
 }

@@ -57,6 +57,9 @@ pub struct Plan {
     pub git_watch: bool,
     pub landlock_read: Vec<PathBuf>,
     pub landlock_write: Vec<PathBuf>,
+    /// Without a mount namespace: the private TMPDIR the supervisor creates (mode 0700)
+    /// before launch and removes after.
+    pub private_tmp: Option<PathBuf>,
     pub env: Vec<(OsString, OsString)>,
     pub scrubbed: Vec<(String, String)>,
     pub pids_max: u32,
@@ -227,12 +230,22 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let mut landlock_read: Vec<PathBuf> = system.clone();
     landlock_read.extend(read.iter().cloned());
     landlock_read.extend(install.iter().cloned());
-    let mut landlock_write: Vec<PathBuf> = vec![
-        inp.workspace.clone(),
-        PathBuf::from("/tmp"),
-        PathBuf::from("/var/tmp"),
-        inp.home.clone(),
-    ];
+    // `$HOME`, `/tmp` and `/var/tmp` are writable only where they are the sandbox's private
+    // tmpfs mounts. Without a mount namespace (`--best-effort` on a machine without user
+    // namespaces) they are the real ones: the user's rc files, agent settings and warden's own
+    // state, and other programs' files in /tmp. Then the agent gets a private TMPDIR instead
+    // ([`Plan::private_tmp`], made by the supervisor).
+    let private_tmp = (!inp.features.user_namespaces)
+        .then(|| std::env::temp_dir().join(format!("warden-{}", inp.session_id)));
+    let mut landlock_write: Vec<PathBuf> = vec![inp.workspace.clone()];
+    match &private_tmp {
+        None => landlock_write.extend([
+            PathBuf::from("/tmp"),
+            PathBuf::from("/var/tmp"),
+            inp.home.clone(),
+        ]),
+        Some(t) => landlock_write.push(t.clone()),
+    }
     landlock_write.extend(state.iter().cloned());
     landlock_write.extend(write.iter().cloned());
     // Environment.
@@ -253,7 +266,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         env.retain(|(ek, _)| ek != k);
         env.push((k.into(), v.into()));
     };
-    set("TMPDIR", "/tmp");
+    match &private_tmp {
+        Some(t) => set("TMPDIR", &t.to_string_lossy()),
+        None => set("TMPDIR", "/tmp"),
+    }
     set("WARDEN_SANDBOX", "1");
     set("WARDEN_SESSION_ID", &inp.session_id);
     for (k, v) in &p.env.set {
@@ -275,6 +291,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         git_watch,
         landlock_read,
         landlock_write,
+        private_tmp,
         env,
         scrubbed,
         pids_max: p.process.pids_max.unwrap_or(4096),

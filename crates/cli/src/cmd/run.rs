@@ -250,6 +250,19 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .join("placeholders")
         .join(format!("{session_id}.list"));
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
+    let private_tmp = plan.private_tmp.clone();
+    if let Some(t) = &private_tmp {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(t)
+            .map_err(|e| {
+                fail(
+                    exit::INTERNAL,
+                    format!("private TMPDIR {}: {e}", t.display()),
+                )
+            })?;
+    }
     write_manifest(&manifest, &placeholders);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     // Network: the agent's namespace has only loopback; a bridge in the sandbox's init hands
@@ -318,6 +331,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         proxy,
     );
     launch::remove_placeholders(&placeholders);
+    if let Some(t) = &private_tmp {
+        // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
+        let _ = std::fs::remove_dir_all(t);
+    }
     let _ = std::fs::remove_file(&manifest);
     if let Some(s) = agent_state {
         eprint!("{}", s.finish().render(&session_id));
