@@ -17,6 +17,7 @@ pub mod plan;
 pub mod probe;
 pub mod pty;
 pub mod report;
+pub mod resolve;
 mod sys;
 
 pub use launch::{launch, AgentHook, InitTask, Launch, Session};
