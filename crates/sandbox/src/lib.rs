@@ -8,6 +8,7 @@
 //! the new session and pty; and environment scrubbing. It also probes what the machine can
 //! deliver ([`probe`]), which `warden run` and `warden doctor` report.
 
+pub mod agents;
 pub mod cgroup;
 pub mod filter;
 pub mod launch;

@@ -148,6 +148,19 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     for (i, p) in plan.protect.iter().enumerate() {
         lock_path(&p.path, p.placeholder_content, priv_dir, i)?;
     }
+    // Views: a private read-only copy with warden's content over a (locked) protected file.
+    for (i, v) in plan.views.iter().enumerate() {
+        let f = priv_dir.join(format!("view-{i}"));
+        std::fs::write(&f, &v.content).map_err(|e| format!("{}: {e}", f.display()))?;
+        mount(
+            Some(f.to_str().unwrap_or_default()),
+            &v.path,
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
+        remount_ro(&v.path)?;
+    }
     Ok(())
 }
 

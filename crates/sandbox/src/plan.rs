@@ -20,7 +20,7 @@
 //!   writable layer above, discarded at exit.
 
 use crate::probe::Features;
-use crate::resolve;
+use crate::{agents, resolve};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use warden_policy::{Anchors, Policy};
@@ -70,6 +70,10 @@ pub struct Plan {
     pub links: Vec<(PathBuf, PathBuf)>,
     /// Package caches shown as overlays (host copy read-only + private writable layer).
     pub caches: Vec<PathBuf>,
+    /// Protected files the agent sees with warden-supplied content (see [`crate::agents`]).
+    pub views: Vec<agents::View>,
+    /// Things the user should know about this plan (printed before launch).
+    pub notes: Vec<String>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -296,6 +300,19 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         });
     }
     protect.sort_by_key(|x| x.path.components().count());
+    // Agent-specific views replace protected files only (they must be locked already).
+    let (mut views, mut notes) = agents::views(p.agent.name.as_deref(), &inp.home);
+    views.retain(|v| {
+        let locked = protect.iter().any(|x| x.path == v.path && !x.is_dir);
+        if !locked {
+            notes.push(format!(
+                "{} is not in files.protect, so warden does not show its adjusted copy ({})",
+                v.path.display(),
+                v.why
+            ));
+        }
+        locked
+    });
     // Landlock roots (as written, and resolved: a rule on a missing symlink grants nothing).
     let mut landlock_read: Vec<PathBuf> = system.clone();
     landlock_read.extend(read.iter().cloned());
@@ -360,6 +377,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         net_isolated: inp.features.user_namespaces,
         links,
         caches,
+        views,
+        notes,
     }
 }
 
@@ -425,13 +444,15 @@ impl Plan {
         let Some((_, path)) = self.env.iter().find(|(k, _)| k == "PATH") else {
             return Vec::new();
         };
-        std::env::split_paths(path)
-            .filter(|d| d.is_absolute())
-            .filter(|d| match resolve::chain(d) {
-                Some(c) => c.target.is_dir() && !self.shows(&c.target),
-                None => false,
-            })
-            .collect()
+        let mut out: Vec<PathBuf> = Vec::new();
+        for d in std::env::split_paths(path).filter(|d| d.is_absolute()) {
+            let hidden =
+                resolve::chain(&d).is_some_and(|c| c.target.is_dir() && !self.shows(&c.target));
+            if hidden && !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
     }
 
     /// Human-readable summary (`warden run --dry-run`).
@@ -470,6 +491,9 @@ impl Plan {
         }
         for h in &self.hide {
             let _ = writeln!(s, "hide {}", h.display());
+        }
+        for v in &self.views {
+            let _ = writeln!(s, "view (read-only) {}: {}", v.path.display(), v.why);
         }
         for p in &self.protect {
             let _ = writeln!(s, "protect (read-only) {}", p.path.display());

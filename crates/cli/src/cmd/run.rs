@@ -163,6 +163,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         if let Err(e) = plan.resolve_command() {
             return Err(fail(exit::NOT_FOUND, e.to_string()));
         }
+        for n in &plan.notes {
+            eprintln!("warden: note: {n}");
+        }
         let hidden = plan.hidden_path_dirs();
         if !hidden.is_empty() {
             let list: Vec<String> = hidden.iter().map(|d| d.display().to_string()).collect();
