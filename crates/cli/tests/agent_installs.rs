@@ -416,4 +416,22 @@ fn agent_credentials_stay_with_their_agent() {
             show(&o)
         );
     }
+    // Subscription sign-in, refresh and the start-up check reach their hosts under the claude
+    // profile only.
+    for (profile, host, allowed) in [
+        ("claude", "platform.claude.com:443", true),
+        ("claude", "claude.ai:443", true),
+        ("claude", "api.anthropic.com:443", true),
+        ("generic", "platform.claude.com:443", false),
+        ("codex", "claude.ai:443", false),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["explain", "--profile", profile, "--connect", host])
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .output()
+            .unwrap();
+        let so = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(so.starts_with("allowed"), allowed, "{profile} {host}: {}", show(&o));
+    }
 }
