@@ -432,6 +432,11 @@ fn agent_credentials_stay_with_their_agent() {
             .output()
             .unwrap();
         let so = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(so.starts_with("allowed"), allowed, "{profile} {host}: {}", show(&o));
+        assert_eq!(
+            so.starts_with("allowed"),
+            allowed,
+            "{profile} {host}: {}",
+            show(&o)
+        );
     }
 }
