@@ -253,6 +253,23 @@ fn real_codex_cli_with_warden() {
         ours.iter().all(|h| h.2 == "untrusted"),
         "a new hook starts untrusted: {ours:?}"
     );
+    // warden says so before launch.
+    std::fs::write(
+        home.join(".codex/config.toml"),
+        config(&format!("http://127.0.0.1:{port}/v1"), ""),
+    )
+    .unwrap();
+    let o = {
+        let mut c = Command::new(W);
+        c.args(["run", "--profile", "codex", "--", "true"]);
+        env(&mut c);
+        c.output().unwrap()
+    };
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stderr).contains("until you trust it"),
+        "{}",
+        show(&o)
+    );
     let trust: String = ours
         .iter()
         .map(|h| format!("\n[hooks.state.\"{}\"]\ntrusted_hash = \"{}\"\n", h.0, h.1))
@@ -335,6 +352,10 @@ fn real_codex_cli_with_warden() {
         "{ctx}"
     );
     assert!(o.status.success(), "{ctx}");
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("until you trust it"),
+        "trusted now: {ctx}"
+    );
     assert_eq!(
         std::fs::read_to_string(home.join(".codex/config.toml")).unwrap(),
         host_config,

@@ -65,6 +65,17 @@ fn codex(home: &Path) -> (Vec<View>, Vec<String>) {
             )
         }
     };
+    let mut notes = Vec::new();
+    let hooks_rel = rel.with_file_name("hooks.json");
+    if let Ok(hooks) = read_beneath(home, &hooks_rel) {
+        let prefix = format!("{}:pre_tool_use:", home.join(&hooks_rel).display());
+        if hooks.contains("hook codex") && !codex_trusts(&user, &prefix) {
+            notes.push(format!(
+                "Codex skips warden's hook in {} until you trust it, and it cannot save that trust from inside warden: run `codex` once outside warden and trust it in /hooks (the sandbox and the exec guard apply either way)",
+                home.join(&hooks_rel).display()
+            ));
+        }
+    }
     match codex_config(&user) {
         Ok(content) => (
             vec![View {
@@ -72,11 +83,31 @@ fn codex(home: &Path) -> (Vec<View>, Vec<String>) {
                 content,
                 why: "Codex: warden is the sandbox (sandbox_mode = \"danger-full-access\")",
             }],
-            Vec::new(),
+            notes,
         ),
         // An invalid file is shown as it is: Codex reports the error itself.
         Err(_) => (Vec::new(), Vec::new()),
     }
+}
+
+/// Whether the Codex config records trust for a hook whose key starts with `prefix`
+/// (`[hooks.state."<hooks.json>:pre_tool_use:<group>:<index>"] trusted_hash = ...`, what
+/// `/hooks` writes). A hook changed since it was trusted is not detected here.
+fn codex_trusts(config: &str, prefix: &str) -> bool {
+    let Ok(t) = config.parse::<toml::Table>() else {
+        return false;
+    };
+    t.get("hooks")
+        .and_then(|h| h.get("state"))
+        .and_then(toml::Value::as_table)
+        .is_some_and(|st| {
+            st.iter().any(|(k, v)| {
+                k.starts_with(prefix)
+                    && v.get("trusted_hash")
+                        .and_then(toml::Value::as_str)
+                        .is_some()
+            })
+        })
 }
 
 /// The user's Codex config with every sandbox mode set to `danger-full-access`.
@@ -170,6 +201,14 @@ mod tests {
         assert!(codex_config("not = [toml").is_err());
         let empty: toml::Table = codex_config("").unwrap().parse().unwrap();
         assert_eq!(empty["sandbox_mode"].as_str(), Some("danger-full-access"));
+    }
+
+    #[test]
+    fn hook_trust_is_found_by_key() {
+        let c = "[hooks.state.\"/h/.codex/hooks.json:pre_tool_use:0:0\"]\ntrusted_hash = \"sha256:1\"\n";
+        assert!(codex_trusts(c, "/h/.codex/hooks.json:pre_tool_use:"));
+        assert!(!codex_trusts(c, "/other/.codex/hooks.json:pre_tool_use:"));
+        assert!(!codex_trusts("", "/h/.codex/hooks.json:pre_tool_use:"));
     }
 
     #[test]
