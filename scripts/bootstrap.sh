@@ -31,10 +31,26 @@ else
   echo "bootstrap: system packages present"
 fi
 
-# The real Claude Code CLI, for the end-to-end hook test and the sandbox smoke test.
-if ! command -v claude >/dev/null; then
-  echo "bootstrap: installing @anthropic-ai/claude-code (npm)"
-  $SUDO npm install -g --silent @anthropic-ai/claude-code >/dev/null
+# The real agent CLIs (Claude Code, Codex, Gemini CLI) at the versions pinned in
+# scripts/versions.env, for the end-to-end tests (crates/cli/tests/*_e2e.rs).
+# shellcheck source=versions.env
+. "$(dirname "$0")/versions.env"
+npm_root="$(npm root -g 2>/dev/null || true)"
+installed_version() {
+  [ -n "$npm_root" ] && [ -f "$npm_root/$1/package.json" ] &&
+    node -e 'process.stdout.write(require(process.argv[1]).version)' "$npm_root/$1/package.json" 2>/dev/null
+}
+want=()
+for pv in "$CLAUDE_CODE_PACKAGE@$CLAUDE_CODE_VERSION" "$CODEX_PACKAGE@$CODEX_VERSION" \
+          "$GEMINI_CLI_PACKAGE@$GEMINI_CLI_VERSION"; do
+  pkg="${pv%@*}"; ver="${pv##*@}"
+  [ "$(installed_version "$pkg" || true)" = "$ver" ] || want+=("$pv")
+done
+if [ ${#want[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${want[*]} (npm)"
+  $SUDO npm install -g --silent --no-fund --no-audit "${want[@]}" >/dev/null
+else
+  echo "bootstrap: agent CLIs present (claude $CLAUDE_CODE_VERSION, codex $CODEX_VERSION, gemini $GEMINI_CLI_VERSION)"
 fi
 
 # The stock Debian 6.12 kernel the BPF LSM tests boot in QEMU (cached after the first run).

@@ -22,6 +22,8 @@ pub mod exit {
     pub const WORKSPACE: i32 = 5;
     /// A check failed (`policy check`, `doctor`) or an action was denied (`explain`).
     pub const DENIED: i32 = 6;
+    /// `warden run`: the command is not found, or is hidden inside the sandbox (as a shell).
+    pub const NOT_FOUND: i32 = 127;
 }
 
 fn main() {

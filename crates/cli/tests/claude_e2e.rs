@@ -193,7 +193,7 @@ fn handle(
     }
 }
 
-fn claude() -> PathBuf {
+fn claude() -> Option<PathBuf> {
     for d in std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -201,10 +201,11 @@ fn claude() -> PathBuf {
     {
         let p = Path::new(d).join("claude");
         if p.is_file() {
-            return p;
+            return Some(p);
         }
     }
-    panic!("the Claude Code CLI is not installed: run scripts/bootstrap.sh (npm install -g @anthropic-ai/claude-code)");
+    eprintln!("SKIP: the Claude Code CLI is not installed (scripts/bootstrap.sh installs @anthropic-ai/claude-code)");
+    None
 }
 
 /// The tool_result the model received for `id`, from the logged requests.
@@ -234,7 +235,7 @@ fn result_text(r: &Value) -> String {
 
 #[test]
 fn real_claude_code_with_warden_hook() {
-    let claude = claude();
+    let Some(claude) = claude() else { return };
     let root = std::env::temp_dir().join(format!("warden-claude-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let (home, ws) = (root.join("home"), root.join("ws"));
@@ -386,5 +387,155 @@ fn real_claude_code_with_warden_hook() {
         1,
         "{settings}"
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Claude Code installed the way Anthropic's native installer does it
+/// (`~/.local/bin/claude -> ~/.local/share/claude/versions/<v>`, here the real binary from the
+/// npm package, hard-linked or copied), run inside `warden run --profile claude` with the
+/// scripted model reached through warden's proxy. The native layout used to fail every run
+/// (exit 4). Inside: the denied `curl` does not run (exec guard), the allowed command runs,
+/// the credential does not exist in the sandbox's view, and the hook's decisions reach the
+/// session log outside the sandbox.
+#[test]
+fn real_claude_code_native_install_inside_warden() {
+    let Some(npm_claude) = claude() else { return };
+    let Ok(real) = std::fs::canonicalize(&npm_claude) else {
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("warden-claude-native-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (home, ws) = (root.join("home"), root.join("ws"));
+    let version = home.join(".local/share/claude/versions/2.1.330");
+    std::fs::create_dir_all(version.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(home.join(".local/bin")).unwrap();
+    if std::fs::hard_link(&real, &version).is_err() {
+        std::fs::copy(&real, &version).unwrap();
+    }
+    std::os::unix::fs::symlink(&version, home.join(".local/bin/claude")).unwrap();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(home.join(".config/warden")).unwrap();
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        home.join(".ssh/id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY----- e2e-secret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".config/warden/policy.toml"),
+        "[exec]\ndeny = [\"curl\"]\n[network]\nallow = [\"model.test\", \"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("hosts"), "127.0.0.1 model.test\n").unwrap();
+    let env = |c: &mut Command| {
+        c.env("HOME", &home)
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/local/bin:/usr/bin:/bin",
+                    home.join(".local/bin").display()
+                ),
+            )
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .current_dir(&ws);
+    };
+    let mut c = Command::new(W);
+    c.args(["install", "claude", "--scope", "user"]);
+    env(&mut c);
+    assert!(c.output().unwrap().status.success());
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (log, ws, home) = (log.clone(), ws.clone(), home.clone());
+        std::thread::spawn(move || serve(l, log, ws, home));
+    }
+    let mut c = Command::new(W);
+    c.arg("run")
+        .args(["--profile", "claude", "--proxy-hosts-file"])
+        .arg(root.join("hosts"))
+        .args([
+            "--",
+            "claude",
+            "-p",
+            MAGIC,
+            "--output-format",
+            "json",
+            "--allowedTools",
+            "Bash",
+            "Read",
+            "--max-turns",
+            "8",
+            "--model",
+            "claude-sonnet-4-5",
+        ]);
+    env(&mut c);
+    c.env("ANTHROPIC_BASE_URL", format!("http://model.test:{port}"))
+        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env_remove("ANTHROPIC_AUTH_TOKEN")
+        .env_remove("CLAUDECODE")
+        .stdin(Stdio::null());
+    let o = c.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let log = log.lock().unwrap().clone();
+    let ctx = format!(
+        "warden run exit {:?}\nstdout: {out}\nstderr: {err}\nrequests: {}",
+        o.status.code(),
+        log.len()
+    );
+    assert_ne!(
+        o.status.code(),
+        Some(4),
+        "the native layout must not fail setup\n{ctx}"
+    );
+    let r1 = tool_result(&log, "toolu_e2e_1")
+        .unwrap_or_else(|| panic!("no result for the denied Bash call\n{ctx}"));
+    let t1 = result_text(&r1);
+    assert!(
+        t1.contains("Permission denied") || t1.contains("warden blocked"),
+        "curl blocked inside: {t1}\n{ctx}"
+    );
+    assert!(
+        std::fs::read_to_string(ws.join("denied-marker"))
+            .unwrap_or_default()
+            .is_empty(),
+        "curl wrote its output\n{ctx}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("allowed-marker")).unwrap_or_default(),
+        "allowed\n",
+        "{ctx}"
+    );
+    assert!(
+        !serde_json::to_string(&log).unwrap().contains("e2e-secret"),
+        "the secret reached the model"
+    );
+    assert!(out.contains("all steps done"), "{ctx}");
+    let sessions = home.join(".local/state/warden/sessions");
+    let text: String = std::fs::read_dir(&sessions)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // The hook ran inside (its exec is in the session log). Its decisions themselves do not
+    // reach this log: Claude Code does not pass the inherited pipe (WARDEN_HOOK_FD) on to
+    // its hooks, so they land in the sandbox's private $HOME (reported to the lead).
+    let own = std::fs::canonicalize(W).unwrap();
+    assert!(
+        text.contains(&format!("\"what\":\"{}\"", own.display())),
+        "the hook (warden) ran inside: {text}"
+    );
+    // The install is as it was on the host.
+    assert!(std::fs::symlink_metadata(home.join(".local/bin/claude"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -5,6 +5,7 @@
 //! 2. for writes, `files.protect`: read-only even inside writable roots;
 //! 3. writable roots: the workspace, the private TMPDIR, `agent.state`, `files.write`;
 //! 4. readable roots: the writable roots, `agent.install`, `files.read`, `files.system`;
+//!    `files.cache` is readable and writable, but writes go to a private per-session layer;
 //! 5. everything else is denied (rule `default`).
 
 use crate::{append_unique, normalize, Anchors, Policy};
@@ -29,6 +30,11 @@ pub struct FilesSection {
     /// Read-only, even when absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protect: Vec<String>,
+    /// Package caches (`~/.cargo/registry`, `~/.npm`, ...): readable, and writable through a
+    /// private layer that is discarded when the session ends, so the agent can add to a
+    /// cache but never change what the host later builds from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<String>,
 }
 
 impl FilesSection {
@@ -39,6 +45,7 @@ impl FilesSection {
             ("files.write", &self.write),
             ("files.deny", &self.deny),
             ("files.protect", &self.protect),
+            ("files.cache", &self.cache),
         ] {
             for p in list {
                 if p.is_empty() {
@@ -55,7 +62,10 @@ impl FilesSection {
                         "{key}: `{p}`: only `~` and `~/...` are supported, not `~user`"
                     ));
                 }
-                if (key == "files.system" || key == "files.read" || key == "files.write")
+                if (key == "files.system"
+                    || key == "files.read"
+                    || key == "files.write"
+                    || key == "files.cache")
                     && (p == "/" || p == "~" || p == "~/")
                 {
                     return Err(format!(
@@ -73,6 +83,7 @@ impl FilesSection {
         append_unique(&mut self.write, &o.write);
         append_unique(&mut self.deny, &o.deny);
         append_unique(&mut self.protect, &o.protect);
+        append_unique(&mut self.cache, &o.cache);
     }
 }
 
@@ -131,6 +142,7 @@ pub struct FileRules {
     pub protect: Vec<PathBuf>,
     pub state: Vec<PathBuf>,
     pub install: Vec<PathBuf>,
+    pub cache: Vec<PathBuf>,
 }
 
 fn expand_all(a: &Anchors, list: &[String]) -> Vec<PathBuf> {
@@ -157,6 +169,7 @@ impl FileRules {
             protect: expand_all(anchors, &p.files.protect),
             state: expand_all(anchors, &p.agent.state),
             install: expand_all(anchors, &p.agent.install),
+            cache: expand_all(anchors, &p.files.cache),
         }
     }
 
@@ -208,6 +221,10 @@ impl FileRules {
         }
         if let Some(e) = under(path, &self.write) {
             return allow("files.write", Some(e));
+        }
+        // Writes to a cache land in the session's private layer (the host copy never changes).
+        if let Some(e) = under(path, &self.cache) {
+            return allow("files.cache", Some(e));
         }
         if access == Access::Write {
             return deny("default", None);

@@ -111,6 +111,11 @@ pub struct AgentSection {
     /// Paths the agent reads and executes (its install directory).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub install: Vec<String>,
+    /// The agent's own credential files (OAuth tokens it refreshes). Every profile denies
+    /// them in `files.deny`; the profile that names one here takes it out of its own
+    /// `files.deny`, so only that agent's sessions can read and rewrite it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
 }
 
 pub(crate) fn append_unique(dst: &mut Vec<String>, src: &[String]) {
@@ -175,6 +180,11 @@ impl Policy {
         }
         append_unique(&mut self.agent.state, &over.agent.state);
         append_unique(&mut self.agent.install, &over.agent.install);
+        append_unique(&mut self.agent.credentials, &over.agent.credentials);
+        // A profile's own credentials leave the deny list it inherited; a later layer that
+        // denies them again (the user's file) wins, as its entries are appended after this.
+        let own = &over.agent.credentials;
+        self.files.deny.retain(|d| !own.contains(d));
         self.exec.merge(&over.exec);
         self.network.merge(&over.network);
         self.gate.merge(&over.gate);
@@ -199,13 +209,20 @@ impl Policy {
         if !ws.files.system.is_empty() {
             return Err(widen("files.system"));
         }
+        if !ws.files.cache.is_empty() {
+            return Err(widen("files.cache"));
+        }
         if !ws.env.pass.is_empty() {
             return Err(widen("env.pass"));
         }
         if !ws.env.set.is_empty() {
             return Err(widen("env.set"));
         }
-        if !ws.agent.state.is_empty() || !ws.agent.install.is_empty() || ws.agent.name.is_some() {
+        if !ws.agent.state.is_empty()
+            || !ws.agent.install.is_empty()
+            || !ws.agent.credentials.is_empty()
+            || ws.agent.name.is_some()
+        {
             return Err(widen("agent"));
         }
         if let Some(n) = ws.process.pids_max {

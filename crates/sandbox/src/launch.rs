@@ -202,7 +202,13 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 pub fn launch(l: Launch) -> Result<Session, String> {
-    let path = resolve_command(&l.plan.command[0], &l.plan.env)?;
+    // With namespaces the command must be visible in the view (see `Plan::resolve_command`);
+    // without them, Landlock alone decides at exec.
+    let path = if l.namespaces {
+        l.plan.resolve_command().map_err(|e| format!("exec: {e}"))?
+    } else {
+        resolve_command(&l.plan.command[0], &l.plan.env)?
+    };
     let exe = sys::cstr(&path)?;
     let argv: Vec<CString> = l
         .plan

@@ -6,8 +6,12 @@
 //! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
 //! seccomp filter; no_new_privs, capability dropping and resource limits; the pids cgroup;
 //! the new session and pty; and environment scrubbing. It also probes what the machine can
-//! deliver ([`probe`]), which `warden run` and `warden doctor` report.
+//! deliver ([`probe`]), which `warden run` and `warden doctor` report. [`resolve`] follows
+//! agent installs through symlinks and resolves the command as the view will show it;
+//! [`agents`] holds what a known agent must be told about running inside warden (Codex's
+//! sandbox mode), shown to it as read-only files.
 
+pub mod agents;
 pub mod cgroup;
 pub mod filter;
 pub mod launch;
@@ -17,6 +21,7 @@ pub mod plan;
 pub mod probe;
 pub mod pty;
 pub mod report;
+pub mod resolve;
 mod sys;
 
 pub use launch::{launch, AgentHook, InitTask, Launch, Session};

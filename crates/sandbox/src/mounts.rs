@@ -41,6 +41,12 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     for b in &plan.binds {
         sources.push((b, sys::open_path(b.source.as_deref().unwrap_or(&b.path))?));
     }
+    // Caches that cannot be opened are left out (they are conveniences, not policy).
+    let cache_sources: Vec<(&PathBuf, std::os::fd::OwnedFd)> = plan
+        .caches
+        .iter()
+        .filter_map(|c| sys::open_path(c).ok().map(|fd| (c, fd)))
+        .collect();
     let mut done: Vec<PathBuf> = Vec::new();
     for m in &plan.masks {
         if !m.exists() {
@@ -65,10 +71,14 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     let empty = priv_dir.join("empty");
     std::fs::write(&empty, b"").map_err(|e| format!("{}: {e}", empty.display()))?;
     for (b, fd) in &sources {
-        if b.is_dir {
-            sys::mkdir_p(&b.path)?;
-        } else {
-            sys::touch(&b.path)?;
+        // A mount point that already exists (inside another bound root) is used as is:
+        // creating it would write into that root, which may be read-only.
+        if std::fs::symlink_metadata(&b.path).is_err() {
+            if b.is_dir {
+                sys::mkdir_p(&b.path)?;
+            } else {
+                sys::touch(&b.path)?;
+            }
         }
         let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
         mount(
@@ -83,6 +93,31 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
         }
     }
     drop(sources);
+    for (i, (c, fd)) in cache_sources.iter().enumerate() {
+        if mount_cache(c, fd, priv_dir, i).is_err() {
+            // No overlay (e.g. a kernel without unprivileged overlayfs): the cache stays
+            // visible read-only, as any other read root.
+            let _ = std::fs::create_dir_all(c);
+            let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            if mount(Some(&src), c, None, libc::MS_BIND | libc::MS_REC, None).is_ok() {
+                remount_ro(c)?;
+            }
+        }
+    }
+    drop(cache_sources);
+    // Symlinks on the way to bound roots (`~/.local/bin/claude -> ../share/...`), recreated
+    // in the private trees. One that already exists (inside a bound root) is left alone.
+    for (link, target) in &plan.links {
+        if std::fs::symlink_metadata(link).is_ok() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            if sys::mkdir_p(parent).is_err() {
+                continue;
+            }
+        }
+        let _ = std::os::unix::fs::symlink(target, link);
+    }
     for h in &plan.hide {
         let md = match std::fs::symlink_metadata(h) {
             Ok(m) => m,
@@ -113,7 +148,65 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     for (i, p) in plan.protect.iter().enumerate() {
         lock_path(&p.path, p.placeholder_content, priv_dir, i)?;
     }
+    // Views: a private read-only copy with warden's content over a (locked) protected file.
+    for (i, v) in plan.views.iter().enumerate() {
+        let f = priv_dir.join(format!("view-{i}"));
+        std::fs::write(&f, &v.content).map_err(|e| format!("{}: {e}", f.display()))?;
+        mount(
+            Some(f.to_str().unwrap_or_default()),
+            &v.path,
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
+        remount_ro(&v.path)?;
+    }
     Ok(())
+}
+
+/// Shows the cache directory `dir` (opened as `fd` before the private trees were mounted)
+/// as an overlay: the host's copy read-only below, a private tmpfs layer above. Writes
+/// never reach the host's cache.
+fn mount_cache(
+    dir: &Path,
+    fd: &std::os::fd::OwnedFd,
+    priv_dir: &Path,
+    i: usize,
+) -> Result<(), String> {
+    let base = priv_dir.join(format!("cache-{i}"));
+    let (lower, upper, work) = (base.join("lower"), base.join("upper"), base.join("work"));
+    for d in [&lower, &upper, &work] {
+        sys::mkdir_p(d)?;
+    }
+    let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    mount(Some(&src), &lower, None, libc::MS_BIND | libc::MS_REC, None)?;
+    remount_ro(&lower)?;
+    sys::mkdir_p(dir)?;
+    let opts = |extra: &str| {
+        format!(
+            "lowerdir={},upperdir={},workdir={}{extra}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        )
+    };
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    mount(
+        Some("overlay"),
+        dir,
+        Some("overlay"),
+        flags,
+        Some(&opts(",userxattr")),
+    )
+    .or_else(|_| {
+        mount(
+            Some("overlay"),
+            dir,
+            Some("overlay"),
+            flags,
+            Some(&opts("")),
+        )
+    })
 }
 
 /// Makes `path` read-only in this mount namespace (bind onto itself, or onto a private file

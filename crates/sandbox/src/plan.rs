@@ -12,9 +12,15 @@
 //!   the private TMPDIR;
 //! - the workspace, the agent's state (`agent.state`), its install dirs (`agent.install`)
 //!   and `files.read`/`files.write` are bound back into that view at their real paths;
-//! - protected paths inside writable roots are read-only bind mounts.
+//! - protected paths inside writable roots are read-only bind mounts;
+//! - a root that is (or passes through) a symlink is bound at its resolved target, and the
+//!   symlinks on the way are recreated in the private tree (never on the host), so
+//!   `~/.local/bin/claude -> ~/.local/share/claude/versions/X` works (see [`crate::resolve`]);
+//! - package caches (`files.cache`) are overlays: the host's copy read-only below, a private
+//!   writable layer above, discarded at exit.
 
 use crate::probe::Features;
+use crate::{agents, resolve};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use warden_policy::{Anchors, Policy};
@@ -66,6 +72,14 @@ pub struct Plan {
     pub nofile: u64,
     pub core_dumps: bool,
     pub net_isolated: bool,
+    /// Symlinks to recreate in the private trees: (link path, link content).
+    pub links: Vec<(PathBuf, PathBuf)>,
+    /// Package caches shown as overlays (host copy read-only + private writable layer).
+    pub caches: Vec<PathBuf>,
+    /// Protected files the agent sees with warden-supplied content (see [`crate::agents`]).
+    pub views: Vec<agents::View>,
+    /// Things the user should know about this plan (printed before launch).
+    pub notes: Vec<String>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -131,34 +145,60 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     }
     let mut install = exp(&p.agent.install);
     install.extend(inp.extra_read.iter().cloned());
-    let deny = exp(&p.files.deny);
+    // Denied paths, and where they really are (a denied `~/.ssh -> ~/dotfiles/ssh` must hide
+    // the target when `~/dotfiles` is shown).
+    let mut deny = exp(&p.files.deny);
+    let real_deny: Vec<PathBuf> = deny
+        .iter()
+        .filter_map(|d| resolve::chain(d).map(|c| c.target))
+        .filter(|t| !deny.contains(t))
+        .collect();
+    deny.extend(real_deny);
     // Masked trees: home plus the fixed list; outermost first.
     let mut masks: Vec<PathBuf> = MASKED_TREES.iter().map(PathBuf::from).collect();
     masks.push(inp.home.clone());
     masks.sort_by_key(|m| m.components().count());
     masks.dedup();
-    // Roots that lie inside a masked tree are bound back in.
+    // Roots that lie inside a masked tree are bound back in, at their resolved path; the
+    // symlinks met on the way are recreated inside the private tree.
     let mut binds: Vec<Bind> = Vec::new();
-    let mut add_bind = |path: &Path, writable: bool| {
-        if !is_under_any(path, &masks) {
-            return;
-        }
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut resolved_read: Vec<PathBuf> = Vec::new();
+    let mut resolved_write: Vec<PathBuf> = Vec::new();
+    let mut add_bind = |path: &Path, writable: bool| -> Option<PathBuf> {
         if is_under_any(path, &deny) {
-            return;
+            return None;
         }
-        let Ok(md) = std::fs::metadata(path) else {
-            return;
-        };
-        if let Some(b) = binds.iter_mut().find(|b| b.path == path) {
+        let c = resolve::chain(path)?;
+        if is_under_any(&c.target, &deny) {
+            return None;
+        }
+        for (l, t) in c.links {
+            if is_under_any(&l, &masks) && !links.iter().any(|(x, _)| x == &l) {
+                links.push((l, t));
+            }
+        }
+        let real = c.target;
+        if writable {
+            resolved_write.push(real.clone());
+        } else {
+            resolved_read.push(real.clone());
+        }
+        if !is_under_any(&real, &masks) {
+            return Some(real);
+        }
+        let md = std::fs::metadata(&real).ok()?;
+        if let Some(b) = binds.iter_mut().find(|b| b.path == real) {
             b.writable |= writable;
-            return;
+            return Some(real);
         }
         binds.push(Bind {
-            path: path.to_path_buf(),
+            path: real.clone(),
             writable,
             is_dir: md.is_dir(),
             source: None,
         });
+        Some(real)
     };
     add_bind(&inp.workspace, true);
     for s in &state {
@@ -170,6 +210,47 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     for r in read.iter().chain(install.iter()).chain(system.iter()) {
         add_bind(r, false);
     }
+    // Package caches: existing directories under a private tree become overlays.
+    let mut caches: Vec<PathBuf> = Vec::new();
+    for c in exp(&p.files.cache) {
+        if is_under_any(&c, &deny) {
+            continue;
+        }
+        let Some(ch) = resolve::chain(&c) else {
+            continue;
+        };
+        if !ch.target.is_dir() || is_under_any(&ch.target, &deny) {
+            continue;
+        }
+        for (l, t) in ch.links {
+            if is_under_any(&l, &masks) && !links.iter().any(|(x, _)| x == &l) {
+                links.push((l, t));
+            }
+        }
+        if is_under_any(&ch.target, &masks) && !caches.contains(&ch.target) {
+            caches.push(ch.target.clone());
+        }
+        resolved_read.push(ch.target);
+    }
+    caches.sort_by_key(|c| c.components().count());
+    // A cache inside a bound root, or a bound root inside a cache, would be mounted in an
+    // order that hides one of them: keep the cache only when neither overlaps.
+    caches.retain(|c| {
+        !binds
+            .iter()
+            .any(|b| c.starts_with(&b.path) || b.path.starts_with(c))
+    });
+    // A read-only root inside a read-only root adds nothing (and cannot be a mount point
+    // inside a read-only bind when it does not exist there).
+    let snapshot = binds.clone();
+    binds.retain(|b| {
+        !snapshot.iter().any(|a| {
+            a.path != b.path
+                && b.path.starts_with(&a.path)
+                && a.writable == b.writable
+                && !b.writable
+        })
+    });
     binds.sort_by_key(|b| b.path.components().count());
     // Denied paths that would still be visible: inside a visible root (system roots, binds).
     let visible_roots: Vec<PathBuf> = system
@@ -226,10 +307,25 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         });
     }
     protect.sort_by_key(|x| x.path.components().count());
-    // Landlock roots.
+    // Agent-specific views replace protected files only (they must be locked already).
+    let (mut views, mut notes) = agents::views(p.agent.name.as_deref(), &inp.home);
+    views.retain(|v| {
+        let locked = protect.iter().any(|x| x.path == v.path && !x.is_dir);
+        if !locked {
+            notes.push(format!(
+                "{} is not in files.protect, so warden does not show its adjusted copy ({})",
+                v.path.display(),
+                v.why
+            ));
+        }
+        locked
+    });
+    // Landlock roots (as written, and resolved: a rule on a missing symlink grants nothing).
     let mut landlock_read: Vec<PathBuf> = system.clone();
     landlock_read.extend(read.iter().cloned());
     landlock_read.extend(install.iter().cloned());
+    landlock_read.extend(resolved_read);
+    landlock_read.extend(caches.iter().cloned());
     // `$HOME`, `/tmp` and `/var/tmp` are writable only where they are the sandbox's private
     // tmpfs mounts. Without a mount namespace (`--best-effort` on a machine without user
     // namespaces) they are the real ones: the user's rc files, agent settings and warden's own
@@ -248,6 +344,12 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     }
     landlock_write.extend(state.iter().cloned());
     landlock_write.extend(write.iter().cloned());
+    landlock_write.extend(resolved_write);
+    // Caches are writable only as a private overlay (a mount namespace); without one they
+    // are the host's real caches, which the host later builds from: read-only then.
+    if inp.features.user_namespaces {
+        landlock_write.extend(caches.iter().cloned());
+    }
     // Environment.
     let mut env = Vec::new();
     let mut scrubbed = Vec::new();
@@ -298,6 +400,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         nofile: p.process.nofile.unwrap_or(65536),
         core_dumps: p.process.core_dumps.unwrap_or(false),
         net_isolated: inp.features.user_namespaces,
+        links,
+        caches,
+        views,
+        notes,
     }
 }
 
@@ -316,6 +422,78 @@ impl Plan {
             source: Some(source),
         });
         self.binds.sort_by_key(|b| b.path.components().count());
+    }
+
+    /// Whether the sandbox's view shows `real` (a path free of symlinks): not hidden by a
+    /// deny, not inside a private tree unless bound back in, and under a Landlock root.
+    pub fn shows(&self, real: &Path) -> bool {
+        if self.hide.iter().any(|h| real.starts_with(h)) {
+            return false;
+        }
+        let masked = self.masks.iter().any(|m| real.starts_with(m));
+        let bound = real.starts_with(&self.workspace)
+            || self.binds.iter().any(|b| real.starts_with(&b.path))
+            || self.caches.iter().any(|c| real.starts_with(c));
+        if masked && !bound {
+            return false;
+        }
+        self.landlock_read
+            .iter()
+            .chain(&self.landlock_write)
+            .any(|r| real.starts_with(r))
+    }
+
+    /// The private tree covering `path`, if any.
+    fn mask_of(&self, path: &Path) -> Option<PathBuf> {
+        self.masks
+            .iter()
+            .filter(|m| path.starts_with(m))
+            .max_by_key(|m| m.components().count())
+            .cloned()
+    }
+
+    /// Resolves the command the way it will run inside: through the sandbox's `PATH`,
+    /// skipping what the view hides. A hidden or missing command is an error that says so.
+    pub fn resolve_command(&self) -> Result<PathBuf, resolve::CommandError> {
+        let cmd = self.command.first().map(String::as_str).unwrap_or("");
+        let visible = |p: &Path, is_link: bool| {
+            if is_link {
+                // A link outside the private trees is the host's own (`/bin -> usr/bin`).
+                !self.masks.iter().any(|m| p.starts_with(m))
+                    || self.links.iter().any(|(l, _)| l == p)
+                    || p.parent().is_some_and(|d| self.shows(d))
+            } else {
+                self.shows(p)
+            }
+        };
+        resolve::command(cmd, &self.env, visible).map_err(|e| match e {
+            resolve::CommandError::Hidden { cmd, path, .. } => {
+                let real = resolve::chain(&path).map_or(path.clone(), |c| c.target);
+                resolve::CommandError::Hidden {
+                    root: self.mask_of(&real),
+                    cmd,
+                    path,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Directories on the sandbox's `PATH` that exist on the host but are hidden inside
+    /// (tools there give `command not found`).
+    pub fn hidden_path_dirs(&self) -> Vec<PathBuf> {
+        let Some((_, path)) = self.env.iter().find(|(k, _)| k == "PATH") else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = Vec::new();
+        for d in std::env::split_paths(path).filter(|d| d.is_absolute()) {
+            let hidden =
+                resolve::chain(&d).is_some_and(|c| c.target.is_dir() && !self.shows(&c.target));
+            if hidden && !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
     }
 
     /// Human-readable summary (`warden run --dry-run`).
@@ -346,8 +524,21 @@ impl Plan {
                 }
             );
         }
+        for (l, t) in &self.links {
+            let _ = writeln!(s, "symlink {} -> {} (private)", l.display(), t.display());
+        }
+        for c in &self.caches {
+            let _ = writeln!(
+                s,
+                "cache {} (host copy read-only, writes private to the session)",
+                c.display()
+            );
+        }
         for h in &self.hide {
             let _ = writeln!(s, "hide {}", h.display());
+        }
+        for v in &self.views {
+            let _ = writeln!(s, "view (read-only) {}: {}", v.path.display(), v.why);
         }
         for p in &self.protect {
             let _ = writeln!(s, "protect (read-only) {}", p.path.display());

@@ -133,6 +133,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .and_then(|p| std::fs::canonicalize(p).ok());
     let extra_read = agent_install_dir(&a.command[0], &env, &home)
         .into_iter()
+        .flatten()
         .chain(own_exe)
         .collect();
     if !a.dry_run {
@@ -161,6 +162,23 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
         print!("{}{}", plan.describe(), warden_agentstate::describe(agent));
         return Ok(exit::OK);
+    }
+    if features.user_namespaces {
+        // A command the view hides fails here, saying why (not as a setup error, exit 4).
+        if let Err(e) = plan.resolve_command() {
+            return Err(fail(exit::NOT_FOUND, e.to_string()));
+        }
+        for n in &plan.notes {
+            eprintln!("warden: note: {n}");
+        }
+        let hidden = plan.hidden_path_dirs();
+        if !hidden.is_empty() {
+            let list: Vec<String> = hidden.iter().map(|d| d.display().to_string()).collect();
+            eprintln!(
+                "warden: note: on PATH but hidden in the sandbox (files.read shows a directory): {}",
+                list.join(", ")
+            );
+        }
     }
     // State filter (warden-agentstate): the agent works on a copy of ~/.claude.json.
     let agent_state = warden_agentstate::StateSession::start(
@@ -409,21 +427,27 @@ fn sweep_stale_placeholders(state: &Path) {
 }
 
 /// The agent's install directory when it lives under `$HOME` (which the sandbox replaces
-/// with a private tmpfs): the directory holding the resolved executable, so e.g.
-/// `~/.local/bin/claude -> ~/.local/share/claude/versions/X/claude` keeps working.
+/// with a private tmpfs), plus the command path itself when it is a symlink there, so e.g.
+/// `~/.local/bin/claude -> ~/.local/share/claude/versions/X` keeps working
+/// (see `warden_sandbox::resolve::install_dir`).
 fn agent_install_dir(
     cmd: &str,
     env: &[(std::ffi::OsString, std::ffi::OsString)],
     home: &Path,
-) -> Option<PathBuf> {
+) -> Option<Vec<PathBuf>> {
     let p = launch::resolve_command(cmd, env).ok()?;
-    let real = std::fs::canonicalize(&p).ok()?;
-    if !real.starts_with(home) {
-        return None;
-    }
-    let dir = real.parent()?.to_path_buf();
-    // Never expose the whole home directory this way.
-    (dir != home).then_some(dir)
+    let p = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().ok()?.join(p)
+    };
+    let real = warden_sandbox::resolve::chain(&p)?.target;
+    let dir = warden_sandbox::resolve::install_dir(&real, home)?;
+    Some(if p != real && p.starts_with(home) {
+        vec![dir, p]
+    } else {
+        vec![dir]
+    })
 }
 
 /// Installs the exec guard's seccomp filter in the agent, right before it execs.
@@ -552,6 +576,9 @@ fn supervise(
         } else {
             ""
         };
+        if let Some(why) = e.strip_prefix("exec: ") {
+            return fail(exit::NOT_FOUND, why.to_string());
+        }
         fail(exit::UNSUPPORTED, format!("sandbox setup failed: {e}{hint}"))
     })?;
     // Signals: forwarded to the agent by a dedicated thread.
@@ -692,6 +719,16 @@ fn supervise(
             None => {
                 session.wait();
             }
+        }
+        // The agent's own execve failing is not a missing kernel feature: report it as a
+        // shell would (127 not found, 126 not executable).
+        if let Some(why) = e.strip_prefix("exec: ") {
+            let code = if why.contains("os error 13") {
+                126
+            } else {
+                exit::NOT_FOUND
+            };
+            return Err(fail(code, format!("cannot run {why}")));
         }
         return Err(fail(
             exit::UNSUPPORTED,

@@ -1,0 +1,302 @@
+//! Paths as the sandbox will see them: symlink chains of the roots bound into the private
+//! `$HOME` (so `~/.local/bin/claude -> ~/.local/share/claude/versions/X` is recreated inside,
+//! never on the host), the install directory of a resolved agent command, and command
+//! resolution that knows which files the view hides (so a hidden command fails before launch
+//! with a message naming the policy, not as a setup error).
+//!
+//! Everything here runs in the supervisor on the host before the sandbox exists, on paths
+//! the user (not the agent) chose: the command line and the policy.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+/// The result of following a path through its symlinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The path with every symlink resolved (what a bind mount must name).
+    pub target: PathBuf,
+    /// Each symlink met on the way: (its own path, free of symlinks; its content).
+    pub links: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Follows `path` (absolute) component by component, recording each symlink. `None` when a
+/// component is missing, a loop is met (more than 40 links), or the path is relative.
+pub fn chain(path: &Path) -> Option<Chain> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut queue: VecDeque<OsString> = VecDeque::new();
+    push_front(&mut queue, path);
+    let mut cur = PathBuf::from("/");
+    let mut links = Vec::new();
+    while let Some(c) = queue.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        let next = cur.join(&c);
+        let md = std::fs::symlink_metadata(&next).ok()?;
+        if md.file_type().is_symlink() {
+            if links.len() >= 40 {
+                return None;
+            }
+            let t = std::fs::read_link(&next).ok()?;
+            links.push((next, t.clone()));
+            if t.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            push_front(&mut queue, &t);
+        } else {
+            cur = next;
+        }
+    }
+    Some(Chain { target: cur, links })
+}
+
+fn push_front(q: &mut VecDeque<OsString>, p: &Path) {
+    let parts: Vec<OsString> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    for part in parts.into_iter().rev() {
+        q.push_front(part);
+    }
+}
+
+/// The directory to show read-only for an agent whose command resolved to `real` (no
+/// symlinks left), when it lies in `$HOME` (which the sandbox replaces):
+/// - inside a `node_modules` tree (npm global prefix such as `~/.npm-global` or
+///   `~/.nvm/versions/node/*/lib`, or a project's `node_modules`): the outermost
+///   `node_modules`, so hoisted dependencies and sibling platform packages resolve;
+/// - otherwise the file's directory (native installer: `~/.local/share/claude/versions`).
+///
+/// Never `$HOME` itself or anything above it.
+pub fn install_dir(real: &Path, home: &Path) -> Option<PathBuf> {
+    if !real.starts_with(home) {
+        return None;
+    }
+    let mut outer_nm = None;
+    let mut acc = PathBuf::new();
+    for c in real.components() {
+        acc.push(c);
+        if c.as_os_str() == "node_modules" && acc != real {
+            outer_nm = Some(acc.clone());
+            break;
+        }
+    }
+    let dir = outer_nm.or_else(|| real.parent().map(Path::to_path_buf))?;
+    (dir.starts_with(home) && dir != home).then_some(dir)
+}
+
+/// Why a command cannot start in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// Not on the host either.
+    NotFound { cmd: String, path_var: String },
+    /// Exists on the host but the sandbox's view does not show it: `root` is the private
+    /// tree (`$HOME`, `/tmp`, ...) that covers it, when one does.
+    Hidden {
+        cmd: String,
+        path: PathBuf,
+        root: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandError::NotFound { cmd, path_var } => {
+                if cmd.contains('/') {
+                    write!(f, "{cmd}: no such file")
+                } else {
+                    write!(f, "{cmd}: command not found (PATH={path_var})")
+                }
+            }
+            CommandError::Hidden { cmd, path, root } => {
+                write!(
+                    f,
+                    "{cmd}: {} exists on this machine but is hidden inside the sandbox",
+                    path.display()
+                )?;
+                match root {
+                    Some(r) => write!(
+                        f,
+                        ": {} is a private, empty directory there, and no files.read, files.write, agent.install or agent.state entry shows this path",
+                        r.display()
+                    )?,
+                    None => write!(f, ": no files.system or files.read entry covers it")?,
+                }
+                write!(
+                    f,
+                    ". To run it, add its directory to files.read in ~/.config/warden/policy.toml (`warden explain {}` names the rule), or copy it into the workspace",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+fn executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Resolves `cmd` like a shell would inside the sandbox: through `PATH` (from `env`),
+/// skipping candidates the view hides (`visible` decides, on the symlink-free path).
+/// `visible(path, is_link)` says whether the view shows a symlink-free path; for a symlink
+/// met on the way (`is_link`), whether the link itself exists there.
+pub fn command(
+    cmd: &str,
+    env: &[(OsString, OsString)],
+    visible: impl Fn(&Path, bool) -> bool,
+) -> Result<PathBuf, CommandError> {
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/usr/bin:/bin".into());
+    let shown = |p: &Path| -> bool {
+        match chain(p) {
+            Some(c) => visible(&c.target, false) && c.links.iter().all(|(l, _)| visible(l, true)),
+            None => false,
+        }
+    };
+    if cmd.contains('/') {
+        let p = PathBuf::from(cmd);
+        let abs = if p.is_absolute() {
+            p.clone()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(&p))
+                .unwrap_or(p.clone())
+        };
+        if !executable(&abs) {
+            return Err(CommandError::NotFound {
+                cmd: cmd.into(),
+                path_var: path_var.to_string_lossy().into_owned(),
+            });
+        }
+        if !shown(&abs) {
+            return Err(CommandError::Hidden {
+                cmd: cmd.into(),
+                path: abs,
+                root: None,
+            });
+        }
+        return Ok(p);
+    }
+    let mut hidden = None;
+    for dir in std::env::split_paths(&path_var) {
+        if dir.as_os_str().is_empty() || !dir.is_absolute() {
+            continue;
+        }
+        let c = dir.join(cmd);
+        if !executable(&c) {
+            continue;
+        }
+        if shown(&c) {
+            return Ok(c);
+        }
+        hidden.get_or_insert(c);
+    }
+    Err(match hidden {
+        Some(path) => CommandError::Hidden {
+            cmd: cmd.into(),
+            path,
+            root: None,
+        },
+        None => CommandError::NotFound {
+            cmd: cmd.into(),
+            path_var: path_var.to_string_lossy().into_owned(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("warden-resolve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::canonicalize(d).unwrap()
+    }
+
+    #[test]
+    fn chain_records_relative_and_absolute_links() {
+        let d = tmp("chain");
+        std::fs::create_dir_all(d.join("share/versions")).unwrap();
+        std::fs::write(d.join("share/versions/1.0"), "x").unwrap();
+        std::fs::create_dir_all(d.join("bin")).unwrap();
+        std::os::unix::fs::symlink("../share/versions/1.0", d.join("bin/tool")).unwrap();
+        std::os::unix::fs::symlink(d.join("bin"), d.join("linkbin")).unwrap();
+        let c = chain(&d.join("linkbin/tool")).unwrap();
+        assert_eq!(c.target, d.join("share/versions/1.0"));
+        assert_eq!(c.links.len(), 2);
+        assert_eq!(c.links[0].0, d.join("linkbin"));
+        assert_eq!(c.links[1].0, d.join("bin/tool"));
+        assert!(chain(&d.join("missing")).is_none());
+        std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+        assert!(chain(&d.join("loop")).is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn install_dir_layouts() {
+        let h = Path::new("/home/u");
+        assert_eq!(
+            install_dir(Path::new("/home/u/.local/share/claude/versions/2.1.3"), h),
+            Some(PathBuf::from("/home/u/.local/share/claude/versions"))
+        );
+        assert_eq!(
+            install_dir(
+                Path::new("/home/u/.npm-global/lib/node_modules/@a/b/bin/claude.exe"),
+                h
+            ),
+            Some(PathBuf::from("/home/u/.npm-global/lib/node_modules"))
+        );
+        assert_eq!(install_dir(Path::new("/home/u/tool"), h), None);
+        assert_eq!(install_dir(Path::new("/usr/bin/tool"), h), None);
+    }
+
+    #[test]
+    fn command_skips_hidden_candidates() {
+        let d = tmp("cmd");
+        for sub in ["hidden", "shown"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+            let p = d.join(sub).join("tool");
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            d.join("hidden").display(),
+            d.join("shown").display()
+        );
+        let env = vec![(OsString::from("PATH"), OsString::from(&path))];
+        let vis = |p: &Path, _| !p.starts_with(d.join("hidden"));
+        assert_eq!(command("tool", &env, vis).unwrap(), d.join("shown/tool"));
+        let none = |_: &Path, _| false;
+        assert!(matches!(
+            command("tool", &env, none),
+            Err(CommandError::Hidden { .. })
+        ));
+        assert!(matches!(
+            command("no-such-tool-xyz", &env, vis),
+            Err(CommandError::NotFound { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
