@@ -14,6 +14,7 @@
 pub mod agents;
 pub mod cgroup;
 pub mod filter;
+pub mod freezer;
 pub mod launch;
 pub mod lock;
 pub mod mounts;
