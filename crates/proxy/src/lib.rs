@@ -6,6 +6,7 @@
 //! refusals in words ([`server`]), and the bridge that carries connections from the
 //! sandbox's loopback to it ([`bridge`]). There is no admin API.
 
+pub mod addr;
 pub mod bridge;
 pub mod rules;
 pub mod server;

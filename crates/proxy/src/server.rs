@@ -5,7 +5,9 @@
 //! For every connection: the host is decided by [`NetRules::decide_host`]; the name is
 //! resolved *here* (the sandbox has no DNS); every resolved address is checked
 //! ([`NetRules::address_ok`]: no loopback/private/link-local/CGNAT/metadata unless a rule
-//! names the address) and the proxy connects to the address it checked, never re-resolving,
+//! names the address; the classes are [`crate::addr`]'s, and any spelling of an address
+//! (`0x7f.1`, `2130706433`, `[::ffff:7f00:1]`) is parsed as that address, never resolved)
+//! and the proxy connects to the address it checked, never re-resolving,
 //! so a name that rebinds to 127.0.0.1 is refused. Refusals are HTTP 403 with a plain-text
 //! reason the agent can read.
 
@@ -82,9 +84,11 @@ pub struct Refusal {
 
 impl Ctx {
     async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
+        // Any spelling of an address is that address (never handed to the resolver).
+        match crate::addr::parse_host_ip(host) {
+            Ok(Some(ip)) => return Ok(vec![SocketAddr::new(ip, port)]),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
         }
         if let Some(f) = &self.hosts_file {
             let text = std::fs::read_to_string(f)?;
@@ -127,6 +131,13 @@ impl Ctx {
             rule: d.rule.clone(),
             reason: format!("cannot resolve {host}: {e}"),
         })?;
+        if addrs.is_empty() {
+            return Err(Refusal {
+                status: StatusCode::BAD_GATEWAY,
+                rule: d.rule.clone(),
+                reason: format!("{host} has no addresses"),
+            });
+        }
         let ok: Vec<SocketAddr> = addrs
             .iter()
             .copied()
@@ -135,13 +146,16 @@ impl Ctx {
         if ok.is_empty() {
             let list = addrs
                 .iter()
-                .map(|a| a.ip().to_string())
+                .map(|a| match crate::addr::classify(&a.ip()) {
+                    Some(c) => format!("{} ({c})", a.ip()),
+                    None => a.ip().to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
                 rule: "network.private_addresses".into(),
-                reason: format!("{host} resolves to {list}: loopback, private, link-local and metadata addresses are refused unless a rule names the address"),
+                reason: format!("{host} is {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address (for example allow = [\"{}\"])", addrs.first().map(|a| a.to_string()).unwrap_or_else(|| format!("{host}:{port}"))),
             });
         }
         let mut last = String::new();

@@ -561,10 +561,8 @@ fn supervise(
         }
     });
     // The proxy (threads may start now: the sandbox is forked).
-    {
-        let r = proxy.hook_events;
-        std::thread::spawn(move || relay_hook_events(r));
-    }
+    // Hook decisions from inside: bounded frames, rate-limited, counted (warden_event::relay).
+    let hook_relay = warden_event::relay::spawn(proxy.hook_events);
     if let Some((l, theirs)) = proxy.host_bridge {
         std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
     }
@@ -665,41 +663,7 @@ fn supervise(
         let _ = t.join();
     }
     drop(raw);
+    // The sandbox is gone: the pipe closes and the relay writes its drop counts.
+    hook_relay.finish(std::time::Duration::from_secs(2));
     Ok(code)
-}
-
-/// Copies the hook decisions reported from inside the sandbox into this run's session log:
-/// one JSON decision per line (at most 64 KiB), re-stamped with this session, marked as
-/// reported from inside; anything else is counted and dropped.
-fn relay_hook_events(r: std::os::fd::OwnedFd) {
-    use std::io::BufRead;
-    let mut rd = std::io::BufReader::new(std::fs::File::from(r));
-    let mut line = Vec::new();
-    let mut bad = 0u64;
-    loop {
-        line.clear();
-        match std::io::Read::take(&mut rd, 64 * 1024).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        match serde_json::from_slice::<Decision>(&line) {
-            Ok(mut d) if d.layer == Layer::Gate => {
-                d.session = std::env::var("WARDEN_SESSION_ID").unwrap_or_default();
-                d.extra.insert(
-                    "reported_by".into(),
-                    "warden hook inside the sandbox".into(),
-                );
-                d.emit();
-            }
-            _ => bad += 1,
-        }
-        if !line.ends_with(b"\n") {
-            // An over-long line: skip to its end.
-            let mut skip = Vec::new();
-            let _ = rd.read_until(b'\n', &mut skip);
-        }
-    }
-    if bad > 0 {
-        tracing::warn!("{bad} malformed hook event lines from inside the sandbox were dropped");
-    }
 }
