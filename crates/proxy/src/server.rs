@@ -52,19 +52,24 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 /// The message an agent reads when a host is refused.
-pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str) -> String {
+pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str, example: &str) -> String {
     format!(
         "warden: blocked {host}:{port}\nrule: {rule}\nreason: {reason}\n\
          This block is enforced by warden outside the agent: retrying with --noproxy, another client, \
          a raw socket or another spelling of the name is blocked too.\n\
          To allow it, a human adds it to `[network] allow` in ~/.config/warden/policy.toml \
-         (for example allow = [\"{host}\"]), outside the sandbox.\n"
+         (for example allow = [\"{example}\"]), outside the sandbox, and starts a new session.\n\
+         (HTTP 403 from warden's proxy, header x-warden: blocked; the session log has the decision.)\n"
     )
 }
 
 fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
     if r.status == StatusCode::FORBIDDEN {
-        text(r.status, refusal_text(host, port, &r.rule, &r.reason))
+        let example = r.example.clone().unwrap_or_else(|| host.to_string());
+        text(
+            r.status,
+            refusal_text(host, port, &r.rule, &r.reason, &example),
+        )
     } else {
         text(
             r.status,
@@ -80,6 +85,8 @@ pub struct Refusal {
     pub status: StatusCode,
     pub rule: String,
     pub reason: String,
+    /// The allow entry that would admit it, when it is not the host itself.
+    pub example: Option<String>,
 }
 
 impl Ctx {
@@ -124,18 +131,21 @@ impl Ctx {
                 status: StatusCode::FORBIDDEN,
                 rule: d.rule,
                 reason: d.reason,
+                example: None,
             });
         }
         let addrs = self.resolve(host, port).await.map_err(|e| Refusal {
             status: StatusCode::BAD_GATEWAY,
             rule: d.rule.clone(),
             reason: format!("cannot resolve {host}: {e}"),
+            example: None,
         })?;
         if addrs.is_empty() {
             return Err(Refusal {
                 status: StatusCode::BAD_GATEWAY,
                 rule: d.rule.clone(),
                 reason: format!("{host} has no addresses"),
+                example: None,
             });
         }
         let ok: Vec<SocketAddr> = addrs
@@ -155,7 +165,8 @@ impl Ctx {
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
                 rule: "network.private_addresses".into(),
-                reason: format!("{host} is {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address (for example allow = [\"{}\"])", addrs.first().map(|a| a.to_string()).unwrap_or_else(|| format!("{host}:{port}"))),
+                reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address"),
+                example: addrs.first().map(|a| a.to_string()),
             });
         }
         let mut last = String::new();
@@ -172,6 +183,7 @@ impl Ctx {
             status: StatusCode::BAD_GATEWAY,
             rule: d.rule,
             reason: format!("cannot connect to {host}: {last}"),
+            example: None,
         })
     }
 }
