@@ -8,6 +8,7 @@
 
 pub mod addr;
 pub mod bridge;
+pub mod gateway;
 pub mod rules;
 pub mod server;
 
@@ -24,6 +25,9 @@ pub struct ProxyOptions {
     /// Test mode: resolve names from this hosts file. Set only from the supervisor's own
     /// command line, never from the agent's environment.
     pub hosts_file: Option<PathBuf>,
+    /// The bridge runs in the sandbox's network namespace and also listens on the host
+    /// loopback ports the policy allows (see [`gateway`]).
+    pub loopback_gateway: bool,
 }
 
 /// A running proxy; it lives as long as the process (its threads are detached).
@@ -37,10 +41,17 @@ pub struct ProxyHandle {
 pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::Result<ProxyHandle> {
     let rules = rules::NetRules::from_section(&policy.network)
         .map_err(|e| anyhow::anyhow!("network policy: {e}"))?;
+    let gateway = if opts.loopback_gateway {
+        rules.loopback_ports()
+    } else {
+        Vec::new()
+    };
     let ctx = Arc::new(server::Ctx {
         rules,
         hosts_file: opts.hosts_file,
+        gateway,
     });
+    let refused = Arc::new(gateway::RefusedLog::default());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -50,15 +61,28 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
             let handle = rt.handle().clone();
             // Receive fds on a plain thread; serve them on the runtime.
             std::thread::spawn(move || {
-                while let Some(fd) = bridge::recv_fd(control.as_raw_fd()) {
+                while let Some(msg) = bridge::recv(control.as_raw_fd()) {
+                    let fd = match msg {
+                        bridge::Msg::Conn(fd) => fd,
+                        bridge::Msg::Refused(port) => {
+                            refused.report(port, &ctx);
+                            continue;
+                        }
+                    };
                     let std_stream = std::net::TcpStream::from(fd);
                     if std_stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    // Which listener: the proxy's, or a loopback-gateway port.
+                    let local = std_stream.local_addr().map(|a| a.port()).unwrap_or(0);
+                    let forward = gateway::target(&ctx, local);
                     let ctx = ctx.clone();
                     handle.spawn(async move {
                         if let Ok(s) = tokio::net::TcpStream::from_std(std_stream) {
-                            server::serve(s, ctx).await;
+                            match forward {
+                                Some(t) => gateway::forward(s, local, t, ctx).await,
+                                None => server::serve(s, ctx).await,
+                            }
                         }
                     });
                 }
@@ -66,6 +90,18 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
             rt.block_on(std::future::pending::<()>());
         })?;
     Ok(ProxyHandle { thread })
+}
+
+/// Host loopback ports the policy forwards into the sandbox (bind them inside, see
+/// [`bridge::bind`]); the proxy's own port is never one of them.
+pub fn loopback_gateway_ports(policy: &Policy) -> Vec<u16> {
+    rules::NetRules::from_section(&policy.network)
+        .map(|r| r.loopback_ports())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|&p| p != SANDBOX_PORT)
+        .collect()
 }
 
 /// Environment advertising the proxy inside the sandbox, upper and lower case.
@@ -97,7 +133,17 @@ pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), 
         _ => (target.to_string(), 443),
     };
     let d = r.decide_host(&host, port);
-    let msg = if d.allowed {
+    let gateway = r.loopback_ports().iter().any(|(p, t)| {
+        *p == port
+            && (t.host() == host
+                || host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|i| i.is_loopback()))
+    });
+    let msg = if d.allowed && gateway {
+        format!("connect {host}:{port}: allowed by rule `{}`: inside `warden run`, port {port} of the sandbox's loopback is forwarded to the host's (each connection is logged)", d.rule)
+    } else if d.allowed {
         format!("connect {host}:{port}: allowed by rule `{}` (private/metadata addresses stay refused unless a rule names the address)", d.rule)
     } else {
         format!("connect {host}:{port}: denied by rule `{}`: {}; to allow it, add it to [network] allow in ~/.config/warden/policy.toml", d.rule, d.reason)

@@ -271,12 +271,14 @@ impl NetRules {
     }
 
     /// Whether a resolved address may be used: special addresses need a rule naming them.
+    /// A `localhost` rule names the loopback addresses.
     pub fn address_ok(&self, ip: &IpAddr, port: u16) -> bool {
         !is_special(ip)
-            || self
-                .allow
-                .iter()
-                .any(|r| r.pattern == Pattern::Ip(*ip) && r.port.is_none_or(|p| p == port))
+            || self.allow.iter().any(|r| {
+                r.port.is_none_or(|p| p == port)
+                    && (r.pattern == Pattern::Ip(*ip)
+                        || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
+            })
     }
 }
 

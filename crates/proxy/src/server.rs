@@ -28,6 +28,8 @@ pub struct Ctx {
     pub rules: NetRules,
     /// Test mode: resolve names from this hosts file (read on every lookup).
     pub hosts_file: Option<PathBuf>,
+    /// Host loopback ports forwarded from the sandbox's loopback ([`crate::gateway`]).
+    pub gateway: Vec<(u16, crate::rules::LoopbackTarget)>,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;

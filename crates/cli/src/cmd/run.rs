@@ -238,15 +238,11 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         let (mine, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
         let theirs = std::os::fd::OwnedFd::from(theirs);
+        // Plus the host loopback ports the policy allows (local model gateways).
+        let gateway = warden_proxy::loopback_gateway_ports(&loaded.policy);
         let task: warden_sandbox::InitTask = Box::new(move || {
-            let l = std::net::TcpListener::bind(("127.0.0.1", warden_proxy::SANDBOX_PORT))
-                .map_err(|e| {
-                    format!(
-                        "proxy bridge: bind 127.0.0.1:{}: {e}",
-                        warden_proxy::SANDBOX_PORT
-                    )
-                })?;
-            Ok(Box::new(move || warden_proxy::bridge::serve(l, theirs))
+            let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)?;
+            Ok(Box::new(move || warden_proxy::bridge::serve_all(b, theirs))
                 as Box<dyn FnOnce() + Send>)
         });
         (Some(std::os::fd::OwnedFd::from(mine)), vec![task])
@@ -287,6 +283,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         policy: loaded.policy.clone(),
         ctl: proxy_ctl,
         hosts_file: a.proxy_hosts_file.clone(),
+        gateway: features.user_namespaces,
     };
     let pids_max = plan_pids_max;
     let result = supervise(
@@ -496,6 +493,8 @@ struct ProxyStart {
     policy: warden_policy::Policy,
     ctl: Option<std::os::fd::OwnedFd>,
     hosts_file: Option<PathBuf>,
+    /// The bridge forwards allowed host loopback ports (network namespace only).
+    gateway: bool,
 }
 
 fn supervise(
@@ -572,6 +571,7 @@ fn supervise(
                 &proxy.policy,
                 warden_proxy::ProxyOptions {
                     hosts_file: proxy.hosts_file,
+                    loopback_gateway: proxy.gateway,
                 },
                 ctl,
             )
