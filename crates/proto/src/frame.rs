@@ -259,7 +259,7 @@ pub fn read_frame<S: Read + Timed>(
         }
         payload.extend_from_slice(&chunk[..n]);
     }
-    if let Some(_) = deadline {
+    if deadline.is_some() {
         s.set_read_timeout_opt(None)?;
     }
     Ok(Some(Frame {
