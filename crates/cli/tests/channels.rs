@@ -410,4 +410,16 @@ fn address_spellings_and_special_classes_are_refused_by_the_proxy() {
             .unwrap_or_else(|| panic!("no section for {what}"));
         assert!(sec.contains(want), "{what}: want `{want}` in\n{sec}");
     }
+    // A client that hides a CONNECT refusal's body still shows warden's reason phrase.
+    let o = t.run(
+        policy,
+        Some(&hosts),
+        "/usr/bin/python3 -c 'import urllib.request; urllib.request.urlopen(\"https://denied.test/\")' 2>&1 | tail -1",
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("403 Blocked by warden (rule network.default"),
+        "{}",
+        text(&o)
+    );
 }

@@ -146,7 +146,7 @@ where
                 let h = handle.clone();
                 let spawned = std::thread::Builder::new()
                     .name("warden-conn".into())
-                    .stack_size(256 * 1024)
+                    .stack_size(1024 * 1024)
                     .spawn(move || h(c, peer, permit));
                 if let Err(e) = spawned {
                     tracing_free_warn(&format!("cannot start a connection thread: {e}"));

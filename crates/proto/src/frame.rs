@@ -316,7 +316,11 @@ impl Decoder {
 
     /// Bytes held between calls (at most a header and one maximum frame).
     pub fn buffered(&self) -> usize {
-        self.head_len + self.buf.len()
+        match self.body {
+            // The header of the frame being read was consumed but is still unaccounted.
+            Some(_) => HEADER_LEN + self.buf.len(),
+            None => self.head_len,
+        }
     }
 
     fn prefix_ok(&self) -> bool {
@@ -466,6 +470,19 @@ mod tests {
         assert_eq!(d.stats.oversize, 1);
         assert!(d.stats.junk_bytes >= 100_000);
         assert!(max_buf <= HEADER_LEN + 64, "{max_buf}");
+    }
+
+    #[test]
+    fn every_pushed_byte_is_accounted_for() {
+        // Found by the fuzzer: a frame's header, once consumed, must still count as held.
+        let f = encode(KIND_JSON, b"0123456789", 64).unwrap();
+        let mut d = Decoder::new(64);
+        let (frames, junk, _) = collect(&mut d, &f[..12]);
+        assert!(frames.is_empty() && junk == 0);
+        assert_eq!(d.buffered(), 12);
+        let (frames, _, _) = collect(&mut d, &f[12..]);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

@@ -68,10 +68,29 @@ pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str, example: &s
 fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
     if r.status == StatusCode::FORBIDDEN {
         let example = r.example.clone().unwrap_or_else(|| host.to_string());
-        text(
+        let mut resp = text(
             r.status,
             refusal_text(host, port, &r.rule, &r.reason, &example),
+        );
+        // Clients that hide a CONNECT response's body often show its reason phrase
+        // (Python: "Tunnel connection failed: 403 Blocked by warden ...").
+        let phrase: String = format!(
+            "Blocked by warden (rule {}; a human can allow it in [network] of policy.toml)",
+            r.rule
         )
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+        if let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase) {
+            resp.extensions_mut().insert(p);
+        }
+        resp
     } else {
         text(
             r.status,

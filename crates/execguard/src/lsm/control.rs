@@ -168,7 +168,7 @@ pub fn request(
     frame::write_frame(&mut c, KIND_JSON, req.to_string().as_bytes(), MAX_REQUEST)
         .map_err(|e| format!("daemon: sending the request: {e}"))?;
     let f = frame::read_frame(&mut c, &Limits::new(MAX_REPLY).deadline(timeout))
-        .map_err(|e| format!("daemon: {e}"))?
+        .map_err(|e| format!("daemon: {e} (a daemon started from another warden version may not speak this protocol: restart `warden daemon`)"))?
         .ok_or("daemon: closed the connection without a reply")?;
     let v: Value = serde_json::from_slice(&f.payload).map_err(|e| format!("daemon reply: {e}"))?;
     if v["ok"] != true {
