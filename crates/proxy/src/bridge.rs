@@ -276,6 +276,10 @@ impl RstWatcher {
             })
             .collect();
         let mut buf = [0u8; 128];
+        // At most 20 notices a second reach the supervisor (the agent can make resets as fast
+        // as it can connect; the socketpair also carries the proxy's connections).
+        let mut window = std::time::Instant::now();
+        let mut sent = 0u32;
         loop {
             // SAFETY: poll on our own fds.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -312,6 +316,14 @@ impl RstWatcher {
                 if got < off + 2 {
                     continue;
                 }
+                if window.elapsed() >= std::time::Duration::from_secs(1) {
+                    window = std::time::Instant::now();
+                    sent = 0;
+                }
+                if sent >= 20 {
+                    continue;
+                }
+                sent += 1;
                 // The reset comes *from* the port nobody listens on.
                 let port = u16::from_be_bytes([buf[off], buf[off + 1]]);
                 if !send(control, MSG_REFUSED, port, None) {

@@ -79,16 +79,18 @@ pub async fn forward(mut inside: TcpStream, port: u16, t: LoopbackTarget, ctx: A
     .emit();
 }
 
-/// Reports connections refused on the sandbox's loopback, at most once per port every 10 s.
+/// Reports connections refused on the sandbox's loopback: at most once per port every 10 s
+/// and 30 a minute in all (a port scan from inside must not flood the session log).
 #[derive(Default)]
 pub struct RefusedLog {
-    seen: Mutex<HashMap<u16, Instant>>,
+    seen: Mutex<(HashMap<u16, Instant>, Option<Instant>, u32)>,
 }
 
 impl RefusedLog {
     pub fn report(&self, port: u16, ctx: &Ctx) {
         {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let (seen, minute, count) = &mut *g;
             if seen.len() > 4096 {
                 seen.clear();
             }
@@ -99,6 +101,14 @@ impl RefusedLog {
             {
                 return;
             }
+            if minute.is_none_or(|m| now.duration_since(m) >= Duration::from_secs(60)) {
+                *minute = Some(now);
+                *count = 0;
+            }
+            if *count >= 30 {
+                return;
+            }
+            *count += 1;
             seen.insert(port, now);
         }
         let denied = !ctx.rules.decide_host("127.0.0.1", port).allowed;

@@ -3,8 +3,11 @@
 //! Owns network egress for sandboxed agents: the host rules of `[network]` (domains with
 //! wildcards and ports, named sets, deny wins; [`rules`]), the HTTP forward / `CONNECT` / SOCKS5
 //! proxy that resolves names itself, refuses private and metadata addresses and explains
-//! refusals in words ([`server`]), and the bridge that carries connections from the
-//! sandbox's loopback to it ([`bridge`]). There is no admin API.
+//! refusals in words ([`server`]), the address classes and spellings it refuses
+//! ([`addr`]: IANA special-purpose ranges, embedded IPv4, `inet_aton` forms), the bridge that
+//! carries connections from the sandbox's loopback to it ([`bridge`]), and the local model
+//! gateway that forwards allowed host loopback ports into the sandbox ([`gateway`]). There is
+//! no admin API.
 
 pub mod addr;
 pub mod bridge;
@@ -102,6 +105,18 @@ pub fn loopback_gateway_ports(policy: &Policy) -> Vec<u16> {
         .map(|(p, _)| p)
         .filter(|&p| p != SANDBOX_PORT)
         .collect()
+}
+
+/// Without a network namespace the agent shares the host's loopback and Landlock admits only
+/// the proxy's port: a note when the policy names host loopback ports nonetheless.
+pub fn gateway_unavailable_note(policy: &Policy) -> Option<String> {
+    let ports = loopback_gateway_ports(policy);
+    (!ports.is_empty()).then(|| {
+        format!(
+            "network.allow names host loopback port(s) {}: without a network namespace they are not forwarded (Landlock admits only the proxy's port); clients reach them only through HTTP_PROXY",
+            ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// Environment advertising the proxy inside the sandbox, upper and lower case.

@@ -247,6 +247,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         });
         (Some(std::os::fd::OwnedFd::from(mine)), vec![task])
     } else if let Some((l, _)) = host_proxy {
+        if let Some(n) = warden_proxy::gateway_unavailable_note(&loaded.policy) {
+            eprintln!("{} {n}", misc::warn_stderr("warden: warning:"));
+        }
         // The same fd-passing bridge, run by a thread of this process once the sandbox is
         // forked (see `supervise`).
         let (mine, theirs) = std::os::unix::net::UnixStream::pair()
