@@ -423,3 +423,44 @@ fn address_spellings_and_special_classes_are_refused_by_the_proxy() {
         text(&o)
     );
 }
+
+#[test]
+fn proxy_connections_from_inside_are_capped_and_it_stays_responsive() {
+    let t = T::new("conncap");
+    let py = r#"
+import select, socket, time
+socks = [socket.create_connection(("127.0.0.1", 3128)) for _ in range(300)]
+time.sleep(1.0)
+readable, _, _ = select.select(socks, [], [], 0.5)
+closed = sum(1 for s in readable if s.recv(1) == b"")
+print("closed", closed)
+for s in socks:
+    s.close()
+time.sleep(0.5)
+"#;
+    std::fs::write(t.ws.join("many.py"), py).unwrap();
+    let o = t.run(
+        "",
+        None,
+        "/usr/bin/python3 many.py; curl -s --max-time 5 -o /dev/null -w 'after %{http_code}\\n' http://denied.test/",
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("closed 44"),
+        "256 stay open, the rest are closed:\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("after 403"),
+        "the proxy still answers:\n{}",
+        text(&o)
+    );
+    let log = t.log();
+    assert_eq!(
+        log.iter()
+            .filter(|d| d["rule"] == "network.max_connections")
+            .count(),
+        1,
+        "{log:?}"
+    );
+}

@@ -33,6 +33,18 @@ pub struct ProxyOptions {
     pub loopback_gateway: bool,
 }
 
+/// Connections from the sandbox (proxy and loopback gateway) served at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// One live connection; frees its place on drop.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A running proxy; it lives as long as the process (its threads are detached).
 pub struct ProxyHandle {
     pub thread: std::thread::JoinHandle<()>,
@@ -55,6 +67,8 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
         gateway,
     });
     let refused = Arc::new(gateway::RefusedLog::default());
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut over_cap_logged: Option<std::time::Instant> = None;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -73,14 +87,34 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
                         }
                     };
                     let std_stream = std::net::TcpStream::from(fd);
+                    // The agent cannot hold more than MAX_CONNECTIONS of the supervisor's
+                    // descriptors: past the cap a connection is closed at once.
+                    if live.load(std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        if over_cap_logged.is_none_or(|t| t.elapsed().as_secs() >= 10) {
+                            over_cap_logged = Some(std::time::Instant::now());
+                            warden_event::Decision::new(
+                                warden_event::Layer::Proxy,
+                                "agent",
+                                "new connection",
+                                "network.max_connections",
+                                warden_event::Verdict::Deny,
+                                format!("the agent has {MAX_CONNECTIONS} connections open through warden (the limit); new ones are closed until some end"),
+                            )
+                            .emit();
+                        }
+                        continue;
+                    }
                     if std_stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let slot = Slot(live.clone());
                     // Which listener: the proxy's, or a loopback-gateway port.
                     let local = std_stream.local_addr().map(|a| a.port()).unwrap_or(0);
                     let forward = gateway::target(&ctx, local);
                     let ctx = ctx.clone();
                     handle.spawn(async move {
+                        let _slot = slot;
                         if let Ok(s) = tokio::net::TcpStream::from_std(std_stream) {
                             match forward {
                                 Some(t) => gateway::forward(s, local, t, ctx).await,

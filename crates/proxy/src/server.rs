@@ -387,19 +387,25 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
 
 /// Serves one client connection: SOCKS5 when the first byte is 5, else HTTP/1 (with
 /// upgrades for CONNECT).
+/// Time for a client to send its request (HTTP headers, SOCKS5 handshake); tunnels, once
+/// open, have no deadline.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     let mut first = [0u8; 1];
-    match stream.peek(&mut first).await {
-        Ok(1) if first[0] == 5 => {
+    match tokio::time::timeout(REQUEST_DEADLINE, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == 5 => {
             socks5(stream, ctx).await;
             return;
         }
-        Ok(_) => {}
-        Err(_) => return,
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) | Err(_) => return,
     }
     let svc = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
     let _ = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(REQUEST_DEADLINE)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades()
         .await;
@@ -409,68 +415,14 @@ pub async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
 /// decided like HTTP hosts; raw IPs are refused unless a rule names them. A refusal is
 /// reply 0x02 ("connection not allowed by ruleset").
 async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let started = Instant::now();
-    let mut hdr = [0u8; 2];
-    if s.read_exact(&mut hdr).await.is_err() {
+    let Ok(Some((host, port))) =
+        tokio::time::timeout(REQUEST_DEADLINE, socks5_request(&mut s)).await
+    else {
         return;
-    }
-    let mut methods = vec![0u8; hdr[1] as usize];
-    if s.read_exact(&mut methods).await.is_err() {
-        return;
-    }
-    if !methods.contains(&0) {
-        let _ = s.write_all(&[5, 0xff]).await;
-        return;
-    }
-    if s.write_all(&[5, 0]).await.is_err() {
-        return;
-    }
-    let mut req = [0u8; 4];
-    if s.read_exact(&mut req).await.is_err() {
-        return;
-    }
-    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
-    if req[1] != 1 {
-        let _ = s.write_all(&reply(7)).await; // command not supported
-        return;
-    }
-    let host = match req[3] {
-        1 => {
-            let mut a = [0u8; 4];
-            if s.read_exact(&mut a).await.is_err() {
-                return;
-            }
-            std::net::Ipv4Addr::from(a).to_string()
-        }
-        4 => {
-            let mut a = [0u8; 16];
-            if s.read_exact(&mut a).await.is_err() {
-                return;
-            }
-            format!("[{}]", std::net::Ipv6Addr::from(a))
-        }
-        3 => {
-            let mut len = [0u8; 1];
-            if s.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut name = vec![0u8; len[0] as usize];
-            if s.read_exact(&mut name).await.is_err() {
-                return;
-            }
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        _ => {
-            let _ = s.write_all(&reply(8)).await;
-            return;
-        }
     };
-    let mut p = [0u8; 2];
-    if s.read_exact(&mut p).await.is_err() {
-        return;
-    }
-    let port = u16::from_be_bytes(p);
+    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
     match ctx.connect(&host, port).await {
         Err(r) => {
             emit(
@@ -503,4 +455,69 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
             );
         }
     }
+}
+
+/// Reads a SOCKS5 greeting and CONNECT request, answering protocol errors itself.
+async fn socks5_request(s: &mut TcpStream) -> Option<(String, u16)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hdr = [0u8; 2];
+    if s.read_exact(&mut hdr).await.is_err() {
+        return None;
+    }
+    let mut methods = vec![0u8; hdr[1] as usize];
+    if s.read_exact(&mut methods).await.is_err() {
+        return None;
+    }
+    if !methods.contains(&0) {
+        let _ = s.write_all(&[5, 0xff]).await;
+        return None;
+    }
+    if s.write_all(&[5, 0]).await.is_err() {
+        return None;
+    }
+    let mut req = [0u8; 4];
+    if s.read_exact(&mut req).await.is_err() {
+        return None;
+    }
+    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
+    if req[1] != 1 {
+        let _ = s.write_all(&reply(7)).await; // command not supported
+        return None;
+    }
+    let host = match req[3] {
+        1 => {
+            let mut a = [0u8; 4];
+            if s.read_exact(&mut a).await.is_err() {
+                return None;
+            }
+            std::net::Ipv4Addr::from(a).to_string()
+        }
+        4 => {
+            let mut a = [0u8; 16];
+            if s.read_exact(&mut a).await.is_err() {
+                return None;
+            }
+            format!("[{}]", std::net::Ipv6Addr::from(a))
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            if s.read_exact(&mut len).await.is_err() {
+                return None;
+            }
+            let mut name = vec![0u8; len[0] as usize];
+            if s.read_exact(&mut name).await.is_err() {
+                return None;
+            }
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        _ => {
+            let _ = s.write_all(&reply(8)).await;
+            return None;
+        }
+    };
+    let mut p = [0u8; 2];
+    if s.read_exact(&mut p).await.is_err() {
+        return None;
+    }
+    Some((host, u16::from_be_bytes(p)))
 }
