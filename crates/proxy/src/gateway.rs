@@ -121,7 +121,7 @@ impl RefusedLog {
         Decision::new(
             Layer::Proxy,
             "agent",
-            format!("TCP 127.0.0.1:{port} inside the sandbox"),
+            format!("TCP port {port} of the sandbox's loopback"),
             "network.loopback",
             Verdict::Observe,
             format!("connection refused: nothing listens on port {port} of the sandbox's own loopback (the sandbox has a network of its own); {hint}"),

@@ -173,13 +173,21 @@ pub fn proxy_env(port: u16) -> Vec<(String, String)> {
 /// `warden explain --connect HOST[:PORT]`: (allowed, rule, message).
 pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), String> {
     let r = rules::NetRules::from_section(&policy.network)?;
-    let (host, port) = match target.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (
-            h.to_string(),
-            p.parse::<u16>()
-                .map_err(|_| format!("`{p}` is not a port"))?,
+    let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"));
+    let (host, port) = match target.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        // `[v6]` or `[v6]:port`
+        Some((h, rest)) => (
+            format!("[{h}]"),
+            match rest.strip_prefix(':') {
+                Some(p) => port_of(p)?,
+                None if rest.is_empty() => 443,
+                None => return Err(format!("`{target}`: expected `[address]:port`")),
+            },
         ),
-        _ => (target.to_string(), 443),
+        None => match target.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), port_of(p)?),
+            _ => (target.to_string(), 443),
+        },
     };
     let d = r.decide_host(&host, port);
     let gateway = r.loopback_ports().iter().any(|(p, t)| {

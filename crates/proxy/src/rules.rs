@@ -249,15 +249,17 @@ impl NetRules {
             None => {
                 let reason = match ip {
                     Some(ip) => {
-                        let class = classify(&ip).map(|c| format!(", {c}")).unwrap_or_default();
-                        let shown = if ip.to_string()
-                            == host.trim_start_matches('[').trim_end_matches(']')
-                        {
+                        let class = classify(&ip).map(|c| format!(", {c},")).unwrap_or_default();
+                        let bare = host.trim_start_matches('[').trim_end_matches(']');
+                        let written = if ip.to_string() == bare {
                             String::new()
                         } else {
                             format!(" (written `{host}`)")
                         };
-                        format!("the IP address {ip}{shown}:{port}{class} is not in the network allowlist")
+                        let at = std::net::SocketAddr::new(ip, port);
+                        format!(
+                            "the IP address {at}{written}{class} is not in the network allowlist"
+                        )
                     }
                     None => format!("the host {host}:{port} is not in the network allowlist"),
                 };
@@ -355,5 +357,53 @@ mod tests {
         let r = rules(&["127.0.0.1", "test.local"], &[]);
         assert!(r.address_ok(&"127.0.0.1".parse().unwrap(), 80));
         assert!(!r.address_ok(&"10.0.0.1".parse().unwrap(), 80));
+    }
+    #[test]
+    fn address_rules_match_every_spelling_and_name_loopback_ports() {
+        let r = rules(
+            &[
+                "0x7f.1:4000",
+                "localhost:11434",
+                "[::1]:8080",
+                "example.org:4000",
+            ],
+            &[],
+        );
+        for h in [
+            "127.0.0.1",
+            "2130706433",
+            "0177.0.0.1",
+            "127.1",
+            "0x7f000001",
+        ] {
+            assert!(r.decide_host(h, 4000).allowed, "{h}");
+            assert!(!r.decide_host(h, 4001).allowed, "{h}");
+        }
+        assert!(r.decide_host("[::1]", 8080).allowed);
+        assert!(!r.decide_host("[::1]", 4000).allowed);
+        let d = r.decide_host("1.2.3.999", 80);
+        assert_eq!(d.rule, "network.address_spelling", "{d:?}");
+        let mut ports: Vec<u16> = r.loopback_ports().iter().map(|(p, _)| *p).collect();
+        ports.sort();
+        assert_eq!(ports, vec![4000, 8080, 11434]);
+        // Deny wins: a denied loopback port is not forwarded.
+        let r = rules(&["127.0.0.1:4000"], &["127.0.0.1"]);
+        assert!(r.loopback_ports().is_empty());
+        // A localhost rule names the loopback addresses (for the proxy path too).
+        let r = rules(&["localhost:11434"], &[]);
+        assert!(r.address_ok(&"127.0.0.1".parse().unwrap(), 11434));
+        assert!(r.address_ok(&"::1".parse().unwrap(), 11434));
+        assert!(!r.address_ok(&"127.0.0.1".parse().unwrap(), 80));
+        assert!(!r.address_ok(&"10.0.0.1".parse().unwrap(), 11434));
+        for bad in ["example.123", "1.2.3.4.5", "0x1g.1"] {
+            assert!(
+                NetRules::from_section(&NetworkSection {
+                    allow: vec![bad.into()],
+                    deny: vec![],
+                })
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 }
