@@ -217,8 +217,12 @@ struct Server {
 }
 
 fn serve_http(body: &'static str) -> Server {
+    serve_http_on("127.0.0.1:0", body)
+}
+
+fn serve_http_on(addr: &str, body: &'static str) -> Server {
     use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = std::net::TcpListener::bind(addr).unwrap();
     let port = l.local_addr().unwrap().port();
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let h = hits.clone();
@@ -463,4 +467,22 @@ time.sleep(0.5)
         1,
         "{log:?}"
     );
+}
+
+#[test]
+fn loopback_gateway_localhost_rule_reaches_an_ipv6_only_host_service() {
+    let t = T::new("gw6");
+    let srv = serve_http_on("[::1]:0", "ipv6 gateway\n");
+    let p = srv.port;
+    let o = t.run(
+        &format!("[network]\nallow = [\"localhost:{p}\"]\n"),
+        None,
+        &format!(
+            "curl -sS --max-time 5 http://localhost:{p}/; curl -sS -g --max-time 5 'http://[::1]:{p}/'; \
+             curl -sS --max-time 5 http://127.0.0.1:{p}/"
+        ),
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(s.matches("ipv6 gateway").count(), 3, "{}", text(&o));
+    assert_eq!(srv.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
