@@ -200,8 +200,10 @@ except OSError:
 fn private_metadata_rebinding_and_ipv6_are_refused() {
     let t = T::new("private");
     let hosts = t.hosts("127.0.0.1 test.local\n198.51.100.7 rebind.test\n");
-    // test.local is allowed by name, but nothing names 127.0.0.1.
-    let policy = "[network]\nallow = [\"test.local\", \"rebind.test\"]\n";
+    // test.local is allowed by name, but nothing names 127.0.0.1. rebind.test first resolves
+    // to a documentation address (special-purpose too, so the policy names it: the point is
+    // that the proxy tries the address it checked, and that it is unreachable).
+    let policy = "[network]\nallow = [\"test.local\", \"rebind.test\", \"198.51.100.7\"]\n";
     let p = t.port;
     let script = format!(
         "curl -s http://test.local:{p}/hello.txt; echo; \

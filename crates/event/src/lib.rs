@@ -5,6 +5,12 @@
 //! JSON lines to the session log. Emission goes through `tracing` (target
 //! [`DECISION_TARGET`]); [`SessionLog`] is a `tracing_subscriber` layer that picks those events
 //! out and appends them, one JSON object per line, to a file the sandbox cannot write.
+//!
+//! Decisions made inside the sandbox (`warden hook`) reach the supervisor's log through a
+//! pipe as bounded frames ([`SessionLog::framed_pipe`] writes them, [`relay`] reads them with
+//! a rate limit and a per-session budget; framing is `warden-proto`'s).
+
+pub mod relay;
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -136,6 +142,8 @@ pub fn now_ms() -> u128 {
 pub struct SessionLog {
     file: Mutex<File>,
     path: PathBuf,
+    /// Writes `warden-proto` frames (the hook pipe) instead of JSON lines.
+    framed: bool,
 }
 
 impl SessionLog {
@@ -152,6 +160,7 @@ impl SessionLog {
         Ok(SessionLog {
             file: Mutex::new(file),
             path: path.to_path_buf(),
+            framed: false,
         })
     }
 
@@ -160,6 +169,18 @@ impl SessionLog {
         SessionLog {
             file: Mutex::new(file),
             path: label.to_path_buf(),
+            framed: false,
+        }
+    }
+
+    /// A log on the hook-event pipe of `warden run`: each decision is one frame of at most
+    /// [`relay::MAX_FRAME`] bytes, written with one `write` (atomic on a pipe, so concurrent
+    /// hooks never interleave); longer decisions are shortened to fit.
+    pub fn framed_pipe(file: std::fs::File, label: &Path) -> Self {
+        SessionLog {
+            file: Mutex::new(file),
+            path: label.to_path_buf(),
+            framed: true,
         }
     }
 
@@ -173,6 +194,17 @@ impl SessionLog {
     }
 
     fn write_line(&self, line: &str) -> std::io::Result<()> {
+        if self.framed {
+            let payload = relay::fit(line);
+            let frame = warden_proto::frame::encode(
+                warden_proto::frame::KIND_JSON,
+                payload.as_bytes(),
+                relay::MAX_FRAME,
+            )
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            return f.write_all(&frame);
+        }
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());

@@ -83,7 +83,8 @@ pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
             None,
         ),
     };
-    if let Ok(ip) = host.parse::<IpAddr>() {
+    // Any spelling of an address (`127.1`, `0x7f.1`, `[fe80::1%25eth0]`) is that address.
+    if let Some(ip) = parse_host_ip(&host).map_err(|e| format!("`{entry}`: {e}"))? {
         return Ok(Rule {
             pattern: Pattern::Ip(ip),
             port,
@@ -140,49 +141,78 @@ fn expand(list: &[String], key: &str) -> Result<Vec<Rule>, String> {
 }
 
 impl Rule {
-    fn matches(&self, host: &str, port: u16) -> bool {
+    /// `ip`: the host parsed as an address (then only address rules can match it).
+    fn matches(&self, host: &str, ip: Option<IpAddr>, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {
             return false;
         }
-        match &self.pattern {
-            Pattern::Exact(h) => h == host,
-            Pattern::Suffix(s) => {
+        match (&self.pattern, ip) {
+            (Pattern::Ip(want), Some(got)) => *want == got,
+            (Pattern::Ip(_), None) | (_, Some(_)) => false,
+            (Pattern::Exact(h), None) => h == host,
+            (Pattern::Suffix(s), None) => {
                 host.len() > s.len() + 1
                     && host.ends_with(s.as_str())
                     && host.as_bytes()[host.len() - s.len() - 1] == b'.'
             }
-            Pattern::Ip(ip) => {
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .ok()
-                    == Some(*ip)
-            }
+        }
+    }
+
+    /// The host loopback port this rule names, if it names one (`127.0.0.1:4000`,
+    /// `localhost:4000`, `[::1]:4000`): the sandbox's loopback forwards that port to it.
+    pub fn loopback_port(&self) -> Option<(u16, LoopbackTarget)> {
+        let port = self.port?;
+        match &self.pattern {
+            Pattern::Ip(ip) if ip.is_loopback() => Some((port, LoopbackTarget::Ip(*ip))),
+            Pattern::Exact(h) if h == "localhost" => Some((port, LoopbackTarget::Localhost)),
+            _ => None,
         }
     }
 }
 
-/// Addresses that are refused unless a rule names the address itself: loopback, private,
-/// link-local, CGNAT, unique-local, unspecified, multicast, and cloud metadata endpoints.
-pub fn is_special(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => {
-            let o = v.octets();
-            v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified() || v.is_multicast() || v.is_broadcast()
-                || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT 100.64/10
-                || o[0] == 0
+/// Where a forwarded loopback port goes on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopbackTarget {
+    Ip(IpAddr),
+    /// `localhost`: 127.0.0.1, then ::1.
+    Localhost,
+}
+
+impl LoopbackTarget {
+    pub fn addrs(&self, port: u16) -> Vec<std::net::SocketAddr> {
+        match self {
+            LoopbackTarget::Ip(ip) => vec![std::net::SocketAddr::new(*ip, port)],
+            LoopbackTarget::Localhost => vec![
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+            ],
         }
-        IpAddr::V6(v) => {
-            let s = v.segments();
-            v.is_loopback() || v.is_unspecified() || v.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local (incl. fd00:ec2::254)
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || v.to_ipv4_mapped().is_some_and(|m| is_special(&IpAddr::V4(m)))
+    }
+    pub fn host(&self) -> String {
+        match self {
+            LoopbackTarget::Ip(ip) => ip.to_string(),
+            LoopbackTarget::Localhost => "localhost".into(),
         }
     }
 }
+
+pub use crate::addr::{classify, is_special, parse_host_ip, Special};
 
 impl NetRules {
+    /// Host loopback ports named by allow rules (and not denied): each is forwarded from the
+    /// sandbox's loopback to the host's.
+    pub fn loopback_ports(&self) -> Vec<(u16, LoopbackTarget)> {
+        let mut v: Vec<(u16, LoopbackTarget)> = Vec::new();
+        for r in &self.allow {
+            if let Some((port, t)) = r.loopback_port() {
+                if self.decide_host(&t.host(), port).allowed && !v.iter().any(|(p, _)| *p == port) {
+                    v.push((port, t));
+                }
+            }
+        }
+        v
+    }
+
     pub fn from_section(n: &NetworkSection) -> Result<NetRules, String> {
         Ok(NetRules {
             allow: expand(&n.allow, "network.allow")?,
@@ -193,46 +223,64 @@ impl NetRules {
     /// Decides on a host name (or IP literal) and port, before any resolution.
     pub fn decide_host(&self, host: &str, port: u16) -> HostDecision {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(r) = self.deny.iter().find(|r| r.matches(&host, port)) {
+        let ip = match parse_host_ip(&host) {
+            Ok(ip) => ip,
+            Err(e) => {
+                return HostDecision {
+                    allowed: false,
+                    rule: "network.address_spelling".into(),
+                    reason: format!("{e}; name hosts by DNS name or a plain address"),
+                }
+            }
+        };
+        if let Some(r) = self.deny.iter().find(|r| r.matches(&host, ip, port)) {
             return HostDecision {
                 allowed: false,
                 rule: r.source.clone(),
                 reason: format!("{host}:{port} is denied by `{}`", r.source),
             };
         }
-        match self.allow.iter().find(|r| r.matches(&host, port)) {
+        match self.allow.iter().find(|r| r.matches(&host, ip, port)) {
             Some(r) => HostDecision {
                 allowed: true,
                 rule: r.source.clone(),
                 reason: format!("allowed by `{}`", r.source),
             },
             None => {
-                let what = if host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .is_ok()
-                {
-                    "IP address"
-                } else {
-                    "host"
+                let reason = match ip {
+                    Some(ip) => {
+                        let class = classify(&ip).map(|c| format!(", {c},")).unwrap_or_default();
+                        let bare = host.trim_start_matches('[').trim_end_matches(']');
+                        let written = if ip.to_string() == bare {
+                            String::new()
+                        } else {
+                            format!(" (written `{host}`)")
+                        };
+                        let at = std::net::SocketAddr::new(ip, port);
+                        format!(
+                            "the IP address {at}{written}{class} is not in the network allowlist"
+                        )
+                    }
+                    None => format!("the host {host}:{port} is not in the network allowlist"),
                 };
                 HostDecision {
                     allowed: false,
                     rule: "network.default".into(),
-                    reason: format!("the {what} {host}:{port} is not in the network allowlist"),
+                    reason,
                 }
             }
         }
     }
 
     /// Whether a resolved address may be used: special addresses need a rule naming them.
+    /// A `localhost` rule names the loopback addresses.
     pub fn address_ok(&self, ip: &IpAddr, port: u16) -> bool {
         !is_special(ip)
-            || self
-                .allow
-                .iter()
-                .any(|r| r.pattern == Pattern::Ip(*ip) && r.port.is_none_or(|p| p == port))
+            || self.allow.iter().any(|r| {
+                r.port.is_none_or(|p| p == port)
+                    && (r.pattern == Pattern::Ip(*ip)
+                        || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
+            })
     }
 }
 
@@ -309,5 +357,53 @@ mod tests {
         let r = rules(&["127.0.0.1", "test.local"], &[]);
         assert!(r.address_ok(&"127.0.0.1".parse().unwrap(), 80));
         assert!(!r.address_ok(&"10.0.0.1".parse().unwrap(), 80));
+    }
+    #[test]
+    fn address_rules_match_every_spelling_and_name_loopback_ports() {
+        let r = rules(
+            &[
+                "0x7f.1:4000",
+                "localhost:11434",
+                "[::1]:8080",
+                "example.org:4000",
+            ],
+            &[],
+        );
+        for h in [
+            "127.0.0.1",
+            "2130706433",
+            "0177.0.0.1",
+            "127.1",
+            "0x7f000001",
+        ] {
+            assert!(r.decide_host(h, 4000).allowed, "{h}");
+            assert!(!r.decide_host(h, 4001).allowed, "{h}");
+        }
+        assert!(r.decide_host("[::1]", 8080).allowed);
+        assert!(!r.decide_host("[::1]", 4000).allowed);
+        let d = r.decide_host("1.2.3.999", 80);
+        assert_eq!(d.rule, "network.address_spelling", "{d:?}");
+        let mut ports: Vec<u16> = r.loopback_ports().iter().map(|(p, _)| *p).collect();
+        ports.sort();
+        assert_eq!(ports, vec![4000, 8080, 11434]);
+        // Deny wins: a denied loopback port is not forwarded.
+        let r = rules(&["127.0.0.1:4000"], &["127.0.0.1"]);
+        assert!(r.loopback_ports().is_empty());
+        // A localhost rule names the loopback addresses (for the proxy path too).
+        let r = rules(&["localhost:11434"], &[]);
+        assert!(r.address_ok(&"127.0.0.1".parse().unwrap(), 11434));
+        assert!(r.address_ok(&"::1".parse().unwrap(), 11434));
+        assert!(!r.address_ok(&"127.0.0.1".parse().unwrap(), 80));
+        assert!(!r.address_ok(&"10.0.0.1".parse().unwrap(), 11434));
+        for bad in ["example.123", "1.2.3.4.5", "0x1g.1"] {
+            assert!(
+                NetRules::from_section(&NetworkSection {
+                    allow: vec![bad.into()],
+                    deny: vec![],
+                })
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 }

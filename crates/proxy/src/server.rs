@@ -5,7 +5,9 @@
 //! For every connection: the host is decided by [`NetRules::decide_host`]; the name is
 //! resolved *here* (the sandbox has no DNS); every resolved address is checked
 //! ([`NetRules::address_ok`]: no loopback/private/link-local/CGNAT/metadata unless a rule
-//! names the address) and the proxy connects to the address it checked, never re-resolving,
+//! names the address; the classes are [`crate::addr`]'s, and any spelling of an address
+//! (`0x7f.1`, `2130706433`, `[::ffff:7f00:1]`) is parsed as that address, never resolved)
+//! and the proxy connects to the address it checked, never re-resolving,
 //! so a name that rebinds to 127.0.0.1 is refused. Refusals are HTTP 403 with a plain-text
 //! reason the agent can read.
 
@@ -26,6 +28,8 @@ pub struct Ctx {
     pub rules: NetRules,
     /// Test mode: resolve names from this hosts file (read on every lookup).
     pub hosts_file: Option<PathBuf>,
+    /// Host loopback ports forwarded from the sandbox's loopback ([`crate::gateway`]).
+    pub gateway: Vec<(u16, crate::rules::LoopbackTarget)>,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -50,19 +54,43 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 /// The message an agent reads when a host is refused.
-pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str) -> String {
+pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str, example: &str) -> String {
     format!(
         "warden: blocked {host}:{port}\nrule: {rule}\nreason: {reason}\n\
          This block is enforced by warden outside the agent: retrying with --noproxy, another client, \
          a raw socket or another spelling of the name is blocked too.\n\
          To allow it, a human adds it to `[network] allow` in ~/.config/warden/policy.toml \
-         (for example allow = [\"{host}\"]), outside the sandbox.\n"
+         (for example allow = [\"{example}\"]), outside the sandbox, and starts a new session.\n\
+         (HTTP 403 from warden's proxy, header x-warden: blocked; the session log has the decision.)\n"
     )
 }
 
 fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
     if r.status == StatusCode::FORBIDDEN {
-        text(r.status, refusal_text(host, port, &r.rule, &r.reason))
+        let example = r.example.clone().unwrap_or_else(|| host.to_string());
+        let mut resp = text(
+            r.status,
+            refusal_text(host, port, &r.rule, &r.reason, &example),
+        );
+        // Clients that hide a CONNECT response's body often show its reason phrase
+        // (Python: "Tunnel connection failed: 403 Blocked by warden ...").
+        let phrase: String = format!(
+            "Blocked by warden (rule {}; a human can allow it in [network] of policy.toml)",
+            r.rule
+        )
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+        if let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase) {
+            resp.extensions_mut().insert(p);
+        }
+        resp
     } else {
         text(
             r.status,
@@ -78,13 +106,17 @@ pub struct Refusal {
     pub status: StatusCode,
     pub rule: String,
     pub reason: String,
+    /// The allow entry that would admit it, when it is not the host itself.
+    pub example: Option<String>,
 }
 
 impl Ctx {
     async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
+        // Any spelling of an address is that address (never handed to the resolver).
+        match crate::addr::parse_host_ip(host) {
+            Ok(Some(ip)) => return Ok(vec![SocketAddr::new(ip, port)]),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
         }
         if let Some(f) = &self.hosts_file {
             let text = std::fs::read_to_string(f)?;
@@ -120,13 +152,23 @@ impl Ctx {
                 status: StatusCode::FORBIDDEN,
                 rule: d.rule,
                 reason: d.reason,
+                example: None,
             });
         }
         let addrs = self.resolve(host, port).await.map_err(|e| Refusal {
             status: StatusCode::BAD_GATEWAY,
             rule: d.rule.clone(),
             reason: format!("cannot resolve {host}: {e}"),
+            example: None,
         })?;
+        if addrs.is_empty() {
+            return Err(Refusal {
+                status: StatusCode::BAD_GATEWAY,
+                rule: d.rule.clone(),
+                reason: format!("{host} has no addresses"),
+                example: None,
+            });
+        }
         let ok: Vec<SocketAddr> = addrs
             .iter()
             .copied()
@@ -135,13 +177,17 @@ impl Ctx {
         if ok.is_empty() {
             let list = addrs
                 .iter()
-                .map(|a| a.ip().to_string())
+                .map(|a| match crate::addr::classify(&a.ip()) {
+                    Some(c) => format!("{} ({c})", a.ip()),
+                    None => a.ip().to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
                 rule: "network.private_addresses".into(),
-                reason: format!("{host} resolves to {list}: loopback, private, link-local and metadata addresses are refused unless a rule names the address"),
+                reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address"),
+                example: addrs.first().map(|a| a.to_string()),
             });
         }
         let mut last = String::new();
@@ -158,6 +204,7 @@ impl Ctx {
             status: StatusCode::BAD_GATEWAY,
             rule: d.rule,
             reason: format!("cannot connect to {host}: {last}"),
+            example: None,
         })
     }
 }
@@ -340,19 +387,25 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
 
 /// Serves one client connection: SOCKS5 when the first byte is 5, else HTTP/1 (with
 /// upgrades for CONNECT).
+/// Time for a client to send its request (HTTP headers, SOCKS5 handshake); tunnels, once
+/// open, have no deadline.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     let mut first = [0u8; 1];
-    match stream.peek(&mut first).await {
-        Ok(1) if first[0] == 5 => {
+    match tokio::time::timeout(REQUEST_DEADLINE, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == 5 => {
             socks5(stream, ctx).await;
             return;
         }
-        Ok(_) => {}
-        Err(_) => return,
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) | Err(_) => return,
     }
     let svc = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
     let _ = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(REQUEST_DEADLINE)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades()
         .await;
@@ -362,68 +415,14 @@ pub async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
 /// decided like HTTP hosts; raw IPs are refused unless a rule names them. A refusal is
 /// reply 0x02 ("connection not allowed by ruleset").
 async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let started = Instant::now();
-    let mut hdr = [0u8; 2];
-    if s.read_exact(&mut hdr).await.is_err() {
+    let Ok(Some((host, port))) =
+        tokio::time::timeout(REQUEST_DEADLINE, socks5_request(&mut s)).await
+    else {
         return;
-    }
-    let mut methods = vec![0u8; hdr[1] as usize];
-    if s.read_exact(&mut methods).await.is_err() {
-        return;
-    }
-    if !methods.contains(&0) {
-        let _ = s.write_all(&[5, 0xff]).await;
-        return;
-    }
-    if s.write_all(&[5, 0]).await.is_err() {
-        return;
-    }
-    let mut req = [0u8; 4];
-    if s.read_exact(&mut req).await.is_err() {
-        return;
-    }
-    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
-    if req[1] != 1 {
-        let _ = s.write_all(&reply(7)).await; // command not supported
-        return;
-    }
-    let host = match req[3] {
-        1 => {
-            let mut a = [0u8; 4];
-            if s.read_exact(&mut a).await.is_err() {
-                return;
-            }
-            std::net::Ipv4Addr::from(a).to_string()
-        }
-        4 => {
-            let mut a = [0u8; 16];
-            if s.read_exact(&mut a).await.is_err() {
-                return;
-            }
-            format!("[{}]", std::net::Ipv6Addr::from(a))
-        }
-        3 => {
-            let mut len = [0u8; 1];
-            if s.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut name = vec![0u8; len[0] as usize];
-            if s.read_exact(&mut name).await.is_err() {
-                return;
-            }
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        _ => {
-            let _ = s.write_all(&reply(8)).await;
-            return;
-        }
     };
-    let mut p = [0u8; 2];
-    if s.read_exact(&mut p).await.is_err() {
-        return;
-    }
-    let port = u16::from_be_bytes(p);
+    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
     match ctx.connect(&host, port).await {
         Err(r) => {
             emit(
@@ -456,4 +455,69 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
             );
         }
     }
+}
+
+/// Reads a SOCKS5 greeting and CONNECT request, answering protocol errors itself.
+async fn socks5_request(s: &mut TcpStream) -> Option<(String, u16)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hdr = [0u8; 2];
+    if s.read_exact(&mut hdr).await.is_err() {
+        return None;
+    }
+    let mut methods = vec![0u8; hdr[1] as usize];
+    if s.read_exact(&mut methods).await.is_err() {
+        return None;
+    }
+    if !methods.contains(&0) {
+        let _ = s.write_all(&[5, 0xff]).await;
+        return None;
+    }
+    if s.write_all(&[5, 0]).await.is_err() {
+        return None;
+    }
+    let mut req = [0u8; 4];
+    if s.read_exact(&mut req).await.is_err() {
+        return None;
+    }
+    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
+    if req[1] != 1 {
+        let _ = s.write_all(&reply(7)).await; // command not supported
+        return None;
+    }
+    let host = match req[3] {
+        1 => {
+            let mut a = [0u8; 4];
+            if s.read_exact(&mut a).await.is_err() {
+                return None;
+            }
+            std::net::Ipv4Addr::from(a).to_string()
+        }
+        4 => {
+            let mut a = [0u8; 16];
+            if s.read_exact(&mut a).await.is_err() {
+                return None;
+            }
+            format!("[{}]", std::net::Ipv6Addr::from(a))
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            if s.read_exact(&mut len).await.is_err() {
+                return None;
+            }
+            let mut name = vec![0u8; len[0] as usize];
+            if s.read_exact(&mut name).await.is_err() {
+                return None;
+            }
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        _ => {
+            let _ = s.write_all(&reply(8)).await;
+            return None;
+        }
+    };
+    let mut p = [0u8; 2];
+    if s.read_exact(&mut p).await.is_err() {
+        return None;
+    }
+    Some((host, u16::from_be_bytes(p)))
 }

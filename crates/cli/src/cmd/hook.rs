@@ -205,7 +205,7 @@ fn sandbox_pipe() -> Option<warden_event::SessionLog> {
         if d < 0 {
             return None;
         }
-        Some(warden_event::SessionLog::from_file(
+        Some(warden_event::SessionLog::framed_pipe(
             std::fs::File::from_raw_fd(d),
             std::path::Path::new("warden run session log (pipe)"),
         ))

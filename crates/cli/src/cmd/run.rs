@@ -290,19 +290,18 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         let (mine, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| fail(exit::INTERNAL, format!("socketpair: {e}")))?;
         let theirs = std::os::fd::OwnedFd::from(theirs);
+        // Plus the host loopback ports the policy allows (local model gateways).
+        let gateway = warden_proxy::loopback_gateway_ports(&loaded.policy);
         let task: warden_sandbox::InitTask = Box::new(move || {
-            let l = std::net::TcpListener::bind(("127.0.0.1", warden_proxy::SANDBOX_PORT))
-                .map_err(|e| {
-                    format!(
-                        "proxy bridge: bind 127.0.0.1:{}: {e}",
-                        warden_proxy::SANDBOX_PORT
-                    )
-                })?;
-            Ok(Box::new(move || warden_proxy::bridge::serve(l, theirs))
+            let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)?;
+            Ok(Box::new(move || warden_proxy::bridge::serve_all(b, theirs))
                 as Box<dyn FnOnce() + Send>)
         });
         (Some(std::os::fd::OwnedFd::from(mine)), vec![task])
     } else if let Some((l, _)) = host_proxy {
+        if let Some(n) = warden_proxy::gateway_unavailable_note(&loaded.policy) {
+            eprintln!("{} {n}", misc::warn_stderr("warden: warning:"));
+        }
         // The same fd-passing bridge, run by a thread of this process once the sandbox is
         // forked (see `supervise`).
         let (mine, theirs) = std::os::unix::net::UnixStream::pair()
@@ -339,6 +338,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         policy: loaded.policy.clone(),
         ctl: proxy_ctl,
         hosts_file: a.proxy_hosts_file.clone(),
+        gateway: features.user_namespaces,
     };
     let pids_max = plan_pids_max;
     let result = supervise(
@@ -561,6 +561,8 @@ struct ProxyStart {
     policy: warden_policy::Policy,
     ctl: Option<std::os::fd::OwnedFd>,
     hosts_file: Option<PathBuf>,
+    /// The bridge forwards allowed host loopback ports (network namespace only).
+    gateway: bool,
 }
 
 fn supervise(
@@ -629,10 +631,8 @@ fn supervise(
         }
     });
     // The proxy (threads may start now: the sandbox is forked).
-    {
-        let r = proxy.hook_events;
-        std::thread::spawn(move || relay_hook_events(r));
-    }
+    // Hook decisions from inside: bounded frames, rate-limited, counted (warden_event::relay).
+    let hook_relay = warden_event::relay::spawn(proxy.hook_events);
     if let Some((l, theirs)) = proxy.host_bridge {
         std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
     }
@@ -642,6 +642,7 @@ fn supervise(
                 &proxy.policy,
                 warden_proxy::ProxyOptions {
                     hosts_file: proxy.hosts_file,
+                    loopback_gateway: proxy.gateway,
                 },
                 ctl,
             )
@@ -743,41 +744,7 @@ fn supervise(
         let _ = t.join();
     }
     drop(raw);
+    // The sandbox is gone: the pipe closes and the relay writes its drop counts.
+    hook_relay.finish(std::time::Duration::from_secs(2));
     Ok(code)
-}
-
-/// Copies the hook decisions reported from inside the sandbox into this run's session log:
-/// one JSON decision per line (at most 64 KiB), re-stamped with this session, marked as
-/// reported from inside; anything else is counted and dropped.
-fn relay_hook_events(r: std::os::fd::OwnedFd) {
-    use std::io::BufRead;
-    let mut rd = std::io::BufReader::new(std::fs::File::from(r));
-    let mut line = Vec::new();
-    let mut bad = 0u64;
-    loop {
-        line.clear();
-        match std::io::Read::take(&mut rd, 64 * 1024).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        match serde_json::from_slice::<Decision>(&line) {
-            Ok(mut d) if d.layer == Layer::Gate => {
-                d.session = std::env::var("WARDEN_SESSION_ID").unwrap_or_default();
-                d.extra.insert(
-                    "reported_by".into(),
-                    "warden hook inside the sandbox".into(),
-                );
-                d.emit();
-            }
-            _ => bad += 1,
-        }
-        if !line.ends_with(b"\n") {
-            // An over-long line: skip to its end.
-            let mut skip = Vec::new();
-            let _ = rd.read_until(b'\n', &mut skip);
-        }
-    }
-    if bad > 0 {
-        tracing::warn!("{bad} malformed hook event lines from inside the sandbox were dropped");
-    }
 }

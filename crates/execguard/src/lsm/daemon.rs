@@ -5,10 +5,11 @@
 //!   keep the programs attached while no daemon runs, and sessions stay in their maps).
 //! - Creates the warden root cgroup (`<cgroup2>/warden`); the programs act only on tasks in
 //!   its child cgroups, one per `warden run` session.
-//! - Serves a root-owned unix socket ([`SOCKET`]). Peers are identified by `SO_PEERCRED`: a
-//!   peer may place only its own child process (same uid) in a new session cgroup; only
-//!   root outside any sandbox may unload. The sandbox cannot reach the socket (`/run` is a
-//!   private tmpfs there) nor write cgroupfs.
+//! - Serves a root-owned unix socket ([`SOCKET`], mode 0666; transport in [`super::control`]:
+//!   framed requests, a deadline per request, capped connections). Peers are identified by
+//!   `SO_PEERCRED`: a peer may place only its own child process (same uid) in a new session
+//!   cgroup; only root outside any sandbox may unload. The sandbox cannot reach the socket
+//!   (`/run` is a private tmpfs there) nor write cgroupfs.
 //! - Reads the ring buffer and emits every decision as the shared event, counting what the
 //!   kernel could not queue (reported, never silent).
 
@@ -16,9 +17,8 @@ use super::bpf::{self, Event, Pinned, SessionCfg};
 use crate::identity::{hex, parse_hex, Hash};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,25 +96,6 @@ pub fn root_cgroup() -> Result<(PathBuf, u64, u32), String> {
     let _ = std::fs::write(mnt.join("cgroup.subtree_control"), "+pids");
     let _ = std::fs::write(root.join("cgroup.subtree_control"), "+pids");
     Ok((root.clone(), ino(&root)?, depth + 1))
-}
-
-fn peer(s: &UnixStream) -> Option<(i32, u32)> {
-    let mut c = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut c as *mut _ as *mut _,
-            &mut len,
-        )
-    };
-    (r == 0).then_some((c.pid, c.uid))
 }
 
 fn proc_uid_ppid(pid: i32) -> Option<(u32, i32)> {
@@ -486,14 +467,8 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
-    let _ = std::fs::remove_file(&opts.socket);
-    let l = UnixListener::bind(&opts.socket)
-        .map_err(|e| format!("binding {}: {e}", opts.socket.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Any local user may ask for a session of its own; peer credentials decide the rest.
-        let _ = std::fs::set_permissions(&opts.socket, std::fs::Permissions::from_mode(0o666));
-    }
+    // Mode 0666, framed requests, deadlines and connection caps: see `control`.
+    let l = super::control::bind(&opts.socket)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // Events: the ring buffer, plus the loss counter checked every second.
@@ -504,64 +479,68 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     }
     println!("warden daemon: ready ({})", opts.socket.display());
     let _ = std::io::stdout().flush();
-    for c in l.incoming() {
-        let Ok(c) = c else { continue };
-        let st = st.clone();
-        let stop2 = stop.clone();
-        let pin_dir = opts.pin_dir.clone();
-        let sock = opts.socket.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = serve(c, &st, &pin_dir) {
-                tracing::warn!("control connection: {e}");
-            }
-            if std::fs::metadata(&pin_dir).is_err() {
-                // Unloaded: stop serving.
-                stop2.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = std::fs::remove_file(&sock);
-                std::process::exit(0);
-            }
-        });
-    }
+    let h = Arc::new(Control {
+        st,
+        stop,
+        pin_dir: opts.pin_dir.clone(),
+        socket: opts.socket.clone(),
+    });
+    super::control::serve(
+        l,
+        h,
+        super::control::Settings::default(),
+        Arc::new(warden_proto::accept::Counts::default()),
+    );
     Ok(())
 }
 
-fn serve(c: UnixStream, st: &State, pin_dir: &Path) -> Result<(), String> {
-    let (ppid, puid) = peer(&c).ok_or("no peer credentials")?;
-    let mut r = BufReader::new(c.try_clone().map_err(|e| e.to_string())?);
-    let mut w = c;
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let req: Value = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
-    let reply = match req["op"].as_str() {
-        Some("status") => {
-            let (lost, decisions) = st.pinned.counters();
-            Ok(
-                json!({"ok": true, "sessions": st.pinned.sessions().len(), "lost": lost, "decisions": decisions, "pin_dir": pin_dir, "root": st.root}),
-            )
-        }
-        Some("session") => st.session(&req, ppid, puid),
-        Some("unload") => {
-            if puid != 0 {
-                Err(format!("unloading needs root (caller uid {puid})"))
-            } else if std::fs::read_link(format!("/proc/{ppid}/ns/user")).ok()
-                != std::fs::read_link("/proc/self/ns/user").ok()
-            {
-                Err("unloading is refused from inside a user namespace (a sandbox)".into())
-            } else {
-                Pinned::unload(pin_dir).map(|_| json!({"ok": true}))
+/// The daemon's answers on its control socket (see `control` for the transport).
+struct Control {
+    st: Arc<State>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    pin_dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl super::control::Handler for Control {
+    fn handle(&self, req: &Value, peer: warden_proto::accept::PeerCred) -> Result<Value, String> {
+        let (st, pin_dir) = (&self.st, &self.pin_dir);
+        let (ppid, puid) = (peer.pid, peer.uid);
+        match req["op"].as_str() {
+            Some("status") => {
+                let (lost, decisions) = st.pinned.counters();
+                Ok(
+                    json!({"ok": true, "sessions": st.pinned.sessions().len(), "lost": lost, "decisions": decisions, "pin_dir": pin_dir, "root": st.root}),
+                )
             }
+            Some("session") => st.session(req, ppid, puid),
+            Some("unload") => {
+                if puid != 0 {
+                    Err(format!("unloading needs root (caller uid {puid})"))
+                } else if std::fs::read_link(format!("/proc/{ppid}/ns/user")).ok()
+                    != std::fs::read_link("/proc/self/ns/user").ok()
+                {
+                    Err("unloading is refused from inside a user namespace (a sandbox)".into())
+                } else {
+                    Pinned::unload(pin_dir).map(|_| json!({"ok": true}))
+                }
+            }
+            _ => Err("unknown op".into()),
         }
-        _ => Err("unknown op".into()),
-    };
-    let reply = reply.unwrap_or_else(|e| json!({"ok": false, "error": e}));
-    writeln!(w, "{reply}").map_err(|e| e.to_string())?;
-    // A session's client keeps the connection until its session ends.
-    if req["op"] == "session" && reply["ok"] == true {
-        let mut rest = String::new();
-        let _ = r.read_line(&mut rest);
-        st.reap();
     }
-    Ok(())
+
+    fn session_closed(&self) {
+        self.st.reap();
+    }
+
+    fn after(&self) {
+        if std::fs::metadata(&self.pin_dir).is_err() {
+            // Unloaded: stop serving.
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::fs::remove_file(&self.socket);
+            std::process::exit(0);
+        }
+    }
 }
 
 fn events_loop(st: &State, stop: &std::sync::atomic::AtomicBool) {
@@ -628,28 +607,9 @@ pub mod client {
         _conn: UnixStream,
     }
 
+    /// One framed request (see `control`); the connection is returned for sessions.
     pub fn request(socket: &Path, req: &Value) -> Result<(Value, UnixStream), String> {
-        let mut c = UnixStream::connect(socket).map_err(|e| {
-            format!(
-                "cannot reach the warden daemon at {}: {e}",
-                socket.display()
-            )
-        })?;
-        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        writeln!(c, "{req}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        BufReader::new(c.try_clone().map_err(|e| e.to_string())?)
-            .read_line(&mut line)
-            .map_err(|e| format!("daemon: {e}"))?;
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("daemon reply: {e}"))?;
-        if v["ok"] != true {
-            return Err(format!(
-                "daemon: {}",
-                v["error"].as_str().unwrap_or("refused")
-            ));
-        }
-        c.set_read_timeout(None).ok();
-        Ok((v, c))
+        super::super::control::request(socket, req, Duration::from_secs(10))
     }
 
     /// Places `pid` (the caller or its child) in a new enforced session.

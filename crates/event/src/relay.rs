@@ -1,0 +1,260 @@
+//! The hook-event relay of `warden run`: decisions reported from inside the sandbox arrive
+//! on a pipe whose write end the agent holds, so everything on it is untrusted input.
+//!
+//! The reader holds at most one 64 KiB read buffer plus one frame ([`MAX_FRAME`]); it accepts
+//! only gate decisions, re-stamps them with the run's session and marks them as reported
+//! from inside; it admits at most [`Limits::rate_per_s`] per second (burst
+//! [`Limits::burst`]) and [`Limits::max_events`] / [`Limits::max_bytes`] per session. Junk,
+//! oversized frames, malformed JSON and events over the limits are counted, never queued,
+//! and reported once, as one decision, when the pipe closes. The pipe keeps being drained
+//! after the budget is spent, so hooks never block on it.
+
+use crate::{Decision, Layer, Verdict};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+use warden_proto::frame::Decoded;
+use warden_proto::rate::{Budget, TokenBucket};
+
+/// Largest frame payload on the hook pipe: a frame and its header fit in `PIPE_BUF`
+/// (4096 bytes on Linux), so one `write` is atomic between concurrent hook processes.
+pub const MAX_FRAME: usize = 4096 - warden_proto::frame::HEADER_LEN;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub rate_per_s: u32,
+    pub burst: u32,
+    pub max_events: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate_per_s: 50,
+            burst: 500,
+            max_events: 50_000,
+            max_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the relay saw in one session.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub accepted: u64,
+    pub bad: u64,
+    pub over_rate: u64,
+    pub over_budget: u64,
+    pub oversize: u64,
+    pub junk_bytes: u64,
+    pub bytes_read: u64,
+}
+
+impl Stats {
+    pub fn dropped(&self) -> u64 {
+        self.bad + self.over_rate + self.over_budget + self.oversize
+    }
+}
+
+/// Shortens a decision (as JSON) to fit one frame: long string fields are cut, with a note.
+pub fn fit(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.len() <= MAX_FRAME {
+        return line.into();
+    }
+    let Ok(mut d) = serde_json::from_str::<Decision>(line) else {
+        return String::from("{}").into();
+    };
+    let cut = |s: &mut String, max: usize| {
+        if s.len() > max {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push_str("…[cut]");
+        }
+    };
+    d.extra.retain(|_, v| v.to_string().len() <= 256);
+    d.extra.insert("truncated".into(), true.into());
+    for max in [1024usize, 512, 128] {
+        cut(&mut d.what, max);
+        cut(&mut d.reason, max);
+        cut(&mut d.who, max / 2);
+        cut(&mut d.rule, max / 2);
+        cut(&mut d.session, 128);
+        let s = d.to_json();
+        if s.len() <= MAX_FRAME {
+            return s.into();
+        }
+    }
+    d.extra.clear();
+    d.extra.insert("truncated".into(), true.into());
+    d.to_json().into()
+}
+
+/// Relays frames from `r` until end of stream; returns the counts (already reported).
+pub fn relay<R: Read>(mut r: R, limits: &Limits, session: &str) -> Stats {
+    let mut dec = warden_proto::Decoder::new(MAX_FRAME);
+    let mut bucket = TokenBucket::new(limits.rate_per_s, limits.burst);
+    let mut budget = Budget::new(limits.max_events, limits.max_bytes);
+    let mut st = Stats::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut warned = false;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        st.bytes_read += n as u64;
+        dec.push(&buf[..n], &mut |ev| match ev {
+            Decoded::Frame { payload, .. } => {
+                let d = match serde_json::from_slice::<Decision>(payload) {
+                    Ok(d) if d.layer == Layer::Gate => d,
+                    _ => {
+                        st.bad += 1;
+                        return;
+                    }
+                };
+                if !bucket.take() {
+                    st.over_rate += 1;
+                    return;
+                }
+                if !budget.spend(payload.len()) {
+                    st.over_budget += 1;
+                    return;
+                }
+                let mut d = d;
+                d.session = session.to_string();
+                d.extra.insert(
+                    "reported_by".into(),
+                    "warden hook inside the sandbox".into(),
+                );
+                d.emit();
+                st.accepted += 1;
+            }
+            Decoded::Junk(_) | Decoded::Oversize(_) => {}
+        });
+        if !warned && (dec.stats.junk_bytes > 0 || st.dropped() > 0) {
+            warned = true;
+            tracing::warn!("hook events from inside the sandbox are being dropped (junk, oversized or over the rate limit); the counts go to the session log when the session ends");
+        }
+    }
+    st.oversize = dec.stats.oversize;
+    st.junk_bytes = dec.stats.junk_bytes + dec.pending() as u64;
+    if st.dropped() > 0 || st.junk_bytes > 0 {
+        Decision::new(
+            Layer::Sandbox,
+            "warden run",
+            "hook events from inside the sandbox",
+            "hook_relay.limits",
+            Verdict::Deny,
+            format!(
+                "dropped {} hook events ({} malformed, {} oversized, {} over the rate of {}/s, {} over the session budget) and {} junk bytes; {} were relayed",
+                st.dropped(),
+                st.bad,
+                st.oversize,
+                st.over_rate,
+                limits.rate_per_s,
+                st.over_budget,
+                st.junk_bytes,
+                st.accepted
+            ),
+        )
+        .with("accepted", st.accepted)
+        .with("dropped", st.dropped())
+        .with("malformed", st.bad)
+        .with("oversize", st.oversize)
+        .with("over_rate", st.over_rate)
+        .with("over_budget", st.over_budget)
+        .with("junk_bytes", st.junk_bytes)
+        .with("bytes_read", st.bytes_read)
+        .emit();
+    }
+    st
+}
+
+/// A relay running on its own thread.
+pub struct Handle {
+    done: std::sync::mpsc::Receiver<Stats>,
+}
+
+/// Starts the relay on the read end of the hook pipe.
+pub fn spawn(fd: OwnedFd) -> Handle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let session = std::env::var("WARDEN_SESSION_ID").unwrap_or_default();
+    std::thread::spawn(move || {
+        let st = relay(std::fs::File::from(fd), &Limits::default(), &session);
+        let _ = tx.send(st);
+    });
+    Handle { done: rx }
+}
+
+impl Handle {
+    /// Waits (at most `timeout`) for the pipe to close and the summary to be written; the
+    /// sandbox is gone by then, so only an escaped writer could keep it open.
+    pub fn finish(self, timeout: Duration) -> Option<Stats> {
+        self.done.recv_timeout(timeout).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(what: &str) -> String {
+        Decision::new(Layer::Gate, "agent", what, "gate.x", Verdict::Allow, "ok").to_json()
+    }
+
+    fn frame(s: &str) -> Vec<u8> {
+        warden_proto::frame::encode(1, s.as_bytes(), 1 << 30).unwrap()
+    }
+
+    #[test]
+    fn fit_shortens_long_decisions() {
+        let long = gate(&"x".repeat(100_000));
+        let f = fit(&long);
+        assert!(f.len() <= MAX_FRAME);
+        let d: Decision = serde_json::from_str(&f).unwrap();
+        assert!(d.what.ends_with("[cut]"));
+        assert_eq!(d.extra["truncated"], true);
+        let short = gate("ls");
+        assert_eq!(fit(&short), short.as_str());
+    }
+
+    #[test]
+    fn relay_counts_everything_it_drops() {
+        let mut wire = Vec::new();
+        for i in 0..10 {
+            wire.extend(frame(&gate(&format!("cmd {i}"))));
+        }
+        wire.extend(b"junk junk\n".repeat(1000));
+        wire.extend(frame(&"y".repeat(MAX_FRAME + 1))); // oversized
+        wire.extend(frame("{not json"));
+        let d = Decision::new(Layer::Exec, "a", "b", "c", Verdict::Allow, "d").to_json();
+        wire.extend(frame(&d)); // not a gate decision
+        for i in 0..20 {
+            wire.extend(frame(&gate(&format!("late {i}"))));
+        }
+        let lim = Limits {
+            rate_per_s: 1,
+            burst: 25,
+            max_events: 1_000,
+            max_bytes: 1 << 20,
+        };
+        let st = relay(&wire[..], &lim, "s");
+        assert_eq!(st.accepted, 25);
+        assert_eq!(st.over_rate, 5);
+        assert_eq!(st.bad, 2);
+        assert_eq!(st.oversize, 1);
+        assert!(st.junk_bytes >= 10_000);
+        let lim = Limits {
+            max_events: 3,
+            ..lim
+        };
+        let st = relay(&wire[..], &lim, "s");
+        assert_eq!((st.accepted, st.over_budget, st.over_rate), (3, 22, 5));
+    }
+}

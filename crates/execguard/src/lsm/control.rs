@@ -1,0 +1,364 @@
+//! The daemon's control socket, apart from BPF (so it is testable anywhere).
+//!
+//! The socket is mode 0666 on purpose: every local user may ask for an enforced session of
+//! its own processes (`warden run` as that user), and the kernel's `SO_PEERCRED` tells the
+//! daemon who asks; the handler decides from that alone. Because anyone can connect, every
+//! connection is bounded (`warden-proto`):
+//! - one request per connection, a `warden-proto` frame of at most [`MAX_REQUEST`] bytes that
+//!   must arrive within [`REQUEST_DEADLINE`]; a shared [`IN_FLIGHT`] budget bounds the memory
+//!   of all requests being read at once;
+//! - at most [`CAPS`] connections at once (in total and per uid); a session's connection stays
+//!   open for the session's life and counts against them; over the cap a connection gets an
+//!   error frame and is closed, without a thread;
+//! - a session's connection, once answered, is only drained (in 4 KiB reads) until it closes.
+//!
+//! A pre-framing client (a JSON line) gets one JSON line back saying to restart the daemon
+//! and client from the same version.
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_proto::accept::{self, Caps, Counts, PeerCred};
+use warden_proto::frame::{self, FrameError, Limits, MemBudget, KIND_JSON};
+
+/// Largest request (a session's rule list: ~100 bytes per hash, a trust index included).
+pub const MAX_REQUEST: usize = 32 * 1024 * 1024;
+/// Largest reply a client accepts.
+pub const MAX_REPLY: usize = 1024 * 1024;
+/// Time for a whole request to arrive.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Memory for requests being read, across all connections.
+pub const IN_FLIGHT: usize = 96 * 1024 * 1024;
+pub const CAPS: Caps = Caps {
+    total: 512,
+    per_uid: 64,
+};
+
+/// What the daemon does with requests.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request from `peer`.
+    fn handle(&self, req: &Value, peer: PeerCred) -> Result<Value, String>;
+    /// A session's connection closed (its `warden run` is gone).
+    fn session_closed(&self) {}
+    /// After every connection (the daemon exits here once it was unloaded).
+    fn after(&self) {}
+}
+
+/// Server settings (the constants above, smaller in tests).
+#[derive(Clone)]
+pub struct Settings {
+    pub caps: Caps,
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            caps: CAPS,
+            limits: Limits::new(MAX_REQUEST)
+                .deadline(REQUEST_DEADLINE)
+                .budget(MemBudget::new(IN_FLIGHT)),
+        }
+    }
+}
+
+/// Binds the socket at `path` (replacing a stale one), mode 0666 (see the module doc).
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    Ok(l)
+}
+
+fn reply(c: &mut UnixStream, v: &Value) {
+    let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = frame::write_frame(c, KIND_JSON, v.to_string().as_bytes(), MAX_REPLY);
+}
+
+fn error(e: impl std::fmt::Display) -> Value {
+    json!({"ok": false, "error": e.to_string()})
+}
+
+/// Serves until the listener fails. Connection counts are exposed through `counts`.
+pub fn serve<H: Handler>(l: UnixListener, h: Arc<H>, s: Settings, counts: Arc<Counts>) {
+    let limits = s.limits.clone();
+    accept::serve(
+        l,
+        s.caps,
+        counts,
+        move |mut c, peer, permit| {
+            one(&mut c, peer, &*h, &limits);
+            drop(c);
+            drop(permit);
+            h.after();
+        },
+        |c, why| reply(c, &error(format!("warden daemon is busy: {why}"))),
+    );
+}
+
+fn one<H: Handler>(c: &mut UnixStream, peer: PeerCred, h: &H, limits: &Limits) {
+    let req = match frame::read_frame(c, limits) {
+        Ok(Some(f)) => serde_json::from_slice::<Value>(&f.payload),
+        Ok(None) => return,
+        Err(FrameError::BadMagic([b'{', _])) => {
+            // A client from before framing speaks JSON lines.
+            let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = writeln!(
+                c,
+                "{}",
+                error("this warden daemon speaks framed requests: the client is older than the daemon; run `warden` and `warden daemon` from the same version")
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(
+                "control connection from pid {} uid {}: {e}",
+                peer.pid,
+                peer.uid
+            );
+            reply(c, &error(format!("bad request: {e}")));
+            return;
+        }
+    };
+    let req = match req {
+        Ok(v) => v,
+        Err(e) => {
+            reply(c, &error(format!("bad request: {e}")));
+            return;
+        }
+    };
+    let out = h.handle(&req, peer).unwrap_or_else(error);
+    reply(c, &out);
+    // A session's client keeps the connection until its session ends; nothing more is read
+    // from it than what it sends, in small pieces.
+    if req["op"] == "session" && out["ok"] == true {
+        let _ = c.set_read_timeout(None);
+        let mut sink = [0u8; 4096];
+        loop {
+            match c.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        h.session_closed();
+    }
+}
+
+/// Client side: sends one request and reads its reply within `timeout`. The connection is
+/// returned (a session keeps it open).
+pub fn request(
+    socket: &Path,
+    req: &Value,
+    timeout: Duration,
+) -> Result<(Value, UnixStream), String> {
+    let mut c = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the warden daemon at {}: {e}",
+            socket.display()
+        )
+    })?;
+    c.set_write_timeout(Some(timeout)).ok();
+    frame::write_frame(&mut c, KIND_JSON, req.to_string().as_bytes(), MAX_REQUEST)
+        .map_err(|e| format!("daemon: sending the request: {e}"))?;
+    let f = frame::read_frame(&mut c, &Limits::new(MAX_REPLY).deadline(timeout))
+        .map_err(|e| format!("daemon: {e} (a daemon started from another warden version may not speak this protocol: restart `warden daemon`)"))?
+        .ok_or("daemon: closed the connection without a reply")?;
+    let v: Value = serde_json::from_slice(&f.payload).map_err(|e| format!("daemon reply: {e}"))?;
+    if v["ok"] != true {
+        return Err(format!(
+            "daemon: {}",
+            v["error"].as_str().unwrap_or("refused")
+        ));
+    }
+    c.set_write_timeout(None).ok();
+    Ok((v, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    struct Echo {
+        closed: AtomicUsize,
+    }
+    impl Handler for Echo {
+        fn handle(&self, req: &Value, peer: PeerCred) -> Result<Value, String> {
+            match req["op"].as_str() {
+                Some("status") => Ok(json!({"ok": true, "uid": peer.uid})),
+                Some("session") => Ok(json!({"ok": true, "session": 1})),
+                _ => Err("unknown op".into()),
+            }
+        }
+        fn session_closed(&self) {
+            self.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Server {
+        sock: std::path::PathBuf,
+        counts: Arc<Counts>,
+        h: Arc<Echo>,
+    }
+
+    fn start(name: &str, caps: Caps, deadline: Duration, max: usize) -> Server {
+        let dir = std::env::temp_dir().join(format!("warden-ctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("d.sock");
+        let l = bind(&sock).unwrap();
+        let counts = Arc::new(Counts::default());
+        let h = Arc::new(Echo {
+            closed: AtomicUsize::new(0),
+        });
+        let s = Settings {
+            caps,
+            limits: Limits::new(max)
+                .deadline(deadline)
+                .budget(MemBudget::new(4 * max)),
+        };
+        let (h2, c2) = (h.clone(), counts.clone());
+        std::thread::spawn(move || serve(l, h2, s, c2));
+        Server { sock, counts, h }
+    }
+
+    fn status(s: &Server) -> Result<Value, String> {
+        request(&s.sock, &json!({"op": "status"}), Duration::from_secs(5)).map(|(v, _)| v)
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn socket_is_world_connectable_and_answers() {
+        let s = start("mode", CAPS, Duration::from_secs(2), 1 << 20);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
+        let v = status(&s).unwrap();
+        assert_eq!(v["uid"], unsafe { libc::getuid() });
+        let e = request(&s.sock, &json!({"op": "nope"}), Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("unknown op"), "{e}");
+    }
+
+    #[test]
+    fn many_idle_connections_are_capped_and_the_daemon_stays_responsive() {
+        let caps = Caps {
+            total: 40,
+            per_uid: 30,
+        };
+        let s = start("flood", caps, Duration::from_secs(3), 1 << 20);
+        // 200 connections that send nothing (slow loris): at most 30 are admitted for this
+        // uid; the rest get a "busy" frame and are closed at once.
+        let mut idle = Vec::new();
+        let mut busy = 0;
+        for _ in 0..200 {
+            let mut c = UnixStream::connect(&s.sock).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            if let Ok(Some(f)) = frame::read_frame(&mut c, &Limits::new(MAX_REPLY)) {
+                let v: Value = serde_json::from_slice(&f.payload).unwrap();
+                assert!(v["error"].as_str().unwrap().contains("busy"), "{v}");
+                busy += 1;
+            }
+            idle.push(c);
+        }
+        assert!(busy >= 170, "only {busy} connections were refused");
+        assert!(s.counts.total() <= 30, "{} admitted", s.counts.total());
+        // The deadline frees the idle ones: the daemon answers again without any of them
+        // closing.
+        wait_for("idle connections to time out", || s.counts.total() == 0);
+        assert_eq!(status(&s).unwrap()["ok"], true);
+        drop(idle);
+    }
+
+    #[test]
+    fn oversize_and_garbage_requests_are_refused_without_reading_them() {
+        let s = start("oversize", CAPS, Duration::from_secs(2), 4096);
+        // Announces 1 GiB: refused from the header, the daemon reads nothing more.
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        c.write_all(&[b'W', b'F', frame::VERSION, KIND_JSON, 0x40, 0, 0, 0])
+            .unwrap();
+        let f = frame::read_frame(
+            &mut c,
+            &Limits::new(MAX_REPLY).deadline(Duration::from_secs(5)),
+        )
+        .unwrap()
+        .unwrap();
+        let v: Value = serde_json::from_slice(&f.payload).unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("exceeds the limit"),
+            "{v}"
+        );
+        // 50 MB of junk on another connection: refused at the first two bytes.
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let junk = vec![b'x'; 50 << 20];
+        let _ = c.write_all(&junk); // the daemon closes early: a broken pipe is expected
+                                    // A pre-framing client gets a JSON line naming the problem.
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        c.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        let mut line = String::new();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.read_to_string(&mut line);
+        assert!(line.contains("same version"), "{line}");
+        // A valid frame with invalid JSON.
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        frame::write_frame(&mut c, KIND_JSON, b"{not json", 4096).unwrap();
+        let f = frame::read_frame(
+            &mut c,
+            &Limits::new(MAX_REPLY).deadline(Duration::from_secs(5)),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(String::from_utf8_lossy(&f.payload).contains("bad request"));
+        assert_eq!(status(&s).unwrap()["ok"], true);
+        wait_for("connections to close", || s.counts.total() == 0);
+    }
+
+    #[test]
+    fn slow_request_hits_the_deadline() {
+        let s = start("slow", CAPS, Duration::from_millis(300), 4096);
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        let f = frame::encode(KIND_JSON, br#"{"op":"status"}"#, 4096).unwrap();
+        c.write_all(&f[..5]).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = c.write_all(&f[5..]);
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = frame::read_frame(&mut c, &Limits::new(MAX_REPLY))
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&r.payload).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
+    }
+
+    #[test]
+    fn sessions_hold_their_slot_until_closed() {
+        let s = start("session", CAPS, Duration::from_secs(2), 4096);
+        let (v, conn) =
+            request(&s.sock, &json!({"op": "session"}), Duration::from_secs(5)).unwrap();
+        assert_eq!(v["session"], 1);
+        std::thread::sleep(Duration::from_millis(300)); // past nothing: no deadline now
+        assert_eq!(s.counts.total(), 1);
+        drop(conn);
+        wait_for("the session to close", || {
+            s.h.closed.load(Ordering::SeqCst) == 1
+        });
+        wait_for("its slot", || s.counts.total() == 0);
+    }
+}

@@ -1,0 +1,20 @@
+//! # warden-proto
+//!
+//! Owns the wire discipline of every channel that crosses a trust boundary in warden: the
+//! root daemon's unix socket (any local user may connect) and the hook-event pipe (the agent
+//! holds the write end). Nothing here knows what the payloads mean; it only guarantees that
+//! a peer cannot make the reading side grow without bound or wait forever:
+//!
+//! - [`frame`]: length-prefixed frames (an 8-byte header: magic `WF`, version, kind, `u32`
+//!   big-endian length) with a maximum size checked *before* any payload byte is read; a
+//!   blocking reader with a per-connection deadline and an optional shared memory budget; and
+//!   a push decoder for untrusted streams that resynchronises on the magic and counts junk.
+//! - [`accept`]: an accept loop for unix sockets with a cap on concurrent connections, in
+//!   total and per peer uid (from `SO_PEERCRED`), one thread per admitted connection.
+//! - [`rate`]: a token bucket and a per-session budget for relays.
+
+pub mod accept;
+pub mod frame;
+pub mod rate;
+
+pub use frame::{Decoded, Decoder, Frame, FrameError, Limits};
