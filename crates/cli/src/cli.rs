@@ -99,6 +99,18 @@ pub enum Command {
     /// in ~/.local/state/warden/held/.
     #[command(subcommand)]
     Held(HeldCmd),
+    /// Freeze a running session: its whole process tree stops at once (cgroup v2 freezer).
+    ///
+    /// SESSION is a session id or a unique prefix of one (`warden sessions` lists them). A
+    /// frozen session stays frozen until a human thaws or kills it; nothing inside the
+    /// sandbox can reach the control socket or cgroupfs.
+    Freeze(SessionArg),
+    /// Resume a frozen session.
+    Thaw(SessionArg),
+    /// End a running session's whole process tree (cgroup.kill).
+    Kill(SessionArg),
+    /// A running session's live state: risk score, level, and the events that weigh most.
+    Status(SessionArg),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -136,6 +148,9 @@ pub struct RunArgs {
     /// Print the sandbox plan and exit without running anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// No summary on stderr when the session ends.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// The command to run, after `--`.
     #[arg(
         trailing_var_arg = true,
@@ -144,6 +159,15 @@ pub struct RunArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SessionArg {
+    /// Session id, or a unique prefix of one.
+    pub session: String,
+    /// Machine-readable output (JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

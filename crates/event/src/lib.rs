@@ -117,8 +117,10 @@ impl Decision {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
     }
 
-    /// Emits the decision through `tracing`; a [`SessionLog`] layer writes it out.
+    /// Emits the decision: to every registered [`Sink`] (typed, in this thread), then through
+    /// `tracing`, where a [`SessionLog`] layer writes it out.
     pub fn emit(&self) {
+        sinks::deliver(self);
         let json = self.to_json();
         tracing::event!(
             target: DECISION_TARGET,
@@ -128,6 +130,43 @@ impl Decision {
             verdict = self.verdict.as_str(),
             "{}: {} {} ({})", self.verdict.as_str(), self.what, self.rule, self.reason
         );
+    }
+}
+
+/// Typed consumers of every decision this process emits (the session's risk monitor, the
+/// audit store). A sink must return quickly: it runs on the emitting thread, which may be an
+/// enforcement path (the exec guard's supervisor), so it hands work off instead of doing it.
+pub trait Sink: Send + Sync {
+    fn decision(&self, d: &Decision);
+}
+
+pub mod sinks {
+    //! The process-wide list of [`Sink`]s.
+    use super::{Decision, Sink};
+    use std::sync::{Arc, RwLock};
+
+    static SINKS: RwLock<Vec<Arc<dyn Sink>>> = RwLock::new(Vec::new());
+
+    /// Registers a sink for every decision emitted from now on.
+    pub fn add(s: Arc<dyn Sink>) {
+        if let Ok(mut v) = SINKS.write() {
+            v.push(s);
+        }
+    }
+
+    /// Removes every sink (the session ended).
+    pub fn clear() {
+        if let Ok(mut v) = SINKS.write() {
+            v.clear();
+        }
+    }
+
+    pub(crate) fn deliver(d: &Decision) {
+        if let Ok(v) = SINKS.read() {
+            for s in v.iter() {
+                s.decision(d);
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod misc;
 mod net;
 mod policy;
 mod run;
+pub(crate) mod session;
 
 pub fn dispatch(cli: Cli) -> i32 {
     misc::set_color(cli.color);
@@ -37,6 +38,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Uninstall(a) => hook::uninstall(a),
         Command::Daemon(a) => daemon::daemon(a),
         Command::Held(c) => held::held(c),
+        Command::Freeze(a) => session::control(a, warden_session::Op::Freeze),
+        Command::Thaw(a) => session::control(a, warden_session::Op::Thaw),
+        Command::Kill(a) => session::control(a, warden_session::Op::Kill),
+        Command::Status(a) => session::control(a, warden_session::Op::Status),
         Command::Completions { shell } => misc::completions(shell),
         Command::Man => misc::man(),
     };

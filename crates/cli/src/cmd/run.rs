@@ -312,6 +312,27 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         (None, Vec::new())
     };
     let plan_pids_max = plan.pids_max as u64;
+    // The stop switch: a cgroup v2 leaf per session (freeze/thaw/kill), unless the tree
+    // already sits in a pids cgroup or the daemon's cgroup (a process is in one v2 cgroup
+    // only); then signals from outside.
+    let leaf = if cgroup.is_none() && bpf_rules.is_none() {
+        match warden_sandbox::freezer::SessionLeaf::create(&session_id) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::info!("no cgroup v2 leaf for the session ({e}); freeze uses signals");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let running = crate::cmd::session::Running::slot();
+    let on_launch = crate::cmd::session::on_launch(
+        &state_dir(&home),
+        &session_id,
+        leaf.as_ref().map(|l| l.path.clone()),
+        running.clone(),
+    );
     let l = Launch {
         rlimit_nproc: if cgroup.is_none() && pid_max.is_none() && bpf_rules.is_none() {
             Some(plan.pids_max as u64)
@@ -320,7 +341,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         },
         pid_max,
         inherit_fd: Some(hook_w),
-        cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
+        cgroup_procs: cgroup
+            .as_ref()
+            .map(|c| c.path.join("cgroup.procs"))
+            .or_else(|| leaf.as_ref().map(|l| l.procs())),
         plan,
         landlock,
         hooks: if guard.is_some() {
@@ -347,7 +371,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         guard,
         bpf_rules.map(|r| (r, session_id.clone(), pids_max)),
         proxy,
+        on_launch,
     );
+    let risk = crate::cmd::session::finish(&running, a.quiet);
+    drop(leaf);
     launch::remove_placeholders(&placeholders);
     if let Some(t) = &private_tmp {
         // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
@@ -382,7 +409,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         format!("session end, exit {code}"),
     )
     .emit();
-    Ok(code)
+    Ok(risk.map_or(code, |r| r.exit_code(code)))
 }
 
 /// Records the placeholders of a session (and the supervisor's pid) so that a later run can
@@ -571,6 +598,7 @@ fn supervise(
     guard: Option<Guard>,
     bpf: Option<(ExecRules, String, u64)>,
     proxy: ProxyStart,
+    on_launch: crate::cmd::session::OnLaunch,
 ) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
@@ -604,6 +632,9 @@ fn supervise(
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         set
     };
+    // Threads may start from here on (they inherit the mask): the risk monitor and the
+    // session's control socket.
+    on_launch(session.stage1_pid);
     let agent = session.agent_pid;
     let master = session.pty_master.as_ref().map(|m| {
         use std::os::fd::AsRawFd;

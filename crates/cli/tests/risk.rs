@@ -1,0 +1,221 @@
+//! The live risk score and the kill switch, through `warden run` and the CLI: a scripted agent
+//! runs the exec evasion corpus while a heartbeat ticks in its tree. Judged from the host:
+//! the tree is frozen before the fifth evasion (the heartbeat file stops changing and the
+//! corpus stops advancing), nothing inside could thaw it, `warden thaw` resumes it, and
+//! `warden kill` ends it (the session exits 6). A benign session never warns.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct T {
+    root: PathBuf,
+    home: PathBuf,
+    ws: PathBuf,
+}
+
+impl T {
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-risk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let home = root.join("home");
+        let ws = home.join("proj");
+        std::fs::create_dir_all(&ws).unwrap();
+        T { root, home, ws }
+    }
+    fn warden(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(args)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.ws.join(rel)).unwrap_or_default()
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn session_id(home: &Path) -> Option<String> {
+    std::fs::read_dir(home.join(".local/state/warden/sessions"))
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".sock"))
+                .map(str::to_string)
+        })
+}
+
+const EVASIONS: &[&str] = &[
+    "/usr/bin/curl --version",
+    "/proc/self/root/usr/bin/curl --version",
+    "./c-copy --version",
+    "/usr/bin/python3 -c 'import subprocess; subprocess.run([\"/usr/bin/curl\", \"--version\"])'",
+    "/lib64/ld-linux-x86-64.so.2 ./c-copy --version",
+    "./c-renamed --version",
+    "/usr/bin/perl -e 'exec \"/usr/bin/curl\", \"--version\"'",
+    "./c-hard --version",
+];
+
+#[test]
+fn evasion_corpus_freezes_the_tree_and_only_a_human_thaws_or_kills_it() {
+    let t = T::new("escalate");
+    let policy = t.root.join("policy.toml");
+    std::fs::write(&policy, "[exec]\ndeny = [\"curl\"]\n").unwrap();
+    // Before the corpus: the agent's own attempts at the stop switch (recorded, judged later).
+    let mut script = String::from(
+        "cp /usr/bin/curl c-copy; cp /usr/bin/curl c-renamed; ln c-copy c-hard; \
+         ( while :; do date +%s%N > hb; sleep 0.02; done ) & \
+         for f in /sys/fs/cgroup/unified/warden-sessions/*/cgroup.freeze /sys/fs/cgroup/warden-sessions/*/cgroup.freeze; do \
+           echo 0 > \"$f\" 2>/dev/null && echo \"WROTE $f\" >> inside; done; \
+         echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null && echo MOVED >> inside; \
+         ls \"$HOME/.local/state/warden/sessions\" >> inside 2>&1; \
+         WARDEN thaw x >> inside 2>&1; \
+         sleep 0.5; \n",
+    )
+    .replace("WARDEN", env!("CARGO_BIN_EXE_warden"));
+    for (i, e) in EVASIONS.iter().enumerate() {
+        script.push_str(&format!(
+            "echo {i} >> progress; {e} >/dev/null 2>&1; sleep 0.3\n"
+        ));
+    }
+    script.push_str("echo done >> progress; wait\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            "/bin/bash",
+            "-c",
+            &script,
+        ])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the heartbeat", Duration::from_secs(20), || {
+        !t.read("hb").is_empty()
+    });
+    let id = {
+        let mut id = None;
+        wait_for("the control socket", Duration::from_secs(10), || {
+            id = session_id(&t.home);
+            id.is_some()
+        });
+        id.unwrap()
+    };
+    // Frozen, by the score, before the fifth evasion (index 0 is the plain denial).
+    wait_for("an automatic freeze", Duration::from_secs(30), || {
+        let o = t.warden(&["status", &id, "--json"]);
+        String::from_utf8_lossy(&o.stdout).contains("\"frozen\": true")
+    });
+    let progress = t.read("progress");
+    let reached = progress
+        .lines()
+        .filter(|l| l.parse::<usize>().is_ok())
+        .count();
+    assert!(
+        reached <= 5,
+        "the corpus reached attempt {reached} before the freeze:\n{progress}"
+    );
+    assert!(!progress.contains("done"));
+    // The tree is stopped: the heartbeat does not move.
+    let a = t.read("hb");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(a, t.read("hb"), "the heartbeat advanced while frozen");
+    assert_eq!(
+        t.read("progress"),
+        progress,
+        "the corpus advanced while frozen"
+    );
+    // Nothing inside reached the switch.
+    let inside = t.read("inside");
+    assert!(!inside.contains("WROTE"), "{inside}");
+    assert!(!inside.contains("MOVED"), "{inside}");
+    assert!(
+        !inside.contains(&id),
+        "the agent saw the control socket: {inside}"
+    );
+    // Still frozen much later: decay does not thaw it.
+    let o = t.warden(&["status", &id, "--json"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"frozen\": true"));
+    // A human thaws: the heartbeat resumes.
+    let o = t.warden(&["thaw", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = t.read("hb");
+    wait_for("the heartbeat to resume", Duration::from_secs(5), || {
+        t.read("hb") != a
+    });
+    // A human kills: the tree is gone and the session exits 6.
+    let o = t.warden(&["kill", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t0 = Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the session survived kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(st.code(), Some(6), "{err}");
+    assert!(err.contains("FROZEN"), "the user was told: {err}");
+    let a = t.read("hb");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a, t.read("hb"), "a process of the tree survived");
+    assert!(
+        session_id(&t.home).is_none(),
+        "the control socket outlived the session"
+    );
+}
+
+#[test]
+fn a_benign_session_never_warns() {
+    let t = T::new("benign");
+    std::fs::write(t.ws.join("main.c"), "int main(void){return 0;}\n").unwrap();
+    let script = "set -e; export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@b GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@b; \
+        git init -q .; \
+        for i in $(seq 1 20); do cc -o main main.c; ./main; echo $i > f$i; git add -A; \
+        git commit -qm c$i; done; ls /nonexistent 2>/dev/null || true; \
+        /usr/bin/python3 -c 'print(1)'; echo benign-ok";
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--", "/bin/bash", "-c", script])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("benign-ok"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("risk score"),
+        "a benign session warned: {err}"
+    );
+}
