@@ -3,6 +3,8 @@
 //! ```text
 //! warden run (supervisor, outside)
 //!   └─ stage1   PR_SET_PDEATHSIG(KILL); unshare(USER|NS|PID|NET|IPC|UTS); maps own uid/gid
+//!        │      (run by root: joins the user namespace the supervisor prepared, which maps
+//!        │      the agent to an unprivileged host uid — see [`crate::idmap`])
 //!        └─ init  (pid 1 of the new pid namespace) PDEATHSIG(KILL); builds the mount view;
 //!             │   brings up loopback; runs init tasks (the proxy bridge); reaps; exits with
 //!             │   the agent's status — which kills everything left in the namespace
@@ -54,6 +56,11 @@ pub struct Launch {
     pub pid_max: Option<u32>,
     /// An fd the agent inherits as [`INHERITED_FD`] (the write end of the hook-event pipe).
     pub inherit_fd: Option<OwnedFd>,
+    /// `cgroup.procs` of the session's memory cgroup (joined like `cgroup_procs`).
+    pub memory_cgroup_procs: Option<PathBuf>,
+    /// When root's unprivileged agent identity cannot be set up (a file system without
+    /// idmapped mounts): run with the agent as host uid 0 after a warning instead of refusing.
+    pub best_effort: bool,
 }
 
 /// The fd number under which the agent receives [`Launch::inherit_fd`].
@@ -152,6 +159,11 @@ struct ChildCtx {
     cgroup_procs: Option<PathBuf>,
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
+    memory_cgroup_procs: Option<PathBuf>,
+    /// The prepared user namespace to join (root only).
+    userns: Option<RawFd>,
+    /// Detached mounts prepared by the supervisor, attached by init (root only).
+    prebound: Vec<(PathBuf, RawFd)>,
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -236,6 +248,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         .unwrap_or(63);
     // SAFETY: trivial getters.
     let (uid, gid, me) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
+    let prepared = prepare_identity(&l.plan, l.namespaces, l.best_effort, uid, gid)?;
     let ctx = ChildCtx {
         plan: l.plan,
         landlock: l.landlock,
@@ -246,6 +259,17 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         cgroup_procs: l.cgroup_procs,
         pid_max: l.pid_max,
         inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
+        memory_cgroup_procs: l.memory_cgroup_procs,
+        userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
+        prebound: prepared
+            .as_ref()
+            .map(|p| {
+                p.mounts
+                    .iter()
+                    .map(|(path, fd)| (path.clone(), fd.as_raw_fd()))
+                    .collect()
+            })
+            .unwrap_or_default(),
         exe,
         argv,
         envp,
@@ -269,6 +293,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         stage1(ctx);
     }
     drop(ctx);
+    drop(prepared);
     drop(err_w);
     drop(fd_w);
     drop(pty_slave);
@@ -294,6 +319,40 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
     })
+}
+
+/// Run by root with namespaces: the agent's unprivileged identity (see [`crate::idmap`]).
+/// A failure refuses the run, or with `best_effort` warns and keeps host uid 0.
+fn prepare_identity(
+    plan: &Plan,
+    namespaces: bool,
+    best_effort: bool,
+    uid: u32,
+    gid: u32,
+) -> Result<Option<crate::idmap::Prepared>, String> {
+    if !namespaces {
+        return Ok(None);
+    }
+    let Some(ids) = crate::idmap::agent_ids() else {
+        return Ok(None);
+    };
+    let readonly: Vec<PathBuf> = plan
+        .binds
+        .iter()
+        .filter(|b| !b.writable)
+        .map(|b| b.path.clone())
+        .collect();
+    match crate::idmap::prepare(ids, uid, gid, &plan.writable_roots, &readonly) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if best_effort => {
+            eprintln!("warden: warning: the agent runs as host root (uid 0, no capabilities), because its unprivileged identity could not be set up: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "agent identity: warden runs as root, and the agent must not hold root's identity on the host; it runs as uid {} through idmapped mounts of its writable roots, which failed: {e}. Run warden as an ordinary user, move the workspace to a file system with idmapped mounts (ext4, xfs, btrfs, tmpfs), or pass --best-effort to run with the agent as host root",
+            ids.uid
+        )),
+    }
 }
 
 fn read_all(fd: &OwnedFd) -> String {
@@ -384,7 +443,7 @@ fn stage1(mut c: ChildCtx) -> ! {
             libc::_exit(1);
         }
     }
-    if let Some(p) = &c.cgroup_procs {
+    for p in c.cgroup_procs.iter().chain(c.memory_cgroup_procs.iter()) {
         if let Err(e) = std::fs::write(p, "0") {
             fail_child(err_w, "cgroup", &format!("{}: {e}", p.display()));
         }
@@ -393,12 +452,18 @@ fn stage1(mut c: ChildCtx) -> ! {
         // Nested or best-effort without namespaces: only the per-process restrictions.
         agent(c);
     }
-    let flags = libc::CLONE_NEWUSER
+    let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
+    if let Some(ns) = c.userns {
+        if let Err(e) = crate::idmap::enter(ns) {
+            fail_child(err_w, "agent identity", &e);
+        }
+        flags &= !libc::CLONE_NEWUSER;
+    }
     // SAFETY: unshare in a single-threaded child.
     if unsafe { libc::unshare(flags) } != 0 {
         fail_child(
@@ -407,14 +472,16 @@ fn stage1(mut c: ChildCtx) -> ! {
             &format!("unshare(USER|NS|PID|NET|IPC|UTS): {}", sys::errno_str()),
         );
     }
-    let maps = [
-        ("/proc/self/setgroups", "deny".to_string()),
-        ("/proc/self/uid_map", format!("{0} {0} 1", c.uid)),
-        ("/proc/self/gid_map", format!("{0} {0} 1", c.gid)),
-    ];
-    for (f, v) in maps {
-        if let Err(e) = std::fs::write(f, v) {
-            fail_child(err_w, "namespaces", &format!("{f}: {e}"));
+    if c.userns.is_none() {
+        let maps = [
+            ("/proc/self/setgroups", "deny".to_string()),
+            ("/proc/self/uid_map", format!("{0} {0} 1", c.uid)),
+            ("/proc/self/gid_map", format!("{0} {0} 1", c.gid)),
+        ];
+        for (f, v) in maps {
+            if let Err(e) = std::fs::write(f, v) {
+                fail_child(err_w, "namespaces", &format!("{f}: {e}"));
+            }
         }
     }
     // SAFETY: fork from a single-threaded process.
@@ -462,8 +529,16 @@ fn init(mut c: ChildCtx) -> ! {
             0,
         )
     };
-    if let Err(e) = crate::mounts::build_view(&c.plan) {
+    if let Err(e) = crate::mounts::build_view(&c.plan, &c.prebound) {
         fail_child(err_w, "mounts", &e);
+    }
+    for (_, fd) in std::mem::take(&mut c.prebound) {
+        // SAFETY: closing the prepared mount fds, now attached.
+        unsafe { libc::close(fd) };
+    }
+    if let Some(ns) = c.userns.take() {
+        // SAFETY: as above.
+        unsafe { libc::close(ns) };
     }
     if let Some(n) = c.pid_max {
         if let Err(e) = std::fs::write(

@@ -4,13 +4,17 @@
 //! namespaces; the mount view (private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
 //! and the agent's own directories bound back in; denied files hidden; protected paths
 //! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
-//! seccomp filter; no_new_privs, capability dropping and resource limits; the pids cgroup;
-//! the new session and pty; and environment scrubbing. It also probes what the machine can
+//! seccomp filter; no_new_privs, capability dropping and resource limits; the pids and
+//! memory cgroups and private tmpfs sizes ([`limits`]); the agent's unprivileged host
+//! identity when started by root ([`idmap`]); the allowlisted `/dev`; the new session and
+//! pty with its escape-sequence filter ([`termfilter`]); and environment scrubbing. It also probes what the machine can
 //! deliver ([`probe`]), which `warden run` and `warden doctor` report.
 
 pub mod cgroup;
 pub mod filter;
+pub mod idmap;
 pub mod launch;
+pub mod limits;
 pub mod lock;
 pub mod mounts;
 pub mod plan;
@@ -18,6 +22,7 @@ pub mod probe;
 pub mod pty;
 pub mod report;
 mod sys;
+pub mod termfilter;
 
 pub use launch::{launch, AgentHook, InitTask, Launch, Session};
 pub use plan::{Plan, PlanInput};

@@ -1,6 +1,12 @@
 //! Builds the agent's view of the file system inside the new mount namespace (run by the
 //! sandbox's init, which holds every capability of the new user namespace). See
 //! [`crate::plan`] for what the view contains.
+//!
+//! `/dev` is a fresh tmpfs holding only [`DEV_NODES`] (bind mounts of the host's nodes), a
+//! private devpts instance and symlinks, as bubblewrap builds it: no disk, memory or other
+//! device node exists in the sandbox. When warden runs as root, bind sources arrive as
+//! detached mounts prepared by the supervisor (idmapped for writable roots, see
+//! [`crate::idmap`]) and are attached here.
 
 use crate::plan::Plan;
 use crate::sys::{self, mount, remount_ro};
@@ -10,7 +16,7 @@ use std::path::{Path, PathBuf};
 const PRIV: &str = "/run/.warden";
 
 fn tmpfs_mode(p: &Path, plan: &Plan) -> String {
-    if p == plan.home {
+    let mode = if p == plan.home {
         // SAFETY: trivial getters.
         let (u, g) = unsafe { (libc::getuid(), libc::getgid()) };
         format!("mode=0700,uid={u},gid={g}")
@@ -18,10 +24,92 @@ fn tmpfs_mode(p: &Path, plan: &Plan) -> String {
         "mode=0755".into()
     } else {
         "mode=1777".into()
+    };
+    match plan.limits.tmpfs_size(p) {
+        Some(n) => format!("{mode},size={n}"),
+        None => mode,
     }
 }
 
-pub fn build_view(plan: &Plan) -> Result<(), String> {
+/// Device nodes bound into the sandbox's `/dev` from the host (everything else there is a
+/// symlink, the private devpts or the private `/dev/shm`).
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Symlinks in the sandbox's `/dev`.
+pub const DEV_LINKS: &[(&str, &str)] = &[
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Replaces `/dev` with a tmpfs holding only the allowlisted nodes, a new devpts instance
+/// (the agent's own ptys only: the user's other terminals are not reachable) and `shm`.
+fn build_dev() -> Result<(), String> {
+    let dev = Path::new("/dev");
+    // Open the host's nodes before covering them.
+    let mut nodes = Vec::new();
+    for n in DEV_NODES {
+        let p = dev.join(n);
+        if let Ok(fd) = sys::open_path(&p) {
+            nodes.push((n, fd));
+        }
+    }
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=64k,nr_inodes=64"),
+    )?;
+    for (n, fd) in &nodes {
+        let p = dev.join(n);
+        sys::touch(&p)?;
+        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        mount(Some(&src), &p, None, libc::MS_BIND, None)?;
+    }
+    for d in ["pts", "shm"] {
+        sys::mkdir_p(&dev.join(d))?;
+    }
+    mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    for (name, target) in DEV_LINKS {
+        std::os::unix::fs::symlink(target, dev.join(name))
+            .map_err(|e| format!("symlink /dev/{name}: {e}"))?;
+    }
+    remount_ro_tmpfs(dev)
+}
+
+/// Makes the `/dev` tmpfs itself read-only (its bind-mounted nodes keep their own flags).
+fn remount_ro_tmpfs(p: &Path) -> Result<(), String> {
+    mount(
+        None,
+        p,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=64k,nr_inodes=64"),
+    )
+}
+
+/// Attaches prepared mounts (see [`crate::idmap`]) that are not under a masked tree: the
+/// writable roots visible at their real paths (e.g. a workspace outside `$HOME`).
+fn attach_unmasked(plan: &Plan, prebound: &[(PathBuf, std::os::fd::RawFd)]) -> Result<(), String> {
+    for (p, fd) in prebound {
+        if plan.masks.iter().any(|m| p.starts_with(m)) {
+            continue;
+        }
+        crate::idmap::attach(*fd, p)?;
+    }
+    Ok(())
+}
+
+pub fn build_view(plan: &Plan, prebound: &[(PathBuf, std::os::fd::RawFd)]) -> Result<(), String> {
     mount(
         None,
         Path::new("/"),
@@ -36,11 +124,22 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
-    // Sources of bind mounts, opened before the trees that hold them are masked.
+    // Sources of bind mounts, opened before the trees that hold them are masked (or
+    // prepared by the supervisor when it is root).
     let mut sources = Vec::new();
     for b in &plan.binds {
-        sources.push((b, sys::open_path(&b.path)?));
+        let pre = prebound
+            .iter()
+            .find(|(p, _)| *p == b.path)
+            .map(|(_, fd)| *fd);
+        let fd = match pre {
+            Some(_) => None,
+            None => Some(sys::open_path(&b.path)?),
+        };
+        sources.push((b, fd, pre));
     }
+    attach_unmasked(plan, prebound)?;
+    build_dev()?;
     let mut done: Vec<PathBuf> = Vec::new();
     for m in &plan.masks {
         if !m.exists() {
@@ -64,20 +163,24 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     sys::mkdir_p(priv_dir)?;
     let empty = priv_dir.join("empty");
     std::fs::write(&empty, b"").map_err(|e| format!("{}: {e}", empty.display()))?;
-    for (b, fd) in &sources {
+    for (b, fd, pre) in &sources {
         if b.is_dir {
             sys::mkdir_p(&b.path)?;
         } else {
             sys::touch(&b.path)?;
         }
-        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        mount(
-            Some(&src),
-            &b.path,
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        )?;
+        if let Some(pre) = pre {
+            crate::idmap::attach(*pre, &b.path)?;
+        } else if let Some(fd) = fd {
+            let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            mount(
+                Some(&src),
+                &b.path,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+        }
         if !b.writable {
             remount_ro(&b.path)?;
         }

@@ -60,6 +60,11 @@ pub struct Plan {
     pub nofile: u64,
     pub core_dumps: bool,
     pub net_isolated: bool,
+    /// Memory limit of the session and sizes of the private tmpfs mounts.
+    pub limits: crate::limits::Limits,
+    /// Writable real roots (workspace, agent state, `files.write`) that exist: when warden
+    /// runs as root they are bound in through idmapped mounts (see [`crate::idmap`]).
+    pub writable_roots: Vec<PathBuf>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -101,6 +106,32 @@ pub struct PlanInput<'a> {
     pub extra_read: Vec<PathBuf>,
 }
 
+/// The agent's own state directories that do not exist yet: `warden run` creates them
+/// ([`create_state_dirs`]) before building the plan, so they can be bound in (and their
+/// protected settings locked) from the first run. `--dry-run` only lists them.
+pub fn missing_state_dirs(policy: &Policy, home: &Path, workspace: &Path) -> Vec<PathBuf> {
+    let anchors = Anchors {
+        home: home.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+    };
+    policy
+        .agent
+        .state
+        .iter()
+        .filter(|e| !looks_like_file(e))
+        .map(|e| anchors.expand(e.trim_end_matches('/')))
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .collect()
+}
+
+/// Creates [`missing_state_dirs`] (not for `--dry-run`, which changes nothing).
+pub fn create_state_dirs(policy: &Policy, home: &Path, workspace: &Path) {
+    for d in missing_state_dirs(policy, home, workspace) {
+        let _ = std::fs::create_dir_all(d);
+    }
+}
+
+/// Builds the plan. Pure: reads the file system, never changes it.
 pub fn build(inp: PlanInput<'_>) -> Plan {
     let p = inp.policy;
     let anchors = Anchors {
@@ -116,13 +147,6 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let read = exp(&p.files.read);
     let write = exp(&p.files.write);
     let state = exp(&p.agent.state);
-    // The agent's own state directories are created when missing, so they can be bound in
-    // (and their protected settings locked) from the first run.
-    for (entry, path) in p.agent.state.iter().zip(&state) {
-        if !looks_like_file(entry) && !path.exists() {
-            let _ = std::fs::create_dir_all(path);
-        }
-    }
     let mut install = exp(&p.agent.install);
     install.extend(inp.extra_read.iter().cloned());
     let deny = exp(&p.files.deny);
@@ -183,6 +207,13 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .chain(state.iter().cloned())
         .chain(write.iter().cloned())
         .collect();
+    let mut writable_roots: Vec<PathBuf> = Vec::new();
+    for w in &writable_real {
+        if !is_under_any(w, &deny) && w.exists() && !writable_roots.contains(w) {
+            writable_roots.push(w.clone());
+        }
+    }
+    writable_roots.sort_by_key(|b| b.components().count());
     let mut protect = Vec::new();
     let mut placeholders = Vec::new();
     let mut git_watch = false;
@@ -258,6 +289,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     for (k, v) in &inp.extra_env {
         set(k, v);
     }
+    let limits = crate::limits::from_policy(&p.process, &inp.home, crate::limits::ram_bytes());
     Plan {
         session_id: inp.session_id,
         workspace: inp.workspace,
@@ -277,6 +309,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         nofile: p.process.nofile.unwrap_or(65536),
         core_dumps: p.process.core_dumps.unwrap_or(false),
         net_isolated: inp.features.user_namespaces,
+        limits,
+        writable_roots,
     }
 }
 
@@ -325,6 +359,21 @@ impl Plan {
             "pids.max {}; nofile {}; core dumps {}",
             self.pids_max, self.nofile, self.core_dumps
         );
+        let _ = writeln!(
+            s,
+            "memory.max {}",
+            warden_policy::ByteSize(self.limits.memory_max).human()
+        );
+        for t in &self.limits.tmpfs {
+            let _ = writeln!(
+                s,
+                "tmpfs {} size {} ({})",
+                t.path.display(),
+                warden_policy::ByteSize(t.size).human(),
+                t.key
+            );
+        }
+        let _ = writeln!(s, "/dev: {}", crate::mounts::DEV_NODES.join(", "));
         let _ = writeln!(
             s,
             "network {}",

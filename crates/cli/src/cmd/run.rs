@@ -118,7 +118,6 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
             msg.trim_end()
         );
     }
-    sweep_stale_placeholders(&state_dir(&home));
     let net_rules = warden_proxy::rules::NetRules::from_section(&loaded.policy.network)
         .map_err(|e| fail(exit::POLICY, format!("network policy: {e}")))?;
     drop(net_rules);
@@ -135,6 +134,11 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .into_iter()
         .chain(own_exe)
         .collect();
+    // A dry run changes nothing on the host: state dirs are only listed.
+    let new_state_dirs = plan::missing_state_dirs(&loaded.policy, &home, &ws);
+    if !a.dry_run {
+        plan::create_state_dirs(&loaded.policy, &home, &ws);
+    }
     let plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
         workspace: ws.clone(),
@@ -155,8 +159,12 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     });
     if a.dry_run {
         print!("{}", plan.describe());
+        for d in &new_state_dirs {
+            println!("would create state dir {}", d.display());
+        }
         return Ok(exit::OK);
     }
+    sweep_stale_placeholders(&state_dir(&home));
     let log_path = state_dir(&home)
         .join("sessions")
         .join(format!("{session_id}.jsonl"));
@@ -207,6 +215,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     } else {
         None
     };
+    let memory_cgroup =
+        warden_sandbox::limits::session_memory(&session_id, &plan, bpf_rules.is_some());
     let landlock = warden_sandbox::lock::LandlockPlan {
         abi: features.landlock_abi,
         read: plan.landlock_read.clone(),
@@ -270,6 +280,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         pid_max,
         inherit_fd: Some(hook_w),
         cgroup_procs: cgroup.as_ref().map(|c| c.path.join("cgroup.procs")),
+        memory_cgroup_procs: memory_cgroup.as_ref().map(|c| c.procs()),
+        best_effort: a.best_effort,
         plan,
         landlock,
         hooks: if guard.is_some() {
@@ -289,13 +301,22 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         hosts_file: a.proxy_hosts_file.clone(),
     };
     let pids_max = plan_pids_max;
+    let watch = warden_sandbox::limits::Watch {
+        agent_pid: 0,
+        tmpfs: l.plan.limits.tmpfs.clone(),
+        memory: memory_cgroup
+            .as_ref()
+            .map(|c| (c.path.clone(), c.v2, c.max)),
+    };
     let result = supervise(
         l,
         tty,
         guard,
         bpf_rules.map(|r| (r, session_id.clone(), pids_max)),
         proxy,
+        watch,
     );
+    drop(memory_cgroup);
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
     if let Some(cg) = &cgroup {
@@ -504,6 +525,7 @@ fn supervise(
     guard: Option<Guard>,
     bpf: Option<(ExecRules, String, u64)>,
     proxy: ProxyStart,
+    mut watch: warden_sandbox::limits::Watch,
 ) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
@@ -642,6 +664,8 @@ fn supervise(
         None
     };
     let out = session.pty_master.as_ref().map(warden_sandbox::pty::relay);
+    watch.agent_pid = session.agent_pid;
+    let monitor = warden_sandbox::limits::Monitor::start(watch);
     if let Err(e) = session.wait_started() {
         drop(raw);
         match tracer {
@@ -664,6 +688,7 @@ fn supervise(
     if let Some(t) = out {
         let _ = t.join();
     }
+    monitor.finish();
     drop(raw);
     Ok(code)
 }
