@@ -22,13 +22,15 @@ fn tmpfs_mode(p: &Path, plan: &Plan) -> String {
         format!("mode=0700,uid={u},gid={g}")
     } else if p == Path::new("/run") {
         "mode=0755".into()
-    } else {
+    } else if crate::plan::MASKED_TREES.iter().any(|m| Path::new(m) == p) {
         "mode=1777".into()
+    } else {
+        // A directory masked only to reach roots below it (see plan::build): holds mount
+        // points, nothing else.
+        "mode=0755".into()
     };
-    match plan.limits.tmpfs_size(p) {
-        Some(n) => format!("{mode},size={n}"),
-        None => mode,
-    }
+    let size = plan.limits.tmpfs_size(p).unwrap_or(1 << 20);
+    format!("{mode},size={size}")
 }
 
 /// Device nodes bound into the sandbox's `/dev` from the host (everything else there is a

@@ -106,6 +106,21 @@ pub struct PlanInput<'a> {
     pub extra_read: Vec<PathBuf>,
 }
 
+/// The outermost proper ancestor of `p` (below `/`) that others cannot search (no `o+x`).
+fn untraversable_ancestor(p: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut acc = PathBuf::from("/");
+    let parent = p.parent()?;
+    for c in parent.components().skip(1) {
+        acc.push(c);
+        let md = std::fs::metadata(&acc).ok()?;
+        if md.is_dir() && md.permissions().mode() & 0o001 == 0 {
+            return Some(acc);
+        }
+    }
+    None
+}
+
 /// The agent's own state directories that do not exist yet: `warden run` creates them
 /// ([`create_state_dirs`]) before building the plan, so they can be bound in (and their
 /// protected settings locked) from the first run. `--dry-run` only lists them.
@@ -153,6 +168,24 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // Masked trees: home plus the fixed list; outermost first.
     let mut masks: Vec<PathBuf> = MASKED_TREES.iter().map(PathBuf::from).collect();
     masks.push(inp.home.clone());
+    // Run by root, the agent is an unprivileged uid (see crate::idmap): a root that lies
+    // below a directory others cannot traverse (`/root`, mode 0700) is reached through a
+    // private tmpfs over that directory, with the root bound back in.
+    // SAFETY: trivial getter.
+    if inp.features.user_namespaces && unsafe { libc::geteuid() } == 0 {
+        let all_roots = std::iter::once(&inp.workspace)
+            .chain(&state)
+            .chain(&write)
+            .chain(&read)
+            .chain(&install);
+        for r in all_roots {
+            if let Some(a) = untraversable_ancestor(r) {
+                if !is_under_any(&a, &masks) {
+                    masks.push(a);
+                }
+            }
+        }
+    }
     masks.sort_by_key(|m| m.components().count());
     masks.dedup();
     // Roots that lie inside a masked tree are bound back in.

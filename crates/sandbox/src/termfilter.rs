@@ -216,9 +216,11 @@ impl Filter {
                     self.byte(b, out);
                 }
             }
+            // BEL ends a dropped string too (it ends OSC; ending a DCS early is safe, since
+            // whatever follows is filtered from the ground state).
             State::StrDrop => match b {
                 ESC => self.st = State::StrDropEsc,
-                0x18 | 0x1a => self.reset(),
+                0x18 | 0x1a | BEL => self.reset(),
                 _ => {}
             },
             State::StrDropEsc => {

@@ -134,9 +134,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .into_iter()
         .chain(own_exe)
         .collect();
-    // A dry run changes nothing on the host: state dirs are only listed.
+    // A dry run changes nothing on the host: no sweep, and state dirs are only listed.
     let new_state_dirs = plan::missing_state_dirs(&loaded.policy, &home, &ws);
     if !a.dry_run {
+        sweep_stale_placeholders(&state_dir(&home));
         plan::create_state_dirs(&loaded.policy, &home, &ws);
     }
     let plan = plan::build(plan::PlanInput {
@@ -164,7 +165,6 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         }
         return Ok(exit::OK);
     }
-    sweep_stale_placeholders(&state_dir(&home));
     let log_path = state_dir(&home)
         .join("sessions")
         .join(format!("{session_id}.jsonl"));
