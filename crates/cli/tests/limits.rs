@@ -210,7 +210,7 @@ fn writing_past_the_tmp_limit_fails_with_enospc_and_the_session_continues() {
     let p = t.policy("[process]\ntmp_size = \"8M\"\n");
     let o = t.sh_with(
         &["--policy", &p],
-        "head -c 32M /dev/zero > /tmp/fill; echo \"fill=$?\"; rm -f /tmp/fill; \
+        "head -c 32M /dev/zero > /tmp/fill; echo \"fill=$?\"; sleep 0.3; rm -f /tmp/fill; \
          head -c 1M /dev/zero > /tmp/small && echo small-ok; echo after > after.txt",
     );
     let stdout = ok(&o);

@@ -217,7 +217,7 @@ pub fn spawn_monitor(
         };
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             check(&mut said);
-            std::thread::sleep(std::time::Duration::from_millis(250));
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         check(&mut said);
         said
