@@ -12,9 +12,10 @@
 //! Dropped: every other OSC — OSC 52 clipboard, OSC 1337 (iTerm2 `File=` transfers and the
 //! rest), OSC 5113 (kitty file transfer), OSC 7/9/777 notifications, palette changes, font
 //! changes —; every DCS (DECRQSS and other queries, sixel, tmux passthrough), APC (kitty
-//! graphics and file transfer), PM and SOS string; 8-bit C1 controls outside UTF-8
-//! sequences; ENQ (answerback) and CAN/SUB, which also breaks the ZMODEM autostart header
-//! (`**\x18B0`) that makes some terminals receive files.
+//! graphics and file transfer), PM and SOS string; 8-bit C1 controls, raw or encoded as
+//! UTF-8 (U+0080–U+009F, which some terminals execute); ENQ (answerback) and CAN/SUB,
+//! which also breaks the ZMODEM autostart header (`**\x18B0`) that makes some terminals
+//! receive files.
 //!
 //! The filter is a state machine fed any split of the stream; it holds at most
 //! [`MAX_SEQ`] bytes of one pending sequence (longer sequences are dropped whole), so memory
@@ -74,6 +75,8 @@ pub struct Filter {
     buf: Vec<u8>,
     /// UTF-8 continuation bytes still expected in ground state.
     utf8_left: u8,
+    /// A 0xC2 lead byte held back: with 0x80–0x9F after it, it encodes a C1 control.
+    held_c2: bool,
     pub dropped: Dropped,
 }
 
@@ -89,6 +92,7 @@ impl Filter {
             st: State::Ground,
             buf: Vec::with_capacity(64),
             utf8_left: 0,
+            held_c2: false,
             dropped: Dropped::default(),
         }
     }
@@ -113,6 +117,15 @@ impl Filter {
     }
 
     fn byte(&mut self, b: u8, out: &mut Vec<u8>) {
+        if self.held_c2 {
+            self.held_c2 = false;
+            if (0x80..=0x9f).contains(&b) {
+                self.dropped.controls += 1;
+                self.utf8_left = 0;
+                return;
+            }
+            out.push(0xc2);
+        }
         match self.st {
             State::Ground => self.ground(b, out),
             State::Esc => match b {
@@ -260,7 +273,11 @@ impl Filter {
                     out.push(b);
                 }
             }
-            0xc2..=0xdf => {
+            0xc2 => {
+                self.utf8_left = 1;
+                self.held_c2 = true;
+            }
+            0xc3..=0xdf => {
                 self.utf8_left = 1;
                 out.push(b);
             }
@@ -424,6 +441,7 @@ mod tests {
             b"\x1b]50;font\x07",                           // font
             b"\x9b31m",                                    // 8-bit CSI: the C1 byte is dropped
             b"\x05",                                       // ENQ
+            b"\xc2\x9b31m",                                // CSI as UTF-8 U+009B
         ];
         for c in cases {
             let mut s = b"<".to_vec();
@@ -431,7 +449,10 @@ mod tests {
             s.extend_from_slice(b">");
             let out = all_splits(&s);
             assert!(
-                !out.contains(&ESC) && !out.contains(&0x9b) && !out.contains(&0x05),
+                !out.contains(&ESC)
+                    && !out.contains(&0x9b)
+                    && !out.contains(&0x05)
+                    && !out.contains(&0xc2),
                 "{c:?} leaked: {out:?}"
             );
             assert!(
