@@ -423,3 +423,40 @@ fn dry_run_changes_nothing_on_the_host() {
     ok(&o);
     assert!(snapshot(&t.root) != before, "a real run creates state dirs");
 }
+
+#[test]
+fn root_refuses_a_workspace_without_idmapped_mounts_unless_best_effort() {
+    if euid() != 0 || Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("skipped: needs root and unshare(1)");
+        return;
+    }
+    let t = T::new("noidmap");
+    // A ramfs (no idmapped mounts) in a private mount namespace of this test only.
+    let mnt = t.root.join("ramfs");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let warden = env!("CARGO_BIN_EXE_warden");
+    let script = format!(
+        "mount -t ramfs none {m} && mkdir -p {m}/home/ws && cd {m}/home/ws && \
+         HOME={m}/home {w} run -- /bin/sh -c 'touch strict' ; echo \"strict=$?\"; \
+         HOME={m}/home {w} run --best-effort -- /bin/sh -c 'touch loose'; echo \"loose=$?\"; \
+         ls {m}/home/ws",
+        m = mnt.display(),
+        w = warden
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(s.contains("strict=4"), "{}", out(&o));
+    assert!(
+        e.contains("idmapped") && e.contains("ramfs") && e.contains("--best-effort"),
+        "{}",
+        out(&o)
+    );
+    assert!(!s.contains("strict\n"), "nothing ran: {}", out(&o));
+    assert!(s.contains("loose=0") && s.contains("loose"), "{}", out(&o));
+    assert!(e.contains("warning"), "{}", out(&o));
+}

@@ -276,7 +276,23 @@ fn fs_type(path: &Path) -> String {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return "?".into();
     }
-    format!("fs magic {:#x}", st.f_type)
+    let name = match st.f_type as u64 {
+        0x858458f6 => "ramfs",
+        0x6969 => "nfs",
+        0xff534d42 | 0xfe534d42 => "cifs/smb",
+        0x65735546 => "fuse",
+        0x794c7630 => "overlayfs",
+        0x01021994 => "tmpfs",
+        0xef53 => "ext4",
+        0x58465342 => "xfs",
+        0x9123683e => "btrfs",
+        _ => "",
+    };
+    if name.is_empty() {
+        format!("file system magic {:#x}", st.f_type)
+    } else {
+        name.to_string()
+    }
 }
 
 /// Attaches a detached mount (from [`Prepared::mounts`]) at `target` (in the caller's mount
