@@ -118,6 +118,22 @@ pub struct ProcessSection {
     pub shm_size: Option<ByteSize>,
 }
 
+/// Physical RAM in bytes (`/proc/meminfo` MemTotal; 4 GiB when unreadable).
+pub fn ram_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(4 << 30)
+}
+
 /// A size in bytes, written as an integer or a string with a binary suffix
 /// (`"512K"`, `"64M"`, `"2G"`, `"1T"`; `KiB`/`MiB`/... also accepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,6 +226,21 @@ impl ProcessSection {
         "process.shm_size",
     ];
 
+    /// Defaults of [`Self::sizes`] for a machine with `ram` bytes: memory RAM/2; `$HOME`
+    /// and `/tmp` RAM/16; `/var/tmp` and `/dev/shm` RAM/32; `/run` 64 MiB (rounded down to
+    /// MiB, at least 1 MiB).
+    pub fn default_sizes(ram: u64) -> [u64; 6] {
+        let mib = |n: u64| (n >> 20).max(1) << 20;
+        [
+            mib(ram / 2),
+            mib(ram / 16),
+            mib(ram / 16),
+            mib(ram / 32),
+            64 << 20,
+            mib(ram / 32),
+        ]
+    }
+
     pub fn sizes(&self) -> [Option<ByteSize>; 6] {
         [
             self.memory_max,
@@ -285,6 +316,12 @@ impl Policy {
                 if v.0 < 1 << 20 {
                     return Err(bad(format!(
                         "{k} must be at least 1M (it is {} bytes)",
+                        v.0
+                    )));
+                }
+                if v.0 > 1 << 50 {
+                    return Err(bad(format!(
+                        "{k} must be at most 1024T (it is {} bytes)",
                         v.0
                     )));
                 }
@@ -374,11 +411,18 @@ impl Policy {
         if ws.process.core_dumps == Some(false) {
             self.process.core_dumps = Some(false);
         }
-        // Sizes: a workspace file may only lower them (absent in the base means the default,
-        // which the workspace value then replaces only downwards at plan time).
-        for (dst, src) in self.process.sizes_mut().into_iter().zip(ws.process.sizes()) {
+        // Sizes: a workspace file may only lower them, compared with the effective value
+        // (the RAM-derived default where the base sets none).
+        let defaults = ProcessSection::default_sizes(ram_bytes());
+        for ((dst, src), d) in self
+            .process
+            .sizes_mut()
+            .into_iter()
+            .zip(ws.process.sizes())
+            .zip(defaults)
+        {
             if let Some(n) = src {
-                *dst = Some(dst.map_or(n, |c| c.min(n)));
+                *dst = Some(dst.unwrap_or(ByteSize(d)).min(n));
             }
         }
         append_unique(&mut self.files.deny, &ws.files.deny);

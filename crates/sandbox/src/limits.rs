@@ -15,20 +15,9 @@
 use std::path::{Path, PathBuf};
 use warden_policy::{ByteSize, ProcessSection};
 
-/// Physical RAM in bytes (`/proc/meminfo` MemTotal; 4 GiB when unreadable).
+/// Physical RAM in bytes.
 pub fn ram_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(4 << 30)
+    warden_policy::ram_bytes()
 }
 
 /// One private tmpfs and its size limit.
@@ -47,43 +36,25 @@ pub struct Limits {
     pub tmpfs: Vec<TmpfsLimit>,
 }
 
-fn round_mib(n: u64) -> u64 {
-    (n >> 20).max(1) << 20
-}
-
 /// The effective limits: policy values where set, else the defaults above.
 pub fn from_policy(p: &ProcessSection, home: &Path, ram: u64) -> Limits {
-    let pick = |v: Option<ByteSize>, d: u64| v.map_or(round_mib(d), |b| b.0);
-    let tmpfs = vec![
-        TmpfsLimit {
-            path: home.to_path_buf(),
-            size: pick(p.home_size, ram / 16),
-            key: "process.home_size",
-        },
-        TmpfsLimit {
-            path: "/tmp".into(),
-            size: pick(p.tmp_size, ram / 16),
-            key: "process.tmp_size",
-        },
-        TmpfsLimit {
-            path: "/var/tmp".into(),
-            size: pick(p.var_tmp_size, ram / 32),
-            key: "process.var_tmp_size",
-        },
-        TmpfsLimit {
-            path: "/run".into(),
-            size: pick(p.run_size, 64 << 20),
-            key: "process.run_size",
-        },
-        TmpfsLimit {
-            path: "/dev/shm".into(),
-            size: pick(p.shm_size, ram / 32),
-            key: "process.shm_size",
-        },
-    ];
+    let d = ProcessSection::default_sizes(ram);
+    let v = p.sizes();
+    let pick = |i: usize| v[i].map_or(d[i], |b: ByteSize| b.0);
+    let t = |path: PathBuf, i: usize| TmpfsLimit {
+        path,
+        size: pick(i),
+        key: ProcessSection::SIZE_KEYS[i],
+    };
     Limits {
-        memory_max: pick(p.memory_max, ram / 2),
-        tmpfs,
+        memory_max: pick(0),
+        tmpfs: vec![
+            t(home.to_path_buf(), 1),
+            t("/tmp".into(), 2),
+            t("/var/tmp".into(), 3),
+            t("/run".into(), 4),
+            t("/dev/shm".into(), 5),
+        ],
     }
 }
 
@@ -261,6 +232,12 @@ pub fn session_memory(
 ) -> Option<crate::cgroup::MemoryCgroup> {
     if bpf && crate::cgroup::memory_root().is_some_and(|(v2, _)| v2) {
         tracing::warn!("memory limit: not applied under the BPF exec-guard backend on cgroup v2");
+        return None;
+    }
+    if crate::cgroup::memory_root().is_none() {
+        // Usual for an unprivileged user on cgroup v2 without delegation; `warden doctor`
+        // says so. The tmpfs sizes still hold.
+        tracing::info!("no writable memory cgroup: the session has no memory limit");
         return None;
     }
     match crate::cgroup::MemoryCgroup::create(session, plan.limits.memory_max) {

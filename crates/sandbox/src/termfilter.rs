@@ -310,7 +310,7 @@ impl Filter {
             .iter()
             .any(|c| (0x20..=0x2f).contains(c));
         // Window operations (title reports, resize, iconify) and media copy.
-        let drop = (last == b't' && !has_inter) || (last == b'i' && !has_inter);
+        let drop = matches!(last, b't' | b'i') && !has_inter;
         if drop {
             self.dropped.csi_window_ops += 1;
         } else {
