@@ -284,9 +284,17 @@ fn osc52_and_terminal_queries_never_reach_the_outer_terminal() {
     std::fs::write(t.ws.join("payload.bin"), payload).unwrap();
     let inner = "cat payload.bin";
     let warden = env!("CARGO_BIN_EXE_warden");
-    let cmdline = format!("{warden} run -- /bin/bash -c '{inner}'");
+    // On a pty (the agent gets its own pty), and with stdin not a terminal but stdout one
+    // (no pty: the agent's stdout/stderr go through filtered pipes).
+    for redirect in ["", " </dev/null", " </dev/null 2>&1"] {
+        let cmdline = format!("{warden} run -- /bin/bash -c '{inner}; {inner} >&2'{redirect}");
+        check_osc_run(&t, &cmdline);
+    }
+}
+
+fn check_osc_run(t: &T, cmdline: &str) {
     let mut child = Command::new("script")
-        .args(["-qfec", &cmdline, "/dev/null"])
+        .args(["-qfec", cmdline, "/dev/null"])
         .current_dir(&t.ws)
         .env("HOME", &t.home)
         .stdin(Stdio::piped())
@@ -299,7 +307,7 @@ fn osc52_and_terminal_queries_never_reach_the_outer_terminal() {
     drop(stdin);
     let raw = o.stdout.clone();
     let s = String::from_utf8_lossy(&raw);
-    assert!(s.contains("AB\x1b[31mRED"), "{s:?}\n{}", out(&o));
+    assert!(s.contains("AB\x1b[31mRED"), "{cmdline}: {s:?}\n{}", out(&o));
     assert!(s.contains("\x1b[31mRED\x1b[0m"), "colours are kept: {s:?}");
     assert!(
         s.contains("CDE"),
@@ -313,7 +321,10 @@ fn osc52_and_terminal_queries_never_reach_the_outer_terminal() {
         "1337;File",
         "_Gf=",
     ] {
-        assert!(!s.contains(bad), "{bad:?} reached the terminal: {s:?}");
+        assert!(
+            !s.contains(bad),
+            "{cmdline}: {bad:?} reached the terminal: {s:?}"
+        );
     }
     assert!(s.contains("warden: dropped"), "the user is told: {s:?}");
 }

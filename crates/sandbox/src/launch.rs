@@ -76,6 +76,9 @@ pub struct Session {
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
+    /// Without a pty: relays of the agent's stdout/stderr to the user's terminal through the
+    /// escape-sequence filter (only for those that are terminals). See [`Session::join_output`].
+    output_relays: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 pub fn resolve_command(
@@ -170,6 +173,8 @@ struct ChildCtx {
     err_w: RawFd,
     fd_w: RawFd,
     pty_slave: Option<RawFd>,
+    /// Without a pty: write ends of filtered pipes to use as the agent's fd 1 and 2.
+    out_pipes: [Option<RawFd>; 2],
     uid: u32,
     gid: u32,
     last_cap: u32,
@@ -242,6 +247,17 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     } else {
         (None, None)
     };
+    // No pty but the user's stdout/stderr is a terminal: the agent writes into a pipe whose
+    // other end is copied to that terminal through the escape-sequence filter.
+    let mut out_pipes: [Option<(OwnedFd, OwnedFd)>; 2] = [None, None];
+    if !l.pty {
+        for (i, fd) in [1, 2].into_iter().enumerate() {
+            // SAFETY: isatty on a standard fd.
+            if unsafe { libc::isatty(fd) } == 1 {
+                out_pipes[i] = Some(sys::pipe_cloexec()?);
+            }
+        }
+    }
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -276,6 +292,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         err_w: err_w.as_raw_fd(),
         fd_w: fd_w.as_raw_fd(),
         pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
+        out_pipes: [0, 1].map(|i| out_pipes[i].as_ref().map(|(_, w)| w.as_raw_fd())),
         uid,
         gid,
         last_cap,
@@ -294,6 +311,21 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     }
     drop(ctx);
     drop(prepared);
+    let mut output_relays = Vec::new();
+    for (i, p) in out_pipes.into_iter().enumerate() {
+        if let Some((r, w)) = p {
+            drop(w);
+            let to = i as RawFd + 1;
+            // Spawned with every signal blocked (the new thread inherits the mask): SIGCHLD
+            // and the rest belong to the supervisor's signalfd and sigwait threads.
+            output_relays.push(with_signals_blocked(move || {
+                std::thread::spawn(move || {
+                    let d = crate::pty::copy_filtered(r.as_raw_fd(), to);
+                    crate::pty::note_dropped(&d);
+                })
+            }));
+        }
+    }
     drop(err_w);
     drop(fd_w);
     drop(pty_slave);
@@ -318,7 +350,23 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
+        output_relays: std::sync::Mutex::new(output_relays),
     })
+}
+
+/// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
+/// that mask), then restores the mask.
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset manipulation on zeroed structs; pthread_sigmask on this thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
 }
 
 /// Run by root with namespaces: the agent's unprivileged identity (see [`crate::idmap`]).
@@ -419,6 +467,18 @@ impl Session {
             Ok(())
         } else {
             Err(msg)
+        }
+    }
+
+    /// Waits until the filtered output relays (no-pty mode) have copied everything; call
+    /// after the sandbox ended.
+    pub fn join_output(&self) {
+        let relays = match self.output_relays.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(_) => return,
+        };
+        for t in relays {
+            let _ = t.join();
         }
     }
 
@@ -633,6 +693,12 @@ fn agent(c: ChildCtx) -> ! {
                 libc::dup2(s, t);
             }
             libc::close(s);
+        } else {
+            for (i, w) in c.out_pipes.iter().enumerate() {
+                if let Some(w) = w {
+                    libc::dup2(*w, i as i32 + 1);
+                }
+            }
         }
         // Every inherited fd above stderr is closed at exec (ours included).
         libc::syscall(

@@ -81,18 +81,23 @@ pub fn relay(master: &OwnedFd) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || copy(0, m));
     std::thread::spawn(move || {
         let d = copy_filtered(m, 1);
-        if d.total() > 0 {
-            eprint!(
-                "\r\nwarden: dropped {} terminal escape sequence(s) from the agent's output that act on the terminal or host ({} OSC 52 clipboard writes, {} other OSC, {} window reports/operations, {} DCS/APC/PM/SOS strings, {} control bytes)\r\n",
-                d.total(),
-                d.osc52_clipboard,
-                d.osc_other,
-                d.csi_window_ops,
-                d.dcs_apc_pm_sos,
-                d.controls
-            );
-        }
+        note_dropped(&d);
     })
+}
+
+/// Tells the user (stderr) what the filter dropped, if anything.
+pub fn note_dropped(d: &crate::termfilter::Dropped) {
+    if d.total() > 0 {
+        eprint!(
+            "\r\nwarden: dropped {} terminal escape sequence(s) from the agent's output that act on the terminal or host ({} OSC 52 clipboard writes, {} other OSC, {} window reports/operations, {} DCS/APC/PM/SOS strings, {} control bytes)\r\n",
+            d.total(),
+            d.osc52_clipboard,
+            d.osc_other,
+            d.csi_window_ops,
+            d.dcs_apc_pm_sos,
+            d.controls
+        );
+    }
 }
 
 /// Copies the user's window size to the pty (on SIGWINCH).

@@ -688,6 +688,7 @@ fn supervise(
     if let Some(t) = out {
         let _ = t.join();
     }
+    session.join_output();
     monitor.finish();
     drop(raw);
     Ok(code)
