@@ -12,7 +12,14 @@
 //!   the private TMPDIR;
 //! - the workspace, the agent's state (`agent.state`), its install dirs (`agent.install`)
 //!   and `files.read`/`files.write` are bound back into that view at their real paths;
-//! - protected paths inside writable roots are read-only bind mounts.
+//! - protected paths inside writable roots are read-only bind mounts;
+//! - run by root, a root below a directory others cannot search (`/root`) is reached through
+//!   a private tmpfs over that directory (the agent is an unprivileged uid, see
+//!   [`crate::idmap`]), and the writable roots are listed for idmapped mounts;
+//! - limits: sizes of the private tmpfs mounts and the session's memory ([`crate::limits`]).
+//!
+//! [`build`] only reads the file system; [`create_state_dirs`] is the one step that writes,
+//! and `--dry-run` skips it.
 
 use crate::probe::Features;
 use std::ffi::OsString;
