@@ -15,9 +15,9 @@ pub struct Features {
     /// A user namespace (with mount, pid, net, ipc, uts namespaces) can be created.
     pub user_namespaces: bool,
     pub userns_error: Option<String>,
-    /// Where a pids limit can be set: "cgroup2:<path>", "cgroup1:<path>", or None.
+    /// Where a pids limit can be set: `cgroup2:<path>`, `cgroup1:<path>`, or None.
     pub cgroup_pids: Option<String>,
-    /// Where the session memory limit goes: "cgroup2:<dir>", "cgroup1:<dir>", or None.
+    /// Where the session memory limit goes: `cgroup2:<dir>`, `cgroup1:<dir>`, or None.
     pub cgroup_memory: Option<String>,
     /// fanotify permission events can be initialised (needs CAP_SYS_ADMIN).
     pub fanotify: bool,
