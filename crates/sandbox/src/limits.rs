@@ -154,7 +154,7 @@ fn open_tmpfs(agent_pid: i32, p: &Path) -> Option<std::os::fd::OwnedFd> {
 /// terminal (stderr) once per limit when it is hit. `stop` ends it.
 pub fn spawn_monitor(
     w: Watch,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::mpsc::Receiver<()>,
 ) -> std::thread::JoinHandle<Vec<String>> {
     let fds: Vec<Option<std::os::fd::OwnedFd>> = w
         .tmpfs
@@ -186,9 +186,13 @@ pub fn spawn_monitor(
                 full[i] = now;
             }
         };
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        loop {
             check(&mut said);
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            // Wakes at once when the sender is dropped (the session ended).
+            match stop.recv_timeout(std::time::Duration::from_millis(50)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
         }
         check(&mut said);
         said
@@ -251,20 +255,20 @@ pub fn session_memory(
 
 /// The running monitor of a session's limits.
 pub struct Monitor {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<Vec<String>>,
 }
 
 impl Monitor {
     pub fn start(w: Watch) -> Monitor {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = spawn_monitor(w, stop.clone());
+        let (stop, rx) = std::sync::mpsc::channel();
+        let thread = spawn_monitor(w, rx);
         Monitor { stop, thread }
     }
 
     /// Stops the monitor after a last check; what it reported goes to the session log.
     pub fn finish(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.stop);
         if let Ok(said) = self.thread.join() {
             for m in said {
                 tracing::info!("{m}");
