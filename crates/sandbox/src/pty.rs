@@ -65,6 +65,9 @@ pub fn copy_filtered(from: RawFd, to: RawFd) -> crate::termfilter::Dropped {
             continue;
         }
         if n <= 0 {
+            out.clear();
+            f.finish(&mut out);
+            crate::sys::write_all(to, &out);
             return f.dropped;
         }
         out.clear();

@@ -109,6 +109,15 @@ impl Filter {
         }
     }
 
+    /// At the end of the stream: emits a 0xC2 still held back (alone it is no control). A
+    /// pending escape sequence is dropped.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.held_c2) {
+            out.push(0xc2);
+        }
+        self.reset();
+    }
+
     fn start_esc(&mut self) {
         self.buf.clear();
         self.buf.push(ESC);
@@ -381,6 +390,7 @@ mod tests {
         for c in chunks {
             f.feed(c, &mut out);
         }
+        f.finish(&mut out);
         (out, f)
     }
 

@@ -17,6 +17,7 @@ fn filter_split(data: &[u8], cuts: &[usize]) -> Vec<u8> {
     }
     f.feed(&data[start..], &mut out);
     assert!(f.pending() <= MAX_SEQ + 8);
+    f.finish(&mut out);
     out
 }
 
