@@ -354,9 +354,12 @@ impl Filter {
             .iter()
             .position(|&c| c == b';')
             .map_or(&body[body.len()..], |i| &body[i + 1..]);
+        // Text in an allowed string: valid UTF-8 without C0 or C1 controls (a terminal that
+        // took a C1 ST/OSC inside it would end the string early and run the rest).
+        let clean = std::str::from_utf8(payload).is_ok_and(|t| !t.chars().any(|c| c.is_control()));
         let ok = match code {
-            Some(0..=2) => payload.len() <= MAX_TITLE && !payload.iter().any(|&c| c < 0x20),
-            Some(8) | Some(133) => !payload.iter().any(|&c| c < 0x20),
+            Some(0..=2) => payload.len() <= MAX_TITLE && clean,
+            Some(8) | Some(133) => clean,
             // Colour queries only (a reply, no change): `OSC 4;N;?`, `OSC 10;?`.
             Some(4) => {
                 let parts: Vec<&[u8]> = payload.split(|&c| c == b';').collect();
@@ -516,6 +519,18 @@ mod tests {
         t.extend(std::iter::repeat_n(b'y', MAX_TITLE + 1));
         t.push(BEL);
         assert_eq!(all_splits(&t), b"");
+    }
+
+    #[test]
+    fn allowed_strings_carry_no_c1_controls() {
+        // A title holding U+009C (ST) then U+009D (OSC) 52: dropped whole.
+        let s = "\x1b]0;a\u{9c}\u{9d}52;c;ZXZpbA==\x07".as_bytes();
+        assert_eq!(all_splits(s), b"");
+        // Invalid UTF-8 with a raw C1 byte in a hyperlink: dropped.
+        assert_eq!(all_splits(b"\x1b]8;;http://x/\x9d\x07t"), b"t");
+        // Non-ASCII text is fine.
+        let ok = "\x1b]2;caf\u{e9} \u{2713}\x07".as_bytes();
+        assert_eq!(all_splits(ok), ok.to_vec());
     }
 
     #[test]
