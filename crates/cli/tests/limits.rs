@@ -471,3 +471,34 @@ fn root_refuses_a_workspace_without_idmapped_mounts_unless_best_effort() {
     assert!(s.contains("loose=0") && s.contains("loose"), "{}", out(&o));
     assert!(e.contains("warning"), "{}", out(&o));
 }
+
+#[test]
+fn the_sandbox_dies_with_the_supervisor_under_the_agent_identity() {
+    // Builtins only (no exec), so the exec guard's own fail-closed path cannot stand in for
+    // the sandbox being killed.
+    let t = T::new("pdeath");
+    let marker = t.ws.join("alive");
+    let mut c = t.cmd(&[]);
+    c.args([
+        "--",
+        "/bin/bash",
+        "-c",
+        "while :; do echo > alive; read -t 0.1 < /dev/zero; done",
+    ]);
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(marker.exists(), "the agent ran");
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = std::fs::remove_file(&marker);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        !marker.exists(),
+        "the agent kept running after the supervisor died"
+    );
+}

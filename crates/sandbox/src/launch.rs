@@ -523,6 +523,21 @@ fn stage1(mut c: ChildCtx) -> ! {
             fail_child(err_w, "agent identity", &e);
         }
         flags &= !libc::CLONE_NEWUSER;
+        // Changing the euid cleared PDEATHSIG (commit_creds): arm it again, then make sure
+        // the supervisor did not die in between.
+        // SAFETY: prctl/getppid are plain syscalls.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != c.supervisor {
+                libc::_exit(1);
+            }
+        }
     }
     // SAFETY: unshare in a single-threaded child.
     if unsafe { libc::unshare(flags) } != 0 {
