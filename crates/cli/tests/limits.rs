@@ -502,3 +502,38 @@ fn the_sandbox_dies_with_the_supervisor_under_the_agent_identity() {
         "the agent kept running after the supervisor died"
     );
 }
+
+#[test]
+fn a_planted_symlink_never_gets_a_host_directory_bound_writable() {
+    if euid() != 0 {
+        eprintln!("skipped: the idmapped binds exist only when warden runs as root");
+        return;
+    }
+    let t = T::new("symroot");
+    // A host directory the agent must never write, and a writable root inside the workspace
+    // that an earlier session replaced with a symlink to it.
+    let host = t.root.join("host-etc");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("passwd"), "root:x:0:0\n").unwrap();
+    let p = t.policy("[files]\nwrite = [\"cache\"]\n");
+    std::os::unix::fs::symlink(&host, t.ws.join("cache")).unwrap();
+    let o = t.sh_with(&["--policy", &p], "echo evil >> cache/passwd; echo ran");
+    assert_eq!(
+        std::fs::read_to_string(host.join("passwd")).unwrap(),
+        "root:x:0:0\n",
+        "the host file was written:\n{}",
+        out(&o)
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("symlink"),
+        "{}",
+        out(&o)
+    );
+    // The legitimate layout (a real directory) works.
+    std::fs::remove_file(t.ws.join("cache")).unwrap();
+    std::fs::create_dir(t.ws.join("cache")).unwrap();
+    let o = t.sh_with(&["--policy", &p], "echo ok > cache/f && cat cache/f");
+    assert!(ok(&o).contains("ok"), "{}", out(&o));
+    assert_eq!(std::fs::metadata(t.ws.join("cache/f")).unwrap().uid(), 0);
+}

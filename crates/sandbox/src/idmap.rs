@@ -212,17 +212,88 @@ fn cpath(p: &Path) -> Result<CString, String> {
         .map_err(|_| format!("{}: path contains NUL", p.display()))
 }
 
-/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)`),
-/// idmapped through `userns` when given.
-fn clone_tree(path: &Path, userns: Option<RawFd>) -> Result<OwnedFd, String> {
-    let c = cpath(path)?;
-    // SAFETY: open_tree with a valid path; the result is a new fd or -1.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const SYS_OPENAT2: libc::c_long = 437;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+/// Opens a root for binding without following any symlink (`openat2(RESOLVE_NO_SYMLINKS)` on
+/// its canonical path). A root that lies inside another agent-writable root and resolves
+/// through a symlink is refused: a previous (or concurrent) session could have planted that
+/// symlink to get a host directory bound in, idmapped and writable. The result is checked to
+/// be a directory or a regular file.
+fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, String> {
+    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if real != path {
+        if let Some(w) = writable.iter().find(|w| *w != path && path.starts_with(w)) {
+            return Err(format!(
+                "{} lies inside the agent-writable {} and resolves through a symlink to {}: refused (a symlink there could be the agent's); replace the symlink with the real path in the policy",
+                path.display(),
+                w.display(),
+                real.display()
+            ));
+        }
+    }
+    let c = cpath(&real)?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid path and struct.
+    let fd = unsafe {
+        libc::syscall(
+            SYS_OPENAT2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(err(&format!(
+            "open {} (no symlinks followed)",
+            real.display()
+        )));
+    }
+    // SAFETY: a fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(err(&format!("fstat {}", real.display())));
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFDIR && kind != libc::S_IFREG {
+        return Err(format!(
+            "{}: not a directory or regular file",
+            real.display()
+        ));
+    }
+    Ok(fd)
+}
+
+/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)`,
+/// opened without following symlinks, see [`open_root`]), idmapped through `userns` when
+/// given.
+fn clone_tree(path: &Path, userns: Option<RawFd>, writable: &[PathBuf]) -> Result<OwnedFd, String> {
+    let root = open_root(path, writable)?;
+    let empty = c"";
+    // SAFETY: open_tree on our O_PATH fd; the result is a new fd or -1.
     let fd = unsafe {
         libc::syscall(
             SYS_OPEN_TREE,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+            root.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
         )
     };
     if fd < 0 {
@@ -237,7 +308,6 @@ fn clone_tree(path: &Path, userns: Option<RawFd>) -> Result<OwnedFd, String> {
             propagation: 0,
             userns_fd: ns as u64,
         };
-        let empty = c"";
         // SAFETY: mount_setattr on our detached mount with a valid struct.
         let r = unsafe {
             libc::syscall(
@@ -330,13 +400,16 @@ pub fn prepare(
     let userns = make_userns(ids, user_uid, user_gid)?;
     let mut mounts = Vec::new();
     for p in writable {
-        mounts.push((p.clone(), clone_tree(p, Some(userns.as_raw_fd()))?));
+        mounts.push((
+            p.clone(),
+            clone_tree(p, Some(userns.as_raw_fd()), writable)?,
+        ));
     }
     for p in readonly {
         if writable.contains(p) {
             continue;
         }
-        mounts.push((p.clone(), clone_tree(p, None)?));
+        mounts.push((p.clone(), clone_tree(p, None, writable)?));
     }
     Ok(Prepared {
         ids,
