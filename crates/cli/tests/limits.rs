@@ -530,6 +530,18 @@ fn a_planted_symlink_never_gets_a_host_directory_bound_writable() {
         "{}",
         out(&o)
     );
+    // --best-effort does not override it (its fallback would follow the symlink).
+    let o = t.sh_with(
+        &["--policy", &p, "--best-effort"],
+        "echo evil >> cache/passwd; echo ran",
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(host.join("passwd")).unwrap(),
+        "root:x:0:0\n",
+        "{}",
+        out(&o)
+    );
     // The legitimate layout (a real directory) works.
     std::fs::remove_file(t.ws.join("cache")).unwrap();
     std::fs::create_dir(t.ws.join("cache")).unwrap();

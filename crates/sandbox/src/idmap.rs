@@ -98,6 +98,19 @@ pub fn agent_ids() -> Option<AgentIds> {
     Some(AgentIds { uid: id, gid: id })
 }
 
+/// Why the agent's identity could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The machine or file system cannot do it (no idmapped mounts, ...): `--best-effort` may
+    /// run with the agent as host root instead.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A bind source is unsafe to open (a symlink where the agent could have put it): never
+    /// overridden, since the fallback would follow that symlink.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// What the supervisor prepared for a root-started session.
 pub struct Prepared {
     pub ids: AgentIds,
@@ -227,19 +240,20 @@ const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 /// through a symlink is refused: a previous (or concurrent) session could have planted that
 /// symlink to get a host directory bound in, idmapped and writable. The result is checked to
 /// be a directory or a regular file.
-fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, String> {
-    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError> {
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| PrepareError::Refused(format!("{}: {e}", path.display())))?;
     if real != path {
         if let Some(w) = writable.iter().find(|w| *w != path && path.starts_with(w)) {
-            return Err(format!(
+            return Err(PrepareError::Refused(format!(
                 "{} lies inside the agent-writable {} and resolves through a symlink to {}: refused (a symlink there could be the agent's); replace the symlink with the real path in the policy",
                 path.display(),
                 w.display(),
                 real.display()
-            ));
+            )));
         }
     }
-    let c = cpath(&real)?;
+    let c = cpath(&real).map_err(PrepareError::Refused)?;
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
         mode: 0,
@@ -256,24 +270,27 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, String> {
         )
     };
     if fd < 0 {
-        return Err(err(&format!(
+        return Err(PrepareError::Refused(err(&format!(
             "open {} (no symlinks followed)",
             real.display()
-        )));
+        ))));
     }
     // SAFETY: a fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(err(&format!("fstat {}", real.display())));
+        return Err(PrepareError::Refused(err(&format!(
+            "fstat {}",
+            real.display()
+        ))));
     }
     let kind = st.st_mode & libc::S_IFMT;
     if kind != libc::S_IFDIR && kind != libc::S_IFREG {
-        return Err(format!(
+        return Err(PrepareError::Refused(format!(
             "{}: not a directory or regular file",
             real.display()
-        ));
+        )));
     }
     Ok(fd)
 }
@@ -281,7 +298,11 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, String> {
 /// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)`,
 /// opened without following symlinks, see [`open_root`]), idmapped through `userns` when
 /// given.
-fn clone_tree(path: &Path, userns: Option<RawFd>, writable: &[PathBuf]) -> Result<OwnedFd, String> {
+fn clone_tree(
+    path: &Path,
+    userns: Option<RawFd>,
+    writable: &[PathBuf],
+) -> Result<OwnedFd, PrepareError> {
     let root = open_root(path, writable)?;
     let empty = c"";
     // SAFETY: open_tree on our O_PATH fd; the result is a new fd or -1.
@@ -297,7 +318,10 @@ fn clone_tree(path: &Path, userns: Option<RawFd>, writable: &[PathBuf]) -> Resul
         )
     };
     if fd < 0 {
-        return Err(err(&format!("open_tree({})", path.display())));
+        return Err(PrepareError::Unsupported(err(&format!(
+            "open_tree({})",
+            path.display()
+        ))));
     }
     // SAFETY: a fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
@@ -321,7 +345,7 @@ fn clone_tree(path: &Path, userns: Option<RawFd>, writable: &[PathBuf]) -> Resul
         };
         if r != 0 {
             let e = std::io::Error::last_os_error();
-            return Err(format!(
+            return Err(PrepareError::Unsupported(format!(
                 "idmapped mount of {} ({}): {e}{}",
                 path.display(),
                 fs_type(path),
@@ -330,7 +354,7 @@ fn clone_tree(path: &Path, userns: Option<RawFd>, writable: &[PathBuf]) -> Resul
                 } else {
                     ""
                 }
-            ));
+            )));
         }
     }
     Ok(fd)
@@ -396,8 +420,8 @@ pub fn prepare(
     user_gid: u32,
     writable: &[PathBuf],
     readonly: &[PathBuf],
-) -> Result<Prepared, String> {
-    let userns = make_userns(ids, user_uid, user_gid)?;
+) -> Result<Prepared, PrepareError> {
+    let userns = make_userns(ids, user_uid, user_gid).map_err(PrepareError::Unsupported)?;
     let mut mounts = Vec::new();
     for p in writable {
         mounts.push((

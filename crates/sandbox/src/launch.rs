@@ -392,6 +392,9 @@ fn prepare_identity(
         .collect();
     match crate::idmap::prepare(ids, uid, gid, &plan.writable_roots, &readonly) {
         Ok(p) => Ok(Some(p)),
+        Err(crate::idmap::PrepareError::Refused(e)) => Err(format!(
+            "agent identity: a bind source is unsafe to open as root: {e}"
+        )),
         Err(e) if best_effort => {
             eprintln!("warden: warning: the agent runs as host root (uid 0, no capabilities), because its unprivileged identity could not be set up: {e}");
             Ok(None)
