@@ -139,6 +139,7 @@ impl MemoryCgroup {
             }
             let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory");
         }
+        sweep_stale(&parent);
         let path = parent.join(format!("warden-{session}"));
         std::fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let cg = MemoryCgroup { path, v2, max };
@@ -165,6 +166,35 @@ impl MemoryCgroup {
     /// Processes the kernel OOM-killed in this cgroup so far.
     pub fn oom_kills(&self) -> u64 {
         crate::limits::oom_kills(&self.path, self.v2)
+    }
+}
+
+/// Removes empty session memory cgroups left by supervisors that were killed (their drop
+/// never ran). Session ids end in the supervisor's pid (hex); only those of dead pids are
+/// touched, and `rmdir` of a cgroup that still has processes fails harmlessly.
+fn sweep_stale(parent: &Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("warden-") else {
+            continue;
+        };
+        let Some(pid) = id
+            .rsplit('-')
+            .next()
+            .and_then(|h| i32::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks for existence.
+        let dead = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if dead {
+            let _ = std::fs::remove_dir(e.path());
+        }
     }
 }
 
