@@ -97,6 +97,171 @@ pub struct ProcessSection {
     /// Whether the agent may write core dumps (RLIMIT_CORE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core_dumps: Option<bool>,
+    /// Memory of the whole sandbox (cgroup `memory.max` / v1 `memory.limit_in_bytes`),
+    /// e.g. `"8G"`. Default: half of RAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<ByteSize>,
+    /// Size of the private `$HOME` tmpfs. Default: RAM/16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_size: Option<ByteSize>,
+    /// Size of the private `/tmp` tmpfs. Default: RAM/16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_size: Option<ByteSize>,
+    /// Size of the private `/var/tmp` tmpfs. Default: RAM/32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var_tmp_size: Option<ByteSize>,
+    /// Size of the private `/run` tmpfs. Default: 64M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_size: Option<ByteSize>,
+    /// Size of the private `/dev/shm` tmpfs. Default: RAM/32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<ByteSize>,
+}
+
+/// Physical RAM in bytes (`/proc/meminfo` MemTotal; 4 GiB when unreadable).
+pub fn ram_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(4 << 30)
+}
+
+/// A size in bytes, written as an integer or a string with a binary suffix
+/// (`"512K"`, `"64M"`, `"2G"`, `"1T"`; `KiB`/`MiB`/... also accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let digits = t.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!(
+                "size `{s}`: expected a number with an optional K/M/G/T suffix"
+            ));
+        }
+        let n: u64 = t[..digits]
+            .parse()
+            .map_err(|_| format!("size `{s}`: number too large"))?;
+        let mult: u64 = match t[digits..].trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => 1 << 10,
+            "M" | "MB" | "MIB" => 1 << 20,
+            "G" | "GB" | "GIB" => 1 << 30,
+            "T" | "TB" | "TIB" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "size `{s}`: unknown suffix `{other}` (use K, M, G or T)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{s}`: too large"))
+    }
+
+    /// Human form (`1.5 GiB`).
+    pub fn human(self) -> String {
+        let n = self.0 as f64;
+        for (u, d) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if self.0 >= d {
+                return format!("{:.1} {u}", n / d as f64);
+            }
+        }
+        format!("{} B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size in bytes or a string such as \"2G\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl ProcessSection {
+    /// Key names of the size limits, in the order of [`Self::sizes`].
+    pub const SIZE_KEYS: [&'static str; 6] = [
+        "process.memory_max",
+        "process.home_size",
+        "process.tmp_size",
+        "process.var_tmp_size",
+        "process.run_size",
+        "process.shm_size",
+    ];
+
+    /// Defaults of [`Self::sizes`] for a machine with `ram` bytes: memory RAM/2; `$HOME`
+    /// and `/tmp` RAM/16; `/var/tmp` and `/dev/shm` RAM/32; `/run` 64 MiB (rounded down to
+    /// MiB, at least 1 MiB).
+    pub fn default_sizes(ram: u64) -> [u64; 6] {
+        let mib = |n: u64| (n >> 20).max(1) << 20;
+        [
+            mib(ram / 2),
+            mib(ram / 16),
+            mib(ram / 16),
+            mib(ram / 32),
+            64 << 20,
+            mib(ram / 32),
+        ]
+    }
+
+    pub fn sizes(&self) -> [Option<ByteSize>; 6] {
+        [
+            self.memory_max,
+            self.home_size,
+            self.tmp_size,
+            self.var_tmp_size,
+            self.run_size,
+            self.shm_size,
+        ]
+    }
+
+    fn sizes_mut(&mut self) -> [&mut Option<ByteSize>; 6] {
+        [
+            &mut self.memory_max,
+            &mut self.home_size,
+            &mut self.tmp_size,
+            &mut self.var_tmp_size,
+            &mut self.run_size,
+            &mut self.shm_size,
+        ]
+    }
 }
 
 /// What the agent itself needs: its install directory (read) and its state (read/write).
@@ -151,6 +316,22 @@ impl Policy {
         if let Some(0) = self.process.pids_max {
             return Err(bad("process.pids_max must be at least 1".into()));
         }
+        for (k, v) in ProcessSection::SIZE_KEYS.iter().zip(self.process.sizes()) {
+            if let Some(v) = v {
+                if v.0 < 1 << 20 {
+                    return Err(bad(format!(
+                        "{k} must be at least 1M (it is {} bytes)",
+                        v.0
+                    )));
+                }
+                if v.0 > 1 << 50 {
+                    return Err(bad(format!(
+                        "{k} must be at most 1024T (it is {} bytes)",
+                        v.0
+                    )));
+                }
+            }
+        }
         self.files.validate().map_err(bad)?;
         self.env.validate().map_err(bad)?;
         self.exec.validate().map_err(bad)?;
@@ -174,6 +355,16 @@ impl Policy {
         }
         if over.process.core_dumps.is_some() {
             self.process.core_dumps = over.process.core_dumps;
+        }
+        for (dst, src) in self
+            .process
+            .sizes_mut()
+            .into_iter()
+            .zip(over.process.sizes())
+        {
+            if src.is_some() {
+                *dst = src;
+            }
         }
         if over.agent.name.is_some() {
             self.agent.name = over.agent.name.clone();
@@ -236,6 +427,20 @@ impl Policy {
         }
         if ws.process.core_dumps == Some(false) {
             self.process.core_dumps = Some(false);
+        }
+        // Sizes: a workspace file may only lower them, compared with the effective value
+        // (the RAM-derived default where the base sets none).
+        let defaults = ProcessSection::default_sizes(ram_bytes());
+        for ((dst, src), d) in self
+            .process
+            .sizes_mut()
+            .into_iter()
+            .zip(ws.process.sizes())
+            .zip(defaults)
+        {
+            if let Some(n) = src {
+                *dst = Some(dst.unwrap_or(ByteSize(d)).min(n));
+            }
         }
         append_unique(&mut self.files.deny, &ws.files.deny);
         append_unique(&mut self.files.protect, &ws.files.protect);

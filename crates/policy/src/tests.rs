@@ -174,3 +174,43 @@ fn glob() {
     assert!(glob_match("a?c", "abc"));
     assert!(!glob_match("a?c", "abbc"));
 }
+
+#[test]
+fn sizes_parse_merge_and_only_narrow_from_the_workspace() {
+    use crate::{ByteSize, ProcessSection};
+    let p = Policy::parse(
+        "[process]\nmemory_max = \"2G\"\ntmp_size = 1048576\nshm_size = \"64MiB\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.process.memory_max, Some(ByteSize(2 << 30)));
+    assert_eq!(p.process.tmp_size, Some(ByteSize(1 << 20)));
+    assert_eq!(p.process.shm_size, Some(ByteSize(64 << 20)));
+    for bad in [
+        "\"lots\"",
+        "\"2X\"",
+        "-1",
+        "\"1K\"",
+        "\"99999999999999999999G\"",
+        "\"9999999T\"",
+    ] {
+        let e = Policy::parse(&format!("[process]\nmemory_max = {bad}\n"), "p.toml");
+        assert!(e.is_err(), "{bad} must be rejected");
+    }
+    // A workspace may lower a size, never raise it, also where the base sets none
+    // (the RAM-derived default is the effective value).
+    let mut base = Policy::parse("[process]\ntmp_size = \"1G\"\n", "base").unwrap();
+    let ws = Policy::parse(
+        "[process]\ntmp_size = \"1T\"\nmemory_max = \"1T\"\nhome_size = \"8M\"\n",
+        "ws",
+    )
+    .unwrap();
+    base.narrow(&ws, "ws").unwrap();
+    let d = ProcessSection::default_sizes(crate::ram_bytes());
+    assert_eq!(base.process.tmp_size, Some(ByteSize(1 << 30)));
+    assert_eq!(base.process.memory_max, Some(ByteSize(d[0])));
+    assert_eq!(base.process.home_size, Some(ByteSize(8 << 20)));
+    // Rendered policy re-parses.
+    let again = Policy::parse(&base.to_toml(), "rendered").unwrap();
+    assert_eq!(again.process, base.process);
+}

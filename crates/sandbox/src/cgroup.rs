@@ -1,4 +1,5 @@
-//! The session cgroup: a pids limit against fork bombs. cgroup v2 when its `pids`
+//! The session cgroups: a pids limit against fork bombs ([`SessionCgroup`]) and a memory
+//! limit ([`MemoryCgroup`]). cgroup v2 when its `pids`
 //! controller is available, else the v1 `pids` hierarchy (hybrid layouts), else the caller
 //! falls back to RLIMIT_NPROC. The cgroup is created per session and removed afterwards.
 
@@ -81,6 +82,129 @@ impl Drop for SessionCgroup {
                 return;
             }
             if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
+                for p in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    // SAFETY: only pids inside our own session cgroup.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Where a session memory cgroup can be made: (v2?, parent directory). cgroup v2 when its
+/// `memory` controller is available at the root, else the v1 `memory` hierarchy, under the
+/// memory cgroup this process is already in (so any limit already on us still applies).
+pub fn memory_root() -> Option<(bool, PathBuf)> {
+    for base in [V2, V2_HYBRID] {
+        let ctl = Path::new(base).join("cgroup.controllers");
+        if let Ok(c) = std::fs::read_to_string(&ctl) {
+            if c.split_whitespace().any(|x| x == "memory") && writable_dir(Path::new(base)) {
+                return Some((true, Path::new(base).join("warden-mem")));
+            }
+        }
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = own.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let _ = it.next()?;
+        let ctl = it.next()?;
+        let path = it.next()?;
+        ctl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    })?;
+    let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
+    (dir.join("memory.limit_in_bytes").exists() && writable_dir(&dir)).then_some((false, dir))
+}
+
+/// The session's memory cgroup (`memory.max`, or v1 `memory.limit_in_bytes`); removed on
+/// drop. The kernel's OOM killer acts inside it only.
+pub struct MemoryCgroup {
+    pub path: PathBuf,
+    pub v2: bool,
+    pub max: u64,
+}
+
+impl MemoryCgroup {
+    pub fn create(session: &str, max: u64) -> Result<MemoryCgroup, String> {
+        let (v2, parent) = memory_root().ok_or("no writable cgroup with the memory controller")?;
+        if v2 {
+            std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            if let Some(root) = parent.parent() {
+                let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
+            }
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory");
+        }
+        sweep_stale(&parent);
+        let path = parent.join(format!("warden-{session}"));
+        std::fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let cg = MemoryCgroup { path, v2, max };
+        let (limit, swap) = if v2 {
+            ("memory.max", "memory.swap.max")
+        } else {
+            ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+        };
+        std::fs::write(cg.path.join(limit), max.to_string())
+            .map_err(|e| format!("{}/{limit}: {e}", cg.path.display()))?;
+        // No swapping around the limit where the kernel accounts swap (best effort: v1
+        // without swap accounting has no such file).
+        let _ = std::fs::write(
+            cg.path.join(swap),
+            if v2 { "0".to_string() } else { max.to_string() },
+        );
+        Ok(cg)
+    }
+
+    pub fn procs(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    /// Processes the kernel OOM-killed in this cgroup so far.
+    pub fn oom_kills(&self) -> u64 {
+        crate::limits::oom_kills(&self.path, self.v2)
+    }
+}
+
+/// Removes empty session memory cgroups left by supervisors that were killed (their drop
+/// never ran). Session ids end in the supervisor's pid (hex); only those of dead pids are
+/// touched, and `rmdir` of a cgroup that still has processes fails harmlessly.
+fn sweep_stale(parent: &Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("warden-") else {
+            continue;
+        };
+        let Some(pid) = id
+            .rsplit('-')
+            .next()
+            .and_then(|h| i32::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks for existence.
+        let dead = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if dead {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            if let Ok(procs) = std::fs::read_to_string(self.procs()) {
                 for p in procs
                     .split_whitespace()
                     .filter_map(|p| p.parse::<i32>().ok())

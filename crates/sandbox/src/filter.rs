@@ -14,7 +14,10 @@
 //! - `keyctl`, `add_key`, `request_key`;
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (terminal injection);
 //! - sockets: `AF_PACKET`, `AF_VSOCK`, `AF_KEY`, `AF_BLUETOOTH`, raw `AF_INET/AF_INET6`,
-//!   and `AF_NETLINK` other than `NETLINK_ROUTE`.
+//!   and `AF_NETLINK` other than `NETLINK_ROUTE`;
+//! - `chmod`, `fchmod`, `fchmodat`, `fchmodat2` setting `S_ISUID` or `S_ISGID` (files the
+//!   agent makes in the workspace belong to the invoking user on the host — root, when
+//!   warden runs as root — so a set-id bit there would be a set-id program for the host).
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
@@ -156,7 +159,32 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         ],
     )
     .map_err(|x| e("socket", x))?;
+    deny_setid_modes(&mut f)?;
     Ok(f)
+}
+
+/// `chmod`-family calls that would set a set-user-ID or set-group-ID bit fail with EPERM.
+fn deny_setid_modes(f: &mut ScmpFilterContext) -> Result<(), String> {
+    // (syscall, fallback number where libseccomp may not know the name, mode argument)
+    for (name, nr, arg) in [
+        ("chmod", None, 1),
+        ("fchmod", None, 1),
+        ("fchmodat", None, 2),
+        ("fchmodat2", Some(452), 2),
+    ] {
+        let Some(s) = sys(name).or(nr.map(ScmpSyscall::from)) else {
+            continue;
+        };
+        for bit in [libc::S_ISUID as u64, libc::S_ISGID as u64] {
+            f.add_rule_conditional(
+                ScmpAction::Errno(EPERM),
+                s,
+                &[cmp(arg, ScmpCompareOp::MaskedEqual(bit), bit)],
+            )
+            .map_err(|x| format!("seccomp: {name}: {x}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Builds and loads the filter into the calling thread (and, via TSYNC-free single-threaded

@@ -3,6 +3,8 @@
 //! ```text
 //! warden run (supervisor, outside)
 //!   └─ stage1   PR_SET_PDEATHSIG(KILL); unshare(USER|NS|PID|NET|IPC|UTS); maps own uid/gid
+//!        │      (run by root: joins the user namespace the supervisor prepared, which maps
+//!        │      the agent to an unprivileged host uid — see [`crate::idmap`])
 //!        └─ init  (pid 1 of the new pid namespace) PDEATHSIG(KILL); builds the mount view;
 //!             │   brings up loopback; runs init tasks (the proxy bridge); reaps; exits with
 //!             │   the agent's status — which kills everything left in the namespace
@@ -54,6 +56,11 @@ pub struct Launch {
     pub pid_max: Option<u32>,
     /// An fd the agent inherits as [`INHERITED_FD`] (the write end of the hook-event pipe).
     pub inherit_fd: Option<OwnedFd>,
+    /// `cgroup.procs` of the session's memory cgroup (joined like `cgroup_procs`).
+    pub memory_cgroup_procs: Option<PathBuf>,
+    /// When root's unprivileged agent identity cannot be set up (a file system without
+    /// idmapped mounts): run with the agent as host uid 0 after a warning instead of refusing.
+    pub best_effort: bool,
 }
 
 /// The fd number under which the agent receives [`Launch::inherit_fd`].
@@ -69,6 +76,9 @@ pub struct Session {
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
+    /// Without a pty: relays of the agent's stdout/stderr to the user's terminal through the
+    /// escape-sequence filter (only for those that are terminals). See [`Session::join_output`].
+    output_relays: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 pub fn resolve_command(
@@ -152,12 +162,21 @@ struct ChildCtx {
     cgroup_procs: Option<PathBuf>,
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
+    memory_cgroup_procs: Option<PathBuf>,
+    /// The prepared user namespace to join (root only).
+    userns: Option<RawFd>,
+    /// Detached mounts prepared by the supervisor, attached by init (root only).
+    prebound: Vec<(PathBuf, RawFd)>,
+    /// Idmapped package caches prepared by the supervisor: overlay lower layers (root only).
+    precache: Vec<(PathBuf, RawFd)>,
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
     err_w: RawFd,
     fd_w: RawFd,
     pty_slave: Option<RawFd>,
+    /// Without a pty: write ends of filtered pipes to use as the agent's fd 1 and 2.
+    out_pipes: [Option<RawFd>; 2],
     uid: u32,
     gid: u32,
     last_cap: u32,
@@ -236,12 +255,24 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     } else {
         (None, None)
     };
+    // No pty but the user's stdout/stderr is a terminal: the agent writes into a pipe whose
+    // other end is copied to that terminal through the escape-sequence filter.
+    let mut out_pipes: [Option<(OwnedFd, OwnedFd)>; 2] = [None, None];
+    if !l.pty {
+        for (i, fd) in [1, 2].into_iter().enumerate() {
+            // SAFETY: isatty on a standard fd.
+            if unsafe { libc::isatty(fd) } == 1 {
+                out_pipes[i] = Some(sys::pipe_cloexec()?);
+            }
+        }
+    }
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(63);
     // SAFETY: trivial getters.
     let (uid, gid, me) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
+    let prepared = prepare_identity(&l.plan, l.namespaces, l.best_effort, uid, gid)?;
     let ctx = ChildCtx {
         plan: l.plan,
         landlock: l.landlock,
@@ -252,12 +283,33 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         cgroup_procs: l.cgroup_procs,
         pid_max: l.pid_max,
         inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
+        memory_cgroup_procs: l.memory_cgroup_procs,
+        userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
+        prebound: prepared
+            .as_ref()
+            .map(|p| {
+                p.mounts
+                    .iter()
+                    .map(|(path, fd)| (path.clone(), fd.as_raw_fd()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        precache: prepared
+            .as_ref()
+            .map(|p| {
+                p.caches
+                    .iter()
+                    .map(|(path, fd)| (path.clone(), fd.as_raw_fd()))
+                    .collect()
+            })
+            .unwrap_or_default(),
         exe,
         argv,
         envp,
         err_w: err_w.as_raw_fd(),
         fd_w: fd_w.as_raw_fd(),
         pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
+        out_pipes: [0, 1].map(|i| out_pipes[i].as_ref().map(|(_, w)| w.as_raw_fd())),
         uid,
         gid,
         last_cap,
@@ -275,6 +327,22 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         stage1(ctx);
     }
     drop(ctx);
+    drop(prepared);
+    let mut output_relays = Vec::new();
+    for (i, p) in out_pipes.into_iter().enumerate() {
+        if let Some((r, w)) = p {
+            drop(w);
+            let to = i as RawFd + 1;
+            // Spawned with every signal blocked (the new thread inherits the mask): SIGCHLD
+            // and the rest belong to the supervisor's signalfd and sigwait threads.
+            output_relays.push(with_signals_blocked(move || {
+                std::thread::spawn(move || {
+                    let d = crate::pty::copy_filtered(r.as_raw_fd(), to);
+                    crate::pty::note_dropped(&d);
+                })
+            }));
+        }
+    }
     drop(err_w);
     drop(fd_w);
     drop(pty_slave);
@@ -299,7 +367,73 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
+        output_relays: std::sync::Mutex::new(output_relays),
     })
+}
+
+/// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
+/// that mask), then restores the mask.
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset manipulation on zeroed structs; pthread_sigmask on this thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
+/// Run by root with namespaces: the agent's unprivileged identity (see [`crate::idmap`]).
+/// A failure refuses the run, or with `best_effort` warns and keeps host uid 0.
+fn prepare_identity(
+    plan: &Plan,
+    namespaces: bool,
+    best_effort: bool,
+    uid: u32,
+    gid: u32,
+) -> Result<Option<crate::idmap::Prepared>, String> {
+    if !namespaces {
+        return Ok(None);
+    }
+    let Some(ids) = crate::idmap::agent_ids() else {
+        return Ok(None);
+    };
+    let readonly: Vec<PathBuf> = plan
+        .binds
+        .iter()
+        .filter(|b| !b.writable)
+        .map(|b| b.path.clone())
+        .collect();
+    let copies: Vec<(PathBuf, PathBuf)> = plan
+        .binds
+        .iter()
+        .filter_map(|b| b.source.as_ref().map(|s| (b.path.clone(), s.clone())))
+        .collect();
+    match crate::idmap::prepare(
+        ids,
+        uid,
+        gid,
+        &plan.writable_roots,
+        &readonly,
+        &copies,
+        &plan.caches,
+    ) {
+        Ok(p) => Ok(Some(p)),
+        Err(crate::idmap::PrepareError::Refused(e)) => Err(format!(
+            "agent identity: a bind source is unsafe to open as root: {e}"
+        )),
+        Err(e) if best_effort => {
+            eprintln!("warden: warning: the agent runs as host root (uid 0, no capabilities), because its unprivileged identity could not be set up: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "agent identity: warden runs as root, and the agent must not hold root's identity on the host; it runs as uid {} through idmapped mounts of its writable roots, which failed: {e}. Run warden as an ordinary user, move the workspace to a file system with idmapped mounts (ext4, xfs, btrfs, tmpfs), or pass --best-effort to run with the agent as host root",
+            ids.uid
+        )),
+    }
 }
 
 fn read_all(fd: &OwnedFd) -> String {
@@ -369,6 +503,18 @@ impl Session {
         }
     }
 
+    /// Waits until the filtered output relays (no-pty mode) have copied everything; call
+    /// after the sandbox ended.
+    pub fn join_output(&self) {
+        let relays = match self.output_relays.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(_) => return,
+        };
+        for t in relays {
+            let _ = t.join();
+        }
+    }
+
     /// Waits for the sandbox to end; returns the agent's exit status (128+N for signal N).
     pub fn wait(&self) -> i32 {
         reap(self.stage1_pid)
@@ -390,7 +536,7 @@ fn stage1(mut c: ChildCtx) -> ! {
             libc::_exit(1);
         }
     }
-    if let Some(p) = &c.cgroup_procs {
+    for p in c.cgroup_procs.iter().chain(c.memory_cgroup_procs.iter()) {
         if let Err(e) = std::fs::write(p, "0") {
             fail_child(err_w, "cgroup", &format!("{}: {e}", p.display()));
         }
@@ -399,12 +545,33 @@ fn stage1(mut c: ChildCtx) -> ! {
         // Nested or best-effort without namespaces: only the per-process restrictions.
         agent(c);
     }
-    let flags = libc::CLONE_NEWUSER
+    let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
+    if let Some(ns) = c.userns {
+        if let Err(e) = crate::idmap::enter(ns) {
+            fail_child(err_w, "agent identity", &e);
+        }
+        flags &= !libc::CLONE_NEWUSER;
+        // Changing the euid cleared PDEATHSIG (commit_creds): arm it again, then make sure
+        // the supervisor did not die in between.
+        // SAFETY: prctl/getppid are plain syscalls.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != c.supervisor {
+                libc::_exit(1);
+            }
+        }
+    }
     // SAFETY: unshare in a single-threaded child.
     if unsafe { libc::unshare(flags) } != 0 {
         fail_child(
@@ -413,14 +580,16 @@ fn stage1(mut c: ChildCtx) -> ! {
             &format!("unshare(USER|NS|PID|NET|IPC|UTS): {}", sys::errno_str()),
         );
     }
-    let maps = [
-        ("/proc/self/setgroups", "deny".to_string()),
-        ("/proc/self/uid_map", format!("{0} {0} 1", c.uid)),
-        ("/proc/self/gid_map", format!("{0} {0} 1", c.gid)),
-    ];
-    for (f, v) in maps {
-        if let Err(e) = std::fs::write(f, v) {
-            fail_child(err_w, "namespaces", &format!("{f}: {e}"));
+    if c.userns.is_none() {
+        let maps = [
+            ("/proc/self/setgroups", "deny".to_string()),
+            ("/proc/self/uid_map", format!("{0} {0} 1", c.uid)),
+            ("/proc/self/gid_map", format!("{0} {0} 1", c.gid)),
+        ];
+        for (f, v) in maps {
+            if let Err(e) = std::fs::write(f, v) {
+                fail_child(err_w, "namespaces", &format!("{f}: {e}"));
+            }
         }
     }
     // SAFETY: fork from a single-threaded process.
@@ -468,8 +637,19 @@ fn init(mut c: ChildCtx) -> ! {
             0,
         )
     };
-    if let Err(e) = crate::mounts::build_view(&c.plan) {
+    if let Err(e) = crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
         fail_child(err_w, "mounts", &e);
+    }
+    for (_, fd) in std::mem::take(&mut c.prebound)
+        .into_iter()
+        .chain(std::mem::take(&mut c.precache))
+    {
+        // SAFETY: closing the prepared mount fds, now attached.
+        unsafe { libc::close(fd) };
+    }
+    if let Some(ns) = c.userns.take() {
+        // SAFETY: as above.
+        unsafe { libc::close(ns) };
     }
     if let Some(n) = c.pid_max {
         if let Err(e) = std::fs::write(
@@ -564,6 +744,12 @@ fn agent(c: ChildCtx) -> ! {
                 libc::dup2(s, t);
             }
             libc::close(s);
+        } else {
+            for (i, w) in c.out_pipes.iter().enumerate() {
+                if let Some(w) = w {
+                    libc::dup2(*w, i as i32 + 1);
+                }
+            }
         }
         // Every inherited fd above stderr is closed at exec (ours included).
         libc::syscall(

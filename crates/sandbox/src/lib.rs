@@ -4,18 +4,23 @@
 //! namespaces; the mount view (private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
 //! and the agent's own directories bound back in; denied files hidden; protected paths
 //! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
-//! seccomp filter; no_new_privs, capability dropping and resource limits; the pids cgroup;
-//! the new session and pty; and environment scrubbing. It also probes what the machine can
-//! deliver ([`probe`]), which `warden run` and `warden doctor` report. [`resolve`] follows
-//! agent installs through symlinks and resolves the command as the view will show it;
-//! [`agents`] holds what a known agent must be told about running inside warden (Codex's
-//! sandbox mode), shown to it as read-only files.
+//! seccomp filter; no_new_privs, capability dropping and resource limits; the pids and
+//! memory cgroups and private tmpfs sizes ([`limits`]); the session's stop switch
+//! ([`freezer`]); the agent's unprivileged host identity when started by root ([`idmap`]);
+//! the allowlisted `/dev`; the new session and pty with its escape-sequence filter
+//! ([`termfilter`]); and environment scrubbing. It also probes what the machine can deliver
+//! ([`probe`]), which `warden run` and `warden doctor` report. [`resolve`] follows agent
+//! installs through symlinks and resolves the command as the view will show it; [`agents`]
+//! holds what a known agent must be told about running inside warden (Codex's sandbox
+//! mode), shown to it as read-only files.
 
 pub mod agents;
 pub mod cgroup;
 pub mod filter;
 pub mod freezer;
+pub mod idmap;
 pub mod launch;
+pub mod limits;
 pub mod lock;
 pub mod mounts;
 pub mod plan;
@@ -24,6 +29,7 @@ pub mod pty;
 pub mod report;
 pub mod resolve;
 mod sys;
+pub mod termfilter;
 
 pub use launch::{launch, AgentHook, InitTask, Launch, Session};
 pub use plan::{Plan, PlanInput};

@@ -1,6 +1,12 @@
 //! Builds the agent's view of the file system inside the new mount namespace (run by the
 //! sandbox's init, which holds every capability of the new user namespace). See
 //! [`crate::plan`] for what the view contains.
+//!
+//! `/dev` is a fresh tmpfs holding only [`DEV_NODES`] (bind mounts of the host's nodes), a
+//! private devpts instance and symlinks, as bubblewrap builds it: no disk, memory or other
+//! device node exists in the sandbox. When warden runs as root, bind sources arrive as
+//! detached mounts prepared by the supervisor (idmapped for writable roots, see
+//! [`crate::idmap`]) and are attached here.
 
 use crate::plan::Plan;
 use crate::sys::{self, mount, remount_ro};
@@ -10,18 +16,106 @@ use std::path::{Path, PathBuf};
 const PRIV: &str = "/run/.warden";
 
 fn tmpfs_mode(p: &Path, plan: &Plan) -> String {
-    if p == plan.home {
+    let mode = if p == plan.home {
         // SAFETY: trivial getters.
         let (u, g) = unsafe { (libc::getuid(), libc::getgid()) };
         format!("mode=0700,uid={u},gid={g}")
     } else if p == Path::new("/run") {
         "mode=0755".into()
-    } else {
+    } else if crate::plan::MASKED_TREES.iter().any(|m| Path::new(m) == p) {
         "mode=1777".into()
-    }
+    } else {
+        // A directory masked only to reach roots below it (see plan::build): holds mount
+        // points, nothing else.
+        "mode=0755".into()
+    };
+    let size = plan.limits.tmpfs_size(p).unwrap_or(1 << 20);
+    format!("{mode},size={size}")
 }
 
-pub fn build_view(plan: &Plan) -> Result<(), String> {
+/// Device nodes bound into the sandbox's `/dev` from the host (everything else there is a
+/// symlink, the private devpts or the private `/dev/shm`).
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Symlinks in the sandbox's `/dev`.
+pub const DEV_LINKS: &[(&str, &str)] = &[
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Replaces `/dev` with a tmpfs holding only the allowlisted nodes, a new devpts instance
+/// (the agent's own ptys only: the user's other terminals are not reachable) and `shm`.
+fn build_dev() -> Result<(), String> {
+    let dev = Path::new("/dev");
+    // Open the host's nodes before covering them.
+    let mut nodes = Vec::new();
+    for n in DEV_NODES {
+        let p = dev.join(n);
+        if let Ok(fd) = sys::open_path(&p) {
+            nodes.push((n, fd));
+        }
+    }
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=64k,nr_inodes=64"),
+    )?;
+    for (n, fd) in &nodes {
+        let p = dev.join(n);
+        sys::touch(&p)?;
+        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        mount(Some(&src), &p, None, libc::MS_BIND, None)?;
+    }
+    for d in ["pts", "shm"] {
+        sys::mkdir_p(&dev.join(d))?;
+    }
+    mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    for (name, target) in DEV_LINKS {
+        std::os::unix::fs::symlink(target, dev.join(name))
+            .map_err(|e| format!("symlink /dev/{name}: {e}"))?;
+    }
+    remount_ro_tmpfs(dev)
+}
+
+/// Makes the `/dev` tmpfs itself read-only (its bind-mounted nodes keep their own flags).
+fn remount_ro_tmpfs(p: &Path) -> Result<(), String> {
+    mount(
+        None,
+        p,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=64k,nr_inodes=64"),
+    )
+}
+
+/// Attaches prepared mounts (see [`crate::idmap`]) that are not under a masked tree: the
+/// writable roots visible at their real paths (e.g. a workspace outside `$HOME`).
+fn attach_unmasked(plan: &Plan, prebound: &[(PathBuf, std::os::fd::RawFd)]) -> Result<(), String> {
+    for (p, fd) in prebound {
+        if plan.masks.iter().any(|m| p.starts_with(m)) {
+            continue;
+        }
+        crate::idmap::attach(*fd, p)?;
+    }
+    Ok(())
+}
+
+pub fn build_view(
+    plan: &Plan,
+    prebound: &[(PathBuf, std::os::fd::RawFd)],
+    precache: &[(PathBuf, std::os::fd::RawFd)],
+) -> Result<(), String> {
     mount(
         None,
         Path::new("/"),
@@ -36,17 +130,36 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
-    // Sources of bind mounts, opened before the trees that hold them are masked.
+    // Sources of bind mounts, opened before the trees that hold them are masked (or
+    // prepared by the supervisor when it is root).
     let mut sources = Vec::new();
     for b in &plan.binds {
-        sources.push((b, sys::open_path(b.source.as_deref().unwrap_or(&b.path))?));
+        let pre = prebound
+            .iter()
+            .find(|(p, _)| *p == b.path)
+            .map(|(_, fd)| *fd);
+        let fd = match pre {
+            Some(_) => None,
+            None => Some(sys::open_path(b.source.as_deref().unwrap_or(&b.path))?),
+        };
+        sources.push((b, fd, pre));
     }
     // Caches that cannot be opened are left out (they are conveniences, not policy).
-    let cache_sources: Vec<(&PathBuf, std::os::fd::OwnedFd)> = plan
+    // Run by root, the supervisor prepared them idmapped (the agent's uid may copy up).
+    let cache_sources: Vec<(&PathBuf, CacheSrc)> = plan
         .caches
         .iter()
-        .filter_map(|c| sys::open_path(c).ok().map(|fd| (c, fd)))
+        .filter_map(|c| match precache.iter().find(|(p, _)| p == c) {
+            Some((_, fd)) => Some((c, CacheSrc::Detached(*fd))),
+            None if precache.is_empty() => {
+                sys::open_path(c).ok().map(|fd| (c, CacheSrc::Opened(fd)))
+            }
+            // Root run, but the supervisor could not prepare it: leave it out.
+            None => None,
+        })
         .collect();
+    attach_unmasked(plan, prebound)?;
+    build_dev()?;
     let mut done: Vec<PathBuf> = Vec::new();
     for m in &plan.masks {
         if !m.exists() {
@@ -70,7 +183,7 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
     sys::mkdir_p(priv_dir)?;
     let empty = priv_dir.join("empty");
     std::fs::write(&empty, b"").map_err(|e| format!("{}: {e}", empty.display()))?;
-    for (b, fd) in &sources {
+    for (b, fd, pre) in &sources {
         // A mount point that already exists (inside another bound root) is used as is:
         // creating it would write into that root, which may be read-only.
         if std::fs::symlink_metadata(&b.path).is_err() {
@@ -80,26 +193,37 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
                 sys::touch(&b.path)?;
             }
         }
-        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        mount(
-            Some(&src),
-            &b.path,
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        )?;
+        if let Some(pre) = pre {
+            crate::idmap::attach(*pre, &b.path)?;
+        } else if let Some(fd) = fd {
+            let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            mount(
+                Some(&src),
+                &b.path,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+        }
         if !b.writable {
             remount_ro(&b.path)?;
         }
     }
     drop(sources);
-    for (i, (c, fd)) in cache_sources.iter().enumerate() {
-        if mount_cache(c, fd, priv_dir, i).is_err() {
+    for (i, (c, src)) in cache_sources.iter().enumerate() {
+        if mount_cache(c, src, priv_dir, i).is_err() {
             // No overlay (e.g. a kernel without unprivileged overlayfs): the cache stays
             // visible read-only, as any other read root.
             let _ = std::fs::create_dir_all(c);
-            let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            if mount(Some(&src), c, None, libc::MS_BIND | libc::MS_REC, None).is_ok() {
+            let bound = match src {
+                CacheSrc::Opened(fd) => {
+                    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    mount(Some(&p), c, None, libc::MS_BIND | libc::MS_REC, None).is_ok()
+                }
+                // An attached detached tree cannot be attached twice; leave it out.
+                CacheSrc::Detached(_) => false,
+            };
+            if bound {
                 remount_ro(c)?;
             }
         }
@@ -167,19 +291,27 @@ pub fn build_view(plan: &Plan) -> Result<(), String> {
 /// Shows the cache directory `dir` (opened as `fd` before the private trees were mounted)
 /// as an overlay: the host's copy read-only below, a private tmpfs layer above. Writes
 /// never reach the host's cache.
-fn mount_cache(
-    dir: &Path,
-    fd: &std::os::fd::OwnedFd,
-    priv_dir: &Path,
-    i: usize,
-) -> Result<(), String> {
+/// Where a cache's lower layer comes from.
+enum CacheSrc {
+    /// Opened by init (an `O_PATH` fd): bind-mounted.
+    Opened(std::os::fd::OwnedFd),
+    /// A detached, idmapped tree from the supervisor (root runs): attached.
+    Detached(std::os::fd::RawFd),
+}
+
+fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<(), String> {
     let base = priv_dir.join(format!("cache-{i}"));
     let (lower, upper, work) = (base.join("lower"), base.join("upper"), base.join("work"));
     for d in [&lower, &upper, &work] {
         sys::mkdir_p(d)?;
     }
-    let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    mount(Some(&src), &lower, None, libc::MS_BIND | libc::MS_REC, None)?;
+    match src {
+        CacheSrc::Opened(fd) => {
+            let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            mount(Some(&p), &lower, None, libc::MS_BIND | libc::MS_REC, None)?;
+        }
+        CacheSrc::Detached(fd) => crate::idmap::attach(*fd, &lower)?,
+    }
     remount_ro(&lower)?;
     sys::mkdir_p(dir)?;
     let opts = |extra: &str| {

@@ -18,6 +18,13 @@
 //!   `~/.local/bin/claude -> ~/.local/share/claude/versions/X` works (see [`crate::resolve`]);
 //! - package caches (`files.cache`) are overlays: the host's copy read-only below, a private
 //!   writable layer above, discarded at exit.
+//! - run by root, a root below a directory others cannot search (`/root`) is reached through
+//!   a private tmpfs over that directory (the agent is an unprivileged uid, see
+//!   [`crate::idmap`]), and the writable roots are listed for idmapped mounts;
+//! - limits: sizes of the private tmpfs mounts and the session's memory ([`crate::limits`]).
+//!
+//! [`build`] only reads the file system; [`create_state_dirs`] is the one step that writes,
+//! and `--dry-run` skips it.
 
 use crate::probe::Features;
 use crate::{agents, resolve};
@@ -80,6 +87,11 @@ pub struct Plan {
     pub views: Vec<agents::View>,
     /// Things the user should know about this plan (printed before launch).
     pub notes: Vec<String>,
+    /// Memory limit of the session and sizes of the private tmpfs mounts.
+    pub limits: crate::limits::Limits,
+    /// Writable real roots (workspace, agent state, `files.write`) that exist: when warden
+    /// runs as root they are bound in through idmapped mounts (see [`crate::idmap`]).
+    pub writable_roots: Vec<PathBuf>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -121,6 +133,47 @@ pub struct PlanInput<'a> {
     pub extra_read: Vec<PathBuf>,
 }
 
+/// The outermost proper ancestor of `p` (below `/`) that others cannot search (no `o+x`).
+fn untraversable_ancestor(p: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut acc = PathBuf::from("/");
+    let parent = p.parent()?;
+    for c in parent.components().skip(1) {
+        acc.push(c);
+        let md = std::fs::metadata(&acc).ok()?;
+        if md.is_dir() && md.permissions().mode() & 0o001 == 0 {
+            return Some(acc);
+        }
+    }
+    None
+}
+
+/// The agent's own state directories that do not exist yet: `warden run` creates them
+/// ([`create_state_dirs`]) before building the plan, so they can be bound in (and their
+/// protected settings locked) from the first run. `--dry-run` only lists them.
+pub fn missing_state_dirs(policy: &Policy, home: &Path, workspace: &Path) -> Vec<PathBuf> {
+    let anchors = Anchors {
+        home: home.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+    };
+    policy
+        .agent
+        .state
+        .iter()
+        .filter(|e| !looks_like_file(e))
+        .map(|e| anchors.expand(e.trim_end_matches('/')))
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .collect()
+}
+
+/// Creates [`missing_state_dirs`] (not for `--dry-run`, which changes nothing).
+pub fn create_state_dirs(policy: &Policy, home: &Path, workspace: &Path) {
+    for d in missing_state_dirs(policy, home, workspace) {
+        let _ = std::fs::create_dir_all(d);
+    }
+}
+
+/// Builds the plan. Pure: reads the file system, never changes it.
 pub fn build(inp: PlanInput<'_>) -> Plan {
     let p = inp.policy;
     let anchors = Anchors {
@@ -136,13 +189,6 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let read = exp(&p.files.read);
     let write = exp(&p.files.write);
     let state = exp(&p.agent.state);
-    // The agent's own state directories are created when missing, so they can be bound in
-    // (and their protected settings locked) from the first run.
-    for (entry, path) in p.agent.state.iter().zip(&state) {
-        if !looks_like_file(entry) && !path.exists() {
-            let _ = std::fs::create_dir_all(path);
-        }
-    }
     let mut install = exp(&p.agent.install);
     install.extend(inp.extra_read.iter().cloned());
     // Denied paths, and where they really are (a denied `~/.ssh -> ~/dotfiles/ssh` must hide
@@ -157,6 +203,24 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // Masked trees: home plus the fixed list; outermost first.
     let mut masks: Vec<PathBuf> = MASKED_TREES.iter().map(PathBuf::from).collect();
     masks.push(inp.home.clone());
+    // Run by root, the agent is an unprivileged uid (see crate::idmap): a root that lies
+    // below a directory others cannot traverse (`/root`, mode 0700) is reached through a
+    // private tmpfs over that directory, with the root bound back in.
+    // SAFETY: trivial getter.
+    if inp.features.user_namespaces && unsafe { libc::geteuid() } == 0 {
+        let all_roots = std::iter::once(&inp.workspace)
+            .chain(&state)
+            .chain(&write)
+            .chain(&read)
+            .chain(&install);
+        for r in all_roots {
+            if let Some(a) = untraversable_ancestor(r) {
+                if !is_under_any(&a, &masks) {
+                    masks.push(a);
+                }
+            }
+        }
+    }
     masks.sort_by_key(|m| m.components().count());
     masks.dedup();
     // Roots that lie inside a masked tree are bound back in, at their resolved path; the
@@ -271,6 +335,13 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .chain(state.iter().cloned())
         .chain(write.iter().cloned())
         .collect();
+    let mut writable_roots: Vec<PathBuf> = Vec::new();
+    for w in &writable_real {
+        if !is_under_any(w, &deny) && w.exists() && !writable_roots.contains(w) {
+            writable_roots.push(w.clone());
+        }
+    }
+    writable_roots.sort_by_key(|b| b.components().count());
     let mut protect = Vec::new();
     let mut placeholders = Vec::new();
     let mut git_watch = false;
@@ -380,6 +451,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     for (k, v) in &inp.extra_env {
         set(k, v);
     }
+    let limits = crate::limits::from_policy(&p.process, &inp.home, crate::limits::ram_bytes());
     Plan {
         session_id: inp.session_id,
         workspace: inp.workspace,
@@ -404,6 +476,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         caches,
         views,
         notes,
+        limits,
+        writable_roots,
     }
 }
 
@@ -557,6 +631,21 @@ impl Plan {
             "pids.max {}; nofile {}; core dumps {}",
             self.pids_max, self.nofile, self.core_dumps
         );
+        let _ = writeln!(
+            s,
+            "memory.max {}",
+            warden_policy::ByteSize(self.limits.memory_max).human()
+        );
+        for t in &self.limits.tmpfs {
+            let _ = writeln!(
+                s,
+                "tmpfs {} size {} ({})",
+                t.path.display(),
+                warden_policy::ByteSize(t.size).human(),
+                t.key
+            );
+        }
+        let _ = writeln!(s, "/dev: {}", crate::mounts::DEV_NODES.join(", "));
         let _ = writeln!(
             s,
             "network {}",

@@ -15,8 +15,10 @@ pub struct Features {
     /// A user namespace (with mount, pid, net, ipc, uts namespaces) can be created.
     pub user_namespaces: bool,
     pub userns_error: Option<String>,
-    /// Where a pids limit can be set: "cgroup2:<path>", "cgroup1:<path>", or None.
+    /// Where a pids limit can be set: `cgroup2:<path>`, `cgroup1:<path>`, or None.
     pub cgroup_pids: Option<String>,
+    /// Where the session memory limit goes: `cgroup2:<dir>`, `cgroup1:<dir>`, or None.
+    pub cgroup_memory: Option<String>,
     /// fanotify permission events can be initialised (needs CAP_SYS_ADMIN).
     pub fanotify: bool,
     /// This process already runs under a seccomp filter / no_new_privs (nested in a sandbox).
@@ -123,6 +125,8 @@ fn probe_with(full: bool) -> Features {
         user_namespaces: userns.is_ok(),
         userns_error: userns.err(),
         cgroup_pids: crate::cgroup::pids_root().map(|(k, p)| format!("{k}:{}", p.display())),
+        cgroup_memory: crate::cgroup::memory_root()
+            .map(|(v2, p)| format!("{}:{}", if v2 { "cgroup2" } else { "cgroup1" }, p.display())),
         fanotify: full && probe_fanotify(),
         nested,
         // SAFETY: trivial.

@@ -1,6 +1,9 @@
 //! The agent's terminal: a fresh pty whose master the supervisor relays to the user's
 //! terminal. The agent is the session leader of its own pty, so `TIOCSTI` (also blocked by
 //! seccomp) could at most inject into the agent's own input, never into the user's shell.
+//! The agent's output passes through [`crate::termfilter`] on its way to the user's
+//! terminal: escape sequences that act on the terminal or host (clipboard writes, reports,
+//! queries, file transfers) are dropped.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -49,12 +52,55 @@ fn copy(from: RawFd, to: RawFd) {
     }
 }
 
-/// Copies the user's input to the pty and the pty's output to the user's terminal. Returns
-/// the output thread; it ends when the agent side is closed.
+/// Copies the agent's output to the user's terminal through the escape-sequence filter;
+/// returns what was dropped.
+pub fn copy_filtered(from: RawFd, to: RawFd) -> crate::termfilter::Dropped {
+    let mut f = crate::termfilter::Filter::new();
+    let mut buf = [0u8; 16384];
+    let mut out = Vec::with_capacity(buf.len() + 64);
+    loop {
+        // SAFETY: read into a stack buffer.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            out.clear();
+            f.finish(&mut out);
+            crate::sys::write_all(to, &out);
+            return f.dropped;
+        }
+        out.clear();
+        f.feed(&buf[..n as usize], &mut out);
+        crate::sys::write_all(to, &out);
+    }
+}
+
+/// Copies the user's input to the pty and the pty's (filtered) output to the user's
+/// terminal. Returns the output thread; it ends when the agent side is closed, after noting
+/// on stderr how many sequences were dropped.
 pub fn relay(master: &OwnedFd) -> std::thread::JoinHandle<()> {
     let m = master.as_raw_fd();
     std::thread::spawn(move || copy(0, m));
-    std::thread::spawn(move || copy(m, 1))
+    std::thread::spawn(move || {
+        let d = copy_filtered(m, 1);
+        note_dropped(&d);
+    })
+}
+
+/// Tells the user (stderr) what the filter dropped, if anything.
+pub fn note_dropped(d: &crate::termfilter::Dropped) {
+    if d.total() > 0 {
+        eprint!(
+            "\r\nwarden: dropped {} terminal escape sequence(s) from the agent's output that act on the terminal or host ({} OSC 52 clipboard writes, {} other OSC, {} window reports/operations, {} DCS/APC/PM/SOS strings, {} control bytes)\r\n",
+            d.total(),
+            d.osc52_clipboard,
+            d.osc_other,
+            d.csi_window_ops,
+            d.dcs_apc_pm_sos,
+            d.controls
+        );
+    }
 }
 
 /// Copies the user's window size to the pty (on SIGWINCH).

@@ -40,6 +40,14 @@ pub fn guarantees(f: &Features) -> Vec<Guarantee> {
         g("proc.pids", "fork bombs contained", (ns && crate::pidns_pid_max_supported()) || f.cgroup_pids.is_some() || f.uid != 0, true,
           if ns && crate::pidns_pid_max_supported() { "pid_max of the sandbox's pid namespace (Linux 6.14+)".into() }
           else { match &f.cgroup_pids { Some(c) => format!("pids.max in {c}"), None => "RLIMIT_NPROC (per-uid)".into() } }),
+        g("proc.identity", "the agent never holds host root's identity", f.uid != 0 || ns, true,
+          if f.uid != 0 { format!("warden runs as uid {}: the agent keeps that unprivileged uid", f.uid) }
+          else { format!("user namespace mapping the agent to host uid {} (no groups); writable roots through idmapped mounts (a file system without them is refused at run); chmod of set-id bits denied", crate::idmap::agent_ids().map_or(crate::idmap::DEFAULT_AGENT_ID, |i| i.uid)) }),
+        g("proc.memory", "session memory bounded; private tmpfs sizes bounded", f.cgroup_memory.is_some(), false,
+          match &f.cgroup_memory { Some(c) => format!("memory limit in {c}; tmpfs size= (process.*_size)"),
+            None => "tmpfs size= only: no writable memory cgroup (RLIMIT_AS is not used: it bounds address space per process, not the session's memory)".into() }),
+        g("dev.allowlist", "only allowlisted device nodes in the sandbox's /dev", ns, true,
+          format!("tmpfs /dev with {} bound in, private devpts", crate::mounts::DEV_NODES.join(", "))),
         g("net.isolated", "no direct network; egress only via warden's proxy", ns || ll >= 4, true,
           if ns { "network namespace with loopback only".into() } else { format!("Landlock TCP rules (ABI {ll})") }),
         g("exec.notify", "seccomp user notification available for the exec guard", f.seccomp_user_notif, false, "SECCOMP_RET_USER_NOTIF".into()),

@@ -21,6 +21,7 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
             "features": f,
             "guarantees": guarantees,
             "exec_guard": exec,
+            "dev_nodes": warden_sandbox::mounts::DEV_NODES,
             "default_policy_enforceable": missing.is_empty(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -55,6 +56,13 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
             .map(green)
             .unwrap_or_else(|| yellow("none (RLIMIT_NPROC fallback)"))
     );
+    println!(
+        "  memory cgroup        {}",
+        f.cgroup_memory
+            .as_deref()
+            .map(green)
+            .unwrap_or_else(|| yellow("none (no session memory limit; tmpfs sizes still apply)"))
+    );
     println!("  fanotify permission  {}", yn(f.fanotify));
     println!(
         "  nested in a sandbox  {}",
@@ -62,6 +70,41 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
     );
     for (k, v) in &exec.machine {
         println!("  {k:<20} {v}");
+    }
+    let limits = warden_sandbox::limits::from_policy(
+        &Default::default(),
+        std::path::Path::new("$HOME"),
+        warden_sandbox::limits::ram_bytes(),
+    );
+    println!(
+        "  default limits       memory.max {}; tmpfs {}",
+        warden_policy::ByteSize(limits.memory_max).human(),
+        limits
+            .tmpfs
+            .iter()
+            .map(|t| format!(
+                "{} {}",
+                t.path.display(),
+                warden_policy::ByteSize(t.size).human()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  sandbox /dev         {} (bound from the host); pts (private devpts), shm (tmpfs); {}",
+        warden_sandbox::mounts::DEV_NODES.join(", "),
+        warden_sandbox::mounts::DEV_LINKS
+            .iter()
+            .map(|(n, t)| format!("{n} -> {t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if f.uid == 0 {
+        println!(
+            "  agent host uid       {} (warden runs as root; see `proc.identity`)",
+            warden_sandbox::idmap::agent_ids()
+                .map_or(warden_sandbox::idmap::DEFAULT_AGENT_ID, |i| i.uid)
+        );
     }
     println!();
     println!("{}", bold("Sandbox guarantees (warden run)"));

@@ -118,7 +118,6 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
             msg.trim_end()
         );
     }
-    sweep_stale_placeholders(&state_dir(&home));
     let net_rules = warden_proxy::rules::NetRules::from_section(&loaded.policy.network)
         .map_err(|e| fail(exit::POLICY, format!("network policy: {e}")))?;
     drop(net_rules);
@@ -136,7 +135,11 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .flatten()
         .chain(own_exe)
         .collect();
+    // A dry run changes nothing on the host: no sweep, and state dirs are only listed.
+    let new_state_dirs = plan::missing_state_dirs(&loaded.policy, &home, &ws);
     if !a.dry_run {
+        sweep_stale_placeholders(&state_dir(&home));
+        plan::create_state_dirs(&loaded.policy, &home, &ws);
         let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
         warden_agentstate::prepare_dirs(agent, &home, &loaded.policy.files.protect);
     }
@@ -161,6 +164,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     if a.dry_run {
         let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
         print!("{}{}", plan.describe(), warden_agentstate::describe(agent));
+        for d in &new_state_dirs {
+            println!("would create state dir {}", d.display());
+        }
         return Ok(exit::OK);
     }
     if features.user_namespaces {
@@ -246,6 +252,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     } else {
         None
     };
+    let memory_cgroup =
+        warden_sandbox::limits::session_memory(&session_id, &plan, bpf_rules.is_some());
     let landlock = warden_sandbox::lock::LandlockPlan {
         abi: features.landlock_abi,
         read: plan.landlock_read.clone(),
@@ -345,6 +353,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
             .as_ref()
             .map(|c| c.path.join("cgroup.procs"))
             .or_else(|| leaf.as_ref().map(|l| l.procs())),
+        memory_cgroup_procs: memory_cgroup.as_ref().map(|c| c.procs()),
+        best_effort: a.best_effort,
         plan,
         landlock,
         hooks: if guard.is_some() {
@@ -365,6 +375,13 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         gateway: features.user_namespaces,
     };
     let pids_max = plan_pids_max;
+    let watch = warden_sandbox::limits::Watch {
+        agent_pid: 0,
+        tmpfs: l.plan.limits.tmpfs.clone(),
+        memory: memory_cgroup
+            .as_ref()
+            .map(|c| (c.path.clone(), c.v2, c.max)),
+    };
     let result = supervise(
         l,
         tty,
@@ -372,9 +389,11 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         bpf_rules.map(|r| (r, session_id.clone(), pids_max)),
         proxy,
         on_launch,
+        watch,
     );
     let risk = crate::cmd::session::finish(&running, a.quiet);
     drop(leaf);
+    drop(memory_cgroup);
     launch::remove_placeholders(&placeholders);
     if let Some(t) = &private_tmp {
         // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
@@ -599,6 +618,7 @@ fn supervise(
     bpf: Option<(ExecRules, String, u64)>,
     proxy: ProxyStart,
     on_launch: crate::cmd::session::OnLaunch,
+    mut watch: warden_sandbox::limits::Watch,
 ) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
@@ -742,6 +762,8 @@ fn supervise(
         None
     };
     let out = session.pty_master.as_ref().map(warden_sandbox::pty::relay);
+    watch.agent_pid = session.agent_pid;
+    let monitor = warden_sandbox::limits::Monitor::start(watch);
     if let Err(e) = session.wait_started() {
         drop(raw);
         match tracer {
@@ -774,6 +796,8 @@ fn supervise(
     if let Some(t) = out {
         let _ = t.join();
     }
+    session.join_output();
+    monitor.finish();
     drop(raw);
     // The sandbox is gone: the pipe closes and the relay writes its drop counts.
     hook_relay.finish(std::time::Duration::from_secs(2));

@@ -1,0 +1,507 @@
+//! The agent's host identity when warden is started by root.
+//!
+//! Run by root, the sandbox used to map the agent to host uid 0 (without capabilities). That
+//! is still host root's identity: a `chmod 4755` copy of a shell in the workspace ran as root
+//! on the host, and root-only files not on the hide list stayed readable. Instead:
+//!
+//! - the agent's user namespace maps its uid/gid 0 to an unprivileged host id that no
+//!   account, group or subordinate id range uses ([`agent_ids`]); the agent has no
+//!   supplementary groups;
+//! - every writable root (workspace, agent state, `files.write`) is bound in through an
+//!   *idmapped* mount (`mount_setattr(MOUNT_ATTR_IDMAP)`) that maps the invoking user's
+//!   ids on disk to the agent's ids, so the agent can work on them and whatever it creates
+//!   keeps the user's ownership on the host;
+//! - everything else is judged by ordinary permission checks against that unprivileged id:
+//!   a root-only file (`/etc/ssl/private/*.key`) is unreadable even when its directory is
+//!   readable.
+//!
+//! The user namespace is created here, in the supervisor (host root, single-threaded), by a
+//! throwaway child; the supervisor writes its maps, keeps an fd to it, and stage1 later
+//! `setns`es into it. The same namespace serves as the mounts' idmapping. Every bind source
+//! is opened here too (`open_tree(OPEN_TREE_CLONE)`), because the sandbox's init — root only
+//! inside the namespace — cannot traverse root-only directories such as `/root` (0700).
+//!
+//! Non-root users keep the identity mapping (their own uid): they are not root on the host.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// The first id tried for the agent: in the block systemd leaves unallocated
+/// (0x70000000–0x7FFDFFFF), below 2^31 so tools that keep ids in a signed int handle it,
+/// far above normal accounts and the usual subordinate ranges (100000+65536·n).
+pub const DEFAULT_AGENT_ID: u32 = 2_000_000_000;
+
+/// The host uid/gid the agent runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+const SYS_OPEN_TREE: libc::c_long = 428;
+const SYS_MOVE_MOUNT: libc::c_long = 429;
+const SYS_MOUNT_SETATTR: libc::c_long = 442;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Ids named in a colon-separated database (`/etc/passwd`, `/etc/group`): field 3.
+fn ids_in(db: &str) -> Vec<u32> {
+    db.lines()
+        .filter_map(|l| l.split(':').nth(2)?.trim().parse().ok())
+        .collect()
+}
+
+/// Ranges in `/etc/subuid`-style text (`name:start:count`).
+fn ranges_in(db: &str) -> Vec<(u64, u64)> {
+    db.lines()
+        .filter_map(|l| {
+            let mut it = l.split(':');
+            let _ = it.next()?;
+            let s: u64 = it.next()?.trim().parse().ok()?;
+            let n: u64 = it.next()?.trim().parse().ok()?;
+            Some((s, s + n))
+        })
+        .collect()
+}
+
+/// The first id from [`DEFAULT_AGENT_ID`] up that no account/group and no subordinate range
+/// uses. Pure, for tests.
+pub fn pick_id(used: &[u32], ranges: &[(u64, u64)]) -> Option<u32> {
+    (DEFAULT_AGENT_ID..DEFAULT_AGENT_ID.saturating_add(4096)).find(|&id| {
+        !used.contains(&id) && !ranges.iter().any(|&(s, e)| (s..e).contains(&(id as u64)))
+    })
+}
+
+/// The unprivileged host ids for the agent when this process is root; None otherwise.
+pub fn agent_ids() -> Option<AgentIds> {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let mut ranges = ranges_in(&read("/etc/subuid"));
+    ranges.extend(ranges_in(&read("/etc/subgid")));
+    let mut used = ids_in(&read("/etc/passwd"));
+    used.extend(ids_in(&read("/etc/group")));
+    let id = pick_id(&used, &ranges).unwrap_or(DEFAULT_AGENT_ID);
+    Some(AgentIds { uid: id, gid: id })
+}
+
+/// Why the agent's identity could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The machine or file system cannot do it (no idmapped mounts, ...): `--best-effort` may
+    /// run with the agent as host root instead.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A bind source is unsafe to open (a symlink where the agent could have put it): never
+    /// overridden, since the fallback would follow that symlink.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What the supervisor prepared for a root-started session.
+pub struct Prepared {
+    pub ids: AgentIds,
+    /// The agent's user namespace (maps 0 ↔ `ids`), already populated with its maps.
+    pub userns: OwnedFd,
+    /// Detached mounts (idmapped for writable roots) to attach at these paths inside.
+    pub mounts: Vec<(PathBuf, OwnedFd)>,
+    /// Package caches, idmapped (so the agent may copy their files up) but never attached
+    /// as such: init uses each as the read-only lower layer of the cache's overlay.
+    pub caches: Vec<(PathBuf, OwnedFd)>,
+}
+
+fn err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Creates a user namespace mapping `inner_uid/gid` to the agent's host ids and returns an
+/// fd to it (its only process is gone when this returns).
+fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd, String> {
+    let mut ready = [0i32; 2];
+    let mut hold = [0i32; 2];
+    // SAFETY: pipe2 into int arrays.
+    unsafe {
+        if libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(err("pipe2"));
+        }
+        if libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            libc::close(ready[0]);
+            libc::close(ready[1]);
+            return Err(err("pipe2"));
+        }
+    }
+    // SAFETY: fresh descriptors we own from here on.
+    let (ready_r, ready_w, hold_r, hold_w) = unsafe {
+        (
+            OwnedFd::from_raw_fd(ready[0]),
+            OwnedFd::from_raw_fd(ready[1]),
+            OwnedFd::from_raw_fd(hold[0]),
+            OwnedFd::from_raw_fd(hold[1]),
+        )
+    };
+    // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(err("fork"));
+    }
+    if pid == 0 {
+        // SAFETY: plain syscalls in the forked child.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            let r = libc::unshare(libc::CLONE_NEWUSER);
+            let code: u8 = if r == 0 {
+                0
+            } else {
+                (*libc::__errno_location()).clamp(1, 255) as u8
+            };
+            libc::write(ready_w.as_raw_fd(), &code as *const u8 as *const _, 1);
+            let mut b = 0u8;
+            // Blocks until the supervisor closes its end.
+            libc::close(hold_w.as_raw_fd());
+            libc::read(hold_r.as_raw_fd(), &mut b as *mut u8 as *mut _, 1);
+            libc::_exit(0);
+        }
+    }
+    drop(ready_w);
+    drop(hold_r);
+    let reap = |pid: i32| {
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+    };
+    let mut code = 0u8;
+    // SAFETY: reading one byte.
+    let n = unsafe { libc::read(ready_r.as_raw_fd(), &mut code as *mut u8 as *mut _, 1) };
+    let result = if n != 1 {
+        Err("user namespace helper died".to_string())
+    } else if code != 0 {
+        Err(format!(
+            "unshare(CLONE_NEWUSER): {}",
+            std::io::Error::from_raw_os_error(code as i32)
+        ))
+    } else {
+        let maps = [
+            (
+                format!("/proc/{pid}/uid_map"),
+                format!("{inner_uid} {} 1", ids.uid),
+            ),
+            (
+                format!("/proc/{pid}/gid_map"),
+                format!("{inner_gid} {} 1", ids.gid),
+            ),
+        ];
+        maps.iter()
+            .try_for_each(|(f, v)| std::fs::write(f, v).map_err(|e| format!("{f}: {e}")))
+            .and_then(|_| {
+                let p = format!("/proc/{pid}/ns/user");
+                std::fs::File::open(&p)
+                    .map(OwnedFd::from)
+                    .map_err(|e| format!("{p}: {e}"))
+            })
+    };
+    drop(hold_w);
+    reap(pid);
+    result
+}
+
+fn cpath(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{}: path contains NUL", p.display()))
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const SYS_OPENAT2: libc::c_long = 437;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+/// Opens a root for binding without following any symlink (`openat2(RESOLVE_NO_SYMLINKS)` on
+/// its canonical path). A root that lies inside another agent-writable root and resolves
+/// through a symlink is refused: a previous (or concurrent) session could have planted that
+/// symlink to get a host directory bound in, idmapped and writable. The result is checked to
+/// be a directory or a regular file.
+fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError> {
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| PrepareError::Refused(format!("{}: {e}", path.display())))?;
+    if real != path {
+        if let Some(w) = writable.iter().find(|w| *w != path && path.starts_with(w)) {
+            return Err(PrepareError::Refused(format!(
+                "{} lies inside the agent-writable {} and resolves through a symlink to {}: refused (a symlink there could be the agent's); replace the symlink with the real path in the policy",
+                path.display(),
+                w.display(),
+                real.display()
+            )));
+        }
+    }
+    let c = cpath(&real).map_err(PrepareError::Refused)?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid path and struct.
+    let fd = unsafe {
+        libc::syscall(
+            SYS_OPENAT2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(PrepareError::Refused(err(&format!(
+            "open {} (no symlinks followed)",
+            real.display()
+        ))));
+    }
+    // SAFETY: a fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(PrepareError::Refused(err(&format!(
+            "fstat {}",
+            real.display()
+        ))));
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFDIR && kind != libc::S_IFREG {
+        return Err(PrepareError::Refused(format!(
+            "{}: not a directory or regular file",
+            real.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)`,
+/// opened without following symlinks, see [`open_root`]), idmapped through `userns` when
+/// given.
+fn clone_tree(
+    path: &Path,
+    userns: Option<RawFd>,
+    writable: &[PathBuf],
+) -> Result<OwnedFd, PrepareError> {
+    let root = open_root(path, writable)?;
+    let empty = c"";
+    // SAFETY: open_tree on our O_PATH fd; the result is a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            SYS_OPEN_TREE,
+            root.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(PrepareError::Unsupported(err(&format!(
+            "open_tree({})",
+            path.display()
+        ))));
+    }
+    // SAFETY: a fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    if let Some(ns) = userns {
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: ns as u64,
+        };
+        // SAFETY: mount_setattr on our detached mount with a valid struct.
+        let r = unsafe {
+            libc::syscall(
+                SYS_MOUNT_SETATTR,
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(PrepareError::Unsupported(format!(
+                "idmapped mount of {} ({}): {e}{}",
+                path.display(),
+                fs_type(path),
+                if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) {
+                    " — this file system (or a mount below it) does not support idmapped mounts"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(fd)
+}
+
+/// The file system type holding `path` (for messages).
+fn fs_type(path: &Path) -> String {
+    let Ok(c) = cpath(path) else {
+        return "?".into();
+    };
+    // SAFETY: statfs into a zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return "?".into();
+    }
+    let name = match st.f_type as u64 {
+        0x858458f6 => "ramfs",
+        0x6969 => "nfs",
+        0xff534d42 | 0xfe534d42 => "cifs/smb",
+        0x65735546 => "fuse",
+        0x794c7630 => "overlayfs",
+        0x01021994 => "tmpfs",
+        0xef53 => "ext4",
+        0x58465342 => "xfs",
+        0x9123683e => "btrfs",
+        _ => "",
+    };
+    if name.is_empty() {
+        format!("file system magic {:#x}", st.f_type)
+    } else {
+        name.to_string()
+    }
+}
+
+/// Attaches a detached mount (from [`Prepared::mounts`]) at `target` (in the caller's mount
+/// namespace).
+pub fn attach(fd: RawFd, target: &Path) -> Result<(), String> {
+    let t = cpath(target)?;
+    let empty = c"";
+    // SAFETY: move_mount of our detached mount onto a valid path.
+    let r = unsafe {
+        libc::syscall(
+            SYS_MOVE_MOUNT,
+            fd,
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(err(&format!("move_mount onto {}", target.display())));
+    }
+    Ok(())
+}
+
+/// For a root-started session: the agent's user namespace and every bind source, opened by
+/// the supervisor; writable roots idmapped so the invoking user (`user_uid`/`user_gid`,
+/// i.e. root) owns what the agent writes.
+pub fn prepare(
+    ids: AgentIds,
+    user_uid: u32,
+    user_gid: u32,
+    writable: &[PathBuf],
+    readonly: &[PathBuf],
+    copies: &[(PathBuf, PathBuf)],
+    caches: &[PathBuf],
+) -> Result<Prepared, PrepareError> {
+    let userns = make_userns(ids, user_uid, user_gid).map_err(PrepareError::Unsupported)?;
+    let mut mounts = Vec::new();
+    // Supervisor-made copies shown read-write at a target (the agent-state filter): opened
+    // from their source, idmapped, attached at the target.
+    for (target, source) in copies {
+        mounts.push((
+            target.clone(),
+            clone_tree(source, Some(userns.as_raw_fd()), writable)?,
+        ));
+    }
+    for p in writable {
+        mounts.push((
+            p.clone(),
+            clone_tree(p, Some(userns.as_raw_fd()), writable)?,
+        ));
+    }
+    for p in readonly {
+        if writable.contains(p) {
+            continue;
+        }
+        mounts.push((p.clone(), clone_tree(p, None, writable)?));
+    }
+    let mut cache_fds = Vec::new();
+    for c in caches {
+        // A cache that cannot be opened is left out (a convenience, not policy).
+        if let Ok(fd) = clone_tree(c, Some(userns.as_raw_fd()), writable) {
+            cache_fds.push((c.clone(), fd));
+        }
+    }
+    Ok(Prepared {
+        ids,
+        userns,
+        mounts,
+        caches: cache_fds,
+    })
+}
+
+/// Called in stage1 (host root, single-threaded) in place of `unshare(CLONE_NEWUSER)` and
+/// writing maps: joins the prepared namespace and becomes its uid/gid 0 (the agent's host
+/// ids) with no supplementary groups, keeping full capabilities inside it only.
+pub fn enter(userns: RawFd) -> Result<(), String> {
+    // SAFETY: plain syscalls in a single-threaded child.
+    unsafe {
+        if libc::setns(userns, libc::CLONE_NEWUSER) != 0 {
+            return Err(err("setns(user namespace)"));
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(err("setgroups([])"));
+        }
+        if libc::setresgid(0, 0, 0) != 0 {
+            return Err(err("setresgid(0)"));
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            return Err(err("setresuid(0)"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_an_unused_id_outside_ranges() {
+        assert_eq!(pick_id(&[], &[]), Some(DEFAULT_AGENT_ID));
+        assert_eq!(
+            pick_id(&[DEFAULT_AGENT_ID], &[]),
+            Some(DEFAULT_AGENT_ID + 1)
+        );
+        let r = [(DEFAULT_AGENT_ID as u64 - 5, DEFAULT_AGENT_ID as u64 + 10)];
+        assert_eq!(pick_id(&[], &r), Some(DEFAULT_AGENT_ID + 10));
+        assert_eq!(
+            ranges_in("root:100000:65536\nbad\n"),
+            vec![(100000, 165536)]
+        );
+        assert_eq!(ids_in("root:x:0:0::/root:/bin/sh\nx\n"), vec![0]);
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Short fuzz run of the pty escape-sequence filter (cargo-fuzz on stable via RUSTC_BOOTSTRAP;
+# the seed corpus lives in crates/sandbox/fuzz/corpus). A crash fails the suite.
+set -euo pipefail
+cd "$(dirname "$0")/../../crates/sandbox/fuzz"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+SECS=${WARDEN_FUZZ_SECS:-30}
+work=$(mktemp -d /tmp/warden-fuzz-termfilter.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp corpus/termfilter/* "$work/"
+RUSTC_BOOTSTRAP=1 cargo fuzz run termfilter "$work" -- -max_total_time="$SECS" -max_len=8192 2>&1 | tail -5
