@@ -10,9 +10,13 @@
 
 pub mod cgroup;
 pub mod filter;
+pub mod fsat;
+pub mod guard;
+pub mod integrity;
 pub mod launch;
 pub mod lock;
 pub mod mounts;
+pub mod placeholder;
 pub mod plan;
 pub mod probe;
 pub mod pty;

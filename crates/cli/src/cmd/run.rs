@@ -328,43 +328,13 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
 
 /// Records the placeholders of a session (and the supervisor's pid) so that a later run can
 /// remove them if this supervisor is killed before it cleans up.
-fn write_manifest(path: &Path, made: &[PathBuf]) {
-    if made.is_empty() {
-        return;
-    }
-    let mut text = format!("{}\n", std::process::id());
-    for p in made {
-        text.push_str(&p.to_string_lossy());
-        text.push('\n');
-    }
-    if let Some(d) = path.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let _ = std::fs::write(path, text);
+fn write_manifest(path: &Path, made: &[warden_sandbox::placeholder::Placeholder]) {
+    warden_sandbox::placeholder::write_manifest(path, made)
 }
 
 /// Removes (still empty) placeholders left by sessions whose supervisor is gone.
 fn sweep_stale_placeholders(state: &Path) {
-    let Ok(rd) = std::fs::read_dir(state.join("placeholders")) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
-        let mut lines = text.lines();
-        let alive = lines
-            .next()
-            .and_then(|l| l.parse::<i32>().ok())
-            // SAFETY: signal 0 only checks for existence.
-            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
-        if alive {
-            continue;
-        }
-        let made: Vec<PathBuf> = lines.map(PathBuf::from).collect();
-        launch::remove_placeholders(&made);
-        let _ = std::fs::remove_file(e.path());
-    }
+    warden_sandbox::placeholder::sweep_stale(&state.join("placeholders"))
 }
 
 /// The agent's install directory when it lives under `$HOME` (which the sandbox replaces
