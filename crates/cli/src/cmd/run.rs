@@ -228,6 +228,10 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let manifest = state_dir(&home)
         .join("placeholders")
         .join(format!("{session_id}.list"));
+    // Before the placeholders: they are not the session's doing.
+    let integrity = warden_sandbox::integrity::snapshot(&ws)
+        .map_err(|e| tracing::warn!("integrity snapshot of {}: {e}", ws.display()))
+        .ok();
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
     write_manifest(&manifest, &placeholders);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -298,6 +302,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     );
     launch::remove_placeholders(&placeholders);
     let _ = std::fs::remove_file(&manifest);
+    if let Some(before) = &integrity {
+        report_integrity(before, &ws, &who);
+    }
     if let Some(cg) = &cgroup {
         let hits = cg.max_events();
         if hits > 0 {
@@ -324,6 +331,27 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     )
     .emit();
     Ok(code)
+}
+
+/// The end-of-session integrity report: on stderr for the human, and in the session log.
+fn report_integrity(before: &warden_sandbox::integrity::Snapshot, ws: &Path, who: &str) {
+    let r = warden_sandbox::integrity::compare(before, ws);
+    eprint!("{}", r.render());
+    if !r.entries.is_empty() || r.incomplete {
+        Decision::new(
+            Layer::Sandbox,
+            who,
+            "workspace",
+            "integrity",
+            Verdict::Observe,
+            format!(
+                "{} file(s) host tools run or load were created or changed",
+                r.entries.len()
+            ),
+        )
+        .with("integrity", serde_json::to_value(&r).unwrap_or_default())
+        .emit();
+    }
 }
 
 /// Records the placeholders of a session (and the supervisor's pid) so that a later run can
