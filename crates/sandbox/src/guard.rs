@@ -193,7 +193,11 @@ impl Guard {
         let Ok(mut s) = self.st.lock() else { return };
         s.finished = true;
         s.drain_events();
-        s.rescan();
+        // The watch saw every directory unless it was degraded (watch limit, queue overflow,
+        // walk bounds): only then is a full rescan needed to find what it missed.
+        if s.degraded {
+            s.rescan();
+        }
         if let Err(e) = s.process_all(true) {
             eprintln!("warden: workspace guard: {e}");
         }
@@ -489,6 +493,7 @@ impl State {
 
     fn event(&mut self, wd: i32, mask: u32, name: OsString) {
         if mask & libc::IN_Q_OVERFLOW != 0 {
+            self.degraded = true;
             self.rescan();
             return;
         }
