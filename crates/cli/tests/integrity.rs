@@ -251,13 +251,13 @@ fn placeholder_cleanup_never_follows_a_swapped_parent() {
         "mv .claude .claude-old 2>/dev/null && echo OK-mv; rm -rf .claude 2>/dev/null && echo OK-rm; \
          ln -sT {v} .claude 2>/dev/null && echo OK-ln; true"
     ));
+    assert_eq!(list(&t.victim), before, "host files deleted:\n{}", out(&o));
     let s = ok(&o);
     assert!(
         !s.contains("OK-"),
         "the .claude container was renamed:\n{}",
         out(&o)
     );
-    assert_eq!(list(&t.victim), before, "{}", out(&o));
     assert!(!t.ws.join(".claude").exists(), "placeholder left behind");
     // A stale manifest naming a path through a symlink is not followed either.
     std::os::unix::fs::symlink(&t.victim, t.ws.join(".claude")).unwrap();
@@ -293,7 +293,7 @@ fn git_dir_swap_is_pinned_or_neutralised() {
          {} git -c user.name=a -c user.email=a@b commit -q --allow-empty -m in && echo COMMITTED",
         plant(&t, ".git-y")
     ));
-    let s = ok(&o);
+    let s = String::from_utf8_lossy(&o.stdout);
     assert!(
         !s.contains("OK-"),
         "a pre-existing .git was swapped:\n{}",
