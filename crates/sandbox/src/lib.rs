@@ -7,6 +7,13 @@
 //! seccomp filter; no_new_privs, capability dropping and resource limits; the pids cgroup;
 //! the new session and pty; and environment scrubbing. It also probes what the machine can
 //! deliver ([`probe`]), which `warden run` and `warden doctor` report.
+//!
+//! The workspace side: [`guard`] (run by the sandbox's init) pins the containers of protected
+//! paths and guards git repositories at any depth for the whole session; [`placeholder`]
+//! makes and removes the placeholders of absent protected paths; [`integrity`] is the
+//! end-of-session report of what host tools would run or load. Every privileged operation on an
+//! agent-writable path goes through [`fsat`] (directory fds, `openat2` beneath a root with
+//! symlinks refused, fd-based mounts).
 
 pub mod cgroup;
 pub mod filter;
