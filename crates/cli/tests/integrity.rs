@@ -530,3 +530,34 @@ fn integrity_report_lists_what_host_tools_would_run() {
         "no integrity record in the session log"
     );
 }
+
+/// A pre-existing config's `core.hooksPath` and `include.path` pointing into the workspace:
+/// the hooks directory and the included file are locked, so the agent cannot plant there.
+#[test]
+fn hooks_path_and_includes_into_the_workspace_are_locked() {
+    let t = T::new("indirect");
+    host_repo(&t);
+    std::fs::create_dir_all(t.ws.join(".githooks")).unwrap();
+    std::fs::write(t.ws.join("shared.gitconfig"), "[user]\n\tname = u\n").unwrap();
+    git_ok(&t, &t.ws, &["config", "core.hooksPath", ".githooks"]);
+    git_ok(
+        &t,
+        &t.ws,
+        &["config", "include.path", "../shared.gitconfig"],
+    );
+    let m = t.marker().display().to_string();
+    let o = t.sh(&format!(
+        "printf '#!/bin/sh\\ntouch {m}\\n' > .githooks/pre-commit 2>/dev/null && chmod +x .githooks/pre-commit && echo OK-hook; \
+         printf '[core]\\n\\tfsmonitor = touch {m}; false\\n' >> shared.gitconfig 2>/dev/null && echo OK-include; \
+         git -c user.name=a -c user.email=a@b commit -q --allow-empty -m in && echo COMMITTED"
+    ));
+    host_uses_git(&t, &t.ws);
+    assert!(
+        !t.marker().exists(),
+        "a planted hook/include ran on the host:\n{}",
+        out(&o)
+    );
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(s.contains("COMMITTED"), "{}", out(&o));
+}

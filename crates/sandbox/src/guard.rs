@@ -97,6 +97,8 @@ struct State {
     exclude_extra: String,
     starting: bool,
     finished: bool,
+    /// `core.hooksPath` from the user's global git config (applies to every repository).
+    global_hooks_path: Option<String>,
 }
 
 fn err(what: &str, rel: &Path, e: impl std::fmt::Display) -> String {
@@ -148,6 +150,11 @@ impl Guard {
             exclude_extra,
             starting: true,
             finished: false,
+            global_hooks_path: [".gitconfig", ".config/git/config"]
+                .iter()
+                .filter_map(|f| std::fs::read(plan.home.join(f)).ok())
+                .filter_map(|t| hooks_path(&String::from_utf8_lossy(&t)))
+                .last(),
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
@@ -386,16 +393,17 @@ impl State {
         if self.expected.contains(rel) {
             self.queue(rel.to_path_buf(), Kind::GitDir);
         }
-        let Ok(names) = fsat::list(fd.as_fd()) else {
+        let Ok(typed) = fsat::list_typed(fd.as_fd()) else {
             return;
         };
-        *seen += names.len();
-        let has = |n: &str| names.iter().any(|x| x == n);
+        *seen += typed.len();
+        let names: Vec<&OsString> = typed.iter().map(|(n, _)| n).collect();
+        let has = |n: &str| names.iter().any(|x| *x == n);
         let gitlike = has("HEAD") && (has("objects") || has("commondir"));
         if gitlike && !rel.as_os_str().is_empty() {
             self.queue(rel.to_path_buf(), Kind::GitDir);
         }
-        for name in &names {
+        for (name, dt) in &typed {
             let child = rel.join(name);
             if name == ".git" {
                 self.queue(child.clone(), Kind::Dot);
@@ -403,11 +411,16 @@ impl State {
             if gitlike && GIT_BULK.iter().any(|b| name == *b) {
                 continue;
             }
-            match fsat::lstat_at(fd.as_fd(), name) {
-                Ok(st) if fsat::is_dir(&st) && st.st_dev == self.dev => {
-                    self.walk(&child, depth + 1, seen, watch)
+            // d_type saves a stat per entry; open_dir re-checks (real dir, same device).
+            let is_dir = match *dt {
+                fsat::DT_DIR => true,
+                fsat::DT_UNKNOWN => {
+                    fsat::lstat_at(fd.as_fd(), name).is_ok_and(|st| fsat::is_dir(&st))
                 }
-                _ => {}
+                _ => false,
+            };
+            if is_dir {
+                self.walk(&child, depth + 1, seen, watch)
             }
         }
     }
@@ -737,22 +750,44 @@ impl State {
                 (Err(_), true, _) => {}
             }
         }
-        // core.hooksPath of a pre-existing config, when it points into the workspace.
+        // core.hooksPath (this config's, else the user's global one) and include paths, when
+        // they point into the workspace: the hooks directory and included files are locked.
         if !in_worktrees {
-            if let Ok(f) = fsat::open_file(g.as_fd(), Path::new("config"), libc::O_RDONLY, dev) {
-                let text = fsat::read_to_vec(f.as_fd(), 1 << 20).unwrap_or_default();
-                if let Some(hp) = hooks_path(&String::from_utf8_lossy(&text)) {
-                    // Relative to the work tree (the git dir's parent for `.git`).
-                    let base = if dot {
-                        rel.parent().unwrap_or(Path::new(""))
-                    } else {
-                        rel
-                    };
-                    if let Some(t) = resolve_rel(&self.ws_path, base, Path::new(&hp)) {
-                        if let Ok(h) = self.open_dir(&t, true) {
-                            let _ = self.bind_self(h.as_fd(), true, true);
-                        }
+            let text = fsat::open_file(g.as_fd(), Path::new("config"), libc::O_RDONLY, dev)
+                .ok()
+                .and_then(|f| fsat::read_to_vec(f.as_fd(), 1 << 20).ok())
+                .unwrap_or_default();
+            let refs = config_refs(&String::from_utf8_lossy(&text));
+            let hp = refs.hooks_path.or_else(|| self.global_hooks_path.clone());
+            if let Some(hp) = hp {
+                // Relative to the work tree (the git dir's parent for `.git`).
+                let base = if dot {
+                    rel.parent().unwrap_or(Path::new(""))
+                } else {
+                    rel
+                };
+                if let Some(t) = resolve_rel(&self.ws_path, base, Path::new(&hp)) {
+                    if let Ok(h) = self.open_dir(&t, true) {
+                        let _ = self.bind_self(h.as_fd(), true, true);
                     }
+                }
+            }
+            for inc in refs.includes {
+                // Relative to the including file's directory (the git dir).
+                let Some(t) = resolve_rel(&self.ws_path, rel, Path::new(&inc)) else {
+                    continue;
+                };
+                let (Some(parent), Some(name)) = (t.parent(), t.file_name()) else {
+                    continue;
+                };
+                let Ok(pd) = self.open_dir(parent, true) else {
+                    continue;
+                };
+                // An absent include inside the workspace is made (empty) and locked, so the
+                // agent cannot create it.
+                let _ = fsat::create_file(pd.as_fd(), name);
+                if let Ok(f) = fsat::open_file(pd.as_fd(), Path::new(name), libc::O_PATH, dev) {
+                    let _ = self.bind_self(f.as_fd(), true, false);
                 }
             }
         }
@@ -1019,10 +1054,17 @@ fn parse_header(t: &str) -> Option<(String, &str)> {
     }
 }
 
-/// `core.hooksPath` of a config text (last one wins), if any.
-fn hooks_path(text: &str) -> Option<String> {
+/// What a config text points at: `core.hooksPath` (last one wins) and every
+/// `include.path` / `includeIf.*.path`.
+#[derive(Default, Debug, PartialEq)]
+struct ConfigRefs {
+    hooks_path: Option<String>,
+    includes: Vec<String>,
+}
+
+fn config_refs(text: &str) -> ConfigRefs {
     let mut section = String::new();
-    let mut found = None;
+    let mut r = ConfigRefs::default();
     for line in text.lines() {
         let mut t = line.trim();
         if t.starts_with('[') {
@@ -1031,15 +1073,23 @@ fn hooks_path(text: &str) -> Option<String> {
                 t = after.trim();
             }
         }
-        if section == "core" {
-            if let Some((k, v)) = t.split_once('=') {
-                if k.trim().eq_ignore_ascii_case("hookspath") {
-                    found = Some(v.trim().trim_matches('"').to_string());
-                }
-            }
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let v = v.trim().trim_matches('"').to_string();
+        if section == "core" && k.eq_ignore_ascii_case("hookspath") {
+            r.hooks_path = Some(v);
+        } else if (section == "include" || section == "includeif") && k.eq_ignore_ascii_case("path")
+        {
+            r.includes.push(v);
         }
     }
-    found
+    r
+}
+
+fn hooks_path(text: &str) -> Option<String> {
+    config_refs(text).hooks_path
 }
 
 #[cfg(test)]
@@ -1087,5 +1137,12 @@ mod tests {
             Some(".husky".into())
         );
         assert_eq!(hooks_path("[user]\n\thooksPath = x\n"), None);
+        let r = config_refs(
+            "[include]\n\tpath = ../shared.cfg\n[includeIf \"gitdir:~/\"]\n\tpath = x.cfg\n",
+        );
+        assert_eq!(
+            r.includes,
+            vec!["../shared.cfg".to_string(), "x.cfg".to_string()]
+        );
     }
 }

@@ -194,20 +194,27 @@ fn walk(
         s.incomplete = true;
         return;
     };
-    let Ok(names) = fsat::list(dir.as_fd()) else {
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
         s.incomplete = true;
         return;
     };
-    s.scanned += names.len() as u64;
-    let has = |n: &str| names.iter().any(|x| x == n);
+    s.scanned += typed.len() as u64;
+    let has = |n: &str| typed.iter().any(|(x, _)| x == n);
     let gitlike = in_git
         || rel.file_name() == Some(OsStr::new(".git"))
         || (has("HEAD") && (has("objects") || has("commondir")));
-    for name in &names {
+    for (name, dt) in &typed {
+        let child = rel.join(name);
+        if *dt == fsat::DT_DIR {
+            // (open_dir checks it is a real directory on the same device.)
+            if !(gitlike && GIT_BULK.iter().any(|b| name == *b)) {
+                walk(root, dev, &child, depth + 1, gitlike, s);
+            }
+            continue;
+        }
         let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
             continue;
         };
-        let child = rel.join(name);
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFDIR {
             if st.st_dev != dev {
