@@ -11,6 +11,9 @@
 //! lists what was created or changed. A stamp includes the inode change time, which the agent
 //! cannot set, so a rewrite with a forged mtime still shows.
 //!
+//! [`snapshot_state`] adds what steers later sessions in the agent's writable state
+//! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`, ...).
+//!
 //! Git, agent and IDE configuration is already locked or neutralised by the sandbox
 //! ([`crate::guard`]); the report puts the rest in front of the human. It is data
 //! ([`Report`], serde) so the session log can keep it.
@@ -70,7 +73,7 @@ pub enum Change {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Relative to the workspace.
+    /// Relative to the workspace, or absolute for a file in the agent's state directory.
     pub path: PathBuf,
     pub category: Category,
     pub change: Change,
@@ -105,9 +108,11 @@ struct Stamp {
 /// The workspace's relevant files before the session.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Workspace-relative, or absolute for agent state directories.
     files: HashMap<PathBuf, Stamp>,
     incomplete: bool,
     scanned: u64,
+    state_dirs: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -129,10 +134,120 @@ pub fn snapshot(workspace: &Path) -> std::io::Result<Snapshot> {
     Ok(s)
 }
 
+/// What in an agent's writable state directory (`~/.claude`, `~/.codex`, ...) steers later
+/// sessions: settings, instructions, commands, agents, hooks, skills, plugins. Entries are
+/// keyed by absolute path. Transcripts, caches and history are not listed.
+const STATE_FILES: &[&str] = &[
+    "settings.json",
+    "settings.local.json",
+    "CLAUDE.md",
+    "AGENTS.md",
+    "GEMINI.md",
+    "config.toml",
+    "hooks.json",
+    "keybindings.json",
+];
+const STATE_DIRS: &[&str] = &[
+    "commands",
+    "agents",
+    "hooks",
+    "skills",
+    "plugins",
+    "output-styles",
+    "rules",
+    "prompts",
+    "extensions",
+];
+
+/// Adds the steering files of the agent's state directories (see [`STATE_FILES`]).
+pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
+    for d in dirs {
+        let Ok(root) = fsat::open_root(d) else {
+            continue;
+        };
+        let Ok(dev) = fsat::fstat(root.as_fd()).map(|st| st.st_dev) else {
+            continue;
+        };
+        let mut sub = Snapshot::default();
+        for f in STATE_FILES {
+            if let Ok(st) = fsat::lstat_at(root.as_fd(), OsStr::new(f)) {
+                sub.files.insert(
+                    PathBuf::from(f),
+                    stamp(&st, Category::Agent, "agent state", None),
+                );
+            }
+        }
+        for sd in STATE_DIRS {
+            if fsat::open_dir(root.as_fd(), Path::new(sd), true, Some(dev)).is_ok() {
+                walk_all(&root, dev, Path::new(sd), 0, &mut sub);
+            }
+        }
+        s.incomplete |= sub.incomplete;
+        s.scanned += sub.scanned;
+        for (k, v) in sub.files {
+            s.files.insert(d.join(k), v);
+        }
+        s.state_dirs.push(d.clone());
+    }
+}
+
+/// Every non-directory entry below `rel`, as agent state.
+fn walk_all(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: &mut Snapshot) {
+    if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
+        s.incomplete = true;
+        return;
+    }
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        s.incomplete = true;
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        s.incomplete = true;
+        return;
+    };
+    s.scanned += typed.len() as u64;
+    for (name, _) in &typed {
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        let child = rel.join(name);
+        if fsat::is_dir(&st) {
+            if st.st_dev == dev {
+                walk_all(root, dev, &child, depth + 1, s);
+            }
+        } else {
+            s.files
+                .insert(child, stamp(&st, Category::Agent, "agent state", None));
+        }
+    }
+}
+
+fn stamp(
+    st: &libc::stat,
+    category: Category,
+    what: &'static str,
+    scripts: Option<String>,
+) -> Stamp {
+    Stamp {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+        size: st.st_size,
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+        category,
+        what,
+        scripts,
+    }
+}
+
 /// Walks again and lists what was created or changed since `before`.
 pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let after = match snapshot(workspace) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            snapshot_state(&mut s, &before.state_dirs);
+            s
+        }
         Err(_) => {
             return Report {
                 workspace: workspace.to_path_buf(),
@@ -241,20 +356,7 @@ fn walk(
             what = "package.json scripts";
             scripts = Some(package_scripts(root, &child, dev));
         }
-        s.files.insert(
-            child,
-            Stamp {
-                dev: st.st_dev,
-                ino: st.st_ino,
-                mode: st.st_mode,
-                size: st.st_size,
-                mtime: (st.st_mtime, st.st_mtime_nsec),
-                ctime: (st.st_ctime, st.st_ctime_nsec),
-                category,
-                what,
-                scripts,
-            },
-        );
+        s.files.insert(child, stamp(&st, category, what, scripts));
     }
 }
 

@@ -231,7 +231,11 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     // Before the placeholders: they are not the session's doing.
     let integrity = warden_sandbox::integrity::snapshot(&ws)
         .map_err(|e| tracing::warn!("integrity snapshot of {}: {e}", ws.display()))
-        .ok();
+        .ok()
+        .map(|mut s| {
+            warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
+            s
+        });
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
     write_manifest(&manifest, &placeholders);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
