@@ -714,11 +714,7 @@ impl State {
                 }
                 Err(_) => {
                     // A symlink or a file named hooks: git would follow it.
-                    if let Ok(st) = fsat::lstat_at(g.as_fd(), OsStr::new("hooks")) {
-                        if !fsat::is_dir(&st) {
-                            let _ = fsat::unlink_at(g.as_fd(), OsStr::new("hooks"), false);
-                        }
-                    }
+                    self.not_a_real(g.as_fd(), rel, "hooks", true);
                 }
             }
         }
@@ -798,6 +794,46 @@ impl State {
         Ok(true)
     }
 
+    /// `name` in git dir `g` is not a real directory/file (a symlink, ...): one made in the
+    /// session is removed; a pre-existing symlink (the user's own setup) is left, and its
+    /// target is locked read-only when it lies in the workspace.
+    fn not_a_real(&mut self, g: BorrowedFd<'_>, rel: &Path, name: &str, want_dir: bool) {
+        let n = OsStr::new(name);
+        let Ok(st) = fsat::lstat_at(g, n) else {
+            return;
+        };
+        if want_dir && fsat::is_dir(&st) {
+            return;
+        }
+        let Ok(fd) = fsat::open_beneath(g, Path::new(name), libc::O_PATH, 0) else {
+            return;
+        };
+        let Ok(id) = fsat::identity(fd.as_fd()) else {
+            return;
+        };
+        if !self.pre(id) {
+            let _ = fsat::unlink_at(g, n, fsat::is_dir(&st));
+            return;
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            return;
+        }
+        let Some(t) = fsat::readlink_at(g, n)
+            .ok()
+            .and_then(|l| resolve_rel(&self.ws_path, rel, &l))
+        else {
+            return;
+        };
+        let target = if want_dir {
+            self.open_dir(&t, true)
+        } else {
+            fsat::open_file(self.ws.as_fd(), &t, libc::O_PATH, Some(self.dev))
+        };
+        if let Ok(t) = target {
+            let _ = self.bind_self(t.as_fd(), true, want_dir);
+        }
+    }
+
     /// Locks (`lock`) and, when made in the session, sanitises a git config file.
     fn config_file(
         &mut self,
@@ -813,7 +849,7 @@ impl State {
         };
         if !fsat::is_reg(&st) {
             // A symlink (or anything else) named config: git would follow it.
-            let _ = fsat::unlink_at(g, OsStr::new(name), fsat::is_dir(&st));
+            self.not_a_real(g, rel, name, false);
             return Ok(());
         }
         let p = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
