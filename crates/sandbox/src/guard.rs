@@ -150,11 +150,12 @@ impl Guard {
             exclude_extra,
             starting: true,
             finished: false,
+            // Git reads the XDG file, then ~/.gitconfig; the last definition wins. (Read by
+            // path before the agent runs: both are outside every writable root.)
             global_hooks_path: [".gitconfig", ".config/git/config"]
                 .iter()
                 .filter_map(|f| std::fs::read(plan.home.join(f)).ok())
-                .filter_map(|t| hooks_path(&String::from_utf8_lossy(&t)))
-                .last(),
+                .find_map(|t| hooks_path(&String::from_utf8_lossy(&t))),
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
