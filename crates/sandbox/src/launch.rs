@@ -105,51 +105,15 @@ pub fn resolve_command(
     Err(format!("{cmd}: command not found in PATH"))
 }
 
-/// Creates absent protected paths on the host so they can be locked; returns what was made.
-pub fn make_placeholders(plan: &Plan) -> Result<Vec<PathBuf>, String> {
-    let mut made = Vec::new();
-    for (p, is_dir) in &plan.placeholders {
-        // Create missing parents too, remembering them for cleanup (innermost last).
-        let mut missing = Vec::new();
-        let mut cur = p.parent();
-        while let Some(c) = cur {
-            if c.exists() {
-                break;
-            }
-            missing.push(c.to_path_buf());
-            cur = c.parent();
-        }
-        for d in missing.iter().rev() {
-            sys::mkdir_p(d)?;
-            made.push(d.clone());
-        }
-        if *is_dir {
-            sys::mkdir_p(p)?;
-        } else {
-            std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(p)
-                .map_err(|e| format!("placeholder {}: {e}", p.display()))?;
-        }
-        made.push(p.clone());
-    }
-    Ok(made)
+/// Creates absent protected paths on the host so they can be locked (see
+/// [`crate::placeholder`]: fd-relative, never through a symlink); returns what was made.
+pub fn make_placeholders(plan: &Plan) -> Result<Vec<crate::placeholder::Placeholder>, String> {
+    crate::placeholder::make(plan)
 }
 
-/// Removes placeholders that are still empty (innermost first).
-pub fn remove_placeholders(made: &[PathBuf]) {
-    for p in made.iter().rev() {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(p);
-            }
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                let _ = std::fs::remove_file(p);
-            }
-            _ => {}
-        }
-    }
+/// Removes placeholders that are still empty (innermost first), never through a symlink.
+pub fn remove_placeholders(made: &[crate::placeholder::Placeholder]) {
+    crate::placeholder::remove(made)
 }
 
 struct ChildCtx {
@@ -637,9 +601,10 @@ fn init(mut c: ChildCtx) -> ! {
             0,
         )
     };
-    if let Err(e) = crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
-        fail_child(err_w, "mounts", &e);
-    }
+    let guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
+        Ok(g) => g,
+        Err(e) => fail_child(err_w, "mounts", &e),
+    };
     for (_, fd) in std::mem::take(&mut c.prebound)
         .into_iter()
         .chain(std::mem::take(&mut c.precache))
@@ -703,14 +668,24 @@ fn init(mut c: ChildCtx) -> ! {
     for r in runners {
         std::thread::spawn(r);
     }
-    if let Some(mut g) = crate::mounts::GitGuard::new(&c.plan) {
-        std::thread::spawn(move || while !g.poll() {});
-    }
+    guard.spawn();
     loop {
         let mut st = 0;
         // SAFETY: reaping children of the namespace's init.
         let r = unsafe { libc::waitpid(-1, &mut st, 0) };
         if r == pid {
+            // The agent is gone: end what is left in the namespace, then the guard's last
+            // pass (nothing can race it now), then exit.
+            // SAFETY: from a pid namespace's init, kill(-1) reaches every process in it but
+            // init; reaping our own children.
+            unsafe {
+                libc::kill(-1, libc::SIGKILL);
+                while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0
+                    || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                {
+                }
+            }
+            guard.finish();
             // SAFETY: exiting init kills every process left in the namespace.
             unsafe { libc::_exit(decode_status(st)) };
         }

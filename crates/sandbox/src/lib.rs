@@ -13,16 +13,27 @@
 //! installs through symlinks and resolves the command as the view will show it; [`agents`]
 //! holds what a known agent must be told about running inside warden (Codex's sandbox
 //! mode), shown to it as read-only files.
+//!
+//! The workspace side: [`guard`] (run by the sandbox's init) pins the containers of protected
+//! paths and guards git repositories at any depth for the whole session; [`placeholder`]
+//! makes and removes the placeholders of absent protected paths; [`integrity`] is the
+//! end-of-session report of what host tools would run or load. Every privileged operation on an
+//! agent-writable path goes through [`fsat`] (directory fds, `openat2` beneath a root with
+//! symlinks refused, fd-based mounts).
 
 pub mod agents;
 pub mod cgroup;
 pub mod filter;
 pub mod freezer;
+pub mod fsat;
+pub mod guard;
 pub mod idmap;
+pub mod integrity;
 pub mod launch;
 pub mod limits;
 pub mod lock;
 pub mod mounts;
+pub mod placeholder;
 pub mod plan;
 pub mod probe;
 pub mod pty;

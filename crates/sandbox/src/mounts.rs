@@ -7,6 +7,8 @@
 //! device node exists in the sandbox. When warden runs as root, bind sources arrive as
 //! detached mounts prepared by the supervisor (idmapped for writable roots, see
 //! [`crate::idmap`]) and are attached here.
+//! Protected paths and repositories inside the writable roots are locked by
+//! [`crate::guard`] (fd-based: see [`crate::fsat`]).
 
 use crate::plan::Plan;
 use crate::sys::{self, mount, remount_ro};
@@ -115,7 +117,7 @@ pub fn build_view(
     plan: &Plan,
     prebound: &[(PathBuf, std::os::fd::RawFd)],
     precache: &[(PathBuf, std::os::fd::RawFd)],
-) -> Result<(), String> {
+) -> Result<crate::guard::Guard, String> {
     mount(
         None,
         Path::new("/"),
@@ -269,9 +271,7 @@ pub fn build_view(
             remount_ro(h)?;
         }
     }
-    for (i, p) in plan.protect.iter().enumerate() {
-        lock_path(&p.path, p.placeholder_content, priv_dir, i)?;
-    }
+    let guard = crate::guard::Guard::start(plan, priv_dir)?;
     // Views: a private read-only copy with warden's content over a (locked) protected file.
     for (i, v) in plan.views.iter().enumerate() {
         let f = priv_dir.join(format!("view-{i}"));
@@ -285,12 +285,9 @@ pub fn build_view(
         )?;
         remount_ro(&v.path)?;
     }
-    Ok(())
+    Ok(guard)
 }
 
-/// Shows the cache directory `dir` (opened as `fd` before the private trees were mounted)
-/// as an overlay: the host's copy read-only below, a private tmpfs layer above. Writes
-/// never reach the host's cache.
 /// Where a cache's lower layer comes from.
 enum CacheSrc {
     /// Opened by init (an `O_PATH` fd): bind-mounted.
@@ -299,6 +296,8 @@ enum CacheSrc {
     Detached(std::os::fd::RawFd),
 }
 
+/// Shows the cache directory `dir` as an overlay: the host's copy read-only below, a private
+/// tmpfs layer above. Writes never reach the host's cache.
 fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<(), String> {
     let base = priv_dir.join(format!("cache-{i}"));
     let (lower, upper, work) = (base.join("lower"), base.join("upper"), base.join("work"));
@@ -339,182 +338,4 @@ fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<
             Some(&opts("")),
         )
     })
-}
-
-/// Makes `path` read-only in this mount namespace (bind onto itself, or onto a private file
-/// holding `content` for an absent file's placeholder).
-fn lock_path(path: &Path, content: Option<&str>, priv_dir: &Path, i: usize) -> Result<(), String> {
-    if std::fs::symlink_metadata(path).is_err() {
-        // The placeholder was removed between its creation and now: make it again here
-        // (in the sandbox's view, which shares the workspace) rather than leave it open.
-        let made = if content.is_some() {
-            sys::touch(path)
-        } else {
-            sys::mkdir_p(path)
-        };
-        made.map_err(|e| {
-            format!(
-                "protected path {} vanished and cannot be recreated: {e}",
-                path.display()
-            )
-        })?;
-    }
-    match content {
-        Some(text) => {
-            let f = priv_dir.join(format!("ph-{i}"));
-            std::fs::write(&f, text).map_err(|e| format!("{}: {e}", f.display()))?;
-            mount(
-                Some(f.to_str().unwrap_or_default()),
-                path,
-                None,
-                libc::MS_BIND,
-                None,
-            )?;
-        }
-        None => {
-            let s = path
-                .to_str()
-                .ok_or_else(|| format!("{}: not UTF-8", path.display()))?;
-            mount(Some(s), path, None, libc::MS_BIND | libc::MS_REC, None)?;
-        }
-    }
-    remount_ro(path)
-}
-
-/// Locks `.git/hooks` and `.git/config` once `git init` creates them inside the sandbox
-/// (when the workspace had no `.git` at start). After locking, anything already planted in
-/// the hooks directory is removed and a config with keys beyond `git init`'s defaults is
-/// reset, through descriptors opened before the lock.
-pub struct GitGuard {
-    git: PathBuf,
-    /// `.git/config`'s (inode, mtime, size) when last seen, and since when it is unchanged.
-    last: Option<((u64, i64, i64, u64), std::time::Instant)>,
-    /// When `.git/config` first appeared: the lock is taken at most [`GIT_MAX_WAIT`] later,
-    /// quiet or not (an agent touching the config forever must not keep it unlocked).
-    first: Option<std::time::Instant>,
-}
-
-/// `git init` writes its config in several lock-and-rename steps; locking in between would
-/// make the next rename fail (EBUSY on the mount point). The config must be quiet this long.
-const GIT_SETTLE: std::time::Duration = std::time::Duration::from_millis(150);
-const GIT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-const GIT_INIT_KEYS: &[&str] = &[
-    "repositoryformatversion",
-    "filemode",
-    "bare",
-    "logallrefupdates",
-    "ignorecase",
-    "precomposeunicode",
-    "symlinks",
-    "defaultbranch",
-    "objectformat",
-];
-
-impl GitGuard {
-    pub fn new(plan: &Plan) -> Option<GitGuard> {
-        plan.git_watch.then(|| GitGuard {
-            git: plan.workspace.join(".git"),
-            last: None,
-            first: None,
-        })
-    }
-
-    /// Returns true when done (locked).
-    pub fn poll(&mut self) -> bool {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        let hooks = self.git.join("hooks");
-        let config = self.git.join("config");
-        use std::os::unix::fs::MetadataExt;
-        let Ok(md) = std::fs::symlink_metadata(&config) else {
-            return false;
-        };
-        if !md.is_file() {
-            return false;
-        }
-        let overdue = self
-            .first
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed()
-            > GIT_MAX_WAIT;
-        let stamp = (md.ino(), md.mtime(), md.mtime_nsec(), md.size());
-        let quiet = match self.last {
-            Some((s, since)) if s == stamp => since.elapsed() >= GIT_SETTLE,
-            _ => {
-                self.last = Some((stamp, std::time::Instant::now()));
-                false
-            }
-        };
-        if !overdue && (!quiet || self.git.join("config.lock").exists()) {
-            return false;
-        }
-        if !hooks.exists() && std::fs::create_dir(&hooks).is_err() {
-            return false;
-        }
-        let hooks_fd = std::fs::File::open(&hooks).ok();
-        let cfg_file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&config)
-            .ok();
-        let pd = Path::new(PRIV);
-        if lock_path(&hooks, None, pd, 1000).is_err() || lock_path(&config, None, pd, 1001).is_err()
-        {
-            return false;
-        }
-        if let Some(d) = hooks_fd {
-            sanitize_hooks(&d);
-        }
-        if let Some(mut f) = cfg_file {
-            sanitize_config(&mut f);
-        }
-        true
-    }
-}
-
-fn sanitize_hooks(dir: &std::fs::File) {
-    let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    let Ok(rd) = std::fs::read_dir(&path) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().ends_with(".sample") {
-            continue;
-        }
-        if let Ok(c) = std::ffi::CString::new(name.as_encoded_bytes()) {
-            // SAFETY: unlinkat relative to the pre-lock directory fd.
-            unsafe {
-                if libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) != 0 {
-                    libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR);
-                }
-            }
-        }
-    }
-}
-
-fn sanitize_config(f: &mut std::fs::File) {
-    use std::io::{Read, Seek, Write};
-    let mut text = String::new();
-    if f.read_to_string(&mut text).is_err() {
-        return;
-    }
-    let clean = text.lines().all(|l| {
-        let t = l.trim();
-        t.is_empty()
-            || t.starts_with('#')
-            || t.starts_with(';')
-            || t == "[core]"
-            || t == "[init]"
-            || t == "[extensions]"
-            || t.split('=')
-                .next()
-                .is_some_and(|k| GIT_INIT_KEYS.contains(&k.trim().to_ascii_lowercase().as_str()))
-    });
-    if !clean {
-        let default = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n";
-        let _ = f.set_len(0);
-        let _ = f.rewind();
-        let _ = f.write_all(default.as_bytes());
-    }
 }

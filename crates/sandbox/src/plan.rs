@@ -570,6 +570,15 @@ impl Plan {
         out
     }
 
+    /// The real writable directories besides the workspace (agent state, `files.write`):
+    /// what the integrity report checks for settings that steer later sessions.
+    pub fn agent_state_dirs(&self) -> Vec<PathBuf> {
+        crate::placeholder::writable_roots(self)
+            .into_iter()
+            .filter(|p| *p != self.workspace && p.is_dir())
+            .collect()
+    }
+
     /// Human-readable summary (`warden run --dry-run`).
     pub fn describe(&self) -> String {
         let mut s = String::new();

@@ -275,6 +275,14 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let manifest = state_dir(&home)
         .join("placeholders")
         .join(format!("{session_id}.list"));
+    // Before the placeholders: they are not the session's doing.
+    let integrity = warden_sandbox::integrity::snapshot(&ws)
+        .map_err(|e| tracing::warn!("integrity snapshot of {}: {e}", ws.display()))
+        .ok()
+        .map(|mut s| {
+            warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
+            s
+        });
     let placeholders = launch::make_placeholders(&plan).map_err(|e| fail(exit::WORKSPACE, e))?;
     let private_tmp = plan.private_tmp.clone();
     if let Some(t) = &private_tmp {
@@ -400,6 +408,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         let _ = std::fs::remove_dir_all(t);
     }
     let _ = std::fs::remove_file(&manifest);
+    if let Some(before) = &integrity {
+        report_integrity(before, &ws, &who);
+    }
     if let Some(s) = agent_state {
         eprint!("{}", s.finish().render(&session_id));
     }
@@ -431,45 +442,36 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     Ok(risk.map_or(code, |r| r.exit_code(code)))
 }
 
+/// The end-of-session integrity report: on stderr for the human, and in the session log.
+fn report_integrity(before: &warden_sandbox::integrity::Snapshot, ws: &Path, who: &str) {
+    let r = warden_sandbox::integrity::compare(before, ws);
+    eprint!("{}", r.render());
+    if !r.entries.is_empty() || r.incomplete {
+        Decision::new(
+            Layer::Sandbox,
+            who,
+            "workspace",
+            "integrity",
+            Verdict::Observe,
+            format!(
+                "{} file(s) host tools run or load were created or changed",
+                r.entries.len()
+            ),
+        )
+        .with("integrity", serde_json::to_value(&r).unwrap_or_default())
+        .emit();
+    }
+}
+
 /// Records the placeholders of a session (and the supervisor's pid) so that a later run can
 /// remove them if this supervisor is killed before it cleans up.
-fn write_manifest(path: &Path, made: &[PathBuf]) {
-    if made.is_empty() {
-        return;
-    }
-    let mut text = format!("{}\n", std::process::id());
-    for p in made {
-        text.push_str(&p.to_string_lossy());
-        text.push('\n');
-    }
-    if let Some(d) = path.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let _ = std::fs::write(path, text);
+fn write_manifest(path: &Path, made: &[warden_sandbox::placeholder::Placeholder]) {
+    warden_sandbox::placeholder::write_manifest(path, made)
 }
 
 /// Removes (still empty) placeholders left by sessions whose supervisor is gone.
 fn sweep_stale_placeholders(state: &Path) {
-    let Ok(rd) = std::fs::read_dir(state.join("placeholders")) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
-        let mut lines = text.lines();
-        let alive = lines
-            .next()
-            .and_then(|l| l.parse::<i32>().ok())
-            // SAFETY: signal 0 only checks for existence.
-            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
-        if alive {
-            continue;
-        }
-        let made: Vec<PathBuf> = lines.map(PathBuf::from).collect();
-        launch::remove_placeholders(&made);
-        let _ = std::fs::remove_file(e.path());
-    }
+    warden_sandbox::placeholder::sweep_stale(&state.join("placeholders"))
 }
 
 /// The agent's install directory when it lives under `$HOME` (which the sandbox replaces

@@ -1,0 +1,509 @@
+//! File operations for warden code that runs with more authority than the agent (the
+//! sandbox's init, which holds every capability of the user namespace; the supervisor on the
+//! host) and acts on paths the agent can write.
+//!
+//! The rule this module enforces: never resolve an agent-writable path. Everything starts
+//! from a directory fd opened once (the workspace, before the agent runs) and walks down with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`; what was opened
+//! is `fstat`ed and checked (a real directory or a regular file, on the expected device);
+//! files are removed only with `unlinkat` relative to such a verified directory fd; and
+//! mounts are made with the new mount API on fds (`open_tree` + `move_mount`), so no path is
+//! resolved at mount time either.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cstr(p: &OsStr) -> io::Result<CString> {
+    CString::new(p.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL"))
+}
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A relative path with only normal components (no `..`, no root, no `.`), or an error.
+pub fn relative(p: &Path) -> io::Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: not a plain relative path", p.display()),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Opens a directory by absolute path (once, before the agent can race it).
+pub fn open_root(p: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(p.as_os_str())?;
+    // SAFETY: open(2) with a valid C string.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2` beneath `dir`, refusing symlinks and magic links anywhere in `rel`.
+pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let rel = relative(rel)?;
+    let c = if rel.as_os_str().is_empty() {
+        CString::new(".").unwrap_or_default()
+    } else {
+        cstr(rel.as_os_str())?
+    };
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        mode: if flags & libc::O_CREAT != 0 {
+            mode as u64
+        } else {
+            0
+        },
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid path and a correctly sized open_how.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` for a single component.
+pub fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<libc::stat> {
+    let c = single(name)?;
+    // SAFETY: fstatat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn single(name: &OsStr) -> io::Result<CString> {
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a single file name", name.to_string_lossy()),
+        ));
+    }
+    cstr(name)
+}
+
+pub fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+pub fn is_reg(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+fn wrong(what: &str, rel: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: not {what}", rel.display()),
+    )
+}
+
+/// Opens a real directory beneath `dir` (`O_PATH` when `path_only`), on device `dev` if given.
+pub fn open_dir(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    path_only: bool,
+    dev: Option<u64>,
+) -> io::Result<OwnedFd> {
+    let flags = libc::O_DIRECTORY
+        | if path_only {
+            libc::O_PATH
+        } else {
+            libc::O_RDONLY
+        };
+    let fd = open_beneath(dir, rel, flags, 0)?;
+    let st = fstat(fd.as_fd())?;
+    if !is_dir(&st) {
+        return Err(wrong("a directory", rel));
+    }
+    if dev.is_some_and(|d| d != st.st_dev) {
+        return Err(wrong("on the workspace's file system", rel));
+    }
+    Ok(fd)
+}
+
+/// Opens a regular file beneath `dir` with `flags` (no O_CREAT), on device `dev` if given.
+pub fn open_file(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: i32,
+    dev: Option<u64>,
+) -> io::Result<OwnedFd> {
+    // (openat2 refuses any flag beyond O_DIRECTORY/O_NOFOLLOW/O_CLOEXEC with O_PATH.)
+    let nb = if flags & libc::O_PATH != 0 {
+        0
+    } else {
+        libc::O_NONBLOCK
+    };
+    let fd = open_beneath(dir, rel, flags | nb, 0)?;
+    let st = fstat(fd.as_fd())?;
+    if !is_reg(&st) {
+        return Err(wrong("a regular file", rel));
+    }
+    if dev.is_some_and(|d| d != st.st_dev) {
+        return Err(wrong("on the workspace's file system", rel));
+    }
+    Ok(fd)
+}
+
+/// Creates (`mkdirat`) every missing directory of `rel` beneath `dir`, one verified
+/// component at a time; returns the innermost directory's fd and the paths it made
+/// (relative to `dir`, outermost first).
+pub fn mkdir_all(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    dev: Option<u64>,
+) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
+    let rel = relative(rel)?;
+    let mut cur = open_dir(dir, Path::new(""), true, dev)?;
+    let mut made = Vec::new();
+    let mut sofar = PathBuf::new();
+    for c in rel.components() {
+        let name = c.as_os_str();
+        sofar.push(name);
+        let cn = single(name)?;
+        // SAFETY: mkdirat relative to a verified directory fd.
+        let r = unsafe { libc::mkdirat(cur.as_raw_fd(), cn.as_ptr(), 0o755) };
+        if r == 0 {
+            made.push(sofar.clone());
+        } else {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("mkdir {}: {e}", sofar.display()),
+                ));
+            }
+        }
+        cur = open_dir(cur.as_fd(), Path::new(name), true, dev)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", sofar.display())))?;
+    }
+    Ok((cur, made))
+}
+
+/// Creates an empty regular file `name` in `dir` (`O_EXCL`); false when it already existed.
+pub fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+    match open_beneath(
+        dir,
+        Path::new(name),
+        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+        0o644,
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `unlinkat(dir, name)` (`AT_REMOVEDIR` for a directory): `dir` must be a verified fd.
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> io::Result<()> {
+    let c = single(name)?;
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: unlinkat relative to a directory fd.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The entry names of a directory opened for reading (not `O_PATH`), without `.`/`..`.
+pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    Ok(list_typed(dir)?.into_iter().map(|(n, _)| n).collect())
+}
+
+/// Entry type from `readdir` (`d_type`); `DT_UNKNOWN` means: stat it to know.
+pub const DT_DIR: u8 = libc::DT_DIR;
+pub const DT_UNKNOWN: u8 = libc::DT_UNKNOWN;
+
+/// Like [`list`], with each entry's `d_type` (saves a stat per entry where the file system
+/// reports it).
+pub fn list_typed(dir: BorrowedFd<'_>) -> io::Result<Vec<(OsString, u8)>> {
+    // SAFETY: dup + fdopendir take ownership of the duplicate; closedir releases it.
+    unsafe {
+        let d = libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0);
+        if d < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::lseek(d, 0, libc::SEEK_SET);
+        let dp = libc::fdopendir(d);
+        if dp.is_null() {
+            let e = io::Error::last_os_error();
+            libc::close(d);
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        loop {
+            let ent = libc::readdir(dp);
+            if ent.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*ent).d_name.as_ptr());
+            let b = name.to_bytes();
+            if b != b"." && b != b".." {
+                out.push((OsStr::from_bytes(b).to_os_string(), (*ent).d_type));
+            }
+        }
+        libc::closedir(dp);
+        Ok(out)
+    }
+}
+
+/// Reads at most `max` bytes of an open file from its start.
+pub fn read_to_vec(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut off: i64 = 0;
+    while out.len() < max {
+        let want = buf.len().min(max - out.len());
+        // SAFETY: pread into a stack buffer.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                want,
+                off,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        off += n as i64;
+    }
+    Ok(out)
+}
+
+/// Replaces the content of a file opened read-write (through its fd, never a path).
+pub fn rewrite(fd: BorrowedFd<'_>, content: &[u8]) -> io::Result<()> {
+    // SAFETY: ftruncate/pwrite on an open fd.
+    unsafe {
+        if libc::ftruncate(fd.as_raw_fd(), 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut off = 0usize;
+        while off < content.len() {
+            let n = libc::pwrite(
+                fd.as_raw_fd(),
+                content[off..].as_ptr() as *const libc::c_void,
+                content.len() - off,
+                off as i64,
+            );
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(e);
+            }
+            off += n as usize;
+        }
+    }
+    Ok(())
+}
+
+/// Bind-mounts what `src` refers to onto what `target` refers to (both fds, no paths):
+/// `open_tree(src, "", AT_EMPTY_PATH | OPEN_TREE_CLONE)`, optionally read-only
+/// (`mount_setattr` on the detached copy), then `move_mount` onto `target`.
+pub fn bind_fd(
+    src: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    recursive: bool,
+    readonly: bool,
+) -> io::Result<()> {
+    let empty = c"";
+    let mut flags =
+        OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as libc::c_uint | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: open_tree with an fd and an empty path.
+    let tree = check(unsafe {
+        libc::syscall(libc::SYS_open_tree, src.as_raw_fd(), empty.as_ptr(), flags)
+    })?;
+    // SAFETY: fresh fd.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    if readonly {
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let f = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+        // SAFETY: mount_setattr on the detached tree with a correctly sized struct.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                f,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        })?;
+    }
+    // SAFETY: move_mount between two fds with empty paths.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// Binds a directory or file onto itself (a mount point cannot be renamed or removed:
+/// EBUSY), optionally read-only.
+pub fn bind_self(fd: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
+    bind_fd(fd, fd, false, readonly)
+}
+
+/// An inode's identity that survives inode-number reuse: (inode, birth time) where the file
+/// system records birth times (ext4, xfs, btrfs, tmpfs), else (inode, 0).
+pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, i64, u32)> {
+    // SAFETY: statx into a zeroed struct on an fd with an empty path.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_INO | libc::STATX_BTIME,
+            &mut sx,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let dev = libc::makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    let (bs, bn) = if sx.stx_mask & libc::STATX_BTIME != 0 {
+        (sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec)
+    } else {
+        (0, 0)
+    };
+    Ok((dev, sx.stx_ino, bs, bn))
+}
+
+/// Reads a symlink's target (`readlinkat` on a verified parent fd), at most 4 KiB.
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<PathBuf> {
+    let c = single(name)?;
+    let mut buf = [0u8; 4096];
+    // SAFETY: readlinkat into a stack buffer.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PathBuf::from(OsStr::from_bytes(&buf[..n as usize])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beneath_refuses_symlinks_and_dotdot() {
+        let d = std::env::temp_dir().join(format!("warden-fsat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("l")).unwrap();
+        let root = open_root(&d).unwrap();
+        assert!(open_dir(root.as_fd(), Path::new("a"), true, None).is_ok());
+        assert!(open_dir(root.as_fd(), Path::new("l"), true, None).is_err());
+        assert!(open_file(root.as_fd(), Path::new("l/passwd"), libc::O_RDONLY, None).is_err());
+        assert!(open_dir(root.as_fd(), Path::new("../"), true, None).is_err());
+        let (_, made) = mkdir_all(root.as_fd(), Path::new("a/b/c"), None).unwrap();
+        assert_eq!(made, vec![PathBuf::from("a/b"), PathBuf::from("a/b/c")]);
+        assert!(mkdir_all(root.as_fd(), Path::new("l/x"), None).is_err());
+        assert!(!Path::new("/etc/x").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,1185 @@
+//! The workspace guard, run by the sandbox's init (every capability of the user namespace,
+//! no Landlock, no seccomp): it owns the containers of what the host will later execute or
+//! load, not just their leaves, for the whole session.
+//!
+//! - Protected paths (`files.protect`) are locked read-only, and every directory between their
+//!   writable root and them (`.git`, `.claude`, ...) is bound onto itself: a mount point cannot
+//!   be renamed or removed (EBUSY), so `mv .claude x && mkdir .claude` fails.
+//! - Git repositories at any depth: every entry named `.git` (directory, `gitdir:` file,
+//!   symlink) and every directory that looks like a git dir (`HEAD` plus `objects/` or
+//!   `commondir`, e.g. `.git/modules/*`, `.git/worktrees/*`, `--separate-git-dir` targets) is
+//!   guarded: `hooks/` and `config` are locked read-only; a `.git` directory is bound onto
+//!   itself. Repositories created during the session are also neutralised at the moment of
+//!   locking: hooks other than `*.sample` are removed and `config` keeps only an allowlist of
+//!   inert keys (no `core.fsmonitor`, `core.hooksPath`, `include`, filters, aliases, ...).
+//!   Indirections: a `commondir` made in the session is removed (in a worktree's git dir it
+//!   is reset to `../..`), `config.worktree` is sanitised, a `gitdir:` file's target inside
+//!   the workspace is guarded (even when it appears later), a `.git` symlink made in the
+//!   session is removed, and a pre-existing config's `core.hooksPath` inside the workspace is
+//!   locked.
+//! - The guard is not one-shot: an inotify watch on every directory of the workspace finds
+//!   new repositories for the whole session (cost: one watch per directory, bounded; past
+//!   the bound, or on queue overflow, it falls back to periodic full rescans). When the agent
+//!   exits, init kills what is left in the namespace and [`Guard::finish`] makes a last full
+//!   pass with no settle delay, so whatever the agent left ends up neutralised.
+//!
+//! Every path operation goes through [`crate::fsat`]: the workspace is opened once before the
+//! agent runs, everything else is opened beneath it with symlinks refused, checked with
+//! `fstat` (real directory / regular file on the workspace's device), removed with `unlinkat`
+//! on verified directory fds, and mounted with `open_tree` + `move_mount` on fds.
+
+use crate::fsat;
+use crate::plan::Plan;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `git init` writes its config in several lock-and-rename steps; locking in between would
+/// make the next rename fail (EBUSY on the mount point). The config must be quiet this long.
+const SETTLE: Duration = Duration::from_millis(150);
+/// ...but never longer than this (an agent touching the config forever must not keep it open).
+const MAX_WAIT: Duration = Duration::from_secs(2);
+/// inotify watches at most (one per directory); past it, periodic full rescans.
+const MAX_WATCHES: usize = 100_000;
+/// A walk visits at most this many entries, this deep.
+const MAX_WALK: usize = 1_000_000;
+const MAX_DEPTH: usize = 64;
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// Subdirectories of a git dir that are never walked (content, not configuration).
+const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
+
+type Id = (u64, u64, i64, u32);
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    /// An entry named `.git`: a directory, a `gitdir:` file or a symlink.
+    Dot,
+    /// A directory that may be a git dir.
+    GitDir,
+}
+
+struct Pending {
+    kind: Kind,
+    first: Instant,
+    last: Instant,
+    stamp: Option<(u64, i64, i64, i64)>,
+}
+
+/// See the module doc. Shared between init's main thread (start, finish) and its watcher.
+#[derive(Clone)]
+pub struct Guard {
+    st: Arc<Mutex<State>>,
+}
+
+struct State {
+    ws: OwnedFd,
+    ws_path: PathBuf,
+    dev: u64,
+    inotify: OwnedFd,
+    wds: HashMap<i32, PathBuf>,
+    degraded: bool,
+    last_rescan: Instant,
+    /// Git dirs and `.git` entries present at start: locked, never rewritten.
+    preexisting: HashSet<Id>,
+    /// What we mounted onto (so it is not mounted twice).
+    locked: HashSet<Id>,
+    pending: HashMap<PathBuf, Pending>,
+    /// Workspace-relative paths named by `gitdir:` files: guarded when they appear.
+    expected: HashSet<PathBuf>,
+    priv_dir: PathBuf,
+    n: usize,
+    /// Lines appended to the private `.git/info/exclude` (the placeholders).
+    exclude_extra: String,
+    starting: bool,
+    finished: bool,
+    /// `core.hooksPath` from the user's global git config (applies to every repository).
+    global_hooks_path: Option<String>,
+}
+
+fn err(what: &str, rel: &Path, e: impl std::fmt::Display) -> String {
+    format!("{what} {}: {e}", rel.display())
+}
+
+impl Guard {
+    /// Locks the protected paths and every pre-existing repository, and starts watching.
+    /// Runs in init before the agent exists; any failure refuses the session.
+    pub fn start(plan: &Plan, priv_dir: &Path) -> Result<Guard, String> {
+        let ws =
+            fsat::open_root(&plan.workspace).map_err(|e| err("workspace", &plan.workspace, e))?;
+        let dev = fsat::fstat(ws.as_fd())
+            .map_err(|e| err("workspace", &plan.workspace, e))?
+            .st_dev;
+        // SAFETY: inotify_init1 returns a fresh fd or -1.
+        let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if ifd < 0 {
+            return Err(format!(
+                "workspace guard: inotify_init1: {} (needed to watch for new git repositories)",
+                io::Error::last_os_error()
+            ));
+        }
+        let mut exclude_extra = String::new();
+        for (p, is_dir) in &plan.placeholders {
+            if let Ok(r) = p.strip_prefix(&plan.workspace) {
+                exclude_extra.push_str(&format!(
+                    "/{}{}\n",
+                    r.display(),
+                    if *is_dir { "/" } else { "" }
+                ));
+            }
+        }
+        let mut st = State {
+            ws,
+            ws_path: plan.workspace.clone(),
+            dev,
+            // SAFETY: fresh fd.
+            inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
+            wds: HashMap::new(),
+            degraded: false,
+            last_rescan: Instant::now(),
+            preexisting: HashSet::new(),
+            locked: HashSet::new(),
+            pending: HashMap::new(),
+            expected: HashSet::new(),
+            priv_dir: priv_dir.to_path_buf(),
+            n: 0,
+            exclude_extra,
+            starting: true,
+            finished: false,
+            // Git reads the XDG file, then ~/.gitconfig; the last definition wins. (Read by
+            // path before the agent runs: both are outside every writable root.)
+            global_hooks_path: [".gitconfig", ".config/git/config"]
+                .iter()
+                .filter_map(|f| std::fs::read(plan.home.join(f)).ok())
+                .find_map(|t| hooks_path(&String::from_utf8_lossy(&t))),
+        };
+        st.lock_protected(plan)?;
+        st.walk(Path::new(""), 0, &mut 0, true);
+        st.process_all(true)?;
+        st.starting = false;
+        Ok(Guard {
+            st: Arc::new(Mutex::new(st)),
+        })
+    }
+
+    /// Runs the watcher on a thread of init for the rest of the session.
+    pub fn spawn(&self) {
+        let g = self.clone();
+        std::thread::spawn(move || loop {
+            let fd = match g.st.lock() {
+                Ok(s) if !s.finished => s.inotify.as_raw_fd(),
+                _ => return,
+            };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one fd we own.
+            unsafe { libc::poll(&mut pfd, 1, 50) };
+            let Ok(mut s) = g.st.lock() else { return };
+            if s.finished {
+                return;
+            }
+            s.drain_events();
+            if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
+                s.rescan();
+            }
+            if let Err(e) = s.process_all(false) {
+                eprintln!("warden: workspace guard: {e}");
+            }
+        });
+    }
+
+    /// The last pass, once nothing in the sandbox runs any more: a full rescan, and every
+    /// candidate processed now (no settle delay).
+    pub fn finish(&self) {
+        let Ok(mut s) = self.st.lock() else { return };
+        s.finished = true;
+        s.drain_events();
+        // The watch saw every directory unless it was degraded (watch limit, queue overflow,
+        // walk bounds): only then is a full rescan needed to find what it missed.
+        if s.degraded {
+            s.rescan();
+        }
+        if let Err(e) = s.process_all(true) {
+            eprintln!("warden: workspace guard: {e}");
+        }
+    }
+}
+
+/// The workspace-relative form of `target` as seen from `base` (a relative dir), or None
+/// when it leaves the workspace.
+fn resolve_rel(ws_path: &Path, base: &Path, target: &Path) -> Option<PathBuf> {
+    let joined = if target.is_absolute() {
+        target.strip_prefix(ws_path).ok()?.to_path_buf()
+    } else {
+        base.join(target)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+impl State {
+    fn open_dir(&self, rel: &Path, path_only: bool) -> io::Result<OwnedFd> {
+        fsat::open_dir(self.ws.as_fd(), rel, path_only, Some(self.dev))
+    }
+
+    fn private_file(&mut self, content: &[u8]) -> Result<OwnedFd, String> {
+        self.n += 1;
+        let p = self.priv_dir.join(format!("g-{}", self.n));
+        std::fs::write(&p, content).map_err(|e| err("private file", &p, e))?;
+        let c = CStringPath::new(&p)?;
+        // SAFETY: open(2) of our own file in init's private /run.
+        let fd = unsafe {
+            libc::open(
+                c.0.as_ptr(),
+                libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        if fd < 0 {
+            return Err(err("private file", &p, io::Error::last_os_error()));
+        }
+        // SAFETY: fresh fd.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Binds `fd` onto itself (read-only or not) unless already done.
+    fn bind_self(&mut self, fd: BorrowedFd<'_>, readonly: bool, recursive: bool) -> io::Result<()> {
+        let id = fsat::identity(fd)?;
+        if self.locked.contains(&id) {
+            return Ok(());
+        }
+        fsat::bind_fd(fd, fd, recursive, readonly)?;
+        self.locked.insert(id);
+        Ok(())
+    }
+
+    /// `files.protect`: containers bound onto themselves, leaves read-only (absent files
+    /// show their placeholder content from a private file).
+    fn lock_protected(&mut self, plan: &Plan) -> Result<(), String> {
+        let roots = crate::placeholder::writable_roots(plan);
+        let mut containers: Vec<(PathBuf, PathBuf)> = Vec::new();
+        for p in &plan.protect {
+            let Some(root) = roots
+                .iter()
+                .find(|r| p.path.starts_with(r) && p.path != **r)
+            else {
+                continue;
+            };
+            let rel = p.path.strip_prefix(root).unwrap_or(&p.path);
+            let mut acc = PathBuf::new();
+            let comps: Vec<_> = rel.components().collect();
+            for c in comps.iter().take(comps.len().saturating_sub(1)) {
+                acc.push(c);
+                if !containers.iter().any(|(r, a)| r == root && *a == acc) {
+                    containers.push((root.clone(), acc.clone()));
+                }
+            }
+        }
+        for (root, rel) in &containers {
+            let rfd = fsat::open_root(root).map_err(|e| err("protected root", root, e))?;
+            let dev = fsat::fstat(rfd.as_fd())
+                .map_err(|e| err("protected root", root, e))?
+                .st_dev;
+            match fsat::open_dir(rfd.as_fd(), rel, true, Some(dev)) {
+                Ok(fd) => self
+                    .bind_self(fd.as_fd(), false, true)
+                    .map_err(|e| err("cannot pin", &root.join(rel), e))?,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "protected path {}: {e}; warden refuses to follow a symlink here (make it a real directory, or remove it)",
+                        root.join(rel).display()
+                    ))
+                }
+            }
+        }
+        for p in &plan.protect {
+            let Some(root) = roots
+                .iter()
+                .find(|r| p.path.starts_with(r) && p.path != **r)
+            else {
+                continue;
+            };
+            let rel = p.path.strip_prefix(root).unwrap_or(&p.path).to_path_buf();
+            self.lock_one(root, &rel, p.is_dir, p.placeholder_content)
+                .map_err(|e| {
+                    format!(
+                        "protected path {}: {e}; warden refuses to follow a symlink or a non-regular file there (make it a real file/directory, or remove it)",
+                        p.path.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    fn lock_one(
+        &mut self,
+        root: &Path,
+        rel: &Path,
+        is_dir: bool,
+        content: Option<&str>,
+    ) -> Result<(), String> {
+        let rfd = fsat::open_root(root).map_err(|e| e.to_string())?;
+        let dev = fsat::fstat(rfd.as_fd()).map_err(|e| e.to_string())?.st_dev;
+        let open = |rfd: BorrowedFd<'_>| -> io::Result<OwnedFd> {
+            if is_dir {
+                fsat::open_dir(rfd, rel, true, Some(dev))
+            } else {
+                fsat::open_file(rfd, rel, libc::O_PATH, Some(dev))
+            }
+        };
+        let fd = match open(rfd.as_fd()) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // The placeholder was removed between its creation and now: make it again.
+                if is_dir {
+                    fsat::mkdir_all(rfd.as_fd(), rel, Some(dev)).map_err(|e| e.to_string())?;
+                } else {
+                    let parent = rel.parent().unwrap_or(Path::new(""));
+                    let (d, _) = fsat::mkdir_all(rfd.as_fd(), parent, Some(dev))
+                        .map_err(|e| e.to_string())?;
+                    let name = rel.file_name().unwrap_or_default();
+                    fsat::create_file(d.as_fd(), name).map_err(|e| e.to_string())?;
+                }
+                open(rfd.as_fd()).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match content {
+            Some(text) if !is_dir => {
+                let src = self.private_file(text.as_bytes())?;
+                fsat::bind_fd(src.as_fd(), fd.as_fd(), false, true).map_err(|e| e.to_string())?;
+                if let Ok(id) = fsat::identity(fd.as_fd()) {
+                    self.locked.insert(id);
+                }
+                Ok(())
+            }
+            _ => self
+                .bind_self(fd.as_fd(), true, is_dir)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Walks `rel` (bounded): adds a watch to every directory, queues every `.git` entry and
+    /// every directory that looks like a git dir.
+    fn walk(&mut self, rel: &Path, depth: usize, seen: &mut usize, watch: bool) {
+        if depth > MAX_DEPTH || *seen > MAX_WALK {
+            self.degraded = true;
+            return;
+        }
+        let Ok(fd) = self.open_dir(rel, false) else {
+            return;
+        };
+        if watch {
+            self.add_watch(fd.as_fd(), rel);
+        }
+        if self.expected.contains(rel) {
+            self.queue(rel.to_path_buf(), Kind::GitDir);
+        }
+        let Ok(typed) = fsat::list_typed(fd.as_fd()) else {
+            return;
+        };
+        *seen += typed.len();
+        let names: Vec<&OsString> = typed.iter().map(|(n, _)| n).collect();
+        let has = |n: &str| names.iter().any(|x| *x == n);
+        let gitlike = has("HEAD") && (has("objects") || has("commondir"));
+        if gitlike && !rel.as_os_str().is_empty() {
+            self.queue(rel.to_path_buf(), Kind::GitDir);
+        }
+        for (name, dt) in &typed {
+            let child = rel.join(name);
+            if name == ".git" {
+                self.queue(child.clone(), Kind::Dot);
+            }
+            if gitlike && GIT_BULK.iter().any(|b| name == *b) {
+                continue;
+            }
+            // d_type saves a stat per entry; open_dir re-checks (real dir, same device).
+            let is_dir = match *dt {
+                fsat::DT_DIR => true,
+                fsat::DT_UNKNOWN => {
+                    fsat::lstat_at(fd.as_fd(), name).is_ok_and(|st| fsat::is_dir(&st))
+                }
+                _ => false,
+            };
+            if is_dir {
+                self.walk(&child, depth + 1, seen, watch)
+            }
+        }
+    }
+
+    fn add_watch(&mut self, fd: BorrowedFd<'_>, rel: &Path) {
+        if self.wds.len() >= MAX_WATCHES {
+            self.degraded = true;
+            return;
+        }
+        let p = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
+        let mask = libc::IN_CREATE
+            | libc::IN_MOVED_TO
+            | libc::IN_CLOSE_WRITE
+            | libc::IN_ONLYDIR
+            | libc::IN_EXCL_UNLINK;
+        // The magic link is followed on purpose (no IN_DONT_FOLLOW, which would watch the
+        // link itself): it names the directory we opened and verified, not a path.
+        // SAFETY: a NUL-terminated path to our own verified fd.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                self.inotify.as_raw_fd(),
+                p.as_ptr() as *const libc::c_char,
+                mask,
+            )
+        };
+        if wd < 0 {
+            self.degraded = true;
+            return;
+        }
+        self.wds.insert(wd, rel.to_path_buf());
+    }
+
+    fn queue(&mut self, rel: PathBuf, kind: Kind) {
+        let now = Instant::now();
+        let e = self.pending.entry(rel).or_insert(Pending {
+            kind,
+            first: now,
+            last: now,
+            stamp: None,
+        });
+        if kind == Kind::Dot {
+            e.kind = Kind::Dot;
+        }
+        e.last = now;
+    }
+
+    fn rescan(&mut self) {
+        self.last_rescan = Instant::now();
+        let watch = !self.finished;
+        self.walk(Path::new(""), 0, &mut 0, watch);
+    }
+
+    fn drain_events(&mut self) {
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: reading inotify events into a buffer.
+            let n = unsafe {
+                libc::read(
+                    self.inotify.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                return;
+            }
+            let n = n as usize;
+            let hdr = std::mem::size_of::<libc::inotify_event>();
+            let mut off = 0;
+            while off + hdr <= n {
+                // SAFETY: the kernel wrote a whole event header at `off`.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf[off..].as_ptr() as *const _) };
+                let len = ev.len as usize;
+                let raw = &buf[off + hdr..(off + hdr + len).min(n)];
+                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                let name = OsStr::from_bytes(&raw[..end]).to_os_string();
+                off += hdr + len;
+                self.event(ev.wd, ev.mask, name);
+            }
+        }
+    }
+
+    fn event(&mut self, wd: i32, mask: u32, name: OsString) {
+        if mask & libc::IN_Q_OVERFLOW != 0 {
+            self.degraded = true;
+            self.rescan();
+            return;
+        }
+        if mask & libc::IN_IGNORED != 0 {
+            self.wds.remove(&wd);
+            return;
+        }
+        let Some(dir) = self.wds.get(&wd).cloned() else {
+            return;
+        };
+        let child = dir.join(&name);
+        if mask & libc::IN_ISDIR != 0 && mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
+            self.walk(&child, 0, &mut 0, true);
+        }
+        let n = name.as_bytes();
+        if n == b".git" {
+            self.queue(child, Kind::Dot);
+        } else if matches!(
+            n,
+            b"HEAD" | b"objects" | b"commondir" | b"config" | b"config.worktree" | b"hooks"
+        ) {
+            self.queue(dir, Kind::GitDir);
+        }
+    }
+
+    /// Processes the candidates that are due (all of them when `force`).
+    fn process_all(&mut self, force: bool) -> Result<(), String> {
+        let keys: Vec<PathBuf> = self.pending.keys().cloned().collect();
+        let mut errors = Vec::new();
+        for rel in keys {
+            if !force && !self.due(&rel) {
+                continue;
+            }
+            let Some(p) = self.pending.remove(&rel) else {
+                continue;
+            };
+            let overdue = force || p.first.elapsed() >= MAX_WAIT;
+            let r = match p.kind {
+                Kind::Dot => self.dot(&rel, overdue),
+                Kind::GitDir => self.git_dir(&rel, overdue),
+            };
+            match r {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Not ready (e.g. a `.git` directory `git init` is still filling).
+                    self.pending.insert(rel, p);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    fn due(&mut self, rel: &Path) -> bool {
+        let stamp = self.config_stamp(rel);
+        let lock = self
+            .open_dir(rel, true)
+            .ok()
+            .is_some_and(|d| fsat::lstat_at(d.as_fd(), OsStr::new("config.lock")).is_ok());
+        let Some(p) = self.pending.get_mut(rel) else {
+            return false;
+        };
+        if p.first.elapsed() >= MAX_WAIT {
+            return true;
+        }
+        if p.stamp != stamp {
+            p.stamp = stamp;
+            p.last = Instant::now();
+            return false;
+        }
+        p.last.elapsed() >= SETTLE && !lock
+    }
+
+    fn config_stamp(&self, rel: &Path) -> Option<(u64, i64, i64, i64)> {
+        let d = self.open_dir(rel, true).ok()?;
+        let st = fsat::lstat_at(d.as_fd(), OsStr::new("config")).ok()?;
+        Some((st.st_ino, st.st_mtime, st.st_mtime_nsec, st.st_size))
+    }
+
+    /// An entry named `.git`. Returns Ok(false) to be retried later.
+    fn dot(&mut self, rel: &Path, overdue: bool) -> Result<bool, String> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Ok(true);
+        };
+        let Ok(pfd) = self.open_dir(parent, true) else {
+            return Ok(true);
+        };
+        let Ok(st) = fsat::lstat_at(pfd.as_fd(), name) else {
+            return Ok(true);
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFDIR {
+            let fd = self
+                .open_dir(rel, true)
+                .map_err(|e| err("git dir", rel, e))?;
+            let id = fsat::identity(fd.as_fd()).map_err(|e| err("git dir", rel, e))?;
+            if self.starting {
+                self.preexisting.insert(id);
+            }
+            // The container: a mount point cannot be renamed away and replaced.
+            self.bind_self(fd.as_fd(), false, true)
+                .map_err(|e| err("cannot pin git dir", rel, e))?;
+            return self.git_dir(rel, overdue);
+        }
+        let fd = fsat::open_beneath(pfd.as_fd(), Path::new(name), libc::O_PATH, 0)
+            .map_err(|e| err("open", rel, e))?;
+        let id = fsat::identity(fd.as_fd()).map_err(|e| err("stat", rel, e))?;
+        if self.starting {
+            self.preexisting.insert(id);
+        }
+        let pre = self.preexisting.contains(&id);
+        let target = if fmt == libc::S_IFLNK {
+            if !pre {
+                // A `.git` symlink made in the session: git would follow it anywhere.
+                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                return Ok(true);
+            }
+            fsat::readlink_at(pfd.as_fd(), name).ok()
+        } else if fmt == libc::S_IFREG {
+            let f = fsat::open_file(pfd.as_fd(), Path::new(name), libc::O_RDONLY, Some(self.dev))
+                .map_err(|e| err("open", rel, e))?;
+            let text = fsat::read_to_vec(f.as_fd(), 4096).unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            text.lines()
+                .next()
+                .and_then(|l| l.strip_prefix("gitdir:"))
+                .map(|t| PathBuf::from(t.trim()))
+        } else {
+            None
+        };
+        let Some(target) = target else {
+            return Ok(true);
+        };
+        match resolve_rel(&self.ws_path, parent, &target) {
+            // Outside the workspace: not agent-writable (the other writable roots are not
+            // checked; see GUARANTEES.md).
+            None => Ok(true),
+            Some(t) => match self.open_dir(&t, true) {
+                Ok(_) => {
+                    self.expected.insert(t.clone());
+                    self.git_dir(&t, overdue)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    // Guarded when it appears (the walker checks `expected`).
+                    self.expected.insert(t);
+                    Ok(true)
+                }
+                Err(_) if !pre => {
+                    // Through a symlink or a non-directory: neutralise the gitdir file.
+                    let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                    Ok(true)
+                }
+                Err(_) => Ok(true),
+            },
+        }
+    }
+
+    /// Whether an item existed when the session started (recorded then).
+    fn pre(&mut self, id: Id) -> bool {
+        if self.starting {
+            self.preexisting.insert(id);
+        }
+        self.preexisting.contains(&id)
+    }
+
+    /// A directory that may be a git dir. Returns Ok(false) to be retried later.
+    fn git_dir(&mut self, rel: &Path, overdue: bool) -> Result<bool, String> {
+        let dot = rel.file_name().is_some_and(|n| n == ".git");
+        let Ok(g) = self.open_dir(rel, false) else {
+            return Ok(true);
+        };
+        let names = fsat::list(g.as_fd()).unwrap_or_default();
+        let has = |n: &str| names.iter().any(|x| x == n);
+        let gitlike = has("HEAD") && (has("objects") || has("commondir"));
+        if !(gitlike || dot && has("config")) {
+            // `git init` has not got that far yet; the HEAD/config events bring it back.
+            return Ok(!dot || overdue || self.starting);
+        }
+        let dev = Some(self.dev);
+        let in_worktrees = rel
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "worktrees");
+        // hooks/: locked read-only; a new one's planted hooks are removed through the
+        // directory fd opened before the lock (nothing can be added in between).
+        if !in_worktrees {
+            if !has("hooks") {
+                let _ = fsat::mkdir_all(g.as_fd(), Path::new("hooks"), dev);
+            }
+            match fsat::open_dir(g.as_fd(), Path::new("hooks"), false, dev) {
+                Ok(h) => {
+                    let id = fsat::identity(h.as_fd()).map_err(|e| err("hooks", rel, e))?;
+                    let pre = self.pre(id);
+                    if !self.locked.contains(&id) {
+                        self.bind_self(h.as_fd(), true, true)
+                            .map_err(|e| err("cannot lock", &rel.join("hooks"), e))?;
+                        if !pre {
+                            sanitize_hooks(h.as_fd());
+                        }
+                    }
+                }
+                Err(_) => {
+                    // A symlink or a file named hooks: git would follow it.
+                    self.not_a_real(g.as_fd(), rel, "hooks", true);
+                }
+            }
+        }
+        // config and config.worktree: locked read-only (a worktree's config.worktree is
+        // only sanitised, so `git worktree remove` keeps working); new ones are sanitised.
+        for cfg in ["config", "config.worktree"] {
+            let lock = !(in_worktrees && cfg == "config.worktree");
+            self.config_file(g.as_fd(), rel, cfg, lock)?;
+        }
+        // commondir: git takes config and hooks from there.
+        if let Ok(st) = fsat::lstat_at(g.as_fd(), OsStr::new("commondir")) {
+            let f = fsat::open_file(g.as_fd(), Path::new("commondir"), libc::O_RDWR, dev);
+            let id = f.as_ref().ok().and_then(|f| fsat::identity(f.as_fd()).ok());
+            let pre = id.is_some_and(|id| self.pre(id)) && fsat::is_reg(&st);
+            match (f, pre, in_worktrees) {
+                (Ok(f), _, true) => {
+                    // A worktree's git dir: its commondir is always `../..`.
+                    let text = fsat::read_to_vec(f.as_fd(), 4096).unwrap_or_default();
+                    if String::from_utf8_lossy(&text).trim() != "../.." {
+                        let _ = fsat::rewrite(f.as_fd(), b"../..\n");
+                    }
+                }
+                (_, false, _) => {
+                    let _ = fsat::unlink_at(g.as_fd(), OsStr::new("commondir"), false);
+                }
+                (Ok(f), true, false) => {
+                    let _ = self.bind_self(f.as_fd(), true, false);
+                }
+                (Err(_), true, _) => {}
+            }
+        }
+        // core.hooksPath (this config's, else the user's global one) and include paths, when
+        // they point into the workspace: the hooks directory and included files are locked.
+        if !in_worktrees {
+            let text = fsat::open_file(g.as_fd(), Path::new("config"), libc::O_RDONLY, dev)
+                .ok()
+                .and_then(|f| fsat::read_to_vec(f.as_fd(), 1 << 20).ok())
+                .unwrap_or_default();
+            let refs = config_refs(&String::from_utf8_lossy(&text));
+            let hp = refs.hooks_path.or_else(|| self.global_hooks_path.clone());
+            if let Some(hp) = hp {
+                // Relative to the work tree (the git dir's parent for `.git`).
+                let base = if dot {
+                    rel.parent().unwrap_or(Path::new(""))
+                } else {
+                    rel
+                };
+                if let Some(t) = resolve_rel(&self.ws_path, base, Path::new(&hp)) {
+                    if let Ok(h) = self.open_dir(&t, true) {
+                        let _ = self.bind_self(h.as_fd(), true, true);
+                    }
+                }
+            }
+            for inc in refs.includes {
+                // Relative to the including file's directory (the git dir).
+                let Some(t) = resolve_rel(&self.ws_path, rel, Path::new(&inc)) else {
+                    continue;
+                };
+                let (Some(parent), Some(name)) = (t.parent(), t.file_name()) else {
+                    continue;
+                };
+                let Ok(pd) = self.open_dir(parent, true) else {
+                    continue;
+                };
+                // An absent include inside the workspace is made (empty) and locked, so the
+                // agent cannot create it.
+                let _ = fsat::create_file(pd.as_fd(), name);
+                if let Ok(f) = fsat::open_file(pd.as_fd(), Path::new(name), libc::O_PATH, dev) {
+                    let _ = self.bind_self(f.as_fd(), true, false);
+                }
+            }
+        }
+        // The top-level repository: a private info/exclude that ignores the placeholders.
+        if rel == Path::new(".git") && !self.exclude_extra.is_empty() {
+            self.private_exclude(g.as_fd());
+        }
+        Ok(true)
+    }
+
+    /// `name` in git dir `g` is not a real directory/file (a symlink, ...): one made in the
+    /// session is removed; a pre-existing symlink (the user's own setup) is left, and its
+    /// target is locked read-only when it lies in the workspace.
+    fn not_a_real(&mut self, g: BorrowedFd<'_>, rel: &Path, name: &str, want_dir: bool) {
+        let n = OsStr::new(name);
+        let Ok(st) = fsat::lstat_at(g, n) else {
+            return;
+        };
+        if want_dir && fsat::is_dir(&st) {
+            return;
+        }
+        let Ok(fd) = fsat::open_beneath(g, Path::new(name), libc::O_PATH, 0) else {
+            return;
+        };
+        let Ok(id) = fsat::identity(fd.as_fd()) else {
+            return;
+        };
+        if !self.pre(id) {
+            let _ = fsat::unlink_at(g, n, fsat::is_dir(&st));
+            return;
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            return;
+        }
+        let Some(t) = fsat::readlink_at(g, n)
+            .ok()
+            .and_then(|l| resolve_rel(&self.ws_path, rel, &l))
+        else {
+            return;
+        };
+        let target = if want_dir {
+            self.open_dir(&t, true)
+        } else {
+            fsat::open_file(self.ws.as_fd(), &t, libc::O_PATH, Some(self.dev))
+        };
+        if let Ok(t) = target {
+            let _ = self.bind_self(t.as_fd(), true, want_dir);
+        }
+    }
+
+    /// Locks (`lock`) and, when made in the session, sanitises a git config file.
+    fn config_file(
+        &mut self,
+        g: BorrowedFd<'_>,
+        rel: &Path,
+        name: &str,
+        lock: bool,
+    ) -> Result<(), String> {
+        let dev = Some(self.dev);
+        let st = match fsat::lstat_at(g, OsStr::new(name)) {
+            Ok(st) => st,
+            Err(_) => return Ok(()),
+        };
+        if !fsat::is_reg(&st) {
+            // A symlink (or anything else) named config: git would follow it.
+            self.not_a_real(g, rel, name, false);
+            return Ok(());
+        }
+        let p = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
+            .map_err(|e| err("open", &rel.join(name), e))?;
+        let id = fsat::identity(p.as_fd()).map_err(|e| err("stat", &rel.join(name), e))?;
+        if self.locked.contains(&id) {
+            return Ok(());
+        }
+        let pre = self.pre(id);
+        let rw = if pre {
+            None
+        } else {
+            Some(
+                fsat::open_file(g, Path::new(name), libc::O_RDWR, dev)
+                    .map_err(|e| err("open", &rel.join(name), e))?,
+            )
+        };
+        if lock || pre {
+            self.bind_self(p.as_fd(), true, false)
+                .map_err(|e| err("cannot lock", &rel.join(name), e))?;
+        }
+        if let Some(f) = rw {
+            sanitize_config_fd(f.as_fd());
+        }
+        Ok(())
+    }
+
+    fn private_exclude(&mut self, g: BorrowedFd<'_>) {
+        let Ok(f) = fsat::open_file(g, Path::new("info/exclude"), libc::O_RDONLY, Some(self.dev))
+        else {
+            return;
+        };
+        let Ok(id) = fsat::identity(f.as_fd()) else {
+            return;
+        };
+        if self.locked.contains(&id) {
+            return;
+        }
+        let mut text = fsat::read_to_vec(f.as_fd(), 1 << 20).unwrap_or_default();
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(
+            b"# warden: this session's placeholders for protected paths (removed at exit)\n",
+        );
+        text.extend_from_slice(self.exclude_extra.as_bytes());
+        let Ok(src) = self.private_file(&text) else {
+            return;
+        };
+        let Ok(target) =
+            fsat::open_file(g, Path::new("info/exclude"), libc::O_PATH, Some(self.dev))
+        else {
+            return;
+        };
+        if fsat::bind_fd(src.as_fd(), target.as_fd(), false, true).is_ok() {
+            self.locked.insert(id);
+        }
+    }
+}
+
+struct CStringPath(std::ffi::CString);
+impl CStringPath {
+    fn new(p: &Path) -> Result<Self, String> {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map(CStringPath)
+            .map_err(|_| format!("{}: NUL in path", p.display()))
+    }
+}
+
+fn sanitize_hooks(dir: BorrowedFd<'_>) {
+    let Ok(names) = fsat::list(dir) else { return };
+    for name in names {
+        if name.as_bytes().ends_with(b".sample") {
+            continue;
+        }
+        let is_dir = fsat::lstat_at(dir, &name).is_ok_and(|st| fsat::is_dir(&st));
+        let _ = fsat::unlink_at(dir, &name, is_dir);
+    }
+}
+
+fn sanitize_config_fd(f: BorrowedFd<'_>) {
+    let Ok(raw) = fsat::read_to_vec(f, (1 << 20) + 1) else {
+        return;
+    };
+    let clean = if raw.len() > 1 << 20 {
+        DEFAULT_CONFIG.to_string()
+    } else {
+        sanitize_config(&String::from_utf8_lossy(&raw))
+    };
+    if clean.as_bytes() != raw.as_slice() {
+        let _ = fsat::rewrite(f, clean.as_bytes());
+    }
+}
+
+const DEFAULT_CONFIG: &str =
+    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n";
+
+/// (section, key) pairs a repository made in the session may keep: inert settings only.
+/// Everything else (`core.fsmonitor`, `core.hooksPath`, `core.sshCommand`, `core.pager`,
+/// `include*`, `filter.*`, `diff.*.textconv`, `alias.*`, `credential.*`, `url.*`,
+/// `submodule.*.update`, ...) is dropped.
+const ALLOWED: &[(&str, &[&str])] = &[
+    (
+        "core",
+        &[
+            "repositoryformatversion",
+            "filemode",
+            "bare",
+            "logallrefupdates",
+            "ignorecase",
+            "precomposeunicode",
+            "symlinks",
+            "worktree",
+            "autocrlf",
+            "eol",
+            "safecrlf",
+            "quotepath",
+            "checkstat",
+            "trustctime",
+            "sharedrepository",
+            "compression",
+            "bigfilethreshold",
+        ],
+    ),
+    (
+        "extensions",
+        &[
+            "objectformat",
+            "refstorage",
+            "worktreeconfig",
+            "preciousobjects",
+        ],
+    ),
+    ("init", &["defaultbranch"]),
+    (
+        "remote",
+        &[
+            "url", "pushurl", "fetch", "push", "tagopt", "mirror", "prune",
+        ],
+    ),
+    (
+        "branch",
+        &["remote", "merge", "rebase", "pushremote", "description"],
+    ),
+    ("user", &["name", "email"]),
+    ("submodule", &["url", "active", "branch"]),
+    ("pull", &["rebase", "ff"]),
+    ("fetch", &["prune"]),
+    ("push", &["default"]),
+];
+
+/// Keeps only [`ALLOWED`] keys of a git config text. A value continued onto the next line
+/// stays with its key's decision; a line that does not parse is dropped.
+pub fn sanitize_config(text: &str) -> String {
+    let mut out = String::new();
+    let mut section: Option<String> = None;
+    let mut keep_cont = false;
+    let mut cont = false;
+    for line in text.lines() {
+        if cont {
+            if keep_cont {
+                out.push_str(line);
+                out.push('\n');
+            }
+            cont = line.ends_with('\\');
+            continue;
+        }
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            continue;
+        }
+        let mut rest = t;
+        if t.starts_with('[') {
+            let Some((name, after)) = parse_header(t) else {
+                section = None;
+                continue;
+            };
+            out.push_str(&t[..t.len() - after.len()]);
+            out.push('\n');
+            section = Some(name);
+            rest = after.trim_start();
+            if rest.is_empty() || rest.starts_with('#') || rest.starts_with(';') {
+                continue;
+            }
+        }
+        let key: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let after = rest[key.len()..].trim_start();
+        let well_formed = !key.is_empty() && (after.is_empty() || after.starts_with('='));
+        let keep = well_formed
+            && section.as_deref().is_some_and(|s| {
+                ALLOWED
+                    .iter()
+                    .any(|(sec, keys)| *sec == s && keys.contains(&key.as_str()))
+            });
+        if keep {
+            out.push('\t');
+            out.push_str(rest);
+            out.push('\n');
+        }
+        keep_cont = keep;
+        cont = rest.ends_with('\\');
+    }
+    out
+}
+
+/// `[section]`, `[section "sub"]` or `[section.sub]` → (lowercased section, text after `]`).
+fn parse_header(t: &str) -> Option<(String, &str)> {
+    let b = t.as_bytes();
+    let mut i = 1;
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+        i += 1;
+    }
+    let name = t[1..i].split('.').next()?.to_ascii_lowercase();
+    if name.is_empty() {
+        return None;
+    }
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    if i < b.len() && b[i] == b'"' {
+        i += 1;
+        while i < b.len() && b[i] != b'"' {
+            if b[i] == b'\\' {
+                i += 1;
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    if i < b.len() && b[i] == b']' {
+        Some((name, &t[i + 1..]))
+    } else {
+        None
+    }
+}
+
+/// What a config text points at: `core.hooksPath` (last one wins) and every
+/// `include.path` / `includeIf.*.path`.
+#[derive(Default, Debug, PartialEq)]
+struct ConfigRefs {
+    hooks_path: Option<String>,
+    includes: Vec<String>,
+}
+
+fn config_refs(text: &str) -> ConfigRefs {
+    let mut section = String::new();
+    let mut r = ConfigRefs::default();
+    for line in text.lines() {
+        let mut t = line.trim();
+        if t.starts_with('[') {
+            if let Some((name, after)) = parse_header(t) {
+                section = name;
+                t = after.trim();
+            }
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let v = v.trim().trim_matches('"').to_string();
+        if section == "core" && k.eq_ignore_ascii_case("hookspath") {
+            r.hooks_path = Some(v);
+        } else if (section == "include" || section == "includeif") && k.eq_ignore_ascii_case("path")
+        {
+            r.includes.push(v);
+        }
+    }
+    r
+}
+
+fn hooks_path(text: &str) -> Option<String> {
+    config_refs(text).hooks_path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_allowlist() {
+        let t = "[core]\n\trepositoryformatversion = 0\n\tfsmonitor = evil\n[core] hooksPath = /x\n\
+                 [remote \"origin\"]\n\turl = https://x\n\tuploadpack = evil\n[alias]\n\tx = !sh\n\
+                 [include]\n\tpath = /tmp/x\n[user]\n\tname = a \\\n\tfsmonitor = b\n[filter \"a\"]\n\tclean = \\\n evil\n[core]fsmonitor=z\n";
+        let c = sanitize_config(t);
+        assert!(!c.contains("fsmonitor = evil"), "{c}");
+        assert!(!c.contains("hooksPath"), "{c}");
+        assert!(!c.contains("uploadpack"), "{c}");
+        assert!(!c.contains("!sh"), "{c}");
+        assert!(!c.contains("/tmp/x"), "{c}");
+        assert!(!c.contains("evil"), "{c}");
+        assert!(!c.contains("fsmonitor=z"), "{c}");
+        assert!(c.contains("url = https://x"), "{c}");
+        assert!(c.contains("repositoryformatversion = 0"), "{c}");
+        // The continuation stays with its (kept) key.
+        assert!(c.contains("name = a \\\n\tfsmonitor = b"), "{c}");
+    }
+
+    #[test]
+    fn resolve_stays_inside() {
+        let ws = Path::new("/w");
+        assert_eq!(
+            resolve_rel(ws, Path::new("a"), Path::new("../b")),
+            Some(PathBuf::from("b"))
+        );
+        assert_eq!(resolve_rel(ws, Path::new("a"), Path::new("../../b")), None);
+        assert_eq!(
+            resolve_rel(ws, Path::new(""), Path::new("/w/x/y")),
+            Some(PathBuf::from("x/y"))
+        );
+        assert_eq!(resolve_rel(ws, Path::new(""), Path::new("/etc")), None);
+    }
+
+    #[test]
+    fn hooks_path_found() {
+        assert_eq!(
+            hooks_path("[core]\n\thooksPath = .husky\n"),
+            Some(".husky".into())
+        );
+        assert_eq!(hooks_path("[user]\n\thooksPath = x\n"), None);
+        let r = config_refs(
+            "[include]\n\tpath = ../shared.cfg\n[includeIf \"gitdir:~/\"]\n\tpath = x.cfg\n",
+        );
+        assert_eq!(
+            r.includes,
+            vec!["../shared.cfg".to_string(), "x.cfg".to_string()]
+        );
+    }
+}

@@ -1,0 +1,532 @@
+//! The end-of-session integrity report: every file in the workspace that a host tool will
+//! execute or load as configuration, and that the session created or changed.
+//!
+//! [`snapshot`] walks the workspace before the session (fd-relative through [`crate::fsat`]:
+//! no symlink is followed, bounded in entries and depth) and records a stamp for each file
+//! that matters: git metadata at any depth (hooks, config, `commondir`, `gitdir` files,
+//! attributes, `.gitmodules`), agent settings (`.claude/`, `.mcp.json`, `.codex/`, `.gemini/`,
+//! `CLAUDE.md`, ...), IDE configuration (`.vscode/`, `.idea/`, `.devcontainer/`), `.envrc`,
+//! build configuration (`.cargo/config.toml`, `.npmrc`, `package.json` scripts, `Makefile`,
+//! ...) and any file with a setuid/setgid bit. [`compare`] walks again after the session and
+//! lists what was created or changed. A stamp includes the inode change time, which the agent
+//! cannot set, so a rewrite with a forged mtime still shows.
+//!
+//! [`snapshot_state`] adds what steers later sessions in the agent's writable state
+//! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`, ...).
+//!
+//! Git, agent and IDE configuration is already locked or neutralised by the sandbox
+//! ([`crate::guard`]); the report puts the rest in front of the human. It is data
+//! ([`Report`], serde) so the session log can keep it.
+
+use crate::fsat;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Entries visited at most per walk, and the deepest directory level.
+const MAX_ENTRIES: u64 = 2_000_000;
+const MAX_DEPTH: usize = 64;
+/// `package.json` files larger than this are compared whole, not by their scripts.
+const MAX_JSON: usize = 4 << 20;
+const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Hooks, config, commondir, gitdir files, attributes, .gitmodules (at any depth).
+    Git,
+    /// Agent settings and instructions: .claude/, .mcp.json, .codex/, .gemini/, CLAUDE.md...
+    Agent,
+    /// IDE configuration: .vscode/ (tasks.json runs commands), .idea/, .devcontainer/.
+    Ide,
+    /// Shell environment loaders: .envrc (direnv), mise.toml.
+    Env,
+    /// Build and package-manager configuration: .cargo/config.toml, .npmrc, package.json
+    /// scripts, Makefile, rust-toolchain, pre-commit, husky hooks.
+    Build,
+    /// A file with a setuid or setgid bit.
+    SetId,
+}
+
+impl Category {
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Git => "git metadata",
+            Category::Agent => "agent settings",
+            Category::Ide => "IDE configuration",
+            Category::Env => "shell environment",
+            Category::Build => "build configuration",
+            Category::SetId => "setuid/setgid file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    Created,
+    Modified,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative to the workspace, or absolute for a file in the agent's state directory.
+    pub path: PathBuf,
+    pub category: Category,
+    pub change: Change,
+    /// What kind of file this is (e.g. "git hook", "package.json scripts", "mode 4755").
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub workspace: PathBuf,
+    pub entries: Vec<Entry>,
+    /// A walk hit its bounds (entries, depth) or could not open a directory: files past it
+    /// were not compared.
+    pub incomplete: bool,
+    pub scanned: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    category: Category,
+    what: &'static str,
+    /// `package.json`: its scripts (what changes count).
+    scripts: Option<String>,
+}
+
+/// The workspace's relevant files before the session.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Workspace-relative, or absolute for agent state directories.
+    files: HashMap<PathBuf, Stamp>,
+    incomplete: bool,
+    scanned: u64,
+    state_dirs: Vec<PathBuf>,
+}
+
+impl Snapshot {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Walks `workspace` (see the module doc).
+pub fn snapshot(workspace: &Path) -> std::io::Result<Snapshot> {
+    let root = fsat::open_root(workspace)?;
+    let dev = fsat::fstat(root.as_fd())?.st_dev;
+    let mut s = Snapshot::default();
+    walk(&root, dev, Path::new(""), 0, false, &mut s);
+    Ok(s)
+}
+
+/// What in an agent's writable state directory (`~/.claude`, `~/.codex`, ...) steers later
+/// sessions: settings, instructions, commands, agents, hooks, skills, plugins. Entries are
+/// keyed by absolute path. Transcripts, caches and history are not listed.
+const STATE_FILES: &[&str] = &[
+    "settings.json",
+    "settings.local.json",
+    "CLAUDE.md",
+    "AGENTS.md",
+    "GEMINI.md",
+    "config.toml",
+    "hooks.json",
+    "keybindings.json",
+];
+const STATE_DIRS: &[&str] = &[
+    "commands",
+    "agents",
+    "hooks",
+    "skills",
+    "plugins",
+    "output-styles",
+    "rules",
+    "prompts",
+    "extensions",
+];
+
+/// Adds the steering files of the agent's state directories (see [`STATE_FILES`]).
+pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
+    for d in dirs {
+        let Ok(root) = fsat::open_root(d) else {
+            continue;
+        };
+        let Ok(dev) = fsat::fstat(root.as_fd()).map(|st| st.st_dev) else {
+            continue;
+        };
+        let mut sub = Snapshot::default();
+        for f in STATE_FILES {
+            if let Ok(st) = fsat::lstat_at(root.as_fd(), OsStr::new(f)) {
+                sub.files.insert(
+                    PathBuf::from(f),
+                    stamp(&st, Category::Agent, "agent state", None),
+                );
+            }
+        }
+        for sd in STATE_DIRS {
+            if fsat::open_dir(root.as_fd(), Path::new(sd), true, Some(dev)).is_ok() {
+                walk_all(&root, dev, Path::new(sd), 0, &mut sub);
+            }
+        }
+        s.incomplete |= sub.incomplete;
+        s.scanned += sub.scanned;
+        for (k, v) in sub.files {
+            s.files.insert(d.join(k), v);
+        }
+        s.state_dirs.push(d.clone());
+    }
+}
+
+/// Every non-directory entry below `rel`, as agent state.
+fn walk_all(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: &mut Snapshot) {
+    if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
+        s.incomplete = true;
+        return;
+    }
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        s.incomplete = true;
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        s.incomplete = true;
+        return;
+    };
+    s.scanned += typed.len() as u64;
+    for (name, _) in &typed {
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        let child = rel.join(name);
+        if fsat::is_dir(&st) {
+            if st.st_dev == dev {
+                walk_all(root, dev, &child, depth + 1, s);
+            }
+        } else {
+            s.files
+                .insert(child, stamp(&st, Category::Agent, "agent state", None));
+        }
+    }
+}
+
+fn stamp(
+    st: &libc::stat,
+    category: Category,
+    what: &'static str,
+    scripts: Option<String>,
+) -> Stamp {
+    Stamp {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+        size: st.st_size,
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+        category,
+        what,
+        scripts,
+    }
+}
+
+/// Walks again and lists what was created or changed since `before`.
+pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
+    let after = match snapshot(workspace) {
+        Ok(mut s) => {
+            snapshot_state(&mut s, &before.state_dirs);
+            s
+        }
+        Err(_) => {
+            return Report {
+                workspace: workspace.to_path_buf(),
+                entries: Vec::new(),
+                incomplete: true,
+                scanned: 0,
+            }
+        }
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    for (path, a) in &after.files {
+        let change = match before.files.get(path) {
+            None => Change::Created,
+            Some(b) if changed(b, a) => Change::Modified,
+            Some(_) => continue,
+        };
+        let what = if a.category == Category::SetId {
+            format!("mode {:o}", a.mode & 0o7777)
+        } else {
+            a.what.to_string()
+        };
+        entries.push(Entry {
+            path: path.clone(),
+            category: a.category,
+            change,
+            what,
+        });
+    }
+    entries.sort_by(|x, y| x.path.cmp(&y.path));
+    Report {
+        workspace: workspace.to_path_buf(),
+        entries,
+        incomplete: before.incomplete || after.incomplete,
+        scanned: after.scanned,
+    }
+}
+
+fn changed(b: &Stamp, a: &Stamp) -> bool {
+    if b.what == "package.json scripts" && a.what == b.what {
+        return b.scripts != a.scripts;
+    }
+    (b.dev, b.ino, b.mode, b.size, b.mtime, b.ctime)
+        != (a.dev, a.ino, a.mode, a.size, a.mtime, a.ctime)
+}
+
+fn walk(
+    root: &std::os::fd::OwnedFd,
+    dev: u64,
+    rel: &Path,
+    depth: usize,
+    in_git: bool,
+    s: &mut Snapshot,
+) {
+    if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
+        s.incomplete = true;
+        return;
+    }
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        s.incomplete = true;
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        s.incomplete = true;
+        return;
+    };
+    s.scanned += typed.len() as u64;
+    let has = |n: &str| typed.iter().any(|(x, _)| x == n);
+    let gitlike = in_git
+        || rel.file_name() == Some(OsStr::new(".git"))
+        || (has("HEAD") && (has("objects") || has("commondir")));
+    for (name, dt) in &typed {
+        let child = rel.join(name);
+        if *dt == fsat::DT_DIR {
+            // (open_dir checks it is a real directory on the same device.)
+            if !(gitlike && GIT_BULK.iter().any(|b| name == *b)) {
+                walk(root, dev, &child, depth + 1, gitlike, s);
+            }
+            continue;
+        }
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFDIR {
+            if st.st_dev != dev {
+                continue;
+            }
+            if gitlike && GIT_BULK.iter().any(|b| name == *b) {
+                continue;
+            }
+            walk(root, dev, &child, depth + 1, gitlike, s);
+            continue;
+        }
+        let setid = fmt == libc::S_IFREG && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0;
+        let class = if setid {
+            Some((Category::SetId, "setuid/setgid"))
+        } else {
+            classify(&child, gitlike)
+        };
+        let Some((category, what)) = class else {
+            continue;
+        };
+        let mut what = what;
+        let mut scripts = None;
+        if what == "package.json" {
+            what = "package.json scripts";
+            scripts = Some(package_scripts(root, &child, dev));
+        }
+        s.files.insert(child, stamp(&st, category, what, scripts));
+    }
+}
+
+/// The `scripts` of a package.json, canonical (or the whole text when it does not parse).
+fn package_scripts(root: &std::os::fd::OwnedFd, rel: &Path, dev: u64) -> String {
+    let Ok(f) = fsat::open_file(root.as_fd(), rel, libc::O_RDONLY, Some(dev)) else {
+        return "<unreadable>".into();
+    };
+    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).unwrap_or_default();
+    if raw.len() > MAX_JSON {
+        return format!("<large:{}>", raw.len());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&raw) {
+        Ok(v) => v.get("scripts").map(|s| s.to_string()).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(&raw).into_owned(),
+    }
+}
+
+/// Whether a (non-directory) file at `rel` is one a host tool executes or loads.
+pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
+    let name = rel.file_name()?.as_bytes();
+    let parent = rel
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.as_bytes())
+        .unwrap_or(b"");
+    let any = |c: &[u8]| rel.components().any(|x| x.as_os_str().as_bytes() == c);
+    if in_git {
+        return match name {
+            b"config" | b"config.worktree" => Some((Category::Git, "git config")),
+            b"commondir" | b"gitdir" => Some((Category::Git, "git indirection")),
+            b"attributes" if parent == b"info" => Some((Category::Git, "git attributes")),
+            _ if parent == b"hooks" && !name.ends_with(b".sample") => {
+                Some((Category::Git, "git hook"))
+            }
+            _ => None,
+        };
+    }
+    match name {
+        b".git" => return Some((Category::Git, "gitdir file")),
+        b".gitmodules" => return Some((Category::Git, "submodule config")),
+        b".gitattributes" => return Some((Category::Git, "git attributes")),
+        _ => {}
+    }
+    if any(b".claude") || any(b".codex") || any(b".gemini") || any(b".cursor") {
+        return Some((Category::Agent, "agent settings"));
+    }
+    match name {
+        b".mcp.json" => return Some((Category::Agent, "MCP servers")),
+        b"CLAUDE.md" | b"CLAUDE.local.md" | b"AGENTS.md" | b"GEMINI.md" => {
+            return Some((Category::Agent, "agent instructions"))
+        }
+        _ => {}
+    }
+    if any(b".vscode") || any(b".idea") || any(b".devcontainer") {
+        return Some((Category::Ide, "IDE configuration"));
+    }
+    if any(b".husky") || any(b".githooks") {
+        return Some((Category::Build, "hooks directory"));
+    }
+    match name {
+        b".envrc" | b"mise.toml" | b".mise.toml" | b".tool-versions" => {
+            Some((Category::Env, "environment loader"))
+        }
+        b"config" | b"config.toml" if parent == b".cargo" => {
+            Some((Category::Build, "cargo config"))
+        }
+        b"rust-toolchain" | b"rust-toolchain.toml" => Some((Category::Build, "toolchain override")),
+        b".npmrc" | b".yarnrc" | b".yarnrc.yml" | b".pnpmfile.cjs" => {
+            Some((Category::Build, "package-manager config"))
+        }
+        b"package.json" => Some((Category::Build, "package.json")),
+        b"Makefile" | b"makefile" | b"GNUmakefile" => Some((Category::Build, "Makefile")),
+        b".pre-commit-config.yaml" => Some((Category::Build, "pre-commit config")),
+        _ => None,
+    }
+}
+
+impl Report {
+    /// Printed on stderr at the end of `warden run` (empty when nothing to report).
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        if !self.entries.is_empty() {
+            let _ = writeln!(
+                s,
+                "warden: integrity: {} file(s) that host tools run or load were created or changed in this session (review before running git, your IDE, make, npm, direnv or your agent on the host):",
+                self.entries.len()
+            );
+            for e in &self.entries {
+                let _ = writeln!(
+                    s,
+                    "  {:<8} {}  ({}: {})",
+                    match e.change {
+                        Change::Created => "created",
+                        Change::Modified => "changed",
+                    },
+                    e.path.display(),
+                    e.category.label(),
+                    e.what
+                );
+            }
+        }
+        if self.incomplete {
+            let _ = writeln!(
+                s,
+                "warden: integrity: the workspace walk was incomplete (over {MAX_ENTRIES} entries, deeper than {MAX_DEPTH}, or unreadable directories): files past it were not compared"
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies() {
+        let c = |p: &str, g| classify(Path::new(p), g).map(|x| x.0);
+        assert_eq!(c(".git/hooks/pre-commit", true), Some(Category::Git));
+        assert_eq!(c(".git/hooks/pre-commit.sample", true), None);
+        assert_eq!(c(".git/index", true), None);
+        assert_eq!(c("sub/.git", false), Some(Category::Git));
+        assert_eq!(c(".claude/settings.json", false), Some(Category::Agent));
+        assert_eq!(c("a/.vscode/tasks.json", false), Some(Category::Ide));
+        assert_eq!(c(".cargo/config.toml", false), Some(Category::Build));
+        assert_eq!(c("web/package.json", false), Some(Category::Build));
+        assert_eq!(c("src/main.rs", false), None);
+        assert_eq!(c("config", false), None);
+    }
+
+    #[test]
+    fn reports_created_and_changed_not_untouched() {
+        let d = std::env::temp_dir().join(format!("warden-integrity-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("web")).unwrap();
+        std::fs::write(d.join("Makefile"), "all:\n").unwrap();
+        std::fs::write(
+            d.join("web/package.json"),
+            r#"{"name":"a","scripts":{"t":"x"}}"#,
+        )
+        .unwrap();
+        std::fs::write(d.join("README"), "x").unwrap();
+        let before = snapshot(&d).unwrap();
+        // Only the version changes: not a scripts change.
+        std::fs::write(
+            d.join("web/package.json"),
+            r#"{"name":"b","scripts":{"t":"x"}}"#,
+        )
+        .unwrap();
+        std::fs::write(d.join(".envrc"), "x").unwrap();
+        std::fs::write(d.join("README"), "y").unwrap();
+        let r = compare(&before, &d);
+        let paths: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .collect();
+        assert_eq!(paths, vec![".envrc"], "{r:?}");
+        std::fs::write(
+            d.join("web/package.json"),
+            r#"{"scripts":{"t":"curl x|sh"}}"#,
+        )
+        .unwrap();
+        let r = compare(&before, &d);
+        assert!(r
+            .entries
+            .iter()
+            .any(|e| e.path == Path::new("web/package.json") && e.change == Change::Modified));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
