@@ -288,12 +288,21 @@ fn write_json(v: &serde_json::Value, out: &mut String) {
 
 /// The canonical JSON of a map (`{}` when empty).
 pub fn canonical_map(m: &serde_json::Map<String, serde_json::Value>) -> String {
-    if m.is_empty() {
-        return "{}".to_string();
+    let mut out = String::from("{");
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::String((*k).clone()).to_string());
+        out.push(':');
+        if let Some(x) = m.get(*k) {
+            write_json(x, &mut out);
+        }
     }
-    let mut s = String::new();
-    write_json(&serde_json::Value::Object(m.clone()), &mut s);
-    s
+    out.push('}');
+    out
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, saying how much was cut.

@@ -76,9 +76,26 @@ pub fn to_json(r: &Row) -> Value {
     Value::Object(m)
 }
 
+/// One row as a JSON line with the keys in [`FIELDS`] order (whatever map ordering
+/// serde_json was built with).
+pub fn to_json_line(r: &Row) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in FIELDS.iter().zip(values(r)).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        s.push_str(k);
+        s.push_str("\":");
+        s.push_str(&v.to_string());
+    }
+    s.push('}');
+    s
+}
+
 pub fn write_jsonl(out: &mut dyn Write, rows: &[Row]) -> std::io::Result<()> {
     for r in rows {
-        writeln!(out, "{}", to_json(r))?;
+        writeln!(out, "{}", to_json_line(r))?;
     }
     Ok(())
 }

@@ -480,10 +480,11 @@ impl AuditStore {
             .map_err(&e)?;
         let (mut seq, mut prev) = current_head(&tx).map_err(&e)?;
         {
+            let mut stmt = tx.prepare_cached(INSERT).map_err(&e)?;
             let mut push = |r: &NewRow| -> rusqlite::Result<()> {
                 let s = seq + 1;
                 let h = r.hash(s, &prev);
-                insert_row(&tx, s, r, &prev, &h)?;
+                bind_insert(&mut stmt, s, r, &prev, &h)?;
                 seq = s;
                 prev = h;
                 Ok(())
@@ -1095,6 +1096,16 @@ fn insert_row(
     hash: &str,
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(INSERT)?;
+    bind_insert(&mut stmt, seq, r, prev, hash)
+}
+
+fn bind_insert(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    seq: i64,
+    r: &NewRow,
+    prev: &str,
+    hash: &str,
+) -> rusqlite::Result<()> {
     stmt.execute(params![
         seq,
         r.kind,

@@ -5,11 +5,13 @@ use crate::cli::{Cli, Command, PolicyArgs};
 use crate::exit;
 use std::path::PathBuf;
 
+mod audit;
 mod daemon;
 mod doctor;
 mod exec;
 mod explain;
 mod hook;
+mod log;
 mod misc;
 mod net;
 mod policy;
@@ -35,6 +37,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Install(a) => hook::install(a),
         Command::Uninstall(a) => hook::uninstall(a),
         Command::Daemon(a) => daemon::daemon(a),
+        Command::Audit(c) => audit::audit(c),
+        Command::Log(a) => log::log(a),
+        Command::Sessions(a) => log::sessions(a),
         Command::Completions { shell } => misc::completions(shell),
         Command::Man => misc::man(),
     };
