@@ -907,6 +907,40 @@ impl AuditStore {
         it.collect::<Result<Vec<_>, _>>().map_err(&e)
     }
 
+    /// The end-of-run summary for one session, one or two lines for stderr: denials by
+    /// layer, claims, drops, and where to read more.
+    pub fn session_summary(&self, session: &str) -> Result<String, AuditError> {
+        let mut denies: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut audit_denies, mut claims, mut total) = (0u64, 0u64, 0u64);
+        for (layer, verdict, origin, n) in self.summary(session)? {
+            total += n;
+            if origin != origin::WARDEN {
+                claims += n;
+            } else if verdict == "deny" {
+                *denies.entry(layer).or_default() += n;
+            } else if verdict == "audit_deny" {
+                audit_denies += n;
+            }
+        }
+        let nd: u64 = denies.values().sum();
+        let mut s = format!("warden: session {session}: {total} events, {nd} denied");
+        if nd > 0 {
+            let by: Vec<String> = denies.iter().map(|(l, n)| format!("{l} {n}")).collect();
+            s.push_str(&format!(" ({})", by.join(", ")));
+        }
+        if audit_denies > 0 {
+            s.push_str(&format!(", {audit_denies} would be denied (audit mode)"));
+        }
+        if claims > 0 {
+            s.push_str(&format!(
+                ", {claims} claims reported from inside the sandbox"
+            ));
+        }
+        let short: String = session.chars().take(12).collect();
+        s.push_str(&format!("\nwarden: details: warden log {short}"));
+        Ok(s)
+    }
+
     /// Prunes the oldest rows past `ret` (by age, then by size), keeping the chain verifiable:
     /// in the same transaction a checkpoint row is appended that records the last pruned
     /// row's seq and hash, and `verify` then starts the chain from it.

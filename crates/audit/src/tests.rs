@@ -298,6 +298,12 @@ fn the_writer_records_sessions_decisions_and_claims() {
         })
         .unwrap();
     assert!(denies.iter().all(|d| d.origin == "warden"));
+    let sum = s.session_summary("s1").unwrap();
+    assert!(
+        sum.contains("100 denied (exec 100)") && sum.contains("2 claims"),
+        "{sum}"
+    );
+    assert!(sum.contains("warden log s1"), "{sum}");
     // After close, records are counted, not written, and nothing panics.
     w.record(deny(1));
     assert_eq!(w.pending_drops(), 1);
@@ -407,7 +413,9 @@ fn the_tracing_layer_records_emitted_decisions() {
     use tracing_subscriber::prelude::*;
     let t = Tmp::new("tracing");
     let w = AuditWriter::open(&t.db(), WriterConfig::default()).unwrap();
-    let sub = tracing_subscriber::registry().with(w.tracing_layer());
+    // The boxed form `warden_event::init_tracing_with` takes.
+    let layer: warden_event::ExtraLayer = Box::new(w.tracing_layer());
+    let sub = tracing_subscriber::registry().with(Some(layer));
     tracing::subscriber::with_default(sub, || deny(1).emit());
     w.close().unwrap();
     let s = AuditStore::open_read_only(&t.db()).unwrap();

@@ -23,7 +23,7 @@ pub struct WriterConfig {
     pub retention: Retention,
     /// How often pending drop/limit counts become rows while events keep coming.
     pub report_every: Duration,
-    /// How long session start/end, flush and close wait for the writer.
+    /// How long session start/end, flush and close wait for space in a full queue.
     pub control_timeout: Duration,
 }
 
@@ -227,8 +227,11 @@ impl AuditWriter {
         r
     }
 
+    /// Waits for the writer's answer. Not bounded by a timeout: the writer answers once
+    /// everything queued before the request is committed (at most `capacity` rows, each
+    /// transaction bounded by SQLite's busy timeout), or hangs up if it has stopped.
     fn wait(&self, rx: Receiver<Result<Head, String>>) -> Result<Head, AuditError> {
-        match rx.recv_timeout(self.control_timeout) {
+        match rx.recv() {
             Ok(Ok(h)) => Ok(h),
             Ok(Err(msg)) => Err(AuditError::Invalid {
                 path: "(writer)".into(),
