@@ -16,10 +16,9 @@ fn decision(i: u64) -> Decision {
         format!("pid {} (bash)", 1000 + i % 50),
         "/usr/bin/curl",
         "exec.deny",
-        if i % 10 == 0 {
-            Verdict::Deny
-        } else {
-            Verdict::Allow
+        match i % 10 {
+            0 => Verdict::Deny,
+            _ => Verdict::Allow,
         },
         "curl is denied by exec.deny",
     )

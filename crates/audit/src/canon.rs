@@ -387,7 +387,8 @@ mod tests {
         assert_eq!(h, base.clone().hash(5, ZERO_HASH), "deterministic");
         assert_ne!(h, base.hash(6, ZERO_HASH), "seq");
         assert_ne!(h, base.hash(5, &"1".repeat(64)), "prev");
-        let variants: Vec<Box<dyn Fn(&mut NewRow)>> = vec![
+        type Edit = Box<dyn Fn(&mut NewRow)>;
+        let variants: Vec<Edit> = vec![
             Box::new(|r| r.kind = kind::CLAIM),
             Box::new(|r| r.origin = origin::AGENT_CLAIM),
             Box::new(|r| r.ts_ms += 1),

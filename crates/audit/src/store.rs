@@ -140,7 +140,8 @@ pub struct SessionEnd {
     pub reason: String,
 }
 
-/// What goes into one append transaction.
+/// What goes into one append transaction. (Rows are nearly every item, so they are not boxed.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Item {
     Row(NewRow),

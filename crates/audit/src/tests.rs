@@ -80,7 +80,7 @@ fn stored_hashes_match_the_canonical_recomputation() {
     let t = Tmp::new("recompute");
     let h = fill(&t.db(), 10);
     let s = AuditStore::open_read_only(&t.db()).unwrap();
-    let (rows, head) = intact(&s.verify(&[h.clone()]).unwrap());
+    let (rows, head) = intact(&s.verify(std::slice::from_ref(&h)).unwrap());
     assert_eq!(rows, 11);
     assert_eq!(head, h);
     let r = s.rows(&Filter::default()).unwrap();

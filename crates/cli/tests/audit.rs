@@ -159,7 +159,7 @@ fn assert_broken(t: &T, row: i64, what: &str) {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(6), "{out}");
     assert!(
-        out.contains(&format!("BROKEN")) && out.contains(&format!("row {row}:")),
+        out.contains("BROKEN") && out.contains(&format!("row {row}:")),
         "{out}"
     );
     assert!(out.contains(what), "{out}");
