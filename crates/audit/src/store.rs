@@ -230,6 +230,17 @@ impl Default for Retention {
     }
 }
 
+impl Retention {
+    /// The defaults with the policy's `[audit]` values (`retention_days`, `max_mb`) over them.
+    pub fn with_policy(retention_days: Option<u32>, max_mb: Option<u64>) -> Retention {
+        let d = Retention::default();
+        Retention {
+            retention_days: retention_days.or(d.retention_days),
+            max_mb: max_mb.or(d.max_mb),
+        }
+    }
+}
+
 /// What a prune did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PruneReport {
@@ -1070,18 +1081,24 @@ impl AuditStore {
                 .optional()
                 .map_err(&e),
             Some(p) => {
-                let mut stmt = self
-                    .conn
-                    .prepare(
-                        "SELECT DISTINCT session FROM events WHERE session >= ?1 AND \
-                         substr(session, 1, length(?1)) = ?1 LIMIT 3",
-                    )
-                    .map_err(&e)?;
-                let ids: Vec<String> = stmt
-                    .query_map([p], |r| r.get(0))
-                    .map_err(&e)?
-                    .collect::<Result<_, _>>()
-                    .map_err(&e)?;
+                // The sessions table first (small); rows of sessions it does not list (the
+                // daemon's, or pruned entries) after.
+                let mut ids: Vec<String> = Vec::new();
+                for sql in [
+                    "SELECT id FROM sessions WHERE substr(id, 1, length(?1)) = ?1 LIMIT 3",
+                    "SELECT DISTINCT session FROM events WHERE session >= ?1 AND \
+                     substr(session, 1, length(?1)) = ?1 LIMIT 3",
+                ] {
+                    let mut stmt = self.conn.prepare(sql).map_err(&e)?;
+                    ids = stmt
+                        .query_map([p], |r| r.get(0))
+                        .map_err(&e)?
+                        .collect::<Result<_, _>>()
+                        .map_err(&e)?;
+                    if !ids.is_empty() {
+                        break;
+                    }
+                }
                 if ids.iter().any(|i| i == p) {
                     return Ok(Some(p.to_string()));
                 }

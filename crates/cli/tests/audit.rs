@@ -490,3 +490,62 @@ fn a_claim_flood_is_limited_and_shows_as_one_row() {
     assert!(out.lines().count() < 10, "{out}");
     assert_eq!(t.verify().status.code(), Some(0));
 }
+
+#[test]
+fn log_follow_prints_new_rows_and_ends_with_the_session() {
+    let t = T::new("follow");
+    let w = AuditWriter::open(&t.db(), WriterConfig::default()).unwrap();
+    w.session_start(SessionInfo {
+        id: "live-1".into(),
+        agent: "bash".into(),
+        profile: "generic".into(),
+        workspace: "/w".into(),
+        command: "bash".into(),
+        pid: Some(std::process::id() as i64),
+        start_ms: warden_audit::time::now_ms(),
+    })
+    .unwrap();
+    w.flush().unwrap();
+    let db = t.db();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--follow", "--store", db.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    w.record(decision(
+        "live-1",
+        Layer::Exec,
+        "/usr/bin/wget",
+        "exec.deny",
+        Verdict::Deny,
+    ));
+    w.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "follow ended before the session did"
+    );
+    w.session_end(SessionEnd {
+        id: "live-1".into(),
+        end_ms: warden_audit::time::now_ms(),
+        exit_status: Some(3),
+        reason: "exited".into(),
+    })
+    .unwrap();
+    w.close().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("warden log --follow did not end with the session");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("running"), "{out}");
+    assert!(out.contains("/usr/bin/wget"), "{out}");
+    assert!(out.contains("exit 3"), "{out}");
+}
