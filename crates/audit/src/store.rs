@@ -249,8 +249,9 @@ pub struct PruneReport {
     pub checkpoint_seq: i64,
 }
 
-/// The result of checking the chain.
+/// The result of checking the chain. JSON: `{"status": "intact"|"broken", ...fields}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verification {
     Intact {
         rows: u64,

@@ -159,7 +159,10 @@ fn export(
         ExportFormat::Jsonl => warden_audit::export::write_jsonl(&mut out, &rows),
         ExportFormat::Csv => warden_audit::export::write_csv(&mut out, &rows),
     };
-    r.and_then(|_| std::io::Write::flush(&mut out))
-        .map_err(|e| fail(exit::INTERNAL, format!("writing the export: {e}")))?;
-    Ok(exit::OK)
+    match r.and_then(|_| std::io::Write::flush(&mut out)) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(fail(exit::INTERNAL, format!("writing the export: {e}")))
+        }
+        _ => Ok(exit::OK),
+    }
 }

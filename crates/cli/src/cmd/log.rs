@@ -152,7 +152,22 @@ pub fn log(a: LogArgs) -> anyhow::Result<i32> {
         None => None,
     };
     let mut out = std::io::stdout().lock();
-    let w = |e: std::io::Error| fail(exit::INTERNAL, format!("stdout: {e}"));
+    match show(&s, &a, f, session, info, &mut out) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit::OK),
+        Err(e) => Err(fail(exit::INTERNAL, format!("stdout: {e}"))),
+        Ok(()) => Ok(exit::OK),
+    }
+}
+
+fn show(
+    s: &warden_audit::AuditStore,
+    a: &LogArgs,
+    mut f: Filter,
+    session: Option<String>,
+    info: Option<SessionRow>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let other = |e: warden_audit::AuditError| std::io::Error::other(e.to_string());
     if !a.json {
         if let Some(i) = &info {
             writeln!(
@@ -168,26 +183,25 @@ pub fn log(a: LogArgs) -> anyhow::Result<i32> {
                     (Some(e), None) => format!(", ended {}", fmt_short(e)),
                     _ => format!(", {}", i.state),
                 }
-            )
-            .map_err(w)?;
+            )?;
         }
     }
     let mut last_seq = 0;
     let mut claims = 0usize;
     loop {
-        let rows = s.rows(&f).map_err(|e| fail(exit::INTERNAL, e))?;
+        let rows = s.rows(&f).map_err(other)?;
         if let Some(r) = rows.last() {
             last_seq = r.seq;
         }
         claims += rows.iter().filter(|r| r.is_claim()).count();
         if a.json {
             for r in &rows {
-                writeln!(out, "{}", warden_audit::export::to_json_line(r)).map_err(w)?;
+                writeln!(out, "{}", warden_audit::export::to_json_line(r))?;
             }
         } else {
-            print_rows(&mut out, &rows).map_err(w)?;
+            print_rows(out, &rows)?;
         }
-        out.flush().map_err(w)?;
+        out.flush()?;
         let ended = rows.iter().any(|r| r.kind == "session_end");
         if !a.follow || (session.is_some() && ended) {
             break;
@@ -203,9 +217,9 @@ pub fn log(a: LogArgs) -> anyhow::Result<i32> {
                 "{claims} CLAIM rows were reported from inside the sandbox: the agent's word, not decisions warden made."
             ))
         )
-        .map_err(w)?;
+        ?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn counts_text(r: &SessionRow) -> String {
