@@ -546,6 +546,16 @@ impl AuditStore {
     /// Checks the whole chain; `anchors` are heads recorded elsewhere (`SEQ:HASH`) that the
     /// chain must still contain.
     pub fn verify(&self, anchors: &[Head]) -> Result<Verification, AuditError> {
+        // One read transaction: the rows and the head record come from the same snapshot
+        // even while a writer appends (otherwise a head moved after the rows were read would
+        // look like truncation).
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let v = self.verify_in_snapshot(anchors);
+        let _ = tx.finish();
+        v
+    }
+
+    fn verify_in_snapshot(&self, anchors: &[Head]) -> Result<Verification, AuditError> {
         let e = self.err();
         let cols = COLUMNS.join(", ");
         let mut stmt = self

@@ -47,6 +47,7 @@ enum Msg {
     End(Box<SessionEnd>),
     Flush(SyncSender<Result<Head, String>>),
     Close(SyncSender<Result<Head, String>>),
+    Prune(Retention),
 }
 
 struct Bucket {
@@ -74,14 +75,15 @@ pub struct AuditWriter {
 const MAX_BUCKETS: usize = 4096;
 
 impl AuditWriter {
-    /// Opens (or creates) the store at `path`, prunes it to `cfg.retention`, and starts the
-    /// writer thread.
+    /// Opens (or creates) the store at `path`, starts the writer thread, and has it prune
+    /// the store to `cfg.retention` first.
     pub fn open(path: &Path, cfg: WriterConfig) -> Result<AuditWriter, AuditError> {
-        let mut store = AuditStore::open(path)?;
-        if let Err(e) = store.prune(&cfg.retention, crate::time::now_ms()) {
-            tracing::warn!("audit: pruning failed: {e}");
-        }
-        Ok(Self::spawn(store, cfg))
+        let store = AuditStore::open(path)?;
+        let w = Self::spawn(store, cfg.clone());
+        // Pruning runs on the writer thread before its first batch, so a large prune never
+        // delays the caller (events queue meanwhile).
+        let _ = w.tx.try_send(Msg::Prune(cfg.retention));
+        Ok(w)
     }
 
     /// Starts the writer thread on an open store.
@@ -329,6 +331,7 @@ fn run(
     let mut disconnected = false;
     while !closing && !disconnected {
         let mut report_now = false;
+        let mut prune: Option<Retention> = None;
         let mut take = |m: Msg, batch: &mut Vec<Item>| match m {
             Msg::Decision(d) => batch.push(Item::Row(decision_row(*d))),
             Msg::Row(r) => batch.push(Item::Row(*r)),
@@ -346,6 +349,7 @@ fn run(
                 closing = true;
                 replies.push(r)
             }
+            Msg::Prune(ret) => prune = Some(ret),
         };
         match rx.recv_timeout(every.min(Duration::from_secs(1))) {
             Ok(m) => take(m, &mut batch),
@@ -356,6 +360,11 @@ fn run(
             match rx.try_recv() {
                 Ok(m) => take(m, &mut batch),
                 Err(_) => break,
+            }
+        }
+        if let Some(ret) = prune {
+            if let Err(e) = store.prune(&ret, crate::time::now_ms()) {
+                tracing::warn!("audit: pruning failed: {e}");
             }
         }
         if report_now || disconnected || last_report.elapsed() >= every {
