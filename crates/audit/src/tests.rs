@@ -547,3 +547,38 @@ fn the_writer_prunes_on_its_own_thread_at_open() {
         v => panic!("{v:?}"),
     }
 }
+
+#[test]
+fn relay_claims_reads_the_hook_pipe_as_claims() {
+    let t = Tmp::new("relay");
+    let w = AuditWriter::open(&t.db(), WriterConfig::default()).unwrap();
+    let mut input = Vec::new();
+    input.extend_from_slice(deny(1).to_json().as_bytes());
+    input.extend_from_slice(b"\n\n   \nnot json at all\n");
+    input.extend_from_slice(&vec![b'{'; 200_000]);
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(br#"{"who":"after the long line","verdict":"deny"}"#);
+    // No final newline: still a claim.
+    let (ok, refused) = w.relay_claims(&input[..], "s9", Layer::Gate);
+    assert_eq!((ok, refused), (4, 0));
+    w.close().unwrap();
+    let s = AuditStore::open_read_only(&t.db()).unwrap();
+    let r = s
+        .rows(&Filter {
+            session: Some("s9".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.len(), 4);
+    assert!(r
+        .iter()
+        .all(|x| x.origin == "agent-claim" && x.verdict == "claim"));
+    assert_eq!(r[0].claimed_verdict.as_deref(), Some("deny"));
+    assert!(r[1].what.starts_with("malformed"));
+    assert!(
+        r[2].what.contains("malformed") && r[2].reason.contains("longer than"),
+        "{:?}",
+        r[2]
+    );
+    assert_eq!(r[3].who, "after the long line");
+}

@@ -180,6 +180,47 @@ impl AuditWriter {
         }
     }
 
+    /// Reads reports from inside the sandbox, one per line (the hook pipe), until EOF, and
+    /// records each as a claim for `session` on `channel` (see [`Self::record_claim`]). A
+    /// line longer than the claim line limit is recorded as one malformed claim (its
+    /// prefix) and the rest of it is skipped. Returns (lines accepted, lines refused by the
+    /// rate limit). Run it on its own thread.
+    pub fn relay_claims(&self, r: impl std::io::Read, session: &str, channel: Layer) -> (u64, u64) {
+        use std::io::BufRead;
+        let max = self.shared.limits.line_max as u64;
+        let mut rd = std::io::BufReader::new(r);
+        let mut line = Vec::new();
+        let (mut ok, mut refused) = (0u64, 0u64);
+        loop {
+            line.clear();
+            match std::io::Read::take(&mut rd, max + 1).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let complete = line.ends_with(b"\n");
+            if line.iter().all(u8::is_ascii_whitespace) && complete {
+                continue;
+            }
+            if self.record_claim(session, channel, &line) {
+                ok += 1;
+            } else {
+                refused += 1;
+            }
+            if !complete && line.len() as u64 > max {
+                // Skip the rest of an over-long line, in bounded reads.
+                loop {
+                    let mut skip = Vec::new();
+                    match std::io::Read::take(&mut rd, 64 * 1024).read_until(b'\n', &mut skip) {
+                        Ok(0) | Err(_) => return (ok, refused),
+                        Ok(_) if skip.ends_with(b"\n") => break,
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+        (ok, refused)
+    }
+
     /// Records a session's start (and adds it to the sessions table). Waits up to the
     /// control timeout for queue space; not for enforcement paths.
     pub fn session_start(&self, s: SessionInfo) -> Result<(), AuditError> {
