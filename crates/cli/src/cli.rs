@@ -111,6 +111,16 @@ pub enum Command {
     Kill(SessionArg),
     /// A running session's live state: risk score, level, and the events that weigh most.
     Status(SessionArg),
+    /// Check the audit store's hash chain, export it, or print its head.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Show what a session did: its decisions from the audit store.
+    #[command(
+        after_long_help = "Examples:\n  warden log                      the latest session\n  warden log 18c2 --verdict deny  denials in the session whose id starts with 18c2\n  warden log --follow             follow the latest session live\n\nRows marked CLAIM are reports from inside the sandbox (the agent's hook): the agent's\nword, not a decision warden made. `--verdict claim` lists only those."
+    )]
+    Log(LogArgs),
+    /// List running and past sessions with counts by verdict.
+    Sessions(SessionsArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -334,4 +344,87 @@ pub struct DaemonArgs {
     /// Test mode: feed identities from userspace (fanotify) as on kernels without IMA.
     #[arg(long, hide = true)]
     pub userspace_hashing: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArg {
+    /// The audit store (default: $WARDEN_AUDIT_DB, else ~/.local/state/warden/audit.db).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the hash chain: prints OK with the row count and head, or the first broken row
+    /// and what is wrong (exit 6).
+    Verify {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A head recorded elsewhere earlier (SEQ:HASH, from `warden audit head`) that the
+        /// chain must still contain; repeatable.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export rows for a SIEM (fields: seq, time, ts_ms, kind, origin, session, layer,
+    /// verdict, rule, who, what, reason, sha256, host, port, tool, claimed_verdict,
+    /// claimed_ts_ms, claimed_layer, extra, prev_hash, hash).
+    Export {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only rows at or after T (15m, 2h, 7d, 2026-12-01, 2026-12-01T10:00:00Z, Unix ms).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Only this session (id or unique prefix).
+        #[arg(long, value_name = "S")]
+        session: Option<String>,
+    },
+    /// Print the chain head (SEQ:HASH): copy it off the host to anchor the chain.
+    Head {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Session id or unique prefix (default: the latest session).
+    pub session: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Keep printing new rows as they are recorded (until the session ends).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only this layer (sandbox, exec, gate, proxy, policy, session, audit).
+    #[arg(long, value_name = "L")]
+    pub layer: Option<String>,
+    /// Only this verdict (deny, allow, ask, audit_deny, observe, or claim for the agent's
+    /// claims).
+    #[arg(long, value_name = "V")]
+    pub verdict: Option<String>,
+    /// Only rows at or after T (15m, 2h, 7d, 2026-12-01, 2026-12-01T10:00:00Z, Unix ms).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// One JSON object per row (the export fields), no grouping.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    #[arg(long)]
+    pub json: bool,
 }

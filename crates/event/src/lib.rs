@@ -289,9 +289,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SessionLog {
     }
 }
 
+/// A layer that receives every event, e.g. the audit store's
+/// (`warden_audit::AuditWriter::tracing_layer`), for [`init_tracing_with`].
+pub type ExtraLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;
+
 /// Installs the global subscriber: human-readable diagnostics on stderr filtered by
 /// `WARDEN_LOG` (default `warn`), plus the optional session log for decisions.
 pub fn init_tracing(session_log: Option<SessionLog>, verbose: u8) {
+    init_tracing_with(session_log, None, verbose)
+}
+
+/// [`init_tracing`] plus one more layer that sees every decision (the audit store).
+pub fn init_tracing_with(session_log: Option<SessionLog>, extra: Option<ExtraLayer>, verbose: u8) {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -307,6 +317,7 @@ pub fn init_tracing(session_log: Option<SessionLog>, verbose: u8) {
         .without_time()
         .with_filter(filter);
     let _ = tracing_subscriber::registry()
+        .with(extra)
         .with(stderr)
         .with(session_log)
         .try_init();

@@ -6,8 +6,9 @@
 //! and the pure decisions that other layers and `warden explain` share: whether a path may be
 //! read or written and which rule says so ([`files`]), which environment variables survive
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
-//! of the same names.
+//! of the same names; [`audit`] holds the audit store's retention limits.
 
+pub mod audit;
 pub mod env;
 pub mod exec;
 pub mod files;
@@ -82,6 +83,12 @@ pub struct Policy {
     pub network: network::NetworkSection,
     #[serde(default)]
     pub gate: gate::GateSection,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub audit: audit::AuditSection,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// Process limits.
@@ -337,6 +344,7 @@ impl Policy {
         self.exec.validate().map_err(bad)?;
         self.network.validate().map_err(bad)?;
         self.gate.validate().map_err(bad)?;
+        self.audit.validate().map_err(bad)?;
         Ok(())
     }
 
@@ -379,6 +387,7 @@ impl Policy {
         self.exec.merge(&over.exec);
         self.network.merge(&over.network);
         self.gate.merge(&over.gate);
+        self.audit.merge(&over.audit);
     }
 
     /// Applies a workspace (untrusted) document: only settings that narrow are accepted; any
@@ -448,6 +457,7 @@ impl Policy {
         self.exec.narrow(&ws.exec).map_err(|k| widen(&k))?;
         self.network.narrow(&ws.network).map_err(|k| widen(&k))?;
         self.gate.narrow(&ws.gate).map_err(|k| widen(&k))?;
+        self.audit.narrow(&ws.audit).map_err(|k| widen(&k))?;
         Ok(())
     }
 

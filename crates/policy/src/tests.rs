@@ -90,6 +90,8 @@ fn workspace_policy_can_narrow_but_not_widen() {
         "[exec]\naction = \"audit\"\n",
         "extends = \"claude\"\n",
         "[gate]\ndynamic = \"allow\"\n",
+        "[audit]\nretention_days = 1\n",
+        "[audit]\nmax_mb = 100000\n",
     ] {
         let mut p = builtin("generic");
         let doc = Policy::parse(widening, "ws").unwrap();
@@ -213,4 +215,30 @@ fn sizes_parse_merge_and_only_narrow_from_the_workspace() {
     // Rendered policy re-parses.
     let again = Policy::parse(&base.to_toml(), "rendered").unwrap();
     assert_eq!(again.process, base.process);
+}
+
+#[test]
+fn audit_section_parses_validates_and_layers() {
+    let mut p = builtin("generic");
+    assert_eq!(p.audit, audit::AuditSection::default());
+    p.merge(&Policy::parse("[audit]\nretention_days = 30\nmax_mb = 200\n", "user").unwrap());
+    assert_eq!(p.audit.retention_days, Some(30));
+    assert_eq!(p.audit.max_mb, Some(200));
+    p.merge(&Policy::parse("[audit]\nmax_mb = 50\n", "later").unwrap());
+    assert_eq!(
+        (p.audit.retention_days, p.audit.max_mb),
+        (Some(30), Some(50))
+    );
+    for bad in ["[audit]\nretention_days = 0\n", "[audit]\nmax_mb = 0\n"] {
+        assert!(
+            matches!(Policy::parse(bad, "p"), Err(PolicyError::Invalid { .. })),
+            "{bad}"
+        );
+    }
+    let err = Policy::parse("[audit]\nkeep = 1\n", "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("p.toml:2:1:"), "{err}");
+    assert!(p.to_toml().contains("[audit]"));
+    assert!(!builtin("generic").to_toml().contains("[audit]"));
 }

@@ -51,6 +51,12 @@ pub fn green(s: &str) -> String {
 pub fn yellow(s: &str) -> String {
     paint("33", s, false)
 }
+pub fn magenta(s: &str) -> String {
+    paint("35", s, false)
+}
+pub fn dim(s: &str) -> String {
+    paint("2", s, false)
+}
 pub fn bold(s: &str) -> String {
     paint("1", s, false)
 }

@@ -5,12 +5,14 @@ use crate::cli::{Cli, Command, PolicyArgs};
 use crate::exit;
 use std::path::PathBuf;
 
+mod audit;
 mod daemon;
 mod doctor;
 mod exec;
 mod explain;
 mod held;
 mod hook;
+mod log;
 mod misc;
 mod net;
 mod policy;
@@ -42,6 +44,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Thaw(a) => session::control(a, warden_session::Op::Thaw),
         Command::Kill(a) => session::control(a, warden_session::Op::Kill),
         Command::Status(a) => session::control(a, warden_session::Op::Status),
+        Command::Audit(c) => audit::audit(c),
+        Command::Log(a) => log::log(a),
+        Command::Sessions(a) => log::sessions(a),
         Command::Completions { shell } => misc::completions(shell),
         Command::Man => misc::man(),
     };
