@@ -140,6 +140,7 @@ int main(int c, char **v) {
     if (p == 0) {
         execl(v[1], v[1], (char *)0);
         printf("first exec: %s\n", strerror(errno));
+        fflush(stdout);
         _exit(0);
     }
     int st;
