@@ -163,19 +163,23 @@ impl Cache {
     /// dropped and not recorded, since its content can change behind an unchanged stamp.
     /// Returns (hash, writers): `Some(true)` when a writer exists, `None` when that cannot be
     /// told (a file system without leases), in which case nothing is cached either.
-    pub fn hash_unwritten(&self, fd: BorrowedFd<'_>) -> std::io::Result<(Hash, Option<bool>)> {
+    /// The third value: whether the hash came from the cache.
+    pub fn hash_unwritten(
+        &self,
+        fd: BorrowedFd<'_>,
+    ) -> std::io::Result<(Hash, Option<bool>, bool)> {
         let writers = open_for_write(fd);
         if writers == Some(false) {
-            let (h, _, _) = self.hash(fd)?;
+            let (h, _, hit) = self.hash(fd)?;
             // A writer that appeared while we hashed: the entry may already be stale.
             if open_for_write(fd) == Some(false) {
-                return Ok((h, Some(false)));
+                return Ok((h, Some(false), hit));
             }
             self.forget(&FileStamp::of(&fstat(fd)?));
-            return Ok((sha256_fd(fd)?, Some(true)));
+            return Ok((sha256_fd(fd)?, Some(true), false));
         }
         self.forget(&FileStamp::of(&fstat(fd)?));
-        Ok((sha256_fd(fd)?, writers))
+        Ok((sha256_fd(fd)?, writers, false))
     }
 
     /// Hash of the file at `path` (opened read-only; the stamp is taken on the open file).

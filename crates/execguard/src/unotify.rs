@@ -134,6 +134,21 @@ pub struct Guard {
     logged: Mutex<HashSet<(FileStamp, Hash)>>,
 }
 
+/// Whether a cached identity may be used for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The agent cannot write it.
+    Yes,
+    /// The agent can (or may be able to) write it: hash afresh, never cache.
+    No,
+    /// Outside every write root but with more than one link: the cache may vouch for it
+    /// only while nobody holds it open for write (a read-lease probe). A change behind an
+    /// unchanged stamp needs a writer that existed when the hash was taken (a shared
+    /// writable mapping dirtied before); a writer that opens later changes ctime (the cache
+    /// takes no entry for a file changed in the last two seconds, timestamps being coarse).
+    IfUnwritten,
+}
+
 /// The files the agent can write, or could have mapped writable: the hash cache never
 /// vouches for them.
 ///
@@ -142,11 +157,12 @@ pub struct Guard {
 /// the supervisor holds:
 /// - its file system is not tmpfs/ramfs (every private tree is one), and
 /// - its device is not the device of any write root as the agent sees it; or, on such a
-///   device (a workspace on the root file system), it has a single link and the kernel's
-///   name for it (`/proc/self/fd/N`, not the path the agent passed) lies outside every
-///   write root. The agent cannot move a file into or out of a write root (Landlock
-///   refuses links and renames from read-only directories), and a second link could be
-///   inside one, hence the link count.
+///   device (a workspace on the root file system), the kernel's name for it
+///   (`/proc/self/fd/N`, not the path the agent passed) lies outside every write root, and
+///   it has a single link, or the agent's uid cannot write it, or nobody holds it open for
+///   write ([`Trust::IfUnwritten`]). The agent cannot move a file into or out of a write
+///   root (Landlock refuses links and renames from read-only directories); a second link,
+///   made on the host, could be inside one, hence the link count.
 ///
 /// Without Landlock confining writes ([`WriteScope::unconfined`], the default) nothing is
 /// trusted and every decision hashes.
@@ -154,7 +170,10 @@ pub struct Guard {
 pub struct WriteScope {
     roots: Vec<PathBuf>,
     confined: bool,
-    /// Devices of the roots in the agent's view, filled at the first decision.
+    /// Devices of the roots on the host.
+    host_devs: HashSet<u64>,
+    /// Devices of the roots in the agent's view (with `host_devs`), filled at the first
+    /// decision.
     devs: OnceLock<HashSet<u64>>,
 }
 
@@ -162,15 +181,28 @@ impl WriteScope {
     /// Writes confined (by Landlock) to `roots`: write roots and private tmpfs trees, as
     /// real paths (they are canonicalized here; the sandbox binds them at the same paths).
     pub fn confined(roots: impl IntoIterator<Item = PathBuf>) -> WriteScope {
-        let mut roots: Vec<PathBuf> = roots
-            .into_iter()
-            .map(|r| std::fs::canonicalize(&r).unwrap_or(r))
+        // Both spellings: the real path (a root outside the private trees is seen there) and
+        // the given one (a root inside them is bound at the given path).
+        let mut all: Vec<PathBuf> = Vec::new();
+        for r in roots {
+            if let Ok(c) = std::fs::canonicalize(&r) {
+                all.push(c);
+            }
+            all.push(r);
+        }
+        all.sort();
+        all.dedup();
+        // Devices as the host sees them, so that a failed look-up in the agent's view
+        // later cannot leave the workspace's device out.
+        let host_devs = all
+            .iter()
+            .filter_map(|r| std::fs::metadata(r).ok())
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             .collect();
-        roots.sort();
-        roots.dedup();
         WriteScope {
-            roots,
+            roots: all,
             confined: true,
+            host_devs,
             devs: OnceLock::new(),
         }
     }
@@ -181,8 +213,25 @@ impl WriteScope {
     }
 
     /// Whether the cache may vouch for the file behind `fd` (stat `st`), opened for agent
-    /// `pid`. Any doubt answers no.
-    pub fn trusts(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> bool {
+    /// `pid`. Any doubt answers [`Trust::No`].
+    pub fn trusts(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> Trust {
+        if !self.trusts_inner(pid, fd, st) {
+            return Trust::No;
+        }
+        if st.st_nlink == 1 || !self.devs.get().is_some_and(|d| d.contains(&st.st_dev)) {
+            return Trust::Yes;
+        }
+        // Outside every write root, but another link may be inside one (perf's build-id
+        // cache hard-links libc into ~/.debug). Not writable by the agent's uid at all: yes.
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if st.st_uid != me && st.st_mode & 0o022 == 0 {
+            return Trust::Yes;
+        }
+        Trust::IfUnwritten
+    }
+
+    fn trusts_inner(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> bool {
         if !self.confined {
             return false;
         }
@@ -202,13 +251,11 @@ impl WriteScope {
                 .filter_map(|r| open_in_target(pid, &r.to_string_lossy(), None).ok())
                 .filter_map(|f| fstat(f.as_fd()).ok())
                 .map(|s| s.st_dev)
+                .chain(self.host_devs.iter().copied())
                 .collect()
         });
         if !devs.contains(&st.st_dev) {
             return true;
-        }
-        if st.st_nlink != 1 {
-            return false;
         }
         match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
             Ok(p) => p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r)),
@@ -263,8 +310,14 @@ impl Guard {
         fd: BorrowedFd<'_>,
         st: &libc::stat,
     ) -> std::io::Result<(Hash, bool)> {
-        if self.scope.trusts(pid, fd, st) {
-            return self.cache.hash(fd).map(|(h, _, hit)| (h, hit));
+        match self.scope.trusts(pid, fd, st) {
+            Trust::Yes => return self.cache.hash(fd).map(|(h, _, hit)| (h, hit)),
+            Trust::IfUnwritten => {
+                if let (h, Some(false), hit) = self.cache.hash_unwritten(fd)? {
+                    return Ok((h, hit));
+                }
+            }
+            Trust::No => {}
         }
         let stamp = FileStamp::of(st);
         self.cache.forget(&stamp);

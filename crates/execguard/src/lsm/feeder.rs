@@ -185,13 +185,13 @@ impl Feeder {
                         // its content can still change behind the stamp the program checks,
                         // so nothing is recorded and the program denies the exec (which the
                         // kernel refuses with ETXTBSY anyway while the writer exists).
-                        Ok((_, Some(true))) => {
+                        Ok((_, Some(true), _)) => {
                             tracing::info!(
                                 "pid {} opens for exec a file open for write: not recorded",
                                 m.pid
                             )
                         }
-                        Ok((h, _)) => {
+                        Ok((h, _, _)) => {
                             if let Some(md) = stat_fd(file.as_fd()) {
                                 if let Err(e) = pinned.put_ident(&md, &h) {
                                     tracing::warn!("identity map: {e}");
@@ -248,7 +248,7 @@ pub fn prefill_libraries(pinned: &Pinned, cache: &Cache) -> usize {
                 if !seen.insert((md.st_dev, md.st_ino)) {
                     continue;
                 }
-                if let Ok((h, Some(false) | None)) = cache.hash_unwritten(f.as_fd()) {
+                if let Ok((h, Some(false) | None, _)) = cache.hash_unwritten(f.as_fd()) {
                     if pinned.put_ident(&md, &h).is_ok() {
                         n += 1;
                     }
