@@ -241,8 +241,9 @@ impl WriteScope {
             return false;
         }
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
+        #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
         let t = sf.f_type as i64;
-        if t == libc::TMPFS_MAGIC as i64 || t == RAMFS_MAGIC {
+        if t == i64::from(libc::TMPFS_MAGIC as u32) || t == RAMFS_MAGIC {
             return false;
         }
         let devs = self.devs.get_or_init(|| {
