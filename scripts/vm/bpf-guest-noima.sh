@@ -22,6 +22,14 @@ cp /usr/bin/true t
 expect "a copy of true runs"                     allow ./t
 cat /usr/bin/curl > t
 expect "rewritten as curl: denied"               deny  sh -c './t --version && echo RAN-DENIED'
+# A stamp forged through a shared writable mapping dirtied before the file was identified
+# (progs/forge.c: content rewritten with curl's bytes, size/mtime/ctime unchanged). Session 1
+# forges fg and runs it, and forges fg2; session 2 runs fg2 (nothing stale may carry over).
+head -c -1 /usr/bin/curl > $ws/fg; printf '\001' >> $ws/fg; chmod +x $ws/fg; cp -p $ws/fg $ws/fg2
+out=$(run sh -c "$T/forge ./fg /usr/bin/curl; ./fg --version; $T/forge ./fg2 /usr/bin/curl" 2>&1)
+if [ "$(echo "$out" | grep -c STAMP-SAME)" = 2 ] && cmp -s $ws/fg /usr/bin/curl && cmp -s $ws/fg2 /usr/bin/curl && ! echo "$out" | grep -q -e libcurl -e "warden: error"; then pass "forged stamp (shared writable mapping): denied ($(echo "$out" | grep -e 'first exec' -e 'exec mapping' | sort -u | tr '\n' ' '))"; else fail "forged stamp: $(echo "$out" | tail -6)"; fi
+out=$(run sh -c './fg2 --version; ./fg --version; /usr/bin/true && echo TRUE-OK' 2>&1)
+if echo "$out" | grep -q TRUE-OK && ! echo "$out" | grep -q -e libcurl -e "warden: error"; then pass "forged stamp: denied in a later session too"; else fail "forged stamp, later session: $(echo "$out" | tail -4)"; fi
 # The daemon dies while a session runs: what was hashed keeps its verdict (the copy of curl
 # stays denied, true still runs) and new content can no longer be hashed, so it is denied.
 rm -f go

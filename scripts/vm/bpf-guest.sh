@@ -40,6 +40,14 @@ cp /usr/bin/true $ws/t2; touch -d '2020-01-01' $ws/t2
 expect "allowed: true (dated)"                  allow $ws/t2
 cat /usr/bin/curl > $ws/t2; touch -d '2020-01-01' $ws/t2
 expect "denied: rewritten, timestamps restored" deny sh -c './t2 --version && echo RAN-DENIED'
+# A stamp forged through a shared writable mapping dirtied before the file was identified
+# (progs/forge.c: content rewritten with curl's bytes, size/mtime/ctime unchanged). Session 1
+# forges fg and runs it, and forges fg2; session 2 runs fg2 (nothing stale may carry over).
+head -c -1 /usr/bin/curl > $ws/fg; printf '\001' >> $ws/fg; chmod +x $ws/fg; cp -p $ws/fg $ws/fg2
+out=$(run sh -c "$T/forge ./fg /usr/bin/curl; ./fg --version; $T/forge ./fg2 /usr/bin/curl" 2>&1)
+if [ "$(echo "$out" | grep -c STAMP-SAME)" = 2 ] && cmp -s $ws/fg /usr/bin/curl && cmp -s $ws/fg2 /usr/bin/curl && ! echo "$out" | grep -q -e libcurl -e "warden: error"; then pass "forged stamp (shared writable mapping): denied ($(echo "$out" | grep -e 'first exec' -e 'exec mapping' | sort -u | tr '\n' ' '))"; else fail "forged stamp: $(echo "$out" | tail -6)"; fi
+out=$(run sh -c './fg2 --version; ./fg --version; /usr/bin/true && echo TRUE-OK' 2>&1)
+if echo "$out" | grep -q TRUE-OK && ! echo "$out" | grep -q -e libcurl -e "warden: error"; then pass "forged stamp: denied in a later session too"; else fail "forged stamp, later session: $(echo "$out" | tail -4)"; fi
 # Decisions reach the daemon's log as the shared event.
 sleep 1
 if grep -q '"layer":"exec"' /var/log/warden/daemon.jsonl && grep -q '"rule":"exec.deny:curl"' /var/log/warden/daemon.jsonl; then pass "decisions in the daemon log"; else fail "decisions in the daemon log: $(tail -2 /var/log/warden/daemon.jsonl)"; fi

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 cargo build -q --bin warden
 out=$PWD/target/vm-tests
 rm -rf "$out" && mkdir -p "$out"
-for p in mmapexec memfdexec spawn; do cc -O2 -o "$out/$p" "scripts/vm/progs/$p.c"; done
+for p in mmapexec memfdexec spawn forge; do cc -O2 -o "$out/$p" "scripts/vm/progs/$p.c"; done
 cc -O2 -static -nostdlib -o "$out/nop" scripts/vm/progs/nop.c
 # Trust index for the allowlist cases: the shell, coreutils, the C toolchain and libraries.
 target/debug/warden index --db "$out/index.db" /usr/bin /usr/lib/x86_64-linux-gnu /usr/lib/gcc /usr/libexec "$out" >/dev/null 2>&1

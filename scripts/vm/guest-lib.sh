@@ -5,7 +5,7 @@ W=$PWD/target/debug/warden
 exec < /dev/null
 # Test programs live in the workspace: the sandbox reads nothing else outside system dirs.
 ws=/tmp/ws; mkdir -p $ws/bin
-for p in mmapexec memfdexec spawn nop; do cp $1/$p $ws/bin/; done
+for p in mmapexec memfdexec spawn nop forge; do cp $1/$p $ws/bin/; done
 T=$ws/bin
 cd $ws
 fails=0

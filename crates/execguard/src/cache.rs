@@ -3,6 +3,13 @@
 //! `touch -d`, which still moves ctime) misses. Shared by the exec guard's supervisor, the
 //! rules' name resolution and the tool-call gate, each with its own file under warden's state
 //! directory (outside anything the sandbox can write).
+//!
+//! A stamp proves nothing about a file the agent can write: a write through a shared
+//! writable mapping that was dirtied before the file was hashed changes the content and
+//! leaves every stamp field as it was. The exec guard therefore never asks this cache about
+//! such files (see `unotify::WriteScope`) and calls [`Cache::forget`] on their stamps, so an
+//! entry for them (made by an earlier session or by policy resolution) is dropped and never
+//! written back to disk.
 
 use crate::identity::{fstat, sha256_fd, FileStamp, Hash};
 use std::collections::HashMap;
@@ -16,6 +23,8 @@ pub struct Cache {
     map: Mutex<HashMap<FileStamp, Hash>>,
     /// Entries were added since load (worth saving).
     dirty: AtomicBool,
+    /// Stamps that must not be saved (merged away from the file on disk too).
+    forgotten: Mutex<std::collections::HashSet<FileStamp>>,
 }
 
 const CACHE_MAGIC: &[u8; 8] = b"WRDNHC01";
@@ -66,6 +75,7 @@ impl Cache {
         Ok(Cache {
             map: Mutex::new(map),
             dirty: AtomicBool::new(false),
+            forgotten: Mutex::default(),
         })
     }
 
@@ -81,6 +91,14 @@ impl Cache {
                 .iter()
                 .map(|(k, v)| (*k, *v)),
         );
+        for s in self
+            .forgotten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            map.remove(s);
+        }
         // Bounded: keep the file small enough to load in well under a millisecond.
         if map.len() > 50_000 {
             map = map.into_iter().take(50_000).collect();
@@ -126,8 +144,11 @@ impl Cache {
             return Ok((*h, stamp, true));
         }
         let h = sha256_fd(fd)?;
-        // Re-stat: a file written while we hashed it gets no cache entry.
-        if FileStamp::of(&fstat(fd)?) == stamp {
+        // Re-stat: a file written while we hashed it gets no cache entry. Nor does one changed
+        // in the last seconds: timestamps are as coarse as the kernel's clock tick (no
+        // multigrain timestamps before 6.13), so a write in the same tick as the last one
+        // would leave the stamp as it is.
+        if FileStamp::of(&fstat(fd)?) == stamp && !recent(&stamp) {
             self.map
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -137,10 +158,51 @@ impl Cache {
         Ok((h, stamp, false))
     }
 
+    /// Like [`Cache::hash`], but only when nobody holds the file open for write (a shared
+    /// writable mapping holds it open): a file that has a writer is hashed afresh, its entry
+    /// dropped and not recorded, since its content can change behind an unchanged stamp.
+    /// Returns (hash, writers): `Some(true)` when a writer exists, `None` when that cannot be
+    /// told (a file system without leases), in which case nothing is cached either.
+    /// The third value: whether the hash came from the cache.
+    pub fn hash_unwritten(
+        &self,
+        fd: BorrowedFd<'_>,
+    ) -> std::io::Result<(Hash, Option<bool>, bool)> {
+        let writers = open_for_write(fd);
+        if writers == Some(false) {
+            let (h, _, hit) = self.hash(fd)?;
+            // A writer that appeared while we hashed: the entry may already be stale.
+            if open_for_write(fd) == Some(false) {
+                return Ok((h, Some(false), hit));
+            }
+            self.forget(&FileStamp::of(&fstat(fd)?));
+            return Ok((sha256_fd(fd)?, Some(true), false));
+        }
+        self.forget(&FileStamp::of(&fstat(fd)?));
+        Ok((sha256_fd(fd)?, writers, false))
+    }
+
     /// Hash of the file at `path` (opened read-only; the stamp is taken on the open file).
     pub fn hash_path(&self, path: &std::path::Path) -> std::io::Result<Hash> {
         let f = std::fs::File::open(path)?;
         self.hash(f.as_fd()).map(|(h, _, _)| h)
+    }
+
+    /// Drops the entry for `stamp` (if any) and keeps it out of the file on disk: used for
+    /// files the agent can write, whose stamps prove nothing.
+    pub fn forget(&self, stamp: &FileStamp) {
+        let had = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(stamp)
+            .is_some();
+        let mut f = self.forgotten.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: past this, the entries are gone from memory already; the file on disk may
+        // keep a few, which the exec guard never consults for writable files anyway.
+        if f.len() < 100_000 && f.insert(*stamp) && had {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Whether entries were added since the cache was loaded.
@@ -155,5 +217,33 @@ impl Cache {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Whether `stamp`'s ctime is within the last two seconds (or in the future).
+fn recent(stamp: &FileStamp) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    now - stamp.ctime_ns < 2_000_000_000
+}
+
+/// Whether some process holds the file behind `fd` open for write (a writable shared mapping
+/// counts: it holds its file open). Asked with a read lease, which the kernel refuses with
+/// `EAGAIN` exactly then. `None`: no lease could be asked for (file system, or neither the
+/// file's owner nor `CAP_LEASE`).
+pub fn open_for_write(fd: BorrowedFd<'_>) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl lease requests on a descriptor we hold; the lease is dropped at once.
+    unsafe {
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) == 0 {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK);
+            return Some(false);
+        }
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => Some(true),
+        _ => None,
     }
 }

@@ -24,8 +24,16 @@
 //!   binary in for an allowed one in a tight loop and asserts the denied code never ran.
 //! - Shebang scripts: the pre-check hashes the script and its interpreter (up to 4 levels);
 //!   the post-exec check sees the interpreter.
-//! - Verdicts are cached by (dev, inode, size, mtime, ctime): a hit costs no hashing; any
-//!   write (even one followed by `touch -d`) changes ctime and forces a re-hash.
+//! - Hashes are cached by (dev, inode, size, mtime, ctime) only for files the agent cannot
+//!   write ([`WriteScope`]): a write through a shared writable mapping dirtied before the
+//!   file was hashed changes content without touching any stamp field, so a stamp proves
+//!   nothing about a file the agent could ever have opened for write. Files in a write root
+//!   or a private tmpfs (decided on the opened file: its device, its link count, and the
+//!   kernel's own name for it, never the path the agent passed) are hashed on every
+//!   decision, including the post-exec check, and their entries are dropped from the
+//!   persistent cache. The post-exec check hashes `/proc/PID/exe`, which the kernel keeps
+//!   write-denied (`ETXTBSY`) from the exec's open on, so what is hashed is what was loaded.
+//! - `mprotect` adding `PROT_EXEC` is decided on every file mapping the range touches.
 //! - memfd and deleted/anonymous files cannot be identified by a path a human can allow:
 //!   their exec and executable mapping are denied in enforce mode unless `exec.allow_memfd`.
 //!
@@ -36,11 +44,13 @@
 //! (unreadable file, unresolvable path, vanished process) is a denial in enforce mode.
 
 pub use crate::cache::Cache;
-use crate::identity::{fstat, hex, Hash};
+use crate::identity::{fstat, hex, sha256_fd, FileStamp, Hash};
 use crate::rules::{how_to_allow, ExecRules, Verdict};
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 use warden_event::{Decision, Layer, Verdict as V};
 use warden_policy::exec::ExecAction;
@@ -117,6 +127,146 @@ const FLAG_CONTINUE: u32 = 1;
 pub struct Guard {
     pub rules: Arc<RwLock<ExecRules>>,
     pub cache: Arc<Cache>,
+    /// What the agent can write: stamps of these files are never trusted.
+    scope: WriteScope,
+    /// (stamp, hash) of writable files already logged as allowed this session (log volume
+    /// only; never consulted for a verdict).
+    logged: Mutex<HashSet<(FileStamp, Hash)>>,
+}
+
+/// Whether a cached identity may be used for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The agent cannot write it.
+    Yes,
+    /// The agent can (or may be able to) write it: hash afresh, never cache.
+    No,
+    /// Outside every write root but with more than one link: the cache may vouch for it
+    /// only while nobody holds it open for write (a read-lease probe). A change behind an
+    /// unchanged stamp needs a writer that existed when the hash was taken (a shared
+    /// writable mapping dirtied before); a writer that opens later changes ctime (the cache
+    /// takes no entry for a file changed in the last two seconds, timestamps being coarse).
+    IfUnwritten,
+}
+
+/// The files the agent can write, or could have mapped writable: the hash cache never
+/// vouches for them.
+///
+/// The agent writes only below its Landlock write roots and in its private tmpfs trees.
+/// A file is trusted to keep the content its stamp was hashed with when, on the descriptor
+/// the supervisor holds:
+/// - its file system is not tmpfs/ramfs (every private tree is one), and
+/// - its device is not the device of any write root as the agent sees it; or, on such a
+///   device (a workspace on the root file system), the kernel's name for it
+///   (`/proc/self/fd/N`, not the path the agent passed) lies outside every write root, and
+///   it has a single link, or the agent's uid cannot write it, or nobody holds it open for
+///   write ([`Trust::IfUnwritten`]). The agent cannot move a file into or out of a write
+///   root (Landlock refuses links and renames from read-only directories); a second link,
+///   made on the host, could be inside one, hence the link count.
+///
+/// Without Landlock confining writes ([`WriteScope::unconfined`], the default) nothing is
+/// trusted and every decision hashes.
+#[derive(Debug, Default)]
+pub struct WriteScope {
+    roots: Vec<PathBuf>,
+    confined: bool,
+    /// Devices of the roots on the host.
+    host_devs: HashSet<u64>,
+    /// Devices of the roots in the agent's view (with `host_devs`), filled at the first
+    /// decision.
+    devs: OnceLock<HashSet<u64>>,
+}
+
+impl WriteScope {
+    /// Writes confined (by Landlock) to `roots`: write roots and private tmpfs trees, as
+    /// real paths (they are canonicalized here; the sandbox binds them at the same paths).
+    pub fn confined(roots: impl IntoIterator<Item = PathBuf>) -> WriteScope {
+        // Both spellings: the real path (a root outside the private trees is seen there) and
+        // the given one (a root inside them is bound at the given path).
+        let mut all: Vec<PathBuf> = Vec::new();
+        for r in roots {
+            if let Ok(c) = std::fs::canonicalize(&r) {
+                all.push(c);
+            }
+            all.push(r);
+        }
+        all.sort();
+        all.dedup();
+        // Devices as the host sees them, so that a failed look-up in the agent's view
+        // later cannot leave the workspace's device out.
+        let host_devs = all
+            .iter()
+            .filter_map(|r| std::fs::metadata(r).ok())
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .collect();
+        WriteScope {
+            roots: all,
+            confined: true,
+            host_devs,
+            devs: OnceLock::new(),
+        }
+    }
+
+    /// Writes not confined: no stamp is trusted.
+    pub fn unconfined() -> WriteScope {
+        WriteScope::default()
+    }
+
+    /// Whether the cache may vouch for the file behind `fd` (stat `st`), opened for agent
+    /// `pid`. Any doubt answers [`Trust::No`].
+    pub fn trusts(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> Trust {
+        if !self.trusts_inner(pid, fd, st) {
+            return Trust::No;
+        }
+        if st.st_nlink == 1 || !self.devs.get().is_some_and(|d| d.contains(&st.st_dev)) {
+            return Trust::Yes;
+        }
+        // Outside every write root, but another link may be inside one (perf's build-id
+        // cache hard-links libc into ~/.debug). Not writable by the agent's uid at all: yes.
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if st.st_uid != me && st.st_mode & 0o022 == 0 {
+            return Trust::Yes;
+        }
+        Trust::IfUnwritten
+    }
+
+    fn trusts_inner(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> bool {
+        if !self.confined {
+            return false;
+        }
+        // SAFETY: fstatfs into a zeroed struct.
+        let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
+            return false;
+        }
+        const RAMFS_MAGIC: i64 = 0x8584_58f6;
+        #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+        let t = sf.f_type as i64;
+        if t == i64::from(libc::TMPFS_MAGIC as u32) || t == RAMFS_MAGIC {
+            return false;
+        }
+        let devs = self.devs.get_or_init(|| {
+            self.roots
+                .iter()
+                .filter_map(|r| open_in_target(pid, &r.to_string_lossy(), None).ok())
+                .filter_map(|f| fstat(f.as_fd()).ok())
+                .map(|s| s.st_dev)
+                .chain(self.host_devs.iter().copied())
+                .collect()
+        });
+        if !devs.contains(&st.st_dev) {
+            return true;
+        }
+        match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+            Ok(p) => p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r)),
+            Err(_) => false,
+        }
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
 }
 
 fn comm(pid: u32) -> String {
@@ -134,17 +284,50 @@ enum Outcome {
 
 impl Guard {
     pub fn new(rules: ExecRules) -> Guard {
-        Guard {
-            rules: Arc::new(RwLock::new(rules)),
-            cache: Arc::new(Cache::default()),
-        }
+        Guard::with_cache(rules, Arc::new(Cache::default()))
     }
 
     pub fn with_cache(rules: ExecRules, cache: Arc<Cache>) -> Guard {
         Guard {
             rules: Arc::new(RwLock::new(rules)),
             cache,
+            scope: WriteScope::unconfined(),
+            logged: Mutex::default(),
         }
+    }
+
+    /// Sets what the agent can write (before the session starts). Until this is called no
+    /// cached stamp is trusted.
+    pub fn set_write_scope(&mut self, scope: WriteScope) {
+        self.scope = scope;
+    }
+
+    /// Hash of the file behind `fd` for agent `pid`: from the cache only when the agent
+    /// cannot have changed it behind its stamp. Returns (hash, quiet): quiet when an allowed
+    /// verdict on it need not be logged again.
+    fn identify(
+        &self,
+        pid: u32,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+    ) -> std::io::Result<(Hash, bool)> {
+        match self.scope.trusts(pid, fd, st) {
+            Trust::Yes => return self.cache.hash(fd).map(|(h, _, hit)| (h, hit)),
+            Trust::IfUnwritten => {
+                if let (h, Some(false), hit) = self.cache.hash_unwritten(fd)? {
+                    return Ok((h, hit));
+                }
+            }
+            Trust::No => {}
+        }
+        let stamp = FileStamp::of(st);
+        self.cache.forget(&stamp);
+        let h = sha256_fd(fd)?;
+        let mut l = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if l.len() > 50_000 {
+            l.clear();
+        }
+        Ok((h, !l.insert((stamp, h))))
     }
 
     fn enforce(&self) -> bool {
@@ -248,7 +431,7 @@ impl Guard {
             };
             return self.conclude(pid, what, kind, None, &v, started, false);
         }
-        let (h, _, cached) = match self.cache.hash(fd) {
+        let (h, cached) = match self.identify(pid, fd, &st) {
             Ok(x) => x,
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
@@ -335,11 +518,13 @@ impl Guard {
                 Err(e) => self.fail(pid, "mmap", "mmap", e, started),
             }
         } else {
-            match mapping_file(pid, a[0]) {
-                Ok(None) => true, // anonymous memory (JITs)
-                Ok(Some((path, f))) => {
+            // Every file mapping the range touches (anonymous memory, e.g. a JIT's, is not
+            // decided): a range that starts in anonymous memory and spans into a file
+            // mapping is decided on that file too.
+            match mapping_files(pid, a[0], a[1]) {
+                Ok(files) => files.iter().all(|(path, f)| {
                     self.decide_fd(pid, &|| path.clone(), "mprotect", f.as_fd(), started, 0)
-                }
+                }),
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
         };
@@ -754,10 +939,17 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// The file behind the mapping that contains `addr`, or None for anonymous memory.
-fn mapping_file(pid: u32, addr: u64) -> Result<Option<(String, OwnedFd)>, String> {
+/// The files behind every mapping that overlaps `[addr, addr + len)` (page-rounded);
+/// anonymous mappings are skipped. No mapping at all in the range: an error (the kernel
+/// would fail the call with `ENOMEM` anyway).
+fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>, String> {
     let maps =
         std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    let end = addr
+        .saturating_add(len.saturating_add(4095) & !4095)
+        .max(addr + 1);
+    let mut out = Vec::new();
+    let mut any = false;
     for line in maps.lines() {
         let mut it = line.split_whitespace();
         let range = it.next().unwrap_or("");
@@ -766,21 +958,23 @@ fn mapping_file(pid: u32, addr: u64) -> Result<Option<(String, OwnedFd)>, String
             u64::from_str_radix(s, 16).unwrap_or(0),
             u64::from_str_radix(e, 16).unwrap_or(0),
         );
-        if addr < s || addr >= e {
+        if e <= addr || s >= end {
             continue;
         }
+        any = true;
         let _perms = it.next();
         let _off = it.next();
         let dev = it.next().unwrap_or("0:0");
         let ino: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let path: String = it.collect::<Vec<_>>().join(" ");
         if ino == 0 {
-            return Ok(None);
+            continue;
         }
         if path.ends_with("(deleted)") || path.starts_with("/memfd:") {
             // Decided as memfd/anonymous content.
             let f = take_map_file(pid, range).map_err(|e| format!("{path}: {e}"))?;
-            return Ok(Some((path, f)));
+            out.push((path, f));
+            continue;
         }
         let f = open_in_target(pid, &path, None)?;
         let st = fstat(f.as_fd()).map_err(|e| e.to_string())?;
@@ -792,9 +986,12 @@ fn mapping_file(pid: u32, addr: u64) -> Result<Option<(String, OwnedFd)>, String
         if st.st_ino != ino || st.st_dev != want {
             return Err(format!("{path} was replaced after it was mapped"));
         }
-        return Ok(Some((path, f)));
+        out.push((path, f));
     }
-    Err(format!("no mapping at {addr:#x}"))
+    if !any {
+        return Err(format!("no mapping at {addr:#x}"));
+    }
+    Ok(out)
 }
 
 fn take_map_file(pid: u32, range: &str) -> std::io::Result<OwnedFd> {

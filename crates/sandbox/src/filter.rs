@@ -15,14 +15,30 @@
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (terminal injection);
 //! - sockets: `AF_PACKET`, `AF_VSOCK`, `AF_KEY`, `AF_BLUETOOTH`, raw `AF_INET/AF_INET6`,
 //!   and `AF_NETLINK` other than `NETLINK_ROUTE`;
-//! - `chmod`, `fchmod`, `fchmodat`, `fchmodat2` setting `S_ISUID` or `S_ISGID` (files the
-//!   agent makes in the workspace belong to the invoking user on the host — root, when
-//!   warden runs as root — so a set-id bit there would be a set-id program for the host).
+//! - `personality` setting `READ_IMPLIES_EXEC` (a `PROT_READ` mapping would become
+//!   executable without any `PROT_EXEC` the exec guard could see); queries
+//!   (`personality(0xffffffff)`) and other personas still work;
+//! - setuid/setgid bits (files the agent makes in the workspace belong to the invoking user
+//!   on the host — root, when warden runs as root — so a set-id bit there would be a set-id
+//!   program for the host): `chmod`, `fchmod`, `fchmodat`, `fchmodat2` with `S_ISUID` or
+//!   `S_ISGID` in the mode, and `open`/`openat`/`creat`/`mknod`/`mknodat` creating a file
+//!   with either bit (`openat2` carries its mode in memory seccomp cannot read; a file it
+//!   creates with a setuid bit loses the bit on the first write, as the agent has no
+//!   `CAP_FSETID`);
+//! - every extended-attribute write (`setxattr`, `lsetxattr`, `fsetxattr`, `setxattrat`,
+//!   and the `removexattr` family) fails with `EOPNOTSUPP`, as on a file system without
+//!   xattrs: the attribute's name is a string in memory, so seccomp cannot single out
+//!   `security.*` (file capabilities, IMA/EVM, SELinux labels), and a supervisor reading the
+//!   name would race a second thread rewriting it. Reading xattrs still works.
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
 const EPERM: i32 = libc::EPERM;
 const ENOSYS: i32 = libc::ENOSYS;
+/// `personality(2)` flag: `PROT_READ` implies `PROT_EXEC`.
+const READ_IMPLIES_EXEC: u64 = 0x0040_0000;
+/// `__O_TMPFILE` (O_TMPFILE is this bit plus O_DIRECTORY).
+const O_TMPFILE_BIT: u64 = 0o20_000_000;
 
 /// Namespace flags that must not be used to create namespaces.
 pub const NS_FLAGS: &[u64] = &[
@@ -92,6 +108,76 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         deny(n, EPERM)?;
     }
     deny("clone3", ENOSYS)?;
+    for n in [
+        "setxattr",
+        "lsetxattr",
+        "fsetxattr",
+        "setxattrat",
+        "removexattr",
+        "lremovexattr",
+        "fremovexattr",
+        "removexattrat",
+    ] {
+        deny(n, libc::EOPNOTSUPP)?;
+    }
+    // READ_IMPLIES_EXEC set, and the value is not the query 0xffffffff: some other bit of the
+    // low 32 (the kernel's `unsigned int`) is clear. libseccomp takes one comparison per
+    // argument per rule, so one rule per such bit.
+    let personality = sys("personality").ok_or("seccomp: no syscall personality")?;
+    for bit in (0..32)
+        .map(|b| 1u64 << b)
+        .filter(|&b| b != READ_IMPLIES_EXEC)
+    {
+        f.add_rule_conditional(
+            ScmpAction::Errno(EPERM),
+            personality,
+            &[cmp(
+                0,
+                ScmpCompareOp::MaskedEqual(READ_IMPLIES_EXEC | bit),
+                READ_IMPLIES_EXEC,
+            )],
+        )
+        .map_err(|x| e("personality", x))?;
+    }
+    // Setuid/setgid bits: (syscall, index of the mode argument, index of the flags argument
+    // when the mode only matters with O_CREAT/O_TMPFILE).
+    let modes: &[(&str, u32, Option<u32>)] = &[
+        ("chmod", 1, None),
+        ("fchmod", 1, None),
+        ("fchmodat", 2, None),
+        ("fchmodat2", 2, None),
+        ("creat", 1, None),
+        ("mknod", 1, None),
+        ("mknodat", 2, None),
+        ("open", 2, Some(1)),
+        ("openat", 3, Some(2)),
+    ];
+    for &(name, mode_arg, flags_arg) in modes {
+        // fchmodat2 (Linux 6.6) is 452 where libseccomp does not know its name yet.
+        let fallback = (name == "fchmodat2").then(|| ScmpSyscall::from(452));
+        let Some(s) = sys(name).or(fallback) else {
+            continue;
+        };
+        for bit in [libc::S_ISUID as u64, libc::S_ISGID as u64] {
+            let m = cmp(mode_arg, ScmpCompareOp::MaskedEqual(bit), bit);
+            match flags_arg {
+                None => {
+                    f.add_rule_conditional(ScmpAction::Errno(EPERM), s, &[m])
+                        .map_err(|x| e(name, x))?;
+                }
+                Some(fa) => {
+                    for create in [libc::O_CREAT as u64, O_TMPFILE_BIT] {
+                        f.add_rule_conditional(
+                            ScmpAction::Errno(EPERM),
+                            s,
+                            &[m, cmp(fa, ScmpCompareOp::MaskedEqual(create), create)],
+                        )
+                        .map_err(|x| e(name, x))?;
+                    }
+                }
+            }
+        }
+    }
     for name in ["unshare", "clone"] {
         let s = sys(name).ok_or_else(|| format!("seccomp: no syscall {name}"))?;
         for &flag in NS_FLAGS {
@@ -159,32 +245,7 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         ],
     )
     .map_err(|x| e("socket", x))?;
-    deny_setid_modes(&mut f)?;
     Ok(f)
-}
-
-/// `chmod`-family calls that would set a set-user-ID or set-group-ID bit fail with EPERM.
-fn deny_setid_modes(f: &mut ScmpFilterContext) -> Result<(), String> {
-    // (syscall, fallback number where libseccomp may not know the name, mode argument)
-    for (name, nr, arg) in [
-        ("chmod", None, 1),
-        ("fchmod", None, 1),
-        ("fchmodat", None, 2),
-        ("fchmodat2", Some(452), 2),
-    ] {
-        let Some(s) = sys(name).or(nr.map(ScmpSyscall::from)) else {
-            continue;
-        };
-        for bit in [libc::S_ISUID as u64, libc::S_ISGID as u64] {
-            f.add_rule_conditional(
-                ScmpAction::Errno(EPERM),
-                s,
-                &[cmp(arg, ScmpCompareOp::MaskedEqual(bit), bit)],
-            )
-            .map_err(|x| format!("seccomp: {name}: {x}"))?;
-        }
-    }
-    Ok(())
 }
 
 /// Builds and loads the filter into the calling thread (and, via TSYNC-free single-threaded

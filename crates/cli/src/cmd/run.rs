@@ -87,7 +87,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     } else {
         exec_guard(&a, &loaded.policy, &home, verbose)?
     };
-    let (guard, bpf_rules) = match backend {
+    let (mut guard, bpf_rules) = match backend {
         Backend::Off => (None, None),
         Backend::Seccomp(g) => (Some(g), None),
         Backend::Bpf(r) => (None, Some(r)),
@@ -327,6 +327,16 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     } else {
         (None, Vec::new())
     };
+    if let Some(g) = guard.as_mut() {
+        // Files the agent can write get no cached identity (see WriteScope).
+        g.set_write_scope(if features.landlock_abi > 0 {
+            warden_execguard::unotify::WriteScope::confined(
+                plan.landlock_write.iter().chain(&plan.masks).cloned(),
+            )
+        } else {
+            warden_execguard::unotify::WriteScope::unconfined()
+        });
+    }
     let plan_pids_max = plan.pids_max as u64;
     // The stop switch: a cgroup v2 leaf per session (freeze/thaw/kill), unless the tree
     // already sits in a pids cgroup or the daemon's cgroup (a process is in one v2 cgroup

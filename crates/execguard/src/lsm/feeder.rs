@@ -15,6 +15,12 @@
 //! - **Libraries.** Shared objects under the system library directories are hashed at start
 //!   (through a persistent cache), so `mmap(PROT_EXEC)` by the loader finds them.
 //!
+//! A file that anyone holds open for write when its exec is announced (a shared writable
+//! mapping counts; asked with a read lease) is not recorded, and its hash-cache entry is
+//! dropped: its content can change behind an unchanged stamp (writes into pages dirtied
+//! earlier fault nothing and update no timestamp). The cache also takes no entry for a file
+//! changed in the last two seconds (timestamps as coarse as the clock tick).
+//!
 //! Cost (stated): events are answered by one thread, so while it hashes a large file opened
 //! for exec by a session for the first time, exec opens elsewhere on the machine wait for it
 //! (outside sessions the answer itself is immediate; hashes are cached by file stamp).
@@ -174,7 +180,17 @@ impl Feeder {
                 // SAFETY: the event's fd is ours to close.
                 let file = unsafe { OwnedFd::from_raw_fd(m.fd) };
                 if m.mask & libc::FAN_OPEN_EXEC_PERM != 0 && in_session(m.pid) {
-                    match cache.hash(file.as_fd()) {
+                    match cache.hash_unwritten(file.as_fd()) {
+                        // Someone holds it open for write (a shared writable mapping counts):
+                        // its content can still change behind the stamp the program checks,
+                        // so nothing is recorded and the program denies the exec (which the
+                        // kernel refuses with ETXTBSY anyway while the writer exists).
+                        Ok((_, Some(true), _)) => {
+                            tracing::info!(
+                                "pid {} opens for exec a file open for write: not recorded",
+                                m.pid
+                            )
+                        }
                         Ok((h, _, _)) => {
                             if let Some(md) = stat_fd(file.as_fd()) {
                                 if let Err(e) = pinned.put_ident(&md, &h) {
@@ -232,7 +248,7 @@ pub fn prefill_libraries(pinned: &Pinned, cache: &Cache) -> usize {
                 if !seen.insert((md.st_dev, md.st_ino)) {
                     continue;
                 }
-                if let Ok((h, _, _)) = cache.hash(f.as_fd()) {
+                if let Ok((h, Some(false) | None, _)) = cache.hash_unwritten(f.as_fd()) {
                     if pinned.put_ident(&md, &h).is_ok() {
                         n += 1;
                     }
