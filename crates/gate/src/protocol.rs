@@ -1,11 +1,19 @@
 //! The hook protocols, exactly as each agent reads them.
 //!
 //! - **Claude Code** (`PreToolUse`): stdout `{"hookSpecificOutput": {"hookEventName":
-//!   "PreToolUse", "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason":
-//!   …}}`. Claude Code treats exit 1, timeouts and non-JSON as *allow*, so a deny also exits
-//!   2 with the reason on stderr — the one answer it cannot misread.
-//! - **Codex CLI**: the same JSON shape.
+//!   "PreToolUse", "permissionDecision": "deny"|"ask", "permissionDecisionReason": …}}`.
+//!   Claude Code treats exit 1, timeouts and non-JSON as *allow*, so a deny also exits 2
+//!   with the reason on stderr — the one answer it cannot misread.
+//! - **Codex CLI**: the same JSON shape; Codex has no `ask` (it reports a failed hook and
+//!   runs the command), so an ask is a deny there, saying how the human allows it.
 //! - **Gemini CLI** (`BeforeTool`): stdout `{"decision": …, "reason": …}`, exit 2 to block.
+//!
+//! Where warden has no objection it *defers*: exit 0 with no decision (Claude/Codex: empty
+//! stdout; Gemini: `{}`), so the agent's own permission rules and prompts still apply. An
+//! explicit `allow` would skip them.
+//!
+//! Every answer comes within a deadline ([`Watchdog`]): when judging takes longer (a huge
+//! program to hash, a stalled read), the hook answers deny and exits.
 //!
 //! Every other event (`PostToolUse`, `PostToolUseFailure`, `SessionStart`, `Stop`, ...) is
 //! recorded as a decision event and answered with exit 0 and no output. Malformed or
@@ -58,6 +66,27 @@ fn deny_output(agent: Agent, event: &str, reason: &str) -> Output {
 
 /// Renders a judgement in the agent's protocol.
 pub fn render(agent: Agent, event: &str, j: &Judgement) -> Output {
+    if j.answer == Answer::Allow {
+        // Defer: no decision, so the agent's own permission checks still run.
+        return Output {
+            stdout: if agent == Agent::Gemini {
+                "{}".into()
+            } else {
+                String::new()
+            },
+            stderr: String::new(),
+            code: 0,
+        };
+    }
+    if j.answer == Answer::Ask && agent == Agent::Codex {
+        let mut d = j.clone();
+        d.answer = Answer::Deny;
+        d.reason = format!(
+            "{} — it needs a human's approval and Codex hooks cannot ask, so it is denied",
+            j.reason
+        );
+        return deny_output(agent, event, &d.message());
+    }
     let reason = j.message();
     if j.answer == Answer::Deny {
         return deny_output(agent, event, &reason);
@@ -81,6 +110,8 @@ pub struct HookEnv<'a> {
     pub headless: bool,
     /// Program hashes come through this cache (the caller loads and saves it).
     pub cache: std::sync::Arc<warden_execguard::cache::Cache>,
+    /// Inside a `warden run` session: judge files as its sandbox does.
+    pub session: bool,
 }
 
 /// Handles one hook invocation. Never panics (a panic becomes a deny).
@@ -159,13 +190,16 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                     "warden: `tool_input` is not an object; denied",
                 );
             }
-            let ctx = Ctx::with_cache(
+            let mut ctx = Ctx::with_cache(
                 env.policy,
                 cwd.into(),
                 env.home.clone(),
                 env.headless,
                 env.cache.clone(),
             );
+            if env.session {
+                ctx = ctx.in_session();
+            }
             let started = std::time::Instant::now();
             let j = ctx.judge_tool(tool, &tool_input);
             let verdict = match j.answer {
@@ -211,5 +245,79 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                 code: 0,
             }
         }
+    }
+}
+
+/// The whole-hook deadline: if the answer is not written by then, a deny is written in the
+/// agent's protocol and the process exits 2. Start it before reading the input; call
+/// [`Watchdog::answer`] to write the real answer (exactly one of the two gets out).
+pub struct Watchdog {
+    answered: std::sync::Arc<std::sync::Mutex<bool>>,
+}
+
+/// Default whole-hook deadline: well inside every agent's hook timeout (Claude Code and
+/// Codex as installed: 30 s; Gemini: 30 000 ms).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Watchdog {
+    pub fn start(agent: Agent, deadline: std::time::Duration) -> Watchdog {
+        let answered = std::sync::Arc::new(std::sync::Mutex::new(false));
+        let a = answered.clone();
+        let spawned = std::thread::Builder::new()
+            .name("hook-deadline".into())
+            .spawn(move || {
+                std::thread::sleep(deadline);
+                let mut done = a.lock().unwrap_or_else(|p| p.into_inner());
+                if *done {
+                    return;
+                }
+                *done = true;
+                let out = deny_output(
+                    agent,
+                    "",
+                    &format!(
+                        "warden: judging this tool call took longer than the hook's {} ms deadline (a very large program to hash, or input that never ended); denied (fail closed). Retry it; if it keeps happening, run it outside the agent or allow its program by hash (`warden exec allow`).",
+                        deadline.as_millis()
+                    ),
+                );
+                write_out(&out);
+                std::process::exit(out.code);
+            });
+        if spawned.is_err() {
+            // No watchdog thread: answer deny now rather than run without a deadline.
+            let out = deny_output(
+                agent,
+                "",
+                "warden: cannot start the hook's deadline timer; denied (fail closed)",
+            );
+            write_out(&out);
+            std::process::exit(out.code);
+        }
+        Watchdog { answered }
+    }
+
+    /// Writes the answer unless the deadline already did; returns the exit code to use.
+    pub fn answer(&self, out: &Output) -> i32 {
+        let mut done = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        if *done {
+            // The deadline's deny is out and the process is exiting.
+            loop {
+                std::thread::park();
+            }
+        }
+        *done = true;
+        write_out(out);
+        out.code
+    }
+}
+
+fn write_out(out: &Output) {
+    use std::io::Write;
+    let mut so = std::io::stdout().lock();
+    let _ = so.write_all(out.stdout.as_bytes());
+    let _ = so.flush();
+    if !out.stderr.is_empty() {
+        let mut se = std::io::stderr().lock();
+        let _ = writeln!(se, "{}", out.stderr);
     }
 }

@@ -19,8 +19,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use warden_policy::{Anchors, Policy};
 
-/// Trees replaced by a private tmpfs in the sandbox.
-pub const MASKED_TREES: &[&str] = &["/tmp", "/run", "/var/tmp", "/dev/shm"];
+/// Trees replaced by a private tmpfs in the sandbox (shared with the gate's file rules).
+pub const MASKED_TREES: &[&str] = warden_policy::files::PRIVATE_TREES;
 
 #[derive(Debug, Clone)]
 pub struct Bind {
@@ -60,6 +60,9 @@ pub struct Plan {
     pub nofile: u64,
     pub core_dumps: bool,
     pub net_isolated: bool,
+    /// The run's effective policy for the gate (`warden hook` inside), placed read-only at
+    /// [`warden_policy::session::GATE_FILE`]. Set with [`Plan::set_gate_policy`].
+    pub gate_policy: Option<String>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -277,10 +280,22 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         nofile: p.process.nofile.unwrap_or(65536),
         core_dumps: p.process.core_dumps.unwrap_or(false),
         net_isolated: inp.features.user_namespaces,
+        gate_policy: None,
     }
 }
 
 impl Plan {
+    /// Hands the gate inside the sandbox the run's effective policy (serialised
+    /// [`warden_policy::session::SessionPolicy`]): a read-only file under the private `/run`,
+    /// readable (never writable) through Landlock.
+    pub fn set_gate_policy(&mut self, json: String) {
+        self.gate_policy = Some(json);
+        let dir = PathBuf::from(warden_policy::session::GATE_DIR);
+        if !self.landlock_read.contains(&dir) {
+            self.landlock_read.push(dir);
+        }
+    }
+
     /// Human-readable summary (`warden run --dry-run`).
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -315,6 +330,13 @@ impl Plan {
             let _ = writeln!(
                 s,
                 "protect .git/hooks and .git/config once `git init` creates them"
+            );
+        }
+        if self.gate_policy.is_some() {
+            let _ = writeln!(
+                s,
+                "gate policy {} (read-only)",
+                warden_policy::session::GATE_FILE
             );
         }
         for (k, g) in &self.scrubbed {

@@ -135,7 +135,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .into_iter()
         .chain(own_exe)
         .collect();
-    let plan = plan::build(plan::PlanInput {
+    let mut plan = plan::build(plan::PlanInput {
         policy: &loaded.policy,
         workspace: ws.clone(),
         home: home.clone(),
@@ -153,6 +153,18 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         },
         extra_read,
     });
+    // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
+    plan.set_gate_policy(
+        warden_policy::session::SessionPolicy {
+            version: warden_policy::session::VERSION,
+            session_id: session_id.clone(),
+            profile: loaded.profile.clone(),
+            workspace: ws.clone(),
+            home: home.clone(),
+            policy: loaded.policy.clone(),
+        }
+        .to_json(),
+    );
     if a.dry_run {
         print!("{}", plan.describe());
         return Ok(exit::OK);
