@@ -96,11 +96,12 @@ impl<'a> Ctx<'a> {
         Self::with_cache(policy, cwd, home, headless, Default::default())
     }
 
-    /// Judges files as the sandbox of a `warden run` session does ([`FileRules::session`]).
-    pub fn in_session(mut self) -> Ctx<'a> {
+    /// Judges files as the sandbox of a `warden run` session does ([`FileRules::session`]),
+    /// anchored at the session's workspace (the tool's cwd may be below it).
+    pub fn in_session(mut self, workspace: &Path) -> Ctx<'a> {
         let anchors = warden_policy::Anchors {
             home: self.home.clone(),
-            workspace: self.cwd.clone(),
+            workspace: workspace.to_path_buf(),
         };
         self.files = FileRules::session(self.policy, &anchors);
         self

@@ -10,7 +10,7 @@ fn env(p: &warden_policy::Policy) -> HookEnv<'_> {
         home: "/home/dev".into(),
         headless: true,
         cache: Default::default(),
-        session: false,
+        session: None,
     }
 }
 

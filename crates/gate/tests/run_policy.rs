@@ -36,7 +36,7 @@ fn no_objection_defers_instead_of_allowing() {
         home: "/home/dev".into(),
         headless: false,
         cache: Default::default(),
-        session: false,
+        session: None,
     };
     for (agent, tool) in [
         (Agent::Claude, "Bash"),
@@ -148,8 +148,22 @@ fn session_file_rules_are_the_sandbox_rules() {
     let mut p = policy();
     p.files.read.push("/srv/data".into());
     let outside = ctx(&p);
-    let inside = ctx(&p).in_session();
+    let inside = ctx(&p).in_session(std::path::Path::new("/home/dev/project"));
     let write = |c: &Ctx, f: &str| c.judge_tool("Write", &json!({"file_path": f, "content": "x"}));
+    // Below the workspace, the rules stay anchored at the session's workspace.
+    let sub = Ctx::new(
+        &p,
+        "/home/dev/project/sub".into(),
+        "/home/dev".into(),
+        false,
+    )
+    .in_session(std::path::Path::new("/home/dev/project"));
+    assert_eq!(
+        write(&sub, "/home/dev/project/README.md").answer,
+        Answer::Allow
+    );
+    assert_eq!(write(&sub, "../.git/hooks/pre-commit").answer, Answer::Deny);
+    assert_eq!(write(&sub, "../.mcp.json").answer, Answer::Deny);
     // The sandbox's private /tmp and $HOME are writable scratch inside a run.
     assert_eq!(write(&inside, "/tmp/scratch.py").answer, Answer::Allow);
     assert_eq!(write(&inside, "/home/dev/notes.md").answer, Answer::Allow);

@@ -59,7 +59,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                 home,
                 headless: a.headless,
                 cache: Default::default(),
-                session: true,
+                session: Some(s.workspace.clone()),
             };
             protocol::handle(ag, &input, &env)
         }
@@ -92,7 +92,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                         home,
                         headless: a.headless,
                         cache: cache.clone(),
-                        session: false,
+                        session: None,
                     };
                     let out = protocol::handle(ag, &input, &env);
                     let code = watchdog.answer(&out);
