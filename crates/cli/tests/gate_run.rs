@@ -245,3 +245,87 @@ fn a_sparse_64_gib_program_on_path_is_denied_within_a_second() {
     assert!(err.contains("hashing limit"), "{err}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+#[test]
+fn install_defaults_to_user_scope_and_dry_run_names_the_file() {
+    let t = T::new("install");
+    let root = t.root.join("sysroot");
+    std::fs::create_dir_all(&root).unwrap();
+    let settings = t.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "{\"zeta\": 1, \"alpha\": 2}\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(W)
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .env_remove("WARDEN_SANDBOX")
+            .output()
+            .unwrap()
+    };
+    // Dry run: names the file, writes nothing.
+    let o = run(&["install", "claude", "--dry-run"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        s.contains(&format!("would update {}", settings.display())),
+        "{s}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        "{\"zeta\": 1, \"alpha\": 2}\n"
+    );
+    // No scope named, even as root: the user's settings, never the managed file.
+    let o = run(&["install", "claude"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!root.join("etc/claude-code/managed-settings.json").exists());
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v.get("allowManagedHooksOnly").is_none(), "{text}");
+    // The user's key order is kept.
+    assert!(
+        text.find("zeta").unwrap() < text.find("alpha").unwrap(),
+        "{text}"
+    );
+    // Managed scope: only the hook unless --managed-hooks-only.
+    let o = run(&["install", "claude", "--scope", "managed"]);
+    assert!(o.status.success(), "{o:?}");
+    let managed = root.join("etc/claude-code/managed-settings.json");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&managed).unwrap()).unwrap();
+    assert!(m.get("allowManagedHooksOnly").is_none(), "{m}");
+    assert!(run(&[
+        "install",
+        "claude",
+        "--scope",
+        "managed",
+        "--managed-hooks-only"
+    ])
+    .status
+    .success());
+    assert!(run(&[
+        "uninstall",
+        "claude",
+        "--scope",
+        "managed",
+        "--managed-hooks-only"
+    ])
+    .status
+    .success());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&managed).unwrap()).unwrap();
+    assert_eq!(
+        m,
+        serde_json::json!({}),
+        "uninstall removed what install added"
+    );
+    // Gemini's timeout is in milliseconds.
+    assert!(run(&["install", "gemini"]).status.success());
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.home.join(".gemini/settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(g["hooks"]["BeforeTool"][0]["hooks"][0]["timeout"], 30_000);
+}

@@ -12,7 +12,9 @@
 //!   the private TMPDIR;
 //! - the workspace, the agent's state (`agent.state`), its install dirs (`agent.install`)
 //!   and `files.read`/`files.write` are bound back into that view at their real paths;
-//! - protected paths inside writable roots are read-only bind mounts.
+//! - protected paths inside writable roots are read-only bind mounts;
+//! - the run's effective policy for the gate sits read-only at
+//!   `/run/warden-gate/policy.json` (its own tmpfs, remounted read-only; Landlock read).
 
 use crate::probe::Features;
 use std::ffi::OsString;
