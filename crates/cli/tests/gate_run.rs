@@ -329,3 +329,37 @@ fn install_defaults_to_user_scope_and_dry_run_names_the_file() {
     .unwrap();
     assert_eq!(g["hooks"]["BeforeTool"][0]["hooks"][0]["timeout"], 30_000);
 }
+
+#[test]
+fn a_sandbox_without_its_policy_channel_denies_everything() {
+    // WARDEN_SANDBOX says "inside", but /run/warden-gate is not there (this host): the hook
+    // cannot know the run's policy, so even `ls` is denied, with the reason.
+    assert!(!Path::new(warden_policy_gate_file()).exists());
+    let t = T::new("broken");
+    let mut c = Command::new(W)
+        .args(["hook", "claude"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .env("WARDEN_SANDBOX", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(payload(&t.ws, "ls").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("session's policy") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+fn warden_policy_gate_file() -> &'static str {
+    "/run/warden-gate/policy.json"
+}
