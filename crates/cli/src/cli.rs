@@ -309,6 +309,9 @@ pub struct HookArgs {
     /// terminal is attached).
     #[arg(long)]
     pub headless: bool,
+    /// Whole-hook deadline in milliseconds (default 5000): past it the answer is deny.
+    #[arg(long, hide = true)]
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -322,12 +325,17 @@ pub enum Scope {
 pub struct InstallArgs {
     #[arg(value_enum)]
     pub agent: Agent,
-    /// Where to write the hook: managed (system, agent cannot remove it), user, or project.
+    /// Where to write the hook: user (the default, also for root), project, or managed
+    /// (machine-wide settings, for every user; the agent cannot remove them).
     #[arg(long, value_enum)]
     pub scope: Option<Scope>,
-    /// Print what would change without writing.
+    /// Print which file would change, and its new content, without writing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Claude Code, --scope managed: also set (install) or remove (uninstall)
+    /// `allowManagedHooksOnly`, which disables every user and project hook on the machine.
+    #[arg(long)]
+    pub managed_hooks_only: bool,
     /// Prefix for the managed settings path (tests).
     #[arg(long, hide = true, default_value = "/")]
     pub root: PathBuf,

@@ -18,9 +18,11 @@ impl T {
         std::fs::create_dir_all(&ws).unwrap();
         T { root, ws }
     }
+    /// These tests measure the exec guard alone: the risk score (which would freeze a
+    /// session running the whole evasion corpus; see tests/risk.rs) is off.
     fn policy(&self, text: &str) -> String {
         let p = self.root.join("policy.toml");
-        std::fs::write(&p, text).unwrap();
+        std::fs::write(&p, format!("{text}\n[risk]\nenabled = false\n")).unwrap();
         p.display().to_string()
     }
     fn run(&self, args: &[&str], script: &str) -> Output {

@@ -28,9 +28,11 @@ impl T {
         std::fs::create_dir_all(&home).unwrap();
         T { root, ws, home }
     }
+    /// These tests measure the exec guard alone: the risk score (which would freeze a
+    /// session running the whole evasion corpus; see tests/risk.rs) is off.
     fn policy(&self, text: &str) -> String {
         let p = self.root.join("policy.toml");
-        std::fs::write(&p, text).unwrap();
+        std::fs::write(&p, format!("{text}\n[risk]\nenabled = false\n")).unwrap();
         p.display().to_string()
     }
     /// One session, with this test's own `$HOME` (so its hash cache is its own).

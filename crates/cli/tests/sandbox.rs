@@ -714,7 +714,10 @@ fn hook_decisions_inside_the_sandbox_reach_the_session_log() {
         t.ws.display()
     );
     t.write("proj/payload.json", &payload);
-    let o = t.sh(&format!("{w} hook claude --policy hp.toml < payload.json > out.json; echo hook-rc=$?; echo '{{\"layer\":\"exec\",\"forged\":1}}' >&$WARDEN_HOOK_FD"));
+    // The run's policy reaches the hook inside (a --policy given to the hook itself there
+    // is ignored: it could name an agent-written file).
+    let hp = t.ws.join("hp.toml").display().to_string();
+    let o = t.sh_with(&["--policy", &hp], &format!("{w} hook claude < payload.json > out.json; echo hook-rc=$?; echo '{{\"layer\":\"exec\",\"forged\":1}}' >&$WARDEN_HOOK_FD"));
     let s = ok(&o);
     assert!(s.contains("hook-rc=2"), "{s}");
     let logs = t.home.join(".local/state/warden/sessions");

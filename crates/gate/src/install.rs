@@ -1,7 +1,10 @@
 //! `warden install` / `uninstall`: writes the hook into an agent's settings, idempotently,
-//! keeping every other setting. The managed location is preferred where the agent has one:
-//! Claude Code's managed settings (with `allowManagedHooksOnly`, so the agent's own settings
-//! cannot remove or override the hook). Inside `warden run` these files are read-only.
+//! keeping every other setting and the order of the user's keys. The default is the user's
+//! own settings, also when run as root. Managed (machine-wide) settings are an explicit
+//! choice, and `allowManagedHooksOnly` (which disables every user and project hook on the
+//! machine) is set only when asked for ([`Options::managed_hooks_only`]). `uninstall`
+//! removes what `install` adds: warden's hook entries, and `allowManagedHooksOnly` only
+//! when asked the same way. Inside `warden run` these files are read-only.
 
 use crate::protocol::Agent;
 use serde_json::{json, Value};
@@ -59,8 +62,42 @@ fn is_ours(h: &Value) -> bool {
     })
 }
 
+/// What `install`/`uninstall` may touch besides warden's own hook entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Claude Code, managed scope: set (install) or remove (uninstall)
+    /// `allowManagedHooksOnly`.
+    pub managed_hooks_only: bool,
+}
+
+/// The hook timeout each agent reads: Claude Code and Codex in seconds, Gemini CLI in
+/// milliseconds. Both are 30 s, far beyond the hook's own deadline.
+pub fn timeout_value(agent: Agent) -> u64 {
+    match agent {
+        Agent::Gemini => 30_000,
+        _ => 30,
+    }
+}
+
 /// Returns the new settings document.
 pub fn install(doc: Value, agent: Agent, scope: Scope, warden: &str) -> Result<Value, String> {
+    install_with(doc, agent, scope, warden, Options::default())
+}
+
+/// [`install`] with options.
+pub fn install_with(
+    doc: Value,
+    agent: Agent,
+    scope: Scope,
+    warden: &str,
+    opts: Options,
+) -> Result<Value, String> {
+    if opts.managed_hooks_only && !(agent == Agent::Claude && scope == Scope::Managed) {
+        return Err(
+            "allowManagedHooksOnly exists only in Claude Code's managed settings (--scope managed)"
+                .into(),
+        );
+    }
     let mut doc = uninstall(doc)?;
     let obj = doc
         .as_object_mut()
@@ -72,14 +109,25 @@ pub fn install(doc: Value, agent: Agent, scope: Scope, warden: &str) -> Result<V
         let list = list
             .as_array_mut()
             .ok_or_else(|| format!("hooks.{ev} is not an array"))?;
-        let mut entry = json!({"hooks": [{"type": "command", "command": format!("{warden} hook {}", agent.name()), "timeout": 30}]});
+        let mut entry = json!({"hooks": [{"type": "command", "command": format!("{warden} hook {}", agent.name()), "timeout": timeout_value(agent)}]});
         if ev.contains("Tool") {
             entry["matcher"] = json!("*");
         }
         list.push(entry);
     }
-    if agent == Agent::Claude && scope == Scope::Managed {
+    if opts.managed_hooks_only {
         obj.insert("allowManagedHooksOnly".into(), json!(true));
+    }
+    Ok(doc)
+}
+
+/// Removes warden's hook entries, and `allowManagedHooksOnly` when asked.
+pub fn uninstall_with(doc: Value, opts: Options) -> Result<Value, String> {
+    let mut doc = uninstall(doc)?;
+    if opts.managed_hooks_only {
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("allowManagedHooksOnly");
+        }
     }
     Ok(doc)
 }

@@ -4,6 +4,15 @@
 //! and symlinks), web tools against `[network]` (the proxy's own host rules), MCP tools
 //! against `[gate] mcp_allow`/`mcp_deny`, and everything unresolvable against
 //! `[gate] dynamic`/`unknown_tool` (where `ask` becomes `deny` in headless mode).
+//!
+//! Inside a `warden run` session the file rules are [`FileRules::session`], the same view
+//! the sandbox enforces (its private `$HOME`, `/tmp`, ... are scratch space), so each
+//! action gets one decision in every layer. Paths are resolved before judging: `~`,
+//! `$HOME`/`${HOME}`, `/proc/self/cwd` (the tool's cwd), `/proc/self/root`,
+//! `/proc/<pid>/cwd|root` (read from /proc), `.` and `..`; the canonical form is judged
+//! too. URLs are parsed by a WHATWG parser (the `url` crate), exactly as the agent's fetch
+//! will read them. Programs larger than [`MAX_HASH_BYTES`] are not hashed: the call is
+//! denied with a message (hashing them would outlast the agent's hook timeout).
 
 use crate::shell::{analyze, Analysis};
 use serde_json::Value;
@@ -51,20 +60,26 @@ impl Judgement {
         }
     }
 
-    /// The message written for the model.
+    /// The message for whoever reads this answer: the model for a deny, the human (in the
+    /// agent's permission prompt) for an ask.
     pub fn message(&self) -> String {
         match self.answer {
-            Answer::Allow => format!("warden: allowed ({})", self.rule),
-            _ => format!(
-                "warden {} this tool call: {} — {} (rule `{}`). This is enforced by warden outside the agent (at this hook and in the kernel), so rewording the command, another path or copy, an interpreter or a wrapper will be blocked too. If it is really needed, stop and ask the user; only the user can allow it, outside the sandbox (`warden exec allow …`, or ~/.config/warden/policy.toml).",
-                if self.answer == Answer::Deny { "blocked" } else { "needs the user's approval for" },
-                self.what,
-                self.reason,
-                self.rule
+            Answer::Allow => format!("warden: no objection ({})", self.rule),
+            Answer::Ask => format!(
+                "warden asks you to confirm: {} — {} (rule `{}`). Approve only if you expect this; to stop being asked, change the rule in ~/.config/warden/policy.toml.",
+                self.what, self.reason, self.rule
+            ),
+            Answer::Deny => format!(
+                "warden blocked this tool call: {} — {} (rule `{}`). This is enforced by warden outside the agent (at this hook and in the kernel), so rewording the command, another path or copy, an interpreter or a wrapper will be blocked too. If it is really needed, tell the user what you need and why; only the user can allow it, outside the sandbox (`warden exec allow …`, or ~/.config/warden/policy.toml).",
+                self.what, self.reason, self.rule
             ),
         }
     }
 }
+
+/// Programs larger than this are not hashed by the hook (hashing 64 GiB would outlast any
+/// agent's hook timeout): the call is denied, with a message.
+pub const MAX_HASH_BYTES: u64 = 512 << 20;
 
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
@@ -79,6 +94,17 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     pub fn new(policy: &'a Policy, cwd: PathBuf, home: PathBuf, headless: bool) -> Ctx<'a> {
         Self::with_cache(policy, cwd, home, headless, Default::default())
+    }
+
+    /// Judges files as the sandbox of a `warden run` session does ([`FileRules::session`]),
+    /// anchored at the session's workspace (the tool's cwd may be below it).
+    pub fn in_session(mut self, workspace: &Path) -> Ctx<'a> {
+        let anchors = warden_policy::Anchors {
+            home: self.home.clone(),
+            workspace: workspace.to_path_buf(),
+        };
+        self.files = FileRules::session(self.policy, &anchors);
+        self
     }
 
     /// [`Ctx::new`], hashing programs through a persistent cache (the hook's hot path).
@@ -113,19 +139,57 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn abs(&self, p: &str) -> PathBuf {
-        if p == "~" {
-            self.home.clone()
-        } else if let Some(r) = p.strip_prefix("~/") {
-            self.home.join(r)
+    /// Resolves a path as the tool would see it: `~`, `$HOME`, `${HOME}`, relative to the
+    /// tool's cwd, `/proc/self|thread-self/cwd|root`, `/proc/<pid>/cwd|root`. `.` and `..`
+    /// are left for [`FileRules::decide`], which judges both the lexical and the kernel's
+    /// resolution.
+    pub fn abs(&self, p: &str) -> PathBuf {
+        let home_rest = ["$HOME", "${HOME}", "~"].iter().find_map(|h| {
+            p.strip_prefix(h)
+                .filter(|r| r.is_empty() || r.starts_with('/'))
+        });
+        if let Some(r) = home_rest {
+            self.home.join(r.trim_start_matches('/'))
         } else if p.starts_with('/') {
-            PathBuf::from(
-                p.strip_prefix("/proc/self/root")
-                    .filter(|r| r.starts_with('/'))
-                    .unwrap_or(p),
-            )
+            self.proc_link(p, 0)
         } else {
             self.cwd.join(p)
+        }
+    }
+
+    /// `/proc/self/cwd/x` is the tool's cwd, `/proc/self/root/x` is `/x`; another process's
+    /// cwd or root is read from /proc (the hook shares the agent's view). Components after
+    /// the link are kept as written (`..` applies to the link's target).
+    fn proc_link(&self, p: &str, depth: u8) -> PathBuf {
+        let raw = PathBuf::from(p);
+        let parts: Vec<&str> = p
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let (Some(&"proc"), Some(who), Some(link)) = (parts.first(), parts.get(1), parts.get(2))
+        else {
+            return raw;
+        };
+        let own = *who == "self" || *who == "thread-self";
+        let base = match *link {
+            "cwd" if own => self.cwd.clone(),
+            "root" if own => PathBuf::from("/"),
+            l @ ("cwd" | "root") if who.bytes().all(|b| b.is_ascii_digit()) => {
+                match std::fs::read_link(format!("/proc/{who}/{l}")) {
+                    Ok(t) => t,
+                    Err(_) => return raw,
+                }
+            }
+            _ => return raw,
+        };
+        let mut out = base;
+        for c in &parts[3..] {
+            out.push(c);
+        }
+        // The rest may itself be a /proc path (`/proc/self/root/proc/self/cwd/...`).
+        match out.to_str() {
+            Some(s) if s.starts_with("/proc/") && depth < 8 => self.proc_link(s, depth + 1),
+            _ => out,
         }
     }
 
@@ -141,26 +205,43 @@ impl<'a> Ctx<'a> {
     }
 
     fn host(&self, tool: &str, url: &str) -> Option<Judgement> {
-        let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let authority = authority.rsplit('@').next().unwrap_or(authority);
-        let https = url.starts_with("https");
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (
-                h.to_string(),
-                p.parse().unwrap_or(if https { 443 } else { 80 }),
-            ),
-            _ => (authority.to_string(), if https { 443 } else { 80 }),
-        };
-        match &self.net {
-            Err(e) => Some(Judgement {
+        let bad = |rule: &str, reason: String| {
+            Some(Judgement {
                 answer: Answer::Deny,
-                rule: "network.invalid".into(),
+                rule: rule.into(),
                 what: format!("{tool} {url}"),
-                reason: e.clone(),
-            }),
+                reason,
+            })
+        };
+        // WHATWG parsing, as the agent's fetch reads it (`https://a\\@b/` is host `a`).
+        let text = url.trim();
+        let parsed = match url::Url::parse(text) {
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                url::Url::parse(&format!("https://{text}"))
+            }
+            r => r,
+        };
+        let u = match parsed {
+            Ok(u) => u,
+            Err(e) => return bad("gate.malformed", format!("the URL does not parse: {e}")),
+        };
+        if !matches!(u.scheme(), "http" | "https") {
+            return bad(
+                "network.scheme",
+                format!(
+                    "the scheme `{}:` is not fetched through warden's proxy",
+                    u.scheme()
+                ),
+            );
+        }
+        let Some(host) = u.host_str() else {
+            return bad("gate.malformed", "the URL has no host".into());
+        };
+        let port = u.port_or_known_default().unwrap_or(443);
+        match &self.net {
+            Err(e) => bad("network.invalid", e.clone()),
             Ok(n) => {
-                let d = n.decide_host(&host, port);
+                let d = n.decide_host(host, port);
                 (!d.allowed).then(|| Judgement {
                     answer: Answer::Deny,
                     rule: d.rule,
@@ -219,7 +300,7 @@ impl<'a> Ctx<'a> {
             }
         };
         let file = self.resolve_program(name)?;
-        match rules.decide_file(&file) {
+        match hash_capped(rules, &file) {
             Ok((_, v)) if !v.allowed => Some(Judgement {
                 answer: Answer::Deny,
                 rule: v.rule.clone(),
@@ -231,7 +312,10 @@ impl<'a> Ctx<'a> {
                 answer: Answer::Deny,
                 rule: "exec.fail_closed".into(),
                 what: format!("Bash `{cmd_text}`"),
-                reason: format!("cannot hash {}: {e}", file.display()),
+                reason: format!(
+                    "cannot hash {}: {e}; the program's identity is unknown, so it is denied (fail closed)",
+                    file.display()
+                ),
             }),
         }
     }
@@ -474,6 +558,29 @@ impl<'a> Ctx<'a> {
             },
         }
     }
+}
+
+/// Hashes a program for its verdict, refusing files over [`MAX_HASH_BYTES`] (checked on the
+/// opened file, before any byte is read).
+fn hash_capped(
+    rules: &ExecRules,
+    file: &Path,
+) -> std::io::Result<(
+    warden_execguard::identity::Hash,
+    warden_execguard::rules::Verdict,
+)> {
+    use std::os::fd::AsFd;
+    let f = std::fs::File::open(file)?;
+    let size = f.metadata()?.len();
+    if size > MAX_HASH_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is {} MiB, over the hook's {} MiB hashing limit (hashing it would outlast the agent's hook timeout)",
+            size >> 20,
+            MAX_HASH_BYTES >> 20
+        )));
+    }
+    let (h, _, _) = rules.cache().hash(f.as_fd())?;
+    Ok((h, rules.decide(&h)))
 }
 
 fn malformed(tool: &str, key: &str) -> Judgement {

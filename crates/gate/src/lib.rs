@@ -4,6 +4,11 @@
 //! exactly: [`protocol`]), the judgement of one tool call against the shared policy
 //! ([`judge`]), the static analysis of shell commands with a real bash parser ([`shell`]),
 //! and `warden install`, which wires the hook into an agent's settings ([`install`]).
+//!
+//! Inside `warden run` the policy judged with is the run's own, handed over read-only by the
+//! sandbox (`warden_policy::session`); where the gate has no objection it defers to the
+//! agent's own permission checks instead of answering allow; every answer comes within a
+//! deadline ([`protocol::Watchdog`]).
 
 pub mod install;
 pub mod judge;

@@ -1,11 +1,19 @@
 //! The hook protocols, exactly as each agent reads them.
 //!
 //! - **Claude Code** (`PreToolUse`): stdout `{"hookSpecificOutput": {"hookEventName":
-//!   "PreToolUse", "permissionDecision": "allow"|"deny"|"ask", "permissionDecisionReason":
-//!   …}}`. Claude Code treats exit 1, timeouts and non-JSON as *allow*, so a deny also exits
-//!   2 with the reason on stderr — the one answer it cannot misread.
-//! - **Codex CLI**: the same JSON shape.
+//!   "PreToolUse", "permissionDecision": "deny"|"ask", "permissionDecisionReason": …}}`.
+//!   Claude Code treats exit 1, timeouts and non-JSON as *allow*, so a deny also exits 2
+//!   with the reason on stderr — the one answer it cannot misread.
+//! - **Codex CLI**: the same JSON shape; Codex has no `ask` (it reports a failed hook and
+//!   runs the command), so an ask is a deny there, saying how the human allows it.
 //! - **Gemini CLI** (`BeforeTool`): stdout `{"decision": …, "reason": …}`, exit 2 to block.
+//!
+//! Where warden has no objection it *defers*: exit 0 with no decision (Claude/Codex: empty
+//! stdout; Gemini: `{}`), so the agent's own permission rules and prompts still apply. An
+//! explicit `allow` would skip them.
+//!
+//! Every answer comes within a deadline ([`Watchdog`]): when judging takes longer (a huge
+//! program to hash, a stalled read), the hook answers deny and exits.
 //!
 //! Every other event (`PostToolUse`, `PostToolUseFailure`, `SessionStart`, `Stop`, ...) is
 //! recorded as a decision event and answered with exit 0 and no output. Malformed or
@@ -58,6 +66,27 @@ fn deny_output(agent: Agent, event: &str, reason: &str) -> Output {
 
 /// Renders a judgement in the agent's protocol.
 pub fn render(agent: Agent, event: &str, j: &Judgement) -> Output {
+    if j.answer == Answer::Allow {
+        // Defer: no decision, so the agent's own permission checks still run.
+        return Output {
+            stdout: if agent == Agent::Gemini {
+                "{}".into()
+            } else {
+                String::new()
+            },
+            stderr: String::new(),
+            code: 0,
+        };
+    }
+    if j.answer == Answer::Ask && agent == Agent::Codex {
+        let mut d = j.clone();
+        d.answer = Answer::Deny;
+        d.reason = format!(
+            "{} — it needs a human's approval and Codex hooks cannot ask, so it is denied",
+            j.reason
+        );
+        return deny_output(agent, event, &d.message());
+    }
     let reason = j.message();
     if j.answer == Answer::Deny {
         return deny_output(agent, event, &reason);
@@ -81,6 +110,8 @@ pub struct HookEnv<'a> {
     pub headless: bool,
     /// Program hashes come through this cache (the caller loads and saves it).
     pub cache: std::sync::Arc<warden_execguard::cache::Cache>,
+    /// Inside a `warden run` session (its workspace): judge files as its sandbox does.
+    pub session: Option<std::path::PathBuf>,
 }
 
 /// Handles one hook invocation. Never panics (a panic becomes a deny).
@@ -159,13 +190,16 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                     "warden: `tool_input` is not an object; denied",
                 );
             }
-            let ctx = Ctx::with_cache(
+            let mut ctx = Ctx::with_cache(
                 env.policy,
                 cwd.into(),
                 env.home.clone(),
                 env.headless,
                 env.cache.clone(),
             );
+            if let Some(ws) = &env.session {
+                ctx = ctx.in_session(ws);
+            }
             let started = std::time::Instant::now();
             let j = ctx.judge_tool(tool, &tool_input);
             let verdict = match j.answer {
@@ -211,5 +245,116 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                 code: 0,
             }
         }
+    }
+}
+
+/// The whole-hook deadline: if the answer is not written by then, a deny (rendered in the
+/// agent's protocol beforehand) is written from a `SIGALRM` handler and the process exits 2.
+/// Start it before reading the input; [`Watchdog::answer`] writes the real answer (exactly
+/// one of the two gets out). A timer, not a thread: nothing is spawned on the hot path.
+pub struct Watchdog {
+    _private: (),
+}
+
+/// Default whole-hook deadline: well inside every agent's hook timeout (Claude Code and
+/// Codex as installed: 30 s; Gemini: 30 000 ms).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The deny written when the deadline passes (stdout, stderr), rendered before arming.
+static EXPIRED: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+/// Set by whichever side writes first: the handler or [`Watchdog::answer`].
+static ANSWERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_deadline(_: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    if ANSWERED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if let Some((out, err)) = EXPIRED.get() {
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffers are immutable.
+        unsafe {
+            libc::write(1, out.as_ptr().cast(), out.len());
+            libc::write(2, err.as_ptr().cast(), err.len());
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(2) }
+}
+
+impl Watchdog {
+    pub fn start(agent: Agent, deadline: std::time::Duration) -> Watchdog {
+        let out = deny_output(
+            agent,
+            "",
+            &format!(
+                "warden: judging this tool call took longer than the hook's {} ms deadline (a very large program to hash, or input that never ended); denied (fail closed). Retry it; if it keeps happening, run it outside the agent or allow its program by hash (`warden exec allow`).",
+                deadline.as_millis()
+            ),
+        );
+        let _ = EXPIRED.set((
+            out.stdout.into_bytes(),
+            format!("{}\n", out.stderr).into_bytes(),
+        ));
+        let armed = unsafe {
+            // SAFETY: installing a handler that only touches async-signal-safe state, then a
+            // one-shot real-time timer.
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_deadline as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let t = libc::itimerval {
+                it_interval: libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 0,
+                },
+                it_value: libc::timeval {
+                    tv_sec: deadline.as_secs() as libc::time_t,
+                    tv_usec: deadline.subsec_micros().max(1) as libc::suseconds_t,
+                },
+            };
+            libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()) == 0
+                && libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) == 0
+        };
+        if !armed {
+            // No deadline: answer deny now rather than run without one.
+            let out = deny_output(
+                agent,
+                "",
+                "warden: cannot arm the hook's deadline timer; denied (fail closed)",
+            );
+            write_out(&out);
+            std::process::exit(out.code);
+        }
+        Watchdog { _private: () }
+    }
+
+    /// Writes the answer unless the deadline already did; returns the exit code to use.
+    pub fn answer(&self, out: &Output) -> i32 {
+        use std::sync::atomic::Ordering;
+        // SAFETY: blocking SIGALRM in this thread, so the handler cannot run while we write.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGALRM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        if ANSWERED.swap(true, Ordering::SeqCst) {
+            // The deadline's deny is out and the process is exiting.
+            loop {
+                std::thread::park();
+            }
+        }
+        write_out(out);
+        out.code
+    }
+}
+
+fn write_out(out: &Output) {
+    use std::io::Write;
+    let mut so = std::io::stdout().lock();
+    let _ = so.write_all(out.stdout.as_bytes());
+    let _ = so.flush();
+    if !out.stderr.is_empty() {
+        let mut se = std::io::stderr().lock();
+        let _ = writeln!(se, "{}", out.stderr);
     }
 }

@@ -43,6 +43,8 @@ pub struct Analysis {
     pub parse_error: bool,
     /// Inline interpreter code (`python3 -c`, `perl -e`, `node -e`), for name scanning.
     pub inline_code: Vec<String>,
+    /// A word used `$HOME`/`${HOME}` (kept as the literal `$HOME` prefix for the judge).
+    pub uses_home: bool,
 }
 
 const MAX_DEPTH: u32 = 8;
@@ -54,6 +56,11 @@ pub fn analyze(src: &str) -> Analysis {
     let mut a = Analysis::default();
     let mut aliases = HashMap::new();
     analyze_into(src, &mut a, &mut aliases, 0, &[]);
+    // `$HOME` is judged as the user's home; a command that may change it is not static.
+    if a.uses_home && (src.contains("HOME=") || src.contains("HOME+=") || src.contains(" HOME")) {
+        a.dynamic
+            .push("it uses $HOME and may change HOME first".into());
+    }
     a
 }
 
@@ -83,8 +90,12 @@ fn analyze_into(
         aliases,
         depth,
         via: via.to_vec(),
+        a_uses_home: std::cell::Cell::new(false),
     };
     w.walk(tree.root_node());
+    if w.a_uses_home.get() {
+        w.a.uses_home = true;
+    }
 }
 
 struct Walker<'a> {
@@ -93,6 +104,8 @@ struct Walker<'a> {
     aliases: &'a mut HashMap<String, String>,
     depth: u32,
     via: Vec<String>,
+    /// Set by [`Walker::word`] (which borrows `self` shared) when `$HOME` was used.
+    a_uses_home: std::cell::Cell<bool>,
 }
 
 fn basename(s: &str) -> &str {
@@ -186,9 +199,20 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// `$HOME` / `${HOME}` (no operators): kept as the literal `$HOME`, which the judge
+    /// resolves to the user's home. Any other expansion is not static.
+    fn home_expansion(&self, n: Node) -> Option<String> {
+        let t = self.text(n);
+        (t == "$HOME" || t == "${HOME}").then(|| {
+            self.a_uses_home.set(true);
+            "$HOME".to_string()
+        })
+    }
+
     /// Static value of a word, as bash would produce it; None when it depends on run time.
     fn word(&self, n: Node) -> Option<String> {
         match n.kind() {
+            "simple_expansion" | "expansion" => self.home_expansion(n),
             "word" | "number" => Some(unescape_word(&self.text(n))),
             "raw_string" => {
                 let t = self.text(n);
@@ -210,6 +234,7 @@ impl<'a> Walker<'a> {
                 for ch in n.named_children(&mut c) {
                     match ch.kind() {
                         "string_content" => s.push_str(&unescape_dq(&self.text(ch))),
+                        "simple_expansion" | "expansion" => s.push_str(&self.home_expansion(ch)?),
                         _ => return None,
                     }
                 }

@@ -10,6 +10,7 @@ fn env(p: &warden_policy::Policy) -> HookEnv<'_> {
         home: "/home/dev".into(),
         headless: true,
         cache: Default::default(),
+        session: None,
     }
 }
 
@@ -30,11 +31,20 @@ fn claude_fixtures_round_trip() {
         let event = v["hook_event_name"].as_str().unwrap();
         if event == "PreToolUse" {
             pre += 1;
+            if out.stdout.is_empty() {
+                // No objection: defer to Claude Code's own permission checks.
+                assert_eq!(out.code, 0);
+                assert!(out.stderr.is_empty());
+                continue;
+            }
             let o: Value = serde_json::from_str(&out.stdout).unwrap();
             let h = &o["hookSpecificOutput"];
             assert_eq!(h["hookEventName"], "PreToolUse");
             let d = h["permissionDecision"].as_str().unwrap();
-            assert!(["allow", "deny", "ask"].contains(&d));
+            assert!(
+                ["deny", "ask"].contains(&d),
+                "warden never answers allow: {d}"
+            );
             assert!(h["permissionDecisionReason"]
                 .as_str()
                 .is_some_and(|r| !r.is_empty()));

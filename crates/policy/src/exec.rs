@@ -68,17 +68,23 @@ impl ExecSection {
     }
 
     /// Workspace documents may add denials, switch to allowlist and enforce, nothing else.
+    /// Compared with the effective values: unset mode is denylist, unset action enforce,
+    /// unset `allow_memfd` false.
     pub(crate) fn narrow(&mut self, o: &ExecSection) -> Result<(), String> {
-        if !o.allow.is_empty() {
+        if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("exec.allow".into());
         }
-        if o.allow_memfd == Some(true) {
+        if o.allow_memfd == Some(true) && !self.allow_memfd.unwrap_or(false) {
             return Err("exec.allow_memfd".into());
         }
-        if o.action == Some(ExecAction::Audit) {
+        if o.action == Some(ExecAction::Audit)
+            && self.action.unwrap_or(ExecAction::Enforce) == ExecAction::Enforce
+        {
             return Err("exec.action".into());
         }
-        if o.mode == Some(ExecMode::Denylist) && self.mode == Some(ExecMode::Allowlist) {
+        if o.mode == Some(ExecMode::Denylist)
+            && self.mode.unwrap_or(ExecMode::Denylist) == ExecMode::Allowlist
+        {
             return Err("exec.mode".into());
         }
         self.merge(o);

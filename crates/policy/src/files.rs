@@ -3,10 +3,16 @@
 //! Order of evaluation, for both `warden explain` and the sandbox plan:
 //! 1. `files.deny` (credentials, other secrets): never readable or writable;
 //! 2. for writes, `files.protect`: read-only even inside writable roots;
-//! 3. writable roots: the workspace, the private TMPDIR, `agent.state`, `files.write`;
+//! 3. writable roots: the workspace, the private TMPDIR, `agent.state`, `files.write`, and
+//!    inside a `warden run` session the private trees (rule `private`: the sandbox's own
+//!    tmpfs `$HOME`, `/tmp`, `/var/tmp`, `/dev/shm`, whose writes are discarded at exit);
 //! 4. readable roots: the writable roots, `agent.install`, `files.read`, `files.system`;
 //!    `files.cache` is readable and writable, but writes go to a private per-session layer;
 //! 5. everything else is denied (rule `default`).
+//!
+//! [`FileRules::session`] is the view of a `warden run` session, built from the same
+//! [`PRIVATE_TREES`] the sandbox masks, so the gate inside a run and the sandbox give one
+//! decision per action.
 
 use crate::{append_unique, normalize, Anchors, Policy};
 use serde::{Deserialize, Serialize};
@@ -98,7 +104,7 @@ pub enum Access {
 pub struct PathDecision {
     pub allowed: bool,
     /// `files.deny`, `files.protect`, `workspace`, `tmpdir`, `agent.state`, `agent.install`,
-    /// `files.read`, `files.write`, `files.system` or `default`.
+    /// `files.read`, `files.write`, `private`, `files.system` or `default`.
     pub rule: &'static str,
     /// The policy entry that matched (expanded), if any.
     pub entry: Option<PathBuf>,
@@ -143,7 +149,13 @@ pub struct FileRules {
     pub state: Vec<PathBuf>,
     pub install: Vec<PathBuf>,
     pub cache: Vec<PathBuf>,
+    /// Private scratch trees of a session (empty outside a session).
+    pub private: Vec<PathBuf>,
 }
+
+/// Trees a `warden run` session replaces with private tmpfs mounts (besides `$HOME`); the
+/// sandbox's plan masks exactly these.
+pub const PRIVATE_TREES: &[&str] = &["/tmp", "/run", "/var/tmp", "/dev/shm"];
 
 fn expand_all(a: &Anchors, list: &[String]) -> Vec<PathBuf> {
     list.iter().map(|p| a.expand(p)).collect()
@@ -170,7 +182,23 @@ impl FileRules {
             state: expand_all(anchors, &p.agent.state),
             install: expand_all(anchors, &p.agent.install),
             cache: expand_all(anchors, &p.files.cache),
+            private: Vec::new(),
         }
+    }
+
+    /// The rules inside a `warden run` session: as [`FileRules::new`], plus the private
+    /// trees (`$HOME`, `/tmp`, `/var/tmp`, `/dev/shm`) that the sandbox makes writable
+    /// scratch space. `files.deny` and `files.protect` still win inside them. (`/run` is
+    /// private too but not writable in the sandbox.)
+    pub fn session(p: &Policy, anchors: &Anchors) -> FileRules {
+        let mut r = FileRules::new(p, anchors, Some(PathBuf::from("/tmp")));
+        r.private = PRIVATE_TREES
+            .iter()
+            .filter(|t| **t != "/run")
+            .map(PathBuf::from)
+            .chain(std::iter::once(normalize(&anchors.home)))
+            .collect();
+        r
     }
 
     /// Decides on a path. Both the path as given (normalised) and, where it exists, its
@@ -179,11 +207,16 @@ impl FileRules {
     pub fn decide(&self, path: &Path, access: Access) -> PathDecision {
         let lexical = normalize(path);
         let d1 = self.decide_one(&lexical, access);
+        // The kernel resolves `..` after symlinks: judge the path as given, resolved by the
+        // kernel where it exists, too.
+        let kernel = std::fs::canonicalize(path).ok();
         let canonical = canonical_prefix(&lexical);
-        if canonical != lexical {
-            let d2 = self.decide_one(&canonical, access);
-            if !d2.allowed {
-                return d2;
+        for c in std::iter::once(canonical).chain(kernel) {
+            if c != lexical {
+                let d2 = self.decide_one(&c, access);
+                if !d2.allowed {
+                    return d2;
+                }
             }
         }
         d1
@@ -225,6 +258,9 @@ impl FileRules {
         // Writes to a cache land in the session's private layer (the host copy never changes).
         if let Some(e) = under(path, &self.cache) {
             return allow("files.cache", Some(e));
+        }
+        if let Some(e) = under(path, &self.private) {
+            return allow("private", Some(e));
         }
         if access == Access::Write {
             return deny("default", None);

@@ -11,8 +11,12 @@ pub enum GateAnswer {
     Deny,
 }
 
+/// What the gate answers where `[gate]` leaves a question unset.
+pub const DEFAULT_ANSWER: GateAnswer = GateAnswer::Ask;
+
 impl GateAnswer {
-    fn rank(self) -> u8 {
+    /// Strictness: allow < ask < deny.
+    pub fn rank(self) -> u8 {
         match self {
             GateAnswer::Allow => 0,
             GateAnswer::Ask => 1,
@@ -59,9 +63,10 @@ impl GateSection {
         crate::append_unique(&mut self.mcp_deny, &o.mcp_deny);
     }
 
-    /// Workspace documents may only make answers stricter.
+    /// Workspace documents may only make answers stricter than the *effective* answer
+    /// (an unset answer is [`DEFAULT_ANSWER`], so `mcp_default = "allow"` widens).
     pub(crate) fn narrow(&mut self, o: &GateSection) -> Result<(), String> {
-        if !o.mcp_allow.is_empty() {
+        if o.mcp_allow.iter().any(|a| !self.mcp_allow.contains(a)) {
             return Err("gate.mcp_allow".into());
         }
         crate::append_unique(&mut self.mcp_deny, &o.mcp_deny);
@@ -71,7 +76,7 @@ impl GateSection {
             ("gate.mcp_default", &mut self.mcp_default, o.mcp_default),
         ] {
             if let Some(n) = new {
-                if cur.is_some_and(|c| n.rank() < c.rank()) {
+                if n.rank() < cur.unwrap_or(DEFAULT_ANSWER).rank() {
                     return Err(key.into());
                 }
                 *cur = Some(n);

@@ -7,6 +7,10 @@
 //! read or written and which rule says so ([`files`]), which environment variables survive
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
 //! of the same names; [`audit`] holds the audit store's retention limits.
+//! of the same names. [`session`] is the channel through which a `warden run` session hands
+//! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
+//! [`Policy::narrow`] compares with the effective values (defaults included) and
+//! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
 pub mod audit;
 pub mod env;
@@ -15,6 +19,8 @@ pub mod files;
 pub mod gate;
 pub mod load;
 pub mod network;
+pub mod risk;
+pub mod session;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -85,6 +91,22 @@ pub struct Policy {
     pub gate: gate::GateSection,
     #[serde(default, skip_serializing_if = "is_default")]
     pub audit: audit::AuditSection,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub risk: risk::RiskSection,
+}
+
+/// warden-risk's default thresholds (warn_at, freeze_at, kill_at, half_life_secs), which
+/// narrowing compares against where no layer sets them. Kept equal to
+/// `warden_risk::RiskConfig::default()` (a test in the CLI checks it).
+pub const RISK_DEFAULTS: (f64, f64, f64, f64) = (50.0, 100.0, 200.0, 600.0);
+
+/// The default weight of a signal, for narrowing (see [`risk::DEFAULT_WEIGHTS`]). An
+/// unknown name is refused when the session builds its engine.
+fn risk_default_weight(name: &str) -> Option<f64> {
+    risk::DEFAULT_WEIGHTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, w)| *w)
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -290,6 +312,25 @@ pub struct AgentSection {
     pub credentials: Vec<String>,
 }
 
+/// `process.pids_max` when no layer sets it (the sandbox's cgroup `pids.max`).
+pub const DEFAULT_PIDS_MAX: u32 = 4096;
+/// `process.nofile` when no layer sets it (RLIMIT_NOFILE).
+pub const DEFAULT_NOFILE: u64 = 65536;
+
+/// The scalars of a policy as the layers apply them ([`Policy::effective`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    pub pids_max: u32,
+    pub nofile: u64,
+    pub core_dumps: bool,
+    pub exec_mode: exec::ExecMode,
+    pub exec_action: exec::ExecAction,
+    pub allow_memfd: bool,
+    pub dynamic: gate::GateAnswer,
+    pub unknown_tool: gate::GateAnswer,
+    pub mcp_default: gate::GateAnswer,
+}
+
 pub(crate) fn append_unique(dst: &mut Vec<String>, src: &[String]) {
     for s in src {
         if !dst.contains(s) {
@@ -345,6 +386,7 @@ impl Policy {
         self.network.validate().map_err(bad)?;
         self.gate.validate().map_err(bad)?;
         self.audit.validate().map_err(bad)?;
+        self.risk.validate().map_err(bad)?;
         Ok(())
     }
 
@@ -388,54 +430,63 @@ impl Policy {
         self.network.merge(&over.network);
         self.gate.merge(&over.gate);
         self.audit.merge(&over.audit);
+        self.risk.merge(&over.risk);
     }
 
     /// Applies a workspace (untrusted) document: only settings that narrow are accepted; any
-    /// setting that could widen is an error naming the key.
+    /// setting that could widen is an error naming the key. Every scalar is compared with
+    /// the *effective* value (the built-in default where no layer sets it), and a list that
+    /// grants (files.read, env.pass, network.allow, ...) may only repeat entries the base
+    /// already has.
     pub fn narrow(&mut self, ws: &Policy, origin: &str) -> Result<(), PolicyError> {
         let widen = |key: &str| PolicyError::Widening {
             file: origin.to_string(),
             key: key.to_string(),
         };
+        let within = |key: &str, base: &[String], new: &[String]| match new
+            .iter()
+            .find(|n| !base.contains(n))
+        {
+            Some(_) => Err(widen(key)),
+            None => Ok(()),
+        };
         if ws.extends.is_some() {
             return Err(widen("extends"));
         }
-        if !ws.files.read.is_empty() {
-            return Err(widen("files.read"));
-        }
-        if !ws.files.write.is_empty() {
-            return Err(widen("files.write"));
-        }
-        if !ws.files.system.is_empty() {
-            return Err(widen("files.system"));
-        }
-        if !ws.files.cache.is_empty() {
-            return Err(widen("files.cache"));
-        }
-        if !ws.env.pass.is_empty() {
-            return Err(widen("env.pass"));
-        }
-        if !ws.env.set.is_empty() {
+        within("files.read", &self.files.read, &ws.files.read)?;
+        within("files.write", &self.files.write, &ws.files.write)?;
+        within("files.system", &self.files.system, &ws.files.system)?;
+        within("env.pass", &self.env.pass, &ws.env.pass)?;
+        if ws
+            .env
+            .set
+            .iter()
+            .any(|(k, v)| self.env.set.get(k) != Some(v))
+        {
             return Err(widen("env.set"));
         }
-        if !ws.agent.state.is_empty()
-            || !ws.agent.install.is_empty()
-            || !ws.agent.credentials.is_empty()
-            || ws.agent.name.is_some()
-        {
-            return Err(widen("agent"));
+        within("agent.state", &self.agent.state, &ws.agent.state)?;
+        within("agent.install", &self.agent.install, &ws.agent.install)?;
+        if ws.agent.name.is_some() && ws.agent.name != self.agent.name {
+            return Err(widen("agent.name"));
         }
+        within("files.cache", &self.files.cache, &ws.files.cache)?;
+        within(
+            "agent.credentials",
+            &self.agent.credentials,
+            &ws.agent.credentials,
+        )?;
+        let eff = self.effective();
         if let Some(n) = ws.process.pids_max {
-            self.process.pids_max = Some(self.process.pids_max.map_or(n, |c| c.min(n)));
+            self.process.pids_max = Some(eff.pids_max.min(n));
         }
         if let Some(n) = ws.process.nofile {
-            self.process.nofile = Some(self.process.nofile.map_or(n, |c| c.min(n)));
+            self.process.nofile = Some(eff.nofile.min(n));
         }
-        if ws.process.core_dumps == Some(true) {
-            return Err(widen("process.core_dumps"));
-        }
-        if ws.process.core_dumps == Some(false) {
-            self.process.core_dumps = Some(false);
+        match ws.process.core_dumps {
+            Some(true) if !eff.core_dumps => return Err(widen("process.core_dumps")),
+            Some(v) => self.process.core_dumps = Some(v),
+            None => {}
         }
         // Sizes: a workspace file may only lower them, compared with the effective value
         // (the RAM-derived default where the base sets none).
@@ -458,7 +509,120 @@ impl Policy {
         self.network.narrow(&ws.network).map_err(|k| widen(&k))?;
         self.gate.narrow(&ws.gate).map_err(|k| widen(&k))?;
         self.audit.narrow(&ws.audit).map_err(|k| widen(&k))?;
+        self.risk
+            .narrow(&ws.risk, RISK_DEFAULTS, &risk_default_weight)
+            .map_err(|k| widen(&k))?;
         Ok(())
+    }
+
+    /// Every scalar as the layers apply it: the policy's value, else the built-in default.
+    pub fn effective(&self) -> Effective {
+        Effective {
+            pids_max: self.process.pids_max.unwrap_or(DEFAULT_PIDS_MAX),
+            nofile: self.process.nofile.unwrap_or(DEFAULT_NOFILE),
+            core_dumps: self.process.core_dumps.unwrap_or(false),
+            exec_mode: self.exec.mode.unwrap_or(exec::ExecMode::Denylist),
+            exec_action: self.exec.action.unwrap_or(exec::ExecAction::Enforce),
+            allow_memfd: self.exec.allow_memfd.unwrap_or(false),
+            dynamic: self.gate.dynamic.unwrap_or(gate::DEFAULT_ANSWER),
+            unknown_tool: self.gate.unknown_tool.unwrap_or(gate::DEFAULT_ANSWER),
+            mcp_default: self.gate.mcp_default.unwrap_or(gate::DEFAULT_ANSWER),
+        }
+    }
+
+    /// The first setting in which `self` grants more than `base` (compared as the layers
+    /// apply them, defaults included), if any. The property a workspace file must keep:
+    /// `base.narrow(ws)` never yields a policy for which this returns `Some`.
+    pub fn widens(&self, base: &Policy) -> Option<&'static str> {
+        let grants_more = |a: &[String], b: &[String]| a.iter().any(|x| !b.contains(x));
+        let drops = |a: &[String], b: &[String]| b.iter().any(|x| !a.contains(x));
+        let (e, b) = (self.effective(), base.effective());
+        let lists: [(&'static str, bool); 17] = [
+            (
+                "files.read",
+                grants_more(&self.files.read, &base.files.read),
+            ),
+            (
+                "files.write",
+                grants_more(&self.files.write, &base.files.write),
+            ),
+            (
+                "files.system",
+                grants_more(&self.files.system, &base.files.system),
+            ),
+            ("files.deny", drops(&self.files.deny, &base.files.deny)),
+            (
+                "files.protect",
+                drops(&self.files.protect, &base.files.protect),
+            ),
+            ("env.pass", grants_more(&self.env.pass, &base.env.pass)),
+            ("env.scrub", drops(&self.env.scrub, &base.env.scrub)),
+            (
+                "agent.state",
+                grants_more(&self.agent.state, &base.agent.state),
+            ),
+            (
+                "agent.install",
+                grants_more(&self.agent.install, &base.agent.install),
+            ),
+            (
+                "exec.allow",
+                grants_more(&self.exec.allow, &base.exec.allow),
+            ),
+            ("exec.deny", drops(&self.exec.deny, &base.exec.deny)),
+            (
+                "network.allow",
+                grants_more(&self.network.allow, &base.network.allow),
+            ),
+            (
+                "network.deny",
+                drops(&self.network.deny, &base.network.deny),
+            ),
+            (
+                "gate.mcp_allow",
+                grants_more(&self.gate.mcp_allow, &base.gate.mcp_allow),
+            ),
+            (
+                "gate.mcp_deny",
+                drops(&self.gate.mcp_deny, &base.gate.mcp_deny),
+            ),
+            (
+                "env.set",
+                self.env
+                    .set
+                    .iter()
+                    .any(|(k, v)| base.env.set.get(k) != Some(v)),
+            ),
+            ("agent.name", self.agent.name != base.agent.name),
+        ];
+        if let Some((k, _)) = lists.iter().find(|(_, w)| *w) {
+            return Some(k);
+        }
+        let scalars: [(&'static str, bool); 9] = [
+            ("process.pids_max", e.pids_max > b.pids_max),
+            ("process.nofile", e.nofile > b.nofile),
+            ("process.core_dumps", e.core_dumps && !b.core_dumps),
+            (
+                "exec.mode",
+                e.exec_mode == exec::ExecMode::Denylist && b.exec_mode == exec::ExecMode::Allowlist,
+            ),
+            (
+                "exec.action",
+                e.exec_action == exec::ExecAction::Audit
+                    && b.exec_action == exec::ExecAction::Enforce,
+            ),
+            ("exec.allow_memfd", e.allow_memfd && !b.allow_memfd),
+            ("gate.dynamic", e.dynamic.rank() < b.dynamic.rank()),
+            (
+                "gate.unknown_tool",
+                e.unknown_tool.rank() < b.unknown_tool.rank(),
+            ),
+            (
+                "gate.mcp_default",
+                e.mcp_default.rank() < b.mcp_default.rank(),
+            ),
+        ];
+        scalars.iter().find(|(_, w)| *w).map(|(k, _)| *k)
     }
 
     pub fn to_toml(&self) -> String {

@@ -1,5 +1,7 @@
 //! The `[network]` section: per-domain egress allowlist enforced by warden's proxy.
-//! Owned by the proxy layer (`warden-proxy`).
+//! Owned by the proxy layer (`warden-proxy`). Entries may be written as URLs
+//! (`http://github.com`, `https://x.com:8443/path`): [`entry_authority`] reduces them to
+//! the `host[:port]` the proxy decides on (a path cannot be enforced on a TLS tunnel).
 
 use crate::append_unique;
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,7 @@ impl NetworkSection {
                 if r.trim().is_empty() {
                     return Err(format!("{key}: empty entry"));
                 }
+                entry_authority(r).map_err(|e| format!("{key}: {e}"))?;
             }
         }
         Ok(())
@@ -33,10 +36,35 @@ impl NetworkSection {
     }
 
     pub(crate) fn narrow(&mut self, o: &NetworkSection) -> Result<(), String> {
-        if !o.allow.is_empty() {
+        if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("network.allow".into());
         }
         append_unique(&mut self.deny, &o.deny);
         Ok(())
     }
+}
+
+/// The `host[:port]` of an entry: the entry itself, or the authority of a URL entry
+/// (`https://x.com:8443/path` → `x.com:8443`; `http://github.com` → `github.com`, any port
+/// the host rules allow, as for a bare host). URLs with credentials are refused.
+pub fn entry_authority(entry: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    let e = entry.trim();
+    let Some((scheme, rest)) = e.split_once("://") else {
+        return Ok(std::borrow::Cow::Borrowed(e));
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(format!(
+            "`{entry}`: only http:// and https:// URLs (or bare hosts) can be network entries"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "`{entry}`: a URL with credentials is not a network entry; name the host"
+        ));
+    }
+    if authority.is_empty() {
+        return Err(format!("`{entry}`: the URL has no host"));
+    }
+    Ok(std::borrow::Cow::Owned(authority.to_string()))
 }

@@ -242,3 +242,181 @@ fn audit_section_parses_validates_and_layers() {
     assert!(p.to_toml().contains("[audit]"));
     assert!(!builtin("generic").to_toml().contains("[audit]"));
 }
+
+#[test]
+fn narrowing_compares_with_effective_values_defaults_included() {
+    // No profile sets these; each is wider than its default (ask / enforce / no memfd / no
+    // core dumps), so each must be refused.
+    for widening in [
+        "[gate]\nmcp_default = \"allow\"\n",
+        "[gate]\nunknown_tool = \"allow\"\n",
+        "[gate]\ndynamic = \"allow\"\n",
+        "[gate]\nmcp_allow = [\"mcp__evil__*\"]\n",
+        "[exec]\nallow_memfd = true\n",
+        "[exec]\naction = \"audit\"\n",
+        "[process]\ncore_dumps = true\n",
+        "[agent]\nname = \"other\"\n",
+        "[agent]\nstate = [\"~/.ssh\"]\n",
+        "[env]\nset = { LD_PRELOAD = \"/x.so\" }\n",
+    ] {
+        for profile in ["generic", "claude"] {
+            let base = builtin(profile);
+            let mut p = base.clone();
+            let doc = Policy::parse(widening, "ws").unwrap();
+            let err = p.narrow(&doc, "ws");
+            assert!(
+                matches!(err, Err(PolicyError::Widening { .. })),
+                "{profile} + {widening}: {err:?}"
+            );
+        }
+    }
+    // Stricter than the defaults is accepted and applied.
+    let base = builtin("claude");
+    let mut p = base.clone();
+    p.narrow(
+        &Policy::parse(
+            "[gate]\nmcp_default = \"deny\"\nunknown_tool = \"deny\"\n[exec]\nmode = \"allowlist\"\n[process]\nnofile = 10\n",
+            "ws",
+        )
+        .unwrap(),
+        "ws",
+    )
+    .unwrap();
+    assert_eq!(p.effective().mcp_default, gate::GateAnswer::Deny);
+    assert_eq!(p.effective().exec_mode, exec::ExecMode::Allowlist);
+    assert_eq!(p.effective().nofile, 10);
+    assert_eq!(p.widens(&base), None);
+    // Repeating what the base already grants is not widening.
+    let mut p = base.clone();
+    p.narrow(
+        &Policy::parse(
+            "[network]\nallow = [\"@anthropic\"]\n[files]\nread = [\"~/.cargo/bin\"]\n",
+            "ws",
+        )
+        .unwrap(),
+        "ws",
+    )
+    .unwrap();
+    assert_eq!(p.widens(&base), None);
+}
+
+#[test]
+fn widens_names_the_first_wider_setting() {
+    let base = builtin("generic");
+    let mut wider = base.clone();
+    wider.gate.mcp_default = Some(gate::GateAnswer::Allow);
+    assert_eq!(wider.widens(&base), Some("gate.mcp_default"));
+    let mut wider = base.clone();
+    wider.files.deny.pop();
+    assert_eq!(wider.widens(&base), Some("files.deny"));
+    let mut narrower = base.clone();
+    narrower.process.pids_max = Some(1);
+    assert_eq!(narrower.widens(&base), None);
+    assert_eq!(base.widens(&narrower), Some("process.pids_max"));
+}
+
+#[test]
+fn session_rules_match_the_sandbox_view() {
+    let p = builtin("claude");
+    let r = FileRules::session(&p, &anchors());
+    let d = |path: &str, a| r.decide(std::path::Path::new(path), a);
+    // The sandbox's private /tmp, /var/tmp and $HOME are scratch space there.
+    assert!(d("/tmp/scratch.py", Access::Write).allowed);
+    assert!(d("/var/tmp/x", Access::Write).allowed);
+    assert!(d("/home/u/notes.txt", Access::Write).allowed);
+    assert!(d("/tmp/scratch.py", Access::Read).allowed);
+    // Credentials and persistence points stay refused inside them.
+    assert_eq!(
+        d("/home/u/.ssh/id_ed25519", Access::Read).rule,
+        "files.deny"
+    );
+    assert_eq!(d("/home/u/.bashrc", Access::Write).rule, "files.protect");
+    assert_eq!(
+        d("/home/u/.config/warden/policy.toml", Access::Write).rule,
+        "files.deny"
+    );
+    // Outside the private trees nothing changes.
+    assert!(!d("/etc/passwd", Access::Write).allowed);
+    assert!(!d("/srv/x", Access::Read).allowed);
+    assert!(!d("/run/warden-gate/policy.json", Access::Write).allowed);
+    // Outside a session /tmp is the host's and stays refused.
+    let host = FileRules::new(&p, &anchors(), None);
+    assert!(
+        !host
+            .decide(std::path::Path::new("/tmp/x"), Access::Write)
+            .allowed
+    );
+    // files.read added by the user is honoured by both.
+    let mut p2 = p.clone();
+    p2.files.read.push("/srv/data".into());
+    for r in [
+        FileRules::new(&p2, &anchors(), None),
+        FileRules::session(&p2, &anchors()),
+    ] {
+        let dd = r.decide(std::path::Path::new("/srv/data/a.csv"), Access::Read);
+        assert!(dd.allowed && dd.rule == "files.read", "{dd:?}");
+    }
+}
+
+#[test]
+fn session_policy_round_trips_and_is_located_fail_closed() {
+    use session::*;
+    let s = SessionPolicy {
+        version: VERSION,
+        session_id: "s1".into(),
+        profile: "claude".into(),
+        workspace: "/home/u/proj".into(),
+        home: "/home/u".into(),
+        policy: builtin("claude"),
+    };
+    let back = SessionPolicy::from_json(s.to_json().as_bytes()).unwrap();
+    assert_eq!(back, s);
+    assert!(SessionPolicy::from_json(b"{}").is_err());
+    let mut v2 = s.clone();
+    v2.version = 99;
+    assert!(SessionPolicy::from_json(v2.to_json().as_bytes()).is_err());
+
+    let dir = std::env::temp_dir().join(format!("warden-session-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join("policy.json");
+    // Nothing there and no env: outside.
+    assert!(matches!(locate_at(&dir, &file, false), Location::Outside));
+    // The env says inside but there is no policy: deny everything.
+    assert!(matches!(locate_at(&dir, &file, true), Location::Broken(_)));
+    // The directory without the file: broken, whatever the env says.
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(matches!(locate_at(&dir, &file, false), Location::Broken(_)));
+    // A valid policy on a writable mount (what an agent could forge) is refused.
+    std::fs::write(&file, s.to_json()).unwrap();
+    match locate_at(&dir, &file, false) {
+        Location::Broken(m) => assert!(m.contains("writable mount"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A symlink is not followed.
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &file).unwrap();
+    assert!(matches!(locate_at(&dir, &file, false), Location::Broken(_)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn network_entries_accept_urls() {
+    use network::entry_authority;
+    assert_eq!(entry_authority("http://github.com").unwrap(), "github.com");
+    assert_eq!(
+        entry_authority("https://x.com:8443/path?q#f").unwrap(),
+        "x.com:8443"
+    );
+    assert_eq!(
+        entry_authority("example.org:8443").unwrap(),
+        "example.org:8443"
+    );
+    assert!(entry_authority("https://user:pw@x.com/").is_err());
+    assert!(entry_authority("ftp://x.com/").is_err());
+    assert!(entry_authority("https:///x").is_err());
+    assert!(Policy::parse(
+        "[network]\nallow = [\"http://github.com\", \"https://x.com:8443/path\"]\n",
+        "p"
+    )
+    .is_ok());
+}

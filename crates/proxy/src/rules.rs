@@ -67,7 +67,9 @@ fn valid_label(l: &str) -> bool {
 
 /// Parses one entry. `broad_ok`: allow `*` and one-label wildcards (`*.com`).
 pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
-    let e = entry.trim().to_ascii_lowercase();
+    let e = warden_policy::network::entry_authority(entry)?
+        .trim()
+        .to_ascii_lowercase();
     let (host, port) = match e.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
             let port: u16 = p

@@ -96,6 +96,39 @@ impl Default for Weights {
 }
 
 impl RiskConfig {
+    /// The engine's configuration from the policy's `[risk]` section (unset keys keep the
+    /// defaults). Unknown weight names and broken invariants are errors naming the key.
+    pub fn from_section(s: &warden_policy::risk::RiskSection) -> Result<RiskConfig, String> {
+        let mut c = RiskConfig::default();
+        if let Some(v) = s.enabled {
+            c.enabled = v;
+        }
+        if let Some(v) = s.warn_at {
+            c.warn_at = v;
+        }
+        if let Some(v) = s.freeze_at {
+            c.freeze_at = v;
+        }
+        if let Some(v) = s.kill_at {
+            c.kill_at = v;
+        }
+        if let Some(v) = s.half_life_secs {
+            c.half_life_secs = v;
+        }
+        if !s.weights.is_empty() {
+            let mut w = serde_json::to_value(&c.weights).map_err(|e| e.to_string())?;
+            for (k, v) in &s.weights {
+                match w.get_mut(k) {
+                    Some(slot) => *slot = serde_json::json!(v),
+                    None => return Err(format!("risk.weights.{k}: no such signal")),
+                }
+            }
+            c.weights = serde_json::from_value(w).map_err(|e| e.to_string())?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Checks the invariants a policy cannot break: weights are finite and >= 0, thresholds
     /// are ordered, the half-life is positive.
     pub fn validate(&self) -> Result<(), String> {

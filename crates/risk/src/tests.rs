@@ -288,3 +288,48 @@ fn hostile_decisions_do_not_panic() {
     }
     assert!(e.top(0.0, 10).iter().all(|(c, _)| c.what.len() <= 256));
 }
+
+#[test]
+fn policy_defaults_match_the_engine() {
+    let w = serde_json::to_value(Weights::default()).unwrap();
+    let obj = w.as_object().unwrap();
+    assert_eq!(obj.len(), warden_policy::risk::DEFAULT_WEIGHTS.len());
+    for (k, v) in warden_policy::risk::DEFAULT_WEIGHTS {
+        assert_eq!(obj.get(*k).and_then(|x| x.as_f64()), Some(*v), "{k}");
+    }
+    let c = RiskConfig::default();
+    assert_eq!(
+        warden_policy::RISK_DEFAULTS,
+        (c.warn_at, c.freeze_at, c.kill_at, c.half_life_secs)
+    );
+}
+
+#[test]
+fn config_from_policy_section() {
+    let p = warden_policy::Policy::parse(
+        "[risk]\nfreeze_at = 80\n[risk.weights]\nevasion = 60\n",
+        "p.toml",
+    )
+    .unwrap();
+    let c = RiskConfig::from_section(&p.risk).unwrap();
+    assert_eq!(c.freeze_at, 80.0);
+    assert_eq!(c.weights.evasion, 60.0);
+    let p = warden_policy::Policy::parse("[risk.weights]\nnope = 1\n", "p.toml").unwrap();
+    assert!(RiskConfig::from_section(&p.risk)
+        .unwrap_err()
+        .contains("nope"));
+    // A workspace file may not switch the score off or lower a weight.
+    let mut base = warden_policy::Policy::parse("", "base").unwrap();
+    for bad in [
+        "[risk]\nenabled = false\n",
+        "[risk]\nfreeze_at = 1000\n",
+        "[risk.weights]\nevasion = 1\n",
+        "[risk]\nkill_at = 0\n",
+    ] {
+        let ws = warden_policy::Policy::parse(bad, "ws").unwrap();
+        assert!(base.narrow(&ws, "ws").is_err(), "{bad}");
+    }
+    let ws = warden_policy::Policy::parse("[risk]\nfreeze_at = 60\n", "ws").unwrap();
+    base.narrow(&ws, "ws").unwrap();
+    assert_eq!(base.risk.freeze_at, Some(60.0));
+}

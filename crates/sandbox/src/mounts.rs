@@ -181,6 +181,9 @@ pub fn build_view(
         )?;
         done.push(m.clone());
     }
+    if let Some(text) = &plan.gate_policy {
+        place_gate_policy(text)?;
+    }
     let priv_dir = Path::new(PRIV);
     sys::mkdir_p(priv_dir)?;
     let empty = priv_dir.join("empty");
@@ -286,6 +289,26 @@ pub fn build_view(
         remount_ro(&v.path)?;
     }
     Ok(guard)
+}
+
+/// Writes the run's effective policy for the gate onto its own small tmpfs under the
+/// private `/run`, then makes that mount read-only: the agent (no capabilities, no mount
+/// syscalls) can neither change nor remove it, and its presence tells `warden hook` that it
+/// runs inside this session.
+fn place_gate_policy(text: &str) -> Result<(), String> {
+    let dir = Path::new(warden_policy::session::GATE_DIR);
+    sys::mkdir_p(dir)?;
+    let size = format!("mode=0755,size={}", (text.len() / 4096 + 2) * 4096);
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(&size),
+    )?;
+    let file = Path::new(warden_policy::session::GATE_FILE);
+    std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    remount_ro(dir)
 }
 
 /// Where a cache's lower layer comes from.

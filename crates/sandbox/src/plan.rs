@@ -25,6 +25,8 @@
 //!
 //! [`build`] only reads the file system; [`create_state_dirs`] is the one step that writes,
 //! and `--dry-run` skips it.
+//! - the run's effective policy for the gate sits read-only at
+//!   `/run/warden-gate/policy.json` (its own tmpfs, remounted read-only; Landlock read).
 
 use crate::probe::Features;
 use crate::{agents, resolve};
@@ -32,8 +34,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use warden_policy::{Anchors, Policy};
 
-/// Trees replaced by a private tmpfs in the sandbox.
-pub const MASKED_TREES: &[&str] = &["/tmp", "/run", "/var/tmp", "/dev/shm"];
+/// Trees replaced by a private tmpfs in the sandbox (shared with the gate's file rules).
+pub const MASKED_TREES: &[&str] = warden_policy::files::PRIVATE_TREES;
 
 #[derive(Debug, Clone)]
 pub struct Bind {
@@ -92,6 +94,9 @@ pub struct Plan {
     /// Writable real roots (workspace, agent state, `files.write`) that exist: when warden
     /// runs as root they are bound in through idmapped mounts (see [`crate::idmap`]).
     pub writable_roots: Vec<PathBuf>,
+    /// The run's effective policy for the gate (`warden hook` inside), placed read-only at
+    /// [`warden_policy::session::GATE_FILE`]. Set with [`Plan::set_gate_policy`].
+    pub gate_policy: Option<String>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -478,6 +483,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         notes,
         limits,
         writable_roots,
+        gate_policy: None,
     }
 }
 
@@ -579,6 +585,17 @@ impl Plan {
             .collect()
     }
 
+    /// Hands the gate inside the sandbox the run's effective policy (serialised
+    /// [`warden_policy::session::SessionPolicy`]): a read-only file under the private `/run`,
+    /// readable (never writable) through Landlock.
+    pub fn set_gate_policy(&mut self, json: String) {
+        self.gate_policy = Some(json);
+        let dir = PathBuf::from(warden_policy::session::GATE_DIR);
+        if !self.landlock_read.contains(&dir) {
+            self.landlock_read.push(dir);
+        }
+    }
+
     /// Human-readable summary (`warden run --dry-run`).
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -630,6 +647,13 @@ impl Plan {
             let _ = writeln!(
                 s,
                 "protect .git/hooks and .git/config once `git init` creates them"
+            );
+        }
+        if self.gate_policy.is_some() {
+            let _ = writeln!(
+                s,
+                "gate policy {} (read-only)",
+                warden_policy::session::GATE_FILE
             );
         }
         for (k, g) in &self.scrubbed {

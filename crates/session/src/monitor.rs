@@ -148,6 +148,39 @@ impl Monitor {
         act(&self.shared, Level::Kill, &format!("killed by {by}"), None).map(|_| ())
     }
 
+    /// A frozen session nobody thaws within `after` is killed (`[risk] freeze_timeout_secs`;
+    /// off by default: a frozen session waits for a human).
+    pub fn kill_frozen_after(self: &Arc<Self>, after: Duration) {
+        let me = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("warden-freeze-timeout".into())
+            .spawn(move || {
+                let mut frozen_since: Option<Instant> = None;
+                loop {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let Some(m) = me.upgrade() else { return };
+                    let st = m.status();
+                    if st.killed {
+                        return;
+                    }
+                    match (st.frozen, frozen_since) {
+                        (true, None) => frozen_since = Some(Instant::now()),
+                        (false, _) => frozen_since = None,
+                        (true, Some(t)) if t.elapsed() >= after => {
+                            (m.shared.notify)(&format!(
+                                "warden: session {} stayed frozen for {} s without a human answer (risk.freeze_timeout_secs): killing it",
+                                st.session,
+                                after.as_secs()
+                            ));
+                            let _ = m.kill("risk.freeze_timeout_secs");
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+    }
+
     /// Stops the monitor thread (the session ended).
     pub fn stop(&self) {
         let _ = self.tx.send(Msg::Stop);

@@ -3,7 +3,7 @@
 use super::{fail, home_dir};
 use crate::cli::{Agent as CliAgent, HookArgs, InstallArgs, Scope as CliScope};
 use crate::exit;
-use std::io::{Read, Write};
+use std::io::Read;
 use warden_gate::install::{self, Scope};
 use warden_gate::protocol::{self, Agent};
 
@@ -15,13 +15,31 @@ fn agent(a: CliAgent) -> Agent {
     }
 }
 
-/// Answers one hook event. Every failure path denies (exit 2).
+/// Answers one hook event. Every failure path denies (exit 2), and so does the deadline.
+///
+/// Inside a `warden run` session (known from a read-only file the agent cannot remove, see
+/// [`warden_policy::session`]) the policy is the run's effective policy and nothing else:
+/// no policy file, flag or environment variable the agent could change is read, and no
+/// persistent hash cache (it would live in the agent-writable private `$HOME`).
 pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
     let ag = agent(a.agent);
-    let home = home_dir();
+    let deadline = a
+        .deadline_ms
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(protocol::DEADLINE);
+    let watchdog = protocol::Watchdog::start(ag, deadline);
+    let location = warden_policy::session::locate();
+    let inside = !matches!(location, warden_policy::session::Location::Outside);
+    let home = match &location {
+        warden_policy::session::Location::Inside(s) => s.home.clone(),
+        _ => home_dir(),
+    };
     // Inside `warden run` the decisions go to the run's session log, through the pipe it
     // passes in (HOME there is a throw-away tmpfs); elsewhere to the state directory.
     let log = sandbox_pipe().or_else(|| {
+        if inside {
+            return None;
+        }
         warden_event::SessionLog::open(&super::run::state_dir(&home).join("hooks.jsonl")).ok()
     });
     warden_event::init_tracing(log, 0);
@@ -30,9 +48,22 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
         .lock()
         .take(protocol::MAX_INPUT as u64 + 1)
         .read_to_end(&mut input);
-    let out = match read {
-        Err(e) => protocol::render(ag, "", &deny(format!("cannot read hook input: {e}"))),
-        Ok(_) => {
+    let out = match (read, location) {
+        (Err(e), _) => protocol::render(ag, "", &deny(format!("cannot read hook input: {e}"))),
+        (Ok(_), warden_policy::session::Location::Broken(why)) => {
+            protocol::render(ag, "", &deny(why))
+        }
+        (Ok(_), warden_policy::session::Location::Inside(s)) => {
+            let env = protocol::HookEnv {
+                policy: &s.policy,
+                home,
+                headless: a.headless,
+                cache: Default::default(),
+                session: Some(s.workspace.clone()),
+            };
+            protocol::handle(ag, &input, &env)
+        }
+        (Ok(_), warden_policy::session::Location::Outside) => {
             // The workspace (for narrowing `.warden.toml`) is the payload's cwd.
             let cwd = serde_json::from_slice::<serde_json::Value>(&input)
                 .ok()
@@ -61,23 +92,19 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                         home,
                         headless: a.headless,
                         cache: cache.clone(),
+                        session: None,
                     };
                     let out = protocol::handle(ag, &input, &env);
+                    let code = watchdog.answer(&out);
                     if let Err(e) = cache.save_if_dirty(&cache_path) {
                         tracing::debug!("hook cache {}: {e}", cache_path.display());
                     }
-                    out
+                    return Ok(code);
                 }
             }
         }
     };
-    let mut so = std::io::stdout().lock();
-    let _ = so.write_all(out.stdout.as_bytes());
-    let _ = so.flush();
-    if !out.stderr.is_empty() {
-        eprintln!("{}", out.stderr);
-    }
-    Ok(out.code)
+    Ok(watchdog.answer(&out))
 }
 
 /// An error-path denial, also recorded as a decision.
@@ -99,46 +126,42 @@ fn deny(reason: String) -> warden_gate::judge::Judgement {
     }
 }
 
-fn target(a: &InstallArgs) -> std::path::PathBuf {
-    let scope = match a.scope {
-        Some(CliScope::Managed) => Scope::Managed,
-        Some(CliScope::User) => Scope::User,
-        Some(CliScope::Project) => Scope::Project,
-        // Prefer managed settings (the agent cannot remove them) when we can write them.
-        None => {
-            if unsafe { libc::geteuid() } == 0 {
-                Scope::Managed
-            } else {
-                Scope::User
-            }
-        }
-    };
-    let project = std::env::current_dir().unwrap_or_default();
-    install::settings_path(agent(a.agent), scope, &a.root, &home_dir(), &project)
-}
-
+/// The user's own settings unless a scope is named, also for root: managed settings affect
+/// every user of the machine and are an explicit choice.
 fn scope_of(a: &InstallArgs) -> Scope {
     match a.scope {
-        Some(CliScope::User) => Scope::User,
+        Some(CliScope::User) | None => Scope::User,
         Some(CliScope::Project) => Scope::Project,
         Some(CliScope::Managed) => Scope::Managed,
-        None if unsafe { libc::geteuid() } == 0 => Scope::Managed,
-        None => Scope::User,
     }
+}
+
+fn target(a: &InstallArgs) -> std::path::PathBuf {
+    let project = std::env::current_dir().unwrap_or_default();
+    install::settings_path(agent(a.agent), scope_of(a), &a.root, &home_dir(), &project)
 }
 
 fn edit(
     a: &InstallArgs,
     f: impl FnOnce(serde_json::Value) -> Result<serde_json::Value, String>,
 ) -> anyhow::Result<i32> {
-    if std::env::var_os("WARDEN_SANDBOX").is_some() {
+    if std::env::var_os("WARDEN_SANDBOX").is_some()
+        || !matches!(
+            warden_policy::session::locate(),
+            warden_policy::session::Location::Outside
+        )
+    {
         return Err(fail(
             exit::DENIED,
             "agent settings cannot be changed from inside a warden sandbox",
         ));
     }
     let path = target(a);
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(fail(exit::POLICY, format!("{}: {e}", path.display()))),
+    };
     let doc: serde_json::Value = if text.trim().is_empty() {
         serde_json::json!({})
     } else {
@@ -152,12 +175,31 @@ fn edit(
     let before = doc.clone();
     let after = f(doc).map_err(|e| fail(exit::POLICY, format!("{}: {e}", path.display())))?;
     let rendered = serde_json::to_string_pretty(&after)? + "\n";
-    if a.dry_run {
-        print!("{rendered}");
-        return Ok(exit::OK);
+    if after
+        .get("allowManagedHooksOnly")
+        .is_some_and(|v| v == &serde_json::Value::Bool(true))
+        && !a.managed_hooks_only
+    {
+        eprintln!(
+            "note: {} sets allowManagedHooksOnly (every user and project hook on this machine is disabled); warden leaves it as it is (--managed-hooks-only removes it on uninstall)",
+            path.display()
+        );
     }
     if after == before {
-        println!("{}: unchanged", path.display());
+        println!(
+            "{}: unchanged{}",
+            path.display(),
+            if a.dry_run { " (dry run)" } else { "" }
+        );
+        return Ok(exit::OK);
+    }
+    if a.dry_run {
+        println!(
+            "would {} {} (dry run; nothing written). New content:",
+            if text.is_empty() { "create" } else { "update" },
+            path.display()
+        );
+        print!("{rendered}");
         return Ok(exit::OK);
     }
     if let Some(d) = path.parent() {
@@ -168,16 +210,23 @@ fn edit(
     Ok(exit::OK)
 }
 
+fn options(a: &InstallArgs) -> install::Options {
+    install::Options {
+        managed_hooks_only: a.managed_hooks_only,
+    }
+}
+
 pub fn install(a: InstallArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()
         .map(|p| shell_word(&p.display().to_string()))
         .unwrap_or_else(|_| "warden".into());
-    let (ag, scope) = (agent(a.agent), scope_of(&a));
-    edit(&a, |doc| install::install(doc, ag, scope, &exe))
+    let (ag, scope, opts) = (agent(a.agent), scope_of(&a), options(&a));
+    edit(&a, |doc| install::install_with(doc, ag, scope, &exe, opts))
 }
 
 pub fn uninstall(a: InstallArgs) -> anyhow::Result<i32> {
-    edit(&a, install::uninstall)
+    let opts = options(&a);
+    edit(&a, |doc| install::uninstall_with(doc, opts))
 }
 
 /// Quotes a path for the shell command line the agent runs its hooks with.

@@ -161,6 +161,18 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         },
         extra_read,
     });
+    // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
+    plan.set_gate_policy(
+        warden_policy::session::SessionPolicy {
+            version: warden_policy::session::VERSION,
+            session_id: session_id.clone(),
+            profile: loaded.profile.clone(),
+            workspace: ws.clone(),
+            home: home.clone(),
+            policy: loaded.policy.clone(),
+        }
+        .to_json(),
+    );
     if a.dry_run {
         let agent = loaded.policy.agent.name.as_deref().unwrap_or("");
         print!("{}{}", plan.describe(), warden_agentstate::describe(agent));
@@ -353,7 +365,17 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         None
     };
     let running = crate::cmd::session::Running::slot();
+    let risk_cfg = warden_risk::RiskConfig::from_section(&loaded.policy.risk)
+        .map_err(|e| fail(exit::POLICY, format!("policy: {e}")))?;
+    let freeze_timeout = loaded
+        .policy
+        .risk
+        .freeze_timeout_secs
+        .filter(|s| *s > 0)
+        .map(std::time::Duration::from_secs);
     let on_launch = crate::cmd::session::on_launch(
+        risk_cfg,
+        freeze_timeout,
         &state_dir(&home),
         &session_id,
         leaf.as_ref().map(|l| l.path.clone()),

@@ -28,7 +28,14 @@ impl Running {
 }
 
 /// What `warden run` calls once the sandbox exists (its stage1 pid), with threads allowed.
-pub fn on_launch(state: &Path, session: &str, leaf: Option<PathBuf>, slot: Slot) -> OnLaunch {
+pub fn on_launch(
+    cfg: RiskConfig,
+    freeze_timeout: Option<std::time::Duration>,
+    state: &Path,
+    session: &str,
+    leaf: Option<PathBuf>,
+    slot: Slot,
+) -> OnLaunch {
     let state = state.to_path_buf();
     let session = session.to_string();
     Box::new(move |stage1: i32| {
@@ -37,7 +44,7 @@ pub fn on_launch(state: &Path, session: &str, leaf: Option<PathBuf>, slot: Slot)
             // may be in raw mode).
             eprint!("\r\n{}\r\n", misc::warn_stderr(m));
         });
-        let monitor = match Monitor::start(RiskConfig::default(), &session, notify) {
+        let monitor = match Monitor::start(cfg, &session, notify) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("warden: warning: risk monitor not started: {e}");
@@ -49,6 +56,9 @@ pub fn on_launch(state: &Path, session: &str, leaf: Option<PathBuf>, slot: Slot)
             None => Freezer::Signals(stage1),
         });
         warden_event::sinks::add(monitor.clone());
+        if let Some(t) = freeze_timeout {
+            monitor.kill_frozen_after(t);
+        }
         let control = match ControlServer::start(&state, &session, monitor.clone(), leaf.clone()) {
             Ok(c) => Some(c),
             Err(e) => {

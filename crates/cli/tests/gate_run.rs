@@ -1,0 +1,365 @@
+//! The gate inside `warden run` judges with the run's effective policy (issue 11 §5).
+//!
+//! The user's policy denies curl through `--policy`. Inside the sandbox the agent forges
+//! `~/.config/warden/policy.toml` (its private `$HOME` is writable), strips every `WARDEN_*`
+//! variable, passes the forged file with `--policy`, and tries to rewrite or remove the
+//! session's policy file. Then a Claude Code `PreToolUse` payload for `curl …` is piped into
+//! `warden hook claude` inside the sandbox. The answers are written to the workspace and
+//! judged from the host after the session: every one must be deny, and an ordinary command
+//! must still get no objection (defer: exit 0, empty stdout).
+//!
+//! Outside a sandbox: the whole-hook deadline denies on input that never ends, and a sparse
+//! 64 GiB program on PATH is denied in well under a second.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const W: &str = env!("CARGO_BIN_EXE_warden");
+
+struct T {
+    root: PathBuf,
+    home: PathBuf,
+    ws: PathBuf,
+}
+
+impl T {
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-gate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let home = root.join("home");
+        let ws = home.join("proj");
+        std::fs::create_dir_all(&ws).unwrap();
+        T { root, home, ws }
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn payload(ws: &Path, command: &str) -> String {
+    serde_json::json!({
+        "session_id": "4c6d5cf2-dc7a-42f5-b6ba-7063a4e58b3e",
+        "transcript_path": "/dev/null",
+        "cwd": ws,
+        "permission_mode": "default",
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": command, "description": "fetch"},
+        "tool_use_id": "toolu_gate_run"
+    })
+    .to_string()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{}: {e}>", p.display()))
+}
+
+#[test]
+fn hook_inside_a_run_uses_the_runs_policy_not_agent_files() {
+    let t = T::new("run");
+    let user_policy = t.root.join("user-policy.toml");
+    std::fs::write(&user_policy, "[exec]\ndeny = [\"curl\"]\n").unwrap();
+    std::fs::write(
+        t.ws.join("deny.json"),
+        payload(&t.ws, "curl -s https://example.com/"),
+    )
+    .unwrap();
+    std::fs::write(t.ws.join("ok.json"), payload(&t.ws, "ls -la")).unwrap();
+    // Each attempt writes <name>.out (stdout) and <name>.rc (exit code) into the workspace.
+    let script = format!(
+        r#"
+set -u
+cd {ws}
+mkdir -p ~/.config/warden
+printf 'description = "forged by the agent"\n[exec]\nmode = "denylist"\ndeny = []\n[gate]\nmcp_default = "allow"\n' > ~/.config/warden/policy.toml
+grep -c forged ~/.config/warden/policy.toml > forged.txt
+hook() {{ name=$1; shift; "$@" < deny.json > $name.out 2>/dev/null; echo $? > $name.rc; }}
+hook plain {w} hook claude
+hook no_env env -u WARDEN_SANDBOX -u WARDEN_SESSION_ID -u WARDEN_HOOK_FD {w} hook claude
+hook env_i env -i PATH="$PATH" HOME="$HOME" {w} hook claude
+hook flag {w} hook claude --policy "$HOME/.config/warden/policy.toml" --profile generic
+( unset $(env | grep -o '^WARDEN_[A-Z_]*'); {w} hook claude < deny.json > unset.out 2>/dev/null; echo $? > unset.rc )
+echo '{{}}' > /run/warden-gate/policy.json 2>/dev/null; echo $? > tamper_write.rc
+rm -f /run/warden-gate/policy.json 2>/dev/null; echo $? > tamper_rm.rc
+mv /run/warden-gate /run/x 2>/dev/null; echo $? > tamper_mv.rc
+hook after_tamper {w} hook claude
+{w} hook claude < ok.json > ok.out 2>/dev/null; echo $? > ok.rc
+"#,
+        ws = t.ws.display(),
+        w = W
+    );
+    let o = Command::new(W)
+        .args(["run", "--policy"])
+        .arg(&user_policy)
+        .args(["--", "/bin/bash", "-c", &script])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn warden run");
+    let ctx = format!(
+        "warden run: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{ctx}");
+    // Judged from the host, after the session.
+    assert_eq!(
+        read(&t.ws.join("forged.txt")).trim(),
+        "1",
+        "the forgery was in place\n{ctx}"
+    );
+    for name in ["plain", "no_env", "env_i", "flag", "unset", "after_tamper"] {
+        let rc = read(&t.ws.join(format!("{name}.rc")));
+        let out = read(&t.ws.join(format!("{name}.out")));
+        assert_eq!(
+            rc.trim(),
+            "2",
+            "{name}: exit code {rc}, stdout {out}\n{ctx}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{name}: stdout is not JSON ({e}): {out}\n{ctx}"));
+        assert_eq!(
+            v["hookSpecificOutput"]["permissionDecision"], "deny",
+            "{name}: {out}"
+        );
+        let reason = v["hookSpecificOutput"]["permissionDecisionReason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(reason.contains("exec.deny:curl"), "{name}: {reason}");
+    }
+    for name in ["tamper_write", "tamper_rm", "tamper_mv"] {
+        let rc = read(&t.ws.join(format!("{name}.rc")));
+        assert_ne!(rc.trim(), "0", "{name} succeeded inside the sandbox\n{ctx}");
+    }
+    // The everyday command: no objection, so Claude Code's own permission checks apply.
+    assert_eq!(read(&t.ws.join("ok.rc")).trim(), "0", "{ctx}");
+    assert_eq!(
+        read(&t.ws.join("ok.out")),
+        "",
+        "warden defers, it never answers allow"
+    );
+    // The host's own user policy directory was never created by the session.
+    assert!(!t.home.join(".config/warden").exists());
+}
+
+#[test]
+fn outside_a_run_the_user_policy_is_used() {
+    // The same forged-looking file, outside a sandbox, is the user's real policy: it is read.
+    let t = T::new("outside");
+    std::fs::create_dir_all(t.home.join(".config/warden")).unwrap();
+    std::fs::write(
+        t.home.join(".config/warden/policy.toml"),
+        "[exec]\ndeny = [\"curl\"]\n",
+    )
+    .unwrap();
+    let mut c = Command::new(W)
+        .args(["hook", "claude"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .env_remove("WARDEN_SANDBOX")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(payload(&t.ws, "curl https://example.com").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
+#[test]
+fn the_deadline_denies_input_that_never_ends() {
+    let t = T::new("deadline");
+    let start = Instant::now();
+    let mut c = Command::new(W)
+        .args(["hook", "claude", "--deadline-ms", "300"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(b"{\"hook_event_name\": \"PreTo").unwrap();
+    // Keep stdin open: the hook must not wait for it.
+    let o = c.wait_with_output().unwrap();
+    drop(stdin);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("deadline"));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn a_sparse_64_gib_program_on_path_is_denied_within_a_second() {
+    let t = T::new("huge");
+    let bin = t.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let prog = bin.join("hugetool");
+    let st = Command::new("truncate")
+        .args(["-s", "64G"])
+        .arg(&prog)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    Command::new("chmod")
+        .arg("755")
+        .arg(&prog)
+        .status()
+        .unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let start = Instant::now();
+    let mut c = Command::new(W)
+        .args(["hook", "claude"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .env("PATH", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(payload(&t.ws, "hugetool --version").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("hashing limit"), "{err}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+#[test]
+fn install_defaults_to_user_scope_and_dry_run_names_the_file() {
+    let t = T::new("install");
+    let root = t.root.join("sysroot");
+    std::fs::create_dir_all(&root).unwrap();
+    let settings = t.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "{\"zeta\": 1, \"alpha\": 2}\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(W)
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .env_remove("WARDEN_SANDBOX")
+            .output()
+            .unwrap()
+    };
+    // Dry run: names the file, writes nothing.
+    let o = run(&["install", "claude", "--dry-run"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        s.contains(&format!("would update {}", settings.display())),
+        "{s}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        "{\"zeta\": 1, \"alpha\": 2}\n"
+    );
+    // No scope named, even as root: the user's settings, never the managed file.
+    let o = run(&["install", "claude"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!root.join("etc/claude-code/managed-settings.json").exists());
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v.get("allowManagedHooksOnly").is_none(), "{text}");
+    // The user's key order is kept.
+    assert!(
+        text.find("zeta").unwrap() < text.find("alpha").unwrap(),
+        "{text}"
+    );
+    // Managed scope: only the hook unless --managed-hooks-only.
+    let o = run(&["install", "claude", "--scope", "managed"]);
+    assert!(o.status.success(), "{o:?}");
+    let managed = root.join("etc/claude-code/managed-settings.json");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&managed).unwrap()).unwrap();
+    assert!(m.get("allowManagedHooksOnly").is_none(), "{m}");
+    assert!(run(&[
+        "install",
+        "claude",
+        "--scope",
+        "managed",
+        "--managed-hooks-only"
+    ])
+    .status
+    .success());
+    assert!(run(&[
+        "uninstall",
+        "claude",
+        "--scope",
+        "managed",
+        "--managed-hooks-only"
+    ])
+    .status
+    .success());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&managed).unwrap()).unwrap();
+    assert_eq!(
+        m,
+        serde_json::json!({}),
+        "uninstall removed what install added"
+    );
+    // Gemini's timeout is in milliseconds.
+    assert!(run(&["install", "gemini"]).status.success());
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.home.join(".gemini/settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(g["hooks"]["BeforeTool"][0]["hooks"][0]["timeout"], 30_000);
+}
+
+#[test]
+fn a_sandbox_without_its_policy_channel_denies_everything() {
+    // WARDEN_SANDBOX says "inside", but /run/warden-gate is not there (this host): the hook
+    // cannot know the run's policy, so even `ls` is denied, with the reason.
+    assert!(!Path::new(warden_policy_gate_file()).exists());
+    let t = T::new("broken");
+    let mut c = Command::new(W)
+        .args(["hook", "claude"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .env("WARDEN_SANDBOX", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(payload(&t.ws, "ls").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("session's policy") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+fn warden_policy_gate_file() -> &'static str {
+    "/run/warden-gate/policy.json"
+}

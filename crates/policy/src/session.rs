@@ -1,0 +1,155 @@
+//! The run's effective policy, as the gate inside a `warden run` session sees it.
+//!
+//! `warden run` serialises the effective policy it enforces ([`SessionPolicy`]); the
+//! sandbox's init writes it to [`GATE_FILE`] on a private, read-only tmpfs mounted at
+//! [`GATE_DIR`] (inside the sandbox's own `/run`, which is itself a private tmpfs). The agent
+//! has no capabilities, no mount syscalls and no Landlock write right under `/run`, so it can
+//! neither remove, replace nor overmount that file.
+//!
+//! That presence is also how `warden hook` knows it runs inside a session: an environment
+//! variable is the agent's to unset, a mount it cannot remove is not. [`locate`] therefore
+//! decides from the file system first:
+//! - [`GATE_FILE`] (or [`GATE_DIR`]) exists: inside. The file must be a regular file on a
+//!   read-only mount, small, and parse; otherwise the hook denies (fail closed). Nothing
+//!   else is read: not `~/.config/warden/policy.toml`, not the workspace's `.warden.toml`
+//!   (both are agent-writable there, and the run already applied them).
+//! - Neither exists but `WARDEN_SANDBOX` is set: inside, with the channel missing: deny.
+//! - Otherwise: outside; the hook loads the user's policy files as every command does.
+
+use crate::Policy;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The read-only mount holding the session's effective policy, inside the sandbox.
+pub const GATE_DIR: &str = "/run/warden-gate";
+/// The effective policy of the session (JSON, [`SessionPolicy`]).
+pub const GATE_FILE: &str = "/run/warden-gate/policy.json";
+/// Largest policy file accepted.
+pub const MAX_SESSION_POLICY: u64 = 4 << 20;
+/// Format version of [`SessionPolicy`].
+pub const VERSION: u32 = 1;
+
+/// What `warden run` hands to the gate inside its sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPolicy {
+    pub version: u32,
+    pub session_id: String,
+    /// The base profile's name (for messages).
+    pub profile: String,
+    pub workspace: PathBuf,
+    pub home: PathBuf,
+    /// The effective policy the sandbox, exec guard and proxy enforce.
+    pub policy: Policy,
+}
+
+impl SessionPolicy {
+    pub fn to_json(&self) -> String {
+        // A Policy always serialises (plain strings, maps with string keys).
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    pub fn from_json(text: &[u8]) -> Result<SessionPolicy, String> {
+        let s: SessionPolicy = serde_json::from_slice(text)
+            .map_err(|e| format!("{GATE_FILE} is not a warden session policy: {e}"))?;
+        if s.version != VERSION {
+            return Err(format!(
+                "{GATE_FILE} has format version {}, this warden reads {VERSION}; run the same warden binary inside and outside",
+                s.version
+            ));
+        }
+        s.policy
+            .validate(GATE_FILE)
+            .map_err(|e| format!("the session policy does not validate: {e}"))?;
+        Ok(s)
+    }
+}
+
+/// Where the hook runs, and with which policy.
+#[derive(Debug)]
+pub enum Location {
+    /// Not inside a `warden run` session: load the user's policy files.
+    Outside,
+    /// Inside a session: the run's effective policy.
+    Inside(Box<SessionPolicy>),
+    /// Inside a session, but its policy cannot be read: every answer is deny.
+    Broken(String),
+}
+
+/// Decides where the hook runs (see the module doc). Reads only [`GATE_FILE`].
+pub fn locate() -> Location {
+    locate_at(
+        Path::new(GATE_DIR),
+        Path::new(GATE_FILE),
+        std::env::var_os("WARDEN_SANDBOX").is_some(),
+    )
+}
+
+/// [`locate`] with explicit paths (tests).
+pub fn locate_at(dir: &Path, file: &Path, env_says_inside: bool) -> Location {
+    let file_there = std::fs::symlink_metadata(file).is_ok();
+    let dir_there = std::fs::symlink_metadata(dir).is_ok();
+    if !file_there {
+        if dir_there || env_says_inside {
+            return Location::Broken(format!(
+                "this is a warden sandbox ({}), but the session's policy {} is missing; every tool call is denied until the session is restarted",
+                if dir_there {
+                    format!("{} exists", dir.display())
+                } else {
+                    "WARDEN_SANDBOX is set".to_string()
+                },
+                file.display()
+            ));
+        }
+        return Location::Outside;
+    }
+    match read_checked(file) {
+        Ok(bytes) => match SessionPolicy::from_json(&bytes) {
+            Ok(s) => Location::Inside(Box::new(s)),
+            Err(e) => Location::Broken(e),
+        },
+        Err(e) => Location::Broken(format!(
+            "the session's policy {} cannot be trusted: {e}",
+            file.display()
+        )),
+    }
+}
+
+/// Opens without following symlinks and checks what was opened: a regular file, on a
+/// read-only mount, at most [`MAX_SESSION_POLICY`] bytes.
+fn read_checked(file: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(file)
+        .map_err(|e| format!("open: {e}"))?;
+    let md = f.metadata().map_err(|e| format!("fstat: {e}"))?;
+    if !md.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if md.len() > MAX_SESSION_POLICY {
+        return Err(format!(
+            "{} bytes, more than {MAX_SESSION_POLICY}",
+            md.len()
+        ));
+    }
+    // SAFETY: fstatvfs into a zeroed struct on an fd we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(f.as_raw_fd(), &mut st) } != 0 {
+        return Err(format!("fstatvfs: {}", std::io::Error::last_os_error()));
+    }
+    if st.f_flag & libc::ST_RDONLY == 0 {
+        return Err("it is on a writable mount (warden places it on a read-only one)".into());
+    }
+    let mut buf = Vec::with_capacity(md.len() as usize);
+    f.take(MAX_SESSION_POLICY + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("read: {e}"))?;
+    if buf.len() as u64 > MAX_SESSION_POLICY {
+        return Err(format!("more than {MAX_SESSION_POLICY} bytes"));
+    }
+    Ok(buf)
+}
