@@ -137,6 +137,8 @@ pub enum ConfigError {
         "[advisor] allow_resolution names `{0}`, which is neither a built-in nor a policy class"
     )]
     UnknownClass(String),
+    #[error("[advisor] key_env `{0}` is passed into the sandbox by env.pass `{1}`: the advisor needs its own key that the agent never sees (e.g. key_env = \"WARDEN_ADVISOR_KEY\")")]
+    KeyVisible(String, String),
 }
 
 impl AdvisorConfig {
@@ -189,5 +191,22 @@ impl AdvisorConfig {
             }
         }
         Ok(())
+    }
+
+    /// Checks that the key cannot reach the sandbox through the policy's `[env] pass`
+    /// globs (the Claude and Codex profiles pass their own API keys to the agent; the
+    /// advisor must use a different variable). `warden run` must in addition always remove
+    /// `key_env` from the sandbox's environment, whatever `[env] scrub` says.
+    pub fn check_key_isolation(&self, env_pass: &[String]) -> Result<(), ConfigError> {
+        if self.key_env.is_empty() {
+            return Ok(());
+        }
+        match env_pass
+            .iter()
+            .find(|g| crate::class::glob_match(g, &self.key_env))
+        {
+            Some(g) => Err(ConfigError::KeyVisible(self.key_env.clone(), g.clone())),
+            None => Ok(()),
+        }
     }
 }
