@@ -187,10 +187,16 @@ pub struct Grey {
 }
 
 impl Grey {
-    /// The highest-risk class (names the audit rule).
-    pub fn primary(&self) -> &GreyClass {
-        // `classes` is never empty: a Grey is only built from a non-empty list.
-        &self.classes[0]
+    /// The highest-risk class.
+    pub fn primary(&self) -> Option<&GreyClass> {
+        self.classes.first()
+    }
+
+    /// The audit rule: `advisor.<highest-risk class>`.
+    pub fn rule(&self) -> String {
+        self.primary()
+            .map(GreyClass::rule)
+            .unwrap_or_else(|| "advisor.unclassified".into())
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -161,7 +161,7 @@ pub fn combine(
     if rules.answer == Answer::Deny {
         return keep();
     }
-    let rule = g.primary().rule();
+    let rule = g.rule();
     let who = if v.model.is_empty() {
         "advisor".to_string()
     } else {

@@ -201,7 +201,7 @@ impl Advisor {
             Layer::Gate,
             "advisor",
             call.summary(),
-            grey.primary().rule(),
+            grey.rule(),
             v.verdict.verdict(),
             v.reason.clone(),
         )

@@ -416,12 +416,10 @@ fn injection_cannot_turn_a_rules_deny_into_anything_else() {
         assert!(!seen[0].body["system"].as_str().unwrap().contains("IGNORE"));
     }
     // ...and still the rules' deny stands.
-    for r in [Answer::Deny] {
-        let f = combine(&rules(r), Some(&v), Some(&g));
-        assert_eq!(f.answer, Answer::Deny);
-        assert_eq!(f.rule, "exec.deny");
-        assert!(!f.by_advisor);
-    }
+    let f = combine(&rules(Answer::Deny), Some(&v), Some(&g));
+    assert_eq!(f.answer, Answer::Deny);
+    assert_eq!(f.rule, "exec.deny");
+    assert!(!f.by_advisor);
     std::fs::remove_dir_all(&home).unwrap();
 }
 
@@ -696,4 +694,67 @@ fn latency_grey_vs_rules_path() {
         p50(cached),
         p50(plain)
     );
+}
+
+/// The path-free channel `warden run` passes as fd 101: concurrent hooks each get their own
+/// answer over a private socket pair; a closed supervisor is `ask`.
+#[test]
+fn inherited_fd_channel_serves_concurrent_hooks() {
+    use std::os::fd::AsRawFd;
+    use warden_advisor::channel::{fdpass, Server};
+    let srv = server(Api::Anthropic, by_command);
+    let home = temp_home("fd");
+    let tp = write_transcript(&home, &["clean the build"]);
+    let (sup, sandbox) = fdpass::pair().unwrap();
+    let server_state = Arc::new(Server {
+        advisor: advisor(&srv, Api::Anthropic),
+        transcripts: Some(TranscriptRoot::open(&home, ".claude/projects").unwrap()),
+        recent: Some(Arc::new(warden_advisor::RecentDecisions::new(16))),
+    });
+    let t = std::thread::spawn(move || fdpass::serve(sup, server_state));
+    let fd = sandbox.as_raw_fd();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|i| {
+                let tp = tp.clone();
+                s.spawn(move || {
+                    let (cmd, want) = if i % 2 == 0 {
+                        (format!("rm -rf build/{i}"), Answer::Allow)
+                    } else {
+                        (format!("git push --force origin b{i}"), Answer::Deny)
+                    };
+                    let req = AdvisorRequest::new(&bash(&cmd), rules(Answer::Ask), "s", Some(&tp));
+                    let v = fdpass::consult(fd, &req, 2000);
+                    assert_eq!((v.verdict, v.source), (want, Source::Model), "{cmd}: {v:?}");
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    // The transcript reached the model through the supervisor.
+    assert!(srv
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("[prompt 1] clean the build")));
+    // A garbage message (no fd) is skipped; the server keeps serving.
+    // SAFETY: send(2) of one byte on our socket.
+    unsafe { libc::send(fd, b"x".as_ptr().cast(), 1, 0) };
+    let req = AdvisorRequest::new(&bash("rm -rf build/z"), rules(Answer::Ask), "s", None);
+    assert_eq!(fdpass::consult(fd, &req, 2000).source, Source::Model);
+    // The sandbox's end closes (the session ended): the server thread returns.
+    drop(sandbox);
+    t.join().unwrap();
+    // A hook whose supervisor is gone gets ask.
+    let (sup2, sandbox2) = fdpass::pair().unwrap();
+    drop(sup2);
+    let v = fdpass::consult(sandbox2.as_raw_fd(), &req, 2000);
+    assert_eq!((v.verdict, v.source), (Answer::Ask, Source::Error), "{v:?}");
+    std::fs::remove_dir_all(&home).unwrap();
 }
