@@ -121,6 +121,18 @@ pub fn answer(
     }
     // Re-classify: the request comes from inside the sandbox.
     let Some(grey) = advisor.classifier().classify(&req.call) else {
+        // Not what an honest hook sends: recorded, not scored.
+        warden_event::Decision::new(
+            warden_event::Layer::Gate,
+            "advisor",
+            req.call.summary(),
+            "advisor.refused",
+            warden_event::Verdict::Observe,
+            "advisor request for a call that is not grey; refused",
+        )
+        .with("tool", req.call.tool.as_str())
+        .with("agent_session", req.agent_session.as_str())
+        .emit();
         return AdvisorVerdict::fallback(
             Source::Refused,
             "not a grey call; the advisor is consulted only for grey calls",

@@ -22,6 +22,8 @@
 //!   root with `openat2`, bounded, as untrusted text.
 //! - [`channel`]: the bounded request/response the hook (inside the sandbox, no key) sends
 //!   to the supervisor (outside, with the key), which serves it.
+//! - [`hook::decide`]: the hook's side in one call (classify, consult over the inherited
+//!   channel only for a grey call the rules did not deny, combine).
 //! - [`RecentDecisions`]: a `warden_event::Sink` keeping warden's own recent decisions for
 //!   the prompt.
 //!
@@ -36,6 +38,7 @@ pub mod class;
 pub mod client;
 pub mod combine;
 pub mod config;
+pub mod hook;
 pub mod prompt;
 pub mod transcript;
 
@@ -49,9 +52,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use warden_event::{Decision, Layer, Verdict};
 
-/// Consultations allowed per minute (a burst of this many, refilled evenly). Beyond it the
+/// Consultations allowed in a burst; the bucket refills at one per second. Beyond it the
 /// answer is `ask` without contacting the model: the agent cannot run up the bill.
-pub const MAX_PER_MINUTE: u32 = 30;
+pub const MAX_BURST: u32 = 30;
 
 /// The advisor, as the supervisor holds it (with the key, outside the sandbox).
 pub struct Advisor {
@@ -114,7 +117,7 @@ impl Advisor {
             classifier: Classifier::from_config(cfg),
             key,
             cache: cache::Cache::memory(cache::MEMORY_ENTRIES),
-            bucket: Mutex::new(warden_proto::rate::TokenBucket::new(1, MAX_PER_MINUTE)),
+            bucket: Mutex::new(warden_proto::rate::TokenBucket::new(1, MAX_BURST)),
             nonce_secret: random16(),
         })
     }
@@ -275,7 +278,7 @@ impl Advisor {
                 with_meta(
                     AdvisorVerdict::fallback(
                         Source::Refused,
-                        format!("advisor rate limit ({MAX_PER_MINUTE} per minute) reached"),
+                        format!("advisor rate limit (a burst of {MAX_BURST}, then one per second) reached"),
                     ),
                     &sha,
                 ),
