@@ -22,8 +22,8 @@ pub struct ToolCall {
     #[serde(default)]
     pub cwd: String,
     /// The simple commands of a shell command, as the gate's bash parser evaluated them
-    /// (words known only at run time as `None`). Empty: the advisor splits
-    /// `input.command` itself, conservatively.
+    /// (`warden_gate::shell::Cmd::argv`: words known only at run time as `None`). The
+    /// advisor also splits `input.command` itself, conservatively, and uses both.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Vec<Option<String>>>,
 }
@@ -63,15 +63,15 @@ impl ToolCall {
         crate::prompt::clip(&s, 512)
     }
 
-    /// The simple commands (argv, with unknown words as `None`).
+    /// The simple commands (argv, with unknown words as `None`): the gate's parse, if it
+    /// gave one, plus the advisor's own conservative split (a call is grey if either view
+    /// says so).
     pub fn argvs(&self) -> Vec<Vec<Option<String>>> {
-        if !self.commands.is_empty() {
-            return self.commands.clone();
+        let mut out = self.commands.clone();
+        if let Some(c) = self.command() {
+            out.extend(split_commands(c));
         }
-        match self.command() {
-            Some(c) => split_commands(c),
-            None => Vec::new(),
-        }
+        out
     }
 
     /// The call with every string longer than `max_str` bytes clipped, so it fits a
@@ -594,6 +594,14 @@ fn classify_git(args: &[Option<&str>], out: &mut Vec<GreyClass>) {
 /// backquotes or globs inside double quotes are kept literal (they are matched as text).
 /// `$(…)` and backquoted text is also split on its own, so `echo $(rm -rf x)` is seen.
 pub fn split_commands(src: &str) -> Vec<Vec<Option<String>>> {
+    let mut budget = 64usize;
+    split_at_depth(src, 0, &mut budget)
+}
+
+/// Nesting followed (`$(…)`, `bash -c`), and splits made in total, are bounded.
+const MAX_SPLIT_DEPTH: u32 = 6;
+
+fn split_at_depth(src: &str, depth: u32, budget: &mut usize) -> Vec<Vec<Option<String>>> {
     let mut cmds: Vec<Vec<Option<String>>> = Vec::new();
     let mut cur: Vec<Option<String>> = Vec::new();
     let mut word = String::new();
@@ -705,13 +713,8 @@ pub fn split_commands(src: &str) -> Vec<Vec<Option<String>>> {
             }
         }
     }
-    for n in nested.into_iter().take(16) {
-        if n.len() < src.len() {
-            cmds.extend(split_commands(&n));
-        }
-    }
-    // `bash -c 'script'` and friends: the script is split as well.
-    let mut inner = Vec::new();
+    // `bash -c 'script'` and friends at this level: the script is split as well.
+    let mut scripts: Vec<String> = nested;
     for c in &cmds {
         if let Some(Some(p)) = c.first() {
             if matches!(basename(p), "sh" | "bash" | "dash" | "zsh" | "ksh" | "eval") {
@@ -723,13 +726,19 @@ pub fn split_commands(src: &str) -> Vec<Vec<Option<String>>> {
                     } else {
                         None
                     };
-                    if let Some(s) = script {
-                        if s.len() < src.len() {
-                            inner.extend(split_commands(&s));
-                        }
-                    }
+                    scripts.extend(script);
                 }
             }
+        }
+    }
+    let mut inner = Vec::new();
+    for s in scripts {
+        if depth >= MAX_SPLIT_DEPTH || *budget == 0 {
+            break;
+        }
+        if s.len() < src.len() {
+            *budget -= 1;
+            inner.extend(split_at_depth(&s, depth + 1, budget));
         }
     }
     cmds.extend(inner);
@@ -785,6 +794,9 @@ pub fn looks_secret(s: &str) -> bool {
         }
         let b = tok.as_bytes();
         for (i, _) in tok.char_indices() {
+            if !matches!(b[i], b'A' | b's' | b'g' | b'x') {
+                continue;
+            }
             let t = &tok[i..];
             let run = |pfx: &str, min: usize, ok: fn(u8) -> bool| {
                 t.starts_with(pfx)

@@ -239,7 +239,15 @@ impl Advisor {
             user_prompts: ctx.user_prompts.clone(),
             recent_decisions: Vec::new(),
         };
-        let ck = prompt::cache_key(&self.cfg.model, self.cfg.api, call, grey, rules, &key_ctx);
+        let ck = prompt::cache_key(
+            &self.cfg.endpoint,
+            &self.cfg.model,
+            self.cfg.api,
+            call,
+            grey,
+            rules,
+            &key_ctx,
+        );
         let ms = |s: Instant| s.elapsed().as_millis() as u64;
         let with_meta = |mut v: AdvisorVerdict, sha: &str| {
             v.model = self.cfg.model.clone();

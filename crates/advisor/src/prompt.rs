@@ -99,6 +99,7 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
 
 /// The cache key: SHA-256 of everything the answer may depend on.
 pub fn cache_key(
+    endpoint: &str,
     model: &str,
     api: Api,
     call: &ToolCall,
@@ -109,6 +110,7 @@ pub fn cache_key(
     let doc = json!({
         "v": 1,
         "system": SYSTEM_PROMPT,
+        "endpoint": endpoint,
         "model": model,
         "api": api.as_str(),
         "tool": call.tool,

@@ -206,3 +206,37 @@ fn config_validation() {
         .check_key_isolation(&["ANTHROPIC_API_KEY".into()])
         .unwrap();
 }
+
+#[test]
+fn gate_parsed_commands_are_used_too() {
+    // The gate saw through an alias / `eval` the advisor's own split cannot resolve.
+    let mut call = bash("eval \"$X\"");
+    assert_eq!(grey_classes(&call), vec![]);
+    call.commands = vec![vec![
+        Some("git".into()),
+        Some("push".into()),
+        Some("--force".into()),
+    ]];
+    assert!(grey_classes(&call).contains(&GreyClass::ForcePush));
+}
+
+#[test]
+fn pathological_inputs_are_bounded() {
+    // Deep `bash -c` / `$(…)` nesting and a huge token finish quickly.
+    let mut c = String::from("rm -rf x");
+    for _ in 0..40 {
+        c = format!("bash -c \"$({c})\"");
+    }
+    let t = std::time::Instant::now();
+    let _ = grey_classes(&bash(&c));
+    let blob = "aB3".repeat(1 << 20);
+    let w = ToolCall::new("Write", json!({"file_path": "/p/x", "content": blob}));
+    assert_eq!(grey_class(&w), None);
+    let many = "a; ".repeat(200_000);
+    let _ = grey_classes(&bash(&many));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -688,9 +688,33 @@ fn latency_grey_vs_rules_path() {
         hits,
         "non-grey calls contacted the server"
     );
+    // The hook's real path: through the inherited channel to a supervisor thread.
+    use std::os::fd::AsRawFd;
+    use warden_advisor::channel::{fdpass, Server};
+    let (sup, sandbox) = fdpass::pair().unwrap();
+    let state = Arc::new(Server {
+        advisor: advisor(&srv, Api::Anthropic),
+        transcripts: None,
+        recent: None,
+    });
+    let t = std::thread::spawn(move || fdpass::serve(sup, state));
+    let mut chan = Vec::new();
+    for i in 0..n {
+        let call = bash(&format!("rm -rf out/{i}"));
+        let t0 = Instant::now();
+        let req = AdvisorRequest::new(&call, rules(Answer::Ask), "s", None);
+        let v = fdpass::consult(sandbox.as_raw_fd(), &req, 2000);
+        chan.push(t0.elapsed());
+        assert_eq!(v.source, Source::Model);
+    }
+    drop(sandbox);
+    t.join().unwrap();
     println!(
-        "advisor latency p50: grey call, local scripted advisor {:?}; grey call, cached {:?}; non-grey call (classify + combine, advisor never contacted) {:?}",
+        "advisor latency p50 (n={n}): grey call, local scripted advisor, in-process {:?}; \
+         grey call through the hook channel to the supervisor {:?}; grey call, cached {:?}; \
+         non-grey call (classify + combine, advisor never contacted, n=2000) {:?}",
         p50(grey),
+        p50(chan),
         p50(cached),
         p50(plain)
     );
