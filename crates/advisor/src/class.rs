@@ -407,54 +407,15 @@ fn classify_argv(argv: &[Option<String>], out: &mut Vec<GreyClass>) {
         }
         "git" => classify_git(&args, out),
         "curl" => {
-            let mut send = false;
-            let mut it = args.iter().peekable();
-            while let Some(a) = it.next() {
-                let Some(a) = a else { continue };
-                let (flag, inline) = match a.split_once('=') {
-                    Some((f, v)) if f.starts_with("--") => (f, Some(v)),
-                    _ => (*a, None),
-                };
-                let data_flag =
-                    matches!(
-                        flag,
-                        "-d" | "--data"
-                            | "--data-binary"
-                            | "--data-urlencode"
-                            | "--data-ascii"
-                            | "--json"
-                            | "-F"
-                            | "--form"
-                    ) || (flag.starts_with("-d") && flag.len() > 2 && !flag.starts_with("--"))
-                        || (flag.starts_with("-F") && flag.len() > 2 && !flag.starts_with("--"));
-                let upload = matches!(flag, "-T" | "--upload-file")
-                    || (flag.starts_with("-T") && flag.len() > 2 && !flag.starts_with("--"));
-                if upload {
-                    send = true;
-                } else if data_flag {
-                    let attached = if flag.len() > 2 && !flag.starts_with("--") {
-                        Some(Some(&flag[2..]))
-                    } else {
-                        None
-                    };
-                    let v: Option<&str> = match (inline, attached) {
-                        (Some(v), _) => Some(v),
-                        (None, Some(v)) => v,
-                        _ => it.next().copied().flatten(),
-                    };
-                    // `@file`, `<file` (forms), stdin, or a value known only at run time.
-                    if v.is_none_or(|v| {
-                        v.starts_with('@')
-                            || v.contains("=@")
-                            || v.contains("=<")
-                            || v.contains("$(")
-                            || v.contains('`')
-                    }) {
-                        send = true;
-                    }
-                }
+            if curl_sends(&args) {
+                out.push(GreyClass::NetworkSend);
             }
-            if send {
+        }
+        "http" | "https" | "xh" | "xhs" => {
+            // httpie / xh: `@file` bodies, `field=@file`, `field:=@file`.
+            if args.iter().any(|a| {
+                a.is_none_or(|a| a.starts_with('@') || a.contains("=@") || a.contains("<"))
+            }) {
                 out.push(GreyClass::NetworkSend);
             }
         }
@@ -492,6 +453,75 @@ fn classify_argv(argv: &[Option<String>], out: &mut Vec<GreyClass>) {
         "nc" | "ncat" | "netcat" | "socat" | "telnet" => out.push(GreyClass::NetworkSend),
         _ => {}
     }
+}
+
+/// curl short options that take a value (the rest of a cluster, or the next word).
+const CURL_VALUE_SHORT: &str = "dFTHoOuXAebcwxKErmCyYztPUQDhK";
+
+/// Whether a curl command line uploads a file, stdin, or run-time content.
+fn curl_sends(args: &[Option<&str>]) -> bool {
+    // A value that reads a file (`@f`, form `=@f`/`=<f`), stdin, or is known only at run time.
+    let from_file = |v: Option<&str>| {
+        v.is_none_or(|v| {
+            v.starts_with('@')
+                || v.contains("=@")
+                || v.contains("=<")
+                || v.contains("$(")
+                || v.contains('`')
+        })
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let Some(a) = args[i] else {
+            i += 1;
+            continue;
+        };
+        i += 1;
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let mut value = || match inline {
+                Some(v) => Some(v),
+                None => {
+                    let v = args.get(i).copied().flatten();
+                    i += 1;
+                    v
+                }
+            };
+            match name {
+                "upload-file" => return true,
+                "data" | "data-binary" | "data-urlencode" | "data-ascii" | "json" | "form" => {
+                    if from_file(value()) {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
+            for (k, ch) in cluster.char_indices() {
+                if !CURL_VALUE_SHORT.contains(ch) {
+                    continue;
+                }
+                let rest = &cluster[k + ch.len_utf8()..];
+                let v = if rest.is_empty() {
+                    let v = args.get(i).copied().flatten();
+                    i += 1;
+                    v
+                } else {
+                    Some(rest)
+                };
+                match ch {
+                    'T' => return true,
+                    'd' | 'F' if from_file(v) => return true,
+                    _ => {}
+                }
+                break;
+            }
+        }
+    }
+    false
 }
 
 /// Global git options that take a separate value.
