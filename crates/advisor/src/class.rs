@@ -406,18 +406,14 @@ fn classify_argv(argv: &[Option<String>], out: &mut Vec<GreyClass>) {
             }
         }
         "git" => classify_git(&args, out),
-        "curl" => {
-            if curl_sends(&args) {
-                out.push(GreyClass::NetworkSend);
-            }
-        }
-        "http" | "https" | "xh" | "xhs" => {
-            // httpie / xh: `@file` bodies, `field=@file`, `field:=@file`.
+        "curl" if curl_sends(&args) => out.push(GreyClass::NetworkSend),
+        // httpie / xh: `@file` bodies, `field=@file`, `field:=@file`.
+        "http" | "https" | "xh" | "xhs"
             if args.iter().any(|a| {
-                a.is_none_or(|a| a.starts_with('@') || a.contains("=@") || a.contains("<"))
-            }) {
-                out.push(GreyClass::NetworkSend);
-            }
+                a.is_none_or(|a| a.starts_with('@') || a.contains("=@") || a.contains('<'))
+            }) =>
+        {
+            out.push(GreyClass::NetworkSend)
         }
         "wget"
             if known().any(|a| {
