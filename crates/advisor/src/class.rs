@@ -488,10 +488,10 @@ fn curl_sends(args: &[Option<&str>]) -> bool {
             };
             match name {
                 "upload-file" => return true,
-                "data" | "data-binary" | "data-urlencode" | "data-ascii" | "json" | "form" => {
-                    if from_file(value()) {
-                        return true;
-                    }
+                "data" | "data-binary" | "data-urlencode" | "data-ascii" | "json" | "form"
+                    if from_file(value()) =>
+                {
+                    return true
                 }
                 _ => {}
             }
