@@ -20,6 +20,31 @@ pub enum HttpError {
     Transport(String),
 }
 
+/// Root certificates for `https` endpoints: None = Mozilla's (built in).
+pub type Roots = Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>;
+
+/// Largest CA bundle read.
+pub const MAX_CA_FILE: u64 = 8 << 20;
+
+/// Loads a PEM bundle of root certificates (the supervisor's file, outside the sandbox).
+pub fn load_roots(path: &str) -> Result<Roots, String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE).read_to_end(&mut buf))
+        .map_err(|e| format!("ca_file {path}: {e}"))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&buf)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("ca_file {path}: no PEM certificate in it"));
+    }
+    Ok(Some(std::sync::Arc::new(certs)))
+}
+
 /// One POST with a JSON body; returns the body text of a 2xx answer.
 pub fn post_json(
     endpoint: &str,
@@ -28,6 +53,19 @@ pub fn post_json(
     body: &serde_json::Value,
     deadline: Duration,
 ) -> Result<String, HttpError> {
+    post_json_with(endpoint, api, key, body, deadline, &None)
+}
+
+/// [`post_json`] with the given root certificates.
+pub fn post_json_with(
+    endpoint: &str,
+    api: Api,
+    key: Option<&str>,
+    body: &serde_json::Value,
+    deadline: Duration,
+    roots: &Roots,
+) -> Result<String, HttpError> {
+    let roots = roots.clone();
     let started = Instant::now();
     let (tx, rx) = mpsc::sync_channel(1);
     let endpoint = endpoint.to_string();
@@ -36,7 +74,7 @@ pub fn post_json(
     let spawned = std::thread::Builder::new()
         .name("warden-advisor-http".into())
         .spawn(move || {
-            let _ = tx.send(send(&endpoint, api, key.as_deref(), bytes, deadline));
+            let _ = tx.send(send(&endpoint, api, key.as_deref(), bytes, deadline, roots));
         });
     if let Err(e) = spawned {
         return Err(HttpError::Transport(format!("cannot start a thread: {e}")));
@@ -54,8 +92,14 @@ fn send(
     key: Option<&str>,
     body: Vec<u8>,
     deadline: Duration,
+    roots: Roots,
 ) -> Result<String, HttpError> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(r) = roots {
+        tls = tls.root_certs(ureq::tls::RootCerts::Specific(r));
+    }
     let config = ureq::Agent::config_builder()
+        .tls_config(tls.build())
         .timeout_global(Some(deadline))
         .proxy(None)
         .max_redirects(0)

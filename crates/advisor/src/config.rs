@@ -79,6 +79,11 @@ pub struct AdvisorConfig {
     /// Also cache answers on disk (under the user's state dir, chosen by the caller).
     #[serde(default)]
     pub disk_cache: bool,
+    /// A PEM bundle of root certificates for an `https` endpoint (e.g.
+    /// `/etc/ssl/certs/ca-certificates.crt` for the system's roots, or a corporate CA).
+    /// Unset: Mozilla's roots, built in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
@@ -113,6 +118,7 @@ impl Default for AdvisorConfig {
             classes: Vec::new(),
             allow_resolution: default_allow_resolution(),
             disk_cache: false,
+            ca_file: None,
         }
     }
 }

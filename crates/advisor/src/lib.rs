@@ -61,6 +61,7 @@ pub struct Advisor {
     cfg: AdvisorConfig,
     classifier: Classifier,
     key: Result<Option<String>, String>,
+    roots: Result<client::Roots, String>,
     cache: cache::Cache,
     bucket: Mutex<warden_proto::rate::TokenBucket>,
     nonce_secret: [u8; 16],
@@ -112,7 +113,12 @@ impl Advisor {
                 )),
             }
         };
+        let roots = match &cfg.ca_file {
+            Some(p) => client::load_roots(p),
+            None => Ok(None),
+        };
         Ok(Advisor {
+            roots,
             cfg: cfg.clone(),
             classifier: Classifier::from_config(cfg),
             key,
@@ -302,8 +308,24 @@ impl Advisor {
                 )
             }
         };
+        let roots = match &self.roots {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    with_meta(AdvisorVerdict::fallback(Source::Error, e.clone()), &sha),
+                    ck,
+                )
+            }
+        };
         let deadline = Duration::from_millis(self.cfg.timeout_ms);
-        let text = client::post_json(&self.cfg.endpoint, self.cfg.api, key, &body, deadline);
+        let text = client::post_json_with(
+            &self.cfg.endpoint,
+            self.cfg.api,
+            key,
+            &body,
+            deadline,
+            roots,
+        );
         let v = match text {
             Err(client::HttpError::Timeout(t)) => AdvisorVerdict::fallback(
                 Source::Timeout,

@@ -872,3 +872,27 @@ fn hook_decide_consults_only_grey_non_denied_calls() {
     drop(sandbox);
     t.join().unwrap();
 }
+
+#[test]
+fn unusable_ca_file_is_ask_without_contact() {
+    let srv = server(Api::Anthropic, by_command);
+    let bad = std::env::temp_dir().join(format!("warden-adv-ca-{}", std::process::id()));
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let mut c = cfg(&srv, Api::Anthropic);
+    c.ca_file = Some(bad.display().to_string());
+    let a = Advisor::from_config(&c).unwrap();
+    let call = bash("rm -rf build");
+    let g = a.classifier().classify(&call).unwrap();
+    let v = a.consult(&call, &g, &rules(Answer::Ask), &Context::default());
+    assert_eq!((v.verdict, v.source), (Answer::Ask, Source::Error), "{v:?}");
+    assert!(v.reason.contains("ca_file"));
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 0);
+    std::fs::remove_file(&bad).unwrap();
+    if std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+        assert!(
+            warden_advisor::client::load_roots("/etc/ssl/certs/ca-certificates.crt")
+                .unwrap()
+                .is_some()
+        );
+    }
+}
