@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 mod daemon;
 mod doctor;
+mod eval;
 mod exec;
 mod explain;
 mod held;
@@ -42,6 +43,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Thaw(a) => session::control(a, warden_session::Op::Thaw),
         Command::Kill(a) => session::control(a, warden_session::Op::Kill),
         Command::Status(a) => session::control(a, warden_session::Op::Status),
+        Command::Eval(a) => eval::eval(a),
         Command::Completions { shell } => misc::completions(shell),
         Command::Man => misc::man(),
     };
