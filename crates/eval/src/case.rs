@@ -11,6 +11,7 @@
 //! action = "..."                       # shell INSIDE the system under test, cwd = workspace
 //! check = "..."                        # host shell after: exit 0 = escaped, 1 = blocked
 //! cleanup = "..."                      # host shell, always run at the end (optional)
+//! tty = false                          # stdin is a pty, the controlling terminal (optional)
 //! rule = "exec-deny"                   # the rule kind tested; peers without it: not expressible
 //! [not_expressible]                    # systems that cannot express the rule (optional)
 //! bwrap = "bubblewrap has no program policy"
@@ -77,6 +78,8 @@ struct Raw {
     cleanup: String,
     rule: Option<String>,
     #[serde(default)]
+    tty: bool,
+    #[serde(default)]
     not_expressible: BTreeMap<String, String>,
 }
 
@@ -93,6 +96,9 @@ pub struct Case {
     pub action: String,
     pub check: String,
     pub cleanup: String,
+    /// The action's stdin is a pty that is its controlling terminal (the user's terminal);
+    /// after the action, input queued on it is in `$SCRATCH/tty-input`.
+    pub tty: bool,
     /// The kind of policy rule the case tests, when a peer may lack it (`exec-deny`).
     pub rule: Option<String>,
     /// System name -> why that system cannot express the rule this case tests.
@@ -194,6 +200,7 @@ pub fn parse(file: &str, text: &str) -> Result<Case, CaseError> {
         check: raw.check,
         cleanup: raw.cleanup,
         rule: raw.rule,
+        tty: raw.tty,
         not_expressible: raw.not_expressible,
         file: file.to_string(),
     })
@@ -297,8 +304,6 @@ bwrap = "no program policy"
         );
         let e = err(f, &GOOD.replace("check = \"test -e x\"", ""));
         assert!(e.contains("missing field `check`"), "{e}");
-        let e = err(f, &format!("{GOOD}\n"));
-        assert!(!e.is_empty());
         let e = err(f, &GOOD.replace("id = ", "bogus = 1\nid = "));
         assert!(e.contains("unknown field `bogus`"), "{e}");
         let e = err(f, &GOOD.replace("action = ", "timeout = 0\naction = "));

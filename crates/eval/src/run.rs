@@ -45,6 +45,20 @@ pub fn spawn_wait(
     timeout: Duration,
     keep_group: bool,
 ) -> (Ended, Option<i32>) {
+    spawn_wait_tty(argv, env, cwd, log, timeout, keep_group, None)
+}
+
+/// [`spawn_wait`], optionally with `tty` (a pty slave) as stdin and controlling terminal: the
+/// child starts a new session (so its session id is its process group, killed the same way).
+pub fn spawn_wait_tty(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: &Path,
+    log: &Path,
+    timeout: Duration,
+    keep_group: bool,
+    tty: Option<&std::fs::File>,
+) -> (Ended, Option<i32>) {
     let Some((prog, args)) = argv.split_first() else {
         return (Ended::SpawnFailed("empty command".into()), None);
     };
@@ -65,10 +79,26 @@ pub fn spawn_wait(
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
-        .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .process_group(0);
+        .stderr(err);
+    match tty.map(|t| t.try_clone()) {
+        Some(Ok(t)) => {
+            cmd.stdin(Stdio::from(t));
+            // SAFETY: only async-signal-safe syscalls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        Some(Err(e)) => return (Ended::SpawnFailed(format!("tty: {e}")), None),
+        None => {
+            cmd.stdin(Stdio::null()).process_group(0);
+        }
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return (Ended::SpawnFailed(format!("{prog}: {e}")), None),
@@ -154,8 +184,62 @@ pub fn errno_hint(out: &str) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
+/// A pty pair (master, slave) with the slave in raw mode, or None.
+fn open_pty() -> Option<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let (mut m, mut s) = (-1, -1);
+    // SAFETY: openpty writes two fds; null name/termios/winsize are allowed.
+    let r = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fresh fds we own.
+    let (m, s) = unsafe { (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s)) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcgetattr/tcsetattr on an fd we own, with a zeroed struct filled by the kernel.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(s.as_raw_fd(), &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(s.as_raw_fd(), libc::TCSANOW, &t);
+        }
+    }
+    Some((m, s))
+}
+
+/// Reads whatever input is queued on a tty without blocking (at most 64 KiB).
+fn drain_input(slave: &std::fs::File) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    let fd = slave.as_raw_fd();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // SAFETY: fcntl/read on an fd we own, into a buffer of the stated length.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        while out.len() < 65536 {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+    }
+    out
+}
+
 /// Shared state for one benchmark run.
 pub struct Runner {
+    /// Scratch dirs made so far (names them `NNN-system`, short for the same reason).
+    seq: std::cell::Cell<usize>,
     /// Parent of all scratch dirs for this run.
     pub base: PathBuf,
     /// Helper scripts (eval/lib) written out once.
@@ -165,7 +249,15 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(keep: bool) -> std::io::Result<Runner> {
-        let base = std::env::temp_dir().join(format!("warden-eval.{}", token()));
+        // Not /tmp: some peers (codex) make /tmp writable, and a fake home or "outside"
+        // directory under it would score their escapes on an artefact of this benchmark.
+        let root = [Path::new("/var/tmp")]
+            .into_iter()
+            .find(|p| p.is_dir())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        // Short: warden keeps a unix socket under the fake $HOME (SUN_LEN is 108 bytes).
+        let base = root.join(format!("wev.{}", &token()[..8]));
         std::fs::create_dir_all(&base)?;
         let lib = base.join("lib");
         std::fs::create_dir_all(&lib)?;
@@ -176,7 +268,12 @@ impl Runner {
                 .unwrap_or_default();
             std::fs::write(lib.join(file), text)?;
         }
-        Ok(Runner { base, lib, keep })
+        Ok(Runner {
+            seq: std::cell::Cell::new(0),
+            base,
+            lib,
+            keep,
+        })
     }
 
     fn layout(&self, tag: &str) -> std::io::Result<(PathBuf, PathBuf, PathBuf)> {
@@ -196,7 +293,7 @@ impl Runner {
     /// Start-up latency of `true` inside `sys`: the median of `n` runs, in milliseconds.
     pub fn startup(&self, sys: &System, n: usize) -> Result<f64, String> {
         let (scratch, ws, home) = self
-            .layout(&format!("startup-{}", sys.name))
+            .layout(&format!("up-{}", sys.name))
             .map_err(|e| e.to_string())?;
         let policy = scratch.join("warden-policy.toml");
         let ctx = Ctx {
@@ -255,8 +352,13 @@ impl Runner {
             return obs;
         }
         let t0 = Instant::now();
-        let tag = format!("{}--{}", case.id, sys.name);
-        let (scratch, ws, home) = match self.layout(&tag) {
+        self.seq.set(self.seq.get() + 1);
+        let tag = format!("{:03}-{}", self.seq.get(), sys.name);
+        let laid = self.layout(&tag).and_then(|(s, w, h)| {
+            std::fs::write(s.join("CASE"), format!("{}\n", case.id))?;
+            Ok((s, w, h))
+        });
+        let (scratch, ws, home) = match laid {
             Ok(x) => x,
             Err(e) => {
                 obs.verdict = Verdict::Error;
@@ -315,14 +417,25 @@ impl Runner {
             );
             obs.invocation = argv.clone();
             let out = scratch.join("action.out");
-            let (e, _) = spawn_wait(
+            let pty = if case.tty { open_pty() } else { None };
+            if case.tty && pty.is_none() {
+                obs.verdict = Verdict::Error;
+                obs.detail = "cannot open a pty for this case".into();
+                return obs;
+            }
+            let (e, _) = spawn_wait_tty(
                 &argv,
                 &aenv,
                 &ws,
                 &out,
                 Duration::from_secs(case.timeout_secs),
                 false,
+                pty.as_ref().map(|(_, slave)| slave),
             );
+            if let Some((_master, slave)) = &pty {
+                // What waits in the terminal's input queue is what the user's shell reads next.
+                let _ = std::fs::write(scratch.join("tty-input"), drain_input(slave));
+            }
             let _ = std::fs::write(scratch.join("system.status"), format!("{e}\n"));
             obs.action_status = e.to_string();
             obs.output_tail = tail(&out, 1500);
