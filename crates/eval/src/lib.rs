@@ -29,6 +29,9 @@ pub fn embedded_cases() -> Result<Vec<Case>, CaseError> {
     case::parse_all(embedded::CASES.iter().map(|(p, t)| (p.to_string(), *t)))
 }
 
+/// A callback run after each observation.
+pub type Progress = Box<dyn Fn(&Observation)>;
+
 /// Options for one benchmark run.
 pub struct Options {
     pub systems: Vec<system::System>,
@@ -36,7 +39,7 @@ pub struct Options {
     pub startup_runs: usize,
     pub keep: bool,
     /// Called after each observation (progress on stderr).
-    pub progress: Option<Box<dyn Fn(&Observation)>>,
+    pub progress: Option<Progress>,
 }
 
 /// Runs every case against every system and measures start-up.
