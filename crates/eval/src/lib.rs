@@ -50,7 +50,13 @@ pub fn run(opts: Options) -> std::io::Result<Report> {
     for (info, sys) in systems.iter_mut().zip(&opts.systems) {
         if sys.runnable() && opts.startup_runs > 0 {
             match runner.startup(sys, opts.startup_runs) {
-                Ok(ms) => info.startup_median_ms = Some(ms),
+                Ok(ms) => {
+                    info.startup_median_ms = Some(ms);
+                    match runner.spawn_loop(sys, 3, ms) {
+                        Ok(us) => info.spawn_us = Some(us),
+                        Err(e) => info.startup_error = Some(e),
+                    }
+                }
                 Err(e) => info.startup_error = Some(e),
             }
         }

@@ -83,6 +83,8 @@ pub struct SystemInfo {
     pub skipped: Option<String>,
     /// Median start-up of `true` inside the system, milliseconds.
     pub startup_median_ms: Option<f64>,
+    /// Cost of one spawn (`/bin/true`) inside the system, microseconds (start-up excluded).
+    pub spawn_us: Option<f64>,
     pub startup_error: Option<String>,
 }
 
@@ -98,6 +100,7 @@ impl SystemInfo {
                 _ => None,
             },
             startup_median_ms: None,
+            spawn_us: None,
             startup_error: None,
         }
     }
@@ -153,10 +156,11 @@ impl Report {
         let _ = writeln!(m, "## Systems\n");
         let _ = writeln!(
             m,
-            "| system | version | start-up of `true` (median of {}) | invocation |",
-            self.startup_runs
+            "| system | version | start-up of `true` (median of {}) | per spawn, loop of {} `/bin/true` (median of 3) | invocation |",
+            self.startup_runs,
+            crate::run::SPAWN_LOOP
         );
-        let _ = writeln!(m, "|---|---|---|---|");
+        let _ = writeln!(m, "|---|---|---|---|---|");
         for s in &self.systems {
             let st = match (&s.skipped, s.startup_median_ms, &s.startup_error) {
                 (Some(w), _, _) => format!("skipped: {w}"),
@@ -164,12 +168,17 @@ impl Report {
                 (_, _, Some(e)) => format!("error: {}", e.replace('|', "/")),
                 _ => "-".into(),
             };
+            let spawn = s
+                .spawn_us
+                .map(|u| format!("{u:.0} µs"))
+                .unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | `{}` |",
+                "| {} | {} | {} | {} | `{}` |",
                 s.name,
                 s.version.replace('|', "/"),
                 st,
+                spawn,
                 s.invocation.replace('|', "/").replace('`', "'")
             );
         }
@@ -277,6 +286,7 @@ mod tests {
                     invocation: "sh -c".into(),
                     skipped: None,
                     startup_median_ms: Some(1.25),
+                    spawn_us: Some(800.0),
                     startup_error: None,
                 },
                 SystemInfo {
@@ -286,6 +296,7 @@ mod tests {
                     invocation: "srt {cmd}".into(),
                     skipped: Some("not installed".into()),
                     startup_median_ms: None,
+                    spawn_us: None,
                     startup_error: None,
                 },
             ],
@@ -321,6 +332,7 @@ mod tests {
         );
         assert!(m.contains("1.2 ms") || m.contains("1.3 ms"), "{m}");
         assert!(m.contains("skipped: not installed"), "{m}");
+        assert!(m.contains("| 800 µs |"), "{m}");
     }
 
     #[test]

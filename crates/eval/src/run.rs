@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Spawns per spawn-loop measurement.
+pub const SPAWN_LOOP: usize = 100;
+
 /// Host-side step deadline (setup, check, cleanup), seconds.
 const STEP_TIMEOUT: u64 = 20;
 /// The clean PATH every step and action gets (no per-user shims the sandboxes would hide).
@@ -292,16 +295,29 @@ impl Runner {
 
     /// Start-up latency of `true` inside `sys`: the median of `n` runs, in milliseconds.
     pub fn startup(&self, sys: &System, n: usize) -> Result<f64, String> {
+        self.median_ms(sys, &["true".to_string()], n)
+    }
+
+    /// Cost of one spawn inside `sys`, in microseconds: a loop of [`SPAWN_LOOP`] `/bin/true`
+    /// runs (median of `n`), minus the start-up median, divided by the loop length.
+    pub fn spawn_loop(&self, sys: &System, n: usize, startup_ms: f64) -> Result<f64, String> {
+        let script = format!("i=0; while [ $i -lt {SPAWN_LOOP} ]; do /bin/true; i=$((i+1)); done");
+        let ms = self.median_ms(sys, &["bash".into(), "-c".into(), script], n)?;
+        Ok(((ms - startup_ms) * 1000.0 / SPAWN_LOOP as f64).max(0.0))
+    }
+
+    fn median_ms(&self, sys: &System, cmd: &[String], n: usize) -> Result<f64, String> {
         let (scratch, ws, home) = self
             .layout(&format!("up-{}", sys.name))
             .map_err(|e| e.to_string())?;
         let policy = scratch.join("warden-policy.toml");
         let ctx = Ctx {
+            scratch: &scratch,
             ws: &ws,
             home: &home,
             policy: &policy,
         };
-        let argv = sys.argv(&ctx, &["true".to_string()], false);
+        let argv = sys.argv(&ctx, cmd, false);
         let env = base_env(&scratch, &ws, &home, &self.lib);
         let log = scratch.join("startup.log");
         let mut times = Vec::new();
@@ -310,7 +326,11 @@ impl Runner {
             let (e, _) = spawn_wait(&argv, &env, &ws, &log, Duration::from_secs(20), false);
             let ms = t.elapsed().as_secs_f64() * 1000.0;
             if !matches!(e, Ended::Exit(0)) {
-                return Err(format!("`true` ended {e}: {}", tail(&log, 300).trim()));
+                return Err(format!(
+                    "`{}` ended {e}: {}",
+                    cmd.join(" "),
+                    tail(&log, 300).trim()
+                ));
             }
             if i > 0 {
                 times.push(ms);
@@ -406,6 +426,7 @@ impl Runner {
             }
             let policy = scratch.join("warden-policy.toml");
             let ctx = Ctx {
+                scratch: &scratch,
                 ws: &ws,
                 home: &home,
                 policy: &policy,

@@ -18,6 +18,8 @@ pub enum Kind {
     Bwrap(PathBuf),
     /// Codex CLI's own sandbox: `codex sandbox -P :workspace` (binary, CODEX_HOME).
     Codex(PathBuf, PathBuf),
+    /// Anthropic's sandbox-runtime (`srt --settings <scratch settings.json>`).
+    Srt(PathBuf),
     /// A user template: `name=cmd ... {cmd} ...`, run through `sh -c`.
     Template(String),
     /// Known but not runnable here (not installed, or no invocation implemented).
@@ -37,6 +39,8 @@ pub struct System {
 
 /// Paths a system invocation may refer to.
 pub struct Ctx<'a> {
+    /// The case's scratch dir (per-system settings files go here, outside the workspace).
+    pub scratch: &'a Path,
     pub ws: &'a Path,
     pub home: &'a Path,
     pub policy: &'a Path,
@@ -152,14 +156,23 @@ pub fn resolve(spec: &str, warden_bin: &Path) -> Result<System, String> {
                 None => absent("codex", &inv, "not installed (npm install -g @openai/codex)".into()),
             }
         }
-        "srt" => absent(
-            "srt",
-            "srt --settings {settings.json: denyRead ~/.ssh etc., allowWrite {ws}, network allowlist empty} {cmd}",
+        "srt" => {
+            let inv = "srt --settings {scratch}/srt-settings.json -- {cmd}   (settings: {\"network\":{\"allowedDomains\":[]},\"filesystem\":{\"denyRead\":[{home}],\"allowWrite\":[{ws}]}}; srt's own mandatory write-denies cover .git/hooks, .git/config and agent settings)";
             match which("srt") {
-                Some(_) => "installed, but no invocation is implemented yet: pass --against 'srt=srt {cmd}'".into(),
-                None => "not installed (npm install -g @anthropic-ai/sandbox-runtime)".into(),
-            },
-        ),
+                Some(b) => System {
+                    name: "srt".into(),
+                    version: format!("srt {}", version_of(&b, "--version")),
+                    kind: Kind::Srt(b),
+                    invocation: inv.into(),
+                    lacks: NO_PROGRAM_POLICY.to_vec(),
+                },
+                None => absent(
+                    "srt",
+                    inv,
+                    "not installed (scripts/eval-peers.sh: npm install -g @anthropic-ai/sandbox-runtime; needs ripgrep, socat)".into(),
+                ),
+            }
+        }
         "nono" => absent(
             "nono",
             "nono run --allow {ws} -- {cmd}",
@@ -264,6 +277,23 @@ impl System {
                 v.push(s(b));
                 v.extend(["sandbox", "-P", ":workspace", "-C"].map(String::from));
                 v.push(s(ctx.ws));
+                v.push("--".into());
+            }
+            Kind::Srt(b) => {
+                let settings = ctx.scratch.join("srt-settings.json");
+                let json = serde_json::json!({
+                    "network": {"allowedDomains": [], "deniedDomains": []},
+                    "filesystem": {
+                        "denyRead": [s(ctx.home)],
+                        "allowWrite": [s(ctx.ws)],
+                        "denyWrite": [],
+                    },
+                });
+                // A write failure shows up as srt's own error in the cell.
+                let _ = std::fs::write(&settings, json.to_string());
+                v.push(s(b));
+                v.push("--settings".into());
+                v.push(s(&settings));
                 v.push("--".into());
             }
             Kind::Template(t) => {
