@@ -52,7 +52,7 @@ pub fn run(opts: Options) -> std::io::Result<Report> {
             match runner.startup(sys, opts.startup_runs) {
                 Ok(ms) => {
                     info.startup_median_ms = Some(ms);
-                    match runner.spawn_loop(sys, 3, ms) {
+                    match runner.spawn_loop(sys, 3) {
                         Ok(us) => info.spawn_us = Some(us),
                         Err(e) => info.startup_error = Some(e),
                     }

@@ -295,18 +295,29 @@ impl Runner {
 
     /// Start-up latency of `true` inside `sys`: the median of `n` runs, in milliseconds.
     pub fn startup(&self, sys: &System, n: usize) -> Result<f64, String> {
-        self.median_ms(sys, &["true".to_string()], n)
+        self.median_ms(sys, &["true".to_string()], n, false)
     }
 
     /// Cost of one spawn inside `sys`, in microseconds: a loop of [`SPAWN_LOOP`] `/bin/true`
-    /// runs (median of `n`), minus the start-up median, divided by the loop length.
-    pub fn spawn_loop(&self, sys: &System, n: usize, startup_ms: f64) -> Result<f64, String> {
-        let script = format!("i=0; while [ $i -lt {SPAWN_LOOP} ]; do /bin/true; i=$((i+1)); done");
-        let ms = self.median_ms(sys, &["bash".into(), "-c".into(), script], n)?;
-        Ok(((ms - startup_ms) * 1000.0 / SPAWN_LOOP as f64).max(0.0))
+    /// runs timed inside the system (so start-up is excluded), median of `n`.
+    pub fn spawn_loop(&self, sys: &System, n: usize) -> Result<f64, String> {
+        let script = format!(
+            "s=$(date +%s%N); i=0; while [ $i -lt {SPAWN_LOOP} ]; do /bin/true; i=$((i+1)); done; \
+             e=$(date +%s%N); echo \"EVAL_MS $(( (e-s)/1000 ))\""
+        );
+        let ms = self.median_ms(sys, &["bash".into(), "-c".into(), script], n, true)?;
+        Ok(ms * 1000.0 / SPAWN_LOOP as f64)
     }
 
-    fn median_ms(&self, sys: &System, cmd: &[String], n: usize) -> Result<f64, String> {
+    /// Median wall time of `cmd` in `sys`, in ms; with `inner`, the time the command itself
+    /// reports on a line `EVAL_MS <microseconds>`.
+    fn median_ms(
+        &self,
+        sys: &System,
+        cmd: &[String],
+        n: usize,
+        inner: bool,
+    ) -> Result<f64, String> {
         let (scratch, ws, home) = self
             .layout(&format!("up-{}", sys.name))
             .map_err(|e| e.to_string())?;
@@ -322,9 +333,27 @@ impl Runner {
         let log = scratch.join("startup.log");
         let mut times = Vec::new();
         for i in 0..=n {
+            let _ = std::fs::remove_file(&log);
             let t = Instant::now();
             let (e, _) = spawn_wait(&argv, &env, &ws, &log, Duration::from_secs(20), false);
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let mut ms = t.elapsed().as_secs_f64() * 1000.0;
+            if inner {
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                let us = out
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("EVAL_MS "))
+                    .filter_map(|v| v.trim().parse::<f64>().ok())
+                    .next_back();
+                match us {
+                    Some(us) => ms = us / 1000.0,
+                    None => {
+                        return Err(format!(
+                            "no timing in the output: {}",
+                            tail(&log, 300).trim()
+                        ))
+                    }
+                }
+            }
             if !matches!(e, Ended::Exit(0)) {
                 return Err(format!(
                     "`{}` ended {e}: {}",
