@@ -51,6 +51,8 @@ pub enum CaseError {
         id: String,
         stem: String,
     },
+    #[error("{file}: {msg}")]
+    Io { file: String, msg: String },
     #[error("{file}: duplicate case id `{id}` (also in {other})")]
     Duplicate {
         file: String,
@@ -248,14 +250,14 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>, CaseError> {
         Ok(())
     }
     let mut paths = Vec::new();
-    walk(dir, &mut paths).map_err(|e| CaseError::Toml {
+    walk(dir, &mut paths).map_err(|e| CaseError::Io {
         file: dir.display().to_string(),
         msg: format!("cannot read the case directory: {e}"),
     })?;
     paths.sort();
     let mut texts = Vec::new();
     for p in paths {
-        let t = std::fs::read_to_string(&p).map_err(|e| CaseError::Toml {
+        let t = std::fs::read_to_string(&p).map_err(|e| CaseError::Io {
             file: p.display().to_string(),
             msg: format!("cannot read: {e}"),
         })?;
@@ -352,6 +354,24 @@ bwrap = "no program policy"
             e.to_string().contains("duplicate case id `exec-copy`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn load_dir_reports_io_errors_and_loads_files() {
+        let e = load_dir(Path::new("/nonexistent-warden-eval")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent-warden-eval: cannot read the case directory"),
+            "{e}"
+        );
+        let d = std::env::temp_dir().join(format!("warden-eval-test-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("exec")).unwrap();
+        std::fs::write(d.join("exec/exec-copy.toml"), GOOD).unwrap();
+        std::fs::write(d.join("exec/notes.txt"), "ignored").unwrap();
+        let cases = load_dir(&d).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].id, "exec-copy");
     }
 
     #[test]

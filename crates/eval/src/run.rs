@@ -557,3 +557,75 @@ pub fn base_env(scratch: &Path, ws: &Path, home: &Path, lib: &Path) -> Vec<(Stri
         ("PORT2".into(), free_port().to_string()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(setup: &str, action: &str, check: &str, timeout: u64) -> Case {
+        let mut c = crate::case::parse(
+            "t/t-x.toml",
+            "id = \"t-x\"\nclass = \"exec\"\ndescription = \"d\"\naction = \"a\"\ncheck = \"c\"\n",
+        )
+        .unwrap();
+        c.setup = setup.into();
+        c.action = action.into();
+        c.check = check.into();
+        c.timeout_secs = timeout;
+        c
+    }
+
+    #[test]
+    fn verdicts_come_from_the_check_not_the_action() {
+        let r = Runner::new(false).unwrap();
+        let none = crate::system::resolve("none", Path::new("/bin/true")).unwrap();
+        let esc = r.run(
+            &case("", "echo hi > m; exit 3", "[ -e \"$WS/m\" ]", 5),
+            &none,
+        );
+        assert_eq!(esc.verdict, Verdict::Escaped, "{esc:?}");
+        let blk = r.run(&case("", "ls /nonexistent-x", "[ -e \"$WS/m\" ]", 5), &none);
+        assert_eq!(blk.verdict, Verdict::Blocked, "{blk:?}");
+        assert_eq!(blk.errno.as_deref(), Some("ENOENT"));
+        let err = r.run(&case("", "true", "exit 3", 5), &none);
+        assert_eq!(err.verdict, Verdict::Error);
+        assert!(err.detail.contains("check ended exit:3"), "{err:?}");
+        let bad_setup = r.run(&case("echo broken >&2; exit 1", "true", "true", 5), &none);
+        assert_eq!(bad_setup.verdict, Verdict::Error);
+        assert!(
+            bad_setup.detail.contains("setup ended exit:1: broken"),
+            "{bad_setup:?}"
+        );
+        // The action never sees the secret token; setup's action.env reaches it.
+        let env = r.run(
+            &case(
+                "echo \"X_FROM_SETUP=$TOKEN\" >> \"$SCRATCH/action.env\"",
+                "echo \"[$TOKEN]\"; echo \"$X_FROM_SETUP\"",
+                "grep -q '^\\[\\]$' \"$ACTION_OUT\" && grep -q evalsecret \"$ACTION_OUT\"",
+                5,
+            ),
+            &none,
+        );
+        assert_eq!(env.verdict, Verdict::Escaped, "{env:?}");
+        r.finish();
+    }
+
+    #[test]
+    fn a_deadline_kills_the_whole_group() {
+        let r = Runner::new(false).unwrap();
+        let none = crate::system::resolve("none", Path::new("/bin/true")).unwrap();
+        let t = Instant::now();
+        let o = r.run(
+            &case("", "sleep 30 & echo $! > \"$SCRATCH/bg\"; sleep 30", "p=$(cat \"$SCRATCH/bg\"); sleep 0.2; ! kill -0 $p 2>/dev/null || grep -q '^State:.*Z' /proc/$p/status", 1),
+            &none,
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert_eq!(o.action_status, "timeout");
+        assert_eq!(
+            o.verdict,
+            Verdict::Escaped,
+            "the background sleep outlived the deadline: {o:?}"
+        );
+        r.finish();
+    }
+}

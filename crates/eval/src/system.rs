@@ -317,3 +317,89 @@ pub fn which_in(prog: &str, path: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(prog))
         .find(|p| p.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_rejects_bad_specs_precisely() {
+        let me = Path::new("/bin/warden");
+        assert!(resolve("bogus", me)
+            .unwrap_err()
+            .contains("unknown system `bogus`"));
+        assert!(resolve("x=run it", me)
+            .unwrap_err()
+            .contains("must contain {cmd}"));
+        assert!(resolve("a b=x {cmd}", me)
+            .unwrap_err()
+            .contains("system name `a b`"));
+        assert!(resolve("=x {cmd}", me).is_err());
+    }
+
+    #[test]
+    fn templates_quote_the_command_and_expand_paths() {
+        let me = Path::new("/bin/warden");
+        let s = resolve("box=mybox --root {ws} -- {cmd}", me).unwrap();
+        let ctx = Ctx {
+            scratch: Path::new("/s"),
+            ws: Path::new("/s/w s"),
+            home: Path::new("/s/h"),
+            policy: Path::new("/s/p"),
+        };
+        let argv = s.argv(
+            &ctx,
+            &["bash".into(), "-c".into(), "echo 'a' $X".into()],
+            true,
+        );
+        assert_eq!(argv[..2], ["sh".to_string(), "-c".to_string()]);
+        assert_eq!(
+            argv[2],
+            r#"mybox --root '/s/w s' -- 'bash' '-c' 'echo '\''a'\'' $X'"#
+        );
+    }
+
+    #[test]
+    fn warden_and_none_invocations() {
+        let me = Path::new("/bin/warden");
+        let ctx = Ctx {
+            scratch: Path::new("/s"),
+            ws: Path::new("/s/w"),
+            home: Path::new("/s/h"),
+            policy: Path::new("/s/p.toml"),
+        };
+        let cmd = ["true".to_string()];
+        let w = resolve("warden", me).unwrap().argv(&ctx, &cmd, true);
+        assert_eq!(
+            w.join(" "),
+            "/bin/warden run --quiet --policy /s/p.toml -w /s/w -- true"
+        );
+        let n = resolve("none", me).unwrap();
+        assert_eq!(n.argv(&ctx, &cmd, false), cmd.to_vec());
+        assert_eq!(
+            n.argv(&ctx, &cmd, true)[..2],
+            ["sh".to_string(), "-c".to_string()]
+        );
+    }
+
+    #[test]
+    fn peers_without_a_program_policy_cannot_express_exec_deny() {
+        let me = Path::new("/bin/warden");
+        let mut c = crate::case::parse(
+            "x/exec-x.toml",
+            "id = \"exec-x\"\nclass = \"exec\"\ndescription = \"d\"\naction = \"a\"\ncheck = \"c\"\nrule = \"exec-deny\"\n",
+        )
+        .unwrap();
+        let srt = resolve("srt", me).unwrap();
+        assert!(srt.not_expressible(&c).is_some());
+        assert!(resolve("warden", me).unwrap().not_expressible(&c).is_none());
+        c.not_expressible.insert("warden".into(), "why".into());
+        assert_eq!(
+            resolve("warden", me)
+                .unwrap()
+                .not_expressible(&c)
+                .as_deref(),
+            Some("why")
+        );
+    }
+}
