@@ -121,6 +121,13 @@ pub enum Command {
     Log(LogArgs),
     /// List running and past sessions with counts by verdict.
     Sessions(SessionsArgs),
+    /// Run the open evasion benchmark against warden and other sandboxes; print a scorecard.
+    ///
+    /// Each case (eval/cases/<class>/<id>.toml, built in) sets up a scratch workspace and fake
+    /// home on the host, runs its action inside each system, and judges from the host
+    /// afterwards by observable effects only. Absent systems are reported skipped.
+    #[command(after_long_help = "Example: warden eval --against none,warden,bwrap --out eval-out")]
+    Eval(EvalArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -169,6 +176,38 @@ pub struct RunArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Systems, comma-separated: none, warden, bwrap, codex, srt, nono, fapolicyd, or one
+    /// template per flag: 'name=cmd ... {cmd}' ({ws}, {home} also expand). Repeatable.
+    #[arg(long, default_value = "none,warden,bwrap")]
+    pub against: Vec<String>,
+    /// Only cases whose id or class contains this text (comma-separated alternatives).
+    #[arg(long)]
+    pub cases: Option<String>,
+    /// Run the cases in this directory instead of the built-in corpus.
+    #[arg(long, value_name = "DIR")]
+    pub cases_dir: Option<PathBuf>,
+    /// Print JSON with every observation instead of Markdown.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print Markdown (the default).
+    #[arg(long)]
+    pub markdown: bool,
+    /// Also write eval.md and eval.json into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Start-up runs of `-- true` per system (median reported; 0 skips).
+    #[arg(long, default_value_t = 20)]
+    pub startup_runs: usize,
+    /// Keep the scratch directories (for debugging a case).
+    #[arg(long)]
+    pub keep: bool,
+    /// List the cases and exit.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Args, Debug)]

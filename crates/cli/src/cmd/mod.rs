@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod audit;
 mod daemon;
 mod doctor;
+mod eval;
 mod exec;
 mod explain;
 mod held;
@@ -47,6 +48,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Audit(c) => audit::audit(c),
         Command::Log(a) => log::log(a),
         Command::Sessions(a) => log::sessions(a),
+        Command::Eval(a) => eval::eval(a),
         Command::Completions { shell } => misc::completions(shell),
         Command::Man => misc::man(),
     };
