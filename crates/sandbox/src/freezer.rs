@@ -98,6 +98,21 @@ impl SessionLeaf {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
+        // Leaves of supervisors that were killed: empty ones older than a minute go (rmdir
+        // refuses a populated cgroup; a young one may belong to a session still starting).
+        if let Ok(rd) = std::fs::read_dir(&parent) {
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(60));
+                if old && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
         let path = parent.join(session);
         std::fs::create_dir(&path)?;
         Ok(SessionLeaf { path })

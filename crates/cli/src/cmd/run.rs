@@ -224,6 +224,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         )
     })?;
     warden_event::init_tracing(Some(log), verbose);
+    // Decisions before the sandbox exists are held for the audit store (no threads yet).
+    let early = Arc::new(crate::cmd::session::Early::default());
+    warden_event::sinks::add(early.clone());
     let who = format!("warden run ({})", loaded.profile);
     Decision::new(
         Layer::Sandbox,
@@ -373,6 +376,28 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .freeze_timeout_secs
         .filter(|s| *s > 0)
         .map(std::time::Duration::from_secs);
+    let audit_start = crate::cmd::session::AuditStart {
+        store: warden_audit::default_store_path(&home),
+        retention: warden_audit::Retention::with_policy(
+            loaded.policy.audit.retention_days,
+            loaded.policy.audit.max_mb,
+        ),
+        info: warden_audit::SessionInfo {
+            id: session_id.clone(),
+            agent: loaded
+                .policy
+                .agent
+                .name
+                .clone()
+                .unwrap_or_else(|| a.command[0].clone()),
+            profile: loaded.profile.to_string(),
+            workspace: ws.display().to_string(),
+            command: a.command.join(" "),
+            pid: Some(std::process::id() as i64),
+            start_ms: warden_audit::time::now_ms(),
+        },
+        early: early.clone(),
+    };
     let on_launch = crate::cmd::session::on_launch(
         risk_cfg,
         freeze_timeout,
@@ -380,6 +405,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         &session_id,
         leaf.as_ref().map(|l| l.path.clone()),
         running.clone(),
+        audit_start,
     );
     let l = Launch {
         rlimit_nproc: if cgroup.is_none() && pid_max.is_none() && bpf_rules.is_none() {
@@ -431,7 +457,12 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         on_launch,
         watch,
     );
-    let risk = crate::cmd::session::finish(&running, a.quiet);
+    let risk = crate::cmd::session::finish(
+        &running,
+        a.quiet,
+        &session_id,
+        result.as_ref().ok().copied(),
+    );
     drop(leaf);
     drop(memory_cgroup);
     launch::remove_placeholders(&placeholders);

@@ -12,10 +12,55 @@ use warden_risk::RiskConfig;
 use warden_sandbox::freezer::Freezer;
 use warden_session::{control, ControlServer, Monitor, Op};
 
-/// The monitor and control socket of the running session.
+/// The monitor, control socket and audit writer of the running session.
 pub struct Running {
     pub monitor: Arc<Monitor>,
     pub control: Option<ControlServer>,
+    pub audit: Option<warden_audit::AuditWriter>,
+    pub audit_store: PathBuf,
+}
+
+/// Decisions emitted before the session's threads may start (the supervisor is single-
+/// threaded until the sandbox is forked): held in memory, handed to the audit store once it
+/// runs. Bounded.
+#[derive(Default)]
+pub struct Early(Mutex<Vec<warden_event::Decision>>);
+
+impl warden_event::Sink for Early {
+    fn decision(&self, d: &warden_event::Decision) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < 4096 {
+                v.push(d.clone());
+            }
+        }
+    }
+}
+
+/// The audit store as a decision sink: warden's own decisions are rows; reports relayed from
+/// inside the sandbox (`reported_by`) are stored as the agent's claims.
+struct AuditSink {
+    w: warden_audit::AuditWriter,
+    session: String,
+}
+
+impl warden_event::Sink for AuditSink {
+    fn decision(&self, d: &warden_event::Decision) {
+        if d.extra.contains_key("reported_by") {
+            let raw = d.to_json();
+            self.w
+                .record_claim(&self.session, warden_event::Layer::Gate, raw.as_bytes());
+        } else {
+            self.w.record(d.clone());
+        }
+    }
+}
+
+/// What the audit store needs to open a session.
+pub struct AuditStart {
+    pub store: PathBuf,
+    pub retention: warden_audit::Retention,
+    pub info: warden_audit::SessionInfo,
+    pub early: Arc<Early>,
 }
 
 pub type Slot = Arc<Mutex<Option<Running>>>;
@@ -35,6 +80,7 @@ pub fn on_launch(
     session: &str,
     leaf: Option<PathBuf>,
     slot: Slot,
+    audit: AuditStart,
 ) -> OnLaunch {
     let state = state.to_path_buf();
     let session = session.to_string();
@@ -66,8 +112,45 @@ pub fn on_launch(
                 None
             }
         };
+        // The audit store: every decision of the session from here on (and the early ones).
+        let writer = match warden_audit::AuditWriter::open(
+            &audit.store,
+            warden_audit::WriterConfig {
+                retention: audit.retention,
+                ..Default::default()
+            },
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!(
+                    "warden: warning: audit store {}: {e}; this session is recorded only in its JSON-lines log",
+                    audit.store.display()
+                );
+                None
+            }
+        };
+        if let Some(w) = &writer {
+            if let Err(e) = w.session_start(audit.info) {
+                eprintln!("warden: warning: audit store: {e}");
+            }
+            let early = audit.early.0.lock().map(|mut v| std::mem::take(&mut *v));
+            for d in early.unwrap_or_default() {
+                w.record(d);
+            }
+            warden_event::sinks::clear();
+            warden_event::sinks::add(monitor.clone());
+            warden_event::sinks::add(Arc::new(AuditSink {
+                w: w.clone(),
+                session: session.clone(),
+            }));
+        }
         if let Ok(mut g) = slot.lock() {
-            *g = Some(Running { monitor, control });
+            *g = Some(Running {
+                monitor,
+                control,
+                audit: writer,
+                audit_store: audit.store,
+            });
         }
     })
 }
@@ -88,13 +171,43 @@ impl Outcome {
     }
 }
 
-/// Stops the monitor and prints the risk line (unless quiet).
-pub fn finish(slot: &Slot, quiet: bool) -> Option<Outcome> {
+/// Stops the monitor, closes the session in the audit store and prints the summary (unless
+/// quiet). `code` is the agent's exit status.
+pub fn finish(slot: &Slot, quiet: bool, session: &str, code: Option<i32>) -> Option<Outcome> {
     let r = slot.lock().ok()?.take()?;
-    warden_event::sinks::clear();
     r.monitor.stop();
     drop(r.control);
     let st = r.monitor.status();
+    warden_event::sinks::clear();
+    if let Some(w) = &r.audit {
+        let _ = w.session_end(warden_audit::SessionEnd {
+            id: session.to_string(),
+            end_ms: warden_audit::time::now_ms(),
+            exit_status: code.map(i64::from),
+            reason: if st.killed {
+                format!(
+                    "killed by warden ({})",
+                    st.last_action.clone().unwrap_or_default()
+                )
+            } else {
+                "exited".into()
+            },
+        });
+        match w.close() {
+            Ok(head) if !quiet => {
+                if let Ok(summary) = warden_audit::AuditStore::open_read_only(&r.audit_store)
+                    .and_then(|s| s.session_summary(session))
+                {
+                    eprintln!("{summary}");
+                }
+                eprintln!(
+                    "warden: audit head {head} (`warden log {session}` shows the session; `warden audit verify` checks the chain)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warden: warning: audit store: {e}"),
+        }
+    }
     if !quiet && (st.score >= 1.0 || st.killed || st.last_action.is_some()) {
         let mut line = format!("warden: risk score {:.0}", st.score);
         if let Some(a) = &st.last_action {
