@@ -219,3 +219,81 @@ fn a_benign_session_never_warns() {
         "a benign session warned: {err}"
     );
 }
+
+/// Ctrl-] then f/t/k on the `warden run` terminal freezes, thaws and kills; the same bytes
+/// printed by the agent (its pty output) do nothing. Driven through a real pty (`script`).
+#[test]
+fn key_sequence_on_the_terminal_freezes_and_kills_and_the_agent_cannot_forge_it() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    use std::io::Write;
+    let t = T::new("keys");
+    let inner = format!(
+        "{} run -- /bin/bash -c 'printf \"\\035f\\035k\"; while :; do date +%s%N > hb; sleep 0.02; done'",
+        env!("CARGO_BIN_EXE_warden")
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the heartbeat", Duration::from_secs(20), || {
+        !t.read("hb").is_empty()
+    });
+    let id = {
+        let mut id = None;
+        wait_for("the control socket", Duration::from_secs(10), || {
+            id = session_id(&t.home);
+            id.is_some()
+        });
+        id.unwrap()
+    };
+    // The agent printed Ctrl-] f Ctrl-] k itself: nothing happened.
+    std::thread::sleep(Duration::from_millis(300));
+    let a = t.read("hb");
+    wait_for("the heartbeat to move", Duration::from_secs(5), || {
+        t.read("hb") != a
+    });
+    let status =
+        |t: &T| String::from_utf8_lossy(&t.warden(&["status", &id, "--json"]).stdout).to_string();
+    assert!(status(&t).contains("\"frozen\": false"), "{}", status(&t));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x1df").unwrap();
+    stdin.flush().unwrap();
+    wait_for(
+        "a freeze from the terminal",
+        Duration::from_secs(10),
+        || status(&t).contains("\"frozen\": true"),
+    );
+    let a = t.read("hb");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a, t.read("hb"), "the heartbeat advanced while frozen");
+    stdin.write_all(b"\x1dt").unwrap();
+    stdin.flush().unwrap();
+    wait_for("the heartbeat to resume", Duration::from_secs(10), || {
+        t.read("hb") != a
+    });
+    stdin.write_all(b"\x1dk").unwrap();
+    stdin.flush().unwrap();
+    let t0 = Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the session survived Ctrl-] k"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!st.success());
+    let a = t.read("hb");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a, t.read("hb"), "a process of the tree survived");
+}

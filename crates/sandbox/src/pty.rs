@@ -76,12 +76,69 @@ pub fn copy_filtered(from: RawFd, to: RawFd) -> crate::termfilter::Dropped {
     }
 }
 
+/// The key that starts a command to warden on the `warden run` terminal: Ctrl-].
+pub const ESCAPE: u8 = 0x1d;
+
+/// Called with the key typed after [`ESCAPE`] (never seen by the agent).
+pub type EscapeHandler = Box<dyn Fn(u8) + Send>;
+
+/// The user's input → the pty, except warden's key sequence: Ctrl-] then a key goes to
+/// `on_escape` instead of the agent; Ctrl-] Ctrl-] sends one Ctrl-]. The sequence is read
+/// from the user's terminal (fd 0) only: the agent writes to its pty's output, which never
+/// comes back here, and cannot inject into the user's terminal (TIOCSTI is denied and it is
+/// in its own session), so it cannot type the sequence.
+fn copy_input(from: RawFd, to: RawFd, on_escape: Option<EscapeHandler>) {
+    let Some(on_escape) = on_escape else {
+        return copy(from, to);
+    };
+    let mut buf = [0u8; 16384];
+    let mut out = Vec::with_capacity(buf.len());
+    let mut pending = false;
+    loop {
+        // SAFETY: read into a stack buffer.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        out.clear();
+        for &b in &buf[..n as usize] {
+            if pending {
+                pending = false;
+                if b == ESCAPE {
+                    out.push(ESCAPE);
+                } else {
+                    crate::sys::write_all(to, &out);
+                    out.clear();
+                    on_escape(b);
+                }
+            } else if b == ESCAPE {
+                pending = true;
+                on_escape(0);
+            } else {
+                out.push(b);
+            }
+        }
+        crate::sys::write_all(to, &out);
+    }
+}
+
 /// Copies the user's input to the pty and the pty's (filtered) output to the user's
 /// terminal. Returns the output thread; it ends when the agent side is closed, after noting
 /// on stderr how many sequences were dropped.
 pub fn relay(master: &OwnedFd) -> std::thread::JoinHandle<()> {
+    relay_with(master, None)
+}
+
+/// [`relay`], with warden's key sequence on the input side (see [`ESCAPE`]).
+pub fn relay_with(
+    master: &OwnedFd,
+    on_escape: Option<EscapeHandler>,
+) -> std::thread::JoinHandle<()> {
     let m = master.as_raw_fd();
-    std::thread::spawn(move || copy(0, m));
+    std::thread::spawn(move || copy_input(0, m, on_escape));
     std::thread::spawn(move || {
         let d = copy_filtered(m, 1);
         note_dropped(&d);

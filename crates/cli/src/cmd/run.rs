@@ -456,6 +456,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         proxy,
         on_launch,
         watch,
+        Some(crate::cmd::session::escape_handler(running.clone())),
     );
     let risk = crate::cmd::session::finish(
         &running,
@@ -684,6 +685,7 @@ fn supervise(
     proxy: ProxyStart,
     on_launch: crate::cmd::session::OnLaunch,
     mut watch: warden_sandbox::limits::Watch,
+    mut escape: Option<warden_sandbox::pty::EscapeHandler>,
 ) -> anyhow::Result<i32> {
     let mut session = launch(l).map_err(|e| {
         let hint = if e.starts_with("namespaces") {
@@ -826,7 +828,10 @@ fn supervise(
     } else {
         None
     };
-    let out = session.pty_master.as_ref().map(warden_sandbox::pty::relay);
+    let out = session
+        .pty_master
+        .as_ref()
+        .map(|m| warden_sandbox::pty::relay_with(m, escape.take()));
     watch.agent_pid = session.agent_pid;
     let monitor = warden_sandbox::limits::Monitor::start(watch);
     if let Err(e) = session.wait_started() {

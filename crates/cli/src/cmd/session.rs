@@ -261,3 +261,50 @@ pub fn control(a: SessionArg, op: Op) -> anyhow::Result<i32> {
     }
     Ok(if r.ok { exit::OK } else { exit::DENIED })
 }
+
+/// Warden's key sequence on the `warden run` terminal (Ctrl-] then a key): the supervisor
+/// reads it before the agent's pty could, so the agent can neither see nor type it.
+pub fn escape_handler(slot: Slot) -> warden_sandbox::pty::EscapeHandler {
+    Box::new(move |key: u8| {
+        let say = |m: &str| eprint!("\r\n{}\r\n", misc::warn_stderr(m));
+        if key == 0 {
+            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · Ctrl-] sends Ctrl-]");
+            return;
+        }
+        let monitor = match slot.lock() {
+            Ok(g) => g.as_ref().map(|r| r.monitor.clone()),
+            Err(_) => None,
+        };
+        let Some(m) = monitor else {
+            say("warden: the session's monitor is not running");
+            return;
+        };
+        let by = "the user at the warden run terminal (Ctrl-])";
+        let res = match key {
+            b'f' | b'F' => m
+                .freeze(by)
+                .map(|_| "frozen: Ctrl-] t thaws, Ctrl-] k kills".to_string()),
+            b't' | b'T' => m.thaw(by).map(|_| "thawed".to_string()),
+            b'k' | b'K' => m.kill(by).map(|_| "killed".to_string()),
+            b's' | b'S' => {
+                let st = m.status();
+                Ok(format!(
+                    "risk score {:.0}{}{}; {} decisions; top: {}",
+                    st.score,
+                    if st.frozen { ", FROZEN" } else { "" },
+                    if st.killed { ", KILLED" } else { "" },
+                    st.decisions,
+                    st.top
+                        .first()
+                        .map(|(c, _)| c.reason.clone())
+                        .unwrap_or_else(|| "-".into())
+                ))
+            }
+            _ => Err("unknown key (f freeze, t thaw, k kill, s status)".to_string()),
+        };
+        match res {
+            Ok(msg) => say(&format!("warden: {msg}")),
+            Err(e) => say(&format!("warden: {e}")),
+        }
+    })
+}
