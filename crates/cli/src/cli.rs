@@ -111,6 +111,11 @@ pub enum Command {
     Kill(SessionArg),
     /// A running session's live state: risk score, level, and the events that weigh most.
     Status(SessionArg),
+    /// Live view of the running sessions: score, state, decisions/s, what weighs most.
+    ///
+    /// Refreshes every second until Ctrl-C; works over SSH (plain text). `--json` prints one
+    /// snapshot for scripts. Freeze, thaw or kill with `warden freeze|thaw|kill SESSION`.
+    Top(TopArgs),
     /// Check the audit store's hash chain, export it, or print its head.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -208,6 +213,16 @@ pub struct EvalArgs {
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// One snapshot as JSON, then exit.
+    #[arg(long)]
+    pub json: bool,
+    /// One snapshot as text, then exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Args, Debug)]

@@ -297,3 +297,47 @@ fn key_sequence_on_the_terminal_freezes_and_kills_and_the_agent_cannot_forge_it(
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(a, t.read("hb"), "a process of the tree survived");
 }
+
+/// `warden top --json` sees two concurrent sessions with their live status.
+#[test]
+fn top_json_lists_two_concurrent_sessions() {
+    let t = T::new("top");
+    std::fs::create_dir_all(t.ws.join("b")).unwrap();
+    let spawn = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "--quiet", "--", "/bin/bash", "-c", "sleep 30"])
+            .current_dir(dir)
+            .env("HOME", &t.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn(&t.ws);
+    let mut b = spawn(&t.ws.join("b"));
+    let count = || {
+        std::fs::read_dir(t.home.join(".local/state/warden/sessions"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for("two control sockets", Duration::from_secs(20), || {
+        count() == 2
+    });
+    let o = t.warden(&["top", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for r in rows {
+        assert!(r["status"]["frozen"] == false, "{r}");
+        let id = r["session"].as_str().unwrap();
+        assert!(t.warden(&["kill", id]).status.success());
+    }
+    assert!(!a.wait().unwrap().success());
+    assert!(!b.wait().unwrap().success());
+}

@@ -308,3 +308,103 @@ pub fn escape_handler(slot: Slot) -> warden_sandbox::pty::EscapeHandler {
         }
     })
 }
+
+/// Running sessions (their control sockets) and their live status.
+fn snapshot(state: &Path) -> Vec<(String, Result<warden_session::Status, String>)> {
+    let mut ids: Vec<String> = std::fs::read_dir(control::socket_dir(state))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".sock"))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.into_iter()
+        .map(|id| {
+            let st = control::request(state, &id, Op::Status)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.status.ok_or(r.message));
+            (id, st)
+        })
+        .collect()
+}
+
+/// `warden top`: the running sessions, live (or one `--json` / `--once` snapshot).
+pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
+    let state = super::run::state_dir(&home_dir());
+    if a.json {
+        let v: Vec<serde_json::Value> = snapshot(&state)
+            .into_iter()
+            .map(|(id, st)| match st {
+                Ok(s) => serde_json::json!({"session": id, "status": s}),
+                Err(e) => serde_json::json!({"session": id, "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let live = !a.once && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last: std::collections::HashMap<String, (u64, std::time::Instant)> = Default::default();
+    loop {
+        let snap = snapshot(&state);
+        let mut out = String::new();
+        if live {
+            out.push_str("\x1b[H\x1b[2J");
+        }
+        out.push_str(&format!(
+            "warden top — {} running session(s); Ctrl-C quits; warden freeze|thaw|kill SESSION\n\n",
+            snap.len()
+        ));
+        out.push_str(&format!(
+            "{:<20} {:>6} {:<8} {:>9} {:>8}  {}\n",
+            "SESSION", "SCORE", "STATE", "DECISIONS", "PER SEC", "WEIGHS MOST"
+        ));
+        for (id, st) in &snap {
+            match st {
+                Ok(s) => {
+                    let now = std::time::Instant::now();
+                    let rate = last
+                        .get(id)
+                        .map(|(n, t)| {
+                            (s.decisions.saturating_sub(*n)) as f64
+                                / now.duration_since(*t).as_secs_f64().max(0.001)
+                        })
+                        .unwrap_or(0.0);
+                    last.insert(id.clone(), (s.decisions, now));
+                    let state = if s.killed {
+                        "KILLED"
+                    } else if s.frozen {
+                        "FROZEN"
+                    } else {
+                        "running"
+                    };
+                    let top = s
+                        .top
+                        .first()
+                        .map(|(c, v)| format!("{v:.0} {}", c.reason))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "{:<20} {:>6.0} {:<8} {:>9} {:>8.1}  {}\n",
+                        id,
+                        s.score,
+                        state,
+                        s.decisions,
+                        rate,
+                        top.chars().take(80).collect::<String>()
+                    ));
+                }
+                Err(e) => out.push_str(&format!("{id:<20} (no answer: {e})\n")),
+            }
+        }
+        print!("{out}");
+        if !live {
+            return Ok(exit::OK);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
