@@ -7,7 +7,7 @@
 //! (exit 4 stays "missing kernel feature"), package caches are writable without the host's
 //! copy ever changing, and an agent's OAuth credentials are visible to its own profile only.
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -31,8 +31,20 @@ impl T {
     /// A fake agent: a script printing `marker` and its arguments.
     fn script(&self, path: &Path, marker: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, format!("#!/bin/sh\necho {marker} \"$@\"\n")).unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written by a child process: a write fd held by this (multi-threaded) test process
+        // leaks into children other tests fork meanwhile, and the exec guard then rightly
+        // refuses a program someone holds open for write (ETXTBSY's cousin).
+        let st = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "printf '#!/bin/sh\\necho %s \"$@\"\\n' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "sh",
+                marker,
+            ])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success());
     }
 
     fn link(&self, target: &str, at: &Path) {
