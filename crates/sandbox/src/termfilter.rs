@@ -218,6 +218,13 @@ impl Filter {
                     self.dropped.osc_other += 1;
                     self.reset();
                 }
+                // Any other control byte inside an OSC (ENQ, NUL, ...) would reach the
+                // terminal inside a kept sequence: the whole OSC is dropped (found by the fuzzer).
+                0x00..=0x1f | 0x7f => {
+                    self.count_osc();
+                    self.buf.clear();
+                    self.st = State::StrDrop;
+                }
                 _ => {
                     if self.buf.len() >= MAX_SEQ {
                         self.count_osc();
