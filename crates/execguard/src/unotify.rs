@@ -246,15 +246,41 @@ impl WriteScope {
         if t == i64::from(libc::TMPFS_MAGIC as u32) || t == RAMFS_MAGIC {
             return false;
         }
-        let devs = self.devs.get_or_init(|| {
-            self.roots
-                .iter()
-                .filter_map(|r| open_in_target(pid, &r.to_string_lossy(), None).ok())
-                .filter_map(|f| fstat(f.as_fd()).ok())
-                .map(|s| s.st_dev)
-                .chain(self.host_devs.iter().copied())
-                .collect()
-        });
+        let devs = match self.devs.get() {
+            Some(d) => d,
+            None => {
+                // Every write root's device, seen from the agent. A root that cannot be opened
+                // there is fine only when it is absent from the agent's view (nothing there
+                // to write); any other failure leaves the set incomplete, and an incomplete
+                // set would trust files on an unlisted device: no stamp is trusted then, and
+                // the set is computed again at the next decision.
+                let mut found: HashSet<u64> = self.host_devs.iter().copied().collect();
+                for r in &self.roots {
+                    let dev = open_in_target(pid, &r.to_string_lossy(), None)
+                        .ok()
+                        .and_then(|f| fstat(f.as_fd()).ok())
+                        .map(|s| s.st_dev);
+                    match dev {
+                        Some(d) => {
+                            found.insert(d);
+                        }
+                        None => {
+                            let view = format!("/proc/{pid}/root{}", r.display());
+                            let absent = std::fs::symlink_metadata(&view)
+                                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                            if !absent {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                let _ = self.devs.set(found);
+                match self.devs.get() {
+                    Some(d) => d,
+                    None => return false,
+                }
+            }
+        };
         if !devs.contains(&st.st_dev) {
             return true;
         }
