@@ -1,6 +1,9 @@
 //! # warden-session
 //!
 //! Owns the parts of one supervised session that sit above the layers and below the CLI:
+//! - [`config`]: [`SessionConfig::resolve`], a pure function holding every decision of a
+//!   `warden run` (workspace guard, missing guarantees, exec backend, pids limit, stop switch,
+//!   Landlock, proxy mode, risk, audit). `--dry-run` prints it.
 //! - [`monitor`]: the live risk monitor. It is a typed [`warden_event::Sink`] for every
 //!   decision of the session (exec guard, sandbox, proxy, gate claims, integrity), feeds the
 //!   [`warden_risk::RiskEngine`] on its own thread, and acts on its transitions: a warning line
@@ -15,8 +18,10 @@
 //! The rest of the session's life (plan, launch, supervise, relay, end) still lives in
 //! `warden run` (crates/cli/src/cmd/run.rs) and moves here piece by piece.
 
+pub mod config;
 pub mod control;
 pub mod monitor;
 
+pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};
 pub use control::{ControlServer, Op, Reply};
 pub use monitor::{Monitor, Status};
