@@ -123,54 +123,65 @@ pub fn on_launch(
             }
         };
         // The audit store: every decision of the session from here on (and the early ones).
-        let AuditStart {
-            config,
-            early,
-            sinks,
-        } = audit;
-        let writer = match warden_audit::AuditWriter::open(
-            &config.store,
-            warden_audit::WriterConfig {
-                retention: config.retention,
-                ..Default::default()
-            },
-        ) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                eprintln!(
-                    "warden: warning: audit store {}: {e}; this session is recorded only in its JSON-lines log",
-                    config.store.display()
-                );
-                None
-            }
-        };
-        if let Some(w) = &writer {
-            if let Err(e) = w.session_start(config.info) {
-                eprintln!("warden: warning: audit store: {e}");
-            }
-            let early = early.0.lock().map(|mut v| std::mem::take(&mut *v));
-            for d in early.unwrap_or_default() {
-                w.record(d);
-            }
-            warden_event::sinks::clear();
-            warden_event::sinks::add(monitor.clone());
-            for s in sinks {
-                warden_event::sinks::add(s);
-            }
-            warden_event::sinks::add(Arc::new(AuditSink {
-                w: w.clone(),
-                session: session.clone(),
-            }));
-        }
+        let store = audit.config.store.clone();
+        let writer = open_audit(audit, &monitor, &session);
         if let Ok(mut g) = slot.lock() {
             *g = Some(Running {
                 monitor,
                 control,
                 audit: writer,
-                audit_store: config.store,
+                audit_store: store,
             });
         }
     })
+}
+
+/// Opens the audit store, records the session's start and its early decisions, and makes
+/// it a sink (with the monitor and the caller's sinks). A store that cannot be opened
+/// leaves the session recorded in its JSON-lines log only.
+fn open_audit(
+    audit: AuditStart,
+    monitor: &Arc<Monitor>,
+    session: &str,
+) -> Option<warden_audit::AuditWriter> {
+    let AuditStart {
+        config,
+        early,
+        sinks,
+    } = audit;
+    let w = match warden_audit::AuditWriter::open(
+        &config.store,
+        warden_audit::WriterConfig {
+            retention: config.retention,
+            ..Default::default()
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "warden: warning: audit store {}: {e}; this session is recorded only in its JSON-lines log",
+                config.store.display()
+            );
+            return None;
+        }
+    };
+    if let Err(e) = w.session_start(config.info) {
+        eprintln!("warden: warning: audit store: {e}");
+    }
+    let early = early.0.lock().map(|mut v| std::mem::take(&mut *v));
+    for d in early.unwrap_or_default() {
+        w.record(d);
+    }
+    warden_event::sinks::clear();
+    warden_event::sinks::add(monitor.clone());
+    for s in sinks {
+        warden_event::sinks::add(s);
+    }
+    warden_event::sinks::add(Arc::new(AuditSink {
+        w: w.clone(),
+        session: session.to_string(),
+    }));
+    Some(w)
 }
 
 /// The session's risk outcome, for the exit code and the summary.
