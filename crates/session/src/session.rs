@@ -123,7 +123,7 @@ impl Session {
         prepare_host_dirs(&config);
         let mut plan = build_plan(&config, host_proxy.as_ref().map(|(_, p)| *p), extra_read);
         check_command(&config, &plan)?;
-        let agent_state = start_agent_state(&config, &mut plan, ui)?;
+        let agent_state = start_agent_state(&config, &mut plan)?;
         let early = open_session_log(&config, &plan, sinks.clone())?;
         let who = config.who();
         let (pid_max, cgroup) = pids_limit(&config, &plan);
@@ -450,7 +450,6 @@ fn check_command(c: &SessionConfig, plan: &Plan) -> Result<(), StartError> {
 fn start_agent_state(
     c: &SessionConfig,
     plan: &mut Plan,
-    _ui: Ui,
 ) -> Result<Option<warden_agentstate::StateSession>, StartError> {
     let s = warden_agentstate::StateSession::start(c.agent(), &c.home, &c.state_dir, &c.session_id)
         .map_err(|e| StartError::Internal(format!("agent state filter: {e}")))?;
