@@ -1,0 +1,294 @@
+//! The session's runtime once the sandbox exists: the risk monitor, the control socket and
+//! the audit writer ([`Running`], started by [`on_launch`]), the decisions held before any of
+//! them may start ([`Early`]), the end of the session ([`finish`]) and the supervisor's key
+//! sequence ([`escape_handler`]).
+
+use crate::config::AuditConfig;
+use crate::ui::Ui;
+use crate::{ControlServer, Monitor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use warden_risk::RiskConfig;
+use warden_sandbox::freezer::Freezer;
+
+/// The monitor, control socket and audit writer of the running session.
+pub struct Running {
+    pub monitor: Arc<Monitor>,
+    pub control: Option<ControlServer>,
+    pub audit: Option<warden_audit::AuditWriter>,
+    pub audit_store: PathBuf,
+}
+
+/// Decisions emitted before the session's threads may start (the supervisor is single-
+/// threaded until the sandbox is forked): held in memory, handed to the audit store once it
+/// runs. Bounded.
+#[derive(Default)]
+pub struct Early(Mutex<Vec<warden_event::Decision>>);
+
+impl warden_event::Sink for Early {
+    fn decision(&self, d: &warden_event::Decision) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < 4096 {
+                v.push(d.clone());
+            }
+        }
+    }
+}
+
+/// The audit store as a decision sink: warden's own decisions are rows; reports relayed from
+/// inside the sandbox (`reported_by`) are stored as the agent's claims.
+struct AuditSink {
+    w: warden_audit::AuditWriter,
+    session: String,
+}
+
+impl warden_event::Sink for AuditSink {
+    fn decision(&self, d: &warden_event::Decision) {
+        if d.extra.contains_key("reported_by") {
+            let raw = d.to_json();
+            self.w
+                .record_claim(&self.session, warden_event::Layer::Gate, raw.as_bytes());
+        } else {
+            self.w.record(d.clone());
+        }
+    }
+}
+
+/// What the audit store needs to open a session.
+pub struct AuditStart {
+    pub config: AuditConfig,
+    pub early: Arc<Early>,
+    /// The caller's own sinks, registered again with the audit sink.
+    pub sinks: Vec<Arc<dyn warden_event::Sink>>,
+}
+
+pub type Slot = Arc<Mutex<Option<Running>>>;
+pub type OnLaunch = Box<dyn FnOnce(i32)>;
+
+impl Running {
+    pub fn slot() -> Slot {
+        Arc::new(Mutex::new(None))
+    }
+}
+
+/// The risk monitor's settings for [`on_launch`].
+pub struct RiskStart {
+    pub config: RiskConfig,
+    /// A frozen session nobody thaws is killed after this long.
+    pub freeze_timeout: Option<std::time::Duration>,
+}
+
+/// What the session calls once the sandbox exists (its stage1 pid), with threads allowed.
+pub fn on_launch(
+    risk: RiskStart,
+    state: &Path,
+    session: &str,
+    leaf: Option<PathBuf>,
+    slot: Slot,
+    audit: AuditStart,
+    ui: Ui,
+) -> OnLaunch {
+    let state = state.to_path_buf();
+    let session = session.to_string();
+    let RiskStart {
+        config: cfg,
+        freeze_timeout,
+    } = risk;
+    Box::new(move |stage1: i32| {
+        let notify = Box::new(move |m: &str| {
+            // Outside the agent's pty: our own stderr, on a line of its own (the terminal
+            // may be in raw mode).
+            ui.alert(m);
+        });
+        let monitor = match Monitor::start(cfg, &session, notify) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("warden: warning: risk monitor not started: {e}");
+                return;
+            }
+        };
+        monitor.set_freezer(match &leaf {
+            Some(p) => Freezer::Cgroup(p.clone()),
+            None => Freezer::Signals(stage1),
+        });
+        warden_event::sinks::add(monitor.clone());
+        if let Some(t) = freeze_timeout {
+            monitor.kill_frozen_after(t);
+        }
+        let control = match ControlServer::start(&state, &session, monitor.clone(), leaf.clone()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warden: warning: no control socket for this session ({e}); `warden freeze` cannot reach it");
+                None
+            }
+        };
+        // The audit store: every decision of the session from here on (and the early ones).
+        let store = audit.config.store.clone();
+        let writer = open_audit(audit, &monitor, &session);
+        if let Ok(mut g) = slot.lock() {
+            *g = Some(Running {
+                monitor,
+                control,
+                audit: writer,
+                audit_store: store,
+            });
+        }
+    })
+}
+
+/// Opens the audit store, records the session's start and its early decisions, and makes
+/// it a sink (with the monitor and the caller's sinks). A store that cannot be opened
+/// leaves the session recorded in its JSON-lines log only.
+fn open_audit(
+    audit: AuditStart,
+    monitor: &Arc<Monitor>,
+    session: &str,
+) -> Option<warden_audit::AuditWriter> {
+    let AuditStart {
+        config,
+        early,
+        sinks,
+    } = audit;
+    let w = match warden_audit::AuditWriter::open(
+        &config.store,
+        warden_audit::WriterConfig {
+            retention: config.retention,
+            ..Default::default()
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "warden: warning: audit store {}: {e}; this session is recorded only in its JSON-lines log",
+                config.store.display()
+            );
+            return None;
+        }
+    };
+    if let Err(e) = w.session_start(config.info) {
+        eprintln!("warden: warning: audit store: {e}");
+    }
+    let early = early.0.lock().map(|mut v| std::mem::take(&mut *v));
+    for d in early.unwrap_or_default() {
+        w.record(d);
+    }
+    warden_event::sinks::clear();
+    warden_event::sinks::add(monitor.clone());
+    for s in sinks {
+        warden_event::sinks::add(s);
+    }
+    warden_event::sinks::add(Arc::new(AuditSink {
+        w: w.clone(),
+        session: session.to_string(),
+    }));
+    Some(w)
+}
+
+/// The session's risk outcome, for the exit code and the summary.
+pub struct RiskOutcome {
+    /// The risk monitor or a human killed the session.
+    pub killed: bool,
+}
+
+/// Stops the monitor, closes the session in the audit store and prints the summary (unless
+/// quiet). `code` is the agent's exit status.
+pub fn finish(
+    slot: &Slot,
+    quiet: bool,
+    session: &str,
+    code: Option<i32>,
+    ui: Ui,
+) -> Option<RiskOutcome> {
+    let r = slot.lock().ok()?.take()?;
+    r.monitor.stop();
+    drop(r.control);
+    let st = r.monitor.status();
+    warden_event::sinks::clear();
+    if let Some(w) = &r.audit {
+        let _ = w.session_end(warden_audit::SessionEnd {
+            id: session.to_string(),
+            end_ms: warden_audit::time::now_ms(),
+            exit_status: code.map(i64::from),
+            reason: if st.killed {
+                format!(
+                    "killed by warden ({})",
+                    st.last_action.clone().unwrap_or_default()
+                )
+            } else {
+                "exited".into()
+            },
+        });
+        match w.close() {
+            Ok(head) if !quiet => {
+                if let Ok(summary) = warden_audit::AuditStore::open_read_only(&r.audit_store)
+                    .and_then(|s| s.session_summary(session))
+                {
+                    eprintln!("{summary}");
+                }
+                eprintln!(
+                    "warden: audit head {head} (`warden log {session}` shows the session; `warden audit verify` checks the chain)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warden: warning: audit store: {e}"),
+        }
+    }
+    if !quiet && (st.score >= 1.0 || st.killed || st.last_action.is_some()) {
+        let mut line = format!("warden: risk score {:.0}", st.score);
+        if let Some(a) = &st.last_action {
+            line.push_str(&format!("; {a}"));
+        }
+        if let Some((c, _)) = st.top.first() {
+            line.push_str(&format!("; weighed most: {}", c.reason));
+        }
+        ui.warn_line(&line);
+    }
+    Some(RiskOutcome { killed: st.killed })
+}
+
+/// Warden's key sequence on the `warden run` terminal (Ctrl-] then a key): the supervisor
+/// reads it before the agent's pty could, so the agent can neither see nor type it.
+pub fn escape_handler(slot: Slot, ui: Ui) -> warden_sandbox::pty::EscapeHandler {
+    Box::new(move |key: u8| {
+        let say = |m: &str| ui.alert(m);
+        if key == 0 {
+            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · Ctrl-] sends Ctrl-]");
+            return;
+        }
+        let monitor = match slot.lock() {
+            Ok(g) => g.as_ref().map(|r| r.monitor.clone()),
+            Err(_) => None,
+        };
+        let Some(m) = monitor else {
+            say("warden: the session's monitor is not running");
+            return;
+        };
+        let by = "the user at the warden run terminal (Ctrl-])";
+        let res = match key {
+            b'f' | b'F' => m
+                .freeze(by)
+                .map(|_| "frozen: Ctrl-] t thaws, Ctrl-] k kills".to_string()),
+            b't' | b'T' => m.thaw(by).map(|_| "thawed".to_string()),
+            b'k' | b'K' => m.kill(by).map(|_| "killed".to_string()),
+            b's' | b'S' => {
+                let st = m.status();
+                Ok(format!(
+                    "risk score {:.0}{}{}; {} decisions; top: {}",
+                    st.score,
+                    if st.frozen { ", FROZEN" } else { "" },
+                    if st.killed { ", KILLED" } else { "" },
+                    st.decisions,
+                    st.top
+                        .first()
+                        .map(|(c, _)| c.reason.clone())
+                        .unwrap_or_else(|| "-".into())
+                ))
+            }
+            _ => Err("unknown key (f freeze, t thaw, k kill, s status)".to_string()),
+        };
+        match res {
+            Ok(msg) => say(&format!("warden: {msg}")),
+            Err(e) => say(&format!("warden: {e}")),
+        }
+    })
+}
