@@ -15,21 +15,43 @@ use warden_sandbox::freezer::Freezer;
 pub struct Running {
     pub monitor: Arc<Monitor>,
     pub control: Option<ControlServer>,
-    pub audit: Option<warden_audit::AuditWriter>,
+    /// The audit writer, opened on a thread of its own (off the start-up path).
+    pub audit: Option<std::thread::JoinHandle<Option<warden_audit::AuditWriter>>>,
     pub audit_store: PathBuf,
 }
 
-/// Decisions emitted before the session's threads may start (the supervisor is single-
-/// threaded until the sandbox is forked): held in memory, handed to the audit store once it
-/// runs. Bounded.
+/// The audit store's sink for the whole session. Until the store is open (the supervisor is
+/// single-threaded until the sandbox is forked, and the store then opens on a thread of its
+/// own) decisions are held in memory, bounded; [`Early::attach`] hands them over, and from
+/// then on every decision goes straight to the store under the same lock, so none is lost
+/// or doubled in the hand-over.
 #[derive(Default)]
-pub struct Early(Mutex<Vec<warden_event::Decision>>);
+pub struct Early(Mutex<EarlyState>);
+
+#[derive(Default)]
+pub struct EarlyState {
+    held: Vec<warden_event::Decision>,
+    sink: Option<AuditSink>,
+}
+
+impl Early {
+    fn attach(&self, sink: AuditSink) {
+        if let Ok(mut st) = self.0.lock() {
+            for d in std::mem::take(&mut st.held) {
+                warden_event::Sink::decision(&sink, &d);
+            }
+            st.sink = Some(sink);
+        }
+    }
+}
 
 impl warden_event::Sink for Early {
     fn decision(&self, d: &warden_event::Decision) {
-        if let Ok(mut v) = self.0.lock() {
-            if v.len() < 4096 {
-                v.push(d.clone());
+        if let Ok(mut st) = self.0.lock() {
+            match &st.sink {
+                Some(s) => warden_event::Sink::decision(s, d),
+                None if st.held.len() < 4096 => st.held.push(d.clone()),
+                None => {}
             }
         }
     }
@@ -37,7 +59,7 @@ impl warden_event::Sink for Early {
 
 /// The audit store as a decision sink: warden's own decisions are rows; reports relayed from
 /// inside the sandbox (`reported_by`) are stored as the agent's claims.
-struct AuditSink {
+pub struct AuditSink {
     w: warden_audit::AuditWriter,
     session: String,
 }
@@ -58,8 +80,6 @@ impl warden_event::Sink for AuditSink {
 pub struct AuditStart {
     pub config: AuditConfig,
     pub early: Arc<Early>,
-    /// The caller's own sinks, registered again with the audit sink.
-    pub sinks: Vec<Arc<dyn warden_event::Sink>>,
 }
 
 pub type Slot = Arc<Mutex<Option<Running>>>;
@@ -124,7 +144,11 @@ pub fn on_launch(
         };
         // The audit store: every decision of the session from here on (and the early ones).
         let store = audit.config.store.clone();
-        let writer = open_audit(audit, &monitor, &session);
+        let session2 = session.clone();
+        let writer = std::thread::Builder::new()
+            .name("audit-open".into())
+            .spawn(move || open_audit(audit, &session2))
+            .ok();
         if let Ok(mut g) = slot.lock() {
             *g = Some(Running {
                 monitor,
@@ -136,19 +160,11 @@ pub fn on_launch(
     })
 }
 
-/// Opens the audit store, records the session's start and its early decisions, and makes
-/// it a sink (with the monitor and the caller's sinks). A store that cannot be opened
-/// leaves the session recorded in its JSON-lines log only.
-fn open_audit(
-    audit: AuditStart,
-    monitor: &Arc<Monitor>,
-    session: &str,
-) -> Option<warden_audit::AuditWriter> {
-    let AuditStart {
-        config,
-        early,
-        sinks,
-    } = audit;
+/// Opens the audit store, records the session's start and hands it the early decisions
+/// (from then on [`Early`] writes to it). A store that cannot be opened leaves the session
+/// recorded in its JSON-lines log only.
+fn open_audit(audit: AuditStart, session: &str) -> Option<warden_audit::AuditWriter> {
+    let AuditStart { config, early } = audit;
     let w = match warden_audit::AuditWriter::open(
         &config.store,
         warden_audit::WriterConfig {
@@ -158,29 +174,21 @@ fn open_audit(
     ) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!(
-                "warden: warning: audit store {}: {e}; this session is recorded only in its JSON-lines log",
+            // The terminal may be in raw mode: lines of their own.
+            eprint!(
+                "\r\nwarden: warning: audit store {}: {e}; this session is recorded only in its JSON-lines log\r\n",
                 config.store.display()
             );
             return None;
         }
     };
     if let Err(e) = w.session_start(config.info) {
-        eprintln!("warden: warning: audit store: {e}");
+        eprint!("\r\nwarden: warning: audit store: {e}\r\n");
     }
-    let early = early.0.lock().map(|mut v| std::mem::take(&mut *v));
-    for d in early.unwrap_or_default() {
-        w.record(d);
-    }
-    warden_event::sinks::clear();
-    warden_event::sinks::add(monitor.clone());
-    for s in sinks {
-        warden_event::sinks::add(s);
-    }
-    warden_event::sinks::add(Arc::new(AuditSink {
+    early.attach(AuditSink {
         w: w.clone(),
         session: session.to_string(),
-    }));
+    });
     Some(w)
 }
 
@@ -203,8 +211,9 @@ pub fn finish(
     r.monitor.stop();
     drop(r.control);
     let st = r.monitor.status();
+    let writer = r.audit.and_then(|t| t.join().ok().flatten());
     warden_event::sinks::clear();
-    if let Some(w) = &r.audit {
+    if let Some(w) = &writer {
         let _ = w.session_end(warden_audit::SessionEnd {
             id: session.to_string(),
             end_ms: warden_audit::time::now_ms(),

@@ -12,16 +12,21 @@
 //! 1. `hook_pipe`, `bind_host_proxy`: fds the sandbox inherits or that must exist before fork.
 //! 2. `export_session_id`, `prepare_host_dirs`, `build_plan`, `check_command`.
 //! 3. `start_agent_state`, `open_session_log` (+ the start decisions).
-//! 4. `limit_cgroups` (pids, memory), `landlock_plan`.
+//! 4. `pids_limit`, `landlock_plan` (the memory cgroup and freezer leaf are made last, in 7:
+//!    their creation waits for the cgroup prewarm's grace period).
 //! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
 //! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
 //! 7. `wire_proxy`, exec-guard write scope, `freezer_leaf`, `on_launch` (monitor, control
 //!    socket, audit writer; started once the sandbox exists).
 //! 8. `supervise::launch` (the sandbox, signal forwarding, proxy, exec guard, pty relay).
 //!
-//! And at the end (`SessionHandle::wait`, also on a failed launch): `finish` (risk, audit
-//! summary), remove placeholders, private tmp and manifest, the integrity report, the agent
-//! state report, the pids-limit decision, the end decision.
+//! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
+//! nothing of the sandbox runs: remove placeholders, private tmp and manifest, the integrity
+//! report, the agent state report, the pids-limit decision, the end decision, then `finish`
+//! (risk, audit summary; every finding is in the store before it closes), then reap stage 1
+//! (the kernel's namespace teardown overlapped all of the above) and remove the cgroups.
+//!
+//! Start-up cost is measured per step with `WARDEN_TIMING=1` (`scripts/bench-phases.py`).
 
 use crate::config::{ConnectScope, FreezerPlan, PidLimit, ProxyMode, SessionConfig};
 use crate::error::StartError;
@@ -65,6 +70,8 @@ struct Resources {
     manifest: PathBuf,
     integrity: Option<warden_sandbox::integrity::Snapshot>,
     agent_state: Option<warden_agentstate::StateSession>,
+    /// The child of [`warden_sandbox::cgroup::prewarm`], reaped at the end.
+    prewarm: Option<i32>,
 }
 
 /// A running session.
@@ -116,6 +123,10 @@ impl Session {
     /// every decision of the session (with the risk monitor and the audit store).
     pub fn start(self, sinks: Vec<Arc<dyn Sink>>) -> Result<SessionHandle, StartError> {
         let Session { config, exec, ui } = self;
+        warden_event::timing::mark("session: start");
+        // The session's first cgroup migration waits for an RCU grace period: start one
+        // now, while the session is planned (see `prewarm`).
+        let prewarm = warden_sandbox::cgroup::prewarm();
         let (hook_r, hook_w) = hook_pipe()?;
         let host_proxy = bind_host_proxy(&config)?;
         export_session_id(&config.session_id);
@@ -128,7 +139,6 @@ impl Session {
         let who = config.who();
         let (pid_max, cgroup) = pids_limit(&config, &plan);
         let bpf = matches!(exec, ExecSetup::Bpf(_));
-        let memory_cgroup = warden_sandbox::limits::session_memory(&config.session_id, &plan, bpf);
         let landlock = landlock_plan(&config, &plan, host_proxy.as_ref().map(|(_, p)| *p));
         let integrity = integrity_snapshot(&config, &plan);
         let manifest = config
@@ -141,14 +151,16 @@ impl Session {
             who,
             running: runtime::Running::slot(),
             cgroup,
-            memory_cgroup,
+            memory_cgroup: None,
             leaf: None,
             placeholders: Vec::new(),
             private_tmp: None,
             manifest,
             integrity,
             agent_state,
+            prewarm,
         };
+        warden_event::timing::mark("session: planned");
         // From here on a failure still cleans up what was made.
         let prepared = (|| {
             res.placeholders = launch::make_placeholders(&plan).map_err(StartError::Workspace)?;
@@ -167,8 +179,13 @@ impl Session {
                     warden_execguard::unotify::WriteScope::unconfined()
                 });
             }
+            // The cgroups last: their creation waits for the prewarm's grace period (it
+            // holds the cgroup mutex), so everything else overlaps it.
+            res.memory_cgroup =
+                warden_sandbox::limits::session_memory(&res.config.session_id, &plan, bpf);
             res.leaf = freezer_leaf(&res);
-            let on_launch = on_launch(&res, early.clone(), sinks.clone());
+            warden_event::timing::mark("session: cgroups");
+            let on_launch = on_launch(&res, early.clone());
             let pids_max = plan.pids_max as u64;
             let watch = warden_sandbox::limits::Watch {
                 agent_pid: 0,
@@ -219,7 +236,7 @@ impl Session {
         match launched {
             Ok(launched) => Ok(SessionHandle { launched, res }),
             Err(e) => {
-                let _ = end(res, None);
+                let _ = end(res, None, None);
                 Err(e)
             }
         }
@@ -258,14 +275,20 @@ impl SessionHandle {
 
     /// Supervises the session to its end, then cleans up and reports (see the module doc).
     pub fn wait(self) -> Result<Outcome, StartError> {
-        let result = self.launched.wait();
-        end(self.res, Some(result))
+        match self.launched.wait() {
+            Ok((code, reaper)) => end(self.res, Some(Ok(code)), Some(reaper)),
+            Err(e) => end(self.res, Some(Err(e)), None),
+        }
     }
 }
 
 /// The end of a session: run after the agent exits, and after a failed launch (`result`
 /// None: the launch's own error is returned by the caller).
-fn end(res: Resources, result: Option<Result<i32, StartError>>) -> Result<Outcome, StartError> {
+fn end(
+    res: Resources,
+    result: Option<Result<i32, StartError>>,
+    reaper: Option<supervise::Reaper>,
+) -> Result<Outcome, StartError> {
     let Resources {
         config,
         ui,
@@ -279,11 +302,12 @@ fn end(res: Resources, result: Option<Result<i32, StartError>>) -> Result<Outcom
         manifest,
         integrity,
         agent_state,
+        prewarm,
     } = res;
     let code = result.as_ref().and_then(|r| r.as_ref().ok().copied());
-    let risk = runtime::finish(&running, config.quiet, &config.session_id, code, ui);
-    drop(leaf);
-    drop(memory_cgroup);
+    // Nothing of the sandbox runs any more (init reported after emptying its namespace):
+    // this work overlaps the kernel's teardown of the namespaces, and every finding is
+    // emitted before the audit store closes (`finish`).
     launch::remove_placeholders(&placeholders);
     if let Some(t) = &private_tmp {
         // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
@@ -310,20 +334,33 @@ fn end(res: Resources, result: Option<Result<i32, StartError>>) -> Result<Outcom
             .emit();
         }
     }
+    if let Some(code) = code {
+        Decision::new(
+            Layer::Sandbox,
+            &who,
+            config.command.join(" "),
+            "session",
+            Verdict::Observe,
+            format!("session end, exit {code}"),
+        )
+        .emit();
+    }
+    warden_event::timing::mark("session: end reported");
+    let risk = runtime::finish(&running, config.quiet, &config.session_id, code, ui);
+    warden_event::timing::mark("session: audit closed");
+    // The cgroups must be empty to be removed: stage 1 is reaped first.
+    if let Some(r) = reaper {
+        r.reap();
+    }
+    warden_event::timing::mark("session: reaped");
+    drop(leaf);
+    drop(memory_cgroup);
     drop(cgroup);
+    warden_sandbox::cgroup::reap_prewarm(prewarm);
     let code = match result {
         Some(r) => r?,
         None => return Err(StartError::Internal("the session did not start".into())),
     };
-    Decision::new(
-        Layer::Sandbox,
-        &who,
-        config.command.join(" "),
-        "session",
-        Verdict::Observe,
-        format!("session end, exit {code}"),
-    )
-    .emit();
     Ok(Outcome {
         code,
         killed: risk.is_some_and(|r| r.killed),
@@ -639,7 +676,7 @@ fn freezer_leaf(res: &Resources) -> Option<warden_sandbox::freezer::SessionLeaf>
 
 /// What runs once the sandbox exists (threads allowed): the risk monitor, the control
 /// socket and the audit writer (which takes the early decisions).
-fn on_launch(res: &Resources, early: Arc<Early>, sinks: Vec<Arc<dyn Sink>>) -> runtime::OnLaunch {
+fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
     let mut audit = res.config.audit.clone();
     audit.info.pid = Some(std::process::id() as i64);
     audit.info.start_ms = warden_audit::time::now_ms();
@@ -655,7 +692,6 @@ fn on_launch(res: &Resources, early: Arc<Early>, sinks: Vec<Arc<dyn Sink>>) -> r
         runtime::AuditStart {
             config: audit,
             early,
-            sinks,
         },
         res.ui,
     )

@@ -194,8 +194,9 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
 }
 
 impl Launched {
-    /// Waits for the sandbox to end; returns the agent's exit status.
-    pub(crate) fn wait(self) -> Result<i32, StartError> {
+    /// Waits for the sandbox's processes to end; returns the agent's exit status and what is
+    /// left to reap (see [`Reaper`]).
+    pub(crate) fn wait(self) -> Result<(i32, Reaper), StartError> {
         let Launched {
             session,
             tracer,
@@ -206,10 +207,21 @@ impl Launched {
             _proxy,
             _bpf_session,
         } = self;
-        let code = match tracer {
-            Some(t) => t.join().unwrap_or(1),
-            None => session.wait(),
+        warden_event::timing::mark("sup: agent started");
+        // Init reports the agent's status once nothing of the sandbox runs any more; the
+        // kernel's teardown of the namespaces goes on while the session ends (`Reaper`).
+        let reported = session.wait_reported();
+        let (code, tracer) = match reported {
+            Some(c) => (c, tracer),
+            None => (
+                match tracer {
+                    Some(t) => t.join().unwrap_or(1),
+                    None => session.wait(),
+                },
+                None,
+            ),
         };
+        warden_event::timing::mark("sup: agent tree gone");
         if let Some(t) = out {
             let _ = t.join();
         }
@@ -218,7 +230,39 @@ impl Launched {
         drop(raw);
         // The sandbox is gone: the pipe closes and the relay writes its drop counts.
         hook_relay.finish(std::time::Duration::from_secs(2));
-        Ok(code)
+        Ok((
+            code,
+            Reaper {
+                tracer,
+                session: reported.is_some().then_some(session),
+                _bpf_session,
+            },
+        ))
+    }
+}
+
+/// What is left of a session whose processes are all gone: the stage-1 process, which the
+/// kernel is still tearing down (mount trees, namespaces: an RCU grace period or more), and
+/// the exec guard's thread that reaps it. Reaped after the end-of-session work, before the
+/// session's cgroups are removed (they must be empty).
+pub(crate) struct Reaper {
+    tracer: Option<std::thread::JoinHandle<i32>>,
+    session: Option<warden_sandbox::Session>,
+    _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
+}
+
+impl Reaper {
+    pub(crate) fn reap(mut self) {
+        match self.tracer.take() {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => {
+                if let Some(s) = self.session.take() {
+                    s.wait();
+                }
+            }
+        }
     }
 }
 
