@@ -23,7 +23,11 @@
 //! - [`channel`]: the bounded request/response the hook (inside the sandbox, no key) sends
 //!   to the supervisor (outside, with the key), which serves it.
 //! - [`hook::decide`]: the hook's side in one call (classify, consult over the inherited
-//!   channel only for a grey call the rules did not deny, combine).
+//!   channel only for a grey call the rules did not deny, combine; no usable answer takes
+//!   the policy's `on_error`, default `deny`).
+//! - [`session::Wiring`]: the supervisor's side in `warden run` (key taken out of warden's
+//!   environment and scrubbed from the sandbox's, socket pair at fd 101, server thread,
+//!   recent-decisions sink).
 //! - [`RecentDecisions`]: a `warden_event::Sink` keeping warden's own recent decisions for
 //!   the prompt.
 //!
@@ -40,6 +44,7 @@ pub mod combine;
 pub mod config;
 pub mod hook;
 pub mod prompt;
+pub mod session;
 pub mod transcript;
 
 pub use class::{grey_class, grey_classes, Classifier, Grey, GreyClass, ToolCall};

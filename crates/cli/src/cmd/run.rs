@@ -124,6 +124,13 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let session_id = new_session_id();
     // Single-threaded here: every Decision of this process carries the session id.
     std::env::set_var("WARDEN_SESSION_ID", &session_id);
+    // The advisor (optional): takes its key out of our environment before anything copies it.
+    let mut advisor = warden_advisor::session::Wiring::prepare(
+        &loaded.policy,
+        &home,
+        loaded.policy.agent.name.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| fail(exit::POLICY, format!("advisor: {e}")))?;
     let env: Vec<_> = std::env::vars_os().collect();
     // warden's own binary stays reachable (read + exec, never write) at the same path, so the
     // agent's hooks (`warden hook ...`, as `warden install` wrote them) run inside too.
@@ -157,10 +164,14 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
                 (None, false) => Vec::new(),
             };
             e.push(("WARDEN_HOOK_FD".into(), launch::INHERITED_FD.to_string()));
+            e.extend(advisor.as_ref().map(|w| w.env()));
             e
         },
         extra_read,
     });
+    if let Some(w) = &advisor {
+        w.scrub(&mut plan.env, &mut plan.scrubbed);
+    }
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
     plan.set_gate_policy(
         warden_policy::session::SessionPolicy {
@@ -407,6 +418,14 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         running.clone(),
         audit_start,
     );
+    let advisor_fd = advisor.as_mut().and_then(|w| w.sandbox_fd());
+    let on_launch: crate::cmd::session::OnLaunch = match advisor {
+        Some(w) => Box::new(move |pid| {
+            on_launch(pid);
+            w.start();
+        }),
+        None => on_launch,
+    };
     let l = Launch {
         rlimit_nproc: if cgroup.is_none() && pid_max.is_none() && bpf_rules.is_none() {
             Some(plan.pids_max as u64)
@@ -415,6 +434,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         },
         pid_max,
         inherit_fd: Some(hook_w),
+        inherit_fds: advisor_fd.into_iter().collect(),
         cgroup_procs: cgroup
             .as_ref()
             .map(|c| c.path.join("cgroup.procs"))
