@@ -372,7 +372,8 @@ impl Advisor {
 }
 
 /// warden's own recent decisions (a `warden_event::Sink` the supervisor registers), one line
-/// each, for the advisor's prompt. Observations (post-tool events) are skipped.
+/// each, for the advisor's prompt. Observations, non-gate allows and the hook's duplicate of
+/// an advisor answer are skipped.
 pub struct RecentDecisions {
     lines: Mutex<VecDeque<String>>,
     cap: usize,
@@ -405,7 +406,14 @@ impl RecentDecisions {
 
 impl warden_event::Sink for RecentDecisions {
     fn decision(&self, d: &Decision) {
-        if d.verdict == Verdict::Observe {
+        // Observations (post-tool events), allows of the kernel-side layers (every exec
+        // and connection: noise that would push the telling lines out of the window), and
+        // the hook's own record of an applied advisor answer (the consultation record
+        // carries it) are not kept.
+        if d.verdict == Verdict::Observe
+            || (d.verdict == Verdict::Allow && d.layer != Layer::Gate)
+            || d.rule == "advisor"
+        {
             return;
         }
         self.push(prompt::one_line(
