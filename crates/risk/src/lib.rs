@@ -553,14 +553,13 @@ pub fn classify(d: &Decision, now: f64, h: &mut History) -> Vec<(Signal, String)
         // the score — not its `ask`/`allow` verdicts, not a fail-closed deny for an
         // unreachable advisor, and not the hook's own record of the applied answer (a claim,
         // rule `advisor`), which would count the same deny twice.
-        Layer::Gate if d.rule == "advisor" || d.rule.starts_with("advisor.") => {
-            if denied && !is_claim(d) && d.rule.starts_with("advisor.") {
-                out.push((
-                    Signal::AdvisorDeny,
-                    format!("advisor: {}", prefix(&d.reason, 256)),
-                ));
-            }
+        Layer::Gate if denied && !is_claim(d) && d.rule.starts_with("advisor.") => {
+            out.push((
+                Signal::AdvisorDeny,
+                format!("advisor: {}", prefix(&d.reason, 256)),
+            ));
         }
+        Layer::Gate if d.rule == "advisor" || d.rule.starts_with("advisor.") => {}
         Layer::Gate => {
             if denied {
                 if looks_like_credential(what) {
