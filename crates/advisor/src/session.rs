@@ -33,6 +33,7 @@ pub struct Wiring {
     transcripts: Option<TranscriptRoot>,
     recent: Arc<RecentDecisions>,
     key_env: String,
+    missing_key: bool,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -68,12 +69,11 @@ impl Wiring {
                     .chain(&policy.gate.mcp_deny)
                     .cloned(),
             );
-        if !cfg.key_env.is_empty() {
-            // An unset variable stays an error per consultation (`on_error`), as
+        let missing_key = !cfg.key_env.is_empty() && key.is_none();
+        if let Some(k) = key {
+            // Unset, it stays an error per consultation (`on_error`), as
             // `Advisor::from_config` reports it.
-            if let Some(k) = key {
-                advisor = advisor.with_key(Some(k));
-            }
+            advisor = advisor.with_key(Some(k));
         }
         if cfg.disk_cache {
             advisor = advisor
@@ -92,7 +92,22 @@ impl Wiring {
             transcripts,
             recent: Arc::new(RecentDecisions::new(RECENT_DECISIONS)),
             key_env: cfg.key_env.clone(),
+            missing_key,
         }))
+    }
+
+    /// A warning for the human at start, if the advisor cannot work as configured.
+    pub fn note(&self) -> Option<String> {
+        self.missing_key.then(|| {
+            format!(
+                "the advisor's key variable {} is not set in warden's environment: every grey call will get advisor.on_error ({})",
+                self.key_env,
+                match self.advisor.config().on_error {
+                    crate::config::OnError::Deny => "deny",
+                    crate::config::OnError::Ask => "ask",
+                }
+            )
+        })
     }
 
     /// The variable that tells the hook where the channel is.

@@ -480,8 +480,26 @@ fn a_workspace_file_cannot_point_or_switch_off_the_advisor() {
             "{doc}: {err}"
         );
     }
-    // The key variable passed by env.pass: refused, precisely.
+    // No key in warden's environment: the session runs, and says what grey calls will get.
     std::fs::remove_file(t.ws.join(".warden.toml")).unwrap();
+    let o = Command::new(W)
+        .args(["run", "--policy"])
+        .arg(&policy)
+        .args(["--", "/bin/true"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .env_remove(KEY_VAR)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("key variable {KEY_VAR} is not set"))
+            && err.contains("advisor.on_error (deny)"),
+        "{err}"
+    );
+    // The key variable passed by env.pass: refused, precisely.
     let mut text = read(&policy);
     text = text.replacen(
         "[exec]",

@@ -131,6 +131,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         loaded.policy.agent.name.as_deref().unwrap_or(""),
     )
     .map_err(|e| fail(exit::POLICY, format!("advisor: {e}")))?;
+    if let Some(n) = advisor.as_ref().and_then(|w| w.note()) {
+        eprintln!("{} {n}", misc::warn_stderr("warden: warning:"));
+    }
     let env: Vec<_> = std::env::vars_os().collect();
     // warden's own binary stays reachable (read + exec, never write) at the same path, so the
     // agent's hooks (`warden hook ...`, as `warden install` wrote them) run inside too.
