@@ -15,6 +15,9 @@
 //! Every answer comes within a deadline ([`Watchdog`]): when judging takes longer (a huge
 //! program to hash, a stalled read), the hook answers deny and exits.
 //!
+//! [`handle_with`] runs a second stage after the rules (the advisor, in `warden run`); its
+//! answer is taken only when it is at least as strict as the rules'.
+//!
 //! Every other event (`PostToolUse`, `PostToolUseFailure`, `SessionStart`, `Stop`, ...) is
 //! recorded as a decision event and answered with exit 0 and no output. Malformed or
 //! oversized input, and any internal error, is a deny (exit 2), never a silent allow.
