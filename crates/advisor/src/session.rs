@@ -23,6 +23,9 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
+/// `warden hook`'s whole-hook deadline (`warden_gate::protocol::DEADLINE`), for the warning.
+pub const HOOK_DEADLINE_MS: u64 = 5000;
+
 /// warden's own decisions kept for the prompt.
 pub const RECENT_DECISIONS: usize = 32;
 
@@ -98,16 +101,26 @@ impl Wiring {
 
     /// A warning for the human at start, if the advisor cannot work as configured.
     pub fn note(&self) -> Option<String> {
-        self.missing_key.then(|| {
-            format!(
+        let cfg = self.advisor.config();
+        let mut n = Vec::new();
+        if self.missing_key {
+            n.push(format!(
                 "the advisor's key variable {} is not set in warden's environment: every grey call will get advisor.on_error ({})",
                 self.key_env,
-                match self.advisor.config().on_error {
+                match cfg.on_error {
                     crate::config::OnError::Deny => "deny",
                     crate::config::OnError::Ask => "ask",
                 }
-            )
-        })
+            ));
+        }
+        let budget = cfg.timeout_ms + crate::channel::HOOK_MARGIN.as_millis() as u64;
+        if budget >= HOOK_DEADLINE_MS {
+            n.push(format!(
+                "advisor.timeout_ms = {} plus the channel's margin reaches the hook's own {HOOK_DEADLINE_MS} ms deadline, which denies a slow consultation first",
+                cfg.timeout_ms
+            ));
+        }
+        (!n.is_empty()).then(|| n.join("; "))
     }
 
     /// The variable that tells the hook where the channel is.

@@ -117,3 +117,14 @@ pub fn hook_stage(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_advisors_copy_of_the_hook_deadline_is_the_gates() {
+        assert_eq!(
+            warden_advisor::session::HOOK_DEADLINE_MS as u128,
+            warden_gate::protocol::DEADLINE.as_millis()
+        );
+    }
+}
