@@ -56,6 +56,9 @@ pub struct Launch {
     pub pid_max: Option<u32>,
     /// An fd the agent inherits as [`INHERITED_FD`] (the write end of the hook-event pipe).
     pub inherit_fd: Option<OwnedFd>,
+    /// More fds the agent inherits, each under the given number (above [`INHERITED_FD`]; e.g.
+    /// the advisor's socket at 101). The supervisor's copies are closed when `launch` returns.
+    pub inherit_fds: Vec<(i32, OwnedFd)>,
     /// `cgroup.procs` of the session's memory cgroup (joined like `cgroup_procs`).
     pub memory_cgroup_procs: Option<PathBuf>,
     /// When root's unprivileged agent identity cannot be set up (a file system without
@@ -129,6 +132,7 @@ struct ChildCtx {
     cgroup_procs: Option<PathBuf>,
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
+    inherit_fds: Vec<(i32, RawFd)>,
     memory_cgroup_procs: Option<PathBuf>,
     /// The prepared user namespace to join (root only).
     userns: Option<RawFd>,
@@ -257,6 +261,11 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         cgroup_procs: l.cgroup_procs,
         pid_max: l.pid_max,
         inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
+        inherit_fds: l
+            .inherit_fds
+            .iter()
+            .map(|(n, f)| (*n, f.as_raw_fd()))
+            .collect(),
         memory_cgroup_procs: l.memory_cgroup_procs,
         userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
         prebound: prepared
@@ -796,9 +805,26 @@ fn agent(c: ChildCtx) -> ! {
             4u32, /* CLOSE_RANGE_CLOEXEC */
         );
         // ...except the one fd the supervisor passes on (dup2 clears close-on-exec).
+        // A source already sitting on a target number would be clobbered by an earlier dup2.
+        let targets = || {
+            std::iter::once(crate::launch::INHERITED_FD).chain(c.inherit_fds.iter().map(|t| t.0))
+        };
+        let sources = || {
+            c.inherit_fd
+                .into_iter()
+                .chain(c.inherit_fds.iter().map(|t| t.1))
+        };
+        if sources().any(|s| targets().any(|t| t == s)) {
+            f("fds", "an inherited fd already has a target number".into());
+        }
         if let Some(fd) = c.inherit_fd {
             if libc::dup2(fd, crate::launch::INHERITED_FD) < 0 {
                 f("fds", format!("dup2: {}", sys::errno_str()));
+            }
+        }
+        for (target, fd) in &c.inherit_fds {
+            if *target <= crate::launch::INHERITED_FD || libc::dup2(*fd, *target) < 0 {
+                f("fds", format!("dup2 to {target}: {}", sys::errno_str()));
             }
         }
     }

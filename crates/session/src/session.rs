@@ -106,7 +106,7 @@ impl Session {
             ProxyMode::HostLoopback => Some(0),
             _ => None,
         };
-        let plan = build_plan(c, port, extra_read(c));
+        let plan = build_plan(c, port, extra_read(c), None);
         let mut s = format!(
             "{}{}{}",
             c.describe(),
@@ -130,9 +130,25 @@ impl Session {
         let (hook_r, hook_w) = hook_pipe()?;
         let host_proxy = bind_host_proxy(&config)?;
         export_session_id(&config.session_id);
+        // The advisor (optional): takes its key out of our environment before anything
+        // copies it.
+        let mut advisor = warden_advisor::session::Wiring::prepare(
+            &config.policy,
+            &config.home,
+            config.policy.agent.name.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| StartError::Policy(format!("advisor: {e}")))?;
+        if let Some(n) = advisor.as_ref().and_then(|w| w.note()) {
+            ui.warn("warden: warning:", &n);
+        }
         let extra_read = extra_read(&config);
         prepare_host_dirs(&config);
-        let mut plan = build_plan(&config, host_proxy.as_ref().map(|(_, p)| *p), extra_read);
+        let mut plan = build_plan(
+            &config,
+            host_proxy.as_ref().map(|(_, p)| *p),
+            extra_read,
+            advisor.as_ref(),
+        );
         check_command(&config, &plan)?;
         let agent_state = start_agent_state(&config, &mut plan)?;
         let early = open_session_log(&config, &plan, sinks.clone())?;
@@ -186,6 +202,14 @@ impl Session {
             res.leaf = freezer_leaf(&res);
             warden_event::timing::mark("session: cgroups");
             let on_launch = on_launch(&res, early.clone());
+            let advisor_fd = advisor.as_mut().and_then(|w| w.sandbox_fd());
+            let on_launch: runtime::OnLaunch = match advisor {
+                Some(w) => Box::new(move |pid| {
+                    on_launch(pid);
+                    w.start();
+                }),
+                None => on_launch,
+            };
             let pids_max = plan.pids_max as u64;
             let watch = warden_sandbox::limits::Watch {
                 agent_pid: 0,
@@ -201,6 +225,7 @@ impl Session {
                 .then_some(pids_max),
                 pid_max,
                 inherit_fd: Some(hook_w),
+                inherit_fds: advisor_fd.into_iter().collect(),
                 cgroup_procs: res
                     .cgroup
                     .as_ref()
@@ -428,7 +453,12 @@ fn prepare_host_dirs(c: &SessionConfig) {
 
 /// The sandbox's view. `host_proxy_port`: the proxy's host loopback port (no network
 /// namespace).
-fn build_plan(c: &SessionConfig, host_proxy_port: Option<u16>, extra_read: Vec<PathBuf>) -> Plan {
+fn build_plan(
+    c: &SessionConfig,
+    host_proxy_port: Option<u16>,
+    extra_read: Vec<PathBuf>,
+    advisor: Option<&warden_advisor::session::Wiring>,
+) -> Plan {
     let mut plan = plan::build(plan::PlanInput {
         policy: &c.policy,
         workspace: c.workspace.clone(),
@@ -443,10 +473,14 @@ fn build_plan(c: &SessionConfig, host_proxy_port: Option<u16>, extra_read: Vec<P
                 (None, false) => Vec::new(),
             };
             e.push(("WARDEN_HOOK_FD".into(), launch::INHERITED_FD.to_string()));
+            e.extend(advisor.map(|w| w.env()));
             e
         },
         extra_read,
     });
+    if let Some(w) = advisor {
+        w.scrub(&mut plan.env, &mut plan.scrubbed);
+    }
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
     plan.set_gate_policy(
         warden_policy::session::SessionPolicy {
