@@ -8,9 +8,13 @@ extra = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
 ws = tempfile.mkdtemp(prefix="warden-phases.")
 env = dict(os.environ, WARDEN_TIMING="1")
 deltas, totals = {}, []
+walls = []
+import time
 for _ in range(runs):
+    t0 = time.perf_counter()
     p = subprocess.run([w, "run", *extra, "--", "/bin/true"], cwd=ws, env=env,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    walls.append((time.perf_counter() - t0) * 1000)
     marks = []
     for line in p.stderr.splitlines():
         if line.startswith("warden-timing:"):
@@ -22,7 +26,7 @@ for _ in range(runs):
         deltas.setdefault(name, []).append(t - prev)
         prev = t
     totals.append(prev)
-print(f"runs {runs}; median total to last mark {statistics.median(totals):.2f} ms")
+print(f"runs {runs}; median wall {statistics.median(walls):.2f} ms, to the last mark {statistics.median(totals):.2f} ms")
 for name, ds in deltas.items():
     m = statistics.median(ds)
     print(f"{m:8.2f} ms  {name}{'   <==' if m > 1.5 else ''}")

@@ -30,5 +30,6 @@ fn main() {
     warden_event::timing::start();
     let cli = cli::Cli::parse();
     let code = cmd::dispatch(cli);
+    warden_event::timing::mark("main: exit");
     std::process::exit(code);
 }

@@ -80,10 +80,12 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         mut escape,
     } = s;
     let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
+    warden_event::timing::mark("sup: launched");
     let set = block_signals();
     // Threads may start from here on (they inherit the mask): the risk monitor and the
     // session's control socket.
     on_launch(session.stage1_pid);
+    warden_event::timing::mark("sup: on_launch done");
     forward_signals(&session, set);
     // The proxy (threads may start now: the sandbox is forked), and the host-loopback
     // bridge. Hook decisions from inside: bounded frames, rate-limited, counted (warden_event::relay).
@@ -118,6 +120,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         ),
         None => None,
     };
+    warden_event::timing::mark("sup: proxy started");
     let (guard, bpf_rules) = match exec {
         ExecSetup::Off => (None, None),
         ExecSetup::Seccomp(g) => (Some(g), None),
@@ -152,6 +155,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         },
         None => None,
     };
+    warden_event::timing::mark("sup: guard+bpf");
     let raw = if tty {
         warden_sandbox::pty::RawMode::enter()
     } else {
@@ -163,6 +167,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         .map(|m| warden_sandbox::pty::relay_with(m, escape.take()));
     watch.agent_pid = session.agent_pid;
     let monitor = warden_sandbox::limits::Monitor::start(watch);
+    warden_event::timing::mark("sup: released");
     if let Err(e) = session.wait_started() {
         drop(raw);
         match tracer {
