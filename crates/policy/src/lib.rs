@@ -6,12 +6,14 @@
 //! and the pure decisions that other layers and `warden explain` share: whether a path may be
 //! read or written and which rule says so ([`files`]), which environment variables survive
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
-//! of the same names; [`audit`] holds the audit store's retention limits.
+//! of the same names; [`audit`] holds the audit store's retention limits; [`approvals`]
+//! how long an `ask` waits for a human.
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
 //! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
+pub mod approvals;
 pub mod audit;
 pub mod env;
 pub mod exec;
@@ -93,6 +95,8 @@ pub struct Policy {
     pub audit: audit::AuditSection,
     #[serde(default, skip_serializing_if = "is_default")]
     pub risk: risk::RiskSection,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub approvals: approvals::ApprovalsSection,
 }
 
 /// warden-risk's default thresholds (warn_at, freeze_at, kill_at, half_life_secs), which
@@ -387,6 +391,7 @@ impl Policy {
         self.gate.validate().map_err(bad)?;
         self.audit.validate().map_err(bad)?;
         self.risk.validate().map_err(bad)?;
+        self.approvals.validate().map_err(bad)?;
         Ok(())
     }
 
@@ -431,6 +436,7 @@ impl Policy {
         self.gate.merge(&over.gate);
         self.audit.merge(&over.audit);
         self.risk.merge(&over.risk);
+        self.approvals.merge(&over.approvals);
     }
 
     /// Applies a workspace (untrusted) document: only settings that narrow are accepted; any
@@ -512,6 +518,9 @@ impl Policy {
         self.risk
             .narrow(&ws.risk, RISK_DEFAULTS, &risk_default_weight)
             .map_err(|k| widen(&k))?;
+        self.approvals
+            .narrow(&ws.approvals)
+            .map_err(|k| widen(&k))?;
         Ok(())
     }
 
@@ -537,7 +546,7 @@ impl Policy {
         let grants_more = |a: &[String], b: &[String]| a.iter().any(|x| !b.contains(x));
         let drops = |a: &[String], b: &[String]| b.iter().any(|x| !a.contains(x));
         let (e, b) = (self.effective(), base.effective());
-        let lists: [(&'static str, bool); 17] = [
+        let lists: [(&'static str, bool); 18] = [
             (
                 "files.read",
                 grants_more(&self.files.read, &base.files.read),
@@ -579,6 +588,10 @@ impl Policy {
                 drops(&self.network.deny, &base.network.deny),
             ),
             (
+                "network.ask",
+                grants_more(&self.network.ask, &base.network.ask),
+            ),
+            (
                 "gate.mcp_allow",
                 grants_more(&self.gate.mcp_allow, &base.gate.mcp_allow),
             ),
@@ -598,7 +611,7 @@ impl Policy {
         if let Some((k, _)) = lists.iter().find(|(_, w)| *w) {
             return Some(k);
         }
-        let scalars: [(&'static str, bool); 9] = [
+        let scalars: [(&'static str, bool); 10] = [
             ("process.pids_max", e.pids_max > b.pids_max),
             ("process.nofile", e.nofile > b.nofile),
             ("process.core_dumps", e.core_dumps && !b.core_dumps),
@@ -620,6 +633,10 @@ impl Policy {
             (
                 "gate.mcp_default",
                 e.mcp_default.rank() < b.mcp_default.rank(),
+            ),
+            (
+                "approvals.timeout_secs",
+                self.approvals.timeout() > base.approvals.timeout(),
             ),
         ];
         scalars.iter().find(|(_, w)| *w).map(|(k, _)| *k)

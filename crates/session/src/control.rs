@@ -1,5 +1,6 @@
 //! The session's control socket: a human outside the sandbox freezes, thaws, kills or
-//! inspects a running session.
+//! inspects a running session, and lists and answers its pending approvals
+//! (`warden approve`; the answer is audited as `uid U (pid P) via the control socket`).
 //!
 //! - Where: `<state>/sessions/<id>.sock` (`<state>` is `~/.local/state/warden`), in a
 //!   directory of mode 0700. Inside the sandbox `$HOME` is a private tmpfs, so the socket is
@@ -10,6 +11,7 @@
 //! - How: one `warden-proto` frame per request and reply (JSON), at most 4 KiB per request,
 //!   a 2 s deadline per connection, at most 16 connections at once.
 
+use crate::approval::{Answer, Approvals, Pending};
 use crate::monitor::{Monitor, Status};
 use serde::{Deserialize, Serialize};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,11 +32,29 @@ pub enum Op {
     Freeze,
     Thaw,
     Kill,
+    /// List the pending approval requests.
+    Pending,
+    /// Answer one (`id` and `answer` in the request).
+    Answer,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub op: Op,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+impl Request {
+    pub fn op(op: Op) -> Request {
+        Request {
+            op,
+            id: None,
+            answer: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +64,9 @@ pub struct Reply {
     pub message: String,
     #[serde(default)]
     pub status: Option<Status>,
+    /// For `pending` (and `answer`: the request answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +122,15 @@ fn inside_session(pid: i32, leaf: Option<&Path>) -> bool {
     false
 }
 
+fn no_approvals() -> Reply {
+    Reply {
+        ok: false,
+        message: "this session has no approval registry".into(),
+        status: None,
+        pending: Vec::new(),
+    }
+}
+
 fn reply(s: &mut UnixStream, r: &Reply) {
     if let Ok(b) = serde_json::to_vec(r) {
         let _ = write_frame(s, KIND_JSON, &b, MAX_REPLY);
@@ -107,12 +139,14 @@ fn reply(s: &mut UnixStream, r: &Reply) {
 
 impl ControlServer {
     /// Binds the socket and serves it on a thread. `leaf` is the session's cgroup leaf,
-    /// when it has one (peers inside it are refused).
+    /// when it has one (peers inside it are refused). `approvals`: the session's pending
+    /// requests (`warden approve`), if it has a registry.
     pub fn start(
         state: &Path,
         session: &str,
         monitor: Arc<Monitor>,
         leaf: Option<PathBuf>,
+        approvals: Option<Arc<Approvals>>,
     ) -> std::io::Result<ControlServer> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = socket_dir(state);
@@ -150,6 +184,7 @@ impl ControlServer {
                                         peer.uid
                                     ),
                                     status: None,
+                                    pending: Vec::new(),
                                 },
                             );
                             return;
@@ -163,6 +198,7 @@ impl ControlServer {
                                         "refused: the caller is inside the session it would control"
                                             .into(),
                                     status: None,
+                                    pending: Vec::new(),
                                 },
                             );
                             return;
@@ -181,24 +217,71 @@ impl ControlServer {
                                 ok: false,
                                 message: format!("bad request: {e}"),
                                 status: None,
+                                pending: Vec::new(),
                             },
-                            Ok(Request { op }) => {
+                            Ok(Request {
+                                op: Op::Pending, ..
+                            }) => match &approvals {
+                                Some(a) => Reply {
+                                    ok: true,
+                                    message: String::new(),
+                                    status: None,
+                                    pending: a.list(),
+                                },
+                                None => no_approvals(),
+                            },
+                            Ok(Request {
+                                op: Op::Answer,
+                                id,
+                                answer,
+                            }) => match (&approvals, id, answer) {
+                                (None, _, _) => no_approvals(),
+                                (Some(a), Some(id), Some(ans)) => match a.answer(id, ans, &by) {
+                                    Ok(p) => Reply {
+                                        ok: true,
+                                        message: format!(
+                                            "request {id} answered {}: {}",
+                                            ans.as_str(),
+                                            p.description
+                                        ),
+                                        status: None,
+                                        pending: vec![p],
+                                    },
+                                    Err(e) => Reply {
+                                        ok: false,
+                                        message: e.to_string(),
+                                        status: None,
+                                        pending: Vec::new(),
+                                    },
+                                },
+                                _ => Reply {
+                                    ok: false,
+                                    message: "bad request: `answer` needs an id and an answer"
+                                        .into(),
+                                    status: None,
+                                    pending: Vec::new(),
+                                },
+                            },
+                            Ok(Request { op, .. }) => {
                                 let res = match op {
                                     Op::Status => Ok(String::new()),
                                     Op::Freeze => monitor.freeze(&by).map(|_| "frozen".to_string()),
                                     Op::Thaw => monitor.thaw(&by).map(|_| "thawed".to_string()),
                                     Op::Kill => monitor.kill(&by).map(|_| "killed".to_string()),
+                                    Op::Pending | Op::Answer => Ok(String::new()),
                                 };
                                 match res {
                                     Ok(m) => Reply {
                                         ok: true,
                                         message: m,
                                         status: Some(monitor.status()),
+                                        pending: Vec::new(),
                                     },
                                     Err(e) => Reply {
                                         ok: false,
                                         message: e,
                                         status: Some(monitor.status()),
+                                        pending: Vec::new(),
                                     },
                                 }
                             }
@@ -212,6 +295,7 @@ impl ControlServer {
                                 ok: false,
                                 message: format!("busy: {why:?}"),
                                 status: None,
+                                pending: Vec::new(),
                             },
                         )
                     },
@@ -264,10 +348,15 @@ pub fn find(state: &Path, prefix: &str) -> Result<String, ControlError> {
 
 /// Sends one request to a running session and returns its reply.
 pub fn request(state: &Path, session: &str, op: Op) -> Result<Reply, ControlError> {
+    send(state, session, &Request::op(op))
+}
+
+/// Sends any request (e.g. an approval answer) to a running session.
+pub fn send(state: &Path, session: &str, req: &Request) -> Result<Reply, ControlError> {
     let io = |e| ControlError::Io(session.to_string(), e);
     let mut s = UnixStream::connect(socket_path(state, session)).map_err(io)?;
     s.set_write_timeout(Some(DEADLINE)).map_err(io)?;
-    let body = serde_json::to_vec(&Request { op })
+    let body = serde_json::to_vec(req)
         .map_err(|e| ControlError::Protocol(session.into(), e.to_string()))?;
     write_frame(&mut s, KIND_JSON, &body, MAX_REQUEST)
         .map_err(|e| ControlError::Protocol(session.into(), e.to_string()))?;
