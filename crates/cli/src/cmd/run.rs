@@ -398,6 +398,8 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         },
         early: early.clone(),
     };
+    // Approvals: `ask` actions wait here for a human (control socket, Ctrl-] keys).
+    let approvals = warden_session::Approvals::new(loaded.policy.approvals.timeout());
     let on_launch = crate::cmd::session::on_launch(
         risk_cfg,
         freeze_timeout,
@@ -406,6 +408,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         leaf.as_ref().map(|l| l.path.clone()),
         running.clone(),
         audit_start,
+        approvals.clone(),
     );
     let l = Launch {
         rlimit_nproc: if cgroup.is_none() && pid_max.is_none() && bpf_rules.is_none() {
@@ -439,6 +442,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ctl: proxy_ctl,
         hosts_file: a.proxy_hosts_file.clone(),
         gateway: features.user_namespaces,
+        approver: Arc::new(crate::cmd::session::ProxyApprover(approvals)),
     };
     let pids_max = plan_pids_max;
     let watch = warden_sandbox::limits::Watch {
@@ -675,6 +679,8 @@ struct ProxyStart {
     hosts_file: Option<PathBuf>,
     /// The bridge forwards allowed host loopback ports (network namespace only).
     gateway: bool,
+    /// `[network] ask` hosts wait here for a human.
+    approver: Arc<dyn warden_proxy::server::Approver>,
 }
 
 fn supervise(
@@ -761,6 +767,7 @@ fn supervise(
                 warden_proxy::ProxyOptions {
                     hosts_file: proxy.hosts_file,
                     loopback_gateway: proxy.gateway,
+                    approver: Some(proxy.approver),
                 },
                 ctl,
             )

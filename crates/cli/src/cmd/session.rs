@@ -1,7 +1,8 @@
 //! The CLI side of the supervised session: starting the risk monitor and control socket once
 //! the sandbox is launched (`warden run`), the end-of-session risk line, and
-//! `warden freeze|thaw|kill|status` (clients of the control socket). The mechanisms live in
-//! warden-session.
+//! `warden freeze|thaw|kill|status` and `warden approve` (clients of the control socket), the
+//! approval prompt on the `warden run` terminal (Ctrl-] a/A/d) and the proxy's approval
+//! channel. The mechanisms live in warden-session.
 
 use super::{fail, home_dir, misc};
 use crate::cli::SessionArg;
@@ -10,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use warden_risk::RiskConfig;
 use warden_sandbox::freezer::Freezer;
-use warden_session::{control, ControlServer, Monitor, Op};
+use warden_session::{control, Answer, Approvals, ControlServer, Monitor, Op, Subject};
 
 /// The monitor, control socket and audit writer of the running session.
 pub struct Running {
     pub monitor: Arc<Monitor>,
+    pub approvals: Arc<Approvals>,
     pub control: Option<ControlServer>,
     pub audit: Option<warden_audit::AuditWriter>,
     pub audit_store: PathBuf,
@@ -81,10 +83,12 @@ pub fn on_launch(
     leaf: Option<PathBuf>,
     slot: Slot,
     audit: AuditStart,
+    approvals: Arc<Approvals>,
 ) -> OnLaunch {
     let state = state.to_path_buf();
     let session = session.to_string();
     Box::new(move |stage1: i32| {
+        approvals.on_request(prompt(&session));
         let notify = Box::new(|m: &str| {
             // Outside the agent's pty: our own stderr, on a line of its own (the terminal
             // may be in raw mode).
@@ -105,7 +109,13 @@ pub fn on_launch(
         if let Some(t) = freeze_timeout {
             monitor.kill_frozen_after(t);
         }
-        let control = match ControlServer::start(&state, &session, monitor.clone(), leaf.clone()) {
+        let control = match ControlServer::start(
+            &state,
+            &session,
+            monitor.clone(),
+            leaf.clone(),
+            Some(approvals.clone()),
+        ) {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("warden: warning: no control socket for this session ({e}); `warden freeze` cannot reach it");
@@ -147,6 +157,7 @@ pub fn on_launch(
         if let Ok(mut g) = slot.lock() {
             *g = Some(Running {
                 monitor,
+                approvals,
                 control,
                 audit: writer,
                 audit_store: audit.store,
@@ -175,6 +186,8 @@ impl Outcome {
 /// quiet). `code` is the agent's exit status.
 pub fn finish(slot: &Slot, quiet: bool, session: &str, code: Option<i32>) -> Option<Outcome> {
     let r = slot.lock().ok()?.take()?;
+    // Requests still waiting are denied (the agent is gone or going).
+    r.approvals.close();
     r.monitor.stop();
     drop(r.control);
     let st = r.monitor.status();
@@ -268,17 +281,42 @@ pub fn escape_handler(slot: Slot) -> warden_sandbox::pty::EscapeHandler {
     Box::new(move |key: u8| {
         let say = |m: &str| eprint!("\r\n{}\r\n", misc::warn_stderr(m));
         if key == 0 {
-            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · Ctrl-] sends Ctrl-]");
+            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · a allow once · A allow for the session · d deny (the oldest approval request) · Ctrl-] sends Ctrl-]");
             return;
         }
-        let monitor = match slot.lock() {
-            Ok(g) => g.as_ref().map(|r| r.monitor.clone()),
+        let running = match slot.lock() {
+            Ok(g) => g.as_ref().map(|r| (r.monitor.clone(), r.approvals.clone())),
             Err(_) => None,
         };
-        let Some(m) = monitor else {
+        let Some((m, approvals)) = running else {
             say("warden: the session's monitor is not running");
             return;
         };
+        if let Some(ans) = match key {
+            b'a' => Some(Answer::AllowOnce),
+            b'A' => Some(Answer::AllowSession),
+            b'd' | b'D' => Some(Answer::Deny),
+            _ => None,
+        } {
+            let by = "the user at the warden run terminal (Ctrl-])";
+            let Some(p) = approvals.list().into_iter().next() else {
+                say("warden: no approval request is waiting");
+                return;
+            };
+            match approvals.answer(p.id, ans, by) {
+                Ok(p) => say(&format!(
+                    "warden: request {} answered {}: {}",
+                    p.id,
+                    ans.as_str(),
+                    p.description
+                )),
+                Err(e) => say(&format!("warden: {e}")),
+            }
+            if let Some(next) = approvals.list().into_iter().next() {
+                say(&prompt_line(&next));
+            }
+            return;
+        }
         let by = "the user at the warden run terminal (Ctrl-])";
         let res = match key {
             b'f' | b'F' => m
@@ -300,13 +338,198 @@ pub fn escape_handler(slot: Slot) -> warden_sandbox::pty::EscapeHandler {
                         .unwrap_or_else(|| "-".into())
                 ))
             }
-            _ => Err("unknown key (f freeze, t thaw, k kill, s status)".to_string()),
+            _ => Err(
+                "unknown key (f freeze, t thaw, k kill, s status, a/A/d answer an approval)"
+                    .to_string(),
+            ),
         };
         match res {
             Ok(msg) => say(&format!("warden: {msg}")),
             Err(e) => say(&format!("warden: {e}")),
         }
     })
+}
+
+/// The line that shows a pending approval on the `warden run` terminal.
+fn prompt_line(p: &warden_session::Pending) -> String {
+    let left = p
+        .deadline_ms
+        .saturating_sub(warden_audit::time::now_ms() as u128)
+        / 1000;
+    format!(
+        "warden: APPROVAL {} waiting: {} (rule {}). Ctrl-] a allow once · Ctrl-] A allow for this session · Ctrl-] d deny · or `warden approve {} --allow-once` from another terminal · denied in {left} s without an answer",
+        p.id, p.description, p.rule, p.id
+    )
+}
+
+/// Shows each new approval request on the supervisor's own stderr (the user's terminal,
+/// outside the agent's pty: the agent cannot draw over it or answer it).
+fn prompt(session: &str) -> Box<dyn Fn(&warden_session::Pending) + Send + Sync> {
+    let _ = session;
+    Box::new(|p| {
+        eprint!("\r\n{}\r\n", misc::warn_stderr(&prompt_line(p)));
+    })
+}
+
+/// `[network] ask` hosts through the session's approval registry (the proxy's side).
+pub struct ProxyApprover(pub Arc<Approvals>);
+
+impl warden_proxy::server::Approver for ProxyApprover {
+    fn ask(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[std::net::SocketAddr],
+        rule: &str,
+        method: &str,
+    ) -> Result<String, String> {
+        let subject = Subject::Network {
+            host: host.to_string(),
+            port,
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        };
+        match self.0.request(subject, rule, &format!("agent ({method})")) {
+            warden_session::Outcome::Allowed { answer, by } => {
+                Ok(format!("{} by {by}", answer.as_str()))
+            }
+            warden_session::Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+/// `warden approve`: list pending requests, or answer one.
+pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
+    let state = super::run::state_dir(&home_dir());
+    let answer = if a.allow_once {
+        Some(Answer::AllowOnce)
+    } else if a.allow_session {
+        Some(Answer::AllowSession)
+    } else if a.deny {
+        Some(Answer::Deny)
+    } else {
+        None
+    };
+    let Some(ans) = answer else {
+        // List: one session, or every running one.
+        let ids = match a.target.as_deref().or(a.session.as_deref()) {
+            Some(s) => vec![control::find(&state, s).map_err(|e| fail(exit::USAGE, e))?],
+            None => running_ids(&state),
+        };
+        let mut all = Vec::new();
+        for id in ids {
+            match control::request(&state, &id, Op::Pending) {
+                Ok(r) if r.ok => all.extend(r.pending.into_iter().map(|p| (id.clone(), p))),
+                Ok(r) => eprintln!("warden: session {id}: {}", r.message),
+                Err(e) => eprintln!("warden: {e}"),
+            }
+        }
+        if a.json {
+            let v: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(id, p)| {
+                    let mut v = serde_json::to_value(p).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("session".into(), id.clone().into());
+                    }
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else if all.is_empty() {
+            println!("no approval request is waiting");
+        } else {
+            let now = warden_audit::time::now_ms() as u128;
+            for (id, p) in &all {
+                println!(
+                    "{:>4}  session {id}  {}  (rule {}; asked by {}; denied in {} s)",
+                    p.id,
+                    p.description,
+                    p.rule,
+                    p.who,
+                    p.deadline_ms.saturating_sub(now) / 1000
+                );
+            }
+            println!("answer: warden approve ID --allow-once | --allow-session | --deny [--session SESSION]");
+        }
+        return Ok(exit::OK);
+    };
+    let Some(target) = a.target.as_deref() else {
+        return Err(fail(
+            exit::USAGE,
+            "name the request: warden approve ID --allow-once|--allow-session|--deny (warden approve lists them)",
+        ));
+    };
+    let req_id: u64 = target.parse().map_err(|_| {
+        fail(
+            exit::USAGE,
+            format!("`{target}` is not a request id (a number from `warden approve`)"),
+        )
+    })?;
+    // The session: named, or the one running session with a request of that id.
+    let session = match a.session.as_deref() {
+        Some(s) => control::find(&state, s).map_err(|e| fail(exit::USAGE, e))?,
+        None => {
+            let with: Vec<String> = running_ids(&state)
+                .into_iter()
+                .filter(|id| {
+                    control::request(&state, id, Op::Pending)
+                        .map(|r| r.pending.iter().any(|p| p.id == req_id))
+                        .unwrap_or(false)
+                })
+                .collect();
+            match with.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(fail(
+                        exit::USAGE,
+                        format!("no running session has a pending request {req_id} (`warden approve` lists them)"),
+                    ))
+                }
+                many => {
+                    return Err(fail(
+                        exit::USAGE,
+                        format!(
+                            "request {req_id} is pending in several sessions ({}); add --session SESSION",
+                            many.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    let r = control::send(
+        &state,
+        &session,
+        &control::Request {
+            op: Op::Answer,
+            id: Some(req_id),
+            answer: Some(ans),
+        },
+    )
+    .map_err(|e| fail(exit::INTERNAL, e))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!("session {session}: {}", r.message);
+    }
+    Ok(if r.ok { exit::OK } else { exit::DENIED })
+}
+
+fn running_ids(state: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(control::socket_dir(state))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".sock"))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
 }
 
 /// Running sessions (their control sockets) and their live status.
