@@ -1,0 +1,438 @@
+//! Approvals through `warden run`: a `[network] ask` host blocks the agent's connection until
+//! a human answers from outside (`warden approve`, run by this test process on the host, or
+//! Ctrl-] a/A/d on the `warden run` terminal). Judged from the host: the test's own HTTP
+//! server logs every request that reached it, so a denied or timed-out request is one the
+//! server never saw. Hermetic HOME, loopback only; names come from a test hosts file read
+//! by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct T {
+    root: PathBuf,
+    home: PathBuf,
+    ws: PathBuf,
+    server: Child,
+    port: u16,
+}
+
+impl T {
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-appr-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ws = root.join("ws");
+        let srv = root.join("srv");
+        let home = root.join("home");
+        for d in [&ws, &srv, &home] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in ["one", "two", "three", "four", "a1", "a2", "b1"] {
+            std::fs::write(srv.join(f), format!("served {f}\n")).unwrap();
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        // The server's own log (host side): one line per request that reached it.
+        let log = std::fs::File::create(root.join("server.log")).unwrap();
+        let server = Command::new("/usr/bin/python3")
+            .args(["-u", "-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(&srv)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(
+            root.join("hosts"),
+            "127.0.0.1 ask-a.test\n127.0.0.1 ask-b.test\n",
+        )
+        .unwrap();
+        T {
+            root,
+            home,
+            ws,
+            server,
+            port,
+        }
+    }
+
+    fn policy(&self, timeout: u64) -> PathBuf {
+        let p = self.root.join("policy.toml");
+        let port = self.port;
+        std::fs::write(
+            &p,
+            format!(
+                "[network]\nask = [\"ask-a.test:{port}\", \"ask-b.test:{port}\", \"127.0.0.1:{port}\"]\n[approvals]\ntimeout_secs = {timeout}\n"
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn run_args(&self, timeout: u64, script: &str) -> Vec<String> {
+        vec![
+            env!("CARGO_BIN_EXE_warden").into(),
+            "run".into(),
+            "--policy".into(),
+            self.policy(timeout).display().to_string(),
+            "--proxy-hosts-file".into(),
+            self.root.join("hosts").display().to_string(),
+            "--".into(),
+            "/bin/bash".into(),
+            "-c".into(),
+            script.into(),
+        ]
+    }
+
+    /// Starts `warden run` (no terminal) with the agent script.
+    fn spawn(&self, timeout: u64, script: &str) -> Child {
+        let args = self.run_args(timeout, script);
+        Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(&self.ws)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `warden approve ...` from the host (outside the session).
+    fn approve(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("approve")
+            .args(args)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn pending(&self) -> Vec<serde_json::Value> {
+        let o = self.approve(&["--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+    }
+
+    /// Waits for a pending request not in `seen`, returns it.
+    fn next_pending(&self, seen: &[u64], limit: Duration) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(p) = self
+                .pending()
+                .into_iter()
+                .find(|p| !seen.contains(&p["id"].as_u64().unwrap_or(0)))
+            {
+                return p;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "no new approval request within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn answer(&self, id: u64, flag: &str) {
+        let o = self.approve(&[&id.to_string(), flag]);
+        assert!(o.status.success(), "approve {id} {flag}: {}", text(&o));
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
+    fn reached(&self, path: &str) -> usize {
+        self.server_log()
+            .matches(&format!("\"GET /{path} HTTP"))
+            .count()
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn finish(c: Child) -> Output {
+    c.wait_with_output().unwrap()
+}
+
+/// One curl through the proxy (HTTP_PROXY is set inside), printing body and status.
+fn curl(host: &str, port: u16, path: &str) -> String {
+    format!("curl -s -w '\\n{path}: code=%{{http_code}}\\n' http://{host}:{port}/{path}; ")
+}
+
+#[test]
+fn allow_once_admits_one_request_and_the_next_asks_again_then_deny() {
+    let t = T::new("once");
+    let p = t.port;
+    let script = format!("{}{}", curl("ask-a.test", p, "one"), curl("ask-a.test", p, "two"));
+    let child = t.spawn(30, &script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    // The request shows exactly what would be allowed: host:port and the resolved address.
+    assert_eq!(first["kind"], "network", "{first}");
+    assert_eq!(first["subject"]["host"], "ask-a.test", "{first}");
+    assert_eq!(first["subject"]["port"], p, "{first}");
+    assert_eq!(
+        first["subject"]["addrs"],
+        serde_json::json!([format!("127.0.0.1:{p}")]),
+        "{first}"
+    );
+    // Nothing reached the server while it waits.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    // The second request asks again (allow-once is not allow-session).
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    let id2 = second["id"].as_u64().unwrap();
+    assert_ne!(id1, id2);
+    t.answer(id2, "--deny");
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("served one") && s.contains("one: code=200"), "{}", text(&o));
+    assert!(s.contains("two: code=403"), "{}", text(&o));
+    assert!(
+        s.contains("denied by warden approval") && s.contains("warden approve ID --allow-once"),
+        "the 403 says why and how to allow it:\n{}",
+        text(&o)
+    );
+    // Judged from the server's own log: one reached it, two never did.
+    assert_eq!(t.reached("one"), 1, "{}", t.server_log());
+    assert_eq!(t.reached("two"), 0, "{}", t.server_log());
+    // The prompt was shown on the supervisor's terminal (stderr), with the keys.
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("APPROVAL") && e.contains("Ctrl-] a"), "{}", text(&o));
+    // Answering again, or an unknown id, is refused.
+    let o = t.approve(&[&id1.to_string(), "--allow-once"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    // The audit store has each request and answer, with who answered.
+    let log = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let l = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        l.matches("\"approval\"").count() >= 4 && l.contains("via the control socket"),
+        "{}",
+        text(&log)
+    );
+}
+
+#[test]
+fn no_answer_is_a_deny_at_the_deadline() {
+    let t = T::new("timeout");
+    let p = t.port;
+    let script = format!("date +%s.%N > t0; {}date +%s.%N > t1", curl("ask-a.test", p, "three"));
+    let child = t.spawn(2, &script);
+    let _ = t.next_pending(&[], Duration::from_secs(20));
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("three: code=403"), "{}", text(&o));
+    assert!(
+        s.contains("denied by warden approval") && s.contains("nobody answered within 2 s"),
+        "{}",
+        text(&o)
+    );
+    let secs = |f: &str| -> f64 {
+        std::fs::read_to_string(t.ws.join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let waited = secs("t1") - secs("t0");
+    assert!((1.9..15.0).contains(&waited), "waited {waited} s");
+    assert_eq!(t.reached("three"), 0, "{}", t.server_log());
+    assert!(t.pending().is_empty());
+}
+
+#[test]
+fn allow_session_for_one_host_does_not_admit_another() {
+    let t = T::new("session");
+    let p = t.port;
+    let script = format!(
+        "{}{}{}",
+        curl("ask-a.test", p, "a1"),
+        curl("ask-a.test", p, "a2"),
+        curl("ask-b.test", p, "b1")
+    );
+    // A short deadline: a request that asked and got no answer would be denied.
+    let child = t.spawn(3, &script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(first["subject"]["host"], "ask-a.test", "{first}");
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-session");
+    // a2 is admitted without a question; b1 asks: we deny it.
+    let next = t.next_pending(&[id1], Duration::from_secs(20));
+    assert_eq!(
+        next["subject"]["host"], "ask-b.test",
+        "the allow-session for ask-a must not cover ask-b, nor ask again for ask-a: {next}"
+    );
+    t.answer(next["id"].as_u64().unwrap(), "--deny");
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("a1: code=200") && s.contains("a2: code=200"), "{}", text(&o));
+    assert!(s.contains("b1: code=403"), "{}", text(&o));
+    assert_eq!(t.reached("a1") + t.reached("a2"), 2, "{}", t.server_log());
+    assert_eq!(t.reached("b1"), 0, "{}", t.server_log());
+}
+
+#[test]
+fn the_agent_cannot_approve_its_own_request() {
+    let t = T::new("inside");
+    let p = t.port;
+    let host_sessions = t.home.join(".local/state/warden/sessions");
+    let warden = env!("CARGO_BIN_EXE_warden");
+    // The agent asks, then tries every way it has to answer: its own `warden approve`
+    // (if it can run the binary), the control socket at the host's path, any socket under
+    // its own $HOME, and a forged Ctrl-] a / Ctrl-] A on its terminal and output.
+    let py = format!(
+        r#"
+import glob, os, socket
+paths = glob.glob("{hs}/*.sock") + glob.glob(os.path.expanduser("~/.local/state/warden/sessions/*.sock"))
+print("sockets visible:", paths)
+for p in paths:
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect(p); print("CONNECTED", p)
+    except OSError as e:
+        print("connect failed", p, e.errno)
+"#,
+        hs = host_sessions.display()
+    );
+    std::fs::write(t.ws.join("probe.py"), py).unwrap();
+    let script = format!(
+        "curl -s -w '\\nfour: code=%{{http_code}}\\n' http://ask-a.test:{p}/four > out.txt & \
+         sleep 1; \
+         for i in 1 2 3; do {warden} approve 1 --allow-session; {warden} approve --json; done 2>&1 | sed 's/^/inside-approve: /'; \
+         /usr/bin/python3 probe.py; \
+         printf '\\035a\\035A' > /dev/tty 2>/dev/null; printf '\\035a\\035A'; printf '\\035A' >&2; \
+         touch forged-done; wait; cat out.txt"
+    );
+    let child = t.spawn(6, &script);
+    let req = t.next_pending(&[], Duration::from_secs(20));
+    // Wait until the agent has tried everything, then check the request still waits.
+    let t0 = Instant::now();
+    while !t.ws.join("forged-done").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "agent never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let still: Vec<u64> = t
+        .pending()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    assert!(
+        still.contains(&req["id"].as_u64().unwrap()),
+        "the agent's attempts must not answer it: {still:?}"
+    );
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(!s.contains("CONNECTED"), "{}", text(&o));
+    assert!(!s.contains("request 1 answered"), "{}", text(&o));
+    assert!(s.contains("four: code=403"), "{}", text(&o));
+    assert_eq!(t.reached("four"), 0, "{}", t.server_log());
+}
+
+/// With a terminal: `warden run` under `script` (a pty the test drives). The agent's forged
+/// Ctrl-] sequences on its own pty do nothing; the human's Ctrl-] d and Ctrl-] a, typed on
+/// the `warden run` terminal, deny and allow.
+#[test]
+fn terminal_keys_answer_and_the_agents_forged_keys_do_not() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no /usr/bin/script for a pty");
+        return;
+    }
+    let t = T::new("tty");
+    let p = t.port;
+    let script = format!(
+        "curl -s -w '\\none: code=%{{http_code}}\\n' http://ask-a.test:{p}/one > out1.txt & \
+         sleep 1; printf '\\035a\\035A' > /dev/tty; printf '\\035a'; touch forged-done; wait; \
+         curl -s -w '\\ntwo: code=%{{http_code}}\\n' http://ask-a.test:{p}/two > out2.txt; \
+         cat out1.txt out2.txt > result.txt"
+    );
+    let args = t.run_args(20, &script);
+    let cmd = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("/usr/bin/script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    let t0 = Instant::now();
+    while !t.ws.join("forged-done").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "agent never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let id1 = first["id"].as_u64().unwrap();
+    assert!(
+        t.pending().iter().any(|p| p["id"].as_u64() == Some(id1)),
+        "the agent's forged Ctrl-] keys must not answer"
+    );
+    // The human: Ctrl-] d denies the oldest request.
+    keys.write_all(b"\x1dd").unwrap();
+    keys.flush().unwrap();
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    // Ctrl-] a allows it once.
+    keys.write_all(b"\x1da").unwrap();
+    keys.flush().unwrap();
+    let t0 = Instant::now();
+    while !t.ws.join("result.txt").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "session never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(keys);
+    let o = finish(child);
+    let r = std::fs::read_to_string(t.ws.join("result.txt")).unwrap();
+    assert!(r.contains("one: code=403"), "{r}\n{}", text(&o));
+    assert!(r.contains("two: code=200"), "{r}\n{}", text(&o));
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    assert_eq!(t.reached("two"), 1, "{}", t.server_log());
+    let _ = second;
+    // The audit names the terminal as who answered.
+    let log = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&log.stdout).contains("warden run terminal"),
+        "{}",
+        text(&log)
+    );
+}
