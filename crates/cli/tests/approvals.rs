@@ -38,7 +38,14 @@ impl T {
         // The server's own log (host side): one line per request that reached it.
         let log = std::fs::File::create(root.join("server.log")).unwrap();
         let server = Command::new("/usr/bin/python3")
-            .args(["-u", "-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
             .current_dir(&srv)
             .stdout(Stdio::null())
             .stderr(log)
@@ -189,7 +196,11 @@ fn curl(host: &str, port: u16, path: &str) -> String {
 fn allow_once_admits_one_request_and_the_next_asks_again_then_deny() {
     let t = T::new("once");
     let p = t.port;
-    let script = format!("{}{}", curl("ask-a.test", p, "one"), curl("ask-a.test", p, "two"));
+    let script = format!(
+        "{}{}",
+        curl("ask-a.test", p, "one"),
+        curl("ask-a.test", p, "two")
+    );
     let child = t.spawn(30, &script);
     let first = t.next_pending(&[], Duration::from_secs(20));
     // The request shows exactly what would be allowed: host:port and the resolved address.
@@ -213,7 +224,11 @@ fn allow_once_admits_one_request_and_the_next_asks_again_then_deny() {
     t.answer(id2, "--deny");
     let o = finish(child);
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("served one") && s.contains("one: code=200"), "{}", text(&o));
+    assert!(
+        s.contains("served one") && s.contains("one: code=200"),
+        "{}",
+        text(&o)
+    );
     assert!(s.contains("two: code=403"), "{}", text(&o));
     assert!(
         s.contains("denied by warden approval") && s.contains("warden approve ID --allow-once"),
@@ -225,7 +240,11 @@ fn allow_once_admits_one_request_and_the_next_asks_again_then_deny() {
     assert_eq!(t.reached("two"), 0, "{}", t.server_log());
     // The prompt was shown on the supervisor's terminal (stderr), with the keys.
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("APPROVAL") && e.contains("Ctrl-] a"), "{}", text(&o));
+    assert!(
+        e.contains("APPROVAL") && e.contains("Ctrl-] a"),
+        "{}",
+        text(&o)
+    );
     // Answering again, or an unknown id, is refused.
     let o = t.approve(&[&id1.to_string(), "--allow-once"]);
     assert!(!o.status.success(), "{}", text(&o));
@@ -247,7 +266,10 @@ fn allow_once_admits_one_request_and_the_next_asks_again_then_deny() {
 fn no_answer_is_a_deny_at_the_deadline() {
     let t = T::new("timeout");
     let p = t.port;
-    let script = format!("date +%s.%N > t0; {}date +%s.%N > t1", curl("ask-a.test", p, "three"));
+    let script = format!(
+        "date +%s.%N > t0; {}date +%s.%N > t1",
+        curl("ask-a.test", p, "three")
+    );
     let child = t.spawn(2, &script);
     let _ = t.next_pending(&[], Duration::from_secs(20));
     let o = finish(child);
@@ -296,7 +318,11 @@ fn allow_session_for_one_host_does_not_admit_another() {
     t.answer(next["id"].as_u64().unwrap(), "--deny");
     let o = finish(child);
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("a1: code=200") && s.contains("a2: code=200"), "{}", text(&o));
+    assert!(
+        s.contains("a1: code=200") && s.contains("a2: code=200"),
+        "{}",
+        text(&o)
+    );
     assert!(s.contains("b1: code=403"), "{}", text(&o));
     assert_eq!(t.reached("a1") + t.reached("a2"), 2, "{}", t.server_log());
     assert_eq!(t.reached("b1"), 0, "{}", t.server_log());
@@ -338,7 +364,10 @@ for p in paths:
     // Wait until the agent has tried everything, then check the request still waits.
     let t0 = Instant::now();
     while !t.ws.join("forged-done").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "agent never finished");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "agent never finished"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -395,7 +424,10 @@ fn terminal_keys_answer_and_the_agents_forged_keys_do_not() {
     let first = t.next_pending(&[], Duration::from_secs(20));
     let t0 = Instant::now();
     while !t.ws.join("forged-done").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "agent never finished");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "agent never finished"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -413,7 +445,10 @@ fn terminal_keys_answer_and_the_agents_forged_keys_do_not() {
     keys.flush().unwrap();
     let t0 = Instant::now();
     while !t.ws.join("result.txt").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "session never finished");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "session never finished"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(keys);

@@ -75,6 +75,7 @@ impl Running {
 }
 
 /// What `warden run` calls once the sandbox exists (its stage1 pid), with threads allowed.
+#[allow(clippy::too_many_arguments)] // each is one piece of the session the CLI built
 pub fn on_launch(
     cfg: RiskConfig,
     freeze_timeout: Option<std::time::Duration>,
@@ -364,10 +365,50 @@ fn prompt_line(p: &warden_session::Pending) -> String {
 
 /// Shows each new approval request on the supervisor's own stderr (the user's terminal,
 /// outside the agent's pty: the agent cannot draw over it or answer it).
+///
+/// Also a desktop notification when `notify-send` is on PATH and a display or session bus
+/// is set (off in headless runs), at most one every 2 s. It runs outside the sandbox as
+/// the user, with the request as plain arguments (no shell).
 fn prompt(session: &str) -> Box<dyn Fn(&warden_session::Pending) + Send + Sync> {
-    let _ = session;
-    Box::new(|p| {
+    let session = session.to_string();
+    let desktop = ["DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    let notify_send = desktop
+        .then(|| {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join("notify-send"))
+                    .find(|p| p.is_file())
+            })
+        })
+        .flatten();
+    let last: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    Box::new(move |p| {
         eprint!("\r\n{}\r\n", misc::warn_stderr(&prompt_line(p)));
+        let Some(bin) = &notify_send else { return };
+        if let Ok(mut l) = last.lock() {
+            if l.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(2)) {
+                return;
+            }
+            *l = Some(std::time::Instant::now());
+        }
+        let body = format!(
+            "{} (session {session}). Answer: warden approve {} --allow-once | --deny, or Ctrl-] a / d on the warden run terminal.",
+            p.description, p.id
+        );
+        if let Ok(mut c) = std::process::Command::new(bin)
+            .args(["-a", "warden", "warden: approval needed"])
+            .arg(body)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            std::thread::spawn(move || {
+                let _ = c.wait();
+            });
+        }
     })
 }
 
