@@ -611,7 +611,7 @@ impl Policy {
         if let Some((k, _)) = lists.iter().find(|(_, w)| *w) {
             return Some(k);
         }
-        let scalars: [(&'static str, bool); 10] = [
+        let scalars: [(&'static str, bool); 11] = [
             ("process.pids_max", e.pids_max > b.pids_max),
             ("process.nofile", e.nofile > b.nofile),
             ("process.core_dumps", e.core_dumps && !b.core_dumps),
@@ -633,6 +633,10 @@ impl Policy {
             (
                 "gate.mcp_default",
                 e.mcp_default.rank() < b.mcp_default.rank(),
+            ),
+            (
+                "exec.ask_unknown",
+                self.exec.ask_unknown == Some(true) && base.exec.ask_unknown != Some(true),
             ),
             (
                 "approvals.timeout_secs",

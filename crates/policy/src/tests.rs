@@ -454,6 +454,7 @@ fn network_ask_and_approvals_timeout() {
     for widening in [
         "[network]\nask = [\"evil.com\"]\n",
         "[approvals]\ntimeout_secs = 6\n",
+        "[exec]\nask_unknown = true\n",
     ] {
         let mut b = base.clone();
         let doc = Policy::parse(widening, "ws").unwrap();

@@ -438,6 +438,36 @@ impl warden_proxy::server::Approver for ProxyApprover {
     }
 }
 
+/// Exec asks (unknown content in allowlist mode) through the session's approval registry.
+pub struct ExecApprover(pub Arc<Approvals>);
+
+impl warden_execguard::unotify::ExecApprover for ExecApprover {
+    fn ask(
+        &self,
+        argv: &[String],
+        path: &str,
+        sha256: &str,
+        pid: u32,
+    ) -> Result<warden_execguard::unotify::Grant, String> {
+        let subject = Subject::Exec {
+            argv: argv.to_vec(),
+            path: path.to_string(),
+            sha256: sha256.to_string(),
+        };
+        match self
+            .0
+            .request(subject, "exec.ask_unknown", &format!("pid {pid}"))
+        {
+            warden_session::Outcome::Allowed {
+                answer: Answer::AllowSession,
+                ..
+            } => Ok(warden_execguard::unotify::Grant::Session),
+            warden_session::Outcome::Allowed { .. } => Ok(warden_execguard::unotify::Grant::Once),
+            warden_session::Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
 /// `warden approve`: list pending requests, or answer one.
 pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
     let state = super::run::state_dir(&home_dir());
