@@ -471,3 +471,101 @@ fn terminal_keys_answer_and_the_agents_forged_keys_do_not() {
         text(&log)
     );
 }
+
+/// Allowlist mode with `exec.ask_unknown`: an exec of unknown content waits for a human.
+/// Judged from the host: each program appends its name to a marker file (in the
+/// workspace) only if it ran; allow-once admits one exec, allow-session admits the same
+/// content (a copy under another name too) and never other content.
+#[test]
+fn exec_of_unknown_content_asks_and_is_bound_to_its_hash() {
+    let t = T::new("exec");
+    let mut allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
+    let ldd = Command::new("ldd")
+        .args(["/usr/bin/bash", "/usr/bin/true"])
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = l
+            .split_whitespace()
+            .find(|w| w.starts_with('/') && !w.ends_with(':'))
+        {
+            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
+        }
+    }
+    let list = allow
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let policy = t.root.join("exec-policy.toml");
+    std::fs::write(
+        &policy,
+        format!("[exec]\nmode = \"allowlist\"\nask_unknown = true\nallow = [{list}]\n[approvals]\ntimeout_secs = 4\n"),
+    )
+    .unwrap();
+    // Two programs of unknown content (hash A, hash B): bash scripts would run bash (known),
+    // so these are copies of `true` padded with one different byte each.
+    use std::os::unix::fs::PermissionsExt;
+    for (name, pad) in [("prog-a", 0u8), ("prog-b", 1u8)] {
+        let mut b = std::fs::read("/usr/bin/true").unwrap();
+        b.push(pad);
+        std::fs::write(t.ws.join(name), b).unwrap();
+        std::fs::set_permissions(t.ws.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::copy(t.ws.join("prog-a"), t.ws.join("prog-a-copy")).unwrap();
+    let script = "./prog-a 1 && echo a1 >> ran; ./prog-a 2 && echo a2 >> ran; \
+                  ./prog-a 3 && echo a3 >> ran; ./prog-a-copy && echo a-copy >> ran; \
+                  ./prog-b && echo b >> ran; true";
+    let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "--no-index",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            "/bin/bash",
+            "-c",
+            script,
+        ])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(first["kind"], "exec", "{first}");
+    let argv = first["subject"]["argv"].clone();
+    assert_eq!(argv, serde_json::json!(["./prog-a", "1"]), "{first}");
+    let hash_a = first["subject"]["sha256"].as_str().unwrap().to_string();
+    assert_eq!(hash_a.len(), 64, "{first}");
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    // Allow-once: the next exec of the same content asks again; allow it for the session.
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    assert_eq!(
+        second["subject"]["argv"],
+        serde_json::json!(["./prog-a", "2"]),
+        "{second}"
+    );
+    let id2 = second["id"].as_u64().unwrap();
+    t.answer(id2, "--allow-session");
+    // a3 and the copy (same hash) run without a question; prog-b (hash B) asks: deny.
+    let third = t.next_pending(&[id1, id2], Duration::from_secs(20));
+    assert_eq!(
+        third["subject"]["argv"],
+        serde_json::json!(["./prog-b"]),
+        "allow-session for hash A must admit only hash A: {third}"
+    );
+    assert_ne!(third["subject"]["sha256"].as_str().unwrap(), hash_a);
+    t.answer(third["id"].as_u64().unwrap(), "--deny");
+    let o = finish(child);
+    let ran = std::fs::read_to_string(t.ws.join("ran")).unwrap_or_default();
+    assert_eq!(ran, "a1\na2\na3\na-copy\n", "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("./prog-b: Permission denied"),
+        "{}",
+        text(&o)
+    );
+}

@@ -37,6 +37,15 @@
 //! - memfd and deleted/anonymous files cannot be identified by a path a human can allow:
 //!   their exec and executable mapping are denied in enforce mode unless `exec.allow_memfd`.
 //!
+//! ## Asking a human
+//! In allowlist mode with `exec.ask_unknown` (and an [`ExecApprover`] set by `warden run`),
+//! the pre-check of a direct exec of unknown content does not deny at once: the
+//! notification is answered later, from a thread that waits for the session's approval
+//! registry (full argv, path, SHA-256), while this loop keeps answering everything else.
+//! A grant is bound to the hash: allow-once admits one exec of that content (the post-exec
+//! check consumes it), allow-session every exec of it; a deny, the deadline or a process
+//! gone meanwhile is `EACCES`. Executable mappings of unknown content never ask.
+//!
 //! ## Failing closed
 //! If the supervisor dies, the kernel fails every trapped syscall with `ENOSYS`, the tracer's
 //! `PTRACE_O_EXITKILL` kills every traced process, and the sandbox's init dies with
@@ -134,6 +143,12 @@ pub struct Guard {
     logged: Mutex<HashSet<(FileStamp, Hash)>>,
     /// Allowlist mode with `exec.ask_unknown`: where an exec of unknown content asks.
     approver: Option<Arc<dyn ExecApprover>>,
+    /// Exec-ask state (boxed: most sessions never ask).
+    asks: Box<AskState>,
+}
+
+#[derive(Default)]
+struct AskState {
     /// Content a human allowed: for the session, and once (a count per hash, consumed by
     /// the post-exec check of the exec it was granted for).
     granted: Mutex<Granted>,
@@ -352,8 +367,7 @@ impl Guard {
             scope: WriteScope::unconfined(),
             logged: Mutex::default(),
             approver: None,
-            granted: Mutex::default(),
-            ask: Mutex::default(),
+            asks: Box::default(),
         }
     }
 
@@ -366,7 +380,7 @@ impl Guard {
     /// A human's allow for `h` (session-wide, or a one-exec grant), if there is one.
     /// `consume`: the post-exec check uses up a one-exec grant.
     fn granted(&self, h: &Hash, consume: bool) -> Option<&'static str> {
-        let mut g = self.granted.lock().ok()?;
+        let mut g = self.asks.granted.lock().ok()?;
         if g.session.contains(h) {
             return Some("allowed for this session by a human (warden approve)");
         }
@@ -544,7 +558,7 @@ impl Guard {
                     reason: why.into(),
                 };
             } else if kind == "exec" && depth == 0 && self.enforce() {
-                if let Ok(mut a) = self.ask.lock() {
+                if let Ok(mut a) = self.asks.ask.lock() {
                     *a = Some((h, what()));
                 }
                 return false;
@@ -584,11 +598,11 @@ impl Guard {
     }
 
     fn handle(&self, n: &Notif) -> Outcome {
-        if let Ok(mut a) = self.ask.lock() {
+        if let Ok(mut a) = self.asks.ask.lock() {
             *a = None;
         }
         let out = self.handle_inner(n);
-        let asked = self.ask.lock().ok().and_then(|mut a| a.take());
+        let asked = self.asks.ask.lock().ok().and_then(|mut a| a.take());
         match (out, asked) {
             (Outcome::Deny(_), Some((h, path))) => {
                 let nr = n.data.nr as i64;
@@ -784,7 +798,7 @@ impl Guard {
                     }
                     let out = match res {
                         Ok(g) => {
-                            if let Ok(mut gr) = self.granted.lock() {
+                            if let Ok(mut gr) = self.asks.granted.lock() {
                                 match g {
                                     Grant::Session => {
                                         gr.session.insert(h);

@@ -1,7 +1,8 @@
 //! Pending approvals: actions the policy marks `ask` wait here for a human's answer.
 //!
-//! - A layer (the proxy for `[network] ask`; later the exec guard, protected writes, the
-//!   gate) calls [`Approvals::request`] with the exact [`Subject`] and blocks. The request
+//! - A layer (the proxy for `[network] ask`, the seccomp exec guard for unknown content
+//!   with `exec.ask_unknown`; not yet protected writes or the gate) calls
+//!   [`Approvals::request`] with the exact [`Subject`] and blocks. The request
 //!   gets an id, is listed by `warden approve` (through the control socket, which the
 //!   agent cannot reach) and shown on the `warden run` terminal outside the agent's pty.
 //! - The answer is [`Answer::AllowOnce`] (this one action), [`Answer::AllowSession`]

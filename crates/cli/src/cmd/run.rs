@@ -401,7 +401,9 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     // Approvals: `ask` actions wait here for a human (control socket, Ctrl-] keys).
     let approvals = warden_session::Approvals::new(loaded.policy.approvals.timeout());
     if let (Some(g), Some(true)) = (guard.as_mut(), loaded.policy.exec.ask_unknown) {
-        g.set_approver(Arc::new(crate::cmd::session::ExecApprover(approvals.clone())));
+        g.set_approver(Arc::new(crate::cmd::session::ExecApprover(
+            approvals.clone(),
+        )));
     } else if loaded.policy.exec.ask_unknown == Some(true) {
         eprintln!("warden: note: exec.ask_unknown needs the seccomp exec guard; unknown content is denied without asking");
     }
