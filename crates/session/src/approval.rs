@@ -92,8 +92,14 @@ impl Subject {
         }
     }
 
-    /// One line for a human.
+    /// One line for a human. Every control character (escape sequences, newlines, carriage
+    /// returns an agent could put in an argv or path to draw over the prompt on the user's
+    /// terminal) is shown as `\xNN`, never sent raw.
     pub fn describe(&self) -> String {
+        printable(&self.describe_raw())
+    }
+
+    fn describe_raw(&self) -> String {
         match self {
             Subject::Network { host, port, addrs } => {
                 let a = if addrs.is_empty() {
@@ -128,6 +134,25 @@ impl Subject {
         }
         self
     }
+}
+
+/// `s` with control characters (C0, DEL, C1, and the bidi/format controls that reorder
+/// what a terminal shows) written as `\xNN` / `\u{NNNN}`.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            if (c as u32) < 0x100 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn shell_words(argv: &[String]) -> String {
@@ -610,6 +635,27 @@ mod tests {
         for (_, rx) in rxs {
             assert!(!rx.recv().unwrap().allowed());
         }
+    }
+
+    #[test]
+    fn descriptions_never_carry_control_characters() {
+        let s = Subject::Exec {
+            argv: vec![
+                "x\x1b]52;c;ZXZpbA==\x07".into(),
+                "\r\nwarden: APPROVAL 9\u{202e}".into(),
+            ],
+            path: "/tmp/\x1b[2J".into(),
+            sha256: "ab".into(),
+        };
+        let d = s.describe();
+        assert!(
+            !d.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{d:?}"
+        );
+        assert!(
+            d.contains("\\x1b]52") && d.contains("\\x0d\\x0a") && d.contains("\\u{202e}"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -357,9 +357,15 @@ fn prompt_line(p: &warden_session::Pending) -> String {
         .deadline_ms
         .saturating_sub(warden_audit::time::now_ms() as u128)
         / 1000;
+    // The description is already free of control characters; keep the line bounded (the
+    // full request, argv included, is in `warden approve --json`).
+    let mut desc: String = p.description.chars().take(600).collect();
+    if desc.len() < p.description.len() {
+        desc.push_str("… (full request: warden approve --json)");
+    }
     format!(
         "warden: APPROVAL {} waiting: {} (rule {}). Ctrl-] a allow once · Ctrl-] A allow for this session · Ctrl-] d deny · or `warden approve {} --allow-once` from another terminal · denied in {left} s without an answer",
-        p.id, p.description, p.rule, p.id
+        p.id, desc, p.rule, p.id
     )
 }
 
