@@ -101,10 +101,15 @@ impl T {
 
     /// Starts `warden run` (no terminal) with the agent script.
     fn spawn(&self, timeout: u64, script: &str) -> Child {
+        self.spawn_env(timeout, script, &[])
+    }
+
+    fn spawn_env(&self, timeout: u64, script: &str, env: &[(&str, String)]) -> Child {
         let args = self.run_args(timeout, script);
         Command::new(&args[0])
             .args(&args[1..])
             .current_dir(&self.ws)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("HOME", &self.home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -270,8 +275,44 @@ fn no_answer_is_a_deny_at_the_deadline() {
         "date +%s.%N > t0; {}date +%s.%N > t1",
         curl("ask-a.test", p, "three")
     );
-    let child = t.spawn(2, &script);
+    // A desktop session: a notify-send on PATH (a fake that records its arguments, on the
+    // host) and a display.
+    let bin = t.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let notified = t.root.join("notified");
+    std::fs::write(
+        bin.join("notify-send"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n",
+            notified.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("notify-send"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = t.spawn_env(2, &script, &[("PATH", path), ("DISPLAY", ":99".into())]);
     let _ = t.next_pending(&[], Duration::from_secs(20));
+    // `warden top` lists the waiting request.
+    let top = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["top", "--once"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let ts = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        ts.contains("1 approval request(s) waiting") && ts.contains("connect to ask-a.test"),
+        "{}",
+        text(&top)
+    );
     let o = finish(child);
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("three: code=403"), "{}", text(&o));
@@ -291,6 +332,11 @@ fn no_answer_is_a_deny_at_the_deadline() {
     assert!((1.9..15.0).contains(&waited), "waited {waited} s");
     assert_eq!(t.reached("three"), 0, "{}", t.server_log());
     assert!(t.pending().is_empty());
+    let n = std::fs::read_to_string(&notified).unwrap_or_default();
+    assert!(
+        n.contains("warden: approval needed") && n.contains("connect to ask-a.test"),
+        "desktop notification: {n:?}"
+    );
 }
 
 #[test]

@@ -592,6 +592,13 @@ pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
     Ok(if r.ok { exit::OK } else { exit::DENIED })
 }
 
+/// A running session's pending approval requests (none when it cannot be asked).
+fn pending_of(state: &Path, id: &str) -> Vec<warden_session::Pending> {
+    control::request(state, id, Op::Pending)
+        .map(|r| r.pending)
+        .unwrap_or_default()
+}
+
 fn running_ids(state: &Path) -> Vec<String> {
     let mut ids: Vec<String> = std::fs::read_dir(control::socket_dir(state))
         .map(|rd| {
@@ -641,7 +648,9 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
         let v: Vec<serde_json::Value> = snapshot(&state)
             .into_iter()
             .map(|(id, st)| match st {
-                Ok(s) => serde_json::json!({"session": id, "status": s}),
+                Ok(s) => {
+                    serde_json::json!({"session": id, "status": s, "approvals": pending_of(&state, &id)})
+                }
                 Err(e) => serde_json::json!({"session": id, "error": e}),
             })
             .collect();
@@ -699,6 +708,29 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
                     ));
                 }
                 Err(e) => out.push_str(&format!("{id:<20} (no answer: {e})\n")),
+            }
+        }
+        // Approval requests waiting for a human, in every session.
+        let waiting: Vec<(String, warden_session::Pending)> = snap
+            .iter()
+            .filter(|(_, st)| st.is_ok())
+            .flat_map(|(id, _)| {
+                pending_of(&state, id)
+                    .into_iter()
+                    .map(move |p| (id.clone(), p))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            out.push_str(&format!(
+                "\n{} approval request(s) waiting (warden approve ID --allow-once|--allow-session|--deny --session SESSION):\n",
+                waiting.len()
+            ));
+            for (id, p) in &waiting {
+                out.push_str(&format!(
+                    "{:>4}  {id}  {}\n",
+                    p.id,
+                    p.description.chars().take(120).collect::<String>()
+                ));
             }
         }
         print!("{out}");
