@@ -8,6 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What the gate answers when a consultation gave no usable answer (defined with the
+/// policy section it is read from).
+pub use warden_policy::advisor::OnError;
+
 /// Which wire shape the endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +88,15 @@ pub struct AdvisorConfig {
     /// Unset: Mozilla's roots, built in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// The gate's answer when the advisor was consulted (a grey call the rules did not
+    /// deny) and gave no usable answer: unreachable, timeout, HTTP or key error, malformed
+    /// reply, rate limit. `deny` (default) or `ask`. A rules `deny` always stands.
+    #[serde(default = "default_on_error")]
+    pub on_error: OnError,
+}
+
+fn default_on_error() -> OnError {
+    OnError::Deny
 }
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
@@ -119,6 +132,7 @@ impl Default for AdvisorConfig {
             allow_resolution: default_allow_resolution(),
             disk_cache: false,
             ca_file: None,
+            on_error: OnError::Deny,
         }
     }
 }
@@ -145,9 +159,21 @@ pub enum ConfigError {
     UnknownClass(String),
     #[error("[advisor] key_env `{0}` is passed into the sandbox by env.pass `{1}`: the advisor needs its own key that the agent never sees (e.g. key_env = \"WARDEN_ADVISOR_KEY\")")]
     KeyVisible(String, String),
+    #[error("[advisor] section does not convert: {0}")]
+    Section(String),
 }
 
 impl AdvisorConfig {
+    /// The effective policy's `[advisor]` section as the advisor's configuration (the
+    /// field names are the same; unset keys take the defaults above), validated.
+    pub fn from_policy(s: &warden_policy::advisor::AdvisorSection) -> Result<Self, ConfigError> {
+        let v = serde_json::to_value(s).map_err(|e| ConfigError::Section(e.to_string()))?;
+        let cfg: AdvisorConfig =
+            serde_json::from_value(v).map_err(|e| ConfigError::Section(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Checks the section. A disabled section is still checked, so a typo is found early.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled {

@@ -23,7 +23,11 @@
 //! - [`channel`]: the bounded request/response the hook (inside the sandbox, no key) sends
 //!   to the supervisor (outside, with the key), which serves it.
 //! - [`hook::decide`]: the hook's side in one call (classify, consult over the inherited
-//!   channel only for a grey call the rules did not deny, combine).
+//!   channel only for a grey call the rules did not deny, combine; no usable answer takes
+//!   the policy's `on_error`, default `deny`).
+//! - [`session::Wiring`]: the supervisor's side in `warden run` (key taken out of warden's
+//!   environment and scrubbed from the sandbox's, socket pair at fd 101, server thread,
+//!   recent-decisions sink).
 //! - [`RecentDecisions`]: a `warden_event::Sink` keeping warden's own recent decisions for
 //!   the prompt.
 //!
@@ -40,6 +44,7 @@ pub mod combine;
 pub mod config;
 pub mod hook;
 pub mod prompt;
+pub mod session;
 pub mod transcript;
 
 pub use class::{grey_class, grey_classes, Classifier, Grey, GreyClass, ToolCall};
@@ -367,7 +372,8 @@ impl Advisor {
 }
 
 /// warden's own recent decisions (a `warden_event::Sink` the supervisor registers), one line
-/// each, for the advisor's prompt. Observations (post-tool events) are skipped.
+/// each, for the advisor's prompt. Observations, non-gate allows and the hook's duplicate of
+/// an advisor answer are skipped.
 pub struct RecentDecisions {
     lines: Mutex<VecDeque<String>>,
     cap: usize,
@@ -400,7 +406,14 @@ impl RecentDecisions {
 
 impl warden_event::Sink for RecentDecisions {
     fn decision(&self, d: &Decision) {
-        if d.verdict == Verdict::Observe {
+        // Observations (post-tool events), allows of the kernel-side layers (every exec
+        // and connection: noise that would push the telling lines out of the window), and
+        // the hook's own record of an applied advisor answer (the consultation record
+        // carries it) are not kept.
+        if d.verdict == Verdict::Observe
+            || (d.verdict == Verdict::Allow && d.layer != Layer::Gate)
+            || d.rule == "advisor"
+        {
             return;
         }
         self.push(prompt::one_line(

@@ -27,6 +27,7 @@ pub mod exit {
 }
 
 fn main() {
+    warden_event::timing::start();
     let cli = cli::Cli::parse();
     let code = cmd::dispatch(cli);
     std::process::exit(code);

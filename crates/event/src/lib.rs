@@ -11,6 +11,7 @@
 //! a rate limit and a per-session budget; framing is `warden-proto`'s).
 
 pub mod relay;
+pub mod timing;
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};

@@ -15,6 +15,9 @@
 //! Every answer comes within a deadline ([`Watchdog`]): when judging takes longer (a huge
 //! program to hash, a stalled read), the hook answers deny and exits.
 //!
+//! [`handle_with`] runs a second stage after the rules (the advisor, in `warden run`); its
+//! answer is taken only when it is at least as strict as the rules'.
+//!
 //! Every other event (`PostToolUse`, `PostToolUseFailure`, `SessionStart`, `Stop`, ...) is
 //! recorded as a decision event and answered with exit 0 and no output. Malformed or
 //! oversized input, and any internal error, is a deny (exit 2), never a silent allow.
@@ -114,10 +117,38 @@ pub struct HookEnv<'a> {
     pub session: Option<std::path::PathBuf>,
 }
 
+/// A `PreToolUse` call after the rules judged it, for a second stage ([`handle_with`]).
+pub struct Judged<'a> {
+    pub tool: &'a str,
+    pub input: &'a Value,
+    pub cwd: &'a str,
+    /// The agent's session id from the payload (may be empty).
+    pub agent_session: &'a str,
+    /// `transcript_path` from the payload (Claude Code), untrusted.
+    pub transcript_path: Option<&'a str>,
+    /// The rules' judgement (headless already applied to the rules' own `ask`s).
+    pub rules: &'a Judgement,
+}
+
+/// A second stage after the rules: returns a replacement judgement (it must never be
+/// looser than `rules`; the caller's contract) and records its own decision.
+pub type Post<'a> = &'a dyn Fn(&Judged<'_>) -> Option<Judgement>;
+
 /// Handles one hook invocation. Never panics (a panic becomes a deny).
 pub fn handle(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
+    handle_with(agent, input, env, None)
+}
+
+/// [`handle`] with a second stage run on every judged `PreToolUse` (the advisor). A panic
+/// in it is a deny like any other.
+pub fn handle_with(
+    agent: Agent,
+    input: &[u8],
+    env: &HookEnv<'_>,
+    post: Option<Post<'_>>,
+) -> Output {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        handle_inner(agent, input, env)
+        handle_inner(agent, input, env, post)
     })) {
         Ok(o) => o,
         Err(_) => deny_output(
@@ -128,7 +159,7 @@ pub fn handle(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
     }
 }
 
-fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
+fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>, post: Option<Post<'_>>) -> Output {
     if input.len() > MAX_INPUT {
         return deny_output(
             agent,
@@ -212,6 +243,21 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                 .with("agent_session", session)
                 .with("latency_us", started.elapsed().as_micros() as u64)
                 .emit();
+            let second = post.and_then(|p| {
+                p(&Judged {
+                    tool,
+                    input: &tool_input,
+                    cwd,
+                    agent_session: session,
+                    transcript_path: obj.get("transcript_path").and_then(Value::as_str),
+                    rules: &j,
+                })
+            });
+            // Never looser than the rules, whatever the second stage returned.
+            let j = match second {
+                Some(s) if rank(s.answer) >= rank(j.answer) => s,
+                _ => j,
+            };
             render(agent, event, &j)
         }
         "" => deny_output(
@@ -245,6 +291,14 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
                 code: 0,
             }
         }
+    }
+}
+
+fn rank(a: Answer) -> u8 {
+    match a {
+        Answer::Allow => 0,
+        Answer::Ask => 1,
+        Answer::Deny => 2,
     }
 }
 

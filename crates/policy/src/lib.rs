@@ -6,13 +6,15 @@
 //! and the pure decisions that other layers and `warden explain` share: whether a path may be
 //! read or written and which rule says so ([`files`]), which environment variables survive
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
-//! of the same names; [`audit`] holds the audit store's retention limits; [`approvals`]
-//! how long an `ask` waits for a human.
+//! of the same names; [`audit`] holds the audit store's retention limits; [`advisor`] the
+//! optional advisor's section (user/machine files only: every key is refused from a workspace);
+//! [`approvals`] how long an `ask` waits for a human.
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
 //! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
+pub mod advisor;
 pub mod approvals;
 pub mod audit;
 pub mod env;
@@ -97,6 +99,9 @@ pub struct Policy {
     pub risk: risk::RiskSection,
     #[serde(default, skip_serializing_if = "is_default")]
     pub approvals: approvals::ApprovalsSection,
+    /// The optional advisor (user and machine policy only; see [`advisor`]).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub advisor: advisor::AdvisorSection,
 }
 
 /// warden-risk's default thresholds (warn_at, freeze_at, kill_at, half_life_secs), which
@@ -392,6 +397,7 @@ impl Policy {
         self.audit.validate().map_err(bad)?;
         self.risk.validate().map_err(bad)?;
         self.approvals.validate().map_err(bad)?;
+        self.advisor.validate().map_err(bad)?;
         Ok(())
     }
 
@@ -437,6 +443,7 @@ impl Policy {
         self.audit.merge(&over.audit);
         self.risk.merge(&over.risk);
         self.approvals.merge(&over.approvals);
+        self.advisor.merge(&over.advisor);
     }
 
     /// Applies a workspace (untrusted) document: only settings that narrow are accepted; any
@@ -458,6 +465,11 @@ impl Policy {
         };
         if ws.extends.is_some() {
             return Err(widen("extends"));
+        }
+        // Every advisor key decides where tool calls go and what may be resolved; turning
+        // it off loosens the gate. None of them comes from the workspace.
+        if let Some(k) = ws.advisor.keys_set().first() {
+            return Err(widen(k));
         }
         within("files.read", &self.files.read, &ws.files.read)?;
         within("files.write", &self.files.write, &ws.files.write)?;
@@ -610,6 +622,9 @@ impl Policy {
         ];
         if let Some((k, _)) = lists.iter().find(|(_, w)| *w) {
             return Some(k);
+        }
+        if self.advisor != base.advisor {
+            return Some("advisor");
         }
         let scalars: [(&'static str, bool); 11] = [
             ("process.pids_max", e.pids_max > b.pids_max),

@@ -167,6 +167,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, PolicyError> {
         }
     }
     policy.extends = None;
+    policy
+        .advisor
+        .check_effective(&policy.env.pass)
+        .map_err(|msg| PolicyError::Invalid {
+            file: "effective policy".into(),
+            msg,
+        })?;
     Ok(Loaded {
         policy,
         profile,

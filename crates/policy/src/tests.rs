@@ -421,6 +421,150 @@ fn network_entries_accept_urls() {
     .is_ok());
 }
 
+const ADVISOR_USER: &str = "[advisor]\nenabled = true\nendpoint = \"http://127.0.0.1:9/v1/messages\"\nmodel = \"m\"\nkey_env = \"WARDEN_ADVISOR_KEY\"\n";
+
+#[test]
+fn advisor_keys_are_refused_from_the_workspace_file_each_by_name() {
+    for (doc, key) in [
+        ("[advisor]\nenabled = false\n", "advisor.enabled"),
+        ("[advisor]\nenabled = true\n", "advisor.enabled"),
+        (
+            "[advisor]\nendpoint = \"http://evil.example/v1\"\n",
+            "advisor.endpoint",
+        ),
+        ("[advisor]\napi = \"openai\"\n", "advisor.api"),
+        ("[advisor]\nmodel = \"x\"\n", "advisor.model"),
+        ("[advisor]\nkey_env = \"OTHER_KEY\"\n", "advisor.key_env"),
+        ("[advisor]\ntimeout_ms = 1\n", "advisor.timeout_ms"),
+        (
+            "[[advisor.classes]]\nname = \"x\"\nprograms = [\"psql\"]\n",
+            "advisor.classes",
+        ),
+        (
+            "[advisor]\nallow_resolution = []\n",
+            "advisor.allow_resolution",
+        ),
+        ("[advisor]\ndisk_cache = true\n", "advisor.disk_cache"),
+        ("[advisor]\nca_file = \"/tmp/ca.pem\"\n", "advisor.ca_file"),
+        ("[advisor]\non_error = \"ask\"\n", "advisor.on_error"),
+    ] {
+        let mut p = builtin("generic");
+        p.merge(&Policy::parse(ADVISOR_USER, "user").unwrap());
+        let before = p.clone();
+        let ws = Policy::parse(doc, "ws/.warden.toml").unwrap();
+        match p.narrow(&ws, "ws/.warden.toml") {
+            Err(PolicyError::Widening { key: k, file }) => {
+                assert_eq!(k, key, "{doc}");
+                assert_eq!(file, "ws/.warden.toml");
+            }
+            other => panic!("{doc}: {other:?}"),
+        }
+        assert_eq!(p.advisor, before.advisor, "{doc}: nothing applied");
+    }
+}
+
+#[test]
+fn advisor_section_from_the_workspace_file_is_refused_by_load() {
+    let d = std::env::temp_dir().join(format!("warden-pol-adv-{}", std::process::id()));
+    let ws = d.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join(".warden.toml"),
+        "[advisor]\nendpoint = \"http://evil.example/v1/messages\"\n",
+    )
+    .unwrap();
+    let user = d.join("user.toml");
+    std::fs::write(&user, ADVISOR_USER).unwrap();
+    let opts = LoadOptions {
+        profile: Some("generic".into()),
+        policy_file: Some(user.clone()),
+        workspace: Some(ws.clone()),
+        home: d.clone(),
+        skip_machine_and_user: true,
+    };
+    let err = load(&opts).unwrap_err().to_string();
+    assert!(err.contains("advisor.endpoint"), "{err}");
+    assert!(err.contains(".warden.toml"), "{err}");
+    std::fs::remove_file(ws.join(".warden.toml")).unwrap();
+    let ok = load(&opts).unwrap();
+    assert_eq!(
+        ok.policy.advisor.endpoint.as_deref(),
+        Some("http://127.0.0.1:9/v1/messages")
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn advisor_section_is_validated_precisely() {
+    for (doc, want) in [
+        ("[advisor]\nendpoint = \"ftp://x\"\n", "advisor.endpoint"),
+        ("[advisor]\ntimeout_ms = 0\n", "advisor.timeout_ms = 0"),
+        (
+            "[advisor]\ntimeout_ms = 60000\n",
+            "advisor.timeout_ms = 60000",
+        ),
+        (
+            "[advisor]\nkey_env = \"sk-ant-123\"\n",
+            "NAME of an environment variable",
+        ),
+        ("[advisor]\nmodel = \"\"\n", "advisor.model"),
+        (
+            "[[advisor.classes]]\nname = \"force_push\"\nprograms = [\"git\"]\n",
+            "not a built-in class",
+        ),
+        (
+            "[[advisor.classes]]\nname = \"db\"\n",
+            "would match every call",
+        ),
+        (
+            "[advisor]\nallow_resolution = [\"everything\"]\n",
+            "`everything`",
+        ),
+        ("[advisor]\nmode = \"x\"\n", "unknown field `mode`"),
+    ] {
+        let err = Policy::parse(doc, "user.toml").unwrap_err().to_string();
+        assert!(err.contains(want), "{doc}: {err}");
+        assert!(err.starts_with("user.toml"), "{doc}: {err}");
+    }
+    Policy::parse(ADVISOR_USER, "user.toml").unwrap();
+}
+
+#[test]
+fn advisor_effective_checks_completeness_and_key_isolation() {
+    let mut p = builtin("generic");
+    p.merge(&Policy::parse("[advisor]\nenabled = true\nmodel = \"m\"\n", "u").unwrap());
+    let e = p.advisor.check_effective(&p.env.pass).unwrap_err();
+    assert!(e.contains("advisor.endpoint is not set"), "{e}");
+    // The claude profile passes ANTHROPIC_API_KEY to the agent: it cannot be the advisor's.
+    let mut c = builtin("claude");
+    c.merge(
+        &Policy::parse(
+            "[advisor]\nenabled = true\nendpoint = \"https://a.example/v1/messages\"\nmodel = \"m\"\nkey_env = \"ANTHROPIC_API_KEY\"\n",
+            "u",
+        )
+        .unwrap(),
+    );
+    let e = c.advisor.check_effective(&c.env.pass).unwrap_err();
+    assert!(
+        e.contains("advisor.key_env `ANTHROPIC_API_KEY` would be passed into the sandbox by env.pass `ANTHROPIC_API_KEY`"),
+        "{e}"
+    );
+    // A glob in env.pass counts too.
+    let mut g = builtin("generic");
+    g.merge(&Policy::parse(ADVISOR_USER, "u").unwrap());
+    g.advisor.check_effective(&g.env.pass).unwrap();
+    g.env.pass.push("WARDEN_ADV*".into());
+    let e = g.advisor.check_effective(&g.env.pass).unwrap_err();
+    assert!(e.contains("env.pass `WARDEN_ADV*`"), "{e}");
+    // Layering: a later file overrides scalars, classes append by name.
+    let mut m = builtin("generic");
+    m.merge(&Policy::parse(ADVISOR_USER, "u").unwrap());
+    m.merge(&Policy::parse("[advisor]\ntimeout_ms = 500\n", "f").unwrap());
+    assert_eq!(m.advisor.timeout_ms, Some(500));
+    assert_eq!(m.advisor.model.as_deref(), Some("m"));
+    assert_eq!(m.widens(&builtin("generic")), Some("advisor"));
+}
+
 #[test]
 fn network_ask_and_approvals_timeout() {
     let p = Policy::parse(

@@ -548,14 +548,20 @@ pub fn classify(d: &Decision, now: f64, h: &mut History) -> Vec<(Signal, String)
                 ));
             }
         }
+        // The advisor's records: the supervisor's consultation record (rule
+        // `advisor.<class>`, not a claim) scores its deny; nothing else of the advisor moves
+        // the score — not its `ask`/`allow` verdicts, not a fail-closed deny for an
+        // unreachable advisor, and not the hook's own record of the applied answer (a claim,
+        // rule `advisor`), which would count the same deny twice.
+        Layer::Gate if denied && !is_claim(d) && d.rule.starts_with("advisor.") => {
+            out.push((
+                Signal::AdvisorDeny,
+                format!("advisor: {}", prefix(&d.reason, 256)),
+            ));
+        }
+        Layer::Gate if d.rule == "advisor" || d.rule.starts_with("advisor.") => {}
         Layer::Gate => {
-            let advisor = d.rule.starts_with("advisor");
-            if denied && advisor {
-                out.push((
-                    Signal::AdvisorDeny,
-                    format!("advisor: {}", prefix(&d.reason, 256)),
-                ));
-            } else if denied {
+            if denied {
                 if looks_like_credential(what) {
                     out.push((Signal::CredentialProbe, format!("credential probe: {what}")));
                 }

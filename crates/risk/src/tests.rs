@@ -333,3 +333,61 @@ fn config_from_policy_section() {
     base.narrow(&ws, "ws").unwrap();
     assert_eq!(base.risk.freeze_at, Some(60.0));
 }
+
+#[test]
+fn advisor_records_move_the_score_only_by_the_supervisors_deny() {
+    let s = |d: &Decision, h: &mut History| {
+        classify(d, 0.0, h)
+            .into_iter()
+            .map(|x| x.0)
+            .collect::<Vec<_>>()
+    };
+    let mut h = History::default();
+    let consult = |v: Verdict| {
+        dec(
+            Layer::Gate,
+            "advisor",
+            "rm -rf build",
+            "advisor.destructive_files",
+            v,
+        )
+        .with("tool", "Bash")
+        .with("source", "model")
+    };
+    // The supervisor's consultation records: only a deny is a signal.
+    assert_eq!(
+        s(&consult(Verdict::Deny), &mut h),
+        vec![Signal::AdvisorDeny]
+    );
+    for v in [Verdict::Ask, Verdict::Allow, Verdict::Observe] {
+        assert_eq!(s(&consult(v), &mut h), vec![], "{v:?}");
+    }
+    // The hook's record of the applied answer (a claim, rule `advisor`): never a signal,
+    // neither its deny (counted once, above) nor its ask (not a GateAsk), and it feeds no
+    // tool-pattern claims.
+    for v in [Verdict::Deny, Verdict::Ask, Verdict::Allow] {
+        let d = dec(
+            Layer::Gate,
+            "warden hook (advisor)",
+            "rm -rf build",
+            "advisor",
+            v,
+        )
+        .with("tool", "Task")
+        .with("reported_by", "warden hook");
+        assert_eq!(s(&d, &mut h), vec![], "{v:?}");
+    }
+    assert_eq!(h.subagents, 0);
+    // A forged claim with a consultation rule does not score either.
+    let forged = consult(Verdict::Deny).with("reported_by", "warden hook");
+    assert_eq!(s(&forged, &mut h), vec![]);
+    // The rules' own records are unchanged.
+    let gate = dec(
+        Layer::Gate,
+        "claude",
+        "curl x",
+        "gate.dynamic",
+        Verdict::Ask,
+    );
+    assert_eq!(s(&gate, &mut h), vec![Signal::GateAsk]);
+}

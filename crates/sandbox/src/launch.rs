@@ -56,6 +56,9 @@ pub struct Launch {
     pub pid_max: Option<u32>,
     /// An fd the agent inherits as [`INHERITED_FD`] (the write end of the hook-event pipe).
     pub inherit_fd: Option<OwnedFd>,
+    /// More fds the agent inherits, each under the given number (above [`INHERITED_FD`]; e.g.
+    /// the advisor's socket at 101). The supervisor's copies are closed when `launch` returns.
+    pub inherit_fds: Vec<(i32, OwnedFd)>,
     /// `cgroup.procs` of the session's memory cgroup (joined like `cgroup_procs`).
     pub memory_cgroup_procs: Option<PathBuf>,
     /// When root's unprivileged agent identity cannot be set up (a file system without
@@ -73,6 +76,9 @@ pub struct Session {
     /// Fds returned by the agent hooks, in hook order.
     pub agent_fds: Vec<OwnedFd>,
     err_read: OwnedFd,
+    /// Init's report of the agent's exit status, written once the namespace is empty and
+    /// before init exits (see [`Session::wait_reported`]).
+    exit_read: OwnedFd,
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
@@ -126,6 +132,7 @@ struct ChildCtx {
     cgroup_procs: Option<PathBuf>,
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
+    inherit_fds: Vec<(i32, RawFd)>,
     memory_cgroup_procs: Option<PathBuf>,
     /// The prepared user namespace to join (root only).
     userns: Option<RawFd>,
@@ -138,6 +145,9 @@ struct ChildCtx {
     envp: Vec<CString>,
     err_w: RawFd,
     fd_w: RawFd,
+    /// Init writes the agent's exit status here (4 bytes, native endian) once every process
+    /// of the namespace is gone.
+    exit_w: RawFd,
     pty_slave: Option<RawFd>,
     /// Without a pty: write ends of filtered pipes to use as the agent's fd 1 and 2.
     out_pipes: [Option<RawFd>; 2],
@@ -185,6 +195,7 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 pub fn launch(l: Launch) -> Result<Session, String> {
+    warden_event::timing::mark("launch");
     // With namespaces the command must be visible in the view (see `Plan::resolve_command`);
     // without them, Landlock alone decides at exec.
     let path = if l.namespaces {
@@ -211,6 +222,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         })
         .collect();
     let (err_r, err_w) = sys::pipe_cloexec()?;
+    let (exit_r, exit_w) = sys::pipe_cloexec()?;
     let (fd_r, fd_w) = sys::socketpair_seqpacket()?;
     sys::set_passcred(&fd_r)?;
     let (pty_master, pty_slave) = if l.pty {
@@ -236,7 +248,9 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         .unwrap_or(63);
     // SAFETY: trivial getters.
     let (uid, gid, me) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
+    warden_event::timing::mark("launch: before identity");
     let prepared = prepare_identity(&l.plan, l.namespaces, l.best_effort, uid, gid)?;
+    warden_event::timing::mark("launch: identity prepared");
     let ctx = ChildCtx {
         plan: l.plan,
         landlock: l.landlock,
@@ -247,6 +261,11 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         cgroup_procs: l.cgroup_procs,
         pid_max: l.pid_max,
         inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
+        inherit_fds: l
+            .inherit_fds
+            .iter()
+            .map(|(n, f)| (*n, f.as_raw_fd()))
+            .collect(),
         memory_cgroup_procs: l.memory_cgroup_procs,
         userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
         prebound: prepared
@@ -272,6 +291,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         envp,
         err_w: err_w.as_raw_fd(),
         fd_w: fd_w.as_raw_fd(),
+        exit_w: exit_w.as_raw_fd(),
         pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
         out_pipes: [0, 1].map(|i| out_pipes[i].as_ref().map(|(_, w)| w.as_raw_fd())),
         uid,
@@ -308,6 +328,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         }
     }
     drop(err_w);
+    drop(exit_w);
     drop(fd_w);
     drop(pty_slave);
     // Wait for the agent's fds (or EOF when setup failed).
@@ -328,6 +349,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         agent_pid,
         agent_fds,
         err_read: err_r,
+        exit_read: exit_r,
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
@@ -483,6 +505,34 @@ impl Session {
     pub fn wait(&self) -> i32 {
         reap(self.stage1_pid)
     }
+
+    /// Waits until init reports the agent's exit status, which it does once every process
+    /// of the sandbox is gone (killed and reaped) and before it exits itself. The kernel's
+    /// teardown of the namespaces (mount trees, an RCU grace period or more) then runs
+    /// while the supervisor does its end-of-session work; [`Session::wait`] reaps later.
+    /// `None` when no report came (no namespaces, or init died): use [`Session::wait`].
+    pub fn wait_reported(&self) -> Option<i32> {
+        let mut b = [0u8; 4];
+        let mut got = 0;
+        while got < b.len() {
+            // SAFETY: reading into a stack buffer.
+            let n = unsafe {
+                libc::read(
+                    self.exit_read.as_raw_fd(),
+                    b[got..].as_mut_ptr() as *mut libc::c_void,
+                    b.len() - got,
+                )
+            };
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            if n <= 0 {
+                return None;
+            }
+            got += n as usize;
+        }
+        Some(i32::from_ne_bytes(b))
+    }
 }
 
 fn stage1(mut c: ChildCtx) -> ! {
@@ -536,6 +586,7 @@ fn stage1(mut c: ChildCtx) -> ! {
             }
         }
     }
+    warden_event::timing::mark("stage1 unshare");
     // SAFETY: unshare in a single-threaded child.
     if unsafe { libc::unshare(flags) } != 0 {
         fail_child(
@@ -569,12 +620,18 @@ fn stage1(mut c: ChildCtx) -> ! {
     // SAFETY: closing our copies so that EOF reaches the supervisor.
     unsafe {
         libc::close(c.err_w);
+        libc::close(c.exit_w);
         libc::close(c.fd_w);
+        // The hook pipe's write end: EOF must reach the supervisor once init is gone.
+        if let Some(fd) = c.inherit_fd {
+            libc::close(fd);
+        }
         if let Some(s) = c.pty_slave {
             libc::close(s);
         }
     }
     let code = reap(pid);
+    warden_event::timing::mark("stage1: init reaped");
     // SAFETY: exiting a forked child.
     unsafe { libc::_exit(code) }
 }
@@ -601,6 +658,7 @@ fn init(mut c: ChildCtx) -> ! {
             0,
         )
     };
+    warden_event::timing::mark("init: build_view");
     let guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
         Ok(g) => g,
         Err(e) => fail_child(err_w, "mounts", &e),
@@ -664,6 +722,10 @@ fn init(mut c: ChildCtx) -> ! {
         if let Some(s) = c.pty_slave {
             libc::close(s);
         }
+        // The hook pipe belongs to the agent's tree: its EOF must not wait for init's exit.
+        if let Some(fd) = c.inherit_fd {
+            libc::close(fd);
+        }
     }
     for r in runners {
         std::thread::spawn(r);
@@ -678,6 +740,7 @@ fn init(mut c: ChildCtx) -> ! {
             // pass (nothing can race it now), then exit.
             // SAFETY: from a pid namespace's init, kill(-1) reaches every process in it but
             // init; reaping our own children.
+            warden_event::timing::mark("init: agent exited");
             unsafe {
                 libc::kill(-1, libc::SIGKILL);
                 while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0
@@ -685,7 +748,12 @@ fn init(mut c: ChildCtx) -> ! {
                 {
                 }
             }
+            warden_event::timing::mark("init: namespace emptied");
             guard.finish();
+            warden_event::timing::mark("init: guard finished");
+            // Nothing of the sandbox runs any more: tell the supervisor now, so it need not
+            // wait for the namespaces' teardown.
+            sys::write_all(c.exit_w, &decode_status(st).to_ne_bytes());
             // SAFETY: exiting init kills every process left in the namespace.
             unsafe { libc::_exit(decode_status(st)) };
         }
@@ -698,6 +766,9 @@ fn init(mut c: ChildCtx) -> ! {
 
 fn agent(c: ChildCtx) -> ! {
     let err_w = c.err_w;
+    // The exit report is init's alone: the agent never holds its write end.
+    // SAFETY: closing our copy of a pipe end.
+    unsafe { libc::close(c.exit_w) };
     let f = |stage: &str, e: String| -> ! { fail_child(err_w, stage, &e) };
     // SAFETY: session, terminal and fd setup in a single-threaded child.
     unsafe {
@@ -734,9 +805,26 @@ fn agent(c: ChildCtx) -> ! {
             4u32, /* CLOSE_RANGE_CLOEXEC */
         );
         // ...except the one fd the supervisor passes on (dup2 clears close-on-exec).
+        // A source already sitting on a target number would be clobbered by an earlier dup2.
+        let targets = || {
+            std::iter::once(crate::launch::INHERITED_FD).chain(c.inherit_fds.iter().map(|t| t.0))
+        };
+        let sources = || {
+            c.inherit_fd
+                .into_iter()
+                .chain(c.inherit_fds.iter().map(|t| t.1))
+        };
+        if sources().any(|s| targets().any(|t| t == s)) {
+            f("fds", "an inherited fd already has a target number".into());
+        }
         if let Some(fd) = c.inherit_fd {
             if libc::dup2(fd, crate::launch::INHERITED_FD) < 0 {
                 f("fds", format!("dup2: {}", sys::errno_str()));
+            }
+        }
+        for (target, fd) in &c.inherit_fds {
+            if *target <= crate::launch::INHERITED_FD || libc::dup2(*fd, *target) < 0 {
+                f("fds", format!("dup2 to {target}: {}", sys::errno_str()));
             }
         }
     }
@@ -768,6 +856,7 @@ fn agent(c: ChildCtx) -> ! {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         f("no_new_privs", sys::errno_str());
     }
+    warden_event::timing::mark("agent: landlock");
     if let Err(e) = crate::lock::apply(&c.landlock) {
         f("landlock", e);
     }
@@ -803,6 +892,7 @@ fn agent(c: ChildCtx) -> ! {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = c.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
+    warden_event::timing::mark("agent: execve");
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings.
     unsafe { libc::execve(c.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = std::io::Error::last_os_error();

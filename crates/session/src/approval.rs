@@ -499,6 +499,61 @@ impl Approvals {
     }
 }
 
+/// `[network] ask` hosts through the registry (the proxy's side).
+pub struct ProxyApprover(pub Arc<Approvals>);
+
+impl warden_proxy::server::Approver for ProxyApprover {
+    fn ask(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[std::net::SocketAddr],
+        rule: &str,
+        method: &str,
+    ) -> Result<String, String> {
+        let subject = Subject::Network {
+            host: host.to_string(),
+            port,
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        };
+        match self.0.request(subject, rule, &format!("agent ({method})")) {
+            Outcome::Allowed { answer, by } => Ok(format!("{} by {by}", answer.as_str())),
+            Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+/// Exec asks (unknown content in allowlist mode, `exec.ask_unknown`) through the registry
+/// (the seccomp exec guard's side).
+pub struct ExecApprover(pub Arc<Approvals>);
+
+impl warden_execguard::unotify::ExecApprover for ExecApprover {
+    fn ask(
+        &self,
+        argv: &[String],
+        path: &str,
+        sha256: &str,
+        pid: u32,
+    ) -> Result<warden_execguard::unotify::Grant, String> {
+        let subject = Subject::Exec {
+            argv: argv.to_vec(),
+            path: path.to_string(),
+            sha256: sha256.to_string(),
+        };
+        match self
+            .0
+            .request(subject, "exec.ask_unknown", &format!("pid {pid}"))
+        {
+            Outcome::Allowed {
+                answer: Answer::AllowSession,
+                ..
+            } => Ok(warden_execguard::unotify::Grant::Session),
+            Outcome::Allowed { .. } => Ok(warden_execguard::unotify::Grant::Once),
+            Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

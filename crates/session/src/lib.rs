@@ -1,6 +1,9 @@
 //! # warden-session
 //!
 //! Owns the parts of one supervised session that sit above the layers and below the CLI:
+//! - [`config`]: [`SessionConfig::resolve`], a pure function holding every decision of a
+//!   `warden run` (workspace guard, missing guarantees, exec backend, pids limit, stop switch,
+//!   Landlock, proxy mode, risk, audit). `--dry-run` prints it.
 //! - [`monitor`]: the live risk monitor. It is a typed [`warden_event::Sink`] for every
 //!   decision of the session (exec guard, sandbox, proxy, gate claims, integrity), feeds the
 //!   [`warden_risk::RiskEngine`] on its own thread, and acts on its transitions: a warning line
@@ -16,13 +19,34 @@
 //!   human answers (allow once, allow for the session, deny) or the deadline denies them;
 //!   each approval is bound to exactly its subject, and every request and answer is audited.
 //!
-//! The rest of the session's life (plan, launch, supervise, relay, end) still lives in
-//! `warden run` (crates/cli/src/cmd/run.rs) and moves here piece by piece.
+//! - [`session`]: [`Session`] (`new` compiles the exec rules, `describe` is `--dry-run`,
+//!   `start` runs the side-effecting steps in order) and [`SessionHandle`] (`wait`, `freeze`,
+//!   `thaw`, `kill`); its module doc lists the steps.
+//! - [`supervise`] (private): the launch and the threads that supervise the sandbox.
+//! - [`runtime`]: what runs once the sandbox exists: monitor, control socket, audit writer,
+//!   the early-decision buffer, the end-of-session summary, the supervisor's key sequence.
+//! - [`exec`]: the exec guard's rules and hook for a session.
+//! - [`error`], [`ui`]: typed start errors (each with an exit-code class) and the terminal.
+//!
+//! The house: policy → layers (sandbox, execguard, proxy, gate, agentstate) → session →
+//! audit/risk → CLI. `warden run` (crates/cli/src/cmd/run.rs) parses arguments, calls
+//! [`SessionConfig::resolve`], [`Session::start`] and [`SessionHandle::wait`], and prints.
 
 pub mod approval;
+pub mod config;
 pub mod control;
+pub mod error;
+pub mod exec;
 pub mod monitor;
+pub mod runtime;
+pub mod session;
+mod supervise;
+pub mod ui;
 
-pub use approval::{Answer, Approvals, Outcome, Pending, Subject};
+pub use approval::{Answer, Approvals, Pending, Subject};
+pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};
 pub use control::{ControlServer, Op, Reply};
+pub use error::StartError;
 pub use monitor::{Monitor, Status};
+pub use session::{Outcome, Session, SessionHandle};
+pub use ui::Ui;

@@ -61,7 +61,10 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                 cache: Default::default(),
                 session: Some(s.workspace.clone()),
             };
-            protocol::handle(ag, &input, &env)
+            match super::advisor::hook_stage(&s.policy, a.headless) {
+                Some(stage) => protocol::handle_with(ag, &input, &env, Some(&stage)),
+                None => protocol::handle(ag, &input, &env),
+            }
         }
         (Ok(_), warden_policy::session::Location::Outside) => {
             // The workspace (for narrowing `.warden.toml`) is the payload's cwd.

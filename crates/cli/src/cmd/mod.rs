@@ -5,6 +5,7 @@ use crate::cli::{Cli, Command, PolicyArgs};
 use crate::exit;
 use std::path::PathBuf;
 
+mod advisor;
 mod audit;
 mod daemon;
 mod doctor;

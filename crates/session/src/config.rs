@@ -1,0 +1,535 @@
+//! [`SessionConfig::resolve`]: every decision `warden run` makes before it touches the host,
+//! as one pure function of the effective policy, the probed machine ([`HostFeatures`]) and
+//! the command line ([`RunOptions`]). Pure: it writes no file, starts no thread and changes no
+//! environment variable, so it is unit-tested over a matrix of machines and `--dry-run`
+//! prints its result ([`SessionConfig::describe`]).
+//!
+//! What it decides: the workspace guard, which required guarantees are missing (refuse, or
+//! run with `--best-effort`), whether this run is nested in another warden sandbox, the
+//! exec-guard backend, how the pids limit is held, how the session is frozen, the Landlock
+//! plan, the proxy's mode, the risk configuration and freeze timeout, and what the audit
+//! store is told at session start. What it does not decide: the sandbox's file-system view
+//! ([`warden_sandbox::Plan`]), which depends on the host's files and is built at start.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use warden_policy::{Loaded, Policy};
+use warden_sandbox::report::Guarantee;
+use warden_sandbox::Features;
+
+/// Where session state lives: outside every path the sandbox can write (the sandbox's
+/// `$HOME` is a private tmpfs, so the real directory is not even visible inside).
+pub fn state_dir(home: &Path) -> PathBuf {
+    home.join(".local/state/warden")
+}
+
+/// The persistent stamp → SHA-256 cache (outside anything the sandbox can write).
+pub fn hash_cache_path(home: &Path) -> PathBuf {
+    state_dir(home).join("hash-cache.bin")
+}
+
+/// A fresh session id: start time (ms, hex) and the supervisor's pid.
+pub fn new_session_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}-{:x}", t.as_millis(), std::process::id())
+}
+
+/// The exec-guard backend the user asked for (`--exec-guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecChoice {
+    Auto,
+    Bpf,
+    Seccomp,
+    Off,
+}
+
+/// The command line of `warden run`, already parsed.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The canonical workspace directory.
+    pub workspace: PathBuf,
+    pub home: PathBuf,
+    pub command: Vec<String>,
+    pub session_id: String,
+    pub best_effort: bool,
+    pub allow_broad_workspace: bool,
+    pub exec_guard: ExecChoice,
+    pub no_index: bool,
+    pub proxy_hosts_file: Option<PathBuf>,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+/// What the machine offers, probed once before [`SessionConfig::resolve`] (which only reads
+/// this). [`HostFeatures::probe`] gathers it.
+#[derive(Debug, Clone)]
+pub struct HostFeatures {
+    pub sandbox: Features,
+    /// The pid namespace has its own `pid_max` (Linux 6.14+).
+    pub pidns_pid_max: bool,
+    /// `WARDEN_SANDBOX=1` is set in this process's environment.
+    pub warden_env: bool,
+    /// The BPF LSM daemon's answer, when it was asked (`--exec-guard auto|bpf`).
+    pub daemon: Option<Result<(), String>>,
+}
+
+impl HostFeatures {
+    /// Probes the machine (read-only: kernel features, the environment, the daemon's socket).
+    pub fn probe(best_effort: bool, simulate_no_userns: bool, exec: ExecChoice) -> HostFeatures {
+        let mut sandbox = if best_effort {
+            warden_sandbox::probe()
+        } else {
+            warden_sandbox::probe_fast()
+        };
+        if simulate_no_userns {
+            sandbox.user_namespaces = false;
+        }
+        let daemon = matches!(exec, ExecChoice::Auto | ExecChoice::Bpf).then(|| {
+            warden_execguard::lsm::daemon::client::status(Path::new(
+                warden_execguard::lsm::daemon::SOCKET,
+            ))
+            .map(|_| ())
+        });
+        HostFeatures {
+            sandbox,
+            pidns_pid_max: warden_sandbox::pidns_pid_max_supported(),
+            warden_env: std::env::var_os("WARDEN_SANDBOX").is_some_and(|v| v == "1"),
+            daemon,
+        }
+    }
+}
+
+/// Why a session was not started. [`ConfigError::kind`] maps each to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("workspace {} contains your home directory; run warden from a project directory (or pass --allow-broad-workspace)", .0.display())]
+    BroadWorkspace(PathBuf),
+    #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
+    NoDaemon(String),
+    /// The full message lists each missing guarantee.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("network policy: {0}")]
+    Network(String),
+    #[error("policy: {0}")]
+    Risk(String),
+}
+
+/// The class of a failure, which the CLI maps onto its documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The workspace is missing or unusable (exit 5).
+    Workspace,
+    /// The policy is invalid (exit 3).
+    Policy,
+    /// The machine cannot deliver the policy (exit 4).
+    Unsupported,
+    /// The command is not found or hidden (exit 127).
+    NotFound,
+    /// The command exists but cannot be executed (exit 126).
+    NotExecutable,
+    /// Anything else (exit 1).
+    Internal,
+}
+
+impl ConfigError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ConfigError::BroadWorkspace(_) => ErrorKind::Workspace,
+            ConfigError::NoDaemon(_) | ConfigError::Unsupported(_) => ErrorKind::Unsupported,
+            ConfigError::Network(_) | ConfigError::Risk(_) => ErrorKind::Policy,
+        }
+    }
+}
+
+/// A message for the human before the session starts. `Warn` lines print as
+/// `warden: warning: <text>` (coloured on terminals), `Note` lines as `warden: <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Warn(String),
+    Note(String),
+}
+
+/// The exec-guard backend of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecBackend {
+    /// `--exec-guard off`.
+    OffByFlag,
+    /// Nested in a warden sandbox: the outer exec guard traps and traces every descendant
+    /// (seccomp filters stack; its tracer auto-attaches), and ptrace is denied here.
+    OffNested,
+    /// seccomp user notification + exec tracing, supervised by this process.
+    Seccomp,
+    /// BPF LSM programs of `warden daemon`: the session's cgroup is enforced in the kernel.
+    Bpf,
+}
+
+impl ExecBackend {
+    pub fn is_on(&self) -> bool {
+        matches!(self, ExecBackend::Seccomp | ExecBackend::Bpf)
+    }
+}
+
+/// How the pids limit is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidLimit {
+    /// The sandbox's pid namespace's own `pid_max` (free; Linux 6.14+).
+    PidNamespace,
+    /// A pids cgroup of its own (moving a process into a cgroup v1 costs ~10 ms). Falls back
+    /// to `RLIMIT_NPROC` at start if the cgroup cannot be made.
+    PidsCgroup,
+    /// `RLIMIT_NPROC` (per uid).
+    RlimitNproc,
+    /// The BPF daemon's session cgroup carries it (a process is in one cgroup only, and the
+    /// programs scope by that one).
+    DaemonCgroup,
+}
+
+/// How the session's whole tree is stopped (freeze, thaw, kill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerPlan {
+    /// A cgroup v2 leaf per session; signals if the leaf cannot be made.
+    CgroupLeaf,
+    /// Signals from outside: the tree already sits in a pids cgroup or the daemon's cgroup.
+    Signals,
+}
+
+/// Where the agent may connect over TCP under Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectScope {
+    /// A network namespace isolates the agent; Landlock adds no TCP rules.
+    Namespace,
+    /// No network namespace: only the proxy's host-loopback port (Landlock rules name ports,
+    /// not addresses; see the README's guarantees table). No port at all without a proxy.
+    ProxyPortOnly,
+}
+
+/// The Landlock part of the sandbox (its paths come from the sandbox plan at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LandlockConfig {
+    pub abi: i32,
+    /// Refuse to run unless every requested right is enforced (ABI 6+, not best effort).
+    pub hard: bool,
+    pub connect: ConnectScope,
+}
+
+/// Where the proxy listens and how the agent reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// The agent's network namespace has only loopback; a bridge in the sandbox's init hands
+    /// each connection to 127.0.0.1:3128 (and each allowed host loopback port) to the proxy.
+    NetnsBridge { gateway_ports: Vec<u16> },
+    /// No network namespace: the proxy listens on a host loopback port that Landlock (ABI 4+)
+    /// alone lets the agent reach.
+    HostLoopback,
+    /// No way to confine the agent's network to a proxy: no proxy (best effort only).
+    None,
+}
+
+/// What the audit store is told when the session starts (`start_ms` is set at start).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub store: PathBuf,
+    pub retention: warden_audit::Retention,
+    pub info: warden_audit::SessionInfo,
+}
+
+/// Every decision of one session, resolved before anything on the host changes.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub session_id: String,
+    pub workspace: PathBuf,
+    pub home: PathBuf,
+    pub command: Vec<String>,
+    pub profile: String,
+    pub policy: Policy,
+    pub features: Features,
+    pub best_effort: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub no_index: bool,
+    /// Required guarantees this machine does not deliver (only with `--best-effort` or when
+    /// nested in another sandbox).
+    pub missing: Vec<Guarantee>,
+    /// This run is inside a warden sandbox (nested).
+    pub nested_in_warden: bool,
+    /// Messages for the human, in order, before the session starts.
+    pub notices: Vec<Notice>,
+    pub exec: ExecBackend,
+    pub pids: PidLimit,
+    pub freezer: FreezerPlan,
+    pub landlock: LandlockConfig,
+    pub proxy: ProxyMode,
+    pub proxy_hosts_file: Option<PathBuf>,
+    pub risk: warden_risk::RiskConfig,
+    pub freeze_timeout: Option<Duration>,
+    pub audit: AuditConfig,
+    pub state_dir: PathBuf,
+    pub hash_cache: PathBuf,
+}
+
+/// The workspace guard: a workspace that is `/` or contains `$HOME` exposes everything.
+pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), ConfigError> {
+    if !allow_broad && (ws == Path::new("/") || home.starts_with(ws)) {
+        return Err(ConfigError::BroadWorkspace(ws.to_path_buf()));
+    }
+    Ok(())
+}
+
+impl SessionConfig {
+    /// Resolves every decision of the session. Pure (see the module doc).
+    pub fn resolve(
+        loaded: &Loaded,
+        host: &HostFeatures,
+        opts: &RunOptions,
+    ) -> Result<SessionConfig, ConfigError> {
+        let f = &host.sandbox;
+        let policy = &loaded.policy;
+        check_workspace(&opts.workspace, &opts.home, opts.allow_broad_workspace)?;
+        let mut notices = Vec::new();
+        let nested_in_warden = f.nested && host.warden_env;
+        let exec = if nested_in_warden {
+            notices.push(Notice::Note(
+                "nested in a warden sandbox: the outer exec guard covers this session".into(),
+            ));
+            ExecBackend::OffNested
+        } else {
+            match opts.exec_guard {
+                ExecChoice::Off => {
+                    notices.push(Notice::Warn(
+                        "the exec guard is off (--exec-guard off): executables are not checked by content".into(),
+                    ));
+                    ExecBackend::OffByFlag
+                }
+                ExecChoice::Bpf => match &host.daemon {
+                    Some(Ok(())) => ExecBackend::Bpf,
+                    Some(Err(e)) => return Err(ConfigError::NoDaemon(e.clone())),
+                    None => return Err(ConfigError::NoDaemon("not asked".into())),
+                },
+                ExecChoice::Auto if matches!(host.daemon, Some(Ok(()))) => ExecBackend::Bpf,
+                ExecChoice::Auto | ExecChoice::Seccomp => ExecBackend::Seccomp,
+            }
+        };
+        let missing = warden_sandbox::report::missing(f);
+        let nested_ok = f.nested && !f.user_namespaces;
+        if !missing.is_empty() {
+            let mut msg = String::from("this machine cannot deliver the policy:\n");
+            for g in &missing {
+                msg.push_str(&format!(
+                    "  - missing: {} (needs {})\n",
+                    g.what, g.mechanism
+                ));
+            }
+            if let Some(e) = &f.userns_error {
+                msg.push_str(&format!("  user namespaces: {e}\n"));
+            }
+            if nested_ok {
+                msg.push_str("  (running inside another sandbox: its restrictions still hold, and this one adds Landlock and seccomp on top)\n");
+            }
+            if !opts.best_effort && !nested_ok {
+                msg.push_str("nothing was run; `warden doctor` explains, `--best-effort` runs with the guarantees above missing");
+                return Err(ConfigError::Unsupported(msg.trim_end().to_string()));
+            }
+            notices.push(Notice::Warn(msg.trim_end().to_string()));
+        }
+        let net = warden_proxy::rules::NetRules::from_section(&policy.network)
+            .map_err(ConfigError::Network)?;
+        let proxy = if f.user_namespaces {
+            ProxyMode::NetnsBridge {
+                gateway_ports: net.loopback_ports().into_iter().map(|(p, _)| p).collect(),
+            }
+        } else if f.landlock_abi >= 4 {
+            if let Some(n) = warden_proxy::gateway_unavailable_note(policy) {
+                notices.push(Notice::Warn(n));
+            }
+            ProxyMode::HostLoopback
+        } else {
+            ProxyMode::None
+        };
+        let pids = if f.user_namespaces && host.pidns_pid_max {
+            PidLimit::PidNamespace
+        } else if exec == ExecBackend::Bpf {
+            PidLimit::DaemonCgroup
+        } else if f.cgroup_pids.is_some() {
+            PidLimit::PidsCgroup
+        } else {
+            PidLimit::RlimitNproc
+        };
+        // A process is in one v2 cgroup only: a leaf of its own unless the tree already sits
+        // in a pids cgroup or the daemon's cgroup.
+        let freezer = if exec == ExecBackend::Bpf || pids == PidLimit::PidsCgroup {
+            FreezerPlan::Signals
+        } else {
+            FreezerPlan::CgroupLeaf
+        };
+        let landlock = LandlockConfig {
+            abi: f.landlock_abi,
+            hard: !opts.best_effort && f.landlock_abi >= 6,
+            connect: if f.user_namespaces {
+                ConnectScope::Namespace
+            } else {
+                ConnectScope::ProxyPortOnly
+            },
+        };
+        let risk =
+            warden_risk::RiskConfig::from_section(&policy.risk).map_err(ConfigError::Risk)?;
+        let freeze_timeout = policy
+            .risk
+            .freeze_timeout_secs
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs);
+        let audit = AuditConfig {
+            store: warden_audit::default_store_path(&opts.home),
+            retention: warden_audit::Retention::with_policy(
+                policy.audit.retention_days,
+                policy.audit.max_mb,
+            ),
+            info: warden_audit::SessionInfo {
+                id: opts.session_id.clone(),
+                agent: policy
+                    .agent
+                    .name
+                    .clone()
+                    .or_else(|| opts.command.first().cloned())
+                    .unwrap_or_default(),
+                profile: loaded.profile.clone(),
+                workspace: opts.workspace.display().to_string(),
+                command: opts.command.join(" "),
+                pid: None,
+                start_ms: 0,
+            },
+        };
+        Ok(SessionConfig {
+            session_id: opts.session_id.clone(),
+            workspace: opts.workspace.clone(),
+            home: opts.home.clone(),
+            command: opts.command.clone(),
+            profile: loaded.profile.clone(),
+            policy: policy.clone(),
+            features: f.clone(),
+            best_effort: opts.best_effort,
+            quiet: opts.quiet,
+            verbose: opts.verbose,
+            no_index: opts.no_index,
+            missing,
+            nested_in_warden,
+            notices,
+            exec,
+            pids,
+            freezer,
+            landlock,
+            proxy,
+            proxy_hosts_file: opts.proxy_hosts_file.clone(),
+            risk,
+            freeze_timeout,
+            audit,
+            state_dir: state_dir(&opts.home),
+            hash_cache: hash_cache_path(&opts.home),
+        })
+    }
+
+    /// The agent's name from the policy ("" when the policy names none).
+    pub fn agent(&self) -> &str {
+        self.policy.agent.name.as_deref().unwrap_or("")
+    }
+
+    /// Who the session's own decisions are by.
+    pub fn who(&self) -> String {
+        format!("warden run ({})", self.profile)
+    }
+
+    /// The decisions, as `--dry-run` prints them (before the sandbox plan).
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "profile   {}", self.profile);
+        let _ = writeln!(
+            s,
+            "exec guard {}",
+            match self.exec {
+                ExecBackend::OffByFlag => "off (--exec-guard off)",
+                ExecBackend::OffNested => "off here (nested: the outer warden's guard covers it)",
+                ExecBackend::Seccomp => "seccomp user notification (supervised by warden run)",
+                ExecBackend::Bpf => "BPF LSM (warden daemon)",
+            }
+        );
+        for g in &self.missing {
+            let _ = writeln!(s, "missing   {} (needs {})", g.what, g.mechanism);
+        }
+        let _ = writeln!(
+            s,
+            "pids limit {}",
+            match self.pids {
+                PidLimit::PidNamespace => "pid_max of the sandbox's pid namespace",
+                PidLimit::PidsCgroup => "pids cgroup (RLIMIT_NPROC if it cannot be made)",
+                PidLimit::RlimitNproc => "RLIMIT_NPROC (per uid)",
+                PidLimit::DaemonCgroup => "the BPF daemon's session cgroup",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "stop switch {}",
+            match self.freezer {
+                FreezerPlan::CgroupLeaf => "cgroup v2 leaf (signals if it cannot be made)",
+                FreezerPlan::Signals => "signals",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "landlock  ABI {}{}",
+            self.landlock.abi,
+            if self.landlock.hard {
+                " (hard: every right enforced)"
+            } else {
+                ""
+            }
+        );
+        let allow = if self.policy.network.allow.is_empty() {
+            "(none)".to_string()
+        } else {
+            self.policy.network.allow.join(", ")
+        };
+        let _ = writeln!(s, "network allow {allow}");
+        if !self.policy.network.deny.is_empty() {
+            let _ = writeln!(s, "network deny {}", self.policy.network.deny.join(", "));
+        }
+        match &self.proxy {
+            ProxyMode::NetnsBridge { gateway_ports } => {
+                let _ = writeln!(
+                    s,
+                    "proxy     127.0.0.1:{} in the sandbox, bridged to warden's proxy",
+                    warden_proxy::SANDBOX_PORT
+                );
+                if !gateway_ports.is_empty() {
+                    let ports: Vec<String> = gateway_ports.iter().map(u16::to_string).collect();
+                    let _ = writeln!(s, "gateway   host loopback ports {}", ports.join(", "));
+                }
+            }
+            ProxyMode::HostLoopback => {
+                let _ = writeln!(
+                    s,
+                    "proxy     a host loopback port (chosen at start); Landlock allows only that port"
+                );
+            }
+            ProxyMode::None => {
+                let _ = writeln!(s, "proxy     none (no network confinement on this machine)");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "risk      {}{}",
+            if self.risk.enabled { "on" } else { "off" },
+            match self.freeze_timeout {
+                Some(t) => format!("; a frozen session is killed after {}s", t.as_secs()),
+                None => String::new(),
+            }
+        );
+        let _ = writeln!(s, "audit     {}", self.audit.store.display());
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,800 @@
+//! [`Session`]: one supervised session's life, from a resolved [`SessionConfig`] to its end.
+//!
+//! [`Session::new`] compiles what the session needs without touching the host (the exec
+//! rules); [`Session::describe`] is `--dry-run`; [`Session::start`] runs the side-effecting
+//! steps in order and returns a [`SessionHandle`] once the agent runs;
+//! [`SessionHandle::wait`] supervises it to the end and cleans up.
+//!
+//! Invariant: the supervisor stays single-threaded until the sandbox is forked (the steps
+//! before [`launch`](warden_sandbox::launch) start no thread; `Early` holds their decisions).
+//!
+//! The steps of `start`, each a function below, in order:
+//! 1. `hook_pipe`, `bind_host_proxy`: fds the sandbox inherits or that must exist before fork.
+//! 2. `export_session_id`, `prepare_host_dirs`, `build_plan`, `check_command`.
+//! 3. `start_agent_state`, `open_session_log` (+ the start decisions).
+//! 4. `pids_limit`, `landlock_plan` (the memory cgroup and freezer leaf are made last, in 7:
+//!    their creation waits for the cgroup prewarm's grace period).
+//! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
+//! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
+//! 7. `wire_proxy`, exec-guard write scope, `freezer_leaf`, `on_launch` (monitor, control
+//!    socket, audit writer; started once the sandbox exists).
+//! 8. `supervise::launch` (the sandbox, signal forwarding, proxy, exec guard, pty relay).
+//!
+//! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
+//! nothing of the sandbox runs: remove placeholders, private tmp and manifest, the integrity
+//! report, the agent state report, the pids-limit decision, the end decision, then `finish`
+//! (risk, audit summary; every finding is in the store before it closes), then reap stage 1
+//! (the kernel's namespace teardown overlapped all of the above) and remove the cgroups.
+//!
+//! Start-up cost is measured per step with `WARDEN_TIMING=1` (`scripts/bench-phases.py`).
+
+use crate::config::{ConnectScope, FreezerPlan, PidLimit, ProxyMode, SessionConfig};
+use crate::error::StartError;
+use crate::exec::ExecSetup;
+use crate::runtime::{self, Early, Slot};
+use crate::supervise::{self, Launched, ProxyStart};
+use crate::ui::Ui;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use warden_event::{Decision, Layer, Sink, Verdict};
+use warden_sandbox::{cgroup::SessionCgroup, launch, plan, Launch, Plan};
+
+/// A resolved session, ready to describe (`--dry-run`) or start.
+pub struct Session {
+    pub config: SessionConfig,
+    exec: ExecSetup,
+    ui: Ui,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// The agent's exit status (as a shell reports it).
+    pub code: i32,
+    /// The risk monitor or a human killed the session.
+    pub killed: bool,
+}
+
+/// What the end of a session cleans up and reports, whether or not the launch worked.
+struct Resources {
+    config: SessionConfig,
+    ui: Ui,
+    /// `ask` actions wait here for a human (control socket, Ctrl-] keys).
+    approvals: Arc<crate::approval::Approvals>,
+    who: String,
+    running: Slot,
+    cgroup: Option<SessionCgroup>,
+    memory_cgroup: Option<warden_sandbox::cgroup::MemoryCgroup>,
+    leaf: Option<warden_sandbox::freezer::SessionLeaf>,
+    placeholders: Vec<warden_sandbox::placeholder::Placeholder>,
+    private_tmp: Option<PathBuf>,
+    manifest: PathBuf,
+    integrity: Option<warden_sandbox::integrity::Snapshot>,
+    agent_state: Option<warden_agentstate::StateSession>,
+    /// The child of [`warden_sandbox::cgroup::prewarm`], reaped at the end.
+    prewarm: Option<i32>,
+}
+
+/// A running session.
+pub struct SessionHandle {
+    launched: Launched,
+    res: Resources,
+}
+
+impl Session {
+    /// Compiles the exec rules for the chosen backend (reads the hash cache and trust index,
+    /// writes nothing). Errors mean no run.
+    pub fn new(config: SessionConfig, ui: Ui) -> Result<Session, StartError> {
+        let exec = ExecSetup::load(&config, ui)?;
+        Ok(Session { config, exec, ui })
+    }
+
+    /// The notices of the resolved config, printed before anything starts.
+    pub fn print_notices(&self) {
+        for n in &self.config.notices {
+            match n {
+                crate::config::Notice::Warn(w) => self.ui.warn("warden: warning:", w),
+                crate::config::Notice::Note(n) => eprintln!("warden: {n}"),
+            }
+        }
+    }
+
+    /// `--dry-run`: the decisions, the sandbox plan and the agent state's handling, and the
+    /// state directories a run would create. Changes nothing on the host.
+    pub fn describe(&self) -> String {
+        let c = &self.config;
+        let port = match c.proxy {
+            ProxyMode::HostLoopback => Some(0),
+            _ => None,
+        };
+        let plan = build_plan(c, port, extra_read(c), None);
+        let mut s = format!(
+            "{}{}{}",
+            c.describe(),
+            plan.describe(),
+            warden_agentstate::describe(c.agent())
+        );
+        for d in plan::missing_state_dirs(&c.policy, &c.home, &c.workspace) {
+            s.push_str(&format!("would create state dir {}\n", d.display()));
+        }
+        s
+    }
+
+    /// Starts the session: every side-effecting step up to a running agent. `sinks` receive
+    /// every decision of the session (with the risk monitor and the audit store).
+    pub fn start(self, sinks: Vec<Arc<dyn Sink>>) -> Result<SessionHandle, StartError> {
+        let Session { config, exec, ui } = self;
+        warden_event::timing::mark("session: start");
+        // The session's first cgroup migration waits for an RCU grace period: start one
+        // now, while the session is planned (see `prewarm`).
+        let prewarm = warden_sandbox::cgroup::prewarm();
+        let (hook_r, hook_w) = hook_pipe()?;
+        let host_proxy = bind_host_proxy(&config)?;
+        export_session_id(&config.session_id);
+        // The advisor (optional): takes its key out of our environment before anything
+        // copies it.
+        let mut advisor = warden_advisor::session::Wiring::prepare(
+            &config.policy,
+            &config.home,
+            config.policy.agent.name.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| StartError::Policy(format!("advisor: {e}")))?;
+        if let Some(n) = advisor.as_ref().and_then(|w| w.note()) {
+            ui.warn("warden: warning:", &n);
+        }
+        let extra_read = extra_read(&config);
+        prepare_host_dirs(&config);
+        let mut plan = build_plan(
+            &config,
+            host_proxy.as_ref().map(|(_, p)| *p),
+            extra_read,
+            advisor.as_ref(),
+        );
+        check_command(&config, &plan)?;
+        let agent_state = start_agent_state(&config, &mut plan)?;
+        let early = open_session_log(&config, &plan, sinks.clone())?;
+        let who = config.who();
+        let (pid_max, cgroup) = pids_limit(&config, &plan);
+        let bpf = matches!(exec, ExecSetup::Bpf(_));
+        let landlock = landlock_plan(&config, &plan, host_proxy.as_ref().map(|(_, p)| *p));
+        let integrity = integrity_snapshot(&config, &plan);
+        let manifest = config
+            .state_dir
+            .join("placeholders")
+            .join(format!("{}.list", config.session_id));
+        let approvals = crate::approval::Approvals::new(config.policy.approvals.timeout());
+        let mut res = Resources {
+            config,
+            ui,
+            approvals,
+            who,
+            running: runtime::Running::slot(),
+            cgroup,
+            memory_cgroup: None,
+            leaf: None,
+            placeholders: Vec::new(),
+            private_tmp: None,
+            manifest,
+            integrity,
+            agent_state,
+            prewarm,
+        };
+        warden_event::timing::mark("session: planned");
+        // From here on a failure still cleans up what was made.
+        let prepared = (|| {
+            res.placeholders = launch::make_placeholders(&plan).map_err(StartError::Workspace)?;
+            res.private_tmp = make_private_tmp(&plan)?;
+            warden_sandbox::placeholder::write_manifest(&res.manifest, &res.placeholders);
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let (proxy, init_tasks) =
+                wire_proxy(&res.config, host_proxy, hook_r, res.approvals.clone())?;
+            let mut exec = exec;
+            if let ExecSetup::Seccomp(g) = &mut exec {
+                // Files the agent can write get no cached identity (see WriteScope).
+                g.set_write_scope(if res.config.features.landlock_abi > 0 {
+                    warden_execguard::unotify::WriteScope::confined(
+                        plan.landlock_write.iter().chain(&plan.masks).cloned(),
+                    )
+                } else {
+                    warden_execguard::unotify::WriteScope::unconfined()
+                });
+            }
+            // Allowlist mode: unknown content asks a human (seccomp backend only).
+            match &mut exec {
+                ExecSetup::Seccomp(g) if res.config.policy.exec.ask_unknown == Some(true) => g
+                    .set_approver(Arc::new(crate::approval::ExecApprover(
+                        res.approvals.clone(),
+                    ))),
+                _ if res.config.policy.exec.ask_unknown == Some(true) => res.ui.warn(
+                    "warden: note:",
+                    "exec.ask_unknown needs the seccomp exec guard; unknown content is denied without asking",
+                ),
+                _ => {}
+            }
+            // The cgroups last: their creation waits for the prewarm's grace period (it
+            // holds the cgroup mutex), so everything else overlaps it.
+            res.memory_cgroup =
+                warden_sandbox::limits::session_memory(&res.config.session_id, &plan, bpf);
+            res.leaf = freezer_leaf(&res);
+            warden_event::timing::mark("session: cgroups");
+            let on_launch = on_launch(&res, early.clone());
+            let advisor_fd = advisor.as_mut().and_then(|w| w.sandbox_fd());
+            let on_launch: runtime::OnLaunch = match advisor {
+                Some(w) => Box::new(move |pid| {
+                    on_launch(pid);
+                    w.start();
+                }),
+                None => on_launch,
+            };
+            let pids_max = plan.pids_max as u64;
+            let watch = warden_sandbox::limits::Watch {
+                agent_pid: 0,
+                tmpfs: plan.limits.tmpfs.clone(),
+                memory: res
+                    .memory_cgroup
+                    .as_ref()
+                    .map(|c| (c.path.clone(), c.v2, c.max)),
+            };
+            let l = Launch {
+                rlimit_nproc: (res.config.pids == PidLimit::RlimitNproc
+                    || (res.config.pids == PidLimit::PidsCgroup && res.cgroup.is_none()))
+                .then_some(pids_max),
+                pid_max,
+                inherit_fd: Some(hook_w),
+                inherit_fds: advisor_fd.into_iter().collect(),
+                cgroup_procs: res
+                    .cgroup
+                    .as_ref()
+                    .map(|c| c.path.join("cgroup.procs"))
+                    .or_else(|| res.leaf.as_ref().map(|l| l.procs())),
+                memory_cgroup_procs: res.memory_cgroup.as_ref().map(|c| c.procs()),
+                best_effort: res.config.best_effort,
+                plan,
+                landlock,
+                hooks: if matches!(exec, ExecSetup::Seccomp(_)) {
+                    vec![Arc::new(crate::exec::ExecHook) as Arc<dyn warden_sandbox::AgentHook>]
+                } else {
+                    Vec::new()
+                },
+                init_tasks,
+                namespaces: res.config.features.user_namespaces,
+                pty: tty,
+            };
+            Ok::<_, StartError>(supervise::Start {
+                launch: l,
+                tty,
+                exec,
+                session_id: res.config.session_id.clone(),
+                pids_max,
+                hash_cache: res.config.hash_cache.clone(),
+                proxy,
+                on_launch,
+                watch,
+                escape: Some(runtime::escape_handler(res.running.clone(), ui)),
+            })
+        })();
+        let launched = prepared.and_then(supervise::launch);
+        match launched {
+            Ok(launched) => Ok(SessionHandle { launched, res }),
+            Err(e) => {
+                let _ = end(res, None, None);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl SessionHandle {
+    /// The session's id.
+    pub fn id(&self) -> &str {
+        &self.res.config.session_id
+    }
+
+    /// Freezes the whole tree (the risk monitor's stop switch), as `by` asked.
+    pub fn freeze(&self, by: &str) -> Result<(), String> {
+        self.monitor()?.freeze(by).map(|_| ())
+    }
+
+    /// Thaws a frozen session.
+    pub fn thaw(&self, by: &str) -> Result<(), String> {
+        self.monitor()?.thaw(by)
+    }
+
+    /// Ends the whole tree.
+    pub fn kill(&self, by: &str) -> Result<(), String> {
+        self.monitor()?.kill(by)
+    }
+
+    fn monitor(&self) -> Result<Arc<crate::Monitor>, String> {
+        self.res
+            .running
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|r| r.monitor.clone()))
+            .ok_or_else(|| "the session's monitor is not running".to_string())
+    }
+
+    /// Supervises the session to its end, then cleans up and reports (see the module doc).
+    pub fn wait(self) -> Result<Outcome, StartError> {
+        match self.launched.wait() {
+            Ok((code, reaper)) => end(self.res, Some(Ok(code)), Some(reaper)),
+            Err(e) => end(self.res, Some(Err(e)), None),
+        }
+    }
+}
+
+/// The end of a session: run after the agent exits, and after a failed launch (`result`
+/// None: the launch's own error is returned by the caller).
+fn end(
+    res: Resources,
+    result: Option<Result<i32, StartError>>,
+    reaper: Option<supervise::Reaper>,
+) -> Result<Outcome, StartError> {
+    let Resources {
+        config,
+        ui,
+        approvals,
+        who,
+        running,
+        cgroup,
+        memory_cgroup,
+        leaf,
+        placeholders,
+        private_tmp,
+        manifest,
+        integrity,
+        agent_state,
+        prewarm,
+    } = res;
+    // Nothing may wait for a human any more: waiting requests are denied.
+    approvals.close();
+    let code = result.as_ref().and_then(|r| r.as_ref().ok().copied());
+    // Nothing of the sandbox runs any more (init reported after emptying its namespace):
+    // this work overlaps the kernel's teardown of the namespaces, and every finding is
+    // emitted before the audit store closes (`finish`).
+    launch::remove_placeholders(&placeholders);
+    if let Some(t) = &private_tmp {
+        // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
+        let _ = std::fs::remove_dir_all(t);
+    }
+    let _ = std::fs::remove_file(&manifest);
+    if let Some(before) = &integrity {
+        report_integrity(before, &config.workspace, &who);
+    }
+    if let Some(s) = agent_state {
+        eprint!("{}", s.finish().render(&config.session_id));
+    }
+    if let Some(cg) = &cgroup {
+        let hits = cg.max_events();
+        if hits > 0 {
+            Decision::new(
+                Layer::Sandbox,
+                &who,
+                "fork",
+                "process.pids_max",
+                Verdict::Deny,
+                format!("the pids limit was hit {hits} times"),
+            )
+            .emit();
+        }
+    }
+    if let Some(code) = code {
+        Decision::new(
+            Layer::Sandbox,
+            &who,
+            config.command.join(" "),
+            "session",
+            Verdict::Observe,
+            format!("session end, exit {code}"),
+        )
+        .emit();
+    }
+    warden_event::timing::mark("session: end reported");
+    let risk = runtime::finish(&running, config.quiet, &config.session_id, code, ui);
+    warden_event::timing::mark("session: audit closed");
+    // The cgroups must be empty to be removed: stage 1 is reaped first.
+    if let Some(r) = reaper {
+        r.reap();
+    }
+    warden_event::timing::mark("session: reaped");
+    drop(leaf);
+    drop(memory_cgroup);
+    drop(cgroup);
+    warden_sandbox::cgroup::reap_prewarm(prewarm);
+    let code = match result {
+        Some(r) => r?,
+        None => return Err(StartError::Internal("the session did not start".into())),
+    };
+    Ok(Outcome {
+        code,
+        killed: risk.is_some_and(|r| r.killed),
+    })
+}
+
+/// Hook decisions made inside the sandbox (`warden hook`, run by the agent) reach this
+/// session's log through a pipe: the agent holds the write end, we read, validate and
+/// re-stamp every line (they are the agent side's reports, and are marked as such).
+fn hook_pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 into a 2-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(StartError::Internal(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Without a network namespace the proxy listens on the host's loopback, and Landlock
+/// (ABI 4+) lets the agent connect to that TCP port only. Bound now: no threads before the
+/// sandbox is forked; the socket is close-on-exec, so the agent never holds it.
+fn bind_host_proxy(c: &SessionConfig) -> Result<Option<(std::net::TcpListener, u16)>, StartError> {
+    if c.proxy != ProxyMode::HostLoopback {
+        return Ok(None);
+    }
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| StartError::Internal(format!("proxy: bind 127.0.0.1:0: {e}")))?;
+    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    Ok(Some((l, port)))
+}
+
+/// Single-threaded here: every Decision of this process carries the session id.
+fn export_session_id(id: &str) {
+    std::env::set_var("WARDEN_SESSION_ID", id);
+}
+
+/// warden's own binary stays reachable (read + exec, never write) at the same path, so the
+/// agent's hooks (`warden hook ...`, as `warden install` wrote them) run inside too; and the
+/// agent's install directory when it lives under `$HOME`.
+fn extra_read(c: &SessionConfig) -> Vec<PathBuf> {
+    let env: Vec<_> = std::env::vars_os().collect();
+    let own_exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    c.command
+        .first()
+        .and_then(|cmd| agent_install_dir(cmd, &env, &c.home))
+        .into_iter()
+        .flatten()
+        .chain(own_exe)
+        .collect()
+}
+
+/// Sweeps placeholders of dead sessions, creates the agent's missing state dirs.
+fn prepare_host_dirs(c: &SessionConfig) {
+    warden_sandbox::placeholder::sweep_stale(&c.state_dir.join("placeholders"));
+    plan::create_state_dirs(&c.policy, &c.home, &c.workspace);
+    warden_agentstate::prepare_dirs(c.agent(), &c.home, &c.policy.files.protect);
+}
+
+/// The sandbox's view. `host_proxy_port`: the proxy's host loopback port (no network
+/// namespace).
+fn build_plan(
+    c: &SessionConfig,
+    host_proxy_port: Option<u16>,
+    extra_read: Vec<PathBuf>,
+    advisor: Option<&warden_advisor::session::Wiring>,
+) -> Plan {
+    let mut plan = plan::build(plan::PlanInput {
+        policy: &c.policy,
+        workspace: c.workspace.clone(),
+        home: c.home.clone(),
+        command: c.command.clone(),
+        session_id: c.session_id.clone(),
+        features: &c.features,
+        extra_env: {
+            let mut e = match (host_proxy_port, c.features.user_namespaces) {
+                (_, true) => warden_proxy::proxy_env(warden_proxy::SANDBOX_PORT),
+                (Some(port), false) => warden_proxy::proxy_env(port),
+                (None, false) => Vec::new(),
+            };
+            e.push(("WARDEN_HOOK_FD".into(), launch::INHERITED_FD.to_string()));
+            e.extend(advisor.map(|w| w.env()));
+            e
+        },
+        extra_read,
+    });
+    if let Some(w) = advisor {
+        w.scrub(&mut plan.env, &mut plan.scrubbed);
+    }
+    // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
+    plan.set_gate_policy(
+        warden_policy::session::SessionPolicy {
+            version: warden_policy::session::VERSION,
+            session_id: c.session_id.clone(),
+            profile: c.profile.clone(),
+            workspace: c.workspace.clone(),
+            home: c.home.clone(),
+            policy: c.policy.clone(),
+        }
+        .to_json(),
+    );
+    plan
+}
+
+/// A command the view hides fails here, saying why (not as a setup error).
+fn check_command(c: &SessionConfig, plan: &Plan) -> Result<(), StartError> {
+    if !c.features.user_namespaces {
+        return Ok(());
+    }
+    plan.resolve_command()
+        .map_err(|e| StartError::NotFound(e.to_string()))?;
+    for n in &plan.notes {
+        eprintln!("warden: note: {n}");
+    }
+    let hidden = plan.hidden_path_dirs();
+    if !hidden.is_empty() {
+        let list: Vec<String> = hidden.iter().map(|d| d.display().to_string()).collect();
+        eprintln!(
+            "warden: note: on PATH but hidden in the sandbox (files.read shows a directory): {}",
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// State filter (warden-agentstate): the agent works on a copy of ~/.claude.json.
+fn start_agent_state(
+    c: &SessionConfig,
+    plan: &mut Plan,
+) -> Result<Option<warden_agentstate::StateSession>, StartError> {
+    let s = warden_agentstate::StateSession::start(c.agent(), &c.home, &c.state_dir, &c.session_id)
+        .map_err(|e| StartError::Internal(format!("agent state filter: {e}")))?;
+    if let Some(s) = &s {
+        s.warnings
+            .iter()
+            .for_each(|w| eprintln!("warden: warning: {w}"));
+        s.binds()
+            .into_iter()
+            .for_each(|(t, c)| plan.bind_copy(t, c));
+    }
+    Ok(s)
+}
+
+/// The JSON-lines session log, the decision sinks, and the session's first decisions
+/// (start, scrubbed environment variables). Decisions before the sandbox exists are held
+/// for the audit store ([`Early`]: no threads yet).
+fn open_session_log(
+    c: &SessionConfig,
+    plan: &Plan,
+    sinks: Vec<Arc<dyn Sink>>,
+) -> Result<Arc<Early>, StartError> {
+    let log_path = c
+        .state_dir
+        .join("sessions")
+        .join(format!("{}.jsonl", c.session_id));
+    let log = warden_event::SessionLog::open(&log_path)
+        .map_err(|e| StartError::Internal(format!("session log {}: {e}", log_path.display())))?;
+    warden_event::init_tracing(Some(log), c.verbose);
+    let early = Arc::new(Early::default());
+    warden_event::sinks::add(early.clone());
+    for s in sinks {
+        warden_event::sinks::add(s);
+    }
+    let who = c.who();
+    Decision::new(
+        Layer::Sandbox,
+        &who,
+        c.command.join(" "),
+        format!("profile:{}", c.profile),
+        Verdict::Observe,
+        "session start",
+    )
+    .with("session", c.session_id.as_str())
+    .with("workspace", c.workspace.display().to_string())
+    .emit();
+    for (k, glob) in &plan.scrubbed {
+        Decision::new(
+            Layer::Sandbox,
+            &who,
+            format!("env {k}"),
+            "env.scrub",
+            Verdict::Deny,
+            format!("matches `{glob}`; pass it with env.pass in ~/.config/warden/policy.toml"),
+        )
+        .emit();
+    }
+    Ok(early)
+}
+
+/// The pids limit as the config chose it: the pid namespace's `pid_max`, or a pids cgroup
+/// (RLIMIT_NPROC if it cannot be made; the launch sets that).
+fn pids_limit(c: &SessionConfig, plan: &Plan) -> (Option<u32>, Option<SessionCgroup>) {
+    match c.pids {
+        PidLimit::PidNamespace => (Some(plan.pids_max), None),
+        PidLimit::PidsCgroup => match SessionCgroup::create(&c.session_id, plan.pids_max) {
+            Ok(cg) => (None, Some(cg)),
+            Err(e) => {
+                tracing::warn!("pids cgroup unavailable ({e}); using RLIMIT_NPROC");
+                (None, None)
+            }
+        },
+        PidLimit::RlimitNproc | PidLimit::DaemonCgroup => (None, None),
+    }
+}
+
+/// Landlock rules: the plan's paths, and (no network namespace) only the proxy's port.
+fn landlock_plan(
+    c: &SessionConfig,
+    plan: &Plan,
+    host_proxy_port: Option<u16>,
+) -> warden_sandbox::lock::LandlockPlan {
+    warden_sandbox::lock::LandlockPlan {
+        abi: c.landlock.abi,
+        read: plan.landlock_read.clone(),
+        write: plan.landlock_write.clone(),
+        connect_tcp: match c.landlock.connect {
+            ConnectScope::Namespace => None,
+            ConnectScope::ProxyPortOnly => Some(host_proxy_port.into_iter().collect()),
+        },
+        hard: c.landlock.hard,
+    }
+}
+
+/// The workspace's files host tools run or load, as they are before the session (the end
+/// compares). Before the placeholders: they are not the session's doing.
+fn integrity_snapshot(
+    c: &SessionConfig,
+    plan: &Plan,
+) -> Option<warden_sandbox::integrity::Snapshot> {
+    warden_sandbox::integrity::snapshot(&c.workspace)
+        .map_err(|e| tracing::warn!("integrity snapshot of {}: {e}", c.workspace.display()))
+        .ok()
+        .map(|mut s| {
+            warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
+            s
+        })
+}
+
+/// The session's private TMPDIR (mode 0700), when the plan has one.
+fn make_private_tmp(plan: &Plan) -> Result<Option<PathBuf>, StartError> {
+    let Some(t) = plan.private_tmp.clone() else {
+        return Ok(None);
+    };
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&t)
+        .map_err(|e| StartError::Internal(format!("private TMPDIR {}: {e}", t.display())))?;
+    Ok(Some(t))
+}
+
+/// Network: with a namespace, the agent's has only loopback and a bridge in the sandbox's
+/// init hands each connection to 127.0.0.1:3128 (and each allowed host loopback port) to
+/// the proxy running here; without one, the same fd-passing bridge runs as a thread of this
+/// process on the host loopback listener once the sandbox is forked.
+fn wire_proxy(
+    c: &SessionConfig,
+    host_proxy: Option<(std::net::TcpListener, u16)>,
+    hook_events: OwnedFd,
+    approvals: Arc<crate::approval::Approvals>,
+) -> Result<(ProxyStart, Vec<warden_sandbox::InitTask>), StartError> {
+    let pair = || {
+        std::os::unix::net::UnixStream::pair()
+            .map(|(a, b)| (OwnedFd::from(a), OwnedFd::from(b)))
+            .map_err(|e| StartError::Internal(format!("socketpair: {e}")))
+    };
+    let mut host_bridge = None;
+    let (ctl, init_tasks) = match (&c.proxy, host_proxy) {
+        (ProxyMode::NetnsBridge { gateway_ports }, _) => {
+            let (mine, theirs) = pair()?;
+            let gateway = gateway_ports.clone();
+            let task: warden_sandbox::InitTask = Box::new(move || {
+                let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)?;
+                Ok(Box::new(move || warden_proxy::bridge::serve_all(b, theirs))
+                    as Box<dyn FnOnce() + Send>)
+            });
+            (Some(mine), vec![task])
+        }
+        (ProxyMode::HostLoopback, Some((l, _))) => {
+            let (mine, theirs) = pair()?;
+            host_bridge = Some((l, theirs));
+            (Some(mine), Vec::new())
+        }
+        _ => (None, Vec::new()),
+    };
+    Ok((
+        ProxyStart {
+            hook_events,
+            host_bridge,
+            policy: c.policy.clone(),
+            ctl,
+            hosts_file: c.proxy_hosts_file.clone(),
+            gateway: c.features.user_namespaces,
+            approver: Arc::new(crate::approval::ProxyApprover(approvals)),
+        },
+        init_tasks,
+    ))
+}
+
+/// The stop switch: a cgroup v2 leaf per session (freeze/thaw/kill), unless the tree
+/// already sits in a pids cgroup or the daemon's cgroup (a process is in one v2 cgroup
+/// only); then signals from outside.
+fn freezer_leaf(res: &Resources) -> Option<warden_sandbox::freezer::SessionLeaf> {
+    let leaf_planned = res.config.freezer == FreezerPlan::CgroupLeaf
+        // The pids cgroup could not be made: the tree is in no cgroup of ours.
+        || (res.config.pids == PidLimit::PidsCgroup && res.cgroup.is_none());
+    if !leaf_planned {
+        return None;
+    }
+    match warden_sandbox::freezer::SessionLeaf::create(&res.config.session_id) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::info!("no cgroup v2 leaf for the session ({e}); freeze uses signals");
+            None
+        }
+    }
+}
+
+/// What runs once the sandbox exists (threads allowed): the risk monitor, the control
+/// socket and the audit writer (which takes the early decisions).
+fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
+    let mut audit = res.config.audit.clone();
+    audit.info.pid = Some(std::process::id() as i64);
+    audit.info.start_ms = warden_audit::time::now_ms();
+    runtime::on_launch(
+        runtime::RiskStart {
+            config: res.config.risk.clone(),
+            freeze_timeout: res.config.freeze_timeout,
+        },
+        &res.config.state_dir,
+        &res.config.session_id,
+        res.leaf.as_ref().map(|l| l.path.clone()),
+        res.running.clone(),
+        runtime::AuditStart {
+            config: audit,
+            early,
+        },
+        res.ui,
+        res.approvals.clone(),
+    )
+}
+
+/// The end-of-session integrity report: on stderr for the human, and in the session log.
+fn report_integrity(before: &warden_sandbox::integrity::Snapshot, ws: &Path, who: &str) {
+    let r = warden_sandbox::integrity::compare(before, ws);
+    eprint!("{}", r.render());
+    if !r.entries.is_empty() || r.incomplete {
+        Decision::new(
+            Layer::Sandbox,
+            who,
+            "workspace",
+            "integrity",
+            Verdict::Observe,
+            format!(
+                "{} file(s) host tools run or load were created or changed",
+                r.entries.len()
+            ),
+        )
+        .with("integrity", serde_json::to_value(&r).unwrap_or_default())
+        .emit();
+    }
+}
+
+/// The agent's install directory when it lives under `$HOME` (which the sandbox replaces
+/// with a private tmpfs), plus the command path itself when it is a symlink there, so e.g.
+/// `~/.local/bin/claude -> ~/.local/share/claude/versions/X` keeps working
+/// (see `warden_sandbox::resolve::install_dir`).
+fn agent_install_dir(
+    cmd: &str,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    home: &Path,
+) -> Option<Vec<PathBuf>> {
+    let p = launch::resolve_command(cmd, env).ok()?;
+    let p = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().ok()?.join(p)
+    };
+    let real = warden_sandbox::resolve::chain(&p)?.target;
+    let dir = warden_sandbox::resolve::install_dir(&real, home)?;
+    Some(if p != real && p.starts_with(home) {
+        vec![dir, p]
+    } else {
+        vec![dir]
+    })
+}

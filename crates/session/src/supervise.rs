@@ -1,0 +1,355 @@
+//! Launching the sandbox and supervising it: signal forwarding, the session's runtime
+//! (`on_launch`), the hook relay, the proxy, the exec guard (seccomp supervisor thread or the
+//! BPF daemon's session), the pty relay and the limits monitor. Threads start only after
+//! the sandbox is forked.
+
+use crate::error::StartError;
+use crate::exec::ExecSetup;
+use crate::runtime::OnLaunch;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use warden_sandbox::Launch;
+
+/// The proxy's part of the launch.
+pub(crate) struct ProxyStart {
+    /// Read end of the hook-event pipe.
+    pub hook_events: OwnedFd,
+    /// No network namespace: the host-loopback listener and the bridge's end of the pair.
+    pub host_bridge: Option<(std::net::TcpListener, OwnedFd)>,
+    pub policy: warden_policy::Policy,
+    pub ctl: Option<OwnedFd>,
+    pub hosts_file: Option<PathBuf>,
+    /// The bridge forwards allowed host loopback ports (network namespace only).
+    pub gateway: bool,
+    /// `[network] ask` hosts wait here for a human.
+    pub approver: Arc<dyn warden_proxy::server::Approver>,
+}
+
+/// Everything the launch needs.
+pub(crate) struct Start {
+    pub launch: Launch,
+    pub tty: bool,
+    pub exec: ExecSetup,
+    pub session_id: String,
+    pub pids_max: u64,
+    pub hash_cache: PathBuf,
+    pub proxy: ProxyStart,
+    pub on_launch: OnLaunch,
+    pub watch: warden_sandbox::limits::Watch,
+    pub escape: Option<warden_sandbox::pty::EscapeHandler>,
+}
+
+/// A launched sandbox whose agent runs.
+pub(crate) struct Launched {
+    session: warden_sandbox::launch::Session,
+    tracer: Option<JoinHandle<i32>>,
+    out: Option<JoinHandle<()>>,
+    monitor: warden_sandbox::limits::Monitor,
+    raw: Option<warden_sandbox::pty::RawMode>,
+    hook_relay: warden_event::relay::Handle,
+    _proxy: Option<warden_proxy::ProxyHandle>,
+    _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
+}
+
+fn setup_error(e: String) -> StartError {
+    let hint = if e.starts_with("namespaces") {
+        "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
+    } else {
+        ""
+    };
+    if let Some(why) = e.strip_prefix("exec: ") {
+        return StartError::NotFound(why.to_string());
+    }
+    StartError::Unsupported(format!("sandbox setup failed: {e}{hint}"))
+}
+
+/// Forks the sandbox and starts everything that supervises it; returns once the agent's
+/// exec succeeded (or with why it did not).
+pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
+    let Start {
+        launch: l,
+        tty,
+        exec,
+        session_id,
+        pids_max,
+        hash_cache,
+        proxy,
+        on_launch,
+        mut watch,
+        mut escape,
+    } = s;
+    let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
+    let set = block_signals();
+    // Threads may start from here on (they inherit the mask): the risk monitor and the
+    // session's control socket.
+    on_launch(session.stage1_pid);
+    forward_signals(&session, set);
+    // The proxy (threads may start now: the sandbox is forked), and the host-loopback
+    // bridge. Hook decisions from inside: bounded frames, rate-limited, counted (warden_event::relay).
+    let ProxyStart {
+        hook_events,
+        host_bridge,
+        policy,
+        ctl,
+        hosts_file,
+        gateway,
+        approver,
+    } = proxy;
+    let hook_relay = warden_event::relay::spawn(hook_events);
+    if let Some((l, theirs)) = host_bridge {
+        std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
+    }
+    let proxy_handle = match ctl {
+        Some(ctl) => Some(
+            warden_proxy::start(
+                &policy,
+                warden_proxy::ProxyOptions {
+                    hosts_file,
+                    loopback_gateway: gateway,
+                    approver: Some(approver),
+                },
+                ctl,
+            )
+            .map_err(|e| StartError::Policy(format!("proxy: {e}")))?,
+        ),
+        None => None,
+    };
+    let (guard, bpf_rules) = match exec {
+        ExecSetup::Off => (None, None),
+        ExecSetup::Seccomp(g) => (Some(g), None),
+        ExecSetup::Bpf(r) => (None, Some(r)),
+    };
+    // The exec guard: one thread answers the filter's notifications and verifies each
+    // allowed exec at its exec stop; it also reaps the sandbox and returns its status.
+    let tracer = guard.map(|g| {
+        let listener = session.agent_fds.remove(0);
+        start_exec_guard(g, listener, session.stage1_pid, hash_cache)
+    });
+    // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
+    // until then) in an enforced session cgroup before the agent may exec.
+    let bpf_session = match bpf_rules {
+        Some(rules) => match warden_execguard::lsm::daemon::client::open_session(
+            Path::new(warden_execguard::lsm::daemon::SOCKET),
+            session.stage1_pid,
+            &rules,
+            &rules.build_tool_hashes(),
+            &session_id,
+            pids_max,
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // SAFETY: killing our own sandbox, which has not been released.
+                unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
+                session.wait();
+                return Err(StartError::Unsupported(format!(
+                    "the BPF exec guard could not take the session: {e}"
+                )));
+            }
+        },
+        None => None,
+    };
+    let raw = if tty {
+        warden_sandbox::pty::RawMode::enter()
+    } else {
+        None
+    };
+    let out = session
+        .pty_master
+        .as_ref()
+        .map(|m| warden_sandbox::pty::relay_with(m, escape.take()));
+    watch.agent_pid = session.agent_pid;
+    let monitor = warden_sandbox::limits::Monitor::start(watch);
+    if let Err(e) = session.wait_started() {
+        drop(raw);
+        match tracer {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => {
+                session.wait();
+            }
+        }
+        // The agent's own execve failing is not a missing kernel feature: report it as a
+        // shell would (127 not found, 126 not executable).
+        if let Some(why) = e.strip_prefix("exec: ") {
+            let msg = format!("cannot run {why}");
+            return Err(if why.contains("os error 13") {
+                StartError::NotExecutable(msg)
+            } else {
+                StartError::NotFound(msg)
+            });
+        }
+        return Err(StartError::Unsupported(format!(
+            "sandbox setup failed: {e}"
+        )));
+    }
+    Ok(Launched {
+        session,
+        tracer,
+        out,
+        monitor,
+        raw,
+        hook_relay,
+        _proxy: proxy_handle,
+        _bpf_session: bpf_session,
+    })
+}
+
+impl Launched {
+    /// Waits for the sandbox's processes to end; returns the agent's exit status and what is
+    /// left to reap (see [`Reaper`]).
+    pub(crate) fn wait(self) -> Result<(i32, Reaper), StartError> {
+        let Launched {
+            session,
+            tracer,
+            out,
+            monitor,
+            raw,
+            hook_relay,
+            _proxy,
+            _bpf_session,
+        } = self;
+        warden_event::timing::mark("sup: agent started");
+        // Init reports the agent's status once nothing of the sandbox runs any more; the
+        // kernel's teardown of the namespaces goes on while the session ends (`Reaper`).
+        let reported = session.wait_reported();
+        let (code, tracer) = match reported {
+            Some(c) => (c, tracer),
+            None => (
+                match tracer {
+                    Some(t) => t.join().unwrap_or(1),
+                    None => session.wait(),
+                },
+                None,
+            ),
+        };
+        warden_event::timing::mark("sup: agent tree gone");
+        if let Some(t) = out {
+            let _ = t.join();
+        }
+        session.join_output();
+        monitor.finish();
+        drop(raw);
+        // The sandbox is gone: the pipe closes and the relay writes its drop counts.
+        hook_relay.finish(std::time::Duration::from_secs(2));
+        Ok((
+            code,
+            Reaper {
+                tracer,
+                session: reported.is_some().then_some(session),
+                _bpf_session,
+            },
+        ))
+    }
+}
+
+/// What is left of a session whose processes are all gone: the stage-1 process, which the
+/// kernel is still tearing down (mount trees, namespaces: an RCU grace period or more), and
+/// the exec guard's thread that reaps it. Reaped after the end-of-session work, before the
+/// session's cgroups are removed (they must be empty).
+pub(crate) struct Reaper {
+    tracer: Option<std::thread::JoinHandle<i32>>,
+    session: Option<warden_sandbox::Session>,
+    _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
+}
+
+impl Reaper {
+    pub(crate) fn reap(mut self) {
+        match self.tracer.take() {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => {
+                if let Some(s) = self.session.take() {
+                    s.wait();
+                }
+            }
+        }
+    }
+}
+
+/// Blocks the forwarded signals (and SIGCHLD, which the exec guard reads through a
+/// signalfd) in this thread and every thread started later; returns the forwarded set.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: building and applying a signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGWINCH,
+        ] {
+            libc::sigaddset(&mut set, s);
+        }
+        let mut all = set;
+        libc::sigaddset(&mut all, libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Signals: forwarded to the agent by a dedicated thread (SIGWINCH resizes its pty).
+fn forward_signals(session: &warden_sandbox::launch::Session, set: libc::sigset_t) {
+    let agent = session.agent_pid;
+    let master = session.pty_master.as_ref().map(|m| {
+        use std::os::fd::AsRawFd;
+        m.as_raw_fd()
+    });
+    std::thread::spawn(move || loop {
+        let mut sig = 0;
+        // SAFETY: sigwait on the blocked set.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return;
+        }
+        if sig == libc::SIGWINCH {
+            if let Some(m) = master {
+                // SAFETY: ioctl with a winsize struct.
+                unsafe {
+                    let mut ws: libc::winsize = std::mem::zeroed();
+                    if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+                        libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+                    }
+                }
+            }
+        } else if agent > 0 {
+            // SAFETY: signalling our own agent process.
+            unsafe { libc::kill(agent, sig) };
+        }
+    });
+}
+
+/// The seccomp exec guard's supervisor thread (returns the sandbox's exit status) and a
+/// thread refreshing its rules every 30 s.
+fn start_exec_guard(
+    g: warden_execguard::unotify::Guard,
+    listener: OwnedFd,
+    stage1: i32,
+    cache_path: PathBuf,
+) -> JoinHandle<i32> {
+    let g = Arc::new(g);
+    let refresher = g.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let fresh = refresher
+            .rules
+            .read()
+            .map(|r| r.clone())
+            .ok()
+            .and_then(|mut r| r.refresh().ok().map(|_| r));
+        if let (Some(r), Ok(mut w)) = (fresh, refresher.rules.write()) {
+            *w = r;
+        }
+    });
+    std::thread::spawn(move || {
+        let code = g.supervise(listener, stage1);
+        if let Err(e) = g.cache.save(&cache_path) {
+            tracing::warn!("hash cache {}: {e}", cache_path.display());
+        }
+        code
+    })
+}
