@@ -102,6 +102,7 @@ pub struct RiskStart {
 }
 
 /// What the session calls once the sandbox exists (its stage1 pid), with threads allowed.
+#[allow(clippy::too_many_arguments)] // each is one piece of the session that Session::start made
 pub fn on_launch(
     risk: RiskStart,
     state: &Path,
