@@ -584,6 +584,12 @@ fn exec_of_unknown_content_asks_and_is_bound_to_its_hash() {
     assert_eq!(first["kind"], "exec", "{first}");
     let argv = first["subject"]["argv"].clone();
     assert_eq!(argv, serde_json::json!(["./prog-a", "1"]), "{first}");
+    // The program as the kernel names the file that was opened and hashed.
+    let shown = first["subject"]["path"].as_str().unwrap();
+    assert!(
+        shown.ends_with("/prog-a (as ./prog-a)") && shown.starts_with('/'),
+        "{first}"
+    );
     let hash_a = first["subject"]["sha256"].as_str().unwrap().to_string();
     assert_eq!(hash_a.len(), 64, "{first}");
     let id1 = first["id"].as_u64().unwrap();

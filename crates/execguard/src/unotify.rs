@@ -558,8 +558,16 @@ impl Guard {
                     reason: why.into(),
                 };
             } else if kind == "exec" && depth == 0 && self.enforce() {
+                // The human sees the kernel's name for the file opened (and hashed), not
+                // only the spelling the agent chose.
+                let given = what();
+                let shown = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                    .map(|p| p.display().to_string())
+                    .ok()
+                    .filter(|p| *p != given)
+                    .map_or(given.clone(), |p| format!("{p} (as {given})"));
                 if let Ok(mut a) = self.asks.ask.lock() {
-                    *a = Some((h, what()));
+                    *a = Some((h, shown));
                 }
                 return false;
             }

@@ -17,7 +17,9 @@
 //! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
 //! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
 //! 7. `wire_proxy`, exec-guard write scope, `freezer_leaf`, `on_launch` (monitor, control
-//!    socket, audit writer; started once the sandbox exists).
+//!    socket, audit writer; started once the sandbox exists). The approval registry
+//!    ([`crate::approval`]) made with the resources is handed to the proxy (`[network] ask`),
+//!    the seccomp exec guard (`exec.ask_unknown`) and the control socket and key sequence.
 //! 8. `supervise::launch` (the sandbox, signal forwarding, proxy, exec guard, pty relay).
 //!
 //! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
