@@ -16,6 +16,8 @@ struct T {
     ws: PathBuf,
     server: Child,
     port: u16,
+    /// Extra `warden run` flags.
+    flags: Vec<String>,
 }
 
 impl T {
@@ -68,6 +70,7 @@ impl T {
             ws,
             server,
             port,
+            flags: Vec::new(),
         }
     }
 
@@ -85,9 +88,9 @@ impl T {
     }
 
     fn run_args(&self, timeout: u64, script: &str) -> Vec<String> {
-        vec![
-            env!("CARGO_BIN_EXE_warden").into(),
-            "run".into(),
+        let mut v: Vec<String> = vec![env!("CARGO_BIN_EXE_warden").into(), "run".into()];
+        v.extend(self.flags.iter().cloned());
+        v.extend([
             "--policy".into(),
             self.policy(timeout).display().to_string(),
             "--proxy-hosts-file".into(),
@@ -96,7 +99,8 @@ impl T {
             "/bin/bash".into(),
             "-c".into(),
             script.into(),
-        ]
+        ]);
+        v
     }
 
     /// Starts `warden run` (no terminal) with the agent script.
@@ -376,7 +380,20 @@ fn allow_session_for_one_host_does_not_admit_another() {
 
 #[test]
 fn the_agent_cannot_approve_its_own_request() {
-    let t = T::new("inside");
+    agent_cannot_approve(T::new("inside"));
+}
+
+/// Without user namespaces (Landlock only): the agent shares the host's mount and pid
+/// namespaces, so the socket's path may be reachable; the control socket's peer checks
+/// (the session's cgroup leaf) still refuse it.
+#[test]
+fn the_agent_cannot_approve_its_own_request_without_namespaces() {
+    let mut t = T::new("inside-nons");
+    t.flags = vec!["--simulate-no-userns".into(), "--best-effort".into()];
+    agent_cannot_approve(t);
+}
+
+fn agent_cannot_approve(t: T) {
     let p = t.port;
     let host_sessions = t.home.join(".local/state/warden/sessions");
     let warden = env!("CARGO_BIN_EXE_warden");
@@ -401,9 +418,13 @@ for p in paths:
         "curl -s -w '\\nfour: code=%{{http_code}}\\n' http://ask-a.test:{p}/four > out.txt & \
          sleep 1; \
          for i in 1 2 3; do {warden} approve 1 --allow-session; {warden} approve --json; done 2>&1 | sed 's/^/inside-approve: /'; \
+         mkdir -p fake/.local/state/warden/sessions; \
+         ln -sf {hs}/$WARDEN_SESSION_ID.sock fake/.local/state/warden/sessions/$WARDEN_SESSION_ID.sock; \
+         HOME=$PWD/fake {warden} approve 1 --allow-session 2>&1 | sed 's/^/inside-approve-link: /'; \
          /usr/bin/python3 probe.py; \
          printf '\\035a\\035A' > /dev/tty 2>/dev/null; printf '\\035a\\035A'; printf '\\035A' >&2; \
-         touch forged-done; wait; cat out.txt"
+         touch forged-done; wait; cat out.txt",
+        hs = host_sessions.display()
     );
     let child = t.spawn(6, &script);
     let req = t.next_pending(&[], Duration::from_secs(20));
@@ -430,6 +451,8 @@ for p in paths:
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(!s.contains("CONNECTED"), "{}", text(&o));
     assert!(!s.contains("request 1 answered"), "{}", text(&o));
+    // The attempt through a link to the real socket ran (and was refused or found nothing).
+    assert!(s.contains("inside-approve-link: "), "{}", text(&o));
     assert!(s.contains("four: code=403"), "{}", text(&o));
     assert_eq!(t.reached("four"), 0, "{}", t.server_log());
 }

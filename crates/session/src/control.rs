@@ -6,8 +6,9 @@
 //!   directory of mode 0700. Inside the sandbox `$HOME` is a private tmpfs, so the socket is
 //!   not even in the agent's view.
 //! - Who: `SO_PEERCRED` must show the session's own uid (or root), and the peer must not be a
-//!   process of the session itself (its cgroup, or its pid namespace): where the path is
-//!   visible (no mount namespace), the agent still cannot thaw or inspect itself.
+//!   process of the session itself (its pid namespace, `no_new_privs`, a cgroup naming the
+//!   session, descent from the sandbox's first process): where the path is visible (no
+//!   mount namespace), the agent still cannot thaw, inspect or approve for itself.
 //! - How: one `warden-proto` frame per request and reply (JSON), at most 4 KiB per request,
 //!   a 2 s deadline per connection, at most 16 connections at once.
 
@@ -95,28 +96,82 @@ pub struct ControlServer {
     path: PathBuf,
 }
 
-/// Whether `pid` belongs to the session: inside its cgroup leaf, or in another pid
-/// namespace than ours (the sandbox's), or not checkable (fail closed).
-fn inside_session(pid: i32, leaf: Option<&Path>) -> bool {
+/// What tells a peer of the session apart from a human's process.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCheck {
+    /// The session's cgroup v2 leaf, when it has one.
+    pub leaf: Option<PathBuf>,
+    /// The session id: a cgroup (v1 or v2) whose path names it is the session's.
+    pub session: String,
+    /// The sandbox's first process: its descendants are the session's.
+    pub stage1: Option<i32>,
+}
+
+fn status_field(pid: &str, key: &str) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+}
+
+/// Whether `pid` belongs to the session (fail closed: anything not checkable is inside):
+/// - another pid namespace than ours (the sandbox's);
+/// - `no_new_privs` set while this supervisor has it clear: every sandboxed process has it
+///   (Landlock and seccomp need it), it is inherited and cannot be cleared, and a shell the
+///   human starts does not have it;
+/// - a cgroup (v2 leaf, or any v1/v2 path) that names the session;
+/// - a descendant of the sandbox's first process.
+///
+/// Without user namespaces (Landlock only, `--best-effort`) the socket's path can be
+/// reachable from inside, so these checks are what refuses the agent there.
+fn inside_session(pid: i32, check: &PeerCheck) -> bool {
     if pid <= 0 {
         return true;
     }
+    let p = pid.to_string();
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
-    match (ns(&pid.to_string()), ns("self")) {
+    match (ns(&p), ns("self")) {
         (Some(a), Some(b)) if a == b => {}
         _ => return true,
     }
-    if let Some(leaf) = leaf {
-        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-            return true;
-        };
-        let name = leaf.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let inside = cg.lines().any(|l| {
-            l.strip_prefix("0::")
-                .is_some_and(|p| !name.is_empty() && p.split('/').any(|c| c == name))
-        });
-        if inside {
-            return true;
+    let nnp = |p: &str| status_field(p, "NoNewPrivs:");
+    match (nnp(&p).as_deref(), nnp("self").as_deref()) {
+        (Some("1"), Some("0")) => return true,
+        (None, _) => return true,
+        _ => {}
+    }
+    let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return true;
+    };
+    let leaf = check
+        .leaf
+        .as_ref()
+        .and_then(|l| l.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let names_session = cg.lines().any(|l| {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+        path.split('/').any(|c| {
+            (!leaf.is_empty() && c == leaf)
+                || (!check.session.is_empty() && c.contains(check.session.as_str()))
+        })
+    });
+    if names_session {
+        return true;
+    }
+    if let Some(root) = check.stage1.filter(|s| *s > 0) {
+        let mut cur = pid;
+        for _ in 0..4096 {
+            if cur == root {
+                return true;
+            }
+            if cur <= 1 {
+                break;
+            }
+            match status_field(&cur.to_string(), "PPid:").and_then(|v| v.parse::<i32>().ok()) {
+                Some(pp) => cur = pp,
+                None => return true,
+            }
         }
     }
     false
@@ -139,15 +194,22 @@ fn reply(s: &mut UnixStream, r: &Reply) {
 
 impl ControlServer {
     /// Binds the socket and serves it on a thread. `leaf` is the session's cgroup leaf,
-    /// when it has one (peers inside it are refused). `approvals`: the session's pending
-    /// requests (`warden approve`), if it has a registry.
+    /// when it has one, and `stage1` the sandbox's first process: peers of the session are
+    /// refused ([`PeerCheck`]). `approvals`: the session's pending requests (`warden
+    /// approve`), if it has a registry.
     pub fn start(
         state: &Path,
         session: &str,
         monitor: Arc<Monitor>,
         leaf: Option<PathBuf>,
         approvals: Option<Arc<Approvals>>,
+        stage1: Option<i32>,
     ) -> std::io::Result<ControlServer> {
+        let check = PeerCheck {
+            leaf,
+            session: session.to_string(),
+            stage1,
+        };
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = socket_dir(state);
         std::fs::DirBuilder::new()
@@ -189,7 +251,7 @@ impl ControlServer {
                             );
                             return;
                         }
-                        if inside_session(peer.pid, leaf.as_deref()) {
+                        if inside_session(peer.pid, &check) {
                             reply(
                                 &mut s,
                                 &Reply {

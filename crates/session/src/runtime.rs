@@ -147,6 +147,7 @@ pub fn on_launch(
             monitor.clone(),
             leaf.clone(),
             Some(approvals.clone()),
+            Some(stage1),
         ) {
             Ok(c) => Some(c),
             Err(e) => {
