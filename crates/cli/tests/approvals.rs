@@ -644,3 +644,26 @@ fn exec_of_unknown_content_asks_and_is_bound_to_its_hash() {
         text(&o)
     );
 }
+
+/// A client that gives up (curl --max-time) withdraws its request: no ghost stays on the
+/// list for a human to approve later.
+#[test]
+fn a_request_whose_client_gave_up_is_withdrawn() {
+    let t = T::new("gaveup");
+    let p = t.port;
+    let script = format!(
+        "curl -s --max-time 1 -o /dev/null http://ask-a.test:{p}/one; touch gave-up; sleep 2"
+    );
+    let child = t.spawn(30, &script);
+    let _ = t.next_pending(&[], Duration::from_secs(20));
+    let t0 = Instant::now();
+    while !t.ws.join("gave-up").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "curl never gave up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(t.pending().is_empty(), "{:?}", t.pending());
+    let o = finish(child);
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    assert!(o.status.success(), "{}", text(&o));
+}

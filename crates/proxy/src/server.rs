@@ -14,7 +14,8 @@
 //! A host named by `[network] ask` waits for a human ([`Approver`]): only that connection
 //! blocks (on the blocking pool), the human sees host:port and the resolved addresses,
 //! and an allowed connection goes to exactly those addresses; a deny, a timeout or a
-//! missing approval channel is a 403 saying it was denied by warden approval.
+//! missing approval channel is a 403 saying it was denied by warden approval. A client that
+//! gives up while it waits (its request future is dropped) withdraws the request.
 
 use crate::rules::NetRules;
 use bytes::Bytes;
@@ -35,6 +36,9 @@ use warden_event::{Decision, Layer, Verdict};
 pub trait Approver: Send + Sync {
     /// `Ok(how)` when a human allowed the connection to `host:port` at `addrs` (exactly
     /// these addresses are then used), `Err(why)` otherwise (denied, timed out).
+    /// `gone` is set when the client gave up (the connection's future was dropped): the
+    /// request is then withdrawn.
+    #[allow(clippy::too_many_arguments)]
     fn ask(
         &self,
         host: &str,
@@ -42,7 +46,18 @@ pub trait Approver: Send + Sync {
         addrs: &[SocketAddr],
         rule: &str,
         method: &str,
+        gone: &std::sync::atomic::AtomicBool,
     ) -> Result<String, String>;
+}
+
+/// Sets its flag when dropped: a request future dropped while waiting for a human (the
+/// client closed the connection) withdraws the request.
+struct Withdraw(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub struct Ctx {
@@ -328,9 +343,12 @@ impl Ctx {
             method.to_string(),
             ok.clone(),
         );
-        let answer = tokio::task::spawn_blocking(move || approver.ask(&h, port, &shown, &r, &m))
-            .await
-            .unwrap_or_else(|e| Err(format!("the approval wait failed: {e}")));
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _withdraw = Withdraw(gone.clone());
+        let answer =
+            tokio::task::spawn_blocking(move || approver.ask(&h, port, &shown, &r, &m, &gone))
+                .await
+                .unwrap_or_else(|e| Err(format!("the approval wait failed: {e}")));
         match answer {
             Ok(how) => {
                 self.connect_to(host, ok, format!("approval ({rule}; {how})"))

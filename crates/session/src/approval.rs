@@ -290,6 +290,18 @@ impl Approvals {
     /// Fails closed: every path but a human's allow (now, or an earlier allow-session for
     /// the same subject key) is a deny.
     pub fn request(&self, subject: Subject, rule: &str, who: &str) -> Outcome {
+        self.request_until(subject, rule, who, None)
+    }
+
+    /// [`Self::request`], withdrawn (denied, and taken off the list) once `gone` is set: the
+    /// requester gave up (a client closed its connection), so no human answers a ghost.
+    pub fn request_until(
+        &self,
+        subject: Subject,
+        rule: &str,
+        who: &str,
+        gone: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Outcome {
         let subject = subject.bounded();
         let key = subject.key();
         let description = subject.describe();
@@ -415,6 +427,13 @@ impl Approvals {
                     reason: "the session ended before anyone answered".into(),
                 };
             }
+            if gone.is_some_and(|g| g.load(std::sync::atomic::Ordering::SeqCst)) {
+                st.pending.remove(&id);
+                break Outcome::Denied {
+                    by: "warden".into(),
+                    reason: "withdrawn: the requester gave up before anyone answered".into(),
+                };
+            }
             let now = Instant::now();
             if now >= deadline {
                 st.pending.remove(&id);
@@ -426,7 +445,13 @@ impl Approvals {
                     ),
                 };
             }
-            st = match self.cv.wait_timeout(st, deadline - now) {
+            // With a withdrawal flag, look at it at least every 200 ms.
+            let nap = if gone.is_some() {
+                (deadline - now).min(Duration::from_millis(200))
+            } else {
+                deadline - now
+            };
+            st = match self.cv.wait_timeout(st, nap) {
                 Ok((g, _)) => g,
                 Err(_) => {
                     return Outcome::Denied {
@@ -503,6 +528,7 @@ impl Approvals {
 pub struct ProxyApprover(pub Arc<Approvals>);
 
 impl warden_proxy::server::Approver for ProxyApprover {
+    #[allow(clippy::too_many_arguments)]
     fn ask(
         &self,
         host: &str,
@@ -510,13 +536,17 @@ impl warden_proxy::server::Approver for ProxyApprover {
         addrs: &[std::net::SocketAddr],
         rule: &str,
         method: &str,
+        gone: &std::sync::atomic::AtomicBool,
     ) -> Result<String, String> {
         let subject = Subject::Network {
             host: host.to_string(),
             port,
             addrs: addrs.iter().map(|a| a.to_string()).collect(),
         };
-        match self.0.request(subject, rule, &format!("agent ({method})")) {
+        match self
+            .0
+            .request_until(subject, rule, &format!("agent ({method})"), Some(gone))
+        {
             Outcome::Allowed { answer, by } => Ok(format!("{} by {by}", answer.as_str())),
             Outcome::Denied { reason, .. } => Err(reason),
         }
@@ -665,6 +695,26 @@ mod tests {
         assert!(r3.recv().unwrap().allowed());
         assert!(a.answer(i3, Answer::Deny, "u").is_err());
         assert!(a.list().is_empty());
+    }
+
+    #[test]
+    fn a_withdrawn_request_leaves_the_list_denied() {
+        let a = Approvals::new(Duration::from_secs(10));
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a2, g2) = (a.clone(), gone.clone());
+        let t =
+            std::thread::spawn(move || a2.request_until(net("a.test"), "r", "agent", Some(&g2)));
+        for _ in 0..500 {
+            if !a.list().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let id = a.list()[0].id;
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(!t.join().unwrap().allowed());
+        assert!(a.list().is_empty());
+        assert!(a.answer(id, Answer::AllowOnce, "u").is_err());
     }
 
     #[test]
