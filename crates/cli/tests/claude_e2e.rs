@@ -524,13 +524,17 @@ fn real_claude_code_native_install_inside_warden() {
                 .collect()
         })
         .unwrap_or_default();
-    // The hook ran inside (its exec is in the session log). Its decisions themselves do not
-    // reach this log: Claude Code does not pass the inherited pipe (WARDEN_HOOK_FD) on to
-    // its hooks, so they land in the sandbox's private $HOME (reported to the lead).
+    // The hook ran inside (its exec is in the session log), and its decisions reached this
+    // log: Claude Code does not pass the inherited pipe (WARDEN_HOOK_FD) on to its hooks, so
+    // they come through the session's hook-report socket, marked as reported from inside.
     let own = std::fs::canonicalize(W).unwrap();
     assert!(
         text.contains(&format!("\"what\":\"{}\"", own.display())),
         "the hook (warden) ran inside: {text}"
+    );
+    assert!(
+        text.contains("\"reported_by\"") && text.contains("\"layer\":\"gate\""),
+        "the hook's decisions reached the session log: {text}"
     );
     // The install is as it was on the host.
     assert!(std::fs::symlink_metadata(home.join(".local/bin/claude"))

@@ -200,6 +200,91 @@ impl Handle {
     }
 }
 
+/// The hook-report socket's server (see `warden_policy::session::HOOK_SOCK`): accepts one
+/// connection at a time and copies each well-formed frame, whole, into the hook pipe, where
+/// the relay judges it like any other report. Agent CLIs do not pass inherited fds on to
+/// their hooks, so this is how their reports reach the session. Per connection: at most
+/// [`FORWARD_FRAMES`] frames and [`FORWARD_DEADLINE`] in all; anything malformed ends the
+/// connection.
+pub struct Forwarder {
+    listener: std::os::fd::RawFd,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+pub const FORWARD_FRAMES: usize = 64;
+pub const FORWARD_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Starts forwarding from `listener` (listening, owned) into `pipe` (a write end of the hook
+/// pipe; closed when the forwarder stops).
+pub fn forward(listener: OwnedFd, pipe: OwnedFd) -> Forwarder {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::os::unix::net::UnixListener::from(listener);
+    let raw = listener.as_raw_fd();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut pipe = std::fs::File::from(pipe);
+        let limits = warden_proto::frame::Limits::new(MAX_FRAME).deadline(FORWARD_DEADLINE);
+        loop {
+            let mut s = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(_) if stop2.load(Ordering::SeqCst) => return,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if stop2.load(Ordering::SeqCst) {
+                return;
+            }
+            let start = std::time::Instant::now();
+            for _ in 0..FORWARD_FRAMES {
+                if start.elapsed() > FORWARD_DEADLINE {
+                    break;
+                }
+                match warden_proto::frame::read_frame(&mut s, &limits) {
+                    Ok(Some(f)) => {
+                        // At most PIPE_BUF bytes in one write: atomic between writers.
+                        if let Ok(buf) = warden_proto::frame::encode(f.kind, &f.payload, MAX_FRAME)
+                        {
+                            use std::io::Write;
+                            if pipe.write_all(&buf).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+    });
+    Forwarder {
+        listener: raw,
+        stop,
+        thread,
+    }
+}
+
+impl Forwarder {
+    /// Stops accepting (the sandbox is gone), then closes the forwarder's pipe end.
+    pub fn finish(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: shutdown on the listener the thread owns (still open: the thread is
+        // joined below); it wakes the blocked accept.
+        unsafe { libc::shutdown(self.listener, libc::SHUT_RDWR) };
+        let _ = self.thread.join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,12 @@ use std::path::{Path, PathBuf};
 pub const GATE_DIR: &str = "/run/warden-gate";
 /// The effective policy of the session (JSON, [`SessionPolicy`]).
 pub const GATE_FILE: &str = "/run/warden-gate/policy.json";
+/// The hook-report socket inside the sandbox (its own read-only tmpfs under the private
+/// `/run`): `warden hook` sends its decisions here when no inherited pipe reached it (agent
+/// CLIs do not pass inherited fds on to their hooks). Everything on it is the agent side's
+/// claim; the supervisor accepts on it from outside.
+pub const HOOK_SOCK_DIR: &str = "/run/warden-hook";
+pub const HOOK_SOCK: &str = "/run/warden-hook/hook.sock";
 /// Largest policy file accepted.
 pub const MAX_SESSION_POLICY: u64 = 4 << 20;
 /// Format version of [`SessionPolicy`].

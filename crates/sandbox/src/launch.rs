@@ -61,6 +61,9 @@ pub struct Launch {
     pub inherit_fds: Vec<(i32, OwnedFd)>,
     /// `cgroup.procs` of the session's memory cgroup (joined like `cgroup_procs`).
     pub memory_cgroup_procs: Option<PathBuf>,
+    /// Make the hook-report socket ([`warden_policy::session::HOOK_SOCK`]) inside; its
+    /// listening fd comes back as [`Session::hook_listener`]. Namespaces only.
+    pub hook_socket: bool,
     /// When root's unprivileged agent identity cannot be set up (a file system without
     /// idmapped mounts): run with the agent as host uid 0 after a warning instead of refusing.
     pub best_effort: bool,
@@ -75,6 +78,13 @@ pub struct Session {
     pub agent_pid: i32,
     /// Fds returned by the agent hooks, in hook order.
     pub agent_fds: Vec<OwnedFd>,
+    /// The listening hook-report socket made inside (see [`Launch::hook_socket`]).
+    pub hook_listener: Option<OwnedFd>,
+    /// With [`Launch::hook_socket`]: the supervisor's own copy of [`Launch::inherit_fd`]
+    /// (the hook pipe's write end) for the socket's forwarder. Every process of the sandbox
+    /// closes its inherited copy (init and stage 1 explicitly, the agent at exec), so the
+    /// pipe's EOF depends on the agent's tree and this copy only.
+    pub hook_pipe: Option<OwnedFd>,
     err_read: OwnedFd,
     /// Init's report of the agent's exit status, written once the namespace is empty and
     /// before init exits (see [`Session::wait_reported`]).
@@ -148,6 +158,9 @@ struct ChildCtx {
     /// Init writes the agent's exit status here (4 bytes, native endian) once every process
     /// of the namespace is gone.
     exit_w: RawFd,
+    hook_socket: bool,
+    /// Init's listening hook-report socket, handed to the supervisor by the agent process.
+    hook_listener: Option<RawFd>,
     pty_slave: Option<RawFd>,
     /// Without a pty: write ends of filtered pipes to use as the agent's fd 1 and 2.
     out_pipes: [Option<RawFd>; 2],
@@ -223,6 +236,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         .collect();
     let (err_r, err_w) = sys::pipe_cloexec()?;
     let (exit_r, exit_w) = sys::pipe_cloexec()?;
+    let hook_socket_wanted = l.hook_socket && l.namespaces;
     let (fd_r, fd_w) = sys::socketpair_seqpacket()?;
     sys::set_passcred(&fd_r)?;
     let (pty_master, pty_slave) = if l.pty {
@@ -292,6 +306,8 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         err_w: err_w.as_raw_fd(),
         fd_w: fd_w.as_raw_fd(),
         exit_w: exit_w.as_raw_fd(),
+        hook_socket: hook_socket_wanted,
+        hook_listener: None,
         pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
         out_pipes: [0, 1].map(|i| out_pipes[i].as_ref().map(|(_, w)| w.as_raw_fd())),
         uid,
@@ -312,6 +328,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     }
     drop(ctx);
     drop(prepared);
+    let hook_pipe = if hook_socket_wanted { l.inherit_fd } else { None };
     let mut output_relays = Vec::new();
     for (i, p) in out_pipes.into_iter().enumerate() {
         if let Some((r, w)) = p {
@@ -332,7 +349,8 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     drop(fd_w);
     drop(pty_slave);
     // Wait for the agent's fds (or EOF when setup failed).
-    let (agent_fds, agent_pid) = match sys::recv_fds(&fd_r)? {
+    let hook_socket = hook_socket_wanted;
+    let (mut agent_fds, agent_pid) = match sys::recv_fds(&fd_r)? {
         Some(x) => x,
         None => {
             let msg = read_all(&err_r);
@@ -344,10 +362,14 @@ pub fn launch(l: Launch) -> Result<Session, String> {
             });
         }
     };
+    // The agent process sends the hook listener last.
+    let hook_listener = if hook_socket { agent_fds.pop() } else { None };
     Ok(Session {
         stage1_pid: pid,
         agent_pid,
         agent_fds,
+        hook_listener,
+        hook_pipe,
         err_read: err_r,
         exit_read: exit_r,
         fd_sock: fd_r,
@@ -674,6 +696,12 @@ fn init(mut c: ChildCtx) -> ! {
         // SAFETY: as above.
         unsafe { libc::close(ns) };
     }
+    if c.hook_socket {
+        match crate::mounts::hook_socket() {
+            Ok(fd) => c.hook_listener = Some(fd),
+            Err(e) => fail_child(err_w, "hook socket", &e),
+        }
+    }
     if let Some(n) = c.pid_max {
         if let Err(e) = std::fs::write(
             "/proc/sys/kernel/pid_max",
@@ -724,6 +752,10 @@ fn init(mut c: ChildCtx) -> ! {
         }
         // The hook pipe belongs to the agent's tree: its EOF must not wait for init's exit.
         if let Some(fd) = c.inherit_fd {
+            libc::close(fd);
+        }
+        // The hook listener is the supervisor's (the agent process hands it over).
+        if let Some(fd) = c.hook_listener {
             libc::close(fd);
         }
     }
@@ -871,11 +903,16 @@ fn agent(c: ChildCtx) -> ! {
             Err(e) => f("agent hook", e.to_string()),
         }
     }
-    let raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
+    let mut raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
+    raw.extend(c.hook_listener);
     if let Err(e) = sys::send_fds(c.fd_w, &raw) {
         f("fd passing", e);
     }
     drop(fds);
+    if let Some(fd) = c.hook_listener {
+        // SAFETY: our copy of the listener, now the supervisor's.
+        unsafe { libc::close(fd) };
+    }
     // Wait for the supervisor's go (it attaches the exec guard first). EOF: it is gone.
     let mut go = [0u8; 1];
     // SAFETY: reading one byte from our end of the channel.

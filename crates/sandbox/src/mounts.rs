@@ -362,3 +362,29 @@ fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<
         )
     })
 }
+
+/// Makes the hook-report socket ([`warden_policy::session::HOOK_SOCK`]) on a tmpfs of its
+/// own, then makes that mount read-only (a socket on a read-only mount still accepts
+/// connections; the agent can neither remove nor replace it). Returns the listening fd
+/// (close-on-exec), which the supervisor serves from outside.
+pub fn hook_socket() -> Result<std::os::fd::RawFd, String> {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(warden_policy::session::HOOK_SOCK_DIR);
+    sys::mkdir_p(dir)?;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=0755,size=4k,nr_inodes=4"),
+    )?;
+    let path = Path::new(warden_policy::session::HOOK_SOCK);
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Any process of the sandbox may report (what it sends is a claim either way).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    remount_ro(dir)?;
+    Ok(l.into_raw_fd())
+}

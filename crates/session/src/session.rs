@@ -243,6 +243,8 @@ impl Session {
                     || (res.config.pids == PidLimit::PidsCgroup && res.cgroup.is_none()))
                 .then_some(pids_max),
                 pid_max,
+                // Hooks that do not inherit the pipe report through a socket inside.
+                hook_socket: true,
                 inherit_fd: Some(hook_w),
                 inherit_fds: advisor_fd.into_iter().collect(),
                 cgroup_procs: res

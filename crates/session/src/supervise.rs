@@ -49,6 +49,7 @@ pub(crate) struct Launched {
     monitor: warden_sandbox::limits::Monitor,
     raw: Option<warden_sandbox::pty::RawMode>,
     hook_relay: warden_event::relay::Handle,
+    hook_socket: Option<warden_event::relay::Forwarder>,
     _proxy: Option<warden_proxy::ProxyHandle>,
     _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
 }
@@ -98,6 +99,11 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         approver,
     } = proxy;
     let hook_relay = warden_event::relay::spawn(hook_events);
+    // The hook-report socket inside, for hooks that did not inherit the pipe.
+    let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {
+        (Some(l), Some(w)) => Some(warden_event::relay::forward(l, w)),
+        _ => None,
+    };
     if let Some((l, theirs)) = host_bridge {
         std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
     }
@@ -192,6 +198,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         monitor,
         raw,
         hook_relay,
+        hook_socket,
         _proxy: proxy_handle,
         _bpf_session: bpf_session,
     })
@@ -208,6 +215,7 @@ impl Launched {
             monitor,
             raw,
             hook_relay,
+            hook_socket,
             _proxy,
             _bpf_session,
         } = self;
@@ -232,7 +240,11 @@ impl Launched {
         session.join_output();
         monitor.finish();
         drop(raw);
-        // The sandbox is gone: the pipe closes and the relay writes its drop counts.
+        // The sandbox is gone: the forwarder closes its pipe end, the pipe closes and the
+        // relay writes its drop counts.
+        if let Some(f) = hook_socket {
+            f.finish();
+        }
         hook_relay.finish(std::time::Duration::from_secs(2));
         Ok((
             code,

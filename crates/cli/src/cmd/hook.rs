@@ -243,8 +243,25 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// The hook-event pipe of an enclosing `warden run` (`WARDEN_HOOK_FD`), when it is one.
+/// The hook-event channel of an enclosing `warden run`: the inherited pipe
+/// (`WARDEN_HOOK_FD`) when the agent passed it on, else the session's hook-report socket
+/// (agent CLIs such as Claude Code do not pass inherited fds on to their hooks).
 fn sandbox_pipe() -> Option<warden_event::SessionLog> {
+    inherited_pipe().or_else(hook_socket)
+}
+
+fn hook_socket() -> Option<warden_event::SessionLog> {
+    let path = std::path::Path::new(warden_policy::session::HOOK_SOCK);
+    let s = std::os::unix::net::UnixStream::connect(path).ok()?;
+    // A stuck reader must not hold the agent's tool call.
+    let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+    Some(warden_event::SessionLog::framed_pipe(
+        std::fs::File::from(std::os::fd::OwnedFd::from(s)),
+        path,
+    ))
+}
+
+fn inherited_pipe() -> Option<warden_event::SessionLog> {
     use std::os::fd::FromRawFd;
     let fd: i32 = std::env::var("WARDEN_HOOK_FD").ok()?.parse().ok()?;
     // SAFETY: fstat on an fd number; dup of it when it is a pipe.
