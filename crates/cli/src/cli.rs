@@ -111,6 +111,14 @@ pub enum Command {
     Kill(SessionArg),
     /// A running session's live state: risk score, level, and the events that weigh most.
     Status(SessionArg),
+    /// List the approval requests waiting for a human, or answer one.
+    ///
+    /// `warden approve [SESSION]` lists (every running session, or one); `warden approve ID
+    /// --allow-once|--allow-session|--deny` answers. Allow-once admits that one action;
+    /// allow-session every later action with exactly the same subject (host:port, content
+    /// hash) in that session. No answer before `[approvals] timeout_secs` is a deny. On the
+    /// `warden run` terminal, Ctrl-] then a / A / d answers the oldest request.
+    Approve(ApproveArgs),
     /// Live view of the running sessions: score, state, decisions/s, what weighs most.
     ///
     /// Refreshes every second until Ctrl-C; works over SSH (plain text). `--json` prints one
@@ -223,6 +231,28 @@ pub struct TopArgs {
     /// One snapshot as text, then exit.
     #[arg(long)]
     pub once: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// Without an answer flag: the session (id or unique prefix) whose requests to list
+    /// (default: every running session). With one: the request ID to answer.
+    pub target: Option<String>,
+    /// Allow this one action.
+    #[arg(long, conflicts_with_all = ["allow_session", "deny"])]
+    pub allow_once: bool,
+    /// Allow this action and every later one with the same subject, for this session.
+    #[arg(long, conflicts_with = "deny")]
+    pub allow_session: bool,
+    /// Deny it.
+    #[arg(long)]
+    pub deny: bool,
+    /// The session of the request (needed only when several have a request with that ID).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Machine-readable output (JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -37,6 +37,15 @@
 //! - memfd and deleted/anonymous files cannot be identified by a path a human can allow:
 //!   their exec and executable mapping are denied in enforce mode unless `exec.allow_memfd`.
 //!
+//! ## Asking a human
+//! In allowlist mode with `exec.ask_unknown` (and an [`ExecApprover`] set by `warden run`),
+//! the pre-check of a direct exec of unknown content does not deny at once: the
+//! notification is answered later, from a thread that waits for the session's approval
+//! registry (full argv, path, SHA-256), while this loop keeps answering everything else.
+//! A grant is bound to the hash: allow-once admits one exec of that content (the post-exec
+//! check consumes it), allow-session every exec of it; a deny, the deadline or a process
+//! gone meanwhile is `EACCES`. Executable mappings of unknown content never ask.
+//!
 //! ## Failing closed
 //! If the supervisor dies, the kernel fails every trapped syscall with `ENOSYS`, the tracer's
 //! `PTRACE_O_EXITKILL` kills every traced process, and the sandbox's init dies with
@@ -132,6 +141,42 @@ pub struct Guard {
     /// (stamp, hash) of writable files already logged as allowed this session (log volume
     /// only; never consulted for a verdict).
     logged: Mutex<HashSet<(FileStamp, Hash)>>,
+    /// Allowlist mode with `exec.ask_unknown`: where an exec of unknown content asks.
+    approver: Option<Arc<dyn ExecApprover>>,
+    /// Exec-ask state (boxed: most sessions never ask).
+    asks: Box<AskState>,
+}
+
+#[derive(Default)]
+struct AskState {
+    /// Content a human allowed: for the session, and once (a count per hash, consumed by
+    /// the post-exec check of the exec it was granted for).
+    granted: Mutex<Granted>,
+    /// Set by the pre-check when it would ask instead of deny (the supervisor thread only).
+    ask: Mutex<Option<(Hash, String)>>,
+}
+
+#[derive(Default)]
+struct Granted {
+    session: HashSet<Hash>,
+    once: std::collections::HashMap<Hash, u32>,
+}
+
+/// A human's allow for an exec ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Once,
+    Session,
+}
+
+/// The channel to a human for an exec of unknown content (allowlist mode with
+/// `exec.ask_unknown`). [`ExecApprover::ask`] blocks (on a thread of its own: the
+/// supervisor keeps answering other notifications while the exec waits) until a human
+/// answers or the deadline denies.
+pub trait ExecApprover: Send + Sync {
+    /// `argv` as the agent passed it, `path` the program, `sha256` its content (what the
+    /// grant is bound to). `Err(why)` denies.
+    fn ask(&self, argv: &[String], path: &str, sha256: &str, pid: u32) -> Result<Grant, String>;
 }
 
 /// Whether a cached identity may be used for a file.
@@ -306,6 +351,8 @@ enum Outcome {
     /// Allowed exec: trace it to verify the image the kernel actually loads.
     AllowExec,
     Deny(i32),
+    /// Unknown content in allowlist mode: a human decides (content hash, program, argv).
+    Ask(Hash, String, Vec<String>),
 }
 
 impl Guard {
@@ -319,6 +366,35 @@ impl Guard {
             cache,
             scope: WriteScope::unconfined(),
             logged: Mutex::default(),
+            approver: None,
+            asks: Box::default(),
+        }
+    }
+
+    /// Allowlist mode: an exec of unknown content asks a human through `a` instead of
+    /// being denied at once (executable mappings of unknown content are still denied).
+    pub fn set_approver(&mut self, a: Arc<dyn ExecApprover>) {
+        self.approver = Some(a);
+    }
+
+    /// A human's allow for `h` (session-wide, or a one-exec grant), if there is one.
+    /// `consume`: the post-exec check uses up a one-exec grant.
+    fn granted(&self, h: &Hash, consume: bool) -> Option<&'static str> {
+        let mut g = self.asks.granted.lock().ok()?;
+        if g.session.contains(h) {
+            return Some("allowed for this session by a human (warden approve)");
+        }
+        match g.once.get_mut(h) {
+            Some(n) if *n > 0 => {
+                if consume {
+                    *n -= 1;
+                    if *n == 0 {
+                        g.once.remove(h);
+                    }
+                }
+                Some("allowed once by a human (warden approve)")
+            }
+            _ => None,
         }
     }
 
@@ -461,7 +537,7 @@ impl Guard {
             Ok(x) => x,
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
-        let v = self
+        let mut v = self
             .rules
             .read()
             .map(|r| r.decide(&h))
@@ -470,7 +546,41 @@ impl Guard {
                 rule: "exec.fail_closed".into(),
                 reason: "rules poisoned".into(),
             });
-        if !self.conclude(pid, what, kind, Some(&h), &v, started, cached) {
+        // Unknown content in allowlist mode with an approval channel: a human's grant for
+        // exactly this hash admits it; the pre-check of a direct exec asks for one.
+        if !v.allowed && v.rule == "exec.mode:allowlist" && self.approver.is_some() {
+            let exec = kind.starts_with("exec");
+            let post = kind == "exec (post-exec check)";
+            if let Some(why) = exec.then(|| self.granted(&h, post)).flatten() {
+                v = Verdict {
+                    allowed: true,
+                    rule: "approval".into(),
+                    reason: why.into(),
+                };
+            } else if kind == "exec" && depth == 0 && self.enforce() {
+                // The human sees the kernel's name for the file opened (and hashed), not
+                // only the spelling the agent chose.
+                let given = what();
+                let shown = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                    .map(|p| p.display().to_string())
+                    .ok()
+                    .filter(|p| *p != given)
+                    .map_or(given.clone(), |p| format!("{p} (as {given})"));
+                if let Ok(mut a) = self.asks.ask.lock() {
+                    *a = Some((h, shown));
+                }
+                return false;
+            }
+        }
+        if !self.conclude(
+            pid,
+            what,
+            kind,
+            Some(&h),
+            &v,
+            started,
+            cached && v.rule != "approval",
+        ) {
             return false;
         }
         if kind == "exec" && depth < 4 {
@@ -496,6 +606,28 @@ impl Guard {
     }
 
     fn handle(&self, n: &Notif) -> Outcome {
+        if let Ok(mut a) = self.asks.ask.lock() {
+            *a = None;
+        }
+        let out = self.handle_inner(n);
+        let asked = self.asks.ask.lock().ok().and_then(|mut a| a.take());
+        match (out, asked) {
+            (Outcome::Deny(_), Some((h, path))) => {
+                let nr = n.data.nr as i64;
+                let argv_ptr = if nr == libc::SYS_execve {
+                    n.data.args[1]
+                } else {
+                    n.data.args[2]
+                };
+                let argv = read_argv(n.pid, argv_ptr)
+                    .unwrap_or_else(|e| vec![format!("<argv unreadable: {e}>")]);
+                Outcome::Ask(h, path, argv)
+            }
+            (o, _) => o,
+        }
+    }
+
+    fn handle_inner(&self, n: &Notif) -> Outcome {
         let started = Instant::now();
         let pid = n.pid;
         let a = n.data.args;
@@ -613,11 +745,21 @@ impl Guard {
         };
         let lfd = listener.as_raw_fd();
         let mut listener_open = true;
+        // Answers to exec asks arrive from their waiting threads on this channel; the
+        // eventfd wakes the poll.
+        // SAFETY: eventfd creation.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let (tx, rx) = std::sync::mpsc::channel::<(Notif, Hash, String, Result<Grant, String>)>();
         loop {
             // Reap and handle every pending ptrace event first.
             if let Some(code) = self.drain_waits(reap_pid) {
-                // SAFETY: closing our signalfd.
-                unsafe { libc::close(sfd) };
+                // SAFETY: closing our signalfd and eventfd.
+                unsafe {
+                    libc::close(sfd);
+                    if efd >= 0 {
+                        libc::close(efd);
+                    }
+                };
                 return code;
             }
             let mut fds = [
@@ -631,9 +773,14 @@ impl Guard {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: efd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
-            // SAFETY: poll on two valid descriptors.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            // SAFETY: poll on valid descriptors (a negative fd is ignored).
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
             if r < 0 {
                 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
@@ -646,6 +793,49 @@ impl Guard {
                 while unsafe { libc::read(sfd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) }
                     > 0
                 {}
+            }
+            if efd >= 0 && fds[2].revents & libc::POLLIN != 0 {
+                let mut v = 0u64;
+                // SAFETY: draining the eventfd into a u64.
+                unsafe { libc::read(efd, &mut v as *mut u64 as *mut libc::c_void, 8) };
+                while let Ok((n, h, path, res)) = rx.try_recv() {
+                    let mut id = n.id;
+                    // SAFETY: ioctl with a u64. A process gone while it waited gets no grant.
+                    if unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) } != 0 {
+                        continue;
+                    }
+                    let out = match res {
+                        Ok(g) => {
+                            if let Ok(mut gr) = self.asks.granted.lock() {
+                                match g {
+                                    Grant::Session => {
+                                        gr.session.insert(h);
+                                    }
+                                    Grant::Once => *gr.once.entry(h).or_insert(0) += 1,
+                                }
+                            }
+                            Outcome::AllowExec
+                        }
+                        Err(why) => {
+                            let v = Verdict {
+                                allowed: false,
+                                rule: "approval".into(),
+                                reason: format!("its content (sha256:{}) is not in any allow rule or trust index, and the human's answer was: {why}", &hex(&h)[..16]),
+                            };
+                            self.conclude(
+                                n.pid,
+                                &|| path.clone(),
+                                "exec",
+                                Some(&h),
+                                &v,
+                                Instant::now(),
+                                false,
+                            );
+                            Outcome::Deny(libc::EACCES)
+                        }
+                    };
+                    self.respond(lfd, &n, out);
+                }
             }
             if listener_open
                 && fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0
@@ -661,61 +851,99 @@ impl Guard {
                     continue;
                 }
                 let out = self.handle(&n);
-                let mut id = n.id;
-                // SAFETY: ioctl with a u64.
-                if unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) } != 0 {
-                    continue;
-                }
-                let out = match out {
-                    Outcome::AllowExec => {
-                        let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
-                        // SAFETY: seizing our own sandboxed process, blocked in execve.
-                        let r = unsafe {
-                            libc::ptrace(libc::PTRACE_SEIZE, n.pid as i32, 0, opts as libc::c_ulong)
-                        };
-                        let e = std::io::Error::last_os_error();
-                        if r == 0 || e.raw_os_error() == Some(libc::EPERM) && is_traced_by_us(n.pid)
-                        {
-                            Outcome::Allow
-                        } else {
-                            // Without the post-exec check there is no guarantee: deny.
-                            let started = Instant::now();
-                            if self.fail(
-                                n.pid,
-                                "exec",
-                                "exec",
-                                format!(
-                                    "cannot attach the exec verifier: {e} (tracer: {})",
-                                    tracer_of(n.pid)
-                                ),
-                                started,
-                            ) {
-                                Outcome::Allow
-                            } else {
-                                Outcome::Deny(libc::EACCES)
+                if let Outcome::Ask(h, path, argv) = out {
+                    match (&self.approver, efd >= 0) {
+                        (Some(a), true) => {
+                            let (a, tx) = (a.clone(), tx.clone());
+                            let spawned = std::thread::Builder::new()
+                                .name("warden-exec-ask".into())
+                                .spawn(move || {
+                                    let res = a.ask(&argv, &path, &hex(&h), n.pid);
+                                    let _ = tx.send((n, h, path, res));
+                                    let one = 1u64;
+                                    // SAFETY: writing a u64 to the eventfd.
+                                    unsafe {
+                                        libc::write(
+                                            efd,
+                                            &one as *const u64 as *const libc::c_void,
+                                            8,
+                                        )
+                                    };
+                                });
+                            if spawned.is_err() {
+                                self.respond(lfd, &n, Outcome::Deny(libc::EACCES));
                             }
                         }
+                        _ => self.respond(lfd, &n, Outcome::Deny(libc::EACCES)),
                     }
-                    o => o,
-                };
-                let r = match out {
-                    Outcome::Allow | Outcome::AllowExec => Resp {
-                        id: n.id,
-                        val: 0,
-                        error: 0,
-                        flags: FLAG_CONTINUE,
-                    },
-                    Outcome::Deny(errno) => Resp {
-                        id: n.id,
-                        val: 0,
-                        error: -errno,
-                        flags: 0,
-                    },
-                };
-                // SAFETY: ioctl with a correctly sized struct.
-                unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
+                    continue;
+                }
+                self.respond(lfd, &n, out);
             }
         }
+    }
+
+    /// Answers one notification (attaching the post-exec verifier for an allowed exec).
+    fn respond(&self, lfd: RawFd, n: &Notif, out: Outcome) {
+        let mut id = n.id;
+        // SAFETY: ioctl with a u64.
+        if unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) } != 0 {
+            return;
+        }
+        let out = match out {
+            Outcome::AllowExec => {
+                let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
+                // SAFETY: seizing our own sandboxed process, blocked in execve.
+                let r = unsafe {
+                    libc::ptrace(libc::PTRACE_SEIZE, n.pid as i32, 0, opts as libc::c_ulong)
+                };
+                let e = std::io::Error::last_os_error();
+                if r == 0 || e.raw_os_error() == Some(libc::EPERM) && is_traced_by_us(n.pid) {
+                    Outcome::Allow
+                } else {
+                    // Without the post-exec check there is no guarantee: deny.
+                    let started = Instant::now();
+                    if self.fail(
+                        n.pid,
+                        "exec",
+                        "exec",
+                        format!(
+                            "cannot attach the exec verifier: {e} (tracer: {})",
+                            tracer_of(n.pid)
+                        ),
+                        started,
+                    ) {
+                        Outcome::Allow
+                    } else {
+                        Outcome::Deny(libc::EACCES)
+                    }
+                }
+            }
+            o => o,
+        };
+        let r = match out {
+            Outcome::Allow | Outcome::AllowExec => Resp {
+                id: n.id,
+                val: 0,
+                error: 0,
+                flags: FLAG_CONTINUE,
+            },
+            // Never reached (asks are answered when the human did); fail closed.
+            Outcome::Ask(..) => Resp {
+                id: n.id,
+                val: 0,
+                error: -libc::EACCES,
+                flags: 0,
+            },
+            Outcome::Deny(errno) => Resp {
+                id: n.id,
+                val: 0,
+                error: -errno,
+                flags: 0,
+            },
+        };
+        // SAFETY: ioctl with a correctly sized struct.
+        unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
     }
 
     /// Handles every waitable event without blocking; returns `reap_pid`'s status once it
@@ -817,6 +1045,33 @@ fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let text = String::from_utf8_lossy(&line[..end]);
     text.split_whitespace().next().map(str::to_string)
+}
+
+/// The agent's argv array at `addr` (at most 256 arguments of at most 4 KiB each).
+fn read_argv(pid: u32, addr: u64) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for i in 0..256u64 {
+        let mut p = 0u64;
+        let local = libc::iovec {
+            iov_base: &mut p as *mut u64 as *mut libc::c_void,
+            iov_len: 8,
+        };
+        let remote = libc::iovec {
+            iov_base: (addr + i * 8) as *mut libc::c_void,
+            iov_len: 8,
+        };
+        // SAFETY: reads 8 bytes of the agent's memory into `p`.
+        let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        if n != 8 {
+            return Err(format!("read argv: {}", std::io::Error::last_os_error()));
+        }
+        if p == 0 {
+            return Ok(out);
+        }
+        out.push(read_cstr(pid, p).unwrap_or_else(|e| format!("<{e}>")));
+    }
+    out.push("…".into());
+    Ok(out)
 }
 
 fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {

@@ -242,8 +242,9 @@ impl<'a> Ctx<'a> {
             Err(e) => bad("network.invalid", e.clone()),
             Ok(n) => {
                 let d = n.decide_host(host, port);
+                // An `ask` host: the human decides (the proxy asks again, outside the agent).
                 (!d.allowed).then(|| Judgement {
-                    answer: Answer::Deny,
+                    answer: if d.ask { Answer::Ask } else { Answer::Deny },
                     rule: d.rule,
                     what: format!("{tool} {url}"),
                     reason: d.reason,

@@ -34,6 +34,11 @@ pub struct ExecSection {
     /// Allow exec of memfd and anonymous files (denied in enforce mode by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_memfd: Option<bool>,
+    /// Allowlist mode: an exec of unknown content waits for a human's answer
+    /// (`warden approve`; `[approvals] timeout_secs`, then deny) instead of being denied at
+    /// once. Seccomp backend only. Only the user's own policy may turn it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask_unknown: Option<bool>,
 }
 
 impl ExecSection {
@@ -63,6 +68,9 @@ impl ExecSection {
         if o.allow_memfd.is_some() {
             self.allow_memfd = o.allow_memfd;
         }
+        if o.ask_unknown.is_some() {
+            self.ask_unknown = o.ask_unknown;
+        }
         append_unique(&mut self.allow, &o.allow);
         append_unique(&mut self.deny, &o.deny);
     }
@@ -76,6 +84,9 @@ impl ExecSection {
         }
         if o.allow_memfd == Some(true) && !self.allow_memfd.unwrap_or(false) {
             return Err("exec.allow_memfd".into());
+        }
+        if o.ask_unknown == Some(true) && !self.ask_unknown.unwrap_or(false) {
+            return Err("exec.ask_unknown".into());
         }
         if o.action == Some(ExecAction::Audit)
             && self.action.unwrap_or(ExecAction::Enforce) == ExecAction::Enforce

@@ -7,13 +7,15 @@
 //! read or written and which rule says so ([`files`]), which environment variables survive
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
 //! of the same names; [`audit`] holds the audit store's retention limits; [`advisor`] the
-//! optional advisor's section (user/machine files only: every key is refused from a workspace).
+//! optional advisor's section (user/machine files only: every key is refused from a workspace);
+//! [`approvals`] how long an `ask` waits for a human.
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
 //! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
 pub mod advisor;
+pub mod approvals;
 pub mod audit;
 pub mod env;
 pub mod exec;
@@ -95,6 +97,8 @@ pub struct Policy {
     pub audit: audit::AuditSection,
     #[serde(default, skip_serializing_if = "is_default")]
     pub risk: risk::RiskSection,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub approvals: approvals::ApprovalsSection,
     /// The optional advisor (user and machine policy only; see [`advisor`]).
     #[serde(default, skip_serializing_if = "is_default")]
     pub advisor: advisor::AdvisorSection,
@@ -392,6 +396,7 @@ impl Policy {
         self.gate.validate().map_err(bad)?;
         self.audit.validate().map_err(bad)?;
         self.risk.validate().map_err(bad)?;
+        self.approvals.validate().map_err(bad)?;
         self.advisor.validate().map_err(bad)?;
         Ok(())
     }
@@ -437,6 +442,7 @@ impl Policy {
         self.gate.merge(&over.gate);
         self.audit.merge(&over.audit);
         self.risk.merge(&over.risk);
+        self.approvals.merge(&over.approvals);
         self.advisor.merge(&over.advisor);
     }
 
@@ -524,6 +530,9 @@ impl Policy {
         self.risk
             .narrow(&ws.risk, RISK_DEFAULTS, &risk_default_weight)
             .map_err(|k| widen(&k))?;
+        self.approvals
+            .narrow(&ws.approvals)
+            .map_err(|k| widen(&k))?;
         Ok(())
     }
 
@@ -549,7 +558,7 @@ impl Policy {
         let grants_more = |a: &[String], b: &[String]| a.iter().any(|x| !b.contains(x));
         let drops = |a: &[String], b: &[String]| b.iter().any(|x| !a.contains(x));
         let (e, b) = (self.effective(), base.effective());
-        let lists: [(&'static str, bool); 17] = [
+        let lists: [(&'static str, bool); 18] = [
             (
                 "files.read",
                 grants_more(&self.files.read, &base.files.read),
@@ -591,6 +600,10 @@ impl Policy {
                 drops(&self.network.deny, &base.network.deny),
             ),
             (
+                "network.ask",
+                grants_more(&self.network.ask, &base.network.ask),
+            ),
+            (
                 "gate.mcp_allow",
                 grants_more(&self.gate.mcp_allow, &base.gate.mcp_allow),
             ),
@@ -613,7 +626,7 @@ impl Policy {
         if self.advisor != base.advisor {
             return Some("advisor");
         }
-        let scalars: [(&'static str, bool); 9] = [
+        let scalars: [(&'static str, bool); 11] = [
             ("process.pids_max", e.pids_max > b.pids_max),
             ("process.nofile", e.nofile > b.nofile),
             ("process.core_dumps", e.core_dumps && !b.core_dumps),
@@ -635,6 +648,14 @@ impl Policy {
             (
                 "gate.mcp_default",
                 e.mcp_default.rank() < b.mcp_default.rank(),
+            ),
+            (
+                "exec.ask_unknown",
+                self.exec.ask_unknown == Some(true) && base.exec.ask_unknown != Some(true),
+            ),
+            (
+                "approvals.timeout_secs",
+                self.approvals.timeout() > base.approvals.timeout(),
             ),
         ];
         scalars.iter().find(|(_, w)| *w).map(|(k, _)| *k)

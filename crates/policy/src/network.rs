@@ -15,11 +15,22 @@ pub struct NetworkSection {
     /// Deny wins over allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+    /// Hosts (same patterns as `allow`) that are neither allowed nor denied: a connection
+    /// waits for a human's answer (`warden approve`, or Ctrl-] on the `warden run`
+    /// terminal); no answer within `[approvals] timeout_secs` is a deny. Deny and allow
+    /// win over ask. Only the user's own policy may add entries: a workspace file that
+    /// names a new one is refused (it would widen the policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ask: Vec<String>,
 }
 
 impl NetworkSection {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        for (key, list) in [("network.allow", &self.allow), ("network.deny", &self.deny)] {
+        for (key, list) in [
+            ("network.allow", &self.allow),
+            ("network.deny", &self.deny),
+            ("network.ask", &self.ask),
+        ] {
             for r in list {
                 if r.trim().is_empty() {
                     return Err(format!("{key}: empty entry"));
@@ -33,11 +44,16 @@ impl NetworkSection {
     pub(crate) fn merge(&mut self, o: &NetworkSection) {
         append_unique(&mut self.allow, &o.allow);
         append_unique(&mut self.deny, &o.deny);
+        append_unique(&mut self.ask, &o.ask);
     }
 
     pub(crate) fn narrow(&mut self, o: &NetworkSection) -> Result<(), String> {
         if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("network.allow".into());
+        }
+        // An ask turns a default deny into a question to the human: a widening.
+        if o.ask.iter().any(|a| !self.ask.contains(a)) {
+            return Err("network.ask".into());
         }
         append_unique(&mut self.deny, &o.deny);
         Ok(())

@@ -564,3 +564,64 @@ fn advisor_effective_checks_completeness_and_key_isolation() {
     assert_eq!(m.advisor.model.as_deref(), Some("m"));
     assert_eq!(m.widens(&builtin("generic")), Some("advisor"));
 }
+
+#[test]
+fn network_ask_and_approvals_timeout() {
+    let p = Policy::parse(
+        "[network]\nask = [\"*.example.com\", \"host.test:8443\"]\n[approvals]\ntimeout_secs = 5\n",
+        "user",
+    )
+    .unwrap();
+    assert_eq!(p.network.ask.len(), 2);
+    assert_eq!(p.approvals.timeout(), std::time::Duration::from_secs(5));
+    assert_eq!(
+        Policy::default().approvals.timeout(),
+        std::time::Duration::from_secs(approvals::DEFAULT_TIMEOUT_SECS)
+    );
+    for (bad, want) in [
+        (
+            "[approvals]\ntimeout_secs = 0\n",
+            "approvals.timeout_secs must be at least 1",
+        ),
+        ("[approvals]\ntimeout_secs = 100000\n", "at most 86400"),
+        ("[approvals]\ntimeout = 5\n", "unknown field"),
+        ("[network]\nask = [\"\"]\n", "network.ask: empty entry"),
+        ("[network]\nask = [\"ftp://x.com\"]\n", "network.ask"),
+    ] {
+        let e = Policy::parse(bad, "p").unwrap_err().to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+    // From the workspace: a new ask entry widens (default deny becomes a question), so
+    // does a longer wait; repeating the user's entries or a shorter wait narrows.
+    let mut base = builtin("generic");
+    base.merge(&p);
+    for widening in [
+        "[network]\nask = [\"evil.com\"]\n",
+        "[approvals]\ntimeout_secs = 6\n",
+        "[exec]\nask_unknown = true\n",
+    ] {
+        let mut b = base.clone();
+        let doc = Policy::parse(widening, "ws").unwrap();
+        match b.narrow(&doc, "ws") {
+            Err(PolicyError::Widening { key, .. }) => {
+                assert!(widening.contains(key.split('.').nth(1).unwrap()), "{key}")
+            }
+            other => panic!("{widening}: {other:?}"),
+        }
+    }
+    let mut b = base.clone();
+    b.narrow(
+        &Policy::parse(
+            "[network]\nask = [\"host.test:8443\"]\n[approvals]\ntimeout_secs = 2\n",
+            "ws",
+        )
+        .unwrap(),
+        "ws",
+    )
+    .unwrap();
+    assert_eq!(b.approvals.timeout_secs, Some(2));
+    assert_eq!(b.widens(&base), None);
+    let mut wider = base.clone();
+    wider.network.ask.push("new.test".into());
+    assert_eq!(wider.widens(&base), Some("network.ask"));
+}

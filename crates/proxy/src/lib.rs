@@ -23,7 +23,7 @@ use warden_policy::Policy;
 /// The port the bridge listens on inside the sandbox's (private) network namespace.
 pub const SANDBOX_PORT: u16 = 3128;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct ProxyOptions {
     /// Test mode: resolve names from this hosts file. Set only from the supervisor's own
     /// command line, never from the agent's environment.
@@ -31,6 +31,18 @@ pub struct ProxyOptions {
     /// The bridge runs in the sandbox's network namespace and also listens on the host
     /// loopback ports the policy allows (see [`gateway`]).
     pub loopback_gateway: bool,
+    /// Where `[network] ask` hosts wait for a human; without it they are refused.
+    pub approver: Option<Arc<dyn server::Approver>>,
+}
+
+impl std::fmt::Debug for ProxyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyOptions")
+            .field("hosts_file", &self.hosts_file)
+            .field("loopback_gateway", &self.loopback_gateway)
+            .field("approver", &self.approver.is_some())
+            .finish()
+    }
 }
 
 /// Connections from the sandbox (proxy and loopback gateway) served at once.
@@ -63,6 +75,7 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
     };
     let ctx = Arc::new(server::Ctx {
         rules,
+        approver: opts.approver,
         hosts_file: opts.hosts_file,
         gateway,
     });
@@ -190,6 +203,10 @@ pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), 
         },
     };
     let d = r.decide_host(&host, port);
+    if d.ask {
+        let msg = format!("connect {host}:{port}: asks a human (rule `{}`): inside `warden run` the connection waits for `warden approve` or Ctrl-] a/A/d on the warden run terminal; no answer within [approvals] timeout_secs denies", d.rule);
+        return Ok((false, d.rule, msg));
+    }
     let gateway = r.loopback_ports().iter().any(|(p, t)| {
         *p == port
             && (t.host() == host

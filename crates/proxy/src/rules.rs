@@ -1,5 +1,6 @@
 //! The `[network]` policy as host rules: exact names, `*.suffix` wildcards, optional ports,
-//! IP literals, and named sets (`@github`, from `sets.toml`). Deny wins. Pure and fast:
+//! IP literals, and named sets (`@github`, from `sets.toml`). Deny wins, then allow, then
+//! `ask` (a human answers each such connection, see `warden-session`'s approvals). Pure and fast:
 //! the tool-call gate uses the same [`NetRules::decide_host`] for WebFetch.
 
 use std::net::IpAddr;
@@ -26,6 +27,9 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostDecision {
     pub allowed: bool,
+    /// Not allowed, but named by `[network] ask`: a human may admit this one connection
+    /// (or the session's connections to exactly this host:port). `allowed` is false.
+    pub ask: bool,
     pub rule: String,
     pub reason: String,
 }
@@ -34,6 +38,7 @@ pub struct HostDecision {
 pub struct NetRules {
     allow: Vec<Rule>,
     deny: Vec<Rule>,
+    ask: Vec<Rule>,
 }
 
 fn named_set(name: &str) -> Result<Vec<String>, String> {
@@ -219,6 +224,7 @@ impl NetRules {
         Ok(NetRules {
             allow: expand(&n.allow, "network.allow")?,
             deny: expand(&n.deny, "network.deny")?,
+            ask: expand(&n.ask, "network.ask")?,
         })
     }
 
@@ -230,6 +236,7 @@ impl NetRules {
             Err(e) => {
                 return HostDecision {
                     allowed: false,
+                    ask: false,
                     rule: "network.address_spelling".into(),
                     reason: format!("{e}; name hosts by DNS name or a plain address"),
                 }
@@ -238,6 +245,7 @@ impl NetRules {
         if let Some(r) = self.deny.iter().find(|r| r.matches(&host, ip, port)) {
             return HostDecision {
                 allowed: false,
+                ask: false,
                 rule: r.source.clone(),
                 reason: format!("{host}:{port} is denied by `{}`", r.source),
             };
@@ -245,9 +253,20 @@ impl NetRules {
         match self.allow.iter().find(|r| r.matches(&host, ip, port)) {
             Some(r) => HostDecision {
                 allowed: true,
+                ask: false,
                 rule: r.source.clone(),
                 reason: format!("allowed by `{}`", r.source),
             },
+            None if self.ask.iter().any(|r| r.matches(&host, ip, port)) => {
+                let r = self.ask.iter().find(|r| r.matches(&host, ip, port));
+                let src = r.map(|r| r.source.clone()).unwrap_or_default();
+                HostDecision {
+                    allowed: false,
+                    ask: true,
+                    reason: format!("{host}:{port} needs a human's approval (`{src}`)"),
+                    rule: src,
+                }
+            }
             None => {
                 let reason = match ip {
                     Some(ip) => {
@@ -267,6 +286,7 @@ impl NetRules {
                 };
                 HostDecision {
                     allowed: false,
+                    ask: false,
                     rule: "network.default".into(),
                     reason,
                 }
@@ -277,12 +297,22 @@ impl NetRules {
     /// Whether a resolved address may be used: special addresses need a rule naming them.
     /// A `localhost` rule names the loopback addresses.
     pub fn address_ok(&self, ip: &IpAddr, port: u16) -> bool {
-        !is_special(ip)
-            || self.allow.iter().any(|r| {
-                r.port.is_none_or(|p| p == port)
-                    && (r.pattern == Pattern::Ip(*ip)
-                        || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
-            })
+        !is_special(ip) || Self::names_address(&self.allow, ip, port)
+    }
+
+    /// [`Self::address_ok`] for a connection to an `ask` host, which a human sees with its
+    /// resolved addresses before answering: an `ask` rule naming the address also counts
+    /// (only for such connections, never for allowed hosts).
+    pub fn address_ok_for_ask(&self, ip: &IpAddr, port: u16) -> bool {
+        self.address_ok(ip, port) || Self::names_address(&self.ask, ip, port)
+    }
+
+    fn names_address(rules: &[Rule], ip: &IpAddr, port: u16) -> bool {
+        rules.iter().any(|r| {
+            r.port.is_none_or(|p| p == port)
+                && (r.pattern == Pattern::Ip(*ip)
+                    || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
+        })
     }
 }
 
@@ -298,6 +328,7 @@ mod tests {
         NetRules::from_section(&NetworkSection {
             allow: allow.iter().map(|s| s.to_string()).collect(),
             deny: deny.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         })
         .unwrap()
     }
@@ -330,7 +361,7 @@ mod tests {
         ] {
             let e = NetRules::from_section(&NetworkSection {
                 allow: vec![p.into()],
-                deny: vec![],
+                ..Default::default()
             })
             .unwrap_err();
             assert!(e.contains(want), "{p}: {e}");
@@ -401,11 +432,43 @@ mod tests {
             assert!(
                 NetRules::from_section(&NetworkSection {
                     allow: vec![bad.into()],
-                    deny: vec![],
+                    ..Default::default()
                 })
                 .is_err(),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn ask_rules_come_after_deny_and_allow() {
+        let r = NetRules::from_section(&NetworkSection {
+            allow: vec!["api.example.com".into()],
+            deny: vec!["bad.example.com".into()],
+            ask: vec!["*.example.com".into(), "127.0.0.1:8080".into()],
+        })
+        .unwrap();
+        let d = r.decide_host("api.example.com", 443);
+        assert!(d.allowed && !d.ask, "{d:?}");
+        let d = r.decide_host("bad.example.com", 443);
+        assert!(!d.allowed && !d.ask, "{d:?}");
+        let d = r.decide_host("x.example.com", 443);
+        assert!(
+            !d.allowed && d.ask && d.rule == "network.ask:*.example.com",
+            "{d:?}"
+        );
+        let d = r.decide_host("example.org", 443);
+        assert!(!d.allowed && !d.ask, "{d:?}");
+        // An ask rule naming an address admits it only for ask connections.
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(!r.address_ok(&lo, 8080));
+        assert!(r.address_ok_for_ask(&lo, 8080));
+        assert!(!r.address_ok_for_ask(&lo, 8081));
+        assert!(NetRules::from_section(&NetworkSection {
+            ask: vec!["*".into()],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .contains("network.ask"));
     }
 }

@@ -10,6 +10,12 @@
 //! and the proxy connects to the address it checked, never re-resolving,
 //! so a name that rebinds to 127.0.0.1 is refused. Refusals are HTTP 403 with a plain-text
 //! reason the agent can read.
+//!
+//! A host named by `[network] ask` waits for a human ([`Approver`]): only that connection
+//! blocks (on the blocking pool), the human sees host:port and the resolved addresses,
+//! and an allowed connection goes to exactly those addresses; a deny, a timeout or a
+//! missing approval channel is a 403 saying it was denied by warden approval. A client that
+//! gives up while it waits (its request future is dropped) withdraws the request.
 
 use crate::rules::NetRules;
 use bytes::Bytes;
@@ -24,8 +30,40 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use warden_event::{Decision, Layer, Verdict};
 
+/// The channel to a human for `[network] ask` hosts (warden-session's approval registry,
+/// wired by `warden run`). [`Approver::ask`] blocks until a human answers or the deadline
+/// passes; it runs on the runtime's blocking pool, so only that connection waits.
+pub trait Approver: Send + Sync {
+    /// `Ok(how)` when a human allowed the connection to `host:port` at `addrs` (exactly
+    /// these addresses are then used), `Err(why)` otherwise (denied, timed out).
+    /// `gone` is set when the client gave up (the connection's future was dropped): the
+    /// request is then withdrawn.
+    #[allow(clippy::too_many_arguments)]
+    fn ask(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[SocketAddr],
+        rule: &str,
+        method: &str,
+        gone: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String>;
+}
+
+/// Sets its flag when dropped: a request future dropped while waiting for a human (the
+/// client closed the connection) withdraws the request.
+struct Withdraw(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 pub struct Ctx {
     pub rules: NetRules,
+    /// Where `ask` hosts go; without one they are refused.
+    pub approver: Option<Arc<dyn Approver>>,
     /// Test mode: resolve names from this hosts file (read on every lookup).
     pub hosts_file: Option<PathBuf>,
     /// Host loopback ports forwarded from the sandbox's loopback ([`crate::gateway`]).
@@ -66,6 +104,19 @@ pub fn refusal_text(host: &str, port: u16, rule: &str, reason: &str, example: &s
 }
 
 fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
+    if r.approval {
+        let mut resp = text(
+            r.status,
+            approval_refusal_text(host, port, &r.rule, &r.reason),
+        );
+        if let Ok(p) = hyper::ext::ReasonPhrase::try_from(
+            "Denied by warden approval (warden approve ID --allow-once admits a waiting request)"
+                .to_string(),
+        ) {
+            resp.extensions_mut().insert(p);
+        }
+        return resp;
+    }
     if r.status == StatusCode::FORBIDDEN {
         let example = r.example.clone().unwrap_or_else(|| host.to_string());
         let mut resp = text(
@@ -108,6 +159,8 @@ pub struct Refusal {
     pub reason: String,
     /// The allow entry that would admit it, when it is not the host itself.
     pub example: Option<String>,
+    /// An `ask` host that was not approved (denied, timed out, no channel).
+    pub approval: bool,
 }
 
 impl Ctx {
@@ -140,19 +193,33 @@ impl Ctx {
         Ok(tokio::net::lookup_host((host, port)).await?.collect())
     }
 
-    /// Decides, resolves, checks and connects.
+    /// Decides, resolves, checks and connects. An `ask` host waits here for a human.
     pub async fn connect(
         &self,
         host: &str,
         port: u16,
     ) -> Result<(TcpStream, SocketAddr, String), Refusal> {
+        self.connect_as(host, port, "CONNECT").await
+    }
+
+    /// [`Self::connect`], naming the client's method in an approval request.
+    pub async fn connect_as(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+    ) -> Result<(TcpStream, SocketAddr, String), Refusal> {
         let d = self.rules.decide_host(host, port);
+        if d.ask {
+            return self.connect_asked(host, port, d.rule, method).await;
+        }
         if !d.allowed {
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
                 rule: d.rule,
                 reason: d.reason,
                 example: None,
+                approval: false,
             });
         }
         let addrs = self.resolve(host, port).await.map_err(|e| Refusal {
@@ -160,6 +227,7 @@ impl Ctx {
             rule: d.rule.clone(),
             reason: format!("cannot resolve {host}: {e}"),
             example: None,
+            approval: false,
         })?;
         if addrs.is_empty() {
             return Err(Refusal {
@@ -167,6 +235,7 @@ impl Ctx {
                 rule: d.rule.clone(),
                 reason: format!("{host} has no addresses"),
                 example: None,
+                approval: false,
             });
         }
         let ok: Vec<SocketAddr> = addrs
@@ -188,25 +257,118 @@ impl Ctx {
                 rule: "network.private_addresses".into(),
                 reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address"),
                 example: addrs.first().map(|a| a.to_string()),
+                approval: false,
             });
         }
+        self.connect_to(host, ok, d.rule).await
+    }
+
+    async fn connect_to(
+        &self,
+        host: &str,
+        ok: Vec<SocketAddr>,
+        rule: String,
+    ) -> Result<(TcpStream, SocketAddr, String), Refusal> {
         let mut last = String::new();
         for a in ok {
             match tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(a))
                 .await
             {
-                Ok(Ok(s)) => return Ok((s, a, d.rule)),
+                Ok(Ok(s)) => return Ok((s, a, rule)),
                 Ok(Err(e)) => last = format!("{a}: {e}"),
                 Err(_) => last = format!("{a}: timed out"),
             }
         }
         Err(Refusal {
             status: StatusCode::BAD_GATEWAY,
-            rule: d.rule,
+            rule,
             reason: format!("cannot connect to {host}: {last}"),
             example: None,
+            approval: false,
         })
     }
+
+    /// An `ask` host: resolve, check the addresses (an `ask` rule naming an address counts
+    /// here), show the human exactly that, and connect only to those addresses if allowed.
+    /// Every failure denies.
+    async fn connect_asked(
+        &self,
+        host: &str,
+        port: u16,
+        rule: String,
+        method: &str,
+    ) -> Result<(TcpStream, SocketAddr, String), Refusal> {
+        let deny = |reason: String| Refusal {
+            status: StatusCode::FORBIDDEN,
+            rule: rule.clone(),
+            reason,
+            example: None,
+            approval: true,
+        };
+        let Some(approver) = self.approver.clone() else {
+            return Err(deny(format!(
+                "{host}:{port} needs a human's approval (`{rule}`), but this session has no approval channel"
+            )));
+        };
+        let addrs = match self.resolve(host, port).await {
+            Ok(a) if !a.is_empty() => a,
+            Ok(_) => return Err(deny(format!("{host} has no addresses"))),
+            Err(e) => return Err(deny(format!("cannot resolve {host}: {e}"))),
+        };
+        let ok: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| self.rules.address_ok_for_ask(&a.ip(), port))
+            .collect();
+        if ok.is_empty() {
+            let list = addrs
+                .iter()
+                .map(|a| match crate::addr::classify(&a.ip()) {
+                    Some(c) => format!("{} ({c})", a.ip()),
+                    None => a.ip().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                rule: "network.private_addresses".into(),
+                reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address (not asked)"),
+                example: addrs.first().map(|a| a.to_string()),
+                approval: false,
+            });
+        }
+        let (h, r, m, shown) = (
+            host.to_string(),
+            rule.clone(),
+            method.to_string(),
+            ok.clone(),
+        );
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _withdraw = Withdraw(gone.clone());
+        let answer =
+            tokio::task::spawn_blocking(move || approver.ask(&h, port, &shown, &r, &m, &gone))
+                .await
+                .unwrap_or_else(|e| Err(format!("the approval wait failed: {e}")));
+        match answer {
+            Ok(how) => {
+                self.connect_to(host, ok, format!("approval ({rule}; {how})"))
+                    .await
+            }
+            Err(why) => Err(deny(why)),
+        }
+    }
+}
+
+/// The message an agent reads when a human (or the deadline) denied an `ask` host.
+pub fn approval_refusal_text(host: &str, port: u16, rule: &str, reason: &str) -> String {
+    format!(
+        "warden: blocked {host}:{port}: denied by warden approval\nrule: approval ({rule})\nreason: {reason}\n\
+         A human approves each connection to this host from outside the agent: while a request waits, \
+         `warden approve` (another terminal) lists it and `warden approve ID --allow-once` or \
+         `--allow-session` admits it, or Ctrl-] a / A on the warden run terminal. \
+         To allow it always, a human adds it to `[network] allow` in ~/.config/warden/policy.toml.\n\
+         (HTTP 403 from warden's proxy, header x-warden: blocked; the session log has the decision.)\n"
+    )
 }
 
 fn emit(
@@ -323,7 +485,8 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
         ));
     };
     let port = uri.port_u16().unwrap_or(80);
-    let (stream, _addr, rule) = match ctx.connect(&host, port).await {
+    let method = req.method().as_str().to_string();
+    let (stream, _addr, rule) = match ctx.connect_as(&host, port, &method).await {
         Ok(x) => x,
         Err(r) => {
             emit(
@@ -423,7 +586,7 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
         return;
     };
     let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
-    match ctx.connect(&host, port).await {
+    match ctx.connect_as(&host, port, "SOCKS5").await {
         Err(r) => {
             emit(
                 &host, port, &r.rule, false, &r.reason, 0, 0, started, "SOCKS5",

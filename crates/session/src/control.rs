@@ -1,15 +1,18 @@
 //! The session's control socket: a human outside the sandbox freezes, thaws, kills or
-//! inspects a running session.
+//! inspects a running session, and lists and answers its pending approvals
+//! (`warden approve`; the answer is audited as `uid U (pid P) via the control socket`).
 //!
 //! - Where: `<state>/sessions/<id>.sock` (`<state>` is `~/.local/state/warden`), in a
 //!   directory of mode 0700. Inside the sandbox `$HOME` is a private tmpfs, so the socket is
 //!   not even in the agent's view.
 //! - Who: `SO_PEERCRED` must show the session's own uid (or root), and the peer must not be a
-//!   process of the session itself (its cgroup, or its pid namespace): where the path is
-//!   visible (no mount namespace), the agent still cannot thaw or inspect itself.
+//!   process of the session itself (its pid namespace, `no_new_privs`, a cgroup naming the
+//!   session, descent from the sandbox's first process): where the path is visible (no
+//!   mount namespace), the agent still cannot thaw, inspect or approve for itself.
 //! - How: one `warden-proto` frame per request and reply (JSON), at most 4 KiB per request,
 //!   a 2 s deadline per connection, at most 16 connections at once.
 
+use crate::approval::{Answer, Approvals, Pending};
 use crate::monitor::{Monitor, Status};
 use serde::{Deserialize, Serialize};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,11 +33,29 @@ pub enum Op {
     Freeze,
     Thaw,
     Kill,
+    /// List the pending approval requests.
+    Pending,
+    /// Answer one (`id` and `answer` in the request).
+    Answer,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub op: Op,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+impl Request {
+    pub fn op(op: Op) -> Request {
+        Request {
+            op,
+            id: None,
+            answer: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +65,9 @@ pub struct Reply {
     pub message: String,
     #[serde(default)]
     pub status: Option<Status>,
+    /// For `pending` (and `answer`: the request answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,31 +96,94 @@ pub struct ControlServer {
     path: PathBuf,
 }
 
-/// Whether `pid` belongs to the session: inside its cgroup leaf, or in another pid
-/// namespace than ours (the sandbox's), or not checkable (fail closed).
-fn inside_session(pid: i32, leaf: Option<&Path>) -> bool {
+/// What tells a peer of the session apart from a human's process.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCheck {
+    /// The session's cgroup v2 leaf, when it has one.
+    pub leaf: Option<PathBuf>,
+    /// The session id: a cgroup (v1 or v2) whose path names it is the session's.
+    pub session: String,
+    /// The sandbox's first process: its descendants are the session's.
+    pub stage1: Option<i32>,
+}
+
+fn status_field(pid: &str, key: &str) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+}
+
+/// Whether `pid` belongs to the session (fail closed: anything not checkable is inside):
+/// - another pid namespace than ours (the sandbox's);
+/// - `no_new_privs` set while this supervisor has it clear: every sandboxed process has it
+///   (Landlock and seccomp need it), it is inherited and cannot be cleared, and a shell the
+///   human starts does not have it;
+/// - a cgroup (v2 leaf, or any v1/v2 path) that names the session;
+/// - a descendant of the sandbox's first process.
+///
+/// Without user namespaces (Landlock only, `--best-effort`) the socket's path can be
+/// reachable from inside, so these checks are what refuses the agent there.
+fn inside_session(pid: i32, check: &PeerCheck) -> bool {
     if pid <= 0 {
         return true;
     }
+    let p = pid.to_string();
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
-    match (ns(&pid.to_string()), ns("self")) {
+    match (ns(&p), ns("self")) {
         (Some(a), Some(b)) if a == b => {}
         _ => return true,
     }
-    if let Some(leaf) = leaf {
-        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-            return true;
-        };
-        let name = leaf.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let inside = cg.lines().any(|l| {
-            l.strip_prefix("0::")
-                .is_some_and(|p| !name.is_empty() && p.split('/').any(|c| c == name))
-        });
-        if inside {
-            return true;
+    let nnp = |p: &str| status_field(p, "NoNewPrivs:");
+    match (nnp(&p).as_deref(), nnp("self").as_deref()) {
+        (Some("1"), Some("0")) => return true,
+        (None, _) => return true,
+        _ => {}
+    }
+    let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return true;
+    };
+    let leaf = check
+        .leaf
+        .as_ref()
+        .and_then(|l| l.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let names_session = cg.lines().any(|l| {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+        path.split('/').any(|c| {
+            (!leaf.is_empty() && c == leaf)
+                || (!check.session.is_empty() && c.contains(check.session.as_str()))
+        })
+    });
+    if names_session {
+        return true;
+    }
+    if let Some(root) = check.stage1.filter(|s| *s > 0) {
+        let mut cur = pid;
+        for _ in 0..4096 {
+            if cur == root {
+                return true;
+            }
+            if cur <= 1 {
+                break;
+            }
+            match status_field(&cur.to_string(), "PPid:").and_then(|v| v.parse::<i32>().ok()) {
+                Some(pp) => cur = pp,
+                None => return true,
+            }
         }
     }
     false
+}
+
+fn no_approvals() -> Reply {
+    Reply {
+        ok: false,
+        message: "this session has no approval registry".into(),
+        status: None,
+        pending: Vec::new(),
+    }
 }
 
 fn reply(s: &mut UnixStream, r: &Reply) {
@@ -107,13 +194,22 @@ fn reply(s: &mut UnixStream, r: &Reply) {
 
 impl ControlServer {
     /// Binds the socket and serves it on a thread. `leaf` is the session's cgroup leaf,
-    /// when it has one (peers inside it are refused).
+    /// when it has one, and `stage1` the sandbox's first process: peers of the session are
+    /// refused ([`PeerCheck`]). `approvals`: the session's pending requests (`warden
+    /// approve`), if it has a registry.
     pub fn start(
         state: &Path,
         session: &str,
         monitor: Arc<Monitor>,
         leaf: Option<PathBuf>,
+        approvals: Option<Arc<Approvals>>,
+        stage1: Option<i32>,
     ) -> std::io::Result<ControlServer> {
+        let check = PeerCheck {
+            leaf,
+            session: session.to_string(),
+            stage1,
+        };
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = socket_dir(state);
         std::fs::DirBuilder::new()
@@ -150,11 +246,12 @@ impl ControlServer {
                                         peer.uid
                                     ),
                                     status: None,
+                                    pending: Vec::new(),
                                 },
                             );
                             return;
                         }
-                        if inside_session(peer.pid, leaf.as_deref()) {
+                        if inside_session(peer.pid, &check) {
                             reply(
                                 &mut s,
                                 &Reply {
@@ -163,6 +260,7 @@ impl ControlServer {
                                         "refused: the caller is inside the session it would control"
                                             .into(),
                                     status: None,
+                                    pending: Vec::new(),
                                 },
                             );
                             return;
@@ -181,24 +279,71 @@ impl ControlServer {
                                 ok: false,
                                 message: format!("bad request: {e}"),
                                 status: None,
+                                pending: Vec::new(),
                             },
-                            Ok(Request { op }) => {
+                            Ok(Request {
+                                op: Op::Pending, ..
+                            }) => match &approvals {
+                                Some(a) => Reply {
+                                    ok: true,
+                                    message: String::new(),
+                                    status: None,
+                                    pending: a.list(),
+                                },
+                                None => no_approvals(),
+                            },
+                            Ok(Request {
+                                op: Op::Answer,
+                                id,
+                                answer,
+                            }) => match (&approvals, id, answer) {
+                                (None, _, _) => no_approvals(),
+                                (Some(a), Some(id), Some(ans)) => match a.answer(id, ans, &by) {
+                                    Ok(p) => Reply {
+                                        ok: true,
+                                        message: format!(
+                                            "request {id} answered {}: {}",
+                                            ans.as_str(),
+                                            p.description
+                                        ),
+                                        status: None,
+                                        pending: vec![p],
+                                    },
+                                    Err(e) => Reply {
+                                        ok: false,
+                                        message: e.to_string(),
+                                        status: None,
+                                        pending: Vec::new(),
+                                    },
+                                },
+                                _ => Reply {
+                                    ok: false,
+                                    message: "bad request: `answer` needs an id and an answer"
+                                        .into(),
+                                    status: None,
+                                    pending: Vec::new(),
+                                },
+                            },
+                            Ok(Request { op, .. }) => {
                                 let res = match op {
                                     Op::Status => Ok(String::new()),
                                     Op::Freeze => monitor.freeze(&by).map(|_| "frozen".to_string()),
                                     Op::Thaw => monitor.thaw(&by).map(|_| "thawed".to_string()),
                                     Op::Kill => monitor.kill(&by).map(|_| "killed".to_string()),
+                                    Op::Pending | Op::Answer => Ok(String::new()),
                                 };
                                 match res {
                                     Ok(m) => Reply {
                                         ok: true,
                                         message: m,
                                         status: Some(monitor.status()),
+                                        pending: Vec::new(),
                                     },
                                     Err(e) => Reply {
                                         ok: false,
                                         message: e,
                                         status: Some(monitor.status()),
+                                        pending: Vec::new(),
                                     },
                                 }
                             }
@@ -212,6 +357,7 @@ impl ControlServer {
                                 ok: false,
                                 message: format!("busy: {why:?}"),
                                 status: None,
+                                pending: Vec::new(),
                             },
                         )
                     },
@@ -264,10 +410,15 @@ pub fn find(state: &Path, prefix: &str) -> Result<String, ControlError> {
 
 /// Sends one request to a running session and returns its reply.
 pub fn request(state: &Path, session: &str, op: Op) -> Result<Reply, ControlError> {
+    send(state, session, &Request::op(op))
+}
+
+/// Sends any request (e.g. an approval answer) to a running session.
+pub fn send(state: &Path, session: &str, req: &Request) -> Result<Reply, ControlError> {
     let io = |e| ControlError::Io(session.to_string(), e);
     let mut s = UnixStream::connect(socket_path(state, session)).map_err(io)?;
     s.set_write_timeout(Some(DEADLINE)).map_err(io)?;
-    let body = serde_json::to_vec(&Request { op })
+    let body = serde_json::to_vec(req)
         .map_err(|e| ControlError::Protocol(session.into(), e.to_string()))?;
     write_frame(&mut s, KIND_JSON, &body, MAX_REQUEST)
         .map_err(|e| ControlError::Protocol(session.into(), e.to_string()))?;

@@ -13,7 +13,11 @@
 //!   or inspects the session (`warden freeze|thaw|kill|status`), with bounded framing
 //!   (`warden-proto`), a deadline and peer checks. The agent cannot reach it: the socket lives
 //!   on the host's `$HOME`, which is a private tmpfs in the sandbox, and a peer inside the
-//!   session's own cgroup is refused even where the path is visible.
+//!   session's own cgroup is refused even where the path is visible. It also lists and
+//!   answers pending approvals (`warden approve`).
+//! - [`approval`]: the registry of actions the policy marks `ask`: they block until a
+//!   human answers (allow once, allow for the session, deny) or the deadline denies them;
+//!   each approval is bound to exactly its subject, and every request and answer is audited.
 //!
 //! - [`session`]: [`Session`] (`new` compiles the exec rules, `describe` is `--dry-run`,
 //!   `start` runs the side-effecting steps in order) and [`SessionHandle`] (`wait`, `freeze`,
@@ -28,6 +32,7 @@
 //! audit/risk → CLI. `warden run` (crates/cli/src/cmd/run.rs) parses arguments, calls
 //! [`SessionConfig::resolve`], [`Session::start`] and [`SessionHandle::wait`], and prints.
 
+pub mod approval;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -38,6 +43,7 @@ pub mod session;
 mod supervise;
 pub mod ui;
 
+pub use approval::{Answer, Approvals, Pending, Subject};
 pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};
 pub use control::{ControlServer, Op, Reply};
 pub use error::StartError;

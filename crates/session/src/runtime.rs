@@ -1,8 +1,10 @@
 //! The session's runtime once the sandbox exists: the risk monitor, the control socket and
 //! the audit writer ([`Running`], started by [`on_launch`]), the decisions held before any of
 //! them may start ([`Early`]), the end of the session ([`finish`]) and the supervisor's key
-//! sequence ([`escape_handler`]).
+//! sequence ([`escape_handler`]), which also answers approval requests (Ctrl-] a/A/d), and
+//! the prompt that shows each request on the supervisor's terminal ([`approval_prompt`]).
 
+use crate::approval::{Answer, Approvals, Pending};
 use crate::config::AuditConfig;
 use crate::ui::Ui;
 use crate::{ControlServer, Monitor};
@@ -14,6 +16,7 @@ use warden_sandbox::freezer::Freezer;
 /// The monitor, control socket and audit writer of the running session.
 pub struct Running {
     pub monitor: Arc<Monitor>,
+    pub approvals: Arc<Approvals>,
     pub control: Option<ControlServer>,
     /// The audit writer, opened on a thread of its own (off the start-up path).
     pub audit: Option<std::thread::JoinHandle<Option<warden_audit::AuditWriter>>>,
@@ -99,6 +102,7 @@ pub struct RiskStart {
 }
 
 /// What the session calls once the sandbox exists (its stage1 pid), with threads allowed.
+#[allow(clippy::too_many_arguments)] // each is one piece of the session that Session::start made
 pub fn on_launch(
     risk: RiskStart,
     state: &Path,
@@ -107,6 +111,7 @@ pub fn on_launch(
     slot: Slot,
     audit: AuditStart,
     ui: Ui,
+    approvals: Arc<Approvals>,
 ) -> OnLaunch {
     let state = state.to_path_buf();
     let session = session.to_string();
@@ -115,6 +120,7 @@ pub fn on_launch(
         freeze_timeout,
     } = risk;
     Box::new(move |stage1: i32| {
+        approvals.on_request(approval_prompt(&session, ui));
         let notify = Box::new(move |m: &str| {
             // Outside the agent's pty: our own stderr, on a line of its own (the terminal
             // may be in raw mode).
@@ -135,7 +141,14 @@ pub fn on_launch(
         if let Some(t) = freeze_timeout {
             monitor.kill_frozen_after(t);
         }
-        let control = match ControlServer::start(&state, &session, monitor.clone(), leaf.clone()) {
+        let control = match ControlServer::start(
+            &state,
+            &session,
+            monitor.clone(),
+            leaf.clone(),
+            Some(approvals.clone()),
+            Some(stage1),
+        ) {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("warden: warning: no control socket for this session ({e}); `warden freeze` cannot reach it");
@@ -152,6 +165,7 @@ pub fn on_launch(
         if let Ok(mut g) = slot.lock() {
             *g = Some(Running {
                 monitor,
+                approvals,
                 control,
                 audit: writer,
                 audit_store: store,
@@ -208,6 +222,8 @@ pub fn finish(
     ui: Ui,
 ) -> Option<RiskOutcome> {
     let r = slot.lock().ok()?.take()?;
+    // Requests still waiting are denied (the agent is gone or going).
+    r.approvals.close();
     r.monitor.stop();
     drop(r.control);
     let st = r.monitor.status();
@@ -261,17 +277,42 @@ pub fn escape_handler(slot: Slot, ui: Ui) -> warden_sandbox::pty::EscapeHandler 
     Box::new(move |key: u8| {
         let say = |m: &str| ui.alert(m);
         if key == 0 {
-            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · Ctrl-] sends Ctrl-]");
+            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · a allow once · A allow for the session · d deny (the oldest approval request) · Ctrl-] sends Ctrl-]");
             return;
         }
-        let monitor = match slot.lock() {
-            Ok(g) => g.as_ref().map(|r| r.monitor.clone()),
+        let running = match slot.lock() {
+            Ok(g) => g.as_ref().map(|r| (r.monitor.clone(), r.approvals.clone())),
             Err(_) => None,
         };
-        let Some(m) = monitor else {
+        let Some((m, approvals)) = running else {
             say("warden: the session's monitor is not running");
             return;
         };
+        if let Some(ans) = match key {
+            b'a' => Some(Answer::AllowOnce),
+            b'A' => Some(Answer::AllowSession),
+            b'd' | b'D' => Some(Answer::Deny),
+            _ => None,
+        } {
+            let by = "the user at the warden run terminal (Ctrl-])";
+            let Some(p) = approvals.list().into_iter().next() else {
+                say("warden: no approval request is waiting");
+                return;
+            };
+            match approvals.answer(p.id, ans, by) {
+                Ok(p) => say(&format!(
+                    "warden: request {} answered {}: {}",
+                    p.id,
+                    ans.as_str(),
+                    p.description
+                )),
+                Err(e) => say(&format!("warden: {e}")),
+            }
+            if let Some(next) = approvals.list().into_iter().next() {
+                say(&prompt_line(&next));
+            }
+            return;
+        }
         let by = "the user at the warden run terminal (Ctrl-])";
         let res = match key {
             b'f' | b'F' => m
@@ -293,11 +334,81 @@ pub fn escape_handler(slot: Slot, ui: Ui) -> warden_sandbox::pty::EscapeHandler 
                         .unwrap_or_else(|| "-".into())
                 ))
             }
-            _ => Err("unknown key (f freeze, t thaw, k kill, s status)".to_string()),
+            _ => Err(
+                "unknown key (f freeze, t thaw, k kill, s status, a/A/d answer an approval)"
+                    .to_string(),
+            ),
         };
         match res {
             Ok(msg) => say(&format!("warden: {msg}")),
             Err(e) => say(&format!("warden: {e}")),
+        }
+    })
+}
+
+/// The line that shows a pending approval on the `warden run` terminal.
+fn prompt_line(p: &Pending) -> String {
+    let left = p
+        .deadline_ms
+        .saturating_sub(warden_audit::time::now_ms() as u128)
+        / 1000;
+    // The description is already free of control characters; keep the line bounded (the
+    // full request, argv included, is in `warden approve --json`).
+    let mut desc: String = p.description.chars().take(600).collect();
+    if desc.len() < p.description.len() {
+        desc.push_str("… (full request: warden approve --json)");
+    }
+    format!(
+        "warden: APPROVAL {} waiting: {} (rule {}). Ctrl-] a allow once · Ctrl-] A allow for this session · Ctrl-] d deny · or `warden approve {} --allow-once` from another terminal · denied in {left} s without an answer",
+        p.id, desc, p.rule, p.id
+    )
+}
+
+/// Shows each new approval request on the supervisor's own stderr (the user's terminal,
+/// outside the agent's pty: the agent cannot draw over it or answer it).
+///
+/// Also a desktop notification when `notify-send` is on PATH and a display or session bus
+/// is set (off in headless runs), at most one every 2 s. It runs outside the sandbox as
+/// the user, with the request as plain arguments (no shell).
+pub fn approval_prompt(session: &str, ui: Ui) -> Box<dyn Fn(&Pending) + Send + Sync> {
+    let session = session.to_string();
+    let desktop = ["DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    let notify_send = desktop
+        .then(|| {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join("notify-send"))
+                    .find(|p| p.is_file())
+            })
+        })
+        .flatten();
+    let last: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    Box::new(move |p| {
+        ui.alert(&prompt_line(p));
+        let Some(bin) = &notify_send else { return };
+        if let Ok(mut l) = last.lock() {
+            if l.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(2)) {
+                return;
+            }
+            *l = Some(std::time::Instant::now());
+        }
+        let body = format!(
+            "{} (session {session}). Answer: warden approve {} --allow-once | --deny, or Ctrl-] a / d on the warden run terminal.",
+            p.description, p.id
+        );
+        if let Ok(mut c) = std::process::Command::new(bin)
+            .args(["-a", "warden", "warden: approval needed"])
+            .arg(body)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            std::thread::spawn(move || {
+                let _ = c.wait();
+            });
         }
     })
 }

@@ -17,7 +17,9 @@
 //! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
 //! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
 //! 7. `wire_proxy`, exec-guard write scope, `freezer_leaf`, `on_launch` (monitor, control
-//!    socket, audit writer; started once the sandbox exists).
+//!    socket, audit writer; started once the sandbox exists). The approval registry
+//!    ([`crate::approval`]) made with the resources is handed to the proxy (`[network] ask`),
+//!    the seccomp exec guard (`exec.ask_unknown`) and the control socket and key sequence.
 //! 8. `supervise::launch` (the sandbox, signal forwarding, proxy, exec guard, pty relay).
 //!
 //! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
@@ -60,6 +62,8 @@ pub struct Outcome {
 struct Resources {
     config: SessionConfig,
     ui: Ui,
+    /// `ask` actions wait here for a human (control socket, Ctrl-] keys).
+    approvals: Arc<crate::approval::Approvals>,
     who: String,
     running: Slot,
     cgroup: Option<SessionCgroup>,
@@ -161,9 +165,11 @@ impl Session {
             .state_dir
             .join("placeholders")
             .join(format!("{}.list", config.session_id));
+        let approvals = crate::approval::Approvals::new(config.policy.approvals.timeout());
         let mut res = Resources {
             config,
             ui,
+            approvals,
             who,
             running: runtime::Running::slot(),
             cgroup,
@@ -183,7 +189,8 @@ impl Session {
             res.private_tmp = make_private_tmp(&plan)?;
             warden_sandbox::placeholder::write_manifest(&res.manifest, &res.placeholders);
             let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-            let (proxy, init_tasks) = wire_proxy(&res.config, host_proxy, hook_r)?;
+            let (proxy, init_tasks) =
+                wire_proxy(&res.config, host_proxy, hook_r, res.approvals.clone())?;
             let mut exec = exec;
             if let ExecSetup::Seccomp(g) = &mut exec {
                 // Files the agent can write get no cached identity (see WriteScope).
@@ -194,6 +201,18 @@ impl Session {
                 } else {
                     warden_execguard::unotify::WriteScope::unconfined()
                 });
+            }
+            // Allowlist mode: unknown content asks a human (seccomp backend only).
+            match &mut exec {
+                ExecSetup::Seccomp(g) if res.config.policy.exec.ask_unknown == Some(true) => g
+                    .set_approver(Arc::new(crate::approval::ExecApprover(
+                        res.approvals.clone(),
+                    ))),
+                _ if res.config.policy.exec.ask_unknown == Some(true) => res.ui.warn(
+                    "warden: note:",
+                    "exec.ask_unknown needs the seccomp exec guard; unknown content is denied without asking",
+                ),
+                _ => {}
             }
             // The cgroups last: their creation waits for the prewarm's grace period (it
             // holds the cgroup mutex), so everything else overlaps it.
@@ -319,6 +338,7 @@ fn end(
     let Resources {
         config,
         ui,
+        approvals,
         who,
         running,
         cgroup,
@@ -331,6 +351,8 @@ fn end(
         agent_state,
         prewarm,
     } = res;
+    // Nothing may wait for a human any more: waiting requests are denied.
+    approvals.close();
     let code = result.as_ref().and_then(|r| r.as_ref().ok().copied());
     // Nothing of the sandbox runs any more (init reported after emptying its namespace):
     // this work overlaps the kernel's teardown of the namespaces, and every finding is
@@ -653,6 +675,7 @@ fn wire_proxy(
     c: &SessionConfig,
     host_proxy: Option<(std::net::TcpListener, u16)>,
     hook_events: OwnedFd,
+    approvals: Arc<crate::approval::Approvals>,
 ) -> Result<(ProxyStart, Vec<warden_sandbox::InitTask>), StartError> {
     let pair = || {
         std::os::unix::net::UnixStream::pair()
@@ -686,6 +709,7 @@ fn wire_proxy(
             ctl,
             hosts_file: c.proxy_hosts_file.clone(),
             gateway: c.features.user_namespaces,
+            approver: Arc::new(crate::approval::ProxyApprover(approvals)),
         },
         init_tasks,
     ))
@@ -730,6 +754,7 @@ fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
             early,
         },
         res.ui,
+        res.approvals.clone(),
     )
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct ProxyStart {
     pub hosts_file: Option<PathBuf>,
     /// The bridge forwards allowed host loopback ports (network namespace only).
     pub gateway: bool,
+    /// `[network] ask` hosts wait here for a human.
+    pub approver: Arc<dyn warden_proxy::server::Approver>,
 }
 
 /// Everything the launch needs.
@@ -96,6 +98,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         ctl,
         hosts_file,
         gateway,
+        approver,
     } = proxy;
     let hook_relay = warden_event::relay::spawn(hook_events);
     // The hook-report socket inside, for hooks that did not inherit the pipe.
@@ -113,6 +116,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
                 warden_proxy::ProxyOptions {
                     hosts_file,
                     loopback_gateway: gateway,
+                    approver: Some(approver),
                 },
                 ctl,
             )

@@ -47,6 +47,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Kill(a) => session::control(a, warden_session::Op::Kill),
         Command::Status(a) => session::control(a, warden_session::Op::Status),
         Command::Top(a) => session::top(a),
+        Command::Approve(a) => session::approve(a),
         Command::Audit(c) => audit::audit(c),
         Command::Log(a) => log::log(a),
         Command::Sessions(a) => log::sessions(a),

@@ -1,12 +1,12 @@
-//! `warden freeze|thaw|kill|status` and `warden top`: clients of the running sessions'
-//! control sockets, and their printing. The session's runtime (monitor, control socket,
+//! `warden freeze|thaw|kill|status`, `warden top` and `warden approve`: clients of the
+//! running sessions' control sockets, and their printing. The session's runtime (monitor, control socket,
 //! audit writer) lives in warden-session.
 
 use super::{fail, home_dir};
 use crate::cli::SessionArg;
 use crate::exit;
 use std::path::Path;
-use warden_session::{control, Op};
+use warden_session::{control, Answer, Op};
 
 /// `warden freeze|thaw|kill|status SESSION`.
 pub fn control(a: SessionArg, op: Op) -> anyhow::Result<i32> {
@@ -49,6 +49,148 @@ pub fn control(a: SessionArg, op: Op) -> anyhow::Result<i32> {
     Ok(if r.ok { exit::OK } else { exit::DENIED })
 }
 
+/// `warden approve`: list pending requests, or answer one.
+pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
+    let state = super::run::state_dir(&home_dir());
+    let answer = if a.allow_once {
+        Some(Answer::AllowOnce)
+    } else if a.allow_session {
+        Some(Answer::AllowSession)
+    } else if a.deny {
+        Some(Answer::Deny)
+    } else {
+        None
+    };
+    let Some(ans) = answer else {
+        // List: one session, or every running one.
+        let ids = match a.target.as_deref().or(a.session.as_deref()) {
+            Some(s) => vec![control::find(&state, s).map_err(|e| fail(exit::USAGE, e))?],
+            None => running_ids(&state),
+        };
+        let mut all = Vec::new();
+        for id in ids {
+            match control::request(&state, &id, Op::Pending) {
+                Ok(r) if r.ok => all.extend(r.pending.into_iter().map(|p| (id.clone(), p))),
+                Ok(r) => eprintln!("warden: session {id}: {}", r.message),
+                Err(e) => eprintln!("warden: {e}"),
+            }
+        }
+        if a.json {
+            let v: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(id, p)| {
+                    let mut v = serde_json::to_value(p).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("session".into(), id.clone().into());
+                    }
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else if all.is_empty() {
+            println!("no approval request is waiting");
+        } else {
+            let now = warden_audit::time::now_ms() as u128;
+            for (id, p) in &all {
+                println!(
+                    "{:>4}  session {id}  {}  (rule {}; asked by {}; denied in {} s)",
+                    p.id,
+                    p.description,
+                    p.rule,
+                    p.who,
+                    p.deadline_ms.saturating_sub(now) / 1000
+                );
+            }
+            println!("answer: warden approve ID --allow-once | --allow-session | --deny [--session SESSION]");
+        }
+        return Ok(exit::OK);
+    };
+    let Some(target) = a.target.as_deref() else {
+        return Err(fail(
+            exit::USAGE,
+            "name the request: warden approve ID --allow-once|--allow-session|--deny (warden approve lists them)",
+        ));
+    };
+    let req_id: u64 = target.parse().map_err(|_| {
+        fail(
+            exit::USAGE,
+            format!("`{target}` is not a request id (a number from `warden approve`)"),
+        )
+    })?;
+    // The session: named, or the one running session with a request of that id.
+    let session = match a.session.as_deref() {
+        Some(s) => control::find(&state, s).map_err(|e| fail(exit::USAGE, e))?,
+        None => {
+            let with: Vec<String> = running_ids(&state)
+                .into_iter()
+                .filter(|id| {
+                    control::request(&state, id, Op::Pending)
+                        .map(|r| r.pending.iter().any(|p| p.id == req_id))
+                        .unwrap_or(false)
+                })
+                .collect();
+            match with.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(fail(
+                        exit::USAGE,
+                        format!("no running session has a pending request {req_id} (`warden approve` lists them)"),
+                    ))
+                }
+                many => {
+                    return Err(fail(
+                        exit::USAGE,
+                        format!(
+                            "request {req_id} is pending in several sessions ({}); add --session SESSION",
+                            many.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    let r = control::send(
+        &state,
+        &session,
+        &control::Request {
+            op: Op::Answer,
+            id: Some(req_id),
+            answer: Some(ans),
+        },
+    )
+    .map_err(|e| fail(exit::INTERNAL, e))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!("session {session}: {}", r.message);
+    }
+    Ok(if r.ok { exit::OK } else { exit::DENIED })
+}
+
+/// A running session's pending approval requests (none when it cannot be asked).
+fn pending_of(state: &Path, id: &str) -> Vec<warden_session::Pending> {
+    control::request(state, id, Op::Pending)
+        .map(|r| r.pending)
+        .unwrap_or_default()
+}
+
+fn running_ids(state: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(control::socket_dir(state))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".sock"))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
 /// Running sessions (their control sockets) and their live status.
 fn snapshot(state: &Path) -> Vec<(String, Result<warden_session::Status, String>)> {
     let mut ids: Vec<String> = std::fs::read_dir(control::socket_dir(state))
@@ -81,7 +223,9 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
         let v: Vec<serde_json::Value> = snapshot(&state)
             .into_iter()
             .map(|(id, st)| match st {
-                Ok(s) => serde_json::json!({"session": id, "status": s}),
+                Ok(s) => {
+                    serde_json::json!({"session": id, "status": s, "approvals": pending_of(&state, &id)})
+                }
                 Err(e) => serde_json::json!({"session": id, "error": e}),
             })
             .collect();
@@ -139,6 +283,29 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
                     ));
                 }
                 Err(e) => out.push_str(&format!("{id:<20} (no answer: {e})\n")),
+            }
+        }
+        // Approval requests waiting for a human, in every session.
+        let waiting: Vec<(String, warden_session::Pending)> = snap
+            .iter()
+            .filter(|(_, st)| st.is_ok())
+            .flat_map(|(id, _)| {
+                pending_of(&state, id)
+                    .into_iter()
+                    .map(move |p| (id.clone(), p))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            out.push_str(&format!(
+                "\n{} approval request(s) waiting (warden approve ID --allow-once|--allow-session|--deny --session SESSION):\n",
+                waiting.len()
+            ));
+            for (id, p) in &waiting {
+                out.push_str(&format!(
+                    "{:>4}  {id}  {}\n",
+                    p.id,
+                    p.description.chars().take(120).collect::<String>()
+                ));
             }
         }
         print!("{out}");

@@ -59,6 +59,9 @@ fn policy(u: &mut Unstructured) -> Result<Policy> {
     p.exec.deny = list(u, NAMES)?;
     p.network.allow = list(u, HOSTS)?;
     p.network.deny = list(u, HOSTS)?;
+    p.network.ask = list(u, HOSTS)?;
+    p.exec.ask_unknown = opt(u, &[true, false])?;
+    p.approvals.timeout_secs = opt(u, &[1u64, 2, 120, 3600])?;
     let answers = [GateAnswer::Allow, GateAnswer::Ask, GateAnswer::Deny];
     p.gate.dynamic = opt(u, &answers)?;
     p.gate.unknown_tool = opt(u, &answers)?;

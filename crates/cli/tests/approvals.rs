@@ -1,0 +1,669 @@
+//! Approvals through `warden run`: a `[network] ask` host blocks the agent's connection until
+//! a human answers from outside (`warden approve`, run by this test process on the host, or
+//! Ctrl-] a/A/d on the `warden run` terminal). Judged from the host: the test's own HTTP
+//! server logs every request that reached it, so a denied or timed-out request is one the
+//! server never saw. Hermetic HOME, loopback only; names come from a test hosts file read
+//! by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct T {
+    root: PathBuf,
+    home: PathBuf,
+    ws: PathBuf,
+    server: Child,
+    port: u16,
+    /// Extra `warden run` flags.
+    flags: Vec<String>,
+}
+
+impl T {
+    fn new(name: &str) -> T {
+        let root = std::env::temp_dir().join(format!("warden-appr-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ws = root.join("ws");
+        let srv = root.join("srv");
+        let home = root.join("home");
+        for d in [&ws, &srv, &home] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in ["one", "two", "three", "four", "a1", "a2", "b1"] {
+            std::fs::write(srv.join(f), format!("served {f}\n")).unwrap();
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        // The server's own log (host side): one line per request that reached it.
+        let log = std::fs::File::create(root.join("server.log")).unwrap();
+        let server = Command::new("/usr/bin/python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(&srv)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(
+            root.join("hosts"),
+            "127.0.0.1 ask-a.test\n127.0.0.1 ask-b.test\n",
+        )
+        .unwrap();
+        T {
+            root,
+            home,
+            ws,
+            server,
+            port,
+            flags: Vec::new(),
+        }
+    }
+
+    fn policy(&self, timeout: u64) -> PathBuf {
+        let p = self.root.join("policy.toml");
+        let port = self.port;
+        std::fs::write(
+            &p,
+            format!(
+                "[network]\nask = [\"ask-a.test:{port}\", \"ask-b.test:{port}\", \"127.0.0.1:{port}\"]\n[approvals]\ntimeout_secs = {timeout}\n"
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn run_args(&self, timeout: u64, script: &str) -> Vec<String> {
+        let mut v: Vec<String> = vec![env!("CARGO_BIN_EXE_warden").into(), "run".into()];
+        v.extend(self.flags.iter().cloned());
+        v.extend([
+            "--policy".into(),
+            self.policy(timeout).display().to_string(),
+            "--proxy-hosts-file".into(),
+            self.root.join("hosts").display().to_string(),
+            "--".into(),
+            "/bin/bash".into(),
+            "-c".into(),
+            script.into(),
+        ]);
+        v
+    }
+
+    /// Starts `warden run` (no terminal) with the agent script.
+    fn spawn(&self, timeout: u64, script: &str) -> Child {
+        self.spawn_env(timeout, script, &[])
+    }
+
+    fn spawn_env(&self, timeout: u64, script: &str, env: &[(&str, String)]) -> Child {
+        let args = self.run_args(timeout, script);
+        Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(&self.ws)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `warden approve ...` from the host (outside the session).
+    fn approve(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("approve")
+            .args(args)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn pending(&self) -> Vec<serde_json::Value> {
+        let o = self.approve(&["--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+    }
+
+    /// Waits for a pending request not in `seen`, returns it.
+    fn next_pending(&self, seen: &[u64], limit: Duration) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(p) = self
+                .pending()
+                .into_iter()
+                .find(|p| !seen.contains(&p["id"].as_u64().unwrap_or(0)))
+            {
+                return p;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "no new approval request within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn answer(&self, id: u64, flag: &str) {
+        let o = self.approve(&[&id.to_string(), flag]);
+        assert!(o.status.success(), "approve {id} {flag}: {}", text(&o));
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
+    fn reached(&self, path: &str) -> usize {
+        self.server_log()
+            .matches(&format!("\"GET /{path} HTTP"))
+            .count()
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn finish(c: Child) -> Output {
+    c.wait_with_output().unwrap()
+}
+
+/// One curl through the proxy (HTTP_PROXY is set inside), printing body and status.
+fn curl(host: &str, port: u16, path: &str) -> String {
+    format!("curl -s -w '\\n{path}: code=%{{http_code}}\\n' http://{host}:{port}/{path}; ")
+}
+
+#[test]
+fn allow_once_admits_one_request_and_the_next_asks_again_then_deny() {
+    let t = T::new("once");
+    let p = t.port;
+    let script = format!(
+        "{}{}",
+        curl("ask-a.test", p, "one"),
+        curl("ask-a.test", p, "two")
+    );
+    let child = t.spawn(30, &script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    // The request shows exactly what would be allowed: host:port and the resolved address.
+    assert_eq!(first["kind"], "network", "{first}");
+    assert_eq!(first["subject"]["host"], "ask-a.test", "{first}");
+    assert_eq!(first["subject"]["port"], p, "{first}");
+    assert_eq!(
+        first["subject"]["addrs"],
+        serde_json::json!([format!("127.0.0.1:{p}")]),
+        "{first}"
+    );
+    // Nothing reached the server while it waits.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    // The second request asks again (allow-once is not allow-session).
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    let id2 = second["id"].as_u64().unwrap();
+    assert_ne!(id1, id2);
+    t.answer(id2, "--deny");
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("served one") && s.contains("one: code=200"),
+        "{}",
+        text(&o)
+    );
+    assert!(s.contains("two: code=403"), "{}", text(&o));
+    assert!(
+        s.contains("denied by warden approval") && s.contains("warden approve ID --allow-once"),
+        "the 403 says why and how to allow it:\n{}",
+        text(&o)
+    );
+    // Judged from the server's own log: one reached it, two never did.
+    assert_eq!(t.reached("one"), 1, "{}", t.server_log());
+    assert_eq!(t.reached("two"), 0, "{}", t.server_log());
+    // The prompt was shown on the supervisor's terminal (stderr), with the keys.
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("APPROVAL") && e.contains("Ctrl-] a"),
+        "{}",
+        text(&o)
+    );
+    // Answering again, or an unknown id, is refused.
+    let o = t.approve(&[&id1.to_string(), "--allow-once"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    // The audit store has each request and answer, with who answered.
+    let log = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let l = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        l.matches("\"approval\"").count() >= 4 && l.contains("via the control socket"),
+        "{}",
+        text(&log)
+    );
+}
+
+#[test]
+fn no_answer_is_a_deny_at_the_deadline() {
+    let t = T::new("timeout");
+    let p = t.port;
+    let script = format!(
+        "date +%s.%N > t0; {}date +%s.%N > t1",
+        curl("ask-a.test", p, "three")
+    );
+    // A desktop session: a notify-send on PATH (a fake that records its arguments, on the
+    // host) and a display.
+    let bin = t.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let notified = t.root.join("notified");
+    std::fs::write(
+        bin.join("notify-send"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n",
+            notified.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("notify-send"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = t.spawn_env(2, &script, &[("PATH", path), ("DISPLAY", ":99".into())]);
+    let _ = t.next_pending(&[], Duration::from_secs(20));
+    // `warden top` lists the waiting request.
+    let top = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["top", "--once"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let ts = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        ts.contains("1 approval request(s) waiting") && ts.contains("connect to ask-a.test"),
+        "{}",
+        text(&top)
+    );
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("three: code=403"), "{}", text(&o));
+    assert!(
+        s.contains("denied by warden approval") && s.contains("nobody answered within 2 s"),
+        "{}",
+        text(&o)
+    );
+    let secs = |f: &str| -> f64 {
+        std::fs::read_to_string(t.ws.join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let waited = secs("t1") - secs("t0");
+    assert!((1.9..15.0).contains(&waited), "waited {waited} s");
+    assert_eq!(t.reached("three"), 0, "{}", t.server_log());
+    assert!(t.pending().is_empty());
+    let n = std::fs::read_to_string(&notified).unwrap_or_default();
+    assert!(
+        n.contains("warden: approval needed") && n.contains("connect to ask-a.test"),
+        "desktop notification: {n:?}"
+    );
+}
+
+#[test]
+fn allow_session_for_one_host_does_not_admit_another() {
+    let t = T::new("session");
+    let p = t.port;
+    let script = format!(
+        "{}{}{}",
+        curl("ask-a.test", p, "a1"),
+        curl("ask-a.test", p, "a2"),
+        curl("ask-b.test", p, "b1")
+    );
+    // A short deadline: a request that asked and got no answer would be denied.
+    let child = t.spawn(3, &script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(first["subject"]["host"], "ask-a.test", "{first}");
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-session");
+    // a2 is admitted without a question; b1 asks: we deny it.
+    let next = t.next_pending(&[id1], Duration::from_secs(20));
+    assert_eq!(
+        next["subject"]["host"], "ask-b.test",
+        "the allow-session for ask-a must not cover ask-b, nor ask again for ask-a: {next}"
+    );
+    t.answer(next["id"].as_u64().unwrap(), "--deny");
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("a1: code=200") && s.contains("a2: code=200"),
+        "{}",
+        text(&o)
+    );
+    assert!(s.contains("b1: code=403"), "{}", text(&o));
+    assert_eq!(t.reached("a1") + t.reached("a2"), 2, "{}", t.server_log());
+    assert_eq!(t.reached("b1"), 0, "{}", t.server_log());
+}
+
+#[test]
+fn the_agent_cannot_approve_its_own_request() {
+    agent_cannot_approve(T::new("inside"));
+}
+
+/// Without user namespaces (Landlock only): the agent shares the host's mount and pid
+/// namespaces, so the socket's path may be reachable; the control socket's peer checks
+/// (the session's cgroup leaf) still refuse it.
+#[test]
+fn the_agent_cannot_approve_its_own_request_without_namespaces() {
+    let mut t = T::new("inside-nons");
+    t.flags = vec!["--simulate-no-userns".into(), "--best-effort".into()];
+    agent_cannot_approve(t);
+}
+
+fn agent_cannot_approve(t: T) {
+    let p = t.port;
+    let host_sessions = t.home.join(".local/state/warden/sessions");
+    let warden = env!("CARGO_BIN_EXE_warden");
+    // The agent asks, then tries every way it has to answer: its own `warden approve`
+    // (if it can run the binary), the control socket at the host's path, any socket under
+    // its own $HOME, and a forged Ctrl-] a / Ctrl-] A on its terminal and output.
+    let py = format!(
+        r#"
+import glob, os, socket
+paths = glob.glob("{hs}/*.sock") + glob.glob(os.path.expanduser("~/.local/state/warden/sessions/*.sock"))
+print("sockets visible:", paths)
+for p in paths:
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect(p); print("CONNECTED", p)
+    except OSError as e:
+        print("connect failed", p, e.errno)
+"#,
+        hs = host_sessions.display()
+    );
+    std::fs::write(t.ws.join("probe.py"), py).unwrap();
+    let script = format!(
+        "curl -s -w '\\nfour: code=%{{http_code}}\\n' http://ask-a.test:{p}/four > out.txt & \
+         sleep 1; \
+         for i in 1 2 3; do {warden} approve 1 --allow-session; {warden} approve --json; done 2>&1 | sed 's/^/inside-approve: /'; \
+         mkdir -p fake/.local/state/warden/sessions; \
+         ln -sf {hs}/$WARDEN_SESSION_ID.sock fake/.local/state/warden/sessions/$WARDEN_SESSION_ID.sock; \
+         HOME=$PWD/fake {warden} approve 1 --allow-session 2>&1 | sed 's/^/inside-approve-link: /'; \
+         /usr/bin/python3 probe.py; \
+         printf '\\035a\\035A' > /dev/tty 2>/dev/null; printf '\\035a\\035A'; printf '\\035A' >&2; \
+         touch forged-done; wait; cat out.txt",
+        hs = host_sessions.display()
+    );
+    let child = t.spawn(6, &script);
+    let req = t.next_pending(&[], Duration::from_secs(20));
+    // Wait until the agent has tried everything, then check the request still waits.
+    let t0 = Instant::now();
+    while !t.ws.join("forged-done").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "agent never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let still: Vec<u64> = t
+        .pending()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    assert!(
+        still.contains(&req["id"].as_u64().unwrap()),
+        "the agent's attempts must not answer it: {still:?}"
+    );
+    let o = finish(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(!s.contains("CONNECTED"), "{}", text(&o));
+    assert!(!s.contains("request 1 answered"), "{}", text(&o));
+    // The attempt through a link to the real socket ran (and was refused or found nothing).
+    assert!(s.contains("inside-approve-link: "), "{}", text(&o));
+    assert!(s.contains("four: code=403"), "{}", text(&o));
+    assert_eq!(t.reached("four"), 0, "{}", t.server_log());
+}
+
+/// With a terminal: `warden run` under `script` (a pty the test drives). The agent's forged
+/// Ctrl-] sequences on its own pty do nothing; the human's Ctrl-] d and Ctrl-] a, typed on
+/// the `warden run` terminal, deny and allow.
+#[test]
+fn terminal_keys_answer_and_the_agents_forged_keys_do_not() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no /usr/bin/script for a pty");
+        return;
+    }
+    let t = T::new("tty");
+    let p = t.port;
+    let script = format!(
+        "curl -s -w '\\none: code=%{{http_code}}\\n' http://ask-a.test:{p}/one > out1.txt & \
+         sleep 1; printf '\\035a\\035A' > /dev/tty; printf '\\035a'; touch forged-done; wait; \
+         curl -s -w '\\ntwo: code=%{{http_code}}\\n' http://ask-a.test:{p}/two > out2.txt; \
+         cat out1.txt out2.txt > result.txt"
+    );
+    let args = t.run_args(20, &script);
+    let cmd = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("/usr/bin/script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    let t0 = Instant::now();
+    while !t.ws.join("forged-done").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "agent never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let id1 = first["id"].as_u64().unwrap();
+    assert!(
+        t.pending().iter().any(|p| p["id"].as_u64() == Some(id1)),
+        "the agent's forged Ctrl-] keys must not answer"
+    );
+    // The human: Ctrl-] d denies the oldest request.
+    keys.write_all(b"\x1dd").unwrap();
+    keys.flush().unwrap();
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    // Ctrl-] a allows it once.
+    keys.write_all(b"\x1da").unwrap();
+    keys.flush().unwrap();
+    let t0 = Instant::now();
+    while !t.ws.join("result.txt").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "session never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(keys);
+    let o = finish(child);
+    let r = std::fs::read_to_string(t.ws.join("result.txt")).unwrap();
+    assert!(r.contains("one: code=403"), "{r}\n{}", text(&o));
+    assert!(r.contains("two: code=200"), "{r}\n{}", text(&o));
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    assert_eq!(t.reached("two"), 1, "{}", t.server_log());
+    let _ = second;
+    // The audit names the terminal as who answered.
+    let log = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&log.stdout).contains("warden run terminal"),
+        "{}",
+        text(&log)
+    );
+}
+
+/// Allowlist mode with `exec.ask_unknown`: an exec of unknown content waits for a human.
+/// Judged from the host: each program appends its name to a marker file (in the
+/// workspace) only if it ran; allow-once admits one exec, allow-session admits the same
+/// content (a copy under another name too) and never other content.
+#[test]
+fn exec_of_unknown_content_asks_and_is_bound_to_its_hash() {
+    let t = T::new("exec");
+    let mut allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
+    let ldd = Command::new("ldd")
+        .args(["/usr/bin/bash", "/usr/bin/true"])
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = l
+            .split_whitespace()
+            .find(|w| w.starts_with('/') && !w.ends_with(':'))
+        {
+            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
+        }
+    }
+    let list = allow
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let policy = t.root.join("exec-policy.toml");
+    std::fs::write(
+        &policy,
+        format!("[exec]\nmode = \"allowlist\"\nask_unknown = true\nallow = [{list}]\n[approvals]\ntimeout_secs = 4\n"),
+    )
+    .unwrap();
+    // Two programs of unknown content (hash A, hash B): bash scripts would run bash (known),
+    // so these are copies of `true` padded with one different byte each.
+    use std::os::unix::fs::PermissionsExt;
+    for (name, pad) in [("prog-a", 0u8), ("prog-b", 1u8)] {
+        let mut b = std::fs::read("/usr/bin/true").unwrap();
+        b.push(pad);
+        std::fs::write(t.ws.join(name), b).unwrap();
+        std::fs::set_permissions(t.ws.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::copy(t.ws.join("prog-a"), t.ws.join("prog-a-copy")).unwrap();
+    let script = "./prog-a 1 && echo a1 >> ran; ./prog-a 2 && echo a2 >> ran; \
+                  ./prog-a 3 && echo a3 >> ran; ./prog-a-copy && echo a-copy >> ran; \
+                  ./prog-b && echo b >> ran; true";
+    let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "--no-index",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            "/bin/bash",
+            "-c",
+            script,
+        ])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(first["kind"], "exec", "{first}");
+    let argv = first["subject"]["argv"].clone();
+    assert_eq!(argv, serde_json::json!(["./prog-a", "1"]), "{first}");
+    // The program as the kernel names the file that was opened and hashed.
+    let shown = first["subject"]["path"].as_str().unwrap();
+    assert!(
+        shown.ends_with("/prog-a (as ./prog-a)") && shown.starts_with('/'),
+        "{first}"
+    );
+    let hash_a = first["subject"]["sha256"].as_str().unwrap().to_string();
+    assert_eq!(hash_a.len(), 64, "{first}");
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    // Allow-once: the next exec of the same content asks again; allow it for the session.
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    assert_eq!(
+        second["subject"]["argv"],
+        serde_json::json!(["./prog-a", "2"]),
+        "{second}"
+    );
+    let id2 = second["id"].as_u64().unwrap();
+    t.answer(id2, "--allow-session");
+    // a3 and the copy (same hash) run without a question; prog-b (hash B) asks: deny.
+    let third = t.next_pending(&[id1, id2], Duration::from_secs(20));
+    assert_eq!(
+        third["subject"]["argv"],
+        serde_json::json!(["./prog-b"]),
+        "allow-session for hash A must admit only hash A: {third}"
+    );
+    assert_ne!(third["subject"]["sha256"].as_str().unwrap(), hash_a);
+    t.answer(third["id"].as_u64().unwrap(), "--deny");
+    let o = finish(child);
+    let ran = std::fs::read_to_string(t.ws.join("ran")).unwrap_or_default();
+    assert_eq!(ran, "a1\na2\na3\na-copy\n", "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("./prog-b: Permission denied"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A client that gives up (curl --max-time) withdraws its request: no ghost stays on the
+/// list for a human to approve later.
+#[test]
+fn a_request_whose_client_gave_up_is_withdrawn() {
+    let t = T::new("gaveup");
+    let p = t.port;
+    let script = format!(
+        "curl -s --max-time 1 -o /dev/null http://ask-a.test:{p}/one; touch gave-up; sleep 2"
+    );
+    let child = t.spawn(30, &script);
+    let _ = t.next_pending(&[], Duration::from_secs(20));
+    let t0 = Instant::now();
+    while !t.ws.join("gave-up").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "curl never gave up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(t.pending().is_empty(), "{:?}", t.pending());
+    let o = finish(child);
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    assert!(o.status.success(), "{}", text(&o));
+}

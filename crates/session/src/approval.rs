@@ -1,0 +1,782 @@
+//! Pending approvals: actions the policy marks `ask` wait here for a human's answer.
+//!
+//! - A layer (the proxy for `[network] ask`, the seccomp exec guard for unknown content
+//!   with `exec.ask_unknown`; not yet protected writes or the gate) calls
+//!   [`Approvals::request`] with the exact [`Subject`] and blocks. The request
+//!   gets an id, is listed by `warden approve` (through the control socket, which the
+//!   agent cannot reach) and shown on the `warden run` terminal outside the agent's pty.
+//! - The answer is [`Answer::AllowOnce`] (this one action), [`Answer::AllowSession`]
+//!   (every later action with the *same* subject key in this session) or [`Answer::Deny`].
+//!   Nothing is ever approved automatically: no answer before the deadline
+//!   (`[approvals] timeout_secs`, default 120 s) is a deny, and so is a session that ends
+//!   or a registry that is full.
+//! - An approval is bound to exactly its subject: host and port for a connection (the
+//!   resolved addresses are shown, and the proxy connects only to the addresses it
+//!   showed), the SHA-256 of the content for an exec, the path and content hash for a
+//!   write. An allow-session for host A never admits host B; for hash A never hash B.
+//! - Every request and every answer is an audited [`Decision`] (layer `approval`, rule
+//!   `approval`) naming who answered: `uid U (pid P) via the control socket`, `the user at
+//!   the warden run terminal`, or `timeout`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use warden_event::{Decision, Layer, Verdict};
+
+/// Requests waiting at once; past this a new request is denied at once (the agent cannot
+/// grow the supervisor's memory or the human's list without bound).
+pub const MAX_PENDING: usize = 64;
+/// The longest argv (bytes, all arguments) kept in an exec subject.
+pub const MAX_ARGV_BYTES: usize = 16 * 1024;
+
+/// What kind of action waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Network,
+    Exec,
+    Write,
+    Gate,
+}
+
+/// Exactly what would be allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Subject {
+    /// A connection through warden's proxy: the host as asked, the port, and the addresses
+    /// the proxy resolved (and will connect to, without resolving again).
+    Network {
+        host: String,
+        port: u16,
+        addrs: Vec<String>,
+    },
+    /// An exec: the full command line, the program's path and the SHA-256 of its content.
+    Exec {
+        argv: Vec<String>,
+        path: String,
+        sha256: String,
+    },
+    /// A write: the path and the SHA-256 of the content that would be written.
+    Write { path: String, sha256: String },
+    /// A gate `ask`: the tool and what it would do.
+    Gate { tool: String, what: String },
+}
+
+impl Subject {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Subject::Network { .. } => Kind::Network,
+            Subject::Exec { .. } => Kind::Exec,
+            Subject::Write { .. } => Kind::Write,
+            Subject::Gate { .. } => Kind::Gate,
+        }
+    }
+
+    /// What an approval is bound to: two subjects with the same key are the same action.
+    /// (The addresses of a connection are shown, not bound: the proxy connects only to
+    /// the addresses of the request the human saw, and every address is checked again.)
+    pub fn key(&self) -> String {
+        match self {
+            Subject::Network { host, port, .. } => {
+                format!(
+                    "network {}:{port}",
+                    host.trim_end_matches('.').to_ascii_lowercase()
+                )
+            }
+            Subject::Exec { sha256, .. } => format!("exec sha256:{}", sha256.to_ascii_lowercase()),
+            Subject::Write { path, sha256 } => {
+                format!("write {path} sha256:{}", sha256.to_ascii_lowercase())
+            }
+            Subject::Gate { tool, what } => format!("gate {tool} {what}"),
+        }
+    }
+
+    /// One line for a human. Every control character (escape sequences, newlines, carriage
+    /// returns an agent could put in an argv or path to draw over the prompt on the user's
+    /// terminal) is shown as `\xNN`, never sent raw.
+    pub fn describe(&self) -> String {
+        printable(&self.describe_raw())
+    }
+
+    fn describe_raw(&self) -> String {
+        match self {
+            Subject::Network { host, port, addrs } => {
+                let a = if addrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (resolved: {})", addrs.join(", "))
+                };
+                format!("connect to {host}:{port}{a}")
+            }
+            Subject::Exec { argv, path, sha256 } => {
+                format!("exec {} [{path}, sha256 {sha256}]", shell_words(argv))
+            }
+            Subject::Write { path, sha256 } => format!("write {path} (content sha256 {sha256})"),
+            Subject::Gate { tool, what } => format!("{tool}: {what}"),
+        }
+    }
+
+    /// Bounds what an agent-supplied subject may hold.
+    fn bounded(mut self) -> Subject {
+        if let Subject::Exec { argv, .. } = &mut self {
+            let mut total = 0;
+            let mut keep = Vec::new();
+            for a in argv.iter() {
+                total += a.len() + 1;
+                if total > MAX_ARGV_BYTES {
+                    keep.push(format!("… ({} more arguments)", argv.len() - keep.len()));
+                    break;
+                }
+                keep.push(a.clone());
+            }
+            *argv = keep;
+        }
+        self
+    }
+}
+
+/// `s` with control characters (C0, DEL, C1, and the bidi/format controls that reorder
+/// what a terminal shows) written as `\xNN` / `\u{NNNN}`.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            if (c as u32) < 0x100 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A human's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    AllowOnce,
+    AllowSession,
+    Deny,
+}
+
+impl Answer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::AllowOnce => "allow-once",
+            Answer::AllowSession => "allow-session",
+            Answer::Deny => "deny",
+        }
+    }
+}
+
+/// A request as `warden approve` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub id: u64,
+    pub kind: Kind,
+    pub subject: Subject,
+    /// The policy rule that asked (`network.ask:*.example.com`).
+    pub rule: String,
+    /// Who asked (the agent, a pid).
+    pub who: String,
+    pub description: String,
+    /// Unix ms when it was asked, and when it is denied if nobody answers.
+    pub asked_ms: u128,
+    pub deadline_ms: u128,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed: by which answer and by whom (`session` is true for an earlier
+    /// allow-session answer reused).
+    Allowed { answer: Answer, by: String },
+    /// Denied, by whom or why (`timeout`, `session ended`, ...).
+    Denied { by: String, reason: String },
+}
+
+impl Outcome {
+    pub fn allowed(&self) -> bool {
+        matches!(self, Outcome::Allowed { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ApprovalError {
+    #[error("no pending request {0} (answered already, timed out, or never asked; `warden approve` lists them)")]
+    NotFound(u64),
+}
+
+struct Entry {
+    req: Pending,
+    key: String,
+    answer: Option<(Answer, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    pending: BTreeMap<u64, Entry>,
+    /// Subject keys a human allowed for the rest of the session.
+    session: Vec<String>,
+    closed: bool,
+}
+
+type Notify = Box<dyn Fn(&Pending) + Send + Sync>;
+
+/// The session's pending-approval registry.
+pub struct Approvals {
+    state: Mutex<State>,
+    cv: Condvar,
+    timeout: Duration,
+    notify: Mutex<Vec<Notify>>,
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+impl Approvals {
+    /// `timeout`: how long a request waits before it is denied (`[approvals]`).
+    pub fn new(timeout: Duration) -> Arc<Approvals> {
+        Arc::new(Approvals {
+            state: Mutex::new(State {
+                next: 1,
+                ..Default::default()
+            }),
+            cv: Condvar::new(),
+            timeout,
+            notify: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Called (on the requesting thread) for each new pending request: the terminal
+    /// prompt, a desktop notification. Must not block.
+    pub fn on_request(&self, f: Notify) {
+        if let Ok(mut v) = self.notify.lock() {
+            v.push(f);
+        }
+    }
+
+    /// Asks a human and blocks until an answer, the deadline or the end of the session.
+    /// Fails closed: every path but a human's allow (now, or an earlier allow-session for
+    /// the same subject key) is a deny.
+    pub fn request(&self, subject: Subject, rule: &str, who: &str) -> Outcome {
+        self.request_until(subject, rule, who, None)
+    }
+
+    /// [`Self::request`], withdrawn (denied, and taken off the list) once `gone` is set: the
+    /// requester gave up (a client closed its connection), so no human answers a ghost.
+    pub fn request_until(
+        &self,
+        subject: Subject,
+        rule: &str,
+        who: &str,
+        gone: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Outcome {
+        let subject = subject.bounded();
+        let key = subject.key();
+        let description = subject.describe();
+        let kind = subject.kind();
+        let audit = |verdict: Verdict, by: &str, reason: &str, id: Option<u64>| {
+            let mut d = Decision::new(
+                Layer::Approval,
+                by,
+                &description,
+                "approval",
+                verdict,
+                reason,
+            )
+            .with("kind", serde_json::to_value(kind).unwrap_or_default())
+            .with(
+                "subject",
+                serde_json::to_value(&subject).unwrap_or_default(),
+            )
+            .with("asked_by_rule", rule)
+            .with("requested_by", who)
+            .with("answered_by", by);
+            if let Some(id) = id {
+                d = d.with("request", id);
+            }
+            d.emit();
+        };
+        let Ok(mut st) = self.state.lock() else {
+            let reason = "the approval registry is broken (a thread panicked); denied";
+            audit(Verdict::Deny, "warden", reason, None);
+            return Outcome::Denied {
+                by: "warden".into(),
+                reason: reason.into(),
+            };
+        };
+        if st.session.contains(&key) {
+            drop(st);
+            let by = "an earlier allow-session answer";
+            audit(
+                Verdict::Allow,
+                by,
+                &format!("{key} was allowed for this session by a human"),
+                None,
+            );
+            return Outcome::Allowed {
+                answer: Answer::AllowSession,
+                by: by.into(),
+            };
+        }
+        if st.closed || st.pending.len() >= MAX_PENDING {
+            let closed = st.closed;
+            drop(st);
+            let reason = if closed {
+                "the session is ending; no request can be answered".to_string()
+            } else {
+                format!(
+                    "{MAX_PENDING} requests are already waiting for a human; this one is denied"
+                )
+            };
+            audit(Verdict::Deny, "warden", &reason, None);
+            return Outcome::Denied {
+                by: "warden".into(),
+                reason,
+            };
+        }
+        let id = st.next;
+        st.next += 1;
+        let asked = now_ms();
+        let req = Pending {
+            id,
+            kind,
+            subject: subject.clone(),
+            rule: rule.to_string(),
+            who: who.to_string(),
+            description: description.clone(),
+            asked_ms: asked,
+            deadline_ms: asked + self.timeout.as_millis(),
+        };
+        st.pending.insert(
+            id,
+            Entry {
+                req: req.clone(),
+                key: key.clone(),
+                answer: None,
+            },
+        );
+        drop(st);
+        audit(
+            Verdict::Ask,
+            who,
+            &format!(
+                "waiting up to {} s for a human: `warden approve {id} --allow-once|--allow-session|--deny`, or Ctrl-] a/A/d on the warden run terminal",
+                self.timeout.as_secs()
+            ),
+            Some(id),
+        );
+        if let Ok(v) = self.notify.lock() {
+            for f in v.iter() {
+                f(&req);
+            }
+        }
+        let deadline = Instant::now() + self.timeout;
+        let Ok(mut st) = self.state.lock() else {
+            return Outcome::Denied {
+                by: "warden".into(),
+                reason: "the approval registry is broken".into(),
+            };
+        };
+        let out = loop {
+            if let Some((ans, by)) = st.pending.get(&id).and_then(|e| e.answer.clone()) {
+                st.pending.remove(&id);
+                break match ans {
+                    Answer::Deny => Outcome::Denied {
+                        reason: format!("denied by {by}"),
+                        by,
+                    },
+                    a => Outcome::Allowed { answer: a, by },
+                };
+            }
+            if st.closed {
+                st.pending.remove(&id);
+                break Outcome::Denied {
+                    by: "warden".into(),
+                    reason: "the session ended before anyone answered".into(),
+                };
+            }
+            if gone.is_some_and(|g| g.load(std::sync::atomic::Ordering::SeqCst)) {
+                st.pending.remove(&id);
+                break Outcome::Denied {
+                    by: "warden".into(),
+                    reason: "withdrawn: the requester gave up before anyone answered".into(),
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                st.pending.remove(&id);
+                break Outcome::Denied {
+                    by: "timeout".into(),
+                    reason: format!(
+                        "nobody answered within {} s ([approvals] timeout_secs); a deadline is a deny",
+                        self.timeout.as_secs()
+                    ),
+                };
+            }
+            // With a withdrawal flag, look at it at least every 200 ms.
+            let nap = if gone.is_some() {
+                (deadline - now).min(Duration::from_millis(200))
+            } else {
+                deadline - now
+            };
+            st = match self.cv.wait_timeout(st, nap) {
+                Ok((g, _)) => g,
+                Err(_) => {
+                    return Outcome::Denied {
+                        by: "warden".into(),
+                        reason: "the approval registry is broken".into(),
+                    }
+                }
+            };
+        };
+        drop(st);
+        match &out {
+            Outcome::Allowed { answer, by } => audit(
+                Verdict::Allow,
+                by,
+                &format!("{} by {by}", answer.as_str()),
+                Some(id),
+            ),
+            Outcome::Denied { by, reason } => audit(Verdict::Deny, by, reason, Some(id)),
+        }
+        out
+    }
+
+    /// Answers a pending request. `by` names who answered (for the audit row). An
+    /// allow-session answer also admits the other requests waiting for the same subject.
+    pub fn answer(&self, id: u64, answer: Answer, by: &str) -> Result<Pending, ApprovalError> {
+        let mut st = self.state.lock().map_err(|_| ApprovalError::NotFound(id))?;
+        let e = st
+            .pending
+            .get_mut(&id)
+            .filter(|e| e.answer.is_none())
+            .ok_or(ApprovalError::NotFound(id))?;
+        e.answer = Some((answer, by.to_string()));
+        let req = e.req.clone();
+        if answer == Answer::AllowSession {
+            let key = e.key.clone();
+            for o in st.pending.values_mut() {
+                if o.key == key && o.answer.is_none() {
+                    o.answer = Some((answer, by.to_string()));
+                }
+            }
+            if !st.session.contains(&key) {
+                st.session.push(key);
+            }
+        }
+        drop(st);
+        self.cv.notify_all();
+        Ok(req)
+    }
+
+    /// Requests waiting for an answer, oldest first.
+    pub fn list(&self) -> Vec<Pending> {
+        self.state
+            .lock()
+            .map(|st| {
+                st.pending
+                    .values()
+                    .filter(|e| e.answer.is_none())
+                    .map(|e| e.req.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The session ends: every waiting request is denied, and new ones are denied at once.
+    pub fn close(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.closed = true;
+        }
+        self.cv.notify_all();
+    }
+}
+
+/// `[network] ask` hosts through the registry (the proxy's side).
+pub struct ProxyApprover(pub Arc<Approvals>);
+
+impl warden_proxy::server::Approver for ProxyApprover {
+    #[allow(clippy::too_many_arguments)]
+    fn ask(
+        &self,
+        host: &str,
+        port: u16,
+        addrs: &[std::net::SocketAddr],
+        rule: &str,
+        method: &str,
+        gone: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String> {
+        let subject = Subject::Network {
+            host: host.to_string(),
+            port,
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        };
+        match self
+            .0
+            .request_until(subject, rule, &format!("agent ({method})"), Some(gone))
+        {
+            Outcome::Allowed { answer, by } => Ok(format!("{} by {by}", answer.as_str())),
+            Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+/// Exec asks (unknown content in allowlist mode, `exec.ask_unknown`) through the registry
+/// (the seccomp exec guard's side).
+pub struct ExecApprover(pub Arc<Approvals>);
+
+impl warden_execguard::unotify::ExecApprover for ExecApprover {
+    fn ask(
+        &self,
+        argv: &[String],
+        path: &str,
+        sha256: &str,
+        pid: u32,
+    ) -> Result<warden_execguard::unotify::Grant, String> {
+        let subject = Subject::Exec {
+            argv: argv.to_vec(),
+            path: path.to_string(),
+            sha256: sha256.to_string(),
+        };
+        match self
+            .0
+            .request(subject, "exec.ask_unknown", &format!("pid {pid}"))
+        {
+            Outcome::Allowed {
+                answer: Answer::AllowSession,
+                ..
+            } => Ok(warden_execguard::unotify::Grant::Session),
+            Outcome::Allowed { .. } => Ok(warden_execguard::unotify::Grant::Once),
+            Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(host: &str) -> Subject {
+        Subject::Network {
+            host: host.into(),
+            port: 443,
+            addrs: vec!["192.0.2.1".into()],
+        }
+    }
+    fn exec(hash: &str) -> Subject {
+        Subject::Exec {
+            argv: vec!["tool".into(), "--x".into()],
+            path: "/tmp/tool".into(),
+            sha256: hash.into(),
+        }
+    }
+
+    /// Runs `request` on a thread and returns its outcome's receiver once it is pending.
+    fn ask(a: &Arc<Approvals>, s: Subject) -> (u64, std::sync::mpsc::Receiver<Outcome>) {
+        let before: Vec<u64> = a.list().iter().map(|p| p.id).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let a2 = a.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(a2.request(s, "test.ask", "agent"));
+        });
+        for _ in 0..500 {
+            if let Some(p) = a.list().iter().find(|p| !before.contains(&p.id)) {
+                return (p.id, rx);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("request never became pending");
+    }
+
+    #[test]
+    fn a_deadline_is_a_deny() {
+        let a = Approvals::new(Duration::from_millis(100));
+        let t = Instant::now();
+        let out = a.request(net("a.test"), "r", "agent");
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(
+            matches!(out, Outcome::Denied { ref by, .. } if by == "timeout"),
+            "{out:?}"
+        );
+        assert!(a.list().is_empty());
+        // A late answer finds nothing.
+        assert_eq!(
+            a.answer(1, Answer::AllowOnce, "u"),
+            Err(ApprovalError::NotFound(1))
+        );
+    }
+
+    #[test]
+    fn allow_once_admits_one_request_and_the_next_asks_again() {
+        let a = Approvals::new(Duration::from_secs(10));
+        let (id, rx) = ask(&a, net("a.test"));
+        let p = a.answer(id, Answer::AllowOnce, "uid 1").unwrap();
+        assert_eq!(p.subject, net("a.test"));
+        assert!(rx.recv().unwrap().allowed());
+        // Answering twice is an error, not a second allow.
+        assert!(a.answer(id, Answer::AllowOnce, "uid 1").is_err());
+        let (id2, rx2) = ask(&a, net("a.test"));
+        assert_ne!(id, id2);
+        a.answer(id2, Answer::Deny, "uid 1").unwrap();
+        assert!(!rx2.recv().unwrap().allowed());
+    }
+
+    #[test]
+    fn allow_session_is_bound_to_its_subject() {
+        let a = Approvals::new(Duration::from_millis(300));
+        let (id, rx) = ask(&a, net("a.test"));
+        a.answer(id, Answer::AllowSession, "terminal").unwrap();
+        assert!(rx.recv().unwrap().allowed());
+        // The same host and port: no question.
+        assert!(a.request(net("A.TEST."), "r", "agent").allowed());
+        // Another host, or another port, asks (and times out: deny).
+        assert!(!a.request(net("b.test"), "r", "agent").allowed());
+        let other_port = Subject::Network {
+            host: "a.test".into(),
+            port: 8443,
+            addrs: vec![],
+        };
+        assert!(!a.request(other_port, "r", "agent").allowed());
+        // Exec: hash A never admits hash B.
+        let (id, rx) = ask(&a, exec("aa"));
+        a.answer(id, Answer::AllowSession, "terminal").unwrap();
+        assert!(rx.recv().unwrap().allowed());
+        assert!(a.request(exec("AA"), "r", "agent").allowed());
+        assert!(!a.request(exec("bb"), "r", "agent").allowed());
+    }
+
+    #[test]
+    fn concurrent_waiters_are_answered_separately() {
+        let a = Approvals::new(Duration::from_secs(10));
+        let (i1, r1) = ask(&a, net("a.test"));
+        let (i2, r2) = ask(&a, net("b.test"));
+        let (i3, r3) = ask(&a, net("a.test"));
+        assert_eq!(a.list().len(), 3);
+        a.answer(i2, Answer::Deny, "u").unwrap();
+        assert!(!r2.recv().unwrap().allowed());
+        // The others still wait.
+        assert!(r1.try_recv().is_err() && r3.try_recv().is_err());
+        assert_eq!(a.list().len(), 2);
+        // An allow-session for a.test releases both a.test waiters.
+        a.answer(i1, Answer::AllowSession, "u").unwrap();
+        assert!(r1.recv().unwrap().allowed());
+        assert!(r3.recv().unwrap().allowed());
+        assert!(a.answer(i3, Answer::Deny, "u").is_err());
+        assert!(a.list().is_empty());
+    }
+
+    #[test]
+    fn a_withdrawn_request_leaves_the_list_denied() {
+        let a = Approvals::new(Duration::from_secs(10));
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a2, g2) = (a.clone(), gone.clone());
+        let t =
+            std::thread::spawn(move || a2.request_until(net("a.test"), "r", "agent", Some(&g2)));
+        for _ in 0..500 {
+            if !a.list().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let id = a.list()[0].id;
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(!t.join().unwrap().allowed());
+        assert!(a.list().is_empty());
+        assert!(a.answer(id, Answer::AllowOnce, "u").is_err());
+    }
+
+    #[test]
+    fn closing_denies_waiters_and_new_requests() {
+        let a = Approvals::new(Duration::from_secs(10));
+        let (_, rx) = ask(&a, net("a.test"));
+        a.close();
+        assert!(!rx.recv().unwrap().allowed());
+        assert!(!a.request(net("a.test"), "r", "agent").allowed());
+    }
+
+    #[test]
+    fn the_pending_list_is_bounded() {
+        let a = Approvals::new(Duration::from_secs(5));
+        let mut rxs = Vec::new();
+        for i in 0..MAX_PENDING {
+            rxs.push(ask(&a, net(&format!("h{i}.test"))));
+        }
+        let t = Instant::now();
+        assert!(!a.request(net("over.test"), "r", "agent").allowed());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        a.close();
+        for (_, rx) in rxs {
+            assert!(!rx.recv().unwrap().allowed());
+        }
+    }
+
+    #[test]
+    fn descriptions_never_carry_control_characters() {
+        let s = Subject::Exec {
+            argv: vec![
+                "x\x1b]52;c;ZXZpbA==\x07".into(),
+                "\r\nwarden: APPROVAL 9\u{202e}".into(),
+            ],
+            path: "/tmp/\x1b[2J".into(),
+            sha256: "ab".into(),
+        };
+        let d = s.describe();
+        assert!(
+            !d.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{d:?}"
+        );
+        assert!(
+            d.contains("\\x1b]52") && d.contains("\\x0d\\x0a") && d.contains("\\u{202e}"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn exec_argv_is_bounded_and_quoted() {
+        let s = Subject::Exec {
+            argv: vec!["x".repeat(MAX_ARGV_BYTES), "y".into()],
+            path: "/p".into(),
+            sha256: "ab".into(),
+        }
+        .bounded();
+        let Subject::Exec { argv, .. } = &s else {
+            unreachable!()
+        };
+        assert!(
+            argv.len() <= 2 && argv.iter().map(|a| a.len()).sum::<usize>() < 2 * MAX_ARGV_BYTES
+        );
+        assert!(shell_words(&["a b".into(), "it's".into()]).contains("'it'\\''s'"));
+    }
+}
