@@ -16,7 +16,8 @@
 //!
 //! The workspace side: [`guard`] (run by the sandbox's init) pins the containers of protected
 //! paths and guards git repositories at any depth for the whole session; [`placeholder`]
-//! makes and removes the placeholders of absent protected paths; [`integrity`] is the
+//! makes and removes the placeholders of absent protected paths; [`seen`] records opens of
+//! hidden files (fanotify inode marks on the sandbox's own private files); [`integrity`] is the
 //! end-of-session report of what host tools would run or load. Every privileged operation on an
 //! agent-writable path goes through [`fsat`] (directory fds, `openat2` beneath a root with
 //! symlinks refused, fd-based mounts).
@@ -39,6 +40,7 @@ pub mod probe;
 pub mod pty;
 pub mod report;
 pub mod resolve;
+pub mod seen;
 mod sys;
 pub mod termfilter;
 

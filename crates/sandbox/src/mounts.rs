@@ -247,7 +247,7 @@ pub fn build_view(
         }
         let _ = std::os::unix::fs::symlink(target, link);
     }
-    for h in &plan.hide {
+    for (i, h) in plan.hide.iter().enumerate() {
         let md = match std::fs::symlink_metadata(h) {
             Ok(m) => m,
             Err(_) => continue,
@@ -264,8 +264,12 @@ pub fn build_view(
             // A symlink cannot be a mount point; its target is covered by its own rule.
             continue;
         } else {
+            // Each hidden file gets its own empty inode, so an open of it names the rule
+            // that hid it (see crate::seen).
+            let own = priv_dir.join(format!("hide-{i}"));
+            std::fs::write(&own, b"").map_err(|e| format!("{}: {e}", own.display()))?;
             mount(
-                Some(empty.to_str().unwrap_or_default()),
+                Some(own.to_str().unwrap_or_default()),
                 h,
                 None,
                 libc::MS_BIND,

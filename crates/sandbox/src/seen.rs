@@ -1,0 +1,473 @@
+//! Which blocked file attempts the supervisor can see, and seeing them.
+//!
+//! The sandbox blocks most file access without any hook being called: a credential under the
+//! private `$HOME` simply does not exist (ENOENT), a protected path is a read-only mount
+//! (EROFS, returned by the mount layer before any LSM or fanotify hook runs). Those attempts
+//! leave no trace in the kernel that a listener without machine-wide state could read.
+//!
+//! What *can* be seen without machine-wide state: a denied file inside a visible root
+//! (`/etc/shadow`, a `files.deny` entry in the workspace) is hidden by bind-mounting a private
+//! empty file over it (see [`crate::mounts`]). Each hidden file gets its own empty inode on
+//! the sandbox's private `/run`, and an fanotify **notification** group (no permission
+//! events: the hiding mount already blocks, nothing waits on the listener) holds one inode
+//! mark per hidden file, for `FAN_OPEN`. An open of a hidden file therefore queues one event
+//! naming that inode, and only that: no other inode, mount or file system of the host or of
+//! the sandbox is marked, so ordinary file access does not pay for it.
+//!
+//! - The supervisor creates the group before the sandbox is forked (`FAN_REPORT_FID`: no fds
+//!   are opened for events, and an unprivileged user may create it; run by root the group is
+//!   privileged and events carry the opener's pid, otherwise the kernel reports pid 0).
+//! - The sandbox's init (see [`crate::launch`]) marks the hidden files in its mount view and
+//!   sends back each mark's file handle; the agent never holds the group.
+//! - The supervisor reads events for the session and drains the queue after the sandbox is
+//!   gone, so an open right before exit is not lost. Each event becomes a `sandbox` decision
+//!   with the `files.deny` rule that hid the path.
+//!
+//! Hidden *directories* (a mode-000 read-only tmpfs) refuse the open with EACCES before
+//! fanotify runs, so they are not seen; see the README's table.
+
+use crate::plan::Plan;
+use crate::InitTask;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// One hidden-file open, as read from the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The hidden path (as the plan names it).
+    pub path: PathBuf,
+    /// The opener's pid in the supervisor's pid namespace; 0 when the kernel withholds it
+    /// (an unprivileged group).
+    pub pid: i32,
+}
+
+/// The supervisor's side, made before the sandbox is forked.
+pub struct HiddenWatch {
+    group: OwnedFd,
+    table: std::os::unix::net::UnixStream,
+    paths: Vec<PathBuf>,
+}
+
+/// The running reader (see [`HiddenWatch::start`]).
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    recorder: Option<Arc<Recorder>>,
+}
+
+/// The hidden files of a plan, in [`Plan::hide`] order (directories and symlinks are not
+/// watched: see the module doc).
+fn hidden_files(plan: &Plan) -> Vec<(usize, PathBuf)> {
+    plan.hide
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            std::fs::symlink_metadata(h)
+                .map(|m| m.file_type().is_file())
+                .unwrap_or(false)
+        })
+        .map(|(i, h)| (i, h.clone()))
+        .collect()
+}
+
+/// Creates the group and the init task that marks the hidden files. `None` when the plan
+/// hides no file or the kernel refuses the group (then nothing is watched: the caller says
+/// so in verbose output; the hiding itself does not depend on this).
+pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, String> {
+    let files = hidden_files(plan);
+    if files.is_empty() {
+        return Ok(None);
+    }
+    // SAFETY: plain syscall; the fd is owned below.
+    let fd = unsafe {
+        libc::fanotify_init(
+            libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_REPORT_FID,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "fanotify_init: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fresh fd.
+    let group = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (mine, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let init_group = group
+        .try_clone()
+        .map_err(|e| format!("fanotify group: {e}"))?;
+    let task_files = files.clone();
+    let task: InitTask = Box::new(move || {
+        let mut out = theirs;
+        let mut table = String::new();
+        for (i, p) in &task_files {
+            // Marks the inode the view shows at `p`: the private empty file hiding it.
+            if mark(&init_group, p).is_err() {
+                continue;
+            }
+            if let Some(h) = handle_of(p) {
+                table.push_str(&format!("{i} {}\n", hex(&h)));
+            }
+        }
+        table.push_str("end\n");
+        // The table is small (one line per hidden file); a failed write only loses records.
+        let _ = out.write_all(table.as_bytes());
+        drop(out);
+        drop(init_group);
+        Ok(Box::new(|| {}) as Box<dyn FnOnce() + Send>)
+    });
+    Ok(Some((
+        HiddenWatch {
+            group,
+            table: mine,
+            paths: plan.hide.clone(),
+        },
+        task,
+    )))
+}
+
+fn mark(group: &OwnedFd, p: &std::path::Path) -> Result<(), String> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| "NUL in path".to_string())?;
+    // SAFETY: plain syscall with a valid C string.
+    let r = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_DONT_FOLLOW,
+            libc::FAN_OPEN,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    Ok(())
+}
+
+/// `handle_type` (4 bytes, native order) followed by the handle's bytes: the same bytes an
+/// fanotify FID record carries after its `handle_bytes` field.
+fn handle_of(p: &std::path::Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+    const MAX: usize = 128;
+    let mut buf = vec![0u8; 8 + MAX];
+    buf[..4].copy_from_slice(&(MAX as u32).to_ne_bytes());
+    let mut mount_id = 0;
+    // AT_HANDLE_FID (6.5+): the identifier fanotify reports; plain handles on older kernels
+    // (the same bytes for tmpfs).
+    const AT_HANDLE_FID: i32 = 0x200;
+    let ok = [AT_HANDLE_FID, 0].into_iter().any(|flags| {
+        buf[..4].copy_from_slice(&(MAX as u32).to_ne_bytes());
+        // SAFETY: buf holds a file_handle header and MAX bytes of handle.
+        unsafe {
+            libc::name_to_handle_at(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::file_handle,
+                &mut mount_id,
+                flags,
+            ) == 0
+        }
+    });
+    if !ok {
+        return None;
+    }
+    let n = u32::from_ne_bytes(buf[..4].try_into().ok()?) as usize;
+    Some(buf[4..8 + n.min(MAX)].to_vec())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl HiddenWatch {
+    /// Starts reading, after the sandbox is started (the table comes from its init). Calls
+    /// `on` for every open of a hidden file. Threads may exist by then.
+    pub fn start(self, on: impl Fn(Seen) + Send + 'static) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || self.run(&s, on));
+        Running {
+            stop,
+            thread: Some(thread),
+            recorder: None,
+        }
+    }
+
+    fn run(self, stop: &AtomicBool, on: impl Fn(Seen)) {
+        let mut table: Vec<(Vec<u8>, usize)> = Vec::new();
+        let _ = self
+            .table
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)));
+        for line in BufReader::new(&self.table).lines() {
+            let Ok(line) = line else { break };
+            if line == "end" {
+                break;
+            }
+            if let Some((i, h)) = line.split_once(' ') {
+                if let (Ok(i), Some(h)) = (i.parse::<usize>(), unhex(h)) {
+                    table.push((h, i));
+                }
+            }
+        }
+        if table.is_empty() {
+            return;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let done = stop.load(Ordering::Acquire);
+            let mut pfd = libc::pollfd {
+                fd: self.group.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one fd we own. Short timeout: the stop flag is checked often.
+            unsafe { libc::poll(&mut pfd, 1, if done { 0 } else { 100 }) };
+            loop {
+                // SAFETY: reading into our buffer.
+                let n = unsafe {
+                    libc::read(
+                        self.group.as_raw_fd(),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                for (h, pid) in parse_events(&buf[..n as usize]) {
+                    if let Some((_, i)) = table.iter().find(|(x, _)| *x == h) {
+                        if let Some(path) = self.paths.get(*i) {
+                            on(Seen {
+                                path: path.clone(),
+                                pid,
+                            });
+                        }
+                    }
+                }
+            }
+            if done {
+                return;
+            }
+        }
+    }
+}
+
+/// Turns [`Seen`] opens into `sandbox` decisions naming the `files.deny` entry that hid the
+/// path. At most [`PER_PATH`] decisions per path; the rest are counted into one summary.
+pub struct Recorder {
+    /// (expanded entry, and its resolved form; the entry as written).
+    rules: Vec<(PathBuf, String)>,
+    counts: std::sync::Mutex<std::collections::HashMap<PathBuf, u64>>,
+}
+
+/// Decisions recorded per hidden path before the rest are only counted.
+pub const PER_PATH: u64 = 100;
+
+impl Recorder {
+    pub fn new(policy: &warden_policy::Policy, anchors: &warden_policy::Anchors) -> Recorder {
+        let mut rules = Vec::new();
+        for e in &policy.files.deny {
+            let p = anchors.expand(e.trim_end_matches('/'));
+            if let Ok(real) = std::fs::canonicalize(&p) {
+                if real != p {
+                    rules.push((real, e.clone()));
+                }
+            }
+            rules.push((p, e.clone()));
+        }
+        Recorder {
+            rules,
+            counts: Default::default(),
+        }
+    }
+
+    /// `files.deny:<entry as written>` for the longest entry covering `path`.
+    pub fn rule_for(&self, path: &std::path::Path) -> String {
+        self.rules
+            .iter()
+            .filter(|(p, _)| path.starts_with(p))
+            .max_by_key(|(p, _)| p.as_os_str().len())
+            .map(|(_, e)| format!("files.deny:{e}"))
+            .unwrap_or_else(|| "files.deny".to_string())
+    }
+
+    pub fn decision(&self, s: &Seen) -> warden_event::Decision {
+        let rule = self.rule_for(&s.path);
+        let who = if s.pid > 0 {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).unwrap_or_default();
+            match comm.trim() {
+                "" => format!("pid {}", s.pid),
+                c => format!("pid {} ({c})", s.pid),
+            }
+        } else {
+            "sandbox".to_string()
+        };
+        warden_event::Decision::new(
+            warden_event::Layer::Sandbox,
+            who,
+            s.path.display().to_string(),
+            rule.clone(),
+            warden_event::Verdict::Deny,
+            format!(
+                "opened a hidden path: the sandbox shows an empty read-only file in its place ({rule}); a human can lift it only by removing that entry from the policy outside the sandbox"
+            ),
+        )
+        .with("access", "open")
+        .with("seen_by", "fanotify")
+    }
+
+    /// Records one open (or counts it past [`PER_PATH`]).
+    pub fn record(&self, s: &Seen) {
+        let n = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = c.entry(s.path.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n <= PER_PATH {
+            self.decision(s).emit();
+        }
+    }
+
+    /// One summary decision per path opened more than [`PER_PATH`] times.
+    pub fn summarize(&self) {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        for (p, n) in c.iter().filter(|(_, n)| **n > PER_PATH) {
+            self.decision(&Seen {
+                path: p.clone(),
+                pid: 0,
+            })
+            .with("count", *n)
+            .with("unrecorded", *n - PER_PATH)
+            .emit();
+        }
+    }
+}
+
+impl HiddenWatch {
+    /// [`HiddenWatch::start`] with a [`Recorder`]; [`Running::finish`] writes its summary.
+    pub fn start_recording(self, rec: Recorder) -> Running {
+        let rec = Arc::new(rec);
+        let r = rec.clone();
+        let mut running = self.start(move |s| r.record(&s));
+        running.recorder = Some(rec);
+        running
+    }
+}
+
+impl Running {
+    /// Reads what is still queued (the sandbox is gone) and stops.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(r) = self.recorder.take() {
+            r.summarize();
+        }
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// (handle type + handle bytes, pid) of each FID event in `buf`. Malformed records end the
+/// parse (the kernel writes whole events; nothing here trusts lengths beyond the buffer).
+fn parse_events(buf: &[u8]) -> Vec<(Vec<u8>, i32)> {
+    let mut out = Vec::new();
+    let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
+    let mut off = 0;
+    while off + meta <= buf.len() {
+        let rd = |o: usize, n: usize| buf.get(off + o..off + o + n);
+        let Some(len) = rd(0, 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
+        else {
+            break;
+        };
+        let len = len as usize;
+        let Some(mlen) = rd(6, 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_ne_bytes)
+        else {
+            break;
+        };
+        let Some(pid) = rd(20, 4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_ne_bytes)
+        else {
+            break;
+        };
+        if len < meta || off + len > buf.len() {
+            break;
+        }
+        // Info records: header (type u8, pad u8, len u16), fsid (8), handle_bytes (4),
+        // handle_type (4), handle.
+        let mut i = off + mlen as usize;
+        while i + 4 <= off + len {
+            let ilen = u16::from_ne_bytes([buf[i + 2], buf[i + 3]]) as usize;
+            if ilen < 4 || i + ilen > off + len {
+                break;
+            }
+            if buf[i] == 1 /* FAN_EVENT_INFO_TYPE_FID */ && ilen >= 4 + 8 + 8 {
+                let hb = u32::from_ne_bytes([buf[i + 12], buf[i + 13], buf[i + 14], buf[i + 15]])
+                    as usize;
+                let start = i + 16;
+                if start + 4 + hb <= i + ilen {
+                    out.push((buf[start..start + 4 + hb].to_vec(), pid));
+                }
+            }
+            i += ilen;
+        }
+        off += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_ignores_truncated_and_reads_fid() {
+        assert!(parse_events(&[1, 2, 3]).is_empty());
+        let mut ev = Vec::new();
+        let handle = [8u8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let info_len = 4 + 8 + 4 + handle.len();
+        let total = 24 + info_len;
+        ev.extend_from_slice(&(total as u32).to_ne_bytes());
+        ev.push(3);
+        ev.push(0);
+        ev.extend_from_slice(&24u16.to_ne_bytes());
+        ev.extend_from_slice(&libc::FAN_OPEN.to_ne_bytes());
+        ev.extend_from_slice(&(-1i32).to_ne_bytes());
+        ev.extend_from_slice(&42i32.to_ne_bytes());
+        ev.push(1);
+        ev.push(0);
+        ev.extend_from_slice(&(info_len as u16).to_ne_bytes());
+        ev.extend_from_slice(&[0u8; 8]);
+        ev.extend_from_slice(&(8u32).to_ne_bytes());
+        ev.extend_from_slice(&handle[..4]);
+        ev.extend_from_slice(&handle[4..]);
+        let got = parse_events(&ev);
+        assert_eq!(got, vec![(handle.to_vec(), 42)]);
+        // A length that runs past the buffer is not trusted.
+        let mut bad = ev.clone();
+        bad[0] = 200;
+        assert!(parse_events(&bad).is_empty());
+        assert_eq!(unhex(&hex(&handle)), Some(handle.to_vec()));
+    }
+}
