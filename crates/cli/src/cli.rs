@@ -64,6 +64,15 @@ pub enum Command {
     Policy(PolicyCmd),
     /// Say what would happen to an action, and which rule decides it.
     Explain(ExplainArgs),
+    /// Why did something fail? Works inside a session (with its read-only policy) too.
+    ///
+    /// TARGET is a path, a host[:port] or a command name. Prints the rule that hides,
+    /// protects or denies it, what the agent sees because of it (No such file or directory,
+    /// Read-only file system, HTTP 403), and the policy line a human adds to allow it.
+    #[command(
+        after_long_help = "Examples:\n  warden why ~/.ssh/id_ed25519\n  warden why .git/hooks/pre-commit\n  warden why example.com\n  warden why curl"
+    )]
+    Why(WhyArgs),
     /// Report what this machine can enforce, and which guarantees hold.
     Doctor(DoctorArgs),
     /// Print the SHA-256 content identity of files.
@@ -311,6 +320,18 @@ pub struct ExplainArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub target: ExplainTarget,
+    /// Machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// Outside a session only (inside, the session's own policy is the only one read).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// A path, a host[:port] (or URL), or a command name.
+    pub target: String,
     /// Machine-readable JSON.
     #[arg(long)]
     pub json: bool,

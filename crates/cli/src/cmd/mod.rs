@@ -20,6 +20,7 @@ mod net;
 mod policy;
 mod run;
 pub(crate) mod session;
+mod why;
 
 pub fn dispatch(cli: Cli) -> i32 {
     misc::set_color(cli.color);
@@ -33,6 +34,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Run(a) => run::run(a, cli.verbose),
         Command::Policy(c) => policy::policy(c),
         Command::Explain(a) => explain::explain(a),
+        Command::Why(a) => why::why(a),
         Command::Doctor(a) => doctor::doctor(a),
         Command::Hash(a) => exec::hash(a),
         Command::Index(a) => exec::index(a),
