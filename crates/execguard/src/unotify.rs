@@ -145,6 +145,9 @@ pub struct Guard {
     approver: Option<Arc<dyn ExecApprover>>,
     /// Exec-ask state (boxed: most sessions never ask).
     asks: Box<AskState>,
+    /// Names the rule that hides a path from the sandbox's view (set by `warden run`): an
+    /// exec that fails with ENOENT on such a path is recorded as a sandbox decision.
+    hidden: Option<HiddenLookup>,
 }
 
 #[derive(Default)]
@@ -178,6 +181,10 @@ pub trait ExecApprover: Send + Sync {
     /// grant is bound to). `Err(why)` denies.
     fn ask(&self, argv: &[String], path: &str, sha256: &str, pid: u32) -> Result<Grant, String>;
 }
+
+/// For an absolute path the agent tried to exec and that does not exist in its view: the
+/// (rule, reason) that hides it, or `None` when nothing does (it is simply absent).
+pub type HiddenLookup = Arc<dyn Fn(&std::path::Path) -> Option<(String, String)> + Send + Sync>;
 
 /// Whether a cached identity may be used for a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +375,7 @@ impl Guard {
             logged: Mutex::default(),
             approver: None,
             asks: Box::default(),
+            hidden: None,
         }
     }
 
@@ -402,6 +410,44 @@ impl Guard {
     /// cached stamp is trusted.
     pub fn set_write_scope(&mut self, scope: WriteScope) {
         self.scope = scope;
+    }
+
+    /// Sets how an exec of a path absent from the view is attributed to a hiding rule.
+    pub fn set_hidden_lookup(&mut self, f: HiddenLookup) {
+        self.hidden = Some(f);
+    }
+
+    /// Records an exec that will fail with ENOENT because the view hides the path (only
+    /// when a rule hides it; a path absent everywhere is not a block). Observation only:
+    /// the verdict is the kernel's ENOENT either way.
+    fn note_hidden(&self, pid: u32, path: &str, dirfd: i32) {
+        let Some(lookup) = &self.hidden else { return };
+        let abs = if path.starts_with('/') {
+            std::path::PathBuf::from(path)
+        } else {
+            let base = if dirfd == libc::AT_FDCWD {
+                format!("/proc/{pid}/cwd")
+            } else {
+                format!("/proc/{pid}/fd/{dirfd}")
+            };
+            match std::fs::read_link(&base) {
+                Ok(b) => b.join(path),
+                Err(_) => return,
+            }
+        };
+        if let Some((rule, reason)) = lookup(&abs) {
+            Decision::new(
+                Layer::Sandbox,
+                format!("pid {pid} ({})", comm(pid)),
+                abs.display().to_string(),
+                rule,
+                V::Deny,
+                reason,
+            )
+            .with("kind", "exec")
+            .with("seen_by", "seccomp")
+            .emit();
+        }
     }
 
     /// Hash of the file behind `fd` for agent `pid`: from the cache only when the agent
@@ -656,8 +702,12 @@ impl Guard {
             };
             match opened {
                 Ok(f) => self.decide_fd(pid, &|| path.clone(), "exec", f.as_fd(), started, 0),
-                // A path the kernel will not find either: let the kernel say ENOENT.
-                Err(e) if e.contains("No such file") => true,
+                // A path the kernel will not find either: let the kernel say ENOENT (and
+                // record it when the view hides it).
+                Err(e) if e.contains("No such file") => {
+                    self.note_hidden(pid, &path, dirfd);
+                    true
+                }
                 Err(e) => self.fail(pid, &path, "exec", e, started),
             }
         } else if nr == libc::SYS_mmap {

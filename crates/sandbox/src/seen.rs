@@ -350,6 +350,46 @@ impl Recorder {
     }
 }
 
+/// For the exec guard: the rule that hides an absolute path from a session's view, for an
+/// exec that failed with ENOENT (see `warden_execguard::unotify::HiddenLookup`). The host is
+/// only *looked at* (`lstat`, and the canonical form the policy judges): nothing is opened.
+/// - `files.deny`: always recorded (an attempt on a credential path);
+/// - not under any readable root (`default`) or under a private tree (`private`: the
+///   sandbox's own `/tmp` and `$HOME` hide the host's): recorded when the host has it.
+pub fn hidden_lookup(
+    policy: &warden_policy::Policy,
+    anchors: &warden_policy::Anchors,
+) -> impl Fn(&std::path::Path) -> Option<(String, String)> + Send + Sync + 'static {
+    use warden_policy::files::{Access, FileRules};
+    let rules = FileRules::session(policy, anchors);
+    let rec = Recorder::new(policy, anchors);
+    move |path: &std::path::Path| {
+        let d = rules.decide(path, Access::Read);
+        let on_host = std::fs::symlink_metadata(path).is_ok();
+        match (d.allowed, d.rule) {
+            (false, "files.deny") => {
+                let rule = rec.rule_for(path);
+                Some((
+                    rule.clone(),
+                    format!("exec of a hidden path: it does not exist in the sandbox's view (No such file or directory) because of {rule}; a human can lift it only by removing that entry from the policy outside the sandbox"),
+                ))
+            }
+            (false, "default") if on_host => Some((
+                "default".to_string(),
+                format!("exec of a path the sandbox does not show (No such file or directory): it is not under any readable root; a human adds it (or its directory) to files.read in ~/.config/warden/policy.toml outside the sandbox: read = [\"{}\"]", path.parent().unwrap_or(path).display()),
+            )),
+            (true, "private" | "tmpdir") if on_host => {
+                let tree = d.entry.as_ref().map(|e| e.display().to_string()).unwrap_or_default();
+                Some((
+                    format!("private:{tree}"),
+                    format!("exec of a host file under {tree}: the sandbox's {tree} is a private tmpfs, so the host's file does not exist in its view (No such file or directory); copy it into the workspace, or a human adds its directory to files.read outside the sandbox"),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl HiddenWatch {
     /// [`HiddenWatch::start`] with a [`Recorder`]; [`Running::finish`] writes its summary.
     pub fn start_recording(self, rec: Recorder) -> Running {
