@@ -69,6 +69,12 @@ const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 /// Installs the user-notification filter in the calling process and returns the listener.
 /// Runs in the agent process right before exec (no_new_privs already set).
 pub fn install_filter() -> std::io::Result<OwnedFd> {
+    install_filter_with(false)
+}
+
+/// [`install_filter`], plus (with `watch_writes`) write opens for the supervisor to record
+/// (see `Guard::note_write`; `[audit] record_writes`).
+pub fn install_filter_with(watch_writes: bool) -> std::io::Result<OwnedFd> {
     let io = |e: libseccomp::error::SeccompError| {
         std::io::Error::other(format!("exec guard filter: {e}"))
     };
@@ -99,11 +105,46 @@ pub fn install_filter() -> std::io::Result<OwnedFd> {
         )
         .map_err(io)?;
     }
+    // Write opens (observation only, answered CONTINUE): the supervisor records those that
+    // the sandbox refuses with EROFS (see Guard::note_write). Opens for reading never trap.
+    let write_traps: &[(&str, u32)] = if watch_writes {
+        &[("open", 1), ("openat", 2)]
+    } else {
+        &[]
+    };
+    for &(n, arg) in write_traps {
+        for bit in WRITE_OPEN_BITS {
+            f.add_rule_conditional(
+                ScmpAction::Notify,
+                sys(n)?,
+                &[ScmpArgCompare::new(
+                    arg,
+                    ScmpCompareOp::MaskedEqual(bit),
+                    bit,
+                )],
+            )
+            .map_err(io)?;
+        }
+    }
+    if watch_writes {
+        f.add_rule(ScmpAction::Notify, sys("creat")?).map_err(io)?;
+    }
     f.load().map_err(io)?;
     let fd = f.get_notify_fd().map_err(io)?;
     // SAFETY: libseccomp hands us ownership of the listener fd.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Open flags that make an open a write attempt (any one of them traps).
+const WRITE_OPEN_BITS: [u64; 4] = [
+    libc::O_WRONLY as u64,
+    libc::O_RDWR as u64,
+    libc::O_CREAT as u64,
+    libc::O_TRUNC as u64,
+];
+
+/// Write attempts recorded per path before the rest are dropped (log volume).
+const WRITES_PER_PATH: u64 = 20;
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -148,6 +189,11 @@ pub struct Guard {
     /// Names the rule that hides a path from the sandbox's view (set by `warden run`): an
     /// exec that fails with ENOENT on such a path is recorded as a sandbox decision.
     hidden: Option<HiddenLookup>,
+    /// Names the rule behind a read-only path (set by `warden run`): a write open refused
+    /// with EROFS is recorded as a sandbox decision.
+    readonly: Option<HiddenLookup>,
+    /// Write attempts recorded per path (see [`WRITES_PER_PATH`]).
+    writes: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -376,6 +422,8 @@ impl Guard {
             approver: None,
             asks: Box::default(),
             hidden: None,
+            readonly: None,
+            writes: Mutex::default(),
         }
     }
 
@@ -410,6 +458,91 @@ impl Guard {
     /// cached stamp is trusted.
     pub fn set_write_scope(&mut self, scope: WriteScope) {
         self.scope = scope;
+    }
+
+    /// Sets how a write to a read-only path of the view is attributed to a rule.
+    pub fn set_readonly_lookup(&mut self, f: HiddenLookup) {
+        self.readonly = Some(f);
+    }
+
+    /// A write open (open/openat with a write flag, creat): recorded when the kernel will
+    /// refuse it with EROFS, i.e. the file (or, for a new file, its directory) lies on a
+    /// read-only mount of the agent's view. Observation only: the syscall continues and the
+    /// mount decides. The path is resolved in the agent's root with `O_PATH` and only
+    /// `fstatvfs`'d: nothing is read, written or kept.
+    fn note_write(&self, n: &Notif) {
+        let Some(lookup) = &self.readonly else { return };
+        let (pid, a, nr) = (n.pid, n.data.args, n.data.nr as i64);
+        let (dirfd, ptr, flags) = if nr == libc::SYS_open {
+            (libc::AT_FDCWD, a[0], a[1] as i32)
+        } else if nr == libc::SYS_openat {
+            (a[0] as i32, a[1], a[2] as i32)
+        } else {
+            (
+                libc::AT_FDCWD,
+                a[0],
+                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+            )
+        };
+        let Ok(path) = read_cstr(pid, ptr) else {
+            return;
+        };
+        if path.is_empty() || path.starts_with("/proc/") {
+            return;
+        }
+        let abs = if path.starts_with('/') {
+            PathBuf::from(&path)
+        } else {
+            let base = if dirfd == libc::AT_FDCWD {
+                format!("/proc/{pid}/cwd")
+            } else {
+                format!("/proc/{pid}/fd/{dirfd}")
+            };
+            match std::fs::read_link(&base) {
+                Ok(b) => b.join(&path),
+                Err(_) => return,
+            }
+        };
+        let nofollow = flags & libc::O_NOFOLLOW != 0;
+        let ro = match readonly_in_view(pid, &abs, nofollow) {
+            Some(ro) => ro,
+            // Absent: a create checks its directory, anything else fails with ENOENT.
+            None if flags & libc::O_CREAT != 0 => match abs.parent() {
+                Some(dir) => readonly_in_view(pid, dir, false).unwrap_or(false),
+                None => false,
+            },
+            None => false,
+        };
+        if !ro {
+            return;
+        }
+        let key = abs.display().to_string();
+        let count = {
+            let mut w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            let c = w.entry(key.clone()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if count > WRITES_PER_PATH {
+            return;
+        }
+        let (rule, reason) = lookup(&abs).unwrap_or_else(|| {
+            (
+                "readonly".to_string(),
+                "write to a read-only part of the sandbox's view (Read-only file system)".into(),
+            )
+        });
+        Decision::new(
+            Layer::Sandbox,
+            format!("pid {pid} ({})", comm(pid)),
+            key,
+            rule,
+            V::Deny,
+            reason,
+        )
+        .with("kind", "write")
+        .with("seen_by", "seccomp")
+        .emit();
     }
 
     /// Sets how an exec of a path absent from the view is attributed to a hiding rule.
@@ -678,6 +811,10 @@ impl Guard {
         let pid = n.pid;
         let a = n.data.args;
         let nr = n.data.nr as i64;
+        if nr == libc::SYS_open || nr == libc::SYS_openat || nr == libc::SYS_creat {
+            self.note_write(n);
+            return Outcome::Allow;
+        }
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
         let ok = if is_exec {
             let (dirfd, path_ptr, flags) = if nr == libc::SYS_execve {
@@ -1196,6 +1333,43 @@ struct OpenHow {
     resolve: u64,
 }
 const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// Whether `abs` (absolute, in the agent's view) lies on a read-only mount there; `None`
+/// when it cannot be opened (absent). `O_PATH` in the agent's root: nothing is read.
+fn readonly_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> Option<bool> {
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let c = std::ffi::CString::new(abs.as_os_str().as_encoded_bytes()).ok()?;
+    let mut flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW as u64;
+    }
+    let how = OpenHow {
+        flags,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT,
+    };
+    // SAFETY: openat2 with a valid struct.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: fstatvfs into a zeroed struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_flag & libc::ST_RDONLY != 0)
+}
 
 /// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with
 /// `/proc/self` and `/proc/<its own pid>` paths mapped to the agent.

@@ -13,6 +13,11 @@ pub struct AuditSection {
     /// The store is pruned, oldest rows first, when it grows past this many MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_mb: Option<u64>,
+    /// Record write attempts that the sandbox refuses with EROFS (protected paths, read-only
+    /// roots). Off by default: every write open then traps to the supervisor (measured in
+    /// the README's "Blocked attempts" table). Needs the seccomp exec-guard backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_writes: Option<bool>,
 }
 
 impl AuditSection {
@@ -33,6 +38,9 @@ impl AuditSection {
         if over.max_mb.is_some() {
             self.max_mb = over.max_mb;
         }
+        if over.record_writes.is_some() {
+            self.record_writes = over.record_writes;
+        }
     }
 
     /// A workspace file (which the agent can write) may not change what is kept of the
@@ -43,6 +51,9 @@ impl AuditSection {
         }
         if ws.max_mb.is_some() {
             return Err("audit.max_mb".into());
+        }
+        if ws.record_writes.is_some() {
+            return Err("audit.record_writes".into());
         }
         Ok(())
     }

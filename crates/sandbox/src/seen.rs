@@ -390,6 +390,61 @@ pub fn hidden_lookup(
     }
 }
 
+/// The entry of `list` (as written) that covers `path`, longest first.
+fn entry_for(
+    list: &[String],
+    anchors: &warden_policy::Anchors,
+    path: &std::path::Path,
+) -> Option<String> {
+    list.iter()
+        .map(|e| (anchors.expand(e.trim_end_matches('/')), e))
+        .filter(|(p, _)| path.starts_with(p))
+        .max_by_key(|(p, _)| p.as_os_str().len())
+        .map(|(_, e)| e.clone())
+}
+
+/// For the exec guard's write observation: the rule behind a path that lies on a read-only
+/// mount of the view (the kernel refuses the write with EROFS). `files.protect` entries
+/// first, then the workspace guard's git locks at any depth (`.git/hooks`, `.git/config`),
+/// then whatever makes the path unwritable (a read-only root such as `files.read`).
+pub fn readonly_lookup(
+    policy: &warden_policy::Policy,
+    anchors: &warden_policy::Anchors,
+) -> impl Fn(&std::path::Path) -> Option<(String, String)> + Send + Sync + 'static {
+    use warden_policy::files::{Access, FileRules};
+    let rules = FileRules::session(policy, anchors);
+    let protect = policy.files.protect.clone();
+    let anchors = anchors.clone();
+    move |path: &std::path::Path| {
+        if let Some(e) = entry_for(&protect, &anchors, path) {
+            return Some((
+                format!("files.protect:{e}"),
+                format!("write to a protected path (Read-only file system): `{e}` stays read-only so nothing the agent writes runs or loads on the host without a human seeing it; make the change outside the sandbox, or a human removes it from files.protect"),
+            ));
+        }
+        let names: Vec<_> = path.components().map(|c| c.as_os_str()).collect();
+        let in_git = names.windows(2).any(|w| {
+            w[0] == ".git" && (w[1] == "hooks" || w[1] == "config" || w[1] == "config.worktree")
+        });
+        if in_git {
+            return Some((
+                "builtin:git-guard".to_string(),
+                "write to a git repository's hooks or config (Read-only file system): the workspace guard locks them in every repository, at any depth, so git on the host never runs what the agent wrote; make the change outside the sandbox".to_string(),
+            ));
+        }
+        let d = rules.decide(path, Access::Write);
+        let rule = match &d.entry {
+            Some(e) if !d.allowed => format!("{}:{}", d.rule, e.display()),
+            _ if !d.allowed => d.rule.to_string(),
+            _ => "readonly".to_string(),
+        };
+        Some((
+            rule.clone(),
+            format!("write to a read-only part of the sandbox's view (Read-only file system; {rule}): only the workspace, the private TMPDIR and files.write are writable; a human adds the directory to files.write outside the sandbox"),
+        ))
+    }
+}
+
 impl HiddenWatch {
     /// [`HiddenWatch::start`] with a [`Recorder`]; [`Running::finish`] writes its summary.
     pub fn start_recording(self, rec: Recorder) -> Running {
