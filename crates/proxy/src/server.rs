@@ -141,6 +141,28 @@ fn refusal(r: &Refusal, host: &str, port: u16) -> Response<Body> {
         if let Ok(p) = hyper::ext::ReasonPhrase::try_from(phrase) {
             resp.extensions_mut().insert(p);
         }
+        // Headers show in `curl -v` even where a client hides a CONNECT response's body.
+        for (k, v) in [
+            ("x-warden-rule", r.rule.clone()),
+            (
+                "x-warden-allow",
+                format!("[network] allow = [\"{example}\"] in ~/.config/warden/policy.toml"),
+            ),
+        ] {
+            let v: String = v
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
         resp
     } else {
         text(
