@@ -7,7 +7,18 @@
 //! - `execve`, `execveat`;
 //! - `mmap` with `PROT_EXEC` of a file (not `MAP_ANONYMOUS`): `ld.so FILE`, `LD_PRELOAD`,
 //!   `dlopen`, a custom loader mapping a file's code;
-//! - `mprotect`/`pkey_mprotect` adding `PROT_EXEC`: decided on the mapping's file.
+//! - `mprotect`/`pkey_mprotect` adding `PROT_EXEC`: decided on the mapping's file;
+//! - with `[audit] record_writes` ([`install_filter_with`]): `open`/`openat` with a write flag
+//!   and `creat`, for the record only (answered CONTINUE; see `Guard::note_write`).
+//!
+//! ## What is recorded beyond exec decisions
+//! The supervisor sees some of the sandbox's silent blocks here, and records them as
+//! `sandbox` decisions with the rule named by a lookup `warden run` sets: an `execve` that
+//! will fail with ENOENT because the view hides the path ([`Guard::set_hidden_lookup`]), and
+//! a write open that will fail with EROFS because the target lies on a read-only mount of
+//! the view ([`Guard::set_readonly_lookup`]; resolved with `O_PATH` in the agent's root and
+//! checked with `fstatvfs`, nothing opened for reading or writing). Neither changes a
+//! verdict: the kernel's errno stands.
 //!
 //! ## Deciding on the content the kernel will run
 //! - Mappings are decided on the descriptor itself, taken from the agent with `pidfd_getfd`:
