@@ -78,7 +78,9 @@ pub fn why(a: WhyArgs) -> anyhow::Result<i32> {
             "warden why: name a path, host or command",
         ));
     }
-    let answers = if looks_like_path(t) {
+    let answers = if t.contains("://") {
+        vec![host_answer(&ctx, t)?]
+    } else if looks_like_path(t) {
         path_answers(&ctx, &expand(t, &ctx.home))
     } else if looks_like_host(t) {
         vec![host_answer(&ctx, t)?]
