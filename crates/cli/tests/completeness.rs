@@ -188,6 +188,9 @@ try exec_interp /usr/bin/python3 -c 'import subprocess,sys; sys.exit(subprocess.
 try exec_ldso /lib64/ld-linux-x86-64.so.2 /usr/bin/curl --version
 try write_hook sh -c 'echo "echo PWNED" > .git/hooks/pre-commit'
 try write_config sh -c 'printf "[core]\n\tfsmonitor = evil\n" >> .git/config'
+try write_mcp sh -c 'echo "{{\"mcpServers\":{{}}}}" > .mcp.json'
+try exec_proc_root /proc/self/root/usr/bin/curl --version
+echo "${{GITHUB_TOKEN:-unset}}" > env_secret.out
 try read_secret cat secret.env
 try read_shadow cat /etc/shadow
 try exec_hidden "$HOME/.ssh/run.sh"
@@ -218,6 +221,7 @@ try net_allowed /usr/bin/python3 -c 'import urllib.request; print(urllib.request
         .args(["--", "/bin/bash", "-c", &script])
         .current_dir(&t.ws)
         .env("HOME", &t.home)
+        .env("GITHUB_TOKEN", "ghp_TOPSECRET")
         .stdin(Stdio::null())
         .output()
         .expect("spawn warden run");
@@ -230,7 +234,7 @@ try net_allowed /usr/bin/python3 -c 'import urllib.request; print(urllib.request
     assert!(o.status.success(), "{ctx}");
 
     // ---- judged from the host: every attempt was blocked ----
-    for name in ["exec_copy", "exec_interp", "exec_ldso"] {
+    for name in ["exec_copy", "exec_interp", "exec_ldso", "exec_proc_root"] {
         assert_ne!(
             t.read(&format!("{name}.rc")).trim(),
             "0",
@@ -246,6 +250,17 @@ try net_allowed /usr/bin/python3 -c 'import urllib.request; print(urllib.request
     assert!(
         !t.ws.join(".git/hooks/pre-commit").exists(),
         "a hook was planted\n{ctx}"
+    );
+    assert!(
+        std::fs::read_to_string(t.ws.join(".mcp.json"))
+            .unwrap_or_default()
+            .is_empty(),
+        ".mcp.json was written\n{ctx}"
+    );
+    assert_eq!(
+        t.read("env_secret.out").trim(),
+        "unset",
+        "the token reached the agent"
     );
     let cfg = std::fs::read_to_string(t.ws.join(".git/config")).unwrap();
     assert!(!cfg.contains("fsmonitor"), "git config changed: {cfg}");
@@ -358,6 +373,27 @@ try net_allowed /usr/bin/python3 -c 'import urllib.request; print(urllib.request
             rule: "files.protect:.git/hooks",
             what: ".git/hooks/pre-commit",
             kind: Some("write"),
+        },
+        Block {
+            name: "exec through /proc/self/root",
+            layer: "exec",
+            rule: "exec.deny:curl",
+            what: "/proc/self/root/usr/bin/curl",
+            kind: Some("exec"),
+        },
+        Block {
+            name: "write to an absent protected path (.mcp.json)",
+            layer: "sandbox",
+            rule: "files.protect:.mcp.json",
+            what: ".mcp.json",
+            kind: Some("write"),
+        },
+        Block {
+            name: "secret scrubbed from the environment",
+            layer: "sandbox",
+            rule: "env.scrub",
+            what: "env GITHUB_TOKEN",
+            kind: None,
         },
         Block {
             name: "write to .git/config",
