@@ -68,11 +68,12 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
     Ok((rules, cache))
 }
 
-/// Installs the exec guard's seccomp filter in the agent, right before it execs.
-pub(crate) struct ExecHook;
+/// Installs the exec guard's seccomp filter in the agent, right before it execs; with
+/// `true` ( `[audit] record_writes`) write opens trap too, for the record only.
+pub(crate) struct ExecHook(pub bool);
 
 impl warden_sandbox::AgentHook for ExecHook {
     fn before_exec(&self) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
-        warden_execguard::unotify::install_filter().map(Some)
+        warden_execguard::unotify::install_filter_with(self.0).map(Some)
     }
 }

@@ -16,14 +16,16 @@
 //!    their creation waits for the cgroup prewarm's grace period).
 //! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
 //! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
-//! 7. `wire_proxy`, exec-guard write scope, `freezer_leaf`, `on_launch` (monitor, control
-//!    socket, audit writer; started once the sandbox exists). The approval registry
+//! 7. `wire_proxy`, `hidden_watch` (opens of hidden files, `warden_sandbox::seen`),
+//!    exec-guard write scope and `silent_blocks` (execs of hidden paths, EROFS'd writes),
+//!    `freezer_leaf`, `on_launch` (monitor, control socket, audit writer, the hidden-file
+//!    reader; started once the sandbox exists). The approval registry
 //!    ([`crate::approval`]) made with the resources is handed to the proxy (`[network] ask`),
 //!    the seccomp exec guard (`exec.ask_unknown`) and the control socket and key sequence.
 //! 8. `supervise::launch` (the sandbox, signal forwarding, proxy, exec guard, pty relay).
 //!
 //! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
-//! nothing of the sandbox runs: remove placeholders, private tmp and manifest, the integrity
+//! nothing of the sandbox runs: drain the hidden-file reader, remove placeholders, private tmp and manifest, the integrity
 //! report, the agent state report, the pids-limit decision, the end decision, then `finish`
 //! (risk, audit summary; every finding is in the store before it closes), then reap stage 1
 //! (the kernel's namespace teardown overlapped all of the above) and remove the cgroups.
@@ -76,7 +78,11 @@ struct Resources {
     agent_state: Option<warden_agentstate::StateSession>,
     /// The child of [`warden_sandbox::cgroup::prewarm`], reaped at the end.
     prewarm: Option<i32>,
+    /// The reader of opens of hidden files ([`warden_sandbox::seen`]), once launched.
+    hidden: HiddenSlot,
 }
+
+type HiddenSlot = Arc<std::sync::Mutex<Option<warden_sandbox::seen::Running>>>;
 
 /// A running session.
 pub struct SessionHandle {
@@ -181,6 +187,7 @@ impl Session {
             integrity,
             agent_state,
             prewarm,
+            hidden: Arc::default(),
         };
         warden_event::timing::mark("session: planned");
         // From here on a failure still cleans up what was made.
@@ -189,10 +196,14 @@ impl Session {
             res.private_tmp = make_private_tmp(&plan)?;
             warden_sandbox::placeholder::write_manifest(&res.manifest, &res.placeholders);
             let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-            let (proxy, init_tasks) =
+            let (proxy, mut init_tasks) =
                 wire_proxy(&res.config, host_proxy, hook_r, res.approvals.clone())?;
+            // Opens of hidden files become decisions (warden_sandbox::seen).
+            let hidden = hidden_watch(&res.config, &plan, &mut init_tasks);
+            let record_writes = res.config.policy.audit.record_writes == Some(true);
             let mut exec = exec;
             if let ExecSetup::Seccomp(g) = &mut exec {
+                silent_blocks(g, &res.config, record_writes);
                 // Files the agent can write get no cached identity (see WriteScope).
                 g.set_write_scope(if res.config.features.landlock_abi > 0 {
                     warden_execguard::unotify::WriteScope::confined(
@@ -221,6 +232,7 @@ impl Session {
             res.leaf = freezer_leaf(&res);
             warden_event::timing::mark("session: cgroups");
             let on_launch = on_launch(&res, early.clone());
+            let on_launch = start_hidden_watch(on_launch, hidden, res.hidden.clone());
             let advisor_fd = advisor.as_mut().and_then(|w| w.sandbox_fd());
             let on_launch: runtime::OnLaunch = match advisor {
                 Some(w) => Box::new(move |pid| {
@@ -257,7 +269,8 @@ impl Session {
                 plan,
                 landlock,
                 hooks: if matches!(exec, ExecSetup::Seccomp(_)) {
-                    vec![Arc::new(crate::exec::ExecHook) as Arc<dyn warden_sandbox::AgentHook>]
+                    vec![Arc::new(crate::exec::ExecHook(record_writes))
+                        as Arc<dyn warden_sandbox::AgentHook>]
                 } else {
                     Vec::new()
                 },
@@ -350,6 +363,7 @@ fn end(
         integrity,
         agent_state,
         prewarm,
+        hidden,
     } = res;
     // Nothing may wait for a human any more: waiting requests are denied.
     approvals.close();
@@ -357,6 +371,10 @@ fn end(
     // Nothing of the sandbox runs any more (init reported after emptying its namespace):
     // this work overlaps the kernel's teardown of the namespaces, and every finding is
     // emitted before the audit store closes (`finish`).
+    // Opens still queued are read now: the sandbox is gone.
+    if let Some(r) = hidden.lock().ok().and_then(|mut h| h.take()) {
+        r.finish();
+    }
     launch::remove_placeholders(&placeholders);
     if let Some(t) = &private_tmp {
         // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
@@ -718,6 +736,71 @@ fn wire_proxy(
 /// The stop switch: a cgroup v2 leaf per session (freeze/thaw/kill), unless the tree
 /// already sits in a pids cgroup or the daemon's cgroup (a process is in one v2 cgroup
 /// only); then signals from outside.
+/// The fanotify watch on the sandbox's hidden files (see `warden_sandbox::seen`): its init
+/// task joins `tasks`. Without it the blocks still hold; they are only not recorded.
+fn hidden_watch(
+    c: &SessionConfig,
+    plan: &Plan,
+    tasks: &mut Vec<warden_sandbox::InitTask>,
+) -> Option<(
+    warden_sandbox::seen::HiddenWatch,
+    warden_sandbox::seen::Recorder,
+)> {
+    match warden_sandbox::seen::prepare(plan) {
+        Ok(Some((w, t))) => {
+            tasks.push(t);
+            Some((
+                w,
+                warden_sandbox::seen::Recorder::new(&c.policy, &anchors(c)),
+            ))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::info!("opens of hidden files are not recorded: {e}");
+            None
+        }
+    }
+}
+
+fn anchors(c: &SessionConfig) -> warden_policy::Anchors {
+    warden_policy::Anchors {
+        home: c.home.clone(),
+        workspace: c.workspace.clone(),
+    }
+}
+
+/// What the seccomp exec guard records of the sandbox's silent blocks: execs of hidden
+/// paths (ENOENT), and with `[audit] record_writes` writes refused with EROFS.
+fn silent_blocks(g: &mut warden_execguard::unotify::Guard, c: &SessionConfig, writes: bool) {
+    let a = anchors(c);
+    g.set_hidden_lookup(Arc::new(warden_sandbox::seen::hidden_lookup(&c.policy, &a)));
+    if writes {
+        g.set_readonly_lookup(Arc::new(warden_sandbox::seen::readonly_lookup(
+            &c.policy, &a,
+        )));
+    }
+}
+
+/// Starts reading the hidden-file watch once the sandbox is forked (threads may start then).
+fn start_hidden_watch(
+    on_launch: runtime::OnLaunch,
+    w: Option<(
+        warden_sandbox::seen::HiddenWatch,
+        warden_sandbox::seen::Recorder,
+    )>,
+    slot: HiddenSlot,
+) -> runtime::OnLaunch {
+    match w {
+        None => on_launch,
+        Some((w, rec)) => Box::new(move |stage1| {
+            on_launch(stage1);
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(w.start_recording(rec));
+            }
+        }),
+    }
+}
+
 fn freezer_leaf(res: &Resources) -> Option<warden_sandbox::freezer::SessionLeaf> {
     let leaf_planned = res.config.freezer == FreezerPlan::CgroupLeaf
         // The pids cgroup could not be made: the tree is in no cgroup of ours.
