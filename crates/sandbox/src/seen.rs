@@ -54,6 +54,8 @@ pub struct HiddenWatch {
 /// The running reader (see [`HiddenWatch::start`]).
 pub struct Running {
     stop: Arc<AtomicBool>,
+    /// Write end of the reader's wake pipe: dropped by [`Running::finish`].
+    wake: Option<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
     recorder: Option<Arc<Recorder>>,
 }
@@ -191,15 +193,21 @@ impl HiddenWatch {
     pub fn start(self, on: impl Fn(Seen) + Send + 'static) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let thread = std::thread::spawn(move || self.run(&s, on));
+        // Closing the write end wakes the reader at once (no polling interval at the end).
+        let (wake_r, wake_w) = match pipe() {
+            Some(p) => (Some(p.0), Some(p.1)),
+            None => (None, None),
+        };
+        let thread = std::thread::spawn(move || self.run(&s, wake_r, on));
         Running {
             stop,
+            wake: wake_w,
             thread: Some(thread),
             recorder: None,
         }
     }
 
-    fn run(self, stop: &AtomicBool, on: impl Fn(Seen)) {
+    fn run(self, stop: &AtomicBool, wake: Option<OwnedFd>, on: impl Fn(Seen)) {
         let mut table: Vec<(Vec<u8>, usize)> = Vec::new();
         let _ = self
             .table
@@ -221,13 +229,30 @@ impl HiddenWatch {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let done = stop.load(Ordering::Acquire);
-            let mut pfd = libc::pollfd {
-                fd: self.group.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
+            let mut pfd = [
+                libc::pollfd {
+                    fd: self.group.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: wake.as_ref().map_or(-1, |w| w.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Without the wake pipe, a short timeout so the stop flag is seen.
+            let timeout = match (done, &wake) {
+                (true, _) => 0,
+                (false, Some(_)) => -1,
+                (false, None) => 100,
             };
-            // SAFETY: poll on one fd we own. Short timeout: the stop flag is checked often.
-            unsafe { libc::poll(&mut pfd, 1, if done { 0 } else { 100 }) };
+            // SAFETY: poll on fds we own (a negative fd is ignored by the kernel).
+            unsafe { libc::poll(pfd.as_mut_ptr(), 2, timeout) };
+            if pfd[1].revents != 0 && !stop.load(Ordering::Acquire) {
+                // Woken without a stop (cannot happen: only finish closes the pipe).
+                continue;
+            }
             loop {
                 // SAFETY: reading into our buffer.
                 let n = unsafe {
@@ -460,6 +485,7 @@ impl Running {
     /// Reads what is still queued (the sandbox is gone) and stops.
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Release);
+        drop(self.wake.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -467,6 +493,16 @@ impl Running {
             r.summarize();
         }
     }
+}
+
+fn pipe() -> Option<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 into a 2-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: fresh fds we own.
+    Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
