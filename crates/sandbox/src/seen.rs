@@ -14,14 +14,17 @@
 //! naming that inode, and only that: no other inode, mount or file system of the host or of
 //! the sandbox is marked, so ordinary file access does not pay for it.
 //!
-//! - The supervisor creates the group before the sandbox is forked (`FAN_REPORT_FID`: no fds
-//!   are opened for events, and an unprivileged user may create it; run by root the group is
-//!   privileged and events carry the opener's pid, otherwise the kernel reports pid 0).
-//! - The sandbox's init (see [`crate::launch`]) marks the hidden files in its mount view and
-//!   sends back each mark's file handle; the agent never holds the group.
+//! - The sandbox's init (see [`crate::launch`]) opens the hidden files in its mount view
+//!   (read-only: they are the private empty files) and passes them to the supervisor.
+//! - Right after the fork, before the agent is let go, the supervisor creates the group
+//!   (`FAN_REPORT_FID`: no fds are opened for events, and an unprivileged user may create
+//!   it; run by root the group is privileged and events carry the opener's pid, otherwise
+//!   the kernel reports pid 0), marks those inodes and keeps their file handles. No process
+//!   of the sandbox ever holds the group.
 //! - The supervisor reads events for the session and drains the queue after the sandbox is
 //!   gone, so an open right before exit is not lost. Each event becomes a `sandbox` decision
-//!   with the `files.deny` rule that hid the path.
+//!   with the `files.deny` rule that hid the path. The group is closed on a thread of its own
+//!   (its teardown waits for an SRCU grace period, ~10 ms here).
 //!
 //! Hidden *directories* (a mode-000 read-only tmpfs) refuse the open with EACCES before
 //! fanotify runs, so they are not seen; see the README's table.
@@ -30,6 +33,7 @@ use crate::plan::Plan;
 use crate::InitTask;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,9 +48,9 @@ pub struct Seen {
     pub pid: i32,
 }
 
-/// The supervisor's side, made before the sandbox is forked.
+/// The supervisor's side, made before the sandbox is forked: its end of the socket on which
+/// the sandbox's init hands over the hidden files (see [`prepare`]).
 pub struct HiddenWatch {
-    group: OwnedFd,
     table: std::os::unix::net::UnixStream,
     paths: Vec<PathBuf>,
 }
@@ -56,7 +60,7 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     /// Write end of the reader's wake pipe: dropped by [`Running::finish`].
     wake: Option<OwnedFd>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<OwnedFd>>>,
     recorder: Option<Arc<Recorder>>,
 }
 
@@ -75,14 +79,52 @@ fn hidden_files(plan: &Plan) -> Vec<(usize, PathBuf)> {
         .collect()
 }
 
-/// Creates the group and the init task that marks the hidden files. `None` when the plan
-/// hides no file or the kernel refuses the group (then nothing is watched: the caller says
-/// so in verbose output; the hiding itself does not depend on this).
+/// The init task that opens the hidden files in the sandbox's view (read-only: they are the
+/// private empty files) and hands them to the supervisor, which marks them after the fork
+/// ([`HiddenWatch::start`]). The group is the supervisor's alone: no process of the sandbox
+/// ever holds it, so its teardown (an SRCU grace period) never delays the sandbox's exit.
+/// `None` when the plan hides no file.
 pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, String> {
     let files = hidden_files(plan);
     if files.is_empty() {
         return Ok(None);
     }
+    let (mine, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let task: InitTask = Box::new(move || {
+        let mut out = theirs;
+        let mut opened = Vec::new();
+        let mut index = String::new();
+        for (i, p) in &files {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(p);
+            if let Ok(f) = f {
+                index.push_str(&format!("{i} "));
+                opened.push(OwnedFd::from(f));
+            }
+        }
+        index.push('\n');
+        let raw: Vec<i32> = opened.iter().map(|f| f.as_raw_fd()).collect();
+        // A failure only loses records; the hiding itself does not depend on this.
+        if crate::sys::send_fds(out.as_raw_fd(), &raw).is_ok() {
+            let _ = out.write_all(index.as_bytes());
+        }
+        Ok(Box::new(|| {}) as Box<dyn FnOnce() + Send>)
+    });
+    Ok(Some((
+        HiddenWatch {
+            table: mine,
+            paths: plan.hide.clone(),
+        },
+        task,
+    )))
+}
+
+/// A notification group reporting file ids (an unprivileged user may create it; run by
+/// root it is privileged and events carry the opener's pid).
+fn new_group() -> Result<OwnedFd, String> {
     // SAFETY: plain syscall; the fd is owned below.
     let fd = unsafe {
         libc::fanotify_init(
@@ -97,53 +139,19 @@ pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, String> {
         ));
     }
     // SAFETY: fresh fd.
-    let group = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (mine, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-    let init_group = group
-        .try_clone()
-        .map_err(|e| format!("fanotify group: {e}"))?;
-    let task_files = files.clone();
-    let task: InitTask = Box::new(move || {
-        let mut out = theirs;
-        let mut table = String::new();
-        for (i, p) in &task_files {
-            // Marks the inode the view shows at `p`: the private empty file hiding it.
-            if mark(&init_group, p).is_err() {
-                continue;
-            }
-            if let Some(h) = handle_of(p) {
-                table.push_str(&format!("{i} {}\n", hex(&h)));
-            }
-        }
-        table.push_str("end\n");
-        // The table is small (one line per hidden file); a failed write only loses records.
-        let _ = out.write_all(table.as_bytes());
-        drop(out);
-        drop(init_group);
-        Ok(Box::new(|| {}) as Box<dyn FnOnce() + Send>)
-    });
-    Ok(Some((
-        HiddenWatch {
-            group,
-            table: mine,
-            paths: plan.hide.clone(),
-        },
-        task,
-    )))
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn mark(group: &OwnedFd, p: &std::path::Path) -> Result<(), String> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| "NUL in path".to_string())?;
-    // SAFETY: plain syscall with a valid C string.
+/// Marks the inode behind `f` for opens.
+fn mark(group: &OwnedFd, f: &OwnedFd) -> Result<(), String> {
+    // SAFETY: plain syscall; a NULL path marks the object `f` refers to.
     let r = unsafe {
         libc::fanotify_mark(
             group.as_raw_fd(),
-            libc::FAN_MARK_ADD | libc::FAN_MARK_DONT_FOLLOW,
+            libc::FAN_MARK_ADD,
             libc::FAN_OPEN,
-            libc::AT_FDCWD,
-            c.as_ptr(),
+            f.as_raw_fd(),
+            std::ptr::null(),
         )
     };
     if r != 0 {
@@ -154,25 +162,24 @@ fn mark(group: &OwnedFd, p: &std::path::Path) -> Result<(), String> {
 
 /// `handle_type` (4 bytes, native order) followed by the handle's bytes: the same bytes an
 /// fanotify FID record carries after its `handle_bytes` field.
-fn handle_of(p: &std::path::Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+fn handle_of(f: &OwnedFd) -> Option<Vec<u8>> {
     const MAX: usize = 128;
     let mut buf = vec![0u8; 8 + MAX];
-    buf[..4].copy_from_slice(&(MAX as u32).to_ne_bytes());
     let mut mount_id = 0;
     // AT_HANDLE_FID (6.5+): the identifier fanotify reports; plain handles on older kernels
     // (the same bytes for tmpfs).
     const AT_HANDLE_FID: i32 = 0x200;
     let ok = [AT_HANDLE_FID, 0].into_iter().any(|flags| {
         buf[..4].copy_from_slice(&(MAX as u32).to_ne_bytes());
-        // SAFETY: buf holds a file_handle header and MAX bytes of handle.
+        // SAFETY: buf holds a file_handle header and MAX bytes of handle; "" with
+        // AT_EMPTY_PATH names `f` itself.
         unsafe {
             libc::name_to_handle_at(
-                libc::AT_FDCWD,
-                c.as_ptr(),
+                f.as_raw_fd(),
+                c"".as_ptr(),
                 buf.as_mut_ptr() as *mut libc::file_handle,
                 &mut mount_id,
-                flags,
+                flags | libc::AT_EMPTY_PATH,
             ) == 0
         }
     });
@@ -183,22 +190,34 @@ fn handle_of(p: &std::path::Path) -> Option<Vec<u8>> {
     Some(buf[4..8 + n.min(MAX)].to_vec())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 impl HiddenWatch {
-    /// Starts reading, after the sandbox is started (the table comes from its init). Calls
-    /// `on` for every open of a hidden file. Threads may exist by then.
+    /// Right after the fork, before the agent is let go (threads may exist by then): takes
+    /// the hidden files from init, creates the group, marks them, and starts the reader,
+    /// which calls `on` for every open of a hidden file. A failure here records nothing
+    /// (said at `info`); it never affects the sandbox.
     pub fn start(self, on: impl Fn(Seen) + Send + 'static) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
+        let idle = |stop| Running {
+            stop,
+            wake: None,
+            thread: None,
+            recorder: None,
+        };
+        let (group, table) = match self.arm() {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::info!("opens of hidden files are not recorded: {e}");
+                return idle(stop);
+            }
+        };
         let s = stop.clone();
         // Closing the write end wakes the reader at once (no polling interval at the end).
         let (wake_r, wake_w) = match pipe() {
             Some(p) => (Some(p.0), Some(p.1)),
             None => (None, None),
         };
-        let thread = std::thread::spawn(move || self.run(&s, wake_r, on));
+        let paths = self.paths;
+        let thread = std::thread::spawn(move || read_events(group, &table, &paths, &s, wake_r, on));
         Running {
             stop,
             wake: wake_w,
@@ -207,78 +226,104 @@ impl HiddenWatch {
         }
     }
 
-    fn run(self, stop: &AtomicBool, wake: Option<OwnedFd>, on: impl Fn(Seen)) {
-        let mut table: Vec<(Vec<u8>, usize)> = Vec::new();
+    /// (group, handle → plan index) for the files init handed over.
+    fn arm(&self) -> Result<(OwnedFd, Vec<(Vec<u8>, usize)>), String> {
         let _ = self
             .table
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)));
-        for line in BufReader::new(&self.table).lines() {
-            let Ok(line) = line else { break };
-            if line == "end" {
-                break;
-            }
-            if let Some((i, h)) = line.split_once(' ') {
-                if let (Ok(i), Some(h)) = (i.parse::<usize>(), unhex(h)) {
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let sock = OwnedFd::from(
+            self.table
+                .try_clone()
+                .map_err(|e| format!("hidden-file socket: {e}"))?,
+        );
+        let (files, _) = crate::sys::recv_fds(&sock)?
+            .ok_or_else(|| "the sandbox's init sent no hidden files".to_string())?;
+        let mut line = String::new();
+        BufReader::new(&self.table)
+            .read_line(&mut line)
+            .map_err(|e| format!("hidden-file index: {e}"))?;
+        let index: Vec<usize> = line
+            .split_whitespace()
+            .map(|x| x.parse().map_err(|_| format!("hidden-file index: `{x}`")))
+            .collect::<Result<_, _>>()?;
+        if index.len() != files.len() {
+            return Err("hidden-file index does not match the files".into());
+        }
+        let group = new_group()?;
+        let mut table = Vec::new();
+        for (f, i) in files.iter().zip(index) {
+            if mark(&group, f).is_ok() {
+                if let Some(h) = handle_of(f) {
                     table.push((h, i));
                 }
             }
         }
         if table.is_empty() {
-            return;
+            return Err("no hidden file could be marked".into());
         }
-        let mut buf = vec![0u8; 16 * 1024];
+        Ok((group, table))
+    }
+}
+
+/// The reader: events until stopped, then what is still queued. Returns the group, which
+/// the caller closes off the session's critical path (its teardown waits for an SRCU grace
+/// period).
+fn read_events(
+    group: OwnedFd,
+    table: &[(Vec<u8>, usize)],
+    paths: &[PathBuf],
+    stop: &AtomicBool,
+    wake: Option<OwnedFd>,
+    on: impl Fn(Seen),
+) -> Option<OwnedFd> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let done = stop.load(Ordering::Acquire);
+        let mut pfd = [
+            libc::pollfd {
+                fd: group.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_ref().map_or(-1, |w| w.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // Without the wake pipe, a short timeout so the stop flag is seen.
+        let timeout = match (done, &wake) {
+            (true, _) => 0,
+            (false, Some(_)) => -1,
+            (false, None) => 100,
+        };
+        // SAFETY: poll on fds we own (a negative fd is ignored by the kernel).
+        unsafe { libc::poll(pfd.as_mut_ptr(), 2, timeout) };
         loop {
-            let done = stop.load(Ordering::Acquire);
-            let mut pfd = [
-                libc::pollfd {
-                    fd: self.group.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: wake.as_ref().map_or(-1, |w| w.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // Without the wake pipe, a short timeout so the stop flag is seen.
-            let timeout = match (done, &wake) {
-                (true, _) => 0,
-                (false, Some(_)) => -1,
-                (false, None) => 100,
+            // SAFETY: reading into our buffer.
+            let n = unsafe {
+                libc::read(
+                    group.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
             };
-            // SAFETY: poll on fds we own (a negative fd is ignored by the kernel).
-            unsafe { libc::poll(pfd.as_mut_ptr(), 2, timeout) };
-            if pfd[1].revents != 0 && !stop.load(Ordering::Acquire) {
-                // Woken without a stop (cannot happen: only finish closes the pipe).
-                continue;
+            if n <= 0 {
+                break;
             }
-            loop {
-                // SAFETY: reading into our buffer.
-                let n = unsafe {
-                    libc::read(
-                        self.group.as_raw_fd(),
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                    )
-                };
-                if n <= 0 {
-                    break;
-                }
-                for (h, pid) in parse_events(&buf[..n as usize]) {
-                    if let Some((_, i)) = table.iter().find(|(x, _)| *x == h) {
-                        if let Some(path) = self.paths.get(*i) {
-                            on(Seen {
-                                path: path.clone(),
-                                pid,
-                            });
-                        }
+            for (h, pid) in parse_events(&buf[..n as usize]) {
+                if let Some((_, i)) = table.iter().find(|(x, _)| *x == h) {
+                    if let Some(path) = paths.get(*i) {
+                        on(Seen {
+                            path: path.clone(),
+                            pid,
+                        });
                     }
                 }
             }
-            if done {
-                return;
-            }
+        }
+        if done {
+            return Some(group);
         }
     }
 }
@@ -487,7 +532,11 @@ impl Running {
         self.stop.store(true, Ordering::Release);
         drop(self.wake.take());
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if let Ok(Some(group)) = t.join() {
+                // Closing the group waits for an SRCU grace period: not on the session's
+                // critical path.
+                std::thread::spawn(move || drop(group));
+            }
         }
         if let Some(r) = self.recorder.take() {
             r.summarize();
@@ -503,16 +552,6 @@ fn pipe() -> Option<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: fresh fds we own.
     Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// (handle type + handle bytes, pid) of each FID event in `buf`. Malformed records end the
@@ -599,6 +638,5 @@ mod tests {
         let mut bad = ev.clone();
         bad[0] = 200;
         assert!(parse_events(&bad).is_empty());
-        assert_eq!(unhex(&hex(&handle)), Some(handle.to_vec()));
     }
 }
