@@ -18,6 +18,8 @@ struct T {
     port: u16,
     /// Extra `warden run` flags.
     flags: Vec<String>,
+    /// Extra policy text.
+    extra: String,
 }
 
 impl T {
@@ -71,6 +73,7 @@ impl T {
             server,
             port,
             flags: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -80,7 +83,8 @@ impl T {
         std::fs::write(
             &p,
             format!(
-                "[network]\nask = [\"ask-a.test:{port}\", \"ask-b.test:{port}\", \"127.0.0.1:{port}\"]\n[approvals]\ntimeout_secs = {timeout}\n"
+                "[network]\nask = [\"ask-a.test:{port}\", \"ask-b.test:{port}\", \"127.0.0.1:{port}\"]\n[approvals]\ntimeout_secs = {timeout}\n{}",
+                self.extra
             ),
         )
         .unwrap();
@@ -666,4 +670,73 @@ fn a_request_whose_client_gave_up_is_withdrawn() {
     let o = finish(child);
     assert_eq!(t.reached("one"), 0, "{}", t.server_log());
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `[approvals] gate = "warden"`: the gate's ask (an unknown MCP tool) does not go to the
+/// agent's own prompt: `warden hook` inside waits until a human answers from outside. Allow
+/// once lets that call through, the next identical call asks again and a deny denies; no
+/// answer within the timeout denies too. Judged from the host by the hook's own answers
+/// (written to files in the workspace) and the audit store.
+#[test]
+fn gate_asks_wait_for_a_human_outside_the_agent() {
+    let mut t = T::new("gate");
+    t.extra = "gate = \"warden\"\n".into();
+    let payload = serde_json::json!({
+        "session_id": "s1",
+        "transcript_path": "/nonexistent",
+        "cwd": t.ws.display().to_string(),
+        "hook_event_name": "PreToolUse",
+        "tool_name": "mcp__unknown_server__do_thing",
+        "tool_input": {"x": 1},
+        "tool_use_id": "toolu_gate1"
+    });
+    std::fs::write(t.ws.join("ask.json"), payload.to_string()).unwrap();
+    let w = env!("CARGO_BIN_EXE_warden");
+    let script = format!(
+        "for i in 1 2 3; do {w} hook claude < ask.json > out$i.json; echo \"rc$i=$?\" >> rcs; done"
+    );
+    let child = t.spawn(3, &script);
+    let first = t.next_pending(&[], Duration::from_secs(30));
+    assert_eq!(first["subject"]["kind"], "gate", "{first}");
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    let second = t.next_pending(&[id1], Duration::from_secs(30));
+    let id2 = second["id"].as_u64().unwrap();
+    t.answer(id2, "--deny");
+    // The third is never answered: the 3 s timeout denies it.
+    let o = finish(child);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = |i: u32| std::fs::read_to_string(t.ws.join(format!("out{i}.json"))).unwrap_or_default();
+    let rcs = std::fs::read_to_string(t.ws.join("rcs")).unwrap_or_default();
+    // warden's allow defers to the agent's own checks: no decision on stdout, exit 0.
+    let decision = |i: u32| -> String {
+        if out(i).trim().is_empty() && rcs.contains(&format!("rc{i}=0")) {
+            return "allow".into();
+        }
+        serde_json::from_str::<serde_json::Value>(&out(i))
+            .ok()
+            .and_then(|v| {
+                v["hookSpecificOutput"]["permissionDecision"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| format!("(no decision: {} {rcs})", out(i)))
+    };
+    assert_eq!(decision(1), "allow", "allow-once: {}", out(1));
+    assert_eq!(decision(2), "deny", "deny: {}", out(2));
+    assert_eq!(decision(3), "deny", "timeout: {}", out(3));
+    assert!(out(2).contains("warden approve"), "the deny says how a human answers: {}", out(2));
+    // The registry audited each request and answer (warden's own rows, not claims).
+    let log = Command::new(w)
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    let rows: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"layer\":\"approval\"") && l.contains("\"origin\":\"warden\""))
+        .collect();
+    assert!(rows.iter().any(|l| l.contains("allow_once") || l.contains("allow-once")), "{log}");
+    assert!(rows.iter().any(|l| l.contains("timeout")), "{log}");
 }

@@ -213,11 +213,23 @@ pub struct Forwarder {
 }
 
 pub const FORWARD_FRAMES: usize = 64;
+/// A frame asking the supervisor a question that blocks the hook (a gate `ask` answered by
+/// a human through warden's approvals); answered with one [`KIND_ANSWER`] frame on the same
+/// connection. Reports are `warden_proto::frame::KIND_JSON`.
+pub const KIND_ASK: u8 = 2;
+pub const KIND_ANSWER: u8 = 3;
+/// Questions waiting at once; past this one is answered at once by the asker's refusal
+/// (an empty answer, which the hook reads as a deny).
+pub const MAX_ASKS: usize = 8;
+/// Answers a [`KIND_ASK`] payload (blocking, on a thread of its own); gets the connection
+/// to notice a hook that gave up.
+pub type Asker =
+    std::sync::Arc<dyn Fn(&[u8], &std::os::unix::net::UnixStream) -> Vec<u8> + Send + Sync>;
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Starts forwarding from `listener` (listening, owned) into `pipe` (a write end of the hook
 /// pipe; closed when the forwarder stops).
-pub fn forward(listener: OwnedFd, pipe: OwnedFd) -> Forwarder {
+pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwarder {
     use std::os::fd::AsRawFd;
     use std::sync::atomic::{AtomicBool, Ordering};
     let listener = std::os::unix::net::UnixListener::from(listener);
@@ -225,6 +237,7 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd) -> Forwarder {
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let thread = std::thread::spawn(move || {
+        let asking = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut pipe = std::fs::File::from(pipe);
         let limits = warden_proto::frame::Limits::new(MAX_FRAME).deadline(FORWARD_DEADLINE);
         loop {
@@ -252,6 +265,36 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd) -> Forwarder {
                     break;
                 }
                 match warden_proto::frame::read_frame(&mut s, &limits) {
+                    Ok(Some(f)) if f.kind == KIND_ASK => {
+                        // The connection is the question's: answered on a thread (a human
+                        // may take minutes), bounded in number.
+                        let Some(asker) = asker.clone() else { break };
+                        if asking.fetch_add(1, Ordering::SeqCst) >= MAX_ASKS {
+                            asking.fetch_sub(1, Ordering::SeqCst);
+                            let _ = warden_proto::frame::write_frame(&mut s, KIND_ANSWER, b"", 0);
+                            break;
+                        }
+                        let in_flight = asking.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name("gate-ask".into())
+                            .spawn(move || {
+                                let _ = s.set_read_timeout(None);
+                                let answer = asker(&f.payload, &s);
+                                let _ = warden_proto::frame::write_frame(
+                                    &mut s,
+                                    KIND_ANSWER,
+                                    &answer,
+                                    MAX_FRAME,
+                                );
+                                in_flight.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        if spawned.is_err() {
+                            // The closure (and the connection) is gone: the hook reads EOF
+                            // and denies.
+                            asking.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        break;
+                    }
                     Ok(Some(f)) => {
                         // At most PIPE_BUF bytes in one write: atomic between writers.
                         if let Ok(buf) = warden_proto::frame::encode(f.kind, &f.payload, MAX_FRAME)

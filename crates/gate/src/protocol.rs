@@ -130,6 +130,10 @@ pub struct Judged<'a> {
     pub rules: &'a Judgement,
 }
 
+/// The rule of a judgement that is a human's answer to an `ask` (warden's approvals, out of
+/// the agent's reach): the only second-stage answer that may be looser than the rules'.
+pub const APPROVAL_RULE: &str = "approval";
+
 /// A second stage after the rules: returns a replacement judgement (it must never be
 /// looser than `rules`; the caller's contract) and records its own decision.
 pub type Post<'a> = &'a dyn Fn(&Judged<'_>) -> Option<Judgement>;
@@ -253,9 +257,12 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>, post: Option<Post
                     rules: &j,
                 })
             });
-            // Never looser than the rules, whatever the second stage returned.
+            // Never looser than the rules, whatever the second stage returned, except that a
+            // human's answer through warden's approvals resolves the rules' `ask` (never a
+            // deny).
             let j = match second {
                 Some(s) if rank(s.answer) >= rank(j.answer) => s,
+                Some(s) if s.rule == APPROVAL_RULE && j.answer == Answer::Ask => s,
                 _ => j,
             };
             render(agent, event, &j)
@@ -336,6 +343,23 @@ extern "C" fn on_deadline(_: libc::c_int) {
 }
 
 impl Watchdog {
+    /// Moves the deadline to `from_now` (a gate ask waiting for a human): the timer is
+    /// re-armed; a failure to re-arm leaves the earlier deadline in force.
+    pub fn extend(&self, from_now: std::time::Duration) -> bool {
+        let t = libc::itimerval {
+            it_interval: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: from_now.as_secs() as libc::time_t,
+                tv_usec: from_now.subsec_micros().max(1) as libc::suseconds_t,
+            },
+        };
+        // SAFETY: re-arming the one-shot real-time timer set by `start`.
+        unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) == 0 }
+    }
+
     pub fn start(agent: Agent, deadline: std::time::Duration) -> Watchdog {
         let out = deny_output(
             agent,

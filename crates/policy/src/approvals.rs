@@ -8,6 +8,19 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 /// The longest a request may wait (one day): a longer wait is a typo, not a policy.
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 
+/// Who answers the gate's `ask` (a tool call the rules neither allow nor deny).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateAsk {
+    /// The agent's own permission prompt (its UI, inside the agent's loop).
+    #[default]
+    Agent,
+    /// warden's approvals, outside the agent's reach (`warden approve`, the `warden run`
+    /// terminal): inside a `warden run` session the hook waits for that answer. The
+    /// agent's hook timeout bounds the wait (as installed: 30 s, so at most 25 s here).
+    Warden,
+}
+
 /// `[approvals]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +28,9 @@ pub struct ApprovalsSection {
     /// Seconds a pending request waits for an answer before it is denied (default 120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Who answers the gate's asks (default `agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateAsk>,
 }
 
 impl ApprovalsSection {
@@ -32,6 +48,14 @@ impl ApprovalsSection {
         if over.timeout_secs.is_some() {
             self.timeout_secs = over.timeout_secs;
         }
+        if over.gate.is_some() {
+            self.gate = over.gate;
+        }
+    }
+
+    /// Who answers the gate's asks.
+    pub fn gate(&self) -> GateAsk {
+        self.gate.unwrap_or_default()
     }
 
     /// The effective timeout.
@@ -39,8 +63,16 @@ impl ApprovalsSection {
         std::time::Duration::from_secs(self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
     }
 
-    /// A workspace file may only shorten the wait (a sooner deny), never lengthen it.
+    /// A workspace file may only shorten the wait (a sooner deny), never lengthen it; it may
+    /// move the gate's asks out of the agent's reach (`gate = "warden"`), never back.
     pub fn narrow(&mut self, ws: &ApprovalsSection) -> Result<(), String> {
+        match ws.gate {
+            Some(GateAsk::Warden) => self.gate = Some(GateAsk::Warden),
+            Some(GateAsk::Agent) if self.gate() == GateAsk::Warden => {
+                return Err("approvals.gate".into())
+            }
+            _ => {}
+        }
         if let Some(n) = ws.timeout_secs {
             let eff = self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
             if n > eff {

@@ -626,7 +626,7 @@ impl Policy {
         if self.advisor != base.advisor {
             return Some("advisor");
         }
-        let scalars: [(&'static str, bool); 11] = [
+        let scalars: [(&'static str, bool); 12] = [
             ("process.pids_max", e.pids_max > b.pids_max),
             ("process.nofile", e.nofile > b.nofile),
             ("process.core_dumps", e.core_dumps && !b.core_dumps),
@@ -656,6 +656,11 @@ impl Policy {
             (
                 "approvals.timeout_secs",
                 self.approvals.timeout() > base.approvals.timeout(),
+            ),
+            (
+                "approvals.gate",
+                self.approvals.gate() == approvals::GateAsk::Agent
+                    && base.approvals.gate() == approvals::GateAsk::Warden,
             ),
         ];
         scalars.iter().find(|(_, w)| *w).map(|(k, _)| *k)

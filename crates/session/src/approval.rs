@@ -1,7 +1,8 @@
 //! Pending approvals: actions the policy marks `ask` wait here for a human's answer.
 //!
 //! - A layer (the proxy for `[network] ask`, the seccomp exec guard for unknown content
-//!   with `exec.ask_unknown`; not yet protected writes or the gate) calls
+//!   with `exec.ask_unknown`, the gate's asks with `[approvals] gate = "warden"` through the
+//!   hook socket ([`gate_asker`]); not yet protected writes) calls
 //!   [`Approvals::request`] with the exact [`Subject`] and blocks. The request
 //!   gets an id, is listed by `warden approve` (through the control socket, which the
 //!   agent cannot reach) and shown on the `warden run` terminal outside the agent's pty.
@@ -582,6 +583,100 @@ impl warden_execguard::unotify::ExecApprover for ExecApprover {
             Outcome::Denied { reason, .. } => Err(reason),
         }
     }
+}
+
+/// A gate `ask` sent by `warden hook` over the session's hook-report socket
+/// (`[approvals] gate = "warden"`). Everything in it is the agent side's; it is bounded and
+/// shown escaped.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateAskRequest {
+    pub tool: String,
+    pub what: String,
+    pub rule: String,
+    /// How long the hook can wait (its own deadline); the registry's timeout still caps it.
+    pub wait_ms: u64,
+}
+
+/// The supervisor's answer to a [`GateAskRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GateAskAnswer {
+    pub allow: bool,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Longest tool name / description / rule kept from a gate ask.
+const GATE_FIELD_MAX: usize = 2048;
+
+fn cut(mut s: String) -> String {
+    if s.len() > GATE_FIELD_MAX {
+        let mut end = GATE_FIELD_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(" …[cut]");
+    }
+    s
+}
+
+/// Gate asks through the registry: answers a `KIND_ASK` frame of the hook-report socket.
+/// Malformed input, a hook that hangs up, its deadline and every error are denies.
+pub fn gate_asker(approvals: Arc<Approvals>) -> warden_event::relay::Asker {
+    Arc::new(move |payload: &[u8], conn: &std::os::unix::net::UnixStream| {
+        let answer = |allow: bool, by: &str, reason: String| {
+            serde_json::to_vec(&GateAskAnswer {
+                allow,
+                by: by.to_string(),
+                reason,
+            })
+            .unwrap_or_default()
+        };
+        let req: GateAskRequest = match serde_json::from_slice(payload) {
+            Ok(r) => r,
+            Err(e) => return answer(false, "warden", format!("malformed gate ask: {e}")),
+        };
+        let subject = Subject::Gate {
+            tool: cut(req.tool),
+            what: cut(req.what),
+        };
+        let rule = cut(req.rule);
+        // The hook's deadline, or the hook hanging up, withdraws the request.
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(86_400_000));
+        let watcher = conn.try_clone().ok().map(|c| {
+            let (gone, done) = (gone.clone(), done.clone());
+            std::thread::spawn(move || {
+                use std::os::fd::AsRawFd;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mut p = libc::pollfd {
+                        fd: c.as_raw_fd(),
+                        events: libc::POLLRDHUP,
+                        revents: 0,
+                    };
+                    // SAFETY: poll on one valid pollfd.
+                    let r = unsafe { libc::poll(&mut p, 1, 100) };
+                    let hung_up = r > 0
+                        && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
+                    if hung_up || Instant::now() >= deadline {
+                        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        });
+        let outcome = approvals.request_until(subject, &rule, "warden hook (gate ask)", Some(&gone));
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = watcher {
+            let _ = w.join();
+        }
+        match outcome {
+            Outcome::Allowed { answer: a, by } => answer(true, &by, format!("{} by {by}", a.as_str())),
+            Outcome::Denied { by, reason } => answer(false, &by, reason),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -727,6 +727,8 @@ fn wire_proxy(
             ctl,
             hosts_file: c.proxy_hosts_file.clone(),
             gateway: c.features.user_namespaces,
+            gate_asker: (c.policy.approvals.gate() == warden_policy::approvals::GateAsk::Warden)
+                .then(|| crate::approval::gate_asker(approvals.clone())),
             approver: Arc::new(crate::approval::ProxyApprover(approvals)),
         },
         init_tasks,

@@ -25,6 +25,8 @@ pub(crate) struct ProxyStart {
     pub gateway: bool,
     /// `[network] ask` hosts wait here for a human.
     pub approver: Arc<dyn warden_proxy::server::Approver>,
+    /// Gate asks from the hook-report socket (`[approvals] gate = "warden"` only).
+    pub gate_asker: Option<warden_event::relay::Asker>,
 }
 
 /// Everything the launch needs.
@@ -99,11 +101,12 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         hosts_file,
         gateway,
         approver,
+        gate_asker,
     } = proxy;
     let hook_relay = warden_event::relay::spawn(hook_events);
     // The hook-report socket inside, for hooks that did not inherit the pipe.
     let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {
-        (Some(l), Some(w)) => Some(warden_event::relay::forward(l, w)),
+        (Some(l), Some(w)) => Some(warden_event::relay::forward(l, w, gate_asker)),
         _ => None,
     };
     if let Some((l, theirs)) = host_bridge {

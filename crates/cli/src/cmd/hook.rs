@@ -61,9 +61,24 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                 cache: Default::default(),
                 session: Some(s.workspace.clone()),
             };
-            match super::advisor::hook_stage(&s.policy, a.headless) {
-                Some(stage) => protocol::handle_with(ag, &input, &env, Some(&stage)),
-                None => protocol::handle(ag, &input, &env),
+            let advisor = super::advisor::hook_stage(&s.policy, a.headless);
+            // `[approvals] gate = "warden"`: an ask (after the advisor) waits for a human
+            // outside the agent's loop. Headless asks were already denied by the rules.
+            let gate_wait = super::gateask::wait(&s.policy);
+            let post = |j: &warden_gate::protocol::Judged<'_>| {
+                let adv = advisor.as_ref().and_then(|f| f(j));
+                let cur = adv.as_ref().unwrap_or(j.rules);
+                match gate_wait {
+                    Some(w) if cur.answer == warden_gate::judge::Answer::Ask => {
+                        Some(super::gateask::ask(j, cur, w, &watchdog))
+                    }
+                    _ => adv,
+                }
+            };
+            if advisor.is_some() || gate_wait.is_some() {
+                protocol::handle_with(ag, &input, &env, Some(&post))
+            } else {
+                protocol::handle(ag, &input, &env)
             }
         }
         (Ok(_), warden_policy::session::Location::Outside) => {

@@ -12,6 +12,7 @@ mod doctor;
 mod eval;
 mod exec;
 mod explain;
+mod gateask;
 mod held;
 mod hook;
 mod log;
