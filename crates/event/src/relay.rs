@@ -205,7 +205,9 @@ impl Handle {
 /// the relay judges it like any other report. Agent CLIs do not pass inherited fds on to
 /// their hooks, so this is how their reports reach the session. Per connection: at most
 /// [`FORWARD_FRAMES`] frames and [`FORWARD_DEADLINE`] in all; anything malformed ends the
-/// connection.
+/// connection. When the session ends the backlog is read to its end without waiting
+/// ([`DRAIN_CONNECTIONS`]): a report written while the sandbox ran is never dropped because
+/// the forwarder was still waiting on a slow connection.
 pub struct Forwarder {
     listener: std::os::fd::RawFd,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -257,6 +259,9 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
                 Err(_) => return,
             };
             if stop2.load(Ordering::SeqCst) {
+                // The sandbox is gone, so whatever its hooks sent is already buffered: read
+                // the rest of the backlog without waiting instead of dropping it.
+                drain(&listener, s, &mut pipe);
                 return;
             }
             let start = std::time::Instant::now();
@@ -275,19 +280,20 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
                             break;
                         }
                         let in_flight = asking.clone();
-                        let spawned = std::thread::Builder::new()
-                            .name("gate-ask".into())
-                            .spawn(move || {
-                                let _ = s.set_read_timeout(None);
-                                let answer = asker(&f.payload, &s);
-                                let _ = warden_proto::frame::write_frame(
-                                    &mut s,
-                                    KIND_ANSWER,
-                                    &answer,
-                                    MAX_FRAME,
-                                );
-                                in_flight.fetch_sub(1, Ordering::SeqCst);
-                            });
+                        let spawned =
+                            std::thread::Builder::new()
+                                .name("gate-ask".into())
+                                .spawn(move || {
+                                    let _ = s.set_read_timeout(None);
+                                    let answer = asker(&f.payload, &s);
+                                    let _ = warden_proto::frame::write_frame(
+                                        &mut s,
+                                        KIND_ANSWER,
+                                        &answer,
+                                        MAX_FRAME,
+                                    );
+                                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                                });
                         if spawned.is_err() {
                             // The closure (and the connection) is gone: the hook reads EOF
                             // and denies.
@@ -314,6 +320,71 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
         listener: raw,
         stop,
         thread,
+    }
+}
+
+/// Most connections read once the sandbox is gone (the backlog is bounded by the kernel's
+/// `somaxconn`; this bounds the work whatever it is).
+pub const DRAIN_CONNECTIONS: usize = 4096;
+
+/// At the end of the session: forwards the reports buffered on `first` and on every
+/// connection still waiting in the backlog, without blocking. A peer kept alive only as a
+/// file descriptor in flight (SCM_RIGHTS inside another queued connection) cannot stall it:
+/// nothing of the sandbox runs any more, so nothing more will arrive. Questions (asks) get
+/// no answer (the hook reads EOF and denies). Connections past [`DRAIN_CONNECTIONS`] are
+/// counted and reported as one decision, never dropped silently.
+fn drain(
+    listener: &std::os::unix::net::UnixListener,
+    first: std::os::unix::net::UnixStream,
+    pipe: &mut std::fs::File,
+) {
+    use std::io::Write;
+    let limits = warden_proto::frame::Limits::new(MAX_FRAME);
+    let mut copy = |s: std::os::unix::net::UnixStream| -> bool {
+        if s.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut s = s;
+        for _ in 0..FORWARD_FRAMES {
+            match warden_proto::frame::read_frame(&mut s, &limits) {
+                Ok(Some(f)) if f.kind != KIND_ASK => {
+                    if let Ok(buf) = warden_proto::frame::encode(f.kind, &f.payload, MAX_FRAME) {
+                        if pipe.write_all(&buf).is_err() {
+                            return false;
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        true
+    };
+    if !copy(first) || listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut n = 0usize;
+    let mut left = 0u64;
+    while let Ok((s, _)) = listener.accept() {
+        n += 1;
+        if n > DRAIN_CONNECTIONS {
+            left += 1;
+            continue;
+        }
+        if !copy(s) {
+            return;
+        }
+    }
+    if left > 0 {
+        Decision::new(
+            Layer::Sandbox,
+            "warden run",
+            "hook events from inside the sandbox",
+            "hook_relay.limits",
+            Verdict::Deny,
+            format!("{left} connections to the hook-report socket were still waiting when the session ended, past the {DRAIN_CONNECTIONS} read then; their reports were dropped"),
+        )
+        .with("unread_connections", left)
+        .emit();
     }
 }
 
