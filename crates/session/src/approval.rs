@@ -60,8 +60,14 @@ pub enum Subject {
     },
     /// A write: the path and the SHA-256 of the content that would be written.
     Write { path: String, sha256: String },
-    /// A gate `ask`: the tool and what it would do.
-    Gate { tool: String, what: String },
+    /// A gate `ask`: the tool and what it would do (shown cut to a bound), and the SHA-256
+    /// of the whole tool and description as the hook sent them, which the approval is bound
+    /// to: two calls that differ only past what is shown are different subjects.
+    Gate {
+        tool: String,
+        what: String,
+        sha256: String,
+    },
 }
 
 impl Subject {
@@ -89,7 +95,7 @@ impl Subject {
             Subject::Write { path, sha256 } => {
                 format!("write {path} sha256:{}", sha256.to_ascii_lowercase())
             }
-            Subject::Gate { tool, what } => format!("gate {tool} {what}"),
+            Subject::Gate { tool, sha256, .. } => format!("gate {tool} sha256:{sha256}"),
         }
     }
 
@@ -114,7 +120,7 @@ impl Subject {
                 format!("exec {} [{path}, sha256 {sha256}]", shell_words(argv))
             }
             Subject::Write { path, sha256 } => format!("write {path} (content sha256 {sha256})"),
-            Subject::Gate { tool, what } => format!("{tool}: {what}"),
+            Subject::Gate { tool, what, .. } => format!("{tool}: {what}"),
         }
     }
 
@@ -322,8 +328,11 @@ impl Approvals {
                 serde_json::to_value(&subject).unwrap_or_default(),
             )
             .with("asked_by_rule", rule)
-            .with("requested_by", who)
-            .with("answered_by", by);
+            .with("requested_by", who);
+            // The request row has no answer yet.
+            if verdict != Verdict::Ask {
+                d = d.with("answered_by", by);
+            }
             if let Some(id) = id {
                 d = d.with("request", id);
             }
@@ -640,9 +649,21 @@ pub fn gate_asker(approvals: Arc<Approvals>) -> warden_event::relay::Asker {
                 Ok(r) => r,
                 Err(e) => return answer(false, "warden", format!("malformed gate ask: {e}")),
             };
+            let sha256 = {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                h.update(req.tool.as_bytes());
+                h.update([0u8]);
+                h.update(req.what.as_bytes());
+                h.finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            };
             let subject = Subject::Gate {
                 tool: cut(req.tool),
                 what: cut(req.what),
+                sha256,
             };
             let rule = cut(req.rule);
             // The hook's deadline, or the hook hanging up, withdraws the request.

@@ -19,6 +19,16 @@ pub fn wait(policy: &warden_policy::Policy) -> Option<Duration> {
     (policy.approvals.gate() == GateAsk::Warden).then(|| policy.approvals.timeout().min(MAX_WAIT))
 }
 
+/// What the human is asked about: the whole tool call, never the rules' short summary
+/// (`Bash` commands are summarised by their first 200 characters, and an approval is bound
+/// to what was sent).
+fn whole(j: &Judged<'_>, cur: &Judgement) -> String {
+    match j.input.get("command").and_then(|c| c.as_str()) {
+        Some(cmd) if j.tool == "Bash" => format!("Bash `{cmd}`"),
+        _ => format!("{} (input: {})", cur.what, j.input),
+    }
+}
+
 /// Asks the supervisor about `cur` (an `ask`); returns the human's allow or a deny.
 pub fn ask(j: &Judged<'_>, cur: &Judgement, wait: Duration, watchdog: &Watchdog) -> Judgement {
     let denied = |reason: String| Judgement {
@@ -35,7 +45,7 @@ pub fn ask(j: &Judged<'_>, cur: &Judgement, wait: Duration, watchdog: &Watchdog)
             .map_err(|e| format!("cannot reach the session ({}: {e})", path.display()))?;
         let req = GateAskRequest {
             tool: j.tool.to_string(),
-            what: cur.what.clone(),
+            what: whole(j, cur),
             rule: cur.rule.clone(),
             wait_ms: wait.as_millis() as u64,
         };
