@@ -275,19 +275,20 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
                             break;
                         }
                         let in_flight = asking.clone();
-                        let spawned = std::thread::Builder::new()
-                            .name("gate-ask".into())
-                            .spawn(move || {
-                                let _ = s.set_read_timeout(None);
-                                let answer = asker(&f.payload, &s);
-                                let _ = warden_proto::frame::write_frame(
-                                    &mut s,
-                                    KIND_ANSWER,
-                                    &answer,
-                                    MAX_FRAME,
-                                );
-                                in_flight.fetch_sub(1, Ordering::SeqCst);
-                            });
+                        let spawned =
+                            std::thread::Builder::new()
+                                .name("gate-ask".into())
+                                .spawn(move || {
+                                    let _ = s.set_read_timeout(None);
+                                    let answer = asker(&f.payload, &s);
+                                    let _ = warden_proto::frame::write_frame(
+                                        &mut s,
+                                        KIND_ANSWER,
+                                        &answer,
+                                        MAX_FRAME,
+                                    );
+                                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                                });
                         if spawned.is_err() {
                             // The closure (and the connection) is gone: the hook reads EOF
                             // and denies.

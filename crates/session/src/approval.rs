@@ -624,59 +624,64 @@ fn cut(mut s: String) -> String {
 /// Gate asks through the registry: answers a `KIND_ASK` frame of the hook-report socket.
 /// Malformed input, a hook that hangs up, its deadline and every error are denies.
 pub fn gate_asker(approvals: Arc<Approvals>) -> warden_event::relay::Asker {
-    Arc::new(move |payload: &[u8], conn: &std::os::unix::net::UnixStream| {
-        let answer = |allow: bool, by: &str, reason: String| {
-            serde_json::to_vec(&GateAskAnswer {
-                allow,
-                by: by.to_string(),
-                reason,
-            })
-            .unwrap_or_default()
-        };
-        let req: GateAskRequest = match serde_json::from_slice(payload) {
-            Ok(r) => r,
-            Err(e) => return answer(false, "warden", format!("malformed gate ask: {e}")),
-        };
-        let subject = Subject::Gate {
-            tool: cut(req.tool),
-            what: cut(req.what),
-        };
-        let rule = cut(req.rule);
-        // The hook's deadline, or the hook hanging up, withdraws the request.
-        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(86_400_000));
-        let watcher = conn.try_clone().ok().map(|c| {
-            let (gone, done) = (gone.clone(), done.clone());
-            std::thread::spawn(move || {
-                use std::os::fd::AsRawFd;
-                while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    let mut p = libc::pollfd {
-                        fd: c.as_raw_fd(),
-                        events: libc::POLLRDHUP,
-                        revents: 0,
-                    };
-                    // SAFETY: poll on one valid pollfd.
-                    let r = unsafe { libc::poll(&mut p, 1, 100) };
-                    let hung_up = r > 0
-                        && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
-                    if hung_up || Instant::now() >= deadline {
-                        gone.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return;
+    Arc::new(
+        move |payload: &[u8], conn: &std::os::unix::net::UnixStream| {
+            let answer = |allow: bool, by: &str, reason: String| {
+                serde_json::to_vec(&GateAskAnswer {
+                    allow,
+                    by: by.to_string(),
+                    reason,
+                })
+                .unwrap_or_default()
+            };
+            let req: GateAskRequest = match serde_json::from_slice(payload) {
+                Ok(r) => r,
+                Err(e) => return answer(false, "warden", format!("malformed gate ask: {e}")),
+            };
+            let subject = Subject::Gate {
+                tool: cut(req.tool),
+                what: cut(req.what),
+            };
+            let rule = cut(req.rule);
+            // The hook's deadline, or the hook hanging up, withdraws the request.
+            let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(86_400_000));
+            let watcher = conn.try_clone().ok().map(|c| {
+                let (gone, done) = (gone.clone(), done.clone());
+                std::thread::spawn(move || {
+                    use std::os::fd::AsRawFd;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let mut p = libc::pollfd {
+                            fd: c.as_raw_fd(),
+                            events: libc::POLLRDHUP,
+                            revents: 0,
+                        };
+                        // SAFETY: poll on one valid pollfd.
+                        let r = unsafe { libc::poll(&mut p, 1, 100) };
+                        let hung_up = r > 0
+                            && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
+                        if hung_up || Instant::now() >= deadline {
+                            gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
                     }
+                })
+            });
+            let outcome =
+                approvals.request_until(subject, &rule, "warden hook (gate ask)", Some(&gone));
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(w) = watcher {
+                let _ = w.join();
+            }
+            match outcome {
+                Outcome::Allowed { answer: a, by } => {
+                    answer(true, &by, format!("{} by {by}", a.as_str()))
                 }
-            })
-        });
-        let outcome = approvals.request_until(subject, &rule, "warden hook (gate ask)", Some(&gone));
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(w) = watcher {
-            let _ = w.join();
-        }
-        match outcome {
-            Outcome::Allowed { answer: a, by } => answer(true, &by, format!("{} by {by}", a.as_str())),
-            Outcome::Denied { by, reason } => answer(false, &by, reason),
-        }
-    })
+                Outcome::Denied { by, reason } => answer(false, &by, reason),
+            }
+        },
+    )
 }
 
 #[cfg(test)]
