@@ -12,8 +12,15 @@
 //! Judged from the host after the session: the ask server's own log (a request that was
 //! denied never reached it), the tool result Claude sent back to the model in its next
 //! request, and the audit store (`warden log --json`: the request and the answer, with who
-//! answered). Cases: allow-once (the response reaches Claude), deny (Claude sees warden's
-//! 403, the server sees nothing), and no answer (the policy's short deadline denies).
+//! answered, down to the pid of the `warden approve` that answered). Cases: allow-once (the
+//! response reaches Claude), deny (Claude sees warden's 403, the server sees nothing), no
+//! answer (the policy's short deadline denies), and Claude's own Bash timeout firing first
+//! (Claude backgrounds the command; the request stays listed and a late answer counts).
+//!
+//! The ask host is a name, not `127.0.0.1:PORT`: inside the sandbox `NO_PROXY` covers
+//! 127.0.0.1, so a curl to a loopback address goes to the sandbox's own loopback, where only
+//! `[network] allow`ed ports are bridged (the loopback gateway); a loopback `ask` entry is
+//! reached only through the proxy.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,7 +58,7 @@ fn sse(events: &[(String, Value)]) -> String {
         .collect()
 }
 
-fn reply(step: usize, curl: &str) -> Vec<(String, Value)> {
+fn reply(step: usize, input: &Value) -> Vec<(String, Value)> {
     let block = |start: Value, delta: Value| -> Vec<(String, Value)> {
         vec![
             (
@@ -72,8 +79,7 @@ fn reply(step: usize, curl: &str) -> Vec<(String, Value)> {
         1 => (
             block(
                 json!({"type":"tool_use","id":TOOL_ID,"name":"Bash","input":{}}),
-                json!({"type":"input_json_delta","partial_json":
-                    json!({"command": curl, "description": "fetch from the ask host"}).to_string()}),
+                json!({"type":"input_json_delta","partial_json": input.to_string()}),
             ),
             "tool_use",
         ),
@@ -103,12 +109,12 @@ fn reply(step: usize, curl: &str) -> Vec<(String, Value)> {
 }
 
 /// A minimal HTTP/1.1 model server: every request is answered and the connection closed.
-fn serve_model(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, curl: String) {
+fn serve_model(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, input: Value) {
     for s in l.incoming() {
         let Ok(s) = s else { continue };
-        let (log, curl) = (log.clone(), curl.clone());
+        let (log, input) = (log.clone(), input.clone());
         std::thread::spawn(move || {
-            let _ = handle_model(s, &log, &curl);
+            let _ = handle_model(s, &log, &input);
         });
     }
 }
@@ -135,7 +141,7 @@ fn read_request(s: &TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     Ok((line.trim_end().to_string(), body))
 }
 
-fn handle_model(mut s: TcpStream, log: &Mutex<Vec<Value>>, curl: &str) -> std::io::Result<()> {
+fn handle_model(mut s: TcpStream, log: &Mutex<Vec<Value>>, input: &Value) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let (line, body) = read_request(&s)?;
     let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
@@ -152,7 +158,7 @@ fn handle_model(mut s: TcpStream, log: &Mutex<Vec<Value>>, curl: &str) -> std::i
     log.lock()
         .unwrap()
         .push(json!({"step": step, "at_ms": now_ms(), "request": req}));
-    let events = reply(step, curl);
+    let events = reply(step, input);
     if req.get("stream").and_then(Value::as_bool) == Some(true) {
         let b = sse(&events);
         write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n{b}")
@@ -267,7 +273,9 @@ struct Case {
 }
 
 impl Case {
-    fn new(name: &str, timeout_secs: u64) -> Case {
+    /// `bash_timeout_ms`: the Bash tool's own `timeout` the model asks for (Claude's
+    /// default is 2 minutes).
+    fn new(name: &str, timeout_secs: u64, bash_timeout_ms: Option<u64>) -> Case {
         let root =
             std::env::temp_dir().join(format!("warden-claude-ask-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -288,9 +296,13 @@ impl Case {
         // The Bash call the model asks for: through warden's proxy (HTTP_PROXY inside), the
         // body and the status code on stdout.
         let curl = format!("curl -s -w '\\ncode=%{{http_code}}\\n' http://ask.test:{ask_port}/ok");
+        let mut input = json!({"command": curl, "description": "fetch from the ask host"});
+        if let Some(ms) = bash_timeout_ms {
+            input["timeout"] = json!(ms);
+        }
         {
             let log = model_log.clone();
-            std::thread::spawn(move || serve_model(ml, log, curl));
+            std::thread::spawn(move || serve_model(ml, log, input));
         }
         // The user's own policy (outside the workspace). The model host is allowed; the ask
         // host, by name and by the address the proxy resolves it to, is `ask`.
@@ -545,7 +557,7 @@ fn finish(c: Child) -> Output {
 #[test]
 fn claude_waits_on_an_ask_host_and_a_second_process_allows_it_once() {
     let Some(claude) = claude() else { return };
-    let t = Case::new("allow", 90);
+    let t = Case::new("allow", 90, None);
     let t0 = Instant::now();
     let mut child = t.spawn(&claude);
     let req = t.wait_pending(&mut child, Duration::from_secs(90));
@@ -590,7 +602,7 @@ fn claude_waits_on_an_ask_host_and_a_second_process_allows_it_once() {
 #[test]
 fn claude_waits_on_an_ask_host_and_a_second_process_denies_it() {
     let Some(claude) = claude() else { return };
-    let t = Case::new("deny", 90);
+    let t = Case::new("deny", 90, None);
     let mut child = t.spawn(&claude);
     let req = t.wait_pending(&mut child, Duration::from_secs(90));
     t.check_request(&req);
@@ -616,7 +628,7 @@ fn claude_waits_on_an_ask_host_and_a_second_process_denies_it() {
 #[test]
 fn claude_waits_on_an_ask_host_and_no_answer_denies_at_the_deadline() {
     let Some(claude) = claude() else { return };
-    let t = Case::new("timeout", 4);
+    let t = Case::new("timeout", 4, None);
     let mut child = t.spawn(&claude);
     let req = t.wait_pending(&mut child, Duration::from_secs(90));
     let seen = Instant::now();
@@ -642,4 +654,70 @@ fn claude_waits_on_an_ask_host_and_no_answer_denies_at_the_deadline() {
         "denied at the deadline, not before: waited {waited:?}"
     );
     assert!(t.pending().is_empty());
+}
+
+/// Claude's own deadline first: the Bash tool's `timeout` (3 s here; 2 minutes by default,
+/// the same as warden's default approval deadline) is shorter than the approval deadline.
+/// Claude Code does not kill the command at its timeout: it moves it to the background and
+/// tells the model so. The connection keeps waiting in warden's proxy, the request stays
+/// listed, and a human's later allow-once still admits exactly that one request; Claude then
+/// gets a background-task notification. (With no answer, `claude -p` waits for the
+/// background task, so the session lasts until warden's deadline denies it.)
+#[test]
+fn claude_backgrounds_the_waiting_command_and_a_late_answer_still_counts() {
+    let Some(claude) = claude() else { return };
+    let t = Case::new("late", 60, Some(3000));
+    let mut child = t.spawn(&claude);
+    let req = t.wait_pending(&mut child, Duration::from_secs(90));
+    let seen = Instant::now();
+    t.check_request(&req);
+    let id = req["id"].as_u64().unwrap();
+    // Claude's tool timeout passes: the model is told the command went to the background.
+    let r = loop {
+        if let Some(r) = tool_result(&t.model_requests(), TOOL_ID) {
+            break r;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(30),
+            "Claude's 3 s Bash timeout gave the model no result\n{}",
+            t.ctx()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rt = result_text(&r);
+    assert!(
+        rt.contains("moved to the background") && !rt.contains(SERVED),
+        "tool result at Claude's timeout: {rt}\n{}",
+        t.ctx()
+    );
+    let timed_out_after = seen.elapsed();
+    // The request still waits, and nothing reached the server.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        t.pending().iter().any(|p| p["id"].as_u64() == Some(id)),
+        "the request left the list at Claude's timeout: {:?}",
+        t.pending()
+    );
+    assert!(t.reached().is_empty(), "{}", t.ctx());
+    let by = t.answer(id, "--allow-once");
+    let o = finish(child);
+    let ctx = format!("warden run: {}\n{}", text(&o), t.ctx());
+    assert_eq!(t.reached(), vec!["GET /ok HTTP/1.1".to_string()], "{ctx}");
+    // Claude noticed the background command finish (exit 0 from curl).
+    let notified = t.model_requests().iter().any(|e| {
+        let m = e["request"]["messages"].to_string();
+        m.contains("task-notification")
+            && m.contains(&format!("<tool-use-id>{TOOL_ID}</tool-use-id>"))
+            && m.contains("<status>completed</status>")
+    });
+    assert!(
+        notified,
+        "no background-task notification reached the model\n{ctx}"
+    );
+    let waited = t.check_audit(id, "allow", &by);
+    eprintln!(
+        "late answer: Claude's Bash timeout fired {timed_out_after:?} after the request was \
+         listed; the request waited {waited:?} for the human"
+    );
+    assert!(waited > timed_out_after, "{waited:?} {timed_out_after:?}");
 }
