@@ -4,7 +4,9 @@
 //! copied from `claude_e2e.rs`). The scripted model asks for one Bash call,
 //! `curl http://ask.test:PORT/ok`, where `ask.test:PORT` is a loopback HTTP server of this
 //! test's own, named in the policy's `[network] ask` (the proxy resolves `ask.test` through a
-//! test hosts file, `--proxy-hosts-file`). The connection waits in warden's proxy, outside the
+//! test hosts file, `--proxy-hosts-file`). warden's hook is installed as a user would have it
+//! (`warden install claude`); the gate lets the shell command through (it does not ask for a
+//! URL inside a command) and the connection waits in warden's proxy, outside the
 //! sandbox; this test process (a second process, on the host) polls `warden approve --json`
 //! until the request shows up, checks it names host:port and the resolved address, and
 //! answers it.
@@ -340,6 +342,12 @@ impl Case {
 
     /// `warden run --profile claude -- claude -p ...`, no terminal.
     fn spawn(&self, claude: &Path) -> Child {
+        // The deployment a user has: warden's hook in Claude's settings, and `warden run`.
+        let mut c = Command::new(W);
+        c.args(["install", "claude", "--scope", "user"]);
+        self.env(&mut c);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "install: {}", text(&o));
         let mut c = Command::new(W);
         c.arg("run")
             .args(["--profile", "claude", "--proxy-hosts-file"])
@@ -590,6 +598,21 @@ fn claude_waits_on_an_ask_host_and_a_second_process_allows_it_once() {
     eprintln!(
         "allow-once: request pending {asked_after:?} after start; session ended {:?} after the answer",
         answered.elapsed()
+    );
+    // The hook judged the Bash call inside (the gate does not ask for a shell command's
+    // URL; the proxy does), and its decision reached the session log outside.
+    let sessions = t.home.join(".local/state/warden/sessions");
+    let slog: String = std::fs::read_dir(&sessions)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        slog.lines().any(|l| l.contains("\"layer\":\"gate\"")
+            && l.contains(&format!("ask.test:{}/ok", t.ask_port))),
+        "no gate decision for the Bash call in the session log: {slog}"
     );
     // The audit store: the request and the answer, with who answered.
     let waited = t.check_audit(id, "allow", &by);
