@@ -322,8 +322,11 @@ impl Approvals {
                 serde_json::to_value(&subject).unwrap_or_default(),
             )
             .with("asked_by_rule", rule)
-            .with("requested_by", who)
-            .with("answered_by", by);
+            .with("requested_by", who);
+            // The request row has no answer yet.
+            if verdict != Verdict::Ask {
+                d = d.with("answered_by", by);
+            }
             if let Some(id) = id {
                 d = d.with("request", id);
             }
