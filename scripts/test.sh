@@ -12,6 +12,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "bootstrap"
 bash scripts/bootstrap.sh
 
+step "formatting (cargo fmt --check)"
+cargo fmt --all -- --check || { echo "FAIL: run cargo fmt --all"; exit 1; }
+
 step "the README's first command, as written, in the repository root"
 # README: ./scripts/bootstrap.sh && cargo run --release -- run -- bash
 # (bootstrap ran above; the shell reads its command from stdin instead of a terminal)
@@ -33,5 +36,8 @@ for f in scripts/test.d/*.sh; do
   step "$(basename "$f")"
   bash "$f"
 done
+
+step "start-up phases (timing never fails the suite)"
+python3 scripts/bench-phases.py target/release/warden 10 || true
 
 step "all tests passed"

@@ -95,8 +95,10 @@ pub struct AdvisorConfig {
     pub on_error: OnError,
 }
 
+/// A timeout, an error or an unusable answer leaves the call to a human (`ask`; headless,
+/// that is a deny), as the issue asks; `on_error = "deny"` denies at once.
 fn default_on_error() -> OnError {
-    OnError::Deny
+    OnError::Ask
 }
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
@@ -107,16 +109,15 @@ fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
 
+/// Classes whose grey `ask` the advisor may resolve into `allow` by default: local,
+/// recoverable operations. Off by default for the highest-risk classes, where a transcript
+/// the agent wrote could talk the advisor into an exfiltration: network sends of workspace
+/// content, secret-looking arguments, unknown MCP tools (their arguments can carry files).
 fn default_allow_resolution() -> Vec<String> {
-    [
-        "destructive_files",
-        "force_push",
-        "history_rewrite",
-        "unknown_mcp",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ["destructive_files", "force_push", "history_rewrite"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl Default for AdvisorConfig {
@@ -132,7 +133,7 @@ impl Default for AdvisorConfig {
             allow_resolution: default_allow_resolution(),
             disk_cache: false,
             ca_file: None,
-            on_error: OnError::Deny,
+            on_error: OnError::Ask,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! the inherited channel ([`crate::channel::fdpass`]); then it [`combine`]s.
 //!
 //! A consultation without a usable answer (no channel, unreachable model, timeout, error,
-//! malformed reply, rate limit) takes the policy's `on_error`: `deny` (default) with a
-//! message saying how to turn the advisor off, or `ask`. A rules `deny` always stands.
+//! malformed reply, rate limit) takes the policy's `on_error`: `ask` (default: a human
+//! decides; headless, a deny), or `deny` with a message saying how to turn the advisor off. A rules `deny` always stands.
 //! Outside `warden run` ([`decide`] without a channel) the rules' answer stands: the advisor
 //! never runs where its key would be visible to the agent.
 

@@ -24,7 +24,7 @@
 //!   to the supervisor (outside, with the key), which serves it.
 //! - [`hook::decide`]: the hook's side in one call (classify, consult over the inherited
 //!   channel only for a grey call the rules did not deny, combine; no usable answer takes
-//!   the policy's `on_error`, default `deny`).
+//!   the policy's `on_error`, default `ask`: a human decides; headless, a deny).
 //! - [`session::Wiring`]: the supervisor's side in `warden run` (key taken out of warden's
 //!   environment and scrubbed from the sandbox's, socket pair at fd 101, server thread,
 //!   recent-decisions sink).

@@ -324,20 +324,24 @@ true
     assert!(why.contains("history rewrite"), "{why}");
     let (d, why) = answer(&t.ws, "reset_headless");
     assert_eq!(d, "deny", "reset --headless: {why}\n{ctx}");
-    // An advisor allow never loosens a rules ask: stricter only.
+    // An advisor allow does not resolve a rules ask for a class outside
+    // advisor.allow_resolution (unknown MCP tools are off by default).
     let (d, why) = answer(&t.ws, "mcp");
     assert_eq!(d, "ask", "mcp: {why}\n{ctx}");
-    assert!(why.contains("may only make the gate stricter"), "{why}");
+    assert!(
+        why.contains("may not be resolved to allow by the advisor"),
+        "{why}"
+    );
     assert_eq!(asked("release notes"), 1, "{ctx}");
     // Non-grey: never reaches the model.
     assert_eq!(answer(&t.ws, "ls").0, "defer", "{ctx}");
     assert_eq!(asked("ls -la"), 0, "{ctx}");
-    // Without the channel (variable stripped, or the fd closed): fail closed, saying how
-    // to turn the advisor off.
+    // Without the channel (variable stripped, or the fd closed): never an allow; with the
+    // default `on_error = "ask"` a human decides (the dead-advisor test covers "deny").
     for name in ["nofd", "closed"] {
         let (d, why) = answer(&t.ws, name);
-        assert_eq!(d, "deny", "{name}: {why}\n{ctx}");
-        assert!(why.contains("advisor.enabled = false"), "{name}: {why}");
+        assert_eq!(d, "ask", "{name}: {why}\n{ctx}");
+        assert!(why.contains("advisor"), "{name}: {why}");
     }
     assert_eq!(asked("push --force"), 1, "{ctx}");
     // warden's own recent decisions reach the advisor as context: the reset's request
@@ -416,9 +420,9 @@ echo $(( (e - s) / 1000000 )) > push.ms
     );
     let (ctx, _) = run(&t, &policy, "k-slow", &script);
     let (d, why) = answer(&t.ws, "push");
-    assert_eq!(d, "deny", "slow advisor: {why}\n{ctx}");
-    assert!(why.contains("advisor.enabled = false"), "{why}");
-    assert!(why.contains("timeout"), "{why}");
+    // Default `on_error = "ask"`: no usable answer leaves the call to a human.
+    assert_eq!(d, "ask", "slow advisor: {why}\n{ctx}");
+    assert!(why.contains("did not answer within 700 ms"), "{why}");
     let ms: u64 = read(&t.ws.join("push.ms")).trim().parse().unwrap();
     // The advisor's 700 ms plus the hook's margin (750 ms) and start-up; never the
     // server's 20 s.
@@ -438,6 +442,10 @@ echo $(( (e - s) / 1000000 )) > push.ms
         &format!("http://127.0.0.1:{port}/v1/chat/completions"),
         700,
     );
+    // `on_error = "deny"`: no usable answer is a deny at once.
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("on_error = \"deny\"\n");
+    std::fs::write(&policy, text).unwrap();
     std::fs::write(
         t.ws.join("push.json"),
         payload(&t.ws, "git push --force origin feature"),
@@ -496,7 +504,7 @@ fn a_workspace_file_cannot_point_or_switch_off_the_advisor() {
     assert!(o.status.success(), "{err}");
     assert!(
         err.contains(&format!("key variable {KEY_VAR} is not set"))
-            && err.contains("advisor.on_error (deny)"),
+            && err.contains("advisor.on_error (ask)"),
         "{err}"
     );
     // The key variable passed by env.pass: refused, precisely.
@@ -624,5 +632,40 @@ hook mcp {w} hook claude
     assert!(
         reset.contains("[prompt 1] Please tidy up the release branch"),
         "{reset}"
+    );
+}
+
+/// `advisor.allow_resolution` lists a class: the advisor's `allow` then resolves that class's
+/// grey `ask` (the one loosening the issue allows, opt-in per class; unknown MCP tools are
+/// off by default). Headless, and for classes not listed, the ask stands.
+#[test]
+fn an_opted_in_class_lets_the_advisor_resolve_a_grey_ask() {
+    let t = T::new("resolve");
+    let (url, _seen) = server(script);
+    let policy = user_policy(&t, &url, 2000);
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("allow_resolution = [\"unknown_mcp\"]\n");
+    std::fs::write(&policy, text).unwrap();
+    let mut mcp: Value = serde_json::from_str(&payload(&t.ws, "x")).unwrap();
+    mcp["tool_name"] = json!("mcp__notes__publish");
+    mcp["tool_input"] = json!({"title": "release notes"});
+    std::fs::write(t.ws.join("mcp.json"), mcp.to_string()).unwrap();
+    let script = format!(
+        r#"
+{w} hook claude < mcp.json > mcp.out 2>/dev/null; echo $? > mcp.rc
+{w} hook claude --headless < mcp.json > mcph.out 2>/dev/null; echo $? > mcph.rc
+"#,
+        w = W
+    );
+    let (ctx, _) = run(&t, &policy, "k-resolve", &script);
+    let (d, why) = answer(&t.ws, "mcp");
+    assert_eq!(
+        d, "defer",
+        "resolved to allow (defers to the agent): {why}\n{ctx}"
+    );
+    let (d, why) = answer(&t.ws, "mcph");
+    assert_eq!(
+        d, "deny",
+        "headless: the rules' ask is a deny: {why}\n{ctx}"
     );
 }

@@ -706,7 +706,8 @@ fn gate_asks_wait_for_a_human_outside_the_agent() {
     // The third is never answered: the 3 s timeout denies it.
     let o = finish(child);
     assert!(o.status.success(), "{}", text(&o));
-    let out = |i: u32| std::fs::read_to_string(t.ws.join(format!("out{i}.json"))).unwrap_or_default();
+    let out =
+        |i: u32| std::fs::read_to_string(t.ws.join(format!("out{i}.json"))).unwrap_or_default();
     let rcs = std::fs::read_to_string(t.ws.join("rcs")).unwrap_or_default();
     // warden's allow defers to the agent's own checks: no decision on stdout, exit 0.
     let decision = |i: u32| -> String {
@@ -725,7 +726,11 @@ fn gate_asks_wait_for_a_human_outside_the_agent() {
     assert_eq!(decision(1), "allow", "allow-once: {}", out(1));
     assert_eq!(decision(2), "deny", "deny: {}", out(2));
     assert_eq!(decision(3), "deny", "timeout: {}", out(3));
-    assert!(out(2).contains("warden approve"), "the deny says how a human answers: {}", out(2));
+    assert!(
+        out(2).contains("warden approve"),
+        "the deny says how a human answers: {}",
+        out(2)
+    );
     // The registry audited each request and answer (warden's own rows, not claims).
     let log = Command::new(w)
         .args(["log", "--json"])
@@ -737,6 +742,10 @@ fn gate_asks_wait_for_a_human_outside_the_agent() {
         .lines()
         .filter(|l| l.contains("\"layer\":\"approval\"") && l.contains("\"origin\":\"warden\""))
         .collect();
-    assert!(rows.iter().any(|l| l.contains("allow_once") || l.contains("allow-once")), "{log}");
+    assert!(
+        rows.iter()
+            .any(|l| l.contains("allow_once") || l.contains("allow-once")),
+        "{log}"
+    );
     assert!(rows.iter().any(|l| l.contains("timeout")), "{log}");
 }

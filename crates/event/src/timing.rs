@@ -31,7 +31,10 @@ pub fn mark(what: &str) {
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         // One write(2): safe enough after fork (no allocation-free guarantee needed here,
         // profiling only).
-        let line = format!("warden-timing: {ms:8.2} ms {:>7} {what}\n", std::process::id());
+        let line = format!(
+            "warden-timing: {ms:8.2} ms {:>7} {what}\n",
+            std::process::id()
+        );
         use std::io::Write;
         let _ = std::io::stderr().write_all(line.as_bytes());
     }

@@ -133,6 +133,14 @@ pub struct Judged<'a> {
 /// The rule of a judgement that is a human's answer to an `ask` (warden's approvals, out of
 /// the agent's reach): the only second-stage answer that may be looser than the rules'.
 pub const APPROVAL_RULE: &str = "approval";
+/// The rule prefix of an advisor's answer that resolves a grey `ask` into `allow` for a
+/// class the user's policy lists in `advisor.allow_resolution` (never a deny into anything).
+pub const ADVISOR_RESOLVED: &str = "advisor.resolved.";
+
+/// Whether a second-stage judgement with this rule may turn the rules' `ask` into `allow`.
+pub fn may_resolve_ask(rule: &str) -> bool {
+    rule == APPROVAL_RULE || rule.starts_with(ADVISOR_RESOLVED)
+}
 
 /// A second stage after the rules: returns a replacement judgement (it must never be
 /// looser than `rules`; the caller's contract) and records its own decision.
@@ -258,11 +266,11 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>, post: Option<Post
                 })
             });
             // Never looser than the rules, whatever the second stage returned, except that a
-            // human's answer through warden's approvals resolves the rules' `ask` (never a
-            // deny).
+            // human's answer through warden's approvals, or the advisor for a class the user
+            // lets it resolve, turns the rules' `ask` into `allow` (never a deny).
             let j = match second {
                 Some(s) if rank(s.answer) >= rank(j.answer) => s,
-                Some(s) if s.rule == APPROVAL_RULE && j.answer == Answer::Ask => s,
+                Some(s) if may_resolve_ask(&s.rule) && j.answer == Answer::Ask => s,
                 _ => j,
             };
             render(agent, event, &j)

@@ -34,7 +34,7 @@ pub enum AdvisorApi {
 
 /// What the gate answers when the advisor was consulted and gave no usable answer
 /// (unreachable, timeout, error, malformed reply, rate limit) for a call the rules did not
-/// deny. Default `deny`.
+/// deny. Default `ask` (a human decides; headless, a deny).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {

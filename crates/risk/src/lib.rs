@@ -14,6 +14,8 @@
 //! may add to it; no weight is negative and no event lowers the score, so nothing the agent
 //! says can make it look safer. Only time (decay) lowers it.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use warden_event::{Decision, Layer, Verdict};

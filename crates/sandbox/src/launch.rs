@@ -328,7 +328,11 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     }
     drop(ctx);
     drop(prepared);
-    let hook_pipe = if hook_socket_wanted { l.inherit_fd } else { None };
+    let hook_pipe = if hook_socket_wanted {
+        l.inherit_fd
+    } else {
+        None
+    };
     let mut output_relays = Vec::new();
     for (i, p) in out_pipes.into_iter().enumerate() {
         if let Some((r, w)) = p {

@@ -44,6 +44,7 @@ pub fn hook_stage(
         tracing::warn!("advisor: {e}");
         AdvisorConfig {
             enabled: true,
+            on_error: warden_advisor::config::OnError::Deny,
             ..Default::default()
         }
     });
@@ -74,8 +75,18 @@ pub fn hook_stage(
         );
         let v = d.advisor?;
         let mut f = d.answer;
-        // Stricter only: an advisor `allow` never resolves a rules `ask` here.
-        if f.answer < rules.answer {
+        // Stricter only, with one exception the user opts into per class
+        // (`advisor.allow_resolution`; the combiner allows it only for those classes): an
+        // advisor `allow` resolves a grey `ask`. Never a deny, and never headless.
+        let resolves =
+            rules.answer == AAnswer::Ask && f.answer == AAnswer::Allow && f.by_advisor && !headless;
+        if resolves {
+            f.rule = format!("{}{}", warden_gate::protocol::ADVISOR_RESOLVED, f.rule);
+            f.reason = format!(
+                "{} (a grey `ask` resolved by the advisor: advisor.allow_resolution lists this class; the advisor reads text the agent can write)",
+                f.reason
+            );
+        } else if f.answer < rules.answer {
             f.answer = rules.answer;
             f.reason = format!(
                 "{}; the advisor would allow it ({}), but it may only make the gate stricter",

@@ -11,6 +11,14 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
     let guarantees = report::guarantees(&f);
     let missing = report::missing(&f);
     let exec = doctor_exec(&f);
+    // The kill switch's mechanism (issue: say so when only the fallback exists).
+    let stop_switch = match warden_sandbox::freezer::leaf_parent() {
+        Some(p) => format!(
+            "cgroup v2 freezer (cgroup.freeze / cgroup.kill) in a leaf under {}",
+            p.display()
+        ),
+        None => "signals only (SIGSTOP/SIGKILL of the sandbox's processes from outside): no writable cgroup v2 directory; a process could in principle fork between two signals, the freezer has no such window".into(),
+    };
     let code = if missing.is_empty() {
         exit::OK
     } else {
@@ -21,6 +29,7 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
             "features": f,
             "guarantees": guarantees,
             "exec_guard": exec,
+            "stop_switch": stop_switch,
             "dev_nodes": warden_sandbox::mounts::DEV_NODES,
             "default_policy_enforceable": missing.is_empty(),
         });
@@ -64,6 +73,14 @@ pub fn doctor(a: DoctorArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| yellow("none (no session memory limit; tmpfs sizes still apply)"))
     );
     println!("  fanotify permission  {}", yn(f.fanotify));
+    println!(
+        "  stop switch          {}",
+        if warden_sandbox::freezer::leaf_parent().is_some() {
+            green(&stop_switch)
+        } else {
+            yellow(&stop_switch)
+        }
+    );
     println!(
         "  nested in a sandbox  {}",
         if f.nested { yellow("yes") } else { "no".into() }
