@@ -305,3 +305,55 @@ fn an_allow_session_gate_answer_covers_only_the_command_the_human_saw() {
         );
     }
 }
+
+/// The forwarder serves one connection at a time and waits up to 3 s on each: an agent
+/// holding a few connections that never finish a header delays every hook report behind
+/// them by 3 s each (here 4 connections, 12 s; hundreds keep the queue hours long). The
+/// reports feed the live risk score, so its kill switch stays blind to the gate's denials
+/// until the session ends. Judged from the host: the report's receive time in the audit
+/// store (a claim row's time is when warden received it) against its send time.
+#[test]
+fn slow_connections_do_not_hold_back_other_reports() {
+    let t = T::new("slow");
+    std::fs::write(
+        t.ws.join("slow.py"),
+        r#"exec(open("fr.py").read())
+held = []
+for i in range(4):
+    s = conn(); s.send(b"W"); held.append(s)
+sent = int(time.time() * 1000)
+R = conn(); R.sendall(report("SLOW-QUEUE sent_ms=%d" % sent)); R.close()
+time.sleep(8)
+"#,
+    )
+    .unwrap();
+    let o = t
+        .warden()
+        .args(["run", "--", "python3", "slow.py"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let log = t.log();
+    let row = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|d| {
+            d["origin"] == "agent-claim"
+                && d["what"].as_str().is_some_and(|w| w.contains("SLOW-QUEUE"))
+        })
+        .unwrap_or_else(|| panic!("the report never arrived:\n{log}"));
+    let what = row["what"].as_str().unwrap();
+    let sent: i64 = what
+        .rsplit("sent_ms=")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let late = row["ts_ms"].as_i64().unwrap() - sent;
+    assert!(
+        late < 2_000,
+        "a report waited {late} ms behind connections that never sent a frame"
+    );
+}
