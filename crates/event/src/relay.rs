@@ -200,14 +200,15 @@ impl Handle {
     }
 }
 
-/// The hook-report socket's server (see `warden_policy::session::HOOK_SOCK`): accepts one
-/// connection at a time and copies each well-formed frame, whole, into the hook pipe, where
-/// the relay judges it like any other report. Agent CLIs do not pass inherited fds on to
-/// their hooks, so this is how their reports reach the session. Per connection: at most
+/// The hook-report socket's server (see `warden_policy::session::HOOK_SOCK`): reads every
+/// open connection as its bytes arrive (poll; at most [`FORWARD_CONNECTIONS`] at once, the
+/// oldest closed past that) and copies each well-formed frame, whole, into the hook pipe,
+/// where the relay judges it like any other report, so a connection that never finishes a
+/// frame holds back no other report. Agent CLIs do not pass inherited fds on to their
+/// hooks, so this is how their reports reach the session. Per connection: at most
 /// [`FORWARD_FRAMES`] frames and [`FORWARD_DEADLINE`] in all; anything malformed ends the
 /// connection. When the session ends the backlog is read to its end without waiting
-/// ([`DRAIN_CONNECTIONS`]): a report written while the sandbox ran is never dropped because
-/// the forwarder was still waiting on a slow connection.
+/// ([`DRAIN_CONNECTIONS`]): a report written while the sandbox ran is never dropped.
 pub struct Forwarder {
     listener: std::os::fd::RawFd,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -229,8 +230,76 @@ pub type Asker =
     std::sync::Arc<dyn Fn(&[u8], &std::os::unix::net::UnixStream) -> Vec<u8> + Send + Sync>;
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(3);
 
+/// Connections the forwarder holds open at once; past this the oldest is closed.
+pub const FORWARD_CONNECTIONS: usize = 256;
+
+/// One connection being read: its bytes so far (at most one frame and its header).
+struct Conn {
+    s: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+    frames: usize,
+    since: std::time::Instant,
+}
+
+/// What reading a connection left to do.
+enum Next {
+    Keep,
+    Close,
+    /// A [`KIND_ASK`] frame: the connection is the question's.
+    Ask(Vec<u8>),
+}
+
+/// Reads what `c` has buffered (never blocks) and forwards each whole frame into `pipe`.
+fn pump(c: &mut Conn, pipe: &mut std::fs::File) -> Next {
+    use std::io::{Read, Write};
+    use warden_proto::frame::HEADER_LEN;
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Whole frames first.
+        while c.buf.len() >= HEADER_LEN {
+            let mut h = [0u8; HEADER_LEN];
+            h.copy_from_slice(&c.buf[..HEADER_LEN]);
+            let Ok((kind, len)) = warden_proto::frame::parse_header(&h, MAX_FRAME) else {
+                return Next::Close;
+            };
+            if c.buf.len() < HEADER_LEN + len {
+                break;
+            }
+            let payload = c.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
+            c.buf.drain(..HEADER_LEN + len);
+            c.frames += 1;
+            if kind == KIND_ASK {
+                return Next::Ask(payload);
+            }
+            // At most PIPE_BUF bytes in one write: atomic between writers.
+            if let Ok(b) = warden_proto::frame::encode(kind, &payload, MAX_FRAME) {
+                if pipe.write_all(&b).is_err() {
+                    return Next::Close;
+                }
+            }
+            if c.frames >= FORWARD_FRAMES {
+                return Next::Close;
+            }
+        }
+        if c.buf.len() >= 2 && c.buf[..2] != warden_proto::frame::MAGIC {
+            return Next::Close;
+        }
+        let want = (HEADER_LEN + MAX_FRAME)
+            .saturating_sub(c.buf.len())
+            .min(chunk.len());
+        match c.s.read(&mut chunk[..want.max(1)]) {
+            Ok(0) => return Next::Close,
+            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Next::Keep,
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
 /// Starts forwarding from `listener` (listening, owned) into `pipe` (a write end of the hook
-/// pipe; closed when the forwarder stops).
+/// pipe; closed when the forwarder stops). Connections are read as their bytes arrive
+/// (poll), so one that never finishes a frame holds back nobody else's.
 pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwarder {
     use std::os::fd::AsRawFd;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,77 +310,101 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
     let thread = std::thread::spawn(move || {
         let asking = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut pipe = std::fs::File::from(pipe);
-        let limits = warden_proto::frame::Limits::new(MAX_FRAME).deadline(FORWARD_DEADLINE);
-        loop {
-            let mut s = match listener.accept() {
-                Ok((s, _)) => s,
-                Err(_) if stop2.load(Ordering::SeqCst) => return,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
-                {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                Err(_) => return,
-            };
-            if stop2.load(Ordering::SeqCst) {
-                // The sandbox is gone, so whatever its hooks sent is already buffered: read
-                // the rest of the backlog without waiting instead of dropping it.
-                drain(&listener, s, &mut pipe);
+        let _ = listener.set_nonblocking(true);
+        let mut conns: Vec<Conn> = Vec::new();
+        let ask = |mut s: std::os::unix::net::UnixStream, payload: Vec<u8>| {
+            // The connection is the question's: answered on a thread (a human may take
+            // minutes), bounded in number.
+            let Some(asker) = asker.clone() else { return };
+            let _ = s.set_nonblocking(false);
+            if asking.fetch_add(1, Ordering::SeqCst) >= MAX_ASKS {
+                asking.fetch_sub(1, Ordering::SeqCst);
+                let _ = warden_proto::frame::write_frame(&mut s, KIND_ANSWER, b"", 0);
                 return;
             }
-            let start = std::time::Instant::now();
-            for _ in 0..FORWARD_FRAMES {
-                if start.elapsed() > FORWARD_DEADLINE {
-                    break;
+            let in_flight = asking.clone();
+            let spawned = std::thread::Builder::new()
+                .name("gate-ask".into())
+                .spawn(move || {
+                    let answer = asker(&payload, &s);
+                    let _ =
+                        warden_proto::frame::write_frame(&mut s, KIND_ANSWER, &answer, MAX_FRAME);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                // The closure (and the connection) is gone: the hook reads EOF and denies.
+                asking.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        loop {
+            if stop2.load(Ordering::SeqCst) {
+                // The sandbox is gone, so whatever its hooks sent is already buffered: read
+                // it, and the rest of the backlog, without waiting instead of dropping it.
+                for mut c in std::mem::take(&mut conns) {
+                    let _ = pump(&mut c, &mut pipe);
                 }
-                match warden_proto::frame::read_frame(&mut s, &limits) {
-                    Ok(Some(f)) if f.kind == KIND_ASK => {
-                        // The connection is the question's: answered on a thread (a human
-                        // may take minutes), bounded in number.
-                        let Some(asker) = asker.clone() else { break };
-                        if asking.fetch_add(1, Ordering::SeqCst) >= MAX_ASKS {
-                            asking.fetch_sub(1, Ordering::SeqCst);
-                            let _ = warden_proto::frame::write_frame(&mut s, KIND_ANSWER, b"", 0);
-                            break;
+                drain(&listener, &mut pipe);
+                return;
+            }
+            let mut fds: Vec<libc::pollfd> = std::iter::once(raw)
+                .chain(conns.iter().map(|c| c.s.as_raw_fd()))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: poll on a vector of valid pollfds we own.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Connections with bytes (or a hang-up) to read; expired ones are closed.
+            for (idx, mut c) in std::mem::take(&mut conns).into_iter().enumerate() {
+                let ready = fds.get(idx + 1).is_some_and(|p| p.revents != 0);
+                let next = if ready {
+                    pump(&mut c, &mut pipe)
+                } else {
+                    Next::Keep
+                };
+                match next {
+                    Next::Keep if c.since.elapsed() <= FORWARD_DEADLINE => conns.push(c),
+                    Next::Keep | Next::Close => {}
+                    Next::Ask(p) => ask(c.s, p),
+                }
+            }
+            // New connections: read at once what they sent.
+            for _ in 0..FORWARD_CONNECTIONS {
+                let s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                    Err(_) => break,
+                };
+                if s.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                let mut c = Conn {
+                    s,
+                    buf: Vec::new(),
+                    frames: 0,
+                    since: std::time::Instant::now(),
+                };
+                match pump(&mut c, &mut pipe) {
+                    Next::Keep => {
+                        if conns.len() >= FORWARD_CONNECTIONS {
+                            // The oldest, which has had the longest to send its frame.
+                            let oldest = conns
+                                .iter()
+                                .enumerate()
+                                .min_by_key(|(_, c)| c.since)
+                                .map(|(i, _)| i)
+                                .unwrap_or(0);
+                            conns.swap_remove(oldest);
                         }
-                        let in_flight = asking.clone();
-                        let spawned =
-                            std::thread::Builder::new()
-                                .name("gate-ask".into())
-                                .spawn(move || {
-                                    let _ = s.set_read_timeout(None);
-                                    let answer = asker(&f.payload, &s);
-                                    let _ = warden_proto::frame::write_frame(
-                                        &mut s,
-                                        KIND_ANSWER,
-                                        &answer,
-                                        MAX_FRAME,
-                                    );
-                                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                                });
-                        if spawned.is_err() {
-                            // The closure (and the connection) is gone: the hook reads EOF
-                            // and denies.
-                            asking.fetch_sub(1, Ordering::SeqCst);
-                        }
-                        break;
+                        conns.push(c);
                     }
-                    Ok(Some(f)) => {
-                        // At most PIPE_BUF bytes in one write: atomic between writers.
-                        if let Ok(buf) = warden_proto::frame::encode(f.kind, &f.payload, MAX_FRAME)
-                        {
-                            use std::io::Write;
-                            if pipe.write_all(&buf).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    _ => break,
+                    Next::Close => {}
+                    Next::Ask(p) => ask(c.s, p),
                 }
             }
         }
@@ -327,41 +420,13 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
 /// `somaxconn`; this bounds the work whatever it is).
 pub const DRAIN_CONNECTIONS: usize = 4096;
 
-/// At the end of the session: forwards the reports buffered on `first` and on every
-/// connection still waiting in the backlog, without blocking. A peer kept alive only as a
-/// file descriptor in flight (SCM_RIGHTS inside another queued connection) cannot stall it:
-/// nothing of the sandbox runs any more, so nothing more will arrive. Questions (asks) get
-/// no answer (the hook reads EOF and denies). Connections past [`DRAIN_CONNECTIONS`] are
-/// counted and reported as one decision, never dropped silently.
-fn drain(
-    listener: &std::os::unix::net::UnixListener,
-    first: std::os::unix::net::UnixStream,
-    pipe: &mut std::fs::File,
-) {
-    use std::io::Write;
-    let limits = warden_proto::frame::Limits::new(MAX_FRAME);
-    let mut copy = |s: std::os::unix::net::UnixStream| -> bool {
-        if s.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut s = s;
-        for _ in 0..FORWARD_FRAMES {
-            match warden_proto::frame::read_frame(&mut s, &limits) {
-                Ok(Some(f)) if f.kind != KIND_ASK => {
-                    if let Ok(buf) = warden_proto::frame::encode(f.kind, &f.payload, MAX_FRAME) {
-                        if pipe.write_all(&buf).is_err() {
-                            return false;
-                        }
-                    }
-                }
-                _ => break,
-            }
-        }
-        true
-    };
-    if !copy(first) || listener.set_nonblocking(true).is_err() {
-        return;
-    }
+/// At the end of the session: forwards the reports buffered on every connection still
+/// waiting in the backlog, without blocking. A peer kept alive only as a file descriptor in
+/// flight (SCM_RIGHTS inside another queued connection) cannot stall it: nothing of the
+/// sandbox runs any more, so nothing more will arrive. Questions (asks) get no answer (the
+/// hook reads EOF and denies). Connections past [`DRAIN_CONNECTIONS`] are counted and
+/// reported as one decision, never dropped silently.
+fn drain(listener: &std::os::unix::net::UnixListener, pipe: &mut std::fs::File) {
     let mut n = 0usize;
     let mut left = 0u64;
     while let Ok((s, _)) = listener.accept() {
@@ -370,9 +435,16 @@ fn drain(
             left += 1;
             continue;
         }
-        if !copy(s) {
-            return;
+        if s.set_nonblocking(true).is_err() {
+            continue;
         }
+        let mut c = Conn {
+            s,
+            buf: Vec::new(),
+            frames: 0,
+            since: std::time::Instant::now(),
+        };
+        let _ = pump(&mut c, pipe);
     }
     if left > 0 {
         Decision::new(
