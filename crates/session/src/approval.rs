@@ -148,7 +148,9 @@ impl Subject {
 pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        // Also the other invisible format controls (Arabic letter mark, zero-width
+        // characters, line/paragraph separators, word joiners, BOM, soft hyphen).
+        let bidi = matches!(c, '\u{00ad}' | '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
         if c.is_control() || bidi {
             if (c as u32) < 0x100 {
                 out.push_str(&format!("\\x{:02x}", c as u32));
@@ -884,6 +886,12 @@ mod tests {
             d.contains("\\x1b]52") && d.contains("\\x0d\\x0a") && d.contains("\\u{202e}"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn invisible_format_characters_are_shown_escaped() {
+        let d = printable("ls\u{061c}\u{200b}\u{2028}\u{2060}\u{feff}\u{00ad}x");
+        assert_eq!(d, "ls\\u{061c}\\u{200b}\\u{2028}\\u{2060}\\u{feff}\\xadx");
     }
 
     #[test]
