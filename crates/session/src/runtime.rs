@@ -277,7 +277,7 @@ pub fn escape_handler(slot: Slot, ui: Ui) -> warden_sandbox::pty::EscapeHandler 
     Box::new(move |key: u8| {
         let say = |m: &str| ui.alert(m);
         if key == 0 {
-            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · a allow once · A allow for the session · d deny (the oldest approval request) · Ctrl-] sends Ctrl-]");
+            say("warden: Ctrl-] then f freeze · t thaw · k kill · s status · a allow once · A allow for the session · d deny (a/A answer the one waiting approval request; d denies the oldest) · Ctrl-] sends Ctrl-]");
             return;
         }
         let running = match slot.lock() {
@@ -295,10 +295,24 @@ pub fn escape_handler(slot: Slot, ui: Ui) -> warden_sandbox::pty::EscapeHandler 
             _ => None,
         } {
             let by = "the user at the warden run terminal (Ctrl-])";
-            let Some(p) = approvals.list().into_iter().next() else {
+            let waiting = approvals.list();
+            let Some(p) = waiting.first().cloned() else {
                 say("warden: no approval request is waiting");
                 return;
             };
+            // A key names no request: with several waiting, the prompt on screen may not be
+            // the one a key would answer (the agent can scroll the oldest away and ask again
+            // harmlessly). A deny of the oldest is harmless; an allow takes an id.
+            if waiting.len() > 1 && ans != Answer::Deny {
+                for w in &waiting {
+                    say(&prompt_line(w));
+                }
+                say(&format!(
+                    "warden: {} requests are waiting, so Ctrl-] a/A allows none of them: answer one by its id with `warden approve ID --allow-once` from another terminal (Ctrl-] d denies the oldest)",
+                    waiting.len()
+                ));
+                return;
+            }
             match approvals.answer(p.id, ans, by) {
                 Ok(p) => say(&format!(
                     "warden: request {} answered {}: {}",
