@@ -145,7 +145,9 @@ fn classifier_uses_policy() {
     let g = c
         .classify(&ToolCall::new("mcp__other__x", json!({})))
         .unwrap();
-    assert!(g.may_resolve_to_allow);
+    // Unknown MCP tools are not resolvable to allow by default (their arguments can carry
+    // files: an injected transcript must not be able to steer an exfiltration).
+    assert!(!g.may_resolve_to_allow);
     let g = c.classify(&bash("psql -c 'DROP TABLE users'")).unwrap();
     assert_eq!(g.classes, vec![GreyClass::Policy("db_migrate".into())]);
     assert!(

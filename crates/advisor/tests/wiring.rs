@@ -54,10 +54,10 @@ programs = ["psql"]
     assert!(c.disk_cache);
     assert_eq!(c.on_error, OnError::Ask);
     assert_eq!(c.classes[0].programs, vec!["psql".to_string()]);
-    // Unset keys: the advisor's defaults (fail mode deny, 3 s).
+    // Unset keys: the advisor's defaults (fail mode ask, 3 s).
     let d = AdvisorConfig::from_policy(&AdvisorSection::default()).unwrap();
     assert_eq!(d, AdvisorConfig::default());
-    assert_eq!(d.on_error, OnError::Deny);
+    assert_eq!(d.on_error, OnError::Ask);
     assert_eq!(d.timeout_ms, 3000);
 }
 
