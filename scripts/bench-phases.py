@@ -2,7 +2,7 @@
 """Median time of each start-up phase of `warden run` (WARDEN_TIMING=1 marks), N runs.
 Usage: scripts/bench-phases.py WARDEN_BINARY [runs] [-- extra run args]"""
 import os, statistics, subprocess, sys, tempfile
-w = sys.argv[1]
+w = os.path.abspath(sys.argv[1])
 runs = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != "--" else 20
 extra = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
 ws = tempfile.mkdtemp(prefix="warden-phases.")
