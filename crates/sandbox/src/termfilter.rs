@@ -368,9 +368,17 @@ impl Filter {
             Some(0..=2) => payload.len() <= MAX_TITLE && clean,
             Some(8) | Some(133) => clean,
             // Colour queries only (a reply, no change): `OSC 4;N;?`, `OSC 10;?`.
+            // The index is digits: anything else (a raw or UTF-8 C1 byte) would reach the
+            // terminal inside a kept string (found by the fuzzer).
             Some(4) => {
                 let parts: Vec<&[u8]> = payload.split(|&c| c == b';').collect();
-                parts.len() >= 2 && parts.chunks(2).all(|p| p.len() == 2 && p[1] == b"?")
+                parts.len() >= 2
+                    && parts.chunks(2).all(|p| {
+                        p.len() == 2
+                            && !p[0].is_empty()
+                            && p[0].iter().all(u8::is_ascii_digit)
+                            && p[1] == b"?"
+                    })
             }
             Some(10..=12) => payload == b"?",
             Some(104) | Some(110..=112) => payload.iter().all(|c| c.is_ascii_digit() || *c == b';'),
@@ -535,6 +543,10 @@ mod tests {
         assert_eq!(all_splits(s), b"");
         // Invalid UTF-8 with a raw C1 byte in a hyperlink: dropped.
         assert_eq!(all_splits(b"\x1b]8;;http://x/\x9d\x07t"), b"t");
+        // A colour query whose index is a C1 control (raw or UTF-8): dropped.
+        assert_eq!(all_splits(b"\x1b]4;\xc2\x9c;?\x07u"), b"u");
+        assert_eq!(all_splits(b"\x1b]4;\x9c\x1b]52;?\x07v"), b"v");
+        assert_eq!(all_splits(b"\x1b]4;1;?;x;?\x07w"), b"w");
         // Non-ASCII text is fine.
         let ok = "\x1b]2;caf\u{e9} \u{2713}\x07".as_bytes();
         assert_eq!(all_splits(ok), ok.to_vec());
