@@ -4,8 +4,6 @@
 mod cli;
 mod cmd;
 
-use clap::Parser;
-
 /// Exit codes, documented in `warden --help` and the man page.
 pub mod exit {
     /// Success.
@@ -28,7 +26,7 @@ pub mod exit {
 
 fn main() {
     warden_event::timing::start();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let code = cmd::dispatch(cli);
     warden_event::timing::mark("main: exit");
     std::process::exit(code);

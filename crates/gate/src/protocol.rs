@@ -243,8 +243,10 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>, post: Option<Post
             if let Some(ws) = &env.session {
                 ctx = ctx.in_session(ws);
             }
+            warden_event::timing::mark("hook: rules compiled");
             let started = std::time::Instant::now();
             let j = ctx.judge_tool(tool, &tool_input);
+            warden_event::timing::mark("hook: judged");
             let verdict = match j.answer {
                 Answer::Allow => Verdict::Allow,
                 Answer::Ask => Verdict::Ask,

@@ -43,11 +43,13 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
         warden_event::SessionLog::open(&super::run::state_dir(&home).join("hooks.jsonl")).ok()
     });
     warden_event::init_tracing(log, 0);
+    warden_event::timing::mark("hook: log ready");
     let mut input = Vec::new();
     let read = std::io::stdin()
         .lock()
         .take(protocol::MAX_INPUT as u64 + 1)
         .read_to_end(&mut input);
+    warden_event::timing::mark("hook: input read");
     let out = match (read, location) {
         (Err(e), _) => protocol::render(ag, "", &deny(format!("cannot read hook input: {e}"))),
         (Ok(_), warden_policy::session::Location::Broken(why)) => {
@@ -100,11 +102,13 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                     protocol::render(ag, "", &deny(format!("the policy cannot be loaded ({e})")))
                 }
                 Ok(loaded) => {
+                    warden_event::timing::mark("hook: policy loaded");
                     // A corrupted cache is dropped, not trusted: the hook then hashes afresh.
                     let cache_path = super::run::state_dir(&home).join("hook-cache.bin");
                     let cache = std::sync::Arc::new(
                         warden_execguard::cache::Cache::load(&cache_path).unwrap_or_default(),
                     );
+                    warden_event::timing::mark("hook: cache loaded");
                     let env = protocol::HookEnv {
                         policy: &loaded.policy,
                         home,
@@ -114,6 +118,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                     };
                     let out = protocol::handle(ag, &input, &env);
                     let code = watchdog.answer(&out);
+                    warden_event::timing::mark("hook: answered");
                     if let Err(e) = cache.save_if_dirty(&cache_path) {
                         tracing::debug!("hook cache {}: {e}", cache_path.display());
                     }
@@ -122,7 +127,9 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    Ok(watchdog.answer(&out))
+    let code = watchdog.answer(&out);
+    warden_event::timing::mark("hook: answered");
+    Ok(code)
 }
 
 /// An error-path denial, also recorded as a decision.
