@@ -222,10 +222,11 @@ impl Drop for MemoryCgroup {
 ///
 /// The first write to any `cgroup.procs` after a quiet period takes the kernel's global
 /// `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period (7–20 ms on
-/// a loaded 2-core machine); writes that follow within a grace period cost ~0.2 ms. A
-/// session joins up to two cgroups in stage 1 (its v2 leaf, a v1 memory cgroup), so a
-/// short-lived child moves itself into the v2 cgroup it already sits in (a migration to
-/// where it is: no effect) while the supervisor plans the session. A process, not a thread:
+/// a loaded 2-core machine); writes that follow within a grace period cost ~0.2 ms. The
+/// agent process joins up to three cgroups just before its exec (the v2 leaf, a v1 memory
+/// cgroup, a pids cgroup), so a short-lived child moves itself into the v2 cgroup it
+/// already sits in (a migration to where it is: no effect) as soon as the session's cgroups
+/// exist, and the grace period runs while the sandbox is built. A process, not a thread:
 /// the supervisor must stay single-threaded until it forks the sandbox. Returns the child's
 /// pid (reap it with [`reap_prewarm`]); nothing happens where that file is not writable.
 pub fn prewarm() -> Option<i32> {

@@ -50,7 +50,8 @@ pub struct Launch {
     /// Set RLIMIT_NPROC (when no cgroup limit could be made).
     pub rlimit_nproc: Option<u64>,
     pub pty: bool,
-    /// `cgroup.procs` of the session cgroup; the first child joins it before forking on.
+    /// `cgroup.procs` of the session cgroup; the agent process joins it before its exec
+    /// (stage 1 and init stay outside: see `join_cgroups`).
     pub cgroup_procs: Option<PathBuf>,
     /// Per-pid-namespace `pid_max` (Linux 6.14+): caps the tasks of the sandbox at no cost.
     pub pid_max: Option<u32>,
@@ -139,11 +140,12 @@ struct ChildCtx {
     init_tasks: Vec<InitTask>,
     namespaces: bool,
     rlimit_nproc: Option<u64>,
-    cgroup_procs: Option<PathBuf>,
+    /// `cgroup.procs` of the session's cgroups (leaf, memory, pids), opened for writing by
+    /// the supervisor: the agent process joins them (see [`join_cgroups`]).
+    cgroup_fds: Vec<(RawFd, PathBuf)>,
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
     inherit_fds: Vec<(i32, RawFd)>,
-    memory_cgroup_procs: Option<PathBuf>,
     /// The prepared user namespace to join (root only).
     userns: Option<RawFd>,
     /// Detached mounts prepared by the supervisor, attached by init (root only).
@@ -234,6 +236,20 @@ pub fn launch(l: Launch) -> Result<Session, String> {
             CString::new(b).ok()
         })
         .collect();
+    // Opened here, written by the agent process (see `join_cgroups`): the open uses our
+    // credentials and cgroup namespace, as the kernel checks a migration against the opener.
+    let cgroup_files: Vec<(OwnedFd, PathBuf)> = l
+        .cgroup_procs
+        .iter()
+        .chain(l.memory_cgroup_procs.iter())
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map(|f| (OwnedFd::from(f), p.clone()))
+                .map_err(|e| format!("cgroup: {}: {e}", p.display()))
+        })
+        .collect::<Result<_, _>>()?;
     let (err_r, err_w) = sys::pipe_cloexec()?;
     let (exit_r, exit_w) = sys::pipe_cloexec()?;
     let hook_socket_wanted = l.hook_socket && l.namespaces;
@@ -272,7 +288,10 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         init_tasks: l.init_tasks,
         namespaces: l.namespaces,
         rlimit_nproc: l.rlimit_nproc,
-        cgroup_procs: l.cgroup_procs,
+        cgroup_fds: cgroup_files
+            .iter()
+            .map(|(f, p)| (f.as_raw_fd(), p.clone()))
+            .collect(),
         pid_max: l.pid_max,
         inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
         inherit_fds: l
@@ -280,7 +299,6 @@ pub fn launch(l: Launch) -> Result<Session, String> {
             .iter()
             .map(|(n, f)| (*n, f.as_raw_fd()))
             .collect(),
-        memory_cgroup_procs: l.memory_cgroup_procs,
         userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
         prebound: prepared
             .as_ref()
@@ -328,6 +346,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     }
     drop(ctx);
     drop(prepared);
+    drop(cgroup_files);
     let hook_pipe = if hook_socket_wanted {
         l.inherit_fd
     } else {
@@ -576,11 +595,6 @@ fn stage1(mut c: ChildCtx) -> ! {
             libc::_exit(1);
         }
     }
-    for p in c.cgroup_procs.iter().chain(c.memory_cgroup_procs.iter()) {
-        if let Err(e) = std::fs::write(p, "0") {
-            fail_child(err_w, "cgroup", &format!("{}: {e}", p.display()));
-        }
-    }
     if !c.namespaces {
         // Nested or best-effort without namespaces: only the per-process restrictions.
         agent(c);
@@ -762,6 +776,10 @@ fn init(mut c: ChildCtx) -> ! {
         if let Some(fd) = c.hook_listener {
             libc::close(fd);
         }
+        // The session's cgroups are the agent's (it joined them itself).
+        for (fd, _) in &c.cgroup_fds {
+            libc::close(*fd);
+        }
     }
     for r in runners {
         std::thread::spawn(r);
@@ -797,6 +815,32 @@ fn init(mut c: ChildCtx) -> ! {
             // SAFETY: as above.
             unsafe { libc::_exit(1) };
         }
+    }
+}
+
+/// The agent process joins the session's cgroups (v2 leaf: freezer and kill; memory; pids)
+/// through files the supervisor opened, as its last step before waiting for the go, so
+/// before it runs anything of the agent's, and everything it starts inherits them.
+///
+/// Why here and not in stage 1: a process's first cgroup migration after a quiet period
+/// waits for an RCU grace period (the kernel's global `cgroup_threadgroup_rwsem`; 5–20 ms
+/// measured on this 2-core machine). Joined last, that wait overlaps the namespace, mount,
+/// Landlock and seccomp set-up instead of preceding it. Stage 1 and the namespace's init
+/// stay outside the session cgroups: they run warden's code only, are not the agent's to
+/// signal, and die with the agent's tree. A failed join ends the launch (fail closed).
+fn join_cgroups(files: &[(RawFd, PathBuf)], err_w: RawFd) {
+    for (fd, p) in files {
+        // SAFETY: writing "0" (this process) to an open cgroup.procs file.
+        let n = unsafe { libc::write(*fd, b"0".as_ptr() as *const libc::c_void, 1) };
+        if n != 1 {
+            fail_child(
+                err_w,
+                "cgroup",
+                &format!("join {}: {}", p.display(), sys::errno_str()),
+            );
+        }
+        // SAFETY: closing our copy, used.
+        unsafe { libc::close(*fd) };
     }
 }
 
@@ -917,6 +961,7 @@ fn agent(c: ChildCtx) -> ! {
         // SAFETY: our copy of the listener, now the supervisor's.
         unsafe { libc::close(fd) };
     }
+    join_cgroups(&c.cgroup_fds, err_w);
     // Wait for the supervisor's go (it attaches the exec guard first). EOF: it is gone.
     let mut go = [0u8; 1];
     // SAFETY: reading one byte from our end of the channel.

@@ -12,8 +12,8 @@
 //! 1. `hook_pipe`, `bind_host_proxy`: fds the sandbox inherits or that must exist before fork.
 //! 2. `export_session_id`, `prepare_host_dirs`, `build_plan`, `check_command`.
 //! 3. `start_agent_state`, `open_session_log` (+ the start decisions).
-//! 4. `pids_limit`, `landlock_plan` (the memory cgroup and freezer leaf are made last, in 7:
-//!    their creation waits for the cgroup prewarm's grace period).
+//! 4. `pids_limit`, `landlock_plan` (the memory cgroup and freezer leaf are made in 7, then
+//!    the cgroup prewarm starts the grace period the agent process's join will need).
 //! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
 //! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
 //! 7. `wire_proxy`, `hidden_watch` (opens of hidden files, `warden_sandbox::seen`),
@@ -134,9 +134,6 @@ impl Session {
     pub fn start(self, sinks: Vec<Arc<dyn Sink>>) -> Result<SessionHandle, StartError> {
         let Session { config, exec, ui } = self;
         warden_event::timing::mark("session: start");
-        // The session's first cgroup migration waits for an RCU grace period: start one
-        // now, while the session is planned (see `prewarm`).
-        let prewarm = warden_sandbox::cgroup::prewarm();
         let (hook_r, hook_w) = hook_pipe()?;
         let host_proxy = bind_host_proxy(&config)?;
         export_session_id(&config.session_id);
@@ -186,7 +183,7 @@ impl Session {
             manifest,
             integrity,
             agent_state,
-            prewarm,
+            prewarm: None,
             hidden: Arc::default(),
         };
         warden_event::timing::mark("session: planned");
@@ -225,11 +222,14 @@ impl Session {
                 ),
                 _ => {}
             }
-            // The cgroups last: their creation waits for the prewarm's grace period (it
-            // holds the cgroup mutex), so everything else overlaps it.
             res.memory_cgroup =
                 warden_sandbox::limits::session_memory(&res.config.session_id, &plan, bpf);
             res.leaf = freezer_leaf(&res);
+            // The agent process's join of these cgroups waits for an RCU grace period: start
+            // one now (see `prewarm`), so it runs while the sandbox is set up. After the
+            // cgroups are made, not before: the prewarm holds the cgroup mutex while it
+            // waits, and their creation would wait with it.
+            res.prewarm = warden_sandbox::cgroup::prewarm();
             warden_event::timing::mark("session: cgroups");
             let on_launch = on_launch(&res, early.clone());
             let on_launch = start_hidden_watch(on_launch, hidden, res.hidden.clone());
