@@ -260,28 +260,7 @@ impl Ctx {
                 approval: false,
             });
         }
-        let ok: Vec<SocketAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| self.rules.address_ok(&a.ip(), port))
-            .collect();
-        if ok.is_empty() {
-            let list = addrs
-                .iter()
-                .map(|a| match crate::addr::classify(&a.ip()) {
-                    Some(c) => format!("{} ({c})", a.ip()),
-                    None => a.ip().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                rule: "network.private_addresses".into(),
-                reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address"),
-                example: addrs.first().map(|a| a.to_string()),
-                approval: false,
-            });
-        }
+        let ok = usable_addresses(host, &addrs, "", |ip| self.rules.address_ok(ip, port))?;
         self.connect_to(host, ok, d.rule).await
     }
 
@@ -337,28 +316,9 @@ impl Ctx {
             Ok(_) => return Err(deny(format!("{host} has no addresses"))),
             Err(e) => return Err(deny(format!("cannot resolve {host}: {e}"))),
         };
-        let ok: Vec<SocketAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| self.rules.address_ok_for_ask(&a.ip(), port))
-            .collect();
-        if ok.is_empty() {
-            let list = addrs
-                .iter()
-                .map(|a| match crate::addr::classify(&a.ip()) {
-                    Some(c) => format!("{} ({c})", a.ip()),
-                    None => a.ip().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                rule: "network.private_addresses".into(),
-                reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address (not asked)"),
-                example: addrs.first().map(|a| a.to_string()),
-                approval: false,
-            });
-        }
+        let ok = usable_addresses(host, &addrs, " (not asked)", |ip| {
+            self.rules.address_ok_for_ask(ip, port)
+        })?;
         let (h, r, m, shown) = (
             host.to_string(),
             rule.clone(),
@@ -705,4 +665,33 @@ async fn socks5_request(s: &mut TcpStream) -> Option<(String, u16)> {
         return None;
     }
     Some((host, u16::from_be_bytes(p)))
+}
+
+/// The resolved addresses a connection may use (`allowed` decides each one); none: the
+/// refusal that names every address and its special-purpose class.
+fn usable_addresses(
+    host: &str,
+    addrs: &[SocketAddr],
+    note: &str,
+    allowed: impl Fn(&std::net::IpAddr) -> bool,
+) -> Result<Vec<SocketAddr>, Refusal> {
+    let ok: Vec<SocketAddr> = addrs.iter().copied().filter(|a| allowed(&a.ip())).collect();
+    if !ok.is_empty() {
+        return Ok(ok);
+    }
+    let list = addrs
+        .iter()
+        .map(|a| match crate::addr::classify(&a.ip()) {
+            Some(c) => format!("{} ({c})", a.ip()),
+            None => a.ip().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Refusal {
+        status: StatusCode::FORBIDDEN,
+        rule: "network.private_addresses".into(),
+        reason: format!("{host} resolves to {list}: loopback, private, link-local, metadata and other special-purpose addresses are refused unless a rule names the address{note}"),
+        example: addrs.first().map(|a| a.to_string()),
+        approval: false,
+    })
 }

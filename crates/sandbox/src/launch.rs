@@ -962,6 +962,7 @@ fn agent(c: ChildCtx) -> ! {
         unsafe { libc::close(fd) };
     }
     join_cgroups(&c.cgroup_fds, err_w);
+    warden_event::timing::mark("agent: joined cgroups");
     // Wait for the supervisor's go (it attaches the exec guard first). EOF: it is gone.
     let mut go = [0u8; 1];
     // SAFETY: reading one byte from our end of the channel.
