@@ -130,28 +130,8 @@ fn err(what: &str) -> String {
 /// Creates a user namespace mapping `inner_uid/gid` to the agent's host ids and returns an
 /// fd to it (its only process is gone when this returns).
 fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd, String> {
-    let mut ready = [0i32; 2];
-    let mut hold = [0i32; 2];
-    // SAFETY: pipe2 into int arrays.
-    unsafe {
-        if libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(err("pipe2"));
-        }
-        if libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            libc::close(ready[0]);
-            libc::close(ready[1]);
-            return Err(err("pipe2"));
-        }
-    }
-    // SAFETY: fresh descriptors we own from here on.
-    let (ready_r, ready_w, hold_r, hold_w) = unsafe {
-        (
-            OwnedFd::from_raw_fd(ready[0]),
-            OwnedFd::from_raw_fd(ready[1]),
-            OwnedFd::from_raw_fd(hold[0]),
-            OwnedFd::from_raw_fd(hold[1]),
-        )
-    };
+    let (ready_r, ready_w) = warden_sys::pipe_cloexec().map_err(|e| e.to_string())?;
+    let (hold_r, hold_w) = warden_sys::pipe_cloexec().map_err(|e| e.to_string())?;
     // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
