@@ -107,16 +107,8 @@ pub fn memory_root() -> Option<(bool, PathBuf)> {
             }
         }
     }
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = own.lines().find_map(|l| {
-        let mut it = l.splitn(3, ':');
-        let _ = it.next()?;
-        let ctl = it.next()?;
-        let path = it.next()?;
-        ctl.split(',')
-            .any(|c| c == "memory")
-            .then(|| path.to_string())
-    })?;
+    let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me).ok()?;
+    let rel = warden_sys::procfs::cgroup_v1_path(&own, "memory")?;
     let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
     (dir.join("memory.limit_in_bytes").exists() && writable_dir(&dir)).then_some((false, dir))
 }
@@ -229,11 +221,8 @@ impl Drop for MemoryCgroup {
 /// the supervisor must stay single-threaded until it forks the sandbox. Returns the child's
 /// pid (reap it with [`reap_prewarm`]); nothing happens where that file is not writable.
 pub fn prewarm() -> Option<i32> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))?
-        .trim()
+    let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me).ok()?;
+    let rel = warden_sys::procfs::cgroup_v2_path(&own)?
         .trim_start_matches('/')
         .to_string();
     let procs = [V2_HYBRID, V2]

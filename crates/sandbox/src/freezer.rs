@@ -47,12 +47,9 @@ fn writable(p: &Path) -> bool {
 pub fn leaf_parent() -> Option<PathBuf> {
     for root in V2_ROOTS.iter().map(Path::new).filter(|r| is_v2(r)) {
         // Our own v2 cgroup ("0::/path").
-        let own = std::fs::read_to_string("/proc/self/cgroup")
+        let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me)
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
-            })
+            .and_then(|s| warden_sys::procfs::cgroup_v2_path(&s).map(str::to_string))
             .unwrap_or_default();
         let own_dir = root.join(own.trim_start_matches('/'));
         // A process may not sit in an inner node with controllers enabled; a sibling

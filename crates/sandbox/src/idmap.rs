@@ -208,16 +208,6 @@ fn cpath(p: &Path) -> Result<CString, String> {
         .map_err(|_| format!("{}: path contains NUL", p.display()))
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-const SYS_OPENAT2: libc::c_long = 437;
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-
 /// Opens a root for binding without following any symlink (`openat2(RESOLVE_NO_SYMLINKS)` on
 /// its canonical path). A root that lies inside another agent-writable root and resolves
 /// through a symlink is refused: a previous (or concurrent) session could have planted that
@@ -236,30 +226,13 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError>
             )));
         }
     }
-    let c = cpath(&real).map_err(PrepareError::Refused)?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid path and struct.
-    let fd = unsafe {
-        libc::syscall(
-            SYS_OPENAT2,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(PrepareError::Refused(err(&format!(
-            "open {} (no symlinks followed)",
-            real.display()
-        ))));
-    }
-    // SAFETY: a fresh fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = warden_sys::open_no_links(&real, warden_sys::OFlags::PATH).map_err(|e| {
+        PrepareError::Refused(format!(
+            "open {} (no symlinks followed): {}",
+            real.display(),
+            std::io::Error::from(e)
+        ))
+    })?;
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {

@@ -6,7 +6,8 @@
 //!   control message (`MSG_CTRUNC`) and closing whatever arrived with a refused message;
 //! - [`pipe_cloexec`] and [`socketpair_seqpacket`]: close-on-exec pipes and socket pairs;
 //! - [`pidfd`]: `pidfd_open` and `pidfd_getfd`;
-//! - [`open_beneath`]: `openat2` beneath a directory fd, refusing symlinks and magic links;
+//! - [`open_beneath`] and [`open_no_links`]: `openat2` refusing symlinks and magic links
+//!   (beneath a directory fd, or anywhere on a path);
 //! - [`procfs`]: `/proc/<pid>/status` fields and `/proc/<pid>/cgroup` lines;
 //! - [`shell`]: quoting a word for `sh`.
 //!
@@ -102,8 +103,8 @@ pub fn set_passcred(sock: BorrowedFd<'_>) -> Result<(), Error> {
 
 /// `openat2(dir, rel, flags | O_CLOEXEC | O_NOFOLLOW, mode)` with `RESOLVE_BENEATH |
 /// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: nothing in `rel` may leave `dir` or follow a
-/// link. `mode` is used only with `O_CREAT`/`O_TMPFILE`. An empty `rel` opens `dir` itself
-/// (as `.`).
+/// link. `mode` is used only with `O_CREAT`/`O_TMPFILE`. An empty `rel` is `ENOENT` (name
+/// `.` for `dir` itself).
 pub fn open_beneath(
     dir: impl AsFd,
     rel: &Path,
@@ -111,12 +112,8 @@ pub fn open_beneath(
     mode: Mode,
 ) -> Result<OwnedFd, Error> {
     use rustix::fs::ResolveFlags;
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let mode = if flags.intersects(OFlags::CREATE | OFlags::TMPFILE) {
+    // (O_TMPFILE includes O_DIRECTORY's bit: test for all of it.)
+    let mode = if flags.contains(OFlags::CREATE) || flags.contains(OFlags::TMPFILE) {
         mode
     } else {
         Mode::empty()
@@ -127,6 +124,20 @@ pub fn open_beneath(
         flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         mode,
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(sys("openat2"))
+}
+
+/// `openat2(AT_FDCWD, path, flags | O_CLOEXEC, 0)` with `RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS`: no component of `path` may be a link.
+pub fn open_no_links(path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
+    use rustix::fs::ResolveFlags;
+    rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(sys("openat2"))
 }
@@ -180,7 +191,9 @@ mod tests {
         std::os::unix::fs::symlink("sub/f", d.join("link")).unwrap();
         let dir = std::fs::File::open(&d).unwrap();
         assert!(open_beneath(&dir, Path::new("sub/f"), OFlags::RDONLY, Mode::empty()).is_ok());
-        assert!(open_beneath(&dir, Path::new(""), OFlags::RDONLY, Mode::empty()).is_ok());
+        assert!(open_beneath(&dir, Path::new("."), OFlags::RDONLY, Mode::empty()).is_ok());
+        let e = open_beneath(&dir, Path::new(""), OFlags::RDONLY, Mode::empty()).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::NOENT));
         let e = open_beneath(&dir, Path::new("link"), OFlags::RDONLY, Mode::empty()).unwrap_err();
         assert_eq!(e.errno(), Some(Errno::LOOP));
         let e = open_beneath(&dir, Path::new("../x"), OFlags::RDONLY, Mode::empty()).unwrap_err();
@@ -189,6 +202,11 @@ mod tests {
         assert_eq!(e.errno(), Some(Errno::NOENT));
         let io: std::io::Error = e.into();
         assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(open_no_links(&d.join("sub/f"), OFlags::PATH).is_ok());
+        let e = open_no_links(&d.join("link"), OFlags::PATH).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::LOOP));
+        // A directory opened with O_DIRECTORY gets no mode (O_TMPFILE shares its bit).
+        assert!(open_beneath(&dir, Path::new("sub"), OFlags::DIRECTORY, Mode::RWXU).is_ok());
         let _ = std::fs::remove_dir_all(&d);
     }
 
