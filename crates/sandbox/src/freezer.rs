@@ -34,14 +34,6 @@ fn is_v2(root: &Path) -> bool {
     root.join("cgroup.controllers").exists() && root.join("cgroup.procs").exists()
 }
 
-fn writable(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) on a valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-}
-
 /// Where session leaves are made: a writable cgroup v2 directory, preferring our own cgroup
 /// (delegated to the user by systemd) over the hierarchy's root.
 pub fn leaf_parent() -> Option<PathBuf> {
@@ -55,10 +47,10 @@ pub fn leaf_parent() -> Option<PathBuf> {
         // A process may not sit in an inner node with controllers enabled; a sibling
         // subtree under our own cgroup's parent is not ours to make. So: a child of the
         // hierarchy root when writable (root, or delegated root), else nothing.
-        if writable(root) {
+        if warden_sys::writable(root) {
             return Some(root.join("warden-sessions"));
         }
-        if own != "/" && writable(&own_dir) {
+        if own != "/" && warden_sys::writable(&own_dir) {
             return Some(own_dir.join("warden-sessions"));
         }
     }

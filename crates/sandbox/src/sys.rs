@@ -54,6 +54,7 @@ pub fn remount_ro(target: &Path) -> Result<(), String> {
     let t = cstr(target)?;
     // SAFETY: statvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs with a valid C string, into the struct above.
     if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
         return Err(format!("statvfs({}): {}", target.display(), errno_str()));
     }

@@ -5,6 +5,7 @@
 //! - [`fdpass`]: descriptors passed over unix sockets (`SCM_RIGHTS`), refusing a truncated
 //!   control message (`MSG_CTRUNC`) and closing whatever arrived with a refused message;
 //! - [`pipe_cloexec`] and [`socketpair_seqpacket`]: close-on-exec pipes and socket pairs;
+//! - [`writable`]: `access(W_OK)`;
 //! - [`pidfd`]: `pidfd_open` and `pidfd_getfd`;
 //! - [`open_beneath`] and [`open_no_links`]: `openat2` refusing symlinks and magic links
 //!   (beneath a directory fd, or anywhere on a path);
@@ -99,6 +100,11 @@ pub fn is_stream(fd: BorrowedFd<'_>) -> bool {
 /// Sets `SO_PASSCRED`, so received messages carry the sender's pid ([`fdpass::Message::pid`]).
 pub fn set_passcred(sock: BorrowedFd<'_>) -> Result<(), Error> {
     rustix::net::sockopt::set_socket_passcred(sock, true).map_err(sys("SO_PASSCRED"))
+}
+
+/// `access(path, W_OK)`: whether our real uid may write `path` (false on any error).
+pub fn writable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 /// `openat2(dir, rel, flags | O_CLOEXEC | O_NOFOLLOW, mode)` with `RESOLVE_BENEATH |
@@ -208,6 +214,13 @@ mod tests {
         // A directory opened with O_DIRECTORY gets no mode (O_TMPFILE shares its bit).
         assert!(open_beneath(&dir, Path::new("sub"), OFlags::DIRECTORY, Mode::RWXU).is_ok());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn writable_paths() {
+        assert!(writable(&std::env::temp_dir()));
+        assert!(!writable(Path::new("/nonexistent/warden-sys")));
+        assert!(!writable(Path::new("a\0b")));
     }
 
     #[test]
