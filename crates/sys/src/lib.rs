@@ -5,7 +5,7 @@
 //! - [`fdpass`]: descriptors passed over unix sockets (`SCM_RIGHTS`), refusing a truncated
 //!   control message (`MSG_CTRUNC`) and closing whatever arrived with a refused message;
 //! - [`pipe_cloexec`] and [`socketpair_seqpacket`]: close-on-exec pipes and socket pairs;
-//! - [`writable`]: `access(W_OK)`;
+//! - [`writable`], `access(W_OK)`;
 //! - [`pidfd`]: `pidfd_open` and `pidfd_getfd`;
 //! - [`open_beneath`] and [`open_no_links`]: `openat2` refusing symlinks and magic links
 //!   (beneath a directory fd, or anywhere on a path);
