@@ -5,7 +5,7 @@
 //! - [`fdpass`]: descriptors passed over unix sockets (`SCM_RIGHTS`), refusing a truncated
 //!   control message (`MSG_CTRUNC`) and closing whatever arrived with a refused message;
 //! - [`pipe_cloexec`] and [`socketpair_seqpacket`]: close-on-exec pipes and socket pairs;
-//! - [`writable`], `access(W_OK)`;
+//! - [`writable`], `access(W_OK)`; [`open_dir`], a directory by a trusted path;
 //! - [`pidfd`]: `pidfd_open` and `pidfd_getfd`;
 //! - [`open_beneath`] and [`open_no_links`]: `openat2` refusing symlinks and magic links
 //!   (beneath a directory fd, or anywhere on a path);
@@ -102,6 +102,17 @@ pub fn set_passcred(sock: BorrowedFd<'_>) -> Result<(), Error> {
     rustix::net::sockopt::set_socket_passcred(sock, true).map_err(sys("SO_PASSCRED"))
 }
 
+/// `open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)`: a directory by a path the caller
+/// trusts (symlinks in it are followed; use [`open_beneath`] for agent-writable paths).
+pub fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open"))
+}
+
 /// `access(path, W_OK)`: whether our real uid may write `path` (false on any error).
 pub fn writable(path: &Path) -> bool {
     rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
@@ -195,7 +206,11 @@ mod tests {
         std::fs::create_dir_all(d.join("sub")).unwrap();
         std::fs::write(d.join("sub/f"), "x").unwrap();
         std::os::unix::fs::symlink("sub/f", d.join("link")).unwrap();
-        let dir = std::fs::File::open(&d).unwrap();
+        let dir = open_dir(&d).unwrap();
+        assert_eq!(
+            open_dir(&d.join("sub/f")).unwrap_err().errno(),
+            Some(Errno::NOTDIR)
+        );
         assert!(open_beneath(&dir, Path::new("sub/f"), OFlags::RDONLY, Mode::empty()).is_ok());
         assert!(open_beneath(&dir, Path::new("."), OFlags::RDONLY, Mode::empty()).is_ok());
         let e = open_beneath(&dir, Path::new(""), OFlags::RDONLY, Mode::empty()).unwrap_err();
