@@ -14,6 +14,10 @@
 //!
 //! Errors are [`Error`]: the failing call and its [`Errno`]. Callers decide on the errno
 //! ([`Error::errno`]), never on the message text.
+//!
+//! The crate itself has no `unsafe` code (`forbid(unsafe_code)`): rustix holds it.
+
+#![forbid(unsafe_code)]
 
 pub mod fdpass;
 pub mod procfs;
