@@ -220,12 +220,9 @@ pub fn prewarm() -> Option<i32> {
         .to_string();
     let procs = [V2_HYBRID, V2]
         .iter()
-        .filter_map(|r| {
-            let p = Path::new(r).join(&rel).join("cgroup.procs");
-            std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok()
-        })
-        // SAFETY: access(2) on a valid C string.
-        .find(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)?;
+        .map(|r| Path::new(r).join(&rel).join("cgroup.procs"))
+        .filter(|p| warden_sys::writable(p))
+        .find_map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())?;
     // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
