@@ -187,25 +187,13 @@ impl Cache {
 
 /// `openat2(dir, rel, flags)` beneath `dir`, following no symlink or magic link.
 pub(crate) fn openat2(dir: &OwnedFd, rel: &str, flags: i32, mode: u64) -> std::io::Result<OwnedFd> {
-    let c = CString::new(rel).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: zeroed open_how, then its three fields set.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
-    how.mode = mode;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 with a valid struct and its size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+    if rel.contains('\0') {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    Ok(warden_sys::open_beneath(
+        dir,
+        std::path::Path::new(rel),
+        warden_sys::OFlags::from_bits_retain(flags as u32),
+        warden_sys::Mode::from_raw_mode(mode as u32),
+    )?)
 }

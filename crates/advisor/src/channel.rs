@@ -215,7 +215,7 @@ pub struct Server {
 /// the rate limit) but cannot answer in its name.
 pub mod fdpass {
     use super::*;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -223,21 +223,7 @@ pub mod fdpass {
     /// Supervisor: the (supervisor end, sandbox end) pair, both close-on-exec (the launcher
     /// `dup2`s the sandbox end to [`INHERITED_FD`], which clears it for the agent only).
     pub fn pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0i32; 2];
-        // SAFETY: socketpair into a 2-int array.
-        let rc = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: two fresh fds we own.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+        Ok(warden_sys::socketpair_seqpacket()?)
     }
 
     /// Hook: the inherited advisor socket, when `WARDEN_ADVISOR_FD` names a seqpacket
@@ -247,25 +233,16 @@ pub mod fdpass {
         if fd < 3 {
             return None;
         }
-        let mut ty: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt into an int of its size.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_TYPE,
-                (&mut ty as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0 && ty == libc::SOCK_SEQPACKET).then_some(fd)
+        // SAFETY: only the socket type of the number is asked for (a closed or reused fd
+        // is EBADF or not a seqpacket socket); nothing is read or written through it.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        warden_sys::is_seqpacket(borrowed).then_some(fd)
     }
 
     /// Hook: a private stream to the supervisor for one consultation.
     pub fn open(inherited: RawFd) -> std::io::Result<UnixStream> {
         let (mine, theirs) = UnixStream::pair()?;
-        send_fd(inherited, theirs.as_raw_fd())?;
+        send_fd(inherited, theirs.as_fd())?;
         drop(theirs);
         Ok(mine)
     }
@@ -281,107 +258,51 @@ pub mod fdpass {
         }
     }
 
-    fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
-        let byte = [b'A'];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_ptr() as *mut libc::c_void,
-            iov_len: 1,
-        };
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-        let mut cbuf = vec![0u8; space];
-        // SAFETY: msghdr zeroed, then pointed at live buffers of the stated sizes; the
-        // control message is written inside `cbuf` through the CMSG macros.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = space as _;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-            if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
+    fn send_fd(sock: RawFd, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        // SAFETY: `sock` is the inherited advisor socket the caller names for this call;
+        // sendmsg only uses the number, and a closed one is EBADF.
+        let sock = unsafe { BorrowedFd::borrow_raw(sock) };
+        match warden_sys::fdpass::send(sock, b"A", &[fd])? {
+            1 => Ok(()),
+            _ => Err(std::io::Error::other("advisor channel: short send")),
         }
-        Ok(())
     }
 
     /// Supervisor: one passed fd, or None when the sandbox's end is closed for good.
-    /// Messages without exactly one stream socket are skipped (their fds closed).
-    fn recv_fd(sock: RawFd) -> Option<std::io::Result<OwnedFd>> {
+    /// Messages without exactly one stream socket are skipped (their fds closed); so are
+    /// messages whose control data was cut (`MSG_CTRUNC`).
+    fn recv_fd(sock: BorrowedFd<'_>) -> Option<std::io::Result<OwnedFd>> {
+        use warden_sys::{fdpass, Errno};
         let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
         // Room for a few fds: a sender passing more gets them all closed.
-        // SAFETY: pure size computation.
-        let space = unsafe { libc::CMSG_SPACE((8 * std::mem::size_of::<RawFd>()) as u32) } as usize;
-        let mut cbuf = vec![0u8; space];
-        // SAFETY: msghdr zeroed and pointed at live buffers; received fds are taken into
-        // OwnedFd (so closed) whatever happens next; MSG_CMSG_CLOEXEC keeps them from
-        // leaking into anything the supervisor spawns.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = space as _;
-            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if n == 0 {
-                return None;
-            }
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    return Some(Err(e));
-                }
-                return match e.raw_os_error() {
-                    Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL) => None,
-                    _ => Some(Err(e)),
+        let m = match fdpass::recv(sock, &mut byte, 8, fdpass::RecvOptions::default()) {
+            Ok(m) => m,
+            Err(e) => {
+                return match e.errno() {
+                    Some(Errno::BADF | Errno::NOTSOCK | Errno::INVAL) => None,
+                    Some(_) => Some(Err(e.into())),
+                    None => Some(Err(std::io::Error::other(
+                        "advisor channel: a message without exactly one socket",
+                    ))),
                 };
             }
-            let mut got: Vec<OwnedFd> = Vec::new();
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                    let hdr = libc::CMSG_LEN(0) as usize;
-                    let count =
-                        ((*c).cmsg_len as usize).saturating_sub(hdr) / std::mem::size_of::<RawFd>();
-                    for i in 0..count {
-                        got.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-            let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
-            if got.len() != 1 || truncated {
-                return Some(Err(std::io::Error::other(
-                    "advisor channel: a message without exactly one socket",
-                )));
-            }
-            let fd = got.pop()?;
-            let mut ty: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            let rc = libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TYPE,
-                (&mut ty as *mut libc::c_int).cast(),
-                &mut len,
-            );
-            if rc != 0 || ty != libc::SOCK_STREAM {
-                return Some(Err(std::io::Error::other(
-                    "advisor channel: the passed fd is not a stream socket",
-                )));
-            }
-            Some(Ok(fd))
+        };
+        if m.len == 0 {
+            return None;
         }
+        let mut got = m.fds;
+        if got.len() != 1 {
+            return Some(Err(std::io::Error::other(
+                "advisor channel: a message without exactly one socket",
+            )));
+        }
+        let fd = got.pop()?;
+        if !warden_sys::is_stream(fd.as_fd()) {
+            return Some(Err(std::io::Error::other(
+                "advisor channel: the passed fd is not a stream socket",
+            )));
+        }
+        Some(Ok(fd))
     }
 
     /// Supervisor: serves consultations until the sandbox's end is closed (every holder in
@@ -389,7 +310,7 @@ pub mod fdpass {
     pub fn serve(sock: OwnedFd, server: Arc<Server>) {
         let busy = Arc::new(AtomicUsize::new(0));
         loop {
-            let fd = match recv_fd(sock.as_raw_fd()) {
+            let fd = match recv_fd(sock.as_fd()) {
                 None => return,
                 Some(Err(e)) => {
                     tracing::debug!("{e}");

@@ -14,8 +14,7 @@
 
 use crate::cache::openat2;
 use serde_json::Value;
-use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -56,20 +55,7 @@ impl TranscriptRoot {
     /// Opens `home/rel` (e.g. `rel` = `.claude/projects`) beneath `home`, following no
     /// symlink (the agent may be able to write inside `home/.claude`).
     pub fn open(home: &Path, rel: &str) -> std::io::Result<TranscriptRoot> {
-        let c = CString::new(home.as_os_str().as_encoded_bytes())
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: open(2) with a valid C string.
-        let h = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if h < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd we own.
-        let h = unsafe { OwnedFd::from_raw_fd(h) };
+        let h = warden_sys::open_dir(home)?;
         let fd = openat2(&h, rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
         Ok(TranscriptRoot {
             fd,

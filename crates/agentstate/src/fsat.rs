@@ -7,7 +7,7 @@ use crate::filter::StateError;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -41,22 +41,13 @@ impl Dir {
     /// Opens a directory by path (a path the agent cannot write, such as `$HOME` itself or
     /// warden's state directory) and checks it is one.
     pub fn open(path: &Path, shown: &str) -> Result<Dir, StateError> {
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| StateError::Refused {
-            what: shown.into(),
-            msg: "NUL in the path".into(),
-        })?;
-        // SAFETY: open with a valid C string.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(StateError::io(shown, std::io::Error::last_os_error()));
+        if path.as_os_str().as_bytes().contains(&0) {
+            return Err(StateError::Refused {
+                what: shown.into(),
+                msg: "NUL in the path".into(),
+            });
         }
-        // SAFETY: a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = warden_sys::open_dir(path).map_err(|e| StateError::io(shown, e.into()))?;
         let st = fstat(&fd).map_err(|e| StateError::io(shown, e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return Err(StateError::Refused {
@@ -74,28 +65,15 @@ impl Dir {
 
     /// `openat2(dir, name, flags)` beneath this directory, following no symlink.
     fn openat2(&self, name: &str, flags: i32, mode: u64) -> std::io::Result<OwnedFd> {
-        let c = CString::new(name).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: zeroed open_how, then its three fields set.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
-        how.mode = mode;
-        how.resolve =
-            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: openat2 with a valid struct and its size.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
+        if name.contains('\0') {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
-        // SAFETY: a fresh fd we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        Ok(warden_sys::open_beneath(
+            &self.fd,
+            Path::new(name),
+            warden_sys::OFlags::from_bits_retain(flags as u32),
+            warden_sys::Mode::from_raw_mode(mode as u32),
+        )?)
     }
 
     /// Reads the regular file `name` in this directory, at most `max` bytes. None when it

@@ -16,7 +16,7 @@
 //!
 //! Messages on the socketpair are 3 bytes: a type and a big-endian port.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const MSG_FD: u8 = 1;
 const MSG_REFUSED: u8 = 2;
@@ -62,115 +62,75 @@ pub fn serve_all(b: Bound, control: OwnedFd) {
     let control = std::sync::Arc::new(control);
     if let Some(w) = b.rst {
         let c = control.clone();
-        std::thread::spawn(move || w.run(c.as_raw_fd()));
+        std::thread::spawn(move || w.run(c.as_fd()));
     }
     let mut it = b.listeners.into_iter();
     let Some(first) = it.next() else { return };
     for l in it {
         let c = control.clone();
-        std::thread::spawn(move || serve_fd(l, c.as_raw_fd()));
+        std::thread::spawn(move || serve_fd(l, c.as_fd()));
     }
-    serve_fd(first, control.as_raw_fd());
+    serve_fd(first, control.as_fd());
 }
 
 /// Accepts forever; errors close only the connection concerned. Returns if the supervisor
 /// side of `control` is gone.
 pub fn serve(listener: std::net::TcpListener, control: OwnedFd) {
-    serve_fd(listener, control.as_raw_fd())
+    serve_fd(listener, control.as_fd())
 }
 
-fn serve_fd(listener: std::net::TcpListener, control: i32) {
+fn serve_fd(listener: std::net::TcpListener, control: BorrowedFd<'_>) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
-        if !send(control, MSG_FD, 0, Some(stream.as_raw_fd())) {
+        if !send(control, MSG_FD, 0, Some(stream.as_fd())) {
             return;
         }
     }
 }
 
-pub fn send_fd(sock: i32, fd: i32) -> bool {
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> bool {
     send(sock, MSG_FD, 0, Some(fd))
 }
 
-fn send(sock: i32, kind: u8, port: u16, fd: Option<i32>) -> bool {
+/// One 3-byte message, with at most one fd (`warden-sys` fd passing: `MSG_NOSIGNAL`, retried
+/// on `EINTR`).
+fn send(sock: BorrowedFd<'_>, kind: u8, port: u16, fd: Option<BorrowedFd<'_>>) -> bool {
     let p = port.to_be_bytes();
     let bytes = [kind, p[0], p[1]];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
+    let fds: &[BorrowedFd<'_>] = match &fd {
+        Some(f) => std::slice::from_ref(f),
+        None => &[],
     };
-    // SAFETY: building a message with at most one SCM_RIGHTS fd.
-    unsafe {
-        let space = libc::CMSG_SPACE(4) as usize;
-        let mut cbuf = vec![0u8; space];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(fd) = fd {
-            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-            msg.msg_controllen = space;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            *(libc::CMSG_DATA(c) as *mut i32) = fd;
-        }
-        loop {
-            let n = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return n == bytes.len() as isize;
-        }
-    }
+    warden_sys::fdpass::send(sock, &bytes, fds).is_ok_and(|n| n == bytes.len())
 }
 
-/// Receives one message sent by the bridge; None when the peer is gone.
-pub fn recv(sock: i32) -> Option<Msg> {
+/// Receives one message sent by the bridge; None when the peer is gone, or on a protocol
+/// error (a short message, more than one fd or a cut control message (`MSG_CTRUNC`), a type
+/// without its fd or with one it should not have); an fd that came along is closed.
+pub fn recv(sock: BorrowedFd<'_>) -> Option<Msg> {
     let mut bytes = [0u8; 3];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_mut_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: receiving one message with at most one SCM_RIGHTS fd.
-    unsafe {
-        let mut cbuf = [0u8; 64];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = cbuf.len();
-        loop {
-            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_WAITALL);
-            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            if n != bytes.len() as isize {
-                return None;
-            }
-            break;
-        }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        let fd = if !c.is_null()
-            && (*c).cmsg_level == libc::SOL_SOCKET
-            && (*c).cmsg_type == libc::SCM_RIGHTS
-        {
-            Some(OwnedFd::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32)))
-        } else {
-            None
-        };
-        let port = u16::from_be_bytes([bytes[1], bytes[2]]);
-        match (bytes[0], fd) {
-            (MSG_FD, Some(fd)) => Some(Msg::Conn(fd)),
-            (MSG_REFUSED, None) => Some(Msg::Refused(port)),
-            // Anything else is a protocol error: stop (an fd that came along is closed).
-            _ => None,
-        }
+    let m = warden_sys::fdpass::recv(
+        sock,
+        &mut bytes,
+        1,
+        warden_sys::fdpass::RecvOptions { wait_all: true },
+    )
+    .ok()?;
+    if m.len != bytes.len() {
+        return None;
+    }
+    let fd = m.fds.into_iter().next();
+    let port = u16::from_be_bytes([bytes[1], bytes[2]]);
+    match (bytes[0], fd) {
+        (MSG_FD, Some(fd)) => Some(Msg::Conn(fd)),
+        (MSG_REFUSED, None) => Some(Msg::Refused(port)),
+        // Anything else is a protocol error: stop (an fd that came along is closed).
+        _ => None,
     }
 }
 
 /// Receives one fd sent by [`send_fd`]; None when the peer is gone.
-pub fn recv_fd(sock: i32) -> Option<OwnedFd> {
+pub fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
     loop {
         match recv(sock)? {
             Msg::Conn(fd) => return Some(fd),
@@ -265,7 +225,7 @@ impl RstWatcher {
         (w.v4.is_some() || w.v6.is_some()).then_some(w)
     }
 
-    fn run(self, control: i32) {
+    fn run(self, control: BorrowedFd<'_>) {
         let mut fds: Vec<libc::pollfd> = [&self.v4, &self.v6]
             .iter()
             .filter_map(|f| f.as_ref())

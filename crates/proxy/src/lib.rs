@@ -15,7 +15,7 @@ pub mod gateway;
 pub mod rules;
 pub mod server;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use warden_policy::Policy;
@@ -91,7 +91,7 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
             let handle = rt.handle().clone();
             // Receive fds on a plain thread; serve them on the runtime.
             std::thread::spawn(move || {
-                while let Some(msg) = bridge::recv(control.as_raw_fd()) {
+                while let Some(msg) = bridge::recv(control.as_fd()) {
                     let fd = match msg {
                         bridge::Msg::Conn(fd) => fd,
                         bridge::Msg::Refused(port) => {

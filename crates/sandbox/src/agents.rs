@@ -9,7 +9,6 @@
 //! user's file (model, providers, hook trust) is kept.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Files larger than this are not rewritten (a config file is a few KiB).
@@ -136,37 +135,16 @@ pub fn codex_config(user: &str) -> Result<String, toml::de::Error> {
 /// regular file of at most [`MAX_CONFIG`] bytes.
 fn read_beneath(base: &Path, rel: &Path) -> std::io::Result<String> {
     let dir = std::fs::File::open(base)?;
-    let c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
+    if rel.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-    const RESOLVE_BENEATH: u64 = 0x08;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
-        mode: 0,
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid dirfd, C string and open_how of the right size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd we own.
-    let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    use warden_sys::OFlags;
+    let f = std::fs::File::from(warden_sys::open_beneath(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
+        warden_sys::Mode::empty(),
+    )?);
     let md = f.metadata()?;
     if !md.is_file() || md.len() > MAX_CONFIG {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));

@@ -9,28 +9,19 @@ const V2: &str = "/sys/fs/cgroup";
 const V2_HYBRID: &str = "/sys/fs/cgroup/unified";
 const V1_PIDS: &str = "/sys/fs/cgroup/pids";
 
-fn writable_dir(p: &Path) -> bool {
-    let c = match std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
-        Ok(c) => c,
-        Err(_) => return false,
-    };
-    // SAFETY: access(2) on a C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-}
-
 /// The parent under which session cgroups are made: (kind, path).
 pub fn pids_root() -> Option<(&'static str, PathBuf)> {
     for base in [V2, V2_HYBRID] {
         let ctl = Path::new(base).join("cgroup.controllers");
         if let Ok(c) = std::fs::read_to_string(&ctl) {
-            if c.split_whitespace().any(|x| x == "pids") && writable_dir(Path::new(base)) {
+            if c.split_whitespace().any(|x| x == "pids") && warden_sys::writable(Path::new(base)) {
                 return Some(("cgroup2", PathBuf::from(base)));
             }
         }
     }
     let v1 = Path::new(V1_PIDS);
     if v1.join("pids.max").exists() || v1.join("cgroup.procs").exists() {
-        if writable_dir(v1) {
+        if warden_sys::writable(v1) {
             return Some(("cgroup1", v1.to_path_buf()));
         }
     }
@@ -102,23 +93,17 @@ pub fn memory_root() -> Option<(bool, PathBuf)> {
     for base in [V2, V2_HYBRID] {
         let ctl = Path::new(base).join("cgroup.controllers");
         if let Ok(c) = std::fs::read_to_string(&ctl) {
-            if c.split_whitespace().any(|x| x == "memory") && writable_dir(Path::new(base)) {
+            if c.split_whitespace().any(|x| x == "memory") && warden_sys::writable(Path::new(base))
+            {
                 return Some((true, Path::new(base).join("warden-mem")));
             }
         }
     }
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = own.lines().find_map(|l| {
-        let mut it = l.splitn(3, ':');
-        let _ = it.next()?;
-        let ctl = it.next()?;
-        let path = it.next()?;
-        ctl.split(',')
-            .any(|c| c == "memory")
-            .then(|| path.to_string())
-    })?;
+    let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me).ok()?;
+    let rel = warden_sys::procfs::cgroup_v1_path(&own, "memory")?;
     let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
-    (dir.join("memory.limit_in_bytes").exists() && writable_dir(&dir)).then_some((false, dir))
+    (dir.join("memory.limit_in_bytes").exists() && warden_sys::writable(&dir))
+        .then_some((false, dir))
 }
 
 /// The session's memory cgroup (`memory.max`, or v1 `memory.limit_in_bytes`); removed on
@@ -230,21 +215,15 @@ impl Drop for MemoryCgroup {
 /// the supervisor must stay single-threaded until it forks the sandbox. Returns the child's
 /// pid (reap it with [`reap_prewarm`]); nothing happens where that file is not writable.
 pub fn prewarm() -> Option<i32> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))?
-        .trim()
+    let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me).ok()?;
+    let rel = warden_sys::procfs::cgroup_v2_path(&own)?
         .trim_start_matches('/')
         .to_string();
     let procs = [V2_HYBRID, V2]
         .iter()
-        .filter_map(|r| {
-            let p = Path::new(r).join(&rel).join("cgroup.procs");
-            std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok()
-        })
-        // SAFETY: access(2) on a valid C string.
-        .find(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)?;
+        .map(|r| Path::new(r).join(&rel).join("cgroup.procs"))
+        .filter(|p| warden_sys::writable(p))
+        .find_map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())?;
     // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {

@@ -34,34 +34,23 @@ fn is_v2(root: &Path) -> bool {
     root.join("cgroup.controllers").exists() && root.join("cgroup.procs").exists()
 }
 
-fn writable(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) on a valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-}
-
 /// Where session leaves are made: a writable cgroup v2 directory, preferring our own cgroup
 /// (delegated to the user by systemd) over the hierarchy's root.
 pub fn leaf_parent() -> Option<PathBuf> {
     for root in V2_ROOTS.iter().map(Path::new).filter(|r| is_v2(r)) {
         // Our own v2 cgroup ("0::/path").
-        let own = std::fs::read_to_string("/proc/self/cgroup")
+        let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me)
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
-            })
+            .and_then(|s| warden_sys::procfs::cgroup_v2_path(&s).map(str::to_string))
             .unwrap_or_default();
         let own_dir = root.join(own.trim_start_matches('/'));
         // A process may not sit in an inner node with controllers enabled; a sibling
         // subtree under our own cgroup's parent is not ours to make. So: a child of the
         // hierarchy root when writable (root, or delegated root), else nothing.
-        if writable(root) {
+        if warden_sys::writable(root) {
             return Some(root.join("warden-sessions"));
         }
-        if own != "/" && writable(&own_dir) {
+        if own != "/" && warden_sys::writable(&own_dir) {
             return Some(own_dir.join("warden-sessions"));
         }
     }

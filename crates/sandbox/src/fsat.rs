@@ -23,13 +23,6 @@ const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 
 #[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-#[repr(C)]
 struct MountAttr {
     attr_set: u64,
     attr_clr: u64,
@@ -86,38 +79,25 @@ pub fn open_root(p: &Path) -> io::Result<OwnedFd> {
 
 /// `openat2` beneath `dir`, refusing symlinks and magic links anywhere in `rel`.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    let rel = relative(rel)?;
-    let c = if rel.as_os_str().is_empty() {
-        CString::new(".").unwrap_or_default()
-    } else {
-        cstr(rel.as_os_str())?
-    };
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
-        mode: if flags & libc::O_CREAT != 0 {
-            mode as u64
-        } else {
-            0
-        },
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid path and a correctly sized open_how.
-    let fd = check(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    })?;
-    // SAFETY: fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let mut rel = relative(rel)?;
+    if rel.as_os_str().as_bytes().contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "NUL"));
+    }
+    if rel.as_os_str().is_empty() {
+        rel = PathBuf::from(".");
+    }
+    Ok(warden_sys::open_beneath(
+        dir,
+        &rel,
+        warden_sys::OFlags::from_bits_retain(flags as u32),
+        warden_sys::Mode::from_raw_mode(mode),
+    )?)
 }
 
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into the struct above, sized for it.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -129,6 +109,7 @@ pub fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<libc::stat> {
     let c = single(name)?;
     // SAFETY: fstatat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatat with a valid C string, writing into the struct above.
     if unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -445,6 +426,7 @@ pub fn bind_self(fd: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
 pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, i64, u32)> {
     // SAFETY: statx into a zeroed struct on an fd with an empty path.
     let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx on a live fd (AT_EMPTY_PATH, empty C string) into the struct above.
     let r = unsafe {
         libc::statx(
             fd.as_raw_fd(),

@@ -130,28 +130,8 @@ fn err(what: &str) -> String {
 /// Creates a user namespace mapping `inner_uid/gid` to the agent's host ids and returns an
 /// fd to it (its only process is gone when this returns).
 fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd, String> {
-    let mut ready = [0i32; 2];
-    let mut hold = [0i32; 2];
-    // SAFETY: pipe2 into int arrays.
-    unsafe {
-        if libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(err("pipe2"));
-        }
-        if libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            libc::close(ready[0]);
-            libc::close(ready[1]);
-            return Err(err("pipe2"));
-        }
-    }
-    // SAFETY: fresh descriptors we own from here on.
-    let (ready_r, ready_w, hold_r, hold_w) = unsafe {
-        (
-            OwnedFd::from_raw_fd(ready[0]),
-            OwnedFd::from_raw_fd(ready[1]),
-            OwnedFd::from_raw_fd(hold[0]),
-            OwnedFd::from_raw_fd(hold[1]),
-        )
-    };
+    let (ready_r, ready_w) = warden_sys::pipe_cloexec().map_err(|e| e.to_string())?;
+    let (hold_r, hold_w) = warden_sys::pipe_cloexec().map_err(|e| e.to_string())?;
     // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -228,16 +208,6 @@ fn cpath(p: &Path) -> Result<CString, String> {
         .map_err(|_| format!("{}: path contains NUL", p.display()))
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-const SYS_OPENAT2: libc::c_long = 437;
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-
 /// Opens a root for binding without following any symlink (`openat2(RESOLVE_NO_SYMLINKS)` on
 /// its canonical path). A root that lies inside another agent-writable root and resolves
 /// through a symlink is refused: a previous (or concurrent) session could have planted that
@@ -256,32 +226,16 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError>
             )));
         }
     }
-    let c = cpath(&real).map_err(PrepareError::Refused)?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid path and struct.
-    let fd = unsafe {
-        libc::syscall(
-            SYS_OPENAT2,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(PrepareError::Refused(err(&format!(
-            "open {} (no symlinks followed)",
-            real.display()
-        ))));
-    }
-    // SAFETY: a fresh fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = warden_sys::open_no_links(&real, warden_sys::OFlags::PATH).map_err(|e| {
+        PrepareError::Refused(format!(
+            "open {} (no symlinks followed): {}",
+            real.display(),
+            std::io::Error::from(e)
+        ))
+    })?;
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into the struct above, sized for it.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(PrepareError::Refused(err(&format!(
             "fstat {}",
@@ -370,6 +324,7 @@ fn fs_type(path: &Path) -> String {
     };
     // SAFETY: statfs into a zeroed struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs with a valid C string, into the struct above.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return "?".into();
     }

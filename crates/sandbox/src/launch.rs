@@ -467,6 +467,36 @@ fn prepare_identity(
     }
 }
 
+/// Why the agent did not start ([`Session::wait_started`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartFailure {
+    /// The agent's own `execve` failed with `errno`; `message` names the path and the error.
+    #[error("exec: {message}")]
+    Exec { message: String, errno: i32 },
+    /// Setup failed before the exec: the stage and the reason.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl StartFailure {
+    /// Reads what the child wrote on its error pipe (`stage: reason`, and for the exec stage
+    /// a NUL and the errno after the reason).
+    fn from_child(msg: String) -> StartFailure {
+        if let Some((message, errno)) = msg
+            .strip_prefix("exec: ")
+            .and_then(|rest| rest.rsplit_once('\0'))
+        {
+            if let Ok(errno) = errno.parse() {
+                return StartFailure::Exec {
+                    message: message.to_string(),
+                    errno,
+                };
+            }
+        }
+        StartFailure::Setup(msg)
+    }
+}
+
 fn read_all(fd: &OwnedFd) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -524,13 +554,13 @@ impl Session {
 
     /// Waits until the agent's execve happened (Ok) or setup failed (Err with the reason).
     /// Call after starting whatever serves `agent_fds` (the exec guard answers the execve).
-    pub fn wait_started(&self) -> Result<(), String> {
+    pub fn wait_started(&self) -> Result<(), StartFailure> {
         self.release();
         let msg = read_all(&self.err_read);
         if msg.is_empty() {
             Ok(())
         } else {
-            Err(msg)
+            Err(StartFailure::from_child(msg))
         }
     }
 
@@ -792,9 +822,9 @@ fn init(mut c: ChildCtx) -> ! {
         if r == pid {
             // The agent is gone: end what is left in the namespace, then the guard's last
             // pass (nothing can race it now), then exit.
+            warden_event::timing::mark("init: agent exited");
             // SAFETY: from a pid namespace's init, kill(-1) reaches every process in it but
             // init; reaping our own children.
-            warden_event::timing::mark("init: agent exited");
             unsafe {
                 libc::kill(-1, libc::SIGKILL);
                 while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0
@@ -983,5 +1013,34 @@ fn agent(c: ChildCtx) -> ! {
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings.
     unsafe { libc::execve(c.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let e = std::io::Error::last_os_error();
-    f("exec", format!("{}: {e}", c.exe.to_string_lossy()))
+    // The errno travels after a NUL so the supervisor decides on it, not on the text.
+    f(
+        "exec",
+        format!(
+            "{}: {e}\0{}",
+            c.exe.to_string_lossy(),
+            e.raw_os_error().unwrap_or(0)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StartFailure;
+
+    #[test]
+    fn start_failure_carries_the_exec_errno() {
+        assert_eq!(
+            StartFailure::from_child("exec: /w/x: Permission denied (os error 13)\013".into()),
+            StartFailure::Exec {
+                message: "/w/x: Permission denied (os error 13)".into(),
+                errno: 13
+            }
+        );
+        // Text alone decides nothing: without the errno it is a setup failure.
+        let f = StartFailure::from_child("exec: /w/x: Permission denied (os error 13)".into());
+        assert!(matches!(f, StartFailure::Setup(_)));
+        let f = StartFailure::from_child("seccomp: EINVAL".into());
+        assert_eq!(f.to_string(), "seccomp: EINVAL");
+    }
 }

@@ -44,7 +44,7 @@ pub mod seen;
 mod sys;
 pub mod termfilter;
 
-pub use launch::{launch, AgentHook, InitTask, Launch, Session};
+pub use launch::{launch, AgentHook, InitTask, Launch, Session, StartFailure};
 pub use plan::{Plan, PlanInput};
 pub use probe::{probe, probe_fast, Features};
 

@@ -116,6 +116,7 @@ fn is_full(fd: &std::os::fd::OwnedFd) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: fstatvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatvfs on a live fd, into the struct above.
     if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
         return false;
     }
@@ -144,6 +145,7 @@ fn open_tmpfs(agent_pid: i32, p: &Path) -> Option<std::os::fd::OwnedFd> {
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // SAFETY: fstatfs into a zeroed struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs on the fd just opened, into the struct above.
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 || st.f_type != libc::TMPFS_MAGIC {
         return None;
     }

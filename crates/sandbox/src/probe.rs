@@ -93,14 +93,6 @@ fn probe_fanotify() -> bool {
     }
 }
 
-fn status_field(name: &str) -> Option<String> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find_map(|l| {
-        l.strip_prefix(name)
-            .map(|v| v.trim_start_matches(':').trim().to_string())
-    })
-}
-
 /// Full probe (forks a child to try the namespaces; initialises fanotify). For `doctor`
 /// and `--best-effort`.
 pub fn probe() -> Features {
@@ -115,8 +107,9 @@ pub fn probe_fast() -> Features {
 
 fn probe_with(full: bool) -> Features {
     let userns = if full { probe_userns() } else { Ok(()) };
-    let nested = status_field("Seccomp").is_some_and(|v| v != "0")
-        || status_field("NoNewPrivs").is_some_and(|v| v == "1");
+    let status = warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Me).ok();
+    let field = |name| status.as_ref().and_then(|s| s.field(name));
+    let nested = field("Seccomp").is_some_and(|v| v != "0") || field("NoNewPrivs") == Some("1");
     Features {
         kernel: kernel_release(),
         landlock_abi: crate::lock::abi_version(),

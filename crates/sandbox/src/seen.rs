@@ -545,13 +545,7 @@ impl Running {
 }
 
 fn pipe() -> Option<(OwnedFd, OwnedFd)> {
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 into a 2-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return None;
-    }
-    // SAFETY: fresh fds we own.
-    Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    warden_sys::pipe_cloexec().ok()
 }
 
 /// (handle type + handle bytes, pid) of each FID event in `buf`. Malformed records end the

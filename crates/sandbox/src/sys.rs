@@ -1,8 +1,9 @@
 //! Thin, checked wrappers over the raw syscalls the launcher uses in forked children.
-//! Everything here returns `Result<_, String>` with the failing call and path named.
+//! Everything here returns `Result<_, String>` with the failing call and path named. Fd
+//! passing, pipes and socket pairs are `warden-sys` (rustix), adapted here to the launch protocol.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub fn errno_str() -> String {
@@ -53,6 +54,7 @@ pub fn remount_ro(target: &Path) -> Result<(), String> {
     let t = cstr(target)?;
     // SAFETY: statvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs with a valid C string, into the struct above.
     if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
         return Err(format!("statvfs({}): {}", target.display(), errno_str()));
     }
@@ -118,141 +120,57 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) {
 }
 
 pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe2: {}", errno_str()));
-    }
-    // SAFETY: fresh descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    warden_sys::pipe_cloexec().map_err(|e| e.to_string())
 }
 
 pub fn socketpair_seqpacket() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair fills two fds.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(format!("socketpair: {}", errno_str()));
-    }
-    // SAFETY: fresh descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    warden_sys::socketpair_seqpacket().map_err(|e| e.to_string())
 }
+
+/// The most descriptors one launch message carries (its count travels in one byte).
+const MAX_PASSED: usize = 255;
 
 /// Sends a one-byte message carrying `fds` (possibly none) over a unix socket.
 pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
-    let byte = [fds.len() as u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_ptr() as *mut libc::c_void,
-        iov_len: 1,
+    if fds.len() > MAX_PASSED {
+        return Err(format!(
+            "sendmsg: {} descriptors (at most {MAX_PASSED})",
+            fds.len()
+        ));
+    }
+    // SAFETY: `sock` and `fds` are the caller's open descriptors for the whole call (it holds
+    // them across it); sendmsg only reads their numbers.
+    let (sock, fds): (BorrowedFd<'_>, Vec<BorrowedFd<'_>>) = unsafe {
+        (
+            BorrowedFd::borrow_raw(sock),
+            fds.iter().map(|f| BorrowedFd::borrow_raw(*f)).collect(),
+        )
     };
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space =
-        unsafe { libc::CMSG_SPACE((fds.len() * std::mem::size_of::<RawFd>()) as u32) } as usize;
-    let mut cbuf = vec![0u8; space.max(1)];
-    // SAFETY: msghdr fully initialised below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space;
-        // SAFETY: the control buffer has room for one header with fds.len() fds.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len =
-                libc::CMSG_LEN((fds.len() * std::mem::size_of::<RawFd>()) as u32) as usize;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr(),
-                libc::CMSG_DATA(c) as *mut RawFd,
-                fds.len(),
-            );
-        }
-    }
-    // SAFETY: valid msghdr.
-    if unsafe { libc::sendmsg(sock, &msg, 0) } < 0 {
-        return Err(format!("sendmsg: {}", errno_str()));
-    }
-    Ok(())
+    warden_sys::fdpass::send(sock, &[fds.len() as u8], &fds)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Receives the message sent by [`send_fds`], with the sender's pid (SO_PASSCRED, translated
-/// to our pid namespace). Returns None on EOF.
+/// to our pid namespace; 0 without SO_PASSCRED). Returns None on EOF. A message with more
+/// descriptors than [`send_fds`] sends is refused (all of them closed).
 pub fn recv_fds(sock: &OwnedFd) -> Result<Option<(Vec<OwnedFd>, i32)>, String> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut cbuf = vec![0u8; 512];
-    // SAFETY: msghdr initialised below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = cbuf.len();
-    let n = loop {
-        // SAFETY: valid msghdr and buffers.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        break n;
-    };
-    if n < 0 {
-        return Err(format!("recvmsg: {}", errno_str()));
-    }
-    if n == 0 {
+    let m = warden_sys::fdpass::recv(
+        sock,
+        &mut byte,
+        MAX_PASSED,
+        warden_sys::fdpass::RecvOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    if m.len == 0 {
         return Ok(None);
     }
-    let mut fds = Vec::new();
-    let mut pid = 0;
-    // SAFETY: walking the control messages the kernel wrote.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let count =
-                    ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                let data = libc::CMSG_DATA(c) as *const RawFd;
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(*data.add(i)));
-                }
-            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS
-            {
-                let cred = libc::CMSG_DATA(c) as *const libc::ucred;
-                pid = (*cred).pid;
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Ok(Some((fds, pid)))
+    Ok(Some((m.fds, m.pid.unwrap_or(0))))
 }
 
 pub fn set_passcred(sock: &OwnedFd) -> Result<(), String> {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with an int.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            &one as *const _ as *const libc::c_void,
-            4,
-        )
-    };
-    if r != 0 {
-        return Err(format!("SO_PASSCRED: {}", errno_str()));
-    }
-    Ok(())
+    warden_sys::set_passcred(sock.as_fd()).map_err(|e| e.to_string())
 }
 
 /// Brings up the loopback interface in the current network namespace.

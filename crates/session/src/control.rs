@@ -107,13 +107,6 @@ pub struct PeerCheck {
     pub stage1: Option<i32>,
 }
 
-fn status_field(pid: &str, key: &str) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_string())
-}
-
 /// Whether `pid` belongs to the session (fail closed: anything not checkable is inside):
 /// - another pid namespace than ours (the sandbox's);
 /// - `no_new_privs` set while this supervisor has it clear: every sandboxed process has it
@@ -134,13 +127,14 @@ fn inside_session(pid: i32, check: &PeerCheck) -> bool {
         (Some(a), Some(b)) if a == b => {}
         _ => return true,
     }
-    let nnp = |p: &str| status_field(p, "NoNewPrivs:");
-    match (nnp(&p).as_deref(), nnp("self").as_deref()) {
-        (Some("1"), Some("0")) => return true,
+    use warden_sys::procfs::{self, Proc, Status};
+    let nnp = |p: Proc| Status::read(p).ok().and_then(|s| s.no_new_privs());
+    match (nnp(Proc::Pid(pid)), nnp(Proc::Me)) {
+        (Some(true), Some(false)) => return true,
         (None, _) => return true,
         _ => {}
     }
-    let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+    let Ok(cg) = procfs::cgroup(pid) else {
         return true;
     };
     let leaf = check
@@ -149,8 +143,7 @@ fn inside_session(pid: i32, check: &PeerCheck) -> bool {
         .and_then(|l| l.file_name())
         .and_then(|n| n.to_str())
         .unwrap_or("");
-    let names_session = cg.lines().any(|l| {
-        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+    let names_session = procfs::cgroup_paths(&cg).any(|path| {
         path.split('/').any(|c| {
             (!leaf.is_empty() && c == leaf)
                 || (!check.session.is_empty() && c.contains(check.session.as_str()))
@@ -168,7 +161,7 @@ fn inside_session(pid: i32, check: &PeerCheck) -> bool {
             if cur <= 1 {
                 break;
             }
-            match status_field(&cur.to_string(), "PPid:").and_then(|v| v.parse::<i32>().ok()) {
+            match Status::read(cur).ok().and_then(|s| s.ppid()) {
                 Some(pp) => cur = pp,
                 None => return true,
             }

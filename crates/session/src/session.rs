@@ -438,17 +438,8 @@ fn end(
 /// session's log through a pipe: the agent holds the write end, we read, validate and
 /// re-stamp every line (they are the agent side's reports, and are marked as such).
 fn hook_pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 into a 2-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(StartError::Internal(format!(
-            "pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    warden_sys::pipe_cloexec()
+        .map_err(|e| StartError::Internal(format!("pipe: {}", std::io::Error::from(e))))
 }
 
 /// Without a network namespace the proxy listens on the host's loopback, and Landlock

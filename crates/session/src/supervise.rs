@@ -187,9 +187,9 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         }
         // The agent's own execve failing is not a missing kernel feature: report it as a
         // shell would (127 not found, 126 not executable).
-        if let Some(why) = e.strip_prefix("exec: ") {
-            let msg = format!("cannot run {why}");
-            return Err(if why.contains("os error 13") {
+        if let warden_sandbox::StartFailure::Exec { message, errno } = &e {
+            let msg = format!("cannot run {message}");
+            return Err(if *errno == libc::EACCES {
                 StartError::NotExecutable(msg)
             } else {
                 StartError::NotFound(msg)

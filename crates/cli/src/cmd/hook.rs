@@ -243,7 +243,7 @@ fn options(a: &InstallArgs) -> install::Options {
 
 pub fn install(a: InstallArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()
-        .map(|p| shell_word(&p.display().to_string()))
+        .map(|p| warden_sys::shell::quote(&p.display().to_string()))
         .unwrap_or_else(|_| "warden".into());
     let (ag, scope, opts) = (agent(a.agent), scope_of(&a), options(&a));
     edit(&a, |doc| install::install_with(doc, ag, scope, &exe, opts))
@@ -252,17 +252,6 @@ pub fn install(a: InstallArgs) -> anyhow::Result<i32> {
 pub fn uninstall(a: InstallArgs) -> anyhow::Result<i32> {
     let opts = options(&a);
     edit(&a, |doc| install::uninstall_with(doc, opts))
-}
-
-/// Quotes a path for the shell command line the agent runs its hooks with.
-fn shell_word(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// The hook-event channel of an enclosing `warden run`: the inherited pipe
