@@ -749,3 +749,100 @@ fn gate_asks_wait_for_a_human_outside_the_agent() {
     );
     assert!(rows.iter().any(|l| l.contains("timeout")), "{log}");
 }
+
+/// `warden top` on a terminal (a pty the test drives with `script`): the pending request is
+/// listed with the selection mark, `d` denies it and `a` allows the next one once, through
+/// the session's control socket (audited as such). Judged from the host: the server's log.
+#[test]
+fn top_keys_answer_through_the_control_socket() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no /usr/bin/script for a pty");
+        return;
+    }
+    let t = T::new("top");
+    let p = t.port;
+    let script = format!(
+        "{}{}",
+        curl("ask-a.test", p, "one"),
+        curl("ask-a.test", p, "two")
+    );
+    let child = t.spawn(30, &script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    let id1 = first["id"].as_u64().unwrap();
+    let top_out = t.root.join("top.out");
+    let mut top = Command::new("/usr/bin/script")
+        .args([
+            "-qfec",
+            &format!("'{}' top", env!("CARGO_BIN_EXE_warden")),
+            top_out.to_str().unwrap(),
+        ])
+        .env("HOME", &t.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = top.stdin.take().unwrap();
+    let screen = || std::fs::read_to_string(&top_out).unwrap_or_default();
+    let wait_for = |what: &str| {
+        let t0 = Instant::now();
+        while !screen().contains(what) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "top never showed {what:?}:\n{}",
+                screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The request is listed, selected, with the keys.
+    wait_for(&format!(">{id1:>4}"));
+    assert!(screen().contains("a allow once"), "{}", screen());
+    keys.write_all(b"d").unwrap();
+    keys.flush().unwrap();
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    let id2 = second["id"].as_u64().unwrap();
+    // The next request becomes selected only once it is shown; then `a` allows it once.
+    wait_for(&format!(">{id2:>4}"));
+    keys.write_all(b"a").unwrap();
+    keys.flush().unwrap();
+    let o = finish(child);
+    keys.write_all(b"q").unwrap();
+    keys.flush().unwrap();
+    drop(keys);
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = top.try_wait().unwrap() {
+            assert!(st.success(), "top: {st:?}\n{}", screen());
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "top did not quit on q:\n{}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("one: code=403"), "{}", text(&o));
+    assert!(s.contains("two: code=200"), "{}", text(&o));
+    assert_eq!(t.reached("one"), 0, "{}", t.server_log());
+    assert_eq!(t.reached("two"), 1, "{}", t.server_log());
+    assert!(
+        screen().contains(&format!("request {id2} answered allow-once")),
+        "{}",
+        screen()
+    );
+    // Audited as answers through the control socket, one deny and one allow-once.
+    let log = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let l = String::from_utf8_lossy(&log.stdout);
+    let answers = l
+        .lines()
+        .filter(|r| r.contains("via the control socket") && r.contains("\"approval\""))
+        .count();
+    assert!(answers >= 2, "{l}");
+}
