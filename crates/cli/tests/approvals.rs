@@ -846,3 +846,221 @@ fn top_keys_answer_through_the_control_socket() {
         .count();
     assert!(answers >= 2, "{l}");
 }
+
+/// A workspace with a protected file `ci/deploy.yml` (content "original") that a human may
+/// allow a write to (`[files] ask_write`), and a writable `other/deploy.yml`.
+fn ask_write_setup(t: &T, timeout: u64) -> PathBuf {
+    std::fs::create_dir_all(t.ws.join("ci")).unwrap();
+    std::fs::create_dir_all(t.ws.join("other")).unwrap();
+    std::fs::write(t.ws.join("ci/deploy.yml"), "original\n").unwrap();
+    std::fs::write(t.ws.join("other/deploy.yml"), "other\n").unwrap();
+    let p = t.root.join("write-policy.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[files]\nask_write = [\"ci/deploy.yml\"]\n[approvals]\ntimeout_secs = {timeout}\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn spawn_write(t: &T, policy: &std::path::Path, script: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            "/bin/bash",
+            "-c",
+            script,
+        ])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `[files] ask_write`: a write to the protected file waits; allow-once lets that one open
+/// write the REAL file (judged on the host after the session); the next write asks again
+/// (showing the new content's hash) and a deny leaves the host file as it was. Workspace
+/// writes never ask.
+#[test]
+fn protected_write_asks_and_allow_once_writes_the_real_file() {
+    let t = T::new("wask");
+    let policy = ask_write_setup(&t, 30);
+    let script = "echo legit > legit.txt && echo legit-ok >> log; \
+                  printf 'approved\\n' > ci/deploy.yml && echo w1-ok >> log || echo w1-fail >> log; \
+                  printf 'denied\\n' > ci/deploy.yml && echo w2-ok >> log || echo w2-fail >> log; \
+                  echo more >> legit.txt && echo legit2-ok >> log";
+    let child = spawn_write(&t, &policy, script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(first["kind"], "write", "{first}");
+    let path = first["subject"]["path"].as_str().unwrap();
+    assert!(path.ends_with("/ci/deploy.yml"), "{first}");
+    assert_eq!(
+        first["subject"]["sha256"].as_str().unwrap(),
+        sha256_hex(b"original\n"),
+        "the request shows the current content's hash: {first}"
+    );
+    assert!(
+        first["rule"]
+            .as_str()
+            .unwrap()
+            .contains("files.ask_write:ci/deploy.yml"),
+        "{first}"
+    );
+    // Nothing is written while it waits.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap(),
+        "original\n"
+    );
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    assert_eq!(
+        second["subject"]["sha256"].as_str().unwrap(),
+        sha256_hex(b"approved\n"),
+        "{second}"
+    );
+    t.answer(second["id"].as_u64().unwrap(), "--deny");
+    let o = finish(child);
+    let log = std::fs::read_to_string(t.ws.join("log")).unwrap_or_default();
+    assert_eq!(log, "legit-ok\nw1-ok\nw2-fail\nlegit2-ok\n", "{}", text(&o));
+    // Judged on the host: the allowed write is in the real file, the denied one is not.
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap(),
+        "approved\n",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("legit.txt")).unwrap(),
+        "legit\nmore\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        text(&o)
+    );
+    // Only the two protected writes asked; the audit has the grant and the refusal.
+    let log = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["log", "--json"])
+        .env("HOME", &t.home)
+        .output()
+        .unwrap();
+    let l = String::from_utf8_lossy(&log.stdout);
+    let asks: Vec<&str> = l
+        .lines()
+        .filter(|r| r.contains("\"layer\":\"approval\"") && r.contains("\"verdict\":\"ask\""))
+        .collect();
+    assert_eq!(asks.len(), 2, "only the protected writes ask: {l}");
+    assert!(
+        !asks.iter().any(|r| r.contains("legit.txt")),
+        "workspace writes never ask: {l}"
+    );
+    assert!(
+        l.contains("warden opened the real file") && l.contains("files.ask_write:ci/deploy.yml"),
+        "{l}"
+    );
+}
+
+/// No answer is a deny: the host file keeps its content.
+#[test]
+fn protected_write_timeout_leaves_the_host_file() {
+    let t = T::new("wask-timeout");
+    let policy = ask_write_setup(&t, 2);
+    let script = "printf 'late\\n' >> ci/deploy.yml && echo w-ok >> log || echo w-fail >> log";
+    let child = spawn_write(&t, &policy, script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(
+        first["subject"]["access"], "O_WRONLY|O_APPEND|O_CREAT",
+        "{first}"
+    );
+    let o = finish(child);
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("log")).unwrap_or_default(),
+        "w-fail\n",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap(),
+        "original\n"
+    );
+}
+
+/// While the request waits, the protected file's parent is moved away and replaced by a
+/// directory with a decoy `deploy.yml` (or a symlink to `other/`). The agent itself cannot
+/// do this (the locked file inside makes the rename fail with EBUSY, which the script
+/// checks), so the swap is made on the host, as a concurrent process would. The human then
+/// allows: the grant must not land on the file now at that path. Judged on the host: the
+/// decoy and `other/deploy.yml` keep their content, and so does the real file.
+#[test]
+fn a_parent_swapped_during_the_ask_cannot_redirect_the_grant() {
+    for (name, link) in [("wask-dir", false), ("wask-link", true)] {
+        let t = T::new(name);
+        let policy = ask_write_setup(&t, 30);
+        let script = "( printf 'evil\\n' > ci/deploy.yml; echo \"w=$?\" > wrc ) & \
+                      sleep 0.5; mv ci ci-agent 2>/dev/null && echo agent-moved > moved; wait";
+        let child = spawn_write(&t, &policy, script);
+        let first = t.next_pending(&[], Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(700));
+        std::fs::rename(t.ws.join("ci"), t.ws.join("ci-old")).unwrap();
+        if link {
+            std::os::unix::fs::symlink("other", t.ws.join("ci")).unwrap();
+        } else {
+            std::fs::create_dir(t.ws.join("ci")).unwrap();
+            std::fs::write(t.ws.join("ci/deploy.yml"), "decoy\n").unwrap();
+        }
+        t.answer(first["id"].as_u64().unwrap(), "--allow-once");
+        let o = finish(child);
+        assert!(
+            !t.ws.join("moved").exists(),
+            "{name}: the agent could move the locked file's parent: {}",
+            text(&o)
+        );
+        let (victim, before) = if link {
+            ("other/deploy.yml", "other\n")
+        } else {
+            ("ci/deploy.yml", "decoy\n")
+        };
+        assert_eq!(
+            std::fs::read_to_string(t.ws.join(victim)).unwrap(),
+            before,
+            "{name}: the grant was redirected: {}",
+            text(&o)
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.ws.join("ci-old/deploy.yml")).unwrap(),
+            "original\n",
+            "{name}: {}",
+            text(&o)
+        );
+        let wrc = std::fs::read_to_string(t.ws.join("wrc")).unwrap_or_default();
+        assert_ne!(wrc.trim(), "w=0", "{name}: {}", text(&o));
+        assert!(!wrc.is_empty(), "{name}: {}", text(&o));
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! - A layer (the proxy for `[network] ask`, the seccomp exec guard for unknown content
 //!   with `exec.ask_unknown`, the gate's asks with `[approvals] gate = "warden"` through the
-//!   hook socket ([`gate_asker`]); not yet protected writes) calls
+//!   hook socket ([`gate_asker`]); the seccomp supervisor for a write to a `[files]
+//!   ask_write` file ([`WriteApprover`], [`write_asks`])) calls
 //!   [`Approvals::request`] with the exact [`Subject`] and blocks. The request
 //!   gets an id, is listed by `warden approve` (through the control socket, which the
 //!   agent cannot reach) and shown on the `warden run` terminal outside the agent's pty.
@@ -58,8 +59,22 @@ pub enum Subject {
         path: String,
         sha256: String,
     },
-    /// A write: the path and the SHA-256 of the content that would be written.
-    Write { path: String, sha256: String },
+    /// A write to a protected file (`[files] ask_write`): the path, the file's identity
+    /// (device and inode, as warden opened it beneath its root) and the SHA-256 of its
+    /// *current* content. The grant is one open for write of exactly that file with exactly
+    /// that content; what the agent then writes is not known when the human answers.
+    Write {
+        path: String,
+        sha256: String,
+        #[serde(default)]
+        dev: u64,
+        #[serde(default)]
+        ino: u64,
+        #[serde(default)]
+        size: u64,
+        #[serde(default)]
+        access: String,
+    },
     /// A gate `ask`: the tool and what it would do (shown cut to a bound), and the SHA-256
     /// of the whole tool and description as the hook sent them, which the approval is bound
     /// to: two calls that differ only past what is shown are different subjects.
@@ -92,8 +107,17 @@ impl Subject {
                 )
             }
             Subject::Exec { sha256, .. } => format!("exec sha256:{}", sha256.to_ascii_lowercase()),
-            Subject::Write { path, sha256 } => {
-                format!("write {path} sha256:{}", sha256.to_ascii_lowercase())
+            Subject::Write {
+                path,
+                sha256,
+                dev,
+                ino,
+                ..
+            } => {
+                format!(
+                    "write {path} inode {dev}:{ino} sha256:{}",
+                    sha256.to_ascii_lowercase()
+                )
             }
             Subject::Gate { tool, sha256, .. } => format!("gate {tool} sha256:{sha256}"),
         }
@@ -119,7 +143,16 @@ impl Subject {
             Subject::Exec { argv, path, sha256 } => {
                 format!("exec {} [{path}, sha256 {sha256}]", shell_words(argv))
             }
-            Subject::Write { path, sha256 } => format!("write {path} (content sha256 {sha256})"),
+            Subject::Write {
+                path,
+                sha256,
+                dev,
+                ino,
+                size,
+                access,
+            } => format!(
+                "open protected file {path} for write ({access}); now {size} bytes, content sha256 {sha256}, inode {dev}:{ino}"
+            ),
             Subject::Gate { tool, what, .. } => format!("{tool}: {what}"),
         }
     }
@@ -596,6 +629,97 @@ impl warden_execguard::unotify::ExecApprover for ExecApprover {
             Outcome::Denied { reason, .. } => Err(reason),
         }
     }
+}
+
+/// Writes to protected files (`[files] ask_write`) through the registry (the seccomp
+/// supervisor's side, [`warden_execguard::writeask`]). Allow-once admits this one open;
+/// allow-session every later open of the same file (inode) with the same content.
+pub struct WriteApprover(pub Arc<Approvals>);
+
+impl warden_execguard::writeask::WriteApprover for WriteApprover {
+    fn ask(
+        &self,
+        req: &warden_execguard::writeask::WriteRequest,
+        gone: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String> {
+        let subject = Subject::Write {
+            path: req.path.clone(),
+            sha256: req.sha256.clone(),
+            dev: req.dev,
+            ino: req.ino,
+            size: req.size,
+            access: req.access.clone(),
+        };
+        match self
+            .0
+            .request_until(subject, &req.rule, &format!("pid {}", req.pid), Some(gone))
+        {
+            Outcome::Allowed { answer, by } => Ok(format!("{} by {by}", answer.as_str())),
+            Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+/// The `[files] ask_write` entries of a session, anchored: each must lie in a writable
+/// root (`roots`, opened here with `O_PATH` before the agent runs; the sandbox binds them
+/// at their host paths). Entries elsewhere are returned as notes (they stay plain
+/// protected paths).
+pub fn write_asks(
+    entries: &[String],
+    expand: &dyn Fn(&str) -> std::path::PathBuf,
+    roots: &[std::path::PathBuf],
+) -> (Vec<warden_execguard::writeask::AskFile>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    let mut opened: Vec<(std::path::PathBuf, Arc<std::os::fd::OwnedFd>)> = Vec::new();
+    for e in entries {
+        let path = expand(e.trim_end_matches('/'));
+        // The deepest root holding it.
+        let Some(root) = roots
+            .iter()
+            .filter(|r| path.starts_with(r) && path != **r)
+            .max_by_key(|r| r.components().count())
+        else {
+            notes.push(format!(
+                "files.ask_write: {} is not inside a writable root; it stays read-only without asking",
+                path.display()
+            ));
+            continue;
+        };
+        let fd = match opened.iter().find(|(r, _)| r == root) {
+            Some((_, fd)) => fd.clone(),
+            None => {
+                use std::os::unix::fs::OpenOptionsExt;
+                match std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                    .open(root)
+                {
+                    Ok(f) => {
+                        let fd = Arc::new(std::os::fd::OwnedFd::from(f));
+                        opened.push((root.clone(), fd.clone()));
+                        fd
+                    }
+                    Err(err) => {
+                        notes.push(format!(
+                            "files.ask_write: {}: cannot open {}: {err}; it stays read-only without asking",
+                            path.display(),
+                            root.display()
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        files.push(warden_execguard::writeask::AskFile {
+            view: path.clone(),
+            root: fd,
+            rel,
+            rule: format!("files.ask_write:{e}"),
+        });
+    }
+    (files, notes)
 }
 
 /// A gate `ask` sent by `warden hook` over the session's hook-report socket
