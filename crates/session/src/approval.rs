@@ -926,6 +926,34 @@ mod tests {
         assert!(!a.request(exec("bb"), "r", "agent").allowed());
     }
 
+    fn write(ino: u64, hash: &str) -> Subject {
+        Subject::Write {
+            path: "/w/ci/deploy.yml".into(),
+            sha256: hash.into(),
+            dev: 1,
+            ino,
+            size: 9,
+            access: "O_WRONLY|O_TRUNC".into(),
+        }
+    }
+
+    #[test]
+    fn a_write_allow_session_is_bound_to_the_inode_and_content() {
+        let a = Approvals::new(Duration::from_millis(300));
+        let (id, rx) = ask(&a, write(7, "aa"));
+        a.answer(id, Answer::AllowSession, "terminal").unwrap();
+        assert!(rx.recv().unwrap().allowed());
+        // The same file with the same content: no question (the access is shown, not bound).
+        let mut again = write(7, "AA");
+        if let Subject::Write { access, .. } = &mut again {
+            *access = "O_RDWR".into();
+        }
+        assert!(a.request(again, "r", "agent").allowed());
+        // Other content, or another inode at the same path: asked (and timed out: deny).
+        assert!(!a.request(write(7, "bb"), "r", "agent").allowed());
+        assert!(!a.request(write(8, "aa"), "r", "agent").allowed());
+    }
+
     #[test]
     fn concurrent_waiters_are_answered_separately() {
         let a = Approvals::new(Duration::from_secs(10));
