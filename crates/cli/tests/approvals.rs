@@ -1064,3 +1064,87 @@ fn a_parent_swapped_during_the_ask_cannot_redirect_the_grant() {
         assert!(!wrc.is_empty(), "{name}: {}", text(&o));
     }
 }
+
+/// `[approvals] held = "ask"`: at the session's end, changes to executable agent state that
+/// the state filter held are asked about (every change shown, bound to the held record's
+/// hash). Allow applies them to the host's `~/.claude.json`; deny keeps them held for
+/// `warden held`. Judged on the host's file after the session.
+#[test]
+fn held_changes_are_asked_about_at_the_end_and_applied_only_on_allow() {
+    for allow in [true, false] {
+        let t = T::new(if allow { "held-allow" } else { "held-deny" });
+        let cfg = t.home.join(".claude.json");
+        std::fs::write(&cfg, r#"{"numStartups": 1, "theme": "dark"}"#).unwrap();
+        let policy = t.root.join("held-policy.toml");
+        std::fs::write(&policy, "[approvals]\nheld = \"ask\"\ntimeout_secs = 30\n").unwrap();
+        let session = r#"{"numStartups": 2, "theme": "light", "mcpServers": {"evil": {"command": "/bin/sh", "args": ["-c", "touch /tmp/pwned-held"]}}}"#;
+        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args([
+                "run",
+                "--profile",
+                "claude",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--",
+                "/bin/bash",
+                "-c",
+                &format!("printf '%s' '{session}' > ~/.claude.json"),
+            ])
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .env_remove("WARDEN_SANDBOX")
+            .env_remove("XDG_STATE_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let req = t.next_pending(&[], Duration::from_secs(30));
+        assert_eq!(req["kind"], "held", "{req}");
+        let d = req["description"].as_str().unwrap();
+        assert!(
+            d.contains("mcpServers") && d.contains("touch /tmp/pwned-held"),
+            "every change is shown: {req}"
+        );
+        assert_eq!(
+            req["subject"]["sha256"].as_str().unwrap().len(),
+            64,
+            "{req}"
+        );
+        // Not applied while it waits; safe keys are already written back.
+        let host: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        assert!(host.get("mcpServers").is_none(), "{host}");
+        assert_eq!(host["theme"], "light", "{host}");
+        let id = req["id"].as_u64().unwrap();
+        t.answer(id, if allow { "--allow-once" } else { "--deny" });
+        let o = finish(child);
+        assert!(o.status.success(), "{}", text(&o));
+        let host: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        let list = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["held", "list"])
+            .env("HOME", &t.home)
+            .env_remove("WARDEN_SANDBOX")
+            .output()
+            .unwrap();
+        let list = String::from_utf8_lossy(&list.stdout).to_string();
+        if allow {
+            assert_eq!(
+                host["mcpServers"]["evil"]["command"],
+                "/bin/sh",
+                "{host}\n{}",
+                text(&o)
+            );
+            assert!(list.contains("no held changes"), "{list}");
+        } else {
+            assert!(host.get("mcpServers").is_none(), "{host}\n{}", text(&o));
+            assert!(list.contains("mcpServers"), "still held: {list}");
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("they stay held"),
+                "{}",
+                text(&o)
+            );
+        }
+    }
+}

@@ -600,6 +600,7 @@ fn network_ask_and_approvals_timeout() {
         "[approvals]\ntimeout_secs = 6\n",
         "[exec]\nask_unknown = true\n",
         "[files]\nask_write = [\".github/workflows\"]\n",
+        "[approvals]\nheld = \"ask\"\n",
     ] {
         let mut b = base.clone();
         let doc = Policy::parse(widening, "ws").unwrap();

@@ -3,7 +3,8 @@
 //! - A layer (the proxy for `[network] ask`, the seccomp exec guard for unknown content
 //!   with `exec.ask_unknown`, the gate's asks with `[approvals] gate = "warden"` through the
 //!   hook socket ([`gate_asker`]); the seccomp supervisor for a write to a `[files]
-//!   ask_write` file ([`WriteApprover`], [`write_asks`])) calls
+//!   ask_write` file ([`WriteApprover`], [`write_asks`]); the session's end for held
+//!   agent-state changes with `[approvals] held = "ask"` ([`ask_held`])) calls
 //!   [`Approvals::request`] with the exact [`Subject`] and blocks. The request
 //!   gets an id, is listed by `warden approve` (through the control socket, which the
 //!   agent cannot reach) and shown on the `warden run` terminal outside the agent's pty.
@@ -29,6 +30,8 @@ use warden_event::{Decision, Layer, Verdict};
 /// Requests waiting at once; past this a new request is denied at once (the agent cannot
 /// grow the supervisor's memory or the human's list without bound).
 pub const MAX_PENDING: usize = 64;
+/// The longest listing of held changes asked about at once (bytes).
+pub const MAX_HELD_SHOWN: usize = 64 * 1024;
 /// The longest argv (bytes, all arguments) kept in an exec subject.
 pub const MAX_ARGV_BYTES: usize = 16 * 1024;
 
@@ -40,6 +43,7 @@ pub enum Kind {
     Exec,
     Write,
     Gate,
+    Held,
 }
 
 /// Exactly what would be allowed.
@@ -83,6 +87,14 @@ pub enum Subject {
         what: String,
         sha256: String,
     },
+    /// Changes to executable agent state held at the session's end (warden-agentstate),
+    /// one line per change (secret-looking values redacted), and the SHA-256 of the whole
+    /// held record: what is applied on allow is exactly that record.
+    Held {
+        session: String,
+        changes: Vec<String>,
+        sha256: String,
+    },
 }
 
 impl Subject {
@@ -92,6 +104,7 @@ impl Subject {
             Subject::Exec { .. } => Kind::Exec,
             Subject::Write { .. } => Kind::Write,
             Subject::Gate { .. } => Kind::Gate,
+            Subject::Held { .. } => Kind::Held,
         }
     }
 
@@ -120,6 +133,9 @@ impl Subject {
                 )
             }
             Subject::Gate { tool, sha256, .. } => format!("gate {tool} sha256:{sha256}"),
+            Subject::Held {
+                session, sha256, ..
+            } => format!("held {session} sha256:{sha256}"),
         }
     }
 
@@ -154,6 +170,15 @@ impl Subject {
                 "open protected file {path} for write ({access}); now {size} bytes, content sha256 {sha256}, inode {dev}:{ino}"
             ),
             Subject::Gate { tool, what, .. } => format!("{tool}: {what}"),
+            Subject::Held {
+                session,
+                changes,
+                sha256,
+            } => format!(
+                "apply {} held change(s) to executable agent state of session {session} (record sha256 {sha256}): {}",
+                changes.len(),
+                changes.join("; ")
+            ),
         }
     }
 
@@ -344,6 +369,24 @@ impl Approvals {
         who: &str,
         gone: Option<&std::sync::atomic::AtomicBool>,
     ) -> Outcome {
+        self.request_inner(subject, rule, who, gone, false)
+    }
+
+    /// A request of warden's own at the session's end, after [`Self::close`] (which denies
+    /// what the agent still had waiting): held changes ([`ask_held`]). Same deadline and
+    /// answers; nothing else is admitted.
+    pub fn request_final(&self, subject: Subject, rule: &str, who: &str) -> Outcome {
+        self.request_inner(subject, rule, who, None, true)
+    }
+
+    fn request_inner(
+        &self,
+        subject: Subject,
+        rule: &str,
+        who: &str,
+        gone: Option<&std::sync::atomic::AtomicBool>,
+        after_close: bool,
+    ) -> Outcome {
         let subject = subject.bounded();
         let key = subject.key();
         let description = subject.describe();
@@ -395,7 +438,7 @@ impl Approvals {
                 by: by.into(),
             };
         }
-        if st.closed || st.pending.len() >= MAX_PENDING {
+        if (st.closed && !after_close) || st.pending.len() >= MAX_PENDING {
             let closed = st.closed;
             drop(st);
             let reason = if closed {
@@ -467,7 +510,7 @@ impl Approvals {
                     a => Outcome::Allowed { answer: a, by },
                 };
             }
-            if st.closed {
+            if st.closed && !after_close {
                 st.pending.remove(&id);
                 break Outcome::Denied {
                     by: "warden".into(),
@@ -720,6 +763,101 @@ pub fn write_asks(
         });
     }
     (files, notes)
+}
+
+/// `[approvals] held = "ask"`: at the session's end, asks a human (`warden approve`,
+/// `warden top`) whether to apply the changes the state filter held. Allow applies exactly
+/// the record shown (its SHA-256 is checked again before `held::apply`, which refuses
+/// conflicts with the host's file as `warden held apply` does); deny, the deadline or any
+/// error keeps them held. Returns lines for the terminal.
+pub fn ask_held(
+    approvals: &Approvals,
+    state: &std::path::Path,
+    home: &std::path::Path,
+    session: &str,
+) -> Vec<String> {
+    use warden_agentstate::held;
+    let sha = |r: &held::HeldRecord| -> Option<String> {
+        use sha2::Digest;
+        let b = serde_json::to_vec(r).ok()?;
+        Some(
+            sha2::Sha256::digest(&b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect(),
+        )
+    };
+    let keep = format!("they stay held: warden held apply {session}");
+    let Some((rec, shown)) = held::load(state, session)
+        .ok()
+        .and_then(|r| sha(&r).map(|h| (r, h)))
+    else {
+        return vec![format!("warden: the held record cannot be read; {keep}")];
+    };
+    let changes: Vec<String> = rec
+        .files
+        .iter()
+        .flat_map(|f| {
+            f.changes
+                .iter()
+                .map(move |c| format!("~/{}: {}", f.file, held::describe(c, true)))
+        })
+        .collect();
+    // The human must see every change: a record too large to show is not asked about.
+    let size: usize = changes.iter().map(|c| c.len() + 2).sum();
+    if size > MAX_HELD_SHOWN {
+        return vec![format!(
+            "warden: the held changes are too large to show in one request ({size} bytes); review them with `warden held show {session}`; {keep}"
+        )];
+    }
+    let subject = Subject::Held {
+        session: session.to_string(),
+        changes,
+        sha256: shown.clone(),
+    };
+    eprintln!(
+        "warden: waiting up to {} s for a human to answer about the held changes (`warden approve`, `warden top`)",
+        approvals.timeout().as_secs()
+    );
+    match approvals.request_final(subject, "approvals.held", "warden run (session end)") {
+        Outcome::Denied { reason, .. } => {
+            vec![format!(
+                "warden: held changes not applied ({reason}); {keep}"
+            )]
+        }
+        Outcome::Allowed { answer, by } => {
+            let now = held::load(state, session).ok().and_then(|r| sha(&r));
+            if now.as_deref() != Some(shown.as_str()) {
+                return vec![format!(
+                    "warden: the held record changed after it was shown; nothing applied; {keep}"
+                )];
+            }
+            let (verdict, reason, lines) = match held::apply(state, home, session, false) {
+                Ok(done) => (
+                    Verdict::Allow,
+                    format!("{} by {by}: applied {}", answer.as_str(), done.join("; ")),
+                    done.iter()
+                        .map(|d| format!("warden: applied {d}"))
+                        .collect(),
+                ),
+                Err(e) => (
+                    Verdict::Deny,
+                    format!("allowed by {by} but not applied: {e}"),
+                    vec![format!("warden: held changes not applied: {e}; {keep}")],
+                ),
+            };
+            Decision::new(
+                Layer::Approval,
+                &by,
+                format!("held changes of session {session} (record sha256 {shown})"),
+                "approvals.held",
+                verdict,
+                reason,
+            )
+            .emit();
+            lines
+        }
+    }
 }
 
 /// A gate `ask` sent by `warden hook` over the session's hook-report socket

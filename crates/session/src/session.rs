@@ -386,7 +386,17 @@ fn end(
         report_integrity(before, &config.workspace, &who);
     }
     if let Some(s) = agent_state {
-        eprint!("{}", s.finish().render(&config.session_id));
+        let report = s.finish();
+        eprint!("{}", report.render(&config.session_id));
+        // `[approvals] held = "ask"`: a human may apply them now (the control socket is up).
+        if report.held_file.is_some()
+            && config.policy.approvals.held() == warden_policy::approvals::HeldAsk::Ask
+        {
+            let (st, home, id) = (&config.state_dir, &config.home, &config.session_id);
+            for l in crate::approval::ask_held(&approvals, st, home, id) {
+                eprintln!("{l}");
+            }
+        }
     }
     if let Some(cg) = &cgroup {
         let hits = cg.max_events();
