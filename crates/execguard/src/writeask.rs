@@ -326,7 +326,9 @@ impl WriteAsks {
         // O_CREAT|O_EXCL of an existing file fails with EEXIST, of an absent one with
         // EROFS: the kernel says which; nothing to ask.
         let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
-        if flags & WRITE_BITS == 0 || flags & libc::O_PATH != 0 || excl {
+        // O_DIRECTORY (and O_TMPFILE, which includes it) never opens a regular file.
+        let not_file = flags & (libc::O_PATH | libc::O_DIRECTORY) != 0;
+        if flags & WRITE_BITS == 0 || not_file || excl {
             return Ok(None);
         }
         let path = read_cstr(pid, ptr)?;
