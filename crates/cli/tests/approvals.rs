@@ -1148,3 +1148,46 @@ fn held_changes_are_asked_about_at_the_end_and_applied_only_on_allow() {
         }
     }
 }
+
+/// `openat2` carries its flags in memory the BPF filter cannot read: every call traps, the
+/// supervisor reads the flags, lets a read continue and asks about a write. Judged on the
+/// host's file.
+#[test]
+fn openat2_writes_ask_too_and_reads_do_not() {
+    let t = T::new("wask-openat2");
+    let policy = ask_write_setup(&t, 30);
+    let py = r#"
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+def openat2(path, flags):
+    how = ctypes.create_string_buffer(struct.pack("QQQ", flags, 0, 0), 24)
+    return libc.syscall(437, -100, path.encode(), how, 24), ctypes.get_errno()
+fd, e = openat2("ci/deploy.yml", os.O_RDONLY)
+print("read", fd >= 0, os.read(fd, 100) if fd >= 0 else e)
+fd, e = openat2("ci/deploy.yml", os.O_WRONLY | os.O_TRUNC)
+print("write", fd >= 0, e)
+if fd >= 0:
+    os.write(fd, b"via openat2\n")
+"#;
+    std::fs::write(t.ws.join("o2.py"), py).unwrap();
+    let child = spawn_write(&t, &policy, "/usr/bin/python3 o2.py > out.txt 2>&1");
+    let req = t.next_pending(&[], Duration::from_secs(20));
+    assert_eq!(req["subject"]["access"], "O_WRONLY|O_TRUNC", "{req}");
+    t.answer(req["id"].as_u64().unwrap(), "--allow-once");
+    let o = finish(child);
+    let out = std::fs::read_to_string(t.ws.join("out.txt")).unwrap_or_default();
+    assert!(
+        out.contains("read True b'original\\n'"),
+        "{out}\n{}",
+        text(&o)
+    );
+    assert!(out.contains("write True"), "{out}\n{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap(),
+        "via openat2\n",
+        "{out}\n{}",
+        text(&o)
+    );
+    // Only the write asked.
+    assert!(t.pending().is_empty());
+}

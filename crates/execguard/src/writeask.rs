@@ -7,7 +7,8 @@
 //!   file can only fail.
 //! - The filter traps `open`/`openat` with a write flag (checked in the BPF program: opens
 //!   for reading never trap), `creat`, and `openat2` (its flags live in memory the filter
-//!   cannot read; the supervisor reads them and lets read opens continue at once).
+//!   cannot read; the supervisor reads them and lets read opens continue at once; only the
+//!   plain form, without resolve flags, is asked about).
 //! - The supervisor reads the path, makes it absolute in the agent's view, and matches it
 //!   by name against the ask entries. No match: the syscall continues and the kernel decides
 //!   (a protected path fails with `EROFS`, exactly as without asks).
@@ -314,12 +315,25 @@ impl WriteAsks {
                 libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
             )
         } else if nr == libc::SYS_openat2 {
-            let mut b = [0u8; 8];
-            if a[3] < 8 {
+            // Only the plain form is asked about: a mode without O_CREAT, resolve flags or an
+            // extended struct are left to the kernel (which validates them, and refuses a
+            // protected write with EROFS as always).
+            let mut b = [0u8; 24];
+            if a[3] != 24 {
                 return Ok(None);
             }
             read_mem(pid, a[2], &mut b)?;
-            (a[0] as i32, a[1], u64::from_ne_bytes(b) as i32)
+            let word = |i: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+                u64::from_ne_bytes(w)
+            };
+            let (flags, mode, resolve) = (word(0), word(1), word(2));
+            let creat = flags & (libc::O_CREAT as u64) != 0;
+            if resolve != 0 || (mode != 0 && !creat) || flags > u32::MAX as u64 {
+                return Ok(None);
+            }
+            (a[0] as i32, a[1], flags as i32)
         } else {
             return Ok(None);
         };
