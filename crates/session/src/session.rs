@@ -802,6 +802,9 @@ fn write_asks(res: &Resources, plan: &warden_sandbox::Plan, exec: &mut ExecSetup
     for n in notes {
         res.ui.warn("warden: note:", &n);
     }
+    if files.is_empty() {
+        return false;
+    }
     let approver = Arc::new(crate::approval::WriteApprover(res.approvals.clone()));
     g.set_write_asks(warden_execguard::writeask::WriteAsks::new(files, approver));
     true
