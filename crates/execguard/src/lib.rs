@@ -5,7 +5,8 @@
 //! [`rules`]), the SQLite trust index ([`index`]), the persistent hash cache ([`cache`]), and
 //! both enforcement backends: seccomp user notification plus exec-event verification,
 //! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
-//! loaded by `warden daemon` ([`lsm`]). Design and guarantees: `GUARANTEES.md`.
+//! loaded by `warden daemon` ([`lsm`]). The seccomp supervisor also answers writes to
+//! protected files that a human may allow (`[files] ask_write`, [`writeask`]). Design and guarantees: `GUARANTEES.md`.
 
 pub mod cache;
 pub mod identity;
@@ -13,3 +14,4 @@ pub mod index;
 pub mod lsm;
 pub mod rules;
 pub mod unotify;
+pub mod writeask;

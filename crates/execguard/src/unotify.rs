@@ -9,7 +9,10 @@
 //!   `dlopen`, a custom loader mapping a file's code;
 //! - `mprotect`/`pkey_mprotect` adding `PROT_EXEC`: decided on the mapping's file;
 //! - with `[audit] record_writes` ([`install_filter_with`]): `open`/`openat` with a write flag
-//!   and `creat`, for the record only (answered CONTINUE; see `Guard::note_write`).
+//!   and `creat`, for the record only (answered CONTINUE; see `Guard::note_write`);
+//! - with `[files] ask_write` ([`install_filter_opts`]): the same write opens and `openat2`;
+//!   a write open of an ask entry waits for a human on a thread of its own, and an allowed
+//!   one gets a descriptor warden opened itself ([`crate::writeask`]).
 //!
 //! ## What is recorded beyond exec decisions
 //! The supervisor sees some of the sandbox's silent blocks here, and records them as
@@ -86,6 +89,14 @@ pub fn install_filter() -> std::io::Result<OwnedFd> {
 /// [`install_filter`], plus (with `watch_writes`) write opens for the supervisor to record
 /// (see `Guard::note_write`; `[audit] record_writes`).
 pub fn install_filter_with(watch_writes: bool) -> std::io::Result<OwnedFd> {
+    install_filter_opts(watch_writes, false)
+}
+
+/// [`install_filter_with`], plus (with `ask_writes`, `[files] ask_write`) the same write
+/// opens and every `openat2` (whose flags the filter cannot read) for the write-ask
+/// supervisor ([`crate::writeask`]).
+pub fn install_filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<OwnedFd> {
+    let watch_writes = watch_writes || ask_writes;
     let io = |e: libseccomp::error::SeccompError| {
         std::io::Error::other(format!("exec guard filter: {e}"))
     };
@@ -139,6 +150,10 @@ pub fn install_filter_with(watch_writes: bool) -> std::io::Result<OwnedFd> {
     }
     if watch_writes {
         f.add_rule(ScmpAction::Notify, sys("creat")?).map_err(io)?;
+    }
+    if ask_writes {
+        f.add_rule(ScmpAction::Notify, sys("openat2")?)
+            .map_err(io)?;
     }
     f.load().map_err(io)?;
     let fd = f.get_notify_fd().map_err(io)?;
@@ -205,6 +220,8 @@ pub struct Guard {
     readonly: Option<HiddenLookup>,
     /// Write attempts recorded per path (see [`WRITES_PER_PATH`]).
     writes: Mutex<std::collections::HashMap<String, u64>>,
+    /// `[files] ask_write`: writes to these protected files wait for a human.
+    write_asks: Option<crate::writeask::WriteAsks>,
 }
 
 #[derive(Default)]
@@ -417,6 +434,8 @@ enum Outcome {
     Deny(i32),
     /// Unknown content in allowlist mode: a human decides (content hash, program, argv).
     Ask(Hash, String, Vec<String>),
+    /// A write open of an `ask_write` file: answered by its own thread.
+    WriteAsk(Box<crate::writeask::Job>),
 }
 
 impl Guard {
@@ -435,7 +454,15 @@ impl Guard {
             hidden: None,
             readonly: None,
             writes: Mutex::default(),
+            write_asks: None,
         }
+    }
+
+    /// `[files] ask_write`: a write open of one of these protected files asks a human
+    /// (see [`crate::writeask`]); the filter must trap write opens
+    /// ([`install_filter_opts`] with `ask_writes`).
+    pub fn set_write_asks(&mut self, w: crate::writeask::WriteAsks) {
+        self.write_asks = Some(w);
     }
 
     /// Allowlist mode: an exec of unknown content asks a human through `a` instead of
@@ -822,8 +849,23 @@ impl Guard {
         let pid = n.pid;
         let a = n.data.args;
         let nr = n.data.nr as i64;
-        if nr == libc::SYS_open || nr == libc::SYS_openat || nr == libc::SYS_creat {
-            self.note_write(n);
+        if nr == libc::SYS_open
+            || nr == libc::SYS_openat
+            || nr == libc::SYS_creat
+            || nr == libc::SYS_openat2
+        {
+            if let Some(w) = &self.write_asks {
+                match w.classify(pid, n.id, nr, a, &read_cstr) {
+                    Ok(Some(job)) => return Outcome::WriteAsk(Box::new(job)),
+                    Ok(None) => {}
+                    // Unreadable: the kernel's own checks decide (they never grant a
+                    // protected write).
+                    Err(e) => tracing::debug!("write ask: pid {pid}: {e}"),
+                }
+            }
+            if nr != libc::SYS_openat2 {
+                self.note_write(n);
+            }
             return Outcome::Allow;
         }
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
@@ -1049,6 +1091,10 @@ impl Guard {
                     continue;
                 }
                 let out = self.handle(&n);
+                if let Outcome::WriteAsk(job) = out {
+                    job.spawn(lfd);
+                    continue;
+                }
                 if let Outcome::Ask(h, path, argv) = out {
                     match (&self.approver, efd >= 0) {
                         (Some(a), true) => {
@@ -1127,7 +1173,7 @@ impl Guard {
                 flags: FLAG_CONTINUE,
             },
             // Never reached (asks are answered when the human did); fail closed.
-            Outcome::Ask(..) => Resp {
+            Outcome::Ask(..) | Outcome::WriteAsk(_) => Resp {
                 id: n.id,
                 val: 0,
                 error: -libc::EACCES,

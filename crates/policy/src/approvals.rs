@@ -21,6 +21,19 @@ pub enum GateAsk {
     Warden,
 }
 
+/// What happens to changes of executable agent state held at the end of a session
+/// (warden-agentstate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldAsk {
+    /// Kept for `warden held apply|drop` (the default).
+    #[default]
+    Keep,
+    /// Also asked at the session's end (`warden approve`, `warden top`): allow applies them,
+    /// bound to exactly the held record shown; deny or no answer keeps them held.
+    Ask,
+}
+
 /// `[approvals]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +44,9 @@ pub struct ApprovalsSection {
     /// Who answers the gate's asks (default `agent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateAsk>,
+    /// Held executable-state changes: `keep` (default) or `ask` at the session's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldAsk>,
 }
 
 impl ApprovalsSection {
@@ -51,6 +67,14 @@ impl ApprovalsSection {
         if over.gate.is_some() {
             self.gate = over.gate;
         }
+        if over.held.is_some() {
+            self.held = over.held;
+        }
+    }
+
+    /// What happens to held changes at the session's end.
+    pub fn held(&self) -> HeldAsk {
+        self.held.unwrap_or_default()
     }
 
     /// Who answers the gate's asks.
@@ -72,6 +96,15 @@ impl ApprovalsSection {
                 return Err("approvals.gate".into())
             }
             _ => {}
+        }
+        // Asking about held changes keeps the session waiting at its end: only the user's
+        // own policy turns it on; a workspace may turn it off.
+        match ws.held {
+            Some(HeldAsk::Ask) if self.held() != HeldAsk::Ask => {
+                return Err("approvals.held".into())
+            }
+            Some(h) => self.held = Some(h),
+            None => {}
         }
         if let Some(n) = ws.timeout_secs {
             let eff = self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);

@@ -41,6 +41,13 @@ pub struct FilesSection {
     /// cache but never change what the host later builds from it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache: Vec<String>,
+    /// Protected files (or directories of them) whose write a human may allow: each entry
+    /// is also in `protect` (read-only for the agent), and an open of such an existing
+    /// file for write waits for a human's answer (`warden approve`) instead of failing.
+    /// On allow, warden opens the real file itself and hands the agent that descriptor.
+    /// Needs the seccomp exec guard; only your own policy may add entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ask_write: Vec<String>,
 }
 
 impl FilesSection {
@@ -52,6 +59,7 @@ impl FilesSection {
             ("files.deny", &self.deny),
             ("files.protect", &self.protect),
             ("files.cache", &self.cache),
+            ("files.ask_write", &self.ask_write),
         ] {
             for p in list {
                 if p.is_empty() {
@@ -71,7 +79,8 @@ impl FilesSection {
                 if (key == "files.system"
                     || key == "files.read"
                     || key == "files.write"
-                    || key == "files.cache")
+                    || key == "files.cache"
+                    || key == "files.ask_write")
                     && (p == "/" || p == "~" || p == "~/")
                 {
                     return Err(format!(
@@ -90,6 +99,9 @@ impl FilesSection {
         append_unique(&mut self.deny, &o.deny);
         append_unique(&mut self.protect, &o.protect);
         append_unique(&mut self.cache, &o.cache);
+        append_unique(&mut self.ask_write, &o.ask_write);
+        // An ask-write file is a protected file first: read-only for the agent.
+        append_unique(&mut self.protect, &o.ask_write);
     }
 }
 

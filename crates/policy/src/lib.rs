@@ -490,6 +490,11 @@ impl Policy {
         }
         within("files.cache", &self.files.cache, &ws.files.cache)?;
         within(
+            "files.ask_write",
+            &self.files.ask_write,
+            &ws.files.ask_write,
+        )?;
+        within(
             "agent.credentials",
             &self.agent.credentials,
             &ws.agent.credentials,
@@ -558,7 +563,11 @@ impl Policy {
         let grants_more = |a: &[String], b: &[String]| a.iter().any(|x| !b.contains(x));
         let drops = |a: &[String], b: &[String]| b.iter().any(|x| !a.contains(x));
         let (e, b) = (self.effective(), base.effective());
-        let lists: [(&'static str, bool); 18] = [
+        let lists: [(&'static str, bool); 19] = [
+            (
+                "files.ask_write",
+                grants_more(&self.files.ask_write, &base.files.ask_write),
+            ),
             (
                 "files.read",
                 grants_more(&self.files.read, &base.files.read),

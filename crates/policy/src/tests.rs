@@ -599,6 +599,8 @@ fn network_ask_and_approvals_timeout() {
         "[network]\nask = [\"evil.com\"]\n",
         "[approvals]\ntimeout_secs = 6\n",
         "[exec]\nask_unknown = true\n",
+        "[files]\nask_write = [\".github/workflows\"]\n",
+        "[approvals]\nheld = \"ask\"\n",
     ] {
         let mut b = base.clone();
         let doc = Policy::parse(widening, "ws").unwrap();
@@ -624,4 +626,21 @@ fn network_ask_and_approvals_timeout() {
     let mut wider = base.clone();
     wider.network.ask.push("new.test".into());
     assert_eq!(wider.widens(&base), Some("network.ask"));
+}
+
+#[test]
+fn ask_write_entries_are_protected_and_only_the_users_own() {
+    let mut p = builtin("generic");
+    p.merge(
+        &Policy::parse(
+            "[files]\nask_write = [\".github/workflows\", \".mcp.json\"]\n",
+            "user",
+        )
+        .unwrap(),
+    );
+    assert!(p.files.protect.contains(&".github/workflows".to_string()));
+    assert!(p.files.protect.contains(&".mcp.json".to_string()));
+    let base = builtin("generic");
+    assert_eq!(p.widens(&base), Some("files.ask_write"));
+    assert!(Policy::parse("[files]\nask_write = [\"\"]\n", "p").is_err());
 }

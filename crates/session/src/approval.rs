@@ -2,7 +2,9 @@
 //!
 //! - A layer (the proxy for `[network] ask`, the seccomp exec guard for unknown content
 //!   with `exec.ask_unknown`, the gate's asks with `[approvals] gate = "warden"` through the
-//!   hook socket ([`gate_asker`]); not yet protected writes) calls
+//!   hook socket ([`gate_asker`]); the seccomp supervisor for a write to a `[files]
+//!   ask_write` file ([`WriteApprover`], [`write_asks`]); the session's end for held
+//!   agent-state changes with `[approvals] held = "ask"` ([`ask_held`])) calls
 //!   [`Approvals::request`] with the exact [`Subject`] and blocks. The request
 //!   gets an id, is listed by `warden approve` (through the control socket, which the
 //!   agent cannot reach) and shown on the `warden run` terminal outside the agent's pty.
@@ -28,6 +30,8 @@ use warden_event::{Decision, Layer, Verdict};
 /// Requests waiting at once; past this a new request is denied at once (the agent cannot
 /// grow the supervisor's memory or the human's list without bound).
 pub const MAX_PENDING: usize = 64;
+/// The longest listing of held changes asked about at once (bytes).
+pub const MAX_HELD_SHOWN: usize = 64 * 1024;
 /// The longest argv (bytes, all arguments) kept in an exec subject.
 pub const MAX_ARGV_BYTES: usize = 16 * 1024;
 
@@ -39,6 +43,7 @@ pub enum Kind {
     Exec,
     Write,
     Gate,
+    Held,
 }
 
 /// Exactly what would be allowed.
@@ -58,14 +63,36 @@ pub enum Subject {
         path: String,
         sha256: String,
     },
-    /// A write: the path and the SHA-256 of the content that would be written.
-    Write { path: String, sha256: String },
+    /// A write to a protected file (`[files] ask_write`): the path, the file's identity
+    /// (device and inode, as warden opened it beneath its root) and the SHA-256 of its
+    /// *current* content. The grant is one open for write of exactly that file with exactly
+    /// that content; what the agent then writes is not known when the human answers.
+    Write {
+        path: String,
+        sha256: String,
+        #[serde(default)]
+        dev: u64,
+        #[serde(default)]
+        ino: u64,
+        #[serde(default)]
+        size: u64,
+        #[serde(default)]
+        access: String,
+    },
     /// A gate `ask`: the tool and what it would do (shown cut to a bound), and the SHA-256
     /// of the whole tool and description as the hook sent them, which the approval is bound
     /// to: two calls that differ only past what is shown are different subjects.
     Gate {
         tool: String,
         what: String,
+        sha256: String,
+    },
+    /// Changes to executable agent state held at the session's end (warden-agentstate),
+    /// one line per change (secret-looking values redacted), and the SHA-256 of the whole
+    /// held record: what is applied on allow is exactly that record.
+    Held {
+        session: String,
+        changes: Vec<String>,
         sha256: String,
     },
 }
@@ -77,6 +104,7 @@ impl Subject {
             Subject::Exec { .. } => Kind::Exec,
             Subject::Write { .. } => Kind::Write,
             Subject::Gate { .. } => Kind::Gate,
+            Subject::Held { .. } => Kind::Held,
         }
     }
 
@@ -92,10 +120,22 @@ impl Subject {
                 )
             }
             Subject::Exec { sha256, .. } => format!("exec sha256:{}", sha256.to_ascii_lowercase()),
-            Subject::Write { path, sha256 } => {
-                format!("write {path} sha256:{}", sha256.to_ascii_lowercase())
+            Subject::Write {
+                path,
+                sha256,
+                dev,
+                ino,
+                ..
+            } => {
+                format!(
+                    "write {path} inode {dev}:{ino} sha256:{}",
+                    sha256.to_ascii_lowercase()
+                )
             }
             Subject::Gate { tool, sha256, .. } => format!("gate {tool} sha256:{sha256}"),
+            Subject::Held {
+                session, sha256, ..
+            } => format!("held {session} sha256:{sha256}"),
         }
     }
 
@@ -119,8 +159,26 @@ impl Subject {
             Subject::Exec { argv, path, sha256 } => {
                 format!("exec {} [{path}, sha256 {sha256}]", shell_words(argv))
             }
-            Subject::Write { path, sha256 } => format!("write {path} (content sha256 {sha256})"),
+            Subject::Write {
+                path,
+                sha256,
+                dev,
+                ino,
+                size,
+                access,
+            } => format!(
+                "open protected file {path} for write ({access}); now {size} bytes, content sha256 {sha256}, inode {dev}:{ino}"
+            ),
             Subject::Gate { tool, what, .. } => format!("{tool}: {what}"),
+            Subject::Held {
+                session,
+                changes,
+                sha256,
+            } => format!(
+                "apply {} held change(s) to executable agent state of session {session} (record sha256 {sha256}): {}",
+                changes.len(),
+                changes.join("; ")
+            ),
         }
     }
 
@@ -311,6 +369,24 @@ impl Approvals {
         who: &str,
         gone: Option<&std::sync::atomic::AtomicBool>,
     ) -> Outcome {
+        self.request_inner(subject, rule, who, gone, false)
+    }
+
+    /// A request of warden's own at the session's end, after [`Self::close`] (which denies
+    /// what the agent still had waiting): held changes ([`ask_held`]). Same deadline and
+    /// answers; nothing else is admitted.
+    pub fn request_final(&self, subject: Subject, rule: &str, who: &str) -> Outcome {
+        self.request_inner(subject, rule, who, None, true)
+    }
+
+    fn request_inner(
+        &self,
+        subject: Subject,
+        rule: &str,
+        who: &str,
+        gone: Option<&std::sync::atomic::AtomicBool>,
+        after_close: bool,
+    ) -> Outcome {
         let subject = subject.bounded();
         let key = subject.key();
         let description = subject.describe();
@@ -362,7 +438,7 @@ impl Approvals {
                 by: by.into(),
             };
         }
-        if st.closed || st.pending.len() >= MAX_PENDING {
+        if (st.closed && !after_close) || st.pending.len() >= MAX_PENDING {
             let closed = st.closed;
             drop(st);
             let reason = if closed {
@@ -434,7 +510,7 @@ impl Approvals {
                     a => Outcome::Allowed { answer: a, by },
                 };
             }
-            if st.closed {
+            if st.closed && !after_close {
                 st.pending.remove(&id);
                 break Outcome::Denied {
                     by: "warden".into(),
@@ -594,6 +670,192 @@ impl warden_execguard::unotify::ExecApprover for ExecApprover {
             } => Ok(warden_execguard::unotify::Grant::Session),
             Outcome::Allowed { .. } => Ok(warden_execguard::unotify::Grant::Once),
             Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+/// Writes to protected files (`[files] ask_write`) through the registry (the seccomp
+/// supervisor's side, [`warden_execguard::writeask`]). Allow-once admits this one open;
+/// allow-session every later open of the same file (inode) with the same content.
+pub struct WriteApprover(pub Arc<Approvals>);
+
+impl warden_execguard::writeask::WriteApprover for WriteApprover {
+    fn ask(
+        &self,
+        req: &warden_execguard::writeask::WriteRequest,
+        gone: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String> {
+        let subject = Subject::Write {
+            path: req.path.clone(),
+            sha256: req.sha256.clone(),
+            dev: req.dev,
+            ino: req.ino,
+            size: req.size,
+            access: req.access.clone(),
+        };
+        match self
+            .0
+            .request_until(subject, &req.rule, &format!("pid {}", req.pid), Some(gone))
+        {
+            Outcome::Allowed { answer, by } => Ok(format!("{} by {by}", answer.as_str())),
+            Outcome::Denied { reason, .. } => Err(reason),
+        }
+    }
+}
+
+/// The `[files] ask_write` entries of a session, anchored: each must lie in a writable
+/// root (`roots`, opened here with `O_PATH` before the agent runs; the sandbox binds them
+/// at their host paths). Entries elsewhere are returned as notes (they stay plain
+/// protected paths).
+pub fn write_asks(
+    entries: &[String],
+    expand: &dyn Fn(&str) -> std::path::PathBuf,
+    roots: &[std::path::PathBuf],
+) -> (Vec<warden_execguard::writeask::AskFile>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    let mut opened: Vec<(std::path::PathBuf, Arc<std::os::fd::OwnedFd>)> = Vec::new();
+    for e in entries {
+        let path = expand(e.trim_end_matches('/'));
+        // The deepest root holding it.
+        let Some(root) = roots
+            .iter()
+            .filter(|r| path.starts_with(r) && path != **r)
+            .max_by_key(|r| r.components().count())
+        else {
+            notes.push(format!(
+                "files.ask_write: {} is not inside a writable root; it stays read-only without asking",
+                path.display()
+            ));
+            continue;
+        };
+        let fd = match opened.iter().find(|(r, _)| r == root) {
+            Some((_, fd)) => fd.clone(),
+            None => {
+                use std::os::unix::fs::OpenOptionsExt;
+                match std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                    .open(root)
+                {
+                    Ok(f) => {
+                        let fd = Arc::new(std::os::fd::OwnedFd::from(f));
+                        opened.push((root.clone(), fd.clone()));
+                        fd
+                    }
+                    Err(err) => {
+                        notes.push(format!(
+                            "files.ask_write: {}: cannot open {}: {err}; it stays read-only without asking",
+                            path.display(),
+                            root.display()
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        files.push(warden_execguard::writeask::AskFile {
+            view: path.clone(),
+            root: fd,
+            rel,
+            rule: format!("files.ask_write:{e}"),
+        });
+    }
+    (files, notes)
+}
+
+/// `[approvals] held = "ask"`: at the session's end, asks a human (`warden approve`,
+/// `warden top`) whether to apply the changes the state filter held. Allow applies exactly
+/// the record shown (its SHA-256 is checked again before `held::apply`, which refuses
+/// conflicts with the host's file as `warden held apply` does); deny, the deadline or any
+/// error keeps them held. Returns lines for the terminal.
+pub fn ask_held(
+    approvals: &Approvals,
+    state: &std::path::Path,
+    home: &std::path::Path,
+    session: &str,
+) -> Vec<String> {
+    use warden_agentstate::held;
+    let sha = |r: &held::HeldRecord| -> Option<String> {
+        use sha2::Digest;
+        let b = serde_json::to_vec(r).ok()?;
+        Some(
+            sha2::Sha256::digest(&b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect(),
+        )
+    };
+    let keep = format!("they stay held: warden held apply {session}");
+    let Some((rec, shown)) = held::load(state, session)
+        .ok()
+        .and_then(|r| sha(&r).map(|h| (r, h)))
+    else {
+        return vec![format!("warden: the held record cannot be read; {keep}")];
+    };
+    let changes: Vec<String> = rec
+        .files
+        .iter()
+        .flat_map(|f| {
+            f.changes
+                .iter()
+                .map(move |c| format!("~/{}: {}", f.file, held::describe(c, true)))
+        })
+        .collect();
+    // The human must see every change: a record too large to show is not asked about.
+    let size: usize = changes.iter().map(|c| c.len() + 2).sum();
+    if size > MAX_HELD_SHOWN {
+        return vec![format!(
+            "warden: the held changes are too large to show in one request ({size} bytes); review them with `warden held show {session}`; {keep}"
+        )];
+    }
+    let subject = Subject::Held {
+        session: session.to_string(),
+        changes,
+        sha256: shown.clone(),
+    };
+    eprintln!(
+        "warden: waiting up to {} s for a human to answer about the held changes (`warden approve`, `warden top`)",
+        approvals.timeout().as_secs()
+    );
+    match approvals.request_final(subject, "approvals.held", "warden run (session end)") {
+        Outcome::Denied { reason, .. } => {
+            vec![format!(
+                "warden: held changes not applied ({reason}); {keep}"
+            )]
+        }
+        Outcome::Allowed { answer, by } => {
+            let now = held::load(state, session).ok().and_then(|r| sha(&r));
+            if now.as_deref() != Some(shown.as_str()) {
+                return vec![format!(
+                    "warden: the held record changed after it was shown; nothing applied; {keep}"
+                )];
+            }
+            let (verdict, reason, lines) = match held::apply(state, home, session, false) {
+                Ok(done) => (
+                    Verdict::Allow,
+                    format!("{} by {by}: applied {}", answer.as_str(), done.join("; ")),
+                    done.iter()
+                        .map(|d| format!("warden: applied {d}"))
+                        .collect(),
+                ),
+                Err(e) => (
+                    Verdict::Deny,
+                    format!("allowed by {by} but not applied: {e}"),
+                    vec![format!("warden: held changes not applied: {e}; {keep}")],
+                ),
+            };
+            Decision::new(
+                Layer::Approval,
+                &by,
+                format!("held changes of session {session} (record sha256 {shown})"),
+                "approvals.held",
+                verdict,
+                reason,
+            )
+            .emit();
+            lines
         }
     }
 }
@@ -800,6 +1062,34 @@ mod tests {
         assert!(rx.recv().unwrap().allowed());
         assert!(a.request(exec("AA"), "r", "agent").allowed());
         assert!(!a.request(exec("bb"), "r", "agent").allowed());
+    }
+
+    fn write(ino: u64, hash: &str) -> Subject {
+        Subject::Write {
+            path: "/w/ci/deploy.yml".into(),
+            sha256: hash.into(),
+            dev: 1,
+            ino,
+            size: 9,
+            access: "O_WRONLY|O_TRUNC".into(),
+        }
+    }
+
+    #[test]
+    fn a_write_allow_session_is_bound_to_the_inode_and_content() {
+        let a = Approvals::new(Duration::from_millis(300));
+        let (id, rx) = ask(&a, write(7, "aa"));
+        a.answer(id, Answer::AllowSession, "terminal").unwrap();
+        assert!(rx.recv().unwrap().allowed());
+        // The same file with the same content: no question (the access is shown, not bound).
+        let mut again = write(7, "AA");
+        if let Subject::Write { access, .. } = &mut again {
+            *access = "O_RDWR".into();
+        }
+        assert!(a.request(again, "r", "agent").allowed());
+        // Other content, or another inode at the same path: asked (and timed out: deny).
+        assert!(!a.request(write(7, "bb"), "r", "agent").allowed());
+        assert!(!a.request(write(8, "aa"), "r", "agent").allowed());
     }
 
     #[test]

@@ -69,11 +69,12 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
 }
 
 /// Installs the exec guard's seccomp filter in the agent, right before it execs; with
-/// `true` ( `[audit] record_writes`) write opens trap too, for the record only.
-pub(crate) struct ExecHook(pub bool);
+/// `true` ( `[audit] record_writes`) write opens trap too, for the record only; with the
+/// second `true` (`[files] ask_write`) write opens and `openat2` trap for write asks.
+pub(crate) struct ExecHook(pub bool, pub bool);
 
 impl warden_sandbox::AgentHook for ExecHook {
     fn before_exec(&self) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
-        warden_execguard::unotify::install_filter_with(self.0).map(Some)
+        warden_execguard::unotify::install_filter_opts(self.0, self.1).map(Some)
     }
 }

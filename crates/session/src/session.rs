@@ -222,6 +222,7 @@ impl Session {
                 ),
                 _ => {}
             }
+            let ask_writes = write_asks(&res, &plan, &mut exec);
             res.memory_cgroup =
                 warden_sandbox::limits::session_memory(&res.config.session_id, &plan, bpf);
             res.leaf = freezer_leaf(&res);
@@ -269,7 +270,7 @@ impl Session {
                 plan,
                 landlock,
                 hooks: if matches!(exec, ExecSetup::Seccomp(_)) {
-                    vec![Arc::new(crate::exec::ExecHook(record_writes))
+                    vec![Arc::new(crate::exec::ExecHook(record_writes, ask_writes))
                         as Arc<dyn warden_sandbox::AgentHook>]
                 } else {
                     Vec::new()
@@ -385,7 +386,17 @@ fn end(
         report_integrity(before, &config.workspace, &who);
     }
     if let Some(s) = agent_state {
-        eprint!("{}", s.finish().render(&config.session_id));
+        let report = s.finish();
+        eprint!("{}", report.render(&config.session_id));
+        // `[approvals] held = "ask"`: a human may apply them now (the control socket is up).
+        if report.held_file.is_some()
+            && config.policy.approvals.held() == warden_policy::approvals::HeldAsk::Ask
+        {
+            let (st, home, id) = (&config.state_dir, &config.home, &config.session_id);
+            for l in crate::approval::ask_held(&approvals, st, home, id) {
+                eprintln!("{l}");
+            }
+        }
     }
     if let Some(cg) = &cgroup {
         let hits = cg.max_events();
@@ -760,6 +771,34 @@ fn anchors(c: &SessionConfig) -> warden_policy::Anchors {
         home: c.home.clone(),
         workspace: c.workspace.clone(),
     }
+}
+
+/// `[files] ask_write`: writes to those protected files ask a human (seccomp exec guard
+/// only; elsewhere they stay read-only without asking). Whether the filter must trap them.
+fn write_asks(res: &Resources, plan: &warden_sandbox::Plan, exec: &mut ExecSetup) -> bool {
+    let entries = &res.config.policy.files.ask_write;
+    if entries.is_empty() {
+        return false;
+    }
+    let ExecSetup::Seccomp(g) = exec else {
+        res.ui.warn(
+            "warden: note:",
+            "files.ask_write needs the seccomp exec guard; those files stay read-only without asking",
+        );
+        return false;
+    };
+    let a = anchors(&res.config);
+    let (files, notes) =
+        crate::approval::write_asks(entries, &|e| a.expand(e), &plan.writable_roots);
+    for n in notes {
+        res.ui.warn("warden: note:", &n);
+    }
+    if files.is_empty() {
+        return false;
+    }
+    let approver = Arc::new(crate::approval::WriteApprover(res.approvals.clone()));
+    g.set_write_asks(warden_execguard::writeask::WriteAsks::new(files, approver));
+    true
 }
 
 /// What the seccomp exec guard records of the sandbox's silent blocks: execs of hidden

@@ -21,6 +21,7 @@ mod net;
 mod policy;
 mod run;
 pub(crate) mod session;
+mod top;
 mod why;
 
 pub fn dispatch(cli: Cli) -> i32 {

@@ -149,22 +149,32 @@ pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    let r = control::send(
-        &state,
-        &session,
-        &control::Request {
-            op: Op::Answer,
-            id: Some(req_id),
-            answer: Some(ans),
-        },
-    )
-    .map_err(|e| fail(exit::INTERNAL, e))?;
+    let r = answer_request(&state, &session, req_id, ans).map_err(|e| fail(exit::INTERNAL, e))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         println!("session {session}: {}", r.message);
     }
     Ok(if r.ok { exit::OK } else { exit::DENIED })
+}
+
+/// Answers request `id` of a running session over its control socket: the one path of
+/// `warden approve ID --allow-once|--allow-session|--deny` and of `warden top`'s keys.
+pub(crate) fn answer_request(
+    state: &Path,
+    session: &str,
+    id: u64,
+    answer: Answer,
+) -> Result<control::Reply, control::ControlError> {
+    control::send(
+        state,
+        session,
+        &control::Request {
+            op: Op::Answer,
+            id: Some(id),
+            answer: Some(answer),
+        },
+    )
 }
 
 /// A running session's pending approval requests (none when it cannot be asked).
@@ -234,6 +244,13 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
     }
     let live = !a.once && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut last: std::collections::HashMap<String, (u64, std::time::Instant)> = Default::default();
+    // Keys (approvals, quit) when the terminal is ours to read; restored on return.
+    let raw = if live {
+        warden_sandbox::pty::RawMode::enter()
+    } else {
+        None
+    };
+    let mut picker = super::top::Picker::default();
     loop {
         let snap = snapshot(&state);
         let mut out = String::new();
@@ -241,7 +258,7 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
             out.push_str("\x1b[H\x1b[2J");
         }
         out.push_str(&format!(
-            "warden top — {} running session(s); Ctrl-C quits; warden freeze|thaw|kill SESSION\n\n",
+            "warden top — {} running session(s); q quits; warden freeze|thaw|kill SESSION\n\n",
             snap.len()
         ));
         out.push_str(&format!(
@@ -295,23 +312,85 @@ pub fn top(a: crate::cli::TopArgs) -> anyhow::Result<i32> {
                     .map(move |p| (id.clone(), p))
             })
             .collect();
+        let shown: Vec<(String, u64)> = waiting.iter().map(|(s, p)| (s.clone(), p.id)).collect();
+        picker.refresh(&shown);
         if !waiting.is_empty() {
+            let how = if raw.is_some() {
+                "j/k select, a allow once, A allow for the session, d deny"
+            } else {
+                "warden approve ID --allow-once|--allow-session|--deny --session SESSION"
+            };
             out.push_str(&format!(
-                "\n{} approval request(s) waiting (warden approve ID --allow-once|--allow-session|--deny --session SESSION):\n",
+                "\n{} approval request(s) waiting ({how}):\n",
                 waiting.len()
             ));
             for (id, p) in &waiting {
+                let mark = if raw.is_some() && picker.selected() == Some(&(id.clone(), p.id)) {
+                    ">"
+                } else {
+                    " "
+                };
                 out.push_str(&format!(
-                    "{:>4}  {id}  {}\n",
+                    "{mark}{:>4}  {id}  {}\n",
                     p.id,
                     p.description.chars().take(120).collect::<String>()
                 ));
             }
         }
+        if raw.is_some() && !picker.note.is_empty() {
+            out.push_str(&format!(
+                "\n{}\n",
+                warden_session::approval::printable(&picker.note)
+            ));
+        }
+        if raw.is_some() {
+            // Raw mode: the terminal does not turn \n into \r\n.
+            out = out.replace('\n', "\r\n");
+        }
         print!("{out}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         if !live {
             return Ok(exit::OK);
         }
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        if raw.is_none() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            continue;
+        }
+        // Up to a second for keys; each key acts on the list as it was just shown.
+        let mut p = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 1000) } <= 0 || p.revents & libc::POLLIN == 0 {
+            if p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                return Ok(exit::OK);
+            }
+            continue;
+        }
+        let mut buf = [0u8; 64];
+        // SAFETY: read into a stack buffer.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n <= 0 {
+            return Ok(exit::OK);
+        }
+        for k in super::top::parse_keys(&buf[..n as usize]) {
+            match picker.key(k, &shown) {
+                super::top::Action::Nothing => {}
+                super::top::Action::Quit => return Ok(exit::OK),
+                super::top::Action::Answer {
+                    session,
+                    id,
+                    answer,
+                } => {
+                    let note = match answer_request(&state, &session, id, answer) {
+                        Ok(r) => format!("session {session}: {}", r.message),
+                        Err(e) => format!("session {session}: {e}"),
+                    };
+                    picker.answered(note);
+                }
+            }
+        }
     }
 }

@@ -41,6 +41,7 @@ fn policy(u: &mut Unstructured) -> Result<Policy> {
     p.files.system = list(u, PATHS)?;
     p.files.deny = list(u, PATHS)?;
     p.files.protect = list(u, PATHS)?;
+    p.files.ask_write = list(u, PATHS)?;
     p.env.pass = list(u, VARS)?;
     p.env.scrub = list(u, VARS)?;
     if u.arbitrary::<bool>()? {

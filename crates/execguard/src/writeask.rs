@@ -1,0 +1,674 @@
+//! Writes to protected files that a human may allow (`[files] ask_write`), answered by the
+//! seccomp supervisor ([`crate::unotify`]).
+//!
+//! ## What holds
+//! - The file stays read-only for the agent (a read-only bind mount and Landlock, as every
+//!   `files.protect` entry): nothing here widens the sandbox. The agent's own open of the
+//!   file can only fail.
+//! - The filter traps `open`/`openat` with a write flag (checked in the BPF program: opens
+//!   for reading never trap), `creat`, and `openat2` (its flags live in memory the filter
+//!   cannot read; the supervisor reads them and lets read opens continue at once; only the
+//!   plain form, without resolve flags, is asked about).
+//! - The supervisor reads the path, makes it absolute in the agent's view, and matches it
+//!   by name against the ask entries. No match: the syscall continues and the kernel decides
+//!   (a protected path fails with `EROFS`, exactly as without asks).
+//! - A match: the supervisor opens the REAL file itself, from a directory descriptor of the
+//!   writable root taken before the agent started, with `openat2(RESOLVE_BENEATH |
+//!   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, and `fstat`s it: a
+//!   regular file with one link, the same (dev, inode) as the file the agent's path names in
+//!   its view. It asks the session's approvals with the path, the (dev, inode) and the
+//!   SHA-256 of the current content.
+//! - On allow it opens the file again the same way for the access the agent asked (never
+//!   `O_CREAT`; `O_TRUNC` is applied after the checks), checks (dev, inode) and the content
+//!   hash against what the human saw (changed content asks again; another inode is a deny),
+//!   and injects that descriptor into the agent with `SECCOMP_IOCTL_NOTIF_ADDFD`
+//!   (`SECCOMP_ADDFD_FLAG_SEND`): the agent's open returns it. A rename or a symlink swap of
+//!   a parent while the request waits cannot redirect the grant: no path the agent can
+//!   write is followed, and the inode must be the one shown.
+//! - Deny, the deadline, a vanished process, and every error are `EACCES`, recorded with
+//!   the rule and how to allow.
+//!
+//! ## What is not covered (stays denied)
+//! - Creating a file that does not exist (under an ask directory): the open continues and
+//!   the read-only mount refuses it. Create it on the host, then the write can ask.
+//! - `rename` over the file, `unlink`, `truncate(2)` by path, `link`, `chmod`/`chown` by
+//!   path: not trapped; the mount and Landlock refuse them.
+//! - Paths through `/proc/*/fd/*` or other symlinks the agent made: they do not name an
+//!   ask entry, so the kernel refuses them.
+//! - What the agent then writes through the granted descriptor is not known when the human
+//!   answers: the approval is one open of that file, with that content, for write (the
+//!   descriptor also allows `fchmod`, as any descriptor of one's own file does).
+
+use crate::identity::{fstat, hex, sha256_fd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use warden_event::{Decision, Layer, Verdict as V};
+
+/// Write asks being handled at once; past this a new one is denied at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// How often changed content may be asked again within one open.
+const MAX_ROUNDS: usize = 3;
+
+/// One `files.ask_write` entry, anchored on the host.
+#[derive(Debug, Clone)]
+pub struct AskFile {
+    /// The entry as the agent sees it (writable roots are bound at their host paths).
+    pub view: PathBuf,
+    /// The writable root holding it: an `O_PATH` directory descriptor opened before the
+    /// agent ran.
+    pub root: Arc<OwnedFd>,
+    /// The entry below `root`.
+    pub rel: PathBuf,
+    /// `files.ask_write:<entry as written>`.
+    pub rule: String,
+}
+
+/// What a human is asked to allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    pub path: String,
+    pub sha256: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// The access asked for (`O_WRONLY|O_TRUNC`).
+    pub access: String,
+    pub rule: String,
+    pub pid: u32,
+}
+
+/// The channel to a human (the session's approvals). Blocks until an answer, the deadline,
+/// or `gone` (the process gave up). `Ok(by)` allows this one open.
+pub trait WriteApprover: Send + Sync {
+    fn ask(&self, req: &WriteRequest, gone: &AtomicBool) -> Result<String, String>;
+}
+
+/// The session's ask entries and who answers.
+pub struct WriteAsks {
+    files: Vec<AskFile>,
+    approver: Arc<dyn WriteApprover>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// A trapped open that names an ask entry.
+pub(crate) struct Job {
+    pid: u32,
+    id: u64,
+    /// Absolute path in the agent's view.
+    abs: PathBuf,
+    root: Arc<OwnedFd>,
+    rel: PathBuf,
+    rule: String,
+    flags: i32,
+    approver: Arc<dyn WriteApprover>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// What the supervisor answers for a trapped open.
+pub(crate) enum Verdict {
+    Continue,
+    Deny(i32),
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_XDEV: u64 = 0x01;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct AddFd {
+    id: u64,
+    flags: u32,
+    srcfd: u32,
+    newfd: u32,
+    newfd_flags: u32,
+}
+/// `SECCOMP_IOCTL_NOTIF_ADDFD`: `_IOW('!', 3, struct seccomp_notif_addfd)`.
+const NOTIF_ADDFD: libc::c_ulong = 0x4018_2103;
+const ADDFD_FLAG_SEND: u32 = 1 << 1;
+const NOTIF_SEND: libc::c_ulong = 0xC018_2101;
+const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
+const FLAG_CONTINUE: u32 = 1;
+
+#[repr(C)]
+struct Resp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+const WRITE_BITS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
+
+/// `path` absolute and without `.`/`..`/empty components; `None` when it has `..` (never
+/// matched: the kernel decides).
+fn lexical(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn access_text(flags: i32) -> String {
+    let mut v = vec![if flags & libc::O_RDWR != 0 {
+        "O_RDWR"
+    } else {
+        "O_WRONLY"
+    }];
+    for (b, n) in [
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_CREAT, "O_CREAT"),
+    ] {
+        if flags & b != 0 {
+            v.push(n);
+        }
+    }
+    v.join("|")
+}
+
+fn io(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Opens `rel` below `root` without following any link, never leaving the root's mount.
+fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, std::io::Error> {
+    let c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+    };
+    // SAFETY: openat2 with a valid struct and a NUL-terminated path.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// (dev, inode) of what `abs` names in the agent's view (`O_PATH`, nothing opened).
+fn id_in_view(pid: u32, abs: &Path, nofollow: bool) -> Option<(u64, u64)> {
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let c = std::ffi::CString::new(abs.as_os_str().as_encoded_bytes()).ok()?;
+    let mut flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW as u64;
+    }
+    let how = OpenHow {
+        flags,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT,
+    };
+    // SAFETY: openat2 with a valid struct.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    fstat(fd.as_fd()).ok().map(|st| ident(&st))
+}
+
+/// (dev, inode) of a stat.
+#[allow(clippy::unnecessary_cast)] // their widths differ between targets
+fn ident(st: &libc::stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: reads the agent's memory into our buffer.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n as usize != buf.len() {
+        return Err(io("read open_how"));
+    }
+    Ok(())
+}
+
+impl WriteAsks {
+    pub fn new(files: Vec<AskFile>, approver: Arc<dyn WriteApprover>) -> WriteAsks {
+        WriteAsks {
+            files,
+            approver,
+            in_flight: Arc::default(),
+        }
+    }
+
+    pub fn files(&self) -> &[AskFile] {
+        &self.files
+    }
+
+    /// The entry that `abs` (lexically absolute, in the agent's view) names, and the path
+    /// below its root.
+    fn lookup(&self, abs: &Path) -> Option<(&AskFile, PathBuf)> {
+        self.files.iter().find_map(|f| {
+            abs.strip_prefix(&f.view).ok().map(|rest| {
+                let rel = if rest.as_os_str().is_empty() {
+                    f.rel.clone()
+                } else {
+                    f.rel.join(rest)
+                };
+                (f, rel)
+            })
+        })
+    }
+
+    /// A trapped open: `Ok(None)` when it is not a write to an ask entry (the syscall
+    /// continues), `Ok(Some(job))` when a human decides. `Err` is an unreadable request
+    /// (continue: the kernel's own checks decide, and they never grant a protected write).
+    pub(crate) fn classify(
+        &self,
+        pid: u32,
+        id: u64,
+        nr: i64,
+        a: [u64; 6],
+        read_cstr: &dyn Fn(u32, u64) -> Result<String, String>,
+    ) -> Result<Option<Job>, String> {
+        let (dirfd, ptr, flags) = if nr == libc::SYS_open {
+            (libc::AT_FDCWD, a[0], a[1] as i32)
+        } else if nr == libc::SYS_openat {
+            (a[0] as i32, a[1], a[2] as i32)
+        } else if nr == libc::SYS_creat {
+            (
+                libc::AT_FDCWD,
+                a[0],
+                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+            )
+        } else if nr == libc::SYS_openat2 {
+            // Only the plain form is asked about: a mode without O_CREAT, resolve flags or an
+            // extended struct are left to the kernel (which validates them, and refuses a
+            // protected write with EROFS as always).
+            let mut b = [0u8; 24];
+            if a[3] != 24 {
+                return Ok(None);
+            }
+            read_mem(pid, a[2], &mut b)?;
+            let word = |i: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+                u64::from_ne_bytes(w)
+            };
+            let (flags, mode, resolve) = (word(0), word(1), word(2));
+            let creat = flags & (libc::O_CREAT as u64) != 0;
+            if resolve != 0 || (mode != 0 && !creat) || flags > u32::MAX as u64 {
+                return Ok(None);
+            }
+            (a[0] as i32, a[1], flags as i32)
+        } else {
+            return Ok(None);
+        };
+        // O_CREAT|O_EXCL of an existing file fails with EEXIST, of an absent one with
+        // EROFS: the kernel says which; nothing to ask.
+        let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+        // O_DIRECTORY (and O_TMPFILE, which includes it) never opens a regular file.
+        let not_file = flags & (libc::O_PATH | libc::O_DIRECTORY) != 0;
+        if flags & WRITE_BITS == 0 || not_file || excl {
+            return Ok(None);
+        }
+        let path = read_cstr(pid, ptr)?;
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let abs = if path.starts_with('/') {
+            PathBuf::from(&path)
+        } else {
+            let base = if dirfd == libc::AT_FDCWD {
+                format!("/proc/{pid}/cwd")
+            } else {
+                format!("/proc/{pid}/fd/{dirfd}")
+            };
+            std::fs::read_link(&base)
+                .map_err(|e| format!("{base}: {e}"))?
+                .join(&path)
+        };
+        let Some(abs) = lexical(&abs) else {
+            return Ok(None);
+        };
+        let Some((f, rel)) = self.lookup(&abs) else {
+            return Ok(None);
+        };
+        Ok(Some(Job {
+            pid,
+            id,
+            abs,
+            root: f.root.clone(),
+            rel,
+            rule: f.rule.clone(),
+            flags,
+            approver: self.approver.clone(),
+            in_flight: self.in_flight.clone(),
+        }))
+    }
+}
+
+fn respond(lfd: RawFd, id: u64, v: Verdict) {
+    let r = match v {
+        Verdict::Continue => Resp {
+            id,
+            val: 0,
+            error: 0,
+            flags: FLAG_CONTINUE,
+        },
+        Verdict::Deny(e) => Resp {
+            id,
+            val: 0,
+            error: -e,
+            flags: 0,
+        },
+    };
+    // SAFETY: ioctl with a correctly sized struct.
+    unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
+}
+
+fn id_valid(lfd: RawFd, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: ioctl with a u64.
+    unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) == 0 }
+}
+
+impl Job {
+    /// Handles the job on a thread of its own (the human's answer can take minutes) with
+    /// its own duplicate of the listener; the notification is always answered.
+    pub(crate) fn spawn(self, lfd: RawFd) {
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.deny(
+                lfd,
+                format!("{MAX_IN_FLIGHT} protected-write requests are already waiting"),
+                "warden",
+            );
+            return;
+        }
+        // SAFETY: F_DUPFD_CLOEXEC of the listener we hold.
+        let dup = unsafe { libc::fcntl(lfd, libc::F_DUPFD_CLOEXEC, 3) };
+        if dup < 0 {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.deny(
+                lfd,
+                "cannot duplicate the seccomp listener".into(),
+                "warden",
+            );
+            return;
+        }
+        // SAFETY: fresh fd.
+        let listener = unsafe { OwnedFd::from_raw_fd(dup) };
+        let job = Arc::new(self);
+        let j = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name("warden-write-ask".into())
+            .spawn(move || {
+                j.run(listener.as_raw_fd());
+                j.in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            job.in_flight.fetch_sub(1, Ordering::SeqCst);
+            job.deny(lfd, format!("cannot start the ask: {e}"), "warden");
+        }
+    }
+
+    fn record(&self, verdict: V, by: &str, reason: String) {
+        Decision::new(
+            Layer::Sandbox,
+            format!("pid {}", self.pid),
+            self.abs.display().to_string(),
+            self.rule.clone(),
+            verdict,
+            reason,
+        )
+        .with("kind", "write")
+        .with("answered_by", by)
+        .with("access", access_text(self.flags))
+        .emit();
+    }
+
+    fn deny(&self, lfd: RawFd, why: String, by: &str) {
+        self.record(
+            V::Deny,
+            by,
+            format!(
+                "write to a protected file refused ({why}); it stays read-only unless a human allows the write while it waits: `warden approve ID --allow-once` (listed by `warden approve`), `warden top`, or Ctrl-] a on the warden run terminal"
+            ),
+        );
+        respond(lfd, self.id, Verdict::Deny(libc::EACCES));
+    }
+
+    fn run(&self, lfd: RawFd) {
+        // The file as it is on the host, opened beneath its root. Until it is established
+        // that the agent's path names that very file, nothing is asked: the open continues
+        // and the kernel decides (it refuses a protected write with EROFS; a path that
+        // resolves elsewhere through the agent's own links is that other file's business).
+        let cur = match open_beneath(&self.root, &self.rel, libc::O_RDONLY) {
+            Ok(f) => f,
+            Err(_) => {
+                respond(lfd, self.id, Verdict::Continue);
+                return;
+            }
+        };
+        let Ok(st) = fstat(cur.as_fd()) else {
+            return self.deny(lfd, io("fstat"), "warden");
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            respond(lfd, self.id, Verdict::Continue);
+            return;
+        }
+        if st.st_nlink != 1 {
+            return self.deny(
+                lfd,
+                format!(
+                    "it has {} hard links: a write would change another name too",
+                    st.st_nlink
+                ),
+                "warden",
+            );
+        }
+        let shown = ident(&st);
+        // The agent's path must name that very file in its view; otherwise this is not a
+        // write to the ask entry and the kernel decides (a protected path stays refused).
+        let nofollow = self.flags & libc::O_NOFOLLOW != 0;
+        if id_in_view(self.pid, &self.abs, nofollow) != Some(shown) {
+            respond(lfd, self.id, Verdict::Continue);
+            return;
+        }
+        let Ok(mut hash) = sha256_fd(cur.as_fd()).map(|h| hex(&h)) else {
+            return self.deny(lfd, io("hash"), "warden");
+        };
+        let mut size = st.st_size as u64;
+        drop(cur);
+        for _ in 0..MAX_ROUNDS {
+            let req = WriteRequest {
+                path: self.abs.display().to_string(),
+                sha256: hash.clone(),
+                dev: shown.0,
+                ino: shown.1,
+                size,
+                access: access_text(self.flags),
+                rule: self.rule.clone(),
+                pid: self.pid,
+            };
+            let gone = AtomicBool::new(false);
+            let done = AtomicBool::new(false);
+            let answer = std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !done.load(Ordering::SeqCst) {
+                        if !id_valid(lfd, self.id) {
+                            gone.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                });
+                let a = self.approver.ask(&req, &gone);
+                done.store(true, Ordering::SeqCst);
+                a
+            });
+            let by = match answer {
+                Ok(by) => by,
+                Err(why) => return self.deny(lfd, why, "approval"),
+            };
+            // Allowed: open the real file for the access asked, beneath its root again.
+            let access = self.flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_APPEND);
+            let w = match open_beneath(&self.root, &self.rel, access) {
+                Ok(f) => f,
+                Err(e) => {
+                    return self.deny(lfd, format!("the allowed file cannot be opened: {e}"), &by)
+                }
+            };
+            let r = match open_beneath(&self.root, &self.rel, libc::O_RDONLY) {
+                Ok(f) => f,
+                Err(e) => {
+                    return self.deny(lfd, format!("the allowed file cannot be opened: {e}"), &by)
+                }
+            };
+            let (Ok(ws), Ok(rs)) = (fstat(w.as_fd()), fstat(r.as_fd())) else {
+                return self.deny(lfd, io("fstat"), &by);
+            };
+            let wid = ident(&ws);
+            let rid = ident(&rs);
+            if wid != shown || rid != shown || ws.st_nlink != 1 {
+                return self.deny(
+                    lfd,
+                    format!(
+                        "the file was replaced while the request waited (inode {}:{} shown, {}:{} now); ask again",
+                        shown.0, shown.1, wid.0, wid.1
+                    ),
+                    &by,
+                );
+            }
+            let Ok(now) = sha256_fd(r.as_fd()).map(|h| hex(&h)) else {
+                return self.deny(lfd, io("hash"), &by);
+            };
+            if now != hash {
+                // Another content than the human saw: ask again about this one.
+                hash = now;
+                size = rs.st_size as u64;
+                continue;
+            }
+            if self.flags & libc::O_TRUNC != 0 {
+                // SAFETY: ftruncate of the descriptor we just opened for write.
+                if unsafe { libc::ftruncate(w.as_raw_fd(), 0) } != 0 {
+                    return self.deny(lfd, io("truncate"), &by);
+                }
+            }
+            let add = AddFd {
+                id: self.id,
+                flags: ADDFD_FLAG_SEND,
+                srcfd: w.as_raw_fd() as u32,
+                newfd: 0,
+                newfd_flags: (self.flags & libc::O_CLOEXEC) as u32,
+            };
+            // SAFETY: ioctl with a correctly sized struct; the kernel answers the agent's
+            // open with a new descriptor of `w`.
+            let r = unsafe { libc::ioctl(lfd, NOTIF_ADDFD, &add) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                // ENOENT: the process is gone (or gave up); nothing to answer.
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    self.deny(lfd, format!("cannot hand the file to the agent: {e}"), &by);
+                }
+                return;
+            }
+            self.record(
+                V::Allow,
+                &by,
+                format!(
+                    "{} allowed by {by}: warden opened the real file (inode {}:{}, content sha256 {hash}) and handed the agent its descriptor as fd {r}",
+                    access_text(self.flags),
+                    shown.0,
+                    shown.1
+                ),
+            );
+            return;
+        }
+        self.deny(
+            lfd,
+            format!("the file's content changed {MAX_ROUNDS} times while it was asked about"),
+            "warden",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_with_dotdot_never_match() {
+        assert_eq!(
+            lexical(Path::new("/w/./.github//workflows/ci.yml")),
+            Some(PathBuf::from("/w/.github/workflows/ci.yml"))
+        );
+        assert_eq!(lexical(Path::new("/w/x/../.mcp.json")), None);
+    }
+
+    #[test]
+    fn open_beneath_refuses_links_and_escapes() {
+        let d = std::env::temp_dir().join(format!("warden-wa-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("root/dir")).unwrap();
+        std::fs::write(d.join("root/dir/f"), "x").unwrap();
+        std::fs::write(d.join("outside"), "o").unwrap();
+        std::os::unix::fs::symlink(d.join("outside"), d.join("root/dir/link")).unwrap();
+        std::os::unix::fs::symlink("dir", d.join("root/dirlink")).unwrap();
+        let root: OwnedFd = std::fs::File::open(d.join("root")).unwrap().into();
+        assert!(open_beneath(&root, Path::new("dir/f"), libc::O_RDONLY).is_ok());
+        for bad in ["dir/link", "dirlink/f", "../outside", "/etc/passwd"] {
+            assert!(
+                open_beneath(&root, Path::new(bad), libc::O_RDONLY).is_err(),
+                "{bad}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn access_is_named() {
+        assert_eq!(
+            access_text(libc::O_WRONLY | libc::O_TRUNC | libc::O_CREAT),
+            "O_WRONLY|O_TRUNC|O_CREAT"
+        );
+        assert_eq!(
+            access_text(libc::O_RDWR | libc::O_APPEND),
+            "O_RDWR|O_APPEND"
+        );
+    }
+}
