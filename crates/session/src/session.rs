@@ -27,8 +27,9 @@
 //! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
 //! nothing of the sandbox runs: drain the hidden-file reader, remove placeholders, private tmp and manifest, the integrity
 //! report, the agent state report, the pids-limit decision, the end decision, then `finish`
-//! (risk, audit summary; every finding is in the store before it closes), then reap stage 1
-//! (the kernel's namespace teardown overlapped all of the above) and remove the cgroups.
+//! (risk, audit summary; every finding is in the store before it closes), then remove the
+//! cgroups (only the agent's tree was in them) and leave stage 1 to a reaping thread (the
+//! kernel's namespace teardown overlapped all of the above and need not be waited for).
 //!
 //! Start-up cost is measured per step with `WARDEN_TIMING=1` (`scripts/bench-phases.py`).
 
@@ -426,14 +427,17 @@ fn end(
     warden_event::timing::mark("session: end reported");
     let risk = runtime::finish(&running, config.quiet, &config.session_id, code, ui);
     warden_event::timing::mark("session: audit closed");
-    // The cgroups must be empty to be removed: stage 1 is reaped first.
-    if let Some(r) = reaper {
-        r.reap();
-    }
-    warden_event::timing::mark("session: reaped");
+    // Every process in the session's cgroups is gone (only the agent's tree joined them;
+    // init reported after killing and reaping it), so they go now. Stage 1 and init, outside
+    // them, may still be in the kernel's namespace teardown (a grace period or more): they
+    // are reaped by a thread of their own, and nothing here waits for it.
     drop(leaf);
     drop(memory_cgroup);
     drop(cgroup);
+    if let Some(r) = reaper {
+        r.reap_in_background();
+    }
+    warden_event::timing::mark("session: cgroups removed");
     warden_sandbox::cgroup::reap_prewarm(prewarm);
     let code = match result {
         Some(r) => r?,

@@ -46,7 +46,7 @@ pub(crate) struct Start {
 /// A launched sandbox whose agent runs.
 pub(crate) struct Launched {
     session: warden_sandbox::launch::Session,
-    tracer: Option<JoinHandle<i32>>,
+    tracer: Option<Tracer>,
     out: Option<JoinHandle<()>>,
     monitor: warden_sandbox::limits::Monitor,
     raw: Option<warden_sandbox::pty::RawMode>,
@@ -179,7 +179,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         drop(raw);
         match tracer {
             Some(t) => {
-                let _ = t.join();
+                let _ = t.handle.join();
             }
             None => {
                 session.wait();
@@ -235,7 +235,7 @@ impl Launched {
             Some(c) => (c, tracer),
             None => (
                 match tracer {
-                    Some(t) => t.join().unwrap_or(1),
+                    Some(t) => t.join(),
                     None => session.wait(),
                 },
                 None,
@@ -267,19 +267,28 @@ impl Launched {
 
 /// What is left of a session whose processes are all gone: the stage-1 process, which the
 /// kernel is still tearing down (mount trees, namespaces: an RCU grace period or more), and
-/// the exec guard's thread that reaps it. Reaped after the end-of-session work, before the
-/// session's cgroups are removed (they must be empty).
+/// the exec guard's thread that reaps it. Neither is in the session's cgroups (the agent
+/// process joins them alone), so the session ends without waiting for the teardown.
 pub(crate) struct Reaper {
-    tracer: Option<std::thread::JoinHandle<i32>>,
+    tracer: Option<Tracer>,
     session: Option<warden_sandbox::Session>,
     _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
 }
 
 impl Reaper {
+    /// Reaps on a thread of its own (the process may exit first: stage 1 then dies with
+    /// its parent, `PR_SET_PDEATHSIG`, and is reaped by the system).
+    pub(crate) fn reap_in_background(self) {
+        if let Some(t) = &self.tracer {
+            t.save_cache();
+        }
+        std::thread::spawn(move || self.reap());
+    }
+
     pub(crate) fn reap(mut self) {
         match self.tracer.take() {
             Some(t) => {
-                let _ = t.join();
+                let _ = t.handle.join();
             }
             None => {
                 if let Some(s) = self.session.take() {
@@ -350,7 +359,7 @@ fn start_exec_guard(
     listener: OwnedFd,
     stage1: i32,
     cache_path: PathBuf,
-) -> JoinHandle<i32> {
+) -> Tracer {
     let g = Arc::new(g);
     let refresher = g.clone();
     std::thread::spawn(move || loop {
@@ -365,11 +374,42 @@ fn start_exec_guard(
             *w = r;
         }
     });
-    std::thread::spawn(move || {
-        let code = g.supervise(listener, stage1);
-        if let Err(e) = g.cache.save(&cache_path) {
-            tracing::warn!("hash cache {}: {e}", cache_path.display());
-        }
+    let guard = g.clone();
+    Tracer {
+        handle: std::thread::spawn(move || g.supervise(listener, stage1)),
+        guard,
+        cache_path,
+    }
+}
+
+/// The seccomp exec guard's thread, which reaps stage 1, and what it learnt: the hash
+/// cache, saved by the session once the agent's tree is gone (no exec can come any more),
+/// not by the thread, which may still be waiting for the kernel's namespace teardown.
+pub(crate) struct Tracer {
+    handle: JoinHandle<i32>,
+    guard: Arc<warden_execguard::unotify::Guard>,
+    cache_path: PathBuf,
+}
+
+impl Tracer {
+    fn save_cache(&self) {
+        Tracer::save(&self.guard, &self.cache_path);
+    }
+
+    fn join(self) -> i32 {
+        let Tracer {
+            handle,
+            guard,
+            cache_path,
+        } = self;
+        let code = handle.join().unwrap_or(1);
+        Tracer::save(&guard, &cache_path);
         code
-    })
+    }
+
+    fn save(guard: &warden_execguard::unotify::Guard, path: &std::path::Path) {
+        if let Err(e) = guard.cache.save(path) {
+            tracing::warn!("hash cache {}: {e}", path.display());
+        }
+    }
 }
