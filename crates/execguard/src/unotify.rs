@@ -894,11 +894,11 @@ impl Guard {
                 Ok(f) => self.decide_fd(pid, &|| path.clone(), "exec", f.as_fd(), started, 0),
                 // A path the kernel will not find either: let the kernel say ENOENT (and
                 // record it when the view hides it).
-                Err(e) if e.contains("No such file") => {
+                Err(e) if e.errno == Some(libc::ENOENT) => {
                     self.note_hidden(pid, &path, dirfd);
                     true
                 }
-                Err(e) => self.fail(pid, &path, "exec", e, started),
+                Err(e) => self.fail(pid, &path, "exec", e.into(), started),
             }
         } else if nr == libc::SYS_mmap {
             match take_fd(pid, a[4] as i32) {
@@ -912,8 +912,8 @@ impl Guard {
                     self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0)
                 }
                 // EBADF: mmap would fail anyway.
-                Err(e) if e.contains("Bad file descriptor") => true,
-                Err(e) => self.fail(pid, "mmap", "mmap", e, started),
+                Err(e) if e.errno == Some(libc::EBADF) => true,
+                Err(e) => self.fail(pid, "mmap", "mmap", e.into(), started),
             }
         } else {
             // Every file mapping the range touches (anonymous memory, e.g. a JIT's, is not
@@ -1350,29 +1350,46 @@ fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
     Err("path too long or unterminated".into())
 }
 
-fn pidfd(pid: u32) -> Result<OwnedFd, String> {
-    // SAFETY: pidfd_open syscall.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(format!(
-            "pidfd_open {pid}: {}",
-            std::io::Error::last_os_error()
-        ));
+/// Why the agent's file could not be reached: the errno decides (never the text).
+#[derive(Debug)]
+pub(crate) struct TargetError {
+    pub errno: Option<i32>,
+    pub msg: String,
+}
+
+impl TargetError {
+    fn os(what: impl std::fmt::Display, e: std::io::Error) -> TargetError {
+        TargetError {
+            errno: e.raw_os_error(),
+            msg: format!("{what}: {e}"),
+        }
     }
-    // SAFETY: fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+
+    fn other(msg: String) -> TargetError {
+        TargetError { errno: None, msg }
+    }
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl From<TargetError> for String {
+    fn from(e: TargetError) -> String {
+        e.msg
+    }
 }
 
 /// Duplicates the agent's descriptor `fd` into the supervisor.
-fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, String> {
-    let p = pidfd(pid)?;
-    // SAFETY: pidfd_getfd syscall.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, p.as_raw_fd(), fd, 0) };
-    if r < 0 {
-        return Err(format!("pidfd_getfd: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, TargetError> {
+    let sys = |e: warden_sys::Error| TargetError {
+        errno: e.errno().map(|n| n.raw_os_error()),
+        msg: e.to_string(),
+    };
+    let p = warden_sys::pidfd::open(pid as i32).map_err(sys)?;
+    warden_sys::pidfd::getfd(&p, fd).map_err(sys)
 }
 
 /// The agent's pid inside its own pid namespace.
@@ -1430,7 +1447,7 @@ fn readonly_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> Option<b
 
 /// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with
 /// `/proc/self` and `/proc/<its own pid>` paths mapped to the agent.
-fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, String> {
+fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, TargetError> {
     let nspid = if path.starts_with("/proc/") {
         ns_pid(pid).unwrap_or_default()
     } else {
@@ -1450,9 +1467,11 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
             } else if rest == "exe" {
                 return std::fs::File::open(format!("/proc/{pid}/exe"))
                     .map(Into::into)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| TargetError::os(format!("/proc/{pid}/exe"), e));
             } else if let Some(n) = rest.strip_prefix("fd/") {
-                let n: i32 = n.parse().map_err(|_| format!("unsupported path {path}"))?;
+                let n: i32 = n
+                    .parse()
+                    .map_err(|_| TargetError::other(format!("unsupported path {path}")))?;
                 return take_fd(pid, n);
             } else if let Some(r) = rest.strip_prefix("cwd/") {
                 p = r.to_string();
@@ -1461,9 +1480,9 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
         }
     }
     if p.starts_with("/proc/") {
-        return Err(format!(
+        return Err(TargetError::other(format!(
             "{path}: exec through another process's /proc entry is not supported by the exec guard"
-        ));
+        )));
     }
     // Make the path absolute in the agent's mount namespace.
     let abs = if p.starts_with('/') {
@@ -1473,12 +1492,13 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
             Some(d) if d != libc::AT_FDCWD => format!("/proc/{pid}/fd/{d}"),
             _ => format!("/proc/{pid}/cwd"),
         };
-        let b = std::fs::read_link(&base).map_err(|e| format!("{base}: {e}"))?;
+        let b = std::fs::read_link(&base).map_err(|e| TargetError::os(&base, e))?;
         format!("{}/{p}", b.display())
     };
     let root = std::fs::File::open(format!("/proc/{pid}/root"))
-        .map_err(|e| format!("/proc/{pid}/root: {e}"))?;
-    let c = std::ffi::CString::new(abs.clone()).map_err(|_| "NUL in path".to_string())?;
+        .map_err(|e| TargetError::os(format!("/proc/{pid}/root"), e))?;
+    let c = std::ffi::CString::new(abs.clone())
+        .map_err(|_| TargetError::other("NUL in path".into()))?;
     let how = OpenHow {
         flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
         mode: 0,
@@ -1495,7 +1515,7 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, S
         )
     };
     if fd < 0 {
-        return Err(format!("{abs}: {}", std::io::Error::last_os_error()));
+        return Err(TargetError::os(&abs, std::io::Error::last_os_error()));
     }
     // SAFETY: fresh fd.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
