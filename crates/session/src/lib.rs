@@ -45,7 +45,7 @@ pub mod ui;
 
 pub use approval::{Answer, Approvals, Pending, Subject};
 pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};
-pub use control::{ControlServer, Op, Reply};
+pub use control::{ControlServer, Reply, Request};
 pub use error::StartError;
 pub use monitor::{Monitor, Status};
 pub use session::{Outcome, Session, SessionHandle};

@@ -211,7 +211,7 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
     let backend = match (&daemon, pinned) {
         (Ok(v), _) => green(&format!(
             "BPF LSM (in-kernel; `warden daemon` running: {} sessions, {} decisions, {} events lost) — chosen by `warden run`",
-            v["sessions"], v["decisions"], v["lost"]
+            v.sessions, v.decisions, v.lost
         )),
         (Err(_), true) => yellow("BPF LSM programs pinned and enforcing existing sessions, but `warden daemon` is not running: new runs use the seccomp backend until it is restarted"),
         (Err(_), false) if f.seccomp_user_notif => {
