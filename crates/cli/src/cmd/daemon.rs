@@ -1,10 +1,11 @@
-//! `warden daemon` (the work lives in warden-execguard's `lsm::daemon`).
+//! `warden daemon` (the work lives in the warden-daemon crate).
 
 use super::fail;
 use crate::cli::DaemonArgs;
 use crate::exit;
 use std::path::Path;
-use warden_execguard::lsm::{bpf, daemon};
+use warden_daemon as daemon;
+use warden_execguard::lsm::bpf;
 
 pub fn daemon(a: DaemonArgs) -> anyhow::Result<i32> {
     let sock = Path::new(daemon::SOCKET);

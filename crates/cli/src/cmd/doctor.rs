@@ -202,9 +202,7 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
             "no (the BPF backend needs it; the seccomp backend does not)".into()
         },
     ));
-    let daemon = warden_execguard::lsm::daemon::client::status(std::path::Path::new(
-        warden_execguard::lsm::daemon::SOCKET,
-    ));
+    let daemon = warden_daemon::client::status(std::path::Path::new(warden_daemon::SOCKET));
     let pinned = warden_execguard::lsm::bpf::Pinned::exists(std::path::Path::new(
         warden_execguard::lsm::bpf::PIN_DIR,
     ));

@@ -5,7 +5,7 @@
 //!   keep the programs attached while no daemon runs, and sessions stay in their maps).
 //! - Creates the warden root cgroup (`<cgroup2>/warden`); the programs act only on tasks in
 //!   its child cgroups, one per `warden run` session.
-//! - Serves a root-owned unix socket ([`SOCKET`], mode 0666; transport in [`super::control`]:
+//! - Serves a root-owned unix socket ([`SOCKET`], mode 0666; transport in [`crate::control`]:
 //!   framed requests, a deadline per request, capped connections). Peers are identified by
 //!   `SO_PEERCRED`: a peer may place only its own child process (same uid) in a new session
 //!   cgroup; only root outside any sandbox may unload. The sandbox cannot reach the socket
@@ -13,8 +13,6 @@
 //! - Reads the ring buffer and emits every decision as the shared event, counting what the
 //!   kernel could not queue (reported, never silent).
 
-use super::bpf::{self, Event, Pinned, SessionCfg};
-use crate::identity::{hex, Hash};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -22,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warden_event::{Decision, Layer, Verdict};
+use warden_execguard::identity::{hex, Hash};
+use warden_execguard::lsm::bpf::{self, Event, Pinned, SessionCfg};
 use warden_proto::msg::daemon::{HashRule, Mode, Reply, Request, SessionOpened, SessionRequest};
 use warden_proto::msg::ErrorCode;
 
@@ -129,7 +129,7 @@ struct State {
     sessions: Mutex<HashMap<u64, (PathBuf, String)>>,
     next: Mutex<u64>,
     /// Kernels without IMA: the exec-open feeder (marks each new session's file systems).
-    feeder: Option<Arc<super::feeder::Feeder>>,
+    feeder: Option<Arc<crate::feeder::Feeder>>,
     /// Rule names and sessions, kept next to the socket so a restarted daemon names the
     /// rules of sessions that outlived its predecessor.
     state_file: PathBuf,
@@ -411,7 +411,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     check_privileged()?;
     // In-kernel hashing needs IMA; without it the daemon feeds the identity map itself
     // (fanotify exec-permission events + pre-hashed libraries; see `feeder`).
-    let lsms = super::probe::lsm_list().unwrap_or_default();
+    let lsms = warden_execguard::lsm::probe::lsm_list().unwrap_or_default();
     let no_ima = opts.userspace_hashing || !lsms.split(',').any(|l| l == "ima");
     let reattached = Pinned::exists(&opts.pin_dir);
     let pinned = if reattached {
@@ -433,7 +433,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     );
     let state_file = opts.socket.with_file_name("daemon-state.json");
     let feeder = if no_ima {
-        Some(Arc::new(super::feeder::Feeder::new()?))
+        Some(Arc::new(crate::feeder::Feeder::new()?))
     } else {
         None
     };
@@ -452,9 +452,9 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     st.reap();
     if let Some(f) = feeder {
         let cache_path = opts.socket.with_file_name("hash-cache.bin");
-        let cache = Arc::new(crate::cache::Cache::load(&cache_path).unwrap_or_default());
+        let cache = Arc::new(warden_execguard::cache::Cache::load(&cache_path).unwrap_or_default());
         let marked = f.mark_mounts_of(0);
-        let libs = super::feeder::prefill_libraries(&st.pinned, &cache);
+        let libs = crate::feeder::prefill_libraries(&st.pinned, &cache);
         let _ = cache.save_if_dirty(&cache_path);
         tracing::info!("no IMA on this kernel: the daemon feeds identities (fanotify on {marked} file systems, {libs} libraries hashed ahead)");
         let st2 = st.clone();
@@ -472,7 +472,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
     // Mode 0666, framed requests, deadlines and connection caps: see `control`.
-    let l = super::control::bind(&opts.socket)?;
+    let l = crate::control::bind(&opts.socket)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // Events: the ring buffer, plus the loss counter checked every second.
@@ -489,10 +489,10 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         pin_dir: opts.pin_dir.clone(),
         socket: opts.socket.clone(),
     });
-    super::control::serve(
+    crate::control::serve(
         l,
         h,
-        super::control::Settings::default(),
+        crate::control::Settings::default(),
         Arc::new(warden_proto::accept::Counts::default()),
     );
     Ok(())
@@ -506,7 +506,7 @@ struct Control {
     socket: PathBuf,
 }
 
-impl super::control::Handler for Control {
+impl crate::control::Handler for Control {
     fn handle(&self, req: &Request, peer: warden_proto::accept::PeerCred) -> Reply {
         let (st, pin_dir) = (&self.st, &self.pin_dir);
         let (ppid, puid) = (peer.pid, peer.uid);
@@ -625,14 +625,14 @@ pub mod client {
 
     /// One framed request (see `control`); the connection is returned for sessions.
     pub fn request(socket: &Path, req: &Request) -> Result<(Reply, UnixStream), String> {
-        super::super::control::request(socket, req, Duration::from_secs(10))
+        crate::control::request(socket, req, Duration::from_secs(10))
     }
 
     /// Places `pid` (the caller or its child) in a new enforced session.
     pub fn open_session(
         socket: &Path,
         pid: i32,
-        rules: &crate::rules::ExecRules,
+        rules: &warden_execguard::rules::ExecRules,
         builders: &[Hash],
         session_id: &str,
         pids_max: u64,
