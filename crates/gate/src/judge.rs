@@ -21,8 +21,8 @@ use warden_execguard::rules::ExecRules;
 use warden_policy::env::glob_match;
 use warden_policy::files::{Access, FileRules};
 use warden_policy::gate::GateAnswer;
+use warden_policy::netrules::NetRules;
 use warden_policy::Policy;
-use warden_proxy::rules::NetRules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Answer {

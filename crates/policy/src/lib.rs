@@ -8,12 +8,15 @@
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
 //! of the same names; [`audit`] holds the audit store's retention limits; [`advisor`] the
 //! optional advisor's section (user/machine files only: every key is refused from a workspace);
-//! [`approvals`] how long an `ask` waits for a human.
+//! [`approvals`] how long an `ask` waits for a human. Rule compilation lives here too:
+//! [`netrules`] compiles `[network]` entries to host rules (with [`addr`], the address
+//! classes and spellings), checked at parse time with the entry's line and column.
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
 //! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
+pub mod addr;
 pub mod advisor;
 pub mod approvals;
 pub mod audit;
@@ -22,6 +25,7 @@ pub mod exec;
 pub mod files;
 pub mod gate;
 pub mod load;
+pub mod netrules;
 pub mod network;
 pub mod risk;
 pub mod session;
@@ -360,6 +364,7 @@ impl Policy {
                 msg: e.message().to_string(),
             }
         })?;
+        located_rule_check(text, origin)?;
         p.validate(origin)?;
         Ok(p)
     }
@@ -672,6 +677,55 @@ impl Policy {
 }
 
 /// 1-based line and column of a byte offset.
+/// Compiles the rule entries of one document where they are written, so that a bad one is
+/// reported at its line and column (the same checks run again, without positions, in
+/// [`Policy::validate`] for policies built in code).
+fn located_rule_check(text: &str, origin: &str) -> Result<(), PolicyError> {
+    #[derive(Deserialize, Default)]
+    struct Net {
+        #[serde(default)]
+        allow: Vec<toml::Spanned<String>>,
+        #[serde(default)]
+        deny: Vec<toml::Spanned<String>>,
+        #[serde(default)]
+        ask: Vec<toml::Spanned<String>>,
+    }
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        network: Net,
+    }
+    // The document already parsed as a `Policy`; a shape this cannot read is left to
+    // `validate` (no position).
+    let Ok(doc) = toml::from_str::<Doc>(text) else {
+        return Ok(());
+    };
+    for (key, list) in [
+        ("network.allow", &doc.network.allow),
+        ("network.deny", &doc.network.deny),
+        ("network.ask", &doc.network.ask),
+    ] {
+        for e in list {
+            let msg = if e.get_ref().trim().is_empty() {
+                format!("{key}: empty entry")
+            } else {
+                match netrules::check_entry(key, e.get_ref()) {
+                    Ok(()) => continue,
+                    Err(m) => m,
+                }
+            };
+            let (line, col) = line_col(text, e.span().start);
+            return Err(PolicyError::Parse {
+                file: origin.to_string(),
+                line,
+                col,
+                msg,
+            });
+        }
+    }
+    Ok(())
+}
+
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

@@ -625,3 +625,71 @@ fn network_ask_and_approvals_timeout() {
     wider.network.ask.push("new.test".into());
     assert_eq!(wider.widens(&base), Some("network.ask"));
 }
+
+#[test]
+fn bad_network_patterns_are_errors_with_line_and_column() {
+    for (text, line, col, needle) in [
+        (
+            "[network]\nallow = [\n  \"github.com\",\n  \"*\",\n]\n",
+            4,
+            3,
+            "would allow every host",
+        ),
+        ("[network]\ndeny = [\"ex*ample.com\"]\n", 2, 9, "wildcard"),
+        (
+            "[network]\nallow = [\"a.com\", \"*.com\"]\n",
+            2,
+            19,
+            "too broad",
+        ),
+        ("[network]\nask = [\"x.com:http\"]\n", 2, 8, "not a port"),
+        (
+            "[network]\nallow = [\"@nosuchset\"]\n",
+            2,
+            10,
+            "unknown named set",
+        ),
+        (
+            "\n[network]\nallow = [\"https://u:p@x.com/\"]\n",
+            3,
+            10,
+            "credentials",
+        ),
+        ("[network]\nallow = [\"  \"]\n", 2, 10, "empty entry"),
+    ] {
+        match Policy::parse(text, "p.toml") {
+            Err(PolicyError::Parse {
+                file,
+                line: l,
+                col: c,
+                msg,
+            }) => {
+                assert_eq!(
+                    (file.as_str(), l, c),
+                    ("p.toml", line, col),
+                    "{text}: {msg}"
+                );
+                assert!(msg.contains(needle), "{text}: {msg}");
+                assert!(msg.starts_with("network."), "{msg}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // Good patterns of every kind still parse; the compiled rules decide.
+    let p = Policy::parse(
+        "[network]\nallow = [\"*.github.com\", \"example.org:8443\", \"127.1:4000\", \"@anthropic\", \"https://x.com/path\"]\n",
+        "p.toml",
+    )
+    .unwrap();
+    let n = crate::netrules::NetRules::from_section(&p.network).unwrap();
+    assert!(n.decide_host("api.github.com", 443).allowed);
+    assert!(!n.decide_host("github.com.evil", 443).allowed);
+    assert!(n.decide_host("127.0.0.1", 4000).allowed);
+    // A policy built in code gets the same checks, without a position.
+    let mut p = Policy::default();
+    p.network.allow.push("*".into());
+    assert!(matches!(
+        p.validate("code"),
+        Err(PolicyError::Invalid { .. })
+    ));
+}
