@@ -10,7 +10,9 @@
 //! optional advisor's section (user/machine files only: every key is refused from a workspace);
 //! [`approvals`] how long an `ask` waits for a human. Rule compilation lives here too:
 //! [`netrules`] compiles `[network]` entries to host rules (with [`addr`], the address
-//! classes and spellings), checked at parse time with the entry's line and column.
+//! classes and spellings), checked at parse time with the entry's line and column;
+//! [`progrules`] resolves `[exec]` program rules (names, paths, hashes, trust indexes) to
+//! content identities through an [`progrules::Identity`] the exec guard supplies.
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
@@ -27,6 +29,7 @@ pub mod gate;
 pub mod load;
 pub mod netrules;
 pub mod network;
+pub mod progrules;
 pub mod risk;
 pub mod session;
 
@@ -690,10 +693,19 @@ fn located_rule_check(text: &str, origin: &str) -> Result<(), PolicyError> {
         #[serde(default)]
         ask: Vec<toml::Spanned<String>>,
     }
+    #[derive(Deserialize, Default)]
+    struct Exec {
+        #[serde(default)]
+        allow: Vec<toml::Spanned<String>>,
+        #[serde(default)]
+        deny: Vec<toml::Spanned<String>>,
+    }
     #[derive(Deserialize)]
     struct Doc {
         #[serde(default)]
         network: Net,
+        #[serde(default)]
+        exec: Exec,
     }
     // The document already parsed as a `Policy`; a shape this cannot read is left to
     // `validate` (no position).
@@ -704,15 +716,19 @@ fn located_rule_check(text: &str, origin: &str) -> Result<(), PolicyError> {
         ("network.allow", &doc.network.allow),
         ("network.deny", &doc.network.deny),
         ("network.ask", &doc.network.ask),
+        ("exec.allow", &doc.exec.allow),
+        ("exec.deny", &doc.exec.deny),
     ] {
         for e in list {
-            let msg = if e.get_ref().trim().is_empty() {
-                format!("{key}: empty entry")
+            let res = if key.starts_with("exec.") {
+                progrules::check_entry(key, e.get_ref())
+            } else if e.get_ref().trim().is_empty() {
+                Err(format!("{key}: empty entry"))
             } else {
-                match netrules::check_entry(key, e.get_ref()) {
-                    Ok(()) => continue,
-                    Err(m) => m,
-                }
+                netrules::check_entry(key, e.get_ref())
+            };
+            let Err(msg) = res else {
+                continue;
             };
             let (line, col) = line_col(text, e.span().start);
             return Err(PolicyError::Parse {

@@ -693,3 +693,75 @@ fn bad_network_patterns_are_errors_with_line_and_column() {
         Err(PolicyError::Invalid { .. })
     ));
 }
+
+#[test]
+fn bad_program_rules_are_errors_with_line_and_column() {
+    for (text, line, col, needle) in [
+        (
+            "[exec]\ndeny = [\"curl\", \"sha256:abc\"]\n",
+            2,
+            17,
+            "64 hex digits",
+        ),
+        ("[exec]\nallow = [\n\"index:\"]\n", 3, 1, "no trust index"),
+        ("[exec]\ndeny = [\"\"]\n", 2, 9, "empty rule"),
+    ] {
+        match Policy::parse(text, "p.toml") {
+            Err(PolicyError::Parse {
+                line: l,
+                col: c,
+                msg,
+                ..
+            }) => {
+                assert_eq!((l, c), (line, col), "{text}: {msg}");
+                assert!(msg.contains(needle), "{text}: {msg}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let h = "ab".repeat(32);
+    let p = Policy::parse(
+        &format!("[exec]\ndeny = [\"curl\", \"/usr/bin/wget\", \"sha256:{h}\"]\n"),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.exec.deny.len(), 3);
+}
+
+/// Program rules resolve through the identity the caller supplies (the exec guard's hash
+/// cache in warden); this one names files by their length.
+#[test]
+fn program_rules_resolve_names_and_paths_through_the_identity() {
+    use crate::progrules::{ExecRules, Hash, Identity};
+    use std::sync::Arc;
+    struct ByLen;
+    impl Identity for ByLen {
+        fn of_path(&self, p: &std::path::Path) -> std::io::Result<Hash> {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&std::fs::metadata(p)?.len().to_le_bytes());
+            Ok(h)
+        }
+        fn of_file(&self, _: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Hash> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn index(&self, db: &std::path::Path) -> Result<Vec<Hash>, String> {
+            Err(format!("no index {}", db.display()))
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("warden-progrules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("tool");
+    std::fs::write(&f, "12345").unwrap();
+    let mut p = Policy::default();
+    p.exec.deny.push(f.display().to_string());
+    let r = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap();
+    let mut five = [0u8; 32];
+    five[0] = 5;
+    assert!(!r.decide(&five).allowed);
+    assert!(r.decide(&[0u8; 32]).allowed);
+    // An index the identity cannot read is fatal (the guard does not start half-configured).
+    p.exec.allow.push("index:/nonexistent.db".into());
+    let e = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap_err();
+    assert!(e.contains("no index"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
