@@ -367,8 +367,11 @@ impl Policy {
                 msg: e.message().to_string(),
             }
         })?;
-        located_rule_check(text, origin)?;
-        p.validate(origin)?;
+        if let Err(e) = p.validate(origin) {
+            // A bad rule entry is reported where it is written.
+            located_rule_check(text, origin)?;
+            return Err(e);
+        }
         Ok(p)
     }
 

@@ -45,7 +45,11 @@ pub struct NetRules {
 }
 
 fn named_set(name: &str) -> Result<Vec<String>, String> {
-    let t: toml::Table = SETS.parse().map_err(|e| format!("sets.toml: {e}"))?;
+    static TABLE: std::sync::OnceLock<Result<toml::Table, String>> = std::sync::OnceLock::new();
+    let t = TABLE
+        .get_or_init(|| SETS.parse().map_err(|e| format!("sets.toml: {e}")))
+        .as_ref()
+        .map_err(Clone::clone)?;
     match t.get(name) {
         Some(toml::Value::Array(a)) => Ok(a
             .iter()
