@@ -1,7 +1,8 @@
 //! Judging one tool call against the shared policy: file tools against `[files]`
 //! (the same [`FileRules`] the sandbox enforces), shell commands against `[exec]` (the same
 //! content hashes the exec guard enforces, resolved through PATH, the cwd, `/proc/self/root`
-//! and symlinks), web tools against `[network]` (the proxy's own host rules), MCP tools
+//! and symlinks; [`warden_policy::progrules`], with the identity the caller passes in), web
+//! tools against `[network]` (the host rules the proxy enforces, [`warden_policy::netrules`]), MCP tools
 //! against `[gate] mcp_allow`/`mcp_deny`, and everything unresolvable against
 //! `[gate] dynamic`/`unknown_tool` (where `ask` becomes `deny` in headless mode).
 //!
