@@ -81,7 +81,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 
 fn reply(c: &mut UnixStream, r: &Reply) {
     let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
-    if let Ok(b) = serde_json::to_vec(r) {
+    if let Ok(b) = r.encode() {
         let _ = frame::write_frame(c, KIND_JSON, &b, MAX_REPLY);
     }
 }
@@ -116,7 +116,9 @@ fn one<H: Handler>(c: &mut UnixStream, peer: PeerCred, h: &H, limits: &Limits) {
             // A client from before framing speaks JSON lines.
             let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
             let r = Reply::error(ErrorCode::OldClient, "this warden daemon speaks framed requests: the client is older than the daemon; run `warden` and `warden daemon` from the same version");
-            let _ = writeln!(c, "{}", serde_json::to_string(&r).unwrap_or_default());
+            let line = r.encode().unwrap_or_default();
+            let _ = c.write_all(&line);
+            let _ = c.write_all(b"\n");
             return;
         }
         Err(e) => {
@@ -178,7 +180,7 @@ pub fn request(
     let f = frame::read_frame(&mut c, &Limits::new(MAX_REPLY).deadline(timeout))
         .map_err(|e| format!("daemon: {e} (a daemon started from another warden version may not speak this protocol: restart `warden daemon`)"))?
         .ok_or("daemon: closed the connection without a reply")?;
-    let r: Reply = serde_json::from_slice(&f.payload).map_err(|e| {
+    let r = Reply::decode(&f.payload).map_err(|e| {
         format!("daemon reply: {e} (restart `warden daemon` from this warden version)")
     })?;
     if let Reply::Error(e) = r {
@@ -300,6 +302,16 @@ mod tests {
             panic!()
         };
         assert_eq!(v.sessions, unsafe { libc::getuid() } as u64);
+        // A client from before the typed messages reads `ok` and `error`.
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        frame::write_frame(&mut c, KIND_JSON, br#"{"op":"unload"}"#, 4096).unwrap();
+        let lim = Limits::new(MAX_REPLY).deadline(Duration::from_secs(5));
+        let f = frame::read_frame(&mut c, &lim).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
+        assert_eq!(
+            (v["ok"].clone(), v["error"].clone()),
+            (false.into(), "not here".into())
+        );
         let r = raw(&s, br#"{"op":"nope"}"#);
         assert_eq!(code(&r), ErrorCode::UnknownOp);
         assert!(message(&r).contains("unknown op `nope`"), "{r:?}");

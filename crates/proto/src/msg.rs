@@ -190,7 +190,9 @@ pub mod daemon {
         }
     }
 
-    /// A reply, tagged by `reply`.
+    /// A reply, tagged by `reply`. On the wire it also carries `ok` (false for an error),
+    /// and an error's message is its `error` field: what clients from before the typed
+    /// messages read ([`Reply::encode`]).
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "reply", rename_all = "snake_case")]
     pub enum Reply {
@@ -200,12 +202,32 @@ pub mod daemon {
         Error(ErrorReply),
     }
 
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        ok: bool,
+        #[serde(flatten)]
+        reply: &'a Reply,
+    }
+
     impl Reply {
         pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
             Reply::Error(ErrorReply {
                 code,
                 message: message.into(),
             })
+        }
+
+        /// The reply's payload (with `ok`).
+        pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+            serde_json::to_vec(&Envelope {
+                ok: !matches!(self, Reply::Error(_)),
+                reply: self,
+            })
+        }
+
+        /// A reply payload from the daemon.
+        pub fn decode(payload: &[u8]) -> Result<Reply, serde_json::Error> {
+            serde_json::from_slice(payload)
         }
     }
 
@@ -218,6 +240,7 @@ pub mod daemon {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct ErrorReply {
         pub code: ErrorCode,
+        #[serde(rename = "error")]
         pub message: String,
     }
 
@@ -409,6 +432,28 @@ mod tests {
         assert!(e.message.contains("maybe"), "{e}");
         let e = Request::decode(b"{\"op\":\"x\\u001b[2J\"}").unwrap_err();
         assert!(!e.message.contains('\u{1b}'), "{e}");
+    }
+
+    #[test]
+    fn daemon_replies_carry_ok_and_error_for_older_clients() {
+        use daemon::{Reply, SessionOpened};
+        let r = Reply::Session(SessionOpened {
+            session: 9,
+            cgroup: "/sys/fs/cgroup/warden/s1".into(),
+        });
+        let v: serde_json::Value = serde_json::from_slice(&r.encode().unwrap()).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["session"], 9);
+        assert_eq!(Reply::decode(&r.encode().unwrap()).unwrap(), r);
+        let e = Reply::error(ErrorCode::Forbidden, "no");
+        let v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
+        assert_eq!(
+            (v["ok"].clone(), v["error"].clone()),
+            (false.into(), "no".into())
+        );
+        assert_eq!(Reply::decode(&e.encode().unwrap()).unwrap(), e);
+        let u = Reply::Unloaded;
+        assert_eq!(Reply::decode(&u.encode().unwrap()).unwrap(), u);
     }
 
     #[test]
