@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
-pub type Hash = [u8; 32];
+pub use warden_policy::progrules::Hash;
 
 /// (dev, inode, size, mtime, ctime). `ctime` is set by the kernel on every content or
 /// metadata change and cannot be set by `touch -d`/`utimensat`, so a file modified after its
@@ -87,25 +87,7 @@ pub fn sha256_bytes(b: &[u8]) -> Hash {
     Sha256::digest(b).into()
 }
 
-pub fn hex(h: &Hash) -> String {
-    let mut s = String::with_capacity(64);
-    for b in h {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-pub fn parse_hex(s: &str) -> Option<Hash> {
-    let s = s.strip_prefix("sha256:").unwrap_or(s);
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for i in 0..32 {
-        out[i] = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+pub use warden_policy::progrules::{hex, parse_hex};
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Judging one tool call against the shared policy: file tools against `[files]`
 //! (the same [`FileRules`] the sandbox enforces), shell commands against `[exec]` (the same
 //! content hashes the exec guard enforces, resolved through PATH, the cwd, `/proc/self/root`
-//! and symlinks), web tools against `[network]` (the proxy's own host rules), MCP tools
+//! and symlinks; [`warden_policy::progrules`], with the identity the caller passes in), web
+//! tools against `[network]` (the host rules the proxy enforces, [`warden_policy::netrules`]), MCP tools
 //! against `[gate] mcp_allow`/`mcp_deny`, and everything unresolvable against
 //! `[gate] dynamic`/`unknown_tool` (where `ask` becomes `deny` in headless mode).
 //!
@@ -17,12 +18,12 @@
 use crate::shell::{analyze, Analysis};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use warden_execguard::rules::ExecRules;
 use warden_policy::env::glob_match;
 use warden_policy::files::{Access, FileRules};
 use warden_policy::gate::GateAnswer;
+use warden_policy::netrules::NetRules;
+use warden_policy::progrules::{ExecRules, Identity};
 use warden_policy::Policy;
-use warden_proxy::rules::NetRules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Answer {
@@ -92,8 +93,15 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(policy: &'a Policy, cwd: PathBuf, home: PathBuf, headless: bool) -> Ctx<'a> {
-        Self::with_cache(policy, cwd, home, headless, Default::default())
+    /// `identity` says what a program's content is (the exec guard's hash cache).
+    pub fn new(
+        policy: &'a Policy,
+        cwd: PathBuf,
+        home: PathBuf,
+        headless: bool,
+        identity: std::sync::Arc<dyn Identity>,
+    ) -> Ctx<'a> {
+        Self::with_cache(policy, cwd, home, headless, identity)
     }
 
     /// Judges files as the sandbox of a `warden run` session does ([`FileRules::session`]),
@@ -113,7 +121,7 @@ impl<'a> Ctx<'a> {
         cwd: PathBuf,
         home: PathBuf,
         headless: bool,
-        cache: std::sync::Arc<warden_execguard::cache::Cache>,
+        cache: std::sync::Arc<dyn Identity>,
     ) -> Ctx<'a> {
         let anchors = warden_policy::Anchors {
             home: home.clone(),
@@ -122,7 +130,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             policy,
             files: FileRules::new(policy, &anchors, None),
-            exec: ExecRules::from_policy_cached(policy, &home, cache),
+            exec: ExecRules::compile(policy, &home, cache),
             net: NetRules::from_section(&policy.network),
             cwd,
             home,
@@ -260,7 +268,7 @@ impl<'a> Ctx<'a> {
             let p = self.abs(name);
             return std::fs::canonicalize(p).ok().filter(|p| p.is_file());
         }
-        for d in warden_execguard::rules::search_dirs(&self.home) {
+        for d in warden_policy::progrules::search_dirs(&self.home) {
             let c = d.join(name);
             if c.is_file() {
                 return std::fs::canonicalize(c).ok();
@@ -567,8 +575,8 @@ fn hash_capped(
     rules: &ExecRules,
     file: &Path,
 ) -> std::io::Result<(
-    warden_execguard::identity::Hash,
-    warden_execguard::rules::Verdict,
+    warden_policy::progrules::Hash,
+    warden_policy::progrules::Verdict,
 )> {
     use std::os::fd::AsFd;
     let f = std::fs::File::open(file)?;
@@ -580,7 +588,7 @@ fn hash_capped(
             MAX_HASH_BYTES >> 20
         )));
     }
-    let (h, _, _) = rules.cache().hash(f.as_fd())?;
+    let h = rules.identity().of_file(f.as_fd())?;
     Ok((h, rules.decide(&h)))
 }
 

@@ -9,6 +9,10 @@
 //! sandbox (`warden_policy::session`); where the gate has no objection it defers to the
 //! agent's own permission checks instead of answering allow; every answer comes within a
 //! deadline ([`protocol::Watchdog`]).
+//!
+//! Depends on the policy and event crates only: the compiled rules are
+//! `warden_policy::{netrules, progrules}`, and a program's content identity comes from the
+//! `warden_policy::progrules::Identity` the caller passes in (the exec guard's hash cache).
 
 pub mod install;
 pub mod judge;

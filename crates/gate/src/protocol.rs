@@ -111,8 +111,9 @@ pub struct HookEnv<'a> {
     pub policy: &'a warden_policy::Policy,
     pub home: std::path::PathBuf,
     pub headless: bool,
-    /// Program hashes come through this cache (the caller loads and saves it).
-    pub cache: std::sync::Arc<warden_execguard::cache::Cache>,
+    /// Program identities come through this (the exec guard's hash cache, which the caller
+    /// loads and saves).
+    pub cache: std::sync::Arc<dyn warden_policy::progrules::Identity>,
     /// Inside a `warden run` session (its workspace): judge files as its sandbox does.
     pub session: Option<std::path::PathBuf>,
 }

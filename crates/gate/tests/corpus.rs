@@ -332,6 +332,7 @@ fn corpus_decides_every_command_correctly() {
         ws.clone(),
         std::path::PathBuf::from(std::env::var("HOME").unwrap_or("/root".into())),
         true,
+        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
     );
     let benign: Vec<&str> = BENIGN.to_vec();
     let evil = evasive();
@@ -382,7 +383,13 @@ fn file_web_mcp_and_unknown_tools() {
     let p = policy();
     let ws = workspace();
     let home = std::path::PathBuf::from("/home/dev");
-    let ctx = Ctx::new(&p, ws.clone(), home.clone(), true);
+    let ctx = Ctx::new(
+        &p,
+        ws.clone(),
+        home.clone(),
+        true,
+        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+    );
     let t = |tool: &str, input: serde_json::Value| ctx.judge_tool(tool, &input).answer;
     assert_eq!(
         t("Read", json!({"file_path": ws.join("src/main.rs")})),
@@ -438,7 +445,13 @@ fn file_web_mcp_and_unknown_tools() {
     assert_eq!(t("mcp__github__create_issue", json!({})), Answer::Deny); // headless: ask -> deny
     assert_eq!(t("SomeNewTool", json!({})), Answer::Deny);
     assert_eq!(t("Bash", json!({})), Answer::Deny);
-    let interactive = Ctx::new(&p, ws, home, false);
+    let interactive = Ctx::new(
+        &p,
+        ws,
+        home,
+        false,
+        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+    );
     assert_eq!(
         interactive.judge_tool("SomeNewTool", &json!({})).answer,
         Answer::Ask

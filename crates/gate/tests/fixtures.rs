@@ -9,7 +9,7 @@ fn env(p: &warden_policy::Policy) -> HookEnv<'_> {
         policy: p,
         home: "/home/dev".into(),
         headless: true,
-        cache: Default::default(),
+        cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
         session: None,
     }
 }

@@ -16,7 +16,13 @@ fn policy() -> warden_policy::Policy {
 }
 
 fn ctx(p: &warden_policy::Policy) -> Ctx<'_> {
-    Ctx::new(p, "/home/dev/project".into(), "/home/dev".into(), false)
+    Ctx::new(
+        p,
+        "/home/dev/project".into(),
+        "/home/dev".into(),
+        false,
+        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+    )
 }
 
 fn pre(agent: Agent, tool: &str, input: Value) -> Vec<u8> {
@@ -35,7 +41,7 @@ fn no_objection_defers_instead_of_allowing() {
         policy: &p,
         home: "/home/dev".into(),
         headless: false,
-        cache: Default::default(),
+        cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
         session: None,
     };
     for (agent, tool) in [
@@ -156,6 +162,7 @@ fn session_file_rules_are_the_sandbox_rules() {
         "/home/dev/project/sub".into(),
         "/home/dev".into(),
         false,
+        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
     )
     .in_session(std::path::Path::new("/home/dev/project"));
     assert_eq!(
@@ -201,7 +208,13 @@ fn a_huge_program_is_denied_without_hashing_it() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
     let p = policy();
-    let c = Ctx::new(&p, dir.clone(), "/home/dev".into(), true);
+    let c = Ctx::new(
+        &p,
+        dir.clone(),
+        "/home/dev".into(),
+        true,
+        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+    );
     let t = Instant::now();
     let j = c.judge_shell("./huge-tool --version");
     let took = t.elapsed();

@@ -45,14 +45,7 @@ impl ExecSection {
     pub(crate) fn validate(&self) -> Result<(), String> {
         for (key, list) in [("exec.allow", &self.allow), ("exec.deny", &self.deny)] {
             for r in list {
-                if r.is_empty() {
-                    return Err(format!("{key}: empty rule"));
-                }
-                if let Some(h) = r.strip_prefix("sha256:") {
-                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(format!("{key}: `{r}` is not a sha256:<64 hex digits> hash"));
-                    }
-                }
+                crate::progrules::check_entry(key, r)?;
             }
         }
         Ok(())

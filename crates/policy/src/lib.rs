@@ -8,12 +8,17 @@
 //! ([`env`]). Section modules [`exec`], [`network`] and [`gate`] hold the schema of the layers
 //! of the same names; [`audit`] holds the audit store's retention limits; [`advisor`] the
 //! optional advisor's section (user/machine files only: every key is refused from a workspace);
-//! [`approvals`] how long an `ask` waits for a human.
+//! [`approvals`] how long an `ask` waits for a human. Rule compilation lives here too:
+//! [`netrules`] compiles `[network]` entries to host rules (with [`addr`], the address
+//! classes and spellings), checked at parse time with the entry's line and column;
+//! [`progrules`] resolves `[exec]` program rules (names, paths, hashes, trust indexes) to
+//! content identities through an [`progrules::Identity`] the exec guard supplies.
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
 //! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
+pub mod addr;
 pub mod advisor;
 pub mod approvals;
 pub mod audit;
@@ -22,7 +27,9 @@ pub mod exec;
 pub mod files;
 pub mod gate;
 pub mod load;
+pub mod netrules;
 pub mod network;
+pub mod progrules;
 pub mod risk;
 pub mod session;
 
@@ -360,7 +367,11 @@ impl Policy {
                 msg: e.message().to_string(),
             }
         })?;
-        p.validate(origin)?;
+        if let Err(e) = p.validate(origin) {
+            // A bad rule entry is reported where it is written.
+            located_rule_check(text, origin)?;
+            return Err(e);
+        }
         Ok(p)
     }
 
@@ -681,6 +692,68 @@ impl Policy {
 }
 
 /// 1-based line and column of a byte offset.
+/// Compiles the rule entries of one document where they are written, so that a bad one is
+/// reported at its line and column (the same checks run again, without positions, in
+/// [`Policy::validate`] for policies built in code).
+fn located_rule_check(text: &str, origin: &str) -> Result<(), PolicyError> {
+    #[derive(Deserialize, Default)]
+    struct Net {
+        #[serde(default)]
+        allow: Vec<toml::Spanned<String>>,
+        #[serde(default)]
+        deny: Vec<toml::Spanned<String>>,
+        #[serde(default)]
+        ask: Vec<toml::Spanned<String>>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Exec {
+        #[serde(default)]
+        allow: Vec<toml::Spanned<String>>,
+        #[serde(default)]
+        deny: Vec<toml::Spanned<String>>,
+    }
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        network: Net,
+        #[serde(default)]
+        exec: Exec,
+    }
+    // The document already parsed as a `Policy`; a shape this cannot read is left to
+    // `validate` (no position).
+    let Ok(doc) = toml::from_str::<Doc>(text) else {
+        return Ok(());
+    };
+    for (key, list) in [
+        ("network.allow", &doc.network.allow),
+        ("network.deny", &doc.network.deny),
+        ("network.ask", &doc.network.ask),
+        ("exec.allow", &doc.exec.allow),
+        ("exec.deny", &doc.exec.deny),
+    ] {
+        for e in list {
+            let res = if key.starts_with("exec.") {
+                progrules::check_entry(key, e.get_ref())
+            } else if e.get_ref().trim().is_empty() {
+                Err(format!("{key}: empty entry"))
+            } else {
+                netrules::check_entry(key, e.get_ref())
+            };
+            let Err(msg) = res else {
+                continue;
+            };
+            let (line, col) = line_col(text, e.span().start);
+            return Err(PolicyError::Parse {
+                file: origin.to_string(),
+                line,
+                col,
+                msg,
+            });
+        }
+    }
+    Ok(())
+}
+
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

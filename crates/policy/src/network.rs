@@ -1,5 +1,5 @@
-//! The `[network]` section: per-domain egress allowlist enforced by warden's proxy.
-//! Owned by the proxy layer (`warden-proxy`). Entries may be written as URLs
+//! The `[network]` section: per-domain egress allowlist enforced by warden's proxy
+//! (`warden-proxy`); its entries are compiled to host rules by [`crate::netrules`]. Entries may be written as URLs
 //! (`http://github.com`, `https://x.com:8443/path`): [`entry_authority`] reduces them to
 //! the `host[:port]` the proxy decides on (a path cannot be enforced on a TLS tunnel).
 
@@ -35,7 +35,7 @@ impl NetworkSection {
                 if r.trim().is_empty() {
                     return Err(format!("{key}: empty entry"));
                 }
-                entry_authority(r).map_err(|e| format!("{key}: {e}"))?;
+                crate::netrules::check_entry(key, r)?;
             }
         }
         Ok(())

@@ -644,3 +644,143 @@ fn ask_write_entries_are_protected_and_only_the_users_own() {
     assert_eq!(p.widens(&base), Some("files.ask_write"));
     assert!(Policy::parse("[files]\nask_write = [\"\"]\n", "p").is_err());
 }
+
+#[test]
+fn bad_network_patterns_are_errors_with_line_and_column() {
+    for (text, line, col, needle) in [
+        (
+            "[network]\nallow = [\n  \"github.com\",\n  \"*\",\n]\n",
+            4,
+            3,
+            "would allow every host",
+        ),
+        ("[network]\ndeny = [\"ex*ample.com\"]\n", 2, 9, "wildcard"),
+        (
+            "[network]\nallow = [\"a.com\", \"*.com\"]\n",
+            2,
+            19,
+            "too broad",
+        ),
+        ("[network]\nask = [\"x.com:http\"]\n", 2, 8, "not a port"),
+        (
+            "[network]\nallow = [\"@nosuchset\"]\n",
+            2,
+            10,
+            "unknown named set",
+        ),
+        (
+            "\n[network]\nallow = [\"https://u:p@x.com/\"]\n",
+            3,
+            10,
+            "credentials",
+        ),
+        ("[network]\nallow = [\"  \"]\n", 2, 10, "empty entry"),
+    ] {
+        match Policy::parse(text, "p.toml") {
+            Err(PolicyError::Parse {
+                file,
+                line: l,
+                col: c,
+                msg,
+            }) => {
+                assert_eq!(
+                    (file.as_str(), l, c),
+                    ("p.toml", line, col),
+                    "{text}: {msg}"
+                );
+                assert!(msg.contains(needle), "{text}: {msg}");
+                assert!(msg.starts_with("network."), "{msg}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // Good patterns of every kind still parse; the compiled rules decide.
+    let p = Policy::parse(
+        "[network]\nallow = [\"*.github.com\", \"example.org:8443\", \"127.1:4000\", \"@anthropic\", \"https://x.com/path\"]\n",
+        "p.toml",
+    )
+    .unwrap();
+    let n = crate::netrules::NetRules::from_section(&p.network).unwrap();
+    assert!(n.decide_host("api.github.com", 443).allowed);
+    assert!(!n.decide_host("github.com.evil", 443).allowed);
+    assert!(n.decide_host("127.0.0.1", 4000).allowed);
+    // A policy built in code gets the same checks, without a position.
+    let mut p = Policy::default();
+    p.network.allow.push("*".into());
+    assert!(matches!(
+        p.validate("code"),
+        Err(PolicyError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn bad_program_rules_are_errors_with_line_and_column() {
+    for (text, line, col, needle) in [
+        (
+            "[exec]\ndeny = [\"curl\", \"sha256:abc\"]\n",
+            2,
+            17,
+            "64 hex digits",
+        ),
+        ("[exec]\nallow = [\n\"index:\"]\n", 3, 1, "no trust index"),
+        ("[exec]\ndeny = [\"\"]\n", 2, 9, "empty rule"),
+    ] {
+        match Policy::parse(text, "p.toml") {
+            Err(PolicyError::Parse {
+                line: l,
+                col: c,
+                msg,
+                ..
+            }) => {
+                assert_eq!((l, c), (line, col), "{text}: {msg}");
+                assert!(msg.contains(needle), "{text}: {msg}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let h = "ab".repeat(32);
+    let p = Policy::parse(
+        &format!("[exec]\ndeny = [\"curl\", \"/usr/bin/wget\", \"sha256:{h}\"]\n"),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.exec.deny.len(), 3);
+}
+
+/// Program rules resolve through the identity the caller supplies (the exec guard's hash
+/// cache in warden); this one names files by their length.
+#[test]
+fn program_rules_resolve_names_and_paths_through_the_identity() {
+    use crate::progrules::{ExecRules, Hash, Identity};
+    use std::sync::Arc;
+    struct ByLen;
+    impl Identity for ByLen {
+        fn of_path(&self, p: &std::path::Path) -> std::io::Result<Hash> {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&std::fs::metadata(p)?.len().to_le_bytes());
+            Ok(h)
+        }
+        fn of_file(&self, _: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Hash> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn index(&self, db: &std::path::Path) -> Result<Vec<Hash>, String> {
+            Err(format!("no index {}", db.display()))
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("warden-progrules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("tool");
+    std::fs::write(&f, "12345").unwrap();
+    let mut p = Policy::default();
+    p.exec.deny.push(f.display().to_string());
+    let r = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap();
+    let mut five = [0u8; 32];
+    five[0] = 5;
+    assert!(!r.decide(&five).allowed);
+    assert!(r.decide(&[0u8; 32]).allowed);
+    // An index the identity cannot read is fatal (the guard does not start half-configured).
+    p.exec.allow.push("index:/nonexistent.db".into());
+    let e = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap_err();
+    assert!(e.contains("no index"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,8 +2,9 @@
 //!
 //! Owns the wire discipline of every channel that crosses a trust boundary in warden: the
 //! root daemon's unix socket (any local user may connect) and the hook-event pipe (the agent
-//! holds the write end). Nothing here knows what the payloads mean; it only guarantees that
-//! a peer cannot make the reading side grow without bound or wait forever:
+//! holds the write end), and the typed messages of the daemon socket and of a session's
+//! control socket. The framing guarantees that a peer cannot make the reading side grow
+//! without bound or wait forever:
 //!
 //! - [`frame`]: length-prefixed frames (an 8-byte header: magic `WF`, version, kind, `u32`
 //!   big-endian length) with a maximum size checked *before* any payload byte is read; a
@@ -12,9 +13,13 @@
 //! - [`accept`]: an accept loop for unix sockets with a cap on concurrent connections, in
 //!   total and per peer uid (from `SO_PEERCRED`), one thread per admitted connection.
 //! - [`rate`]: a token bucket and a per-session budget for relays.
+//! - [`msg`]: the requests and replies of the daemon socket and the session control socket,
+//!   as serde enums tagged by `op`; decoding a peer's request never panics and tells a bad
+//!   frame, an unknown op and a malformed field apart ([`msg::ErrorCode`]).
 
 pub mod accept;
 pub mod frame;
+pub mod msg;
 pub mod rate;
 
 pub use frame::{Decoded, Decoder, Frame, FrameError, Limits};

@@ -1,7 +1,7 @@
 //! # warden-proxy
 //!
 //! Owns network egress for sandboxed agents: the host rules of `[network]` (domains with
-//! wildcards and ports, named sets, deny wins; [`rules`]), the HTTP forward / `CONNECT` / SOCKS5
+//! wildcards and ports, named sets, deny wins; [`rules`], compiled in `warden-policy`), the HTTP forward / `CONNECT` / SOCKS5
 //! proxy that resolves names itself, refuses private and metadata addresses and explains
 //! refusals in words ([`server`]), the address classes and spellings it refuses
 //! ([`addr`]: IANA special-purpose ranges, embedded IPv4, `inet_aton` forms), the bridge that
@@ -9,11 +9,11 @@
 //! gateway that forwards allowed host loopback ports into the sandbox ([`gateway`]). There is
 //! no admin API.
 
-pub mod addr;
 pub mod bridge;
 pub mod gateway;
-pub mod rules;
 pub mod server;
+/// The host rules and address classes are compiled in the policy crate (the gate shares them).
+pub use warden_policy::{addr, netrules as rules};
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;

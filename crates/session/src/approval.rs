@@ -238,24 +238,8 @@ fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// A human's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Answer {
-    AllowOnce,
-    AllowSession,
-    Deny,
-}
-
-impl Answer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Answer::AllowOnce => "allow-once",
-            Answer::AllowSession => "allow-session",
-            Answer::Deny => "deny",
-        }
-    }
-}
+/// A human's answer (a wire type: the control socket carries it).
+pub use warden_proto::msg::control::Answer;
 
 /// A request as `warden approve` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

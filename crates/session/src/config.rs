@@ -86,12 +86,8 @@ impl HostFeatures {
         if simulate_no_userns {
             sandbox.user_namespaces = false;
         }
-        let daemon = matches!(exec, ExecChoice::Auto | ExecChoice::Bpf).then(|| {
-            warden_execguard::lsm::daemon::client::status(Path::new(
-                warden_execguard::lsm::daemon::SOCKET,
-            ))
-            .map(|_| ())
-        });
+        let daemon = matches!(exec, ExecChoice::Auto | ExecChoice::Bpf)
+            .then(|| warden_daemon::client::status(Path::new(warden_daemon::SOCKET)).map(|_| ()));
         HostFeatures {
             sandbox,
             pidns_pid_max: warden_sandbox::pidns_pid_max_supported(),

@@ -9,12 +9,13 @@
 //!   process of the session itself (its pid namespace, `no_new_privs`, a cgroup naming the
 //!   session, descent from the sandbox's first process): where the path is visible (no
 //!   mount namespace), the agent still cannot thaw, inspect or approve for itself.
-//! - How: one `warden-proto` frame per request and reply (JSON), at most 4 KiB per request,
-//!   a 2 s deadline per connection, at most 16 connections at once.
+//! - How: one `warden-proto` frame per request and reply, at most 4 KiB per request, a 2 s
+//!   deadline per connection, at most 16 connections at once. The messages are
+//!   [`warden_proto::msg::control`]'s: a request that does not decode gets a reply with
+//!   `ok: false` and an [`ErrorCode`] (bad frame, unknown op, malformed field).
 
-use crate::approval::{Answer, Approvals, Pending};
+use crate::approval::{Approvals, Pending};
 use crate::monitor::{Monitor, Status};
-use serde::{Deserialize, Serialize};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,49 +27,12 @@ pub const MAX_REQUEST: usize = 4096;
 pub const MAX_REPLY: usize = 1 << 20;
 pub const DEADLINE: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    Status,
-    Freeze,
-    Thaw,
-    Kill,
-    /// List the pending approval requests.
-    Pending,
-    /// Answer one (`id` and `answer` in the request).
-    Answer,
-}
+/// A request (the wire type of [`warden_proto::msg::control`]).
+pub use warden_proto::msg::control::Request;
+pub use warden_proto::msg::ErrorCode;
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Request {
-    pub op: Op,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<Answer>,
-}
-
-impl Request {
-    pub fn op(op: Op) -> Request {
-        Request {
-            op,
-            id: None,
-            answer: None,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub status: Option<Status>,
-    /// For `pending` (and `answer`: the request answered).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<Pending>,
-}
+/// A reply: the session's [`Status`] and approval requests ([`Pending`]).
+pub type Reply = warden_proto::msg::control::Reply<Status, Pending>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -171,17 +135,42 @@ fn inside_session(pid: i32, check: &PeerCheck) -> bool {
 }
 
 fn no_approvals() -> Reply {
-    Reply {
-        ok: false,
-        message: "this session has no approval registry".into(),
-        status: None,
-        pending: Vec::new(),
-    }
+    Reply::error(ErrorCode::Failed, "this session has no approval registry")
 }
 
 fn reply(s: &mut UnixStream, r: &Reply) {
     if let Ok(b) = serde_json::to_vec(r) {
         let _ = write_frame(s, KIND_JSON, &b, MAX_REPLY);
+    }
+}
+
+/// Carries out one decoded request from `by` (who asks, for the audit).
+fn answer(req: Request, monitor: &Monitor, approvals: Option<&Approvals>, by: &str) -> Reply {
+    let done = |res: Result<&str, String>| match res {
+        Ok(m) => Reply::ok(m).with_status(monitor.status()),
+        Err(e) => Reply::error(ErrorCode::Failed, e).with_status(monitor.status()),
+    };
+    match req {
+        Request::Status => done(Ok("")),
+        Request::Freeze => done(monitor.freeze(by).map(|_| "frozen")),
+        Request::Thaw => done(monitor.thaw(by).map(|_| "thawed")),
+        Request::Kill => done(monitor.kill(by).map(|_| "killed")),
+        Request::Pending => match approvals {
+            Some(a) => Reply::ok("").with_pending(a.list()),
+            None => no_approvals(),
+        },
+        Request::Answer { id, answer: ans } => match approvals {
+            None => no_approvals(),
+            Some(a) => match a.answer(id, ans, by) {
+                Ok(p) => Reply::ok(format!(
+                    "request {id} answered {}: {}",
+                    ans.as_str(),
+                    p.description
+                ))
+                .with_pending(vec![p]),
+                Err(e) => Reply::error(ErrorCode::Failed, e.to_string()),
+            },
+        },
     }
 }
 
@@ -230,130 +219,34 @@ impl ControlServer {
                     counts,
                     move |mut s, peer: PeerCred, _permit| {
                         if peer.uid != me && peer.uid != 0 {
-                            reply(
-                                &mut s,
-                                &Reply {
-                                    ok: false,
-                                    message: format!(
-                                        "uid {} may not control a session of uid {me}",
-                                        peer.uid
-                                    ),
-                                    status: None,
-                                    pending: Vec::new(),
-                                },
-                            );
+                            let m =
+                                format!("uid {} may not control a session of uid {me}", peer.uid);
+                            reply(&mut s, &Reply::error(ErrorCode::Forbidden, m));
                             return;
                         }
                         if inside_session(peer.pid, &check) {
-                            reply(
-                                &mut s,
-                                &Reply {
-                                    ok: false,
-                                    message:
-                                        "refused: the caller is inside the session it would control"
-                                            .into(),
-                                    status: None,
-                                    pending: Vec::new(),
-                                },
-                            );
+                            let m = "refused: the caller is inside the session it would control";
+                            reply(&mut s, &Reply::error(ErrorCode::Forbidden, m));
                             return;
                         }
                         let lim = Limits::new(MAX_REQUEST).deadline(DEADLINE);
                         let req = match read_frame(&mut s, &lim) {
-                            Ok(Some(f)) => serde_json::from_slice::<Request>(&f.payload)
-                                .map_err(|e| e.to_string()),
+                            Ok(Some(f)) => Request::decode(&f.payload).map_err(Reply::from),
                             Ok(None) => return,
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(Reply::error(
+                                ErrorCode::BadFrame,
+                                format!("bad request: {e}"),
+                            )),
                         };
                         let by =
                             format!("uid {} (pid {}) via the control socket", peer.uid, peer.pid);
                         let r = match req {
-                            Err(e) => Reply {
-                                ok: false,
-                                message: format!("bad request: {e}"),
-                                status: None,
-                                pending: Vec::new(),
-                            },
-                            Ok(Request {
-                                op: Op::Pending, ..
-                            }) => match &approvals {
-                                Some(a) => Reply {
-                                    ok: true,
-                                    message: String::new(),
-                                    status: None,
-                                    pending: a.list(),
-                                },
-                                None => no_approvals(),
-                            },
-                            Ok(Request {
-                                op: Op::Answer,
-                                id,
-                                answer,
-                            }) => match (&approvals, id, answer) {
-                                (None, _, _) => no_approvals(),
-                                (Some(a), Some(id), Some(ans)) => match a.answer(id, ans, &by) {
-                                    Ok(p) => Reply {
-                                        ok: true,
-                                        message: format!(
-                                            "request {id} answered {}: {}",
-                                            ans.as_str(),
-                                            p.description
-                                        ),
-                                        status: None,
-                                        pending: vec![p],
-                                    },
-                                    Err(e) => Reply {
-                                        ok: false,
-                                        message: e.to_string(),
-                                        status: None,
-                                        pending: Vec::new(),
-                                    },
-                                },
-                                _ => Reply {
-                                    ok: false,
-                                    message: "bad request: `answer` needs an id and an answer"
-                                        .into(),
-                                    status: None,
-                                    pending: Vec::new(),
-                                },
-                            },
-                            Ok(Request { op, .. }) => {
-                                let res = match op {
-                                    Op::Status => Ok(String::new()),
-                                    Op::Freeze => monitor.freeze(&by).map(|_| "frozen".to_string()),
-                                    Op::Thaw => monitor.thaw(&by).map(|_| "thawed".to_string()),
-                                    Op::Kill => monitor.kill(&by).map(|_| "killed".to_string()),
-                                    Op::Pending | Op::Answer => Ok(String::new()),
-                                };
-                                match res {
-                                    Ok(m) => Reply {
-                                        ok: true,
-                                        message: m,
-                                        status: Some(monitor.status()),
-                                        pending: Vec::new(),
-                                    },
-                                    Err(e) => Reply {
-                                        ok: false,
-                                        message: e,
-                                        status: Some(monitor.status()),
-                                        pending: Vec::new(),
-                                    },
-                                }
-                            }
+                            Ok(req) => answer(req, &monitor, approvals.as_deref(), &by),
+                            Err(r) => r,
                         };
                         reply(&mut s, &r);
                     },
-                    |s, why| {
-                        reply(
-                            s,
-                            &Reply {
-                                ok: false,
-                                message: format!("busy: {why:?}"),
-                                status: None,
-                                pending: Vec::new(),
-                            },
-                        )
-                    },
+                    |s, why| reply(s, &Reply::error(ErrorCode::Busy, format!("busy: {why:?}"))),
                 )
             })?;
         // SAFETY: chmod of the socket we just bound (its directory is already 0700).
@@ -401,12 +294,13 @@ pub fn find(state: &Path, prefix: &str) -> Result<String, ControlError> {
     }
 }
 
-/// Sends one request to a running session and returns its reply.
-pub fn request(state: &Path, session: &str, op: Op) -> Result<Reply, ControlError> {
-    send(state, session, &Request::op(op))
+/// Sends one request (`Request::Freeze`, `Request::Answer { id, answer }`, ...) to a
+/// running session and returns its reply.
+pub fn request(state: &Path, session: &str, req: Request) -> Result<Reply, ControlError> {
+    send(state, session, &req)
 }
 
-/// Sends any request (e.g. an approval answer) to a running session.
+/// Sends one request to a running session and returns its reply.
 pub fn send(state: &Path, session: &str, req: &Request) -> Result<Reply, ControlError> {
     let io = |e| ControlError::Io(session.to_string(), e);
     let mut s = UnixStream::connect(socket_path(state, session)).map_err(io)?;
@@ -424,5 +318,63 @@ pub fn send(state: &Path, session: &str, req: &Request) -> Result<Reply, Control
             "closed without a reply".into(),
         )),
         Err(e) => Err(ControlError::Protocol(session.into(), e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_proto::msg::control::Answer;
+
+    fn raw(path: &Path, payload: &[u8]) -> Reply {
+        let mut s = UnixStream::connect(path).unwrap();
+        write_frame(&mut s, KIND_JSON, payload, MAX_REQUEST).unwrap();
+        let lim = Limits::new(MAX_REPLY).deadline(Duration::from_secs(5));
+        let f = read_frame(&mut s, &lim).unwrap().unwrap();
+        serde_json::from_slice(&f.payload).unwrap()
+    }
+
+    #[test]
+    fn typed_requests_and_precise_refusals() {
+        let state = std::env::temp_dir().join(format!("warden-ctl-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        let id = "t-control";
+        let monitor =
+            Monitor::start(warden_risk::RiskConfig::default(), id, Box::new(|_| {})).unwrap();
+        let approvals = Approvals::new(Duration::from_secs(30));
+        let srv = ControlServer::start(&state, id, monitor, None, Some(approvals), None).unwrap();
+        let st = request(&state, id, Request::Status).unwrap();
+        assert!(st.ok, "{st:?}");
+        assert_eq!(st.status.unwrap().session, id);
+        let p = request(&state, id, Request::Pending).unwrap();
+        assert!(p.ok && p.pending.is_empty(), "{p:?}");
+        let a = request(
+            &state,
+            id,
+            Request::Answer {
+                id: 99,
+                answer: Answer::Deny,
+            },
+        )
+        .unwrap();
+        assert!(!a.ok && a.error == Some(ErrorCode::Failed), "{a:?}");
+        for (payload, code) in [
+            (&br#"{"op":"unfreeze"}"#[..], ErrorCode::UnknownOp),
+            (br#"{"op":"answer","id":1}"#, ErrorCode::BadField),
+            (
+                br#"{"op":"answer","id":1,"answer":"sure"}"#,
+                ErrorCode::BadField,
+            ),
+            (b"{nope", ErrorCode::BadRequest),
+            (br#"{"id":1}"#, ErrorCode::BadRequest),
+        ] {
+            let r = raw(srv.path(), payload);
+            assert!(!r.ok, "{r:?}");
+            assert_eq!(r.error, Some(code), "{r:?}");
+        }
+        // Still serving after all of that.
+        assert!(request(&state, id, Request::Status).unwrap().ok);
+        drop(srv);
+        let _ = std::fs::remove_dir_all(&state);
     }
 }

@@ -42,8 +42,9 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
     use warden_policy::exec::ExecMode;
     let policy = &config.policy;
     let cache = Arc::new(Cache::load(&config.hash_cache).map_err(StartError::Policy)?);
-    let mut rules = ExecRules::from_policy_cached(policy, &config.home, cache.clone())
-        .map_err(|e| StartError::Policy(format!("exec policy: {e}")))?;
+    let mut rules =
+        warden_execguard::rules::from_policy_cached(policy, &config.home, cache.clone())
+            .map_err(|e| StartError::Policy(format!("exec policy: {e}")))?;
     for n in &rules.notes {
         if n.starts_with("warning") {
             ui.warn("warden:", n);

@@ -28,8 +28,9 @@
 //! - [`exec`]: the exec guard's rules and hook for a session.
 //! - [`error`], [`ui`]: typed start errors (each with an exit-code class) and the terminal.
 //!
-//! The house: policy → layers (sandbox, execguard, proxy, gate, agentstate) → session →
-//! audit/risk → CLI. `warden run` (crates/cli/src/cmd/run.rs) parses arguments, calls
+//! The house: policy (with rule compilation) → layers (sandbox, execguard + daemon, proxy,
+//! gate, agentstate) → session → audit/risk → CLI, with warden-proto's typed messages on the
+//! daemon and control sockets. `warden run` (crates/cli/src/cmd/run.rs) parses arguments, calls
 //! [`SessionConfig::resolve`], [`Session::start`] and [`SessionHandle::wait`], and prints.
 
 pub mod approval;
@@ -45,7 +46,7 @@ pub mod ui;
 
 pub use approval::{Answer, Approvals, Pending, Subject};
 pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};
-pub use control::{ControlServer, Op, Reply};
+pub use control::{ControlServer, Reply, Request};
 pub use error::StartError;
 pub use monitor::{Monitor, Status};
 pub use session::{Outcome, Session, SessionHandle};

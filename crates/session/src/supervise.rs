@@ -53,7 +53,7 @@ pub(crate) struct Launched {
     hook_relay: warden_event::relay::Handle,
     hook_socket: Option<warden_event::relay::Forwarder>,
     _proxy: Option<warden_proxy::ProxyHandle>,
-    _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
+    _bpf_session: Option<warden_daemon::client::Session>,
 }
 
 fn setup_error(e: String) -> StartError {
@@ -142,8 +142,8 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
     // until then) in an enforced session cgroup before the agent may exec.
     let bpf_session = match bpf_rules {
-        Some(rules) => match warden_execguard::lsm::daemon::client::open_session(
-            Path::new(warden_execguard::lsm::daemon::SOCKET),
+        Some(rules) => match warden_daemon::client::open_session(
+            Path::new(warden_daemon::SOCKET),
             session.stage1_pid,
             &rules,
             &rules.build_tool_hashes(),
@@ -272,7 +272,7 @@ impl Launched {
 pub(crate) struct Reaper {
     tracer: Option<Tracer>,
     session: Option<warden_sandbox::Session>,
-    _bpf_session: Option<warden_execguard::lsm::daemon::client::Session>,
+    _bpf_session: Option<warden_daemon::client::Session>,
 }
 
 impl Reaper {

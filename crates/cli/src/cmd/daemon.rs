@@ -1,10 +1,11 @@
-//! `warden daemon` (the work lives in warden-execguard's `lsm::daemon`).
+//! `warden daemon` (the work lives in the warden-daemon crate).
 
 use super::fail;
 use crate::cli::DaemonArgs;
 use crate::exit;
 use std::path::Path;
-use warden_execguard::lsm::{bpf, daemon};
+use warden_daemon as daemon;
+use warden_execguard::lsm::bpf;
 
 pub fn daemon(a: DaemonArgs) -> anyhow::Result<i32> {
     let sock = Path::new(daemon::SOCKET);
@@ -15,9 +16,9 @@ pub fn daemon(a: DaemonArgs) -> anyhow::Result<i32> {
                 println!(
                     "warden daemon: running; programs pinned under {}; {} sessions; {} decisions, {} events lost",
                     bpf::PIN_DIR,
-                    v["sessions"],
-                    v["decisions"],
-                    v["lost"]
+                    v.sessions,
+                    v.decisions,
+                    v.lost
                 );
                 return Ok(exit::OK);
             }
@@ -38,7 +39,7 @@ pub fn daemon(a: DaemonArgs) -> anyhow::Result<i32> {
         daemon::check_privileged()
             .map_err(|e| fail(exit::DENIED, format!("warden daemon --unload: {e}")))?;
         // A running daemon unloads and exits; a dead one left its pins: remove them.
-        let _ = daemon::client::request(sock, &serde_json::json!({"op": "unload"}));
+        let _ = daemon::client::unload(sock);
         bpf::Pinned::unload(Path::new(bpf::PIN_DIR))
             .map_err(|e| fail(exit::INTERNAL, format!("unload: {e}")))?;
         let _ = std::fs::remove_file(sock);

@@ -202,16 +202,14 @@ pub fn doctor_exec(f: &warden_sandbox::Features) -> ExecDoctor {
             "no (the BPF backend needs it; the seccomp backend does not)".into()
         },
     ));
-    let daemon = warden_execguard::lsm::daemon::client::status(std::path::Path::new(
-        warden_execguard::lsm::daemon::SOCKET,
-    ));
+    let daemon = warden_daemon::client::status(std::path::Path::new(warden_daemon::SOCKET));
     let pinned = warden_execguard::lsm::bpf::Pinned::exists(std::path::Path::new(
         warden_execguard::lsm::bpf::PIN_DIR,
     ));
     let backend = match (&daemon, pinned) {
         (Ok(v), _) => green(&format!(
             "BPF LSM (in-kernel; `warden daemon` running: {} sessions, {} decisions, {} events lost) — chosen by `warden run`",
-            v["sessions"], v["decisions"], v["lost"]
+            v.sessions, v.decisions, v.lost
         )),
         (Err(_), true) => yellow("BPF LSM programs pinned and enforcing existing sessions, but `warden daemon` is not running: new runs use the seccomp backend until it is restarted"),
         (Err(_), false) if f.seccomp_user_notif => {

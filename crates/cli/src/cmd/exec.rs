@@ -178,7 +178,7 @@ pub fn exec(c: ExecCmd) -> anyhow::Result<i32> {
         }
         ExecCmd::Ls { json } => {
             let loaded = super::load_policy(&Default::default(), None)?;
-            let rules = rules::ExecRules::from_policy(&loaded.policy, &home_dir())
+            let rules = rules::from_policy(&loaded.policy, &home_dir())
                 .map_err(|e| fail(exit::POLICY, e))?;
             if json {
                 println!(
@@ -223,7 +223,7 @@ fn add(key: &str, rule: &str) -> anyhow::Result<i32> {
 
 /// Returns (allowed, rule, message).
 pub fn explain_exec(p: &warden_policy::Policy, f: &Path) -> anyhow::Result<(bool, String, String)> {
-    let rules = rules::ExecRules::from_policy(p, &home_dir()).map_err(|e| fail(exit::POLICY, e))?;
+    let rules = rules::from_policy(p, &home_dir()).map_err(|e| fail(exit::POLICY, e))?;
     let (h, v) = rules
         .decide_file(f)
         .map_err(|e| fail(exit::INTERNAL, format!("{}: {e}", f.display())))?;

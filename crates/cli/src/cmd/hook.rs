@@ -60,7 +60,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                 policy: &s.policy,
                 home,
                 headless: a.headless,
-                cache: Default::default(),
+                cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
                 session: Some(s.workspace.clone()),
             };
             let advisor = super::advisor::hook_stage(&s.policy, a.headless);

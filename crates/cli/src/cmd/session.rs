@@ -6,10 +6,10 @@ use super::{fail, home_dir};
 use crate::cli::SessionArg;
 use crate::exit;
 use std::path::Path;
-use warden_session::{control, Answer, Op};
+use warden_session::{control, Answer, Request};
 
 /// `warden freeze|thaw|kill|status SESSION`.
-pub fn control(a: SessionArg, op: Op) -> anyhow::Result<i32> {
+pub fn control(a: SessionArg, op: Request) -> anyhow::Result<i32> {
     let state = super::run::state_dir(&home_dir());
     let id = control::find(&state, &a.session).map_err(|e| fail(exit::USAGE, e))?;
     let r = control::request(&state, &id, op).map_err(|e| fail(exit::INTERNAL, e))?;
@@ -69,7 +69,7 @@ pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
         };
         let mut all = Vec::new();
         for id in ids {
-            match control::request(&state, &id, Op::Pending) {
+            match control::request(&state, &id, Request::Pending) {
                 Ok(r) if r.ok => all.extend(r.pending.into_iter().map(|p| (id.clone(), p))),
                 Ok(r) => eprintln!("warden: session {id}: {}", r.message),
                 Err(e) => eprintln!("warden: {e}"),
@@ -124,7 +124,7 @@ pub fn approve(a: crate::cli::ApproveArgs) -> anyhow::Result<i32> {
             let with: Vec<String> = running_ids(&state)
                 .into_iter()
                 .filter(|id| {
-                    control::request(&state, id, Op::Pending)
+                    control::request(&state, id, Request::Pending)
                         .map(|r| r.pending.iter().any(|p| p.id == req_id))
                         .unwrap_or(false)
                 })
@@ -166,20 +166,12 @@ pub(crate) fn answer_request(
     id: u64,
     answer: Answer,
 ) -> Result<control::Reply, control::ControlError> {
-    control::send(
-        state,
-        session,
-        &control::Request {
-            op: Op::Answer,
-            id: Some(id),
-            answer: Some(answer),
-        },
-    )
+    control::send(state, session, &Request::Answer { id, answer })
 }
 
 /// A running session's pending approval requests (none when it cannot be asked).
 fn pending_of(state: &Path, id: &str) -> Vec<warden_session::Pending> {
-    control::request(state, id, Op::Pending)
+    control::request(state, id, Request::Pending)
         .map(|r| r.pending)
         .unwrap_or_default()
 }
@@ -218,7 +210,7 @@ fn snapshot(state: &Path) -> Vec<(String, Result<warden_session::Status, String>
     ids.sort();
     ids.into_iter()
         .map(|id| {
-            let st = control::request(state, &id, Op::Status)
+            let st = control::request(state, &id, Request::Status)
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.status.ok_or(r.message));
             (id, st)

@@ -241,7 +241,7 @@ fn is_executable(p: &Path) -> bool {
 
 fn exec_answer(ctx: &Ctx, f: &Path) -> Answer {
     let action = format!("exec {}", f.display());
-    let rules = match warden_execguard::rules::ExecRules::from_policy(&ctx.policy, &ctx.home) {
+    let rules = match warden_execguard::rules::from_policy(&ctx.policy, &ctx.home) {
         Ok(r) => r,
         Err(e) => {
             return Answer {

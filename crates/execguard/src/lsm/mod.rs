@@ -3,14 +3,9 @@
 //! - [`probe`]: can this kernel load BPF LSM programs (and which LSMs are active)?
 //! - [`bpf`]: the programs of `src/bpf/execguard.bpf.c` — loading, pinning under
 //!   `/sys/fs/bpf/warden`, and the maps (sessions, rules, identities, events, counters).
-//! - [`control`]: the daemon's socket transport (framed, deadlines, capped), testable without BPF.
-//! - [`daemon`]: `warden daemon` — session cgroups over a peer-checked socket, the decision
-//!   ring buffer, re-attach on restart, unload; and its client for `warden run`.
-//! - [`feeder`]: kernels without IMA — identities fed from userspace (fanotify exec-permission
-//!   events, libraries hashed ahead).
+//!
+//! This is the kernel layer only. `warden daemon`, which loads these programs, owns the
+//! session cgroups and serves the socket, is the `warden-daemon` crate.
 
 pub mod bpf;
-pub mod control;
-pub mod daemon;
-pub mod feeder;
 pub mod probe;

@@ -14,8 +14,10 @@
 //!
 //! A pre-framing client (a JSON line) gets one JSON line back saying to restart the daemon
 //! and client from the same version.
+//!
+//! Requests and replies are the typed [`warden_proto::msg::daemon`] messages; a request that
+//! does not decode gets a typed error reply (bad frame, unknown op, malformed field).
 
-use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -23,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden_proto::accept::{self, Caps, Counts, PeerCred};
 use warden_proto::frame::{self, FrameError, Limits, MemBudget, KIND_JSON};
+use warden_proto::msg::daemon::{Reply, Request};
+use warden_proto::msg::ErrorCode;
 
 /// Largest request (a session's rule list: ~100 bytes per hash, a trust index included).
 pub const MAX_REQUEST: usize = 32 * 1024 * 1024;
@@ -39,8 +43,8 @@ pub const CAPS: Caps = Caps {
 
 /// What the daemon does with requests.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request from `peer`.
-    fn handle(&self, req: &Value, peer: PeerCred) -> Result<Value, String>;
+    /// Answers one request from `peer` (a refusal is a [`Reply::Error`]).
+    fn handle(&self, req: &Request, peer: PeerCred) -> Reply;
     /// A session's connection closed (its `warden run` is gone).
     fn session_closed(&self) {}
     /// After every connection (the daemon exits here once it was unloaded).
@@ -75,13 +79,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
-fn reply(c: &mut UnixStream, v: &Value) {
+fn reply(c: &mut UnixStream, r: &Reply) {
     let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
-    let _ = frame::write_frame(c, KIND_JSON, v.to_string().as_bytes(), MAX_REPLY);
-}
-
-fn error(e: impl std::fmt::Display) -> Value {
-    json!({"ok": false, "error": e.to_string()})
+    if let Ok(b) = r.encode() {
+        let _ = frame::write_frame(c, KIND_JSON, &b, MAX_REPLY);
+    }
 }
 
 /// Serves until the listener fails. Connection counts are exposed through `counts`.
@@ -97,22 +99,26 @@ pub fn serve<H: Handler>(l: UnixListener, h: Arc<H>, s: Settings, counts: Arc<Co
             drop(permit);
             h.after();
         },
-        |c, why| reply(c, &error(format!("warden daemon is busy: {why}"))),
+        |c, why| {
+            reply(
+                c,
+                &Reply::error(ErrorCode::Busy, format!("warden daemon is busy: {why}")),
+            )
+        },
     );
 }
 
 fn one<H: Handler>(c: &mut UnixStream, peer: PeerCred, h: &H, limits: &Limits) {
     let req = match frame::read_frame(c, limits) {
-        Ok(Some(f)) => serde_json::from_slice::<Value>(&f.payload),
+        Ok(Some(f)) => Request::decode(&f.payload),
         Ok(None) => return,
         Err(FrameError::BadMagic([b'{', _])) => {
             // A client from before framing speaks JSON lines.
             let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
-            let _ = writeln!(
-                c,
-                "{}",
-                error("this warden daemon speaks framed requests: the client is older than the daemon; run `warden` and `warden daemon` from the same version")
-            );
+            let r = Reply::error(ErrorCode::OldClient, "this warden daemon speaks framed requests: the client is older than the daemon; run `warden` and `warden daemon` from the same version");
+            let line = r.encode().unwrap_or_default();
+            let _ = c.write_all(&line);
+            let _ = c.write_all(b"\n");
             return;
         }
         Err(e) => {
@@ -121,22 +127,25 @@ fn one<H: Handler>(c: &mut UnixStream, peer: PeerCred, h: &H, limits: &Limits) {
                 peer.pid,
                 peer.uid
             );
-            reply(c, &error(format!("bad request: {e}")));
+            reply(
+                c,
+                &Reply::error(ErrorCode::BadFrame, format!("bad request: {e}")),
+            );
             return;
         }
     };
     let req = match req {
-        Ok(v) => v,
+        Ok(r) => r,
         Err(e) => {
-            reply(c, &error(format!("bad request: {e}")));
+            reply(c, &Reply::from(e));
             return;
         }
     };
-    let out = h.handle(&req, peer).unwrap_or_else(error);
+    let out = h.handle(&req, peer);
     reply(c, &out);
     // A session's client keeps the connection until its session ends; nothing more is read
     // from it than what it sends, in small pieces.
-    if req["op"] == "session" && out["ok"] == true {
+    if matches!(out, Reply::Session(_)) {
         let _ = c.set_read_timeout(None);
         let mut sink = [0u8; 4096];
         loop {
@@ -155,9 +164,9 @@ fn one<H: Handler>(c: &mut UnixStream, peer: PeerCred, h: &H, limits: &Limits) {
 /// returned (a session keeps it open).
 pub fn request(
     socket: &Path,
-    req: &Value,
+    req: &Request,
     timeout: Duration,
-) -> Result<(Value, UnixStream), String> {
+) -> Result<(Reply, UnixStream), String> {
     let mut c = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot reach the warden daemon at {}: {e}",
@@ -165,25 +174,26 @@ pub fn request(
         )
     })?;
     c.set_write_timeout(Some(timeout)).ok();
-    frame::write_frame(&mut c, KIND_JSON, req.to_string().as_bytes(), MAX_REQUEST)
+    let body = serde_json::to_vec(req).map_err(|e| format!("daemon: encoding the request: {e}"))?;
+    frame::write_frame(&mut c, KIND_JSON, &body, MAX_REQUEST)
         .map_err(|e| format!("daemon: sending the request: {e}"))?;
     let f = frame::read_frame(&mut c, &Limits::new(MAX_REPLY).deadline(timeout))
         .map_err(|e| format!("daemon: {e} (a daemon started from another warden version may not speak this protocol: restart `warden daemon`)"))?
         .ok_or("daemon: closed the connection without a reply")?;
-    let v: Value = serde_json::from_slice(&f.payload).map_err(|e| format!("daemon reply: {e}"))?;
-    if v["ok"] != true {
-        return Err(format!(
-            "daemon: {}",
-            v["error"].as_str().unwrap_or("refused")
-        ));
+    let r = Reply::decode(&f.payload).map_err(|e| {
+        format!("daemon reply: {e} (restart `warden daemon` from this warden version)")
+    })?;
+    if let Reply::Error(e) = r {
+        return Err(format!("daemon: {}", e.message));
     }
     c.set_write_timeout(None).ok();
-    Ok((v, c))
+    Ok((r, c))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
@@ -191,11 +201,21 @@ mod tests {
         closed: AtomicUsize,
     }
     impl Handler for Echo {
-        fn handle(&self, req: &Value, peer: PeerCred) -> Result<Value, String> {
-            match req["op"].as_str() {
-                Some("status") => Ok(json!({"ok": true, "uid": peer.uid})),
-                Some("session") => Ok(json!({"ok": true, "session": 1})),
-                _ => Err("unknown op".into()),
+        fn handle(&self, req: &Request, peer: PeerCred) -> Reply {
+            use warden_proto::msg::daemon::{SessionOpened, Status};
+            match req {
+                Request::Status => Reply::Status(Status {
+                    sessions: peer.uid as u64,
+                    lost: 0,
+                    decisions: 0,
+                    pin_dir: PathBuf::new(),
+                    root: PathBuf::new(),
+                }),
+                Request::Session(_) => Reply::Session(SessionOpened {
+                    session: 1,
+                    cgroup: PathBuf::new(),
+                }),
+                Request::Unload => Reply::error(ErrorCode::Forbidden, "not here"),
             }
         }
         fn session_closed(&self) {
@@ -230,8 +250,35 @@ mod tests {
         Server { sock, counts, h }
     }
 
-    fn status(s: &Server) -> Result<Value, String> {
-        request(&s.sock, &json!({"op": "status"}), Duration::from_secs(5)).map(|(v, _)| v)
+    fn status(s: &Server) -> Result<Reply, String> {
+        request(&s.sock, &Request::Status, Duration::from_secs(5)).map(|(v, _)| v)
+    }
+
+    /// A raw request payload and its reply.
+    fn raw(s: &Server, payload: &[u8]) -> Reply {
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        frame::write_frame(&mut c, KIND_JSON, payload, 4096).unwrap();
+        let f = frame::read_frame(
+            &mut c,
+            &Limits::new(MAX_REPLY).deadline(Duration::from_secs(5)),
+        )
+        .unwrap()
+        .unwrap();
+        serde_json::from_slice(&f.payload).unwrap()
+    }
+
+    fn code(r: &Reply) -> ErrorCode {
+        match r {
+            Reply::Error(e) => e.code,
+            r => panic!("not an error: {r:?}"),
+        }
+    }
+
+    fn message(r: &Reply) -> &str {
+        match r {
+            Reply::Error(e) => &e.message,
+            r => panic!("not an error: {r:?}"),
+        }
     }
 
     fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -251,10 +298,31 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o666);
-        let v = status(&s).unwrap();
-        assert_eq!(v["uid"], unsafe { libc::getuid() });
-        let e = request(&s.sock, &json!({"op": "nope"}), Duration::from_secs(5)).unwrap_err();
-        assert!(e.contains("unknown op"), "{e}");
+        let Reply::Status(v) = status(&s).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v.sessions, unsafe { libc::getuid() } as u64);
+        // A client from before the typed messages reads `ok` and `error`.
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        frame::write_frame(&mut c, KIND_JSON, br#"{"op":"unload"}"#, 4096).unwrap();
+        let lim = Limits::new(MAX_REPLY).deadline(Duration::from_secs(5));
+        let f = frame::read_frame(&mut c, &lim).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
+        assert_eq!(
+            (v["ok"].clone(), v["error"].clone()),
+            (false.into(), "not here".into())
+        );
+        let r = raw(&s, br#"{"op":"nope"}"#);
+        assert_eq!(code(&r), ErrorCode::UnknownOp);
+        assert!(message(&r).contains("unknown op `nope`"), "{r:?}");
+        let r = raw(&s, br#"{"op":"session","pid":"one"}"#);
+        assert_eq!(code(&r), ErrorCode::BadField);
+        assert!(
+            message(&r).contains("pid") || message(&r).contains("invalid type"),
+            "{r:?}"
+        );
+        let e = request(&s.sock, &Request::Unload, Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("not here"), "{e}");
     }
 
     #[test]
@@ -272,8 +340,9 @@ mod tests {
             let mut c = UnixStream::connect(&s.sock).unwrap();
             c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
             if let Ok(Some(f)) = frame::read_frame(&mut c, &Limits::new(MAX_REPLY)) {
-                let v: Value = serde_json::from_slice(&f.payload).unwrap();
-                assert!(v["error"].as_str().unwrap().contains("busy"), "{v}");
+                let v: Reply = serde_json::from_slice(&f.payload).unwrap();
+                assert_eq!(code(&v), ErrorCode::Busy);
+                assert!(message(&v).contains("busy"), "{v:?}");
                 busy += 1;
             }
             idle.push(c);
@@ -283,7 +352,7 @@ mod tests {
         // The deadline frees the idle ones: the daemon answers again without any of them
         // closing.
         wait_for("idle connections to time out", || s.counts.total() == 0);
-        assert_eq!(status(&s).unwrap()["ok"], true);
+        assert!(matches!(status(&s).unwrap(), Reply::Status(_)));
         drop(idle);
     }
 
@@ -300,11 +369,9 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let v: Value = serde_json::from_slice(&f.payload).unwrap();
-        assert!(
-            v["error"].as_str().unwrap().contains("exceeds the limit"),
-            "{v}"
-        );
+        let v: Reply = serde_json::from_slice(&f.payload).unwrap();
+        assert_eq!(code(&v), ErrorCode::BadFrame);
+        assert!(message(&v).contains("exceeds the limit"), "{v:?}");
         // 50 MB of junk on another connection: refused at the first two bytes.
         let mut c = UnixStream::connect(&s.sock).unwrap();
         c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -326,8 +393,10 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert!(String::from_utf8_lossy(&f.payload).contains("bad request"));
-        assert_eq!(status(&s).unwrap()["ok"], true);
+        let v: Reply = serde_json::from_slice(&f.payload).unwrap();
+        assert_eq!(code(&v), ErrorCode::BadRequest);
+        assert!(message(&v).contains("bad request"), "{v:?}");
+        assert!(matches!(status(&s).unwrap(), Reply::Status(_)));
         wait_for("connections to close", || s.counts.total() == 0);
     }
 
@@ -343,16 +412,19 @@ mod tests {
         let r = frame::read_frame(&mut c, &Limits::new(MAX_REPLY))
             .unwrap()
             .unwrap();
-        let v: Value = serde_json::from_slice(&r.payload).unwrap();
-        assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
+        let v: Reply = serde_json::from_slice(&r.payload).unwrap();
+        assert!(message(&v).contains("deadline"), "{v:?}");
     }
 
     #[test]
     fn sessions_hold_their_slot_until_closed() {
         let s = start("session", CAPS, Duration::from_secs(2), 4096);
-        let (v, conn) =
-            request(&s.sock, &json!({"op": "session"}), Duration::from_secs(5)).unwrap();
-        assert_eq!(v["session"], 1);
+        let req = Request::decode(br#"{"op":"session","pid":1}"#).unwrap();
+        let (v, conn) = request(&s.sock, &req, Duration::from_secs(5)).unwrap();
+        assert!(
+            matches!(v, Reply::Session(ref o) if o.session == 1),
+            "{v:?}"
+        );
         std::thread::sleep(Duration::from_millis(300)); // past nothing: no deadline now
         assert_eq!(s.counts.total(), 1);
         drop(conn);

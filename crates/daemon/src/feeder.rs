@@ -29,11 +29,11 @@
 //! (for example a freshly built `.so` loaded with `dlopen`) is denied on first mapping. With
 //! IMA (stock Debian, Ubuntu, Fedora kernels) none of this is used.
 
-use super::bpf::Pinned;
-use crate::cache::Cache;
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use warden_execguard::cache::Cache;
+use warden_execguard::lsm::bpf::Pinned;
 
 /// File systems that hold no executables (or cannot be marked).
 const PSEUDO: &[&str] = &[
@@ -66,7 +66,7 @@ pub struct Feeder {
 }
 
 fn stat_fd(fd: BorrowedFd<'_>) -> Option<libc::stat> {
-    crate::identity::fstat(fd).ok()
+    warden_execguard::identity::fstat(fd).ok()
 }
 
 impl Feeder {

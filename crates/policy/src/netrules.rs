@@ -1,10 +1,13 @@
-//! The `[network]` policy as host rules: exact names, `*.suffix` wildcards, optional ports,
-//! IP literals, and named sets (`@github`, from `sets.toml`). Deny wins, then allow, then
-//! `ask` (a human answers each such connection, see `warden-session`'s approvals). Pure and fast:
-//! the tool-call gate uses the same [`NetRules::decide_host`] for WebFetch.
+//! The `[network]` policy compiled to host rules: exact names, `*.suffix` wildcards,
+//! optional ports, IP literals (any spelling, see [`crate::addr`]), URL entries reduced to
+//! their authority, and named sets (`@github`, from `sets.toml`). Deny wins, then allow, then
+//! `ask` (a human answers each such connection, see `warden-session`'s approvals). Pure and
+//! fast: the proxy (`warden-proxy`, which re-exports this module as `rules`) and the
+//! tool-call gate (WebFetch) share [`NetRules::decide_host`]. Every entry is compiled when a
+//! policy file is parsed, so a bad pattern is an error with the file's line and column.
 
+use crate::network::NetworkSection;
 use std::net::IpAddr;
-use warden_policy::network::NetworkSection;
 
 const SETS: &str = include_str!("../sets.toml");
 
@@ -42,7 +45,11 @@ pub struct NetRules {
 }
 
 fn named_set(name: &str) -> Result<Vec<String>, String> {
-    let t: toml::Table = SETS.parse().map_err(|e| format!("sets.toml: {e}"))?;
+    static TABLE: std::sync::OnceLock<Result<toml::Table, String>> = std::sync::OnceLock::new();
+    let t = TABLE
+        .get_or_init(|| SETS.parse().map_err(|e| format!("sets.toml: {e}")))
+        .as_ref()
+        .map_err(Clone::clone)?;
     match t.get(name) {
         Some(toml::Value::Array(a)) => Ok(a
             .iter()
@@ -72,7 +79,7 @@ fn valid_label(l: &str) -> bool {
 
 /// Parses one entry. `broad_ok`: allow `*` and one-label wildcards (`*.com`).
 pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
-    let e = warden_policy::network::entry_authority(entry)?
+    let e = crate::network::entry_authority(entry)?
         .trim()
         .to_ascii_lowercase();
     let (host, port) = match e.rsplit_once(':') {
@@ -314,6 +321,11 @@ impl NetRules {
                     || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
         })
     }
+}
+
+/// Compiles one entry of `key` (`network.allow`, ...) on its own; a named set is expanded.
+pub fn check_entry(key: &str, entry: &str) -> Result<(), String> {
+    expand(&[entry.to_string()], key).map(|_| ())
 }
 
 /// Validates a `[network]` section (used at policy-check time).

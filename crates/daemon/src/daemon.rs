@@ -5,7 +5,7 @@
 //!   keep the programs attached while no daemon runs, and sessions stay in their maps).
 //! - Creates the warden root cgroup (`<cgroup2>/warden`); the programs act only on tasks in
 //!   its child cgroups, one per `warden run` session.
-//! - Serves a root-owned unix socket ([`SOCKET`], mode 0666; transport in [`super::control`]:
+//! - Serves a root-owned unix socket ([`SOCKET`], mode 0666; transport in [`crate::control`]:
 //!   framed requests, a deadline per request, capped connections). Peers are identified by
 //!   `SO_PEERCRED`: a peer may place only its own child process (same uid) in a new session
 //!   cgroup; only root outside any sandbox may unload. The sandbox cannot reach the socket
@@ -13,16 +13,27 @@
 //! - Reads the ring buffer and emits every decision as the shared event, counting what the
 //!   kernel could not queue (reported, never silent).
 
-use super::bpf::{self, Event, Pinned, SessionCfg};
-use crate::identity::{hex, parse_hex, Hash};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warden_event::{Decision, Layer, Verdict};
+use warden_execguard::identity::{hex, Hash};
+use warden_execguard::lsm::bpf::{self, Event, Pinned, SessionCfg};
+use warden_proto::msg::daemon::{HashRule, Mode, Reply, Request, SessionOpened, SessionRequest};
+use warden_proto::msg::ErrorCode;
+
+/// What `State` keeps next to the socket (`daemon-state.json`).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Persisted {
+    #[serde(default)]
+    rules: Vec<String>,
+    /// Session cgroup id → (cgroup path, session id).
+    #[serde(default)]
+    sessions: BTreeMap<String, (PathBuf, String)>,
+}
 
 pub const SOCKET: &str = "/run/warden/daemon.sock";
 
@@ -118,7 +129,7 @@ struct State {
     sessions: Mutex<HashMap<u64, (PathBuf, String)>>,
     next: Mutex<u64>,
     /// Kernels without IMA: the exec-open feeder (marks each new session's file systems).
-    feeder: Option<Arc<super::feeder::Feeder>>,
+    feeder: Option<Arc<crate::feeder::Feeder>>,
     /// Rule names and sessions, kept next to the socket so a restarted daemon names the
     /// rules of sessions that outlived its predecessor.
     state_file: PathBuf,
@@ -127,22 +138,18 @@ struct State {
 impl State {
     fn persist(&self) {
         let rules = self.rules.lock().map(|r| r.clone()).unwrap_or_default();
-        let sessions: serde_json::Map<String, Value> = self
+        let sessions = self
             .sessions
             .lock()
             .map(|s| {
                 s.iter()
-                    .map(|(k, (d, sid))| (k.to_string(), json!([d, sid])))
+                    .map(|(k, (d, sid))| (k.to_string(), (d.clone(), sid.clone())))
                     .collect()
             })
             .unwrap_or_default();
         let tmp = self.state_file.with_extension("tmp");
-        if std::fs::write(
-            &tmp,
-            json!({"rules": rules, "sessions": sessions}).to_string(),
-        )
-        .is_ok()
-        {
+        let body = serde_json::to_vec(&Persisted { rules, sessions }).unwrap_or_default();
+        if std::fs::write(&tmp, body).is_ok() {
             let _ = std::fs::rename(&tmp, &self.state_file);
         }
     }
@@ -151,21 +158,16 @@ impl State {
         let Ok(text) = std::fs::read_to_string(&self.state_file) else {
             return;
         };
-        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+        let Ok(v) = serde_json::from_str::<Persisted>(&text) else {
             return;
         };
-        if let (Some(r), Ok(mut mine)) = (v["rules"].as_array(), self.rules.lock()) {
-            *mine = r
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect();
+        if let Ok(mut mine) = self.rules.lock() {
+            *mine = v.rules;
         }
-        if let (Some(m), Ok(mut mine)) = (v["sessions"].as_object(), self.sessions.lock()) {
-            for (k, e) in m {
-                if let (Ok(id), Some(d), Some(sid)) =
-                    (k.parse::<u64>(), e[0].as_str(), e[1].as_str())
-                {
-                    mine.insert(id, (PathBuf::from(d), sid.to_string()));
+        if let Ok(mut mine) = self.sessions.lock() {
+            for (k, e) in v.sessions {
+                if let Ok(id) = k.parse::<u64>() {
+                    mine.insert(id, e);
                 }
             }
         }
@@ -188,8 +190,13 @@ impl State {
             .unwrap_or_else(|| format!("rule#{i}"))
     }
 
-    fn session(&self, req: &Value, peer_pid: i32, peer_uid: u32) -> Result<Value, String> {
-        let pid = req["pid"].as_i64().ok_or("`pid` is missing")? as i32;
+    fn session(
+        &self,
+        req: &SessionRequest,
+        peer_pid: i32,
+        peer_uid: u32,
+    ) -> Result<SessionOpened, String> {
+        let pid = req.pid;
         let (uid, ppid) = proc_uid_ppid(pid).ok_or_else(|| format!("no process {pid}"))?;
         if pid != peer_pid && ppid != peer_pid {
             return Err(format!(
@@ -201,27 +208,21 @@ impl State {
                 "process {pid} belongs to uid {uid}, not the caller's uid {peer_uid}"
             ));
         }
-        let mode = match req["mode"].as_str().unwrap_or("denylist") {
-            "denylist" => bpf::MODE_DENYLIST,
-            "allowlist" => bpf::MODE_ALLOWLIST,
-            m => return Err(format!("unknown mode `{m}`")),
+        let mode = match req.mode {
+            Mode::Denylist => bpf::MODE_DENYLIST,
+            Mode::Allowlist => bpf::MODE_ALLOWLIST,
         };
         let cfg = SessionCfg {
             mode,
-            enforce: req["enforce"].as_bool().unwrap_or(true),
-            allow_memfd: req["allow_memfd"].as_bool().unwrap_or(false),
-            transitive: req["transitive"].as_bool().unwrap_or(true),
+            enforce: req.enforce,
+            allow_memfd: req.allow_memfd,
+            transitive: req.transitive,
         };
-        let mut rules: Vec<(Hash, u32, u32)> = Vec::new();
-        for r in req["rules"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            let h = r["hash"]
-                .as_str()
-                .and_then(parse_hex)
-                .ok_or_else(|| format!("bad rule hash in {r}"))?;
-            let flags = r["flags"].as_u64().unwrap_or(0) as u32;
-            let name = r["rule"].as_str().unwrap_or("exec");
-            rules.push((h, flags, self.rule_index(name)));
-        }
+        let rules: Vec<(Hash, u32, u32)> = req
+            .rules
+            .iter()
+            .map(|r| (r.hash, r.flags, self.rule_index(&r.rule)))
+            .collect();
         let n = {
             let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
             *n += 1;
@@ -243,7 +244,7 @@ impl State {
             let _ = std::fs::remove_dir(&dir);
             return Err(e);
         }
-        if let Some(max) = req["pids_max"].as_u64() {
+        if let Some(max) = req.pids_max {
             // The sandbox relies on this limit (fork bombs): no limit, no session.
             if let Err(e) = std::fs::write(dir.join("pids.max"), max.to_string()) {
                 self.pinned.remove_session(cgid);
@@ -284,7 +285,7 @@ impl State {
                 "session {cgid}: exec-open events on {n} more file systems (mounts of pid {last})"
             );
         }
-        let sid = req["session_id"].as_str().unwrap_or("").to_string();
+        let sid = req.session_id.clone();
         sessions.insert(cgid, (dir.clone(), sid));
         drop(sessions);
         self.persist();
@@ -293,7 +294,10 @@ impl State {
             dir.display(),
             rules.len()
         );
-        Ok(json!({"ok": true, "session": cgid, "cgroup": dir}))
+        Ok(SessionOpened {
+            session: cgid,
+            cgroup: dir,
+        })
     }
 
     /// Removes sessions whose cgroup has no process left (or no longer exists).
@@ -407,7 +411,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     check_privileged()?;
     // In-kernel hashing needs IMA; without it the daemon feeds the identity map itself
     // (fanotify exec-permission events + pre-hashed libraries; see `feeder`).
-    let lsms = super::probe::lsm_list().unwrap_or_default();
+    let lsms = warden_execguard::lsm::probe::lsm_list().unwrap_or_default();
     let no_ima = opts.userspace_hashing || !lsms.split(',').any(|l| l == "ima");
     let reattached = Pinned::exists(&opts.pin_dir);
     let pinned = if reattached {
@@ -429,7 +433,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     );
     let state_file = opts.socket.with_file_name("daemon-state.json");
     let feeder = if no_ima {
-        Some(Arc::new(super::feeder::Feeder::new()?))
+        Some(Arc::new(crate::feeder::Feeder::new()?))
     } else {
         None
     };
@@ -448,9 +452,9 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     st.reap();
     if let Some(f) = feeder {
         let cache_path = opts.socket.with_file_name("hash-cache.bin");
-        let cache = Arc::new(crate::cache::Cache::load(&cache_path).unwrap_or_default());
+        let cache = Arc::new(warden_execguard::cache::Cache::load(&cache_path).unwrap_or_default());
         let marked = f.mark_mounts_of(0);
-        let libs = super::feeder::prefill_libraries(&st.pinned, &cache);
+        let libs = crate::feeder::prefill_libraries(&st.pinned, &cache);
         let _ = cache.save_if_dirty(&cache_path);
         tracing::info!("no IMA on this kernel: the daemon feeds identities (fanotify on {marked} file systems, {libs} libraries hashed ahead)");
         let st2 = st.clone();
@@ -468,7 +472,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
     // Mode 0666, framed requests, deadlines and connection caps: see `control`.
-    let l = super::control::bind(&opts.socket)?;
+    let l = crate::control::bind(&opts.socket)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // Events: the ring buffer, plus the loss counter checked every second.
@@ -485,10 +489,10 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         pin_dir: opts.pin_dir.clone(),
         socket: opts.socket.clone(),
     });
-    super::control::serve(
+    crate::control::serve(
         l,
         h,
-        super::control::Settings::default(),
+        crate::control::Settings::default(),
         Arc::new(warden_proto::accept::Counts::default()),
     );
     Ok(())
@@ -502,30 +506,42 @@ struct Control {
     socket: PathBuf,
 }
 
-impl super::control::Handler for Control {
-    fn handle(&self, req: &Value, peer: warden_proto::accept::PeerCred) -> Result<Value, String> {
+impl crate::control::Handler for Control {
+    fn handle(&self, req: &Request, peer: warden_proto::accept::PeerCred) -> Reply {
         let (st, pin_dir) = (&self.st, &self.pin_dir);
         let (ppid, puid) = (peer.pid, peer.uid);
-        match req["op"].as_str() {
-            Some("status") => {
+        let failed = |e: String| Reply::error(ErrorCode::Failed, e);
+        match req {
+            Request::Status => {
                 let (lost, decisions) = st.pinned.counters();
-                Ok(
-                    json!({"ok": true, "sessions": st.pinned.sessions().len(), "lost": lost, "decisions": decisions, "pin_dir": pin_dir, "root": st.root}),
-                )
+                Reply::Status(warden_proto::msg::daemon::Status {
+                    sessions: st.pinned.sessions().len() as u64,
+                    lost,
+                    decisions,
+                    pin_dir: pin_dir.clone(),
+                    root: st.root.clone(),
+                })
             }
-            Some("session") => st.session(req, ppid, puid),
-            Some("unload") => {
+            Request::Session(r) => st
+                .session(r, ppid, puid)
+                .map_or_else(failed, Reply::Session),
+            Request::Unload => {
                 if puid != 0 {
-                    Err(format!("unloading needs root (caller uid {puid})"))
+                    Reply::error(
+                        ErrorCode::Forbidden,
+                        format!("unloading needs root (caller uid {puid})"),
+                    )
                 } else if std::fs::read_link(format!("/proc/{ppid}/ns/user")).ok()
                     != std::fs::read_link("/proc/self/ns/user").ok()
                 {
-                    Err("unloading is refused from inside a user namespace (a sandbox)".into())
+                    Reply::error(
+                        ErrorCode::Forbidden,
+                        "unloading is refused from inside a user namespace (a sandbox)",
+                    )
                 } else {
-                    Pinned::unload(pin_dir).map(|_| json!({"ok": true}))
+                    Pinned::unload(pin_dir).map_or_else(failed, |_| Reply::Unloaded)
                 }
             }
-            _ => Err("unknown op".into()),
         }
     }
 
@@ -608,15 +624,15 @@ pub mod client {
     }
 
     /// One framed request (see `control`); the connection is returned for sessions.
-    pub fn request(socket: &Path, req: &Value) -> Result<(Value, UnixStream), String> {
-        super::super::control::request(socket, req, Duration::from_secs(10))
+    pub fn request(socket: &Path, req: &Request) -> Result<(Reply, UnixStream), String> {
+        crate::control::request(socket, req, Duration::from_secs(10))
     }
 
     /// Places `pid` (the caller or its child) in a new enforced session.
     pub fn open_session(
         socket: &Path,
         pid: i32,
-        rules: &crate::rules::ExecRules,
+        rules: &warden_execguard::rules::ExecRules,
         builders: &[Hash],
         session_id: &str,
         pids_max: u64,
@@ -632,25 +648,47 @@ pub mod client {
                 e.0 |= bpf::F_BUILDER;
             }
         }
-        let list: Vec<Value> = merged
+        let list: Vec<HashRule> = merged
             .into_iter()
-            .map(|(h, (f, name))| json!({"hash": hex(&h), "flags": f, "rule": name}))
+            .map(|(hash, (flags, rule))| HashRule { hash, flags, rule })
             .collect();
-        let req = json!({
-            "op": "session", "pid": pid, "session_id": session_id,
-            "mode": if rules.mode == warden_policy::exec::ExecMode::Allowlist { "allowlist" } else { "denylist" },
-            "enforce": rules.action == warden_policy::exec::ExecAction::Enforce,
-            "allow_memfd": rules.allow_memfd, "transitive": true, "rules": list, "pids_max": pids_max,
+        let req = Request::Session(SessionRequest {
+            pid,
+            session_id: session_id.to_string(),
+            mode: if rules.mode == warden_policy::exec::ExecMode::Allowlist {
+                Mode::Allowlist
+            } else {
+                Mode::Denylist
+            },
+            enforce: rules.action == warden_policy::exec::ExecAction::Enforce,
+            allow_memfd: rules.allow_memfd,
+            transitive: true,
+            rules: list,
+            pids_max: Some(pids_max),
         });
-        let (v, c) = request(socket, &req)?;
-        Ok(Session {
-            cgroup_id: v["session"].as_u64().unwrap_or(0),
-            cgroup: PathBuf::from(v["cgroup"].as_str().unwrap_or("")),
-            _conn: c,
-        })
+        match request(socket, &req)? {
+            (Reply::Session(o), c) => Ok(Session {
+                cgroup_id: o.session,
+                cgroup: o.cgroup,
+                _conn: c,
+            }),
+            (r, _) => Err(format!("daemon: unexpected reply to `session`: {r:?}")),
+        }
     }
 
-    pub fn status(socket: &Path) -> Result<Value, String> {
-        request(socket, &json!({"op": "status"})).map(|(v, _)| v)
+    /// The daemon's counters (an error when it is not reachable).
+    pub fn status(socket: &Path) -> Result<warden_proto::msg::daemon::Status, String> {
+        match request(socket, &Request::Status)? {
+            (Reply::Status(s), _) => Ok(s),
+            (r, _) => Err(format!("daemon: unexpected reply to `status`: {r:?}")),
+        }
+    }
+
+    /// Asks a running daemon to unload (root outside any sandbox only).
+    pub fn unload(socket: &Path) -> Result<(), String> {
+        match request(socket, &Request::Unload)? {
+            (Reply::Unloaded, _) => Ok(()),
+            (r, _) => Err(format!("daemon: unexpected reply to `unload`: {r:?}")),
+        }
     }
 }

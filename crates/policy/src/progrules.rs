@@ -1,0 +1,421 @@
+//! The exec policy as a set of hashes: `[exec]` rules (`sha256:<hex>`, program names, file
+//! paths, `index:<db>`) resolved to SHA-256 identities, and the decision on one identity.
+//!
+//! Program names expand to the hashes of every file with that name in PATH, the system
+//! directories and the toolchain directories (and of what their symlinks point to), so a
+//! copy, rename, hard link or `/proc/self/root` path of `curl` carries the same identity as
+//! `/usr/bin/curl`. [`ExecRules::refresh`] re-resolves names while sessions run (a Node
+//! version switch or a new install adds copies). Deny always wins; in allowlist mode an
+//! identity must be allowed by a rule or the trust index.
+//!
+//! This module resolves names and paths; it does not hash. The content identity of a file
+//! comes from an [`Identity`], which the exec guard implements (`warden_execguard::cache::
+//! Cache`: SHA-256 through a persistent cache, and its SQLite trust index); the session and
+//! the CLI pass it in, so the tool-call gate depends on the policy crate only.
+
+use crate::exec::{ExecAction, ExecMode};
+use crate::Policy;
+use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A SHA-256 content identity.
+pub type Hash = [u8; 32];
+
+/// What a program's content identity is (implemented by the exec guard).
+pub trait Identity: Send + Sync {
+    /// The identity of the file at `path` (symlinks followed).
+    fn of_path(&self, path: &Path) -> std::io::Result<Hash>;
+    /// The identity of an open file (what is hashed is what was opened).
+    fn of_file(&self, fd: BorrowedFd<'_>) -> std::io::Result<Hash>;
+    /// Every identity in the trust index `db` (`index:<db>` rules).
+    fn index(&self, db: &Path) -> Result<Vec<Hash>, String>;
+}
+
+/// Lowercase hex of a hash.
+pub fn hex(h: &Hash) -> String {
+    let mut s = String::with_capacity(64);
+    for b in h {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// A hash from 64 hex digits (optionally prefixed `sha256:`).
+pub fn parse_hex(s: &str) -> Option<Hash> {
+    let s = s.strip_prefix("sha256:").unwrap_or(s);
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Directories searched for program names, besides PATH.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+    "/usr/libexec",
+    "/usr/lib/node_modules/npm/bin",
+    "/usr/local/lib/node_modules/npm/bin",
+    "/snap/bin",
+];
+
+/// Toolchain directories under `$HOME` (and version managers' trees, one level deep).
+pub const TOOLCHAIN_DIRS: &[&str] = &[
+    "~/.cargo/bin",
+    "~/.local/bin",
+    "~/.npm-global/bin",
+    "~/.volta/bin",
+    "~/.bun/bin",
+    "~/.deno/bin",
+    "~/.pyenv/shims",
+    "~/go/bin",
+    "~/.nvm/versions/node/*/bin",
+    "~/.pyenv/versions/*/bin",
+];
+
+/// Programs whose output files are trusted for exec in allowlist mode until anything else
+/// writes them (the linker writes executables; compilers write objects and build scripts).
+pub const BUILD_TOOLS: &[&str] = &[
+    "ld", "ld.bfd", "ld.gold", "ld.lld", "lld", "mold", "collect2", "cc", "gcc", "g++", "c++",
+    "clang", "clang++", "rustc", "go", "as",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// `exec.deny:curl`, `exec.allow:sha256:…`, `index:<db>`, `exec.mode:allowlist`, `default`.
+    pub rule: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Name(String),
+    Path(PathBuf),
+    Hash(Hash),
+    Index(PathBuf),
+}
+
+#[derive(Clone)]
+pub struct ExecRules {
+    pub mode: ExecMode,
+    pub action: ExecAction,
+    pub allow_memfd: bool,
+    deny: HashMap<Hash, String>,
+    allow: HashMap<Hash, String>,
+    sources: Vec<(Source, bool)>,
+    home: PathBuf,
+    /// Hashes of named files and paths come through this (a cache hit costs no hashing).
+    cache: Arc<dyn Identity>,
+    /// Human-readable notes from resolution (unknown names, what each name resolved to).
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Debug for ExecRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecRules")
+            .field("mode", &self.mode)
+            .field("action", &self.action)
+            .field("allow_memfd", &self.allow_memfd)
+            .field("deny", &self.deny.len())
+            .field("allow", &self.allow.len())
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks one `[exec]` rule of `key` (`exec.allow`, `exec.deny`) as [`ExecRules::compile`]
+/// will read it: a `sha256:` rule must be a whole hash and an `index:` rule must name a file
+/// (names and paths are resolved when the rules are compiled).
+pub fn check_entry(key: &str, rule: &str) -> Result<(), String> {
+    if rule.trim().is_empty() {
+        return Err(format!("{key}: empty rule"));
+    }
+    if rule.starts_with("sha256:") && parse_hex(rule).is_none() {
+        return Err(format!(
+            "{key}: `{rule}` is not a sha256:<64 hex digits> hash"
+        ));
+    }
+    if rule
+        .strip_prefix("index:")
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(format!("{key}: `{rule}` names no trust index file"));
+    }
+    Ok(())
+}
+
+fn classify(rule: &str) -> Source {
+    if let Some(p) = rule.strip_prefix("index:") {
+        Source::Index(PathBuf::from(p))
+    } else if let Some(h) = parse_hex(rule).filter(|_| rule.starts_with("sha256:")) {
+        Source::Hash(h)
+    } else if rule.contains('/') {
+        Source::Path(PathBuf::from(rule))
+    } else {
+        Source::Name(rule.to_string())
+    }
+}
+
+fn expand_home(p: &str, home: &Path) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => PathBuf::from(p),
+    }
+}
+
+/// Every directory searched for a program name.
+pub fn search_dirs(home: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+    for t in TOOLCHAIN_DIRS {
+        let p = expand_home(t, home);
+        let s = p.to_string_lossy();
+        if let Some((pre, post)) = s.split_once("/*/") {
+            if let Ok(rd) = std::fs::read_dir(pre) {
+                for e in rd.flatten() {
+                    dirs.push(e.path().join(post));
+                }
+            }
+        } else {
+            dirs.push(p);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| d.is_absolute() && seen.insert(d.clone()));
+    dirs
+}
+
+/// Files named `name` in the search directories, with their symlink targets.
+pub fn resolve_name(name: &str, home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in search_dirs(home) {
+        let c = d.join(name);
+        if c.is_file() {
+            if let Ok(real) = std::fs::canonicalize(&c) {
+                if !out.contains(&real) {
+                    out.push(real);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl ExecRules {
+    /// Resolves the policy, identifying files through `identity`. Errors (an unreadable
+    /// index, an unreadable named file) are fatal: `warden run` does not start without its
+    /// exec guard.
+    pub fn compile(
+        p: &Policy,
+        home: &Path,
+        identity: Arc<dyn Identity>,
+    ) -> Result<ExecRules, String> {
+        let mut r = ExecRules {
+            mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
+            action: p.exec.action.unwrap_or(ExecAction::Enforce),
+            allow_memfd: p.exec.allow_memfd.unwrap_or(false),
+            deny: HashMap::new(),
+            allow: HashMap::new(),
+            sources: p
+                .exec
+                .deny
+                .iter()
+                .map(|d| (classify(d), true))
+                .chain(p.exec.allow.iter().map(|a| (classify(a), false)))
+                .collect(),
+            home: home.to_path_buf(),
+            cache: identity,
+            notes: Vec::new(),
+        };
+        r.resolve()?;
+        Ok(r)
+    }
+
+    fn resolve(&mut self) -> Result<(), String> {
+        let mut deny = HashMap::new();
+        let mut allow = HashMap::new();
+        let mut notes = Vec::new();
+        for (src, is_deny) in &self.sources {
+            let key = if *is_deny { "exec.deny" } else { "exec.allow" };
+            let target = if *is_deny { &mut deny } else { &mut allow };
+            match src {
+                Source::Hash(h) => {
+                    target.insert(*h, format!("{key}:sha256:{}", hex(h)));
+                }
+                Source::Path(p) => {
+                    let h = self
+                        .cache
+                        .of_path(p)
+                        .map_err(|e| format!("{key}: {}: {e}", p.display()))?;
+                    target.insert(h, format!("{key}:{}", p.display()));
+                }
+                Source::Name(n) => {
+                    let files = resolve_name(n, &self.home);
+                    if files.is_empty() {
+                        notes.push(format!(
+                            "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
+                            SYSTEM_DIRS.join(", ")
+                        ));
+                    }
+                    for f in files {
+                        match self.cache.of_path(&f) {
+                            Ok(h) => {
+                                notes.push(format!(
+                                    "{key} `{n}` → {} sha256:{}",
+                                    f.display(),
+                                    hex(&h)
+                                ));
+                                target.insert(h, format!("{key}:{n}"));
+                            }
+                            Err(e) => notes.push(format!(
+                                "warning: {key} `{n}`: cannot hash {}: {e}",
+                                f.display()
+                            )),
+                        }
+                    }
+                }
+                Source::Index(db) => {
+                    let hashes = self
+                        .cache
+                        .index(db)
+                        .map_err(|e| format!("{key}: index {}: {e}", db.display()))?;
+                    for h in hashes {
+                        target
+                            .entry(h)
+                            .or_insert_with(|| format!("{key}:index:{}", db.display()));
+                    }
+                }
+            }
+        }
+        self.deny = deny;
+        self.allow = allow;
+        self.notes = notes;
+        Ok(())
+    }
+
+    /// Adds every hash of a trust index to the allow set (allowlist mode).
+    pub fn add_index(&mut self, db: &Path) -> Result<usize, String> {
+        let hashes = self
+            .cache
+            .index(db)
+            .map_err(|e| format!("index {}: {e}", db.display()))?;
+        let n = hashes.len();
+        self.sources.push((Source::Index(db.to_path_buf()), false));
+        for h in hashes {
+            self.allow
+                .entry(h)
+                .or_insert_with(|| format!("index:{}", db.display()));
+        }
+        Ok(n)
+    }
+
+    /// Re-resolves names (new copies of a denied program appear while sessions run).
+    pub fn refresh(&mut self) -> Result<(), String> {
+        self.resolve()
+    }
+
+    /// Every (hash, denied, rule) of the resolved policy; a hash both denied and allowed is
+    /// listed as denied only (deny wins).
+    pub fn rule_hashes(&self) -> Vec<(Hash, bool, String)> {
+        let mut v: Vec<(Hash, bool, String)> = self
+            .deny
+            .iter()
+            .map(|(h, r)| (*h, true, r.clone()))
+            .collect();
+        v.extend(
+            self.allow
+                .iter()
+                .filter(|(h, _)| !self.deny.contains_key(*h))
+                .map(|(h, r)| (*h, false, r.clone())),
+        );
+        v
+    }
+
+    /// Hashes of the build tools whose output is trusted in allowlist mode (transitive
+    /// trust): compilers and linkers, resolved like program names.
+    pub fn build_tool_hashes(&self) -> Vec<Hash> {
+        let mut out = Vec::new();
+        for n in BUILD_TOOLS {
+            for f in resolve_name(n, &self.home) {
+                if let Ok(h) = self.cache.of_path(&f) {
+                    if !self.deny.contains_key(&h) && !out.contains(&h) {
+                        out.push(h);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn deny_count(&self) -> usize {
+        self.deny.len()
+    }
+
+    pub fn decide(&self, h: &Hash) -> Verdict {
+        if let Some(rule) = self.deny.get(h) {
+            return Verdict {
+                allowed: false,
+                rule: rule.clone(),
+                reason: format!(
+                    "its content (sha256:{}) is denied by `{rule}`",
+                    &hex(h)[..16]
+                ),
+            };
+        }
+        match self.mode {
+            ExecMode::Denylist => Verdict {
+                allowed: true,
+                rule: "exec.mode:denylist".into(),
+                reason: "not denied".into(),
+            },
+            ExecMode::Allowlist => match self.allow.get(h) {
+                Some(rule) => Verdict {
+                    allowed: true,
+                    rule: rule.clone(),
+                    reason: "allowed content".into(),
+                },
+                None => Verdict {
+                    allowed: false,
+                    rule: "exec.mode:allowlist".into(),
+                    reason: format!(
+                        "its content (sha256:{}) is not in any allow rule or trust index",
+                        &hex(h)[..16]
+                    ),
+                },
+            },
+        }
+    }
+
+    pub fn decide_file(&self, path: &Path) -> std::io::Result<(Hash, Verdict)> {
+        let h = self.cache.of_path(path)?;
+        Ok((h, self.decide(&h)))
+    }
+
+    /// The identity this rule set hashes through.
+    pub fn identity(&self) -> &Arc<dyn Identity> {
+        &self.cache
+    }
+}
+
+/// How a human allows what was denied (appended to messages).
+pub fn how_to_allow(v: &Verdict) -> &'static str {
+    if v.rule.starts_with("exec.deny") {
+        "to allow it, remove the rule with `warden exec rm <rule>` from outside the sandbox"
+    } else {
+        "to allow it, run `warden exec allow <file>` or `warden index` from outside the sandbox"
+    }
+}
