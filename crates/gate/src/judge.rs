@@ -330,7 +330,12 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn judge_shell(&self, command: &str) -> Judgement {
-        let shown: String = command.chars().take(200).collect();
+        // The command as shown in decisions: at most 200 characters, with a marker when cut
+        // (a reader must not take a prefix for the whole command).
+        let mut shown: String = command.chars().take(200).collect();
+        if shown.len() < command.len() {
+            shown.push_str(" … [cut]");
+        }
         let a: Analysis = analyze(command);
         let mut worst: Option<Judgement> = None;
         let mut consider = |j: Option<Judgement>| {
@@ -465,7 +470,7 @@ impl<'a> Ctx<'a> {
                     Some(Value::Array(a)) => a
                         .iter()
                         .filter_map(Value::as_str)
-                        .map(shell_quote)
+                        .map(warden_sys::shell::quote)
                         .collect::<Vec<_>>()
                         .join(" "),
                     _ => {
@@ -598,17 +603,6 @@ fn malformed(tool: &str, key: &str) -> Judgement {
         rule: "gate.malformed".into(),
         what: tool.into(),
         reason: format!("the tool input has no `{key}`"),
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

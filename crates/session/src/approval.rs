@@ -223,19 +223,7 @@ pub fn printable(s: &str) -> String {
 }
 
 fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    warden_sys::shell::join(argv)
 }
 
 /// A human's answer (a wire type: the control socket carries it).
