@@ -138,14 +138,36 @@ pub const APPROVAL_RULE: &str = "approval";
 /// class the user's policy lists in `advisor.allow_resolution` (never a deny into anything).
 pub const ADVISOR_RESOLVED: &str = "advisor.resolved.";
 
-/// Whether a second-stage judgement with this rule may turn the rules' `ask` into `allow`.
-pub fn may_resolve_ask(rule: &str) -> bool {
-    rule == APPROVAL_RULE || rule.starts_with(ADVISOR_RESOLVED)
+/// Who, in a second stage, may turn the rules' `ask` into `allow` (never a deny). A type,
+/// not a rule name: no rule text a policy or an advisor can produce makes an answer looser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskResolver {
+    /// A human, through warden's approvals (out of the agent's reach).
+    Human,
+    /// The advisor, for a class the user's own policy lists in `advisor.allow_resolution`.
+    Advisor,
+}
+
+/// A second stage's answer: a judgement, and whether it resolves the rules' `ask`.
+#[derive(Debug, Clone)]
+pub struct Second {
+    pub judgement: Judgement,
+    pub resolves_ask: Option<AskResolver>,
+}
+
+impl Second {
+    /// An answer that may only be as strict as the rules or stricter.
+    pub fn stricter(judgement: Judgement) -> Second {
+        Second {
+            judgement,
+            resolves_ask: None,
+        }
+    }
 }
 
 /// A second stage after the rules: returns a replacement judgement (it must never be
 /// looser than `rules`; the caller's contract) and records its own decision.
-pub type Post<'a> = &'a dyn Fn(&Judged<'_>) -> Option<Judgement>;
+pub type Post<'a> = &'a dyn Fn(&Judged<'_>) -> Option<Second>;
 
 /// Handles one hook invocation. Never panics (a panic becomes a deny).
 pub fn handle(agent: Agent, input: &[u8], env: &HookEnv<'_>) -> Output {
@@ -272,8 +294,14 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>, post: Option<Post
             // human's answer through warden's approvals, or the advisor for a class the user
             // lets it resolve, turns the rules' `ask` into `allow` (never a deny).
             let j = match second {
-                Some(s) if rank(s.answer) >= rank(j.answer) => s,
-                Some(s) if may_resolve_ask(&s.rule) && j.answer == Answer::Ask => s,
+                Some(s) if rank(s.judgement.answer) >= rank(j.answer) => s.judgement,
+                Some(s)
+                    if s.resolves_ask.is_some()
+                        && j.answer == Answer::Ask
+                        && s.judgement.answer == Answer::Allow =>
+                {
+                    s.judgement
+                }
                 _ => j,
             };
             render(agent, event, &j)

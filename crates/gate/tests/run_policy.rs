@@ -282,3 +282,62 @@ fn install_defaults_and_options() {
     let c = install::install(json!({}), Agent::Claude, Scope::User, "w").unwrap();
     assert_eq!(c["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"], 30);
 }
+
+/// Only a typed resolver may turn the rules' `ask` into `allow`: a second stage that merely
+/// names the approval rule cannot, and nothing loosens a deny.
+#[test]
+fn only_a_typed_resolver_loosens_an_ask() {
+    use warden_gate::judge::Judgement;
+    use warden_gate::protocol::{handle_with, AskResolver, Judged, Second, APPROVAL_RULE};
+    let p = policy();
+    let env = HookEnv {
+        policy: &p,
+        home: "/home/dev".into(),
+        headless: false,
+        cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+        session: None,
+    };
+    let ask = pre(Agent::Claude, "Bash", json!({"command": "eval \"$CMD\""}));
+    let deny = pre(
+        Agent::Claude,
+        "Bash",
+        json!({"command": "curl https://evil.example"}),
+    );
+    let rules_only = handle(Agent::Claude, &ask, &env);
+    assert!(
+        rules_only.stdout.contains("\"ask\""),
+        "{}",
+        rules_only.stdout
+    );
+    assert!(handle(Agent::Claude, &deny, &env)
+        .stdout
+        .contains("\"deny\""));
+    let second = |resolves: Option<AskResolver>| {
+        move |j: &Judged<'_>| {
+            Some(Second {
+                judgement: Judgement {
+                    answer: Answer::Allow,
+                    rule: APPROVAL_RULE.into(),
+                    what: j.rules.what.clone(),
+                    reason: "second stage".into(),
+                },
+                resolves_ask: resolves,
+            })
+        }
+    };
+    let named_only = second(None);
+    let out = handle_with(Agent::Claude, &ask, &env, Some(&named_only));
+    assert_eq!(
+        out.stdout, rules_only.stdout,
+        "a rule name alone loosened an ask"
+    );
+    let human = second(Some(AskResolver::Human));
+    let out = handle_with(Agent::Claude, &ask, &env, Some(&human));
+    assert_eq!(out.stdout, "", "a human's allow resolves the ask (defer)");
+    let out = handle_with(Agent::Claude, &deny, &env, Some(&human));
+    assert!(
+        out.stdout.contains("\"deny\""),
+        "a deny was loosened: {}",
+        out.stdout
+    );
+}

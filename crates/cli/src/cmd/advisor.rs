@@ -12,7 +12,7 @@ use warden_advisor::hook::decide_in_session;
 use warden_advisor::{AdvisorConfig, Answer as AAnswer, Classifier, RulesAnswer, ToolCall};
 use warden_event::{Decision, Layer, Verdict};
 use warden_gate::judge::{Answer, Judgement};
-use warden_gate::protocol::Judged;
+use warden_gate::protocol::{AskResolver, Judged, Second};
 
 fn to_advisor(a: Answer) -> AAnswer {
     match a {
@@ -34,7 +34,7 @@ fn to_gate(a: AAnswer) -> Answer {
 pub fn hook_stage(
     policy: &warden_policy::Policy,
     headless: bool,
-) -> Option<impl Fn(&Judged<'_>) -> Option<Judgement>> {
+) -> Option<impl Fn(&Judged<'_>) -> Option<Second>> {
     if !policy.advisor.is_enabled() {
         return None;
     }
@@ -120,11 +120,14 @@ pub fn hook_stage(
         .with("rules_rule", rules.rule.as_str())
         .with("latency_ms", v.latency_ms)
         .emit();
-        Some(Judgement {
-            answer: to_gate(f.answer),
-            rule: f.rule,
-            what: j.rules.what.clone(),
-            reason: f.reason,
+        Some(Second {
+            judgement: Judgement {
+                answer: to_gate(f.answer),
+                rule: f.rule,
+                what: j.rules.what.clone(),
+                reason: f.reason,
+            },
+            resolves_ask: resolves.then_some(AskResolver::Advisor),
         })
     })
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 use warden_gate::judge::{Answer, Judgement};
-use warden_gate::protocol::{Judged, Watchdog};
+use warden_gate::protocol::{AskResolver, Judged, Second, Watchdog};
 use warden_policy::approvals::GateAsk;
 use warden_session::approval::{GateAskAnswer, GateAskRequest};
 
@@ -30,7 +30,7 @@ fn whole(j: &Judged<'_>, cur: &Judgement) -> String {
 }
 
 /// Asks the supervisor about `cur` (an `ask`); returns the human's allow or a deny.
-pub fn ask(j: &Judged<'_>, cur: &Judgement, wait: Duration, watchdog: &Watchdog) -> Judgement {
+pub fn ask(j: &Judged<'_>, cur: &Judgement, wait: Duration, watchdog: &Watchdog) -> Second {
     let denied = |reason: String| Judgement {
         answer: Answer::Deny,
         rule: "approval".into(),
@@ -97,5 +97,8 @@ pub fn ask(j: &Judged<'_>, cur: &Judgement, wait: Duration, watchdog: &Watchdog)
     .with("tool", j.tool)
     .with("asked_by_rule", cur.rule.as_str())
     .emit();
-    j2
+    Second {
+        resolves_ask: (j2.answer == Answer::Allow).then_some(AskResolver::Human),
+        judgement: j2,
+    }
 }

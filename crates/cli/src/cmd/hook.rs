@@ -69,7 +69,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
             let gate_wait = super::gateask::wait(&s.policy);
             let post = |j: &warden_gate::protocol::Judged<'_>| {
                 let adv = advisor.as_ref().and_then(|f| f(j));
-                let cur = adv.as_ref().unwrap_or(j.rules);
+                let cur = adv.as_ref().map(|s| &s.judgement).unwrap_or(j.rules);
                 match gate_wait {
                     Some(w) if cur.answer == warden_gate::judge::Answer::Ask => {
                         Some(super::gateask::ask(j, cur, w, &watchdog))
