@@ -58,6 +58,8 @@ pub fn socket_path(state: &Path, session: &str) -> PathBuf {
 /// The listening socket of one session; the file is removed on drop.
 pub struct ControlServer {
     path: PathBuf,
+    /// Connections being served (their handlers hold a permit until the reply is written).
+    in_flight: Arc<Counts>,
 }
 
 /// What tells a peer of the session apart from a human's process.
@@ -205,10 +207,11 @@ impl ControlServer {
         let listener = UnixListener::bind(&path)?;
         // SAFETY: trivial getter.
         let me = unsafe { libc::getuid() };
+        let counts = Arc::new(Counts::default());
+        let in_flight = counts.clone();
         std::thread::Builder::new()
             .name("warden-control".into())
             .spawn(move || {
-                let counts = Arc::new(Counts::default());
                 let caps = Caps {
                     total: 16,
                     per_uid: 16,
@@ -251,7 +254,7 @@ impl ControlServer {
             })?;
         // SAFETY: chmod of the socket we just bound (its directory is already 0700).
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        Ok(ControlServer { path })
+        Ok(ControlServer { path, in_flight })
     }
 
     pub fn path(&self) -> &Path {
@@ -260,8 +263,15 @@ impl ControlServer {
 }
 
 impl Drop for ControlServer {
+    /// No new connections (the socket goes), then a short wait for the replies in flight: an
+    /// answer that ends the session (the held-state ask at its end) still reaches whoever
+    /// gave it, though the process exits right after.
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        while self.in_flight.total() > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
