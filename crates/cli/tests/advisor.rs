@@ -205,7 +205,7 @@ fn run(t: &T, policy: &Path, key: &str, script: &str) -> (String, Vec<u8>) {
         "set -u\ncd {ws}\ntouch started\nwhile [ ! -e go ]; do sleep 0.05; done\n{script}",
         ws = t.ws.display()
     );
-    let mut child = Command::new(W)
+    let child = Command::new(W)
         .args(["run", "--policy"])
         .arg(policy)
         .args(["--", "/bin/bash", "-c", &full])

@@ -10,6 +10,9 @@
 //! pipe as bounded frames ([`SessionLog::framed_pipe`] writes them, [`relay`] reads them with
 //! a rate limit and a per-session budget; framing is `warden-proto`'s).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod relay;
 pub mod timing;
 

@@ -7,6 +7,9 @@
 //! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
 //! loaded by `warden daemon` ([`lsm`]). Design and guarantees: `GUARANTEES.md`.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod cache;
 pub mod identity;
 pub mod index;

@@ -10,6 +10,9 @@
 //! agent's own permission checks instead of answering allow; every answer comes within a
 //! deadline ([`protocol::Watchdog`]).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod install;
 pub mod judge;
 pub mod protocol;

@@ -144,6 +144,7 @@ fn read_checked(file: &Path) -> Result<Vec<u8>, String> {
     }
     // SAFETY: fstatvfs into a zeroed struct on an fd we own.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `f` is an open file we own and `st` is a valid, writable statvfs.
     if unsafe { libc::fstatvfs(f.as_raw_fd(), &mut st) } != 0 {
         return Err(format!("fstatvfs: {}", std::io::Error::last_os_error()));
     }

@@ -13,6 +13,9 @@
 //!   total and per peer uid (from `SO_PEERCRED`), one thread per admitted connection.
 //! - [`rate`]: a token bucket and a per-session budget for relays.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod accept;
 pub mod frame;
 pub mod rate;

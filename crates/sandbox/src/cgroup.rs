@@ -29,10 +29,8 @@ pub fn pids_root() -> Option<(&'static str, PathBuf)> {
         }
     }
     let v1 = Path::new(V1_PIDS);
-    if v1.join("pids.max").exists() || v1.join("cgroup.procs").exists() {
-        if writable_dir(v1) {
-            return Some(("cgroup1", v1.to_path_buf()));
-        }
+    if (v1.join("pids.max").exists() || v1.join("cgroup.procs").exists()) && writable_dir(v1) {
+        return Some(("cgroup1", v1.to_path_buf()));
     }
     None
 }

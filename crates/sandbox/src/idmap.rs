@@ -282,6 +282,7 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError>
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is the fd we just opened and own; `st` is a valid, writable stat.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(PrepareError::Refused(err(&format!(
             "fstat {}",
@@ -370,6 +371,7 @@ fn fs_type(path: &Path) -> String {
     };
     // SAFETY: statfs into a zeroed struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statfs.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return "?".into();
     }

@@ -774,9 +774,9 @@ fn init(mut c: ChildCtx) -> ! {
         if r == pid {
             // The agent is gone: end what is left in the namespace, then the guard's last
             // pass (nothing can race it now), then exit.
+            warden_event::timing::mark("init: agent exited");
             // SAFETY: from a pid namespace's init, kill(-1) reaches every process in it but
             // init; reaping our own children.
-            warden_event::timing::mark("init: agent exited");
             unsafe {
                 libc::kill(-1, libc::SIGKILL);
                 while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0

