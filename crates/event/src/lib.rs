@@ -12,6 +12,7 @@
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
 
 pub mod relay;
 pub mod timing;

@@ -16,6 +16,7 @@
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
 
 pub mod advisor;
 pub mod approvals;
