@@ -26,6 +26,7 @@
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
 
 pub mod canon;
 pub mod export;

@@ -12,6 +12,8 @@
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
+// The hook deadline's signal handler (protocol.rs) is the only unsafe code, allowed there.
+#![deny(unsafe_code)]
 
 pub mod install;
 pub mod judge;
