@@ -1252,15 +1252,14 @@ fn session_end_row(s: &SessionEnd) -> NewRow {
 }
 
 fn pid_alive(pid: i64) -> bool {
+    // Positive first: Pid::from_raw asserts a non-negative number.
     let Some(p) = i32::try_from(pid)
         .ok()
+        .filter(|&p| p > 0)
         .and_then(rustix::process::Pid::from_raw)
     else {
         return false;
     };
-    if pid <= 0 {
-        return false;
-    }
     // Signal 0 only checks for existence; EPERM means it exists but is not ours.
     match rustix::process::test_kill_process(p) {
         Ok(()) => true,
