@@ -79,6 +79,6 @@ done
 msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$(dirname "$0")/../Cargo.toml" | head -1)
 if [ -n "$msrv" ] && command -v rustup >/dev/null \
    && ! rustup toolchain list | grep -q "^$msrv[.-]"; then
-  echo "bootstrap: installing the MSRV toolchain $msrv (rustup, minimal profile)"
-  rustup toolchain install "$msrv" --profile minimal
+  echo "bootstrap: installing the MSRV toolchain $msrv (rustup, minimal profile + rustfmt, which libbpf-cargo runs)"
+  rustup toolchain install "$msrv" --profile minimal --component rustfmt
 fi
