@@ -19,7 +19,7 @@ step "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "dependencies: licenses, bans, sources (cargo deny; deny.toml)"
-cargo deny --locked check licenses bans sources
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
 # The RustSec advisory database is a GitHub repository, which CI does not depend on: checked
 # only against a copy already on the machine (cargo deny fetch, where GitHub is reachable).
 if compgen -G "$HOME/.cargo/advisory-dbs/advisory-db-*/" >/dev/null; then
