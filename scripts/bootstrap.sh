@@ -60,3 +60,25 @@ if ! command -v cargo >/dev/null; then
   echo "bootstrap: cargo not found; install Rust stable with rustup (https://rustup.rs)" >&2
   exit 1
 fi
+
+# What scripts/test.sh lints with: clippy and rustfmt, cargo-deny and cargo-machete at the
+# versions in scripts/versions.env (crates.io), and the MSRV toolchain named by the workspace's
+# rust-version (static.rust-lang.org). Each only when missing.
+if command -v rustup >/dev/null; then
+  for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+for tv in "cargo-deny:$CARGO_DENY_VERSION" "cargo-machete:$CARGO_MACHETE_VERSION"; do
+  tool="${tv%%:*}"; ver="${tv##*:}"
+  if ! "$tool" --version 2>/dev/null | grep -qw "$ver"; then
+    echo "bootstrap: installing $tool $ver (cargo install)"
+    cargo install --locked --quiet "$tool" --version "$ver"
+  fi
+done
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$(dirname "$0")/../Cargo.toml" | head -1)
+if [ -n "$msrv" ] && command -v rustup >/dev/null \
+   && ! rustup toolchain list | grep -q "^$msrv[.-]"; then
+  echo "bootstrap: installing the MSRV toolchain $msrv (rustup, minimal profile + rustfmt, which libbpf-cargo runs)"
+  rustup toolchain install "$msrv" --profile minimal --component rustfmt
+fi

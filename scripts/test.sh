@@ -15,6 +15,26 @@ bash scripts/bootstrap.sh
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check || { echo "FAIL: run cargo fmt --all"; exit 1; }
 
+step "lints (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "dependencies: licenses, bans, sources (cargo deny; deny.toml)"
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
+# The RustSec advisory database is a GitHub repository, which CI does not depend on: checked
+# only against a copy already on the machine (cargo deny fetch, where GitHub is reachable).
+if compgen -G "$HOME/.cargo/advisory-dbs/advisory-db-*/" >/dev/null; then
+  cargo deny --frozen check advisories
+else
+  echo "advisories: skipped (no local RustSec database in ~/.cargo/advisory-dbs; see README)"
+fi
+
+step "unused dependencies (cargo machete)"
+cargo machete
+
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+step "minimum supported Rust ($msrv: cargo check)"
+cargo "+$msrv" check --workspace --locked
+
 step "the README's first command, as written, in the repository root"
 # README: ./scripts/bootstrap.sh && cargo run --release -- run -- bash
 # (bootstrap ran above; the shell reads its command from stdin instead of a terminal)

@@ -36,6 +36,9 @@
 //! prompt injection that fully controls the advisor's answer can therefore at most turn a
 //! grey `ask` of a resolvable class into `allow` (or make things stricter).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod cache;
 pub mod channel;
 pub mod class;

@@ -19,6 +19,9 @@
 //! symlinks, `fstat` of what was opened, atomic replacement by `renameat`; a symlink or a
 //! non-regular file where the state file should be is refused, never followed.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod filter;
 pub mod fsat;
 pub mod held;

@@ -24,6 +24,10 @@
 //!   which `verify` then starts from.
 //! - **Export** ([`export`]) with fixed, documented fields.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
+
 pub mod canon;
 pub mod export;
 pub mod row;

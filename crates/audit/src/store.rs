@@ -1252,14 +1252,19 @@ fn session_end_row(s: &SessionEnd) -> NewRow {
 }
 
 fn pid_alive(pid: i64) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
+    // Positive first: Pid::from_raw asserts a non-negative number.
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    if p <= 0 {
-        return false;
+    // Signal 0 only checks for existence; EPERM means it exists but is not ours.
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
     }
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(p, 0) == 0 || *libc::__errno_location() == libc::EPERM }
 }
 
 fn random_id() -> String {
@@ -1268,4 +1273,18 @@ fn random_id() -> String {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
     }
     canon::hex(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pid_alive;
+
+    #[test]
+    fn pid_alive_sees_ourselves_and_init_and_refuses_non_pids() {
+        assert!(pid_alive(i64::from(std::process::id())));
+        assert!(pid_alive(1), "init exists (EPERM counts as alive)");
+        for p in [0, -1, i64::from(i32::MAX) + 1] {
+            assert!(!pid_alive(p), "{p}");
+        }
+    }
 }

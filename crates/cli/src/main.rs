@@ -1,6 +1,9 @@
 //! `warden`: the command-line front end. A thin layer over the library crates: it parses
 //! arguments, loads policy, and calls into the layer that owns each job.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 mod cli;
 mod cmd;
 

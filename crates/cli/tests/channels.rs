@@ -345,12 +345,12 @@ fn address_spellings_and_special_classes_are_refused_by_the_proxy() {
         format!("http://127.1:{p}/"),
         format!("http://[::ffff:127.0.0.1]:{p}/"),
         format!("http://[::1]:{p}/"),
-        format!("http://[64:ff9b::a9fe:a9fe]/"),
-        format!("http://nat64.test/"),
+        "http://[64:ff9b::a9fe:a9fe]/".to_string(),
+        "http://nat64.test/".to_string(),
         format!("http://sixtofour.test:{p}/"),
         format!("http://mapped.test:{p}/"),
-        format!("http://bench.test/"),
-        format!("http://reserved.test/"),
+        "http://bench.test/".to_string(),
+        "http://reserved.test/".to_string(),
     ] {
         script.push_str(&format!(
             "echo \"== {url}\"; curl -sS -g --noproxy '' --max-time 5 -D - '{url}' 2>&1; echo; "

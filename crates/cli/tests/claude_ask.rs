@@ -405,6 +405,7 @@ impl Case {
     fn answer(&self, id: u64, flag: &str) -> String {
         let (pid, o) = self.approve_pid(&[&id.to_string(), flag]);
         assert!(o.status.success(), "approve {id} {flag}: {}", text(&o));
+        // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         format!("uid {uid} (pid {pid}) via the control socket")
     }

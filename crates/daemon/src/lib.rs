@@ -11,6 +11,8 @@
 //!   without BPF. The messages are `warden_proto::msg::daemon`'s.
 //! - [`feeder`]: kernels without IMA — identities fed from userspace (fanotify
 //!   exec-permission events, libraries hashed ahead).
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
 
 pub mod control;
 pub mod daemon;

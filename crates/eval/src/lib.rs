@@ -12,6 +12,9 @@
 //! action's exit code. Setup and checks only touch the case's scratch dir, its fake `$HOME`,
 //! and processes and listeners the setup started.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod case;
 pub mod report;
 pub mod run;

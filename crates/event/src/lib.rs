@@ -10,6 +10,10 @@
 //! pipe as bounded frames ([`SessionLog::framed_pipe`] writes them, [`relay`] reads them with
 //! a rate limit and a per-session budget; framing is `warden-proto`'s).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
+
 pub mod relay;
 pub mod timing;
 

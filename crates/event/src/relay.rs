@@ -210,7 +210,9 @@ impl Handle {
 /// connection. When the session ends the backlog is read to its end without waiting
 /// ([`DRAIN_CONNECTIONS`]): a report written while the sandbox ran is never dropped.
 pub struct Forwarder {
-    listener: std::os::fd::RawFd,
+    /// A duplicate of the listening socket: shutting it down wakes the thread's poll at
+    /// once (without it the thread still sees `stop` within one poll interval).
+    waker: Option<OwnedFd>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -301,10 +303,10 @@ fn pump(c: &mut Conn, pipe: &mut std::fs::File) -> Next {
 /// pipe; closed when the forwarder stops). Connections are read as their bytes arrive
 /// (poll), so one that never finishes a frame holds back nobody else's.
 pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwarder {
-    use std::os::fd::AsRawFd;
+    use rustix::event::{PollFd, PollFlags, Timespec};
     use std::sync::atomic::{AtomicBool, Ordering};
     let listener = std::os::unix::net::UnixListener::from(listener);
-    let raw = listener.as_raw_fd();
+    let waker = listener.try_clone().ok().map(OwnedFd::from);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let thread = std::thread::spawn(move || {
@@ -346,22 +348,27 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
                 drain(&listener, &mut pipe);
                 return;
             }
-            let mut fds: Vec<libc::pollfd> = std::iter::once(raw)
-                .chain(conns.iter().map(|c| c.s.as_raw_fd()))
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: poll on a vector of valid pollfds we own.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-            if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            // Which connections have bytes (or a hang-up) to read.
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd<'_>> = std::iter::once(&listener)
+                    .map(|l| PollFd::new(l, PollFlags::IN))
+                    .chain(conns.iter().map(|c| PollFd::new(&c.s, PollFlags::IN)))
+                    .collect();
+                let tick = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
+                };
+                match rustix::event::poll(&mut fds, Some(&tick)) {
+                    Err(e) if e != rustix::io::Errno::INTR => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {}
+                }
+                fds.iter().map(|p| !p.revents().is_empty()).collect()
+            };
             // Connections with bytes (or a hang-up) to read; expired ones are closed.
             for (idx, mut c) in std::mem::take(&mut conns).into_iter().enumerate() {
-                let ready = fds.get(idx + 1).is_some_and(|p| p.revents != 0);
+                let ready = ready.get(idx + 1).copied().unwrap_or(false);
                 let next = if ready {
                     pump(&mut c, &mut pipe)
                 } else {
@@ -410,7 +417,7 @@ pub fn forward(listener: OwnedFd, pipe: OwnedFd, asker: Option<Asker>) -> Forwar
         }
     });
     Forwarder {
-        listener: raw,
+        waker,
         stop,
         thread,
     }
@@ -464,9 +471,10 @@ impl Forwarder {
     /// Stops accepting (the sandbox is gone), then closes the forwarder's pipe end.
     pub fn finish(self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // SAFETY: shutdown on the listener the thread owns (still open: the thread is
-        // joined below); it wakes the blocked accept.
-        unsafe { libc::shutdown(self.listener, libc::SHUT_RDWR) };
+        // Shutting down the socket (through our duplicate) wakes the thread's poll.
+        if let Some(w) = &self.waker {
+            let _ = rustix::net::shutdown(w, rustix::net::Shutdown::Both);
+        }
         let _ = self.thread.join();
     }
 }

@@ -39,6 +39,7 @@ impl FileStamp {
 pub fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a borrowed open fd and `st` is a valid, writable stat.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -125,6 +126,7 @@ mod tests {
         ];
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         assert_eq!(
+            // SAFETY: `c` is a NUL-terminated path and `ts` holds the two timespecs utimensat reads.
             unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) },
             0
         );

@@ -8,6 +8,9 @@
 //! loaded by `warden daemon` ([`lsm`]). The seccomp supervisor also answers writes to
 //! protected files that a human may allow (`[files] ask_write`, [`writeask`]). Design and guarantees: `GUARANTEES.md`.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod cache;
 pub mod identity;
 pub mod index;

@@ -66,6 +66,9 @@
 //! `warden run` (PDEATHSIG), taking the pid namespace with it. Any error while deciding
 //! (unreadable file, unresolvable path, vanished process) is a denial in enforce mode.
 
+// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
+#![allow(clippy::undocumented_unsafe_blocks, clippy::too_many_arguments)]
+
 pub use crate::cache::Cache;
 use crate::identity::{fstat, hex, sha256_fd, FileStamp, Hash};
 use crate::rules::{how_to_allow, ExecRules, Verdict};

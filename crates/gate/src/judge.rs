@@ -15,6 +15,9 @@
 //! will read them. Programs larger than [`MAX_HASH_BYTES`] are not hashed: the call is
 //! denied with a message (hashing them would outlast the agent's hook timeout).
 
+// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
+#![allow(clippy::double_ended_iterator_last)]
+
 use crate::shell::{analyze, Analysis};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,11 @@
 //! `warden_policy::{netrules, progrules}`, and a program's content identity comes from the
 //! `warden_policy::progrules::Identity` the caller passes in (the exec guard's hash cache).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+// The hook deadline's signal handler (protocol.rs) is the only unsafe code, allowed there.
+#![deny(unsafe_code)]
+
 pub mod install;
 pub mod judge;
 pub mod protocol;

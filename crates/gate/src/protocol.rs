@@ -365,6 +365,7 @@ static EXPIRED: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::n
 /// Set by whichever side writes first: the handler or [`Watchdog::answer`].
 static ANSWERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+#[allow(unsafe_code)] // write(2) and _exit(2) from a signal handler
 extern "C" fn on_deadline(_: libc::c_int) {
     use std::sync::atomic::Ordering;
     if ANSWERED.swap(true, Ordering::SeqCst) {
@@ -381,6 +382,7 @@ extern "C" fn on_deadline(_: libc::c_int) {
     unsafe { libc::_exit(2) }
 }
 
+#[allow(unsafe_code)] // sigaction, setitimer, pthread_sigmask
 impl Watchdog {
     /// Moves the deadline to `from_now` (a gate ask waiting for a human): the timer is
     /// re-armed; a failure to re-arm leaves the earlier deadline in force.

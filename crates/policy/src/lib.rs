@@ -18,6 +18,10 @@
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
 //! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod advisor;
 pub mod approvals;

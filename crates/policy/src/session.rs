@@ -125,7 +125,6 @@ pub fn locate_at(dir: &Path, file: &Path, env_says_inside: bool) -> Location {
 /// read-only mount, at most [`MAX_SESSION_POLICY`] bytes.
 fn read_checked(file: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -142,12 +141,8 @@ fn read_checked(file: &Path) -> Result<Vec<u8>, String> {
             md.len()
         ));
     }
-    // SAFETY: fstatvfs into a zeroed struct on an fd we own.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatvfs(f.as_raw_fd(), &mut st) } != 0 {
-        return Err(format!("fstatvfs: {}", std::io::Error::last_os_error()));
-    }
-    if st.f_flag & libc::ST_RDONLY == 0 {
+    let st = rustix::fs::fstatvfs(&f).map_err(|e| format!("fstatvfs: {e}"))?;
+    if !st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
         return Err("it is on a writable mount (warden places it on a read-only one)".into());
     }
     let mut buf = Vec::with_capacity(md.len() as usize);

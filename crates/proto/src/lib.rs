@@ -17,6 +17,9 @@
 //!   as serde enums tagged by `op`; decoding a peer's request never panics and tells a bad
 //!   frame, an unknown op and a malformed field apart ([`msg::ErrorCode`]).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod accept;
 pub mod frame;
 pub mod msg;

@@ -9,6 +9,9 @@
 //! gateway that forwards allowed host loopback ports into the sandbox ([`gateway`]). There is
 //! no admin API.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod bridge;
 pub mod gateway;
 pub mod server;

@@ -353,6 +353,7 @@ pub fn approval_refusal_text(host: &str, port: u16, rule: &str, reason: &str) ->
     )
 }
 
+#[allow(clippy::too_many_arguments)] // one decision record's fields
 fn emit(
     host: &str,
     port: u16,

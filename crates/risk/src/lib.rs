@@ -14,6 +14,8 @@
 //! may add to it; no weight is negative and no event lowers the score, so nothing the agent
 //! says can make it look safer. Only time (decay) lowers it.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};

@@ -31,11 +31,15 @@ fn defaults_validate() {
     let mut c = RiskConfig::default();
     c.weights.evasion = -1.0;
     assert!(c.validate().unwrap_err().contains("risk.weights.evasion"));
-    let mut c = RiskConfig::default();
-    c.warn_at = 500.0;
+    let c = RiskConfig {
+        warn_at: 500.0,
+        ..Default::default()
+    };
     assert!(c.validate().is_err());
-    let mut c = RiskConfig::default();
-    c.half_life_secs = 0.0;
+    let c = RiskConfig {
+        half_life_secs: 0.0,
+        ..Default::default()
+    };
     assert!(c.validate().is_err());
 }
 

@@ -20,10 +20,10 @@ pub fn pids_root() -> Option<(&'static str, PathBuf)> {
         }
     }
     let v1 = Path::new(V1_PIDS);
-    if v1.join("pids.max").exists() || v1.join("cgroup.procs").exists() {
-        if warden_sys::writable(v1) {
-            return Some(("cgroup1", v1.to_path_buf()));
-        }
+    if (v1.join("pids.max").exists() || v1.join("cgroup.procs").exists())
+        && warden_sys::writable(v1)
+    {
+        return Some(("cgroup1", v1.to_path_buf()));
     }
     None
 }

@@ -190,6 +190,8 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         }
     }
     let ioctl = sys("ioctl").ok_or("seccomp: no syscall ioctl")?;
+    // The casts are no-ops on glibc (c_ulong) but not on musl (c_int).
+    #[allow(clippy::unnecessary_cast)]
     for req in [libc::TIOCSTI as u64, libc::TIOCLINUX as u64] {
         f.add_rule_conditional(
             ScmpAction::Errno(EPERM),

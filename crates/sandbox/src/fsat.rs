@@ -97,7 +97,7 @@ pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> i
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes into the struct above, sized for it.
+    // SAFETY: `fd` is a borrowed open fd and `st` is a valid, writable stat.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -109,7 +109,7 @@ pub fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<libc::stat> {
     let c = single(name)?;
     // SAFETY: fstatat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatat with a valid C string, writing into the struct above.
+    // SAFETY: `dir` is a borrowed open fd, `c` a NUL-terminated name, `st` a writable stat.
     if unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -426,7 +426,7 @@ pub fn bind_self(fd: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
 pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, i64, u32)> {
     // SAFETY: statx into a zeroed struct on an fd with an empty path.
     let mut sx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: statx on a live fd (AT_EMPTY_PATH, empty C string) into the struct above.
+    // SAFETY: `fd` is a borrowed open fd, the path is an empty C string (AT_EMPTY_PATH), `sx` a writable statx.
     let r = unsafe {
         libc::statx(
             fd.as_raw_fd(),

@@ -235,7 +235,7 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError>
     })?;
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes into the struct above, sized for it.
+    // SAFETY: `fd` is the fd we just opened and own; `st` is a valid, writable stat.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(PrepareError::Refused(err(&format!(
             "fstat {}",
@@ -324,7 +324,7 @@ fn fs_type(path: &Path) -> String {
     };
     // SAFETY: statfs into a zeroed struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs with a valid C string, into the struct above.
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statfs.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return "?".into();
     }

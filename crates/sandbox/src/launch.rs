@@ -1031,7 +1031,10 @@ mod tests {
     #[test]
     fn start_failure_carries_the_exec_errno() {
         assert_eq!(
-            StartFailure::from_child("exec: /w/x: Permission denied (os error 13)\013".into()),
+            StartFailure::from_child(format!(
+                "exec: /w/x: Permission denied (os error 13){}13",
+                char::from(0)
+            )),
             StartFailure::Exec {
                 message: "/w/x: Permission denied (os error 13)".into(),
                 errno: 13

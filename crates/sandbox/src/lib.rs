@@ -22,6 +22,9 @@
 //! agent-writable path goes through [`fsat`] (directory fds, `openat2` beneath a root with
 //! symlinks refused, fd-based mounts).
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod agents;
 pub mod cgroup;
 pub mod filter;

@@ -116,7 +116,7 @@ fn is_full(fd: &std::os::fd::OwnedFd) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: fstatvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatvfs on a live fd, into the struct above.
+    // SAFETY: `fd` is an open fd we own and `st` a valid, writable statvfs.
     if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
         return false;
     }
@@ -145,7 +145,7 @@ fn open_tmpfs(agent_pid: i32, p: &Path) -> Option<std::os::fd::OwnedFd> {
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // SAFETY: fstatfs into a zeroed struct.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatfs on the fd just opened, into the struct above.
+    // SAFETY: `fd` is the fd we just opened and own; `st` a valid, writable statfs.
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 || st.f_type != libc::TMPFS_MAGIC {
         return None;
     }
@@ -201,30 +201,27 @@ pub fn spawn_monitor(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The running monitor of a session's limits.
+pub struct Monitor {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
 
-    #[test]
-    fn defaults_stay_well_under_half_of_ram() {
-        let ram = 16u64 << 30;
-        let l = from_policy(&ProcessSection::default(), Path::new("/home/u"), ram);
-        let sum: u64 = l.tmpfs.iter().map(|t| t.size).sum();
-        assert!(sum <= ram / 4 + (64 << 20), "{sum}");
-        assert_eq!(l.memory_max, ram / 2);
-        assert_eq!(l.tmpfs_size(Path::new("/tmp")), Some(1 << 30));
+impl Monitor {
+    pub fn start(w: Watch) -> Monitor {
+        let (stop, rx) = std::sync::mpsc::channel();
+        let thread = spawn_monitor(w, rx);
+        Monitor { stop, thread }
     }
 
-    #[test]
-    fn policy_values_win() {
-        let p = ProcessSection {
-            tmp_size: Some(ByteSize(8 << 20)),
-            memory_max: Some(ByteSize(1 << 30)),
-            ..Default::default()
-        };
-        let l = from_policy(&p, Path::new("/h"), 8 << 30);
-        assert_eq!(l.tmpfs_size(Path::new("/tmp")), Some(8 << 20));
-        assert_eq!(l.memory_max, 1 << 30);
+    /// Stops the monitor after a last check; what it reported goes to the session log.
+    pub fn finish(self) {
+        drop(self.stop);
+        if let Ok(said) = self.thread.join() {
+            for m in said {
+                tracing::info!("{m}");
+            }
+        }
     }
 }
 
@@ -255,26 +252,29 @@ pub fn session_memory(
     }
 }
 
-/// The running monitor of a session's limits.
-pub struct Monitor {
-    stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<Vec<String>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Monitor {
-    pub fn start(w: Watch) -> Monitor {
-        let (stop, rx) = std::sync::mpsc::channel();
-        let thread = spawn_monitor(w, rx);
-        Monitor { stop, thread }
+    #[test]
+    fn defaults_stay_well_under_half_of_ram() {
+        let ram = 16u64 << 30;
+        let l = from_policy(&ProcessSection::default(), Path::new("/home/u"), ram);
+        let sum: u64 = l.tmpfs.iter().map(|t| t.size).sum();
+        assert!(sum <= ram / 4 + (64 << 20), "{sum}");
+        assert_eq!(l.memory_max, ram / 2);
+        assert_eq!(l.tmpfs_size(Path::new("/tmp")), Some(1 << 30));
     }
 
-    /// Stops the monitor after a last check; what it reported goes to the session log.
-    pub fn finish(self) {
-        drop(self.stop);
-        if let Ok(said) = self.thread.join() {
-            for m in said {
-                tracing::info!("{m}");
-            }
-        }
+    #[test]
+    fn policy_values_win() {
+        let p = ProcessSection {
+            tmp_size: Some(ByteSize(8 << 20)),
+            memory_max: Some(ByteSize(1 << 30)),
+            ..Default::default()
+        };
+        let l = from_policy(&p, Path::new("/h"), 8 << 30);
+        assert_eq!(l.tmpfs_size(Path::new("/tmp")), Some(8 << 20));
+        assert_eq!(l.memory_max, 1 << 30);
     }
 }

@@ -4,11 +4,25 @@
 //! device files (`/dev/null`, `/dev/tty`, ...) gets read/write/ioctl; nothing else under
 //! `/dev` is reachable, so raw disks stay closed even to a uid-0 agent. Scoping (ABI 6)
 //! stops signals and abstract-unix-socket connections to anything outside the sandbox.
+//!
+//! The ruleset is written against one pinned ABI ([`TARGET_ABI`]), never against the running
+//! kernel's, and built best-effort: the `landlock` crate drops what an older kernel lacks and
+//! says so in the returned [`RulesetStatus`]. In hard mode (every run without
+//! `--best-effort`) [`apply`] checks that status and refuses to exec the agent when Landlock
+//! is not enforced, when the kernel offers less than the ABI the session was planned for, or
+//! when a right this kernel supports was not enforced. [`abi_version`] is the raw query, kept
+//! for planning and `warden doctor`.
 
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, NetPort, PathBeneath,
+    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
+
+/// The Landlock ABI whose rights the ruleset names: the highest this code was written and
+/// tested for (V6 adds the signal and abstract-socket scopes). V7 adds only audit-log flags;
+/// V8+ add rights (named unix-socket resolution, UDP) that would change what an agent can do,
+/// so raising this is a reviewed change, not a dependency bump.
+pub const TARGET_ABI: ABI = ABI::V6;
 use std::path::PathBuf;
 
 /// Device files the agent may open read/write.
@@ -26,41 +40,26 @@ pub const DEVICES: &[&str] = &[
 
 #[derive(Debug, Clone)]
 pub struct LandlockPlan {
+    /// The kernel's ABI the session was planned for (the raw query at start): hard mode
+    /// refuses to run on less. It does not choose the rights (that is [`TARGET_ABI`]).
     pub abi: i32,
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
     /// When the sandbox has no network namespace: TCP ports the agent may connect to.
     pub connect_tcp: Option<Vec<u16>>,
+    /// Refuse to run unless the ruleset is enforced as planned (see [`judge`]).
     pub hard: bool,
-}
-
-fn abi_of(n: i32) -> ABI {
-    match n {
-        i32::MIN..=0 => ABI::Unsupported,
-        1 => ABI::V1,
-        2 => ABI::V2,
-        3 => ABI::V3,
-        4 => ABI::V4,
-        5 => ABI::V5,
-        6 => ABI::V6,
-        _ => ABI::V7,
-    }
 }
 
 /// Applies the ruleset to the calling (single-threaded) process. no_new_privs must be set.
 pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
-    let abi = abi_of(plan.abi);
-    let level = if plan.hard {
-        CompatLevel::HardRequirement
-    } else {
-        CompatLevel::BestEffort
-    };
+    let abi = TARGET_ABI;
     let e = |what: &str, err: &dyn std::fmt::Display| format!("landlock: {what}: {err}");
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);
     let file_bits = AccessFs::from_file(abi);
     let mut rs = Ruleset::default()
-        .set_compatibility(level)
+        .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)
         .map_err(|x| e("handle fs", &x))?;
     if plan.connect_tcp.is_some() {
@@ -68,11 +67,9 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
             .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
             .map_err(|x| e("handle net", &x))?;
     }
-    if plan.abi >= 6 {
-        rs = rs
-            .scope(Scope::Signal | Scope::AbstractUnixSocket)
-            .map_err(|x| e("scope", &x))?;
-    }
+    rs = rs
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)
+        .map_err(|x| e("scope", &x))?;
     let mut created = rs.create().map_err(|x| e("create", &x))?;
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::ReadDir;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
@@ -111,10 +108,40 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
     let st = created
         .restrict_self()
         .map_err(|x| e("restrict_self", &x))?;
-    if plan.hard && st.ruleset != RulesetStatus::FullyEnforced {
-        return Err(format!("landlock: ruleset only {:?}", st.ruleset));
+    if plan.hard {
+        judge(plan.abi, &st.ruleset, &st.landlock)?;
     }
     Ok(st.ruleset)
+}
+
+/// Hard mode's verdict on what `restrict_self` reported: the agent runs only when Landlock is
+/// enforced, the kernel offers at least the ABI the session was planned for (`planned`), and
+/// a partial enforcement is explained by a kernel older than [`TARGET_ABI`] (the planner
+/// accepted that kernel, covering the missing rights with namespaces).
+pub fn judge(planned: i32, ruleset: &RulesetStatus, kernel: &LandlockStatus) -> Result<(), String> {
+    let how =
+        "Nothing was run; `warden doctor` explains, `--best-effort` runs without this guarantee.";
+    let effective = match kernel {
+        LandlockStatus::Available { effective_abi, .. } => *effective_abi as i32,
+        _ => 0,
+    };
+    if *ruleset == RulesetStatus::NotEnforced || effective == 0 {
+        return Err(format!(
+            "landlock: the ruleset is not enforced (kernel: {kernel:?}); file and device rules would not hold. {how}"
+        ));
+    }
+    if effective < planned.min(TARGET_ABI as i32) {
+        return Err(format!(
+            "landlock: the kernel enforces ABI {effective}, less than the ABI {planned} this session was planned for. {how}"
+        ));
+    }
+    if *ruleset == RulesetStatus::PartiallyEnforced && effective >= TARGET_ABI as i32 {
+        return Err(format!(
+            "landlock: only partly enforced although the kernel offers ABI {effective} (warden targets {}). {how}",
+            TARGET_ABI as i32
+        ));
+    }
+    Ok(())
 }
 
 /// The Landlock ABI version the kernel offers (0 when unavailable).
@@ -132,5 +159,82 @@ pub fn abi_version() -> i32 {
         0
     } else {
         r as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(abi: ABI) -> LandlockStatus {
+        LandlockStatus::Available {
+            effective_abi: abi,
+            kernel_abi: None,
+        }
+    }
+
+    #[test]
+    fn hard_mode_accepts_what_was_planned() {
+        // A kernel at or past the target: everything enforced.
+        judge(7, &RulesetStatus::FullyEnforced, &kernel(ABI::V7)).expect("V7 kernel");
+        judge(6, &RulesetStatus::FullyEnforced, &kernel(ABI::V6)).expect("V6 kernel");
+        // An older kernel the planner accepted (namespaces cover scopes and ioctl).
+        judge(4, &RulesetStatus::PartiallyEnforced, &kernel(ABI::V4)).expect("V4 kernel");
+    }
+
+    #[test]
+    fn hard_mode_refuses_what_would_not_hold() {
+        for (planned, ruleset, k, what) in [
+            (
+                6,
+                RulesetStatus::NotEnforced,
+                LandlockStatus::NotEnabled,
+                "not enforced",
+            ),
+            (
+                6,
+                RulesetStatus::NotEnforced,
+                LandlockStatus::NotImplemented,
+                "not enforced",
+            ),
+            (
+                6,
+                RulesetStatus::PartiallyEnforced,
+                kernel(ABI::V4),
+                "less than",
+            ),
+            (
+                6,
+                RulesetStatus::PartiallyEnforced,
+                kernel(ABI::V6),
+                "partly",
+            ),
+            (
+                7,
+                RulesetStatus::PartiallyEnforced,
+                kernel(ABI::V7),
+                "partly",
+            ),
+        ] {
+            let err = judge(planned, &ruleset, &k).expect_err(what);
+            assert!(err.contains(what), "{err}");
+            assert!(
+                err.contains("--best-effort"),
+                "says how to run anyway: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_target_abi_names_the_rights_warden_relies_on() {
+        let all = AccessFs::from_all(TARGET_ABI);
+        for r in [AccessFs::Refer, AccessFs::Truncate, AccessFs::IoctlDev] {
+            assert!(all.contains(r), "{r:?}");
+        }
+        assert_eq!(
+            ABI::V6,
+            TARGET_ABI,
+            "raising the target is a reviewed change"
+        );
     }
 }

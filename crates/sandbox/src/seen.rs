@@ -38,6 +38,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// fanotify file handle → index into the plan's hidden files.
+type HandleIndex = Vec<(Vec<u8>, usize)>;
+
 /// One hidden-file open, as read from the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -227,7 +230,7 @@ impl HiddenWatch {
     }
 
     /// (group, handle → plan index) for the files init handed over.
-    fn arm(&self) -> Result<(OwnedFd, Vec<(Vec<u8>, usize)>), String> {
+    fn arm(&self) -> Result<(OwnedFd, HandleIndex), String> {
         let _ = self
             .table
             .set_read_timeout(Some(std::time::Duration::from_secs(5)));

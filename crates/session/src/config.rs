@@ -206,7 +206,8 @@ pub enum ConnectScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LandlockConfig {
     pub abi: i32,
-    /// Refuse to run unless every requested right is enforced (ABI 6+, not best effort).
+    /// Not best effort: refuse to run unless Landlock reports the ruleset enforced as
+    /// planned (`warden_sandbox::lock::judge`).
     pub hard: bool,
     pub connect: ConnectScope,
 }
@@ -362,7 +363,7 @@ impl SessionConfig {
         };
         let landlock = LandlockConfig {
             abi: f.landlock_abi,
-            hard: !opts.best_effort && f.landlock_abi >= 6,
+            hard: !opts.best_effort,
             connect: if f.user_namespaces {
                 ConnectScope::Namespace
             } else {
@@ -477,7 +478,7 @@ impl SessionConfig {
             "landlock  ABI {}{}",
             self.landlock.abi,
             if self.landlock.hard {
-                " (hard: every right enforced)"
+                " (hard: refuses to run unless enforced as planned)"
             } else {
                 ""
             }

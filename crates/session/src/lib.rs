@@ -33,6 +33,9 @@
 //! daemon and control sockets. `warden run` (crates/cli/src/cmd/run.rs) parses arguments, calls
 //! [`SessionConfig::resolve`], [`Session::start`] and [`SessionHandle::wait`], and prints.
 
+// No unwrap on input-dependent paths in library code; tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod approval;
 pub mod config;
 pub mod control;

@@ -18,6 +18,7 @@
 //! The crate itself has no `unsafe` code (`forbid(unsafe_code)`): rustix holds it.
 
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod fdpass;
 pub mod procfs;

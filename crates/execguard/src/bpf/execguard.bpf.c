@@ -26,7 +26,7 @@
  *  - bprm_committed_creds: after the point of no return, marks the task as a build tool
  *    when its new image is one (a failed exec cannot leave the mark behind).
  */
-#include "vmlinux.h"
+#include <vmlinux.h> /* src/bpf/vmlinux.h, or a dump build.rs put first on the path */
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>

@@ -203,8 +203,8 @@ fn landlock_abi_matrix() {
         assert_eq!(c.landlock.hard, hard, "abi {abi}");
         assert_eq!(c.proxy, proxy, "abi {abi}");
     }
-    // With namespaces, ABI 4 is not hard; 6 is.
-    for (abi, hard) in [(4, false), (6, true)] {
+    // With namespaces, ABI 4 runs too; without --best-effort both are hard.
+    for (abi, hard) in [(4, true), (6, true)] {
         let mut h = full();
         h.sandbox.landlock_abi = abi;
         let c = resolve(&h, &opts()).expect("resolves");
