@@ -91,7 +91,10 @@ pub struct Ctx<'a> {
     pub home: PathBuf,
     pub headless: bool,
     pub files: FileRules,
-    pub exec: Result<ExecRules, String>,
+    /// Compiled on first use: most tool calls run no program, and resolving the rules'
+    /// names looks through every search directory (the hook runs once per tool call).
+    exec: std::cell::OnceCell<Result<ExecRules, String>>,
+    identity: std::sync::Arc<dyn Identity>,
     pub net: Result<NetRules, String>,
 }
 
@@ -133,12 +136,19 @@ impl<'a> Ctx<'a> {
         Ctx {
             policy,
             files: FileRules::new(policy, &anchors, None),
-            exec: ExecRules::compile(policy, &home, cache),
+            exec: std::cell::OnceCell::new(),
+            identity: cache,
             net: NetRules::from_section(&policy.network),
             cwd,
             home,
             headless,
         }
+    }
+
+    /// The program rules (see the field).
+    pub fn exec(&self) -> &Result<ExecRules, String> {
+        self.exec
+            .get_or_init(|| ExecRules::compile(self.policy, &self.home, self.identity.clone()))
     }
 
     fn policy_answer(&self, a: Option<GateAnswer>, default: GateAnswer) -> Answer {
@@ -300,7 +310,7 @@ impl<'a> Ctx<'a> {
                 reason: format!("it runs `{base}`, which is denied"),
             });
         }
-        let rules = match &self.exec {
+        let rules = match self.exec() {
             Ok(r) => r,
             Err(e) => {
                 return Some(Judgement {
