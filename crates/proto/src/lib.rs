@@ -13,6 +13,7 @@
 //! - [`accept`]: an accept loop for unix sockets with a cap on concurrent connections, in
 //!   total and per peer uid (from `SO_PEERCRED`), one thread per admitted connection.
 //! - [`rate`]: a token bucket and a per-session budget for relays.
+//! - [`socks5`]: the SOCKS5 handshake the proxy accepts from the agent, parsed without I/O.
 //! - [`msg`]: the requests and replies of the daemon socket and the session control socket,
 //!   as serde enums tagged by `op`; decoding a peer's request never panics and tells a bad
 //!   frame, an unknown op and a malformed field apart ([`msg::ErrorCode`]).
@@ -24,5 +25,6 @@ pub mod accept;
 pub mod frame;
 pub mod msg;
 pub mod rate;
+pub mod socks5;
 
 pub use frame::{Decoded, Decoder, Frame, FrameError, Limits};

@@ -563,12 +563,12 @@ pub async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
 async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
     use tokio::io::AsyncWriteExt;
     let started = Instant::now();
-    let Ok(Some((host, port))) =
+    let Ok(Some((host, port, early))) =
         tokio::time::timeout(REQUEST_DEADLINE, socks5_request(&mut s)).await
     else {
         return;
     };
-    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
+    let reply = warden_proto::socks5::reply;
     match ctx.connect_as(&host, port, "SOCKS5").await {
         Err(r) => {
             emit(
@@ -583,6 +583,10 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
         }
         Ok((mut up, _, rule)) => {
             if s.write_all(&reply(0)).await.is_err() {
+                return;
+            }
+            // Bytes the client sent after its request without waiting for our reply.
+            if !early.is_empty() && up.write_all(&early).await.is_err() {
                 return;
             }
             let (a, b) = tokio::io::copy_bidirectional(&mut s, &mut up)
@@ -603,69 +607,53 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
     }
 }
 
-/// Reads a SOCKS5 greeting and CONNECT request, answering protocol errors itself.
-async fn socks5_request(s: &mut TcpStream) -> Option<(String, u16)> {
+/// Reads a SOCKS5 greeting and CONNECT request, answering protocol errors itself (the
+/// parsing is `warden_proto::socks5`'s, bounded by the protocol's own lengths).
+/// Returns the target and any bytes the client sent after the request (tunnel data).
+async fn socks5_request(s: &mut TcpStream) -> Option<(String, u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut hdr = [0u8; 2];
-    if s.read_exact(&mut hdr).await.is_err() {
-        return None;
-    }
-    let mut methods = vec![0u8; hdr[1] as usize];
-    if s.read_exact(&mut methods).await.is_err() {
-        return None;
-    }
-    if !methods.contains(&0) {
-        let _ = s.write_all(&[5, 0xff]).await;
-        return None;
-    }
-    if s.write_all(&[5, 0]).await.is_err() {
-        return None;
-    }
-    let mut req = [0u8; 4];
-    if s.read_exact(&mut req).await.is_err() {
-        return None;
-    }
-    let reply = |code: u8| [5, code, 0, 1, 0, 0, 0, 0, 0, 0];
-    if req[1] != 1 {
-        let _ = s.write_all(&reply(7)).await; // command not supported
-        return None;
-    }
-    let host = match req[3] {
-        1 => {
-            let mut a = [0u8; 4];
-            if s.read_exact(&mut a).await.is_err() {
+    use warden_proto::socks5::{self, Greeting, Request};
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 512];
+    // The client may not send its request before our method reply: one stage at a time,
+    // and nothing past what the stage needs is kept.
+    let used = loop {
+        match socks5::greeting(&buf) {
+            Greeting::NeedMore if buf.len() < socks5::MAX_GREETING => {}
+            Greeting::NoAuth { used } => break used,
+            Greeting::NoAcceptableMethod => {
+                let _ = s.write_all(&socks5::NO_ACCEPTABLE).await;
                 return None;
             }
-            std::net::Ipv4Addr::from(a).to_string()
+            Greeting::NeedMore | Greeting::BadVersion => return None,
         }
-        4 => {
-            let mut a = [0u8; 16];
-            if s.read_exact(&mut a).await.is_err() {
-                return None;
-            }
-            format!("[{}]", std::net::Ipv6Addr::from(a))
-        }
-        3 => {
-            let mut len = [0u8; 1];
-            if s.read_exact(&mut len).await.is_err() {
-                return None;
-            }
-            let mut name = vec![0u8; len[0] as usize];
-            if s.read_exact(&mut name).await.is_err() {
-                return None;
-            }
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        _ => {
-            let _ = s.write_all(&reply(8)).await;
-            return None;
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
-    let mut p = [0u8; 2];
-    if s.read_exact(&mut p).await.is_err() {
+    buf.drain(..used);
+    if s.write_all(&socks5::NO_AUTH).await.is_err() {
         return None;
     }
-    Some((host, u16::from_be_bytes(p)))
+    loop {
+        match socks5::request(&buf) {
+            Request::NeedMore if buf.len() < socks5::MAX_REQUEST => {}
+            Request::Connect { host, port, used } => {
+                buf.drain(..used);
+                return Some((host, port, buf));
+            }
+            Request::Refused(code) => {
+                let _ = s.write_all(&socks5::reply(code)).await;
+                return None;
+            }
+            Request::NeedMore => return None,
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// The resolved addresses a connection may use (`allowed` decides each one); none: the
