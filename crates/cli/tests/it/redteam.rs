@@ -3,8 +3,9 @@
 //! `warden approve` output and the supervisor's terminal; the audit store).
 //! Hermetic HOME; the agent's attack is a python3 script in the workspace.
 
+use super::common::{text, warden};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct T {
@@ -27,8 +28,8 @@ impl T {
     }
 
     fn warden(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
-        c.env("HOME", &self.home).current_dir(&self.ws);
+        let mut c = warden(&self.home);
+        c.current_dir(&self.ws);
         c
     }
 
@@ -59,15 +60,6 @@ def report(what):
          "verdict": "deny", "reason": "r", "extra": {}}
     return frame(1, json.dumps(d).encode())
 "#;
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A gate ask's `rule` comes from inside the sandbox (anything may connect to the socket
 /// and send a KIND_ASK frame). It was printed raw on the human's terminal, both by

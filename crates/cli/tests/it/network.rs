@@ -2,25 +2,28 @@
 //! sandbox against servers the test starts on the host. Names come from a test hosts file
 //! read by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
 
-use std::path::{Path, PathBuf};
+use super::common::{text, Scratch};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 struct T {
-    root: PathBuf,
-    ws: PathBuf,
+    s: Scratch,
     server: Child,
     port: u16,
 }
 
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-net-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let ws = root.join("ws");
-        let srv = root.join("srv");
-        std::fs::create_dir_all(&ws).unwrap();
+        let s = Scratch::beside("warden-net", name);
+        let srv = s.root.join("srv");
         std::fs::create_dir_all(&srv).unwrap();
-        std::fs::create_dir_all(root.join("home")).unwrap();
         std::fs::write(srv.join("hello.txt"), "hello through warden\n").unwrap();
         let port = {
             let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -39,12 +42,7 @@ impl T {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        T {
-            root,
-            ws,
-            server,
-            port,
-        }
+        T { s, server, port }
     }
     fn hosts(&self, text: &str) -> String {
         let p = self.root.join("hosts");
@@ -57,7 +55,7 @@ impl T {
     fn run_with(&self, flags: &[&str], policy: &str, hosts: &str, script: &str) -> Output {
         let p = self.root.join("policy.toml");
         std::fs::write(&p, policy).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        self.warden()
             .arg("run")
             .args(flags)
             .args([
@@ -71,8 +69,6 @@ impl T {
                 script,
             ])
             .current_dir(&self.ws)
-            // Hermetic: never the developer's real home (or its warden policy).
-            .env("HOME", self.root.join("home"))
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -83,17 +79,7 @@ impl Drop for T {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A non-loopback address of this host (the sandbox has only its own loopback).
@@ -341,8 +327,9 @@ fn warden_sha(d: &[u8]) -> String {
 
 #[test]
 fn network_policy_bad_input_is_precise() {
-    let root = std::env::temp_dir().join(format!("warden-net-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
+    // Hermetic: the developer's own ~/.config/warden must not decide what `run` accepts.
+    let t = Scratch::beside("warden-net", "bad");
+    let root = &t.root;
     for (pol, want) in [
         ("[network]\nallow = [\"*\"]\n", "every host"),
         ("[network]\nallow = [\"*.com\"]\n", "too broad"),
@@ -351,7 +338,8 @@ fn network_policy_bad_input_is_precise() {
     ] {
         let p = root.join("p.toml");
         std::fs::write(&p, pol).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        let o = t
+            .warden()
             .args(["policy", "check", p.to_str().unwrap()])
             .output()
             .unwrap();
@@ -361,9 +349,10 @@ fn network_policy_bad_input_is_precise() {
             "{pol}: {}",
             text(&o)
         );
-        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        let o = t
+            .warden()
             .args(["run", "--policy", p.to_str().unwrap(), "--", "/bin/true"])
-            .current_dir(&root)
+            .current_dir(root)
             .output()
             .unwrap();
         assert_eq!(

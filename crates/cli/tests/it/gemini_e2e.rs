@@ -12,11 +12,12 @@
 //!
 //! Without Gemini installed the test prints why and passes.
 
+use super::common::text as show;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,15 +114,6 @@ fn responses(log: &[Value]) -> Vec<String> {
         }
     }
     out
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -5,38 +5,36 @@
 //! spellings and special-purpose classes refused by the real proxy. Everything is judged on
 //! the host: the supervisor's /proc status, the session log, the HTTP server's own log.
 
-use std::path::{Path, PathBuf};
+use super::common::text;
+use super::common::Scratch;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-chan-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = root.join("ws");
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, home, ws }
+        T(Scratch::beside("warden-chan", name))
     }
 
     fn cmd(&self, policy: &str, hosts: Option<&Path>, script: &str) -> Command {
         let p = self.root.join("policy.toml");
         std::fs::write(&p, policy).unwrap();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+        let mut c = self.warden();
         c.arg("run").args(["--policy", p.to_str().unwrap()]);
         if let Some(h) = hosts {
             c.args(["--proxy-hosts-file", h.to_str().unwrap()]);
         }
         c.args(["--", "/bin/bash", "-c", script])
             .current_dir(&self.ws)
-            .env("HOME", &self.home)
             .stdin(Stdio::null());
         c
     }
@@ -59,21 +57,6 @@ impl T {
     fn clear_log(&self) {
         let _ = std::fs::remove_dir_all(self.home.join(".local/state/warden/sessions"));
     }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Runs `c` and samples its VmRSS every 10 ms; (output, peak RSS in KiB).

@@ -8,25 +8,25 @@
 //!
 //! Each test also checks that the legitimate workflow keeps working.
 
+use super::common::text;
+use super::common::warden;
+use super::common::Scratch;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-struct T {
-    root: PathBuf,
-    ws: PathBuf,
-    home: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-id-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let ws = root.join("ws");
-        let home = root.join("home");
-        std::fs::create_dir_all(&ws).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        T { root, ws, home }
+        T(Scratch::beside("warden-id", name))
     }
     /// These tests measure the exec guard alone: the risk score (which would freeze a
     /// session running the whole evasion corpus; see tests/risk.rs) is off.
@@ -37,13 +37,12 @@ impl T {
     }
     /// One session, with this test's own `$HOME` (so its hash cache is its own).
     fn run(&self, args: &[&str], script: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        warden(&self.home)
             .arg("run")
             .args(["--exec-guard", "seccomp"])
             .args(args)
             .args(["--", "/bin/bash", "-c", script])
             .current_dir(&self.ws)
-            .env("HOME", &self.home)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -62,20 +61,6 @@ impl T {
         assert!(st.success(), "cc {name}");
         out
     }
-}
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn sha256(p: &Path) -> String {

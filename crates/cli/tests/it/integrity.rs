@@ -5,6 +5,7 @@
 //! `WARDEN_TEST_BIN=/path/to/warden` runs these against another build (e.g. an older one, to
 //! see them fail).
 
+use super::common::text as out;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -85,15 +86,6 @@ impl Drop for T {
         let _ = std::fs::remove_dir_all(&self.root);
         let _ = std::fs::remove_dir_all(&self.victim);
     }
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ok(o: &Output) -> String {

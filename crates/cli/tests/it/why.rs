@@ -1,15 +1,13 @@
 //! `warden why` outside a session (inside one it is exercised by `completeness.rs`): the
 //! rule, the effect and the policy line a human adds, with exit code 6 when denied.
 
-use std::process::Command;
+use super::common::warden;
 
 fn why(home: &std::path::Path, ws: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = warden(home)
         .arg("why")
         .args(args)
         .current_dir(ws)
-        .env("HOME", home)
-        .env_remove("WARDEN_SANDBOX")
         .output()
         .unwrap();
     (

@@ -2,24 +2,24 @@
 //! the attack inside the sandbox, asserts it failed, and checks the host was not touched;
 //! each "must work" case asserts the everyday workflow still runs.
 
+use super::common::text as out;
+use super::common::Scratch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     /// A scratch tree: `home` (a fake $HOME with fake credentials) and `home/proj` (the workspace).
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = home.join("proj");
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, home, ws }
+        T(Scratch::nested("warden-it", name))
     }
 
     fn write(&self, rel: &str, text: &str) -> PathBuf {
@@ -30,11 +30,9 @@ impl T {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+        let mut c = self.warden();
         c.arg("run").args(args);
-        c.current_dir(&self.ws)
-            .env("HOME", &self.home)
-            .stdin(Stdio::null());
+        c.current_dir(&self.ws).stdin(Stdio::null());
         c
     }
 
@@ -54,21 +52,6 @@ impl T {
         std::fs::write(&p, text).unwrap();
         p.display().to_string()
     }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ok(o: &Output) -> String {

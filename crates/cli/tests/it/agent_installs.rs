@@ -7,25 +7,25 @@
 //! (exit 4 stays "missing kernel feature"), package caches are writable without the host's
 //! copy ever changing, and an agent's OAuth credentials are visible to its own profile only.
 
+use super::common::text as show;
+use super::common::warden;
+use super::common::Scratch;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-inst-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = root.join("ws");
-        std::fs::create_dir_all(&ws).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        T { root, home, ws }
+        T(Scratch::beside("warden-inst", name))
     }
 
     /// A fake agent: a script printing `marker` and its arguments.
@@ -58,32 +58,15 @@ impl T {
             .map(|p| p.display().to_string())
             .collect();
         path.push("/usr/local/bin:/usr/bin:/bin".into());
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        warden(&self.home)
             .arg("run")
             .args(args)
             .current_dir(&self.ws)
-            .env("HOME", &self.home)
             .env("PATH", path.join(":"))
-            .env_remove("XDG_CONFIG_HOME")
             .stdin(Stdio::null())
             .output()
             .expect("spawn warden")
     }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ran(o: &Output, marker: &str) {
@@ -437,10 +420,9 @@ fn agent_credentials_stay_with_their_agent() {
         ("generic", "platform.claude.com:443", false),
         ("codex", "claude.ai:443", false),
     ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        let o = warden(&t.home)
             .args(["explain", "--profile", profile, "--connect", host])
             .current_dir(&t.ws)
-            .env("HOME", &t.home)
             .output()
             .unwrap();
         let so = String::from_utf8_lossy(&o.stdout);

@@ -4,6 +4,7 @@
 //! corpus stops advancing), nothing inside could thaw it, `warden thaw` resumes it, and
 //! `warden kill` ends it (the session exits 6). A benign session never warns.
 
+use super::common::warden;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,9 +25,8 @@ impl T {
         T { root, home, ws }
     }
     fn warden(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        warden(&self.home)
             .args(args)
-            .env("HOME", &self.home)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -96,7 +96,7 @@ fn evasion_corpus_freezes_the_tree_and_only_a_human_thaws_or_kills_it() {
         ));
     }
     script.push_str("echo done >> progress; wait\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let mut child = warden(&t.home)
         .args([
             "run",
             "--policy",
@@ -107,7 +107,6 @@ fn evasion_corpus_freezes_the_tree_and_only_a_human_thaws_or_kills_it() {
             &script,
         ])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -202,10 +201,9 @@ fn a_benign_session_never_warns() {
         for i in $(seq 1 20); do cc -o main main.c; ./main; echo $i > f$i; git add -A; \
         git commit -qm c$i; done; ls /nonexistent 2>/dev/null || true; \
         /usr/bin/python3 -c 'print(1)'; echo benign-ok";
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = warden(&t.home)
         .args(["run", "--", "/bin/bash", "-c", script])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -304,10 +302,9 @@ fn top_json_lists_two_concurrent_sessions() {
     let t = T::new("top");
     std::fs::create_dir_all(t.ws.join("b")).unwrap();
     let spawn = |dir: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        warden(&t.home)
             .args(["run", "--quiet", "--", "/bin/bash", "-c", "sleep 30"])
             .current_dir(dir)
-            .env("HOME", &t.home)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -14,11 +14,13 @@
 //!   /proc/*/environ, files), nor in the supervisor's own /proc/<pid>/environ, while the
 //!   server received it in its Authorization header.
 
+use super::common::warden;
+use super::common::Scratch;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,27 +30,18 @@ const FIXTURE: &str = "/work/shared/fixtures/claude-code/hook-events-2.1.330.jso
 /// advisor wiring keeps it out of the sandbox.
 const KEY_VAR: &str = "ADVISOR_MODEL_CRED";
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root =
-            std::env::temp_dir().join(format!("warden-advisor-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = home.join("proj");
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, home, ws }
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+        T(Scratch::nested("warden-advisor", name))
     }
 }
 
@@ -205,12 +198,11 @@ fn run(t: &T, policy: &Path, key: &str, script: &str) -> (String, Vec<u8>) {
         "set -u\ncd {ws}\ntouch started\nwhile [ ! -e go ]; do sleep 0.05; done\n{script}",
         ws = t.ws.display()
     );
-    let child = Command::new(W)
+    let child = warden(&t.home)
         .args(["run", "--policy"])
         .arg(policy)
         .args(["--", "/bin/bash", "-c", &full])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env(KEY_VAR, key)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -471,12 +463,11 @@ fn a_workspace_file_cannot_point_or_switch_off_the_advisor() {
         "[advisor]\nendpoint = \"http://127.0.0.1:1/v1/chat/completions\"\n",
     ] {
         std::fs::write(t.ws.join(".warden.toml"), doc).unwrap();
-        let o = Command::new(W)
+        let o = warden(&t.home)
             .args(["run", "--policy"])
             .arg(&policy)
             .args(["--", "/bin/true"])
             .current_dir(&t.ws)
-            .env("HOME", &t.home)
             .env(KEY_VAR, "k")
             .stdin(Stdio::null())
             .output()
@@ -490,12 +481,11 @@ fn a_workspace_file_cannot_point_or_switch_off_the_advisor() {
     }
     // No key in warden's environment: the session runs, and says what grey calls will get.
     std::fs::remove_file(t.ws.join(".warden.toml")).unwrap();
-    let o = Command::new(W)
+    let o = warden(&t.home)
         .args(["run", "--policy"])
         .arg(&policy)
         .args(["--", "/bin/true"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env_remove(KEY_VAR)
         .stdin(Stdio::null())
         .output()
@@ -515,12 +505,11 @@ fn a_workspace_file_cannot_point_or_switch_off_the_advisor() {
         1,
     );
     std::fs::write(&policy, text).unwrap();
-    let o = Command::new(W)
+    let o = warden(&t.home)
         .args(["run", "--policy"])
         .arg(&policy)
         .args(["--", "/bin/true"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env(KEY_VAR, "k")
         .stdin(Stdio::null())
         .output()
@@ -596,12 +585,11 @@ hook mcp {w} hook claude
     );
     // The claude profile: agent state under ~/.claude, so the supervisor reads transcripts.
     let full = format!("set -u\ncd {}\n{script}", t.ws.display());
-    let o = Command::new(W)
+    let o = warden(&t.home)
         .args(["run", "--profile", "claude", "--policy"])
         .arg(&policy)
         .args(["--", "/bin/bash", "-c", &full])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env(KEY_VAR, "k-transcript")
         .stdin(Stdio::null())
         .output()

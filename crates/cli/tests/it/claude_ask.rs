@@ -24,6 +24,7 @@
 //! `[network] allow`ed ports are bridged (the loopback gateway); a loopback `ask` entry is
 //! reached only through the proxy.
 
+use super::common::text;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -252,15 +253,6 @@ fn result_text(r: &Value) -> String {
             .join("\n"),
         _ => String::new(),
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// One session: hermetic HOME and workspace, the model server, the ask server, the policy.

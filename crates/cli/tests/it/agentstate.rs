@@ -3,26 +3,26 @@
 //! and executable keys are held for `warden held`. Every case is judged from the host after
 //! the session, and checks that the everyday workflow (state persisting, history) still works.
 
+use super::common::text as out;
+use super::common::Scratch;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const W: &str = env!("CARGO_BIN_EXE_warden");
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-as-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = home.join("proj");
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, home, ws }
+        T(Scratch::nested("warden-as", name))
     }
 
     fn cfg(&self) -> PathBuf {
@@ -34,12 +34,8 @@ impl T {
     }
 
     fn warden(&self) -> Command {
-        let mut c = Command::new(W);
-        c.current_dir(&self.ws)
-            .env("HOME", &self.home)
-            .env_remove("WARDEN_SANDBOX")
-            .env_remove("XDG_STATE_HOME")
-            .stdin(Stdio::null());
+        let mut c = self.0.warden();
+        c.current_dir(&self.ws).stdin(Stdio::null());
         c
     }
 
@@ -61,21 +57,6 @@ impl T {
         c.arg("held").args(args);
         c.output().expect("spawn warden held")
     }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ok(o: &Output) -> String {

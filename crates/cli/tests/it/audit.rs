@@ -3,6 +3,8 @@
 //! store verifying, claims marked as claims in `warden log`/`sessions`/`export`, and a claim
 //! flood limited.
 
+use super::common::text;
+use super::common::warden;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use warden_audit::{AuditStore, AuditWriter, Head, SessionEnd, SessionInfo, WriterConfig};
@@ -24,10 +26,8 @@ impl T {
         self.root.join("audit.db")
     }
     fn warden(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        warden(&self.root)
             .args(args)
-            .env("HOME", &self.root)
-            .env_remove("WARDEN_AUDIT_DB")
             .env("NO_COLOR", "1")
             .output()
             .unwrap()
@@ -53,15 +53,6 @@ impl Drop for T {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn decision(session: &str, layer: Layer, what: &str, rule: &str, v: Verdict) -> Decision {
@@ -507,7 +498,7 @@ fn log_follow_prints_new_rows_and_ends_with_the_session() {
     .unwrap();
     w.flush().unwrap();
     let db = t.db();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let mut child = warden(&t.root)
         .args(["log", "--follow", "--store", db.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

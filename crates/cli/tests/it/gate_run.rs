@@ -11,33 +11,27 @@
 //! Outside a sandbox: the whole-hook deadline denies on input that never ends, and a sparse
 //! 64 GiB program on PATH is denied in well under a second.
 
+use super::common::warden;
+use super::common::Scratch;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const W: &str = env!("CARGO_BIN_EXE_warden");
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-gate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = home.join("proj");
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, home, ws }
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+        T(Scratch::nested("warden-gate", name))
     }
 }
 
@@ -93,12 +87,11 @@ hook after_tamper {w} hook claude
         ws = t.ws.display(),
         w = W
     );
-    let o = Command::new(W)
+    let o = warden(&t.home)
         .args(["run", "--policy"])
         .arg(&user_policy)
         .args(["--", "/bin/bash", "-c", &script])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .stdin(Stdio::null())
         .output()
         .expect("spawn warden run");
@@ -159,11 +152,9 @@ fn outside_a_run_the_user_policy_is_used() {
         "[exec]\ndeny = [\"curl\"]\n",
     )
     .unwrap();
-    let mut c = Command::new(W)
+    let mut c = warden(&t.home)
         .args(["hook", "claude"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
-        .env_remove("WARDEN_SANDBOX")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -182,10 +173,9 @@ fn outside_a_run_the_user_policy_is_used() {
 fn the_deadline_denies_input_that_never_ends() {
     let t = T::new("deadline");
     let start = Instant::now();
-    let mut c = Command::new(W)
+    let mut c = warden(&t.home)
         .args(["hook", "claude", "--deadline-ms", "300"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -223,10 +213,9 @@ fn a_sparse_64_gib_program_on_path_is_denied_within_a_second() {
         .unwrap();
     let path = format!("{}:/usr/bin:/bin", bin.display());
     let start = Instant::now();
-    let mut c = Command::new(W)
+    let mut c = warden(&t.home)
         .args(["hook", "claude"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env("PATH", &path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -255,13 +244,11 @@ fn install_defaults_to_user_scope_and_dry_run_names_the_file() {
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, "{\"zeta\": 1, \"alpha\": 2}\n").unwrap();
     let run = |args: &[&str]| {
-        Command::new(W)
+        warden(&t.home)
             .args(args)
             .arg("--root")
             .arg(&root)
             .current_dir(&t.ws)
-            .env("HOME", &t.home)
-            .env_remove("WARDEN_SANDBOX")
             .output()
             .unwrap()
     };
@@ -336,10 +323,9 @@ fn a_sandbox_without_its_policy_channel_denies_everything() {
     // cannot know the run's policy, so even `ls` is denied, with the reason.
     assert!(!Path::new(warden_policy_gate_file()).exists());
     let t = T::new("broken");
-    let mut c = Command::new(W)
+    let mut c = warden(&t.home)
         .args(["hook", "claude"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env("WARDEN_SANDBOX", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -2,21 +2,23 @@
 //! the evasion corpus against a denied copy of a real program (curl), in enforce and audit
 //! mode; what must keep working; and the rename/string-swap races.
 
+use super::common::warden;
+use super::common::{text, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-struct T {
-    root: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-eg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let ws = root.join("ws");
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, ws }
+        T(Scratch::beside("warden-eg", name))
     }
     /// These tests measure the exec guard alone: the risk score (which would freeze a
     /// session running the whole evasion corpus; see tests/risk.rs) is off.
@@ -25,8 +27,9 @@ impl T {
         std::fs::write(&p, format!("{text}\n[risk]\nenabled = false\n")).unwrap();
         p.display().to_string()
     }
+    /// Hermetic: the scratch `$HOME`, never the developer's `~/.config/warden`.
     fn run(&self, args: &[&str], script: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_warden"))
+        self.warden()
             .arg("run")
             .args(args)
             .args(["--", "/bin/bash", "-c", script])
@@ -49,20 +52,6 @@ impl T {
         assert!(st.success(), "cc {name}");
         out
     }
-}
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--stdout--\n{}\n--stderr--\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const DENY_CURL: &str = "[exec]\ndeny = [\"curl\"]\n";
@@ -149,7 +138,7 @@ fn audit_mode_logs_but_allows() {
     let home = t.root.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let p = t.policy("[exec]\ndeny = [\"curl\"]\naction = \"audit\"\n");
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = warden(&home)
         .args([
             "run",
             "--policy",
@@ -160,7 +149,6 @@ fn audit_mode_logs_but_allows() {
             &case("copy", "./c-copy --version"),
         ])
         .current_dir(&t.ws)
-        .env("HOME", &home)
         .output()
         .unwrap();
     assert!(
@@ -320,10 +308,9 @@ fn allowlist_mode_denies_unknown_and_padded_copies() {
     // Without --no-index and without an index, allowlist mode refuses to start.
     let home = t.root.join("emptyhome");
     std::fs::create_dir_all(&home).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = warden(&home)
         .args(["run", "--policy", &p, "--", "/bin/true"])
         .current_dir(&t.ws)
-        .env("HOME", &home)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -438,7 +425,8 @@ fn cargo_build_and_test_work_in_denylist_mode() {
         "{}:/usr/local/bin:/usr/bin:/bin",
         cargo.join("bin").display()
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = t
+        .warden()
         .args(["run", "--policy", &p, "--", "/bin/bash", "-c", "cd hello && cargo build -q --offline && ./target/debug/hello && cargo test -q --offline 2>&1 | tail -3"])
         .current_dir(&t.ws)
         .env("PATH", path)
@@ -495,10 +483,9 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
     let cache = home.join(".local/state/warden/hash-cache.bin");
     std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
     std::fs::write(&cache, b"WRDNHC01 garbage that is not a cache").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = warden(&home)
         .args(["run", "--", "/bin/bash", "-c", &cmd])
         .current_dir(&t.ws)
-        .env("HOME", &home)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -510,10 +497,9 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
     assert!(!marker.exists(), "ran despite bad exec input");
     // Removing it lets warden rebuild it.
     std::fs::remove_file(&cache).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let o = warden(&home)
         .args(["run", "--", "/bin/true"])
         .current_dir(&t.ws)
-        .env("HOME", &home)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));

@@ -12,6 +12,7 @@
 //! relay of hook reports. The attempts that stay invisible are listed in the README
 //! ("Blocked attempts: what is recorded"); this test covers the recorded ones.
 
+use super::common::warden;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -213,14 +214,13 @@ try net_allowed /usr/bin/python3 -c 'import urllib.request; print(urllib.request
 "#,
         w = W
     );
-    let o = Command::new(W)
+    let o = warden(&t.home)
         .args(["run", "--policy"])
         .arg(&policy)
         .arg("--proxy-hosts-file")
         .arg(&hosts)
         .args(["--", "/bin/bash", "-c", &script])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .env("GITHUB_TOKEN", "ghp_TOPSECRET")
         .stdin(Stdio::null())
         .output()
@@ -325,10 +325,9 @@ try net_allowed /usr/bin/python3 -c 'import urllib.request; print(urllib.request
     );
 
     // ---- every block is in the session's log, with layer and rule ----
-    let lo = Command::new(W)
+    let lo = warden(&t.home)
         .args(["log", "--json"])
         .current_dir(&t.ws)
-        .env("HOME", &t.home)
         .output()
         .unwrap();
     assert!(lo.status.success(), "warden log: {lo:?}");
