@@ -5,17 +5,14 @@
 //! server never saw. Hermetic HOME, loopback only; names come from a test hosts file read
 //! by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
 
-use super::common::text;
-use super::common::warden;
+use super::common::{text, wait_until, warden, Scratch};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+    s: Scratch,
     server: Child,
     port: u16,
     /// Extra `warden run` flags.
@@ -24,16 +21,19 @@ struct T {
     extra: String,
 }
 
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-appr-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let ws = root.join("ws");
+        let s = Scratch::beside("warden-appr", name);
+        let root = s.root.clone();
         let srv = root.join("srv");
-        let home = root.join("home");
-        for d in [&ws, &srv, &home] {
-            std::fs::create_dir_all(d).unwrap();
-        }
+        std::fs::create_dir_all(&srv).unwrap();
         for f in ["one", "two", "three", "four", "a1", "a2", "b1"] {
             std::fs::write(srv.join(f), format!("served {f}\n")).unwrap();
         }
@@ -57,21 +57,16 @@ impl T {
             .stderr(log)
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         std::fs::write(
             root.join("hosts"),
             "127.0.0.1 ask-a.test\n127.0.0.1 ask-b.test\n",
         )
         .unwrap();
         T {
-            root,
-            home,
-            ws,
+            s,
             server,
             port,
             flags: Vec::new(),
@@ -184,7 +179,6 @@ impl Drop for T {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 

@@ -12,28 +12,32 @@
 //! relay of hook reports. The attempts that stay invisible are listed in the README
 //! ("Blocked attempts: what is recorded"); this test covers the recorded ones.
 
-use super::common::warden;
-use std::path::{Path, PathBuf};
+use super::common::{wait_until, warden, Scratch};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 const W: &str = env!("CARGO_BIN_EXE_warden");
 
 struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+    s: Scratch,
     server: Child,
     port: u16,
 }
 
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
 impl T {
     fn new() -> T {
-        let root = std::env::temp_dir().join(format!("warden-complete-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = root.join("ws");
+        let s = Scratch::beside("warden-complete", "session");
+        let root = s.root.clone();
         let srv = root.join("srv");
-        for d in [&ws, &srv, &home.join(".ssh")] {
+        for d in [&srv, &s.home.join(".ssh")] {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(srv.join("hello.txt"), "hello through warden\n").unwrap();
@@ -56,19 +60,10 @@ impl T {
             .stderr(log)
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        T {
-            root,
-            home,
-            ws,
-            server,
-            port,
-        }
+        wait_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        T { s, server, port }
     }
 
     fn host_git(&self, args: &[&str]) -> Output {
@@ -90,7 +85,6 @@ impl Drop for T {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 

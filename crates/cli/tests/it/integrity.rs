@@ -6,6 +6,7 @@
 //! see them fail).
 
 use super::common::text as out;
+use super::common::{Scratch, SCRUBBED_ENV};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -16,31 +17,27 @@ fn warden() -> PathBuf {
 }
 
 struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+    s: Scratch,
     /// A host directory outside every masked tree (visible to the sandbox's init, not
     /// readable by the agent): where a privileged helper following a symlink would land.
     victim: PathBuf,
 }
 
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.s
+    }
+}
+
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-ig-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = home.join("proj");
-        std::fs::create_dir_all(&ws).unwrap();
+        let s = Scratch::nested("warden-ig", name);
         let victim = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("victim-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&victim);
         std::fs::create_dir_all(&victim).unwrap();
-        T {
-            root,
-            home,
-            ws,
-            victim,
-        }
+        T { s, victim }
     }
 
     fn sh(&self, script: &str) -> Output {
@@ -48,8 +45,12 @@ impl T {
     }
 
     fn sh_with(&self, args: &[&str], script: &str) -> Output {
-        Command::new(warden())
-            .arg("run")
+        let mut c = Command::new(warden());
+        // Hermetic like `common::warden`, but the binary may be another build.
+        for v in SCRUBBED_ENV {
+            c.env_remove(v);
+        }
+        c.arg("run")
             .args(args)
             .args(["--", "/bin/bash", "-c", script])
             .current_dir(&self.ws)
@@ -83,7 +84,6 @@ impl T {
 
 impl Drop for T {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
         let _ = std::fs::remove_dir_all(&self.victim);
     }
 }

@@ -2,9 +2,10 @@
 //! sandbox against servers the test starts on the host. Names come from a test hosts file
 //! read by the proxy (`--proxy-hosts-file`, a supervisor flag the agent cannot set).
 
-use super::common::{text, Scratch};
+use super::common::{text, wait_until, Scratch};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 struct T {
     s: Scratch,
@@ -36,12 +37,9 @@ impl T {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         T { s, server, port }
     }
     fn hosts(&self, text: &str) -> String {

@@ -4,25 +4,23 @@
 //! corpus stops advancing), nothing inside could thaw it, `warden thaw` resumes it, and
 //! `warden kill` ends it (the session exits 6). A benign session never warns.
 
-use super::common::warden;
-use std::path::{Path, PathBuf};
+use super::common::{warden, Scratch};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct T {
-    root: PathBuf,
-    home: PathBuf,
-    ws: PathBuf,
+struct T(Scratch);
+
+impl std::ops::Deref for T {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl T {
     fn new(name: &str) -> T {
-        let root = std::env::temp_dir().join(format!("warden-risk-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let home = root.join("home");
-        let ws = home.join("proj");
-        std::fs::create_dir_all(&ws).unwrap();
-        T { root, home, ws }
+        T(Scratch::nested("warden-risk", name))
     }
     fn warden(&self, args: &[&str]) -> std::process::Output {
         warden(&self.home)
@@ -33,12 +31,6 @@ impl T {
     }
     fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.ws.join(rel)).unwrap_or_default()
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
