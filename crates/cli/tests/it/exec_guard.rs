@@ -21,7 +21,7 @@ impl T {
         T(Scratch::beside("warden-eg", name))
     }
     /// These tests measure the exec guard alone: the risk score (which would freeze a
-    /// session running the whole evasion corpus; see tests/risk.rs) is off.
+    /// session running the whole evasion corpus; see tests/it/risk.rs) is off.
     fn policy(&self, text: &str) -> String {
         let p = self.root.join("policy.toml");
         std::fs::write(&p, format!("{text}\n[risk]\nenabled = false\n")).unwrap();
