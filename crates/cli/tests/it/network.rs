@@ -350,7 +350,7 @@ fn network_policy_bad_input_is_precise() {
         let o = t
             .warden()
             .args(["run", "--policy", p.to_str().unwrap(), "--", "/bin/true"])
-            .current_dir(root)
+            .current_dir(&t.ws)
             .output()
             .unwrap();
         assert_eq!(
@@ -360,7 +360,6 @@ fn network_policy_bad_input_is_precise() {
             text(&o)
         );
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Machines without user namespaces: no network namespace, so the proxy listens on the host's
