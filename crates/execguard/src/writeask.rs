@@ -33,11 +33,14 @@
 //!   the read-only mount refuses it. Create it on the host, then the write can ask.
 //! - `rename` over the file, `unlink`, `truncate(2)` by path, `link`, `chmod`/`chown` by
 //!   path: not trapped; the mount and Landlock refuse them.
-//! - Paths through `/proc/*/fd/*` or other symlinks the agent made: they do not name an
-//!   ask entry, so the kernel refuses them.
+//! - Paths through symlinks the agent made: they do not name an ask entry, so the kernel
+//!   refuses them. Descriptor links (`/proc/*/fd/N`, `/dev/fd/N`, `/dev/std*`) are read
+//!   (outside the agent's reach) and judged as the file they hold: re-opening a grant that
+//!   way asks again (it would otherwise pass on the writable mount the grant carries).
 //! - What the agent then writes through the granted descriptor is not known when the human
-//!   answers: the approval is one open of that file, with that content, for write (the
-//!   descriptor also allows `fchmod`, as any descriptor of one's own file does).
+//!   answers: the approval is one open of that file, with that content, for write. The
+//!   descriptor is the agent's for as long as it keeps it: writes anywhere in the file,
+//!   `ftruncate`, clearing `O_APPEND`, passing it to children.
 
 use crate::identity::{fstat, hex, sha256_fd};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -364,6 +367,15 @@ impl WriteAsks {
         let Some(abs) = lexical(&abs) else {
             return Ok(None);
         };
+        // A descriptor link names the file that descriptor holds (a grant re-opened this
+        // way asks again; it would otherwise pass on the writable mount the grant carries).
+        let abs = match fd_link_target(pid, &abs) {
+            Some(target) => match lexical(&target) {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+            None => abs,
+        };
         let Some((f, rel)) = self.lookup(&abs) else {
             return Ok(None);
         };
@@ -379,6 +391,46 @@ impl WriteAsks {
             in_flight: self.in_flight.clone(),
         }))
     }
+}
+
+/// For a descriptor link in the agent's view (`/proc/<pid>/fd/N`, `/proc/self/fd/N`,
+/// `/proc/<pid>/task/<tid>/fd/N`, `/dev/fd/N`, `/dev/stdin|stdout|stderr`): the path of the
+/// file that descriptor holds, as the host names it (the link is read through the agent's
+/// own procfs, from outside its reach). `None` when `abs` is no such link or it cannot be
+/// read (then the descriptor is not open and the kernel fails the open the same way).
+fn fd_link_target(pid: u32, abs: &Path) -> Option<PathBuf> {
+    let s = abs.to_str()?;
+    let s = match s {
+        "/dev/stdin" => "/proc/self/fd/0".to_string(),
+        "/dev/stdout" => "/proc/self/fd/1".to_string(),
+        "/dev/stderr" => "/proc/self/fd/2".to_string(),
+        _ => match s.strip_prefix("/dev/fd/") {
+            Some(n) => format!("/proc/self/fd/{n}"),
+            None => s.to_string(),
+        },
+    };
+    let rest = s.strip_prefix("/proc/")?;
+    let (who, tail) = rest.split_once('/')?;
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    let fd_tail = match tail.split('/').collect::<Vec<_>>().as_slice() {
+        ["fd", n] if digits(n) => true,
+        ["task", t, "fd", n] if digits(t) && digits(n) => true,
+        _ => false,
+    };
+    if !fd_tail {
+        return None;
+    }
+    let who = match who {
+        "self" | "thread-self" => {
+            warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Pid(pid as i32))
+                .ok()?
+                .ns_pid()?
+                .to_string()
+        }
+        w if digits(w) => w.to_string(),
+        _ => return None,
+    };
+    std::fs::read_link(format!("/proc/{pid}/root/proc/{who}/{tail}")).ok()
 }
 
 fn respond(lfd: RawFd, id: u64, v: Verdict) {

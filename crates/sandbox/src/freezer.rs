@@ -177,6 +177,16 @@ fn tree(root: i32) -> Vec<i32> {
     out
 }
 
+/// Whether the kernel shows `pid` stopped (or gone): state `T`/`t`, a zombie, or no entry.
+fn stopped(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|st| matches!(st, "T" | "t" | "Z" | "X"))
+}
+
 fn signal_all(pids: &[i32], sig: i32) {
     for &p in pids {
         if p > 1 {
@@ -208,21 +218,28 @@ impl Freezer {
                 }
             }
             Freezer::Signals(root) => {
-                // Repeat until a pass finds no new process.
+                // Repeat until a pass finds no new process AND the kernel shows every one
+                // stopped: a process a pass has not reached yet can SIGCONT those it has
+                // (red team: processes looping on kill(-1, SIGCONT) undid 3 of 10
+                // freezes). A stopped process sends nothing, so once all are stopped at
+                // once the tree stays stopped; past the deadline the caller kills.
                 let mut seen: Vec<i32> = Vec::new();
                 loop {
                     let now = tree(*root);
                     signal_all(&now, libc::SIGSTOP);
-                    if now.iter().all(|p| seen.contains(p)) {
+                    if now.iter().all(|p| seen.contains(p))
+                        && now.iter().all(|&p| p <= 1 || stopped(p))
+                    {
                         return Ok(t0.elapsed());
                     }
                     seen = now;
                     if t0.elapsed() > deadline {
                         return Err(io::Error::new(
                             io::ErrorKind::TimedOut,
-                            "the session's tree kept changing",
+                            "the session's processes did not all stay stopped (one kept resuming the others, or the tree kept changing)",
                         ));
                     }
+                    std::thread::sleep(Duration::from_micros(200));
                 }
             }
         }
@@ -282,7 +299,7 @@ impl Freezer {
                 "cgroup v2 freezer ({}): the whole tree stops at once; kill via cgroup.kill",
                 d.display()
             ),
-            Freezer::Signals(_) => "no writable cgroup v2: SIGSTOP/SIGKILL of the session's processes from outside (a process forked between passes runs until the next pass)".into(),
+            Freezer::Signals(_) => "no writable cgroup v2: SIGSTOP/SIGKILL of the session's processes from outside, repeated until the kernel shows every one stopped (a tree that keeps resuming itself is killed instead)".into(),
         }
     }
 }
@@ -296,6 +313,55 @@ mod tests {
         for s in ["", "../x", "a/b", ".hidden"] {
             assert!(SessionLeaf::create(s).is_err(), "{s}");
         }
+    }
+
+    /// The signal freezer holds against processes that keep resuming each other with
+    /// SIGCONT (red team: they undid 3 of 10 freezes): freeze either stops the whole tree
+    /// (the heartbeat stands still) or fails, and the caller kills; never "frozen" while
+    /// it runs.
+    #[test]
+    fn signal_freeze_holds_against_sigcont_loops() {
+        let dir = std::env::temp_dir().join(format!("warden-sigfreeze-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let beat = dir.join("beat");
+        let pids = dir.join("pids");
+        let script = format!(
+            "(while :; do printf %s \"$EPOCHREALTIME\" > {b}; done) & h=$!; \
+             for i in 1 2 3; do (sleep 0.2; read -r -a p < {p}; \
+               while :; do kill -CONT $$ \"${{p[@]}}\" 2>/dev/null; done) & h=\"$h $!\"; done; \
+             echo \"$h\" > {p}; wait",
+            b = beat.display(),
+            p = pids.display()
+        );
+        let mut child = std::process::Command::new("/bin/bash")
+            .args(["-c", &script])
+            .spawn()
+            .expect("spawn");
+        let read = || std::fs::read_to_string(&beat).unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(500));
+        let f = Freezer::Signals(child.id() as i32);
+        for round in 0..5 {
+            match f.freeze(Duration::from_secs(1)) {
+                Ok(_) => {
+                    let a = read();
+                    std::thread::sleep(Duration::from_millis(150));
+                    assert_eq!(
+                        a,
+                        read(),
+                        "round {round}: frozen, yet the heartbeat advanced"
+                    );
+                    f.thaw().expect("thaw");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    eprintln!("round {round}: freeze refused ({e}): the caller kills");
+                    break;
+                }
+            }
+        }
+        f.kill().expect("kill");
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A real tree (a shell forking a child that ticks a counter) is frozen, stays frozen,

@@ -290,6 +290,43 @@ pub struct Approvals {
     cv: Condvar,
     timeout: Duration,
     notify: Mutex<Vec<Notify>>,
+    /// The user's request-id counter (see [`Approvals::with_id_file`]).
+    id_file: Option<std::path::PathBuf>,
+}
+
+/// Takes the next id from the user's counter file (created on first use, mode 0600).
+fn bump_counter(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.lock()?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    let id = text
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+        .saturating_add(1)
+        .max(1);
+    f.rewind()?;
+    f.set_len(0)?;
+    f.write_all(id.to_string().as_bytes())?;
+    Ok(id)
+}
+
+/// A random id base in 1,000,000–1,999,999,999 (only when the counter file is unusable).
+fn random_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(now_ms());
+    1_000_000 + h.finish() % 1_999_000_000
 }
 
 fn now_ms() -> u128 {
@@ -310,7 +347,33 @@ impl Approvals {
             cv: Condvar::new(),
             timeout,
             notify: Mutex::new(Vec::new()),
+            id_file: None,
         })
+    }
+
+    /// A registry whose request ids come from one counter per user (a file in the state
+    /// directory, outside the sandbox, under an exclusive lock), so an id names one request
+    /// across all the user's sessions: `warden approve 7` can never answer another
+    /// session's request 7 that took the place of the one the human read. If the counter
+    /// cannot be used, ids start at a random base far above it instead.
+    pub fn with_id_file(timeout: Duration, path: std::path::PathBuf) -> Arc<Approvals> {
+        let mut a = Approvals::new(timeout);
+        if let Some(a) = Arc::get_mut(&mut a) {
+            a.id_file = Some(path);
+            if let Ok(st) = a.state.get_mut() {
+                st.next = random_base();
+            }
+        }
+        a
+    }
+
+    fn next_id(&self, st: &mut State) -> u64 {
+        if let Some(id) = self.id_file.as_deref().and_then(|p| bump_counter(p).ok()) {
+            return id;
+        }
+        let id = st.next;
+        st.next += 1;
+        id
     }
 
     pub fn timeout(&self) -> Duration {
@@ -426,8 +489,7 @@ impl Approvals {
                 reason,
             };
         }
-        let id = st.next;
-        st.next += 1;
+        let id = self.next_id(&mut st);
         let asked = now_ms();
         let req = Pending {
             id,
@@ -995,6 +1057,36 @@ mod tests {
             a.answer(1, Answer::AllowOnce, "u"),
             Err(ApprovalError::NotFound(1))
         );
+    }
+
+    /// Two sessions of one user never hand out the same id (a human's `warden approve 1`
+    /// names one request, never another session's request 1).
+    #[test]
+    fn ids_are_unique_across_a_users_sessions() {
+        let dir = std::env::temp_dir().join(format!("warden-ids-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("approval-ids");
+        let a = Approvals::with_id_file(Duration::from_secs(10), file.clone());
+        let b = Approvals::with_id_file(Duration::from_secs(10), file.clone());
+        let (ia, ra) = ask(&a, net("a.test"));
+        let (ib, rb) = ask(&b, net("b.test"));
+        let (ia2, ra2) = ask(&a, net("c.test"));
+        assert!(ia != ib && ib != ia2 && ia != ia2, "{ia} {ib} {ia2}");
+        // Session a cannot be answered with b's id, and the other way round.
+        assert!(a.answer(ib, Answer::AllowOnce, "u").is_err());
+        assert!(b.answer(ia, Answer::AllowOnce, "u").is_err());
+        for (r, id, x) in [(&a, ia, ra), (&b, ib, rb), (&a, ia2, ra2)] {
+            r.answer(id, Answer::Deny, "u").unwrap();
+            assert!(!x.recv().unwrap().allowed());
+        }
+        // An unusable counter: ids from a random base, far from the small ones.
+        let c = Approvals::with_id_file(Duration::from_secs(10), dir.join("no/such/dir/ids"));
+        let (ic, rc) = ask(&c, net("d.test"));
+        assert!(ic >= 1_000_000, "{ic}");
+        c.answer(ic, Answer::Deny, "u").unwrap();
+        assert!(!rc.recv().unwrap().allowed());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

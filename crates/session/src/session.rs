@@ -169,7 +169,10 @@ impl Session {
             .state_dir
             .join("placeholders")
             .join(format!("{}.list", config.session_id));
-        let approvals = crate::approval::Approvals::new(config.policy.approvals.timeout());
+        let approvals = crate::approval::Approvals::with_id_file(
+            config.policy.approvals.timeout(),
+            config.state_dir.join("approval-ids"),
+        );
         let mut res = Resources {
             config,
             ui,

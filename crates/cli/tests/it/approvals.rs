@@ -951,6 +951,55 @@ fn protected_write_asks_and_allow_once_writes_the_real_file() {
     );
 }
 
+/// A grant is one open: re-opening the granted descriptor through `/proc/self/fd` (or
+/// `/dev/fd`) for write asks again, like any other open of that file (red-team finding: it
+/// passed on the writable mount the grant carries). Judged on the host.
+#[test]
+fn reopening_a_grant_through_proc_fd_asks_again() {
+    let t = T::new("wask-reopen");
+    let policy = ask_write_setup(&t, 30);
+    let script = "exec 3>>ci/deploy.yml && echo grant-ok >> log || echo grant-fail >> log; \
+                  echo granted >&3; \
+                  printf 'reopened\\n' > /proc/self/fd/3 && echo reopen-ok >> log || echo reopen-fail >> log; \
+                  printf 'devfd\\n' > /dev/fd/3 && echo devfd-ok >> log || echo devfd-fail >> log; \
+                  echo legit > legit.txt && echo legit-ok >> log";
+    let child = spawn_write(&t, &policy, script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert!(first["subject"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ci/deploy.yml"));
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    // The re-open through /proc/self/fd/3 is a new request for the same file: deny it.
+    let second = t.next_pending(&[id1], Duration::from_secs(20));
+    assert!(
+        second["subject"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/ci/deploy.yml"),
+        "{second}"
+    );
+    let id2 = second["id"].as_u64().unwrap();
+    t.answer(id2, "--deny");
+    let third = t.next_pending(&[id1, id2], Duration::from_secs(20));
+    t.answer(third["id"].as_u64().unwrap(), "--deny");
+    let o = finish(child);
+    let log = std::fs::read_to_string(t.ws.join("log")).unwrap_or_default();
+    assert_eq!(
+        log,
+        "grant-ok\nreopen-fail\ndevfd-fail\nlegit-ok\n",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap(),
+        "original\ngranted\n",
+        "only the granted open wrote: {}",
+        text(&o)
+    );
+}
+
 /// No answer is a deny: the host file keeps its content.
 #[test]
 fn protected_write_timeout_leaves_the_host_file() {
