@@ -1403,43 +1403,24 @@ fn ns_pid(pid: u32) -> Option<String> {
         .and_then(|v| v.split_whitespace().last().map(str::to_string))
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
+/// Opens `abs` (absolute, in the agent's view) `O_PATH` in the agent's root: nothing is read.
+/// `nofollow`: the last component is not followed. The one opener of agent-view paths for
+/// [`readonly_in_view`] and the write asks (`crate::writeask`).
+pub(crate) fn path_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> Option<OwnedFd> {
+    use warden_sys::OFlags;
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let flags = if nofollow {
+        OFlags::PATH | OFlags::NOFOLLOW
+    } else {
+        OFlags::PATH
+    };
+    warden_sys::open_in_root(&root, abs, flags).ok()
 }
-const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Whether `abs` (absolute, in the agent's view) lies on a read-only mount there; `None`
-/// when it cannot be opened (absent). `O_PATH` in the agent's root: nothing is read.
+/// when it cannot be opened (absent).
 fn readonly_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> Option<bool> {
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-    let c = std::ffi::CString::new(abs.as_os_str().as_encoded_bytes()).ok()?;
-    let mut flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    if nofollow {
-        flags |= libc::O_NOFOLLOW as u64;
-    }
-    let how = OpenHow {
-        flags,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT,
-    };
-    // SAFETY: openat2 with a valid struct.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fresh fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = path_in_view(pid, abs, nofollow)?;
     // SAFETY: fstatvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
@@ -1500,28 +1481,15 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, T
     };
     let root = std::fs::File::open(format!("/proc/{pid}/root"))
         .map_err(|e| TargetError::os(format!("/proc/{pid}/root"), e))?;
-    let c = std::ffi::CString::new(abs.clone())
-        .map_err(|_| TargetError::other("NUL in path".into()))?;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT,
-    };
-    // SAFETY: openat2 with a valid struct.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(TargetError::os(&abs, std::io::Error::last_os_error()));
-    }
-    // SAFETY: fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    warden_sys::open_in_root(
+        &root,
+        std::path::Path::new(&abs),
+        warden_sys::OFlags::RDONLY,
+    )
+    .map_err(|e| TargetError {
+        errno: e.errno().map(|n| n.raw_os_error()),
+        msg: format!("{abs}: {e}"),
+    })
 }
 
 /// The files behind every mapping that overlaps `[addr, addr + len)` (page-rounded);

@@ -125,7 +125,6 @@ const RESOLVE_NO_XDEV: u64 = 0x01;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
-const RESOLVE_IN_ROOT: u64 = 0x10;
 
 #[repr(C)]
 struct AddFd {
@@ -216,32 +215,7 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, std::
 
 /// (dev, inode) of what `abs` names in the agent's view (`O_PATH`, nothing opened).
 fn id_in_view(pid: u32, abs: &Path, nofollow: bool) -> Option<(u64, u64)> {
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-    let c = std::ffi::CString::new(abs.as_os_str().as_encoded_bytes()).ok()?;
-    let mut flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    if nofollow {
-        flags |= libc::O_NOFOLLOW as u64;
-    }
-    let how = OpenHow {
-        flags,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT,
-    };
-    // SAFETY: openat2 with a valid struct.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fresh fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = crate::unotify::path_in_view(pid, abs, nofollow)?;
     fstat(fd.as_fd()).ok().map(|st| ident(&st))
 }
 

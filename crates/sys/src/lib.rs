@@ -164,6 +164,20 @@ pub fn open_no_links(path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
     .map_err(sys("openat2"))
 }
 
+/// `openat2(root, path, flags | O_CLOEXEC, 0)` with `RESOLVE_IN_ROOT`: `path` resolved as a
+/// process whose root is `root` would (`..` and absolute symlinks stay inside it), e.g.
+/// through `/proc/<pid>/root` to see a sandboxed process's view.
+pub fn open_in_root(root: impl AsFd, path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
+    rustix::fs::openat2(
+        root,
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::IN_ROOT,
+    )
+    .map_err(sys("openat2"))
+}
+
 /// Process file descriptors.
 pub mod pidfd {
     use super::{sys, Error};
