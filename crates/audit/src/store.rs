@@ -991,34 +991,48 @@ impl AuditStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&e)?;
-        let (first, rows): (Option<i64>, i64) = tx
-            .query_row("SELECT min(seq), count(*) FROM events", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(&e)?;
-        let Some(first) = first else {
+        // Runs at every session's start: the common case (nothing to prune) costs two
+        // primary-key lookups and the page counts; a table scan only when something is due.
+        let oldest: Option<(i64, i64)> = match tx.query_row(
+            "SELECT seq, ts_ms FROM events ORDER BY seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ) {
+            Ok(v) => Some(v),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(x) => return Err(e(x)),
+        };
+        let Some((first, first_ts)) = oldest else {
             return Ok(None);
         };
         let (head_seq, head_hash) = current_head(&tx).map_err(&e)?;
         let mut through = first - 1;
         if let Some(days) = ret.retention_days {
             let cutoff = now_ms.saturating_sub(i64::from(days) * 86_400_000);
-            // Rows before the first row that is young enough (a row with an odd old time in
-            // the middle never takes newer rows with it).
-            let young: Option<i64> = tx
-                .query_row(
-                    "SELECT min(seq) FROM events WHERE ts_ms >= ?1",
-                    [cutoff],
-                    |r| r.get(0),
-                )
-                .map_err(&e)?;
-            through = through.max(young.map_or(head_seq, |y| y - 1));
+            if first_ts < cutoff {
+                // Rows before the first row that is young enough (a row with an odd old time
+                // in the middle never takes newer rows with it).
+                let young: Option<i64> = tx
+                    .query_row(
+                        "SELECT min(seq) FROM events WHERE ts_ms >= ?1",
+                        [cutoff],
+                        |r| r.get(0),
+                    )
+                    .map_err(&e)?;
+                through = through.max(young.map_or(head_seq, |y| y - 1));
+            }
         }
         if let Some(mb) = ret.max_mb {
             let max = i64::try_from(mb)
                 .unwrap_or(i64::MAX / 2)
                 .saturating_mul(1 << 20);
             let used = (pages - free) * page_size;
+            let rows: i64 = if used > max {
+                tx.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                    .map_err(&e)?
+            } else {
+                0
+            };
             if used > max && rows > 0 {
                 let per_row = (used / rows).max(1);
                 let n = (used - max * 8 / 10) / per_row + 1;

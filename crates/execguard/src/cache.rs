@@ -210,13 +210,15 @@ impl Cache {
         self.dirty.load(Ordering::Relaxed)
     }
 
-    /// Saves only when something was added; errors are returned for the caller to report.
+    /// Saves only when something changed since the load or the last save (a rewrite is not
+    /// free: replacing the file frees the old one's blocks, which some file systems discard
+    /// synchronously); errors are returned for the caller to report.
     pub fn save_if_dirty(&self, path: &std::path::Path) -> Result<(), String> {
-        if self.is_dirty() {
-            self.save(path)
-        } else {
-            Ok(())
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
         }
+        self.save(path)
+            .inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
     }
 }
 

@@ -166,6 +166,9 @@ struct ChildCtx {
     pty_slave: Option<RawFd>,
     /// Without a pty: write ends of filtered pipes to use as the agent's fd 1 and 2.
     out_pipes: [Option<RawFd>; 2],
+    /// `/dev/null`, opened by the supervisor: stage 1 and init put it on their standard fds
+    /// once the agent has its own copies (see [`release_stdio`]).
+    devnull: RawFd,
     uid: u32,
     gid: u32,
     last_cap: u32,
@@ -272,6 +275,11 @@ pub fn launch(l: Launch) -> Result<Session, String> {
             }
         }
     }
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?;
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -328,6 +336,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         hook_listener: None,
         pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
         out_pipes: [0, 1].map(|i| out_pipes[i].as_ref().map(|(_, w)| w.as_raw_fd())),
+        devnull: devnull.as_raw_fd(),
         uid,
         gid,
         last_cap,
@@ -345,6 +354,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         stage1(ctx);
     }
     drop(ctx);
+    drop(devnull);
     drop(prepared);
     drop(cgroup_files);
     let hook_pipe = if hook_socket_wanted {
@@ -700,10 +710,23 @@ fn stage1(mut c: ChildCtx) -> ! {
             libc::close(s);
         }
     }
+    release_stdio(c.devnull, !warden_event::timing::enabled());
     let code = reap(pid);
     warden_event::timing::mark("stage1: init reaped");
     // SAFETY: exiting a forked child.
     unsafe { libc::_exit(code) }
+}
+
+/// Stage 1 and init hold the user's standard fds only until the agent has its own copies:
+/// a reader of the agent's output (`$(warden run …)`, `warden run … | grep`) sees EOF when
+/// the agent's tree is gone, not after the namespaces' teardown, which runs in their exit
+/// and can take a grace period or more.
+fn release_stdio(devnull: RawFd, stderr_too: bool) {
+    let n = if stderr_too { 3 } else { 2 };
+    for fd in 0..n {
+        // SAFETY: dup2 of an fd we own onto a standard fd, in a single-threaded child.
+        unsafe { libc::dup2(devnull, fd) };
+    }
 }
 
 static AGENT_PID: AtomicI32 = AtomicI32::new(0);
@@ -733,6 +756,7 @@ fn init(mut c: ChildCtx) -> ! {
         Ok(g) => g,
         Err(e) => fail_child(err_w, "mounts", &e),
     };
+    warden_event::timing::mark("init: view built");
     for (_, fd) in std::mem::take(&mut c.prebound)
         .into_iter()
         .chain(std::mem::take(&mut c.precache))
@@ -765,6 +789,7 @@ fn init(mut c: ChildCtx) -> ! {
     if let Err(e) = sys::loopback_up() {
         fail_child(err_w, "network", &e);
     }
+    warden_event::timing::mark("init: hook socket, pid_max, lo");
     let mut runners = Vec::new();
     for t in std::mem::take(&mut c.init_tasks) {
         match t() {
@@ -772,6 +797,7 @@ fn init(mut c: ChildCtx) -> ! {
             Err(e) => fail_child(err_w, "init", &e),
         }
     }
+    warden_event::timing::mark("init: tasks run");
     // SAFETY: fork from a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -781,6 +807,8 @@ fn init(mut c: ChildCtx) -> ! {
         agent(c);
     }
     AGENT_PID.store(pid, Ordering::Relaxed);
+    // Init keeps stderr (its threads' diagnostics); stdin/stdout are the agent's alone.
+    release_stdio(c.devnull, false);
     // SAFETY: installing a simple async-signal-safe handler; closing our copies of fds.
     unsafe {
         for s in [
@@ -970,6 +998,7 @@ fn agent(c: ChildCtx) -> ! {
     if let Err(e) = crate::lock::apply(&c.landlock) {
         f("landlock", e);
     }
+    warden_event::timing::mark("agent: landlock applied");
     if let Err(e) = crate::filter::install(!c.plan.net_isolated) {
         f("seccomp", e);
     }
@@ -981,6 +1010,7 @@ fn agent(c: ChildCtx) -> ! {
             Err(e) => f("agent hook", e.to_string()),
         }
     }
+    warden_event::timing::mark("agent: filters installed");
     let mut raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
     raw.extend(c.hook_listener);
     if let Err(e) = sys::send_fds(c.fd_w, &raw) {

@@ -133,6 +133,7 @@ pub fn on_launch(
                 return;
             }
         };
+        warden_event::timing::mark("on_launch: monitor started");
         monitor.set_freezer(match &leaf {
             Some(p) => Freezer::Cgroup(p.clone()),
             None => Freezer::Signals(stage1),
@@ -155,6 +156,7 @@ pub fn on_launch(
                 None
             }
         };
+        warden_event::timing::mark("on_launch: control socket");
         // The audit store: every decision of the session from here on (and the early ones).
         let store = audit.config.store.clone();
         let session2 = session.clone();
@@ -227,7 +229,9 @@ pub fn finish(
     r.monitor.stop();
     drop(r.control);
     let st = r.monitor.status();
+    warden_event::timing::mark("finish: monitor stopped");
     let writer = r.audit.and_then(|t| t.join().ok().flatten());
+    warden_event::timing::mark("finish: audit thread joined");
     warden_event::sinks::clear();
     if let Some(w) = &writer {
         let _ = w.session_end(warden_audit::SessionEnd {
@@ -243,7 +247,10 @@ pub fn finish(
                 "exited".into()
             },
         });
-        match w.close() {
+        warden_event::timing::mark("finish: session_end written");
+        let closed = w.close();
+        warden_event::timing::mark("finish: audit closed");
+        match closed {
             Ok(head) if !quiet => {
                 if let Ok(summary) = warden_audit::AuditStore::open_read_only(&r.audit_store)
                     .and_then(|s| s.session_summary(session))

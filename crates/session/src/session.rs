@@ -137,6 +137,7 @@ impl Session {
         warden_event::timing::mark("session: start");
         let (hook_r, hook_w) = hook_pipe()?;
         let host_proxy = bind_host_proxy(&config)?;
+        warden_event::timing::mark("session: host proxy bound");
         export_session_id(&config.session_id);
         // The advisor (optional): takes its key out of our environment before anything
         // copies it.
@@ -151,6 +152,7 @@ impl Session {
         }
         let extra_read = extra_read(&config);
         prepare_host_dirs(&config);
+        warden_event::timing::mark("session: advisor+host dirs");
         let mut plan = build_plan(
             &config,
             host_proxy.as_ref().map(|(_, p)| *p),
@@ -158,13 +160,18 @@ impl Session {
             advisor.as_ref(),
         );
         check_command(&config, &plan)?;
+        warden_event::timing::mark("session: plan built");
         let agent_state = start_agent_state(&config, &mut plan)?;
+        warden_event::timing::mark("session: agent state");
         let early = open_session_log(&config, &plan, sinks.clone())?;
+        warden_event::timing::mark("session: log opened");
         let who = config.who();
         let (pid_max, cgroup) = pids_limit(&config, &plan);
         let bpf = matches!(exec, ExecSetup::Bpf(_));
         let landlock = landlock_plan(&config, &plan, host_proxy.as_ref().map(|(_, p)| *p));
+        warden_event::timing::mark("session: pids+landlock plan");
         let integrity = integrity_snapshot(&config, &plan);
+        warden_event::timing::mark("session: integrity snapshot");
         let manifest = config
             .state_dir
             .join("placeholders")
@@ -196,11 +203,14 @@ impl Session {
             res.placeholders = launch::make_placeholders(&plan).map_err(StartError::Workspace)?;
             res.private_tmp = make_private_tmp(&plan)?;
             warden_sandbox::placeholder::write_manifest(&res.manifest, &res.placeholders);
+            warden_event::timing::mark("session: placeholders+tmp");
             let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
             let (proxy, mut init_tasks) =
                 wire_proxy(&res.config, host_proxy, hook_r, res.approvals.clone())?;
             // Opens of hidden files become decisions (warden_sandbox::seen).
+            warden_event::timing::mark("session: proxy wired");
             let hidden = hidden_watch(&res.config, &plan, &mut init_tasks);
+            warden_event::timing::mark("session: hidden watch");
             let record_writes = res.config.policy.audit.record_writes == Some(true);
             let mut exec = exec;
             if let ExecSetup::Seccomp(g) = &mut exec {
@@ -380,15 +390,18 @@ fn end(
     if let Some(r) = hidden.lock().ok().and_then(|mut h| h.take()) {
         r.finish();
     }
+    warden_event::timing::mark("end: hidden finished");
     launch::remove_placeholders(&placeholders);
     if let Some(t) = &private_tmp {
         // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
         let _ = std::fs::remove_dir_all(t);
     }
     let _ = std::fs::remove_file(&manifest);
+    warden_event::timing::mark("end: placeholders+tmp removed");
     if let Some(before) = &integrity {
         report_integrity(before, &config.workspace, &who);
     }
+    warden_event::timing::mark("end: integrity reported");
     if let Some(s) = agent_state {
         let report = s.finish();
         eprint!("{}", report.render(&config.session_id));

@@ -408,7 +408,7 @@ impl Tracer {
     }
 
     fn save(guard: &warden_execguard::unotify::Guard, path: &std::path::Path) {
-        if let Err(e) = guard.cache.save(path) {
+        if let Err(e) = guard.cache.save_if_dirty(path) {
             tracing::warn!("hash cache {}: {e}", path.display());
         }
     }

@@ -19,6 +19,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     config::check_workspace(&ws, &home, a.allow_broad_workspace)
         .map_err(|e| to_exit(e.kind(), e))?;
     let loaded = load_policy(&a.policy, Some(&ws))?;
+    warden_event::timing::mark("run: policy loaded");
     let exec_guard = match a.exec_guard {
         ExecBackendArg::Auto => ExecChoice::Auto,
         ExecBackendArg::Bpf => ExecChoice::Bpf,
@@ -26,6 +27,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         ExecBackendArg::Off => ExecChoice::Off,
     };
     let host = HostFeatures::probe(a.best_effort, a.simulate_no_userns, exec_guard);
+    warden_event::timing::mark("run: host probed");
     let opts = RunOptions {
         workspace: ws,
         home,
@@ -43,6 +45,7 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         paint_warn: misc::warn_stderr,
     };
     let cfg = SessionConfig::resolve(&loaded, &host, &opts).map_err(|e| to_exit(e.kind(), e))?;
+    warden_event::timing::mark("run: config resolved");
     let session = Session::new(cfg, ui).map_err(|e| to_exit(e.kind(), e))?;
     session.print_notices();
     if a.dry_run {
