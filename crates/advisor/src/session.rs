@@ -57,7 +57,10 @@ impl Wiring {
         if !policy.advisor.is_enabled() {
             return Ok(None);
         }
-        policy.advisor.check_effective(&policy.env.pass)?;
+        policy
+            .advisor
+            .check_effective(&policy.env.pass)
+            .map_err(|e| e.to_string())?;
         let cfg = AdvisorConfig::from_policy(&policy.advisor).map_err(|e| e.to_string())?;
         cfg.check_key_isolation(&policy.env.pass)
             .map_err(|e| e.to_string())?;

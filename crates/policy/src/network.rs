@@ -25,7 +25,7 @@ pub struct NetworkSection {
 }
 
 impl NetworkSection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
         for (key, list) in [
             ("network.allow", &self.allow),
             ("network.deny", &self.deny),
@@ -33,7 +33,10 @@ impl NetworkSection {
         ] {
             for r in list {
                 if r.trim().is_empty() {
-                    return Err(format!("{key}: empty entry"));
+                    return Err(crate::RuleError::EmptyEntry {
+                        key: key.to_string(),
+                    }
+                    .into());
                 }
                 crate::netrules::check_entry(key, r)?;
             }
@@ -47,7 +50,7 @@ impl NetworkSection {
         append_unique(&mut self.ask, &o.ask);
     }
 
-    pub(crate) fn narrow(&mut self, o: &NetworkSection) -> Result<(), String> {
+    pub(crate) fn narrow(&mut self, o: &NetworkSection) -> Result<(), crate::Widens> {
         if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("network.allow".into());
         }

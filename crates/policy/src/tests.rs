@@ -533,7 +533,11 @@ fn advisor_section_is_validated_precisely() {
 fn advisor_effective_checks_completeness_and_key_isolation() {
     let mut p = builtin("generic");
     p.merge(&Policy::parse("[advisor]\nenabled = true\nmodel = \"m\"\n", "u").unwrap());
-    let e = p.advisor.check_effective(&p.env.pass).unwrap_err();
+    let e = p
+        .advisor
+        .check_effective(&p.env.pass)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("advisor.endpoint is not set"), "{e}");
     // The claude profile passes ANTHROPIC_API_KEY to the agent: it cannot be the advisor's.
     let mut c = builtin("claude");
@@ -544,7 +548,11 @@ fn advisor_effective_checks_completeness_and_key_isolation() {
         )
         .unwrap(),
     );
-    let e = c.advisor.check_effective(&c.env.pass).unwrap_err();
+    let e = c
+        .advisor
+        .check_effective(&c.env.pass)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("advisor.key_env `ANTHROPIC_API_KEY` would be passed into the sandbox by env.pass `ANTHROPIC_API_KEY`"),
         "{e}"
@@ -554,7 +562,11 @@ fn advisor_effective_checks_completeness_and_key_isolation() {
     g.merge(&Policy::parse(ADVISOR_USER, "u").unwrap());
     g.advisor.check_effective(&g.env.pass).unwrap();
     g.env.pass.push("WARDEN_ADV*".into());
-    let e = g.advisor.check_effective(&g.env.pass).unwrap_err();
+    let e = g
+        .advisor
+        .check_effective(&g.env.pass)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("env.pass `WARDEN_ADV*`"), "{e}");
     // Layering: a later file overrides scalars, classes append by name.
     let mut m = builtin("generic");

@@ -188,7 +188,7 @@ pub fn proxy_env(port: u16) -> Vec<(String, String)> {
 
 /// `warden explain --connect HOST[:PORT]`: (allowed, rule, message).
 pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), String> {
-    let r = rules::NetRules::from_section(&policy.network)?;
+    let r = rules::NetRules::from_section(&policy.network).map_err(|e| e.to_string())?;
     let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"));
     let (host, port) = match target.strip_prefix('[').and_then(|r| r.split_once(']')) {
         // `[v6]` or `[v6]:port`

@@ -108,7 +108,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Unsupported(String),
     #[error("network policy: {0}")]
-    Network(String),
+    Network(warden_policy::RuleError),
     #[error("policy: {0}")]
     Risk(String),
 }
