@@ -110,7 +110,7 @@ pub enum ConfigError {
     #[error("network policy: {0}")]
     Network(warden_policy::RuleError),
     #[error("policy: {0}")]
-    Risk(String),
+    Risk(warden_risk::RiskError),
 }
 
 /// The class of a failure, which the CLI maps onto its documented exit codes.
