@@ -715,7 +715,8 @@ fn wire_proxy(
             let (mine, theirs) = pair()?;
             let gateway = gateway_ports.clone();
             let task: warden_sandbox::InitTask = Box::new(move || {
-                let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)?;
+                let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)
+                    .map_err(|e| e.to_string())?;
                 Ok(Box::new(move || warden_proxy::bridge::serve_all(b, theirs))
                     as Box<dyn FnOnce() + Send>)
             });
