@@ -69,7 +69,7 @@ pub struct Advisor {
     cfg: AdvisorConfig,
     classifier: Classifier,
     key: Result<Option<String>, String>,
-    roots: Result<client::Roots, String>,
+    roots: Result<client::Roots, client::RootsError>,
     cache: cache::Cache,
     bucket: Mutex<warden_proto::rate::TokenBucket>,
     nonce_secret: [u8; 16],
@@ -320,7 +320,7 @@ impl Advisor {
             Ok(r) => r,
             Err(e) => {
                 return (
-                    with_meta(AdvisorVerdict::fallback(Source::Error, e.clone()), &sha),
+                    with_meta(AdvisorVerdict::fallback(Source::Error, e.to_string()), &sha),
                     ck,
                 )
             }
