@@ -44,9 +44,15 @@ pub enum RuleError {
     Sets(String),
     #[error("unknown named set `@{name}` (known: {known})")]
     UnknownSet { name: String, known: String },
-    /// A malformed entry; the message quotes it and says what is expected.
-    #[error("{0}")]
-    Entry(String),
+    #[error("`{entry}`: only http:// and https:// URLs (or bare hosts) can be network entries")]
+    Scheme { entry: String },
+    #[error("`{entry}`: a URL with credentials is not a network entry; name the host")]
+    Credentials { entry: String },
+    #[error("`{entry}`: the URL has no host")]
+    NoHost { entry: String },
+    /// A host that is spelled as an address but is not one.
+    #[error("`{entry}`: {err}")]
+    Address { entry: String, err: AddrError },
     #[error("`{entry}`: `{port}` is not a port")]
     Port { entry: String, port: String },
     #[error("`{entry}` would allow every host; name the domains")]
@@ -91,6 +97,17 @@ impl RuleError {
             err: Box::new(err),
         }
     }
+}
+
+/// A host spelled as an address that is not a valid one ([`crate::addr::parse_host_ip`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("`{0}`: unbalanced brackets")]
+    Brackets(String),
+    #[error("`{0}` is not an IPv6 address")]
+    NotV6(String),
+    #[error("`{0}` ends in a number but is not an IPv4 address")]
+    NotV4(String),
 }
 
 /// A size ([`crate::ByteSize`]) that does not parse.

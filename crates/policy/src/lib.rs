@@ -43,7 +43,7 @@ pub mod session;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use error::{RuleError, SectionError, SizeError, Widens};
+pub use error::{AddrError, RuleError, SectionError, SizeError, Widens};
 pub use load::{load, LoadOptions, Loaded, Source};
 
 /// Built-in profiles, embedded in the binary.

@@ -81,8 +81,7 @@ fn valid_label(l: &str) -> bool {
 
 /// Parses one entry. `broad_ok`: allow `*` and one-label wildcards (`*.com`).
 pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, RuleError> {
-    let e = crate::network::entry_authority(entry)
-        .map_err(RuleError::Entry)?
+    let e = crate::network::entry_authority(entry)?
         .trim()
         .to_ascii_lowercase();
     let (host, port) = match e.rsplit_once(':') {
@@ -102,9 +101,10 @@ pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, RuleError> {
         ),
     };
     // Any spelling of an address (`127.1`, `0x7f.1`, `[fe80::1%25eth0]`) is that address.
-    if let Some(ip) =
-        parse_host_ip(&host).map_err(|e| RuleError::Entry(format!("`{entry}`: {e}")))?
-    {
+    if let Some(ip) = parse_host_ip(&host).map_err(|err| RuleError::Address {
+        entry: entry.to_string(),
+        err,
+    })? {
         return Ok(Rule {
             pattern: Pattern::Ip(ip),
             port,
