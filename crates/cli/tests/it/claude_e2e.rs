@@ -7,10 +7,11 @@
 //! denied commands did not run, and that the allowed one did.
 
 use super::common::WARDEN as W;
-use super::e2e::{self, Log, ModelServer, Reply, Request, Tree, MAGIC};
+use super::e2e::anthropic::{self, claude, result_text, tool_result};
+use super::e2e::{self, Log, ModelServer, Request, Tree, MAGIC};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// One scripted reply per step; the step is chosen from what the request carries.
 fn step_for(req: &Value) -> usize {
@@ -28,13 +29,6 @@ fn step_for(req: &Value) -> usize {
         .filter(|id| text.contains(&format!("\"tool_use_id\":\"{id}\"")))
         .count();
     results + 1
-}
-
-fn sse(events: &[(String, Value)]) -> String {
-    events
-        .iter()
-        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
-        .collect()
 }
 
 fn reply(step: usize, ws: &Path, home: &Path) -> Vec<(String, Value)> {
@@ -108,59 +102,18 @@ fn reply(step: usize, ws: &Path, home: &Path) -> Vec<(String, Value)> {
     ev
 }
 
-/// The scripted Messages API: side requests get a plain answer, `/v1/messages` the step's
-/// events (streamed, or assembled into one message).
+/// The scripted Messages API (see [`anthropic::answer`]); every `/v1/messages` request is
+/// logged with its step.
 fn model(log: Log, ws: PathBuf, home: PathBuf) -> ModelServer {
     ModelServer::start(move |r: &Request| {
-        if !r.path.starts_with("/v1/messages") || r.path.contains("count_tokens") {
-            return Reply::json(if r.path.contains("count_tokens") {
-                json!({"input_tokens": 10}).to_string()
-            } else {
-                "{}".into()
-            });
-        }
-        let req = r.json();
-        let step = step_for(&req);
-        let events = reply(step, &ws, &home);
-        let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
-        log.lock()
-            .unwrap()
-            .push(json!({"step": step, "request": req}));
-        if stream {
-            return Reply::sse(sse(&events));
-        }
-        // Non-streaming: assemble the message from the events.
-        let mut msg = events[0].1["message"].clone();
-        let mut block = Value::Null;
-        for (_, d) in &events {
-            match d["type"].as_str() {
-                Some("content_block_start") => block = d["content_block"].clone(),
-                Some("content_block_delta") => {
-                    if let Some(t) = d["delta"]["text"].as_str() {
-                        block["text"] = json!(t);
-                    }
-                    if let Some(j) = d["delta"]["partial_json"].as_str() {
-                        block["input"] = serde_json::from_str(j).unwrap_or(json!({}));
-                    }
-                }
-                Some("content_block_stop") => {
-                    msg["content"].as_array_mut().unwrap().push(block.clone())
-                }
-                Some("message_delta") => msg["stop_reason"] = d["delta"]["stop_reason"].clone(),
-                _ => {}
-            }
-        }
-        Reply::json(msg.to_string())
+        anthropic::answer(r, |req| {
+            let step = step_for(req);
+            log.lock()
+                .unwrap()
+                .push(json!({"step": step, "request": req}));
+            reply(step, &ws, &home)
+        })
     })
-}
-
-fn claude(test: &str) -> Option<PathBuf> {
-    e2e::find_cli(
-        "claude",
-        test,
-        "Claude Code CLI",
-        "scripts/bootstrap.sh installs @anthropic-ai/claude-code",
-    )
 }
 
 /// The credential the Read step asks for (denied; it must never reach the model).
@@ -171,18 +124,6 @@ fn plant_secret(home: &Path) {
         "-----BEGIN OPENSSH PRIVATE KEY----- e2e-secret\n",
     )
     .unwrap();
-}
-
-/// The environment Claude Code gets: the scripted model at `base`, no traffic elsewhere.
-fn claude_env(c: &mut Command, base: String) {
-    c.env("ANTHROPIC_BASE_URL", base)
-        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
-        .env_remove("CLAUDECODE")
-        .stdin(Stdio::null());
 }
 
 /// `-p MAGIC` and the flags both runs use.
@@ -199,31 +140,6 @@ const CLAUDE_ARGS: [&str; 11] = [
     "--model",
     "claude-sonnet-4-5",
 ];
-
-/// The tool_result the model received for `id`, from the logged requests.
-fn tool_result(log: &[Value], id: &str) -> Option<Value> {
-    log.iter().rev().find_map(|e| {
-        e["request"]["messages"].as_array()?.iter().find_map(|m| {
-            m["content"]
-                .as_array()?
-                .iter()
-                .find(|c| c["type"] == "tool_result" && c["tool_use_id"] == id)
-                .cloned()
-        })
-    })
-}
-
-fn result_text(r: &Value) -> String {
-    match &r["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|c| c["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
 
 #[test]
 fn real_claude_code_with_warden_hook() {
@@ -271,7 +187,7 @@ fn real_claude_code_with_warden_hook() {
     let mut c = Command::new(&claude);
     c.args(CLAUDE_ARGS);
     t.hermetic(&mut c);
-    claude_env(&mut c, format!("http://127.0.0.1:{port}"));
+    anthropic::env(&mut c, format!("http://127.0.0.1:{port}"));
     let o = c.output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -387,7 +303,7 @@ fn real_claude_code_native_install_inside_warden() {
         .args(["--", "claude"])
         .args(CLAUDE_ARGS);
     env(&mut c);
-    claude_env(&mut c, format!("http://model.test:{port}"));
+    anthropic::env(&mut c, format!("http://model.test:{port}"));
     let o = c.output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -192,3 +192,112 @@ pub type Log = Arc<Mutex<Vec<Value>>>;
 pub fn new_log() -> Log {
     Arc::new(Mutex::new(Vec::new()))
 }
+
+/// The Anthropic Messages API as Claude Code speaks it (`claude_e2e`, `claude_ask`).
+pub mod anthropic {
+    use super::{Reply, Request};
+    use serde_json::{json, Value};
+
+    /// Events as a `text/event-stream` body.
+    pub fn sse(events: &[(String, Value)]) -> String {
+        events
+            .iter()
+            .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+            .collect()
+    }
+
+    /// The one message the events stream, for a non-streaming request.
+    pub fn message(events: &[(String, Value)]) -> Value {
+        let mut msg = events
+            .first()
+            .map(|(_, d)| d["message"].clone())
+            .unwrap_or(Value::Null);
+        let mut block = Value::Null;
+        for (_, d) in events {
+            match d["type"].as_str() {
+                Some("content_block_start") => block = d["content_block"].clone(),
+                Some("content_block_delta") => {
+                    if let Some(t) = d["delta"]["text"].as_str() {
+                        block["text"] = json!(t);
+                    }
+                    if let Some(j) = d["delta"]["partial_json"].as_str() {
+                        block["input"] = serde_json::from_str(j).unwrap_or(json!({}));
+                    }
+                }
+                Some("content_block_stop") => {
+                    msg["content"].as_array_mut().unwrap().push(block.clone())
+                }
+                Some("message_delta") => msg["stop_reason"] = d["delta"]["stop_reason"].clone(),
+                _ => {}
+            }
+        }
+        msg
+    }
+
+    /// Answers one request: `count_tokens` and other side paths get plain answers,
+    /// `/v1/messages` the events `script` returns for the request body (streamed when asked).
+    pub fn answer(r: &Request, script: impl FnOnce(&Value) -> Vec<(String, Value)>) -> Reply {
+        if !r.path.starts_with("/v1/messages") || r.path.contains("count_tokens") {
+            return Reply::json(if r.path.contains("count_tokens") {
+                json!({"input_tokens": 10}).to_string()
+            } else {
+                "{}".into()
+            });
+        }
+        let req = r.json();
+        let events = script(&req);
+        if req.get("stream").and_then(Value::as_bool) == Some(true) {
+            Reply::sse(sse(&events))
+        } else {
+            Reply::json(message(&events).to_string())
+        }
+    }
+
+    /// The tool_result the model received for `id`, from logged `{"request": ...}` entries.
+    pub fn tool_result(log: &[Value], id: &str) -> Option<Value> {
+        log.iter().rev().find_map(|e| {
+            e["request"]["messages"].as_array()?.iter().find_map(|m| {
+                m["content"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "tool_result" && c["tool_use_id"] == id)
+                    .cloned()
+            })
+        })
+    }
+
+    /// A tool_result's text.
+    pub fn result_text(r: &Value) -> String {
+        match &r["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|c| c["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        }
+    }
+
+    /// The Claude Code CLI, or None after a SKIP line naming `test`.
+    pub fn claude(test: &str) -> Option<std::path::PathBuf> {
+        super::find_cli(
+            "claude",
+            test,
+            "Claude Code CLI",
+            "scripts/bootstrap.sh installs @anthropic-ai/claude-code",
+        )
+    }
+
+    /// The environment Claude Code gets: the scripted model at `base`, no traffic elsewhere.
+    pub fn env(c: &mut std::process::Command, base: String) -> &mut std::process::Command {
+        c.env("ANTHROPIC_BASE_URL", base)
+            .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("DISABLE_TELEMETRY", "1")
+            .env_remove("ANTHROPIC_AUTH_TOKEN")
+            .env_remove("CLAUDECODE")
+            .stdin(std::process::Stdio::null())
+    }
+}
