@@ -796,3 +796,84 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
     assert!(e.contains("no index"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The typed errors print exactly what the string errors printed (users and the CLI tests
+/// read these), and callers can match the variant instead of the text.
+#[test]
+fn typed_errors_keep_their_messages() {
+    let msg = |text: &str| Policy::parse(text, "p.toml").unwrap_err().to_string();
+    for (text, want) in [
+        (
+            "[network]\nallow = [\"a.com\", \"*.com\"]\n",
+            "p.toml:2:19: network.allow: `*.com` is too broad (a whole top-level domain); name the domains",
+        ),
+        (
+            "[network]\nask = [\"x.com:http\"]\n",
+            "p.toml:2:8: network.ask: `x.com:http`: `http` is not a port",
+        ),
+        (
+            "[network]\nallow = [\"@nosuchset\"]\n",
+            "p.toml:2:10: network.allow: unknown named set `@nosuchset` (known: ",
+        ),
+        (
+            "[network]\ndeny = [\"ftp://x.com\"]\n",
+            "p.toml:2:9: network.deny: `ftp://x.com`: only http:// and https:// URLs (or bare hosts) can be network entries",
+        ),
+        (
+            "[network]\nallow = [\"[fe80::zz]\"]\n",
+            "p.toml:2:10: network.allow: `[fe80::zz]`: `fe80::zz` is not an IPv6 address",
+        ),
+        (
+            "[network]\nallow = [\"1.2.3.999\"]\n",
+            "p.toml:2:10: network.allow: `1.2.3.999`: `1.2.3.999` ends in a number but is not an IPv4 address",
+        ),
+        ("[network]\nallow = [\"  \"]\n", "p.toml:2:10: network.allow: empty entry"),
+        (
+            "[exec]\ndeny = [\"sha256:abc\"]\n",
+            "p.toml:2:9: exec.deny: `sha256:abc` is not a sha256:<64 hex digits> hash",
+        ),
+        (
+            "[exec]\nallow = [\"index:\"]\n",
+            "p.toml:2:10: exec.allow: `index:` names no trust index file",
+        ),
+        (
+            "[process]\npids_max = 0\n",
+            "p.toml: process.pids_max must be at least 1",
+        ),
+        (
+            "[process]\nmemory_max = \"2X\"\n",
+            "p.toml:2:14: size `2X`: unknown suffix `X` (use K, M, G or T)",
+        ),
+        (
+            "[audit]\nmax_mb = 0\n",
+            "p.toml: audit.max_mb must be at least 1",
+        ),
+    ] {
+        let got = msg(text);
+        assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
+    }
+    // Narrowing names the key, as before.
+    let mut base = Policy::parse("", "base").unwrap();
+    let ws = Policy::parse("[network]\nallow = [\"x.com\"]\n", "ws").unwrap();
+    let e = base.narrow(&ws, ".warden.toml").unwrap_err();
+    assert!(matches!(&e, PolicyError::Widening { key, .. } if key == "network.allow"));
+    assert_eq!(e.to_string(), ".warden.toml: a workspace policy may only narrow the policy, but it sets `network.allow`, which would widen it; move that setting to ~/.config/warden/policy.toml");
+    // The typed variants are what callers match on.
+    assert!(matches!(
+        crate::netrules::check_entry("network.allow", "*"),
+        Err(RuleError::InKey { ref err, .. }) if matches!(**err, RuleError::EveryHost { .. })
+    ));
+    assert!(matches!(
+        ByteSize::parse("x"),
+        Err(SizeError::NotANumber(_))
+    ));
+    let io = crate::load::parse_file(std::path::Path::new("/nonexistent/warden.toml")).unwrap_err();
+    assert!(
+        matches!(&io, PolicyError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound)
+    );
+    assert!(
+        io.to_string()
+            .starts_with("/nonexistent/warden.toml: cannot read: "),
+        "{io}"
+    );
+}
