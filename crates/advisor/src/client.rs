@@ -20,6 +20,18 @@ pub enum HttpError {
     Transport(String),
 }
 
+/// `ca_file` cannot supply root certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    #[error("ca_file {}: {err}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    #[error("ca_file {}: no PEM certificate in it", path.display())]
+    NoCertificate { path: std::path::PathBuf },
+}
+
 /// Root certificates for `https` endpoints: None = Mozilla's (built in).
 pub type Roots = Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>;
 
@@ -27,12 +39,15 @@ pub type Roots = Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>;
 pub const MAX_CA_FILE: u64 = 8 << 20;
 
 /// Loads a PEM bundle of root certificates (the supervisor's file, outside the sandbox).
-pub fn load_roots(path: &str) -> Result<Roots, String> {
+pub fn load_roots(path: &str) -> Result<Roots, RootsError> {
     use std::io::Read;
     let mut buf = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_CA_FILE).read_to_end(&mut buf))
-        .map_err(|e| format!("ca_file {path}: {e}"))?;
+        .map_err(|err| RootsError::Read {
+            path: path.into(),
+            err,
+        })?;
     let certs: Vec<_> = ureq::tls::parse_pem(&buf)
         .filter_map(|i| match i {
             Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -40,7 +55,7 @@ pub fn load_roots(path: &str) -> Result<Roots, String> {
         })
         .collect();
     if certs.is_empty() {
-        return Err(format!("ca_file {path}: no PEM certificate in it"));
+        return Err(RootsError::NoCertificate { path: path.into() });
     }
     Ok(Some(std::sync::Arc::new(certs)))
 }

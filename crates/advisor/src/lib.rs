@@ -64,12 +64,18 @@ use warden_event::{Decision, Layer, Verdict};
 /// answer is `ask` without contacting the model: the agent cannot run up the bill.
 pub const MAX_BURST: u32 = 30;
 
+/// The variable `key_env` names is unset or empty in warden's environment: every
+/// consultation is then an error (`advisor.on_error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the advisor key variable {0} is not set in warden's environment")]
+pub struct MissingKey(pub String);
+
 /// The advisor, as the supervisor holds it (with the key, outside the sandbox).
 pub struct Advisor {
     cfg: AdvisorConfig,
     classifier: Classifier,
-    key: Result<Option<String>, String>,
-    roots: Result<client::Roots, String>,
+    key: Result<Option<String>, MissingKey>,
+    roots: Result<client::Roots, client::RootsError>,
     cache: cache::Cache,
     bucket: Mutex<warden_proto::rate::TokenBucket>,
     nonce_secret: [u8; 16],
@@ -115,10 +121,7 @@ impl Advisor {
         } else {
             match std::env::var(&cfg.key_env) {
                 Ok(k) if !k.is_empty() => Ok(Some(k)),
-                _ => Err(format!(
-                    "the advisor key variable {} is not set in warden's environment",
-                    cfg.key_env
-                )),
+                _ => Err(MissingKey(cfg.key_env.clone())),
             }
         };
         let roots = match &cfg.ca_file {
@@ -311,7 +314,7 @@ impl Advisor {
             Ok(k) => k.as_deref(),
             Err(e) => {
                 return (
-                    with_meta(AdvisorVerdict::fallback(Source::Error, e.clone()), &sha),
+                    with_meta(AdvisorVerdict::fallback(Source::Error, e.to_string()), &sha),
                     ck,
                 )
             }
@@ -320,7 +323,7 @@ impl Advisor {
             Ok(r) => r,
             Err(e) => {
                 return (
-                    with_meta(AdvisorVerdict::fallback(Source::Error, e.clone()), &sha),
+                    with_meta(AdvisorVerdict::fallback(Source::Error, e.to_string()), &sha),
                     ck,
                 )
             }

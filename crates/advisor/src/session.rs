@@ -13,7 +13,8 @@
 //! 4. [`Wiring::start`] (after the fork, once the session's sinks are set): registers the
 //!    bounded [`RecentDecisions`] sink and serves consultations on a thread of its own.
 //!    Requests are single bounded `warden-proto` frames, at most [`crate::channel::MAX_IN_FLIGHT`]
-//!    at once, and the advisor's token bucket bounds the rate.
+//!    at once, and the advisor's token bucket bounds the rate. A wiring that cannot be made is a
+//!    [`WiringError`].
 
 use crate::channel::{fdpass, Server, ENV_FD, INHERITED_FD};
 use crate::transcript::TranscriptRoot;
@@ -22,6 +23,20 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Why the advisor cannot be wired into a session.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// The effective policy's `[advisor]` is incomplete or would leak its key.
+    #[error("{0}")]
+    Policy(warden_policy::SectionError),
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
+    #[error("advisor disk cache: {0}")]
+    DiskCache(std::io::Error),
+    #[error("advisor socketpair: {0}")]
+    Socketpair(std::io::Error),
+}
 
 /// `warden hook`'s whole-hook deadline (`warden_gate::protocol::DEADLINE`), for the warning.
 pub const HOOK_DEADLINE_MS: u64 = 5000;
@@ -53,17 +68,20 @@ impl Wiring {
         policy: &warden_policy::Policy,
         home: &Path,
         agent: &str,
-    ) -> Result<Option<Wiring>, String> {
+    ) -> Result<Option<Wiring>, WiringError> {
         if !policy.advisor.is_enabled() {
             return Ok(None);
         }
-        policy.advisor.check_effective(&policy.env.pass)?;
-        let cfg = AdvisorConfig::from_policy(&policy.advisor).map_err(|e| e.to_string())?;
+        policy
+            .advisor
+            .check_effective(&policy.env.pass)
+            .map_err(WiringError::Policy)?;
+        let cfg = AdvisorConfig::from_policy(&policy.advisor).map_err(WiringError::Config)?;
         cfg.check_key_isolation(&policy.env.pass)
-            .map_err(|e| e.to_string())?;
+            .map_err(WiringError::Config)?;
         let key = take_key(&cfg.key_env);
         let mut advisor = Advisor::from_config(&cfg)
-            .map_err(|e| e.to_string())?
+            .map_err(WiringError::Config)?
             .with_known_mcp(
                 policy
                     .gate
@@ -81,13 +99,13 @@ impl Wiring {
         if cfg.disk_cache {
             advisor = advisor
                 .with_disk_cache(&home.join(".local/state/warden/advisor-cache"))
-                .map_err(|e| format!("advisor disk cache: {e}"))?;
+                .map_err(WiringError::DiskCache)?;
         }
         let transcripts = match agent {
             "claude" => TranscriptRoot::open(home, ".claude/projects").ok(),
             _ => None,
         };
-        let (sup, sandbox) = fdpass::pair().map_err(|e| format!("advisor socketpair: {e}"))?;
+        let (sup, sandbox) = fdpass::pair().map_err(WiringError::Socketpair)?;
         Ok(Some(Wiring {
             sup,
             sandbox: Some(sandbox),

@@ -23,6 +23,8 @@
 //!   the oldest rows and appends a `checkpoint` row naming the last pruned row's seq and hash,
 //!   which `verify` then starts from.
 //! - **Export** ([`export`]) with fixed, documented fields.
+//! - **Errors**: [`AuditError`] (a writer failure reaches every waiting caller as
+//!   [`AuditError::Writer`]), [`HeadError`] for `--expect` anchors, `time::TimeError`.
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
@@ -37,7 +39,7 @@ mod writer;
 
 pub use row::ClaimLimits;
 pub use store::{
-    AuditError, AuditStore, Filter, Head, Item, PruneReport, Retention, Row, SessionEnd,
+    AuditError, AuditStore, Filter, Head, HeadError, Item, PruneReport, Retention, Row, SessionEnd,
     SessionInfo, SessionRow, Verification,
 };
 pub use writer::{AuditWriter, WriterConfig};

@@ -81,6 +81,20 @@ pub enum AuditError {
     Missing(String),
     #[error("the audit writer has stopped (an earlier error is in the log)")]
     Stopped,
+    /// The writer thread's error, shared with every caller waiting on that batch.
+    #[error("audit store (writer): {0}")]
+    Writer(std::sync::Arc<AuditError>),
+}
+
+/// An anchor (`SEQ:HASH`, `--expect`) that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("`{0}` is not SEQ:HASH")]
+    NotSeqHash(String),
+    #[error("`{0}` is not a row number")]
+    Seq(String),
+    #[error("`{0}` is not 64 lowercase hex digits")]
+    Hash(String),
 }
 
 /// The chain's head: the last row's position and hash. Printed at session end and exported
@@ -98,16 +112,14 @@ impl std::fmt::Display for Head {
 }
 
 impl std::str::FromStr for Head {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Head, String> {
+    type Err = HeadError;
+    fn from_str(s: &str) -> Result<Head, HeadError> {
         let (a, b) = s
             .split_once(':')
-            .ok_or_else(|| format!("`{s}` is not SEQ:HASH"))?;
-        let seq = a
-            .parse()
-            .map_err(|_| format!("`{a}` is not a row number"))?;
+            .ok_or_else(|| HeadError::NotSeqHash(s.to_string()))?;
+        let seq = a.parse().map_err(|_| HeadError::Seq(a.to_string()))?;
         if canon::unhex32(b).is_none() {
-            return Err(format!("`{b}` is not 64 lowercase hex digits"));
+            return Err(HeadError::Hash(b.to_string()));
         }
         Ok(Head {
             seq,

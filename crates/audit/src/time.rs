@@ -44,18 +44,21 @@ pub fn fmt_short(ms: i64) -> String {
     format!("{} {}", &full[..10], &full[11..19])
 }
 
+/// A `--since` value in none of the accepted forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot read time `{0}`: use a duration (90s, 15m, 2h, 7d), a UTC date \
+     (2026-12-01), a UTC date and time (2026-12-01T10:00:30Z) or Unix milliseconds"
+)]
+pub struct TimeError(pub String);
+
 /// Parses a `--since` value into Unix milliseconds. Accepted forms: a duration back from
 /// `now_ms` (`90s`, `15m`, `2h`, `7d`), a UTC date (`2026-12-01`), a UTC date and time
 /// (`2026-12-01T10:00`, `2026-12-01T10:00:30`, optionally with `Z` or a space instead of
 /// `T`), or a bare integer of Unix milliseconds.
-pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, TimeError> {
     let s = s.trim();
-    let err = || {
-        format!(
-            "cannot read time `{s}`: use a duration (90s, 15m, 2h, 7d), a UTC date \
-             (2026-12-01), a UTC date and time (2026-12-01T10:00:30Z) or Unix milliseconds"
-        )
-    };
+    let err = || TimeError(s.to_string());
     if s.is_empty() {
         return Err(err());
     }
@@ -80,7 +83,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
-    let num = |x: &str, len: usize| -> Result<i64, String> {
+    let num = |x: &str, len: usize| -> Result<i64, TimeError> {
         if x.len() == len && x.bytes().all(|b| b.is_ascii_digit()) {
             x.parse().map_err(|_| err())
         } else {

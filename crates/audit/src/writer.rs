@@ -45,8 +45,8 @@ enum Msg {
     Row(Box<NewRow>),
     Start(Box<SessionInfo>),
     End(Box<SessionEnd>),
-    Flush(SyncSender<Result<Head, String>>),
-    Close(SyncSender<Result<Head, String>>),
+    Flush(SyncSender<Result<Head, Arc<AuditError>>>),
+    Close(SyncSender<Result<Head, Arc<AuditError>>>),
     Prune(Retention),
 }
 
@@ -273,13 +273,10 @@ impl AuditWriter {
     /// Waits for the writer's answer. Not bounded by a timeout: the writer answers once
     /// everything queued before the request is committed (at most `capacity` rows, each
     /// transaction bounded by SQLite's busy timeout), or hangs up if it has stopped.
-    fn wait(&self, rx: Receiver<Result<Head, String>>) -> Result<Head, AuditError> {
+    fn wait(&self, rx: Receiver<Result<Head, Arc<AuditError>>>) -> Result<Head, AuditError> {
         match rx.recv() {
             Ok(Ok(h)) => Ok(h),
-            Ok(Err(msg)) => Err(AuditError::Invalid {
-                path: "(writer)".into(),
-                msg,
-            }),
+            Ok(Err(e)) => Err(AuditError::Writer(e)),
             Err(_) => Err(AuditError::Stopped),
         }
     }
@@ -366,7 +363,7 @@ fn run(
     every: Duration,
 ) {
     let mut batch: Vec<Item> = Vec::with_capacity(batch_max);
-    let mut replies: Vec<SyncSender<Result<Head, String>>> = Vec::new();
+    let mut replies: Vec<SyncSender<Result<Head, Arc<AuditError>>>> = Vec::new();
     let mut last_report = Instant::now();
     let mut closing = false;
     let mut disconnected = false;
@@ -426,7 +423,8 @@ fn run(
             store.head().and_then(|h| h.ok_or(AuditError::Stopped))
         } else {
             write(&mut store, &batch)
-        };
+        }
+        .map_err(Arc::new);
         if let Err(e) = &result {
             tracing::warn!("audit: {} events not written: {e}", batch.len());
             shared
@@ -435,12 +433,7 @@ fn run(
         }
         batch.clear();
         for r in replies.drain(..) {
-            let _ = r.send(
-                result
-                    .as_ref()
-                    .map(|h| h.clone())
-                    .map_err(|e| e.to_string()),
-            );
+            let _ = r.send(result.clone());
         }
     }
 }

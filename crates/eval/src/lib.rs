@@ -10,7 +10,8 @@
 //! A case's check runs on the host after the action and observes effects only (a marker, a
 //! host file, a line a listener received, a process gone, a secret in the output), never the
 //! action's exit code. Setup and checks only touch the case's scratch dir, its fake `$HOME`,
-//! and processes and listeners the setup started.
+//! and processes and listeners the setup started. Errors are typed per module:
+//! [`case::CaseError`], [`system::SystemError`], [`run::MeasureError`].
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
@@ -57,10 +58,10 @@ pub fn run(opts: Options) -> std::io::Result<Report> {
                     info.startup_median_ms = Some(ms);
                     match runner.spawn_loop(sys, 3) {
                         Ok(us) => info.spawn_us = Some(us),
-                        Err(e) => info.startup_error = Some(e),
+                        Err(e) => info.startup_error = Some(e.to_string()),
                     }
                 }
-                Err(e) => info.startup_error = Some(e),
+                Err(e) => info.startup_error = Some(e.to_string()),
             }
         }
     }

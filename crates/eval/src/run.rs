@@ -18,6 +18,22 @@ const STEP_TIMEOUT: u64 = 20;
 /// The clean PATH every step and action gets (no per-user shims the sandboxes would hide).
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Why a start-up measurement has no figure.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// The scratch layout cannot be made.
+    #[error("{0}")]
+    Layout(std::io::Error),
+    #[error("no timing in the output: {0}")]
+    NoTiming(String),
+    #[error("`{cmd}` ended {ended}: {tail}")]
+    Failed {
+        cmd: String,
+        ended: Ended,
+        tail: String,
+    },
+}
+
 /// How a spawned step ended.
 #[derive(Debug, Clone)]
 pub enum Ended {
@@ -294,13 +310,13 @@ impl Runner {
     }
 
     /// Start-up latency of `true` inside `sys`: the median of `n` runs, in milliseconds.
-    pub fn startup(&self, sys: &System, n: usize) -> Result<f64, String> {
+    pub fn startup(&self, sys: &System, n: usize) -> Result<f64, MeasureError> {
         self.median_ms(sys, &["true".to_string()], n, false)
     }
 
     /// Cost of one spawn inside `sys`, in microseconds: a loop of [`SPAWN_LOOP`] `/bin/true`
     /// runs timed inside the system (so start-up is excluded), median of `n`.
-    pub fn spawn_loop(&self, sys: &System, n: usize) -> Result<f64, String> {
+    pub fn spawn_loop(&self, sys: &System, n: usize) -> Result<f64, MeasureError> {
         let script = format!(
             "s=$(date +%s%N); i=0; while [ $i -lt {SPAWN_LOOP} ]; do /bin/true; i=$((i+1)); done; \
              e=$(date +%s%N); echo \"EVAL_MS $(( (e-s)/1000 ))\""
@@ -317,10 +333,10 @@ impl Runner {
         cmd: &[String],
         n: usize,
         inner: bool,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, MeasureError> {
         let (scratch, ws, home) = self
             .layout(&format!("up-{}", sys.name))
-            .map_err(|e| e.to_string())?;
+            .map_err(MeasureError::Layout)?;
         let policy = scratch.join("warden-policy.toml");
         let ctx = Ctx {
             scratch: &scratch,
@@ -346,20 +362,15 @@ impl Runner {
                     .next_back();
                 match us {
                     Some(us) => ms = us / 1000.0,
-                    None => {
-                        return Err(format!(
-                            "no timing in the output: {}",
-                            tail(&log, 300).trim()
-                        ))
-                    }
+                    None => return Err(MeasureError::NoTiming(tail(&log, 300).trim().to_string())),
                 }
             }
             if !matches!(e, Ended::Exit(0)) {
-                return Err(format!(
-                    "`{}` ended {e}: {}",
-                    cmd.join(" "),
-                    tail(&log, 300).trim()
-                ));
+                return Err(MeasureError::Failed {
+                    cmd: cmd.join(" "),
+                    ended: e,
+                    tail: tail(&log, 300).trim().to_string(),
+                });
             }
             if i > 0 {
                 times.push(ms);

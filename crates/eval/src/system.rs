@@ -76,8 +76,19 @@ fn version_of(bin: &Path, arg: &str) -> String {
 
 const NO_PROGRAM_POLICY: &[&str] = &["exec-deny"];
 
+/// An `--against` entry that names no system.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SystemError {
+    #[error("system name `{0}` must be letters, digits, `-`, `_`")]
+    Name(String),
+    #[error("template for `{0}` must contain {{cmd}}")]
+    NoCmd(String),
+    #[error("unknown system `{0}`: use none, warden, bwrap, codex, srt, nono, fapolicyd or name='cmd {{cmd}}'")]
+    Unknown(String),
+}
+
 /// Resolves one `--against` entry: a known name or `name=template`.
-pub fn resolve(spec: &str, warden_bin: &Path) -> Result<System, String> {
+pub fn resolve(spec: &str, warden_bin: &Path) -> Result<System, SystemError> {
     if let Some((name, tmpl)) = spec.split_once('=') {
         let name = name.trim();
         if name.is_empty()
@@ -85,12 +96,10 @@ pub fn resolve(spec: &str, warden_bin: &Path) -> Result<System, String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(format!(
-                "system name `{name}` must be letters, digits, `-`, `_`"
-            ));
+            return Err(SystemError::Name(name.to_string()));
         }
         if !tmpl.contains("{cmd}") {
-            return Err(format!("template for `{name}` must contain {{cmd}}"));
+            return Err(SystemError::NoCmd(name.to_string()));
         }
         return Ok(System {
             name: name.into(),
@@ -192,9 +201,7 @@ pub fn resolve(spec: &str, warden_bin: &Path) -> Result<System, String> {
             lacks: vec![],
         },
         other => {
-            return Err(format!(
-                "unknown system `{other}`: use none, warden, bwrap, codex, srt, nono, fapolicyd or name='cmd {{cmd}}'"
-            ))
+            return Err(SystemError::Unknown(other.to_string()))
         }
     })
 }
@@ -325,15 +332,13 @@ mod tests {
     #[test]
     fn resolve_rejects_bad_specs_precisely() {
         let me = Path::new("/bin/warden");
-        assert!(resolve("bogus", me)
-            .unwrap_err()
-            .contains("unknown system `bogus`"));
-        assert!(resolve("x=run it", me)
-            .unwrap_err()
-            .contains("must contain {cmd}"));
-        assert!(resolve("a b=x {cmd}", me)
-            .unwrap_err()
-            .contains("system name `a b`"));
+        let e = resolve("bogus", me).unwrap_err();
+        assert_eq!(e, SystemError::Unknown("bogus".into()));
+        assert!(e.to_string().contains("unknown system `bogus`"), "{e}");
+        let e = resolve("x=run it", me).unwrap_err();
+        assert!(e.to_string().contains("must contain {cmd}"), "{e}");
+        let e = resolve("a b=x {cmd}", me).unwrap_err();
+        assert!(e.to_string().contains("system name `a b`"), "{e}");
         assert!(resolve("=x {cmd}", me).is_err());
     }
 

@@ -4,7 +4,8 @@
 //! choice, and `allowManagedHooksOnly` (which disables every user and project hook on the
 //! machine) is set only when asked for ([`Options::managed_hooks_only`]). `uninstall`
 //! removes what `install` adds: warden's hook entries, and `allowManagedHooksOnly` only
-//! when asked the same way. Inside `warden run` these files are read-only.
+//! when asked the same way. Inside `warden run` these files are read-only. A document warden
+//! cannot edit is an [`InstallError`].
 
 use crate::protocol::Agent;
 use serde_json::{json, Value};
@@ -79,8 +80,28 @@ pub fn timeout_value(agent: Agent) -> u64 {
     }
 }
 
+/// A settings document warden cannot edit, or an option the scope does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "allowManagedHooksOnly exists only in Claude Code's managed settings (--scope managed)"
+    )]
+    ManagedOnly,
+    #[error("settings file is not a JSON object")]
+    NotAnObject,
+    #[error("`hooks` is not an object")]
+    HooksNotAnObject,
+    #[error("hooks.{0} is not an array")]
+    EventNotAnArray(String),
+}
+
 /// Returns the new settings document.
-pub fn install(doc: Value, agent: Agent, scope: Scope, warden: &str) -> Result<Value, String> {
+pub fn install(
+    doc: Value,
+    agent: Agent,
+    scope: Scope,
+    warden: &str,
+) -> Result<Value, InstallError> {
     install_with(doc, agent, scope, warden, Options::default())
 }
 
@@ -91,24 +112,21 @@ pub fn install_with(
     scope: Scope,
     warden: &str,
     opts: Options,
-) -> Result<Value, String> {
+) -> Result<Value, InstallError> {
     if opts.managed_hooks_only && !(agent == Agent::Claude && scope == Scope::Managed) {
-        return Err(
-            "allowManagedHooksOnly exists only in Claude Code's managed settings (--scope managed)"
-                .into(),
-        );
+        return Err(InstallError::ManagedOnly);
     }
     let mut doc = uninstall(doc)?;
-    let obj = doc
-        .as_object_mut()
-        .ok_or("settings file is not a JSON object")?;
+    let obj = doc.as_object_mut().ok_or(InstallError::NotAnObject)?;
     let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
-    let hooks = hooks.as_object_mut().ok_or("`hooks` is not an object")?;
+    let hooks = hooks
+        .as_object_mut()
+        .ok_or(InstallError::HooksNotAnObject)?;
     for ev in events(agent) {
         let list = hooks.entry(ev.to_string()).or_insert_with(|| json!([]));
         let list = list
             .as_array_mut()
-            .ok_or_else(|| format!("hooks.{ev} is not an array"))?;
+            .ok_or_else(|| InstallError::EventNotAnArray(ev.to_string()))?;
         let mut entry = json!({"hooks": [{"type": "command", "command": format!("{warden} hook {}", agent.name()), "timeout": timeout_value(agent)}]});
         if ev.contains("Tool") {
             entry["matcher"] = json!("*");
@@ -122,7 +140,7 @@ pub fn install_with(
 }
 
 /// Removes warden's hook entries, and `allowManagedHooksOnly` when asked.
-pub fn uninstall_with(doc: Value, opts: Options) -> Result<Value, String> {
+pub fn uninstall_with(doc: Value, opts: Options) -> Result<Value, InstallError> {
     let mut doc = uninstall(doc)?;
     if opts.managed_hooks_only {
         if let Some(o) = doc.as_object_mut() {
@@ -133,13 +151,11 @@ pub fn uninstall_with(doc: Value, opts: Options) -> Result<Value, String> {
 }
 
 /// Removes warden's hook entries (and nothing else).
-pub fn uninstall(mut doc: Value) -> Result<Value, String> {
+pub fn uninstall(mut doc: Value) -> Result<Value, InstallError> {
     if doc.is_null() {
         doc = json!({});
     }
-    let obj = doc
-        .as_object_mut()
-        .ok_or("settings file is not a JSON object")?;
+    let obj = doc.as_object_mut().ok_or(InstallError::NotAnObject)?;
     if let Some(hooks) = obj.get_mut("hooks").and_then(Value::as_object_mut) {
         for (_, list) in hooks.iter_mut() {
             if let Some(a) = list.as_array_mut() {

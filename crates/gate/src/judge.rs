@@ -26,7 +26,7 @@ use warden_policy::files::{Access, FileRules};
 use warden_policy::gate::GateAnswer;
 use warden_policy::netrules::NetRules;
 use warden_policy::progrules::{ExecRules, Identity};
-use warden_policy::Policy;
+use warden_policy::{Policy, RuleError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Answer {
@@ -93,9 +93,9 @@ pub struct Ctx<'a> {
     pub files: FileRules,
     /// Compiled on first use: most tool calls run no program, and resolving the rules'
     /// names looks through every search directory (the hook runs once per tool call).
-    exec: std::cell::OnceCell<Result<ExecRules, String>>,
+    exec: std::cell::OnceCell<Result<ExecRules, RuleError>>,
     identity: std::sync::Arc<dyn Identity>,
-    pub net: Result<NetRules, String>,
+    pub net: Result<NetRules, RuleError>,
 }
 
 impl<'a> Ctx<'a> {
@@ -146,9 +146,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// The program rules (see the field).
-    pub fn exec(&self) -> &Result<ExecRules, String> {
+    pub fn exec(&self) -> &Result<ExecRules, RuleError> {
         self.exec
-            .get_or_init(|| ExecRules::compile(self.policy, &self.home, self.identity.clone()))
+            .get_or_init(|| ExecRules::build(self.policy, &self.home, self.identity.clone()))
     }
 
     fn policy_answer(&self, a: Option<GateAnswer>, default: GateAnswer) -> Answer {
@@ -260,7 +260,7 @@ impl<'a> Ctx<'a> {
         };
         let port = u.port_or_known_default().unwrap_or(443);
         match &self.net {
-            Err(e) => bad("network.invalid", e.clone()),
+            Err(e) => bad("network.invalid", e.to_string()),
             Ok(n) => {
                 let d = n.decide_host(host, port);
                 // An `ask` host: the human decides (the proxy asks again, outside the agent).

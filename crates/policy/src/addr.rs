@@ -14,6 +14,7 @@
 //! ids (`[fe80::1%25eth0]`). A name whose last label is numeric but which is no address is
 //! an error, never a DNS lookup (the WHATWG URL rule).
 
+use crate::AddrError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A special-purpose range an address was found in.
@@ -308,7 +309,7 @@ fn numeric_label(l: &str) -> bool {
                 .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
 }
 
-fn parse_v4_any(host: &str) -> Result<Option<Ipv4Addr>, String> {
+fn parse_v4_any(host: &str) -> Result<Option<Ipv4Addr>, AddrError> {
     let h = host.strip_suffix('.').unwrap_or(host);
     let parts: Vec<&str> = h.split('.').collect();
     let Some(last) = parts.last() else {
@@ -317,7 +318,7 @@ fn parse_v4_any(host: &str) -> Result<Option<Ipv4Addr>, String> {
     if !numeric_label(last) {
         return Ok(None);
     }
-    let bad = || format!("`{host}` ends in a number but is not an IPv4 address");
+    let bad = || AddrError::NotV4(host.to_string());
     if parts.len() > 4 {
         return Err(bad());
     }
@@ -343,12 +344,12 @@ fn parse_v4_any(host: &str) -> Result<Option<Ipv4Addr>, String> {
 
 /// Parses a host (as found in a URL, `CONNECT` target or SOCKS request) as an address, in
 /// any spelling curl or `inet_aton` would accept. `Ok(None)`: a name, to be resolved.
-pub fn parse_host_ip(host: &str) -> Result<Option<IpAddr>, String> {
+pub fn parse_host_ip(host: &str) -> Result<Option<IpAddr>, AddrError> {
     let h = host.trim();
     let (inner, bracketed) = match h.strip_prefix('[') {
         Some(r) => (
             r.strip_suffix(']')
-                .ok_or_else(|| format!("`{host}`: unbalanced brackets"))?,
+                .ok_or_else(|| AddrError::Brackets(host.to_string()))?,
             true,
         ),
         None => (h, false),
@@ -359,7 +360,7 @@ pub fn parse_host_ip(host: &str) -> Result<Option<IpAddr>, String> {
         return addr
             .parse::<Ipv6Addr>()
             .map(|v| Some(IpAddr::V6(v)))
-            .map_err(|_| format!("`{host}` is not an IPv6 address"));
+            .map_err(|_| AddrError::NotV6(host.to_string()));
     }
     Ok(parse_v4_any(inner)?.map(IpAddr::V4))
 }

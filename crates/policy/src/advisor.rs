@@ -115,28 +115,28 @@ impl AdvisorSection {
     }
 
     /// Per-document checks (those that need every layer are in [`Self::check_effective`]).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::SectionError> {
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 2048 {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.endpoint `{}` must be an http:// or https:// URL",
                     e.escape_debug()
-                ));
+                )));
             }
         }
         if let Some(m) = &self.model {
             if m.is_empty() || m.len() > 256 || m.chars().any(char::is_control) {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.model `{}` must be a model name (1 to 256 printable characters)",
                     m.escape_debug()
-                ));
+                )));
             }
         }
         if let Some(t) = self.timeout_ms {
             if t == 0 || t > MAX_TIMEOUT_MS {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.timeout_ms = {t} is outside 1..={MAX_TIMEOUT_MS}"
-                ));
+                )));
             }
         }
         if let Some(k) = &self.key_env {
@@ -145,10 +145,10 @@ impl AdvisorSection {
                     c == '_' || c.is_ascii_uppercase() || (i > 0 && c.is_ascii_digit())
                 });
             if !ok {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.key_env `{}` must be the NAME of an environment variable ([A-Z_][A-Z0-9_]*), not the key itself",
                     k.escape_debug()
-                ));
+                )));
             }
         }
         for c in &self.classes {
@@ -159,17 +159,17 @@ impl AdvisorSection {
                     .all(|ch| ch == '_' || ch.is_ascii_lowercase() || ch.is_ascii_digit())
                 && !BUILTIN_CLASSES.contains(&c.name.as_str());
             if !ok {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.classes: name `{}` must be [a-z0-9_]{{1,32}} and not a built-in class ({})",
                     c.name.escape_debug(),
                     BUILTIN_CLASSES.join(", ")
-                ));
+                )));
             }
             if c.tools.is_empty() && c.programs.is_empty() && c.args_contain.is_empty() {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.classes `{}` has no tools, programs or args_contain: it would match every call",
                     c.name
-                ));
+                )));
             }
         }
         if let Some(list) = &self.allow_resolution {
@@ -177,11 +177,11 @@ impl AdvisorSection {
                 if !BUILTIN_CLASSES.contains(&a.as_str())
                     && !self.classes.iter().any(|c| &c.name == a)
                 {
-                    return Err(format!(
+                    return Err(crate::SectionError::Invalid(format!(
                         "advisor.allow_resolution names `{}`, which is neither a built-in class ({}) nor a class of this file",
                         a.escape_debug(),
                         BUILTIN_CLASSES.join(", ")
-                    ));
+                    )));
                 }
             }
         }
@@ -213,21 +213,21 @@ impl AdvisorSection {
     /// Checks on the effective policy: an enabled advisor names an endpoint and a model,
     /// and its key cannot reach the sandbox through `env.pass` (the supervisor scrubs it
     /// anyway; a policy that says the opposite is refused rather than half-applied).
-    pub fn check_effective(&self, env_pass: &[String]) -> Result<(), String> {
+    pub fn check_effective(&self, env_pass: &[String]) -> Result<(), crate::SectionError> {
         if self.is_enabled() {
             for (k, v) in [("endpoint", &self.endpoint), ("model", &self.model)] {
                 if v.as_deref().unwrap_or("").is_empty() {
-                    return Err(format!(
+                    return Err(crate::SectionError::Invalid(format!(
                         "[advisor] is enabled but advisor.{k} is not set (set it in ~/.config/warden/policy.toml, or set advisor.enabled = false)"
-                    ));
+                    )));
                 }
             }
         }
         if let Some(k) = self.key_env.as_deref().filter(|k| !k.is_empty()) {
             if let Some(g) = env_pass.iter().find(|g| crate::env::glob_match(g, k)) {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "advisor.key_env `{k}` would be passed into the sandbox by env.pass `{g}`: the agent must never see the advisor's key; give the advisor a variable of its own (e.g. key_env = \"WARDEN_ADVISOR_KEY\") or remove `{g}` from env.pass"
-                ));
+                )));
             }
         }
         Ok(())

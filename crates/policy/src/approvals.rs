@@ -50,12 +50,12 @@ pub struct ApprovalsSection {
 }
 
 impl ApprovalsSection {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::SectionError> {
         match self.timeout_secs {
-            Some(0) => Err("approvals.timeout_secs must be at least 1 (a request with no time to be answered would always be denied; remove the `ask` entries instead)".into()),
-            Some(n) if n > MAX_TIMEOUT_SECS => Err(format!(
+            Some(0) => Err(crate::SectionError::Invalid("approvals.timeout_secs must be at least 1 (a request with no time to be answered would always be denied; remove the `ask` entries instead)".into())),
+            Some(n) if n > MAX_TIMEOUT_SECS => Err(crate::SectionError::Invalid(format!(
                 "approvals.timeout_secs is {n}; at most {MAX_TIMEOUT_SECS} (one day)"
-            )),
+            ))),
             _ => Ok(()),
         }
     }
@@ -89,7 +89,7 @@ impl ApprovalsSection {
 
     /// A workspace file may only shorten the wait (a sooner deny), never lengthen it; it may
     /// move the gate's asks out of the agent's reach (`gate = "warden"`), never back.
-    pub fn narrow(&mut self, ws: &ApprovalsSection) -> Result<(), String> {
+    pub fn narrow(&mut self, ws: &ApprovalsSection) -> Result<(), crate::Widens> {
         match ws.gate {
             Some(GateAsk::Warden) => self.gate = Some(GateAsk::Warden),
             Some(GateAsk::Agent) if self.gate() == GateAsk::Warden => {

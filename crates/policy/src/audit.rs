@@ -21,12 +21,16 @@ pub struct AuditSection {
 }
 
 impl AuditSection {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::SectionError> {
         if self.retention_days == Some(0) {
-            return Err("audit.retention_days must be at least 1".into());
+            return Err(crate::SectionError::Invalid(
+                "audit.retention_days must be at least 1".into(),
+            ));
         }
         if self.max_mb == Some(0) {
-            return Err("audit.max_mb must be at least 1".into());
+            return Err(crate::SectionError::Invalid(
+                "audit.max_mb must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -45,7 +49,7 @@ impl AuditSection {
 
     /// A workspace file (which the agent can write) may not change what is kept of the
     /// record of what the agent did: any `[audit]` key there is an error naming it.
-    pub fn narrow(&self, ws: &AuditSection) -> Result<(), String> {
+    pub fn narrow(&self, ws: &AuditSection) -> Result<(), crate::Widens> {
         if ws.retention_days.is_some() {
             return Err("audit.retention_days".into());
         }

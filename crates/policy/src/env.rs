@@ -19,26 +19,28 @@ pub struct EnvSection {
 }
 
 impl EnvSection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
         for (key, list) in [("env.pass", &self.pass), ("env.scrub", &self.scrub)] {
             for g in list {
                 if g.is_empty() || g.contains('=') || g.contains('\0') {
-                    return Err(format!(
+                    return Err(crate::SectionError::Invalid(format!(
                         "{key}: `{}` is not a variable name or glob",
                         g.escape_debug()
-                    ));
+                    )));
                 }
                 if key == "env.pass" && g == "*" {
-                    return Err("env.pass: `*` would pass every secret; name the variables".into());
+                    return Err(crate::SectionError::Invalid(
+                        "env.pass: `*` would pass every secret; name the variables".into(),
+                    ));
                 }
             }
         }
         for k in self.set.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "env.set: `{}` is not a variable name",
                     k.escape_debug()
-                ));
+                )));
             }
         }
         Ok(())

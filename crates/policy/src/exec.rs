@@ -42,7 +42,7 @@ pub struct ExecSection {
 }
 
 impl ExecSection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
         for (key, list) in [("exec.allow", &self.allow), ("exec.deny", &self.deny)] {
             for r in list {
                 crate::progrules::check_entry(key, r)?;
@@ -71,7 +71,7 @@ impl ExecSection {
     /// Workspace documents may add denials, switch to allowlist and enforce, nothing else.
     /// Compared with the effective values: unset mode is denylist, unset action enforce,
     /// unset `allow_memfd` false.
-    pub(crate) fn narrow(&mut self, o: &ExecSection) -> Result<(), String> {
+    pub(crate) fn narrow(&mut self, o: &ExecSection) -> Result<(), crate::Widens> {
         if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("exec.allow".into());
         }

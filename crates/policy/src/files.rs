@@ -51,7 +51,7 @@ pub struct FilesSection {
 }
 
 impl FilesSection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
         for (key, list) in [
             ("files.system", &self.system),
             ("files.read", &self.read),
@@ -63,18 +63,18 @@ impl FilesSection {
         ] {
             for p in list {
                 if p.is_empty() {
-                    return Err(format!("{key}: empty path"));
+                    return Err(crate::SectionError::Invalid(format!("{key}: empty path")));
                 }
                 if p.contains('\0') {
-                    return Err(format!(
+                    return Err(crate::SectionError::Invalid(format!(
                         "{key}: path `{}` contains a NUL byte",
                         p.escape_debug()
-                    ));
+                    )));
                 }
                 if p.starts_with('~') && p != "~" && !p.starts_with("~/") {
-                    return Err(format!(
+                    return Err(crate::SectionError::Invalid(format!(
                         "{key}: `{p}`: only `~` and `~/...` are supported, not `~user`"
-                    ));
+                    )));
                 }
                 if (key == "files.system"
                     || key == "files.read"
@@ -83,9 +83,9 @@ impl FilesSection {
                     || key == "files.ask_write")
                     && (p == "/" || p == "~" || p == "~/")
                 {
-                    return Err(format!(
+                    return Err(crate::SectionError::Invalid(format!(
                         "{key}: `{p}` would expose every credential under it; name narrower directories"
-                    ));
+                    )));
                 }
             }
         }

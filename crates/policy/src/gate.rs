@@ -45,7 +45,7 @@ pub struct GateSection {
 }
 
 impl GateSection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
         Ok(())
     }
 
@@ -65,7 +65,7 @@ impl GateSection {
 
     /// Workspace documents may only make answers stricter than the *effective* answer
     /// (an unset answer is [`DEFAULT_ANSWER`], so `mcp_default = "allow"` widens).
-    pub(crate) fn narrow(&mut self, o: &GateSection) -> Result<(), String> {
+    pub(crate) fn narrow(&mut self, o: &GateSection) -> Result<(), crate::Widens> {
         if o.mcp_allow.iter().any(|a| !self.mcp_allow.contains(a)) {
             return Err("gate.mcp_allow".into());
         }

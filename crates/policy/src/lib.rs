@@ -16,7 +16,9 @@
 //! of the same names. [`session`] is the channel through which a `warden run` session hands
 //! its effective policy, read-only, to the gate inside it. A workspace file narrows only:
 //! [`Policy::narrow`] compares with the effective values (defaults included) and
-//! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`).
+//! [`Policy::widens`] states the property it keeps (fuzzed in `fuzz/`). Errors are typed:
+//! [`PolicyError`] names the file (and line and column); [`error`] holds what the sections,
+//! rule compilers and sizes report below it, so callers match variants, never message text.
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
@@ -27,6 +29,7 @@ pub mod advisor;
 pub mod approvals;
 pub mod audit;
 pub mod env;
+pub mod error;
 pub mod exec;
 pub mod files;
 pub mod gate;
@@ -40,6 +43,7 @@ pub mod session;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+pub use error::{AddrError, RuleError, SectionError, SizeError, Widens};
 pub use load::{load, LoadOptions, Loaded, Source};
 
 /// Built-in profiles, embedded in the binary.
@@ -68,12 +72,12 @@ pub enum PolicyError {
         col: usize,
         msg: String,
     },
-    #[error("{file}: {msg}")]
-    Invalid { file: String, msg: String },
+    #[error("{file}: {err}")]
+    Invalid { file: String, err: SectionError },
     #[error("unknown profile `{0}` (built-in profiles: generic, claude, codex, gemini)")]
     UnknownProfile(String),
-    #[error("{file}: cannot read: {err}")]
-    Io { file: String, err: std::io::Error },
+    #[error("{}: cannot read: {err}", file.display())]
+    Io { file: PathBuf, err: std::io::Error },
     #[error("{file}: a workspace policy may only narrow the policy, but it sets `{key}`, which would widen it; move that setting to ~/.config/warden/policy.toml")]
     Widening { file: String, key: String },
     #[error("{0}: `extends` chain is too deep or cyclic")]
@@ -189,17 +193,15 @@ pub fn ram_bytes() -> u64 {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
-    pub fn parse(s: &str) -> Result<ByteSize, String> {
+    pub fn parse(s: &str) -> Result<ByteSize, SizeError> {
         let t = s.trim();
         let digits = t.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!(
-                "size `{s}`: expected a number with an optional K/M/G/T suffix"
-            ));
+            return Err(SizeError::NotANumber(s.to_string()));
         }
         let n: u64 = t[..digits]
             .parse()
-            .map_err(|_| format!("size `{s}`: number too large"))?;
+            .map_err(|_| SizeError::NumberTooLarge(s.to_string()))?;
         let mult: u64 = match t[digits..].trim().to_ascii_uppercase().as_str() {
             "" | "B" => 1,
             "K" | "KB" | "KIB" => 1 << 10,
@@ -207,14 +209,15 @@ impl ByteSize {
             "G" | "GB" | "GIB" => 1 << 30,
             "T" | "TB" | "TIB" => 1 << 40,
             other => {
-                return Err(format!(
-                    "size `{s}`: unknown suffix `{other}` (use K, M, G or T)"
-                ))
+                return Err(SizeError::Suffix {
+                    size: s.to_string(),
+                    suffix: other.to_string(),
+                })
             }
         };
         n.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("size `{s}`: too large"))
+            .ok_or_else(|| SizeError::TooLarge(s.to_string()))
     }
 
     /// Human form (`1.5 GiB`).
@@ -381,26 +384,28 @@ impl Policy {
 
     /// Semantic checks that serde cannot express.
     pub fn validate(&self, origin: &str) -> Result<(), PolicyError> {
-        let bad = |msg: String| PolicyError::Invalid {
+        let bad = |err: SectionError| PolicyError::Invalid {
             file: origin.to_string(),
-            msg,
+            err,
         };
         if let Some(0) = self.process.pids_max {
-            return Err(bad("process.pids_max must be at least 1".into()));
+            return Err(bad(SectionError::Invalid(
+                "process.pids_max must be at least 1".into(),
+            )));
         }
         for (k, v) in ProcessSection::SIZE_KEYS.iter().zip(self.process.sizes()) {
             if let Some(v) = v {
                 if v.0 < 1 << 20 {
-                    return Err(bad(format!(
+                    return Err(bad(SectionError::Invalid(format!(
                         "{k} must be at least 1M (it is {} bytes)",
                         v.0
-                    )));
+                    ))));
                 }
                 if v.0 > 1 << 50 {
-                    return Err(bad(format!(
+                    return Err(bad(SectionError::Invalid(format!(
                         "{k} must be at most 1024T (it is {} bytes)",
                         v.0
-                    )));
+                    ))));
                 }
             }
         }
@@ -543,16 +548,20 @@ impl Policy {
         append_unique(&mut self.files.deny, &ws.files.deny);
         append_unique(&mut self.files.protect, &ws.files.protect);
         append_unique(&mut self.env.scrub, &ws.env.scrub);
-        self.exec.narrow(&ws.exec).map_err(|k| widen(&k))?;
-        self.network.narrow(&ws.network).map_err(|k| widen(&k))?;
-        self.gate.narrow(&ws.gate).map_err(|k| widen(&k))?;
-        self.audit.narrow(&ws.audit).map_err(|k| widen(&k))?;
+        self.exec.narrow(&ws.exec).map_err(|Widens(k)| widen(&k))?;
+        self.network
+            .narrow(&ws.network)
+            .map_err(|Widens(k)| widen(&k))?;
+        self.gate.narrow(&ws.gate).map_err(|Widens(k)| widen(&k))?;
+        self.audit
+            .narrow(&ws.audit)
+            .map_err(|Widens(k)| widen(&k))?;
         self.risk
             .narrow(&ws.risk, RISK_DEFAULTS, &risk_default_weight)
-            .map_err(|k| widen(&k))?;
+            .map_err(|Widens(k)| widen(&k))?;
         self.approvals
             .narrow(&ws.approvals)
-            .map_err(|k| widen(&k))?;
+            .map_err(|Widens(k)| widen(&k))?;
         Ok(())
     }
 
@@ -739,11 +748,13 @@ fn located_rule_check(text: &str, origin: &str) -> Result<(), PolicyError> {
             let res = if key.starts_with("exec.") {
                 progrules::check_entry(key, e.get_ref())
             } else if e.get_ref().trim().is_empty() {
-                Err(format!("{key}: empty entry"))
+                Err(RuleError::EmptyEntry {
+                    key: key.to_string(),
+                })
             } else {
                 netrules::check_entry(key, e.get_ref())
             };
-            let Err(msg) = res else {
+            let Err(err) = res else {
                 continue;
             };
             let (line, col) = line_col(text, e.span().start);
@@ -751,7 +762,7 @@ fn located_rule_check(text: &str, origin: &str) -> Result<(), PolicyError> {
                 file: origin.to_string(),
                 line,
                 col,
-                msg,
+                msg: err.to_string(),
             });
         }
     }

@@ -47,7 +47,7 @@ fn read(path: &Path) -> Result<Option<String>, PolicyError> {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(PolicyError::Io {
-            file: path.display().to_string(),
+            file: path.to_path_buf(),
             err,
         }),
     }
@@ -56,7 +56,7 @@ fn read(path: &Path) -> Result<Option<String>, PolicyError> {
 /// Parses a file (which must exist).
 pub fn parse_file(path: &Path) -> Result<Policy, PolicyError> {
     let text = read(path)?.ok_or_else(|| PolicyError::Io {
-        file: path.display().to_string(),
+        file: path.to_path_buf(),
         err: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
     Policy::parse(&text, &path.display().to_string())
@@ -170,9 +170,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, PolicyError> {
     policy
         .advisor
         .check_effective(&policy.env.pass)
-        .map_err(|msg| PolicyError::Invalid {
+        .map_err(|err| PolicyError::Invalid {
             file: "effective policy".into(),
-            msg,
+            err,
         })?;
     Ok(Loaded {
         policy,

@@ -7,6 +7,7 @@
 //! policy file is parsed, so a bad pattern is an error with the file's line and column.
 
 use crate::network::NetworkSection;
+use crate::RuleError;
 use std::net::IpAddr;
 
 const SETS: &str = include_str!("../sets.toml");
@@ -44,12 +45,13 @@ pub struct NetRules {
     ask: Vec<Rule>,
 }
 
-fn named_set(name: &str) -> Result<Vec<String>, String> {
-    static TABLE: std::sync::OnceLock<Result<toml::Table, String>> = std::sync::OnceLock::new();
+fn named_set(name: &str) -> Result<Vec<String>, RuleError> {
+    static TABLE: std::sync::OnceLock<Result<toml::Table, toml::de::Error>> =
+        std::sync::OnceLock::new();
     let t = TABLE
-        .get_or_init(|| SETS.parse().map_err(|e| format!("sets.toml: {e}")))
+        .get_or_init(|| SETS.parse())
         .as_ref()
-        .map_err(Clone::clone)?;
+        .map_err(|e| RuleError::Sets(e.to_string()))?;
     match t.get(name) {
         Some(toml::Value::Array(a)) => Ok(a
             .iter()
@@ -57,14 +59,14 @@ fn named_set(name: &str) -> Result<Vec<String>, String> {
             .collect()),
         _ => {
             let known: Vec<&String> = t.keys().collect();
-            Err(format!(
-                "unknown named set `@{name}` (known: {})",
-                known
+            Err(RuleError::UnknownSet {
+                name: name.to_string(),
+                known: known
                     .iter()
                     .map(|k| format!("@{k}"))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+                    .join(", "),
+            })
         }
     }
 }
@@ -78,15 +80,16 @@ fn valid_label(l: &str) -> bool {
 }
 
 /// Parses one entry. `broad_ok`: allow `*` and one-label wildcards (`*.com`).
-pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
+pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, RuleError> {
     let e = crate::network::entry_authority(entry)?
         .trim()
         .to_ascii_lowercase();
     let (host, port) = match e.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
-            let port: u16 = p
-                .parse()
-                .map_err(|_| format!("`{entry}`: `{p}` is not a port"))?;
+            let port: u16 = p.parse().map_err(|_| RuleError::Port {
+                entry: entry.to_string(),
+                port: p.to_string(),
+            })?;
             (
                 h.trim_start_matches('[').trim_end_matches(']').to_string(),
                 Some(port),
@@ -98,7 +101,10 @@ pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
         ),
     };
     // Any spelling of an address (`127.1`, `0x7f.1`, `[fe80::1%25eth0]`) is that address.
-    if let Some(ip) = parse_host_ip(&host).map_err(|e| format!("`{entry}`: {e}"))? {
+    if let Some(ip) = parse_host_ip(&host).map_err(|err| RuleError::Address {
+        entry: entry.to_string(),
+        err,
+    })? {
         return Ok(Rule {
             pattern: Pattern::Ip(ip),
             port,
@@ -106,27 +112,29 @@ pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
         });
     }
     if host == "*" {
-        return Err(format!(
-            "`{entry}` would allow every host; name the domains"
-        ));
+        return Err(RuleError::EveryHost {
+            entry: entry.to_string(),
+        });
     }
     let (pattern, name) = match host.strip_prefix("*.") {
         Some(rest) => (Pattern::Suffix(rest.to_string()), rest),
         None => (Pattern::Exact(host.clone()), host.as_str()),
     };
     if name.contains('*') {
-        return Err(format!(
-            "`{entry}`: a wildcard is only allowed as a leading `*.`"
-        ));
+        return Err(RuleError::Wildcard {
+            entry: entry.to_string(),
+        });
     }
     let labels: Vec<&str> = name.split('.').collect();
     if !labels.iter().all(|l| valid_label(l)) {
-        return Err(format!("`{entry}` is not a valid domain pattern"));
+        return Err(RuleError::Domain {
+            entry: entry.to_string(),
+        });
     }
     if matches!(pattern, Pattern::Suffix(_)) && labels.len() < 2 {
-        return Err(format!(
-            "`{entry}` is too broad (a whole top-level domain); name the domains"
-        ));
+        return Err(RuleError::TooBroad {
+            entry: entry.to_string(),
+        });
     }
     Ok(Rule {
         pattern,
@@ -135,19 +143,20 @@ pub fn parse_rule(entry: &str, source: &str) -> Result<Rule, String> {
     })
 }
 
-fn expand(list: &[String], key: &str) -> Result<Vec<Rule>, String> {
+fn expand(list: &[String], key: &str) -> Result<Vec<Rule>, RuleError> {
     let mut out = Vec::new();
     for entry in list {
         if let Some(set) = entry.strip_prefix('@') {
-            for d in named_set(set).map_err(|e| format!("{key}: {e}"))? {
+            for d in named_set(set).map_err(|e| RuleError::in_key(key, e))? {
                 out.push(
                     parse_rule(&d, &format!("{key}:@{set}"))
-                        .map_err(|e| format!("{key}: @{set}: {e}"))?,
+                        .map_err(|e| RuleError::in_key(&format!("{key}: @{set}"), e))?,
                 );
             }
         } else {
             out.push(
-                parse_rule(entry, &format!("{key}:{entry}")).map_err(|e| format!("{key}: {e}"))?,
+                parse_rule(entry, &format!("{key}:{entry}"))
+                    .map_err(|e| RuleError::in_key(key, e))?,
             );
         }
     }
@@ -227,7 +236,7 @@ impl NetRules {
         v
     }
 
-    pub fn from_section(n: &NetworkSection) -> Result<NetRules, String> {
+    pub fn from_section(n: &NetworkSection) -> Result<NetRules, RuleError> {
         Ok(NetRules {
             allow: expand(&n.allow, "network.allow")?,
             deny: expand(&n.deny, "network.deny")?,
@@ -324,12 +333,12 @@ impl NetRules {
 }
 
 /// Compiles one entry of `key` (`network.allow`, ...) on its own; a named set is expanded.
-pub fn check_entry(key: &str, entry: &str) -> Result<(), String> {
+pub fn check_entry(key: &str, entry: &str) -> Result<(), RuleError> {
     expand(&[entry.to_string()], key).map(|_| ())
 }
 
 /// Validates a `[network]` section (used at policy-check time).
-pub fn validate(n: &NetworkSection) -> Result<(), String> {
+pub fn validate(n: &NetworkSection) -> Result<(), RuleError> {
     NetRules::from_section(n).map(|_| ())
 }
 
@@ -375,7 +384,8 @@ mod tests {
                 allow: vec![p.into()],
                 ..Default::default()
             })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(e.contains(want), "{p}: {e}");
         }
     }
@@ -481,6 +491,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err()
+        .to_string()
         .contains("network.ask"));
     }
 }

@@ -25,7 +25,7 @@ pub struct NetworkSection {
 }
 
 impl NetworkSection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
         for (key, list) in [
             ("network.allow", &self.allow),
             ("network.deny", &self.deny),
@@ -33,7 +33,10 @@ impl NetworkSection {
         ] {
             for r in list {
                 if r.trim().is_empty() {
-                    return Err(format!("{key}: empty entry"));
+                    return Err(crate::RuleError::EmptyEntry {
+                        key: key.to_string(),
+                    }
+                    .into());
                 }
                 crate::netrules::check_entry(key, r)?;
             }
@@ -47,7 +50,7 @@ impl NetworkSection {
         append_unique(&mut self.ask, &o.ask);
     }
 
-    pub(crate) fn narrow(&mut self, o: &NetworkSection) -> Result<(), String> {
+    pub(crate) fn narrow(&mut self, o: &NetworkSection) -> Result<(), crate::Widens> {
         if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("network.allow".into());
         }
@@ -63,24 +66,26 @@ impl NetworkSection {
 /// The `host[:port]` of an entry: the entry itself, or the authority of a URL entry
 /// (`https://x.com:8443/path` → `x.com:8443`; `http://github.com` → `github.com`, any port
 /// the host rules allow, as for a bare host). URLs with credentials are refused.
-pub fn entry_authority(entry: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+pub fn entry_authority(entry: &str) -> Result<std::borrow::Cow<'_, str>, crate::RuleError> {
     let e = entry.trim();
     let Some((scheme, rest)) = e.split_once("://") else {
         return Ok(std::borrow::Cow::Borrowed(e));
     };
     if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-        return Err(format!(
-            "`{entry}`: only http:// and https:// URLs (or bare hosts) can be network entries"
-        ));
+        return Err(crate::RuleError::Scheme {
+            entry: entry.to_string(),
+        });
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
-        return Err(format!(
-            "`{entry}`: a URL with credentials is not a network entry; name the host"
-        ));
+        return Err(crate::RuleError::Credentials {
+            entry: entry.to_string(),
+        });
     }
     if authority.is_empty() {
-        return Err(format!("`{entry}`: the URL has no host"));
+        return Err(crate::RuleError::NoHost {
+            entry: entry.to_string(),
+        });
     }
     Ok(std::borrow::Cow::Owned(authority.to_string()))
 }

@@ -14,7 +14,7 @@
 //! the CLI pass it in, so the tool-call gate depends on the policy crate only.
 
 use crate::exec::{ExecAction, ExecMode};
-use crate::Policy;
+use crate::{Policy, RuleError};
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
@@ -118,7 +118,7 @@ pub struct ExecRules {
     /// Hashes of named files and paths come through this (a cache hit costs no hashing).
     cache: Arc<dyn Identity>,
     /// Human-readable notes from resolution (unknown names, what each name resolved to).
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 impl std::fmt::Debug for ExecRules {
@@ -137,20 +137,26 @@ impl std::fmt::Debug for ExecRules {
 /// Checks one `[exec]` rule of `key` (`exec.allow`, `exec.deny`) as [`ExecRules::compile`]
 /// will read it: a `sha256:` rule must be a whole hash and an `index:` rule must name a file
 /// (names and paths are resolved when the rules are compiled).
-pub fn check_entry(key: &str, rule: &str) -> Result<(), String> {
+pub fn check_entry(key: &str, rule: &str) -> Result<(), RuleError> {
     if rule.trim().is_empty() {
-        return Err(format!("{key}: empty rule"));
+        return Err(RuleError::EmptyRule {
+            key: key.to_string(),
+        });
     }
     if rule.starts_with("sha256:") && parse_hex(rule).is_none() {
-        return Err(format!(
-            "{key}: `{rule}` is not a sha256:<64 hex digits> hash"
-        ));
+        return Err(RuleError::BadHash {
+            key: key.to_string(),
+            rule: rule.to_string(),
+        });
     }
     if rule
         .strip_prefix("index:")
         .is_some_and(|p| p.trim().is_empty())
     {
-        return Err(format!("{key}: `{rule}` names no trust index file"));
+        return Err(RuleError::NoIndexFile {
+            key: key.to_string(),
+            rule: rule.to_string(),
+        });
     }
     Ok(())
 }
@@ -215,15 +221,64 @@ pub fn resolve_name(name: &str, home: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// One note from resolving the rules: what a name resolved to, or a warning (a name that
+/// matches nothing, a file that cannot be hashed). Displayed and serialised as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Whether a human should see it without asking for detail.
+    pub warning: bool,
+    pub text: String,
+}
+
+impl Note {
+    fn info(text: String) -> Note {
+        Note {
+            warning: false,
+            text,
+        }
+    }
+
+    fn warning(text: String) -> Note {
+        Note {
+            warning: true,
+            text,
+        }
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 impl ExecRules {
     /// Resolves the policy, identifying files through `identity`. Errors (an unreadable
     /// index, an unreadable named file) are fatal: `warden run` does not start without its
     /// exec guard.
+    ///
+    /// Returns the message as a `String` for `warden-execguard`'s `rules::from_policy`,
+    /// which passes it on unchanged; [`ExecRules::build`] is the typed form.
     pub fn compile(
         p: &Policy,
         home: &Path,
         identity: Arc<dyn Identity>,
     ) -> Result<ExecRules, String> {
+        Self::build(p, home, identity).map_err(|e| e.to_string())
+    }
+
+    /// [`ExecRules::compile`] with the typed error.
+    pub fn build(
+        p: &Policy,
+        home: &Path,
+        identity: Arc<dyn Identity>,
+    ) -> Result<ExecRules, RuleError> {
         let mut r = ExecRules {
             mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
@@ -245,7 +300,7 @@ impl ExecRules {
         Ok(r)
     }
 
-    fn resolve(&mut self) -> Result<(), String> {
+    fn resolve(&mut self) -> Result<(), RuleError> {
         let mut deny = HashMap::new();
         let mut allow = HashMap::new();
         let mut notes = Vec::new();
@@ -257,42 +312,44 @@ impl ExecRules {
                     target.insert(*h, format!("{key}:sha256:{}", hex(h)));
                 }
                 Source::Path(p) => {
-                    let h = self
-                        .cache
-                        .of_path(p)
-                        .map_err(|e| format!("{key}: {}: {e}", p.display()))?;
+                    let h = self.cache.of_path(p).map_err(|err| RuleError::Hash {
+                        key: key.to_string(),
+                        path: p.clone(),
+                        err,
+                    })?;
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
                     let files = resolve_name(n, &self.home);
                     if files.is_empty() {
-                        notes.push(format!(
+                        notes.push(Note::warning(format!(
                             "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
                             SYSTEM_DIRS.join(", ")
-                        ));
+                        )));
                     }
                     for f in files {
                         match self.cache.of_path(&f) {
                             Ok(h) => {
-                                notes.push(format!(
+                                notes.push(Note::info(format!(
                                     "{key} `{n}` → {} sha256:{}",
                                     f.display(),
                                     hex(&h)
-                                ));
+                                )));
                                 target.insert(h, format!("{key}:{n}"));
                             }
-                            Err(e) => notes.push(format!(
+                            Err(e) => notes.push(Note::warning(format!(
                                 "warning: {key} `{n}`: cannot hash {}: {e}",
                                 f.display()
-                            )),
+                            ))),
                         }
                     }
                 }
                 Source::Index(db) => {
-                    let hashes = self
-                        .cache
-                        .index(db)
-                        .map_err(|e| format!("{key}: index {}: {e}", db.display()))?;
+                    let hashes = self.cache.index(db).map_err(|msg| RuleError::Index {
+                        prefix: format!("{key}: "),
+                        db: db.clone(),
+                        msg,
+                    })?;
                     for h in hashes {
                         target
                             .entry(h)
@@ -308,11 +365,12 @@ impl ExecRules {
     }
 
     /// Adds every hash of a trust index to the allow set (allowlist mode).
-    pub fn add_index(&mut self, db: &Path) -> Result<usize, String> {
-        let hashes = self
-            .cache
-            .index(db)
-            .map_err(|e| format!("index {}: {e}", db.display()))?;
+    pub fn add_index(&mut self, db: &Path) -> Result<usize, RuleError> {
+        let hashes = self.cache.index(db).map_err(|msg| RuleError::Index {
+            prefix: String::new(),
+            db: db.to_path_buf(),
+            msg,
+        })?;
         let n = hashes.len();
         self.sources.push((Source::Index(db.to_path_buf()), false));
         for h in hashes {
@@ -324,7 +382,7 @@ impl ExecRules {
     }
 
     /// Re-resolves names (new copies of a denied program appear while sessions run).
-    pub fn refresh(&mut self) -> Result<(), String> {
+    pub fn refresh(&mut self) -> Result<(), RuleError> {
         self.resolve()
     }
 

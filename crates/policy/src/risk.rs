@@ -54,7 +54,7 @@ pub struct RiskSection {
 }
 
 impl RiskSection {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::SectionError> {
         let nums = [
             ("warn_at", self.warn_at),
             ("freeze_at", self.freeze_at),
@@ -64,18 +64,22 @@ impl RiskSection {
         for (k, v) in nums {
             if let Some(v) = v {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(format!("risk.{k} = {v}: must be a finite number >= 0"));
+                    return Err(crate::SectionError::Invalid(format!(
+                        "risk.{k} = {v}: must be a finite number >= 0"
+                    )));
                 }
             }
         }
         if self.half_life_secs == Some(0.0) {
-            return Err("risk.half_life_secs must be > 0".into());
+            return Err(crate::SectionError::Invalid(
+                "risk.half_life_secs must be > 0".into(),
+            ));
         }
         for (k, v) in &self.weights {
             if !v.is_finite() || *v < 0.0 {
-                return Err(format!(
+                return Err(crate::SectionError::Invalid(format!(
                     "risk.weights.{k} = {v}: must be a finite number >= 0"
-                ));
+                )));
             }
         }
         Ok(())
@@ -107,7 +111,7 @@ impl RiskSection {
         ws: &RiskSection,
         defaults: (f64, f64, f64, f64),
         default_weight: &dyn Fn(&str) -> Option<f64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::Widens> {
         if ws.enabled == Some(false) && self.enabled != Some(false) {
             return Err("risk.enabled".into());
         }
@@ -142,7 +146,7 @@ impl RiskSection {
                 .copied()
                 .or_else(|| default_weight(name));
             match base {
-                Some(b) if *v < b => return Err(format!("risk.weights.{name}")),
+                Some(b) if *v < b => return Err(format!("risk.weights.{name}").into()),
                 _ => {
                     self.weights.insert(name.clone(), *v);
                 }

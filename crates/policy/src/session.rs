@@ -16,9 +16,37 @@
 //! - Neither exists but `WARDEN_SANDBOX` is set: inside, with the channel missing: deny.
 //! - Otherwise: outside; the hook loads the user's policy files as every command does.
 
-use crate::Policy;
+use crate::{Policy, PolicyError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// Why the session's policy file is not accepted (every answer is then deny).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionPolicyError {
+    #[error("{GATE_FILE} is not a warden session policy: {0}")]
+    NotAPolicy(serde_json::Error),
+    #[error("{GATE_FILE} has format version {0}, this warden reads {VERSION}; run the same warden binary inside and outside")]
+    Version(u32),
+    #[error("the session policy does not validate: {0}")]
+    Invalid(PolicyError),
+    // What was opened is not trustworthy (see `read_checked`).
+    #[error("open: {0}")]
+    Open(std::io::Error),
+    #[error("fstat: {0}")]
+    Fstat(std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("{0} bytes, more than {MAX_SESSION_POLICY}")]
+    TooLarge(u64),
+    #[error("fstatvfs: {0}")]
+    Fstatvfs(rustix::io::Errno),
+    #[error("it is on a writable mount (warden places it on a read-only one)")]
+    WritableMount,
+    #[error("read: {0}")]
+    Read(std::io::Error),
+    #[error("more than {MAX_SESSION_POLICY} bytes")]
+    Grew,
+}
 
 /// The read-only mount holding the session's effective policy, inside the sandbox.
 pub const GATE_DIR: &str = "/run/warden-gate";
@@ -55,18 +83,15 @@ impl SessionPolicy {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
 
-    pub fn from_json(text: &[u8]) -> Result<SessionPolicy, String> {
-        let s: SessionPolicy = serde_json::from_slice(text)
-            .map_err(|e| format!("{GATE_FILE} is not a warden session policy: {e}"))?;
+    pub fn from_json(text: &[u8]) -> Result<SessionPolicy, SessionPolicyError> {
+        let s: SessionPolicy =
+            serde_json::from_slice(text).map_err(SessionPolicyError::NotAPolicy)?;
         if s.version != VERSION {
-            return Err(format!(
-                "{GATE_FILE} has format version {}, this warden reads {VERSION}; run the same warden binary inside and outside",
-                s.version
-            ));
+            return Err(SessionPolicyError::Version(s.version));
         }
         s.policy
             .validate(GATE_FILE)
-            .map_err(|e| format!("the session policy does not validate: {e}"))?;
+            .map_err(SessionPolicyError::Invalid)?;
         Ok(s)
     }
 }
@@ -112,7 +137,7 @@ pub fn locate_at(dir: &Path, file: &Path, env_says_inside: bool) -> Location {
     match read_checked(file) {
         Ok(bytes) => match SessionPolicy::from_json(&bytes) {
             Ok(s) => Location::Inside(Box::new(s)),
-            Err(e) => Location::Broken(e),
+            Err(e) => Location::Broken(e.to_string()),
         },
         Err(e) => Location::Broken(format!(
             "the session's policy {} cannot be trusted: {e}",
@@ -123,34 +148,31 @@ pub fn locate_at(dir: &Path, file: &Path, env_says_inside: bool) -> Location {
 
 /// Opens without following symlinks and checks what was opened: a regular file, on a
 /// read-only mount, at most [`MAX_SESSION_POLICY`] bytes.
-fn read_checked(file: &Path) -> Result<Vec<u8>, String> {
+fn read_checked(file: &Path) -> Result<Vec<u8>, SessionPolicyError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(file)
-        .map_err(|e| format!("open: {e}"))?;
-    let md = f.metadata().map_err(|e| format!("fstat: {e}"))?;
+        .map_err(SessionPolicyError::Open)?;
+    let md = f.metadata().map_err(SessionPolicyError::Fstat)?;
     if !md.file_type().is_file() {
-        return Err("not a regular file".into());
+        return Err(SessionPolicyError::NotRegular);
     }
     if md.len() > MAX_SESSION_POLICY {
-        return Err(format!(
-            "{} bytes, more than {MAX_SESSION_POLICY}",
-            md.len()
-        ));
+        return Err(SessionPolicyError::TooLarge(md.len()));
     }
-    let st = rustix::fs::fstatvfs(&f).map_err(|e| format!("fstatvfs: {e}"))?;
+    let st = rustix::fs::fstatvfs(&f).map_err(SessionPolicyError::Fstatvfs)?;
     if !st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
-        return Err("it is on a writable mount (warden places it on a read-only one)".into());
+        return Err(SessionPolicyError::WritableMount);
     }
     let mut buf = Vec::with_capacity(md.len() as usize);
     f.take(MAX_SESSION_POLICY + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("read: {e}"))?;
+        .map_err(SessionPolicyError::Read)?;
     if buf.len() as u64 > MAX_SESSION_POLICY {
-        return Err(format!("more than {MAX_SESSION_POLICY} bytes"));
+        return Err(SessionPolicyError::Grew);
     }
     Ok(buf)
 }

@@ -533,7 +533,11 @@ fn advisor_section_is_validated_precisely() {
 fn advisor_effective_checks_completeness_and_key_isolation() {
     let mut p = builtin("generic");
     p.merge(&Policy::parse("[advisor]\nenabled = true\nmodel = \"m\"\n", "u").unwrap());
-    let e = p.advisor.check_effective(&p.env.pass).unwrap_err();
+    let e = p
+        .advisor
+        .check_effective(&p.env.pass)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("advisor.endpoint is not set"), "{e}");
     // The claude profile passes ANTHROPIC_API_KEY to the agent: it cannot be the advisor's.
     let mut c = builtin("claude");
@@ -544,7 +548,11 @@ fn advisor_effective_checks_completeness_and_key_isolation() {
         )
         .unwrap(),
     );
-    let e = c.advisor.check_effective(&c.env.pass).unwrap_err();
+    let e = c
+        .advisor
+        .check_effective(&c.env.pass)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("advisor.key_env `ANTHROPIC_API_KEY` would be passed into the sandbox by env.pass `ANTHROPIC_API_KEY`"),
         "{e}"
@@ -554,7 +562,11 @@ fn advisor_effective_checks_completeness_and_key_isolation() {
     g.merge(&Policy::parse(ADVISOR_USER, "u").unwrap());
     g.advisor.check_effective(&g.env.pass).unwrap();
     g.env.pass.push("WARDEN_ADV*".into());
-    let e = g.advisor.check_effective(&g.env.pass).unwrap_err();
+    let e = g
+        .advisor
+        .check_effective(&g.env.pass)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("env.pass `WARDEN_ADV*`"), "{e}");
     // Layering: a later file overrides scalars, classes append by name.
     let mut m = builtin("generic");
@@ -783,4 +795,85 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
     let e = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap_err();
     assert!(e.contains("no index"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The typed errors print exactly what the string errors printed (users and the CLI tests
+/// read these), and callers can match the variant instead of the text.
+#[test]
+fn typed_errors_keep_their_messages() {
+    let msg = |text: &str| Policy::parse(text, "p.toml").unwrap_err().to_string();
+    for (text, want) in [
+        (
+            "[network]\nallow = [\"a.com\", \"*.com\"]\n",
+            "p.toml:2:19: network.allow: `*.com` is too broad (a whole top-level domain); name the domains",
+        ),
+        (
+            "[network]\nask = [\"x.com:http\"]\n",
+            "p.toml:2:8: network.ask: `x.com:http`: `http` is not a port",
+        ),
+        (
+            "[network]\nallow = [\"@nosuchset\"]\n",
+            "p.toml:2:10: network.allow: unknown named set `@nosuchset` (known: ",
+        ),
+        (
+            "[network]\ndeny = [\"ftp://x.com\"]\n",
+            "p.toml:2:9: network.deny: `ftp://x.com`: only http:// and https:// URLs (or bare hosts) can be network entries",
+        ),
+        (
+            "[network]\nallow = [\"[fe80::zz]\"]\n",
+            "p.toml:2:10: network.allow: `[fe80::zz]`: `fe80::zz` is not an IPv6 address",
+        ),
+        (
+            "[network]\nallow = [\"1.2.3.999\"]\n",
+            "p.toml:2:10: network.allow: `1.2.3.999`: `1.2.3.999` ends in a number but is not an IPv4 address",
+        ),
+        ("[network]\nallow = [\"  \"]\n", "p.toml:2:10: network.allow: empty entry"),
+        (
+            "[exec]\ndeny = [\"sha256:abc\"]\n",
+            "p.toml:2:9: exec.deny: `sha256:abc` is not a sha256:<64 hex digits> hash",
+        ),
+        (
+            "[exec]\nallow = [\"index:\"]\n",
+            "p.toml:2:10: exec.allow: `index:` names no trust index file",
+        ),
+        (
+            "[process]\npids_max = 0\n",
+            "p.toml: process.pids_max must be at least 1",
+        ),
+        (
+            "[process]\nmemory_max = \"2X\"\n",
+            "p.toml:2:14: size `2X`: unknown suffix `X` (use K, M, G or T)",
+        ),
+        (
+            "[audit]\nmax_mb = 0\n",
+            "p.toml: audit.max_mb must be at least 1",
+        ),
+    ] {
+        let got = msg(text);
+        assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
+    }
+    // Narrowing names the key, as before.
+    let mut base = Policy::parse("", "base").unwrap();
+    let ws = Policy::parse("[network]\nallow = [\"x.com\"]\n", "ws").unwrap();
+    let e = base.narrow(&ws, ".warden.toml").unwrap_err();
+    assert!(matches!(&e, PolicyError::Widening { key, .. } if key == "network.allow"));
+    assert_eq!(e.to_string(), ".warden.toml: a workspace policy may only narrow the policy, but it sets `network.allow`, which would widen it; move that setting to ~/.config/warden/policy.toml");
+    // The typed variants are what callers match on.
+    assert!(matches!(
+        crate::netrules::check_entry("network.allow", "*"),
+        Err(RuleError::InKey { ref err, .. }) if matches!(**err, RuleError::EveryHost { .. })
+    ));
+    assert!(matches!(
+        ByteSize::parse("x"),
+        Err(SizeError::NotANumber(_))
+    ));
+    let io = crate::load::parse_file(std::path::Path::new("/nonexistent/warden.toml")).unwrap_err();
+    assert!(
+        matches!(&io, PolicyError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound)
+    );
+    assert!(
+        io.to_string()
+            .starts_with("/nonexistent/warden.toml: cannot read: "),
+        "{io}"
+    );
 }

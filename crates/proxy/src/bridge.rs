@@ -38,14 +38,14 @@ pub struct Bound {
 
 /// Binds the proxy listener and the loopback-gateway ports (IPv6 where the namespace has it)
 /// and opens the refusal watcher; called in the sandbox's init before the agent exists.
-pub fn bind(proxy_port: u16, gateway_ports: &[u16]) -> Result<Bound, String> {
-    let mut v = vec![std::net::TcpListener::bind(("127.0.0.1", proxy_port))
-        .map_err(|e| format!("proxy bridge: bind 127.0.0.1:{proxy_port}: {e}"))?];
+pub fn bind(proxy_port: u16, gateway_ports: &[u16]) -> Result<Bound, crate::ProxyError> {
+    let v4 = |what: &'static str, port: u16| {
+        let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        std::net::TcpListener::bind(addr).map_err(|err| crate::ProxyError::Bind { what, addr, err })
+    };
+    let mut v = vec![v4("proxy bridge", proxy_port)?];
     for &p in gateway_ports {
-        v.push(
-            std::net::TcpListener::bind(("127.0.0.1", p))
-                .map_err(|e| format!("loopback gateway: bind 127.0.0.1:{p}: {e}"))?,
-        );
+        v.push(v4("loopback gateway", p)?);
         if let Ok(l) = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, p)) {
             v.push(l);
         }

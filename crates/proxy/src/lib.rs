@@ -7,7 +7,7 @@
 //! ([`addr`]: IANA special-purpose ranges, embedded IPv4, `inet_aton` forms), the bridge that
 //! carries connections from the sandbox's loopback to it ([`bridge`]), and the local model
 //! gateway that forwards allowed host loopback ports into the sandbox ([`gateway`]). There is
-//! no admin API.
+//! no admin API. Setup and `warden explain --connect` errors are a [`ProxyError`].
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
@@ -22,6 +22,25 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use warden_policy::Policy;
+
+/// Errors of the proxy's setup and of `warden explain --connect`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A `[network]` entry that does not compile (names the key and the entry).
+    #[error(transparent)]
+    Rules(#[from] warden_policy::RuleError),
+    #[error("`{0}` is not a port")]
+    Port(String),
+    #[error("`{0}`: expected `[address]:port`")]
+    Target(String),
+    /// A listener the bridge needs cannot be bound (`what`: "proxy bridge", "loopback gateway").
+    #[error("{what}: bind {addr}: {err}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        err: std::io::Error,
+    },
+}
 
 /// The port the bridge listens on inside the sandbox's (private) network namespace.
 pub const SANDBOX_PORT: u16 = 3128;
@@ -187,9 +206,12 @@ pub fn proxy_env(port: u16) -> Vec<(String, String)> {
 }
 
 /// `warden explain --connect HOST[:PORT]`: (allowed, rule, message).
-pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), String> {
+pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), ProxyError> {
     let r = rules::NetRules::from_section(&policy.network)?;
-    let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("`{p}` is not a port"));
+    let port_of = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| ProxyError::Port(p.to_string()))
+    };
     let (host, port) = match target.strip_prefix('[').and_then(|r| r.split_once(']')) {
         // `[v6]` or `[v6]:port`
         Some((h, rest)) => (
@@ -197,7 +219,7 @@ pub fn explain(policy: &Policy, target: &str) -> Result<(bool, String, String), 
             match rest.strip_prefix(':') {
                 Some(p) => port_of(p)?,
                 None if rest.is_empty() => 443,
-                None => return Err(format!("`{target}`: expected `[address]:port`")),
+                None => return Err(ProxyError::Target(target.to_string())),
             },
         ),
         None => match target.rsplit_once(':') {

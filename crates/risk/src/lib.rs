@@ -3,7 +3,8 @@
 //! Owns the live risk score of one session: which decisions are risk signals
 //! ([`classify`]), their weights and the thresholds (policy `[risk]`, [`RiskConfig`]), the
 //! exponential decay, the level transitions (warn, freeze, kill) and the explanation (the
-//! contributions that moved the score most, [`RiskEngine::top`]).
+//! contributions that moved the score most, [`RiskEngine::top`]). A configuration it refuses
+//! is a [`RiskError`] naming the key.
 //!
 //! It is pure: no I/O and no clock. The session runtime feeds it every decision of the
 //! session, with the time, and acts on the transitions it returns (a line on the user's
@@ -99,10 +100,30 @@ impl Default for Weights {
     }
 }
 
+/// A `[risk]` configuration the engine refuses; each names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum RiskError {
+    #[error("risk.weights.{0}: no such signal")]
+    UnknownSignal(String),
+    #[error("risk.weights.{key} = {value}: weights must be finite and >= 0")]
+    Weight { key: &'static str, value: f64 },
+    #[error("risk.{key} = {value}: must be finite and >= 0")]
+    Threshold { key: &'static str, value: f64 },
+    #[error("risk.half_life_secs = {0}: must be > 0")]
+    HalfLife(f64),
+    #[error("risk.warn_at ({warn_at}) is above risk.freeze_at ({freeze_at})")]
+    WarnAboveFreeze { warn_at: f64, freeze_at: f64 },
+    #[error("risk.kill_at ({kill_at}) is below risk.freeze_at ({freeze_at})")]
+    KillBelowFreeze { kill_at: f64, freeze_at: f64 },
+    /// The weights do not round-trip through their JSON form (a defect).
+    #[error("{0}")]
+    Weights(serde_json::Error),
+}
+
 impl RiskConfig {
     /// The engine's configuration from the policy's `[risk]` section (unset keys keep the
     /// defaults). Unknown weight names and broken invariants are errors naming the key.
-    pub fn from_section(s: &warden_policy::risk::RiskSection) -> Result<RiskConfig, String> {
+    pub fn from_section(s: &warden_policy::risk::RiskSection) -> Result<RiskConfig, RiskError> {
         let mut c = RiskConfig::default();
         if let Some(v) = s.enabled {
             c.enabled = v;
@@ -120,14 +141,14 @@ impl RiskConfig {
             c.half_life_secs = v;
         }
         if !s.weights.is_empty() {
-            let mut w = serde_json::to_value(&c.weights).map_err(|e| e.to_string())?;
+            let mut w = serde_json::to_value(&c.weights).map_err(RiskError::Weights)?;
             for (k, v) in &s.weights {
                 match w.get_mut(k) {
                     Some(slot) => *slot = serde_json::json!(v),
-                    None => return Err(format!("risk.weights.{k}: no such signal")),
+                    None => return Err(RiskError::UnknownSignal(k.clone())),
                 }
             }
-            c.weights = serde_json::from_value(w).map_err(|e| e.to_string())?;
+            c.weights = serde_json::from_value(w).map_err(RiskError::Weights)?;
         }
         c.validate()?;
         Ok(c)
@@ -135,7 +156,7 @@ impl RiskConfig {
 
     /// Checks the invariants a policy cannot break: weights are finite and >= 0, thresholds
     /// are ordered, the half-life is positive.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RiskError> {
         let w = &self.weights;
         let all = [
             ("evasion", w.evasion),
@@ -159,9 +180,7 @@ impl RiskConfig {
         ];
         for (k, v) in all {
             if !v.is_finite() || v < 0.0 {
-                return Err(format!(
-                    "risk.weights.{k} = {v}: weights must be finite and >= 0"
-                ));
+                return Err(RiskError::Weight { key: k, value: v });
             }
         }
         let t = [
@@ -171,26 +190,23 @@ impl RiskConfig {
         ];
         for (k, v) in t {
             if !v.is_finite() || v < 0.0 {
-                return Err(format!("risk.{k} = {v}: must be finite and >= 0"));
+                return Err(RiskError::Threshold { key: k, value: v });
             }
         }
         if !(self.half_life_secs.is_finite() && self.half_life_secs > 0.0) {
-            return Err(format!(
-                "risk.half_life_secs = {}: must be > 0",
-                self.half_life_secs
-            ));
+            return Err(RiskError::HalfLife(self.half_life_secs));
         }
         if self.warn_at > self.freeze_at {
-            return Err(format!(
-                "risk.warn_at ({}) is above risk.freeze_at ({})",
-                self.warn_at, self.freeze_at
-            ));
+            return Err(RiskError::WarnAboveFreeze {
+                warn_at: self.warn_at,
+                freeze_at: self.freeze_at,
+            });
         }
         if self.kill_at > 0.0 && self.kill_at < self.freeze_at {
-            return Err(format!(
-                "risk.kill_at ({}) is below risk.freeze_at ({})",
-                self.kill_at, self.freeze_at
-            ));
+            return Err(RiskError::KillBelowFreeze {
+                kill_at: self.kill_at,
+                freeze_at: self.freeze_at,
+            });
         }
         Ok(())
     }

@@ -108,9 +108,9 @@ pub enum ConfigError {
     #[error("{0}")]
     Unsupported(String),
     #[error("network policy: {0}")]
-    Network(String),
+    Network(warden_policy::RuleError),
     #[error("policy: {0}")]
-    Risk(String),
+    Risk(warden_risk::RiskError),
 }
 
 /// The class of a failure, which the CLI maps onto its documented exit codes.

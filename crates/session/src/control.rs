@@ -148,9 +148,9 @@ fn reply(s: &mut UnixStream, r: &Reply) {
 
 /// Carries out one decoded request from `by` (who asks, for the audit).
 fn answer(req: Request, monitor: &Monitor, approvals: Option<&Approvals>, by: &str) -> Reply {
-    let done = |res: Result<&str, String>| match res {
+    let done = |res: Result<&str, crate::MonitorError>| match res {
         Ok(m) => Reply::ok(m).with_status(monitor.status()),
-        Err(e) => Reply::error(ErrorCode::Failed, e).with_status(monitor.status()),
+        Err(e) => Reply::error(ErrorCode::Failed, e.to_string()).with_status(monitor.status()),
     };
     match req {
         Request::Status => done(Ok("")),

@@ -1,7 +1,24 @@
 //! Why a session did not start or did not end cleanly. Each error has an [`ErrorKind`],
-//! which the CLI maps onto its documented exit codes; the message says what failed.
+//! which the CLI maps onto its documented exit codes; the message says what failed. Also why a
+//! freeze, thaw or kill did not happen ([`MonitorError`]).
 
 use crate::config::{ConfigError, ErrorKind};
+
+/// Why a human's (or the score's) freeze, thaw or kill did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// Asked before the sandbox is launched (the freezer is set then).
+    #[error("the session has no freezer yet (it is still starting)")]
+    Starting,
+    #[error("the session has no freezer yet")]
+    NoFreezer,
+    #[error("thaw: {0}")]
+    Thaw(std::io::Error),
+    #[error("kill: {0}")]
+    Kill(std::io::Error),
+    #[error("the session's monitor is not running")]
+    NotRunning,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

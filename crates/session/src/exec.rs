@@ -46,8 +46,8 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
         warden_execguard::rules::from_policy_cached(policy, &config.home, cache.clone())
             .map_err(|e| StartError::Policy(format!("exec policy: {e}")))?;
     for n in &rules.notes {
-        if n.starts_with("warning") {
-            ui.warn("warden:", n);
+        if n.warning {
+            ui.warn("warden:", &n.text);
         } else if config.verbose > 0 {
             eprintln!("warden: {n}");
         }

@@ -50,7 +50,7 @@ pub mod ui;
 pub use approval::{Answer, Approvals, Pending, Subject};
 pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};
 pub use control::{ControlServer, Reply, Request};
-pub use error::StartError;
+pub use error::{MonitorError, StartError};
 pub use monitor::{Monitor, Status};
 pub use session::{Outcome, Session, SessionHandle};
 pub use ui::Ui;

@@ -7,6 +7,7 @@
 //! (from the control socket) freeze, thaw and kill directly; a thaw resets the engine's level
 //! so escalation starts again from today's score.
 
+use crate::error::MonitorError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -110,7 +111,7 @@ impl Monitor {
     }
 
     /// A human freezes the session.
-    pub fn freeze(&self, by: &str) -> Result<Duration, String> {
+    pub fn freeze(&self, by: &str) -> Result<Duration, MonitorError> {
         let r = act(
             &self.shared,
             Level::Freeze,
@@ -121,12 +122,12 @@ impl Monitor {
     }
 
     /// A human thaws the session; escalation starts again from the current score.
-    pub fn thaw(&self, by: &str) -> Result<(), String> {
+    pub fn thaw(&self, by: &str) -> Result<(), MonitorError> {
         let f = lock(&self.shared.freezer).clone();
         let Some(f) = f else {
-            return Err("the session has no freezer yet".into());
+            return Err(MonitorError::NoFreezer);
         };
-        f.thaw().map_err(|e| format!("thaw: {e}"))?;
+        f.thaw().map_err(MonitorError::Thaw)?;
         {
             let mut st = lock(&self.shared.status);
             st.frozen = false;
@@ -144,7 +145,7 @@ impl Monitor {
     }
 
     /// A human (or the score) ends the session's whole tree.
-    pub fn kill(&self, by: &str) -> Result<(), String> {
+    pub fn kill(&self, by: &str) -> Result<(), MonitorError> {
         act(&self.shared, Level::Kill, &format!("killed by {by}"), None).map(|_| ())
     }
 
@@ -248,10 +249,10 @@ fn act(
     level: Level,
     why: &str,
     since: Option<Instant>,
-) -> Result<Option<Duration>, String> {
+) -> Result<Option<Duration>, MonitorError> {
     let f = lock(&sh.freezer).clone();
     let Some(f) = f else {
-        return Err("the session has no freezer yet (it is still starting)".into());
+        return Err(MonitorError::Starting);
     };
     let session = lock(&sh.status).session.clone();
     let mut out = None;
@@ -276,7 +277,7 @@ fn act(
         }
     }
     if killed {
-        f.kill().map_err(|e| format!("kill: {e}"))?;
+        f.kill().map_err(MonitorError::Kill)?;
         let mut st = lock(&sh.status);
         st.killed = true;
         st.level = Some(Level::Kill);

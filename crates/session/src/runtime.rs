@@ -338,9 +338,16 @@ pub fn escape_handler(slot: Slot, ui: Ui) -> warden_sandbox::pty::EscapeHandler 
         let res = match key {
             b'f' | b'F' => m
                 .freeze(by)
-                .map(|_| "frozen: Ctrl-] t thaws, Ctrl-] k kills".to_string()),
-            b't' | b'T' => m.thaw(by).map(|_| "thawed".to_string()),
-            b'k' | b'K' => m.kill(by).map(|_| "killed".to_string()),
+                .map(|_| "frozen: Ctrl-] t thaws, Ctrl-] k kills".to_string())
+                .map_err(|e| e.to_string()),
+            b't' | b'T' => m
+                .thaw(by)
+                .map(|_| "thawed".to_string())
+                .map_err(|e| e.to_string()),
+            b'k' | b'K' => m
+                .kill(by)
+                .map(|_| "killed".to_string())
+                .map_err(|e| e.to_string()),
             b's' | b'S' => {
                 let st = m.status();
                 Ok(format!(

@@ -324,27 +324,27 @@ impl SessionHandle {
     }
 
     /// Freezes the whole tree (the risk monitor's stop switch), as `by` asked.
-    pub fn freeze(&self, by: &str) -> Result<(), String> {
+    pub fn freeze(&self, by: &str) -> Result<(), crate::MonitorError> {
         self.monitor()?.freeze(by).map(|_| ())
     }
 
     /// Thaws a frozen session.
-    pub fn thaw(&self, by: &str) -> Result<(), String> {
+    pub fn thaw(&self, by: &str) -> Result<(), crate::MonitorError> {
         self.monitor()?.thaw(by)
     }
 
     /// Ends the whole tree.
-    pub fn kill(&self, by: &str) -> Result<(), String> {
+    pub fn kill(&self, by: &str) -> Result<(), crate::MonitorError> {
         self.monitor()?.kill(by)
     }
 
-    fn monitor(&self) -> Result<Arc<crate::Monitor>, String> {
+    fn monitor(&self) -> Result<Arc<crate::Monitor>, crate::MonitorError> {
         self.res
             .running
             .lock()
             .ok()
             .and_then(|g| g.as_ref().map(|r| r.monitor.clone()))
-            .ok_or_else(|| "the session's monitor is not running".to_string())
+            .ok_or(crate::MonitorError::NotRunning)
     }
 
     /// Supervises the session to its end, then cleans up and reports (see the module doc).
@@ -728,7 +728,8 @@ fn wire_proxy(
             let (mine, theirs) = pair()?;
             let gateway = gateway_ports.clone();
             let task: warden_sandbox::InitTask = Box::new(move || {
-                let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)?;
+                let b = warden_proxy::bridge::bind(warden_proxy::SANDBOX_PORT, &gateway)
+                    .map_err(|e| e.to_string())?;
                 Ok(Box::new(move || warden_proxy::bridge::serve_all(b, theirs))
                     as Box<dyn FnOnce() + Send>)
             });

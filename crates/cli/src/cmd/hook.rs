@@ -168,7 +168,7 @@ fn target(a: &InstallArgs) -> std::path::PathBuf {
 
 fn edit(
     a: &InstallArgs,
-    f: impl FnOnce(serde_json::Value) -> Result<serde_json::Value, String>,
+    f: impl FnOnce(serde_json::Value) -> Result<serde_json::Value, install::InstallError>,
 ) -> anyhow::Result<i32> {
     if std::env::var_os("WARDEN_SANDBOX").is_some()
         || !matches!(

@@ -1,7 +1,7 @@
 //! Approvals with the real Claude Code CLI (`@anthropic-ai/claude-code`, the version pinned in
 //! scripts/versions.env): Claude runs inside `warden run --profile claude` against a scripted
-//! model server on 127.0.0.1 (no API key, no internet; the model server's scaffolding is
-//! copied from `claude_e2e.rs`). The scripted model asks for one Bash call,
+//! model server on 127.0.0.1 (no API key, no internet; the model server and the Messages API
+//! pieces are shared with `claude_e2e.rs` in `e2e.rs`). The scripted model asks for one Bash call,
 //! `curl http://ask.test:PORT/ok`, where `ask.test:PORT` is a loopback HTTP server of this
 //! test's own, named in the policy's `[network] ask` (the proxy resolves `ask.test` through a
 //! test hosts file, `--proxy-hosts-file`). warden's hook is installed as a user would have it
@@ -24,7 +24,9 @@
 //! `[network] allow`ed ports are bridged (the loopback gateway); a loopback `ask` entry is
 //! reached only through the proxy.
 
-use super::common::text;
+use super::common::{text, SCRUBBED_ENV, WARDEN as W};
+use super::e2e::anthropic::{self, claude, result_text, tool_result};
+use super::e2e::{ModelServer, Request};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,13 +35,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const W: &str = env!("CARGO_BIN_EXE_warden");
 const MAGIC: &str = "warden-ask-e2e: run the scripted steps";
 const TOOL_ID: &str = "toolu_ask_1";
 /// What the ask server answers; it reaches Claude's tool result only if a human allowed it.
 const SERVED: &str = "hello-from-the-ask-server";
 
-// ---- the scripted model server (adapted from claude_e2e.rs) ----
+// ---- the scripted model (the server and the Messages API are in e2e.rs) ----
 
 /// One scripted reply per step: 0 for side requests, 1 asks for the curl, 2 ends the turn.
 fn step_for(req: &Value) -> usize {
@@ -52,13 +53,6 @@ fn step_for(req: &Value) -> usize {
     } else {
         1
     }
-}
-
-fn sse(events: &[(String, Value)]) -> String {
-    events
-        .iter()
-        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
-        .collect()
 }
 
 fn reply(step: usize, input: &Value) -> Vec<(String, Value)> {
@@ -111,17 +105,6 @@ fn reply(step: usize, input: &Value) -> Vec<(String, Value)> {
     ev
 }
 
-/// A minimal HTTP/1.1 model server: every request is answered and the connection closed.
-fn serve_model(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, input: Value) {
-    for s in l.incoming() {
-        let Ok(s) = s else { continue };
-        let (log, input) = (log.clone(), input.clone());
-        std::thread::spawn(move || {
-            let _ = handle_model(s, &log, &input);
-        });
-    }
-}
-
 /// Reads one HTTP request: (request line, body).
 fn read_request(s: &TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     let mut r = BufReader::new(s.try_clone()?);
@@ -142,53 +125,6 @@ fn read_request(s: &TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
     Ok((line.trim_end().to_string(), body))
-}
-
-fn handle_model(mut s: TcpStream, log: &Mutex<Vec<Value>>, input: &Value) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let (line, body) = read_request(&s)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
-        let b = if path.contains("count_tokens") {
-            json!({"input_tokens": 10}).to_string()
-        } else {
-            "{}".into()
-        };
-        return write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len());
-    }
-    let step = step_for(&req);
-    log.lock()
-        .unwrap()
-        .push(json!({"step": step, "at_ms": now_ms(), "request": req}));
-    let events = reply(step, input);
-    if req.get("stream").and_then(Value::as_bool) == Some(true) {
-        let b = sse(&events);
-        write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n{b}")
-    } else {
-        let mut msg = events[0].1["message"].clone();
-        let mut block = Value::Null;
-        for (_, d) in &events {
-            match d["type"].as_str() {
-                Some("content_block_start") => block = d["content_block"].clone(),
-                Some("content_block_delta") => {
-                    if let Some(t) = d["delta"]["text"].as_str() {
-                        block["text"] = json!(t);
-                    }
-                    if let Some(j) = d["delta"]["partial_json"].as_str() {
-                        block["input"] = serde_json::from_str(j).unwrap_or(json!({}));
-                    }
-                }
-                Some("content_block_stop") => {
-                    msg["content"].as_array_mut().unwrap().push(block.clone())
-                }
-                Some("message_delta") => msg["stop_reason"] = d["delta"]["stop_reason"].clone(),
-                _ => {}
-            }
-        }
-        let b = msg.to_string();
-        write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len())
-    }
 }
 
 fn now_ms() -> u128 {
@@ -212,46 +148,6 @@ fn serve_ask(l: TcpListener, log: Arc<Mutex<Vec<String>>>) {
                 let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len());
             }
         });
-    }
-}
-
-fn claude() -> Option<PathBuf> {
-    for d in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-    {
-        let p = Path::new(d).join("claude");
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    eprintln!("SKIP: the Claude Code CLI is not installed (scripts/bootstrap.sh installs @anthropic-ai/claude-code)");
-    None
-}
-
-/// The tool_result the model received for `id`, from the logged requests.
-fn tool_result(log: &[Value], id: &str) -> Option<Value> {
-    log.iter().rev().find_map(|e| {
-        e["request"]["messages"].as_array()?.iter().find_map(|m| {
-            m["content"]
-                .as_array()?
-                .iter()
-                .find(|c| c["type"] == "tool_result" && c["tool_use_id"] == id)
-                .cloned()
-        })
-    })
-}
-
-fn result_text(r: &Value) -> String {
-    match &r["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|c| c["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
     }
 }
 
@@ -284,9 +180,7 @@ impl Case {
             let log = ask_log.clone();
             std::thread::spawn(move || serve_ask(al, log));
         }
-        let ml = TcpListener::bind("127.0.0.1:0").unwrap();
-        let model_port = ml.local_addr().unwrap().port();
-        let model_log = Arc::new(Mutex::new(Vec::new()));
+        let model_log: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
         // The Bash call the model asks for: through warden's proxy (HTTP_PROXY inside), the
         // body and the status code on stdout.
         let curl = format!("curl -s -w '\\ncode=%{{http_code}}\\n' http://ask.test:{ask_port}/ok");
@@ -294,10 +188,19 @@ impl Case {
         if let Some(ms) = bash_timeout_ms {
             input["timeout"] = json!(ms);
         }
-        {
+        let model_port = {
             let log = model_log.clone();
-            std::thread::spawn(move || serve_model(ml, log, input));
-        }
+            ModelServer::start(move |r: &Request| {
+                anthropic::answer(r, |req| {
+                    let step = step_for(req);
+                    log.lock()
+                        .unwrap()
+                        .push(json!({"step": step, "at_ms": now_ms(), "request": req}));
+                    reply(step, &input)
+                })
+            })
+            .port
+        };
         // The user's own policy (outside the workspace). The model host is allowed; the ask
         // host, by name and by the address the proxy resolves it to, is `ask`.
         std::fs::write(
@@ -325,11 +228,12 @@ impl Case {
         }
     }
 
+    /// Hermetic: this case's `HOME`, none of [`SCRUBBED_ENV`], in the workspace.
     fn env(&self, c: &mut Command) {
-        c.env("HOME", &self.home)
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .current_dir(&self.ws);
+        c.env("HOME", &self.home).current_dir(&self.ws);
+        for v in SCRUBBED_ENV {
+            c.env_remove(v);
+        }
     }
 
     /// `warden run --profile claude -- claude -p ...`, no terminal.
@@ -359,19 +263,9 @@ impl Case {
                 "claude-sonnet-4-5",
             ]);
         self.env(&mut c);
-        c.env(
-            "ANTHROPIC_BASE_URL",
-            format!("http://model.test:{}", self.model_port),
-        )
-        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
-        .env_remove("CLAUDECODE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        anthropic::env(&mut c, format!("http://model.test:{}", self.model_port))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         c.spawn().unwrap()
     }
 
@@ -557,7 +451,10 @@ fn finish(c: Child) -> Output {
 
 #[test]
 fn claude_waits_on_an_ask_host_and_a_second_process_allows_it_once() {
-    let Some(claude) = claude() else { return };
+    let Some(claude) = claude("claude_waits_on_an_ask_host_and_a_second_process_allows_it_once")
+    else {
+        return;
+    };
     let t = Case::new("allow", 90, None);
     let t0 = Instant::now();
     let mut child = t.spawn(&claude);
@@ -617,7 +514,9 @@ fn claude_waits_on_an_ask_host_and_a_second_process_allows_it_once() {
 
 #[test]
 fn claude_waits_on_an_ask_host_and_a_second_process_denies_it() {
-    let Some(claude) = claude() else { return };
+    let Some(claude) = claude("claude_waits_on_an_ask_host_and_a_second_process_denies_it") else {
+        return;
+    };
     let t = Case::new("deny", 90, None);
     let mut child = t.spawn(&claude);
     let req = t.wait_pending(&mut child, Duration::from_secs(90));
@@ -643,7 +542,10 @@ fn claude_waits_on_an_ask_host_and_a_second_process_denies_it() {
 
 #[test]
 fn claude_waits_on_an_ask_host_and_no_answer_denies_at_the_deadline() {
-    let Some(claude) = claude() else { return };
+    let Some(claude) = claude("claude_waits_on_an_ask_host_and_no_answer_denies_at_the_deadline")
+    else {
+        return;
+    };
     let t = Case::new("timeout", 4, None);
     let mut child = t.spawn(&claude);
     let req = t.wait_pending(&mut child, Duration::from_secs(90));
@@ -681,7 +583,11 @@ fn claude_waits_on_an_ask_host_and_no_answer_denies_at_the_deadline() {
 /// background task, so the session lasts until warden's deadline denies it.)
 #[test]
 fn claude_backgrounds_the_waiting_command_and_a_late_answer_still_counts() {
-    let Some(claude) = claude() else { return };
+    let Some(claude) =
+        claude("claude_backgrounds_the_waiting_command_and_a_late_answer_still_counts")
+    else {
+        return;
+    };
     let t = Case::new("late", 60, Some(3000));
     let mut child = t.spawn(&claude);
     let req = t.wait_pending(&mut child, Duration::from_secs(90));

@@ -6,16 +6,12 @@
 //! that the denials came back to the model as errors carrying warden's reason, that the
 //! denied commands did not run, and that the allowed one did.
 
+use super::common::WARDEN as W;
+use super::e2e::anthropic::{self, claude, result_text, tool_result};
+use super::e2e::{self, Log, ModelServer, Request, Tree, MAGIC};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-const W: &str = env!("CARGO_BIN_EXE_warden");
-const MAGIC: &str = "warden-e2e: run the scripted steps";
+use std::process::Command;
 
 /// One scripted reply per step; the step is chosen from what the request carries.
 fn step_for(req: &Value) -> usize {
@@ -33,13 +29,6 @@ fn step_for(req: &Value) -> usize {
         .filter(|id| text.contains(&format!("\"tool_use_id\":\"{id}\"")))
         .count();
     results + 1
-}
-
-fn sse(events: &[(String, Value)]) -> String {
-    events
-        .iter()
-        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
-        .collect()
 }
 
 fn reply(step: usize, ws: &Path, home: &Path) -> Vec<(String, Value)> {
@@ -113,159 +102,61 @@ fn reply(step: usize, ws: &Path, home: &Path) -> Vec<(String, Value)> {
     ev
 }
 
-/// A minimal HTTP/1.1 server: every request is answered and the connection closed.
-fn serve(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, ws: PathBuf, home: PathBuf) {
-    for s in l.incoming() {
-        let Ok(s) = s else { continue };
-        let (log, ws, home) = (log.clone(), ws.clone(), home.clone());
-        std::thread::spawn(move || {
-            let _ = handle(s, &log, &ws, &home);
-        });
-    }
-}
-
-fn handle(
-    mut s: TcpStream,
-    log: &Mutex<Vec<Value>>,
-    ws: &Path,
-    home: &Path,
-) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
-        let b = if path.contains("count_tokens") {
-            json!({"input_tokens": 10}).to_string()
-        } else {
-            "{}".into()
-        };
-        return write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len());
-    }
-    let step = step_for(&req);
-    log.lock()
-        .unwrap()
-        .push(json!({"step": step, "request": req}));
-    let events = reply(step, ws, home);
-    if req.get("stream").and_then(Value::as_bool) == Some(true) {
-        let b = sse(&events);
-        write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n{b}")
-    } else {
-        // Non-streaming: assemble the message from the events.
-        let mut msg = events[0].1["message"].clone();
-        let mut block = Value::Null;
-        for (_, d) in &events {
-            match d["type"].as_str() {
-                Some("content_block_start") => block = d["content_block"].clone(),
-                Some("content_block_delta") => {
-                    if let Some(t) = d["delta"]["text"].as_str() {
-                        block["text"] = json!(t);
-                    }
-                    if let Some(j) = d["delta"]["partial_json"].as_str() {
-                        block["input"] = serde_json::from_str(j).unwrap_or(json!({}));
-                    }
-                }
-                Some("content_block_stop") => {
-                    msg["content"].as_array_mut().unwrap().push(block.clone())
-                }
-                Some("message_delta") => msg["stop_reason"] = d["delta"]["stop_reason"].clone(),
-                _ => {}
-            }
-        }
-        let b = msg.to_string();
-        write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len())
-    }
-}
-
-fn claude() -> Option<PathBuf> {
-    for d in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-    {
-        let p = Path::new(d).join("claude");
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    eprintln!("SKIP: the Claude Code CLI is not installed (scripts/bootstrap.sh installs @anthropic-ai/claude-code)");
-    None
-}
-
-/// The tool_result the model received for `id`, from the logged requests.
-fn tool_result(log: &[Value], id: &str) -> Option<Value> {
-    log.iter().rev().find_map(|e| {
-        e["request"]["messages"].as_array()?.iter().find_map(|m| {
-            m["content"]
-                .as_array()?
-                .iter()
-                .find(|c| c["type"] == "tool_result" && c["tool_use_id"] == id)
-                .cloned()
+/// The scripted Messages API (see [`anthropic::answer`]); every `/v1/messages` request is
+/// logged with its step.
+fn model(log: Log, ws: PathBuf, home: PathBuf) -> ModelServer {
+    ModelServer::start(move |r: &Request| {
+        anthropic::answer(r, |req| {
+            let step = step_for(req);
+            log.lock()
+                .unwrap()
+                .push(json!({"step": step, "request": req}));
+            reply(step, &ws, &home)
         })
     })
 }
 
-fn result_text(r: &Value) -> String {
-    match &r["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|c| c["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
-#[test]
-fn real_claude_code_with_warden_hook() {
-    let Some(claude) = claude() else { return };
-    let root = std::env::temp_dir().join(format!("warden-claude-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let (home, ws) = (root.join("home"), root.join("ws"));
+/// The credential the Read step asks for (denied; it must never reach the model).
+fn plant_secret(home: &Path) {
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::create_dir_all(home.join(".config/warden")).unwrap();
-    std::fs::create_dir_all(&ws).unwrap();
     std::fs::write(
         home.join(".ssh/id_ed25519"),
         "-----BEGIN OPENSSH PRIVATE KEY----- e2e-secret\n",
     )
     .unwrap();
-    std::fs::write(
-        home.join(".config/warden/policy.toml"),
-        "[exec]\ndeny = [\"curl\"]\n",
-    )
-    .unwrap();
+}
+
+/// `-p MAGIC` and the flags both runs use.
+const CLAUDE_ARGS: [&str; 11] = [
+    "-p",
+    MAGIC,
+    "--output-format",
+    "json",
+    "--allowedTools",
+    "Bash",
+    "Read",
+    "--max-turns",
+    "8",
+    "--model",
+    "claude-sonnet-4-5",
+];
+
+#[test]
+fn real_claude_code_with_warden_hook() {
+    let Some(claude) = claude("real_claude_code_with_warden_hook") else {
+        return;
+    };
+    let t = Tree::new("claude-hook", "[exec]\ndeny = [\"curl\"]\n");
+    let (home, ws) = (t.home(), t.ws());
+    plant_secret(home);
     // The user's other settings must survive the install.
     std::fs::create_dir_all(home.join(".claude")).unwrap();
     std::fs::write(home.join(".claude/settings.json"), r#"{"theme": "dark", "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "true"}]}]}}"#).unwrap();
 
-    let env = |c: &mut Command| {
-        c.env("HOME", &home)
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .current_dir(&ws);
-    };
     for _ in 0..2 {
         let mut c = Command::new(W);
         c.args(["install", "claude", "--scope", "user"]);
-        env(&mut c);
+        t.hermetic(&mut c);
         let o = c.output().unwrap();
         assert!(
             o.status.success(),
@@ -291,36 +182,12 @@ fn real_claude_code_with_warden_hook() {
         "the user's own Stop hook is kept: {settings}"
     );
 
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (log, ws, home) = (log.clone(), ws.clone(), home.clone());
-        std::thread::spawn(move || serve(l, log, ws, home));
-    }
+    let log = e2e::new_log();
+    let port = model(log.clone(), ws.to_path_buf(), home.to_path_buf()).port;
     let mut c = Command::new(&claude);
-    c.args([
-        "-p",
-        MAGIC,
-        "--output-format",
-        "json",
-        "--allowedTools",
-        "Bash",
-        "Read",
-        "--max-turns",
-        "8",
-        "--model",
-        "claude-sonnet-4-5",
-    ]);
-    env(&mut c);
-    c.env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
-        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
-        .env_remove("CLAUDECODE")
-        .stdin(Stdio::null());
+    c.args(CLAUDE_ARGS);
+    t.hermetic(&mut c);
+    anthropic::env(&mut c, format!("http://127.0.0.1:{port}"));
     let o = c.output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -375,7 +242,7 @@ fn real_claude_code_with_warden_hook() {
     // Uninstall removes warden's entries and nothing else.
     let mut c = Command::new(W);
     c.args(["uninstall", "claude", "--scope", "user"]);
-    env(&mut c);
+    t.hermetic(&mut c);
     assert!(c.output().unwrap().status.success());
     let settings: Value =
         serde_json::from_str(&std::fs::read_to_string(home.join(".claude/settings.json")).unwrap())
@@ -387,7 +254,6 @@ fn real_claude_code_with_warden_hook() {
         1,
         "{settings}"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Claude Code installed the way Anthropic's native installer does it
@@ -399,13 +265,14 @@ fn real_claude_code_with_warden_hook() {
 /// session log outside the sandbox.
 #[test]
 fn real_claude_code_native_install_inside_warden() {
-    let Some(npm_claude) = claude() else { return };
+    let Some(npm_claude) = claude("real_claude_code_native_install_inside_warden") else {
+        return;
+    };
     let Ok(real) = std::fs::canonicalize(&npm_claude) else {
         return;
     };
-    let root = std::env::temp_dir().join(format!("warden-claude-native-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let (home, ws) = (root.join("home"), root.join("ws"));
+    let t = Tree::new("claude-native", e2e::POLICY);
+    let (home, ws) = (t.home(), t.ws());
     let version = home.join(".local/share/claude/versions/2.1.330");
     std::fs::create_dir_all(version.parent().unwrap()).unwrap();
     std::fs::create_dir_all(home.join(".local/bin")).unwrap();
@@ -413,72 +280,30 @@ fn real_claude_code_native_install_inside_warden() {
         std::fs::copy(&real, &version).unwrap();
     }
     std::os::unix::fs::symlink(&version, home.join(".local/bin/claude")).unwrap();
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::create_dir_all(home.join(".config/warden")).unwrap();
-    std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(
-        home.join(".ssh/id_ed25519"),
-        "-----BEGIN OPENSSH PRIVATE KEY----- e2e-secret\n",
-    )
-    .unwrap();
-    std::fs::write(
-        home.join(".config/warden/policy.toml"),
-        "[exec]\ndeny = [\"curl\"]\n[network]\nallow = [\"model.test\", \"127.0.0.1\"]\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("hosts"), "127.0.0.1 model.test\n").unwrap();
+    plant_secret(home);
     let env = |c: &mut Command| {
-        c.env("HOME", &home)
-            .env(
-                "PATH",
-                format!(
-                    "{}:/usr/local/bin:/usr/bin:/bin",
-                    home.join(".local/bin").display()
-                ),
-            )
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .current_dir(&ws);
+        t.hermetic(c).env(
+            "PATH",
+            format!(
+                "{}:/usr/local/bin:/usr/bin:/bin",
+                home.join(".local/bin").display()
+            ),
+        );
     };
     let mut c = Command::new(W);
     c.args(["install", "claude", "--scope", "user"]);
     env(&mut c);
     assert!(c.output().unwrap().status.success());
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (log, ws, home) = (log.clone(), ws.clone(), home.clone());
-        std::thread::spawn(move || serve(l, log, ws, home));
-    }
+    let log = e2e::new_log();
+    let port = model(log.clone(), ws.to_path_buf(), home.to_path_buf()).port;
     let mut c = Command::new(W);
     c.arg("run")
         .args(["--profile", "claude", "--proxy-hosts-file"])
-        .arg(root.join("hosts"))
-        .args([
-            "--",
-            "claude",
-            "-p",
-            MAGIC,
-            "--output-format",
-            "json",
-            "--allowedTools",
-            "Bash",
-            "Read",
-            "--max-turns",
-            "8",
-            "--model",
-            "claude-sonnet-4-5",
-        ]);
+        .arg(t.hosts())
+        .args(["--", "claude"])
+        .args(CLAUDE_ARGS);
     env(&mut c);
-    c.env("ANTHROPIC_BASE_URL", format!("http://model.test:{port}"))
-        .env("ANTHROPIC_API_KEY", "sk-ant-e2e-test")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
-        .env_remove("CLAUDECODE")
-        .stdin(Stdio::null());
+    anthropic::env(&mut c, format!("http://model.test:{port}"));
     let o = c.output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -516,14 +341,7 @@ fn real_claude_code_native_install_inside_warden() {
         "the secret reached the model"
     );
     assert!(out.contains("all steps done"), "{ctx}");
-    let sessions = home.join(".local/state/warden/sessions");
-    let text: String = std::fs::read_dir(&sessions)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let text = t.session_log();
     // The hook ran inside (its exec is in the session log), and its decisions reached this
     // log: Claude Code does not pass the inherited pipe (WARDEN_HOOK_FD) on to its hooks, so
     // they come through the session's hook-report socket, marked as reported from inside.
@@ -541,5 +359,4 @@ fn real_claude_code_native_install_inside_warden() {
         .unwrap()
         .file_type()
         .is_symlink());
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -15,25 +15,13 @@
 //!
 //! Without Codex installed the test prints why and passes.
 
-use super::common::text as show;
+use super::common::{text as show, WARDEN as W};
+use super::e2e::{self, Log, ModelServer, Reply, Request, Tree};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const W: &str = env!("CARGO_BIN_EXE_warden");
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
 
 /// Which scripted reply: one per function-call output already in the conversation.
 fn step_for(req: &Value) -> usize {
@@ -82,47 +70,18 @@ fn reply(step: usize, ws: &Path) -> String {
         .collect()
 }
 
-fn serve(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, ws: PathBuf) {
-    for s in l.incoming() {
-        let Ok(s) = s else { continue };
-        let (log, ws) = (log.clone(), ws.clone());
-        std::thread::spawn(move || {
-            let _ = handle(s, &log, &ws);
-        });
-    }
-}
-
-fn handle(mut s: TcpStream, log: &Mutex<Vec<Value>>, ws: &Path) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
-            break;
+/// The scripted Responses API: `POST .../responses` gets the step's events, anything else
+/// an empty model list.
+fn model(log: Log, ws: PathBuf) -> ModelServer {
+    ModelServer::start(move |r: &Request| {
+        if r.method != "POST" || !r.path.ends_with("/responses") {
+            return Reply::json(json!({"models": []}).to_string());
         }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    if method != "POST" || !path.ends_with("/responses") {
-        let b = json!({"models": []}).to_string();
-        return write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len());
-    }
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let step = step_for(&req);
-    log.lock().unwrap().push(req);
-    let b = reply(step, ws);
-    write!(s, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len())
+        let req = r.json();
+        let step = step_for(&req);
+        log.lock().unwrap().push(req);
+        Reply::sse(reply(step, &ws))
+    })
 }
 
 /// The output the model got for `call_id` (the last request that carries it).
@@ -195,35 +154,23 @@ fn config(base_url: &str, trust: &str) -> String {
 
 #[test]
 fn real_codex_cli_with_warden() {
-    let Some(codex) = which("codex") else {
-        eprintln!("SKIP real_codex_cli_with_warden: the Codex CLI is not installed (scripts/bootstrap.sh installs @openai/codex)");
+    let Some(codex) = e2e::find_cli(
+        "codex",
+        "real_codex_cli_with_warden",
+        "Codex CLI",
+        "scripts/bootstrap.sh installs @openai/codex",
+    ) else {
         return;
     };
-    let root = std::env::temp_dir().join(format!("warden-codex-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let (home, ws) = (root.join("home"), root.join("ws"));
+    let t = Tree::new("codex", e2e::POLICY);
+    let (home, ws) = (t.home(), t.ws());
     std::fs::create_dir_all(home.join(".codex")).unwrap();
-    std::fs::create_dir_all(home.join(".config/warden")).unwrap();
-    std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(
-        home.join(".config/warden/policy.toml"),
-        "[exec]\ndeny = [\"curl\"]\n[network]\nallow = [\"model.test\", \"127.0.0.1\"]\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("hosts"), "127.0.0.1 model.test\n").unwrap();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (log, ws) = (log.clone(), ws.clone());
-        std::thread::spawn(move || serve(l, log, ws));
-    }
+    let log = e2e::new_log();
+    let port = model(log.clone(), ws.to_path_buf()).port;
     let env = |c: &mut Command| {
-        c.env("HOME", &home)
+        t.hermetic(c)
             .env("OPENAI_API_KEY", "sk-e2e-test")
-            .env_remove("XDG_CONFIG_HOME")
             .env_remove("CODEX_HOME")
-            .current_dir(&ws)
             .stdin(Stdio::null());
     };
     let o = {
@@ -235,7 +182,7 @@ fn real_codex_cli_with_warden() {
     assert!(o.status.success(), "install: {}", show(&o));
 
     // The hook starts untrusted: Codex would never run it. Trust it as `/hooks` does.
-    let hooks = list_hooks(&codex, &home, &ws);
+    let hooks = list_hooks(&codex, home, ws);
     let ours: Vec<_> = hooks
         .iter()
         .filter(|h| h.3.contains("hook codex"))
@@ -312,7 +259,7 @@ fn real_codex_cli_with_warden() {
         let mut c = Command::new(W);
         c.arg("run")
             .args(["--profile", "codex", "--proxy-hosts-file"])
-            .arg(root.join("hosts"))
+            .arg(t.hosts())
             .arg("--")
             .arg(&codex)
             .args(["exec", "--skip-git-repo-check", "run the scripted steps"]);
@@ -356,17 +303,9 @@ fn real_codex_cli_with_warden() {
         "the host's config.toml is unchanged"
     );
     // The hook ran inside: its decisions are in the session log, outside the sandbox.
-    let sessions = home.join(".local/state/warden/sessions");
-    let text: String = std::fs::read_dir(&sessions)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let text = t.session_log();
     assert!(
         text.contains("warden hook inside the sandbox") && text.contains("allowed-marker"),
         "hook decisions in the session log: {text}"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -12,26 +12,11 @@
 //!
 //! Without Gemini installed the test prints why and passes.
 
-use super::common::text as show;
+use super::common::{text as show, WARDEN as W};
+use super::e2e::{self, Log, ModelServer, Reply, Request, Tree, MAGIC};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-const W: &str = env!("CARGO_BIN_EXE_warden");
-const MAGIC: &str = "warden-e2e: run the scripted steps";
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
 
 fn reply(req: &Value, ws: &Path) -> Value {
     let text = req.to_string();
@@ -54,48 +39,22 @@ fn reply(req: &Value, ws: &Path) -> Value {
            "modelVersion": "gemini-2.5-pro"})
 }
 
-fn serve(l: TcpListener, log: Arc<Mutex<Vec<Value>>>, ws: PathBuf) {
-    for s in l.incoming() {
-        let Ok(s) = s else { continue };
-        let (log, ws) = (log.clone(), ws.clone());
-        std::thread::spawn(move || {
-            let _ = handle(s, &log, &ws);
-        });
-    }
-}
-
-fn handle(mut s: TcpStream, log: &Mutex<Vec<Value>>, ws: &Path) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
-            break;
+/// The scripted Gemini API: `...generateContent` gets the step's answer (SSE with
+/// `alt=sse`), anything else `{}`.
+fn model(log: Log, ws: PathBuf) -> ModelServer {
+    ModelServer::start(move |r: &Request| {
+        if !r.path.contains("generateContent") && !r.path.contains("GenerateContent") {
+            return Reply::json("{}".into());
         }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            }
+        let req = r.json();
+        let out = reply(&req, &ws);
+        log.lock().unwrap().push(req);
+        if r.path.contains("alt=sse") {
+            Reply::sse(format!("data: {out}\r\n\r\n"))
+        } else {
+            Reply::json(out.to_string())
         }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    if !path.contains("generateContent") && !path.contains("GenerateContent") {
-        return write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}");
-    }
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let out = reply(&req, ws);
-    log.lock().unwrap().push(req);
-    let (ct, b) = if path.contains("alt=sse") {
-        ("text/event-stream", format!("data: {out}\r\n\r\n"))
-    } else {
-        ("application/json", out.to_string())
-    };
-    write!(s, "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len())
+    })
 }
 
 /// Every function response the model received, as text.
@@ -118,43 +77,31 @@ fn responses(log: &[Value]) -> Vec<String> {
 
 #[test]
 fn real_gemini_cli_with_warden() {
-    let Some(gemini) = which("gemini") else {
-        eprintln!("SKIP real_gemini_cli_with_warden: the Gemini CLI is not installed (scripts/bootstrap.sh installs @google/gemini-cli)");
+    let Some(gemini) = e2e::find_cli(
+        "gemini",
+        "real_gemini_cli_with_warden",
+        "Gemini CLI",
+        "scripts/bootstrap.sh installs @google/gemini-cli",
+    ) else {
         return;
     };
-    let root = std::env::temp_dir().join(format!("warden-gemini-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let (home, ws) = (root.join("home"), root.join("ws"));
+    let t = Tree::new("gemini", e2e::POLICY);
+    let (home, ws) = (t.home(), t.ws());
     std::fs::create_dir_all(home.join(".gemini")).unwrap();
-    std::fs::create_dir_all(home.join(".config/warden")).unwrap();
-    std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(
-        home.join(".config/warden/policy.toml"),
-        "[exec]\ndeny = [\"curl\"]\n[network]\nallow = [\"model.test\", \"127.0.0.1\"]\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("hosts"), "127.0.0.1 model.test\n").unwrap();
     // The user's own settings: API-key auth, and no folder-trust prompt (headless run).
     std::fs::write(
         home.join(".gemini/settings.json"),
         r#"{"security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": false}}}"#,
     )
     .unwrap();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (log, ws) = (log.clone(), ws.clone());
-        std::thread::spawn(move || serve(l, log, ws));
-    }
+    let log = e2e::new_log();
+    let port = model(log.clone(), ws.to_path_buf()).port;
     let env = |c: &mut Command, base: &str| {
-        c.env("HOME", &home)
+        t.hermetic(c)
             .env("GEMINI_API_KEY", "e2e-test-key")
             .env("GOOGLE_GEMINI_BASE_URL", base)
             .env_remove("GOOGLE_API_KEY")
             .env_remove("GOOGLE_GENAI_USE_VERTEXAI")
-            .env_remove("XDG_CONFIG_HOME")
-            .current_dir(&ws)
             .stdin(Stdio::null());
     };
     let o = {
@@ -243,7 +190,7 @@ fn real_gemini_cli_with_warden() {
         let mut c = Command::new(W);
         c.arg("run")
             .args(["--profile", "gemini", "--proxy-hosts-file"])
-            .arg(root.join("hosts"))
+            .arg(t.hosts())
             .arg("--")
             .arg(&gemini)
             .args(args);
@@ -272,17 +219,9 @@ fn real_gemini_cli_with_warden() {
         "{ctx}"
     );
     assert!(o.status.success(), "{ctx}");
-    let sessions = home.join(".local/state/warden/sessions");
-    let text: String = std::fs::read_dir(&sessions)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let text = t.session_log();
     assert!(
         text.contains("warden hook inside the sandbox") && text.contains("allowed-marker"),
         "the hook ran inside; its decisions are in the session log: {text}"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

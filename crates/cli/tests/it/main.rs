@@ -3,6 +3,7 @@
 //! `cargo test -p warden --test it <module>::`.
 
 mod common;
+mod e2e;
 
 mod advisor;
 mod agent_installs;
