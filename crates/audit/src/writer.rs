@@ -7,9 +7,10 @@ use crate::store::{AuditError, AuditStore, Head, Item, Retention, SessionEnd, Se
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use warden_event::queue::{self, RecvTimeoutError, TrySendError};
 use warden_event::{Decision, Layer};
 
 /// Writer settings.
@@ -65,7 +66,7 @@ struct Shared {
 /// A handle on the writer thread. Clones share the thread; [`AuditWriter::close`] ends it.
 #[derive(Clone)]
 pub struct AuditWriter {
-    tx: SyncSender<Msg>,
+    tx: queue::Sender<Msg>,
     shared: Arc<Shared>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     control_timeout: Duration,
@@ -88,7 +89,7 @@ impl AuditWriter {
 
     /// Starts the writer thread on an open store.
     pub fn spawn(store: AuditStore, cfg: WriterConfig) -> AuditWriter {
-        let (tx, rx) = mpsc::sync_channel(cfg.capacity.max(1));
+        let (tx, rx) = queue::bounded(cfg.capacity.max(1));
         let shared = Arc::new(Shared {
             dropped: AtomicU64::new(0),
             buckets: Mutex::new(HashMap::new()),
@@ -357,7 +358,7 @@ fn count_row(
 
 fn run(
     mut store: AuditStore,
-    rx: Receiver<Msg>,
+    rx: queue::Receiver<Msg>,
     shared: Arc<Shared>,
     batch_max: usize,
     every: Duration,

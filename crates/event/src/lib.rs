@@ -14,6 +14,7 @@
 #![warn(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 
+pub mod queue;
 pub mod relay;
 pub mod timing;
 

@@ -9,9 +9,9 @@
 
 use crate::error::MonitorError;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use warden_event::queue::{bounded, Receiver, Sender, TrySendError};
 use warden_event::{Decision, Layer, Sink, Verdict};
 use warden_risk::{Contribution, Level, RiskConfig, RiskEngine};
 use warden_sandbox::freezer::Freezer;
@@ -56,7 +56,7 @@ struct Shared {
 
 /// The session's risk monitor. Register it with `warden_event::sinks::add`.
 pub struct Monitor {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
@@ -73,7 +73,7 @@ impl Monitor {
         session: &str,
         notify: Box<dyn Fn(&str) + Send + Sync>,
     ) -> std::io::Result<Arc<Monitor>> {
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = bounded(QUEUE);
         let shared = Arc::new(Shared {
             status: Mutex::new(Status {
                 session: session.to_string(),
