@@ -245,7 +245,7 @@ impl State {
         if let Err(e) = self.pinned.add_session(cgid, cfg, &rules) {
             self.pinned.remove_session(cgid);
             let _ = std::fs::remove_dir(&dir);
-            return Err(e);
+            return Err(e.to_string());
         }
         if let Some(max) = req.pids_max {
             // The sandbox relies on this limit (fork bombs): no limit, no session.
@@ -418,12 +418,14 @@ pub fn run(opts: &Opts) -> Result<(), String> {
     let no_ima = opts.userspace_hashing || !lsms.split(',').any(|l| l == "ima");
     let reattached = Pinned::exists(&opts.pin_dir);
     let pinned = if reattached {
-        Pinned::open(&opts.pin_dir)?
+        Pinned::open(&opts.pin_dir).map_err(|e| e.to_string())?
     } else {
-        Pinned::load(&opts.pin_dir)?
+        Pinned::load(&opts.pin_dir).map_err(|e| e.to_string())?
     };
     let (root, cgid, level) = root_cgroup()?;
-    pinned.set_root(cgid, level, no_ima)?;
+    pinned
+        .set_root(cgid, level, no_ima)
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         "{} BPF LSM programs ({}); root cgroup {} (id {cgid}, level {level})",
         if reattached {
@@ -542,7 +544,8 @@ impl crate::control::Handler for Control {
                         "unloading is refused from inside a user namespace (a sandbox)",
                     )
                 } else {
-                    Pinned::unload(pin_dir).map_or_else(failed, |_| Reply::Unloaded)
+                    Pinned::unload(pin_dir)
+                        .map_or_else(|e| failed(e.to_string()), |_| Reply::Unloaded)
                 }
             }
         }
