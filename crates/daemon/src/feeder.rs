@@ -64,6 +64,13 @@ const PSEUDO: &[&str] = &[
 /// Library directories hashed ahead.
 pub const LIB_DIRS: &[&str] = &["/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib"];
 
+/// The feeder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FeederError {
+    #[error("fanotify_init: {0}")]
+    Init(std::io::Error),
+}
+
 pub struct Feeder {
     fan: OwnedFd,
 }
@@ -73,7 +80,7 @@ fn stat_fd(fd: BorrowedFd<'_>) -> Option<libc::stat> {
 }
 
 impl Feeder {
-    pub fn new() -> Result<Feeder, String> {
+    pub fn new() -> Result<Feeder, FeederError> {
         // SAFETY: plain syscall; the fd is owned below.
         let fd = unsafe {
             libc::fanotify_init(
@@ -82,10 +89,7 @@ impl Feeder {
             )
         };
         if fd < 0 {
-            return Err(format!(
-                "fanotify_init: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(FeederError::Init(std::io::Error::last_os_error()));
         }
         // SAFETY: fresh fd.
         Ok(Feeder {

@@ -881,7 +881,7 @@ impl Guard {
             let path = match read_cstr(pid, path_ptr) {
                 Ok(p) => p,
                 Err(e) => {
-                    return if self.fail(pid, "?", "exec", e, started) {
+                    return if self.fail(pid, "?", "exec", e.to_string(), started) {
                         Outcome::Allow
                     } else {
                         Outcome::Deny(libc::EACCES)
@@ -1321,7 +1321,27 @@ fn read_argv(pid: u32, addr: u64) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
+/// Reading a path or a struct out of the agent's memory failed (the syscall's arguments are
+/// unreadable: the caller fails closed, or leaves the decision to the kernel).
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    #[error("read {what}: {source}")]
+    Read {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("path is not UTF-8")]
+    NotUtf8,
+    #[error("path too long or unterminated")]
+    Unterminated,
+    #[error("{path}: {source}")]
+    Link {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn read_cstr(pid: u32, addr: u64) -> Result<String, MemError> {
     let mut out = Vec::new();
     let mut buf = [0u8; 512];
     let mut off = addr;
@@ -1340,17 +1360,20 @@ fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
         // SAFETY: reads the agent's memory into our buffer.
         let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
         if n <= 0 {
-            return Err(format!("read path: {}", std::io::Error::last_os_error()));
+            return Err(MemError::Read {
+                what: "path",
+                source: std::io::Error::last_os_error(),
+            });
         }
         let n = n as usize;
         if let Some(z) = buf[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&buf[..z]);
-            return String::from_utf8(out).map_err(|_| "path is not UTF-8".into());
+            return String::from_utf8(out).map_err(|_| MemError::NotUtf8);
         }
         out.extend_from_slice(&buf[..n]);
         off += n as u64;
     }
-    Err("path too long or unterminated".into())
+    Err(MemError::Unterminated)
 }
 
 /// Why the agent's file could not be reached: the errno decides (never the text).

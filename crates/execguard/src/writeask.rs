@@ -43,6 +43,7 @@
 //!   `ftruncate`, clearing `O_APPEND`, passing it to children.
 
 use crate::identity::{fstat, hex, sha256_fd};
+use crate::unotify::MemError;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -225,7 +226,7 @@ fn ident(st: &libc::stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 
-fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -237,7 +238,10 @@ fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), String> {
     // SAFETY: reads the agent's memory into our buffer.
     let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
     if n as usize != buf.len() {
-        return Err(io("read open_how"));
+        return Err(MemError::Read {
+            what: "open_how",
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -279,8 +283,8 @@ impl WriteAsks {
         id: u64,
         nr: i64,
         a: [u64; 6],
-        read_cstr: &dyn Fn(u32, u64) -> Result<String, String>,
-    ) -> Result<Option<Job>, String> {
+        read_cstr: &dyn Fn(u32, u64) -> Result<String, MemError>,
+    ) -> Result<Option<Job>, MemError> {
         let (dirfd, ptr, flags) = if nr == libc::SYS_open {
             (libc::AT_FDCWD, a[0], a[1] as i32)
         } else if nr == libc::SYS_openat {
@@ -335,7 +339,7 @@ impl WriteAsks {
                 format!("/proc/{pid}/fd/{dirfd}")
             };
             std::fs::read_link(&base)
-                .map_err(|e| format!("{base}: {e}"))?
+                .map_err(|source| MemError::Link { path: base, source })?
                 .join(&path)
         };
         let Some(abs) = lexical(&abs) else {
