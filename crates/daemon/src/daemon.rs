@@ -157,14 +157,8 @@ pub fn root_cgroup() -> Result<(PathBuf, u64, u32), DaemonError> {
 }
 
 fn proc_uid_ppid(pid: i32) -> Option<(u32, i32)> {
-    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| {
-        st.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<i64>().ok())
-    };
-    Some((field("Uid:")? as u32, field("PPid:")? as i32))
+    let st = warden_sys::procfs::Status::read(pid).ok()?;
+    Some((st.uid()?, st.ppid()?))
 }
 
 struct State {
@@ -513,8 +507,10 @@ pub fn run(opts: &Opts) -> Result<(), DaemonError> {
         let st2 = st.clone();
         std::thread::spawn(move || {
             f.serve(&st2.pinned, &cache, |pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                    .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::/warden/s")))
+                warden_sys::procfs::cgroup(pid).is_ok_and(|c| {
+                    warden_sys::procfs::cgroup_v2_path(&c)
+                        .is_some_and(|p| p.starts_with("/warden/s"))
+                })
             })
         });
     }

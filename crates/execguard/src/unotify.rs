@@ -1249,12 +1249,9 @@ impl Guard {
 }
 
 fn tracer_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    warden_sys::procfs::Status::read(pid)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_string()))
-        })
+        .and_then(|s| s.field("TracerPid").map(str::to_string))
         .unwrap_or_else(|| "?".into())
 }
 
@@ -1262,15 +1259,11 @@ fn tracer_of(pid: u32) -> String {
 /// a process whose earlier `execve` failed (ENOENT while searching PATH) stays attached
 /// until its exec succeeds.
 fn is_traced_by_us(pid: u32) -> bool {
-    // SAFETY: gettid has no preconditions.
-    let me = unsafe { libc::gettid() }.to_string();
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let me = rustix::thread::gettid().as_raw_nonzero().get();
+    warden_sys::procfs::Status::read(pid)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim() == me))
-        })
-        .unwrap_or(false)
+        .and_then(|s| s.tracer_pid())
+        .is_some_and(|t| t == me)
 }
 
 /// First line of a script: the interpreter path, if it starts with `#!`.
@@ -1420,10 +1413,8 @@ fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, TargetError> {
 
 /// The agent's pid inside its own pid namespace.
 fn ns_pid(pid: u32) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|v| v.split_whitespace().last().map(str::to_string))
+    let s = warden_sys::procfs::Status::read(pid).ok()?;
+    s.ns_pid().map(|p| p.to_string())
 }
 
 /// Opens `abs` (absolute, in the agent's view) `O_PATH` in the agent's root: nothing is read.
