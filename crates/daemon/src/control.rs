@@ -18,9 +18,6 @@
 //! Requests and replies are the typed [`warden_proto::msg::daemon`] messages; a request that
 //! does not decode gets a typed error reply (bad frame, unknown op, malformed field).
 
-// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -344,7 +341,7 @@ mod tests {
         let Reply::Status(v) = status(&s).unwrap() else {
             panic!()
         };
-        assert_eq!(v.sessions, unsafe { libc::getuid() } as u64);
+        assert_eq!(v.sessions, u64::from(rustix::process::getuid().as_raw()));
         // A client from before the typed messages reads `ok` and `error`.
         let mut c = UnixStream::connect(&s.sock).unwrap();
         frame::write_frame(&mut c, KIND_JSON, br#"{"op":"unload"}"#, 4096).unwrap();

@@ -13,9 +13,6 @@
 //! - Reads the ring buffer and emits every decision as the shared event, counting what the
 //!   kernel could not queue (reported, never silent).
 
-// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::manual_range_patterns)]
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -106,7 +103,7 @@ impl Default for Opts {
 
 /// Refuses unless we are root in the initial user namespace and not inside a warden sandbox.
 pub fn check_privileged() -> Result<(), DaemonError> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err(DaemonError::NotRoot);
     }
     if std::env::var_os("WARDEN_SANDBOX").is_some() {
@@ -416,21 +413,22 @@ fn find_by_id(root: &Path, id: u64) -> Option<PathBuf> {
 
 /// Turns a kernel event into the shared decision event.
 pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
-    let verdict = match e.verdict {
-        0 => Verdict::Allow,
-        2 => Verdict::AuditDeny,
+    use bpf::types::{wg_reason as R, wg_verdict as V};
+    let verdict = match V(e.verdict) {
+        V::WG_V_ALLOW => Verdict::Allow,
+        V::WG_V_AUDIT => Verdict::AuditDeny,
         _ => Verdict::Deny,
     };
-    let rule = if e.reason == 0 && rule.starts_with("rule#") {
+    let rule = if R(e.reason) == R::WG_R_OK && rule.starts_with("rule#") {
         "exec.mode:denylist".to_string()
     } else {
         rule
     };
-    let rule = match e.reason {
-        2 => "exec.mode:allowlist".to_string(),
-        3 => "exec.allow_memfd".to_string(),
-        4 | 5 | 6 => "exec.fail_closed".to_string(),
-        7 => "daemon.session".to_string(),
+    let rule = match R(e.reason) {
+        R::WG_R_NOT_ALLOWED => "exec.mode:allowlist".to_string(),
+        R::WG_R_ANONYMOUS => "exec.allow_memfd".to_string(),
+        R::WG_R_NO_HASH | R::WG_R_NOT_SHA256 | R::WG_R_NOT_CACHED => "exec.fail_closed".to_string(),
+        R::WG_R_NO_SESSION => "daemon.session".to_string(),
         _ => rule,
     };
     let mut d = Decision::new(
@@ -751,5 +749,56 @@ pub mod client {
                 reply: format!("{r:?}"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpf::types::{wg_kind as K, wg_reason as R, wg_verdict as V};
+
+    fn ev(verdict: V, reason: R) -> Event {
+        Event {
+            session: 9,
+            ino: 1,
+            pid: 42,
+            kind: K::WG_K_EXEC.0,
+            verdict: verdict.0,
+            reason: reason.0,
+            rule: 0,
+            hash: None,
+            comm: "sh".into(),
+            name: "c2".into(),
+        }
+    }
+
+    #[test]
+    fn kernel_events_name_the_rule_and_verdict() {
+        let d = decision(
+            &ev(V::WG_V_AUDIT, R::WG_R_NOT_ALLOWED),
+            "rule#0".into(),
+            "s1",
+        );
+        assert_eq!(d.verdict, Verdict::AuditDeny);
+        assert_eq!(d.rule, "exec.mode:allowlist");
+        assert_eq!(d.what, "exec c2");
+        let d = decision(
+            &ev(V::WG_V_DENY, R::WG_R_DENIED),
+            "exec.deny:curl".into(),
+            "",
+        );
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Deny, "exec.deny:curl")
+        );
+        let d = decision(&ev(V::WG_V_DENY, R::WG_R_NOT_CACHED), "x".into(), "");
+        assert_eq!(d.rule, "exec.fail_closed");
+        let d = decision(&ev(V::WG_V_DENY, R::WG_R_NO_SESSION), "x".into(), "");
+        assert_eq!(d.rule, "daemon.session");
+        let d = decision(&ev(V::WG_V_ALLOW, R::WG_R_OK), "rule#3".into(), "");
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Allow, "exec.mode:denylist")
+        );
     }
 }

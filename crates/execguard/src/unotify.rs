@@ -352,8 +352,7 @@ impl WriteScope {
         }
         // Outside every write root, but another link may be inside one (perf's build-id
         // cache hard-links libc into ~/.debug). Not writable by the agent's uid at all: yes.
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         if st.st_uid != me && st.st_mode & 0o022 == 0 {
             return Trust::Yes;
         }
@@ -364,11 +363,9 @@ impl WriteScope {
         if !self.confined {
             return false;
         }
-        // SAFETY: fstatfs into a zeroed struct.
-        let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
+        let Ok(sf) = rustix::fs::fstatfs(fd) else {
             return false;
-        }
+        };
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
         #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
         let t = sf.f_type as i64;
@@ -1269,19 +1266,11 @@ fn is_traced_by_us(pid: u32) -> bool {
 /// First line of a script: the interpreter path, if it starts with `#!`.
 fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
     let mut buf = [0u8; 256];
-    // SAFETY: pread into a stack buffer.
-    let n = unsafe {
-        libc::pread(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            0,
-        )
-    };
+    let n = rustix::io::pread(fd, &mut buf[..], 0).ok()?;
     if n < 3 || &buf[..2] != b"#!" {
         return None;
     }
-    let line = &buf[2..n as usize];
+    let line = &buf[2..n];
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let text = String::from_utf8_lossy(&line[..end]);
     text.split_whitespace().next().map(str::to_string)
@@ -1435,12 +1424,8 @@ pub(crate) fn path_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> O
 /// when it cannot be opened (absent).
 fn readonly_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> Option<bool> {
     let fd = path_in_view(pid, abs, nofollow)?;
-    // SAFETY: fstatvfs into a zeroed struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_flag & libc::ST_RDONLY != 0)
+    let st = rustix::fs::fstatvfs(&fd).ok()?;
+    Some(st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with

@@ -614,9 +614,9 @@ impl Job {
                 continue;
             }
             if self.flags & libc::O_TRUNC != 0 {
-                // SAFETY: ftruncate of the descriptor we just opened for write.
-                if unsafe { libc::ftruncate(w.as_raw_fd(), 0) } != 0 {
-                    return self.deny(lfd, io("truncate"), &by);
+                if let Err(e) = rustix::fs::ftruncate(&w, 0) {
+                    let e = std::io::Error::from(e);
+                    return self.deny(lfd, format!("truncate: {e}"), &by);
                 }
             }
             let add = AddFd {
