@@ -728,7 +728,7 @@ pub mod client {
     }
 
     /// The daemon's counters (an error when it is not reachable). The error is text
-    /// because `warden-session` keeps it as `Result<(), String>` in its host features.
+    /// because `warden-session` keeps it as text in its host features (`HostFeatures::daemon`).
     pub fn status(socket: &Path) -> Result<warden_proto::msg::daemon::Status, String> {
         match request(socket, &Request::Status).map_err(|e| e.to_string())? {
             (Reply::Status(s), _) => Ok(s),
