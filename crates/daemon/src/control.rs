@@ -18,9 +18,6 @@
 //! Requests and replies are the typed [`warden_proto::msg::daemon`] messages; a request that
 //! does not decode gets a typed error reply (bad frame, unknown op, malformed field).
 
-// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -72,13 +69,55 @@ impl Default for Settings {
     }
 }
 
+/// A failure of the control socket: binding it (daemon side) or one request (client side).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("binding {path}: {source}")]
+    Bind {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("chmod {path}: {source}")]
+    Chmod {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot reach the warden daemon at {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("daemon: encoding the request: {0}")]
+    Encode(serde_json::Error),
+    #[error("daemon: sending the request: {0}")]
+    Send(FrameError),
+    #[error("daemon: {0} (a daemon started from another warden version may not speak this protocol: restart `warden daemon`)")]
+    Receive(FrameError),
+    #[error("daemon: closed the connection without a reply")]
+    NoReply,
+    #[error("daemon reply: {0} (restart `warden daemon` from this warden version)")]
+    Decode(serde_json::Error),
+    /// The daemon answered with an error reply (its code says which refusal).
+    #[error("daemon: {message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("daemon: unexpected reply to `{op}`: {reply}")]
+    Unexpected { op: &'static str, reply: String },
+}
+
 /// Binds the socket at `path` (replacing a stale one), mode 0666 (see the module doc).
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    let l = UnixListener::bind(path).map_err(|source| ControlError::Bind {
+        path: path.display().to_string(),
+        source,
+    })?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|source| {
+        ControlError::Chmod {
+            path: path.display().to_string(),
+            source,
+        }
+    })?;
     Ok(l)
 }
 
@@ -169,25 +208,23 @@ pub fn request(
     socket: &Path,
     req: &Request,
     timeout: Duration,
-) -> Result<(Reply, UnixStream), String> {
-    let mut c = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "cannot reach the warden daemon at {}: {e}",
-            socket.display()
-        )
+) -> Result<(Reply, UnixStream), ControlError> {
+    let mut c = UnixStream::connect(socket).map_err(|source| ControlError::Connect {
+        path: socket.display().to_string(),
+        source,
     })?;
     c.set_write_timeout(Some(timeout)).ok();
-    let body = serde_json::to_vec(req).map_err(|e| format!("daemon: encoding the request: {e}"))?;
-    frame::write_frame(&mut c, KIND_JSON, &body, MAX_REQUEST)
-        .map_err(|e| format!("daemon: sending the request: {e}"))?;
+    let body = serde_json::to_vec(req).map_err(ControlError::Encode)?;
+    frame::write_frame(&mut c, KIND_JSON, &body, MAX_REQUEST).map_err(ControlError::Send)?;
     let f = frame::read_frame(&mut c, &Limits::new(MAX_REPLY).deadline(timeout))
-        .map_err(|e| format!("daemon: {e} (a daemon started from another warden version may not speak this protocol: restart `warden daemon`)"))?
-        .ok_or("daemon: closed the connection without a reply")?;
-    let r = Reply::decode(&f.payload).map_err(|e| {
-        format!("daemon reply: {e} (restart `warden daemon` from this warden version)")
-    })?;
+        .map_err(ControlError::Receive)?
+        .ok_or(ControlError::NoReply)?;
+    let r = Reply::decode(&f.payload).map_err(ControlError::Decode)?;
     if let Reply::Error(e) = r {
-        return Err(format!("daemon: {}", e.message));
+        return Err(ControlError::Refused {
+            code: e.code,
+            message: e.message,
+        });
     }
     c.set_write_timeout(None).ok();
     Ok((r, c))
@@ -253,7 +290,7 @@ mod tests {
         Server { sock, counts, h }
     }
 
-    fn status(s: &Server) -> Result<Reply, String> {
+    fn status(s: &Server) -> Result<Reply, ControlError> {
         request(&s.sock, &Request::Status, Duration::from_secs(5)).map(|(v, _)| v)
     }
 
@@ -304,7 +341,7 @@ mod tests {
         let Reply::Status(v) = status(&s).unwrap() else {
             panic!()
         };
-        assert_eq!(v.sessions, unsafe { libc::getuid() } as u64);
+        assert_eq!(v.sessions, u64::from(rustix::process::getuid().as_raw()));
         // A client from before the typed messages reads `ok` and `error`.
         let mut c = UnixStream::connect(&s.sock).unwrap();
         frame::write_frame(&mut c, KIND_JSON, br#"{"op":"unload"}"#, 4096).unwrap();
@@ -325,7 +362,10 @@ mod tests {
             "{r:?}"
         );
         let e = request(&s.sock, &Request::Unload, Duration::from_secs(5)).unwrap_err();
-        assert!(e.contains("not here"), "{e}");
+        assert!(
+            matches!(&e, ControlError::Refused { code: ErrorCode::Forbidden, message } if message == "not here"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,9 +13,6 @@
 //! - Reads the ring buffer and emits every decision as the shared event, counting what the
 //!   kernel could not queue (reported, never silent).
 
-// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::manual_range_patterns)]
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -40,6 +37,53 @@ struct Persisted {
 
 pub const SOCKET: &str = "/run/warden/daemon.sock";
 
+/// Why the daemon refused to start, or refused a session.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("this needs root (the BPF programs are machine-wide objects)")]
+    NotRoot,
+    #[error("refused inside a warden sandbox")]
+    InSandbox,
+    #[error("refused inside a user namespace (a sandbox); run it as real root on the host")]
+    InUserNamespace,
+    #[error("no cgroup2 file system is mounted")]
+    NoCgroup2,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bpf(#[from] warden_execguard::lsm::bpf::BpfError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Feeder(#[from] crate::feeder::FeederError),
+    #[error("no process {0}")]
+    NoProcess(i32),
+    #[error("process {pid} is neither the caller ({caller}) nor its child")]
+    NotCallersChild { pid: i32, caller: i32 },
+    #[error("process {pid} belongs to uid {uid}, not the caller's uid {caller_uid}")]
+    OtherUid { pid: i32, uid: u32, caller_uid: u32 },
+    #[error("process {child} under {pid} belongs to uid {child_uid}, not {uid}")]
+    TreeOtherUid {
+        child: i32,
+        pid: i32,
+        child_uid: u32,
+        uid: u32,
+    },
+    #[error("setting pids.max on {cgroup}: {source} (is the pids controller enabled in cgroup2?)")]
+    PidsMax {
+        cgroup: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.to_string();
+    move |source| DaemonError::Io { what, source }
+}
+
 pub struct Opts {
     pub pin_dir: PathBuf,
     pub socket: PathBuf,
@@ -58,27 +102,24 @@ impl Default for Opts {
 }
 
 /// Refuses unless we are root in the initial user namespace and not inside a warden sandbox.
-pub fn check_privileged() -> Result<(), String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("this needs root (the BPF programs are machine-wide objects)".into());
+pub fn check_privileged() -> Result<(), DaemonError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(DaemonError::NotRoot);
     }
     if std::env::var_os("WARDEN_SANDBOX").is_some() {
-        return Err("refused inside a warden sandbox".into());
+        return Err(DaemonError::InSandbox);
     }
     let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let full = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
     if !full {
-        return Err(
-            "refused inside a user namespace (a sandbox); run it as real root on the host".into(),
-        );
+        return Err(DaemonError::InUserNamespace);
     }
     Ok(())
 }
 
 /// The cgroup2 mount point and the depth of its root (0 outside a cgroup namespace).
-pub fn cgroup2_mount() -> Result<(PathBuf, u32), String> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+pub fn cgroup2_mount() -> Result<(PathBuf, u32), DaemonError> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("/proc/self/mountinfo"))?;
     for l in mi.lines() {
         let (pre, post) = l.split_once(" - ").unwrap_or((l, ""));
         if post.split_whitespace().next() == Some("cgroup2") {
@@ -89,22 +130,22 @@ pub fn cgroup2_mount() -> Result<(PathBuf, u32), String> {
             }
         }
     }
-    Err("no cgroup2 file system is mounted".into())
+    Err(DaemonError::NoCgroup2)
 }
 
-fn ino(p: &Path) -> Result<u64, String> {
+fn ino(p: &Path) -> Result<u64, DaemonError> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(p)
         .map(|m| m.ino())
-        .map_err(|e| format!("{}: {e}", p.display()))
+        .map_err(io(p.display()))
 }
 
 /// The warden root cgroup: (path, kernfs id, level).
-pub fn root_cgroup() -> Result<(PathBuf, u64, u32), String> {
+pub fn root_cgroup() -> Result<(PathBuf, u64, u32), DaemonError> {
     let (mnt, depth) = cgroup2_mount()?;
     let root = mnt.join("warden");
     if !root.exists() {
-        std::fs::create_dir(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        std::fs::create_dir(&root).map_err(io(format_args!("creating {}", root.display())))?;
     }
     // Sessions carry the sandbox's pids limit: enable the controller down to them.
     let _ = std::fs::write(mnt.join("cgroup.subtree_control"), "+pids");
@@ -113,14 +154,8 @@ pub fn root_cgroup() -> Result<(PathBuf, u64, u32), String> {
 }
 
 fn proc_uid_ppid(pid: i32) -> Option<(u32, i32)> {
-    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| {
-        st.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<i64>().ok())
-    };
-    Some((field("Uid:")? as u32, field("PPid:")? as i32))
+    let st = warden_sys::procfs::Status::read(pid).ok()?;
+    Some((st.uid()?, st.ppid()?))
 }
 
 struct State {
@@ -198,18 +233,21 @@ impl State {
         req: &SessionRequest,
         peer_pid: i32,
         peer_uid: u32,
-    ) -> Result<SessionOpened, String> {
+    ) -> Result<SessionOpened, DaemonError> {
         let pid = req.pid;
-        let (uid, ppid) = proc_uid_ppid(pid).ok_or_else(|| format!("no process {pid}"))?;
+        let (uid, ppid) = proc_uid_ppid(pid).ok_or(DaemonError::NoProcess(pid))?;
         if pid != peer_pid && ppid != peer_pid {
-            return Err(format!(
-                "process {pid} is neither the caller ({peer_pid}) nor its child"
-            ));
+            return Err(DaemonError::NotCallersChild {
+                pid,
+                caller: peer_pid,
+            });
         }
         if uid != peer_uid && peer_uid != 0 {
-            return Err(format!(
-                "process {pid} belongs to uid {uid}, not the caller's uid {peer_uid}"
-            ));
+            return Err(DaemonError::OtherUid {
+                pid,
+                uid,
+                caller_uid: peer_uid,
+            });
         }
         let mode = match req.mode {
             Mode::Denylist => bpf::MODE_DENYLIST,
@@ -239,23 +277,23 @@ impl State {
         let dir = self.root.join(format!("s{peer_pid}-{n}-{t:x}"));
         // Held until the session is complete: `reap` must not see it empty half-way.
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir(&dir).map_err(io(format_args!("creating {}", dir.display())))?;
         let cgid = ino(&dir)?;
         // Rules and settings land before any process enters the cgroup.
         if let Err(e) = self.pinned.add_session(cgid, cfg, &rules) {
             self.pinned.remove_session(cgid);
             let _ = std::fs::remove_dir(&dir);
-            return Err(e);
+            return Err(e.into());
         }
         if let Some(max) = req.pids_max {
             // The sandbox relies on this limit (fork bombs): no limit, no session.
             if let Err(e) = std::fs::write(dir.join("pids.max"), max.to_string()) {
                 self.pinned.remove_session(cgid);
                 let _ = std::fs::remove_dir(&dir);
-                return Err(format!(
-                    "setting pids.max on {}: {e} (is the pids controller enabled in cgroup2?)",
-                    dir.display()
-                ));
+                return Err(DaemonError::PidsMax {
+                    cgroup: dir.display().to_string(),
+                    source: e,
+                });
             }
         }
         // The process and everything it has forked so far (a warden sandbox: stage 1, its
@@ -268,15 +306,18 @@ impl State {
                 // Never leave part of the tree unenforced.
                 self.pinned.remove_session(cgid);
                 let _ = std::fs::remove_dir(&dir);
-                return Err(format!(
-                    "process {p} under {pid} belongs to uid {pu}, not {uid}"
-                ));
+                return Err(DaemonError::TreeOtherUid {
+                    child: p,
+                    pid,
+                    child_uid: pu,
+                    uid,
+                });
             }
             if let Err(e) = std::fs::write(dir.join("cgroup.procs"), p.to_string()) {
                 if std::path::Path::new(&format!("/proc/{p}")).exists() {
                     self.pinned.remove_session(cgid);
                     let _ = std::fs::remove_dir(&dir);
-                    return Err(format!("moving {p} into {}: {e}", dir.display()));
+                    return Err(io(format_args!("moving {p} into {}", dir.display()))(e));
                 }
             }
         }
@@ -372,21 +413,22 @@ fn find_by_id(root: &Path, id: u64) -> Option<PathBuf> {
 
 /// Turns a kernel event into the shared decision event.
 pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
-    let verdict = match e.verdict {
-        0 => Verdict::Allow,
-        2 => Verdict::AuditDeny,
+    use bpf::types::{wg_reason as R, wg_verdict as V};
+    let verdict = match V(e.verdict) {
+        V::WG_V_ALLOW => Verdict::Allow,
+        V::WG_V_AUDIT => Verdict::AuditDeny,
         _ => Verdict::Deny,
     };
-    let rule = if e.reason == 0 && rule.starts_with("rule#") {
+    let rule = if R(e.reason) == R::WG_R_OK && rule.starts_with("rule#") {
         "exec.mode:denylist".to_string()
     } else {
         rule
     };
-    let rule = match e.reason {
-        2 => "exec.mode:allowlist".to_string(),
-        3 => "exec.allow_memfd".to_string(),
-        4 | 5 | 6 => "exec.fail_closed".to_string(),
-        7 => "daemon.session".to_string(),
+    let rule = match R(e.reason) {
+        R::WG_R_NOT_ALLOWED => "exec.mode:allowlist".to_string(),
+        R::WG_R_ANONYMOUS => "exec.allow_memfd".to_string(),
+        R::WG_R_NO_HASH | R::WG_R_NOT_SHA256 | R::WG_R_NOT_CACHED => "exec.fail_closed".to_string(),
+        R::WG_R_NO_SESSION => "daemon.session".to_string(),
         _ => rule,
     };
     let mut d = Decision::new(
@@ -410,7 +452,7 @@ pub fn decision(e: &Event, rule: String, session: &str) -> Decision {
 }
 
 /// Runs the daemon until it is told to unload (or killed: enforcement then stays).
-pub fn run(opts: &Opts) -> Result<(), String> {
+pub fn run(opts: &Opts) -> Result<(), DaemonError> {
     check_privileged()?;
     // In-kernel hashing needs IMA; without it the daemon feeds the identity map itself
     // (fanotify exec-permission events + pre-hashed libraries; see `feeder`).
@@ -463,14 +505,16 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         let st2 = st.clone();
         std::thread::spawn(move || {
             f.serve(&st2.pinned, &cache, |pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                    .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::/warden/s")))
+                warden_sys::procfs::cgroup(pid).is_ok_and(|c| {
+                    warden_sys::procfs::cgroup_v2_path(&c)
+                        .is_some_and(|p| p.starts_with("/warden/s"))
+                })
             })
         });
     }
 
     if let Some(d) = opts.socket.parent() {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::fs::create_dir_all(d).map_err(io(d.display()))?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
@@ -513,7 +557,7 @@ impl crate::control::Handler for Control {
     fn handle(&self, req: &Request, peer: warden_proto::accept::PeerCred) -> Reply {
         let (st, pin_dir) = (&self.st, &self.pin_dir);
         let (ppid, puid) = (peer.pid, peer.uid);
-        let failed = |e: String| Reply::error(ErrorCode::Failed, e);
+        let failed = |e: &dyn std::fmt::Display| Reply::error(ErrorCode::Failed, e.to_string());
         match req {
             Request::Status => {
                 let (lost, decisions) = st.pinned.counters();
@@ -527,7 +571,7 @@ impl crate::control::Handler for Control {
             }
             Request::Session(r) => st
                 .session(r, ppid, puid)
-                .map_or_else(failed, Reply::Session),
+                .map_or_else(|e| failed(&e), Reply::Session),
             Request::Unload => {
                 if puid != 0 {
                     Reply::error(
@@ -542,7 +586,7 @@ impl crate::control::Handler for Control {
                         "unloading is refused from inside a user namespace (a sandbox)",
                     )
                 } else {
-                    Pinned::unload(pin_dir).map_or_else(failed, |_| Reply::Unloaded)
+                    Pinned::unload(pin_dir).map_or_else(|e| failed(&e), |_| Reply::Unloaded)
                 }
             }
         }
@@ -618,6 +662,7 @@ fn events_loop(st: &State, stop: &std::sync::atomic::AtomicBool) {
 /// A client of the daemon (used by `warden run`).
 pub mod client {
     use super::*;
+    pub use crate::control::ControlError;
 
     /// An open session: the connection stays open for the session's life.
     pub struct Session {
@@ -627,7 +672,7 @@ pub mod client {
     }
 
     /// One framed request (see `control`); the connection is returned for sessions.
-    pub fn request(socket: &Path, req: &Request) -> Result<(Reply, UnixStream), String> {
+    pub fn request(socket: &Path, req: &Request) -> Result<(Reply, UnixStream), ControlError> {
         crate::control::request(socket, req, Duration::from_secs(10))
     }
 
@@ -639,7 +684,7 @@ pub mod client {
         builders: &[Hash],
         session_id: &str,
         pids_max: u64,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, ControlError> {
         // One entry per hash; flags merge, and a denied hash is never a trusted build tool.
         let mut merged: HashMap<Hash, (u32, String)> = HashMap::new();
         for (h, deny, name) in rules.rule_hashes() {
@@ -675,23 +720,85 @@ pub mod client {
                 cgroup: o.cgroup,
                 _conn: c,
             }),
-            (r, _) => Err(format!("daemon: unexpected reply to `session`: {r:?}")),
+            (r, _) => Err(ControlError::Unexpected {
+                op: "session",
+                reply: format!("{r:?}"),
+            }),
         }
     }
 
-    /// The daemon's counters (an error when it is not reachable).
+    /// The daemon's counters (an error when it is not reachable). The error is text
+    /// because `warden-session` keeps it as text in its host features (`HostFeatures::daemon`).
     pub fn status(socket: &Path) -> Result<warden_proto::msg::daemon::Status, String> {
-        match request(socket, &Request::Status)? {
+        match request(socket, &Request::Status).map_err(|e| e.to_string())? {
             (Reply::Status(s), _) => Ok(s),
-            (r, _) => Err(format!("daemon: unexpected reply to `status`: {r:?}")),
+            (r, _) => Err(ControlError::Unexpected {
+                op: "status",
+                reply: format!("{r:?}"),
+            }
+            .to_string()),
         }
     }
 
     /// Asks a running daemon to unload (root outside any sandbox only).
-    pub fn unload(socket: &Path) -> Result<(), String> {
+    pub fn unload(socket: &Path) -> Result<(), ControlError> {
         match request(socket, &Request::Unload)? {
             (Reply::Unloaded, _) => Ok(()),
-            (r, _) => Err(format!("daemon: unexpected reply to `unload`: {r:?}")),
+            (r, _) => Err(ControlError::Unexpected {
+                op: "unload",
+                reply: format!("{r:?}"),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpf::types::{wg_kind as K, wg_reason as R, wg_verdict as V};
+
+    fn ev(verdict: V, reason: R) -> Event {
+        Event {
+            session: 9,
+            ino: 1,
+            pid: 42,
+            kind: K::WG_K_EXEC.0,
+            verdict: verdict.0,
+            reason: reason.0,
+            rule: 0,
+            hash: None,
+            comm: "sh".into(),
+            name: "c2".into(),
+        }
+    }
+
+    #[test]
+    fn kernel_events_name_the_rule_and_verdict() {
+        let d = decision(
+            &ev(V::WG_V_AUDIT, R::WG_R_NOT_ALLOWED),
+            "rule#0".into(),
+            "s1",
+        );
+        assert_eq!(d.verdict, Verdict::AuditDeny);
+        assert_eq!(d.rule, "exec.mode:allowlist");
+        assert_eq!(d.what, "exec c2");
+        let d = decision(
+            &ev(V::WG_V_DENY, R::WG_R_DENIED),
+            "exec.deny:curl".into(),
+            "",
+        );
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Deny, "exec.deny:curl")
+        );
+        let d = decision(&ev(V::WG_V_DENY, R::WG_R_NOT_CACHED), "x".into(), "");
+        assert_eq!(d.rule, "exec.fail_closed");
+        let d = decision(&ev(V::WG_V_DENY, R::WG_R_NO_SESSION), "x".into(), "");
+        assert_eq!(d.rule, "daemon.session");
+        let d = decision(&ev(V::WG_V_ALLOW, R::WG_R_OK), "rule#3".into(), "");
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Allow, "exec.mode:denylist")
+        );
     }
 }

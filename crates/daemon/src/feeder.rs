@@ -29,9 +29,6 @@
 //! (for example a freshly built `.so` loaded with `dlopen`) is denied on first mapping. With
 //! IMA (stock Debian, Ubuntu, Fedora kernels) none of this is used.
 
-// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -64,6 +61,13 @@ const PSEUDO: &[&str] = &[
 /// Library directories hashed ahead.
 pub const LIB_DIRS: &[&str] = &["/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib"];
 
+/// The feeder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FeederError {
+    #[error("fanotify_init: {0}")]
+    Init(std::io::Error),
+}
+
 pub struct Feeder {
     fan: OwnedFd,
 }
@@ -73,7 +77,7 @@ fn stat_fd(fd: BorrowedFd<'_>) -> Option<libc::stat> {
 }
 
 impl Feeder {
-    pub fn new() -> Result<Feeder, String> {
+    pub fn new() -> Result<Feeder, FeederError> {
         // SAFETY: plain syscall; the fd is owned below.
         let fd = unsafe {
             libc::fanotify_init(
@@ -82,13 +86,10 @@ impl Feeder {
             )
         };
         if fd < 0 {
-            return Err(format!(
-                "fanotify_init: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(FeederError::Init(std::io::Error::last_os_error()));
         }
-        // SAFETY: fresh fd.
         Ok(Feeder {
+            // SAFETY: fanotify_init returned a fresh descriptor nobody else owns.
             fan: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -158,18 +159,21 @@ impl Feeder {
     pub fn serve(&self, pinned: &Pinned, cache: &Cache, in_session: impl Fn(i32) -> bool) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // SAFETY: reading events into our buffer.
-            let n = unsafe { libc::read(self.fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
+            let n = match rustix::io::read(&self.fan, &mut buf[..]) {
+                Ok(n) if n > 0 => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {
+                    tracing::error!("fanotify read: end of file");
+                    return;
                 }
-                tracing::error!("fanotify read: {}", std::io::Error::last_os_error());
-                return;
-            }
+                Err(e) => {
+                    tracing::error!("fanotify read: {}", std::io::Error::from(e));
+                    return;
+                }
+            };
             let mut off = 0usize;
             let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
-            while off + meta <= n as usize {
+            while off + meta <= n {
                 // SAFETY: the kernel wrote whole event records; read_unaligned copies one.
                 let m: libc::fanotify_event_metadata =
                     unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };

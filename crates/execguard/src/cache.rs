@@ -36,6 +36,15 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// The hash cache could not be written.
+#[derive(Debug, thiserror::Error)]
+// Callers name the file (`hash cache <path>: ...`); the error is what the OS said.
+#[error("{source}")]
+pub struct SaveError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 impl Cache {
     /// Loads the persistent hash cache (stamp → SHA-256). Missing: empty. Corrupted (bad
     /// magic, length or checksum): an error — the caller refuses to run rather than guess.
@@ -80,7 +89,7 @@ impl Cache {
     }
 
     /// Writes the cache (atomically: temp file + rename), merging what is on disk.
-    pub fn save(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn save(&self, path: &std::path::Path) -> Result<(), SaveError> {
         let mut map = Cache::load(path)
             .map(|c| c.map.into_inner().unwrap_or_default())
             .unwrap_or_default();
@@ -115,12 +124,16 @@ impl Cache {
         }
         let sum = crate::identity::sha256_bytes(&b);
         b.extend_from_slice(&sum);
+        let err = |source| SaveError {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(d).map_err(err)?;
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &b).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+        std::fs::write(&tmp, &b).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
     }
 
     pub fn len(&self) -> usize {
@@ -213,7 +226,7 @@ impl Cache {
     /// Saves only when something changed since the load or the last save (a rewrite is not
     /// free: replacing the file frees the old one's blocks, which some file systems discard
     /// synchronously); errors are returned for the caller to report.
-    pub fn save_if_dirty(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn save_if_dirty(&self, path: &std::path::Path) -> Result<(), SaveError> {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }

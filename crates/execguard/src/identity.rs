@@ -51,29 +51,18 @@ pub fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
 pub fn sha256_fd(fd: BorrowedFd<'_>) -> std::io::Result<Hash> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut off: i64 = 0;
+    let mut off: u64 = 0;
     loop {
-        // SAFETY: pread into an owned buffer.
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                off,
-            )
+        let n = match rustix::io::pread(fd, &mut buf[..], off) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
         if n == 0 {
             break;
         }
-        h.update(&buf[..n as usize]);
-        off += n as i64;
+        h.update(&buf[..n]);
+        off += n as u64;
     }
     Ok(h.finalize().into())
 }

@@ -39,57 +39,66 @@ pub struct IndexStats {
     pub errors: u64,
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// A trust index that cannot be built, opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("does not exist; build it with `warden index`")]
+    Missing,
+    #[error("not a readable index: {0}")]
+    Unreadable(rusqlite::Error),
+    #[error("corrupted: {0}")]
+    Corrupted(String),
+    #[error("not a warden index: {0}")]
+    NotAnIndex(rusqlite::Error),
 }
 
 impl Index {
-    pub fn create(path: &Path) -> Result<Index, String> {
+    pub fn create(path: &Path) -> Result<Index, IndexError> {
         if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(err)?;
+            std::fs::create_dir_all(d)?;
         }
-        let db = Connection::open(path).map_err(err)?;
+        let db = Connection::open(path)?;
         db.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER,
                mtime_ns TEXT, ctime_ns TEXT, sha256 BLOB NOT NULL);
              CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);",
         )
-        .map_err(err)?;
+        ?;
         Ok(Index { db })
     }
 
     /// Opens an index that must exist and be a valid warden index.
-    pub fn open_existing(path: &Path) -> Result<Index, String> {
+    pub fn open_existing(path: &Path) -> Result<Index, IndexError> {
         if !path.exists() {
-            return Err("does not exist; build it with `warden index`".into());
+            return Err(IndexError::Missing);
         }
-        let db =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+        let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         let ok: String = db
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| format!("not a readable index: {e}"))?;
+            .map_err(IndexError::Unreadable)?;
         if ok != "ok" {
-            return Err(format!("corrupted: {ok}"));
+            return Err(IndexError::Corrupted(ok));
         }
         db.query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| format!("not a warden index: {e}"))?;
+            .map_err(IndexError::NotAnIndex)?;
         Ok(Index { db })
     }
 
-    pub fn hashes(&self) -> Result<Vec<Hash>, String> {
-        let mut st = self
-            .db
-            .prepare("SELECT DISTINCT sha256 FROM files")
-            .map_err(err)?;
-        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
+    pub fn hashes(&self) -> Result<Vec<Hash>, IndexError> {
+        let mut st = self.db.prepare("SELECT DISTINCT sha256 FROM files")?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for r in rows {
-            let v = r.map_err(err)?;
+            let v = r?;
             let h: Hash = v
                 .as_slice()
                 .try_into()
-                .map_err(|_| "corrupted: a hash is not 32 bytes".to_string())?;
+                .map_err(|_| IndexError::Corrupted("a hash is not 32 bytes".into()))?;
             out.push(h);
         }
         Ok(out)
@@ -106,7 +115,7 @@ impl Index {
     }
 
     /// Indexes every regular file under `roots`, re-hashing only changed files.
-    pub fn update(&mut self, roots: &[PathBuf], progress: bool) -> Result<IndexStats, String> {
+    pub fn update(&mut self, roots: &[PathBuf], progress: bool) -> Result<IndexStats, IndexError> {
         let mut files = Vec::new();
         for r in roots {
             walk(r, &mut files);
@@ -124,14 +133,13 @@ impl Index {
             None
         };
         let mut stats = IndexStats::default();
-        let tx = self.db.transaction().map_err(err)?;
+        let tx = self.db.transaction()?;
         {
-            let mut get = tx
-                .prepare("SELECT dev, ino, size, mtime_ns, ctime_ns FROM files WHERE path = ?1")
-                .map_err(err)?;
+            let mut get =
+                tx.prepare("SELECT dev, ino, size, mtime_ns, ctime_ns FROM files WHERE path = ?1")?;
             let mut put = tx
                 .prepare("INSERT OR REPLACE INTO files(path, dev, ino, size, mtime_ns, ctime_ns, sha256) VALUES (?1,?2,?3,?4,?5,?6,?7)")
-                .map_err(err)?;
+                ?;
             for p in &files {
                 stats.files += 1;
                 if let Some(b) = &bar {
@@ -178,8 +186,7 @@ impl Index {
                             stamp.3,
                             stamp.4,
                             h.as_slice()
-                        ])
-                        .map_err(err)?;
+                        ])?;
                     }
                     Err(_) => stats.errors += 1,
                 }
@@ -187,22 +194,17 @@ impl Index {
         }
         // Drop rows for files that no longer exist under the indexed roots.
         {
-            let mut all = tx.prepare("SELECT path FROM files").map_err(err)?;
-            let paths: Vec<String> = all
-                .query_map([], |r| r.get(0))
-                .map_err(err)?
-                .flatten()
-                .collect();
+            let mut all = tx.prepare("SELECT path FROM files")?;
+            let paths: Vec<String> = all.query_map([], |r| r.get(0))?.flatten().collect();
             for p in paths {
                 let pb = PathBuf::from(&p);
                 if roots.iter().any(|r| pb.starts_with(r)) && !pb.is_file() {
-                    tx.execute("DELETE FROM files WHERE path = ?1", params![p])
-                        .map_err(err)?;
+                    tx.execute("DELETE FROM files WHERE path = ?1", params![p])?;
                     stats.removed += 1;
                 }
             }
         }
-        tx.commit().map_err(err)?;
+        tx.commit()?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }

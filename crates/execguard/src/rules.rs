@@ -21,7 +21,10 @@ impl Identity for Cache {
     }
 
     fn index(&self, db: &Path) -> Result<Vec<Hash>, String> {
-        crate::index::Index::open_existing(db).and_then(|i| i.hashes())
+        // The policy crate's trait carries the error as text.
+        crate::index::Index::open_existing(db)
+            .and_then(|i| i.hashes())
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -352,8 +352,7 @@ impl WriteScope {
         }
         // Outside every write root, but another link may be inside one (perf's build-id
         // cache hard-links libc into ~/.debug). Not writable by the agent's uid at all: yes.
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         if st.st_uid != me && st.st_mode & 0o022 == 0 {
             return Trust::Yes;
         }
@@ -364,11 +363,9 @@ impl WriteScope {
         if !self.confined {
             return false;
         }
-        // SAFETY: fstatfs into a zeroed struct.
-        let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
+        let Ok(sf) = rustix::fs::fstatfs(fd) else {
             return false;
-        }
+        };
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
         #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
         let t = sf.f_type as i64;
@@ -881,7 +878,7 @@ impl Guard {
             let path = match read_cstr(pid, path_ptr) {
                 Ok(p) => p,
                 Err(e) => {
-                    return if self.fail(pid, "?", "exec", e, started) {
+                    return if self.fail(pid, "?", "exec", e.to_string(), started) {
                         Outcome::Allow
                     } else {
                         Outcome::Deny(libc::EACCES)
@@ -1249,12 +1246,9 @@ impl Guard {
 }
 
 fn tracer_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    warden_sys::procfs::Status::read(pid)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_string()))
-        })
+        .and_then(|s| s.field("TracerPid").map(str::to_string))
         .unwrap_or_else(|| "?".into())
 }
 
@@ -1262,33 +1256,21 @@ fn tracer_of(pid: u32) -> String {
 /// a process whose earlier `execve` failed (ENOENT while searching PATH) stays attached
 /// until its exec succeeds.
 fn is_traced_by_us(pid: u32) -> bool {
-    // SAFETY: gettid has no preconditions.
-    let me = unsafe { libc::gettid() }.to_string();
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let me = rustix::thread::gettid().as_raw_nonzero().get();
+    warden_sys::procfs::Status::read(pid)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim() == me))
-        })
-        .unwrap_or(false)
+        .and_then(|s| s.tracer_pid())
+        .is_some_and(|t| t == me)
 }
 
 /// First line of a script: the interpreter path, if it starts with `#!`.
 fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
     let mut buf = [0u8; 256];
-    // SAFETY: pread into a stack buffer.
-    let n = unsafe {
-        libc::pread(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            0,
-        )
-    };
+    let n = rustix::io::pread(fd, &mut buf[..], 0).ok()?;
     if n < 3 || &buf[..2] != b"#!" {
         return None;
     }
-    let line = &buf[2..n as usize];
+    let line = &buf[2..n];
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let text = String::from_utf8_lossy(&line[..end]);
     text.split_whitespace().next().map(str::to_string)
@@ -1321,7 +1303,27 @@ fn read_argv(pid: u32, addr: u64) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
+/// Reading a path or a struct out of the agent's memory failed (the syscall's arguments are
+/// unreadable: the caller fails closed, or leaves the decision to the kernel).
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    #[error("read {what}: {source}")]
+    Read {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("path is not UTF-8")]
+    NotUtf8,
+    #[error("path too long or unterminated")]
+    Unterminated,
+    #[error("{path}: {source}")]
+    Link {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn read_cstr(pid: u32, addr: u64) -> Result<String, MemError> {
     let mut out = Vec::new();
     let mut buf = [0u8; 512];
     let mut off = addr;
@@ -1340,17 +1342,20 @@ fn read_cstr(pid: u32, addr: u64) -> Result<String, String> {
         // SAFETY: reads the agent's memory into our buffer.
         let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
         if n <= 0 {
-            return Err(format!("read path: {}", std::io::Error::last_os_error()));
+            return Err(MemError::Read {
+                what: "path",
+                source: std::io::Error::last_os_error(),
+            });
         }
         let n = n as usize;
         if let Some(z) = buf[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&buf[..z]);
-            return String::from_utf8(out).map_err(|_| "path is not UTF-8".into());
+            return String::from_utf8(out).map_err(|_| MemError::NotUtf8);
         }
         out.extend_from_slice(&buf[..n]);
         off += n as u64;
     }
-    Err("path too long or unterminated".into())
+    Err(MemError::Unterminated)
 }
 
 /// Why the agent's file could not be reached: the errno decides (never the text).
@@ -1397,10 +1402,8 @@ fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, TargetError> {
 
 /// The agent's pid inside its own pid namespace.
 fn ns_pid(pid: u32) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|v| v.split_whitespace().last().map(str::to_string))
+    let s = warden_sys::procfs::Status::read(pid).ok()?;
+    s.ns_pid().map(|p| p.to_string())
 }
 
 /// Opens `abs` (absolute, in the agent's view) `O_PATH` in the agent's root: nothing is read.
@@ -1421,12 +1424,8 @@ pub(crate) fn path_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> O
 /// when it cannot be opened (absent).
 fn readonly_in_view(pid: u32, abs: &std::path::Path, nofollow: bool) -> Option<bool> {
     let fd = path_in_view(pid, abs, nofollow)?;
-    // SAFETY: fstatvfs into a zeroed struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_flag & libc::ST_RDONLY != 0)
+    let st = rustix::fs::fstatvfs(&fd).ok()?;
+    Some(st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Opens `path` as the agent would resolve it: in its root and cwd (or `dirfd`), with

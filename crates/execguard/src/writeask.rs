@@ -43,6 +43,7 @@
 //!   `ftruncate`, clearing `O_APPEND`, passing it to children.
 
 use crate::identity::{fstat, hex, sha256_fd};
+use crate::unotify::MemError;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -116,17 +117,6 @@ pub(crate) enum Verdict {
 }
 
 #[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-const RESOLVE_NO_XDEV: u64 = 0x01;
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-const RESOLVE_BENEATH: u64 = 0x08;
-
-#[repr(C)]
 struct AddFd {
     id: u64,
     flags: u32,
@@ -189,28 +179,23 @@ fn io(what: &str) -> String {
 
 /// Opens `rel` below `root` without following any link, never leaving the root's mount.
 fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, std::io::Error> {
-    let c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let how = OpenHow {
-        flags: (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
-        mode: 0,
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-    };
-    // SAFETY: openat2 with a valid struct and a NUL-terminated path.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    // The caller's access mode and flags, as given (mode 0: nothing is created here).
+    let flags = OFlags::from_bits_retain(flags as u32)
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NOCTTY;
+    rustix::fs::openat2(
+        root,
+        rel,
+        flags,
+        Mode::empty(),
+        ResolveFlags::BENEATH
+            | ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_MAGICLINKS
+            | ResolveFlags::NO_XDEV,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// (dev, inode) of what `abs` names in the agent's view (`O_PATH`, nothing opened).
@@ -225,7 +210,7 @@ fn ident(st: &libc::stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 
-fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -237,7 +222,10 @@ fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> Result<(), String> {
     // SAFETY: reads the agent's memory into our buffer.
     let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
     if n as usize != buf.len() {
-        return Err(io("read open_how"));
+        return Err(MemError::Read {
+            what: "open_how",
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -279,8 +267,8 @@ impl WriteAsks {
         id: u64,
         nr: i64,
         a: [u64; 6],
-        read_cstr: &dyn Fn(u32, u64) -> Result<String, String>,
-    ) -> Result<Option<Job>, String> {
+        read_cstr: &dyn Fn(u32, u64) -> Result<String, MemError>,
+    ) -> Result<Option<Job>, MemError> {
         let (dirfd, ptr, flags) = if nr == libc::SYS_open {
             (libc::AT_FDCWD, a[0], a[1] as i32)
         } else if nr == libc::SYS_openat {
@@ -335,7 +323,7 @@ impl WriteAsks {
                 format!("/proc/{pid}/fd/{dirfd}")
             };
             std::fs::read_link(&base)
-                .map_err(|e| format!("{base}: {e}"))?
+                .map_err(|source| MemError::Link { path: base, source })?
                 .join(&path)
         };
         let Some(abs) = lexical(&abs) else {
@@ -610,9 +598,9 @@ impl Job {
                 continue;
             }
             if self.flags & libc::O_TRUNC != 0 {
-                // SAFETY: ftruncate of the descriptor we just opened for write.
-                if unsafe { libc::ftruncate(w.as_raw_fd(), 0) } != 0 {
-                    return self.deny(lfd, io("truncate"), &by);
+                if let Err(e) = rustix::fs::ftruncate(&w, 0) {
+                    let e = std::io::Error::from(e);
+                    return self.deny(lfd, format!("truncate: {e}"), &by);
                 }
             }
             let add = AddFd {

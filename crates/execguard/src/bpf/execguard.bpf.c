@@ -34,6 +34,17 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Never used by the programs: these globals only put the ring-buffer event and the enums
+ * the loader decodes into the object's BTF, so the skeleton generates their Rust types
+ * (`types::wg_event`, ...) and the loader's layout comes from this C definition. */
+const volatile struct wg_event wg_event_type = {};
+const volatile enum wg_kind wg_kind_type = WG_K_EXEC;
+const volatile enum wg_reason wg_reason_type = WG_R_OK;
+const volatile enum wg_mode wg_mode_type = WG_MODE_DENYLIST;
+const volatile enum wg_verdict wg_verdict_type = WG_V_ALLOW;
+const volatile enum wg_rule_flag wg_rule_flag_type = WG_F_DENY;
+const volatile enum wg_counter wg_counter_type = WG_COUNT_LOST;
+
 #define EPERM 1
 #define PROT_EXEC 0x4
 #define VM_EXEC 0x4

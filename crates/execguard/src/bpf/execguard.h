@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Types shared by execguard.bpf.c and the Rust loader (generated into the skeleton). */
+/* Types shared by execguard.bpf.c and the Rust loader, which uses the skeleton's generated
+ * Rust types for them (`types::wg_*`): the layout is defined here only. Every struct spells
+ * out its padding (`pad`), since the loader hands them to the kernel as bytes. */
 #ifndef WARDEN_EXECGUARD_H
 #define WARDEN_EXECGUARD_H
 
@@ -19,16 +21,13 @@ enum wg_reason {
 	WG_R_NO_SESSION = 7,  /* a session cgroup the daemon does not know */
 	WG_R_NOT_HASHED = 8,  /* no IMA, and no current hash from the daemon */
 };
-/* Rule flags. */
-#define WG_F_DENY 1
-#define WG_F_ALLOW 2
-#define WG_F_BUILDER 4
+/* Rule flags (bits of wg_rule.flags). */
+enum wg_rule_flag { WG_F_DENY = 1, WG_F_ALLOW = 2, WG_F_BUILDER = 4 };
 /* Inode flags. */
 #define WG_I_HASHED 1
 #define WG_I_BUILT 2
-/* Counters. */
-#define WG_COUNT_LOST 0
-#define WG_COUNT_DECISIONS 1
+/* Counters (indices of wg_counters). */
+enum wg_counter { WG_COUNT_LOST = 0, WG_COUNT_DECISIONS = 1 };
 
 struct wg_global {
 	unsigned long long root_cgid; /* kernfs id of the warden root cgroup */

@@ -4,13 +4,15 @@
 //! attached while the pins exist, whatever happens to the daemon) and one pinned map per map
 //! (so a restarted daemon re-attaches to the same state). [`Pinned::open`] opens an existing
 //! set; [`Pinned::load`] loads, attaches and pins a new one.
-
-// Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::unnecessary_cast)]
+//!
+//! Map keys and values and the ring-buffer event are the skeleton's generated [`types`]
+//! (from `src/bpf/execguard.h`), read and written as `plain::Plain` bytes: no offset is
+//! written down twice.
 
 use crate::identity::Hash;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use plain::Plain;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,66 @@ use std::path::{Path, PathBuf};
 )]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/execguard.skel.rs"));
+}
+
+/// The Rust types libbpf-cargo generates from `src/bpf/execguard.h`: map keys and values
+/// and the ring-buffer event are read and written through these, so their layout is the C
+/// definition's.
+pub use skel::types;
+
+// Why the `Plain` impls below are sound: these are the skeleton's `#[repr(C)]` copies of the
+// structs of `execguard.h`, made of integers and integer arrays only (every bit pattern is a
+// valid value; no pointers, bools or enums), with every padding byte spelled out as a field
+// in the C header (`pad`) or by the generator, so none is uninitialised when sent as bytes.
+// SAFETY: see above.
+unsafe impl Plain for types::wg_global {}
+// SAFETY: see above.
+unsafe impl Plain for types::wg_session {}
+// SAFETY: see above.
+unsafe impl Plain for types::wg_rule_key {}
+// SAFETY: see above.
+unsafe impl Plain for types::wg_rule {}
+// SAFETY: see above.
+unsafe impl Plain for types::wg_ident_key {}
+// SAFETY: see above.
+unsafe impl Plain for types::wg_ident {}
+// SAFETY: see above.
+unsafe impl Plain for types::wg_event {}
+
+/// A failure loading, pinning or writing the BPF programs' maps.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error("{0} is not a BPF file system; mount it first (`mount -t bpf bpf {0}`; systemd does this at boot)")]
+    NotBpffs(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Libbpf {
+        what: String,
+        source: libbpf_rs::Error,
+    },
+    #[error("program {0} has no link after attach")]
+    NoLink(&'static str),
+}
+
+/// The bytes of a map key or value, to hand to the kernel.
+fn bytes<T: Plain>(v: &T) -> &[u8] {
+    // SAFETY: `T: Plain` here is one of the header's structs above (or an integer): no
+    // uninitialised padding, every byte is part of a field.
+    unsafe { plain::as_bytes(v) }
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BpfError {
+    let what = what.to_string();
+    move |source| BpfError::Io { what, source }
+}
+
+fn lib(what: impl std::fmt::Display) -> impl FnOnce(libbpf_rs::Error) -> BpfError {
+    let what = what.to_string();
+    move |source| BpfError::Libbpf { what, source }
 }
 
 /// Where the daemon pins its programs' links and maps.
@@ -46,11 +108,11 @@ pub const PROGS: &[&str] = &[
     "wg_bprm_committed",
 ];
 
-pub const MODE_DENYLIST: u32 = 0;
-pub const MODE_ALLOWLIST: u32 = 1;
-pub const F_DENY: u32 = 1;
-pub const F_ALLOW: u32 = 2;
-pub const F_BUILDER: u32 = 4;
+pub const MODE_DENYLIST: u32 = types::wg_mode::WG_MODE_DENYLIST.0;
+pub const MODE_ALLOWLIST: u32 = types::wg_mode::WG_MODE_ALLOWLIST.0;
+pub const F_DENY: u32 = types::wg_rule_flag::WG_F_DENY.0;
+pub const F_ALLOW: u32 = types::wg_rule_flag::WG_F_ALLOW.0;
+pub const F_BUILDER: u32 = types::wg_rule_flag::WG_F_BUILDER.0;
 
 /// Per-session settings (`struct wg_session`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,20 +124,13 @@ pub struct SessionCfg {
 }
 
 impl SessionCfg {
-    fn bytes(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
-        for (i, v) in [
-            self.mode,
-            self.enforce as u32,
-            self.allow_memfd as u32,
-            self.transitive as u32,
-        ]
-        .iter()
-        .enumerate()
-        {
-            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    fn to_c(self) -> types::wg_session {
+        types::wg_session {
+            mode: self.mode,
+            enforce: self.enforce.into(),
+            allow_memfd: self.allow_memfd.into(),
+            transitive: self.transitive.into(),
         }
-        b
     }
 }
 
@@ -94,56 +149,54 @@ pub struct Event {
     pub name: String,
 }
 
-pub const EVENT_SIZE: usize = 8 + 8 + 4 * 6 + 32 + 16 + 64;
-
-fn cstr(b: &[u8]) -> String {
-    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(&[])).into_owned()
+/// A NUL-terminated C string in a fixed array (`char[]`, generated as `i8`).
+fn cstr(b: &[i8]) -> String {
+    let bytes: Vec<u8> = b.iter().map(|c| *c as u8).take_while(|c| *c != 0).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 impl Event {
+    /// Decodes one ring-buffer record; `None` when it is shorter than `struct wg_event`.
     pub fn parse(b: &[u8]) -> Option<Event> {
-        if b.len() < EVENT_SIZE {
-            return None;
-        }
-        let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-        let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-        let hash: Hash = b[40..72].try_into().ok()?;
+        let mut e = types::wg_event::default();
+        plain::copy_from_bytes(&mut e, b).ok()?;
         Some(Event {
-            session: u64_at(0),
-            ino: u64_at(8),
-            pid: u32_at(16),
-            kind: u32_at(20),
-            verdict: u32_at(24),
-            reason: u32_at(28),
-            rule: u32_at(32),
-            hash: if hash == [0; 32] { None } else { Some(hash) },
-            comm: cstr(&b[72..88]),
-            name: cstr(&b[88..152]),
+            session: e.session,
+            ino: e.ino,
+            pid: e.pid,
+            kind: e.kind,
+            verdict: e.verdict,
+            reason: e.reason,
+            rule: e.rule,
+            hash: (e.hash != [0; 32]).then_some(e.hash),
+            comm: cstr(&e.comm),
+            name: cstr(&e.name),
         })
     }
 
     pub fn kind_str(&self) -> &'static str {
-        match self.kind {
-            1 => "exec",
-            2 => "mmap",
-            3 => "mprotect",
+        match types::wg_kind(self.kind) {
+            types::wg_kind::WG_K_EXEC => "exec",
+            types::wg_kind::WG_K_MMAP => "mmap",
+            types::wg_kind::WG_K_MPROTECT => "mprotect",
             _ => "?",
         }
     }
 
     pub fn reason_str(&self) -> &'static str {
-        match self.reason {
-            0 => "allowed",
-            1 => "its content's hash is denied",
-            2 => "allowlist mode: its content's hash is not allowed",
-            3 => "it is an anonymous file (memfd, O_TMPFILE or unlinked)",
-            4 => {
+        use types::wg_reason as R;
+        match R(self.reason) {
+            R::WG_R_OK => "allowed",
+            R::WG_R_DENIED => "its content's hash is denied",
+            R::WG_R_NOT_ALLOWED => "allowlist mode: its content's hash is not allowed",
+            R::WG_R_ANONYMOUS => "it is an anonymous file (memfd, O_TMPFILE or unlinked)",
+            R::WG_R_NO_HASH => {
                 "the kernel (IMA) could not hash it, and enforce mode denies what cannot be hashed"
             }
-            5 => "IMA hashes with an algorithm other than SHA-256 (boot with ima_hash=sha256)",
-            6 => "no current cached hash for a non-sleepable hook (mprotect), so it is denied",
-            7 => "its session cgroup is not registered with the daemon",
-            8 => "no IMA on this kernel, and the daemon had not hashed this file (only files opened for exec in a session, the trust index and the system libraries are hashed ahead)",
+            R::WG_R_NOT_SHA256 => "IMA hashes with an algorithm other than SHA-256 (boot with ima_hash=sha256)",
+            R::WG_R_NOT_CACHED => "no current cached hash for a non-sleepable hook (mprotect), so it is denied",
+            R::WG_R_NO_SESSION => "its session cgroup is not registered with the daemon",
+            R::WG_R_NOT_HASHED => "no IMA on this kernel, and the daemon had not hashed this file (only files opened for exec in a session, the trust index and the system libraries are hashed ahead)",
             _ => "unknown reason",
         }
     }
@@ -160,10 +213,6 @@ pub struct Pinned {
     pub idents: MapHandle,
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
-}
-
 impl Pinned {
     /// Whether a pinned set exists (the programs are attached).
     pub fn exists(dir: &Path) -> bool {
@@ -171,10 +220,10 @@ impl Pinned {
     }
 
     /// Opens the pinned maps of a loaded set.
-    pub fn open(dir: &Path) -> Result<Pinned, String> {
+    pub fn open(dir: &Path) -> Result<Pinned, BpfError> {
         let m = |n: &str| {
             MapHandle::from_pinned_path(dir.join("maps").join(n))
-                .map_err(|e| err(&format!("pinned map {n}"), e))
+                .map_err(lib(format!("pinned map {n}")))
         };
         Ok(Pinned {
             dir: dir.to_path_buf(),
@@ -189,40 +238,30 @@ impl Pinned {
 
     /// Loads, attaches and pins the programs (the caller checked none are pinned). On failure
     /// nothing is left pinned.
-    pub fn load(dir: &Path) -> Result<Pinned, String> {
+    pub fn load(dir: &Path) -> Result<Pinned, BpfError> {
         Self::load_inner(dir).inspect_err(|_| {
             let _ = Self::unload(dir);
         })
     }
 
-    fn load_inner(dir: &Path) -> Result<Pinned, String> {
+    fn load_inner(dir: &Path) -> Result<Pinned, BpfError> {
         if let Some(parent) = dir.parent() {
-            let c = std::ffi::CString::new(parent.as_os_str().as_encoded_bytes())
-                .map_err(|e| e.to_string())?;
-            // SAFETY: statfs into a zeroed struct.
-            let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
-            const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-            if unsafe { libc::statfs(c.as_ptr(), &mut sf) } != 0 || sf.f_type as i64 != BPF_FS_MAGIC
-            {
-                return Err(format!("{} is not a BPF file system; mount it first (`mount -t bpf bpf {}`; systemd does this at boot)", parent.display(), parent.display()));
+            let bpffs = rustix::fs::statfs(parent)
+                .is_ok_and(|sf| sf.f_type as u64 == libc::BPF_FS_MAGIC as u64);
+            if !bpffs {
+                return Err(BpfError::NotBpffs(parent.display().to_string()));
             }
         }
-        std::fs::create_dir_all(dir.join("links"))
-            .map_err(|e| err(&format!("{}", dir.display()), e))?;
-        std::fs::create_dir_all(dir.join("maps"))
-            .map_err(|e| err(&format!("{}", dir.display()), e))?;
+        std::fs::create_dir_all(dir.join("links")).map_err(io(dir.display()))?;
+        std::fs::create_dir_all(dir.join("maps")).map_err(io(dir.display()))?;
         let mut obj = MaybeUninit::uninit();
         let open = skel::ExecguardSkelBuilder::default()
             .open(&mut obj)
-            .map_err(|e| err("opening the BPF object", e))?;
-        let mut s = open.load().map_err(|e| {
-            err(
-                "loading the BPF programs (is BPF LSM active and IMA built in?)",
-                e,
-            )
-        })?;
-        s.attach()
-            .map_err(|e| err("attaching the BPF LSM programs", e))?;
+            .map_err(lib("opening the BPF object"))?;
+        let mut s = open.load().map_err(lib(
+            "loading the BPF programs (is BPF LSM active and IMA built in?)",
+        ))?;
+        s.attach().map_err(lib("attaching the BPF LSM programs"))?;
         let maps = &mut s.maps;
         for (name, map) in [
             ("wg_global", &mut maps.wg_global),
@@ -235,7 +274,7 @@ impl Pinned {
             ("wg_counters", &mut maps.wg_counters),
         ] {
             map.pin(dir.join("maps").join(name))
-                .map_err(|e| err(&format!("pinning map {name}"), e))?;
+                .map_err(lib(format!("pinning map {name}")))?;
         }
         let links = &mut s.links;
         for (name, link) in [
@@ -246,70 +285,74 @@ impl Pinned {
             ("wg_path_truncate", &mut links.wg_path_truncate),
             ("wg_bprm_committed", &mut links.wg_bprm_committed),
         ] {
-            let l = link
-                .as_mut()
-                .ok_or_else(|| format!("program {name} has no link after attach"))?;
+            let l = link.as_mut().ok_or(BpfError::NoLink(name))?;
             l.pin(dir.join("links").join(name))
-                .map_err(|e| err(&format!("pinning link {name}"), e))?;
+                .map_err(lib(format!("pinning link {name}")))?;
         }
         drop(s);
         Self::open(dir)
     }
 
     /// Removes every pin: the programs detach once no process holds their links.
-    pub fn unload(dir: &Path) -> Result<(), String> {
+    pub fn unload(dir: &Path) -> Result<(), BpfError> {
         if !dir.exists() {
             return Ok(());
         }
         for sub in ["links", "maps"] {
             if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
                 for e in rd.flatten() {
-                    std::fs::remove_file(e.path())
-                        .map_err(|e2| err(&format!("{}", e.path().display()), e2))?;
+                    std::fs::remove_file(e.path()).map_err(io(e.path().display()))?;
                 }
             }
             let _ = std::fs::remove_dir(dir.join(sub));
         }
-        std::fs::remove_dir(dir).map_err(|e| err(&format!("{}", dir.display()), e))
+        std::fs::remove_dir(dir).map_err(io(dir.display()))
     }
 
-    pub fn set_root(&self, cgid: u64, level: u32, no_ima: bool) -> Result<(), String> {
-        let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&cgid.to_ne_bytes());
-        v[8..12].copy_from_slice(&level.to_ne_bytes());
-        v[12..16].copy_from_slice(&(no_ima as u32).to_ne_bytes());
+    pub fn set_root(&self, cgid: u64, level: u32, no_ima: bool) -> Result<(), BpfError> {
+        let v = types::wg_global {
+            root_cgid: cgid,
+            root_level: level,
+            no_ima: no_ima.into(),
+        };
         self.global
-            .update(&0u32.to_ne_bytes(), &v, MapFlags::ANY)
-            .map_err(|e| err("wg_global", e))
+            .update(&0u32.to_ne_bytes(), bytes(&v), MapFlags::ANY)
+            .map_err(lib("wg_global"))
     }
 
     /// Feeds one identity (kernels without IMA): the file's kernel device number and inode,
     /// its ctime and size as hashed, and its SHA-256.
-    pub fn put_ident(&self, md: &libc::stat, hash: &Hash) -> Result<(), String> {
+    pub fn put_ident(&self, md: &libc::stat, hash: &Hash) -> Result<(), BpfError> {
         // The kernel's s_dev is MKDEV(major, minor) = major << 20 | minor.
-        let (maj, min) = (libc::major(md.st_dev) as u64, libc::minor(md.st_dev) as u64);
-        let mut k = [0u8; 16];
-        k[..8].copy_from_slice(&((maj << 20) | min).to_ne_bytes());
-        k[8..].copy_from_slice(&(md.st_ino as u64).to_ne_bytes());
-        let mut v = [0u8; 56];
-        v[..8].copy_from_slice(&(md.st_ctime as i64).to_ne_bytes());
-        v[8..12].copy_from_slice(&(md.st_ctime_nsec as u32).to_ne_bytes());
-        v[16..24].copy_from_slice(&(md.st_size as u64).to_ne_bytes());
-        v[24..56].copy_from_slice(hash);
+        let (maj, min) = (
+            u64::from(libc::major(md.st_dev)),
+            u64::from(libc::minor(md.st_dev)),
+        );
+        let k = types::wg_ident_key {
+            dev: (maj << 20) | min,
+            ino: md.st_ino,
+        };
+        let v = types::wg_ident {
+            ctime_sec: md.st_ctime,
+            // tv_nsec is below 10^9.
+            ctime_nsec: md.st_ctime_nsec as u32,
+            size: md.st_size as u64,
+            hash: *hash,
+            ..Default::default()
+        };
         self.idents
-            .update(&k, &v, MapFlags::ANY)
-            .map_err(|e| err("wg_idents", e))
+            .update(bytes(&k), bytes(&v), MapFlags::ANY)
+            .map_err(lib("wg_idents"))
     }
 
     pub fn root(&self) -> Option<(u64, u32)> {
-        let v = self
+        let b = self
             .global
             .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
             .ok()??;
-        Some((
-            u64::from_ne_bytes(v[..8].try_into().ok()?),
-            u32::from_ne_bytes(v[8..12].try_into().ok()?),
-        ))
+        let mut v = types::wg_global::default();
+        plain::copy_from_bytes(&mut v, &b).ok()?;
+        Some((v.root_cgid, v.root_level))
     }
 
     /// Installs a session: its rules first, then its settings (a session is enforced from the
@@ -319,21 +362,23 @@ impl Pinned {
         cgid: u64,
         cfg: SessionCfg,
         rules: &[(Hash, u32, u32)],
-    ) -> Result<(), String> {
+    ) -> Result<(), BpfError> {
         for (h, flags, rule) in rules {
-            let mut k = [0u8; 40];
-            k[..8].copy_from_slice(&cgid.to_ne_bytes());
-            k[8..].copy_from_slice(h);
-            let mut v = [0u8; 8];
-            v[..4].copy_from_slice(&flags.to_ne_bytes());
-            v[4..].copy_from_slice(&rule.to_ne_bytes());
+            let k = types::wg_rule_key {
+                session: cgid,
+                hash: *h,
+            };
+            let v = types::wg_rule {
+                flags: *flags,
+                rule: *rule,
+            };
             self.rules
-                .update(&k, &v, MapFlags::ANY)
-                .map_err(|e| err("wg_rules", e))?;
+                .update(bytes(&k), bytes(&v), MapFlags::ANY)
+                .map_err(lib("wg_rules"))?;
         }
         self.sessions
-            .update(&cgid.to_ne_bytes(), &cfg.bytes(), MapFlags::ANY)
-            .map_err(|e| err("wg_sessions", e))
+            .update(&cgid.to_ne_bytes(), bytes(&cfg.to_c()), MapFlags::ANY)
+            .map_err(lib("wg_sessions"))
     }
 
     /// Removes a session's settings and rules.
@@ -342,7 +387,10 @@ impl Pinned {
         let keys: Vec<Vec<u8>> = self
             .rules
             .keys()
-            .filter(|k| k.len() == 40 && k[..8] == cgid.to_ne_bytes())
+            .filter(|k| {
+                let mut key = types::wg_rule_key::default();
+                plain::copy_from_bytes(&mut key, k).is_ok() && key.session == cgid
+            })
             .collect();
         for k in keys {
             let _ = self.rules.delete(&k);
@@ -358,18 +406,64 @@ impl Pinned {
 
     /// (events lost, decisions made), summed over CPUs.
     pub fn counters(&self) -> (u64, u64) {
-        let sum = |i: u32| -> u64 {
+        let sum = |i: types::wg_counter| -> u64 {
             self.counters
-                .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
+                .lookup_percpu(&i.0.to_ne_bytes(), MapFlags::ANY)
                 .ok()
                 .flatten()
                 .map(|v| {
                     v.iter()
-                        .map(|c| u64::from_ne_bytes(c[..8].try_into().unwrap_or([0; 8])))
+                        .filter_map(|c| c.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
                         .sum()
                 })
                 .unwrap_or(0)
         };
-        (sum(0), sum(1))
+        (
+            sum(types::wg_counter::WG_COUNT_LOST),
+            sum(types::wg_counter::WG_COUNT_DECISIONS),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_decodes_through_the_generated_type() {
+        let mut e = types::wg_event {
+            session: 7,
+            ino: 42,
+            pid: 1234,
+            kind: types::wg_kind::WG_K_MMAP.0,
+            verdict: 1,
+            reason: types::wg_reason::WG_R_DENIED.0,
+            rule: 3,
+            hash: [0xab; 32],
+            ..Default::default()
+        };
+        for (d, c) in e.comm.iter_mut().zip(b"curl\0") {
+            *d = *c as i8;
+        }
+        for (d, c) in e.name.iter_mut().zip(b"c2\0") {
+            *d = *c as i8;
+        }
+        let b = bytes(&e);
+        let got = Event::parse(b).expect("full record");
+        assert_eq!((got.session, got.ino, got.pid, got.rule), (7, 42, 1234, 3));
+        assert_eq!(got.kind_str(), "mmap");
+        assert_eq!(got.reason_str(), "its content's hash is denied");
+        assert_eq!(got.hash, Some([0xab; 32]));
+        assert_eq!((got.comm.as_str(), got.name.as_str()), ("curl", "c2"));
+        assert!(Event::parse(&b[..b.len() - 1]).is_none());
+        let zero = types::wg_event::default();
+        assert_eq!(Event::parse(bytes(&zero)).map(|e| e.hash), Some(None));
+    }
+
+    #[test]
+    fn constants_come_from_the_header() {
+        assert_eq!((MODE_DENYLIST, MODE_ALLOWLIST), (0, 1));
+        assert_eq!((F_DENY, F_ALLOW, F_BUILDER), (1, 2, 4));
+        assert_eq!(std::mem::size_of::<types::wg_rule_key>(), 40);
     }
 }

@@ -2,9 +2,14 @@
 //! of type `BPF_PROG_TYPE_LSM` against `bpf_lsm_file_open` found in the kernel's BTF, and
 //! attaching it — never assumed from the kernel version or the LSM list. The probe's link is
 //! closed at once (nothing stays attached).
+//!
+//! The BTF lookup is libbpf's (`Btf::from_vmlinux`), the load and attach libbpf's typed
+//! low-level calls (`bpf_prog_load` with `bpf_prog_load_opts`, `bpf_raw_tracepoint_open`):
+//! no hand-parsed BTF, no hand-laid `bpf_attr`.
 
+use libbpf_rs::btf::{types::Func, Btf};
 use serde::Serialize;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LsmProbe {
@@ -20,94 +25,72 @@ pub struct LsmProbe {
     pub lsm_list: Option<String>,
 }
 
-fn btf_func_id(name: &str) -> Result<u32, String> {
-    let b = std::fs::read("/sys/kernel/btf/vmlinux")
-        .map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))?;
-    let u32_at = |o: usize| -> Option<u32> {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+/// Why the kernel's BTF could not name the probe's attach point.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("/sys/kernel/btf/vmlinux: {0}")]
+    Load(libbpf_rs::Error),
+    #[error("BTF: no function {0}")]
+    NoFunction(String),
+}
+
+/// The BTF type id of the kernel function `name`.
+fn btf_func_id(name: &str) -> Result<u32, BtfError> {
+    let btf = Btf::from_vmlinux().map_err(BtfError::Load)?;
+    btf.type_by_name::<Func<'_>>(name)
+        .map(|f| u32::from(f.type_id()))
+        .ok_or_else(|| BtfError::NoFunction(name.to_string()))
+}
+
+/// A libbpf low-level call's result: a new descriptor, or the errno it failed with.
+fn fd_or_errno(ret: std::os::raw::c_int) -> Result<OwnedFd, std::io::Error> {
+    if ret < 0 {
+        // libbpf 1.x returns -errno.
+        return Err(std::io::Error::from_raw_os_error(-ret));
+    }
+    // SAFETY: a non-negative return of these calls is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// Loads `r0 = 0; exit` as an LSM program on `file_open` (BTF id `attach_btf_id`).
+fn load_probe(attach_btf_id: u32) -> Result<OwnedFd, std::io::Error> {
+    use libbpf_sys as sys;
+    let mov_r0_0 = sys::bpf_insn {
+        code: (sys::BPF_ALU64 | sys::BPF_MOV | sys::BPF_K) as u8,
+        ..Default::default()
     };
-    if b.len() < 24 || u16::from_le_bytes([b[0], b[1]]) != 0xeb9f {
-        return Err("BTF: bad magic".into());
-    }
-    let hdr_len = u32_at(4).ok_or("BTF: short")? as usize;
-    let type_off = u32_at(8).ok_or("BTF: short")? as usize;
-    let type_len = u32_at(12).ok_or("BTF: short")? as usize;
-    let str_off = u32_at(16).ok_or("BTF: short")? as usize;
-    let types = hdr_len + type_off;
-    let strs = hdr_len + str_off;
-    let mut p = types;
-    let mut id = 1u32;
-    while p + 12 <= types + type_len {
-        let name_off = u32_at(p).ok_or("BTF: short")? as usize;
-        let info = u32_at(p + 4).ok_or("BTF: short")?;
-        let kind = (info >> 24) & 0x1f;
-        let vlen = (info & 0xffff) as usize;
-        if kind == 12 {
-            // BTF_KIND_FUNC
-            let s = b.get(strs + name_off..).ok_or("BTF: bad string")?;
-            let end = s.iter().position(|&c| c == 0).unwrap_or(0);
-            if &s[..end] == name.as_bytes() {
-                return Ok(id);
-            }
-        }
-        p += 12
-            + match kind {
-                1 => 4,             // INT
-                3 => 12,            // ARRAY
-                4 | 5 => 12 * vlen, // STRUCT, UNION
-                6 => 8 * vlen,      // ENUM
-                13 => 8 * vlen,     // FUNC_PROTO
-                14 => 4,            // VAR
-                15 => 12 * vlen,    // DATASEC
-                17 => 4,            // DECL_TAG
-                19 => 12 * vlen,    // ENUM64
-                _ => 0,
-            };
-        id += 1;
-    }
-    Err(format!("BTF: no function {name}"))
+    let exit = sys::bpf_insn {
+        code: (sys::BPF_JMP | sys::BPF_EXIT) as u8,
+        ..Default::default()
+    };
+    let insns = [mov_r0_0, exit];
+    let mut opts = sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<sys::bpf_prog_load_opts>() as sys::size_t,
+        expected_attach_type: sys::BPF_LSM_MAC,
+        attach_btf_id,
+        ..Default::default()
+    };
+    // SAFETY: the name and license are NUL-terminated, `insns` holds `insns.len()`
+    // instructions, `opts` is sized for this libbpf; all outlive the call, which copies them.
+    let ret = unsafe {
+        sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_LSM,
+            c"warden_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as sys::size_t,
+            &mut opts,
+        )
+    };
+    fd_or_errno(ret)
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    prog_btf_fd: u32,
-    func_info_rec_size: u32,
-    func_info: u64,
-    func_info_cnt: u32,
-    line_info_rec_size: u32,
-    line_info: u64,
-    line_info_cnt: u32,
-    attach_btf_id: u32,
-    attach_prog_fd: u32,
-    _pad: [u64; 8],
+/// Attaches the probe program (it always returns 0: allow); the link is closed, and the
+/// program detached, when the returned descriptor drops.
+fn attach_probe(prog: &OwnedFd) -> Result<OwnedFd, std::io::Error> {
+    // SAFETY: a NULL name is how an LSM program's BTF attach point is used; `prog` is open.
+    fd_or_errno(unsafe { libbpf_sys::bpf_raw_tracepoint_open(std::ptr::null(), prog.as_raw_fd()) })
 }
-
-#[repr(C)]
-#[derive(Default)]
-struct RawTpAttr {
-    name: u64,
-    prog_fd: u32,
-    _pad: [u64; 8],
-}
-
-const BPF_PROG_LOAD: i32 = 5;
-const BPF_RAW_TRACEPOINT_OPEN: i32 = 17;
-const BPF_PROG_TYPE_LSM: u32 = 29;
-const BPF_LSM_MAC: u32 = 27;
 
 /// The active LSM list. When securityfs is not mounted (and we are root), it is read in a
 /// private mount namespace, leaving the host's mounts untouched.
@@ -144,64 +127,24 @@ pub fn probe() -> LsmProbe {
                 bpf_in_lsm_list,
                 btf: false,
                 loads: false,
-                detail: e,
+                detail: e.to_string(),
                 lsm_list: lsm,
             }
         }
     };
-    // r0 = 0; exit
-    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license = b"GPL\0";
-    let mut log = vec![0u8; 4096];
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_LSM,
-        insn_cnt: 2,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        expected_attach_type: BPF_LSM_MAC,
-        attach_btf_id: id,
-        ..Default::default()
+    let prog = match load_probe(id) {
+        Ok(p) => p,
+        Err(e) => {
+            return LsmProbe {
+                bpf_in_lsm_list,
+                btf: true,
+                loads: false,
+                detail: format!("BPF_PROG_LOAD (LSM, file_open): refused: {e}"),
+                lsm_list: lsm,
+            }
+        }
     };
-    // SAFETY: bpf(2) with a correctly laid out attribute union prefix.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const _ as *const libc::c_void,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return LsmProbe {
-            bpf_in_lsm_list,
-            btf: true,
-            loads: false,
-            detail: format!("BPF_PROG_LOAD (LSM, file_open): refused: {e}"),
-            lsm_list: lsm,
-        };
-    }
-    // SAFETY: fresh fd.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let tp = RawTpAttr {
-        name: 0,
-        prog_fd: std::os::fd::AsRawFd::as_raw_fd(&prog) as u32,
-        ..Default::default()
-    };
-    // SAFETY: bpf(2); attaching a program that always returns 0 (allow) and detaching at once.
-    let link = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_RAW_TRACEPOINT_OPEN,
-            &tp as *const _ as *const libc::c_void,
-            std::mem::size_of::<RawTpAttr>(),
-        )
-    };
-    if link < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = attach_probe(&prog) {
         return LsmProbe {
             bpf_in_lsm_list,
             btf: true,
@@ -210,13 +153,34 @@ pub fn probe() -> LsmProbe {
             lsm_list: lsm,
         };
     }
-    // SAFETY: closing the link detaches the probe program.
-    unsafe { libc::close(link as i32) };
     LsmProbe {
         bpf_in_lsm_list,
         btf: true,
         loads: true,
         detail: "a trivial BPF LSM program loaded and attached".into(),
         lsm_list: lsm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn btf_names_the_attach_point_or_says_why_not() {
+        match btf_func_id("bpf_lsm_file_open") {
+            Ok(id) => {
+                assert!(id > 0);
+                // A name that is no kernel function is an error, not a wrong id.
+                assert!(matches!(
+                    btf_func_id("warden_no_such_function"),
+                    Err(BtfError::NoFunction(_))
+                ));
+            }
+            Err(e) => assert!(
+                !std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+                "{e}"
+            ),
+        }
     }
 }
