@@ -23,7 +23,7 @@ use crate::lock::LandlockPlan;
 use crate::plan::Plan;
 use crate::sys;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -281,6 +281,15 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     warden_event::timing::mark("launch: before identity");
     let prepared = prepare_identity(&l.plan, l.namespaces, l.best_effort, uid, gid)?;
     warden_event::timing::mark("launch: identity prepared");
+    if let Some(p) = &prepared {
+        // Root: let the agent's host uid re-open its own stdio (`> /dev/stdout`).
+        let created: Vec<_> = (pty_slave.iter().map(|s| s.as_fd()))
+            .chain(out_pipes.iter().flatten().map(|(_, w)| w.as_fd()))
+            .collect();
+        for (fd, e) in crate::stdio::hand_to_agent(p.ids.uid, p.ids.gid, uid, &created) {
+            tracing::debug!("stdio: fd {fd} stays unopenable by the agent: {e}");
+        }
+    }
     let ctx = ChildCtx {
         plan: l.plan,
         landlock: l.landlock,
@@ -967,7 +976,11 @@ fn agent(c: ChildCtx) -> ! {
         f("no_new_privs", sys::errno_str());
     }
     warden_event::timing::mark("agent: landlock");
-    if let Err(e) = crate::lock::apply(&c.landlock) {
+    // SAFETY: with a pty, fd 0 is its slave (dup2 above) and stays open through the call.
+    let own_tty = c
+        .pty_slave
+        .map(|_| unsafe { std::os::fd::BorrowedFd::borrow_raw(0) });
+    if let Err(e) = crate::lock::apply(&c.landlock, own_tty) {
         f("landlock", e);
     }
     if let Err(e) = crate::filter::install(!c.plan.net_isolated) {

@@ -2,7 +2,8 @@
 //!
 //! Read roots get execute + read; write roots get every filesystem right. A fixed set of
 //! device files (`/dev/null`, `/dev/tty`, ...) gets read/write/ioctl; nothing else under
-//! `/dev` is reachable, so raw disks stay closed even to a uid-0 agent. Scoping (ABI 6)
+//! `/dev` is reachable, so raw disks stay closed even to a uid-0 agent; the agent's own pty
+//! slave (on the host's devpts) gets the same, so it can re-open its terminal. Scoping (ABI 6)
 //! stops signals and abstract-unix-socket connections to anything outside the sandbox.
 //!
 //! The ruleset is written against one pinned ABI ([`TARGET_ABI`]), never against the running
@@ -52,7 +53,14 @@ pub struct LandlockPlan {
 }
 
 /// Applies the ruleset to the calling (single-threaded) process. no_new_privs must be set.
-pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
+///
+/// `own_tty`: the agent's own pty slave (warden's, on the host's devpts, outside every
+/// rule's hierarchy), which also gets read/write/ioctl so the agent can re-open its own
+/// terminal (`> /dev/stdout`, `/proc/self/fd/0`); it already holds it read/write.
+pub fn apply(
+    plan: &LandlockPlan,
+    own_tty: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<RulesetStatus, String> {
     let abi = TARGET_ABI;
     let e = |what: &str, err: &dyn std::fmt::Display| format!("landlock: {what}: {err}");
     let all = AccessFs::from_all(abi);
@@ -97,6 +105,11 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
         created = created
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|x| e(&format!("rule for {}", p.display()), &x))?;
+    }
+    if let Some(tty) = own_tty {
+        created = created
+            .add_rule(PathBeneath::new(tty, dev & file_bits))
+            .map_err(|x| e("rule for the agent's pty", &x))?;
     }
     if let Some(ports) = &plan.connect_tcp {
         for &port in ports {
