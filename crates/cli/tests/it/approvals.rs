@@ -1279,3 +1279,41 @@ fn root_against_another_users_session_is_refused_with_the_reason() {
         text(&out)
     );
 }
+
+/// A write open of a descriptor link whose target warden cannot read (here: not open) could
+/// name a grant by the time the kernel resolves it: refused with EACCES and recorded (fail
+/// closed), never left to the kernel. Opens by path and through readable links still work.
+#[test]
+fn an_unreadable_descriptor_link_is_refused_not_continued() {
+    let t = T::new("wask-badlink");
+    let policy = ask_write_setup(&t, 30);
+    let script = "(printf x > /dev/fd/9) 2>> err && echo fd9-ok >> log || echo fd9-fail >> log; \
+                  (printf x > /proc/self/fd/77) 2>> err && echo fd77-ok >> log || echo fd77-fail >> log; \
+                  exec 4> legit.txt && echo via-link > /proc/self/fd/4 && echo link-ok >> log; \
+                  echo out > other/deploy.yml && echo legit-ok >> log";
+    let o = finish(spawn_write(&t, &policy, script));
+    let log = std::fs::read_to_string(t.ws.join("log")).unwrap_or_default();
+    assert_eq!(
+        log,
+        "fd9-fail\nfd77-fail\nlink-ok\nlegit-ok\n",
+        "{}",
+        text(&o)
+    );
+    let err = std::fs::read_to_string(t.ws.join("err")).unwrap_or_default();
+    assert_eq!(err.matches("Permission denied").count(), 2, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("legit.txt")).unwrap(),
+        "via-link\n"
+    );
+    let l = warden(&t.home).args(["log", "--json"]).output().unwrap();
+    let l = String::from_utf8_lossy(&l.stdout);
+    let refused: Vec<&str> = l
+        .lines()
+        .filter(|r| r.contains("write open of a descriptor link refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{l}");
+    assert!(
+        refused.iter().any(|r| r.contains("/dev/fd/9")),
+        "{refused:?}"
+    );
+}
