@@ -646,7 +646,7 @@ fn stage1(mut c: ChildCtx) -> ! {
         | libc::CLONE_NEWUTS;
     if let Some(ns) = c.userns {
         if let Err(e) = crate::idmap::enter(ns) {
-            fail_child(err_w, "agent identity", &e);
+            fail_child(err_w, "agent identity", &e.to_string());
         }
         flags &= !libc::CLONE_NEWUSER;
         // Changing the euid cleared PDEATHSIG (commit_creds): arm it again, then make sure
@@ -740,7 +740,7 @@ fn init(mut c: ChildCtx) -> ! {
     warden_event::timing::mark("init: build_view");
     let guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
         Ok(g) => g,
-        Err(e) => fail_child(err_w, "mounts", &e),
+        Err(e) => fail_child(err_w, "mounts", &e.to_string()),
     };
     for (_, fd) in std::mem::take(&mut c.prebound)
         .into_iter()
@@ -756,7 +756,7 @@ fn init(mut c: ChildCtx) -> ! {
     if c.hook_socket {
         match crate::mounts::hook_socket() {
             Ok(fd) => c.hook_listener = Some(fd),
-            Err(e) => fail_child(err_w, "hook socket", &e),
+            Err(e) => fail_child(err_w, "hook socket", &e.to_string()),
         }
     }
     if let Some(n) = c.pid_max {
@@ -772,7 +772,7 @@ fn init(mut c: ChildCtx) -> ! {
         }
     }
     if let Err(e) = sys::loopback_up() {
-        fail_child(err_w, "network", &e);
+        fail_child(err_w, "network", &e.to_string());
     }
     let mut runners = Vec::new();
     for t in std::mem::take(&mut c.init_tasks) {
@@ -964,12 +964,12 @@ fn agent(c: ChildCtx) -> ! {
     for (res, v) in limits {
         if let Some(v) = v {
             if let Err(e) = sys::set_rlimit(res, v) {
-                f("rlimits", e);
+                f("rlimits", e.into());
             }
         }
     }
     if let Err(e) = sys::drop_all_caps(c.last_cap) {
-        f("capabilities", e);
+        f("capabilities", e.into());
     }
     // SAFETY: prctl is a plain syscall.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -997,7 +997,7 @@ fn agent(c: ChildCtx) -> ! {
     let mut raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
     raw.extend(c.hook_listener);
     if let Err(e) = sys::send_fds(c.fd_w, &raw) {
-        f("fd passing", e);
+        f("fd passing", e.into());
     }
     drop(fds);
     if let Some(fd) = c.hook_listener {

@@ -27,6 +27,7 @@
 
 pub mod agents;
 pub mod cgroup;
+pub mod error;
 pub mod filter;
 pub mod freezer;
 pub mod fsat;
