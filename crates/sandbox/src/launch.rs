@@ -981,10 +981,10 @@ fn agent(c: ChildCtx) -> ! {
         .pty_slave
         .map(|_| unsafe { std::os::fd::BorrowedFd::borrow_raw(0) });
     if let Err(e) = crate::lock::apply(&c.landlock, own_tty) {
-        f("landlock", e);
+        f("landlock", e.into());
     }
     if let Err(e) = crate::filter::install(!c.plan.net_isolated) {
-        f("seccomp", e);
+        f("seccomp", e.into());
     }
     let mut fds: Vec<OwnedFd> = Vec::new();
     for h in &c.hooks {
