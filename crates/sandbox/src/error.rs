@@ -2,7 +2,7 @@
 //! that set the sandbox up (mounts, cgroups, seccomp, the user namespace). Each carries the
 //! failing call (with its path or arguments) and the errno as an [`std::io::Error`] source,
 //! so callers decide on [`SysError::errno`], never on message text. Their text is what the
-//! `Result<_, String>` of earlier versions said, and they convert into `String` where a
+//! string errors of earlier versions said, and they convert into `String` where a
 //! setup stage still reports text (the launcher's error pipe).
 
 use std::path::PathBuf;

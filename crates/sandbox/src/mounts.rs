@@ -30,8 +30,8 @@ pub enum MountError {
         source: std::io::Error,
     },
     /// The workspace guard ([`crate::guard`]) could not start.
-    #[error("{0}")]
-    Guard(String),
+    #[error(transparent)]
+    Guard(#[from] crate::guard::GuardError),
 }
 
 impl MountError {
@@ -40,7 +40,7 @@ impl MountError {
         match self {
             MountError::Sys(e) => e.errno(),
             MountError::File { source, .. } => source.raw_os_error(),
-            MountError::Guard(_) => None,
+            MountError::Guard(e) => e.errno(),
         }
     }
 }
@@ -325,7 +325,7 @@ pub fn build_view(
             remount_ro(h)?;
         }
     }
-    let guard = crate::guard::Guard::start(plan, priv_dir).map_err(MountError::Guard)?;
+    let guard = crate::guard::Guard::start(plan, priv_dir)?;
     // Views: a private read-only copy with warden's content over a (locked) protected file.
     for (i, v) in plan.views.iter().enumerate() {
         let f = priv_dir.join(format!("view-{i}"));
