@@ -125,7 +125,7 @@ pub fn resolve_command(
 /// Creates absent protected paths on the host so they can be locked (see
 /// [`crate::placeholder`]: fd-relative, never through a symlink); returns what was made.
 pub fn make_placeholders(plan: &Plan) -> Result<Vec<crate::placeholder::Placeholder>, String> {
-    crate::placeholder::make(plan)
+    crate::placeholder::make(plan).map_err(|e| e.to_string())
 }
 
 /// Removes placeholders that are still empty (innermost first), never through a symlink.

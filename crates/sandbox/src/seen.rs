@@ -87,13 +87,13 @@ fn hidden_files(plan: &Plan) -> Vec<(usize, PathBuf)> {
 /// ([`HiddenWatch::start`]). The group is the supervisor's alone: no process of the sandbox
 /// ever holds it, so its teardown (an SRCU grace period) never delays the sandbox's exit.
 /// `None` when the plan hides no file.
-pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, String> {
+pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, crate::error::SysError> {
     let files = hidden_files(plan);
     if files.is_empty() {
         return Ok(None);
     }
-    let (mine, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| crate::error::SysError::io("socketpair", e))?;
     let task: InitTask = Box::new(move || {
         let mut out = theirs;
         let mut opened = Vec::new();
