@@ -14,7 +14,8 @@
 //!   (a protected path fails with `EROFS`, exactly as without asks).
 //! - A match: the supervisor opens the REAL file itself, from a directory descriptor of the
 //!   writable root taken before the agent started, with `openat2(RESOLVE_BENEATH |
-//!   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, and `fstat`s it: a
+//!   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`
+//!   ([`warden_sys::open_beneath_no_xdev`]), and `fstat`s it: a
 //!   regular file with one link, the same (dev, inode) as the file the agent's path names in
 //!   its view. It asks the session's approvals with the path, the (dev, inode) and the
 //!   SHA-256 of the current content.
@@ -36,7 +37,9 @@
 //! - Paths through symlinks the agent made: they do not name an ask entry, so the kernel
 //!   refuses them. Descriptor links (`/proc/*/fd/N`, `/dev/fd/N`, `/dev/std*`) are read
 //!   (outside the agent's reach) and judged as the file they hold: re-opening a grant that
-//!   way asks again (it would otherwise pass on the writable mount the grant carries).
+//!   way asks again (it would otherwise pass on the writable mount the grant carries). A
+//!   descriptor link that cannot be read (not open, its process gone) is refused with
+//!   `EACCES` and recorded: it could hold a grant by the time the kernel resolves it.
 //! - What the agent then writes through the granted descriptor is not known when the human
 //!   answers: the approval is one open of that file, with that content, for write. The
 //!   descriptor is the agent's for as long as it keeps it: writes anywhere in the file,
@@ -96,8 +99,22 @@ pub struct WriteAsks {
     in_flight: Arc<AtomicUsize>,
 }
 
+/// A trapped open that a decision is made about: an ask ([`Ask`]), or a refusal made when it
+/// was read (a descriptor link that cannot be read: fail closed).
+pub(crate) enum Job {
+    Ask(Ask),
+    Refuse {
+        pid: u32,
+        id: u64,
+        /// The path as the agent gave it, made absolute.
+        path: PathBuf,
+        flags: i32,
+        why: String,
+    },
+}
+
 /// A trapped open that names an ask entry.
-pub(crate) struct Job {
+pub(crate) struct Ask {
     pid: u32,
     id: u64,
     /// Absolute path in the agent's view.
@@ -177,25 +194,16 @@ fn io(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
-/// Opens `rel` below `root` without following any link, never leaving the root's mount.
-fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, std::io::Error> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    // The caller's access mode and flags, as given (mode 0: nothing is created here).
-    let flags = OFlags::from_bits_retain(flags as u32)
-        | OFlags::NOFOLLOW
-        | OFlags::CLOEXEC
-        | OFlags::NOCTTY;
-    rustix::fs::openat2(
+/// Opens `rel` below `root` without following any link, never leaving the root's mount
+/// ([`warden_sys::open_beneath_no_xdev`]; `O_NOCTTY` added, never `O_CREAT`).
+fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, warden_sys::Error> {
+    let flags = (flags | libc::O_NOCTTY) & !libc::O_CREAT;
+    warden_sys::open_beneath_no_xdev(
         root,
         rel,
-        flags,
-        Mode::empty(),
-        ResolveFlags::BENEATH
-            | ResolveFlags::NO_SYMLINKS
-            | ResolveFlags::NO_MAGICLINKS
-            | ResolveFlags::NO_XDEV,
+        warden_sys::OFlags::from_bits_retain(flags as u32),
+        warden_sys::Mode::empty(),
     )
-    .map_err(std::io::Error::from)
 }
 
 /// (dev, inode) of what `abs` names in the agent's view (`O_PATH`, nothing opened).
@@ -331,17 +339,27 @@ impl WriteAsks {
         };
         // A descriptor link names the file that descriptor holds (a grant re-opened this
         // way asks again; it would otherwise pass on the writable mount the grant carries).
+        // A link that cannot be read could hold a grant: refused (fail closed).
         let abs = match fd_link_target(pid, &abs) {
-            Some(target) => match lexical(&target) {
+            Ok(Some(target)) => match lexical(&target) {
                 Some(t) => t,
                 None => return Ok(None),
             },
-            None => abs,
+            Ok(None) => abs,
+            Err(why) => {
+                return Ok(Some(Job::Refuse {
+                    pid,
+                    id,
+                    path: abs,
+                    flags,
+                    why,
+                }))
+            }
         };
         let Some((f, rel)) = self.lookup(&abs) else {
             return Ok(None);
         };
-        Ok(Some(Job {
+        Ok(Some(Job::Ask(Ask {
             pid,
             id,
             abs,
@@ -351,17 +369,20 @@ impl WriteAsks {
             flags,
             approver: self.approver.clone(),
             in_flight: self.in_flight.clone(),
-        }))
+        })))
     }
 }
 
 /// For a descriptor link in the agent's view (`/proc/<pid>/fd/N`, `/proc/self/fd/N`,
 /// `/proc/<pid>/task/<tid>/fd/N`, `/dev/fd/N`, `/dev/stdin|stdout|stderr`): the path of the
 /// file that descriptor holds, as the host names it (the link is read through the agent's
-/// own procfs, from outside its reach). `None` when `abs` is no such link or it cannot be
-/// read (then the descriptor is not open and the kernel fails the open the same way).
-fn fd_link_target(pid: u32, abs: &Path) -> Option<PathBuf> {
-    let s = abs.to_str()?;
+/// own procfs, from outside its reach). `Ok(None)` when `abs` is no such link; `Err` (what
+/// could not be read, and why) when it is one and cannot be read: the descriptor may not be
+/// open now but be by the time the kernel resolves the path, so the caller refuses.
+fn fd_link_target(pid: u32, abs: &Path) -> Result<Option<PathBuf>, String> {
+    let Some(s) = abs.to_str() else {
+        return Ok(None);
+    };
     let s = match s {
         "/dev/stdin" => "/proc/self/fd/0".to_string(),
         "/dev/stdout" => "/proc/self/fd/1".to_string(),
@@ -371,8 +392,9 @@ fn fd_link_target(pid: u32, abs: &Path) -> Option<PathBuf> {
             None => s.to_string(),
         },
     };
-    let rest = s.strip_prefix("/proc/")?;
-    let (who, tail) = rest.split_once('/')?;
+    let Some((who, tail)) = s.strip_prefix("/proc/").and_then(|r| r.split_once('/')) else {
+        return Ok(None);
+    };
     let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
     let fd_tail = match tail.split('/').collect::<Vec<_>>().as_slice() {
         ["fd", n] if digits(n) => true,
@@ -380,19 +402,23 @@ fn fd_link_target(pid: u32, abs: &Path) -> Option<PathBuf> {
         _ => false,
     };
     if !fd_tail {
-        return None;
+        return Ok(None);
     }
     let who = match who {
         "self" | "thread-self" => {
-            warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Pid(pid as i32))
-                .ok()?
-                .ns_pid()?
+            let st = warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Pid(pid as i32))
+                .map_err(|e| format!("the agent's pid in its namespace: {e}"))?;
+            st.ns_pid()
+                .ok_or_else(|| format!("/proc/{pid}/status has no NSpid"))?
                 .to_string()
         }
         w if digits(w) => w.to_string(),
-        _ => return None,
+        _ => return Ok(None),
     };
-    std::fs::read_link(format!("/proc/{pid}/root/proc/{who}/{tail}")).ok()
+    let link = format!("/proc/{pid}/root/proc/{who}/{tail}");
+    std::fs::read_link(&link)
+        .map(Some)
+        .map_err(|e| format!("{link}: {e}"))
 }
 
 fn respond(lfd: RawFd, id: u64, v: Verdict) {
@@ -421,6 +447,39 @@ fn id_valid(lfd: RawFd, id: u64) -> bool {
 }
 
 impl Job {
+    /// Answers the notification: a refusal at once, an ask on a thread of its own.
+    pub(crate) fn spawn(self, lfd: RawFd) {
+        match self {
+            Job::Ask(a) => a.spawn(lfd),
+            Job::Refuse {
+                pid,
+                id,
+                path,
+                flags,
+                why,
+            } => {
+                Decision::new(
+                    Layer::Sandbox,
+                    format!("pid {pid}"),
+                    path.display().to_string(),
+                    "files.ask_write".to_string(),
+                    V::Deny,
+                    format!(
+                        "write open of a descriptor link refused: warden could not read which file it holds ({why}), so it cannot tell whether that is a file under ask_write or a grant re-opened (fail closed); open the file by its own path"
+                    ),
+                )
+                .with("kind", "write")
+                .with("answered_by", "warden")
+                .with("access", access_text(flags))
+                .emit();
+                tracing::info!("write ask: pid {pid}: {} refused: {why}", path.display());
+                respond(lfd, id, Verdict::Deny(libc::EACCES));
+            }
+        }
+    }
+}
+
+impl Ask {
     /// Handles the job on a thread of its own (the human's answer can take minutes) with
     /// its own duplicate of the listener; the notification is always answered.
     pub(crate) fn spawn(self, lfd: RawFd) {

@@ -28,32 +28,53 @@ pub fn pids_root() -> Option<(&'static str, PathBuf)> {
     None
 }
 
+/// Why a session cgroup could not be made or joined.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// No cgroup hierarchy with this controller that we may write.
+    #[error("no writable cgroup with the {0} controller")]
+    NoController(&'static str),
+    /// A cgroup file or directory: its path and the error (with its errno).
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CgroupError {
+    fn at(path: PathBuf) -> impl FnOnce(std::io::Error) -> CgroupError {
+        move |source| CgroupError::Io { path, source }
+    }
+}
+
 /// A session cgroup; removed on drop (after its processes are gone).
 pub struct SessionCgroup {
     pub path: PathBuf,
 }
 
 impl SessionCgroup {
-    pub fn create(session: &str, pids_max: u32) -> Result<SessionCgroup, String> {
-        let (kind, root) = pids_root().ok_or("no writable cgroup with the pids controller")?;
+    pub fn create(session: &str, pids_max: u32) -> Result<SessionCgroup, CgroupError> {
+        let (kind, root) = pids_root().ok_or(CgroupError::NoController("pids"))?;
         let parent = root.join("warden-pids");
-        std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(&parent).map_err(CgroupError::at(parent.clone()))?;
         if kind == "cgroup2" {
             // Enable pids for children (ignore if already on).
             let _ = std::fs::write(root.join("cgroup.subtree_control"), "+pids");
             let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+pids");
         }
         let path = parent.join(session);
-        std::fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::create_dir(&path).map_err(CgroupError::at(path.clone()))?;
         let cg = SessionCgroup { path };
-        std::fs::write(cg.path.join("pids.max"), pids_max.to_string())
-            .map_err(|e| format!("{}/pids.max: {e}", cg.path.display()))?;
+        let max = cg.path.join("pids.max");
+        std::fs::write(&max, pids_max.to_string()).map_err(CgroupError::at(max))?;
         Ok(cg)
     }
 
-    pub fn add(&self, pid: i32) -> Result<(), String> {
-        std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
-            .map_err(|e| format!("{}/cgroup.procs: {e}", self.path.display()))
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        let procs = self.path.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(CgroupError::at(procs))
     }
 
     /// Number of times the limit was hit (cgroup v2 `pids.events` / v1 `pids.events`).
@@ -115,10 +136,10 @@ pub struct MemoryCgroup {
 }
 
 impl MemoryCgroup {
-    pub fn create(session: &str, max: u64) -> Result<MemoryCgroup, String> {
-        let (v2, parent) = memory_root().ok_or("no writable cgroup with the memory controller")?;
+    pub fn create(session: &str, max: u64) -> Result<MemoryCgroup, CgroupError> {
+        let (v2, parent) = memory_root().ok_or(CgroupError::NoController("memory"))?;
         if v2 {
-            std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(&parent).map_err(CgroupError::at(parent.clone()))?;
             if let Some(root) = parent.parent() {
                 let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
             }
@@ -126,15 +147,15 @@ impl MemoryCgroup {
         }
         sweep_stale(&parent);
         let path = parent.join(format!("warden-{session}"));
-        std::fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::create_dir(&path).map_err(CgroupError::at(path.clone()))?;
         let cg = MemoryCgroup { path, v2, max };
         let (limit, swap) = if v2 {
             ("memory.max", "memory.swap.max")
         } else {
             ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
         };
-        std::fs::write(cg.path.join(limit), max.to_string())
-            .map_err(|e| format!("{}/{limit}: {e}", cg.path.display()))?;
+        let limit = cg.path.join(limit);
+        std::fs::write(&limit, max.to_string()).map_err(CgroupError::at(limit))?;
         // No swapping around the limit where the kernel accounts swap (best effort: v1
         // without swap accounting has no such file).
         let _ = std::fs::write(

@@ -60,14 +60,39 @@ fn cmp(arg: u32, op: ScmpCompareOp, v: u64) -> ScmpArgCompare {
     ScmpArgCompare::new(arg, op, v)
 }
 
+/// A libseccomp call that failed while building or loading the filter (`what`: the rule's
+/// syscall or the step), with libseccomp's error (and its errno) as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("seccomp: {what}: {source}")]
+    Seccomp {
+        what: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    /// libseccomp does not know this syscall on this architecture.
+    #[error("seccomp: no syscall {0}")]
+    NoSyscall(&'static str),
+}
+
+/// The text, for the launcher's error pipe.
+impl From<FilterError> for String {
+    fn from(e: FilterError) -> String {
+        e.to_string()
+    }
+}
+
 /// Builds the filter. Does not load it. `deny_udp`: also deny UDP sockets (used when the
 /// sandbox has no network namespace, so that only Landlock-allowed TCP remains).
-pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
-    let e = |what: &str, err: libseccomp::error::SeccompError| format!("seccomp: {what}: {err}");
+pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, FilterError> {
+    let e = |what: &str, source: libseccomp::error::SeccompError| FilterError::Seccomp {
+        what: what.to_string(),
+        source,
+    };
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(|x| e("new filter", x))?;
     f.set_act_badarch(ScmpAction::KillProcess)
         .map_err(|x| e("bad-arch action", x))?;
-    let mut deny = |name: &str, errno: i32| -> Result<(), String> {
+    let mut deny = |name: &str, errno: i32| -> Result<(), FilterError> {
         if let Some(s) = sys(name) {
             f.add_rule(ScmpAction::Errno(errno), s)
                 .map_err(|x| e(name, x))?;
@@ -123,7 +148,7 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
     // READ_IMPLIES_EXEC set, and the value is not the query 0xffffffff: some other bit of the
     // low 32 (the kernel's `unsigned int`) is clear. libseccomp takes one comparison per
     // argument per rule, so one rule per such bit.
-    let personality = sys("personality").ok_or("seccomp: no syscall personality")?;
+    let personality = sys("personality").ok_or(FilterError::NoSyscall("personality"))?;
     for bit in (0..32)
         .map(|b| 1u64 << b)
         .filter(|&b| b != READ_IMPLIES_EXEC)
@@ -179,7 +204,7 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         }
     }
     for name in ["unshare", "clone"] {
-        let s = sys(name).ok_or_else(|| format!("seccomp: no syscall {name}"))?;
+        let s = sys(name).ok_or(FilterError::NoSyscall(name))?;
         for &flag in NS_FLAGS {
             f.add_rule_conditional(
                 ScmpAction::Errno(EPERM),
@@ -189,7 +214,7 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
             .map_err(|x| e(name, x))?;
         }
     }
-    let ioctl = sys("ioctl").ok_or("seccomp: no syscall ioctl")?;
+    let ioctl = sys("ioctl").ok_or(FilterError::NoSyscall("ioctl"))?;
     // The casts are no-ops on glibc (c_ulong) but not on musl (c_int).
     #[allow(clippy::unnecessary_cast)]
     for req in [libc::TIOCSTI as u64, libc::TIOCLINUX as u64] {
@@ -200,7 +225,7 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
         )
         .map_err(|x| e("ioctl", x))?;
     }
-    let socket = sys("socket").ok_or("seccomp: no syscall socket")?;
+    let socket = sys("socket").ok_or(FilterError::NoSyscall("socket"))?;
     for fam in [
         libc::AF_PACKET,
         libc::AF_VSOCK,
@@ -252,7 +277,10 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, String> {
 
 /// Builds and loads the filter into the calling thread (and, via TSYNC-free single-threaded
 /// use, the process). Requires no_new_privs.
-pub fn install(deny_udp: bool) -> Result<(), String> {
+pub fn install(deny_udp: bool) -> Result<(), FilterError> {
     let f = build(deny_udp)?;
-    f.load().map_err(|x| format!("seccomp: load: {x}"))
+    f.load().map_err(|source| FilterError::Seccomp {
+        what: "load".into(),
+        source,
+    })
 }

@@ -101,14 +101,62 @@ struct State {
     global_hooks_path: Option<String>,
 }
 
-fn err(what: &str, rel: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", rel.display())
+/// Why the guard could not lock something. Every variant keeps the errno of the failing
+/// call (`io::Error` sources); a refused protected path says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// `what` on `path` (workspace-relative, or a root) failed.
+    #[error("{what} {}: {source}", path.display())]
+    At {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A file-system call without more context (the fd-based helpers of [`crate::fsat`]).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A protected path that cannot be locked as it is (a symlink, a non-regular file).
+    #[error("protected path {}: {detail}; {hint}", path.display())]
+    Protected {
+        path: PathBuf,
+        detail: Box<GuardError>,
+        hint: &'static str,
+    },
+    #[error("workspace guard: inotify_init1: {0} (needed to watch for new git repositories)")]
+    Inotify(#[source] io::Error),
+    #[error("{}: NUL in path", .0.display())]
+    Nul(PathBuf),
+    /// Several repositories failed in one pass.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Several(Vec<GuardError>),
+}
+
+impl GuardError {
+    /// The errno behind the (first) error, when there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            GuardError::At { source, .. } | GuardError::Io(source) => source.raw_os_error(),
+            GuardError::Inotify(source) => source.raw_os_error(),
+            GuardError::Protected { detail, .. } => detail.errno(),
+            GuardError::Several(v) => v.first().and_then(|e| e.errno()),
+            GuardError::Nul(_) => None,
+        }
+    }
+}
+
+fn err(what: &'static str, rel: &Path, source: io::Error) -> GuardError {
+    GuardError::At {
+        what,
+        path: rel.to_path_buf(),
+        source,
+    }
 }
 
 impl Guard {
     /// Locks the protected paths and every pre-existing repository, and starts watching.
     /// Runs in init before the agent exists; any failure refuses the session.
-    pub fn start(plan: &Plan, priv_dir: &Path) -> Result<Guard, String> {
+    pub fn start(plan: &Plan, priv_dir: &Path) -> Result<Guard, GuardError> {
         let ws =
             fsat::open_root(&plan.workspace).map_err(|e| err("workspace", &plan.workspace, e))?;
         let dev = fsat::fstat(ws.as_fd())
@@ -117,10 +165,7 @@ impl Guard {
         // SAFETY: inotify_init1 returns a fresh fd or -1.
         let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if ifd < 0 {
-            return Err(format!(
-                "workspace guard: inotify_init1: {} (needed to watch for new git repositories)",
-                io::Error::last_os_error()
-            ));
+            return Err(GuardError::Inotify(io::Error::last_os_error()));
         }
         let mut exclude_extra = String::new();
         for (p, is_dir) in &plan.placeholders {
@@ -241,7 +286,7 @@ impl State {
         fsat::open_dir(self.ws.as_fd(), rel, path_only, Some(self.dev))
     }
 
-    fn private_file(&mut self, content: &[u8]) -> Result<OwnedFd, String> {
+    fn private_file(&mut self, content: &[u8]) -> Result<OwnedFd, GuardError> {
         self.n += 1;
         let p = self.priv_dir.join(format!("g-{}", self.n));
         std::fs::write(&p, content).map_err(|e| err("private file", &p, e))?;
@@ -273,7 +318,7 @@ impl State {
 
     /// `files.protect`: containers bound onto themselves, leaves read-only (absent files
     /// show their placeholder content from a private file).
-    fn lock_protected(&mut self, plan: &Plan) -> Result<(), String> {
+    fn lock_protected(&mut self, plan: &Plan) -> Result<(), GuardError> {
         let roots = crate::placeholder::writable_roots(plan);
         let mut containers: Vec<(PathBuf, PathBuf)> = Vec::new();
         for p in &plan.protect {
@@ -304,10 +349,11 @@ impl State {
                     .map_err(|e| err("cannot pin", &root.join(rel), e))?,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => {
-                    return Err(format!(
-                        "protected path {}: {e}; warden refuses to follow a symlink here (make it a real directory, or remove it)",
-                        root.join(rel).display()
-                    ))
+                    return Err(GuardError::Protected {
+                        path: root.join(rel),
+                        detail: Box::new(GuardError::Io(e)),
+                        hint: "warden refuses to follow a symlink here (make it a real directory, or remove it)",
+                    })
                 }
             }
         }
@@ -320,11 +366,10 @@ impl State {
             };
             let rel = p.path.strip_prefix(root).unwrap_or(&p.path).to_path_buf();
             self.lock_one(root, &rel, p.is_dir, p.placeholder_content)
-                .map_err(|e| {
-                    format!(
-                        "protected path {}: {e}; warden refuses to follow a symlink or a non-regular file there (make it a real file/directory, or remove it)",
-                        p.path.display()
-                    )
+                .map_err(|e| GuardError::Protected {
+                    path: p.path.clone(),
+                    detail: Box::new(e),
+                    hint: "warden refuses to follow a symlink or a non-regular file there (make it a real file/directory, or remove it)",
                 })?;
         }
         Ok(())
@@ -336,9 +381,9 @@ impl State {
         rel: &Path,
         is_dir: bool,
         content: Option<&str>,
-    ) -> Result<(), String> {
-        let rfd = fsat::open_root(root).map_err(|e| e.to_string())?;
-        let dev = fsat::fstat(rfd.as_fd()).map_err(|e| e.to_string())?.st_dev;
+    ) -> Result<(), GuardError> {
+        let rfd = fsat::open_root(root)?;
+        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
         let open = |rfd: BorrowedFd<'_>| -> io::Result<OwnedFd> {
             if is_dir {
                 fsat::open_dir(rfd, rel, true, Some(dev))
@@ -351,30 +396,27 @@ impl State {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // The placeholder was removed between its creation and now: make it again.
                 if is_dir {
-                    fsat::mkdir_all(rfd.as_fd(), rel, Some(dev)).map_err(|e| e.to_string())?;
+                    fsat::mkdir_all(rfd.as_fd(), rel, Some(dev))?;
                 } else {
                     let parent = rel.parent().unwrap_or(Path::new(""));
-                    let (d, _) = fsat::mkdir_all(rfd.as_fd(), parent, Some(dev))
-                        .map_err(|e| e.to_string())?;
+                    let (d, _) = fsat::mkdir_all(rfd.as_fd(), parent, Some(dev))?;
                     let name = rel.file_name().unwrap_or_default();
-                    fsat::create_file(d.as_fd(), name).map_err(|e| e.to_string())?;
+                    fsat::create_file(d.as_fd(), name)?;
                 }
-                open(rfd.as_fd()).map_err(|e| e.to_string())?
+                open(rfd.as_fd())?
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         match content {
             Some(text) if !is_dir => {
                 let src = self.private_file(text.as_bytes())?;
-                fsat::bind_fd(src.as_fd(), fd.as_fd(), false, true).map_err(|e| e.to_string())?;
+                fsat::bind_fd(src.as_fd(), fd.as_fd(), false, true)?;
                 if let Ok(id) = fsat::identity(fd.as_fd()) {
                     self.locked.insert(id);
                 }
                 Ok(())
             }
-            _ => self
-                .bind_self(fd.as_fd(), true, is_dir)
-                .map_err(|e| e.to_string()),
+            _ => Ok(self.bind_self(fd.as_fd(), true, is_dir)?),
         }
     }
 
@@ -534,7 +576,7 @@ impl State {
     }
 
     /// Processes the candidates that are due (all of them when `force`).
-    fn process_all(&mut self, force: bool) -> Result<(), String> {
+    fn process_all(&mut self, force: bool) -> Result<(), GuardError> {
         let keys: Vec<PathBuf> = self.pending.keys().cloned().collect();
         let mut errors = Vec::new();
         for rel in keys {
@@ -561,7 +603,7 @@ impl State {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(GuardError::Several(errors))
         }
     }
 
@@ -592,7 +634,7 @@ impl State {
     }
 
     /// An entry named `.git`. Returns Ok(false) to be retried later.
-    fn dot(&mut self, rel: &Path, overdue: bool) -> Result<bool, String> {
+    fn dot(&mut self, rel: &Path, overdue: bool) -> Result<bool, GuardError> {
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
             return Ok(true);
         };
@@ -678,7 +720,7 @@ impl State {
     }
 
     /// A directory that may be a git dir. Returns Ok(false) to be retried later.
-    fn git_dir(&mut self, rel: &Path, overdue: bool) -> Result<bool, String> {
+    fn git_dir(&mut self, rel: &Path, overdue: bool) -> Result<bool, GuardError> {
         let dot = rel.file_name().is_some_and(|n| n == ".git");
         let Ok(g) = self.open_dir(rel, false) else {
             return Ok(true);
@@ -842,7 +884,7 @@ impl State {
         rel: &Path,
         name: &str,
         lock: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), GuardError> {
         let dev = Some(self.dev);
         let st = match fsat::lstat_at(g, OsStr::new(name)) {
             Ok(st) => st,
@@ -913,10 +955,10 @@ impl State {
 
 struct CStringPath(std::ffi::CString);
 impl CStringPath {
-    fn new(p: &Path) -> Result<Self, String> {
+    fn new(p: &Path) -> Result<Self, GuardError> {
         std::ffi::CString::new(p.as_os_str().as_bytes())
             .map(CStringPath)
-            .map_err(|_| format!("{}: NUL in path", p.display()))
+            .map_err(|_| GuardError::Nul(p.to_path_buf()))
     }
 }
 

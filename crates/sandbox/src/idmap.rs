@@ -27,6 +27,8 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use crate::error::SysError;
+
 /// The first id tried for the agent: in the block systemd leaves unallocated
 /// (0x70000000–0x7FFDFFFF), below 2^31 so tools that keep ids in a signed int handle it,
 /// far above normal accounts and the usual subordinate ranges (100000+65536·n).
@@ -105,6 +107,9 @@ pub enum PrepareError {
     /// run with the agent as host root instead.
     #[error("{0}")]
     Unsupported(String),
+    /// The user namespace could not be made (same remedy as [`PrepareError::Unsupported`]).
+    #[error(transparent)]
+    Namespace(#[from] SysError),
     /// A bind source is unsafe to open (a symlink where the agent could have put it): never
     /// overridden, since the fallback would follow that symlink.
     #[error("{0}")]
@@ -129,13 +134,13 @@ fn err(what: &str) -> String {
 
 /// Creates a user namespace mapping `inner_uid/gid` to the agent's host ids and returns an
 /// fd to it (its only process is gone when this returns).
-fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd, String> {
-    let (ready_r, ready_w) = warden_sys::pipe_cloexec().map_err(|e| e.to_string())?;
-    let (hold_r, hold_w) = warden_sys::pipe_cloexec().map_err(|e| e.to_string())?;
+fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd, SysError> {
+    let (ready_r, ready_w) = warden_sys::pipe_cloexec()?;
+    let (hold_r, hold_w) = warden_sys::pipe_cloexec()?;
     // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(err("fork"));
+        return Err(SysError::last("fork"));
     }
     if pid == 0 {
         // SAFETY: plain syscalls in the forked child.
@@ -172,11 +177,14 @@ fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd,
     // SAFETY: reading one byte.
     let n = unsafe { libc::read(ready_r.as_raw_fd(), &mut code as *mut u8 as *mut _, 1) };
     let result = if n != 1 {
-        Err("user namespace helper died".to_string())
+        Err(SysError::io(
+            "user namespace helper",
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "died before answering"),
+        ))
     } else if code != 0 {
-        Err(format!(
-            "unshare(CLONE_NEWUSER): {}",
-            std::io::Error::from_raw_os_error(code as i32)
+        Err(SysError::io(
+            "unshare(CLONE_NEWUSER)",
+            std::io::Error::from_raw_os_error(code as i32),
         ))
     } else {
         let maps = [
@@ -190,12 +198,12 @@ fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd,
             ),
         ];
         maps.iter()
-            .try_for_each(|(f, v)| std::fs::write(f, v).map_err(|e| format!("{f}: {e}")))
+            .try_for_each(|(f, v)| std::fs::write(f, v).map_err(|e| SysError::io(f, e)))
             .and_then(|_| {
                 let p = format!("/proc/{pid}/ns/user");
                 std::fs::File::open(&p)
                     .map(OwnedFd::from)
-                    .map_err(|e| format!("{p}: {e}"))
+                    .map_err(|e| SysError::io(p, e))
             })
     };
     drop(hold_w);
@@ -203,9 +211,8 @@ fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd,
     result
 }
 
-fn cpath(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{}: path contains NUL", p.display()))
+fn cpath(p: &Path) -> Result<CString, SysError> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| SysError::Nul(p.to_path_buf()))
 }
 
 /// Opens a root for binding without following any symlink (`openat2(RESOLVE_NO_SYMLINKS)` on
@@ -349,7 +356,7 @@ fn fs_type(path: &Path) -> String {
 
 /// Attaches a detached mount (from [`Prepared::mounts`]) at `target` (in the caller's mount
 /// namespace).
-pub fn attach(fd: RawFd, target: &Path) -> Result<(), String> {
+pub fn attach(fd: RawFd, target: &Path) -> Result<(), SysError> {
     let t = cpath(target)?;
     let empty = c"";
     // SAFETY: move_mount of our detached mount onto a valid path.
@@ -364,7 +371,10 @@ pub fn attach(fd: RawFd, target: &Path) -> Result<(), String> {
         )
     };
     if r != 0 {
-        return Err(err(&format!("move_mount onto {}", target.display())));
+        return Err(SysError::last(format!(
+            "move_mount onto {}",
+            target.display()
+        )));
     }
     Ok(())
 }
@@ -381,7 +391,7 @@ pub fn prepare(
     copies: &[(PathBuf, PathBuf)],
     caches: &[PathBuf],
 ) -> Result<Prepared, PrepareError> {
-    let userns = make_userns(ids, user_uid, user_gid).map_err(PrepareError::Unsupported)?;
+    let userns = make_userns(ids, user_uid, user_gid)?;
     let mut mounts = Vec::new();
     // Supervisor-made copies shown read-write at a target (the agent-state filter): opened
     // from their source, idmapped, attached at the target.
@@ -421,20 +431,20 @@ pub fn prepare(
 /// Called in stage1 (host root, single-threaded) in place of `unshare(CLONE_NEWUSER)` and
 /// writing maps: joins the prepared namespace and becomes its uid/gid 0 (the agent's host
 /// ids) with no supplementary groups, keeping full capabilities inside it only.
-pub fn enter(userns: RawFd) -> Result<(), String> {
+pub fn enter(userns: RawFd) -> Result<(), SysError> {
     // SAFETY: plain syscalls in a single-threaded child.
     unsafe {
         if libc::setns(userns, libc::CLONE_NEWUSER) != 0 {
-            return Err(err("setns(user namespace)"));
+            return Err(SysError::last("setns(user namespace)"));
         }
         if libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(err("setgroups([])"));
+            return Err(SysError::last("setgroups([])"));
         }
         if libc::setresgid(0, 0, 0) != 0 {
-            return Err(err("setresgid(0)"));
+            return Err(SysError::last("setresgid(0)"));
         }
         if libc::setresuid(0, 0, 0) != 0 {
-            return Err(err("setresuid(0)"));
+            return Err(SysError::last("setresuid(0)"));
         }
     }
     Ok(())

@@ -23,7 +23,7 @@ use crate::lock::LandlockPlan;
 use crate::plan::Plan;
 use crate::sys;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -125,7 +125,7 @@ pub fn resolve_command(
 /// Creates absent protected paths on the host so they can be locked (see
 /// [`crate::placeholder`]: fd-relative, never through a symlink); returns what was made.
 pub fn make_placeholders(plan: &Plan) -> Result<Vec<crate::placeholder::Placeholder>, String> {
-    crate::placeholder::make(plan)
+    crate::placeholder::make(plan).map_err(|e| e.to_string())
 }
 
 /// Removes placeholders that are still empty (innermost first), never through a symlink.
@@ -289,6 +289,15 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     warden_event::timing::mark("launch: before identity");
     let prepared = prepare_identity(&l.plan, l.namespaces, l.best_effort, uid, gid)?;
     warden_event::timing::mark("launch: identity prepared");
+    if let Some(p) = &prepared {
+        // Root: let the agent's host uid re-open its own stdio (`> /dev/stdout`).
+        let created: Vec<_> = (pty_slave.iter().map(|s| s.as_fd()))
+            .chain(out_pipes.iter().flatten().map(|(_, w)| w.as_fd()))
+            .collect();
+        for (fd, e) in crate::stdio::hand_to_agent(p.ids.uid, p.ids.gid, uid, &created) {
+            tracing::debug!("stdio: fd {fd} stays unopenable by the agent: {e}");
+        }
+    }
     let ctx = ChildCtx {
         plan: l.plan,
         landlock: l.landlock,
@@ -647,7 +656,7 @@ fn stage1(mut c: ChildCtx) -> ! {
         | libc::CLONE_NEWUTS;
     if let Some(ns) = c.userns {
         if let Err(e) = crate::idmap::enter(ns) {
-            fail_child(err_w, "agent identity", &e);
+            fail_child(err_w, "agent identity", &e.to_string());
         }
         flags &= !libc::CLONE_NEWUSER;
         // Changing the euid cleared PDEATHSIG (commit_creds): arm it again, then make sure
@@ -754,7 +763,7 @@ fn init(mut c: ChildCtx) -> ! {
     warden_event::timing::mark("init: build_view");
     let guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
         Ok(g) => g,
-        Err(e) => fail_child(err_w, "mounts", &e),
+        Err(e) => fail_child(err_w, "mounts", &e.to_string()),
     };
     warden_event::timing::mark("init: view built");
     for (_, fd) in std::mem::take(&mut c.prebound)
@@ -771,7 +780,7 @@ fn init(mut c: ChildCtx) -> ! {
     if c.hook_socket {
         match crate::mounts::hook_socket() {
             Ok(fd) => c.hook_listener = Some(fd),
-            Err(e) => fail_child(err_w, "hook socket", &e),
+            Err(e) => fail_child(err_w, "hook socket", &e.to_string()),
         }
     }
     if let Some(n) = c.pid_max {
@@ -787,7 +796,7 @@ fn init(mut c: ChildCtx) -> ! {
         }
     }
     if let Err(e) = sys::loopback_up() {
-        fail_child(err_w, "network", &e);
+        fail_child(err_w, "network", &e.to_string());
     }
     warden_event::timing::mark("init: hook socket, pid_max, lo");
     let mut runners = Vec::new();
@@ -983,24 +992,28 @@ fn agent(c: ChildCtx) -> ! {
     for (res, v) in limits {
         if let Some(v) = v {
             if let Err(e) = sys::set_rlimit(res, v) {
-                f("rlimits", e);
+                f("rlimits", e.into());
             }
         }
     }
     if let Err(e) = sys::drop_all_caps(c.last_cap) {
-        f("capabilities", e);
+        f("capabilities", e.into());
     }
     // SAFETY: prctl is a plain syscall.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         f("no_new_privs", sys::errno_str());
     }
     warden_event::timing::mark("agent: landlock");
-    if let Err(e) = crate::lock::apply(&c.landlock) {
-        f("landlock", e);
+    // SAFETY: with a pty, fd 0 is its slave (dup2 above) and stays open through the call.
+    let own_tty = c
+        .pty_slave
+        .map(|_| unsafe { std::os::fd::BorrowedFd::borrow_raw(0) });
+    if let Err(e) = crate::lock::apply(&c.landlock, own_tty) {
+        f("landlock", e.into());
     }
     warden_event::timing::mark("agent: landlock applied");
     if let Err(e) = crate::filter::install(!c.plan.net_isolated) {
-        f("seccomp", e);
+        f("seccomp", e.into());
     }
     let mut fds: Vec<OwnedFd> = Vec::new();
     for h in &c.hooks {
@@ -1014,7 +1027,7 @@ fn agent(c: ChildCtx) -> ! {
     let mut raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
     raw.extend(c.hook_listener);
     if let Err(e) = sys::send_fds(c.fd_w, &raw) {
-        f("fd passing", e);
+        f("fd passing", e.into());
     }
     drop(fds);
     if let Some(fd) = c.hook_listener {

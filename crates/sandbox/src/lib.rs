@@ -8,7 +8,7 @@
 //! memory cgroups and private tmpfs sizes ([`limits`]); the session's stop switch
 //! ([`freezer`]); the agent's unprivileged host identity when started by root ([`idmap`]);
 //! the allowlisted `/dev`; the new session and pty with its escape-sequence filter
-//! ([`termfilter`]); and environment scrubbing. It also probes what the machine can deliver
+//! ([`termfilter`]); the agent's stdio objects under root ([`stdio`]); and environment scrubbing. It also probes what the machine can deliver
 //! ([`probe`]), which `warden run` and `warden doctor` report. [`resolve`] follows agent
 //! installs through symlinks and resolves the command as the view will show it; [`agents`]
 //! holds what a known agent must be told about running inside warden (Codex's sandbox
@@ -27,6 +27,7 @@
 
 pub mod agents;
 pub mod cgroup;
+pub mod error;
 pub mod filter;
 pub mod freezer;
 pub mod fsat;
@@ -44,6 +45,7 @@ pub mod pty;
 pub mod report;
 pub mod resolve;
 pub mod seen;
+pub mod stdio;
 mod sys;
 pub mod termfilter;
 

@@ -2,7 +2,8 @@
 //!
 //! Read roots get execute + read; write roots get every filesystem right. A fixed set of
 //! device files (`/dev/null`, `/dev/tty`, ...) gets read/write/ioctl; nothing else under
-//! `/dev` is reachable, so raw disks stay closed even to a uid-0 agent. Scoping (ABI 6)
+//! `/dev` is reachable, so raw disks stay closed even to a uid-0 agent; the agent's own pty
+//! slave (on the host's devpts) gets the same, so it can re-open its terminal. Scoping (ABI 6)
 //! stops signals and abstract-unix-socket connections to anything outside the sandbox.
 //!
 //! The ruleset is written against one pinned ABI ([`TARGET_ABI`]), never against the running
@@ -51,26 +52,67 @@ pub struct LandlockPlan {
     pub hard: bool,
 }
 
+const HOW: &str =
+    "Nothing was run; `warden doctor` explains, `--best-effort` runs without this guarantee.";
+
+/// Why Landlock was not applied as planned.
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    /// A `landlock` crate call (`what`: the step or the rule's path) failed.
+    #[error("landlock: {what}: {source}")]
+    Ruleset {
+        what: String,
+        #[source]
+        source: landlock::RulesetError,
+    },
+    /// Hard mode: the ruleset is not enforced at all.
+    #[error("landlock: the ruleset is not enforced (kernel: {kernel}); file and device rules would not hold. {HOW}")]
+    NotEnforced { kernel: String },
+    /// Hard mode: the kernel enforces less than the session was planned for.
+    #[error("landlock: the kernel enforces ABI {effective}, less than the ABI {planned} this session was planned for. {HOW}")]
+    OlderAbi { effective: i32, planned: i32 },
+    /// Hard mode: partly enforced on a kernel that offers the whole target ABI.
+    #[error("landlock: only partly enforced although the kernel offers ABI {effective} (warden targets {target}). {HOW}")]
+    Partial { effective: i32, target: i32 },
+}
+
+/// The text, for the launcher's error pipe.
+impl From<LandlockError> for String {
+    fn from(e: LandlockError) -> String {
+        e.to_string()
+    }
+}
+
 /// Applies the ruleset to the calling (single-threaded) process. no_new_privs must be set.
-pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
+///
+/// `own_tty`: the agent's own pty slave (warden's, on the host's devpts, outside every
+/// rule's hierarchy), which also gets read/write/ioctl so the agent can re-open its own
+/// terminal (`> /dev/stdout`, `/proc/self/fd/0`); it already holds it read/write.
+pub fn apply(
+    plan: &LandlockPlan,
+    own_tty: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<RulesetStatus, LandlockError> {
     let abi = TARGET_ABI;
-    let e = |what: &str, err: &dyn std::fmt::Display| format!("landlock: {what}: {err}");
+    let e = |what: &str, source: landlock::RulesetError| LandlockError::Ruleset {
+        what: what.to_string(),
+        source,
+    };
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);
     let file_bits = AccessFs::from_file(abi);
     let mut rs = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)
-        .map_err(|x| e("handle fs", &x))?;
+        .map_err(|x| e("handle fs", x))?;
     if plan.connect_tcp.is_some() {
         rs = rs
             .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
-            .map_err(|x| e("handle net", &x))?;
+            .map_err(|x| e("handle net", x))?;
     }
     rs = rs
         .scope(Scope::Signal | Scope::AbstractUnixSocket)
-        .map_err(|x| e("scope", &x))?;
-    let mut created = rs.create().map_err(|x| e("create", &x))?;
+        .map_err(|x| e("scope", x))?;
+    let mut created = rs.create().map_err(|x| e("create", x))?;
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::ReadDir;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
     rules.extend(plan.read.iter().map(|p| (p.clone(), read)));
@@ -96,18 +138,21 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
         let access = if is_dir { access } else { access & file_bits };
         created = created
             .add_rule(PathBeneath::new(fd, access))
-            .map_err(|x| e(&format!("rule for {}", p.display()), &x))?;
+            .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
+    }
+    if let Some(tty) = own_tty {
+        created = created
+            .add_rule(PathBeneath::new(tty, dev & file_bits))
+            .map_err(|x| e("rule for the agent's pty", x))?;
     }
     if let Some(ports) = &plan.connect_tcp {
         for &port in ports {
             created = created
                 .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
-                .map_err(|x| e("tcp rule", &x))?;
+                .map_err(|x| e("tcp rule", x))?;
         }
     }
-    let st = created
-        .restrict_self()
-        .map_err(|x| e("restrict_self", &x))?;
+    let st = created.restrict_self().map_err(|x| e("restrict_self", x))?;
     if plan.hard {
         judge(plan.abi, &st.ruleset, &st.landlock)?;
     }
@@ -118,28 +163,28 @@ pub fn apply(plan: &LandlockPlan) -> Result<RulesetStatus, String> {
 /// enforced, the kernel offers at least the ABI the session was planned for (`planned`), and
 /// a partial enforcement is explained by a kernel older than [`TARGET_ABI`] (the planner
 /// accepted that kernel, covering the missing rights with namespaces).
-pub fn judge(planned: i32, ruleset: &RulesetStatus, kernel: &LandlockStatus) -> Result<(), String> {
-    let how =
-        "Nothing was run; `warden doctor` explains, `--best-effort` runs without this guarantee.";
+pub fn judge(
+    planned: i32,
+    ruleset: &RulesetStatus,
+    kernel: &LandlockStatus,
+) -> Result<(), LandlockError> {
     let effective = match kernel {
         LandlockStatus::Available { effective_abi, .. } => *effective_abi as i32,
         _ => 0,
     };
     if *ruleset == RulesetStatus::NotEnforced || effective == 0 {
-        return Err(format!(
-            "landlock: the ruleset is not enforced (kernel: {kernel:?}); file and device rules would not hold. {how}"
-        ));
+        return Err(LandlockError::NotEnforced {
+            kernel: format!("{kernel:?}"),
+        });
     }
     if effective < planned.min(TARGET_ABI as i32) {
-        return Err(format!(
-            "landlock: the kernel enforces ABI {effective}, less than the ABI {planned} this session was planned for. {how}"
-        ));
+        return Err(LandlockError::OlderAbi { effective, planned });
     }
     if *ruleset == RulesetStatus::PartiallyEnforced && effective >= TARGET_ABI as i32 {
-        return Err(format!(
-            "landlock: only partly enforced although the kernel offers ABI {effective} (warden targets {}). {how}",
-            TARGET_ABI as i32
-        ));
+        return Err(LandlockError::Partial {
+            effective,
+            target: TARGET_ABI as i32,
+        });
     }
     Ok(())
 }
@@ -216,7 +261,7 @@ mod tests {
                 "partly",
             ),
         ] {
-            let err = judge(planned, &ruleset, &k).expect_err(what);
+            let err = judge(planned, &ruleset, &k).expect_err(what).to_string();
             assert!(err.contains(what), "{err}");
             assert!(
                 err.contains("--best-effort"),

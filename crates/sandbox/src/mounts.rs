@@ -10,10 +10,54 @@
 //! Protected paths and repositories inside the writable roots are locked by
 //! [`crate::guard`] (fd-based: see [`crate::fsat`]).
 
+use crate::error::SysError;
 use crate::plan::Plan;
 use crate::sys::{self, mount, remount_ro};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+/// Why the view could not be built: a mount call, a file warden writes into the view, or
+/// the workspace guard. The errno stays available ([`MountError::errno`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// A file, socket or symlink warden makes in the view (`what` names it).
+    #[error("{what}: {source}")]
+    File {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The workspace guard ([`crate::guard`]) could not start.
+    #[error(transparent)]
+    Guard(#[from] crate::guard::GuardError),
+}
+
+impl MountError {
+    /// The errno behind the error, when there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            MountError::Sys(e) => e.errno(),
+            MountError::File { source, .. } => source.raw_os_error(),
+            MountError::Guard(e) => e.errno(),
+        }
+    }
+}
+
+/// The text, for the launcher's error pipe.
+impl From<MountError> for String {
+    fn from(e: MountError) -> String {
+        e.to_string()
+    }
+}
+
+fn file(what: impl std::fmt::Display, source: std::io::Error) -> MountError {
+    MountError::File {
+        what: what.to_string(),
+        source,
+    }
+}
 
 const PRIV: &str = "/run/.warden";
 
@@ -50,7 +94,7 @@ pub const DEV_LINKS: &[(&str, &str)] = &[
 
 /// Replaces `/dev` with a tmpfs holding only the allowlisted nodes, a new devpts instance
 /// (the agent's own ptys only: the user's other terminals are not reachable) and `shm`.
-fn build_dev() -> Result<(), String> {
+fn build_dev() -> Result<(), MountError> {
     let dev = Path::new("/dev");
     // Open the host's nodes before covering them.
     let mut nodes = Vec::new();
@@ -85,25 +129,28 @@ fn build_dev() -> Result<(), String> {
     )?;
     for (name, target) in DEV_LINKS {
         std::os::unix::fs::symlink(target, dev.join(name))
-            .map_err(|e| format!("symlink /dev/{name}: {e}"))?;
+            .map_err(|e| file(format_args!("symlink /dev/{name}"), e))?;
     }
     remount_ro_tmpfs(dev)
 }
 
 /// Makes the `/dev` tmpfs itself read-only (its bind-mounted nodes keep their own flags).
-fn remount_ro_tmpfs(p: &Path) -> Result<(), String> {
-    mount(
+fn remount_ro_tmpfs(p: &Path) -> Result<(), MountError> {
+    Ok(mount(
         None,
         p,
         None,
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
         Some("mode=0755,size=64k,nr_inodes=64"),
-    )
+    )?)
 }
 
 /// Attaches prepared mounts (see [`crate::idmap`]) that are not under a masked tree: the
 /// writable roots visible at their real paths (e.g. a workspace outside `$HOME`).
-fn attach_unmasked(plan: &Plan, prebound: &[(PathBuf, std::os::fd::RawFd)]) -> Result<(), String> {
+fn attach_unmasked(
+    plan: &Plan,
+    prebound: &[(PathBuf, std::os::fd::RawFd)],
+) -> Result<(), MountError> {
     for (p, fd) in prebound {
         if plan.masks.iter().any(|m| p.starts_with(m)) {
             continue;
@@ -117,7 +164,7 @@ pub fn build_view(
     plan: &Plan,
     prebound: &[(PathBuf, std::os::fd::RawFd)],
     precache: &[(PathBuf, std::os::fd::RawFd)],
-) -> Result<crate::guard::Guard, String> {
+) -> Result<crate::guard::Guard, MountError> {
     mount(
         None,
         Path::new("/"),
@@ -187,7 +234,7 @@ pub fn build_view(
     let priv_dir = Path::new(PRIV);
     sys::mkdir_p(priv_dir)?;
     let empty = priv_dir.join("empty");
-    std::fs::write(&empty, b"").map_err(|e| format!("{}: {e}", empty.display()))?;
+    std::fs::write(&empty, b"").map_err(|e| file(empty.display(), e))?;
     for (b, fd, pre) in &sources {
         // A mount point that already exists (inside another bound root) is used as is:
         // creating it would write into that root, which may be read-only.
@@ -267,7 +314,7 @@ pub fn build_view(
             // Each hidden file gets its own empty inode, so an open of it names the rule
             // that hid it (see crate::seen).
             let own = priv_dir.join(format!("hide-{i}"));
-            std::fs::write(&own, b"").map_err(|e| format!("{}: {e}", own.display()))?;
+            std::fs::write(&own, b"").map_err(|e| file(own.display(), e))?;
             mount(
                 Some(own.to_str().unwrap_or_default()),
                 h,
@@ -282,7 +329,7 @@ pub fn build_view(
     // Views: a private read-only copy with warden's content over a (locked) protected file.
     for (i, v) in plan.views.iter().enumerate() {
         let f = priv_dir.join(format!("view-{i}"));
-        std::fs::write(&f, &v.content).map_err(|e| format!("{}: {e}", f.display()))?;
+        std::fs::write(&f, &v.content).map_err(|e| file(f.display(), e))?;
         mount(
             Some(f.to_str().unwrap_or_default()),
             &v.path,
@@ -299,7 +346,7 @@ pub fn build_view(
 /// private `/run`, then makes that mount read-only: the agent (no capabilities, no mount
 /// syscalls) can neither change nor remove it, and its presence tells `warden hook` that it
 /// runs inside this session.
-fn place_gate_policy(text: &str) -> Result<(), String> {
+fn place_gate_policy(text: &str) -> Result<(), MountError> {
     let dir = Path::new(warden_policy::session::GATE_DIR);
     sys::mkdir_p(dir)?;
     let size = format!("mode=0755,size={}", (text.len() / 4096 + 2) * 4096);
@@ -311,8 +358,8 @@ fn place_gate_policy(text: &str) -> Result<(), String> {
         Some(&size),
     )?;
     let file = Path::new(warden_policy::session::GATE_FILE);
-    std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-    remount_ro(dir)
+    std::fs::write(file, text).map_err(|e| self::file(file.display(), e))?;
+    Ok(remount_ro(dir)?)
 }
 
 /// Where a cache's lower layer comes from.
@@ -325,7 +372,7 @@ enum CacheSrc {
 
 /// Shows the cache directory `dir` as an overlay: the host's copy read-only below, a private
 /// tmpfs layer above. Writes never reach the host's cache.
-fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<(), String> {
+fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<(), MountError> {
     let base = priv_dir.join(format!("cache-{i}"));
     let (lower, upper, work) = (base.join("lower"), base.join("upper"), base.join("work"));
     for d in [&lower, &upper, &work] {
@@ -364,14 +411,15 @@ fn mount_cache(dir: &Path, src: &CacheSrc, priv_dir: &Path, i: usize) -> Result<
             flags,
             Some(&opts("")),
         )
-    })
+    })?;
+    Ok(())
 }
 
 /// Makes the hook-report socket ([`warden_policy::session::HOOK_SOCK`]) on a tmpfs of its
 /// own, then makes that mount read-only (a socket on a read-only mount still accepts
 /// connections; the agent can neither remove nor replace it). Returns the listening fd
 /// (close-on-exec), which the supervisor serves from outside.
-pub fn hook_socket() -> Result<std::os::fd::RawFd, String> {
+pub fn hook_socket() -> Result<std::os::fd::RawFd, MountError> {
     use std::os::fd::IntoRawFd;
     use std::os::unix::fs::PermissionsExt;
     let dir = Path::new(warden_policy::session::HOOK_SOCK_DIR);
@@ -384,11 +432,10 @@ pub fn hook_socket() -> Result<std::os::fd::RawFd, String> {
         Some("mode=0755,size=4k,nr_inodes=4"),
     )?;
     let path = Path::new(warden_policy::session::HOOK_SOCK);
-    let l = std::os::unix::net::UnixListener::bind(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| file(path.display(), e))?;
     // Any process of the sandbox may report (what it sends is a claim either way).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| file(path.display(), e))?;
     remount_ro(dir)?;
     Ok(l.into_raw_fd())
 }

@@ -46,10 +46,29 @@ pub(crate) fn writable_roots(plan: &Plan) -> Vec<PathBuf> {
     r
 }
 
+/// Why a placeholder could not be made (the session does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceholderError {
+    /// The writable root itself could not be opened.
+    #[error("{}: {source}", root.display())]
+    Root {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component on the way is a symlink or not a directory (or another error there).
+    #[error("placeholder {}: {source}; warden refuses to follow a symlink or a non-directory there (replace it with a real directory, or remove it)", path.display())]
+    Refused {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Creates absent protected paths on the host so they can be locked; returns what was made
 /// (outermost first). Fails (and the session does not start) when a component on the way is
 /// a symlink or not a directory: a protected path must not resolve outside its root.
-pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, String> {
+pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, PlaceholderError> {
     let roots = writable_roots(plan);
     let mut made = Vec::new();
     for (p, is_dir) in &plan.placeholders {
@@ -57,13 +76,14 @@ pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, String> {
             continue;
         };
         let rel = p.strip_prefix(root).unwrap_or(p).to_path_buf();
-        let refuse = |e: std::io::Error| {
-            format!(
-                "placeholder {}: {e}; warden refuses to follow a symlink or a non-directory there (replace it with a real directory, or remove it)",
-                p.display()
-            )
+        let refuse = |source: std::io::Error| PlaceholderError::Refused {
+            path: p.clone(),
+            source,
         };
-        let rootfd = fsat::open_root(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let rootfd = fsat::open_root(root).map_err(|source| PlaceholderError::Root {
+            root: root.clone(),
+            source,
+        })?;
         let dev = fsat::fstat(rootfd.as_fd()).map_err(refuse)?.st_dev;
         let (parent_rel, name) = if *is_dir {
             (rel.clone(), None)

@@ -47,12 +47,12 @@ fn seccomp_action_avail(action: u32) -> bool {
 }
 
 /// Forks a child that tries to create the namespaces the sandbox uses.
-fn probe_userns() -> Result<(), String> {
+fn probe_userns() -> Result<(), crate::error::SysError> {
     // SAFETY: fork in a probe; the child only makes syscalls and _exits.
     unsafe {
         let pid = libc::fork();
         if pid < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+            return Err(crate::error::SysError::last("fork"));
         }
         if pid == 0 {
             let flags = libc::CLONE_NEWUSER
@@ -71,9 +71,9 @@ fn probe_userns() -> Result<(), String> {
             Ok(())
         } else {
             let errno = libc::WEXITSTATUS(st);
-            Err(format!(
-                "unshare(CLONE_NEWUSER|NEWNS|NEWPID|NEWNET): {}",
-                std::io::Error::from_raw_os_error(errno)
+            Err(crate::error::SysError::io(
+                "unshare(CLONE_NEWUSER|NEWNS|NEWPID|NEWNET)",
+                std::io::Error::from_raw_os_error(errno),
             ))
         }
     }
@@ -116,7 +116,7 @@ fn probe_with(full: bool) -> Features {
         seccomp: seccomp_action_avail(0x7fff_0000), // SECCOMP_RET_ALLOW
         seccomp_user_notif: seccomp_action_avail(0x7fc0_0000),
         user_namespaces: userns.is_ok(),
-        userns_error: userns.err(),
+        userns_error: userns.err().map(|e| e.to_string()),
         cgroup_pids: crate::cgroup::pids_root().map(|(k, p)| format!("{k}:{}", p.display())),
         cgroup_memory: crate::cgroup::memory_root()
             .map(|(v2, p)| format!("{}:{}", if v2 { "cgroup2" } else { "cgroup1" }, p.display())),

@@ -87,13 +87,13 @@ fn hidden_files(plan: &Plan) -> Vec<(usize, PathBuf)> {
 /// ([`HiddenWatch::start`]). The group is the supervisor's alone: no process of the sandbox
 /// ever holds it, so its teardown (an SRCU grace period) never delays the sandbox's exit.
 /// `None` when the plan hides no file.
-pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, String> {
+pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, crate::error::SysError> {
     let files = hidden_files(plan);
     if files.is_empty() {
         return Ok(None);
     }
-    let (mine, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| crate::error::SysError::io("socketpair", e))?;
     let task: InitTask = Box::new(move || {
         let mut out = theirs;
         let mut opened = Vec::new();
@@ -125,9 +125,26 @@ pub fn prepare(plan: &Plan) -> Result<Option<(HiddenWatch, InitTask)>, String> {
     )))
 }
 
+/// Why recording hidden-file opens could not start (said at `info`; never fatal).
+#[derive(Debug, thiserror::Error)]
+enum ArmError {
+    #[error(transparent)]
+    Sys(#[from] crate::error::SysError),
+    /// Reading what init handed over (`what` names it).
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Init's hand-over did not make sense.
+    #[error("{0}")]
+    Protocol(String),
+}
+
 /// A notification group reporting file ids (an unprivileged user may create it; run by
 /// root it is privileged and events carry the opener's pid).
-fn new_group() -> Result<OwnedFd, String> {
+fn new_group() -> Result<OwnedFd, crate::error::SysError> {
     // SAFETY: plain syscall; the fd is owned below.
     let fd = unsafe {
         libc::fanotify_init(
@@ -136,17 +153,14 @@ fn new_group() -> Result<OwnedFd, String> {
         )
     };
     if fd < 0 {
-        return Err(format!(
-            "fanotify_init: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(crate::error::SysError::last("fanotify_init"));
     }
     // SAFETY: fresh fd.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Marks the inode behind `f` for opens.
-fn mark(group: &OwnedFd, f: &OwnedFd) -> Result<(), String> {
+fn mark(group: &OwnedFd, f: &OwnedFd) -> Result<(), crate::error::SysError> {
     // SAFETY: plain syscall; a NULL path marks the object `f` refers to.
     let r = unsafe {
         libc::fanotify_mark(
@@ -158,7 +172,7 @@ fn mark(group: &OwnedFd, f: &OwnedFd) -> Result<(), String> {
         )
     };
     if r != 0 {
-        return Err(std::io::Error::last_os_error().to_string());
+        return Err(crate::error::SysError::last("fanotify_mark"));
     }
     Ok(())
 }
@@ -230,27 +244,34 @@ impl HiddenWatch {
     }
 
     /// (group, handle → plan index) for the files init handed over.
-    fn arm(&self) -> Result<(OwnedFd, HandleIndex), String> {
+    fn arm(&self) -> Result<(OwnedFd, HandleIndex), ArmError> {
         let _ = self
             .table
             .set_read_timeout(Some(std::time::Duration::from_secs(5)));
-        let sock = OwnedFd::from(
-            self.table
-                .try_clone()
-                .map_err(|e| format!("hidden-file socket: {e}"))?,
-        );
+        let sock = OwnedFd::from(self.table.try_clone().map_err(|source| ArmError::Io {
+            what: "hidden-file socket",
+            source,
+        })?);
         let (files, _) = crate::sys::recv_fds(&sock)?
-            .ok_or_else(|| "the sandbox's init sent no hidden files".to_string())?;
+            .ok_or_else(|| ArmError::Protocol("the sandbox's init sent no hidden files".into()))?;
         let mut line = String::new();
         BufReader::new(&self.table)
             .read_line(&mut line)
-            .map_err(|e| format!("hidden-file index: {e}"))?;
+            .map_err(|source| ArmError::Io {
+                what: "hidden-file index",
+                source,
+            })?;
         let index: Vec<usize> = line
             .split_whitespace()
-            .map(|x| x.parse().map_err(|_| format!("hidden-file index: `{x}`")))
+            .map(|x| {
+                x.parse()
+                    .map_err(|_| ArmError::Protocol(format!("hidden-file index: `{x}`")))
+            })
             .collect::<Result<_, _>>()?;
         if index.len() != files.len() {
-            return Err("hidden-file index does not match the files".into());
+            return Err(ArmError::Protocol(
+                "hidden-file index does not match the files".into(),
+            ));
         }
         let group = new_group()?;
         let mut table = Vec::new();
@@ -262,7 +283,7 @@ impl HiddenWatch {
             }
         }
         if table.is_empty() {
-            return Err("no hidden file could be marked".into());
+            return Err(ArmError::Protocol("no hidden file could be marked".into()));
         }
         Ok((group, table))
     }

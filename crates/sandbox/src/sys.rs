@@ -1,5 +1,6 @@
 //! Thin, checked wrappers over the raw syscalls the launcher uses in forked children.
-//! Everything here returns `Result<_, String>` with the failing call and path named. Fd
+//! Everything here returns a [`SysError`] with the failing call and path named and the errno
+//! kept. Fd
 //! passing, pipes and socket pairs are `warden-sys` (rustix), adapted here to the launch protocol.
 
 // Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
@@ -13,13 +14,14 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+pub use crate::error::SysError;
+
 pub fn errno_str() -> String {
     std::io::Error::last_os_error().to_string()
 }
 
-pub fn cstr(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{}: path contains NUL", p.display()))
+pub fn cstr(p: &Path) -> Result<CString, SysError> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| SysError::Nul(p.to_path_buf()))
 }
 
 pub fn mount(
@@ -28,7 +30,7 @@ pub fn mount(
     fstype: Option<&str>,
     flags: libc::c_ulong,
     data: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), SysError> {
     let t = cstr(target)?;
     let s = src.map(|s| CString::new(s).unwrap_or_default());
     let f = fstype.map(|s| CString::new(s).unwrap_or_default());
@@ -45,25 +47,24 @@ pub fn mount(
         )
     };
     if r != 0 {
-        return Err(format!(
-            "mount({}, {}, {}): {}",
+        return Err(SysError::last(format!(
+            "mount({}, {}, {})",
             src.unwrap_or("none"),
             target.display(),
             fstype.unwrap_or("-"),
-            errno_str()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Remounts a bind mount read-only, keeping the flags the kernel locks in a user namespace.
-pub fn remount_ro(target: &Path) -> Result<(), String> {
+pub fn remount_ro(target: &Path) -> Result<(), SysError> {
     let t = cstr(target)?;
     // SAFETY: statvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: statvfs with a valid C string, into the struct above.
     if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
-        return Err(format!("statvfs({}): {}", target.display(), errno_str()));
+        return Err(SysError::last(format!("statvfs({})", target.display())));
     }
     let keep = st.f_flag
         & (libc::ST_NOSUID
@@ -76,25 +77,25 @@ pub fn remount_ro(target: &Path) -> Result<(), String> {
     mount(None, target, None, flags, None)
 }
 
-pub fn open_path(p: &Path) -> Result<OwnedFd, String> {
+pub fn open_path(p: &Path) -> Result<OwnedFd, SysError> {
     let c = cstr(p)?;
     // SAFETY: open(2) with a valid C string.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("open({}): {}", p.display(), errno_str()));
+        return Err(SysError::last(format!("open({})", p.display())));
     }
     // SAFETY: fd is a fresh, owned descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub fn mkdir_p(p: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+pub fn mkdir_p(p: &Path) -> Result<(), SysError> {
+    std::fs::create_dir_all(p).map_err(|e| SysError::io(format!("mkdir {}", p.display()), e))
 }
 
 /// Makes sure `p` exists as a mount point. An existing entry is left alone: opening it for
 /// writing would fail on a running binary (ETXTBSY) or a read-only file system, and a mount
 /// point needs no write access.
-pub fn touch(p: &Path) -> Result<(), String> {
+pub fn touch(p: &Path) -> Result<(), SysError> {
     if std::fs::symlink_metadata(p).is_ok() {
         return Ok(());
     }
@@ -108,7 +109,7 @@ pub fn touch(p: &Path) -> Result<(), String> {
         .map(|_| ())
         .or_else(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Ok(()),
-            _ => Err(format!("create {}: {e}", p.display())),
+            _ => Err(SysError::io(format!("create {}", p.display()), e)),
         })
 }
 
@@ -126,24 +127,24 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) {
     }
 }
 
-pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), String> {
-    warden_sys::pipe_cloexec().map_err(|e| e.to_string())
+pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), SysError> {
+    Ok(warden_sys::pipe_cloexec()?)
 }
 
-pub fn socketpair_seqpacket() -> Result<(OwnedFd, OwnedFd), String> {
-    warden_sys::socketpair_seqpacket().map_err(|e| e.to_string())
+pub fn socketpair_seqpacket() -> Result<(OwnedFd, OwnedFd), SysError> {
+    Ok(warden_sys::socketpair_seqpacket()?)
 }
 
 /// The most descriptors one launch message carries (its count travels in one byte).
 const MAX_PASSED: usize = 255;
 
 /// Sends a one-byte message carrying `fds` (possibly none) over a unix socket.
-pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
+pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), SysError> {
     if fds.len() > MAX_PASSED {
-        return Err(format!(
-            "sendmsg: {} descriptors (at most {MAX_PASSED})",
-            fds.len()
-        ));
+        return Err(SysError::TooManyFds {
+            n: fds.len(),
+            max: MAX_PASSED,
+        });
     }
     // SAFETY: `sock` and `fds` are the caller's open descriptors for the whole call (it holds
     // them across it); sendmsg only reads their numbers.
@@ -153,56 +154,54 @@ pub fn send_fds(sock: RawFd, fds: &[RawFd]) -> Result<(), String> {
             fds.iter().map(|f| BorrowedFd::borrow_raw(*f)).collect(),
         )
     };
-    warden_sys::fdpass::send(sock, &[fds.len() as u8], &fds)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    warden_sys::fdpass::send(sock, &[fds.len() as u8], &fds)?;
+    Ok(())
 }
 
 /// Receives the message sent by [`send_fds`], with the sender's pid (SO_PASSCRED, translated
 /// to our pid namespace; 0 without SO_PASSCRED). Returns None on EOF. A message with more
 /// descriptors than [`send_fds`] sends is refused (all of them closed).
-pub fn recv_fds(sock: &OwnedFd) -> Result<Option<(Vec<OwnedFd>, i32)>, String> {
+pub fn recv_fds(sock: &OwnedFd) -> Result<Option<(Vec<OwnedFd>, i32)>, SysError> {
     let mut byte = [0u8; 1];
     let m = warden_sys::fdpass::recv(
         sock,
         &mut byte,
         MAX_PASSED,
         warden_sys::fdpass::RecvOptions::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if m.len == 0 {
         return Ok(None);
     }
     Ok(Some((m.fds, m.pid.unwrap_or(0))))
 }
 
-pub fn set_passcred(sock: &OwnedFd) -> Result<(), String> {
-    warden_sys::set_passcred(sock.as_fd()).map_err(|e| e.to_string())
+pub fn set_passcred(sock: &OwnedFd) -> Result<(), SysError> {
+    Ok(warden_sys::set_passcred(sock.as_fd())?)
 }
 
 /// Brings up the loopback interface in the current network namespace.
-pub fn loopback_up() -> Result<(), String> {
+pub fn loopback_up() -> Result<(), SysError> {
     // SAFETY: ioctl on a datagram socket with an ifreq.
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if s < 0 {
-            return Err(format!("socket: {}", errno_str()));
+            return Err(SysError::last("socket"));
         }
         let mut ifr: libc::ifreq = std::mem::zeroed();
         for (i, b) in b"lo\0".iter().enumerate() {
             ifr.ifr_name[i] = *b as libc::c_char;
         }
         if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
-            let e = errno_str();
+            let e = SysError::last("SIOCGIFFLAGS lo");
             libc::close(s);
-            return Err(format!("SIOCGIFFLAGS lo: {e}"));
+            return Err(e);
         }
         ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
         let r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
-        let e = errno_str();
+        let e = SysError::last("SIOCSIFFLAGS lo");
         libc::close(s);
         if r != 0 {
-            return Err(format!("SIOCSIFFLAGS lo: {e}"));
+            return Err(e);
         }
     }
     Ok(())
@@ -210,7 +209,7 @@ pub fn loopback_up() -> Result<(), String> {
 
 /// Drops every capability: bounding set, ambient set, effective/permitted/inheritable, and
 /// locks the securebits so that uid 0 regains nothing on exec.
-pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
+pub fn drop_all_caps(last_cap: u32) -> Result<(), SysError> {
     // SAFETY: prctl/capset with plain integers and a zeroed capability struct.
     unsafe {
         for cap in 0..=last_cap {
@@ -219,7 +218,7 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
                 continue;
             }
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(format!("PR_CAPBSET_DROP {cap}: {}", errno_str()));
+                return Err(SysError::last(format!("PR_CAPBSET_DROP {cap}")));
             }
         }
         // NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE, each locked.
@@ -234,7 +233,7 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
                 0,
             ) != 0
             {
-                return Err(format!("PR_SET_SECUREBITS: {}", errno_str()));
+                return Err(SysError::last("PR_SET_SECUREBITS"));
             }
         }
         libc::prctl(
@@ -266,14 +265,14 @@ pub fn drop_all_caps(last_cap: u32) -> Result<(), String> {
             inheritable: 0,
         }; 2];
         if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
-            return Err(format!("capset: {}", errno_str()));
+            return Err(SysError::last("capset"));
         }
     }
     Ok(())
 }
 
 /// Sets a limit, never above the current hard limit (raising it needs privilege).
-pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), String> {
+pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), SysError> {
     let mut cur = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -287,7 +286,7 @@ pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), String> 
     };
     // SAFETY: setrlimit with a valid struct.
     if unsafe { libc::setrlimit(res, &l) } != 0 {
-        return Err(format!("setrlimit({res}): {}", errno_str()));
+        return Err(SysError::last(format!("setrlimit({res})")));
     }
     Ok(())
 }

@@ -8,7 +8,9 @@
 //! - Who: `SO_PEERCRED` must show the session's own uid (or root), and the peer must not be a
 //!   process of the session itself (its pid namespace, `no_new_privs`, a cgroup naming the
 //!   session, descent from the sandbox's first process): where the path is visible (no
-//!   mount namespace), the agent still cannot thaw, inspect or approve for itself.
+//!   mount namespace), the agent still cannot thaw, inspect or approve for itself. A peer
+//!   that cannot be checked (a session of an unprivileged user cannot read root's
+//!   `/proc/N/ns/pid`) is refused too, with what could not be read and whom to run as.
 //! - How: one `warden-proto` frame per request and reply, at most 4 KiB per request, a 2 s
 //!   deadline per connection, at most 16 connections at once. The messages are
 //!   [`warden_proto::msg::control`]'s: a request that does not decode gets a reply with
@@ -73,7 +75,32 @@ pub struct PeerCheck {
     pub stage1: Option<i32>,
 }
 
-/// Whether `pid` belongs to the session (fail closed: anything not checkable is inside):
+/// Whether a peer is a process of the session ([`peer_verdict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerVerdict {
+    /// A process outside the session (a human's).
+    Outside,
+    /// A process of the session: why.
+    Inside(&'static str),
+    /// What could not be read to tell (refused: fail closed), e.g.
+    /// `/proc/N/ns/pid unreadable (EACCES)`.
+    Unverifiable(String),
+}
+
+/// The errno's name for the common cases, else the error's text.
+fn errno_text(e: &std::io::Error) -> String {
+    let name = match e.raw_os_error() {
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::ESRCH) => "ESRCH",
+        _ => return e.to_string(),
+    };
+    name.to_string()
+}
+
+/// Whether `pid` belongs to the session (fail closed: anything not checkable is
+/// [`PeerVerdict::Unverifiable`], which is refused like inside):
 /// - another pid namespace than ours (the sandbox's);
 /// - `no_new_privs` set while this supervisor has it clear: every sandboxed process has it
 ///   (Landlock and seccomp need it), it is inherited and cannot be cleared, and a shell the
@@ -82,26 +109,35 @@ pub struct PeerCheck {
 /// - a descendant of the sandbox's first process.
 ///
 /// Without user namespaces (Landlock only, `--best-effort`) the socket's path can be
-/// reachable from inside, so these checks are what refuses the agent there.
-fn inside_session(pid: i32, check: &PeerCheck) -> bool {
+/// reachable from inside, so these checks are what refuses the agent there. A session of an
+/// unprivileged user cannot read root's `/proc/N/ns/pid` (ptrace access): root's commands
+/// against it are unverifiable, and the refusal says so.
+pub fn peer_verdict(pid: i32, check: &PeerCheck) -> PeerVerdict {
+    use PeerVerdict::{Inside, Outside, Unverifiable};
     if pid <= 0 {
-        return true;
+        return Unverifiable(format!(
+            "the caller's pid is {pid} (not in this pid namespace)"
+        ));
     }
-    let p = pid.to_string();
-    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
-    match (ns(&p), ns("self")) {
-        (Some(a), Some(b)) if a == b => {}
-        _ => return true,
+    let ns = |p: &str| {
+        let path = format!("/proc/{p}/ns/pid");
+        std::fs::read_link(&path).map_err(|e| format!("{path} unreadable ({})", errno_text(&e)))
+    };
+    match (ns(&pid.to_string()), ns("self")) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (Ok(_), Ok(_)) => return Inside("another pid namespace"),
+        (Err(e), _) | (_, Err(e)) => return Unverifiable(e),
     }
     use warden_sys::procfs::{self, Proc, Status};
     let nnp = |p: Proc| Status::read(p).ok().and_then(|s| s.no_new_privs());
     match (nnp(Proc::Pid(pid)), nnp(Proc::Me)) {
-        (Some(true), Some(false)) => return true,
-        (None, _) => return true,
+        (Some(true), Some(false)) => return Inside("no_new_privs is set"),
+        (None, _) => return Unverifiable(format!("no_new_privs in /proc/{pid}/status unreadable")),
         _ => {}
     }
-    let Ok(cg) = procfs::cgroup(pid) else {
-        return true;
+    let cg = match procfs::cgroup(pid) {
+        Ok(cg) => cg,
+        Err(e) => return Unverifiable(format!("/proc/{pid}/cgroup unreadable ({e})")),
     };
     let leaf = check
         .leaf
@@ -116,24 +152,42 @@ fn inside_session(pid: i32, check: &PeerCheck) -> bool {
         })
     });
     if names_session {
-        return true;
+        return Inside("a cgroup of the session");
     }
     if let Some(root) = check.stage1.filter(|s| *s > 0) {
         let mut cur = pid;
         for _ in 0..4096 {
             if cur == root {
-                return true;
+                return Inside("a descendant of the sandbox");
             }
             if cur <= 1 {
                 break;
             }
             match Status::read(cur).ok().and_then(|s| s.ppid()) {
                 Some(pp) => cur = pp,
-                None => return true,
+                None => {
+                    return Unverifiable(format!(
+                        "the parent of pid {cur} in /proc/{cur}/status unreadable"
+                    ))
+                }
             }
         }
     }
-    false
+    Outside
+}
+
+/// The refusal for a peer that is not [`PeerVerdict::Outside`]; `session_uid` is the uid
+/// the session runs as.
+pub fn refusal(verdict: &PeerVerdict, uid: u32, pid: i32, session_uid: u32) -> Option<String> {
+    match verdict {
+        PeerVerdict::Outside => None,
+        PeerVerdict::Inside(why) => Some(format!(
+            "refused: the caller (uid {uid}, pid {pid}) is inside the session it would control ({why})"
+        )),
+        PeerVerdict::Unverifiable(what) => Some(format!(
+            "refused: cannot verify that the caller (uid {uid}, pid {pid}) is outside the session: {what}; run the command as the session's user (uid {session_uid})"
+        )),
+    }
 }
 
 fn no_approvals() -> Reply {
@@ -227,8 +281,8 @@ impl ControlServer {
                             reply(&mut s, &Reply::error(ErrorCode::Forbidden, m));
                             return;
                         }
-                        if inside_session(peer.pid, &check) {
-                            let m = "refused: the caller is inside the session it would control";
+                        let verdict = peer_verdict(peer.pid, &check);
+                        if let Some(m) = refusal(&verdict, peer.uid, peer.pid, me) {
                             reply(&mut s, &Reply::error(ErrorCode::Forbidden, m));
                             return;
                         }
@@ -317,17 +371,20 @@ pub fn send(state: &Path, session: &str, req: &Request) -> Result<Reply, Control
     s.set_write_timeout(Some(DEADLINE)).map_err(io)?;
     let body = serde_json::to_vec(req)
         .map_err(|e| ControlError::Protocol(session.into(), e.to_string()))?;
-    write_frame(&mut s, KIND_JSON, &body, MAX_REQUEST)
-        .map_err(|e| ControlError::Protocol(session.into(), e.to_string()))?;
+    // A refusal (peer checks) is sent before the request is read, and the server closes:
+    // the write may then fail (EPIPE) with the refusal already waiting to be read.
+    let wrote = write_frame(&mut s, KIND_JSON, &body, MAX_REQUEST)
+        .map_err(|e| ControlError::Protocol(session.into(), e.to_string()));
     let lim = Limits::new(MAX_REPLY).deadline(Duration::from_secs(5));
-    match read_frame(&mut s, &lim) {
-        Ok(Some(f)) => serde_json::from_slice(&f.payload)
+    match (read_frame(&mut s, &lim), wrote) {
+        (Ok(Some(f)), _) => serde_json::from_slice(&f.payload)
             .map_err(|e| ControlError::Protocol(session.into(), e.to_string())),
-        Ok(None) => Err(ControlError::Protocol(
+        (_, Err(e)) => Err(e),
+        (Ok(None), Ok(())) => Err(ControlError::Protocol(
             session.into(),
             "closed without a reply".into(),
         )),
-        Err(e) => Err(ControlError::Protocol(session.into(), e.to_string())),
+        (Err(e), Ok(())) => Err(ControlError::Protocol(session.into(), e.to_string())),
     }
 }
 
@@ -342,6 +399,53 @@ mod tests {
         let lim = Limits::new(MAX_REPLY).deadline(Duration::from_secs(5));
         let f = read_frame(&mut s, &lim).unwrap().unwrap();
         serde_json::from_slice(&f.payload).unwrap()
+    }
+
+    #[test]
+    fn peer_verdicts_and_their_refusals() {
+        let check = PeerCheck {
+            leaf: None,
+            session: "t-peer-verdict-no-such-session".into(),
+            stage1: None,
+        };
+        // SAFETY: trivial getter.
+        let me = unsafe { libc::getpid() };
+        assert_eq!(peer_verdict(me, &check), PeerVerdict::Outside);
+        assert!(matches!(
+            peer_verdict(0, &check),
+            PeerVerdict::Unverifiable(_)
+        ));
+        let gone = peer_verdict(i32::MAX, &check);
+        assert_eq!(
+            gone,
+            PeerVerdict::Unverifiable(format!("/proc/{}/ns/pid unreadable (ENOENT)", i32::MAX))
+        );
+        let below = PeerCheck {
+            stage1: Some(me),
+            ..check.clone()
+        };
+        assert_eq!(
+            peer_verdict(me, &below),
+            PeerVerdict::Inside("a descendant of the sandbox")
+        );
+        assert_eq!(refusal(&PeerVerdict::Outside, 0, 1, 0), None);
+        let m = refusal(
+            &PeerVerdict::Unverifiable("/proc/7/ns/pid unreadable (EACCES)".into()),
+            0,
+            7,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            "refused: cannot verify that the caller (uid 0, pid 7) is outside the session: \
+             /proc/7/ns/pid unreadable (EACCES); run the command as the session's user (uid 1000)"
+        );
+        let m = refusal(&PeerVerdict::Inside("no_new_privs is set"), 1000, 9, 1000).unwrap();
+        assert!(
+            m.contains("inside the session") && m.contains("no_new_privs"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! - [`pipe_cloexec`] and [`socketpair_seqpacket`]: close-on-exec pipes and socket pairs;
 //! - [`writable`], `access(W_OK)`; [`open_dir`], a directory by a trusted path;
 //! - [`pidfd`]: `pidfd_open` and `pidfd_getfd`;
-//! - [`open_beneath`] and [`open_no_links`]: `openat2` refusing symlinks and magic links
-//!   (beneath a directory fd, or anywhere on a path);
+//! - [`open_beneath`] (and [`open_beneath_no_xdev`], on the directory's own mount) and
+//!   [`open_no_links`]: `openat2` refusing symlinks and magic links (beneath a directory fd,
+//!   or anywhere on a path);
 //! - [`procfs`]: `/proc/<pid>/status` fields and `/proc/<pid>/cgroup` lines;
 //! - [`shell`]: quoting a word for `sh`.
 //!
@@ -126,12 +127,34 @@ pub fn writable(path: &Path) -> bool {
 /// `openat2(dir, rel, flags | O_CLOEXEC | O_NOFOLLOW, mode)` with `RESOLVE_BENEATH |
 /// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: nothing in `rel` may leave `dir` or follow a
 /// link. `mode` is used only with `O_CREAT`/`O_TMPFILE`. An empty `rel` is `ENOENT` (name
-/// `.` for `dir` itself).
+/// `.` for `dir` itself). [`open_beneath_no_xdev`] also stays on `dir`'s mount.
 pub fn open_beneath(
     dir: impl AsFd,
     rel: &Path,
     flags: OFlags,
     mode: Mode,
+) -> Result<OwnedFd, Error> {
+    beneath(dir, rel, flags, mode, rustix::fs::ResolveFlags::empty())
+}
+
+/// [`open_beneath`] that also never crosses a mount point (`RESOLVE_NO_XDEV`, `EXDEV`):
+/// the file is on `dir`'s own mount, e.g. a writable root opened before the agent could
+/// mount anything over a name below it.
+pub fn open_beneath_no_xdev(
+    dir: impl AsFd,
+    rel: &Path,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Error> {
+    beneath(dir, rel, flags, mode, rustix::fs::ResolveFlags::NO_XDEV)
+}
+
+fn beneath(
+    dir: impl AsFd,
+    rel: &Path,
+    flags: OFlags,
+    mode: Mode,
+    extra: rustix::fs::ResolveFlags,
 ) -> Result<OwnedFd, Error> {
     use rustix::fs::ResolveFlags;
     // (O_TMPFILE includes O_DIRECTORY's bit: test for all of it.)
@@ -145,7 +168,7 @@ pub fn open_beneath(
         rel,
         flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         mode,
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | extra,
     )
     .map_err(sys("openat2"))
 }
@@ -247,6 +270,29 @@ mod tests {
         assert_eq!(e.errno(), Some(Errno::LOOP));
         // A directory opened with O_DIRECTORY gets no mode (O_TMPFILE shares its bit).
         assert!(open_beneath(&dir, Path::new("sub"), OFlags::DIRECTORY, Mode::RWXU).is_ok());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn open_beneath_no_xdev_stays_on_the_mount() {
+        let d = std::env::temp_dir().join(format!("warden-sys-xdev-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink("sub/f", d.join("link")).unwrap();
+        let dir = open_dir(&d).unwrap();
+        let f = OFlags::RDONLY;
+        assert!(open_beneath_no_xdev(&dir, Path::new("sub/f"), f, Mode::empty()).is_ok());
+        let e = open_beneath_no_xdev(&dir, Path::new("link"), f, Mode::empty()).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::LOOP));
+        let e = open_beneath_no_xdev(&dir, Path::new("../x"), f, Mode::empty()).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::XDEV));
+        // /proc is a mount of its own below /: reached beneath /, refused without XDEV.
+        let root = open_dir(Path::new("/")).unwrap();
+        let cpu = Path::new("proc/cpuinfo");
+        assert!(open_beneath(&root, cpu, f, Mode::empty()).is_ok());
+        let e = open_beneath_no_xdev(&root, cpu, f, Mode::empty()).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::XDEV));
         let _ = std::fs::remove_dir_all(&d);
     }
 

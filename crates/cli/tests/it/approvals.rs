@@ -1196,3 +1196,124 @@ if fd >= 0:
     // Only the write asked.
     assert!(t.pending().is_empty());
 }
+
+/// Root controlling a session of an unprivileged user: that session's supervisor cannot read
+/// root's `/proc/<pid>/ns/pid`, so it cannot verify that root's command comes from outside.
+/// It still refuses (fail closed), and says so instead of calling root "inside"; the
+/// session's own user, from outside, controls it.
+#[test]
+fn root_against_another_users_session_is_refused_with_the_reason() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (runs a session as uid 65534)");
+        return;
+    }
+    let s = Scratch::beside("warden-appr", "rootpeer");
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&s.root)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let as_nobody = || {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_warden"))
+            .env("HOME", &s.home)
+            .current_dir(&s.ws)
+            .stdin(Stdio::null());
+        for v in super::common::SCRUBBED_ENV {
+            c.env_remove(v);
+        }
+        c
+    };
+    let child = as_nobody()
+        .args(["run", "--", "sleep", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sessions = s.home.join(".local/state/warden/sessions");
+    let sock = || {
+        std::fs::read_dir(&sessions).ok().and_then(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".sock")
+                        .map(String::from)
+                })
+                .next()
+        })
+    };
+    let ready = wait_until(Duration::from_secs(20), || sock().is_some());
+    if !ready {
+        let o = finish(child);
+        panic!("no session socket:\n{}", text(&o));
+    }
+    let id = sock().unwrap();
+    let o = warden(&s.home).args(["kill", &id]).output().unwrap();
+    let err = text(&o);
+    assert!(
+        !o.status.success(),
+        "root's kill must be refused:\n{}",
+        text(&o)
+    );
+    assert!(
+        err.contains("cannot verify that the caller (uid 0, pid ")
+            && err.contains("/ns/pid unreadable (EACCES)")
+            && err.contains("run the command as the session's user (uid 65534)"),
+        "{}",
+        text(&o)
+    );
+    assert!(!err.contains("inside the session"), "{}", text(&o));
+    // The session's own user, outside it, kills it.
+    let o = as_nobody().args(["kill", &id]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t0 = Instant::now();
+    let out = finish(child);
+    assert!(t0.elapsed() < Duration::from_secs(20), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("killed by uid 65534"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A write open of a descriptor link whose target warden cannot read (here: not open) could
+/// name a grant by the time the kernel resolves it: refused with EACCES and recorded (fail
+/// closed), never left to the kernel. Opens by path and through readable links still work.
+#[test]
+fn an_unreadable_descriptor_link_is_refused_not_continued() {
+    let t = T::new("wask-badlink");
+    let policy = ask_write_setup(&t, 30);
+    let script = "(printf x > /dev/fd/9) 2>> err && echo fd9-ok >> log || echo fd9-fail >> log; \
+                  (printf x > /proc/self/fd/77) 2>> err && echo fd77-ok >> log || echo fd77-fail >> log; \
+                  exec 4> legit.txt && echo via-link > /proc/self/fd/4 && echo link-ok >> log; \
+                  echo out > other/deploy.yml && echo legit-ok >> log";
+    let o = finish(spawn_write(&t, &policy, script));
+    let log = std::fs::read_to_string(t.ws.join("log")).unwrap_or_default();
+    assert_eq!(
+        log,
+        "fd9-fail\nfd77-fail\nlink-ok\nlegit-ok\n",
+        "{}",
+        text(&o)
+    );
+    let err = std::fs::read_to_string(t.ws.join("err")).unwrap_or_default();
+    assert_eq!(err.matches("Permission denied").count(), 2, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("legit.txt")).unwrap(),
+        "via-link\n"
+    );
+    let l = warden(&t.home).args(["log", "--json"]).output().unwrap();
+    let l = String::from_utf8_lossy(&l.stdout);
+    let refused: Vec<&str> = l
+        .lines()
+        .filter(|r| r.contains("write open of a descriptor link refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{l}");
+    assert!(
+        refused.iter().any(|r| r.contains("/dev/fd/9")),
+        "{refused:?}"
+    );
+}

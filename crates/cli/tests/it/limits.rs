@@ -535,3 +535,64 @@ fn a_planted_symlink_never_gets_a_host_directory_bound_writable() {
     assert!(ok(&o).contains("ok"), "{}", out(&o));
     assert_eq!(std::fs::metadata(t.ws.join("cache/f")).unwrap().uid(), 0);
 }
+
+/// The agent re-opens its own stdio (`> /dev/stdout`, `> /dev/stderr`), also when warden runs
+/// as root and the agent's host uid is unprivileged, on every path the supervisor sets up:
+/// the caller's pipes, a pty, and filtered pipes (stdin not a terminal, stdout one). It
+/// still cannot open a second copy of the hook-event pipe it inherits (fd 100), and the
+/// user's own redirect target keeps its owner.
+#[test]
+fn agent_reopens_its_own_stdout_and_stderr() {
+    let t = T::new("devstdout");
+    let script = "echo out-via-dev > /dev/stdout && echo err-via-dev > /dev/stderr && \
+        echo OK-REOPEN; [ -e /proc/self/fd/100 ] && echo HOOK-FD-PRESENT; \
+        (exec 3</proc/self/fd/100) 2>/dev/null && echo HOOK-FD-READ; \
+        (: > /proc/self/fd/100) 2>/dev/null && echo HOOK-FD-REOPENED; true";
+    // Stdout and stderr: the test's pipes (owned by the caller).
+    let o = t.sh(script);
+    let stdout = ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stdout.contains("out-via-dev\n"), "{}", out(&o));
+    assert!(stderr.contains("err-via-dev\n"), "{}", out(&o));
+    assert!(stdout.contains("OK-REOPEN"), "{}", out(&o));
+    assert!(stdout.contains("HOOK-FD-PRESENT"), "{}", out(&o));
+    assert!(!stdout.contains("HOOK-FD-READ"), "{}", out(&o));
+    assert!(!stdout.contains("HOOK-FD-REOPENED"), "{}", out(&o));
+    // A pty (stdin a terminal), and filtered pipes (stdin not a terminal, stdout one).
+    let warden = env!("CARGO_BIN_EXE_warden");
+    for redirect in ["", " </dev/null"] {
+        let cmdline = format!("{warden} run -- /bin/bash -c '{script}' 2>&1{redirect}");
+        let o = Command::new("script")
+            .args(["-qfec", &cmdline, "/dev/null"])
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .stdin(Stdio::piped())
+            .output()
+            .expect("script(1)");
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{cmdline}:\n{}", out(&o));
+        for want in ["out-via-dev", "err-via-dev", "OK-REOPEN", "HOOK-FD-PRESENT"] {
+            assert!(s.contains(want), "{cmdline}: {want} missing:\n{}", out(&o));
+        }
+        for bad in ["HOOK-FD-READ", "HOOK-FD-REOPENED"] {
+            assert!(!s.contains(bad), "{cmdline}: {bad}:\n{}", out(&o));
+        }
+    }
+    // The user's own file as stdout: written through the fd, never handed to the agent.
+    let file = t.root.join("out.txt");
+    let f = std::fs::File::create(&file).unwrap();
+    let before = std::fs::metadata(&file).unwrap();
+    let o = t
+        .cmd(&[])
+        .args(["--", "/bin/bash", "-c", "echo through-the-fd"])
+        .stdout(f)
+        .output()
+        .expect("spawn warden");
+    assert!(o.status.success(), "{}", out(&o));
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (after.uid(), after.gid(), after.mode()),
+        (before.uid(), before.gid(), before.mode())
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "through-the-fd\n");
+}
