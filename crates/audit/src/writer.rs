@@ -48,6 +48,7 @@ enum Msg {
     End(Box<SessionEnd>),
     Flush(SyncSender<Result<Head, Arc<AuditError>>>),
     Close(SyncSender<Result<Head, Arc<AuditError>>>),
+    Summarize(String, SyncSender<Result<String, Arc<AuditError>>>),
     Prune(Retention),
 }
 
@@ -259,6 +260,19 @@ impl AuditWriter {
         self.wait(rx)
     }
 
+    /// The one-line summary of `session` ([`AuditStore::session_summary`]) once everything
+    /// recorded so far is committed, read on the writer's own connection (no second open of
+    /// the store at a session's end).
+    pub fn summary(&self, session: &str) -> Result<String, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send_control(Msg::Summarize(session.to_string(), tx))?;
+        match rx.recv() {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(AuditError::Writer(e)),
+            Err(_) => Err(AuditError::Stopped),
+        }
+    }
+
     /// Flushes, stops the writer thread and returns the final head. Other clones' later
     /// records are counted as dropped.
     pub fn close(&self) -> Result<Head, AuditError> {
@@ -365,6 +379,8 @@ fn run(
 ) {
     let mut batch: Vec<Item> = Vec::with_capacity(batch_max);
     let mut replies: Vec<SyncSender<Result<Head, Arc<AuditError>>>> = Vec::new();
+    type SummaryReply = SyncSender<Result<String, Arc<AuditError>>>;
+    let mut summaries: Vec<(String, SummaryReply)> = Vec::new();
     let mut last_report = Instant::now();
     let mut closing = false;
     let mut disconnected = false;
@@ -387,6 +403,10 @@ fn run(
                 report_now = true;
                 closing = true;
                 replies.push(r)
+            }
+            Msg::Summarize(session, r) => {
+                report_now = true;
+                summaries.push((session, r))
             }
             Msg::Prune(ret) => prune = Some(ret),
         };
@@ -418,7 +438,7 @@ fn run(
             }
             last_report = Instant::now();
         }
-        let result = if batch.is_empty() && replies.is_empty() {
+        let result = if batch.is_empty() && replies.is_empty() && summaries.is_empty() {
             continue;
         } else if batch.is_empty() {
             store.head().and_then(|h| h.ok_or(AuditError::Stopped))
@@ -435,6 +455,10 @@ fn run(
         batch.clear();
         for r in replies.drain(..) {
             let _ = r.send(result.clone());
+        }
+        // After the batch they followed is committed: on the writer's own connection.
+        for (session, r) in summaries.drain(..) {
+            let _ = r.send(store.session_summary(&session).map_err(Arc::new));
         }
     }
 }

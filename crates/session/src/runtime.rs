@@ -248,13 +248,12 @@ pub fn finish(
             },
         });
         warden_event::timing::mark("finish: session_end written");
+        let summary = (!quiet).then(|| w.summary(session));
         let closed = w.close();
         warden_event::timing::mark("finish: audit closed");
         match closed {
             Ok(head) if !quiet => {
-                if let Ok(summary) = warden_audit::AuditStore::open_read_only(&r.audit_store)
-                    .and_then(|s| s.session_summary(session))
-                {
+                if let Some(Ok(summary)) = summary {
                     eprintln!("{summary}");
                 }
                 eprintln!(
