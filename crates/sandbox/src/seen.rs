@@ -558,8 +558,8 @@ impl Running {
         if let Some(t) = self.thread.take() {
             if let Ok(Some(group)) = t.join() {
                 // Closing the group waits for an SRCU grace period: not on the session's
-                // critical path.
-                std::thread::spawn(move || drop(group));
+                // critical path, nor on its exit.
+                crate::sys::close_elsewhere(group);
             }
         }
         if let Some(r) = self.recorder.take() {

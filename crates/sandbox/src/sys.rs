@@ -11,7 +11,7 @@
 )]
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub use crate::error::SysError;
@@ -289,4 +289,46 @@ pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), SysError
         return Err(SysError::last(format!("setrlimit({res})")));
     }
     Ok(())
+}
+
+/// Closes `fd` in a child process of its own, for a file whose last close blocks (a
+/// fanotify group waits for an SRCU grace period, 5 ms or more). A thread does not do: the
+/// process cannot exit while one of its threads sits in such a close, so the wait landed on
+/// the session's exit. The child (forked; it calls only close, read and _exit) first drops
+/// its copies of every other fd, including the user's stdout/stderr, then waits on a pipe
+/// until our copy of `fd` is closed, so that its own close is the last one. Nobody waits
+/// for it: once we exit, it is reparented and reaped. Falls back to closing here.
+pub fn close_elsewhere(fd: OwnedFd) {
+    let Ok((r, w)) = pipe_cloexec() else {
+        drop(fd);
+        return;
+    };
+    let (f, rr, wr) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
+    // SAFETY: fork; the child makes only async-signal-safe calls (close, close_range, read,
+    // _exit) on fds it owns, then exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            for fd in 0..=f.max(rr).max(wr) {
+                if fd != f && fd != rr {
+                    libc::close(fd);
+                }
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                (f.max(rr) + 1) as u32,
+                u32::MAX,
+                0u32,
+            );
+            let mut b = [0u8; 1];
+            // EOF once the parent closed its write end (after its copy of `fd`).
+            while libc::read(rr, b.as_mut_ptr() as *mut libc::c_void, 1) > 0 {}
+            libc::close(f);
+            libc::_exit(0);
+        }
+    }
+    drop(fd);
+    drop(w);
+    drop(r);
 }
