@@ -461,31 +461,15 @@ fn find_claude() -> Option<PathBuf> {
 
 /// A scripted model: every `/v1/messages` request gets a short text answer.
 fn model_server() -> u16 {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut s = s;
-                let mut r = BufReader::new(s.try_clone()?);
-                let mut line = String::new();
-                r.read_line(&mut line)?;
+                let (line, body) = super::e2e::read_request(&s)?;
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut len = 0usize;
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h)? == 0 || h == "\r\n" {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                }
-                let mut body = vec![0; len];
-                r.read_exact(&mut body)?;
                 let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 if !path.starts_with("/v1/messages") || path.contains("count_tokens") {
                     let b = json!({"input_tokens": 10}).to_string();

@@ -26,10 +26,10 @@
 
 use super::common::{text, SCRUBBED_ENV, WARDEN as W};
 use super::e2e::anthropic::{self, claude, result_text, tool_result};
-use super::e2e::{ModelServer, Request};
+use super::e2e::{read_request, ModelServer, Request};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -103,28 +103,6 @@ fn reply(step: usize, input: &Value) -> Vec<(String, Value)> {
     ev.push(("message_delta".into(), json!({"type":"message_delta","delta":{"stop_reason":stop,"stop_sequence":null},"usage":{"output_tokens":8}})));
     ev.push(("message_stop".into(), json!({"type":"message_stop"})));
     ev
-}
-
-/// Reads one HTTP request: (request line, body).
-fn read_request(s: &TcpStream) -> std::io::Result<(String, Vec<u8>)> {
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok((line.trim_end().to_string(), body))
 }
 
 fn now_ms() -> u128 {

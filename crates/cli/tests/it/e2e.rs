@@ -149,14 +149,12 @@ impl ModelServer {
     }
 }
 
-fn serve_one(mut s: TcpStream, handler: &dyn Fn(&Request) -> Reply) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+/// Reads one HTTP/1.1 request from `s`: (request line without its CRLF, body by
+/// content-length). Shared by every scripted server of these tests.
+pub fn read_request(s: &TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     let mut r = BufReader::new(s.try_clone()?);
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
     let mut len = 0usize;
     loop {
         let mut h = String::new();
@@ -171,6 +169,15 @@ fn serve_one(mut s: TcpStream, handler: &dyn Fn(&Request) -> Reply) -> std::io::
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
+    Ok((line.trim_end().to_string(), body))
+}
+
+fn serve_one(mut s: TcpStream, handler: &dyn Fn(&Request) -> Reply) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (line, body) = read_request(&s)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
     let reply = handler(&Request { method, path, body });
     let extra = if reply.content_type == "text/event-stream" {
         "cache-control: no-cache\r\n"
