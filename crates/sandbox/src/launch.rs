@@ -294,7 +294,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
         let created: Vec<_> = (pty_slave.iter().map(|s| s.as_fd()))
             .chain(out_pipes.iter().flatten().map(|(_, w)| w.as_fd()))
             .collect();
-        for (fd, e) in crate::stdio::hand_to_agent(p.ids.uid, p.ids.gid, uid, &created) {
+        for (fd, e) in crate::stdio::hand_to_agent(p.ids.uid, p.ids.gid, &created) {
             tracing::debug!("stdio: fd {fd} stays unopenable by the agent: {e}");
         }
     }

@@ -6,6 +6,8 @@
 
 use super::common::text as out;
 use super::common::Scratch;
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -548,13 +550,44 @@ fn agent_reopens_its_own_stdout_and_stderr() {
         echo OK-REOPEN; [ -e /proc/self/fd/100 ] && echo HOOK-FD-PRESENT; \
         (exec 3</proc/self/fd/100) 2>/dev/null && echo HOOK-FD-READ; \
         (: > /proc/self/fd/100) 2>/dev/null && echo HOOK-FD-REOPENED; true";
-    // Stdout and stderr: the test's pipes (owned by the caller).
-    let o = t.sh(script);
+    // The caller's pipes (stdin, stdout, stderr): the agent writes them through its fds but
+    // cannot re-open them. A stdin pipe re-opened for writing would carry the agent's text
+    // to whatever reads that pipe after the session (`... | bash`, as root): judged from
+    // the test's own copy of the read end, after the session. And they keep their owner.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mine = reader.try_clone().unwrap();
+    let owner = std::fs::metadata(format!("/proc/self/fd/{}", mine.as_raw_fd()))
+        .unwrap()
+        .uid();
+    let attack = "(echo INJECTED > /proc/self/fd/0) 2>/dev/null && echo STDIN-REOPENED; \
+        (echo x > /dev/stdout) 2>/dev/null && echo STDOUT-REOPENED; echo through-fd-1; \
+        [ -e /proc/self/fd/100 ] && echo HOOK-FD-PRESENT; \
+        (exec 3</proc/self/fd/100) 2>/dev/null && echo HOOK-FD-READ; \
+        (: > /proc/self/fd/100) 2>/dev/null && echo HOOK-FD-REOPENED; true";
+    let o = t
+        .cmd(&[])
+        .args(["--", "/bin/bash", "-c", attack])
+        .stdin(Stdio::from(reader))
+        .output()
+        .expect("spawn warden");
     let stdout = ok(&o);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stdout.contains("out-via-dev\n"), "{}", out(&o));
-    assert!(stderr.contains("err-via-dev\n"), "{}", out(&o));
-    assert!(stdout.contains("OK-REOPEN"), "{}", out(&o));
+    drop(writer);
+    let mut left = String::new();
+    let mut mine = mine;
+    mine.read_to_string(&mut left).unwrap();
+    assert!(
+        !left.contains("INJECTED"),
+        "the agent wrote into the caller's stdin pipe"
+    );
+    assert!(!stdout.contains("STDIN-REOPENED"), "{}", out(&o));
+    assert!(!stdout.contains("STDOUT-REOPENED"), "{}", out(&o));
+    assert!(stdout.contains("through-fd-1"), "{}", out(&o));
+    assert_eq!(
+        std::fs::metadata(format!("/proc/self/fd/{}", mine.as_raw_fd()))
+            .unwrap()
+            .uid(),
+        owner
+    );
     assert!(stdout.contains("HOOK-FD-PRESENT"), "{}", out(&o));
     assert!(!stdout.contains("HOOK-FD-READ"), "{}", out(&o));
     assert!(!stdout.contains("HOOK-FD-REOPENED"), "{}", out(&o));
