@@ -343,20 +343,33 @@ impl WriteScope {
 
     /// Whether the cache may vouch for the file behind `fd` (stat `st`), opened for agent
     /// `pid`. Any doubt answers [`Trust::No`].
+    ///
+    /// Outside this session's write roots is not enough for [`Trust::Yes`]: the cache is
+    /// shared by the user's sessions, and a file this agent cannot write may be written by
+    /// another session's agent (a `files.read` directory that is another session's
+    /// workspace), or sit on a device the scope does not list (an overlay's upper layer
+    /// reports its own device). The stamp alone vouches for a file only when no agent of
+    /// this user can write it at all: owned by neither warden's uid nor the agent's, and
+    /// not group- or world-writable. Every other file gets the writer check
+    /// ([`Trust::IfUnwritten`]): one held open for write, a writable shared mapping
+    /// included, is hashed afresh and never cached, so content swapped in later behind an
+    /// unchanged stamp (pages already dirty) cannot ride on an entry made while it was open.
     pub fn trusts(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> Trust {
         if !self.trusts_inner(pid, fd, st) {
             return Trust::No;
         }
-        if st.st_nlink == 1 || !self.devs.get().is_some_and(|d| d.contains(&st.st_dev)) {
-            return Trust::Yes;
-        }
-        // Outside every write root, but another link may be inside one (perf's build-id
-        // cache hard-links libc into ~/.debug). Not writable by the agent's uid at all: yes.
         let me = rustix::process::geteuid().as_raw();
-        if st.st_uid != me && st.st_mode & 0o022 == 0 {
-            return Trust::Yes;
+        if st.st_uid == me || st.st_mode & 0o022 != 0 {
+            return Trust::IfUnwritten;
         }
-        Trust::IfUnwritten
+        let agent = warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Pid(pid as i32))
+            .ok()
+            .and_then(|s| s.uid());
+        if agent.is_some_and(|a| a != st.st_uid) {
+            Trust::Yes
+        } else {
+            Trust::IfUnwritten
+        }
     }
 
     fn trusts_inner(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> bool {

@@ -506,3 +506,73 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
     assert!(cache.exists(), "the cache is rebuilt");
     let _ = Path::new("/");
 }
+
+/// Hash-cache poisoning through a package-cache overlay (review finding): a file in
+/// `~/.cargo/registry` (an overlay whose upper layer reports its own device) gets harmless
+/// bytes, every page dirtied through a writable shared mapping, an exec attempt while the
+/// mapping is live (the guard hashes; the kernel says ETXTBSY), then curl's bytes copied
+/// in through the mapping (pages already dirty: no new timestamps) and an exec. The second
+/// exec must be judged on what the file holds. Judged on the host: the marker curl would
+/// write (`-o`) is absent. The cache itself keeps working for the real curl's neighbours.
+#[test]
+fn a_stamp_cached_while_a_writer_held_the_file_vouches_for_nothing() {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: no curl on this machine");
+        return;
+    };
+    let t = T::new("overlay-poison");
+    std::fs::create_dir_all(t.home.join(".cargo/registry")).unwrap();
+    let pol = t.policy(DENY_CURL);
+    let marker = t.ws.join("marker");
+    let script = format!(
+        r#"
+import mmap, os, subprocess, time
+cur = open({curl:?}, "rb").read()
+p = os.path.expanduser("~/.cargo/registry/tool")
+with open(p, "wb") as f:
+    f.write(b"\0" * len(cur))
+os.chmod(p, 0o755)
+fd = os.open(p, os.O_RDWR)
+m = mmap.mmap(fd, len(cur), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+for i in range(0, len(cur), 4096):
+    m[i] = 0
+time.sleep(2.5)
+try:
+    subprocess.run([p, "--version"], capture_output=True)
+except OSError as e:
+    print("first exec:", e)
+m[:] = cur
+m.close()
+os.close(fd)
+try:
+    r = subprocess.run([p, "-s", "-o", {marker:?}, "file:///etc/hostname"], capture_output=True)
+    print("second exec:", r.returncode)
+except OSError as e:
+    print("second exec refused:", e)
+print("DONE")
+"#,
+        marker = marker.display().to_string()
+    );
+    let o = t
+        .warden()
+        .args(["run", "--policy", &pol, "--", "python3", "-c", &script])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = text(&o);
+    assert!(s.contains("DONE"), "{s}");
+    assert!(
+        !marker.exists(),
+        "curl's code ran from a file the cache vouched for:\n{s}"
+    );
+    // The legitimate workflow: a copy of an allowed program in the cache overlay runs.
+    let o = t.run(
+        &["--policy", &pol],
+        "cp /bin/true ~/.cargo/registry/t2 && ~/.cargo/registry/t2 && echo RAN-T2",
+    );
+    assert!(text(&o).contains("RAN-T2"), "{}", text(&o));
+}
