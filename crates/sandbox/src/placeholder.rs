@@ -29,7 +29,12 @@ impl Placeholder {
     }
 }
 
-/// The real writable roots a placeholder may live in (innermost match wins).
+/// The real writable roots a placeholder may live in (innermost match wins). `$HOME`,
+/// `/tmp` and `/var/tmp` are private trees inside (discarded at exit), except when one of
+/// them is itself a real writable root: the workspace (`cd /var/tmp && warden run`, or
+/// `$HOME` with `--allow-broad-workspace`) or a `files.write` entry. Leaving such a root out
+/// left every protected path under it (`.envrc`, `.git/hooks`, `~/.bashrc`,
+/// `~/.config/warden`) unlocked on the host.
 pub(crate) fn writable_roots(plan: &Plan) -> Vec<PathBuf> {
     let private = [
         plan.home.clone(),
@@ -39,7 +44,7 @@ pub(crate) fn writable_roots(plan: &Plan) -> Vec<PathBuf> {
     let mut r: Vec<PathBuf> = plan
         .landlock_write
         .iter()
-        .filter(|p| !private.contains(p))
+        .filter(|p| !private.contains(p) || plan.writable_roots.contains(p))
         .cloned()
         .collect();
     r.sort_by_key(|p| std::cmp::Reverse(p.components().count()));

@@ -373,7 +373,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         } else {
             None
         };
-        if !exists {
+        if !exists && !placeholders.iter().any(|(p, _)| *p == path) {
             placeholders.push((path.clone(), is_dir));
         }
         protect.push(Protect {
@@ -382,6 +382,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             placeholder_content: content,
         });
     }
+    // One entry per path: with the workspace at `$HOME`, `.claude/settings.json` and
+    // `~/.claude/settings.json` name the same file (a second lock would find the first).
+    let mut seen = std::collections::HashSet::new();
+    protect.retain(|x| seen.insert(x.path.clone()));
     protect.sort_by_key(|x| x.path.components().count());
     // Agent-specific views replace protected files only (they must be locked already).
     let (mut views, mut notes) = agents::views(p.agent.name.as_deref(), &inp.home);

@@ -738,3 +738,46 @@ fn git_config_touched_forever_is_still_locked() {
         .unwrap_or_else(|| panic!("never locked:\n{}", out(&o)));
     assert!(at <= 35, "locked only after {at} touches:\n{}", out(&o));
 }
+
+/// A workspace that is itself one of the trees warden otherwise replaces with a private
+/// tmpfs (`$HOME` with `--allow-broad-workspace`; `/tmp` or `/var/tmp` the same way): the
+/// protected paths under it are locked like in any workspace. Before, that root was left
+/// out of the placeholder roots, so `.bashrc`, `.envrc` and `~/.config/warden/policy.toml`
+/// (the next session's policy) were written on the host. Judged on the host after the
+/// session; an ordinary file is still written.
+#[test]
+fn protected_paths_hold_when_the_workspace_is_home() {
+    let t = T::new("ws-is-home");
+    let o = t
+        .warden()
+        .env("HOME", &t.home)
+        .args([
+            "run",
+            "-q",
+            "--allow-broad-workspace",
+            "--",
+            "/bin/bash",
+            "-c",
+        ])
+        .arg(
+            "echo x >> .bashrc; echo y >> .envrc; mkdir -p ~/.config/warden; \
+             printf '[files]\\nwrite = [\"/etc/cron.d\"]\\n' > ~/.config/warden/policy.toml; \
+             echo fine > notes.txt; echo DONE",
+        )
+        .current_dir(&t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    for p in [".bashrc", ".envrc", ".config/warden/policy.toml"] {
+        assert!(
+            !t.home.join(p).exists(),
+            "{p} written on the host:\n{}",
+            out(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
