@@ -762,7 +762,7 @@ fn protected_paths_hold_when_the_workspace_is_home() {
         .arg(
             "echo x >> .bashrc; echo y >> .envrc; mkdir -p ~/.config/warden; \
              printf '[files]\\nwrite = [\"/etc/cron.d\"]\\n' > ~/.config/warden/policy.toml; \
-             echo fine > notes.txt; echo DONE",
+             echo junk > ~/.local/state/warden/hash-cache.bin; echo fine > notes.txt; echo DONE",
         )
         .current_dir(&t.home)
         .stdin(Stdio::null())
@@ -776,6 +776,14 @@ fn protected_paths_hold_when_the_workspace_is_home() {
             out(&o)
         );
     }
+    // warden's own state (the hash cache vouches for executables) is not the agent's.
+    let cache =
+        std::fs::read(t.home.join(".local/state/warden/hash-cache.bin")).unwrap_or_default();
+    assert!(
+        cache != b"junk\n",
+        "the agent wrote warden's hash cache:\n{}",
+        out(&o)
+    );
     assert_eq!(
         std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
         "fine\n"
