@@ -212,12 +212,66 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
     }
 }
 
-pub fn launch(l: Launch) -> Result<Session, String> {
+/// Why [`launch`] did not produce a running sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The command is not found, or hidden in the sandbox's view.
+    #[error("exec: {0}")]
+    NotFound(String),
+    /// A stage of the sandbox's set-up failed in the child (`namespaces`, `mounts`,
+    /// `landlock`, ...), as it reported on its error pipe.
+    #[error("{stage}: {reason}")]
+    Stage { stage: String, reason: String },
+    /// Anything else (pipes, the pty, the agent's identity, the fork).
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl LaunchError {
+    /// The child's `stage: reason` report (a trailing NUL and errno, as the exec stage
+    /// writes them, are dropped).
+    fn from_child(msg: String) -> LaunchError {
+        let msg = msg.split('\0').next().unwrap_or_default().to_string();
+        match msg.split_once(": ") {
+            Some((stage, reason)) if !stage.is_empty() && !stage.contains(char::is_whitespace) => {
+                LaunchError::Stage {
+                    stage: stage.to_string(),
+                    reason: reason.to_string(),
+                }
+            }
+            _ => LaunchError::Setup(msg),
+        }
+    }
+
+    /// The set-up stage that failed in the child, if that is what happened.
+    pub fn stage(&self) -> Option<&str> {
+        match self {
+            LaunchError::Stage { stage, .. } => Some(stage),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for LaunchError {
+    fn from(e: String) -> LaunchError {
+        LaunchError::Setup(e)
+    }
+}
+
+impl From<crate::error::SysError> for LaunchError {
+    fn from(e: crate::error::SysError) -> LaunchError {
+        LaunchError::Setup(e.into())
+    }
+}
+
+pub fn launch(l: Launch) -> Result<Session, LaunchError> {
     warden_event::timing::mark("launch");
     // With namespaces the command must be visible in the view (see `Plan::resolve_command`);
     // without them, Landlock alone decides at exec.
     let path = if l.namespaces {
-        l.plan.resolve_command().map_err(|e| format!("exec: {e}"))?
+        l.plan
+            .resolve_command()
+            .map_err(|e| LaunchError::NotFound(e.to_string()))?
     } else {
         resolve_command(&l.plan.command[0], &l.plan.env)?
     };
@@ -354,7 +408,7 @@ pub fn launch(l: Launch) -> Result<Session, String> {
     // SAFETY: the supervisor is single-threaded here (documented invariant of `warden run`).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("fork: {}", sys::errno_str()));
+        return Err(format!("fork: {}", sys::errno_str()).into());
     }
     if pid == 0 {
         drop(err_r);
@@ -398,9 +452,9 @@ pub fn launch(l: Launch) -> Result<Session, String> {
             let msg = read_all(&err_r);
             reap(pid);
             return Err(if msg.is_empty() {
-                "sandbox setup failed before the agent started".into()
+                LaunchError::Setup("sandbox setup failed before the agent started".into())
             } else {
-                msg
+                LaunchError::from_child(msg)
             });
         }
     };
@@ -1088,5 +1142,24 @@ mod tests {
         assert!(matches!(f, StartFailure::Setup(_)));
         let f = StartFailure::from_child("seccomp: EINVAL".into());
         assert_eq!(f.to_string(), "seccomp: EINVAL");
+    }
+}
+
+#[cfg(test)]
+mod launch_error_tests {
+    use super::LaunchError;
+
+    #[test]
+    fn the_childs_report_is_typed_by_stage() {
+        let e = LaunchError::from_child("namespaces: unshare(USER): EPERM".into());
+        assert_eq!(e.stage(), Some("namespaces"));
+        assert_eq!(e.to_string(), "namespaces: unshare(USER): EPERM");
+        let e = LaunchError::from_child("exec: /x: No such file\u{0}2".into());
+        assert_eq!(e.stage(), Some("exec"));
+        assert_eq!(e.to_string(), "exec: /x: No such file");
+        // Free text is not mistaken for a stage.
+        let e = LaunchError::from_child("sandbox went away: early".into());
+        assert_eq!(e.stage(), None);
+        assert_eq!(e.to_string(), "sandbox went away: early");
     }
 }

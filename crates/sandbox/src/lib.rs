@@ -49,7 +49,7 @@ pub mod stdio;
 mod sys;
 pub mod termfilter;
 
-pub use launch::{launch, AgentHook, InitTask, Launch, Session, StartFailure};
+pub use launch::{launch, AgentHook, InitTask, Launch, LaunchError, Session, StartFailure};
 pub use plan::{Plan, PlanInput};
 pub use probe::{probe, probe_fast, Features};
 

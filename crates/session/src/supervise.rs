@@ -56,15 +56,19 @@ pub(crate) struct Launched {
     _bpf_session: Option<warden_daemon::client::Session>,
 }
 
-fn setup_error(e: String) -> StartError {
-    let hint = if e.starts_with("namespaces") {
+fn setup_error(e: warden_sandbox::LaunchError) -> StartError {
+    match e {
+        warden_sandbox::LaunchError::NotFound(why) => return StartError::NotFound(why),
+        warden_sandbox::LaunchError::Stage { stage, reason } if stage == "exec" => {
+            return StartError::NotFound(reason)
+        }
+        _ => {}
+    }
+    let hint = if e.stage() == Some("namespaces") {
         "\nthis machine cannot create the sandbox's namespaces; `warden doctor` explains, `--best-effort` runs without them"
     } else {
         ""
     };
-    if let Some(why) = e.strip_prefix("exec: ") {
-        return StartError::NotFound(why.to_string());
-    }
     StartError::Unsupported(format!("sandbox setup failed: {e}{hint}"))
 }
 
