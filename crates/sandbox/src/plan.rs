@@ -115,6 +115,8 @@ const FILE_NAMES: &[&str] = &[
     ".envrc",
     ".netrc",
     ".git-credentials",
+    ".npmrc",
+    ".pypirc",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.
@@ -380,6 +382,31 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             path,
             is_dir,
             placeholder_content: content,
+        });
+    }
+    // Denied paths that do not exist yet inside a writable real root (the workspace at
+    // `$HOME`: `~/.ssh`, `~/.aws`, `~/.netrc`). Hiding covers what exists; an absent one
+    // could be created by the agent for the host to use later (`~/.ssh/authorized_keys`,
+    // a `ProxyCommand` in `~/.ssh/config`, `credential_process` in `~/.aws/config`). It is
+    // locked read-only through an empty placeholder, as an absent protected path is.
+    for d in &deny {
+        let inside = writable_real.iter().any(|w| d.starts_with(w) && d != w);
+        let in_git = d.starts_with(&git_dir);
+        if !inside || in_git || std::fs::symlink_metadata(d).is_ok() {
+            continue;
+        }
+        // Under another denied path: that one's hide or lock covers it.
+        if deny.iter().any(|o| o != d && d.starts_with(o)) {
+            continue;
+        }
+        let is_dir = !looks_like_file(&d.to_string_lossy());
+        if !placeholders.iter().any(|(p, _)| p == d) {
+            placeholders.push((d.clone(), is_dir));
+        }
+        protect.push(Protect {
+            path: d.clone(),
+            is_dir,
+            placeholder_content: (!is_dir).then_some(""),
         });
     }
     // One entry per path: with the workspace at `$HOME`, `.claude/settings.json` and

@@ -739,6 +739,51 @@ fn git_config_touched_forever_is_still_locked() {
     assert!(at <= 35, "locked only after {at} touches:\n{}", out(&o));
 }
 
+/// With the workspace at `$HOME`, a denied path that does not exist yet (`~/.ssh`, `~/.aws`,
+/// `~/.netrc`) cannot be created: hiding covers existing paths only, so before, the agent
+/// could plant `~/.ssh/authorized_keys` or a `ProxyCommand` in `~/.ssh/config` for the
+/// host's next `ssh`. Judged on the host after the session: none of them exists (the
+/// placeholders are gone too), and an ordinary file is still written.
+#[test]
+fn absent_denied_paths_stay_absent_when_the_workspace_is_home() {
+    let t = T::new("ws-home-deny");
+    let o = t
+        .warden()
+        .env("HOME", &t.home)
+        .args([
+            "run",
+            "-q",
+            "--allow-broad-workspace",
+            "--",
+            "/bin/bash",
+            "-c",
+        ])
+        .arg(
+            "mkdir -p ~/.ssh; echo ssh-ed25519 AAAA attacker >> ~/.ssh/authorized_keys; \
+             printf 'Host *\\n ProxyCommand touch /tmp/pwned\\n' > ~/.ssh/config; \
+             mkdir -p ~/.aws && printf '[default]\\ncredential_process = sh -c id\\n' > ~/.aws/config; \
+             echo 'machine example.com login x password y' > ~/.netrc; \
+             mv ~/.ssh ~/.ssh-old 2>/dev/null && mkdir ~/.ssh && echo k > ~/.ssh/authorized_keys; \
+             echo fine > notes.txt; echo DONE",
+        )
+        .current_dir(&t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    for p in [".ssh", ".aws", ".netrc", ".ssh-old"] {
+        assert!(
+            std::fs::symlink_metadata(t.home.join(p)).is_err(),
+            "{p} exists on the host after the session:\n{}",
+            out(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// A workspace that is itself one of the trees warden otherwise replaces with a private
 /// tmpfs (`$HOME` with `--allow-broad-workspace`; `/tmp` or `/var/tmp` the same way): the
 /// protected paths under it are locked like in any workspace. Before, that root was left
