@@ -260,6 +260,15 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let mut entries: Vec<Entry> = Vec::new();
     for (path, a) in &after.files {
         let change = match before.files.get(path) {
+            // An empty regular file runs and loads nothing. It is also what a placeholder
+            // is: one this session made and still leaves because another session locks it
+            // (crate::placeholder::end) is not a change of this session's agent.
+            None if a.size == 0
+                && a.mode & libc::S_IFMT == libc::S_IFREG
+                && a.category != Category::SetId =>
+            {
+                continue
+            }
             None => Change::Created,
             Some(b) if changed(b, a) => Change::Modified,
             Some(_) => continue,

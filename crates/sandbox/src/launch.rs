@@ -122,17 +122,6 @@ pub fn resolve_command(
     Err(format!("{cmd}: command not found in PATH"))
 }
 
-/// Creates absent protected paths on the host so they can be locked (see
-/// [`crate::placeholder`]: fd-relative, never through a symlink); returns what was made.
-pub fn make_placeholders(plan: &Plan) -> Result<Vec<crate::placeholder::Placeholder>, String> {
-    crate::placeholder::make(plan).map_err(|e| e.to_string())
-}
-
-/// Removes placeholders that are still empty (innermost first), never through a symlink.
-pub fn remove_placeholders(made: &[crate::placeholder::Placeholder]) {
-    crate::placeholder::remove(made)
-}
-
 struct ChildCtx {
     plan: Plan,
     landlock: LandlockPlan,

@@ -6,6 +6,15 @@
 //! replaced, so every operation goes through [`crate::fsat`]: the writable root (workspace,
 //! agent state dir, `files.write` root) is opened once, each component is created/opened
 //! beneath it with symlinks refused, and removal is `unlinkat` on a verified parent fd.
+//!
+//! Sessions share placeholders. A second session on the same workspace finds the first
+//! one's placeholder and locks it (a mount point in its own namespace); if the first session
+//! then removed it at exit, the second one's lock would go with it (unlinking a mount point
+//! of another namespace detaches that mount) and its agent could create `.envrc` on the
+//! host. So every session records in its manifest what it *uses* (every protected path it
+//! locks) as well as what it *made*, all under one lock file ([`begin`], [`end`]): a
+//! placeholder is removed only when no live session uses it; one still in use stays in an
+//! orphan manifest that a later [`begin`] or [`end`] sweeps.
 
 use crate::fsat;
 use crate::plan::Plan;
@@ -73,10 +82,21 @@ pub enum PlaceholderError {
 /// Creates absent protected paths on the host so they can be locked; returns what was made
 /// (outermost first). Fails (and the session does not start) when a component on the way is
 /// a symlink or not a directory: a protected path must not resolve outside its root.
+///
+/// Every protected path is looked at, not only those absent when the plan was made: one
+/// that another session's placeholder provided then may have been removed since.
 pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, PlaceholderError> {
     let roots = writable_roots(plan);
     let mut made = Vec::new();
-    for (p, is_dir) in &plan.placeholders {
+    let wanted = plan
+        .placeholders
+        .iter()
+        .map(|(p, d)| (p, *d))
+        .chain(plan.protect.iter().map(|x| (&x.path, x.is_dir)));
+    for (p, is_dir) in wanted {
+        if std::fs::symlink_metadata(p).is_ok() {
+            continue; // there already (the guard refuses a symlink or a wrong type there)
+        }
         let Some(root) = roots.iter().find(|r| p.starts_with(r) && p != *r) else {
             continue;
         };
@@ -90,7 +110,7 @@ pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, PlaceholderError> {
             source,
         })?;
         let dev = fsat::fstat(rootfd.as_fd()).map_err(refuse)?.st_dev;
-        let (parent_rel, name) = if *is_dir {
+        let (parent_rel, name) = if is_dir {
             (rel.clone(), None)
         } else {
             match (rel.parent(), rel.file_name()) {
@@ -148,53 +168,198 @@ fn remove_one(p: &Placeholder) -> std::io::Result<()> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
 struct Manifest {
+    /// The supervisor's pid; 0 for an orphan manifest (placeholders a finished session left
+    /// because another session still used them).
     pid: i32,
     made: Vec<Placeholder>,
+    /// Every protected path the session locks (made by it or found), as host paths.
+    #[serde(default)]
+    uses: Vec<PathBuf>,
 }
 
-/// Records a session's placeholders (and the supervisor's pid) so that a later run can
-/// remove them if this supervisor is killed before it cleans up.
-pub fn write_manifest(path: &Path, made: &[Placeholder]) {
-    if made.is_empty() {
-        return;
-    }
-    let m = Manifest {
-        pid: std::process::id() as i32,
-        made: made.to_vec(),
-    };
-    let Ok(text) = serde_json::to_string(&m) else {
-        return;
-    };
-    if let Some(d) = path.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let _ = std::fs::write(path, text);
+/// The paths a session locks: what no other session may remove while it runs.
+fn uses(plan: &Plan) -> Vec<PathBuf> {
+    let roots = writable_roots(plan);
+    plan.protect
+        .iter()
+        .map(|x| x.path.clone())
+        .filter(|p| roots.iter().any(|r| p.starts_with(r) && p != r))
+        .collect()
 }
 
-/// Removes (still empty) placeholders left by sessions whose supervisor is gone. A manifest
-/// that does not parse (e.g. an older format) is dropped without touching any path.
-pub fn sweep_stale(dir: &Path) {
+/// The manifests' lock: held while placeholders are made, recorded and removed.
+fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    f.lock()?;
+    Ok(f)
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Every manifest in `dir` (but `skip`) that parses; others are dropped without touching a
+/// path.
+fn manifests(dir: &Path, skip: &Path) -> Vec<(PathBuf, Manifest)> {
     let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for e in rd.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
+        let path = e.path();
+        if path == skip || path.extension().is_none_or(|x| x != "list") {
             continue;
-        };
-        if let Ok(m) = serde_json::from_str::<Manifest>(&text) {
-            // SAFETY: signal 0 only checks for existence.
-            if m.pid > 0 && unsafe { libc::kill(m.pid, 0) } == 0 {
-                continue;
-            }
-            remove(&m.made);
-        } else if let Some(pid) = text.lines().next().and_then(|l| l.parse::<i32>().ok()) {
-            // SAFETY: as above.
-            if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
-                continue;
+        }
+        let parsed = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok());
+        match parsed {
+            Some(m) => out.push((path, m)),
+            None => {
+                let _ = std::fs::remove_file(&path);
             }
         }
-        let _ = std::fs::remove_file(e.path());
     }
+    out
+}
+
+fn write(path: &Path, m: &Manifest) {
+    if let Ok(text) = serde_json::to_string(m) {
+        let _ = std::fs::write(path, text);
+    }
+}
+
+/// Removes `made` (innermost first) except what a live session uses (the path itself or
+/// something below it); returns what stays.
+fn remove_unused(made: &[Placeholder], used: &[PathBuf]) -> Vec<Placeholder> {
+    let mut kept = Vec::new();
+    for p in made.iter().rev() {
+        let path = p.path();
+        if used.iter().any(|u| u.starts_with(&path)) {
+            kept.push(p.clone());
+        } else {
+            let _ = remove_one(p);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+/// Under the lock: removes the placeholders of dead sessions that no live one uses; a
+/// dead manifest that keeps some becomes an orphan, one that keeps none is deleted.
+fn sweep(dir: &Path, me: &Path) {
+    let all = manifests(dir, me);
+    let used: Vec<PathBuf> = all
+        .iter()
+        .filter(|(_, m)| alive(m.pid))
+        .flat_map(|(_, m)| m.uses.iter().cloned())
+        .collect();
+    for (path, m) in all.iter().filter(|(_, m)| !alive(m.pid)) {
+        let kept = remove_unused(&m.made, &used);
+        if kept.is_empty() {
+            let _ = std::fs::remove_file(path);
+        } else if kept.len() != m.made.len() || m.pid != 0 {
+            write(
+                path,
+                &Manifest {
+                    pid: 0,
+                    made: kept,
+                    uses: Vec::new(),
+                },
+            );
+        }
+    }
+}
+
+/// Session start: sweeps what dead sessions left, makes this session's placeholders and
+/// records them with every path it uses in `manifest` (a `.list` file in `dir`), all under
+/// the lock, so a session ending at the same time cannot remove a placeholder this one is
+/// about to lock. Without a usable state dir the session does not start.
+pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder>, BeginError> {
+    let _lock = lock(dir).map_err(|source| BeginError::State {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    sweep(dir, manifest);
+    let made = make(plan)?;
+    let uses = uses(plan);
+    if !made.is_empty() || !uses.is_empty() {
+        let m = Manifest {
+            pid: std::process::id() as i32,
+            made: made.clone(),
+            uses,
+        };
+        let text = serde_json::to_string(&m).map_err(|e| BeginError::State {
+            dir: dir.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Err(source) = std::fs::write(manifest, text) {
+            remove(&made);
+            return Err(BeginError::State {
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    Ok(made)
+}
+
+/// Session end (nothing of the sandbox runs any more): removes this session's placeholders
+/// that no live session uses, leaves the rest in an orphan manifest, sweeps dead sessions'.
+pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
+    let Ok(_lock) = lock(dir) else {
+        // No lock, no knowledge of other sessions: leave everything for a later sweep.
+        if !made.is_empty() {
+            write(
+                manifest,
+                &Manifest {
+                    pid: 0,
+                    made: made.to_vec(),
+                    uses: Vec::new(),
+                },
+            );
+        }
+        return;
+    };
+    let others = manifests(dir, manifest);
+    let used: Vec<PathBuf> = others
+        .iter()
+        .filter(|(_, m)| alive(m.pid))
+        .flat_map(|(_, m)| m.uses.iter().cloned())
+        .collect();
+    let kept = remove_unused(made, &used);
+    if kept.is_empty() {
+        let _ = std::fs::remove_file(manifest);
+    } else {
+        write(
+            manifest,
+            &Manifest {
+                pid: 0,
+                made: kept,
+                uses: Vec::new(),
+            },
+        );
+    }
+    sweep(dir, manifest);
+}
+
+/// Why a session's placeholders could not be set up (the session does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    #[error("warden's placeholder records in {}: {source}", dir.display())]
+    State {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Make(#[from] PlaceholderError),
 }

@@ -15,7 +15,7 @@
 //! 4. `pids_limit`, `landlock_plan` (the memory cgroup and freezer leaf are made in 7, then
 //!    the cgroup prewarm starts the grace period the agent process's join will need).
 //! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
-//! 6. `make_placeholders` (+ manifest), `make_private_tmp`.
+//! 6. `placeholder::begin` (placeholders + manifest, under the shared lock), `make_private_tmp`.
 //! 7. `wire_proxy`, `hidden_watch` (opens of hidden files, `warden_sandbox::seen`),
 //!    exec-guard write scope and `silent_blocks` (execs of hidden paths, EROFS'd writes),
 //!    `freezer_leaf`, `on_launch` (monitor, control socket, audit writer, the hidden-file
@@ -200,9 +200,13 @@ impl Session {
         warden_event::timing::mark("session: planned");
         // From here on a failure still cleans up what was made.
         let prepared = (|| {
-            res.placeholders = launch::make_placeholders(&plan).map_err(StartError::Workspace)?;
+            res.placeholders = warden_sandbox::placeholder::begin(
+                &res.config.state_dir.join("placeholders"),
+                &res.manifest,
+                &plan,
+            )
+            .map_err(|e| StartError::Workspace(e.to_string()))?;
             res.private_tmp = make_private_tmp(&plan)?;
-            warden_sandbox::placeholder::write_manifest(&res.manifest, &res.placeholders);
             warden_event::timing::mark("session: placeholders+tmp");
             let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
             let (proxy, mut init_tasks) =
@@ -391,12 +395,15 @@ fn end(
         r.finish();
     }
     warden_event::timing::mark("end: hidden finished");
-    launch::remove_placeholders(&placeholders);
+    warden_sandbox::placeholder::end(
+        &config.state_dir.join("placeholders"),
+        &manifest,
+        &placeholders,
+    );
     if let Some(t) = &private_tmp {
         // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
         let _ = std::fs::remove_dir_all(t);
     }
-    let _ = std::fs::remove_file(&manifest);
     warden_event::timing::mark("end: placeholders+tmp removed");
     if let Some(before) = &integrity {
         report_integrity(before, &config.workspace, &who);
@@ -508,9 +515,9 @@ fn extra_read(c: &SessionConfig) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Sweeps placeholders of dead sessions, creates the agent's missing state dirs.
+/// Creates the agent's missing state dirs (placeholders of dead sessions are swept when
+/// this one's are made: [`warden_sandbox::placeholder::begin`]).
 fn prepare_host_dirs(c: &SessionConfig) {
-    warden_sandbox::placeholder::sweep_stale(&c.state_dir.join("placeholders"));
     plan::create_state_dirs(&c.policy, &c.home, &c.workspace);
     warden_agentstate::prepare_dirs(c.agent(), &c.home, &c.policy.files.protect);
 }

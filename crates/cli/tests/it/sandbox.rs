@@ -684,6 +684,58 @@ fn killing_the_supervisor_ends_the_sandbox_and_placeholders_are_swept() {
     );
 }
 
+/// Two sessions on one workspace: the first makes the placeholders (`.envrc`, `.mcp.json`),
+/// the second finds and locks them, the first ends. Its placeholders must stay while the
+/// second runs: removing a mount point of another namespace detaches that mount, and the
+/// second agent then wrote `.envrc` on the host (direnv runs it). Judged on the host after
+/// both sessions: no `.envrc` content, no placeholder left behind; the second agent's
+/// ordinary write landed.
+#[test]
+fn a_session_ending_keeps_the_placeholders_another_session_locks() {
+    let t = T::new("ph-shared");
+    let mut first = t.cmd(&["--", "/bin/sleep", "1"]).spawn().unwrap();
+    for _ in 0..100 {
+        if t.ws.join(".envrc").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        t.ws.join(".envrc").exists(),
+        "the first session made no placeholder"
+    );
+    let second = t
+        .cmd(&[
+            "--",
+            "/bin/bash",
+            "-c",
+            "while [ ! -e first-gone ]; do sleep 0.05; done; \
+             echo 'touch /tmp/pwned' >> .envrc; echo '{\"mcpServers\":{}}' > .mcp.json; \
+             echo fine > notes.txt; echo DONE",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(first.wait().unwrap().success(), "the first session failed");
+    std::fs::write(t.ws.join("first-gone"), "").unwrap();
+    let o = second.wait_with_output().unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    for p in [".envrc", ".mcp.json"] {
+        let left = std::fs::read_to_string(t.ws.join(p)).ok();
+        assert!(
+            left.is_none(),
+            "{p} on the host after both sessions: {left:?}\n{}",
+            out(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// `warden hook`, run by the agent inside `warden run` (as Claude Code runs its hooks), is
 /// reachable at its own path, and its decisions land in the run's session log (outside the
 /// sandbox) through the inherited pipe; junk written to the pipe is dropped, not logged.
