@@ -19,13 +19,30 @@
 //!   regular file with one link, the same (dev, inode) as the file the agent's path names in
 //!   its view. It asks the session's approvals with the path, the (dev, inode) and the
 //!   SHA-256 of the current content.
-//! - On allow it opens the file again the same way for the access the agent asked (never
-//!   `O_CREAT`; `O_TRUNC` is applied after the checks), checks (dev, inode) and the content
-//!   hash against what the human saw (changed content asks again; another inode is a deny),
-//!   and injects that descriptor into the agent with `SECCOMP_IOCTL_NOTIF_ADDFD`
-//!   (`SECCOMP_ADDFD_FLAG_SEND`): the agent's open returns it. A rename or a symlink swap of
-//!   a parent while the request waits cannot redirect the grant: no path the agent can
-//!   write is followed, and the inode must be the one shown.
+//! - On allow it finds the file again the same way and opens it for the access the agent
+//!   asked (never `O_CREAT`; `O_TRUNC` is applied after the checks) through a detached mount
+//!   of that file alone (`open_tree(OPEN_TREE_CLONE)`, `open_grant`), checks (dev, inode)
+//!   and the content hash against what the human saw (changed content asks again; another
+//!   inode is a deny), and injects that descriptor into the agent with
+//!   `SECCOMP_IOCTL_NOTIF_ADDFD` (`SECCOMP_ADDFD_FLAG_SEND`): the agent's open returns it. A
+//!   rename or a symlink swap of a parent while the request waits cannot redirect the grant:
+//!   no path the agent can write is followed, and the inode must be the one shown.
+//! - A grant is one open. Its descriptor's path is the file at the root of its own mount,
+//!   so a re-open through any magic link, whatever the spelling (`/proc/self/fd/N`,
+//!   `/proc/self/fd/../fd/N`, `/proc/self/root/proc/self/fd/N`, `/proc/PID/task/TID/../../
+//!   fd/N`, a symlink to one), is judged by Landlock on that path: the walk up from the file
+//!   stops at the detached mount's root without meeting a write rule (the file has none; the
+//!   writable root's rule lies outside that mount) and the kernel refuses it with `EACCES`.
+//!   No name is parsed for this. The links warden does parse (`/proc/*/fd/N`, `/dev/fd/N`,
+//!   `/dev/std*`) that hold a grant (the kernel names such a file `/`) are refused by the
+//!   supervisor too, and recorded; opening the file by its own path asks again.
+//! - Cloning a mount needs `CAP_SYS_ADMIN` over the supervisor's mount namespace. A
+//!   non-root `warden run` lacks it: a short-lived child sharing the supervisor's descriptor
+//!   table makes the clone in a user and mount namespace of its own (`fchdir` to the root's
+//!   descriptor, then `unshare`, which moves its working directory onto that namespace's
+//!   copy of the mount; the file is found beneath it the same way) and hands it back in a
+//!   reserved descriptor slot (`clone_in_userns`). Where that fails (no unprivileged user
+//!   namespaces) the grant is refused with the reason: the file stays read-only.
 //! - Deny, the deadline, a vanished process, and every error are `EACCES`, recorded with
 //!   the rule and how to allow.
 //!
@@ -36,10 +53,13 @@
 //!   path: not trapped; the mount and Landlock refuse them.
 //! - Paths through symlinks the agent made: they do not name an ask entry, so the kernel
 //!   refuses them. Descriptor links (`/proc/*/fd/N`, `/dev/fd/N`, `/dev/std*`) are read
-//!   (outside the agent's reach) and judged as the file they hold: re-opening a grant that
-//!   way asks again (it would otherwise pass on the writable mount the grant carries). A
-//!   descriptor link that cannot be read (not open, its process gone) is refused with
-//!   `EACCES` and recorded: it could hold a grant by the time the kernel resolves it.
+//!   (outside the agent's reach) and judged as the file they hold (a grant: refused, see
+//!   above). A descriptor link that cannot be read (not open, its process gone) is refused
+//!   with `EACCES` and recorded.
+//! - A re-open of a grant through a magic link warden does not parse is refused by Landlock,
+//!   not by warden: the agent gets `EACCES` but no decision is recorded. A run with
+//!   `--best-effort` on a kernel without Landlock has no such refusal (the detached mount is
+//!   writable): there a grant can be re-opened for write through its descriptor link.
 //! - What the agent then writes through the granted descriptor is not known when the human
 //!   answers: the approval is one open of that file, with that content, for write. The
 //!   descriptor is the agent's for as long as it keeps it: writes anywhere in the file,
@@ -605,7 +625,7 @@ impl WriteAsks {
         // A link that cannot be read could hold a grant: refused (fail closed).
         let abs = match fd_link_target(pid, &abs) {
             // A file at the root of a detached mount (the kernel names it `/`): a grant
-            // (see [`open_grant`]). The kernel refuses this open whatever the link's name;
+            // (see `open_grant`). The kernel refuses this open whatever the link's name;
             // recorded here for the names warden parses.
             Ok(Some(target)) if target == Path::new("/") => {
                 return Ok(Some(Job::Refuse {
