@@ -1012,11 +1012,19 @@ fn reopening_a_grant_through_proc_fd_is_refused_and_recorded() {
 /// opened through a detached mount of the file alone, which no write rule covers, so the
 /// kernel (Landlock) refuses the re-open whatever the name (red-team finding: these passed
 /// on the writable host mount the grant carried). Judged on the host: none of the markers is
-/// in the real file; the granted write (before and after the attempts) is.
+/// in the real file; the granted write (before and after the attempts) is. Run as root and
+/// as a user.
 #[test]
 fn reopening_a_grant_through_any_magic_link_spelling_never_writes() {
     let t = T::new("wask-spell");
     let policy = ask_write_setup(&t, 10);
+    // Writable by any uid, so that run as root (the agent then has another uid) only the
+    // sandbox can refuse the re-opens, not the file's mode.
+    std::fs::set_permissions(
+        t.ws.join("ci/deploy.yml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
     let script = "exec 3>>ci/deploy.yml && echo grant-ok >> log || echo grant-fail >> log; \
                   echo granted >&3; \
                   ln -s /proc/self/fd/3 lnk; \
