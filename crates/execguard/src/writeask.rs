@@ -19,13 +19,30 @@
 //!   regular file with one link, the same (dev, inode) as the file the agent's path names in
 //!   its view. It asks the session's approvals with the path, the (dev, inode) and the
 //!   SHA-256 of the current content.
-//! - On allow it opens the file again the same way for the access the agent asked (never
-//!   `O_CREAT`; `O_TRUNC` is applied after the checks), checks (dev, inode) and the content
-//!   hash against what the human saw (changed content asks again; another inode is a deny),
-//!   and injects that descriptor into the agent with `SECCOMP_IOCTL_NOTIF_ADDFD`
-//!   (`SECCOMP_ADDFD_FLAG_SEND`): the agent's open returns it. A rename or a symlink swap of
-//!   a parent while the request waits cannot redirect the grant: no path the agent can
-//!   write is followed, and the inode must be the one shown.
+//! - On allow it finds the file again the same way and opens it for the access the agent
+//!   asked (never `O_CREAT`; `O_TRUNC` is applied after the checks) through a detached mount
+//!   of that file alone (`open_tree(OPEN_TREE_CLONE)`, `open_grant`), checks (dev, inode)
+//!   and the content hash against what the human saw (changed content asks again; another
+//!   inode is a deny), and injects that descriptor into the agent with
+//!   `SECCOMP_IOCTL_NOTIF_ADDFD` (`SECCOMP_ADDFD_FLAG_SEND`): the agent's open returns it. A
+//!   rename or a symlink swap of a parent while the request waits cannot redirect the grant:
+//!   no path the agent can write is followed, and the inode must be the one shown.
+//! - A grant is one open. Its descriptor's path is the file at the root of its own mount,
+//!   so a re-open through any magic link, whatever the spelling (`/proc/self/fd/N`,
+//!   `/proc/self/fd/../fd/N`, `/proc/self/root/proc/self/fd/N`, `/proc/PID/task/TID/../../
+//!   fd/N`, a symlink to one), is judged by Landlock on that path: the walk up from the file
+//!   stops at the detached mount's root without meeting a write rule (the file has none; the
+//!   writable root's rule lies outside that mount) and the kernel refuses it with `EACCES`.
+//!   No name is parsed for this. The links warden does parse (`/proc/*/fd/N`, `/dev/fd/N`,
+//!   `/dev/std*`) that hold a grant (the kernel names such a file `/`) are refused by the
+//!   supervisor too, and recorded; opening the file by its own path asks again.
+//! - Cloning a mount needs `CAP_SYS_ADMIN` over the supervisor's mount namespace. A
+//!   non-root `warden run` lacks it: a short-lived child sharing the supervisor's descriptor
+//!   table makes the clone in a user and mount namespace of its own (`fchdir` to the root's
+//!   descriptor, then `unshare`, which moves its working directory onto that namespace's
+//!   copy of the mount; the file is found beneath it the same way) and hands it back in a
+//!   reserved descriptor slot (`clone_in_userns`). Where that fails (no unprivileged user
+//!   namespaces) the grant is refused with the reason: the file stays read-only.
 //! - Deny, the deadline, a vanished process, and every error are `EACCES`, recorded with
 //!   the rule and how to allow.
 //!
@@ -36,10 +53,13 @@
 //!   path: not trapped; the mount and Landlock refuse them.
 //! - Paths through symlinks the agent made: they do not name an ask entry, so the kernel
 //!   refuses them. Descriptor links (`/proc/*/fd/N`, `/dev/fd/N`, `/dev/std*`) are read
-//!   (outside the agent's reach) and judged as the file they hold: re-opening a grant that
-//!   way asks again (it would otherwise pass on the writable mount the grant carries). A
-//!   descriptor link that cannot be read (not open, its process gone) is refused with
-//!   `EACCES` and recorded: it could hold a grant by the time the kernel resolves it.
+//!   (outside the agent's reach) and judged as the file they hold (a grant: refused, see
+//!   above). A descriptor link that cannot be read (not open, its process gone) is refused
+//!   with `EACCES` and recorded.
+//! - A re-open of a grant through a magic link warden does not parse is refused by Landlock,
+//!   not by warden: the agent gets `EACCES` but no decision is recorded. A run with
+//!   `--best-effort` on a kernel without Landlock has no such refusal (the detached mount is
+//!   writable): there a grant can be re-opened for write through its descriptor link.
 //! - What the agent then writes through the granted descriptor is not known when the human
 //!   answers: the approval is one open of that file, with that content, for write. The
 //!   descriptor is the agent's for as long as it keeps it: writes anywhere in the file,
@@ -109,7 +129,8 @@ pub(crate) enum Job {
         /// The path as the agent gave it, made absolute.
         path: PathBuf,
         flags: i32,
-        why: String,
+        /// The recorded reason.
+        reason: String,
     },
 }
 
@@ -204,6 +225,268 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, warde
         warden_sys::OFlags::from_bits_retain(flags as u32),
         warden_sys::Mode::empty(),
     )
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+/// Opens `rel` below `root` for `flags` (never `O_CREAT` or `O_TRUNC`) through a detached
+/// mount of that file alone ([`detached_file_mount`]), so the descriptor's path is the file
+/// at the root of its own mount. A re-open of that descriptor through any magic link
+/// (`/proc/*/fd/N` under any spelling, a symlink to one) is judged by Landlock on that path:
+/// its walk up from the file stops at the detached mount's root without meeting a write
+/// rule (the file itself has none; the writable root that does lies outside the mount), so
+/// the kernel refuses it, whatever the name.
+fn open_grant(root: &OwnedFd, rel: &Path, flags: i32) -> Result<OwnedFd, String> {
+    let tree = detached_file_mount(root, rel)?;
+    let flags = (flags | libc::O_NOCTTY | libc::O_CLOEXEC) & !(libc::O_CREAT | libc::O_TRUNC);
+    // Our own descriptor, through our own procfs (there is no O_EMPTYPATH): nothing the
+    // agent can write is resolved.
+    let me = format!("/proc/self/fd/{}", tree.as_raw_fd());
+    rustix::fs::open(
+        me.as_str(),
+        rustix::fs::OFlags::from_bits_retain(flags as u32),
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| {
+        format!(
+            "open through the detached mount: {}",
+            std::io::Error::from(e)
+        )
+    })
+}
+
+/// `open_tree(OPEN_TREE_CLONE)` of `rel` below `root` (found with `RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`): a detached mount whose
+/// root is the file. Cloning a mount needs `CAP_SYS_ADMIN` over our mount namespace; without
+/// it (a non-root `warden run`) a short-lived child makes the clone in a user and mount
+/// namespace of its own ([`clone_in_userns`]).
+fn detached_file_mount(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, String> {
+    let file = warden_sys::open_beneath_no_xdev(
+        root,
+        rel,
+        warden_sys::OFlags::PATH,
+        warden_sys::Mode::empty(),
+    )
+    .map_err(|e| e.to_string())?;
+    // O_PATH|O_NOFOLLOW opens a trailing symlink itself: only a regular file is cloned.
+    let st = fstat(file.as_fd()).map_err(|e| format!("fstat: {e}"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(format!("{} is not a regular file", rel.display()));
+    }
+    // SAFETY: open_tree on a descriptor we own with an empty, NUL-terminated path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if r >= 0 {
+        // SAFETY: a fresh descriptor from the kernel.
+        return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(format!("open_tree: {e}"));
+    }
+    clone_in_userns(root, rel)
+}
+
+/// [`detached_file_mount`] for a caller without `CAP_SYS_ADMIN` over its mount namespace: a
+/// child sharing our descriptor table (`CLONE_FILES`, its own memory and working directory)
+/// `fchdir`s to `root`, enters a new user and mount namespace (`unshare` moves its working
+/// directory to the copy of `root`'s mount, where it may clone), finds the file below it the
+/// same way, clones its mount, and puts the clone in a descriptor slot reserved here. Only
+/// raw system calls run in the child. Bounded: a child that does not finish in 5 s is killed.
+fn clone_in_userns(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let rel_c = std::ffi::CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| "the path has a NUL byte".to_string())?;
+    // The slot the clone lands in (dup3 over it).
+    let slot: OwnedFd = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| format!("/dev/null: {}", std::io::Error::from(e)))?;
+    let mut p = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 into a two-int array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io("pipe"));
+    }
+    // SAFETY: fresh descriptors.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    let how: [u64; 3] = [
+        // No O_NOFOLLOW: with RESOLVE_NO_SYMLINKS a trailing symlink is then ELOOP.
+        (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        0,
+        libc::RESOLVE_BENEATH
+            | libc::RESOLVE_NO_SYMLINKS
+            | libc::RESOLVE_NO_MAGICLINKS
+            | libc::RESOLVE_NO_XDEV,
+    ];
+    let (root_fd, slot_fd, wr_fd) = (root.as_raw_fd(), slot.as_raw_fd(), wr.as_raw_fd());
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: a fork-like clone (no CLONE_VM: the child runs on a copy of this stack) that
+    // shares the descriptor table; the child runs only raw system calls and `_exit`s.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_FILES | libc::CLONE_PIDFD) as libc::c_ulong,
+            0usize,
+            &mut pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: the child: raw system calls on descriptors and memory it holds.
+        unsafe { userns_child(root_fd, &rel_c, &how, slot_fd, wr_fd) }
+    }
+    if pid < 0 {
+        return Err(io("clone"));
+    }
+    if pidfd < 0 {
+        return Err("clone returned no pidfd".into());
+    }
+    // SAFETY: the pidfd the kernel just made.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut timed_out = true;
+    while std::time::Instant::now() < deadline {
+        // SAFETY: poll on one pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if n > 0 {
+            timed_out = false;
+            break;
+        }
+    }
+    if timed_out {
+        // SAFETY: signal through the pidfd of our own child.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+    }
+    // Reap it (the exec guard's tracer may have done so already: ECHILD is fine).
+    // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our child's pidfd.
+    unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::__WALL,
+        )
+    };
+    if timed_out {
+        return Err("the mount helper did not finish within 5 s".into());
+    }
+    let mut b = [0u8; 8];
+    // SAFETY: read into our buffer from our pipe (non-blocking).
+    let n = unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 8) };
+    if n == 8 {
+        let stage = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let errno = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        let what = match stage {
+            1 => "fchdir to the writable root",
+            2 => "unshare(CLONE_NEWUSER|CLONE_NEWNS)",
+            3 => "open the writable root in the new namespace",
+            4 => "openat2 beneath the writable root",
+            5 => "open_tree(OPEN_TREE_CLONE)",
+            _ => "dup3",
+        };
+        return Err(format!(
+            "{what}: {}",
+            std::io::Error::from_raw_os_error(errno)
+        ));
+    }
+    drop(wr);
+    // The slot now holds the clone: a regular file (still /dev/null if the child died).
+    let st = fstat(slot.as_fd()).map_err(|e| format!("fstat: {e}"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err("the mount helper made no mount".into());
+    }
+    Ok(slot)
+}
+
+/// The child of [`clone_in_userns`]: never returns. On failure it writes (stage, errno) to
+/// `wr` and exits 1, closing what it opened in the shared table.
+///
+/// # Safety
+/// Runs in a fork-like child of a multi-threaded process: only raw system calls.
+unsafe fn userns_child(
+    root: RawFd,
+    rel: &std::ffi::CStr,
+    how: &[u64; 3],
+    slot: RawFd,
+    wr: RawFd,
+) -> ! {
+    // SAFETY: raw system calls on descriptors and memory this child holds.
+    unsafe {
+        let fail = |stage: u32, opened: &[libc::c_int]| -> ! {
+            let errno = *libc::__errno_location();
+            for &fd in opened {
+                libc::close(fd);
+            }
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&stage.to_ne_bytes());
+            b[4..].copy_from_slice(&errno.to_ne_bytes());
+            libc::write(wr, b.as_ptr() as *const libc::c_void, 8);
+            libc::_exit(1)
+        };
+        if libc::fchdir(root) != 0 {
+            fail(1, &[]);
+        }
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            fail(2, &[]);
+        }
+        let cwd = libc::open(
+            c".".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if cwd < 0 {
+            fail(3, &[]);
+        }
+        let f = libc::syscall(
+            libc::SYS_openat2,
+            cwd,
+            rel.as_ptr(),
+            how.as_ptr(),
+            std::mem::size_of::<[u64; 3]>(),
+        ) as libc::c_int;
+        if f < 0 {
+            fail(4, &[cwd]);
+        }
+        let t = libc::syscall(
+            libc::SYS_open_tree,
+            f,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        ) as libc::c_int;
+        if t < 0 {
+            fail(5, &[cwd, f]);
+        }
+        if libc::dup3(t, slot, libc::O_CLOEXEC) < 0 {
+            fail(6, &[cwd, f, t]);
+        }
+        libc::close(t);
+        libc::close(f);
+        libc::close(cwd);
+        libc::_exit(0)
+    }
 }
 
 /// (dev, inode) of what `abs` names in the agent's view (`O_PATH`, nothing opened).
@@ -341,6 +624,18 @@ impl WriteAsks {
         // way asks again; it would otherwise pass on the writable mount the grant carries).
         // A link that cannot be read could hold a grant: refused (fail closed).
         let abs = match fd_link_target(pid, &abs) {
+            // A file at the root of a detached mount (the kernel names it `/`): a grant
+            // (see `open_grant`). The kernel refuses this open whatever the link's name;
+            // recorded here for the names warden parses.
+            Ok(Some(target)) if target == Path::new("/") => {
+                return Ok(Some(Job::Refuse {
+                    pid,
+                    id,
+                    path: abs,
+                    flags,
+                    reason: "write open of a descriptor link refused: it holds a write grant (a file at the root of its own detached mount), and a grant is one open; open the file by its own path to ask again".to_string(),
+                }))
+            }
             Ok(Some(target)) => match lexical(&target) {
                 Some(t) => t,
                 None => return Ok(None),
@@ -352,7 +647,9 @@ impl WriteAsks {
                     id,
                     path: abs,
                     flags,
-                    why,
+                    reason: format!(
+                        "write open of a descriptor link refused: warden could not read which file it holds ({why}), so it cannot tell whether that is a file under ask_write or a grant re-opened (fail closed); open the file by its own path"
+                    ),
                 }))
             }
         };
@@ -456,23 +753,21 @@ impl Job {
                 id,
                 path,
                 flags,
-                why,
+                reason,
             } => {
+                tracing::info!("write ask: pid {pid}: {}: {reason}", path.display());
                 Decision::new(
                     Layer::Sandbox,
                     format!("pid {pid}"),
                     path.display().to_string(),
                     "files.ask_write".to_string(),
                     V::Deny,
-                    format!(
-                        "write open of a descriptor link refused: warden could not read which file it holds ({why}), so it cannot tell whether that is a file under ask_write or a grant re-opened (fail closed); open the file by its own path"
-                    ),
+                    reason,
                 )
                 .with("kind", "write")
                 .with("answered_by", "warden")
                 .with("access", access_text(flags))
                 .emit();
-                tracing::info!("write ask: pid {pid}: {} refused: {why}", path.display());
                 respond(lfd, id, Verdict::Deny(libc::EACCES));
             }
         }
@@ -620,7 +915,7 @@ impl Ask {
             };
             // Allowed: open the real file for the access asked, beneath its root again.
             let access = self.flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_APPEND);
-            let w = match open_beneath(&self.root, &self.rel, access) {
+            let w = match open_grant(&self.root, &self.rel, access) {
                 Ok(f) => f,
                 Err(e) => {
                     return self.deny(lfd, format!("the allowed file cannot be opened: {e}"), &by)
@@ -729,6 +1024,46 @@ mod tests {
                 open_beneath(&root, Path::new(bad), libc::O_RDONLY).is_err(),
                 "{bad}"
             );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A grant is the root of its own detached mount (the kernel names it `/`), opened for
+    /// write on the real file; made in-process with `CAP_SYS_ADMIN` and by the user-namespace
+    /// helper without it, which refuses links like `open_beneath`.
+    #[test]
+    fn a_grant_is_a_file_at_the_root_of_its_own_mount() {
+        let d = std::env::temp_dir().join(format!("warden-wa-grant-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("root/dir")).unwrap();
+        std::fs::write(d.join("root/dir/f"), "x\n").unwrap();
+        std::os::unix::fs::symlink("f", d.join("root/dir/link")).unwrap();
+        let root: OwnedFd = std::fs::File::open(d.join("root")).unwrap().into();
+        let check = |w: OwnedFd, what: &str| {
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", w.as_raw_fd())).unwrap();
+            assert_eq!(link, Path::new("/"), "{what}");
+            let mut f = std::fs::File::from(w);
+            std::io::Write::write_all(&mut f, b"y\n").unwrap();
+        };
+        match open_grant(&root, Path::new("dir/f"), libc::O_WRONLY | libc::O_APPEND) {
+            Ok(w) => check(w, "open_grant"),
+            Err(e) => panic!("open_grant: {e}"),
+        }
+        let tree = clone_in_userns(&root, Path::new("dir/f")).unwrap();
+        let w = rustix::fs::open(
+            format!("/proc/self/fd/{}", tree.as_raw_fd()).as_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::APPEND | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        check(w, "clone_in_userns");
+        assert_eq!(
+            std::fs::read_to_string(d.join("root/dir/f")).unwrap(),
+            "x\ny\ny\n"
+        );
+        for bad in ["dir/link", "../root/dir/f", "/etc/passwd"] {
+            assert!(clone_in_userns(&root, Path::new(bad)).is_err(), "{bad}");
+            assert!(detached_file_mount(&root, Path::new(bad)).is_err(), "{bad}");
         }
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -952,16 +952,17 @@ fn protected_write_asks_and_allow_once_writes_the_real_file() {
 }
 
 /// A grant is one open: re-opening the granted descriptor through `/proc/self/fd` (or
-/// `/dev/fd`) for write asks again, like any other open of that file (red-team finding: it
-/// passed on the writable mount the grant carries). Judged on the host.
+/// `/dev/fd`) for write is refused with EACCES and recorded (red-team finding: it passed on
+/// the writable mount the grant carried); the file asks again only when opened by its own
+/// path. Judged on the host.
 #[test]
-fn reopening_a_grant_through_proc_fd_asks_again() {
+fn reopening_a_grant_through_proc_fd_is_refused_and_recorded() {
     let t = T::new("wask-reopen");
-    let policy = ask_write_setup(&t, 30);
+    let policy = ask_write_setup(&t, 10);
     let script = "exec 3>>ci/deploy.yml && echo grant-ok >> log || echo grant-fail >> log; \
                   echo granted >&3; \
-                  printf 'reopened\\n' > /proc/self/fd/3 && echo reopen-ok >> log || echo reopen-fail >> log; \
-                  printf 'devfd\\n' > /dev/fd/3 && echo devfd-ok >> log || echo devfd-fail >> log; \
+                  (printf 'reopened\\n' > /proc/self/fd/3) 2>> err && echo reopen-ok >> log || echo reopen-fail >> log; \
+                  (printf 'devfd\\n' > /dev/fd/3) 2>> err && echo devfd-ok >> log || echo devfd-fail >> log; \
                   echo legit > legit.txt && echo legit-ok >> log";
     let child = spawn_write(&t, &policy, script);
     let first = t.next_pending(&[], Duration::from_secs(20));
@@ -971,32 +972,102 @@ fn reopening_a_grant_through_proc_fd_asks_again() {
         .ends_with("/ci/deploy.yml"));
     let id1 = first["id"].as_u64().unwrap();
     t.answer(id1, "--allow-once");
-    // The re-open through /proc/self/fd/3 is a new request for the same file: deny it.
-    let second = t.next_pending(&[id1], Duration::from_secs(20));
-    assert!(
-        second["subject"]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("/ci/deploy.yml"),
-        "{second}"
-    );
-    let id2 = second["id"].as_u64().unwrap();
-    t.answer(id2, "--deny");
-    let third = t.next_pending(&[id1, id2], Duration::from_secs(20));
-    t.answer(third["id"].as_u64().unwrap(), "--deny");
     let o = finish(child);
     let log = std::fs::read_to_string(t.ws.join("log")).unwrap_or_default();
+    let err = std::fs::read_to_string(t.ws.join("err")).unwrap_or_default();
     assert_eq!(
         log,
         "grant-ok\nreopen-fail\ndevfd-fail\nlegit-ok\n",
-        "{}",
+        "{err}\n{}",
         text(&o)
     );
+    assert_eq!(err.matches("Permission denied").count(), 2, "{err}");
     assert_eq!(
         std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap(),
         "original\ngranted\n",
         "only the granted open wrote: {}",
         text(&o)
+    );
+    let l = warden(&t.home).args(["log", "--json"]).output().unwrap();
+    let l = String::from_utf8_lossy(&l.stdout);
+    let asks = l
+        .lines()
+        .filter(|r| r.contains("\"layer\":\"approval\"") && r.contains("\"verdict\":\"ask\""))
+        .count();
+    assert_eq!(asks, 1, "the re-opens did not ask: {l}");
+    let refused: Vec<&str> = l
+        .lines()
+        .filter(|r| r.contains("it holds a write grant"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{l}");
+    assert!(
+        refused.iter().any(|r| r.contains("/dev/fd/3")),
+        "{refused:?}"
+    );
+}
+
+/// A grant re-opened through a descriptor link under any spelling warden does not parse
+/// (`/proc/self/fd/../fd/N`, `/proc/self/root/proc/self/fd/N`, `/proc/PID/task/TID/../../fd/N`,
+/// a symlink the agent made to `/proc/self/fd/N`) never yields a writable file: the grant is
+/// opened through a detached mount of the file alone, which no write rule covers, so the
+/// kernel (Landlock) refuses the re-open whatever the name (red-team finding: these passed
+/// on the writable host mount the grant carried). Judged on the host: none of the markers is
+/// in the real file; the granted write (before and after the attempts) is. Run as root and
+/// as a user.
+#[test]
+fn reopening_a_grant_through_any_magic_link_spelling_never_writes() {
+    let t = T::new("wask-spell");
+    let policy = ask_write_setup(&t, 10);
+    // Writable by any uid, so that run as root (the agent then has another uid) only the
+    // sandbox can refuse the re-opens, not the file's mode.
+    std::fs::set_permissions(
+        t.ws.join("ci/deploy.yml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let script = "exec 3>>ci/deploy.yml && echo grant-ok >> log || echo grant-fail >> log; \
+                  echo granted >&3; \
+                  ln -s /proc/self/fd/3 lnk; \
+                  (printf 'MARK-dotdot\\n' >> /proc/self/fd/../fd/3) 2>> err && echo dotdot-ok >> log || echo dotdot-fail >> log; \
+                  (printf 'MARK-root\\n' >> /proc/self/root/proc/self/fd/3) 2>> err && echo root-ok >> log || echo root-fail >> log; \
+                  (printf 'MARK-task\\n' >> /proc/$BASHPID/task/$BASHPID/../../fd/3) 2>> err && echo task-ok >> log || echo task-fail >> log; \
+                  (printf 'MARK-symlink\\n' >> lnk) 2>> err && echo symlink-ok >> log || echo symlink-fail >> log; \
+                  (printf 'MARK-trunc\\n' > /proc/self/fd/../fd/3) 2>> err && echo trunc-ok >> log || echo trunc-fail >> log; \
+                  echo after >&3 && echo after-ok >> log; \
+                  echo legit > legit.txt && echo legit-ok >> log";
+    let child = spawn_write(&t, &policy, script);
+    let first = t.next_pending(&[], Duration::from_secs(20));
+    assert!(first["subject"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ci/deploy.yml"));
+    let id1 = first["id"].as_u64().unwrap();
+    t.answer(id1, "--allow-once");
+    let o = finish(child);
+    let log = std::fs::read_to_string(t.ws.join("log")).unwrap_or_default();
+    let err = std::fs::read_to_string(t.ws.join("err")).unwrap_or_default();
+    let host = std::fs::read_to_string(t.ws.join("ci/deploy.yml")).unwrap();
+    assert!(
+        !host.contains("MARK"),
+        "a re-open of the grant wrote the host file: {host:?}\nlog: {log}\nerr: {err}\n{}",
+        text(&o)
+    );
+    assert_eq!(
+        host,
+        "original\ngranted\nafter\n",
+        "log: {log}\nerr: {err}\n{}",
+        text(&o)
+    );
+    assert_eq!(
+        log,
+        "grant-ok\ndotdot-fail\nroot-fail\ntask-fail\nsymlink-fail\ntrunc-fail\nafter-ok\nlegit-ok\n",
+        "err: {err}\n{}",
+        text(&o)
+    );
+    assert_eq!(err.matches("Permission denied").count(), 5, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("legit.txt")).unwrap(),
+        "legit\n"
     );
 }
 
