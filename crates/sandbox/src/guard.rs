@@ -321,14 +321,15 @@ impl State {
     fn lock_protected(&mut self, plan: &Plan) -> Result<(), GuardError> {
         let roots = crate::placeholder::writable_roots(plan);
         let mut containers: Vec<(PathBuf, PathBuf)> = Vec::new();
-        for p in &plan.protect {
-            let Some(root) = roots
-                .iter()
-                .find(|r| p.path.starts_with(r) && p.path != **r)
-            else {
+        // Hidden paths inside a writable root (the workspace at `$HOME`: `~/.config/gcloud`)
+        // are covered by their read-only hide mount, but their containers are pinned too:
+        // renaming `~/.config` away would take the mount along and leave the name free.
+        let leaves = plan.protect.iter().map(|p| &p.path).chain(&plan.hide);
+        for path in leaves {
+            let Some(root) = roots.iter().find(|r| path.starts_with(r) && path != *r) else {
                 continue;
             };
-            let rel = p.path.strip_prefix(root).unwrap_or(&p.path);
+            let rel = path.strip_prefix(root).unwrap_or(path);
             let mut acc = PathBuf::new();
             let comps: Vec<_> = rel.components().collect();
             for c in comps.iter().take(comps.len().saturating_sub(1)) {
@@ -364,6 +365,11 @@ impl State {
             else {
                 continue;
             };
+            // Denied and protected (`~/.config/warden`) and there: its hide mount (an empty,
+            // read-only tmpfs or file) already stands over it.
+            if plan.hide.iter().any(|h| p.path.starts_with(h)) {
+                continue;
+            }
             let rel = p.path.strip_prefix(root).unwrap_or(&p.path).to_path_buf();
             self.lock_one(root, &rel, p.is_dir, p.placeholder_content)
                 .map_err(|e| GuardError::Protected {

@@ -179,14 +179,25 @@ struct Manifest {
     uses: Vec<PathBuf>,
 }
 
-/// The paths a session locks: what no other session may remove while it runs.
+/// The paths a session mounts over in a writable root (locked protected paths, hidden
+/// denied ones, binds, views): what no other session may remove while it runs. A denied
+/// `~/.ssh` that another session's placeholder made exist is hidden here, not locked, and
+/// must stay just the same.
 fn uses(plan: &Plan) -> Vec<PathBuf> {
     let roots = writable_roots(plan);
-    plan.protect
+    let mut out: Vec<PathBuf> = plan
+        .protect
         .iter()
-        .map(|x| x.path.clone())
-        .filter(|p| roots.iter().any(|r| p.starts_with(r) && p != r))
-        .collect()
+        .map(|x| &x.path)
+        .chain(&plan.hide)
+        .chain(plan.binds.iter().map(|b| &b.path))
+        .chain(plan.views.iter().map(|v| &v.path))
+        .filter(|p| roots.iter().any(|r| p.starts_with(r) && *p != r))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The manifests' lock: held while placeholders are made, recorded and removed.

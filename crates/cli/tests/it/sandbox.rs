@@ -736,6 +736,61 @@ fn a_session_ending_keeps_the_placeholders_another_session_locks() {
     );
 }
 
+/// The same with the workspace at `$HOME`: the first session's placeholder for the absent,
+/// denied `~/.ssh` is an existing path for the second, which hides it (a tmpfs over it)
+/// instead of locking it. The first session ending must not remove it while that mount
+/// stands. Judged on the host after both: no `~/.ssh`.
+#[test]
+fn a_session_ending_keeps_a_denied_placeholder_another_session_hides() {
+    let t = T::new("ph-shared-home");
+    let run = |script: &str| {
+        let mut c = t.warden();
+        c.env("HOME", &t.home)
+            .args([
+                "run",
+                "-q",
+                "--allow-broad-workspace",
+                "--",
+                "/bin/bash",
+                "-c",
+            ])
+            .arg(script)
+            .current_dir(&t.home)
+            .stdin(Stdio::null());
+        c
+    };
+    let mut first = run("sleep 1").spawn().unwrap();
+    for _ in 0..100 {
+        if t.home.join(".ssh").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(t.home.join(".ssh").exists(), "no placeholder for ~/.ssh");
+    let second = run("while [ ! -e first-gone ]; do sleep 0.05; done; \
+         mkdir -p ~/.ssh; echo ssh-ed25519 AAAA attacker >> ~/.ssh/authorized_keys; \
+         echo fine > notes.txt; echo DONE")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(first.wait().unwrap().success(), "the first session failed");
+    std::fs::write(t.home.join("first-gone"), "").unwrap();
+    let o = second.wait_with_output().unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    assert!(
+        std::fs::symlink_metadata(t.home.join(".ssh")).is_err(),
+        "~/.ssh on the host after both sessions: {:?}\n{}",
+        std::fs::read_to_string(t.home.join(".ssh/authorized_keys")),
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// `warden hook`, run by the agent inside `warden run` (as Claude Code runs its hooks), is
 /// reachable at its own path, and its decisions land in the run's session log (outside the
 /// sandbox) through the inherited pipe; junk written to the pipe is dropped, not logged.
@@ -830,6 +885,62 @@ fn absent_denied_paths_stay_absent_when_the_workspace_is_home() {
             out(&o)
         );
     }
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
+/// With the workspace at `$HOME`, an existing denied path (`~/.docker/config.json`) is hidden
+/// by a mount; its container must not be renamable, or the agent moves `~/.docker` away (the
+/// mount goes along) and writes a fresh `config.json` whose `credsStore` names a program the
+/// host's next `docker login` runs.
+/// A path both denied and protected that exists (`~/.config/warden`) must not stop the
+/// session. Judged on the host: the real directory keeps its only file, nothing renamed.
+#[test]
+fn hidden_paths_in_a_home_workspace_keep_their_containers() {
+    let t = T::new("ws-home-hide");
+    t.write(".docker/config.json", "{\"auths\":{\"x\":\"SECRET\"}}\n");
+    t.write(".config/warden/policy.toml", "# mine\n");
+    let o = t
+        .warden()
+        .env("HOME", &t.home)
+        .args([
+            "run",
+            "-q",
+            "--allow-broad-workspace",
+            "--",
+            "/bin/bash",
+            "-c",
+        ])
+        .arg(
+            "cat ~/.docker/config.json; mv ~/.docker ~/.docker-old; mkdir -p ~/.docker && \
+             echo '{\"credsStore\":\"evil\"}' > ~/.docker/config.json; \
+             echo fine > notes.txt; echo DONE",
+        )
+        .current_dir(&t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    assert!(
+        !ok(&o).contains("SECRET"),
+        "the secret was read:\n{}",
+        out(&o)
+    );
+    assert!(
+        !t.home.join(".docker-old").exists(),
+        "the container was renamed and rebuilt on the host:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join(".docker/config.json")).unwrap(),
+        "{\"auths\":{\"x\":\"SECRET\"}}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join(".config/warden/policy.toml")).unwrap(),
+        "# mine\n"
+    );
     assert_eq!(
         std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
         "fine\n"
