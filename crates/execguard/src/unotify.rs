@@ -175,33 +175,60 @@ const WRITE_OPEN_BITS: [u64; 4] = [
 /// Write attempts recorded per path before the rest are dropped (log volume).
 const WRITES_PER_PATH: u64 = 20;
 
-#[repr(C)]
+/// The part of a notification the guard reads.
 #[derive(Default, Clone, Copy)]
-struct SeccompData {
-    nr: i32,
-    arch: u32,
-    ip: u64,
-    args: [u64; 6],
+pub(crate) struct SeccompData {
+    pub(crate) nr: i32,
+    pub(crate) args: [u64; 6],
 }
-#[repr(C)]
+/// One seccomp user notification.
 #[derive(Default, Clone, Copy)]
-struct Notif {
-    id: u64,
-    pid: u32,
-    flags: u32,
-    data: SeccompData,
+pub(crate) struct Notif {
+    pub(crate) id: u64,
+    pub(crate) pid: u32,
+    pub(crate) data: SeccompData,
 }
-#[repr(C)]
-struct Resp {
-    id: u64,
-    val: i64,
-    error: i32,
-    flags: u32,
+
+/// The kernel's notification interface, through libseccomp: `seccomp_notify_receive`,
+/// `_respond` and `_id_valid` size the kernel's structs at run time
+/// (`seccomp_notify_alloc(3)`), so nothing here depends on a header's layout. The one
+/// ioctl libseccomp 2.5 has no call for, `SECCOMP_IOCTL_NOTIF_ADDFD`, is in
+/// [`crate::writeask`].
+pub(crate) mod notif {
+    use super::{Notif, SeccompData};
+    use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
+    use std::os::fd::RawFd;
+
+    /// The next notification; `None` when there is none to read (its process was killed
+    /// between the poll and the read: `ENOENT`), or on any other error.
+    pub(crate) fn receive(lfd: RawFd) -> Option<Notif> {
+        let req = ScmpNotifReq::receive(lfd).ok()?;
+        Some(Notif {
+            id: req.id,
+            pid: req.pid,
+            data: SeccompData {
+                nr: req.data.syscall.as_raw_syscall(),
+                args: req.data.args,
+            },
+        })
+    }
+
+    /// Lets the system call run (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
+    pub(crate) fn allow(lfd: RawFd, id: u64) {
+        // An error means the process is gone (or the id was answered): nothing waits.
+        let _ = ScmpNotifResp::new_continue(id, ScmpNotifRespFlags::empty()).respond(lfd);
+    }
+
+    /// Fails the system call with `errno`.
+    pub(crate) fn deny(lfd: RawFd, id: u64, errno: i32) {
+        let _ = ScmpNotifResp::new(id, 0, -errno, 0).respond(lfd);
+    }
+
+    /// Whether the notification still stands (its process still waits in that call).
+    pub(crate) fn id_valid(lfd: RawFd, id: u64) -> bool {
+        libseccomp::notify_id_valid(lfd, id).is_ok()
+    }
 }
-const NOTIF_RECV: libc::c_ulong = 0xC050_2100;
-const NOTIF_SEND: libc::c_ulong = 0xC018_2101;
-const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
-const FLAG_CONTINUE: u32 = 1;
 
 pub struct Guard {
     pub rules: Arc<RwLock<ExecRules>>,
@@ -1052,9 +1079,8 @@ impl Guard {
                 // SAFETY: draining the eventfd into a u64.
                 unsafe { libc::read(efd, &mut v as *mut u64 as *mut libc::c_void, 8) };
                 while let Ok((n, h, path, res)) = rx.try_recv() {
-                    let mut id = n.id;
-                    // SAFETY: ioctl with a u64. A process gone while it waited gets no grant.
-                    if unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) } != 0 {
+                    // A process gone while it waited gets no grant.
+                    if !notif::id_valid(lfd, n.id) {
                         continue;
                     }
                     let out = match res {
@@ -1098,11 +1124,9 @@ impl Guard {
                 continue;
             }
             if listener_open && fds[1].revents & libc::POLLIN != 0 {
-                let mut n = Notif::default();
-                // SAFETY: ioctl into a correctly sized struct.
-                if unsafe { libc::ioctl(lfd, NOTIF_RECV, &mut n) } != 0 {
+                let Some(n) = notif::receive(lfd) else {
                     continue;
-                }
+                };
                 let out = self.handle(&n);
                 if let Outcome::WriteAsk(job) = out {
                     job.spawn(lfd);
@@ -1142,9 +1166,7 @@ impl Guard {
 
     /// Answers one notification (attaching the post-exec verifier for an allowed exec).
     fn respond(&self, lfd: RawFd, n: &Notif, out: Outcome) {
-        let mut id = n.id;
-        // SAFETY: ioctl with a u64.
-        if unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) } != 0 {
+        if !notif::id_valid(lfd, n.id) {
             return;
         }
         let out = match out {
@@ -1178,29 +1200,12 @@ impl Guard {
             }
             o => o,
         };
-        let r = match out {
-            Outcome::Allow | Outcome::AllowExec => Resp {
-                id: n.id,
-                val: 0,
-                error: 0,
-                flags: FLAG_CONTINUE,
-            },
+        match out {
+            Outcome::Allow | Outcome::AllowExec => notif::allow(lfd, n.id),
             // Never reached (asks are answered when the human did); fail closed.
-            Outcome::Ask(..) | Outcome::WriteAsk(_) => Resp {
-                id: n.id,
-                val: 0,
-                error: -libc::EACCES,
-                flags: 0,
-            },
-            Outcome::Deny(errno) => Resp {
-                id: n.id,
-                val: 0,
-                error: -errno,
-                flags: 0,
-            },
-        };
-        // SAFETY: ioctl with a correctly sized struct.
-        unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
+            Outcome::Ask(..) | Outcome::WriteAsk(_) => notif::deny(lfd, n.id, libc::EACCES),
+            Outcome::Deny(errno) => notif::deny(lfd, n.id, errno),
+        }
     }
 
     /// Handles every waitable event without blocking; returns `reap_pid`'s status once it

@@ -154,29 +154,6 @@ pub(crate) enum Verdict {
     Deny(i32),
 }
 
-#[repr(C)]
-struct AddFd {
-    id: u64,
-    flags: u32,
-    srcfd: u32,
-    newfd: u32,
-    newfd_flags: u32,
-}
-/// `SECCOMP_IOCTL_NOTIF_ADDFD`: `_IOW('!', 3, struct seccomp_notif_addfd)`.
-const NOTIF_ADDFD: libc::c_ulong = 0x4018_2103;
-const ADDFD_FLAG_SEND: u32 = 1 << 1;
-const NOTIF_SEND: libc::c_ulong = 0xC018_2101;
-const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
-const FLAG_CONTINUE: u32 = 1;
-
-#[repr(C)]
-struct Resp {
-    id: u64,
-    val: i64,
-    error: i32,
-    flags: u32,
-}
-
 const WRITE_BITS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
 
 /// `path` absolute and without `.`/`..`/empty components; `None` when it has `..` (never
@@ -719,28 +696,14 @@ fn fd_link_target(pid: u32, abs: &Path) -> Result<Option<PathBuf>, String> {
 }
 
 fn respond(lfd: RawFd, id: u64, v: Verdict) {
-    let r = match v {
-        Verdict::Continue => Resp {
-            id,
-            val: 0,
-            error: 0,
-            flags: FLAG_CONTINUE,
-        },
-        Verdict::Deny(e) => Resp {
-            id,
-            val: 0,
-            error: -e,
-            flags: 0,
-        },
-    };
-    // SAFETY: ioctl with a correctly sized struct.
-    unsafe { libc::ioctl(lfd, NOTIF_SEND, &r) };
+    match v {
+        Verdict::Continue => crate::unotify::notif::allow(lfd, id),
+        Verdict::Deny(e) => crate::unotify::notif::deny(lfd, id, e),
+    }
 }
 
 fn id_valid(lfd: RawFd, id: u64) -> bool {
-    let mut id = id;
-    // SAFETY: ioctl with a u64.
-    unsafe { libc::ioctl(lfd, NOTIF_ID_VALID, &mut id) == 0 }
+    crate::unotify::notif::id_valid(lfd, id)
 }
 
 impl Job {
@@ -957,16 +920,18 @@ impl Ask {
                     return self.deny(lfd, format!("truncate: {e}"), &by);
                 }
             }
-            let add = AddFd {
+            // libseccomp 2.5 has no call for this one; the struct and the request number
+            // are the libc crate's (the request encodes the struct's size).
+            let add = libc::seccomp_notif_addfd {
                 id: self.id,
-                flags: ADDFD_FLAG_SEND,
+                flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
                 srcfd: w.as_raw_fd() as u32,
                 newfd: 0,
                 newfd_flags: (self.flags & libc::O_CLOEXEC) as u32,
             };
-            // SAFETY: ioctl with a correctly sized struct; the kernel answers the agent's
-            // open with a new descriptor of `w`.
-            let r = unsafe { libc::ioctl(lfd, NOTIF_ADDFD, &add) };
+            // SAFETY: ioctl with the kernel's struct; the kernel answers the agent's open
+            // with a new descriptor of `w`.
+            let r = unsafe { libc::ioctl(lfd, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
             if r < 0 {
                 let e = std::io::Error::last_os_error();
                 // ENOENT: the process is gone (or gave up); nothing to answer.
