@@ -268,9 +268,22 @@ pub struct SessionConfig {
 }
 
 /// The workspace guard: a workspace that is `/` or contains `$HOME` exposes everything.
+/// Judged by path and by identity: the workspace is refused when it is the same directory
+/// (device and inode) as `$HOME` or one of its ancestors, so a symlinked or bind-mounted
+/// alias of the home directory is caught too.
 pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), ConfigError> {
-    if !allow_broad && (ws == Path::new("/") || home.starts_with(ws)) {
+    if allow_broad {
+        return Ok(());
+    }
+    if ws == Path::new("/") || home.starts_with(ws) {
         return Err(ConfigError::BroadWorkspace(ws.to_path_buf()));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    if let Some(w) = id(ws) {
+        if home.ancestors().any(|a| id(a) == Some(w)) {
+            return Err(ConfigError::BroadWorkspace(ws.to_path_buf()));
+        }
     }
     Ok(())
 }

@@ -93,7 +93,17 @@ pub fn fail(code: i32, msg: impl std::fmt::Display) -> anyhow::Error {
     })
 }
 
+/// The user's home directory, resolved: `$HOME` (else the password database's entry) with
+/// every symlink followed. Every `~` in a policy, warden's state dir and the broad-workspace
+/// check use this one path; a `$HOME` that is a symlink (`/home -> /var/home` on Fedora
+/// Silverblue, NFS layouts) would otherwise name the same tree by two paths, and the
+/// protected `~/...` entries would miss the real one the sandbox mounts.
 pub fn home_dir() -> PathBuf {
+    let raw = raw_home_dir();
+    std::fs::canonicalize(&raw).unwrap_or(raw)
+}
+
+fn raw_home_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())

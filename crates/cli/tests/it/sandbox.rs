@@ -947,6 +947,65 @@ fn hidden_paths_in_a_home_workspace_keep_their_containers() {
     );
 }
 
+/// `$HOME` a symlink to the real home (`/home -> /var/home` on Fedora Silverblue): the
+/// home directory is one tree whatever path names it. Before, the broad-workspace check
+/// compared the real workspace with the link and let `cd ~ && warden run` start without
+/// the flag, and every `~/...` protected entry named the link, so with the flag the agent
+/// wrote `~/.bashrc` and warden's own state on the host. Judged on the host.
+#[test]
+fn a_symlinked_home_is_the_same_home() {
+    let t = T::new("home-link");
+    let real = t.root.join("realhome");
+    std::fs::create_dir_all(real.join(".local/state")).unwrap();
+    std::fs::write(real.join(".bashrc"), "# rc\n").unwrap();
+    let link = t.root.join("home-link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let run = |flag: bool| {
+        let mut c = t.warden();
+        c.env("HOME", &link).arg("run").arg("-q");
+        if flag {
+            c.arg("--allow-broad-workspace");
+        }
+        c.args(["--", "/bin/bash", "-c"])
+            .arg(format!(
+                "echo 'touch /tmp/pwned' >> {r}/.bashrc; echo x >> .profile; \
+                 mkdir -p {r}/.local/state/warden && echo junk > {r}/.local/state/warden/hash-cache.bin; \
+                 echo fine > notes.txt; echo DONE",
+                r = real.display()
+            ))
+            .current_dir(&link)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(false);
+    assert!(
+        !o.status.success(),
+        "started without the flag:\n{}",
+        out(&o)
+    );
+    assert!(out(&o).contains("contains your home"), "{}", out(&o));
+    let o = run(true);
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(real.join(".bashrc")).unwrap(),
+        "# rc\n",
+        "{}",
+        out(&o)
+    );
+    assert!(!real.join(".profile").exists(), "{}", out(&o));
+    let cache = std::fs::read(real.join(".local/state/warden/hash-cache.bin")).unwrap_or_default();
+    assert!(
+        cache != b"junk\n",
+        "the agent wrote warden's hash cache:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(real.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// A workspace that is itself one of the trees warden otherwise replaces with a private
 /// tmpfs (`$HOME` with `--allow-broad-workspace`; `/tmp` or `/var/tmp` the same way): the
 /// protected paths under it are locked like in any workspace. Before, that root was left
