@@ -35,6 +35,23 @@ pub struct Loaded {
     pub sources: Vec<Source>,
 }
 
+impl Loaded {
+    /// The files this policy was read from (every source but the built-in profiles), as
+    /// absolute paths with symlinks resolved; one that cannot be resolved any more is left
+    /// out.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .sources
+            .iter()
+            .filter(|s| !s.origin.starts_with("builtin:"))
+            .filter_map(|s| std::fs::canonicalize(&s.origin).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 pub const SYSTEM_POLICY: &str = "/etc/warden/policy.toml";
 pub const WORKSPACE_POLICY: &str = ".warden.toml";
 

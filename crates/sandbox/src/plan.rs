@@ -519,6 +519,29 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
 }
 
 impl Plan {
+    /// Locks existing files read-only like `files.protect` entries when a writable root
+    /// holds them: the policy files a session was started with (`--policy ci/warden.toml`
+    /// in the workspace), which decide the next session. A path that is not a regular file
+    /// is left alone.
+    pub fn protect_existing_files(&mut self, files: &[PathBuf]) {
+        let roots = crate::placeholder::writable_roots(self);
+        for f in files {
+            if !roots.iter().any(|r| f.starts_with(r) && f != r)
+                || self.protect.iter().any(|p| p.path == *f)
+                || self.hide.iter().any(|h| f.starts_with(h))
+                || !std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file())
+            {
+                continue;
+            }
+            self.protect.push(Protect {
+                path: f.clone(),
+                is_dir: false,
+                placeholder_content: None,
+            });
+        }
+        self.protect.sort_by_key(|x| x.path.components().count());
+    }
+
     /// Shows `source` (a file the supervisor made, outside the sandbox's view) read-write at
     /// `target` instead of the real `target`: any bind, lock or placeholder of `target` is
     /// replaced.

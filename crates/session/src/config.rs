@@ -265,6 +265,10 @@ pub struct SessionConfig {
     pub audit: AuditConfig,
     pub state_dir: PathBuf,
     pub hash_cache: PathBuf,
+    /// The policy files this session was started with (`--policy`, `--profile` files and
+    /// their `extends`, the user's and the workspace's): locked read-only when a writable
+    /// root holds them, since they decide the next session.
+    pub policy_files: Vec<PathBuf>,
 }
 
 /// The workspace guard: a workspace that is `/` or contains `$HOME` exposes everything.
@@ -435,6 +439,7 @@ impl SessionConfig {
             risk,
             freeze_timeout,
             audit,
+            policy_files: loaded.files(),
             state_dir: state_dir(&opts.home),
             hash_cache: hash_cache_path(&opts.home),
         })

@@ -552,6 +552,7 @@ fn build_plan(
     if let Some(w) = advisor {
         w.scrub(&mut plan.env, &mut plan.scrubbed);
     }
+    plan.protect_existing_files(&c.policy_files);
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
     plan.set_gate_policy(
         warden_policy::session::SessionPolicy {

@@ -1006,6 +1006,46 @@ fn a_symlinked_home_is_the_same_home() {
     );
 }
 
+/// A team policy kept in the repository (`--policy ci/warden.toml`, `--profile
+/// ci/profile.toml` extending `ci/base.toml`): the files that decide the next session are
+/// locked read-only, so the agent cannot turn the exec guard to audit mode or widen the
+/// network for the next run. Judged on the host: each file keeps its content; an ordinary
+/// write lands.
+#[test]
+fn policy_files_in_the_workspace_are_locked() {
+    let t = T::new("policy-in-ws");
+    let ci = t.ws.join("ci");
+    std::fs::create_dir_all(&ci).unwrap();
+    let files = [
+        ("warden.toml", "[network]\nallow = []\n"),
+        ("base.toml", "extends = \"generic\"\n"),
+        ("profile.toml", "extends = \"base.toml\"\n"),
+    ];
+    for (n, text) in files {
+        std::fs::write(ci.join(n), text).unwrap();
+    }
+    let o = t.sh_with(
+        &["--policy", "ci/warden.toml", "--profile", "ci/profile.toml"],
+        "for f in ci/warden.toml ci/base.toml ci/profile.toml; do \
+           printf '[exec]\\naction = \"audit\"\\n' > $f; done; \
+         mv ci ci-old; echo fine > notes.txt; echo DONE",
+    );
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    for (n, text) in files {
+        assert_eq!(
+            std::fs::read_to_string(ci.join(n)).unwrap(),
+            text,
+            "{n} rewritten on the host:\n{}",
+            out(&o)
+        );
+    }
+    assert!(!t.ws.join("ci-old").exists(), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// A workspace that is itself one of the trees warden otherwise replaces with a private
 /// tmpfs (`$HOME` with `--allow-broad-workspace`; `/tmp` or `/var/tmp` the same way): the
 /// protected paths under it are locked like in any workspace. Before, that root was left
