@@ -37,7 +37,10 @@
 //!   process on a denied identity. The racing test in `tests/exec_guard.rs` swaps a denied
 //!   binary in for an allowed one in a tight loop and asserts the denied code never ran.
 //! - Shebang scripts: the pre-check hashes the script and its interpreter (up to 4 levels);
-//!   the post-exec check sees the interpreter.
+//!   the post-exec check sees the interpreter. An ELF file's program interpreter
+//!   (`PT_INTERP`, which the kernel maps and runs without another exec: any file can be
+//!   named there) is judged by the pre-check the same way; the post-exec check hashes only
+//!   the main image, so a swap of the interpreter file between the two is not caught.
 //! - Hashes are cached by (dev, inode, size, mtime, ctime) only for files the agent cannot
 //!   write ([`WriteScope`]): a write through a shared writable mapping dirtied before the
 //!   file was hashed changes content without touching any stamp field, so a stamp proves
@@ -841,7 +844,10 @@ impl Guard {
             return false;
         }
         if kind == "exec" && depth < 4 {
-            if let Some(interp) = shebang(fd) {
+            // What the kernel will run besides this file: a script's interpreter, an ELF
+            // file's program interpreter (`PT_INTERP`: normally ld.so, but any file can be
+            // named there, and the kernel maps and runs it without another exec).
+            if let Some(interp) = shebang(fd).or_else(|| elf_interp(fd)) {
                 return self.decide_interpreter(pid, &interp, started, depth + 1);
             }
         }
@@ -1294,6 +1300,53 @@ fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
     text.split_whitespace().next().map(str::to_string)
 }
 
+/// An ELF file's program interpreter (`PT_INTERP`), if it names one. Reads the ELF header
+/// and at most 64 program headers (32- and 64-bit, little-endian as on this machine); a
+/// file that is not such an ELF file, or whose headers do not parse, has none here (the
+/// kernel refuses to run a malformed one).
+fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
+    let mut h = [0u8; 64];
+    let n = rustix::io::pread(fd, &mut h[..], 0).ok()?;
+    if n < 52 || h[..4] != *b"\x7fELF" || h[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let wide = match h[4] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let (phoff, phentsize, phnum) = if wide {
+        (u64_at(&h, 32)?, u16_at(&h, 54)?, u16_at(&h, 56)?)
+    } else {
+        (u64::from(u32_at(&h, 28)?), u16_at(&h, 42)?, u16_at(&h, 44)?)
+    };
+    let (entsize, num) = (usize::from(phentsize), usize::from(phnum).min(64));
+    if entsize < if wide { 56 } else { 32 } || num == 0 {
+        return None;
+    }
+    let mut ph = vec![0u8; entsize * num];
+    let got = rustix::io::pread(fd, &mut ph[..], phoff).ok()?;
+    for e in ph[..got].chunks_exact(entsize) {
+        if u32_at(e, 0)? != 3 {
+            continue; // not PT_INTERP
+        }
+        let (off, size) = if wide {
+            (u64_at(e, 8)?, u64_at(e, 32)?)
+        } else {
+            (u64::from(u32_at(e, 4)?), u64::from(u32_at(e, 16)?))
+        };
+        let mut p = vec![0u8; usize::try_from(size).ok()?.min(4096)];
+        let got = rustix::io::pread(fd, &mut p[..], off).ok()?;
+        let p = &p[..got];
+        let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+        return (end > 0).then(|| String::from_utf8_lossy(&p[..end]).into_owned());
+    }
+    None
+}
+
 /// The agent's argv array at `addr` (at most 256 arguments of at most 4 KiB each).
 fn read_argv(pid: u32, addr: u64) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -1566,4 +1619,41 @@ fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>
 
 fn take_map_file(pid: u32, range: &str) -> std::io::Result<OwnedFd> {
     std::fs::File::open(format!("/proc/{pid}/map_files/{range}")).map(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elf_interp;
+    use std::os::fd::AsFd;
+
+    fn interp_of(bytes: &[u8]) -> Option<String> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "warden-elf-interp-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&p, bytes).expect("write");
+        let f = std::fs::File::open(&p).expect("open");
+        let _ = std::fs::remove_file(&p);
+        elf_interp(f.as_fd())
+    }
+
+    #[test]
+    fn program_interpreters_are_read_and_junk_has_none() {
+        let sh = std::fs::read("/bin/sh").expect("/bin/sh");
+        let i = interp_of(&sh).expect("a dynamically linked /bin/sh names ld.so");
+        assert!(i.contains("ld-linux"), "{i}");
+        // Every prefix of a real ELF file parses to nothing or to the same answer.
+        for n in [0, 3, 4, 20, 52, 63, 64, 100, 500] {
+            let got = interp_of(&sh[..n.min(sh.len())]);
+            assert!(got.is_none() || got.as_deref() == Some(i.as_str()), "{n}: {got:?}");
+        }
+        assert_eq!(interp_of(b"#!/bin/sh\necho hi\n"), None);
+        let mut bad = sh.clone();
+        bad[56] = 0xff; // e_phnum: more headers than the file holds
+        bad[57] = 0xff;
+        let _ = interp_of(&bad);
+    }
 }

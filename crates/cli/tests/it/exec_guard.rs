@@ -576,3 +576,63 @@ print("DONE")
     );
     assert!(text(&o).contains("RAN-T2"), "{}", text(&o));
 }
+
+/// Builds an ELF file with no code of its own whose program interpreter (`PT_INTERP`) is
+/// `interp` (a static binary, mapped and run by the kernel without another exec); its
+/// `PT_TLS` is copied from `interp` so that binary's start-up finds its TLS.
+const CARRIER_PY: &str = r#"
+import struct, sys
+interp_path, out = sys.argv[1], sys.argv[2]
+b = open(interp_path, "rb").read()
+phoff, = struct.unpack_from("<Q", b, 32); phnum, = struct.unpack_from("<H", b, 56)
+tls = next(b[phoff+i*56:phoff+i*56+56] for i in range(phnum)
+           if struct.unpack_from("<I", b, phoff+i*56)[0] == 7)
+interp = interp_path.encode() + b"\0"
+BASE, nph = 0x20000000, 5
+ioff = 64 + nph*56
+coff = (ioff + len(interp) + 15) & ~15
+code = b"\xeb\xfe"
+fsz = coff + len(code)
+def ph(t, fl, off, va, fs, ms, al): return struct.pack("<IIQQQQQQ", t, fl, off, va, va, fs, ms, al)
+phs = ph(6, 4, 64, BASE+64, nph*56, nph*56, 8) + ph(3, 4, ioff, BASE+ioff, len(interp), len(interp), 1)
+phs += ph(1, 5, 0, BASE, fsz, fsz, 0x1000) + tls + ph(0x6474e551, 6, 0, 0, 0, 0, 16)
+eh = b"\x7fELF" + bytes([2,1,1,0]) + b"\0"*8 + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, BASE+coff, 64, 0, 0, 64, 56, nph, 64, 0, 0)
+d = eh + phs + interp
+open(out, "wb").write(d + b"\0"*(coff-len(d)) + code)
+"#;
+
+/// A denied program run as another ELF file's program interpreter: the kernel maps and
+/// starts it without an exec of its own, so only a look at `PT_INTERP` sees it. Judged on
+/// the host: the marker the denied busybox would create stays absent, and the run says
+/// why; ordinary dynamically linked programs (ld.so as their interpreter) still run.
+#[test]
+fn a_denied_program_as_program_interpreter_is_denied() {
+    let busybox = Path::new("/usr/bin/busybox");
+    if !busybox.exists() {
+        eprintln!("skipped: no /usr/bin/busybox (scripts/bootstrap.sh installs busybox-static)");
+        return;
+    }
+    let t = T::new("pt-interp");
+    let carrier = t.ws.join("carrier");
+    let st = Command::new("python3")
+        .args(["-c", CARRIER_PY])
+        .arg(busybox)
+        .arg(&carrier)
+        .status()
+        .unwrap();
+    assert!(st.success(), "carrier generator");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&carrier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let policy = t.policy("[exec]\ndeny = [\"busybox\"]\n");
+    let o = t.run(
+        &["--policy", &policy],
+        "(exec -a touch ./carrier MARKER); echo rc=$?; /bin/true && ls . > /dev/null && echo LEGIT-OK",
+    );
+    let all = text(&o);
+    assert!(
+        !t.ws.join("MARKER").exists(),
+        "the denied busybox ran as the carrier's interpreter:\n{all}"
+    );
+    assert!(all.contains("LEGIT-OK"), "{all}");
+    assert!(all.contains("rc=126"), "the exec was not refused:\n{all}");
+}
