@@ -777,6 +777,13 @@ impl AuditStore {
                 rows_checked: count,
             });
         }
+        if let Some((seq, problem)) = self.sessions_unchained()? {
+            return Ok(Verification::Broken {
+                seq,
+                problem,
+                rows_checked: count,
+            });
+        }
         let (last_seq, last_hash) = prev.unwrap_or_default();
         let first_seq = first.map(|f| f.0).unwrap_or(0);
         let mut unchecked = Vec::new();
@@ -807,6 +814,77 @@ impl AuditStore {
             checkpoint: last_checkpoint.map(|c| c.0),
             unchecked_anchors: unchecked,
         })
+    }
+
+    /// The `sessions` table is an index for `warden sessions`, outside the chain: each of
+    /// its rows must agree with the session's chained start row (agent, profile, workspace,
+    /// command, start time), and a row whose start lies within the chain's time span must
+    /// have one. Returns the first disagreement (the start row's seq, or 0).
+    fn sessions_unchained(&self) -> Result<Option<(i64, String)>, AuditError> {
+        let e = self.err();
+        let oldest: Option<i64> = self
+            .conn
+            .query_row("SELECT min(ts_ms) FROM events", [], |r| r.get(0))
+            .map_err(&e)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.id, s.agent, s.profile, s.workspace, s.command, s.start_ms, \
+                 e.seq, e.what, e.ts_ms, e.extra FROM sessions s LEFT JOIN events e \
+                 ON e.session = s.id AND e.kind = ?1 ORDER BY s.start_ms, s.id",
+            )
+            .map_err(&e)?;
+        let mut rows = stmt.query([kind::SESSION_START]).map_err(&e)?;
+        while let Some(r) = rows.next().map_err(&e)? {
+            let id: String = r.get(0).map_err(&e)?;
+            let (agent, profile, workspace, command): (String, String, String, String) = (
+                r.get(1).map_err(&e)?,
+                r.get(2).map_err(&e)?,
+                r.get(3).map_err(&e)?,
+                r.get(4).map_err(&e)?,
+            );
+            let start_ms: i64 = r.get(5).map_err(&e)?;
+            let Some(seq) = r.get::<_, Option<i64>>(6).map_err(&e)? else {
+                if oldest.is_some_and(|o| start_ms >= o) {
+                    return Ok(Some((
+                        0,
+                        format!(
+                            "the sessions table lists session {id} (started {start_ms}), \
+                             which has no start row in the chain (the table was edited)"
+                        ),
+                    )));
+                }
+                continue; // pruned with its rows
+            };
+            let what: String = r.get(7).map_err(&e)?;
+            let ts: i64 = r.get(8).map_err(&e)?;
+            let extra: String = r.get(9).map_err(&e)?;
+            let x: serde_json::Value = serde_json::from_str(&extra).unwrap_or_default();
+            // A field the start row does not carry (an older store) is not compared.
+            let field = |k: &str| x.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let differs = [
+                ("command", command.as_str(), Some(what)),
+                ("workspace", workspace.as_str(), field("workspace")),
+                ("profile", profile.as_str(), field("profile")),
+                ("agent", agent.as_str(), field("agent")),
+            ]
+            .into_iter()
+            .filter_map(|(k, t, c)| c.map(|c| (k, t, c)))
+            .find(|(_, table, chained)| table != chained)
+            .map(|(k, t, c)| format!("{k} {t:?}, its chained start row (row {seq}) says {c:?}"))
+            .or_else(|| {
+                (ts != start_ms).then(|| {
+                    format!("start {start_ms}, its chained start row (row {seq}) says {ts}")
+                })
+            });
+            if let Some(d) = differs {
+                return Ok(Some((
+                    seq,
+                    format!("the sessions table's row for {id} was edited: {d}"),
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Rows matching `f`, in chain order.

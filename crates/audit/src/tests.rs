@@ -588,3 +588,44 @@ fn relay_claims_reads_the_hook_pipe_as_claims() {
     );
     assert_eq!(r[3].who, "after the long line");
 }
+
+/// The `sessions` table (what `warden sessions` lists) sits outside the chain; `verify`
+/// checks it against each session's chained start row, so an edited or invented row is
+/// found (before, `verify` said intact while `warden sessions` showed a forged workspace).
+#[test]
+fn an_edited_or_invented_sessions_row_is_found() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "edit",
+            "UPDATE sessions SET command = 'cargo test', workspace = '/nowhere'",
+            "was edited",
+        ),
+        (
+            "invent",
+            "INSERT INTO sessions (id, agent, profile, workspace, command, start_ms) \
+             VALUES ('s9', 'claude', 'claude', '/w', 'claude', (SELECT max(ts_ms) FROM events))",
+            "no start row",
+        ),
+    ];
+    for (name, sql, what) in cases {
+        let t = Tmp::new(&format!("sessions-{name}"));
+        let w = AuditWriter::open(&t.db(), WriterConfig::default()).unwrap();
+        w.session_start(SessionInfo {
+            id: "s1".into(),
+            agent: "claude".into(),
+            profile: "claude".into(),
+            workspace: "/w".into(),
+            command: "claude".into(),
+            pid: None,
+            start_ms: time::now_ms(),
+        })
+        .unwrap();
+        w.record(deny(1));
+        w.close().unwrap();
+        let s = AuditStore::open_read_only(&t.db()).unwrap();
+        intact(&s.verify(&[]).unwrap());
+        tamper(&t.db(), sql);
+        let (_, problem) = broken(&s.verify(&[]).unwrap());
+        assert!(problem.contains(what), "{name}: {problem}");
+    }
+}
