@@ -1648,7 +1648,10 @@ mod tests {
         // Every prefix of a real ELF file parses to nothing or to the same answer.
         for n in [0, 3, 4, 20, 52, 63, 64, 100, 500] {
             let got = interp_of(&sh[..n.min(sh.len())]);
-            assert!(got.is_none() || got.as_deref() == Some(i.as_str()), "{n}: {got:?}");
+            assert!(
+                got.is_none() || got.as_deref() == Some(i.as_str()),
+                "{n}: {got:?}"
+            );
         }
         assert_eq!(interp_of(b"#!/bin/sh\necho hi\n"), None);
         let mut bad = sh.clone();

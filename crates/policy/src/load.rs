@@ -39,6 +39,19 @@ impl Loaded {
     /// The files this policy was read from (every source but the built-in profiles), as
     /// absolute paths with symlinks resolved; one that cannot be resolved any more is left
     /// out.
+    /// The policy files named through a symlink, as given (made absolute against the
+    /// current directory): the link itself cannot be locked, so one inside a writable root
+    /// could be swapped for the next session.
+    pub fn linked_files(&self) -> Vec<PathBuf> {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        self.sources
+            .iter()
+            .filter(|s| !s.origin.starts_with("builtin:"))
+            .map(|s| cwd.join(&s.origin))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+            .collect()
+    }
+
     pub fn files(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
             .sources

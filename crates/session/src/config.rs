@@ -102,6 +102,8 @@ impl HostFeatures {
 pub enum ConfigError {
     #[error("workspace {} contains your home directory; run warden from a project directory (or pass --allow-broad-workspace)", .0.display())]
     BroadWorkspace(PathBuf),
+    #[error("policy file {} is a symlink inside the workspace: the agent could replace the link and choose the next session's policy; pass the file it points to (--policy/--profile {}), or keep the policy outside the workspace", .0.display(), .1.display())]
+    LinkedPolicy(PathBuf, PathBuf),
     #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
     NoDaemon(String),
     /// The full message lists each missing guarantee.
@@ -134,6 +136,7 @@ impl ConfigError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ConfigError::BroadWorkspace(_) => ErrorKind::Workspace,
+            ConfigError::LinkedPolicy(..) => ErrorKind::Workspace,
             ConfigError::NoDaemon(_) | ConfigError::Unsupported(_) => ErrorKind::Unsupported,
             ConfigError::Network(_) | ConfigError::Risk(_) => ErrorKind::Policy,
         }
@@ -302,6 +305,15 @@ impl SessionConfig {
         let f = &host.sandbox;
         let policy = &loaded.policy;
         check_workspace(&opts.workspace, &opts.home, opts.allow_broad_workspace)?;
+        // Every path component up to the link's parent is resolved, so a link reached
+        // through a symlinked directory of the workspace is found too.
+        for l in loaded.linked_files() {
+            let parent = l.parent().and_then(|d| std::fs::canonicalize(d).ok());
+            if parent.is_some_and(|d| d.starts_with(&opts.workspace)) {
+                let target = std::fs::canonicalize(&l).unwrap_or_else(|_| l.clone());
+                return Err(ConfigError::LinkedPolicy(l, target));
+            }
+        }
         let mut notices = Vec::new();
         let nested_in_warden = f.nested && host.warden_env;
         let exec = if nested_in_warden {

@@ -1044,6 +1044,20 @@ fn policy_files_in_the_workspace_are_locked() {
         std::fs::read_to_string(t.ws.join("notes.txt")).unwrap(),
         "fine\n"
     );
+    // A policy named through a symlink in the workspace: the link cannot be locked (the
+    // agent would swap it), so the session is refused with the target to use instead.
+    let outside = t.root.join("team-policy.toml");
+    std::fs::write(&outside, "[network]\nallow = []\n").unwrap();
+    std::os::unix::fs::symlink(&outside, ci.join("link.toml")).unwrap();
+    let o = t.sh_with(&["--policy", "ci/link.toml"], "echo RAN");
+    assert!(!out(&o).contains("RAN"), "{}", out(&o));
+    assert!(
+        out(&o).contains("is a symlink inside the workspace"),
+        "{}",
+        out(&o)
+    );
+    let o = t.sh_with(&["--policy", outside.to_str().unwrap()], "echo RAN");
+    assert!(out(&o).contains("RAN"), "{}", out(&o));
 }
 
 /// A workspace that is itself one of the trees warden otherwise replaces with a private
