@@ -129,6 +129,9 @@ impl Program {
     }
 }
 
+/// Serializes the libseccomp builds of [`Pending`] threads.
+static LIBSECCOMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A program being built on a thread; [`Pending::wait`] joins it. Join before forking:
 /// the launcher forks with the supervisor's one thread.
 pub struct Pending<K> {
@@ -149,12 +152,17 @@ impl<K: PartialEq> Pending<K> {
         key: K,
         build: impl FnOnce() -> Result<Program, String> + Send + Clone + 'static,
     ) -> Self {
+        // libseccomp keeps process-wide state (its feature probes): one build at a time.
+        let locked = move || {
+            let _one = LIBSECCOMP.lock().unwrap_or_else(|p| p.into_inner());
+            build()
+        };
         let state = match std::thread::Builder::new()
             .name("warden-bpf".into())
-            .spawn(build.clone())
+            .spawn(locked.clone())
         {
             Ok(h) => State::Running(h),
-            Err(_) => State::Done(build()),
+            Err(_) => State::Done(locked()),
         };
         Pending { key, state }
     }
