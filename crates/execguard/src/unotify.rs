@@ -102,10 +102,22 @@ pub fn install_filter_with(watch_writes: bool) -> std::io::Result<OwnedFd> {
 /// opens and every `openat2` (whose flags the filter cannot read) for the write-ask
 /// supervisor ([`crate::writeask`]).
 pub fn install_filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<OwnedFd> {
+    let f = filter_opts(watch_writes, ask_writes)?;
+    f.load().map_err(filter_io)?;
+    let fd = f.get_notify_fd().map_err(filter_io)?;
+    // SAFETY: libseccomp hands us ownership of the listener fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn filter_io(e: libseccomp::error::SeccompError) -> std::io::Error {
+    std::io::Error::other(format!("exec guard filter: {e}"))
+}
+
+/// The filter [`install_filter_opts`] loads, built but not loaded (to be exported as a BPF
+/// program by the supervisor and loaded by the agent with a new listener).
+pub fn filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<ScmpFilterContext> {
     let watch_writes = watch_writes || ask_writes;
-    let io = |e: libseccomp::error::SeccompError| {
-        std::io::Error::other(format!("exec guard filter: {e}"))
-    };
+    let io = filter_io;
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(io)?;
     f.set_act_badarch(ScmpAction::KillProcess).map_err(io)?;
     let sys = |n: &str| ScmpSyscall::from_name(n).map_err(io);
@@ -161,10 +173,7 @@ pub fn install_filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Res
         f.add_rule(ScmpAction::Notify, sys("openat2")?)
             .map_err(io)?;
     }
-    f.load().map_err(io)?;
-    let fd = f.get_notify_fd().map_err(io)?;
-    // SAFETY: libseccomp hands us ownership of the listener fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(f)
 }
 
 /// Open flags that make an open a write attempt (any one of them traps).

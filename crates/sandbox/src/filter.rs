@@ -284,3 +284,33 @@ pub fn install(deny_udp: bool) -> Result<(), FilterError> {
         source,
     })
 }
+
+/// The filter as a finished BPF program (see [`crate::bpf`]), for the agent to load with
+/// `Program::load(false)`: the same program [`install`] loads.
+pub fn compile(deny_udp: bool) -> Result<crate::bpf::Program, String> {
+    let f = build(deny_udp)?;
+    crate::bpf::Program::export(&f).map_err(|e| e.to_string())
+}
+
+/// [`compile`] on a thread, started early in the session so the build overlaps other
+/// set-up work (pass it as [`crate::launch::Launch::seccomp`]).
+pub fn prepare(deny_udp: bool) -> Prepared {
+    Prepared(crate::bpf::Pending::spawn(deny_udp, move || {
+        compile(deny_udp)
+    }))
+}
+
+/// The sandbox filter being compiled ([`prepare`]), keyed by `deny_udp`.
+pub struct Prepared(crate::bpf::Pending<bool>);
+
+impl Prepared {
+    /// The program for `deny_udp`: the prepared one if it was built for that, else built now.
+    pub fn wait(self, deny_udp: bool) -> Result<crate::bpf::Program, String> {
+        if self.0.is_for(&deny_udp) {
+            self.0.wait()
+        } else {
+            drop(self.0.wait());
+            compile(deny_udp)
+        }
+    }
+}

@@ -32,6 +32,10 @@ use std::sync::Arc;
 /// A returned fd (e.g. a seccomp user-notification listener) is handed to the supervisor.
 pub trait AgentHook: Send + Sync {
     fn before_exec(&self) -> std::io::Result<Option<OwnedFd>>;
+    /// Runs in the supervisor before the sandbox's processes are forked (e.g. to finish
+    /// compiling a seccomp program, so the agent only loads it). Any thread it used must be
+    /// joined by then.
+    fn prepare(&self) {}
 }
 
 /// Work for the sandbox's init process (in its namespaces, outside Landlock and seccomp),
@@ -68,6 +72,9 @@ pub struct Launch {
     /// When root's unprivileged agent identity cannot be set up (a file system without
     /// idmapped mounts): run with the agent as host uid 0 after a warning instead of refusing.
     pub best_effort: bool,
+    /// The sandbox's seccomp filter, compiling since [`crate::filter::prepare`]; `None`:
+    /// `launch` compiles it (in the supervisor, before forking).
+    pub seccomp: Option<crate::filter::Prepared>,
 }
 
 /// The fd number under which the agent receives [`Launch::inherit_fd`].
@@ -124,6 +131,8 @@ pub fn resolve_command(
 
 struct ChildCtx {
     plan: Plan,
+    /// The sandbox's seccomp program, or why it could not be built (the agent fails then).
+    seccomp: Result<crate::bpf::Program, String>,
     landlock: LandlockPlan,
     hooks: Vec<Arc<dyn AgentHook>>,
     init_tasks: Vec<InitTask>,
@@ -253,8 +262,13 @@ impl From<crate::error::SysError> for LaunchError {
     }
 }
 
-pub fn launch(l: Launch) -> Result<Session, LaunchError> {
+pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     warden_event::timing::mark("launch");
+    let deny_udp = !l.plan.net_isolated;
+    let seccomp = l
+        .seccomp
+        .take()
+        .unwrap_or_else(|| crate::filter::prepare(deny_udp));
     // With namespaces the command must be visible in the view (see `Plan::resolve_command`);
     // without them, Landlock alone decides at exec.
     let path = if l.namespaces {
@@ -341,8 +355,15 @@ pub fn launch(l: Launch) -> Result<Session, LaunchError> {
             tracing::debug!("stdio: fd {fd} stays unopenable by the agent: {e}");
         }
     }
+    // Every build thread is joined here: the forks below need a single-threaded supervisor.
+    let seccomp = seccomp.wait(deny_udp);
+    for h in &l.hooks {
+        h.prepare();
+    }
+    warden_event::timing::mark("launch: filters compiled");
     let ctx = ChildCtx {
         plan: l.plan,
+        seccomp,
         landlock: l.landlock,
         hooks: l.hooks,
         init_tasks: l.init_tasks,
@@ -918,6 +939,7 @@ fn init(mut c: ChildCtx) -> ! {
             // Nothing of the sandbox runs any more: tell the supervisor now, so it need not
             // wait for the namespaces' teardown.
             sys::write_all(c.exit_w, &decode_status(st).to_ne_bytes());
+            detach_placeholder_mounts(&c.plan);
             // SAFETY: exiting init kills every process left in the namespace.
             unsafe { libc::_exit(decode_status(st)) };
         }
@@ -925,6 +947,31 @@ fn init(mut c: ChildCtx) -> ! {
             // SAFETY: as above.
             unsafe { libc::_exit(1) };
         }
+    }
+}
+
+/// Init's last act, after its exit report: detaches the mounts of each writable root that
+/// holds placeholders (the root's bind and the read-only mounts on its placeholders) in one
+/// lazy unmount, so one RCU grace period, here, off the supervisor's path. Otherwise each
+/// placeholder stays a mount point of this namespace until stage 1 has exited, and each of
+/// the supervisor's unlinks of one waits for a grace period of its own (≈0.1–0.3 ms each,
+/// one after the other). Nothing runs in the namespace any more and it dies right after;
+/// the view is a slave of the host's tree, so nothing propagates out. Failures (a root that
+/// is not a mount of ours) change nothing: the supervisor's unlinks then pay as before.
+fn detach_placeholder_mounts(plan: &Plan) {
+    for root in crate::placeholder::writable_roots(plan) {
+        if !plan
+            .placeholders
+            .iter()
+            .any(|(p, _)| p.starts_with(&root) && *p != root)
+        {
+            continue;
+        }
+        let Ok(c) = CString::new(root.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: umount2 with a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
     }
 }
 
@@ -1055,8 +1102,13 @@ fn agent(c: ChildCtx) -> ! {
         f("landlock", e.into());
     }
     warden_event::timing::mark("agent: landlock applied");
-    if let Err(e) = crate::filter::install(!c.plan.net_isolated) {
-        f("seccomp", e.into());
+    match &c.seccomp {
+        Ok(p) => {
+            if let Err(e) = p.load(false) {
+                f("seccomp", format!("seccomp: load: {e}"));
+            }
+        }
+        Err(e) => f("seccomp", e.clone()),
     }
     let mut fds: Vec<OwnedFd> = Vec::new();
     for h in &c.hooks {

@@ -4,7 +4,8 @@
 //! namespaces; the mount view (private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
 //! and the agent's own directories bound back in; denied files hidden; protected paths
 //! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
-//! seccomp filter; no_new_privs, capability dropping and resource limits; the pids and
+//! seccomp filter (compiled in the supervisor, loaded by the agent as a finished program:
+//! [`bpf`]); no_new_privs, capability dropping and resource limits; the pids and
 //! memory cgroups and private tmpfs sizes ([`limits`]); the session's stop switch
 //! ([`freezer`]); the agent's unprivileged host identity when started by root ([`idmap`]);
 //! the allowlisted `/dev`; the new session and pty with its escape-sequence filter
@@ -26,6 +27,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod agents;
+pub mod bpf;
 pub mod cgroup;
 pub mod error;
 pub mod filter;

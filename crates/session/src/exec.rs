@@ -70,12 +70,91 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
 }
 
 /// Installs the exec guard's seccomp filter in the agent, right before it execs; with
-/// `true` ( `[audit] record_writes`) write opens trap too, for the record only; with the
-/// second `true` (`[files] ask_write`) write opens and `openat2` trap for write asks.
-pub(crate) struct ExecHook(pub bool, pub bool);
+/// `record_writes` (`[audit] record_writes`) write opens trap too, for the record only; with
+/// `ask_writes` (`[files] ask_write`) write opens and `openat2` trap for write asks.
+///
+/// The filter is compiled on a thread from [`ExecHook::new`] and finished in the supervisor
+/// ([`AgentHook::prepare`](warden_sandbox::AgentHook::prepare)); the agent only loads the
+/// program. Unprepared (or if the build failed), the agent builds and loads it with
+/// libseccomp as before, so a failure is still the agent's, reported as a failed start.
+pub(crate) struct ExecHook {
+    record_writes: bool,
+    ask_writes: bool,
+    pending: std::sync::Mutex<Option<warden_sandbox::bpf::Pending<()>>>,
+    program: std::sync::OnceLock<warden_sandbox::bpf::Program>,
+}
+
+impl ExecHook {
+    pub(crate) fn new(record_writes: bool, ask_writes: bool) -> ExecHook {
+        let pending = warden_sandbox::bpf::Pending::spawn((), move || {
+            let f = warden_execguard::unotify::filter_opts(record_writes, ask_writes)
+                .map_err(|e| e.to_string())?;
+            warden_sandbox::bpf::Program::export(&f).map_err(|e| e.to_string())
+        });
+        ExecHook {
+            record_writes,
+            ask_writes,
+            pending: std::sync::Mutex::new(Some(pending)),
+            program: std::sync::OnceLock::new(),
+        }
+    }
+}
 
 impl warden_sandbox::AgentHook for ExecHook {
+    fn prepare(&self) {
+        let pending = match self.pending.lock() {
+            Ok(mut p) => p.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(Ok(p)) = pending.map(|p| p.wait()) {
+            let _ = self.program.set(p);
+        }
+    }
+
     fn before_exec(&self) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
-        warden_execguard::unotify::install_filter_opts(self.0, self.1).map(Some)
+        match self.program.get() {
+            Some(p) => p
+                .load(true)
+                .map_err(|e| std::io::Error::other(format!("exec guard filter: load: {e}"))),
+            None => {
+                warden_execguard::unotify::install_filter_opts(self.record_writes, self.ask_writes)
+                    .map(Some)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod hook_tests {
+    use super::*;
+    use warden_sandbox::AgentHook;
+
+    /// The exec guard's precompiled filter is, instruction for instruction, what
+    /// libseccomp's own load puts in the kernel (every variant), and its load returns the
+    /// listener.
+    #[test]
+    fn precompiled_exec_filter_is_what_libseccomp_loads() {
+        for (record, ask) in [(false, false), (true, false), (false, true), (true, true)] {
+            let hook = ExecHook::new(record, ask);
+            hook.prepare();
+            assert!(hook.program.get().is_some(), "prepared");
+            let ours =
+                warden_sandbox::bpf::loaded_filters(&|| matches!(hook.before_exec(), Ok(Some(_))));
+            let theirs = warden_sandbox::bpf::loaded_filters(&|| {
+                // SAFETY: plain prctl.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                warden_execguard::unotify::install_filter_opts(record, ask).is_ok()
+            });
+            let Some(theirs) = theirs else {
+                eprintln!("skipped: PTRACE_SECCOMP_GET_FILTER unavailable");
+                return;
+            };
+            let ours = ours.expect("the precompiled program loads");
+            assert_eq!(ours, theirs, "record={record} ask={ask}");
+            assert_eq!(
+                ours[0],
+                hook.program.get().map(|p| p.to_bytes()).unwrap_or_default()
+            );
+        }
     }
 }

@@ -160,6 +160,8 @@ impl Session {
             advisor.as_ref(),
         );
         check_command(&config, &plan)?;
+        // Compiles while the rest is set up; `launch` joins it before forking.
+        let seccomp = warden_sandbox::filter::prepare(!plan.net_isolated);
         warden_event::timing::mark("session: plan built");
         let agent_state = start_agent_state(&config, &mut plan)?;
         warden_event::timing::mark("session: agent state");
@@ -288,14 +290,17 @@ impl Session {
                 plan,
                 landlock,
                 hooks: if matches!(exec, ExecSetup::Seccomp(_)) {
-                    vec![Arc::new(crate::exec::ExecHook(record_writes, ask_writes))
-                        as Arc<dyn warden_sandbox::AgentHook>]
+                    vec![
+                        Arc::new(crate::exec::ExecHook::new(record_writes, ask_writes))
+                            as Arc<dyn warden_sandbox::AgentHook>,
+                    ]
                 } else {
                     Vec::new()
                 },
                 init_tasks,
                 namespaces: res.config.features.user_namespaces,
                 pty: tty,
+                seccomp: Some(seccomp),
             };
             Ok::<_, StartError>(supervise::Start {
                 launch: l,
