@@ -890,10 +890,13 @@ impl State {
             let d = self.open_dir(&acc, true)?;
             self.bind_self(d.as_fd(), false, true)?;
         }
+        drop(pd);
+        // Opened again from the workspace: through the pins just made (a lock on an fd of
+        // the covered mount would not be visible).
         let fd = if is_dir {
-            fsat::open_dir(pd.as_fd(), Path::new(name), true, dev)?
+            self.open_dir(t, true)?
         } else {
-            fsat::open_file(pd.as_fd(), Path::new(name), libc::O_PATH, dev)?
+            fsat::open_file(self.ws.as_fd(), t, libc::O_PATH, dev)?
         };
         self.bind_self(fd.as_fd(), true, is_dir)
     }

@@ -329,11 +329,15 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let mut entries: Vec<Entry> = Vec::new();
     for (path, a) in &after.files {
         // A git config target in the workspace is listed once, workspace-relative.
-        if let Ok(r) = path.strip_prefix(workspace) {
-            if path.is_absolute() && after.files.contains_key(r) {
-                continue;
+        let shown = match path.strip_prefix(workspace) {
+            Ok(r) if path.is_absolute() => {
+                if after.files.contains_key(r) {
+                    continue;
+                }
+                r.to_path_buf()
             }
-        }
+            _ => path.clone(),
+        };
         let change = match before.files.get(path) {
             // An empty regular file runs and loads nothing. It is also what a placeholder
             // is: one this session made and still leaves because another session locks it
@@ -354,7 +358,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             a.what.to_string()
         };
         entries.push(Entry {
-            path: path.clone(),
+            path: shown,
             category: a.category,
             change,
             what,
@@ -571,6 +575,52 @@ mod tests {
         assert_eq!(c("web/package.json", false), Some(Category::Build));
         assert_eq!(c("src/main.rs", false), None);
         assert_eq!(c("config", false), None);
+    }
+
+    #[test]
+    fn reports_changes_to_git_config_targets_in_other_roots() {
+        let d = std::env::temp_dir().join(format!("warden-integrity-g-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let (ws, state) = (d.join("ws"), d.join("state"));
+        std::fs::create_dir_all(ws.join("hooks")).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(ws.join("hooks/pre-commit"), "#!/bin/sh\n").unwrap();
+        std::fs::write(state.join("git.inc"), "[user]\n").unwrap();
+        let targets = vec![
+            (ws.clone(), PathBuf::from("hooks")),
+            (state.clone(), PathBuf::from("git.inc")),
+            (state.clone(), PathBuf::from("absent/hooks")),
+        ];
+        let mut before = snapshot(&ws).unwrap();
+        add_git_targets(&mut before, &targets);
+        std::fs::write(state.join("git.inc"), "[core]\n\tfsmonitor = x\n").unwrap();
+        std::fs::write(ws.join("hooks/post-commit"), "#!/bin/sh\n").unwrap();
+        std::fs::create_dir_all(state.join("absent/hooks")).unwrap();
+        std::fs::write(state.join("absent/hooks/post-commit"), "x").unwrap();
+        let r = compare(&before, &ws);
+        let got: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.change))
+            .collect();
+        assert!(
+            got.contains(&(state.join("git.inc"), Change::Modified)),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(state.join("absent/hooks/post-commit"), Change::Created)),
+            "{got:?}"
+        );
+        // In the workspace: listed once, workspace-relative.
+        assert!(
+            got.contains(&(PathBuf::from("hooks/post-commit"), Change::Created)),
+            "{got:?}"
+        );
+        assert!(
+            !got.iter().any(|(p, _)| *p == ws.join("hooks/post-commit")),
+            "{got:?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -722,8 +722,70 @@ fn gitdir_file_into_agent_state_is_removed() {
         out(&o)
     );
     assert!(!t.ws.join(".git").exists(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("points outside the workspace"),
+        "the removal was not reported:\n{}",
+        out(&o)
+    );
     assert_eq!(
         git_ok(&t, &t.ws.join("sub"), &["log", "--format=%s", "-1"]).trim(),
         "sub"
     );
+}
+
+/// The user's global config names paths in the agent's writable state (`--profile claude`:
+/// `~/.claude`): an include and a template directory, both absent at the start. The agent
+/// can create neither; host git (a status in the workspace, a new repository from the
+/// templates) runs nothing.
+#[test]
+fn global_config_targets_in_agent_state_are_locked() {
+    let t = T::new("globalcfg");
+    host_repo(&t);
+    std::fs::create_dir_all(t.home.join(".claude/projects")).unwrap();
+    std::fs::write(
+        t.home.join(".gitconfig"),
+        "[include]\n\tpath = ~/.claude/git.inc\n[init]\n\ttemplateDir = ~/.claude/tmpl\n",
+    )
+    .unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        &format!(
+            "{} mkdir -p ~/.claude/tmpl/hooks 2>/dev/null; {} {COMMIT_INSIDE}",
+            plant_fsmonitor(&t, "~/.claude/git.inc", "include"),
+            plant_hooks(&t, "~/.claude/tmpl/hooks", "template"),
+        ),
+    );
+    judge(&t, &o);
+    let fresh = t.root.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    git_ok(&t, &fresh, &["init", "-q"]);
+    host_uses_git(&t, &fresh);
+    assert!(!t.marker().exists(), "{}", out(&o));
+    assert!(
+        !t.home.join(".claude/git.inc").exists() && !t.home.join(".claude/tmpl").exists(),
+        "placeholders left in ~/.claude"
+    );
+}
+
+/// A nested repository the user made, whose `core.hooksPath` names an absent directory
+/// below a directory the agent could otherwise rename: neither works.
+#[test]
+fn nested_repo_hooks_path_is_locked() {
+    let t = T::new("nestedhp");
+    host_repo(&t);
+    let sub = t.ws.join("sub");
+    std::fs::create_dir_all(sub.join("tools")).unwrap();
+    git_ok(&t, &sub, &["init", "-q"]);
+    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/hooks"]);
+    let o = t.sh(&format!(
+        "mkdir -p sub/tools/hooks 2>/dev/null; {} mv sub/tools sub/tools.old 2>/dev/null && echo OK-mv; {COMMIT_INSIDE}",
+        plant_hooks(&t, "sub/tools/hooks", "hook"),
+    ));
+    host_uses_git(&t, &sub);
+    assert!(
+        !t.marker().exists(),
+        "host git in sub ran a planted hook:\n{}",
+        out(&o)
+    );
+    judge(&t, &o);
 }
