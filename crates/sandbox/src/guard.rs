@@ -14,9 +14,14 @@
 //!   inert keys (no `core.fsmonitor`, `core.hooksPath`, `include`, filters, aliases, ...).
 //!   Indirections: a `commondir` made in the session is removed (in a worktree's git dir it
 //!   is reset to `../..`), `config.worktree` is sanitised, a `gitdir:` file's target inside
-//!   the workspace is guarded (even when it appears later), a `.git` symlink made in the
-//!   session is removed, and a pre-existing config's `core.hooksPath` inside the workspace is
-//!   locked.
+//!   the workspace is guarded (even when it appears later), a `gitdir:` file made or changed
+//!   in the session that points outside the workspace (e.g. at a git dir the agent built in
+//!   `~/.claude`) is removed, a pre-existing `gitdir:` file is locked read-only, a `.git`
+//!   symlink made in the session is removed, and what a pre-existing config's
+//!   `core.hooksPath` and includes name inside the workspace (`~/` expanded as git does) is
+//!   locked with every directory above it pinned (absent: made empty first). The plan locks
+//!   the same for the workspace's repository and the global config in every writable root
+//!   ([`crate::gitrefs`]).
 //! - The guard is not one-shot: an inotify watch on every directory of the workspace finds
 //!   new repositories for the whole session (cost: one watch per directory, bounded; past
 //!   the bound, or on queue overflow, it falls back to periodic full rescans). When the agent

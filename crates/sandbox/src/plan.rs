@@ -12,7 +12,9 @@
 //!   the private TMPDIR;
 //! - the workspace, the agent's state (`agent.state`), its install dirs (`agent.install`)
 //!   and `files.read`/`files.write` are bound back into that view at their real paths;
-//! - protected paths inside writable roots are read-only bind mounts;
+//! - protected paths inside writable roots are read-only bind mounts; what git configuration
+//!   names there (`core.hooksPath`, includes, `init.templateDir`: [`crate::gitrefs`]) is
+//!   protected too ([`Plan::git_targets`]);
 //! - a root that is (or passes through) a symlink is bound at its resolved target, and the
 //!   symlinks on the way are recreated in the private tree (never on the host), so
 //!   `~/.local/bin/claude -> ~/.local/share/claude/versions/X` works (see [`crate::resolve`]);
