@@ -9,7 +9,8 @@
 //! Read here (before the session, with the user's authority, read-only): the user's global
 //! configs (`$XDG_CONFIG_HOME/git/config`, `~/.gitconfig`) and the config of the repository
 //! the workspace is in (its git dir found as git finds it: `.git` in the workspace or the
-//! nearest ancestor, through a `gitdir:` file, plus its `commondir`). Paths are expanded as
+//! nearest ancestor, through a `gitdir:` file, plus its `commondir`); that git dir's own
+//! `hooks/` and `config` are targets too when it lies outside the workspace. Paths are expanded as
 //! git expands them: `~/` is the home directory, a relative hooks path is relative to the work
 //! tree, a relative include to the directory of the file that includes it.
 
@@ -190,21 +191,39 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
     let repo = discover(workspace);
     let worktree = repo.as_ref().map(|(_, w)| w.clone());
     let mut configs: Vec<PathBuf> = vec![xdg.join("git/config"), home.join(".gitconfig")];
-    if let Some((g, _)) = &repo {
-        configs.push(g.join("config"));
-        configs.push(g.join("config.worktree"));
-        if let Some(c) = read_config(&g.join("commondir")) {
-            if let Some(common) = normalise(&g.join(c.trim())) {
-                configs.push(common.join("config"));
-            }
-        }
-    }
     let mut out: Vec<Target> = Vec::new();
     let mut push = |t: Target| {
         if !out.iter().any(|o| o.path == t.path) {
             out.push(t);
         }
     };
+    if let Some((g, _)) = &repo {
+        let common = read_config(&g.join("commondir"))
+            .and_then(|c| normalise(&g.join(c.trim())))
+            .unwrap_or_else(|| g.clone());
+        configs.push(g.join("config"));
+        configs.push(g.join("config.worktree"));
+        configs.push(common.join("config"));
+        // The repository's own git dir when it lies outside the workspace (a worktree or
+        // submodule of a repository elsewhere; the guard owns the ones inside): its hooks
+        // and config, locked when another writable root holds them.
+        if !g.starts_with(workspace) || !common.starts_with(workspace) {
+            push(Target {
+                path: real(&common.join("hooks")),
+                is_dir: true,
+                key: "the repository's hooks",
+            });
+            for c in [common.join("config"), g.join("config.worktree")] {
+                if c.is_file() {
+                    push(Target {
+                        path: real(&c),
+                        is_dir: false,
+                        key: "the repository's config",
+                    });
+                }
+            }
+        }
+    }
     let mut queue: Vec<(PathBuf, usize)> = configs.into_iter().map(|c| (c, 0)).collect();
     let mut seen: Vec<PathBuf> = Vec::new();
     while let Some((cfg, depth)) = queue.pop() {

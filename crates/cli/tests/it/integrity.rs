@@ -778,7 +778,7 @@ fn nested_repo_hooks_path_is_locked() {
     git_ok(&t, &sub, &["init", "-q"]);
     git_ok(&t, &sub, &["config", "core.hooksPath", "tools/hooks"]);
     let o = t.sh(&format!(
-        "mkdir -p sub/tools/hooks 2>/dev/null; {} mv sub/tools sub/tools.old 2>/dev/null && echo OK-mv; {COMMIT_INSIDE}",
+        "mv sub/tools sub/tools.old 2>/dev/null && echo OK-mv; mkdir -p sub/tools/hooks 2>/dev/null; {} {COMMIT_INSIDE}",
         plant_hooks(&t, "sub/tools/hooks", "hook"),
     ));
     host_uses_git(&t, &sub);
@@ -788,4 +788,57 @@ fn nested_repo_hooks_path_is_locked() {
         out(&o)
     );
     judge(&t, &o);
+}
+
+/// The workspace is a worktree of a repository elsewhere that the policy makes writable
+/// (`files.write`): that repository's hooks and config are locked too.
+#[test]
+fn worktree_of_a_writable_repository_is_locked() {
+    let t = T::new("wtmain");
+    let main = t.root.join("main");
+    std::fs::create_dir_all(&main).unwrap();
+    git_ok(&t, &main, &["init", "-q"]);
+    git_ok(&t, &main, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    std::fs::remove_dir(&t.ws).unwrap();
+    git_ok(
+        &t,
+        &main,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "master2",
+            t.ws.to_str().unwrap(),
+        ],
+    );
+    let pol = t.root.join("p.toml");
+    std::fs::write(
+        &pol,
+        format!("[files]\nwrite = [{:?}]\n", main.display().to_string()),
+    )
+    .unwrap();
+    let g = main.join(".git").display().to_string();
+    let o = t.sh_with(
+        &["--policy", pol.to_str().unwrap()],
+        &format!(
+            "{} {} echo in > inside.txt && git add inside.txt && \
+             git -c user.name=a -c user.email=a@b commit -qm inside && echo COMMITTED; \
+             echo 'gitdir: /nowhere' > .git 2>/dev/null && echo OK-dotgit; true",
+            plant_hooks(&t, &format!("{g}/hooks"), "hook"),
+            plant_fsmonitor(&t, &format!("{g}/config"), "config"),
+        ),
+    );
+    host_uses_git(&t, &main);
+    host_uses_git(&t, &t.ws);
+    assert!(
+        !t.marker().exists(),
+        "a planted hook/config ran on the host:\n{}",
+        out(&o)
+    );
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(s.contains("COMMITTED"), "{}", out(&o));
+    let log = git_ok(&t, &main, &["log", "--format=%s", "master2"]);
+    assert!(log.contains("inside\n"), "{log}");
 }
