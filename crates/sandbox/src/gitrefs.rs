@@ -6,8 +6,9 @@
 //! ([`crate::integrity`]) compares them; the guard ([`crate::guard`]) does the same for the
 //! repositories it finds in the workspace.
 //!
-//! Read here (before the session, with the user's authority, read-only): the user's global
-//! configs (`$XDG_CONFIG_HOME/git/config`, `~/.gitconfig`) and the config of the repository
+//! Read here (before the session, with the user's authority, read-only): the system config
+//! (`/etc/gitconfig`), the user's global configs (`$XDG_CONFIG_HOME/git/config`,
+//! `~/.gitconfig`) and the config of the repository
 //! the workspace is in (its git dir found as git finds it: `.git` in the workspace or the
 //! nearest ancestor, through a `gitdir:` file, plus its `commondir`); that git dir's own
 //! `hooks/` and `config` are targets too when it lies outside the workspace. Paths are expanded as
@@ -190,7 +191,11 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
         .unwrap_or_else(|| home.join(".config"));
     let repo = discover(workspace);
     let worktree = repo.as_ref().map(|(_, w)| w.clone());
-    let mut configs: Vec<PathBuf> = vec![xdg.join("git/config"), home.join(".gitconfig")];
+    let mut configs: Vec<PathBuf> = vec![
+        PathBuf::from("/etc/gitconfig"),
+        xdg.join("git/config"),
+        home.join(".gitconfig"),
+    ];
     let mut out: Vec<Target> = Vec::new();
     let mut push = |t: Target| {
         if !out.iter().any(|o| o.path == t.path) {

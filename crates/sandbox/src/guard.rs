@@ -858,6 +858,15 @@ impl State {
                 }
             }
             for (t, is_dir, key) in targets {
+                if tree.starts_with(&t) {
+                    // The work tree itself (`core.hooksPath = .`) or above: not lockable.
+                    eprintln!(
+                        "warden: workspace guard: the {key} of {rel:?} names {t:?}, which \
+                         contains its work tree: not locked, so hooks the agent writes there \
+                         can run on the host"
+                    );
+                    continue;
+                }
                 if let Err(e) = self.lock_target(&t, is_dir) {
                     eprintln!(
                         "warden: workspace guard: cannot lock {:?} (the {key} of {:?}): {e}; \
