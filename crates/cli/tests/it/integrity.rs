@@ -842,3 +842,29 @@ fn worktree_of_a_writable_repository_is_locked() {
     let log = git_ok(&t, &main, &["log", "--format=%s", "master2"]);
     assert!(log.contains("inside\n"), "{log}");
 }
+
+/// F3, in place: the user's own `gitdir:` file (a repository with a separate git dir)
+/// rewritten to point at a git dir the agent built in `~/.claude`: it is locked.
+#[test]
+fn existing_gitdir_file_cannot_be_repointed() {
+    let t = T::new("gitdirrepoint");
+    std::fs::create_dir_all(t.home.join(".claude/projects")).unwrap();
+    let sep = t.ws.join(".sep");
+    git_ok(
+        &t,
+        &t.ws,
+        &["init", "-q", "--separate-git-dir", sep.to_str().unwrap()],
+    );
+    git_ok(&t, &t.ws, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    let m = t.marker().display().to_string();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        &format!(
+            "{COMMIT_INSIDE}; E=$HOME/.claude/projects/evil; git init -q --bare $E && \
+             printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > $E/config && \
+             mkdir -p $E/hooks && printf '#!/bin/sh\\ntouch {m}\\n' > $E/hooks/post-commit && chmod +x $E/hooks/post-commit && \
+             (echo \"gitdir: $E\" > .git) 2>/dev/null && echo OK-repoint; true"
+        ),
+    );
+    judge(&t, &o);
+}
