@@ -14,9 +14,14 @@
 //!   inert keys (no `core.fsmonitor`, `core.hooksPath`, `include`, filters, aliases, ...).
 //!   Indirections: a `commondir` made in the session is removed (in a worktree's git dir it
 //!   is reset to `../..`), `config.worktree` is sanitised, a `gitdir:` file's target inside
-//!   the workspace is guarded (even when it appears later), a `.git` symlink made in the
-//!   session is removed, and a pre-existing config's `core.hooksPath` inside the workspace is
-//!   locked.
+//!   the workspace is guarded (even when it appears later), a `gitdir:` file made or changed
+//!   in the session that points outside the workspace (e.g. at a git dir the agent built in
+//!   `~/.claude`) is removed, a pre-existing `gitdir:` file is locked read-only, a `.git`
+//!   symlink made in the session is removed, and what a pre-existing config's
+//!   `core.hooksPath` and includes name inside the workspace (`~/` expanded as git does) is
+//!   locked with every directory above it pinned (absent: made empty first). The plan locks
+//!   the same for the workspace's repository and the global config in every writable root
+//!   ([`crate::gitrefs`]).
 //! - The guard is not one-shot: an inotify watch on every directory of the workspace finds
 //!   new repositories for the whole session (cost: one watch per directory, bounded; past
 //!   the bound, or on queue overflow, it falls back to periodic full rescans). When the agent
@@ -29,6 +34,7 @@
 //! on verified directory fds, and mounted with `open_tree` + `move_mount` on fds.
 
 use crate::fsat;
+use crate::gitrefs::config_refs;
 use crate::plan::Plan;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -99,6 +105,10 @@ struct State {
     finished: bool,
     /// `core.hooksPath` from the user's global git config (applies to every repository).
     global_hooks_path: Option<String>,
+    /// The host's home directory (`~/` in git config paths).
+    home: PathBuf,
+    /// `.git` files whose target was absent: looked at again in the last pass.
+    recheck: HashSet<PathBuf>,
 }
 
 /// Why the guard could not lock something. Every variant keeps the errno of the failing
@@ -201,6 +211,8 @@ impl Guard {
                 .iter()
                 .filter_map(|f| std::fs::read(plan.home.join(f)).ok())
                 .find_map(|t| hooks_path(&String::from_utf8_lossy(&t))),
+            home: plan.home.clone(),
+            recheck: HashSet::new(),
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
@@ -250,6 +262,9 @@ impl Guard {
         // walk bounds): only then is a full rescan needed to find what it missed.
         if s.degraded {
             s.rescan();
+        }
+        for rel in std::mem::take(&mut s.recheck) {
+            s.queue(rel, Kind::Dot);
         }
         if let Err(e) = s.process_all(true) {
             eprintln!("warden: workspace guard: {e}");
@@ -690,12 +705,27 @@ impl State {
         } else {
             None
         };
+        if pre && fmt == libc::S_IFREG {
+            // The user's `gitdir:` file (a worktree, a submodule): its content cannot change.
+            self.bind_self(fd.as_fd(), true, false)
+                .map_err(|e| err("cannot lock", rel, e))?;
+        }
         let Some(target) = target else {
             return Ok(true);
         };
         match resolve_rel(&self.ws_path, parent, &target) {
-            // Outside the workspace: not agent-writable (the other writable roots are not
-            // checked; see GUARANTEES.md).
+            // Outside the workspace. The user's own (a worktree of a repository elsewhere) is
+            // left. One made or changed in the session is removed: its target may be a git
+            // dir in another writable root (`~/.claude/...`) with agent-written config and
+            // hooks, which the host's git would load (see README, git guard).
+            None if !pre => {
+                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                eprintln!(
+                    "warden: workspace guard: removed {rel:?}, a gitdir file made in the session \
+                     that points outside the workspace ({target:?})"
+                );
+                Ok(true)
+            }
             None => Ok(true),
             Some(t) => match self.open_dir(&t, true) {
                 Ok(_) => {
@@ -703,8 +733,11 @@ impl State {
                     self.git_dir(&t, overdue)
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    // Guarded when it appears (the walker checks `expected`).
+                    // Guarded when it appears (the walker checks `expected`); the `.git`
+                    // file is looked at again in the last pass, in case a symlink or a
+                    // non-directory appeared there instead.
                     self.expected.insert(t);
+                    self.recheck.insert(rel.to_path_buf());
                     Ok(true)
                 }
                 Err(_) if !pre => {
@@ -804,35 +837,42 @@ impl State {
                 .unwrap_or_default();
             let refs = config_refs(&String::from_utf8_lossy(&text));
             let hp = refs.hooks_path.or_else(|| self.global_hooks_path.clone());
-            if let Some(hp) = hp {
-                // Relative to the work tree (the git dir's parent for `.git`).
-                let base = if dot {
-                    rel.parent().unwrap_or(Path::new(""))
-                } else {
-                    rel
-                };
-                if let Some(t) = resolve_rel(&self.ws_path, base, Path::new(&hp)) {
-                    if let Ok(h) = self.open_dir(&t, true) {
-                        let _ = self.bind_self(h.as_fd(), true, true);
-                    }
+            // Relative to the work tree (the git dir's parent for `.git`); `~/` as git does.
+            let tree = if dot {
+                rel.parent().unwrap_or(Path::new(""))
+            } else {
+                rel
+            };
+            let abs = |base: &Path, v: &str| {
+                crate::gitrefs::expand(v, &self.home, Some(&self.ws_path.join(base)))
+                    .and_then(|p| resolve_rel(&self.ws_path, Path::new(""), &p))
+            };
+            let mut targets: Vec<(PathBuf, bool, &str)> = Vec::new();
+            if let Some(t) = hp.and_then(|hp| abs(tree, &hp)) {
+                targets.push((t, true, "core.hooksPath"));
+            }
+            // Includes: relative to the including file's directory (the git dir).
+            for inc in refs.includes {
+                if let Some(t) = abs(rel, &inc) {
+                    targets.push((t, false, "include.path"));
                 }
             }
-            for inc in refs.includes {
-                // Relative to the including file's directory (the git dir).
-                let Some(t) = resolve_rel(&self.ws_path, rel, Path::new(&inc)) else {
+            for (t, is_dir, key) in targets {
+                if tree.starts_with(&t) {
+                    // The work tree itself (`core.hooksPath = .`) or above: not lockable.
+                    eprintln!(
+                        "warden: workspace guard: the {key} of {rel:?} names {t:?}, which \
+                         contains its work tree: not locked, so hooks the agent writes there \
+                         can run on the host"
+                    );
                     continue;
-                };
-                let (Some(parent), Some(name)) = (t.parent(), t.file_name()) else {
-                    continue;
-                };
-                let Ok(pd) = self.open_dir(parent, true) else {
-                    continue;
-                };
-                // An absent include inside the workspace is made (empty) and locked, so the
-                // agent cannot create it.
-                let _ = fsat::create_file(pd.as_fd(), name);
-                if let Ok(f) = fsat::open_file(pd.as_fd(), Path::new(name), libc::O_PATH, dev) {
-                    let _ = self.bind_self(f.as_fd(), true, false);
+                }
+                if let Err(e) = self.lock_target(&t, is_dir) {
+                    eprintln!(
+                        "warden: workspace guard: cannot lock {:?} (the {key} of {:?}): {e}; \
+                         what the agent writes there can run on the host",
+                        t, rel
+                    );
                 }
             }
         }
@@ -841,6 +881,38 @@ impl State {
             self.private_exclude(g.as_fd());
         }
         Ok(true)
+    }
+
+    /// A path a git config names (hooks directory, include file), workspace-relative: an
+    /// absent one is made (empty) so the agent cannot create it, every directory between the
+    /// workspace and it is pinned (bound onto itself: it cannot be renamed away and rebuilt),
+    /// and it is locked read-only. The workspace itself is never locked.
+    fn lock_target(&mut self, t: &Path, is_dir: bool) -> io::Result<()> {
+        let (Some(parent), Some(name)) = (t.parent(), t.file_name()) else {
+            return Ok(());
+        };
+        let dev = Some(self.dev);
+        let (pd, _) = fsat::mkdir_all(self.ws.as_fd(), parent, dev)?;
+        if is_dir {
+            fsat::mkdir_all(pd.as_fd(), Path::new(name), dev)?;
+        } else {
+            fsat::create_file(pd.as_fd(), name)?;
+        }
+        let mut acc = PathBuf::new();
+        for c in parent.components() {
+            acc.push(c);
+            let d = self.open_dir(&acc, true)?;
+            self.bind_self(d.as_fd(), false, true)?;
+        }
+        drop(pd);
+        // Opened again from the workspace: through the pins just made (a lock on an fd of
+        // the covered mount would not be visible).
+        let fd = if is_dir {
+            self.open_dir(t, true)?
+        } else {
+            fsat::open_file(self.ws.as_fd(), t, libc::O_PATH, dev)?
+        };
+        self.bind_self(fd.as_fd(), true, is_dir)
     }
 
     /// `name` in git dir `g` is not a real directory/file (a symlink, ...): one made in the
@@ -1109,7 +1181,7 @@ pub fn sanitize_config(text: &str) -> String {
 }
 
 /// `[section]`, `[section "sub"]` or `[section.sub]` → (lowercased section, text after `]`).
-fn parse_header(t: &str) -> Option<(String, &str)> {
+pub(crate) fn parse_header(t: &str) -> Option<(String, &str)> {
     let b = t.as_bytes();
     let mut i = 1;
     while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
@@ -1137,40 +1209,6 @@ fn parse_header(t: &str) -> Option<(String, &str)> {
     } else {
         None
     }
-}
-
-/// What a config text points at: `core.hooksPath` (last one wins) and every
-/// `include.path` / `includeIf.*.path`.
-#[derive(Default, Debug, PartialEq)]
-struct ConfigRefs {
-    hooks_path: Option<String>,
-    includes: Vec<String>,
-}
-
-fn config_refs(text: &str) -> ConfigRefs {
-    let mut section = String::new();
-    let mut r = ConfigRefs::default();
-    for line in text.lines() {
-        let mut t = line.trim();
-        if t.starts_with('[') {
-            if let Some((name, after)) = parse_header(t) {
-                section = name;
-                t = after.trim();
-            }
-        }
-        let Some((k, v)) = t.split_once('=') else {
-            continue;
-        };
-        let k = k.trim();
-        let v = v.trim().trim_matches('"').to_string();
-        if section == "core" && k.eq_ignore_ascii_case("hookspath") {
-            r.hooks_path = Some(v);
-        } else if (section == "include" || section == "includeif") && k.eq_ignore_ascii_case("path")
-        {
-            r.includes.push(v);
-        }
-    }
-    r
 }
 
 fn hooks_path(text: &str) -> Option<String> {

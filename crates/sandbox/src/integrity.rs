@@ -13,6 +13,9 @@
 //!
 //! [`snapshot_state`] adds what steers later sessions in the agent's writable state
 //! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`, ...).
+//! [`snapshot_git_targets`] adds what git configuration names outside a git dir
+//! (`core.hooksPath`, includes, `init.templateDir`; [`crate::gitrefs`]) in any writable
+//! root: a change there is listed even where the lock held.
 //!
 //! Git, agent and IDE configuration is already locked or neutralised by the sandbox
 //! ([`crate::guard`]); the report puts the rest in front of the human. It is data
@@ -113,6 +116,8 @@ pub struct Snapshot {
     incomplete: bool,
     scanned: u64,
     state_dirs: Vec<PathBuf>,
+    /// Paths git configuration names, as (writable root, relative path).
+    git_targets: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Snapshot {
@@ -179,7 +184,7 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
         }
         for sd in STATE_DIRS {
             if fsat::open_dir(root.as_fd(), Path::new(sd), true, Some(dev)).is_ok() {
-                walk_all(&root, dev, Path::new(sd), 0, &mut sub);
+                walk_all(&root, dev, Path::new(sd), 0, AGENT_STATE, &mut sub);
             }
         }
         s.incomplete |= sub.incomplete;
@@ -191,8 +196,72 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
     }
 }
 
-/// Every non-directory entry below `rel`, as agent state.
-fn walk_all(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: &mut Snapshot) {
+const AGENT_STATE: (Category, &str) = (Category::Agent, "agent state");
+const GIT_TARGET: (Category, &str) = (
+    Category::Git,
+    "named by git config: core.hooksPath, include or init.templateDir",
+);
+
+/// The paths git configuration names ([`crate::plan::Plan::git_targets`]): every file below
+/// a hooks or template directory, an included config file. Keyed by absolute path; opened
+/// beneath their writable root (no symlink followed). Absent ones are not listed (their
+/// placeholder is removed before the comparison: what is there then was written by the
+/// session).
+pub fn snapshot_git_targets(s: &mut Snapshot, plan: &crate::plan::Plan) {
+    let roots = crate::placeholder::writable_roots(plan);
+    let targets: Vec<(PathBuf, PathBuf)> = plan
+        .git_targets
+        .iter()
+        .filter_map(|t| {
+            let r = roots.iter().find(|r| t.starts_with(r) && t != *r)?;
+            Some((r.clone(), t.strip_prefix(r).ok()?.to_path_buf()))
+        })
+        .collect();
+    add_git_targets(s, &targets);
+}
+
+fn add_git_targets(s: &mut Snapshot, targets: &[(PathBuf, PathBuf)]) {
+    for (root, rel) in targets {
+        s.git_targets.push((root.clone(), rel.clone()));
+        let Ok(rfd) = fsat::open_root(root) else {
+            continue;
+        };
+        let Ok(dev) = fsat::fstat(rfd.as_fd()).map(|st| st.st_dev) else {
+            continue;
+        };
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let Ok(pd) = fsat::open_dir(rfd.as_fd(), parent, true, Some(dev)) else {
+            continue;
+        };
+        let Ok(st) = fsat::lstat_at(pd.as_fd(), name) else {
+            continue;
+        };
+        let mut sub = Snapshot::default();
+        if fsat::is_dir(&st) {
+            walk_all(&rfd, dev, rel, 0, GIT_TARGET, &mut sub);
+        } else {
+            sub.files
+                .insert(rel.clone(), stamp(&st, GIT_TARGET.0, GIT_TARGET.1, None));
+        }
+        s.incomplete |= sub.incomplete;
+        s.scanned += sub.scanned;
+        for (k, v) in sub.files {
+            s.files.insert(root.join(k), v);
+        }
+    }
+}
+
+/// Every non-directory entry below `rel`, as `class`.
+fn walk_all(
+    root: &std::os::fd::OwnedFd,
+    dev: u64,
+    rel: &Path,
+    depth: usize,
+    class: (Category, &'static str),
+    s: &mut Snapshot,
+) {
     if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
         s.incomplete = true;
         return;
@@ -213,11 +282,10 @@ fn walk_all(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: 
         let child = rel.join(name);
         if fsat::is_dir(&st) {
             if st.st_dev == dev {
-                walk_all(root, dev, &child, depth + 1, s);
+                walk_all(root, dev, &child, depth + 1, class, s);
             }
         } else {
-            s.files
-                .insert(child, stamp(&st, Category::Agent, "agent state", None));
+            s.files.insert(child, stamp(&st, class.0, class.1, None));
         }
     }
 }
@@ -246,6 +314,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let after = match snapshot(workspace) {
         Ok(mut s) => {
             snapshot_state(&mut s, &before.state_dirs);
+            add_git_targets(&mut s, &before.git_targets);
             s
         }
         Err(_) => {
@@ -259,6 +328,16 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     };
     let mut entries: Vec<Entry> = Vec::new();
     for (path, a) in &after.files {
+        // A git config target in the workspace is listed once, workspace-relative.
+        let shown = match path.strip_prefix(workspace) {
+            Ok(r) if path.is_absolute() => {
+                if after.files.contains_key(r) {
+                    continue;
+                }
+                r.to_path_buf()
+            }
+            _ => path.clone(),
+        };
         let change = match before.files.get(path) {
             // An empty regular file runs and loads nothing. It is also what a placeholder
             // is: one this session made and still leaves because another session locks it
@@ -279,7 +358,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             a.what.to_string()
         };
         entries.push(Entry {
-            path: path.clone(),
+            path: shown,
             category: a.category,
             change,
             what,
@@ -496,6 +575,52 @@ mod tests {
         assert_eq!(c("web/package.json", false), Some(Category::Build));
         assert_eq!(c("src/main.rs", false), None);
         assert_eq!(c("config", false), None);
+    }
+
+    #[test]
+    fn reports_changes_to_git_config_targets_in_other_roots() {
+        let d = std::env::temp_dir().join(format!("warden-integrity-g-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let (ws, state) = (d.join("ws"), d.join("state"));
+        std::fs::create_dir_all(ws.join("hooks")).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(ws.join("hooks/pre-commit"), "#!/bin/sh\n").unwrap();
+        std::fs::write(state.join("git.inc"), "[user]\n").unwrap();
+        let targets = vec![
+            (ws.clone(), PathBuf::from("hooks")),
+            (state.clone(), PathBuf::from("git.inc")),
+            (state.clone(), PathBuf::from("absent/hooks")),
+        ];
+        let mut before = snapshot(&ws).unwrap();
+        add_git_targets(&mut before, &targets);
+        std::fs::write(state.join("git.inc"), "[core]\n\tfsmonitor = x\n").unwrap();
+        std::fs::write(ws.join("hooks/post-commit"), "#!/bin/sh\n").unwrap();
+        std::fs::create_dir_all(state.join("absent/hooks")).unwrap();
+        std::fs::write(state.join("absent/hooks/post-commit"), "x").unwrap();
+        let r = compare(&before, &ws);
+        let got: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.change))
+            .collect();
+        assert!(
+            got.contains(&(state.join("git.inc"), Change::Modified)),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(state.join("absent/hooks/post-commit"), Change::Created)),
+            "{got:?}"
+        );
+        // In the workspace: listed once, workspace-relative.
+        assert!(
+            got.contains(&(PathBuf::from("hooks/post-commit"), Change::Created)),
+            "{got:?}"
+        );
+        assert!(
+            !got.iter().any(|(p, _)| *p == ws.join("hooks/post-commit")),
+            "{got:?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

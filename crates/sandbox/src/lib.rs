@@ -33,6 +33,7 @@ pub mod error;
 pub mod filter;
 pub mod freezer;
 pub mod fsat;
+pub mod gitrefs;
 pub mod guard;
 pub mod idmap;
 pub mod integrity;

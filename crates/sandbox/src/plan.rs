@@ -12,7 +12,9 @@
 //!   the private TMPDIR;
 //! - the workspace, the agent's state (`agent.state`), its install dirs (`agent.install`)
 //!   and `files.read`/`files.write` are bound back into that view at their real paths;
-//! - protected paths inside writable roots are read-only bind mounts;
+//! - protected paths inside writable roots are read-only bind mounts; what git configuration
+//!   names there (`core.hooksPath`, includes, `init.templateDir`: [`crate::gitrefs`]) is
+//!   protected too ([`Plan::git_targets`]);
 //! - a root that is (or passes through) a symlink is bound at its resolved target, and the
 //!   symlinks on the way are recreated in the private tree (never on the host), so
 //!   `~/.local/bin/claude -> ~/.local/share/claude/versions/X` works (see [`crate::resolve`]);
@@ -89,6 +91,9 @@ pub struct Plan {
     pub views: Vec<agents::View>,
     /// Things the user should know about this plan (printed before launch).
     pub notes: Vec<String>,
+    /// Paths named by git configuration (`core.hooksPath`, includes, `init.templateDir`)
+    /// in a writable root: in [`Plan::protect`] too; the integrity report compares them.
+    pub git_targets: Vec<PathBuf>,
     /// Memory limit of the session and sizes of the private tmpfs mounts.
     pub limits: crate::limits::Limits,
     /// Writable real roots (workspace, agent state, `files.write`) that exist: when warden
@@ -351,6 +356,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     writable_roots.sort_by_key(|b| b.components().count());
     let mut protect = Vec::new();
     let mut placeholders = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let mut git_watch = false;
     let git_dir = inp.workspace.join(".git");
     for entry in &p.files.protect {
@@ -409,13 +415,48 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             placeholder_content: (!is_dir).then_some(""),
         });
     }
+    // What git configuration names outside the git dir (`core.hooksPath`, includes,
+    // `init.templateDir`; see crate::gitrefs) and lies in a writable root: locked like a
+    // protected path (absent ones through a placeholder, containers pinned), so the agent can
+    // neither create it nor rename a parent away and rebuild it.
+    let git_roots: Vec<PathBuf> = writable_real
+        .iter()
+        .chain(resolved_write.iter())
+        .cloned()
+        .collect();
+    let mut git_targets = Vec::new();
+    for t in crate::gitrefs::targets(&inp.workspace, &inp.home) {
+        if git_roots.contains(&t.path) {
+            notes.push(format!(
+                "{} (named by {}) contains a writable root: warden cannot lock it, so what the agent writes there can run on the host",
+                t.path.display(),
+                t.key
+            ));
+            continue;
+        }
+        if !is_under_any(&t.path, &git_roots) || is_under_any(&t.path, &hide) {
+            continue;
+        }
+        let exists = std::fs::symlink_metadata(&t.path).ok();
+        let is_dir = exists.as_ref().map_or(t.is_dir, |m| m.is_dir());
+        if exists.is_none() && !placeholders.iter().any(|(p, _)| *p == t.path) {
+            placeholders.push((t.path.clone(), is_dir));
+        }
+        protect.push(Protect {
+            path: t.path.clone(),
+            is_dir,
+            placeholder_content: (exists.is_none() && !is_dir).then_some(""),
+        });
+        git_targets.push(t.path);
+    }
     // One entry per path: with the workspace at `$HOME`, `.claude/settings.json` and
     // `~/.claude/settings.json` name the same file (a second lock would find the first).
     let mut seen = std::collections::HashSet::new();
     protect.retain(|x| seen.insert(x.path.clone()));
     protect.sort_by_key(|x| x.path.components().count());
     // Agent-specific views replace protected files only (they must be locked already).
-    let (mut views, mut notes) = agents::views(p.agent.name.as_deref(), &inp.home);
+    let (mut views, agent_notes) = agents::views(p.agent.name.as_deref(), &inp.home);
+    notes.extend(agent_notes);
     views.retain(|v| {
         let locked = protect.iter().any(|x| x.path == v.path && !x.is_dir);
         if !locked {
@@ -512,6 +553,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         caches,
         views,
         notes,
+        git_targets,
         limits,
         writable_roots,
         gate_policy: None,

@@ -703,6 +703,7 @@ fn integrity_snapshot(
         .ok()
         .map(|mut s| {
             warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
+            warden_sandbox::integrity::snapshot_git_targets(&mut s, plan);
             s
         })
 }

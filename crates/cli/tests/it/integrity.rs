@@ -583,3 +583,288 @@ fn integrity_report_covers_agent_state_that_steers_later_sessions() {
     }
     assert!(!err.contains("transcript"), "{err}");
 }
+
+// ---- git config targets (core.hooksPath, include.path) and gitdir files (review F2, F3) ----
+
+/// Hooks that write the marker, planted in `dir` (a shell snippet; `2>/dev/null`, and
+/// `OK-<tag>` printed when the plant worked).
+fn plant_hooks(t: &T, dir: &str, tag: &str) -> String {
+    let m = t.marker().display().to_string();
+    format!(
+        "(for h in pre-commit post-commit post-checkout; do printf '#!/bin/sh\\ntouch {m}\\n' > {dir}/$h && chmod +x {dir}/$h || exit 1; done) 2>/dev/null && echo OK-{tag}; "
+    )
+}
+
+/// A config line that writes the marker when a host git loads it (a shell snippet appending
+/// to `file`).
+fn plant_fsmonitor(t: &T, file: &str, tag: &str) -> String {
+    let m = t.marker().display().to_string();
+    format!("printf '[core]\\n\\tfsmonitor = touch {m}; false\\n' >> {file} 2>/dev/null && echo OK-{tag}; ")
+}
+
+const COMMIT_INSIDE: &str = "echo in > inside.txt && git add inside.txt && \
+     git -c user.name=a -c user.email=a@b commit -qm inside && echo COMMITTED";
+
+/// The session's commit is on the host, and host git ran nothing the agent planted.
+fn judge(t: &T, o: &Output) {
+    host_uses_git(t, &t.ws);
+    assert!(
+        !t.marker().exists(),
+        "a planted hook/config ran on the host:\n{}",
+        out(o)
+    );
+    let s = ok(o);
+    assert!(!s.contains("OK-"), "a plant succeeded:\n{}", out(o));
+    assert!(s.contains("COMMITTED"), "{}", out(o));
+    let log = git_ok(t, &t.ws, &["log", "--format=%s", "master"]);
+    assert!(log.contains("inside\n"), "{log}");
+}
+
+/// F2a: `core.hooksPath` names a directory that does not exist at the start: the agent
+/// cannot create it (nor its parent), and nothing is left behind.
+#[test]
+fn absent_hooks_path_cannot_be_created() {
+    let t = T::new("hpabsent");
+    host_repo(&t);
+    git_ok(&t, &t.ws, &["config", "core.hooksPath", "tools/git-hooks"]);
+    let o = t.sh(&format!(
+        "mkdir -p tools/git-hooks 2>/dev/null; {} mv tools tools.old 2>/dev/null && echo OK-mv; \
+         mkdir -p tools/git-hooks 2>/dev/null; {} {COMMIT_INSIDE}",
+        plant_hooks(&t, "tools/git-hooks", "hook"),
+        plant_hooks(&t, "tools/git-hooks", "hook2"),
+    ));
+    judge(&t, &o);
+    assert!(
+        !t.ws.join("tools").exists(),
+        "the placeholder for the absent hooks directory was left behind"
+    );
+}
+
+/// F2b: `~/`-relative `core.hooksPath` and `include.path` (expanded as git does) into the
+/// workspace are locked.
+#[test]
+fn tilde_hooks_path_and_include_are_locked() {
+    let t = T::new("hptilde");
+    host_repo(&t);
+    std::fs::create_dir_all(t.ws.join("myhooks")).unwrap();
+    std::fs::write(t.ws.join("local.gitconfig"), "[user]\n\tname = u\n").unwrap();
+    git_ok(&t, &t.ws, &["config", "core.hooksPath", "~/proj/myhooks"]);
+    git_ok(
+        &t,
+        &t.ws,
+        &["config", "include.path", "~/proj/local.gitconfig"],
+    );
+    let o = t.sh(&format!(
+        "{} {} mv myhooks myhooks.old 2>/dev/null && echo OK-mv; {COMMIT_INSIDE}",
+        plant_hooks(&t, "myhooks", "hook"),
+        plant_fsmonitor(&t, "local.gitconfig", "include"),
+    ));
+    judge(&t, &o);
+}
+
+/// F2c: an existing hooks directory's parent renamed away and rebuilt with hooks in it.
+#[test]
+fn hooks_path_parent_cannot_be_renamed() {
+    let t = T::new("hpparent");
+    host_repo(&t);
+    std::fs::create_dir_all(t.ws.join("tools/git-hooks")).unwrap();
+    std::fs::write(t.ws.join("tools/build.sh"), "echo build\n").unwrap();
+    git_ok(&t, &t.ws, &["config", "core.hooksPath", "tools/git-hooks"]);
+    let o = t.sh(&format!(
+        "mv tools tools.old 2>/dev/null && echo OK-mv; mkdir -p tools/git-hooks; {} \
+         echo more >> tools/build.sh && echo EDITED; {COMMIT_INSIDE}",
+        plant_hooks(&t, "tools/git-hooks", "hook"),
+    ));
+    judge(&t, &o);
+    // The rest of tools/ stays the agent's to edit.
+    assert!(ok(&o).contains("EDITED"), "{}", out(&o));
+}
+
+/// F2c: an included config file's parent renamed away and rebuilt with a planted config.
+#[test]
+fn include_parent_cannot_be_renamed() {
+    let t = T::new("incparent");
+    host_repo(&t);
+    std::fs::create_dir_all(t.ws.join("conf")).unwrap();
+    std::fs::write(t.ws.join("conf/git.cfg"), "[user]\n\tname = u\n").unwrap();
+    git_ok(&t, &t.ws, &["config", "include.path", "../conf/git.cfg"]);
+    let o = t.sh(&format!(
+        "mv conf conf.old 2>/dev/null && echo OK-mv; mkdir -p conf; {} {COMMIT_INSIDE}",
+        plant_fsmonitor(&t, "conf/git.cfg", "include"),
+    ));
+    judge(&t, &o);
+}
+
+/// F3: a `.git` file pointing at a git dir the agent built in its writable state directory
+/// (`~/.claude`) is removed; a `gitdir:` file pointing inside the workspace still works.
+#[test]
+fn gitdir_file_into_agent_state_is_removed() {
+    let t = T::new("gitdirstate");
+    std::fs::create_dir_all(t.home.join(".claude/projects")).unwrap();
+    let m = t.marker().display().to_string();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        &format!(
+            "E=$HOME/.claude/projects/evil; git init -q --bare $E && \
+             printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > $E/config && \
+             mkdir -p $E/hooks && printf '#!/bin/sh\\ntouch {m}\\n' > $E/hooks/post-commit && chmod +x $E/hooks/post-commit && \
+             echo \"gitdir: $E\" > .git && echo PLANTED; \
+             git init -q --separate-git-dir=$PWD/.sep sub && (cd sub && echo s > s && git add s && \
+             git -c user.name=a -c user.email=a@b commit -qm sub) && echo SUB"
+        ),
+    );
+    let s = ok(&o);
+    assert!(s.contains("PLANTED") && s.contains("SUB"), "{}", out(&o));
+    host_uses_git(&t, &t.ws);
+    assert!(
+        !t.marker().exists(),
+        "host git used a git dir in the agent's state:\n{}",
+        out(&o)
+    );
+    assert!(!t.ws.join(".git").exists(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("points outside the workspace"),
+        "the removal was not reported:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        git_ok(&t, &t.ws.join("sub"), &["log", "--format=%s", "-1"]).trim(),
+        "sub"
+    );
+}
+
+/// The user's global config names paths in the agent's writable state (`--profile claude`:
+/// `~/.claude`): an include and a template directory, both absent at the start. The agent
+/// can create neither; host git (a status in the workspace, a new repository from the
+/// templates) runs nothing.
+#[test]
+fn global_config_targets_in_agent_state_are_locked() {
+    let t = T::new("globalcfg");
+    host_repo(&t);
+    std::fs::create_dir_all(t.home.join(".claude/projects")).unwrap();
+    std::fs::write(
+        t.home.join(".gitconfig"),
+        "[include]\n\tpath = ~/.claude/git.inc\n[init]\n\ttemplateDir = ~/.claude/tmpl\n",
+    )
+    .unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        &format!(
+            "{} mkdir -p ~/.claude/tmpl/hooks 2>/dev/null; {} {COMMIT_INSIDE}",
+            plant_fsmonitor(&t, "~/.claude/git.inc", "include"),
+            plant_hooks(&t, "~/.claude/tmpl/hooks", "template"),
+        ),
+    );
+    judge(&t, &o);
+    let fresh = t.root.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    git_ok(&t, &fresh, &["init", "-q"]);
+    host_uses_git(&t, &fresh);
+    assert!(!t.marker().exists(), "{}", out(&o));
+    assert!(
+        !t.home.join(".claude/git.inc").exists() && !t.home.join(".claude/tmpl").exists(),
+        "placeholders left in ~/.claude"
+    );
+}
+
+/// A nested repository the user made, whose `core.hooksPath` names an absent directory
+/// below a directory the agent could otherwise rename: neither works.
+#[test]
+fn nested_repo_hooks_path_is_locked() {
+    let t = T::new("nestedhp");
+    host_repo(&t);
+    let sub = t.ws.join("sub");
+    std::fs::create_dir_all(sub.join("tools")).unwrap();
+    git_ok(&t, &sub, &["init", "-q"]);
+    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/hooks"]);
+    let o = t.sh(&format!(
+        "mv sub/tools sub/tools.old 2>/dev/null && echo OK-mv; mkdir -p sub/tools/hooks 2>/dev/null; {} {COMMIT_INSIDE}",
+        plant_hooks(&t, "sub/tools/hooks", "hook"),
+    ));
+    host_uses_git(&t, &sub);
+    assert!(
+        !t.marker().exists(),
+        "host git in sub ran a planted hook:\n{}",
+        out(&o)
+    );
+    judge(&t, &o);
+}
+
+/// The workspace is a worktree of a repository elsewhere that the policy makes writable
+/// (`files.write`): that repository's hooks and config are locked too.
+#[test]
+fn worktree_of_a_writable_repository_is_locked() {
+    let t = T::new("wtmain");
+    let main = t.root.join("main");
+    std::fs::create_dir_all(&main).unwrap();
+    git_ok(&t, &main, &["init", "-q"]);
+    git_ok(&t, &main, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    std::fs::remove_dir(&t.ws).unwrap();
+    git_ok(
+        &t,
+        &main,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "master2",
+            t.ws.to_str().unwrap(),
+        ],
+    );
+    let pol = t.root.join("p.toml");
+    std::fs::write(
+        &pol,
+        format!("[files]\nwrite = [{:?}]\n", main.display().to_string()),
+    )
+    .unwrap();
+    let g = main.join(".git").display().to_string();
+    let o = t.sh_with(
+        &["--policy", pol.to_str().unwrap()],
+        &format!(
+            "{} {} echo in > inside.txt && git add inside.txt && \
+             git -c user.name=a -c user.email=a@b commit -qm inside && echo COMMITTED; \
+             echo 'gitdir: /nowhere' > .git 2>/dev/null && echo OK-dotgit; true",
+            plant_hooks(&t, &format!("{g}/hooks"), "hook"),
+            plant_fsmonitor(&t, &format!("{g}/config"), "config"),
+        ),
+    );
+    host_uses_git(&t, &main);
+    host_uses_git(&t, &t.ws);
+    assert!(
+        !t.marker().exists(),
+        "a planted hook/config ran on the host:\n{}",
+        out(&o)
+    );
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(s.contains("COMMITTED"), "{}", out(&o));
+    let log = git_ok(&t, &main, &["log", "--format=%s", "master2"]);
+    assert!(log.contains("inside\n"), "{log}");
+}
+
+/// F3, in place: the user's own `gitdir:` file (a repository with a separate git dir)
+/// rewritten to point at a git dir the agent built in `~/.claude`: it is locked.
+#[test]
+fn existing_gitdir_file_cannot_be_repointed() {
+    let t = T::new("gitdirrepoint");
+    std::fs::create_dir_all(t.home.join(".claude/projects")).unwrap();
+    let sep = t.ws.join(".sep");
+    git_ok(
+        &t,
+        &t.ws,
+        &["init", "-q", "--separate-git-dir", sep.to_str().unwrap()],
+    );
+    git_ok(&t, &t.ws, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    let m = t.marker().display().to_string();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        &format!(
+            "{COMMIT_INSIDE}; E=$HOME/.claude/projects/evil; git init -q --bare $E && \
+             printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > $E/config && \
+             mkdir -p $E/hooks && printf '#!/bin/sh\\ntouch {m}\\n' > $E/hooks/post-commit && chmod +x $E/hooks/post-commit && \
+             (echo \"gitdir: $E\" > .git) 2>/dev/null && echo OK-repoint; true"
+        ),
+    );
+    judge(&t, &o);
+}

@@ -1,0 +1,304 @@
+//! What the host's git will load or run from outside a repository's own git dir, as named by
+//! git configuration: `core.hooksPath` (a hooks directory), `include.path` and
+//! `includeIf.*.path` (config files, followed recursively) and `init.templateDir` (copied into
+//! every repository `git init` makes). The plan ([`crate::plan`]) locks every such target
+//! that lies in a writable root, absent ones through placeholders, and the integrity report
+//! ([`crate::integrity`]) compares them; the guard ([`crate::guard`]) does the same for the
+//! repositories it finds in the workspace.
+//!
+//! Read here (before the session, with the user's authority, read-only): the system config
+//! (`/etc/gitconfig`), the user's global configs (`$XDG_CONFIG_HOME/git/config`,
+//! `~/.gitconfig`) and the config of the repository
+//! the workspace is in (its git dir found as git finds it: `.git` in the workspace or the
+//! nearest ancestor, through a `gitdir:` file, plus its `commondir`); that git dir's own
+//! `hooks/` and `config` are targets too when it lies outside the workspace. Paths are expanded as
+//! git expands them: `~/` is the home directory, a relative hooks path is relative to the work
+//! tree, a relative include to the directory of the file that includes it.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Include files followed at most this deep (git's own limit is 10).
+const MAX_INCLUDE_DEPTH: usize = 10;
+/// Config files larger than this are not read (their references are not followed).
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// What a config text points at: `core.hooksPath` (last one wins), every `include.path` /
+/// `includeIf.*.path`, and `init.templateDir` (last one wins). Values as written.
+#[derive(Default, Debug, PartialEq)]
+pub struct ConfigRefs {
+    pub hooks_path: Option<String>,
+    pub includes: Vec<String>,
+    pub template_dir: Option<String>,
+}
+
+/// Parses the references out of a git config text (see [`ConfigRefs`]).
+pub fn config_refs(text: &str) -> ConfigRefs {
+    let mut section = String::new();
+    let mut r = ConfigRefs::default();
+    for line in text.lines() {
+        let mut t = line.trim();
+        if t.starts_with('[') {
+            if let Some((name, after)) = crate::guard::parse_header(t) {
+                section = name;
+                t = after.trim();
+            }
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let v = value(v);
+        if section == "core" && k.eq_ignore_ascii_case("hookspath") {
+            r.hooks_path = Some(v);
+        } else if (section == "include" || section == "includeif") && k.eq_ignore_ascii_case("path")
+        {
+            r.includes.push(v);
+        } else if section == "init" && k.eq_ignore_ascii_case("templatedir") {
+            r.template_dir = Some(v);
+        }
+    }
+    r
+}
+
+/// A config value as git reads it: surrounding blanks dropped, quotes removed, `\"` `\\`
+/// `\t` `\n` unescaped, an unquoted `#` or `;` starts a comment.
+fn value(raw: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut chars = raw.trim().chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' => match chars.next() {
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some('b') => out.push('\u{8}'),
+                Some(o) => out.push(o),
+                None => {}
+            },
+            '#' | ';' if !quoted => break,
+            _ => out.push(c),
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// A path named by git configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Absolute and lexically normal (no `.`/`..`); symlinks in an existing prefix resolved.
+    pub path: PathBuf,
+    /// A directory (hooks, templates) or a config file (includes).
+    pub is_dir: bool,
+    /// The config key that names it.
+    pub key: &'static str,
+}
+
+/// Expands a config pathname as git does (`~/` and `~` are `home`; a relative one is taken
+/// relative to `base`), lexically normalised. `None` for `~user/`, `%(prefix)/` or an
+/// empty value (not followed).
+pub fn expand(value: &str, home: &Path, base: Option<&Path>) -> Option<PathBuf> {
+    let p = if value == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = value.strip_prefix("~/") {
+        home.join(rest)
+    } else if value.starts_with('~') || value.starts_with("%(") || value.is_empty() {
+        return None;
+    } else if Path::new(value).is_absolute() {
+        PathBuf::from(value)
+    } else {
+        base?.join(value)
+    };
+    normalise(&p)
+}
+
+fn normalise(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Prefix(_) => return None,
+        }
+    }
+    p.is_absolute().then_some(out)
+}
+
+/// `p` with the symlinks of its longest existing prefix resolved (what the host's git will
+/// reach), the rest appended as it is.
+fn real(p: &Path) -> PathBuf {
+    let mut existing = p.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&existing) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+fn read_config(p: &Path) -> Option<String> {
+    let md = std::fs::metadata(p).ok()?;
+    if !md.is_file() || md.len() > MAX_CONFIG {
+        return None;
+    }
+    std::fs::read(p)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The git dir and work tree git uses in `dir`: `.git` there or in the nearest ancestor (a
+/// directory, or a `gitdir:` file). `None` when there is none.
+pub fn discover(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut d = Some(dir);
+    while let Some(cur) = d {
+        let dot = cur.join(".git");
+        if let Ok(md) = std::fs::metadata(&dot) {
+            if md.is_dir() {
+                return Some((dot, cur.to_path_buf()));
+            }
+            if md.is_file() {
+                let text = read_config(&dot)?;
+                let t = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+                let g = normalise(&cur.join(t))?;
+                return Some((g, cur.to_path_buf()));
+            }
+        }
+        d = cur.parent();
+    }
+    None
+}
+
+/// Every target named by the global configs and by the config of the repository `workspace`
+/// is in (see the module doc), unfiltered; each once.
+pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".config"));
+    let repo = discover(workspace);
+    let worktree = repo.as_ref().map(|(_, w)| w.clone());
+    let mut configs: Vec<PathBuf> = vec![
+        PathBuf::from("/etc/gitconfig"),
+        xdg.join("git/config"),
+        home.join(".gitconfig"),
+    ];
+    let mut out: Vec<Target> = Vec::new();
+    let mut push = |t: Target| {
+        if !out.iter().any(|o| o.path == t.path) {
+            out.push(t);
+        }
+    };
+    if let Some((g, _)) = &repo {
+        let common = read_config(&g.join("commondir"))
+            .and_then(|c| normalise(&g.join(c.trim())))
+            .unwrap_or_else(|| g.clone());
+        configs.push(g.join("config"));
+        configs.push(g.join("config.worktree"));
+        configs.push(common.join("config"));
+        // The repository's own git dir when it lies outside the workspace (a worktree or
+        // submodule of a repository elsewhere; the guard owns the ones inside): its hooks
+        // and config, locked when another writable root holds them.
+        if !g.starts_with(workspace) || !common.starts_with(workspace) {
+            push(Target {
+                path: real(&common.join("hooks")),
+                is_dir: true,
+                key: "the repository's hooks",
+            });
+            for c in [common.join("config"), g.join("config.worktree")] {
+                if c.is_file() {
+                    push(Target {
+                        path: real(&c),
+                        is_dir: false,
+                        key: "the repository's config",
+                    });
+                }
+            }
+        }
+    }
+    let mut queue: Vec<(PathBuf, usize)> = configs.into_iter().map(|c| (c, 0)).collect();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    while let Some((cfg, depth)) = queue.pop() {
+        if seen.contains(&cfg) {
+            continue;
+        }
+        seen.push(cfg.clone());
+        let Some(text) = read_config(&cfg) else {
+            continue;
+        };
+        let r = config_refs(&text);
+        let dir = cfg.parent().map(Path::to_path_buf);
+        if let Some(h) = r
+            .hooks_path
+            .and_then(|h| expand(&h, home, worktree.as_deref()))
+        {
+            push(Target {
+                path: real(&h),
+                is_dir: true,
+                key: "core.hooksPath",
+            });
+        }
+        if let Some(t) = r.template_dir.and_then(|t| expand(&t, home, None)) {
+            push(Target {
+                path: real(&t),
+                is_dir: true,
+                key: "init.templateDir",
+            });
+        }
+        for inc in r.includes {
+            let Some(p) = expand(&inc, home, dir.as_deref()) else {
+                continue;
+            };
+            let p = real(&p);
+            push(Target {
+                path: p.clone(),
+                is_dir: false,
+                key: "include.path",
+            });
+            if depth < MAX_INCLUDE_DEPTH {
+                queue.push((p, depth + 1));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_expansion() {
+        let r = config_refs(
+            "[core]\n\thooksPath = \"~/h ooks\" # c\n[include]\n\tpath = ../conf/git.cfg ; x\n\
+             [includeIf \"gitdir:~/\"]\n\tpath = ~/x.cfg\n[init]\n\ttemplateDir = /t\n",
+        );
+        assert_eq!(r.hooks_path.as_deref(), Some("~/h ooks"));
+        assert_eq!(r.includes, vec!["../conf/git.cfg", "~/x.cfg"]);
+        assert_eq!(r.template_dir.as_deref(), Some("/t"));
+        let h = Path::new("/home/u");
+        assert_eq!(
+            expand("~/gws2/myhooks", h, None),
+            Some(PathBuf::from("/home/u/gws2/myhooks"))
+        );
+        assert_eq!(
+            expand("../conf/git.cfg", h, Some(Path::new("/w/.git"))),
+            Some(PathBuf::from("/w/conf/git.cfg"))
+        );
+        assert_eq!(expand("~other/x", h, None), None);
+        assert_eq!(expand("rel", h, None), None);
+    }
+}
