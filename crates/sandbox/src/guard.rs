@@ -235,7 +235,10 @@ impl Guard {
                 s.rescan();
             }
             if let Err(e) = s.process_all(false) {
-                eprintln!("warden: workspace guard: {e}");
+                eprintln!(
+                    "warden: workspace guard: {}",
+                    warden_event::text::printable(&e.to_string())
+                );
             }
         });
     }
@@ -252,7 +255,10 @@ impl Guard {
             s.rescan();
         }
         if let Err(e) = s.process_all(true) {
-            eprintln!("warden: workspace guard: {e}");
+            eprintln!(
+                "warden: workspace guard: {}",
+                warden_event::text::printable(&e.to_string())
+            );
         }
     }
 }
