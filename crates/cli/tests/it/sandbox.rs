@@ -536,6 +536,41 @@ fn secrets_are_scrubbed_from_the_environment() {
     assert!(!s.contains("ANTHROPIC_API_KEY"), "{s}");
 }
 
+/// Review F7: secrets under the spellings real tools read (libpq, mysql, npm, lower case,
+/// bare names, webhooks) do not reach `env` inside; everyday variables and the profile's own
+/// agent key do.
+#[test]
+fn secrets_under_other_spellings_are_scrubbed() {
+    let t = T::new("env-spellings");
+    let secrets = [
+        "PGPASSWORD",
+        "MYSQL_PWD",
+        "GITHUB_PAT",
+        "npm_config__authToken",
+        "github_token",
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "SLACK_WEBHOOK_URL",
+    ];
+    let mut c = t.cmd(&["--profile", "claude"]);
+    for k in secrets {
+        c.env(k, "s3cr3t-value");
+    }
+    c.env("EDITOR", "vi")
+        .env("LANG", "C.UTF-8")
+        .env("ANTHROPIC_API_KEY", "sk-ant")
+        .args(["--", "/usr/bin/env"]);
+    let s = ok(&c.output().unwrap());
+    for k in secrets {
+        assert!(!s.contains(&format!("{k}=")), "{k} reached the agent:\n{s}");
+    }
+    assert!(!s.contains("s3cr3t-value"), "{s}");
+    for kv in ["EDITOR=vi", "LANG=C.UTF-8", "ANTHROPIC_API_KEY=sk-ant"] {
+        assert!(s.lines().any(|l| l == kv), "{kv} missing inside:\n{s}");
+    }
+}
+
 #[test]
 fn everyday_development_keeps_working() {
     let t = T::new("dev");
