@@ -571,6 +571,48 @@ fn secrets_under_other_spellings_are_scrubbed() {
     }
 }
 
+/// Review F10: a workspace inside warden's state or config directory (directly, or reached
+/// through a symlink) is refused before anything runs, with a clear message; a project
+/// workspace beside it runs.
+#[test]
+fn workspace_inside_wardens_own_directories_is_refused() {
+    let t = T::new("ws-warden-dirs");
+    let state = t.home.join(".local/state/warden");
+    let conf = t.home.join(".config/warden/proj");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    let link = t.ws.join("conf-link");
+    std::os::unix::fs::symlink(t.home.join(".config/warden"), &link).unwrap();
+    for (dir, marker) in [
+        (&state, state.join("m")),
+        (&conf, conf.join("m")),
+        (&link, t.home.join(".config/warden/m")),
+    ] {
+        for extra in [&[][..], &["--allow-broad-workspace"][..]] {
+            let o = t
+                .warden()
+                .arg("run")
+                .args(extra)
+                .args(["--", "/bin/sh", "-c", "echo pwned > m"])
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(5), "{}: {}", dir.display(), out(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("inside warden's own directory"),
+                "{}: {err}",
+                dir.display()
+            );
+            assert!(!marker.exists(), "{} ran the agent", dir.display());
+        }
+    }
+    let o = t.sh("echo ok > m");
+    ok(&o);
+    assert!(t.ws.join("m").exists(), "{}", out(&o));
+}
+
 #[test]
 fn everyday_development_keeps_working() {
     let t = T::new("dev");
