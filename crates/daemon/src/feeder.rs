@@ -23,7 +23,9 @@
 //!
 //! Cost (stated): events are answered by one thread, so while it hashes a large file opened
 //! for exec by a session for the first time, exec opens elsewhere on the machine wait for it
-//! (outside sessions the answer itself is immediate; hashes are cached by file stamp).
+//! (outside sessions the answer itself is immediate; hashes are cached by file stamp). That
+//! wait is bounded like the seccomp guard's: a file an agent could write over 512 MiB is not
+//! hashed, and no hashing runs past 10 s; such a file is not recorded, so its exec is denied.
 //!
 //! Not covered (stated): a shared object outside those directories that was never exec'd
 //! (for example a freshly built `.so` loaded with `dlopen`) is denied on first mapping. With
@@ -70,6 +72,18 @@ pub enum FeederError {
 
 pub struct Feeder {
     fan: OwnedFd,
+}
+
+/// The bound on hashing one session exec (the seccomp guard's): a deadline always, and the
+/// size cap for a file an agent could have written (not root-owned, or group/world
+/// writable). Over it the file is not recorded, and the program denies the exec.
+fn exec_limit(fd: BorrowedFd<'_>) -> warden_execguard::identity::Limit {
+    use warden_execguard::identity::{Limit, HASH_DEADLINE, MAX_HASH_BYTES};
+    let system = stat_fd(fd).is_some_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0);
+    Limit {
+        max_bytes: (!system).then_some(MAX_HASH_BYTES),
+        deadline: Some(std::time::Instant::now() + HASH_DEADLINE),
+    }
 }
 
 fn stat_fd(fd: BorrowedFd<'_>) -> Option<libc::stat> {
@@ -187,7 +201,7 @@ impl Feeder {
                 // SAFETY: the event's fd is ours to close.
                 let file = unsafe { OwnedFd::from_raw_fd(m.fd) };
                 if m.mask & libc::FAN_OPEN_EXEC_PERM != 0 && in_session(m.pid) {
-                    match cache.hash_unwritten(file.as_fd()) {
+                    match cache.hash_unwritten_within(file.as_fd(), exec_limit(file.as_fd())) {
                         // Someone holds it open for write (a shared writable mapping counts):
                         // its content can still change behind the stamp the program checks,
                         // so nothing is recorded and the program denies the exec (which the

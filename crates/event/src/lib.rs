@@ -9,6 +9,8 @@
 //! Decisions made inside the sandbox (`warden hook`) reach the supervisor's log through a
 //! pipe as bounded frames ([`SessionLog::framed_pipe`] writes them, [`relay`] reads them with
 //! a rate limit and a per-session budget; framing is `warden-proto`'s).
+//!
+//! [`text::printable`] is the one escaping function for agent-derived text on a terminal.
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
@@ -16,6 +18,7 @@
 
 pub mod queue;
 pub mod relay;
+pub mod text;
 pub mod timing;
 
 use serde::{Deserialize, Serialize};

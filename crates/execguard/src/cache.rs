@@ -11,7 +11,7 @@
 //! entry for them (made by an earlier session or by policy resolution) is dropped and never
 //! written back to disk.
 
-use crate::identity::{fstat, sha256_fd, FileStamp, Hash};
+use crate::identity::{fstat, sha256_fd_within, FileStamp, Hash, Limit};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,6 +147,15 @@ impl Cache {
 
     /// Hash of the file behind `fd`, from the cache when its stamp is unchanged.
     pub fn hash(&self, fd: BorrowedFd<'_>) -> std::io::Result<(Hash, FileStamp, bool)> {
+        self.hash_within(fd, Limit::NONE)
+    }
+
+    /// [`Cache::hash`] with a [`Limit`] on the hashing (a cached hash needs none).
+    pub fn hash_within(
+        &self,
+        fd: BorrowedFd<'_>,
+        limit: Limit,
+    ) -> std::io::Result<(Hash, FileStamp, bool)> {
         let st = fstat(fd)?;
         let stamp = FileStamp::of(&st);
         if let Some(h) = self
@@ -157,7 +166,7 @@ impl Cache {
         {
             return Ok((*h, stamp, true));
         }
-        let h = sha256_fd(fd)?;
+        let h = sha256_fd_within(fd, limit)?;
         // Re-stat: a file written while we hashed it gets no cache entry. Nor does one changed
         // in the last seconds: timestamps are as coarse as the kernel's clock tick (no
         // multigrain timestamps before 6.13), so a write in the same tick as the last one
@@ -182,18 +191,27 @@ impl Cache {
         &self,
         fd: BorrowedFd<'_>,
     ) -> std::io::Result<(Hash, Option<bool>, bool)> {
+        self.hash_unwritten_within(fd, Limit::NONE)
+    }
+
+    /// [`Cache::hash_unwritten`] with a [`Limit`] on the hashing.
+    pub fn hash_unwritten_within(
+        &self,
+        fd: BorrowedFd<'_>,
+        limit: Limit,
+    ) -> std::io::Result<(Hash, Option<bool>, bool)> {
         let writers = open_for_write(fd);
         if writers == Some(false) {
-            let (h, _, hit) = self.hash(fd)?;
+            let (h, _, hit) = self.hash_within(fd, limit)?;
             // A writer that appeared while we hashed: the entry may already be stale.
             if open_for_write(fd) == Some(false) {
                 return Ok((h, Some(false), hit));
             }
             self.forget(&FileStamp::of(&fstat(fd)?));
-            return Ok((sha256_fd(fd)?, Some(true), false));
+            return Ok((sha256_fd_within(fd, limit)?, Some(true), false));
         }
         self.forget(&FileStamp::of(&fstat(fd)?));
-        Ok((sha256_fd(fd)?, writers, false))
+        Ok((sha256_fd_within(fd, limit)?, writers, false))
     }
 
     /// Hash of the file at `path` (opened read-only; the stamp is taken on the open file).

@@ -5,6 +5,11 @@
 //! x86-64, SHA2 on aarch64) at run time. `scripts/bench-exec.sh` measures it against `ring`
 //! (BoringSSL's assembly) on the same buffer; on this CI's AMD EPYC (SHA-NI) both exceed
 //! 1.5 GB/s per core, and `sha2` avoids a C/assembly build dependency.
+//!
+//! [`sha256_fd_within`] hashes under a [`Limit`] (a size cap and a deadline), for the exec
+//! guard's decisions: a 16 GiB sparse file must not hold an agent's exec (and the
+//! supervisor) for a minute. Over either, it fails ([`std::io::ErrorKind::FileTooLarge`],
+//! [`std::io::ErrorKind::TimedOut`]) and the caller denies.
 
 use sha2::{Digest, Sha256};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -49,10 +54,78 @@ pub fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
 /// Hashes the whole file behind `fd` with `pread` (the fd's offset is not moved, so a
 /// descriptor borrowed from another process is left as it was).
 pub fn sha256_fd(fd: BorrowedFd<'_>) -> std::io::Result<Hash> {
+    sha256_fd_within(fd, Limit::NONE)
+}
+
+/// Files larger than this that an agent can write are not hashed by the exec guard (the
+/// same cap as the tool-call hook's): their exec or mapping is denied.
+pub const MAX_HASH_BYTES: u64 = 512 << 20;
+
+/// How long one exec decision may spend hashing, whatever the file: past it, the exec or
+/// mapping is denied (invariant 7: a missed deadline denies).
+pub const HASH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bounds on one hashing: bytes read and a wall-clock deadline (`None`: unbounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max_bytes: Option<u64>,
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl Limit {
+    pub const NONE: Limit = Limit {
+        max_bytes: None,
+        deadline: None,
+    };
+}
+
+/// Whether an error from [`sha256_fd_within`] is a [`Limit`] it hit (not an I/O failure).
+pub fn over_limit(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::FileTooLarge | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// [`sha256_fd`] within `limit`: a file larger than `max_bytes` (by its size before any byte
+/// is read, or by what is read if it grows meanwhile) fails with `FileTooLarge`, a hashing
+/// still running at `deadline` (checked after every MiB) with `TimedOut`.
+pub fn sha256_fd_within(fd: BorrowedFd<'_>, limit: Limit) -> std::io::Result<Hash> {
+    use std::io::{Error, ErrorKind};
+    let too_large = |size: u64, max: u64| {
+        Error::new(
+            ErrorKind::FileTooLarge,
+            format!(
+                "it is {} MiB, over the exec guard's {} MiB hashing limit for files an agent can write",
+                size >> 20,
+                max >> 20
+            ),
+        )
+    };
+    if let Some(max) = limit.max_bytes {
+        let size = fstat(fd)?.st_size.max(0) as u64;
+        if size > max {
+            return Err(too_large(size, max));
+        }
+    }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut off: u64 = 0;
+    let started = std::time::Instant::now();
     loop {
+        if limit
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "hashing it did not finish within the exec guard's deadline ({} MiB read in {:.1} s)",
+                    off >> 20,
+                    started.elapsed().as_secs_f64()
+                ),
+            ));
+        }
         let n = match rustix::io::pread(fd, &mut buf[..], off) {
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,
@@ -63,6 +136,9 @@ pub fn sha256_fd(fd: BorrowedFd<'_>) -> std::io::Result<Hash> {
         }
         h.update(&buf[..n]);
         off += n as u64;
+        if let Some(max) = limit.max_bytes.filter(|m| off > *m) {
+            return Err(too_large(off, max));
+        }
     }
     Ok(h.finalize().into())
 }
@@ -92,6 +168,49 @@ mod tests {
         assert_eq!(parse_hex(&format!("sha256:{}", hex(&h))), Some(h));
         assert_eq!(parse_hex("xyz"), None);
     }
+    #[test]
+    fn limits_refuse_large_and_slow_hashing() {
+        let p = std::env::temp_dir().join(format!("warden-id-lim-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        // Sparse: 3 MiB of size, no blocks.
+        f.set_len(3 << 20).unwrap();
+        use std::os::fd::AsFd;
+        let e = sha256_fd_within(
+            f.as_fd(),
+            Limit {
+                max_bytes: Some(2 << 20),
+                deadline: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(over_limit(&e) && e.to_string().contains("3 MiB"), "{e}");
+        let e = sha256_fd_within(
+            f.as_fd(),
+            Limit {
+                max_bytes: None,
+                deadline: Some(std::time::Instant::now()),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        let within = Limit {
+            max_bytes: Some(3 << 20),
+            deadline: Some(std::time::Instant::now() + HASH_DEADLINE),
+        };
+        assert_eq!(
+            sha256_fd_within(f.as_fd(), within).unwrap(),
+            sha256_bytes(&vec![0u8; 3 << 20])
+        );
+        std::fs::remove_file(&p).unwrap();
+    }
+
     #[test]
     fn file_hash_matches_bytes_and_stamp_sees_restored_timestamps() {
         let p = std::env::temp_dir().join(format!("warden-id-{}", std::process::id()));

@@ -68,12 +68,17 @@
 //! `PTRACE_O_EXITKILL` kills every traced process, and the sandbox's init dies with
 //! `warden run` (PDEATHSIG), taking the pid namespace with it. Any error while deciding
 //! (unreadable file, unresolvable path, vanished process) is a denial in enforce mode.
+//! Hashing is bounded ([`crate::identity::Limit`]): a file an agent can write larger than
+//! [`MAX_HASH_BYTES`], or any hashing still running after [`HASH_DEADLINE`], is denied
+//! under rule `exec.hash_limit`.
 
 // Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
 #![allow(clippy::undocumented_unsafe_blocks, clippy::too_many_arguments)]
 
 pub use crate::cache::Cache;
-use crate::identity::{fstat, hex, sha256_fd, FileStamp, Hash};
+use crate::identity::{
+    fstat, hex, over_limit, sha256_fd_within, FileStamp, Hash, Limit, HASH_DEADLINE, MAX_HASH_BYTES,
+};
 use crate::rules::{how_to_allow, ExecRules, Verdict};
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use std::collections::HashSet;
@@ -682,10 +687,26 @@ impl Guard {
         fd: BorrowedFd<'_>,
         st: &libc::stat,
     ) -> std::io::Result<(Hash, bool)> {
+        // Every hashing has a deadline; a file an agent may write is also capped in size
+        // (one no agent can write is hashed whole, and cached).
+        let deadline = Some(Instant::now() + HASH_DEADLINE);
+        let capped = Limit {
+            max_bytes: Some(MAX_HASH_BYTES),
+            deadline,
+        };
         match self.scope.trusts(pid, fd, st) {
-            Trust::Yes => return self.cache.hash(fd).map(|(h, _, hit)| (h, hit)),
+            Trust::Yes => {
+                let whole = Limit {
+                    max_bytes: None,
+                    deadline,
+                };
+                return self
+                    .cache
+                    .hash_within(fd, whole)
+                    .map(|(h, _, hit)| (h, hit));
+            }
             Trust::IfUnwritten => {
-                if let (h, Some(false), hit) = self.cache.hash_unwritten(fd)? {
+                if let (h, Some(false), hit) = self.cache.hash_unwritten_within(fd, capped)? {
                     return Ok((h, hit));
                 }
             }
@@ -693,7 +714,7 @@ impl Guard {
         }
         let stamp = FileStamp::of(st);
         self.cache.forget(&stamp);
-        let h = sha256_fd(fd)?;
+        let h = sha256_fd_within(fd, capped)?;
         let mut l = self.logged.lock().unwrap_or_else(|p| p.into_inner());
         if l.len() > 50_000 {
             l.clear();
@@ -804,6 +825,14 @@ impl Guard {
         }
         let (h, cached) = match self.identify(pid, fd, &st) {
             Ok(x) => x,
+            Err(e) if over_limit(&e) => {
+                let v = Verdict {
+                    allowed: false,
+                    rule: "exec.hash_limit".into(),
+                    reason: format!("its identity could not be established: {e}"),
+                };
+                return self.conclude(pid, what, kind, None, &v, started, false);
+            }
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
         let mut v = self

@@ -1,6 +1,9 @@
 //! The `[env]` section: which environment variables reach the agent.
 //!
 //! A variable is removed when its name matches any `scrub` glob and no `pass` glob.
+//! `scrub` globs match ASCII case-insensitively (`*_TOKEN` scrubs `github_token` and
+//! `npm_config__authToken`'s kin alike: tools read secrets under either case); `pass` globs
+//! match exactly as written, so passing a name never passes its other spellings.
 //! `set` adds or overrides variables after scrubbing.
 
 use crate::append_unique;
@@ -61,14 +64,25 @@ impl EnvSection {
         }
         self.scrub
             .iter()
-            .find(|g| glob_match(g, name))
+            .find(|g| glob_match_ignore_case(g, name))
             .map(|s| s.as_str())
     }
 }
 
 /// Glob with `*` (any run) and `?` (one char), matching the whole string.
 pub fn glob_match(pat: &str, s: &str) -> bool {
-    let (p, s) = (pat.as_bytes(), s.as_bytes());
+    glob_bytes(pat.as_bytes(), s.as_bytes())
+}
+
+/// [`glob_match`] ignoring ASCII case.
+pub fn glob_match_ignore_case(pat: &str, s: &str) -> bool {
+    glob_bytes(
+        pat.to_ascii_uppercase().as_bytes(),
+        s.to_ascii_uppercase().as_bytes(),
+    )
+}
+
+fn glob_bytes(p: &[u8], s: &[u8]) -> bool {
     let (mut pi, mut si) = (0usize, 0usize);
     let (mut star, mut mark) = (usize::MAX, 0usize);
     while si < s.len() {

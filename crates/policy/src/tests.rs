@@ -167,6 +167,52 @@ fn env_scrub_and_pass() {
         .is_some());
 }
 
+/// Review F7: secrets under other spellings and cases, and what everyday tools need.
+#[test]
+fn env_scrub_covers_common_secret_spellings_in_any_case() {
+    for profile in ["generic", "claude", "codex", "gemini"] {
+        let p = builtin(profile);
+        for k in [
+            "PGPASSWORD",
+            "MYSQL_PWD",
+            "GITHUB_PAT",
+            "npm_config__authToken",
+            "NPM_CONFIG_//registry.npmjs.org/:_authToken",
+            "github_token",
+            "SECRET",
+            "TOKEN",
+            "PASSWORD",
+            "SLACK_WEBHOOK_URL",
+            "DISCORD_WEBHOOK",
+            "STRIPE_SECRET_KEY_LIVE",
+            "HF_AUTH_TOKEN_RO",
+            "SENDGRID_APIKEY",
+            "GCP_PRIVATE_KEY_PEM",
+            "azure_storage_connection_string",
+            "my_credentials_file",
+        ] {
+            assert!(
+                p.env.scrubbed_by(k).is_some(),
+                "{profile}: {k} reaches the agent"
+            );
+        }
+        for k in [
+            "PATH", "HOME", "EDITOR", "LANG", "PWD", "OLDPWD", "TERM", "SHELL", "TZ",
+        ] {
+            assert!(p.env.scrubbed_by(k).is_none(), "{profile}: {k} scrubbed");
+        }
+    }
+    // A profile's own agent credentials still pass, exactly as spelled.
+    let c = builtin("claude");
+    assert!(c.env.scrubbed_by("ANTHROPIC_AUTH_TOKEN").is_none());
+    assert!(c.env.scrubbed_by("anthropic_auth_token").is_some());
+    assert!(builtin("codex").env.scrubbed_by("OPENAI_API_KEY").is_none());
+    assert!(builtin("gemini")
+        .env
+        .scrubbed_by("GEMINI_API_KEY")
+        .is_none());
+}
+
 #[test]
 fn glob() {
     use env::glob_match;
@@ -175,6 +221,8 @@ fn glob() {
     assert!(glob_match("AWS_*", "AWS_"));
     assert!(glob_match("a?c", "abc"));
     assert!(!glob_match("a?c", "abbc"));
+    assert!(!glob_match("*_TOKEN", "gh_token"));
+    assert!(env::glob_match_ignore_case("*_TOKEN", "gh_token"));
 }
 
 #[test]

@@ -714,8 +714,11 @@ impl RiskEngine {
                 at: now,
                 signal,
                 points,
-                reason,
-                what: prefix(&d.what, 256).to_string(),
+                // Both carry the agent's names (binaries, hosts, files): escaped once here,
+                // so every screen that shows a contribution (the risk lines, `warden top`,
+                // `warden status`) shows no terminal control from them.
+                reason: warden_event::text::printable(&reason),
+                what: warden_event::text::printable(prefix(&d.what, 256)),
                 claim,
             });
         }

@@ -247,7 +247,10 @@ impl Guard {
                 s.rescan();
             }
             if let Err(e) = s.process_all(false) {
-                eprintln!("warden: workspace guard: {e}");
+                eprintln!(
+                    "warden: workspace guard: {}",
+                    warden_event::text::printable(&e.to_string())
+                );
             }
         });
     }
@@ -267,7 +270,10 @@ impl Guard {
             s.queue(rel, Kind::Dot);
         }
         if let Err(e) = s.process_all(true) {
-            eprintln!("warden: workspace guard: {e}");
+            eprintln!(
+                "warden: workspace guard: {}",
+                warden_event::text::printable(&e.to_string())
+            );
         }
     }
 }

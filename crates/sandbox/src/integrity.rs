@@ -524,7 +524,8 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
 }
 
 impl Report {
-    /// Printed on stderr at the end of `warden run` (empty when nothing to report).
+    /// Printed on stderr at the end of `warden run` (empty when nothing to report). Paths are
+    /// shown through [`warden_event::text::printable`].
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
@@ -542,7 +543,9 @@ impl Report {
                         Change::Created => "created",
                         Change::Modified => "changed",
                     },
-                    e.path.display(),
+                    // The agent chose the name: escaped, so it cannot draw over this report,
+                    // set the clipboard (OSC 52) or forge a line.
+                    warden_event::text::printable_path(&e.path),
                     e.category.label(),
                     e.what
                 );

@@ -201,26 +201,8 @@ impl Subject {
     }
 }
 
-/// `s` with control characters (C0, DEL, C1, and the bidi/format controls that reorder
-/// what a terminal shows) written as `\xNN` / `\u{NNNN}`.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        // Also the other invisible format controls (Arabic letter mark, zero-width
-        // characters, line/paragraph separators, word joiners, BOM, soft hyphen).
-        let bidi = matches!(c, '\u{00ad}' | '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
-        if c.is_control() || bidi {
-            if (c as u32) < 0x100 {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            } else {
-                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// `s` with control and invisible format characters escaped (warden-event's one function).
+pub use warden_event::text::printable;
 
 fn shell_words(argv: &[String]) -> String {
     warden_sys::shell::join(argv)

@@ -104,6 +104,8 @@ pub enum ConfigError {
     BroadWorkspace(PathBuf),
     #[error("policy file {} is a symlink inside the workspace: the agent could replace the link and choose the next session's policy; pass the file it points to (--policy/--profile {}), or keep the policy outside the workspace", .0.display(), .1.display())]
     LinkedPolicy(PathBuf, PathBuf),
+    #[error("workspace {} is inside warden's own directory {}: the agent could rewrite warden's policy, state or audit record there; run warden from a project directory outside it (no flag allows this)", .0.display(), .1.display())]
+    WardenWorkspace(PathBuf, PathBuf),
     #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
     NoDaemon(String),
     /// The full message lists each missing guarantee.
@@ -135,8 +137,9 @@ pub enum ErrorKind {
 impl ConfigError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ConfigError::BroadWorkspace(_) => ErrorKind::Workspace,
-            ConfigError::LinkedPolicy(..) => ErrorKind::Workspace,
+            ConfigError::BroadWorkspace(_)
+            | ConfigError::WardenWorkspace(..)
+            | ConfigError::LinkedPolicy(..) => ErrorKind::Workspace,
             ConfigError::NoDaemon(_) | ConfigError::Unsupported(_) => ErrorKind::Unsupported,
             ConfigError::Network(_) | ConfigError::Risk(_) => ErrorKind::Policy,
         }
@@ -274,11 +277,19 @@ pub struct SessionConfig {
     pub policy_files: Vec<PathBuf>,
 }
 
-/// The workspace guard: a workspace that is `/` or contains `$HOME` exposes everything.
-/// Judged by path and by identity: the workspace is refused when it is the same directory
-/// (device and inode) as `$HOME` or one of its ancestors, so a symlinked or bind-mounted
-/// alias of the home directory is caught too.
+/// The workspace guard. One inside warden's own configuration, state or data directories
+/// ([`warden_dirs`]) would let the agent write warden's policy, audit store, hash cache or
+/// allowlist index (always refused). A workspace that is `/` or contains `$HOME` exposes
+/// everything (refused unless `allow_broad`), judged by path and by identity: it is refused
+/// when it is the same directory (device and inode) as `$HOME` or one of its ancestors, so a
+/// symlinked or bind-mounted alias of the home directory is caught too.
 pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), ConfigError> {
+    let ws_real = ws.canonicalize().ok();
+    for d in warden_dirs(home) {
+        if ws.starts_with(&d) || ws_real.as_ref().is_some_and(|w| w.starts_with(&d)) {
+            return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
+        }
+    }
     if allow_broad {
         return Ok(());
     }
@@ -293,6 +304,55 @@ pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Warden's own directories, each as spelled and as resolved (a symlinked `$HOME` or
+/// `~/.config` names the same place twice): the user's policy (`~/.config/warden`), session
+/// state, hash cache and audit store (`~/.local/state/warden`, `$XDG_STATE_HOME/warden`),
+/// the allowlist index (`~/.local/share/warden`), and the
+/// machine's (`/etc/warden`, `/var/lib/warden`).
+pub fn warden_dirs(home: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![
+        home.join(".config/warden"),
+        state_dir(home),
+        home.join(".local/share/warden"),
+        PathBuf::from("/etc/warden"),
+        PathBuf::from("/var/lib/warden"),
+    ];
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        // Where the audit store goes then (`warden_audit::default_store_path`).
+        dirs.push(x.join("warden"));
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        // The resolved form of the deepest part that exists, then the rest as spelled.
+        let mut real = None;
+        let mut rest = Vec::new();
+        let mut cur = d.as_path();
+        loop {
+            if let Ok(r) = cur.canonicalize() {
+                real = Some(rest.iter().rev().fold(r, |p: PathBuf, n| p.join(n)));
+                break;
+            }
+            match (cur.parent(), cur.file_name()) {
+                (Some(p), Some(n)) => {
+                    rest.push(n.to_os_string());
+                    cur = p;
+                }
+                _ => break,
+            }
+        }
+        if let Some(r) = real.filter(|r| *r != d && r.as_path() != Path::new("/")) {
+            out.push(r);
+        }
+        if d.as_path() != Path::new("/") {
+            out.push(d);
+        }
+    }
+    out
 }
 
 impl SessionConfig {

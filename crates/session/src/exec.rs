@@ -49,7 +49,7 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
         if n.warning {
             ui.warn("warden:", &n.text);
         } else if config.verbose > 0 {
-            eprintln!("warden: {n}");
+            eprintln!("warden: {}", warden_event::text::printable(&n.to_string()));
         }
     }
     if rules.mode == ExecMode::Allowlist {

@@ -129,7 +129,10 @@ pub fn on_launch(
         let monitor = match Monitor::start(cfg, &session, notify) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("warden: warning: risk monitor not started: {e}");
+                ui.warn(
+                    "warden: warning:",
+                    &format!("risk monitor not started: {e}"),
+                );
                 return;
             }
         };
@@ -254,7 +257,7 @@ pub fn finish(
         match closed {
             Ok(head) if !quiet => {
                 if let Some(Ok(summary)) = summary {
-                    eprintln!("{summary}");
+                    eprintln!("{}", warden_event::text::printable_lines(&summary));
                 }
                 eprintln!(
                     "warden: audit head {head} (`warden log {session}` shows the session; `warden audit verify` checks the chain)"

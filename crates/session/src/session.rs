@@ -42,6 +42,7 @@ use crate::ui::Ui;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use warden_event::text::{printable, printable_lines, printable_path};
 use warden_event::{Decision, Layer, Sink, Verdict};
 use warden_sandbox::{cgroup::SessionCgroup, launch, plan, Launch, Plan};
 
@@ -104,7 +105,7 @@ impl Session {
         for n in &self.config.notices {
             match n {
                 crate::config::Notice::Warn(w) => self.ui.warn("warden: warning:", w),
-                crate::config::Notice::Note(n) => eprintln!("warden: {n}"),
+                crate::config::Notice::Note(n) => eprintln!("warden: {}", printable(n)),
             }
         }
     }
@@ -416,14 +417,14 @@ fn end(
     warden_event::timing::mark("end: integrity reported");
     if let Some(s) = agent_state {
         let report = s.finish();
-        eprint!("{}", report.render(&config.session_id));
+        eprint!("{}", printable_lines(&report.render(&config.session_id)));
         // `[approvals] held = "ask"`: a human may apply them now (the control socket is up).
         if report.held_file.is_some()
             && config.policy.approvals.held() == warden_policy::approvals::HeldAsk::Ask
         {
             let (st, home, id) = (&config.state_dir, &config.home, &config.session_id);
             for l in crate::approval::ask_held(&approvals, st, home, id) {
-                eprintln!("{l}");
+                eprintln!("{}", printable_lines(&l));
             }
         }
     }
@@ -581,11 +582,11 @@ fn check_command(c: &SessionConfig, plan: &Plan) -> Result<(), StartError> {
     plan.resolve_command()
         .map_err(|e| StartError::NotFound(e.to_string()))?;
     for n in &plan.notes {
-        eprintln!("warden: note: {n}");
+        eprintln!("warden: note: {}", printable(n));
     }
     let hidden = plan.hidden_path_dirs();
     if !hidden.is_empty() {
-        let list: Vec<String> = hidden.iter().map(|d| d.display().to_string()).collect();
+        let list: Vec<String> = hidden.iter().map(|d| printable_path(d)).collect();
         eprintln!(
             "warden: note: on PATH but hidden in the sandbox (files.read shows a directory): {}",
             list.join(", ")
@@ -604,7 +605,7 @@ fn start_agent_state(
     if let Some(s) = &s {
         s.warnings
             .iter()
-            .for_each(|w| eprintln!("warden: warning: {w}"));
+            .for_each(|w| eprintln!("warden: warning: {}", printable(&w.to_string())));
         s.binds()
             .into_iter()
             .for_each(|(t, c)| plan.bind_copy(t, c));
@@ -911,7 +912,8 @@ fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
 /// The end-of-session integrity report: on stderr for the human, and in the session log.
 fn report_integrity(before: &warden_sandbox::integrity::Snapshot, ws: &Path, who: &str) {
     let r = warden_sandbox::integrity::compare(before, ws);
-    eprint!("{}", r.render());
+    // `render` escapes the agent's file names; this is the last guard before the terminal.
+    eprint!("{}", printable_lines(&r.render()));
     if !r.entries.is_empty() || r.incomplete {
         Decision::new(
             Layer::Sandbox,

@@ -1,5 +1,12 @@
 //! How the session speaks to the human on the supervisor's terminal (stderr, outside the
 //! agent's pty). The CLI chooses the colour; the words are the session's.
+//!
+//! Every message goes through [`warden_event::text::printable`] before it is painted: what it
+//! carries (paths, argv, host names, risk reasons) may be the agent's choice, and must not
+//! reach the terminal as escape sequences. A message is one line; a `\n` in it shows as
+//! `\x0a`.
+
+use warden_event::text::printable;
 
 /// The supervisor's terminal. `paint_warn` colours a warning (the CLI's, honouring
 /// `--color` and `NO_COLOR`); the default leaves text plain.
@@ -21,17 +28,17 @@ impl Default for Ui {
 impl Ui {
     /// `<prefix painted> <msg>` on a line of its own.
     pub fn warn(&self, prefix: &str, msg: &str) {
-        eprintln!("{} {}", (self.paint_warn)(prefix), msg);
+        eprintln!("{} {}", (self.paint_warn)(prefix), printable(msg));
     }
 
     /// A whole line painted as a warning.
     pub fn warn_line(&self, line: &str) {
-        eprintln!("{}", (self.paint_warn)(line));
+        eprintln!("{}", (self.paint_warn)(&printable(line)));
     }
 
     /// A line that must stand out while the terminal may be in raw mode (the agent's pty
     /// relay is running): carriage returns around it.
     pub fn alert(&self, m: &str) {
-        eprint!("\r\n{}\r\n", (self.paint_warn)(m));
+        eprint!("\r\n{}\r\n", (self.paint_warn)(&printable(m)));
     }
 }

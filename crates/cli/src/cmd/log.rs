@@ -9,20 +9,9 @@ use std::io::Write;
 use warden_audit::time::{fmt_short, fmt_utc, now_ms, parse_since};
 use warden_audit::{Filter, Row, SessionRow};
 
-/// Escapes what could rewrite a terminal or reorder text: control characters (ESC, CR, ...)
-/// and bidirectional overrides. Agent claims go through here before reaching a screen.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// Escapes what could rewrite a terminal or reorder text (control characters, bidi and
+/// other invisible format characters). Agent claims go through here before reaching a screen.
+pub use warden_event::text::printable;
 
 fn verdict_label(r: &Row) -> String {
     if r.is_claim() {
@@ -305,6 +294,6 @@ mod tests {
             !s.contains('\x1b') && !s.contains('\r') && !s.contains('\u{202e}'),
             "{s}"
         );
-        assert!(s.contains("\\u{1b}"));
+        assert!(s.contains("\\x1b"));
     }
 }

@@ -304,7 +304,7 @@ fn log_marks_claims_groups_repeats_and_escapes_controls() {
         !out.contains('\x1b') && !out.contains('\x07'),
         "a claim's escape sequence reached the terminal: {out:?}"
     );
-    assert!(claim_lines[0].contains("approved\\u{1b}]0;pwned"), "{out}");
+    assert!(claim_lines[0].contains("approved\\x1b]0;pwned"), "{out}");
     // `--verdict deny` lists warden's denials only: no claim, whatever it says.
     let o = t.warden(&[
         "log",

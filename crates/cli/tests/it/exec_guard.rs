@@ -636,3 +636,47 @@ fn a_denied_program_as_program_interpreter_is_denied() {
     assert!(all.contains("LEGIT-OK"), "{all}");
     assert!(all.contains("rc=126"), "the exec was not refused:\n{all}");
 }
+
+/// Review F9: an exec of a 4 GiB sparse file the agent made held the supervisor hashing for
+/// tens of seconds, then let it through. Now a file an agent can write over the 512 MiB cap
+/// is denied at once (rule `exec.hash_limit`, with how to allow it, in the session log), and
+/// an ordinary program (a copy of `true` in the workspace) still runs.
+#[test]
+fn oversized_exec_is_denied_at_once_with_the_rule() {
+    let t = T::new("bighash");
+    let p = t.policy(DENY_CURL);
+    let o = t.run(
+        &["--policy", &p],
+        "truncate -s 4G big && chmod +x big; cp /bin/true small; \
+         s=$(date +%s%N); ./big 2>/dev/null; rc=$?; e=$(date +%s%N); \
+         echo \"big rc=$rc ms=$(( (e - s) / 1000000 ))\"; ./small && echo SMALL-OK",
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("SMALL-OK"),
+        "an ordinary exec failed:\n{}",
+        text(&o)
+    );
+    let ms: u64 = s
+        .split("ms=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no timing:\n{}", text(&o)));
+    assert!(ms < 3000, "the exec took {ms} ms to decide:\n{}", text(&o));
+    let logs = t.home.join(".local/state/warden/sessions");
+    let log: String = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"exec.hash_limit\""))
+        .unwrap_or_else(|| panic!("no exec.hash_limit decision:\n{log}\n{}", text(&o)));
+    assert!(
+        line.contains("\"deny\"") && line.contains("512 MiB") && line.contains("to allow it"),
+        "{line}"
+    );
+}

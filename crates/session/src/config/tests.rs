@@ -90,6 +90,41 @@ fn broad_workspace_refused_unless_allowed() {
     }
 }
 
+/// Review F10: a workspace inside warden's own directories would let the agent write its
+/// policy, state, audit store or index. Refused, whatever flag is given.
+#[test]
+fn workspace_inside_wardens_own_directories_refused() {
+    for ws in [
+        "/home/u/.local/state/warden",
+        "/home/u/.local/state/warden/sessions",
+        "/home/u/.config/warden",
+        "/home/u/.config/warden/projects/x",
+        "/home/u/.local/share/warden",
+        "/etc/warden",
+        "/var/lib/warden/x",
+    ] {
+        let mut o = opts();
+        o.workspace = PathBuf::from(ws);
+        for broad in [false, true] {
+            o.allow_broad_workspace = broad;
+            let e = resolve(&full(), &o).expect_err(ws);
+            assert_eq!(e.kind(), ErrorKind::Workspace);
+            assert!(
+                e.to_string().contains("inside warden's own directory"),
+                "{ws}: {e}"
+            );
+        }
+    }
+    for ws in [
+        "/home/u/.config/warden-projects",
+        "/home/u/proj/.config/warden",
+    ] {
+        let mut o = opts();
+        o.workspace = PathBuf::from(ws);
+        assert!(resolve(&full(), &o).is_ok(), "{ws}");
+    }
+}
+
 #[test]
 fn pidns_pid_max_wins_and_keeps_a_leaf() {
     let mut h = full();
