@@ -130,24 +130,7 @@ fn normalise(p: &Path) -> Option<PathBuf> {
 /// `p` with the symlinks of its longest existing prefix resolved (what the host's git will
 /// reach), the rest appended as it is.
 fn real(p: &Path) -> PathBuf {
-    let mut existing = p.to_path_buf();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(&existing) {
-            let mut out = c;
-            for r in rest.iter().rev() {
-                out.push(r);
-            }
-            return out;
-        }
-        match (existing.file_name(), existing.parent()) {
-            (Some(n), Some(parent)) => {
-                rest.push(n.to_os_string());
-                existing = parent.to_path_buf();
-            }
-            _ => return p.to_path_buf(),
-        }
-    }
+    warden_policy::files::canonical_prefix(p)
 }
 
 fn read_config(p: &Path) -> Option<String> {

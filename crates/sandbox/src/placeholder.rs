@@ -268,25 +268,37 @@ fn remove_unused(made: &[Placeholder], used: &[PathBuf]) -> Vec<Placeholder> {
 /// dead manifest that keeps some becomes an orphan, one that keeps none is deleted.
 fn sweep(dir: &Path, me: &Path) {
     let all = manifests(dir, me);
-    let used: Vec<PathBuf> = all
-        .iter()
-        .filter(|(_, m)| alive(m.pid))
-        .flat_map(|(_, m)| m.uses.iter().cloned())
-        .collect();
+    let used = live_uses(&all);
     for (path, m) in all.iter().filter(|(_, m)| !alive(m.pid)) {
         let kept = remove_unused(&m.made, &used);
-        if kept.is_empty() {
-            let _ = std::fs::remove_file(path);
-        } else if kept.len() != m.made.len() || m.pid != 0 {
-            write(
-                path,
-                &Manifest {
-                    pid: 0,
-                    made: kept,
-                    uses: Vec::new(),
-                },
-            );
+        if kept.len() != m.made.len() || m.pid != 0 {
+            leave(path, kept);
         }
+    }
+}
+
+/// Every path a live session uses.
+fn live_uses(all: &[(PathBuf, Manifest)]) -> Vec<PathBuf> {
+    all.iter()
+        .filter(|(_, m)| alive(m.pid))
+        .flat_map(|(_, m)| m.uses.iter().cloned())
+        .collect()
+}
+
+/// Leaves `kept` to a later sweep in an orphan manifest at `path` (pid 0), or deletes the
+/// manifest when nothing is left.
+fn leave(path: &Path, kept: Vec<Placeholder>) {
+    if kept.is_empty() {
+        let _ = std::fs::remove_file(path);
+    } else {
+        write(
+            path,
+            &Manifest {
+                pid: 0,
+                made: kept,
+                uses: Vec::new(),
+            },
+        );
     }
 }
 
@@ -328,37 +340,11 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
 pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
     let Ok(_lock) = lock(dir) else {
         // No lock, no knowledge of other sessions: leave everything for a later sweep.
-        if !made.is_empty() {
-            write(
-                manifest,
-                &Manifest {
-                    pid: 0,
-                    made: made.to_vec(),
-                    uses: Vec::new(),
-                },
-            );
-        }
+        leave(manifest, made.to_vec());
         return;
     };
-    let others = manifests(dir, manifest);
-    let used: Vec<PathBuf> = others
-        .iter()
-        .filter(|(_, m)| alive(m.pid))
-        .flat_map(|(_, m)| m.uses.iter().cloned())
-        .collect();
-    let kept = remove_unused(made, &used);
-    if kept.is_empty() {
-        let _ = std::fs::remove_file(manifest);
-    } else {
-        write(
-            manifest,
-            &Manifest {
-                pid: 0,
-                made: kept,
-                uses: Vec::new(),
-            },
-        );
-    }
+    let used = live_uses(&manifests(dir, manifest));
+    leave(manifest, remove_unused(made, &used));
     sweep(dir, manifest);
 }
 
