@@ -12,7 +12,11 @@
 //! cannot set, so a rewrite with a forged mtime still shows.
 //!
 //! [`snapshot_state`] adds what steers later sessions in the agent's writable state
-//! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`, ...).
+//! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`,
+//! `local/`, Gemini's `extensions/` and `trustedFolders.json`, `.env`, ...), and every file
+//! there with an execute bit (a file the host can run directly: created, changed or made
+//! executable shows). [`watch_files`] adds the files the host's agent configuration names
+//! (`bash ~/.claude/statusline-command.sh`; see `warden_agentstate::refs`).
 //!
 //! Git, agent and IDE configuration is already locked or neutralised by the sandbox
 //! ([`crate::guard`]); the report puts the rest in front of the human. It is data
@@ -113,6 +117,8 @@ pub struct Snapshot {
     incomplete: bool,
     scanned: u64,
     state_dirs: Vec<PathBuf>,
+    /// Absolute paths recorded by [`watch_files`].
+    watched: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -146,6 +152,9 @@ const STATE_FILES: &[&str] = &[
     "config.toml",
     "hooks.json",
     "keybindings.json",
+    "trustedFolders.json",
+    ".env",
+    "AGENTS.override.md",
 ];
 const STATE_DIRS: &[&str] = &[
     "commands",
@@ -157,6 +166,9 @@ const STATE_DIRS: &[&str] = &[
     "rules",
     "prompts",
     "extensions",
+    "local",
+    "policies",
+    "workflows",
 ];
 
 /// Adds the steering files of the agent's state directories (see [`STATE_FILES`]).
@@ -169,6 +181,7 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
             continue;
         };
         let mut sub = Snapshot::default();
+        walk_exec(&root, dev, Path::new(""), 0, &mut sub);
         for f in STATE_FILES {
             if let Ok(st) = fsat::lstat_at(root.as_fd(), OsStr::new(f)) {
                 sub.files.insert(
@@ -188,6 +201,77 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
             s.files.insert(d.join(k), v);
         }
         s.state_dirs.push(d.clone());
+    }
+}
+
+/// Records `paths` (absolute: files the host's agent configuration runs, see the module
+/// doc) as they are now, entry by entry (never followed), and below each directory.
+pub fn watch_files(s: &mut Snapshot, paths: &[PathBuf]) {
+    for p in paths {
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            continue;
+        };
+        if !s.watched.contains(p) {
+            s.watched.push(p.clone());
+        }
+        let Ok(dir) = fsat::open_root(parent) else {
+            continue;
+        };
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        s.files.insert(
+            p.clone(),
+            stamp(
+                &st,
+                Category::Agent,
+                "run by the host's agent settings",
+                None,
+            ),
+        );
+        if fsat::is_dir(&st) {
+            let mut sub = Snapshot::default();
+            walk_all(&dir, st.st_dev, Path::new(name), 0, &mut sub);
+            s.incomplete |= sub.incomplete;
+            for (k, mut v) in sub.files {
+                v.what = "run by the host's agent settings";
+                s.files.insert(parent.join(k), v);
+            }
+        }
+    }
+}
+
+/// Every regular file with an execute bit below `rel` (the whole state directory).
+fn walk_exec(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: &mut Snapshot) {
+    if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
+        s.incomplete = true;
+        return;
+    }
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        return;
+    };
+    s.scanned += typed.len() as u64;
+    for (name, dt) in &typed {
+        let child = rel.join(name);
+        if *dt == fsat::DT_DIR {
+            walk_exec(root, dev, &child, depth + 1, s);
+            continue;
+        }
+        if *dt != libc::DT_REG && *dt != fsat::DT_UNKNOWN {
+            continue;
+        }
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        if fsat::is_dir(&st) && st.st_dev == dev {
+            walk_exec(root, dev, &child, depth + 1, s);
+        } else if fsat::is_reg(&st) && st.st_mode & 0o111 != 0 {
+            s.files
+                .insert(child, stamp(&st, Category::Agent, "executable file", None));
+        }
     }
 }
 
@@ -246,6 +330,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let after = match snapshot(workspace) {
         Ok(mut s) => {
             snapshot_state(&mut s, &before.state_dirs);
+            watch_files(&mut s, &before.watched);
             s
         }
         Err(_) => {

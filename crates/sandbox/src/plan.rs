@@ -97,6 +97,10 @@ pub struct Plan {
     /// The run's effective policy for the gate (`warden hook` inside), placed read-only at
     /// [`warden_policy::session::GATE_FILE`]. Set with [`Plan::set_gate_policy`].
     pub gate_policy: Option<String>,
+    /// Files the host's agent configuration runs from a writable root (locked, or watched
+    /// when a symlink is on the way): the integrity report compares them too. Set with
+    /// [`Plan::protect_referenced`].
+    pub state_watch: Vec<PathBuf>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -117,6 +121,7 @@ const FILE_NAMES: &[&str] = &[
     ".git-credentials",
     ".npmrc",
     ".pypirc",
+    ".env",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.
@@ -515,10 +520,74 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         limits,
         writable_roots,
         gate_policy: None,
+        state_watch: Vec::new(),
     }
 }
 
+/// The agent's state directories (`agent.state`), expanded.
+pub fn state_roots(policy: &Policy, home: &Path, workspace: &Path) -> Vec<PathBuf> {
+    let anchors = Anchors {
+        home: home.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+    };
+    policy
+        .agent
+        .state
+        .iter()
+        .map(|e| anchors.expand(e.trim_end_matches('/')))
+        .collect()
+}
+
 impl Plan {
+    /// Locks read-only, like a `files.protect` entry, each path the host's agent configuration
+    /// runs or loads from a writable root (`bash ~/.claude/statusline-command.sh`; found by
+    /// `warden_agentstate::refs`): (path, is_dir, watch_only). A `watch_only` path has a
+    /// symlink on the way, which a mount cannot lock: it is only compared by the integrity
+    /// report. Paths outside [`Plan::writable_roots`] are ignored.
+    pub fn protect_referenced(&mut self, refs: Vec<(PathBuf, bool, bool)>) {
+        for (path, is_dir, watch_only) in refs {
+            let inside = self
+                .writable_roots
+                .iter()
+                .any(|r| path.starts_with(r) && path != *r);
+            if !inside {
+                continue;
+            }
+            if !self.state_watch.contains(&path) {
+                self.state_watch.push(path.clone());
+            }
+            if watch_only
+                || self.protect.iter().any(|x| path.starts_with(&x.path))
+                || self
+                    .binds
+                    .iter()
+                    .any(|b| b.source.is_some() && b.path == path)
+            {
+                continue;
+            }
+            // `.git/hooks` and `.git/config` are the guard's (it neutralises them).
+            if path.starts_with(self.workspace.join(".git")) {
+                continue;
+            }
+            let exists = std::fs::symlink_metadata(&path).is_ok();
+            if !exists && !self.placeholders.iter().any(|(p, _)| *p == path) {
+                self.placeholders.push((path.clone(), is_dir));
+            }
+            let content =
+                (!exists && !is_dir).then_some(if path.extension().is_some_and(|e| e == "json") {
+                    "{}\n"
+                } else {
+                    ""
+                });
+            self.protect.push(Protect {
+                path,
+                is_dir,
+                placeholder_content: content,
+            });
+        }
+        self.protect.sort_by_key(|x| x.path.components().count());
+    }
+
     /// Shows `source` (a file the supervisor made, outside the sandbox's view) read-write at
     /// `target` instead of the real `target`: any bind, lock or placeholder of `target` is
     /// replaced.

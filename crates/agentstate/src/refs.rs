@@ -1,0 +1,350 @@
+//! Files the host's agent configuration runs or loads from a directory the agent can write.
+//!
+//! The host's own agent settings name commands: Claude Code's `statusLine.command` is often
+//! `bash ~/.claude/statusline-command.sh`, a hook runs `~/.claude/scripts/x.py`, an MCP
+//! server is `node ~/.gemini/mcp/server.js`, Codex's `notify` is `["python3",
+//! "~/.codex/notify.py"]`. Those settings files are locked or filtered, but the files they
+//! name live in the agent's writable state directory: an agent that appends to
+//! `statusline-command.sh` runs code in the host's next plain `claude`.
+//!
+//! [`host_referenced`] (supervisor, before launch, before the agent exists) reads the host's
+//! agent configuration as data ([`SOURCES`]), takes every path-like token of every string in
+//! it, and returns the ones inside a writable root: the sandbox locks each read-only for the
+//! session (a placeholder when absent). Inside an agent state directory a referenced file in
+//! a subdirectory locks that whole top-level subdirectory (a script's siblings are its
+//! modules), unless the subdirectory is the agent's own data ([`DATA_DIRS`]). A symlink (or a
+//! path through one) cannot be locked by a mount: it is returned as `watch_only`, for the
+//! integrity report.
+//!
+//! Limit: what a referenced script itself sources or imports from elsewhere is not followed.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Largest configuration file read (larger ones are skipped with a warning).
+const MAX_CONFIG: u64 = 32 << 20;
+
+/// Host configuration files whose strings name commands: (path relative to `$HOME`, format,
+/// only these top-level subtrees (empty: all)).
+pub const SOURCES: &[(&str, Format, &[&str])] = &[
+    (".claude/settings.json", Format::Json, &[]),
+    (".claude/settings.local.json", Format::Json, &[]),
+    // State with executable keys: only the command-bearing subtrees (project paths and
+    // history mention many files the agent must keep writing).
+    (
+        ".claude.json",
+        Format::Json,
+        &["mcpServers", "projects", "env", "apiKeyHelper"],
+    ),
+    (".gemini/settings.json", Format::Json, &[]),
+    (".codex/config.toml", Format::Toml, &[]),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Toml,
+}
+
+/// Top-level directories of an agent state directory that hold the agent's own data
+/// (transcripts, todos, caches): never locked whole, only a referenced file inside them.
+pub const DATA_DIRS: &[&str] = &[
+    "projects",
+    "todos",
+    "tmp",
+    "history",
+    "sessions",
+    "log",
+    "logs",
+    "shell-snapshots",
+    "shell_snapshots",
+    "statsig",
+    "file-history",
+    "debug",
+    "ide",
+    "session-env",
+    "plans",
+    "cache",
+    "telemetry",
+];
+
+/// One path to lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referenced {
+    pub path: PathBuf,
+    pub is_dir: bool,
+    /// The configuration file that named it (`~/.claude/settings.json`).
+    pub from: String,
+    /// A symlink is on the way: a mount cannot lock it; the integrity report watches it.
+    pub watch_only: bool,
+}
+
+/// Every path the host's agent configuration names inside `writable` (the session's real
+/// writable roots, the workspace included), with `state` (the agent's state directories,
+/// a subset) getting whole-subdirectory locks (see the module doc). Reads only; errors mean
+/// "nothing found in that file" and are returned as warnings.
+pub fn host_referenced(
+    home: &Path,
+    state: &[PathBuf],
+    writable: &[PathBuf],
+) -> (Vec<Referenced>, Vec<String>) {
+    let mut out: Vec<Referenced> = Vec::new();
+    let mut warnings = Vec::new();
+    for (rel, format, subtrees) in SOURCES {
+        let path = home.join(rel);
+        let text = match read_bounded(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                warnings.push(format!(
+                    "~/{rel}: {e}; files it names are not locked for this session"
+                ));
+                continue;
+            }
+        };
+        let mut strings = Vec::new();
+        match format {
+            Format::Json => match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Object(m)) => {
+                    for (k, v) in &m {
+                        if subtrees.is_empty() || subtrees.contains(&k.as_str()) {
+                            json_strings(v, k == "projects", &mut strings);
+                        }
+                    }
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    warnings.push(format!(
+                        "~/{rel}: not valid JSON ({e}); files it names are not locked for this session"
+                    ));
+                    continue;
+                }
+            },
+            Format::Toml => match text.parse::<toml::Table>() {
+                Ok(t) => t.values().for_each(|v| toml_strings(v, &mut strings)),
+                Err(e) => {
+                    warnings.push(format!(
+                        "~/{rel}: not valid TOML ({}); files it names are not locked for this session",
+                        e.message()
+                    ));
+                    continue;
+                }
+            },
+        }
+        for s in &strings {
+            for tok in path_tokens(s) {
+                let Some(p) = expand(&tok, home) else {
+                    continue;
+                };
+                if let Some(r) = lock_for(&p, state, writable, rel) {
+                    if !out.iter().any(|o| o.path == r.path) {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+    }
+    (out, warnings)
+}
+
+fn read_bounded(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_CONFIG {
+        return Err(std::io::Error::other(format!(
+            "over {MAX_CONFIG} bytes, not read"
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// Every string value; inside `projects` (of `~/.claude.json`) only the command-bearing
+/// keys of each project.
+fn json_strings(v: &serde_json::Value, projects: bool, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| json_strings(x, false, out)),
+        Value::Object(m) if projects => {
+            for p in m.values() {
+                if let Value::Object(pm) = p {
+                    for k in ["mcpServers", "env"] {
+                        if let Some(x) = pm.get(k) {
+                            json_strings(x, false, out);
+                        }
+                    }
+                }
+            }
+        }
+        Value::Object(m) => m.values().for_each(|x| json_strings(x, false, out)),
+        _ => {}
+    }
+}
+
+fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(a) => a.iter().for_each(|x| toml_strings(x, out)),
+        toml::Value::Table(t) => t.values().for_each(|x| toml_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Tokens of a command string that look like absolute or home-relative paths. Splits on
+/// white space, quotes and shell punctuation, and on `=` (`--require=/p`, `X=/p cmd`).
+pub fn path_tokens(s: &str) -> Vec<String> {
+    s.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\'' | '"' | '`' | ';' | '&' | '|' | '(' | ')' | '=' | '<' | '>' | ','
+            )
+    })
+    .map(|t| t.trim_end_matches([':', '.']))
+    .filter(|t| {
+        t.starts_with('/')
+            || t.starts_with("~/")
+            || t.starts_with("$HOME/")
+            || t.starts_with("${HOME}/")
+    })
+    .map(str::to_string)
+    .collect()
+}
+
+/// The token as an absolute, lexically normal path (`..` resolved), or None.
+fn expand(tok: &str, home: &Path) -> Option<PathBuf> {
+    let raw = if let Some(r) = tok
+        .strip_prefix("~/")
+        .or_else(|| tok.strip_prefix("$HOME/"))
+        .or_else(|| tok.strip_prefix("${HOME}/"))
+    {
+        home.join(r)
+    } else {
+        PathBuf::from(tok)
+    };
+    let mut p = PathBuf::from("/");
+    for c in raw.components() {
+        match c {
+            Component::Normal(n) => p.push(n),
+            Component::ParentDir => {
+                p.pop();
+            }
+            _ => {}
+        }
+    }
+    (p != Path::new("/")).then_some(p)
+}
+
+/// What to lock for a referenced path `p`, if it lies inside a writable root.
+fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Option<Referenced> {
+    let root = writable
+        .iter()
+        .filter(|r| p.starts_with(r) && p != r.as_path())
+        .max_by_key(|r| r.components().count())?;
+    let rel = p.strip_prefix(root).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?.to_string();
+    let in_state = state.iter().any(|s| s == root);
+    let mut target = p.to_path_buf();
+    if in_state && rel.components().count() > 1 && !DATA_DIRS.contains(&first.as_str()) {
+        target = root.join(&first);
+    }
+    if in_state && rel.components().count() == 1 && DATA_DIRS.contains(&first.as_str()) {
+        return None; // a data directory itself: never locked whole
+    }
+    // A symlink on the way (or at the end) cannot be locked by a mount.
+    let mut acc = root.clone();
+    let mut watch_only = false;
+    for c in target.strip_prefix(root).ok()?.components() {
+        acc.push(c);
+        match std::fs::symlink_metadata(&acc) {
+            Ok(m) if m.file_type().is_symlink() => {
+                watch_only = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let is_dir = match std::fs::symlink_metadata(&target) {
+        Ok(m) => m.is_dir(),
+        Err(_) => target != p || !looks_like_file(&target),
+    };
+    Some(Referenced {
+        path: target,
+        is_dir,
+        from: format!("~/{from}"),
+        watch_only,
+    })
+}
+
+/// An absent path is a file when its name has an extension (`x.sh`, `.env`).
+fn looks_like_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert_eq!(
+            path_tokens("bash ~/.claude/statusline-command.sh"),
+            vec!["~/.claude/statusline-command.sh"]
+        );
+        assert_eq!(
+            path_tokens("NODE_OPTIONS=--require=$HOME/.claude/x.js node '/a/b c'"),
+            vec!["$HOME/.claude/x.js", "/a/b"]
+        );
+        assert!(path_tokens("echo hi && ls").is_empty());
+    }
+
+    #[test]
+    fn finds_statusline_and_locks_subdirs() {
+        let d = std::env::temp_dir().join(format!("warden-refs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let home = d.join("home");
+        let claude = home.join(".claude");
+        std::fs::create_dir_all(claude.join("scripts")).unwrap();
+        std::fs::create_dir_all(claude.join("projects/p")).unwrap();
+        std::fs::write(claude.join("statusline-command.sh"), "echo hi\n").unwrap();
+        std::fs::write(
+            claude.join("settings.json"),
+            r#"{"statusLine":{"type":"command","command":"bash ~/.claude/statusline-command.sh"},
+               "hooks":{"Stop":[{"hooks":[{"type":"command","command":"python3 $HOME/.claude/scripts/h.py; cat ~/.claude/projects/p/x.json"}]}]},
+               "apiKeyHelper":"/usr/bin/true"}"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(home.join(".codex")).unwrap();
+        std::fs::write(
+            home.join(".codex/config.toml"),
+            "notify = [\"python3\", \"~/.codex/notify.py\"]\n",
+        )
+        .unwrap();
+        let state = vec![claude.clone(), home.join(".codex")];
+        let (r, w) = host_referenced(&home, &state, &state);
+        assert!(w.is_empty(), "{w:?}");
+        let paths: Vec<_> = r.iter().map(|x| x.path.clone()).collect();
+        assert!(
+            paths.contains(&claude.join("statusline-command.sh")),
+            "{r:?}"
+        );
+        assert!(paths.contains(&claude.join("scripts")), "{r:?}");
+        assert!(paths.contains(&claude.join("projects/p/x.json")), "{r:?}");
+        assert!(paths.contains(&home.join(".codex/notify.py")), "{r:?}");
+        assert!(!paths.iter().any(|p| p.starts_with("/usr")), "{r:?}");
+        let sl = r.iter().find(|x| x.path.ends_with("scripts")).unwrap();
+        assert!(sl.is_dir && !sl.watch_only);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
