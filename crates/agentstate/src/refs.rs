@@ -23,21 +23,42 @@ use std::path::{Component, Path, PathBuf};
 /// Largest configuration file read (larger ones are skipped with a warning).
 const MAX_CONFIG: u64 = 32 << 20;
 
-/// Host configuration files whose strings name commands: (path relative to `$HOME`, format,
-/// only these top-level subtrees (empty: all)).
-pub const SOURCES: &[(&str, Format, &[&str])] = &[
-    (".claude/settings.json", Format::Json, &[]),
-    (".claude/settings.local.json", Format::Json, &[]),
+/// Host configuration files whose strings name commands: (where, path relative to it,
+/// format, only these top-level subtrees (empty: all)).
+pub const SOURCES: &[(Base, &str, Format, &[&str])] = &[
+    (Base::Home, ".claude/settings.json", Format::Json, &[]),
+    (Base::Home, ".claude/settings.local.json", Format::Json, &[]),
     // State with executable keys: only the command-bearing subtrees (project paths and
     // history mention many files the agent must keep writing).
     (
+        Base::Home,
         ".claude.json",
         Format::Json,
         &["mcpServers", "projects", "env", "apiKeyHelper"],
     ),
-    (".gemini/settings.json", Format::Json, &[]),
-    (".codex/config.toml", Format::Toml, &[]),
+    (Base::Home, ".gemini/settings.json", Format::Json, &[]),
+    (Base::Home, ".codex/config.toml", Format::Toml, &[]),
+    // The project's own settings (locked, but the scripts they run are ordinary files):
+    // `$CLAUDE_PROJECT_DIR/.claude/hooks/fmt.sh` runs in the host's next `claude` there.
+    (Base::Workspace, ".claude/settings.json", Format::Json, &[]),
+    (
+        Base::Workspace,
+        ".claude/settings.local.json",
+        Format::Json,
+        &[],
+    ),
+    (Base::Workspace, ".mcp.json", Format::Json, &[]),
+    (Base::Workspace, ".gemini/settings.json", Format::Json, &[]),
+    (Base::Workspace, ".codex/config.toml", Format::Toml, &[]),
 ];
+
+/// What a [`SOURCES`] path is relative to; a workspace source's relative tokens
+/// (`./x.sh`, `.claude/hooks/x.sh`, `$CLAUDE_PROJECT_DIR/x.sh`) are relative to the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    Home,
+    Workspace,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -84,19 +105,27 @@ pub struct Referenced {
 /// "nothing found in that file" and are returned as warnings.
 pub fn host_referenced(
     home: &Path,
+    workspace: &Path,
     state: &[PathBuf],
     writable: &[PathBuf],
 ) -> (Vec<Referenced>, Vec<String>) {
     let mut out: Vec<Referenced> = Vec::new();
     let mut warnings = Vec::new();
-    for (rel, format, subtrees) in SOURCES {
-        let path = home.join(rel);
+    for (base, rel, format, subtrees) in SOURCES {
+        let (path, shown, project) = match base {
+            Base::Home => (home.join(rel), format!("~/{rel}"), None),
+            Base::Workspace => (
+                workspace.join(rel),
+                workspace.join(rel).display().to_string(),
+                Some(workspace),
+            ),
+        };
         let text = match read_bounded(&path) {
             Ok(Some(t)) => t,
             Ok(None) => continue,
             Err(e) => {
                 warnings.push(format!(
-                    "~/{rel}: {e}; files it names are not locked for this session"
+                    "{shown}: {e}; files it names are not locked for this session"
                 ));
                 continue;
             }
@@ -114,7 +143,7 @@ pub fn host_referenced(
                 Ok(_) => continue,
                 Err(e) => {
                     warnings.push(format!(
-                        "~/{rel}: not valid JSON ({e}); files it names are not locked for this session"
+                        "{shown}: not valid JSON ({e}); files it names are not locked for this session"
                     ));
                     continue;
                 }
@@ -123,7 +152,7 @@ pub fn host_referenced(
                 Ok(t) => t.values().for_each(|v| toml_strings(v, &mut strings)),
                 Err(e) => {
                     warnings.push(format!(
-                        "~/{rel}: not valid TOML ({}); files it names are not locked for this session",
+                        "{shown}: not valid TOML ({}); files it names are not locked for this session",
                         e.message()
                     ));
                     continue;
@@ -131,11 +160,11 @@ pub fn host_referenced(
             },
         }
         for s in &strings {
-            for tok in path_tokens(s) {
-                let Some(p) = expand(&tok, home) else {
+            for tok in path_tokens(s, project) {
+                let Some(p) = expand(&tok, home, project) else {
                     continue;
                 };
-                if let Some(r) = lock_for(&p, state, writable, rel) {
+                if let Some(r) = lock_for(&p, state, writable, &shown) {
                     if !out.iter().any(|o| o.path == r.path) {
                         out.push(r);
                     }
@@ -198,15 +227,15 @@ fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
     }
 }
 
-/// Tokens of a command string that look like absolute or home-relative paths. Splits on
-/// white space, quotes and shell punctuation, and on `=` (`--require=/p`, `X=/p cmd`).
-pub fn path_tokens(s: &str) -> Vec<String> {
+/// Tokens of a command string that look like absolute or home-relative paths (and, in a
+/// project's settings, project-relative ones: `$CLAUDE_PROJECT_DIR/x`, `./x`, `.claude/x`,
+/// or a relative path that exists there). Drops quotes, then splits on white space, shell
+/// punctuation, and on `=` (`--require=/p`, `X=/p cmd`).
+pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
+    // Quotes join what they quote with what follows (`"$CLAUDE_PROJECT_DIR"/x.sh`).
+    let s: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
     s.split(|c: char| {
-        c.is_whitespace()
-            || matches!(
-                c,
-                '\'' | '"' | '`' | ';' | '&' | '|' | '(' | ')' | '=' | '<' | '>' | ','
-            )
+        c.is_whitespace() || matches!(c, '`' | ';' | '&' | '|' | '(' | ')' | '=' | '<' | '>' | ',')
     })
     .map(|t| t.trim_end_matches([':', '.']))
     .filter(|t| {
@@ -214,21 +243,45 @@ pub fn path_tokens(s: &str) -> Vec<String> {
             || t.starts_with("~/")
             || t.starts_with("$HOME/")
             || t.starts_with("${HOME}/")
+            || project.is_some_and(|ws| {
+                PROJECT_VARS.iter().any(|v| t.starts_with(v))
+                    || ((t.starts_with("./")
+                        || t.starts_with(".claude/")
+                        || t.starts_with(".gemini/")
+                        || t.starts_with(".codex/")
+                        || (t.contains('/') && std::fs::symlink_metadata(ws.join(t)).is_ok()))
+                        && !t.contains("://"))
+            })
     })
     .map(str::to_string)
     .collect()
 }
 
+/// Variables Claude Code and Gemini CLI set to the project directory for hooks.
+const PROJECT_VARS: &[&str] = &[
+    "$CLAUDE_PROJECT_DIR/",
+    "${CLAUDE_PROJECT_DIR}/",
+    "$GEMINI_PROJECT_DIR/",
+    "${GEMINI_PROJECT_DIR}/",
+];
+
 /// The token as an absolute, lexically normal path (`..` resolved), or None.
-fn expand(tok: &str, home: &Path) -> Option<PathBuf> {
+fn expand(tok: &str, home: &Path, project: Option<&Path>) -> Option<PathBuf> {
     let raw = if let Some(r) = tok
         .strip_prefix("~/")
         .or_else(|| tok.strip_prefix("$HOME/"))
         .or_else(|| tok.strip_prefix("${HOME}/"))
     {
         home.join(r)
-    } else {
+    } else if tok.starts_with('/') {
         PathBuf::from(tok)
+    } else {
+        let ws = project?;
+        let r = PROJECT_VARS
+            .iter()
+            .find_map(|v| tok.strip_prefix(v))
+            .unwrap_or(tok);
+        ws.join(r)
     };
     let mut p = PathBuf::from("/");
     for c in raw.components() {
@@ -280,7 +333,7 @@ fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Op
     Some(Referenced {
         path: target,
         is_dir,
-        from: format!("~/{from}"),
+        from: from.to_string(),
         watch_only,
     })
 }
@@ -299,14 +352,29 @@ mod tests {
     #[test]
     fn tokens() {
         assert_eq!(
-            path_tokens("bash ~/.claude/statusline-command.sh"),
+            path_tokens("bash ~/.claude/statusline-command.sh", None),
             vec!["~/.claude/statusline-command.sh"]
         );
         assert_eq!(
-            path_tokens("NODE_OPTIONS=--require=$HOME/.claude/x.js node '/a/b c'"),
+            path_tokens(
+                "NODE_OPTIONS=--require=$HOME/.claude/x.js node '/a/b c'",
+                None
+            ),
             vec!["$HOME/.claude/x.js", "/a/b"]
         );
-        assert!(path_tokens("echo hi && ls").is_empty());
+        assert!(path_tokens("echo hi && ls", None).is_empty());
+        let ws = Path::new("/nonexistent-ws");
+        assert_eq!(
+            path_tokens(
+                "node \"$CLAUDE_PROJECT_DIR\"/.claude/hooks/f.js ./x.sh a/b https://h/x",
+                Some(ws)
+            ),
+            vec!["$CLAUDE_PROJECT_DIR/.claude/hooks/f.js", "./x.sh"]
+        );
+        assert_eq!(
+            path_tokens("node $CLAUDE_PROJECT_DIR/.claude/hooks/f.js", Some(ws)),
+            vec!["$CLAUDE_PROJECT_DIR/.claude/hooks/f.js"]
+        );
     }
 
     #[test]
@@ -332,7 +400,7 @@ mod tests {
         )
         .unwrap();
         let state = vec![claude.clone(), home.join(".codex")];
-        let (r, w) = host_referenced(&home, &state, &state);
+        let (r, w) = host_referenced(&home, &d.join("ws"), &state, &state);
         assert!(w.is_empty(), "{w:?}");
         let paths: Vec<_> = r.iter().map(|x| x.path.clone()).collect();
         assert!(

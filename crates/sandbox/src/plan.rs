@@ -541,11 +541,12 @@ pub fn state_roots(policy: &Policy, home: &Path, workspace: &Path) -> Vec<PathBu
 impl Plan {
     /// Locks read-only, like a `files.protect` entry, each path the host's agent configuration
     /// runs or loads from a writable root (`bash ~/.claude/statusline-command.sh`; found by
-    /// `warden_agentstate::refs`): (path, is_dir, watch_only). A `watch_only` path has a
+    /// `warden_agentstate::refs`): (path, is_dir, watch_only, from). A `watch_only` path has a
     /// symlink on the way, which a mount cannot lock: it is only compared by the integrity
-    /// report. Paths outside [`Plan::writable_roots`] are ignored.
-    pub fn protect_referenced(&mut self, refs: Vec<(PathBuf, bool, bool)>) {
-        for (path, is_dir, watch_only) in refs {
+    /// report. `from` names the settings file. Paths outside [`Plan::writable_roots`] are
+    /// ignored; one in the workspace gets a note (the agent may have wanted to edit it).
+    pub fn protect_referenced(&mut self, refs: Vec<(PathBuf, bool, bool, String)>) {
+        for (path, is_dir, watch_only, from) in refs {
             let inside = self
                 .writable_roots
                 .iter()
@@ -568,6 +569,12 @@ impl Plan {
             // `.git/hooks` and `.git/config` are the guard's (it neutralises them).
             if path.starts_with(self.workspace.join(".git")) {
                 continue;
+            }
+            if path.starts_with(&self.workspace) {
+                self.notes.push(format!(
+                    "{} is read-only in this session: {from} runs it on the host",
+                    path.display()
+                ));
             }
             let exists = std::fs::symlink_metadata(&path).is_ok();
             if !exists && !self.placeholders.iter().any(|(p, _)| *p == path) {

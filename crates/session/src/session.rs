@@ -555,12 +555,16 @@ fn build_plan(
     // Files the host's agent settings run from a writable root (statusline scripts, hook
     // scripts, MCP servers): locked like `files.protect` (warden-agentstate::refs).
     let state = plan::state_roots(&c.policy, &c.home, &c.workspace);
-    let (refs, warnings) =
-        warden_agentstate::refs::host_referenced(&c.home, &state, &plan.writable_roots);
+    let (refs, warnings) = warden_agentstate::refs::host_referenced(
+        &c.home,
+        &c.workspace,
+        &state,
+        &plan.writable_roots,
+    );
     plan.notes.extend(warnings);
     plan.protect_referenced(
         refs.into_iter()
-            .map(|r| (r.path, r.is_dir, r.watch_only))
+            .map(|r| (r.path, r.is_dir, r.watch_only, r.from))
             .collect(),
     );
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.

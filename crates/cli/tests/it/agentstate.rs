@@ -843,3 +843,46 @@ fn codex_env_rules_and_notify_are_read_only() {
     assert!(!cx.join("skills/x").exists());
     assert!(cx.join("sessions/s.jsonl").exists(), "sessions persist");
 }
+
+#[test]
+fn hook_scripts_the_project_settings_run_are_locked() {
+    let t = T::new("projhook");
+    let pc = t.ws.join(".claude");
+    std::fs::create_dir_all(pc.join("hooks")).unwrap();
+    std::fs::create_dir_all(t.ws.join("tools")).unwrap();
+    let fmt = pc.join("hooks/fmt.sh");
+    std::fs::write(&fmt, "echo fmt\n").unwrap();
+    std::fs::write(t.ws.join("tools/lint.sh"), "echo lint\n").unwrap();
+    std::fs::write(
+        pc.join("settings.json"),
+        json!({"hooks": {"PostToolUse": [{"hooks": [
+            {"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"},
+            {"type": "command", "command": "bash tools/lint.sh"}]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let marker = t.root.join("PWN");
+    let o = t.sh(&format!(
+        r#"
+        (echo 'touch {m}' >> .claude/hooks/fmt.sh) 2>/dev/null && echo WROTE-fmt
+        (echo 'touch {m}' >> tools/lint.sh) 2>/dev/null && echo WROTE-lint
+        echo 'fn main() {{}}' > main.rs && echo legit-done
+    "#,
+        m = marker.display()
+    ));
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("runs it on the host"),
+        "no note about the locked script:\n{}",
+        out(&o)
+    );
+    assert!(!host_runs_and_marks(&t.ws, &fmt, &marker));
+    assert!(!host_runs_and_marks(
+        &t.ws,
+        &t.ws.join("tools/lint.sh"),
+        &marker
+    ));
+    assert!(t.ws.join("main.rs").exists());
+}
