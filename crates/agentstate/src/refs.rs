@@ -164,7 +164,7 @@ pub fn host_referenced(
                 let Some(p) = expand(&tok, home, project) else {
                     continue;
                 };
-                if let Some(r) = lock_for(&p, state, writable, &shown) {
+                for r in lock_for(&p, state, writable, &shown) {
                     if !out.iter().any(|o| o.path == r.path) {
                         out.push(r);
                     }
@@ -296,8 +296,25 @@ fn expand(tok: &str, home: &Path, project: Option<&Path>) -> Option<PathBuf> {
     (p != Path::new("/")).then_some(p)
 }
 
-/// What to lock for a referenced path `p`, if it lies inside a writable root.
-fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Option<Referenced> {
+/// What to lock for a referenced path `p`, if it lies inside a writable root; when a
+/// symlink is on the way, also what it resolves to (once).
+fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Vec<Referenced> {
+    let mut out = Vec::new();
+    let Some(r) = lock_one(p, state, writable, from) else {
+        return out;
+    };
+    if r.watch_only {
+        if let Ok(real) = std::fs::canonicalize(p) {
+            if real != p {
+                out.extend(lock_one(&real, state, writable, from));
+            }
+        }
+    }
+    out.insert(0, r);
+    out
+}
+
+fn lock_one(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Option<Referenced> {
     let root = writable
         .iter()
         .filter(|r| p.starts_with(r) && p != r.as_path())
@@ -312,14 +329,20 @@ fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Op
     if in_state && rel.components().count() == 1 && DATA_DIRS.contains(&first.as_str()) {
         return None; // a data directory itself: never locked whole
     }
-    // A symlink on the way (or at the end) cannot be locked by a mount.
+    // A symlink on the way (or at the end) cannot be locked by a mount; a file where a
+    // directory should be is what keeps the path from existing: lock that.
     let mut acc = root.clone();
     let mut watch_only = false;
-    for c in target.strip_prefix(root).ok()?.components() {
+    let comps: Vec<_> = target.strip_prefix(root).ok()?.components().collect();
+    for (i, c) in comps.iter().enumerate() {
         acc.push(c);
         match std::fs::symlink_metadata(&acc) {
             Ok(m) if m.file_type().is_symlink() => {
                 watch_only = true;
+                break;
+            }
+            Ok(m) if !m.is_dir() && i + 1 < comps.len() => {
+                target = acc.clone();
                 break;
             }
             Ok(_) => {}
@@ -327,7 +350,11 @@ fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Op
         }
     }
     let is_dir = match std::fs::symlink_metadata(&target) {
-        Ok(m) => m.is_dir(),
+        Ok(m) => {
+            // A socket, fifo or device cannot be locked by a bind mount: watched only.
+            watch_only |= !m.is_dir() && !m.is_file() && !m.file_type().is_symlink();
+            m.is_dir()
+        }
         Err(_) => target != p || !looks_like_file(&target),
     };
     Some(Referenced {
@@ -413,6 +440,19 @@ mod tests {
         assert!(!paths.iter().any(|p| p.starts_with("/usr")), "{r:?}");
         let sl = r.iter().find(|x| x.path.ends_with("scripts")).unwrap();
         assert!(sl.is_dir && !sl.watch_only);
+        // A symlinked statusline: the link is watched, its target (in the state dir) locked.
+        std::fs::write(claude.join("real-sl.sh"), "echo\n").unwrap();
+        std::os::unix::fs::symlink("real-sl.sh", claude.join("sl.sh")).unwrap();
+        std::fs::write(
+            claude.join("settings.local.json"),
+            r#"{"statusLine":{"command":"~/.claude/sl.sh"}}"#,
+        )
+        .unwrap();
+        let (r, _) = host_referenced(&home, &d.join("ws"), &state, &state);
+        let link = r.iter().find(|x| x.path == claude.join("sl.sh")).unwrap();
+        assert!(link.watch_only, "{r:?}");
+        let real = std::fs::canonicalize(claude.join("real-sl.sh")).unwrap();
+        assert!(r.iter().any(|x| x.path == real && !x.watch_only), "{r:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -886,3 +886,29 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     ));
     assert!(t.ws.join("main.rs").exists());
 }
+
+#[test]
+fn a_symlinked_statusline_still_runs_and_a_swap_is_reported() {
+    let t = T::new("slsymlink");
+    let c = t.home.join(".claude");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::create_dir_all(t.home.join("dotfiles")).unwrap();
+    std::fs::write(t.home.join("dotfiles/sl.sh"), "echo status\n").unwrap();
+    std::os::unix::fs::symlink(t.home.join("dotfiles/sl.sh"), c.join("sl.sh")).unwrap();
+    std::fs::write(
+        c.join("settings.json"),
+        json!({"statusLine": {"type": "command", "command": "bash ~/.claude/sl.sh"}}).to_string(),
+    )
+    .unwrap();
+    // Dotfile managers: the session starts (a mount cannot lock a symlink).
+    ok(&t.sh("echo legit-done"));
+    // Replacing the link is not blocked, but it is in front of the human at exit.
+    let o = t.sh("printf 'touch /tmp/x\\n' > ~/.claude/evil.sh && ln -sfn evil.sh ~/.claude/sl.sh");
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(".claude/sl.sh") && err.contains("run by the host's agent settings"),
+        "no integrity line for the swapped statusline link:\n{}",
+        out(&o)
+    );
+}
