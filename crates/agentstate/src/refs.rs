@@ -12,9 +12,14 @@
 //! it, and returns the ones inside a writable root: the sandbox locks each read-only for the
 //! session (a placeholder when absent). Inside an agent state directory a referenced file in
 //! a subdirectory locks that whole top-level subdirectory (a script's siblings are its
-//! modules), unless the subdirectory is the agent's own data ([`DATA_DIRS`]). A symlink (or a
+//! modules), unless the subdirectory is the agent's own data ([`DATA_DIRS`]: only a script
+//! named inside it is locked). Files the agent itself writes ([`AGENT_WRITES`]: its login
+//! token, history) are data a command may read, never locked. A symlink (or a
 //! path through one) cannot be locked by a mount: it is returned as `watch_only`, for the
 //! integrity report.
+//!
+//! In the workspace (and `files.write` roots), only scripts are locked: a file with a script
+//! extension or an execute bit, never a directory or a data file the agent edits.
 //!
 //! Limit: what a referenced script itself sources or imports from elsewhere is not followed.
 
@@ -86,6 +91,29 @@ pub const DATA_DIRS: &[&str] = &[
     "plans",
     "cache",
     "telemetry",
+];
+
+/// Files at the top of a state directory the agent itself writes (tokens, history, ids): a
+/// host command that reads them (a statusline showing usage reads `.credentials.json`) is
+/// reading data; locking them would stop the agent refreshing its login.
+pub const AGENT_WRITES: &[&str] = &[
+    ".credentials.json",
+    "auth.json",
+    "oauth_creds.json",
+    "google_accounts.json",
+    "mcp-oauth-tokens.json",
+    "history.jsonl",
+    "installation_id",
+    "user_id",
+    "projects.json",
+    "state.json",
+    "version.json",
+    "models_cache.json",
+];
+
+/// Extensions of files inside a data directory that are still locked when named: scripts.
+const SCRIPT_EXT: &[&str] = &[
+    "sh", "bash", "zsh", "fish", "py", "js", "mjs", "cjs", "ts", "rb", "pl", "php", "lua",
 ];
 
 /// One path to lock.
@@ -326,8 +354,25 @@ fn lock_one(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Op
     if in_state && rel.components().count() > 1 && !DATA_DIRS.contains(&first.as_str()) {
         target = root.join(&first);
     }
-    if in_state && rel.components().count() == 1 && DATA_DIRS.contains(&first.as_str()) {
-        return None; // a data directory itself: never locked whole
+    if in_state && DATA_DIRS.contains(&first.as_str()) {
+        // The agent's own data: a directory is never locked whole, and a file in it only
+        // when it is a script (a command reading a transcript reads data).
+        let script = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| SCRIPT_EXT.contains(&e));
+        if rel.components().count() == 1 || !script {
+            return None;
+        }
+    }
+    if in_state && rel.components().count() == 1 && AGENT_WRITES.contains(&first.as_str()) {
+        return None;
+    }
+    if !in_state && !runnable_file(p) {
+        // The workspace is the agent's to edit: only a script a setting names is locked
+        // (`./src` in `prettier --write ./src` stays writable; `Cargo.toml`, `package.json`
+        // scripts and the like are in the integrity report).
+        return None;
     }
     // A symlink on the way (or at the end) cannot be locked by a mount; a file where a
     // directory should be is what keeps the path from existing: lock that.
@@ -363,6 +408,21 @@ fn lock_one(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Op
         from: from.to_string(),
         watch_only,
     })
+}
+
+/// A script: an existing regular file with a script extension or an execute bit, or an
+/// absent path with a script extension.
+fn runnable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let script = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| SCRIPT_EXT.contains(&e));
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => true,
+        Ok(m) => m.is_file() && (script || m.permissions().mode() & 0o111 != 0),
+        Err(_) => script,
+    }
 }
 
 /// An absent path is a file when its name has an extension (`x.sh`, `.env`).
@@ -416,7 +476,7 @@ mod tests {
         std::fs::write(
             claude.join("settings.json"),
             r#"{"statusLine":{"type":"command","command":"bash ~/.claude/statusline-command.sh"},
-               "hooks":{"Stop":[{"hooks":[{"type":"command","command":"python3 $HOME/.claude/scripts/h.py; cat ~/.claude/projects/p/x.json"}]}]},
+               "hooks":{"Stop":[{"hooks":[{"type":"command","command":"python3 $HOME/.claude/scripts/h.py; cat ~/.claude/projects/p/x.json ~/.claude/.credentials.json; sh ~/.claude/projects/p/y.sh"}]}]},
                "apiKeyHelper":"/usr/bin/true"}"#,
         )
         .unwrap();
@@ -435,7 +495,9 @@ mod tests {
             "{r:?}"
         );
         assert!(paths.contains(&claude.join("scripts")), "{r:?}");
-        assert!(paths.contains(&claude.join("projects/p/x.json")), "{r:?}");
+        assert!(!paths.contains(&claude.join("projects/p/x.json")), "{r:?}");
+        assert!(!paths.contains(&claude.join(".credentials.json")), "{r:?}");
+        assert!(paths.contains(&claude.join("projects/p/y.sh")), "{r:?}");
         assert!(paths.contains(&home.join(".codex/notify.py")), "{r:?}");
         assert!(!paths.iter().any(|p| p.starts_with("/usr")), "{r:?}");
         let sl = r.iter().find(|x| x.path.ends_with("scripts")).unwrap();

@@ -853,11 +853,14 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     let fmt = pc.join("hooks/fmt.sh");
     std::fs::write(&fmt, "echo fmt\n").unwrap();
     std::fs::write(t.ws.join("tools/lint.sh"), "echo lint\n").unwrap();
+    std::fs::create_dir_all(t.ws.join("src")).unwrap();
+    std::fs::write(t.ws.join("Cargo.toml"), "[package]\n").unwrap();
     std::fs::write(
         pc.join("settings.json"),
         json!({"hooks": {"PostToolUse": [{"hooks": [
             {"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"},
-            {"type": "command", "command": "bash tools/lint.sh"}]}]}})
+            {"type": "command", "command": "bash tools/lint.sh"},
+            {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"}]}]}})
         .to_string(),
     )
     .unwrap();
@@ -866,7 +869,7 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         r#"
         (echo 'touch {m}' >> .claude/hooks/fmt.sh) 2>/dev/null && echo WROTE-fmt
         (echo 'touch {m}' >> tools/lint.sh) 2>/dev/null && echo WROTE-lint
-        echo 'fn main() {{}}' > main.rs && echo legit-done
+        echo 'fn main() {{}}' > src/main.rs && echo '[dependencies]' >> Cargo.toml && echo legit-done
     "#,
         m = marker.display()
     ));
@@ -884,7 +887,11 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         &t.ws.join("tools/lint.sh"),
         &marker
     ));
-    assert!(t.ws.join("main.rs").exists());
+    // Directories and data files the settings name stay the agent's to edit.
+    assert!(t.ws.join("src/main.rs").exists());
+    assert!(std::fs::read_to_string(t.ws.join("Cargo.toml"))
+        .unwrap()
+        .contains("dependencies"));
 }
 
 #[test]
