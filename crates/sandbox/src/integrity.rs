@@ -615,6 +615,35 @@ mod tests {
     }
 
     #[test]
+    fn state_dirs_report_executables_and_watched_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("warden-integrity-st-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let ws = d.join("ws");
+        let st = d.join("state");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(st.join("projects/p")).unwrap();
+        std::fs::write(st.join("sl.sh"), "echo\n").unwrap();
+        let mut before = snapshot(&ws).unwrap();
+        snapshot_state(&mut before, std::slice::from_ref(&st));
+        watch_files(&mut before, &[st.join("sl.sh")]);
+        let exe = |p: &Path| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        std::fs::create_dir_all(st.join("bin")).unwrap();
+        exe(&st.join("bin/tool"));
+        exe(&st.join("projects/p/x")); // the agent's data: not walked
+        std::fs::write(st.join("sl.sh"), "echo; touch /tmp/x\n").unwrap();
+        let r = compare(&before, &ws);
+        let paths: Vec<_> = r.entries.iter().map(|e| e.path.clone()).collect();
+        assert!(paths.contains(&st.join("bin/tool")), "{r:?}");
+        assert!(paths.contains(&st.join("sl.sh")), "{r:?}");
+        assert!(!paths.contains(&st.join("projects/p/x")), "{r:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn reports_created_and_changed_not_untouched() {
         let d = std::env::temp_dir().join(format!("warden-integrity-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
