@@ -9,7 +9,8 @@
 //!
 //! [`host_referenced`] (supervisor, before launch, before the agent exists) reads the host's
 //! agent configuration as data ([`SOURCES`]), takes every path-like token of every string in
-//! it, and returns the ones inside a writable root: the sandbox locks each read-only for the
+//! it (of the whole text when it does not parse: Gemini's settings may carry comments), and
+//! returns the ones inside a writable root: the sandbox locks each read-only for the
 //! session (a placeholder when absent). Inside an agent state directory a referenced file in
 //! a subdirectory locks that whole top-level subdirectory (a script's siblings are its
 //! modules), unless the subdirectory is the agent's own data ([`DATA_DIRS`]: only a script
@@ -169,22 +170,13 @@ pub fn host_referenced(
                     }
                 }
                 Ok(_) => continue,
-                Err(e) => {
-                    warnings.push(format!(
-                        "{shown}: not valid JSON ({e}); files it names are not locked for this session"
-                    ));
-                    continue;
-                }
+                // Gemini CLI reads settings with comments: then (and for any file that does
+                // not parse) every path-like token of the whole text counts.
+                Err(_) => strings.push(text.clone()),
             },
             Format::Toml => match text.parse::<toml::Table>() {
                 Ok(t) => t.values().for_each(|v| toml_strings(v, &mut strings)),
-                Err(e) => {
-                    warnings.push(format!(
-                        "{shown}: not valid TOML ({}); files it names are not locked for this session",
-                        e.message()
-                    ));
-                    continue;
-                }
+                Err(_) => strings.push(text.clone()),
             },
         }
         for s in &strings {
@@ -262,8 +254,16 @@ fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
 pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
     // Quotes join what they quote with what follows (`"$CLAUDE_PROJECT_DIR"/x.sh`).
     let s: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
+    // `${HOME}` as `$HOME`: braces split (JSON text with comments is scanned whole).
+    let s = ["HOME", "CLAUDE_PROJECT_DIR", "GEMINI_PROJECT_DIR"]
+        .iter()
+        .fold(s, |s, v| s.replace(&format!("${{{v}}}"), &format!("${v}")));
     s.split(|c: char| {
-        c.is_whitespace() || matches!(c, '`' | ';' | '&' | '|' | '(' | ')' | '=' | '<' | '>' | ',')
+        c.is_whitespace()
+            || matches!(
+                c,
+                '`' | ';' | '&' | '|' | '(' | ')' | '=' | '<' | '>' | ',' | '[' | ']' | '{' | '}'
+            )
     })
     .map(|t| t.trim_end_matches([':', '.']))
     .filter(|t| {
@@ -450,6 +450,10 @@ mod tests {
             vec!["$HOME/.claude/x.js", "/a/b"]
         );
         assert!(path_tokens("echo hi && ls", None).is_empty());
+        assert_eq!(
+            path_tokens("sh ${HOME}/.claude/a.sh", None),
+            vec!["$HOME/.claude/a.sh"]
+        );
         let ws = Path::new("/nonexistent-ws");
         assert_eq!(
             path_tokens(
@@ -510,11 +514,22 @@ mod tests {
             r#"{"statusLine":{"command":"~/.claude/sl.sh"}}"#,
         )
         .unwrap();
+        // Settings with comments (Gemini CLI accepts them) still count.
+        std::fs::create_dir_all(home.join(".gemini")).unwrap();
+        std::fs::write(
+            home.join(".gemini/settings.json"),
+            "{\n // mine\n \"mcpServers\": {\"m\": {\"command\": \"node\", \"args\": [\"~/.codex/m.js\"]}}}\n",
+        )
+        .unwrap();
         let (r, _) = host_referenced(&home, &d.join("ws"), &state, &state);
         let link = r.iter().find(|x| x.path == claude.join("sl.sh")).unwrap();
         assert!(link.watch_only, "{r:?}");
         let real = std::fs::canonicalize(claude.join("real-sl.sh")).unwrap();
         assert!(r.iter().any(|x| x.path == real && !x.watch_only), "{r:?}");
+        assert!(
+            r.iter().any(|x| x.path == home.join(".codex/m.js")),
+            "{r:?}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }
