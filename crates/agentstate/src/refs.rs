@@ -30,32 +30,22 @@ use std::path::{Component, Path, PathBuf};
 const MAX_CONFIG: u64 = 32 << 20;
 
 /// Host configuration files whose strings name commands: (where, path relative to it,
-/// format, only these top-level subtrees (empty: all)).
-pub const SOURCES: &[(Base, &str, Format, &[&str])] = &[
-    (Base::Home, ".claude/settings.json", Format::Json, &[]),
-    (Base::Home, ".claude/settings.local.json", Format::Json, &[]),
+/// format).
+pub const SOURCES: &[(Base, &str, Format)] = &[
+    (Base::Home, ".claude/settings.json", Format::Json),
+    (Base::Home, ".claude/settings.local.json", Format::Json),
     // State with executable keys: only the command-bearing subtrees (project paths and
     // history mention many files the agent must keep writing).
-    (
-        Base::Home,
-        ".claude.json",
-        Format::Json,
-        &["mcpServers", "projects", "env", "apiKeyHelper"],
-    ),
-    (Base::Home, ".gemini/settings.json", Format::Json, &[]),
-    (Base::Home, ".codex/config.toml", Format::Toml, &[]),
+    (Base::Home, ".claude.json", Format::ClaudeState),
+    (Base::Home, ".gemini/settings.json", Format::Json),
+    (Base::Home, ".codex/config.toml", Format::Toml),
     // The project's own settings (locked, but the scripts they run are ordinary files):
     // `$CLAUDE_PROJECT_DIR/.claude/hooks/fmt.sh` runs in the host's next `claude` there.
-    (Base::Workspace, ".claude/settings.json", Format::Json, &[]),
-    (
-        Base::Workspace,
-        ".claude/settings.local.json",
-        Format::Json,
-        &[],
-    ),
-    (Base::Workspace, ".mcp.json", Format::Json, &[]),
-    (Base::Workspace, ".gemini/settings.json", Format::Json, &[]),
-    (Base::Workspace, ".codex/config.toml", Format::Toml, &[]),
+    (Base::Workspace, ".claude/settings.json", Format::Json),
+    (Base::Workspace, ".claude/settings.local.json", Format::Json),
+    (Base::Workspace, ".mcp.json", Format::Json),
+    (Base::Workspace, ".gemini/settings.json", Format::Json),
+    (Base::Workspace, ".codex/config.toml", Format::Toml),
 ];
 
 /// What a [`SOURCES`] path is relative to; a workspace source's relative tokens
@@ -70,6 +60,28 @@ pub enum Base {
 pub enum Format {
     Json,
     Toml,
+    /// `~/.claude.json`: state with a few command-bearing keys (top-level `mcpServers`,
+    /// `env`, `apiKeyHelper`; each project's `mcpServers` and `env`). Only those are read
+    /// (typed, the rest skipped: the file holds megabytes of history naming files the agent
+    /// keeps writing). One that does not parse names nothing: Claude Code cannot load it.
+    ClaudeState,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaudeState {
+    #[serde(rename = "mcpServers")]
+    mcp_servers: Option<serde_json::Value>,
+    env: Option<serde_json::Value>,
+    #[serde(rename = "apiKeyHelper")]
+    api_key_helper: Option<serde_json::Value>,
+    projects: Option<std::collections::BTreeMap<String, ClaudeProject>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaudeProject {
+    #[serde(rename = "mcpServers")]
+    mcp_servers: Option<serde_json::Value>,
+    env: Option<serde_json::Value>,
 }
 
 /// Top-level directories of an agent state directory that hold the agent's own data
@@ -140,7 +152,7 @@ pub fn host_referenced(
 ) -> (Vec<Referenced>, Vec<String>) {
     let mut out: Vec<Referenced> = Vec::new();
     let mut warnings = Vec::new();
-    for (base, rel, format, subtrees) in SOURCES {
+    for (base, rel, format) in SOURCES {
         let (path, shown, project) = match base {
             Base::Home => (home.join(rel), format!("~/{rel}"), None),
             Base::Workspace => (
@@ -162,18 +174,22 @@ pub fn host_referenced(
         let mut strings = Vec::new();
         match format {
             Format::Json => match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(serde_json::Value::Object(m)) => {
-                    for (k, v) in &m {
-                        if subtrees.is_empty() || subtrees.contains(&k.as_str()) {
-                            json_strings(v, k == "projects", &mut strings);
-                        }
-                    }
-                }
-                Ok(_) => continue,
+                Ok(v) => json_strings(&v, &mut strings),
                 // Gemini CLI reads settings with comments: then (and for any file that does
                 // not parse) every path-like token of the whole text counts.
                 Err(_) => strings.push(text.clone()),
             },
+            Format::ClaudeState => {
+                if let Ok(c) = serde_json::from_str::<ClaudeState>(&text) {
+                    let projects = c.projects.unwrap_or_default();
+                    let values = [c.mcp_servers, c.env, c.api_key_helper]
+                        .into_iter()
+                        .chain(projects.into_values().flat_map(|p| [p.mcp_servers, p.env]));
+                    values
+                        .flatten()
+                        .for_each(|v| json_strings(&v, &mut strings));
+                }
+            }
             Format::Toml => match text.parse::<toml::Table>() {
                 Ok(t) => t.values().for_each(|v| toml_strings(v, &mut strings)),
                 Err(_) => strings.push(text.clone()),
@@ -215,25 +231,13 @@ fn read_bounded(path: &Path) -> std::io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
-/// Every string value; inside `projects` (of `~/.claude.json`) only the command-bearing
-/// keys of each project.
-fn json_strings(v: &serde_json::Value, projects: bool, out: &mut Vec<String>) {
+/// Every string value.
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
     use serde_json::Value;
     match v {
         Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|x| json_strings(x, false, out)),
-        Value::Object(m) if projects => {
-            for p in m.values() {
-                if let Value::Object(pm) = p {
-                    for k in ["mcpServers", "env"] {
-                        if let Some(x) = pm.get(k) {
-                            json_strings(x, false, out);
-                        }
-                    }
-                }
-            }
-        }
-        Value::Object(m) => m.values().for_each(|x| json_strings(x, false, out)),
+        Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| json_strings(x, out)),
         _ => {}
     }
 }
@@ -490,6 +494,14 @@ mod tests {
             "notify = [\"python3\", \"~/.codex/notify.py\"]\n",
         )
         .unwrap();
+        std::fs::write(
+            home.join(".claude.json"),
+            r#"{"projects": {"/p": {"history": [{"display": "bash ~/.claude/old/x.sh"}],
+                                    "mcpServers": {"m": {"command": "node",
+                                                         "args": ["~/.claude/mcp/s.js"]}}}},
+                "tipsHistory": {"~/.claude/tips/t.sh": 1}}"#,
+        )
+        .unwrap();
         let state = vec![claude.clone(), home.join(".codex")];
         let (r, w) = host_referenced(&home, &d.join("ws"), &state, &state);
         assert!(w.is_empty(), "{w:?}");
@@ -503,6 +515,10 @@ mod tests {
         assert!(!paths.contains(&claude.join(".credentials.json")), "{r:?}");
         assert!(paths.contains(&claude.join("projects/p/y.sh")), "{r:?}");
         assert!(paths.contains(&home.join(".codex/notify.py")), "{r:?}");
+        // ~/.claude.json: a project's MCP server counts, its history does not.
+        assert!(paths.contains(&claude.join("mcp")), "{r:?}");
+        assert!(!paths.contains(&claude.join("old")), "{r:?}");
+        assert!(!paths.contains(&claude.join("tips")), "{r:?}");
         assert!(!paths.iter().any(|p| p.starts_with("/usr")), "{r:?}");
         let sl = r.iter().find(|x| x.path.ends_with("scripts")).unwrap();
         assert!(sl.is_dir && !sl.watch_only);
