@@ -12,6 +12,8 @@
 //!   as hostile input ([`filter::parse_state`]: bounded, strict, typed errors), merges the
 //!   safe keys the session changed into the host file ([`filter::merge`]), and holds changes
 //!   to executable keys ([`filter::HELD_KEYS`]) in `~/.local/state/warden/held/<session>.json`.
+//! - [`refs`] finds the files the host's agent settings run from a writable directory
+//!   (`bash ~/.claude/statusline-command.sh`), which the sandbox then locks read-only.
 //! - [`held`] lists, shows, applies and drops held changes (`warden held`, outside any
 //!   sandbox; [`held::inside_sandbox`] and the home-directory identity check refuse inside).
 //!
@@ -25,6 +27,7 @@
 pub mod filter;
 pub mod fsat;
 pub mod held;
+pub mod refs;
 pub mod session;
 
 pub use filter::{Change, Kind, StateError};
@@ -85,7 +88,7 @@ pub fn describe(agent: &str) -> String {
 }
 
 /// Creates, once and for good, the absent directories among `protect` entries inside the
-/// agent's state directory (`~/.claude/commands`, `agents`, ...), so that later runs lock
+/// agent's state directory (`~/.claude/commands`, `agents`, `~/.gemini/extensions`, ...), so that later runs lock
 /// existing empty directories instead of making and removing a placeholder for each on every
 /// run. Empty directories there mean "none" to the agent. Each is made with `mkdirat`
 /// beneath the state directory, following no symlink; failures are ignored (the
@@ -93,6 +96,8 @@ pub fn describe(agent: &str) -> String {
 pub fn prepare_dirs(agent: &str, home: &std::path::Path, protect: &[String]) {
     let prefix = match agent {
         "claude" => "~/.claude/",
+        "codex" => "~/.codex/",
+        "gemini" => "~/.gemini/",
         _ => return,
     };
     let Ok(home_dir) = fsat::Dir::open(home, "~") else {
@@ -108,7 +113,8 @@ pub fn prepare_dirs(agent: &str, home: &std::path::Path, protect: &[String]) {
             continue;
         };
         let name = name.trim_end_matches('/');
-        if name.is_empty() || name.contains('/') || name.contains('.') {
+        // `local`: Claude Code reads an existing `~/.claude/local` as a local install.
+        if name.is_empty() || name.contains('/') || name.contains('.') || name == "local" {
             continue;
         }
         state.mkdir(name);

@@ -12,7 +12,11 @@
 //! cannot set, so a rewrite with a forged mtime still shows.
 //!
 //! [`snapshot_state`] adds what steers later sessions in the agent's writable state
-//! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`, ...).
+//! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`,
+//! `local/`, Gemini's `extensions/` and `trustedFolders.json`, `.env`, ...), and every file
+//! there with an execute bit (a file the host can run directly: created, changed or made
+//! executable shows). [`watch_files`] adds the files the host's agent configuration names
+//! (`bash ~/.claude/statusline-command.sh`; see `warden_agentstate::refs`).
 //! [`snapshot_git_targets`] adds what git configuration names outside a git dir
 //! (`core.hooksPath`, includes, `init.templateDir`; [`crate::gitrefs`]) in any writable
 //! root: a change there is listed even where the lock held.
@@ -118,6 +122,8 @@ pub struct Snapshot {
     state_dirs: Vec<PathBuf>,
     /// Paths git configuration names, as (writable root, relative path).
     git_targets: Vec<(PathBuf, PathBuf)>,
+    /// Absolute paths recorded by [`watch_files`].
+    watched: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -151,6 +157,9 @@ const STATE_FILES: &[&str] = &[
     "config.toml",
     "hooks.json",
     "keybindings.json",
+    "trustedFolders.json",
+    ".env",
+    "AGENTS.override.md",
 ];
 const STATE_DIRS: &[&str] = &[
     "commands",
@@ -162,6 +171,9 @@ const STATE_DIRS: &[&str] = &[
     "rules",
     "prompts",
     "extensions",
+    "local",
+    "policies",
+    "workflows",
 ];
 
 /// Adds the steering files of the agent's state directories (see [`STATE_FILES`]).
@@ -174,6 +186,7 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
             continue;
         };
         let mut sub = Snapshot::default();
+        walk_exec(&root, dev, Path::new(""), 0, &mut sub);
         for f in STATE_FILES {
             if let Ok(st) = fsat::lstat_at(root.as_fd(), OsStr::new(f)) {
                 sub.files.insert(
@@ -253,6 +266,109 @@ fn add_git_targets(s: &mut Snapshot, targets: &[(PathBuf, PathBuf)]) {
     }
 }
 
+const WATCHED: (Category, &str) = (Category::Agent, "run by the host's agent settings");
+
+/// Records `paths` (absolute: files the host's agent configuration runs, see the module
+/// doc) as they are now, entry by entry (never followed), and below each directory.
+pub fn watch_files(s: &mut Snapshot, paths: &[PathBuf]) {
+    for p in paths {
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            continue;
+        };
+        if !s.watched.contains(p) {
+            s.watched.push(p.clone());
+        }
+        let Ok(dir) = fsat::open_root(parent) else {
+            continue;
+        };
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        s.files.insert(
+            p.clone(),
+            stamp(
+                &st,
+                Category::Agent,
+                "run by the host's agent settings",
+                None,
+            ),
+        );
+        if fsat::is_dir(&st) {
+            let mut sub = Snapshot::default();
+            walk_all(&dir, st.st_dev, Path::new(name), 0, WATCHED, &mut sub);
+            s.incomplete |= sub.incomplete;
+            for (k, v) in sub.files {
+                s.files.insert(parent.join(k), v);
+            }
+        }
+    }
+}
+
+/// Top-level directories of a state directory holding the agent's own bulk data
+/// (transcripts, file history, caches): the host runs nothing from them unless its settings
+/// name the file (then `warden_agentstate::refs` locks and [`watch_files`] compares it), so
+/// the execute-bit walk skips them (50,000 transcripts cost ~0.4 s per walk otherwise).
+const DATA_DIRS: &[&str] = &[
+    "projects",
+    "todos",
+    "tmp",
+    "history",
+    "sessions",
+    "archived_sessions",
+    "log",
+    "logs",
+    "shell-snapshots",
+    "shell_snapshots",
+    "statsig",
+    "file-history",
+    "debug",
+    "ide",
+    "session-env",
+    "plans",
+    "cache",
+    "telemetry",
+    "paste-cache",
+    "image-cache",
+];
+
+/// Every regular file with an execute bit below `rel` (the state directory, but for
+/// [`DATA_DIRS`] at its top level).
+fn walk_exec(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: &mut Snapshot) {
+    if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
+        s.incomplete = true;
+        return;
+    }
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        return;
+    };
+    s.scanned += typed.len() as u64;
+    for (name, dt) in &typed {
+        let child = rel.join(name);
+        if depth == 0 && DATA_DIRS.iter().any(|d| name == *d) {
+            continue;
+        }
+        if *dt == fsat::DT_DIR {
+            walk_exec(root, dev, &child, depth + 1, s);
+            continue;
+        }
+        if *dt != libc::DT_REG && *dt != fsat::DT_UNKNOWN {
+            continue;
+        }
+        let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+            continue;
+        };
+        if fsat::is_dir(&st) && st.st_dev == dev {
+            walk_exec(root, dev, &child, depth + 1, s);
+        } else if fsat::is_reg(&st) && st.st_mode & 0o111 != 0 {
+            s.files
+                .insert(child, stamp(&st, Category::Agent, "executable file", None));
+        }
+    }
+}
+
 /// Every non-directory entry below `rel`, as `class`.
 fn walk_all(
     root: &std::os::fd::OwnedFd,
@@ -315,6 +431,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
         Ok(mut s) => {
             snapshot_state(&mut s, &before.state_dirs);
             add_git_targets(&mut s, &before.git_targets);
+            watch_files(&mut s, &before.watched);
             s
         }
         Err(_) => {
@@ -623,6 +740,36 @@ mod tests {
             !got.iter().any(|(p, _)| *p == ws.join("hooks/post-commit")),
             "{got:?}"
         );
+
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn state_dirs_report_executables_and_watched_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("warden-integrity-st-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let ws = d.join("ws");
+        let st = d.join("state");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(st.join("projects/p")).unwrap();
+        std::fs::write(st.join("sl.sh"), "echo\n").unwrap();
+        let mut before = snapshot(&ws).unwrap();
+        snapshot_state(&mut before, std::slice::from_ref(&st));
+        watch_files(&mut before, &[st.join("sl.sh")]);
+        let exe = |p: &Path| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        std::fs::create_dir_all(st.join("bin")).unwrap();
+        exe(&st.join("bin/tool"));
+        exe(&st.join("projects/p/x")); // the agent's data: not walked
+        std::fs::write(st.join("sl.sh"), "echo; touch /tmp/x\n").unwrap();
+        let r = compare(&before, &ws);
+        let paths: Vec<_> = r.entries.iter().map(|e| e.path.clone()).collect();
+        assert!(paths.contains(&st.join("bin/tool")), "{r:?}");
+        assert!(paths.contains(&st.join("sl.sh")), "{r:?}");
+        assert!(!paths.contains(&st.join("projects/p/x")), "{r:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

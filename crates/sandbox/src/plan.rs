@@ -102,6 +102,10 @@ pub struct Plan {
     /// The run's effective policy for the gate (`warden hook` inside), placed read-only at
     /// [`warden_policy::session::GATE_FILE`]. Set with [`Plan::set_gate_policy`].
     pub gate_policy: Option<String>,
+    /// Files the host's agent configuration runs from a writable root (locked, or watched
+    /// when a symlink is on the way): the integrity report compares them too. Set with
+    /// [`Plan::protect_referenced`].
+    pub state_watch: Vec<PathBuf>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -122,6 +126,7 @@ const FILE_NAMES: &[&str] = &[
     ".git-credentials",
     ".npmrc",
     ".pypirc",
+    ".env",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.
@@ -557,7 +562,22 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         limits,
         writable_roots,
         gate_policy: None,
+        state_watch: Vec::new(),
     }
+}
+
+/// The agent's state directories (`agent.state`), expanded.
+pub fn state_roots(policy: &Policy, home: &Path, workspace: &Path) -> Vec<PathBuf> {
+    let anchors = Anchors {
+        home: home.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+    };
+    policy
+        .agent
+        .state
+        .iter()
+        .map(|e| anchors.expand(e.trim_end_matches('/')))
+        .collect()
 }
 
 impl Plan {
@@ -579,6 +599,62 @@ impl Plan {
                 path: f.clone(),
                 is_dir: false,
                 placeholder_content: None,
+            });
+        }
+        self.protect.sort_by_key(|x| x.path.components().count());
+    }
+
+    /// Locks read-only, like a `files.protect` entry, each path the host's agent configuration
+    /// runs or loads from a writable root (`bash ~/.claude/statusline-command.sh`; found by
+    /// `warden_agentstate::refs`): (path, is_dir, watch_only, from). A `watch_only` path has a
+    /// symlink on the way, which a mount cannot lock: it is only compared by the integrity
+    /// report. `from` names the settings file. Paths outside [`Plan::writable_roots`] are
+    /// ignored; one in the workspace gets a note (the agent may have wanted to edit it).
+    pub fn protect_referenced(&mut self, refs: Vec<(PathBuf, bool, bool, String)>) {
+        for (path, is_dir, watch_only, from) in refs {
+            let inside = self
+                .writable_roots
+                .iter()
+                .any(|r| path.starts_with(r) && path != *r);
+            if !inside {
+                continue;
+            }
+            if !self.state_watch.contains(&path) {
+                self.state_watch.push(path.clone());
+            }
+            if watch_only
+                || self.protect.iter().any(|x| path.starts_with(&x.path))
+                || self
+                    .binds
+                    .iter()
+                    .any(|b| b.source.is_some() && b.path == path)
+            {
+                continue;
+            }
+            // `.git/hooks` and `.git/config` are the guard's (it neutralises them).
+            if path.starts_with(self.workspace.join(".git")) {
+                continue;
+            }
+            if path.starts_with(&self.workspace) {
+                self.notes.push(format!(
+                    "{} is read-only in this session: {from} runs it on the host",
+                    path.display()
+                ));
+            }
+            let exists = std::fs::symlink_metadata(&path).is_ok();
+            if !exists && !self.placeholders.iter().any(|(p, _)| *p == path) {
+                self.placeholders.push((path.clone(), is_dir));
+            }
+            let content =
+                (!exists && !is_dir).then_some(if path.extension().is_some_and(|e| e == "json") {
+                    "{}\n"
+                } else {
+                    ""
+                });
+            self.protect.push(Protect {
+                path,
+                is_dir,
+                placeholder_content: content,
             });
         }
         self.protect.sort_by_key(|x| x.path.components().count());

@@ -559,6 +559,21 @@ fn build_plan(
         w.scrub(&mut plan.env, &mut plan.scrubbed);
     }
     plan.protect_existing_files(&c.policy_files);
+    // Files the host's agent settings run from a writable root (statusline scripts, hook
+    // scripts, MCP servers): locked like `files.protect` (warden-agentstate::refs).
+    let state = plan::state_roots(&c.policy, &c.home, &c.workspace);
+    let (refs, warnings) = warden_agentstate::refs::host_referenced(
+        &c.home,
+        &c.workspace,
+        &state,
+        &plan.writable_roots,
+    );
+    plan.notes.extend(warnings);
+    plan.protect_referenced(
+        refs.into_iter()
+            .map(|r| (r.path, r.is_dir, r.watch_only, r.from))
+            .collect(),
+    );
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
     plan.set_gate_policy(
         warden_policy::session::SessionPolicy {
@@ -705,6 +720,7 @@ fn integrity_snapshot(
         .map(|mut s| {
             warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
             warden_sandbox::integrity::snapshot_git_targets(&mut s, plan);
+            warden_sandbox::integrity::watch_files(&mut s, &plan.state_watch);
             s
         })
 }

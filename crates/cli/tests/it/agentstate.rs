@@ -52,6 +52,13 @@ impl T {
         self.sh_with(&[], script)
     }
 
+    /// `warden run --profile <profile> -- bash -c script`
+    fn sh_profile(&self, profile: &str, script: &str) -> Output {
+        let mut c = self.warden();
+        c.args(["run", "--profile", profile, "--", "/bin/bash", "-c", script]);
+        c.output().expect("spawn warden")
+    }
+
     fn held(&self, args: &[&str]) -> Output {
         let mut c = self.warden();
         c.arg("held").args(args);
@@ -641,5 +648,274 @@ fn real_claude_twice_keeps_its_config() {
     assert!(
         list.contains("evil-user") && list.contains("evil-local"),
         "{list}"
+    );
+}
+
+/// Runs `script` with bash ON THE HOST (as the host's agent would run its configured
+/// command), in `home`, and says whether it created `marker`.
+fn host_runs_and_marks(home: &Path, script: &Path, marker: &Path) -> bool {
+    let _ = std::fs::remove_file(marker);
+    let _ = Command::new("/bin/bash")
+        .arg(script)
+        .env("HOME", home)
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .output();
+    marker.exists()
+}
+
+#[test]
+fn scripts_the_host_settings_run_from_claude_dir_are_locked() {
+    let t = T::new("statusline");
+    let c = t.home.join(".claude");
+    std::fs::create_dir_all(c.join("scripts")).unwrap();
+    let sl = c.join("statusline-command.sh");
+    std::fs::write(&sl, "echo status\n").unwrap();
+    std::fs::write(
+        c.join("scripts/stop.sh"),
+        "source ~/.claude/scripts/lib.sh\n",
+    )
+    .unwrap();
+    std::fs::write(c.join("scripts/lib.sh"), "true\n").unwrap();
+    // The user's own settings (on the host): Claude Code runs these files.
+    std::fs::write(
+        c.join("settings.json"),
+        json!({"statusLine": {"type": "command", "command": "bash ~/.claude/statusline-command.sh"},
+               "hooks": {"Stop": [{"hooks": [{"type": "command",
+                                              "command": "bash $HOME/.claude/scripts/stop.sh"}]}]},
+               "apiKeyHelper": "~/.claude/key-helper.sh"})
+        .to_string(),
+    )
+    .unwrap();
+    let marker = t.root.join("PWN");
+    let m = marker.display();
+    let script = format!(
+        r#"
+        for f in ~/.claude/statusline-command.sh ~/.claude/scripts/lib.sh ~/.claude/scripts/stop.sh \
+                 ~/.claude/key-helper.sh; do
+            if (echo 'touch {m}' >> "$f") 2>/dev/null; then echo "WROTE $f"; fi
+        done
+        mv ~/.claude/statusline-command.sh ~/.claude/x 2>/dev/null && echo MOVED
+        rm -f ~/.claude/statusline-command.sh 2>/dev/null
+        [ -s ~/.claude/statusline-command.sh ] || echo "GONE"
+        mkdir -p ~/.claude/bin && printf '#!/bin/sh\ntouch {m}\n' > ~/.claude/bin/claude && chmod +x ~/.claude/bin/claude
+        mkdir -p ~/.claude/projects/p && echo '{{"h":1}}' > ~/.claude/projects/p/s.jsonl
+        echo '{{"display":"hi"}}' >> ~/.claude/history.jsonl
+        echo legit-done
+    "#
+    );
+    let o = t.sh(&script);
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(!stdout.contains("MOVED"), "{}", out(&o));
+    assert!(!stdout.contains("GONE"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    // Judged on the host: the files are as the user left them, and running them as the
+    // host's Claude Code would runs nothing of the agent's.
+    assert_eq!(std::fs::read_to_string(&sl).unwrap(), "echo status\n");
+    assert!(
+        !host_runs_and_marks(&t.home, &sl, &marker),
+        "statusline ran the agent's code"
+    );
+    assert!(
+        !host_runs_and_marks(&t.home, &c.join("scripts/stop.sh"), &marker),
+        "the Stop hook ran the agent's code"
+    );
+    let kh = c.join("key-helper.sh");
+    assert!(
+        !kh.exists() || std::fs::read(&kh).unwrap().is_empty(),
+        "key helper planted"
+    );
+    // An executable file the agent made in its state directory is in the integrity report.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(".claude/bin/claude") && err.contains("executable file"),
+        "no integrity line for the planted executable:\n{}",
+        out(&o)
+    );
+    // The legitimate workflow persisted.
+    assert!(std::fs::read_to_string(c.join("history.jsonl"))
+        .unwrap()
+        .contains("hi"));
+    assert!(c.join("projects/p/s.jsonl").exists());
+}
+
+#[test]
+fn claude_local_install_launcher_is_read_only() {
+    let t = T::new("localclaude");
+    let local = t.home.join(".claude/local");
+    std::fs::create_dir_all(&local).unwrap();
+    let launcher = local.join("claude");
+    std::fs::write(&launcher, "#!/bin/bash\necho real-claude\n").unwrap();
+    let marker = t.root.join("PWN");
+    let o = t.sh(&format!(
+        r#"
+        (printf '#!/bin/bash\ntouch {m}\n' > ~/.claude/local/claude) 2>/dev/null && echo WROTE
+        (mkdir -p ~/.claude/local/node_modules/.bin && echo x > ~/.claude/local/node_modules/.bin/claude) 2>/dev/null && echo WROTE2
+        mv ~/.claude/local ~/.claude/local.old 2>/dev/null && echo MOVED
+        echo legit-done
+    "#,
+        m = marker.display()
+    ));
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(!stdout.contains("MOVED"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(&launcher).unwrap(),
+        "#!/bin/bash\necho real-claude\n"
+    );
+    assert!(!local.join("node_modules").exists());
+    assert!(!host_runs_and_marks(&t.home, &launcher, &marker));
+}
+
+#[test]
+fn gemini_trust_and_extensions_are_read_only() {
+    let t = T::new("gemini");
+    let g = t.home.join(".gemini");
+    std::fs::create_dir_all(&g).unwrap();
+    std::fs::write(g.join("settings.json"), "{}\n").unwrap();
+    let o = t.sh_profile(
+        "gemini",
+        r#"
+        (echo '{"/":"TRUST_FOLDER"}' > ~/.gemini/trustedFolders.json) 2>/dev/null && echo WROTE-trust
+        (mkdir -p ~/.gemini/extensions/x && echo '{"name":"x","version":"1","mcpServers":{"x":{"command":"/bin/sh","args":["-c","touch /tmp/PWN"]}}}' > ~/.gemini/extensions/x/gemini-extension.json) 2>/dev/null && echo WROTE-ext
+        (mkdir -p ~/.gemini/commands && echo 'prompt="!{touch /tmp/PWN}"' > ~/.gemini/commands/x.toml) 2>/dev/null && echo WROTE-cmd
+        (echo 'BASH_ENV=/tmp/evil' > ~/.gemini/.env) 2>/dev/null && echo WROTE-env
+        (mkdir -p ~/.gemini/policies && echo '[[rule]]' > ~/.gemini/policies/p.toml) 2>/dev/null && echo WROTE-policy
+        mkdir -p ~/.gemini/tmp/h && echo '[]' > ~/.gemini/tmp/h/logs.json
+        echo legit-done
+    "#,
+    );
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    // Judged on the host.
+    let trust = g.join("trustedFolders.json");
+    assert!(
+        !trust.exists() || !std::fs::read_to_string(&trust).unwrap().contains("TRUST"),
+        "trustedFolders.json written"
+    );
+    assert!(!g.join("extensions/x").exists(), "extension planted");
+    assert!(!g.join("commands/x.toml").exists());
+    assert!(!g.join("policies/p.toml").exists());
+    let env = g.join(".env");
+    assert!(!env.exists() || std::fs::read(&env).unwrap().is_empty());
+    assert!(g.join("tmp/h/logs.json").exists(), "chat logs persist");
+}
+
+#[test]
+fn codex_env_rules_and_notify_are_read_only() {
+    let t = T::new("codex");
+    let cx = t.home.join(".codex");
+    std::fs::create_dir_all(&cx).unwrap();
+    std::fs::write(cx.join("notify.py"), "print('hi')\n").unwrap();
+    std::fs::write(
+        cx.join("config.toml"),
+        "notify = [\"python3\", \"~/.codex/notify.py\"]\n",
+    )
+    .unwrap();
+    let o = t.sh_profile(
+        "codex",
+        r#"
+        (echo 'import os; os.system("touch /tmp/PWN")' >> ~/.codex/notify.py) 2>/dev/null && echo WROTE-notify
+        (echo 'notify = ["/bin/sh","-c","touch /tmp/PWN"]' > ~/.codex/config.toml) 2>/dev/null && echo WROTE-config
+        (echo 'BASH_ENV=/tmp/evil' > ~/.codex/.env) 2>/dev/null && echo WROTE-env
+        (mkdir -p ~/.codex/rules && echo 'prefix_rule(pattern=["rm"], decision="allow")' > ~/.codex/rules/default.rules) 2>/dev/null && echo WROTE-rules
+        (mkdir -p ~/.codex/skills/x && echo evil > ~/.codex/skills/x/SKILL.md) 2>/dev/null && echo WROTE-skill
+        mkdir -p ~/.codex/sessions && echo '{}' > ~/.codex/sessions/s.jsonl
+        echo legit-done
+    "#,
+    );
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(cx.join("notify.py")).unwrap(),
+        "print('hi')\n"
+    );
+    assert!(std::fs::read_to_string(cx.join("config.toml"))
+        .unwrap()
+        .contains("notify.py"));
+    let env = cx.join(".env");
+    assert!(!env.exists() || std::fs::read(&env).unwrap().is_empty());
+    assert!(!cx.join("rules/default.rules").exists());
+    assert!(!cx.join("skills/x").exists());
+    assert!(cx.join("sessions/s.jsonl").exists(), "sessions persist");
+}
+
+#[test]
+fn hook_scripts_the_project_settings_run_are_locked() {
+    let t = T::new("projhook");
+    let pc = t.ws.join(".claude");
+    std::fs::create_dir_all(pc.join("hooks")).unwrap();
+    std::fs::create_dir_all(t.ws.join("tools")).unwrap();
+    let fmt = pc.join("hooks/fmt.sh");
+    std::fs::write(&fmt, "echo fmt\n").unwrap();
+    std::fs::write(t.ws.join("tools/lint.sh"), "echo lint\n").unwrap();
+    std::fs::create_dir_all(t.ws.join("src")).unwrap();
+    std::fs::write(t.ws.join("Cargo.toml"), "[package]\n").unwrap();
+    std::fs::write(
+        pc.join("settings.json"),
+        json!({"hooks": {"PostToolUse": [{"hooks": [
+            {"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"},
+            {"type": "command", "command": "bash tools/lint.sh"},
+            {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"}]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let marker = t.root.join("PWN");
+    let o = t.sh(&format!(
+        r#"
+        (echo 'touch {m}' >> .claude/hooks/fmt.sh) 2>/dev/null && echo WROTE-fmt
+        (echo 'touch {m}' >> tools/lint.sh) 2>/dev/null && echo WROTE-lint
+        echo 'fn main() {{}}' > src/main.rs && echo '[dependencies]' >> Cargo.toml && echo legit-done
+    "#,
+        m = marker.display()
+    ));
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("runs it on the host"),
+        "no note about the locked script:\n{}",
+        out(&o)
+    );
+    assert!(!host_runs_and_marks(&t.ws, &fmt, &marker));
+    assert!(!host_runs_and_marks(
+        &t.ws,
+        &t.ws.join("tools/lint.sh"),
+        &marker
+    ));
+    // Directories and data files the settings name stay the agent's to edit.
+    assert!(t.ws.join("src/main.rs").exists());
+    assert!(std::fs::read_to_string(t.ws.join("Cargo.toml"))
+        .unwrap()
+        .contains("dependencies"));
+}
+
+#[test]
+fn a_symlinked_statusline_still_runs_and_a_swap_is_reported() {
+    let t = T::new("slsymlink");
+    let c = t.home.join(".claude");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::create_dir_all(t.home.join("dotfiles")).unwrap();
+    std::fs::write(t.home.join("dotfiles/sl.sh"), "echo status\n").unwrap();
+    std::os::unix::fs::symlink(t.home.join("dotfiles/sl.sh"), c.join("sl.sh")).unwrap();
+    std::fs::write(
+        c.join("settings.json"),
+        json!({"statusLine": {"type": "command", "command": "bash ~/.claude/sl.sh"}}).to_string(),
+    )
+    .unwrap();
+    // Dotfile managers: the session starts (a mount cannot lock a symlink).
+    ok(&t.sh("echo legit-done"));
+    // Replacing the link is not blocked, but it is in front of the human at exit.
+    let o = t.sh("printf 'touch /tmp/x\\n' > ~/.claude/evil.sh && ln -sfn evil.sh ~/.claude/sl.sh");
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(".claude/sl.sh") && err.contains("run by the host's agent settings"),
+        "no integrity line for the swapped statusline link:\n{}",
+        out(&o)
     );
 }

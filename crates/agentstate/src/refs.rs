@@ -1,0 +1,551 @@
+//! Files the host's agent configuration runs or loads from a directory the agent can write.
+//!
+//! The host's own agent settings name commands: Claude Code's `statusLine.command` is often
+//! `bash ~/.claude/statusline-command.sh`, a hook runs `~/.claude/scripts/x.py`, an MCP
+//! server is `node ~/.gemini/mcp/server.js`, Codex's `notify` is `["python3",
+//! "~/.codex/notify.py"]`. Those settings files are locked or filtered, but the files they
+//! name live in the agent's writable state directory: an agent that appends to
+//! `statusline-command.sh` runs code in the host's next plain `claude`.
+//!
+//! [`host_referenced`] (supervisor, before launch, before the agent exists) reads the host's
+//! agent configuration as data ([`SOURCES`]), takes every path-like token of every string in
+//! it (of the whole text when it does not parse: Gemini's settings may carry comments), and
+//! returns the ones inside a writable root: the sandbox locks each read-only for the
+//! session (a placeholder when absent). Inside an agent state directory a referenced file in
+//! a subdirectory locks that whole top-level subdirectory (a script's siblings are its
+//! modules), unless the subdirectory is the agent's own data ([`DATA_DIRS`]: only a script
+//! named inside it is locked). Files the agent itself writes ([`AGENT_WRITES`]: its login
+//! token, history) are data a command may read, never locked. A symlink (or a
+//! path through one) cannot be locked by a mount: it is returned as `watch_only`, for the
+//! integrity report.
+//!
+//! In the workspace (and `files.write` roots), only scripts are locked: a file with a script
+//! extension or an execute bit, never a directory or a data file the agent edits.
+//!
+//! Limit: what a referenced script itself sources or imports from elsewhere is not followed.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Largest configuration file read (larger ones are skipped with a warning).
+const MAX_CONFIG: u64 = 32 << 20;
+
+/// Host configuration files whose strings name commands: (where, path relative to it,
+/// format).
+pub const SOURCES: &[(Base, &str, Format)] = &[
+    (Base::Home, ".claude/settings.json", Format::Json),
+    (Base::Home, ".claude/settings.local.json", Format::Json),
+    // State with executable keys: only the command-bearing subtrees (project paths and
+    // history mention many files the agent must keep writing).
+    (Base::Home, ".claude.json", Format::ClaudeState),
+    (Base::Home, ".gemini/settings.json", Format::Json),
+    (Base::Home, ".codex/config.toml", Format::Toml),
+    // The project's own settings (locked, but the scripts they run are ordinary files):
+    // `$CLAUDE_PROJECT_DIR/.claude/hooks/fmt.sh` runs in the host's next `claude` there.
+    (Base::Workspace, ".claude/settings.json", Format::Json),
+    (Base::Workspace, ".claude/settings.local.json", Format::Json),
+    (Base::Workspace, ".mcp.json", Format::Json),
+    (Base::Workspace, ".gemini/settings.json", Format::Json),
+    (Base::Workspace, ".codex/config.toml", Format::Toml),
+];
+
+/// What a [`SOURCES`] path is relative to; a workspace source's relative tokens
+/// (`./x.sh`, `.claude/hooks/x.sh`, `$CLAUDE_PROJECT_DIR/x.sh`) are relative to the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    Home,
+    Workspace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Toml,
+    /// `~/.claude.json`: state with a few command-bearing keys (top-level `mcpServers`,
+    /// `env`, `apiKeyHelper`; each project's `mcpServers` and `env`). Only those are read
+    /// (typed, the rest skipped: the file holds megabytes of history naming files the agent
+    /// keeps writing). One that does not parse names nothing: Claude Code cannot load it.
+    ClaudeState,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaudeState {
+    #[serde(rename = "mcpServers")]
+    mcp_servers: Option<serde_json::Value>,
+    env: Option<serde_json::Value>,
+    #[serde(rename = "apiKeyHelper")]
+    api_key_helper: Option<serde_json::Value>,
+    projects: Option<std::collections::BTreeMap<String, ClaudeProject>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaudeProject {
+    #[serde(rename = "mcpServers")]
+    mcp_servers: Option<serde_json::Value>,
+    env: Option<serde_json::Value>,
+}
+
+/// Top-level directories of an agent state directory that hold the agent's own data
+/// (transcripts, todos, caches): never locked whole, only a referenced file inside them.
+pub const DATA_DIRS: &[&str] = &[
+    "projects",
+    "todos",
+    "tmp",
+    "history",
+    "sessions",
+    "log",
+    "logs",
+    "shell-snapshots",
+    "shell_snapshots",
+    "statsig",
+    "file-history",
+    "debug",
+    "ide",
+    "session-env",
+    "plans",
+    "cache",
+    "telemetry",
+];
+
+/// Files at the top of a state directory the agent itself writes (tokens, history, ids): a
+/// host command that reads them (a statusline showing usage reads `.credentials.json`) is
+/// reading data; locking them would stop the agent refreshing its login.
+pub const AGENT_WRITES: &[&str] = &[
+    ".credentials.json",
+    "auth.json",
+    "oauth_creds.json",
+    "google_accounts.json",
+    "mcp-oauth-tokens.json",
+    "history.jsonl",
+    "installation_id",
+    "user_id",
+    "projects.json",
+    "state.json",
+    "version.json",
+    "models_cache.json",
+];
+
+/// Extensions of files inside a data directory that are still locked when named: scripts.
+const SCRIPT_EXT: &[&str] = &[
+    "sh", "bash", "zsh", "fish", "py", "js", "mjs", "cjs", "ts", "rb", "pl", "php", "lua",
+];
+
+/// One path to lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referenced {
+    pub path: PathBuf,
+    pub is_dir: bool,
+    /// The configuration file that named it (`~/.claude/settings.json`).
+    pub from: String,
+    /// A symlink is on the way: a mount cannot lock it; the integrity report watches it.
+    pub watch_only: bool,
+}
+
+/// Every path the host's agent configuration names inside `writable` (the session's real
+/// writable roots, the workspace included), with `state` (the agent's state directories,
+/// a subset) getting whole-subdirectory locks (see the module doc). Reads only; errors mean
+/// "nothing found in that file" and are returned as warnings.
+pub fn host_referenced(
+    home: &Path,
+    workspace: &Path,
+    state: &[PathBuf],
+    writable: &[PathBuf],
+) -> (Vec<Referenced>, Vec<String>) {
+    let mut out: Vec<Referenced> = Vec::new();
+    let mut warnings = Vec::new();
+    for (base, rel, format) in SOURCES {
+        let (path, shown, project) = match base {
+            Base::Home => (home.join(rel), format!("~/{rel}"), None),
+            Base::Workspace => (
+                workspace.join(rel),
+                workspace.join(rel).display().to_string(),
+                Some(workspace),
+            ),
+        };
+        let text = match read_bounded(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                warnings.push(format!(
+                    "{shown}: {e}; files it names are not locked for this session"
+                ));
+                continue;
+            }
+        };
+        let mut strings = Vec::new();
+        match format {
+            Format::Json => match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => json_strings(&v, &mut strings),
+                // Gemini CLI reads settings with comments: then (and for any file that does
+                // not parse) every path-like token of the whole text counts.
+                Err(_) => strings.push(text.clone()),
+            },
+            Format::ClaudeState => {
+                if let Ok(c) = serde_json::from_str::<ClaudeState>(&text) {
+                    let projects = c.projects.unwrap_or_default();
+                    let values = [c.mcp_servers, c.env, c.api_key_helper]
+                        .into_iter()
+                        .chain(projects.into_values().flat_map(|p| [p.mcp_servers, p.env]));
+                    values
+                        .flatten()
+                        .for_each(|v| json_strings(&v, &mut strings));
+                }
+            }
+            Format::Toml => match text.parse::<toml::Table>() {
+                Ok(t) => t.values().for_each(|v| toml_strings(v, &mut strings)),
+                Err(_) => strings.push(text.clone()),
+            },
+        }
+        for s in &strings {
+            for tok in path_tokens(s, project) {
+                let Some(p) = expand(&tok, home, project) else {
+                    continue;
+                };
+                for r in lock_for(&p, state, writable, &shown) {
+                    if !out.iter().any(|o| o.path == r.path) {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+    }
+    (out, warnings)
+}
+
+fn read_bounded(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_CONFIG {
+        return Err(std::io::Error::other(format!(
+            "over {MAX_CONFIG} bytes, not read"
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// Every string value.
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| json_strings(x, out)),
+        _ => {}
+    }
+}
+
+fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(a) => a.iter().for_each(|x| toml_strings(x, out)),
+        toml::Value::Table(t) => t.values().for_each(|x| toml_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Tokens of a command string that look like absolute or home-relative paths (and, in a
+/// project's settings, project-relative ones: `$CLAUDE_PROJECT_DIR/x`, `./x`, `.claude/x`,
+/// or a relative path that exists there). Drops quotes, then splits on white space, shell
+/// punctuation, and on `=` (`--require=/p`, `X=/p cmd`).
+pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
+    // Quotes join what they quote with what follows (`"$CLAUDE_PROJECT_DIR"/x.sh`).
+    let s: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
+    // `${HOME}` as `$HOME`: braces split (JSON text with comments is scanned whole).
+    let s = ["HOME", "CLAUDE_PROJECT_DIR", "GEMINI_PROJECT_DIR"]
+        .iter()
+        .fold(s, |s, v| s.replace(&format!("${{{v}}}"), &format!("${v}")));
+    s.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '`' | ';' | '&' | '|' | '(' | ')' | '=' | '<' | '>' | ',' | '[' | ']' | '{' | '}'
+            )
+    })
+    .map(|t| t.trim_end_matches([':', '.']))
+    .filter(|t| {
+        t.starts_with('/')
+            || t.starts_with("~/")
+            || t.starts_with("$HOME/")
+            || t.starts_with("${HOME}/")
+            || project.is_some_and(|ws| {
+                PROJECT_VARS.iter().any(|v| t.starts_with(v))
+                    || ((t.starts_with("./")
+                        || t.starts_with(".claude/")
+                        || t.starts_with(".gemini/")
+                        || t.starts_with(".codex/")
+                        || (t.contains('/') && std::fs::symlink_metadata(ws.join(t)).is_ok()))
+                        && !t.contains("://"))
+            })
+    })
+    .map(str::to_string)
+    .collect()
+}
+
+/// Variables Claude Code and Gemini CLI set to the project directory for hooks.
+const PROJECT_VARS: &[&str] = &[
+    "$CLAUDE_PROJECT_DIR/",
+    "${CLAUDE_PROJECT_DIR}/",
+    "$GEMINI_PROJECT_DIR/",
+    "${GEMINI_PROJECT_DIR}/",
+];
+
+/// The token as an absolute, lexically normal path (`..` resolved), or None.
+fn expand(tok: &str, home: &Path, project: Option<&Path>) -> Option<PathBuf> {
+    let raw = if let Some(r) = tok
+        .strip_prefix("~/")
+        .or_else(|| tok.strip_prefix("$HOME/"))
+        .or_else(|| tok.strip_prefix("${HOME}/"))
+    {
+        home.join(r)
+    } else if tok.starts_with('/') {
+        PathBuf::from(tok)
+    } else {
+        let ws = project?;
+        let r = PROJECT_VARS
+            .iter()
+            .find_map(|v| tok.strip_prefix(v))
+            .unwrap_or(tok);
+        ws.join(r)
+    };
+    let mut p = PathBuf::from("/");
+    for c in raw.components() {
+        match c {
+            Component::Normal(n) => p.push(n),
+            Component::ParentDir => {
+                p.pop();
+            }
+            _ => {}
+        }
+    }
+    (p != Path::new("/")).then_some(p)
+}
+
+/// What to lock for a referenced path `p`, if it lies inside a writable root; when a
+/// symlink is on the way, also what it resolves to (once).
+fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Vec<Referenced> {
+    let mut out = Vec::new();
+    let Some(r) = lock_one(p, state, writable, from) else {
+        return out;
+    };
+    if r.watch_only {
+        if let Ok(real) = std::fs::canonicalize(p) {
+            if real != p {
+                out.extend(lock_one(&real, state, writable, from));
+            }
+        }
+    }
+    out.insert(0, r);
+    out
+}
+
+fn lock_one(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Option<Referenced> {
+    let root = writable
+        .iter()
+        .filter(|r| p.starts_with(r) && p != r.as_path())
+        .max_by_key(|r| r.components().count())?;
+    let rel = p.strip_prefix(root).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?.to_string();
+    let in_state = state.iter().any(|s| s == root);
+    let mut target = p.to_path_buf();
+    if in_state && rel.components().count() > 1 && !DATA_DIRS.contains(&first.as_str()) {
+        target = root.join(&first);
+    }
+    if in_state && DATA_DIRS.contains(&first.as_str()) {
+        // The agent's own data: a directory is never locked whole, and a file in it only
+        // when it is a script (a command reading a transcript reads data).
+        let script = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| SCRIPT_EXT.contains(&e));
+        if rel.components().count() == 1 || !script {
+            return None;
+        }
+    }
+    if in_state && rel.components().count() == 1 && AGENT_WRITES.contains(&first.as_str()) {
+        return None;
+    }
+    if !in_state && !runnable_file(p) {
+        // The workspace is the agent's to edit: only a script a setting names is locked
+        // (`./src` in `prettier --write ./src` stays writable; `Cargo.toml`, `package.json`
+        // scripts and the like are in the integrity report).
+        return None;
+    }
+    // A symlink on the way (or at the end) cannot be locked by a mount; a file where a
+    // directory should be is what keeps the path from existing: lock that.
+    let mut acc = root.clone();
+    let mut watch_only = false;
+    let comps: Vec<_> = target.strip_prefix(root).ok()?.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        acc.push(c);
+        match std::fs::symlink_metadata(&acc) {
+            Ok(m) if m.file_type().is_symlink() => {
+                watch_only = true;
+                break;
+            }
+            Ok(m) if !m.is_dir() && i + 1 < comps.len() => {
+                target = acc.clone();
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let is_dir = match std::fs::symlink_metadata(&target) {
+        Ok(m) => {
+            // A socket, fifo or device cannot be locked by a bind mount: watched only.
+            watch_only |= !m.is_dir() && !m.is_file() && !m.file_type().is_symlink();
+            m.is_dir()
+        }
+        Err(_) => target != p || !looks_like_file(&target),
+    };
+    Some(Referenced {
+        path: target,
+        is_dir,
+        from: from.to_string(),
+        watch_only,
+    })
+}
+
+/// A script: an existing regular file with a script extension or an execute bit, or an
+/// absent path with a script extension.
+fn runnable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let script = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| SCRIPT_EXT.contains(&e));
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => true,
+        Ok(m) => m.is_file() && (script || m.permissions().mode() & 0o111 != 0),
+        Err(_) => script,
+    }
+}
+
+/// An absent path is a file when its name has an extension (`x.sh`, `.env`).
+fn looks_like_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert_eq!(
+            path_tokens("bash ~/.claude/statusline-command.sh", None),
+            vec!["~/.claude/statusline-command.sh"]
+        );
+        assert_eq!(
+            path_tokens(
+                "NODE_OPTIONS=--require=$HOME/.claude/x.js node '/a/b c'",
+                None
+            ),
+            vec!["$HOME/.claude/x.js", "/a/b"]
+        );
+        assert!(path_tokens("echo hi && ls", None).is_empty());
+        assert_eq!(
+            path_tokens("sh ${HOME}/.claude/a.sh", None),
+            vec!["$HOME/.claude/a.sh"]
+        );
+        let ws = Path::new("/nonexistent-ws");
+        assert_eq!(
+            path_tokens(
+                "node \"$CLAUDE_PROJECT_DIR\"/.claude/hooks/f.js ./x.sh a/b https://h/x",
+                Some(ws)
+            ),
+            vec!["$CLAUDE_PROJECT_DIR/.claude/hooks/f.js", "./x.sh"]
+        );
+        assert_eq!(
+            path_tokens("node $CLAUDE_PROJECT_DIR/.claude/hooks/f.js", Some(ws)),
+            vec!["$CLAUDE_PROJECT_DIR/.claude/hooks/f.js"]
+        );
+    }
+
+    #[test]
+    fn finds_statusline_and_locks_subdirs() {
+        let d = std::env::temp_dir().join(format!("warden-refs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let home = d.join("home");
+        let claude = home.join(".claude");
+        std::fs::create_dir_all(claude.join("scripts")).unwrap();
+        std::fs::create_dir_all(claude.join("projects/p")).unwrap();
+        std::fs::write(claude.join("statusline-command.sh"), "echo hi\n").unwrap();
+        std::fs::write(
+            claude.join("settings.json"),
+            r#"{"statusLine":{"type":"command","command":"bash ~/.claude/statusline-command.sh"},
+               "hooks":{"Stop":[{"hooks":[{"type":"command","command":"python3 $HOME/.claude/scripts/h.py; cat ~/.claude/projects/p/x.json ~/.claude/.credentials.json; sh ~/.claude/projects/p/y.sh"}]}]},
+               "apiKeyHelper":"/usr/bin/true"}"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(home.join(".codex")).unwrap();
+        std::fs::write(
+            home.join(".codex/config.toml"),
+            "notify = [\"python3\", \"~/.codex/notify.py\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            home.join(".claude.json"),
+            r#"{"projects": {"/p": {"history": [{"display": "bash ~/.claude/old/x.sh"}],
+                                    "mcpServers": {"m": {"command": "node",
+                                                         "args": ["~/.claude/mcp/s.js"]}}}},
+                "tipsHistory": {"~/.claude/tips/t.sh": 1}}"#,
+        )
+        .unwrap();
+        let state = vec![claude.clone(), home.join(".codex")];
+        let (r, w) = host_referenced(&home, &d.join("ws"), &state, &state);
+        assert!(w.is_empty(), "{w:?}");
+        let paths: Vec<_> = r.iter().map(|x| x.path.clone()).collect();
+        assert!(
+            paths.contains(&claude.join("statusline-command.sh")),
+            "{r:?}"
+        );
+        assert!(paths.contains(&claude.join("scripts")), "{r:?}");
+        assert!(!paths.contains(&claude.join("projects/p/x.json")), "{r:?}");
+        assert!(!paths.contains(&claude.join(".credentials.json")), "{r:?}");
+        assert!(paths.contains(&claude.join("projects/p/y.sh")), "{r:?}");
+        assert!(paths.contains(&home.join(".codex/notify.py")), "{r:?}");
+        // ~/.claude.json: a project's MCP server counts, its history does not.
+        assert!(paths.contains(&claude.join("mcp")), "{r:?}");
+        assert!(!paths.contains(&claude.join("old")), "{r:?}");
+        assert!(!paths.contains(&claude.join("tips")), "{r:?}");
+        assert!(!paths.iter().any(|p| p.starts_with("/usr")), "{r:?}");
+        let sl = r.iter().find(|x| x.path.ends_with("scripts")).unwrap();
+        assert!(sl.is_dir && !sl.watch_only);
+        // A symlinked statusline: the link is watched, its target (in the state dir) locked.
+        std::fs::write(claude.join("real-sl.sh"), "echo\n").unwrap();
+        std::os::unix::fs::symlink("real-sl.sh", claude.join("sl.sh")).unwrap();
+        std::fs::write(
+            claude.join("settings.local.json"),
+            r#"{"statusLine":{"command":"~/.claude/sl.sh"}}"#,
+        )
+        .unwrap();
+        // Settings with comments (Gemini CLI accepts them) still count.
+        std::fs::create_dir_all(home.join(".gemini")).unwrap();
+        std::fs::write(
+            home.join(".gemini/settings.json"),
+            "{\n // mine\n \"mcpServers\": {\"m\": {\"command\": \"node\", \"args\": [\"~/.codex/m.js\"]}}}\n",
+        )
+        .unwrap();
+        let (r, _) = host_referenced(&home, &d.join("ws"), &state, &state);
+        let link = r.iter().find(|x| x.path == claude.join("sl.sh")).unwrap();
+        assert!(link.watch_only, "{r:?}");
+        let real = std::fs::canonicalize(claude.join("real-sl.sh")).unwrap();
+        assert!(r.iter().any(|x| x.path == real && !x.watch_only), "{r:?}");
+        assert!(
+            r.iter().any(|x| x.path == home.join(".codex/m.js")),
+            "{r:?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
