@@ -302,9 +302,71 @@ fn resolve_rel(ws_path: &Path, base: &Path, target: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Longest `.git` file read; git itself reads a gitfile whole. A longer one made in the
+/// session is removed.
+const GITFILE_MAX: usize = 4096;
+
+/// The target of a `gitdir:` file, read as git reads it (`read_gitfile_gently`): the whole
+/// content must start with `gitdir: `; the path is everything after it, trailing newlines
+/// and carriage returns dropped, embedded newlines kept. `Ok(None)`: not a gitfile (git
+/// refuses it). `Err`: a file warden will not judge (too long, a control character in the
+/// path: git would take the second line as part of it).
+fn gitfile_target(raw: &[u8]) -> Result<Option<PathBuf>, &'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    if raw.len() > GITFILE_MAX {
+        return Err("longer than warden reads");
+    }
+    let Some(rest) = raw.strip_prefix(b"gitdir: ") else {
+        return Ok(None);
+    };
+    let mut end = rest.len();
+    while end > 0 && matches!(rest[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let path = &rest[..end];
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if path.iter().any(|b| b.is_ascii_control()) {
+        return Err("its path holds a control character (a newline makes git read the next line as part of the path)");
+    }
+    Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(path))))
+}
+
 impl State {
     fn open_dir(&self, rel: &Path, path_only: bool) -> io::Result<OwnedFd> {
         fsat::open_dir(self.ws.as_fd(), rel, path_only, Some(self.dev))
+    }
+
+    /// Whether every component of `target` (relative to the workspace directory `base`, or
+    /// absolute) that a `..` steps back over is a real directory beneath the workspace (no
+    /// symlink), so that dropping it by text gives what the kernel resolves.
+    fn dotdot_real(&self, base: &Path, target: &Path) -> bool {
+        if !target.components().any(|c| c == Component::ParentDir) {
+            return true;
+        }
+        let joined = if target.is_absolute() {
+            match target.strip_prefix(&self.ws_path) {
+                Ok(t) => t.to_path_buf(),
+                Err(_) => return false,
+            }
+        } else {
+            base.join(target)
+        };
+        let mut cur = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                Component::Normal(n) => cur.push(n),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if self.open_dir(&cur, true).is_err() || !cur.pop() {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
     }
 
     fn private_file(&mut self, content: &[u8]) -> Result<OwnedFd, GuardError> {
@@ -702,15 +764,36 @@ impl State {
         } else if fmt == libc::S_IFREG {
             let f = fsat::open_file(pfd.as_fd(), Path::new(name), libc::O_RDONLY, Some(self.dev))
                 .map_err(|e| err("open", rel, e))?;
-            let text = fsat::read_to_vec(f.as_fd(), 4096).unwrap_or_default();
-            let text = String::from_utf8_lossy(&text);
-            text.lines()
-                .next()
-                .and_then(|l| l.strip_prefix("gitdir:"))
-                .map(|t| PathBuf::from(t.trim()))
+            let raw = fsat::read_to_vec(f.as_fd(), GITFILE_MAX + 1).unwrap_or_default();
+            match gitfile_target(&raw) {
+                Ok(t) => t,
+                Err(why) if !pre => {
+                    let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                    eprintln!(
+                        "warden: workspace guard: removed {rel:?}, a gitdir file made in the \
+                         session: {why}"
+                    );
+                    return Ok(true);
+                }
+                Err(_) => None,
+            }
         } else {
             None
         };
+        // `..` after a component that is not a real directory (a symlink: `x/..` where
+        // `x -> ~/.claude/projects/p`) is resolved by the kernel and git from the link's
+        // target, not by dropping `x`: a session-made file is accepted only when every
+        // component before each `..` is a real directory beneath the workspace.
+        if let Some(t) = target.as_deref().filter(|_| !pre) {
+            if !self.dotdot_real(parent, t) {
+                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                eprintln!(
+                    "warden: workspace guard: removed {rel:?}, a gitdir file made in the session \
+                     whose `..` follows a symlink or leaves the workspace ({t:?})"
+                );
+                return Ok(true);
+            }
+        }
         if pre && fmt == libc::S_IFREG {
             // The user's `gitdir:` file (a worktree, a submodule): its content cannot change.
             self.bind_self(fd.as_fd(), true, false)
@@ -1128,31 +1211,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("push", &["default"]),
 ];
 
-/// Keeps only [`ALLOWED`] keys of a git config text. A value continued onto the next line
-/// stays with its key's decision; a line that does not parse is dropped.
+/// Keeps only [`ALLOWED`] keys of a git config text, rewritten: every kept value is read
+/// with git's own rules (quotes, `\\` escapes, `#`/`;` comments outside quotes, and a
+/// backslash at the very end of a line, outside a comment, continuing the value on the next
+/// line) and written back quoted and escaped by warden, never copied as raw text. So a line
+/// git reads as a new key can never ride along with a kept one (`bare = false # \\` then
+/// `fsmonitor = ...`: git ends the value at the comment, the next line is its own key). A
+/// key or header git would refuse, and everything after it, is dropped.
 pub fn sanitize_config(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
     let mut section: Option<String> = None;
-    let mut keep_cont = false;
-    let mut cont = false;
-    for line in text.lines() {
-        if cont {
-            if keep_cont {
-                out.push_str(line);
-                out.push('\n');
-            }
-            cont = line.ends_with('\\');
-            continue;
-        }
-        let t = line.trim_start();
+    let mut i = 0;
+    while i < lines.len() {
+        let t = lines[i].trim_start();
+        i += 1;
         if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
             continue;
         }
         let mut rest = t;
         if t.starts_with('[') {
             let Some((name, after)) = parse_header(t) else {
-                section = None;
-                continue;
+                break; // git stops at a bad header: so do we (nothing after it is kept)
             };
             out.push_str(&t[..t.len() - after.len()]);
             out.push('\n');
@@ -1168,22 +1248,109 @@ pub fn sanitize_config(text: &str) -> String {
             .collect::<String>()
             .to_ascii_lowercase();
         let after = rest[key.len()..].trim_start();
-        let well_formed = !key.is_empty() && (after.is_empty() || after.starts_with('='));
-        let keep = well_formed
-            && section.as_deref().is_some_and(|s| {
-                ALLOWED
-                    .iter()
-                    .any(|(sec, keys)| *sec == s && keys.contains(&key.as_str()))
-            });
-        if keep {
-            out.push('\t');
-            out.push_str(rest);
-            out.push('\n');
+        let value = if key.is_empty() {
+            break;
+        } else if after.is_empty() || after.starts_with('#') || after.starts_with(';') {
+            None // `key` alone: boolean true
+        } else if let Some(v) = after.strip_prefix('=') {
+            match git_value(v, &lines, &mut i) {
+                Some(v) => Some(v),
+                None => break, // git refuses the file from here
+            }
+        } else {
+            break;
+        };
+        let keep = section.as_deref().is_some_and(|s| {
+            ALLOWED
+                .iter()
+                .any(|(sec, keys)| *sec == s && keys.contains(&key.as_str()))
+        });
+        if !keep {
+            continue;
         }
-        keep_cont = keep;
-        cont = rest.ends_with('\\');
+        out.push('\t');
+        out.push_str(&key);
+        if let Some(v) = value {
+            out.push_str(" = \"");
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => {}
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('\n');
     }
     out
+}
+
+/// A value as git reads it, from `first` (the text after `=`) and, while a backslash ends a
+/// line outside a comment, the next lines of `lines` from `*next` on (advanced past them).
+/// Unquoted leading and trailing blanks are dropped. `None`: git would refuse it (an escape
+/// it does not know, a quote left open at the end of the line).
+fn git_value(first: &str, lines: &[&str], next: &mut usize) -> Option<String> {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut line: Vec<char> = first.chars().collect();
+    // Blanks at the end of `out` that are not part of the value unless more follows.
+    let mut pending = String::new();
+    loop {
+        let mut j = 0;
+        let mut continued = false;
+        while j < line.len() {
+            let c = line[j];
+            j += 1;
+            match c {
+                '\\' if j == line.len() => {
+                    continued = true; // a backslash at the very end: the value goes on
+                }
+                '\\' => {
+                    let e = line[j];
+                    j += 1;
+                    out.push_str(&pending);
+                    pending.clear();
+                    out.push(match e {
+                        '\\' => '\\',
+                        '"' => '"',
+                        'n' => '\n',
+                        't' => '\t',
+                        'b' => '\u{8}',
+                        _ => return None,
+                    });
+                }
+                '"' => {
+                    out.push_str(&pending);
+                    pending.clear();
+                    quoted = !quoted;
+                }
+                '#' | ';' if !quoted => break, // a comment: the line ends here
+                ' ' | '\t' if !quoted => {
+                    if !out.is_empty() {
+                        pending.push(c);
+                    }
+                }
+                c => {
+                    out.push_str(&pending);
+                    pending.clear();
+                    out.push(c);
+                }
+            }
+        }
+        if !continued {
+            break;
+        }
+        let Some(l) = lines.get(*next) else {
+            break;
+        };
+        *next += 1;
+        line = l.chars().collect();
+    }
+    (!quoted).then_some(out)
 }
 
 /// `[section]`, `[section "sub"]` or `[section.sub]` → (lowercased section, text after `]`).
@@ -1238,10 +1405,47 @@ mod tests {
         assert!(!c.contains("/tmp/x"), "{c}");
         assert!(!c.contains("evil"), "{c}");
         assert!(!c.contains("fsmonitor=z"), "{c}");
-        assert!(c.contains("url = https://x"), "{c}");
-        assert!(c.contains("repositoryformatversion = 0"), "{c}");
-        // The continuation stays with its (kept) key.
-        assert!(c.contains("name = a \\\n\tfsmonitor = b"), "{c}");
+        assert!(c.contains("url = \"https://x\""), "{c}");
+        assert!(c.contains("repositoryformatversion = \"0\""), "{c}");
+        // The continuation is part of its (kept) key's value (its tab escaped), never a key
+        // of its own.
+        assert!(c.contains("name = \"a \\tfsmonitor = b\""), "{c}");
+        assert!(!c.contains("\tfsmonitor"), "{c}");
+    }
+
+    /// Review R11: a backslash inside a comment continues nothing (git ends the value at
+    /// the comment), so the next line is a key of its own and must be judged as one.
+    #[test]
+    fn a_backslash_in_a_comment_continues_nothing() {
+        for t in [
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false # \\\n\tfsmonitor = \"id > /tmp/x; false\"\n",
+            "[core]\n\tbare = false ; \\\n\tfsmonitor = evil\n",
+            "[user]\n\tname = a\\\\\n[core] fsmonitor=evil\n",
+            "[user]\n\tname = \"a # not a comment \\\" \\\n\tfsmonitor = evil\n",
+        ] {
+            let c = sanitize_config(t);
+            assert!(!c.lines().any(|l| l.trim_start().starts_with("fsmonitor")), "{t:?} -> {c:?}");
+        }
+        let c = sanitize_config("[core]\n\tbare = false # \\\n\tfsmonitor = evil\n");
+        assert_eq!(c, "[core]\n\tbare = \"false\"\n");
+        let c = sanitize_config("[user]\n\tname = \"A \\\"B\\\" C\" # x\n");
+        assert_eq!(c, "[user]\n\tname = \"A \\\"B\\\" C\"\n");
+    }
+
+    #[test]
+    fn gitfiles_are_read_as_git_reads_them() {
+        assert_eq!(
+            gitfile_target(b"gitdir: ../.git/modules/a\n"),
+            Ok(Some(PathBuf::from("../.git/modules/a")))
+        );
+        assert_eq!(
+            gitfile_target(b"gitdir: x\r\n\n"),
+            Ok(Some(PathBuf::from("x")))
+        );
+        assert_eq!(gitfile_target(b"gitdir:x\n"), Ok(None));
+        assert_eq!(gitfile_target(b"nothing\n"), Ok(None));
+        assert!(gitfile_target(b"gitdir: ../gd\n/../../home/.claude/projects/gd2\n").is_err());
+        assert!(gitfile_target(&[b'a'; GITFILE_MAX + 1]).is_err());
     }
 
     #[test]

@@ -733,6 +733,69 @@ fn gitdir_file_into_agent_state_is_removed() {
     );
 }
 
+/// Review R4/R4b: a session-made `gitdir:` file whose text looks inside the workspace but
+/// that git resolves elsewhere: `..` after a symlink into the agent's state (`x/..`, with a
+/// decoy `gd` in the workspace) and a path continued on a second line (git takes the whole
+/// file). Both are removed; host git in those directories runs nothing.
+#[test]
+fn gitdir_files_that_resolve_elsewhere_are_removed() {
+    let t = T::new("gitdirdotdot");
+    std::fs::create_dir_all(t.home.join(".claude/projects/p")).unwrap();
+    let m = t.marker().display().to_string();
+    let evil = |dir: &str| {
+        format!(
+            "git init -q --bare {dir} && printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > {dir}/config"
+        )
+    };
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        &format!(
+            "{}; {}; mkdir -p gd repo2 repo3 \"gd\n\"; git init -q --bare gd; \
+             ln -s $HOME/.claude/projects/p x; echo 'gitdir: ../x/../gd' > repo2/.git; \
+             printf 'gitdir: ../gd\\n/../../home/.claude/projects/gd2\\n' > repo3/.git; \
+             echo PLANTED",
+            evil("$HOME/.claude/projects/gd"),
+            evil("$HOME/.claude/projects/gd2"),
+        ),
+    );
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    for r in ["repo2", "repo3"] {
+        let _ = Command::new("git")
+            .args(["status", "--short"])
+            .current_dir(t.ws.join(r))
+            .env("HOME", &t.home)
+            .output();
+        assert!(
+            !t.marker().exists(),
+            "host git in {r} ran the agent's fsmonitor:\n{}",
+            out(&o)
+        );
+        assert!(!t.ws.join(r).join(".git").exists(), "{r}: {}", out(&o));
+    }
+}
+
+/// Review R11: a repository made in the session whose config hides `core.fsmonitor` behind
+/// a backslash inside a comment (`bare = false # \`): git ends the value at the comment,
+/// so the next line is its own key. The cleaned config keeps no fsmonitor; host git runs
+/// nothing.
+#[test]
+fn a_backslash_in_a_config_comment_hides_no_key() {
+    let t = T::new("cfgcomment");
+    let m = t.marker().display().to_string();
+    let o = t.sh(&format!(
+        "git init -q sub2 && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false # \\\\\\n\\tfsmonitor = \"touch {m}; false\"\\n' > sub2/.git/config && echo PLANTED"
+    ));
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    let cfg = std::fs::read_to_string(t.ws.join("sub2/.git/config")).unwrap();
+    assert!(!cfg.contains("fsmonitor"), "{cfg}\n{}", out(&o));
+    let _ = Command::new("git")
+        .args(["status", "--short"])
+        .current_dir(t.ws.join("sub2"))
+        .env("HOME", &t.home)
+        .output();
+    assert!(!t.marker().exists(), "host git ran the fsmonitor:\n{cfg}");
+}
+
 /// The user's global config names paths in the agent's writable state (`--profile claude`:
 /// `~/.claude`): an include and a template directory, both absent at the start. The agent
 /// can create neither; host git (a status in the workspace, a new repository from the
