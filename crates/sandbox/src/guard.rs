@@ -92,8 +92,10 @@ struct State {
     last_rescan: Instant,
     /// Git dirs and `.git` entries present at start: locked, never rewritten.
     preexisting: HashSet<Id>,
-    /// What we mounted onto (so it is not mounted twice).
+    /// What we mounted onto read-only (so it is not mounted twice).
     locked: HashSet<Id>,
+    /// Directories bound onto themselves writable (pinned containers).
+    pinned: HashSet<Id>,
     pending: HashMap<PathBuf, Pending>,
     /// Workspace-relative paths named by `gitdir:` files: guarded when they appear.
     expected: HashSet<PathBuf>,
@@ -198,6 +200,7 @@ impl Guard {
             last_rescan: Instant::now(),
             preexisting: HashSet::new(),
             locked: HashSet::new(),
+            pinned: HashSet::new(),
             pending: HashMap::new(),
             expected: HashSet::new(),
             priv_dir: priv_dir.to_path_buf(),
@@ -388,14 +391,21 @@ impl State {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    /// Binds `fd` onto itself (read-only or not) unless already done.
+    /// Binds `fd` onto itself (read-only or not) unless already done. A directory pinned
+    /// writable first (the container of a hidden path, `~/.codex` around `auth.json`) and
+    /// locked read-only later gets the read-only bind on top: a pin never stands in for a
+    /// lock. `fd` must have been opened after any earlier bind of the same directory.
     fn bind_self(&mut self, fd: BorrowedFd<'_>, readonly: bool, recursive: bool) -> io::Result<()> {
         let id = fsat::identity(fd)?;
-        if self.locked.contains(&id) {
+        if self.locked.contains(&id) || (!readonly && self.pinned.contains(&id)) {
             return Ok(());
         }
         fsat::bind_fd(fd, fd, recursive, readonly)?;
-        self.locked.insert(id);
+        if readonly {
+            self.locked.insert(id);
+        } else {
+            self.pinned.insert(id);
+        }
         Ok(())
     }
 

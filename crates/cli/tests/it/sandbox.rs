@@ -1137,6 +1137,42 @@ fn policy_files_in_the_workspace_are_locked() {
     assert!(out(&o).contains("RAN"), "{}", out(&o));
 }
 
+/// Review R7: with the workspace at `$HOME`, `~/.codex` is protected (read-only) and holds
+/// a hidden `auth.json`, whose container is pinned. The pin (a writable bind of `~/.codex`
+/// onto itself) came first and the read-only lock was skipped as "already mounted", so the
+/// agent wrote `~/.codex/config.toml` (MCP servers the host's codex starts). Judged on the
+/// host: config.toml unchanged, the secret unread.
+#[test]
+fn a_pinned_container_that_is_protected_stays_read_only() {
+    let t = T::new("pin-protect");
+    t.write(".codex/auth.json", "SECRET\n");
+    t.write(".codex/config.toml", "model = \"x\"\n");
+    let o = t
+        .warden()
+        .env("HOME", &t.home)
+        .args(["run", "-q", "--allow-broad-workspace", "--", "/bin/bash", "-c"])
+        .arg(
+            "cat ~/.codex/auth.json; printf '[mcp_servers.x]\\ncommand = \"sh\"\\n' >> ~/.codex/config.toml; \
+             echo fine > notes.txt; echo DONE",
+        )
+        .current_dir(&t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    assert!(!ok(&o).contains("SECRET"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(t.home.join(".codex/config.toml")).unwrap(),
+        "model = \"x\"\n",
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// A workspace that is itself one of the trees warden otherwise replaces with a private
 /// tmpfs (`$HOME` with `--allow-broad-workspace`; `/tmp` or `/var/tmp` the same way): the
 /// protected paths under it are locked like in any workspace. Before, that root was left
