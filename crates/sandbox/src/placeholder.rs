@@ -177,6 +177,11 @@ struct Manifest {
     /// Every protected path the session locks (made by it or found), as host paths.
     #[serde(default)]
     uses: Vec<PathBuf>,
+    /// The session's writable roots: no placeholder below one is removed while it runs (its
+    /// guard also locks paths no plan lists: a nested repository's hooks, `hooksPath` and
+    /// include targets, and a session on `ws` contains the one on `ws/sub`).
+    #[serde(default)]
+    roots: Vec<PathBuf>,
 }
 
 /// The paths a session mounts over in a writable root (locked protected paths, hidden
@@ -249,12 +254,14 @@ fn write(path: &Path, m: &Manifest) {
 }
 
 /// Removes `made` (innermost first) except what a live session uses (the path itself or
-/// something below it); returns what stays.
-fn remove_unused(made: &[Placeholder], used: &[PathBuf]) -> Vec<Placeholder> {
+/// something below it) or holds in one of its writable roots; returns what stays.
+fn remove_unused(made: &[Placeholder], live: &Live) -> Vec<Placeholder> {
     let mut kept = Vec::new();
     for p in made.iter().rev() {
         let path = p.path();
-        if used.iter().any(|u| u.starts_with(&path)) {
+        if live.uses.iter().any(|u| u.starts_with(&path))
+            || live.roots.iter().any(|r| path.starts_with(r))
+        {
             kept.push(p.clone());
         } else {
             let _ = remove_one(p);
@@ -277,12 +284,18 @@ fn sweep(dir: &Path, me: &Path) {
     }
 }
 
-/// Every path a live session uses.
-fn live_uses(all: &[(PathBuf, Manifest)]) -> Vec<PathBuf> {
-    all.iter()
-        .filter(|(_, m)| alive(m.pid))
-        .flat_map(|(_, m)| m.uses.iter().cloned())
-        .collect()
+/// What live sessions hold: the paths they use and their writable roots.
+struct Live {
+    uses: Vec<PathBuf>,
+    roots: Vec<PathBuf>,
+}
+
+fn live_uses(all: &[(PathBuf, Manifest)]) -> Live {
+    let live = || all.iter().filter(|(_, m)| alive(m.pid));
+    Live {
+        uses: live().flat_map(|(_, m)| m.uses.iter().cloned()).collect(),
+        roots: live().flat_map(|(_, m)| m.roots.iter().cloned()).collect(),
+    }
 }
 
 /// Leaves `kept` to a later sweep in an orphan manifest at `path` (pid 0), or deletes the
@@ -297,6 +310,7 @@ fn leave(path: &Path, kept: Vec<Placeholder>) {
                 pid: 0,
                 made: kept,
                 uses: Vec::new(),
+                roots: Vec::new(),
             },
         );
     }
@@ -314,11 +328,13 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     sweep(dir, manifest);
     let made = make(plan)?;
     let uses = uses(plan);
-    if !made.is_empty() || !uses.is_empty() {
+    let roots = writable_roots(plan);
+    if !made.is_empty() || !uses.is_empty() || !roots.is_empty() {
         let m = Manifest {
             pid: std::process::id() as i32,
             made: made.clone(),
             uses,
+            roots,
         };
         let text = serde_json::to_string(&m).map_err(|e| BeginError::State {
             dir: dir.to_path_buf(),

@@ -45,6 +45,13 @@ impl T {
     }
 
     fn sh_with(&self, args: &[&str], script: &str) -> Output {
+        self.session(&self.ws, args, script)
+            .output()
+            .expect("spawn warden")
+    }
+
+    /// `warden run [args] -- bash -c script` in `dir` (not started).
+    fn session(&self, dir: &Path, args: &[&str], script: &str) -> Command {
         let mut c = Command::new(warden());
         // Hermetic like `common::warden`, but the binary may be another build.
         for v in SCRUBBED_ENV {
@@ -53,12 +60,11 @@ impl T {
         c.arg("run")
             .args(args)
             .args(["--", "/bin/bash", "-c", script])
-            .current_dir(&self.ws)
+            .current_dir(dir)
             .env("HOME", &self.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("spawn warden")
+            .stdin(Stdio::null());
+        c
     }
 
     /// A host-side git run in the workspace (as the user would, after the session).
@@ -794,6 +800,67 @@ fn a_backslash_in_a_config_comment_hides_no_key() {
         .env("HOME", &t.home)
         .output();
     assert!(!t.marker().exists(), "host git ran the fsmonitor:\n{cfg}");
+}
+
+/// Review R6: two sessions on nested workspaces. The inner one (`ws/sub`) makes the
+/// placeholder for `sub`'s absent `core.hooksPath`; the outer one (`ws`) locks it too
+/// (its guard, for a nested repository); the inner one ends. Its placeholder must stay
+/// while the outer session runs, or the outer agent plants a hook there. Judged on the
+/// host: a commit in `sub` after both sessions runs nothing.
+#[test]
+fn an_inner_session_ending_keeps_what_the_outer_one_locks() {
+    let t = T::new("nested-sessions");
+    let sub = t.ws.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    assert!(t.host_git(&sub, &["init", "-q"]).status.success());
+    assert!(t
+        .host_git(&sub, &["config", "core.hooksPath", ".githooks"])
+        .status
+        .success());
+    let mut inner = t.session(&sub, &[], "sleep 1").spawn().unwrap();
+    for _ in 0..100 {
+        if sub.join(".githooks").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        sub.join(".githooks").exists(),
+        "no placeholder for hooksPath"
+    );
+    let m = t.marker().display().to_string();
+    let outer = t
+        .session(
+            &t.ws,
+            &[],
+            &format!(
+                "while [ ! -e inner-gone ]; do sleep 0.05; done; mkdir -p sub/.githooks; \
+                 (printf '#!/bin/sh\\ntouch {m}\\n' > sub/.githooks/pre-commit && \
+                 chmod +x sub/.githooks/pre-commit && echo OK-planted) 2>/dev/null; echo DONE"
+            ),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(inner.wait().unwrap().success(), "the inner session failed");
+    std::fs::write(t.ws.join("inner-gone"), "").unwrap();
+    let o = outer.wait_with_output().unwrap();
+    let s = ok(&o);
+    assert!(
+        s.contains("DONE") && !s.contains("OK-planted"),
+        "{}",
+        out(&o)
+    );
+    std::fs::write(sub.join("f"), "x\n").unwrap();
+    let _ = t.host_git(&sub, &["add", "f"]);
+    let _ = t.host_git(&sub, &["commit", "-qm", "host"]);
+    assert!(
+        !t.marker().exists(),
+        "a planted hook ran on the host:\n{}",
+        out(&o)
+    );
 }
 
 /// The user's global config names paths in the agent's writable state (`--profile claude`:
