@@ -104,7 +104,7 @@ pub enum ConfigError {
     BroadWorkspace(PathBuf),
     #[error("policy file {} is a symlink inside the workspace: the agent could replace the link and choose the next session's policy; pass the file it points to (--policy/--profile {}), or keep the policy outside the workspace", .0.display(), .1.display())]
     LinkedPolicy(PathBuf, PathBuf),
-    #[error("workspace {} is inside warden's own directory {}: the agent could rewrite warden's policy, state or audit record there; run warden from a project directory outside it (no flag allows this)", .0.display(), .1.display())]
+    #[error("workspace {} is inside warden's own directory {} (or is a second path, such as a bind mount, to a directory holding it): the agent could rewrite warden's policy, state or audit record there; run warden from a project directory outside it (no flag allows this)", .0.display(), .1.display())]
     WardenWorkspace(PathBuf, PathBuf),
     #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
     NoDaemon(String),
@@ -284,9 +284,26 @@ pub struct SessionConfig {
 /// when it is the same directory (device and inode) as `$HOME` or one of its ancestors, so a
 /// symlinked or bind-mounted alias of the home directory is caught too.
 pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     let ws_real = ws.canonicalize().ok();
+    // By identity too: a bind-mounted alias of `~/.config` is the same directory.
+    let ws_ids: Vec<(u64, u64)> = ws.ancestors().filter_map(id).collect();
+    let ws_id = id(ws);
     for d in warden_dirs(home) {
-        if ws.starts_with(&d) || ws_real.as_ref().is_some_and(|w| w.starts_with(&d)) {
+        if ws.starts_with(&d)
+            || ws_real.as_ref().is_some_and(|w| w.starts_with(&d))
+            || id(&d).is_some_and(|i| ws_ids.contains(&i))
+        {
+            return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
+        }
+        // The workspace is one of `d`'s ancestors under another path (a bind mount of
+        // `~/.config`): the protected `~/.config/warden` entry would not name it there.
+        let aliased = id(&d).is_some()
+            && !ws_real.as_ref().is_some_and(|w| d.starts_with(w))
+            && !d.starts_with(ws)
+            && d.ancestors().skip(1).any(|a| ws_id.is_some() && id(a) == ws_id);
+        if aliased {
             return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
         }
     }
@@ -296,8 +313,6 @@ pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), 
     if ws == Path::new("/") || home.starts_with(ws) {
         return Err(ConfigError::BroadWorkspace(ws.to_path_buf()));
     }
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     if let Some(w) = id(ws) {
         if home.ancestors().any(|a| id(a) == Some(w)) {
             return Err(ConfigError::BroadWorkspace(ws.to_path_buf()));

@@ -608,6 +608,31 @@ fn workspace_inside_wardens_own_directories_is_refused() {
             assert!(!marker.exists(), "{} ran the agent", dir.display());
         }
     }
+    // Review R8: a bind-mounted alias of `~/.config` (same directory, another path) as the
+    // workspace: refused by identity. (In a mount namespace of the test's own.)
+    let alias = t.root.join("cfg-alias");
+    std::fs::create_dir_all(&alias).unwrap();
+    let mut c = Command::new("unshare");
+    for v in super::common::SCRUBBED_ENV {
+        c.env_remove(v);
+    }
+    let o = c
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c"])
+        .arg(format!(
+            "mount --bind {} {a} && cd {a} && exec \"$0\" run -- /bin/sh -c 'echo pwned > warden/m'",
+            t.home.join(".config").display(),
+            a = alias.display()
+        ))
+        .arg(super::common::WARDEN)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "bind alias: {}", out(&o));
+    assert!(
+        !t.home.join(".config/warden/m").exists(),
+        "the agent wrote warden's config through a bind alias"
+    );
     let o = t.sh("echo ok > m");
     ok(&o);
     assert!(t.ws.join("m").exists(), "{}", out(&o));
