@@ -594,6 +594,16 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
             b"config" | b"config.worktree" => Some((Category::Git, "git config")),
             b"commondir" | b"gitdir" => Some((Category::Git, "git indirection")),
             b"attributes" if parent == b"info" => Some((Category::Git, "git attributes")),
+            // A paused `rebase -i` / cherry-pick: `exec` lines in the todo run on the host's
+            // `git rebase --continue` (and `git status` shows only the next two).
+            b"git-rebase-todo" | b"done" if parent == b"rebase-merge" => Some((
+                Category::Git,
+                "paused rebase todo (its exec lines run on --continue)",
+            )),
+            b"todo" if parent == b"sequencer" => Some((
+                Category::Git,
+                "paused sequencer todo (its exec lines run on --continue)",
+            )),
             _ if parent == b"hooks" && !name.ends_with(b".sample") => {
                 Some((Category::Git, "git hook"))
             }
@@ -694,6 +704,11 @@ mod tests {
         assert_eq!(c(".cargo/config.toml", false), Some(Category::Build));
         assert_eq!(c("web/package.json", false), Some(Category::Build));
         assert_eq!(c("src/main.rs", false), None);
+        assert_eq!(
+            c(".git/rebase-merge/git-rebase-todo", true),
+            Some(Category::Git)
+        );
+        assert_eq!(c(".git/sequencer/todo", true), Some(Category::Git));
         assert_eq!(c("config", false), None);
     }
 

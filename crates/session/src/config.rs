@@ -302,7 +302,9 @@ pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), 
         let aliased = id(&d).is_some()
             && !ws_real.as_ref().is_some_and(|w| d.starts_with(w))
             && !d.starts_with(ws)
-            && d.ancestors().skip(1).any(|a| ws_id.is_some() && id(a) == ws_id);
+            && d.ancestors()
+                .skip(1)
+                .any(|a| ws_id.is_some() && id(a) == ws_id);
         if aliased {
             return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
         }
