@@ -571,6 +571,50 @@ fn secrets_under_other_spellings_are_scrubbed() {
     }
 }
 
+/// Review R2: warden's trust index (`~/.local/share/warden/index.db`, which vouches for
+/// binaries in allowlist mode) is not the agent's, whether the workspace is `$HOME` (with
+/// `--allow-broad-workspace`) or `~/.local`. Judged on the host after the session; an
+/// ordinary file in the workspace is still written.
+#[test]
+fn wardens_trust_index_is_locked_in_a_workspace_that_holds_it() {
+    let t = T::new("ws-trust-index");
+    let local = t.home.join(".local");
+    std::fs::create_dir_all(&local).unwrap();
+    for (ws, extra) in [
+        (&t.home, &["--allow-broad-workspace"][..]),
+        (&local, &[][..]),
+    ] {
+        let o = t
+            .warden()
+            .arg("run")
+            .arg("-q")
+            .args(extra)
+            .args(["--", "/bin/bash", "-c"])
+            .arg(
+                "mkdir -p ~/.local/share/warden; echo junk > ~/.local/share/warden/index.db; \
+                 echo junk > ~/.local/share/warden/other; echo fine > notes.txt; echo DONE",
+            )
+            .current_dir(ws)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out(&o).contains("DONE"), "{}: {}", ws.display(), out(&o));
+        for f in ["index.db", "other"] {
+            let got = std::fs::read(t.home.join(".local/share/warden").join(f)).unwrap_or_default();
+            assert!(
+                got != b"junk\n",
+                "{}: the agent wrote warden's {f}:\n{}",
+                ws.display(),
+                out(&o)
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+            "fine\n"
+        );
+    }
+}
+
 /// Review F10: a workspace inside warden's state or config directory (directly, or reached
 /// through a symlink) is refused before anything runs, with a clear message; a project
 /// workspace beside it runs.
