@@ -127,6 +127,17 @@ const FILE_NAMES: &[&str] = &[
     ".npmrc",
     ".pypirc",
     ".env",
+    ".gitconfig",
+    ".pam_environment",
+    ".xprofile",
+    ".xsessionrc",
+    ".xinitrc",
+    ".bash_aliases",
+    ".bash_logout",
+    ".vimrc",
+    ".curlrc",
+    ".wgetrc",
+    ".condarc",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.

@@ -615,6 +615,69 @@ fn wardens_trust_index_is_locked_in_a_workspace_that_holds_it() {
     }
 }
 
+/// Review R1: with the workspace at `$HOME` (`--allow-broad-workspace`), files the host's
+/// tools read or run later are locked even when absent: `~/.gitconfig` (a `core.fsmonitor`
+/// runs on the host's next `git status`), `~/.config/git/config`, `~/.local/bin/git` (ahead
+/// of /usr/bin on PATH), an autostart entry, a systemd user unit, `~/.bash_aliases`,
+/// `~/.vimrc`. Judged on the host after the session; an ordinary file is still written.
+#[test]
+fn persistence_points_hold_when_the_workspace_is_home() {
+    let t = T::new("ws-home-persist");
+    let planted = [
+        ".gitconfig",
+        ".config/git/config",
+        ".local/bin/git",
+        ".config/autostart/x.desktop",
+        ".config/systemd/user/x.service",
+        ".config/environment.d/x.conf",
+        ".bash_aliases",
+        ".bash_logout",
+        ".xprofile",
+        ".vimrc",
+        ".tmux.conf",
+        ".curlrc",
+        ".config/pip/pip.conf",
+        ".docker/cli-plugins/docker-x",
+        ".local/share/applications/x.desktop",
+        ".claude.json",
+    ];
+    let mut script = String::new();
+    for p in planted {
+        script.push_str(&format!(
+            "mkdir -p \"$(dirname ~/{p})\" 2>/dev/null; printf '[core]\\n\\tfsmonitor = id\\n' > ~/{p}; "
+        ));
+    }
+    script.push_str("echo fine > notes.txt; echo DONE");
+    let o = t
+        .warden()
+        .args([
+            "run",
+            "-q",
+            "--allow-broad-workspace",
+            "--",
+            "/bin/bash",
+            "-c",
+        ])
+        .arg(&script)
+        .current_dir(&t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    for p in planted {
+        let got = std::fs::read_to_string(t.home.join(p)).unwrap_or_default();
+        assert!(
+            !got.contains("fsmonitor"),
+            "~/{p} written on the host:\n{}",
+            out(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
+
 /// Review F10: a workspace inside warden's state or config directory (directly, or reached
 /// through a symlink) is refused before anything runs, with a clear message; a project
 /// workspace beside it runs.
