@@ -552,21 +552,63 @@ fn secrets_under_other_spellings_are_scrubbed() {
         "TOKEN",
         "PASSWORD",
         "SLACK_WEBHOOK_URL",
+        // Review R3.
+        "GPG_PASSPHRASE",
+        "PASSPHRASE",
+        "DOCKER_AUTH_CONFIG",
+        "CI_JOB_JWT",
+        "JWT",
+        "COOKIE",
+        "GITHUB_OAUTH",
+        "MY_CREDS",
+        "PGPASS",
+        "AUTH",
+        "AUTH_HEADER",
+        "BEARER",
+    ];
+    // Review R3: a URL with a password in its userinfo, whatever the variable's name.
+    let url_secrets = [
+        (
+            "MONGODB_URI",
+            "mongodb+srv://app:s3cr3t-value@db.example.net/x",
+        ),
+        ("REDIS_URL", "redis://:s3cr3t-value@localhost:6379/0"),
+        (
+            "PIP_INDEX_URL",
+            "https://u:s3cr3t-value@pypi.example.com/simple",
+        ),
+        (
+            "UV_INDEX_URL",
+            "https://u:s3cr3t-value@uv.example.com/simple",
+        ),
+        (
+            "NPM_CONFIG_REGISTRY",
+            "https://u:s3cr3t-value@npm.example.com/",
+        ),
     ];
     let mut c = t.cmd(&["--profile", "claude"]);
     for k in secrets {
         c.env(k, "s3cr3t-value");
     }
+    for (k, v) in url_secrets {
+        c.env(k, v);
+    }
     c.env("EDITOR", "vi")
         .env("LANG", "C.UTF-8")
         .env("ANTHROPIC_API_KEY", "sk-ant")
+        .env("UPSTREAM_URL", "https://git@example.com:8443/a:b")
         .args(["--", "/usr/bin/env"]);
     let s = ok(&c.output().unwrap());
-    for k in secrets {
+    for k in secrets.iter().chain(url_secrets.iter().map(|(k, _)| k)) {
         assert!(!s.contains(&format!("{k}=")), "{k} reached the agent:\n{s}");
     }
     assert!(!s.contains("s3cr3t-value"), "{s}");
-    for kv in ["EDITOR=vi", "LANG=C.UTF-8", "ANTHROPIC_API_KEY=sk-ant"] {
+    for kv in [
+        "EDITOR=vi",
+        "LANG=C.UTF-8",
+        "ANTHROPIC_API_KEY=sk-ant",
+        "UPSTREAM_URL=https://git@example.com:8443/a:b",
+    ] {
         assert!(s.lines().any(|l| l == kv), "{kv} missing inside:\n{s}");
     }
 }
