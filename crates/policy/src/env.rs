@@ -5,6 +5,10 @@
 //! `npm_config__authToken`'s kin alike: tools read secrets under either case); `pass` globs
 //! match exactly as written, so passing a name never passes its other spellings.
 //! `set` adds or overrides variables after scrubbing.
+//!
+//! Besides names, one rule looks at values: a variable whose value holds a URL with a
+//! password in its userinfo (`scheme://user:pass@host`: `MONGODB_URI`, `REDIS_URL`,
+//! `PIP_INDEX_URL`) is scrubbed too, unless a `pass` glob names it ([`EnvSection::scrubbed`]).
 
 use crate::append_unique;
 use serde::{Deserialize, Serialize};
@@ -67,6 +71,49 @@ impl EnvSection {
             .find(|g| glob_match_ignore_case(g, name))
             .map(|s| s.as_str())
     }
+}
+
+/// The rule name recorded for a variable scrubbed by its value ([`EnvSection::scrubbed`]).
+pub const URL_PASSWORD_RULE: &str = "value: URL with a password (scheme://user:pass@host)";
+
+impl EnvSection {
+    /// Whether the variable `name=value` is scrubbed: by a `scrub` glob on its name, or by
+    /// its value holding a URL with a password ([`URL_PASSWORD_RULE`]). A `pass` glob on
+    /// the name passes it either way. Returns the glob or rule that scrubbed it.
+    pub fn scrubbed(&self, name: &str, value: &[u8]) -> Option<&str> {
+        if let Some(g) = self.scrubbed_by(name) {
+            return Some(g);
+        }
+        if self.pass.iter().any(|g| glob_match(g, name)) {
+            return None;
+        }
+        has_url_password(value).then_some(URL_PASSWORD_RULE)
+    }
+}
+
+/// Whether `value` contains a URL whose userinfo carries a non-empty password
+/// (`scheme://user:pass@host`, `redis://:pass@host`). Every `://` in the value is checked
+/// (lists of URLs); the authority ends at `/`, `?`, `#`, whitespace, `,` or `;`.
+pub fn has_url_password(value: &[u8]) -> bool {
+    let mut rest = value;
+    while let Some(i) = rest.windows(3).position(|w| w == b"://") {
+        let after = &rest[i + 3..];
+        let end = after
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#' | b',' | b';') || b.is_ascii_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        if let Some(at) = authority.iter().rposition(|&b| b == b'@') {
+            let userinfo = &authority[..at];
+            if let Some(colon) = userinfo.iter().position(|&b| b == b':') {
+                if colon + 1 < userinfo.len() {
+                    return true;
+                }
+            }
+        }
+        rest = after;
+    }
+    false
 }
 
 /// Glob with `*` (any run) and `?` (one char), matching the whole string.

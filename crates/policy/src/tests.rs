@@ -167,6 +167,85 @@ fn env_scrub_and_pass() {
         .is_some());
 }
 
+/// Review R3: more secret spellings (passphrases, JWTs, cookies, OAuth, bearer, bare AUTH),
+/// and a value rule: a URL with a password in its userinfo is scrubbed whatever the name,
+/// unless `pass` names the variable. Ordinary variables (a proxy URL without a password)
+/// still pass.
+#[test]
+fn env_scrub_covers_passphrases_jwts_and_url_passwords() {
+    for profile in ["generic", "claude", "codex", "gemini"] {
+        let p = builtin(profile);
+        for k in [
+            "GPG_PASSPHRASE",
+            "PASSPHRASE",
+            "DOCKER_AUTH_CONFIG",
+            "CI_JOB_JWT",
+            "JWT",
+            "COOKIE",
+            "session_cookie",
+            "GITHUB_OAUTH",
+            "MY_CREDS",
+            "PGPASS",
+            "PGPASSFILE",
+            "AUTH",
+            "AUTH_HEADER",
+            "BEARER",
+            "API_BEARER_TOKEN",
+        ] {
+            assert!(
+                p.env.scrubbed(k, b"v").is_some(),
+                "{profile}: {k} reaches the agent"
+            );
+        }
+        for (k, v) in [
+            (
+                "MONGODB_URI",
+                "mongodb+srv://app:hunter2@cluster0.example.net/db",
+            ),
+            ("REDIS_URL", "redis://:hunter2@localhost:6379/0"),
+            (
+                "PIP_INDEX_URL",
+                "https://__token__:pypi-AgEI@pypi.example.com/simple",
+            ),
+            ("UV_INDEX_URL", "https://u:p@idx.example.com"),
+            ("NPM_CONFIG_REGISTRY", "https://u:p@npm.example.com/"),
+            ("EXTRA", "a https://x.example b,https://u:p@y.example"),
+        ] {
+            assert_eq!(
+                p.env.scrubbed(k, v.as_bytes()),
+                Some(crate::env::URL_PASSWORD_RULE),
+                "{profile}: {k}={v} reaches the agent"
+            );
+        }
+        for (k, v) in [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/home/u"),
+            ("LANG", "C.UTF-8"),
+            ("TERM", "xterm"),
+            ("EDITOR", "vi"),
+            ("SHELL", "/bin/bash"),
+            ("http_proxy", "http://proxy.example:3128"),
+            ("https_proxy", "http://user@proxy.example:3128/"),
+            ("GIT_URL", "ssh://git@github.com/o/r.git"),
+            ("ODD", "https://example.com/a:b@c"),
+            ("EMPTY_PW", "https://user:@example.com"),
+            ("XAUTHORITY", "/run/user/1000/xauth"),
+        ] {
+            assert!(
+                p.env.scrubbed(k, v.as_bytes()).is_none(),
+                "{profile}: {k}={v} scrubbed"
+            );
+        }
+    }
+    // A pass glob passes a variable whose value holds a URL password.
+    let c = builtin("claude");
+    assert!(c
+        .env
+        .scrubbed("ANTHROPIC_BASE_URL", b"https://u:p@proxy.example")
+        .is_none());
+    assert!(c.env.scrubbed("CLAUDE_CODE_OAUTH_TOKEN", b"x").is_none());
+}
+
 /// Review F7: secrets under other spellings and cases, and what everyday tools need.
 #[test]
 fn env_scrub_covers_common_secret_spellings_in_any_case() {

@@ -7,7 +7,7 @@
 //! attributes, `.gitmodules`), agent settings (`.claude/`, `.mcp.json`, `.codex/`, `.gemini/`,
 //! `CLAUDE.md`, ...), IDE configuration (`.vscode/`, `.idea/`, `.devcontainer/`), `.envrc`,
 //! build configuration (`.cargo/config.toml`, `.npmrc`, `package.json` scripts, `Makefile`,
-//! ...) and any file with a setuid/setgid bit. [`compare`] walks again after the session and
+//! lefthook, `.mvn/`, `gradle.properties`, `.bundle/config`, ...), `.lfsconfig` and any file with a setuid/setgid bit. [`compare`] walks again after the session and
 //! lists what was created or changed. A stamp includes the inode change time, which the agent
 //! cannot set, so a rewrite with a forged mtime still shows.
 //!
@@ -614,6 +614,8 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
         b".git" => return Some((Category::Git, "gitdir file")),
         b".gitmodules" => return Some((Category::Git, "submodule config")),
         b".gitattributes" => return Some((Category::Git, "git attributes")),
+        // git-lfs reads it for every repository operation (lfs.url, custom transfer agents).
+        b".lfsconfig" => return Some((Category::Git, "git-lfs config")),
         _ => {}
     }
     if any(b".claude") || any(b".codex") || any(b".gemini") || any(b".cursor") {
@@ -646,8 +648,27 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
         b"package.json" => Some((Category::Build, "package.json")),
         b"Makefile" | b"makefile" | b"GNUmakefile" => Some((Category::Build, "Makefile")),
         b".pre-commit-config.yaml" => Some((Category::Build, "pre-commit config")),
+        // Run by an installed lefthook git hook: `lefthook.yml`, `.lefthook.yml`,
+        // `lefthook-local.yml` (and .yaml/.toml/.json).
+        _ if is_lefthook_config(name) => Some((Category::Build, "lefthook config")),
+        b"extensions.xml" | b"jvm.config" | b"maven.config" if parent == b".mvn" => {
+            Some((Category::Build, "maven config"))
+        }
+        b"gradle.properties" => Some((Category::Build, "gradle properties")),
+        b"gradle-wrapper.properties" => Some((Category::Build, "gradle wrapper")),
+        b"config" if parent == b".bundle" => Some((Category::Build, "bundler config")),
         _ => None,
     }
+}
+
+/// `lefthook.yml`, `.lefthook.yml`, `lefthook-local.yml`, `.lefthook-local.yml`, with the
+/// extensions lefthook reads (`yml`, `yaml`, `toml`, `json`).
+fn is_lefthook_config(name: &[u8]) -> bool {
+    let name = name.strip_prefix(b".").unwrap_or(name);
+    let stem = name
+        .strip_prefix(b"lefthook-local")
+        .or_else(|| name.strip_prefix(b"lefthook"));
+    matches!(stem, Some(b".yml" | b".yaml" | b".toml" | b".json"))
 }
 
 impl Report {
@@ -710,6 +731,39 @@ mod tests {
         );
         assert_eq!(c(".git/sequencer/todo", true), Some(Category::Git));
         assert_eq!(c("config", false), None);
+    }
+
+    /// Review R5: files other tools run or load from the workspace.
+    #[test]
+    fn classifies_lefthook_maven_gradle_bundler_and_lfs() {
+        let c = |p: &str| classify(Path::new(p), false).map(|x| x.0);
+        for p in [
+            "lefthook.yml",
+            ".lefthook.yml",
+            "lefthook-local.yml",
+            ".lefthook-local.yaml",
+            "sub/lefthook.toml",
+            ".mvn/extensions.xml",
+            ".mvn/jvm.config",
+            ".mvn/maven.config",
+            "gradle.properties",
+            "app/gradle.properties",
+            "gradle/wrapper/gradle-wrapper.properties",
+            ".bundle/config",
+        ] {
+            assert_eq!(c(p), Some(Category::Build), "{p}");
+        }
+        assert_eq!(c(".lfsconfig"), Some(Category::Git));
+        for p in [
+            "lefthook.md",
+            "lefthooks.yml",
+            "docs/extensions.xml",
+            "jvm.config",
+            "bundle/config",
+            "gradle.txt",
+        ] {
+            assert_eq!(c(p), None, "{p}");
+        }
     }
 
     #[test]

@@ -127,6 +127,17 @@ const FILE_NAMES: &[&str] = &[
     ".npmrc",
     ".pypirc",
     ".env",
+    ".gitconfig",
+    ".pam_environment",
+    ".xprofile",
+    ".xsessionrc",
+    ".xinitrc",
+    ".bash_aliases",
+    ".bash_logout",
+    ".vimrc",
+    ".curlrc",
+    ".wgetrc",
+    ".condarc",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.
@@ -507,8 +518,9 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let mut env = Vec::new();
     let mut scrubbed = Vec::new();
     for (k, v) in std::env::vars_os() {
+        use std::os::unix::ffi::OsStrExt;
         let name = k.to_string_lossy().into_owned();
-        if let Some(glob) = p.env.scrubbed_by(&name) {
+        if let Some(glob) = p.env.scrubbed(&name, v.as_bytes()) {
             scrubbed.push((name, glob.to_string()));
             continue;
         }

@@ -552,23 +552,172 @@ fn secrets_under_other_spellings_are_scrubbed() {
         "TOKEN",
         "PASSWORD",
         "SLACK_WEBHOOK_URL",
+        // Review R3.
+        "GPG_PASSPHRASE",
+        "PASSPHRASE",
+        "DOCKER_AUTH_CONFIG",
+        "CI_JOB_JWT",
+        "JWT",
+        "COOKIE",
+        "GITHUB_OAUTH",
+        "MY_CREDS",
+        "PGPASS",
+        "AUTH",
+        "AUTH_HEADER",
+        "BEARER",
+    ];
+    // Review R3: a URL with a password in its userinfo, whatever the variable's name.
+    let url_secrets = [
+        (
+            "MONGODB_URI",
+            "mongodb+srv://app:s3cr3t-value@db.example.net/x",
+        ),
+        ("REDIS_URL", "redis://:s3cr3t-value@localhost:6379/0"),
+        (
+            "PIP_INDEX_URL",
+            "https://u:s3cr3t-value@pypi.example.com/simple",
+        ),
+        (
+            "UV_INDEX_URL",
+            "https://u:s3cr3t-value@uv.example.com/simple",
+        ),
+        (
+            "NPM_CONFIG_REGISTRY",
+            "https://u:s3cr3t-value@npm.example.com/",
+        ),
     ];
     let mut c = t.cmd(&["--profile", "claude"]);
     for k in secrets {
         c.env(k, "s3cr3t-value");
     }
+    for (k, v) in url_secrets {
+        c.env(k, v);
+    }
     c.env("EDITOR", "vi")
         .env("LANG", "C.UTF-8")
         .env("ANTHROPIC_API_KEY", "sk-ant")
+        .env("UPSTREAM_URL", "https://git@example.com:8443/a:b")
         .args(["--", "/usr/bin/env"]);
     let s = ok(&c.output().unwrap());
-    for k in secrets {
+    for k in secrets.iter().chain(url_secrets.iter().map(|(k, _)| k)) {
         assert!(!s.contains(&format!("{k}=")), "{k} reached the agent:\n{s}");
     }
     assert!(!s.contains("s3cr3t-value"), "{s}");
-    for kv in ["EDITOR=vi", "LANG=C.UTF-8", "ANTHROPIC_API_KEY=sk-ant"] {
+    for kv in [
+        "EDITOR=vi",
+        "LANG=C.UTF-8",
+        "ANTHROPIC_API_KEY=sk-ant",
+        "UPSTREAM_URL=https://git@example.com:8443/a:b",
+    ] {
         assert!(s.lines().any(|l| l == kv), "{kv} missing inside:\n{s}");
     }
+}
+
+/// Review R2: warden's trust index (`~/.local/share/warden/index.db`, which vouches for
+/// binaries in allowlist mode) is not the agent's, whether the workspace is `$HOME` (with
+/// `--allow-broad-workspace`) or `~/.local`. Judged on the host after the session; an
+/// ordinary file in the workspace is still written.
+#[test]
+fn wardens_trust_index_is_locked_in_a_workspace_that_holds_it() {
+    let t = T::new("ws-trust-index");
+    let local = t.home.join(".local");
+    std::fs::create_dir_all(&local).unwrap();
+    for (ws, extra) in [
+        (&t.home, &["--allow-broad-workspace"][..]),
+        (&local, &[][..]),
+    ] {
+        let o = t
+            .warden()
+            .arg("run")
+            .arg("-q")
+            .args(extra)
+            .args(["--", "/bin/bash", "-c"])
+            .arg(
+                "mkdir -p ~/.local/share/warden; echo junk > ~/.local/share/warden/index.db; \
+                 echo junk > ~/.local/share/warden/other; echo fine > notes.txt; echo DONE",
+            )
+            .current_dir(ws)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out(&o).contains("DONE"), "{}: {}", ws.display(), out(&o));
+        for f in ["index.db", "other"] {
+            let got = std::fs::read(t.home.join(".local/share/warden").join(f)).unwrap_or_default();
+            assert!(
+                got != b"junk\n",
+                "{}: the agent wrote warden's {f}:\n{}",
+                ws.display(),
+                out(&o)
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+            "fine\n"
+        );
+    }
+}
+
+/// Review R1: with the workspace at `$HOME` (`--allow-broad-workspace`), files the host's
+/// tools read or run later are locked even when absent: `~/.gitconfig` (a `core.fsmonitor`
+/// runs on the host's next `git status`), `~/.config/git/config`, `~/.local/bin/git` (ahead
+/// of /usr/bin on PATH), an autostart entry, a systemd user unit, `~/.bash_aliases`,
+/// `~/.vimrc`. Judged on the host after the session; an ordinary file is still written.
+#[test]
+fn persistence_points_hold_when_the_workspace_is_home() {
+    let t = T::new("ws-home-persist");
+    let planted = [
+        ".gitconfig",
+        ".config/git/config",
+        ".local/bin/git",
+        ".config/autostart/x.desktop",
+        ".config/systemd/user/x.service",
+        ".config/environment.d/x.conf",
+        ".bash_aliases",
+        ".bash_logout",
+        ".xprofile",
+        ".vimrc",
+        ".tmux.conf",
+        ".curlrc",
+        ".config/pip/pip.conf",
+        ".docker/cli-plugins/docker-x",
+        ".local/share/applications/x.desktop",
+        ".claude.json",
+    ];
+    let mut script = String::new();
+    for p in planted {
+        script.push_str(&format!(
+            "mkdir -p \"$(dirname ~/{p})\" 2>/dev/null; printf '[core]\\n\\tfsmonitor = id\\n' > ~/{p}; "
+        ));
+    }
+    script.push_str("echo fine > notes.txt; echo DONE");
+    let o = t
+        .warden()
+        .args([
+            "run",
+            "-q",
+            "--allow-broad-workspace",
+            "--",
+            "/bin/bash",
+            "-c",
+        ])
+        .arg(&script)
+        .current_dir(&t.home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("DONE"), "{}", out(&o));
+    for p in planted {
+        let got = std::fs::read_to_string(t.home.join(p)).unwrap_or_default();
+        assert!(
+            !got.contains("fsmonitor"),
+            "~/{p} written on the host:\n{}",
+            out(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
 }
 
 /// Review F10: a workspace inside warden's state or config directory (directly, or reached
