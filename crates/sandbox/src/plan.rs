@@ -763,9 +763,12 @@ impl Plan {
     /// The real writable directories besides the workspace (agent state, `files.write`):
     /// what the integrity report checks for settings that steer later sessions.
     pub fn agent_state_dirs(&self) -> Vec<PathBuf> {
+        // Package caches are overlays whose writes never reach the host: nothing to report,
+        // and walking `~/.cargo/registry` for executables cost ~150 ms at each end.
         crate::placeholder::writable_roots(self)
             .into_iter()
             .filter(|p| *p != self.workspace && p.is_dir())
+            .filter(|p| !self.caches.iter().any(|c| p.starts_with(c)))
             .collect()
     }
 
