@@ -52,9 +52,10 @@ const SETTLE: Duration = Duration::from_millis(150);
 const MAX_WAIT: Duration = Duration::from_secs(2);
 /// inotify watches at most (one per directory); past it, periodic full rescans.
 const MAX_WATCHES: usize = 100_000;
-/// A walk visits at most this many entries, this deep.
+/// A walk visits at most this many entries, this deep (a path of 2,048 components of one
+/// character is PATH_MAX long: deeper, the host's git cannot work there).
 const MAX_WALK: usize = 1_000_000;
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 2_048;
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
 /// Subdirectories of a git dir that are never walked (content, not configuration).
 const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
@@ -522,47 +523,56 @@ impl State {
     /// Walks `rel` (bounded): adds a watch to every directory, queues every `.git` entry and
     /// every directory that looks like a git dir.
     fn walk(&mut self, rel: &Path, depth: usize, seen: &mut usize, watch: bool) {
-        if depth > MAX_DEPTH || *seen > MAX_WALK {
-            self.degraded = true;
-            return;
-        }
-        let Ok(fd) = self.open_dir(rel, false) else {
-            return;
-        };
-        if watch {
-            self.add_watch(fd.as_fd(), rel);
-        }
-        if self.expected.contains(rel) {
-            self.queue(rel.to_path_buf(), Kind::GitDir);
-        }
-        let Ok(typed) = fsat::list_typed(fd.as_fd()) else {
-            return;
-        };
-        *seen += typed.len();
-        let names: Vec<&OsString> = typed.iter().map(|(n, _)| n).collect();
-        let has = |n: &str| names.iter().any(|x| *x == n);
-        let gitlike = has("HEAD") && (has("objects") || has("commondir"));
-        if gitlike && !rel.as_os_str().is_empty() {
-            self.queue(rel.to_path_buf(), Kind::GitDir);
-        }
-        for (name, dt) in &typed {
-            let child = rel.join(name);
-            if name == ".git" {
-                self.queue(child.clone(), Kind::Dot);
-            }
-            if gitlike && GIT_BULK.iter().any(|b| name == *b) {
+        // Iterative, and no directory stays open while its children are walked: the depth an
+        // agent can build is bounded only by the path length (a git dir whose path is longer
+        // than PATH_MAX cannot be used by the host's git: it cannot `getcwd` there), not by
+        // this process's stack or descriptors. A fixed depth bound let a repository 70 deep
+        // behind a flood of directories go unguarded.
+        let mut stack: Vec<(PathBuf, usize)> = vec![(rel.to_path_buf(), depth)];
+        while let Some((rel, depth)) = stack.pop() {
+            if depth > MAX_DEPTH || *seen > MAX_WALK {
+                self.degraded = true;
                 continue;
             }
-            // d_type saves a stat per entry; open_dir re-checks (real dir, same device).
-            let is_dir = match *dt {
-                fsat::DT_DIR => true,
-                fsat::DT_UNKNOWN => {
-                    fsat::lstat_at(fd.as_fd(), name).is_ok_and(|st| fsat::is_dir(&st))
-                }
-                _ => false,
+            // Gone, not a real directory, or longer than PATH_MAX (ENAMETOOLONG).
+            let Ok(fd) = self.open_dir(&rel, false) else {
+                continue;
             };
-            if is_dir {
-                self.walk(&child, depth + 1, seen, watch)
+            if watch {
+                self.add_watch(fd.as_fd(), &rel);
+            }
+            if self.expected.contains(&rel) {
+                self.queue(rel.clone(), Kind::GitDir);
+            }
+            let Ok(typed) = fsat::list_typed(fd.as_fd()) else {
+                continue;
+            };
+            *seen += typed.len();
+            let names: Vec<&OsString> = typed.iter().map(|(n, _)| n).collect();
+            let has = |n: &str| names.iter().any(|x| *x == n);
+            let gitlike = has("HEAD") && (has("objects") || has("commondir"));
+            if gitlike && !rel.as_os_str().is_empty() {
+                self.queue(rel.clone(), Kind::GitDir);
+            }
+            for (name, dt) in &typed {
+                let child = rel.join(name);
+                if name == ".git" {
+                    self.queue(child.clone(), Kind::Dot);
+                }
+                if gitlike && GIT_BULK.iter().any(|b| name == *b) {
+                    continue;
+                }
+                // d_type saves a stat per entry; open_dir re-checks (real dir, same device).
+                let is_dir = match *dt {
+                    fsat::DT_DIR => true,
+                    fsat::DT_UNKNOWN => {
+                        fsat::lstat_at(fd.as_fd(), name).is_ok_and(|st| fsat::is_dir(&st))
+                    }
+                    _ => false,
+                };
+                if is_dir {
+                    stack.push((child, depth + 1));
+                }
             }
         }
     }

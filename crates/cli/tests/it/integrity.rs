@@ -863,6 +863,34 @@ fn an_inner_session_ending_keeps_what_the_outer_one_locks() {
     );
 }
 
+/// Review N7: the agent exhausts the guard's inotify watches (100k directories) and then
+/// builds a repository 70 directories deep, past the old walk depth bound (64): its config
+/// was never cleaned and its hook survived. The walk is now bounded by the path length git
+/// can use, not by a small depth. Judged on the host: git in that repository runs nothing.
+#[test]
+fn a_deep_repository_behind_a_watch_flood_is_still_guarded() {
+    let t = T::new("deepflood");
+    let m = t.marker().display().to_string();
+    let o = t.sh(&format!(
+        "python3 -c 'import os\nfor i in range(101000): os.makedirs(\"w/%d/%d\" % (i // 1000, i))' && sleep 3; \
+         d=$(printf 'a/%.0s' $(seq 1 70)); mkdir -p $d && cd $d && git init -q r && \
+         printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = \"touch {m}; false\"\\n' > r/.git/config && \
+         printf '#!/bin/sh\\ntouch {m}\\n' > r/.git/hooks/pre-commit && chmod +x r/.git/hooks/pre-commit && echo PLANTED"
+    ));
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    let d: PathBuf = std::iter::repeat_n("a", 70).collect();
+    let r = t.ws.join(d).join("r");
+    std::fs::write(r.join("f"), "x\n").unwrap();
+    let _ = t.host_git(&r, &["status"]);
+    let _ = t.host_git(&r, &["add", "f"]);
+    let _ = t.host_git(&r, &["commit", "-qm", "host"]);
+    assert!(
+        !t.marker().exists(),
+        "host git in the deep repository ran the agent's fsmonitor or hook:\n{}",
+        out(&o)
+    );
+}
+
 /// The user's global config names paths in the agent's writable state (`--profile claude`:
 /// `~/.claude`): an include and a template directory, both absent at the start. The agent
 /// can create neither; host git (a status in the workspace, a new repository from the
