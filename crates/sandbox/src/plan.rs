@@ -138,6 +138,16 @@ const FILE_NAMES: &[&str] = &[
     ".curlrc",
     ".wgetrc",
     ".condarc",
+    "env",
+    ".zlogin",
+    ".zlogout",
+    ".bash_completion",
+    ".xsession",
+    ".gdbinit",
+    ".irbrc",
+    ".Rprofile",
+    ".hgrc",
+    ".mailcap",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.

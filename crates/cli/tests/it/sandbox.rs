@@ -682,6 +682,17 @@ fn persistence_points_hold_when_the_workspace_is_home() {
         ".docker/cli-plugins/docker-x",
         ".local/share/applications/x.desktop",
         ".claude.json",
+        // Review round 3 (N3, N4, N5, N10).
+        "bin/ls",
+        ".cargo/env",
+        ".config/user-tmpfiles.d/x.conf",
+        ".local/share/systemd/user/x.service",
+        ".local/share/dbus-1/services/x.service",
+        ".zlogin",
+        ".bashrc.d/x.sh",
+        ".local/share/jupyter/kernels/x/kernel.json",
+        ".gradle/init.d/x.gradle",
+        ".gdbinit",
     ];
     let mut script = String::new();
     for p in planted {
