@@ -29,7 +29,37 @@ pub struct ConfigRefs {
     pub hooks_path: Option<String>,
     pub includes: Vec<String>,
     pub template_dir: Option<String>,
+    /// Values of keys that name a program git runs (`core.pager`, `core.editor`,
+    /// `core.sshCommand`, `credential.helper`, `diff.external`, `filter.*.clean`, `alias.*`
+    /// with `!`, `gpg.program`, ...): shell text, whose path-like words are targets.
+    pub programs: Vec<String>,
 }
+
+/// (section, key) pairs whose value is a command git runs (`*` matches any key).
+const PROGRAM_KEYS: &[(&str, &str)] = &[
+    ("core", "pager"),
+    ("core", "editor"),
+    ("core", "sshcommand"),
+    ("core", "askpass"),
+    ("core", "fsmonitor"),
+    ("core", "gitproxy"),
+    ("sequence", "editor"),
+    ("credential", "helper"),
+    ("diff", "external"),
+    ("diff", "textconv"),
+    ("diff", "command"),
+    ("merge", "driver"),
+    ("filter", "clean"),
+    ("filter", "smudge"),
+    ("filter", "process"),
+    ("gpg", "program"),
+    ("interactive", "difffilter"),
+    ("difftool", "cmd"),
+    ("mergetool", "cmd"),
+    ("pager", "*"),
+    ("alias", "*"),
+    ("uploadpack", "packobjectshook"),
+];
 
 /// Parses the references out of a git config text (see [`ConfigRefs`]).
 pub fn config_refs(text: &str) -> ConfigRefs {
@@ -55,6 +85,14 @@ pub fn config_refs(text: &str) -> ConfigRefs {
             r.includes.push(v);
         } else if section == "init" && k.eq_ignore_ascii_case("templatedir") {
             r.template_dir = Some(v);
+        } else if PROGRAM_KEYS
+            .iter()
+            .any(|(sec, key)| section == *sec && (*key == "*" || k.eq_ignore_ascii_case(key)))
+        {
+            // An alias runs a command only with a leading `!`.
+            if section != "alias" || v.starts_with('!') {
+                r.programs.push(v.trim_start_matches('!').to_string());
+            }
         }
     }
     r
@@ -102,7 +140,11 @@ pub fn expand(value: &str, home: &Path, base: Option<&Path>) -> Option<PathBuf> 
         home.to_path_buf()
     } else if let Some(rest) = value.strip_prefix("~/") {
         home.join(rest)
-    } else if value.starts_with('~') || value.starts_with("%(") || value.is_empty() {
+    } else if let Some(rest) = value.strip_prefix('~') {
+        // `~user/...`: that user's home, as git expands it.
+        let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        user_home(user)?.join(tail)
+    } else if value.starts_with("%(") || value.is_empty() {
         return None;
     } else if Path::new(value).is_absolute() {
         PathBuf::from(value)
@@ -110,6 +152,29 @@ pub fn expand(value: &str, home: &Path, base: Option<&Path>) -> Option<PathBuf> 
         base?.join(value)
     };
     normalise(&p)
+}
+
+/// A user's home directory from the password database (`/etc/passwd`).
+fn user_home(user: &str) -> Option<PathBuf> {
+    if user.is_empty() {
+        return None;
+    }
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == user)
+        .map(|f| PathBuf::from(f[5]))
+}
+
+/// The path-like words of a command (absolute, `~/`, `~user/`), expanded: what a program
+/// key makes git run or read.
+fn program_paths(cmd: &str, home: &Path) -> Vec<PathBuf> {
+    cmd.split(|c: char| {
+        c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')' | '`' | '"' | '\'')
+    })
+    .filter(|w| w.starts_with('/') || w.starts_with('~'))
+    .filter_map(|w| expand(w, home, None))
+    .collect()
 }
 
 fn normalise(p: &Path) -> Option<PathBuf> {
@@ -241,6 +306,15 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
                 key: "init.templateDir",
             });
         }
+        for cmd in &r.programs {
+            for p in program_paths(cmd, home) {
+                push(Target {
+                    path: real(&p),
+                    is_dir: false,
+                    key: "a program git config names",
+                });
+            }
+        }
         for inc in r.includes {
             let Some(p) = expand(&inc, home, dir.as_deref()) else {
                 continue;
@@ -281,7 +355,24 @@ mod tests {
             expand("../conf/git.cfg", h, Some(Path::new("/w/.git"))),
             Some(PathBuf::from("/w/conf/git.cfg"))
         );
-        assert_eq!(expand("~other/x", h, None), None);
+        assert_eq!(expand("~root/x", h, None), Some(PathBuf::from("/root/x")));
+        assert_eq!(expand("~no-such-user-here/x", h, None), None);
+        let r = config_refs(
+            "[core]\n\tpager = ~/tools/pager.sh -R\n[alias]\n\tx = !/opt/x.sh a\n\ty = log\n\
+             [credential \"https://h\"]\n\thelper = /usr/local/bin/cred --x\n",
+        );
+        assert_eq!(
+            r.programs,
+            vec![
+                "~/tools/pager.sh -R",
+                "/opt/x.sh a",
+                "/usr/local/bin/cred --x"
+            ]
+        );
+        assert_eq!(
+            program_paths(&r.programs[0], h),
+            vec![PathBuf::from("/home/u/tools/pager.sh")]
+        );
         assert_eq!(expand("rel", h, None), None);
     }
 }

@@ -891,6 +891,48 @@ fn a_deep_repository_behind_a_watch_flood_is_still_guarded() {
     );
 }
 
+/// Review N11/N13: the user's global git config names programs git runs (`core.pager`, an
+/// `alias` with `!`, `credential.helper`), as `~/`-relative and `~user/` paths, and they lie
+/// in the workspace. The agent cannot rewrite them; the host files keep their content.
+#[test]
+fn programs_the_git_config_names_are_locked() {
+    let t = T::new("gitprogs");
+    let tools = t.ws.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for f in ["pager.sh", "alias.sh", "cred.sh"] {
+        std::fs::write(tools.join(f), "#!/bin/sh\ncat\n").unwrap();
+    }
+    let rel = t.ws.strip_prefix(&t.home).map(Path::to_path_buf);
+    let home_rel = |f: &str| match &rel {
+        Ok(r) => format!("~/{}/tools/{f}", r.display()),
+        Err(_) => tools.join(f).display().to_string(),
+    };
+    std::fs::write(
+        t.home.join(".gitconfig"),
+        format!(
+            "[core]\n\tpager = {} -R\n[alias]\n\tx = !{} a\n[credential]\n\thelper = {}\n",
+            home_rel("pager.sh"),
+            tools.join("alias.sh").display(),
+            home_rel("cred.sh"),
+        ),
+    )
+    .unwrap();
+    let o = t.sh(
+        "for f in pager alias cred; do (echo 'touch /tmp/pwned' >> tools/$f.sh) 2>/dev/null && echo OK-$f; done; \
+         echo fine > notes.txt; echo DONE",
+    );
+    let s = ok(&o);
+    assert!(s.contains("DONE") && !s.contains("OK-"), "{}", out(&o));
+    for f in ["pager.sh", "alias.sh", "cred.sh"] {
+        assert_eq!(
+            std::fs::read_to_string(tools.join(f)).unwrap(),
+            "#!/bin/sh\ncat\n",
+            "{f}: {}",
+            out(&o)
+        );
+    }
+}
+
 /// The user's global config names paths in the agent's writable state (`--profile claude`:
 /// `~/.claude`): an include and a template directory, both absent at the start. The agent
 /// can create neither; host git (a status in the workspace, a new repository from the
