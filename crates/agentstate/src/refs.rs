@@ -196,11 +196,15 @@ pub fn host_referenced(
             },
         }
         for s in &strings {
-            for tok in path_tokens(s, project) {
-                let Some(p) = expand(&tok, home, project) else {
-                    continue;
-                };
-                for r in lock_for(&p, state, writable, &shown) {
+            let named = path_tokens(s, project)
+                .into_iter()
+                .filter_map(|tok| expand(&tok, home, project))
+                .map(|p| (p, false));
+            let run = command_paths(s, home, project)
+                .into_iter()
+                .map(|p| (p, true));
+            for (p, script) in named.chain(run) {
+                for r in lock_for(&p, state, writable, &shown, script) {
                     if !out.iter().any(|o| o.path == r.path) {
                         out.push(r);
                     }
@@ -258,10 +262,8 @@ fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
 pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
     // Quotes join what they quote with what follows (`"$CLAUDE_PROJECT_DIR"/x.sh`).
     let s: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
-    // `${HOME}` as `$HOME`: braces split (JSON text with comments is scanned whole).
-    let s = ["HOME", "CLAUDE_PROJECT_DIR", "GEMINI_PROJECT_DIR"]
-        .iter()
-        .fold(s, |s, v| s.replace(&format!("${{{v}}}"), &format!("${v}")));
+    // `${NAME}` as `$NAME`: braces split (JSON text with comments is scanned whole).
+    let s = unbrace(&s);
     s.split(|c: char| {
         c.is_whitespace()
             || matches!(
@@ -275,6 +277,8 @@ pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
             || t.starts_with("~/")
             || t.starts_with("$HOME/")
             || t.starts_with("${HOME}/")
+            || (t.starts_with('~') && t.contains('/'))
+            || env_prefix(t).is_some()
             || project.is_some_and(|ws| {
                 PROJECT_VARS.iter().any(|v| t.starts_with(v))
                     || ((t.starts_with("./")
@@ -287,6 +291,34 @@ pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
     })
     .map(str::to_string)
     .collect()
+}
+
+/// `${NAME}` (an identifier inside) as `$NAME`; anything else as it is.
+fn unbrace(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j)
+                if j > 0
+                    && after[..j]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                out.push('$');
+                out.push_str(&after[..j]);
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Variables Claude Code and Gemini CLI set to the project directory for hooks.
@@ -307,6 +339,11 @@ fn expand(tok: &str, home: &Path, project: Option<&Path>) -> Option<PathBuf> {
         home.join(r)
     } else if tok.starts_with('/') {
         PathBuf::from(tok)
+    } else if let Some((value, rest)) = env_prefix(tok) {
+        PathBuf::from(value).join(rest)
+    } else if let Some(r) = tok.strip_prefix('~') {
+        let (user, rest) = r.split_once('/')?;
+        user_home(user)?.join(rest)
     } else {
         let ws = project?;
         let r = PROJECT_VARS
@@ -328,25 +365,148 @@ fn expand(tok: &str, home: &Path, project: Option<&Path>) -> Option<PathBuf> {
     (p != Path::new("/")).then_some(p)
 }
 
+/// `$VAR/rest` or `${VAR}/rest` with `VAR` set in warden's (the host user's) environment
+/// to an absolute path: (its value, rest). `$XDG_CONFIG_HOME/../.claude/x.sh` reaches the
+/// same file as `~/.claude/x.sh`.
+fn env_prefix(tok: &str) -> Option<(String, &str)> {
+    let r = tok.strip_prefix('$')?;
+    let (name, rest) = match r.strip_prefix('{') {
+        Some(b) => {
+            let (n, rest) = b.split_once('}')?;
+            (n, rest.strip_prefix('/')?)
+        }
+        None => r.split_once('/')?,
+    };
+    // The project variables are the workspace's, whatever warden's environment says.
+    if name.is_empty()
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || name == "CLAUDE_PROJECT_DIR"
+        || name == "GEMINI_PROJECT_DIR"
+    {
+        return None;
+    }
+    let v = std::env::var(name).ok().filter(|v| v.starts_with('/'))?;
+    Some((v, rest))
+}
+
+/// A user's home directory from the password database (`~user/` in a setting).
+fn user_home(user: &str) -> Option<PathBuf> {
+    if user.is_empty() {
+        return None;
+    }
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == user)
+        .map(|f| PathBuf::from(f[5]))
+}
+
+/// Interpreters whose next non-option word is a script they run, whatever its name or mode.
+const INTERPRETERS: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python2", "python3", "node", "deno",
+    "bun", "ruby", "perl", "php", "lua", "Rscript", "pwsh", "tsx", "ts-node", "source", ".",
+];
+
+/// Paths a command names beyond [`path_tokens`], resolved against the directory it would run
+/// in: the script an interpreter runs (`python3 tools/fmt-hook`, extension or not), and bare
+/// names after a `cd DIR &&` (`cd ~/.claude && bash stop-hook.sh`). Returned with `true`:
+/// lock even when not executable.
+fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
+    let clean: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
+    let words: Vec<&str> = clean
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')' | '`'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let resolve = |w: &str, dir: Option<&Path>| -> Option<PathBuf> {
+        if w.starts_with('/') || w.starts_with('~') || w.starts_with('$') {
+            return expand(w, home, project);
+        }
+        let base = dir.or(project)?;
+        expand(&base.join(w).to_string_lossy(), home, project)
+    };
+    let mut out = Vec::new();
+    let mut dir: Option<PathBuf> = None;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let name = w.rsplit('/').next().unwrap_or(w);
+        if (w == "cd" || w == "pushd") && i + 1 < words.len() {
+            dir = resolve(words[i + 1], None).filter(|d| d.is_dir());
+            i += 2;
+            continue;
+        }
+        let interp = INTERPRETERS.contains(&name)
+            || name.starts_with("python3.")
+            || (name == "uv" && words.get(i + 1) == Some(&"run"));
+        if interp {
+            let mut j = i + 1;
+            while j < words.len() && (words[j].starts_with('-') || words[j] == "run") {
+                j += 1;
+            }
+            if let Some(p) = words.get(j).and_then(|w| resolve(w, dir.as_deref())) {
+                out.push(p);
+            }
+            i = j + 1;
+            continue;
+        }
+        // A bare name in the directory a `cd` went to (`cd ~/.claude && ./x.sh`, `x.sh`).
+        if let Some(d) = &dir {
+            let p = d.join(w.trim_start_matches("./"));
+            let bare = !w.contains('/') || w.starts_with("./");
+            if bare && std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                out.push(p);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 /// What to lock for a referenced path `p`, if it lies inside a writable root; when a
 /// symlink is on the way, also what it resolves to (once).
-fn lock_for(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Vec<Referenced> {
+fn lock_for(
+    p: &Path,
+    state: &[PathBuf],
+    writable: &[PathBuf],
+    from: &str,
+    script: bool,
+) -> Vec<Referenced> {
     let mut out = Vec::new();
-    let Some(r) = lock_one(p, state, writable, from) else {
+    let Some(r) = lock_one(p, state, writable, from, script) else {
         return out;
     };
     if r.watch_only {
         if let Ok(real) = std::fs::canonicalize(p) {
             if real != p {
-                out.extend(lock_one(&real, state, writable, from));
+                out.extend(lock_one(&real, state, writable, from, script));
             }
+        }
+    }
+    // A script at the top of a state directory (`~/.claude/notify.js`): `require` looks in
+    // `node_modules` beside it first. (Python's `sys.path[0]` is the script's directory too;
+    // a module planted there is not locked: see the README.)
+    let top_of_state = state
+        .iter()
+        .any(|s| p.parent() == Some(s.as_path()) && writable.contains(s));
+    if top_of_state && r.path == p {
+        if let Some(nm) = p.parent().map(|d| d.join("node_modules")) {
+            out.extend(lock_one(&nm, state, writable, from, true).map(|mut x| {
+                x.is_dir = true;
+                x
+            }));
         }
     }
     out.insert(0, r);
     out
 }
 
-fn lock_one(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Option<Referenced> {
+fn lock_one(
+    p: &Path,
+    state: &[PathBuf],
+    writable: &[PathBuf],
+    from: &str,
+    script: bool,
+) -> Option<Referenced> {
     let root = writable
         .iter()
         .filter(|r| p.starts_with(r) && p != r.as_path())
@@ -372,7 +532,7 @@ fn lock_one(p: &Path, state: &[PathBuf], writable: &[PathBuf], from: &str) -> Op
     if in_state && rel.components().count() == 1 && AGENT_WRITES.contains(&first.as_str()) {
         return None;
     }
-    if !in_state && !runnable_file(p) {
+    if !in_state && !script && !runnable_file(p) {
         // The workspace is the agent's to edit: only a script a setting names is locked
         // (`./src` in `prettier --write ./src` stays writable; `Cargo.toml`, `package.json`
         // scripts and the like are in the integrity report).
@@ -434,6 +594,51 @@ fn looks_like_file(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.contains('.'))
+}
+
+#[cfg(test)]
+mod tests_commands {
+    use super::*;
+
+    /// Review round 3 (N2, N8, N9): what a command runs, however it is spelled.
+    #[test]
+    fn commands_name_what_they_run() {
+        let d = std::env::temp_dir().join(format!("warden-refs-cmd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let (home, ws) = (d.join("home"), d.join("ws"));
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        std::fs::create_dir_all(ws.join("tools")).unwrap();
+        std::fs::write(home.join(".claude/stop-hook.sh"), "x").unwrap();
+        std::fs::write(ws.join("tools/fmt-hook"), "x").unwrap();
+        let cd = command_paths(
+            &format!("cd {}/.claude && bash stop-hook.sh", home.display()),
+            &home,
+            None,
+        );
+        assert!(cd.contains(&home.join(".claude/stop-hook.sh")), "{cd:?}");
+        let py = command_paths(
+            "python3 \"$CLAUDE_PROJECT_DIR\"/tools/fmt-hook --x",
+            &home,
+            Some(&ws),
+        );
+        assert!(py.contains(&ws.join("tools/fmt-hook")), "{py:?}");
+        let rel = command_paths("sh tools/fmt-hook", &home, Some(&ws));
+        assert!(rel.contains(&ws.join("tools/fmt-hook")), "{rel:?}");
+        assert_eq!(
+            expand("~root/.claude/x.sh", &home, None),
+            Some(PathBuf::from("/root/.claude/x.sh"))
+        );
+        std::env::set_var("WARDEN_REFS_TEST_DIR", home.join(".config"));
+        assert_eq!(
+            expand("$WARDEN_REFS_TEST_DIR/../.claude/stop.sh", &home, None),
+            Some(home.join(".claude/stop.sh"))
+        );
+        assert_eq!(
+            path_tokens("bash ${WARDEN_REFS_TEST_DIR}/../x.sh", None),
+            vec!["$WARDEN_REFS_TEST_DIR/../x.sh".to_string()]
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
 
 #[cfg(test)]

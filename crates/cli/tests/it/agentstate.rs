@@ -853,6 +853,10 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     let fmt = pc.join("hooks/fmt.sh");
     std::fs::write(&fmt, "echo fmt\n").unwrap();
     std::fs::write(t.ws.join("tools/lint.sh"), "echo lint\n").unwrap();
+    // Review N8, N2: an interpreter's script without extension or execute bit, and a bare
+    // name after `cd`.
+    std::fs::write(t.ws.join("tools/fmt-hook"), "print('fmt')\n").unwrap();
+    std::fs::write(t.ws.join("tools/status"), "echo status\n").unwrap();
     std::fs::create_dir_all(t.ws.join("src")).unwrap();
     std::fs::write(t.ws.join("Cargo.toml"), "[package]\n").unwrap();
     std::fs::write(
@@ -860,6 +864,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         json!({"hooks": {"PostToolUse": [{"hooks": [
             {"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"},
             {"type": "command", "command": "bash tools/lint.sh"},
+            {"type": "command", "command": "python3 \"$CLAUDE_PROJECT_DIR\"/tools/fmt-hook"},
+            {"type": "command", "command": "cd \"$CLAUDE_PROJECT_DIR\"/tools && sh status"},
             {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"}]}]}})
         .to_string(),
     )
@@ -869,6 +875,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         r#"
         (echo 'touch {m}' >> .claude/hooks/fmt.sh) 2>/dev/null && echo WROTE-fmt
         (echo 'touch {m}' >> tools/lint.sh) 2>/dev/null && echo WROTE-lint
+        (echo 'open("{m}", "w")' >> tools/fmt-hook) 2>/dev/null && echo WROTE-fmt-hook
+        (echo 'touch {m}' >> tools/status) 2>/dev/null && echo WROTE-status
         echo 'fn main() {{}}' > src/main.rs && echo '[dependencies]' >> Cargo.toml && echo legit-done
     "#,
         m = marker.display()
