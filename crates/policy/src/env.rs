@@ -87,8 +87,73 @@ impl EnvSection {
         if self.pass.iter().any(|g| glob_match(g, name)) {
             return None;
         }
-        has_url_password(value).then_some(URL_PASSWORD_RULE)
+        if has_url_password(value) {
+            return Some(URL_PASSWORD_RULE);
+        }
+        has_known_token(value).then_some(TOKEN_VALUE_RULE)
     }
+}
+
+/// The rule name recorded for a variable scrubbed because its value is a known token format.
+pub const TOKEN_VALUE_RULE: &str =
+    "value: a known credential format (ghp_, github_pat_, sk-, xoxb-, AKIA, glpat-, ...)";
+
+/// Prefixes of credential formats whose issuers made them recognisable on purpose (GitHub,
+/// OpenAI/Anthropic, Slack, AWS access keys, GitLab, Google, npm, PyPI, Hugging Face,
+/// Stripe, SendGrid, DigitalOcean, Doppler). A value that starts with one, or holds one after
+/// a separator (`Bearer ghp_...`, `token=...`), and continues with at least 16 token
+/// characters is a secret whatever the variable is called.
+const TOKEN_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxs-",
+    "xapp-",
+    "AKIA",
+    "ASIA",
+    "glpat-",
+    "gldt-",
+    "AIza",
+    "ya29.",
+    "npm_",
+    "pypi-",
+    "hf_",
+    "SG.",
+    "dop_v1_",
+    "dp.st.",
+    "shpat_",
+];
+
+/// Whether `value` holds a token of a known format (see [`TOKEN_PREFIXES`]).
+pub fn has_known_token(value: &[u8]) -> bool {
+    let tokenish = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    let mut i = 0;
+    while i < value.len() {
+        // A token starts the value or follows a non-token byte.
+        if i == 0 || !tokenish(value[i - 1]) {
+            let rest = &value[i..];
+            for p in TOKEN_PREFIXES {
+                if rest.starts_with(p.as_bytes()) {
+                    let body = rest[p.len()..].iter().take_while(|&&b| tokenish(b)).count();
+                    if body >= 16 {
+                        return true;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Whether `value` contains a URL whose userinfo carries a non-empty password

@@ -217,9 +217,26 @@ fn env_scrub_covers_passphrases_jwts_and_url_passwords() {
                 "{profile}: {k}={v} reaches the agent"
             );
         }
+        // Review N6: known token formats under harmless names.
+        for (k, v) in [
+            ("GH", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
+            ("X", "sk-ant-api03-0123456789abcdefghij"),
+            ("SLACK", "xoxb-1234567890-0123456789abcdef"),
+            ("KEY_ID_ONLY", "AKIAIOSFODNN7EXAMPLE"),
+            ("HDR", "Bearer glpat-0123456789abcdefghij"),
+        ] {
+            assert_eq!(
+                p.env.scrubbed(k, v.as_bytes()),
+                Some(crate::env::TOKEN_VALUE_RULE),
+                "{profile}: {k}={v} reaches the agent"
+            );
+        }
         for (k, v) in [
             ("PATH", "/usr/bin:/bin"),
             ("HOME", "/home/u"),
+            ("TASK", "sk-short"),
+            ("PKG", "my-npm_module-name"),
+            ("DESC", "task-AKIA"),
             ("LANG", "C.UTF-8"),
             ("TERM", "xterm"),
             ("EDITOR", "vi"),
