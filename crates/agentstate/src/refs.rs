@@ -104,6 +104,9 @@ pub const DATA_DIRS: &[&str] = &[
     "plans",
     "cache",
     "telemetry",
+    "archived_sessions",
+    "paste-cache",
+    "image-cache",
 ];
 
 /// Files at the top of a state directory the agent itself writes (tokens, history, ids): a
@@ -343,7 +346,7 @@ fn expand(tok: &str, home: &Path, project: Option<&Path>) -> Option<PathBuf> {
         PathBuf::from(value).join(rest)
     } else if let Some(r) = tok.strip_prefix('~') {
         let (user, rest) = r.split_once('/')?;
-        user_home(user)?.join(rest)
+        warden_sys::user_home(user)?.join(rest)
     } else {
         let ws = project?;
         let r = PROJECT_VARS
@@ -387,18 +390,6 @@ fn env_prefix(tok: &str) -> Option<(String, &str)> {
     }
     let v = std::env::var(name).ok().filter(|v| v.starts_with('/'))?;
     Some((v, rest))
-}
-
-/// A user's home directory from the password database (`~user/` in a setting).
-fn user_home(user: &str) -> Option<PathBuf> {
-    if user.is_empty() {
-        return None;
-    }
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[0] == user)
-        .map(|f| PathBuf::from(f[5]))
 }
 
 /// Interpreters whose next non-option word is a script they run, whatever its name or mode.

@@ -143,7 +143,7 @@ pub fn expand(value: &str, home: &Path, base: Option<&Path>) -> Option<PathBuf> 
     } else if let Some(rest) = value.strip_prefix('~') {
         // `~user/...`: that user's home, as git expands it.
         let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        user_home(user)?.join(tail)
+        warden_sys::user_home(user)?.join(tail)
     } else if value.starts_with("%(") || value.is_empty() {
         return None;
     } else if Path::new(value).is_absolute() {
@@ -152,18 +152,6 @@ pub fn expand(value: &str, home: &Path, base: Option<&Path>) -> Option<PathBuf> 
         base?.join(value)
     };
     normalise(&p)
-}
-
-/// A user's home directory from the password database (`/etc/passwd`).
-fn user_home(user: &str) -> Option<PathBuf> {
-    if user.is_empty() {
-        return None;
-    }
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[0] == user)
-        .map(|f| PathBuf::from(f[5]))
 }
 
 /// The path-like words of a command (absolute, `~/`, `~user/`), expanded: what a program

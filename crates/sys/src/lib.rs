@@ -76,6 +76,19 @@ pub(crate) fn sys(call: &'static str) -> impl FnOnce(Errno) -> Error {
 }
 
 /// A close-on-exec pipe: (read end, write end).
+/// A user's home directory from the password database (`/etc/passwd`): `~user/` in a path
+/// a configuration names (git, agent settings) is expanded with it.
+pub fn user_home(user: &str) -> Option<std::path::PathBuf> {
+    if user.is_empty() {
+        return None;
+    }
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == user)
+        .map(|f| std::path::PathBuf::from(f[5]))
+}
+
 pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Error> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(sys("pipe2"))
 }
