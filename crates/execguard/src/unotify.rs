@@ -1339,7 +1339,8 @@ fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
 }
 
 /// An ELF file's program interpreter (`PT_INTERP`), if it names one. Reads the ELF header
-/// and at most 64 program headers (32- and 64-bit, little-endian as on this machine); a
+/// and every program header the kernel would read (it refuses more than 64 KiB of them;
+/// 32- and 64-bit, little-endian as on this machine); a
 /// file that is not such an ELF file, or whose headers do not parse, has none here (the
 /// kernel refuses to run a malformed one).
 fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
@@ -1361,8 +1362,10 @@ fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
     } else {
         (u64::from(u32_at(&h, 28)?), u16_at(&h, 42)?, u16_at(&h, 44)?)
     };
-    let (entsize, num) = (usize::from(phentsize), usize::from(phnum).min(64));
-    if entsize < if wide { 56 } else { 32 } || num == 0 {
+    let (entsize, num) = (usize::from(phentsize), usize::from(phnum));
+    // The kernel reads all of them (up to 64 KiB): a cap below that would miss a PT_INTERP
+    // placed after it. More than the kernel takes: it refuses the exec.
+    if entsize < if wide { 56 } else { 32 } || num == 0 || entsize * num > 65536 {
         return None;
     }
     let mut ph = vec![0u8; entsize * num];
@@ -1692,6 +1695,26 @@ mod tests {
             );
         }
         assert_eq!(interp_of(b"#!/bin/sh\necho hi\n"), None);
+        // A PT_INTERP after 70 other headers (the kernel reads up to 64 KiB of them).
+        let mut f = vec![0u8; 64];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[32..40].copy_from_slice(&64u64.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&71u16.to_le_bytes());
+        let path_off = 64 + 71 * 56;
+        for i in 0..71 {
+            let mut ph = [0u8; 56];
+            if i == 70 {
+                ph[..4].copy_from_slice(&3u32.to_le_bytes());
+                ph[8..16].copy_from_slice(&(path_off as u64).to_le_bytes());
+                ph[32..40].copy_from_slice(&8u64.to_le_bytes());
+            }
+            f.extend_from_slice(&ph);
+        }
+        f.extend_from_slice(b"/x/bbox\0");
+        assert_eq!(interp_of(&f).as_deref(), Some("/x/bbox"));
         let mut bad = sh.clone();
         bad[56] = 0xff; // e_phnum: more headers than the file holds
         bad[57] = 0xff;
