@@ -629,3 +629,37 @@ fn an_edited_or_invented_sessions_row_is_found() {
         assert!(problem.contains(what), "{name}: {problem}");
     }
 }
+
+#[test]
+fn the_write_ahead_log_stays_short_across_sessions() {
+    // Sessions close without a checkpoint; each writer checkpoints once the log is long,
+    // so what the next open has to read stays bounded however many sessions ran.
+    let t = Tmp::new("wal");
+    let wal = t.0.join("audit.db-wal");
+    let (mut ran, mut longest) = (0, 0);
+    for s in 0..80 {
+        let mut st = AuditStore::open(&t.db()).unwrap();
+        // As the writer thread does: checkpoint first, then the session's rows.
+        ran += st.checkpoint_if_long().unwrap() as usize;
+        for i in 0..5 {
+            st.append(&[Item::Row(row::decision_row(deny(s * 5 + i)))])
+                .unwrap();
+        }
+        drop(st);
+        longest = longest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    assert!(ran > 0, "no checkpoint ran");
+    // The bound plus one session's frames (5 commits of a few pages each).
+    let bound = (crate::store::WAL_KEEP_FRAMES + 40) * (4096 + 24) + 32;
+    assert!(
+        longest <= bound,
+        "the log reached {longest} bytes (bound {bound})"
+    );
+    let (rows, _) = intact(
+        &AuditStore::open_read_only(&t.db())
+            .unwrap()
+            .verify(&[])
+            .unwrap(),
+    );
+    assert_eq!(rows, 1 + 80 * 5);
+}

@@ -425,6 +425,9 @@ fn run(
             if let Err(e) = store.prune(&ret, crate::time::now_ms()) {
                 tracing::warn!("audit: pruning failed: {e}");
             }
+            if let Err(e) = store.checkpoint_if_long() {
+                tracing::warn!("audit: checkpoint failed: {e}");
+            }
         }
         if report_now || disconnected || last_report.elapsed() >= every {
             // Counts go before a session's end row, so they are inside the session.
