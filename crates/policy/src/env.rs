@@ -188,17 +188,19 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
 
 /// [`glob_match`] ignoring ASCII case.
 pub fn glob_match_ignore_case(pat: &str, s: &str) -> bool {
-    glob_bytes(
-        pat.to_ascii_uppercase().as_bytes(),
-        s.to_ascii_uppercase().as_bytes(),
-    )
+    // Compared in place: every variable meets every scrub glob at each session's start.
+    glob_bytes_by(pat.as_bytes(), s.as_bytes(), |a, b| a.eq_ignore_ascii_case(&b))
 }
 
 fn glob_bytes(p: &[u8], s: &[u8]) -> bool {
+    glob_bytes_by(p, s, |a, b| a == b)
+}
+
+fn glob_bytes_by(p: &[u8], s: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
     let (mut pi, mut si) = (0usize, 0usize);
     let (mut star, mut mark) = (usize::MAX, 0usize);
     while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+        if pi < p.len() && (p[pi] == b'?' || eq(p[pi], s[si])) {
             pi += 1;
             si += 1;
         } else if pi < p.len() && p[pi] == b'*' {
