@@ -189,7 +189,9 @@ pub fn glob_match(pat: &str, s: &str) -> bool {
 /// [`glob_match`] ignoring ASCII case.
 pub fn glob_match_ignore_case(pat: &str, s: &str) -> bool {
     // Compared in place: every variable meets every scrub glob at each session's start.
-    glob_bytes_by(pat.as_bytes(), s.as_bytes(), |a, b| a.eq_ignore_ascii_case(&b))
+    glob_bytes_by(pat.as_bytes(), s.as_bytes(), |a, b| {
+        a.eq_ignore_ascii_case(&b)
+    })
 }
 
 fn glob_bytes(p: &[u8], s: &[u8]) -> bool {
