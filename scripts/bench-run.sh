@@ -2,6 +2,8 @@
 # Start-up cost of the sandbox: median wall time of `warden run -- true` against bare `true`
 # and, when installed, bubblewrap with an equivalent policy, measured in the same script.
 # Usage: scripts/bench-run.sh [runs]   (release build)
+#        WARDEN_BENCH_BASELINE=/path/to/other/warden scripts/bench-run.sh  (also measures that
+#        binary, interleaved run by run with this build, and prints the ratio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-200}
@@ -12,17 +14,29 @@ trap 'rm -rf "$ws" "$bin"' EXIT
 # A fresh copy, as installed: the linker's output faults differently while it sits in the
 # page cache as written (see bench-hook.sh).
 cp target/release/warden "$bin/warden"; W=$bin/warden
+B=""
+if [ -n "${WARDEN_BENCH_BASELINE:-}" ]; then
+  cp "$WARDEN_BENCH_BASELINE" "$bin/warden-baseline"; B=$bin/warden-baseline
+fi
 cd "$ws"
-python3 - "$RUNS" "$W" "$ws" <<'PY'
+python3 - "$RUNS" "$W" "$ws" "$B" <<'PY'
 import os, shutil, statistics, subprocess, sys, time
-runs, warden, ws = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+runs, warden, ws, baseline = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+def once(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+    return (time.perf_counter() - t) * 1000
 def med(cmd):
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
-        ts.append((time.perf_counter() - t) * 1000)
-    return statistics.median(ts)
+    return statistics.median(once(cmd) for _ in range(runs))
+if baseline:
+    # Run by run, alternating which goes first: the same load for both binaries.
+    a, b = [], []
+    for i in range(runs):
+        pair = [(a, warden), (b, baseline)]
+        for ts, w in (pair if i % 2 == 0 else pair[::-1]):
+            ts.append(once([w, "run", "--", "/bin/true"]))
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(f"A/B, {runs} runs each, interleaved: this build {ma:.2f} ms, baseline {mb:.2f} ms, ratio {ma / mb:.2f}")
 cases = [("bare true", ["/bin/true"]), ("warden run -- true", [warden, "run", "--", "/bin/true"])]
 bw = shutil.which("bwrap")
 if bw:

@@ -401,20 +401,28 @@ fn end(
         r.finish();
     }
     warden_event::timing::mark("end: hidden finished");
-    warden_sandbox::placeholder::end(
-        &config.state_dir.join("placeholders"),
-        &manifest,
-        &placeholders,
-    );
-    if let Some(t) = &private_tmp {
-        // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
-        let _ = std::fs::remove_dir_all(t);
-    }
-    warden_event::timing::mark("end: placeholders+tmp removed");
+    // Before the placeholders go: the report skips created empty files, which is all a
+    // placeholder is, and its walk then never races their removal.
     if let Some(before) = &integrity {
         report_integrity(before, &config.workspace, &who);
     }
     warden_event::timing::mark("end: integrity reported");
+    // Removing the placeholders waits on the disk (on a file system mounted with `discard`,
+    // each removed directory is a synchronous discard: ~0.1-1 ms apiece), so it overlaps the
+    // rest of the session's end and is joined before `end` returns.
+    let cleanup = {
+        let dir = config.state_dir.join("placeholders");
+        let (manifest, placeholders) = (manifest.clone(), placeholders.clone());
+        let remove = move || {
+            warden_sandbox::placeholder::end(&dir, &manifest, &placeholders);
+            if let Some(t) = &private_tmp {
+                // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
+                let _ = std::fs::remove_dir_all(t);
+            }
+        };
+        // Inline when no thread can be started: the same work, in order.
+        Cleanup::start(remove)
+    };
     if let Some(s) = agent_state {
         let report = s.finish();
         eprint!("{}", printable_lines(&report.render(&config.session_id)));
@@ -467,6 +475,8 @@ fn end(
         r.reap_in_background();
     }
     warden_event::timing::mark("session: cgroups removed");
+    cleanup.join();
+    warden_event::timing::mark("end: placeholders+tmp removed");
     warden_sandbox::cgroup::reap_prewarm(prewarm);
     let code = match result {
         Some(r) => r?,
@@ -926,6 +936,31 @@ fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
 }
 
 /// The end-of-session integrity report: on stderr for the human, and in the session log.
+/// Work of the session's end that runs beside the rest of it ([`end`]); joined before
+/// `end` returns, so nothing of it outlives the session.
+struct Cleanup(Option<std::thread::JoinHandle<()>>);
+
+impl Cleanup {
+    fn start(work: impl FnOnce() + Send + Clone + 'static) -> Cleanup {
+        match std::thread::Builder::new()
+            .name("warden-cleanup".into())
+            .spawn(work.clone())
+        {
+            Ok(h) => Cleanup(Some(h)),
+            Err(_) => {
+                work();
+                Cleanup(None)
+            }
+        }
+    }
+
+    fn join(self) {
+        if let Some(h) = self.0 {
+            let _ = h.join();
+        }
+    }
+}
+
 fn report_integrity(before: &warden_sandbox::integrity::Snapshot, ws: &Path, who: &str) {
     let r = warden_sandbox::integrity::compare(before, ws);
     // `render` escapes the agent's file names; this is the last guard before the terminal.
