@@ -116,22 +116,6 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     if let Some((l, theirs)) = host_bridge {
         std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
     }
-    let proxy_handle = match ctl {
-        Some(ctl) => Some(
-            warden_proxy::start(
-                &policy,
-                warden_proxy::ProxyOptions {
-                    hosts_file,
-                    loopback_gateway: gateway,
-                    approver: Some(approver),
-                },
-                ctl,
-            )
-            .map_err(|e| StartError::Policy(format!("proxy: {e}")))?,
-        ),
-        None => None,
-    };
-    warden_event::timing::mark("sup: proxy started");
     let (guard, bpf_rules) = match exec {
         ExecSetup::Off => (None, None),
         ExecSetup::Seccomp(g) => (Some(g), None),
@@ -176,9 +160,47 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         .pty_master
         .as_ref()
         .map(|m| warden_sandbox::pty::relay_with(m, escape.take()));
+    // Everything that must see the agent's first exec is attached: it may exec now, while
+    // the rest starts. Its connections wait in the bridge's socket until the proxy serves
+    // them, its hook reports in their pipe.
+    session.release();
+    warden_event::timing::mark("sup: released");
+    let proxy_handle = match ctl {
+        Some(ctl) => Some(
+            warden_proxy::start(
+                &policy,
+                warden_proxy::ProxyOptions {
+                    hosts_file,
+                    loopback_gateway: gateway,
+                    approver: Some(approver),
+                },
+                ctl,
+            )
+            .map_err(|e| StartError::Policy(format!("proxy: {e}"))),
+        ),
+        None => None,
+    };
+    let proxy_handle = match proxy_handle.transpose() {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: killing our own sandbox: released, but its network cannot be served.
+            unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
+            drop(raw);
+            match tracer {
+                Some(t) => {
+                    let _ = t.handle.join();
+                }
+                None => {
+                    session.wait();
+                }
+            }
+            return Err(e);
+        }
+    };
+    warden_event::timing::mark("sup: proxy started");
     watch.agent_pid = session.agent_pid;
     let monitor = warden_sandbox::limits::Monitor::start(watch);
-    warden_event::timing::mark("sup: released");
+    warden_event::timing::mark("sup: monitor started");
     if let Err(e) = session.wait_started() {
         drop(raw);
         match tracer {
