@@ -409,8 +409,9 @@ fn end(
     warden_event::timing::mark("end: integrity reported");
     // Removing the placeholders waits on the disk (on a file system mounted with `discard`,
     // each removed directory is a synchronous discard: ~0.1-1 ms apiece), so it overlaps the
-    // rest of the session's end and is joined before `end` returns.
-    let cleanup = {
+    // rest of the session's end: all of it without a state filter, the part before the
+    // filter's write-back with one. Joined before `end` returns.
+    let mut cleanup = {
         let dir = config.state_dir.join("placeholders");
         let (manifest, placeholders) = (manifest.clone(), placeholders.clone());
         let remove = move || {
@@ -421,9 +422,15 @@ fn end(
             }
         };
         // Inline when no thread can be started: the same work, in order.
-        Cleanup::start(remove)
+        Some(Cleanup::start(remove))
     };
     if let Some(s) = agent_state {
+        // The state filter's write-back meets the placeholders: an absent settings file's
+        // mount point is one, and a remover that found it empty must not unlink what the
+        // write-back just renamed there. They are gone first.
+        if let Some(c) = cleanup.take() {
+            c.join();
+        }
         let report = s.finish();
         eprint!("{}", printable_lines(&report.render(&config.session_id)));
         // `[approvals] held = "ask"`: a human may apply them now (the control socket is up).
@@ -475,7 +482,9 @@ fn end(
         r.reap_in_background();
     }
     warden_event::timing::mark("session: cgroups removed");
-    cleanup.join();
+    if let Some(c) = cleanup.take() {
+        c.join();
+    }
     warden_event::timing::mark("end: placeholders+tmp removed");
     warden_sandbox::cgroup::reap_prewarm(prewarm);
     let code = match result {
