@@ -165,35 +165,25 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     // them, its hook reports in their pipe.
     session.release();
     warden_event::timing::mark("sup: released");
-    let proxy_handle = match ctl {
-        Some(ctl) => Some(
-            warden_proxy::start(
-                &policy,
-                warden_proxy::ProxyOptions {
-                    hosts_file,
-                    loopback_gateway: gateway,
-                    approver: Some(approver),
-                },
-                ctl,
-            )
-            .map_err(|e| StartError::Policy(format!("proxy: {e}"))),
-        ),
-        None => None,
-    };
+    let proxy_handle = ctl.map(|ctl| {
+        warden_proxy::start(
+            &policy,
+            warden_proxy::ProxyOptions {
+                hosts_file,
+                loopback_gateway: gateway,
+                approver: Some(approver),
+            },
+            ctl,
+        )
+        .map_err(|e| StartError::Policy(format!("proxy: {e}")))
+    });
     let proxy_handle = match proxy_handle.transpose() {
         Ok(h) => h,
         Err(e) => {
             // SAFETY: killing our own sandbox: released, but its network cannot be served.
             unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
             drop(raw);
-            match tracer {
-                Some(t) => {
-                    let _ = t.handle.join();
-                }
-                None => {
-                    session.wait();
-                }
-            }
+            reap_unstarted(tracer, &session);
             return Err(e);
         }
     };
@@ -203,14 +193,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     warden_event::timing::mark("sup: monitor started");
     if let Err(e) = session.wait_started() {
         drop(raw);
-        match tracer {
-            Some(t) => {
-                let _ = t.handle.join();
-            }
-            None => {
-                session.wait();
-            }
-        }
+        reap_unstarted(tracer, &session);
         // The agent's own execve failing is not a missing kernel feature: report it as a
         // shell would (127 not found, 126 not executable).
         if let warden_sandbox::StartFailure::Exec { message, errno } = &e {
@@ -405,6 +388,19 @@ fn start_exec_guard(
         handle: std::thread::spawn(move || g.supervise(listener, stage1)),
         guard,
         cache_path,
+    }
+}
+
+/// Waits for a sandbox whose agent never started (or was killed before it could run) to
+/// be gone: the exec guard's thread reaps it when there is one.
+fn reap_unstarted(tracer: Option<Tracer>, session: &warden_sandbox::Session) {
+    match tracer {
+        Some(t) => {
+            let _ = t.handle.join();
+        }
+        None => {
+            session.wait();
+        }
     }
 }
 
