@@ -160,6 +160,11 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         .pty_master
         .as_ref()
         .map(|m| warden_sandbox::pty::relay_with(m, escape.take()));
+    // The limits monitor opens the agent's private tmpfs through its pid: before the agent
+    // may exec (and exit).
+    watch.agent_pid = session.agent_pid;
+    let monitor = warden_sandbox::limits::Monitor::start(watch);
+    warden_event::timing::mark("sup: monitor started");
     // Everything that must see the agent's first exec is attached: it may exec now, while
     // the rest starts. Its connections wait in the bridge's socket until the proxy serves
     // them, its hook reports in their pipe.
@@ -188,9 +193,6 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         }
     };
     warden_event::timing::mark("sup: proxy started");
-    watch.agent_pid = session.agent_pid;
-    let monitor = warden_sandbox::limits::Monitor::start(watch);
-    warden_event::timing::mark("sup: monitor started");
     if let Err(e) = session.wait_started() {
         drop(raw);
         reap_unstarted(tracer, &session);
