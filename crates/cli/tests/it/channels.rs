@@ -226,6 +226,35 @@ fn serve_http_on(addr: &str, body: &'static str) -> Server {
     Server { port, hits }
 }
 
+/// Binds 127.0.0.1:`port` without listening or SO_REUSEADDR: no other socket can bind it
+/// while the fd lives, and connections to it are refused. None when it is taken.
+fn hold_v4_port(port: u16) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a fresh socket, owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: as above.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: binding our socket to a sockaddr_in of the right size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    (rc == 0).then_some(fd)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -455,7 +484,15 @@ time.sleep(0.5)
 #[test]
 fn loopback_gateway_localhost_rule_reaches_an_ipv6_only_host_service() {
     let t = T::new("gw6");
-    let srv = serve_http_on("[::1]:0", "ipv6 gateway\n");
+    // The port must be free on 127.0.0.1 for the whole test: a server of another test bound
+    // there (any test's port-0 listener may land on it) would answer `localhost:{p}` first.
+    // A bound, never-listening socket without SO_REUSEADDR holds it and refuses connections.
+    let (srv, _v4) = (0..50)
+        .find_map(|_| {
+            let srv = serve_http_on("[::1]:0", "ipv6 gateway\n");
+            hold_v4_port(srv.port).map(|fd| (srv, fd))
+        })
+        .expect("no port free on both ::1 and 127.0.0.1");
     let p = srv.port;
     let o = t.run(
         &format!("[network]\nallow = [\"localhost:{p}\"]\n"),
