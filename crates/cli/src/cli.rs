@@ -58,6 +58,13 @@ impl Cli {
 
     fn parse_from_args(args: Vec<std::ffi::OsString>) -> Cli {
         if args.get(1).is_some_and(|a| a == "hook") {
+            if let Some(a) = plain_hook_args(&args[2..]) {
+                return Cli {
+                    verbose: 0,
+                    color: Color::Auto,
+                    cmd: Command::Hook(a),
+                };
+            }
             if let Ok(h) = <HookCli as Parser>::try_parse_from(&args) {
                 let HookOnly::Hook(a) = h.cmd;
                 return Cli {
@@ -69,6 +76,40 @@ impl Cli {
         }
         <Cli as Parser>::parse_from(args)
     }
+}
+
+/// `warden hook AGENT [--headless] [--profile P] [--policy F] [--workspace W]
+/// [--deadline-ms N]`, the forms `warden install` writes and agents run once per tool call,
+/// read without clap: even the lean [`HookCli`] costs ~50 µs of a ~0.6 ms hook. Anything
+/// else (a global flag, `--key=value`, a repeated or unknown argument, a value that starts
+/// with `-`, non-UTF-8) gives None, and clap parses it, errors included.
+fn plain_hook_args(rest: &[std::ffi::OsString]) -> Option<HookArgs> {
+    let mut it = rest.iter().map(|a| a.to_str());
+    let agent = Agent::from_str(it.next()??, false).ok()?;
+    let mut a = HookArgs {
+        agent,
+        policy: PolicyArgs::default(),
+        headless: false,
+        deadline_ms: None,
+    };
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().flatten().filter(|v| !v.starts_with('-'));
+        match arg? {
+            "--headless" if !a.headless => a.headless = true,
+            "--profile" | "-p" if a.policy.profile.is_none() => {
+                a.policy.profile = Some(value()?.to_string())
+            }
+            "--policy" if a.policy.policy.is_none() => a.policy.policy = Some(value()?.into()),
+            "--workspace" | "-w" if a.policy.workspace.is_none() => {
+                a.policy.workspace = Some(value()?.into())
+            }
+            "--deadline-ms" if a.deadline_ms.is_none() => {
+                a.deadline_ms = Some(value()?.parse().ok()?)
+            }
+            _ => return None,
+        }
+    }
+    Some(a)
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -587,7 +628,7 @@ pub struct SessionsArgs {
 mod tests {
     use super::*;
 
-    /// The lean hook parser gives exactly what the full parser gives.
+    /// The lean hook parsers (plain and clap) give exactly what the full parser gives.
     #[test]
     fn hook_fast_path_matches_the_full_parser() {
         for line in [
@@ -596,6 +637,17 @@ mod tests {
             "warden hook gemini --policy /p.toml --profile claude -v --color never",
             "warden hook claude --deadline-ms 250 -vv",
             "warden hook claude --no-user-policy",
+            "warden hook claude --headless --headless",
+            "warden hook claude --profile",
+            "warden hook claude --profile -v",
+            "warden hook claude -p codex -w /ws --policy /p.toml --deadline-ms 9",
+            "warden hook claude --deadline-ms x",
+            "warden hook claude --deadline-ms -1",
+            "warden hook claude --profile=codex",
+            "warden hook claude extra",
+            "warden hook Claude",
+            "warden hook",
+            "warden hook claude -- x",
         ] {
             let args: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
             let full = <Cli as Parser>::try_parse_from(&args);
@@ -606,9 +658,21 @@ mod tests {
                     assert_eq!(format!("{fast:?}"), format!("{f:?}"), "{line}");
                     assert_eq!(l.verbose, f.verbose);
                 }
-                (Err(_), Err(_)) => {}
+                (Err(_), Err(_)) => assert!(
+                    plain_hook_args(&args[2.min(args.len())..]).is_none(),
+                    "{line}: clap refuses what the plain reader took"
+                ),
                 (f, l) => panic!("{line}: full {:?} vs lean {:?}", f.is_ok(), l.is_ok()),
             }
+        }
+        // The forms agents run take the plain reader.
+        for line in [
+            "claude",
+            "codex --headless",
+            "gemini --headless --profile gemini --deadline-ms 250",
+        ] {
+            let args: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+            assert!(plain_hook_args(&args).is_some(), "{line}");
         }
     }
 }
