@@ -422,15 +422,13 @@ fn end(
             }
         };
         // Inline when no thread can be started: the same work, in order.
-        Some(Cleanup::start(remove))
+        Cleanup::start(remove)
     };
     if let Some(s) = agent_state {
         // The state filter's write-back meets the placeholders: an absent settings file's
         // mount point is one, and a remover that found it empty must not unlink what the
         // write-back just renamed there. They are gone first.
-        if let Some(c) = cleanup.take() {
-            c.join();
-        }
+        cleanup.join();
         let report = s.finish();
         eprint!("{}", printable_lines(&report.render(&config.session_id)));
         // `[approvals] held = "ask"`: a human may apply them now (the control socket is up).
@@ -482,9 +480,7 @@ fn end(
         r.reap_in_background();
     }
     warden_event::timing::mark("session: cgroups removed");
-    if let Some(c) = cleanup.take() {
-        c.join();
-    }
+    cleanup.join();
     warden_event::timing::mark("end: placeholders+tmp removed");
     warden_sandbox::cgroup::reap_prewarm(prewarm);
     let code = match result {
@@ -946,7 +942,7 @@ fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
 
 /// The end-of-session integrity report: on stderr for the human, and in the session log.
 /// Work of the session's end that runs beside the rest of it ([`end`]); joined before
-/// `end` returns, so nothing of it outlives the session.
+/// `end` returns, so nothing of it outlives the session. `None` once joined (or run inline).
 struct Cleanup(Option<std::thread::JoinHandle<()>>);
 
 impl Cleanup {
@@ -963,8 +959,9 @@ impl Cleanup {
         }
     }
 
-    fn join(self) {
-        if let Some(h) = self.0 {
+    /// Waits for the work; later calls return at once.
+    fn join(&mut self) {
+        if let Some(h) = self.0.take() {
             let _ = h.join();
         }
     }
