@@ -1019,7 +1019,10 @@ impl Guard {
         }
     }
 
-    /// Exec-event verification: decides on the image the kernel just loaded.
+    /// Exec-event verification: decides on the image the kernel just loaded, and on every
+    /// other file it mapped with it (the program interpreter: the kernel opens `PT_INTERP`'s
+    /// path itself, after the pre-check read it, so a file swapped in between is only seen
+    /// here).
     fn verify_exec(&self, pid: i32) -> bool {
         let started = Instant::now();
         let exe = format!("/proc/{pid}/exe");
@@ -1028,22 +1031,23 @@ impl Guard {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| exe.clone())
         };
-        match std::fs::File::open(&exe) {
-            Ok(f) => self.decide_fd(
-                pid as u32,
-                &what,
-                "exec (post-exec check)",
-                f.as_fd(),
-                started,
-                4,
-            ),
-            Err(e) => self.fail(
-                pid as u32,
-                &what(),
-                "exec (post-exec check)",
-                e.to_string(),
-                started,
-            ),
+        const KIND: &str = "exec (post-exec check)";
+        let f = match std::fs::File::open(&exe) {
+            Ok(f) => f,
+            Err(e) => return self.fail(pid as u32, &what(), KIND, e.to_string(), started),
+        };
+        if !self.decide_fd(pid as u32, &what, KIND, f.as_fd(), started, 4) {
+            return false;
+        }
+        let id = match fstat(f.as_fd()) {
+            Ok(st) => (st.st_dev, st.st_ino),
+            Err(e) => return self.fail(pid as u32, &what(), KIND, e.to_string(), started),
+        };
+        match files_mapped_besides(pid as u32, id) {
+            Ok(files) => files.iter().all(|(path, f)| {
+                self.decide_fd(pid as u32, &|| path.clone(), KIND, f.as_fd(), started, 4)
+            }),
+            Err(e) => self.fail(pid as u32, &what(), KIND, e, started),
         }
     }
 
@@ -1603,6 +1607,67 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, T
     })
 }
 
+/// One file-backed line of `/proc/PID/maps`.
+struct MappedFile<'a> {
+    range: &'a str,
+    dev: u64,
+    ino: u64,
+    path: String,
+}
+
+/// Every line of `maps` (`/proc/PID/maps` text) as (start, end, file: `None` for anonymous
+/// memory).
+fn map_lines(maps: &str) -> impl Iterator<Item = (u64, u64, Option<MappedFile<'_>>)> {
+    maps.lines().map(|line| {
+        let mut it = line.split_whitespace();
+        let range = it.next().unwrap_or("");
+        let (s, e) = range.split_once('-').unwrap_or(("0", "0"));
+        let (start, end) = (
+            u64::from_str_radix(s, 16).unwrap_or(0),
+            u64::from_str_radix(e, 16).unwrap_or(0),
+        );
+        let _perms = it.next();
+        let _off = it.next();
+        let (maj, min) = it
+            .next()
+            .unwrap_or("0:0")
+            .split_once(':')
+            .unwrap_or(("0", "0"));
+        let dev = libc::makedev(
+            u32::from_str_radix(maj, 16).unwrap_or(0),
+            u32::from_str_radix(min, 16).unwrap_or(0),
+        );
+        let ino: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let path: String = it.collect::<Vec<_>>().join(" ");
+        let file = (ino != 0).then_some(MappedFile {
+            range,
+            dev,
+            ino,
+            path,
+        });
+        (start, end, file)
+    })
+}
+
+/// Opens the file behind one mapping: `/proc/PID/map_files/RANGE` (exactly the mapped file;
+/// needs `CAP_CHECKPOINT_RESTORE` or `CAP_SYS_ADMIN`), else its path in the agent's view,
+/// which must still be the mapped inode. A deleted file or memfd has no path: without
+/// `map_files` it is an error (the caller fails closed).
+fn open_mapped(pid: u32, m: &MappedFile<'_>) -> Result<OwnedFd, String> {
+    let nameless = m.path.ends_with("(deleted)") || m.path.starts_with("/memfd:");
+    match take_map_file(pid, m.range) {
+        Ok(f) => return Ok(f),
+        Err(e) if nameless => return Err(format!("{}: {e}", m.path)),
+        Err(_) => {}
+    }
+    let f = open_in_target(pid, &m.path, None)?;
+    let st = fstat(f.as_fd()).map_err(|e| e.to_string())?;
+    if st.st_ino != m.ino || st.st_dev != m.dev {
+        return Err(format!("{} was replaced after it was mapped", m.path));
+    }
+    Ok(f)
+}
+
 /// The files behind every mapping that overlaps `[addr, addr + len)` (page-rounded);
 /// anonymous mappings are skipped. No mapping at all in the range: an error (the kernel
 /// would fail the call with `ENOMEM` anyway).
@@ -1614,46 +1679,37 @@ fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>
         .max(addr + 1);
     let mut out = Vec::new();
     let mut any = false;
-    for line in maps.lines() {
-        let mut it = line.split_whitespace();
-        let range = it.next().unwrap_or("");
-        let (s, e) = range.split_once('-').unwrap_or(("0", "0"));
-        let (s, e) = (
-            u64::from_str_radix(s, 16).unwrap_or(0),
-            u64::from_str_radix(e, 16).unwrap_or(0),
-        );
+    for (s, e, file) in map_lines(&maps) {
         if e <= addr || s >= end {
             continue;
         }
         any = true;
-        let _perms = it.next();
-        let _off = it.next();
-        let dev = it.next().unwrap_or("0:0");
-        let ino: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-        let path: String = it.collect::<Vec<_>>().join(" ");
-        if ino == 0 {
-            continue;
+        if let Some(m) = file {
+            let f = open_mapped(pid, &m)?;
+            out.push((m.path, f));
         }
-        if path.ends_with("(deleted)") || path.starts_with("/memfd:") {
-            // Decided as memfd/anonymous content.
-            let f = take_map_file(pid, range).map_err(|e| format!("{path}: {e}"))?;
-            out.push((path, f));
-            continue;
-        }
-        let f = open_in_target(pid, &path, None)?;
-        let st = fstat(f.as_fd()).map_err(|e| e.to_string())?;
-        let (maj, min) = dev.split_once(':').unwrap_or(("0", "0"));
-        let want = libc::makedev(
-            u32::from_str_radix(maj, 16).unwrap_or(0),
-            u32::from_str_radix(min, 16).unwrap_or(0),
-        );
-        if st.st_ino != ino || st.st_dev != want {
-            return Err(format!("{path} was replaced after it was mapped"));
-        }
-        out.push((path, f));
     }
     if !any {
         return Err(format!("no mapping at {addr:#x}"));
+    }
+    Ok(out)
+}
+
+/// The files the kernel mapped at an exec besides the executable `exe` (dev, ino): its
+/// program interpreter (`PT_INTERP`), which the kernel opens by path on its own, after the
+/// pre-check read that path. One file per inode.
+fn files_mapped_besides(pid: u32, exe: (u64, u64)) -> Result<Vec<(String, OwnedFd)>, String> {
+    let maps =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    let mut seen = vec![exe];
+    let mut out = Vec::new();
+    for m in map_lines(&maps).filter_map(|(_, _, f)| f) {
+        if seen.contains(&(m.dev, m.ino)) {
+            continue;
+        }
+        seen.push((m.dev, m.ino));
+        let f = open_mapped(pid, &m)?;
+        out.push((m.path, f));
     }
     Ok(out)
 }

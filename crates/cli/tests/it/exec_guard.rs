@@ -637,6 +637,76 @@ fn a_denied_program_as_program_interpreter_is_denied() {
     assert!(all.contains("rc=126"), "the exec was not refused:\n{all}");
 }
 
+/// The program interpreter swapped between the pre-check and the kernel's own open of
+/// `PT_INTERP` (a race: the pre-check reads the path, then the kernel opens it again). A
+/// carrier names `ws/ld` as its interpreter while another process keeps renaming a benign
+/// busybox (its `touch` applet renamed, so it creates nothing) and the denied busybox over
+/// `ld`. Before the post-exec check looked at the interpreter the kernel mapped, 38 of 300
+/// attempts ran the denied busybox. Judged on the host: no marker exists, the race was run
+/// (the log has denials), and ordinary programs still run.
+#[test]
+fn a_program_interpreter_swapped_after_the_check_is_caught() {
+    let busybox = Path::new("/usr/bin/busybox");
+    if !busybox.exists() {
+        eprintln!("skipped: no /usr/bin/busybox (scripts/bootstrap.sh installs busybox-static)");
+        return;
+    }
+    let t = T::new("interp-swap");
+    let bytes = std::fs::read(busybox).unwrap();
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"\0touch\0")
+        .expect("busybox has a touch applet");
+    let mut benign = bytes.clone();
+    benign[at + 5] = b'i';
+    use std::os::unix::fs::PermissionsExt;
+    for (name, content) in [("B", &benign), ("D", &bytes), ("ld", &benign)] {
+        let p = t.ws.join(name);
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let carrier = t.ws.join("carrier");
+    let st = Command::new("python3")
+        .args(["-c", CARRIER_PY])
+        .arg(t.ws.join("ld"))
+        .arg(&carrier)
+        .status()
+        .unwrap();
+    assert!(st.success(), "carrier generator");
+    std::fs::set_permissions(&carrier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let policy = t.policy("[exec]\ndeny = [\"busybox\"]\n");
+    let swap = "import os\nwhile True:\n  for s in ('D', 'B'):\n    try: os.unlink('t')\n    except FileNotFoundError: pass\n    os.link(s, 't'); os.rename('t', 'ld')\n";
+    std::fs::write(t.ws.join("swap.py"), swap).unwrap();
+    let o = t.run(
+        &["--policy", &policy],
+        "python3 swap.py & sp=$!; for i in $(seq 300); do (exec -a touch ./carrier M$i) 2>/dev/null; done; \
+         kill $sp; /bin/true && ls /usr > /dev/null && echo LEGIT-OK",
+    );
+    let all = text(&o);
+    let ran: Vec<String> = std::fs::read_dir(&t.ws)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('M'))
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "the denied busybox ran as a swapped-in interpreter ({} times: {ran:?}):\n{all}",
+        ran.len()
+    );
+    assert!(all.contains("LEGIT-OK"), "{all}");
+    let denied: u64 = all
+        .split("denied (exec ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        denied >= 10,
+        "the swap was not raced (exec denials: {denied}):\n{all}"
+    );
+}
+
 /// Review F9: an exec of a 4 GiB sparse file the agent made held the supervisor hashing for
 /// tens of seconds, then let it through. Now a file an agent can write over the 512 MiB cap
 /// is denied at once (rule `exec.hash_limit`, with how to allow it, in the session log), and
