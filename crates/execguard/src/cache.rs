@@ -156,8 +156,17 @@ impl Cache {
         fd: BorrowedFd<'_>,
         limit: Limit,
     ) -> std::io::Result<(Hash, FileStamp, bool)> {
-        let st = fstat(fd)?;
-        let stamp = FileStamp::of(&st);
+        self.hash_stamped(fd, &fstat(fd)?, limit)
+    }
+
+    /// [`Cache::hash_within`] for a caller that has just `fstat`ed `fd` (`st`).
+    pub fn hash_stamped(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        limit: Limit,
+    ) -> std::io::Result<(Hash, FileStamp, bool)> {
+        let stamp = FileStamp::of(st);
         if let Some(h) = self
             .map
             .lock()
@@ -200,11 +209,26 @@ impl Cache {
         fd: BorrowedFd<'_>,
         limit: Limit,
     ) -> std::io::Result<(Hash, Option<bool>, bool)> {
+        self.hash_unwritten_stamped(fd, &fstat(fd)?, limit)
+    }
+
+    /// [`Cache::hash_unwritten_within`] for a caller that has just `fstat`ed `fd` (`st`).
+    /// The stat may precede the writer check: content written through a mapping since the
+    /// entry was made has changed the stamp (the first write to a clean page updates
+    /// ctime), whichever comes first.
+    pub fn hash_unwritten_stamped(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        limit: Limit,
+    ) -> std::io::Result<(Hash, Option<bool>, bool)> {
         let writers = open_for_write(fd);
         if writers == Some(false) {
-            let (h, _, hit) = self.hash_within(fd, limit)?;
-            // A writer that appeared while we hashed: the entry may already be stale.
-            if open_for_write(fd) == Some(false) {
+            let (h, _, hit) = self.hash_stamped(fd, st, limit)?;
+            // A writer that appeared while we hashed: the entry may already be stale. A
+            // cache hit hashed nothing (and made no entry): a writer arriving after the
+            // stamp was read is no different from one arriving after this check.
+            if hit || open_for_write(fd) == Some(false) {
                 return Ok((h, Some(false), hit));
             }
             self.forget(&FileStamp::of(&fstat(fd)?));

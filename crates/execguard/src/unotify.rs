@@ -81,7 +81,7 @@ use crate::identity::{
 };
 use crate::rules::{how_to_allow, ExecRules, Verdict};
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -269,7 +269,18 @@ pub struct Guard {
     writes: Mutex<std::collections::HashMap<String, u64>>,
     /// `[files] ask_write`: writes to these protected files wait for a human.
     write_asks: Option<crate::writeask::WriteAsks>,
+    /// Program interpreters (`PT_INTERP` paths) a pre-check allowed: not opened again by
+    /// later pre-checks. The pre-check of an interpreter only turns a denial into `EACCES`
+    /// before the exec; what the kernel mapped is decided by the post-exec check.
+    interps: Mutex<HashSet<String>>,
+    /// The stamp of the executable an exec pre-check allowed, by pid, when its content came
+    /// from the cache and nobody could write it: the post-exec check then only compares the
+    /// loaded image's stamp with it.
+    exec_clean: Mutex<HashMap<u32, FileStamp>>,
 }
+
+/// Entries kept in [`Guard::interps`] and [`Guard::exec_clean`] before they are emptied.
+const PRECHECK_MEMO: usize = 1024;
 
 #[derive(Default)]
 struct AskState {
@@ -348,6 +359,105 @@ pub struct WriteScope {
     /// Devices of the roots in the agent's view (with `host_devs`), filled at the first
     /// decision.
     devs: OnceLock<HashSet<u64>>,
+    /// Placements already found (`true`: outside every write root), by mount, inode,
+    /// ctime and link count. A file's own rename or link changes its ctime; a rename of
+    /// a parent does not, and that is the one move it misses: the agent cannot make it
+    /// (Landlock refuses renames out of read-only directories), and a file moved into a
+    /// write root from outside still gets the writer check ([`Trust::IfUnwritten`]),
+    /// whose stamp every write changes.
+    placed: Mutex<HashMap<Placement, bool>>,
+    /// Whether a mount (by unique id: a mount's file system never changes) is a tmpfs or
+    /// ramfs, as `fstatfs` told.
+    private_fs: Mutex<HashMap<u64, bool>>,
+    /// warden's effective uid (it never changes in the supervisor).
+    euid: OnceLock<u32>,
+}
+
+/// Key of [`WriteScope::placed`]: mount, dev, ino, ctime (s, ns), link count.
+type Placement = (MountId, u64, u64, i64, i64, u64);
+
+/// Entries kept in [`WriteScope::placed`] before it is emptied.
+const PLACEMENTS_KEPT: usize = 4096;
+
+/// The mount a file is on (`statx`): the unique id (Linux 6.8+, never reused), else the
+/// reusable one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MountId {
+    pub id: u64,
+    pub unique: bool,
+}
+
+/// `stat(2)` of `path` (following links: `/proc/PID/exe` gives the loaded image).
+fn stat_path(path: &str) -> std::io::Result<libc::stat> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a writable stat.
+    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8; not in the libc crate yet).
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// `fstat` and the file's mount in one `statx` call (the guard's decision needs both, once
+/// per exec, mapping and post-exec check). The `stat` is filled as `fstat` fills it, so
+/// stamps taken either way are equal.
+pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<(libc::stat, Option<MountId>)> {
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx on a descriptor we hold, with an empty path; `sx` is writable.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
+            &mut sx,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if sx.stx_mask & libc::STATX_BASIC_STATS != libc::STATX_BASIC_STATS {
+        // A file system that leaves basic fields out: ask fstat for them.
+        return fstat(fd).map(|st| (st, None));
+    }
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    st.st_dev = libc::makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    st.st_ino = sx.stx_ino;
+    st.st_mode = u32::from(sx.stx_mode);
+    st.st_nlink = u64::from(sx.stx_nlink);
+    st.st_uid = sx.stx_uid;
+    st.st_gid = sx.stx_gid;
+    st.st_rdev = libc::makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+    st.st_size = sx.stx_size as i64;
+    st.st_blksize = i64::from(sx.stx_blksize);
+    st.st_blocks = sx.stx_blocks as i64;
+    st.st_atime = sx.stx_atime.tv_sec;
+    st.st_atime_nsec = i64::from(sx.stx_atime.tv_nsec);
+    st.st_mtime = sx.stx_mtime.tv_sec;
+    st.st_mtime_nsec = i64::from(sx.stx_mtime.tv_nsec);
+    st.st_ctime = sx.stx_ctime.tv_sec;
+    st.st_ctime_nsec = i64::from(sx.stx_ctime.tv_nsec);
+    let mount = if sx.stx_mask & STATX_MNT_ID_UNIQUE != 0 {
+        Some(MountId {
+            id: sx.stx_mnt_id,
+            unique: true,
+        })
+    } else if sx.stx_mask & libc::STATX_MNT_ID != 0 {
+        Some(MountId {
+            id: sx.stx_mnt_id,
+            unique: false,
+        })
+    } else {
+        None
+    };
+    Ok((st, mount))
 }
 
 impl WriteScope {
@@ -377,6 +487,9 @@ impl WriteScope {
             confined: true,
             host_devs,
             devs: OnceLock::new(),
+            placed: Mutex::default(),
+            private_fs: Mutex::default(),
+            euid: OnceLock::new(),
         }
     }
 
@@ -398,11 +511,19 @@ impl WriteScope {
     /// ([`Trust::IfUnwritten`]): one held open for write, a writable shared mapping
     /// included, is hashed afresh and never cached, so content swapped in later behind an
     /// unchanged stamp (pages already dirty) cannot ride on an entry made while it was open.
-    pub fn trusts(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> Trust {
-        if !self.trusts_inner(pid, fd, st) {
+    pub fn trusts(
+        &self,
+        pid: u32,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        mount: Option<MountId>,
+    ) -> Trust {
+        if !self.trusts_inner(pid, fd, st, mount) {
             return Trust::No;
         }
-        let me = rustix::process::geteuid().as_raw();
+        let me = *self
+            .euid
+            .get_or_init(|| rustix::process::geteuid().as_raw());
         if st.st_uid == me || st.st_mode & 0o022 != 0 {
             return Trust::IfUnwritten;
         }
@@ -416,17 +537,39 @@ impl WriteScope {
         }
     }
 
-    fn trusts_inner(&self, pid: u32, fd: BorrowedFd<'_>, st: &libc::stat) -> bool {
+    fn trusts_inner(
+        &self,
+        pid: u32,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        mount: Option<MountId>,
+    ) -> bool {
         if !self.confined {
             return false;
         }
-        let Ok(sf) = rustix::fs::fstatfs(fd) else {
-            return false;
+        let unique = mount.filter(|m| m.unique).map(|m| m.id);
+        let private_fs = || self.private_fs.lock().unwrap_or_else(|p| p.into_inner());
+        let private = match unique.and_then(|m| private_fs().get(&m).copied()) {
+            Some(p) => p,
+            None => {
+                let Ok(sf) = rustix::fs::fstatfs(fd) else {
+                    return false;
+                };
+                const RAMFS_MAGIC: i64 = 0x8584_58f6;
+                #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+                let t = sf.f_type as i64;
+                let private = t == i64::from(libc::TMPFS_MAGIC as u32) || t == RAMFS_MAGIC;
+                if let Some(m) = unique {
+                    let mut c = private_fs();
+                    if c.len() >= PLACEMENTS_KEPT {
+                        c.clear();
+                    }
+                    c.insert(m, private);
+                }
+                private
+            }
         };
-        const RAMFS_MAGIC: i64 = 0x8584_58f6;
-        #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
-        let t = sf.f_type as i64;
-        if t == i64::from(libc::TMPFS_MAGIC as u32) || t == RAMFS_MAGIC {
+        if private {
             return false;
         }
         let devs = match self.devs.get() {
@@ -467,10 +610,32 @@ impl WriteScope {
         if !devs.contains(&st.st_dev) {
             return true;
         }
-        match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
-            Ok(p) => p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r)),
-            Err(_) => false,
+        let key = mount.map(|m| {
+            (
+                m,
+                st.st_dev,
+                st.st_ino,
+                st.st_ctime,
+                st.st_ctime_nsec,
+                st.st_nlink,
+            )
+        });
+        let placed = || self.placed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(outside) = key.and_then(|k| placed().get(&k).copied()) {
+            return outside;
         }
+        let outside = match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+            Ok(p) => p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r)),
+            Err(_) => return false,
+        };
+        if let Some(k) = key {
+            let mut m = placed();
+            if m.len() >= PLACEMENTS_KEPT {
+                m.clear();
+            }
+            m.insert(k, outside);
+        }
+        outside
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -512,6 +677,8 @@ impl Guard {
             readonly: None,
             writes: Mutex::default(),
             write_asks: None,
+            interps: Mutex::default(),
+            exec_clean: Mutex::default(),
         }
     }
 
@@ -679,14 +846,16 @@ impl Guard {
     }
 
     /// Hash of the file behind `fd` for agent `pid`: from the cache only when the agent
-    /// cannot have changed it behind its stamp. Returns (hash, quiet): quiet when an allowed
-    /// verdict on it need not be logged again.
+    /// cannot have changed it behind its stamp. Returns (hash, quiet, clean): quiet when an
+    /// allowed verdict on it need not be logged again; clean when the hash came from the
+    /// cache for a file no agent could have written behind its stamp.
     fn identify(
         &self,
         pid: u32,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
-    ) -> std::io::Result<(Hash, bool)> {
+        mount: Option<MountId>,
+    ) -> std::io::Result<(Hash, bool, bool)> {
         // Every hashing has a deadline; a file an agent may write is also capped in size
         // (one no agent can write is hashed whole, and cached).
         let deadline = Some(Instant::now() + HASH_DEADLINE);
@@ -694,7 +863,7 @@ impl Guard {
             max_bytes: Some(MAX_HASH_BYTES),
             deadline,
         };
-        match self.scope.trusts(pid, fd, st) {
+        match self.scope.trusts(pid, fd, st, mount) {
             Trust::Yes => {
                 let whole = Limit {
                     max_bytes: None,
@@ -702,12 +871,12 @@ impl Guard {
                 };
                 return self
                     .cache
-                    .hash_within(fd, whole)
-                    .map(|(h, _, hit)| (h, hit));
+                    .hash_stamped(fd, st, whole)
+                    .map(|(h, _, hit)| (h, hit, hit));
             }
             Trust::IfUnwritten => {
-                if let (h, Some(false), hit) = self.cache.hash_unwritten_within(fd, capped)? {
-                    return Ok((h, hit));
+                if let (h, Some(false), hit) = self.cache.hash_unwritten_stamped(fd, st, capped)? {
+                    return Ok((h, hit, hit));
                 }
             }
             Trust::No => {}
@@ -719,7 +888,7 @@ impl Guard {
         if l.len() > 50_000 {
             l.clear();
         }
-        Ok((h, !l.insert((stamp, h))))
+        Ok((h, !l.insert((stamp, h)), false))
     }
 
     fn enforce(&self) -> bool {
@@ -798,7 +967,7 @@ impl Guard {
         started: Instant,
         depth: u32,
     ) -> bool {
-        let st = match fstat(fd) {
+        let (st, mount) = match stat_fd(fd) {
             Ok(s) => s,
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
@@ -823,7 +992,7 @@ impl Guard {
             };
             return self.conclude(pid, what, kind, None, &v, started, false);
         }
-        let (h, cached) = match self.identify(pid, fd, &st) {
+        let (h, cached, clean) = match self.identify(pid, fd, &st, mount) {
             Ok(x) => x,
             Err(e) if over_limit(&e) => {
                 let v = Verdict {
@@ -881,12 +1050,37 @@ impl Guard {
         ) {
             return false;
         }
+        if kind == "exec" && depth == 0 && clean && v.rule != "approval" {
+            let mut m = self.exec_clean.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() >= PRECHECK_MEMO {
+                m.clear();
+            }
+            m.insert(pid, FileStamp::of(&st));
+        }
         if kind == "exec" && depth < 4 {
             // What the kernel will run besides this file: a script's interpreter, an ELF
             // file's program interpreter (`PT_INTERP`: normally ld.so, but any file can be
             // named there, and the kernel maps and runs it without another exec).
-            if let Some(interp) = shebang(fd).or_else(|| elf_interp(fd)) {
+            // A script's interpreter is exec'd in turn (its own interpreter looked up too);
+            // a program interpreter is only mapped (the kernel reads no `PT_INTERP` of it),
+            // so nothing is looked up past it. The post-exec check decides what was mapped.
+            if let Some(interp) = shebang(fd) {
                 return self.decide_interpreter(pid, &interp, started, depth + 1);
+            }
+            if let Some(interp) = elf_interp(fd) {
+                let seen = || self.interps.lock().unwrap_or_else(|p| p.into_inner());
+                if seen().contains(&interp) {
+                    return true;
+                }
+                let ok = self.decide_interpreter(pid, &interp, started, 4);
+                if ok {
+                    let mut m = seen();
+                    if m.len() >= PRECHECK_MEMO {
+                        m.clear();
+                    }
+                    m.insert(interp);
+                }
+                return ok;
             }
         }
         true
@@ -954,6 +1148,10 @@ impl Guard {
         }
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
         let ok = if is_exec {
+            self.exec_clean
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pid);
             let (dirfd, path_ptr, flags) = if nr == libc::SYS_execve {
                 (libc::AT_FDCWD, a[0], 0)
             } else {
@@ -1032,16 +1230,29 @@ impl Guard {
                 .unwrap_or_else(|_| exe.clone())
         };
         const KIND: &str = "exec (post-exec check)";
-        let f = match std::fs::File::open(&exe) {
-            Ok(f) => f,
-            Err(e) => return self.fail(pid as u32, &what(), KIND, e.to_string(), started),
-        };
-        if !self.decide_fd(pid as u32, &what, KIND, f.as_fd(), started, 4) {
-            return false;
-        }
-        let id = match fstat(f.as_fd()) {
-            Ok(st) => (st.st_dev, st.st_ino),
-            Err(e) => return self.fail(pid as u32, &what(), KIND, e.to_string(), started),
+        // The image the pre-check allowed, unchanged (same inode, size, mtime and ctime) and
+        // clean then: that decision stands. Anything else is decided again.
+        let pre = self
+            .exec_clean
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(pid as u32));
+        let loaded = pre.and_then(|_| stat_path(&exe).ok().map(|st| FileStamp::of(&st)));
+        let id = match (pre, loaded) {
+            (Some(p), Some(l)) if p == l => (l.dev, l.ino),
+            _ => {
+                let f = match std::fs::File::open(&exe) {
+                    Ok(f) => f,
+                    Err(e) => return self.fail(pid as u32, &what(), KIND, e.to_string(), started),
+                };
+                if !self.decide_fd(pid as u32, &what, KIND, f.as_fd(), started, 4) {
+                    return false;
+                }
+                match fstat(f.as_fd()) {
+                    Ok(st) => (st.st_dev, st.st_ino),
+                    Err(e) => return self.fail(pid as u32, &what(), KIND, e.to_string(), started),
+                }
+            }
         };
         match files_mapped_besides(pid as u32, id) {
             Ok(files) => files.iter().all(|(path, f)| {
@@ -1668,12 +1879,34 @@ fn open_mapped(pid: u32, m: &MappedFile<'_>) -> Result<OwnedFd, String> {
     Ok(f)
 }
 
+/// `/proc/PID/maps`, read without the `fstat` `read_to_string` makes for a size hint (a
+/// procfs file has none): two `read`s for a process fresh from its exec.
+fn read_maps(pid: u32) -> Result<String, String> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("maps: {e}")),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|_| "maps: not UTF-8".to_string())
+}
+
 /// The files behind every mapping that overlaps `[addr, addr + len)` (page-rounded);
 /// anonymous mappings are skipped. No mapping at all in the range: an error (the kernel
 /// would fail the call with `ENOMEM` anyway).
 fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>, String> {
-    let maps =
-        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    let maps = read_maps(pid)?;
     let end = addr
         .saturating_add(len.saturating_add(4095) & !4095)
         .max(addr + 1);
@@ -1699,8 +1932,7 @@ fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>
 /// program interpreter (`PT_INTERP`), which the kernel opens by path on its own, after the
 /// pre-check read that path. One file per inode.
 fn files_mapped_besides(pid: u32, exe: (u64, u64)) -> Result<Vec<(String, OwnedFd)>, String> {
-    let maps =
-        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("maps: {e}"))?;
+    let maps = read_maps(pid)?;
     let mut seen = vec![exe];
     let mut out = Vec::new();
     for m in map_lines(&maps).filter_map(|(_, _, f)| f) {
@@ -1722,6 +1954,33 @@ fn take_map_file(pid: u32, range: &str) -> std::io::Result<OwnedFd> {
 mod tests {
     use super::elf_interp;
     use std::os::fd::AsFd;
+
+    /// `stat_fd` fills what `fstat` fills: the stamps the cache keys on are equal either way
+    /// (a directory, a program, a fresh file), and the mount is named.
+    #[test]
+    fn stat_fd_agrees_with_fstat() {
+        use crate::identity::{fstat, FileStamp};
+        let tmp = std::env::temp_dir().join(format!("warden-statfd-{}", std::process::id()));
+        std::fs::write(&tmp, b"x").expect("write");
+        for p in [
+            std::path::Path::new("/"),
+            std::path::Path::new("/bin/true"),
+            &tmp,
+        ] {
+            let f = std::fs::File::open(p).expect("open");
+            let (a, mount) = super::stat_fd(f.as_fd()).expect("statx");
+            let b = fstat(f.as_fd()).expect("fstat");
+            assert!(FileStamp::of(&a) == FileStamp::of(&b), "{}", p.display());
+            assert_eq!(
+                (a.st_mode, a.st_nlink, a.st_uid, a.st_gid),
+                (b.st_mode, b.st_nlink, b.st_uid, b.st_gid),
+                "{}",
+                p.display()
+            );
+            assert!(mount.is_some(), "{}: no mount id", p.display());
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
 
     fn interp_of(bytes: &[u8]) -> Option<String> {
         use std::sync::atomic::{AtomicUsize, Ordering};

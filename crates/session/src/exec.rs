@@ -12,7 +12,7 @@ use warden_execguard::{cache::Cache, rules::ExecRules, unotify::Guard};
 pub enum ExecSetup {
     Off,
     /// seccomp user notification + exec tracing, supervised by `warden run`.
-    Seccomp(Guard),
+    Seccomp(Box<Guard>),
     /// BPF LSM programs of `warden daemon`: the session's cgroup is enforced in the kernel.
     Bpf(ExecRules),
 }
@@ -32,7 +32,7 @@ impl ExecSetup {
             }
             ExecBackend::Seccomp => {
                 let (rules, cache) = exec_rules(config, ui)?;
-                Ok(ExecSetup::Seccomp(Guard::with_cache(rules, cache)))
+                Ok(ExecSetup::Seccomp(Box::new(Guard::with_cache(rules, cache))))
             }
         }
     }

@@ -366,12 +366,12 @@ fn forward_signals(session: &warden_sandbox::launch::Session, set: libc::sigset_
 /// The seccomp exec guard's supervisor thread (returns the sandbox's exit status) and a
 /// thread refreshing its rules every 30 s.
 fn start_exec_guard(
-    g: warden_execguard::unotify::Guard,
+    g: Box<warden_execguard::unotify::Guard>,
     listener: OwnedFd,
     stage1: i32,
     cache_path: PathBuf,
 ) -> Tracer {
-    let g = Arc::new(g);
+    let g: Arc<warden_execguard::unotify::Guard> = Arc::from(g);
     let refresher = g.clone();
     std::thread::spawn(move || loop {
         std::thread::sleep(std::time::Duration::from_secs(30));
