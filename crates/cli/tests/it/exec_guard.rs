@@ -601,28 +601,40 @@ d = eh + phs + interp
 open(out, "wb").write(d + b"\0"*(coff-len(d)) + code)
 "#;
 
-/// A denied program run as another ELF file's program interpreter: the kernel maps and
-/// starts it without an exec of its own, so only a look at `PT_INTERP` sees it. Judged on
-/// the host: the marker the denied busybox would create stays absent, and the run says
-/// why; ordinary dynamically linked programs (ld.so as their interpreter) still run.
-#[test]
-fn a_denied_program_as_program_interpreter_is_denied() {
-    let busybox = Path::new("/usr/bin/busybox");
-    if !busybox.exists() {
+/// `/usr/bin/busybox` (a static program), or `None` with a note when the machine lacks it.
+fn busybox() -> Option<&'static Path> {
+    let b = Path::new("/usr/bin/busybox");
+    if !b.exists() {
         eprintln!("skipped: no /usr/bin/busybox (scripts/bootstrap.sh installs busybox-static)");
-        return;
+        return None;
     }
-    let t = T::new("pt-interp");
+    Some(b)
+}
+
+/// Writes `ws/carrier`, an executable ELF file whose program interpreter is `interp`.
+fn carrier(t: &T, interp: &Path) -> PathBuf {
     let carrier = t.ws.join("carrier");
     let st = Command::new("python3")
         .args(["-c", CARRIER_PY])
-        .arg(busybox)
+        .arg(interp)
         .arg(&carrier)
         .status()
         .unwrap();
     assert!(st.success(), "carrier generator");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&carrier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    carrier
+}
+
+/// A denied program run as another ELF file's program interpreter: the kernel maps and
+/// starts it without an exec of its own, so only a look at `PT_INTERP` sees it. Judged on
+/// the host: the marker the denied busybox would create stays absent, and the run says
+/// why; ordinary dynamically linked programs (ld.so as their interpreter) still run.
+#[test]
+fn a_denied_program_as_program_interpreter_is_denied() {
+    let Some(busybox) = busybox() else { return };
+    let t = T::new("pt-interp");
+    carrier(&t, busybox);
     let policy = t.policy("[exec]\ndeny = [\"busybox\"]\n");
     let o = t.run(
         &["--policy", &policy],
@@ -646,11 +658,7 @@ fn a_denied_program_as_program_interpreter_is_denied() {
 /// (the log has denials), and ordinary programs still run.
 #[test]
 fn a_program_interpreter_swapped_after_the_check_is_caught() {
-    let busybox = Path::new("/usr/bin/busybox");
-    if !busybox.exists() {
-        eprintln!("skipped: no /usr/bin/busybox (scripts/bootstrap.sh installs busybox-static)");
-        return;
-    }
+    let Some(busybox) = busybox() else { return };
     let t = T::new("interp-swap");
     let bytes = std::fs::read(busybox).unwrap();
     let at = bytes
@@ -665,15 +673,7 @@ fn a_program_interpreter_swapped_after_the_check_is_caught() {
         std::fs::write(&p, content).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let carrier = t.ws.join("carrier");
-    let st = Command::new("python3")
-        .args(["-c", CARRIER_PY])
-        .arg(t.ws.join("ld"))
-        .arg(&carrier)
-        .status()
-        .unwrap();
-    assert!(st.success(), "carrier generator");
-    std::fs::set_permissions(&carrier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    carrier(&t, &t.ws.join("ld"));
     let policy = t.policy("[exec]\ndeny = [\"busybox\"]\n");
     let swap = "import os\nwhile True:\n  for s in ('D', 'B'):\n    try: os.unlink('t')\n    except FileNotFoundError: pass\n    os.link(s, 't'); os.rename('t', 'ld')\n";
     std::fs::write(t.ws.join("swap.py"), swap).unwrap();
