@@ -27,7 +27,32 @@ pub struct Cache {
     forgotten: Mutex<std::collections::HashSet<FileStamp>>,
 }
 
-const CACHE_MAGIC: &[u8; 8] = b"WRDNHC01";
+const CACHE_MAGIC: &[u8; 8] = b"WRDNHC02";
+/// The previous format (a SHA-256 trailer): read as an empty cache, then rewritten.
+const CACHE_MAGIC_V1: &[u8; 8] = b"WRDNHC01";
+/// Bytes of the checksum trailer.
+const SUM: usize = 8;
+
+/// Checksum of the cache file: against corruption, not tampering (whoever can write the
+/// file could rewrite any checksum; the file is safe because no agent can reach it). 64
+/// bits, eight bytes a step. Not SHA-256: its first use costs a CPU-feature probe
+/// (`cpuid`, which traps under virtualisation) in every hook process, most of which hash
+/// nothing else. Each step is a bijection of the state for a given word, so any change of
+/// one word changes the result; the length is mixed in first.
+fn checksum(b: &[u8]) -> u64 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15 ^ b.len() as u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h ^ w).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 32;
+    }
+    for &x in words.remainder() {
+        h = (h ^ u64::from(x)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        h ^= h >> 29;
+    }
+    h
+}
 const ENTRY: usize = 8 * 3 + 16 * 2 + 32;
 
 impl std::fmt::Debug for Cache {
@@ -60,11 +85,15 @@ impl Cache {
                 path.display()
             )
         };
-        if b.len() < 8 + 32 || &b[..8] != CACHE_MAGIC || (b.len() - 40) % ENTRY != 0 {
+        // A well-formed file of the previous format (its SHA-256 trailer not checked).
+        if b.len() >= 40 && &b[..8] == CACHE_MAGIC_V1 && (b.len() - 40).is_multiple_of(ENTRY) {
+            return Ok(Cache::default());
+        }
+        if b.len() < 8 + SUM || &b[..8] != CACHE_MAGIC || !(b.len() - 8 - SUM).is_multiple_of(ENTRY) {
             return Err(bad("bad header or length"));
         }
-        let (body, sum) = b.split_at(b.len() - 32);
-        if crate::identity::sha256_bytes(body)[..] != sum[..] {
+        let (body, sum) = b.split_at(b.len() - SUM);
+        if checksum(body).to_le_bytes()[..] != sum[..] {
             return Err(bad("checksum mismatch"));
         }
         // Sized up front: growing entry by entry rehashed and re-faulted the table ~10 times.
@@ -113,7 +142,7 @@ impl Cache {
         if map.len() > 50_000 {
             map = map.into_iter().take(50_000).collect();
         }
-        let mut b = Vec::with_capacity(8 + map.len() * ENTRY + 32);
+        let mut b = Vec::with_capacity(8 + map.len() * ENTRY + SUM);
         b.extend_from_slice(CACHE_MAGIC);
         for (s, h) in &map {
             for v in [s.dev, s.ino, s.size] {
@@ -123,8 +152,8 @@ impl Cache {
             b.extend_from_slice(&s.ctime_ns.to_le_bytes());
             b.extend_from_slice(h);
         }
-        let sum = crate::identity::sha256_bytes(&b);
-        b.extend_from_slice(&sum);
+        let sum = checksum(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
         let err = |source| SaveError {
             path: path.to_path_buf(),
             source,
@@ -303,5 +332,43 @@ pub fn open_for_write(fd: BorrowedFd<'_>) -> Option<bool> {
     match std::io::Error::last_os_error().raw_os_error() {
         Some(libc::EAGAIN) => Some(true),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The file round-trips; a flipped byte or a cut is refused; a file of the previous
+    /// format reads as empty.
+    #[test]
+    fn the_cache_file_round_trips_and_refuses_damage() {
+        use super::*;
+        let dir = std::env::temp_dir().join(format!("warden-cache-sum-{}", std::process::id()));
+        let path = dir.join("c.bin");
+        let c = Cache::default();
+        let st = FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+        };
+        c.map.lock().unwrap().insert(st, [7u8; 32]);
+        c.save(&path).unwrap();
+        let back = Cache::load(&path).unwrap();
+        assert_eq!(back.map.lock().unwrap().get(&st), Some(&[7u8; 32]));
+        let good = std::fs::read(&path).unwrap();
+        for at in [8, 40, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(Cache::load(&path).is_err(), "byte {at} flipped");
+        }
+        std::fs::write(&path, &good[..good.len() - 8]).unwrap();
+        assert!(Cache::load(&path).is_err(), "cut");
+        let mut v1 = b"WRDNHC01".to_vec();
+        v1.extend_from_slice(&[0u8; ENTRY + 32]);
+        std::fs::write(&path, &v1).unwrap();
+        assert!(Cache::load(&path).unwrap().is_empty(), "previous format");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

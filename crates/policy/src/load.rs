@@ -9,7 +9,7 @@
 //! Environment variables never change the policy, and the user file lives outside every
 //! path the sandbox can write.
 
-use crate::{builtin_profile, Policy, PolicyError, DEFAULT_PROFILE};
+use crate::{Policy, PolicyError, DEFAULT_PROFILE};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Default)]
@@ -110,12 +110,8 @@ fn resolve_inner(
     if depth > 8 {
         return Err(PolicyError::Cycle(name.to_string()));
     }
-    let (doc, origin, dir) = if let Some(text) = builtin_profile(name) {
-        (
-            Policy::parse(text, &format!("builtin:{name}"))?,
-            format!("builtin:{name}"),
-            None,
-        )
+    let (doc, origin, dir) = if let Some(doc) = Policy::builtin(name) {
+        (doc?, format!("builtin:{name}"), None)
     } else if name.contains('/') || name.ends_with(".toml") {
         let p = match rel {
             Some(d) if !Path::new(name).is_absolute() => d.join(name),

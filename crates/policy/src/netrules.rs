@@ -10,7 +10,8 @@ use crate::network::NetworkSection;
 use crate::RuleError;
 use std::net::IpAddr;
 
-const SETS: &str = include_str!("../sets.toml");
+/// `sets.toml`, converted to JSON at build time (`build.rs`).
+const SETS_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/sets.json"));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
@@ -45,15 +46,21 @@ pub struct NetRules {
     ask: Vec<Rule>,
 }
 
+#[cfg(test)]
+pub(crate) fn named_set_for_test(name: &str) -> Result<Vec<String>, RuleError> {
+    named_set(name)
+}
+
 fn named_set(name: &str) -> Result<Vec<String>, RuleError> {
-    static TABLE: std::sync::OnceLock<Result<toml::Table, toml::de::Error>> =
+    type Table = serde_json::Map<String, serde_json::Value>;
+    static TABLE: std::sync::OnceLock<Result<Table, serde_json::Error>> =
         std::sync::OnceLock::new();
     let t = TABLE
-        .get_or_init(|| SETS.parse())
+        .get_or_init(|| serde_json::from_str(SETS_JSON))
         .as_ref()
         .map_err(|e| RuleError::Sets(e.to_string()))?;
     match t.get(name) {
-        Some(toml::Value::Array(a)) => Ok(a
+        Some(serde_json::Value::Array(a)) => Ok(a
             .iter()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect()),

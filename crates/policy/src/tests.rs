@@ -31,6 +31,29 @@ fn every_builtin_profile_parses_and_validates() {
         .contains(&"@anthropic".to_string()));
 }
 
+/// The build-time JSON form of every built-in profile is the same policy as its TOML, and
+/// `sets.toml`'s JSON names the same sets.
+#[test]
+fn builtin_json_forms_equal_the_toml() {
+    for (name, text) in PROFILES {
+        let from_toml = Policy::parse(text, name).unwrap();
+        let from_json = Policy::builtin(name).unwrap().unwrap();
+        assert!(from_toml == from_json, "{name}: the JSON form differs");
+    }
+    assert!(Policy::builtin("nope").is_none());
+    let sets: toml::Table = include_str!("../sets.toml").parse().unwrap();
+    assert!(!sets.is_empty());
+    for (name, v) in &sets {
+        let want: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(netrules::named_set_for_test(name).unwrap(), want, "{name}");
+    }
+}
+
 #[test]
 fn unknown_key_is_an_error_with_line_and_column() {
     let err = Policy::parse("[files]\nread = [\"/x\"]\nreed = []\n", "p.toml")

@@ -482,7 +482,7 @@ fn bad_exec_input_gets_precise_errors_and_no_run() {
     let home = t.root.join("home");
     let cache = home.join(".local/state/warden/hash-cache.bin");
     std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
-    std::fs::write(&cache, b"WRDNHC01 garbage that is not a cache").unwrap();
+    std::fs::write(&cache, b"WRDNHC02 garbage that is not a cache").unwrap();
     let o = warden(&home)
         .args(["run", "--", "/bin/bash", "-c", &cmd])
         .current_dir(&t.ws)
