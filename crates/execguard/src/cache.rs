@@ -89,7 +89,8 @@ impl Cache {
         if b.len() >= 40 && &b[..8] == CACHE_MAGIC_V1 && (b.len() - 40).is_multiple_of(ENTRY) {
             return Ok(Cache::default());
         }
-        if b.len() < 8 + SUM || &b[..8] != CACHE_MAGIC || !(b.len() - 8 - SUM).is_multiple_of(ENTRY) {
+        if b.len() < 8 + SUM || &b[..8] != CACHE_MAGIC || !(b.len() - 8 - SUM).is_multiple_of(ENTRY)
+        {
             return Err(bad("bad header or length"));
         }
         let (body, sum) = b.split_at(b.len() - SUM);

@@ -366,8 +366,8 @@ pub struct WriteScope {
     /// write root from outside still gets the writer check ([`Trust::IfUnwritten`]),
     /// whose stamp every write changes.
     placed: Mutex<HashMap<Placement, bool>>,
-    /// Whether a mount (by unique id: a mount's file system never changes) is a tmpfs or
-    /// ramfs, as `fstatfs` told.
+    /// Whether a mount (by unique id: a mount's file system never changes) is of a type in
+    /// [`UNTRUSTED_FS`], as `fstatfs` told.
     private_fs: Mutex<HashMap<u64, bool>>,
     /// warden's effective uid (it never changes in the supervisor).
     euid: OnceLock<u32>,
@@ -375,6 +375,20 @@ pub struct WriteScope {
 
 /// Key of [`WriteScope::placed`]: mount, dev, ino, ctime (s, ns), link count.
 type Placement = (MountId, u64, u64, i64, i64, u64);
+
+/// File systems whose stamps never vouch for content: tmpfs and ramfs (every private tree
+/// is one); overlayfs (the package caches: the upper layer, on tmpfs, is the agent's, and a
+/// writer of that layer's file is no writer of the overlay's inode for the lease check);
+/// FUSE, NFS and SMB (content can change behind the kernel), as the BPF backend treats them.
+const UNTRUSTED_FS: [i64; 7] = [
+    0x0102_1994, // tmpfs
+    0x8584_58f6, // ramfs
+    0x794c_7630, // overlayfs
+    0x6573_5546, // fuse
+    0x6969,      // nfs
+    0xfe53_4d42, // smb2
+    0xff53_4d42, // cifs
+];
 
 /// Entries kept in [`WriteScope::placed`] before it is emptied.
 const PLACEMENTS_KEPT: usize = 4096;
@@ -555,10 +569,9 @@ impl WriteScope {
                 let Ok(sf) = rustix::fs::fstatfs(fd) else {
                     return false;
                 };
-                const RAMFS_MAGIC: i64 = 0x8584_58f6;
                 #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
                 let t = sf.f_type as i64;
-                let private = t == i64::from(libc::TMPFS_MAGIC as u32) || t == RAMFS_MAGIC;
+                let private = UNTRUSTED_FS.contains(&t);
                 if let Some(m) = unique {
                     let mut c = private_fs();
                     if c.len() >= PLACEMENTS_KEPT {
@@ -1254,7 +1267,7 @@ impl Guard {
                 }
             }
         };
-        match files_mapped_besides(pid as u32, id) {
+        match files_mapped_besides(pid as u32, id, &what) {
             Ok(files) => files.iter().all(|(path, f)| {
                 self.decide_fd(pid as u32, &|| path.clone(), KIND, f.as_fd(), started, 4)
             }),
@@ -1819,8 +1832,9 @@ fn open_in_target(pid: u32, path: &str, dirfd: Option<i32>) -> Result<OwnedFd, T
 }
 
 /// One file-backed line of `/proc/PID/maps`.
-struct MappedFile<'a> {
-    range: &'a str,
+struct MappedFile {
+    start: u64,
+    end: u64,
     dev: u64,
     ino: u64,
     path: String,
@@ -1828,7 +1842,7 @@ struct MappedFile<'a> {
 
 /// Every line of `maps` (`/proc/PID/maps` text) as (start, end, file: `None` for anonymous
 /// memory).
-fn map_lines(maps: &str) -> impl Iterator<Item = (u64, u64, Option<MappedFile<'_>>)> {
+fn map_lines(maps: &str) -> impl Iterator<Item = (u64, u64, Option<MappedFile>)> + '_ {
     maps.lines().map(|line| {
         let mut it = line.split_whitespace();
         let range = it.next().unwrap_or("");
@@ -1851,7 +1865,8 @@ fn map_lines(maps: &str) -> impl Iterator<Item = (u64, u64, Option<MappedFile<'_
         let ino: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let path: String = it.collect::<Vec<_>>().join(" ");
         let file = (ino != 0).then_some(MappedFile {
-            range,
+            start,
+            end,
             dev,
             ino,
             path,
@@ -1864,9 +1879,9 @@ fn map_lines(maps: &str) -> impl Iterator<Item = (u64, u64, Option<MappedFile<'_
 /// needs `CAP_CHECKPOINT_RESTORE` or `CAP_SYS_ADMIN`), else its path in the agent's view,
 /// which must still be the mapped inode. A deleted file or memfd has no path: without
 /// `map_files` it is an error (the caller fails closed).
-fn open_mapped(pid: u32, m: &MappedFile<'_>) -> Result<OwnedFd, String> {
+fn open_mapped(pid: u32, m: &MappedFile) -> Result<OwnedFd, String> {
     let nameless = m.path.ends_with("(deleted)") || m.path.starts_with("/memfd:");
-    match take_map_file(pid, m.range) {
+    match take_map_file(pid, m.start, m.end) {
         Ok(f) => return Ok(f),
         Err(e) if nameless => return Err(format!("{}: {e}", m.path)),
         Err(_) => {}
@@ -1928,26 +1943,50 @@ fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>
     Ok(out)
 }
 
-/// The files the kernel mapped at an exec besides the executable `exe` (dev, ino): its
-/// program interpreter (`PT_INTERP`), which the kernel opens by path on its own, after the
-/// pre-check read that path. One file per inode.
-fn files_mapped_besides(pid: u32, exe: (u64, u64)) -> Result<Vec<(String, OwnedFd)>, String> {
+/// The files the kernel mapped at an exec besides the executable `exe` (dev, ino of
+/// `/proc/PID/exe`, named `exe_path`): its program interpreter (`PT_INTERP`), which the kernel
+/// opens by path on its own, after the pre-check read that path. One file per inode.
+///
+/// A file on an overlay (the package caches) is mapped as the layer's file: `maps` shows that
+/// file's dev and inode, not the overlay's that `stat` gives. With `map_files` (root) every
+/// such mapping is opened as it is and decided; without, the executable's own mappings are
+/// known by their path: exactly one inode mapped under the executable's path. Two inodes under
+/// that path (a file renamed over it between the kernel's two opens) fail.
+fn files_mapped_besides(
+    pid: u32,
+    exe: (u64, u64),
+    exe_path: &dyn Fn() -> String,
+) -> Result<Vec<(String, OwnedFd)>, String> {
     let maps = read_maps(pid)?;
-    let mut seen = vec![exe];
-    let mut out = Vec::new();
+    let mut files: Vec<MappedFile> = Vec::new();
     for m in map_lines(&maps).filter_map(|(_, _, f)| f) {
-        if seen.contains(&(m.dev, m.ino)) {
+        if (m.dev, m.ino) != exe && !files.iter().any(|f| (f.dev, f.ino) == (m.dev, m.ino)) {
+            files.push(m);
+        }
+    }
+    let mut out = Vec::new();
+    let mut exe_path = {
+        let mut cached: Option<String> = None;
+        move || cached.get_or_insert_with(exe_path).clone()
+    };
+    for m in &files {
+        if let Ok(f) = take_map_file(pid, m.start, m.end) {
+            out.push((m.path.clone(), f));
             continue;
         }
-        seen.push((m.dev, m.ino));
-        let f = open_mapped(pid, &m)?;
-        out.push((m.path, f));
+        let p = exe_path();
+        if m.path == p && files.iter().filter(|f| f.path == p).count() == 1 {
+            continue;
+        }
+        out.push((m.path.clone(), open_mapped(pid, m)?));
     }
     Ok(out)
 }
 
-fn take_map_file(pid: u32, range: &str) -> std::io::Result<OwnedFd> {
-    std::fs::File::open(format!("/proc/{pid}/map_files/{range}")).map(Into::into)
+/// `/proc/PID/map_files/START-END`: the names there have no leading zeros (the ranges in
+/// `maps` are zero-padded to eight digits).
+fn take_map_file(pid: u32, start: u64, end: u64) -> std::io::Result<OwnedFd> {
+    std::fs::File::open(format!("/proc/{pid}/map_files/{start:x}-{end:x}")).map(Into::into)
 }
 
 #[cfg(test)]

@@ -32,7 +32,9 @@ impl ExecSetup {
             }
             ExecBackend::Seccomp => {
                 let (rules, cache) = exec_rules(config, ui)?;
-                Ok(ExecSetup::Seccomp(Box::new(Guard::with_cache(rules, cache))))
+                Ok(ExecSetup::Seccomp(Box::new(Guard::with_cache(
+                    rules, cache,
+                ))))
             }
         }
     }

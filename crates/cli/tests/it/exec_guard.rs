@@ -707,6 +707,116 @@ fn a_program_interpreter_swapped_after_the_check_is_caught() {
     );
 }
 
+/// A userspace loader for a static ET_EXEC program (busybox): maps its `PT_LOAD` segments
+/// from the file with `mmap(PROT_EXEC)` (what the guard decides) and jumps to its entry.
+const LOADER_C: &str = r#"/* Minimal userspace loader for a static ET_EXEC (e.g. busybox): maps its PT_LOAD segments from
+   the file (so the exec guard sees mmap(PROT_EXEC) of the file), builds a stack, jumps to entry. */
+#include <elf.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#define PG 4096UL
+int main(int argc, char **argv) {
+  if (argc < 3) { fprintf(stderr, "usage: ldr FILE ARGV0 [ARGS...]\n"); return 2; }
+  int fd = open(argv[1], O_RDONLY);
+  if (fd < 0) { perror("open"); return 1; }
+  Elf64_Ehdr eh; pread(fd, &eh, sizeof eh, 0);
+  Elf64_Phdr ph[32]; pread(fd, ph, sizeof(Elf64_Phdr) * eh.e_phnum, eh.e_phoff);
+  for (int i = 0; i < eh.e_phnum; i++) {
+    if (ph[i].p_type != PT_LOAD) continue;
+    unsigned long s = ph[i].p_vaddr & ~(PG - 1), o = ph[i].p_offset & ~(PG - 1);
+    unsigned long fe = ph[i].p_vaddr + ph[i].p_filesz, me = ph[i].p_vaddr + ph[i].p_memsz;
+    int prot = (ph[i].p_flags & PF_R ? PROT_READ : 0) | (ph[i].p_flags & PF_W ? PROT_WRITE : 0) |
+               (ph[i].p_flags & PF_X ? PROT_EXEC : 0);
+    void *r = mmap((void *)s, (fe - s + PG - 1) & ~(PG - 1), prot, MAP_PRIVATE | MAP_FIXED, fd, o);
+    if (r == MAP_FAILED) { perror("mmap segment"); return 1; }
+    if (me > fe) {
+      unsigned long fpe = (fe + PG - 1) & ~(PG - 1);
+      memset((void *)fe, 0, fpe - fe);
+      if (me > fpe) mmap((void *)fpe, me - fpe, prot, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+    }
+  }
+  size_t SZ = 1 << 20;
+  char *stk = mmap(0, SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *str = stk + SZ - 65536;
+  int n = argc - 2;
+  unsigned long *sp = (unsigned long *)(stk + SZ / 2), *p = sp;
+  *p++ = n;
+  for (int i = 0; i < n; i++) { strcpy(str, argv[i + 2]); *p++ = (unsigned long)str; str += strlen(str) + 1; }
+  *p++ = 0; *p++ = 0; /* argv end, envp end */
+  char *rnd = str; memset(rnd, 0x41, 16); str += 16;
+  unsigned long aux[][2] = {{AT_PHDR, 0x400000 + eh.e_phoff}, {AT_PHENT, sizeof(Elf64_Phdr)},
+    {AT_PHNUM, eh.e_phnum}, {AT_PAGESZ, PG}, {AT_ENTRY, eh.e_entry}, {AT_UID, 0}, {AT_EUID, 0},
+    {AT_GID, 0}, {AT_EGID, 0}, {AT_SECURE, 0}, {AT_RANDOM, (unsigned long)rnd}, {AT_NULL, 0}};
+  memcpy(p, aux, sizeof aux);
+  __asm__ volatile("mov %0, %%rsp\n xor %%edx, %%edx\n jmp *%1" ::"r"(sp), "r"(eh.e_entry) : "memory");
+  return 0;
+}
+"#;
+
+/// The package caches (`[files] cache`: `~/.npm` here) are overlays whose upper layer is a
+/// private tmpfs the agent writes. Found by an attack review:
+/// - their stamps vouched for content (an overlay has its own device, outside every write
+///   root): a page of a file made writable through a shared mapping, then rewritten to
+///   busybox's bytes without a page fault (the stamp unchanged), was mapped executable on the
+///   stale cache entry and ran;
+/// - the post-exec check took the executable's own mappings there for another file (`maps`
+///   shows the layer's inode) and killed programs: non-PIE ones as root (`map_files` names
+///   have no leading zeros), every one without root.
+/// Judged on the host: no marker, and programs in the cache run.
+#[test]
+fn package_cache_overlays_neither_vouch_for_content_nor_break_programs() {
+    let Some(busybox) = busybox() else { return };
+    let t = T::new("overlay-cache");
+    std::fs::create_dir_all(t.home.join(".npm")).unwrap();
+    t.cc("ldr", LOADER_C, &["-O1"]);
+    t.cc("nopie", "int main(void){return 0;}", &["-no-pie"]);
+    let attack = format!(
+        r#"
+import ctypes, os, subprocess, time
+F, LD, W = os.path.expanduser("~/.npm/bb"), "./ldr", os.getcwd()
+bb = open("{bb}", "rb").read()
+OFF = len(bb) - 1; PG = OFF & ~4095
+a = bytearray(bb); a[OFF] ^= 0xff
+open(F, "wb").write(a); os.chmod(F, 0o755)
+libc = ctypes.CDLL(None); libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open(F, os.O_RDWR)
+m = (ctypes.c_ubyte * 4096).from_address(libc.mmap(None, 4096, 3, 1, fd, PG))
+m[OFF - PG] = a[OFF]
+os.close(fd)
+time.sleep(2.5)
+subprocess.run([LD, F, "true"])
+m[OFF - PG] = bb[OFF]
+subprocess.run([LD, F, "touch", W + "/MARKER"])
+"#,
+        bb = busybox.display()
+    );
+    std::fs::write(t.ws.join("attack.py"), attack).unwrap();
+    let policy = t.policy("[exec]\ndeny = [\"busybox\"]\n");
+    let o = t.run(
+        &["--policy", &policy],
+        "cp ./nopie ~/.npm/nopie && ~/.npm/nopie && echo NOPIE-OK; \
+         cp /bin/true ~/.npm/t && ~/.npm/t && echo PIE-OK; python3 attack.py",
+    );
+    let all = text(&o);
+    assert!(
+        !t.ws.join("MARKER").exists(),
+        "busybox's bytes ran from the cache overlay on a stale hash:\n{all}"
+    );
+    assert!(
+        all.contains("NOPIE-OK"),
+        "a non-PIE program in ~/.npm was stopped:\n{all}"
+    );
+    assert!(
+        all.contains("PIE-OK"),
+        "a program in ~/.npm was stopped:\n{all}"
+    );
+}
+
 /// Review F9: an exec of a 4 GiB sparse file the agent made held the supervisor hashing for
 /// tens of seconds, then let it through. Now a file an agent can write over the 512 MiB cap
 /// is denied at once (rule `exec.hash_limit`, with how to allow it, in the session log), and
