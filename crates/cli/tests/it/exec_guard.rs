@@ -766,6 +766,7 @@ int main(int argc, char **argv) {
 /// - the post-exec check took the executable's own mappings there for another file (`maps`
 ///   shows the layer's inode) and killed programs: non-PIE ones as root (`map_files` names
 ///   have no leading zeros), every one without root.
+///
 /// Judged on the host: no marker, and programs in the cache run.
 #[test]
 fn package_cache_overlays_neither_vouch_for_content_nor_break_programs() {
