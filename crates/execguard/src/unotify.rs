@@ -276,8 +276,13 @@ pub struct Guard {
     /// The stamp of the executable an exec pre-check allowed, by pid, when its content came
     /// from the cache and nobody could write it: the post-exec check then only compares the
     /// loaded image's stamp with it.
-    exec_clean: Mutex<HashMap<u32, FileStamp>>,
+    /// Entries older than [`EXEC_CLEAN_FOR`] are not used (an exec that failed leaves one
+    /// behind; a thread's exec is reported under its leader's pid).
+    exec_clean: Mutex<HashMap<u32, (FileStamp, Instant)>>,
 }
+
+/// How long a clean pre-check stands in for the post-exec check of the same image.
+const EXEC_CLEAN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Entries kept in [`Guard::interps`] and [`Guard::exec_clean`] before they are emptied.
 const PRECHECK_MEMO: usize = 1024;
@@ -1063,12 +1068,12 @@ impl Guard {
         ) {
             return false;
         }
-        if kind == "exec" && depth == 0 && clean && v.rule != "approval" {
+        if kind == "exec" && depth == 0 && clean && v.allowed && v.rule != "approval" {
             let mut m = self.exec_clean.lock().unwrap_or_else(|p| p.into_inner());
             if m.len() >= PRECHECK_MEMO {
                 m.clear();
             }
-            m.insert(pid, FileStamp::of(&st));
+            m.insert(pid, (FileStamp::of(&st), Instant::now()));
         }
         if kind == "exec" && depth < 4 {
             // What the kernel will run besides this file: a script's interpreter, an ELF
@@ -1249,7 +1254,9 @@ impl Guard {
             .exec_clean
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(pid as u32));
+            .remove(&(pid as u32))
+            .filter(|(_, at)| at.elapsed() < EXEC_CLEAN_FOR)
+            .map(|(stamp, _)| stamp);
         let loaded = pre.and_then(|_| stat_path(&exe).ok().map(|st| FileStamp::of(&st)));
         let id = match (pre, loaded) {
             (Some(p), Some(l)) if p == l => (l.dev, l.ino),
