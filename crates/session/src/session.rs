@@ -392,6 +392,7 @@ fn end(
     } = res;
     // Nothing may wait for a human any more: waiting requests are denied.
     approvals.close();
+    warden_event::timing::mark("end: approvals closed");
     let code = result.as_ref().and_then(|r| r.as_ref().ok().copied());
     // Nothing of the sandbox runs any more (init reported after emptying its namespace):
     // this work overlaps the kernel's teardown of the namespaces, and every finding is

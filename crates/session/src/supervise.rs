@@ -257,7 +257,9 @@ impl Launched {
             let _ = t.join();
         }
         session.join_output();
+        warden_event::timing::mark("sup: output joined");
         monitor.finish();
+        warden_event::timing::mark("sup: limits monitor finished");
         drop(raw);
         // The sandbox is gone: the forwarder closes its pipe end, the pipe closes and the
         // relay writes its drop counts.
@@ -265,6 +267,7 @@ impl Launched {
             f.finish();
         }
         hook_relay.finish(std::time::Duration::from_secs(2));
+        warden_event::timing::mark("sup: hook relay finished");
         Ok((
             code,
             Reaper {
