@@ -22,19 +22,27 @@ cd "$ws"
 python3 - "$RUNS" "$W" "$ws" "$B" <<'PY'
 import os, shutil, statistics, subprocess, sys, time
 runs, warden, ws, baseline = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-def once(cmd):
+def once(cmd, env=None):
     t = time.perf_counter()
-    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, env=env)
     return (time.perf_counter() - t) * 1000
 def med(cmd):
     return statistics.median(once(cmd) for _ in range(runs))
 if baseline:
-    # Run by run, alternating which goes first: the same load for both binaries.
+    # Run by run, alternating which goes first: the same load for both binaries. Each has
+    # a fresh HOME of its own (its own audit store and hash cache, whose formats may differ
+    # between builds), warmed by one unmeasured run.
+    envs = {}
+    for w, name in ((warden, "home"), (baseline, "home-baseline")):
+        h = os.path.join(os.path.dirname(warden), name)
+        os.makedirs(h, exist_ok=True)
+        envs[w] = dict(os.environ, HOME=h)
+        once([w, "run", "--", "/bin/true"], envs[w])
     a, b = [], []
     for i in range(runs):
         pair = [(a, warden), (b, baseline)]
         for ts, w in (pair if i % 2 == 0 else pair[::-1]):
-            ts.append(once([w, "run", "--", "/bin/true"]))
+            ts.append(once([w, "run", "--", "/bin/true"], envs[w]))
     ma, mb = statistics.median(a), statistics.median(b)
     print(f"A/B, {runs} runs each, interleaved: this build {ma:.2f} ms, baseline {mb:.2f} ms, ratio {ma / mb:.2f}")
 cases = [("bare true", ["/bin/true"]), ("warden run -- true", [warden, "run", "--", "/bin/true"])]
