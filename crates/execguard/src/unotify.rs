@@ -272,7 +272,7 @@ pub struct Guard {
     /// Program interpreters (`PT_INTERP` paths) a pre-check allowed: not opened again by
     /// later pre-checks. The pre-check of an interpreter only turns a denial into `EACCES`
     /// before the exec; what the kernel mapped is decided by the post-exec check.
-    interps: Mutex<HashSet<String>>,
+    interps: Mutex<HashMap<String, ()>>,
     /// The stamp of the executable an exec pre-check allowed, by pid, when its content came
     /// from the cache and nobody could write it: the post-exec check then only compares the
     /// loaded image's stamp with it.
@@ -394,6 +394,16 @@ const UNTRUSTED_FS: [i64; 7] = [
     0xfe53_4d42, // smb2
     0xff53_4d42, // cifs
 ];
+
+/// Inserts into one of the guard's memo maps, emptying it first when it holds `cap` entries
+/// (memos only: a forgotten entry costs a system call again, never a decision).
+fn remember<K: Eq + std::hash::Hash, V>(m: &Mutex<HashMap<K, V>>, k: K, v: V, cap: usize) {
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    if m.len() >= cap {
+        m.clear();
+    }
+    m.insert(k, v);
+}
 
 /// Entries kept in [`WriteScope::placed`] before it is emptied.
 const PLACEMENTS_KEPT: usize = 4096;
@@ -578,11 +588,7 @@ impl WriteScope {
                 let t = sf.f_type as i64;
                 let private = UNTRUSTED_FS.contains(&t);
                 if let Some(m) = unique {
-                    let mut c = private_fs();
-                    if c.len() >= PLACEMENTS_KEPT {
-                        c.clear();
-                    }
-                    c.insert(m, private);
+                    remember(&self.private_fs, m, private, PLACEMENTS_KEPT);
                 }
                 private
             }
@@ -647,11 +653,7 @@ impl WriteScope {
             Err(_) => return false,
         };
         if let Some(k) = key {
-            let mut m = placed();
-            if m.len() >= PLACEMENTS_KEPT {
-                m.clear();
-            }
-            m.insert(k, outside);
+            remember(&self.placed, k, outside, PLACEMENTS_KEPT);
         }
         outside
     }
@@ -1069,11 +1071,8 @@ impl Guard {
             return false;
         }
         if kind == "exec" && depth == 0 && clean && v.allowed && v.rule != "approval" {
-            let mut m = self.exec_clean.lock().unwrap_or_else(|p| p.into_inner());
-            if m.len() >= PRECHECK_MEMO {
-                m.clear();
-            }
-            m.insert(pid, (FileStamp::of(&st), Instant::now()));
+            let entry = (FileStamp::of(&st), Instant::now());
+            remember(&self.exec_clean, pid, entry, PRECHECK_MEMO);
         }
         if kind == "exec" && depth < 4 {
             // What the kernel will run besides this file: a script's interpreter, an ELF
@@ -1086,17 +1085,14 @@ impl Guard {
                 return self.decide_interpreter(pid, &interp, started, depth + 1);
             }
             if let Some(interp) = elf_interp(fd) {
-                let seen = || self.interps.lock().unwrap_or_else(|p| p.into_inner());
-                if seen().contains(&interp) {
+                let seen = self.interps.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.contains_key(&interp) {
                     return true;
                 }
+                drop(seen);
                 let ok = self.decide_interpreter(pid, &interp, started, 4);
                 if ok {
-                    let mut m = seen();
-                    if m.len() >= PRECHECK_MEMO {
-                        m.clear();
-                    }
-                    m.insert(interp);
+                    remember(&self.interps, interp, (), PRECHECK_MEMO);
                 }
                 return ok;
             }
