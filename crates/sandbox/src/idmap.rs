@@ -160,22 +160,30 @@ fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd,
     let mut stack = vec![0u8; 64 * 1024];
     // The stack grows down: its top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    // SAFETY: the child runs `hold_userns` on `stack` (kept alive, like `fds`, until the
-    // child is reaped below) and makes only raw syscalls; SIGCHLD lets waitpid reap it.
+    // The child is born with every signal blocked (it inherits the mask): a handler of the
+    // supervisor's must never run there, on the supervisor's memory. The caller's mask is
+    // restored right after.
+    // SAFETY: sigset manipulation on local values; the child runs `hold_userns` on `stack`
+    // (kept alive, like `fds`, until the child is reaped below) and makes only raw
+    // syscalls; SIGCHLD lets waitpid reap it.
     let pid = unsafe {
-        libc::clone(
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
             hold_userns,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
             &fds as *const [libc::c_int; 2] as *mut libc::c_void,
-        )
+        );
+        let e = std::io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(SysError::io("clone(CLONE_NEWUSER)", e));
+        }
+        pid
     };
-    if pid < 0 {
-        return Err(SysError::io(
-            "clone(CLONE_NEWUSER)",
-            std::io::Error::last_os_error(),
-        ));
-    }
     drop(hold_r);
     let reap = |pid: i32| {
         let mut st = 0;
