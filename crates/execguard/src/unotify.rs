@@ -1953,8 +1953,9 @@ fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>
 /// A file on an overlay (the package caches) is mapped as the layer's file: `maps` shows that
 /// file's dev and inode, not the overlay's that `stat` gives. With `map_files` (root) every
 /// such mapping is opened as it is and decided; without, the executable's own mappings are
-/// known by their path: exactly one inode mapped under the executable's path. Two inodes under
-/// that path (a file renamed over it between the kernel's two opens) fail.
+/// known by their path: exactly one inode mapped under the executable's path, and only when
+/// the executable's own inode is nowhere in `maps`. Anything else there is opened by path
+/// and compared (a deleted file cannot be: it fails closed).
 fn files_mapped_besides(
     pid: u32,
     exe: (u64, u64),
@@ -1962,24 +1963,30 @@ fn files_mapped_besides(
 ) -> Result<Vec<(String, OwnedFd)>, String> {
     let maps = read_maps(pid)?;
     let mut files: Vec<MappedFile> = Vec::new();
+    // Whether `maps` shows the executable's own inode (always, except on an overlay).
+    let mut exe_seen = false;
     for m in map_lines(&maps).filter_map(|(_, _, f)| f) {
-        if (m.dev, m.ino) != exe && !files.iter().any(|f| (f.dev, f.ino) == (m.dev, m.ino)) {
+        if (m.dev, m.ino) == exe {
+            exe_seen = true;
+        } else if !files.iter().any(|f| (f.dev, f.ino) == (m.dev, m.ino)) {
             files.push(m);
         }
     }
     let mut out = Vec::new();
-    let mut exe_path = {
-        let mut cached: Option<String> = None;
-        move || cached.get_or_insert_with(exe_path).clone()
-    };
+    let mut named_as_exe: Option<String> = None;
     for m in &files {
         if let Ok(f) = take_map_file(pid, m.start, m.end) {
             out.push((m.path.clone(), f));
             continue;
         }
-        let p = exe_path();
-        if m.path == p && files.iter().filter(|f| f.path == p).count() == 1 {
-            continue;
+        // Only when the executable's inode is nowhere in `maps` may a file under its path
+        // be the executable (seen through an overlay's layer): otherwise another inode under
+        // that path (the image's name unhashed by a rename, then reused) is decided.
+        if !exe_seen {
+            let p = named_as_exe.get_or_insert_with(exe_path);
+            if m.path == *p && files.iter().filter(|f| f.path == *p).count() == 1 {
+                continue;
+            }
         }
         out.push((m.path.clone(), open_mapped(pid, m)?));
     }
