@@ -32,10 +32,11 @@ out=$(run sh -c './fg2 --version; ./fg --version; /usr/bin/true && echo TRUE-OK'
 if echo "$out" | grep -q TRUE-OK && ! echo "$out" | grep -q -e libcurl -e "warden: error"; then pass "forged stamp: denied in a later session too"; else fail "forged stamp, later session: $(echo "$out" | tail -4)"; fi
 # The daemon dies while a session runs: what was hashed keeps its verdict (the copy of curl
 # stays denied, true still runs) and new content can no longer be hashed, so it is denied.
-rm -f go
-run sh -c 'while [ ! -e go ]; do sleep 0.1; done; ./c2 --version >/dev/null 2>&1 && echo RAN-DENIED; cp /usr/bin/true fresh && ./fresh && echo FRESH-RAN; /usr/bin/true && echo STILL-RUNS' > /tmp/mid.out 2>&1 &
+rm -f go ready
+run sh -c 'touch ready; while [ ! -e go ]; do sleep 0.1; done; ./c2 --version >/dev/null 2>&1 && echo RAN-DENIED; cp /usr/bin/true fresh && ./fresh && echo FRESH-RAN; /usr/bin/true && echo STILL-RUNS' > /tmp/mid.out 2>&1 &
 RP=$!
-for i in $(seq 300); do grep -qs "populated 1" /sys/fs/cgroup/warden/s*/cgroup.events && break; sleep 0.1; done
+# Kill only once the session's own command runs: the daemon took the session before its first exec.
+for i in $(seq 300); do [ -e ready ] && break; sleep 0.1; done
 kill -9 $DPID; wait $DPID 2>/dev/null; touch go; wait $RP
 if grep -q STILL-RUNS /tmp/mid.out && ! grep -q -e RAN-DENIED -e FRESH-RAN /tmp/mid.out; then pass "daemon killed mid-run: hashed verdicts hold, unhashed content is denied"; else fail "daemon killed mid-run: $(cat /tmp/mid.out)"; fi
 $W daemon --unload >/dev/null 2>&1

@@ -60,10 +60,12 @@ grep -q '"verdict":"audit_deny"' /var/log/warden/daemon.jsonl && pass "audit: re
 printf '[exec]\ndeny = ["curl"]\n' > p.toml
 
 # --- the daemon dies mid-run: enforcement holds; a restart re-attaches ---
-run sh -c 'sleep 3; ./c2 --version >/dev/null 2>&1 && echo RAN-DENIED; /usr/bin/true && echo STILL-RUNS' > /tmp/mid.out 2>&1 &
+rm -f ready
+run sh -c 'touch ready; sleep 3; ./c2 --version >/dev/null 2>&1 && echo RAN-DENIED; /usr/bin/true && echo STILL-RUNS' > /tmp/mid.out 2>&1 &
 RP=$!
-# Kill only once the session is registered (its cgroup exists).
-for i in $(seq 300); do grep -qs "populated 1" /sys/fs/cgroup/warden/s*/cgroup.events && break; sleep 0.1; done
+# Kill only once the session's own command runs (the daemon took the session before its first
+# exec; a populated cgroup alone can precede the daemon's reply).
+for i in $(seq 300); do [ -e ready ] && break; sleep 0.1; done
 kill -9 $DPID; wait $DPID 2>/dev/null
 [ -e /sys/fs/bpf/warden/links/wg_bprm_check ] && pass "kill -9: pins remain" || fail "kill -9: pins gone"
 wait $RP
