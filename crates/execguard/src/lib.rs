@@ -5,13 +5,15 @@
 //! [`rules`]), the SQLite trust index ([`index`]), the persistent hash cache ([`cache`]), and
 //! both enforcement backends: seccomp user notification plus exec-event verification,
 //! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
-//! loaded by `warden daemon` ([`lsm`]). The seccomp supervisor also answers writes to
+//! loaded by `warden daemon` ([`lsm`]), with the threads that share a mapping decision's state
+//! held still while it is taken ([`hold`]). The seccomp supervisor also answers writes to
 //! protected files that a human may allow (`[files] ask_write`, [`writeask`]). Design and guarantees: `GUARANTEES.md`.
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
 
 pub mod cache;
+pub mod hold;
 pub mod identity;
 pub mod index;
 pub mod lsm;

@@ -24,8 +24,11 @@
 //! verdict: the kernel's errno stands.
 //!
 //! ## Deciding on the content the kernel will run
-//! - Mappings are decided on the descriptor itself, taken from the agent with `pidfd_getfd`:
-//!   there is no path to race.
+//! - Mappings are decided on the descriptor itself, taken from the trapping thread with
+//!   `pidfd_getfd` (its own table: `PIDFD_THREAD`): there is no path to race. The descriptor
+//!   table and the address space are shared with other threads, though, and the kernel uses
+//!   the syscall's own arguments after the answer; so every thread sharing them is stopped
+//!   from before the check until the trapped thread is back ([`crate::hold`]).
 //! - `execve` names a path that the kernel resolves *after* the supervisor answers, so a
 //!   second thread can rewrite the string, or a rename can swap the file, between check and
 //!   exec. The pre-check (path resolved in the agent's root and cwd with `openat2(
@@ -39,8 +42,9 @@
 //! - Shebang scripts: the pre-check hashes the script and its interpreter (up to 4 levels);
 //!   the post-exec check sees the interpreter. An ELF file's program interpreter
 //!   (`PT_INTERP`, which the kernel maps and runs without another exec: any file can be
-//!   named there) is judged by the pre-check the same way; the post-exec check hashes only
-//!   the main image, so a swap of the interpreter file between the two is not caught.
+//!   named there) is judged by the pre-check the same way, and the post-exec check decides
+//!   every file the kernel mapped besides the image (`/proc/PID/maps`), so a swap of the
+//!   interpreter file between the two is caught.
 //! - Hashes are cached by (dev, inode, size, mtime, ctime) only for files the agent cannot
 //!   write ([`WriteScope`]): a write through a shared writable mapping dirtied before the
 //!   file was hashed changes content without touching any stamp field, so a stamp proves
@@ -76,6 +80,7 @@
 #![allow(clippy::undocumented_unsafe_blocks, clippy::too_many_arguments)]
 
 pub use crate::cache::Cache;
+use crate::hold::{Hold, Shared};
 use crate::identity::{
     fstat, hex, over_limit, sha256_fd_within, FileStamp, Hash, Limit, HASH_DEADLINE, MAX_HASH_BYTES,
 };
@@ -678,6 +683,9 @@ enum Outcome {
     Ask(Hash, String, Vec<String>),
     /// A write open of an `ask_write` file: answered by its own thread.
     WriteAsk(Box<crate::writeask::Job>),
+    /// An allowed mapping decided while the threads sharing its state were stopped: they
+    /// stay stopped until the trapped thread is back from the system call ([`Hold`]).
+    AllowHeld(Hold),
 }
 
 impl Guard {
@@ -1161,6 +1169,7 @@ impl Guard {
             return Outcome::Allow;
         }
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
+        let mut hold = None;
         let ok = if is_exec {
             self.exec_clean
                 .lock()
@@ -1197,6 +1206,12 @@ impl Guard {
                 Err(e) => self.fail(pid, &path, "exec", e.into(), started),
             }
         } else if nr == libc::SYS_mmap {
+            // Other threads share the descriptor table: held still until the kernel took
+            // the file (see `crate::hold`).
+            hold = match self.hold(pid, Shared::Descriptors, "mmap", started) {
+                Ok(h) => h,
+                Err(out) => return out,
+            };
             match take_fd(pid, a[4] as i32) {
                 Ok(f) => {
                     let raw = f.as_raw_fd();
@@ -1214,7 +1229,13 @@ impl Guard {
         } else {
             // Every file mapping the range touches (anonymous memory, e.g. a JIT's, is not
             // decided): a range that starts in anonymous memory and spans into a file
-            // mapping is decided on that file too.
+            // mapping is decided on that file too. Whoever shares the address space is held
+            // still until the kernel applied the change: otherwise a file mapped over the
+            // range after this read would become executable undecided.
+            hold = match self.hold(pid, Shared::AddressSpace, "mprotect", started) {
+                Ok(h) => h,
+                Err(out) => return out,
+            };
             match mapping_files(pid, a[0], a[1]) {
                 Ok(files) => files.iter().all(|(path, f)| {
                     self.decide_fd(pid, &|| path.clone(), "mprotect", f.as_fd(), started, 0)
@@ -1222,13 +1243,31 @@ impl Guard {
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
         };
-        if !ok {
-            Outcome::Deny(libc::EACCES)
-        } else if is_exec {
-            Outcome::AllowExec
-        } else {
-            Outcome::Allow
+        match (ok, hold) {
+            (false, _) => Outcome::Deny(libc::EACCES),
+            (true, _) if is_exec => Outcome::AllowExec,
+            (true, Some(h)) => Outcome::AllowHeld(h),
+            (true, None) => Outcome::Allow,
         }
+    }
+
+    /// Stops the threads sharing `shared` with `pid` for a decision (`Ok(None)`: there are
+    /// none). A failure is decided like any other (denied in enforce mode).
+    fn hold(
+        &self,
+        pid: u32,
+        shared: Shared,
+        kind: &str,
+        started: Instant,
+    ) -> Result<Option<Hold>, Outcome> {
+        Hold::others(pid, shared, &mut |p, st| self.on_event(p, st)).map_err(|e| {
+            let why = format!("the threads sharing its state could not be held still: {e}");
+            if self.fail(pid, kind, kind, why, started) {
+                Outcome::Allow
+            } else {
+                Outcome::Deny(libc::EACCES)
+            }
+        })
     }
 
     /// Exec-event verification: decides on the image the kernel just loaded, and on every
@@ -1476,6 +1515,21 @@ impl Guard {
             o => o,
         };
         match out {
+            Outcome::AllowHeld(h) => {
+                notif::allow(lfd, n.id);
+                if let Err(e) = h.finish(n.pid, &mut |p, st| self.on_event(p, st)) {
+                    // What the kernel used can no longer be known: the process must not go on.
+                    // SAFETY: kill of a process of this session by its (thread) id.
+                    unsafe { libc::kill(n.pid as i32, libc::SIGKILL) };
+                    self.fail(
+                        n.pid,
+                        "mapping",
+                        "mmap",
+                        format!("the mapping thread did not come back: {e}; process killed"),
+                        Instant::now(),
+                    );
+                }
+            }
             Outcome::Allow | Outcome::AllowExec => notif::allow(lfd, n.id),
             // Never reached (asks are answered when the human did); fail closed.
             Outcome::Ask(..) | Outcome::WriteAsk(_) => notif::deny(lfd, n.id, libc::EACCES),
@@ -1500,45 +1554,49 @@ impl Guard {
                     128 + libc::WTERMSIG(st)
                 });
             }
-            if !libc::WIFSTOPPED(st) {
-                continue;
+            if libc::WIFSTOPPED(st) {
+                self.on_event(pid, st);
             }
-            let sig = libc::WSTOPSIG(st);
-            let event = (st >> 16) & 0xff;
-            // SAFETY: ptrace requests on a stopped tracee.
-            unsafe {
-                match event {
-                    libc::PTRACE_EVENT_EXEC => {
-                        if self.verify_exec(pid) {
-                            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
-                        } else {
-                            libc::kill(pid, libc::SIGKILL);
-                            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
-                        }
+        }
+    }
+
+    /// Handles one ptrace stop of a tracee (`st` as `waitpid` reported it) and resumes it.
+    fn on_event(&self, pid: i32, st: i32) {
+        let sig = libc::WSTOPSIG(st);
+        let event = (st >> 16) & 0xff;
+        // SAFETY: ptrace requests on a stopped tracee.
+        unsafe {
+            match event {
+                libc::PTRACE_EVENT_EXEC => {
+                    if self.verify_exec(pid) {
+                        libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                    } else {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
                     }
-                    libc::PTRACE_EVENT_STOP => {
-                        // Group-stop while attached: keep job control working.
-                        if matches!(
-                            sig,
-                            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
-                        ) {
-                            libc::ptrace(libc::PTRACE_LISTEN, pid, 0, 0);
-                        } else {
-                            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
-                        }
+                }
+                libc::PTRACE_EVENT_STOP => {
+                    // Group-stop while attached: keep job control working.
+                    if matches!(
+                        sig,
+                        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                    ) {
+                        libc::ptrace(libc::PTRACE_LISTEN, pid, 0, 0);
+                    } else {
+                        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
                     }
-                    _ => {
-                        // A signal arrived while attached (e.g. the exec failed and the
-                        // process went on): deliver it.
-                        libc::ptrace(libc::PTRACE_CONT, pid, 0, sig as libc::c_ulong);
-                    }
+                }
+                _ => {
+                    // A signal arrived while attached (e.g. the exec failed and the
+                    // process went on): deliver it.
+                    libc::ptrace(libc::PTRACE_CONT, pid, 0, sig as libc::c_ulong);
                 }
             }
         }
     }
 }
 
-fn tracer_of(pid: u32) -> String {
+pub(crate) fn tracer_of(pid: u32) -> String {
     warden_sys::procfs::Status::read(pid)
         .ok()
         .and_then(|s| s.field("TracerPid").map(str::to_string))
@@ -1548,7 +1606,7 @@ fn tracer_of(pid: u32) -> String {
 /// Whether `pid` is already traced by this thread (TracerPid is the tracer's thread id):
 /// a process whose earlier `execve` failed (ENOENT while searching PATH) stays attached
 /// until its exec succeeds.
-fn is_traced_by_us(pid: u32) -> bool {
+pub(crate) fn is_traced_by_us(pid: u32) -> bool {
     let me = rustix::thread::gettid().as_raw_nonzero().get();
     warden_sys::procfs::Status::read(pid)
         .ok()
@@ -1739,7 +1797,29 @@ fn take_fd(pid: u32, fd: i32) -> Result<OwnedFd, TargetError> {
         errno: e.errno().map(|n| n.raw_os_error()),
         msg: e.to_string(),
     };
-    let p = warden_sys::pidfd::open(pid as i32).map_err(sys)?;
+    let p = match warden_sys::pidfd::open(pid as i32) {
+        Ok(p) => p,
+        // Not a thread-group leader (a mapping made by a worker thread): that thread's own
+        // descriptor table, or on kernels before 6.9 its leader's when `kcmp` says they
+        // share one (a thread may have unshared it).
+        Err(_) => match warden_sys::pidfd::open_thread(pid as i32) {
+            Ok(p) => p,
+            Err(e) if e.errno() == Some(rustix::io::Errno::INVAL) => {
+                let tgid = warden_sys::procfs::Status::read(pid)
+                    .ok()
+                    .and_then(|s| s.field("Tgid")?.parse::<i32>().ok())
+                    .ok_or_else(|| TargetError::other(format!("no thread group for {pid}")))?;
+                if !crate::hold::shares(pid as i32, tgid, crate::hold::Kcmp::Files) {
+                    return Err(TargetError::other(format!(
+                        "thread {pid} has a descriptor table of its own and this kernel has no \
+                         PIDFD_THREAD (Linux 6.9) to read it"
+                    )));
+                }
+                warden_sys::pidfd::open(tgid).map_err(sys)?
+            }
+            Err(e) => return Err(sys(e)),
+        },
+    };
     warden_sys::pidfd::getfd(&p, fd).map_err(sys)
 }
 

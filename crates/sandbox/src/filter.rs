@@ -11,6 +11,13 @@
 //!   `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr`, and `chroot`;
 //! - new namespaces: `unshare` and `clone` with any `CLONE_NEW*` flag, `setns`; `clone3`
 //!   gets ENOSYS (its flags live in memory seccomp cannot read; libc falls back to `clone`);
+//! - `clone` sharing a descriptor table or an address space between two *processes*:
+//!   `CLONE_FILES` without `CLONE_THREAD`, `CLONE_VM` without `CLONE_THREAD` or `CLONE_VFORK`,
+//!   and `CLONE_VM` with `CLONE_PARENT`. Threads, `fork`, `vfork` and `posix_spawn` are
+//!   unaffected. The exec guard makes a mapping decision race-free by stopping every other
+//!   thread that could change the descriptor or the address range between its check and the
+//!   kernel's use; only the thread group (and a `vfork` child, which it finds by its parent)
+//!   can be found and stopped;
 //! - `keyctl`, `add_key`, `request_key`;
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (terminal injection);
 //! - sockets: `AF_PACKET`, `AF_VSOCK`, `AF_KEY`, `AF_BLUETOOTH`, raw `AF_INET/AF_INET6`,
@@ -213,6 +220,28 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, FilterError> {
             )
             .map_err(|x| e(name, x))?;
         }
+    }
+    // Descriptor tables and address spaces shared only within a thread group (or with a
+    // vfork child of it): see the module doc.
+    let clone = sys("clone").ok_or(FilterError::NoSyscall("clone"))?;
+    let (vm, files, thread, vfork, parent) = (
+        libc::CLONE_VM as u64,
+        libc::CLONE_FILES as u64,
+        libc::CLONE_THREAD as u64,
+        libc::CLONE_VFORK as u64,
+        libc::CLONE_PARENT as u64,
+    );
+    for (mask, value) in [
+        (files | thread, files),
+        (vm | thread | vfork, vm),
+        (vm | parent, vm | parent),
+    ] {
+        f.add_rule_conditional(
+            ScmpAction::Errno(EPERM),
+            clone,
+            &[cmp(0, ScmpCompareOp::MaskedEqual(mask), value)],
+        )
+        .map_err(|x| e("clone", x))?;
     }
     let ioctl = sys("ioctl").ok_or(FilterError::NoSyscall("ioctl"))?;
     // The casts are no-ops on glibc (c_ulong) but not on musl (c_int).

@@ -219,14 +219,26 @@ pub mod pidfd {
     use super::{sys, Error};
     use std::os::fd::{AsFd, OwnedFd, RawFd};
 
-    /// `pidfd_open(pid, 0)`.
+    /// `pidfd_open(pid, 0)`: `pid` must lead its thread group.
     pub fn open(pid: i32) -> Result<OwnedFd, Error> {
+        open_flags(pid, rustix::process::PidfdFlags::empty())
+    }
+
+    /// `pidfd_open(tid, PIDFD_THREAD)` (Linux 6.9): a descriptor for one thread, whose
+    /// `pidfd_getfd` reads that thread's own descriptor table (it may have unshared it).
+    /// Older kernels say `EINVAL`.
+    pub fn open_thread(tid: i32) -> Result<OwnedFd, Error> {
+        // PIDFD_THREAD is O_EXCL's bit.
+        let thread = rustix::fs::OFlags::EXCL.bits();
+        open_flags(tid, rustix::process::PidfdFlags::from_bits_retain(thread))
+    }
+
+    fn open_flags(pid: i32, flags: rustix::process::PidfdFlags) -> Result<OwnedFd, Error> {
         let pid = rustix::process::Pid::from_raw(pid).ok_or(Error::Sys {
             call: "pidfd_open",
             errno: rustix::io::Errno::INVAL,
         })?;
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-            .map_err(sys("pidfd_open"))
+        rustix::process::pidfd_open(pid, flags).map_err(sys("pidfd_open"))
     }
 
     /// `pidfd_getfd(pidfd, fd, 0)`: a copy of the process's descriptor `fd` (close-on-exec).

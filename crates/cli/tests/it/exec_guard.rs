@@ -861,3 +861,224 @@ fn oversized_exec_is_denied_at_once_with_the_rule() {
         "{line}"
     );
 }
+
+/// Races a mapping decision from a second thread. `maprace ALLOWED DENIED SECONDS m|p`:
+/// - `m`: a thread flips descriptor 100 between the two files (`dup2`) while the main thread
+///   maps descriptor 100 `PROT_READ|PROT_EXEC`;
+/// - `p`: the main thread puts anonymous memory at an address and `mprotect`s it
+///   `PROT_READ|PROT_EXEC`, while a thread maps DENIED (`PROT_READ`) over it once, after a
+///   random delay (sometimes before the supervisor looks, sometimes after).
+///
+/// Whenever an executable mapping holds DENIED's bytes, it jumps there (DENIED is code that
+/// creates `PWNED` in the working directory and exits). Prints `attempts N mapped M`.
+const MAPRACE_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+static int fa, fdd; static char dbuf[64]; static volatile int stop, go, done, jitter;
+static char *X;
+static sigjmp_buf jb;
+static void segv(int s) { (void)s; siglongjmp(jb, 1); }
+static void *flip_fd(void *a) { (void)a; while (!stop) { dup2(fa, 100); dup2(fdd, 100); } return 0; }
+static void *map_once(void *a) {
+    (void)a;
+    for (;;) {
+        while (!go && !stop) ;
+        if (stop) return 0;
+        for (volatile int i = 0; i < jitter; i++) ;
+        mmap(X, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fdd, 0);
+        go = 0; done = 1;
+    }
+}
+int main(int argc, char **argv) {
+    if (argc < 5) return 2;
+    fa = open(argv[1], O_RDONLY); fdd = open(argv[2], O_RDONLY);
+    if (fa < 0 || fdd < 0 || pread(fdd, dbuf, sizeof dbuf, 0) != sizeof dbuf) return 2;
+    signal(SIGSEGV, segv);
+    int mode = argv[4][0];
+    X = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    dup2(fa, 100);
+    pthread_t t; pthread_create(&t, 0, mode == 'm' ? flip_fd : map_once, 0);
+    time_t end = time(0) + atoi(argv[3]);
+    long n = 0, mapped = 0;
+    while (time(0) < end) {
+        n++;
+        if (mode == 'm') {
+            char *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, 100, 0);
+            if (p == MAP_FAILED) continue;
+            mapped++;
+            if (memcmp(p, dbuf, sizeof dbuf) == 0) ((void (*)(void))p)();
+            munmap(p, 4096);
+        } else {
+            mmap(X, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+            jitter = rand() % 100000; done = 0; go = 1;
+            int r = mprotect(X, 4096, PROT_READ | PROT_EXEC);
+            while (!done) ;
+            if (r == 0) mapped++;
+            if (memcmp(X, dbuf, sizeof dbuf) == 0 && sigsetjmp(jb, 1) == 0) ((void (*)(void))X)();
+        }
+    }
+    stop = 1; pthread_join(t, 0);
+    printf("attempts %ld mapped %ld\n", n, mapped);
+    return 0;
+}
+"#;
+
+/// x86-64 code: `creat("PWNED", 0644); exit_group(0)`, padded to 64 bytes.
+fn pwned_code() -> Vec<u8> {
+    let mut c = vec![
+        0x48, 0x8d, 0x3d, 0x18, 0, 0, 0, // lea rdi, [rip+24] ("PWNED")
+        0xbe, 0xa4, 0x01, 0, 0, // mov esi, 0644
+        0xb8, 85, 0, 0, 0, // mov eax, SYS_creat
+        0x0f, 0x05, // syscall
+        0xbf, 0, 0, 0, 0, // mov edi, 0
+        0xb8, 231, 0, 0, 0, // mov eax, SYS_exit_group
+        0x0f, 0x05, // syscall
+    ];
+    c.extend_from_slice(b"PWNED\0");
+    c.resize(64, 0x90);
+    c
+}
+
+/// A mapping decision raced from a second thread: the descriptor swapped by `dup2`, or a
+/// denied file mapped over the range, between the supervisor's check and the kernel's use.
+/// Before the threads sharing that state were held still for the decision, 473 of 2,000
+/// `mmap`s mapped the denied file executable. Judged on the host: the denied code (which
+/// creates `PWNED`) never ran, the race ran both ways, and the allowed mappings worked.
+#[test]
+fn mapping_decisions_raced_by_another_thread_hold() {
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let t = T::new("maprace");
+    t.cc("maprace", MAPRACE_C, &["-O1", "-pthread"]);
+    std::fs::write(t.ws.join("denied.bin"), pwned_code()).unwrap();
+    std::fs::write(t.ws.join("allowed.bin"), [0xc3u8; 64]).unwrap();
+    let sum = Command::new("sha256sum")
+        .arg(t.ws.join("denied.bin"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let hex = sum.split_whitespace().next().unwrap();
+    let policy = t.policy(&format!("[exec]\ndeny = [\"sha256:{hex}\"]\n"));
+    let o = t.run(
+        &["--policy", &policy],
+        "./maprace allowed.bin denied.bin 2 m; ./maprace allowed.bin denied.bin 2 p; \
+         /bin/true && python3 -c 'import json' && echo LEGIT-OK",
+    );
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "denied code ran through a raced mapping decision:\n{all}"
+    );
+    assert!(all.contains("LEGIT-OK"), "{all}");
+    let runs: Vec<(u64, u64)> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w[..] {
+                ["attempts", n, "mapped", m] => Some((n.parse().ok()?, m.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(runs.len(), 2, "both races ran to the end:\n{all}");
+    for (n, m) in runs {
+        assert!(
+            n >= 100 && m > 0 && m < n,
+            "the race must run, and be both allowed and refused ({m} of {n} mapped):\n{all}"
+        );
+    }
+}
+
+/// Executable mappings made by a thread other than the process's first: Python importing
+/// C extensions from a thread, and a Node worker (its isolate maps code from the `node`
+/// binary). The guard takes the descriptor from that thread (`PIDFD_THREAD`); before, it
+/// asked for the thread id's process, failed, and denied every such mapping (the import
+/// failed, Node aborted).
+#[test]
+fn mappings_made_by_worker_threads_work() {
+    let t = T::new("threads");
+    let p = t.policy(DENY_CURL);
+    let py = "import threading\n\
+              def f():\n    import _ctypes, _decimal, _sqlite3, _json; print('PY-THREAD-OK')\n\
+              t = threading.Thread(target=f); t.start(); t.join()\n";
+    std::fs::write(t.ws.join("t.py"), py).unwrap();
+    let js = "const {Worker} = require('worker_threads');\n\
+              new Worker('require(\"worker_threads\").parentPort.postMessage(6*7)', {eval: true})\n\
+              .on('message', m => console.log('NODE-WORKER-' + m));\n";
+    std::fs::write(t.ws.join("w.js"), js).unwrap();
+    let o = t.run(
+        &["--policy", &p],
+        "python3 t.py; if command -v node >/dev/null; then node w.js; else echo NODE-WORKER-42; fi",
+    );
+    let all = text(&o);
+    assert!(all.contains("PY-THREAD-OK"), "{all}");
+    assert!(all.contains("NODE-WORKER-42"), "{all}");
+}
+
+/// `clone` variants: prints `NAME refused` or `NAME ran` for the sharing the sandbox refuses
+/// (a descriptor table or address space shared by two processes, which the exec guard could
+/// not hold still), then checks threads, `fork`, `vfork` and `posix_spawn` still work.
+const CLONES_C: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+extern char **environ;
+static int child(void *a) { (void)a; _exit(0); }
+static void *thr(void *a) { return a; }
+static void try(const char *name, int flags) {
+    char *stack = malloc(65536);
+    int pid = clone(child, stack + 65536, flags | SIGCHLD, 0);
+    if (pid < 0) { printf("%s refused\n", name); return; }
+    waitpid(pid, 0, 0);
+    printf("%s ran\n", name);
+}
+int main(void) {
+    try("files", CLONE_FILES);
+    try("vm", CLONE_VM);
+    try("vm-parent-vfork", CLONE_VM | CLONE_VFORK | CLONE_PARENT);
+    try("vm-vfork", CLONE_VM | CLONE_VFORK);
+    pthread_t t; int ok = pthread_create(&t, 0, thr, 0) == 0 && pthread_join(t, 0) == 0;
+    int f = fork(); if (f == 0) _exit(0); ok &= f > 0 && waitpid(f, 0, 0) == f;
+    int v = vfork(); if (v == 0) _exit(0); ok &= v > 0 && waitpid(v, 0, 0) == v;
+    char *argv[] = {"true", 0}; pid_t s;
+    ok &= posix_spawn(&s, "/bin/true", 0, 0, argv, environ) == 0 && waitpid(s, 0, 0) == s;
+    printf(ok ? "ORDINARY-OK\n" : "ORDINARY-BROKEN\n");
+    return 0;
+}
+"#;
+
+/// The sandbox refuses `clone` that shares a descriptor table or an address space between
+/// processes (what the exec guard's thread holding relies on); threads, `fork`, `vfork`
+/// (`CLONE_VM|CLONE_VFORK`) and `posix_spawn` keep working.
+#[test]
+fn processes_cannot_share_descriptor_tables_or_address_spaces() {
+    let t = T::new("clones");
+    let p = t.policy(DENY_CURL);
+    t.cc("clones", CLONES_C, &["-pthread"]);
+    let o = t.run(&["--policy", &p], "./clones");
+    let all = text(&o);
+    for refused in ["files", "vm", "vm-parent-vfork"] {
+        assert!(
+            all.contains(&format!("{refused} refused")),
+            "{refused}:\n{all}"
+        );
+    }
+    assert!(all.contains("vm-vfork ran"), "{all}");
+    assert!(all.contains("ORDINARY-OK"), "{all}");
+}
