@@ -23,7 +23,7 @@
 //! address space between processes any other way (`CLONE_FILES` or `CLONE_VM` without
 //! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`), so the thread group plus its
 //! `vfork` relatives is every sharer. A single-threaded process with no `vfork` relative (a
-//! program's start-up, where nearly all executable mappings happen) costs one directory read.
+//! program's start-up, where nearly all executable mappings happen) costs one `statx`.
 //!
 //! Every failure (a thread that cannot be seized or does not stop within [`DEADLINE`])
 //! releases what was held and fails the decision closed.
@@ -92,6 +92,15 @@ pub fn threads(pid: u32) -> std::io::Result<Vec<i32>> {
         }
     }
     Ok(v)
+}
+
+/// How many threads `pid`'s group has: procfs counts them into the link count of
+/// `/proc/PID/task` (2 + threads), one `statx` instead of reading the directory.
+fn nr_threads(pid: u32) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(format!("/proc/{pid}/task"))?
+        .nlink()
+        .saturating_sub(2))
 }
 
 /// `/proc/PID/task/TID/stat`: (state, parent's tgid).
@@ -235,6 +244,12 @@ impl Hold {
     /// notification, is not touched). `None`: nothing to hold (a single-threaded process).
     pub fn others(tid: u32, shared: Shared, on_event: OnEvent<'_>) -> Result<Option<Hold>, String> {
         let mut hold = Hold::default();
+        // The fast path (a program's start-up): the only thread, which cannot make another
+        // while it waits here; for an address space, no vfork parent shares it either.
+        let alone = nr_threads(tid).is_ok_and(|n| n == 1);
+        if alone && shared == Shared::Descriptors {
+            return Ok(None);
+        }
         let mut groups = vec![tid as i32];
         if shared == Shared::AddressSpace {
             // A vfork child shares its parent's address space: the parent's threads too.
@@ -243,6 +258,9 @@ impl Hold {
                     groups.push(ppid);
                 }
             }
+        }
+        if alone && groups.len() == 1 {
+            return Ok(None);
         }
         let mut i = 0;
         while i < groups.len() {

@@ -91,6 +91,16 @@ pub fn over_limit(e: &std::io::Error) -> bool {
 /// is read, or by what is read if it grows meanwhile) fails with `FileTooLarge`, a hashing
 /// still running at `deadline` (checked after every MiB) with `TimedOut`.
 pub fn sha256_fd_within(fd: BorrowedFd<'_>, limit: Limit) -> std::io::Result<Hash> {
+    sha256_fd_into(fd, limit, &mut |_| Ok(()))
+}
+
+/// [`sha256_fd_within`], handing every chunk read to `sink` as well (one read of the file
+/// for a hash and a copy: [`crate::snapshot`]).
+pub fn sha256_fd_into(
+    fd: BorrowedFd<'_>,
+    limit: Limit,
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<Hash> {
     use std::io::{Error, ErrorKind};
     let too_large = |size: u64, max: u64| {
         Error::new(
@@ -135,6 +145,7 @@ pub fn sha256_fd_within(fd: BorrowedFd<'_>, limit: Limit) -> std::io::Result<Has
             break;
         }
         h.update(&buf[..n]);
+        sink(&buf[..n])?;
         off += n as u64;
         if let Some(max) = limit.max_bytes.filter(|m| off > *m) {
             return Err(too_large(off, max));

@@ -6,7 +6,8 @@
 //! both enforcement backends: seccomp user notification plus exec-event verification,
 //! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
 //! loaded by `warden daemon` ([`lsm`]), with the threads that share a mapping decision's state
-//! held still while it is taken ([`hold`]). The seccomp supervisor also answers writes to
+//! held still while it is taken ([`hold`]) and executable mappings of files the agent can
+//! write made from sealed copies ([`snapshot`]). The seccomp supervisor also answers writes to
 //! protected files that a human may allow (`[files] ask_write`, [`writeask`]). Design and guarantees: `GUARANTEES.md`.
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
@@ -18,5 +19,6 @@ pub mod identity;
 pub mod index;
 pub mod lsm;
 pub mod rules;
+pub mod snapshot;
 pub mod unotify;
 pub mod writeask;

@@ -284,6 +284,8 @@ pub struct Guard {
     /// Entries older than [`EXEC_CLEAN_FOR`] are not used (an exec that failed leaves one
     /// behind; a thread's exec is reported under its leader's pid).
     exec_clean: Mutex<HashMap<u32, (FileStamp, Instant)>>,
+    /// Sealed copies that executable mappings of files the agent can write are made from.
+    snapshots: crate::snapshot::Snapshots,
 }
 
 /// How long a clean pre-check stands in for the post-exec check of the same image.
@@ -601,44 +603,75 @@ impl WriteScope {
         if private {
             return false;
         }
-        let devs = match self.devs.get() {
-            Some(d) => d,
-            None => {
-                // Every write root's device, seen from the agent. A root that cannot be opened
-                // there is fine only when it is absent from the agent's view (nothing there
-                // to write); any other failure leaves the set incomplete, and an incomplete
-                // set would trust files on an unlisted device: no stamp is trusted then, and
-                // the set is computed again at the next decision.
-                let mut found: HashSet<u64> = self.host_devs.iter().copied().collect();
-                for r in &self.roots {
-                    let dev = open_in_target(pid, &r.to_string_lossy(), None)
-                        .ok()
-                        .and_then(|f| fstat(f.as_fd()).ok())
-                        .map(|s| s.st_dev);
-                    match dev {
-                        Some(d) => {
-                            found.insert(d);
-                        }
-                        None => {
-                            let view = format!("/proc/{pid}/root{}", r.display());
-                            let absent = std::fs::symlink_metadata(&view)
-                                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                            if !absent {
-                                return false;
-                            }
-                        }
+        let Some(devs) = self.root_devs(pid) else {
+            return false;
+        };
+        !devs.contains(&st.st_dev) || self.outside_roots(fd, st, mount) == Some(true)
+    }
+
+    /// Whether this session's agent can write the file behind `fd` (stat `st`): it lies on
+    /// a write root's device and under a root, or has another link there. Unknown (the
+    /// roots' devices unobtainable, the kernel's name unreadable) answers yes; writes not
+    /// confined answer no (nothing is confined, so nothing is promised: see
+    /// [`crate::snapshot`]).
+    pub fn writable(
+        &self,
+        pid: u32,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        mount: Option<MountId>,
+    ) -> bool {
+        if !self.confined {
+            return false;
+        }
+        match self.root_devs(pid) {
+            None => true,
+            Some(d) => {
+                d.contains(&st.st_dev)
+                    && (st.st_nlink > 1 || self.outside_roots(fd, st, mount) != Some(true))
+            }
+        }
+    }
+
+    /// Every write root's device, seen from the agent. A root that cannot be opened there is
+    /// fine only when it is absent from the agent's view (nothing there to write); any other
+    /// failure leaves the set incomplete (`None`), and it is computed again next time.
+    fn root_devs(&self, pid: u32) -> Option<&HashSet<u64>> {
+        if let Some(d) = self.devs.get() {
+            return Some(d);
+        }
+        let mut found: HashSet<u64> = self.host_devs.iter().copied().collect();
+        for r in &self.roots {
+            let dev = open_in_target(pid, &r.to_string_lossy(), None)
+                .ok()
+                .and_then(|f| fstat(f.as_fd()).ok())
+                .map(|s| s.st_dev);
+            match dev {
+                Some(d) => {
+                    found.insert(d);
+                }
+                None => {
+                    let view = format!("/proc/{pid}/root{}", r.display());
+                    let absent = std::fs::symlink_metadata(&view)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                    if !absent {
+                        return None;
                     }
                 }
-                let _ = self.devs.set(found);
-                match self.devs.get() {
-                    Some(d) => d,
-                    None => return false,
-                }
             }
-        };
-        if !devs.contains(&st.st_dev) {
-            return true;
         }
+        let _ = self.devs.set(found);
+        self.devs.get()
+    }
+
+    /// Whether the file lies outside every write root, by the kernel's name for it (kept per
+    /// mount, inode, ctime and link count); `None` when that name is unreadable.
+    fn outside_roots(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        mount: Option<MountId>,
+    ) -> Option<bool> {
         let key = mount.map(|m| {
             (
                 m,
@@ -651,16 +684,14 @@ impl WriteScope {
         });
         let placed = || self.placed.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(outside) = key.and_then(|k| placed().get(&k).copied()) {
-            return outside;
+            return Some(outside);
         }
-        let outside = match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
-            Ok(p) => p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r)),
-            Err(_) => return false,
-        };
+        let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        let outside = p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r));
         if let Some(k) = key {
             remember(&self.placed, k, outside, PLACEMENTS_KEPT);
         }
-        outside
+        Some(outside)
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -683,9 +714,17 @@ enum Outcome {
     Ask(Hash, String, Vec<String>),
     /// A write open of an `ask_write` file: answered by its own thread.
     WriteAsk(Box<crate::writeask::Job>),
-    /// An allowed mapping decided while the threads sharing its state were stopped: they
-    /// stay stopped until the trapped thread is back from the system call ([`Hold`]).
-    AllowHeld(Hold),
+    /// An allowed mapping that needs more than the answer: see [`Mapping`].
+    AllowMapping(Box<Mapping>),
+}
+
+/// What an allowed mapping needs besides the answer.
+struct Mapping {
+    /// The threads sharing the decision's state, stopped until the trapped thread is back
+    /// from the system call ([`Hold`]).
+    hold: Option<Hold>,
+    /// A sealed copy to put at the mapped descriptor's number first ([`crate::snapshot`]).
+    copy: Option<(i32, Arc<OwnedFd>)>,
 }
 
 impl Guard {
@@ -707,6 +746,7 @@ impl Guard {
             write_asks: None,
             interps: Mutex::default(),
             exec_clean: Mutex::default(),
+            snapshots: Default::default(),
         }
     }
 
@@ -909,14 +949,19 @@ impl Guard {
             }
             Trust::No => {}
         }
-        let stamp = FileStamp::of(st);
-        self.cache.forget(&stamp);
+        self.cache.forget(&FileStamp::of(st));
         let h = sha256_fd_within(fd, capped)?;
+        Ok((h, self.logged_before(st, h), false))
+    }
+
+    /// Whether an allowed decision on this (stamp, hash) of a file hashed afresh was logged
+    /// already this session (and notes it).
+    fn logged_before(&self, st: &libc::stat, h: Hash) -> bool {
         let mut l = self.logged.lock().unwrap_or_else(|p| p.into_inner());
         if l.len() > 50_000 {
             l.clear();
         }
-        Ok((h, !l.insert((stamp, h)), false))
+        !l.insert((FileStamp::of(st), h))
     }
 
     fn enforce(&self) -> bool {
@@ -1003,8 +1048,13 @@ impl Guard {
             // Devices (/dev/zero) and directories: anonymous memory or a kernel error.
             return true;
         }
+        // A sealed copy this supervisor made (a later segment of a mapping made from it):
+        // decided on the hash recorded when it was made.
+        let copy = (st.st_nlink == 0)
+            .then(|| self.snapshots.known(&st))
+            .flatten();
         // memfd and O_TMPFILE/deleted files have no link left.
-        if st.st_nlink == 0 {
+        if st.st_nlink == 0 && copy.is_none() {
             let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
@@ -1020,7 +1070,11 @@ impl Guard {
             };
             return self.conclude(pid, what, kind, None, &v, started, false);
         }
-        let (h, cached, clean) = match self.identify(pid, fd, &st, mount) {
+        let identified = match copy {
+            Some(h) => Ok((h, self.logged_before(&st, h), false)),
+            None => self.identify(pid, fd, &st, mount),
+        };
+        let (h, cached, clean) = match identified {
             Ok(x) => x,
             Err(e) if over_limit(&e) => {
                 let v = Verdict {
@@ -1170,6 +1224,7 @@ impl Guard {
         }
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
         let mut hold = None;
+        let mut copy = None;
         let ok = if is_exec {
             self.exec_clean
                 .lock()
@@ -1220,7 +1275,25 @@ impl Guard {
                             .map(|p| p.display().to_string())
                             .unwrap_or_else(|_| "?".into())
                     };
-                    self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0)
+                    // A file the agent can write is mapped from a sealed copy, decided on
+                    // the copy's own bytes (see `crate::snapshot`).
+                    match self.writable_copy(pid, f.as_fd()) {
+                        Ok(None) => self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0),
+                        Ok(Some(c)) => {
+                            let ok = self.decide_fd(pid, &what, "mmap", c.as_fd(), started, 0);
+                            copy = Some(c);
+                            ok
+                        }
+                        Err(e) if over_limit(&e) => {
+                            let v = Verdict {
+                                allowed: false,
+                                rule: "exec.hash_limit".into(),
+                                reason: format!("its identity could not be established: {e}"),
+                            };
+                            self.conclude(pid, &what, "mmap", None, &v, started, false)
+                        }
+                        Err(e) => self.fail(pid, &what(), "mmap", format!("copy: {e}"), started),
+                    }
                 }
                 // EBADF: mmap would fail anyway.
                 Err(e) if e.errno == Some(libc::EBADF) => true,
@@ -1243,12 +1316,32 @@ impl Guard {
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
         };
-        match (ok, hold) {
-            (false, _) => Outcome::Deny(libc::EACCES),
-            (true, _) if is_exec => Outcome::AllowExec,
-            (true, Some(h)) => Outcome::AllowHeld(h),
-            (true, None) => Outcome::Allow,
+        match (ok, hold, copy) {
+            (false, ..) => Outcome::Deny(libc::EACCES),
+            (true, ..) if is_exec => Outcome::AllowExec,
+            (true, None, None) => Outcome::Allow,
+            (true, hold, copy) => Outcome::AllowMapping(Box::new(Mapping {
+                hold,
+                copy: copy.map(|c| (a[4] as i32, c)),
+            })),
         }
+    }
+
+    /// A sealed copy of the file behind `fd` when this session's agent can write it
+    /// (`None`: map the file itself).
+    fn writable_copy(&self, pid: u32, fd: BorrowedFd<'_>) -> std::io::Result<Option<Arc<OwnedFd>>> {
+        let (st, mount) = stat_fd(fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG
+            || st.st_nlink == 0
+            || !self.scope.writable(pid, fd, &st, mount)
+        {
+            return Ok(None);
+        }
+        let limit = Limit {
+            max_bytes: Some(MAX_HASH_BYTES),
+            deadline: Some(Instant::now() + HASH_DEADLINE),
+        };
+        self.snapshots.copy(fd, limit).map(|(_, c)| Some(c))
     }
 
     /// Stops the threads sharing `shared` with `pid` for a decision (`Ok(None)`: there are
@@ -1515,8 +1608,25 @@ impl Guard {
             o => o,
         };
         match out {
-            Outcome::AllowHeld(h) => {
+            Outcome::AllowMapping(m) => {
+                let Mapping { hold, copy } = *m;
+                if let Some((fd, c)) = copy {
+                    if let Err(e) = crate::snapshot::install(lfd, n.id, n.pid, fd, &c) {
+                        // ENOENT: the process is gone. Otherwise the file itself would be
+                        // mapped, which nothing keeps from changing: fail closed.
+                        if e.raw_os_error() != Some(libc::ENOENT) {
+                            let why = format!("cannot put the sealed copy in place: {e}");
+                            if self.fail(n.pid, "mapping", "mmap", why, Instant::now()) {
+                                notif::allow(lfd, n.id);
+                            } else {
+                                notif::deny(lfd, n.id, libc::EACCES);
+                            }
+                        }
+                        return;
+                    }
+                }
                 notif::allow(lfd, n.id);
+                let Some(h) = hold else { return };
                 if let Err(e) = h.finish(n.pid, &mut |p, st| self.on_event(p, st)) {
                     // What the kernel used can no longer be known: the process must not go on.
                     // SAFETY: kill of a process of this session by its (thread) id.

@@ -1082,3 +1082,64 @@ fn processes_cannot_share_descriptor_tables_or_address_spaces() {
     assert!(all.contains("vm-vfork ran"), "{all}");
     assert!(all.contains("ORDINARY-OK"), "{all}");
 }
+
+/// Maps FILE (`PROT_READ|PROT_EXEC`), rewrites it in place through a second descriptor with
+/// DENIED's first 64 bytes, and jumps to the mapping when it shows them (DENIED creates
+/// `PWNED`); then calls the mapping's own code and prints `REWRITE-HELD`.
+const REWRITE_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    char d[64]; int dfd = open(argv[2], O_RDONLY);
+    if (dfd < 0 || read(dfd, d, 64) != 64) return 2;
+    int fd = open(argv[1], O_RDONLY);
+    char *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); return 1; }
+    int w = open(argv[1], O_WRONLY);
+    if (w < 0 || pwrite(w, d, 64, 0) != 64) { perror("rewrite"); return 1; }
+    if (memcmp(p, d, 64) == 0) ((void (*)(void))p)();
+    ((void (*)(void))p)();
+    printf("REWRITE-HELD\n");
+    return 0;
+}
+"#;
+
+/// A file the agent can write, mapped executable (allowed), then rewritten in place with
+/// denied code: the mapping is made from a sealed copy of the bytes decided, so the rewrite
+/// reaches the file (checked on the host) but not the mapping. Before, a private mapping's
+/// clean pages followed the page cache and the denied code ran. A Rust build (proc macros
+/// are `dlopen`ed from `target/`) is covered by `cargo_build_and_test_work_in_denylist_mode`.
+#[test]
+fn a_writable_file_rewritten_after_its_mapping_runs_only_what_was_decided() {
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let t = T::new("rewrite");
+    t.cc("rewrite", REWRITE_C, &["-O1"]);
+    std::fs::write(t.ws.join("denied.bin"), pwned_code()).unwrap();
+    std::fs::write(t.ws.join("lib.bin"), [0xc3u8; 64]).unwrap();
+    let sum = Command::new("sha256sum")
+        .arg(t.ws.join("denied.bin"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let hex = sum.split_whitespace().next().unwrap();
+    let policy = t.policy(&format!("[exec]\ndeny = [\"sha256:{hex}\"]\n"));
+    let o = t.run(&["--policy", &policy], "./rewrite lib.bin denied.bin");
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    assert!(all.contains("REWRITE-HELD"), "{all}");
+    assert_eq!(
+        std::fs::read(t.ws.join("lib.bin")).unwrap(),
+        pwned_code(),
+        "the rewrite must have reached the file"
+    );
+}
