@@ -610,10 +610,13 @@ impl WriteScope {
     }
 
     /// Whether this session's agent can write the file behind `fd` (stat `st`): it lies on
-    /// a write root's device and under a root, or has another link there. Unknown (the
-    /// roots' devices unobtainable, the kernel's name unreadable) answers yes; writes not
-    /// confined answer no (nothing is confined, so nothing is promised: see
-    /// [`crate::snapshot`]).
+    /// a write root's device and, by the kernel's name for the opened file, under a root.
+    /// Unknown (the roots' devices unobtainable, the name unreadable) answers yes; writes
+    /// not confined answer no (nothing is confined, so nothing is promised: see
+    /// [`crate::snapshot`]). A second hard link is not looked for: the agent cannot make
+    /// one to a file outside the roots (Landlock refuses links across hierarchies without
+    /// `REFER`), but one that existed before the session would let it write a file judged
+    /// by its outside name.
     pub fn writable(
         &self,
         pid: u32,
@@ -626,10 +629,7 @@ impl WriteScope {
         }
         match self.root_devs(pid) {
             None => true,
-            Some(d) => {
-                d.contains(&st.st_dev)
-                    && (st.st_nlink > 1 || self.outside_roots(fd, st, mount) != Some(true))
-            }
+            Some(d) => d.contains(&st.st_dev) && self.outside_roots(fd, st, mount) != Some(true),
         }
     }
 
@@ -1311,7 +1311,9 @@ impl Guard {
             };
             match mapping_files(pid, a[0], a[1]) {
                 Ok(files) => files.iter().all(|(path, f)| {
-                    self.decide_fd(pid, &|| path.clone(), "mprotect", f.as_fd(), started, 0)
+                    let name = || path.clone();
+                    self.not_writable_code(pid, &name, "mprotect", f.as_fd(), started)
+                        && self.decide_fd(pid, &name, "mprotect", f.as_fd(), started, 0)
                 }),
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
@@ -1325,6 +1327,43 @@ impl Guard {
                 copy: copy.map(|c| (a[4] as i32, c)),
             })),
         }
+    }
+
+    /// Code the kernel would run straight from a file this session's agent can write, where
+    /// no sealed copy can stand in: a program interpreter the kernel mapped (`PT_INTERP`),
+    /// or a file mapping made executable in place (`mprotect`). A rewrite after the decision
+    /// would run (the page cache is shared), so it is refused under `exec.writable_code`.
+    /// `true`: not such a file (or audit mode).
+    fn not_writable_code(
+        &self,
+        pid: u32,
+        what: &dyn Fn() -> String,
+        kind: &str,
+        fd: BorrowedFd<'_>,
+        started: Instant,
+    ) -> bool {
+        let writable = match stat_fd(fd) {
+            Ok((st, mount)) => {
+                st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && st.st_nlink > 0
+                    && self.scope.writable(pid, fd, &st, mount)
+            }
+            Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
+        };
+        if !writable {
+            return true;
+        }
+        let how = if kind == "mprotect" {
+            "map it with PROT_EXEC from the start instead (mmap maps a sealed copy)"
+        } else {
+            "run the interpreter as the program instead (`./ld.so ./program`), or keep it outside the directories the agent can write"
+        };
+        let v = Verdict {
+            allowed: false,
+            rule: "exec.writable_code".into(),
+            reason: format!("the agent can write this file, and code the kernel runs straight from it would follow later writes; {how}"),
+        };
+        self.conclude(pid, what, kind, None, &v, started, false)
     }
 
     /// A sealed copy of the file behind `fd` when this session's agent can write it
@@ -1404,7 +1443,9 @@ impl Guard {
         };
         match files_mapped_besides(pid as u32, id, &what) {
             Ok(files) => files.iter().all(|(path, f)| {
-                self.decide_fd(pid as u32, &|| path.clone(), KIND, f.as_fd(), started, 4)
+                let name = || path.clone();
+                self.not_writable_code(pid as u32, &name, KIND, f.as_fd(), started)
+                    && self.decide_fd(pid as u32, &name, KIND, f.as_fd(), started, 4)
             }),
             Err(e) => self.fail(pid as u32, &what(), KIND, e, started),
         }

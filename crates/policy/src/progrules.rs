@@ -473,6 +473,8 @@ impl ExecRules {
 pub fn how_to_allow(v: &Verdict) -> &'static str {
     if v.rule.starts_with("exec.deny") {
         "to allow it, remove the rule with `warden exec rm <rule>` from outside the sandbox"
+    } else if v.rule == "exec.writable_code" {
+        "to allow it, a human moves it where no agent can write, or runs it outside warden"
     } else if v.rule == "exec.hash_limit" {
         "to allow it, a human installs it where no agent can write (e.g. root-owned under /usr/local), where it is hashed whole once and cached, or runs it outside warden"
     } else {

@@ -1109,6 +1109,21 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Maps FILE `PROT_READ`, then `mprotect`s it `PROT_READ|PROT_EXEC`: prints `FILE: ALLOWED`
+/// or `FILE: refused`.
+const MPROTECT_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY);
+    char *p = mmap(0, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (argc < 2 || p == MAP_FAILED) return 1;
+    printf("%s: %s\n", argv[1], mprotect(p, 4096, PROT_READ | PROT_EXEC) == 0 ? "ALLOWED" : "refused");
+    return 0;
+}
+"#;
+
 /// A file the agent can write, mapped executable (allowed), then rewritten in place with
 /// denied code: the mapping is made from a sealed copy of the bytes decided, so the rewrite
 /// reaches the file (checked on the host) but not the mapping. Before, a private mapping's
@@ -1130,13 +1145,20 @@ fn a_writable_file_rewritten_after_its_mapping_runs_only_what_was_decided() {
     let sum = String::from_utf8_lossy(&sum.stdout);
     let hex = sum.split_whitespace().next().unwrap();
     let policy = t.policy(&format!("[exec]\ndeny = [\"sha256:{hex}\"]\n"));
-    let o = t.run(&["--policy", &policy], "./rewrite lib.bin denied.bin");
+    t.cc("mprot", MPROTECT_C, &[]);
+    let o = t.run(
+        &["--policy", &policy],
+        "./rewrite lib.bin denied.bin; ./mprot lib.bin; ./mprot /usr/lib/x86_64-linux-gnu/libc.so.6",
+    );
     let all = text(&o);
     assert!(
         !t.ws.join("PWNED").exists(),
         "the rewritten bytes ran:\n{all}"
     );
     assert!(all.contains("REWRITE-HELD"), "{all}");
+    // In place, no copy can stand in: refused for a file the agent can write, by rule.
+    assert!(all.contains("lib.bin: refused"), "{all}");
+    assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
     assert_eq!(
         std::fs::read(t.ws.join("lib.bin")).unwrap(),
         pwned_code(),
