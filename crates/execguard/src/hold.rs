@@ -114,7 +114,11 @@ fn stat_of(tgid: u32, tid: i32) -> Option<(u8, i32)> {
 }
 
 /// Whether `tid` sits in a `vfork` wait: its current system call (`/proc/.../syscall`, which
-/// its tracer may read) is `vfork`, or `clone` with `CLONE_VFORK`.
+/// its tracer may read) is `vfork`, or `clone` with `CLONE_VFORK` making a process (the
+/// sandbox refuses `CLONE_VFORK` with `CLONE_THREAD`; it is not taken as parked either).
+/// The child such a call makes shares no descriptor table (the sandbox refuses
+/// `CLONE_FILES` without `CLONE_THREAD`); for an address space, [`Hold::others`] waits until
+/// the child exists and holds it.
 fn in_vfork(tgid: u32, tid: i32) -> bool {
     let Ok(s) = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/syscall")) else {
         return false;
@@ -126,7 +130,9 @@ fn in_vfork(tgid: u32, tid: i32) -> bool {
         .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
     match (nr, arg0) {
         (Some(libc::SYS_vfork), _) => true,
-        (Some(libc::SYS_clone), Some(flags)) => flags & libc::CLONE_VFORK as u64 != 0,
+        (Some(libc::SYS_clone), Some(flags)) => {
+            flags & libc::CLONE_VFORK as u64 != 0 && flags & libc::CLONE_THREAD as u64 == 0
+        }
         _ => false,
     }
 }
@@ -252,11 +258,15 @@ impl Hold {
         }
         let mut groups = vec![tid as i32];
         if shared == Shared::AddressSpace {
-            // A vfork child shares its parent's address space: the parent's threads too.
-            if let Some((_, ppid)) = stat_of(tid, tid as i32) {
-                if ppid > 1 && shares(tid as i32, ppid, Kcmp::Vm) {
-                    groups.push(ppid);
+            // A vfork child shares its parent's address space, and that parent may be a vfork
+            // child itself: every ancestor up the chain that shares it, with all its threads.
+            let mut at = tid as i32;
+            while let Some((_, ppid)) = stat_of(at as u32, at) {
+                if ppid <= 1 || groups.contains(&ppid) || !shares(at, ppid, Kcmp::Vm) {
+                    break;
                 }
+                groups.push(ppid);
+                at = ppid;
             }
         }
         if alone && groups.len() == 1 {
@@ -267,11 +277,31 @@ impl Hold {
             let g = groups[i];
             i += 1;
             let parked = hold.group(g as u32, tid as i32, on_event)?;
-            if parked && shared == Shared::AddressSpace {
-                for c in children_of(g) {
-                    if !groups.contains(&c) && shares(g, c, Kcmp::Vm) {
-                        groups.push(c);
+            if parked > 0 && shared == Shared::AddressSpace {
+                // Each parked thread's vfork child shares the address space and runs: it is
+                // held too. Its clone may not have made it yet (the thread was taken as parked
+                // by its system call): wait until every parked thread's child is there.
+                let started = Instant::now();
+                loop {
+                    let kids: Vec<i32> = children_of(g)
+                        .into_iter()
+                        .filter(|&c| shares(g, c, Kcmp::Vm))
+                        .collect();
+                    if kids.len() >= parked {
+                        for c in kids {
+                            if !groups.contains(&c) {
+                                groups.push(c);
+                            }
+                        }
+                        break;
                     }
+                    if started.elapsed() > DEADLINE {
+                        return Err(format!(
+                            "{parked} thread(s) of process {g} in vfork, {} child(ren) found",
+                            kids.len()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
                 }
             }
         }
@@ -283,10 +313,10 @@ impl Hold {
     }
 
     /// Stops every thread of `tgid`'s group but `except`, until the listing is stable (a
-    /// thread created before its creator stopped shows up on the next read). Returns whether
-    /// a thread sits parked in a `vfork` wait.
-    fn group(&mut self, tgid: u32, except: i32, on_event: OnEvent<'_>) -> Result<bool, String> {
-        let mut parked_any = false;
+    /// thread created before its creator stopped shows up on the next read). Returns how
+    /// many threads sit parked in a `vfork` wait.
+    fn group(&mut self, tgid: u32, except: i32, on_event: OnEvent<'_>) -> Result<usize, String> {
+        let mut parked_any = 0;
         loop {
             let all = threads(tgid).map_err(|e| format!("listing the threads of {tgid}: {e}"))?;
             let fresh: Vec<i32> = all
@@ -301,7 +331,7 @@ impl Hold {
                 return Ok(parked_any);
             }
             for t in fresh {
-                parked_any |= self.stop(tgid, t, on_event)?;
+                parked_any += usize::from(self.stop(tgid, t, on_event)?);
             }
         }
     }

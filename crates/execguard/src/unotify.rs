@@ -95,6 +95,8 @@ use warden_event::{Decision, Layer, Verdict as V};
 use warden_policy::exec::ExecAction;
 
 const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+/// `personality(2)` flag: `PROT_READ` implies `PROT_EXEC`.
+const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
 
 /// Installs the user-notification filter in the calling process and returns the listener.
 /// Runs in the agent process right before exec (no_new_privs already set).
@@ -1415,6 +1417,28 @@ impl Guard {
                 .unwrap_or_else(|_| exe.clone())
         };
         const KIND: &str = "exec (post-exec check)";
+        // READ_IMPLIES_EXEC makes every readable mapping executable with no PROT_EXEC for
+        // the filter to trap. The sandbox refuses `personality()` setting it, but the ELF
+        // loader sets it itself for a 32-bit image without `PT_GNU_STACK`, and it is
+        // inherited through exec. (A 32-bit program cannot make a system call in the sandbox
+        // anyway: libseccomp kills foreign ABIs; only a far jump to 64-bit code would run.)
+        match std::fs::read_to_string(format!("/proc/{pid}/personality"))
+            .ok()
+            .and_then(|p| u32::from_str_radix(p.trim(), 16).ok())
+        {
+            Some(p) if p & READ_IMPLIES_EXEC == 0 => {}
+            found => {
+                let v = Verdict {
+                    allowed: false,
+                    rule: "exec.read_implies_exec".into(),
+                    reason: match found {
+                        Some(_) => "the kernel runs it with READ_IMPLIES_EXEC (a 32-bit program without PT_GNU_STACK, or inherited from one), which would make every readable mapping executable unchecked".into(),
+                        None => "its personality could not be read".into(),
+                    },
+                };
+                return self.conclude(pid as u32, &what, KIND, None, &v, started, false);
+            }
+        }
         // The image the pre-check allowed, unchanged (same inode, size, mtime and ctime) and
         // clean then: that decision stands. Anything else is decided again.
         let pre = self

@@ -473,6 +473,8 @@ impl ExecRules {
 pub fn how_to_allow(v: &Verdict) -> &'static str {
     if v.rule.starts_with("exec.deny") {
         "to allow it, remove the rule with `warden exec rm <rule>` from outside the sandbox"
+    } else if v.rule == "exec.read_implies_exec" {
+        "32-bit programs cannot run in the sandbox; a human runs it outside warden"
     } else if v.rule == "exec.writable_code" {
         "to allow it, a human moves it where no agent can write, or runs it outside warden"
     } else if v.rule == "exec.hash_limit" {

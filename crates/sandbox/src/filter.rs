@@ -13,7 +13,8 @@
 //!   gets ENOSYS (its flags live in memory seccomp cannot read; libc falls back to `clone`);
 //! - `clone` sharing a descriptor table or an address space between two *processes*:
 //!   `CLONE_FILES` without `CLONE_THREAD`, `CLONE_VM` without `CLONE_THREAD` or `CLONE_VFORK`,
-//!   and `CLONE_VM` with `CLONE_PARENT`. Threads, `fork`, `vfork` and `posix_spawn` are
+//!   `CLONE_VM` with `CLONE_PARENT`, and `CLONE_VFORK` with `CLONE_THREAD` (a thread its
+//!   creator waits for). Threads, `fork`, `vfork` and `posix_spawn` are
 //!   unaffected. The exec guard makes a mapping decision race-free by stopping every other
 //!   thread that could change the descriptor or the address range between its check and the
 //!   kernel's use; only the thread group (and a `vfork` child, which it finds by its parent)
@@ -235,6 +236,7 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, FilterError> {
         (files | thread, files),
         (vm | thread | vfork, vm),
         (vm | parent, vm | parent),
+        (thread | vfork, thread | vfork),
     ] {
         f.add_rule_conditional(
             ScmpAction::Errno(EPERM),
