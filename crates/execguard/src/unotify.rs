@@ -55,6 +55,14 @@
 //!   persistent cache. The post-exec check hashes `/proc/PID/exe`, which the kernel keeps
 //!   write-denied (`ETXTBSY`) from the exec's open on, so what is hashed is what was loaded.
 //! - `mprotect` adding `PROT_EXEC` is decided on every file mapping the range touches.
+//! - A file the agent can write ([`WriteScope::writable`]) could be rewritten after its
+//!   mapping was decided, and a private mapping's clean pages follow the page cache: an
+//!   executable mapping of it is made from a sealed copy of the bytes decided
+//!   ([`crate::snapshot`]); `mprotect(+PROT_EXEC)` of its mapping and its use as a program
+//!   interpreter, where no copy can stand in, are refused (`exec.writable_code`).
+//! - `READ_IMPLIES_EXEC` (set by the ELF loader for a 32-bit image without `PT_GNU_STACK`,
+//!   inherited through exec) would make every readable mapping executable with no
+//!   `PROT_EXEC` to trap: the exec stop kills such a process (`exec.read_implies_exec`).
 //! - memfd and deleted/anonymous files cannot be identified by a path a human can allow:
 //!   their exec and executable mapping are denied in enforce mode unless `exec.allow_memfd`.
 //!
