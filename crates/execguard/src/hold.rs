@@ -378,17 +378,19 @@ impl Hold {
         }
         // From here on the thread runs no user code until released; wait until it is out
         // of the kernel too, unless it is parked in a vfork wait.
+        // Parked: interrupted, but its stop still to come (see `release`).
+        let parked = Held {
+            tid,
+            ours,
+            sig: 0,
+            group_stop: false,
+            parked: true,
+        };
         let quick = Duration::from_millis(1);
         let mut r = wait_stop(tgid, tid, on_event, quick);
         if r.is_err() {
             if in_vfork(tgid, tid) {
-                self.held.push(Held {
-                    tid,
-                    ours,
-                    sig: 0,
-                    group_stop: false,
-                    parked: true,
-                });
+                self.held.push(parked);
                 return Ok(true);
             }
             r = wait_stop(tgid, tid, on_event, DEADLINE);
@@ -409,15 +411,9 @@ impl Hold {
                 Ok(false)
             }
             Err(e) => {
-                // Still interrupted: it stops whenever it leaves the kernel, and the release
-                // (detach, or the caller's wait loop for a thread traced before) lets it go.
-                self.held.push(Held {
-                    tid,
-                    ours,
-                    sig: 0,
-                    group_stop: false,
-                    parked: true,
-                });
+                // Still interrupted: it stops whenever it leaves the kernel, and the caller's
+                // wait loop resumes it then.
+                self.held.push(parked);
                 Err(e)
             }
         }

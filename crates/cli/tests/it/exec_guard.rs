@@ -960,15 +960,7 @@ fn mapping_decisions_raced_by_another_thread_hold() {
     }
     let t = T::new("maprace");
     t.cc("maprace", MAPRACE_C, &["-O1", "-pthread"]);
-    std::fs::write(t.ws.join("denied.bin"), pwned_code()).unwrap();
-    std::fs::write(t.ws.join("allowed.bin"), [0xc3u8; 64]).unwrap();
-    let sum = Command::new("sha256sum")
-        .arg(t.ws.join("denied.bin"))
-        .output()
-        .unwrap();
-    let sum = String::from_utf8_lossy(&sum.stdout);
-    let hex = sum.split_whitespace().next().unwrap();
-    let policy = t.policy(&format!("[exec]\ndeny = [\"sha256:{hex}\"]\n"));
+    let policy = pwned_setup(&t);
     let o = t.run(
         &["--policy", &policy],
         "./maprace allowed.bin denied.bin 2 m; ./maprace allowed.bin denied.bin 2 p; \
@@ -1136,15 +1128,8 @@ fn a_writable_file_rewritten_after_its_mapping_runs_only_what_was_decided() {
     }
     let t = T::new("rewrite");
     t.cc("rewrite", REWRITE_C, &["-O1"]);
-    std::fs::write(t.ws.join("denied.bin"), pwned_code()).unwrap();
-    std::fs::write(t.ws.join("lib.bin"), [0xc3u8; 64]).unwrap();
-    let sum = Command::new("sha256sum")
-        .arg(t.ws.join("denied.bin"))
-        .output()
-        .unwrap();
-    let sum = String::from_utf8_lossy(&sum.stdout);
-    let hex = sum.split_whitespace().next().unwrap();
-    let policy = t.policy(&format!("[exec]\ndeny = [\"sha256:{hex}\"]\n"));
+    let policy = pwned_setup(&t);
+    std::fs::copy(t.ws.join("allowed.bin"), t.ws.join("lib.bin")).unwrap();
     t.cc("mprot", MPROTECT_C, &[]);
     let o = t.run(
         &["--policy", &policy],
