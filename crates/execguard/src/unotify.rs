@@ -1050,10 +1050,23 @@ impl Guard {
         started: Instant,
         depth: u32,
     ) -> bool {
-        let (st, mount) = match stat_fd(fd) {
-            Ok(s) => s,
-            Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
-        };
+        match stat_fd(fd) {
+            Ok(s) => self.decide_stat(pid, what, kind, fd, s, started, depth),
+            Err(e) => self.fail(pid, &what(), kind, e.to_string(), started),
+        }
+    }
+
+    /// [`Guard::decide_fd`] with the file's `stat_fd` already taken.
+    fn decide_stat(
+        &self,
+        pid: u32,
+        what: &dyn Fn() -> String,
+        kind: &str,
+        fd: BorrowedFd<'_>,
+        (st, mount): (libc::stat, Option<MountId>),
+        started: Instant,
+        depth: u32,
+    ) -> bool {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             // Devices (/dev/zero) and directories: anonymous memory or a kernel error.
             return true;
@@ -1287,8 +1300,12 @@ impl Guard {
                     };
                     // A file the agent can write is mapped from a sealed copy, decided on
                     // the copy's own bytes (see `crate::snapshot`).
-                    match self.writable_copy(pid, f.as_fd()) {
-                        Ok(None) => self.decide_fd(pid, &what, "mmap", f.as_fd(), started, 0),
+                    let st = match stat_fd(f.as_fd()) {
+                        Ok(st) => st,
+                        Err(e) => return self.fail_outcome(pid, "mmap", e.to_string(), started),
+                    };
+                    match self.writable_copy(pid, f.as_fd(), &st) {
+                        Ok(None) => self.decide_stat(pid, &what, "mmap", f.as_fd(), st, started, 0),
                         Ok(Some(c)) => {
                             let ok = self.decide_fd(pid, &what, "mmap", c.as_fd(), started, 0);
                             copy = Some(c);
@@ -1376,13 +1393,17 @@ impl Guard {
         self.conclude(pid, what, kind, None, &v, started, false)
     }
 
-    /// A sealed copy of the file behind `fd` when this session's agent can write it
-    /// (`None`: map the file itself).
-    fn writable_copy(&self, pid: u32, fd: BorrowedFd<'_>) -> std::io::Result<Option<Arc<OwnedFd>>> {
-        let (st, mount) = stat_fd(fd)?;
+    /// A sealed copy of the file behind `fd` (its `stat_fd`: `st`) when this session's agent
+    /// can write it (`None`: map the file itself).
+    fn writable_copy(
+        &self,
+        pid: u32,
+        fd: BorrowedFd<'_>,
+        (st, mount): &(libc::stat, Option<MountId>),
+    ) -> std::io::Result<Option<Arc<OwnedFd>>> {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG
             || st.st_nlink == 0
-            || !self.scope.writable(pid, fd, &st, mount)
+            || !self.scope.writable(pid, fd, st, *mount)
         {
             return Ok(None);
         }
@@ -1391,6 +1412,15 @@ impl Guard {
             deadline: Some(Instant::now() + HASH_DEADLINE),
         };
         self.snapshots.copy(fd, limit).map(|(_, c)| Some(c))
+    }
+
+    /// [`Guard::fail`] as an answer.
+    fn fail_outcome(&self, pid: u32, kind: &str, err: String, started: Instant) -> Outcome {
+        if self.fail(pid, kind, kind, err, started) {
+            Outcome::Allow
+        } else {
+            Outcome::Deny(libc::EACCES)
+        }
     }
 
     /// Stops the threads sharing `shared` with `pid` for a decision (`Ok(None)`: there are
@@ -1404,11 +1434,7 @@ impl Guard {
     ) -> Result<Option<Hold>, Outcome> {
         Hold::others(pid, shared, &mut |p, st| self.on_event(p, st)).map_err(|e| {
             let why = format!("the threads sharing its state could not be held still: {e}");
-            if self.fail(pid, kind, kind, why, started) {
-                Outcome::Allow
-            } else {
-                Outcome::Deny(libc::EACCES)
-            }
+            self.fail_outcome(pid, kind, why, started)
         })
     }
 
