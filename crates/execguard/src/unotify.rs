@@ -1456,10 +1456,7 @@ impl Guard {
         // loader sets it itself for a 32-bit image without `PT_GNU_STACK`, and it is
         // inherited through exec. (A 32-bit program cannot make a system call in the sandbox
         // anyway: libseccomp kills foreign ABIs; only a far jump to 64-bit code would run.)
-        match std::fs::read_to_string(format!("/proc/{pid}/personality"))
-            .ok()
-            .and_then(|p| u32::from_str_radix(p.trim(), 16).ok())
-        {
+        match personality(pid) {
             Some(p) if p & READ_IMPLIES_EXEC == 0 => {}
             found => {
                 let v = Verdict {
@@ -1672,7 +1669,10 @@ impl Guard {
 
     /// Answers one notification (attaching the post-exec verifier for an allowed exec).
     fn respond(&self, lfd: RawFd, n: &Notif, out: Outcome) {
-        if !notif::id_valid(lfd, n.id) {
+        // A plain answer to a process gone meanwhile fails harmlessly (ENOENT); anything
+        // more (a seize, a descriptor put in place, threads held) is for a waiting one only.
+        let plain = matches!(out, Outcome::Allow | Outcome::Deny(_));
+        if !plain && !notif::id_valid(lfd, n.id) {
             return;
         }
         let out = match out {
@@ -1803,6 +1803,19 @@ impl Guard {
             }
         }
     }
+}
+
+/// `/proc/PID/personality` (eight hex digits), in one read.
+fn personality(pid: i32) -> Option<u32> {
+    let f = rustix::fs::open(
+        format!("/proc/{pid}/personality"),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&f, &mut buf).ok()?;
+    u32::from_str_radix(std::str::from_utf8(&buf[..n]).ok()?.trim(), 16).ok()
 }
 
 pub(crate) fn tracer_of(pid: u32) -> String {
