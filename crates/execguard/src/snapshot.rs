@@ -21,6 +21,8 @@
 //! reference kept, so the inode number cannot be reused) and decided on its recorded hash.
 //! Copies are shared by content and bounded ([`KEPT_BYTES`], [`KEPT`]); one evicted from
 //! the table stays valid for the processes that mapped it, but is no longer known by inode.
+//! A session makes at most [`MADE_BYTES`] of new copies; past that such mappings are
+//! denied under `exec.hash_limit`.
 //!
 //! What the agent sees: `/proc/self/maps` names the mapping `/memfd:warden-exec-copy
 //! (deleted)`, and `fstat` of the descriptor after the mapping gives the copy's identity.
@@ -34,6 +36,11 @@ use std::sync::{Arc, Mutex};
 pub const KEPT: usize = 64;
 /// See [`KEPT`].
 pub const KEPT_BYTES: u64 = 1 << 30;
+/// New copies made in one session at most, in bytes. A copy lives as long as any mapping of
+/// it, and its pages are charged to the supervisor, not to the agent's memory limit: without
+/// a bound an agent could pin memory outside its limits by mapping ever new files. Copies of
+/// equal content are shared, so rebuilding the same libraries costs nothing more.
+pub const MADE_BYTES: u64 = 8 << 30;
 
 struct Copy {
     hash: Hash,
@@ -47,6 +54,8 @@ struct Copy {
 #[derive(Default)]
 pub struct Snapshots {
     copies: Mutex<VecDeque<Copy>>,
+    /// Bytes of the copies made so far (see [`MADE_BYTES`]).
+    made: std::sync::atomic::AtomicU64,
 }
 
 impl Snapshots {
@@ -78,6 +87,19 @@ impl Snapshots {
         let mut c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = c.iter().find(|c| c.hash == hash) {
             return Ok((hash, old.fd.clone()));
+        }
+        use std::sync::atomic::Ordering;
+        let made = self.made.fetch_add(size, Ordering::Relaxed) + size;
+        if made > MADE_BYTES {
+            self.made.fetch_sub(size, Ordering::Relaxed);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "this session made {} MiB of sealed copies of files the agent can write, the most it may ({} MiB)",
+                    (made - size) >> 20,
+                    MADE_BYTES >> 20
+                ),
+            ));
         }
         let st = crate::identity::fstat(mem.as_fd())?;
         let fd = Arc::new(mem);
@@ -140,4 +162,42 @@ pub fn install(lfd: i32, id: u64, pid: u32, fd: i32, copy: &OwnedFd) -> std::io:
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{fstat, sha256_bytes};
+    use std::io::Write;
+
+    /// A copy holds the file's bytes under their hash, refuses every write (also through a
+    /// reopened read-write descriptor), is known by its inode, and is shared by content.
+    #[test]
+    fn copies_are_sealed_known_and_shared() {
+        let dir = std::env::temp_dir().join(format!("warden-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("lib.so");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(&[7u8; 10_000])
+            .unwrap();
+        let s = Snapshots::default();
+        let f = std::fs::File::open(&p).unwrap();
+        let (h, c) = s.copy(f.as_fd(), Limit::NONE).unwrap();
+        assert_eq!(h, sha256_bytes(&[7u8; 10_000]));
+        assert!(rustix::io::write(c.as_fd(), b"x").is_err(), "sealed");
+        let rw = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", c.as_raw_fd()));
+        assert!(
+            rw.is_err() || rustix::io::write(rw.unwrap().as_fd(), b"x").is_err(),
+            "no write through a reopened descriptor"
+        );
+        let st = fstat(c.as_fd()).unwrap();
+        assert_eq!(s.known(&st), Some(h));
+        assert_eq!(s.known(&fstat(f.as_fd()).unwrap()), None);
+        let (h2, c2) = s.copy(f.as_fd(), Limit::NONE).unwrap();
+        assert_eq!((h2, c2.as_raw_fd()), (h, c.as_raw_fd()), "shared by content");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
