@@ -24,8 +24,10 @@
 //! A session makes at most [`MADE_BYTES`] of new copies; past that such mappings are
 //! denied under `exec.hash_limit`.
 //!
-//! What the agent sees: `/proc/self/maps` names the mapping `/memfd:warden-exec-copy
-//! (deleted)`, and `fstat` of the descriptor after the mapping gives the copy's identity.
+//! What the agent sees: `/proc/self/maps` names the mapping `/memfd:warden-copy:NAME
+//! (deleted)` (profilers that symbolize by that name lose the file; `dl_iterate_phdr` and
+//! debuggers' link maps keep the real path), and `fstat` of the descriptor after the mapping
+//! gives the copy's identity.
 
 use crate::identity::{Hash, Limit};
 use std::collections::VecDeque;
@@ -69,10 +71,23 @@ impl Snapshots {
 
     /// Copies `src` into a sealed memfd while hashing it (within `limit`); returns the
     /// copy's hash and a descriptor of it (an existing copy of the same content is reused).
-    pub fn copy(&self, src: BorrowedFd<'_>, limit: Limit) -> std::io::Result<(Hash, Arc<OwnedFd>)> {
+    ///
+    /// The copy is named after the file (`/memfd:warden-copy:NAME` in `/proc/PID/maps`).
+    pub fn copy(
+        &self,
+        src: BorrowedFd<'_>,
+        name: &str,
+        limit: Limit,
+    ) -> std::io::Result<(Hash, Arc<OwnedFd>)> {
         use rustix::fs::{MemfdFlags, SealFlags};
+        let base = name.rsplit('/').next().unwrap_or(name);
+        let label: String = format!("warden-copy:{base}")
+            .chars()
+            .filter(|&c| c != '\0')
+            .take(200)
+            .collect();
         let mem = rustix::fs::memfd_create(
-            "warden-exec-copy",
+            label.as_str(),
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
         )?;
         let mut size = 0u64;
@@ -183,7 +198,7 @@ mod tests {
             .unwrap();
         let s = Snapshots::default();
         let f = std::fs::File::open(&p).unwrap();
-        let (h, c) = s.copy(f.as_fd(), Limit::NONE).unwrap();
+        let (h, c) = s.copy(f.as_fd(), "lib.so", Limit::NONE).unwrap();
         assert_eq!(h, sha256_bytes(&[7u8; 10_000]));
         assert!(rustix::io::write(c.as_fd(), b"x").is_err(), "sealed");
         let rw = std::fs::OpenOptions::new()
@@ -196,8 +211,12 @@ mod tests {
         let st = fstat(c.as_fd()).unwrap();
         assert_eq!(s.known(&st), Some(h));
         assert_eq!(s.known(&fstat(f.as_fd()).unwrap()), None);
-        let (h2, c2) = s.copy(f.as_fd(), Limit::NONE).unwrap();
-        assert_eq!((h2, c2.as_raw_fd()), (h, c.as_raw_fd()), "shared by content");
+        let (h2, c2) = s.copy(f.as_fd(), "lib.so", Limit::NONE).unwrap();
+        assert_eq!(
+            (h2, c2.as_raw_fd()),
+            (h, c.as_raw_fd()),
+            "shared by content"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -593,24 +593,8 @@ impl WriteScope {
         if !self.confined {
             return false;
         }
-        let unique = mount.filter(|m| m.unique).map(|m| m.id);
-        let private_fs = || self.private_fs.lock().unwrap_or_else(|p| p.into_inner());
-        let private = match unique.and_then(|m| private_fs().get(&m).copied()) {
-            Some(p) => p,
-            None => {
-                let Ok(sf) = rustix::fs::fstatfs(fd) else {
-                    return false;
-                };
-                #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
-                let t = sf.f_type as i64;
-                let private = UNTRUSTED_FS.contains(&t);
-                if let Some(m) = unique {
-                    remember(&self.private_fs, m, private, PLACEMENTS_KEPT);
-                }
-                private
-            }
-        };
-        if private {
+        // A file system whose stamps prove nothing (or one whose type is unreadable).
+        if self.untrusted_fs(fd, mount) != Some(false) {
             return false;
         }
         let Some(devs) = self.root_devs(pid) else {
@@ -619,28 +603,66 @@ impl WriteScope {
         !devs.contains(&st.st_dev) || self.outside_roots(fd, st, mount) == Some(true)
     }
 
-    /// Whether this session's agent can write the file behind `fd` (stat `st`): it lies on
-    /// a write root's device and, by the kernel's name for the opened file, under a root.
-    /// Unknown (the roots' devices unobtainable, the name unreadable) answers yes; writes
-    /// not confined answer no (nothing is confined, so nothing is promised: see
-    /// [`crate::snapshot`]). A second hard link is not looked for: the agent cannot make
-    /// one to a file outside the roots (Landlock refuses links across hierarchies without
-    /// `REFER`), but one that existed before the session would let it write a file judged
-    /// by its outside name.
+    /// Whether this session's agent can write the file behind `fd` (stat `st`), judged by
+    /// its name: under a write root. `shown` is the name `/proc/PID/maps` gives a mapping
+    /// (for a descriptor opened through `map_files`, which names an overlay's layer file,
+    /// not the path the agent sees); otherwise the kernel's name for the descriptor. On an
+    /// ordinary file system a file on no root's device is not looked up; on tmpfs, overlayfs
+    /// and the like it always is (overlayfs gives its files per-layer device numbers, so a
+    /// package-cache file would escape the device check).
+    ///
+    /// Unknown (the roots' devices unobtainable, the name unreadable, a deleted file's name)
+    /// answers yes; writes not confined answer no (nothing is confined, so nothing is
+    /// promised: see [`crate::snapshot`]). A second hard link is not looked for: the agent
+    /// cannot make one to a file outside the roots (Landlock refuses links across
+    /// hierarchies without `REFER`), but one that existed before the session would let it
+    /// write a file judged by its outside name (see `GUARANTEES.md`).
     pub fn writable(
         &self,
         pid: u32,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
         mount: Option<MountId>,
+        shown: Option<&str>,
     ) -> bool {
         if !self.confined {
             return false;
         }
-        match self.root_devs(pid) {
-            None => true,
-            Some(d) => d.contains(&st.st_dev) && self.outside_roots(fd, st, mount) != Some(true),
+        let Some(devs) = self.root_devs(pid) else {
+            return true;
+        };
+        let plain = self.untrusted_fs(fd, mount) == Some(false);
+        if plain && !devs.contains(&st.st_dev) {
+            return false;
         }
+        match shown {
+            Some(name) => {
+                name.ends_with(" (deleted)")
+                    || !name.starts_with('/')
+                    || self
+                        .roots
+                        .iter()
+                        .any(|r| std::path::Path::new(name).starts_with(r))
+            }
+            None => self.outside_roots(fd, st, mount) != Some(true),
+        }
+    }
+
+    /// Whether the file behind `fd` is on a file system in [`UNTRUSTED_FS`] (kept per
+    /// mount); `None` when `fstatfs` fails.
+    fn untrusted_fs(&self, fd: BorrowedFd<'_>, mount: Option<MountId>) -> Option<bool> {
+        let unique = mount.filter(|m| m.unique).map(|m| m.id);
+        let kept = || self.private_fs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = unique.and_then(|m| kept().get(&m).copied()) {
+            return Some(p);
+        }
+        let sf = rustix::fs::fstatfs(fd).ok()?;
+        #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+        let untrusted = UNTRUSTED_FS.contains(&(sf.f_type as i64));
+        if let Some(m) = unique {
+            remember(&self.private_fs, m, untrusted, PLACEMENTS_KEPT);
+        }
+        Some(untrusted)
     }
 
     /// Every write root's device, seen from the agent. A root that cannot be opened there is
@@ -1319,6 +1341,14 @@ impl Guard {
                             };
                             self.conclude(pid, &what, "mmap", None, &v, started, false)
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                            let v = Verdict {
+                                allowed: false,
+                                rule: "exec.writable_code".into(),
+                                reason: e.to_string(),
+                            };
+                            self.conclude(pid, &what, "mmap", None, &v, started, false)
+                        }
                         Err(e) => self.fail(pid, &what(), "mmap", format!("copy: {e}"), started),
                     }
                 }
@@ -1373,7 +1403,7 @@ impl Guard {
             Ok((st, mount)) => {
                 st.st_mode & libc::S_IFMT == libc::S_IFREG
                     && st.st_nlink > 0
-                    && self.scope.writable(pid, fd, &st, mount)
+                    && self.scope.writable(pid, fd, &st, mount, Some(&what()))
             }
             Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
         };
@@ -1403,15 +1433,28 @@ impl Guard {
     ) -> std::io::Result<Option<Arc<OwnedFd>>> {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG
             || st.st_nlink == 0
-            || !self.scope.writable(pid, fd, st, *mount)
+            || !self.scope.writable(pid, fd, st, *mount, None)
         {
             return Ok(None);
+        }
+        // Written through this very descriptor (a JIT mapping a file twice, writable and
+        // executable): the copy would split the two, and the file itself would run bytes no
+        // decision saw. Refused instead (`exec.writable_code`).
+        let mode = rustix::fs::fcntl_getfl(fd)? & rustix::fs::OFlags::RWMODE;
+        if mode != rustix::fs::OFlags::RDONLY {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "it is mapped executable through a descriptor open for writing to a file the agent can write: what runs would follow later writes (a JIT's double mapping); write the code to anonymous memory instead",
+            ));
         }
         let limit = Limit {
             max_bytes: Some(MAX_HASH_BYTES),
             deadline: Some(Instant::now() + HASH_DEADLINE),
         };
-        self.snapshots.copy(fd, limit).map(|(_, c)| Some(c))
+        let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.snapshots.copy(fd, &name, limit).map(|(_, c)| Some(c))
     }
 
     /// [`Guard::fail`] as an answer.
@@ -1497,9 +1540,9 @@ impl Guard {
             }
         };
         match files_mapped_besides(pid as u32, id, &what) {
-            Ok(files) => files.iter().all(|(path, f)| {
+            Ok(files) => files.iter().all(|(path, f, exe_itself)| {
                 let name = || path.clone();
-                self.not_writable_code(pid as u32, &name, KIND, f.as_fd(), started)
+                (*exe_itself || self.not_writable_code(pid as u32, &name, KIND, f.as_fd(), started))
                     && self.decide_fd(pid as u32, &name, KIND, f.as_fd(), started, 4)
             }),
             Err(e) => self.fail(pid as u32, &what(), KIND, e, started),
@@ -2257,12 +2300,14 @@ fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>
 /// such mapping is opened as it is and decided; without, the executable's own mappings are
 /// known by their path: exactly one inode mapped under the executable's path, and only when
 /// the executable's own inode is nowhere in `maps`. Anything else there is opened by path
-/// and compared (a deleted file cannot be: it fails closed).
+/// and compared (a deleted file cannot be: it fails closed). The flag says a file opened
+/// through `map_files` is known the same way to be the executable itself (decided, but not
+/// subject to the rule for interpreters the agent can write).
 fn files_mapped_besides(
     pid: u32,
     exe: (u64, u64),
     exe_path: &dyn Fn() -> String,
-) -> Result<Vec<(String, OwnedFd)>, String> {
+) -> Result<Vec<(String, OwnedFd, bool)>, String> {
     let maps = read_maps(pid)?;
     let mut files: Vec<MappedFile> = Vec::new();
     // Whether `maps` shows the executable's own inode (always, except on an overlay).
@@ -2278,7 +2323,13 @@ fn files_mapped_besides(
     let mut named_as_exe: Option<String> = None;
     for m in &files {
         if let Ok(f) = take_map_file(pid, m.start, m.end) {
-            out.push((m.path.clone(), f));
+            // The executable itself, seen through an overlay's layer (its content decided
+            // all the same; the kernel keeps it write-protected while it runs).
+            let exe_itself = !exe_seen && {
+                let p = named_as_exe.get_or_insert_with(exe_path);
+                m.path == *p && files.iter().filter(|f| f.path == *p).count() == 1
+            };
+            out.push((m.path.clone(), f, exe_itself));
             continue;
         }
         // Only when the executable's inode is nowhere in `maps` may a file under its path
@@ -2290,7 +2341,7 @@ fn files_mapped_besides(
                 continue;
             }
         }
-        out.push((m.path.clone(), open_mapped(pid, m)?));
+        out.push((m.path.clone(), open_mapped(pid, m)?, false));
     }
     Ok(out)
 }
