@@ -103,6 +103,15 @@ fn nr_threads(pid: u32) -> std::io::Result<u64> {
         .saturating_sub(2))
 }
 
+/// The thread-group id of thread `tid` (`/proc/TID/status`).
+fn tgid_of(tid: u32) -> Option<i32> {
+    warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Pid(tid as i32))
+        .ok()?
+        .field("Tgid")?
+        .parse()
+        .ok()
+}
+
 /// `/proc/PID/task/TID/stat`: (state, parent's tgid).
 fn stat_of(tgid: u32, tid: i32) -> Option<(u8, i32)> {
     let s = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/stat")).ok()?;
@@ -256,7 +265,8 @@ impl Hold {
         if alone && shared == Shared::Descriptors {
             return Ok(None);
         }
-        let mut groups = vec![tid as i32];
+        // By thread-group id: a vfork child's parent is named by it.
+        let mut groups = vec![tgid_of(tid).unwrap_or(tid as i32)];
         if shared == Shared::AddressSpace {
             // A vfork child shares its parent's address space, and that parent may be a vfork
             // child itself: every ancestor up the chain that shares it, with all its threads.
@@ -389,7 +399,9 @@ impl Hold {
         let quick = Duration::from_millis(1);
         let mut r = wait_stop(tgid, tid, on_event, quick);
         if r.is_err() {
-            if in_vfork(tgid, tid) {
+            // In the wait itself (`D`), not a fresh child still on its way out of the same
+            // `clone` (`R`: it shows its parent's system call until it first runs).
+            if in_vfork(tgid, tid) && stat_of(tgid, tid).is_some_and(|(s, _)| s == b'D') {
                 self.held.push(parked);
                 return Ok(true);
             }

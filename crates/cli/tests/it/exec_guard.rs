@@ -1327,3 +1327,34 @@ fn vfork_chains_and_read_implies_exec_images_hold() {
     );
     assert!(all.contains("after"), "{all}");
 }
+
+/// A thread `mprotect`s memory executable in a loop while the main thread spawns programs
+/// with `vfork`: the hold must neither hang nor deny (a fresh `vfork` child, still on its way
+/// out of `clone`, once looked parked, and a non-leading thread's children were looked up
+/// under its thread id). Prints `spawns N mprotect ok M failed F`.
+const VFORK_MPROTECT_C: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int stop; static long fails, ok;
+static void *mp(void *a) { char *x = mmap(0, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+  while (!stop) { if (mprotect(x, 4096, PROT_READ|PROT_EXEC)) fails++; else ok++; mprotect(x, 4096, PROT_READ|PROT_WRITE); } return a; }
+int main(void) { pthread_t t; pthread_create(&t, 0, mp, 0); time_t end = time(0) + 3; int n = 0;
+  while (time(0) < end) { pid_t p = vfork(); if (!p) { execl("/bin/true", "true", (char*)0); _exit(1); } waitpid(p, 0, 0); n++; }
+  stop = 1; pthread_join(t, 0); printf("spawns %d mprotect ok %ld failed %ld\n", n, ok, fails); return 0; }
+"#;
+
+#[test]
+fn mprotect_in_one_thread_while_another_vforks_is_never_refused() {
+    let t = T::new("vfork-mprotect");
+    let p = t.policy(DENY_CURL);
+    t.cc("vfm", VFORK_MPROTECT_C, &["-O1", "-pthread"]);
+    let o = t.run(&["--policy", &p], "./vfm");
+    let all = text(&o);
+    assert!(all.contains(" failed 0"), "{all}");
+    assert!(!all.contains("mprotect ok 0 "), "{all}");
+}
