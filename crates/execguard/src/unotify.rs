@@ -1897,7 +1897,16 @@ fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
 /// 32- and 64-bit, little-endian as on this machine); a
 /// file that is not such an ELF file, or whose headers do not parse, has none here (the
 /// kernel refuses to run a malformed one).
-fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
+/// Whether an ELF file has a loadable segment (`PT_LOAD`).
+fn elf_has_load(fd: BorrowedFd<'_>) -> bool {
+    elf_segments(fd).is_some_and(|(ph, entsize, _)| {
+        ph.chunks_exact(entsize)
+            .any(|e| e.get(..4) == Some(&1u32.to_le_bytes()[..]))
+    })
+}
+
+/// An ELF file's program headers: (the table, entry size, 64-bit).
+fn elf_segments(fd: BorrowedFd<'_>) -> Option<(Vec<u8>, usize, bool)> {
     let mut h = [0u8; 64];
     let n = rustix::io::pread(fd, &mut h[..], 0).ok()?;
     if n < 52 || h[..4] != *b"\x7fELF" || h[5] != 1 {
@@ -1924,7 +1933,16 @@ fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
     }
     let mut ph = vec![0u8; entsize * num];
     let got = rustix::io::pread(fd, &mut ph[..], phoff).ok()?;
-    for e in ph[..got].chunks_exact(entsize) {
+    ph.truncate(got);
+    Some((ph, entsize, wide))
+}
+
+/// An ELF file's program interpreter (`PT_INTERP`).
+fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
+    let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let (ph, entsize, wide) = elf_segments(fd)?;
+    for e in ph.chunks_exact(entsize) {
         if u32_at(e, 0)? != 3 {
             continue; // not PT_INTERP
         }
@@ -2308,6 +2326,8 @@ fn files_mapped_besides(
     exe: (u64, u64),
     exe_path: &dyn Fn() -> String,
 ) -> Result<Vec<(String, OwnedFd, bool)>, String> {
+    // The executable's name around the read of `maps` (see `exe_may_be_named`).
+    let before = exe_path();
     let maps = read_maps(pid)?;
     let mut files: Vec<MappedFile> = Vec::new();
     // Whether `maps` shows the executable's own inode (always, except on an overlay).
@@ -2320,30 +2340,60 @@ fn files_mapped_besides(
         }
     }
     let mut out = Vec::new();
-    let mut named_as_exe: Option<String> = None;
+    // Only when the executable's inode is nowhere in `maps` may a file under its name be the
+    // executable (seen through an overlay's layer); see `exe_may_be_named`.
+    let named = (!exe_seen)
+        .then(|| exe_may_be_named(pid, &before, exe_path))
+        .flatten();
+    let is_exe = |m: &MappedFile| {
+        named
+            .as_ref()
+            .is_some_and(|p| m.path == *p && files.iter().filter(|f| f.path == *p).count() == 1)
+    };
     for m in &files {
         if let Ok(f) = take_map_file(pid, m.start, m.end) {
-            // The executable itself, seen through an overlay's layer (its content decided
-            // all the same; the kernel keeps it write-protected while it runs).
-            let exe_itself = !exe_seen && {
-                let p = named_as_exe.get_or_insert_with(exe_path);
-                m.path == *p && files.iter().filter(|f| f.path == *p).count() == 1
-            };
+            // Its content decided all the same; a candidate must also have the executable's
+            // bytes (the kernel keeps those write-protected while it runs).
+            let exe_itself = is_exe(m) && same_content(f.as_fd(), pid);
             out.push((m.path.clone(), f, exe_itself));
             continue;
         }
-        // Only when the executable's inode is nowhere in `maps` may a file under its path
-        // be the executable (seen through an overlay's layer): otherwise another inode under
-        // that path (the image's name unhashed by a rename, then reused) is decided.
-        if !exe_seen {
-            let p = named_as_exe.get_or_insert_with(exe_path);
-            if m.path == *p && files.iter().filter(|f| f.path == *p).count() == 1 {
-                continue;
-            }
+        if is_exe(m) {
+            continue;
         }
         out.push((m.path.clone(), open_mapped(pid, m)?, false));
     }
     Ok(out)
+}
+
+/// The executable's name, when a mapping under it may be taken for the executable: the same
+/// name before and after `maps` was read (`before`, `now`), not an unlinked file's (the
+/// kernel's `" (deleted)"` suffix, which a file may also carry as its real name), and a
+/// program that maps something of itself (a `PT_LOAD`): one that maps nothing would leave
+/// its name to whatever else is mapped under it. Found by an attack review: a program with
+/// no `PT_LOAD` run through an unlinked name, its interpreter named `NAME (deleted)`.
+fn exe_may_be_named(pid: u32, before: &str, now: &dyn Fn() -> String) -> Option<String> {
+    let now = now();
+    if now != before || now.ends_with(" (deleted)") {
+        return None;
+    }
+    let exe = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
+    elf_has_load(exe.as_fd()).then_some(now)
+}
+
+/// Whether `f` has the same content as `/proc/PID/exe`.
+fn same_content(f: BorrowedFd<'_>, pid: u32) -> bool {
+    let Ok(exe) = std::fs::File::open(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let limit = Limit {
+        max_bytes: Some(MAX_HASH_BYTES),
+        deadline: Some(Instant::now() + HASH_DEADLINE),
+    };
+    matches!(
+        (sha256_fd_within(f, limit), sha256_fd_within(exe.as_fd(), limit)),
+        (Ok(a), Ok(b)) if a == b
+    )
 }
 
 /// `/proc/PID/map_files/START-END`: the names there have no leading zeros (the ranges in

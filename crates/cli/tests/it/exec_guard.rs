@@ -1358,3 +1358,117 @@ fn mprotect_in_one_thread_while_another_vforks_is_never_refused() {
     assert!(all.contains(" failed 0"), "{all}");
     assert!(!all.contains("mprotect ok 0 "), "{all}");
 }
+
+/// A program interpreter that rewrites its own file after the exec stop, then jumps into
+/// the rewritten page (`SELF`: its path, set at build time; the new bytes are
+/// `denied.bin`'s, which create `PWNED`).
+const SELF_REWRITING_INTERP_C: &str = r#"
+static long sys(long n,long a,long b,long c,long d){long r;register long r10 asm("r10")=d;
+  asm volatile("syscall":"=a"(r):"a"(n),"D"(a),"S"(b),"d"(c),"r"(r10):"rcx","r11","memory");return r;}
+asm(".section .text.tgt,\"ax\",@progbits\n.balign 4096\n.globl tgt\ntgt:\n.byte 0xc3\n.ascii \"WARDENMARK1234\"\n.fill 4000,1,0x90\n.previous\n");
+extern void tgt(void);
+static char me[65536], den[4096];
+void _start(void){
+  long f=sys(2,(long)SELF,0,0,0); long n=sys(0,f,(long)me,sizeof me,0); sys(3,f,0,0,0);
+  long off=-1; for(long i=0;i+14<n;i++){ int k; for(k=0;k<14&&me[i+k]=="WARDENMARK1234"[k];k++); if(k==14){off=i-1;break;} }
+  f=sys(2,(long)"denied.bin",0,0,0); long dn=sys(0,f,(long)den,sizeof den,0); sys(3,f,0,0,0);
+  f=sys(2,(long)SELF,1,0,0); long w=sys(18,f,(long)den,dn,off); sys(3,f,0,0,0);
+  sys(1,1,(long)"interp: rewrote own file, jumping\n",34,0);
+  (void)w; tgt();
+  sys(1,1,(long)"held\n",5,0); sys(231,0,0,0,0);
+}
+"#;
+
+/// `fexec PATH`: opens PATH, unlinks that name (another link keeps the file) and runs the
+/// descriptor with `execveat`.
+const FEXEC_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+int main(int c, char **v, char **e) {
+  int fd = open(v[1], O_RDONLY);
+  if (fd < 0) { perror("open"); return 1; }
+  if (unlink(v[1])) { perror("unlink"); return 1; }
+  char *a[] = { v[1], 0 };
+  syscall(SYS_execveat, fd, "", a, e, AT_EMPTY_PATH);
+  perror("execveat"); return 1;
+}
+"#;
+
+/// A 64-bit ELF executable with only a `PT_INTERP` naming `interp` (the kernel maps nothing
+/// of the program itself).
+fn no_load_elf(interp: &str) -> Vec<u8> {
+    let mut name = interp.as_bytes().to_vec();
+    name.push(0);
+    let mut b = b"\x7fELF\x02\x01\x01\0".to_vec();
+    b.resize(16, 0);
+    for (v, n) in [
+        (2u64, 2),
+        (62, 2),
+        (1, 4),
+        (0x40_0000, 8),
+        (64, 8),
+        (0, 8),
+        (0, 4),
+    ] {
+        b.extend_from_slice(&v.to_le_bytes()[..n]);
+    }
+    for v in [64u16, 56, 1, 64, 0, 0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&4u32.to_le_bytes());
+    let len = name.len() as u64;
+    for v in [120u64, 0, 0, len, len, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&name);
+    b
+}
+
+/// The exemption for an executable seen through an overlay's layer (a package-cache program
+/// is mapped as the layer's file, so `maps` lacks its own inode) must not cover anything
+/// else. An attack review got a rewritable interpreter taken for the executable: a program
+/// with no `PT_LOAD` in `~/.npm`, run through an unlinked name (`/proc/PID/exe` then reads
+/// `NAME (deleted)`), its interpreter a file literally named `NAME (deleted)`; the
+/// interpreter then rewrote itself and ran denied code (as root and as an ordinary user).
+/// Judged on the host: no `PWNED`.
+#[test]
+fn an_interpreter_cannot_pass_for_the_executable_by_name() {
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let t = T::new("exe-name");
+    std::fs::create_dir_all(t.home.join(".npm")).unwrap();
+    let policy = pwned_setup(&t);
+    let dir = t.home.join(".npm/rt4");
+    let q = dir.join("Q");
+    let self_name = format!("{} (deleted)", q.display());
+    t.cc(
+        "interp",
+        SELF_REWRITING_INTERP_C,
+        &[
+            "-O1",
+            "-nostdlib",
+            "-static",
+            &format!("-DSELF=\"{self_name}\""),
+        ],
+    );
+    t.cc("fexec", FEXEC_C, &[]);
+    std::fs::write(t.ws.join("noload"), no_load_elf(&self_name)).unwrap();
+    let script = format!(
+        "mkdir -p '{d}' && cp interp '{s}' && cp noload '{q}' && chmod +x '{q}' && ln -f '{q}' '{d}/Q2' && ./fexec '{q}'; echo done",
+        d = dir.display(),
+        s = self_name,
+        q = q.display()
+    );
+    let o = t.run(&["--policy", &policy], &script);
+    let all = text(&o);
+    assert!(all.contains("done"), "{all}");
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "a rewritable interpreter passed for the executable:\n{all}"
+    );
+}
