@@ -82,7 +82,7 @@ pub const INHERITED_FD: i32 = 100;
 
 pub struct Session {
     pub stage1_pid: i32,
-    /// The agent's pid in the supervisor's pid namespace.
+    /// The agent's pid in the supervisor's pid namespace (0 until [`Session::wait_agent`]).
     pub agent_pid: i32,
     /// Fds returned by the agent hooks, in hook order.
     pub agent_fds: Vec<OwnedFd>,
@@ -93,6 +93,8 @@ pub struct Session {
     /// closes its inherited copy (init and stage 1 explicitly, the agent at exec), so the
     /// pipe's EOF depends on the agent's tree and this copy only.
     pub hook_pipe: Option<OwnedFd>,
+    /// The agent process hands over a hook listener (last of its fds).
+    hook_socket: bool,
     err_read: OwnedFd,
     /// Init's report of the agent's exit status, written once the namespace is empty and
     /// before init exits (see [`Session::wait_reported`]).
@@ -262,6 +264,8 @@ impl From<crate::error::SysError> for LaunchError {
     }
 }
 
+/// Forks the sandbox (stage 1, which builds the rest) and returns at once: the supervisor
+/// may start its threads while the sandbox is built, then calls [`Session::wait_agent`].
 pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     warden_event::timing::mark("launch");
     let deny_udp = !l.plan.net_isolated;
@@ -454,28 +458,13 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     drop(exit_w);
     drop(fd_w);
     drop(pty_slave);
-    // Wait for the agent's fds (or EOF when setup failed).
-    let hook_socket = hook_socket_wanted;
-    let (mut agent_fds, agent_pid) = match sys::recv_fds(&fd_r)? {
-        Some(x) => x,
-        None => {
-            let msg = read_all(&err_r);
-            reap(pid);
-            return Err(if msg.is_empty() {
-                LaunchError::Setup("sandbox setup failed before the agent started".into())
-            } else {
-                LaunchError::from_child(msg)
-            });
-        }
-    };
-    // The agent process sends the hook listener last.
-    let hook_listener = if hook_socket { agent_fds.pop() } else { None };
     Ok(Session {
         stage1_pid: pid,
-        agent_pid,
-        agent_fds,
-        hook_listener,
+        agent_pid: 0,
+        agent_fds: Vec::new(),
+        hook_listener: None,
         hook_pipe,
+        hook_socket: hook_socket_wanted,
         err_read: err_r,
         exit_read: exit_r,
         fd_sock: fd_r,
@@ -627,6 +616,31 @@ fn decode_status(st: i32) -> i32 {
 }
 
 impl Session {
+    /// Waits until the sandbox is built: the agent process has handed over its hooks' fds
+    /// (and the hook listener) and waits for [`Session::release`]. Until then only
+    /// `stage1_pid` and the pty are known; the supervisor starts what needs no more in the
+    /// meantime (the build takes milliseconds). On a setup failure stage 1 is reaped and
+    /// the child's report returned.
+    pub fn wait_agent(&mut self) -> Result<(), LaunchError> {
+        let (mut fds, pid) = match sys::recv_fds(&self.fd_sock)? {
+            Some(x) => x,
+            None => {
+                let msg = read_all(&self.err_read);
+                reap(self.stage1_pid);
+                return Err(if msg.is_empty() {
+                    LaunchError::Setup("sandbox setup failed before the agent started".into())
+                } else {
+                    LaunchError::from_child(msg)
+                });
+            }
+        };
+        // The agent process sends the hook listener last.
+        self.hook_listener = if self.hook_socket { fds.pop() } else { None };
+        self.agent_fds = fds;
+        self.agent_pid = pid;
+        Ok(())
+    }
+
     /// Lets the agent exec. Until then it waits (after handing over its fds), so the
     /// supervisor can attach everything that must see the agent's first exec.
     pub fn release(&self) {

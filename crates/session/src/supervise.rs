@@ -88,15 +88,14 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         mut escape,
     } = s;
     let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
-    warden_event::timing::mark("sup: launched");
+    warden_event::timing::mark("sup: forked");
     let set = block_signals();
-    // Threads may start from here on (they inherit the mask): the risk monitor and the
-    // session's control socket.
+    // Threads may start from here on (they inherit the mask), while the sandbox is built:
+    // the risk monitor and the session's control socket, the hook relay, the host-loopback
+    // bridge and the exec guard's thread, which waits for its listener.
     on_launch(session.stage1_pid);
     warden_event::timing::mark("sup: on_launch done");
-    forward_signals(&session, set);
-    // The proxy (threads may start now: the sandbox is forked), and the host-loopback
-    // bridge. Hook decisions from inside: bounded frames, rate-limited, counted (warden_event::relay).
+    // Hook decisions from inside: bounded frames, rate-limited, counted (warden_event::relay).
     let ProxyStart {
         hook_events,
         host_bridge,
@@ -108,11 +107,6 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         gate_asker,
     } = proxy;
     let hook_relay = warden_event::relay::spawn(hook_events);
-    // The hook-report socket inside, for hooks that did not inherit the pipe.
-    let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {
-        (Some(l), Some(w)) => Some(warden_event::relay::forward(l, w, gate_asker)),
-        _ => None,
-    };
     if let Some((l, theirs)) = host_bridge {
         std::thread::spawn(move || warden_proxy::bridge::serve(l, theirs));
     }
@@ -123,10 +117,32 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     };
     // The exec guard: one thread answers the filter's notifications and verifies each
     // allowed exec at its exec stop; it also reaps the sandbox and returns its status.
-    let tracer = guard.map(|g| {
-        let listener = session.agent_fds.remove(0);
-        start_exec_guard(g, listener, session.stage1_pid, hash_cache)
-    });
+    let (tracer, listener_to) = match guard {
+        Some(g) => {
+            let (tx, t) = start_exec_guard(g, session.stage1_pid, hash_cache);
+            (Some(t), Some(tx))
+        }
+        None => (None, None),
+    };
+    if let Err(e) = session.wait_agent() {
+        // Stage 1 is reaped; the guard's thread ends without a listener.
+        drop(listener_to);
+        if let Some(t) = tracer {
+            let _ = t.handle.join();
+        }
+        return Err(setup_error(e));
+    }
+    warden_event::timing::mark("sup: launched");
+    forward_signals(&session, set);
+    // The hook-report socket inside, for hooks that did not inherit the pipe.
+    let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {
+        (Some(l), Some(w)) => Some(warden_event::relay::forward(l, w, gate_asker)),
+        _ => None,
+    };
+    if let Some(tx) = listener_to {
+        // The thread holds the receiver until it got this (or the session failed).
+        let _ = tx.send(session.agent_fds.remove(0));
+    }
     // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
     // until then) in an enforced session cgroup before the agent may exec.
     let bpf_session = match bpf_rules {
@@ -142,7 +158,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
             Err(e) => {
                 // SAFETY: killing our own sandbox, which has not been released.
                 unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
-                session.wait();
+                reap_unstarted(tracer, &session);
                 return Err(StartError::Unsupported(format!(
                     "the BPF exec guard could not take the session: {e}"
                 )));
@@ -370,10 +386,9 @@ fn forward_signals(session: &warden_sandbox::launch::Session, set: libc::sigset_
 /// thread refreshing its rules every 30 s.
 fn start_exec_guard(
     g: Box<warden_execguard::unotify::Guard>,
-    listener: OwnedFd,
     stage1: i32,
     cache_path: PathBuf,
-) -> Tracer {
+) -> (std::sync::mpsc::SyncSender<OwnedFd>, Tracer) {
     let g: Arc<warden_execguard::unotify::Guard> = Arc::from(g);
     let refresher = g.clone();
     std::thread::spawn(move || loop {
@@ -389,11 +404,18 @@ fn start_exec_guard(
         }
     });
     let guard = g.clone();
-    Tracer {
-        handle: std::thread::spawn(move || g.supervise(listener, stage1)),
+    // The listener arrives once the sandbox is built; no listener: the launch failed and
+    // stage 1 is reaped already.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedFd>(1);
+    let t = Tracer {
+        handle: std::thread::spawn(move || match rx.recv() {
+            Ok(listener) => g.supervise(listener, stage1),
+            Err(_) => 1,
+        }),
         guard,
         cache_path,
-    }
+    };
+    (tx, t)
 }
 
 /// Waits for a sandbox whose agent never started (or was killed before it could run) to
