@@ -1188,10 +1188,11 @@ impl Guard {
             // A script's interpreter is exec'd in turn (its own interpreter looked up too);
             // a program interpreter is only mapped (the kernel reads no `PT_INTERP` of it),
             // so nothing is looked up past it. The post-exec check decides what was mapped.
-            if let Some(interp) = shebang(fd) {
+            let head = Head::read(fd);
+            if let Some(interp) = shebang(&head) {
                 return self.decide_interpreter(pid, &interp, started, depth + 1);
             }
-            if let Some(interp) = elf_interp(fd) {
+            if let Some(interp) = elf_interp(&head) {
                 let seen = self.interps.lock().unwrap_or_else(|p| p.into_inner());
                 if seen.contains_key(&interp) {
                     return true;
@@ -1369,8 +1370,21 @@ impl Guard {
             match mapping_files(pid, a[0], a[1]) {
                 Ok(files) => files.iter().all(|(path, f)| {
                     let name = || path.clone();
-                    self.not_writable_code(pid, &name, "mprotect", f.as_fd(), started)
-                        && self.decide_fd(pid, &name, "mprotect", f.as_fd(), started, 0)
+                    match stat_fd(f.as_fd()) {
+                        Ok(st) => {
+                            self.not_writable_code(pid, &name, "mprotect", f.as_fd(), &st, started)
+                                && self.decide_stat(
+                                    pid,
+                                    &name,
+                                    "mprotect",
+                                    f.as_fd(),
+                                    st,
+                                    started,
+                                    0,
+                                )
+                        }
+                        Err(e) => self.fail(pid, &name(), "mprotect", e.to_string(), started),
+                    }
                 }),
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
@@ -1397,16 +1411,12 @@ impl Guard {
         what: &dyn Fn() -> String,
         kind: &str,
         fd: BorrowedFd<'_>,
+        (st, mount): &(libc::stat, Option<MountId>),
         started: Instant,
     ) -> bool {
-        let writable = match stat_fd(fd) {
-            Ok((st, mount)) => {
-                st.st_mode & libc::S_IFMT == libc::S_IFREG
-                    && st.st_nlink > 0
-                    && self.scope.writable(pid, fd, &st, mount, Some(&what()))
-            }
-            Err(e) => return self.fail(pid, &what(), kind, e.to_string(), started),
-        };
+        let writable = st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_nlink > 0
+            && self.scope.writable(pid, fd, st, *mount, Some(&what()));
         if !writable {
             return true;
         }
@@ -1542,8 +1552,21 @@ impl Guard {
         match files_mapped_besides(pid as u32, id, &what) {
             Ok(files) => files.iter().all(|(path, f, exe_itself)| {
                 let name = || path.clone();
-                (*exe_itself || self.not_writable_code(pid as u32, &name, KIND, f.as_fd(), started))
-                    && self.decide_fd(pid as u32, &name, KIND, f.as_fd(), started, 4)
+                match stat_fd(f.as_fd()) {
+                    Ok(st) => {
+                        (*exe_itself
+                            || self.not_writable_code(
+                                pid as u32,
+                                &name,
+                                KIND,
+                                f.as_fd(),
+                                &st,
+                                started,
+                            ))
+                            && self.decide_stat(pid as u32, &name, KIND, f.as_fd(), st, started, 4)
+                    }
+                    Err(e) => self.fail(pid as u32, &name(), KIND, e.to_string(), started),
+                }
             }),
             Err(e) => self.fail(pid as u32, &what(), KIND, e, started),
         }
@@ -1576,9 +1599,14 @@ impl Guard {
         // SAFETY: eventfd creation.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         let (tx, rx) = std::sync::mpsc::channel::<(Notif, Hash, String, Result<Grant, String>)>();
+        // Child events (ptrace stops, exits) raise SIGCHLD, which stays pending (so the
+        // signalfd readable) until drained: waiting is needed only after it fired, the
+        // signalfd drained first, so that an event after the last wait raises it again.
+        let mut waits = true;
         loop {
             // Reap and handle every pending ptrace event first.
-            if let Some(code) = self.drain_waits(reap_pid) {
+            if !std::mem::take(&mut waits) {
+            } else if let Some(code) = self.drain_waits(reap_pid) {
                 // SAFETY: closing our signalfd and eventfd.
                 unsafe {
                     libc::close(sfd);
@@ -1614,11 +1642,11 @@ impl Guard {
                 return 1;
             }
             if fds[0].revents & libc::POLLIN != 0 {
+                waits = true;
+                // One SIGCHLD is pending at most (a standard signal): one read drains it.
                 let mut buf = [0u8; 128];
                 // SAFETY: draining the signalfd.
-                while unsafe { libc::read(sfd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) }
-                    > 0
-                {}
+                unsafe { libc::read(sfd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
             }
             if efd >= 0 && fds[2].revents & libc::POLLIN != 0 {
                 let mut v = 0u64;
@@ -1879,37 +1907,70 @@ pub(crate) fn is_traced_by_us(pid: u32) -> bool {
         .is_some_and(|t| t == me)
 }
 
+/// The first bytes of a file, read with one `pread`: its `#!` line, and the ELF header,
+/// program headers and interpreter name of a usual program (they sit in the first
+/// kilobyte); whatever lies past them is read with a `pread` of its own.
+struct Head<'a> {
+    fd: BorrowedFd<'a>,
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl<'a> Head<'a> {
+    fn read(fd: BorrowedFd<'a>) -> Head<'a> {
+        let mut buf = [0u8; 1024];
+        let len = rustix::io::pread(fd, &mut buf[..], 0).unwrap_or(0);
+        Head { fd, buf, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// `len` bytes at `off` (fewer at the end of the file), `None` on a read error.
+    fn at(&self, off: u64, len: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if let Some(b) = usize::try_from(off)
+            .ok()
+            .and_then(|o| self.bytes().get(o..o.checked_add(len)?))
+        {
+            return Some(std::borrow::Cow::Borrowed(b));
+        }
+        let mut v = vec![0u8; len];
+        let got = rustix::io::pread(self.fd, &mut v[..], off).ok()?;
+        v.truncate(got);
+        Some(std::borrow::Cow::Owned(v))
+    }
+}
+
 /// First line of a script: the interpreter path, if it starts with `#!`.
-fn shebang(fd: BorrowedFd<'_>) -> Option<String> {
-    let mut buf = [0u8; 256];
-    let n = rustix::io::pread(fd, &mut buf[..], 0).ok()?;
-    if n < 3 || &buf[..2] != b"#!" {
+fn shebang(head: &Head<'_>) -> Option<String> {
+    let b = head.bytes();
+    let buf = &b[..b.len().min(256)];
+    if buf.len() < 3 || &buf[..2] != b"#!" {
         return None;
     }
-    let line = &buf[2..n];
+    let line = &buf[2..];
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let text = String::from_utf8_lossy(&line[..end]);
     text.split_whitespace().next().map(str::to_string)
 }
 
-/// An ELF file's program interpreter (`PT_INTERP`), if it names one. Reads the ELF header
-/// and every program header the kernel would read (it refuses more than 64 KiB of them;
-/// 32- and 64-bit, little-endian as on this machine); a
-/// file that is not such an ELF file, or whose headers do not parse, has none here (the
-/// kernel refuses to run a malformed one).
 /// Whether an ELF file has a loadable segment (`PT_LOAD`).
-fn elf_has_load(fd: BorrowedFd<'_>) -> bool {
-    elf_segments(fd).is_some_and(|(ph, entsize, _)| {
+fn elf_has_load(head: &Head<'_>) -> bool {
+    elf_segments(head).is_some_and(|(ph, entsize, _)| {
         ph.chunks_exact(entsize)
             .any(|e| e.get(..4) == Some(&1u32.to_le_bytes()[..]))
     })
 }
 
-/// An ELF file's program headers: (the table, entry size, 64-bit).
-fn elf_segments(fd: BorrowedFd<'_>) -> Option<(Vec<u8>, usize, bool)> {
-    let mut h = [0u8; 64];
-    let n = rustix::io::pread(fd, &mut h[..], 0).ok()?;
-    if n < 52 || h[..4] != *b"\x7fELF" || h[5] != 1 {
+/// An ELF file's program headers: (the table, entry size, 64-bit). Reads the ELF header and
+/// every program header the kernel would read (it refuses more than 64 KiB of them; 32- and
+/// 64-bit, little-endian as on this machine); a file that is not such an ELF file, or whose
+/// headers do not parse, has none here (the kernel refuses to run a malformed one).
+fn elf_segments<'h>(head: &'h Head<'_>) -> Option<(std::borrow::Cow<'h, [u8]>, usize, bool)> {
+    let h = head.bytes();
+    let h = &h[..h.len().min(64)];
+    if h.len() < 52 || h[..4] != *b"\x7fELF" || h[5] != 1 {
         return None;
     }
     let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
@@ -1921,9 +1982,9 @@ fn elf_segments(fd: BorrowedFd<'_>) -> Option<(Vec<u8>, usize, bool)> {
         _ => return None,
     };
     let (phoff, phentsize, phnum) = if wide {
-        (u64_at(&h, 32)?, u16_at(&h, 54)?, u16_at(&h, 56)?)
+        (u64_at(h, 32)?, u16_at(h, 54)?, u16_at(h, 56)?)
     } else {
-        (u64::from(u32_at(&h, 28)?), u16_at(&h, 42)?, u16_at(&h, 44)?)
+        (u64::from(u32_at(h, 28)?), u16_at(h, 42)?, u16_at(h, 44)?)
     };
     let (entsize, num) = (usize::from(phentsize), usize::from(phnum));
     // The kernel reads all of them (up to 64 KiB): a cap below that would miss a PT_INTERP
@@ -1931,17 +1992,15 @@ fn elf_segments(fd: BorrowedFd<'_>) -> Option<(Vec<u8>, usize, bool)> {
     if entsize < if wide { 56 } else { 32 } || num == 0 || entsize * num > 65536 {
         return None;
     }
-    let mut ph = vec![0u8; entsize * num];
-    let got = rustix::io::pread(fd, &mut ph[..], phoff).ok()?;
-    ph.truncate(got);
+    let ph = head.at(phoff, entsize * num)?;
     Some((ph, entsize, wide))
 }
 
-/// An ELF file's program interpreter (`PT_INTERP`).
-fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
+/// An ELF file's program interpreter (`PT_INTERP`), if it names one.
+fn elf_interp(head: &Head<'_>) -> Option<String> {
     let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
     let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    let (ph, entsize, wide) = elf_segments(fd)?;
+    let (ph, entsize, wide) = elf_segments(head)?;
     for e in ph.chunks_exact(entsize) {
         if u32_at(e, 0)? != 3 {
             continue; // not PT_INTERP
@@ -1951,9 +2010,7 @@ fn elf_interp(fd: BorrowedFd<'_>) -> Option<String> {
         } else {
             (u64::from(u32_at(e, 4)?), u64::from(u32_at(e, 16)?))
         };
-        let mut p = vec![0u8; usize::try_from(size).ok()?.min(4096)];
-        let got = rustix::io::pread(fd, &mut p[..], off).ok()?;
-        let p = &p[..got];
+        let p = head.at(off, usize::try_from(size).ok()?.min(4096))?;
         let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
         return (end > 0).then(|| String::from_utf8_lossy(&p[..end]).into_owned());
     }
@@ -2378,7 +2435,7 @@ fn exe_may_be_named(pid: u32, before: &str, now: &dyn Fn() -> String) -> Option<
         return None;
     }
     let exe = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
-    elf_has_load(exe.as_fd()).then_some(now)
+    elf_has_load(&Head::read(exe.as_fd())).then_some(now)
 }
 
 /// Whether `f` has the same content as `/proc/PID/exe`.
@@ -2445,7 +2502,7 @@ mod tests {
         std::fs::write(&p, bytes).expect("write");
         let f = std::fs::File::open(&p).expect("open");
         let _ = std::fs::remove_file(&p);
-        elf_interp(f.as_fd())
+        elf_interp(&super::Head::read(f.as_fd()))
     }
 
     #[test]
