@@ -232,8 +232,10 @@ impl Drop for MemoryCgroup {
 /// agent process joins up to three cgroups just before its exec (the v2 leaf, a v1 memory
 /// cgroup, a pids cgroup), so a short-lived child moves itself into the v2 cgroup it
 /// already sits in (a migration to where it is: no effect) as soon as the session's cgroups
-/// exist, and the grace period runs while the sandbox is built. A process, not a thread:
-/// the supervisor must stay single-threaded until it forks the sandbox. Returns the child's
+/// exist, and the grace period runs while the sandbox is built. A process, not a thread
+/// (the supervisor must stay single-threaded until it forks the sandbox), but one that
+/// shares our memory ([`crate::sys::light_child`]): no copy, no copy-on-write faults while
+/// the sandbox is set up. Returns the child's
 /// pid (reap it with [`reap_prewarm`]); nothing happens where that file is not writable.
 pub fn prewarm() -> Option<i32> {
     let own = warden_sys::procfs::cgroup(warden_sys::procfs::Proc::Me).ok()?;
@@ -245,19 +247,31 @@ pub fn prewarm() -> Option<i32> {
         .map(|r| Path::new(r).join(&rel).join("cgroup.procs"))
         .filter(|p| warden_sys::writable(p))
         .find_map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())?;
-    // SAFETY: the caller is single-threaded; the child only makes syscalls and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: open/write/_exit on a prepared C string ("0": the writing process).
-        unsafe {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd >= 0 {
-                libc::write(fd, b"0".as_ptr() as *const libc::c_void, 1);
-            }
-            libc::_exit(0);
+    let bytes = procs.as_bytes_with_nul();
+    let mut args = crate::sys::LightArgs::new([0; 4]);
+    args.path.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    let pid = crate::sys::light_child(join_own_cgroup, args)?;
+    (pid > 0).then_some(pid)
+}
+
+/// [`prewarm`]'s child: writes "0" (itself) to the `cgroup.procs` file named by its path.
+extern "C" fn join_own_cgroup(p: *mut libc::c_void) -> libc::c_int {
+    use crate::sys::raw3;
+    // SAFETY: `p` is the `LightArgs` that `light_child` placed in this child's mapping, its
+    // path NUL-terminated; only raw system calls follow.
+    unsafe {
+        let a = &*(p as *const crate::sys::LightArgs);
+        let fd = raw3(
+            libc::SYS_openat,
+            libc::AT_FDCWD as usize,
+            a.path.as_ptr() as usize,
+            (libc::O_WRONLY | libc::O_CLOEXEC) as usize,
+        );
+        if fd >= 0 {
+            raw3(libc::SYS_write, fd as usize, b"0".as_ptr() as usize, 1);
         }
     }
-    (pid > 0).then_some(pid)
+    0
 }
 
 /// Reaps the child of [`prewarm`] (long done by the end of a session).

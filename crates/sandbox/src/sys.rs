@@ -294,41 +294,214 @@ pub fn set_rlimit(res: libc::__rlimit_resource_t, v: u64) -> Result<(), SysError
 /// Closes `fd` in a child process of its own, for a file whose last close blocks (a
 /// fanotify group waits for an SRCU grace period, 5 ms or more). A thread does not do: the
 /// process cannot exit while one of its threads sits in such a close, so the wait landed on
-/// the session's exit. The child (forked; it calls only close, read and _exit) first drops
-/// its copies of every other fd, including the user's stdout/stderr, then waits on a pipe
-/// until our copy of `fd` is closed, so that its own close is the last one. Nobody waits
-/// for it: once we exit, it is reparented and reaped. Falls back to closing here.
+/// the session's exit. The child ([`light_child`]; it makes only raw close, close_range,
+/// read and exit calls) first drops its copies of every other fd, including the user's
+/// stdout/stderr, then waits on a pipe until our copy of `fd` is closed, so that its own
+/// close is the last one. Nobody waits for it: once we exit, it is reparented and reaped.
+/// Falls back to closing here.
 pub fn close_elsewhere(fd: OwnedFd) {
     let Ok((r, w)) = pipe_cloexec() else {
         drop(fd);
         return;
     };
-    let (f, rr, wr) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
-    // SAFETY: fork; the child makes only async-signal-safe calls (close, close_range, read,
-    // _exit) on fds it owns, then exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: as above.
-        unsafe {
-            for fd in 0..=f.max(rr).max(wr) {
-                if fd != f && fd != rr {
-                    libc::close(fd);
-                }
-            }
-            libc::syscall(
-                libc::SYS_close_range,
-                (f.max(rr) + 1) as u32,
-                u32::MAX,
-                0u32,
-            );
-            let mut b = [0u8; 1];
-            // EOF once the parent closed its write end (after its copy of `fd`).
-            while libc::read(rr, b.as_mut_ptr() as *mut libc::c_void, 1) > 0 {}
-            libc::close(f);
-            libc::_exit(0);
-        }
+    let (f, rr) = (fd.as_raw_fd(), r.as_raw_fd());
+    if light_child(close_after_eof, LightArgs::new([f, rr, 0, 0])).is_none() {
+        tracing::debug!("close_elsewhere: no child; closing here");
     }
     drop(fd);
     drop(w);
     drop(r);
+}
+
+/// [`close_elsewhere`]'s child: `a[0]` the fd to close last, `a[1]` the pipe's read end.
+extern "C" fn close_after_eof(p: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `p` is the `LightArgs` that `light_child` placed in this child's own mapping;
+    // only raw system calls follow (see `light_child`).
+    unsafe {
+        let a = &*(p as *const LightArgs);
+        let (f, rr) = (a.fds[0], a.fds[1]);
+        let (lo, hi) = (f.min(rr) as usize, f.max(rr) as usize);
+        // Every fd but these two goes (this child's copies: its table is its own).
+        if lo > 0 {
+            raw3(libc::SYS_close_range, 0, lo - 1, 0);
+        }
+        if hi > lo + 1 {
+            raw3(libc::SYS_close_range, lo + 1, hi - 1, 0);
+        }
+        raw3(libc::SYS_close_range, hi + 1, u32::MAX as usize, 0);
+        let mut b = 0u8;
+        // EOF once the parent closed its write end (after its copy of `fd`).
+        while raw3(libc::SYS_read, rr as usize, &mut b as *mut u8 as usize, 1) > 0 {}
+        raw3(libc::SYS_close, f as usize, 0, 0);
+    }
+    0
+}
+
+/// What a [`light_child`] gets: four numbers and a NUL-terminated path, copied into the
+/// child's own mapping (the parent may free its copies at once).
+#[repr(C)]
+pub(crate) struct LightArgs {
+    pub fds: [i32; 4],
+    pub path: [u8; 4096],
+}
+
+impl LightArgs {
+    pub(crate) fn new(fds: [i32; 4]) -> Box<LightArgs> {
+        Box::new(LightArgs {
+            fds,
+            path: [0; 4096],
+        })
+    }
+}
+
+/// Size of a [`light_child`]'s mapping: its arguments at the bottom, its stack above.
+const LIGHT_MAP: usize = 64 * 1024;
+
+/// Starts a child process that shares this process's memory (`CLONE_VM`; its descriptor
+/// table, signal handlers and credentials are its own copies) to run `body` on a stack of
+/// its own, then exit. Unlike a fork nothing is copied, and neither side takes
+/// copy-on-write faults while it lives (a fork of the supervisor copies its page tables,
+/// and each page either side writes afterwards is copied: with threads on the other CPU,
+/// with a TLB shootdown each). `body` must make raw system calls only ([`raw3`]) on what
+/// `args` holds: it runs with the forking thread's TLS (errno, malloc's arenas) while that
+/// thread goes on. The mapping (64 KiB) is left to the process's exit: the child may
+/// outlive every reference we hold. Returns the child's pid; `None` when it could not
+/// start (the caller falls back).
+pub(crate) fn light_child(
+    body: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    args: Box<LightArgs>,
+) -> Option<i32> {
+    // SAFETY: a fresh private anonymous mapping; the arguments are copied to its start and
+    // the stack pointer handed to clone is its 16-byte-aligned end. glibc's `clone` runs
+    // `body` there and exits with its value.
+    unsafe {
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            LIGHT_MAP,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if m == libc::MAP_FAILED {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(&*args as *const LightArgs, m as *mut LightArgs, 1);
+        let top = (m as usize + LIGHT_MAP) & !15;
+        let pid = libc::clone(
+            body,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            m,
+        );
+        if pid <= 0 {
+            libc::munmap(m, LIGHT_MAP);
+            return None;
+        }
+        Some(pid)
+    }
+}
+
+/// A system call made with the `syscall` instruction: no errno, no TLS, no libc state (for
+/// [`light_child`] bodies). Returns the kernel's value (negative: -errno).
+///
+/// # Safety
+/// As the system call itself.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn raw3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the x86-64 system call convention; rcx and r11 are clobbered by `syscall`.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Elsewhere: libc's `syscall`, whose errno write [`light_child`]'s callers accept there.
+///
+/// # Safety
+/// As the system call itself.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn raw3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    // SAFETY: as the caller's.
+    let r = unsafe { libc::syscall(nr, a, b, c) };
+    if r < 0 {
+        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(1) as isize)
+    } else {
+        r as isize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fd handed to `close_elsewhere` is closed by its child, after ours: a pipe's write
+    /// end given to it reaches EOF at its reader, and the child is gone by then.
+    #[test]
+    fn close_elsewhere_closes_in_a_child_that_then_exits() {
+        let (r, w) = pipe_cloexec().expect("pipe");
+        close_elsewhere(w);
+        let mut p = libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on our own pipe end, bounded.
+        let n = unsafe { libc::poll(&mut p, 1, 10_000) };
+        assert_eq!(n, 1, "EOF within 10 s");
+        let mut b = [0u8; 1];
+        // SAFETY: a read on our pipe end, readable now.
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) };
+        assert_eq!(n, 0, "EOF once the child closed the last write end");
+    }
+
+    /// A light child shares our memory but has its own descriptor table: what it closes
+    /// stays open here, and it exits with its body's value.
+    #[test]
+    fn a_light_child_runs_its_body_with_its_own_descriptors() {
+        extern "C" fn body(p: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: the args light_child placed; raw calls only.
+            unsafe {
+                let a = &*(p as *const LightArgs);
+                raw3(libc::SYS_close, a.fds[0] as usize, 0, 0);
+                raw3(
+                    libc::SYS_write,
+                    a.fds[1] as usize,
+                    b"k".as_ptr() as usize,
+                    1,
+                );
+            }
+            7
+        }
+        let (r, w) = pipe_cloexec().expect("pipe");
+        let keep = std::fs::File::open("/dev/null").expect("open");
+        let pid = light_child(
+            body,
+            LightArgs::new([keep.as_raw_fd(), w.as_raw_fd(), 0, 0]),
+        )
+        .expect("light child");
+        let mut st = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 7, "{st:#x}");
+        let mut b = [0u8; 1];
+        // SAFETY: reading the byte the child wrote.
+        assert_eq!(
+            unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) },
+            1
+        );
+        assert_eq!(&b, b"k");
+        // SAFETY: fcntl on our own fd: still open here.
+        assert!(unsafe { libc::fcntl(keep.as_raw_fd(), libc::F_GETFD) } >= 0);
+    }
 }
