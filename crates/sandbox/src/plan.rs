@@ -232,9 +232,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // Denied paths, and where they really are (a denied `~/.ssh -> ~/dotfiles/ssh` must hide
     // the target when `~/dotfiles` is shown).
     let mut deny = exp(&p.files.deny);
+    let mut resolver = resolve::Resolver::default();
     let real_deny: Vec<PathBuf> = deny
         .iter()
-        .filter_map(|d| resolve::chain(d).map(|c| c.target))
+        .filter_map(|d| resolver.chain(d).map(|c| c.target))
         .filter(|t| !deny.contains(t))
         .collect();
     deny.extend(real_deny);
@@ -271,7 +272,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         if is_under_any(path, &deny) {
             return None;
         }
-        let c = resolve::chain(path)?;
+        let c = resolver.chain(path)?;
         if is_under_any(&c.target, &deny) {
             return None;
         }
@@ -318,7 +319,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         if is_under_any(&c, &deny) {
             continue;
         }
-        let Some(ch) = resolve::chain(&c) else {
+        let Some(ch) = resolver.chain(&c) else {
             continue;
         };
         if !ch.target.is_dir() || is_under_any(&ch.target, &deny) {

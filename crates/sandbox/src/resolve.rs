@@ -23,38 +23,66 @@ pub struct Chain {
 /// Follows `path` (absolute) component by component, recording each symlink. `None` when a
 /// component is missing, a loop is met (more than 40 links), or the path is relative.
 pub fn chain(path: &Path) -> Option<Chain> {
-    if !path.is_absolute() {
-        return None;
+    Resolver::default().chain(path)
+}
+
+/// [`chain`] for many paths at once: each component's `lstat` (and link) is read once, and
+/// paths share most of theirs (`/home/u/.config/...`). A plan's paths are followed by one
+/// resolver.
+#[derive(Default)]
+pub struct Resolver {
+    /// Per path: `None` missing, `Some(None)` not a symlink, `Some(Some(t))` a link to `t`.
+    seen: std::collections::HashMap<PathBuf, Option<Option<PathBuf>>>,
+}
+
+impl Resolver {
+    fn step(&mut self, p: &Path) -> Option<Option<PathBuf>> {
+        if let Some(e) = self.seen.get(p) {
+            return e.clone();
+        }
+        let e = match std::fs::symlink_metadata(p) {
+            Ok(md) if md.file_type().is_symlink() => std::fs::read_link(p).ok().map(Some),
+            Ok(_) => Some(None),
+            Err(_) => None,
+        };
+        self.seen.insert(p.to_path_buf(), e.clone());
+        e
     }
-    let mut queue: VecDeque<OsString> = VecDeque::new();
-    push_front(&mut queue, path);
-    let mut cur = PathBuf::from("/");
-    let mut links = Vec::new();
-    while let Some(c) = queue.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
+
+    /// [`chain`], through this resolver's memory.
+    pub fn chain(&mut self, path: &Path) -> Option<Chain> {
+        if !path.is_absolute() {
+            return None;
         }
-        if c == "." || c.is_empty() {
-            continue;
-        }
-        let next = cur.join(&c);
-        let md = std::fs::symlink_metadata(&next).ok()?;
-        if md.file_type().is_symlink() {
-            if links.len() >= 40 {
-                return None;
+        let mut queue: VecDeque<OsString> = VecDeque::new();
+        push_front(&mut queue, path);
+        let mut cur = PathBuf::from("/");
+        let mut links = Vec::new();
+        while let Some(c) = queue.pop_front() {
+            if c == ".." {
+                cur.pop();
+                continue;
             }
-            let t = std::fs::read_link(&next).ok()?;
-            links.push((next, t.clone()));
-            if t.is_absolute() {
-                cur = PathBuf::from("/");
+            if c == "." || c.is_empty() {
+                continue;
             }
-            push_front(&mut queue, &t);
-        } else {
-            cur = next;
+            let next = cur.join(&c);
+            match self.step(&next)? {
+                Some(t) => {
+                    if links.len() >= 40 {
+                        return None;
+                    }
+                    links.push((next, t.clone()));
+                    if t.is_absolute() {
+                        cur = PathBuf::from("/");
+                    }
+                    push_front(&mut queue, &t);
+                }
+                None => cur = next,
+            }
         }
+        Some(Chain { target: cur, links })
     }
-    Some(Chain { target: cur, links })
 }
 
 fn push_front(q: &mut VecDeque<OsString>, p: &Path) {
