@@ -28,6 +28,7 @@
 //! Every failure (a thread that cannot be seized or does not stop within [`DEADLINE`])
 //! releases what was held and fails the decision closed.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a thread may take to stop before the decision fails closed.
@@ -96,7 +97,7 @@ pub fn threads(pid: u32) -> std::io::Result<Vec<i32>> {
 
 /// How many threads `pid`'s group has: procfs counts them into the link count of
 /// `/proc/PID/task` (2 + threads), one `statx` instead of reading the directory.
-fn nr_threads(pid: u32) -> std::io::Result<u64> {
+pub(crate) fn nr_threads(pid: u32) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(std::fs::metadata(format!("/proc/{pid}/task"))?
         .nlink()
@@ -104,12 +105,108 @@ fn nr_threads(pid: u32) -> std::io::Result<u64> {
 }
 
 /// The thread-group id of thread `tid` (`/proc/TID/status`).
-fn tgid_of(tid: u32) -> Option<i32> {
+pub(crate) fn tgid_of(tid: u32) -> Option<i32> {
     warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Pid(tid as i32))
         .ok()?
         .field("Tgid")?
         .parse()
         .ok()
+}
+
+/// Reaps, while the guard's thread sits in a `PTRACE_SEIZE`, the exited threads of the
+/// process being seized that the guard traces.
+///
+/// Why: a seize takes the process's `cred_guard_mutex`. An exec of another of its threads,
+/// let through earlier, holds that mutex while it waits in `de_thread` for its siblings to
+/// be gone, and a sibling the guard traces (seized for an exec of its own) is gone only once
+/// its tracer reaps it. The guard, blocked in the seize, could never do that: the session
+/// hung (found by an attack review: four threads exec at once). Any thread of the tracer's
+/// process may reap its tracees (`waitid` without `__WNOTHREAD`), so this one does, by
+/// thread id and for exits only (`WEXITED`): stops stay the guard's to handle, and nothing
+/// but an agent's thread is waited for (never the sandbox's first process, whose status the
+/// guard returns). Started at the first seize of a multi-threaded process; idle otherwise.
+pub struct Reaper {
+    state: Arc<(Mutex<Option<i32>>, Condvar)>,
+    started: std::sync::Once,
+}
+
+impl Default for Reaper {
+    fn default() -> Reaper {
+        Reaper {
+            state: Arc::default(),
+            started: std::sync::Once::new(),
+        }
+    }
+}
+
+/// While it lives, the [`Reaper`] watches one process.
+pub struct Watch<'a> {
+    reaper: Option<&'a Reaper>,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.reaper {
+            *r.state.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+impl Reaper {
+    /// Watches the process of thread `tid` (for a seize of `tid` itself): a single-threaded
+    /// one (a program's usual exec) is not watched, since no other thread of it can hold
+    /// the mutex.
+    pub fn watch_thread(&self, tid: u32) -> Watch<'_> {
+        if nr_threads(tid).is_ok_and(|n| n <= 1) {
+            return Watch { reaper: None };
+        }
+        self.watch(tgid_of(tid).unwrap_or(tid as i32))
+    }
+
+    /// Watches process `tgid` until the returned guard drops: call around a seize of one of
+    /// its threads.
+    pub fn watch(&self, tgid: i32) -> Watch<'_> {
+        self.started.call_once(|| {
+            let state = self.state.clone();
+            // Spawned from the guard's thread, it inherits its blocked SIGCHLD.
+            let _ = std::thread::Builder::new()
+                .name("warden-reaper".into())
+                .spawn(move || reap_loop(&state));
+        });
+        let (m, cv) = &*self.state;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) = Some(tgid);
+        cv.notify_one();
+        Watch { reaper: Some(self) }
+    }
+}
+
+fn reap_loop(state: &(Mutex<Option<i32>>, Condvar)) {
+    let (m, cv) = state;
+    loop {
+        let tgid = {
+            let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+            while g.is_none() {
+                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            g.unwrap_or(0)
+        };
+        for t in threads(tgid as u32).unwrap_or_default() {
+            if t != tgid && stat_of(tgid as u32, t).is_some_and(|(s, _)| s == b'Z') {
+                // SAFETY: a zeroed siginfo is valid; waiting for one exited thread by id, exits
+                // only, without blocking (ECHILD when it is not ours to reap).
+                unsafe {
+                    let mut info: libc::siginfo_t = std::mem::zeroed();
+                    libc::waitid(
+                        libc::P_PID,
+                        t as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOHANG | libc::__WALL,
+                    );
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// `/proc/PID/task/TID/stat`: (state, parent's tgid).
@@ -257,7 +354,12 @@ fn wait_stop(
 impl Hold {
     /// Stops every thread sharing `shared` with thread `tid` (the trapped one, blocked in its
     /// notification, is not touched). `None`: nothing to hold (a single-threaded process).
-    pub fn others(tid: u32, shared: Shared, on_event: OnEvent<'_>) -> Result<Option<Hold>, String> {
+    pub fn others(
+        tid: u32,
+        shared: Shared,
+        reaper: &Reaper,
+        on_event: OnEvent<'_>,
+    ) -> Result<Option<Hold>, String> {
         let mut hold = Hold::default();
         // The fast path (a program's start-up): the only thread, which cannot make another
         // while it waits here; for an address space, no vfork parent shares it either.
@@ -286,7 +388,9 @@ impl Hold {
         while i < groups.len() {
             let g = groups[i];
             i += 1;
+            let watch = reaper.watch(g);
             let parked = hold.group(g as u32, tid as i32, on_event)?;
+            drop(watch);
             if parked > 0 && shared == Shared::AddressSpace {
                 // Each parked thread's vfork child shares the address space and runs: it is
                 // held too. Its clone may not have made it yet (the thread was taken as parked

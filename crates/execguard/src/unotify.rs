@@ -294,6 +294,9 @@ pub struct Guard {
     /// Entries older than [`EXEC_CLEAN_FOR`] are not used (an exec that failed leaves one
     /// behind; a thread's exec is reported under its leader's pid).
     exec_clean: Mutex<HashMap<u32, (FileStamp, Instant)>>,
+    /// Reaps a multi-threaded process's exited threads while this guard seizes one of its
+    /// threads (see [`crate::hold::Reaper`]).
+    reaper: crate::hold::Reaper,
     /// Sealed copies that executable mappings of files the agent can write are made from.
     snapshots: crate::snapshot::Snapshots,
 }
@@ -778,6 +781,7 @@ impl Guard {
             write_asks: None,
             interps: Mutex::default(),
             exec_clean: Mutex::default(),
+            reaper: crate::hold::Reaper::default(),
             snapshots: Default::default(),
         }
     }
@@ -1485,7 +1489,7 @@ impl Guard {
         kind: &str,
         started: Instant,
     ) -> Result<Option<Hold>, Outcome> {
-        Hold::others(pid, shared, &mut |p, st| self.on_event(p, st)).map_err(|e| {
+        Hold::others(pid, shared, &self.reaper, &mut |p, st| self.on_event(p, st)).map_err(|e| {
             let why = format!("the threads sharing its state could not be held still: {e}");
             self.fail_outcome(pid, kind, why, started)
         })
@@ -1749,11 +1753,13 @@ impl Guard {
         let out = match out {
             Outcome::AllowExec => {
                 let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
+                let watch = self.reaper.watch_thread(n.pid);
                 // SAFETY: seizing our own sandboxed process, blocked in execve.
                 let r = unsafe {
                     libc::ptrace(libc::PTRACE_SEIZE, n.pid as i32, 0, opts as libc::c_ulong)
                 };
                 let e = std::io::Error::last_os_error();
+                drop(watch);
                 if r == 0 || e.raw_os_error() == Some(libc::EPERM) && is_traced_by_us(n.pid) {
                     Outcome::Allow
                 } else {
