@@ -1524,16 +1524,14 @@ fn threads_that_exec_at_once_do_not_hang_the_session() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
-            panic!("the session hung:\n{}", text(&o));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let ended = super::common::wait_until(std::time::Duration::from_secs(120), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
     }
     let o = child.wait_with_output().unwrap();
+    assert!(ended, "the session hung:\n{}", text(&o));
     let all = text(&o);
     assert!(o.status.success(), "{all}");
     assert!(all.contains("MT-EXEC-DONE"), "{all}");
