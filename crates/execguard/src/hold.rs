@@ -225,6 +225,14 @@ fn stat_of(tgid: u32, tid: i32) -> Option<(u8, i32)> {
 /// The child such a call makes shares no descriptor table (the sandbox refuses
 /// `CLONE_FILES` without `CLONE_THREAD`); for an address space, [`Hold::others`] waits until
 /// the child exists and holds it.
+/// Whether parked thread `tid` of `tgid` may still be inside its vfork: not yet stopped at
+/// the interrupt it was given. The vfork wait is killable only, so a thread stopped there
+/// (`t`) has left it: its child exec'd or exited and shares the address space no more. A
+/// running one may still be making its child (`clone` before the wait): it counts.
+fn still_parked(tgid: u32, tid: i32) -> bool {
+    stat_of(tgid, tid).is_some_and(|(s, _)| !matches!(s, b't' | b'T' | b'Z' | b'X'))
+}
+
 fn in_vfork(tgid: u32, tid: i32) -> bool {
     let Ok(s) = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/syscall")) else {
         return false;
@@ -401,7 +409,16 @@ impl Hold {
                         .into_iter()
                         .filter(|&c| shares(g, c, Kcmp::Vm))
                         .collect();
-                    if kids.len() >= parked {
+                    // A parked thread stopped meanwhile has left its vfork wait: its child
+                    // exec'd or exited and shares the address space no more, so none is
+                    // waited for. Waiting anyway failed the hold at the deadline, refusing an
+                    // `mprotect` spuriously (1 in ~600 under CI load).
+                    let still = hold
+                        .held
+                        .iter()
+                        .filter(|h| h.parked && still_parked(g as u32, h.tid))
+                        .count();
+                    if kids.len() >= parked.min(still) {
                         for c in kids {
                             if !groups.contains(&c) {
                                 groups.push(c);

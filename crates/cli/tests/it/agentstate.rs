@@ -630,11 +630,16 @@ fn real_claude_twice_keeps_its_config() {
             )
             .env("ANTHROPIC_API_KEY", "sk-ant-agentstate-test");
         let o = c.output().unwrap();
-        assert!(
-            o.status.success(),
-            "claude mcp add --scope {scope}:\n{}",
-            out(&o)
-        );
+        if !o.status.success() {
+            // The session's own record says which rule refused what (a CI failure once
+            // showed only "cannot run …: Permission denied").
+            let log = t.warden().arg("log").output().unwrap();
+            panic!(
+                "claude mcp add --scope {scope}:\n{}\n--warden log--\n{}",
+                out(&o),
+                out(&log)
+            );
+        }
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
             err.contains("HELD") && err.contains(&format!("evil-{scope}")),

@@ -1355,7 +1355,10 @@ fn mprotect_in_one_thread_while_another_vforks_is_never_refused() {
     t.cc("vfm", VFORK_MPROTECT_C, &["-O1", "-pthread"]);
     let o = t.run(&["--policy", &p], "./vfm");
     let all = text(&o);
-    assert!(all.contains(" failed 0"), "{all}");
+    if !all.contains(" failed 0") {
+        let log = t.warden().arg("log").output().unwrap();
+        panic!("{all}\n--warden log--\n{}", text(&log));
+    }
     assert!(!all.contains("mprotect ok 0 "), "{all}");
 }
 
