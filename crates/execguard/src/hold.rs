@@ -21,8 +21,10 @@
 //!
 //! The sandbox's seccomp filter refuses `clone` that would share a descriptor table or an
 //! address space between processes any other way (`CLONE_FILES` or `CLONE_VM` without
-//! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`), so the thread group plus its
-//! `vfork` relatives is every sharer. A single-threaded process with no `vfork` relative (a
+//! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`), and the exec guard refuses a
+//! thread in a `vfork` child ([`vm_shared_with_parent`]: the vfork ends when the child's
+//! first thread exits, and a second thread would share the parent's address space on with no
+//! tie left to find it by), so the thread group plus its `vfork` relatives is every sharer. A single-threaded process with no `vfork` relative (a
 //! program's start-up, where nearly all executable mappings happen) costs one `statx`.
 //!
 //! Every failure (a thread that cannot be seized or does not stop within [`DEADLINE`])
@@ -264,6 +266,50 @@ pub enum Kcmp {
 pub fn shares(a: i32, b: i32, what: Kcmp) -> bool {
     // SAFETY: kcmp with integer arguments only.
     unsafe { libc::syscall(libc::SYS_kcmp, a, b, what as libc::c_long, 0, 0) == 0 }
+}
+
+/// `kcmp` as a three-way answer: `Ok(true)` shared, `Ok(false)` not shared or a task gone
+/// (`ESRCH`: it left its address space before it left `/proc`), `Err` anything else.
+fn kcmp_strict(a: i32, b: i32, what: Kcmp) -> Result<bool, String> {
+    // SAFETY: kcmp with integer arguments only.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, what as libc::c_long, 0, 0) };
+    match r {
+        0 => Ok(true),
+        r if r > 0 => Ok(false),
+        _ if errno() == libc::ESRCH => Ok(false),
+        _ => Err(format!(
+            "comparing the address spaces of {a} and {b}: {}",
+            std::io::Error::last_os_error()
+        )),
+    }
+}
+
+/// The parent process whose address space thread `tid`'s process shares, if any: a `vfork`
+/// child (or a thread of one) before its `execve`. Such a process may not make threads:
+/// the vfork wait ends when the child's first thread exits, and a thread it made would go on
+/// sharing the parent's address space with no tie left that [`Hold::others`] could follow
+/// (a later `mprotect(+PROT_EXEC)` of the parent would be decided with that thread free to
+/// map another file over the range). Every thread of the parent is compared (the one that
+/// called `vfork` may not be its leader, which can have exited).
+pub fn vm_shared_with_parent(tid: u32) -> Result<Option<i32>, String> {
+    let Some((_, ppid)) = stat_of(tid, tid as i32) else {
+        return Err(format!("cannot read /proc/{tid}/stat"));
+    };
+    if ppid <= 0 {
+        return Ok(None);
+    }
+    let parent_threads = match threads(ppid as u32) {
+        Ok(t) => t,
+        // The parent is gone: its threads left the address space.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("listing the threads of {ppid}: {e}")),
+    };
+    for t in parent_threads {
+        if kcmp_strict(tid as i32, t, Kcmp::Vm)? {
+            return Ok(Some(ppid));
+        }
+    }
+    Ok(None)
 }
 
 /// Processes whose parent is `tgid` (scans `/proc`: only when a thread of `tgid` sits in a

