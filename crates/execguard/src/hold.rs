@@ -24,8 +24,13 @@
 //! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`), and the exec guard refuses a
 //! thread in a `vfork` child ([`vm_shared_with_parent`]: the vfork ends when the child's
 //! first thread exits, and a second thread would share the parent's address space on with no
-//! tie left to find it by), so the thread group plus its `vfork` relatives is every sharer. A single-threaded process with no `vfork` relative (a
-//! program's start-up, where nearly all executable mappings happen) costs one `statx`.
+//! tie left to find it by). The address space's sharers are still not found by family ties
+//! alone: a nested `vfork` child whose `vfork` parent was killed runs on as an orphan in the
+//! first parent's address space. So for an `mprotect`, every thread of the sandbox is
+//! compared with the trapped one (`kcmp`, [`vm_sharers`]); a descriptor table is shared
+//! by the thread group alone. An `mmap` by a single-threaded process (a program's start-up,
+//! where nearly all executable mappings happen) costs one `statx`; an `mprotect(+PROT_EXEC)`
+//! (rare: node made 2 in a JIT-heavy run) a walk of the sandbox's threads.
 //!
 //! Every failure (a thread that cannot be seized or does not stop within [`DEADLINE`])
 //! releases what was held and fails the decision closed.
@@ -312,6 +317,52 @@ pub fn vm_shared_with_parent(tid: u32) -> Result<Option<i32>, String> {
     Ok(None)
 }
 
+/// Every thread group under `root` (walked down through `/proc/PID/task/TID/children`;
+/// `None`: every process of the system) with a thread that shares `tid`'s address space,
+/// `tid`'s own included. `root` itself is the sandbox's first process (warden's, never the
+/// agent's) and is not compared.
+///
+/// This finds sharers no family tie leads to: a nested `vfork` child whose `vfork` parent
+/// was killed runs on in the address space of the first `vfork` parent, reparented to the
+/// sandbox's init (attack review: agent-written code mapped executable at the first try).
+pub(crate) fn vm_sharers(root: Option<i32>, tid: i32) -> Result<Vec<i32>, String> {
+    let mut todo: Vec<i32> = match root {
+        Some(r) => vec![r],
+        None => std::fs::read_dir("/proc")
+            .map_err(|e| format!("listing /proc: {e}"))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        let ts = match threads(p as u32) {
+            Ok(t) => t,
+            // Gone: its threads left the address space first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("listing the threads of {p}: {e}")),
+        };
+        let mut shared = false;
+        for t in ts {
+            if !shared && Some(p) != root && kcmp_strict(tid, t, Kcmp::Vm)? {
+                shared = true;
+            }
+            if root.is_some() {
+                if let Ok(c) = std::fs::read_to_string(format!("/proc/{p}/task/{t}/children")) {
+                    todo.extend(c.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                }
+            }
+        }
+        if shared {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// Processes whose parent is `tgid` (scans `/proc`: only when a thread of `tgid` sits in a
 /// `vfork` wait while its address space is decided).
 fn children_of(tgid: i32) -> Vec<i32> {
@@ -408,40 +459,82 @@ fn wait_stop(
 impl Hold {
     /// Stops every thread sharing `shared` with thread `tid` (the trapped one, blocked in its
     /// notification, is not touched). `None`: nothing to hold (a single-threaded process).
+    /// `root`: the sandbox's first process, under which every process that can share the
+    /// address space runs (see [`vm_sharers`]).
     pub fn others(
         tid: u32,
         shared: Shared,
+        root: Option<i32>,
         reaper: &Reaper,
         on_event: OnEvent<'_>,
     ) -> Result<Option<Hold>, String> {
         let mut hold = Hold::default();
         // The fast path (a program's start-up): the only thread, which cannot make another
-        // while it waits here; for an address space, no vfork parent shares it either.
+        // while it waits here.
         let alone = nr_threads(tid).is_ok_and(|n| n == 1);
         if alone && shared == Shared::Descriptors {
             return Ok(None);
         }
         // By thread-group id: a vfork child's parent is named by it.
-        let mut groups = vec![tgid_of(tid).unwrap_or(tid as i32)];
+        let own = tgid_of(tid).unwrap_or(tid as i32);
+        let mut groups = vec![own];
         if shared == Shared::AddressSpace {
-            // A vfork child shares its parent's address space, and that parent may be a vfork
-            // child itself: every ancestor up the chain that shares it, with all its threads.
-            let mut at = tid as i32;
-            while let Some((_, ppid)) = stat_of(at as u32, at) {
-                if ppid <= 1 || groups.contains(&ppid) || !shares(at, ppid, Kcmp::Vm) {
-                    break;
+            // Every process sharing the address space, found by comparing it (`kcmp`) with
+            // every thread of the sandbox: vfork parents up the chain, vfork children, and
+            // any whose family tie was cut (see `vm_sharers`); looked for again once all
+            // those found are held, until none is new.
+            for g in vm_sharers(root, tid as i32)? {
+                if !groups.contains(&g) {
+                    groups.push(g);
                 }
-                groups.push(ppid);
-                at = ppid;
+            }
+            if alone && groups.len() == 1 {
+                return Ok(None);
             }
         }
-        if alone && groups.len() == 1 {
-            return Ok(None);
-        }
+        let started = Instant::now();
         let mut i = 0;
-        while i < groups.len() {
-            let g = groups[i];
-            i += 1;
+        loop {
+            hold.hold_groups(&mut groups, &mut i, tid, shared, reaper, on_event)?;
+            if shared == Shared::Descriptors {
+                break;
+            }
+            let again: Vec<i32> = vm_sharers(root, tid as i32)?
+                .into_iter()
+                .filter(|g| !groups.contains(g))
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            if started.elapsed() > DEADLINE {
+                return Err(format!(
+                    "processes sharing the address space kept appearing: {again:?}"
+                ));
+            }
+            groups.extend(again);
+        }
+        Ok(if hold.held.is_empty() {
+            None
+        } else {
+            Some(hold)
+        })
+    }
+
+    /// Holds `groups[*i..]` (and the `vfork` children of parked threads, appended to
+    /// `groups` as they are found).
+    fn hold_groups(
+        &mut self,
+        groups: &mut Vec<i32>,
+        i: &mut usize,
+        tid: u32,
+        shared: Shared,
+        reaper: &Reaper,
+        on_event: OnEvent<'_>,
+    ) -> Result<(), String> {
+        let hold = self;
+        while *i < groups.len() {
+            let g = groups[*i];
+            *i += 1;
             let watch = reaper.watch(g);
             let parked = hold.group(g as u32, tid as i32, on_event)?;
             drop(watch);
@@ -482,11 +575,7 @@ impl Hold {
                 }
             }
         }
-        Ok(if hold.held.is_empty() {
-            None
-        } else {
-            Some(hold)
-        })
+        Ok(())
     }
 
     /// Stops every thread of `tgid`'s group but `except`, until the listing is stable (a

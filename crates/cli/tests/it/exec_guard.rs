@@ -1367,8 +1367,12 @@ fn mprotect_in_one_thread_while_another_vforks_is_never_refused() {
 /// (+PROT_EXEC)` of an allowed file's page while the thread maps the agent-written
 /// `payload.bin` over the range once the guard has opened the allowed file (`inotify`):
 /// before `exec.vfork_thread`, the payload was mapped executable in the first few tries
-/// (attack review). `ARGV[1]`: the allowed file. Writes `ESCAPED` if the payload ran; prints
-/// `race tries N hits H; plain thread ok|refused`.
+/// (attack review). With a second argument the vfork child instead `vfork`s again and that
+/// grandchild kills it, which ends the first vfork too: the grandchild runs on in the
+/// parent's address space as an orphan, with no family tie to it (found by the same review's
+/// follow-up; the payload was mapped executable at the first try). `ARGV[1]`: the allowed
+/// file. Writes `ESCAPED` if the payload ran; prints `race tries N allowed A hits H; plain
+/// thread ok|refused`.
 const VFORK_THREAD_C: &str = r#"
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1399,7 +1403,13 @@ static int racer(void *a) {
   }
   return 0;
 }
+static int nested;
+static int killer(void *a) { kill(getppid(), SIGKILL); return racer(a); }
 static int child(void *a) {
+  if (nested) {
+    if (clone(killer, s2 + sizeof s2, CLONE_VM | CLONE_VFORK | SIGCHLD, 0) < 0) cerr = errno;
+    for (;;) pause();
+  }
   int r = clone(racer, s2 + sizeof s2, CLONE_VM | CLONE_THREAD | CLONE_SIGHAND | CLONE_FILES | CLONE_FS, 0);
   if (r < 0) cerr = errno; else while (!started) ;
   return 0;
@@ -1417,27 +1427,29 @@ int main(int c, char **v) {
   fdA = open(v[1], O_RDONLY); fdW = open("payload.bin", O_RDONLY);
   ino = inotify_init1(IN_NONBLOCK); inotify_add_watch(ino, v[1], IN_OPEN);
   if (fdA < 0 || fdW < 0 || ino < 0) { perror("setup"); return 2; }
+  nested = c > 2;
   clone(child, s1 + sizeof s1, CLONE_VM | CLONE_VFORK | SIGCHLD, 0);
   if (cerr) printf("vfork child's thread refused: %s\n", strerror(cerr));
-  int hits = 0, tries = 0;
+  int hits = 0, tries = 0, ok = 0;
   for (time_t end = time(0) + 4; started && !hits && time(0) < end; tries++) {
     mmap(R, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fdA, 0);
     char b[4096]; while (read(ino, b, sizeof b) > 0) ;
     fin = 0; go = 1;
     int r = mprotect(R, 4096, PROT_READ | PROT_EXEC);
     while (!fin) ;
+    if (!r) ok++;
     if (!r && hit()) hits++;
   }
   if (hits) { int x = ((int (*)(void))R)(); FILE *m = fopen("ESCAPED", "w"); fprintf(m, "%x\n", x); fclose(m); }
   stop = 1;
   pthread_t t; int pr = pthread_create(&t, 0, plain, 0); if (!pr) pthread_join(t, 0);
-  printf("race tries %d hits %d; plain thread %s\n", tries, hits, pr ? "refused" : "ok");
+  printf("race tries %d allowed %d hits %d; plain thread %s\n", tries, ok, hits, pr ? "refused" : "ok");
   return 0;
 }
 "#;
 
 #[test]
-fn a_thread_of_a_vfork_child_cannot_outlive_the_vfork_to_race_a_mapping() {
+fn vfork_children_cannot_outlive_the_vfork_to_race_a_mapping() {
     let t = T::new("vfork-thread");
     let p = t.policy(DENY_CURL);
     t.cc("vft", VFORK_THREAD_C, &["-O1", "-pthread"]);
@@ -1450,6 +1462,21 @@ fn a_thread_of_a_vfork_child_cannot_outlive_the_vfork_to_race_a_mapping() {
     .into_iter()
     .find(|f| std::path::Path::new(f).exists())
     .expect("a system library");
+    let o = t.run(&["--policy", &p], &format!("./vft {allowed} nested"));
+    let all = text(&o);
+    assert!(
+        !t.ws.join("ESCAPED").exists(),
+        "agent-written code was mapped executable through an orphaned vfork grandchild:\n{all}"
+    );
+    // The race ran, and the parent's own mprotects were allowed.
+    let n = |k: &str| -> u64 {
+        all.split(k)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(n("race tries ") >= 20 && n("allowed ") >= 20, "{all}");
     let o = t.run(&["--policy", &p], &format!("./vft {allowed}"));
     let all = text(&o);
     // Judged on the host: the marker the payload's caller writes.
