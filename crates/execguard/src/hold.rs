@@ -21,12 +21,11 @@
 //!
 //! The sandbox's seccomp filter refuses `clone` that would share a descriptor table or an
 //! address space between processes any other way (`CLONE_FILES` or `CLONE_VM` without
-//! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`), and the exec guard refuses a
-//! thread in a `vfork` child ([`vm_shared_with_parent`]: the vfork ends when the child's
-//! first thread exits, and a second thread would share the parent's address space on with no
-//! tie left to find it by). The address space's sharers are still not found by family ties
-//! alone: a nested `vfork` child whose `vfork` parent was killed runs on as an orphan in the
-//! first parent's address space. So for an `mprotect`, every thread of the sandbox is
+//! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`). Family ties do not find every
+//! process sharing an address space, though: the vfork ends when the child's first thread
+//! exits, and a thread the child made goes on sharing the parent's address space; a nested
+//! `vfork` child whose `vfork` parent was killed runs on as an orphan in the first parent's
+//! (both found by an attack review). So for an `mprotect`, every thread of the sandbox is
 //! compared with the trapped one (`kcmp`, [`vm_sharers`]); a descriptor table is shared
 //! by the thread group alone. An `mmap` by a single-threaded process (a program's start-up,
 //! where nearly all executable mappings happen) costs one `statx`; an `mprotect(+PROT_EXEC)`
@@ -287,34 +286,6 @@ fn kcmp_strict(a: i32, b: i32, what: Kcmp) -> Result<bool, String> {
             std::io::Error::last_os_error()
         )),
     }
-}
-
-/// The parent process whose address space thread `tid`'s process shares, if any: a `vfork`
-/// child (or a thread of one) before its `execve`. Such a process may not make threads:
-/// the vfork wait ends when the child's first thread exits, and a thread it made would go on
-/// sharing the parent's address space with no tie left that [`Hold::others`] could follow
-/// (a later `mprotect(+PROT_EXEC)` of the parent would be decided with that thread free to
-/// map another file over the range). Every thread of the parent is compared (the one that
-/// called `vfork` may not be its leader, which can have exited).
-pub fn vm_shared_with_parent(tid: u32) -> Result<Option<i32>, String> {
-    let Some((_, ppid)) = stat_of(tid, tid as i32) else {
-        return Err(format!("cannot read /proc/{tid}/stat"));
-    };
-    if ppid <= 0 {
-        return Ok(None);
-    }
-    let parent_threads = match threads(ppid as u32) {
-        Ok(t) => t,
-        // The parent is gone: its threads left the address space.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("listing the threads of {ppid}: {e}")),
-    };
-    for t in parent_threads {
-        if kcmp_strict(tid as i32, t, Kcmp::Vm)? {
-            return Ok(Some(ppid));
-        }
-    }
-    Ok(None)
 }
 
 /// Every thread group under `root` (walked down through `/proc/PID/task/TID/children`;

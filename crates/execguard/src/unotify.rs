@@ -8,9 +8,6 @@
 //! - `mmap` with `PROT_EXEC` of a file (not `MAP_ANONYMOUS`): `ld.so FILE`, `LD_PRELOAD`,
 //!   `dlopen`, a custom loader mapping a file's code;
 //! - `mprotect`/`pkey_mprotect` adding `PROT_EXEC`: decided on the mapping's file;
-//! - `clone` making a thread: refused in a `vfork` child, whose thread would outlive the
-//!   vfork sharing the parent's address space unseen (`exec.vfork_thread`; see
-//!   [`crate::hold`]);
 //! - with `[audit] record_writes` ([`install_filter_with`]): `open`/`openat` with a write flag
 //!   and `creat`, for the record only (answered CONTINUE; see `Guard::note_write`);
 //! - with `[files] ask_write` ([`install_filter_opts`]): the same write opens and `openat2`;
@@ -168,19 +165,6 @@ pub fn filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<Scmp
         )
         .map_err(io)?;
     }
-    // A new thread: refused in a process that shares its address space with its parent (a
-    // vfork child), whose threads would outlive the vfork (see `Guard::decide_thread`).
-    // `clone3` gets ENOSYS from the sandbox's filter; `fork` and `vfork` do not trap.
-    f.add_rule_conditional(
-        ScmpAction::Notify,
-        sys("clone")?,
-        &[ScmpArgCompare::new(
-            0,
-            ScmpCompareOp::MaskedEqual(libc::CLONE_THREAD as u64),
-            libc::CLONE_THREAD as u64,
-        )],
-    )
-    .map_err(io)?;
     // Write opens (observation only, answered CONTINUE): the supervisor records those that
     // the sandbox refuses with EROFS (see Guard::note_write). Opens for reading never trap.
     let write_traps: &[(&str, u32)] = if watch_writes {
@@ -1292,9 +1276,6 @@ impl Guard {
             }
             return Outcome::Allow;
         }
-        if nr == libc::SYS_clone {
-            return self.decide_thread(pid, started);
-        }
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
         let mut hold = None;
         let mut copy = None;
@@ -1495,37 +1476,6 @@ impl Guard {
     }
 
     /// [`Guard::fail`] as an answer.
-    /// `clone(CLONE_THREAD)`: refused (`EPERM`) in a process that shares its address space
-    /// with its parent. A `vfork` child's vfork ends when its first thread exits, so a thread
-    /// it made would go on sharing the parent's address space unseen: the holds that make
-    /// `mprotect` decisions race-free find a process's sharers by its thread group and its
-    /// `vfork` relatives while the vfork lasts ([`crate::hold`]). A vfork child has no use
-    /// for threads (it may only `execve` or `_exit`); every other process makes them freely.
-    fn decide_thread(&self, pid: u32, started: Instant) -> Outcome {
-        let (rule, reason) = match crate::hold::vm_shared_with_parent(pid) {
-            Ok(None) => return Outcome::Allow,
-            Ok(Some(parent)) => ("exec.vfork_thread", format!("a new thread in a process that shares the address space of its parent {parent} (a vfork child before its execve) is refused: it would outlive the vfork still sharing that address space, where no executable-mapping decision could hold it still. POSIX lets a vfork child only execve or _exit; a program that needs more there is run by a human outside warden")),
-            Err(e) => ("exec.fail_closed", format!("a new thread is refused: whether its process shares its parent's address space could not be established ({e})")),
-        };
-        let enforce = self.enforce();
-        Decision::new(
-            Layer::Exec,
-            format!("pid {pid} ({})", comm(pid)),
-            "clone(CLONE_THREAD)",
-            rule,
-            if enforce { V::Deny } else { V::AuditDeny },
-            reason,
-        )
-        .with("kind", "thread")
-        .with("latency_us", started.elapsed().as_micros() as u64)
-        .emit();
-        if enforce {
-            Outcome::Deny(libc::EPERM)
-        } else {
-            Outcome::Allow
-        }
-    }
-
     fn fail_outcome(&self, pid: u32, kind: &str, err: String, started: Instant) -> Outcome {
         if self.fail(pid, kind, kind, err, started) {
             Outcome::Allow

@@ -18,8 +18,8 @@
 //!   unaffected. The exec guard makes a mapping decision race-free by stopping every other
 //!   thread that could change the descriptor or the address range between its check and the
 //!   kernel's use; only the thread group (and a `vfork` child, which it finds by its parent)
-//!   can be found and stopped (the exec guard's own filter also traps thread creation and
-//!   refuses a thread in a `vfork` child, which would outlive the vfork);
+//!   can be found by family ties (for an address space the exec guard compares every
+//!   thread of the sandbox, since a `vfork` child's thread outlives the vfork);
 //! - `keyctl`, `add_key`, `request_key`;
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (terminal injection);
 //! - sockets: `AF_PACKET`, `AF_VSOCK`, `AF_KEY`, `AF_BLUETOOTH`, raw `AF_INET/AF_INET6`,
