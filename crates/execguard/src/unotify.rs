@@ -45,6 +45,14 @@
 //!   named there) is judged by the pre-check the same way, and the post-exec check decides
 //!   every file the kernel mapped besides the image (`/proc/PID/maps`), so a swap of the
 //!   interpreter file between the two is caught.
+//! - The exec stop's short path: when the pre-check allowed the image on cached content the
+//!   agent cannot write, and the image is a 64-bit x86-64 program (the ELF loader never runs
+//!   one with `READ_IMPLIES_EXEC`) with no program interpreter or one whose file and path
+//!   the agent cannot change (every directory and link on the path, and the file, outside
+//!   its write roots: [`WriteScope::path_changeable`], walked once per interpreter every
+//!   [`INTERP_FRESH`]), the exec stop only compares the loaded image's stamp with the one
+//!   decided: nothing else the kernel mapped can differ from what was decided. Anything else
+//!   takes the full check below. Saves ~35 µs of each spawn's ~100 µs of guard work.
 //! - Hashes are cached by (dev, inode, size, mtime, ctime) only for files the agent cannot
 //!   write ([`WriteScope`]): a write through a shared writable mapping dirtied before the
 //!   file was hashed changes content without touching any stamp field, so a stamp proves
@@ -287,13 +295,17 @@ pub struct Guard {
     /// Program interpreters (`PT_INTERP` paths) a pre-check allowed: not opened again by
     /// later pre-checks. The pre-check of an interpreter only turns a denial into `EACCES`
     /// before the exec; what the kernel mapped is decided by the post-exec check.
-    interps: Mutex<HashMap<String, ()>>,
+    /// The flag: the agent can change neither the interpreter nor what its path resolves to
+    /// (see [`ExecClean::complete`]).
+    /// Entries older than [`INTERP_FRESH`] are decided again (the rules may have changed, or
+    /// the host replaced the file).
+    interps: Mutex<HashMap<String, (bool, Instant)>>,
     /// The stamp of the executable an exec pre-check allowed, by pid, when its content came
     /// from the cache and nobody could write it: the post-exec check then only compares the
     /// loaded image's stamp with it.
     /// Entries older than [`EXEC_CLEAN_FOR`] are not used (an exec that failed leaves one
     /// behind; a thread's exec is reported under its leader's pid).
-    exec_clean: Mutex<HashMap<u32, (FileStamp, Instant)>>,
+    exec_clean: Mutex<HashMap<u32, ExecClean>>,
     /// Reaps a multi-threaded process's exited threads while this guard seizes one of its
     /// threads (see [`crate::hold::Reaper`]).
     reaper: crate::hold::Reaper,
@@ -303,6 +315,22 @@ pub struct Guard {
     /// Sealed copies that executable mappings of files the agent can write are made from.
     snapshots: crate::snapshot::Snapshots,
 }
+
+/// What an exec pre-check learnt of an image allowed on cached content nobody could write.
+#[derive(Clone, Copy)]
+struct ExecClean {
+    stamp: FileStamp,
+    at: Instant,
+    /// Nothing else to check at the exec stop once the loaded image has `stamp`: a 64-bit
+    /// x86-64 program (never `READ_IMPLIES_EXEC`) with no program interpreter, or one whose
+    /// interpreter's file and path the agent cannot change (so the kernel maps the file
+    /// decided).
+    complete: bool,
+}
+
+/// How long an allowed program interpreter is not decided again by the pre-checks (nor,
+/// when the agent cannot change it, at the exec stop).
+const INTERP_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a clean pre-check stands in for the post-exec check of the same image.
 const EXEC_CLEAN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
@@ -652,6 +680,87 @@ impl WriteScope {
             }
             None => self.outside_roots(fd, st, mount) != Some(true),
         }
+    }
+
+    /// Whether the agent can change what the absolute path `path` resolves to in process
+    /// `pid`'s root, or the file there: `false` only when writes are confined and the walk
+    /// (component by component, `O_PATH|O_NOFOLLOW`, symbolic links followed as the kernel
+    /// would, `..` kept at the root) meets no directory, link or file the agent can write
+    /// ([`WriteScope::writable`]), and ends on the file `(dev, ino)`. Every doubt answers yes.
+    /// The root of the agent's processes is fixed (the sandbox refuses `chroot`, mounts and
+    /// namespaces), so the answer holds for the whole session.
+    pub fn path_changeable(&self, pid: u32, path: &str, file: (u64, u64)) -> bool {
+        if !self.confined || !path.starts_with('/') {
+            return true;
+        }
+        self.walk_stable(pid, path, file) != Some(true)
+    }
+
+    fn walk_stable(&self, pid: u32, path: &str, file: (u64, u64)) -> Option<bool> {
+        use rustix::fs::{openat, Mode, OFlags};
+        let root: OwnedFd = std::fs::File::open(format!("/proc/{pid}/root"))
+            .ok()?
+            .into();
+        let (root_st, _) = stat_fd(root.as_fd()).ok()?;
+        let root_id = (root_st.st_dev, root_st.st_ino);
+        // Directories from the root down to the current one (`..` pops).
+        let mut dirs: Vec<OwnedFd> = Vec::new();
+        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut links = 0;
+        let mut last: Option<(OwnedFd, libc::stat)> = None;
+        while let Some(c) = todo.pop() {
+            if c.is_empty() || c == "." {
+                continue;
+            }
+            let dir = dirs.last().map_or(root.as_fd(), |d| d.as_fd());
+            if let Some((_, st)) = &last {
+                // A component after a non-directory.
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return None;
+                }
+            }
+            if c == ".." {
+                let (st, _) = stat_fd(dir).ok()?;
+                if (st.st_dev, st.st_ino) != root_id {
+                    dirs.pop();
+                }
+                last = None;
+                continue;
+            }
+            let fd = openat(
+                dir,
+                c.as_str(),
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            let (st, mount) = stat_fd(fd.as_fd()).ok()?;
+            if self.writable(pid, fd.as_fd(), &st, mount, None) {
+                return Some(false);
+            }
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFLNK => {
+                    links += 1;
+                    if links > 40 {
+                        return None;
+                    }
+                    let target = rustix::fs::readlinkat(&fd, "", Vec::new()).ok()?;
+                    let target = target.to_str().ok()?.to_string();
+                    if target.starts_with('/') {
+                        dirs.clear();
+                    }
+                    todo.extend(target.split('/').rev().map(str::to_string));
+                    last = None;
+                }
+                libc::S_IFDIR => {
+                    dirs.push(fd);
+                    last = None;
+                }
+                _ => last = Some((fd, st)),
+            }
+        }
+        let (_, st) = last?;
+        Some((st.st_dev, st.st_ino) == file)
     }
 
     /// Whether the file behind `fd` is on a file system in [`UNTRUSTED_FS`] (kept per
@@ -1185,10 +1294,19 @@ impl Guard {
         ) {
             return false;
         }
-        if kind == "exec" && depth == 0 && clean && v.allowed && v.rule != "approval" {
-            let entry = (FileStamp::of(&st), Instant::now());
-            remember(&self.exec_clean, pid, entry, PRECHECK_MEMO);
-        }
+        // The exec's own image, allowed on cached content nobody could write: the post-exec
+        // check compares the loaded image's stamp with it (`ExecClean`).
+        let clean = kind == "exec" && depth == 0 && clean && v.allowed && v.rule != "approval";
+        let note_clean = |complete: bool| {
+            if clean {
+                let entry = ExecClean {
+                    stamp: FileStamp::of(&st),
+                    at: Instant::now(),
+                    complete,
+                };
+                remember(&self.exec_clean, pid, entry, PRECHECK_MEMO);
+            }
+        };
         if kind == "exec" && depth < 4 {
             // What the kernel will run besides this file: a script's interpreter, an ELF
             // file's program interpreter (`PT_INTERP`: normally ld.so, but any file can be
@@ -1198,22 +1316,62 @@ impl Guard {
             // so nothing is looked up past it. The post-exec check decides what was mapped.
             let head = Head::read(fd);
             if let Some(interp) = shebang(&head) {
+                note_clean(false);
                 return self.decide_interpreter(pid, &interp, started, depth + 1);
             }
+            // A 64-bit x86-64 program never runs with READ_IMPLIES_EXEC: the ELF loader
+            // clears it (`set_personality_64bit`) and sets it only for 32-bit images.
+            let elf64 = elf_x86_64(&head);
             if let Some(interp) = elf_interp(&head) {
-                let seen = self.interps.lock().unwrap_or_else(|p| p.into_inner());
-                if seen.contains_key(&interp) {
-                    return true;
-                }
-                drop(seen);
-                let ok = self.decide_interpreter(pid, &interp, started, 4);
-                if ok {
-                    remember(&self.interps, interp, (), PRECHECK_MEMO);
-                }
-                return ok;
+                let seen = self
+                    .interps
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&interp)
+                    .filter(|(_, at)| at.elapsed() < INTERP_FRESH)
+                    .map(|(fixed, _)| *fixed);
+                let fixed = match seen {
+                    Some(fixed) => fixed,
+                    None => match self.decide_interpreter_fixed(pid, &interp, started) {
+                        Some(fixed) => {
+                            let entry = (fixed, Instant::now());
+                            remember(&self.interps, interp, entry, PRECHECK_MEMO);
+                            fixed
+                        }
+                        None => return false,
+                    },
+                };
+                note_clean(elf64 && fixed);
+                return true;
             }
+            note_clean(elf64);
+            return true;
         }
+        note_clean(false);
         true
+    }
+
+    /// Decides a program interpreter (`PT_INTERP`); `Some(fixed)` when allowed, `fixed`
+    /// saying that the agent can change neither the file nor what its path resolves to
+    /// ([`WriteScope::path_changeable`]): the file the kernel maps for it is then the one
+    /// decided here.
+    fn decide_interpreter_fixed(&self, pid: u32, interp: &str, started: Instant) -> Option<bool> {
+        let f = match open_in_target(pid, interp, None) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail(pid, interp, "exec", format!("interpreter: {e}"), started);
+                return None;
+            }
+        };
+        if !self.decide_fd(pid, &|| interp.to_string(), "exec", f.as_fd(), started, 4) {
+            return None;
+        }
+        let fixed = fstat(f.as_fd()).is_ok_and(|st| {
+            !self
+                .scope
+                .path_changeable(pid, interp, (st.st_dev, st.st_ino))
+        });
+        Some(fixed)
     }
 
     fn decide_interpreter(&self, pid: u32, interp: &str, started: Instant, depth: u32) -> bool {
@@ -1516,6 +1674,20 @@ impl Guard {
                 .unwrap_or_else(|_| exe.clone())
         };
         const KIND: &str = "exec (post-exec check)";
+        // The image the pre-check allowed, unchanged (same inode, size, mtime and ctime) and
+        // clean then: that decision stands. Anything else is decided again.
+        let pre = self
+            .exec_clean
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(pid as u32))
+            .filter(|c| c.at.elapsed() < EXEC_CLEAN_FOR);
+        let loaded = pre.and_then(|_| stat_path(&exe).ok().map(|st| FileStamp::of(&st)));
+        if let (Some(c), Some(l)) = (pre, loaded) {
+            if c.complete && c.stamp == l {
+                return true;
+            }
+        }
         // READ_IMPLIES_EXEC makes every readable mapping executable with no PROT_EXEC for
         // the filter to trap. The sandbox refuses `personality()` setting it, but the ELF
         // loader sets it itself for a 32-bit image without `PT_GNU_STACK`, and it is
@@ -1535,17 +1707,7 @@ impl Guard {
                 return self.conclude(pid as u32, &what, KIND, None, &v, started, false);
             }
         }
-        // The image the pre-check allowed, unchanged (same inode, size, mtime and ctime) and
-        // clean then: that decision stands. Anything else is decided again.
-        let pre = self
-            .exec_clean
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(pid as u32))
-            .filter(|(_, at)| at.elapsed() < EXEC_CLEAN_FOR)
-            .map(|(stamp, _)| stamp);
-        let loaded = pre.and_then(|_| stat_path(&exe).ok().map(|st| FileStamp::of(&st)));
-        let id = match (pre, loaded) {
+        let id = match (pre.map(|c| c.stamp), loaded) {
             (Some(p), Some(l)) if p == l => (l.dev, l.ino),
             _ => {
                 let f = match std::fs::File::open(&exe) {
@@ -1971,6 +2133,12 @@ fn shebang(head: &Head<'_>) -> Option<String> {
 }
 
 /// Whether an ELF file has a loadable segment (`PT_LOAD`).
+/// A 64-bit little-endian x86-64 ELF file (`ELFCLASS64`, `EM_X86_64`).
+fn elf_x86_64(head: &Head<'_>) -> bool {
+    let b = head.bytes();
+    b.len() >= 20 && b.starts_with(b"\x7fELF\x02\x01") && b[18..20] == [62, 0]
+}
+
 fn elf_has_load(head: &Head<'_>) -> bool {
     elf_segments(head).is_some_and(|(ph, entsize, _)| {
         ph.chunks_exact(entsize)
