@@ -26,7 +26,8 @@
 //! exits, and a thread the child made goes on sharing the parent's address space; a nested
 //! `vfork` child whose `vfork` parent was killed runs on as an orphan in the first parent's
 //! (both found by an attack review). So for an `mprotect`, every thread of the sandbox is
-//! compared with the trapped one (`kcmp`, [`vm_sharers`]); a descriptor table is shared
+//! compared with the trapped one (`kcmp`, [`vm_sharers`]: a flat scan, which a parent's
+//! death during it cannot hide a sharer from), twice at least; a descriptor table is shared
 //! by the thread group alone. An `mmap` by a single-threaded process (a program's start-up,
 //! where nearly all executable mappings happen) costs one `statx`; an `mprotect(+PROT_EXEC)`
 //! (rare: node made 2 in a JIT-heavy run) a walk of the sandbox's threads.
@@ -288,26 +289,52 @@ fn kcmp_strict(a: i32, b: i32, what: Kcmp) -> Result<bool, String> {
     }
 }
 
-/// Every thread group under `root` (walked down through `/proc/PID/task/TID/children`;
-/// `None`: every process of the system) with a thread that shares `tid`'s address space,
-/// `tid`'s own included. `root` itself is the sandbox's first process (warden's, never the
-/// agent's) and is not compared.
+/// The pid namespace a process is in (the namespace file's device and inode); `None` when
+/// the process is gone or not ours to inspect (`/proc/PID/ns` needs ptrace read access).
+fn pid_ns(pid: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// Every thread group with a thread that shares `tid`'s address space, `tid`'s own
+/// included: every process of the system in `tid`'s pid namespace (the sandbox's: the agent
+/// cannot make or join another) is compared, thread by thread (`kcmp`). A flat scan of
+/// `/proc`, not a walk by family ties: a process that exists throughout the scan is seen
+/// whoever its parent is meanwhile (an attack review hid a sharer from a walk down the
+/// process tree by having its parent killed during the walk, which moved it under a
+/// subreaper the walk had passed).
 ///
-/// This finds sharers no family tie leads to: a nested `vfork` child whose `vfork` parent
-/// was killed runs on in the address space of the first `vfork` parent, reparented to the
-/// sandbox's init (attack review: agent-written code mapped executable at the first try).
-pub(crate) fn vm_sharers(root: Option<i32>, tid: i32) -> Result<Vec<i32>, String> {
-    let mut todo: Vec<i32> = match root {
-        Some(r) => vec![r],
-        None => std::fs::read_dir("/proc")
-            .map_err(|e| format!("listing /proc: {e}"))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-    };
-    let mut seen = std::collections::HashSet::new();
+/// A process whose namespace cannot be read is not ours to inspect; were it a sharer, the
+/// trapped process would be as closed to this supervisor (dumpability belongs to the
+/// address space), and its decision fails closed on reading its mappings.
+///
+/// Family ties do not find every sharer: a thread made by a `vfork` child outlives the
+/// vfork, and a nested `vfork` child whose `vfork` parent was killed runs on as an orphan
+/// (both found by an attack review).
+///
+/// `outside` memoizes the processes found outside the namespace, for the scans of one
+/// decision (a pid cannot be reused within it: that takes `pid_max` forks).
+pub(crate) fn vm_sharers(
+    tid: i32,
+    outside: &mut std::collections::HashSet<i32>,
+) -> Result<Vec<i32>, String> {
+    let ns = pid_ns(tid).ok_or_else(|| format!("cannot read /proc/{tid}/ns/pid"))?;
     let mut out = Vec::new();
-    while let Some(p) = todo.pop() {
-        if !seen.insert(p) {
+    let rd = std::fs::read_dir("/proc").map_err(|e| format!("listing /proc: {e}"))?;
+    for e in rd {
+        let Some(p) = e
+            .ok()
+            .and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        // Gone, or not the sandbox's.
+        if outside.contains(&p) {
+            continue;
+        }
+        if pid_ns(p) != Some(ns) {
+            outside.insert(p);
             continue;
         }
         let ts = match threads(p as u32) {
@@ -316,19 +343,11 @@ pub(crate) fn vm_sharers(root: Option<i32>, tid: i32) -> Result<Vec<i32>, String
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("listing the threads of {p}: {e}")),
         };
-        let mut shared = false;
         for t in ts {
-            if !shared && Some(p) != root && kcmp_strict(tid, t, Kcmp::Vm)? {
-                shared = true;
+            if kcmp_strict(tid, t, Kcmp::Vm)? {
+                out.push(p);
+                break;
             }
-            if root.is_some() {
-                if let Ok(c) = std::fs::read_to_string(format!("/proc/{p}/task/{t}/children")) {
-                    todo.extend(c.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
-                }
-            }
-        }
-        if shared {
-            out.push(p);
         }
     }
     Ok(out)
@@ -430,12 +449,9 @@ fn wait_stop(
 impl Hold {
     /// Stops every thread sharing `shared` with thread `tid` (the trapped one, blocked in its
     /// notification, is not touched). `None`: nothing to hold (a single-threaded process).
-    /// `root`: the sandbox's first process, under which every process that can share the
-    /// address space runs (see [`vm_sharers`]).
     pub fn others(
         tid: u32,
         shared: Shared,
-        root: Option<i32>,
         reaper: &Reaper,
         on_event: OnEvent<'_>,
     ) -> Result<Option<Hold>, String> {
@@ -449,18 +465,17 @@ impl Hold {
         // By thread-group id: a vfork child's parent is named by it.
         let own = tgid_of(tid).unwrap_or(tid as i32);
         let mut groups = vec![own];
+        let mut outside = std::collections::HashSet::new();
         if shared == Shared::AddressSpace {
             // Every process sharing the address space, found by comparing it (`kcmp`) with
             // every thread of the sandbox: vfork parents up the chain, vfork children, and
             // any whose family tie was cut (see `vm_sharers`); looked for again once all
-            // those found are held, until none is new.
-            for g in vm_sharers(root, tid as i32)? {
+            // those found are held, until a scan finds none new (one made during a scan by
+            // a sharer not yet held shows up in the next).
+            for g in vm_sharers(tid as i32, &mut outside)? {
                 if !groups.contains(&g) {
                     groups.push(g);
                 }
-            }
-            if alone && groups.len() == 1 {
-                return Ok(None);
             }
         }
         let started = Instant::now();
@@ -470,7 +485,7 @@ impl Hold {
             if shared == Shared::Descriptors {
                 break;
             }
-            let again: Vec<i32> = vm_sharers(root, tid as i32)?
+            let again: Vec<i32> = vm_sharers(tid as i32, &mut outside)?
                 .into_iter()
                 .filter(|g| !groups.contains(g))
                 .collect();
@@ -555,7 +570,13 @@ impl Hold {
     fn group(&mut self, tgid: u32, except: i32, on_event: OnEvent<'_>) -> Result<usize, String> {
         let mut parked_any = 0;
         loop {
-            let all = threads(tgid).map_err(|e| format!("listing the threads of {tgid}: {e}"))?;
+            let all = match threads(tgid) {
+                Ok(all) => all,
+                // Gone (a sharer that exited since it was found): its threads left the
+                // address space first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parked_any),
+                Err(e) => return Err(format!("listing the threads of {tgid}: {e}")),
+            };
             let fresh: Vec<i32> = all
                 .into_iter()
                 .filter(|&t| {

@@ -309,9 +309,6 @@ pub struct Guard {
     /// Reaps a multi-threaded process's exited threads while this guard seizes one of its
     /// threads (see [`crate::hold::Reaper`]).
     reaper: crate::hold::Reaper,
-    /// The sandbox's first process (set by [`Guard::supervise`]): every process of the
-    /// sandbox runs under it.
-    sandbox_root: OnceLock<i32>,
     /// Sealed copies that executable mappings of files the agent can write are made from.
     snapshots: crate::snapshot::Snapshots,
 }
@@ -894,7 +891,6 @@ impl Guard {
             interps: Mutex::default(),
             exec_clean: Mutex::default(),
             reaper: crate::hold::Reaper::default(),
-            sandbox_root: OnceLock::new(),
             snapshots: Default::default(),
         }
     }
@@ -1651,11 +1647,7 @@ impl Guard {
         kind: &str,
         started: Instant,
     ) -> Result<Option<Hold>, Outcome> {
-        let root = self.sandbox_root.get().copied();
-        Hold::others(pid, shared, root, &self.reaper, &mut |p, st| {
-            self.on_event(p, st)
-        })
-        .map_err(|e| {
+        Hold::others(pid, shared, &self.reaper, &mut |p, st| self.on_event(p, st)).map_err(|e| {
             let why = format!("the threads sharing its state could not be held still: {e}");
             self.fail_outcome(pid, kind, why, started)
         })
@@ -1758,7 +1750,6 @@ impl Guard {
     /// SIGCHLD must be blocked in every thread of the process (`warden run` does so before
     /// spawning threads); it is read here through a signalfd.
     pub fn supervise(&self, listener: OwnedFd, reap_pid: i32) -> i32 {
-        let _ = self.sandbox_root.set(reap_pid);
         // SAFETY: signal mask and signalfd setup for this thread.
         let sfd = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
