@@ -315,10 +315,29 @@ fn pid_ns(pid: i32) -> Option<(u64, u64)> {
 ///
 /// `outside` memoizes the processes found outside the namespace, for the scans of one
 /// decision (a pid cannot be reused within it: that takes `pid_max` forks).
+///
+/// With `cgroup` (the cgroup the agent's tree joined before its first instruction, which
+/// nothing inside can leave: no cgroup file system is writable there, and `clone3`'s
+/// `CLONE_INTO_CGROUP` is refused), its task list is compared instead, when it lists
+/// `tid`: every thread of the agent's tree, in one read.
 pub(crate) fn vm_sharers(
     tid: i32,
+    cgroup: Option<&std::path::Path>,
     outside: &mut std::collections::HashSet<i32>,
 ) -> Result<Vec<i32>, String> {
+    if let Some(tids) = cgroup.and_then(cgroup_tasks).filter(|t| t.contains(&tid)) {
+        let mut out: Vec<i32> = Vec::new();
+        for t in tids {
+            if kcmp_strict(tid, t, Kcmp::Vm)? {
+                // Gone meanwhile: nothing to hold.
+                let Some(g) = tgid_of(t as u32) else { continue };
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+        }
+        return Ok(out);
+    }
     let ns = pid_ns(tid).ok_or_else(|| format!("cannot read /proc/{tid}/ns/pid"))?;
     let mut out = Vec::new();
     let rd = std::fs::read_dir("/proc").map_err(|e| format!("listing /proc: {e}"))?;
@@ -351,6 +370,18 @@ pub(crate) fn vm_sharers(
         }
     }
     Ok(out)
+}
+
+/// The thread ids a cgroup lists (`cgroup.threads`, or v1's `tasks`).
+fn cgroup_tasks(dir: &std::path::Path) -> Option<Vec<i32>> {
+    let s = std::fs::read_to_string(dir.join("cgroup.threads"))
+        .or_else(|_| std::fs::read_to_string(dir.join("tasks")))
+        .ok()?;
+    Some(
+        s.split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect(),
+    )
 }
 
 /// Processes whose parent is `tgid` (scans `/proc`: only when a thread of `tgid` sits in a
@@ -449,9 +480,12 @@ fn wait_stop(
 impl Hold {
     /// Stops every thread sharing `shared` with thread `tid` (the trapped one, blocked in its
     /// notification, is not touched). `None`: nothing to hold (a single-threaded process).
+    /// `cgroup`: the cgroup the agent's tree joined, whose task list stands in for a scan of
+    /// every process (see [`vm_sharers`]).
     pub fn others(
         tid: u32,
         shared: Shared,
+        cgroup: Option<&std::path::Path>,
         reaper: &Reaper,
         on_event: OnEvent<'_>,
     ) -> Result<Option<Hold>, String> {
@@ -472,7 +506,7 @@ impl Hold {
             // any whose family tie was cut (see `vm_sharers`); looked for again once all
             // those found are held, until a scan finds none new (one made during a scan by
             // a sharer not yet held shows up in the next).
-            for g in vm_sharers(tid as i32, &mut outside)? {
+            for g in vm_sharers(tid as i32, cgroup, &mut outside)? {
                 if !groups.contains(&g) {
                     groups.push(g);
                 }
@@ -485,7 +519,7 @@ impl Hold {
             if shared == Shared::Descriptors {
                 break;
             }
-            let again: Vec<i32> = vm_sharers(tid as i32, &mut outside)?
+            let again: Vec<i32> = vm_sharers(tid as i32, cgroup, &mut outside)?
                 .into_iter()
                 .filter(|g| !groups.contains(g))
                 .collect();

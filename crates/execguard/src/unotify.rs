@@ -309,6 +309,8 @@ pub struct Guard {
     /// Reaps a multi-threaded process's exited threads while this guard seizes one of its
     /// threads (see [`crate::hold::Reaper`]).
     reaper: crate::hold::Reaper,
+    /// The cgroup the agent's tree joined (see [`Guard::set_sandbox_cgroup`]).
+    sandbox_cgroup: Option<PathBuf>,
     /// Sealed copies that executable mappings of files the agent can write are made from.
     snapshots: crate::snapshot::Snapshots,
 }
@@ -731,6 +733,12 @@ impl WriteScope {
                 Mode::empty(),
             )
             .ok()?;
+            // procfs: its links (`/proc/1/cwd`, `fd/N`) follow live objects the agent can
+            // change, not the text read here (attack review).
+            #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+            if rustix::fs::fstatfs(&fd).ok()?.f_type as i64 == libc::PROC_SUPER_MAGIC as i64 {
+                return None;
+            }
             let (st, mount) = stat_fd(fd.as_fd()).ok()?;
             if self.writable(pid, fd.as_fd(), &st, mount, None) {
                 return Some(false);
@@ -891,6 +899,7 @@ impl Guard {
             interps: Mutex::default(),
             exec_clean: Mutex::default(),
             reaper: crate::hold::Reaper::default(),
+            sandbox_cgroup: None,
             snapshots: Default::default(),
         }
     }
@@ -933,6 +942,14 @@ impl Guard {
     /// cached stamp is trusted.
     pub fn set_write_scope(&mut self, scope: WriteScope) {
         self.scope = scope;
+    }
+
+    /// Sets the cgroup the agent's process tree joins before the agent's first instruction:
+    /// its task list (`cgroup.threads`, v1 `tasks`) names every thread of the agent's tree,
+    /// so an address-space hold compares those instead of every process on the host
+    /// ([`crate::hold::vm_sharers`]; used only when it lists the trapped thread).
+    pub fn set_sandbox_cgroup(&mut self, dir: PathBuf) {
+        self.sandbox_cgroup = Some(dir);
     }
 
     /// Sets how a write to a read-only path of the view is attributed to a rule.
@@ -1647,7 +1664,11 @@ impl Guard {
         kind: &str,
         started: Instant,
     ) -> Result<Option<Hold>, Outcome> {
-        Hold::others(pid, shared, &self.reaper, &mut |p, st| self.on_event(p, st)).map_err(|e| {
+        let cgroup = self.sandbox_cgroup.as_deref();
+        Hold::others(pid, shared, cgroup, &self.reaper, &mut |p, st| {
+            self.on_event(p, st)
+        })
+        .map_err(|e| {
             let why = format!("the threads sharing its state could not be held still: {e}");
             self.fail_outcome(pid, kind, why, started)
         })

@@ -252,6 +252,18 @@ impl Session {
             // cgroups are made, not before: the prewarm holds the cgroup mutex while it
             // waits, and their creation would wait with it.
             res.prewarm = warden_sandbox::cgroup::prewarm();
+            // The cgroup the agent's tree joins: its task list is the exec guard's list of
+            // the sandbox's threads (see `Guard::set_sandbox_cgroup`).
+            if let ExecSetup::Seccomp(g) = &mut exec {
+                let joined = res
+                    .cgroup
+                    .as_ref()
+                    .map(|c| c.path.clone())
+                    .or_else(|| res.leaf.as_ref().map(|l| l.path.clone()));
+                if let Some(dir) = joined {
+                    g.set_sandbox_cgroup(dir);
+                }
+            }
             warden_event::timing::mark("session: cgroups");
             let on_launch = on_launch(&res, early.clone());
             let on_launch = start_hidden_watch(on_launch, hidden, res.hidden.clone());
