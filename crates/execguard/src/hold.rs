@@ -21,16 +21,16 @@
 //!
 //! The sandbox's seccomp filter refuses `clone` that would share a descriptor table or an
 //! address space between processes any other way (`CLONE_FILES` or `CLONE_VM` without
-//! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`). Family ties do not find every
-//! process sharing an address space, though: the vfork ends when the child's first thread
-//! exits, and a thread the child made goes on sharing the parent's address space; a nested
-//! `vfork` child whose `vfork` parent was killed runs on as an orphan in the first parent's
-//! (both found by an attack review). So for an `mprotect`, every thread of the sandbox is
-//! compared with the trapped one (`kcmp`, [`vm_sharers`]: a flat scan, which a parent's
-//! death during it cannot hide a sharer from), twice at least; a descriptor table is shared
-//! by the thread group alone. An `mmap` by a single-threaded process (a program's start-up,
+//! `CLONE_THREAD`, except `vfork`'s `CLONE_VM|CLONE_VFORK`), so a descriptor table is shared
+//! by the thread group alone. An address space is not shared by family ties alone, though:
+//! the vfork ends when the child's first thread exits, and a thread the child made goes on
+//! sharing the parent's address space; a nested `vfork` child whose `vfork` parent was
+//! killed runs on as an orphan; a chain of them, each made and killed by the next, changes
+//! faster than any scan sees it (all found by attack reviews). So an `mprotect(+PROT_EXEC)`
+//! holds every process of the sandbox ([`sandbox_groups`]), listed again once all are held
+//! until no new one shows. An `mmap` by a single-threaded process (a program's start-up,
 //! where nearly all executable mappings happen) costs one `statx`; an `mprotect(+PROT_EXEC)`
-//! (rare: node made 2 in a JIT-heavy run) a walk of the sandbox's threads.
+//! (rare: node made 2 in a JIT-heavy run) a stop of the sandbox's threads.
 //!
 //! Every failure (a thread that cannot be seized or does not stop within [`DEADLINE`])
 //! releases what was held and fails the decision closed.
@@ -273,22 +273,6 @@ pub fn shares(a: i32, b: i32, what: Kcmp) -> bool {
     unsafe { libc::syscall(libc::SYS_kcmp, a, b, what as libc::c_long, 0, 0) == 0 }
 }
 
-/// `kcmp` as a three-way answer: `Ok(true)` shared, `Ok(false)` not shared or a task gone
-/// (`ESRCH`: it left its address space before it left `/proc`), `Err` anything else.
-fn kcmp_strict(a: i32, b: i32, what: Kcmp) -> Result<bool, String> {
-    // SAFETY: kcmp with integer arguments only.
-    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, what as libc::c_long, 0, 0) };
-    match r {
-        0 => Ok(true),
-        r if r > 0 => Ok(false),
-        _ if errno() == libc::ESRCH => Ok(false),
-        _ => Err(format!(
-            "comparing the address spaces of {a} and {b}: {}",
-            std::io::Error::last_os_error()
-        )),
-    }
-}
-
 /// The pid namespace a process is in (the namespace file's device and inode); `None` when
 /// the process is gone or not ours to inspect (`/proc/PID/ns` needs ptrace read access).
 fn pid_ns(pid: i32) -> Option<(u64, u64)> {
@@ -297,48 +281,37 @@ fn pid_ns(pid: i32) -> Option<(u64, u64)> {
     Some((m.dev(), m.ino()))
 }
 
-/// Every thread group with a thread that shares `tid`'s address space, `tid`'s own
-/// included: every process of the system in `tid`'s pid namespace (the sandbox's: the agent
-/// cannot make or join another) is compared, thread by thread (`kcmp`). A flat scan of
-/// `/proc`, not a walk by family ties: a process that exists throughout the scan is seen
-/// whoever its parent is meanwhile (an attack review hid a sharer from a walk down the
-/// process tree by having its parent killed during the walk, which moved it under a
-/// subreaper the walk had passed).
+/// Every process of the agent's tree (thread-group ids), `tid`'s included: the task list of
+/// the cgroup the tree joined before the agent's first instruction (`cgroup.procs`; nothing
+/// inside can leave it: no cgroup file system is writable there, and `clone3`'s
+/// `CLONE_INTO_CGROUP` is refused), used when it lists `tid`'s process; else a scan of
+/// `/proc` for the processes in `tid`'s pid namespace (the agent can make or join no other)
+/// but its init (the one whose parent is outside it). `outside` memoizes processes found
+/// outside the namespace for the scans of one decision (a pid cannot be reused within it).
 ///
-/// A process whose namespace cannot be read is not ours to inspect; were it a sharer, the
-/// trapped process would be as closed to this supervisor (dumpability belongs to the
-/// address space), and its decision fails closed on reading its mappings.
-///
-/// Family ties do not find every sharer: a thread made by a `vfork` child outlives the
-/// vfork, and a nested `vfork` child whose `vfork` parent was killed runs on as an orphan
-/// (both found by an attack review).
-///
-/// `outside` memoizes the processes found outside the namespace, for the scans of one
-/// decision (a pid cannot be reused within it: that takes `pid_max` forks).
-///
-/// With `cgroup` (the cgroup the agent's tree joined before its first instruction, which
-/// nothing inside can leave: no cgroup file system is writable there, and `clone3`'s
-/// `CLONE_INTO_CGROUP` is refused), its task list is compared instead, when it lists
-/// `tid`: every thread of the agent's tree, in one read.
-pub(crate) fn vm_sharers(
+/// A process whose namespace cannot be read is not ours to inspect: were it in the sandbox,
+/// the trapped process would be as closed to this supervisor, and its decision fails closed
+/// on reading its mappings.
+pub(crate) fn sandbox_groups(
     tid: i32,
+    own: i32,
     cgroup: Option<&std::path::Path>,
     outside: &mut std::collections::HashSet<i32>,
 ) -> Result<Vec<i32>, String> {
-    if let Some(tids) = cgroup.and_then(cgroup_tasks).filter(|t| t.contains(&tid)) {
-        let mut out: Vec<i32> = Vec::new();
-        for t in tids {
-            if kcmp_strict(tid, t, Kcmp::Vm)? {
-                // Gone meanwhile: nothing to hold.
-                let Some(g) = tgid_of(t as u32) else { continue };
-                if !out.contains(&g) {
-                    out.push(g);
-                }
-            }
-        }
-        return Ok(out);
+    if let Some(procs) = cgroup.and_then(cgroup_procs).filter(|p| p.contains(&own)) {
+        return Ok(procs);
     }
     let ns = pid_ns(tid).ok_or_else(|| format!("cannot read /proc/{tid}/ns/pid"))?;
+    let inside = |p: i32, outside: &mut std::collections::HashSet<i32>| {
+        if outside.contains(&p) {
+            return false;
+        }
+        let yes = pid_ns(p) == Some(ns);
+        if !yes {
+            outside.insert(p);
+        }
+        yes
+    };
     let mut out = Vec::new();
     let rd = std::fs::read_dir("/proc").map_err(|e| format!("listing /proc: {e}"))?;
     for e in rd {
@@ -348,35 +321,21 @@ pub(crate) fn vm_sharers(
         else {
             continue;
         };
-        // Gone, or not the sandbox's.
-        if outside.contains(&p) {
+        if !inside(p, outside) {
             continue;
         }
-        if pid_ns(p) != Some(ns) {
-            outside.insert(p);
-            continue;
-        }
-        let ts = match threads(p as u32) {
-            Ok(t) => t,
-            // Gone: its threads left the address space first.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("listing the threads of {p}: {e}")),
-        };
-        for t in ts {
-            if kcmp_strict(tid, t, Kcmp::Vm)? {
-                out.push(p);
-                break;
-            }
+        // The namespace's init (warden's): its parent is outside.
+        match stat_of(p as u32, p) {
+            Some((_, ppid)) if inside(ppid, outside) => out.push(p),
+            _ => {}
         }
     }
     Ok(out)
 }
 
-/// The thread ids a cgroup lists (`cgroup.threads`, or v1's `tasks`).
-fn cgroup_tasks(dir: &std::path::Path) -> Option<Vec<i32>> {
-    let s = std::fs::read_to_string(dir.join("cgroup.threads"))
-        .or_else(|_| std::fs::read_to_string(dir.join("tasks")))
-        .ok()?;
+/// The processes a cgroup lists (`cgroup.procs`, v1 and v2).
+fn cgroup_procs(dir: &std::path::Path) -> Option<Vec<i32>> {
+    let s = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
     Some(
         s.split_whitespace()
             .filter_map(|t| t.parse().ok())
@@ -481,7 +440,7 @@ impl Hold {
     /// Stops every thread sharing `shared` with thread `tid` (the trapped one, blocked in its
     /// notification, is not touched). `None`: nothing to hold (a single-threaded process).
     /// `cgroup`: the cgroup the agent's tree joined, whose task list stands in for a scan of
-    /// every process (see [`vm_sharers`]).
+    /// every process (see [`sandbox_groups`]).
     pub fn others(
         tid: u32,
         shared: Shared,
@@ -501,12 +460,12 @@ impl Hold {
         let mut groups = vec![own];
         let mut outside = std::collections::HashSet::new();
         if shared == Shared::AddressSpace {
-            // Every process sharing the address space, found by comparing it (`kcmp`) with
-            // every thread of the sandbox: vfork parents up the chain, vfork children, and
-            // any whose family tie was cut (see `vm_sharers`); looked for again once all
-            // those found are held, until a scan finds none new (one made during a scan by
-            // a sharer not yet held shows up in the next).
-            for g in vm_sharers(tid as i32, cgroup, &mut outside)? {
+            // Every process of the sandbox is held, not only those found sharing the address
+            // space: no scan sees them all at once, and a chain of vfork children, each
+            // making the next and killed by it faster than a scan, was never seen by any
+            // (attack review). Listed again once all are held, until a listing shows none
+            // new: then nothing in the sandbox runs that could make one.
+            for g in sandbox_groups(tid as i32, own, cgroup, &mut outside)? {
                 if !groups.contains(&g) {
                     groups.push(g);
                 }
@@ -519,7 +478,7 @@ impl Hold {
             if shared == Shared::Descriptors {
                 break;
             }
-            let again: Vec<i32> = vm_sharers(tid as i32, cgroup, &mut outside)?
+            let again: Vec<i32> = sandbox_groups(tid as i32, own, cgroup, &mut outside)?
                 .into_iter()
                 .filter(|g| !groups.contains(g))
                 .collect();
@@ -528,7 +487,7 @@ impl Hold {
             }
             if started.elapsed() > DEADLINE {
                 return Err(format!(
-                    "processes sharing the address space kept appearing: {again:?}"
+                    "processes kept appearing in the sandbox while it was held: {again:?}"
                 ));
             }
             groups.extend(again);
@@ -608,7 +567,12 @@ impl Hold {
                 Ok(all) => all,
                 // Gone (a sharer that exited since it was found): its threads left the
                 // address space first.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parked_any),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ESRCH) =>
+                {
+                    return Ok(parked_any)
+                }
                 Err(e) => return Err(format!("listing the threads of {tgid}: {e}")),
             };
             let fresh: Vec<i32> = all

@@ -945,9 +945,9 @@ impl Guard {
     }
 
     /// Sets the cgroup the agent's process tree joins before the agent's first instruction:
-    /// its task list (`cgroup.threads`, v1 `tasks`) names every thread of the agent's tree,
-    /// so an address-space hold compares those instead of every process on the host
-    /// ([`crate::hold::vm_sharers`]; used only when it lists the trapped thread).
+    /// its process list (`cgroup.procs`) names every process of the agent's tree, which an
+    /// address-space hold stops, instead of scanning every process on the host
+    /// ([`crate::hold::sandbox_groups`]; used only when it lists the trapped process).
     pub fn set_sandbox_cgroup(&mut self, dir: PathBuf) {
         self.sandbox_cgroup = Some(dir);
     }
