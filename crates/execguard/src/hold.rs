@@ -240,22 +240,52 @@ fn still_parked(tgid: u32, tid: i32) -> bool {
     stat_of(tgid, tid).is_some_and(|(s, _)| !matches!(s, b't' | b'T' | b'Z' | b'X'))
 }
 
-fn in_vfork(tgid: u32, tid: i32) -> bool {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/syscall")) else {
-        return false;
-    };
+/// `Some(shares)`: `tid` sits in a `vfork` wait, its child sharing the address space
+/// (`CLONE_VM`) or not (`CLONE_VFORK` alone: nothing to wait for; an attack review stalled
+/// every hold for its deadline with one).
+fn in_vfork(tgid: u32, tid: i32) -> Option<bool> {
+    let s = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/syscall")).ok()?;
     let mut f = s.split_whitespace();
     let nr = f.next().and_then(|n| n.parse::<i64>().ok());
     let arg0 = f
         .next()
         .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
     match (nr, arg0) {
-        (Some(libc::SYS_vfork), _) => true,
-        (Some(libc::SYS_clone), Some(flags)) => {
-            flags & libc::CLONE_VFORK as u64 != 0 && flags & libc::CLONE_THREAD as u64 == 0
+        (Some(libc::SYS_vfork), _) => Some(true),
+        (Some(libc::SYS_clone), Some(flags))
+            if flags & libc::CLONE_VFORK as u64 != 0 && flags & libc::CLONE_THREAD as u64 == 0 =>
+        {
+            Some(flags & libc::CLONE_VM as u64 != 0)
         }
-        _ => false,
+        _ => None,
     }
+}
+
+/// Whether thread `tid` of `tgid` is held by tracer thread `me`: in a stop it traces, parked in
+/// a `vfork` wait it traces, or dead. Read from the thread's live state, not from any list:
+/// a thread id a list knew may name a new thread by now.
+fn held_by(me: i32, tgid: i32, tid: i32) -> Result<bool, String> {
+    let st = match std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/status")) {
+        Ok(s) => warden_sys::procfs::Status::parse(s),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            return Ok(true)
+        }
+        Err(e) => return Err(format!("reading the state of thread {tid}: {e}")),
+    };
+    let state = st
+        .field("State")
+        .and_then(|s| s.bytes().next())
+        .unwrap_or(b'?');
+    if matches!(state, b'Z' | b'X') {
+        return Ok(true);
+    }
+    if st.tracer_pid() != Some(me) {
+        return Ok(false);
+    }
+    Ok(matches!(state, b't' | b'T') || state == b'D' && in_vfork(tgid as u32, tid).is_some())
 }
 
 /// What `kcmp` compares.
@@ -492,11 +522,66 @@ impl Hold {
             }
             groups.extend(again);
         }
+        if shared == Shared::AddressSpace {
+            hold.verify_all(tid, own, cgroup, &mut outside, started, on_event)?;
+        }
         Ok(if hold.held.is_empty() {
             None
         } else {
             Some(hold)
         })
+    }
+
+    /// Checks the invariant itself once the lists say the sandbox is held: every thread of
+    /// it but `tid` is held by this tracer ([`held_by`]), by its live state, and stops any
+    /// that is not (its thread id known to the lists under a thread since gone), until all
+    /// are. An attack review wound the host's pid counter onto the pids of processes that
+    /// died while held, so that sharers born into them were taken as held.
+    fn verify_all(
+        &mut self,
+        tid: u32,
+        own: i32,
+        cgroup: Option<&std::path::Path>,
+        outside: &mut std::collections::HashSet<i32>,
+        started: Instant,
+        on_event: OnEvent<'_>,
+    ) -> Result<(), String> {
+        // SAFETY: gettid has no arguments.
+        let me = unsafe { libc::gettid() };
+        loop {
+            let mut loose = Vec::new();
+            for g in sandbox_groups(tid as i32, own, cgroup, outside)? {
+                let ts = match threads(g as u32) {
+                    Ok(t) => t,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ESRCH) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(format!("listing the threads of {g}: {e}")),
+                };
+                for t in ts {
+                    if t != tid as i32 && !held_by(me, g, t)? {
+                        loose.push((g, t));
+                    }
+                }
+            }
+            if loose.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() > DEADLINE {
+                return Err(format!(
+                    "threads of the sandbox kept running while it was held: {loose:?}"
+                ));
+            }
+            for (g, t) in loose {
+                // What the lists knew under this id was another thread.
+                self.held.retain(|h| h.tid != t);
+                self.skipped.retain(|&s| s != t);
+                self.stop(g as u32, t, on_event)?;
+            }
+        }
     }
 
     /// Holds `groups[*i..]` (and the `vfork` children of parked threads, appended to
@@ -647,9 +732,11 @@ impl Hold {
         if r.is_err() {
             // In the wait itself (`D`), not a fresh child still on its way out of the same
             // `clone` (`R`: it shows its parent's system call until it first runs).
-            if in_vfork(tgid, tid) && stat_of(tgid, tid).is_some_and(|(s, _)| s == b'D') {
-                self.held.push(parked);
-                return Ok(true);
+            if let Some(shares) = in_vfork(tgid, tid) {
+                if stat_of(tgid, tid).is_some_and(|(s, _)| s == b'D') {
+                    self.held.push(parked);
+                    return Ok(shares);
+                }
             }
             r = wait_stop(tgid, tid, on_event, DEADLINE);
         }
