@@ -1445,6 +1445,8 @@ int main(int c, char **v) {
   if (fdA < 0 || fdW < 0 || ino < 0) { perror("setup"); return 2; }
   nested = c > 2 ? (strcmp(v[2], "chain") ? 1 : 2) : 0;
   clone(child, s1 + sizeof s1, CLONE_VM | CLONE_VFORK | SIGCHLD, 0);
+  /* The racer says it runs after it killed its parent, which already let this one go. */
+  for (time_t w = time(0); !cerr && !started && time(0) - w < 5; ) ;
   if (cerr) printf("vfork child's thread refused: %s\n", strerror(cerr));
   int hits = 0, tries = 0, ok = 0;
   for (time_t end = time(0) + 4; started && !hits && time(0) < end; tries++) {
