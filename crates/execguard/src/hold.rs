@@ -32,6 +32,10 @@
 //! where nearly all executable mappings happen) costs one `statx`; an `mprotect(+PROT_EXEC)`
 //! (rare: node made 2 in a JIT-heavy run) a stop of the sandbox's threads.
 //!
+//! The lists name threads by id, and an id a list knew may name a new thread by the time
+//! the lists agree (the host's pid counter can be wound round onto it): once they do, every
+//! thread in scope is checked by its live state (`Hold::verify_all`), for both kinds.
+//!
 //! Every failure (a thread that cannot be seized or does not stop within [`DEADLINE`])
 //! releases what was held and fails the decision closed.
 
@@ -522,9 +526,14 @@ impl Hold {
             }
             groups.extend(again);
         }
-        if shared == Shared::AddressSpace {
-            hold.verify_all(tid, own, cgroup, &mut outside, started, on_event)?;
-        }
+        // Descriptors: the thread group alone (the lists are its task list), checked the same
+        // way: a thread that died while held and a racer born into its id (an attack review
+        // mapped a denied file so, once in 22 sessions, by winding the host's pid counter).
+        let scope = match shared {
+            Shared::Descriptors => None,
+            Shared::AddressSpace => Some(cgroup),
+        };
+        hold.verify_all(tid, own, scope, &mut outside, started, on_event)?;
         Ok(if hold.held.is_empty() {
             None
         } else {
@@ -532,16 +541,17 @@ impl Hold {
         })
     }
 
-    /// Checks the invariant itself once the lists say the sandbox is held: every thread of
-    /// it but `tid` is held by this tracer ([`held_by`]), by its live state, and stops any
-    /// that is not (its thread id known to the lists under a thread since gone), until all
-    /// are. An attack review wound the host's pid counter onto the pids of processes that
-    /// died while held, so that sharers born into them were taken as held.
+    /// Checks the invariant itself once the lists say what is held is: every thread of it
+    /// but `tid` is held by this tracer ([`held_by`]), by its live state, and stops any that
+    /// is not (its thread id known to the lists under a thread since gone), until all are.
+    /// `scope`: `None`, `own`'s thread group; `Some(cgroup)`, the whole sandbox
+    /// ([`sandbox_groups`]). An attack review wound the host's pid counter onto the ids of
+    /// threads that died while held, so that racers born into them were taken as held.
     fn verify_all(
         &mut self,
         tid: u32,
         own: i32,
-        cgroup: Option<&std::path::Path>,
+        scope: Option<Option<&std::path::Path>>,
         outside: &mut std::collections::HashSet<i32>,
         started: Instant,
         on_event: OnEvent<'_>,
@@ -550,7 +560,11 @@ impl Hold {
         let me = unsafe { libc::gettid() };
         loop {
             let mut loose = Vec::new();
-            for g in sandbox_groups(tid as i32, own, cgroup, outside)? {
+            let groups = match scope {
+                None => vec![own],
+                Some(cgroup) => sandbox_groups(tid as i32, own, cgroup, outside)?,
+            };
+            for g in groups {
                 let ts = match threads(g as u32) {
                     Ok(t) => t,
                     Err(e)

@@ -132,6 +132,111 @@ impl Program {
 /// Serializes the libseccomp builds of [`Pending`] threads.
 static LIBSECCOMP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Where finished programs are kept between sessions ([`set_cache_dir`]); unset: none are.
+static CACHE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Keeps the programs [`Pending::cached`] builds in `dir` (warden's state directory, which
+/// no sandbox can write), so later sessions load them instead of building them again:
+/// libseccomp's build of warden's two filters costs ~0.7 ms of CPU per session. A program
+/// is used only by the very binary that wrote it, on the kernel it was written on (see
+/// [`identity`]); anything else about the file (owner, mode, a link, a size) that is not as
+/// written makes it a miss, and the program is built as before.
+pub fn set_cache_dir(dir: std::path::PathBuf) {
+    let _ = CACHE_DIR.set(dir);
+}
+
+const CACHE_MAGIC: &[u8; 8] = b"wbpf\x01\0\0\0";
+
+/// What a cached program is valid for: this executable (device, inode, size, change time:
+/// any rebuild or replacement differs) and the running kernel's release.
+fn identity() -> Option<&'static [u8]> {
+    static ID: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/proc/self/exe").ok()?;
+        // SAFETY: uname fills the struct we pass.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::uname(&mut u) } != 0 {
+            return None;
+        }
+        // SAFETY: uname NUL-terminates its fields.
+        let rel = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
+        Some(
+            format!(
+                "exe {}:{}:{}:{}.{} kernel {}",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.ctime(),
+                m.ctime_nsec(),
+                rel.to_string_lossy()
+            )
+            .into_bytes(),
+        )
+    })
+    .as_deref()
+}
+
+fn cache_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{name}.bpf"))
+}
+
+/// The program cached as `name` in `dir` for this binary and kernel, if the file is one
+/// this user wrote and no one else can have changed.
+pub fn cache_load(dir: &std::path::Path, name: &str) -> Option<Program> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let id = identity()?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(cache_file(dir, name))
+        .ok()?;
+    let m = f.metadata().ok()?;
+    // SAFETY: trivial getter.
+    let me = unsafe { libc::geteuid() };
+    if !m.file_type().is_file() || m.uid() != me || m.mode() & 0o022 != 0 || m.len() > 1 << 20 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut bytes).ok()?;
+    let rest = bytes.strip_prefix(CACHE_MAGIC.as_slice())?;
+    let (n, rest) = rest.split_first_chunk::<4>()?;
+    let n = u32::from_le_bytes(*n) as usize;
+    if rest.len() < n || &rest[..n] != id {
+        return None;
+    }
+    Program::from_bytes(&rest[n..]).ok()
+}
+
+/// Keeps `p` as `name` in `dir` for [`cache_load`] (written aside, then renamed: a reader
+/// sees the old file or the new one). Failures only cost the next session a build.
+pub fn cache_store(dir: &std::path::Path, name: &str, p: &Program) {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let Some(id) = identity() else { return };
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut out = Vec::with_capacity(12 + id.len() + p.len() * 8);
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&p.to_bytes());
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&out));
+    if written.is_err() || std::fs::rename(&tmp, cache_file(dir, name)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 /// A program being built on a thread; [`Pending::wait`] joins it. Join before forking:
 /// the launcher forks with the supervisor's one thread.
 pub struct Pending<K> {
@@ -165,6 +270,31 @@ impl<K: PartialEq> Pending<K> {
             Err(_) => State::Done(locked()),
         };
         Pending { key, state }
+    }
+
+    /// [`Pending::spawn`], through the program cache ([`set_cache_dir`]): a program cached
+    /// as `name` for this binary is taken at once, without a thread; one built is kept.
+    /// `name` must say everything the program depends on besides the binary (`key` too).
+    pub fn cached(
+        key: K,
+        name: String,
+        build: impl FnOnce() -> Result<Program, String> + Send + Clone + 'static,
+    ) -> Self {
+        let Some(dir) = CACHE_DIR.get() else {
+            return Pending::spawn(key, build);
+        };
+        if let Some(p) = cache_load(dir, &name) {
+            return Pending {
+                key,
+                state: State::Done(Ok(p)),
+            };
+        }
+        let dir = dir.clone();
+        Pending::spawn(key, move || {
+            let p = build()?;
+            cache_store(&dir, &name, &p);
+            Ok(p)
+        })
     }
 
     /// Whether this is the program for `key`.
@@ -248,6 +378,46 @@ pub fn loaded_filters(load: &dyn Fn() -> bool) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cached program comes back as stored, for this binary only, and a file anyone but
+    /// its writer could have changed, a link, or a truncated one is a miss.
+    #[test]
+    fn the_program_cache_serves_only_what_this_binary_stored() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("warden-bpfcache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let prog = crate::filter::compile(false).expect("compile");
+        assert!(cache_load(&d, "t").is_none(), "nothing stored yet");
+        cache_store(&d, "t", &prog);
+        let back = cache_load(&d, "t").expect("stored program loads");
+        assert_eq!(back.to_bytes(), prog.to_bytes());
+        let f = d.join("t.bpf");
+        let bytes = std::fs::read(&f).unwrap();
+        // Another binary's (or kernel's) identity.
+        let mut other = bytes.clone();
+        let at = CACHE_MAGIC.len() + 4;
+        other[at] ^= 1;
+        std::fs::write(&f, &other).unwrap();
+        assert!(cache_load(&d, "t").is_none(), "another identity is a miss");
+        // Truncated mid-instruction.
+        std::fs::write(&f, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(cache_load(&d, "t").is_none(), "a torn program is a miss");
+        // Writable by the group.
+        std::fs::write(&f, &bytes).unwrap();
+        assert!(cache_load(&d, "t").is_some());
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(
+            cache_load(&d, "t").is_none(),
+            "a group-writable file is a miss"
+        );
+        // A link to a good copy.
+        std::fs::write(d.join("good"), &bytes).unwrap();
+        std::fs::set_permissions(d.join("good"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(d.join("good"), &f).unwrap();
+        assert!(cache_load(&d, "t").is_none(), "a symlink is a miss");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     /// The precompiled sandbox filter is, instruction for instruction, what libseccomp's
     /// own load puts in the kernel, for both variants.

@@ -327,9 +327,11 @@ pub fn compile(deny_udp: bool) -> Result<crate::bpf::Program, String> {
 /// [`compile`] on a thread, started early in the session so the build overlaps other
 /// set-up work (pass it as [`crate::launch::Launch::seccomp`]).
 pub fn prepare(deny_udp: bool) -> Prepared {
-    Prepared(crate::bpf::Pending::spawn(deny_udp, move || {
-        compile(deny_udp)
-    }))
+    Prepared(crate::bpf::Pending::cached(
+        deny_udp,
+        format!("sandbox-udp{}", u8::from(deny_udp)),
+        move || compile(deny_udp),
+    ))
 }
 
 /// The sandbox filter being compiled ([`prepare`]), keyed by `deny_udp`.

@@ -203,7 +203,7 @@ pub fn spawn_monitor(
 
 /// The running monitor of a session's limits.
 pub struct Monitor {
-    stop: std::sync::mpsc::Sender<()>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: std::thread::JoinHandle<Vec<String>>,
 }
 
@@ -211,12 +211,21 @@ impl Monitor {
     pub fn start(w: Watch) -> Monitor {
         let (stop, rx) = std::sync::mpsc::channel();
         let thread = spawn_monitor(w, rx);
-        Monitor { stop, thread }
+        Monitor {
+            stop: Some(stop),
+            thread,
+        }
+    }
+
+    /// Tells the monitor to make its last check and stop, without waiting: the session's
+    /// other end-of-session steps overlap its wake-up (see [`Monitor::finish`]).
+    pub fn signal(&mut self) {
+        drop(self.stop.take());
     }
 
     /// Stops the monitor after a last check; what it reported goes to the session log.
-    pub fn finish(self) {
-        drop(self.stop);
+    pub fn finish(mut self) {
+        self.signal();
         if let Ok(said) = self.thread.join() {
             for m in said {
                 tracing::info!("{m}");

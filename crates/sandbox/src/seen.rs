@@ -551,10 +551,16 @@ impl HiddenWatch {
 }
 
 impl Running {
-    /// Reads what is still queued (the sandbox is gone) and stops.
-    pub fn finish(mut self) {
+    /// Tells the reader to read what is still queued (the sandbox is gone) and stop, without
+    /// waiting for it ([`Running::finish`] does).
+    pub fn signal(&mut self) {
         self.stop.store(true, Ordering::Release);
         drop(self.wake.take());
+    }
+
+    /// Reads what is still queued (the sandbox is gone) and stops.
+    pub fn finish(mut self) {
+        self.signal();
         if let Some(t) = self.thread.take() {
             if let Ok(Some(group)) = t.join() {
                 // Closing the group waits for an SRCU grace period: not on the session's

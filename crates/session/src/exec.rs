@@ -88,7 +88,12 @@ pub(crate) struct ExecHook {
 
 impl ExecHook {
     pub(crate) fn new(record_writes: bool, ask_writes: bool) -> ExecHook {
-        let pending = warden_sandbox::bpf::Pending::spawn((), move || {
+        let name = format!(
+            "exec-guard-w{}-a{}",
+            u8::from(record_writes),
+            u8::from(ask_writes)
+        );
+        let pending = warden_sandbox::bpf::Pending::cached((), name, move || {
             let f = warden_execguard::unotify::filter_opts(record_writes, ask_writes)
                 .map_err(|e| e.to_string())?;
             warden_sandbox::bpf::Program::export(&f).map_err(|e| e.to_string())

@@ -161,7 +161,9 @@ impl Session {
             advisor.as_ref(),
         );
         check_command(&config, &plan)?;
-        // Compiles while the rest is set up; `launch` joins it before forking.
+        // Compiles while the rest is set up (or comes from the state directory's cache);
+        // `launch` joins it before forking.
+        warden_sandbox::bpf::set_cache_dir(config.state_dir.join("bpf"));
         let seccomp = warden_sandbox::filter::prepare(!plan.net_isolated);
         warden_event::timing::mark("session: plan built");
         let agent_state = start_agent_state(&config, &mut plan)?;
@@ -371,7 +373,15 @@ impl SessionHandle {
 
     /// Supervises the session to its end, then cleans up and reports (see the module doc).
     pub fn wait(self) -> Result<Outcome, StartError> {
-        match self.launched.wait() {
+        // The hidden-file reader drains what is queued once the sandbox is gone: told now,
+        // joined in `end`.
+        let hidden = self.res.hidden.clone();
+        let on_gone = move || {
+            if let Some(r) = hidden.lock().ok().as_deref_mut().and_then(|h| h.as_mut()) {
+                r.signal();
+            }
+        };
+        match self.launched.wait(on_gone) {
             Ok((code, reaper)) => end(self.res, Some(Ok(code)), Some(reaper)),
             Err(e) => end(self.res, Some(Err(e)), None),
         }

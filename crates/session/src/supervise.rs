@@ -241,13 +241,14 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
 
 impl Launched {
     /// Waits for the sandbox's processes to end; returns the agent's exit status and what is
-    /// left to reap (see [`Reaper`]).
-    pub(crate) fn wait(self) -> Result<(i32, Reaper), StartError> {
+    /// left to reap (see [`Reaper`]). `on_gone` runs as soon as they are: it tells threads
+    /// that wait for that to finish, so their wake-ups overlap the rest of the end.
+    pub(crate) fn wait(self, on_gone: impl FnOnce()) -> Result<(i32, Reaper), StartError> {
         let Launched {
             session,
             tracer,
             out,
-            monitor,
+            mut monitor,
             raw,
             hook_relay,
             hook_socket,
@@ -269,6 +270,8 @@ impl Launched {
             ),
         };
         warden_event::timing::mark("sup: agent tree gone");
+        monitor.signal();
+        on_gone();
         if let Some(t) = out {
             let _ = t.join();
         }

@@ -430,16 +430,27 @@ r, e = sc(272, 0x10000000)        # unshare(CLONE_NEWUSER)
 print("unshare", r, e)
 PY
 "#;
-    let o = t.sh(script);
-    let s = ok(&o);
-    assert!(!s.contains("OK-"), "{}", out(&o));
-    assert!(
-        s.contains("io_uring -1 38"),
-        "io_uring must be ENOSYS:\n{}",
-        out(&o)
-    );
-    for k in ["bpf -1 1", "keyctl -1 1", "perf -1 1", "unshare -1 1"] {
-        assert!(s.contains(k), "expected `{k}`:\n{}", out(&o));
+    // The first session builds the filters and keeps them in the state directory; the
+    // second loads them from there (`warden_sandbox::bpf`): both hold.
+    let cached = t.home.join(".local/state/warden/bpf");
+    for run in ["built", "cached"] {
+        let o = t.sh(script);
+        let s = ok(&o);
+        assert!(!s.contains("OK-"), "{run}: {}", out(&o));
+        assert!(
+            s.contains("io_uring -1 38"),
+            "{run}: io_uring must be ENOSYS:\n{}",
+            out(&o)
+        );
+        for k in ["bpf -1 1", "keyctl -1 1", "perf -1 1", "unshare -1 1"] {
+            assert!(s.contains(k), "{run}: expected `{k}`:\n{}", out(&o));
+        }
+        let kept = std::fs::read_dir(&cached).map(|d| d.count()).unwrap_or(0);
+        assert!(
+            kept >= 2,
+            "{run}: the filters were not kept in {}",
+            cached.display()
+        );
     }
 }
 
