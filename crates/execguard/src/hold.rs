@@ -269,6 +269,13 @@ fn in_vfork(tgid: u32, tid: i32) -> Option<bool> {
 /// a `vfork` wait it traces, or dead. Read from the thread's live state, not from any list:
 /// a thread id a list knew may name a new thread by now.
 fn held_by(me: i32, tgid: i32, tid: i32) -> Result<bool, String> {
+    // The common case in one system call: `PTRACE_GETSIGINFO` succeeds only on a task the
+    // calling thread traces that is in a tracing stop, whatever made the id. Anything else
+    // (ESRCH: another tracer, running, parked, dead) is read from its live state.
+    if stopped_tracee(tid) {
+        debug_assert_eq!(me, gettid());
+        return Ok(true);
+    }
     let st = match std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/status")) {
         Ok(s) => warden_sys::procfs::Status::parse(s),
         Err(e)
@@ -290,6 +297,27 @@ fn held_by(me: i32, tgid: i32, tid: i32) -> Result<bool, String> {
         return Ok(false);
     }
     Ok(matches!(state, b't' | b'T') || state == b'D' && in_vfork(tgid as u32, tid).is_some())
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments.
+    unsafe { libc::gettid() }
+}
+
+/// Whether `tid` is traced by the calling thread and in a tracing stop (`ptrace`'s own
+/// check for a request on a stopped tracee).
+fn stopped_tracee(tid: i32) -> bool {
+    // SAFETY: zeroed siginfo is a valid buffer for the kernel to fill.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: PTRACE_GETSIGINFO writes one siginfo_t into `si`, alive for the call.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            tid,
+            0,
+            &mut si as *mut libc::siginfo_t,
+        ) == 0
+    }
 }
 
 /// What `kcmp` compares.
