@@ -270,10 +270,10 @@ fn the_writer_records_sessions_decisions_and_claims() {
         reason: "exited".into(),
     })
     .unwrap();
-    // Asked right after the end row: answered once it is committed, on the writer's
-    // connection, and the same as a reader's.
-    let from_writer = w.summary("s1").unwrap();
-    let head = w.close().unwrap();
+    // Asked with the close, right after the end row: answered once it is committed, on the
+    // writer's connection, and the same as a reader's.
+    let (from_writer, head) = w.close_with_summary(Some("s1"));
+    let (from_writer, head) = (from_writer.unwrap().unwrap(), head.unwrap());
     let s = AuditStore::open_read_only(&t.db()).unwrap();
     assert_eq!(from_writer, s.session_summary("s1").unwrap());
     assert_eq!(intact(&s.verify(&[]).unwrap()).1, head);

@@ -273,6 +273,27 @@ impl AuditWriter {
         }
     }
 
+    /// [`AuditWriter::summary`] of `session` (if asked) and [`AuditWriter::close`] in one
+    /// round trip: both requests are queued before either answer is awaited, so the writer
+    /// commits once and answers both (the summary after the commit, as `summary` does).
+    pub fn close_with_summary(
+        &self,
+        session: Option<&str>,
+    ) -> (Option<Result<String, AuditError>>, Result<Head, AuditError>) {
+        let summary = session.map(|s| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.send_control(Msg::Summarize(s.to_string(), tx))
+                .map(|()| rx)
+        });
+        let closed = self.close();
+        let summary = summary.map(|r| match r?.recv() {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(AuditError::Writer(e)),
+            Err(_) => Err(AuditError::Stopped),
+        });
+        (summary, closed)
+    }
+
     /// Flushes, stops the writer thread and returns the final head. Other clones' later
     /// records are counted as dropped.
     pub fn close(&self) -> Result<Head, AuditError> {

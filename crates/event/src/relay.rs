@@ -468,13 +468,19 @@ fn drain(listener: &std::os::unix::net::UnixListener, pipe: &mut std::fs::File) 
 }
 
 impl Forwarder {
-    /// Stops accepting (the sandbox is gone), then closes the forwarder's pipe end.
-    pub fn finish(self) {
+    /// Tells the thread to stop accepting (the sandbox is gone), drain and close its pipe
+    /// end, without waiting for it ([`Forwarder::finish`] does).
+    pub fn signal(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         // Shutting down the socket (through our duplicate) wakes the thread's poll.
-        if let Some(w) = &self.waker {
-            let _ = rustix::net::shutdown(w, rustix::net::Shutdown::Both);
+        if let Some(w) = self.waker.take() {
+            let _ = rustix::net::shutdown(&w, rustix::net::Shutdown::Both);
         }
+    }
+
+    /// Stops accepting (the sandbox is gone), then closes the forwarder's pipe end.
+    pub fn finish(mut self) {
+        self.signal();
         let _ = self.thread.join();
     }
 }

@@ -251,8 +251,7 @@ pub fn finish(
             },
         });
         warden_event::timing::mark("finish: session_end written");
-        let summary = (!quiet).then(|| w.summary(session));
-        let closed = w.close();
+        let (summary, closed) = w.close_with_summary((!quiet).then_some(session));
         warden_event::timing::mark("finish: audit closed");
         match closed {
             Ok(head) if !quiet => {

@@ -393,7 +393,7 @@ impl SessionHandle {
 fn end(
     res: Resources,
     result: Option<Result<i32, StartError>>,
-    reaper: Option<supervise::Reaper>,
+    mut reaper: Option<supervise::Reaper>,
 ) -> Result<Outcome, StartError> {
     let Resources {
         config,
@@ -477,6 +477,10 @@ fn end(
             )
             .emit();
         }
+    }
+    // What the limits monitor and the hook relay saw goes before the session's end.
+    if let Some(r) = &mut reaper {
+        r.join_reporters();
     }
     if let Some(code) = code {
         Decision::new(

@@ -270,31 +270,55 @@ impl Launched {
             ),
         };
         warden_event::timing::mark("sup: agent tree gone");
+        // The threads that wait for the sandbox's end are told now and joined later
+        // (`Closing::join`), so their wake-ups overlap the rest of the end.
+        let mut hook_socket = hook_socket;
         monitor.signal();
+        if let Some(f) = &mut hook_socket {
+            f.signal();
+        }
         on_gone();
         if let Some(t) = out {
             let _ = t.join();
         }
         session.join_output();
         warden_event::timing::mark("sup: output joined");
-        monitor.finish();
-        warden_event::timing::mark("sup: limits monitor finished");
         drop(raw);
-        // The sandbox is gone: the forwarder closes its pipe end, the pipe closes and the
-        // relay writes its drop counts.
-        if let Some(f) = hook_socket {
-            f.finish();
-        }
-        hook_relay.finish(std::time::Duration::from_secs(2));
-        warden_event::timing::mark("sup: hook relay finished");
         Ok((
             code,
             Reaper {
                 tracer,
                 session: reported.is_some().then_some(session),
                 _bpf_session,
+                closing: Some(Closing {
+                    monitor,
+                    hook_socket,
+                    hook_relay,
+                }),
             },
         ))
+    }
+}
+
+/// The threads that report what they saw until the sandbox's end, told to finish: joined
+/// before the session's last decisions, so what they report is in its log.
+struct Closing {
+    monitor: warden_sandbox::limits::Monitor,
+    hook_socket: Option<warden_event::relay::Forwarder>,
+    hook_relay: warden_event::relay::Handle,
+}
+
+impl Closing {
+    fn join(self) {
+        self.monitor.finish();
+        warden_event::timing::mark("sup: limits monitor finished");
+        // The forwarder closes its pipe end, the pipe closes and the relay writes its drop
+        // counts.
+        if let Some(f) = self.hook_socket {
+            f.finish();
+        }
+        self.hook_relay.finish(std::time::Duration::from_secs(2));
+        warden_event::timing::mark("sup: hook relay finished");
     }
 }
 
@@ -306,12 +330,21 @@ pub(crate) struct Reaper {
     tracer: Option<Tracer>,
     session: Option<warden_sandbox::Session>,
     _bpf_session: Option<warden_daemon::client::Session>,
+    closing: Option<Closing>,
 }
 
 impl Reaper {
+    /// Joins the threads told to finish when the sandbox ended (see [`Closing`]).
+    pub(crate) fn join_reporters(&mut self) {
+        if let Some(c) = self.closing.take() {
+            c.join();
+        }
+    }
+
     /// Reaps on a thread of its own (the process may exit first: stage 1 then dies with
     /// its parent, `PR_SET_PDEATHSIG`, and is reaped by the system).
-    pub(crate) fn reap_in_background(self) {
+    pub(crate) fn reap_in_background(mut self) {
+        self.join_reporters();
         if let Some(t) = &self.tracer {
             t.save_cache();
         }
