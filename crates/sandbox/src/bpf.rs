@@ -145,7 +145,22 @@ pub fn set_cache_dir(dir: std::path::PathBuf) {
     let _ = CACHE_DIR.set(dir);
 }
 
-const CACHE_MAGIC: &[u8; 8] = b"wbpf\x01\0\0\0";
+const CACHE_MAGIC: &[u8; 8] = b"wbpf\x02\0\0\0";
+
+/// SHA-256 of a cache entry's identity and program: a file cut short (even at an
+/// instruction boundary) or changed in any bit is a miss, never a shorter filter. (An
+/// integrity check, not a signature: what keeps the agent from writing a matching file is
+/// that no sandbox can write warden's state directory; the policy loader refuses a writable
+/// root there, `warden_session::config::check_writable_roots`.)
+fn cache_digest(id: &[u8], prog: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update((id.len() as u64).to_le_bytes());
+    h.update(id);
+    h.update((prog.len() as u64).to_le_bytes());
+    h.update(prog);
+    h.finalize().into()
+}
 
 /// What a cached program is valid for: this executable (device, inode, size, change time:
 /// any rebuild or replacement differs) and the running kernel's release.
@@ -206,7 +221,12 @@ pub fn cache_load(dir: &std::path::Path, name: &str) -> Option<Program> {
     if rest.len() < n || &rest[..n] != id {
         return None;
     }
-    Program::from_bytes(&rest[n..]).ok()
+    let (plen, rest) = rest[n..].split_first_chunk::<4>()?;
+    let (digest, prog) = rest.split_first_chunk::<32>()?;
+    if prog.len() != u32::from_le_bytes(*plen) as usize || *digest != cache_digest(id, prog) {
+        return None;
+    }
+    Program::from_bytes(prog).ok()
 }
 
 /// Keeps `p` as `name` in `dir` for [`cache_load`] (written aside, then renamed: a reader
@@ -220,11 +240,14 @@ pub fn cache_store(dir: &std::path::Path, name: &str, p: &Program) {
         .mode(0o700)
         .create(dir);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut out = Vec::with_capacity(12 + id.len() + p.len() * 8);
+    let prog = p.to_bytes();
+    let mut out = Vec::with_capacity(48 + id.len() + prog.len());
     out.extend_from_slice(CACHE_MAGIC);
     out.extend_from_slice(&(id.len() as u32).to_le_bytes());
     out.extend_from_slice(id);
-    out.extend_from_slice(&p.to_bytes());
+    out.extend_from_slice(&(prog.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cache_digest(id, &prog));
+    out.extend_from_slice(&prog);
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -399,9 +422,31 @@ mod tests {
         other[at] ^= 1;
         std::fs::write(&f, &other).unwrap();
         assert!(cache_load(&d, "t").is_none(), "another identity is a miss");
-        // Truncated mid-instruction.
+        // Truncated mid-instruction, and at an instruction boundary (a shorter program that
+        // would still parse: the length and digest refuse it).
         std::fs::write(&f, &bytes[..bytes.len() - 3]).unwrap();
         assert!(cache_load(&d, "t").is_none(), "a torn program is a miss");
+        std::fs::write(&f, &bytes[..bytes.len() - 8 * 5]).unwrap();
+        assert!(
+            cache_load(&d, "t").is_none(),
+            "a shortened program is a miss"
+        );
+        // One instruction changed (RET ALLOW where it said otherwise), length kept.
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x7f;
+        std::fs::write(&f, &flipped).unwrap();
+        assert!(cache_load(&d, "t").is_none(), "a changed program is a miss");
+        // The same cut with the length field adjusted: the digest still refuses it.
+        let mut cut = bytes[..bytes.len() - 8].to_vec();
+        let at_len = CACHE_MAGIC.len() + 4 + identity().unwrap().len();
+        let n = u32::from_le_bytes(cut[at_len..at_len + 4].try_into().unwrap()) - 8;
+        cut[at_len..at_len + 4].copy_from_slice(&n.to_le_bytes());
+        std::fs::write(&f, &cut).unwrap();
+        assert!(
+            cache_load(&d, "t").is_none(),
+            "a re-lengthed program is a miss"
+        );
         // Writable by the group.
         std::fs::write(&f, &bytes).unwrap();
         assert!(cache_load(&d, "t").is_some());

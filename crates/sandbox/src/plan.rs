@@ -604,23 +604,27 @@ pub fn state_roots(policy: &Policy, home: &Path, workspace: &Path) -> Vec<PathBu
 }
 
 impl Plan {
-    /// Locks existing files read-only like `files.protect` entries when a writable root
-    /// holds them: the policy files a session was started with (`--policy ci/warden.toml`
-    /// in the workspace), which decide the next session. A path that is not a regular file
-    /// is left alone.
-    pub fn protect_existing_files(&mut self, files: &[PathBuf]) {
+    /// Locks existing files and directories read-only like `files.protect` entries when a
+    /// writable root holds them: the policy files a session was started with (`--policy
+    /// ci/warden.toml` in the workspace), which decide the next session, and warden's own
+    /// directories (state, data), whatever the policy's `files.protect` says. A path that is
+    /// neither a regular file nor a directory (or a symlink) is left alone.
+    pub fn protect_existing(&mut self, paths: &[PathBuf]) {
         let roots = crate::placeholder::writable_roots(self);
-        for f in files {
+        for f in paths {
+            let Ok(m) = std::fs::symlink_metadata(f) else {
+                continue;
+            };
             if !roots.iter().any(|r| f.starts_with(r) && f != r)
                 || self.protect.iter().any(|p| p.path == *f)
                 || self.hide.iter().any(|h| f.starts_with(h))
-                || !std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file())
+                || !(m.is_file() || m.is_dir())
             {
                 continue;
             }
             self.protect.push(Protect {
                 path: f.clone(),
-                is_dir: false,
+                is_dir: m.is_dir(),
                 placeholder_content: None,
             });
         }

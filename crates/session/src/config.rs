@@ -106,6 +106,12 @@ pub enum ConfigError {
     LinkedPolicy(PathBuf, PathBuf),
     #[error("workspace {} is inside warden's own directory {} (or is a second path, such as a bind mount, to a directory holding it): the agent could rewrite warden's policy, state or audit record there; run warden from a project directory outside it (no flag allows this)", .0.display(), .1.display())]
     WardenWorkspace(PathBuf, PathBuf),
+    #[error("policy: {key} entry `{entry}` would let the agent write warden's own directory {} (its policy, audit store, hash cache and compiled seccomp programs decide later sessions); remove the entry (no flag allows this)", .dir.display())]
+    WardenWritable {
+        key: &'static str,
+        entry: String,
+        dir: PathBuf,
+    },
     #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
     NoDaemon(String),
     /// The full message lists each missing guarantee.
@@ -141,7 +147,9 @@ impl ConfigError {
             | ConfigError::WardenWorkspace(..)
             | ConfigError::LinkedPolicy(..) => ErrorKind::Workspace,
             ConfigError::NoDaemon(_) | ConfigError::Unsupported(_) => ErrorKind::Unsupported,
-            ConfigError::Network(_) | ConfigError::Risk(_) => ErrorKind::Policy,
+            ConfigError::Network(_) | ConfigError::Risk(_) | ConfigError::WardenWritable { .. } => {
+                ErrorKind::Policy
+            }
         }
     }
 }
@@ -286,28 +294,8 @@ pub struct SessionConfig {
 pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), ConfigError> {
     use std::os::unix::fs::MetadataExt;
     let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let ws_real = ws.canonicalize().ok();
-    // By identity too: a bind-mounted alias of `~/.config` is the same directory.
-    let ws_ids: Vec<(u64, u64)> = ws.ancestors().filter_map(id).collect();
-    let ws_id = id(ws);
-    for d in warden_dirs(home) {
-        if ws.starts_with(&d)
-            || ws_real.as_ref().is_some_and(|w| w.starts_with(&d))
-            || id(&d).is_some_and(|i| ws_ids.contains(&i))
-        {
-            return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
-        }
-        // The workspace is one of `d`'s ancestors under another path (a bind mount of
-        // `~/.config`): the protected `~/.config/warden` entry would not name it there.
-        let aliased = id(&d).is_some()
-            && !ws_real.as_ref().is_some_and(|w| d.starts_with(w))
-            && !d.starts_with(ws)
-            && d.ancestors()
-                .skip(1)
-                .any(|a| ws_id.is_some() && id(a) == ws_id);
-        if aliased {
-            return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
-        }
+    if let Some(d) = warden_dir_conflict(ws, home) {
+        return Err(ConfigError::WardenWorkspace(ws.to_path_buf(), d));
     }
     if allow_broad {
         return Ok(());
@@ -318,6 +306,64 @@ pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), 
     if let Some(w) = id(ws) {
         if home.ancestors().any(|a| id(a) == Some(w)) {
             return Err(ConfigError::BroadWorkspace(ws.to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+/// The warden directory ([`warden_dirs`]) that a writable `p` would expose: one `p` is, or
+/// lies inside (by path, resolved path, or identity: a bind-mounted alias of `~/.config` is
+/// the same directory), or one that `p` holds under another path (an alias of one of its
+/// ancestors, where the sandbox's lock of the spelled path would not reach it). A warden
+/// directory plainly inside `p` is not a conflict: the sandbox locks it read-only there
+/// (`files.protect` and [`warden_dirs`] in the plan).
+pub fn warden_dir_conflict(p: &Path, home: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let real = p.canonicalize().ok();
+    let ids: Vec<(u64, u64)> = p.ancestors().filter_map(id).collect();
+    let own = id(p);
+    warden_dirs(home).into_iter().find(|d| {
+        if p.starts_with(d)
+            || real.as_ref().is_some_and(|w| w.starts_with(d))
+            || id(d).is_some_and(|i| ids.contains(&i))
+        {
+            return true;
+        }
+        id(d).is_some()
+            && !real.as_ref().is_some_and(|w| d.starts_with(w))
+            && !d.starts_with(p)
+            && d.ancestors().skip(1).any(|a| own.is_some() && id(a) == own)
+    })
+}
+
+/// The policy's writable roots (`files.write`, `agent.state`, `files.cache`) must not expose
+/// warden's own directories ([`warden_dir_conflict`]): the agent would rewrite the policy,
+/// the audit store, the hash cache or the compiled seccomp programs that later sessions
+/// load. Refused whatever policy file asks (no flag allows it).
+pub fn check_writable_roots(
+    policy: &Policy,
+    home: &Path,
+    workspace: &Path,
+) -> Result<(), ConfigError> {
+    let anchors = warden_policy::Anchors {
+        home: home.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+    };
+    for (key, list) in [
+        ("files.write", &policy.files.write),
+        ("agent.state", &policy.agent.state),
+        ("files.cache", &policy.files.cache),
+    ] {
+        for entry in list {
+            let p = anchors.expand(entry.trim_end_matches('/'));
+            if let Some(d) = warden_dir_conflict(&p, home) {
+                return Err(ConfigError::WardenWritable {
+                    key,
+                    entry: entry.clone(),
+                    dir: d,
+                });
+            }
         }
     }
     Ok(())
@@ -382,6 +428,7 @@ impl SessionConfig {
         let f = &host.sandbox;
         let policy = &loaded.policy;
         check_workspace(&opts.workspace, &opts.home, opts.allow_broad_workspace)?;
+        check_writable_roots(policy, &opts.home, &opts.workspace)?;
         // Every path component up to the link's parent is resolved, so a link reached
         // through a symlinked directory of the workspace is found too.
         for l in loaded.linked_files() {

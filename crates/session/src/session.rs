@@ -600,7 +600,11 @@ fn build_plan(
     if let Some(w) = advisor {
         w.scrub(&mut plan.env, &mut plan.scrubbed);
     }
-    plan.protect_existing_files(&c.policy_files);
+    plan.protect_existing(&c.policy_files);
+    // Warden's own directories, when a writable root holds them (`files.write = ["~/.local"]`,
+    // a workspace at `$HOME`), whatever the profile protects; a root at or inside one is
+    // refused before this (config::check_writable_roots).
+    plan.protect_existing(&crate::config::warden_dirs(&c.home));
     // Files the host's agent settings run from a writable root (statusline scripts, hook
     // scripts, MCP servers): locked like `files.protect` (warden-agentstate::refs).
     let state = plan::state_roots(&c.policy, &c.home, &c.workspace);

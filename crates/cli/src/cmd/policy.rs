@@ -34,6 +34,9 @@ pub fn policy(c: PolicyCmd) -> anyhow::Result<i32> {
             }
             warden_proxy::rules::validate(&doc.network)
                 .map_err(|e| fail(exit::POLICY, format!("{}: {e}", file.display())))?;
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            warden_session::config::check_writable_roots(&doc, &super::home_dir(), &cwd)
+                .map_err(|e| fail(exit::POLICY, format!("{}: {e}", file.display())))?;
             println!("{}: ok", file.display());
             Ok(exit::OK)
         }

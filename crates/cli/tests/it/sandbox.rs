@@ -454,6 +454,97 @@ PY
     }
 }
 
+/// The compiled seccomp programs later sessions load live in warden's state directory
+/// (attack review: a policy that made it writable let the agent replace them with
+/// "allow everything", and every later default session ran without seccomp or the exec
+/// guard). A writable root at or inside a warden directory is refused before anything runs;
+/// one that holds it (`~/.local`) leaves it read-only; judged from the host, and by a later
+/// default session that still denies what it must.
+#[test]
+fn warden_state_is_never_writable_by_the_agent() {
+    let t = T::new("wardenstate");
+    ok(&t.sh("true"));
+    let bpf = t.home.join(".local/state/warden/bpf");
+    let kept = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = kept(&bpf);
+    assert!(before.len() >= 2, "no cached programs in {}", bpf.display());
+    let marker = t.root.join("MARKER");
+    let poison = format!(
+        "for f in $HOME/.local/state/warden/bpf/*.bpf; do printf 'x' > $f; done; touch {}",
+        marker.display()
+    );
+    for (section, key, entry) in [
+        ("files", "write", "~/.local/state/warden/bpf"),
+        ("files", "write", "~/.local/state/warden"),
+        ("files", "write", "~/.local/state/warden/"),
+        ("agent", "state", "~/.local/state/warden"),
+        ("files", "cache", "~/.local/state/warden/bpf"),
+        ("files", "write", "~/.local/state/../state/warden"),
+    ] {
+        let pol = t.policy(&format!("[{section}]\n{key} = [\"{entry}\"]\n"));
+        let o = t.sh_with(&["--policy", &pol], &poison);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{section}.{key} = {entry}: {}",
+            out(&o)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{section}.{key} entry"))
+                && err.contains("warden's own directory"),
+            "{}",
+            out(&o)
+        );
+        assert!(
+            !marker.exists(),
+            "{section}.{key} = {entry}: the command ran"
+        );
+    }
+    // A symlink to it, named as the root: the same directory.
+    std::os::unix::fs::symlink(t.home.join(".local/state/warden"), t.home.join("st")).unwrap();
+    let pol = t.policy("[files]\nwrite = [\"~/st\"]\n");
+    let o = t.sh_with(&["--policy", &pol], &poison);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(!marker.exists());
+    // A root that holds it: the session runs, warden's directory stays read-only in it.
+    let pol = t.policy("[files]\nwrite = [\"~/.local\"]\n");
+    let o = t.sh_with(
+        &["--policy", &pol],
+        "for f in $HOME/.local/state/warden/bpf/*.bpf; do printf 'x' > $f 2>/dev/null && echo WROTE; done; \
+         rm -rf $HOME/.local/state/warden/bpf 2>/dev/null && echo REMOVED; \
+         mv $HOME/.local/state/warden $HOME/.local/state/w2 2>/dev/null && echo MOVED; \
+         mv $HOME/.local/state $HOME/.local/s2 2>/dev/null && echo MOVED-PARENT; \
+         echo legit > $HOME/.local/legit.txt; true",
+    );
+    let s = ok(&o);
+    assert!(
+        !s.contains("WROTE") && !s.contains("REMOVED") && !s.contains("MOVED"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(kept(&bpf), before, "the cached programs changed");
+    assert_eq!(
+        std::fs::read_to_string(t.home.join(".local/legit.txt")).unwrap(),
+        "legit\n",
+        "the writable root did not work"
+    );
+    // Later default sessions load the programs and still deny.
+    let o = t.sh("unshare -r true 2>/dev/null && echo OK-unshare; true");
+    assert!(!ok(&o).contains("OK-unshare"), "{}", out(&o));
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
