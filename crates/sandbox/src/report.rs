@@ -30,6 +30,8 @@ pub fn guarantees(f: &Features) -> Vec<Guarantee> {
           format!("private tmpfs over $HOME,/tmp,/run (mount namespace: {}) + Landlock (ABI {ll})", yes(ns))),
         g("files.write", "writes only to workspace, private TMPDIR, agent state", ll >= 1, true, format!("Landlock ABI {ll}")),
         g("files.protect", "protected paths read-only even when absent", ns, true, format!("read-only bind mounts (mount namespace: {})", yes(ns))),
+        g("files.warden", "warden's own directories (policy, audit store, hash cache, compiled seccomp programs) never writable", ns, true,
+          format!("writable roots at, inside or aliasing them refused by the policy loader; read-only bind mounts inside broader roots (mount namespace: {})", yes(ns))),
         g("files.hide", "denied files inside readable roots hidden (/etc/shadow, ...)", ns, true, "empty bind mounts".into()),
         g("proc.nnp", "no new privileges; all capabilities dropped", true, true, "prctl(PR_SET_NO_NEW_PRIVS), capset, securebits".into()),
         g("proc.seccomp", "ptrace, process_vm_*, io_uring, bpf, perf, modules, kexec, mount, new namespaces, keyctl, TIOCSTI/TIOCLINUX, raw/packet/vsock/netlink sockets denied", f.seccomp, true, "seccomp filter (libseccomp)".into()),

@@ -566,6 +566,16 @@ fn extra_read(c: &SessionConfig) -> Vec<PathBuf> {
 /// Creates the agent's missing state dirs (placeholders of dead sessions are swept when
 /// this one's are made: [`warden_sandbox::placeholder::begin`]).
 fn prepare_host_dirs(c: &SessionConfig) {
+    // Warden's state directory exists before the plan, so a writable root that holds it
+    // locks it as an existing directory (`build_plan`), and nothing of the agent's can be
+    // made there first.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&c.state_dir);
+    }
     plan::create_state_dirs(&c.policy, &c.home, &c.workspace);
     warden_agentstate::prepare_dirs(c.agent(), &c.home, &c.policy.files.protect);
 }
