@@ -370,9 +370,12 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     // Protected paths inside writable real roots. (The private $HOME and /tmp are discarded
     // at exit, so entries there need no lock.)
+    // Where the roots really are too: a root named through the user's symlink (`~/cfg ->
+    // ~/.config`) holds `~/.config/fish` and the other locked paths at their real place.
     let writable_real: Vec<PathBuf> = std::iter::once(inp.workspace.clone())
         .chain(state.iter().cloned())
         .chain(write.iter().cloned())
+        .chain(resolved_write.iter().cloned())
         .collect();
     let mut writable_roots: Vec<PathBuf> = Vec::new();
     for w in &writable_real {
@@ -629,6 +632,75 @@ impl Plan {
             });
         }
         self.protect.sort_by_key(|x| x.path.components().count());
+    }
+
+    /// Keeps `paths` (warden's own directories) out of the agent's reach, judged on this
+    /// plan's real writable roots as they resolve now (after the host's directories were
+    /// made, just before the session starts):
+    /// - a root at, inside, or aliasing (another path to the same directory, a bind mount)
+    ///   one of them, or to a directory above one, is an error `(root, path)`: the session
+    ///   must not start;
+    /// - one that a root holds is locked read-only at its real path (an absent one through a
+    ///   placeholder directory), unless a lock or a hide already covers it.
+    ///
+    /// This holds whatever the profile's `files.protect` says.
+    pub fn lock_within_writable(&mut self, paths: &[PathBuf]) -> Result<(), (PathBuf, PathBuf)> {
+        use std::collections::HashMap;
+        use std::os::unix::fs::MetadataExt;
+        let mut ids: HashMap<PathBuf, Option<(u64, u64)>> = HashMap::new();
+        let mut id = |p: &Path| -> Option<(u64, u64)> {
+            *ids.entry(p.to_path_buf())
+                .or_insert_with(|| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+        };
+        let roots: Vec<PathBuf> = crate::placeholder::writable_roots(self)
+            .into_iter()
+            .filter_map(|r| std::fs::canonicalize(&r).ok())
+            .collect();
+        let mut resolver = crate::resolve::Resolver::default();
+        let mut added = false;
+        for p in paths {
+            let Some(real) = resolver.chain_lenient(p).map(|c| c.target) else {
+                // A symlink loop on the way: nothing can be judged there.
+                return Err((p.clone(), p.clone()));
+            };
+            let above: Vec<(PathBuf, Option<(u64, u64)>)> =
+                real.ancestors().map(|a| (a.to_path_buf(), id(a))).collect();
+            let own = above.first().and_then(|(_, i)| *i);
+            for r in &roots {
+                if r.starts_with(&real) {
+                    return Err((r.clone(), p.clone()));
+                }
+                let Some(ri) = id(r) else { continue };
+                // `r` is another path to `real` or to a directory above it.
+                if above.iter().any(|(a, i)| *i == Some(ri) && a != r) {
+                    return Err((r.clone(), p.clone()));
+                }
+                // `real` is above `r` under another path.
+                if own.is_some() && r.ancestors().skip(1).any(|a| id(a) == own) {
+                    return Err((r.clone(), p.clone()));
+                }
+            }
+            if !roots.iter().any(|r| real.starts_with(r) && real != *r)
+                || self.hide.iter().any(|h| real.starts_with(h))
+                || self.protect.iter().any(|x| real.starts_with(&x.path))
+            {
+                continue;
+            }
+            let exists = std::fs::symlink_metadata(&real).is_ok();
+            if !exists && !self.placeholders.iter().any(|(q, _)| *q == real) {
+                self.placeholders.push((real.clone(), true));
+            }
+            self.protect.push(Protect {
+                path: real,
+                is_dir: true,
+                placeholder_content: None,
+            });
+            added = true;
+        }
+        if added {
+            self.protect.sort_by_key(|x| x.path.components().count());
+        }
+        Ok(())
     }
 
     /// Locks read-only, like a `files.protect` entry, each path the host's agent configuration

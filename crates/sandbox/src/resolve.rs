@@ -51,6 +51,18 @@ impl Resolver {
 
     /// [`chain`], through this resolver's memory.
     pub fn chain(&mut self, path: &Path) -> Option<Chain> {
+        self.walk(path, false)
+    }
+
+    /// [`chain`] for a path that may not exist (yet): from the first missing component on,
+    /// the rest is taken as spelled. `target` is where the path would land if created now,
+    /// and `links` every symlink met before that (a dangling one included). `None` only for a
+    /// relative path or a loop.
+    pub fn chain_lenient(&mut self, path: &Path) -> Option<Chain> {
+        self.walk(path, true)
+    }
+
+    fn walk(&mut self, path: &Path, lenient: bool) -> Option<Chain> {
         if !path.is_absolute() {
             return None;
         }
@@ -67,7 +79,22 @@ impl Resolver {
                 continue;
             }
             let next = cur.join(&c);
-            match self.step(&next)? {
+            let Some(step) = self.step(&next) else {
+                if !lenient {
+                    return None;
+                }
+                // Missing: the rest as spelled (`..` still pops lexically).
+                cur = next;
+                while let Some(c) = queue.pop_front() {
+                    if c == ".." {
+                        cur.pop();
+                    } else if !(c == "." || c.is_empty()) {
+                        cur.push(c);
+                    }
+                }
+                break;
+            };
+            match step {
                 Some(t) => {
                     if links.len() >= 40 {
                         return None;
@@ -277,6 +304,27 @@ mod tests {
         assert!(chain(&d.join("missing")).is_none());
         std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
         assert!(chain(&d.join("loop")).is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn lenient_chain_follows_dangling_links_and_spells_the_rest() {
+        let d = tmp("lenient");
+        std::fs::create_dir_all(d.join("real")).unwrap();
+        std::os::unix::fs::symlink(d.join("absent/state"), d.join("ws-out")).unwrap();
+        std::os::unix::fs::symlink("real", d.join("r")).unwrap();
+        let mut r = Resolver::default();
+        // A dangling link: where it points, and the link itself.
+        let c = r.chain_lenient(&d.join("ws-out/bpf")).unwrap();
+        assert_eq!(c.target, d.join("absent/state/bpf"));
+        assert_eq!(c.links.len(), 1);
+        assert_eq!(c.links[0].0, d.join("ws-out"));
+        // Existing part resolved, missing rest spelled (with `..` popped lexically).
+        let c = r.chain_lenient(&d.join("r/x/../y")).unwrap();
+        assert_eq!(c.target, d.join("real/y"));
+        assert!(r.chain(&d.join("r/x")).is_none());
+        std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+        assert!(r.chain_lenient(&d.join("loop/x")).is_none());
         let _ = std::fs::remove_dir_all(&d);
     }
 

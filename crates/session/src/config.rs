@@ -112,6 +112,13 @@ pub enum ConfigError {
         entry: String,
         dir: PathBuf,
     },
+    #[error("policy: {key} entry `{entry}` is reached through the symlink {}, which lies inside the agent-writable {}: the agent could point it anywhere before a session makes it writable; name the real directory in the policy (no flag allows this)", .link.display(), .root.display())]
+    LinkedRoot {
+        key: &'static str,
+        entry: String,
+        link: PathBuf,
+        root: PathBuf,
+    },
     #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
     NoDaemon(String),
     /// The full message lists each missing guarantee.
@@ -147,9 +154,10 @@ impl ConfigError {
             | ConfigError::WardenWorkspace(..)
             | ConfigError::LinkedPolicy(..) => ErrorKind::Workspace,
             ConfigError::NoDaemon(_) | ConfigError::Unsupported(_) => ErrorKind::Unsupported,
-            ConfigError::Network(_) | ConfigError::Risk(_) | ConfigError::WardenWritable { .. } => {
-                ErrorKind::Policy
-            }
+            ConfigError::Network(_)
+            | ConfigError::Risk(_)
+            | ConfigError::WardenWritable { .. }
+            | ConfigError::LinkedRoot { .. } => ErrorKind::Policy,
         }
     }
 }
@@ -337,10 +345,17 @@ pub fn warden_dir_conflict(p: &Path, home: &Path) -> Option<PathBuf> {
     })
 }
 
-/// The policy's writable roots (`files.write`, `agent.state`, `files.cache`) must not expose
-/// warden's own directories ([`warden_dir_conflict`]): the agent would rewrite the policy,
-/// the audit store, the hash cache or the compiled seccomp programs that later sessions
-/// load. Refused whatever policy file asks (no flag allows it).
+/// The policy's writable roots (`files.write`, `agent.state`, `files.cache`), judged where
+/// they land (symlinks followed, a missing rest as spelled):
+/// - none may expose warden's own directories ([`warden_dir_conflict`]): the agent would
+///   rewrite the policy, the audit store, the hash cache or the compiled seccomp programs
+///   that later sessions load;
+/// - none may be reached through a symlink that lies inside an agent-writable root (the
+///   workspace, or another writable root): the agent (of this session or an earlier one)
+///   could point it anywhere before a session binds it writable.
+///
+/// Refused whatever policy file asks (no flag allows it). The sandbox's plan checks the
+/// same again on the roots as resolved when the session starts (`Plan::lock_within_writable`).
 pub fn check_writable_roots(
     policy: &Policy,
     home: &Path,
@@ -350,6 +365,8 @@ pub fn check_writable_roots(
         home: home.to_path_buf(),
         workspace: workspace.to_path_buf(),
     };
+    let mut resolver = warden_sandbox::resolve::Resolver::default();
+    let mut entries = Vec::new();
     for (key, list) in [
         ("files.write", &policy.files.write),
         ("agent.state", &policy.agent.state),
@@ -357,11 +374,34 @@ pub fn check_writable_roots(
     ] {
         for entry in list {
             let p = anchors.expand(entry.trim_end_matches('/'));
-            if let Some(d) = warden_dir_conflict(&p, home) {
+            let chain = resolver.chain_lenient(&p);
+            entries.push((key, entry, p, chain));
+        }
+    }
+    let mut writable: Vec<PathBuf> = vec![workspace.to_path_buf()];
+    writable.extend(workspace.canonicalize().ok());
+    for (_, _, p, chain) in &entries {
+        writable.push(p.clone());
+        writable.extend(chain.as_ref().map(|c| c.target.clone()));
+    }
+    for (key, entry, p, chain) in &entries {
+        let landing = chain.as_ref().map(|c| c.target.as_path());
+        for q in std::iter::once(p.as_path()).chain(landing) {
+            if let Some(d) = warden_dir_conflict(q, home) {
                 return Err(ConfigError::WardenWritable {
                     key,
-                    entry: entry.clone(),
+                    entry: entry.to_string(),
                     dir: d,
+                });
+            }
+        }
+        for (link, _) in chain.iter().flat_map(|c| &c.links) {
+            if let Some(w) = writable.iter().find(|w| link.starts_with(w) && link != *w) {
+                return Err(ConfigError::LinkedRoot {
+                    key,
+                    entry: entry.to_string(),
+                    link: link.clone(),
+                    root: w.clone(),
                 });
             }
         }

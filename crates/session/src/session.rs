@@ -118,9 +118,13 @@ impl Session {
             ProxyMode::HostLoopback => Some(0),
             _ => None,
         };
-        let plan = build_plan(c, port, extra_read(c), None);
+        let mut plan = build_plan(c, port, extra_read(c), None);
+        let refused = lock_warden_dirs(c, &mut plan)
+            .err()
+            .map(|e| format!("refused   {e}\n"))
+            .unwrap_or_default();
         let mut s = format!(
-            "{}{}{}",
+            "{refused}{}{}{}",
             c.describe(),
             plan.describe(),
             warden_agentstate::describe(c.agent())
@@ -160,6 +164,7 @@ impl Session {
             extra_read,
             advisor.as_ref(),
         );
+        lock_warden_dirs(&config, &mut plan)?;
         check_command(&config, &plan)?;
         // Compiles while the rest is set up (or comes from the state directory's cache);
         // `launch` joins it before forking.
@@ -563,6 +568,21 @@ fn extra_read(c: &SessionConfig) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Warden's own directories against the plan's writable roots as they resolve now (after
+/// [`prepare_host_dirs`]): a root at, inside or aliasing one refuses the session; one a
+/// root holds is locked read-only (`Plan::lock_within_writable`). The policy loader judged
+/// the entries already (`config::check_writable_roots`); this judges what will be bound.
+fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError> {
+    plan.lock_within_writable(&crate::config::warden_dirs(&c.home))
+        .map_err(|(root, dir)| {
+            StartError::Policy(format!(
+                "the writable root {} is at, inside, or another path to warden's own directory {} (or one above it): the agent could rewrite what later sessions trust (policy, audit store, hash cache, compiled seccomp programs); remove that root from the policy (no flag allows this)",
+                root.display(),
+                dir.display()
+            ))
+        })
+}
+
 /// Creates the agent's missing state dirs (placeholders of dead sessions are swept when
 /// this one's are made: [`warden_sandbox::placeholder::begin`]).
 fn prepare_host_dirs(c: &SessionConfig) {
@@ -611,10 +631,6 @@ fn build_plan(
         w.scrub(&mut plan.env, &mut plan.scrubbed);
     }
     plan.protect_existing(&c.policy_files);
-    // Warden's own directories, when a writable root holds them (`files.write = ["~/.local"]`,
-    // a workspace at `$HOME`), whatever the profile protects; a root at or inside one is
-    // refused before this (config::check_writable_roots).
-    plan.protect_existing(&crate::config::warden_dirs(&c.home));
     // Files the host's agent settings run from a writable root (statusline scripts, hook
     // scripts, MCP servers): locked like `files.protect` (warden-agentstate::refs).
     let state = plan::state_roots(&c.policy, &c.home, &c.workspace);

@@ -545,6 +545,95 @@ fn warden_state_is_never_writable_by_the_agent() {
     assert!(!ok(&o).contains("OK-unshare"), "{}", out(&o));
 }
 
+/// Attack review 48 on the guard above: warden's directories that do not exist yet, roots
+/// reached through symlinks, and `$XDG_STATE_HOME`. Each attempt plants what a later
+/// session would trust (a policy granting `~/.ssh`, a file beside the audit store); each is
+/// judged from the host, and the same roots named plainly still work.
+#[test]
+fn warden_dirs_stay_out_of_reach_when_absent_or_behind_symlinks() {
+    let t = T::new("wardenabsent");
+    let h = t.home.clone();
+    std::fs::create_dir_all(h.join(".config")).unwrap();
+    let plant = "mkdir -p $HOME/.config/warden 2>/dev/null; \
+                 printf '[files]\\nread = [\"~/.ssh\"]\\n' > $HOME/.config/warden/policy.toml 2>/dev/null && echo PLANTED; true";
+    // 1. A fresh HOME, and a root that names the state directory through a link that
+    //    dangles until warden makes the directory.
+    let out_link = t.root.join("out");
+    std::os::unix::fs::symlink(h.join(".local/state/warden"), &out_link).unwrap();
+    let pol = t.policy(&format!("[files]\nwrite = [\"{}\"]\n", out_link.display()));
+    let o = t.sh_with(&["--policy", &pol], "echo RAN");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("RAN"));
+    // 2. A root reached through a symlink the agent can rewrite (in the workspace).
+    std::os::unix::fs::symlink(h.join("proj-data"), t.ws.join("data")).unwrap();
+    std::fs::create_dir_all(h.join("proj-data")).unwrap();
+    let pol = t.policy("[files]\nwrite = [\"data\"]\n");
+    let o = t.sh_with(&["--policy", &pol], "echo RAN");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("lies inside the agent-writable"),
+        "{}",
+        out(&o)
+    );
+    // 3. `~/.config` writable, `~/.config/warden` absent: it stays absent on the host, also
+    //    under a profile that protects nothing of its own (no `extends`).
+    let profile = t.root.join("bare-profile.toml");
+    std::fs::write(
+        &profile,
+        "[files]\nsystem = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/etc\", \"/proc\", \"/dev\"]\nwrite = [\"~/.config\"]\n",
+    )
+    .unwrap();
+    let o = t.sh_with(
+        &["--profile", profile.to_str().unwrap()],
+        &format!("{plant}; echo ok > $HOME/.config/legit"),
+    );
+    assert!(!ok(&o).contains("PLANTED"), "{}", out(&o));
+    assert!(!h.join(".config/warden/policy.toml").exists());
+    assert_eq!(
+        std::fs::read_to_string(h.join(".config/legit")).unwrap(),
+        "ok\n"
+    );
+    // 4. The same through the user's own symlink (outside every writable root).
+    std::os::unix::fs::symlink(h.join(".config"), h.join("cfg")).unwrap();
+    let pol = t.policy("[files]\nwrite = [\"~/cfg\"]\n");
+    let o = t.sh_with(
+        &["--policy", &pol],
+        "mkdir -p $HOME/cfg/warden 2>/dev/null; printf x > $HOME/cfg/warden/policy.toml 2>/dev/null && echo PLANTED; \
+         printf x > $HOME/.config/warden/policy.toml 2>/dev/null && echo PLANTED; echo ok > $HOME/cfg/legit2",
+    );
+    assert!(!ok(&o).contains("PLANTED"), "{}", out(&o));
+    assert!(!h.join(".config/warden/policy.toml").exists());
+    assert_eq!(
+        std::fs::read_to_string(h.join(".config/legit2")).unwrap(),
+        "ok\n"
+    );
+    // 5. `$XDG_STATE_HOME` (where the audit store goes) inside a writable root, first run.
+    let pol = t.policy("[files]\nwrite = [\"~/xdg\"]\n");
+    std::fs::create_dir_all(h.join("xdg")).unwrap();
+    let o = t
+        .cmd(&["--policy", &pol])
+        .env("XDG_STATE_HOME", h.join("xdg"))
+        .args([
+            "--",
+            "/bin/bash",
+            "-c",
+            "mkdir -p $HOME/xdg/warden 2>/dev/null; echo x > $HOME/xdg/warden/planted 2>/dev/null && echo PLANTED; \
+             rm -f $HOME/xdg/warden/audit.db 2>/dev/null; echo ok > $HOME/xdg/legit",
+        ])
+        .output()
+        .unwrap();
+    assert!(!ok(&o).contains("PLANTED"), "{}", out(&o));
+    assert!(!h.join("xdg/warden/planted").exists());
+    assert!(
+        h.join("xdg/warden/audit.db").exists(),
+        "the audit store went"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.join("xdg/legit")).unwrap(),
+        "ok\n"
+    );
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
