@@ -224,7 +224,11 @@ fn cpath(p: &Path) -> Result<CString, SysError> {
 /// through a symlink is refused: a previous (or concurrent) session could have planted that
 /// symlink to get a host directory bound in, idmapped and writable. The result is checked to
 /// be a directory or a regular file.
-fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError> {
+fn open_root(
+    path: &Path,
+    writable: &[PathBuf],
+    ids: &[(PathBuf, (u64, u64))],
+) -> Result<OwnedFd, PrepareError> {
     let real = std::fs::canonicalize(path)
         .map_err(|e| PrepareError::Refused(format!("{}: {e}", path.display())))?;
     if real != path {
@@ -253,6 +257,16 @@ fn open_root(path: &Path, writable: &[PathBuf]) -> Result<OwnedFd, PrepareError>
             real.display()
         ))));
     }
+    // The inode the plan judged (crate::plan::Plan::root_ids): another one put there since
+    // (a concurrent session's agent swapping a directory it may write) is refused.
+    if let Some((_, (dev, ino))) = ids.iter().find(|(p, _)| p == path) {
+        if (st.st_dev, st.st_ino) != (*dev, *ino) {
+            return Err(PrepareError::Refused(format!(
+                "{}: not the directory the plan checked (another was put there while the session started: by a concurrent session's agent?)",
+                path.display()
+            )));
+        }
+    }
     let kind = st.st_mode & libc::S_IFMT;
     if kind != libc::S_IFDIR && kind != libc::S_IFREG {
         return Err(PrepareError::Refused(format!(
@@ -270,8 +284,9 @@ fn clone_tree(
     path: &Path,
     userns: Option<RawFd>,
     writable: &[PathBuf],
+    ids: &[(PathBuf, (u64, u64))],
 ) -> Result<OwnedFd, PrepareError> {
-    let root = open_root(path, writable)?;
+    let root = open_root(path, writable, ids)?;
     let empty = c"";
     // SAFETY: open_tree on our O_PATH fd; the result is a new fd or -1.
     let fd = unsafe {
@@ -383,6 +398,17 @@ pub fn attach(fd: RawFd, target: &Path) -> Result<(), SysError> {
     Ok(())
 }
 
+/// The bind sources of a root-started session ([`prepare`]).
+pub struct Roots<'a> {
+    pub writable: &'a [PathBuf],
+    pub readonly: &'a [PathBuf],
+    /// Supervisor-made copies: (target, source).
+    pub copies: &'a [(PathBuf, PathBuf)],
+    pub caches: &'a [PathBuf],
+    /// The inodes the plan judged ([`crate::plan::Plan::root_ids`]).
+    pub root_ids: &'a [(PathBuf, (u64, u64))],
+}
+
 /// For a root-started session: the agent's user namespace and every bind source, opened by
 /// the supervisor; writable roots idmapped so the invoking user (`user_uid`/`user_gid`,
 /// i.e. root) owns what the agent writes.
@@ -390,11 +416,15 @@ pub fn prepare(
     ids: AgentIds,
     user_uid: u32,
     user_gid: u32,
-    writable: &[PathBuf],
-    readonly: &[PathBuf],
-    copies: &[(PathBuf, PathBuf)],
-    caches: &[PathBuf],
+    roots: Roots<'_>,
 ) -> Result<Prepared, PrepareError> {
+    let Roots {
+        writable,
+        readonly,
+        copies,
+        caches,
+        root_ids,
+    } = roots;
     let userns = make_userns(ids, user_uid, user_gid)?;
     let mut mounts = Vec::new();
     // Supervisor-made copies shown read-write at a target (the agent-state filter): opened
@@ -402,25 +432,25 @@ pub fn prepare(
     for (target, source) in copies {
         mounts.push((
             target.clone(),
-            clone_tree(source, Some(userns.as_raw_fd()), writable)?,
+            clone_tree(source, Some(userns.as_raw_fd()), writable, &[])?,
         ));
     }
     for p in writable {
         mounts.push((
             p.clone(),
-            clone_tree(p, Some(userns.as_raw_fd()), writable)?,
+            clone_tree(p, Some(userns.as_raw_fd()), writable, root_ids)?,
         ));
     }
     for p in readonly {
         if writable.contains(p) {
             continue;
         }
-        mounts.push((p.clone(), clone_tree(p, None, writable)?));
+        mounts.push((p.clone(), clone_tree(p, None, writable, root_ids)?));
     }
     let mut cache_fds = Vec::new();
     for c in caches {
         // A cache that cannot be opened is left out (a convenience, not policy).
-        if let Ok(fd) = clone_tree(c, Some(userns.as_raw_fd()), writable) {
+        if let Ok(fd) = clone_tree(c, Some(userns.as_raw_fd()), writable, root_ids) {
             cache_fds.push((c.clone(), fd));
         }
     }

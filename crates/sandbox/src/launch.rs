@@ -525,10 +525,13 @@ fn prepare_identity(
         ids,
         uid,
         gid,
-        &plan.writable_roots,
-        &readonly,
-        &copies,
-        &plan.caches,
+        crate::idmap::Roots {
+            writable: &plan.writable_roots,
+            readonly: &readonly,
+            copies: &copies,
+            caches: &plan.caches,
+            root_ids: &plan.root_ids,
+        },
     ) {
         Ok(p) => Ok(Some(p)),
         Err(crate::idmap::PrepareError::Refused(e)) => Err(format!(

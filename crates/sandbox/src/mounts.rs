@@ -189,7 +189,11 @@ pub fn build_view(
             .map(|(_, fd)| *fd);
         let fd = match pre {
             Some(_) => None,
-            None => Some(sys::open_path(b.source.as_deref().unwrap_or(&b.path))?),
+            None => Some(match &b.source {
+                // A supervisor-made copy in warden's own directory.
+                Some(src) => sys::open_path(src)?,
+                None => sys::open_root_checked(&b.path, plan.root_id(&b.path))?,
+            }),
         };
         sources.push((b, fd, pre));
     }
@@ -200,9 +204,9 @@ pub fn build_view(
         .iter()
         .filter_map(|c| match precache.iter().find(|(p, _)| p == c) {
             Some((_, fd)) => Some((c, CacheSrc::Detached(*fd))),
-            None if precache.is_empty() => {
-                sys::open_path(c).ok().map(|fd| (c, CacheSrc::Opened(fd)))
-            }
+            None if precache.is_empty() => sys::open_root_checked(c, plan.root_id(c))
+                .ok()
+                .map(|fd| (c, CacheSrc::Opened(fd))),
             // Root run, but the supervisor could not prepare it: leave it out.
             None => None,
         })

@@ -106,6 +106,12 @@ pub struct Plan {
     /// when a symlink is on the way): the integrity report compares them too. Set with
     /// [`Plan::protect_referenced`].
     pub state_watch: Vec<PathBuf>,
+    /// Each root's directory (device, inode) as the plan judged it, by path (as resolved,
+    /// and as spelled when a symlink led there): whoever opens a root later to bind or
+    /// idmap it opens it without following symbolic links and refuses another inode
+    /// ([`Plan::root_id`]), so a root swapped after the checks (by a concurrent session's
+    /// agent, in a tree it may write) is never what gets mounted.
+    pub root_ids: Vec<(PathBuf, (u64, u64))>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -268,6 +274,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut resolved_read: Vec<PathBuf> = Vec::new();
     let mut resolved_write: Vec<PathBuf> = Vec::new();
+    let mut root_ids: Vec<(PathBuf, (u64, u64))> = Vec::new();
     let mut add_bind = |path: &Path, writable: bool| -> Option<PathBuf> {
         if is_under_any(path, &deny) {
             return None;
@@ -287,10 +294,19 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         } else {
             resolved_read.push(real.clone());
         }
+        let md = std::fs::metadata(&real).ok();
+        if let Some(m) = &md {
+            use std::os::unix::fs::MetadataExt;
+            for p in [real.as_path(), path] {
+                if !root_ids.iter().any(|(x, _)| x == p) {
+                    root_ids.push((p.to_path_buf(), (m.dev(), m.ino())));
+                }
+            }
+        }
         if !is_under_any(&real, &masks) {
             return Some(real);
         }
-        let md = std::fs::metadata(&real).ok()?;
+        let md = md?;
         if let Some(b) = binds.iter_mut().find(|b| b.path == real) {
             b.writable |= writable;
             return Some(real);
@@ -331,6 +347,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             }
         }
         if is_under_any(&ch.target, &masks) && !caches.contains(&ch.target) {
+            if let Ok(m) = std::fs::metadata(&ch.target) {
+                use std::os::unix::fs::MetadataExt;
+                root_ids.push((ch.target.clone(), (m.dev(), m.ino())));
+            }
             caches.push(ch.target.clone());
         }
         resolved_read.push(ch.target);
@@ -589,6 +609,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         writable_roots,
         gate_policy: None,
         state_watch: Vec::new(),
+        root_ids,
     }
 }
 
@@ -634,6 +655,14 @@ impl Plan {
         self.protect.sort_by_key(|x| x.path.components().count());
     }
 
+    /// The (device, inode) the plan recorded for the root at `path` ([`Plan::root_ids`]).
+    pub fn root_id(&self, path: &Path) -> Option<(u64, u64)> {
+        self.root_ids
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, i)| *i)
+    }
+
     /// Keeps `paths` (warden's own directories) out of the agent's reach, judged on this
     /// plan's real writable roots as they resolve now (after the host's directories were
     /// made, just before the session starts):
@@ -652,10 +681,22 @@ impl Plan {
             *ids.entry(p.to_path_buf())
                 .or_insert_with(|| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
         };
-        let roots: Vec<PathBuf> = crate::placeholder::writable_roots(self)
+        let mut roots: Vec<PathBuf> = crate::placeholder::writable_roots(self)
             .into_iter()
             .filter_map(|r| std::fs::canonicalize(&r).ok())
             .collect();
+        // The writable binds as recorded (path and inode), whatever their paths say now.
+        let recorded: Vec<(PathBuf, (u64, u64))> = self
+            .binds
+            .iter()
+            .filter(|b| b.writable && b.source.is_none())
+            .filter_map(|b| self.root_id(&b.path).map(|i| (b.path.clone(), i)))
+            .collect();
+        for (p, _) in &recorded {
+            if !roots.contains(p) {
+                roots.push(p.clone());
+            }
+        }
         let mut resolver = crate::resolve::Resolver::default();
         let mut added = false;
         for p in paths {
@@ -666,6 +707,13 @@ impl Plan {
             let above: Vec<(PathBuf, Option<(u64, u64)>)> =
                 real.ancestors().map(|a| (a.to_path_buf(), id(a))).collect();
             let own = above.first().and_then(|(_, i)| *i);
+            // A bind whose recorded inode is `real` or a directory above it under another
+            // path (swapped in before it was recorded, or an alias).
+            for (b, bi) in &recorded {
+                if above.iter().any(|(a, i)| *i == Some(*bi) && a != b) {
+                    return Err((b.clone(), p.clone()));
+                }
+            }
             for r in &roots {
                 if r.starts_with(&real) {
                     return Err((r.clone(), p.clone()));
@@ -963,5 +1011,83 @@ impl Plan {
             }
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn id(p: &Path) -> (u64, u64) {
+        let m = std::fs::metadata(p).unwrap();
+        (m.dev(), m.ino())
+    }
+
+    /// A writable root swapped for (or aliasing) a warden directory after the policy was
+    /// checked: refused by the plan's lock on the inode it recorded, and by the open that
+    /// binds it (no symlink followed, the recorded inode only).
+    #[test]
+    fn a_root_swapped_after_the_checks_is_never_bound() {
+        let d = std::env::temp_dir().join(format!("warden-planswap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let d = {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::canonicalize(&d).unwrap()
+        };
+        let (home, ws) = (d.join("home"), d.join("ws"));
+        let state = home.join(".local/state/warden");
+        let out = ws.join("out");
+        for p in [&state, &out] {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        let policy = Policy::parse(
+            &format!("[files]\nwrite = [\"{}\"]\n", out.display()),
+            "test",
+        )
+        .unwrap();
+        let mut f = crate::probe_fast();
+        f.user_namespaces = true;
+        let plan = build(PlanInput {
+            policy: &policy,
+            workspace: ws.clone(),
+            home: home.clone(),
+            command: vec!["true".into()],
+            session_id: "t".into(),
+            features: &f,
+            extra_env: Vec::new(),
+            extra_read: Vec::new(),
+        });
+        assert_eq!(plan.root_id(&out), Some(id(&out)));
+        assert!(plan
+            .clone()
+            .lock_within_writable(std::slice::from_ref(&state))
+            .is_ok());
+        // Swapped in before the plan recorded it: the recorded inode is the state dir's.
+        let mut swapped = plan.clone();
+        for (p, i) in swapped.root_ids.iter_mut() {
+            if *p == out {
+                *i = id(&state);
+            }
+        }
+        assert_eq!(
+            swapped
+                .lock_within_writable(std::slice::from_ref(&state))
+                .err(),
+            Some((out.clone(), state.clone()))
+        );
+        // Swapped after: the bind's open refuses a symlink there, and another directory.
+        assert!(crate::sys::open_root_checked(&out, plan.root_id(&out)).is_ok());
+        std::fs::rename(&out, ws.join("out.old")).unwrap();
+        std::os::unix::fs::symlink(&state, &out).unwrap();
+        assert!(crate::sys::open_root_checked(&out, plan.root_id(&out)).is_err());
+        std::fs::remove_file(&out).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        let e = crate::sys::open_root_checked(&out, plan.root_id(&out)).unwrap_err();
+        assert!(
+            e.to_string().contains("not the directory the plan checked"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -88,6 +88,39 @@ pub fn open_path(p: &Path) -> Result<OwnedFd, SysError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens a root the plan judged (`O_PATH`, no symbolic link followed anywhere on the path)
+/// and checks it is the directory or file the plan recorded (`expected`: device, inode):
+/// one swapped in after the checks is refused, never mounted.
+pub fn open_root_checked(p: &Path, expected: Option<(u64, u64)>) -> Result<OwnedFd, SysError> {
+    let fd = warden_sys::open_no_links(p, warden_sys::OFlags::PATH).map_err(|e| {
+        SysError::io(
+            format!(
+                "open {} (no symbolic links followed; one there now was not when the plan was checked)",
+                p.display()
+            ),
+            std::io::Error::from(e),
+        )
+    })?;
+    if let Some((dev, ino)) = expected {
+        // SAFETY: fstat into a zeroed struct on the fd we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(SysError::last(format!("fstat {}", p.display())));
+        }
+        if (st.st_dev, st.st_ino) != (dev, ino) {
+            return Err(SysError::io(
+                format!(
+                    "{}: not the directory the plan checked (another was put there while the session started: by a concurrent session's agent?); refused",
+                    p.display()
+                ),
+                std::io::Error::from_raw_os_error(libc::ESTALE),
+            ));
+        }
+    }
+    Ok(fd)
+}
+
 pub fn mkdir_p(p: &Path) -> Result<(), SysError> {
     std::fs::create_dir_all(p).map_err(|e| SysError::io(format!("mkdir {}", p.display()), e))
 }
