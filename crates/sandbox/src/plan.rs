@@ -663,6 +663,31 @@ impl Plan {
             .map(|(_, i)| *i)
     }
 
+    /// Hides `paths` (warden's per-user directories: the audit store holds every session's
+    /// commands) wherever a root of this plan would show them, as a `files.deny` entry
+    /// would be (an empty read-only mount, containers pinned), whatever the profile denies.
+    /// Absent ones are left to [`Plan::lock_within_writable`].
+    pub fn hide_within_visible(&mut self, paths: &[PathBuf]) {
+        let mut resolver = crate::resolve::Resolver::default();
+        let visible: Vec<PathBuf> = self
+            .binds
+            .iter()
+            .map(|b| b.path.clone())
+            .chain(self.landlock_read.iter().cloned())
+            .chain(self.landlock_write.iter().cloned())
+            .collect();
+        for p in paths {
+            let Some(real) = resolver.chain(p).map(|c| c.target) else {
+                continue;
+            };
+            if visible.iter().any(|v| real.starts_with(v))
+                && !self.hide.iter().any(|h| real.starts_with(h))
+            {
+                self.hide.push(real);
+            }
+        }
+    }
+
     /// Keeps `paths` (warden's own directories) out of the agent's reach, judged on this
     /// plan's real writable roots as they resolve now (after the host's directories were
     /// made, just before the session starts):

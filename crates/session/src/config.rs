@@ -112,6 +112,12 @@ pub enum ConfigError {
         entry: String,
         dir: PathBuf,
     },
+    #[error("policy: {key} entry `{entry}` would let the agent read warden's own directory {} (the audit store holds every session's commands); remove the entry (no flag allows this)", .dir.display())]
+    WardenReadable {
+        key: &'static str,
+        entry: String,
+        dir: PathBuf,
+    },
     #[error("policy: {key} entry `{entry}` is reached through the symlink {}, which lies inside the agent-writable {}: the agent could point it anywhere before a session makes it writable; name the real directory in the policy (no flag allows this)", .link.display(), .root.display())]
     LinkedRoot {
         key: &'static str,
@@ -157,6 +163,7 @@ impl ConfigError {
             ConfigError::Network(_)
             | ConfigError::Risk(_)
             | ConfigError::WardenWritable { .. }
+            | ConfigError::WardenReadable { .. }
             | ConfigError::LinkedRoot { .. } => ErrorKind::Policy,
         }
     }
@@ -378,6 +385,27 @@ pub fn check_writable_roots(
             entries.push((key, entry, p, chain));
         }
     }
+    // Readable roots must not be, or lie inside, a user's warden directory either.
+    let user_dirs: Vec<PathBuf> = user_warden_dirs(home);
+    for (key, list) in [
+        ("files.read", &policy.files.read),
+        ("files.system", &policy.files.system),
+        ("agent.install", &policy.agent.install),
+    ] {
+        for entry in list {
+            let p = anchors.expand(entry.trim_end_matches('/'));
+            let landing = resolver.chain_lenient(&p).map(|c| c.target);
+            for q in std::iter::once(&p).chain(landing.as_ref()) {
+                if let Some(d) = warden_dir_conflict(q, home).filter(|d| user_dirs.contains(d)) {
+                    return Err(ConfigError::WardenReadable {
+                        key,
+                        entry: entry.clone(),
+                        dir: d,
+                    });
+                }
+            }
+        }
+    }
     let mut writable: Vec<PathBuf> = vec![workspace.to_path_buf()];
     writable.extend(workspace.canonicalize().ok());
     for (_, _, p, chain) in &entries {
@@ -407,6 +435,16 @@ pub fn check_writable_roots(
         }
     }
     Ok(())
+}
+
+/// The per-user part of [`warden_dirs`] (policy, state, data; not `/etc/warden` or
+/// `/var/lib/warden`): never readable by the agent either (the audit store holds every
+/// session's commands).
+pub fn user_warden_dirs(home: &Path) -> Vec<PathBuf> {
+    warden_dirs(home)
+        .into_iter()
+        .filter(|d| !d.starts_with("/etc/warden") && !d.starts_with("/var/lib/warden"))
+        .collect()
 }
 
 /// Warden's own directories, each as spelled and as resolved (a symlinked `$HOME` or

@@ -568,11 +568,13 @@ fn extra_read(c: &SessionConfig) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Warden's own directories against the plan's writable roots as they resolve now (after
-/// [`prepare_host_dirs`]): a root at, inside or aliasing one refuses the session; one a
-/// root holds is locked read-only (`Plan::lock_within_writable`). The policy loader judged
+/// Warden's own directories against the plan's roots as they resolve now (after
+/// [`prepare_host_dirs`]): the per-user ones are hidden wherever a root shows them
+/// (`Plan::hide_within_visible`); a writable root at, inside or aliasing one refuses the
+/// session, and one a writable root holds is locked read-only (`Plan::lock_within_writable`). The policy loader judged
 /// the entries already (`config::check_writable_roots`); this judges what will be bound.
 fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError> {
+    plan.hide_within_visible(&crate::config::user_warden_dirs(&c.home));
     plan.lock_within_writable(&crate::config::warden_dirs(&c.home))
         .map_err(|(root, dir)| {
             StartError::Policy(format!(
@@ -589,12 +591,12 @@ fn prepare_host_dirs(c: &SessionConfig) {
     // Warden's state directory exists before the plan, so a writable root that holds it
     // locks it as an existing directory (`build_plan`), and nothing of the agent's can be
     // made there first.
-    {
+    if let Some(parent) = c.state_dir.parent() {
         use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&c.state_dir);
+        // Parents as any tool makes them (`~/.local` must stay traversable); the state
+        // directory itself private.
+        let _ = std::fs::create_dir_all(parent);
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&c.state_dir);
     }
     plan::create_state_dirs(&c.policy, &c.home, &c.workspace);
     warden_agentstate::prepare_dirs(c.agent(), &c.home, &c.policy.files.protect);

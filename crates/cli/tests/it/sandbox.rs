@@ -632,6 +632,41 @@ fn warden_dirs_stay_out_of_reach_when_absent_or_behind_symlinks() {
         std::fs::read_to_string(h.join("xdg/legit")).unwrap(),
         "ok\n"
     );
+    // 6. Never readable either (the audit store holds every session's commands): a read
+    //    root there is refused; one that holds it shows it as an empty, unreadable
+    //    directory, under a bare profile too.
+    ok(&t.sh("true"));
+    assert!(h.join(".local/state/warden/audit.db").exists());
+    let pol = t.policy("[files]\nread = [\"~/.local/state/warden\"]\n");
+    let o = t.sh_with(&["--policy", &pol], "echo RAN");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    std::fs::write(
+        &profile,
+        "[files]\nsystem = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/etc\", \"/proc\", \"/dev\"]\nread = [\"~/.local\"]\n",
+    )
+    .unwrap();
+    let pol = t.policy("[files]\nread = [\"~/.local\"]\n");
+    for args in [
+        ["--policy", pol.as_str()],
+        ["--profile", profile.to_str().unwrap()],
+    ] {
+        let o = t.sh_with(
+            &args,
+            "head -c 15 $HOME/.local/state/warden/audit.db 2>/dev/null && echo READ; \
+             ls $HOME/.local/state/warden 2>/dev/null | grep -q audit && echo LISTED; ls -d $HOME/.local/state",
+        );
+        let s = ok(&o);
+        assert!(
+            !s.contains("READ") && !s.contains("LISTED"),
+            "{args:?}: {}",
+            out(&o)
+        );
+        assert!(
+            s.contains(".local/state"),
+            "the root was not shown: {}",
+            out(&o)
+        );
+    }
 }
 
 #[test]
