@@ -405,8 +405,9 @@ pub struct Roots<'a> {
     /// Supervisor-made copies: (target, source).
     pub copies: &'a [(PathBuf, PathBuf)],
     pub caches: &'a [PathBuf],
-    /// The inodes the plan judged ([`crate::plan::Plan::root_ids`]).
+    /// The inodes the plan judged ([`crate::plan::Plan::root_ids`], `cache_ids`).
     pub root_ids: &'a [(PathBuf, (u64, u64))],
+    pub cache_ids: &'a [(PathBuf, (u64, u64))],
 }
 
 /// For a root-started session: the agent's user namespace and every bind source, opened by
@@ -424,6 +425,7 @@ pub fn prepare(
         copies,
         caches,
         root_ids,
+        cache_ids,
     } = roots;
     let userns = make_userns(ids, user_uid, user_gid)?;
     let mut mounts = Vec::new();
@@ -450,7 +452,7 @@ pub fn prepare(
     let mut cache_fds = Vec::new();
     for c in caches {
         // A cache that cannot be opened is left out (a convenience, not policy).
-        if let Ok(fd) = clone_tree(c, Some(userns.as_raw_fd()), writable, root_ids) {
+        if let Ok(fd) = clone_tree(c, Some(userns.as_raw_fd()), writable, cache_ids) {
             cache_fds.push((c.clone(), fd));
         }
     }

@@ -531,6 +531,7 @@ fn prepare_identity(
             copies: &copies,
             caches: &plan.caches,
             root_ids: &plan.root_ids,
+            cache_ids: &plan.cache_ids,
         },
     ) {
         Ok(p) => Ok(Some(p)),

@@ -46,6 +46,10 @@ pub struct LandlockPlan {
     pub abi: i32,
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
+    /// The inodes the plan judged its roots to be ([`crate::plan::Plan::root_ids`]): a
+    /// write rule is opened without following symbolic links (a spelled root through one is
+    /// left to its resolved twin in `write`) and refused if another inode is there now.
+    pub root_ids: Vec<(PathBuf, (u64, u64))>,
     /// When the sandbox has no network namespace: TCP ports the agent may connect to.
     pub connect_tcp: Option<Vec<u16>>,
     /// Refuse to run unless the ruleset is enforced as planned (see [`judge`]).
@@ -65,6 +69,9 @@ pub enum LandlockError {
         #[source]
         source: landlock::RulesetError,
     },
+    /// A writable root is not the directory the plan checked (swapped since).
+    #[error("landlock: {} is not the directory the plan checked (another was put there while the session started: by a concurrent session's agent?); refused", .0.display())]
+    Swapped(PathBuf),
     /// Hard mode: the ruleset is not enforced at all.
     #[error("landlock: the ruleset is not enforced (kernel: {kernel}); file and device rules would not hold. {HOW}")]
     NotEnforced { kernel: String },
@@ -74,6 +81,18 @@ pub enum LandlockError {
     /// Hard mode: partly enforced on a kernel that offers the whole target ABI.
     #[error("landlock: only partly enforced although the kernel offers ABI {effective} (warden targets {target}). {HOW}")]
     Partial { effective: i32, target: i32 },
+}
+
+/// (device, inode, mode) of an open descriptor.
+fn fstat_ids(fd: &std::os::fd::OwnedFd) -> std::io::Result<(u64, u64, u32)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstat into a zeroed struct on a descriptor we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.st_dev, st.st_ino, st.st_mode))
 }
 
 /// The text, for the launcher's error pipe.
@@ -116,7 +135,32 @@ pub fn apply(
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::ReadDir;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
     rules.extend(plan.read.iter().map(|p| (p.clone(), read)));
-    rules.extend(plan.write.iter().map(|p| (p.clone(), all)));
+    // Write rules: opened here, without following links, and checked against the plan.
+    for p in &plan.write {
+        let fd = match warden_sys::open_no_links(p, warden_sys::OFlags::PATH) {
+            Ok(fd) => fd,
+            // Missing, or a symbolic link on the way (the resolved root has its own rule).
+            Err(_) => continue,
+        };
+        let Ok(st) = fstat_ids(&fd) else { continue };
+        if let Some((_, want)) = plan.root_ids.iter().find(|(x, _)| x == p) {
+            if (st.0, st.1) != *want {
+                return Err(LandlockError::Swapped(p.clone()));
+            }
+        }
+        let kind = st.2 & libc::S_IFMT;
+        if kind != libc::S_IFDIR && kind != libc::S_IFREG {
+            continue;
+        }
+        let access = if kind == libc::S_IFDIR {
+            all
+        } else {
+            all & file_bits
+        };
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
+    }
     for d in DEVICES {
         rules.push((
             PathBuf::from(d),
@@ -268,6 +312,31 @@ mod tests {
                 "says how to run anyway: {err}"
             );
         }
+    }
+
+    /// A write root that is not the inode the plan recorded is refused while the rules are
+    /// built (before anything is restricted, so this thread stays as it was).
+    #[test]
+    fn a_swapped_write_root_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let d = std::env::temp_dir().join(format!("warden-lockswap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a")).unwrap();
+        std::fs::create_dir_all(d.join("b")).unwrap();
+        let m = std::fs::metadata(d.join("b")).unwrap();
+        let plan = LandlockPlan {
+            abi: 6,
+            read: Vec::new(),
+            write: vec![d.join("a")],
+            root_ids: vec![(d.join("a"), (m.dev(), m.ino()))],
+            connect_tcp: None,
+            hard: false,
+        };
+        match apply(&plan, None) {
+            Err(LandlockError::Swapped(p)) => assert_eq!(p, d.join("a")),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

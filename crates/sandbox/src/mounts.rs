@@ -204,7 +204,7 @@ pub fn build_view(
         .iter()
         .filter_map(|c| match precache.iter().find(|(p, _)| p == c) {
             Some((_, fd)) => Some((c, CacheSrc::Detached(*fd))),
-            None if precache.is_empty() => sys::open_root_checked(c, plan.root_id(c))
+            None if precache.is_empty() => sys::open_root_checked(c, plan.cache_id(c))
                 .ok()
                 .map(|fd| (c, CacheSrc::Opened(fd))),
             // Root run, but the supervisor could not prepare it: leave it out.

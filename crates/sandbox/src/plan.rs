@@ -112,6 +112,8 @@ pub struct Plan {
     /// ([`Plan::root_id`]), so a root swapped after the checks (by a concurrent session's
     /// agent, in a tree it may write) is never what gets mounted.
     pub root_ids: Vec<(PathBuf, (u64, u64))>,
+    /// The same for [`Plan::caches`] (kept apart: in the sandbox an overlay stands there).
+    pub cache_ids: Vec<(PathBuf, (u64, u64))>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -331,6 +333,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     }
     // Package caches: existing directories under a private tree become overlays.
     let mut caches: Vec<PathBuf> = Vec::new();
+    let mut cache_ids: Vec<(PathBuf, (u64, u64))> = Vec::new();
     for c in exp(&p.files.cache) {
         if is_under_any(&c, &deny) {
             continue;
@@ -349,7 +352,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         if is_under_any(&ch.target, &masks) && !caches.contains(&ch.target) {
             if let Ok(m) = std::fs::metadata(&ch.target) {
                 use std::os::unix::fs::MetadataExt;
-                root_ids.push((ch.target.clone(), (m.dev(), m.ino())));
+                cache_ids.push((ch.target.clone(), (m.dev(), m.ino())));
             }
             caches.push(ch.target.clone());
         }
@@ -610,6 +613,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         gate_policy: None,
         state_watch: Vec::new(),
         root_ids,
+        cache_ids,
     }
 }
 
@@ -686,6 +690,14 @@ impl Plan {
                 self.hide.push(real);
             }
         }
+    }
+
+    /// The (device, inode) the plan recorded for the cache at `path` ([`Plan::cache_ids`]).
+    pub fn cache_id(&self, path: &Path) -> Option<(u64, u64)> {
+        self.cache_ids
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, i)| *i)
     }
 
     /// Keeps `paths` (warden's own directories) out of the agent's reach, judged on this
@@ -837,6 +849,8 @@ impl Plan {
     /// replaced.
     pub fn bind_copy(&mut self, target: PathBuf, source: PathBuf) {
         self.binds.retain(|b| b.path != target);
+        // What stands there in the sandbox is the copy, not the host's inode.
+        self.root_ids.retain(|(p, _)| *p != target);
         self.protect.retain(|p| p.path != target);
         self.placeholders.retain(|(p, _)| *p != target);
         self.binds.push(Bind {

@@ -774,6 +774,7 @@ fn landlock_plan(
         abi: c.landlock.abi,
         read: plan.landlock_read.clone(),
         write: plan.landlock_write.clone(),
+        root_ids: plan.root_ids.clone(),
         connect_tcp: match c.landlock.connect {
             ConnectScope::Namespace => None,
             ConnectScope::ProxyPortOnly => Some(host_proxy_port.into_iter().collect()),
