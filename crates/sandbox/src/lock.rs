@@ -134,32 +134,35 @@ pub fn apply(
     let mut created = rs.create().map_err(|x| e("create", x))?;
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::ReadDir;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
-    rules.extend(plan.read.iter().map(|p| (p.clone(), read)));
-    // Write rules: opened here, without following links, and checked against the plan.
-    for p in &plan.write {
-        let fd = match warden_sys::open_no_links(p, warden_sys::OFlags::PATH) {
-            Ok(fd) => fd,
-            // Missing, or a symbolic link on the way (the resolved root has its own rule).
-            Err(_) => continue,
-        };
-        let Ok(st) = fstat_ids(&fd) else { continue };
-        if let Some((_, want)) = plan.root_ids.iter().find(|(x, _)| x == p) {
-            if (st.0, st.1) != *want {
-                return Err(LandlockError::Swapped(p.clone()));
+    // Read and write rules: opened here, without following symbolic links (a spelled root
+    // through one is left to its resolved twin in the same list: the plan adds both); a
+    // write root is checked against the inode the plan recorded. (Read roots include
+    // `/proc` and `/dev`, which are the sandbox's own mounts here.)
+    for (list, rights, check) in [(&plan.read, read, false), (&plan.write, all, true)] {
+        for p in list {
+            let fd = match warden_sys::open_no_links(p, warden_sys::OFlags::PATH) {
+                Ok(fd) => fd,
+                // Missing, or a symbolic link on the way.
+                Err(_) => continue,
+            };
+            let Ok((dev, ino, mode)) = fstat_ids(&fd) else {
+                continue;
+            };
+            if let Some((_, want)) = plan.root_ids.iter().find(|(x, _)| check && x == p) {
+                if (dev, ino) != *want {
+                    return Err(LandlockError::Swapped(p.clone()));
+                }
             }
+            let kind = mode & libc::S_IFMT;
+            let access = match kind {
+                libc::S_IFDIR => rights,
+                libc::S_IFREG => rights & file_bits,
+                _ => continue,
+            };
+            created = created
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
         }
-        let kind = st.2 & libc::S_IFMT;
-        if kind != libc::S_IFDIR && kind != libc::S_IFREG {
-            continue;
-        }
-        let access = if kind == libc::S_IFDIR {
-            all
-        } else {
-            all & file_bits
-        };
-        created = created
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
     }
     for d in DEVICES {
         rules.push((
