@@ -140,15 +140,20 @@ pub fn apply(
     // `/proc` and `/dev`, which are the sandbox's own mounts here.)
     for (list, rights, check) in [(&plan.read, read, false), (&plan.write, all, true)] {
         for p in list {
+            let recorded = plan.root_ids.iter().find(|(x, _)| check && x == p);
             let fd = match warden_sys::open_no_links(p, warden_sys::OFlags::PATH) {
                 Ok(fd) => fd,
-                // Missing, or a symbolic link on the way.
+                // A resolved root the plan checked is a symbolic link now: swapped.
+                Err(_) if recorded.is_some() && std::fs::symlink_metadata(p).is_ok() => {
+                    return Err(LandlockError::Swapped(p.clone()));
+                }
+                // Missing, or a spelled root through a symbolic link (its twin has the rule).
                 Err(_) => continue,
             };
             let Ok((dev, ino, mode)) = fstat_ids(&fd) else {
                 continue;
             };
-            if let Some((_, want)) = plan.root_ids.iter().find(|(x, _)| check && x == p) {
+            if let Some((_, want)) = recorded {
                 if (dev, ino) != *want {
                     return Err(LandlockError::Swapped(p.clone()));
                 }
@@ -334,6 +339,18 @@ mod tests {
             root_ids: vec![(d.join("a"), (m.dev(), m.ino()))],
             connect_tcp: None,
             hard: false,
+        };
+        match apply(&plan, None) {
+            Err(LandlockError::Swapped(p)) => assert_eq!(p, d.join("a")),
+            other => panic!("{other:?}"),
+        }
+        // Recorded right, but a symbolic link stands there now.
+        let a = std::fs::metadata(d.join("a")).unwrap();
+        std::fs::rename(d.join("a"), d.join("a.old")).unwrap();
+        std::os::unix::fs::symlink(d.join("a.old"), d.join("a")).unwrap();
+        let plan = LandlockPlan {
+            root_ids: vec![(d.join("a"), (a.dev(), a.ino()))],
+            ..plan
         };
         match apply(&plan, None) {
             Err(LandlockError::Swapped(p)) => assert_eq!(p, d.join("a")),

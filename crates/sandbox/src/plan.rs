@@ -106,9 +106,9 @@ pub struct Plan {
     /// when a symlink is on the way): the integrity report compares them too. Set with
     /// [`Plan::protect_referenced`].
     pub state_watch: Vec<PathBuf>,
-    /// Each root's directory (device, inode) as the plan judged it, by path (as resolved,
-    /// and as spelled when a symlink led there): whoever opens a root later to bind or
-    /// idmap it opens it without following symbolic links and refuses another inode
+    /// Each root's directory (device, inode) as the plan judged it, by its resolved path (no
+    /// symbolic link on it): whoever opens a root later to bind, idmap or give it a Landlock
+    /// rule opens it without following symbolic links and refuses another inode
     /// ([`Plan::root_id`]), so a root swapped after the checks (by a concurrent session's
     /// agent, in a tree it may write) is never what gets mounted.
     pub root_ids: Vec<(PathBuf, (u64, u64))>,
@@ -299,10 +299,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         let md = std::fs::metadata(&real).ok();
         if let Some(m) = &md {
             use std::os::unix::fs::MetadataExt;
-            for p in [real.as_path(), path] {
-                if !root_ids.iter().any(|(x, _)| x == p) {
-                    root_ids.push((p.to_path_buf(), (m.dev(), m.ino())));
-                }
+            if !root_ids.iter().any(|(x, _)| *x == real) {
+                root_ids.push((real.clone(), (m.dev(), m.ino())));
             }
         }
         if !is_under_any(&real, &masks) {

@@ -467,6 +467,19 @@ pub fn warden_dirs(home: &Path) -> Vec<PathBuf> {
         // Where the audit store goes then (`warden_audit::default_store_path`).
         dirs.push(x.join("warden"));
     }
+    // The audit store moved by `WARDEN_AUDIT_DB`: its directory is warden's too (attack
+    // review 50: a plain session in a tree holding it read and truncated it).
+    if let Some(db) = std::env::var_os(warden_audit::STORE_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+    {
+        let db = if db.is_absolute() {
+            db
+        } else {
+            std::env::current_dir().unwrap_or_default().join(db)
+        };
+        dirs.extend(db.parent().map(Path::to_path_buf));
+    }
     let mut out = Vec::new();
     for d in dirs {
         // The resolved form of the deepest part that exists, then the rest as spelled.

@@ -667,6 +667,28 @@ fn warden_dirs_stay_out_of_reach_when_absent_or_behind_symlinks() {
             out(&o)
         );
     }
+    // 7. The audit store moved into the workspace with WARDEN_AUDIT_DB: its directory is
+    //    warden's (hidden and locked there), the rest of the workspace works as before.
+    let db = t.ws.join("logs/audit.db");
+    let run = |script: &str| {
+        t.cmd(&[])
+            .env("WARDEN_AUDIT_DB", &db)
+            .args(["--", "/bin/bash", "-c", script])
+            .output()
+            .unwrap()
+    };
+    ok(&run("true"));
+    let before = std::fs::metadata(&db).expect("the store is there").len();
+    let o = run(
+        "cat logs/audit.db >/dev/null 2>&1 && echo READ; : > logs/audit.db 2>/dev/null && echo TRUNCATED; \
+         rm -rf logs 2>/dev/null && echo REMOVED; mv logs logs2 2>/dev/null && echo MOVED; echo ok > legit",
+    );
+    let s = ok(&o);
+    for k in ["READ", "TRUNCATED", "REMOVED", "MOVED"] {
+        assert!(!s.contains(k), "{k}: {}", out(&o));
+    }
+    assert!(std::fs::metadata(&db).unwrap().len() >= before);
+    assert_eq!(std::fs::read_to_string(t.ws.join("legit")).unwrap(), "ok\n");
 }
 
 #[test]
