@@ -333,23 +333,62 @@ pub fn check_workspace(ws: &Path, home: &Path, allow_broad: bool) -> Result<(), 
 /// directory plainly inside `p` is not a conflict: the sandbox locks it read-only there
 /// (`files.protect` and [`warden_dirs`] in the plan).
 pub fn warden_dir_conflict(p: &Path, home: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let real = p.canonicalize().ok();
-    let ids: Vec<(u64, u64)> = p.ancestors().filter_map(id).collect();
-    let own = id(p);
-    warden_dirs(home).into_iter().find(|d| {
-        if p.starts_with(d)
-            || real.as_ref().is_some_and(|w| w.starts_with(d))
-            || id(d).is_some_and(|i| ids.contains(&i))
-        {
-            return true;
+    WardenDirs::new(home).conflict(p)
+}
+
+type Ident = (u64, u64);
+
+/// [`warden_dirs`] with the (device, inode) of every path looked at, each `stat`ed once:
+/// a policy names dozens of roots, judged against the same few directories.
+struct WardenDirs {
+    dirs: Vec<PathBuf>,
+    ids: std::cell::RefCell<std::collections::HashMap<PathBuf, Option<Ident>>>,
+}
+
+impl WardenDirs {
+    fn new(home: &Path) -> WardenDirs {
+        WardenDirs {
+            dirs: warden_dirs(home),
+            ids: Default::default(),
         }
-        id(d).is_some()
-            && !real.as_ref().is_some_and(|w| d.starts_with(w))
-            && !d.starts_with(p)
-            && d.ancestors().skip(1).any(|a| own.is_some() && id(a) == own)
-    })
+    }
+
+    fn id(&self, p: &Path) -> Option<Ident> {
+        use std::os::unix::fs::MetadataExt;
+        *self
+            .ids
+            .borrow_mut()
+            .entry(p.to_path_buf())
+            .or_insert_with(|| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+    }
+
+    /// See [`warden_dir_conflict`].
+    fn conflict(&self, p: &Path) -> Option<PathBuf> {
+        self.conflict_at(p, p.canonicalize().ok())
+    }
+
+    /// [`WardenDirs::conflict`] with `p`'s resolved form already known (`None`: missing).
+    fn conflict_at(&self, p: &Path, real: Option<PathBuf>) -> Option<PathBuf> {
+        let ids: Vec<Ident> = p.ancestors().filter_map(|a| self.id(a)).collect();
+        let own = self.id(p);
+        self.dirs
+            .iter()
+            .find(|d| {
+                let did = self.id(d);
+                if p.starts_with(d)
+                    || real.as_ref().is_some_and(|w| w.starts_with(d))
+                    || did.is_some_and(|i| ids.contains(&i))
+                {
+                    return true;
+                }
+                did.is_some()
+                    && own.is_some()
+                    && !real.as_ref().is_some_and(|w| d.starts_with(w))
+                    && !d.starts_with(p)
+                    && d.ancestors().skip(1).any(|a| self.id(a) == own)
+            })
+            .cloned()
+    }
 }
 
 /// The policy's writable roots (`files.write`, `agent.state`, `files.cache`), judged where
@@ -373,6 +412,7 @@ pub fn check_writable_roots(
         workspace: workspace.to_path_buf(),
     };
     let mut resolver = warden_sandbox::resolve::Resolver::default();
+    let index = WardenDirs::new(home);
     let mut entries = Vec::new();
     for (key, list) in [
         ("files.write", &policy.files.write),
@@ -386,7 +426,7 @@ pub fn check_writable_roots(
         }
     }
     // Readable roots must not be, or lie inside, a user's warden directory either.
-    let user_dirs: Vec<PathBuf> = user_warden_dirs(home);
+    let user_dirs: Vec<&PathBuf> = index.dirs.iter().filter(|d| is_user_dir(d)).collect();
     for (key, list) in [
         ("files.read", &policy.files.read),
         ("files.system", &policy.files.system),
@@ -395,14 +435,17 @@ pub fn check_writable_roots(
         for entry in list {
             let p = anchors.expand(entry.trim_end_matches('/'));
             let landing = resolver.chain_lenient(&p).map(|c| c.target);
-            for q in std::iter::once(&p).chain(landing.as_ref()) {
-                if let Some(d) = warden_dir_conflict(q, home).filter(|d| user_dirs.contains(d)) {
-                    return Err(ConfigError::WardenReadable {
-                        key,
-                        entry: entry.clone(),
-                        dir: d,
-                    });
-                }
+            // The landing, lexically (a root that does not exist yet), and `p` as it resolves.
+            let found = landing
+                .as_ref()
+                .and_then(|l| index.dirs.iter().find(|d| l.starts_with(d)).cloned())
+                .or_else(|| index.conflict_at(&p, landing.clone().filter(|l| l.exists())));
+            if let Some(d) = found.filter(|d| user_dirs.contains(&d)) {
+                return Err(ConfigError::WardenReadable {
+                    key,
+                    entry: entry.clone(),
+                    dir: d,
+                });
             }
         }
     }
@@ -413,15 +456,17 @@ pub fn check_writable_roots(
         writable.extend(chain.as_ref().map(|c| c.target.clone()));
     }
     for (key, entry, p, chain) in &entries {
-        let landing = chain.as_ref().map(|c| c.target.as_path());
-        for q in std::iter::once(p.as_path()).chain(landing) {
-            if let Some(d) = warden_dir_conflict(q, home) {
-                return Err(ConfigError::WardenWritable {
-                    key,
-                    entry: entry.to_string(),
-                    dir: d,
-                });
-            }
+        let landing = chain.as_ref().map(|c| c.target.clone());
+        let found = landing
+            .as_ref()
+            .and_then(|l| index.dirs.iter().find(|d| l.starts_with(d)).cloned())
+            .or_else(|| index.conflict_at(p, landing.clone().filter(|l| l.exists())));
+        if let Some(d) = found {
+            return Err(ConfigError::WardenWritable {
+                key,
+                entry: entry.to_string(),
+                dir: d,
+            });
         }
         for (link, _) in chain.iter().flat_map(|c| &c.links) {
             if let Some(w) = writable.iter().find(|w| link.starts_with(w) && link != *w) {
@@ -441,10 +486,11 @@ pub fn check_writable_roots(
 /// `/var/lib/warden`): never readable by the agent either (the audit store holds every
 /// session's commands).
 pub fn user_warden_dirs(home: &Path) -> Vec<PathBuf> {
-    warden_dirs(home)
-        .into_iter()
-        .filter(|d| !d.starts_with("/etc/warden") && !d.starts_with("/var/lib/warden"))
-        .collect()
+    warden_dirs(home).into_iter().filter(|d| is_user_dir(d)).collect()
+}
+
+fn is_user_dir(d: &Path) -> bool {
+    !d.starts_with("/etc/warden") && !d.starts_with("/var/lib/warden")
 }
 
 /// Warden's own directories, each as spelled and as resolved (a symlinked `$HOME` or
@@ -452,7 +498,22 @@ pub fn user_warden_dirs(home: &Path) -> Vec<PathBuf> {
 /// state, hash cache and audit store (`~/.local/state/warden`, `$XDG_STATE_HOME/warden`),
 /// the allowlist index (`~/.local/share/warden`), and the
 /// machine's (`/etc/warden`, `/var/lib/warden`).
+///
+/// Computed once per process and home (the policy check and the session's plan ask within
+/// a millisecond; the environment it reads does not change).
 pub fn warden_dirs(home: &Path) -> Vec<PathBuf> {
+    type Memo = std::sync::Mutex<Vec<(PathBuf, Vec<PathBuf>)>>;
+    static MEMO: Memo = std::sync::Mutex::new(Vec::new());
+    let mut memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, d)) = memo.iter().find(|(h, _)| h == home) {
+        return d.clone();
+    }
+    let d = compute_warden_dirs(home);
+    memo.push((home.to_path_buf(), d.clone()));
+    d
+}
+
+fn compute_warden_dirs(home: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![
         home.join(".config/warden"),
         state_dir(home),
