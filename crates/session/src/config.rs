@@ -367,6 +367,18 @@ impl WardenDirs {
         self.conflict_at(p, p.canonicalize().ok())
     }
 
+    /// [`WardenDirs::conflict`] for a root `p` that lands at `landing` (its symlinks
+    /// followed, a missing rest as spelled): the landing lexically (a root that does not
+    /// exist yet), then `p` as it resolves.
+    fn conflict_landing(&self, p: &Path, landing: Option<&Path>) -> Option<PathBuf> {
+        landing
+            .and_then(|l| self.dirs.iter().find(|d| l.starts_with(d)).cloned())
+            .or_else(|| {
+                let real = landing.filter(|l| l.exists()).map(Path::to_path_buf);
+                self.conflict_at(p, real)
+            })
+    }
+
     /// [`WardenDirs::conflict`] with `p`'s resolved form already known (`None`: missing).
     fn conflict_at(&self, p: &Path, real: Option<PathBuf>) -> Option<PathBuf> {
         let ids: Vec<Ident> = p.ancestors().filter_map(|a| self.id(a)).collect();
@@ -435,12 +447,10 @@ pub fn check_writable_roots(
         for entry in list {
             let p = anchors.expand(entry.trim_end_matches('/'));
             let landing = resolver.chain_lenient(&p).map(|c| c.target);
-            // The landing, lexically (a root that does not exist yet), and `p` as it resolves.
-            let found = landing
-                .as_ref()
-                .and_then(|l| index.dirs.iter().find(|d| l.starts_with(d)).cloned())
-                .or_else(|| index.conflict_at(&p, landing.clone().filter(|l| l.exists())));
-            if let Some(d) = found.filter(|d| user_dirs.contains(&d)) {
+            if let Some(d) = index
+                .conflict_landing(&p, landing.as_deref())
+                .filter(|d| user_dirs.contains(&d))
+            {
                 return Err(ConfigError::WardenReadable {
                     key,
                     entry: entry.clone(),
@@ -456,12 +466,8 @@ pub fn check_writable_roots(
         writable.extend(chain.as_ref().map(|c| c.target.clone()));
     }
     for (key, entry, p, chain) in &entries {
-        let landing = chain.as_ref().map(|c| c.target.clone());
-        let found = landing
-            .as_ref()
-            .and_then(|l| index.dirs.iter().find(|d| l.starts_with(d)).cloned())
-            .or_else(|| index.conflict_at(p, landing.clone().filter(|l| l.exists())));
-        if let Some(d) = found {
+        let landing = chain.as_ref().map(|c| c.target.as_path());
+        if let Some(d) = index.conflict_landing(p, landing) {
             return Err(ConfigError::WardenWritable {
                 key,
                 entry: entry.to_string(),
@@ -486,7 +492,10 @@ pub fn check_writable_roots(
 /// `/var/lib/warden`): never readable by the agent either (the audit store holds every
 /// session's commands).
 pub fn user_warden_dirs(home: &Path) -> Vec<PathBuf> {
-    warden_dirs(home).into_iter().filter(|d| is_user_dir(d)).collect()
+    warden_dirs(home)
+        .into_iter()
+        .filter(|d| is_user_dir(d))
+        .collect()
 }
 
 fn is_user_dir(d: &Path) -> bool {
