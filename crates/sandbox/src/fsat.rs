@@ -77,6 +77,24 @@ pub fn open_root(p: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// [`open_root`], then held to the (device, inode) the plan recorded for `p`
+/// ([`crate::plan::Plan::root_id`]; `None`: not recorded, no check): a root swapped since
+/// the plan was checked (by a concurrent session's agent) is refused, so nothing is locked,
+/// pinned or created in the directory put there instead.
+pub fn open_root_as(p: &Path, want: Option<(u64, u64)>) -> io::Result<OwnedFd> {
+    let fd = open_root(p)?;
+    if let Some((dev, ino)) = want {
+        let st = fstat(fd.as_fd())?;
+        if (st.st_dev, st.st_ino) != (dev, ino) {
+            return Err(io::Error::other(format!(
+                "{} is not the directory the plan checked (another was put there while the session started: by a concurrent session's agent?)",
+                p.display()
+            )));
+        }
+    }
+    Ok(fd)
+}
+
 /// `openat2` beneath `dir`, refusing symlinks and magic links anywhere in `rel`.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     let mut rel = relative(rel)?;

@@ -170,8 +170,8 @@ impl Guard {
     /// Locks the protected paths and every pre-existing repository, and starts watching.
     /// Runs in init before the agent exists; any failure refuses the session.
     pub fn start(plan: &Plan, priv_dir: &Path) -> Result<Guard, GuardError> {
-        let ws =
-            fsat::open_root(&plan.workspace).map_err(|e| err("workspace", &plan.workspace, e))?;
+        let ws = fsat::open_root_as(&plan.workspace, plan.root_id(&plan.workspace))
+            .map_err(|e| err("workspace", &plan.workspace, e))?;
         let dev = fsat::fstat(ws.as_fd())
             .map_err(|e| err("workspace", &plan.workspace, e))?
             .st_dev;
@@ -434,7 +434,8 @@ impl State {
             }
         }
         for (root, rel) in &containers {
-            let rfd = fsat::open_root(root).map_err(|e| err("protected root", root, e))?;
+            let rfd = fsat::open_root_as(root, plan.root_id(root))
+                .map_err(|e| err("protected root", root, e))?;
             let dev = fsat::fstat(rfd.as_fd())
                 .map_err(|e| err("protected root", root, e))?
                 .st_dev;
@@ -465,7 +466,7 @@ impl State {
                 continue;
             }
             let rel = p.path.strip_prefix(root).unwrap_or(&p.path).to_path_buf();
-            self.lock_one(root, &rel, p.is_dir, p.placeholder_content)
+            self.lock_one(root, plan.root_id(root), &rel, p.is_dir, p.placeholder_content)
                 .map_err(|e| GuardError::Protected {
                     path: p.path.clone(),
                     detail: Box::new(e),
@@ -478,11 +479,12 @@ impl State {
     fn lock_one(
         &mut self,
         root: &Path,
+        want: Option<(u64, u64)>,
         rel: &Path,
         is_dir: bool,
         content: Option<&str>,
     ) -> Result<(), GuardError> {
-        let rfd = fsat::open_root(root)?;
+        let rfd = fsat::open_root_as(root, want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
         let open = |rfd: BorrowedFd<'_>| -> io::Result<OwnedFd> {
             if is_dir {

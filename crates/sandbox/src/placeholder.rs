@@ -105,9 +105,11 @@ pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, PlaceholderError> {
             path: p.clone(),
             source,
         };
-        let rootfd = fsat::open_root(root).map_err(|source| PlaceholderError::Root {
-            root: root.clone(),
-            source,
+        let rootfd = fsat::open_root_as(root, plan.root_id(root)).map_err(|source| {
+            PlaceholderError::Root {
+                root: root.clone(),
+                source,
+            }
         })?;
         let dev = fsat::fstat(rootfd.as_fd()).map_err(refuse)?.st_dev;
         let (parent_rel, name) = if is_dir {
