@@ -1125,6 +1125,10 @@ mod tests {
             e.to_string().contains("not the directory the plan checked"),
             "{e}"
         );
+        // The guard and the placeholders open roots the same way (a swap there made the
+        // guard lock a decoy while the real workspace stayed open: attack review 51).
+        assert!(crate::fsat::open_root_as(&out, plan.root_id(&out)).is_err());
+        assert!(crate::fsat::open_root_as(&ws, plan.root_id(&ws)).is_ok());
         let _ = std::fs::remove_dir_all(&d);
     }
 }
