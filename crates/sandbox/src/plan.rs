@@ -410,8 +410,34 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let mut notes: Vec<String> = Vec::new();
     let mut git_watch = false;
     let git_dir = inp.workspace.join(".git");
-    for entry in &p.files.protect {
-        let path = anchors.expand(entry.trim_end_matches('/'));
+    // Writable roots named through a symlink (`~/.claude -> ~/dotfiles/claude`, a dotfile
+    // manager's layout): what a protected entry names under the spelled root is locked where
+    // it really is too (attack review 51: only the spelled path, in the private `$HOME`, was
+    // locked, and the agent wrote the real `settings.json` a host `claude` runs hooks from).
+    let mut relinked: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for w in state.iter().chain(write.iter()) {
+        if let Some(c) = resolver.chain(w) {
+            if c.target != *w {
+                relinked.push((w.clone(), c.target));
+            }
+        }
+    }
+    let protect_paths: Vec<(PathBuf, &String)> = p
+        .files
+        .protect
+        .iter()
+        .flat_map(|entry| {
+            let path = anchors.expand(entry.trim_end_matches('/'));
+            let mut v = vec![(path.clone(), entry)];
+            for (w, t) in &relinked {
+                if let Ok(rel) = path.strip_prefix(w) {
+                    v.push((t.join(rel), entry));
+                }
+            }
+            v
+        })
+        .collect();
+    for (path, entry) in protect_paths {
         if !is_under_any(&path, &writable_real) {
             continue;
         }

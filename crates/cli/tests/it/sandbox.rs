@@ -691,6 +691,38 @@ fn warden_dirs_stay_out_of_reach_when_absent_or_behind_symlinks() {
     assert_eq!(std::fs::read_to_string(t.ws.join("legit")).unwrap(), "ok\n");
 }
 
+/// Attack review 51: `~/.claude -> ~/dotfiles/claude` (a dotfile manager's layout) under the
+/// claude profile. The profile's locks were mounted at the spelled path only, in the private
+/// `$HOME`, and the agent wrote the real `settings.json` (a SessionStart hook a host `claude`
+/// runs), `CLAUDE.md` and `hooks/`. Judged from the host; the state directory stays writable.
+#[test]
+fn locks_follow_a_symlinked_agent_state_directory() {
+    let t = T::new("stowclaude");
+    let real = t.home.join("dotfiles/claude");
+    std::fs::create_dir_all(real.join("hooks")).unwrap();
+    std::fs::write(real.join("settings.json"), "{\"theme\":\"dark\"}\n").unwrap();
+    std::os::unix::fs::symlink("dotfiles/claude", t.home.join(".claude")).unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        "echo '{\"hooks\":{}}' > ~/dotfiles/claude/settings.json 2>/dev/null && echo WROTE-settings; \
+         echo evil > ~/dotfiles/claude/CLAUDE.md 2>/dev/null && echo WROTE-claudemd; \
+         echo evil > ~/dotfiles/claude/hooks/h.sh 2>/dev/null && echo WROTE-hook; \
+         mkdir -p ~/dotfiles/claude/projects && echo ok > ~/dotfiles/claude/projects/legit && echo LEGIT",
+    );
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!s.contains("WROTE"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(real.join("settings.json")).unwrap(),
+        "{\"theme\":\"dark\"}\n"
+    );
+    assert!(!real.join("CLAUDE.md").exists() && !real.join("hooks/h.sh").exists());
+    assert!(s.contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(real.join("projects/legit")).unwrap(),
+        "ok\n"
+    );
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
