@@ -19,6 +19,53 @@ pub struct HeldFile {
     /// Path relative to `$HOME` (`.claude.json`, `.claude/settings.json`).
     pub file: String,
     pub changes: Vec<Change>,
+    /// Where the file really is when `$HOME` names its directory through a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real: Option<RealPlace>,
+}
+
+/// A filtered file whose directory `$HOME` names through a symlink (`~/.claude ->
+/// dotfiles/claude`, a dotfile manager's layout): the real directory the sandbox bound as the
+/// agent's state (resolved and recorded by the plan before launch), its identity, and the
+/// file's path beneath it. Every later open of it must find the same directory: nothing is
+/// read or written through the symlink, which could point elsewhere by then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealPlace {
+    pub root: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub rel: String,
+}
+
+impl RealPlace {
+    /// The file's directory beneath the recorded root (None when absent) and its name. A
+    /// root that is gone or another directory is refused.
+    pub fn parent(&self, what: &str) -> Result<Option<(Dir, &str)>, StateError> {
+        let root = Dir::open(Path::new(&self.root), &self.root)?;
+        if (root.dev, root.ino) != (self.dev, self.ino) {
+            return Err(StateError::Refused {
+                what: what.into(),
+                msg: format!(
+                    "{} is no longer the directory the session started with",
+                    self.root
+                ),
+            });
+        }
+        root.parent_of(&self.rel)
+    }
+}
+
+/// The directory of the filtered file `rel` (relative to `$HOME`), at its recorded real place
+/// when there is one, and the file's name.
+pub fn host_parent<'a>(
+    home: &Dir,
+    rel: &'a str,
+    real: Option<&'a RealPlace>,
+) -> Result<Option<(Dir, &'a str)>, StateError> {
+    match real {
+        Some(r) => r.parent(&format!("~/{rel}")),
+        None => home.parent_of(rel),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,12 +210,12 @@ pub fn apply(
     let mut done = Vec::new();
     for hf in &rec.files {
         let what = format!("~/{}", hf.file);
-        let (dir, name) = home_dir
-            .parent_of(&hf.file)?
-            .ok_or_else(|| StateError::Refused {
+        let (dir, name) = host_parent(&home_dir, &hf.file, hf.real.as_ref())?.ok_or_else(|| {
+            StateError::Refused {
                 what: what.clone(),
                 msg: "its directory does not exist".into(),
-            })?;
+            }
+        })?;
         let _lock = crate::spec_of(&hf.file)
             .is_some_and(|s| s.kind == crate::Kind::ClaudeState)
             .then(|| dir.lock(name))
@@ -265,5 +312,43 @@ pub fn describe(c: &Change, full: bool) -> String {
         (Some(b), None) => format!("- {p} (was {})", show(b)),
         (Some(b), Some(a)) => format!("~ {p}: {} -> {}", show(b), show(a)),
         (None, None) => format!("? {p}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_real_place_is_used_only_while_it_is_the_recorded_directory() {
+        let t = std::env::temp_dir().join(format!("warden-realplace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("real")).unwrap();
+        std::fs::write(t.join("real/settings.json"), "{}").unwrap();
+        let m = std::fs::metadata(t.join("real")).unwrap();
+        let place = RealPlace {
+            root: t.join("real").to_str().unwrap().into(),
+            dev: m.dev(),
+            ino: m.ino(),
+            rel: "settings.json".into(),
+        };
+        let (dir, name) = place.parent("~/.claude/settings.json").unwrap().unwrap();
+        assert_eq!(name, "settings.json");
+        assert!(dir.read_file(name, 100).unwrap().is_some());
+        // Swapped for another directory, or for a symlink to one: refused.
+        std::fs::rename(t.join("real"), t.join("old")).unwrap();
+        std::fs::create_dir(t.join("real")).unwrap();
+        assert!(place.parent("x").is_err());
+        std::fs::remove_dir(t.join("real")).unwrap();
+        std::os::unix::fs::symlink(t.join("old"), t.join("real")).unwrap();
+        // The same inode through a symlink is still that directory (the plan recorded the
+        // resolved path; what counts is the identity).
+        assert!(place.parent("x").is_ok());
+        std::fs::remove_file(t.join("real")).unwrap();
+        std::fs::create_dir(t.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(t.join("elsewhere"), t.join("real")).unwrap();
+        assert!(place.parent("x").is_err());
+        let _ = std::fs::remove_dir_all(&t);
     }
 }

@@ -19,7 +19,10 @@
 //!
 //! Every host file operation goes through a directory fd ([`fsat`]): `openat2` beneath with no
 //! symlinks, `fstat` of what was opened, atomic replacement by `renameat`; a symlink or a
-//! non-regular file where the state file should be is refused, never followed.
+//! non-regular file where the state file should be is refused, never followed. One exception
+//! by design: when `$HOME` names the file's directory through a symlink (`~/.claude ->
+//! dotfiles/claude`), the file is used in the real directory the sandbox's plan resolved and
+//! recorded ([`held::RealPlace`]), opened only while it is that same directory (device, inode).
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]

@@ -3,7 +3,7 @@
 
 use crate::filter::{self, parse_state, Change, StateError, MAX_STATE_BYTES};
 use crate::fsat::{Dir, FileRead};
-use crate::held::{self, HeldFile, HeldRecord};
+use crate::held::{self, host_parent, HeldFile, HeldRecord, RealPlace};
 use crate::{FileSpec, Kind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -21,6 +21,8 @@ struct Filtered {
     existed: bool,
     /// Why the session's changes cannot be written back (decided at start), if so.
     no_writeback: Option<String>,
+    /// Where the file really is when `$HOME` names its directory through a symlink.
+    real: Option<RealPlace>,
 }
 
 const META: &str = "session.json";
@@ -38,6 +40,8 @@ struct MetaFile {
     rel: String,
     existed: bool,
     start: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    real: Option<RealPlace>,
 }
 
 /// Merges the copies of sessions whose supervisor is gone (killed before its exit-time
@@ -87,6 +91,7 @@ fn recover_orphans(state: &Path, home: &Path) -> Vec<String> {
                     start: m.start,
                     existed: m.existed,
                     no_writeback: None,
+                    real: m.real,
                 })
             })
             .collect();
@@ -142,19 +147,23 @@ fn shown(rel: &str) -> String {
     format!("~/{rel}")
 }
 
-/// Reads `rel` beneath `home`: (its parent directory, the file name, the file if present).
-/// A missing parent directory counts as a missing file.
-fn read_rel<'r>(
+/// Reads `rel` beneath `home` (or at its real place): the file if present. A missing parent
+/// directory counts as a missing file.
+fn read_rel(
     home: &Dir,
-    rel: &'r str,
-) -> Result<(Option<Dir>, &'r str, Option<FileRead>), StateError> {
-    let Some((dir, name)) = home.parent_of(rel)? else {
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        return Ok((None, name, None));
+    rel: &str,
+    real: Option<&RealPlace>,
+) -> Result<Option<FileRead>, StateError> {
+    let Some((dir, name)) = host_parent(home, rel, real)? else {
+        return Ok(None);
     };
-    let f = dir.read_file(name, MAX_STATE_BYTES)?;
-    Ok((Some(dir), name, f))
+    dir.read_file(name, MAX_STATE_BYTES)
 }
+
+/// Where the supervisor finds a file the agent sees at a path under `$HOME`, when a writable
+/// root the plan bound is named through a symlink there: (the real root, its recorded
+/// device and inode, the rest of the path). See `warden_sandbox::plan::Plan::relocate`.
+pub type Locate<'a> = &'a dyn Fn(&Path) -> Option<(PathBuf, (u64, u64), PathBuf)>;
 
 impl StateSession {
     /// Snapshots the agent's filtered files and writes their copies. Returns None when the
@@ -165,6 +174,7 @@ impl StateSession {
         home: &Path,
         state: &Path,
         session: &str,
+        locate: Locate<'_>,
     ) -> Result<Option<StateSession>, StateError> {
         let specs = crate::filtered_files(agent);
         if specs.is_empty() {
@@ -192,11 +202,19 @@ impl StateSession {
         };
         for spec in specs {
             let what = shown(spec.rel);
-            let read = read_rel(&home_dir, spec.rel);
-            let existed = matches!(&read, Ok((_, _, Some(_))));
+            let real = locate(&home.join(spec.rel)).and_then(|(root, (dev, ino), rest)| {
+                Some(RealPlace {
+                    root: root.to_str()?.to_string(),
+                    dev,
+                    ino,
+                    rel: rest.to_str()?.to_string(),
+                })
+            });
+            let read = read_rel(&home_dir, spec.rel, real.as_ref());
+            let existed = matches!(&read, Ok(Some(_)));
             let (start, bytes, no_writeback) = match read {
-                Ok((_, _, None)) => (Map::new(), b"{}\n".to_vec(), None),
-                Ok((_, _, Some(f))) => match parse_state(&what, &f.bytes) {
+                Ok(None) => (Map::new(), b"{}\n".to_vec(), None),
+                Ok(Some(f)) => match parse_state(&what, &f.bytes) {
                     Ok(m) => (m, f.bytes, None),
                     Err(e) => (Map::new(), b"{}\n".to_vec(), Some(e.to_string())),
                 },
@@ -214,6 +232,7 @@ impl StateSession {
                     rel: spec.rel.into(),
                     existed,
                     start: start.clone(),
+                    real: real.clone(),
                 });
             }
             s.files.push(Filtered {
@@ -223,6 +242,7 @@ impl StateSession {
                 start,
                 existed,
                 no_writeback,
+                real,
             });
         }
         // What a later run needs to merge this session if its supervisor is killed.
@@ -245,6 +265,11 @@ impl StateSession {
     /// After the sandbox is gone: merge safe changes into the host files, hold the rest.
     pub fn finish(self) -> Report {
         let mut r = Report::default();
+        // This is the session's merge: a copy kept below for a human is not an orphan for a
+        // later run to merge again.
+        if let Ok(d) = Dir::open(&self.copies, &self.copies.display().to_string()) {
+            let _ = d.remove_file(META);
+        }
         let mut held_files = Vec::new();
         let mut keep_copies = false;
         for f in &self.files {
@@ -257,6 +282,7 @@ impl StateSession {
                         held_files.push(HeldFile {
                             file: f.spec.rel.to_string(),
                             changes: held,
+                            real: f.real.clone(),
                         });
                     }
                 }
@@ -322,7 +348,7 @@ impl StateSession {
                 msg: "the home directory is not the one the session started with".into(),
             });
         }
-        let Some((dir, name)) = home_dir.parent_of(f.spec.rel)? else {
+        let Some((dir, name)) = host_parent(&home_dir, f.spec.rel, f.real.as_ref())? else {
             return Err(StateError::Refused {
                 what,
                 msg: "its directory is gone".into(),

@@ -124,6 +124,8 @@ pub struct Snapshot {
     git_targets: Vec<(PathBuf, PathBuf)>,
     /// Absolute paths recorded by [`watch_files`].
     watched: Vec<PathBuf>,
+    /// Directories the session's supervisor made as placeholders ([`Snapshot::placeholders`]).
+    placeholders: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -133,6 +135,13 @@ impl Snapshot {
 
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// Directories this session made as placeholders (absolute paths, see
+    /// `crate::placeholder`): still empty at the end, they are warden's, not a creation of
+    /// the agent's (the sandbox locked them read-only).
+    pub fn placeholders(&mut self, dirs: impl IntoIterator<Item = PathBuf>) {
+        self.placeholders.extend(dirs);
     }
 }
 
@@ -462,6 +471,13 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             None if a.size == 0
                 && a.mode & libc::S_IFMT == libc::S_IFREG
                 && a.category != Category::SetId =>
+            {
+                continue
+            }
+            None if a.mode & libc::S_IFMT == libc::S_IFDIR
+                && before.placeholders.contains(&workspace.join(path))
+                && std::fs::read_dir(workspace.join(path))
+                    .is_ok_and(|mut d| d.next().is_none()) =>
             {
                 continue
             }

@@ -57,6 +57,19 @@ pub struct Protect {
     pub placeholder_content: Option<&'static str>,
 }
 
+/// A writable root the policy names through a symlink (`~/.claude -> dotfiles/claude`, a
+/// dotfile manager's layout) and where it really is.
+#[derive(Debug, Clone)]
+pub struct Relink {
+    pub spelled: PathBuf,
+    pub real: PathBuf,
+    /// The spelled root lies in a private tree, where the sandbox recreates the symlink: the
+    /// spelled place shows the real one, so only the real place is locked or bound (a mount
+    /// at the spelled place would make a directory where the link belongs, and the agent's
+    /// `~/.claude` would be a throw-away directory).
+    pub link_in_view: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub session_id: String,
@@ -114,6 +127,8 @@ pub struct Plan {
     pub root_ids: Vec<(PathBuf, (u64, u64))>,
     /// The same for [`Plan::caches`] (kept apart: in the sandbox an overlay stands there).
     pub cache_ids: Vec<(PathBuf, (u64, u64))>,
+    /// Writable roots named through a symlink ([`Plan::places`], [`Plan::relocate`]).
+    pub relinked: Vec<Relink>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -414,11 +429,15 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // manager's layout): what a protected entry names under the spelled root is locked where
     // it really is too (attack review 51: only the spelled path, in the private `$HOME`, was
     // locked, and the agent wrote the real `settings.json` a host `claude` runs hooks from).
-    let mut relinked: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut relinked: Vec<Relink> = Vec::new();
     for w in state.iter().chain(write.iter()) {
         if let Some(c) = resolver.chain(w) {
-            if c.target != *w {
-                relinked.push((w.clone(), c.target));
+            if c.target != *w && !relinked.iter().any(|r| r.spelled == *w) {
+                relinked.push(Relink {
+                    spelled: w.clone(),
+                    link_in_view: is_under_any(w, &masks),
+                    real: c.target,
+                });
             }
         }
     }
@@ -428,13 +447,9 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .iter()
         .flat_map(|entry| {
             let path = anchors.expand(entry.trim_end_matches('/'));
-            let mut v = vec![(path.clone(), entry)];
-            for (w, t) in &relinked {
-                if let Ok(rel) = path.strip_prefix(w) {
-                    v.push((t.join(rel), entry));
-                }
-            }
-            v
+            places_of(&path, &relinked)
+                .into_iter()
+                .map(move |x| (x, entry))
         })
         .collect();
     for (path, entry) in protect_paths {
@@ -534,6 +549,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // Agent-specific views replace protected files only (they must be locked already).
     let (mut views, agent_notes) = agents::views(p.agent.name.as_deref(), &inp.home);
     notes.extend(agent_notes);
+    for v in &mut views {
+        if let Some(real) = places_of(&v.path, &relinked).pop() {
+            v.path = real;
+        }
+    }
     views.retain(|v| {
         let locked = protect.iter().any(|x| x.path == v.path && !x.is_dir);
         if !locked {
@@ -638,6 +658,33 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         state_watch: Vec::new(),
         root_ids,
         cache_ids,
+        relinked,
+    }
+}
+
+/// Where a path may be reached in the sandbox: itself, and, under a writable root named
+/// through a symlink, its real place too (only that one when the sandbox recreates the
+/// link: see [`Relink::link_in_view`]).
+fn places_of(p: &Path, relinked: &[Relink]) -> Vec<PathBuf> {
+    let Some(r) = relinked
+        .iter()
+        .filter(|r| p.starts_with(&r.spelled))
+        .max_by_key(|r| r.spelled.components().count())
+    else {
+        return vec![p.to_path_buf()];
+    };
+    let Ok(rest) = p.strip_prefix(&r.spelled) else {
+        return vec![p.to_path_buf()];
+    };
+    let real = if rest.as_os_str().is_empty() {
+        r.real.clone()
+    } else {
+        r.real.join(rest)
+    };
+    if r.link_in_view {
+        vec![real]
+    } else {
+        vec![p.to_path_buf(), real]
     }
 }
 
@@ -663,7 +710,8 @@ impl Plan {
     /// neither a regular file nor a directory (or a symlink) is left alone.
     pub fn protect_existing(&mut self, paths: &[PathBuf]) {
         let roots = crate::placeholder::writable_roots(self);
-        for f in paths {
+        let all: Vec<PathBuf> = paths.iter().flat_map(|p| self.places(p)).collect();
+        for f in &all {
             let Ok(m) = std::fs::symlink_metadata(f) else {
                 continue;
             };
@@ -681,6 +729,25 @@ impl Plan {
             });
         }
         self.protect.sort_by_key(|x| x.path.components().count());
+    }
+
+    /// Where `p` may be reached in the sandbox ([`Relink`]): itself, or its real place under
+    /// a writable root named through a symlink, or both.
+    pub fn places(&self, p: &Path) -> Vec<PathBuf> {
+        places_of(p, &self.relinked)
+    }
+
+    /// Where `p`, spelled under a writable root named through a symlink, really is: (the
+    /// real root, the (device, inode) the plan recorded for it, the rest of `p`). None when
+    /// `p` is under no such root, or the real root was not recorded (it does not exist).
+    pub fn relocate(&self, p: &Path) -> Option<(PathBuf, (u64, u64), PathBuf)> {
+        let r = self
+            .relinked
+            .iter()
+            .filter(|r| p.starts_with(&r.spelled))
+            .max_by_key(|r| r.spelled.components().count())?;
+        let rest = p.strip_prefix(&r.spelled).ok()?.to_path_buf();
+        Some((r.real.clone(), self.root_id(&r.real)?, rest))
     }
 
     /// The (device, inode) the plan recorded for the root at `path` ([`Plan::root_ids`]).
@@ -819,6 +886,17 @@ impl Plan {
     /// report. `from` names the settings file. Paths outside [`Plan::writable_roots`] are
     /// ignored; one in the workspace gets a note (the agent may have wanted to edit it).
     pub fn protect_referenced(&mut self, refs: Vec<(PathBuf, bool, bool, String)>) {
+        // Under a writable root named through a symlink, the referenced file is locked where
+        // it really is (the host's `bash ~/.claude/statusline.sh` runs the file in
+        // `~/dotfiles/claude` when `~/.claude` links there).
+        let refs: Vec<_> = refs
+            .into_iter()
+            .flat_map(|(p, d, w, f)| {
+                self.places(&p)
+                    .into_iter()
+                    .map(move |x| (x, d, w, f.clone()))
+            })
+            .collect();
         for (path, is_dir, watch_only, from) in refs {
             let inside = self
                 .writable_roots
@@ -872,6 +950,9 @@ impl Plan {
     /// `target` instead of the real `target`: any bind, lock or placeholder of `target` is
     /// replaced.
     pub fn bind_copy(&mut self, target: PathBuf, source: PathBuf) {
+        // Under a writable root named through a symlink, at the real place (the spelled one
+        // shows it through the recreated link).
+        let target = self.places(&target).pop().unwrap_or(target);
         self.binds.retain(|b| b.path != target);
         // What stands there in the sandbox is the copy, not the host's inode.
         self.root_ids.retain(|(p, _)| *p != target);
@@ -1081,6 +1162,33 @@ impl Plan {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn paths_under_a_symlinked_root_are_placed_where_they_really_are() {
+        let r = |link_in_view| Relink {
+            spelled: PathBuf::from("/h/.claude"),
+            real: PathBuf::from("/h/dotfiles/claude"),
+            link_in_view,
+        };
+        let p = Path::new("/h/.claude/hooks");
+        // In the private home the link is recreated: only the real place.
+        assert_eq!(
+            places_of(p, &[r(true)]),
+            vec![PathBuf::from("/h/dotfiles/claude/hooks")]
+        );
+        // Elsewhere the spelled place is the host's own symlink: both.
+        assert_eq!(
+            places_of(p, &[r(false)]),
+            vec![p.to_path_buf(), PathBuf::from("/h/dotfiles/claude/hooks")]
+        );
+        assert_eq!(
+            places_of(Path::new("/h/.claude"), &[r(true)]),
+            vec![PathBuf::from("/h/dotfiles/claude")]
+        );
+        // A sibling that only shares the prefix as a string is not under the root.
+        let other = Path::new("/h/.claude.json");
+        assert_eq!(places_of(other, &[r(true)]), vec![other.to_path_buf()]);
+    }
 
     fn id(p: &Path) -> (u64, u64) {
         let m = std::fs::metadata(p).unwrap();

@@ -689,8 +689,15 @@ fn start_agent_state(
     c: &SessionConfig,
     plan: &mut Plan,
 ) -> Result<Option<warden_agentstate::StateSession>, StartError> {
-    let s = warden_agentstate::StateSession::start(c.agent(), &c.home, &c.state_dir, &c.session_id)
-        .map_err(|e| StartError::Internal(format!("agent state filter: {e}")))?;
+    let locate = |p: &Path| plan.relocate(p);
+    let s = warden_agentstate::StateSession::start(
+        c.agent(),
+        &c.home,
+        &c.state_dir,
+        &c.session_id,
+        &locate,
+    )
+    .map_err(|e| StartError::Internal(format!("agent state filter: {e}")))?;
     if let Some(s) = &s {
         s.warnings
             .iter()
@@ -796,6 +803,12 @@ fn integrity_snapshot(
             warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
             warden_sandbox::integrity::snapshot_git_targets(&mut s, plan);
             warden_sandbox::integrity::watch_files(&mut s, &plan.state_watch);
+            s.placeholders(
+                plan.placeholders
+                    .iter()
+                    .filter(|(_, is_dir)| *is_dir)
+                    .map(|(p, _)| p.clone()),
+            );
             s
         })
 }

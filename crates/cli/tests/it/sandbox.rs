@@ -710,16 +710,78 @@ fn locks_follow_a_symlinked_agent_state_directory() {
          mkdir -p ~/dotfiles/claude/projects && echo ok > ~/dotfiles/claude/projects/legit && echo LEGIT",
     );
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(!s.contains("WROTE"), "{}", out(&o));
-    assert_eq!(
-        std::fs::read_to_string(real.join("settings.json")).unwrap(),
-        "{\"theme\":\"dark\"}\n"
+    // settings.json there is the state filter's copy (writable, see the next test): the
+    // hook it gained is held, never written to the real file.
+    assert!(
+        !s.contains("WROTE-claudemd") && !s.contains("WROTE-hook"),
+        "{}",
+        out(&o)
     );
+    let settings = std::fs::read_to_string(real.join("settings.json")).unwrap();
+    assert!(!settings.contains("hooks"), "{settings}\n{}", out(&o));
     assert!(!real.join("CLAUDE.md").exists() && !real.join("hooks/h.sh").exists());
     assert!(s.contains("LEGIT"), "{}", out(&o));
     assert_eq!(
         std::fs::read_to_string(real.join("projects/legit")).unwrap(),
         "ok\n"
+    );
+}
+
+/// The same layout in daily use (`~/.claude -> dotfiles/claude`): the agent's `~/.claude` is
+/// the real directory (not a throw-away one), its settings go through the state filter
+/// (safe keys written back to the real file, hooks held), and the statusline script the
+/// host's settings run is locked where it really is. Judged from the host afterwards.
+#[test]
+fn a_symlinked_claude_directory_works_and_stays_filtered() {
+    let t = T::new("stowdaily");
+    let real = t.home.join("dotfiles/claude");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(
+        real.join("settings.json"),
+        "{\"theme\":\"dark\",\"statusLine\":{\"type\":\"command\",\"command\":\"bash ~/.claude/statusline.sh\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(real.join("statusline.sh"), "echo status\n").unwrap();
+    std::os::unix::fs::symlink("dotfiles/claude", t.home.join(".claude")).unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        "echo LINK=$(readlink ~/.claude); grep -q dark ~/.claude/settings.json && echo SEES-SETTINGS; \
+         echo '{\"theme\":\"light\",\"statusLine\":{\"type\":\"command\",\"command\":\"bash ~/.claude/statusline.sh\"},\"hooks\":{\"Stop\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"touch /tmp/x\"}]}]}}' > ~/.claude/settings.json; \
+         echo evil >> ~/.claude/statusline.sh 2>/dev/null && echo WROTE-spelled; \
+         echo evil >> ~/dotfiles/claude/statusline.sh 2>/dev/null && echo WROTE-real; \
+         mkdir -p ~/.claude/projects/p && echo ok > ~/.claude/projects/p/x && echo LEGIT",
+    );
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        s.contains("LINK=dotfiles/claude") && s.contains("SEES-SETTINGS"),
+        "{}",
+        out(&o)
+    );
+    assert!(!s.contains("WROTE"), "{}", out(&o));
+    assert!(s.contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(real.join("projects/p/x")).unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(real.join("statusline.sh")).unwrap(),
+        "echo status\n"
+    );
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(real.join("settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(settings["theme"], "light", "{}", out(&o));
+    assert!(settings.get("hooks").is_none(), "{}", out(&o));
+    assert!(e.contains("HELD"), "{}", out(&o));
+    assert!(std::fs::symlink_metadata(t.home.join(".claude"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(
+        !e.contains("Not a directory") && !e.contains("node_modules"),
+        "{}",
+        out(&o)
     );
 }
 
