@@ -355,8 +355,12 @@ fn read_events(
 /// Turns [`Seen`] opens into `sandbox` decisions naming the `files.deny` entry that hid the
 /// path. At most [`PER_PATH`] decisions per path; the rest are counted into one summary.
 pub struct Recorder {
-    /// (expanded entry, and its resolved form; the entry as written).
-    rules: Vec<(PathBuf, String)>,
+    /// (expanded entry; the entry as written).
+    entries: Vec<(PathBuf, String)>,
+    /// The entries and their resolved forms, worked out at the first decision (the
+    /// canonical forms cost a `realpath` each, ~50 with the default policy, on every
+    /// session's start path otherwise; they only name the rule).
+    rules: std::sync::OnceLock<Vec<(PathBuf, String)>>,
     counts: std::sync::Mutex<std::collections::HashMap<PathBuf, u64>>,
 }
 
@@ -365,25 +369,37 @@ pub const PER_PATH: u64 = 100;
 
 impl Recorder {
     pub fn new(policy: &warden_policy::Policy, anchors: &warden_policy::Anchors) -> Recorder {
-        let mut rules = Vec::new();
-        for e in &policy.files.deny {
-            let p = anchors.expand(e.trim_end_matches('/'));
-            if let Ok(real) = std::fs::canonicalize(&p) {
-                if real != p {
-                    rules.push((real, e.clone()));
-                }
-            }
-            rules.push((p, e.clone()));
-        }
+        let entries = policy
+            .files
+            .deny
+            .iter()
+            .map(|e| (anchors.expand(e.trim_end_matches('/')), e.clone()))
+            .collect();
         Recorder {
-            rules,
+            entries,
+            rules: std::sync::OnceLock::new(),
             counts: Default::default(),
         }
     }
 
+    fn rules(&self) -> &[(PathBuf, String)] {
+        self.rules.get_or_init(|| {
+            let mut rules = Vec::new();
+            for (p, e) in &self.entries {
+                if let Ok(real) = std::fs::canonicalize(p) {
+                    if real != *p {
+                        rules.push((real, e.clone()));
+                    }
+                }
+                rules.push((p.clone(), e.clone()));
+            }
+            rules
+        })
+    }
+
     /// `files.deny:<entry as written>` for the longest entry covering `path`.
     pub fn rule_for(&self, path: &std::path::Path) -> String {
-        self.rules
+        self.rules()
             .iter()
             .filter(|(p, _)| path.starts_with(p))
             .max_by_key(|(p, _)| p.as_os_str().len())
