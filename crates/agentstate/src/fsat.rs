@@ -236,7 +236,11 @@ impl Dir {
 
     /// Opens the existing subdirectory `name` (following no symlink); None when absent.
     pub fn child(&self, name: &str) -> Result<Option<Dir>, StateError> {
-        let shown = format!("{}/{name}", self.shown);
+        let shown = if name == "." {
+            self.shown.clone()
+        } else {
+            format!("{}/{name}", self.shown)
+        };
         let fd = match self.openat2(name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),

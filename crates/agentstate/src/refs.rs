@@ -463,7 +463,18 @@ fn lock_for(
     script: bool,
 ) -> Vec<Referenced> {
     let mut out = Vec::new();
-    let Some(r) = lock_one(p, state, writable, from, script) else {
+    // A path the host reaches through its own symlinks (`~/.claude -> dotfiles/claude` under
+    // a profile that does not write `~/.claude`, the workspace `~/dotfiles`): where it lands.
+    let landed = || {
+        let real = std::fs::canonicalize(p).ok().or_else(|| {
+            let parent = std::fs::canonicalize(p.parent()?).ok()?;
+            Some(parent.join(p.file_name()?))
+        })?;
+        (real != p).then_some(real)
+    };
+    let Some(r) = lock_one(p, state, writable, from, script)
+        .or_else(|| lock_one(&landed()?, state, writable, from, script))
+    else {
         return out;
     };
     if r.watch_only {

@@ -418,20 +418,39 @@ impl State {
         // Hidden paths inside a writable root (the workspace at `$HOME`: `~/.config/gcloud`)
         // are covered by their read-only hide mount, but their containers are pinned too:
         // renaming `~/.config` away would take the mount along and leave the name free.
-        let leaves = plan.protect.iter().map(|p| &p.path).chain(&plan.hide);
+        // A writable root the user's symlink names (`~/.claude -> src/dotfiles/claude`) is a
+        // leaf too: renaming a directory above it would point the host's link at whatever the
+        // agent builds in its place (attack review 56).
+        let leaves = plan
+            .protect
+            .iter()
+            .map(|p| &p.path)
+            .chain(&plan.hide)
+            .chain(plan.relinked.iter().map(|r| &r.real));
+        // Every directory between *any* writable root holding a leaf and the leaf, not only
+        // below the innermost one (the workspace `~/src` holding the state root
+        // `~/src/dotfiles/claude`: `mv dotfiles` must fail too). Each is opened through the
+        // innermost root holding it (no crossing of the inner roots' mounts).
+        let mut abs: Vec<PathBuf> = Vec::new();
         for path in leaves {
-            let Some(root) = roots.iter().find(|r| path.starts_with(r) && path != *r) else {
-                continue;
-            };
-            let rel = path.strip_prefix(root).unwrap_or(path);
-            let mut acc = PathBuf::new();
-            let comps: Vec<_> = rel.components().collect();
-            for c in comps.iter().take(comps.len().saturating_sub(1)) {
-                acc.push(c);
-                if !containers.iter().any(|(r, a)| r == root && *a == acc) {
-                    containers.push((root.clone(), acc.clone()));
+            for root in roots.iter().filter(|r| path.starts_with(r) && path != *r) {
+                let mut acc = root.clone();
+                let rel = path.strip_prefix(root).unwrap_or(path);
+                let comps: Vec<_> = rel.components().collect();
+                for c in comps.iter().take(comps.len().saturating_sub(1)) {
+                    acc.push(c);
+                    if !abs.contains(&acc) && !roots.contains(&acc) {
+                        abs.push(acc.clone());
+                    }
                 }
             }
+        }
+        for a in abs {
+            let Some(root) = roots.iter().find(|r| a.starts_with(r) && a != **r) else {
+                continue;
+            };
+            let rel = a.strip_prefix(root).unwrap_or(&a).to_path_buf();
+            containers.push((root.clone(), rel));
         }
         for (root, rel) in &containers {
             let rfd = fsat::open_root_as(root, plan.root_id(root))

@@ -124,7 +124,7 @@ pub struct Snapshot {
     git_targets: Vec<(PathBuf, PathBuf)>,
     /// Absolute paths recorded by [`watch_files`].
     watched: Vec<PathBuf>,
-    /// Directories the session's supervisor made as placeholders ([`Snapshot::placeholders`]).
+    /// The session's placeholders ([`Snapshot::placeholders`]).
     placeholders: Vec<PathBuf>,
 }
 
@@ -137,9 +137,9 @@ impl Snapshot {
         self.files.is_empty()
     }
 
-    /// Directories this session made as placeholders (absolute paths, see
-    /// `crate::placeholder`): still empty at the end, they are warden's, not a creation of
-    /// the agent's (the sandbox locked them read-only).
+    /// This session's placeholders (absolute paths, see `crate::placeholder`): still empty
+    /// at the end, they are warden's, not a creation of the agent's (the sandbox locked them
+    /// read-only).
     pub fn placeholders(&mut self, dirs: impl IntoIterator<Item = PathBuf>) {
         self.placeholders.extend(dirs);
     }
@@ -475,13 +475,20 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
                 continue
             }
             None if a.mode & libc::S_IFMT == libc::S_IFDIR
-                && before.placeholders.contains(&workspace.join(path))
-                && std::fs::read_dir(workspace.join(path))
-                    .is_ok_and(|mut d| d.next().is_none()) =>
+                && is_placeholder(before, &workspace.join(path), a) =>
             {
                 continue
             }
             None => Change::Created,
+            // A dead session's empty placeholder, swept and made again by this one's
+            // (`crate::placeholder::begin`): a new inode, still empty.
+            Some(b)
+                if changed(b, a)
+                    && is_placeholder(before, &workspace.join(path), a)
+                    && is_placeholder(before, &workspace.join(path), b) =>
+            {
+                continue
+            }
             Some(b) if changed(b, a) => Change::Modified,
             Some(_) => continue,
         };
@@ -503,6 +510,19 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
         entries,
         incomplete: before.incomplete || after.incomplete,
         scanned: after.scanned,
+    }
+}
+
+/// `path` is one of this session's placeholders and, as `st` saw it, empty: a regular file
+/// of size 0, or a directory with no entry now.
+fn is_placeholder(before: &Snapshot, path: &Path, st: &Stamp) -> bool {
+    if !before.placeholders.iter().any(|p| p == path) {
+        return false;
+    }
+    match st.mode & libc::S_IFMT {
+        libc::S_IFREG => st.size == 0,
+        libc::S_IFDIR => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()),
+        _ => false,
     }
 }
 

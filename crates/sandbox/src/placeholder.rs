@@ -318,6 +318,18 @@ fn leave(path: &Path, kept: Vec<Placeholder>) {
     }
 }
 
+/// Before a session's plan: sweeps what dead sessions left (a killed supervisor's
+/// placeholders), under the lock, so the plan does not take them for the user's files (and
+/// the integrity report for changes of this session's agent). [`begin`] sweeps again.
+pub fn sweep_dead(dir: &Path, manifest: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(_lock) = lock(dir) {
+        sweep(dir, manifest);
+    }
+}
+
 /// Session start: sweeps what dead sessions left, makes this session's placeholders and
 /// records them with every path it uses in `manifest` (a `.list` file in `dir`), all under
 /// the lock, so a session ending at the same time cannot remove a placeholder this one is

@@ -441,17 +441,23 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             }
         }
     }
-    let protect_paths: Vec<(PathBuf, &String)> = p
-        .files
-        .protect
-        .iter()
-        .flat_map(|entry| {
-            let path = anchors.expand(entry.trim_end_matches('/'));
-            places_of(&path, &relinked)
-                .into_iter()
-                .map(move |x| (x, entry))
-        })
-        .collect();
+    // A protected entry that is itself reached through the host's symlinks (`~/.bashrc ->
+    // dotfiles/bashrc`, `~/.claude` under a profile that does not write it) is locked where
+    // it lands too, when a writable root holds that (attack review 56: the workspace
+    // `~/dotfiles`), as a denied one is hidden there.
+    let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
+    for entry in &p.files.protect {
+        let path = anchors.expand(entry.trim_end_matches('/'));
+        let landing = resolver
+            .chain_lenient(&path)
+            .map(|c| c.target)
+            .filter(|t| *t != path);
+        for x in places_of(&path, &relinked).into_iter().chain(landing) {
+            if !protect_paths.iter().any(|(q, _)| *q == x) {
+                protect_paths.push((x, entry));
+            }
+        }
+    }
     for (path, entry) in protect_paths {
         if !is_under_any(&path, &writable_real) {
             continue;

@@ -125,6 +125,16 @@ pub enum ConfigError {
         link: PathBuf,
         root: PathBuf,
     },
+    #[error("{entry} (agent.state) is a symlink to {}, which does not exist: create that directory (mkdir -p {}) or remove the link, then run warden again", .target.display(), .target.display())]
+    DanglingState { entry: String, target: PathBuf },
+    #[error("policy: {key} entry `{entry}` is reached through a symlink and lands at {}, inside `{protected}` ({rule}): a directory warden locks or hides is never made writable through a link (an agent of an earlier session may have pointed it there); point the link elsewhere, or name the directory itself in the policy", .target.display())]
+    LinkedProtected {
+        key: &'static str,
+        entry: String,
+        target: PathBuf,
+        protected: String,
+        rule: &'static str,
+    },
     #[error("the BPF LSM exec-guard backend needs `warden daemon` running as root on a kernel that loads BPF LSM programs ({0}); see `warden doctor`, or use --exec-guard seccomp")]
     NoDaemon(String),
     /// The full message lists each missing guarantee.
@@ -164,7 +174,9 @@ impl ConfigError {
             | ConfigError::Risk(_)
             | ConfigError::WardenWritable { .. }
             | ConfigError::WardenReadable { .. }
-            | ConfigError::LinkedRoot { .. } => ErrorKind::Policy,
+            | ConfigError::LinkedRoot { .. }
+            | ConfigError::LinkedProtected { .. }
+            | ConfigError::DanglingState { .. } => ErrorKind::Policy,
         }
     }
 }
@@ -434,6 +446,16 @@ pub fn check_writable_roots(
         for entry in list {
             let p = anchors.expand(entry.trim_end_matches('/'));
             let chain = resolver.chain_lenient(&p);
+            // An agent state directory that is a dangling symlink (a dotfile checkout not
+            // made yet): neither warden nor the agent can create it through the link.
+            if key == "agent.state" && std::fs::metadata(&p).is_err() {
+                if let Some(c) = chain.as_ref().filter(|c| !c.links.is_empty()) {
+                    return Err(ConfigError::DanglingState {
+                        entry: entry.clone(),
+                        target: c.target.clone(),
+                    });
+                }
+            }
             entries.push((key, entry, p, chain));
         }
     }
@@ -459,6 +481,7 @@ pub fn check_writable_roots(
             }
         }
     }
+    let guarded = guarded_paths(policy, &anchors, &mut resolver);
     let mut writable: Vec<PathBuf> = vec![workspace.to_path_buf()];
     writable.extend(workspace.canonicalize().ok());
     for (_, _, p, chain) in &entries {
@@ -474,6 +497,24 @@ pub fn check_writable_roots(
                 dir: d,
             });
         }
+        // Reached through a symlink, it must not land in a protected or hidden path (attack
+        // review 56: `~/.claude -> src/dotfiles/claude`, the workspace `~/src` of an earlier
+        // session replaced by a link to `~/.config/systemd/user`).
+        if let Some(c) = chain.as_ref().filter(|c| !c.links.is_empty()) {
+            if let Some((protected, rule)) = guarded
+                .iter()
+                .find(|(g, _, _)| c.target.starts_with(g))
+                .map(|(_, e, r)| (e.clone(), *r))
+            {
+                return Err(ConfigError::LinkedProtected {
+                    key,
+                    entry: entry.to_string(),
+                    target: c.target.clone(),
+                    protected,
+                    rule,
+                });
+            }
+        }
         for (link, _) in chain.iter().flat_map(|c| &c.links) {
             if let Some(w) = writable.iter().find(|w| link.starts_with(w) && link != *w) {
                 return Err(ConfigError::LinkedRoot {
@@ -486,6 +527,35 @@ pub fn check_writable_roots(
         }
     }
     Ok(())
+}
+
+/// Protected and hidden paths (`files.protect`, `files.deny`), as spelled and where they
+/// land (symlinks followed, a missing rest as spelled): (path, entry, rule). A writable root
+/// reached through a symlink must not land in one ([`check_writable_roots`], and the
+/// session again on the plan's resolved roots).
+pub fn guarded_paths(
+    policy: &Policy,
+    anchors: &warden_policy::Anchors,
+    resolver: &mut warden_sandbox::resolve::Resolver,
+) -> Vec<(PathBuf, String, &'static str)> {
+    let mut guarded = Vec::new();
+    for (rule, list) in [
+        ("files.protect", &policy.files.protect),
+        ("files.deny", &policy.files.deny),
+    ] {
+        for entry in list {
+            let g = anchors.expand(entry.trim_end_matches('/'));
+            if let Some(t) = resolver
+                .chain_lenient(&g)
+                .map(|c| c.target)
+                .filter(|t| *t != g)
+            {
+                guarded.push((t, entry.clone(), rule));
+            }
+            guarded.push((g, entry.clone(), rule));
+        }
+    }
+    guarded
 }
 
 /// The per-user part of [`warden_dirs`] (policy, state, data; not `/etc/warden` or

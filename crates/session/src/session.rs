@@ -157,6 +157,13 @@ impl Session {
         }
         let extra_read = extra_read(&config);
         prepare_host_dirs(&config);
+        warden_sandbox::placeholder::sweep_dead(
+            &config.state_dir.join("placeholders"),
+            &config
+                .state_dir
+                .join("placeholders")
+                .join(format!("{}.list", config.session_id)),
+        );
         warden_event::timing::mark("session: advisor+host dirs");
         let mut plan = build_plan(
             &config,
@@ -574,6 +581,20 @@ fn extra_read(c: &SessionConfig) -> Vec<PathBuf> {
 /// session, and one a writable root holds is locked read-only (`Plan::lock_within_writable`). The policy loader judged
 /// the entries already (`config::check_writable_roots`); this judges what will be bound.
 fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError> {
+    // A writable root named through a symlink, as the plan resolved it (and will bind it):
+    // never in a protected or hidden path (the policy check judged it a moment earlier; a
+    // concurrent agent may have swapped a link since).
+    let mut resolver = warden_sandbox::resolve::Resolver::default();
+    let guarded = crate::config::guarded_paths(&c.policy, &anchors(c), &mut resolver);
+    for r in &plan.relinked {
+        if let Some((_, entry, rule)) = guarded.iter().find(|(g, _, _)| r.real.starts_with(g)) {
+            return Err(StartError::Policy(format!(
+                "the writable root {} is reached through a symlink and lands at {}, inside `{entry}` ({rule}): a directory warden locks or hides is never made writable through a link; point the link elsewhere",
+                r.spelled.display(),
+                r.real.display()
+            )));
+        }
+    }
     plan.hide_within_visible(&crate::config::user_warden_dirs(&c.home));
     plan.lock_within_writable(&crate::config::warden_dirs(&c.home))
         .map_err(|(root, dir)| {
@@ -701,7 +722,7 @@ fn start_agent_state(
     if let Some(s) = &s {
         s.warnings
             .iter()
-            .for_each(|w| eprintln!("warden: warning: {}", printable(&w.to_string())));
+            .for_each(|w| eprintln!("warden: warning: {}", printable_lines(w)));
         s.binds()
             .into_iter()
             .for_each(|(t, c)| plan.bind_copy(t, c));
@@ -803,12 +824,7 @@ fn integrity_snapshot(
             warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
             warden_sandbox::integrity::snapshot_git_targets(&mut s, plan);
             warden_sandbox::integrity::watch_files(&mut s, &plan.state_watch);
-            s.placeholders(
-                plan.placeholders
-                    .iter()
-                    .filter(|(_, is_dir)| *is_dir)
-                    .map(|(p, _)| p.clone()),
-            );
+            s.placeholders(plan.placeholders.iter().map(|(p, _)| p.clone()));
             s
         })
 }

@@ -23,20 +23,28 @@ pub fn held(c: HeldCmd) -> anyhow::Result<i32> {
             if all.is_empty() {
                 println!("no held changes");
             }
+            let mut text = String::new();
             for r in all {
                 match r {
                     Ok(rec) => {
                         let n: usize = rec.files.iter().map(|f| f.changes.len()).sum();
-                        println!("{}  {n} change(s)", rec.session);
+                        text.push_str(&format!("{}  {n} change(s)\n", rec.session));
                         for f in &rec.files {
                             for ch in &f.changes {
-                                println!("  ~/{}: {}", f.file, held::describe(ch, false));
+                                text.push_str(&format!(
+                                    "  ~/{}: {}\n",
+                                    f.file,
+                                    held::describe(ch, false)
+                                ));
                             }
                         }
                     }
                     Err(e) => eprintln!("warden held: {e}"),
                 }
             }
+            // `warden held list | head -1`: a closed pipe ends the listing, not a panic.
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(exit::OK)
         }
         HeldCmd::Show { session } => {

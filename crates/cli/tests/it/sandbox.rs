@@ -785,6 +785,80 @@ fn a_symlinked_claude_directory_works_and_stays_filtered() {
     );
 }
 
+/// Attack review 56 on dotfile layouts, judged from the host afterwards:
+/// - `~/.claude -> proj/dotfiles/claude` with the workspace `~/proj`: renaming `dotfiles`
+///   (to rebuild it with a planted `settings.json`) fails, so the host's link still names the
+///   real directory;
+/// - that directory replaced by a link into a protected path (as an earlier session's agent
+///   could leave it): a later session refuses to start, with nothing written there;
+/// - `~/.bashrc -> proj/bashrc`: the protected rc file is locked where it really is;
+/// - a dangling `~/.claude` link: a clear refusal (exit 3), not a setup failure.
+#[test]
+fn dotfile_links_into_the_workspace_cannot_be_redirected_or_written() {
+    let t = T::new("dotlinks");
+    let real = t.ws.join("dotfiles/claude");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("settings.json"), "{\"theme\":\"dark\"}\n").unwrap();
+    std::os::unix::fs::symlink("proj/dotfiles/claude", t.home.join(".claude")).unwrap();
+    std::fs::write(t.ws.join("bashrc"), "# rc\n").unwrap();
+    std::os::unix::fs::symlink("proj/bashrc", t.home.join(".bashrc")).unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        "mv dotfiles dotfiles.old 2>/dev/null && echo MOVED; \
+         echo 'touch /tmp/x' >> bashrc 2>/dev/null && echo WROTE-rc; \
+         echo ok > notes && echo LEGIT",
+    );
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!s.contains("MOVED") && !s.contains("WROTE"), "{}", out(&o));
+    assert!(s.contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::canonicalize(t.home.join(".claude")).unwrap(),
+        std::fs::canonicalize(&real).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("bashrc")).unwrap(),
+        "# rc\n"
+    );
+    // As an earlier session's agent could have left it (outside a session here).
+    let sd = t.home.join(".config/systemd/user");
+    std::fs::create_dir_all(&sd).unwrap();
+    std::fs::remove_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&sd, &real).unwrap();
+    let elsewhere = t.root.join("other");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = t
+        .warden()
+        .args([
+            "run",
+            "--profile",
+            "claude",
+            "--",
+            "/bin/bash",
+            "-c",
+            "echo x > ~/.claude/evil.service",
+        ])
+        .current_dir(&elsewhere)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("~/.config/systemd"),
+        "{}",
+        out(&o)
+    );
+    assert!(!sd.join("evil.service").exists());
+    // Dangling.
+    std::fs::remove_file(&real).unwrap();
+    let o = t.sh_with(&["--profile", "claude"], "true");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{}",
+        out(&o)
+    );
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
