@@ -302,6 +302,9 @@ pub fn watch_files(s: &mut Snapshot, paths: &[PathBuf]) {
                 None,
             ),
         );
+        if p.extension().is_some_and(|e| e == "py") {
+            python_siblings(s, &dir, parent);
+        }
         if fsat::is_dir(&st) {
             let mut sub = Snapshot::default();
             walk_all(&dir, st.st_dev, Path::new(name), 0, WATCHED, &mut sub);
@@ -310,6 +313,43 @@ pub fn watch_files(s: &mut Snapshot, paths: &[PathBuf]) {
                 s.files.insert(parent.join(k), v);
             }
         }
+    }
+}
+
+/// Python puts a script's own directory first on its import path: beside a `.py` script the
+/// host's agent settings run (`python3 ~/.claude/statusline.py`), a module file (`json.py`,
+/// `re.pyc`, `x.so`) or a package (`json/__init__.py`) the agent adds there shadows what the
+/// script, or the standard library under it, imports (attack review 56). Such a file cannot
+/// be locked ahead (any name may be imported): it is compared here, so the report names it.
+fn python_siblings(s: &mut Snapshot, dir: &std::os::fd::OwnedFd, parent: &Path) {
+    const WHAT: &str = "a Python module beside a script the host's agent settings run";
+    let Ok(entries) = fsat::open_dir(dir.as_fd(), Path::new("."), false, None)
+        .and_then(|d| fsat::list_typed(d.as_fd()))
+    else {
+        s.incomplete = true;
+        return;
+    };
+    for (name, dtype) in entries.iter().take(MAX_ENTRIES as usize) {
+        let n = name.to_string_lossy();
+        let file = if dtype == &libc::DT_DIR {
+            Path::new(name).join("__init__.py")
+        } else if [".py", ".pyc", ".so"].iter().any(|x| n.ends_with(x)) {
+            PathBuf::from(name)
+        } else {
+            continue;
+        };
+        let st = if dtype == &libc::DT_DIR {
+            fsat::open_dir(dir.as_fd(), Path::new(name), true, None)
+                .and_then(|d| fsat::lstat_at(d.as_fd(), OsStr::new("__init__.py")))
+        } else {
+            fsat::lstat_at(dir.as_fd(), name)
+        };
+        let Ok(st) = st else {
+            continue;
+        };
+        s.files
+            .entry(parent.join(&file))
+            .or_insert_with(|| stamp(&st, Category::Agent, WHAT, None));
     }
 }
 
@@ -875,6 +915,33 @@ mod tests {
         assert!(paths.contains(&st.join("bin/tool")), "{r:?}");
         assert!(paths.contains(&st.join("sl.sh")), "{r:?}");
         assert!(!paths.contains(&st.join("projects/p/x")), "{r:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn modules_beside_a_watched_python_script_are_reported() {
+        let d = std::env::temp_dir().join(format!("warden-integrity-py-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let ws = d.join("ws");
+        let st = d.join("state");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&st).unwrap();
+        std::fs::write(st.join("sl.py"), "import json\n").unwrap();
+        std::fs::write(st.join("old.py"), "x = 1\n").unwrap();
+        let mut before = snapshot(&ws).unwrap();
+        watch_files(&mut before, &[st.join("sl.py")]);
+        std::fs::write(st.join("json.py"), "print('pwned')\n").unwrap();
+        std::fs::create_dir_all(st.join("re")).unwrap();
+        std::fs::write(st.join("re/__init__.py"), "import os\n").unwrap();
+        std::fs::write(st.join("notes.txt"), "data\n").unwrap();
+        let r = compare(&before, &ws);
+        let paths: Vec<_> = r.entries.iter().map(|e| e.path.clone()).collect();
+        assert!(paths.contains(&st.join("json.py")), "{r:?}");
+        assert!(paths.contains(&st.join("re/__init__.py")), "{r:?}");
+        assert!(
+            !paths.contains(&st.join("old.py")) && !paths.contains(&st.join("notes.txt")),
+            "{r:?}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
