@@ -481,7 +481,15 @@ pub fn check_writable_roots(
             }
         }
     }
-    let guarded = guarded_paths(policy, &anchors, &mut resolver);
+    // Only a root reached through a symlink is judged against them (most policies have none).
+    let linked = entries
+        .iter()
+        .any(|(_, _, _, c)| c.as_ref().is_some_and(|c| !c.links.is_empty()));
+    let guarded = if linked {
+        guarded_paths(policy, &anchors, &mut resolver)
+    } else {
+        Vec::new()
+    };
     let mut writable: Vec<PathBuf> = vec![workspace.to_path_buf()];
     writable.extend(workspace.canonicalize().ok());
     for (_, _, p, chain) in &entries {

@@ -584,8 +584,12 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
     // A writable root named through a symlink, as the plan resolved it (and will bind it):
     // never in a protected or hidden path (the policy check judged it a moment earlier; a
     // concurrent agent may have swapped a link since).
-    let mut resolver = warden_sandbox::resolve::Resolver::default();
-    let guarded = crate::config::guarded_paths(&c.policy, &anchors(c), &mut resolver);
+    let guarded = if plan.relinked.is_empty() {
+        Vec::new()
+    } else {
+        let mut resolver = warden_sandbox::resolve::Resolver::default();
+        crate::config::guarded_paths(&c.policy, &anchors(c), &mut resolver)
+    };
     for r in &plan.relinked {
         if let Some((_, entry, rule)) = guarded.iter().find(|(g, _, _)| r.real.starts_with(g)) {
             return Err(StartError::Policy(format!(
