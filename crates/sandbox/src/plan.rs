@@ -668,15 +668,19 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     }
 }
 
+/// The innermost symlinked writable root holding `p`.
+fn relink_of<'a>(p: &Path, relinked: &'a [Relink]) -> Option<&'a Relink> {
+    relinked
+        .iter()
+        .filter(|r| p.starts_with(&r.spelled))
+        .max_by_key(|r| r.spelled.components().count())
+}
+
 /// Where a path may be reached in the sandbox: itself, and, under a writable root named
 /// through a symlink, its real place too (only that one when the sandbox recreates the
 /// link: see [`Relink::link_in_view`]).
 fn places_of(p: &Path, relinked: &[Relink]) -> Vec<PathBuf> {
-    let Some(r) = relinked
-        .iter()
-        .filter(|r| p.starts_with(&r.spelled))
-        .max_by_key(|r| r.spelled.components().count())
-    else {
+    let Some(r) = relink_of(p, relinked) else {
         return vec![p.to_path_buf()];
     };
     let Ok(rest) = p.strip_prefix(&r.spelled) else {
@@ -747,11 +751,7 @@ impl Plan {
     /// real root, the (device, inode) the plan recorded for it, the rest of `p`). None when
     /// `p` is under no such root, or the real root was not recorded (it does not exist).
     pub fn relocate(&self, p: &Path) -> Option<(PathBuf, (u64, u64), PathBuf)> {
-        let r = self
-            .relinked
-            .iter()
-            .filter(|r| p.starts_with(&r.spelled))
-            .max_by_key(|r| r.spelled.components().count())?;
+        let r = relink_of(p, &self.relinked)?;
         let rest = p.strip_prefix(&r.spelled).ok()?.to_path_buf();
         Some((r.real.clone(), self.root_id(&r.real)?, rest))
     }
