@@ -330,26 +330,33 @@ fn python_siblings(s: &mut Snapshot, dir: &std::os::fd::OwnedFd, parent: &Path) 
         return;
     };
     for (name, dtype) in entries.iter().take(MAX_ENTRIES as usize) {
-        let n = name.to_string_lossy();
-        let file = if dtype == &libc::DT_DIR {
-            Path::new(name).join("__init__.py")
-        } else if [".py", ".pyc", ".so"].iter().any(|x| n.ends_with(x)) {
-            PathBuf::from(name)
-        } else {
-            continue;
-        };
-        let st = if dtype == &libc::DT_DIR {
-            fsat::open_dir(dir.as_fd(), Path::new(name), true, None)
-                .and_then(|d| fsat::lstat_at(d.as_fd(), OsStr::new("__init__.py")))
-        } else {
-            fsat::lstat_at(dir.as_fd(), name)
-        };
-        let Ok(st) = st else {
-            continue;
-        };
-        s.files
-            .entry(parent.join(&file))
-            .or_insert_with(|| stamp(&st, Category::Agent, WHAT, None));
+        let module = |n: &str| [".py", ".pyc", ".so"].iter().any(|x| n.ends_with(x));
+        if dtype == &libc::DT_DIR {
+            // A package: `__init__.py`, `__init__.pyc`, `__init__.cpython-311-x86_64-linux-gnu.so`.
+            let Ok(pkg) = fsat::open_dir(dir.as_fd(), Path::new(name), false, None) else {
+                continue;
+            };
+            let Ok(inner) = fsat::list_typed(pkg.as_fd()) else {
+                continue;
+            };
+            for (f, _) in inner.iter().take(MAX_ENTRIES as usize) {
+                let fs = f.to_string_lossy();
+                if !(fs.starts_with("__init__.") && module(&fs)) {
+                    continue;
+                }
+                if let Ok(st) = fsat::lstat_at(pkg.as_fd(), f) {
+                    s.files
+                        .entry(parent.join(name).join(f))
+                        .or_insert_with(|| stamp(&st, Category::Agent, WHAT, None));
+                }
+            }
+        } else if module(&name.to_string_lossy()) {
+            if let Ok(st) = fsat::lstat_at(dir.as_fd(), name) {
+                s.files
+                    .entry(parent.join(name))
+                    .or_insert_with(|| stamp(&st, Category::Agent, WHAT, None));
+            }
+        }
     }
 }
 
@@ -933,11 +940,14 @@ mod tests {
         std::fs::write(st.join("json.py"), "print('pwned')\n").unwrap();
         std::fs::create_dir_all(st.join("re")).unwrap();
         std::fs::write(st.join("re/__init__.py"), "import os\n").unwrap();
+        std::fs::create_dir_all(st.join("csv")).unwrap();
+        std::fs::write(st.join("csv/__init__.pyc"), "bytecode").unwrap();
         std::fs::write(st.join("notes.txt"), "data\n").unwrap();
         let r = compare(&before, &ws);
         let paths: Vec<_> = r.entries.iter().map(|e| e.path.clone()).collect();
         assert!(paths.contains(&st.join("json.py")), "{r:?}");
         assert!(paths.contains(&st.join("re/__init__.py")), "{r:?}");
+        assert!(paths.contains(&st.join("csv/__init__.pyc")), "{r:?}");
         assert!(
             !paths.contains(&st.join("old.py")) && !paths.contains(&st.join("notes.txt")),
             "{r:?}"

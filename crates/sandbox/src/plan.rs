@@ -129,6 +129,9 @@ pub struct Plan {
     pub cache_ids: Vec<(PathBuf, (u64, u64))>,
     /// Writable roots named through a symlink ([`Plan::places`], [`Plan::relocate`]).
     pub relinked: Vec<Relink>,
+    /// A protected path reached through a symlink that lies in a writable root: (the path,
+    /// the link). The agent could replace the link, so the session must not start.
+    pub linked_protect: Option<(PathBuf, PathBuf)>,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -445,17 +448,70 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // dotfiles/bashrc`, `~/.claude` under a profile that does not write it) is locked where
     // it lands too, when a writable root holds that (attack review 56: the workspace
     // `~/dotfiles`), as a denied one is hidden there.
+    // A symlink on the way to a protected path that lies in a writable root cannot be
+    // locked (a mount cannot stand on a link; the agent replaces it): the session is refused
+    // ([`Plan::linked_protect`]; attack review 57: `~/.bashrc -> dotfiles/bashrc ->
+    // shell/bashrc`, the workspace `~/dotfiles`).
+    let mut linked_protect: Option<(PathBuf, PathBuf)> = None;
+    // A link inside a locked or hidden directory is not the agent's to replace.
+    let sealed: Vec<PathBuf> = p
+        .files
+        .protect
+        .iter()
+        .map(|e| anchors.expand(e.trim_end_matches('/')))
+        .chain(deny.iter().cloned())
+        .collect();
+    let mut landing_of = |resolver: &mut resolve::Resolver, path: &Path| -> Option<PathBuf> {
+        let c = resolver.chain_lenient(path)?;
+        if let Some((l, _)) = c.links.iter().find(|(l, _)| {
+            writable_real.iter().any(|w| l.starts_with(w) && l != w)
+                && !sealed.iter().any(|s| l.starts_with(s) && l != s)
+        }) {
+            linked_protect.get_or_insert((path.to_path_buf(), l.clone()));
+        }
+        (c.target != path).then_some(c.target)
+    };
+    // Per-file links inside an existing protected or hidden directory (stow's layout when the
+    // directory exists: `~/.ssh/config -> ../dotfiles/ssh/config`, `~/.claude/hooks/h.sh`)
+    // are locked where they land too (attack review 57).
+    let mut walked: Vec<(PathBuf, String)> = Vec::new();
+    let mut budget = LINK_WALK_BUDGET;
+    for g in p
+        .files
+        .protect
+        .iter()
+        .chain(&p.files.deny)
+        .map(|e| anchors.expand(e.trim_end_matches('/')))
+    {
+        // Inside a writable root too: a lock of the directory covers its entries, not what
+        // a link among them points at.
+        links_below(&g, 0, &mut budget, &mut walked);
+    }
+    if budget == 0 {
+        notes.push(format!(
+            "over {LINK_WALK_BUDGET} entries in protected directories: symlinks past that were not followed for locking"
+        ));
+    }
+    let walked: Vec<(PathBuf, String)> = walked
+        .into_iter()
+        .filter_map(|(l, name)| {
+            let t = landing_of(&mut resolver, &l)?;
+            is_under_any(&t, &writable_real).then_some((t, name))
+        })
+        .collect();
     let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
     for entry in &p.files.protect {
         let path = anchors.expand(entry.trim_end_matches('/'));
-        let landing = resolver
-            .chain_lenient(&path)
-            .map(|c| c.target)
-            .filter(|t| *t != path);
+        let landing = landing_of(&mut resolver, &path);
         for x in places_of(&path, &relinked).into_iter().chain(landing) {
             if !protect_paths.iter().any(|(q, _)| *q == x) {
                 protect_paths.push((x, entry));
             }
+        }
+    }
+    for (t, name) in &walked {
+        if !protect_paths.iter().any(|(q, _)| q == t) {
+            protect_paths.push((t.clone(), name));
         }
     }
     for (path, entry) in protect_paths {
@@ -665,6 +721,37 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         root_ids,
         cache_ids,
         relinked,
+        linked_protect,
+    }
+}
+
+/// Entries read below protected and hidden directories looking for symlinks, per session.
+const LINK_WALK_BUDGET: usize = 4000;
+
+/// The symlinks below `dir` (a protected or hidden directory: the agent changes nothing
+/// there), depth at most 4: (link path, its file name). No link is followed (`dir` itself, a
+/// protected entry named through the user's link, is read where it lands).
+fn links_below(dir: &Path, depth: usize, budget: &mut usize, out: &mut Vec<(PathBuf, String)>) {
+    if depth > 4 || *budget == 0 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let Ok(ft) = e.file_type() else {
+            continue;
+        };
+        let path = e.path();
+        if ft.is_symlink() {
+            out.push((path, e.file_name().to_string_lossy().into_owned()));
+        } else if ft.is_dir() {
+            links_below(&path, depth + 1, budget, out);
+        }
     }
 }
 

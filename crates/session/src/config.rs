@@ -125,6 +125,12 @@ pub enum ConfigError {
         link: PathBuf,
         root: PathBuf,
     },
+    #[error("policy: {key} entry `{entry}` is reached through more than one symlink ({links}): a link below `$HOME`'s own entries may lie in a directory some session's agent could write, and point this root anywhere; point the first link straight at the real directory (no flag allows this)")]
+    ChainedRoot {
+        key: &'static str,
+        entry: String,
+        links: String,
+    },
     #[error("{entry} (agent.state) is a symlink to {}, which does not exist: create that directory (mkdir -p {}) or remove the link, then run warden again", .target.display(), .target.display())]
     DanglingState { entry: String, target: PathBuf },
     #[error("policy: {key} entry `{entry}` is reached through a symlink and lands at {}, inside `{protected}` ({rule}): a directory warden locks or hides is never made writable through a link (an agent of an earlier session may have pointed it there); point the link elsewhere, or name the directory itself in the policy", .target.display())]
@@ -176,7 +182,8 @@ impl ConfigError {
             | ConfigError::WardenReadable { .. }
             | ConfigError::LinkedRoot { .. }
             | ConfigError::LinkedProtected { .. }
-            | ConfigError::DanglingState { .. } => ErrorKind::Policy,
+            | ConfigError::DanglingState { .. }
+            | ConfigError::ChainedRoot { .. } => ErrorKind::Policy,
         }
     }
 }
@@ -520,6 +527,31 @@ pub fn check_writable_roots(
                     target: c.target.clone(),
                     protected,
                     rule,
+                });
+            }
+        }
+        // More than one link on the way (besides `$HOME`'s own): a link that is not in
+        // `$HOME` itself may sit in some session's workspace (`~/.claude -> dotfiles/claude`
+        // then `dotfiles/claude -> ../victim`, replaced by an agent working in `~/dotfiles`;
+        // attack review 57). One link from `$HOME` to the real directory is the dotfile
+        // managers' layout, and the directories above the real one are pinned by any session
+        // that locks something in it.
+        if let Some(c) = chain.as_ref() {
+            let hops: Vec<&PathBuf> = c
+                .links
+                .iter()
+                .map(|(l, _)| l)
+                .filter(|l| !home.starts_with(l))
+                .collect();
+            if hops.len() > 1 {
+                return Err(ConfigError::ChainedRoot {
+                    key,
+                    entry: entry.to_string(),
+                    links: hops
+                        .iter()
+                        .map(|l| l.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" -> "),
                 });
             }
         }

@@ -859,6 +859,62 @@ fn dotfile_links_into_the_workspace_cannot_be_redirected_or_written() {
     );
 }
 
+/// Attack review 57, judged from the host afterwards: a per-file link inside an existing
+/// protected directory (`~/.config/git/config -> ../../proj/gitcfg`, stow's layout) is locked
+/// where it lands; a protected path reached through a second link that lies in the workspace
+/// (which the agent could replace) refuses the session; so does a state directory reached
+/// through two links.
+#[test]
+fn links_inside_protected_dirs_and_link_chains_hold() {
+    let t = T::new("linkchains");
+    std::fs::create_dir_all(t.home.join(".config/git")).unwrap();
+    std::fs::write(t.ws.join("gitcfg"), "[user]\n").unwrap();
+    std::os::unix::fs::symlink("../../proj/gitcfg", t.home.join(".config/git/config")).unwrap();
+    let o = t.sh("echo '[core] fsmonitor = touch /tmp/x' >> gitcfg 2>/dev/null && echo WROTE; echo ok > notes && echo LEGIT");
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!s.contains("WROTE") && s.contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("gitcfg")).unwrap(),
+        "[user]\n"
+    );
+    // Two hops, the second in the workspace.
+    std::fs::create_dir_all(t.ws.join("shell")).unwrap();
+    std::fs::write(t.ws.join("shell/bashrc"), "# rc\n").unwrap();
+    std::os::unix::fs::symlink("shell/bashrc", t.ws.join("bashrc")).unwrap();
+    std::os::unix::fs::symlink("proj/bashrc", t.home.join(".bashrc")).unwrap();
+    let o = t.sh("rm -f bashrc; echo evil > bashrc");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("reached through the symlink"),
+        "{}",
+        out(&o)
+    );
+    assert!(std::fs::symlink_metadata(t.ws.join("bashrc"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    std::fs::remove_file(t.home.join(".bashrc")).unwrap();
+    // A state directory through two links, run from elsewhere.
+    std::fs::create_dir_all(t.ws.join("real/claude")).unwrap();
+    std::os::unix::fs::symlink("real/claude", t.ws.join("dc")).unwrap();
+    std::os::unix::fs::symlink("proj/dc", t.home.join(".claude")).unwrap();
+    let elsewhere = t.root.join("other");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = t
+        .warden()
+        .args(["run", "--profile", "claude", "--", "/bin/true"])
+        .current_dir(&elsewhere)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("more than one symlink"),
+        "{}",
+        out(&o)
+    );
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
