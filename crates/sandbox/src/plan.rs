@@ -195,6 +195,10 @@ pub struct PlanInput<'a> {
     pub extra_env: Vec<(String, String)>,
     /// Extra read-only paths (the agent's detected install directory).
     pub extra_read: Vec<PathBuf>,
+    /// Directories not searched for the user's symlinks below protected and hidden paths:
+    /// warden's own (its state directory holds every session's logs; nothing there is the
+    /// user's link).
+    pub no_link_walk: Vec<PathBuf>,
 }
 
 /// The outermost proper ancestor of `p` (below `/`) that others cannot search (no `o+x`).
@@ -471,21 +475,48 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         }
         (c.target != path).then_some(c.target)
     };
+    let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
+    for entry in &p.files.protect {
+        let path = anchors.expand(entry.trim_end_matches('/'));
+        // One spelled inside a writable root is locked there (a link there is refused by the
+        // lock itself): only the others can land somewhere else that matters.
+        let landing = if is_under_any(&path, &writable_real) {
+            None
+        } else {
+            landing_of(&mut resolver, &path)
+        };
+        for x in places_of(&path, &relinked).into_iter().chain(landing) {
+            if !protect_paths.iter().any(|(q, _)| *q == x) {
+                protect_paths.push((x, entry));
+            }
+        }
+    }
     // Per-file links inside an existing protected or hidden directory (stow's layout when the
     // directory exists: `~/.ssh/config -> ../dotfiles/ssh/config`, `~/.claude/hooks/h.sh`)
     // are locked where they land too (attack review 57).
     let mut walked: Vec<(PathBuf, String)> = Vec::new();
     let mut budget = LINK_WALK_BUDGET;
-    for g in p
+    let mut tops: Vec<PathBuf> = p
         .files
         .protect
         .iter()
         .chain(&p.files.deny)
         .map(|e| anchors.expand(e.trim_end_matches('/')))
-    {
-        // Inside a writable root too: a lock of the directory covers its entries, not what
-        // a link among them points at.
-        links_below(&g, 0, &mut budget, &mut walked);
+        .filter(|g| !is_under_any(g, &inp.no_link_walk))
+        .collect();
+    tops.sort_by_key(|g| g.components().count());
+    tops.dedup();
+    let mut done: Vec<&PathBuf> = Vec::new();
+    for g in &tops {
+        // Only what exists (the resolver looked at each already); each tree once
+        // (`~/.config/git` inside a walked `~/.config` is not walked again). Inside a
+        // writable root too: a lock of the directory covers its entries, not what a link
+        // among them points at.
+        if !resolver.exists(g) || done.iter().any(|o| g.starts_with(o)) {
+            continue;
+        }
+        links_below(g, 0, &mut budget, &mut walked);
+        done.push(g);
     }
     if budget == 0 {
         notes.push(format!(
@@ -499,16 +530,6 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             is_under_any(&t, &writable_real).then_some((t, name))
         })
         .collect();
-    let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
-    for entry in &p.files.protect {
-        let path = anchors.expand(entry.trim_end_matches('/'));
-        let landing = landing_of(&mut resolver, &path);
-        for x in places_of(&path, &relinked).into_iter().chain(landing) {
-            if !protect_paths.iter().any(|(q, _)| *q == x) {
-                protect_paths.push((x, entry));
-            }
-        }
-    }
     for (t, name) in &walked {
         if !protect_paths.iter().any(|(q, _)| q == t) {
             protect_paths.push((t.clone(), name));
@@ -726,7 +747,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
 }
 
 /// Entries read below protected and hidden directories looking for symlinks, per session.
-const LINK_WALK_BUDGET: usize = 4000;
+const LINK_WALK_BUDGET: usize = 2000;
 
 /// The symlinks below `dir` (a protected or hidden directory: the agent changes nothing
 /// there), depth at most 4: (link path, its file name). No link is followed (`dir` itself, a
@@ -1313,6 +1334,7 @@ mod tests {
         let mut f = crate::probe_fast();
         f.user_namespaces = true;
         let plan = build(PlanInput {
+            no_link_walk: Vec::new(),
             policy: &policy,
             workspace: ws.clone(),
             home: home.clone(),

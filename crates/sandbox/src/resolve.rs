@@ -49,6 +49,11 @@ impl Resolver {
         e
     }
 
+    /// Whether `p` exists (its own entry, not followed), through this resolver's memory.
+    pub fn exists(&mut self, p: &Path) -> bool {
+        self.step(p).is_some()
+    }
+
     /// [`chain`], through this resolver's memory.
     pub fn chain(&mut self, path: &Path) -> Option<Chain> {
         self.walk(path, false)

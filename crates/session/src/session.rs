@@ -643,6 +643,7 @@ fn build_plan(
     advisor: Option<&warden_advisor::session::Wiring>,
 ) -> Plan {
     let mut plan = plan::build(plan::PlanInput {
+        no_link_walk: crate::config::warden_dirs(&c.home),
         policy: &c.policy,
         workspace: c.workspace.clone(),
         home: c.home.clone(),
