@@ -140,6 +140,7 @@ fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
 
 const FILE_NAMES: &[&str] = &[
     "config",
+    ".emacs",
     ".bashrc",
     ".zshrc",
     ".profile",
