@@ -748,13 +748,15 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
 }
 
 /// Entries read below protected and hidden directories looking for symlinks, per session.
-const LINK_WALK_BUDGET: usize = 2000;
+const LINK_WALK_BUDGET: usize = 1000;
 
 /// The symlinks below `dir` (a protected or hidden directory: the agent changes nothing
-/// there), depth at most 4: (link path, its file name). No link is followed (`dir` itself, a
+/// there), two levels deep (stow's per-file links: `~/.ssh/config`,
+/// `~/.config/systemd/user/x.service`; deeper trees are editor plugins and caches, whose walk
+/// cost 2.5 ms per session with a large `~/.vscode-server`): (link path, its file name). No link is followed (`dir` itself, a
 /// protected entry named through the user's link, is read where it lands).
 fn links_below(dir: &Path, depth: usize, budget: &mut usize, out: &mut Vec<(PathBuf, String)>) {
-    if depth > 4 || *budget == 0 {
+    if depth > 1 || *budget == 0 {
         return;
     }
     let Ok(rd) = std::fs::read_dir(dir) else {
