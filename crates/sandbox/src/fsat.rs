@@ -466,6 +466,39 @@ pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, i64, u32)> {
     Ok((dev, sx.stx_ino, bs, bn))
 }
 
+/// Opens the symlink `rel` itself beneath `dir` (`O_PATH`, never followed, no link on the way),
+/// on device `dev` if given; returns it with its content. A mount can stand on it
+/// ([`bind_fd`] with the same fd on both sides): the agent can then neither remove nor
+/// rename it, nor put anything else in its place.
+pub fn open_link(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    dev: Option<u64>,
+) -> io::Result<(OwnedFd, PathBuf)> {
+    let fd = open_beneath(dir, rel, libc::O_PATH, 0)?;
+    let st = fstat(fd.as_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return Err(wrong("a symlink", rel));
+    }
+    if dev.is_some_and(|d| d != st.st_dev) {
+        return Err(wrong("on the workspace's file system", rel));
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: readlinkat of the O_PATH fd itself (empty path) into a stack buffer.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fd, PathBuf::from(OsStr::from_bytes(&buf[..n as usize]))))
+}
+
 /// Reads a symlink's target (`readlinkat` on a verified parent fd), at most 4 KiB.
 pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<PathBuf> {
     let c = single(name)?;

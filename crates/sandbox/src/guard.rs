@@ -426,7 +426,8 @@ impl State {
             .iter()
             .map(|p| &p.path)
             .chain(&plan.hide)
-            .chain(plan.relinked.iter().map(|r| &r.real));
+            .chain(plan.relinked.iter().map(|r| &r.real))
+            .chain(plan.link_pins.iter().map(|l| &l.path));
         // Every directory between *any* writable root holding a leaf and the leaf, not only
         // below the innermost one (the workspace `~/src` holding the state root
         // `~/src/dotfiles/claude`: `mv dotfiles` must fail too). Each is opened through the
@@ -472,6 +473,23 @@ impl State {
                 }
             }
         }
+        // Symlinks on the way to protected paths: a mount on the link itself (see
+        // [`crate::plan::LinkPin`]), the very link the plan followed, or no session.
+        for l in &plan.link_pins {
+            let Some(root) = roots
+                .iter()
+                .find(|r| l.path.starts_with(r) && l.path != **r)
+            else {
+                continue;
+            };
+            let rel = l.path.strip_prefix(root).unwrap_or(&l.path);
+            self.pin_link(root, plan.root_id(root), rel, &l.content)
+                .map_err(|e| GuardError::Protected {
+                    path: l.path.clone(),
+                    detail: Box::new(e),
+                    hint: "it is a symlink on the way to a protected path and changed while the session started; run warden again",
+                })?;
+        }
         for p in &plan.protect {
             let Some(root) = roots
                 .iter()
@@ -493,6 +511,27 @@ impl State {
                 })?;
         }
         Ok(())
+    }
+
+    /// Stands a mount on the symlink `rel` beneath `root` itself, after checking it still
+    /// says `content`.
+    fn pin_link(
+        &mut self,
+        root: &Path,
+        want: Option<(u64, u64)>,
+        rel: &Path,
+        content: &Path,
+    ) -> Result<(), GuardError> {
+        let rfd = fsat::open_root_as(root, want)?;
+        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+        let (fd, now) = fsat::open_link(rfd.as_fd(), rel, Some(dev))?;
+        if now != content {
+            return Err(GuardError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("points at {} now, not {}", now.display(), content.display()),
+            )));
+        }
+        Ok(self.bind_self(fd.as_fd(), false, false)?)
     }
 
     fn lock_one(
@@ -1069,6 +1108,9 @@ impl State {
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
             return;
         }
+        // The host's own link (`hooks -> ../tools/hooks`): a mount on the link itself, so it
+        // cannot be replaced by a directory of the agent's, and its target locked.
+        let _ = self.bind_self(fd.as_fd(), false, false);
         let Some(t) = fsat::readlink_at(g, n)
             .ok()
             .and_then(|l| resolve_rel(&self.ws_path, rel, &l))

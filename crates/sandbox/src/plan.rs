@@ -129,9 +129,22 @@ pub struct Plan {
     pub cache_ids: Vec<(PathBuf, (u64, u64))>,
     /// Writable roots named through a symlink ([`Plan::places`], [`Plan::relocate`]).
     pub relinked: Vec<Relink>,
-    /// A protected path reached through a symlink that lies in a writable root: (the path,
-    /// the link). The agent could replace the link, so the session must not start.
-    pub linked_protect: Option<(PathBuf, PathBuf)>,
+    /// Symlinks in a writable root on the way to a protected path ([`LinkPin`]).
+    pub link_pins: Vec<LinkPin>,
+}
+
+/// A symlink that lies in a writable root on the way to a protected path: the protected
+/// entry itself (`.git/hooks -> ../tools/hooks`, a repository that versions its hooks) or a
+/// hop of a chain (`~/.bashrc -> dotfiles/bashrc -> shell/bashrc`, the workspace
+/// `~/dotfiles`). A mount stands on the link itself, its containers are pinned and where it
+/// lands is locked: the agent can neither remove, rename nor replace it (a symlink's content
+/// cannot be changed in place). It used to refuse the session (attack review 57).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPin {
+    /// The link's own path, free of symlinks.
+    pub path: PathBuf,
+    /// Its content as the plan followed it: the pin refuses a link changed since.
+    pub content: PathBuf,
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
@@ -453,11 +466,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // dotfiles/bashrc`, `~/.claude` under a profile that does not write it) is locked where
     // it lands too, when a writable root holds that (attack review 56: the workspace
     // `~/dotfiles`), as a denied one is hidden there.
-    // A symlink on the way to a protected path that lies in a writable root cannot be
-    // locked (a mount cannot stand on a link; the agent replaces it): the session is refused
-    // ([`Plan::linked_protect`]; attack review 57: `~/.bashrc -> dotfiles/bashrc ->
-    // shell/bashrc`, the workspace `~/dotfiles`).
-    let mut linked_protect: Option<(PathBuf, PathBuf)> = None;
+    // A symlink on the way to a protected path that lies in a writable root is pinned: a
+    // mount stands on the link itself ([`LinkPin`]; attack review 57: `~/.bashrc ->
+    // dotfiles/bashrc -> shell/bashrc`, the workspace `~/dotfiles`, where the agent replaced
+    // the middle link).
+    let mut link_pins: Vec<LinkPin> = Vec::new();
     // A link inside a locked or hidden directory is not the agent's to replace.
     let sealed: Vec<PathBuf> = p
         .files
@@ -468,25 +481,32 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     let mut landing_of = |resolver: &mut resolve::Resolver, path: &Path| -> Option<PathBuf> {
         let c = resolver.chain_lenient(path)?;
-        if let Some((l, _)) = c.links.iter().find(|(l, _)| {
+        for (l, content) in c.links.iter().filter(|(l, _)| {
             writable_real.iter().any(|w| l.starts_with(w) && l != w)
                 && !sealed.iter().any(|s| l.starts_with(s) && l != s)
         }) {
-            linked_protect.get_or_insert((path.to_path_buf(), l.clone()));
+            if !link_pins.iter().any(|x| x.path == *l) {
+                link_pins.push(LinkPin {
+                    path: l.clone(),
+                    content: content.clone(),
+                });
+            }
         }
         (c.target != path).then_some(c.target)
     };
     let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
     for entry in &p.files.protect {
         let path = anchors.expand(entry.trim_end_matches('/'));
-        // One spelled inside a writable root is locked there (a link there is refused by the
-        // lock itself): only the others can land somewhere else that matters.
-        let landing = if is_under_any(&path, &writable_real) {
-            None
+        // One spelled inside a writable root is locked there, unless a symlink there leads
+        // somewhere else (`.git/hooks -> ../tools/hooks`): the link is pinned and its landing
+        // locked instead (a lock cannot stand on a link).
+        let landing = landing_of(&mut resolver, &path);
+        let spelled = if landing.is_some() && is_under_any(&path, &writable_real) {
+            Vec::new()
         } else {
-            landing_of(&mut resolver, &path)
+            places_of(&path, &relinked)
         };
-        for x in places_of(&path, &relinked).into_iter().chain(landing) {
+        for x in spelled.into_iter().chain(landing) {
             if !protect_paths.iter().any(|(q, _)| *q == x) {
                 protect_paths.push((x, entry));
             }
@@ -743,7 +763,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         root_ids,
         cache_ids,
         relinked,
-        linked_protect,
+        link_pins,
     }
 }
 
@@ -1222,6 +1242,14 @@ impl Plan {
         }
         for v in &self.views {
             let _ = writeln!(s, "view (read-only) {}: {}", v.path.display(), v.why);
+        }
+        for l in &self.link_pins {
+            let _ = writeln!(
+                s,
+                "pin symlink {} -> {} (on the way to a protected path: cannot be removed or replaced)",
+                l.path.display(),
+                l.content.display()
+            );
         }
         for p in &self.protect {
             let _ = writeln!(s, "protect (read-only) {}", p.path.display());

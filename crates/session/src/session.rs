@@ -590,13 +590,6 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
         let mut resolver = warden_sandbox::resolve::Resolver::default();
         crate::config::guarded_paths(&c.policy, &anchors(c), &mut resolver)
     };
-    if let Some((path, link)) = &plan.linked_protect {
-        return Err(StartError::Policy(format!(
-            "the protected path {} is reached through the symlink {}, which lies in a directory the agent can write: it could point the link at its own file, which the host would then use; make that link a real file or directory, or point the first link straight at the target",
-            path.display(),
-            link.display()
-        )));
-    }
     for r in &plan.relinked {
         if let Some((_, entry, rule)) = guarded.iter().find(|(g, _, _)| r.real.starts_with(g)) {
             return Err(StartError::Policy(format!(

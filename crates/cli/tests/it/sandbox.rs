@@ -862,8 +862,8 @@ fn dotfile_links_into_the_workspace_cannot_be_redirected_or_written() {
 /// Attack review 57, judged from the host afterwards: a per-file link inside an existing
 /// protected directory (`~/.config/git/config -> ../../proj/gitcfg`, stow's layout) is locked
 /// where it lands; a protected path reached through a second link that lies in the workspace
-/// (which the agent could replace) refuses the session; so does a state directory reached
-/// through two links.
+/// runs, with that link pinned (the agent can neither remove, rename nor replace it; it used
+/// to refuse the session); a state directory reached through two links refuses the session.
 #[test]
 fn links_inside_protected_dirs_and_link_chains_hold() {
     let t = T::new("linkchains");
@@ -882,17 +882,19 @@ fn links_inside_protected_dirs_and_link_chains_hold() {
     std::fs::write(t.ws.join("shell/bashrc"), "# rc\n").unwrap();
     std::os::unix::fs::symlink("shell/bashrc", t.ws.join("bashrc")).unwrap();
     std::os::unix::fs::symlink("proj/bashrc", t.home.join(".bashrc")).unwrap();
-    let o = t.sh("rm -f bashrc; echo evil > bashrc");
-    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("reached through the symlink"),
-        "{}",
-        out(&o)
+    let o = t.sh(
+        "rm -f bashrc; mv bashrc b2; ln -sfn evil bashrc; echo evil > bashrc; echo evil >> shell/bashrc; \
+         mv shell shell2; echo ok > notes2 && echo LEGIT",
     );
-    assert!(std::fs::symlink_metadata(t.ws.join("bashrc"))
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_link(t.ws.join("bashrc")).unwrap(),
+        Path::new("shell/bashrc")
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join(".bashrc")).unwrap(),
+        "# rc\n"
+    );
     std::fs::remove_file(t.home.join(".bashrc")).unwrap();
     // A state directory through two links, run from elsewhere.
     std::fs::create_dir_all(t.ws.join("real/claude")).unwrap();
@@ -912,6 +914,85 @@ fn links_inside_protected_dirs_and_link_chains_hold() {
         String::from_utf8_lossy(&o.stderr).contains("more than one symlink"),
         "{}",
         out(&o)
+    );
+}
+
+/// A repository that versions its hooks (`.git/hooks -> ../tools/hooks`) and a per-file link
+/// in the agent's state directory (`~/.claude/CLAUDE.md -> ../dotfiles/CLAUDE.md`) used to
+/// fail every session (exit 4, "refuses to follow a symlink"). Now each link is pinned (a
+/// mount on the link itself) and its landing locked. Judged from the host afterwards: the
+/// links are the host's, the hooks unchanged, and a host `git commit` runs only the user's
+/// hook.
+#[test]
+fn linked_hooks_and_linked_state_files_are_pinned_not_refused() {
+    let t = T::new("linkpins");
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", out(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "u@example.com"]);
+    git(&["config", "user.name", "u"]);
+    std::fs::remove_dir_all(t.ws.join(".git/hooks")).unwrap();
+    std::fs::create_dir_all(t.ws.join("tools/hooks")).unwrap();
+    let user_hook = "#!/bin/sh\ntouch \"$(git rev-parse --git-dir)/../user-hook-ran\"\n";
+    std::fs::write(t.ws.join("tools/hooks/pre-commit"), user_hook).unwrap();
+    std::fs::set_permissions(
+        t.ws.join("tools/hooks/pre-commit"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../tools/hooks", t.ws.join(".git/hooks")).unwrap();
+    let marker = t.root.join("agent-hook-ran");
+    let evil = format!("#!/bin/sh\ntouch {}\n", marker.display());
+    let o = t.sh(&format!(
+        r#"h='{evil}'
+        rm -rf .git/hooks; mv .git/hooks .git/h2; ln -sfn /tmp .git/hooks
+        mkdir -p .git/hooks2 && printf "$h" > .git/hooks2/post-commit && mv -T .git/hooks2 .git/hooks
+        printf "$h" > tools/hooks/post-commit; printf "$h" >> tools/hooks/pre-commit
+        mv tools tools2; mv tools/hooks tools/h2; mv .git .git2
+        git status --short >/dev/null && echo STATUS
+        echo work > notes && git add notes && echo LEGIT"#
+    ));
+    let s = ok(&o);
+    assert!(s.contains("STATUS") && s.contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_link(t.ws.join(".git/hooks")).unwrap(),
+        Path::new("../tools/hooks")
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("tools/hooks/pre-commit")).unwrap(),
+        user_hook
+    );
+    assert!(!t.ws.join("tools/hooks/post-commit").exists());
+    git(&["commit", "-q", "-m", "from the host"]);
+    assert!(
+        t.ws.join("user-hook-ran").exists(),
+        "the user's hook did not run"
+    );
+    assert!(!marker.exists(), "the agent's hook ran on the host");
+    // The per-file link in the state directory, with the claude profile.
+    std::fs::create_dir_all(t.home.join(".claude")).unwrap();
+    std::fs::create_dir_all(t.home.join("dotfiles")).unwrap();
+    std::fs::write(t.home.join("dotfiles/CLAUDE.md"), "# mine\n").unwrap();
+    std::os::unix::fs::symlink("../dotfiles/CLAUDE.md", t.home.join(".claude/CLAUDE.md")).unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        "rm -f ~/.claude/CLAUDE.md; mv ~/.claude/CLAUDE.md ~/.claude/c2; echo evil > ~/.claude/CLAUDE.md; echo LEGIT",
+    );
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_link(t.home.join(".claude/CLAUDE.md")).unwrap(),
+        Path::new("../dotfiles/CLAUDE.md")
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("dotfiles/CLAUDE.md")).unwrap(),
+        "# mine\n"
     );
 }
 
