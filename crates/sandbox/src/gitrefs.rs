@@ -126,6 +126,9 @@ fn value(raw: &str) -> String {
 pub struct Target {
     /// Absolute and lexically normal (no `.`/`..`); symlinks in an existing prefix resolved.
     pub path: PathBuf,
+    /// As the config spells it (absolute, lexically normal, no symlink resolved): the plan
+    /// follows it to pin the links on the way ([`crate::plan::LinkPin`]).
+    pub spelled: PathBuf,
     /// A directory (hooks, templates) or a config file (includes).
     pub is_dir: bool,
     /// The config key that names it.
@@ -251,6 +254,7 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
         if !g.starts_with(workspace) || !common.starts_with(workspace) {
             push(Target {
                 path: real(&common.join("hooks")),
+                spelled: common.join("hooks"),
                 is_dir: true,
                 key: "the repository's hooks",
             });
@@ -258,6 +262,7 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
                 if c.is_file() {
                     push(Target {
                         path: real(&c),
+                        spelled: c.clone(),
                         is_dir: false,
                         key: "the repository's config",
                     });
@@ -283,6 +288,7 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
         {
             push(Target {
                 path: real(&h),
+                spelled: h.clone(),
                 is_dir: true,
                 key: "core.hooksPath",
             });
@@ -290,6 +296,7 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
         if let Some(t) = r.template_dir.and_then(|t| expand(&t, home, None)) {
             push(Target {
                 path: real(&t),
+                spelled: t.clone(),
                 is_dir: true,
                 key: "init.templateDir",
             });
@@ -298,6 +305,7 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
             for p in program_paths(cmd, home) {
                 push(Target {
                     path: real(&p),
+                    spelled: p.clone(),
                     is_dir: false,
                     key: "a program git config names",
                 });
@@ -307,9 +315,11 @@ pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {
             let Some(p) = expand(&inc, home, dir.as_deref()) else {
                 continue;
             };
-            let p = real(&p);
+            let spelled = p;
+            let p = real(&spelled);
             push(Target {
                 path: p.clone(),
+                spelled,
                 is_dir: false,
                 key: "include.path",
             });

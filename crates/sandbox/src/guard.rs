@@ -97,6 +97,9 @@ struct State {
     locked: HashSet<Id>,
     /// Directories bound onto themselves writable (pinned containers).
     pinned: HashSet<Id>,
+    /// The plan's pinned symlinks in the workspace (workspace-relative path, content): they
+    /// cannot change during the session, so a git config path through one is followed.
+    link_pins: Vec<(PathBuf, PathBuf)>,
     pending: HashMap<PathBuf, Pending>,
     /// Workspace-relative paths named by `gitdir:` files: guarded when they appear.
     expected: HashSet<PathBuf>,
@@ -202,6 +205,14 @@ impl Guard {
             preexisting: HashSet::new(),
             locked: HashSet::new(),
             pinned: HashSet::new(),
+            link_pins: plan
+                .link_pins
+                .iter()
+                .filter_map(|l| {
+                    let rel = l.path.strip_prefix(&plan.workspace).ok()?;
+                    (!rel.as_os_str().is_empty()).then(|| (rel.to_path_buf(), l.content.clone()))
+                })
+                .collect(),
             pending: HashMap::new(),
             expected: HashSet::new(),
             priv_dir: priv_dir.to_path_buf(),
@@ -1057,6 +1068,7 @@ impl State {
     /// workspace and it is pinned (bound onto itself: it cannot be renamed away and rebuilt),
     /// and it is locked read-only. The workspace itself is never locked.
     fn lock_target(&mut self, t: &Path, is_dir: bool) -> io::Result<()> {
+        let t = &self.through_pins(t);
         let (Some(parent), Some(name)) = (t.parent(), t.file_name()) else {
             return Ok(());
         };
@@ -1082,6 +1094,29 @@ impl State {
             fsat::open_file(self.ws.as_fd(), t, libc::O_PATH, dev)?
         };
         self.bind_self(fd.as_fd(), true, is_dir)
+    }
+
+    /// `t` (workspace-relative) with each pinned symlink on its way replaced by where it
+    /// points (at most 40 times; a link out of the workspace leaves `t` as it is, and the lock
+    /// then refuses the link).
+    fn through_pins(&self, t: &Path) -> PathBuf {
+        let mut t = t.to_path_buf();
+        for _ in 0..40 {
+            let Some((l, content)) = self.link_pins.iter().find(|(l, _)| t.starts_with(l)) else {
+                break;
+            };
+            let base = l.parent().unwrap_or(Path::new(""));
+            let Some(landing) = resolve_rel(&self.ws_path, base, content) else {
+                break;
+            };
+            let rest = t.strip_prefix(l).unwrap_or(Path::new("")).to_path_buf();
+            t = if rest.as_os_str().is_empty() {
+                landing
+            } else {
+                landing.join(rest)
+            };
+        }
+        t
     }
 
     /// `name` in git dir `g` is not a real directory/file (a symlink, ...): one made in the
@@ -1117,13 +1152,23 @@ impl State {
         else {
             return;
         };
-        let target = if want_dir {
-            self.open_dir(&t, true)
-        } else {
-            fsat::open_file(self.ws.as_fd(), &t, libc::O_PATH, Some(self.dev))
-        };
-        if let Ok(t) = target {
-            let _ = self.bind_self(t.as_fd(), true, want_dir);
+        // Locked as a git config's hooks path is: made if absent, every directory between
+        // the workspace and it pinned (attack review 58: a nested repository's `hooks ->
+        // ../tools/hooks`, and the agent moved `tools` away and rebuilt it).
+        if t.as_os_str().is_empty() || rel.starts_with(&t) {
+            eprintln!(
+                "warden: workspace guard: {:?} is a symlink to {t:?}, which contains the \
+                 repository: not locked, so what the agent writes there can run on the host",
+                rel.join(name)
+            );
+            return;
+        }
+        if let Err(e) = self.lock_target(&t, want_dir) {
+            eprintln!(
+                "warden: workspace guard: cannot lock {t:?} (where {:?} points): {e}; what \
+                 the agent writes there can run on the host",
+                rel.join(name)
+            );
         }
     }
 

@@ -131,6 +131,10 @@ pub struct Plan {
     pub relinked: Vec<Relink>,
     /// Symlinks in a writable root on the way to a protected path ([`LinkPin`]).
     pub link_pins: Vec<LinkPin>,
+    /// A protected path whose symlink lands at or above a writable root (`.git/hooks -> ..`):
+    /// (the path, the landing). Locking it would make the whole root read-only, leaving it
+    /// writable would let the agent write what the host runs: the session is refused.
+    pub unlockable: Option<(PathBuf, PathBuf)>,
 }
 
 /// A symlink that lies in a writable root on the way to a protected path: the protected
@@ -495,12 +499,18 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         (c.target != path).then_some(c.target)
     };
     let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
+    let mut unlockable: Option<(PathBuf, PathBuf)> = None;
     for entry in &p.files.protect {
         let path = anchors.expand(entry.trim_end_matches('/'));
         // One spelled inside a writable root is locked there, unless a symlink there leads
         // somewhere else (`.git/hooks -> ../tools/hooks`): the link is pinned and its landing
         // locked instead (a lock cannot stand on a link).
         let landing = landing_of(&mut resolver, &path);
+        if let Some(l) = &landing {
+            if writable_real.iter().any(|w| w.starts_with(l)) && unlockable.is_none() {
+                unlockable = Some((path.clone(), l.clone()));
+            }
+        }
         let spelled = if landing.is_some() && is_under_any(&path, &writable_real) {
             Vec::new()
         } else {
@@ -622,6 +632,9 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     let mut git_targets = Vec::new();
     for t in crate::gitrefs::targets(&inp.workspace, &inp.home) {
+        // A link in a writable root on the way (`core.hooksPath = tools/hooks` with `tools ->
+        // lib/tools` in the workspace) is pinned (attack review 58: the agent replaced it).
+        landing_of(&mut resolver, &t.spelled);
         if git_roots.contains(&t.path) {
             notes.push(format!(
                 "{} (named by {}) contains a writable root: warden cannot lock it, so what the agent writes there can run on the host",
@@ -764,6 +777,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         cache_ids,
         relinked,
         link_pins,
+        unlockable,
     }
 }
 
@@ -1045,6 +1059,12 @@ impl Plan {
             if !self.state_watch.contains(&path) {
                 self.state_watch.push(path.clone());
             }
+            // A link on the way (`~/.claude/statusline.sh -> ../dotfiles/statusline.sh`; the
+            // landing comes as a reference of its own and is locked): pinned, so the agent
+            // cannot put its own file in the link's place (attack review 58).
+            if watch_only {
+                self.pin_links_to(&path);
+            }
             if watch_only
                 || self.protect.iter().any(|x| path.starts_with(&x.path))
                 || self
@@ -1083,6 +1103,28 @@ impl Plan {
         self.protect.sort_by_key(|x| x.path.components().count());
     }
 
+    /// Pins ([`LinkPin`]) each symlink on the way to `path` that lies in a writable root,
+    /// outside a locked directory or a hidden path.
+    fn pin_links_to(&mut self, path: &Path) {
+        let Some(c) = resolve::Resolver::default().chain_lenient(path) else {
+            return;
+        };
+        for (l, content) in c.links {
+            let inside = self
+                .writable_roots
+                .iter()
+                .any(|r| l.starts_with(r) && l != *r);
+            let sealed = self
+                .protect
+                .iter()
+                .any(|x| x.is_dir && l.starts_with(&x.path) && l != x.path)
+                || self.hide.iter().any(|h| l.starts_with(h));
+            if inside && !sealed && !self.link_pins.iter().any(|x| x.path == l) {
+                self.link_pins.push(LinkPin { path: l, content });
+            }
+        }
+    }
+
     /// Shows `source` (a file the supervisor made, outside the sandbox's view) read-write at
     /// `target` instead of the real `target`: any bind, lock or placeholder of `target` is
     /// replaced.
@@ -1095,6 +1137,9 @@ impl Plan {
         self.root_ids.retain(|(p, _)| *p != target);
         self.protect.retain(|p| p.path != target);
         self.placeholders.retain(|(p, _)| *p != target);
+        // A user's link there (`settings.json -> ../dotfiles/settings.json`, which the state
+        // filter refuses to follow): the copy's mount stands on the link itself and pins it.
+        self.link_pins.retain(|l| l.path != target);
         self.binds.push(Bind {
             path: target,
             writable: true,

@@ -31,13 +31,14 @@ pub fn chain(path: &Path) -> Option<Chain> {
 /// resolver.
 #[derive(Default)]
 pub struct Resolver {
-    /// Per path: `None` missing, `Some(None)` not a symlink, `Some(Some(t))` a link to `t`.
-    seen: std::collections::HashMap<PathBuf, Option<Option<PathBuf>>>,
+    /// Per path (its bytes: `Path`'s own hash parses components, and a plan makes ~1,000
+    /// lookups): `None` missing, `Some(None)` not a symlink, `Some(Some(t))` a link to `t`.
+    seen: std::collections::HashMap<OsString, Option<Option<PathBuf>>>,
 }
 
 impl Resolver {
     fn step(&mut self, p: &Path) -> Option<Option<PathBuf>> {
-        if let Some(e) = self.seen.get(p) {
+        if let Some(e) = self.seen.get(p.as_os_str()) {
             return e.clone();
         }
         let e = match std::fs::symlink_metadata(p) {
@@ -45,7 +46,7 @@ impl Resolver {
             Ok(_) => Some(None),
             Err(_) => None,
         };
-        self.seen.insert(p.to_path_buf(), e.clone());
+        self.seen.insert(p.as_os_str().to_os_string(), e.clone());
         e
     }
 
@@ -83,13 +84,12 @@ impl Resolver {
             if c == "." || c.is_empty() {
                 continue;
             }
-            let next = cur.join(&c);
-            let Some(step) = self.step(&next) else {
+            cur.push(&c);
+            let Some(step) = self.step(&cur) else {
                 if !lenient {
                     return None;
                 }
                 // Missing: the rest as spelled (`..` still pops lexically).
-                cur = next;
                 while let Some(c) = queue.pop_front() {
                     if c == ".." {
                         cur.pop();
@@ -104,13 +104,15 @@ impl Resolver {
                     if links.len() >= 40 {
                         return None;
                     }
-                    links.push((next, t.clone()));
+                    links.push((cur.clone(), t.clone()));
                     if t.is_absolute() {
                         cur = PathBuf::from("/");
+                    } else {
+                        cur.pop();
                     }
                     push_front(&mut queue, &t);
                 }
-                None => cur = next,
+                None => {}
             }
         }
         Some(Chain { target: cur, links })

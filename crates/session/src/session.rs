@@ -590,6 +590,13 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
         let mut resolver = warden_sandbox::resolve::Resolver::default();
         crate::config::guarded_paths(&c.policy, &anchors(c), &mut resolver)
     };
+    if let Some((path, landing)) = &plan.unlockable {
+        return Err(StartError::Policy(format!(
+            "the protected path {} is a symlink to {}, which is or holds a directory the agent can write: warden can neither lock it (the whole directory would be read-only) nor leave it writable (the host would use what the agent writes there); point the link elsewhere or make it a real directory",
+            path.display(),
+            landing.display()
+        )));
+    }
     for r in &plan.relinked {
         if let Some((_, entry, rule)) = guarded.iter().find(|(g, _, _)| r.real.starts_with(g)) {
             return Err(StartError::Policy(format!(

@@ -996,6 +996,107 @@ fn linked_hooks_and_linked_state_files_are_pinned_not_refused() {
     );
 }
 
+/// Attack review 58, judged from the host afterwards with the host's own `git commit` and
+/// statusline: links met by the guard (a nested repository's `hooks -> ../tools/hooks`), by a
+/// git config path (`core.hooksPath = tools/hooks`, `tools -> lib/tools`) and by the host's
+/// claude settings (`~/.claude/statusline.sh -> ../dotfiles/statusline.sh`) are pinned and
+/// their landings locked with their directories; a symlinked `~/.claude/settings.json` runs;
+/// a protected link that lands on the workspace itself refuses the session.
+#[test]
+fn links_met_by_the_guard_git_config_and_agent_settings_are_pinned() {
+    let t = T::new("linkpins58");
+    let marker = t.root.join("agent-ran");
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &t.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", out(&o));
+    };
+    std::fs::write(
+        t.home.join(".gitconfig"),
+        "[user]\n\temail = u@example.com\n\tname = u\n",
+    )
+    .unwrap();
+    // A nested repository with a hooks link; a top-level hooksPath through a linked directory.
+    let sub = t.ws.join("sub");
+    std::fs::create_dir_all(sub.join("tools/hooks")).unwrap();
+    git(&t.ws, &["init", "-q"]);
+    git(&sub, &["init", "-q"]);
+    std::fs::remove_dir_all(sub.join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink("../tools/hooks", sub.join(".git/hooks")).unwrap();
+    std::fs::create_dir_all(t.ws.join("lib/tools/hooks")).unwrap();
+    std::os::unix::fs::symlink("lib/tools", t.ws.join("tools")).unwrap();
+    git(&t.ws, &["config", "core.hooksPath", "tools/hooks"]);
+    let hook = format!("#!/bin/sh\ntouch {}\n", marker.display());
+    let o = t.sh(&format!(
+        r#"h='{hook}'
+        (cd sub && mv tools tools.old; mkdir -p tools/hooks; printf "$h" > tools/hooks/pre-commit; chmod +x tools/hooks/pre-commit)
+        rm tools; mkdir -p tools/hooks; printf "$h" > tools/hooks/pre-commit; chmod +x tools/hooks/pre-commit
+        printf "$h" > lib/tools/hooks/pre-commit
+        echo ok > notes && echo LEGIT"#
+    ));
+    let s = ok(&o);
+    assert!(s.contains("LEGIT"), "{}", out(&o));
+    assert!(!out(&o).contains("cannot lock"), "{}", out(&o));
+    std::fs::write(sub.join("f"), "x").unwrap();
+    git(&sub, &["add", "f"]);
+    git(&sub, &["commit", "-q", "-m", "host"]);
+    git(&t.ws, &["add", "notes"]);
+    git(&t.ws, &["commit", "-q", "-m", "host"]);
+    assert!(!marker.exists(), "an agent's hook ran in a host git commit");
+    // The host's statusline script is a link into the hidden part of $HOME.
+    std::fs::create_dir_all(t.home.join("dotfiles")).unwrap();
+    std::fs::create_dir_all(t.home.join(".claude")).unwrap();
+    std::fs::write(t.home.join("dotfiles/statusline.sh"), "echo status\n").unwrap();
+    std::os::unix::fs::symlink(
+        "../dotfiles/statusline.sh",
+        t.home.join(".claude/statusline.sh"),
+    )
+    .unwrap();
+    std::fs::write(
+        t.home.join("dotfiles/settings.json"),
+        "{\"statusLine\":{\"type\":\"command\",\"command\":\"bash ~/.claude/statusline.sh\"}}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../dotfiles/settings.json",
+        t.home.join(".claude/settings.json"),
+    )
+    .unwrap();
+    let o = t.sh_with(
+        &["--profile", "claude"],
+        "rm -f ~/.claude/statusline.sh; echo 'echo AGENT' > ~/.claude/statusline.sh; echo LEGIT",
+    );
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_link(t.home.join(".claude/statusline.sh")).unwrap(),
+        Path::new("../dotfiles/statusline.sh")
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("dotfiles/statusline.sh")).unwrap(),
+        "echo status\n"
+    );
+    // A protected link onto the workspace itself: neither lockable nor safe to leave.
+    std::fs::remove_file(sub.join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink("..", t.ws.join(".git/hooks2")).unwrap();
+    std::fs::rename(t.ws.join(".git/hooks2"), t.ws.join(".git/hooks")).unwrap_or_else(|_| {
+        std::fs::remove_dir_all(t.ws.join(".git/hooks")).unwrap();
+        std::os::unix::fs::symlink("..", t.ws.join(".git/hooks")).unwrap();
+    });
+    let o = t.sh("echo RAN");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("which is or holds a directory the agent can write"),
+        "{}",
+        out(&o)
+    );
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
