@@ -908,7 +908,7 @@ fn hook_scripts_the_project_settings_run_are_locked() {
 }
 
 #[test]
-fn a_symlinked_statusline_still_runs_and_a_swap_is_reported() {
+fn a_symlinked_statusline_still_runs_and_cannot_be_swapped() {
     let t = T::new("slsymlink");
     let c = t.home.join(".claude");
     std::fs::create_dir_all(&c).unwrap();
@@ -920,15 +920,22 @@ fn a_symlinked_statusline_still_runs_and_a_swap_is_reported() {
         json!({"statusLine": {"type": "command", "command": "bash ~/.claude/sl.sh"}}).to_string(),
     )
     .unwrap();
-    // Dotfile managers: the session starts (a mount cannot lock a symlink).
+    // Dotfile managers: the session starts.
     ok(&t.sh("echo legit-done"));
-    // Replacing the link is not blocked, but it is in front of the human at exit.
-    let o = t.sh("printf 'touch /tmp/x\\n' > ~/.claude/evil.sh && ln -sfn evil.sh ~/.claude/sl.sh");
-    ok(&o);
-    let err = String::from_utf8_lossy(&o.stderr);
+    // The link is pinned (a mount on the link itself): replacing it fails, and the host's
+    // statusline still runs the user's script (it used to be only reported at exit).
+    let o = t.sh(
+        "printf 'touch /tmp/x\\n' > ~/.claude/evil.sh; ln -sfn evil.sh ~/.claude/sl.sh || echo BLOCKED; \
+         rm -f ~/.claude/sl.sh || echo BLOCKED2",
+    );
+    let s = ok(&o);
     assert!(
-        err.contains(".claude/sl.sh") && err.contains("run by the host's agent settings"),
-        "no integrity line for the swapped statusline link:\n{}",
+        s.contains("BLOCKED") && s.contains("BLOCKED2"),
+        "{}",
         out(&o)
+    );
+    assert_eq!(
+        std::fs::read_link(c.join("sl.sh")).unwrap(),
+        t.home.join("dotfiles/sl.sh")
     );
 }

@@ -926,18 +926,9 @@ fn links_inside_protected_dirs_and_link_chains_hold() {
 #[test]
 fn linked_hooks_and_linked_state_files_are_pinned_not_refused() {
     let t = T::new("linkpins");
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(&t.ws)
-            .env("HOME", &t.home)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", out(&o));
-    };
-    git(&["init", "-q"]);
-    git(&["config", "user.email", "u@example.com"]);
-    git(&["config", "user.name", "u"]);
+    git(&t.ws, &["init", "-q"]);
+    git(&t.ws, &["config", "user.email", "u@example.com"]);
+    git(&t.ws, &["config", "user.name", "u"]);
     std::fs::remove_dir_all(t.ws.join(".git/hooks")).unwrap();
     std::fs::create_dir_all(t.ws.join("tools/hooks")).unwrap();
     let user_hook = "#!/bin/sh\ntouch \"$(git rev-parse --git-dir)/../user-hook-ran\"\n";
@@ -970,7 +961,7 @@ fn linked_hooks_and_linked_state_files_are_pinned_not_refused() {
         user_hook
     );
     assert!(!t.ws.join("tools/hooks/post-commit").exists());
-    git(&["commit", "-q", "-m", "from the host"]);
+    git(&t.ws, &["commit", "-q", "-m", "from the host"]);
     assert!(
         t.ws.join("user-hook-ran").exists(),
         "the user's hook did not run"
@@ -1006,21 +997,6 @@ fn linked_hooks_and_linked_state_files_are_pinned_not_refused() {
 fn links_met_by_the_guard_git_config_and_agent_settings_are_pinned() {
     let t = T::new("linkpins58");
     let marker = t.root.join("agent-ran");
-    let git = |dir: &Path, args: &[&str]| {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", &t.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", out(&o));
-    };
-    std::fs::write(
-        t.home.join(".gitconfig"),
-        "[user]\n\temail = u@example.com\n\tname = u\n",
-    )
-    .unwrap();
     // A nested repository with a hooks link; a top-level hooksPath through a linked directory.
     let sub = t.ws.join("sub");
     std::fs::create_dir_all(sub.join("tools/hooks")).unwrap();
@@ -1044,9 +1020,33 @@ fn links_met_by_the_guard_git_config_and_agent_settings_are_pinned() {
     assert!(!out(&o).contains("cannot lock"), "{}", out(&o));
     std::fs::write(sub.join("f"), "x").unwrap();
     git(&sub, &["add", "f"]);
-    git(&sub, &["commit", "-q", "-m", "host"]);
+    git(
+        &sub,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "host",
+        ],
+    );
     git(&t.ws, &["add", "notes"]);
-    git(&t.ws, &["commit", "-q", "-m", "host"]);
+    git(
+        &t.ws,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "host",
+        ],
+    );
     assert!(!marker.exists(), "an agent's hook ran in a host git commit");
     // The host's statusline script is a link into the hidden part of $HOME.
     std::fs::create_dir_all(t.home.join("dotfiles")).unwrap();
