@@ -7,9 +7,10 @@
 # Usage: scripts/bench-exec.sh   (release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q --release --bin warden
+# WARDEN_BENCH_BIN=/path/to/warden measures that binary instead of this tree's release build.
+if [ -z "${WARDEN_BENCH_BIN:-}" ]; then cargo build -q --release --bin warden; fi
 cargo build -q --release -p warden-execguard --example hashbench
-W=$PWD/target/release/warden
+W=${WARDEN_BENCH_BIN:-$PWD/target/release/warden}
 ws=$(mktemp -d /tmp/warden-bench-exec.XXXXXX)
 trap 'rm -rf "$ws"' EXIT
 cat > "$ws/spawn.c" <<'C'

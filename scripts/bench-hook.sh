@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
-cargo build -q --release --bin warden
-W=$PWD/target/release/warden
+# WARDEN_BENCH_BIN=/path/to/warden measures that binary instead of this tree's release build.
+if [ -z "${WARDEN_BENCH_BIN:-}" ]; then cargo build -q --release --bin warden; fi
+W=${WARDEN_BENCH_BIN:-$PWD/target/release/warden}
 tmp=$(mktemp -d /tmp/warden-bench-hook.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 scripts/bench/hookbench.c -o "$tmp/hookbench"

@@ -7,13 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-200}
-cargo build -q --release --bin warden
+# WARDEN_BENCH_BIN=/path/to/warden measures that binary instead of this tree's release build.
+if [ -z "${WARDEN_BENCH_BIN:-}" ]; then cargo build -q --release --bin warden; fi
 ws=$(mktemp -d /tmp/warden-bench.XXXXXX)
 bin=$(mktemp -d /tmp/warden-bench-bin.XXXXXX)
 trap 'rm -rf "$ws" "$bin"' EXIT
 # A fresh copy, as installed: the linker's output faults differently while it sits in the
 # page cache as written (see bench-hook.sh).
-cp target/release/warden "$bin/warden"; W=$bin/warden
+cp "${WARDEN_BENCH_BIN:-target/release/warden}" "$bin/warden"; W=$bin/warden
 B=""
 if [ -n "${WARDEN_BENCH_BASELINE:-}" ]; then
   cp "$WARDEN_BENCH_BASELINE" "$bin/warden-baseline"; B=$bin/warden-baseline
