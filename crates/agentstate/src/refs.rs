@@ -464,25 +464,19 @@ fn lock_for(
 ) -> Vec<Referenced> {
     let mut out = Vec::new();
     // A path the host reaches through its own symlinks (`~/.claude -> dotfiles/claude` under
-    // a profile that does not write `~/.claude`, the workspace `~/dotfiles`): where it lands.
-    let landed = || {
-        let real = std::fs::canonicalize(p).ok().or_else(|| {
-            let parent = std::fs::canonicalize(p.parent()?).ok()?;
-            Some(parent.join(p.file_name()?))
-        })?;
-        (real != p).then_some(real)
-    };
+    // a profile that does not write `~/.claude`, the workspace `~/dotfiles`): where it lands,
+    // locked too whatever locks the spelled path (a lock of `~/.claude/scripts` holds a link
+    // in it, not the file the link names: attack review 59), a dangling link's landing
+    // included (the agent could create it).
+    let real = landing(p);
+    let landed = (real != p).then_some(real);
     let Some(r) = lock_one(p, state, writable, from, script)
-        .or_else(|| lock_one(&landed()?, state, writable, from, script))
+        .or_else(|| lock_one(landed.as_ref()?, state, writable, from, script))
     else {
         return out;
     };
-    if r.watch_only {
-        if let Ok(real) = std::fs::canonicalize(p) {
-            if real != p {
-                out.extend(lock_one(&real, state, writable, from, script));
-            }
-        }
+    if let Some(real) = landed.filter(|l| *l != r.path) {
+        out.extend(lock_one(&real, state, writable, from, script));
     }
     // A script at the top of a state directory (`~/.claude/notify.js`): `require` looks in
     // `node_modules` beside it first. (Python's `sys.path[0]` is the script's directory too;
@@ -500,6 +494,45 @@ fn lock_for(
     }
     out.insert(0, r);
     out
+}
+
+/// Where `p` lands on the host: every symlink followed, a dangling one too (what it names
+/// may not exist yet); from the first missing component on, the rest as spelled.
+fn landing(p: &Path) -> PathBuf {
+    let mut cur = p.to_path_buf();
+    for _ in 0..40 {
+        let mut base = cur.clone();
+        let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        let real = loop {
+            if let Ok(c) = std::fs::canonicalize(&base) {
+                break c;
+            }
+            match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
+                (Some(n), Some(parent)) => {
+                    rest.push(n);
+                    base = parent.to_path_buf();
+                }
+                _ => return cur,
+            }
+        };
+        let Some(first) = rest.pop() else {
+            return real;
+        };
+        let next = real.join(&first);
+        let mut out = match std::fs::read_link(&next) {
+            // A dangling link: go on from what it names.
+            Ok(t) => real.join(t),
+            Err(_) => next,
+        };
+        for r in rest.iter().rev() {
+            out.push(r);
+        }
+        if std::fs::symlink_metadata(real.join(&first)).is_err() {
+            return out;
+        }
+        cur = out;
+    }
+    cur
 }
 
 fn lock_one(

@@ -97,9 +97,9 @@ struct State {
     locked: HashSet<Id>,
     /// Directories bound onto themselves writable (pinned containers).
     pinned: HashSet<Id>,
-    /// The plan's pinned symlinks in the workspace (workspace-relative path, content): they
-    /// cannot change during the session, so a git config path through one is followed.
-    link_pins: Vec<(PathBuf, PathBuf)>,
+    /// The plan's writable roots other than the workspace (a link landing there cannot be
+    /// locked by the guard).
+    writable_other: Vec<PathBuf>,
     pending: HashMap<PathBuf, Pending>,
     /// Workspace-relative paths named by `gitdir:` files: guarded when they appear.
     expected: HashSet<PathBuf>,
@@ -205,13 +205,9 @@ impl Guard {
             preexisting: HashSet::new(),
             locked: HashSet::new(),
             pinned: HashSet::new(),
-            link_pins: plan
-                .link_pins
-                .iter()
-                .filter_map(|l| {
-                    let rel = l.path.strip_prefix(&plan.workspace).ok()?;
-                    (!rel.as_os_str().is_empty()).then(|| (rel.to_path_buf(), l.content.clone()))
-                })
+            writable_other: crate::placeholder::writable_roots(plan)
+                .into_iter()
+                .filter(|r| !r.starts_with(&plan.workspace))
                 .collect(),
             pending: HashMap::new(),
             expected: HashSet::new(),
@@ -315,6 +311,16 @@ fn resolve_rel(ws_path: &Path, base: &Path, target: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// Where a workspace path lands ([`State::follow_pinning`]).
+enum Following {
+    /// In the workspace (relative to it).
+    Inside(PathBuf),
+    /// Outside it: the absolute path (lexically normal past the last link).
+    Outside(PathBuf),
+    /// Not followed, and why.
+    Unsafe(String),
 }
 
 /// Longest `.git` file read; git itself reads a gitfile whole. A longer one made in the
@@ -976,7 +982,7 @@ impl State {
                 }
                 Err(_) => {
                     // A symlink or a file named hooks: git would follow it.
-                    self.not_a_real(g.as_fd(), rel, "hooks", true);
+                    self.not_a_real(g.as_fd(), rel, "hooks", true)?;
                 }
             }
         }
@@ -1068,7 +1074,12 @@ impl State {
     /// workspace and it is pinned (bound onto itself: it cannot be renamed away and rebuilt),
     /// and it is locked read-only. The workspace itself is never locked.
     fn lock_target(&mut self, t: &Path, is_dir: bool) -> io::Result<()> {
-        let t = &self.through_pins(t);
+        // Through the user's own links (`tools -> lib/tools`), pinned on the way; a link out of
+        // the workspace or made in the session leaves `t` as spelled, and the lock refuses it.
+        let t = &match self.follow_pinning(t) {
+            Following::Inside(real) => real,
+            _ => t.to_path_buf(),
+        };
         let (Some(parent), Some(name)) = (t.parent(), t.file_name()) else {
             return Ok(());
         };
@@ -1096,80 +1107,171 @@ impl State {
         self.bind_self(fd.as_fd(), true, is_dir)
     }
 
-    /// `t` (workspace-relative) with each pinned symlink on its way replaced by where it
-    /// points (at most 40 times; a link out of the workspace leaves `t` as it is, and the lock
-    /// then refuses the link).
-    fn through_pins(&self, t: &Path) -> PathBuf {
-        let mut t = t.to_path_buf();
-        for _ in 0..40 {
-            let Some((l, content)) = self.link_pins.iter().find(|(l, _)| t.starts_with(l)) else {
-                break;
-            };
-            let base = l.parent().unwrap_or(Path::new(""));
-            let Some(landing) = resolve_rel(&self.ws_path, base, content) else {
-                break;
-            };
-            let rest = t.strip_prefix(l).unwrap_or(Path::new("")).to_path_buf();
-            t = if rest.as_os_str().is_empty() {
-                landing
-            } else {
-                landing.join(rest)
-            };
-        }
-        t
-    }
-
     /// `name` in git dir `g` is not a real directory/file (a symlink, ...): one made in the
-    /// session is removed; a pre-existing symlink (the user's own setup) is left, and its
-    /// target is locked read-only when it lies in the workspace.
-    fn not_a_real(&mut self, g: BorrowedFd<'_>, rel: &Path, name: &str, want_dir: bool) {
+    /// session is removed; a pre-existing symlink (the user's own setup) is pinned, and where
+    /// it lands is locked read-only. A landing warden cannot lock that the agent could write
+    /// (another writable root, or a link made in the session on the way) refuses the session
+    /// at start, and is reported later.
+    fn not_a_real(
+        &mut self,
+        g: BorrowedFd<'_>,
+        rel: &Path,
+        name: &str,
+        want_dir: bool,
+    ) -> Result<(), GuardError> {
         let n = OsStr::new(name);
         let Ok(st) = fsat::lstat_at(g, n) else {
-            return;
+            return Ok(());
         };
         if want_dir && fsat::is_dir(&st) {
-            return;
+            return Ok(());
         }
         let Ok(fd) = fsat::open_beneath(g, Path::new(name), libc::O_PATH, 0) else {
-            return;
+            return Ok(());
         };
         let Ok(id) = fsat::identity(fd.as_fd()) else {
-            return;
+            return Ok(());
         };
         if !self.pre(id) {
             let _ = fsat::unlink_at(g, n, fsat::is_dir(&st));
-            return;
+            return Ok(());
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-            return;
+            return Ok(());
         }
-        // The host's own link (`hooks -> ../tools/hooks`): a mount on the link itself, so it
-        // cannot be replaced by a directory of the agent's, and its target locked.
-        let _ = self.bind_self(fd.as_fd(), false, false);
-        let Some(t) = fsat::readlink_at(g, n)
-            .ok()
-            .and_then(|l| resolve_rel(&self.ws_path, rel, &l))
-        else {
-            return;
+        // The host's own link (`hooks -> ../tools/hooks`): followed as the kernel does, each
+        // link on the way pinned (a mount on the link itself), and the landing locked as a
+        // git config's hooks path is: made if absent, every directory between the workspace
+        // and it pinned (attack reviews 58, 59: `tools` moved away and rebuilt, `tools` itself
+        // a link, an absolute link into the agent's state directory).
+        let link = rel.join(name);
+        let problem = match self.follow_pinning(&link) {
+            Following::Inside(t) if t.as_os_str().is_empty() || rel.starts_with(&t) => {
+                Some(format!("it lands on {t:?}, which contains the repository"))
+            }
+            Following::Inside(t) => self
+                .lock_target(&t, want_dir)
+                .err()
+                .map(|e| format!("its landing {t:?} cannot be locked: {e}")),
+            Following::Outside(abs) => {
+                // As spelled, and through the links the view shows (read before the agent runs).
+                let real = warden_policy::files::canonical_prefix(&abs);
+                self.writable_other
+                    .iter()
+                    .find(|r| abs.starts_with(r) || real.starts_with(r))
+                    .map(|r| format!("it lands on {abs:?}, in {r:?}, which the agent can write"))
+            }
+            Following::Unsafe(why) => Some(why),
         };
-        // Locked as a git config's hooks path is: made if absent, every directory between
-        // the workspace and it pinned (attack review 58: a nested repository's `hooks ->
-        // ../tools/hooks`, and the agent moved `tools` away and rebuilt it).
-        if t.as_os_str().is_empty() || rel.starts_with(&t) {
-            eprintln!(
-                "warden: workspace guard: {:?} is a symlink to {t:?}, which contains the \
-                 repository: not locked, so what the agent writes there can run on the host",
-                rel.join(name)
-            );
-            return;
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        if self.starting {
+            return Err(GuardError::Protected {
+                path: self.ws_path.join(&link),
+                detail: Box::new(GuardError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    problem,
+                ))),
+                hint: "git runs what is there; make it a real directory or file, or point it at a place in the workspace",
+            });
         }
-        if let Err(e) = self.lock_target(&t, want_dir) {
-            eprintln!(
-                "warden: workspace guard: cannot lock {t:?} (where {:?} points): {e}; what \
-                 the agent writes there can run on the host",
-                rel.join(name)
-            );
+        eprintln!(
+            "warden: workspace guard: {link:?} is a symlink and {problem}: what the agent writes there can run on the host"
+        );
+        Ok(())
+    }
+
+    /// `t` (workspace-relative) followed as the kernel does, each symlink on the way pinned
+    /// (a mount on the link itself: it cannot change afterwards). Links made in the session
+    /// are not followed.
+    fn follow_pinning(&mut self, t: &Path) -> Following {
+        let comps = |p: &Path| -> Vec<OsString> {
+            p.components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_os_string()),
+                    Component::ParentDir => Some(OsString::from("..")),
+                    _ => None,
+                })
+                .rev()
+                .collect()
+        };
+        let mut todo = comps(t);
+        let mut cur = PathBuf::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                if !cur.pop() {
+                    return Following::Outside(
+                        self.ws_path
+                            .parent()
+                            .unwrap_or(Path::new("/"))
+                            .to_path_buf(),
+                    );
+                }
+                continue;
+            }
+            let Ok(parent) = self.open_dir(&cur, true) else {
+                return Following::Unsafe(format!("{cur:?} on its way is not a real directory"));
+            };
+            let st = match fsat::lstat_at(parent.as_fd(), &c) {
+                Ok(st) => st,
+                Err(_) => {
+                    // Absent from here on: the rest as spelled (`..` by text: nothing there).
+                    cur.push(&c);
+                    while let Some(c) = todo.pop() {
+                        if c == ".." {
+                            cur.pop();
+                        } else {
+                            cur.push(c);
+                        }
+                    }
+                    return Following::Inside(cur);
+                }
+            };
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                cur.push(&c);
+                continue;
+            }
+            hops += 1;
+            let link = cur.join(&c);
+            let fd = match fsat::open_beneath(parent.as_fd(), Path::new(&c), libc::O_PATH, 0) {
+                Ok(fd) if hops <= 40 => fd,
+                _ => return Following::Unsafe(format!("the symlink {link:?} cannot be followed")),
+            };
+            match fsat::identity(fd.as_fd()) {
+                Ok(id) if self.pre(id) => {}
+                _ => {
+                    return Following::Unsafe(format!(
+                        "the symlink {link:?} on its way was made in the session"
+                    ))
+                }
+            }
+            if let Err(e) = self.bind_self(fd.as_fd(), false, false) {
+                return Following::Unsafe(format!("the symlink {link:?} cannot be pinned: {e}"));
+            }
+            let Ok(content) = fsat::readlink_at(parent.as_fd(), &c) else {
+                return Following::Unsafe(format!("the symlink {link:?} cannot be read"));
+            };
+            if content.is_absolute() {
+                match content.strip_prefix(&self.ws_path) {
+                    Ok(r) => {
+                        cur = PathBuf::new();
+                        todo.extend(comps(r));
+                    }
+                    Err(_) => {
+                        let mut abs = content;
+                        for c in todo.iter().rev() {
+                            abs.push(c);
+                        }
+                        return Following::Outside(warden_policy::normalize(&abs));
+                    }
+                }
+            } else {
+                todo.extend(comps(&content));
+            }
         }
+        Following::Inside(cur)
     }
 
     /// Locks (`lock`) and, when made in the session, sanitises a git config file.
@@ -1187,8 +1289,7 @@ impl State {
         };
         if !fsat::is_reg(&st) {
             // A symlink (or anything else) named config: git would follow it.
-            self.not_a_real(g, rel, name, false);
-            return Ok(());
+            return self.not_a_real(g, rel, name, false);
         }
         let p = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
             .map_err(|e| err("open", &rel.join(name), e))?;

@@ -99,20 +99,17 @@ impl Resolver {
                 }
                 break;
             };
-            match step {
-                Some(t) => {
-                    if links.len() >= 40 {
-                        return None;
-                    }
-                    links.push((cur.clone(), t.clone()));
-                    if t.is_absolute() {
-                        cur = PathBuf::from("/");
-                    } else {
-                        cur.pop();
-                    }
-                    push_front(&mut queue, &t);
+            if let Some(t) = step {
+                if links.len() >= 40 {
+                    return None;
                 }
-                None => {}
+                links.push((cur.clone(), t.clone()));
+                if t.is_absolute() {
+                    cur = PathBuf::from("/");
+                } else {
+                    cur.pop();
+                }
+                push_front(&mut queue, &t);
             }
         }
         Some(Chain { target: cur, links })

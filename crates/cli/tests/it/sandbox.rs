@@ -1097,6 +1097,95 @@ fn links_met_by_the_guard_git_config_and_agent_settings_are_pinned() {
     );
 }
 
+/// Attack review 59, judged from the host afterwards: a per-file link below a locked state
+/// subdirectory and a dangling statusline link, both landing in the workspace `~/dotfiles`
+/// (the host's claude would run what the agent wrote there); a nested repository whose
+/// `hooks` link goes through a linked directory (`sub/tools -> lib/tools`), run by a host
+/// `git commit`; a nested `hooks` link into the agent's state directory refuses the session.
+#[test]
+fn landings_of_referenced_scripts_and_nested_hooks_links_are_locked() {
+    let t = T::new("linkpins59");
+    let dot = t.home.join("dotfiles");
+    std::fs::create_dir_all(dot.join("lib/tools/hooks")).unwrap();
+    std::fs::create_dir_all(t.home.join(".claude/scripts")).unwrap();
+    std::fs::write(dot.join("x.sh"), "echo ok\n").unwrap();
+    std::os::unix::fs::symlink("../../dotfiles/x.sh", t.home.join(".claude/scripts/x.sh")).unwrap();
+    std::os::unix::fs::symlink("../dotfiles/sl.sh", t.home.join(".claude/sl.sh")).unwrap();
+    std::fs::write(
+        t.home.join(".claude/settings.json"),
+        r#"{"statusLine":{"type":"command","command":"bash ~/.claude/sl.sh"},"hooks":{"Stop":[{"hooks":[{"type":"command","command":"bash ~/.claude/scripts/x.sh"}]}]}}"#,
+    )
+    .unwrap();
+    let run = |dir: &Path, args: &[&str], script: &str| {
+        t.warden()
+            .arg("run")
+            .args(args)
+            .args(["--", "/bin/bash", "-c", script])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(
+        &dot,
+        &["--profile", "claude"],
+        "echo 'echo AGENT' >> x.sh; echo 'echo AGENT' > sl.sh; echo ok > notes && echo LEGIT",
+    );
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(dot.join("x.sh")).unwrap(),
+        "echo ok\n"
+    );
+    assert!(
+        !dot.join("sl.sh").exists(),
+        "the dangling statusline landing was created"
+    );
+    // The nested repository, with the generic profile.
+    let sub = dot.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    git(&sub, &["init", "-q"]);
+    std::fs::remove_dir_all(sub.join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink("../tools/hooks", sub.join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink("../lib/tools", sub.join("tools")).unwrap();
+    let marker = t.root.join("agent-ran");
+    let o = run(
+        &dot,
+        &[],
+        &format!(
+            "h='#!/bin/sh\ntouch {}\n'; printf \"$h\" > lib/tools/hooks/pre-commit; chmod +x lib/tools/hooks/pre-commit; \
+             rm sub/tools; mkdir -p sub/tools/hooks && printf \"$h\" > sub/tools/hooks/pre-commit; echo LEGIT",
+            marker.display()
+        ),
+    );
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    std::fs::write(sub.join("f"), "x").unwrap();
+    git(&sub, &["add", "f"]);
+    git(
+        &sub,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "host",
+        ],
+    );
+    assert!(!marker.exists(), "an agent's hook ran in a host git commit");
+    // A nested hooks link into the claude state directory: refused.
+    std::fs::remove_file(sub.join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink(t.home.join(".claude/githooks"), sub.join(".git/hooks")).unwrap();
+    let o = run(&dot, &["--profile", "claude"], "echo RAN");
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("which the agent can write"),
+        "{}",
+        out(&o)
+    );
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
