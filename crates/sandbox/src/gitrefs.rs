@@ -239,6 +239,11 @@ pub fn checkout_git_dirs(workspace: &Path) -> Vec<PathBuf> {
     let common = read_config(&g.join("commondir"))
         .and_then(|c| normalise(&g.join(c.trim())))
         .unwrap_or_else(|| g.clone());
+    // Only what looks like a git dir (a `HEAD`; `objects` in the common one): a `gitdir:`
+    // line naming any other directory shows nothing.
+    if !g.join("HEAD").is_file() || !common.join("objects").is_dir() {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for d in [g, common] {
         if !d.starts_with(workspace)
