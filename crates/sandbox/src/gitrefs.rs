@@ -244,6 +244,34 @@ pub fn checkout_git_dirs(workspace: &Path) -> Vec<PathBuf> {
     if !g.join("HEAD").is_file() || !common.join("objects").is_dir() {
         return Vec::new();
     }
+    // And only a git dir that names this checkout back, from where the agent could not have
+    // written it (a `.git` file is the workspace's, so an earlier session's agent may have
+    // planted one naming any private repository: attack review 60):
+    // - a worktree: `<common>/worktrees/<id>`, whose `gitdir` file names `<workspace>/.git`;
+    // - a submodule: its own common dir, whose `core.worktree` names the workspace.
+    let real_ws = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+    let names_back = |p: &Path| std::fs::canonicalize(p).is_ok_and(|r| r == real_ws);
+    let worktree = g.parent() == Some(common.join("worktrees").as_path())
+        && read_config(&g.join("gitdir"))
+            .and_then(|t| t.lines().next().map(|l| PathBuf::from(l.trim())))
+            .and_then(|t| t.parent().map(Path::to_path_buf))
+            .is_some_and(|t| names_back(&t));
+    let submodule = g == common
+        && read_config(&g.join("config"))
+            .and_then(|t| {
+                t.lines().map(str::trim).find_map(|l| {
+                    l.strip_prefix("worktree")
+                        .map(|r| r.trim_start().trim_start_matches('=').trim().to_string())
+                })
+            })
+            .is_some_and(|t| names_back(&g.join(t)));
+    if !(worktree || submodule) {
+        return Vec::new();
+    }
+    let in_writable = |d: &Path| d.starts_with(workspace);
+    if in_writable(&g) || in_writable(&common) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for d in [g, common] {
         if !d.starts_with(workspace)

@@ -60,6 +60,14 @@ const RESCAN_EVERY: Duration = Duration::from_secs(5);
 /// Subdirectories of a git dir that are never walked (content, not configuration).
 const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
 
+/// Whether a directory with these entries is one git would use: a git dir (`HEAD` and
+/// `objects` or `commondir`), or the common dir of a worktree's git dir, which needs no
+/// `HEAD` of its own (`objects` and `refs`: attack review 60, a fake worktree whose common
+/// dir with hooks and `core.fsmonitor` was never guarded).
+fn git_like(has: &dyn Fn(&str) -> bool) -> bool {
+    (has("HEAD") && (has("objects") || has("commondir"))) || (has("objects") && has("refs"))
+}
+
 type Id = (u64, u64, i64, u32);
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -359,6 +367,24 @@ impl State {
         fsat::open_dir(self.ws.as_fd(), rel, path_only, Some(self.dev))
     }
 
+    /// Whether `t` (workspace-relative) lies in a bulk directory (`objects`, `refs`, ...) of
+    /// a git dir.
+    fn in_git_bulk(&self, t: &Path) -> bool {
+        let mut acc = PathBuf::new();
+        for c in t.components() {
+            let c = c.as_os_str();
+            if GIT_BULK.iter().any(|b| c == *b)
+                && self
+                    .open_dir(&acc, true)
+                    .is_ok_and(|d| fsat::lstat_at(d.as_fd(), OsStr::new("HEAD")).is_ok())
+            {
+                return true;
+            }
+            acc.push(c);
+        }
+        false
+    }
+
     /// Whether every component of `target` (relative to the workspace directory `base`, or
     /// absolute) that a `..` steps back over is a real directory beneath the workspace (no
     /// symlink), so that dropping it by text gives what the kernel resolves.
@@ -627,7 +653,7 @@ impl State {
             *seen += typed.len();
             let names: Vec<&OsString> = typed.iter().map(|(n, _)| n).collect();
             let has = |n: &str| names.iter().any(|x| *x == n);
-            let gitlike = has("HEAD") && (has("objects") || has("commondir"));
+            let gitlike = git_like(&has);
             if gitlike && !rel.as_os_str().is_empty() {
                 self.queue(rel.clone(), Kind::GitDir);
             }
@@ -913,6 +939,17 @@ impl State {
                 Ok(true)
             }
             None => Ok(true),
+            // Inside another git dir's objects, refs or logs (never watched: too many
+            // entries), where whatever the agent adds later goes unseen: a gitdir file made in
+            // the session is removed (attack review 60).
+            Some(t) if !pre && self.in_git_bulk(&t) => {
+                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                eprintln!(
+                    "warden: workspace guard: removed {rel:?}, a gitdir file made in the session \
+                     that points into a git dir's objects, refs or logs ({target:?})"
+                );
+                Ok(true)
+            }
             Some(t) => match self.open_dir(&t, true) {
                 Ok(_) => {
                     self.expected.insert(t.clone());
@@ -952,7 +989,7 @@ impl State {
         };
         let names = fsat::list(g.as_fd()).unwrap_or_default();
         let has = |n: &str| names.iter().any(|x| x == n);
-        let gitlike = has("HEAD") && (has("objects") || has("commondir"));
+        let gitlike = git_like(&has);
         if !(gitlike || dot && has("config")) {
             // `git init` has not got that far yet; the HEAD/config events bring it back.
             return Ok(!dot || overdue || self.starting);
@@ -962,6 +999,15 @@ impl State {
             .parent()
             .and_then(|p| p.file_name())
             .is_some_and(|n| n == "worktrees");
+        // A worktree's git dir takes hooks and config from its common dir (`../..`): guarded
+        // as a git dir too, whatever it holds yet.
+        if in_worktrees {
+            if let Some(common) = rel.parent().and_then(Path::parent) {
+                if !common.as_os_str().is_empty() {
+                    self.queue(common.to_path_buf(), Kind::GitDir);
+                }
+            }
+        }
         // hooks/: locked read-only; a new one's planted hooks are removed through the
         // directory fd opened before the lock (nothing can be added in between).
         if !in_worktrees {
@@ -1156,10 +1202,34 @@ impl State {
             Following::Outside(abs) => {
                 // As spelled, and through the links the view shows (read before the agent runs).
                 let real = warden_policy::files::canonical_prefix(&abs);
-                self.writable_other
+                let back = [&real, &abs]
+                    .into_iter()
+                    .find_map(|p| p.strip_prefix(&self.ws_path).ok())
+                    .map(Path::to_path_buf);
+                if abs.starts_with("/proc") {
+                    Some(format!("it lands on {abs:?}, which warden cannot judge"))
+                } else if let Some(t) = back {
+                    // Back into the workspace under another spelling (attack review 60).
+                    self.lock_target(&t, want_dir)
+                        .err()
+                        .map(|e| format!("its landing {t:?} cannot be locked: {e}"))
+                } else if let Some(r) = self
+                    .writable_other
                     .iter()
                     .find(|r| abs.starts_with(r) || real.starts_with(r))
-                    .map(|r| format!("it lands on {abs:?}, in {r:?}, which the agent can write"))
+                {
+                    Some(format!(
+                        "it lands on {abs:?}, in {r:?}, which the agent can write"
+                    ))
+                } else if abs.starts_with(&self.home) && !real.exists() {
+                    // In the hidden part of $HOME: the host's own links there (`~/ws-link ->
+                    // the workspace`) cannot be followed from here.
+                    Some(format!(
+                        "it lands on {abs:?}, in the hidden part of $HOME, where warden cannot follow the host's links"
+                    ))
+                } else {
+                    None
+                }
             }
             Following::Unsafe(why) => Some(why),
         };
@@ -1202,12 +1272,16 @@ impl State {
         while let Some(c) = todo.pop() {
             if c == ".." {
                 if !cur.pop() {
-                    return Following::Outside(
-                        self.ws_path
-                            .parent()
-                            .unwrap_or(Path::new("/"))
-                            .to_path_buf(),
-                    );
+                    // Out of the workspace: the rest by text from its parent.
+                    let mut abs = self
+                        .ws_path
+                        .parent()
+                        .unwrap_or(Path::new("/"))
+                        .to_path_buf();
+                    for c in todo.iter().rev() {
+                        abs.push(c);
+                    }
+                    return Following::Outside(warden_policy::normalize(&abs));
                 }
                 continue;
             }

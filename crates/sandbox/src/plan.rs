@@ -273,14 +273,21 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     };
     let system = exp(&p.files.system);
     let mut read = exp(&p.files.read);
-    let checkout_git = crate::gitrefs::checkout_git_dirs(&inp.workspace);
-    for g in &checkout_git {
-        if !read.iter().any(|r| g.starts_with(r)) {
-            read.push(g.clone());
-        }
-    }
     let write = exp(&p.files.write);
     let state = exp(&p.agent.state);
+    // A worktree's or submodule's git dirs, read-only unless the policy shows them already
+    // (a main repository in `files.write` stays writable, its hooks and config locked).
+    let checkout_git: Vec<PathBuf> = crate::gitrefs::checkout_git_dirs(&inp.workspace)
+        .into_iter()
+        .filter(|g| {
+            !read
+                .iter()
+                .chain(&write)
+                .chain(&state)
+                .any(|r| g.starts_with(r))
+        })
+        .collect();
+    read.extend(checkout_git.iter().cloned());
     let mut install = exp(&p.agent.install);
     install.extend(inp.extra_read.iter().cloned());
     // Denied paths, and where they really are (a denied `~/.ssh -> ~/dotfiles/ssh` must hide

@@ -990,6 +990,107 @@ fn nested_repo_hooks_path_is_locked() {
     judge(&t, &o);
 }
 
+/// Attack review 60, judged by the host's git afterwards: a fake worktree git dir whose common
+/// dir has no `HEAD` (so it did not look like a git dir to the guard) with agent hooks and
+/// `core.fsmonitor`; a gitdir file naming a directory inside a nested repository's `objects/`
+/// (never watched) filled after the guard looked; and a `.git` file an earlier session left
+/// (`gitdir:` without a space) naming a private repository, which the next session must not
+/// show.
+#[test]
+fn fake_worktrees_and_gitdirs_into_git_internals_are_neutralised() {
+    let t = T::new("fakewt");
+    git_ok(&t, &t.ws, &["init", "-q"]);
+    std::fs::create_dir_all(t.ws.join("sub")).unwrap();
+    git_ok(&t, &t.ws.join("sub"), &["init", "-q"]);
+    let m = t.marker().display().to_string();
+    let evil = format!(
+        "printf '[core]\\n\\tfsmonitor = \"touch {m}; false\"\\n' > $1/config; \
+         mkdir -p $1/hooks; printf '#!/bin/sh\\ntouch {m}\\n' > $1/hooks/pre-commit; chmod +x $1/hooks/pre-commit"
+    );
+    let o = t.sh(&format!(
+        r#"plant() {{ {evil}; }}
+        mkdir -p fake/objects fake/refs/heads fake/worktrees/w proj
+        plant fake
+        echo 'ref: refs/heads/main' > fake/worktrees/w/HEAD; echo ../.. > fake/worktrees/w/commondir
+        echo "$PWD/proj/.git" > fake/worktrees/w/gitdir; echo 'gitdir: ../fake/worktrees/w' > proj/.git
+        G=sub/.git/objects/gx; mkdir -p $G; echo 'ref: refs/heads/main' > $G/HEAD
+        mkdir -p inner; echo "gitdir: ../$G" > inner/.git
+        sleep 2; mkdir -p $G/objects $G/refs; plant $G; sleep 1; echo LEGIT"#
+    ));
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    for d in ["proj", "inner"] {
+        let _ = t.host_git(&t.ws.join(d), &["status"]);
+        let _ = t.host_git(
+            &t.ws.join(d),
+            &[
+                "-c",
+                "user.name=u",
+                "-c",
+                "user.email=u@e",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "x",
+            ],
+        );
+    }
+    assert!(
+        !t.marker().exists(),
+        "an agent's hook or fsmonitor ran on the host:\n{}",
+        out(&o)
+    );
+    // A `.git` file left in the workspace naming a private repository (no space after
+    // `gitdir:`, which the guard of that earlier session did not parse as a gitfile).
+    let private = t.home.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    git_ok(&t, &private, &["init", "-q"]);
+    std::fs::write(private.join("secret.txt"), "TOPSECRET\n").unwrap();
+    git_ok(&t, &private, &["add", "secret.txt"]);
+    git_ok(
+        &t,
+        &private,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@e",
+            "commit",
+            "-q",
+            "-m",
+            "s",
+        ],
+    );
+    let ws2 = t.root.join("ws2");
+    std::fs::create_dir_all(&ws2).unwrap();
+    std::fs::write(
+        ws2.join(".git"),
+        format!("gitdir:{}/.git\n", private.display()),
+    )
+    .unwrap();
+    let o = t
+        .warden()
+        .args(["run", "--", "/bin/bash", "-c"])
+        .arg(format!(
+            "cat {}/.git/HEAD 2>&1; git log -p 2>&1 | head -20; true",
+            private.display()
+        ))
+        .current_dir(&ws2)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("TOPSECRET"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("refs/heads"),
+        "{}",
+        out(&o)
+    );
+}
+
 /// The workspace is a worktree of a repository elsewhere that the policy makes writable
 /// (`files.write`): that repository's hooks and config are locked too.
 #[test]
