@@ -265,6 +265,72 @@ pub fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
     }
 }
 
+/// `renameat(dir, from, dir, to)` for two single names in a verified directory fd (nothing
+/// is resolved through a path; `to` is replaced).
+pub fn rename_in(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()> {
+    let (f, t) = (single(from)?, single(to)?);
+    // SAFETY: renameat relative to one directory fd, NUL-terminated single names.
+    if unsafe { libc::renameat(dir.as_raw_fd(), f.as_ptr(), dir.as_raw_fd(), t.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A name in `dir` for a file or directory warden makes before renaming it into place, or
+/// for one it moves aside: `.<name>.warden-<pid>-<n>`.
+pub fn aside_name(name: &OsStr, n: usize) -> OsString {
+    let mut s = OsString::from(".");
+    s.push(name);
+    s.push(format!(".warden-{}-{n}", std::process::id()));
+    s
+}
+
+/// Replaces the regular file `name` in `dir` by a new file (a new inode) holding `content`,
+/// renamed into place: whatever another process holds of the old file (an open fd, a hard
+/// link elsewhere) no longer reaches what is at `name`. Returns the new file, opened
+/// read-write. `n` makes the temporary name unique.
+pub fn replace_file(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    content: &[u8],
+    mode: u32,
+    n: usize,
+) -> io::Result<OwnedFd> {
+    let tmp = aside_name(name, n);
+    let f = open_beneath(
+        dir,
+        Path::new(&tmp),
+        libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+        mode & 0o777,
+    )?;
+    let done = rewrite(f.as_fd(), content).and_then(|()| rename_in(dir, &tmp, name));
+    if let Err(e) = done {
+        let _ = unlink_at(dir, &tmp, false);
+        return Err(e);
+    }
+    Ok(f)
+}
+
+/// Empties the directory `dir` (an fd on it): every entry removed, directories first emptied
+/// through fds opened beneath it (no symlink followed, nothing on another device), at most
+/// `depth` levels. Best effort: what cannot be removed stays.
+pub fn empty_dir(dir: BorrowedFd<'_>, dev: Option<u64>, depth: usize) {
+    let Ok(entries) = list_typed(dir) else { return };
+    for (name, dt) in entries {
+        let is_dir = match dt {
+            DT_DIR => true,
+            DT_UNKNOWN => lstat_at(dir, &name).is_ok_and(|st| is_dir(&st)),
+            _ => false,
+        };
+        if is_dir && depth > 0 {
+            if let Ok(sub) = open_dir(dir, Path::new(&name), false, dev) {
+                empty_dir(sub.as_fd(), dev, depth - 1);
+            }
+        }
+        let _ = unlink_at(dir, &name, is_dir);
+    }
+}
+
 /// `unlinkat(dir, name)` (`AT_REMOVEDIR` for a directory): `dir` must be a verified fd.
 pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> io::Result<()> {
     let c = single(name)?;
@@ -283,6 +349,7 @@ pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
 
 /// Entry type from `readdir` (`d_type`); `DT_UNKNOWN` means: stat it to know.
 pub const DT_DIR: u8 = libc::DT_DIR;
+pub const DT_REG: u8 = libc::DT_REG;
 pub const DT_UNKNOWN: u8 = libc::DT_UNKNOWN;
 
 /// Like [`list`], with each entry's `d_type` (saves a stat per entry where the file system

@@ -10,8 +10,10 @@
 //!   `commondir`, e.g. `.git/modules/*`, `.git/worktrees/*`, `--separate-git-dir` targets) is
 //!   guarded: `hooks/` and `config` are locked read-only; a `.git` directory is bound onto
 //!   itself. Repositories created during the session are also neutralised at the moment of
-//!   locking: hooks other than `*.sample` are removed and `config` keeps only an allowlist of
-//!   inert keys (no `core.fsmonitor`, `core.hooksPath`, `include`, filters, aliases, ...).
+//!   locking: `hooks/` is replaced by an empty directory of the guard's and `config` by a new
+//!   file that keeps only an allowlist of inert keys (no `core.fsmonitor`, `core.hooksPath`,
+//!   `include`, filters, aliases, ...); new inodes, so what the agent still holds of its own
+//!   (an open fd, a hard link) reaches nothing git reads.
 //!   Indirections: a `commondir` made in the session is removed (in a worktree's git dir it
 //!   is reset to `../..`), `config.worktree` is sanitised, a `gitdir:` file's target inside
 //!   the workspace is guarded (even when it appears later), a `gitdir:` file made or changed
@@ -57,8 +59,20 @@ const MAX_WATCHES: usize = 100_000;
 const MAX_WALK: usize = 1_000_000;
 const MAX_DEPTH: usize = 2_048;
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
-/// Subdirectories of a git dir that are never walked (content, not configuration).
-const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
+/// Subdirectories of a git dir that are not walked (content, not configuration), where
+/// [`bulk_unwalked`] allows it.
+pub(crate) const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
+
+/// Whether the [`GIT_BULK`] directories of a git dir at `rel` (workspace-relative) may go
+/// unwalked and unwatched: only inside a `.git` directory, where no checkout can put a
+/// worktree (git refuses any path with a `.git` component), so no repository there is ever
+/// entered by the host's git in the workspace. Elsewhere a directory with `HEAD`, `objects`
+/// and `refs` is ordinary content the agent can make (attack review 61: a repository at
+/// `schema/objects/vendor`, committed as a submodule, kept its `core.fsmonitor`, and the
+/// host's `git status` ran it).
+pub(crate) fn bulk_unwalked(rel: &Path) -> bool {
+    rel.components().any(|c| c.as_os_str() == ".git")
+}
 
 /// Whether a directory with these entries is one git would use: a git dir (`HEAD` and
 /// `objects` or `commondir`), or the common dir of a worktree's git dir, which needs no
@@ -123,7 +137,13 @@ struct State {
     home: PathBuf,
     /// `.git` files whose target was absent: looked at again in the last pass.
     recheck: HashSet<PathBuf>,
+    /// Hooks directories made in the session and moved aside, not yet removed: (git dir,
+    /// name there, the directory).
+    aside: Vec<(OwnedFd, OsString, OwnedFd)>,
 }
+
+/// How a [`GuardError::Protected`] message starts.
+pub const PROTECTED_PREFIX: &str = "protected path ";
 
 /// Why the guard could not lock something. Every variant keeps the errno of the failing
 /// call (`io::Error` sources); a refused protected path says how to fix it.
@@ -140,7 +160,9 @@ pub enum GuardError {
     /// A file-system call without more context (the fd-based helpers of [`crate::fsat`]).
     #[error(transparent)]
     Io(#[from] io::Error),
-    /// A protected path that cannot be locked as it is (a symlink, a non-regular file).
+    /// A protected path that cannot be locked as it is (a symlink, a non-regular file). Its
+    /// message starts with [`PROTECTED_PREFIX`] (the supervisor reads that as a refusal of
+    /// the layout, not a missing kernel feature).
     #[error("protected path {}: {detail}; {hint}", path.display())]
     Protected {
         path: PathBuf,
@@ -169,12 +191,93 @@ impl GuardError {
     }
 }
 
+const LINKED_HINT: &str = "warden locks paths, not files: replace it with a copy (`cp --remove-destination`) or a symlink (a symlink in the workspace is pinned)";
+
+/// Whether the error is (or wraps) a [`Linked`] file.
+fn is_linked(e: &GuardError) -> bool {
+    match e {
+        GuardError::Io(s) | GuardError::At { source: s, .. } => {
+            s.get_ref().is_some_and(|x| x.is::<Linked>())
+        }
+        GuardError::Protected { detail, .. } => is_linked(detail),
+        _ => false,
+    }
+}
+
 fn err(what: &'static str, rel: &Path, source: io::Error) -> GuardError {
+    if source.get_ref().is_some_and(|e| e.is::<Linked>()) {
+        return GuardError::Protected {
+            path: rel.to_path_buf(),
+            detail: Box::new(GuardError::Io(source)),
+            hint: LINKED_HINT,
+        };
+    }
     GuardError::At {
         what,
         path: rel.to_path_buf(),
         source,
     }
+}
+
+/// A regular file with more than one name, met where the guard locks.
+#[derive(Debug, thiserror::Error)]
+#[error("{} has {nlink} hard links: its other names stay writable", if .below.as_os_str().is_empty() { "it".to_string() } else { format!("{:?} in it", .below) })]
+struct Linked {
+    below: PathBuf,
+    nlink: u64,
+}
+
+/// The first regular file with more than one name at `fd` (a file, or a directory searched
+/// 8 levels and 4,096 entries deep, on device `dev`): what a read-only lock of it cannot
+/// hold.
+fn linked_file(fd: BorrowedFd<'_>, dev: Option<u64>) -> Option<Linked> {
+    fn walk(
+        d: BorrowedFd<'_>,
+        rel: &Path,
+        dev: Option<u64>,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Option<Linked> {
+        for (name, dt) in fsat::list_typed(d).ok()? {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+            if dt != fsat::DT_REG && dt != fsat::DT_DIR && dt != fsat::DT_UNKNOWN {
+                continue;
+            }
+            let Ok(st) = fsat::lstat_at(d, &name) else {
+                continue;
+            };
+            if fsat::is_reg(&st) && st.st_nlink > 1 {
+                return Some(Linked {
+                    below: rel.join(&name),
+                    nlink: st.st_nlink,
+                });
+            }
+            if fsat::is_dir(&st) && depth > 0 {
+                if let Ok(sub) = fsat::open_dir(d, Path::new(&name), false, dev) {
+                    if let Some(l) = walk(sub.as_fd(), &rel.join(&name), dev, depth - 1, budget) {
+                        return Some(l);
+                    }
+                }
+            }
+        }
+        None
+    }
+    let st = fsat::fstat(fd).ok()?;
+    if fsat::is_reg(&st) {
+        return (st.st_nlink > 1).then(|| Linked {
+            below: PathBuf::new(),
+            nlink: st.st_nlink,
+        });
+    }
+    if !fsat::is_dir(&st) {
+        return None;
+    }
+    // An O_PATH fd cannot be listed: the directory itself reopened through it.
+    let d = fsat::open_dir(fd, Path::new("."), false, dev).ok()?;
+    walk(d.as_fd(), Path::new(""), dev, 8, &mut 4096)
 }
 
 impl Guard {
@@ -232,6 +335,7 @@ impl Guard {
                 .find_map(|t| hooks_path(&String::from_utf8_lossy(&t))),
             home: plan.home.clone(),
             recheck: HashSet::new(),
+            aside: Vec::new(),
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
@@ -294,6 +398,7 @@ impl Guard {
                 warden_event::text::printable(&e.to_string())
             );
         }
+        s.remove_aside();
     }
 }
 
@@ -367,17 +472,14 @@ impl State {
         fsat::open_dir(self.ws.as_fd(), rel, path_only, Some(self.dev))
     }
 
-    /// Whether `t` (workspace-relative) lies in a bulk directory (`objects`, `refs`, ...) of
-    /// a git dir.
+    /// Whether `t` (workspace-relative) may lie in a bulk directory (`objects`, `refs`, ...)
+    /// that the walk skips ([`bulk_unwalked`]): a bulk name below a `.git` directory, git
+    /// dir or not (whether it is one can change after this look).
     fn in_git_bulk(&self, t: &Path) -> bool {
         let mut acc = PathBuf::new();
         for c in t.components() {
             let c = c.as_os_str();
-            if GIT_BULK.iter().any(|b| c == *b)
-                && self
-                    .open_dir(&acc, true)
-                    .is_ok_and(|d| fsat::lstat_at(d.as_fd(), OsStr::new("HEAD")).is_ok())
-            {
+            if GIT_BULK.iter().any(|b| c == *b) && bulk_unwalked(&acc) {
                 return true;
             }
             acc.push(c);
@@ -443,6 +545,13 @@ impl State {
         let id = fsat::identity(fd)?;
         if self.locked.contains(&id) || (!readonly && self.pinned.contains(&id)) {
             return Ok(());
+        }
+        if readonly {
+            // A lock stands on a path; a file with other names (hard links) stays writable
+            // through them, which may lie in a writable root (attack review 61).
+            if let Some(l) = linked_file(fd, Some(self.dev)) {
+                return Err(io::Error::other(l));
+            }
         }
         fsat::bind_fd(fd, fd, recursive, readonly)?;
         if readonly {
@@ -549,8 +658,12 @@ impl State {
             self.lock_one(root, plan.root_id(root), &rel, p.is_dir, p.placeholder_content)
                 .map_err(|e| GuardError::Protected {
                     path: p.path.clone(),
+                    hint: if is_linked(&e) {
+                        LINKED_HINT
+                    } else {
+                        "warden refuses to follow a symlink or a non-regular file there (make it a real file/directory, or remove it)"
+                    },
                     detail: Box::new(e),
-                    hint: "warden refuses to follow a symlink or a non-regular file there (make it a real file/directory, or remove it)",
                 })?;
         }
         Ok(())
@@ -662,7 +775,7 @@ impl State {
                 if name == ".git" {
                     self.queue(child.clone(), Kind::Dot);
                 }
-                if gitlike && GIT_BULK.iter().any(|b| name == *b) {
+                if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(&rel) {
                     continue;
                 }
                 // d_type saves a stat per entry; open_dir re-checks (real dir, same device).
@@ -1018,12 +1131,11 @@ impl State {
                 Ok(h) => {
                     let id = fsat::identity(h.as_fd()).map_err(|e| err("hooks", rel, e))?;
                     let pre = self.pre(id);
-                    if !self.locked.contains(&id) {
+                    if pre && !self.locked.contains(&id) {
                         self.bind_self(h.as_fd(), true, true)
                             .map_err(|e| err("cannot lock", &rel.join("hooks"), e))?;
-                        if !pre {
-                            sanitize_hooks(h.as_fd());
-                        }
+                    } else if !self.locked.contains(&id) {
+                        self.fresh_hooks(g.as_fd(), rel, h)?;
                     }
                 }
                 Err(_) => {
@@ -1348,6 +1460,48 @@ impl State {
         Following::Inside(cur)
     }
 
+    /// A hooks directory made in the session: moved aside and replaced by an empty one of
+    /// the guard's, which is locked; what was planted in the old one is removed (again in
+    /// the last pass). A directory fd the agent opened before the lock reaches only the old
+    /// one (attack review 61: a hook created through such an fd after the lock stood in the
+    /// locked directory).
+    fn fresh_hooks(
+        &mut self,
+        g: BorrowedFd<'_>,
+        rel: &Path,
+        old: OwnedFd,
+    ) -> Result<(), GuardError> {
+        let dev = Some(self.dev);
+        let at = rel.join("hooks");
+        self.n += 1;
+        let aside = fsat::aside_name(OsStr::new("hooks"), self.n);
+        fsat::rename_in(g, OsStr::new("hooks"), &aside)
+            .map_err(|e| err("cannot replace", &at, e))?;
+        fsat::mkdir_all(g, Path::new("hooks"), dev).map_err(|e| err("cannot replace", &at, e))?;
+        let new = fsat::open_dir(g, Path::new("hooks"), false, dev)
+            .map_err(|e| err("cannot replace", &at, e))?;
+        self.bind_self(new.as_fd(), true, true)
+            .map_err(|e| err("cannot lock", &at, e))?;
+        fsat::empty_dir(old.as_fd(), dev, 16);
+        let _ = fsat::unlink_at(g, &aside, true);
+        if fsat::lstat_at(g, &aside).is_ok() {
+            let g = g
+                .try_clone_to_owned()
+                .map_err(|e| err("cannot replace", &at, e))?;
+            self.aside.push((g, aside, old));
+        }
+        Ok(())
+    }
+
+    /// Empties and removes the hooks directories moved aside ([`State::fresh_hooks`]) that
+    /// were not empty yet.
+    fn remove_aside(&mut self) {
+        for (g, name, old) in std::mem::take(&mut self.aside) {
+            fsat::empty_dir(old.as_fd(), Some(self.dev), 16);
+            let _ = fsat::unlink_at(g.as_fd(), &name, true);
+        }
+    }
+
     /// Locks (`lock`) and, when made in the session, sanitises a git config file.
     fn config_file(
         &mut self,
@@ -1372,20 +1526,38 @@ impl State {
             return Ok(());
         }
         let pre = self.pre(id);
-        let rw = if pre {
-            None
-        } else {
-            Some(
-                fsat::open_file(g, Path::new(name), libc::O_RDWR, dev)
-                    .map_err(|e| err("open", &rel.join(name), e))?,
-            )
-        };
-        if lock || pre {
-            self.bind_self(p.as_fd(), true, false)
-                .map_err(|e| err("cannot lock", &rel.join(name), e))?;
+        if pre {
+            return self
+                .bind_self(p.as_fd(), true, false)
+                .map_err(|e| err("cannot lock", &rel.join(name), e));
         }
-        if let Some(f) = rw {
-            sanitize_config_fd(f.as_fd());
+        let rw = fsat::open_file(g, Path::new(name), libc::O_RDWR, dev)
+            .map_err(|e| err("open", &rel.join(name), e))?;
+        if !lock {
+            sanitize_config_fd(rw.as_fd());
+            return Ok(());
+        }
+        // Made in the session: the sanitised text goes into a new file of the guard's, renamed
+        // into place, and that one is locked. What the agent holds of its own file (a
+        // read-write fd opened before the lock, a hard link under another name) keeps the old
+        // inode, which git no longer reads here (attack review 61: `core.fsmonitor` written
+        // through either after the lock, and the host's `git status` ran it).
+        let clean = sanitized_config(rw.as_fd());
+        self.n += 1;
+        let fresh = fsat::replace_file(g, OsStr::new(name), clean.as_bytes(), 0o644, self.n)
+            .map_err(|e| err("cannot replace", &rel.join(name), e))?;
+        self.bind_self(fresh.as_fd(), true, false)
+            .map_err(|e| err("cannot lock", &rel.join(name), e))?;
+        // The lock stands on the new file only if that is still what the name holds (a
+        // rename in between would leave the agent's file there): checked through the mount.
+        let now = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
+            .and_then(|f| fsat::identity(f.as_fd()));
+        if now.ok() != fsat::identity(fresh.as_fd()).ok() {
+            return Err(err(
+                "cannot lock",
+                &rel.join(name),
+                io::Error::other("the file changed while it was being locked"),
+            ));
         }
         Ok(())
     }
@@ -1432,28 +1604,28 @@ impl CStringPath {
     }
 }
 
-fn sanitize_hooks(dir: BorrowedFd<'_>) {
-    let Ok(names) = fsat::list(dir) else { return };
-    for name in names {
-        if name.as_bytes().ends_with(b".sample") {
-            continue;
-        }
-        let is_dir = fsat::lstat_at(dir, &name).is_ok_and(|st| fsat::is_dir(&st));
-        let _ = fsat::unlink_at(dir, &name, is_dir);
-    }
-}
-
 fn sanitize_config_fd(f: BorrowedFd<'_>) {
     let Ok(raw) = fsat::read_to_vec(f, (1 << 20) + 1) else {
         return;
     };
-    let clean = if raw.len() > 1 << 20 {
-        DEFAULT_CONFIG.to_string()
-    } else {
-        sanitize_config(&String::from_utf8_lossy(&raw))
-    };
+    let clean = sanitized_text(&raw);
     if clean.as_bytes() != raw.as_slice() {
         let _ = fsat::rewrite(f, clean.as_bytes());
+    }
+}
+
+/// The sanitised text of a config file (unreadable: the default config).
+fn sanitized_config(f: BorrowedFd<'_>) -> String {
+    fsat::read_to_vec(f, (1 << 20) + 1)
+        .map(|raw| sanitized_text(&raw))
+        .unwrap_or_else(|_| DEFAULT_CONFIG.to_string())
+}
+
+fn sanitized_text(raw: &[u8]) -> String {
+    if raw.len() > 1 << 20 {
+        DEFAULT_CONFIG.to_string()
+    } else {
+        sanitize_config(&String::from_utf8_lossy(raw))
     }
 }
 

@@ -26,6 +26,7 @@
 //! ([`Report`], serde) so the session log can keep it.
 
 use crate::fsat;
+use crate::guard::{bulk_unwalked, GIT_BULK};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -38,7 +39,6 @@ const MAX_ENTRIES: u64 = 2_000_000;
 const MAX_DEPTH: usize = 64;
 /// `package.json` files larger than this are compared whole, not by their scripts.
 const MAX_JSON: usize = 4 << 20;
-const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -610,7 +610,7 @@ fn walk(
         let child = rel.join(name);
         if *dt == fsat::DT_DIR {
             // (open_dir checks it is a real directory on the same device.)
-            if !(gitlike && GIT_BULK.iter().any(|b| name == *b)) {
+            if !(gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel)) {
                 walk(root, dev, &child, depth + 1, gitlike, s);
             }
             continue;
@@ -623,7 +623,7 @@ fn walk(
             if st.st_dev != dev {
                 continue;
             }
-            if gitlike && GIT_BULK.iter().any(|b| name == *b) {
+            if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel) {
                 continue;
             }
             walk(root, dev, &child, depth + 1, gitlike, s);

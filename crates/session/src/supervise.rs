@@ -62,6 +62,14 @@ fn setup_error(e: warden_sandbox::LaunchError) -> StartError {
         warden_sandbox::LaunchError::Stage { stage, reason } if stage == "exec" => {
             return StartError::NotFound(reason)
         }
+        // The workspace guard refused a layout it cannot lock (a protected path that is a
+        // symlink out of the workspace, a non-regular file): what the user's files are, not
+        // what the machine lacks (exit 3, as the plan's own layout refusals).
+        warden_sandbox::LaunchError::Stage { stage, reason }
+            if stage == "mounts" && reason.starts_with(warden_sandbox::guard::PROTECTED_PREFIX) =>
+        {
+            return StartError::Policy(format!("the workspace's layout: {reason}"))
+        }
         _ => {}
     }
     let hint = if e.stage() == Some("namespaces") {

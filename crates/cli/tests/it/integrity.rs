@@ -1091,6 +1091,107 @@ fn fake_worktrees_and_gitdirs_into_git_internals_are_neutralised() {
     );
 }
 
+/// Attack review 61, judged by the host's `git status` in the workspace (which enters every
+/// submodule): a repository the agent makes inside a tracked directory that merely looks
+/// like a git dir (`schema/{objects,refs}`, whose `objects` the guard used to skip), a nested
+/// repository whose config and hooks directory the agent opened read-write before the guard
+/// locked them (writing `core.fsmonitor` and a hook through those fds afterwards), and one
+/// whose config is a hard link to a file elsewhere in the workspace; each committed as a
+/// submodule. None of their commands runs on the host. A host hook that is a hard link to a
+/// file in the workspace refuses the session (exit 3): its other name stays writable.
+#[test]
+fn repos_in_content_dirs_held_fds_and_hard_links_are_neutralised() {
+    let t = T::new("heldfd");
+    git_ok(&t, &t.ws, &["init", "-q"]);
+    std::fs::create_dir_all(t.ws.join("schema/objects")).unwrap();
+    std::fs::create_dir_all(t.ws.join("schema/refs")).unwrap();
+    std::fs::write(t.ws.join("schema/objects/user.json"), "{}\n").unwrap();
+    std::fs::write(t.ws.join("schema/refs/r.json"), "{}\n").unwrap();
+    git_ok(&t, &t.ws, &["add", "-A"]);
+    git_ok(&t, &t.ws, &["commit", "-q", "-m", "init"]);
+    let m = t.marker().display().to_string();
+    std::fs::write(
+        t.ws.join("agent.py"),
+        format!(
+            r##"import os, subprocess, time
+def G(*a, cwd="."):
+    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", *a], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+evil = b'[core]\n\tfsmonitor = "touch {m}; false"\n'
+hook = b"#!/bin/sh\ntouch {m}\n"
+def repo(d):
+    os.makedirs(d + "/.git/hooks")
+    G("init", "-q", d)
+    open(d + "/f", "w").write("f\n"); G("add", "f", cwd=d); G("commit", "-q", "-m", "s", cwd=d)
+# 1. A repository inside the content dir schema/objects.
+repo("schema/objects/vendor")
+open("schema/objects/vendor/.git/config", "ab").write(evil)
+# 2. Held fds: a repository assembled with HEAD last, its config and hooks opened first.
+repo("/tmp/r")
+os.makedirs("held/.git/hooks")
+subprocess.run("cp -r /tmp/r/.git/objects /tmp/r/.git/refs /tmp/r/.git/index /tmp/r/.git/config held/.git/ && cp /tmp/r/f held/", shell=True, check=True)
+fd = os.open("held/.git/config", os.O_RDWR)
+hd = os.open("held/.git/hooks", os.O_RDONLY | os.O_DIRECTORY)
+# 3. A hard link: the config is a second name of notes/cfg.
+os.makedirs("notes"); os.makedirs("linked/.git")
+subprocess.run("cp /tmp/r/.git/config notes/cfg && ln notes/cfg linked/.git/config && cp -r /tmp/r/.git/objects /tmp/r/.git/refs /tmp/r/.git/index linked/.git/ && cp /tmp/r/f linked/", shell=True, check=True)
+subprocess.run("cp /tmp/r/.git/HEAD held/.git/HEAD; cp /tmp/r/.git/HEAD linked/.git/HEAD", shell=True, check=True)
+time.sleep(3)
+os.lseek(fd, 0, 2); os.write(fd, evil)
+try:
+    h = os.open("post-checkout", os.O_CREAT | os.O_WRONLY, 0o755, dir_fd=hd); os.write(h, hook); os.close(h)
+except OSError:
+    pass
+open("notes/cfg", "ab").write(evil)
+for d in ["schema/objects/vendor", "held", "linked"]:
+    G("add", d)
+G("commit", "-q", "-m", "subs")
+print("LEGIT")
+"##
+        ),
+    )
+    .unwrap();
+    let o = t.sh("python3 agent.py");
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    let _ = t.host_git(&t.ws, &["status"]);
+    for d in ["schema/objects/vendor", "held", "linked"] {
+        let _ = t.host_git(&t.ws.join(d), &["status"]);
+        let _ = t.host_git(&t.ws.join(d), &["checkout", "-q", "-b", "x"]);
+    }
+    assert!(
+        !t.marker().exists(),
+        "an agent's hook or fsmonitor ran on the host:\n{}",
+        out(&o)
+    );
+    for d in ["schema/objects/vendor", "held", "linked"] {
+        let cfg = std::fs::read_to_string(t.ws.join(d).join(".git/config")).unwrap();
+        assert!(!cfg.contains("fsmonitor"), "{d}: {cfg}");
+    }
+    assert!(!t.ws.join("held/.git/hooks/post-checkout").exists());
+    // The legitimate work stands: the agent's commit of its submodules.
+    let log = git_ok(&t, &t.ws, &["log", "--oneline"]);
+    assert!(log.contains("subs"), "{log}");
+    // A host hook hard-linked to a file in the workspace: refused, nothing ran.
+    std::fs::create_dir_all(t.ws.join("tools")).unwrap();
+    std::fs::write(t.ws.join("tools/pre-commit"), "#!/bin/sh\ntrue\n").unwrap();
+    std::fs::hard_link(
+        t.ws.join("tools/pre-commit"),
+        t.ws.join(".git/hooks/pre-commit"),
+    )
+    .unwrap();
+    let o = t.sh("echo RAN");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("RAN"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hard links"),
+        "{}",
+        out(&o)
+    );
+}
+
 /// The workspace is a worktree of a repository elsewhere that the policy makes writable
 /// (`files.write`): that repository's hooks and config are locked too.
 #[test]
