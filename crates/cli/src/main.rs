@@ -3,6 +3,8 @@
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
+// warden's own C `main` (below), without std's runtime start-up.
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod cmd;
@@ -27,10 +29,47 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 127;
 }
 
-fn main() {
+/// The process's entry, instead of std's `lang_start`, which also probes the main thread's
+/// stack guard: glibc answers that by reading and parsing `/proc/self/maps` (~5% of a
+/// `warden hook` process, run once per tool call), and std then installs SIGSEGV/SIGBUS
+/// handlers on an alternate stack (a stack overflow is then reported by name instead of
+/// as a plain SIGSEGV: the only loss). What std's start-up does that warden relies on is
+/// done here: fds 0-2 are open (a closed one would make the next file opened — the audit
+/// store — the target of stderr), SIGPIPE is ignored (a closed pipe is an EPIPE error, not
+/// death), and a panic exits with 101.
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    for fd in 0..3 {
+        // SAFETY: fcntl/open/abort on plain integers and a NUL-terminated literal.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1
+                && *libc::__errno_location() == libc::EBADF
+                && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != fd
+            {
+                libc::abort();
+            }
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
+    let was = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    warden_sandbox::launch::SIGPIPE_WAS_IGNORED
+        .store(was == libc::SIG_IGN, std::sync::atomic::Ordering::Relaxed);
+    let code = std::panic::catch_unwind(run).unwrap_or(101);
+    std::process::exit(code)
+}
+
+fn run() -> i32 {
     warden_event::timing::start();
     let cli = cli::Cli::parse_args();
     let code = cmd::dispatch(cli);
     warden_event::timing::mark("main: exit");
-    std::process::exit(code);
+    code
+}
+
+/// Under the test harness (which brings its own `main`), std's start-up as usual.
+#[cfg(test)]
+#[allow(dead_code)]
+fn main() {
+    std::process::exit(run())
 }

@@ -77,6 +77,11 @@ pub struct Launch {
     pub seccomp: Option<crate::filter::Prepared>,
 }
 
+/// Whether SIGPIPE was ignored when warden started (set by `main`, before warden ignores it
+/// for itself): the agent is started with the disposition warden inherited.
+pub static SIGPIPE_WAS_IGNORED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// The fd number under which the agent receives [`Launch::inherit_fd`].
 pub const INHERITED_FD: i32 = 100;
 
@@ -1167,6 +1172,13 @@ fn agent(c: ChildCtx) -> ! {
     }
     // SAFETY: closing the fd channel before exec.
     unsafe { libc::close(c.fd_w) };
+    // The agent gets the SIGPIPE disposition warden was started with. warden ignores it for
+    // itself (a closed pipe is an error to report), and an ignored signal stays ignored
+    // across execve: `yes | head -1` in the agent's shell printed "Broken pipe" errors.
+    if !SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed) {
+        // SAFETY: restoring a signal's default disposition in this single-threaded child.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let mut argv: Vec<*const libc::c_char> = c.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = c.envp.iter().map(|a| a.as_ptr()).collect();

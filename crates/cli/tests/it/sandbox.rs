@@ -115,6 +115,45 @@ fn credentials_and_other_projects_are_unreadable() {
     );
 }
 
+/// The agent starts with the SIGPIPE disposition warden was started with, not warden's own
+/// (ignored): `yes | head -1` ends quietly, as in the user's shell; a parent that ignores
+/// SIGPIPE keeps it ignored for the agent.
+#[test]
+fn the_agent_inherits_the_callers_sigpipe_disposition() {
+    let t = T::new("sigpipe");
+    let script = "yes | head -1; grep SigIgn /proc/self/status";
+    let o = t.sh(script);
+    let s = ok(&o);
+    assert!(s.starts_with("y\n"), "{}", out(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("Broken pipe"),
+        "{}",
+        out(&o)
+    );
+    let ign = |s: &str| {
+        let hex = s
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        u64::from_str_radix(&hex, 16).unwrap() & (1 << (libc::SIGPIPE - 1)) != 0
+    };
+    assert!(!ign(&s), "{}", out(&o));
+    let mut c = t.cmd(&[]);
+    c.args(["--", "/bin/bash", "-c", script]);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe signal(2) between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    assert!(ign(&ok(&o)), "{}", out(&o));
+}
+
 #[test]
 fn system_secret_files_are_hidden() {
     let t = T::new("shadow");
