@@ -276,27 +276,58 @@ pub fn rename_in(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()
     Ok(())
 }
 
+/// `renameat2(dir, a, dir, b, RENAME_EXCHANGE)`: the two names swap atomically.
+pub fn exchange_in(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<()> {
+    let (x, y) = (single(a)?, single(b)?);
+    // SAFETY: renameat2 relative to one directory fd, NUL-terminated single names.
+    let r = unsafe {
+        libc::renameat2(
+            dir.as_raw_fd(),
+            x.as_ptr(),
+            dir.as_raw_fd(),
+            y.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A name in `dir` for a file or directory warden makes before renaming it into place, or
-/// for one it moves aside: `.<name>.warden-<pid>-<n>`.
-pub fn aside_name(name: &OsStr, n: usize) -> OsString {
+/// for one it moves aside: `.<name>.warden-<16 random hex digits>`, which the agent cannot
+/// make in advance (attack review 62: with the pid and a counter, it made them all first,
+/// and every replacement failed).
+pub fn aside_name(name: &OsStr) -> OsString {
+    let mut r = [0u8; 8];
+    // SAFETY: getrandom into a local buffer of its length.
+    let n = unsafe { libc::getrandom(r.as_mut_ptr() as *mut libc::c_void, r.len(), 0) };
+    if n != r.len() as isize {
+        // No randomness: a name that still differs per call (the caller fails closed on a
+        // clash).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        r = (t.as_nanos() as u64).to_le_bytes();
+    }
     let mut s = OsString::from(".");
     s.push(name);
-    s.push(format!(".warden-{}-{n}", std::process::id()));
+    s.push(format!(".warden-{:016x}", u64::from_le_bytes(r)));
     s
 }
 
 /// Replaces the regular file `name` in `dir` by a new file (a new inode) holding `content`,
 /// renamed into place: whatever another process holds of the old file (an open fd, a hard
 /// link elsewhere) no longer reaches what is at `name`. Returns the new file, opened
-/// read-write. `n` makes the temporary name unique.
+/// read-write.
 pub fn replace_file(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     content: &[u8],
     mode: u32,
-    n: usize,
 ) -> io::Result<OwnedFd> {
-    let tmp = aside_name(name, n);
+    let tmp = aside_name(name);
     let f = open_beneath(
         dir,
         Path::new(&tmp),

@@ -64,14 +64,15 @@ const RESCAN_EVERY: Duration = Duration::from_secs(5);
 pub(crate) const GIT_BULK: &[&str] = &["objects", "refs", "logs", "lfs", "rr-cache"];
 
 /// Whether the [`GIT_BULK`] directories of a git dir at `rel` (workspace-relative) may go
-/// unwalked and unwatched: only inside a `.git` directory, where no checkout can put a
-/// worktree (git refuses any path with a `.git` component), so no repository there is ever
-/// entered by the host's git in the workspace. Elsewhere a directory with `HEAD`, `objects`
-/// and `refs` is ordinary content the agent can make (attack review 61: a repository at
-/// `schema/objects/vendor`, committed as a submodule, kept its `core.fsmonitor`, and the
-/// host's `git status` ran it).
+/// unwalked and unwatched: only those of a `.git` directory itself, where no checkout can
+/// put a worktree (git refuses any path with a `.git` component) and git keeps no other
+/// repository. Elsewhere a directory with `HEAD`, `objects` and `refs` is ordinary content
+/// the agent can make (attack review 61: a repository at `schema/objects/vendor`, committed
+/// as a submodule, kept its `core.fsmonitor`, and the host's `git status` ran it), and so
+/// is one under `.git/modules` (attack review 62: the submodule named `foo/objects/bar` has
+/// its git dir at `.git/modules/foo/objects/bar`).
 pub(crate) fn bulk_unwalked(rel: &Path) -> bool {
-    rel.components().any(|c| c.as_os_str() == ".git")
+    rel.file_name().is_some_and(|n| n == ".git")
 }
 
 /// Whether a directory with these entries is one git would use: a git dir (`HEAD` and
@@ -473,8 +474,7 @@ impl State {
     }
 
     /// Whether `t` (workspace-relative) may lie in a bulk directory (`objects`, `refs`, ...)
-    /// that the walk skips ([`bulk_unwalked`]): a bulk name below a `.git` directory, git
-    /// dir or not (whether it is one can change after this look).
+    /// that the walk skips ([`bulk_unwalked`]): a bulk name right below a `.git` directory.
     fn in_git_bulk(&self, t: &Path) -> bool {
         let mut acc = PathBuf::new();
         for c in t.components() {
@@ -978,10 +978,18 @@ impl State {
             if self.starting {
                 self.preexisting.insert(id);
             }
-            // The container: a mount point cannot be renamed away and replaced.
-            self.bind_self(fd.as_fd(), false, true)
-                .map_err(|e| err("cannot pin git dir", rel, e))?;
-            return self.git_dir(rel, overdue);
+            // Its hooks and config are locked first, through the workspace's own mount, and
+            // the container is pinned after (a mount point cannot be renamed away and
+            // replaced), recursively, so the pin carries those locks: a process whose working
+            // directory was this git dir before the pin resolves names in the workspace's
+            // mount, where the locks then stand too (attack review 62: `cd sub/.git` before
+            // the guard came, then `>> config` wrote the locked config's other view).
+            let done = self.git_dir(rel, overdue);
+            if !matches!(done, Ok(false)) {
+                self.bind_self(fd.as_fd(), false, true)
+                    .map_err(|e| err("cannot pin git dir", rel, e))?;
+            }
+            return done;
         }
         let fd = fsat::open_beneath(pfd.as_fd(), Path::new(name), libc::O_PATH, 0)
             .map_err(|e| err("open", rel, e))?;
@@ -1111,7 +1119,8 @@ impl State {
         let in_worktrees = rel
             .parent()
             .and_then(|p| p.file_name())
-            .is_some_and(|n| n == "worktrees");
+            .is_some_and(|n| n == "worktrees")
+            && has("commondir");
         // A worktree's git dir takes hooks and config from its common dir (`../..`): guarded
         // as a git dir too, whatever it holds yet.
         if in_worktrees {
@@ -1123,7 +1132,11 @@ impl State {
         }
         // hooks/: locked read-only; a new one's planted hooks are removed through the
         // directory fd opened before the lock (nothing can be added in between).
-        if !in_worktrees {
+        // A worktree's git dir has no hooks of its own (git takes the common dir's): none is
+        // made there (`git worktree remove` must still work), but one that exists is guarded
+        // like any other (attack review 62: a directory named `worktrees/proj` whose hooks
+        // were never looked at, run by the host's git in `proj`).
+        if !in_worktrees || has("hooks") {
             if !has("hooks") {
                 let _ = fsat::mkdir_all(g.as_fd(), Path::new("hooks"), dev);
             }
@@ -1212,6 +1225,19 @@ impl State {
                     continue;
                 }
                 if let Err(e) = self.lock_target(&t, is_dir) {
+                    if self.starting {
+                        // Before the agent runs: no session rather than an unlocked target.
+                        let hint = if e.get_ref().is_some_and(|x| x.is::<Linked>()) {
+                            LINKED_HINT
+                        } else {
+                            "git runs what is there; make it a real directory or file in the workspace"
+                        };
+                        return Err(GuardError::Protected {
+                            path: t.clone(),
+                            detail: Box::new(GuardError::Io(e)),
+                            hint,
+                        });
+                    }
                     eprintln!(
                         "warden: workspace guard: cannot lock {:?} (the {key} of {:?}): {e}; \
                          what the agent writes there can run on the host",
@@ -1473,13 +1499,34 @@ impl State {
     ) -> Result<(), GuardError> {
         let dev = Some(self.dev);
         let at = rel.join("hooks");
-        self.n += 1;
-        let aside = fsat::aside_name(OsStr::new("hooks"), self.n);
-        fsat::rename_in(g, OsStr::new("hooks"), &aside)
-            .map_err(|e| err("cannot replace", &at, e))?;
-        fsat::mkdir_all(g, Path::new("hooks"), dev).map_err(|e| err("cannot replace", &at, e))?;
-        let new = fsat::open_dir(g, Path::new("hooks"), false, dev)
-            .map_err(|e| err("cannot replace", &at, e))?;
+        // The new directory is made under a name the agent cannot guess and swapped in
+        // atomically (attack review 62: between a rename aside and a mkdir, the agent put its
+        // own directory at `hooks`); `hooks` must then be it.
+        let aside = fsat::aside_name(OsStr::new("hooks"));
+        let swapped = fsat::mkdir_all(g, Path::new(&aside), dev)
+            .and_then(|_| fsat::open_dir(g, Path::new(&aside), false, dev))
+            .and_then(|new| {
+                fsat::exchange_in(g, &aside, OsStr::new("hooks"))?;
+                let now = fsat::open_dir(g, Path::new("hooks"), true, dev)?;
+                if fsat::identity(now.as_fd())? != fsat::identity(new.as_fd())? {
+                    return Err(io::Error::other("hooks changed while it was replaced"));
+                }
+                Ok(new)
+            });
+        let new = match swapped {
+            Ok(new) => new,
+            Err(e) => {
+                // Locked and emptied in place rather than not at all.
+                eprintln!(
+                    "warden: workspace guard: cannot replace {at:?} ({e}); locked and emptied in place"
+                );
+                let _ = fsat::unlink_at(g, &aside, true);
+                self.bind_self(old.as_fd(), true, true)
+                    .map_err(|e| err("cannot lock", &at, e))?;
+                fsat::empty_dir(old.as_fd(), dev, 16);
+                return Ok(());
+            }
+        };
         self.bind_self(new.as_fd(), true, true)
             .map_err(|e| err("cannot lock", &at, e))?;
         fsat::empty_dir(old.as_fd(), dev, 16);
@@ -1543,9 +1590,20 @@ impl State {
         // inode, which git no longer reads here (attack review 61: `core.fsmonitor` written
         // through either after the lock, and the host's `git status` ran it).
         let clean = sanitized_config(rw.as_fd());
-        self.n += 1;
-        let fresh = fsat::replace_file(g, OsStr::new(name), clean.as_bytes(), 0o644, self.n)
-            .map_err(|e| err("cannot replace", &rel.join(name), e))?;
+        let fresh = match fsat::replace_file(g, OsStr::new(name), clean.as_bytes(), 0o644) {
+            Ok(f) => f,
+            Err(e) => {
+                // Sanitised and locked in place rather than not at all.
+                eprintln!(
+                    "warden: workspace guard: cannot replace {:?} ({e}); sanitised and locked in place",
+                    rel.join(name)
+                );
+                sanitize_config_fd(rw.as_fd());
+                return self
+                    .bind_self(p.as_fd(), true, false)
+                    .map_err(|e| err("cannot lock", &rel.join(name), e));
+            }
+        };
         self.bind_self(fresh.as_fd(), true, false)
             .map_err(|e| err("cannot lock", &rel.join(name), e))?;
         // The lock stands on the new file only if that is still what the name holds (a

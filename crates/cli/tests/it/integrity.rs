@@ -1192,6 +1192,77 @@ print("LEGIT")
     );
 }
 
+/// Attack review 62, judged by host git commands: a process whose working directory was a new
+/// repository's git dir before the guard came (`git init sub; cd sub/.git`) cannot write the
+/// locked config and hooks through that directory; a repository whose git dir merely sits in
+/// a directory named `worktrees` has its hooks guarded; a submodule git dir nested in
+/// `.git/modules/foo/objects/bar` (a submodule named `foo/objects/bar`) is found. A nested
+/// repository whose `core.hooksPath` holds a hard-linked hook refuses the session (exit 3).
+#[test]
+fn stale_cwds_fake_worktrees_and_module_dirs_in_objects_are_guarded() {
+    let t = T::new("cwdpin");
+    git_ok(&t, &t.ws, &["init", "-q"]);
+    std::fs::write(t.ws.join("t"), "t\n").unwrap();
+    git_ok(&t, &t.ws, &["add", "t"]);
+    git_ok(&t, &t.ws, &["commit", "-q", "-m", "i"]);
+    let m = t.marker().display().to_string();
+    let o = t.sh(&format!(
+        r#"G() {{ git -c user.email=a@b -c user.name=a "$@"; }}
+        hook() {{ printf '#!/bin/sh\ntouch {m}\n' > "$1"; chmod +x "$1"; }}
+        fsm="[core]\n\tfsmonitor = \"touch {m}; false\"\n"
+        (G init -q sub; cd sub/.git; sleep 3; hook hooks/pre-commit; printf "$fsm" >> config) 2>/dev/null
+        mkdir -p worktrees proj; G init -q --separate-git-dir="$PWD/worktrees/proj" proj
+        hook worktrees/proj/hooks/pre-commit; echo x > proj/x; G -C proj add x; G -C proj commit -q -m x
+        (cd /tmp && G init -q R && cd R && echo s > s && G add s && G commit -q -m s && hook .git/hooks/post-checkout && printf "$fsm" >> .git/config)
+        SHA=$(git -C /tmp/R rev-parse HEAD)
+        mkdir -p .git/modules/foo/objects .git/modules/foo/refs; cp -a /tmp/R/.git .git/modules/foo/objects/bar
+        printf '[submodule "foo/objects/bar"]\n\tpath = bar\n\turl = ./nowhere\n' > .gitmodules
+        G add .gitmodules; G update-index --add --cacheinfo 160000,$SHA,bar; G commit -q -m sub
+        sleep 2; echo LEGIT"#
+    ));
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    let commit = |dir: &Path| {
+        t.host_git(
+            dir,
+            &[
+                "-c",
+                "user.name=u",
+                "-c",
+                "user.email=u@e",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "h",
+            ],
+        )
+    };
+    let _ = t.host_git(&t.ws.join("sub"), &["status"]);
+    let _ = commit(&t.ws.join("sub"));
+    let _ = commit(&t.ws.join("proj"));
+    let _ = t.host_git(&t.ws, &["submodule", "update", "--init"]);
+    let _ = t.host_git(&t.ws, &["status"]);
+    assert!(
+        !t.marker().exists(),
+        "an agent's hook or fsmonitor ran on the host:\n{}",
+        out(&o)
+    );
+    // A user's nested repository with a hard-linked hook under its core.hooksPath.
+    let n = t.ws.join("nested");
+    std::fs::create_dir_all(n.join("h")).unwrap();
+    git_ok(&t, &n, &["init", "-q"]);
+    git_ok(&t, &n, &["config", "core.hooksPath", "h"]);
+    std::fs::write(t.ws.join("pc"), "#!/bin/sh\ntrue\n").unwrap();
+    std::fs::hard_link(t.ws.join("pc"), n.join("h/pre-commit")).unwrap();
+    let o = t.sh("echo RAN");
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hard links"),
+        "{}",
+        out(&o)
+    );
+}
+
 /// The workspace is a worktree of a repository elsewhere that the policy makes writable
 /// (`files.write`): that repository's hooks and config are locked too.
 #[test]
