@@ -141,6 +141,17 @@ struct State {
     /// Hooks directories made in the session and moved aside, not yet removed: (git dir,
     /// name there, the directory).
     aside: Vec<(OwnedFd, OsString, OwnedFd)>,
+    /// What the guard locked in repositories made in the session, through fds opened before
+    /// the locks: the last pass sanitises these configs and empties these hooks directories
+    /// again (see [`State::resanitise`]).
+    made: Vec<Made>,
+}
+
+/// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
+/// repository made in the session.
+enum Made {
+    Config(OwnedFd),
+    Hooks(OwnedFd),
 }
 
 /// How a [`GuardError::Protected`] message starts.
@@ -337,6 +348,7 @@ impl Guard {
             home: plan.home.clone(),
             recheck: HashSet::new(),
             aside: Vec::new(),
+            made: Vec::new(),
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
@@ -400,6 +412,7 @@ impl Guard {
             );
         }
         s.remove_aside();
+        s.resanitise();
     }
 }
 
@@ -1159,6 +1172,15 @@ impl State {
         }
         // config and config.worktree: locked read-only (a worktree's config.worktree is
         // only sanitised, so `git worktree remove` keeps working); new ones are sanitised.
+        // A repository made in the session gets an empty `config.worktree` (locked with the
+        // rest on this first look) when it has none: one the agent added later would be
+        // locked only in the view through the pin, not through a working directory taken in
+        // this git dir before it (attack review 62), and the sanitised config may keep
+        // `extensions.worktreeConfig`.
+        let made_here = fsat::identity(g.as_fd()).is_ok_and(|id| !self.pre(id));
+        if made_here && !in_worktrees && !has("config.worktree") {
+            let _ = fsat::create_file(g.as_fd(), OsStr::new("config.worktree"));
+        }
         for cfg in ["config", "config.worktree"] {
             let lock = !(in_worktrees && cfg == "config.worktree");
             self.config_file(g.as_fd(), rel, cfg, lock)?;
@@ -1524,11 +1546,13 @@ impl State {
                 self.bind_self(old.as_fd(), true, true)
                     .map_err(|e| err("cannot lock", &at, e))?;
                 fsat::empty_dir(old.as_fd(), dev, 16);
+                self.made.push(Made::Hooks(old));
                 return Ok(());
             }
         };
         self.bind_self(new.as_fd(), true, true)
             .map_err(|e| err("cannot lock", &at, e))?;
+        self.made.push(Made::Hooks(new));
         fsat::empty_dir(old.as_fd(), dev, 16);
         let _ = fsat::unlink_at(g, &aside, true);
         if fsat::lstat_at(g, &aside).is_ok() {
@@ -1538,6 +1562,23 @@ impl State {
             self.aside.push((g, aside, old));
         }
         Ok(())
+    }
+
+    /// The last pass, with the agent gone: every config the guard locked in a repository made
+    /// in the session is sanitised again and every such hooks directory emptied, through the
+    /// fds it opened before locking them. A lock made after the repository's `.git` was
+    /// pinned stands in the pin's view only, and a process whose working directory was that
+    /// `.git` from before could write the same files through the workspace's own mount
+    /// (attack review 63: a `config` made after git's first look, a submodule's git dir under
+    /// `.git/modules`); whatever it wrote there is undone before the host's git can read it.
+    fn resanitise(&mut self) {
+        let dev = Some(self.dev);
+        for m in &self.made {
+            match m {
+                Made::Config(f) => sanitize_config_fd(f.as_fd()),
+                Made::Hooks(d) => fsat::empty_dir(d.as_fd(), dev, 16),
+            }
+        }
     }
 
     /// Empties and removes the hooks directories moved aside ([`State::fresh_hooks`]) that
@@ -1599,18 +1640,21 @@ impl State {
                     rel.join(name)
                 );
                 sanitize_config_fd(rw.as_fd());
-                return self
-                    .bind_self(p.as_fd(), true, false)
-                    .map_err(|e| err("cannot lock", &rel.join(name), e));
+                self.bind_self(p.as_fd(), true, false)
+                    .map_err(|e| err("cannot lock", &rel.join(name), e))?;
+                self.made.push(Made::Config(rw));
+                return Ok(());
             }
         };
         self.bind_self(fresh.as_fd(), true, false)
             .map_err(|e| err("cannot lock", &rel.join(name), e))?;
+        let fresh_id = fsat::identity(fresh.as_fd()).ok();
+        self.made.push(Made::Config(fresh));
         // The lock stands on the new file only if that is still what the name holds (a
         // rename in between would leave the agent's file there): checked through the mount.
         let now = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
             .and_then(|f| fsat::identity(f.as_fd()));
-        if now.ok() != fsat::identity(fresh.as_fd()).ok() {
+        if now.ok() != fresh_id {
             return Err(err(
                 "cannot lock",
                 &rel.join(name),

@@ -1263,6 +1263,60 @@ fn stale_cwds_fake_worktrees_and_module_dirs_in_objects_are_guarded() {
     );
 }
 
+/// Attack review 63: files the guard locks in a later pass of a repository made in the
+/// session stand locked in the `.git` pin's view only; a directory fd taken in `sub/.git`
+/// before the pin wrote them anyway (a `config` made after the first look, a submodule git
+/// dir under `.git/modules`, its hooks). The last pass sanitises and empties them again:
+/// judged by the host's `git status` and `git checkout`.
+#[test]
+fn later_locks_written_through_a_stale_fd_are_undone() {
+    let t = T::new("stalefd");
+    git_ok(&t, &t.ws, &["init", "-q"]);
+    git_ok(&t, &t.ws, &["commit", "-q", "--allow-empty", "-m", "i"]);
+    let m = t.marker().display().to_string();
+    std::fs::write(
+        t.ws.join("agent.sh"),
+        format!(
+            r#"G() {{ git -c user.email=a@b -c user.name=a "$@"; }}
+G init -q tmpl; echo x > tmpl/f; G -C tmpl add f; G -C tmpl commit -qm s
+mkdir -p sub/.git; exec 9<sub/.git
+cp -r tmpl/.git/HEAD tmpl/.git/objects tmpl/.git/refs tmpl/.git/index sub/.git/; cp tmpl/f sub/
+sleep 3
+printf '[core]\n\trepositoryformatversion = 0\n' > /proc/self/fd/9/config
+sleep 2
+printf '[core]\n\tfsmonitor = "touch {m}; false"\n' >> /proc/self/fd/9/config
+G init -q foo_src; echo y > foo_src/g; G -C foo_src add g; G -C foo_src commit -qm f
+G clone -q --bare foo_src /proc/self/fd/9/modules/foo
+git --git-dir=sub/.git/modules/foo config core.bare false
+mkdir sub/foo; echo 'gitdir: ../.git/modules/foo' > sub/foo/.git
+git --git-dir=sub/.git/modules/foo --work-tree=sub/foo checkout -q -f 2>/dev/null
+sleep 3
+printf '[core]\n\tfsmonitor = "touch {m}; false"\n' >> /proc/self/fd/9/modules/foo/config
+printf '#!/bin/sh\ntouch {m}\n' > /proc/self/fd/9/modules/foo/hooks/post-checkout
+chmod +x /proc/self/fd/9/modules/foo/hooks/post-checkout
+G -C sub add foo 2>/dev/null; G -C sub commit -qm foo
+G add sub 2>/dev/null; G commit -qm sub
+echo LEGIT
+"#
+        ),
+    )
+    .unwrap();
+    let o = t.sh("bash agent.sh");
+    assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
+    let _ = t.host_git(&t.ws, &["status"]);
+    let _ = t.host_git(&t.ws.join("sub"), &["status"]);
+    let _ = t.host_git(&t.ws.join("sub/foo"), &["checkout", "-q", "-b", "h"]);
+    assert!(
+        !t.marker().exists(),
+        "an agent's hook or fsmonitor ran on the host:\n{}",
+        out(&o)
+    );
+    for c in ["sub/.git/config", "sub/.git/modules/foo/config"] {
+        let text = std::fs::read_to_string(t.ws.join(c)).unwrap_or_default();
+        assert!(!text.contains("fsmonitor"), "{c}: {text}");
+    }
+}
+
 /// The workspace is a worktree of a repository elsewhere that the policy makes writable
 /// (`files.write`): that repository's hooks and config are locked too.
 #[test]
