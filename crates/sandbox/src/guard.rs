@@ -147,11 +147,18 @@ struct State {
     made: Vec<Made>,
 }
 
+/// Fds of [`Made`] kept at most: past it, what the guard locks later in session-made
+/// repositories is not sanitised again by the last pass (their first-look locks stand in
+/// both views all the same), and the fds stay free for locking.
+const MAX_MADE: usize = 4096;
+
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
 /// repository made in the session.
 enum Made {
     Config(OwnedFd),
     Hooks(OwnedFd),
+    /// The bound was reached (reported once).
+    Over,
 }
 
 /// How a [`GuardError::Protected`] message starts.
@@ -296,6 +303,18 @@ impl Guard {
     /// Locks the protected paths and every pre-existing repository, and starts watching.
     /// Runs in init before the agent exists; any failure refuses the session.
     pub fn start(plan: &Plan, priv_dir: &Path) -> Result<Guard, GuardError> {
+        // The guard keeps fds of what it locks in repositories made in the session (at most
+        // MAX_MADE): init's soft limit of open files goes up to its hard limit, so an agent
+        // making many repositories cannot run the guard out of fds (the agent's own limit is
+        // set apart, before its exec).
+        // SAFETY: getrlimit/setrlimit on a local struct.
+        unsafe {
+            let mut l: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+                l.rlim_cur = l.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            }
+        }
         let ws = fsat::open_root_as(&plan.workspace, plan.root_id(&plan.workspace))
             .map_err(|e| err("workspace", &plan.workspace, e))?;
         let dev = fsat::fstat(ws.as_fd())
@@ -1546,13 +1565,13 @@ impl State {
                 self.bind_self(old.as_fd(), true, true)
                     .map_err(|e| err("cannot lock", &at, e))?;
                 fsat::empty_dir(old.as_fd(), dev, 16);
-                self.made.push(Made::Hooks(old));
+                self.keep(Made::Hooks(old));
                 return Ok(());
             }
         };
         self.bind_self(new.as_fd(), true, true)
             .map_err(|e| err("cannot lock", &at, e))?;
-        self.made.push(Made::Hooks(new));
+        self.keep(Made::Hooks(new));
         fsat::empty_dir(old.as_fd(), dev, 16);
         let _ = fsat::unlink_at(g, &aside, true);
         if fsat::lstat_at(g, &aside).is_ok() {
@@ -1571,12 +1590,24 @@ impl State {
     /// `.git` from before could write the same files through the workspace's own mount
     /// (attack review 63: a `config` made after git's first look, a submodule's git dir under
     /// `.git/modules`); whatever it wrote there is undone before the host's git can read it.
+    fn keep(&mut self, m: Made) {
+        if self.made.len() < MAX_MADE {
+            self.made.push(m);
+        } else if self.made.len() == MAX_MADE {
+            eprintln!(
+                "warden: workspace guard: over {MAX_MADE} configs and hooks directories locked in repositories made in the session: the last pass sanitises the first {MAX_MADE} again, not the rest"
+            );
+            self.made.push(Made::Over);
+        }
+    }
+
     fn resanitise(&mut self) {
         let dev = Some(self.dev);
         for m in &self.made {
             match m {
                 Made::Config(f) => sanitize_config_fd(f.as_fd()),
                 Made::Hooks(d) => fsat::empty_dir(d.as_fd(), dev, 16),
+                Made::Over => {}
             }
         }
     }
@@ -1642,14 +1673,14 @@ impl State {
                 sanitize_config_fd(rw.as_fd());
                 self.bind_self(p.as_fd(), true, false)
                     .map_err(|e| err("cannot lock", &rel.join(name), e))?;
-                self.made.push(Made::Config(rw));
+                self.keep(Made::Config(rw));
                 return Ok(());
             }
         };
         self.bind_self(fresh.as_fd(), true, false)
             .map_err(|e| err("cannot lock", &rel.join(name), e))?;
         let fresh_id = fsat::identity(fresh.as_fd()).ok();
-        self.made.push(Made::Config(fresh));
+        self.keep(Made::Config(fresh));
         // The lock stands on the new file only if that is still what the name holds (a
         // rename in between would leave the agent's file there): checked through the mount.
         let now = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
