@@ -145,12 +145,27 @@ struct State {
     /// the locks: the last pass sanitises these configs and empties these hooks directories
     /// again (see [`State::resanitise`]).
     made: Vec<Made>,
+    /// [`max_made`], read once.
+    max_made: Option<usize>,
 }
 
-/// Fds of [`Made`] kept at most: past it, what the guard locks later in session-made
+/// Fds of [`Made`] kept at most: half of init's open-files limit (raised to its hard limit
+/// at start), at least 1,024. Past it, what the guard locks later in session-made
 /// repositories is not sanitised again by the last pass (their first-look locks stand in
-/// both views all the same), and the fds stay free for locking.
-const MAX_MADE: usize = 4096;
+/// both views all the same), and the other half stays free for locking.
+fn max_made() -> usize {
+    let mut l: libc::rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a local struct.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
+        l.rlim_cur as usize
+    } else {
+        0
+    };
+    (cur / 2).max(1024)
+}
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
 /// repository made in the session.
@@ -304,7 +319,7 @@ impl Guard {
     /// Runs in init before the agent exists; any failure refuses the session.
     pub fn start(plan: &Plan, priv_dir: &Path) -> Result<Guard, GuardError> {
         // The guard keeps fds of what it locks in repositories made in the session (at most
-        // MAX_MADE): init's soft limit of open files goes up to its hard limit, so an agent
+        // max_made): init's soft limit of open files goes up to its hard limit, so an agent
         // making many repositories cannot run the guard out of fds (the agent's own limit is
         // set apart, before its exec).
         // SAFETY: getrlimit/setrlimit on a local struct.
@@ -368,6 +383,7 @@ impl Guard {
             recheck: HashSet::new(),
             aside: Vec::new(),
             made: Vec::new(),
+            max_made: None,
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
@@ -1591,11 +1607,12 @@ impl State {
     /// (attack review 63: a `config` made after git's first look, a submodule's git dir under
     /// `.git/modules`); whatever it wrote there is undone before the host's git can read it.
     fn keep(&mut self, m: Made) {
-        if self.made.len() < MAX_MADE {
+        let max = *self.max_made.get_or_insert_with(max_made);
+        if self.made.len() < max {
             self.made.push(m);
-        } else if self.made.len() == MAX_MADE {
+        } else if self.made.len() == max {
             eprintln!(
-                "warden: workspace guard: over {MAX_MADE} configs and hooks directories locked in repositories made in the session: the last pass sanitises the first {MAX_MADE} again, not the rest"
+                "warden: workspace guard: over {max} configs and hooks directories locked in repositories made in the session: the last pass sanitises the first {max} again, not the rest"
             );
             self.made.push(Made::Over);
         }
@@ -1766,6 +1783,9 @@ const DEFAULT_CONFIG: &str =
     "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n";
 
 /// (section, key) pairs a repository made in the session may keep: inert settings only.
+/// Not `core.worktree` (attack review 64: set to a host directory outside the workspace, or
+/// to the workspace's own `.git`, the host's `git checkout -- .` in that repository wrote the
+/// agent's committed files there); git finds a submodule's work tree from its `.git` file.
 /// Everything else (`core.fsmonitor`, `core.hooksPath`, `core.sshCommand`, `core.pager`,
 /// `include*`, `filter.*`, `diff.*.textconv`, `alias.*`, `credential.*`, `url.*`,
 /// `submodule.*.update`, ...) is dropped.
@@ -1780,7 +1800,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ignorecase",
             "precomposeunicode",
             "symlinks",
-            "worktree",
             "autocrlf",
             "eol",
             "safecrlf",

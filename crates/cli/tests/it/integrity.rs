@@ -1317,6 +1317,42 @@ echo LEGIT
     }
 }
 
+/// Attack review 64: a repository made in the session whose `core.worktree` names a host
+/// directory outside the workspace (here a stand-in for `$HOME`): the sanitised config keeps
+/// no `core.worktree`, so the host's routine "discard changes" in it writes nothing there.
+/// A submodule added inside still works.
+#[test]
+fn a_new_repositorys_core_worktree_is_dropped() {
+    let t = T::new("corewt");
+    git_ok(&t, &t.ws, &["init", "-q"]);
+    git_ok(&t, &t.ws, &["commit", "-q", "--allow-empty", "-m", "i"]);
+    let victim = t.root.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join(".bashrc"), "# user rc\n").unwrap();
+    let o = t.sh(&format!(
+        r#"G() {{ git -c user.email=a@b -c user.name=a "$@"; }}
+        G init -q sub; git -C sub config core.worktree {v}
+        echo 'touch {m}' > sub/.bashrc; G --git-dir=sub/.git --work-tree=sub add .bashrc
+        G --git-dir=sub/.git --work-tree=sub commit -qm b; sleep 3
+        G init -q lib; echo l > lib/l; G -C lib add l; G -C lib commit -qm l
+        G -c protocol.file.allow=always submodule add -q ./lib mod 2>&1; G commit -qm mod; git -C mod log --oneline | head -1; echo LEGIT"#,
+        v = victim.display(),
+        m = t.marker().display()
+    ));
+    let s = ok(&o);
+    assert!(s.contains("LEGIT"), "{}", out(&o));
+    let cfg = std::fs::read_to_string(t.ws.join("sub/.git/config")).unwrap();
+    assert!(!cfg.contains("worktree"), "{cfg}");
+    let _ = t.host_git(&t.ws.join("sub"), &["checkout", "--", "."]);
+    assert_eq!(
+        std::fs::read_to_string(victim.join(".bashrc")).unwrap(),
+        "# user rc\n"
+    );
+    // The submodule made inside works from the host.
+    let log = git_ok(&t, &t.ws.join("mod"), &["log", "--oneline"]);
+    assert!(!log.is_empty(), "{}", out(&o));
+}
+
 /// The workspace is a worktree of a repository elsewhere that the policy makes writable
 /// (`files.write`): that repository's hooks and config are locked too.
 #[test]
