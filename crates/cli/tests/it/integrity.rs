@@ -99,6 +99,24 @@ fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The marker an agent's planted hook or fsmonitor would touch on the host is absent.
+fn no_agent_code_ran(t: &T, o: &Output) {
+    assert!(
+        !t.marker().exists(),
+        "an agent's hook or fsmonitor ran on the host:\n{}",
+        out(o)
+    );
+}
+
+/// warden's stderr says `what`.
+fn says(o: &Output, what: &str) {
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(what),
+        "{}",
+        out(o)
+    );
+}
+
 fn git_ok(t: &T, dir: &Path, args: &[&str]) -> String {
     let o = t.host_git(dir, args);
     assert!(o.status.success(), "host git {args:?}:\n{}", out(&o));
@@ -1020,26 +1038,9 @@ fn fake_worktrees_and_gitdirs_into_git_internals_are_neutralised() {
     assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
     for d in ["proj", "inner"] {
         let _ = t.host_git(&t.ws.join(d), &["status"]);
-        let _ = t.host_git(
-            &t.ws.join(d),
-            &[
-                "-c",
-                "user.name=u",
-                "-c",
-                "user.email=u@e",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "x",
-            ],
-        );
+        let _ = t.host_git(&t.ws.join(d), &["commit", "-q", "--allow-empty", "-m", "h"]);
     }
-    assert!(
-        !t.marker().exists(),
-        "an agent's hook or fsmonitor ran on the host:\n{}",
-        out(&o)
-    );
+    no_agent_code_ran(&t, &o);
     // A `.git` file left in the workspace naming a private repository (no space after
     // `gitdir:`, which the guard of that earlier session did not parse as a gitfile).
     let private = t.home.join("private");
@@ -1157,11 +1158,7 @@ print("LEGIT")
         let _ = t.host_git(&t.ws.join(d), &["status"]);
         let _ = t.host_git(&t.ws.join(d), &["checkout", "-q", "-b", "x"]);
     }
-    assert!(
-        !t.marker().exists(),
-        "an agent's hook or fsmonitor ran on the host:\n{}",
-        out(&o)
-    );
+    no_agent_code_ran(&t, &o);
     for d in ["schema/objects/vendor", "held", "linked"] {
         let cfg = std::fs::read_to_string(t.ws.join(d).join(".git/config")).unwrap();
         assert!(!cfg.contains("fsmonitor"), "{d}: {cfg}");
@@ -1185,11 +1182,7 @@ print("LEGIT")
         "{}",
         out(&o)
     );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("hard links"),
-        "{}",
-        out(&o)
-    );
+    says(&o, "hard links");
 }
 
 /// Attack review 62, judged by host git commands: a process whose working directory was a new
@@ -1221,32 +1214,13 @@ fn stale_cwds_fake_worktrees_and_module_dirs_in_objects_are_guarded() {
         sleep 2; echo LEGIT"#
     ));
     assert!(ok(&o).contains("LEGIT"), "{}", out(&o));
-    let commit = |dir: &Path| {
-        t.host_git(
-            dir,
-            &[
-                "-c",
-                "user.name=u",
-                "-c",
-                "user.email=u@e",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "h",
-            ],
-        )
-    };
+    let commit = |dir: &Path| t.host_git(dir, &["commit", "-q", "--allow-empty", "-m", "h"]);
     let _ = t.host_git(&t.ws.join("sub"), &["status"]);
     let _ = commit(&t.ws.join("sub"));
     let _ = commit(&t.ws.join("proj"));
     let _ = t.host_git(&t.ws, &["submodule", "update", "--init"]);
     let _ = t.host_git(&t.ws, &["status"]);
-    assert!(
-        !t.marker().exists(),
-        "an agent's hook or fsmonitor ran on the host:\n{}",
-        out(&o)
-    );
+    no_agent_code_ran(&t, &o);
     // A user's nested repository with a hard-linked hook under its core.hooksPath.
     let n = t.ws.join("nested");
     std::fs::create_dir_all(n.join("h")).unwrap();
@@ -1256,11 +1230,7 @@ fn stale_cwds_fake_worktrees_and_module_dirs_in_objects_are_guarded() {
     std::fs::hard_link(t.ws.join("pc"), n.join("h/pre-commit")).unwrap();
     let o = t.sh("echo RAN");
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("hard links"),
-        "{}",
-        out(&o)
-    );
+    says(&o, "hard links");
 }
 
 /// Attack review 63: files the guard locks in a later pass of a repository made in the
@@ -1306,11 +1276,7 @@ echo LEGIT
     let _ = t.host_git(&t.ws, &["status"]);
     let _ = t.host_git(&t.ws.join("sub"), &["status"]);
     let _ = t.host_git(&t.ws.join("sub/foo"), &["checkout", "-q", "-b", "h"]);
-    assert!(
-        !t.marker().exists(),
-        "an agent's hook or fsmonitor ran on the host:\n{}",
-        out(&o)
-    );
+    no_agent_code_ran(&t, &o);
     for c in ["sub/.git/config", "sub/.git/modules/foo/config"] {
         let text = std::fs::read_to_string(t.ws.join(c)).unwrap_or_default();
         assert!(!text.contains("fsmonitor"), "{c}: {text}");
