@@ -145,26 +145,11 @@ struct State {
     /// the locks: the last pass sanitises these configs and empties these hooks directories
     /// again (see [`State::resanitise`]).
     made: Vec<Made>,
-    /// [`max_made`], read once.
-    max_made: Option<usize>,
-}
-
-/// Fds of [`Made`] kept at most: half of init's open-files limit (raised to its hard limit
-/// at start), at least 1,024. Past it, what the guard locks later in session-made
-/// repositories is not sanitised again by the last pass (their first-look locks stand in
-/// both views all the same), and the other half stays free for locking.
-fn max_made() -> usize {
-    let mut l: libc::rlimit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit into a local struct.
-    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
-        l.rlim_cur as usize
-    } else {
-        0
-    };
-    (cur / 2).max(1024)
+    /// How many [`Made`] fds are kept at most: half of init's open-files limit (raised to its
+    /// hard limit at start), at least 1,024. Past it, what the guard locks later in
+    /// session-made repositories is not sanitised again by the last pass (their first-look
+    /// locks stand in both views all the same), and the other half stays free for locking.
+    max_made: usize,
 }
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
@@ -227,19 +212,22 @@ impl GuardError {
 
 const LINKED_HINT: &str = "warden locks paths, not files: replace it with a copy (`cp --remove-destination`) or a symlink (a symlink in the workspace is pinned)";
 
+/// Whether the I/O error is a [`Linked`] file.
+fn io_linked(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|x| x.is::<Linked>())
+}
+
 /// Whether the error is (or wraps) a [`Linked`] file.
 fn is_linked(e: &GuardError) -> bool {
     match e {
-        GuardError::Io(s) | GuardError::At { source: s, .. } => {
-            s.get_ref().is_some_and(|x| x.is::<Linked>())
-        }
+        GuardError::Io(s) | GuardError::At { source: s, .. } => io_linked(s),
         GuardError::Protected { detail, .. } => is_linked(detail),
         _ => false,
     }
 }
 
 fn err(what: &'static str, rel: &Path, source: io::Error) -> GuardError {
-    if source.get_ref().is_some_and(|e| e.is::<Linked>()) {
+    if io_linked(&source) {
         return GuardError::Protected {
             path: rel.to_path_buf(),
             detail: Box::new(GuardError::Io(source)),
@@ -323,13 +311,23 @@ impl Guard {
         // making many repositories cannot run the guard out of fds (the agent's own limit is
         // set apart, before its exec).
         // SAFETY: getrlimit/setrlimit on a local struct.
-        unsafe {
+        let max_made = unsafe {
             let mut l: libc::rlimit = std::mem::zeroed();
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                l.rlim_cur = 0;
+            } else if l.rlim_cur < l.rlim_max
+                && libc::setrlimit(
+                    libc::RLIMIT_NOFILE,
+                    &libc::rlimit {
+                        rlim_cur: l.rlim_max,
+                        rlim_max: l.rlim_max,
+                    },
+                ) == 0
+            {
                 l.rlim_cur = l.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &l);
             }
-        }
+            (l.rlim_cur as usize / 2).max(1024)
+        };
         let ws = fsat::open_root_as(&plan.workspace, plan.root_id(&plan.workspace))
             .map_err(|e| err("workspace", &plan.workspace, e))?;
         let dev = fsat::fstat(ws.as_fd())
@@ -383,7 +381,7 @@ impl Guard {
             recheck: HashSet::new(),
             aside: Vec::new(),
             made: Vec::new(),
-            max_made: None,
+            max_made,
         };
         st.lock_protected(plan)?;
         st.walk(Path::new(""), 0, &mut 0, true);
@@ -1284,7 +1282,7 @@ impl State {
                 if let Err(e) = self.lock_target(&t, is_dir) {
                     if self.starting {
                         // Before the agent runs: no session rather than an unlocked target.
-                        let hint = if e.get_ref().is_some_and(|x| x.is::<Linked>()) {
+                        let hint = if io_linked(&e) {
                             LINKED_HINT
                         } else {
                             "git runs what is there; make it a real directory or file in the workspace"
@@ -1607,7 +1605,7 @@ impl State {
     /// (attack review 63: a `config` made after git's first look, a submodule's git dir under
     /// `.git/modules`); whatever it wrote there is undone before the host's git can read it.
     fn keep(&mut self, m: Made) {
-        let max = *self.max_made.get_or_insert_with(max_made);
+        let max = self.max_made;
         if self.made.len() < max {
             self.made.push(m);
         } else if self.made.len() == max {
