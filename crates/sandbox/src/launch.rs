@@ -54,8 +54,9 @@ pub struct Launch {
     /// Set RLIMIT_NPROC (when no cgroup limit could be made).
     pub rlimit_nproc: Option<u64>,
     pub pty: bool,
-    /// `cgroup.procs` of the session cgroup; the agent process joins it before its exec
-    /// (stage 1 and init stay outside: see `join_cgroups`).
+    /// The file the agent process writes "0" to, to join the session cgroup before its exec
+    /// (`cgroup.procs`, or v1 `tasks`: see [`crate::cgroup::join_file`]); stage 1 and init
+    /// stay outside (see `join_cgroups`).
     pub cgroup_procs: Option<PathBuf>,
     /// Per-pid-namespace `pid_max` (Linux 6.14+): caps the tasks of the sandbox at no cost.
     pub pid_max: Option<u32>,
@@ -64,7 +65,7 @@ pub struct Launch {
     /// More fds the agent inherits, each under the given number (above [`INHERITED_FD`]; e.g.
     /// the advisor's socket at 101). The supervisor's copies are closed when `launch` returns.
     pub inherit_fds: Vec<(i32, OwnedFd)>,
-    /// `cgroup.procs` of the session's memory cgroup (joined like `cgroup_procs`).
+    /// The same for the session's memory cgroup, when it is another one.
     pub memory_cgroup_procs: Option<PathBuf>,
     /// Make the hook-report socket ([`warden_policy::session::HOOK_SOCK`]) inside; its
     /// listening fd comes back as [`Session::hook_listener`]. Namespaces only.
@@ -1008,15 +1009,16 @@ fn detach_placeholder_mounts(plan: &Plan) {
 /// through files the supervisor opened, as its last step before waiting for the go, so
 /// before it runs anything of the agent's, and everything it starts inherits them.
 ///
-/// Why here and not in stage 1: a process's first cgroup migration after a quiet period
-/// waits for an RCU grace period (the kernel's global `cgroup_threadgroup_rwsem`; 5–20 ms
-/// measured on this 2-core machine). Joined last, that wait overlaps the namespace, mount,
-/// Landlock and seccomp set-up instead of preceding it. Stage 1 and the namespace's init
+/// A process's move through `cgroup.procs` after a quiet period waits for an RCU grace
+/// period (the kernel's global `cgroup_threadgroup_rwsem`; 5–38 ms measured on this 2-core
+/// machine; [`crate::cgroup::prewarm`] starts one early). A v1 cgroup is joined through
+/// `tasks` instead, which moves this (only) thread without that lock (0.04 ms): the agent
+/// process has one thread here. A v2 cgroup cannot be joined that way. Stage 1 and the namespace's init
 /// stay outside the session cgroups: they run warden's code only, are not the agent's to
 /// signal, and die with the agent's tree. A failed join ends the launch (fail closed).
 fn join_cgroups(files: &[(RawFd, PathBuf)], err_w: RawFd) {
     for (fd, p) in files {
-        // SAFETY: writing "0" (this process) to an open cgroup.procs file.
+        // SAFETY: writing "0" (this process, or its one thread) to an open cgroup file.
         let n = unsafe { libc::write(*fd, b"0".as_ptr() as *const libc::c_void, 1) };
         if n != 1 {
             fail_child(

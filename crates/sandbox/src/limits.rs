@@ -241,6 +241,7 @@ pub fn session_memory(
     session: &str,
     plan: &crate::Plan,
     bpf: bool,
+    within: Option<&std::path::Path>,
 ) -> Option<crate::cgroup::MemoryCgroup> {
     if bpf && crate::cgroup::memory_root().is_some_and(|(v2, _)| v2) {
         tracing::warn!("memory limit: not applied under the BPF exec-guard backend on cgroup v2");
@@ -252,7 +253,7 @@ pub fn session_memory(
         tracing::info!("no writable memory cgroup: the session has no memory limit");
         return None;
     }
-    match crate::cgroup::MemoryCgroup::create(session, plan.limits.memory_max) {
+    match crate::cgroup::MemoryCgroup::create(session, plan.limits.memory_max, within) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!("memory limit unavailable ({e}): the session has no memory limit");

@@ -258,9 +258,20 @@ impl Session {
                 _ => {}
             }
             let ask_writes = write_asks(&res, &plan, &mut exec);
-            res.memory_cgroup =
-                warden_sandbox::limits::session_memory(&res.config.session_id, &plan, bpf);
             res.leaf = freezer_leaf(&res);
+            // The one v2 cgroup the agent's tree joins (if any) carries the memory limit too.
+            let v2_joined = res
+                .cgroup
+                .as_ref()
+                .filter(|c| c.v2)
+                .map(|c| c.path.clone())
+                .or_else(|| res.leaf.as_ref().map(|l| l.path.clone()));
+            res.memory_cgroup = warden_sandbox::limits::session_memory(
+                &res.config.session_id,
+                &plan,
+                bpf,
+                v2_joined.as_deref(),
+            );
             // The agent process's join of these cgroups waits for an RCU grace period: start
             // one now (see `prewarm`), so it runs while the sandbox is set up. After the
             // cgroups are made, not before: the prewarm holds the cgroup mutex while it
@@ -310,9 +321,9 @@ impl Session {
                 cgroup_procs: res
                     .cgroup
                     .as_ref()
-                    .map(|c| c.path.join("cgroup.procs"))
+                    .map(|c| c.join_file())
                     .or_else(|| res.leaf.as_ref().map(|l| l.procs())),
-                memory_cgroup_procs: res.memory_cgroup.as_ref().map(|c| c.procs()),
+                memory_cgroup_procs: res.memory_cgroup.as_ref().and_then(|c| c.join_file()),
                 best_effort: res.config.best_effort,
                 plan,
                 landlock,
