@@ -239,7 +239,7 @@ impl Monitor {
 /// memory cgroup is not used: the daemon's session cgroup holds the processes there.
 pub fn session_memory(
     session: &str,
-    plan: &crate::Plan,
+    memory_max: u64,
     bpf: bool,
     within: Option<&std::path::Path>,
 ) -> Option<crate::cgroup::MemoryCgroup> {
@@ -253,7 +253,7 @@ pub fn session_memory(
         tracing::info!("no writable memory cgroup: the session has no memory limit");
         return None;
     }
-    match crate::cgroup::MemoryCgroup::create(session, plan.limits.memory_max, within) {
+    match crate::cgroup::MemoryCgroup::create(session, memory_max, within) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!("memory limit unavailable ({e}): the session has no memory limit");

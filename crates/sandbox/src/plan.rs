@@ -792,7 +792,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         private_tmp,
         env,
         scrubbed,
-        pids_max: p.process.pids_max.unwrap_or(4096),
+        pids_max: pids_max(&p.process),
         nofile: p.process.nofile.unwrap_or(65536),
         core_dumps: p.process.core_dumps.unwrap_or(false),
         net_isolated: inp.features.user_namespaces,
@@ -811,6 +811,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         link_pins,
         unlockable,
     }
+}
+
+/// The session's task limit (`process.pids_max`, default 4,096).
+pub fn pids_max(p: &warden_policy::ProcessSection) -> u32 {
+    p.pids_max.unwrap_or(4096)
 }
 
 /// Entries read below protected and hidden directories looking for symlinks, per session.

@@ -165,6 +165,13 @@ impl Session {
                 .join(format!("{}.list", config.session_id)),
         );
         warden_event::timing::mark("session: advisor+host dirs");
+        // The session's cgroups come first: the agent process's join of one of them waits
+        // for an RCU grace period (5–38 ms here), which their prewarm starts now (see
+        // `warden_sandbox::cgroup::prewarm`), so it runs while the plan is built and the
+        // sandbox set up (started after the plan, it ended 3–10 ms past the agent's release).
+        let bpf = matches!(exec, ExecSetup::Bpf(_));
+        let cgroups = session_cgroups(&config, bpf);
+        warden_event::timing::mark("session: cgroups");
         let mut plan = build_plan(
             &config,
             host_proxy.as_ref().map(|(_, p)| *p),
@@ -183,8 +190,7 @@ impl Session {
         let early = open_session_log(&config, &plan, sinks.clone())?;
         warden_event::timing::mark("session: log opened");
         let who = config.who();
-        let (pid_max, cgroup) = pids_limit(&config, &plan);
-        let bpf = matches!(exec, ExecSetup::Bpf(_));
+        let pid_max = (config.pids == PidLimit::PidNamespace).then_some(plan.pids_max);
         let landlock = landlock_plan(&config, &plan, host_proxy.as_ref().map(|(_, p)| *p));
         warden_event::timing::mark("session: pids+landlock plan");
         let integrity = integrity_snapshot(&config, &plan);
@@ -203,15 +209,15 @@ impl Session {
             approvals,
             who,
             running: runtime::Running::slot(),
-            cgroup,
-            memory_cgroup: None,
-            leaf: None,
+            cgroup: cgroups.pids,
+            memory_cgroup: cgroups.memory,
+            leaf: cgroups.leaf,
             placeholders: Vec::new(),
             private_tmp: None,
             manifest,
             integrity,
             agent_state,
-            prewarm: None,
+            prewarm: cgroups.prewarm,
             hidden: Arc::default(),
         };
         warden_event::timing::mark("session: planned");
@@ -258,25 +264,6 @@ impl Session {
                 _ => {}
             }
             let ask_writes = write_asks(&res, &plan, &mut exec);
-            res.leaf = freezer_leaf(&res);
-            // The one v2 cgroup the agent's tree joins (if any) carries the memory limit too.
-            let v2_joined = res
-                .cgroup
-                .as_ref()
-                .filter(|c| c.v2)
-                .map(|c| c.path.clone())
-                .or_else(|| res.leaf.as_ref().map(|l| l.path.clone()));
-            res.memory_cgroup = warden_sandbox::limits::session_memory(
-                &res.config.session_id,
-                &plan,
-                bpf,
-                v2_joined.as_deref(),
-            );
-            // The agent process's join of these cgroups waits for an RCU grace period: start
-            // one now (see `prewarm`), so it runs while the sandbox is set up. After the
-            // cgroups are made, not before: the prewarm holds the cgroup mutex while it
-            // waits, and their creation would wait with it.
-            res.prewarm = warden_sandbox::cgroup::prewarm();
             // The cgroup the agent's tree joins: its task list is the exec guard's list of
             // the sandbox's threads (see `Guard::set_sandbox_cgroup`).
             if let ExecSetup::Seccomp(g) = &mut exec {
@@ -799,22 +786,6 @@ fn open_session_log(
     Ok(early)
 }
 
-/// The pids limit as the config chose it: the pid namespace's `pid_max`, or a pids cgroup
-/// (RLIMIT_NPROC if it cannot be made; the launch sets that).
-fn pids_limit(c: &SessionConfig, plan: &Plan) -> (Option<u32>, Option<SessionCgroup>) {
-    match c.pids {
-        PidLimit::PidNamespace => (Some(plan.pids_max), None),
-        PidLimit::PidsCgroup => match SessionCgroup::create(&c.session_id, plan.pids_max) {
-            Ok(cg) => (None, Some(cg)),
-            Err(e) => {
-                tracing::warn!("pids cgroup unavailable ({e}); using RLIMIT_NPROC");
-                (None, None)
-            }
-        },
-        PidLimit::RlimitNproc | PidLimit::DaemonCgroup => (None, None),
-    }
-}
-
 /// Landlock rules: the plan's paths, and (no network namespace) only the proxy's port.
 fn landlock_plan(
     c: &SessionConfig,
@@ -1012,22 +983,72 @@ fn start_hidden_watch(
     }
 }
 
-fn freezer_leaf(res: &Resources) -> Option<warden_sandbox::freezer::SessionLeaf> {
-    let leaf_planned = res.config.freezer == FreezerPlan::CgroupLeaf
-        // The pids cgroup could not be made: the tree is in no cgroup of ours.
-        || (res.config.pids == PidLimit::PidsCgroup && res.cgroup.is_none());
-    if !leaf_planned {
-        return None;
-    }
-    match warden_sandbox::freezer::SessionLeaf::create(&res.config.session_id) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::info!("no cgroup v2 leaf for the session ({e}); freeze uses signals");
-            None
-        }
-    }
+/// The session's cgroups, made before the plan (their limits come from the policy alone).
+struct Cgroups {
+    pids: Option<SessionCgroup>,
+    leaf: Option<warden_sandbox::freezer::SessionLeaf>,
+    memory: Option<warden_sandbox::cgroup::MemoryCgroup>,
+    /// The child of [`warden_sandbox::cgroup::prewarm`].
+    prewarm: Option<i32>,
 }
 
+/// Makes the pids cgroup (when the policy's pids limit uses one), the stop switch's v2
+/// leaf, the memory cgroup (on v2: the limit set on the one v2 cgroup the tree joins),
+/// then starts the grace period the agent's join needs.
+fn session_cgroups(c: &SessionConfig, bpf: bool) -> Cgroups {
+    let pids_max = warden_sandbox::plan::pids_max(&c.policy.process);
+    let pids = match c.pids {
+        PidLimit::PidsCgroup => match SessionCgroup::create(&c.session_id, pids_max) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                tracing::warn!("pids cgroup unavailable ({e}); using RLIMIT_NPROC");
+                None
+            }
+        },
+        _ => None,
+    };
+    let leaf_planned = c.freezer == FreezerPlan::CgroupLeaf
+        // The pids cgroup could not be made: the tree is in no cgroup of ours.
+        || (c.pids == PidLimit::PidsCgroup && pids.is_none());
+    let leaf = if leaf_planned {
+        match warden_sandbox::freezer::SessionLeaf::create(&c.session_id) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::info!("no cgroup v2 leaf for the session ({e}); freeze uses signals");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // The one v2 cgroup the agent's tree joins (if any) carries the memory limit too.
+    let v2_joined = pids
+        .as_ref()
+        .filter(|p| p.v2)
+        .map(|p| p.path.clone())
+        .or_else(|| leaf.as_ref().map(|l| l.path.clone()));
+    let memory_max = warden_sandbox::limits::from_policy(
+        &c.policy.process,
+        &c.home,
+        warden_sandbox::limits::ram_bytes(),
+    )
+    .memory_max;
+    let memory = warden_sandbox::limits::session_memory(
+        &c.session_id,
+        memory_max,
+        bpf,
+        v2_joined.as_deref(),
+    );
+    // After the cgroups are made, not before: the prewarm holds the cgroup mutex while it
+    // waits, and their creation would wait with it.
+    let prewarm = warden_sandbox::cgroup::prewarm();
+    Cgroups {
+        pids,
+        leaf,
+        memory,
+        prewarm,
+    }
+}
 /// What runs once the sandbox exists (threads allowed): the risk monitor, the control
 /// socket and the audit writer (which takes the early decisions).
 fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
