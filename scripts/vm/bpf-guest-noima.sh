@@ -44,16 +44,17 @@ $W daemon --unload >/dev/null 2>&1
 # cgroup that carries both limits, and it is the one warden made for the session. A second
 # v2 cgroup joined after the first takes a process out of it: the tree used to end in
 # `warden-mem` alone, its pids cgroup (the fork-bomb limit and the exec guard's process
-# list) empty.
+# list) empty. The agent was spawned into `<session>/agent` and warden's stage 1 and init
+# into `<session>/init` (clone3 CLONE_INTO_CGROUP: no migration).
 rm -f cg.txt go
 $W run --best-effort --exec-guard seccomp --policy $ws/p.toml -- sh -c 'sed -n "s/^0:://p" /proc/self/cgroup > cg.txt; while [ ! -e go ]; do sleep 0.1; done' > /tmp/cg.out 2>&1 &
 RP=$!
 for i in $(seq 300); do [ -s cg.txt ] && break; sleep 0.1; done
 cg=/sys/fs/cgroup$(cat cg.txt)
 pmax=$(cat $cg/pids.max 2>&1); mmax=$(cat $cg/memory.max 2>&1); members=$(cat $cg/cgroup.procs 2>&1 | wc -l)
-empty=$(for d in /sys/fs/cgroup/warden-*/*; do [ -d "$d" ] && [ "$d" != "$cg" ] && [ -z "$(cat $d/cgroup.procs)" ] && echo "$d"; done)
+initm=$(cat $(dirname $cg)/init/cgroup.procs 2>/dev/null | wc -l)
 touch go; wait $RP
-case "$cg" in /sys/fs/cgroup/warden-*) in_ours=1 ;; *) in_ours=0 ;; esac
-if [ $in_ours = 1 ] && [ "$pmax" -gt 0 ] 2>/dev/null && [ "$mmax" -gt 0 ] 2>/dev/null && [ "$members" -ge 1 ] && [ -z "$empty" ]; then pass "cgroup v2: one session cgroup with pids.max $pmax and memory.max $mmax ($cg)"; else fail "cgroup v2: agent in $cg, pids.max '$pmax', memory.max '$mmax', members $members, empty session cgroups: $empty; $(tail -3 /tmp/cg.out)"; fi
+case "$cg" in /sys/fs/cgroup/warden-pids/*/agent) in_ours=1 ;; *) in_ours=0 ;; esac
+if [ $in_ours = 1 ] && [ "$pmax" -gt 0 ] 2>/dev/null && [ "$mmax" -gt 0 ] 2>/dev/null && [ "$members" -ge 1 ] && [ "$initm" -ge 2 ]; then pass "cgroup v2: one session cgroup with pids.max $pmax and memory.max $mmax ($cg; stage 1 and init beside it)"; else fail "cgroup v2: agent in $cg, pids.max '$pmax', memory.max '$mmax', members $members, in init $initm; $(tail -3 /tmp/cg.out)"; fi
 echo "vm no-IMA suite: $fails failed"
 [ $fails = 0 ]

@@ -51,9 +51,12 @@ impl CgroupError {
 
 /// A session cgroup; removed on drop (after its processes are gone).
 pub struct SessionCgroup {
+    /// Where the agent's tree goes (and `pids.max` stands).
     pub path: PathBuf,
     /// In the cgroup v2 hierarchy (else the v1 `pids` one).
     pub v2: bool,
+    /// On v2, the session's directory around `path` ([`Nest`]).
+    pub nest: Option<Nest>,
 }
 
 impl SessionCgroup {
@@ -66,11 +69,20 @@ impl SessionCgroup {
             let _ = std::fs::write(root.join("cgroup.subtree_control"), "+pids");
             let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+pids");
         }
-        let path = parent.join(session);
-        std::fs::create_dir(&path).map_err(CgroupError::at(path.clone()))?;
+        let outer = parent.join(session);
+        let (path, nest) = if kind == "cgroup2" {
+            sweep_nests(&parent);
+            let nest = Nest::create(outer.clone()).map_err(CgroupError::at(outer.clone()))?;
+            let _ = std::fs::write(outer.join("cgroup.subtree_control"), "+pids");
+            (nest.agent(), Some(nest))
+        } else {
+            std::fs::create_dir(&outer).map_err(CgroupError::at(outer.clone()))?;
+            (outer, None)
+        };
         let cg = SessionCgroup {
             path,
             v2: kind == "cgroup2",
+            nest,
         };
         let max = cg.path.join("pids.max");
         std::fs::write(&max, pids_max.to_string()).map_err(CgroupError::at(max))?;
@@ -99,21 +111,29 @@ impl SessionCgroup {
 impl Drop for SessionCgroup {
     fn drop(&mut self) {
         // Kill stragglers (there should be none once the pid namespace is gone), then remove.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
-            }
-            if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
-                for p in procs
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    // SAFETY: only pids inside our own session cgroup.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        rmdir_killing(&self.path);
+        if let Some(n) = &self.nest {
+            n.remove();
         }
+    }
+}
+
+/// Removes the cgroup `dir`, SIGKILLing what is still in it, for up to a second.
+pub(crate) fn rmdir_killing(dir: &Path) {
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for p in procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: only pids inside our own session cgroup.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -258,23 +278,85 @@ fn sweep_stale(parent: &Path) {
 
 impl Drop for MemoryCgroup {
     fn drop(&mut self) {
-        if !self.owned {
-            return;
+        if self.owned {
+            rmdir_killing(&self.path);
         }
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
+    }
+}
+
+/// A session's cgroup v2 directory `outer`, laid out for spawning straight into it:
+/// `outer/init` holds warden's own processes in the sandbox (stage 1 and the namespace's
+/// init, placed there by `clone3(CLONE_INTO_CGROUP)`), `outer/agent` the agent's tree (which
+/// init spawns into it the same way). Both need no migration, so no RCU grace period
+/// (see [`crate::sys::fork_into_cgroup`]); the kernel checks the spawner's write permission
+/// on the destination and on the common ancestor, here `outer`. Limits, the stop switch and
+/// the exec guard's process list are `outer/agent`'s: init is not the agent's to freeze,
+/// kill or count.
+#[derive(Debug, Clone)]
+pub struct Nest {
+    pub outer: PathBuf,
+}
+
+impl Nest {
+    /// Makes `outer`, `outer/init` and `outer/agent`.
+    pub fn create(outer: PathBuf) -> std::io::Result<Nest> {
+        std::fs::create_dir(&outer)?;
+        let nest = Nest { outer };
+        for d in [nest.init(), nest.agent()] {
+            if let Err(e) = std::fs::create_dir(&d) {
+                nest.remove();
+                return Err(e);
             }
-            if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
-                for p in procs
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    // SAFETY: only pids inside our own session cgroup.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(nest)
+    }
+
+    pub fn init(&self) -> PathBuf {
+        self.outer.join("init")
+    }
+
+    pub fn agent(&self) -> PathBuf {
+        self.outer.join("agent")
+    }
+
+    /// Removes the three (each `rmdir`: a cgroup with processes stays). True when gone.
+    ///
+    /// At a session's end `init` usually still holds stage 1 and init, which finish the
+    /// namespaces' teardown (an RCU grace period or more, ~20 ms here) after the agent's
+    /// tree is gone; nothing waits for them. What stays is removed by a later session
+    /// ([`sweep_nests`]).
+    pub fn remove(&self) -> bool {
+        let _ = std::fs::remove_dir(self.agent());
+        let _ = std::fs::remove_dir(self.init());
+        std::fs::remove_dir(&self.outer).is_ok() || !self.outer.exists()
+    }
+
+    /// The `cgroup.procs` files the spawner (init, after the agent's identity took over)
+    /// must be able to write: the destination's and the common ancestor's.
+    pub fn spawn_checked(&self) -> [PathBuf; 2] {
+        [
+            self.outer.join("cgroup.procs"),
+            self.agent().join("cgroup.procs"),
+        ]
+    }
+}
+
+/// Removes the nests under `parent` left by earlier sessions: those older than a minute
+/// (a young one may belong to a session still starting); `rmdir` refuses any cgroup that
+/// still has processes, so a live session's stays.
+pub fn sweep_nests(parent: &Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        if old && e.file_type().is_ok_and(|t| t.is_dir()) {
+            Nest { outer: e.path() }.remove();
         }
     }
 }

@@ -60,7 +60,10 @@ pub fn leaf_parent() -> Option<PathBuf> {
 /// A session's cgroup v2 leaf; removed on drop once empty (members are killed first).
 #[derive(Debug)]
 pub struct SessionLeaf {
+    /// The agent's tree's cgroup (`<parent>/<session>/agent`): what is frozen and killed.
     pub path: PathBuf,
+    /// The session's directory around it ([`crate::cgroup::Nest`]).
+    pub nest: crate::cgroup::Nest,
 }
 
 impl SessionLeaf {
@@ -87,24 +90,13 @@ impl SessionLeaf {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        // Leaves of supervisors that were killed: empty ones older than a minute go (rmdir
-        // refuses a populated cgroup; a young one may belong to a session still starting).
-        if let Ok(rd) = std::fs::read_dir(&parent) {
-            for e in rd.flatten() {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > Duration::from_secs(60));
-                if old && e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let _ = std::fs::remove_dir(e.path());
-                }
-            }
-        }
-        let path = parent.join(session);
-        std::fs::create_dir(&path)?;
-        Ok(SessionLeaf { path })
+        // Those of supervisors that were killed, and what stage 1 and init held at the end.
+        crate::cgroup::sweep_nests(&parent);
+        let nest = crate::cgroup::Nest::create(parent.join(session))?;
+        Ok(SessionLeaf {
+            path: nest.agent(),
+            nest,
+        })
     }
 
     pub fn procs(&self) -> PathBuf {
@@ -119,12 +111,13 @@ impl SessionLeaf {
 impl Drop for SessionLeaf {
     fn drop(&mut self) {
         for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
+            if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+                break;
             }
             let _ = Freezer::Cgroup(self.path.clone()).kill();
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.nest.remove();
     }
 }
 

@@ -67,6 +67,11 @@ pub struct Launch {
     pub inherit_fds: Vec<(i32, OwnedFd)>,
     /// The same for the session's memory cgroup, when it is another one.
     pub memory_cgroup_procs: Option<PathBuf>,
+    /// The session's cgroup v2 directory laid out for spawning into (see
+    /// [`crate::cgroup::Nest`]): stage 1 starts in its `init`, the agent in its `agent`
+    /// (which must then be `cgroup_procs`'s directory), with no migration; where the kernel
+    /// refuses, a fork and the agent's own join, as without it.
+    pub nest: Option<crate::cgroup::Nest>,
     /// Make the hook-report socket ([`warden_policy::session::HOOK_SOCK`]) inside; its
     /// listening fd comes back as [`Session::hook_listener`]. Namespaces only.
     pub hook_socket: bool,
@@ -149,6 +154,10 @@ struct ChildCtx {
     /// `cgroup.procs` of the session's cgroups (leaf, memory, pids), opened for writing by
     /// the supervisor: the agent process joins them (see [`join_cgroups`]).
     cgroup_fds: Vec<(RawFd, PathBuf)>,
+    /// The nest's `agent` directory (`O_PATH`), for init to spawn the agent into.
+    agent_cgroup: Option<(RawFd, PathBuf)>,
+    /// Set in the agent process when it was spawned into that directory: its join is done.
+    spawned_into: Option<PathBuf>,
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
     inherit_fds: Vec<(i32, RawFd)>,
@@ -365,6 +374,22 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
             tracing::debug!("stdio: fd {fd} stays unopenable by the agent: {e}");
         }
     }
+    // The nest's directories, and (run by root) init's right to spawn into `agent`: init holds
+    // the agent's host identity, and the kernel checks it on the destination's and the common
+    // ancestor's `cgroup.procs` (cgroupfs is not in the sandbox's view: the agent, which
+    // holds no capability, cannot reach them; nor init's fds, see `cap_ptrace_access_check`).
+    let nest_fds = l.nest.as_ref().and_then(|n| {
+        if let Some(p) = &prepared {
+            for f in n.spawn_checked() {
+                if let Err(e) = std::os::unix::fs::chown(&f, Some(p.ids.uid), Some(p.ids.gid)) {
+                    tracing::debug!("cgroup nest: chown {}: {e}", f.display());
+                }
+            }
+        }
+        let init = sys::open_path(&n.init()).ok()?;
+        let agent = sys::open_path(&n.agent()).ok()?;
+        Some((init, agent, n.agent()))
+    });
     // Every build thread is joined here: the forks below need a single-threaded supervisor.
     let seccomp = seccomp.wait(deny_udp);
     for h in &l.hooks {
@@ -383,6 +408,10 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
             .iter()
             .map(|(f, p)| (f.as_raw_fd(), p.clone()))
             .collect(),
+        agent_cgroup: nest_fds
+            .as_ref()
+            .map(|(_, a, p)| (a.as_raw_fd(), p.clone())),
+        spawned_into: None,
         pid_max: l.pid_max,
         inherit_fd: l.inherit_fd.as_ref().map(|f| f.as_raw_fd()),
         inherit_fds: l
@@ -432,7 +461,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
     // SAFETY: the supervisor is single-threaded here (documented invariant of `warden run`).
-    let pid = unsafe { libc::fork() };
+    let pid = unsafe { fork_into(nest_fds.as_ref().map(|(i, _, _)| i.as_raw_fd())) };
     if pid < 0 {
         return Err(format!("fork: {}", sys::errno_str()).into());
     }
@@ -443,6 +472,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         stage1(ctx);
     }
     drop(ctx);
+    drop(nest_fds);
     drop(devnull);
     drop(prepared);
     drop(cgroup_files);
@@ -723,6 +753,24 @@ impl Session {
     }
 }
 
+/// `fork`, into the cgroup `cgroup` when given and the kernel agrees (see
+/// [`sys::fork_into_cgroup`]); else a plain fork, and stage 1 stays where we are.
+///
+/// # Safety
+/// As `fork`: the caller is single-threaded.
+unsafe fn fork_into(cgroup: Option<RawFd>) -> libc::pid_t {
+    match cgroup.map(sys::fork_into_cgroup) {
+        Some(Ok(pid)) => pid,
+        Some(Err(e)) => {
+            tracing::debug!("clone3(CLONE_INTO_CGROUP): errno {e}; forking");
+            // SAFETY: as the caller's.
+            unsafe { libc::fork() }
+        }
+        // SAFETY: as the caller's.
+        None => unsafe { libc::fork() },
+    }
+}
+
 fn stage1(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
     // SAFETY: prctl/getppid are plain syscalls.
@@ -902,11 +950,19 @@ fn init(mut c: ChildCtx) -> ! {
     }
     warden_event::timing::mark("init: tasks run");
     // SAFETY: fork from a single-threaded process.
-    let pid = unsafe { libc::fork() };
+    let into = c.agent_cgroup.as_ref().map(|(fd, _)| *fd);
+    let (pid, placed) = match into.map(sys::fork_into_cgroup) {
+        Some(Ok(pid)) => (pid, true),
+        // SAFETY: fork from a single-threaded process.
+        _ => (unsafe { libc::fork() }, false),
+    };
     if pid < 0 {
         fail_child(err_w, "init", &format!("fork: {}", sys::errno_str()));
     }
     if pid == 0 {
+        if placed {
+            c.spawned_into = c.agent_cgroup.take().map(|(_, p)| p);
+        }
         agent(c);
     }
     AGENT_PID.store(pid, Ordering::Relaxed);
@@ -1016,8 +1072,14 @@ fn detach_placeholder_mounts(plan: &Plan) {
 /// process has one thread here. A v2 cgroup cannot be joined that way. Stage 1 and the namespace's init
 /// stay outside the session cgroups: they run warden's code only, are not the agent's to
 /// signal, and die with the agent's tree. A failed join ends the launch (fail closed).
-fn join_cgroups(files: &[(RawFd, PathBuf)], err_w: RawFd) {
+fn join_cgroups(files: &[(RawFd, PathBuf)], spawned_into: Option<&std::path::Path>, err_w: RawFd) {
     for (fd, p) in files {
+        if spawned_into.is_some() && p.parent() == spawned_into {
+            // Already there from its first instruction (see `Launch::nest`).
+            // SAFETY: closing our copy, unused.
+            unsafe { libc::close(*fd) };
+            continue;
+        }
         // SAFETY: writing "0" (this process, or its one thread) to an open cgroup file.
         let n = unsafe { libc::write(*fd, b"0".as_ptr() as *const libc::c_void, 1) };
         if n != 1 {
@@ -1160,7 +1222,7 @@ fn agent(c: ChildCtx) -> ! {
         // SAFETY: our copy of the listener, now the supervisor's.
         unsafe { libc::close(fd) };
     }
-    join_cgroups(&c.cgroup_fds, err_w);
+    join_cgroups(&c.cgroup_fds, c.spawned_into.as_deref(), err_w);
     warden_event::timing::mark("agent: joined cgroups");
     // Wait for the supervisor's go (it attaches the exec guard first). EOF: it is gone.
     let mut go = [0u8; 1];

@@ -139,9 +139,11 @@ pub fn peer_verdict(pid: i32, check: &PeerCheck) -> PeerVerdict {
         Ok(cg) => cg,
         Err(e) => return Unverifiable(format!("/proc/{pid}/cgroup unreadable ({e})")),
     };
+    // The leaf is `<session>/agent` (crate::cgroup::Nest): its session directory names it.
     let leaf = check
         .leaf
         .as_ref()
+        .and_then(|l| l.parent())
         .and_then(|l| l.file_name())
         .and_then(|n| n.to_str())
         .unwrap_or("");

@@ -311,6 +311,7 @@ impl Session {
                     .map(|c| c.join_file())
                     .or_else(|| res.leaf.as_ref().map(|l| l.procs())),
                 memory_cgroup_procs: res.memory_cgroup.as_ref().and_then(|c| c.join_file()),
+                nest: session_nest(&res),
                 best_effort: res.config.best_effort,
                 plan,
                 landlock,
@@ -983,6 +984,15 @@ fn start_hidden_watch(
     }
 }
 
+/// The v2 cgroup nest the sandbox is spawned into: the pids cgroup's (v2) or the leaf's, the
+/// one whose `agent` directory the agent's tree joins.
+fn session_nest(res: &Resources) -> Option<warden_sandbox::cgroup::Nest> {
+    match &res.cgroup {
+        Some(c) => c.nest.clone(),
+        None => res.leaf.as_ref().map(|l| l.nest.clone()),
+    }
+}
+
 /// The session's cgroups, made before the plan (their limits come from the policy alone).
 struct Cgroups {
     pids: Option<SessionCgroup>,
@@ -1040,8 +1050,14 @@ fn session_cgroups(c: &SessionConfig, bpf: bool) -> Cgroups {
         v2_joined.as_deref(),
     );
     // After the cgroups are made, not before: the prewarm holds the cgroup mutex while it
-    // waits, and their creation would wait with it.
-    let prewarm = warden_sandbox::cgroup::prewarm();
+    // waits, and their creation would wait with it. Not with a nest to spawn into: nothing
+    // migrates then, and the spawns would wait for that mutex.
+    let nested = pids.as_ref().is_some_and(|p| p.nest.is_some()) || leaf.is_some();
+    let prewarm = if nested {
+        None
+    } else {
+        warden_sandbox::cgroup::prewarm()
+    };
     Cgroups {
         pids,
         leaf,
