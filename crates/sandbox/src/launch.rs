@@ -116,6 +116,9 @@ pub struct Session {
     /// Without a pty: relays of the agent's stdout/stderr to the user's terminal through the
     /// escape-sequence filter (only for those that are terminals). See [`Session::join_output`].
     output_relays: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Cgroup files handed to the agent's identity for init's spawn into the nest, with their
+    /// owner before; given back in [`Session::wait_agent`].
+    lent: Vec<(PathBuf, u32, u32)>,
 }
 
 pub fn resolve_command(
@@ -378,11 +381,21 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     // the agent's host identity, and the kernel checks it on the destination's and the common
     // ancestor's `cgroup.procs` (cgroupfs is not in the sandbox's view: the agent, which
     // holds no capability, cannot reach them; nor init's fds, see `cap_ptrace_access_check`).
+    // They are taken back before the agent runs anything of its own (`Session::wait_agent`):
+    // owned by the agent's uid, they could be `chmod`ed from inside (Landlock governs opens,
+    // not `chmod`), and any host process could then move the agent's out of its cgroup
+    // (attack review 65).
+    let mut lent: Vec<(PathBuf, u32, u32)> = Vec::new();
     let nest_fds = l.nest.as_ref().and_then(|n| {
         if let Some(p) = &prepared {
             for f in n.spawn_checked() {
-                if let Err(e) = std::os::unix::fs::chown(&f, Some(p.ids.uid), Some(p.ids.gid)) {
-                    tracing::debug!("cgroup nest: chown {}: {e}", f.display());
+                use std::os::unix::fs::MetadataExt;
+                let Ok(md) = std::fs::metadata(&f) else {
+                    continue;
+                };
+                match std::os::unix::fs::chown(&f, Some(p.ids.uid), Some(p.ids.gid)) {
+                    Ok(()) => lent.push((f, md.uid(), md.gid())),
+                    Err(e) => tracing::debug!("cgroup nest: chown {}: {e}", f.display()),
                 }
             }
         }
@@ -513,6 +526,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
         output_relays: std::sync::Mutex::new(output_relays),
+        lent,
     })
 }
 
@@ -668,7 +682,11 @@ impl Session {
     /// meantime (the build takes milliseconds). On a setup failure stage 1 is reaped and
     /// the child's report returned.
     pub fn wait_agent(&mut self) -> Result<(), LaunchError> {
-        let (mut fds, pid) = match sys::recv_fds(&self.fd_sock)? {
+        let received = sys::recv_fds(&self.fd_sock);
+        // The agent process exists now (it sends its fds once spawned and confined), or
+        // never will: what was lent for its spawn goes back before it runs anything.
+        let given_back = self.give_back();
+        let (mut fds, pid) = match received? {
             Some(x) => x,
             None => {
                 let msg = read_all(&self.err_read);
@@ -680,11 +698,32 @@ impl Session {
                 });
             }
         };
+        if let Err(e) = given_back {
+            // Fail closed: the agent's identity would keep the right to `chmod` them.
+            // SAFETY: killing our own child (the pid namespace dies with it).
+            unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
+            reap(self.stage1_pid);
+            return Err(LaunchError::Setup(e));
+        }
         // The agent process sends the hook listener last.
         self.hook_listener = if self.hook_socket { fds.pop() } else { None };
         self.agent_fds = fds;
         self.agent_pid = pid;
         Ok(())
+    }
+
+    /// Gives the lent cgroup files back to their owners.
+    fn give_back(&mut self) -> Result<(), String> {
+        let mut res = Ok(());
+        for (f, uid, gid) in std::mem::take(&mut self.lent) {
+            if let Err(e) = std::os::unix::fs::chown(&f, Some(uid), Some(gid)) {
+                res = Err(format!(
+                    "cgroup: cannot give {} back to uid {uid}: {e}",
+                    f.display()
+                ));
+            }
+        }
+        res
     }
 
     /// Lets the agent exec. Until then it waits (after handing over its fds), so the

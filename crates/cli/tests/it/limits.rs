@@ -5,12 +5,14 @@
 //! each test also checks that the legitimate workflow still works.
 
 use super::common::text as out;
+use super::common::wait_until;
 use super::common::Scratch;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 struct T(Scratch);
 
@@ -488,6 +490,64 @@ fn the_sandbox_dies_with_the_supervisor_under_the_agent_identity() {
     assert!(
         !marker.exists(),
         "the agent kept running after the supervisor died"
+    );
+}
+
+/// Run by root, init spawns the agent straight into `<session>/agent` with the agent's host
+/// identity, for which the nest's two `cgroup.procs` files are lent to that uid; they are
+/// taken back before the agent runs anything. Owned by the agent's uid, they could be
+/// `chmod 666`ed from inside (Landlock governs opens, not `chmod`), and then any host user
+/// could move the agent's processes out of the cgroup that freeze and kill act on (attack
+/// review 65). Judged from the host during the session: the files' owner and mode, and
+/// the agent in `<session>/agent`.
+#[test]
+fn the_agents_cgroup_files_are_not_its_own() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (the agent identity)");
+        return;
+    }
+    let t = T::new("cgnest");
+    let mut c = t.cmd(&[]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args([
+        "--",
+        "/bin/bash",
+        "-c",
+        "cg=$(sed -n 's/^0:://p' /proc/self/cgroup); for b in /sys/fs/cgroup /sys/fs/cgroup/unified; do [ -e $b$cg ] && d=$b$cg; done; \
+         chmod 666 $d/cgroup.procs $d/../cgroup.procs 2> chmod.err; echo $d > cg.txt; \
+         while [ ! -e go ]; do read -t 0.05 < /dev/zero; done",
+    ]);
+    let child = c.spawn().unwrap();
+    let cg = t.ws.join("cg.txt");
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&cg)
+            .is_ok_and(|s| s.ends_with('\n'))),
+        "the agent did not start"
+    );
+    let dir = PathBuf::from(std::fs::read_to_string(&cg).unwrap().trim());
+    let files = [dir.join("cgroup.procs"), dir.join("../cgroup.procs")];
+    let seen: Vec<(u32, u32)> = files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).unwrap();
+            (m.uid(), m.mode() & 0o777)
+        })
+        .collect();
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    if dir.file_name().is_some_and(|n| n == "agent") {
+        for (f, (uid, mode)) in files.iter().zip(&seen) {
+            assert_eq!(*uid, 0, "{} is owned by uid {uid}", f.display());
+            assert_eq!(mode & 0o022, 0, "{} has mode {mode:o}", f.display());
+        }
+    } else {
+        eprintln!("no cgroup nest here ({}): nothing lent", dir.display());
+    }
+    let err = std::fs::read_to_string(t.ws.join("chmod.err")).unwrap_or_default();
+    assert!(
+        err.contains("Operation not permitted") || err.contains("Read-only"),
+        "the agent's chmod did not fail as expected: {err:?} {o:?}"
     );
 }
 
