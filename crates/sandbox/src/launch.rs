@@ -118,7 +118,7 @@ pub struct Session {
     output_relays: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Cgroup files handed to the agent's identity for init's spawn into the nest, with their
     /// owner before; given back in [`Session::wait_agent`].
-    lent: Vec<(PathBuf, u32, u32)>,
+    lent: Vec<(PathBuf, u32, u32, u32)>,
 }
 
 pub fn resolve_command(
@@ -385,7 +385,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     // owned by the agent's uid, they could be `chmod`ed from inside (Landlock governs opens,
     // not `chmod`), and any host process could then move the agent's out of its cgroup
     // (attack review 65).
-    let mut lent: Vec<(PathBuf, u32, u32)> = Vec::new();
+    let mut lent: Vec<(PathBuf, u32, u32, u32)> = Vec::new();
     let nest_fds = l.nest.as_ref().and_then(|n| {
         if let Some(p) = &prepared {
             for f in n.spawn_checked() {
@@ -394,7 +394,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
                     continue;
                 };
                 match std::os::unix::fs::chown(&f, Some(p.ids.uid), Some(p.ids.gid)) {
-                    Ok(()) => lent.push((f, md.uid(), md.gid())),
+                    Ok(()) => lent.push((f, md.uid(), md.gid(), md.mode() & 0o7777)),
                     Err(e) => tracing::debug!("cgroup nest: chown {}: {e}", f.display()),
                 }
             }
@@ -712,11 +712,15 @@ impl Session {
         Ok(())
     }
 
-    /// Gives the lent cgroup files back to their owners.
+    /// Gives the lent cgroup files back to their owners, with their modes as they were (an
+    /// agent of another session could have changed a mode while this one's were lent).
     fn give_back(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
         let mut res = Ok(());
-        for (f, uid, gid) in std::mem::take(&mut self.lent) {
-            if let Err(e) = std::os::unix::fs::chown(&f, Some(uid), Some(gid)) {
+        for (f, uid, gid, mode) in std::mem::take(&mut self.lent) {
+            let back = std::os::unix::fs::chown(&f, Some(uid), Some(gid))
+                .and_then(|()| std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)));
+            if let Err(e) = back {
                 res = Err(format!(
                     "cgroup: cannot give {} back to uid {uid}: {e}",
                     f.display()
