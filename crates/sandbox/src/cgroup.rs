@@ -113,7 +113,7 @@ impl Drop for SessionCgroup {
         // Kill stragglers (there should be none once the pid namespace is gone), then remove.
         rmdir_killing(&self.path);
         if let Some(n) = &self.nest {
-            n.remove();
+            n.remove_soon();
         }
     }
 }
@@ -331,6 +331,24 @@ impl Nest {
         std::fs::remove_dir(&self.outer).is_ok() || !self.outer.exists()
     }
 
+    /// [`Nest::remove`], and when `init` still holds stage 1 and init (their namespaces'
+    /// teardown outlives the agent's tree by ~20 ms), a detached child that removes the
+    /// directories once they are gone (polling every 5 ms, for up to 2 s), so the session
+    /// ends without waiting for them and leaves nothing behind. Where that child cannot
+    /// start, a later session's [`sweep_nests`] removes them.
+    pub fn remove_soon(&self) {
+        if self.remove() {
+            return;
+        }
+        let bytes = self.outer.as_os_str().as_encoded_bytes();
+        let mut args = crate::sys::LightArgs::new([0; 4]);
+        let Some(dst) = args.path.get_mut(..bytes.len()) else {
+            return;
+        };
+        dst.copy_from_slice(bytes);
+        let _ = crate::sys::light_child(clean_nest, args);
+    }
+
     /// The `cgroup.procs` files the spawner (init, after the agent's identity took over)
     /// must be able to write: the destination's and the common ancestor's.
     pub fn spawn_checked(&self) -> [PathBuf; 2] {
@@ -339,6 +357,65 @@ impl Nest {
             self.agent().join("cgroup.procs"),
         ]
     }
+}
+
+/// [`Nest::remove_soon`]'s child: closes every descriptor (a pipe of the caller's would not
+/// see EOF while it lives), then removes `agent` and `init` under the path it got as soon as
+/// `init` is empty, then the path itself.
+extern "C" fn clean_nest(p: *mut libc::c_void) -> libc::c_int {
+    use crate::sys::raw3;
+    // SAFETY: `p` is the `LightArgs` that `light_child` placed in this child's mapping, its
+    // path NUL-terminated (the buffer is longer than any path copied into it); only raw
+    // system calls follow, on this child's own stack and descriptors.
+    unsafe {
+        let a = &*(p as *const crate::sys::LightArgs);
+        raw3(libc::SYS_close_range, 0, u32::MAX as usize, 0);
+        let dfd = raw3(
+            libc::SYS_openat,
+            libc::AT_FDCWD as usize,
+            a.path.as_ptr() as usize,
+            (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as usize,
+        );
+        if dfd < 0 {
+            return 0;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 5_000_000,
+        };
+        for _ in 0..400 {
+            let at = libc::AT_REMOVEDIR as usize;
+            raw3(
+                libc::SYS_unlinkat,
+                dfd as usize,
+                c"agent".as_ptr() as usize,
+                at,
+            );
+            let r = raw3(
+                libc::SYS_unlinkat,
+                dfd as usize,
+                c"init".as_ptr() as usize,
+                at,
+            );
+            if r == 0 || r == -(libc::ENOENT as isize) {
+                break;
+            }
+            raw3(
+                libc::SYS_nanosleep,
+                &pause as *const libc::timespec as usize,
+                0,
+                0,
+            );
+        }
+        raw3(libc::SYS_close, dfd as usize, 0, 0);
+        raw3(
+            libc::SYS_unlinkat,
+            libc::AT_FDCWD as usize,
+            a.path.as_ptr() as usize,
+            libc::AT_REMOVEDIR as usize,
+        );
+    }
+    0
 }
 
 /// Removes the nests under `parent` left by earlier sessions: those older than a minute

@@ -117,7 +117,7 @@ impl Drop for SessionLeaf {
             let _ = Freezer::Cgroup(self.path.clone()).kill();
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.nest.remove();
+        self.nest.remove_soon();
     }
 }
 
