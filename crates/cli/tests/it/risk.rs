@@ -74,7 +74,7 @@ fn evasion_corpus_freezes_the_tree_and_only_a_human_thaws_or_kills_it() {
     let mut script = String::from(
         "cp /usr/bin/curl c-copy; cp /usr/bin/curl c-renamed; ln c-copy c-hard; \
          ( while :; do date +%s%N > hb; sleep 0.02; done ) & \
-         for f in /sys/fs/cgroup/unified/warden-sessions/*/cgroup.freeze /sys/fs/cgroup/warden-sessions/*/cgroup.freeze; do \
+         for f in /sys/fs/cgroup/unified/warden-sessions/*/cgroup.freeze /sys/fs/cgroup/unified/warden-sessions/*/*/cgroup.freeze /sys/fs/cgroup/warden-sessions/*/cgroup.freeze /sys/fs/cgroup/warden-sessions/*/*/cgroup.freeze; do \
            echo 0 > \"$f\" 2>/dev/null && echo \"WROTE $f\" >> inside; done; \
          echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null && echo MOVED >> inside; \
          ls \"$HOME/.local/state/warden/sessions\" >> inside 2>&1; \
