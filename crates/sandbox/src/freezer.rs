@@ -11,7 +11,7 @@
 //!   namespace's processes from outside, repeated until stable (weaker: a process forked
 //!   between two passes runs until the next pass). `warden doctor` says which one is used.
 //!
-//! The agent cannot thaw itself: cgroupfs is not in its view (its `/sys` is read-only and the
+//! The agent cannot thaw itself: cgroupfs is not writable from its view (`/sys` and every mount below it are read-only, and the
 //! leaf lives outside its mount namespace's reach), and it holds no capability.
 
 use std::io;

@@ -616,6 +616,75 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsStr::from_bytes(&buf[..n as usize])))
 }
 
+/// Makes the mount at `path` and every mount below it read-only, when `path` is a mount's
+/// root (on any other path `mount_setattr` would act on the enclosing mount, here `/` and
+/// every bind below it). `Ok(false)`: not a mount root, or a kernel without
+/// `mount_setattr` (before 5.12).
+pub fn readonly_tree(path: &Path) -> io::Result<bool> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: open with a valid C string; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_DIRECTORY,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let empty = c"";
+    // SAFETY: statx into a zeroed struct of the right type.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx on our fd with AT_EMPTY_PATH.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BASIC_STATS,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if st.stx_attributes_mask & root == 0 || st.stx_attributes & root == 0 {
+        return Ok(false);
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on our fd (the mount's root) with a correctly sized struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

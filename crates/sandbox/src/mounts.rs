@@ -179,6 +179,14 @@ pub fn build_view(
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
+    // The host's sysfs, with every mount below it (cgroupfs: the session's own cgroup
+    // files), read-only. Landlock governs opens, not `chmod`/`chown`: an agent-owned file
+    // there could be made writable to anyone (attack review 65), and without Landlock
+    // (`--best-effort`) a file mode alone would stand between the agent and cgroupfs.
+    crate::fsat::readonly_tree(Path::new("/sys")).map_err(|e| MountError::File {
+        what: "/sys read-only".into(),
+        source: e,
+    })?;
     // Sources of bind mounts, opened before the trees that hold them are masked (or
     // prepared by the supervisor when it is root).
     let mut sources = Vec::new();

@@ -499,7 +499,8 @@ fn the_sandbox_dies_with_the_supervisor_under_the_agent_identity() {
 /// `chmod 666`ed from inside (Landlock governs opens, not `chmod`), and then any host user
 /// could move the agent's processes out of the cgroup that freeze and kill act on (attack
 /// review 65). Judged from the host during the session: the files' owner and mode, and
-/// the agent in `<session>/agent`.
+/// the agent in `<session>/agent`. Inside, `/sys` and every cgroup mount below it are
+/// read-only (a `chmod` there fails with EROFS whoever owns the file).
 #[test]
 fn the_agents_cgroup_files_are_not_its_own() {
     // SAFETY: trivial getter.
@@ -515,7 +516,8 @@ fn the_agents_cgroup_files_are_not_its_own() {
         "/bin/bash",
         "-c",
         "cg=$(sed -n 's/^0:://p' /proc/self/cgroup); for b in /sys/fs/cgroup /sys/fs/cgroup/unified; do [ -e $b$cg ] && d=$b$cg; done; \
-         chmod 666 $d/cgroup.procs $d/../cgroup.procs 2> chmod.err; echo $d > cg.txt; \
+         chmod 666 $d/cgroup.procs $d/../cgroup.procs 2> chmod.err; \
+         awk 'index($5, \"/sys\") == 1 {print $5, $6}' /proc/self/mountinfo | grep -E '^/sys( |/fs/cgroup)' > sys.txt; echo $d > cg.txt; \
          while [ ! -e go ]; do read -t 0.05 < /dev/zero; done",
     ]);
     let child = c.spawn().unwrap();
@@ -543,6 +545,20 @@ fn the_agents_cgroup_files_are_not_its_own() {
         }
     } else {
         eprintln!("no cgroup nest here ({}): nothing lent", dir.display());
+    }
+    // The host's sysfs and the cgroup mounts below it are read-only in the view.
+    let sys = std::fs::read_to_string(t.ws.join("sys.txt")).unwrap_or_default();
+    assert!(
+        sys.starts_with("/sys "),
+        "no /sys mount seen inside: {sys:?}"
+    );
+    for l in sys.lines() {
+        assert!(
+            l.split(' ')
+                .nth(1)
+                .is_some_and(|o| o.split(',').any(|f| f == "ro")),
+            "writable inside: {l}"
+        );
     }
     let err = std::fs::read_to_string(t.ws.join("chmod.err")).unwrap_or_default();
     assert!(
