@@ -386,34 +386,74 @@ pub const DT_UNKNOWN: u8 = libc::DT_UNKNOWN;
 /// Like [`list`], with each entry's `d_type` (saves a stat per entry where the file system
 /// reports it).
 pub fn list_typed(dir: BorrowedFd<'_>) -> io::Result<Vec<(OsString, u8)>> {
-    // SAFETY: dup + fdopendir take ownership of the duplicate; closedir releases it.
-    unsafe {
-        let d = libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0);
-        if d < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        libc::lseek(d, 0, libc::SEEK_SET);
-        let dp = libc::fdopendir(d);
-        if dp.is_null() {
-            let e = io::Error::last_os_error();
-            libc::close(d);
-            return Err(e);
-        }
+    // getdents64 straight on the fd (no dup + fdopendir + closedir: four syscalls fewer per
+    // directory, which the workspace walks make thousands of times), from its start.
+    // SAFETY: lseek on a borrowed open fd.
+    if unsafe { libc::lseek(dir.as_raw_fd(), 0, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // One buffer per thread, reused: a fresh 32 KiB per directory was 8 pages to fault in
+    // (and, in the supervisor right after the fork, to copy) thousands of times per walk.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 32 * 1024]);
+    }
+    BUF.with(|b| {
+        let mut fresh = Vec::new();
+        // (A nested call cannot happen today; it would get its own buffer.)
+        let mut held = b.try_borrow_mut();
+        let buf: &mut Vec<u8> = match held.as_deref_mut() {
+            Ok(v) => v,
+            Err(_) => {
+                fresh.resize(32 * 1024, 0);
+                &mut fresh
+            }
+        };
         let mut out = Vec::new();
         loop {
-            let ent = libc::readdir(dp);
-            if ent.is_null() {
-                break;
+            // SAFETY: getdents64 writes at most buf.len() bytes into buf.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
             }
-            let name = std::ffi::CStr::from_ptr((*ent).d_name.as_ptr());
-            let b = name.to_bytes();
-            if b != b"." && b != b".." {
-                out.push((OsStr::from_bytes(b).to_os_string(), (*ent).d_type));
+            if n == 0 {
+                return Ok(out);
             }
+            parse_dirents(&buf[..n as usize], &mut out)?;
         }
-        libc::closedir(dp);
-        Ok(out)
+    })
+}
+
+/// The entries of a `getdents64` buffer (`struct linux_dirent64`: `d_ino` u64, `d_off` i64,
+/// `d_reclen` u16, `d_type` u8, then the NUL-terminated name), without `.`/`..`. A record
+/// that does not fit is an error, never a read past the buffer.
+fn parse_dirents(buf: &[u8], out: &mut Vec<(OsString, u8)>) -> io::Result<()> {
+    const NAME: usize = 19;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record");
+    let mut off = 0;
+    while off < buf.len() {
+        let rec = buf.get(off..off + NAME).ok_or_else(bad)?;
+        let reclen = u16::from_ne_bytes([rec[16], rec[17]]) as usize;
+        let d_type = rec[18];
+        let name = buf.get(off + NAME..off + reclen).ok_or_else(bad)?;
+        let len = name.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        let name = &name[..len];
+        if name != b"." && name != b".." {
+            out.push((OsStr::from_bytes(name).to_os_string(), d_type));
+        }
+        off += reclen;
     }
+    Ok(())
 }
 
 /// Reads at most `max` bytes of an open file from its start.
@@ -705,5 +745,53 @@ mod tests {
         assert!(mkdir_all(root.as_fd(), Path::new("l/x"), None).is_err());
         assert!(!Path::new("/etc/x").exists());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn list_typed_reads_every_entry_past_one_buffer() {
+        let d = std::env::temp_dir().join(format!("warden-fsat-list-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        // More names than one 32 KiB getdents64 buffer holds.
+        let long = "n".repeat(200);
+        for i in 0..400 {
+            std::fs::write(d.join(format!("{long}{i}")), b"").unwrap();
+        }
+        let dir = open_dir(open_root(&d).unwrap().as_fd(), Path::new(""), false, None).unwrap();
+        for _ in 0..2 {
+            // Twice: a second listing of the same fd starts from the beginning again.
+            let mut got = list_typed(dir.as_fd()).unwrap();
+            got.sort();
+            let mut want: Vec<(OsString, u8)> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let t = if e.file_type().unwrap().is_dir() {
+                        DT_DIR
+                    } else {
+                        DT_REG
+                    };
+                    (e.file_name(), t)
+                })
+                .collect();
+            want.sort();
+            assert_eq!(got, want);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn malformed_dirent_records_are_errors() {
+        let mut out = Vec::new();
+        // Too short for a header; a zero record length; a name without its NUL.
+        assert!(parse_dirents(&[0u8; 10], &mut out).is_err());
+        assert!(parse_dirents(&[0u8; 24], &mut out).is_err());
+        let mut rec = [b'x'; 24];
+        rec[16..18].copy_from_slice(&24u16.to_ne_bytes());
+        assert!(parse_dirents(&rec, &mut out).is_err());
+        rec[23] = 0;
+        rec[18] = DT_REG;
+        parse_dirents(&rec, &mut out).unwrap();
+        assert_eq!(out, vec![(OsString::from("xxxx"), DT_REG)]);
     }
 }

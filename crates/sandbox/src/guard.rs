@@ -384,8 +384,11 @@ impl Guard {
             max_made,
         };
         st.lock_protected(plan)?;
+        warden_event::timing::mark("init: guard locked protected");
         st.walk(Path::new(""), 0, &mut 0, true);
+        warden_event::timing::mark("init: guard walked");
         st.process_all(true)?;
+        warden_event::timing::mark("init: guard processed");
         st.starting = false;
         Ok(Guard {
             st: Arc::new(Mutex::new(st)),

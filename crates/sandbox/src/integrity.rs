@@ -126,6 +126,10 @@ pub struct Snapshot {
     watched: Vec<PathBuf>,
     /// The session's placeholders ([`Snapshot::placeholders`]).
     placeholders: Vec<PathBuf>,
+    /// A baseline that stamped only the files whose names matter ([`Inputs::snapshot`]):
+    /// the coarse real time (seconds, nanoseconds) before its walk. A setuid/setgid file the
+    /// end finds without a stamp counts as changed when its inode changed since.
+    setid_since: Option<(i64, i64)>,
 }
 
 impl Snapshot {
@@ -147,11 +151,81 @@ impl Snapshot {
 
 /// Walks `workspace` (see the module doc).
 pub fn snapshot(workspace: &Path) -> std::io::Result<Snapshot> {
+    walk_root(workspace, true)
+}
+
+/// Walks `workspace`; `all`: stat every file (to find setuid/setgid bits), else only the
+/// files whose names matter (and those `readdir` gives no type for).
+fn walk_root(workspace: &Path, all: bool) -> std::io::Result<Snapshot> {
     let root = fsat::open_root(workspace)?;
     let dev = fsat::fstat(root.as_fd())?.st_dev;
     let mut s = Snapshot::default();
-    walk(&root, dev, Path::new(""), 0, false, &mut s);
+    walk(&root, dev, Path::new(""), 0, false, all, &mut s);
     Ok(s)
+}
+
+/// `CLOCK_REALTIME_COARSE`, the clock inode timestamps are taken from (a fine-grained
+/// reading can be later than the stamp of a change made after it).
+fn coarse_now() -> (i64, i64) {
+    // SAFETY: clock_gettime into a local struct.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) } != 0 {
+        // No clock: every setuid/setgid file without a stamp counts as changed.
+        return (0, 0);
+    }
+    // One second of margin for a clock step between here and the change.
+    (t.tv_sec - 1, t.tv_nsec)
+}
+
+/// What a whole baseline needs from the plan ([`Inputs::of`]), taken out of it so that the
+/// walk ([`Inputs::snapshot`]) can run later, beside the sandbox's own start (the session
+/// runs it once the sandbox is forked, while init builds the view, and before the agent is
+/// released).
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    workspace: PathBuf,
+    state_dirs: Vec<PathBuf>,
+    git_targets: Vec<(PathBuf, PathBuf)>,
+    watched: Vec<PathBuf>,
+    placeholders: Vec<PathBuf>,
+}
+
+impl Inputs {
+    pub fn of(workspace: &Path, plan: &crate::plan::Plan) -> Inputs {
+        Inputs {
+            workspace: workspace.to_path_buf(),
+            state_dirs: plan.agent_state_dirs(),
+            git_targets: git_targets(plan),
+            watched: plan.state_watch.clone(),
+            placeholders: plan.placeholders.iter().map(|(p, _)| p.clone()).collect(),
+        }
+    }
+
+    /// The baseline: [`snapshot`] of the workspace, [`snapshot_state`], the git targets,
+    /// [`watch_files`] and the placeholders. Placeholders made before the walk are seen or
+    /// not; [`compare`] treats both alike (an empty placeholder is never a change).
+    ///
+    /// The workspace walk stats only the files whose names matter (a few dozen in most
+    /// repositories), not every file for a setuid/setgid bit, which was half its cost: the
+    /// end's walk finds every setuid/setgid file, and one without a stamp is listed when
+    /// its inode changed after this walk began (`st_ctime`, which only the kernel sets:
+    /// `chmod`, a write, `rename` and `link` all set it). The sandbox's seccomp filter
+    /// refuses to make such files at all (`crate::filter`); this is the check behind it.
+    /// Limit: a file system whose clock is behind this host's (NFS) can hide a change.
+    pub fn snapshot(self) -> std::io::Result<Snapshot> {
+        self.snapshot_since(coarse_now())
+    }
+
+    fn snapshot_since(self, since: (i64, i64)) -> std::io::Result<Snapshot> {
+        let mut s = walk_root(&self.workspace, false)?;
+        s.setid_since = Some(since);
+        snapshot_state(&mut s, &self.state_dirs);
+        add_git_targets(&mut s, &self.git_targets);
+        watch_files(&mut s, &self.watched);
+        s.placeholders(self.placeholders);
+        Ok(s)
+    }
 }
 
 /// What in an agent's writable state directory (`~/.claude`, `~/.codex`, ...) steers later
@@ -229,17 +303,16 @@ const GIT_TARGET: (Category, &str) = (
 /// beneath their writable root (no symlink followed). Absent ones are not listed (their
 /// placeholder is removed before the comparison: what is there then was written by the
 /// session).
-pub fn snapshot_git_targets(s: &mut Snapshot, plan: &crate::plan::Plan) {
+/// The plan's git targets as (writable root, path below it).
+fn git_targets(plan: &crate::plan::Plan) -> Vec<(PathBuf, PathBuf)> {
     let roots = crate::placeholder::writable_roots(plan);
-    let targets: Vec<(PathBuf, PathBuf)> = plan
-        .git_targets
+    plan.git_targets
         .iter()
         .filter_map(|t| {
             let r = roots.iter().find(|r| t.starts_with(r) && t != *r)?;
             Some((r.clone(), t.strip_prefix(r).ok()?.to_path_buf()))
         })
-        .collect();
-    add_git_targets(s, &targets);
+        .collect()
 }
 
 fn add_git_targets(s: &mut Snapshot, targets: &[(PathBuf, PathBuf)]) {
@@ -512,6 +585,16 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             _ => path.clone(),
         };
         let change = match before.files.get(path) {
+            // Not stamped by a baseline that stamped names only: changed in the session when
+            // its inode changed after the baseline began (see `Inputs::snapshot`).
+            None if a.category == Category::SetId
+                && before.setid_since.is_some_and(|t| a.ctime < t) =>
+            {
+                continue
+            }
+            None if a.category == Category::SetId && before.setid_since.is_some() => {
+                Change::Modified
+            }
             // An empty regular file runs and loads nothing. It is also what a placeholder
             // is: one this session made and still leaves because another session locks it
             // (crate::placeholder::end) is not a change of this session's agent.
@@ -587,16 +670,45 @@ fn walk(
     rel: &Path,
     depth: usize,
     in_git: bool,
+    all: bool,
+    s: &mut Snapshot,
+) {
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        s.incomplete = true;
+        return;
+    };
+    let anc = rel
+        .components()
+        .fold(0, |a, c| a | ancestry(c.as_os_str().as_bytes()));
+    let w = Walk { root, dev, all };
+    walk_dir(&w, &dir, rel, depth, in_git, anc, s);
+}
+
+/// What stays the same through one walk.
+struct Walk<'a> {
+    root: &'a std::os::fd::OwnedFd,
+    dev: u64,
+    /// Stat every file (see [`walk_root`]).
+    all: bool,
+}
+
+/// Walks the directory `dir` (opened and checked, at `rel`): each subdirectory is opened
+/// from its parent's fd by its single name (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a
+/// level costs one short lookup, not a resolution of the whole path from the root. `anc`:
+/// the [`ancestry`] bits of `rel`'s components.
+fn walk_dir(
+    w: &Walk<'_>,
+    dir: &std::os::fd::OwnedFd,
+    rel: &Path,
+    depth: usize,
+    in_git: bool,
+    anc: u8,
     s: &mut Snapshot,
 ) {
     if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
         s.incomplete = true;
         return;
     }
-    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
-        s.incomplete = true;
-        return;
-    };
     let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
         s.incomplete = true;
         return;
@@ -606,13 +718,37 @@ fn walk(
     let gitlike = in_git
         || rel.file_name() == Some(OsStr::new(".git"))
         || (has("HEAD") && (has("objects") || has("commondir")));
+    let parent = rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
+    let sub = |name: &OsStr, s: &mut Snapshot| {
+        if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel) {
+            return;
+        }
+        // (open_dir checks it is a real directory on the same device.)
+        match fsat::open_dir(dir.as_fd(), Path::new(name), false, Some(w.dev)) {
+            Ok(d) => walk_dir(
+                w,
+                &d,
+                &rel.join(name),
+                depth + 1,
+                gitlike,
+                anc | ancestry(name.as_bytes()),
+                s,
+            ),
+            Err(_) => s.incomplete = true,
+        }
+    };
     for (name, dt) in &typed {
-        let child = rel.join(name);
         if *dt == fsat::DT_DIR {
-            // (open_dir checks it is a real directory on the same device.)
-            if !(gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel)) {
-                walk(root, dev, &child, depth + 1, gitlike, s);
-            }
+            sub(name, s);
+            continue;
+        }
+        let named = classify_entry(
+            name.as_bytes(),
+            parent,
+            anc | ancestry(name.as_bytes()),
+            gitlike,
+        );
+        if !w.all && named.is_none() && *dt != fsat::DT_UNKNOWN {
             continue;
         }
         let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
@@ -620,29 +756,26 @@ fn walk(
         };
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFDIR {
-            if st.st_dev != dev {
-                continue;
+            if st.st_dev == w.dev {
+                sub(name, s);
             }
-            if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel) {
-                continue;
-            }
-            walk(root, dev, &child, depth + 1, gitlike, s);
             continue;
         }
         let setid = fmt == libc::S_IFREG && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0;
         let class = if setid {
             Some((Category::SetId, "setuid/setgid"))
         } else {
-            classify(&child, gitlike)
+            named
         };
         let Some((category, what)) = class else {
             continue;
         };
+        let child = rel.join(name);
         let mut what = what;
         let mut scripts = None;
         if what == "package.json" {
             what = "package.json scripts";
-            scripts = Some(package_scripts(root, &child, dev));
+            scripts = Some(package_scripts(w.root, &child, w.dev));
         }
         s.files.insert(child, stamp(&st, category, what, scripts));
     }
@@ -671,7 +804,35 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
         .and_then(|p| p.file_name())
         .map(|n| n.as_bytes())
         .unwrap_or(b"");
-    let any = |c: &[u8]| rel.components().any(|x| x.as_os_str().as_bytes() == c);
+    let anc = rel
+        .components()
+        .fold(0, |a, c| a | ancestry(c.as_os_str().as_bytes()));
+    classify_entry(name, parent, anc, in_git)
+}
+
+/// Directory names that make everything below them one category, as bits: agent settings
+/// (`.claude`, ...), IDE configuration, hooks directories.
+const ANC_AGENT: u8 = 1;
+const ANC_IDE: u8 = 2;
+const ANC_HOOKS: u8 = 4;
+
+fn ancestry(name: &[u8]) -> u8 {
+    match name {
+        b".claude" | b".codex" | b".gemini" | b".cursor" => ANC_AGENT,
+        b".vscode" | b".idea" | b".devcontainer" => ANC_IDE,
+        b".husky" | b".githooks" => ANC_HOOKS,
+        _ => 0,
+    }
+}
+
+/// [`classify`] of the entry `name` in the directory `parent`, with `anc` the [`ancestry`]
+/// bits of every component of its path (its own name included).
+fn classify_entry(
+    name: &[u8],
+    parent: &[u8],
+    anc: u8,
+    in_git: bool,
+) -> Option<(Category, &'static str)> {
     if in_git {
         return match name {
             b"config" | b"config.worktree" => Some((Category::Git, "git config")),
@@ -701,7 +862,7 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
         b".lfsconfig" => return Some((Category::Git, "git-lfs config")),
         _ => {}
     }
-    if any(b".claude") || any(b".codex") || any(b".gemini") || any(b".cursor") {
+    if anc & ANC_AGENT != 0 {
         return Some((Category::Agent, "agent settings"));
     }
     match name {
@@ -711,10 +872,10 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
         }
         _ => {}
     }
-    if any(b".vscode") || any(b".idea") || any(b".devcontainer") {
+    if anc & ANC_IDE != 0 {
         return Some((Category::Ide, "IDE configuration"));
     }
-    if any(b".husky") || any(b".githooks") {
+    if anc & ANC_HOOKS != 0 {
         return Some((Category::Build, "hooks directory"));
     }
     match name {
@@ -993,6 +1154,74 @@ mod tests {
             .entries
             .iter()
             .any(|e| e.path == Path::new("web/package.json") && e.change == Change::Modified));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_names_only_baseline_still_reports_setid_files_changed_after_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("warden-integrity-setid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("bin")).unwrap();
+        let setid = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        for f in ["bin/old", "bin/kept", "bin/plain"] {
+            std::fs::write(d.join(f), "#!/bin/sh\n").unwrap();
+        }
+        setid(&d.join("bin/old"), 0o4755);
+        setid(&d.join("bin/kept"), 0o2755);
+        std::fs::write(d.join("Makefile"), "all:\n").unwrap();
+        // Past the coarse clock's tick: the files above are older than the baseline.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = coarse_now();
+        let inputs = Inputs {
+            workspace: d.clone(),
+            state_dirs: Vec::new(),
+            git_targets: Vec::new(),
+            watched: Vec::new(),
+            placeholders: Vec::new(),
+        };
+        let before = inputs.snapshot_since((now.0 + 1, now.1)).unwrap();
+        // Names only: the Makefile is stamped, the binaries are not.
+        assert!(
+            before.files.contains_key(Path::new("Makefile")),
+            "{before:?}"
+        );
+        assert!(
+            !before.files.contains_key(Path::new("bin/old")),
+            "{before:?}"
+        );
+        assert!(
+            !before.files.contains_key(Path::new("bin/plain")),
+            "{before:?}"
+        );
+        // A new setuid file, a setgid bit on an old plain one, a changed mode on an old one.
+        std::fs::write(d.join("bin/new"), "#!/bin/sh\n").unwrap();
+        setid(&d.join("bin/new"), 0o4755);
+        setid(&d.join("bin/plain"), 0o2755);
+        setid(&d.join("bin/old"), 0o6755);
+        let r = compare(&before, &d);
+        let got: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.change))
+            .collect();
+        for f in ["bin/new", "bin/plain", "bin/old"] {
+            assert!(
+                got.contains(&(PathBuf::from(f), Change::Modified)),
+                "{f}: {r:?}"
+            );
+        }
+        // Untouched since before the baseline: not listed.
+        assert!(
+            !got.iter().any(|(p, _)| p == Path::new("bin/kept")),
+            "{r:?}"
+        );
+        assert!(
+            !got.iter().any(|(p, _)| p == Path::new("Makefile")),
+            "{r:?}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -14,7 +14,8 @@
 //! 3. `start_agent_state`, `open_session_log` (+ the start decisions).
 //! 4. `pids_limit`, `landlock_plan` (the memory cgroup and freezer leaf are made in 7, then
 //!    the cgroup prewarm starts the grace period the agent process's join will need).
-//! 5. `integrity_snapshot` (before the placeholders: they are not the session's doing).
+//! 5. `integrity::Inputs` (the walk itself, `integrity_baseline`, runs in `on_launch`, beside
+//!    init's start; the report treats placeholders seen by it as warden's).
 //! 6. `placeholder::begin` (placeholders + manifest, under the shared lock), `make_private_tmp`.
 //! 7. `wire_proxy`, `hidden_watch` (opens of hidden files, `warden_sandbox::seen`),
 //!    exec-guard write scope and `silent_blocks` (execs of hidden paths, EROFS'd writes),
@@ -76,7 +77,8 @@ struct Resources {
     placeholders: Vec<warden_sandbox::placeholder::Placeholder>,
     private_tmp: Option<PathBuf>,
     manifest: PathBuf,
-    integrity: Option<warden_sandbox::integrity::Snapshot>,
+    /// The integrity baseline, taken once the sandbox is forked ([`integrity_baseline`]).
+    integrity: Arc<std::sync::Mutex<Option<warden_sandbox::integrity::Snapshot>>>,
     agent_state: Option<warden_agentstate::StateSession>,
     /// The child of [`warden_sandbox::cgroup::prewarm`], reaped at the end.
     prewarm: Option<i32>,
@@ -193,8 +195,7 @@ impl Session {
         let pid_max = (config.pids == PidLimit::PidNamespace).then_some(plan.pids_max);
         let landlock = landlock_plan(&config, &plan, host_proxy.as_ref().map(|(_, p)| *p));
         warden_event::timing::mark("session: pids+landlock plan");
-        let integrity = integrity_snapshot(&config, &plan);
-        warden_event::timing::mark("session: integrity snapshot");
+        let integrity_inputs = warden_sandbox::integrity::Inputs::of(&config.workspace, &plan);
         let manifest = config
             .state_dir
             .join("placeholders")
@@ -215,7 +216,7 @@ impl Session {
             placeholders: Vec::new(),
             private_tmp: None,
             manifest,
-            integrity,
+            integrity: Arc::default(),
             agent_state,
             prewarm: cgroups.prewarm,
             hidden: Arc::default(),
@@ -278,6 +279,8 @@ impl Session {
             }
             warden_event::timing::mark("session: cgroups");
             let on_launch = on_launch(&res, early.clone());
+            // The baseline before the hidden-file reader: that one waits for init's view.
+            let on_launch = integrity_baseline(on_launch, integrity_inputs, &res);
             let on_launch = start_hidden_watch(on_launch, hidden, res.hidden.clone());
             let advisor_fd = advisor.as_mut().and_then(|w| w.sandbox_fd());
             let on_launch: runtime::OnLaunch = match advisor {
@@ -437,8 +440,8 @@ fn end(
     warden_event::timing::mark("end: hidden finished");
     // Before the placeholders go: the report skips created empty files, which is all a
     // placeholder is, and its walk then never races their removal.
-    if let Some(before) = &integrity {
-        report_integrity(before, &config.workspace, &who);
+    if let Some(before) = integrity.lock().ok().and_then(|mut g| g.take()) {
+        report_integrity(&before, &config.workspace, &who);
     }
     warden_event::timing::mark("end: integrity reported");
     // Removing the placeholders waits on the disk (on a file system mounted with `discard`,
@@ -806,22 +809,31 @@ fn landlock_plan(
     }
 }
 
-/// The workspace's files host tools run or load, as they are before the session (the end
-/// compares). Before the placeholders: they are not the session's doing.
-fn integrity_snapshot(
-    c: &SessionConfig,
-    plan: &Plan,
-) -> Option<warden_sandbox::integrity::Snapshot> {
-    warden_sandbox::integrity::snapshot(&c.workspace)
-        .map_err(|e| tracing::warn!("integrity snapshot of {}: {e}", c.workspace.display()))
-        .ok()
-        .map(|mut s| {
-            warden_sandbox::integrity::snapshot_state(&mut s, &plan.agent_state_dirs());
-            warden_sandbox::integrity::snapshot_git_targets(&mut s, plan);
-            warden_sandbox::integrity::watch_files(&mut s, &plan.state_watch);
-            s.placeholders(plan.placeholders.iter().map(|(p, _)| p.clone()));
-            s
-        })
+/// The workspace's files host tools run or load, as they are before the agent runs (the end
+/// compares; `warden_sandbox::integrity`). The walk (~80 ms in a 28,000-file repository)
+/// runs on the supervisor's main thread right after the sandbox is forked, beside init's own
+/// walk of the workspace (the guard's), and before the agent is released: on the start's
+/// critical path only where it outlasts init's. (Not on a thread before the fork: the
+/// supervisor forks single-threaded.)
+fn integrity_baseline(
+    on_launch: runtime::OnLaunch,
+    inputs: warden_sandbox::integrity::Inputs,
+    res: &Resources,
+) -> runtime::OnLaunch {
+    let slot = res.integrity.clone();
+    let workspace = res.config.workspace.clone();
+    Box::new(move |stage1| {
+        on_launch(stage1);
+        match inputs.snapshot() {
+            Ok(s) => {
+                if let Ok(mut g) = slot.lock() {
+                    *g = Some(s);
+                }
+            }
+            Err(e) => tracing::warn!("integrity snapshot of {}: {e}", workspace.display()),
+        }
+        warden_event::timing::mark("on_launch: integrity baseline");
+    })
 }
 
 /// The session's private TMPDIR (mode 0700), when the plan has one.
