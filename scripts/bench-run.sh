@@ -4,6 +4,8 @@
 # Usage: scripts/bench-run.sh [runs]   (release build)
 #        WARDEN_BENCH_BASELINE=/path/to/other/warden scripts/bench-run.sh  (also measures that
 #        binary, interleaved run by run with this build, and prints the ratio)
+#        WARDEN_BENCH_REPO=/path/to/a/repository (also measures starts with that directory as
+#        the workspace: the workspace walks, which an empty directory hides, scale with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-200}
@@ -25,9 +27,9 @@ cd "$ws"
 # before the spawn. The rest of the total is the session's end.
 printf '#include <stdio.h>\n#include <time.h>\nint main(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);printf("%%lld\\n",(long long)t.tv_sec*1000000000LL+t.tv_nsec);return 0;}\n' > stamp.c
 cc -O2 stamp.c -o stamp 2>/dev/null || rm -f stamp
-python3 - "$RUNS" "$W" "$ws" "$B" <<'PY'
+python3 - "$RUNS" "$W" "$ws" "$B" "${WARDEN_BENCH_REPO:-}" <<'PY'
 import os, shutil, statistics, subprocess, sys, time
-runs, warden, ws, baseline = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+runs, warden, ws, baseline, repo = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 def once(cmd, env=None):
     t = time.perf_counter()
     subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, env=env)
@@ -77,6 +79,34 @@ if baseline:
     print(f"A/B spaced 100 ms apart, {spaced} runs each: this build {ma:.2f} ms, baseline {mb:.2f} ms, ratio {ma / mb:.2f}")
 else:
     print(f"warden run -- true, spaced 100 ms apart: median {spaced_med(warden):.2f} ms ({spaced} runs)")
+if repo:
+    # A real repository as the workspace, spaced 100 ms apart. The first instruction is
+    # python's (its own start-up, ~15 ms, is in both figures alike): the bench's stamp
+    # program lives in a /tmp the sandbox hides.
+    n = min(runs, 20)
+    py = ["python3", "-c", "import time; print(time.monotonic_ns())"]
+    files = sum(len(f) + len(d) for _, d, f in os.walk(repo))
+    def in_repo(w, env):
+        time.sleep(0.1)
+        t = time.monotonic_ns()
+        out = subprocess.run([w, "run", "--"] + py, cwd=repo, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, check=True, env=env).stdout
+        return (int(out.split()[-1]) - t) / 1e6, (time.monotonic_ns() - t) / 1e6
+    ws_ = [warden] + ([baseline] if baseline else [])
+    env_of = envs if baseline else {warden: None}
+    got = {w: [] for w in ws_}
+    for i in range(n):
+        for w in (ws_ if i % 2 == 0 else ws_[::-1]):
+            got[w].append(in_repo(w, env_of[w]))
+    def show(name, w):
+        f = statistics.median(x[0] for x in got[w]); t = statistics.median(x[1] for x in got[w])
+        print(f"  {name:<11} first instruction {f:7.2f} ms, total {t:7.2f} ms")
+        return f, t
+    print(f"in {repo} ({files} entries), python3 as the command, {n} runs each, spaced:")
+    fa, ta = show("this build", warden)
+    if baseline:
+        fb, tb = show("baseline", baseline)
+        print(f"  ratio: first instruction {fa / fb:.2f}, total {ta / tb:.2f}")
 cases = [("bare true", ["/bin/true"]), ("warden run -- true", [warden, "run", "--", "/bin/true"])]
 bw = shutil.which("bwrap")
 if bw:

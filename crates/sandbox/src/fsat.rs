@@ -538,24 +538,7 @@ pub fn bind_fd(
     // SAFETY: fresh fd.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
     if readonly {
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        let f = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
-        // SAFETY: mount_setattr on the detached tree with a correctly sized struct.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                tree.as_raw_fd(),
-                empty.as_ptr(),
-                f,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        })?;
+        mount_setattr(tree.as_fd(), MOUNT_ATTR_RDONLY, None, recursive)?;
     }
     // SAFETY: move_mount between two fds with empty paths.
     check(unsafe {
@@ -698,31 +681,43 @@ pub fn readonly_tree(path: &Path) -> io::Result<bool> {
     if st.stx_attributes_mask & root == 0 || st.stx_attributes & root == 0 {
         return Ok(false);
     }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr on our fd (the mount's root) with a correctly sized struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = mount_setattr(fd.as_fd(), MOUNT_ATTR_RDONLY, None, true) {
         return match e.raw_os_error() {
             Some(libc::ENOSYS) => Ok(false),
             _ => Err(e),
         };
     }
     Ok(true)
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE])` setting `attr` (with `userns`,
+/// the user namespace fd of an idmapping) on the mount `fd` is the root of, or on a
+/// detached tree.
+pub fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    attr: u64,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+) -> io::Result<()> {
+    let a = MountAttr {
+        attr_set: attr,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: mount_setattr on a borrowed fd with an empty path and a correctly sized struct.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &a as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -43,19 +43,10 @@ pub struct AgentIds {
 
 const SYS_OPEN_TREE: libc::c_long = 428;
 const SYS_MOVE_MOUNT: libc::c_long = 429;
-const SYS_MOUNT_SETATTR: libc::c_long = 442;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// Ids named in a colon-separated database (`/etc/passwd`, `/etc/group`): field 3.
 fn ids_in(db: &str) -> Vec<u32> {
@@ -309,25 +300,15 @@ fn clone_tree(
     // SAFETY: a fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     if let Some(ns) = userns {
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_IDMAP,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: ns as u64,
-        };
-        // SAFETY: mount_setattr on our detached mount with a valid struct.
-        let r = unsafe {
-            libc::syscall(
-                SYS_MOUNT_SETATTR,
-                fd.as_raw_fd(),
-                empty.as_ptr(),
-                libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
+        // SAFETY: `ns` is the caller's open user namespace fd, alive for this call.
+        let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(ns) };
+        let r = crate::fsat::mount_setattr(
+            std::os::fd::AsFd::as_fd(&fd),
+            MOUNT_ATTR_IDMAP,
+            Some(ns),
+            true,
+        );
+        if let Err(e) = r {
             return Err(PrepareError::Unsupported(format!(
                 "idmapped mount of {} ({}): {e}{}",
                 path.display(),
