@@ -89,7 +89,7 @@ if repo:
     def in_repo(w, env):
         time.sleep(0.1)
         t = time.monotonic_ns()
-        out = subprocess.run([w, "run", "--"] + py, cwd=repo, stdin=subprocess.DEVNULL,
+        out = subprocess.run([w, "run", "--"] + py, cwd=repo, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, check=True, env=env).stdout
         return (int(out.split()[-1]) - t) / 1e6, (time.monotonic_ns() - t) / 1e6
     ws_ = [warden] + ([baseline] if baseline else [])
