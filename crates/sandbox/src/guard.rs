@@ -813,16 +813,14 @@ impl State {
                 continue;
             };
             *seen += typed.len();
-            let names: Vec<&OsString> = typed.iter().map(|(n, _)| n).collect();
-            let has = |n: &str| names.iter().any(|x| *x == n);
+            let has = |n: &str| typed.iter().any(|(x, _)| x == n);
             let gitlike = git_like(&has);
             if gitlike && !rel.as_os_str().is_empty() {
                 self.queue(rel.clone(), Kind::GitDir);
             }
             for (name, dt) in &typed {
-                let child = rel.join(name);
                 if name == ".git" {
-                    self.queue(child.clone(), Kind::Dot);
+                    self.queue(rel.join(name), Kind::Dot);
                 }
                 if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(&rel) {
                     continue;
@@ -836,7 +834,7 @@ impl State {
                     _ => false,
                 };
                 if is_dir {
-                    stack.push((child, depth + 1));
+                    stack.push((rel.join(name), depth + 1));
                 }
             }
         }

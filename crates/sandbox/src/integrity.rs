@@ -160,7 +160,7 @@ fn walk_root(workspace: &Path, all: bool) -> std::io::Result<Snapshot> {
     let root = fsat::open_root(workspace)?;
     let dev = fsat::fstat(root.as_fd())?.st_dev;
     let mut s = Snapshot::default();
-    walk(&root, dev, Path::new(""), 0, false, all, &mut s);
+    walk(&root, dev, all, &mut s);
     Ok(s)
 }
 
@@ -664,32 +664,136 @@ fn changed(b: &Stamp, a: &Stamp) -> bool {
         != (a.dev, a.ino, a.mode, a.size, a.mtime, a.ctime)
 }
 
-fn walk(
-    root: &std::os::fd::OwnedFd,
-    dev: u64,
-    rel: &Path,
-    depth: usize,
-    in_git: bool,
-    all: bool,
-    s: &mut Snapshot,
-) {
-    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
-        s.incomplete = true;
-        return;
-    };
-    let anc = rel
-        .components()
-        .fold(0, |a, c| a | ancestry(c.as_os_str().as_bytes()));
-    let w = Walk { root, dev, all };
-    walk_dir(&w, &dir, rel, depth, in_git, anc, s);
-}
-
 /// What stays the same through one walk.
 struct Walk<'a> {
     root: &'a std::os::fd::OwnedFd,
     dev: u64,
     /// Stat every file (see [`walk_root`]).
     all: bool,
+    /// Shared with a second thread: directories handed over while it waits.
+    queue: Option<&'a Queue>,
+}
+
+/// A directory still to walk: at `rel`, `depth` levels down, inside a git dir or not, with
+/// the [`ancestry`] bits of its path.
+struct Job {
+    rel: PathBuf,
+    depth: usize,
+    in_git: bool,
+    anc: u8,
+}
+
+/// The directories handed between the walk's threads, and how many threads are walking.
+/// A thread walks depth first from parent fds and hands a subdirectory over only when the
+/// queue is empty (the other thread may be waiting): few handovers, each one opened again
+/// from the root (`RESOLVE_BENEATH`).
+#[derive(Default)]
+struct Queue {
+    state: std::sync::Mutex<(Vec<Job>, usize)>,
+    ready: std::sync::Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Job>, usize)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hungry(&self) -> bool {
+        self.lock().0.is_empty()
+    }
+
+    fn push(&self, j: Job) {
+        self.lock().0.push(j);
+        self.ready.notify_one();
+    }
+
+    /// The next directory, or None once the queue is empty and no thread walks (no more
+    /// can come).
+    fn next(&self) -> Option<Job> {
+        let mut g = self.lock();
+        loop {
+            if let Some(j) = g.0.pop() {
+                g.1 += 1;
+                return Some(j);
+            }
+            if g.1 == 0 {
+                self.ready.notify_all();
+                return None;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn done(&self) {
+        let mut g = self.lock();
+        g.1 -= 1;
+        if g.1 == 0 {
+            self.ready.notify_all();
+        }
+    }
+}
+
+/// Walks the workspace from `root`. The end's walk (`all`) stats every file and runs on two
+/// threads where the machine has two cores (nothing else of the session runs then); the
+/// baseline's runs on one (init walks the workspace at the same time).
+fn walk(root: &std::os::fd::OwnedFd, dev: u64, all: bool, s: &mut Snapshot) {
+    let two = all && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    walk_on(root, dev, all, two, s);
+}
+
+fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Snapshot) {
+    let first = Job {
+        rel: PathBuf::new(),
+        depth: 0,
+        in_git: false,
+        anc: 0,
+    };
+    if !two {
+        let w = Walk {
+            root,
+            dev,
+            all,
+            queue: None,
+        };
+        walk_job(&w, first, s);
+        return;
+    }
+    let q = Queue::default();
+    q.push(first);
+    let w = Walk {
+        root,
+        dev,
+        all,
+        queue: Some(&q),
+    };
+    let work = |s: &mut Snapshot| {
+        while let Some(j) = q.next() {
+            walk_job(&w, j, s);
+            q.done();
+        }
+    };
+    let mut other = Snapshot::default();
+    std::thread::scope(|sc| {
+        // Without a second thread this one walks it all.
+        let h = std::thread::Builder::new()
+            .name("warden-integrity".into())
+            .spawn_scoped(sc, || work(&mut other));
+        work(s);
+        if let Ok(h) = h {
+            let _ = h.join();
+        }
+    });
+    s.files.extend(other.files);
+    s.scanned += other.scanned;
+    s.incomplete |= other.incomplete;
+}
+
+fn walk_job(w: &Walk<'_>, j: Job, s: &mut Snapshot) {
+    let Ok(dir) = fsat::open_dir(w.root.as_fd(), &j.rel, false, Some(w.dev)) else {
+        s.incomplete = true;
+        return;
+    };
+    walk_dir(w, &dir, &j.rel, j.depth, j.in_git, j.anc, s);
 }
 
 /// Walks the directory `dir` (opened and checked, at `rel`): each subdirectory is opened
@@ -723,17 +827,19 @@ fn walk_dir(
         if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel) {
             return;
         }
+        let (child, anc) = (rel.join(name), anc | ancestry(name.as_bytes()));
+        if let Some(q) = w.queue.filter(|q| q.hungry()) {
+            q.push(Job {
+                rel: child,
+                depth: depth + 1,
+                in_git: gitlike,
+                anc,
+            });
+            return;
+        }
         // (open_dir checks it is a real directory on the same device.)
         match fsat::open_dir(dir.as_fd(), Path::new(name), false, Some(w.dev)) {
-            Ok(d) => walk_dir(
-                w,
-                &d,
-                &rel.join(name),
-                depth + 1,
-                gitlike,
-                anc | ancestry(name.as_bytes()),
-                s,
-            ),
+            Ok(d) => walk_dir(w, &d, &child, depth + 1, gitlike, anc, s),
             Err(_) => s.incomplete = true,
         }
     };
@@ -1222,6 +1328,47 @@ mod tests {
             !got.iter().any(|(p, _)| p == Path::new("Makefile")),
             "{r:?}"
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_two_thread_walk_finds_what_one_thread_finds() {
+        let d = std::env::temp_dir().join(format!("warden-integrity-two-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        // A wide and deep tree, a named file in every directory, git dirs and .claude here
+        // and there (their categories depend on the path above them).
+        for i in 0..60 {
+            for j in 0..6 {
+                let sub = d.join(format!("a{i}/b{j}/c"));
+                std::fs::create_dir_all(&sub).unwrap();
+                std::fs::write(sub.join("Makefile"), "all:\n").unwrap();
+                std::fs::write(sub.join("plain.rs"), "").unwrap();
+            }
+            if i % 7 == 0 {
+                std::fs::create_dir_all(d.join(format!("a{i}/.claude/x"))).unwrap();
+                std::fs::write(d.join(format!("a{i}/.claude/x/y.json")), "{}").unwrap();
+                std::fs::create_dir_all(d.join(format!("a{i}/r/.git/hooks"))).unwrap();
+                std::fs::write(d.join(format!("a{i}/r/.git/hooks/pre-commit")), "x").unwrap();
+                std::fs::write(d.join(format!("a{i}/r/.git/config")), "x").unwrap();
+            }
+        }
+        let root = fsat::open_root(&d).unwrap();
+        let dev = fsat::fstat(root.as_fd()).unwrap().st_dev;
+        let (mut one, mut two) = (Snapshot::default(), Snapshot::default());
+        walk_on(&root, dev, true, false, &mut one);
+        walk_on(&root, dev, true, true, &mut two);
+        assert_eq!(one.files.len(), 60 * 6 + 9 * 3, "{:?}", one.files.keys());
+        let key = |s: &Snapshot| {
+            let mut v: Vec<_> = s
+                .files
+                .iter()
+                .map(|(p, st)| (p.clone(), st.category, st.what))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(key(&one), key(&two));
+        assert_eq!((one.scanned, one.incomplete), (two.scanned, two.incomplete));
         let _ = std::fs::remove_dir_all(&d);
     }
 }
