@@ -31,9 +31,12 @@
 //!   on the host — root, when warden runs as root — so a set-id bit there would be a set-id
 //!   program for the host): `chmod`, `fchmod`, `fchmodat`, `fchmodat2` with `S_ISUID` or
 //!   `S_ISGID` in the mode, and `open`/`openat`/`creat`/`mknod`/`mknodat` creating a file
-//!   with either bit (`openat2` carries its mode in memory seccomp cannot read; a file it
-//!   creates with a setuid bit loses the bit on the first write, as the agent has no
-//!   `CAP_FSETID`);
+//!   with either bit. `openat2` carries its mode in memory seccomp cannot read, so it can
+//!   still create one: a setuid bit goes on the first write or truncate (the agent has no
+//!   `CAP_FSETID`), a setgid bit only when the group may execute (without group execute
+//!   the kernel grants no group on exec), and an empty set-id file stays (attack review 66).
+//!   Every set-id file the session made or changed is in the end's integrity report
+//!   (`crate::integrity`, by inode change time);
 //! - every extended-attribute write (`setxattr`, `lsetxattr`, `fsetxattr`, `setxattrat`,
 //!   and the `removexattr` family) fails with `EOPNOTSUPP`, as on a file system without
 //!   xattrs: the attribute's name is a string in memory, so seccomp cannot single out

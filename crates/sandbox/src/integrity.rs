@@ -585,8 +585,11 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             _ => path.clone(),
         };
         let change = match before.files.get(path) {
-            // Not stamped by a baseline that stamped names only: changed in the session when
-            // its inode changed after the baseline began (see `Inputs::snapshot`).
+            // A set-id file no name covers, not stamped by a baseline that stamped names
+            // only: changed in the session when its inode changed after the baseline began
+            // (see `Inputs::snapshot`). One whose name matters is never skipped this way: a
+            // directory rename moves files into such paths without touching their ctime
+            // (attack review 66).
             None if a.category == Category::SetId
                 && before.setid_since.is_some_and(|t| a.ctime < t) =>
             {
@@ -598,10 +601,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             // An empty regular file runs and loads nothing. It is also what a placeholder
             // is: one this session made and still leaves because another session locks it
             // (crate::placeholder::end) is not a change of this session's agent.
-            None if a.size == 0
-                && a.mode & libc::S_IFMT == libc::S_IFREG
-                && a.category != Category::SetId =>
-            {
+            None if a.size == 0 && a.mode & libc::S_IFMT == libc::S_IFREG && !is_setid(a.mode) => {
                 continue
             }
             None if a.mode & libc::S_IFMT == libc::S_IFDIR
@@ -624,6 +624,8 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
         };
         let what = if a.category == Category::SetId {
             format!("mode {:o}", a.mode & 0o7777)
+        } else if is_setid(a.mode) {
+            format!("{}, setuid/setgid mode {:o}", a.what, a.mode & 0o7777)
         } else {
             a.what.to_string()
         };
@@ -654,6 +656,11 @@ fn is_placeholder(before: &Snapshot, path: &Path, st: &Stamp) -> bool {
         libc::S_IFDIR => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()),
         _ => false,
     }
+}
+
+/// A regular file with a setuid or setgid bit.
+fn is_setid(mode: u32) -> bool {
+    mode & libc::S_IFMT == libc::S_IFREG && mode & (libc::S_ISUID | libc::S_ISGID) != 0
 }
 
 fn changed(b: &Stamp, a: &Stamp) -> bool {
@@ -867,12 +874,10 @@ fn walk_dir(
             }
             continue;
         }
-        let setid = fmt == libc::S_IFREG && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0;
-        let class = if setid {
-            Some((Category::SetId, "setuid/setgid"))
-        } else {
-            named
-        };
+        let setid = is_setid(st.st_mode);
+        // The name first: a set-id file at a hook's or a Makefile's path is that (and is
+        // stamped by the names-only baseline); SetId is for set-id files no name covers.
+        let class = named.or(setid.then_some((Category::SetId, "setuid/setgid")));
         let Some((category, what)) = class else {
             continue;
         };
@@ -1278,6 +1283,9 @@ mod tests {
         setid(&d.join("bin/old"), 0o4755);
         setid(&d.join("bin/kept"), 0o2755);
         std::fs::write(d.join("Makefile"), "all:\n").unwrap();
+        std::fs::create_dir_all(d.join("tools")).unwrap();
+        std::fs::write(d.join("tools/pre-commit"), "#!/bin/sh\n").unwrap();
+        setid(&d.join("tools/pre-commit"), 0o4755);
         // Past the coarse clock's tick: the files above are older than the baseline.
         std::thread::sleep(std::time::Duration::from_millis(50));
         let now = coarse_now();
@@ -1307,7 +1315,21 @@ mod tests {
         setid(&d.join("bin/new"), 0o4755);
         setid(&d.join("bin/plain"), 0o2755);
         setid(&d.join("bin/old"), 0o6755);
+        // A directory rename leaves the ctime of what is inside: an old set-id file moved to
+        // a hook's path is listed by its name (attack review 66).
+        std::fs::rename(d.join("tools"), d.join(".githooks")).unwrap();
+        // An empty set-id file is not an empty placeholder.
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/Makefile"), "").unwrap();
+        setid(&d.join("sub/Makefile"), 0o4755);
         let r = compare(&before, &d);
+        for f in [".githooks/pre-commit", "sub/Makefile"] {
+            let e = r.entries.iter().find(|e| e.path == Path::new(f));
+            assert!(
+                e.is_some_and(|e| e.change == Change::Created && e.what.contains("setuid")),
+                "{f}: {r:?}"
+            );
+        }
         let got: Vec<_> = r
             .entries
             .iter()
