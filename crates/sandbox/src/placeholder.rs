@@ -378,6 +378,26 @@ pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
     sweep(dir, manifest);
 }
 
+/// Supervisor pids of the other live sessions (their manifests in `dir`, all but
+/// `manifest`) with a writable root that contains `workspace` or lies inside it: sessions
+/// whose agents could write in it while this one ran. Read without the lock (a report, not
+/// a decision about any path).
+pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = manifests(dir, manifest)
+        .into_iter()
+        .filter(|(_, m)| alive(m.pid) && m.pid != std::process::id() as i32)
+        .filter(|(_, m)| {
+            m.roots
+                .iter()
+                .any(|r| r.starts_with(workspace) || workspace.starts_with(r))
+        })
+        .map(|(_, m)| m.pid)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 /// Why a session's placeholders could not be set up (the session does not start).
 #[derive(Debug, thiserror::Error)]
 pub enum BeginError {
@@ -389,4 +409,43 @@ pub enum BeginError {
     },
     #[error(transparent)]
     Make(#[from] PlaceholderError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharing_names_live_sessions_whose_roots_overlap_the_workspace() {
+        let dir = std::env::temp_dir().join(format!("warden-sharing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let live = child.id() as i32;
+        let put = |name: &str, pid: i32, root: &str| {
+            let m = Manifest {
+                pid,
+                roots: vec![PathBuf::from(root)],
+                ..Default::default()
+            };
+            std::fs::write(dir.join(name), serde_json::to_string(&m).unwrap()).unwrap();
+        };
+        put("live.list", live, "/ws");
+        // Dead (pid 0: an orphan manifest), and this session's own (skipped).
+        put("dead.list", 0, "/ws");
+        put("own.list", live, "/ws");
+        let own = dir.join("own.list");
+        assert_eq!(sharing(&dir, &own, Path::new("/ws")), vec![live]);
+        assert_eq!(sharing(&dir, &own, Path::new("/ws/sub")), vec![live]);
+        assert_eq!(sharing(&dir, &own, Path::new("/")), vec![live]);
+        assert!(sharing(&dir, &own, Path::new("/wsx")).is_empty());
+        std::fs::remove_file(dir.join("live.list")).unwrap();
+        assert!(sharing(&dir, &own, Path::new("/ws")).is_empty());
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

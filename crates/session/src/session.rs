@@ -441,7 +441,12 @@ fn end(
     // Before the placeholders go: the report skips created empty files, which is all a
     // placeholder is, and its walk then never races their removal.
     if let Some(before) = integrity.lock().ok().and_then(|mut g| g.take()) {
-        report_integrity(&before, &config.workspace, &who);
+        let sharing = warden_sandbox::placeholder::sharing(
+            &config.state_dir.join("placeholders"),
+            &manifest,
+            &config.workspace,
+        );
+        report_integrity(&before, &config.workspace, &who, sharing);
     }
     warden_event::timing::mark("end: integrity reported");
     // Removing the placeholders waits on the disk (on a file system mounted with `discard`,
@@ -1128,11 +1133,17 @@ impl Cleanup {
     }
 }
 
-fn report_integrity(before: &warden_sandbox::integrity::Snapshot, ws: &Path, who: &str) {
-    let r = warden_sandbox::integrity::compare(before, ws);
+fn report_integrity(
+    before: &warden_sandbox::integrity::Snapshot,
+    ws: &Path,
+    who: &str,
+    sharing: Vec<i32>,
+) {
+    let mut r = warden_sandbox::integrity::compare(before, ws);
+    r.concurrent = sharing;
     // `render` escapes the agent's file names; this is the last guard before the terminal.
     eprint!("{}", printable_lines(&r.render()));
-    if !r.entries.is_empty() || r.incomplete {
+    if !r.entries.is_empty() || r.incomplete || !r.concurrent.is_empty() {
         Decision::new(
             Layer::Sandbox,
             who,
