@@ -689,6 +689,8 @@ struct Walk<'a> {
     all: bool,
     /// Shared with a second thread: directories handed over while it waits.
     queue: Option<&'a Queue>,
+    /// Entries listed by every thread of the walk (bounded by [`MAX_ENTRIES`] together).
+    listed: std::sync::atomic::AtomicU64,
 }
 
 /// A directory still to walk: at `rel`, `depth` levels down, inside a git dir or not, with
@@ -775,6 +777,7 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
             dev,
             all,
             queue: None,
+            listed: Default::default(),
         };
         walk_job(&w, first, s);
         return;
@@ -786,6 +789,7 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
         dev,
         all,
         queue: Some(&q),
+        listed: Default::default(),
     };
     let work = |s: &mut Snapshot| {
         while let Some(j) = q.next() {
@@ -836,7 +840,8 @@ fn walk_dir(
     anc: u8,
     s: &mut Snapshot,
 ) {
-    if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
+    use std::sync::atomic::Ordering::Relaxed;
+    if depth > MAX_DEPTH || w.listed.load(Relaxed) > MAX_ENTRIES {
         s.incomplete = true;
         return;
     }
@@ -844,6 +849,7 @@ fn walk_dir(
         s.incomplete = true;
         return;
     };
+    w.listed.fetch_add(typed.len() as u64, Relaxed);
     s.scanned += typed.len() as u64;
     let has = |n: &str| typed.iter().any(|(x, _)| x == n);
     let gitlike = in_git
