@@ -440,13 +440,30 @@ fn end(
     warden_event::timing::mark("end: hidden finished");
     // Before the placeholders go: the report skips created empty files, which is all a
     // placeholder is, and its walk then never races their removal.
-    if let Some(before) = integrity.lock().ok().and_then(|mut g| g.take()) {
-        let sharing = warden_sandbox::placeholder::sharing(
-            &config.state_dir.join("placeholders"),
-            &manifest,
-            &config.workspace,
-        );
-        report_integrity(&before, &config.workspace, &who, sharing);
+    match integrity.lock().ok().and_then(|mut g| g.take()) {
+        Some(before) => {
+            let sharing = warden_sandbox::placeholder::sharing(
+                &config.state_dir.join("placeholders"),
+                &manifest,
+                &config.workspace,
+            );
+            report_integrity(&before, &config.workspace, &who, sharing);
+        }
+        // The agent ran, but the baseline walk failed: no report is not a clean report.
+        None if result.is_some() => {
+            let why = "no integrity report: the walk of the workspace before the agent ran failed (`warden run -v` shows why); review what host tools run or load by hand";
+            eprintln!("warden: integrity: {why}");
+            Decision::new(
+                Layer::Sandbox,
+                &who,
+                "workspace",
+                "integrity",
+                Verdict::Observe,
+                why.to_string(),
+            )
+            .emit();
+        }
+        None => {}
     }
     warden_event::timing::mark("end: integrity reported");
     // Removing the placeholders waits on the disk (on a file system mounted with `discard`,
