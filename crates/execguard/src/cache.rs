@@ -25,7 +25,12 @@ pub struct Cache {
     dirty: AtomicBool,
     /// Stamps that must not be saved (merged away from the file on disk too).
     forgotten: Mutex<std::collections::HashSet<FileStamp>>,
+    /// Stamps being hashed by [`Cache::finish_in_background`].
+    finishing: Mutex<std::collections::HashSet<FileStamp>>,
 }
+
+/// How long [`Cache::finish_in_background`] goes on hashing one file.
+pub const FINISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 const CACHE_MAGIC: &[u8; 8] = b"WRDNHC02";
 /// The previous format (a SHA-256 trailer): read as an empty cache, then rewritten.
@@ -116,6 +121,7 @@ impl Cache {
             map: Mutex::new(map),
             dirty: AtomicBool::new(false),
             forgotten: Mutex::default(),
+            finishing: Mutex::default(),
         })
     }
 
@@ -218,6 +224,66 @@ impl Cache {
             self.dirty.store(true, Ordering::Relaxed);
         }
         Ok((h, stamp, false))
+    }
+
+    /// Goes on hashing, on a thread of its own, the file behind `fd` (stat `st`) whose
+    /// hashing missed an exec decision's deadline, and caches its hash when done (under
+    /// [`Cache::hash_stamped`]'s checks: a file that changed meanwhile gets no entry), so
+    /// that the next exec of it is a cache hit. For files no agent can write only (the
+    /// cache vouches for nothing else). One thread per stamp, for at most
+    /// [`FINISH_DEADLINE`]; returns whether one is (now) at work on it.
+    pub fn finish_in_background(
+        self: &std::sync::Arc<Self>,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+    ) -> bool {
+        let stamp = FileStamp::of(st);
+        let Ok(fd) = fd.try_clone_to_owned() else {
+            return false;
+        };
+        {
+            let mut f = self.finishing.lock().unwrap_or_else(|p| p.into_inner());
+            if f.contains(&stamp) {
+                return true;
+            }
+            // Bounded: a flood of huge files waits for the threads already at work.
+            if f.len() >= 4 {
+                return false;
+            }
+            f.insert(stamp);
+        }
+        let cache = std::sync::Arc::clone(self);
+        let st = *st;
+        let limit = Limit {
+            max_bytes: None,
+            deadline: Some(std::time::Instant::now() + FINISH_DEADLINE),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("warden-hash".into())
+            .spawn(move || {
+                let _ = cache.hash_stamped(fd.as_fd(), &st, limit);
+                cache
+                    .finishing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&stamp);
+            })
+            .is_ok();
+        if !spawned {
+            self.finishing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&stamp);
+        }
+        spawned
+    }
+
+    /// Whether [`Cache::finish_in_background`] is still hashing `stamp`.
+    pub fn finishing(&self, stamp: &FileStamp) -> bool {
+        self.finishing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(stamp)
     }
 
     /// Like [`Cache::hash`], but only when nobody holds the file open for write (a shared
@@ -340,6 +406,38 @@ pub fn open_for_write(fd: BorrowedFd<'_>) -> Option<bool> {
 mod tests {
     /// The file round-trips; a flipped byte or a cut is refused; a file of the previous
     /// format reads as empty.
+    #[test]
+    fn hashing_past_the_deadline_finishes_in_the_background_and_is_then_a_hit() {
+        use super::*;
+        use std::sync::Arc;
+        let p = std::env::temp_dir().join(format!("warden-cache-bg-{}", std::process::id()));
+        std::fs::write(&p, vec![7u8; 3 << 20]).unwrap();
+        // The cache takes no entry for a file changed in the last two seconds.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let f = std::fs::File::open(&p).unwrap();
+        let st = fstat(f.as_fd()).unwrap();
+        let cache = Arc::new(Cache::default());
+        let now = Limit {
+            max_bytes: None,
+            deadline: Some(std::time::Instant::now()),
+        };
+        let e = cache.hash_stamped(f.as_fd(), &st, now).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(cache.finish_in_background(f.as_fd(), &st));
+        drop(f);
+        let stamp = FileStamp::of(&st);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while cache.finishing(&stamp) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!cache.finishing(&stamp), "background hashing never ended");
+        let f = std::fs::File::open(&p).unwrap();
+        let (h, _, hit) = cache.hash_stamped(f.as_fd(), &st, now).unwrap();
+        assert!(hit, "the background hash was not cached");
+        assert_eq!(h, crate::identity::sha256_bytes(&vec![7u8; 3 << 20]));
+        std::fs::remove_file(&p).unwrap();
+    }
+
     #[test]
     fn the_cache_file_round_trips_and_refuses_damage() {
         use super::*;

@@ -61,9 +61,26 @@ pub fn sha256_fd(fd: BorrowedFd<'_>) -> std::io::Result<Hash> {
 /// same cap as the tool-call hook's): their exec or mapping is denied.
 pub const MAX_HASH_BYTES: u64 = 512 << 20;
 
-/// How long one exec decision may spend hashing, whatever the file: past it, the exec or
-/// mapping is denied (invariant 7: a missed deadline denies).
+/// How long one exec decision may spend hashing a file an agent can write: past it, the
+/// exec or mapping is denied (invariant 7: a missed deadline denies). A file no agent can
+/// write gets [`deadline_for`] its size.
 pub const HASH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest any one exec decision may spend hashing (a file no agent can write, however
+/// large; see [`deadline_for`]).
+pub const HASH_DEADLINE_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The slowest read rate [`deadline_for`] allows for: 16 MiB/s, half a cold spinning disk's.
+const HASH_FLOOR_RATE: u64 = 16 << 20;
+
+/// How long hashing a file of `size` bytes that no agent can write may take:
+/// [`HASH_DEADLINE`] plus one second per 16 MiB, at most [`HASH_DEADLINE_MAX`]. A large
+/// agent binary (Claude Code's is 380 MB) read from a cold disk while builds write back
+/// gigabytes took 11 s at 34 MB/s: the flat 10 s denied the agent its own first exec. The
+/// first exec of such a file waits; every later one is a cache hit.
+pub fn deadline_for(size: u64) -> std::time::Duration {
+    (HASH_DEADLINE + std::time::Duration::from_secs(size / HASH_FLOOR_RATE)).min(HASH_DEADLINE_MAX)
+}
 
 /// Bounds on one hashing: bytes read and a wall-clock deadline (`None`: unbounded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +196,17 @@ mod tests {
         assert_eq!(parse_hex(&format!("sha256:{}", hex(&h))), Some(h));
         assert_eq!(parse_hex("xyz"), None);
     }
+    #[test]
+    fn large_files_no_agent_can_write_get_a_longer_bounded_deadline() {
+        assert_eq!(deadline_for(0), HASH_DEADLINE);
+        assert_eq!(deadline_for(15 << 20), HASH_DEADLINE);
+        // Claude Code's native binary: 381 MB, 11 s from a cold disk at 34 MB/s.
+        let claude = deadline_for(381_000_000);
+        assert_eq!(claude, HASH_DEADLINE + std::time::Duration::from_secs(22));
+        assert!(claude.as_secs_f64() > 381.0 / 34.0 * 2.0, "{claude:?}");
+        assert_eq!(deadline_for(u64::MAX), HASH_DEADLINE_MAX);
+    }
+
     #[test]
     fn limits_refuse_large_and_slow_hashing() {
         let p = std::env::temp_dir().join(format!("warden-id-lim-{}", std::process::id()));

@@ -89,8 +89,10 @@
 //! `warden run` (PDEATHSIG), taking the pid namespace with it. Any error while deciding
 //! (unreadable file, unresolvable path, vanished process) is a denial in enforce mode.
 //! Hashing is bounded ([`crate::identity::Limit`]): a file an agent can write larger than
-//! [`MAX_HASH_BYTES`], or any hashing still running after [`HASH_DEADLINE`], is denied
-//! under rule `exec.hash_limit`.
+//! [`MAX_HASH_BYTES`] or still hashing after [`HASH_DEADLINE`], or one no agent can write
+//! still hashing after [`deadline_for`] its size (at most a minute), is denied under rule
+//! `exec.hash_limit`; the latter is hashed on in the background and cached
+//! ([`Cache::finish_in_background`]), so a retry is a cache hit.
 
 // Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
 #![allow(clippy::undocumented_unsafe_blocks, clippy::too_many_arguments)]
@@ -98,7 +100,8 @@
 pub use crate::cache::Cache;
 use crate::hold::{Hold, Shared};
 use crate::identity::{
-    fstat, hex, over_limit, sha256_fd_within, FileStamp, Hash, Limit, HASH_DEADLINE, MAX_HASH_BYTES,
+    deadline_for, fstat, hex, over_limit, sha256_fd_within, FileStamp, Hash, Limit, HASH_DEADLINE,
+    MAX_HASH_BYTES,
 };
 use crate::rules::{how_to_allow, ExecRules, Verdict};
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
@@ -1095,14 +1098,25 @@ impl Guard {
         };
         match self.scope.trusts(pid, fd, st, mount) {
             Trust::Yes => {
+                // No agent can write it: hashed whole, with time for its size on a slow
+                // disk; past that, finished in the background for the next exec.
                 let whole = Limit {
                     max_bytes: None,
-                    deadline,
+                    deadline: Some(Instant::now() + deadline_for(st.st_size.max(0) as u64)),
                 };
-                return self
-                    .cache
-                    .hash_stamped(fd, st, whole)
-                    .map(|(h, _, hit)| (h, hit, hit));
+                return match self.cache.hash_stamped(fd, st, whole) {
+                    Ok((h, _, hit)) => Ok((h, hit, hit)),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::TimedOut
+                            && self.cache.finish_in_background(fd, st) =>
+                    {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("{e}; warden goes on hashing it in the background and caches the result: run it again in a minute"),
+                        ))
+                    }
+                    Err(e) => Err(e),
+                };
             }
             Trust::IfUnwritten => {
                 if let (h, Some(false), hit) = self.cache.hash_unwritten_stamped(fd, st, capped)? {
