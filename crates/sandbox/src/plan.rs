@@ -512,6 +512,9 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         (c.target != path).then_some(c.target)
     };
     let mut protect_paths: Vec<(PathBuf, &String)> = Vec::new();
+    // What `protect_paths` holds (a plan has ~150 of them: a linear search per entry was
+    // a quarter of the plan's time).
+    let mut protect_seen: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     let mut unlockable: Option<(PathBuf, PathBuf)> = None;
     for entry in &p.files.protect {
         let path = anchors.expand(entry.trim_end_matches('/'));
@@ -530,7 +533,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             places_of(&path, &relinked)
         };
         for x in spelled.into_iter().chain(landing) {
-            if !protect_paths.iter().any(|(q, _)| *q == x) {
+            if protect_seen.insert(x.clone()) {
                 protect_paths.push((x, entry));
             }
         }
@@ -575,7 +578,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         })
         .collect();
     for (t, name) in &walked {
-        if !protect_paths.iter().any(|(q, _)| q == t) {
+        if protect_seen.insert(t.clone()) {
             protect_paths.push((t.clone(), name));
         }
     }
