@@ -230,12 +230,14 @@ impl Cache {
     /// hashing missed an exec decision's deadline, and caches its hash when done (under
     /// [`Cache::hash_stamped`]'s checks: a file that changed meanwhile gets no entry), so
     /// that the next exec of it is a cache hit. For files no agent can write only (the
-    /// cache vouches for nothing else). One thread per stamp, for at most
+    /// cache vouches for nothing else); `unwritten`: only while nobody holds it open for
+    /// write ([`Cache::hash_unwritten_stamped`]). One thread per stamp, for at most
     /// [`FINISH_DEADLINE`]; returns whether one is (now) at work on it.
     pub fn finish_in_background(
         self: &std::sync::Arc<Self>,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
+        unwritten: bool,
     ) -> bool {
         let stamp = FileStamp::of(st);
         let Ok(fd) = fd.try_clone_to_owned() else {
@@ -261,7 +263,13 @@ impl Cache {
         let spawned = std::thread::Builder::new()
             .name("warden-hash".into())
             .spawn(move || {
-                let _ = cache.hash_stamped(fd.as_fd(), &st, limit);
+                let _ = if unwritten {
+                    cache
+                        .hash_unwritten_stamped(fd.as_fd(), &st, limit)
+                        .map(|_| ())
+                } else {
+                    cache.hash_stamped(fd.as_fd(), &st, limit).map(|_| ())
+                };
                 cache
                     .finishing
                     .lock()
@@ -276,6 +284,14 @@ impl Cache {
                 .remove(&stamp);
         }
         spawned
+    }
+
+    /// Whether the cache holds a hash for `stamp`.
+    pub fn contains(&self, stamp: &FileStamp) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(stamp)
     }
 
     /// Whether [`Cache::finish_in_background`] is still hashing `stamp`.
@@ -423,7 +439,7 @@ mod tests {
         };
         let e = cache.hash_stamped(f.as_fd(), &st, now).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
-        assert!(cache.finish_in_background(f.as_fd(), &st));
+        assert!(cache.finish_in_background(f.as_fd(), &st, true));
         drop(f);
         let stamp = FileStamp::of(&st);
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);

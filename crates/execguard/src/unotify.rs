@@ -334,6 +334,10 @@ struct ExecClean {
 /// when the agent cannot change it, at the exec stop).
 const INTERP_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A file at least this large, not in the hash cache, is announced on stderr before it is
+/// hashed (see [`Guard::identify`]).
+const NOTE_HASHING_FROM: u64 = 64 << 20;
+
 /// How long a clean pre-check stands in for the post-exec check of the same image.
 const EXEC_CLEAN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -1091,43 +1095,59 @@ impl Guard {
     ) -> std::io::Result<(Hash, bool, bool)> {
         // Every hashing has a deadline; a file an agent may write is also capped in size
         // (one no agent can write is hashed whole, and cached).
-        let deadline = Some(Instant::now() + HASH_DEADLINE);
-        let capped = Limit {
-            max_bytes: Some(MAX_HASH_BYTES),
-            deadline,
-        };
-        match self.scope.trusts(pid, fd, st, mount) {
-            Trust::Yes => {
-                // No agent can write it: hashed whole, with time for its size on a slow
-                // disk; past that, finished in the background for the next exec.
-                let whole = Limit {
-                    max_bytes: None,
-                    deadline: Some(Instant::now() + deadline_for(st.st_size.max(0) as u64)),
-                };
-                return match self.cache.hash_stamped(fd, st, whole) {
-                    Ok((h, _, hit)) => Ok((h, hit, hit)),
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::TimedOut
-                            && self.cache.finish_in_background(fd, st) =>
-                    {
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("{e}; warden goes on hashing it in the background and caches the result: run it again in a minute"),
-                        ))
-                    }
-                    Err(e) => Err(e),
-                };
-            }
-            Trust::IfUnwritten => {
-                if let (h, Some(false), hit) = self.cache.hash_unwritten_stamped(fd, st, capped)? {
-                    return Ok((h, hit, hit));
-                }
-            }
-            Trust::No => {}
+        let trust = self.scope.trusts(pid, fd, st, mount);
+        if trust == Trust::No {
+            self.cache.forget(&FileStamp::of(st));
+            let capped = Limit {
+                max_bytes: Some(MAX_HASH_BYTES),
+                deadline: Some(Instant::now() + HASH_DEADLINE),
+            };
+            let h = sha256_fd_within(fd, capped)?;
+            return Ok((h, self.logged_before(st, h), false));
         }
-        self.cache.forget(&FileStamp::of(st));
-        let h = sha256_fd_within(fd, capped)?;
-        Ok((h, self.logged_before(st, h), false))
+        // Outside the agent's reach: time for its size on a slow disk (Claude Code's
+        // 381 MB binary from a cold disk took 11 s), announced when large and not cached;
+        // past that, hashed on in the background, so that the next exec is a cache hit.
+        let unwritten = trust == Trust::IfUnwritten;
+        let size = st.st_size.max(0) as u64;
+        if size >= NOTE_HASHING_FROM && !self.cache.contains(&FileStamp::of(st)) {
+            let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "a program".into());
+            eprintln!(
+                "warden: exec guard: hashing {name} ({} MiB) before it runs; once only, it is cached afterwards",
+                size >> 20
+            );
+        }
+        let limit = Limit {
+            max_bytes: unwritten.then_some(MAX_HASH_BYTES),
+            deadline: Some(Instant::now() + deadline_for(size)),
+        };
+        let hashed = if unwritten {
+            // A file held open for write is hashed afresh and not cached (the cache dropped
+            // its entry): its content can change behind an unchanged stamp.
+            self.cache
+                .hash_unwritten_stamped(fd, st, limit)
+                .map(|(h, writers, hit)| (h, writers == Some(false), hit))
+        } else {
+            self.cache
+                .hash_stamped(fd, st, limit)
+                .map(|(h, _, hit)| (h, true, hit))
+        };
+        match hashed {
+            Ok((h, true, hit)) => Ok((h, hit, hit)),
+            Ok((h, false, _)) => Ok((h, self.logged_before(st, h), false)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    && self.cache.finish_in_background(fd, st, unwritten) =>
+            {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{e}; warden goes on hashing it in the background and caches the result: run it again in a minute"),
+                ))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether an allowed decision on this (stamp, hash) of a file hashed afresh was logged

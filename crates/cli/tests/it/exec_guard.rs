@@ -1684,3 +1684,60 @@ fn threads_that_exec_at_once_do_not_hang_the_session() {
     assert!(all.contains("MT-EXEC-DONE"), "{all}");
     assert!(!all.contains("BAD "), "{all}");
 }
+
+/// CI stop 31: Claude Code's 381 MB native binary, read from a cold disk at 34 MB/s, missed
+/// the flat 10 s hashing deadline and was denied its first exec. A large program outside
+/// the agent's reach now gets time for its size, the user is told why the first run waits,
+/// and the hash is cached: the next session runs it without hashing (nor the note).
+#[test]
+fn a_large_program_outside_the_workspace_is_announced_once_then_cached() {
+    let t = T::new("bigbin");
+    // Outside every write root of the sandbox (its `/tmp` and `$HOME` are: a program under
+    // them is never cached), and removed at the end.
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = PathBuf::from(format!("/opt/warden-test-bigbin-{}", std::process::id()));
+    let _gone = Gone(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("bigtrue");
+    // A copy of `true` with 70 MiB of zeros after it (the ELF loader ignores them).
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes.resize(bytes.len() + (70 << 20), 0);
+    std::fs::write(&big, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The cache takes no entry for a file changed in the last two seconds.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let p = t.policy(&format!(
+        "[files]\nread = [\"{}\"]\n{DENY_CURL}",
+        dir.display()
+    ));
+    let script = format!("{} && echo BIG-OK", big.display());
+    let first = t.run(&["--policy", &p], &script);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("BIG-OK"),
+        "the large program did not run:\n{}",
+        text(&first)
+    );
+    assert!(
+        err.contains("exec guard: hashing") && err.contains("bigtrue") && err.contains("70 MiB"),
+        "the first hashing was not announced:\n{}",
+        text(&first)
+    );
+    let second = t.run(&["--policy", &p], &script);
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("BIG-OK"),
+        "{}",
+        text(&second)
+    );
+    assert!(
+        !String::from_utf8_lossy(&second.stderr).contains("exec guard: hashing"),
+        "the hash was not cached between sessions:\n{}",
+        text(&second)
+    );
+}
