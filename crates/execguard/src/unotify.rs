@@ -1111,8 +1111,9 @@ impl Guard {
         let unwritten = trust == Trust::IfUnwritten;
         let size = st.st_size.max(0) as u64;
         if size >= NOTE_HASHING_FROM && !self.cache.contains(&FileStamp::of(st)) {
+            // Escaped: a file name is not the terminal's to interpret.
             let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                .map(|p| p.display().to_string())
+                .map(|p| warden_event::text::printable_path(&p))
                 .unwrap_or_else(|_| "a program".into());
             eprintln!(
                 "warden: exec guard: hashing {name} ({} MiB) before it runs; once only, it is cached afterwards",
