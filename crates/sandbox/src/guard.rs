@@ -26,7 +26,10 @@
 //!   ([`crate::gitrefs`]).
 //! - The guard is not one-shot: an inotify watch on every directory of the workspace finds
 //!   new repositories for the whole session (cost: one watch per directory, bounded; past
-//!   the bound, or on queue overflow, it falls back to periodic full rescans). When the agent
+//!   the bound, or on queue overflow, it falls back to periodic full rescans). Before the
+//!   agent runs, init's walk only finds and locks what exists; the watcher thread adds the
+//!   watches in its first pass, each before its directory is listed, and decides again
+//!   every repository it lists, so nothing made or changed in between is missed. When the agent
 //!   exits, init kills what is left in the namespace and [`Guard::finish`] makes a last full
 //!   pass with no settle delay, so whatever the agent left ends up neutralised.
 //!
@@ -113,6 +116,11 @@ struct State {
     inotify: OwnedFd,
     wds: HashMap<i32, PathBuf>,
     degraded: bool,
+    /// No watch is in place yet: init's walk at the start only finds and locks what exists
+    /// (adding a watch to each directory cost a real repository's start ~30 ms: the kernel
+    /// flags every cached child dentry for `IN_CLOSE_WRITE`); the watcher thread's first
+    /// pass adds them while the agent runs (see [`Guard::spawn`]).
+    unwatched: bool,
     last_rescan: Instant,
     /// Git dirs and `.git` entries present at start: locked, never rewritten.
     preexisting: HashSet<Id>,
@@ -356,6 +364,7 @@ impl Guard {
             inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
             wds: HashMap::new(),
             degraded: false,
+            unwatched: true,
             last_rescan: Instant::now(),
             preexisting: HashSet::new(),
             locked: HashSet::new(),
@@ -385,7 +394,7 @@ impl Guard {
         };
         st.lock_protected(plan)?;
         warden_event::timing::mark("init: guard locked protected");
-        st.walk(Path::new(""), 0, &mut 0, true);
+        st.walk(Path::new(""), 0, &mut 0, false);
         warden_event::timing::mark("init: guard walked");
         st.process_all(true)?;
         warden_event::timing::mark("init: guard processed");
@@ -414,6 +423,15 @@ impl Guard {
             if s.finished {
                 return;
             }
+            // The watches, added once the agent runs: each directory is watched before it
+            // is listed, so what the agent makes or changes meanwhile is either listed or
+            // reported by a watch; every `.git` entry and git dir found is queued again and
+            // decided on what it holds then (an in-place rewrite before its watch existed
+            // included).
+            if s.unwatched {
+                s.unwatched = false;
+                s.rescan();
+            }
             s.drain_events();
             if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
                 s.rescan();
@@ -434,8 +452,10 @@ impl Guard {
         s.finished = true;
         s.drain_events();
         // The watch saw every directory unless it was degraded (watch limit, queue overflow,
-        // walk bounds): only then is a full rescan needed to find what it missed.
-        if s.degraded {
+        // walk bounds) or never set up (a session over before the watcher's first pass):
+        // only then is a full rescan needed to find what it missed.
+        if s.degraded || s.unwatched {
+            s.unwatched = false;
             s.rescan();
         }
         for rel in std::mem::take(&mut s.recheck) {

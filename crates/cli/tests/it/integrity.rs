@@ -425,6 +425,30 @@ fn nested_repository_is_locked_during_the_session() {
     assert!(s.contains("COMMITTED"), "{}", out(&o));
 }
 
+/// The watches are added by the watcher once the agent runs (init's walk only locks what
+/// exists): a repository made at the agent's first instruction, deep in a workspace of
+/// 3,000 directories the watcher is still walking, and one made in a directory renamed into
+/// an already-walked place, are locked mid-session all the same, and host git runs nothing
+/// planted in them.
+#[test]
+fn repositories_made_while_the_watches_are_added_are_locked() {
+    let t = T::new("firstpass");
+    for i in 0..3000 {
+        std::fs::create_dir_all(t.ws.join(format!("d/{i}/x"))).unwrap();
+    }
+    let o = t.sh(&format!(
+        "git init -q d/2999/x/sub && {p1} mkdir -p m/y && git init -q m/y/sub2 && {p2} mv m a0;          sleep 2.5;          echo x > d/2999/x/sub/.git/hooks/pre-commit 2>/dev/null && echo OK-hook;          git -C d/2999/x/sub config core.fsmonitor evil 2>/dev/null && echo OK-config;          echo x > a0/y/sub2/.git/hooks/pre-commit 2>/dev/null && echo OK-hook2;          git -C a0/y/sub2 config core.fsmonitor evil 2>/dev/null && echo OK-config2;          echo DONE",
+        p1 = plant(&t, "d/2999/x/sub/.git"),
+        p2 = plant(&t, "m/y/sub2/.git"),
+    ));
+    let s = ok(&o);
+    assert!(s.contains("DONE") && !s.contains("OK-"), "{}", out(&o));
+    for d in ["d/2999/x/sub", "a0/y/sub2"] {
+        host_uses_git(&t, &t.ws.join(d));
+        no_agent_code_ran(&t, &o);
+    }
+}
+
 /// Legitimate workflows in a repository the user made (with a submodule they added) and in one
 /// made inside: commit, branches, `git worktree add`, submodule use; afterwards the host's
 /// git sees all of it.
