@@ -78,20 +78,13 @@ pub struct Feeder {
 /// size cap for a file an agent could have written (not root-owned, or group/world
 /// writable). Over it the file is not recorded, and the program denies the exec.
 fn exec_limit(fd: BorrowedFd<'_>) -> warden_execguard::identity::Limit {
-    use warden_execguard::identity::{deadline_for, Limit, HASH_DEADLINE, MAX_HASH_BYTES};
-    let st = stat_fd(fd);
-    let system = st.is_some_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0);
-    let size = st.map_or(0, |st| st.st_size.max(0) as u64);
+    use warden_execguard::identity::{Limit, HASH_DEADLINE, MAX_HASH_BYTES};
+    // A flat deadline here, not the session guard's size-based one: every exec on the
+    // machine waits while the feeder hashes (attack review 68).
+    let system = stat_fd(fd).is_some_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0);
     Limit {
         max_bytes: (!system).then_some(MAX_HASH_BYTES),
-        deadline: Some(
-            std::time::Instant::now()
-                + if system {
-                    deadline_for(size)
-                } else {
-                    HASH_DEADLINE
-                },
-        ),
+        deadline: Some(std::time::Instant::now() + HASH_DEADLINE),
     }
 }
 

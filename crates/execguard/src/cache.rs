@@ -25,8 +25,8 @@ pub struct Cache {
     dirty: AtomicBool,
     /// Stamps that must not be saved (merged away from the file on disk too).
     forgotten: Mutex<std::collections::HashSet<FileStamp>>,
-    /// Stamps being hashed by [`Cache::finish_in_background`].
-    finishing: Mutex<std::collections::HashSet<FileStamp>>,
+    /// Stamps being hashed by [`Cache::finish_in_background`], and since when.
+    finishing: Mutex<HashMap<FileStamp, std::time::Instant>>,
 }
 
 /// How long [`Cache::finish_in_background`] goes on hashing one file.
@@ -245,14 +245,14 @@ impl Cache {
         };
         {
             let mut f = self.finishing.lock().unwrap_or_else(|p| p.into_inner());
-            if f.contains(&stamp) {
+            if f.contains_key(&stamp) {
                 return true;
             }
             // Bounded: a flood of huge files waits for the threads already at work.
             if f.len() >= 4 {
                 return false;
             }
-            f.insert(stamp);
+            f.insert(stamp, std::time::Instant::now());
         }
         let cache = std::sync::Arc::clone(self);
         let st = *st;
@@ -296,10 +296,16 @@ impl Cache {
 
     /// Whether [`Cache::finish_in_background`] is still hashing `stamp`.
     pub fn finishing(&self, stamp: &FileStamp) -> bool {
+        self.finishing_since(stamp).is_some()
+    }
+
+    /// Since when [`Cache::finish_in_background`] has been hashing `stamp` (if it is).
+    pub fn finishing_since(&self, stamp: &FileStamp) -> Option<std::time::Instant> {
         self.finishing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(stamp)
+            .get(stamp)
+            .copied()
     }
 
     /// Like [`Cache::hash`], but only when nobody holds the file open for write (a shared

@@ -387,8 +387,10 @@ pub enum Trust {
     Yes,
     /// The agent can (or may be able to) write it: hash afresh, never cache.
     No,
-    /// Outside every write root but with more than one link: the cache may vouch for it
-    /// only while nobody holds it open for write (a read-lease probe). A change behind an
+    /// Outside every write root, but owned by warden's uid or the agent's, or group- or
+    /// world-writable (an agent of another session, or a writer that existed before, could
+    /// hold it open for write): the cache may vouch for it only while nobody holds it open
+    /// for write (a read-lease probe). A change behind an
     /// unchanged stamp needs a writer that existed when the hash was taken (a shared
     /// writable mapping dirtied before); a writer that opens later changes ctime (the cache
     /// takes no entry for a file changed in the last two seconds, timestamps being coarse).
@@ -1110,13 +1112,28 @@ impl Guard {
         // past that, hashed on in the background, so that the next exec is a cache hit.
         let unwritten = trust == Trust::IfUnwritten;
         let size = st.st_size.max(0) as u64;
-        if size >= NOTE_HASHING_FROM && !self.cache.contains(&FileStamp::of(st)) {
+        let stamp = FileStamp::of(st);
+        // Already being hashed in the background (an earlier decision's deadline passed):
+        // denied at once, not hashed again on this thread (attack review 68: each retry of
+        // a huge file held every decision of the session for the whole deadline again).
+        if let Some(since) = self.cache.finishing_since(&stamp) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "warden has been hashing it in the background for {} s (an earlier exec or mapping of it missed the deadline); it is allowed or denied on its content once that ends (at most {} min)",
+                    since.elapsed().as_secs(),
+                    crate::cache::FINISH_DEADLINE.as_secs() / 60
+                ),
+            ));
+        }
+        let refused = unwritten && size > MAX_HASH_BYTES;
+        if size >= NOTE_HASHING_FROM && !refused && !self.cache.contains(&stamp) {
             // Escaped: a file name is not the terminal's to interpret.
             let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                 .map(|p| warden_event::text::printable_path(&p))
                 .unwrap_or_else(|_| "a program".into());
             eprintln!(
-                "warden: exec guard: hashing {name} ({} MiB) before it runs; once only, it is cached afterwards",
+                "warden: exec guard: hashing {name} ({} MiB) before deciding on it; its hash is kept, so this is done once",
                 size >> 20
             );
         }
@@ -1144,7 +1161,10 @@ impl Guard {
             {
                 Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("{e}; warden goes on hashing it in the background and caches the result: run it again in a minute"),
+                    format!(
+                        "{e}; warden goes on hashing it in the background (at most {} min) and keeps the hash: run it again when that is done",
+                        crate::cache::FINISH_DEADLINE.as_secs() / 60
+                    ),
                 ))
             }
             Err(e) => Err(e),

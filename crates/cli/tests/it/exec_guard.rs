@@ -1741,3 +1741,86 @@ fn a_large_program_outside_the_workspace_is_announced_once_then_cached() {
         text(&second)
     );
 }
+
+/// Attack review 68: a huge file outside the agent's reach (1 TiB, sparse, owned by another
+/// user) held every decision of the session for the whole hashing deadline, and again at
+/// every retry. Now: the first exec is denied at the bound (30 s, under `exec.hash_limit`,
+/// saying the hashing goes on in the background), a retry is denied at once while it does,
+/// and other programs run afterwards.
+#[test]
+fn a_huge_program_outside_the_workspace_stalls_once_then_is_denied_at_once() {
+    let t = T::new("hugebin");
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = PathBuf::from(format!("/opt/warden-test-hugebin-{}", std::process::id()));
+    let _gone = Gone(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge");
+    std::fs::copy("/bin/true", &huge).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&huge).unwrap();
+    f.set_len(1 << 40).unwrap();
+    drop(f);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&huge, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&huge, Some(65534), Some(65534)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let p = t.policy(&format!(
+        "[files]\nread = [\"{}\"]\n{DENY_CURL}",
+        dir.display()
+    ));
+    let h = huge.display();
+    let o = t.run(
+        &["--policy", &p],
+        &format!(
+            "ms() {{ echo $(( $(date +%s%N) / 1000000 )); }}; \
+             a=$(ms); {h}; r1=$?; b=$(ms); {h}; r2=$?; c=$(ms); \
+             echo \"first rc=$r1 ms=$((b - a)) second rc=$r2 ms=$((c - b))\"; /bin/true && echo TRUE-OK"
+        ),
+    );
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
+    let field = |k: &str, nth: usize| -> u64 {
+        s.split(k)
+            .nth(nth)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {k}:\n{}", text(&o)))
+    };
+    let (r1, first, r2, second) = (
+        field("rc=", 1),
+        field("ms=", 1),
+        field("rc=", 2),
+        field("ms=", 2),
+    );
+    assert!(r1 != 0 && r2 != 0, "the huge program ran:\n{}", text(&o));
+    assert!(
+        (28_000..45_000).contains(&first),
+        "the first decision took {first} ms (bound 30 s):\n{}",
+        text(&o)
+    );
+    assert!(second < 3_000, "the retry took {second} ms:\n{}", text(&o));
+    assert!(s.contains("TRUE-OK"), "{}", text(&o));
+    let logs = t.home.join(".local/state/warden/sessions");
+    let log: String = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"exec.hash_limit\""))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("goes on hashing it in the background"))
+            && lines
+                .iter()
+                .any(|l| l.contains("hashing it in the background for")),
+        "{lines:#?}"
+    );
+}
