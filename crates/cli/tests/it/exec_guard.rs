@@ -845,13 +845,7 @@ fn oversized_exec_is_denied_at_once_with_the_rule() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no timing:\n{}", text(&o)));
     assert!(ms < 3000, "the exec took {ms} ms to decide:\n{}", text(&o));
-    let logs = t.home.join(".local/state/warden/sessions");
-    let log: String = std::fs::read_dir(&logs)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let log = session_logs(&t);
     let line = log
         .lines()
         .find(|l| l.contains("\"exec.hash_limit\""))
@@ -1685,6 +1679,54 @@ fn threads_that_exec_at_once_do_not_hang_the_session() {
     assert!(!all.contains("BAD "), "{all}");
 }
 
+/// A directory outside every write root of the sandbox (its `/tmp` and `$HOME` are: a
+/// program under them is never cached), holding `name`: a copy of `true` grown to `len`
+/// bytes (the ELF loader ignores the zeros after it), mode 0755, owned by `owner` when
+/// given; older than the cache's two-second rule by the time it returns. Removed on drop.
+struct Outside {
+    dir: PathBuf,
+    prog: PathBuf,
+}
+
+impl Outside {
+    fn new(tag: &str, name: &str, len: u64, owner: Option<u32>) -> Outside {
+        let dir = PathBuf::from(format!("/opt/warden-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let prog = dir.join(name);
+        std::fs::copy("/bin/true", &prog).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&prog)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some(u) = owner {
+            std::os::unix::fs::chown(&prog, Some(u), Some(u)).unwrap();
+        }
+        // The cache takes no entry for a file changed in the last two seconds.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        Outside { dir, prog }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Every session log under the scratch `$HOME`, concatenated.
+fn session_logs(t: &T) -> String {
+    std::fs::read_dir(t.home.join(".local/state/warden/sessions"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
 /// CI stop 31: Claude Code's 381 MB native binary, read from a cold disk at 34 MB/s, missed
 /// the flat 10 s hashing deadline and was denied its first exec. A large program outside
 /// the agent's reach now gets time for its size, the user is told why the first run waits,
@@ -1692,31 +1734,12 @@ fn threads_that_exec_at_once_do_not_hang_the_session() {
 #[test]
 fn a_large_program_outside_the_workspace_is_announced_once_then_cached() {
     let t = T::new("bigbin");
-    // Outside every write root of the sandbox (its `/tmp` and `$HOME` are: a program under
-    // them is never cached), and removed at the end.
-    struct Gone(PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let dir = PathBuf::from(format!("/opt/warden-test-bigbin-{}", std::process::id()));
-    let _gone = Gone(dir.clone());
-    std::fs::create_dir_all(&dir).unwrap();
-    let big = dir.join("bigtrue");
-    // A copy of `true` with 70 MiB of zeros after it (the ELF loader ignores them).
-    let mut bytes = std::fs::read("/bin/true").unwrap();
-    bytes.resize(bytes.len() + (70 << 20), 0);
-    std::fs::write(&big, &bytes).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The cache takes no entry for a file changed in the last two seconds.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = Outside::new("bigbin", "bigtrue", (70 << 20) + 40_000, None);
     let p = t.policy(&format!(
         "[files]\nread = [\"{}\"]\n{DENY_CURL}",
-        dir.display()
+        out.dir.display()
     ));
-    let script = format!("{} && echo BIG-OK", big.display());
+    let script = format!("{} && echo BIG-OK", out.prog.display());
     let first = t.run(&["--policy", &p], &script);
     let err = String::from_utf8_lossy(&first.stderr);
     assert!(
@@ -1750,29 +1773,12 @@ fn a_large_program_outside_the_workspace_is_announced_once_then_cached() {
 #[test]
 fn a_huge_program_outside_the_workspace_stalls_once_then_is_denied_at_once() {
     let t = T::new("hugebin");
-    struct Gone(PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let dir = PathBuf::from(format!("/opt/warden-test-hugebin-{}", std::process::id()));
-    let _gone = Gone(dir.clone());
-    std::fs::create_dir_all(&dir).unwrap();
-    let huge = dir.join("huge");
-    std::fs::copy("/bin/true", &huge).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&huge).unwrap();
-    f.set_len(1 << 40).unwrap();
-    drop(f);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&huge, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::chown(&huge, Some(65534), Some(65534)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = Outside::new("hugebin", "huge", 1 << 40, Some(65534));
     let p = t.policy(&format!(
         "[files]\nread = [\"{}\"]\n{DENY_CURL}",
-        dir.display()
+        out.dir.display()
     ));
-    let h = huge.display();
+    let h = out.prog.display();
     let o = t.run(
         &["--policy", &p],
         &format!(
@@ -1803,13 +1809,7 @@ fn a_huge_program_outside_the_workspace_stalls_once_then_is_denied_at_once() {
     );
     assert!(second < 3_000, "the retry took {second} ms:\n{}", text(&o));
     assert!(s.contains("TRUE-OK"), "{}", text(&o));
-    let logs = t.home.join(".local/state/warden/sessions");
-    let log: String = std::fs::read_dir(&logs)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let log = session_logs(&t);
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("\"exec.hash_limit\""))
