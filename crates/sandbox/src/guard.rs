@@ -1141,6 +1141,14 @@ impl State {
             Some(t) => match self.open_dir(&t, true) {
                 Ok(_) => {
                     self.expected.insert(t.clone());
+                    // A session-made gitdir file is not locked (git rewrites its own): the
+                    // last pass judges it again. A `truncate(2)` by path changes it with no
+                    // event the watch asks for (attack review 69: cut by one byte, an
+                    // accepted `../r/.git/objectsZ` became `../r/.git/objects`, a git dir
+                    // the agent had built where nothing is watched).
+                    if !pre {
+                        self.recheck.insert(rel.to_path_buf());
+                    }
                     self.git_dir(&t, overdue)
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {

@@ -449,6 +449,40 @@ fn repositories_made_while_the_watches_are_added_are_locked() {
     }
 }
 
+/// Attack review 69: a `gitdir:` file made in the session, accepted, then cut by one byte
+/// with `truncate(2)` by path (no event the watch asks for) so that it names a git dir the
+/// agent built inside another repository's `objects` (never watched). The last pass judges
+/// it again: removed, and host git runs nothing planted there. A gitdir file left as it was
+/// accepted (a worktree-style link to a git dir in the workspace) still works.
+#[test]
+fn a_session_gitdir_file_truncated_after_acceptance_is_judged_again() {
+    let t = T::new("truncgitdir");
+    let m = t.marker().display().to_string();
+    let o = t.sh(&format!(
+        "mkdir tmpd && git init -q tmpd/r && mv tmpd/r r;          mkdir -p r/.git/objectsZ x && printf 'gitdir: ../r/.git/objectsZ' > x/.git;          git init -q --separate-git-dir=sep-git wt && echo WT-OK;          sleep 1;          E=r/.git/objects; mkdir -p $E/objects $E/refs $E/hooks; echo 'ref: refs/heads/main' > $E/HEAD;          printf '#!/bin/sh\ntouch {m}\n' > $E/hooks/pre-commit; chmod +x $E/hooks/pre-commit;          printf '[core]\n\tfsmonitor = \"touch {m}; false\"\n' > $E/config;          sleep 0.5; perl -e 'truncate(\"x/.git\", 25)' && echo TRUNCATED"
+    ));
+    let s = ok(&o);
+    assert!(
+        s.contains("TRUNCATED") && s.contains("WT-OK"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        !t.ws.join("x/.git").exists(),
+        "the truncated gitdir file is still there:\n{}",
+        out(&o)
+    );
+    host_uses_git(&t, &t.ws.join("x"));
+    no_agent_code_ran(&t, &o);
+    // The untouched separate-git-dir link still leads git to its repository.
+    let st = t.host_git(&t.ws.join("wt"), &["rev-parse", "--git-dir"]);
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("sep-git"),
+        "{}",
+        out(&o)
+    );
+}
+
 /// Legitimate workflows in a repository the user made (with a submodule they added) and in one
 /// made inside: commit, branches, `git worktree add`, submodule use; afterwards the host's
 /// git sees all of it.
