@@ -109,7 +109,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use warden_event::{Decision, Layer, Verdict as V};
 use warden_policy::exec::ExecAction;
 
@@ -1845,10 +1845,12 @@ impl Guard {
         // signalfd readable) until drained: waiting is needed only after it fired, the
         // signalfd drained first, so that an event after the last wait raises it again.
         let mut waits = true;
+        let mut spin = Spin::new();
         loop {
             // Reap and handle every pending ptrace event first.
+            let mut stopped = false;
             if !std::mem::take(&mut waits) {
-            } else if let Some(code) = self.drain_waits(reap_pid) {
+            } else if let Some(code) = self.drain_waits(reap_pid, &mut stopped) {
                 // SAFETY: closing our signalfd and eventfd.
                 unsafe {
                     libc::close(sfd);
@@ -1875,8 +1877,12 @@ impl Guard {
                     revents: 0,
                 },
             ];
-            // SAFETY: poll on valid descriptors (a negative fd is ignored).
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+            if stopped {
+                // An exec stop was let go: a dynamically linked program's loader maps
+                // its libraries next.
+                spin.expect(SPIN_AFTER_EXEC_STOP);
+            }
+            let r = spin.poll(&mut fds);
             if r < 0 {
                 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
@@ -1975,6 +1981,13 @@ impl Guard {
                     }
                     continue;
                 }
+                // What comes next, and soon: an allowed exec's stop, or a loader's next
+                // mapping.
+                spin.expect(match out {
+                    Outcome::AllowExec => SPIN_AFTER_EXEC,
+                    Outcome::AllowMapping(_) | Outcome::Allow => SPIN_AFTER_MAPPING,
+                    _ => Duration::ZERO,
+                });
                 self.respond(lfd, &n, out);
             }
         }
@@ -2063,7 +2076,7 @@ impl Guard {
 
     /// Handles every waitable event without blocking; returns `reap_pid`'s status once it
     /// has exited.
-    fn drain_waits(&self, reap_pid: i32) -> Option<i32> {
+    fn drain_waits(&self, reap_pid: i32, stopped: &mut bool) -> Option<i32> {
         loop {
             let mut st = 0;
             // SAFETY: non-blocking wait for tracees and our own children.
@@ -2079,6 +2092,7 @@ impl Guard {
                 });
             }
             if libc::WIFSTOPPED(st) {
+                *stopped = true;
                 self.on_event(pid, st);
             }
         }
@@ -2118,6 +2132,105 @@ impl Guard {
             }
         }
     }
+}
+
+/// How long the supervisor keeps looking for the next event before it sleeps, after an
+/// allowed `execve` (its exec stop follows once the kernel loaded the image), after an exec
+/// stop (the program's loader maps its libraries next), and after an allowed mapping (the
+/// loader's next library).
+///
+/// Why: each event is a round trip through the scheduler, and waking a thread that sleeps
+/// on an idle CPU can cost more than the work itself. Measured on a 2-CPU virtual machine,
+/// medians of 6 alternating rounds of 1,000 spawns of `/bin/true`: 589 µs with the guard
+/// off, 852 µs with it on and no spin (×1.45), 760 µs with these windows (×1.29). With two
+/// busy loops on the two CPUs, spawns took either ~0.8 or ~4 ms (the scheduler's slice)
+/// with or without the spin, as often.
+const SPIN_AFTER_EXEC: Duration = Duration::from_micros(400);
+const SPIN_AFTER_EXEC_STOP: Duration = Duration::from_micros(300);
+const SPIN_AFTER_MAPPING: Duration = Duration::from_micros(100);
+/// A gap this long between two looks, with the thread's involuntary switches up, means it
+/// was preempted: another task wants this CPU, and the spin would take time from it (at
+/// first, with a fixed 40 µs rule and no backoff, two busy loops beside the guard made a
+/// spawn take 3.9 ms instead of 0.74). Spinning then pauses for [`SPIN_BACKOFF`], doubled
+/// for each preemption in a row up to [`SPIN_BACKOFF_MAX`], and reset by an event caught.
+const SPIN_PREEMPTED: Duration = Duration::from_micros(40);
+const SPIN_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest pause of spinning, after preemptions in a row (each doubles the pause).
+const SPIN_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// The supervisor's wait for its next event: a bounded spin on a non-blocking `poll` while
+/// one is expected soon (see [`SPIN_AFTER_EXEC`]), then a blocking one. The spin only makes
+/// the answer come sooner; the events and the answers are the same either way.
+struct Spin {
+    until: Option<Instant>,
+    backoff_until: Option<Instant>,
+    backoff: Duration,
+    off: bool,
+}
+
+impl Spin {
+    fn new() -> Spin {
+        Spin {
+            until: None,
+            backoff_until: None,
+            backoff: SPIN_BACKOFF,
+            // `WARDEN_GUARD_SPIN=0` turns it off (a machine shared with other work).
+            off: std::env::var_os("WARDEN_GUARD_SPIN").is_some_and(|v| v == "0"),
+        }
+    }
+
+    /// The next event is likely within `window`.
+    fn expect(&mut self, window: Duration) {
+        if self.off || window.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        if self.backoff_until.is_some_and(|b| now < b) {
+            return;
+        }
+        let until = now + window;
+        self.until = Some(self.until.map_or(until, |u| u.max(until)));
+    }
+
+    /// `poll(2)` on `fds`: spinning while an event is expected, then blocking.
+    fn poll(&mut self, fds: &mut [libc::pollfd; 3]) -> libc::c_int {
+        if let Some(until) = self.until.take() {
+            let switches = involuntary_switches();
+            let mut last = Instant::now();
+            while last < until {
+                // SAFETY: poll on valid descriptors (a negative fd is ignored), no waiting.
+                let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+                if r != 0 {
+                    self.backoff = SPIN_BACKOFF;
+                    return r;
+                }
+                std::hint::spin_loop();
+                let now = Instant::now();
+                // A long gap: preempted by another of this machine's tasks (the thread's
+                // involuntary switches went up), or only a pause of the CPU itself (a
+                // virtual machine's host), which is no reason to stop.
+                if now - last > SPIN_PREEMPTED && involuntary_switches() != switches {
+                    self.backoff_until = Some(now + self.backoff);
+                    self.backoff = (self.backoff * 2).min(SPIN_BACKOFF_MAX);
+                    break;
+                }
+                last = now;
+            }
+        }
+        // SAFETY: poll on valid descriptors (a negative fd is ignored).
+        unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) }
+    }
+}
+
+/// The calling thread's count of involuntary context switches (`getrusage(RUSAGE_THREAD)`).
+fn involuntary_switches() -> i64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return -1;
+    }
+    ru.ru_nivcsw
 }
 
 /// `/proc/PID/personality` (eight hex digits), in one read.
@@ -2711,6 +2824,69 @@ fn take_map_file(pid: u32, start: u64, end: u64) -> std::io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut p = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: fresh descriptors from pipe2.
+        unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) }
+    }
+
+    fn fds_of(fd: RawFd) -> [libc::pollfd; 3] {
+        let p = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        [p(fd), p(-1), p(-1)]
+    }
+
+    #[test]
+    fn the_spin_catches_an_event_that_comes_while_it_looks() {
+        let (r, w) = pipe();
+        let mut spin = Spin::new();
+        spin.off = false;
+        spin.expect(Duration::from_millis(200));
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            // SAFETY: one byte into our pipe.
+            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            w
+        });
+        let mut fds = fds_of(r.as_raw_fd());
+        assert_eq!(spin.poll(&mut fds), 1);
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
+        assert!(spin.until.is_none(), "a window is used once");
+        drop(writer.join());
+    }
+
+    #[test]
+    fn the_spin_waits_for_an_event_after_its_window_and_not_during_a_backoff() {
+        let (r, w) = pipe();
+        let mut spin = Spin::new();
+        spin.off = false;
+        spin.expect(Duration::ZERO);
+        assert!(spin.until.is_none());
+        spin.backoff_until = Some(Instant::now() + Duration::from_secs(60));
+        spin.expect(Duration::from_millis(1));
+        assert!(spin.until.is_none(), "no spin while backing off");
+        spin.backoff_until = None;
+        spin.expect(Duration::from_micros(300));
+        // The window passes with nothing to read; then the blocking poll returns the event.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            // SAFETY: one byte into our pipe.
+            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            w
+        });
+        let mut fds = fds_of(r.as_raw_fd());
+        let t = Instant::now();
+        assert_eq!(spin.poll(&mut fds), 1);
+        assert!(t.elapsed() >= Duration::from_millis(15));
+        drop(writer.join());
+    }
     use super::elf_interp;
     use std::os::fd::AsFd;
 
