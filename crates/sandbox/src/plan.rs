@@ -152,7 +152,33 @@ pub struct LinkPin {
 }
 
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
-    roots.iter().any(|r| p.starts_with(r))
+    roots.iter().any(|r| starts_with(p, r))
+}
+
+/// `p.starts_with(r)` (whole components), on bytes when both are spelled plainly (no `//`,
+/// no `.` component, no trailing `/`): `Path::starts_with` parses both into components,
+/// and a plan asks it thousands of times (a quarter of its time in a profile). Anything else takes
+/// `Path::starts_with` itself.
+pub(crate) fn starts_with(p: &Path, r: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (pb, rb) = (p.as_os_str().as_bytes(), r.as_os_str().as_bytes());
+    if !(plain(pb) && plain(rb)) {
+        return p.starts_with(r);
+    }
+    pb.starts_with(rb) && (pb.len() == rb.len() || rb == b"/" || pb[rb.len()] == b'/')
+}
+
+/// Not empty, spelled with one `/` between components, no `.` component, no trailing `/`
+/// (but `/`).
+fn plain(b: &[u8]) -> bool {
+    if b == b"/" {
+        return true;
+    }
+    if b.is_empty() || b.ends_with(b"/") || b.ends_with(b"/.") || b == b"." || b.starts_with(b"./")
+    {
+        return false;
+    }
+    !b.windows(2).any(|w| w == b"//") && !b.windows(3).any(|w| w == b"/./")
 }
 
 const FILE_NAMES: &[&str] = &[
@@ -1390,6 +1416,24 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_byte_prefix_check_agrees_with_path_starts_with() {
+        let names = [
+            "", "/", "/a", "/a/", "/a/b", "/ab", "/a/bc", "/a//b", "/a/./b", "/a/.", "a", "a/b",
+            "./a", ".", "/a/b/c", "/a/b/", "/ab/c", "/a/b/..", "/a/../b", "//a", "/a/b//",
+        ];
+        for p in names {
+            for r in names {
+                let (pp, rr) = (Path::new(p), Path::new(r));
+                assert_eq!(
+                    super::starts_with(pp, rr),
+                    pp.starts_with(rr),
+                    "{p:?} starts with {r:?}"
+                );
+            }
+        }
+    }
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
