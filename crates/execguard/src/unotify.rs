@@ -2141,25 +2141,26 @@ impl Guard {
 ///
 /// Why: each event is a round trip through the scheduler, and waking a thread that sleeps
 /// on an idle CPU can cost more than the work itself. Measured on a 2-CPU virtual machine,
-/// medians of 6 alternating rounds of 1,000 spawns of `/bin/true`: 589 µs with the guard
-/// off, 852 µs with it on and no spin (×1.45), 760 µs with these windows (×1.29). With two
-/// busy loops on the two CPUs, spawns took either ~0.8 or ~4 ms (the scheduler's slice)
-/// with or without the spin, as often.
+/// medians of 8 alternating rounds: 1,000 spawns of `/bin/true`, 902 µs each with no spin
+/// and 772 µs with it (guard off: ~590 µs); 30× `cc hello.c && ./a.out`, 1,485 ms and
+/// 1,506 ms. A spin without `sched_yield` made that compile loop 12% slower (1,662 ms): the
+/// answered process, woken on the spinning thread's CPU, waited for it. With two busy loops
+/// on the two CPUs, spawns took either ~0.8 or ~4 ms (the scheduler's slice) with or
+/// without the spin, as often.
 const SPIN_AFTER_EXEC: Duration = Duration::from_micros(400);
 const SPIN_AFTER_EXEC_STOP: Duration = Duration::from_micros(300);
 const SPIN_AFTER_MAPPING: Duration = Duration::from_micros(100);
-/// A gap this long between two looks, with the thread's involuntary switches up, means it
-/// was preempted: another task wants this CPU, and the spin would take time from it (at
-/// first, with a fixed 40 µs rule and no backoff, two busy loops beside the guard made a
-/// spawn take 3.9 ms instead of 0.74). Spinning then pauses for [`SPIN_BACKOFF`], doubled
-/// for each preemption in a row up to [`SPIN_BACKOFF_MAX`], and reset by an event caught.
+/// A gap this long between two looks, with the thread's context switches up, means this
+/// CPU went to another task, and the spin would only keep taking it back. Spinning then
+/// pauses for [`SPIN_BACKOFF`], doubled for each such gap in a row up to
+/// [`SPIN_BACKOFF_MAX`], and reset by an event caught.
 const SPIN_PREEMPTED: Duration = Duration::from_micros(40);
 const SPIN_BACKOFF: Duration = Duration::from_millis(5);
 /// The longest pause of spinning, after preemptions in a row (each doubles the pause).
 const SPIN_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
-/// The supervisor's wait for its next event: a bounded spin on a non-blocking `poll` while
-/// one is expected soon (see [`SPIN_AFTER_EXEC`]), then a blocking one. The spin only makes
+/// The supervisor's wait for its next event: a bounded spin on a non-blocking `poll` and
+/// `sched_yield` while one is expected soon (see [`SPIN_AFTER_EXEC`]), then a blocking one. The spin only makes
 /// the answer come sooner; the events and the answers are the same either way.
 struct Spin {
     until: Option<Instant>,
@@ -2195,7 +2196,7 @@ impl Spin {
     /// `poll(2)` on `fds`: spinning while an event is expected, then blocking.
     fn poll(&mut self, fds: &mut [libc::pollfd; 3]) -> libc::c_int {
         if let Some(until) = self.until.take() {
-            let switches = involuntary_switches();
+            let switches = context_switches();
             let mut last = Instant::now();
             while last < until {
                 // SAFETY: poll on valid descriptors (a negative fd is ignored), no waiting.
@@ -2204,12 +2205,15 @@ impl Spin {
                     self.backoff = SPIN_BACKOFF;
                     return r;
                 }
-                std::hint::spin_loop();
+                // A task waiting for this CPU (often the very process just answered, woken
+                // here) runs first.
+                // SAFETY: plain syscall.
+                unsafe { libc::sched_yield() };
                 let now = Instant::now();
-                // A long gap: preempted by another of this machine's tasks (the thread's
-                // involuntary switches went up), or only a pause of the CPU itself (a
-                // virtual machine's host), which is no reason to stop.
-                if now - last > SPIN_PREEMPTED && involuntary_switches() != switches {
+                // A long gap: this CPU went to another task (the thread's context switches
+                // went up), or only a pause of the CPU itself (a virtual machine's host),
+                // which is no reason to stop.
+                if now - last > SPIN_PREEMPTED && context_switches() != switches {
                     self.backoff_until = Some(now + self.backoff);
                     self.backoff = (self.backoff * 2).min(SPIN_BACKOFF_MAX);
                     break;
@@ -2222,15 +2226,16 @@ impl Spin {
     }
 }
 
-/// The calling thread's count of involuntary context switches (`getrusage(RUSAGE_THREAD)`).
-fn involuntary_switches() -> i64 {
+/// The calling thread's count of context switches, voluntary and not
+/// (`getrusage(RUSAGE_THREAD)`).
+fn context_switches() -> i64 {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage fills the struct we own.
     if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
         return -1;
     }
-    ru.ru_nivcsw
+    ru.ru_nivcsw + ru.ru_nvcsw
 }
 
 /// `/proc/PID/personality` (eight hex digits), in one read.
