@@ -2141,23 +2141,21 @@ impl Guard {
 ///
 /// Why: each event is a round trip through the scheduler, and waking a thread that sleeps
 /// on an idle CPU can cost more than the work itself. Measured on a 2-CPU virtual machine,
-/// medians of 8 alternating rounds: 1,000 spawns of `/bin/true`, 902 µs each with no spin
-/// and 772 µs with it (guard off: ~590 µs); 30× `cc hello.c && ./a.out`, 1,485 ms and
-/// 1,506 ms. A spin without `sched_yield` made that compile loop 12% slower (1,662 ms): the
-/// answered process, woken on the spinning thread's CPU, waited for it. With two busy loops
-/// on the two CPUs, spawns took either ~0.8 or ~4 ms (the scheduler's slice) with or
-/// without the spin, as often.
+/// alternating rounds: 1,000 spawns of `/bin/true`, 834 µs each with no spin and 753 µs
+/// with it (6 rounds; guard off ~590 µs); 30× `cc hello.c && ./a.out`, 1,428 and 1,463 ms
+/// (medians of 12 rounds; means 1,470 and 1,476 ms). A spin without `sched_yield` made that
+/// compile loop 12% slower: the answered process, woken on the spinning thread's CPU,
+/// waited for it. With two busy loops on the two CPUs, spawns took either ~0.8 or ~4 ms
+/// (the scheduler's slice), the fast way 3 times in 6 without the spin and 5 in 6 with it.
 const SPIN_AFTER_EXEC: Duration = Duration::from_micros(400);
 const SPIN_AFTER_EXEC_STOP: Duration = Duration::from_micros(300);
 const SPIN_AFTER_MAPPING: Duration = Duration::from_micros(100);
 /// A gap this long between two looks, with the thread's context switches up, means this
 /// CPU went to another task, and the spin would only keep taking it back. Spinning then
-/// pauses for [`SPIN_BACKOFF`], doubled for each such gap in a row up to
-/// [`SPIN_BACKOFF_MAX`], and reset by an event caught.
+/// pauses for [`SPIN_BACKOFF`]. (A pause doubled for each such gap in a row, up to 500 ms,
+/// measured no better under load and stalled the spin for long stretches of a spawn loop.)
 const SPIN_PREEMPTED: Duration = Duration::from_micros(40);
 const SPIN_BACKOFF: Duration = Duration::from_millis(5);
-/// The longest pause of spinning, after preemptions in a row (each doubles the pause).
-const SPIN_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// The supervisor's wait for its next event: a bounded spin on a non-blocking `poll` and
 /// `sched_yield` while one is expected soon (see [`SPIN_AFTER_EXEC`]), then a blocking one. The spin only makes
@@ -2165,7 +2163,6 @@ const SPIN_BACKOFF_MAX: Duration = Duration::from_millis(500);
 struct Spin {
     until: Option<Instant>,
     backoff_until: Option<Instant>,
-    backoff: Duration,
     off: bool,
 }
 
@@ -2174,7 +2171,6 @@ impl Spin {
         Spin {
             until: None,
             backoff_until: None,
-            backoff: SPIN_BACKOFF,
             // `WARDEN_GUARD_SPIN=0` turns it off (a machine shared with other work).
             off: std::env::var_os("WARDEN_GUARD_SPIN").is_some_and(|v| v == "0"),
         }
@@ -2202,7 +2198,6 @@ impl Spin {
                 // SAFETY: poll on valid descriptors (a negative fd is ignored), no waiting.
                 let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
                 if r != 0 {
-                    self.backoff = SPIN_BACKOFF;
                     return r;
                 }
                 // A task waiting for this CPU (often the very process just answered, woken
@@ -2214,8 +2209,7 @@ impl Spin {
                 // went up), or only a pause of the CPU itself (a virtual machine's host),
                 // which is no reason to stop.
                 if now - last > SPIN_PREEMPTED && context_switches() != switches {
-                    self.backoff_until = Some(now + self.backoff);
-                    self.backoff = (self.backoff * 2).min(SPIN_BACKOFF_MAX);
+                    self.backoff_until = Some(now + SPIN_BACKOFF);
                     break;
                 }
                 last = now;
