@@ -2842,18 +2842,23 @@ mod tests {
         [p(fd), p(-1), p(-1)]
     }
 
+    /// Writes a byte into the pipe `w` after `d`, on a thread of its own.
+    fn write_after(w: OwnedFd, d: Duration) -> std::thread::JoinHandle<OwnedFd> {
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            // SAFETY: one byte into our pipe.
+            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            w
+        })
+    }
+
     #[test]
     fn the_spin_catches_an_event_that_comes_while_it_looks() {
         let (r, w) = pipe();
         let mut spin = Spin::new();
         spin.off = false;
         spin.expect(Duration::from_millis(200));
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(2));
-            // SAFETY: one byte into our pipe.
-            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            w
-        });
+        let writer = write_after(w, Duration::from_millis(2));
         let mut fds = fds_of(r.as_raw_fd());
         assert_eq!(spin.poll(&mut fds), 1);
         assert_ne!(fds[0].revents & libc::POLLIN, 0);
@@ -2874,18 +2879,14 @@ mod tests {
         spin.backoff_until = None;
         spin.expect(Duration::from_micros(300));
         // The window passes with nothing to read; then the blocking poll returns the event.
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            // SAFETY: one byte into our pipe.
-            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            w
-        });
+        let writer = write_after(w, Duration::from_millis(20));
         let mut fds = fds_of(r.as_raw_fd());
         let t = Instant::now();
         assert_eq!(spin.poll(&mut fds), 1);
         assert!(t.elapsed() >= Duration::from_millis(15));
         drop(writer.join());
     }
+
     use super::elf_interp;
     use std::os::fd::AsFd;
 
