@@ -151,34 +151,53 @@ pub struct LinkPin {
     pub content: PathBuf,
 }
 
+/// Whether `p` lies at or below one of `roots` (whole components, as `Path::starts_with`):
+/// on bytes when both are spelled plainly (no `//`, no `.` component, no trailing `/`), since
+/// `Path::starts_with` parses both into components and a plan asks this thousands of times
+/// (a quarter of its time in a profile). Anything else takes `Path::starts_with` itself.
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
-    roots.iter().any(|r| starts_with(p, r))
+    under_any(p, roots, false)
 }
 
-/// `p.starts_with(r)` (whole components), on bytes when both are spelled plainly (no `//`,
-/// no `.` component, no trailing `/`): `Path::starts_with` parses both into components,
-/// and a plan asks it thousands of times (a quarter of its time in a profile). Anything else takes
-/// `Path::starts_with` itself.
-pub(crate) fn starts_with(p: &Path, r: &Path) -> bool {
+/// [`is_under_any`], strictly below a root (not the root itself).
+fn is_below_any(p: &Path, roots: &[PathBuf]) -> bool {
+    under_any(p, roots, true)
+}
+
+fn under_any(p: &Path, roots: &[PathBuf], strict: bool) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    let (pb, rb) = (p.as_os_str().as_bytes(), r.as_os_str().as_bytes());
-    if !(plain(pb) && plain(rb)) {
-        return p.starts_with(r);
+    let pb = p.as_os_str().as_bytes();
+    // `p` is looked at once, not once per root.
+    if !plain(pb) {
+        return roots
+            .iter()
+            .any(|r| p.starts_with(r) && !(strict && p == r));
     }
+    roots.iter().any(|r| {
+        let rb = r.as_os_str().as_bytes();
+        if plain(rb) {
+            under_bytes(pb, rb) && !(strict && pb.len() == rb.len())
+        } else {
+            p.starts_with(r) && !(strict && p == r)
+        }
+    })
+}
+
+/// Whether the plainly spelled `p` lies at or below the plainly spelled `r`.
+fn under_bytes(pb: &[u8], rb: &[u8]) -> bool {
     pb.starts_with(rb) && (pb.len() == rb.len() || rb == b"/" || pb[rb.len()] == b'/')
 }
 
 /// Not empty, spelled with one `/` between components, no `.` component, no trailing `/`
-/// (but `/`).
+/// (but `/`). One pass over the bytes.
 fn plain(b: &[u8]) -> bool {
     if b == b"/" {
         return true;
     }
-    if b.is_empty() || b.ends_with(b"/") || b.ends_with(b"/.") || b == b"." || b.starts_with(b"./")
-    {
-        return false;
-    }
-    !b.windows(2).any(|w| w == b"//") && !b.windows(3).any(|w| w == b"/./")
+    !b.is_empty()
+        && b.split(|&c| c == b'/')
+            .enumerate()
+            .all(|(i, c)| if c.is_empty() { i == 0 } else { c != b"." })
 }
 
 const FILE_NAMES: &[&str] = &[
@@ -246,14 +265,13 @@ pub struct PlanInput<'a> {
 }
 
 /// The outermost proper ancestor of `p` (below `/`) that others cannot search (no `o+x`).
-fn untraversable_ancestor(p: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
+fn untraversable_ancestor(resolver: &mut resolve::Resolver, p: &Path) -> Option<PathBuf> {
     let mut acc = PathBuf::from("/");
     let parent = p.parent()?;
     for c in parent.components().skip(1) {
         acc.push(c);
-        let md = std::fs::metadata(&acc).ok()?;
-        if md.is_dir() && md.permissions().mode() & 0o001 == 0 {
+        let md = resolver.stat(&acc)?;
+        if md.is_dir && md.mode & 0o001 == 0 {
             return Some(acc);
         }
     }
@@ -340,14 +358,14 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             .chain(&read)
             .chain(&install);
         for r in all_roots {
-            if let Some(a) = untraversable_ancestor(r) {
+            if let Some(a) = untraversable_ancestor(&mut resolver, r) {
                 if !is_under_any(&a, &masks) {
                     masks.push(a);
                 }
             }
         }
     }
-    masks.sort_by_key(|m| m.components().count());
+    masks.sort_by_cached_key(|m| m.components().count());
     masks.dedup();
     // Roots that lie inside a masked tree are bound back in, at their resolved path; the
     // symlinks met on the way are recreated inside the private tree.
@@ -375,11 +393,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         } else {
             resolved_read.push(real.clone());
         }
-        let md = std::fs::metadata(&real).ok();
+        let md = resolver.stat(&real);
         if let Some(m) = &md {
-            use std::os::unix::fs::MetadataExt;
             if !root_ids.iter().any(|(x, _)| *x == real) {
-                root_ids.push((real.clone(), (m.dev(), m.ino())));
+                root_ids.push((real.clone(), (m.dev, m.ino)));
             }
         }
         if !is_under_any(&real, &masks) {
@@ -393,7 +410,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         binds.push(Bind {
             path: real.clone(),
             writable,
-            is_dir: md.is_dir(),
+            is_dir: md.is_dir,
             source: None,
         });
         Some(real)
@@ -418,7 +435,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         let Some(ch) = resolver.chain(&c) else {
             continue;
         };
-        if !ch.target.is_dir() || is_under_any(&ch.target, &deny) {
+        let Some(st) = resolver.stat(&ch.target).filter(|m| m.is_dir) else {
+            continue;
+        };
+        if is_under_any(&ch.target, &deny) {
             continue;
         }
         for (l, t) in ch.links {
@@ -427,15 +447,12 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             }
         }
         if is_under_any(&ch.target, &masks) && !caches.contains(&ch.target) {
-            if let Ok(m) = std::fs::metadata(&ch.target) {
-                use std::os::unix::fs::MetadataExt;
-                cache_ids.push((ch.target.clone(), (m.dev(), m.ino())));
-            }
+            cache_ids.push((ch.target.clone(), (st.dev, st.ino)));
             caches.push(ch.target.clone());
         }
         resolved_read.push(ch.target);
     }
-    caches.sort_by_key(|c| c.components().count());
+    caches.sort_by_cached_key(|c| c.components().count());
     // A cache inside a bound root, or a bound root inside a cache, would be mounted in an
     // order that hides one of them: keep the cache only when neither overlaps.
     caches.retain(|c| {
@@ -454,7 +471,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
                 && !b.writable
         })
     });
-    binds.sort_by_key(|b| b.path.components().count());
+    binds.sort_by_cached_key(|b| b.path.components().count());
     // Denied paths that would still be visible: inside a visible root (system roots, binds).
     let visible_roots: Vec<PathBuf> = system
         .iter()
@@ -465,7 +482,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     let hide: Vec<PathBuf> = deny
         .iter()
-        .filter(|d| is_under_any(d, &visible_roots) && std::fs::symlink_metadata(d).is_ok())
+        .filter(|d| is_under_any(d, &visible_roots) && resolver.exists(d))
         .cloned()
         .collect();
     // Protected paths inside writable real roots. (The private $HOME and /tmp are discarded
@@ -479,11 +496,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     let mut writable_roots: Vec<PathBuf> = Vec::new();
     for w in &writable_real {
-        if !is_under_any(w, &deny) && w.exists() && !writable_roots.contains(w) {
+        if !is_under_any(w, &deny) && resolver.stat(w).is_some() && !writable_roots.contains(w) {
             writable_roots.push(w.clone());
         }
     }
-    writable_roots.sort_by_key(|b| b.components().count());
+    writable_roots.sort_by_cached_key(|b| b.components().count());
     let mut protect = Vec::new();
     let mut placeholders = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -524,10 +541,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     let mut landing_of = |resolver: &mut resolve::Resolver, path: &Path| -> Option<PathBuf> {
         let c = resolver.chain_lenient(path)?;
-        for (l, content) in c.links.iter().filter(|(l, _)| {
-            writable_real.iter().any(|w| l.starts_with(w) && l != w)
-                && !sealed.iter().any(|s| l.starts_with(s) && l != s)
-        }) {
+        for (l, content) in c
+            .links
+            .iter()
+            .filter(|(l, _)| is_below_any(l, &writable_real) && !is_below_any(l, &sealed))
+        {
             if !link_pins.iter().any(|x| x.path == *l) {
                 link_pins.push(LinkPin {
                     path: l.clone(),
@@ -577,7 +595,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .map(|e| anchors.expand(e.trim_end_matches('/')))
         .filter(|g| !is_under_any(g, &inp.no_link_walk))
         .collect();
-    tops.sort_by_key(|g| g.components().count());
+    tops.sort_by_cached_key(|g| g.components().count());
     tops.dedup();
     let mut done: Vec<&PathBuf> = Vec::new();
     for g in &tops {
@@ -613,14 +631,14 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             continue;
         }
         let in_git = path.starts_with(&git_dir) && path != git_dir;
-        let exists = std::fs::symlink_metadata(&path).is_ok();
-        if in_git && !git_dir.is_dir() {
+        let exists = resolver.exists(&path);
+        if in_git && !resolver.stat(&git_dir).is_some_and(|s| s.is_dir) {
             // `git init` must still work: lock these once they appear (see Plan::git_watch).
             git_watch = true;
             continue;
         }
         let is_dir = if exists {
-            path.is_dir()
+            resolver.stat(&path).is_some_and(|s| s.is_dir)
         } else {
             !looks_like_file(entry)
         };
@@ -644,9 +662,9 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // a `ProxyCommand` in `~/.ssh/config`, `credential_process` in `~/.aws/config`). It is
     // locked read-only through an empty placeholder, as an absent protected path is.
     for d in &deny {
-        let inside = writable_real.iter().any(|w| d.starts_with(w) && d != w);
+        let inside = is_below_any(d, &writable_real);
         let in_git = d.starts_with(&git_dir);
-        if !inside || in_git || std::fs::symlink_metadata(d).is_ok() {
+        if !inside || in_git || resolver.exists(d) {
             continue;
         }
         // Under another denied path: that one's hide or lock covers it.
@@ -704,7 +722,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // `~/.claude/settings.json` name the same file (a second lock would find the first).
     let mut seen = std::collections::HashSet::new();
     protect.retain(|x| seen.insert(x.path.clone()));
-    protect.sort_by_key(|x| x.path.components().count());
+    protect.sort_by_cached_key(|x| x.path.components().count());
     // Agent-specific views replace protected files only (they must be locked already).
     let (mut views, agent_notes) = agents::views(p.agent.name.as_deref(), &inp.home);
     notes.extend(agent_notes);
@@ -949,7 +967,8 @@ impl Plan {
                 placeholder_content: None,
             });
         }
-        self.protect.sort_by_key(|x| x.path.components().count());
+        self.protect
+            .sort_by_cached_key(|x| x.path.components().count());
     }
 
     /// Where `p` may be reached in the sandbox ([`Relink`]): itself, or its real place under
@@ -1091,7 +1110,8 @@ impl Plan {
             added = true;
         }
         if added {
-            self.protect.sort_by_key(|x| x.path.components().count());
+            self.protect
+                .sort_by_cached_key(|x| x.path.components().count());
         }
         Ok(())
     }
@@ -1166,7 +1186,8 @@ impl Plan {
                 placeholder_content: content,
             });
         }
-        self.protect.sort_by_key(|x| x.path.components().count());
+        self.protect
+            .sort_by_cached_key(|x| x.path.components().count());
     }
 
     /// Pins ([`LinkPin`]) each symlink on the way to `path` that lies in a writable root,
@@ -1212,7 +1233,8 @@ impl Plan {
             is_dir: false,
             source: Some(source),
         });
-        self.binds.sort_by_key(|b| b.path.components().count());
+        self.binds
+            .sort_by_cached_key(|b| b.path.components().count());
     }
 
     /// Whether the sandbox's view shows `real` (a path free of symlinks): not hidden by a
@@ -1277,9 +1299,11 @@ impl Plan {
             return Vec::new();
         };
         let mut out: Vec<PathBuf> = Vec::new();
+        let mut resolver = resolve::Resolver::default();
         for d in std::env::split_paths(path).filter(|d| d.is_absolute()) {
-            let hidden =
-                resolve::chain(&d).is_some_and(|c| c.target.is_dir() && !self.shows(&c.target));
+            let hidden = resolver.chain(&d).is_some_and(|c| {
+                resolver.stat(&c.target).is_some_and(|s| s.is_dir) && !self.shows(&c.target)
+            });
             if hidden && !out.contains(&d) {
                 out.push(d);
             }
@@ -1421,13 +1445,14 @@ mod tests {
     fn the_byte_prefix_check_agrees_with_path_starts_with() {
         let names = [
             "", "/", "/a", "/a/", "/a/b", "/ab", "/a/bc", "/a//b", "/a/./b", "/a/.", "a", "a/b",
-            "./a", ".", "/a/b/c", "/a/b/", "/ab/c", "/a/b/..", "/a/../b", "//a", "/a/b//",
+            "./a", ".", "/a/b/c", "/a/b/", "/ab/c", "/a/b/..", "/a/../b", "//a", "/a/b//", "/.",
+            "/./a", "a/./b", "a//b", "a/", "a/.",
         ];
         for p in names {
             for r in names {
                 let (pp, rr) = (Path::new(p), Path::new(r));
                 assert_eq!(
-                    super::starts_with(pp, rr),
+                    super::is_under_any(pp, &[rr.to_path_buf()]),
                     pp.starts_with(rr),
                     "{p:?} starts with {r:?}"
                 );

@@ -32,22 +32,69 @@ pub fn chain(path: &Path) -> Option<Chain> {
 #[derive(Default)]
 pub struct Resolver {
     /// Per path (its bytes: `Path`'s own hash parses components, and a plan makes ~1,000
-    /// lookups): `None` missing, `Some(None)` not a symlink, `Some(Some(t))` a link to `t`.
-    seen: std::collections::HashMap<OsString, Option<Option<PathBuf>>>,
+    /// lookups): `None` missing, else what `lstat` saw.
+    seen: std::collections::HashMap<OsString, Option<Entry>>,
+}
+
+/// What the resolver's `lstat` of one path saw.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// A symlink, and its content.
+    Link(PathBuf),
+    /// Anything else.
+    Node(Stat),
+}
+
+/// What [`Resolver::stat`] reports (as `std::fs::metadata`, symlinks followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub is_dir: bool,
+    /// `st_mode`.
+    pub mode: u32,
+}
+
+impl Stat {
+    fn of(md: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            dev: md.dev(),
+            ino: md.ino(),
+            is_dir: md.is_dir(),
+            mode: md.mode(),
+        }
+    }
 }
 
 impl Resolver {
-    fn step(&mut self, p: &Path) -> Option<Option<PathBuf>> {
+    fn lookup(&mut self, p: &Path) -> Option<Entry> {
         if let Some(e) = self.seen.get(p.as_os_str()) {
             return e.clone();
         }
         let e = match std::fs::symlink_metadata(p) {
-            Ok(md) if md.file_type().is_symlink() => std::fs::read_link(p).ok().map(Some),
-            Ok(_) => Some(None),
+            Ok(md) if md.file_type().is_symlink() => std::fs::read_link(p).ok().map(Entry::Link),
+            Ok(md) => Some(Entry::Node(Stat::of(&md))),
             Err(_) => None,
         };
         self.seen.insert(p.as_os_str().to_os_string(), e.clone());
         e
+    }
+
+    fn step(&mut self, p: &Path) -> Option<Option<PathBuf>> {
+        match self.lookup(p)? {
+            Entry::Link(t) => Some(Some(t)),
+            Entry::Node(..) => Some(None),
+        }
+    }
+
+    /// `std::fs::metadata(p)` (symlinks followed), through this resolver's memory when `p`
+    /// itself was seen as no symlink (a resolved [`Chain::target`] is one).
+    pub fn stat(&mut self, p: &Path) -> Option<Stat> {
+        match self.lookup(p)? {
+            Entry::Node(s) => Some(s),
+            Entry::Link(_) => std::fs::metadata(p).ok().map(|md| Stat::of(&md)),
+        }
     }
 
     /// Whether `p` exists (its own entry, not followed), through this resolver's memory.
@@ -329,6 +376,41 @@ mod tests {
         assert!(r.chain(&d.join("r/x")).is_none());
         std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
         assert!(r.chain_lenient(&d.join("loop/x")).is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn stat_agrees_with_metadata_through_the_resolvers_memory() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tmp("stat");
+        std::fs::create_dir_all(d.join("dir/sub")).unwrap();
+        std::fs::write(d.join("dir/file"), b"x").unwrap();
+        std::os::unix::fs::symlink("dir", d.join("link")).unwrap();
+        std::os::unix::fs::symlink("absent", d.join("dangling")).unwrap();
+        let mut r = Resolver::default();
+        // Walked first (the plan's order), then asked: cache hits and fresh lookups alike.
+        r.chain(&d.join("link/sub")).unwrap();
+        for p in [
+            "dir",
+            "dir/sub",
+            "dir/file",
+            "link",
+            "link/sub",
+            "link/file",
+            "dangling",
+            "none",
+        ] {
+            let p = d.join(p);
+            let want = std::fs::metadata(&p).ok().map(|m| Stat {
+                dev: m.dev(),
+                ino: m.ino(),
+                is_dir: m.is_dir(),
+                mode: m.mode(),
+            });
+            assert_eq!(r.stat(&p), want, "{}", p.display());
+            // The symlink's own entry still reads as existing.
+            assert_eq!(r.exists(&p), std::fs::symlink_metadata(&p).is_ok());
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -358,27 +358,24 @@ pub fn warden_dir_conflict(p: &Path, home: &Path) -> Option<PathBuf> {
 type Ident = (u64, u64);
 
 /// [`warden_dirs`] with the (device, inode) of every path looked at, each `stat`ed once:
-/// a policy names dozens of roots, judged against the same few directories.
+/// a policy names dozens of roots, judged against the same few directories. Through the
+/// resolver that followed the roots, which has `lstat`ed every component on their way
+/// already (an ancestor that is no symlink needs no `stat` of its own).
 struct WardenDirs {
     dirs: Vec<PathBuf>,
-    ids: std::cell::RefCell<std::collections::HashMap<PathBuf, Option<Ident>>>,
+    resolver: std::cell::RefCell<warden_sandbox::resolve::Resolver>,
 }
 
 impl WardenDirs {
     fn new(home: &Path) -> WardenDirs {
         WardenDirs {
             dirs: warden_dirs(home),
-            ids: Default::default(),
+            resolver: Default::default(),
         }
     }
 
     fn id(&self, p: &Path) -> Option<Ident> {
-        use std::os::unix::fs::MetadataExt;
-        *self
-            .ids
-            .borrow_mut()
-            .entry(p.to_path_buf())
-            .or_insert_with(|| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+        self.resolver.borrow_mut().stat(p).map(|s| (s.dev, s.ino))
     }
 
     /// See [`warden_dir_conflict`].
@@ -393,7 +390,9 @@ impl WardenDirs {
         landing
             .and_then(|l| self.dirs.iter().find(|d| l.starts_with(d)).cloned())
             .or_else(|| {
-                let real = landing.filter(|l| l.exists()).map(Path::to_path_buf);
+                let real = landing
+                    .filter(|l| self.id(l).is_some())
+                    .map(Path::to_path_buf);
                 self.conflict_at(p, real)
             })
     }
@@ -442,7 +441,6 @@ pub fn check_writable_roots(
         home: home.to_path_buf(),
         workspace: workspace.to_path_buf(),
     };
-    let mut resolver = warden_sandbox::resolve::Resolver::default();
     let index = WardenDirs::new(home);
     let mut entries = Vec::new();
     for (key, list) in [
@@ -452,10 +450,10 @@ pub fn check_writable_roots(
     ] {
         for entry in list {
             let p = anchors.expand(entry.trim_end_matches('/'));
-            let chain = resolver.chain_lenient(&p);
+            let chain = index.resolver.borrow_mut().chain_lenient(&p);
             // An agent state directory that is a dangling symlink (a dotfile checkout not
             // made yet): neither warden nor the agent can create it through the link.
-            if key == "agent.state" && std::fs::metadata(&p).is_err() {
+            if key == "agent.state" && index.id(&p).is_none() {
                 if let Some(c) = chain.as_ref().filter(|c| !c.links.is_empty()) {
                     return Err(ConfigError::DanglingState {
                         entry: entry.clone(),
@@ -475,7 +473,11 @@ pub fn check_writable_roots(
     ] {
         for entry in list {
             let p = anchors.expand(entry.trim_end_matches('/'));
-            let landing = resolver.chain_lenient(&p).map(|c| c.target);
+            let landing = index
+                .resolver
+                .borrow_mut()
+                .chain_lenient(&p)
+                .map(|c| c.target);
             if let Some(d) = index
                 .conflict_landing(&p, landing.as_deref())
                 .filter(|d| user_dirs.contains(&d))
@@ -493,7 +495,7 @@ pub fn check_writable_roots(
         .iter()
         .any(|(_, _, _, c)| c.as_ref().is_some_and(|c| !c.links.is_empty()));
     let guarded = if linked {
-        guarded_paths(policy, &anchors, &mut resolver)
+        guarded_paths(policy, &anchors, &mut index.resolver.borrow_mut())
     } else {
         Vec::new()
     };
