@@ -94,6 +94,9 @@ pub struct Ctx<'a> {
     /// Compiled on first use: most tool calls run no program, and resolving the rules'
     /// names looks through every search directory (the hook runs once per tool call).
     exec: std::cell::OnceCell<Result<ExecRules, RuleError>>,
+    /// The program search directories, listed on first use (once per call, not per program
+    /// in a command line: the toolchain globs read directories).
+    search: std::cell::OnceCell<Vec<PathBuf>>,
     identity: std::sync::Arc<dyn Identity>,
     pub net: Result<NetRules, RuleError>,
 }
@@ -137,6 +140,7 @@ impl<'a> Ctx<'a> {
             policy,
             files: FileRules::new(policy, &anchors, None),
             exec: std::cell::OnceCell::new(),
+            search: std::cell::OnceCell::new(),
             identity: cache,
             net: NetRules::from_section(&policy.network),
             cwd,
@@ -281,7 +285,10 @@ impl<'a> Ctx<'a> {
             let p = self.abs(name);
             return std::fs::canonicalize(p).ok().filter(|p| p.is_file());
         }
-        for d in warden_policy::progrules::search_dirs(&self.home) {
+        let dirs = self
+            .search
+            .get_or_init(|| warden_policy::progrules::search_dirs(&self.home));
+        for d in dirs {
             let c = d.join(name);
             if c.is_file() {
                 return std::fs::canonicalize(c).ok();

@@ -818,10 +818,27 @@ fn landlock_plan(
     plan: &Plan,
     host_proxy_port: Option<u16>,
 ) -> warden_sandbox::lock::LandlockPlan {
+    // One rule per path (the plan lists a root once as spelled and once resolved, and a
+    // cache as readable and writable): each rule costs the agent an open, a stat and a
+    // syscall before its first instruction. A path with a write rule needs no read rule
+    // (write rights include the read ones).
+    let mut seen: std::collections::HashSet<&Path> = std::collections::HashSet::new();
+    let write: Vec<PathBuf> = plan
+        .landlock_write
+        .iter()
+        .filter(|p| seen.insert(p.as_path()))
+        .cloned()
+        .collect();
+    let read: Vec<PathBuf> = plan
+        .landlock_read
+        .iter()
+        .filter(|p| seen.insert(p.as_path()))
+        .cloned()
+        .collect();
     warden_sandbox::lock::LandlockPlan {
         abi: c.landlock.abi,
-        read: plan.landlock_read.clone(),
-        write: plan.landlock_write.clone(),
+        read,
+        write,
         root_ids: plan.root_ids.clone(),
         connect_tcp: match c.landlock.connect {
             ConnectScope::Namespace => None,
