@@ -1825,6 +1825,16 @@ impl Guard {
     ///
     /// SIGCHLD must be blocked in every thread of the process (`warden run` does so before
     /// spawning threads); it is read here through a signalfd.
+    /// Computes ahead what the first decisions need once per session and no decision
+    /// changes (the write roots' devices as process `pid`, the agent before its first
+    /// exec, sees them: the sandbox's view is fixed once it runs). Nothing is decided here;
+    /// a failure leaves it to the first decision, as before.
+    pub fn warm(&self, pid: i32) {
+        if pid > 0 && self.scope.confined {
+            let _ = self.scope.root_devs(pid as u32);
+        }
+    }
+
     pub fn supervise(&self, listener: OwnedFd, reap_pid: i32) -> i32 {
         // SAFETY: signal mask and signalfd setup for this thread.
         let sfd = unsafe {

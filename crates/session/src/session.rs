@@ -822,19 +822,15 @@ fn landlock_plan(
     // cache as readable and writable): each rule costs the agent an open, a stat and a
     // syscall before its first instruction. A path with a write rule needs no read rule
     // (write rights include the read ones).
-    let mut seen: std::collections::HashSet<&Path> = std::collections::HashSet::new();
-    let write: Vec<PathBuf> = plan
-        .landlock_write
-        .iter()
-        .filter(|p| seen.insert(p.as_path()))
-        .cloned()
-        .collect();
-    let read: Vec<PathBuf> = plan
-        .landlock_read
-        .iter()
-        .filter(|p| seen.insert(p.as_path()))
-        .cloned()
-        .collect();
+    let mut seen: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+    let mut once = |list: &[PathBuf]| -> Vec<PathBuf> {
+        list.iter()
+            .filter(|p| seen.insert(p.to_path_buf()))
+            .cloned()
+            .collect()
+    };
+    let write = once(&plan.landlock_write);
+    let read = once(&plan.landlock_read);
     warden_sandbox::lock::LandlockPlan {
         abi: c.landlock.abi,
         read,

@@ -149,7 +149,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     };
     if let Some(tx) = listener_to {
         // The thread holds the receiver until it got this (or the session failed).
-        let _ = tx.send(session.agent_fds.remove(0));
+        let _ = tx.send((session.agent_fds.remove(0), session.agent_pid));
     }
     // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
     // until then) in an enforced session cgroup before the agent may exec.
@@ -432,7 +432,7 @@ fn start_exec_guard(
     g: Box<warden_execguard::unotify::Guard>,
     stage1: i32,
     cache_path: PathBuf,
-) -> (std::sync::mpsc::SyncSender<OwnedFd>, Tracer) {
+) -> (std::sync::mpsc::SyncSender<(OwnedFd, i32)>, Tracer) {
     let g: Arc<warden_execguard::unotify::Guard> = Arc::from(g);
     let refresher = g.clone();
     std::thread::spawn(move || loop {
@@ -450,10 +450,15 @@ fn start_exec_guard(
     let guard = g.clone();
     // The listener arrives once the sandbox is built; no listener: the launch failed and
     // stage 1 is reaped already.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedFd>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(OwnedFd, i32)>(1);
     let t = Tracer {
         handle: std::thread::spawn(move || match rx.recv() {
-            Ok(listener) => g.supervise(listener, stage1),
+            Ok((listener, agent)) => {
+                // While the supervisor releases the agent: what its first exec would
+                // otherwise wait for.
+                g.warm(agent);
+                g.supervise(listener, stage1)
+            }
             Err(_) => 1,
         }),
         guard,
