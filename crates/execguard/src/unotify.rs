@@ -435,6 +435,10 @@ pub struct WriteScope {
     private_fs: Mutex<HashMap<u64, bool>>,
     /// warden's effective uid (it never changes in the supervisor).
     euid: OnceLock<u32>,
+    /// Paths [`WriteScope::path_changeable`] found the agent cannot change, with the file
+    /// they named and when: the answer stands for that file for [`INTERP_FRESH`], as the
+    /// guard's interpreter decisions do (filled ahead by [`Guard::warm`] too).
+    stable: Mutex<HashMap<String, ((u64, u64), Instant)>>,
 }
 
 /// Key of [`WriteScope::placed`]: mount, dev, ino, ctime (s, ns), link count.
@@ -578,6 +582,7 @@ impl WriteScope {
             placed: Mutex::default(),
             private_fs: Mutex::default(),
             euid: OnceLock::new(),
+            stable: Mutex::default(),
         }
     }
 
@@ -701,7 +706,25 @@ impl WriteScope {
         if !self.confined || !path.starts_with('/') {
             return true;
         }
-        self.walk_stable(pid, path, file) != Some(true)
+        let memo = self
+            .stable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .is_some_and(|(f, at)| *f == file && at.elapsed() < INTERP_FRESH);
+        if memo {
+            return false;
+        }
+        let stable = self.walk_stable(pid, path, file) == Some(true);
+        if stable {
+            remember(
+                &self.stable,
+                path.to_string(),
+                (file, Instant::now()),
+                PRECHECK_MEMO,
+            );
+        }
+        !stable
     }
 
     fn walk_stable(&self, pid: u32, path: &str, file: (u64, u64)) -> Option<bool> {
@@ -1830,8 +1853,20 @@ impl Guard {
     /// exec, sees them: the sandbox's view is fixed once it runs). Nothing is decided here;
     /// a failure leaves it to the first decision, as before.
     pub fn warm(&self, pid: i32) {
-        if pid > 0 && self.scope.confined {
-            let _ = self.scope.root_devs(pid as u32);
+        if pid <= 0 || !self.scope.confined {
+            return;
+        }
+        let pid = pid as u32;
+        let _ = self.scope.root_devs(pid);
+        // The x86-64 glibc program interpreter, which nearly every program names: whether
+        // the agent can change it (its walk, the larger part of a first exec's decision).
+        let interp = "/lib64/ld-linux-x86-64.so.2";
+        if let Ok(st) = open_in_target(pid, interp, None).and_then(|f| {
+            fstat(f.as_fd()).map_err(|e| TargetError::other(format!("{interp}: {e}")))
+        }) {
+            let _ = self
+                .scope
+                .path_changeable(pid, interp, (st.st_dev, st.st_ino));
         }
     }
 
@@ -2850,6 +2885,35 @@ mod tests {
             revents: 0,
         };
         [p(fd), p(-1), p(-1)]
+    }
+
+    /// `path_changeable` remembers a stable path only for the file it named, and never a
+    /// path inside a write root.
+    #[test]
+    fn a_stable_path_is_remembered_for_its_file_only() {
+        use std::os::unix::fs::MetadataExt;
+        let d = std::env::temp_dir().join(format!("warden-stable-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("w")).unwrap();
+        std::fs::write(d.join("w/f"), b"x").unwrap();
+        let scope = WriteScope::confined([d.join("w")]);
+        let pid = std::process::id();
+        let id = |p: &str| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        let sh = sh.to_str().unwrap();
+        assert!(!scope.path_changeable(pid, sh, id(sh)));
+        assert!(scope.stable.lock().unwrap().contains_key(sh));
+        // Another file under the same name: walked again, and it is not the one found.
+        let other = id("/");
+        assert!(scope.path_changeable(pid, sh, other));
+        assert!(!scope.path_changeable(pid, sh, id(sh)));
+        let inside = d.join("w/f");
+        let inside = inside.to_str().unwrap();
+        assert!(scope.path_changeable(pid, inside, id(inside)));
+        assert!(!scope.stable.lock().unwrap().contains_key(inside));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     /// Writes a byte into the pipe `w` after `d`, on a thread of its own.
