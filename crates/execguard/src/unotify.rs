@@ -438,8 +438,11 @@ pub struct WriteScope {
     /// Paths [`WriteScope::path_changeable`] found the agent cannot change, with the file
     /// they named and when: the answer stands for that file for [`INTERP_FRESH`], as the
     /// guard's interpreter decisions do (filled ahead by [`Guard::warm`] too).
-    stable: Mutex<HashMap<String, ((u64, u64), Instant)>>,
+    stable: Mutex<HashMap<String, StableFile>>,
 }
+
+/// Value of [`WriteScope::stable`]: the file (dev, ino) the path named, and when.
+type StableFile = ((u64, u64), Instant);
 
 /// Key of [`WriteScope::placed`]: mount, dev, ino, ctime (s, ns), link count.
 type Placement = (MountId, u64, u64, i64, i64, u64);
