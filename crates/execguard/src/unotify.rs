@@ -1840,21 +1840,11 @@ impl Guard {
         }
     }
 
-    /// The supervisor loop, on one thread: answers the filter's notifications and verifies
-    /// every allowed exec at its `PTRACE_EVENT_EXEC` stop.
-    ///
-    /// A process is traced only across its own exec: when its `execve` is allowed by the
-    /// pre-check, it is `PTRACE_SEIZE`d (options `TRACEEXEC | EXITKILL`) *before* the
-    /// syscall is let through, stops once the kernel has loaded the new image, is verified
-    /// on `/proc/PID/exe`, and is then detached (or killed). Forks are never stopped.
-    /// Reaps `reap_pid` (the sandbox's first process, our child) and returns its status.
-    ///
-    /// SIGCHLD must be blocked in every thread of the process (`warden run` does so before
-    /// spawning threads); it is read here through a signalfd.
     /// Computes ahead what the first decisions need once per session and no decision
-    /// changes (the write roots' devices as process `pid`, the agent before its first
-    /// exec, sees them: the sandbox's view is fixed once it runs). Nothing is decided here;
-    /// a failure leaves it to the first decision, as before.
+    /// changes, as process `pid` (the agent before its first exec) sees it: the write
+    /// roots' devices, and whether the agent can change the x86-64 program interpreter's
+    /// path (the sandbox's view is fixed once it runs). Nothing is decided or logged here;
+    /// a failure leaves the work to the first decision, as before.
     pub fn warm(&self, pid: i32) {
         if pid <= 0 || !self.scope.confined {
             return;
@@ -1873,6 +1863,17 @@ impl Guard {
         }
     }
 
+    /// The supervisor loop, on one thread: answers the filter's notifications and verifies
+    /// every allowed exec at its `PTRACE_EVENT_EXEC` stop.
+    ///
+    /// A process is traced only across its own exec: when its `execve` is allowed by the
+    /// pre-check, it is `PTRACE_SEIZE`d (options `TRACEEXEC | EXITKILL`) *before* the
+    /// syscall is let through, stops once the kernel has loaded the new image, is verified
+    /// on `/proc/PID/exe`, and is then detached (or killed). Forks are never stopped.
+    /// Reaps `reap_pid` (the sandbox's first process, our child) and returns its status.
+    ///
+    /// SIGCHLD must be blocked in every thread of the process (`warden run` does so before
+    /// spawning threads); it is read here through a signalfd.
     pub fn supervise(&self, listener: OwnedFd, reap_pid: i32) -> i32 {
         // SAFETY: signal mask and signalfd setup for this thread.
         let sfd = unsafe {

@@ -1456,6 +1456,11 @@ mod tests {
                     pp.starts_with(rr),
                     "{p:?} starts with {r:?}"
                 );
+                assert_eq!(
+                    super::is_below_any(pp, &[rr.to_path_buf()]),
+                    pp.starts_with(rr) && pp != rr,
+                    "{p:?} lies below {r:?}"
+                );
             }
         }
     }
