@@ -860,11 +860,17 @@ fn oversized_exec_is_denied_at_once_with_the_rule() {
 /// - `m`: a thread flips descriptor 100 between the two files (`dup2`) while the main thread
 ///   maps descriptor 100 `PROT_READ|PROT_EXEC`;
 /// - `p`: the main thread puts anonymous memory at an address and `mprotect`s it
-///   `PROT_READ|PROT_EXEC`, while a thread maps DENIED (`PROT_READ`) over it once, after a
-///   random delay (sometimes before the supervisor looks, sometimes after).
+///   `PROT_READ|PROT_EXEC`, while a thread maps DENIED (`PROT_READ`) over it once. Both
+///   threads start from the same moment (the main thread waits until the mapping thread is
+///   running, so a busy machine cannot leave it asleep until the decision is over) and each
+///   waits a random delay of its own (spread evenly over time scales from nothing to a few
+///   milliseconds), so the mapping lands sometimes before the supervisor looks, sometimes
+///   while it decides, sometimes after, on a fast machine or a busy one.
 ///
 /// Whenever an executable mapping holds DENIED's bytes, it jumps there (DENIED is code that
-/// creates `PWNED` in the working directory and exits). Prints `attempts N mapped M`.
+/// creates `PWNED` in the working directory and exits). It runs for SECONDS, and on a machine
+/// too busy for 100 attempts with at least 5 of each outcome by then, for up to 30 seconds
+/// more. Prints `attempts N mapped M`.
 const MAPRACE_C: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -877,17 +883,20 @@ const MAPRACE_C: &str = r#"
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-static int fa, fdd; static char dbuf[64]; static volatile int stop, go, done, jitter;
+static int fa, fdd; static char dbuf[64];
+static volatile int stop, go, ready, done, wait_main, wait_map;
 static char *X;
 static sigjmp_buf jb;
 static void segv(int s) { (void)s; siglongjmp(jb, 1); }
+static void spin(int n) { for (volatile int i = 0; i < n; i++) ; }
 static void *flip_fd(void *a) { (void)a; while (!stop) { dup2(fa, 100); dup2(fdd, 100); } return 0; }
 static void *map_once(void *a) {
     (void)a;
     for (;;) {
         while (!go && !stop) ;
         if (stop) return 0;
-        for (volatile int i = 0; i < jitter; i++) ;
+        ready = 1;
+        spin(wait_map);
         mmap(X, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fdd, 0);
         go = 0; done = 1;
     }
@@ -901,9 +910,9 @@ int main(int argc, char **argv) {
     X = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     dup2(fa, 100);
     pthread_t t; pthread_create(&t, 0, mode == 'm' ? flip_fd : map_once, 0);
-    time_t end = time(0) + atoi(argv[3]);
+    time_t end = time(0) + atoi(argv[3]), limit = end + 30;
     long n = 0, mapped = 0;
-    while (time(0) < end) {
+    while (time(0) < end || ((n < 100 || mapped < 5 || n - mapped < 5) && time(0) < limit)) {
         n++;
         if (mode == 'm') {
             char *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, 100, 0);
@@ -913,7 +922,10 @@ int main(int argc, char **argv) {
             munmap(p, 4096);
         } else {
             mmap(X, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
-            jitter = rand() % 100000; done = 0; go = 1;
+            wait_main = rand() % (1 << rand() % 16); wait_map = rand() % (1 << rand() % 22);
+            done = 0; ready = 0; go = 1;
+            while (!ready) ;
+            spin(wait_main);
             int r = mprotect(X, 4096, PROT_READ | PROT_EXEC);
             while (!done) ;
             if (r == 0) mapped++;
@@ -1150,8 +1162,10 @@ fn a_writable_file_rewritten_after_its_mapping_runs_only_what_was_decided() {
 
 /// The `mprotect` race across a `vfork` chain: P (a racing thread plus the main thread)
 /// vforks C, C vforks G; G `mprotect`s anonymous memory executable while P's racing thread
-/// maps DENIED over it after a random delay. `nestvfork ALLOWED DENIED SECONDS MAXDELAY_NS
-/// [single]` (`single`: P vforks G directly). Prints `nestvfork attempts N mapped M`.
+/// maps DENIED over it after a random delay (G waits until that thread is running). `nestvfork
+/// ALLOWED DENIED SECONDS MAXDELAY_NS [single]` (`single`: P vforks G directly); like
+/// `maprace`, a busy machine gets up to 30 seconds more for 50 attempts with 5 of each
+/// outcome. Prints `nestvfork attempts N mapped M`.
 /// Found by an attack review of the hold: it held G's parent but not the grandparent.
 const NESTVFORK_C: &str = r#"
 #define _GNU_SOURCE
@@ -1167,7 +1181,7 @@ const NESTVFORK_C: &str = r#"
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
-static int fa, fdd; static char dbuf[64]; static volatile int stop, go, done, jitter;
+static int fa, fdd; static char dbuf[64]; static volatile int stop, go, ready, done, jitter;
 static char *X; static long secs; static int maxj = 3000000; static volatile long n, mapped;
 static sigjmp_buf jb;
 static void segv(int s) { (void)s; siglongjmp(jb, 1); }
@@ -1176,6 +1190,7 @@ static void *racer(void *a) {
     for (;;) {
         while (!go && !stop) ;
         if (stop) return 0;
+        ready = 1;
         { struct timespec a, b; clock_gettime(CLOCK_MONOTONIC, &a); do clock_gettime(CLOCK_MONOTONIC, &b); while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < jitter); }
         mmap(X, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fdd, 0);
         go = 0; done = 1;
@@ -1183,11 +1198,12 @@ static void *racer(void *a) {
 }
 static int g_fn(void *a) {
     (void)a;
-    time_t end = time(0) + secs;
-    while (time(0) < end) {
+    time_t end = time(0) + secs, limit = end + 30;
+    while (time(0) < end || ((n < 50 || mapped < 5 || n - mapped < 5) && time(0) < limit)) {
         n++;
         mmap(X, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
-        jitter = rand() % maxj; done = 0; go = 1;
+        jitter = rand() % maxj; done = 0; ready = 0; go = 1;
+        while (!ready) ;
         int r = mprotect(X, 4096, PROT_READ | PROT_EXEC);
         while (!done) ;
         if (r == 0) mapped++;
