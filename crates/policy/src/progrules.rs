@@ -35,9 +35,11 @@ pub trait Identity: Send + Sync {
 
 /// Lowercase hex of a hash.
 pub fn hex(h: &Hash) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(64);
     for b in h {
-        s.push_str(&format!("{b:02x}"));
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
     }
     s
 }
@@ -200,15 +202,27 @@ pub fn search_dirs(home: &Path) -> Vec<PathBuf> {
             dirs.push(p);
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    dirs.retain(|d| d.is_absolute() && seen.insert(d.clone()));
-    dirs
+    // A few dozen short paths: comparing the bytes of each with those kept costs less than
+    // hashing (`Path`'s own equality walks components).
+    let mut out: Vec<PathBuf> = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        if d.is_absolute() && !out.iter().any(|o| o.as_os_str() == d.as_os_str()) {
+            out.push(d);
+        }
+    }
+    out
 }
 
 /// Files named `name` in the search directories, with their symlink targets.
 pub fn resolve_name(name: &str, home: &Path) -> Vec<PathBuf> {
+    resolve_name_in(name, &search_dirs(home))
+}
+
+/// [`resolve_name`] in directories already listed by [`search_dirs`] (one listing for
+/// every name of a policy).
+pub fn resolve_name_in(name: &str, dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for d in search_dirs(home) {
+    for d in dirs {
         let c = d.join(name);
         if c.is_file() {
             if let Ok(real) = std::fs::canonicalize(&c) {
@@ -304,6 +318,7 @@ impl ExecRules {
         let mut deny = HashMap::new();
         let mut allow = HashMap::new();
         let mut notes = Vec::new();
+        let mut dirs: Option<Vec<PathBuf>> = None;
         for (src, is_deny) in &self.sources {
             let key = if *is_deny { "exec.deny" } else { "exec.allow" };
             let target = if *is_deny { &mut deny } else { &mut allow };
@@ -320,7 +335,8 @@ impl ExecRules {
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
-                    let files = resolve_name(n, &self.home);
+                    let dirs = dirs.get_or_insert_with(|| search_dirs(&self.home));
+                    let files = resolve_name_in(n, dirs);
                     if files.is_empty() {
                         notes.push(Note::warning(format!(
                             "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
@@ -407,8 +423,9 @@ impl ExecRules {
     /// trust): compilers and linkers, resolved like program names.
     pub fn build_tool_hashes(&self) -> Vec<Hash> {
         let mut out = Vec::new();
+        let dirs = search_dirs(&self.home);
         for n in BUILD_TOOLS {
-            for f in resolve_name(n, &self.home) {
+            for f in resolve_name_in(n, &dirs) {
                 if let Ok(h) = self.cache.of_path(&f) {
                     if !self.deny.contains_key(&h) && !out.contains(&h) {
                         out.push(h);

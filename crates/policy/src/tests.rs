@@ -1044,3 +1044,86 @@ fn typed_errors_keep_their_messages() {
         "{io}"
     );
 }
+
+#[test]
+fn normalize_fast_path_agrees_with_the_component_walk() {
+    let parts = [
+        "", "/", "//", "a", ".", "..", "a/", "/a", "a/.", "./b", "../c", "d/..", ".x", "..y", "/.",
+    ];
+    let mut n = 0;
+    for a in parts {
+        for b in parts {
+            for c in parts {
+                let p = format!("{a}{b}{c}");
+                if p.is_empty() {
+                    continue;
+                }
+                let p = std::path::Path::new(&p);
+                assert_eq!(normalize(p), normalize_components(p), "{}", p.display());
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 3000);
+    assert_eq!(
+        normalize(std::path::Path::new("/a/b/../c/./d/")),
+        std::path::Path::new("/a/c/d")
+    );
+}
+
+#[test]
+fn append_unique_keeps_order_and_drops_repeats_in_both_forms() {
+    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for n in [3usize, 40] {
+        let mut dst: Vec<String> = (0..n).map(|i| format!("d{i}")).collect();
+        let mut src: Vec<String> = (0..n).map(|i| format!("s{}", i % 5)).collect();
+        src.push("d1".into());
+        append_unique(&mut dst, &src);
+        let mut want: Vec<String> = (0..n).map(|i| format!("d{i}")).collect();
+        want.extend(v(&["s0", "s1", "s2"])[..].iter().cloned());
+        if n > 3 {
+            want.extend(v(&["s3", "s4"]));
+        }
+        assert_eq!(dst, want, "n={n}");
+    }
+}
+
+#[test]
+fn expand_agrees_with_join_then_normalize() {
+    for (home, ws) in [
+        ("/home/u", "/w/p"),
+        ("/", "/"),
+        ("/home/u/", "/w/p/"),
+        ("//h", "/w/./p"),
+    ] {
+        let a = Anchors {
+            home: PathBuf::from(home),
+            workspace: PathBuf::from(ws),
+        };
+        for p in [
+            "~",
+            "~/",
+            "~/.ssh",
+            "~//etc/x",
+            "~/a/../b",
+            "rel",
+            "rel/./x",
+            "",
+            "./x",
+            "/abs",
+            "/abs/../y",
+            "~x",
+        ] {
+            let want = if p == "~" {
+                normalize(&a.home)
+            } else if let Some(rest) = p.strip_prefix("~/") {
+                normalize(&a.home.join(rest))
+            } else if p.starts_with('/') {
+                normalize(std::path::Path::new(p))
+            } else {
+                normalize(&a.workspace.join(p))
+            };
+            assert_eq!(a.expand(p), want, "{home} {ws} {p}");
+        }
+    }
+}
