@@ -20,7 +20,7 @@ Under `warden run`, any other code is the agent's own exit status.";
 #[derive(Parser, Debug)]
 #[command(name = "warden", version, about, long_about, after_long_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
-    /// More diagnostics on stderr (-v info, -vv debug). `WARDEN_LOG` takes a tracing filter.
+    /// More diagnostics on stderr (-v info, -vv debug). `WARDEN_LOG` takes a level or `target=level` list (`warden_proxy=debug,warn`).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Colour: auto (on terminals), always, never.
