@@ -98,7 +98,8 @@ pub struct Ctx<'a> {
     /// in a command line: the toolchain globs read directories).
     search: std::cell::OnceCell<Vec<PathBuf>>,
     identity: std::sync::Arc<dyn Identity>,
-    pub net: Result<NetRules, RuleError>,
+    /// The network rules, compiled on first use (only a command naming a URL needs them).
+    net: std::cell::OnceCell<Result<NetRules, RuleError>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -142,11 +143,17 @@ impl<'a> Ctx<'a> {
             exec: std::cell::OnceCell::new(),
             search: std::cell::OnceCell::new(),
             identity: cache,
-            net: NetRules::from_section(&policy.network),
+            net: std::cell::OnceCell::new(),
             cwd,
             home,
             headless,
         }
+    }
+
+    /// The network rules (see the field).
+    pub fn net(&self) -> &Result<NetRules, RuleError> {
+        self.net
+            .get_or_init(|| NetRules::from_section(&self.policy.network))
     }
 
     /// The program rules (see the field).
@@ -263,7 +270,7 @@ impl<'a> Ctx<'a> {
             return bad("gate.malformed", "the URL has no host".into());
         };
         let port = u.port_or_known_default().unwrap_or(443);
-        match &self.net {
+        match self.net() {
             Err(e) => bad("network.invalid", e.to_string()),
             Ok(n) => {
                 let d = n.decide_host(host, port);
