@@ -96,7 +96,7 @@ pub struct Ctx<'a> {
     exec: std::cell::OnceCell<Result<ExecRules, RuleError>>,
     /// The program search directories, listed on first use (once per call, not per program
     /// in a command line: the toolchain globs read directories).
-    search: std::cell::OnceCell<Vec<PathBuf>>,
+    search: std::cell::OnceCell<warden_policy::progrules::SearchDirs>,
     identity: std::sync::Arc<dyn Identity>,
     /// The network rules, compiled on first use (only a command naming a URL needs them).
     net: std::cell::OnceCell<Result<NetRules, RuleError>>,
@@ -292,16 +292,9 @@ impl<'a> Ctx<'a> {
             let p = self.abs(name);
             return std::fs::canonicalize(p).ok().filter(|p| p.is_file());
         }
-        let dirs = self
-            .search
-            .get_or_init(|| warden_policy::progrules::search_dirs(&self.home));
-        for d in dirs {
-            let c = d.join(name);
-            if c.is_file() {
-                return std::fs::canonicalize(c).ok();
-            }
-        }
-        None
+        self.search
+            .get_or_init(|| warden_policy::progrules::SearchDirs::list(&self.home))
+            .first(name)
     }
 
     fn denied_names(&self) -> Vec<&str> {

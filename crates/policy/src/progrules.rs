@@ -215,24 +215,62 @@ pub fn search_dirs(home: &Path) -> Vec<PathBuf> {
 
 /// Files named `name` in the search directories, with their symlink targets.
 pub fn resolve_name(name: &str, home: &Path) -> Vec<PathBuf> {
-    resolve_name_in(name, &search_dirs(home))
+    SearchDirs::list(home).all(name)
 }
 
-/// [`resolve_name`] in directories already listed by [`search_dirs`] (one listing for
-/// every name of a policy).
-pub fn resolve_name_in(name: &str, dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for d in dirs {
-        let c = d.join(name);
-        if c.is_file() {
-            if let Ok(real) = std::fs::canonicalize(&c) {
+/// The directories of [`search_dirs`], listed once for every name looked up in them (a
+/// policy's names, a command line's programs), with each directory's own symlink-free path
+/// worked out once, the first time a file is found in it: a plain file's real path is then
+/// that path and its name, with no `readlink` per component per name.
+pub struct SearchDirs {
+    dirs: Vec<PathBuf>,
+    real: Vec<std::cell::OnceCell<Option<PathBuf>>>,
+}
+
+impl SearchDirs {
+    pub fn list(home: &Path) -> SearchDirs {
+        SearchDirs::of(search_dirs(home))
+    }
+
+    pub(crate) fn of(dirs: Vec<PathBuf>) -> SearchDirs {
+        let real = dirs.iter().map(|_| std::cell::OnceCell::new()).collect();
+        SearchDirs { dirs, real }
+    }
+
+    /// The real path (symlinks followed) of the regular file named `name` in directory `i`.
+    /// `name` has no `/` (a program name).
+    fn file(&self, i: usize, name: &str) -> Option<PathBuf> {
+        let c = self.dirs[i].join(name);
+        let m = std::fs::symlink_metadata(&c).ok()?;
+        if m.file_type().is_symlink() {
+            return std::fs::canonicalize(&c).ok().filter(|p| p.is_file());
+        }
+        if !m.is_file() {
+            return None;
+        }
+        let dir = self.real[i]
+            .get_or_init(|| std::fs::canonicalize(&self.dirs[i]).ok())
+            .as_ref()?;
+        Some(dir.join(name))
+    }
+
+    /// The first file named `name`, as the shell finds a program.
+    pub fn first(&self, name: &str) -> Option<PathBuf> {
+        (0..self.dirs.len()).find_map(|i| self.file(i, name))
+    }
+
+    /// Every file named `name`, each real path once.
+    pub fn all(&self, name: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for i in 0..self.dirs.len() {
+            if let Some(real) = self.file(i, name) {
                 if !out.contains(&real) {
                     out.push(real);
                 }
             }
         }
+        out
     }
-    out
 }
 
 /// One note from resolving the rules: what a name resolved to, or a warning (a name that
@@ -318,7 +356,7 @@ impl ExecRules {
         let mut deny = HashMap::new();
         let mut allow = HashMap::new();
         let mut notes = Vec::new();
-        let mut dirs: Option<Vec<PathBuf>> = None;
+        let mut dirs: Option<SearchDirs> = None;
         for (src, is_deny) in &self.sources {
             let key = if *is_deny { "exec.deny" } else { "exec.allow" };
             let target = if *is_deny { &mut deny } else { &mut allow };
@@ -335,8 +373,9 @@ impl ExecRules {
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
-                    let dirs = dirs.get_or_insert_with(|| search_dirs(&self.home));
-                    let files = resolve_name_in(n, dirs);
+                    let files = dirs
+                        .get_or_insert_with(|| SearchDirs::list(&self.home))
+                        .all(n);
                     if files.is_empty() {
                         notes.push(Note::warning(format!(
                             "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
@@ -423,9 +462,9 @@ impl ExecRules {
     /// trust): compilers and linkers, resolved like program names.
     pub fn build_tool_hashes(&self) -> Vec<Hash> {
         let mut out = Vec::new();
-        let dirs = search_dirs(&self.home);
+        let dirs = SearchDirs::list(&self.home);
         for n in BUILD_TOOLS {
-            for f in resolve_name_in(n, &dirs) {
+            for f in dirs.all(n) {
                 if let Ok(h) = self.cache.of_path(&f) {
                     if !self.deny.contains_key(&h) && !out.contains(&h) {
                         out.push(h);

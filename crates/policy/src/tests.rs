@@ -1127,3 +1127,48 @@ fn expand_agrees_with_join_then_normalize() {
         }
     }
 }
+
+/// `SearchDirs` finds what `is_file` + `canonicalize` of each `dir/name` found: plain files
+/// (through a symlinked directory too), symlinks to files (also dangling, to directories),
+/// directories and missing names.
+#[test]
+fn search_dirs_resolve_as_is_file_and_canonicalize_do() {
+    use crate::progrules::SearchDirs;
+    use std::os::unix::fs::symlink;
+    let t = std::env::temp_dir().join(format!("warden-searchdirs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&t);
+    for d in ["real/bin", "other", "plain", "sub/dir"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::write(t.join("real/bin/tool"), "x").unwrap();
+    std::fs::write(t.join("other/target"), "x").unwrap();
+    std::fs::write(t.join("plain/tool"), "x").unwrap();
+    symlink(t.join("real/bin"), t.join("linkbin")).unwrap();
+    symlink("../other/target", t.join("plain/viaLink")).unwrap();
+    symlink(t.join("nowhere"), t.join("plain/dangling")).unwrap();
+    symlink(t.join("sub"), t.join("plain/todir")).unwrap();
+    symlink("tool", t.join("real/bin/viaLink")).unwrap();
+    let dirs: Vec<PathBuf> = ["linkbin", "plain", "missing", "real/bin", "sub"]
+        .iter()
+        .map(|d| t.join(d))
+        .collect();
+    let s = SearchDirs::of(dirs.clone());
+    for name in [
+        "tool", "viaLink", "dangling", "todir", "dir", "nope", "", ".", "..",
+    ] {
+        let mut want: Vec<PathBuf> = Vec::new();
+        for d in &dirs {
+            let c = d.join(name);
+            if c.is_file() {
+                let real = std::fs::canonicalize(&c).unwrap();
+                if !want.contains(&real) {
+                    want.push(real);
+                }
+            }
+        }
+        assert_eq!(s.all(name), want, "{name}");
+        assert_eq!(s.first(name), want.first().cloned(), "{name}");
+    }
+    assert_eq!(s.all("tool").len(), 2);
+    std::fs::remove_dir_all(&t).unwrap();
+}
