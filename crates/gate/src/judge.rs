@@ -158,8 +158,14 @@ impl<'a> Ctx<'a> {
 
     /// The program rules (see the field).
     pub fn exec(&self) -> &Result<ExecRules, RuleError> {
-        self.exec
-            .get_or_init(|| ExecRules::build(self.policy, &self.home, self.identity.clone()))
+        self.exec.get_or_init(|| {
+            ExecRules::build_in(
+                self.policy,
+                &self.home,
+                self.identity.clone(),
+                self.search(),
+            )
+        })
     }
 
     fn policy_answer(&self, a: Option<GateAnswer>, default: GateAnswer) -> Answer {
@@ -292,9 +298,13 @@ impl<'a> Ctx<'a> {
             let p = self.abs(name);
             return std::fs::canonicalize(p).ok().filter(|p| p.is_file());
         }
+        self.search().first(name)
+    }
+
+    /// The program search directories (see the field).
+    fn search(&self) -> &warden_policy::progrules::SearchDirs {
         self.search
             .get_or_init(|| warden_policy::progrules::SearchDirs::list(&self.home))
-            .first(name)
     }
 
     fn denied_names(&self) -> Vec<&str> {

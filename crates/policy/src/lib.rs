@@ -871,6 +871,24 @@ fn normalize_owned(p: PathBuf) -> PathBuf {
     normalize_components(&p)
 }
 
+/// Not empty, spelled with one `/` between components, no `.` component, no trailing `/`
+/// (but `/`). One pass over the bytes. For two such spellings, [`under_bytes`] is
+/// `Path::starts_with`, which parses both into components on every call.
+pub fn plain(b: &[u8]) -> bool {
+    if b == b"/" {
+        return true;
+    }
+    !b.is_empty()
+        && b.split(|&c| c == b'/')
+            .enumerate()
+            .all(|(i, c)| if c.is_empty() { i == 0 } else { c != b"." })
+}
+
+/// Whether the [`plain`]ly spelled `p` lies at or below the plainly spelled `r`.
+pub fn under_bytes(pb: &[u8], rb: &[u8]) -> bool {
+    pb.starts_with(rb) && (pb.len() == rb.len() || rb == b"/" || pb[rb.len()] == b'/')
+}
+
 /// Lexical normalisation: removes `.`, resolves `..` against the preceding component.
 pub fn normalize(p: &std::path::Path) -> PathBuf {
     if is_normal(p.as_os_str().as_encoded_bytes()) {

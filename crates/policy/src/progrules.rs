@@ -331,6 +331,17 @@ impl ExecRules {
         home: &Path,
         identity: Arc<dyn Identity>,
     ) -> Result<ExecRules, RuleError> {
+        Self::build_in(p, home, identity, &SearchDirs::list(home))
+    }
+
+    /// [`ExecRules::build`] looking names up in `dirs` (the hook's listing for the command's
+    /// programs too). [`ExecRules::refresh`] lists them again.
+    pub fn build_in(
+        p: &Policy,
+        home: &Path,
+        identity: Arc<dyn Identity>,
+        dirs: &SearchDirs,
+    ) -> Result<ExecRules, RuleError> {
         let mut r = ExecRules {
             mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
@@ -348,15 +359,14 @@ impl ExecRules {
             cache: identity,
             notes: Vec::new(),
         };
-        r.resolve()?;
+        r.resolve(dirs)?;
         Ok(r)
     }
 
-    fn resolve(&mut self) -> Result<(), RuleError> {
+    fn resolve(&mut self, dirs: &SearchDirs) -> Result<(), RuleError> {
         let mut deny = HashMap::new();
         let mut allow = HashMap::new();
         let mut notes = Vec::new();
-        let mut dirs: Option<SearchDirs> = None;
         for (src, is_deny) in &self.sources {
             let key = if *is_deny { "exec.deny" } else { "exec.allow" };
             let target = if *is_deny { &mut deny } else { &mut allow };
@@ -373,9 +383,7 @@ impl ExecRules {
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
-                    let files = dirs
-                        .get_or_insert_with(|| SearchDirs::list(&self.home))
-                        .all(n);
+                    let files = dirs.all(n);
                     if files.is_empty() {
                         notes.push(Note::warning(format!(
                             "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
@@ -438,7 +446,8 @@ impl ExecRules {
 
     /// Re-resolves names (new copies of a denied program appear while sessions run).
     pub fn refresh(&mut self) -> Result<(), RuleError> {
-        self.resolve()
+        let dirs = SearchDirs::list(&self.home);
+        self.resolve(&dirs)
     }
 
     /// Every (hash, denied, rule) of the resolved policy; a hash both denied and allowed is

@@ -1172,3 +1172,31 @@ fn search_dirs_resolve_as_is_file_and_canonicalize_do() {
     assert_eq!(s.all("tool").len(), 2);
     std::fs::remove_dir_all(&t).unwrap();
 }
+
+/// `under_bytes` of two `plain` spellings is `Path::starts_with`; anything not plain is
+/// left to `Path` by the callers.
+#[test]
+fn under_bytes_agrees_with_path_starts_with_for_plain_spellings() {
+    let parts = [
+        "/", "/a", "/ab", "/a/b", "/a/b/", "/a//b", "/a/./b", "/a/../b", "a", "a/b", "/a/bc",
+        "//a", "/.", "",
+    ];
+    let mut n = 0;
+    for p in parts {
+        for r in parts {
+            let (pb, rb) = (p.as_bytes(), r.as_bytes());
+            if plain(pb) && plain(rb) {
+                n += 1;
+                assert_eq!(
+                    under_bytes(pb, rb),
+                    std::path::Path::new(p).starts_with(r),
+                    "{p:?} under {r:?}"
+                );
+            }
+        }
+    }
+    assert!(n > 40, "{n}");
+    for bad in ["/a/b/", "/a//b", "/a/./b", "//a", "/.", ""] {
+        assert!(!plain(bad.as_bytes()), "{bad:?}");
+    }
+}

@@ -168,36 +168,19 @@ fn under_any(p: &Path, roots: &[PathBuf], strict: bool) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let pb = p.as_os_str().as_bytes();
     // `p` is looked at once, not once per root.
-    if !plain(pb) {
+    if !warden_policy::plain(pb) {
         return roots
             .iter()
             .any(|r| p.starts_with(r) && !(strict && p == r));
     }
     roots.iter().any(|r| {
         let rb = r.as_os_str().as_bytes();
-        if plain(rb) {
-            under_bytes(pb, rb) && !(strict && pb.len() == rb.len())
+        if warden_policy::plain(rb) {
+            warden_policy::under_bytes(pb, rb) && !(strict && pb.len() == rb.len())
         } else {
             p.starts_with(r) && !(strict && p == r)
         }
     })
-}
-
-/// Whether the plainly spelled `p` lies at or below the plainly spelled `r`.
-fn under_bytes(pb: &[u8], rb: &[u8]) -> bool {
-    pb.starts_with(rb) && (pb.len() == rb.len() || rb == b"/" || pb[rb.len()] == b'/')
-}
-
-/// Not empty, spelled with one `/` between components, no `.` component, no trailing `/`
-/// (but `/`). One pass over the bytes.
-fn plain(b: &[u8]) -> bool {
-    if b == b"/" {
-        return true;
-    }
-    !b.is_empty()
-        && b.split(|&c| c == b'/')
-            .enumerate()
-            .all(|(i, c)| if c.is_empty() { i == 0 } else { c != b"." })
 }
 
 const FILE_NAMES: &[&str] = &[
