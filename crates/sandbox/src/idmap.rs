@@ -112,6 +112,9 @@ pub struct Prepared {
     pub ids: AgentIds,
     /// The agent's user namespace (maps 0 ↔ `ids`), already populated with its maps.
     pub userns: OwnedFd,
+    /// The sandbox's network namespace, owned by `userns` (stage 1 joins it instead of
+    /// making one).
+    pub netns: OwnedFd,
     /// Detached mounts (idmapped for writable roots) to attach at these paths inside.
     pub mounts: Vec<(PathBuf, OwnedFd)>,
     /// Package caches, idmapped (so the agent may copy their files up) but never attached
@@ -123,65 +126,117 @@ fn err(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
-/// The user namespace holder's body (see [`make_userns`]): closes its copy of the write end
-/// (`fds[1]`), then blocks reading `fds[0]` until the supervisor closes that end, and exits.
-/// Raw system calls only: it runs on the supervisor's memory, on a stack of its own.
-extern "C" fn hold_userns(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` points at the two descriptors `make_userns` keeps alive until it has
-    // reaped this process; only raw syscalls follow.
+/// The namespace holder's body (see [`Early::start`]). `fds`: the hold pipe's read and
+/// write ends, then the ready pipe's write end. Closes its copy of the hold pipe's write
+/// end, makes the sandbox's network namespace (owned by the user namespace it was born in:
+/// it holds every capability there), reports on the ready pipe (0, or the errno), then
+/// blocks reading the hold pipe until the supervisor closes it, and exits. Raw system calls
+/// only: it runs on the supervisor's memory, on a stack of its own.
+extern "C" fn hold_namespaces(arg: *mut libc::c_void) -> libc::c_int {
+    use crate::sys::raw3;
+    // SAFETY: `arg` points at the three descriptors `Early` keeps alive until it has
+    // reaped this process; only raw syscalls follow (no errno: it would be the forking
+    // thread's, which goes on).
     unsafe {
-        let fds = *(arg as *const [libc::c_int; 2]);
-        libc::syscall(libc::SYS_close, fds[1]);
+        let fds = *(arg as *const [libc::c_int; 3]);
+        raw3(libc::SYS_close, fds[1] as usize, 0, 0);
+        let r = raw3(libc::SYS_unshare, libc::CLONE_NEWNET as usize, 0, 0);
+        // 0, or the errno squeezed into one byte (never 0: that is success).
+        let code: u8 = if r == 0 { 0 } else { (-r).clamp(1, 255) as u8 };
+        raw3(
+            libc::SYS_write,
+            fds[2] as usize,
+            &code as *const u8 as usize,
+            1,
+        );
+        raw3(libc::SYS_close, fds[2] as usize, 0, 0);
         let mut b = 0u8;
-        libc::syscall(libc::SYS_read, fds[0], &mut b as *mut u8, 1usize);
-        libc::syscall(libc::SYS_exit, 0);
+        raw3(
+            libc::SYS_read,
+            fds[0] as usize,
+            &mut b as *mut u8 as usize,
+            1,
+        );
+        raw3(libc::SYS_exit, 0, 0, 0);
     }
     0
 }
 
-/// Creates a user namespace mapping `inner_uid/gid` to the agent's host ids and returns an
-/// fd to it (its only process is gone when this returns).
+/// The agent's user namespace and the sandbox's network namespace, started early: a
+/// `clone(CLONE_VM | CLONE_NEWUSER)` child on a small stack (it shares the supervisor's
+/// memory: nothing to copy, ~0.3 ms less than a fork of the supervisor) that makes the
+/// network namespace itself, on the other CPU, while the supervisor builds the plan. That
+/// namespace is the costliest part of the sandbox's start (0.7 ms of kernel set-up here),
+/// and nothing in it depends on the plan. It is the same namespace stage 1's `unshare`
+/// would make, owned by the same user namespace.
 ///
-/// The namespace's one process is a `clone(CLONE_VM | CLONE_NEWUSER)` child on a small
-/// stack: it shares the supervisor's memory (nothing to copy, ~0.3 ms less than a fork of
-/// the supervisor), holds the namespace while its maps are written, and exits.
-fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd, SysError> {
-    let (hold_r, hold_w) = warden_sys::pipe_cloexec()?;
-    let fds: [libc::c_int; 2] = [hold_r.as_raw_fd(), hold_w.as_raw_fd()];
-    let mut stack = vec![0u8; 64 * 1024];
-    // The stack grows down: its top, 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    // The child is born with every signal blocked (it inherits the mask): a handler of the
-    // supervisor's must never run there, on the supervisor's memory. The caller's mask is
-    // restored right after.
-    // SAFETY: sigset manipulation on local values; the child runs `hold_userns` on `stack`
-    // (kept alive, like `fds`, until the child is reaped below) and makes only raw
-    // syscalls; SIGCHLD lets waitpid reap it.
-    let pid = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(
-            hold_userns,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
-            &fds as *const [libc::c_int; 2] as *mut libc::c_void,
-        );
-        let e = std::io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if pid < 0 {
-            return Err(SysError::io("clone(CLONE_NEWUSER)", e));
+/// [`Early::finish`] writes the user namespace's maps and takes fds to both; dropped
+/// unfinished, the child is released and reaped.
+pub struct Early {
+    pid: libc::pid_t,
+    /// Closing it releases the child.
+    hold_w: Option<OwnedFd>,
+    ready_r: OwnedFd,
+    /// The child's stack and its three fds: alive until it is reaped (in `Drop`).
+    _stack: Vec<u8>,
+    _fds: Box<[libc::c_int; 3]>,
+    _hold_r: OwnedFd,
+}
+
+impl Early {
+    /// Starts the child. `None` when it cannot start (the caller makes both namespaces the
+    /// usual way, later).
+    pub fn start() -> Option<Early> {
+        let (hold_r, hold_w) = warden_sys::pipe_cloexec().ok()?;
+        let (ready_r, ready_w) = warden_sys::pipe_cloexec().ok()?;
+        let fds = Box::new([hold_r.as_raw_fd(), hold_w.as_raw_fd(), ready_w.as_raw_fd()]);
+        let mut stack = vec![0u8; 64 * 1024];
+        // The stack grows down: its top, 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+        // The child is born with every signal blocked (it inherits the mask): a handler of
+        // the supervisor's must never run there, on the supervisor's memory. The caller's
+        // mask is restored right after.
+        // SAFETY: sigset manipulation on local values; the child runs `hold_namespaces` on
+        // `stack` (kept alive, like `fds`, until the child is reaped in `Drop`) and makes
+        // only raw syscalls; SIGCHLD lets waitpid reap it.
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let pid = libc::clone(
+                hold_namespaces,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+                &*fds as *const [libc::c_int; 3] as *mut libc::c_void,
+            );
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            pid
+        };
+        if pid <= 0 {
+            return None;
         }
-        pid
-    };
-    drop(hold_r);
-    let reap = |pid: i32| {
-        let mut st = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut st, 0) };
-    };
-    let result = {
+        // The child has its own copies of these (no CLONE_FILES).
+        drop(ready_w);
+        Some(Early {
+            pid,
+            hold_w: Some(hold_w),
+            ready_r,
+            _stack: stack,
+            _fds: fds,
+            _hold_r: hold_r,
+        })
+    }
+
+    /// Maps `inner_uid/gid` to the agent's host ids, waits for the network namespace, and
+    /// returns fds to the user namespace and the network namespace.
+    fn finish(
+        self,
+        ids: AgentIds,
+        inner_uid: u32,
+        inner_gid: u32,
+    ) -> Result<(OwnedFd, OwnedFd), SysError> {
+        let pid = self.pid;
         let maps = [
             (
                 format!("/proc/{pid}/uid_map"),
@@ -192,18 +247,69 @@ fn make_userns(ids: AgentIds, inner_uid: u32, inner_gid: u32) -> Result<OwnedFd,
                 format!("{inner_gid} {} 1", ids.gid),
             ),
         ];
-        maps.iter()
-            .try_for_each(|(f, v)| std::fs::write(f, v).map_err(|e| SysError::io(f, e)))
-            .and_then(|_| {
-                let p = format!("/proc/{pid}/ns/user");
-                std::fs::File::open(&p)
-                    .map(OwnedFd::from)
-                    .map_err(|e| SysError::io(p, e))
-            })
+        for (f, v) in &maps {
+            std::fs::write(f, v).map_err(|e| SysError::io(f, e))?;
+        }
+        let mut code = [0u8; 1];
+        let n = loop {
+            // SAFETY: reading one byte into a local buffer from a pipe we own.
+            let n = unsafe { libc::read(self.ready_r.as_raw_fd(), code.as_mut_ptr().cast(), 1) };
+            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break n;
+            }
+        };
+        if n < 0 {
+            return Err(SysError::last("network namespace holder: read"));
+        }
+        match (n, code[0]) {
+            (1, 0) => {}
+            (1, e) => {
+                return Err(SysError::io(
+                    "unshare(CLONE_NEWNET)",
+                    std::io::Error::from_raw_os_error(e as i32),
+                ))
+            }
+            _ => {
+                return Err(SysError::io(
+                    "network namespace holder",
+                    std::io::Error::other("it exited before making the namespace"),
+                ))
+            }
+        }
+        let open = |what: &str| {
+            let p = format!("/proc/{pid}/ns/{what}");
+            std::fs::File::open(&p)
+                .map(OwnedFd::from)
+                .map_err(|e| SysError::io(p, e))
+        };
+        Ok((open("user")?, open("net")?))
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        drop(self.hold_w.take());
+        let mut st = 0;
+        // SAFETY: reaping our own child (its stack and fds live until this returns).
+        unsafe { libc::waitpid(self.pid, &mut st, 0) };
+    }
+}
+
+/// Creates the agent's user namespace, mapping `inner_uid/gid` to the agent's host ids,
+/// and the sandbox's network namespace inside it, through `early` when it was started
+/// (see [`Early`]).
+fn make_namespaces(
+    early: Option<Early>,
+    ids: AgentIds,
+    inner_uid: u32,
+    inner_gid: u32,
+) -> Result<(OwnedFd, OwnedFd), SysError> {
+    let early = match early {
+        Some(e) => e,
+        None => Early::start()
+            .ok_or_else(|| SysError::io("clone(CLONE_NEWUSER)", std::io::Error::last_os_error()))?,
     };
-    drop(hold_w);
-    reap(pid);
-    result
+    early.finish(ids, inner_uid, inner_gid)
 }
 
 fn cpath(p: &Path) -> Result<CString, SysError> {
@@ -395,6 +501,7 @@ pub struct Roots<'a> {
 /// the supervisor; writable roots idmapped so the invoking user (`user_uid`/`user_gid`,
 /// i.e. root) owns what the agent writes.
 pub fn prepare(
+    early: Option<Early>,
     ids: AgentIds,
     user_uid: u32,
     user_gid: u32,
@@ -408,7 +515,7 @@ pub fn prepare(
         root_ids,
         cache_ids,
     } = roots;
-    let userns = make_userns(ids, user_uid, user_gid)?;
+    let (userns, netns) = make_namespaces(early, ids, user_uid, user_gid)?;
     let mut mounts = Vec::new();
     // Supervisor-made copies shown read-write at a target (the agent-state filter): opened
     // from their source, idmapped, attached at the target.
@@ -440,6 +547,7 @@ pub fn prepare(
     Ok(Prepared {
         ids,
         userns,
+        netns,
         mounts,
         caches: cache_fds,
     })
@@ -470,6 +578,85 @@ pub fn enter(userns: RawFd) -> Result<(), SysError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ino(fd: RawFd) -> (u64, u64) {
+        // SAFETY: fstat into a local struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        (st.st_dev, st.st_ino)
+    }
+
+    /// The early namespaces: a network namespace of its own, owned by the user namespace
+    /// returned with it (what stage 1's `unshare` inside that user namespace would make),
+    /// which maps its 0 to the agent's ids; the holder is gone once both are returned, and
+    /// also when they never are (dropped unfinished).
+    #[test]
+    fn early_namespaces_are_a_fresh_network_namespace_owned_by_the_agents_user_namespace() {
+        // SAFETY: trivial getter.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: writing the agent's maps needs root");
+            return;
+        }
+        let early = Early::start().expect("clone(CLONE_VM | CLONE_NEWUSER)");
+        let pid = early.pid;
+        let ids = AgentIds {
+            uid: DEFAULT_AGENT_ID,
+            gid: DEFAULT_AGENT_ID + 1,
+        };
+        let (user, net) = early.finish(ids, 0, 0).expect("finish");
+        // SAFETY: waitpid on a pid that is no longer our child: ECHILD.
+        assert_eq!(
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) },
+            -1
+        );
+        let ours = std::fs::File::open("/proc/self/ns/net").expect("own netns");
+        assert_ne!(
+            ino(net.as_raw_fd()),
+            ino(ours.as_raw_fd()),
+            "a new network namespace"
+        );
+        // NS_GET_USERNS: the namespace's owning user namespace.
+        // SAFETY: an ioctl on a namespace fd we own, returning a new fd.
+        let owner = unsafe { libc::ioctl(net.as_raw_fd(), 0xb701) };
+        assert!(
+            owner >= 0,
+            "NS_GET_USERNS: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh fd from the kernel.
+        let owner = unsafe { OwnedFd::from_raw_fd(owner) };
+        assert_eq!(
+            ino(owner.as_raw_fd()),
+            ino(user.as_raw_fd()),
+            "owned by the agent's user namespace"
+        );
+        // The maps were written to that namespace: seen from a process that joins it.
+        // SAFETY: clearing FD_CLOEXEC on an fd we own, for the child to inherit it.
+        unsafe { libc::fcntl(user.as_raw_fd(), libc::F_SETFD, 0) };
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--user=/proc/self/fd/{}", user.as_raw_fd()))
+            .args(["cat", "/proc/self/uid_map", "/proc/self/gid_map"])
+            .output()
+            .expect("nsenter");
+        let maps: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect();
+        assert_eq!(
+            maps,
+            [["0", "2000000000", "1"], ["0", "2000000001", "1"]],
+            "{out:?}"
+        );
+
+        let dropped = Early::start().expect("clone");
+        let pid = dropped.pid;
+        drop(dropped);
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) },
+            -1
+        );
+    }
 
     #[test]
     fn picks_an_unused_id_outside_ranges() {

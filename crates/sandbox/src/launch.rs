@@ -81,6 +81,9 @@ pub struct Launch {
     /// The sandbox's seccomp filter, compiling since [`crate::filter::prepare`]; `None`:
     /// `launch` compiles it (in the supervisor, before forking).
     pub seccomp: Option<crate::filter::Prepared>,
+    /// The agent's user and network namespaces, in the making since the session started
+    /// (root only, see [`crate::idmap::Early`]); `None`: made when needed.
+    pub early_ns: Option<crate::idmap::Early>,
 }
 
 /// Whether SIGPIPE was ignored when warden started (set by `main`, before warden ignores it
@@ -166,6 +169,8 @@ struct ChildCtx {
     inherit_fds: Vec<(i32, RawFd)>,
     /// The prepared user namespace to join (root only).
     userns: Option<RawFd>,
+    /// The prepared network namespace to join, owned by `userns` (root only).
+    netns: Option<RawFd>,
     /// Detached mounts prepared by the supervisor, attached by init (root only).
     prebound: Vec<(PathBuf, RawFd)>,
     /// Idmapped package caches prepared by the supervisor: overlay lower layers (root only).
@@ -366,7 +371,14 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     // SAFETY: trivial getters.
     let (uid, gid, me) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
     warden_event::timing::mark("launch: before identity");
-    let prepared = prepare_identity(&l.plan, l.namespaces, l.best_effort, uid, gid)?;
+    let prepared = prepare_identity(
+        &l.plan,
+        l.namespaces,
+        l.best_effort,
+        uid,
+        gid,
+        l.early_ns.take(),
+    )?;
     warden_event::timing::mark("launch: identity prepared");
     if let Some(p) = &prepared {
         // Root: let the agent's host uid re-open its own stdio (`> /dev/stdout`).
@@ -433,6 +445,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
             .map(|(n, f)| (*n, f.as_raw_fd()))
             .collect(),
         userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
+        netns: prepared.as_ref().map(|p| p.netns.as_raw_fd()),
         prebound: prepared
             .as_ref()
             .map(|p| {
@@ -553,6 +566,7 @@ fn prepare_identity(
     best_effort: bool,
     uid: u32,
     gid: u32,
+    early: Option<crate::idmap::Early>,
 ) -> Result<Option<crate::idmap::Prepared>, String> {
     if !namespaces {
         return Ok(None);
@@ -572,6 +586,7 @@ fn prepare_identity(
         .filter_map(|b| b.source.as_ref().map(|s| (b.path.clone(), s.clone())))
         .collect();
     match crate::idmap::prepare(
+        early,
         ids,
         uid,
         gid,
@@ -844,6 +859,19 @@ fn stage1(mut c: ChildCtx) -> ! {
             fail_child(err_w, "agent identity", &e.to_string());
         }
         flags &= !libc::CLONE_NEWUSER;
+        // The network namespace made beside it (owned by it: joining takes the capability
+        // stage 1 now holds there).
+        if let Some(net) = c.netns {
+            // SAFETY: setns on an fd the supervisor opened, in a single-threaded child.
+            if unsafe { libc::setns(net, libc::CLONE_NEWNET) } != 0 {
+                fail_child(
+                    err_w,
+                    "namespaces",
+                    &format!("setns(network namespace): {}", sys::errno_str()),
+                );
+            }
+            flags &= !libc::CLONE_NEWNET;
+        }
         // Changing the euid cleared PDEATHSIG (commit_creds): arm it again, then make sure
         // the supervisor did not die in between.
         // SAFETY: prctl/getppid are plain syscalls.

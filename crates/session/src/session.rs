@@ -142,6 +142,13 @@ impl Session {
     pub fn start(self, sinks: Vec<Arc<dyn Sink>>) -> Result<SessionHandle, StartError> {
         let Session { config, exec, ui } = self;
         warden_event::timing::mark("session: start");
+        // Root's sandbox: the agent's user namespace and the sandbox's network namespace are
+        // made on the other CPU from now on, while the plan is built (see
+        // `warden_sandbox::idmap::Early`).
+        // SAFETY: trivial getter.
+        let early_ns = (config.features.user_namespaces && unsafe { libc::geteuid() } == 0)
+            .then(warden_sandbox::idmap::Early::start)
+            .flatten();
         let (hook_r, hook_w) = hook_pipe()?;
         let host_proxy = bind_host_proxy(&config)?;
         warden_event::timing::mark("session: host proxy bound");
@@ -171,22 +178,39 @@ impl Session {
         // for an RCU grace period (5–38 ms here), which their prewarm starts now (see
         // `warden_sandbox::cgroup::prewarm`), so it runs while the plan is built and the
         // sandbox set up (started after the plan, it ended 3–10 ms past the agent's release).
+        // They are made on the second core while the plan is built (neither reads the
+        // other; a scoped thread, joined before anything else starts).
         let bpf = matches!(exec, ExecSetup::Bpf(_));
-        let cgroups = session_cgroups(&config, bpf);
+        let (cgroups, planned) = std::thread::scope(|s| {
+            let made = std::thread::Builder::new()
+                .name("warden-cgroups".into())
+                .spawn_scoped(s, || session_cgroups(&config, bpf));
+            let planned = (|| {
+                let mut plan = build_plan(
+                    &config,
+                    host_proxy.as_ref().map(|(_, p)| *p),
+                    extra_read,
+                    advisor.as_ref(),
+                );
+                lock_warden_dirs(&config, &mut plan)?;
+                check_command(&config, &plan)?;
+                Ok::<_, StartError>(plan)
+            })();
+            warden_event::timing::mark("session: plan built");
+            let cgroups = match made {
+                Ok(h) => h.join().ok(),
+                Err(_) => None,
+            }
+            .unwrap_or_else(|| session_cgroups(&config, bpf));
+            (cgroups, planned)
+        });
         warden_event::timing::mark("session: cgroups");
-        let mut plan = build_plan(
-            &config,
-            host_proxy.as_ref().map(|(_, p)| *p),
-            extra_read,
-            advisor.as_ref(),
-        );
-        lock_warden_dirs(&config, &mut plan)?;
-        check_command(&config, &plan)?;
+        // (A refused plan drops the cgroups: each removes itself.)
+        let mut plan = planned?;
         // Compiles while the rest is set up (or comes from the state directory's cache);
         // `launch` joins it before forking.
         warden_sandbox::bpf::set_cache_dir(config.state_dir.join("bpf"));
         let seccomp = warden_sandbox::filter::prepare(!plan.net_isolated);
-        warden_event::timing::mark("session: plan built");
         let agent_state = start_agent_state(&config, &mut plan)?;
         warden_event::timing::mark("session: agent state");
         let early = open_session_log(&config, &plan, sinks.clone())?;
@@ -330,6 +354,7 @@ impl Session {
                 namespaces: res.config.features.user_namespaces,
                 pty: tty,
                 seccomp: Some(seccomp),
+                early_ns,
             };
             Ok::<_, StartError>(supervise::Start {
                 launch: l,
