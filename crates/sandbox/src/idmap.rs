@@ -134,11 +134,20 @@ fn err(what: &str) -> String {
 /// only: it runs on the supervisor's memory, on a stack of its own.
 extern "C" fn hold_namespaces(arg: *mut libc::c_void) -> libc::c_int {
     use crate::sys::raw3;
-    // SAFETY: `arg` points at the three descriptors `Early` keeps alive until it has
-    // reaped this process; only raw syscalls follow (no errno: it would be the forking
-    // thread's, which goes on).
+    // SAFETY: `arg` points at the `HolderArgs` `Early` keeps alive until it has reaped this
+    // process; only raw syscalls follow (no errno: it would be the forking thread's, which
+    // goes on).
     unsafe {
-        let fds = *(arg as *const [libc::c_int; 3]);
+        let a = &*(arg as *const HolderArgs);
+        let fds = a.fds;
+        if a.pin {
+            raw3(
+                libc::SYS_sched_setaffinity,
+                0,
+                std::mem::size_of::<libc::cpu_set_t>(),
+                &a.cpus as *const libc::cpu_set_t as usize,
+            );
+        }
         raw3(libc::SYS_close, fds[1] as usize, 0, 0);
         let r = raw3(libc::SYS_unshare, libc::CLONE_NEWNET as usize, 0, 0);
         // 0, or the errno squeezed into one byte (never 0: that is success).
@@ -162,6 +171,16 @@ extern "C" fn hold_namespaces(arg: *mut libc::c_void) -> libc::c_int {
     0
 }
 
+/// What the holder gets: its three fds (see [`hold_namespaces`]), and the CPUs to move to
+/// first (`pin`: every CPU it may use but the supervisor's current one, so that the
+/// namespace is made beside the supervisor's work, not in its place).
+#[repr(C)]
+struct HolderArgs {
+    fds: [libc::c_int; 3],
+    pin: bool,
+    cpus: libc::cpu_set_t,
+}
+
 /// The agent's user namespace and the sandbox's network namespace, started early: a
 /// `clone(CLONE_VM | CLONE_NEWUSER)` child on a small stack (it shares the supervisor's
 /// memory: nothing to copy, ~0.3 ms less than a fork of the supervisor) that makes the
@@ -177,9 +196,9 @@ pub struct Early {
     /// Closing it releases the child.
     hold_w: Option<OwnedFd>,
     ready_r: OwnedFd,
-    /// The child's stack and its three fds: alive until it is reaped (in `Drop`).
+    /// The child's stack and arguments: alive until it is reaped (in `Drop`).
     _stack: Vec<u8>,
-    _fds: Box<[libc::c_int; 3]>,
+    _args: Box<HolderArgs>,
     _hold_r: OwnedFd,
 }
 
@@ -189,7 +208,24 @@ impl Early {
     pub fn start() -> Option<Early> {
         let (hold_r, hold_w) = warden_sys::pipe_cloexec().ok()?;
         let (ready_r, ready_w) = warden_sys::pipe_cloexec().ok()?;
-        let fds = Box::new([hold_r.as_raw_fd(), hold_w.as_raw_fd(), ready_w.as_raw_fd()]);
+        // SAFETY: cpu_set_t is plain data; sched_getaffinity/sched_getcpu fill or return
+        // plain values.
+        let (pin, cpus) = unsafe {
+            let mut cpus: libc::cpu_set_t = std::mem::zeroed();
+            let here = libc::sched_getcpu();
+            let ok = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut cpus)
+                == 0
+                && here >= 0;
+            if ok {
+                libc::CPU_CLR(here as usize, &mut cpus);
+            }
+            (ok && libc::CPU_COUNT(&cpus) > 0, cpus)
+        };
+        let args = Box::new(HolderArgs {
+            fds: [hold_r.as_raw_fd(), hold_w.as_raw_fd(), ready_w.as_raw_fd()],
+            pin,
+            cpus,
+        });
         let mut stack = vec![0u8; 64 * 1024];
         // The stack grows down: its top, 16-byte aligned.
         let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
@@ -197,7 +233,7 @@ impl Early {
         // the supervisor's must never run there, on the supervisor's memory. The caller's
         // mask is restored right after.
         // SAFETY: sigset manipulation on local values; the child runs `hold_namespaces` on
-        // `stack` (kept alive, like `fds`, until the child is reaped in `Drop`) and makes
+        // `stack` (kept alive, like `args`, until the child is reaped in `Drop`) and makes
         // only raw syscalls; SIGCHLD lets waitpid reap it.
         let pid = unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
@@ -208,7 +244,7 @@ impl Early {
                 hold_namespaces,
                 top as *mut libc::c_void,
                 libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
-                &*fds as *const [libc::c_int; 3] as *mut libc::c_void,
+                &*args as *const HolderArgs as *mut libc::c_void,
             );
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             pid
@@ -223,9 +259,19 @@ impl Early {
             hold_w: Some(hold_w),
             ready_r,
             _stack: stack,
-            _fds: fds,
+            _args: args,
             _hold_r: hold_r,
         })
+    }
+
+    /// For a session not started by root: maps the user's own uid/gid to themselves (what
+    /// stage 1 writes after its own `unshare(CLONE_NEWUSER)`, supplementary groups denied),
+    /// waits for the network namespace, and returns fds to both namespaces. Stage 1 joins
+    /// them with [`enter`] (`become_root: false`).
+    pub fn finish_own(self, uid: u32, gid: u32) -> Result<(OwnedFd, OwnedFd), SysError> {
+        let setgroups = format!("/proc/{}/setgroups", self.pid);
+        std::fs::write(&setgroups, "deny").map_err(|e| SysError::io(setgroups, e))?;
+        self.finish(AgentIds { uid, gid }, uid, gid)
     }
 
     /// Maps `inner_uid/gid` to the agent's host ids, waits for the network namespace, and
@@ -553,14 +599,19 @@ pub fn prepare(
     })
 }
 
-/// Called in stage1 (host root, single-threaded) in place of `unshare(CLONE_NEWUSER)` and
-/// writing maps: joins the prepared namespace and becomes its uid/gid 0 (the agent's host
-/// ids) with no supplementary groups, keeping full capabilities inside it only.
-pub fn enter(userns: RawFd) -> Result<(), SysError> {
+/// Called in stage1 (single-threaded) in place of `unshare(CLONE_NEWUSER)` and writing
+/// maps: joins the prepared namespace, with full capabilities inside it only. Run by root
+/// (`become_root`): becomes its uid/gid 0 (the agent's host ids) with no supplementary
+/// groups. Otherwise the namespace maps the user's own ids ([`Early::finish_own`]), which
+/// stay as they are, as after an `unshare`.
+pub fn enter(userns: RawFd, become_root: bool) -> Result<(), SysError> {
     // SAFETY: plain syscalls in a single-threaded child.
     unsafe {
         if libc::setns(userns, libc::CLONE_NEWUSER) != 0 {
             return Err(SysError::last("setns(user namespace)"));
+        }
+        if !become_root {
+            return Ok(());
         }
         if libc::setgroups(0, std::ptr::null()) != 0 {
             return Err(SysError::last("setgroups([])"));

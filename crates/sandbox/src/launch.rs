@@ -167,10 +167,13 @@ struct ChildCtx {
     pid_max: Option<u32>,
     inherit_fd: Option<RawFd>,
     inherit_fds: Vec<(i32, RawFd)>,
-    /// The prepared user namespace to join (root only).
+    /// The prepared user namespace to join.
     userns: Option<RawFd>,
-    /// The prepared network namespace to join, owned by `userns` (root only).
+    /// The prepared network namespace to join, owned by `userns`.
     netns: Option<RawFd>,
+    /// Joining `userns`, become its uid 0 (root's prepared agent identity); otherwise keep
+    /// the user's own ids, which it maps to themselves.
+    become_root: bool,
     /// Detached mounts prepared by the supervisor, attached by init (root only).
     prebound: Vec<(PathBuf, RawFd)>,
     /// Idmapped package caches prepared by the supervisor: overlay lower layers (root only).
@@ -377,8 +380,17 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         l.best_effort,
         uid,
         gid,
-        l.early_ns.take(),
+        &mut l.early_ns,
     )?;
+    // Not root: the early namespaces map the user's own ids (where they cannot be
+    // finished, stage 1 makes both itself, as it always did).
+    let own_ns = match l.early_ns.take() {
+        Some(e) if l.namespaces && prepared.is_none() && uid != 0 => e
+            .finish_own(uid, gid)
+            .map_err(|e| tracing::debug!("early namespaces: {e}"))
+            .ok(),
+        _ => None,
+    };
     warden_event::timing::mark("launch: identity prepared");
     if let Some(p) = &prepared {
         // Root: let the agent's host uid re-open its own stdio (`> /dev/stdout`).
@@ -444,8 +456,11 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
             .iter()
             .map(|(n, f)| (*n, f.as_raw_fd()))
             .collect(),
-        userns: prepared.as_ref().map(|p| p.userns.as_raw_fd()),
-        netns: prepared.as_ref().map(|p| p.netns.as_raw_fd()),
+        userns: (prepared.as_ref().map(|p| p.userns.as_raw_fd()))
+            .or(own_ns.as_ref().map(|(u, _)| u.as_raw_fd())),
+        netns: (prepared.as_ref().map(|p| p.netns.as_raw_fd()))
+            .or(own_ns.as_ref().map(|(_, n)| n.as_raw_fd())),
+        become_root: prepared.is_some(),
         prebound: prepared
             .as_ref()
             .map(|p| {
@@ -501,6 +516,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     drop(nest_fds);
     drop(devnull);
     drop(prepared);
+    drop(own_ns);
     drop(cgroup_files);
     let hook_pipe = if hook_socket_wanted {
         l.inherit_fd
@@ -566,7 +582,7 @@ fn prepare_identity(
     best_effort: bool,
     uid: u32,
     gid: u32,
-    early: Option<crate::idmap::Early>,
+    early: &mut Option<crate::idmap::Early>,
 ) -> Result<Option<crate::idmap::Prepared>, String> {
     if !namespaces {
         return Ok(None);
@@ -586,7 +602,7 @@ fn prepare_identity(
         .filter_map(|b| b.source.as_ref().map(|s| (b.path.clone(), s.clone())))
         .collect();
     match crate::idmap::prepare(
-        early,
+        early.take(),
         ids,
         uid,
         gid,
@@ -855,7 +871,7 @@ fn stage1(mut c: ChildCtx) -> ! {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
     if let Some(ns) = c.userns {
-        if let Err(e) = crate::idmap::enter(ns) {
+        if let Err(e) = crate::idmap::enter(ns, c.become_root) {
             fail_child(err_w, "agent identity", &e.to_string());
         }
         flags &= !libc::CLONE_NEWUSER;
@@ -986,7 +1002,7 @@ fn init(mut c: ChildCtx) -> ! {
         // SAFETY: closing the prepared mount fds, now attached.
         unsafe { libc::close(fd) };
     }
-    if let Some(ns) = c.userns.take() {
+    for ns in [c.userns.take(), c.netns.take()].into_iter().flatten() {
         // SAFETY: as above.
         unsafe { libc::close(ns) };
     }

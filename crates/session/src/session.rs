@@ -142,11 +142,12 @@ impl Session {
     pub fn start(self, sinks: Vec<Arc<dyn Sink>>) -> Result<SessionHandle, StartError> {
         let Session { config, exec, ui } = self;
         warden_event::timing::mark("session: start");
-        // Root's sandbox: the agent's user namespace and the sandbox's network namespace are
-        // made on the other CPU from now on, while the plan is built (see
+        // The agent's user namespace and the sandbox's network namespace are made on the
+        // other CPU from now on, while the plan is built (see
         // `warden_sandbox::idmap::Early`).
-        // SAFETY: trivial getter.
-        let early_ns = (config.features.user_namespaces && unsafe { libc::geteuid() } == 0)
+        let early_ns = config
+            .features
+            .user_namespaces
             .then(warden_sandbox::idmap::Early::start)
             .flatten();
         let (hook_r, hook_w) = hook_pipe()?;

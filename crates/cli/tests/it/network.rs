@@ -431,3 +431,59 @@ fn without_user_namespaces_landlock_allows_only_the_proxy_port() {
         text(&o)
     );
 }
+
+/// A session started by an ordinary user (not root) joins the user and network namespaces
+/// made early, beside the plan (`warden_sandbox::idmap::Early::finish_own`): a network
+/// namespace of its own with only a loopback device, which is up (a connection to
+/// 127.0.0.1 inside works), the user's own ids inside, and its files owned by that user on
+/// the host.
+#[test]
+fn an_ordinary_users_session_gets_its_own_network_namespace_with_loopback_up() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (runs a session as uid 65534)");
+        return;
+    }
+    let s = Scratch::beside("warden-net", "ordinary");
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&s.root)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .env("HOME", &s.home)
+        .current_dir(&s.ws)
+        .stdin(Stdio::null());
+    for v in super::common::SCRUBBED_ENV {
+        c.env_remove(v);
+    }
+    let script = "id -u; readlink /proc/self/ns/net; cut -d: -f1 /proc/net/dev | tail -n +3; \
+                  /usr/bin/python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); \
+                  s.listen(); c=socket.create_connection(s.getsockname(), timeout=2); print('loopback-up')\"; \
+                  echo made > made.txt";
+    let o = c.args(["run", "--", "sh", "-c", script]).output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines.first(), Some(&"65534"), "{out}");
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("net:[")),
+        "{out}"
+    );
+    assert_ne!(
+        Some(&host_net.to_string_lossy().as_ref()),
+        lines.get(1),
+        "{out}"
+    );
+    assert_eq!(lines.get(2), Some(&"lo"), "only a loopback device: {out}");
+    assert_eq!(lines.get(3), Some(&"loopback-up"), "{out}");
+    // Judged on the host: the file is there, the user's.
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(s.ws.join("made.txt")).expect("made.txt on the host");
+    assert_eq!((md.uid(), md.gid()), (65534, 65534));
+}
