@@ -16,12 +16,14 @@
 //!   readable.
 //!
 //! The user namespace is created here, in the supervisor (host root, single-threaded), by a
-//! throwaway child; the supervisor writes its maps, keeps an fd to it, and stage1 later
-//! `setns`es into it. The same namespace serves as the mounts' idmapping. Every bind source
+//! throwaway child ([`Early`], which also makes the sandbox's network namespace, on another
+//! CPU while the plan is built); the supervisor writes its maps, keeps fds to both, and
+//! stage1 later `setns`es into them. The same namespace serves as the mounts' idmapping. Every bind source
 //! is opened here too (`open_tree(OPEN_TREE_CLONE)`), because the sandbox's init — root only
 //! inside the namespace — cannot traverse root-only directories such as `/root` (0700).
 //!
 //! Non-root users keep the identity mapping (their own uid): they are not root on the host.
+//! Their sessions join early namespaces too ([`Early::finish_own`]), mapped to themselves.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -631,9 +633,11 @@ mod tests {
     use super::*;
 
     fn ino(fd: RawFd) -> (u64, u64) {
-        // SAFETY: fstat into a local struct.
+        // SAFETY: a zeroed plain struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        // SAFETY: fstat into that local struct.
+        let r = unsafe { libc::fstat(fd, &mut st) };
+        assert_eq!(r, 0);
         (st.st_dev, st.st_ino)
     }
 
@@ -656,10 +660,8 @@ mod tests {
         };
         let (user, net) = early.finish(ids, 0, 0).expect("finish");
         // SAFETY: waitpid on a pid that is no longer our child: ECHILD.
-        assert_eq!(
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) },
-            -1
-        );
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1, "the holder is reaped");
         let ours = std::fs::File::open("/proc/self/ns/net").expect("own netns");
         assert_ne!(
             ino(net.as_raw_fd()),
@@ -703,10 +705,8 @@ mod tests {
         let pid = dropped.pid;
         drop(dropped);
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) },
-            -1
-        );
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1, "the holder is reaped");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! warden run (supervisor, outside)
-//!   └─ stage1   PR_SET_PDEATHSIG(KILL); unshare(USER|NS|PID|NET|IPC|UTS); maps own uid/gid
-//!        │      (run by root: joins the user namespace the supervisor prepared, which maps
-//!        │      the agent to an unprivileged host uid — see [`crate::idmap`])
+//!   └─ stage1   PR_SET_PDEATHSIG(KILL); joins the user and network namespaces made early
+//!        │      beside the plan ([`crate::idmap::Early`]: run by root, the user namespace
+//!        │      maps the agent to an unprivileged host uid — see [`crate::idmap`]; otherwise
+//!        │      the user's own ids); unshare(NS|PID|IPC|UTS). (Where they could not be
+//!        │      made early: unshare(USER|NS|PID|NET|IPC|UTS) and maps its own uid/gid.)
 //!        └─ init  (pid 1 of the new pid namespace) PDEATHSIG(KILL); builds the mount view;
 //!             │   brings up loopback; runs init tasks (the proxy bridge); reaps; exits with
 //!             │   the agent's status — which kills everything left in the namespace
