@@ -131,7 +131,8 @@ fn err(what: &str) -> String {
 /// The namespace holder's body (see [`Early::start`]). `fds`: the hold pipe's read and
 /// write ends, then the ready pipe's write end. Closes its copy of the hold pipe's write
 /// end, makes the sandbox's network namespace (owned by the user namespace it was born in:
-/// it holds every capability there), reports on the ready pipe (0, or the errno), then
+/// it holds every capability there) and brings its loopback device up, reports on the
+/// ready pipe (0, or the errno), then
 /// blocks reading the hold pipe until the supervisor closes it, and exits. Raw system calls
 /// only: it runs on the supervisor's memory, on a stack of its own.
 extern "C" fn hold_namespaces(arg: *mut libc::c_void) -> libc::c_int {
@@ -152,6 +153,37 @@ extern "C" fn hold_namespaces(arg: *mut libc::c_void) -> libc::c_int {
         }
         raw3(libc::SYS_close, fds[1] as usize, 0, 0);
         let r = raw3(libc::SYS_unshare, libc::CLONE_NEWNET as usize, 0, 0);
+        if r == 0 {
+            // Its loopback device up, here rather than in the sandbox's init (which checks
+            // and brings it up itself if this did not: errors are left to it).
+            let mut ifr = a.lo;
+            let s = raw3(
+                libc::SYS_socket,
+                libc::AF_INET as usize,
+                (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
+                0,
+            );
+            if s >= 0 {
+                let get = &mut ifr as *mut libc::ifreq as usize;
+                if raw3(
+                    libc::SYS_ioctl,
+                    s as usize,
+                    libc::SIOCGIFFLAGS as usize,
+                    get,
+                ) == 0
+                {
+                    ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+                    let set = &ifr as *const libc::ifreq as usize;
+                    raw3(
+                        libc::SYS_ioctl,
+                        s as usize,
+                        libc::SIOCSIFFLAGS as usize,
+                        set,
+                    );
+                }
+                raw3(libc::SYS_close, s as usize, 0, 0);
+            }
+        }
         // 0, or the errno squeezed into one byte (never 0: that is success).
         let code: u8 = if r == 0 { 0 } else { (-r).clamp(1, 255) as u8 };
         raw3(
@@ -181,6 +213,8 @@ struct HolderArgs {
     fds: [libc::c_int; 3],
     pin: bool,
     cpus: libc::cpu_set_t,
+    /// A request naming the loopback device (`lo`), copied by the holder.
+    lo: libc::ifreq,
 }
 
 /// The agent's user namespace and the sandbox's network namespace, started early: a
@@ -223,10 +257,16 @@ impl Early {
             }
             (ok && libc::CPU_COUNT(&cpus) > 0, cpus)
         };
+        // SAFETY: ifreq is plain data.
+        let mut lo: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (i, b) in b"lo\0".iter().enumerate() {
+            lo.ifr_name[i] = *b as libc::c_char;
+        }
         let args = Box::new(HolderArgs {
             fds: [hold_r.as_raw_fd(), hold_w.as_raw_fd(), ready_w.as_raw_fd()],
             pin,
             cpus,
+            lo,
         });
         let mut stack = vec![0u8; 64 * 1024];
         // The stack grows down: its top, 16-byte aligned.
@@ -700,6 +740,26 @@ mod tests {
             [["0", "2000000000", "1"], ["0", "2000000001", "1"]],
             "{out:?}"
         );
+
+        // Its loopback device is up (the holder brought it up: init finds nothing to do).
+        let mut lo_up = false;
+        std::thread::scope(|s| {
+            // SAFETY: as in `crate::sys::loopback_up`, in a thread of our own that joins
+            // the namespace (the test's other threads keep theirs).
+            s.spawn(|| unsafe {
+                assert_eq!(libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET), 0);
+                let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+                assert!(sock >= 0);
+                let mut ifr: libc::ifreq = std::mem::zeroed();
+                for (i, b) in b"lo\0".iter().enumerate() {
+                    ifr.ifr_name[i] = *b as libc::c_char;
+                }
+                assert_eq!(libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr), 0);
+                lo_up = ifr.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short != 0;
+                libc::close(sock);
+            });
+        });
+        assert!(lo_up, "the holder brought lo up");
 
         let dropped = Early::start().expect("clone");
         let pid = dropped.pid;

@@ -212,7 +212,8 @@ pub fn set_passcred(sock: &OwnedFd) -> Result<(), SysError> {
     Ok(warden_sys::set_passcred(sock.as_fd())?)
 }
 
-/// Brings up the loopback interface in the current network namespace.
+/// Brings up the loopback interface in the current network namespace (nothing to do when
+/// the early namespaces' holder did already: see [`crate::idmap::Early`]).
 pub fn loopback_up() -> Result<(), SysError> {
     // SAFETY: ioctl on a datagram socket with an ifreq.
     unsafe {
@@ -229,7 +230,12 @@ pub fn loopback_up() -> Result<(), SysError> {
             libc::close(s);
             return Err(e);
         }
-        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let up = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if ifr.ifr_ifru.ifru_flags & up == up {
+            libc::close(s);
+            return Ok(());
+        }
+        ifr.ifr_ifru.ifru_flags |= up;
         let r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
         let e = SysError::last("SIOCSIFFLAGS lo");
         libc::close(s);
