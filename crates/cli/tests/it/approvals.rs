@@ -1287,24 +1287,7 @@ fn root_against_another_users_session_is_refused_with_the_reason() {
         return;
     }
     let s = Scratch::beside("warden-appr", "rootpeer");
-    let chown = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(&s.root)
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let as_nobody = || {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_warden"))
-            .env("HOME", &s.home)
-            .current_dir(&s.ws)
-            .stdin(Stdio::null());
-        for v in super::common::SCRUBBED_ENV {
-            c.env_remove(v);
-        }
-        c
-    };
+    let as_nobody = || s.warden_as_nobody();
     let child = as_nobody()
         .args(["run", "--", "sleep", "30"])
         .stdout(Stdio::piped())

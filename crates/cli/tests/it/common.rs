@@ -64,6 +64,27 @@ impl Scratch {
     pub fn warden(&self) -> Command {
         warden(&self.home)
     }
+
+    /// `warden` run by an ordinary user (uid/gid 65534, no groups) with this tree's `$HOME`,
+    /// in its workspace, stdin closed; the tree is given to that user first. Needs root.
+    pub fn warden_as_nobody(&self) -> Command {
+        let chown = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&self.root)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(WARDEN)
+            .env("HOME", &self.home)
+            .current_dir(&self.ws)
+            .stdin(std::process::Stdio::null());
+        for v in SCRUBBED_ENV {
+            c.env_remove(v);
+        }
+        c
+    }
 }
 
 impl Drop for Scratch {

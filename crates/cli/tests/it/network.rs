@@ -445,26 +445,14 @@ fn an_ordinary_users_session_gets_its_own_network_namespace_with_loopback_up() {
         return;
     }
     let s = Scratch::beside("warden-net", "ordinary");
-    let chown = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(&s.root)
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_warden"))
-        .env("HOME", &s.home)
-        .current_dir(&s.ws)
-        .stdin(Stdio::null());
-    for v in super::common::SCRUBBED_ENV {
-        c.env_remove(v);
-    }
     let script = "id -u; readlink /proc/self/ns/net; cut -d: -f1 /proc/net/dev | tail -n +3; \
                   /usr/bin/python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); \
                   s.listen(); c=socket.create_connection(s.getsockname(), timeout=2); print('loopback-up')\"; \
                   echo made > made.txt";
-    let o = c.args(["run", "--", "sh", "-c", script]).output().unwrap();
+    let o = (s.warden_as_nobody())
+        .args(["run", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     let stdout = String::from_utf8_lossy(&o.stdout);
