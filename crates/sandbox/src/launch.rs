@@ -84,7 +84,7 @@ pub struct Launch {
     /// `launch` compiles it (in the supervisor, before forking).
     pub seccomp: Option<crate::filter::Prepared>,
     /// The agent's user and network namespaces, in the making since the session started
-    /// (root only, see [`crate::idmap::Early`]); `None`: made when needed.
+    /// (see [`crate::idmap::Early`]; root and ordinary users alike); `None`: made when needed.
     pub early_ns: Option<crate::idmap::Early>,
 }
 
