@@ -224,6 +224,25 @@ pub fn mkdir_all(
     rel: &Path,
     dev: Option<u64>,
 ) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
+    mkdir_all_as(dir, rel, dev, None)
+}
+
+/// [`mkdir_all`], each directory it makes marked with `token` as it appears ([`make_marked`]).
+pub fn mkdir_all_marked(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    dev: Option<u64>,
+    token: &str,
+) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
+    mkdir_all_as(dir, rel, dev, Some(token))
+}
+
+fn mkdir_all_as(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    dev: Option<u64>,
+    token: Option<&str>,
+) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
     let rel = relative(rel)?;
     let mut cur = open_dir(dir, Path::new(""), true, dev)?;
     let mut made = Vec::new();
@@ -231,18 +250,21 @@ pub fn mkdir_all(
     for c in rel.components() {
         let name = c.as_os_str();
         sofar.push(name);
-        let cn = single(name)?;
-        // SAFETY: mkdirat relative to a verified directory fd.
-        let r = unsafe { libc::mkdirat(cur.as_raw_fd(), cn.as_ptr(), 0o755) };
-        if r == 0 {
-            made.push(sofar.clone());
-        } else {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
+        let r = match token {
+            Some(t) => make_marked(cur.as_fd(), name, true, t),
+            None => match mkdir_at(cur.as_fd(), name, 0o755) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+                r => r.map(|()| true),
+            },
+        };
+        match r {
+            Ok(true) => made.push(sofar.clone()),
+            Ok(false) => {}
+            Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
                     format!("mkdir {}: {e}", sofar.display()),
-                ));
+                ))
             }
         }
         cur = open_dir(cur.as_fd(), Path::new(name), true, dev)
@@ -263,6 +285,166 @@ pub fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The extended attribute that marks what warden made as a placeholder; its value is the
+/// session's token ([`token`]). The agent cannot set or copy one (the sandbox's seccomp filter
+/// refuses every xattr write), so a marked path was made by warden.
+pub const MARK: &str = "user.warden.placeholder";
+
+/// 16 random hex digits: a session's token for [`make_marked`] (names and marks the agent
+/// cannot make in advance).
+pub fn token() -> String {
+    format!("{:016x}", random64())
+}
+
+/// The name under which [`make_marked`] makes `name` before renaming it into place.
+pub fn marked_temp(name: &OsStr, token: &str) -> OsString {
+    let mut s = OsString::from(".");
+    s.push(name);
+    s.push(format!(".warden-{token}"));
+    s
+}
+
+fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = single(name)?;
+    // SAFETY: mkdirat relative to a verified directory fd, a NUL-terminated single name.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Marks the open file or directory `fd` with `token` ([`MARK`]); `Ok(false)` on a file
+/// system without user xattrs.
+fn mark(fd: BorrowedFd<'_>, token: &str) -> io::Result<bool> {
+    let n = cstr(OsStr::new(MARK))?;
+    // SAFETY: fsetxattr on an open fd with a NUL-terminated name and a buffer of its length.
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            token.as_ptr().cast(),
+            token.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Makes `name` in `dir` (an empty regular file, or a directory) already marked with `token`
+/// when it appears: made as [`marked_temp`], marked ([`MARK`]), then renamed into place
+/// without replacing anything (`RENAME_NOREPLACE`). A process killed at any point leaves
+/// either a temporary name or a marked placeholder, both of which a later sweep can tell from
+/// the user's own files. `Ok(false)`: `name` already existed (nothing made).
+pub fn make_marked(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    is_dir: bool,
+    token: &str,
+) -> io::Result<bool> {
+    let tmp = marked_temp(name, token);
+    // Made here (a clash on the temporary name is an error, and what is there is not ours).
+    let fd = if is_dir {
+        mkdir_at(dir, &tmp, 0o755)?;
+        open_dir(dir, Path::new(&tmp), false, None)
+    } else {
+        Ok(open_beneath(
+            dir,
+            Path::new(&tmp),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+            0o644,
+        )?)
+    };
+    let placed = fd
+        .and_then(|fd| mark(fd.as_fd(), token))
+        .and_then(|_| rename_noreplace(dir, &tmp, name));
+    let Err(e) = placed else {
+        return Ok(true);
+    };
+    let _ = unlink_at(dir, &tmp, is_dir);
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => Ok(false),
+        // A file system without RENAME_NOREPLACE: made in place, then marked (a process
+        // killed between the two leaves an unmarked placeholder, which no sweep removes: the
+        // user's own empty file looks the same).
+        Some(libc::EINVAL) => {
+            let made = if is_dir {
+                match mkdir_at(dir, name, 0o755) {
+                    Ok(()) => true,
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                create_file(dir, name)?
+            };
+            if made {
+                let fd = if is_dir {
+                    open_dir(dir, Path::new(name), false, None)?
+                } else {
+                    open_file(dir, Path::new(name), libc::O_WRONLY, None)?
+                };
+                mark(fd.as_fd(), token)?;
+            }
+            Ok(made)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Whether `name` in `dir` carries [`MARK`] with the value `token` (read without following
+/// a symlink there; any error reads as unmarked).
+pub fn is_marked(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> bool {
+    let Ok(n) = single(name) else {
+        return false;
+    };
+    // lgetxattr through our own directory fd's magic link: `name` is looked up in the
+    // verified directory and not followed (there is no fgetxattrat before Linux 6.13).
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(n.as_bytes());
+    let Ok(path) = CString::new(path) else {
+        return false;
+    };
+    let Ok(attr) = cstr(OsStr::new(MARK)) else {
+        return false;
+    };
+    let mut buf = [0u8; 64];
+    // SAFETY: lgetxattr with NUL-terminated strings into a buffer of its length.
+    let r = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            attr.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    r >= 0 && &buf[..r as usize] == token.as_bytes()
+}
+
+/// `renameat2(dir, from, dir, to, RENAME_NOREPLACE)`: `EEXIST` when `to` exists.
+pub fn rename_noreplace(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()> {
+    let (f, t) = (single(from)?, single(to)?);
+    // SAFETY: renameat2 relative to one directory fd, NUL-terminated single names.
+    let r = unsafe {
+        libc::renameat2(
+            dir.as_raw_fd(),
+            f.as_ptr(),
+            dir.as_raw_fd(),
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `renameat(dir, from, dir, to)` for two single names in a verified directory fd (nothing
@@ -300,6 +482,13 @@ pub fn exchange_in(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<()> 
 /// make in advance (attack review 62: with the pid and a counter, it made them all first,
 /// and every replacement failed).
 pub fn aside_name(name: &OsStr) -> OsString {
+    let mut s = OsString::from(".");
+    s.push(name);
+    s.push(format!(".warden-{:016x}", random64()));
+    s
+}
+
+fn random64() -> u64 {
     let mut r = [0u8; 8];
     // SAFETY: getrandom into a local buffer of its length.
     let n = unsafe { libc::getrandom(r.as_mut_ptr() as *mut libc::c_void, r.len(), 0) };
@@ -311,10 +500,7 @@ pub fn aside_name(name: &OsStr) -> OsString {
             .unwrap_or_default();
         r = (t.as_nanos() as u64).to_le_bytes();
     }
-    let mut s = OsString::from(".");
-    s.push(name);
-    s.push(format!(".warden-{:016x}", u64::from_le_bytes(r)));
-    s
+    u64::from_le_bytes(r)
 }
 
 /// Replaces the regular file `name` in `dir` by a new file (a new inode) holding `content`,

@@ -15,6 +15,15 @@
 //! locks) as well as what it *made*, all under one lock file ([`begin`], [`end`]): a
 //! placeholder is removed only when no live session uses it; one still in use stays in an
 //! orphan manifest that a later [`begin`] or [`end`] sweeps.
+//!
+//! A supervisor killed while it makes them (SIGKILL, OOM) must not leave them in the user's
+//! tree for good, and a sweep must never take the user's own empty file for one. So [`begin`]
+//! records what it is about to make (`pending`, with a random token) before it makes
+//! anything, and each placeholder appears already marked: made under a temporary name,
+//! given the `user.warden.placeholder` xattr (the token), renamed into place without
+//! replacing anything. A sweep of a dead session removes the pending paths (and directories
+//! above them) that carry its token, and its temporary names; an unmarked file is the
+//! user's. The agent cannot forge a mark: the sandbox refuses every xattr write.
 
 use crate::fsat;
 use crate::plan::Plan;
@@ -79,20 +88,19 @@ pub enum PlaceholderError {
     },
 }
 
-/// Creates absent protected paths on the host so they can be locked; returns what was made
-/// (outermost first). Fails (and the session does not start) when a component on the way is
-/// a symlink or not a directory: a protected path must not resolve outside its root.
+/// The protected paths absent now that [`make`] will create, each in its writable root
+/// (the innermost that holds it).
 ///
 /// Every protected path is looked at, not only those absent when the plan was made: one
 /// that another session's placeholder provided then may have been removed since.
-pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, PlaceholderError> {
+fn absent(plan: &Plan) -> Vec<Placeholder> {
     let roots = writable_roots(plan);
-    let mut made = Vec::new();
     let wanted = plan
         .placeholders
         .iter()
         .map(|(p, d)| (p, *d))
         .chain(plan.protect.iter().map(|x| (&x.path, x.is_dir)));
+    let mut out: Vec<Placeholder> = Vec::new();
     for (p, is_dir) in wanted {
         if std::fs::symlink_metadata(p).is_ok() {
             continue; // there already (the guard refuses a symlink or a wrong type there)
@@ -101,45 +109,125 @@ pub fn make(plan: &Plan) -> Result<Vec<Placeholder>, PlaceholderError> {
             continue;
         };
         let rel = p.strip_prefix(root).unwrap_or(p).to_path_buf();
+        if rel.file_name().is_none() {
+            continue;
+        }
+        let x = Placeholder {
+            root: root.clone(),
+            rel,
+            is_dir,
+        };
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Creates the absent protected paths `wanted` ([`absent`]) on the host so they can be
+/// locked, each marked with `token` as it appears ([`fsat::make_marked`]); appends what was
+/// made to `made` (outermost first), also when it fails. Fails (and the session does not
+/// start) when a component on the way is a symlink or not a directory: a protected path must
+/// not resolve outside its root.
+fn make(
+    plan: &Plan,
+    wanted: &[Placeholder],
+    token: &str,
+    made: &mut Vec<Placeholder>,
+) -> Result<(), PlaceholderError> {
+    // Each root opened once (a workspace has several placeholders).
+    let mut opened: Vec<(&Path, std::os::fd::OwnedFd, u64)> = Vec::new();
+    for w in wanted {
+        let p = w.path();
         let refuse = |source: std::io::Error| PlaceholderError::Refused {
             path: p.clone(),
             source,
         };
-        let rootfd = fsat::open_root_as(root, plan.root_id(root)).map_err(|source| {
-            PlaceholderError::Root {
-                root: root.clone(),
-                source,
+        let i = match opened.iter().position(|(r, _, _)| *r == w.root) {
+            Some(i) => i,
+            None => {
+                let fd = fsat::open_root_as(&w.root, plan.root_id(&w.root)).map_err(|source| {
+                    PlaceholderError::Root {
+                        root: w.root.clone(),
+                        source,
+                    }
+                })?;
+                let dev = fsat::fstat(fd.as_fd()).map_err(refuse)?.st_dev;
+                opened.push((&w.root, fd, dev));
+                opened.len() - 1
             }
-        })?;
-        let dev = fsat::fstat(rootfd.as_fd()).map_err(refuse)?.st_dev;
-        let (parent_rel, name) = if is_dir {
-            (rel.clone(), None)
+        };
+        let (_, rootfd, dev) = &opened[i];
+        let (parent_rel, name) = if w.is_dir {
+            (w.rel.clone(), None)
         } else {
-            match (rel.parent(), rel.file_name()) {
+            match (w.rel.parent(), w.rel.file_name()) {
                 (Some(d), Some(n)) => (d.to_path_buf(), Some(n.to_os_string())),
                 _ => continue,
             }
         };
-        let (dir, dirs) =
-            fsat::mkdir_all(rootfd.as_fd(), &parent_rel, Some(dev)).map_err(refuse)?;
+        let (dir, dirs) = fsat::mkdir_all_marked(rootfd.as_fd(), &parent_rel, Some(*dev), token)
+            .map_err(refuse)?;
         for d in dirs {
             made.push(Placeholder {
-                root: root.clone(),
+                root: w.root.clone(),
                 rel: d,
                 is_dir: true,
             });
         }
         if let Some(n) = name {
-            if fsat::create_file(dir.as_fd(), &n).map_err(refuse)? {
-                made.push(Placeholder {
-                    root: root.clone(),
-                    rel,
-                    is_dir: false,
-                });
+            if fsat::make_marked(dir.as_fd(), &n, false, token).map_err(refuse)? {
+                made.push(w.clone());
             }
         }
     }
-    Ok(made)
+    Ok(())
+}
+
+/// The placeholders a dead session was making ([`Manifest::pending`]) that it marked with
+/// its token: each pending path and the directories above it in its root that carry the
+/// mark, and any still under its temporary name ([`fsat::marked_temp`]), outermost first.
+/// An unmarked one is the user's (made after the session died, or before it started), and
+/// stays.
+fn claim(pending: &[Placeholder], token: &str) -> Vec<Placeholder> {
+    let mut out: Vec<Placeholder> = Vec::new();
+    for p in pending {
+        let Ok(root) = fsat::open_root(&p.root) else {
+            continue;
+        };
+        let Ok(dev) = fsat::fstat(root.as_fd()).map(|s| s.st_dev) else {
+            continue;
+        };
+        let Ok(rel) = fsat::relative(&p.rel) else {
+            continue;
+        };
+        let mut parent = PathBuf::new();
+        for c in rel.components() {
+            let Ok(dir) = fsat::open_dir(root.as_fd(), &parent, true, Some(dev)) else {
+                break;
+            };
+            let name = c.as_os_str();
+            let tmp = fsat::marked_temp(name, token);
+            for (n, ours) in [(&tmp, true), (&name.to_os_string(), false)] {
+                let Ok(st) = fsat::lstat_at(dir.as_fd(), n) else {
+                    continue;
+                };
+                let kind = fsat::is_dir(&st) || fsat::is_reg(&st);
+                if st.st_dev == dev && kind && (ours || fsat::is_marked(dir.as_fd(), n, token)) {
+                    let x = Placeholder {
+                        root: p.root.clone(),
+                        rel: parent.join(n),
+                        is_dir: fsat::is_dir(&st),
+                    };
+                    if !out.contains(&x) {
+                        out.push(x);
+                    }
+                }
+            }
+            parent.push(name);
+        }
+    }
+    out
 }
 
 /// Removes placeholders that are still empty (innermost first), never following a symlink.
@@ -176,6 +264,13 @@ struct Manifest {
     /// because another session still used them).
     pid: i32,
     made: Vec<Placeholder>,
+    /// What the session is about to make, recorded before it makes anything: a supervisor
+    /// killed while making them leaves this record, and a sweep removes what carries
+    /// `token`'s mark ([`claim`]). Empty once `made` is recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<Placeholder>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    token: String,
     /// Every protected path the session locks (made by it or found), as host paths.
     #[serde(default)]
     uses: Vec<PathBuf>,
@@ -279,8 +374,20 @@ fn sweep(dir: &Path, me: &Path) {
     let all = manifests(dir, me);
     let used = live_uses(&all);
     for (path, m) in all.iter().filter(|(_, m)| !alive(m.pid)) {
-        let kept = remove_unused(&m.made, &used);
-        if kept.len() != m.made.len() || m.pid != 0 {
+        // A session killed while making its placeholders: what it marked (outermost first,
+        // so before anything `made` holds below it).
+        let mut made = if m.pending.is_empty() || m.token.is_empty() {
+            Vec::new()
+        } else {
+            claim(&m.pending, &m.token)
+        };
+        for p in &m.made {
+            if !made.contains(p) {
+                made.push(p.clone());
+            }
+        }
+        let kept = remove_unused(&made, &used);
+        if kept.len() != m.made.len() || m.pid != 0 || !m.pending.is_empty() {
             leave(path, kept);
         }
     }
@@ -311,8 +418,7 @@ fn leave(path: &Path, kept: Vec<Placeholder>) {
             &Manifest {
                 pid: 0,
                 made: kept,
-                uses: Vec::new(),
-                roots: Vec::new(),
+                ..Default::default()
             },
         );
     }
@@ -340,26 +446,49 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         source,
     })?;
     sweep(dir, manifest);
-    let made = make(plan)?;
+    let state = |source| BeginError::State {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let record = |m: &Manifest| -> Result<(), BeginError> {
+        let text = serde_json::to_string(m).map_err(|e| state(std::io::Error::other(e)))?;
+        std::fs::write(manifest, text).map_err(state)
+    };
+    let pid = std::process::id() as i32;
+    let wanted = absent(plan);
+    let token = fsat::token();
     let uses = uses(plan);
     let roots = writable_roots(plan);
+    if !wanted.is_empty() {
+        // Before anything is made: a supervisor killed while making them leaves this.
+        record(&Manifest {
+            pid,
+            made: Vec::new(),
+            pending: wanted.clone(),
+            token: token.clone(),
+            uses: uses.clone(),
+            roots: roots.clone(),
+        })?;
+    }
+    let mut made = Vec::new();
+    if let Err(e) = make(plan, &wanted, &token, &mut made) {
+        remove(&made);
+        let _ = std::fs::remove_file(manifest);
+        return Err(e.into());
+    }
     if !made.is_empty() || !uses.is_empty() || !roots.is_empty() {
         let m = Manifest {
-            pid: std::process::id() as i32,
+            pid,
             made: made.clone(),
+            pending: Vec::new(),
+            token: String::new(),
             uses,
             roots,
         };
-        let text = serde_json::to_string(&m).map_err(|e| BeginError::State {
-            dir: dir.to_path_buf(),
-            source: std::io::Error::other(e),
-        })?;
-        if let Err(source) = std::fs::write(manifest, text) {
+        if let Err(e) = record(&m) {
+            // The pending record (if it was written) still names them for a later sweep.
             remove(&made);
-            return Err(BeginError::State {
-                dir: dir.to_path_buf(),
-                source,
-            });
+            return Err(e);
         }
     }
     Ok(made)
@@ -414,6 +543,114 @@ pub enum BeginError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
+
+    /// A supervisor SIGKILLed while making its placeholders leaves its pending record: the
+    /// next sweep removes what it marked (in place or still under the temporary name), and
+    /// nothing unmarked (the user's own empty file at a pending path), nothing marked by
+    /// another session, nothing with content.
+    #[test]
+    fn a_killed_sessions_marked_placeholders_are_swept_and_the_users_files_stay() {
+        let base = std::env::temp_dir().join(format!("warden-pending-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (dir, ws) = (base.join("state"), base.join("ws"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&ws).unwrap();
+        // A pid that is gone.
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let dead = c.id() as i32;
+        c.wait().unwrap();
+        let token = fsat::token();
+        let ph = |rel: &str, is_dir: bool| Placeholder {
+            root: ws.clone(),
+            rel: PathBuf::from(rel),
+            is_dir,
+        };
+        let pending = vec![
+            ph(".claude/settings.json", false),
+            ph(".envrc", false),
+            ph(".mcp.json", false),
+            ph(".vscode", true),
+            ph(".idea", true),
+            ph(".warden.toml", false),
+        ];
+        let root = fsat::open_root(&ws).unwrap();
+        let rd = root.as_fd();
+        // Made and marked before the kill.
+        let (claude, made) =
+            fsat::mkdir_all_marked(rd, Path::new(".claude"), None, &token).unwrap();
+        assert_eq!(made, vec![PathBuf::from(".claude")]);
+        assert!(
+            fsat::make_marked(claude.as_fd(), OsStr::new("settings.json"), false, &token).unwrap()
+        );
+        assert!(fsat::make_marked(rd, OsStr::new(".vscode"), true, &token).unwrap());
+        // Killed between the temporary name and the rename.
+        let tmp = fsat::marked_temp(OsStr::new(".envrc"), &token);
+        std::fs::write(ws.join(&tmp), b"").unwrap();
+        // The user's own: an empty file, a directory, another session's marked file, and a
+        // marked file with content.
+        std::fs::write(ws.join(".mcp.json"), b"").unwrap();
+        std::fs::create_dir(ws.join(".idea")).unwrap();
+        assert!(fsat::make_marked(rd, OsStr::new(".warden.toml"), false, &fsat::token()).unwrap());
+        assert!(fsat::make_marked(rd, OsStr::new("x"), false, &token).unwrap());
+        assert!(fsat::is_marked(rd, OsStr::new("x"), &token));
+        std::fs::write(ws.join("x"), b"kept").unwrap();
+        let mut pending2 = pending.clone();
+        pending2.push(ph("x", false));
+        let m = Manifest {
+            pid: dead,
+            pending: pending2,
+            token: token.clone(),
+            ..Default::default()
+        };
+        std::fs::write(dir.join("dead.list"), serde_json::to_string(&m).unwrap()).unwrap();
+        sweep(&dir, &dir.join("own.list"));
+        let mut left: Vec<String> = std::fs::read_dir(&ws)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".idea", ".mcp.json", ".warden.toml", "x"]);
+        assert!(
+            !dir.join("dead.list").exists(),
+            "nothing left to sweep later"
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// What warden makes is marked as it appears, each directory on the way too, and only the
+    /// final names appear (no temporary name left); a path already there is not made.
+    #[test]
+    fn made_placeholders_carry_the_mark_and_appear_under_their_names_only() {
+        let base = std::env::temp_dir().join(format!("warden-marked-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let root = fsat::open_root(&base).unwrap();
+        let token = fsat::token();
+        let (d, made) =
+            fsat::mkdir_all_marked(root.as_fd(), Path::new("a/b"), None, &token).unwrap();
+        assert_eq!(made, vec![PathBuf::from("a"), PathBuf::from("a/b")]);
+        assert!(fsat::make_marked(d.as_fd(), OsStr::new("f"), false, &token).unwrap());
+        // There already: nothing made, nothing left behind.
+        assert!(!fsat::make_marked(d.as_fd(), OsStr::new("f"), false, &token).unwrap());
+        assert!(!fsat::make_marked(root.as_fd(), OsStr::new("a"), true, &token).unwrap());
+        let names = |p: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&base), vec!["a"]);
+        assert_eq!(names(&base.join("a/b")), vec!["f"]);
+        let b = fsat::open_root(&base.join("a")).unwrap();
+        assert!(fsat::is_marked(root.as_fd(), OsStr::new("a"), &token));
+        assert!(fsat::is_marked(b.as_fd(), OsStr::new("b"), &token));
+        assert!(fsat::is_marked(d.as_fd(), OsStr::new("f"), &token));
+        assert!(!fsat::is_marked(d.as_fd(), OsStr::new("f"), &fsat::token()));
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn sharing_names_live_sessions_whose_roots_overlap_the_workspace() {

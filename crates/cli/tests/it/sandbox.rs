@@ -1774,6 +1774,71 @@ fn killing_the_supervisor_ends_the_sandbox_and_placeholders_are_swept() {
     );
 }
 
+/// A supervisor SIGKILLed at any moment of its start, also while it makes the placeholders
+/// (before its record of them was written, which left `.claude`, `.vscode`, `.mcp.json`,
+/// `.warden.toml` in the tree for good), leaves nothing a later session does not sweep; the
+/// user's own empty file at a protected path stays. Judged on the host after a clean run.
+#[test]
+fn a_supervisor_killed_while_it_makes_placeholders_leaves_none_behind() {
+    let t = T::new("phkill");
+    std::fs::write(t.ws.join("README"), "mine\n").unwrap();
+    std::fs::write(t.ws.join(".envrc"), "").unwrap();
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&t.ws)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // Killed the moment the first name appears in the workspace (inotify): in the middle of
+    // making them. Then at every 0.5 ms of the start.
+    // SAFETY: a fresh inotify fd, watched on a NUL-terminated path, closed at the end.
+    let ino = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    assert!(ino >= 0);
+    let ws = std::ffi::CString::new(t.ws.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: as above.
+    assert!(unsafe { libc::inotify_add_watch(ino, ws.as_ptr(), libc::IN_CREATE) } >= 0);
+    let mut leftovers = 0;
+    for i in 0..45u64 {
+        let mut buf = [0u8; 4096];
+        // SAFETY: draining our own inotify fd into a buffer of its length.
+        while unsafe { libc::read(ino, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        let mut c = t.cmd(&[]);
+        c.args(["--", "sleep", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        if i < 5 {
+            let mut p = libc::pollfd {
+                fd: ino,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one pollfd of ours.
+            unsafe { libc::poll(&mut p, 1, 5000) };
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(500 * (i - 5)));
+        }
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        if names().len() > 2 {
+            leftovers += 1;
+        }
+    }
+    // SAFETY: our own fd.
+    unsafe { libc::close(ino) };
+    // Some kills landed after the placeholders were made (the test exercises the sweep).
+    assert!(leftovers > 0, "no kill left a placeholder: {:?}", names());
+    ok(&t.sh("true"));
+    assert_eq!(names(), vec![".envrc", "README"], "left in the user's tree");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("README")).unwrap(),
+        "mine\n"
+    );
+}
+
 /// Two sessions on one workspace: the first makes the placeholders (`.envrc`, `.mcp.json`),
 /// the second finds and locks them, the first ends. Its placeholders must stay while the
 /// second runs: removing a mount point of another namespace detaches that mount, and the
