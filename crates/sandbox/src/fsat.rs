@@ -251,7 +251,18 @@ fn mkdir_all_as(
         let name = c.as_os_str();
         sofar.push(name);
         let r = match token {
-            Some(t) => make_marked(cur.as_fd(), name, true, t),
+            // A directory already there is opened as it is (no temporary name made and
+            // removed for nothing).
+            Some(t) => match open_dir(cur.as_fd(), Path::new(name), true, dev) {
+                Ok(d) => {
+                    cur = d;
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    make_marked(cur.as_fd(), name, true, t)
+                }
+                Err(e) => Err(e),
+            },
             None => match mkdir_at(cur.as_fd(), name, 0o755) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
                 r => r.map(|()| true),
