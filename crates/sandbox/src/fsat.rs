@@ -224,16 +224,18 @@ pub fn mkdir_all(
     rel: &Path,
     dev: Option<u64>,
 ) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
-    mkdir_all_as(dir, rel, dev, None)
+    let (fd, made) = mkdir_all_as(dir, rel, dev, None)?;
+    Ok((fd, made.into_iter().map(|(p, _)| p).collect()))
 }
 
-/// [`mkdir_all`], each directory it makes marked with `token` as it appears ([`make_marked`]).
+/// [`mkdir_all`], each directory it makes marked with `token` as it appears ([`make_marked`]);
+/// with each path made, whether it carries the mark.
 pub fn mkdir_all_marked(
     dir: BorrowedFd<'_>,
     rel: &Path,
     dev: Option<u64>,
     token: &str,
-) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
+) -> io::Result<(OwnedFd, Vec<(PathBuf, bool)>)> {
     mkdir_all_as(dir, rel, dev, Some(token))
 }
 
@@ -242,7 +244,7 @@ fn mkdir_all_as(
     rel: &Path,
     dev: Option<u64>,
     token: Option<&str>,
-) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
+) -> io::Result<(OwnedFd, Vec<(PathBuf, bool)>)> {
     let rel = relative(rel)?;
     let mut cur = open_dir(dir, Path::new(""), true, dev)?;
     let mut made = Vec::new();
@@ -264,13 +266,13 @@ fn mkdir_all_as(
                 Err(e) => Err(e),
             },
             None => match mkdir_at(cur.as_fd(), name, 0o755) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
-                r => r.map(|()| true),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(None),
+                r => r.map(|()| Some(false)),
             },
         };
         match r {
-            Ok(true) => made.push(sofar.clone()),
-            Ok(false) => {}
+            Ok(Some(marked)) => made.push((sofar.clone(), marked)),
+            Ok(None) => {}
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
@@ -354,13 +356,14 @@ fn mark(fd: BorrowedFd<'_>, token: &str) -> io::Result<bool> {
 /// when it appears: made as [`marked_temp`], marked ([`MARK`]), then renamed into place
 /// without replacing anything (`RENAME_NOREPLACE`). A process killed at any point leaves
 /// either a temporary name or a marked placeholder, both of which a later sweep can tell from
-/// the user's own files. `Ok(false)`: `name` already existed (nothing made).
+/// the user's own files. `Ok(None)`: `name` already existed (nothing made); `Ok(Some(m))`:
+/// made, and `m` whether it carries the mark (a file system without user xattrs: not).
 pub fn make_marked(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     is_dir: bool,
     token: &str,
-) -> io::Result<bool> {
+) -> io::Result<Option<bool>> {
     let tmp = marked_temp(name, token);
     // Made here (a clash on the temporary name is an error, and what is there is not ours).
     let fd = if is_dir {
@@ -376,13 +379,14 @@ pub fn make_marked(
     };
     let placed = fd
         .and_then(|fd| mark(fd.as_fd(), token))
-        .and_then(|_| rename_noreplace(dir, &tmp, name));
-    let Err(e) = placed else {
-        return Ok(true);
+        .and_then(|m| rename_noreplace(dir, &tmp, name).map(|()| m));
+    let e = match placed {
+        Ok(m) => return Ok(Some(m)),
+        Err(e) => e,
     };
     let _ = unlink_at(dir, &tmp, is_dir);
     match e.raw_os_error() {
-        Some(libc::EEXIST) => Ok(false),
+        Some(libc::EEXIST) => Ok(None),
         // A file system without RENAME_NOREPLACE: made in place, then marked (a process
         // killed between the two leaves an unmarked placeholder, which no sweep removes: the
         // user's own empty file looks the same).
@@ -396,15 +400,15 @@ pub fn make_marked(
             } else {
                 create_file(dir, name)?
             };
-            if made {
-                let fd = if is_dir {
-                    open_dir(dir, Path::new(name), false, None)?
-                } else {
-                    open_file(dir, Path::new(name), libc::O_WRONLY, None)?
-                };
-                mark(fd.as_fd(), token)?;
+            if !made {
+                return Ok(None);
             }
-            Ok(made)
+            let fd = if is_dir {
+                open_dir(dir, Path::new(name), false, None)?
+            } else {
+                open_file(dir, Path::new(name), libc::O_WRONLY, None)?
+            };
+            mark(fd.as_fd(), token).map(Some)
         }
         _ => Err(e),
     }

@@ -39,6 +39,12 @@ pub struct Placeholder {
     /// Relative to `root`.
     pub rel: PathBuf,
     pub is_dir: bool,
+    /// The token it was marked with as it was made ([`fsat::MARK`]); empty: unmarked (a
+    /// file system without user xattrs, or a record from before marks). A marked one is
+    /// removed only while it still carries this mark: what is at its path now may be the
+    /// user's (removed and made again on the host while the session ran).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mark: String,
 }
 
 impl Placeholder {
@@ -116,6 +122,7 @@ fn absent(plan: &Plan) -> Vec<Placeholder> {
             root: root.clone(),
             rel,
             is_dir,
+            mark: String::new(),
         };
         if !out.contains(&x) {
             out.push(x);
@@ -168,16 +175,29 @@ fn make(
         };
         let (dir, dirs) = fsat::mkdir_all_marked(rootfd.as_fd(), &parent_rel, Some(*dev), token)
             .map_err(refuse)?;
-        for d in dirs {
+        let mark = |marked: bool| {
+            if marked {
+                token.to_string()
+            } else {
+                String::new()
+            }
+        };
+        for (d, marked) in dirs {
             made.push(Placeholder {
                 root: w.root.clone(),
                 rel: d,
                 is_dir: true,
+                mark: mark(marked),
             });
         }
         if let Some(n) = name {
-            if fsat::make_marked(dir.as_fd(), &n, false, token).map_err(refuse)? {
-                made.push(w.clone());
+            if let Some(marked) =
+                fsat::make_marked(dir.as_fd(), &n, false, token).map_err(refuse)?
+            {
+                made.push(Placeholder {
+                    mark: mark(marked),
+                    ..w.clone()
+                });
             }
         }
     }
@@ -218,6 +238,12 @@ fn claim(pending: &[Placeholder], token: &str) -> Vec<Placeholder> {
                         root: p.root.clone(),
                         rel: parent.join(n),
                         is_dir: fsat::is_dir(&st),
+                        // (A temporary name is ours by its name.)
+                        mark: if ours {
+                            String::new()
+                        } else {
+                            token.to_string()
+                        },
                     };
                     if !out.contains(&x) {
                         out.push(x);
@@ -246,7 +272,7 @@ fn remove_one(p: &Placeholder) -> std::io::Result<()> {
     };
     let dir = fsat::open_dir(root.as_fd(), parent, true, Some(dev))?;
     let st = fsat::lstat_at(dir.as_fd(), name)?;
-    if st.st_dev != dev {
+    if st.st_dev != dev || (!p.mark.is_empty() && !fsat::is_marked(dir.as_fd(), name, &p.mark)) {
         return Ok(());
     }
     if fsat::is_dir(&st) {
@@ -565,6 +591,7 @@ mod tests {
             root: ws.clone(),
             rel: PathBuf::from(rel),
             is_dir,
+            mark: String::new(),
         };
         let pending = vec![
             ph(".claude/settings.json", false),
@@ -579,11 +606,15 @@ mod tests {
         // Made and marked before the kill.
         let (claude, made) =
             fsat::mkdir_all_marked(rd, Path::new(".claude"), None, &token).unwrap();
-        assert_eq!(made, vec![PathBuf::from(".claude")]);
-        assert!(
-            fsat::make_marked(claude.as_fd(), OsStr::new("settings.json"), false, &token).unwrap()
+        assert_eq!(made, vec![(PathBuf::from(".claude"), true)]);
+        assert_eq!(
+            fsat::make_marked(claude.as_fd(), OsStr::new("settings.json"), false, &token).unwrap(),
+            Some(true)
         );
-        assert!(fsat::make_marked(rd, OsStr::new(".vscode"), true, &token).unwrap());
+        assert_eq!(
+            fsat::make_marked(rd, OsStr::new(".vscode"), true, &token).unwrap(),
+            Some(true)
+        );
         // Killed between the temporary name and the rename.
         let tmp = fsat::marked_temp(OsStr::new(".envrc"), &token);
         std::fs::write(ws.join(&tmp), b"").unwrap();
@@ -591,8 +622,14 @@ mod tests {
         // marked file with content.
         std::fs::write(ws.join(".mcp.json"), b"").unwrap();
         std::fs::create_dir(ws.join(".idea")).unwrap();
-        assert!(fsat::make_marked(rd, OsStr::new(".warden.toml"), false, &fsat::token()).unwrap());
-        assert!(fsat::make_marked(rd, OsStr::new("x"), false, &token).unwrap());
+        assert_eq!(
+            fsat::make_marked(rd, OsStr::new(".warden.toml"), false, &fsat::token()).unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            fsat::make_marked(rd, OsStr::new("x"), false, &token).unwrap(),
+            Some(true)
+        );
         assert!(fsat::is_marked(rd, OsStr::new("x"), &token));
         std::fs::write(ws.join("x"), b"kept").unwrap();
         let mut pending2 = pending.clone();
@@ -619,7 +656,8 @@ mod tests {
     }
 
     /// What warden makes is marked as it appears, each directory on the way too, and only the
-    /// final names appear (no temporary name left); a path already there is not made.
+    /// final names appear (no temporary name left); a path already there is not made; what
+    /// no longer carries the mark is not removed.
     #[test]
     fn made_placeholders_carry_the_mark_and_appear_under_their_names_only() {
         let base = std::env::temp_dir().join(format!("warden-marked-{}", std::process::id()));
@@ -629,11 +667,23 @@ mod tests {
         let token = fsat::token();
         let (d, made) =
             fsat::mkdir_all_marked(root.as_fd(), Path::new("a/b"), None, &token).unwrap();
-        assert_eq!(made, vec![PathBuf::from("a"), PathBuf::from("a/b")]);
-        assert!(fsat::make_marked(d.as_fd(), OsStr::new("f"), false, &token).unwrap());
+        assert_eq!(
+            made,
+            vec![(PathBuf::from("a"), true), (PathBuf::from("a/b"), true)]
+        );
+        assert_eq!(
+            fsat::make_marked(d.as_fd(), OsStr::new("f"), false, &token).unwrap(),
+            Some(true)
+        );
         // There already: nothing made, nothing left behind.
-        assert!(!fsat::make_marked(d.as_fd(), OsStr::new("f"), false, &token).unwrap());
-        assert!(!fsat::make_marked(root.as_fd(), OsStr::new("a"), true, &token).unwrap());
+        assert_eq!(
+            fsat::make_marked(d.as_fd(), OsStr::new("f"), false, &token).unwrap(),
+            None
+        );
+        assert_eq!(
+            fsat::make_marked(root.as_fd(), OsStr::new("a"), true, &token).unwrap(),
+            None
+        );
         let names = |p: &Path| -> Vec<String> {
             let mut v: Vec<String> = std::fs::read_dir(p)
                 .unwrap()
@@ -649,6 +699,22 @@ mod tests {
         assert!(fsat::is_marked(b.as_fd(), OsStr::new("b"), &token));
         assert!(fsat::is_marked(d.as_fd(), OsStr::new("f"), &token));
         assert!(!fsat::is_marked(d.as_fd(), OsStr::new("f"), &fsat::token()));
+        // Removal holds to the mark: `f`, removed and made again (empty) by the user on the
+        // host while the session ran, is theirs and stays; once it is gone, the rest goes.
+        let ph = |rel: &str, is_dir: bool| Placeholder {
+            root: base.clone(),
+            rel: PathBuf::from(rel),
+            is_dir,
+            mark: token.clone(),
+        };
+        let made = [ph("a", true), ph("a/b", true), ph("a/b/f", false)];
+        std::fs::remove_file(base.join("a/b/f")).unwrap();
+        std::fs::write(base.join("a/b/f"), b"").unwrap();
+        remove(&made);
+        assert_eq!(names(&base.join("a/b")), vec!["f"]);
+        std::fs::remove_file(base.join("a/b/f")).unwrap();
+        remove(&made);
+        assert!(names(&base).is_empty());
         let _ = std::fs::remove_dir_all(&base);
     }
 
