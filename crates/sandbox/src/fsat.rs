@@ -342,6 +342,11 @@ fn mark(fd: BorrowedFd<'_>, token: &str) -> io::Result<bool> {
             0,
         )
     };
+    marked(r)
+}
+
+/// A `*setxattr` result: set, or a file system without user xattrs (`Ok(false)`).
+fn marked(r: libc::c_int) -> io::Result<bool> {
     if r == 0 {
         return Ok(true);
     }
@@ -350,6 +355,33 @@ fn mark(fd: BorrowedFd<'_>, token: &str) -> io::Result<bool> {
         Some(libc::EOPNOTSUPP) => Ok(false),
         _ => Err(e),
     }
+}
+
+/// [`mark`] for `name` in `dir`, not following a symlink there.
+fn mark_at(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> io::Result<bool> {
+    let path = proc_fd_path(dir, name)?;
+    let n = cstr(OsStr::new(MARK))?;
+    // SAFETY: lsetxattr with NUL-terminated strings and a buffer of its length.
+    let r = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            n.as_ptr(),
+            token.as_ptr().cast(),
+            token.len(),
+            0,
+        )
+    };
+    marked(r)
+}
+
+/// `/proc/self/fd/<dir>/<name>`: `name` looked up in the directory `dir` is (a verified fd)
+/// for the `*xattr` calls, which have no `*at` form before Linux 6.13. Used only with the
+/// `l` variants (the last component is not followed).
+fn proc_fd_path(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<CString> {
+    let n = single(name)?;
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(n.as_bytes());
+    CString::new(path).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL"))
 }
 
 /// Makes `name` in `dir` (an empty regular file, or a directory) already marked with `token`
@@ -366,20 +398,21 @@ pub fn make_marked(
 ) -> io::Result<Option<bool>> {
     let tmp = marked_temp(name, token);
     // Made here (a clash on the temporary name is an error, and what is there is not ours).
-    let fd = if is_dir {
+    let marked = if is_dir {
         mkdir_at(dir, &tmp, 0o755)?;
-        open_dir(dir, Path::new(&tmp), false, None)
+        // (By name in `dir`, not followed: a directory cannot be opened for writing, and an
+        // open, fstat and close cost three calls more.)
+        mark_at(dir, &tmp, token)
     } else {
-        Ok(open_beneath(
+        let fd = open_beneath(
             dir,
             Path::new(&tmp),
             libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
             0o644,
-        )?)
+        )?;
+        mark(fd.as_fd(), token)
     };
-    let placed = fd
-        .and_then(|fd| mark(fd.as_fd(), token))
-        .and_then(|m| rename_noreplace(dir, &tmp, name).map(|()| m));
+    let placed = marked.and_then(|m| rename_noreplace(dir, &tmp, name).map(|()| m));
     let e = match placed {
         Ok(m) => return Ok(Some(m)),
         Err(e) => e,
@@ -417,14 +450,7 @@ pub fn make_marked(
 /// Whether `name` in `dir` carries [`MARK`] with the value `token` (read without following
 /// a symlink there; any error reads as unmarked).
 pub fn is_marked(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> bool {
-    let Ok(n) = single(name) else {
-        return false;
-    };
-    // lgetxattr through our own directory fd's magic link: `name` is looked up in the
-    // verified directory and not followed (there is no fgetxattrat before Linux 6.13).
-    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    path.extend_from_slice(n.as_bytes());
-    let Ok(path) = CString::new(path) else {
+    let Ok(path) = proc_fd_path(dir, name) else {
         return false;
     };
     let Ok(attr) = cstr(OsStr::new(MARK)) else {

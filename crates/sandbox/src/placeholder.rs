@@ -291,8 +291,8 @@ struct Manifest {
     pid: i32,
     made: Vec<Placeholder>,
     /// What the session is about to make, recorded before it makes anything: a supervisor
-    /// killed while making them leaves this record, and a sweep removes what carries
-    /// `token`'s mark ([`claim`]). Empty once `made` is recorded.
+    /// killed while making them (or later) leaves this record, and a sweep removes what
+    /// carries `token`'s mark ([`claim`]). `made` is written only for what is unmarked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending: Vec<Placeholder>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -483,34 +483,35 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     let pid = std::process::id() as i32;
     let wanted = absent(plan);
     let token = fsat::token();
-    let uses = uses(plan);
-    let roots = writable_roots(plan);
-    if !wanted.is_empty() {
-        // Before anything is made: a supervisor killed while making them leaves this.
-        record(&Manifest {
-            pid,
-            made: Vec::new(),
-            pending: wanted.clone(),
-            token: token.clone(),
-            uses: uses.clone(),
-            roots: roots.clone(),
-        })?;
+    let mut m = Manifest {
+        pid,
+        made: Vec::new(),
+        pending: wanted,
+        token,
+        uses: uses(plan),
+        roots: writable_roots(plan),
+    };
+    if !m.pending.is_empty() {
+        // Before anything is made: a supervisor killed while making them leaves this, and
+        // a sweep finds what it made by their marks.
+        record(&m)?;
     }
     let mut made = Vec::new();
-    if let Err(e) = make(plan, &wanted, &token, &mut made) {
+    if let Err(e) = make(plan, &m.pending, &m.token, &mut made) {
         remove(&made);
         let _ = std::fs::remove_file(manifest);
         return Err(e.into());
     }
-    if !made.is_empty() || !uses.is_empty() || !roots.is_empty() {
-        let m = Manifest {
-            pid,
-            made: made.clone(),
-            pending: Vec::new(),
-            token: String::new(),
-            uses,
-            roots,
-        };
+    // Rewritten only when the marks do not tell everything: something made unmarked (a file
+    // system without user xattrs), or no record yet of the paths this session uses.
+    let unmarked = made.iter().any(|p| p.mark.is_empty());
+    let needed = if m.pending.is_empty() {
+        !m.uses.is_empty() || !m.roots.is_empty()
+    } else {
+        unmarked
+    };
+    if needed {
+        m.made = made.clone();
         if let Err(e) = record(&m) {
             // The pending record (if it was written) still names them for a later sweep.
             remove(&made);
