@@ -471,15 +471,20 @@ pub fn is_marked(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> bool {
 
 /// `renameat2(dir, from, dir, to, RENAME_NOREPLACE)`: `EEXIST` when `to` exists.
 pub fn rename_noreplace(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()> {
-    let (f, t) = (single(from)?, single(to)?);
+    rename2_in(dir, from, to, libc::RENAME_NOREPLACE)
+}
+
+/// `renameat2(dir, a, dir, b, flags)` for two single names in a verified directory fd.
+fn rename2_in(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr, flags: libc::c_uint) -> io::Result<()> {
+    let (x, y) = (single(a)?, single(b)?);
     // SAFETY: renameat2 relative to one directory fd, NUL-terminated single names.
     let r = unsafe {
         libc::renameat2(
             dir.as_raw_fd(),
-            f.as_ptr(),
+            x.as_ptr(),
             dir.as_raw_fd(),
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
+            y.as_ptr(),
+            flags,
         )
     };
     if r != 0 {
@@ -501,21 +506,7 @@ pub fn rename_in(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()
 
 /// `renameat2(dir, a, dir, b, RENAME_EXCHANGE)`: the two names swap atomically.
 pub fn exchange_in(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<()> {
-    let (x, y) = (single(a)?, single(b)?);
-    // SAFETY: renameat2 relative to one directory fd, NUL-terminated single names.
-    let r = unsafe {
-        libc::renameat2(
-            dir.as_raw_fd(),
-            x.as_ptr(),
-            dir.as_raw_fd(),
-            y.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    rename2_in(dir, a, b, libc::RENAME_EXCHANGE)
 }
 
 /// A name in `dir` for a file or directory warden makes before renaming it into place, or

@@ -572,6 +572,16 @@ mod tests {
     use super::*;
     use std::ffi::OsStr;
 
+    /// The names in directory `p`, sorted.
+    fn names(p: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// A supervisor SIGKILLed while making its placeholders leaves its pending record: the
     /// next sweep removes what it marked (in place or still under the temporary name), and
     /// nothing unmarked (the user's own empty file at a pending path), nothing marked by
@@ -643,12 +653,7 @@ mod tests {
         };
         std::fs::write(dir.join("dead.list"), serde_json::to_string(&m).unwrap()).unwrap();
         sweep(&dir, &dir.join("own.list"));
-        let mut left: Vec<String> = std::fs::read_dir(&ws)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, vec![".idea", ".mcp.json", ".warden.toml", "x"]);
+        assert_eq!(names(&ws), vec![".idea", ".mcp.json", ".warden.toml", "x"]);
         assert!(
             !dir.join("dead.list").exists(),
             "nothing left to sweep later"
@@ -685,14 +690,6 @@ mod tests {
             fsat::make_marked(root.as_fd(), OsStr::new("a"), true, &token).unwrap(),
             None
         );
-        let names = |p: &Path| -> Vec<String> {
-            let mut v: Vec<String> = std::fs::read_dir(p)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
         assert_eq!(names(&base), vec!["a"]);
         assert_eq!(names(&base.join("a/b")), vec!["f"]);
         let b = fsat::open_root(&base.join("a")).unwrap();
