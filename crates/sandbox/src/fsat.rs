@@ -313,9 +313,14 @@ pub fn token() -> String {
 
 /// The name under which [`make_marked`] makes `name` before renaming it into place.
 pub fn marked_temp(name: &OsStr, token: &str) -> OsString {
+    // Within NAME_MAX (255 bytes): a long name is cut (two long names that share the cut
+    // prefix are never made at once: each is renamed away before the next is made).
+    let suffix = format!(".warden-{token}");
+    let keep = 255usize.saturating_sub(1 + suffix.len());
+    let b = name.as_bytes();
     let mut s = OsString::from(".");
-    s.push(name);
-    s.push(format!(".warden-{token}"));
+    s.push(OsStr::from_bytes(&b[..b.len().min(keep)]));
+    s.push(suffix);
     s
 }
 
@@ -357,23 +362,6 @@ fn marked(r: libc::c_int) -> io::Result<bool> {
     }
 }
 
-/// [`mark`] for `name` in `dir`, not following a symlink there.
-fn mark_at(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> io::Result<bool> {
-    let path = proc_fd_path(dir, name)?;
-    let n = cstr(OsStr::new(MARK))?;
-    // SAFETY: lsetxattr with NUL-terminated strings and a buffer of its length.
-    let r = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            n.as_ptr(),
-            token.as_ptr().cast(),
-            token.len(),
-            0,
-        )
-    };
-    marked(r)
-}
-
 /// `/proc/self/fd/<dir>/<name>`: `name` looked up in the directory `dir` is (a verified fd)
 /// for the `*xattr` calls, which have no `*at` form before Linux 6.13. Used only with the
 /// `l` variants (the last component is not followed).
@@ -400,9 +388,18 @@ pub fn make_marked(
     // Made here (a clash on the temporary name is an error, and what is there is not ours).
     let marked = if is_dir {
         mkdir_at(dir, &tmp, 0o755)?;
-        // (By name in `dir`, not followed: a directory cannot be opened for writing, and an
-        // open, fstat and close cost three calls more.)
-        mark_at(dir, &tmp, token)
+        // Marked through a descriptor, and only while empty: a directory swapped in under
+        // the temporary name (by a concurrent session's agent that can write here, which
+        // can read the token from the name) is not marked and not placed.
+        open_dir(dir, Path::new(&tmp), false, None).and_then(|fd| {
+            if !list(fd.as_fd())?.is_empty() {
+                return Err(io::Error::other(format!(
+                    "{}: another process put files in it while warden made it",
+                    Path::new(&tmp).display()
+                )));
+            }
+            mark(fd.as_fd(), token)
+        })
     } else {
         let fd = open_beneath(
             dir,

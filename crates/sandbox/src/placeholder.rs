@@ -86,7 +86,7 @@ pub enum PlaceholderError {
         source: std::io::Error,
     },
     /// A component on the way is a symlink or not a directory (or another error there).
-    #[error("placeholder {}: {source}; warden refuses to follow a symlink or a non-directory there (replace it with a real directory, or remove it)", path.display())]
+    #[error("placeholder {}: {source}{}", path.display(), refused_hint(source))]
     Refused {
         path: PathBuf,
         #[source]
@@ -130,6 +130,26 @@ fn absent(plan: &Plan) -> Vec<Placeholder> {
     }
     out
 }
+
+/// What to do about a placeholder that could not be made: the hint for a symlink or a
+/// non-directory on the way (openat2's `ELOOP`/`EXDEV`/`ENOTDIR`, or the type check), none
+/// for errors that say what they are (a name too long, a full disk, a read-only file system,
+/// permissions, something put there while warden made it).
+fn refused_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    // (By kind: `fsat::mkdir_all` adds the path to the message and keeps only the kind.)
+    match e.kind() {
+        K::InvalidFilename
+        | K::StorageFull
+        | K::ReadOnlyFilesystem
+        | K::PermissionDenied
+        | K::AlreadyExists
+        | K::Other => "",
+        _ => HINT,
+    }
+}
+
+const HINT: &str = "; warden refuses to follow a symlink or a non-directory there (replace it with a real directory, or remove it)";
 
 /// Creates the absent protected paths `wanted` ([`absent`]) on the host so they can be
 /// locked, each marked with `token` as it appears ([`fsat::make_marked`]); appends what was
@@ -697,6 +717,16 @@ mod tests {
         assert!(fsat::is_marked(b.as_fd(), OsStr::new("b"), &token));
         assert!(fsat::is_marked(d.as_fd(), OsStr::new("f"), &token));
         assert!(!fsat::is_marked(d.as_fd(), OsStr::new("f"), &fsat::token()));
+        // A name near NAME_MAX: its temporary name is cut to fit (the session started with
+        // such a protected name before marks, and must still).
+        let long = "l".repeat(250);
+        assert!(fsat::marked_temp(OsStr::new(&long), &token).len() <= 255);
+        assert_eq!(
+            fsat::make_marked(d.as_fd(), OsStr::new(&long), false, &token).unwrap(),
+            Some(true)
+        );
+        assert!(fsat::is_marked(d.as_fd(), OsStr::new(&long), &token));
+        std::fs::remove_file(base.join("a/b").join(&long)).unwrap();
         // Removal holds to the mark: `f`, removed and made again (empty) by the user on the
         // host while the session ran, is theirs and stays; once it is gone, the rest goes.
         let ph = |rel: &str, is_dir: bool| Placeholder {
