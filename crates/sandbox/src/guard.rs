@@ -146,6 +146,10 @@ struct State {
     home: PathBuf,
     /// `.git` files whose target was absent: looked at again in the last pass.
     recheck: HashSet<PathBuf>,
+    /// Placeholders made for git-config targets ([`State::lock_target`]), workspace-relative
+    /// (directory or not), outermost first: the supervisor removes them after the session
+    /// ([`Guard::placeholders`]), as it removes its own.
+    placeholders: Vec<(PathBuf, bool)>,
     /// Hooks directories made in the session and moved aside, not yet removed: (git dir,
     /// name there, the directory).
     aside: Vec<(OwnedFd, OsString, OwnedFd)>,
@@ -380,6 +384,7 @@ impl Guard {
             exclude_extra,
             starting: true,
             finished: false,
+            placeholders: Vec::new(),
             // Git reads the XDG file, then ~/.gitconfig; the last definition wins. (Read by
             // path before the agent runs: both are outside every writable root.)
             global_hooks_path: [".gitconfig", ".config/git/config"]
@@ -447,6 +452,15 @@ impl Guard {
 
     /// The last pass, once nothing in the sandbox runs any more: a full rescan, and every
     /// candidate processed now (no settle delay).
+    /// The placeholders the guard made for git-config targets (workspace-relative, whether a
+    /// directory), outermost first: for the supervisor to remove after the session.
+    pub fn placeholders(&self) -> Vec<(PathBuf, bool)> {
+        self.st
+            .lock()
+            .map(|s| s.placeholders.clone())
+            .unwrap_or_default()
+    }
+
     pub fn finish(&self) {
         let Ok(mut s) = self.st.lock() else { return };
         s.finished = true;
@@ -1352,11 +1366,18 @@ impl State {
             return Ok(());
         };
         let dev = Some(self.dev);
-        let (pd, _) = fsat::mkdir_all(self.ws.as_fd(), parent, dev)?;
+        let (pd, dirs) = fsat::mkdir_all(self.ws.as_fd(), parent, dev)?;
+        self.placeholders
+            .extend(dirs.into_iter().map(|d| (d, true)));
         if is_dir {
-            fsat::mkdir_all(pd.as_fd(), Path::new(name), dev)?;
-        } else {
-            fsat::create_file(pd.as_fd(), name)?;
+            if !fsat::mkdir_all(pd.as_fd(), Path::new(name), dev)?
+                .1
+                .is_empty()
+            {
+                self.placeholders.push((t.clone(), true));
+            }
+        } else if fsat::create_file(pd.as_fd(), name)? {
+            self.placeholders.push((t.clone(), false));
         }
         let mut acc = PathBuf::new();
         for c in parent.components() {

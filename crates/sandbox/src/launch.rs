@@ -113,8 +113,11 @@ pub struct Session {
     hook_socket: bool,
     err_read: OwnedFd,
     /// Init's report of the agent's exit status, written once the namespace is empty and
-    /// before init exits (see [`Session::wait_reported`]).
+    /// before init exits (see [`Session::wait_reported`]), after the placeholders its
+    /// workspace guard made.
     exit_read: OwnedFd,
+    /// The workspace guard's placeholders, as init reported them ([`Session::wait_reported`]).
+    guard_placeholders: std::sync::Mutex<Vec<(PathBuf, bool)>>,
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
@@ -553,6 +556,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         hook_socket: hook_socket_wanted,
         err_read: err_r,
         exit_read: exit_r,
+        guard_placeholders: std::sync::Mutex::new(Vec::new()),
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
@@ -560,6 +564,9 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         lent,
     })
 }
+
+/// In init's exit report, the bit of a placeholder record's length that says "directory".
+const GUARD_DIR: u32 = 1 << 31;
 
 /// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
 /// that mask), then restores the mask.
@@ -806,10 +813,50 @@ impl Session {
     /// while the supervisor does its end-of-session work; [`Session::wait`] reaps later.
     /// `None` when no report came (no namespaces, or init died): use [`Session::wait`].
     pub fn wait_reported(&self) -> Option<i32> {
-        let mut b = [0u8; 4];
+        // Records (u32: path length, top bit set for a directory; the workspace-relative
+        // path), then a zero u32 and the status (i32).
+        let mut made = Vec::new();
+        loop {
+            let head = u32::from_ne_bytes(self.read_exit::<4>()?);
+            if head == 0 {
+                let st = i32::from_ne_bytes(self.read_exit::<4>()?);
+                if let Ok(mut g) = self.guard_placeholders.lock() {
+                    *g = made;
+                }
+                return Some(st);
+            }
+            let len = (head & !GUARD_DIR) as usize;
+            if len > libc::PATH_MAX as usize {
+                return None;
+            }
+            let mut b = vec![0u8; len];
+            self.read_exit_into(&mut b)?;
+            made.push((
+                PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b)),
+                head & GUARD_DIR != 0,
+            ));
+        }
+    }
+
+    /// The placeholders init's workspace guard made (workspace-relative, whether a
+    /// directory), outermost first, once [`Session::wait_reported`] returned a status.
+    pub fn guard_placeholders(&self) -> Vec<(PathBuf, bool)> {
+        self.guard_placeholders
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
+    }
+
+    fn read_exit<const N: usize>(&self) -> Option<[u8; N]> {
+        let mut b = [0u8; N];
+        self.read_exit_into(&mut b)?;
+        Some(b)
+    }
+
+    fn read_exit_into(&self, b: &mut [u8]) -> Option<()> {
         let mut got = 0;
         while got < b.len() {
-            // SAFETY: reading into a stack buffer.
+            // SAFETY: reading into the rest of a buffer of ours.
             let n = unsafe {
                 libc::read(
                     self.exit_read.as_raw_fd(),
@@ -825,7 +872,7 @@ impl Session {
             }
             got += n as usize;
         }
-        Some(i32::from_ne_bytes(b))
+        Some(())
     }
 }
 
@@ -1112,8 +1159,21 @@ fn init(mut c: ChildCtx) -> ! {
             guard.finish();
             warden_event::timing::mark("init: guard finished");
             // Nothing of the sandbox runs any more: tell the supervisor now, so it need not
-            // wait for the namespaces' teardown.
-            sys::write_all(c.exit_w, &decode_status(st).to_ne_bytes());
+            // wait for the namespaces' teardown; with the placeholders the guard made, which
+            // it removes with its own.
+            let mut msg = Vec::new();
+            for (rel, is_dir) in guard.placeholders() {
+                let b = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
+                if b.is_empty() || b.len() > libc::PATH_MAX as usize {
+                    continue;
+                }
+                let dir = if is_dir { GUARD_DIR } else { 0 };
+                msg.extend_from_slice(&(b.len() as u32 | dir).to_ne_bytes());
+                msg.extend_from_slice(b);
+            }
+            msg.extend_from_slice(&0u32.to_ne_bytes());
+            msg.extend_from_slice(&decode_status(st).to_ne_bytes());
+            sys::write_all(c.exit_w, &msg);
             detach_placeholder_mounts(&c.plan);
             // SAFETY: exiting init kills every process left in the namespace.
             unsafe { libc::_exit(decode_status(st)) };

@@ -496,6 +496,19 @@ fn end(
     // each removed directory is a synchronous discard: ~0.1-1 ms apiece), so it overlaps the
     // rest of the session's end: all of it without a state filter, the part before the
     // filter's write-back with one. Joined before `end` returns.
+    // The workspace guard's placeholders (git-config targets of repositories the plan did
+    // not read: nested ones) go with the session's own.
+    let mut placeholders = placeholders;
+    if let Some(r) = &reaper {
+        placeholders.extend(r.guard_placeholders().into_iter().map(|(rel, is_dir)| {
+            warden_sandbox::placeholder::Placeholder {
+                root: config.workspace.clone(),
+                rel,
+                is_dir,
+                mark: String::new(),
+            }
+        }));
+    }
     let mut cleanup = {
         let dir = config.state_dir.join("placeholders");
         let (manifest, placeholders) = (manifest.clone(), placeholders.clone());

@@ -342,6 +342,15 @@ pub(crate) struct Reaper {
 }
 
 impl Reaper {
+    /// The placeholders the sandbox's workspace guard made (workspace-relative, whether a
+    /// directory), as init reported them with the agent's status.
+    pub(crate) fn guard_placeholders(&self) -> Vec<(std::path::PathBuf, bool)> {
+        self.session
+            .as_ref()
+            .map(|s| s.guard_placeholders())
+            .unwrap_or_default()
+    }
+
     /// Joins the threads told to finish when the sandbox ended (see [`Closing`]).
     pub(crate) fn join_reporters(&mut self) {
         if let Some(c) = self.closing.take() {

@@ -722,6 +722,40 @@ fn absent_hooks_path_cannot_be_created() {
     );
 }
 
+/// The same in a nested repository (whose config the plan does not read; the workspace
+/// guard locks its targets): the agent cannot create the absent hooks directory or include
+/// file, host git in it runs nothing planted, and the placeholders the guard made for them
+/// are gone after the session (they stayed in the user's tree before).
+#[test]
+fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
+    let t = T::new("hpnested");
+    host_repo(&t);
+    let sub = t.ws.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    git_ok(&t, &sub, &["init", "-q"]);
+    std::fs::write(sub.join("README"), "sub\n").unwrap();
+    git_ok(&t, &sub, &["add", "README"]);
+    git_ok(&t, &sub, &["commit", "-qm", "init"]);
+    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
+    git_ok(&t, &sub, &["config", "include.path", "../inc.cfg"]);
+    let o = t.sh(&format!(
+        "test -d sub/tools/git-hooks && test -f sub/inc.cfg && echo LOCKED-THERE; \
+         cd sub; {} {} cd ..; {COMMIT_INSIDE}",
+        plant_hooks(&t, "tools/git-hooks", "hook"),
+        plant_fsmonitor(&t, "inc.cfg", "inc"),
+    ));
+    assert!(ok(&o).contains("LOCKED-THERE"), "{}", out(&o));
+    judge(&t, &o);
+    host_uses_git(&t, &sub);
+    assert!(!t.marker().exists(), "a plant ran in the nested repository");
+    for p in ["sub/tools", "sub/inc.cfg"] {
+        assert!(
+            !t.ws.join(p).exists(),
+            "the guard's placeholder {p} was left behind"
+        );
+    }
+}
+
 /// F2b: `~/`-relative `core.hooksPath` and `include.path` (expanded as git does) into the
 /// workspace are locked.
 #[test]
