@@ -148,8 +148,12 @@ struct State {
     recheck: HashSet<PathBuf>,
     /// Placeholders made for git-config targets ([`State::lock_target`]), workspace-relative
     /// (directory or not), outermost first: the supervisor removes them after the session
-    /// ([`Guard::placeholders`]), as it removes its own.
-    placeholders: Vec<(PathBuf, bool)>,
+    /// ([`Guard::placeholders`]), as it removes its own; with whether each carries the
+    /// session's mark (`token`).
+    placeholders: Vec<(PathBuf, bool, bool)>,
+    /// The session's placeholder token (the plan's): what the guard marks its placeholders
+    /// with ([`fsat::make_marked`]); empty: unmarked.
+    token: String,
     /// Hooks directories made in the session and moved aside, not yet removed: (git dir,
     /// name there, the directory).
     aside: Vec<(OwnedFd, OsString, OwnedFd)>,
@@ -385,6 +389,7 @@ impl Guard {
             starting: true,
             finished: false,
             placeholders: Vec::new(),
+            token: plan.placeholder_token.clone(),
             // Git reads the XDG file, then ~/.gitconfig; the last definition wins. (Read by
             // path before the agent runs: both are outside every writable root.)
             global_hooks_path: [".gitconfig", ".config/git/config"]
@@ -453,8 +458,9 @@ impl Guard {
     /// The last pass, once nothing in the sandbox runs any more: a full rescan, and every
     /// candidate processed now (no settle delay).
     /// The placeholders the guard made for git-config targets (workspace-relative, whether a
-    /// directory), outermost first: for the supervisor to remove after the session.
-    pub fn placeholders(&self) -> Vec<(PathBuf, bool)> {
+    /// directory, whether marked with the plan's token), outermost first: for the supervisor
+    /// to remove after the session.
+    pub fn placeholders(&self) -> Vec<(PathBuf, bool, bool)> {
         self.st
             .lock()
             .map(|s| s.placeholders.clone())
@@ -1366,19 +1372,33 @@ impl State {
             return Ok(());
         };
         let dev = Some(self.dev);
-        let (pd, dirs) = fsat::mkdir_all(self.ws.as_fd(), parent, dev)?;
-        self.placeholders
-            .extend(dirs.into_iter().map(|d| (d, true)));
+        // Marked as they appear (the supervisor removes only what still carries the mark:
+        // never a file of the user's made at that path meanwhile).
+        let token = self.token.clone();
+        let mkdir_all =
+            |d: BorrowedFd<'_>, rel: &Path| -> io::Result<(OwnedFd, Vec<(PathBuf, bool)>)> {
+                if token.is_empty() {
+                    let (fd, made) = fsat::mkdir_all(d, rel, dev)?;
+                    Ok((fd, made.into_iter().map(|p| (p, false)).collect()))
+                } else {
+                    fsat::mkdir_all_marked(d, rel, dev, &token)
+                }
+            };
+        let (pd, dirs) = mkdir_all(self.ws.as_fd(), parent)?;
+        let mut made: Vec<(PathBuf, bool, bool)> =
+            dirs.into_iter().map(|(d, m)| (d, true, m)).collect();
         if is_dir {
-            if !fsat::mkdir_all(pd.as_fd(), Path::new(name), dev)?
-                .1
-                .is_empty()
-            {
-                self.placeholders.push((t.clone(), true));
+            if let Some((_, m)) = mkdir_all(pd.as_fd(), Path::new(name))?.1.pop() {
+                made.push((t.clone(), true, m));
             }
-        } else if fsat::create_file(pd.as_fd(), name)? {
-            self.placeholders.push((t.clone(), false));
+        } else if token.is_empty() {
+            if fsat::create_file(pd.as_fd(), name)? {
+                made.push((t.clone(), false, false));
+            }
+        } else if let Some(m) = fsat::make_marked(pd.as_fd(), name, false, &token)? {
+            made.push((t.clone(), false, m));
         }
+        self.placeholders.extend(made);
         let mut acc = PathBuf::new();
         for c in parent.components() {
             acc.push(c);

@@ -117,7 +117,7 @@ pub struct Session {
     /// workspace guard made.
     exit_read: OwnedFd,
     /// The workspace guard's placeholders, as init reported them ([`Session::wait_reported`]).
-    guard_placeholders: std::sync::Mutex<Vec<(PathBuf, bool)>>,
+    guard_placeholders: std::sync::Mutex<Vec<(PathBuf, bool, bool)>>,
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
@@ -565,8 +565,10 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     })
 }
 
-/// In init's exit report, the bit of a placeholder record's length that says "directory".
+/// In init's exit report, the bits of a placeholder record's length that say "directory"
+/// and "marked with the plan's token".
 const GUARD_DIR: u32 = 1 << 31;
+const GUARD_MARKED: u32 = 1 << 30;
 
 /// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
 /// that mask), then restores the mask.
@@ -825,7 +827,7 @@ impl Session {
                 }
                 return Some(st);
             }
-            let len = (head & !GUARD_DIR) as usize;
+            let len = (head & !(GUARD_DIR | GUARD_MARKED)) as usize;
             if len > libc::PATH_MAX as usize {
                 return None;
             }
@@ -834,13 +836,15 @@ impl Session {
             made.push((
                 PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b)),
                 head & GUARD_DIR != 0,
+                head & GUARD_MARKED != 0,
             ));
         }
     }
 
     /// The placeholders init's workspace guard made (workspace-relative, whether a
-    /// directory), outermost first, once [`Session::wait_reported`] returned a status.
-    pub fn guard_placeholders(&self) -> Vec<(PathBuf, bool)> {
+    /// directory, whether marked with the plan's token), outermost first, once
+    /// [`Session::wait_reported`] returned a status.
+    pub fn guard_placeholders(&self) -> Vec<(PathBuf, bool, bool)> {
         self.guard_placeholders
             .lock()
             .map(|g| g.clone())
@@ -1162,13 +1166,14 @@ fn init(mut c: ChildCtx) -> ! {
             // wait for the namespaces' teardown; with the placeholders the guard made, which
             // it removes with its own.
             let mut msg = Vec::new();
-            for (rel, is_dir) in guard.placeholders() {
+            for (rel, is_dir, marked) in guard.placeholders() {
                 let b = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
                 if b.is_empty() || b.len() > libc::PATH_MAX as usize {
                     continue;
                 }
                 let dir = if is_dir { GUARD_DIR } else { 0 };
-                msg.extend_from_slice(&(b.len() as u32 | dir).to_ne_bytes());
+                let mark = if marked { GUARD_MARKED } else { 0 };
+                msg.extend_from_slice(&(b.len() as u32 | dir | mark).to_ne_bytes());
                 msg.extend_from_slice(b);
             }
             msg.extend_from_slice(&0u32.to_ne_bytes());

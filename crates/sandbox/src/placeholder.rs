@@ -502,7 +502,11 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     };
     let pid = std::process::id() as i32;
     let wanted = absent(plan);
-    let token = fsat::token();
+    let token = if plan.placeholder_token.is_empty() {
+        fsat::token()
+    } else {
+        plan.placeholder_token.clone()
+    };
     let mut m = Manifest {
         pid,
         made: Vec::new(),

@@ -100,6 +100,10 @@ pub struct Plan {
     pub links: Vec<(PathBuf, PathBuf)>,
     /// Package caches shown as overlays (host copy read-only + private writable layer).
     pub caches: Vec<PathBuf>,
+    /// The session's placeholder token ([`crate::fsat::token`]): what warden's placeholders
+    /// are marked with, the workspace guard's included (set before the placeholders are made;
+    /// empty: a fresh one).
+    pub placeholder_token: String,
     /// Protected files the agent sees with warden-supplied content (see [`crate::agents`]).
     pub views: Vec<agents::View>,
     /// Things the user should know about this plan (printed before launch).
@@ -828,6 +832,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         net_isolated: inp.features.user_namespaces,
         links,
         caches,
+        placeholder_token: String::new(),
         views,
         notes,
         git_targets,

@@ -75,6 +75,8 @@ struct Resources {
     memory_cgroup: Option<warden_sandbox::cgroup::MemoryCgroup>,
     leaf: Option<warden_sandbox::freezer::SessionLeaf>,
     placeholders: Vec<warden_sandbox::placeholder::Placeholder>,
+    /// What they (and the workspace guard's) are marked with (the plan's token).
+    placeholder_token: String,
     private_tmp: Option<PathBuf>,
     manifest: PathBuf,
     /// The integrity baseline, taken once the sandbox is forked ([`integrity_baseline`]).
@@ -208,6 +210,8 @@ impl Session {
         warden_event::timing::mark("session: cgroups");
         // (A refused plan drops the cgroups: each removes itself.)
         let mut plan = planned?;
+        // What this session's placeholders are marked with, the workspace guard's included.
+        plan.placeholder_token = warden_sandbox::fsat::token();
         // Compiles while the rest is set up (or comes from the state directory's cache);
         // `launch` joins it before forking.
         warden_sandbox::bpf::set_cache_dir(config.state_dir.join("bpf"));
@@ -239,6 +243,7 @@ impl Session {
             memory_cgroup: cgroups.memory,
             leaf: cgroups.leaf,
             placeholders: Vec::new(),
+            placeholder_token: plan.placeholder_token.clone(),
             private_tmp: None,
             manifest,
             integrity: Arc::default(),
@@ -445,6 +450,7 @@ fn end(
         memory_cgroup,
         leaf,
         placeholders,
+        placeholder_token,
         private_tmp,
         manifest,
         integrity,
@@ -500,14 +506,22 @@ fn end(
     // not read: nested ones) go with the session's own.
     let mut placeholders = placeholders;
     if let Some(r) = &reaper {
-        placeholders.extend(r.guard_placeholders().into_iter().map(|(rel, is_dir)| {
-            warden_sandbox::placeholder::Placeholder {
-                root: config.workspace.clone(),
-                rel,
-                is_dir,
-                mark: String::new(),
-            }
-        }));
+        placeholders.extend(
+            r.guard_placeholders()
+                .into_iter()
+                .map(
+                    |(rel, is_dir, marked)| warden_sandbox::placeholder::Placeholder {
+                        root: config.workspace.clone(),
+                        rel,
+                        is_dir,
+                        mark: if marked {
+                            placeholder_token.clone()
+                        } else {
+                            String::new()
+                        },
+                    },
+                ),
+        );
     }
     let mut cleanup = {
         let dir = config.state_dir.join("placeholders");

@@ -343,8 +343,9 @@ pub(crate) struct Reaper {
 
 impl Reaper {
     /// The placeholders the sandbox's workspace guard made (workspace-relative, whether a
-    /// directory), as init reported them with the agent's status.
-    pub(crate) fn guard_placeholders(&self) -> Vec<(std::path::PathBuf, bool)> {
+    /// directory, whether marked with the plan's token), as init reported them with the
+    /// agent's status.
+    pub(crate) fn guard_placeholders(&self) -> Vec<(std::path::PathBuf, bool, bool)> {
         self.session
             .as_ref()
             .map(|s| s.guard_placeholders())

@@ -6,7 +6,7 @@
 //! see them fail).
 
 use super::common::text as out;
-use super::common::{Scratch, SCRUBBED_ENV};
+use super::common::{wait_until, Scratch, SCRUBBED_ENV};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -754,6 +754,45 @@ fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
             "the guard's placeholder {p} was left behind"
         );
     }
+}
+
+/// The guard's placeholders carry the session's mark: one the user removed and made again
+/// on the host while the session ran (an empty file, an empty directory) is theirs and stays
+/// after it; the rest goes.
+#[test]
+fn a_guard_placeholder_the_user_made_again_during_the_session_stays() {
+    let t = T::new("hpmine");
+    host_repo(&t);
+    let sub = t.ws.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    git_ok(&t, &sub, &["init", "-q"]);
+    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
+    git_ok(&t, &sub, &["config", "include.path", "../inc.cfg"]);
+    let ready = t.ws.join("READY");
+    let mut c = t.session(
+        &t.ws,
+        &[],
+        "touch READY; for i in $(seq 200); do test -e GO && exit 0; sleep 0.05; done; exit 9",
+    );
+    let mut child = c.spawn().unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(20), || ready.exists()));
+    assert!(sub.join("inc.cfg").exists() && sub.join("tools/git-hooks").is_dir());
+    // The user's own, in the placeholders' places (removing a mount point of another
+    // namespace detaches that mount).
+    std::fs::remove_file(sub.join("inc.cfg")).unwrap();
+    std::fs::write(sub.join("inc.cfg"), "").unwrap();
+    std::fs::remove_dir(sub.join("tools/git-hooks")).unwrap();
+    std::fs::create_dir(sub.join("tools/git-hooks")).unwrap();
+    std::fs::write(t.ws.join("GO"), "").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        sub.join("inc.cfg").is_file(),
+        "the user's inc.cfg was removed"
+    );
+    assert!(
+        sub.join("tools/git-hooks").is_dir(),
+        "the user's tools/git-hooks was removed"
+    );
 }
 
 /// F2b: `~/`-relative `core.hooksPath` and `include.path` (expanded as git does) into the
