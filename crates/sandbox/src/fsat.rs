@@ -347,11 +347,6 @@ fn mark(fd: BorrowedFd<'_>, token: &str) -> io::Result<bool> {
             0,
         )
     };
-    marked(r)
-}
-
-/// A `*setxattr` result: set, or a file system without user xattrs (`Ok(false)`).
-fn marked(r: libc::c_int) -> io::Result<bool> {
     if r == 0 {
         return Ok(true);
     }
@@ -362,9 +357,9 @@ fn marked(r: libc::c_int) -> io::Result<bool> {
     }
 }
 
-/// `/proc/self/fd/<dir>/<name>`: `name` looked up in the directory `dir` is (a verified fd)
-/// for the `*xattr` calls, which have no `*at` form before Linux 6.13. Used only with the
-/// `l` variants (the last component is not followed).
+/// `/proc/self/fd/<dir>/<name>`: `name` in the verified directory fd `dir`, for the
+/// `*xattr` calls, which have no `*at` form before Linux 6.13. Used only with the `l`
+/// variants (the last component is not followed).
 fn proc_fd_path(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<CString> {
     let n = single(name)?;
     let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
