@@ -61,7 +61,9 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 
 fn run() -> i32 {
     warden_event::timing::start();
+    warden_event::timing::mark("main: start");
     let cli = cli::Cli::parse_args();
+    warden_event::timing::mark("main: args parsed");
     let code = cmd::dispatch(cli);
     warden_event::timing::mark("main: exit");
     code

@@ -565,10 +565,36 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     })
 }
 
-/// In init's exit report, the bits of a placeholder record's length that say "directory"
+/// In init's reports, the bits of a placeholder record's length that say "directory"
 /// and "marked with the plan's token".
 const GUARD_DIR: u32 = 1 << 31;
 const GUARD_MARKED: u32 = 1 << 30;
+/// Bytes of records at most in init's early report: it is written before the agent exists
+/// and read only once the agent has sent its fds, so it must fit in the pipe (64 KiB by
+/// default) without a reader. What does not fit goes in the exit report.
+const EARLY_REPORT_MAX: usize = 32 * 1024;
+
+/// Init's placeholder records (`u32` length with [`GUARD_DIR`]/[`GUARD_MARKED`], then the
+/// workspace-relative path) for a prefix of `list` within `max` bytes: how many it covers
+/// (skipped unusable paths included), and the bytes.
+fn placeholder_records(list: &[(PathBuf, bool, bool)], max: usize) -> (usize, Vec<u8>) {
+    let mut msg = Vec::new();
+    let mut n = 0;
+    for (rel, is_dir, marked) in list {
+        let b = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
+        if !b.is_empty() && b.len() <= libc::PATH_MAX as usize {
+            if msg.len() + 4 + b.len() > max {
+                break;
+            }
+            let dir = if *is_dir { GUARD_DIR } else { 0 };
+            let mark = if *marked { GUARD_MARKED } else { 0 };
+            msg.extend_from_slice(&(b.len() as u32 | dir | mark).to_ne_bytes());
+            msg.extend_from_slice(b);
+        }
+        n += 1;
+    }
+    (n, msg)
+}
 
 /// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
 /// that mask), then restores the mask.
@@ -751,7 +777,44 @@ impl Session {
         self.hook_listener = if self.hook_socket { fds.pop() } else { None };
         self.agent_fds = fds;
         self.agent_pid = pid;
+        // Init's early report is in the pipe by now (written before it forked the agent);
+        // nothing there (no init: no namespaces) is no report.
+        let mut pfd = libc::pollfd {
+            fd: self.exit_read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one fd of ours, no waiting.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } == 1 {
+            if let (Some(early), Ok(mut g)) = (self.read_records(), self.guard_placeholders.lock())
+            {
+                *g = early;
+            }
+        }
         Ok(())
+    }
+
+    /// Placeholder records from init up to their zero terminator (`None`: the pipe ended or
+    /// a record is malformed).
+    fn read_records(&self) -> Option<Vec<(PathBuf, bool, bool)>> {
+        let mut made = Vec::new();
+        loop {
+            let head = u32::from_ne_bytes(self.read_exit::<4>()?);
+            if head == 0 {
+                return Some(made);
+            }
+            let len = (head & !(GUARD_DIR | GUARD_MARKED)) as usize;
+            if len > libc::PATH_MAX as usize {
+                return None;
+            }
+            let mut b = vec![0u8; len];
+            self.read_exit_into(&mut b)?;
+            made.push((
+                PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b)),
+                head & GUARD_DIR != 0,
+                head & GUARD_MARKED != 0,
+            ));
+        }
     }
 
     /// Gives the lent cgroup files back to their owners, with their modes as they were (an
@@ -815,34 +878,20 @@ impl Session {
     /// while the supervisor does its end-of-session work; [`Session::wait`] reaps later.
     /// `None` when no report came (no namespaces, or init died): use [`Session::wait`].
     pub fn wait_reported(&self) -> Option<i32> {
-        // Records (u32: path length, top bit set for a directory; the workspace-relative
-        // path), then a zero u32 and the status (i32).
-        let mut made = Vec::new();
-        loop {
-            let head = u32::from_ne_bytes(self.read_exit::<4>()?);
-            if head == 0 {
-                let st = i32::from_ne_bytes(self.read_exit::<4>()?);
-                if let Ok(mut g) = self.guard_placeholders.lock() {
-                    *g = made;
-                }
-                return Some(st);
-            }
-            let len = (head & !(GUARD_DIR | GUARD_MARKED)) as usize;
-            if len > libc::PATH_MAX as usize {
-                return None;
-            }
-            let mut b = vec![0u8; len];
-            self.read_exit_into(&mut b)?;
-            made.push((
-                PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b)),
-                head & GUARD_DIR != 0,
-                head & GUARD_MARKED != 0,
-            ));
+        // Records (u32: path length, with GUARD_DIR and GUARD_MARKED; the workspace-relative
+        // path) of the placeholders not in the early report, then a zero u32 and the status
+        // (i32).
+        let made = self.read_records()?;
+        let st = i32::from_ne_bytes(self.read_exit::<4>()?);
+        if let Ok(mut g) = self.guard_placeholders.lock() {
+            g.extend(made);
         }
+        Some(st)
     }
 
     /// The placeholders init's workspace guard made (workspace-relative, whether a
-    /// directory, whether marked with the plan's token), outermost first, once
+    /// directory, whether marked with the plan's token), outermost first: those of its
+    /// early report once [`Session::wait_agent`] returned, all once
     /// [`Session::wait_reported`] returned a status.
     pub fn guard_placeholders(&self) -> Vec<(PathBuf, bool, bool)> {
         self.guard_placeholders
@@ -1089,6 +1138,15 @@ fn init(mut c: ChildCtx) -> ! {
         }
     }
     warden_event::timing::mark("init: tasks run");
+    // The placeholders the guard made so far, before the agent exists: the supervisor
+    // records them (in its manifest too) while the agent is still held, so a session
+    // killed later (its init with it, before the exit report) still has them removed.
+    let early = guard.placeholders();
+    let sent = placeholder_records(&early, EARLY_REPORT_MAX);
+    let mut msg = sent.1;
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    sys::write_all(c.exit_w, &msg);
+    let sent = sent.0;
     // SAFETY: fork from a single-threaded process.
     let into = c.agent_cgroup.as_ref().map(|(fd, _)| *fd);
     let (pid, placed) = match into.map(sys::fork_into_cgroup) {
@@ -1165,17 +1223,9 @@ fn init(mut c: ChildCtx) -> ! {
             // Nothing of the sandbox runs any more: tell the supervisor now, so it need not
             // wait for the namespaces' teardown; with the placeholders the guard made, which
             // it removes with its own.
-            let mut msg = Vec::new();
-            for (rel, is_dir, marked) in guard.placeholders() {
-                let b = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
-                if b.is_empty() || b.len() > libc::PATH_MAX as usize {
-                    continue;
-                }
-                let dir = if is_dir { GUARD_DIR } else { 0 };
-                let mark = if marked { GUARD_MARKED } else { 0 };
-                msg.extend_from_slice(&(b.len() as u32 | dir | mark).to_ne_bytes());
-                msg.extend_from_slice(b);
-            }
+            // (Those not in the early report.)
+            let all = guard.placeholders();
+            let mut msg = placeholder_records(all.get(sent..).unwrap_or_default(), usize::MAX).1;
             msg.extend_from_slice(&0u32.to_ne_bytes());
             msg.extend_from_slice(&decode_status(st).to_ne_bytes());
             sys::write_all(c.exit_w, &msg);

@@ -545,6 +545,37 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     Ok(made)
 }
 
+/// While a session runs: records placeholders made inside it (the workspace guard's, for a
+/// nested repository's absent `core.hooksPath` or include target) in its manifest, under
+/// the lock: marked ones as pending (a sweep after the session was killed finds them by
+/// `token`'s mark, [`claim`]), unmarked ones as made. The session's own end removes them
+/// as it removes the rest.
+pub fn add(dir: &Path, manifest: &Path, token: &str, more: &[Placeholder]) -> std::io::Result<()> {
+    let _lock = lock(dir)?;
+    let mut m = std::fs::read_to_string(manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+        .unwrap_or_else(|| Manifest {
+            pid: std::process::id() as i32,
+            ..Default::default()
+        });
+    if m.token.is_empty() {
+        m.token = token.to_string();
+    }
+    for p in more {
+        let list = if !p.mark.is_empty() && p.mark == m.token {
+            &mut m.pending
+        } else {
+            &mut m.made
+        };
+        if !list.contains(p) {
+            list.push(p.clone());
+        }
+    }
+    let text = serde_json::to_string(&m).map_err(std::io::Error::other)?;
+    std::fs::write(manifest, text)
+}
+
 /// Session end (nothing of the sandbox runs any more): removes this session's placeholders
 /// that no live session uses, leaves the rest in an orphan manifest, sweeps dead sessions'.
 pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {

@@ -377,7 +377,32 @@ impl Session {
         })();
         let launched = prepared.and_then(supervise::launch);
         match launched {
-            Ok(launched) => Ok(SessionHandle { launched, res }),
+            Ok(launched) => {
+                // Before the agent runs long: a kill of the whole session (its init with
+                // it) then still leaves these to a sweep, by the manifest.
+                let early = guard_placeholders_of(
+                    &res.config.workspace,
+                    &res.placeholder_token,
+                    launched.early_guard_placeholders(),
+                );
+                if !early.is_empty() {
+                    if let Err(e) = warden_sandbox::placeholder::add(
+                        &res.config.state_dir.join("placeholders"),
+                        &res.manifest,
+                        &res.placeholder_token,
+                        &early,
+                    ) {
+                        res.ui.warn(
+                            "warden: note:",
+                            &format!(
+                                "the placeholders' record {}: {e} (a session killed now would leave the workspace guard's placeholders)",
+                                res.manifest.display()
+                            ),
+                        );
+                    }
+                }
+                Ok(SessionHandle { launched, res })
+            }
             Err(e) => {
                 let _ = end(res, None, None);
                 Err(e)
@@ -506,22 +531,11 @@ fn end(
     // not read: nested ones) go with the session's own.
     let mut placeholders = placeholders;
     if let Some(r) = &reaper {
-        placeholders.extend(
-            r.guard_placeholders()
-                .into_iter()
-                .map(
-                    |(rel, is_dir, marked)| warden_sandbox::placeholder::Placeholder {
-                        root: config.workspace.clone(),
-                        rel,
-                        is_dir,
-                        mark: if marked {
-                            placeholder_token.clone()
-                        } else {
-                            String::new()
-                        },
-                    },
-                ),
-        );
+        placeholders.extend(guard_placeholders_of(
+            &config.workspace,
+            &placeholder_token,
+            r.guard_placeholders(),
+        ));
     }
     let mut cleanup = {
         let dir = config.state_dir.join("placeholders");
@@ -1192,6 +1206,30 @@ fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
 /// The end-of-session integrity report: on stderr for the human, and in the session log.
 /// Work of the session's end that runs beside the rest of it ([`end`]); joined before
 /// `end` returns, so nothing of it outlives the session. `None` once joined (or run inline).
+/// The workspace guard's placeholders as init reported them (workspace-relative, whether a
+/// directory, whether marked with the session's token) as placeholders of the workspace.
+fn guard_placeholders_of(
+    workspace: &Path,
+    token: &str,
+    reported: Vec<(PathBuf, bool, bool)>,
+) -> Vec<warden_sandbox::placeholder::Placeholder> {
+    reported
+        .into_iter()
+        .map(
+            |(rel, is_dir, marked)| warden_sandbox::placeholder::Placeholder {
+                root: workspace.to_path_buf(),
+                rel,
+                is_dir,
+                mark: if marked {
+                    token.to_string()
+                } else {
+                    String::new()
+                },
+            },
+        )
+        .collect()
+}
+
 struct Cleanup(Option<std::thread::JoinHandle<()>>);
 
 impl Cleanup {

@@ -56,6 +56,14 @@ pub(crate) struct Launched {
     _bpf_session: Option<warden_daemon::client::Session>,
 }
 
+impl Launched {
+    /// The placeholders of init's early report: what the workspace guard made before the
+    /// agent started (see [`warden_sandbox::launch::Session::guard_placeholders`]).
+    pub(crate) fn early_guard_placeholders(&self) -> Vec<(std::path::PathBuf, bool, bool)> {
+        self.session.guard_placeholders()
+    }
+}
+
 fn setup_error(e: warden_sandbox::LaunchError) -> StartError {
     match e {
         warden_sandbox::LaunchError::NotFound(why) => return StartError::NotFound(why),
@@ -267,6 +275,8 @@ impl Launched {
         // Init reports the agent's status once nothing of the sandbox runs any more; the
         // kernel's teardown of the namespaces goes on while the session ends (`Reaper`).
         let reported = session.wait_reported();
+        // Those of init's early report alone when it died without its exit report.
+        let guard_placeholders = session.guard_placeholders();
         let (code, tracer) = match reported {
             Some(c) => (c, tracer),
             None => (
@@ -297,6 +307,7 @@ impl Launched {
             Reaper {
                 tracer,
                 session: reported.is_some().then_some(session),
+                guard_placeholders,
                 _bpf_session,
                 closing: Some(Closing {
                     monitor,
@@ -337,19 +348,17 @@ impl Closing {
 pub(crate) struct Reaper {
     tracer: Option<Tracer>,
     session: Option<warden_sandbox::Session>,
+    guard_placeholders: Vec<(std::path::PathBuf, bool, bool)>,
     _bpf_session: Option<warden_daemon::client::Session>,
     closing: Option<Closing>,
 }
 
 impl Reaper {
     /// The placeholders the sandbox's workspace guard made (workspace-relative, whether a
-    /// directory, whether marked with the plan's token), as init reported them with the
-    /// agent's status.
+    /// directory, whether marked with the plan's token), as init reported them before the
+    /// agent started and with its status (only the first when init died without a report).
     pub(crate) fn guard_placeholders(&self) -> Vec<(std::path::PathBuf, bool, bool)> {
-        self.session
-            .as_ref()
-            .map(|s| s.guard_placeholders())
-            .unwrap_or_default()
+        self.guard_placeholders.clone()
     }
 
     /// Joins the threads told to finish when the sandbox ended (see [`Closing`]).

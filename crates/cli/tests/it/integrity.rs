@@ -795,6 +795,63 @@ fn a_guard_placeholder_the_user_made_again_during_the_session_stays() {
     );
 }
 
+/// A session killed with its whole process group (`kill -- -PGID`, as a job-control shell
+/// or a supervisor ends a job) takes stage 1 and init with it, before init's exit report.
+/// The guard's placeholders for a nested repository's absent `core.hooksPath` and include
+/// target still go: after SIGTERM at the session's own end (init's early report, read
+/// before the agent ran), after SIGKILL at the next session's sweep (the manifest's marked
+/// pending entries). Judged on the host; the user's files stay. (Stop 37's build left both
+/// behind for good.)
+#[test]
+fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
+    use std::os::unix::process::CommandExt;
+    let t = T::new("hpkill");
+    host_repo(&t);
+    let sub = t.ws.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    git_ok(&t, &sub, &["init", "-q"]);
+    std::fs::write(sub.join("README"), "sub\n").unwrap();
+    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
+    git_ok(&t, &sub, &["config", "include.path", "../inc.cfg"]);
+    let ready = t.ws.join("READY");
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
+        let _ = std::fs::remove_file(&ready);
+        let mut c = t.session(&t.ws, &[], "touch READY; sleep 30");
+        c.process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        assert!(
+            wait_until(std::time::Duration::from_secs(20), || ready.exists()),
+            "{name}: the session did not start"
+        );
+        assert!(
+            sub.join("inc.cfg").exists() && sub.join("tools/git-hooks").is_dir(),
+            "{name}: the guard made no placeholders (the case is not exercised)"
+        );
+        // SAFETY: signalling the process group of our own child.
+        assert_eq!(unsafe { libc::kill(-(child.id() as i32), sig) }, 0);
+        let _ = child.wait();
+        if sig == libc::SIGKILL {
+            // Everything of that session is dead; the next one sweeps what it left.
+            assert!(wait_until(std::time::Duration::from_secs(10), || {
+                let o = t.sh("true");
+                o.status.success()
+            }));
+        }
+        for p in ["sub/tools", "sub/inc.cfg", ".claude", ".mcp.json", ".envrc"] {
+            assert!(
+                !t.ws.join(p).exists(),
+                "{name}: the placeholder {p} was left behind"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(sub.join("README")).unwrap(),
+            "sub\n"
+        );
+    }
+}
+
 /// F2b: `~/`-relative `core.hooksPath` and `include.path` (expanded as git does) into the
 /// workspace are locked.
 #[test]
