@@ -722,6 +722,23 @@ fn absent_hooks_path_cannot_be_created() {
     );
 }
 
+/// A nested repository `sub` (a committed `README` when `commit`) whose config names an
+/// absent `core.hooksPath` (`tools/git-hooks`) and include target (`../inc.cfg`): what the
+/// workspace guard makes placeholders for.
+fn nested_repo_with_absent_targets(t: &T, commit: bool) -> PathBuf {
+    let sub = t.ws.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    git_ok(t, &sub, &["init", "-q"]);
+    std::fs::write(sub.join("README"), "sub\n").unwrap();
+    if commit {
+        git_ok(t, &sub, &["add", "README"]);
+        git_ok(t, &sub, &["commit", "-qm", "init"]);
+    }
+    git_ok(t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
+    git_ok(t, &sub, &["config", "include.path", "../inc.cfg"]);
+    sub
+}
+
 /// The same in a nested repository (whose config the plan does not read; the workspace
 /// guard locks its targets): the agent cannot create the absent hooks directory or include
 /// file, host git in it runs nothing planted, and the placeholders the guard made for them
@@ -730,14 +747,7 @@ fn absent_hooks_path_cannot_be_created() {
 fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
     let t = T::new("hpnested");
     host_repo(&t);
-    let sub = t.ws.join("sub");
-    std::fs::create_dir(&sub).unwrap();
-    git_ok(&t, &sub, &["init", "-q"]);
-    std::fs::write(sub.join("README"), "sub\n").unwrap();
-    git_ok(&t, &sub, &["add", "README"]);
-    git_ok(&t, &sub, &["commit", "-qm", "init"]);
-    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
-    git_ok(&t, &sub, &["config", "include.path", "../inc.cfg"]);
+    let sub = nested_repo_with_absent_targets(&t, true);
     let o = t.sh(&format!(
         "test -d sub/tools/git-hooks && test -f sub/inc.cfg && echo LOCKED-THERE; \
          cd sub; {} {} cd ..; {COMMIT_INSIDE}",
@@ -763,11 +773,7 @@ fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
 fn a_guard_placeholder_the_user_made_again_during_the_session_stays() {
     let t = T::new("hpmine");
     host_repo(&t);
-    let sub = t.ws.join("sub");
-    std::fs::create_dir(&sub).unwrap();
-    git_ok(&t, &sub, &["init", "-q"]);
-    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
-    git_ok(&t, &sub, &["config", "include.path", "../inc.cfg"]);
+    let sub = nested_repo_with_absent_targets(&t, false);
     let ready = t.ws.join("READY");
     let mut c = t.session(
         &t.ws,
@@ -807,12 +813,7 @@ fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
     use std::os::unix::process::CommandExt;
     let t = T::new("hpkill");
     host_repo(&t);
-    let sub = t.ws.join("sub");
-    std::fs::create_dir(&sub).unwrap();
-    git_ok(&t, &sub, &["init", "-q"]);
-    std::fs::write(sub.join("README"), "sub\n").unwrap();
-    git_ok(&t, &sub, &["config", "core.hooksPath", "tools/git-hooks"]);
-    git_ok(&t, &sub, &["config", "include.path", "../inc.cfg"]);
+    let sub = nested_repo_with_absent_targets(&t, false);
     let ready = t.ws.join("READY");
     for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
         let _ = std::fs::remove_file(&ready);
