@@ -2218,10 +2218,14 @@ impl Guard {
 /// (the scheduler's slice), the fast way 3 times in 6 without the spin and 5 in 6 with it.
 ///
 /// Where the kernel hands the CPU over on notifications ([`notif::sync_wake_up`], Linux
-/// 6.6+) the spin is off by default: measured on such a machine (2 CPUs, kernel 6.18,
-/// 10 alternating rounds of 1,000 spawns, medians), guard off 796 µs, CPU handed over and no
-/// spin 913 µs (×1.15), handed over with the spin 977 µs (×1.23), neither 1,119 µs (×1.32,
-/// 6 rounds); with two busy loops on both CPUs every variant was bimodal (~0.9 or ~4 ms).
+/// 6.6+) the spin is off by default. Measured on such a machine (2 CPUs, kernel 6.18,
+/// 1,000 spawns a round, alternating rounds, medians): 6 rounds: guard off 844 µs, the spin
+/// alone 1,119 µs (×1.32), neither 967 µs (×1.15), the hand-over with the spin 1,003 µs,
+/// the hand-over alone 955 µs (×1.13); 10 more rounds: off 796 µs, hand-over with the spin
+/// 977 µs (×1.23), hand-over alone 913 µs (×1.15). So on this machine the spin cost
+/// ~50–150 µs a spawn, and the hand-over itself gains 10–60 µs (stop 32 measured it without
+/// a spin on another machine: no gain). With two busy loops on both CPUs every variant was
+/// bimodal (~0.9 or ~4 ms a spawn).
 const SPIN_AFTER_EXEC: Duration = Duration::from_micros(400);
 const SPIN_AFTER_EXEC_STOP: Duration = Duration::from_micros(300);
 const SPIN_AFTER_MAPPING: Duration = Duration::from_micros(100);
