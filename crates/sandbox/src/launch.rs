@@ -570,9 +570,11 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
 const GUARD_DIR: u32 = 1 << 31;
 const GUARD_MARKED: u32 = 1 << 30;
 /// Bytes of records at most in init's early report: it is written before the agent exists
-/// and read only once the agent has sent its fds, so it must fit in the pipe (64 KiB by
-/// default) without a reader. What does not fit goes in the exit report.
-const EARLY_REPORT_MAX: usize = 32 * 1024;
+/// and read only once the agent has sent its fds, so it must fit in the pipe without a
+/// reader: within one page, what a pipe holds even when its user is over
+/// `pipe-user-pages-soft` (a few records of ~20 bytes is the usual report). What does not
+/// fit goes in the exit report.
+const EARLY_REPORT_MAX: usize = 4000;
 
 /// Init's placeholder records (`u32` length with [`GUARD_DIR`]/[`GUARD_MARKED`], then the
 /// workspace-relative path) for a prefix of `list` within `max` bytes: how many it covers
@@ -1469,6 +1471,32 @@ fn agent(c: ChildCtx) -> ! {
 #[cfg(test)]
 mod tests {
     use super::StartFailure;
+
+    /// Init's early report stops at whole records within its bound and says how many it
+    /// covered (the rest go in the exit report); unusable paths are skipped but counted.
+    #[test]
+    fn placeholder_records_stop_at_whole_records_within_the_bound() {
+        use super::{placeholder_records, GUARD_DIR, GUARD_MARKED};
+        use std::path::PathBuf;
+        let list: Vec<(PathBuf, bool, bool)> = vec![
+            (PathBuf::from("sub/tools"), true, true),
+            (PathBuf::new(), false, false),
+            (PathBuf::from("sub/inc.cfg"), false, true),
+            (PathBuf::from("x".repeat(100)), false, false),
+        ];
+        let (n, all) = placeholder_records(&list, usize::MAX);
+        assert_eq!(n, 4);
+        assert_eq!(all.len(), (4 + 9) + (4 + 11) + (4 + 100));
+        let head = u32::from_ne_bytes(all[..4].try_into().unwrap());
+        assert_eq!(head, 9 | GUARD_DIR | GUARD_MARKED);
+        assert_eq!(&all[4..13], b"sub/tools");
+        // A bound that cuts the third record: two whole records (and the skipped empty
+        // path between them) are covered.
+        let (n, part) = placeholder_records(&list, (4 + 9) + (4 + 11) + 50);
+        assert_eq!(n, 3);
+        assert_eq!(part, all[..(4 + 9) + (4 + 11)]);
+        assert!(placeholder_records(&list, 3).1.is_empty());
+    }
 
     #[test]
     fn start_failure_carries_the_exec_errno() {
