@@ -337,6 +337,7 @@ pub fn build_view(
             remount_ro(h)?;
         }
     }
+    warden_event::timing::mark("init: view mounted");
     let guard = crate::guard::Guard::start(plan, priv_dir)?;
     // Views: a private read-only copy with warden's content over a (locked) protected file.
     for (i, v) in plan.views.iter().enumerate() {
