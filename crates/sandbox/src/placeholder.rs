@@ -392,8 +392,46 @@ fn manifests(dir: &Path, skip: &Path) -> Vec<(PathBuf, Manifest)> {
 
 fn write(path: &Path, m: &Manifest) {
     if let Ok(text) = serde_json::to_string(m) {
-        let _ = std::fs::write(path, text);
+        let _ = write_atomic(path, text.as_bytes());
     }
+}
+
+/// Writes a manifest whole or not at all (a temporary `.tmp` name beside it, then a
+/// rename): a supervisor killed mid-write must not leave a torn record, which a sweep drops
+/// unread, and with it the names of what it made.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// What this session's own manifest still names as pending and carries its mark (the
+/// workspace guard's placeholders it recorded while running), added to `made`; outermost
+/// first, so removal (innermost first) meets each directory after what it holds.
+fn with_own_pending(manifest: &Path, made: &[Placeholder]) -> Vec<Placeholder> {
+    let mut all = made.to_vec();
+    let own = std::fs::read_to_string(manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok());
+    if let Some(m) = own.filter(|m| !m.pending.is_empty() && !m.token.is_empty()) {
+        // (Those `begin` made are in `made` already: not walked again.)
+        let rest: Vec<Placeholder> = m
+            .pending
+            .into_iter()
+            .filter(|p| !made.iter().any(|x| x.root == p.root && x.rel == p.rel))
+            .collect();
+        if rest.is_empty() {
+            return all;
+        }
+        for p in claim(&rest, &m.token) {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        all.sort_by_key(|p| p.rel.components().count());
+    }
+    all
 }
 
 /// Removes `made` (innermost first) except what a live session uses (the path itself or
@@ -498,7 +536,7 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     };
     let record = |m: &Manifest| -> Result<(), BeginError> {
         let text = serde_json::to_string(m).map_err(|e| state(std::io::Error::other(e)))?;
-        std::fs::write(manifest, text).map_err(state)
+        write_atomic(manifest, text.as_bytes()).map_err(state)
     };
     let pid = std::process::id() as i32;
     let wanted = absent(plan);
@@ -573,19 +611,22 @@ pub fn add(dir: &Path, manifest: &Path, token: &str, more: &[Placeholder]) -> st
         }
     }
     let text = serde_json::to_string(&m).map_err(std::io::Error::other)?;
-    std::fs::write(manifest, text)
+    write_atomic(manifest, text.as_bytes())
 }
 
 /// Session end (nothing of the sandbox runs any more): removes this session's placeholders
 /// that no live session uses, leaves the rest in an orphan manifest, sweeps dead sessions'.
 pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
+    // With what the manifest recorded while the session ran (the guard's, which a start
+    // that failed after they were made never learnt otherwise).
+    let made = with_own_pending(manifest, made);
     let Ok(_lock) = lock(dir) else {
         // No lock, no knowledge of other sessions: leave everything for a later sweep.
-        leave(manifest, made.to_vec());
+        leave(manifest, made);
         return;
     };
     let used = live_uses(&manifests(dir, manifest));
-    leave(manifest, remove_unused(made, &used));
+    leave(manifest, remove_unused(&made, &used));
     sweep(dir, manifest);
 }
 

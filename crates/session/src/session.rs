@@ -373,36 +373,36 @@ impl Session {
                 on_launch,
                 watch,
                 escape: Some(runtime::escape_handler(res.running.clone(), ui)),
+                record_guard_placeholders: {
+                    let (dir, manifest) = (
+                        res.config.state_dir.join("placeholders"),
+                        res.manifest.clone(),
+                    );
+                    let (ws, token, ui) = (
+                        res.config.workspace.clone(),
+                        res.placeholder_token.clone(),
+                        res.ui,
+                    );
+                    Box::new(move |early| {
+                        let early = guard_placeholders_of(&ws, &token, early);
+                        if let Err(e) =
+                            warden_sandbox::placeholder::add(&dir, &manifest, &token, &early)
+                        {
+                            ui.warn(
+                                "warden: note:",
+                                &format!(
+                                    "the placeholders' record {}: {e} (a session killed now would leave the workspace guard's placeholders)",
+                                    manifest.display()
+                                ),
+                            );
+                        }
+                    })
+                },
             })
         })();
         let launched = prepared.and_then(supervise::launch);
         match launched {
-            Ok(launched) => {
-                // Before the agent runs long: a kill of the whole session (its init with
-                // it) then still leaves these to a sweep, by the manifest.
-                let early = guard_placeholders_of(
-                    &res.config.workspace,
-                    &res.placeholder_token,
-                    launched.early_guard_placeholders(),
-                );
-                if !early.is_empty() {
-                    if let Err(e) = warden_sandbox::placeholder::add(
-                        &res.config.state_dir.join("placeholders"),
-                        &res.manifest,
-                        &res.placeholder_token,
-                        &early,
-                    ) {
-                        res.ui.warn(
-                            "warden: note:",
-                            &format!(
-                                "the placeholders' record {}: {e} (a session killed now would leave the workspace guard's placeholders)",
-                                res.manifest.display()
-                            ),
-                        );
-                    }
-                }
-                Ok(SessionHandle { launched, res })
-            }
+            Ok(launched) => Ok(SessionHandle { launched, res }),
             Err(e) => {
                 let _ = end(res, None, None);
                 Err(e)

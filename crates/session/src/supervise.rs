@@ -41,7 +41,14 @@ pub(crate) struct Start {
     pub on_launch: OnLaunch,
     pub watch: warden_sandbox::limits::Watch,
     pub escape: Option<warden_sandbox::pty::EscapeHandler>,
+    /// Records the workspace guard's placeholders of init's early report (in the session's
+    /// manifest), once the agent process exists and before it is released.
+    pub record_guard_placeholders: RecordGuardPlaceholders,
 }
+
+/// See [`Start::record_guard_placeholders`]: init's early report (workspace-relative path,
+/// whether a directory, whether marked).
+pub(crate) type RecordGuardPlaceholders = Box<dyn FnOnce(Vec<(PathBuf, bool, bool)>) + Send>;
 
 /// A launched sandbox whose agent runs.
 pub(crate) struct Launched {
@@ -54,14 +61,6 @@ pub(crate) struct Launched {
     hook_socket: Option<warden_event::relay::Forwarder>,
     _proxy: Option<warden_proxy::ProxyHandle>,
     _bpf_session: Option<warden_daemon::client::Session>,
-}
-
-impl Launched {
-    /// The placeholders of init's early report: what the workspace guard made before the
-    /// agent started (see [`warden_sandbox::launch::Session::guard_placeholders`]).
-    pub(crate) fn early_guard_placeholders(&self) -> Vec<(std::path::PathBuf, bool, bool)> {
-        self.session.guard_placeholders()
-    }
 }
 
 fn setup_error(e: warden_sandbox::LaunchError) -> StartError {
@@ -102,6 +101,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         on_launch,
         mut watch,
         mut escape,
+        record_guard_placeholders,
     } = s;
     let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
     warden_event::timing::mark("sup: forked");
@@ -149,6 +149,11 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         return Err(setup_error(e));
     }
     warden_event::timing::mark("sup: launched");
+    // Before the agent may run: a session killed from here on still has them swept.
+    let early = session.guard_placeholders();
+    if !early.is_empty() {
+        record_guard_placeholders(early);
+    }
     forward_signals(&session, set);
     // The hook-report socket inside, for hooks that did not inherit the pipe.
     let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {

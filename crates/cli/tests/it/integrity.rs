@@ -806,8 +806,8 @@ fn a_guard_placeholder_the_user_made_again_during_the_session_stays() {
 /// The guard's placeholders for a nested repository's absent `core.hooksPath` and include
 /// target still go: after SIGTERM at the session's own end (init's early report, read
 /// before the agent ran), after SIGKILL at the next session's sweep (the manifest's marked
-/// pending entries). Judged on the host; the user's files stay. (Stop 37's build left both
-/// behind for good.)
+/// pending entries); and after a start that failed once they were made. Judged on the host;
+/// the user's files stay. (Stop 37's build left all three behind for good.)
 #[test]
 fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
     use std::os::unix::process::CommandExt;
@@ -849,6 +849,35 @@ fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
         assert_eq!(
             std::fs::read_to_string(sub.join("README")).unwrap(),
             "sub\n"
+        );
+    }
+    // A start that fails after the guard made them (the command's interpreter is missing:
+    // its exec fails in the sandbox): removed at that session's end too (stop 37's build
+    // left them).
+    std::fs::write(t.ws.join("badshebang"), "#!/nonexistent/interp\n").unwrap();
+    std::fs::set_permissions(
+        t.ws.join("badshebang"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut c = Command::new(warden());
+    for v in SCRUBBED_ENV {
+        c.env_remove(v);
+    }
+    let o = c
+        .args(["run", "--", "./badshebang"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", out(&o));
+    for p in ["sub/tools", "sub/inc.cfg"] {
+        assert!(
+            !t.ws.join(p).exists(),
+            "a failed start: the placeholder {p} was left behind:\n{}",
+            out(&o)
         );
     }
 }
