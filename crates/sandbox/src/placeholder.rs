@@ -377,10 +377,7 @@ fn manifests(dir: &Path, skip: &Path) -> Vec<(PathBuf, Manifest)> {
         if path == skip || path.extension().is_none_or(|x| x != "list") {
             continue;
         }
-        let parsed = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok());
-        match parsed {
+        match read_manifest(&path) {
             Some(m) => out.push((path, m)),
             None => {
                 let _ = std::fs::remove_file(&path);
@@ -388,6 +385,13 @@ fn manifests(dir: &Path, skip: &Path) -> Vec<(PathBuf, Manifest)> {
         }
     }
     out
+}
+
+/// The manifest at `path`, if it reads and parses.
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
 }
 
 fn write(path: &Path, m: &Manifest) {
@@ -411,10 +415,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// first, so removal (innermost first) meets each directory after what it holds.
 fn with_own_pending(manifest: &Path, made: &[Placeholder]) -> Vec<Placeholder> {
     let mut all = made.to_vec();
-    let own = std::fs::read_to_string(manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok());
-    if let Some(m) = own.filter(|m| !m.pending.is_empty() && !m.token.is_empty()) {
+    if let Some(m) =
+        read_manifest(manifest).filter(|m| !m.pending.is_empty() && !m.token.is_empty())
+    {
         // (Those `begin` made are in `made` already: not walked again.)
         let rest: Vec<Placeholder> = m
             .pending
@@ -590,13 +593,10 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
 /// as it removes the rest.
 pub fn add(dir: &Path, manifest: &Path, token: &str, more: &[Placeholder]) -> std::io::Result<()> {
     let _lock = lock(dir)?;
-    let mut m = std::fs::read_to_string(manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
-        .unwrap_or_else(|| Manifest {
-            pid: std::process::id() as i32,
-            ..Default::default()
-        });
+    let mut m = read_manifest(manifest).unwrap_or_else(|| Manifest {
+        pid: std::process::id() as i32,
+        ..Default::default()
+    });
     if m.token.is_empty() {
         m.token = token.to_string();
     }

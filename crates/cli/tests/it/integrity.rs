@@ -52,6 +52,13 @@ impl T {
 
     /// `warden run [args] -- bash -c script` in `dir` (not started).
     fn session(&self, dir: &Path, args: &[&str], script: &str) -> Command {
+        let mut c = self.warden_run(dir, args);
+        c.args(["/bin/bash", "-c", script]);
+        c
+    }
+
+    /// `warden run [args] --` in `dir`, the command still to add (not started).
+    fn warden_run(&self, dir: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(warden());
         // Hermetic like `common::warden`, but the binary may be another build.
         for v in SCRUBBED_ENV {
@@ -59,7 +66,7 @@ impl T {
         }
         c.arg("run")
             .args(args)
-            .args(["--", "/bin/bash", "-c", script])
+            .arg("--")
             .current_dir(dir)
             .env("HOME", &self.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -860,16 +867,9 @@ fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let mut c = Command::new(warden());
-    for v in SCRUBBED_ENV {
-        c.env_remove(v);
-    }
-    let o = c
-        .args(["run", "--", "./badshebang"])
-        .current_dir(&t.ws)
-        .env("HOME", &t.home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::null())
+    let o = t
+        .warden_run(&t.ws, &[])
+        .arg("./badshebang")
         .output()
         .unwrap();
     assert!(!o.status.success(), "{}", out(&o));
