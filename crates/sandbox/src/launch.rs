@@ -112,6 +112,10 @@ pub struct Session {
     /// The agent process hands over a hook listener (last of its fds).
     hook_socket: bool,
     err_read: OwnedFd,
+    /// With namespaces (an init, its reports and pidfd; else stage 1 is the agent).
+    namespaces: bool,
+    /// Init's pidfd, sent by the agent process (see [`Session::wait_sandbox_gone`]).
+    init_pidfd: Option<OwnedFd>,
     /// Init's report of the agent's exit status, written once the namespace is empty and
     /// before init exits (see [`Session::wait_reported`]), after the placeholders its
     /// workspace guard made.
@@ -204,6 +208,9 @@ struct ChildCtx {
     gid: u32,
     last_cap: u32,
     supervisor: i32,
+    /// The signals stage 1 ignores which were not ignored before (bit `1 << n`): init gives
+    /// them their default back before it forks the agent (see [`GROUP_SIGNALS`]).
+    ignored_by_stage1: u64,
 }
 
 fn fail_child(err_w: RawFd, stage: &str, msg: &str) -> ! {
@@ -499,6 +506,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         gid,
         last_cap,
         supervisor: me,
+        ignored_by_stage1: 0,
     };
     // Free heap memory goes back to the kernel first: stage 1 and init share every page
     // the fork leaves mapped, so each one the supervisor writes later (its heap reused by
@@ -555,6 +563,8 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         hook_pipe,
         hook_socket: hook_socket_wanted,
         err_read: err_r,
+        namespaces: l.namespaces,
+        init_pidfd: None,
         exit_read: exit_r,
         guard_placeholders: std::sync::Mutex::new(Vec::new()),
         fd_sock: fd_r,
@@ -569,33 +579,71 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
 /// and "marked with the plan's token".
 const GUARD_DIR: u32 = 1 << 31;
 const GUARD_MARKED: u32 = 1 << 30;
-/// Bytes of records at most in init's early report: it is written before the agent exists
-/// and read only once the agent has sent its fds, so it must fit in the pipe without a
-/// reader: within one page, what a pipe holds even when its user is over
-/// `pipe-user-pages-soft` (a few records of ~20 bytes is the usual report). What does not
-/// fit goes in the exit report.
-const EARLY_REPORT_MAX: usize = 4000;
 
 /// Init's placeholder records (`u32` length with [`GUARD_DIR`]/[`GUARD_MARKED`], then the
-/// workspace-relative path) for a prefix of `list` within `max` bytes: how many it covers
-/// (skipped unusable paths included), and the bytes.
-fn placeholder_records(list: &[(PathBuf, bool, bool)], max: usize) -> (usize, Vec<u8>) {
+/// workspace-relative path) for `list`, then the zero `u32` that ends them (unusable paths
+/// are skipped).
+fn placeholder_records(list: &[(PathBuf, bool, bool)]) -> Vec<u8> {
     let mut msg = Vec::new();
-    let mut n = 0;
     for (rel, is_dir, marked) in list {
         let b = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
         if !b.is_empty() && b.len() <= libc::PATH_MAX as usize {
-            if msg.len() + 4 + b.len() > max {
-                break;
-            }
             let dir = if *is_dir { GUARD_DIR } else { 0 };
             let mark = if *marked { GUARD_MARKED } else { 0 };
             msg.extend_from_slice(&(b.len() as u32 | dir | mark).to_ne_bytes());
             msg.extend_from_slice(b);
         }
-        n += 1;
     }
-    (n, msg)
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg
+}
+
+/// Placeholder records of [`placeholder_records`] read from `fd` up to their zero terminator
+/// (`None`: the pipe ended or a record is malformed).
+fn read_records(fd: RawFd) -> Option<Vec<(PathBuf, bool, bool)>> {
+    let mut made = Vec::new();
+    loop {
+        let mut head = [0u8; 4];
+        read_full(fd, &mut head)?;
+        let head = u32::from_ne_bytes(head);
+        if head == 0 {
+            return Some(made);
+        }
+        let len = (head & !(GUARD_DIR | GUARD_MARKED)) as usize;
+        if len > libc::PATH_MAX as usize {
+            return None;
+        }
+        let mut b = vec![0u8; len];
+        read_full(fd, &mut b)?;
+        made.push((
+            PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b)),
+            head & GUARD_DIR != 0,
+            head & GUARD_MARKED != 0,
+        ));
+    }
+}
+
+/// Reads exactly `b.len()` bytes from `fd` (`None`: it ended first, or failed).
+fn read_full(fd: RawFd, b: &mut [u8]) -> Option<()> {
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: reading into the rest of a buffer of ours.
+        let n = unsafe {
+            libc::read(
+                fd,
+                b[got..].as_mut_ptr() as *mut libc::c_void,
+                b.len() - got,
+            )
+        };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return None;
+        }
+        got += n as usize;
+    }
+    Some(())
 }
 
 /// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
@@ -752,6 +800,17 @@ impl Session {
     /// meantime (the build takes milliseconds). On a setup failure stage 1 is reaped and
     /// the child's report returned.
     pub fn wait_agent(&mut self) -> Result<(), LaunchError> {
+        // Init's early report first: init writes it whole before it forks the agent, so it
+        // is read here whatever its size (a pipe without a reader would block init, and the
+        // agent would never exist). It ends early (nothing) when init died first.
+        if self.namespaces {
+            if let (Some(early), Ok(mut g)) = (
+                read_records(self.exit_read.as_raw_fd()),
+                self.guard_placeholders.lock(),
+            ) {
+                *g = early;
+            }
+        }
         let received = sys::recv_fds(&self.fd_sock);
         // The agent process exists now (it sends its fds once spawned and confined), or
         // never will: what was lent for its spawn goes back before it runs anything.
@@ -760,6 +819,11 @@ impl Session {
             Some(x) => x,
             None => {
                 let msg = read_all(&self.err_read);
+                // Init's exit report (its guard's later placeholders) before the wait for
+                // stage 1, which waits for init, which may wait for this read.
+                if self.namespaces {
+                    let _ = self.wait_reported();
+                }
                 reap(self.stage1_pid);
                 return Err(if msg.is_empty() {
                     LaunchError::Setup("sandbox setup failed before the agent started".into())
@@ -775,47 +839,56 @@ impl Session {
             reap(self.stage1_pid);
             return Err(LaunchError::Setup(e));
         }
-        // The agent process sends the hook listener last.
+        // The agent process sends the hook listener last, init's pidfd before it.
         self.hook_listener = if self.hook_socket { fds.pop() } else { None };
-        self.agent_fds = fds;
-        self.agent_pid = pid;
-        // Init's early report is in the pipe by now (written before it forked the agent);
-        // nothing there (no init: no namespaces) is no report.
-        let mut pfd = libc::pollfd {
-            fd: self.exit_read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one fd of ours, no waiting.
-        if unsafe { libc::poll(&mut pfd, 1, 0) } == 1 {
-            if let (Some(early), Ok(mut g)) = (self.read_records(), self.guard_placeholders.lock())
-            {
-                *g = early;
+        if self.namespaces {
+            match fds.pop() {
+                Some(fd) => self.init_pidfd = Some(fd),
+                None => {
+                    // SAFETY: killing our own child (the pid namespace dies with it).
+                    unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
+                    reap(self.stage1_pid);
+                    return Err(LaunchError::Setup(
+                        "the agent process sent no pidfd of its init".into(),
+                    ));
+                }
             }
         }
+        self.agent_fds = fds;
+        self.agent_pid = pid;
         Ok(())
     }
 
-    /// Placeholder records from init up to their zero terminator (`None`: the pipe ended or
-    /// a record is malformed).
-    fn read_records(&self) -> Option<Vec<(PathBuf, bool, bool)>> {
-        let mut made = Vec::new();
+    /// Waits until no process of the sandbox can run any more: stage 1 is reaped already
+    /// (by [`Session::wait`] or the exec guard's thread) but, when init died without its
+    /// exit report, the kernel may still be killing the rest of its namespace. Init's pidfd
+    /// polls readable once init has exited, which happens only after every other process of
+    /// the namespace is gone. Without a deadline: what waits for this (the placeholders'
+    /// removal) must not run while an agent process still can; after 2 s it says so.
+    pub fn wait_sandbox_gone(&self) {
+        let Some(fd) = &self.init_pidfd else {
+            return;
+        };
+        let mut warned = false;
         loop {
-            let head = u32::from_ne_bytes(self.read_exit::<4>()?);
-            if head == 0 {
-                return Some(made);
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one fd of ours.
+            let r = unsafe { libc::poll(&mut pfd, 1, 2000) };
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
-            let len = (head & !(GUARD_DIR | GUARD_MARKED)) as usize;
-            if len > libc::PATH_MAX as usize {
-                return None;
+            if r != 0 {
+                // Readable, or an error: a pidfd fails to poll only when it is not one.
+                return;
             }
-            let mut b = vec![0u8; len];
-            self.read_exit_into(&mut b)?;
-            made.push((
-                PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b)),
-                head & GUARD_DIR != 0,
-                head & GUARD_MARKED != 0,
-            ));
+            if !warned {
+                eprintln!("warden: the sandbox's processes are not gone 2 s after its init died; waiting for them before the workspace's placeholders are removed");
+                warned = true;
+            }
         }
     }
 
@@ -883,12 +956,13 @@ impl Session {
         // Records (u32: path length, with GUARD_DIR and GUARD_MARKED; the workspace-relative
         // path) of the placeholders not in the early report, then a zero u32 and the status
         // (i32).
-        let made = self.read_records()?;
-        let st = i32::from_ne_bytes(self.read_exit::<4>()?);
+        let made = read_records(self.exit_read.as_raw_fd())?;
         if let Ok(mut g) = self.guard_placeholders.lock() {
             g.extend(made);
         }
-        Some(st)
+        let mut st = [0u8; 4];
+        read_full(self.exit_read.as_raw_fd(), &mut st)?;
+        Some(i32::from_ne_bytes(st))
     }
 
     /// The placeholders init's workspace guard made (workspace-relative, whether a
@@ -900,34 +974,6 @@ impl Session {
             .lock()
             .map(|g| g.clone())
             .unwrap_or_default()
-    }
-
-    fn read_exit<const N: usize>(&self) -> Option<[u8; N]> {
-        let mut b = [0u8; N];
-        self.read_exit_into(&mut b)?;
-        Some(b)
-    }
-
-    fn read_exit_into(&self, b: &mut [u8]) -> Option<()> {
-        let mut got = 0;
-        while got < b.len() {
-            // SAFETY: reading into the rest of a buffer of ours.
-            let n = unsafe {
-                libc::read(
-                    self.exit_read.as_raw_fd(),
-                    b[got..].as_mut_ptr() as *mut libc::c_void,
-                    b.len() - got,
-                )
-            };
-            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            if n <= 0 {
-                return None;
-            }
-            got += n as usize;
-        }
-        Some(())
     }
 }
 
@@ -967,6 +1013,12 @@ fn stage1(mut c: ChildCtx) -> ! {
     if !c.namespaces {
         // Nested or best-effort without namespaces: only the per-process restrictions.
         agent(c);
+    }
+    for s in GROUP_SIGNALS {
+        // SAFETY: ignoring a signal in a single-threaded child.
+        if unsafe { libc::signal(s, libc::SIG_IGN) } != libc::SIG_IGN {
+            c.ignored_by_stage1 |= 1 << s;
+        }
     }
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
@@ -1073,6 +1125,21 @@ fn release_stdio(devnull: RawFd, stderr_too: bool) {
 
 static AGENT_PID: AtomicI32 = AtomicI32::new(0);
 
+/// The signals a terminal or `kill -- -PGID` sends to the whole process group. The
+/// supervisor and init forward them to the agent, which decides what they mean; stage 1,
+/// which only waits for init, ignores them. Otherwise it died of the first one, init with
+/// it (its parent-death signal): the agent was killed before it could act on its own copy
+/// (a clean shutdown), and init never reported, so nothing said when the namespace was
+/// empty.
+const GROUP_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = AGENT_PID.load(Ordering::Relaxed);
     if pid > 0 {
@@ -1093,6 +1160,15 @@ fn init(mut c: ChildCtx) -> ! {
             0,
         )
     };
+    // What stage 1 ignored goes back to its default: the agent, forked from here, keeps the
+    // dispositions warden was started with. Init itself, a pid namespace's init with
+    // default dispositions, gets none of them (the kernel drops them) until it forwards them.
+    for s in GROUP_SIGNALS {
+        if c.ignored_by_stage1 & (1 << s) != 0 {
+            // SAFETY: a signal's default disposition, in a single-threaded child.
+            unsafe { libc::signal(s, libc::SIG_DFL) };
+        }
+    }
     warden_event::timing::mark("init: build_view");
     let guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
         Ok(g) => g,
@@ -1144,11 +1220,8 @@ fn init(mut c: ChildCtx) -> ! {
     // records them (in its manifest too) while the agent is still held, so a session
     // killed later (its init with it, before the exit report) still has them removed.
     let early = guard.placeholders();
-    let sent = placeholder_records(&early, EARLY_REPORT_MAX);
-    let mut msg = sent.1;
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    sys::write_all(c.exit_w, &msg);
-    let sent = sent.0;
+    sys::write_all(c.exit_w, &placeholder_records(&early));
+    let sent = early.len();
     // SAFETY: fork from a single-threaded process.
     let into = c.agent_cgroup.as_ref().map(|(fd, _)| *fd);
     let (pid, placed) = match into.map(sys::fork_into_cgroup) {
@@ -1170,14 +1243,7 @@ fn init(mut c: ChildCtx) -> ! {
     release_stdio(c.devnull, false);
     // SAFETY: installing a simple async-signal-safe handler; closing our copies of fds.
     unsafe {
-        for s in [
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
+        for s in GROUP_SIGNALS {
             libc::signal(s, forward_signal as *const () as libc::sighandler_t);
         }
         libc::close(c.err_w);
@@ -1227,8 +1293,7 @@ fn init(mut c: ChildCtx) -> ! {
             // it removes with its own.
             // (Those not in the early report.)
             let all = guard.placeholders();
-            let mut msg = placeholder_records(all.get(sent..).unwrap_or_default(), usize::MAX).1;
-            msg.extend_from_slice(&0u32.to_ne_bytes());
+            let mut msg = placeholder_records(all.get(sent..).unwrap_or_default());
             msg.extend_from_slice(&decode_status(st).to_ne_bytes());
             sys::write_all(c.exit_w, &msg);
             detach_placeholder_mounts(&c.plan);
@@ -1401,6 +1466,21 @@ fn agent(c: ChildCtx) -> ! {
         f("landlock", e.into());
     }
     warden_event::timing::mark("agent: landlock applied");
+    // Init's pidfd, for the supervisor: it polls readable only once init has exited, which
+    // the kernel lets happen only after every other process of the namespace is gone. What
+    // must outlive the agent's tree (the placeholders) waits for it when init died without
+    // its exit report. Taken before the filters, which are the agent's.
+    let init_pidfd = if c.namespaces {
+        // SAFETY: getppid is a plain syscall.
+        let ppid = unsafe { libc::getppid() };
+        match warden_sys::pidfd::open(ppid) {
+            Ok(fd) if ppid == 1 => Some(fd),
+            Ok(_) => f("init pidfd", format!("the parent is pid {ppid}, not init")),
+            Err(e) => f("init pidfd", e.to_string()),
+        }
+    } else {
+        None
+    };
     match &c.seccomp {
         Ok(p) => {
             if let Err(e) = p.load(false) {
@@ -1418,6 +1498,8 @@ fn agent(c: ChildCtx) -> ! {
         }
     }
     warden_event::timing::mark("agent: filters installed");
+    // The hooks' fds, init's pidfd, the hook listener: the supervisor takes them from the end.
+    fds.extend(init_pidfd);
     let mut raw: Vec<RawFd> = fds.iter().map(|x| x.as_raw_fd()).collect();
     raw.extend(c.hook_listener);
     if let Err(e) = sys::send_fds(c.fd_w, &raw) {
@@ -1472,11 +1554,13 @@ fn agent(c: ChildCtx) -> ! {
 mod tests {
     use super::StartFailure;
 
-    /// Init's early report stops at whole records within its bound and says how many it
-    /// covered (the rest go in the exit report); unusable paths are skipped but counted.
+    /// Init's placeholder records: their encoding, unusable paths skipped, and a report far
+    /// larger than a pipe holds read whole through one (the writer blocks until the reader
+    /// has read: the supervisor reads init's early report before anything else).
     #[test]
-    fn placeholder_records_stop_at_whole_records_within_the_bound() {
-        use super::{placeholder_records, GUARD_DIR, GUARD_MARKED};
+    fn placeholder_records_round_trip_through_a_pipe_whatever_their_size() {
+        use super::{placeholder_records, read_records, GUARD_DIR, GUARD_MARKED};
+        use std::os::fd::AsRawFd;
         use std::path::PathBuf;
         let list: Vec<(PathBuf, bool, bool)> = vec![
             (PathBuf::from("sub/tools"), true, true),
@@ -1484,18 +1568,38 @@ mod tests {
             (PathBuf::from("sub/inc.cfg"), false, true),
             (PathBuf::from("x".repeat(100)), false, false),
         ];
-        let (n, all) = placeholder_records(&list, usize::MAX);
-        assert_eq!(n, 4);
-        assert_eq!(all.len(), (4 + 9) + (4 + 11) + (4 + 100));
+        let all = placeholder_records(&list);
+        assert_eq!(all.len(), (4 + 9) + (4 + 11) + (4 + 100) + 4);
         let head = u32::from_ne_bytes(all[..4].try_into().unwrap());
         assert_eq!(head, 9 | GUARD_DIR | GUARD_MARKED);
         assert_eq!(&all[4..13], b"sub/tools");
-        // A bound that cuts the third record: two whole records (and the skipped empty
-        // path between them) are covered.
-        let (n, part) = placeholder_records(&list, (4 + 9) + (4 + 11) + 50);
-        assert_eq!(n, 3);
-        assert_eq!(part, all[..(4 + 9) + (4 + 11)]);
-        assert!(placeholder_records(&list, 3).1.is_empty());
+        assert_eq!(&all[all.len() - 4..], &[0u8; 4]);
+        let big: Vec<(PathBuf, bool, bool)> = (0..5000)
+            .map(|i| {
+                (
+                    PathBuf::from(format!("deep/repo{i}/tools/git-hooks")),
+                    i % 2 == 0,
+                    i % 3 == 0,
+                )
+            })
+            .collect();
+        let msg = placeholder_records(&big);
+        assert!(msg.len() > 128 * 1024);
+        let (r, w) = warden_sys::pipe_cloexec().unwrap();
+        let writer = std::thread::spawn(move || {
+            crate::sys::write_all(w.as_raw_fd(), &msg);
+            crate::sys::write_all(w.as_raw_fd(), &7i32.to_ne_bytes());
+        });
+        assert_eq!(read_records(r.as_raw_fd()).unwrap(), big);
+        let mut st = [0u8; 4];
+        super::read_full(r.as_raw_fd(), &mut st).unwrap();
+        assert_eq!(i32::from_ne_bytes(st), 7);
+        writer.join().unwrap();
+        // A report cut short is none.
+        let (r, w) = warden_sys::pipe_cloexec().unwrap();
+        crate::sys::write_all(w.as_raw_fd(), &all[..20]);
+        drop(w);
+        assert!(read_records(r.as_raw_fd()).is_none());
     }
 
     #[test]

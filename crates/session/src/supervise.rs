@@ -48,7 +48,7 @@ pub(crate) struct Start {
 
 /// See [`Start::record_guard_placeholders`]: init's early report (workspace-relative path,
 /// whether a directory, whether marked).
-pub(crate) type RecordGuardPlaceholders = Box<dyn FnOnce(Vec<(PathBuf, bool, bool)>) + Send>;
+pub(crate) type RecordGuardPlaceholders = Box<dyn FnMut(Vec<(PathBuf, bool, bool)>) + Send>;
 
 /// A launched sandbox whose agent runs.
 pub(crate) struct Launched {
@@ -101,7 +101,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         on_launch,
         mut watch,
         mut escape,
-        record_guard_placeholders,
+        mut record_guard_placeholders,
     } = s;
     let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
     warden_event::timing::mark("sup: forked");
@@ -141,7 +141,12 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         None => (None, None),
     };
     if let Err(e) = session.wait_agent() {
-        // Stage 1 is reaped; the guard's thread ends without a listener.
+        // Stage 1 is reaped; the guard's thread ends without a listener. What init's guard
+        // made goes with the session's end.
+        let made = session.guard_placeholders();
+        if !made.is_empty() {
+            record_guard_placeholders(made);
+        }
         drop(listener_to);
         if let Some(t) = tracer {
             let _ = t.handle.join();
@@ -179,7 +184,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
             Err(e) => {
                 // SAFETY: killing our own sandbox, which has not been released.
                 unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
-                reap_unstarted(tracer, &session);
+                reap_unstarted(tracer, &session, &mut record_guard_placeholders);
                 return Err(StartError::Unsupported(format!(
                     "the BPF exec guard could not take the session: {e}"
                 )));
@@ -225,14 +230,14 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
             // SAFETY: killing our own sandbox: released, but its network cannot be served.
             unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
             drop(raw);
-            reap_unstarted(tracer, &session);
+            reap_unstarted(tracer, &session, &mut record_guard_placeholders);
             return Err(e);
         }
     };
     warden_event::timing::mark("sup: proxy started");
     if let Err(e) = session.wait_started() {
         drop(raw);
-        reap_unstarted(tracer, &session);
+        reap_unstarted(tracer, &session, &mut record_guard_placeholders);
         // The agent's own execve failing is not a missing kernel feature: report it as a
         // shell would (127 not found, 126 not executable).
         if let warden_sandbox::StartFailure::Exec { message, errno } = &e {
@@ -284,13 +289,16 @@ impl Launched {
         let guard_placeholders = session.guard_placeholders();
         let (code, tracer) = match reported {
             Some(c) => (c, tracer),
-            None => (
-                match tracer {
+            None => {
+                let code = match tracer {
                     Some(t) => t.join(),
                     None => session.wait(),
-                },
-                None,
-            ),
+                };
+                // Stage 1 is reaped; init died without its report, and the kernel may
+                // still be killing the rest of the namespace.
+                session.wait_sandbox_gone();
+                (code, None)
+            }
         };
         warden_event::timing::mark("sup: agent tree gone");
         // The threads that wait for the sandbox's end are told now and joined later
@@ -492,8 +500,21 @@ fn start_exec_guard(
 }
 
 /// Waits for a sandbox whose agent never started (or was killed before it could run) to
-/// be gone: the exec guard's thread reaps it when there is one.
-fn reap_unstarted(tracer: Option<Tracer>, session: &warden_sandbox::Session) {
+/// be gone: the exec guard's thread reaps it when there is one. Init's exit report is read
+/// first (it comes when the agent's exec failed): one larger than the pipe holds would
+/// otherwise block init, stage 1 and this wait for good. Its placeholders are recorded
+/// with the early report's, so the session's end removes them.
+fn reap_unstarted(
+    tracer: Option<Tracer>,
+    session: &warden_sandbox::Session,
+    record: &mut RecordGuardPlaceholders,
+) {
+    let before = session.guard_placeholders().len();
+    let _ = session.wait_reported();
+    let later = session.guard_placeholders().split_off(before);
+    if !later.is_empty() {
+        record(later);
+    }
     match tracer {
         Some(t) => {
             let _ = t.handle.join();
@@ -502,6 +523,7 @@ fn reap_unstarted(tracer: Option<Tracer>, session: &warden_sandbox::Session) {
             session.wait();
         }
     }
+    session.wait_sandbox_gone();
 }
 
 /// The seccomp exec guard's thread, which reaps stage 1, and what it learnt: the hash

@@ -882,6 +882,156 @@ fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
     }
 }
 
+/// A group SIGTERM (`kill -- -PGID`, a CI job's cancel, ^C without a pty) is the agent's to
+/// act on: its handler's work lands, warden exits with its status, and the placeholders are
+/// gone after. Stop 38's build: stage 1 died of it, init with it (its parent-death signal),
+/// and the namespace went down, the agent with it, before its handler had run (exit 143,
+/// no file).
+#[test]
+fn a_group_sigterm_is_the_agents_to_handle() {
+    use std::os::unix::process::CommandExt;
+    let t = T::new("grpterm");
+    host_repo(&t);
+    let sub = nested_repo_with_absent_targets(&t, false);
+    let ready = t.ws.join("READY");
+    let mut c = t.session(
+        &t.ws,
+        &[],
+        "trap 'trap \"\" TERM; sleep 0.3; echo clean > TERMED; exit 7' TERM; touch READY; \
+         while :; do sleep 0.05; done",
+    );
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || ready.exists()),
+        "the session did not start"
+    );
+    assert!(
+        sub.join("tools/git-hooks").is_dir(),
+        "no placeholder: the case is not exercised"
+    );
+    // SAFETY: signalling the process group of our own child.
+    let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    assert_eq!(r, 0);
+    let st = child.wait().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("TERMED")).ok().as_deref(),
+        Some("clean\n"),
+        "the agent's SIGTERM handler did not run to its end"
+    );
+    assert_eq!(
+        st.code(),
+        Some(7),
+        "warden's exit status is not the agent's: {st:?}"
+    );
+    for p in ["sub/tools", "sub/inc.cfg"] {
+        assert!(
+            !t.ws.join(p).exists(),
+            "the placeholder {p} was left behind"
+        );
+    }
+}
+
+/// Host pids of the processes below `pid` (its children, theirs, ...), with their parent's.
+fn descendants(pid: u32) -> Vec<(u32, u32)> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the comm may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
+        if let Some(pp) = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+            all.push((p, pp));
+        }
+    }
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, pp) in &all {
+            if pp == parent && !out.iter().any(|(x, _)| *x == p) {
+                out.push((p, pp));
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Alive: neither gone nor a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s[s.rfind(')').unwrap_or(0)..].starts_with(") Z"))
+        .unwrap_or(false)
+}
+
+/// Init dying without its exit report (stage 1 killed): the session's end removes the
+/// placeholders only once no process of the sandbox can run. The agent here ignores
+/// SIGTERM and keeps trying to plant a hook in the placeholder's place; when warden has
+/// exited, no process of its tree is alive and nothing was planted.
+#[test]
+fn placeholders_go_only_once_no_sandbox_process_is_left() {
+    let t = T::new("nsgone");
+    host_repo(&t);
+    let sub = nested_repo_with_absent_targets(&t, false);
+    let ready = t.ws.join("READY");
+    std::fs::write(
+        t.ws.join("plant.py"),
+        "import os\nwhile True:\n    try:\n        os.makedirs('sub/tools/git-hooks', exist_ok=True)\n        open('sub/tools/git-hooks/pre-commit', 'w').write('planted')\n    except OSError:\n        pass\n",
+    )
+    .unwrap();
+    let mut c = t.session(
+        &t.ws,
+        &[],
+        "trap '' TERM; touch READY; exec python3 plant.py",
+    );
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || ready.exists()),
+        "the session did not start"
+    );
+    assert!(
+        sub.join("tools/git-hooks").is_dir(),
+        "no placeholder: the case is not exercised"
+    );
+    let tree = descendants(child.id());
+    // Stage 1 is warden's child whose child (init) has children (the agent).
+    let stage1 = tree
+        .iter()
+        .find(|(p, pp)| {
+            *pp == child.id()
+                && tree
+                    .iter()
+                    .any(|(i, ip)| ip == p && tree.iter().any(|(_, ap)| ap == i))
+        })
+        .map(|(p, _)| *p)
+        .expect("no stage 1 with an init and an agent below it");
+    // SAFETY: killing a process of our own child's tree.
+    assert_eq!(unsafe { libc::kill(stage1 as i32, libc::SIGKILL) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let left: Vec<u32> = tree.iter().map(|(p, _)| *p).filter(|p| alive(*p)).collect();
+    assert!(
+        left.is_empty(),
+        "processes of the sandbox alive after warden exited: {left:?}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !sub.join("tools").exists(),
+        "the agent planted in the placeholder's place (or it was left):\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !t.ws.join("sub/inc.cfg").exists(),
+        "the placeholder inc.cfg was left behind"
+    );
+}
+
 /// F2b: `~/`-relative `core.hooksPath` and `include.path` (expanded as git does) into the
 /// workspace are locked.
 #[test]
