@@ -27,7 +27,7 @@ use crate::sys;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Runs inside the agent process right before execve, after every sandbox restriction.
@@ -116,6 +116,12 @@ pub struct Session {
     namespaces: bool,
     /// Init's pidfd, sent by the agent process (see [`Session::wait_sandbox_gone`]).
     init_pidfd: Option<OwnedFd>,
+    /// Stage 1's pidfd, opened while it was certainly our unreaped child (right after the
+    /// fork): what ends the whole sandbox, whatever became of its pid.
+    stage1_pidfd: Option<OwnedFd>,
+    /// The agent process's pidfd, opened while it waits for its release (see
+    /// [`Session::agent_pidfd`]).
+    agent_pidfd: Option<OwnedFd>,
     /// Init's report of the agent's exit status, written once the namespace is empty and
     /// before init exits (see [`Session::wait_reported`]), after the placeholders its
     /// workspace guard made.
@@ -526,6 +532,8 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         stage1(ctx);
     }
     drop(ctx);
+    // Stage 1 is our child and nothing reaps it before this returns.
+    let stage1_pidfd = warden_sys::pidfd::open(pid).ok();
     drop(nest_fds);
     drop(devnull);
     drop(prepared);
@@ -565,6 +573,8 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         err_read: err_r,
         namespaces: l.namespaces,
         init_pidfd: None,
+        stage1_pidfd,
+        agent_pidfd: None,
         exit_read: exit_r,
         guard_placeholders: std::sync::Mutex::new(Vec::new()),
         fd_sock: fd_r,
@@ -621,6 +631,14 @@ fn read_records(fd: RawFd) -> Option<Vec<(PathBuf, bool, bool)>> {
             head & GUARD_MARKED != 0,
         ));
     }
+}
+
+/// The pid (in our namespace) a pidfd refers to, from its fdinfo; `None`: not a pidfd.
+fn pidfd_pid(fd: &OwnedFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Reads exactly `b.len()` bytes from `fd` (`None`: it ended first, or failed).
@@ -843,8 +861,11 @@ impl Session {
         self.hook_listener = if self.hook_socket { fds.pop() } else { None };
         if self.namespaces {
             match fds.pop() {
-                Some(fd) => self.init_pidfd = Some(fd),
-                None => {
+                // A pidfd (its fdinfo names a pid), not of the agent itself.
+                Some(fd) if pidfd_pid(&fd).is_some_and(|p| p > 0 && p != pid) => {
+                    self.init_pidfd = Some(fd)
+                }
+                _ => {
                     // SAFETY: killing our own child (the pid namespace dies with it).
                     unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
                     reap(self.stage1_pid);
@@ -856,7 +877,21 @@ impl Session {
         }
         self.agent_fds = fds;
         self.agent_pid = pid;
+        // It waits for its release: alive, so its pid is still its own.
+        self.agent_pidfd = warden_sys::pidfd::open(pid).ok();
         Ok(())
+    }
+
+    /// A pidfd of stage 1: signalled, it ends the whole sandbox (init's parent-death signal,
+    /// then the kernel empties the namespace). `None` where the kernel gave none.
+    pub fn stage1_pidfd(&self) -> Option<OwnedFd> {
+        self.stage1_pidfd.as_ref().and_then(|f| f.try_clone().ok())
+    }
+
+    /// A pidfd of the agent process (once [`Session::wait_agent`] returned): signals sent
+    /// through it reach that process or none, never one that got its pid later.
+    pub fn agent_pidfd(&self) -> Option<OwnedFd> {
+        self.agent_pidfd.as_ref().and_then(|f| f.try_clone().ok())
     }
 
     /// Waits until no process of the sandbox can run any more: stage 1 is reaped already
@@ -1123,14 +1158,13 @@ fn release_stdio(devnull: RawFd, stderr_too: bool) {
     }
 }
 
-static AGENT_PID: AtomicI32 = AtomicI32::new(0);
-
 /// The signals a terminal or `kill -- -PGID` sends to the whole process group. The
-/// supervisor and init forward them to the agent, which decides what they mean; stage 1,
-/// which only waits for init, ignores them. Otherwise it died of the first one, init with
-/// it (its parent-death signal): the agent was killed before it could act on its own copy
-/// (a clean shutdown), and init never reported, so nothing said when the namespace was
-/// empty.
+/// supervisor forwards them to the agent, which decides what they mean (and ends the
+/// sandbox when it does not, see `warden_session`'s signal thread); stage 1, which only
+/// waits for init, ignores them, and init (default dispositions, a pid namespace's init)
+/// gets none. Otherwise stage 1 died of the first one, init with it (its parent-death
+/// signal): the agent was killed before it could act on its own copy (a clean shutdown),
+/// and init never reported, so nothing said when the namespace was empty.
 const GROUP_SIGNALS: [libc::c_int; 6] = [
     libc::SIGTERM,
     libc::SIGINT,
@@ -1139,14 +1173,6 @@ const GROUP_SIGNALS: [libc::c_int; 6] = [
     libc::SIGUSR1,
     libc::SIGUSR2,
 ];
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = AGENT_PID.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
-    }
-}
 
 fn init(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
@@ -1238,14 +1264,12 @@ fn init(mut c: ChildCtx) -> ! {
         }
         agent(c);
     }
-    AGENT_PID.store(pid, Ordering::Relaxed);
     // Init keeps stderr (its threads' diagnostics); stdin/stdout are the agent's alone.
     release_stdio(c.devnull, false);
-    // SAFETY: installing a simple async-signal-safe handler; closing our copies of fds.
+    // Init forwards no signal: the supervisor does, once (the agent, a session of its own,
+    // gets none of the group's); with default dispositions, the kernel drops them for init.
+    // SAFETY: closing our copies of fds.
     unsafe {
-        for s in GROUP_SIGNALS {
-            libc::signal(s, forward_signal as *const () as libc::sighandler_t);
-        }
         libc::close(c.err_w);
         libc::close(c.fd_w);
         if let Some(s) = c.pty_slave {

@@ -106,6 +106,10 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
     warden_event::timing::mark("sup: forked");
     let set = block_signals();
+    // The signal thread first: a signal sent while the sandbox is built ends it (the start
+    // is abandoned); from the agent's release on, it is the agent's.
+    let agent_for_signals = Arc::new(std::sync::OnceLock::new());
+    handle_signals(&session, set, agent_for_signals.clone());
     // Threads may start from here on (they inherit the mask), while the sandbox is built:
     // the risk monitor and the session's control socket, the hook relay, the host-loopback
     // bridge and the exec guard's thread, which waits for its listener.
@@ -159,7 +163,9 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     if !early.is_empty() {
         record_guard_placeholders(early);
     }
-    forward_signals(&session, set);
+    if let Some(fd) = session.agent_pidfd() {
+        let _ = agent_for_signals.set(fd);
+    }
     // The hook-report socket inside, for hooks that did not inherit the pipe.
     let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {
         (Some(l), Some(w)) => Some(warden_event::relay::forward(l, w, gate_asker)),
@@ -417,6 +423,8 @@ fn block_signals() -> libc::sigset_t {
             libc::SIGTERM,
             libc::SIGHUP,
             libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
             libc::SIGWINCH,
         ] {
             libc::sigaddset(&mut set, s);
@@ -428,34 +436,115 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-/// Signals: forwarded to the agent by a dedicated thread (SIGWINCH resizes its pty).
-fn forward_signals(session: &warden_sandbox::launch::Session, set: libc::sigset_t) {
-    let agent = session.agent_pid;
+/// How long an agent has, after a SIGTERM, SIGINT, SIGHUP or SIGQUIT passed on to it, to
+/// exit before warden ends the sandbox itself.
+const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The signal thread. SIGWINCH resizes the agent's pty. SIGTERM, SIGINT, SIGHUP, SIGQUIT:
+/// before the agent process exists, they end the sandbox (the start is abandoned); then
+/// they go to the agent (through its pidfd: it alone, never a process that got its pid
+/// later), once: a second one, or `SIGNAL_GRACE` without the agent's exit, ends the
+/// sandbox (stage 1's SIGKILL: init dies of it, the kernel empties the namespace, and the
+/// session's end waits for that before it removes anything). SIGUSR1/SIGUSR2 go to the
+/// agent. Ending the sandbox is quiet when it is gone already.
+fn handle_signals(
+    session: &warden_sandbox::launch::Session,
+    set: libc::sigset_t,
+    agent: Arc<std::sync::OnceLock<OwnedFd>>,
+) {
+    let stage1 = session.stage1_pidfd();
     let master = session.pty_master.as_ref().map(|m| {
         use std::os::fd::AsRawFd;
         m.as_raw_fd()
     });
-    std::thread::spawn(move || loop {
-        let mut sig = 0;
-        // SAFETY: sigwait on the blocked set.
-        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-            return;
+    let end = move |why: &str| {
+        if let Some(s) = &stage1 {
+            if warden_sys::pidfd::send_signal(s, libc::SIGKILL).is_ok() {
+                eprintln!("warden: {why}: ending the sandbox");
+            }
         }
-        if sig == libc::SIGWINCH {
-            if let Some(m) = master {
-                // SAFETY: ioctl with a winsize struct.
-                unsafe {
-                    let mut ws: libc::winsize = std::mem::zeroed();
-                    if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-                        libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+    };
+    std::thread::spawn(move || {
+        let mut deadline: Option<std::time::Instant> = None;
+        loop {
+            let sig = match deadline {
+                None => {
+                    let mut sig = 0;
+                    // SAFETY: sigwait on the blocked set.
+                    if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                        return;
+                    }
+                    sig
+                }
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    let ts = libc::timespec {
+                        tv_sec: left.as_secs() as libc::time_t,
+                        tv_nsec: left.subsec_nanos() as libc::c_long,
+                    };
+                    // SAFETY: sigtimedwait on the blocked set, no siginfo wanted.
+                    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+                    if r < 0 {
+                        match std::io::Error::last_os_error().raw_os_error() {
+                            Some(libc::EINTR) => continue,
+                            Some(libc::EAGAIN) => {
+                                end(&format!(
+                                    "the agent did not exit within {} s of the signal passed on to it",
+                                    SIGNAL_GRACE.as_secs()
+                                ));
+                                deadline = None;
+                                continue;
+                            }
+                            _ => return,
+                        }
+                    }
+                    r
+                }
+            };
+            match sig {
+                libc::SIGWINCH => {
+                    if let Some(m) = master {
+                        // SAFETY: ioctl with a winsize struct.
+                        unsafe {
+                            let mut ws: libc::winsize = std::mem::zeroed();
+                            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+                                libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+                            }
+                        }
                     }
                 }
+                libc::SIGUSR1 | libc::SIGUSR2 => {
+                    if let Some(a) = agent.get() {
+                        let _ = warden_sys::pidfd::send_signal(a, sig);
+                    }
+                }
+                _ => match agent.get() {
+                    None => end(&format!(
+                        "{} while the sandbox was being built: the start is abandoned",
+                        signal_name(sig)
+                    )),
+                    Some(_) if deadline.is_some() => {
+                        end(&format!("a second {}", signal_name(sig)));
+                        deadline = None;
+                    }
+                    Some(a) => {
+                        let _ = warden_sys::pidfd::send_signal(a, sig);
+                        deadline = Some(std::time::Instant::now() + SIGNAL_GRACE);
+                    }
+                },
             }
-        } else if agent > 0 {
-            // SAFETY: signalling our own agent process.
-            unsafe { libc::kill(agent, sig) };
         }
     });
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        _ => "a signal",
+    }
 }
 
 /// The seccomp exec guard's supervisor thread (returns the sandbox's exit status) and a

@@ -241,6 +241,16 @@ pub mod pidfd {
         rustix::process::pidfd_open(pid, flags).map_err(sys("pidfd_open"))
     }
 
+    /// `pidfd_send_signal(pidfd, sig, NULL, 0)`: a signal to that process and no other,
+    /// whatever became of its pid (`ESRCH` once it has exited).
+    pub fn send_signal(pidfd: impl AsFd, sig: i32) -> Result<(), Error> {
+        let sig = rustix::process::Signal::from_named_raw(sig).ok_or(Error::Sys {
+            call: "pidfd_send_signal",
+            errno: rustix::io::Errno::INVAL,
+        })?;
+        rustix::process::pidfd_send_signal(pidfd, sig).map_err(sys("pidfd_send_signal"))
+    }
+
     /// `pidfd_getfd(pidfd, fd, 0)`: a copy of the process's descriptor `fd` (close-on-exec).
     pub fn getfd(pidfd: impl AsFd, fd: RawFd) -> Result<OwnedFd, Error> {
         rustix::process::pidfd_getfd(pidfd, fd, rustix::process::PidfdGetfdFlags::empty())

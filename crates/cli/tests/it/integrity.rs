@@ -934,6 +934,83 @@ fn a_group_sigterm_is_the_agents_to_handle() {
     }
 }
 
+/// A group signal reaches the agent once (the supervisor passes it on; init and stage 1 do
+/// not, the agent is a session of its own), and an agent that ignores it does not keep the
+/// session: a second signal ends the sandbox at once, a single one after the grace
+/// (5 s). Either way the session ends in order: no process of it left, no placeholder.
+#[test]
+fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
+    use std::os::unix::process::CommandExt;
+    let t = T::new("grpsig");
+    host_repo(&t);
+    let sub = nested_repo_with_absent_targets(&t, false);
+    std::fs::write(
+        t.ws.join("count.py"),
+        "import signal, time\nn = [0]\ndef h(s, f):\n    n[0] += 1\nsignal.signal(signal.SIGINT, h)\nopen('READY', 'w').close()\nwhile n[0] == 0:\n    time.sleep(0.01)\ntime.sleep(0.5)\nopen('COUNT', 'w').write(str(n[0]))\n",
+    )
+    .unwrap();
+    let mut c = t.session(&t.ws, &[], "exec python3 count.py");
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let ready = t.ws.join("READY");
+    assert!(wait_until(std::time::Duration::from_secs(20), || ready.exists()));
+    // SAFETY: signalling the process group of our own child.
+    let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    assert_eq!(r, 0);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("COUNT")).unwrap(),
+        "1",
+        "one group SIGINT reached the agent more than once"
+    );
+    for (twice, within) in [(true, 3), (false, 12)] {
+        let _ = std::fs::remove_file(&ready);
+        let mut c = t.session(&t.ws, &[], "trap '' TERM INT; touch READY; sleep 60");
+        c.process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        assert!(wait_until(std::time::Duration::from_secs(20), || ready.exists()));
+        assert!(
+            sub.join("tools/git-hooks").is_dir(),
+            "no placeholder: the case is not exercised"
+        );
+        let tree = descendants(child.id());
+        let t0 = std::time::Instant::now();
+        for _ in 0..if twice { 2 } else { 1 } {
+            // SAFETY: signalling the process group of our own child.
+            let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+            assert_eq!(r, 0);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let o = child.wait_with_output().unwrap();
+        let took = t0.elapsed();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            took < std::time::Duration::from_secs(within),
+            "twice={twice}: the session took {took:?} to end\n{err}"
+        );
+        assert!(
+            twice || took >= std::time::Duration::from_secs(4),
+            "a single SIGTERM ended the sandbox before the grace ({took:?})"
+        );
+        assert!(err.contains("ending the sandbox"), "twice={twice}: {err}");
+        let left: Vec<u32> = tree.iter().map(|(p, _)| *p).filter(|p| alive(*p)).collect();
+        assert!(
+            left.is_empty(),
+            "twice={twice}: alive after warden exited: {left:?}"
+        );
+        for p in ["sub/tools", "sub/inc.cfg"] {
+            assert!(
+                !t.ws.join(p).exists(),
+                "twice={twice}: the placeholder {p} was left"
+            );
+        }
+    }
+}
+
 /// Host pids of the processes below `pid` (its children, theirs, ...), with their parent's.
 fn descendants(pid: u32) -> Vec<(u32, u32)> {
     let mut all = Vec::new();
