@@ -6,7 +6,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Schema version kept in `meta.schema`.
+/// Schema version kept in `meta.schema`. Any change to [`SCHEMA`] needs a new version: a
+/// store already at this one is opened without running it (see `AuditStore::init`).
 pub const SCHEMA_VERSION: &str = "1";
 
 const SCHEMA: &str = "
@@ -436,6 +437,19 @@ impl AuditStore {
                 true,
             )
             .map_err(&e)?;
+        // A store of this schema needs nothing more: no write lock, no schema statements
+        // (every session opens the store). Anything else (new, older, newer, not a store)
+        // goes through the checks below, under the write lock.
+        let current: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .unwrap_or(None);
+        if current.as_deref() == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -833,7 +833,16 @@ impl Session {
         // The agent process exists now (it sends its fds once spawned and confined), or
         // never will: what was lent for its spawn goes back before it runs anything.
         let given_back = self.give_back();
-        let (mut fds, pid) = match received? {
+        let received = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // SAFETY: killing our own child (the pid namespace dies with it).
+                unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
+                reap(self.stage1_pid);
+                return Err(e.into());
+            }
+        };
+        let (mut fds, pid) = match received {
             Some(x) => x,
             None => {
                 let msg = read_all(&self.err_read);
