@@ -752,9 +752,7 @@ fn nested_repo_with_absent_targets(t: &T, commit: bool) -> PathBuf {
 /// are gone after the session (they stayed in the user's tree before).
 #[test]
 fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
-    let t = T::new("hpnested");
-    host_repo(&t);
-    let sub = nested_repo_with_absent_targets(&t, true);
+    let (t, sub) = nested_case("hpnested", true);
     let o = t.sh(&format!(
         "test -d sub/tools/git-hooks && test -f sub/inc.cfg && echo LOCKED-THERE; \
          cd sub; {} {} cd ..; {COMMIT_INSIDE}",
@@ -765,12 +763,7 @@ fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
     judge(&t, &o);
     host_uses_git(&t, &sub);
     assert!(!t.marker().exists(), "a plant ran in the nested repository");
-    for p in ["sub/tools", "sub/inc.cfg"] {
-        assert!(
-            !t.ws.join(p).exists(),
-            "the guard's placeholder {p} was left behind"
-        );
-    }
+    guard_placeholders_gone(&t, "");
 }
 
 /// The guard's placeholders carry the session's mark: one the user removed and made again
@@ -778,9 +771,7 @@ fn a_nested_repositorys_absent_hooks_path_and_include_leave_no_placeholder() {
 /// after it; the rest goes.
 #[test]
 fn a_guard_placeholder_the_user_made_again_during_the_session_stays() {
-    let t = T::new("hpmine");
-    host_repo(&t);
-    let sub = nested_repo_with_absent_targets(&t, false);
+    let (t, sub) = nested_case("hpmine", false);
     let ready = t.ws.join("READY");
     let mut c = t.session(
         &t.ws,
@@ -817,26 +808,9 @@ fn a_guard_placeholder_the_user_made_again_during_the_session_stays() {
 /// the user's files stay. (Stop 37's build left all three behind for good.)
 #[test]
 fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
-    use std::os::unix::process::CommandExt;
-    let t = T::new("hpkill");
-    host_repo(&t);
-    let sub = nested_repo_with_absent_targets(&t, false);
-    let ready = t.ws.join("READY");
+    let (t, sub) = nested_case("hpkill", false);
     for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
-        let _ = std::fs::remove_file(&ready);
-        let mut c = t.session(&t.ws, &[], "touch READY; sleep 30");
-        c.process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().unwrap();
-        assert!(
-            wait_until(std::time::Duration::from_secs(20), || ready.exists()),
-            "{name}: the session did not start"
-        );
-        assert!(
-            sub.join("inc.cfg").exists() && sub.join("tools/git-hooks").is_dir(),
-            "{name}: the guard made no placeholders (the case is not exercised)"
-        );
+        let mut child = started_in_group(&t, &sub, "touch READY; sleep 30", name);
         // SAFETY: signalling the process group of our own child.
         assert_eq!(unsafe { libc::kill(-(child.id() as i32), sig) }, 0);
         let _ = child.wait();
@@ -873,13 +847,7 @@ fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "{}", out(&o));
-    for p in ["sub/tools", "sub/inc.cfg"] {
-        assert!(
-            !t.ws.join(p).exists(),
-            "a failed start: the placeholder {p} was left behind:\n{}",
-            out(&o)
-        );
-    }
+    guard_placeholders_gone(&t, &format!("a failed start ({})", out(&o)));
 }
 
 /// A group SIGTERM (`kill -- -PGID`, a CI job's cancel, ^C without a pty) is the agent's to
@@ -889,28 +857,13 @@ fn a_session_killed_with_its_process_group_leaves_no_guard_placeholder() {
 /// no file).
 #[test]
 fn a_group_sigterm_is_the_agents_to_handle() {
-    use std::os::unix::process::CommandExt;
-    let t = T::new("grpterm");
-    host_repo(&t);
-    let sub = nested_repo_with_absent_targets(&t, false);
-    let ready = t.ws.join("READY");
-    let mut c = t.session(
-        &t.ws,
-        &[],
+    let (t, sub) = nested_case("grpterm", false);
+    let mut child = started_in_group(
+        &t,
+        &sub,
         "trap 'trap \"\" TERM; sleep 0.3; echo clean > TERMED; exit 7' TERM; touch READY; \
          while :; do sleep 0.05; done",
-    );
-    c.process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    assert!(
-        wait_until(std::time::Duration::from_secs(20), || ready.exists()),
-        "the session did not start"
-    );
-    assert!(
-        sub.join("tools/git-hooks").is_dir(),
-        "no placeholder: the case is not exercised"
+        "SIGTERM",
     );
     // SAFETY: signalling the process group of our own child.
     let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
@@ -926,12 +879,7 @@ fn a_group_sigterm_is_the_agents_to_handle() {
         Some(7),
         "warden's exit status is not the agent's: {st:?}"
     );
-    for p in ["sub/tools", "sub/inc.cfg"] {
-        assert!(
-            !t.ws.join(p).exists(),
-            "the placeholder {p} was left behind"
-        );
-    }
+    guard_placeholders_gone(&t, "a group SIGTERM");
 }
 
 /// A group signal reaches the agent once (the supervisor passes it on; init and stage 1 do
@@ -940,22 +888,13 @@ fn a_group_sigterm_is_the_agents_to_handle() {
 /// (5 s). Either way the session ends in order: no process of it left, no placeholder.
 #[test]
 fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
-    use std::os::unix::process::CommandExt;
-    let t = T::new("grpsig");
-    host_repo(&t);
-    let sub = nested_repo_with_absent_targets(&t, false);
+    let (t, sub) = nested_case("grpsig", false);
     std::fs::write(
         t.ws.join("count.py"),
         "import signal, time\nn = [0]\ndef h(s, f):\n    n[0] += 1\nsignal.signal(signal.SIGINT, h)\nopen('READY', 'w').close()\nwhile n[0] == 0:\n    time.sleep(0.01)\ntime.sleep(0.5)\nopen('COUNT', 'w').write(str(n[0]))\n",
     )
     .unwrap();
-    let mut c = t.session(&t.ws, &[], "exec python3 count.py");
-    c.process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    let ready = t.ws.join("READY");
-    assert!(wait_until(std::time::Duration::from_secs(20), || ready.exists()));
+    let mut child = started_in_group(&t, &sub, "exec python3 count.py", "SIGINT");
     // SAFETY: signalling the process group of our own child.
     let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     assert_eq!(r, 0);
@@ -966,17 +905,8 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
         "one group SIGINT reached the agent more than once"
     );
     for (twice, within) in [(true, 3), (false, 12)] {
-        let _ = std::fs::remove_file(&ready);
-        let mut c = t.session(&t.ws, &[], "trap '' TERM INT; touch READY; sleep 60");
-        c.process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let child = c.spawn().unwrap();
-        assert!(wait_until(std::time::Duration::from_secs(20), || ready.exists()));
-        assert!(
-            sub.join("tools/git-hooks").is_dir(),
-            "no placeholder: the case is not exercised"
-        );
+        let script = "trap '' TERM INT; touch READY; sleep 60";
+        let child = started_in_group(&t, &sub, script, &format!("twice={twice}"));
         let tree = descendants(child.id());
         let t0 = std::time::Instant::now();
         for _ in 0..if twice { 2 } else { 1 } {
@@ -1002,12 +932,47 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
             left.is_empty(),
             "twice={twice}: alive after warden exited: {left:?}"
         );
-        for p in ["sub/tools", "sub/inc.cfg"] {
-            assert!(
-                !t.ws.join(p).exists(),
-                "twice={twice}: the placeholder {p} was left"
-            );
-        }
+        guard_placeholders_gone(&t, &format!("twice={twice}"));
+    }
+}
+
+/// A host repository with [`nested_repo_with_absent_targets`] in it: the case, and `sub`.
+fn nested_case(name: &str, commit: bool) -> (T, PathBuf) {
+    let t = T::new(name);
+    host_repo(&t);
+    let sub = nested_repo_with_absent_targets(&t, commit);
+    (t, sub)
+}
+
+/// Starts a session of `script` (which makes `READY` first) in a process group of its own
+/// (stderr piped), and waits until it runs, the guard's placeholders made.
+fn started_in_group(t: &T, sub: &Path, script: &str, what: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let ready = t.ws.join("READY");
+    let _ = std::fs::remove_file(&ready);
+    let mut c = t.session(&t.ws, &[], script);
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || ready.exists()),
+        "{what}: the session did not start"
+    );
+    assert!(
+        sub.join("inc.cfg").exists() && sub.join("tools/git-hooks").is_dir(),
+        "{what}: the guard made no placeholders (the case is not exercised)"
+    );
+    child
+}
+
+/// The workspace guard's placeholders of [`nested_repo_with_absent_targets`] are gone.
+fn guard_placeholders_gone(t: &T, when: &str) {
+    for p in ["sub/tools", "sub/inc.cfg"] {
+        assert!(
+            !t.ws.join(p).exists(),
+            "{when}: the guard's placeholder {p} was left behind"
+        );
     }
 }
 
@@ -1053,30 +1018,14 @@ fn alive(pid: u32) -> bool {
 /// exited, no process of its tree is alive and nothing was planted.
 #[test]
 fn placeholders_go_only_once_no_sandbox_process_is_left() {
-    let t = T::new("nsgone");
-    host_repo(&t);
-    let sub = nested_repo_with_absent_targets(&t, false);
-    let ready = t.ws.join("READY");
+    let (t, sub) = nested_case("nsgone", false);
     std::fs::write(
         t.ws.join("plant.py"),
         "import os\nwhile True:\n    try:\n        os.makedirs('sub/tools/git-hooks', exist_ok=True)\n        open('sub/tools/git-hooks/pre-commit', 'w').write('planted')\n    except OSError:\n        pass\n",
     )
     .unwrap();
-    let mut c = t.session(
-        &t.ws,
-        &[],
-        "trap '' TERM; touch READY; exec python3 plant.py",
-    );
-    c.stdout(Stdio::null()).stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    assert!(
-        wait_until(std::time::Duration::from_secs(20), || ready.exists()),
-        "the session did not start"
-    );
-    assert!(
-        sub.join("tools/git-hooks").is_dir(),
-        "no placeholder: the case is not exercised"
-    );
+    let script = "trap '' TERM; touch READY; exec python3 plant.py";
+    let child = started_in_group(&t, &sub, script, "stage 1 killed");
     let tree = descendants(child.id());
     // Stage 1 is warden's child whose child (init) has children (the agent).
     let stage1 = tree
