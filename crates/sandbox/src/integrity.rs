@@ -156,16 +156,17 @@ impl Snapshot {
 
 /// Walks `workspace` (see the module doc).
 pub fn snapshot(workspace: &Path) -> std::io::Result<Snapshot> {
-    walk_root(workspace, true)
+    walk_root(workspace, true, true)
 }
 
 /// Walks `workspace`; `all`: stat every file (to find setuid/setgid bits), else only the
 /// files whose names matter (and those `readdir` gives no type for).
-fn walk_root(workspace: &Path, all: bool) -> std::io::Result<Snapshot> {
+/// `two`: on two threads where the machine has two CPUs (only `all` walks).
+fn walk_root(workspace: &Path, all: bool, two: bool) -> std::io::Result<Snapshot> {
     let root = fsat::open_root(workspace)?;
     let dev = fsat::fstat(root.as_fd())?.st_dev;
     let mut s = Snapshot::default();
-    walk(&root, dev, all, &mut s);
+    walk(&root, dev, all, two, &mut s);
     Ok(s)
 }
 
@@ -223,7 +224,7 @@ impl Inputs {
     }
 
     fn snapshot_since(self, since: (i64, i64)) -> std::io::Result<Snapshot> {
-        let mut s = walk_root(&self.workspace, false)?;
+        let mut s = walk_root(&self.workspace, false, false)?;
         s.setid_since = Some(since);
         snapshot_state(&mut s, &self.state_dirs);
         add_git_targets(&mut s, &self.git_targets);
@@ -561,7 +562,8 @@ fn stamp(
 
 /// Walks again and lists what was created or changed since `before`.
 pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
-    let after = match snapshot(workspace) {
+    let two = before.scanned >= TWO_THREADS_FROM;
+    let after = match walk_root(workspace, true, two) {
         Ok(mut s) => {
             snapshot_state(&mut s, &before.state_dirs);
             add_git_targets(&mut s, &before.git_targets);
@@ -758,13 +760,15 @@ impl Queue {
 /// Walks the workspace from `root`. The end's walk (`all`) stats every file and runs on two
 /// threads where the machine has two cores (nothing else of the session runs then); the
 /// baseline's runs on one (init walks the workspace at the same time).
-fn walk(root: &std::os::fd::OwnedFd, dev: u64, all: bool, s: &mut Snapshot) {
-    let two = all && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+fn walk(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Snapshot) {
+    let two = two && all && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     walk_on(root, dev, all, two, s);
 }
 
-/// Directories the end's walk lists on one thread before it starts a second.
-const SOLO_DIRS: usize = 64;
+/// Entries the baseline walk listed from which the end's walk takes a second thread: its
+/// start and join (~0.1 ms here, most of it waking the other CPU) pay off only in a tree
+/// larger than a small workspace.
+const TWO_THREADS_FROM: u64 = 2000;
 
 fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Snapshot) {
     let first = Job {
@@ -800,18 +804,6 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
             q.done();
         }
     };
-    // The first directories on this thread alone: a second thread's start and join
-    // (~0.1 ms here, most of it waking the other CPU) pay off only in a tree with more to
-    // walk than a small workspace has.
-    for _ in 0..SOLO_DIRS {
-        match q.next() {
-            Some(j) => {
-                walk_job(&w, j, s);
-                q.done();
-            }
-            None => return,
-        }
-    }
     let mut other = Snapshot::default();
     std::thread::scope(|sc| {
         // Without a second thread this one walks it all.

@@ -118,7 +118,7 @@ pub struct Session {
     init_pidfd: Option<OwnedFd>,
     /// Stage 1's pidfd, opened while it was certainly our unreaped child (right after the
     /// fork): what ends the whole sandbox, whatever became of its pid.
-    stage1_pidfd: Option<OwnedFd>,
+    stage1_pidfd: OwnedFd,
     /// The agent process's pidfd, opened while it waits for its release (see
     /// [`Session::agent_pidfd`]).
     agent_pidfd: Option<OwnedFd>,
@@ -533,7 +533,15 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     }
     drop(ctx);
     // Stage 1 is our child and nothing reaps it before this returns.
-    let stage1_pidfd = warden_sys::pidfd::open(pid).ok();
+    let stage1_pidfd = match warden_sys::pidfd::open(pid) {
+        Ok(f) => f,
+        Err(e) => {
+            // SAFETY: killing our own unreaped child (the pid namespace dies with it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
+            return Err(format!("pidfd_open(stage 1): {e}").into());
+        }
+    };
     drop(nest_fds);
     drop(devnull);
     drop(prepared);
@@ -836,8 +844,7 @@ impl Session {
         let received = match received {
             Ok(r) => r,
             Err(e) => {
-                // SAFETY: killing our own child (the pid namespace dies with it).
-                unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
+                self.kill_sandbox();
                 reap(self.stage1_pid);
                 return Err(e.into());
             }
@@ -861,8 +868,7 @@ impl Session {
         };
         if let Err(e) = given_back {
             // Fail closed: the agent's identity would keep the right to `chmod` them.
-            // SAFETY: killing our own child (the pid namespace dies with it).
-            unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
+            self.kill_sandbox();
             reap(self.stage1_pid);
             return Err(LaunchError::Setup(e));
         }
@@ -875,8 +881,7 @@ impl Session {
                     self.init_pidfd = Some(fd)
                 }
                 _ => {
-                    // SAFETY: killing our own child (the pid namespace dies with it).
-                    unsafe { libc::kill(self.stage1_pid, libc::SIGKILL) };
+                    self.kill_sandbox();
                     reap(self.stage1_pid);
                     return Err(LaunchError::Setup(
                         "the agent process sent no pidfd of its init".into(),
@@ -886,15 +891,32 @@ impl Session {
         }
         self.agent_fds = fds;
         self.agent_pid = pid;
-        // It waits for its release: alive, so its pid is still its own.
-        self.agent_pidfd = warden_sys::pidfd::open(pid).ok();
+        // It waits for its release: alive, so its pid is still its own. Signals reach it
+        // through this alone.
+        match warden_sys::pidfd::open(pid) {
+            Ok(fd) => self.agent_pidfd = Some(fd),
+            Err(e) => {
+                self.kill_sandbox();
+                reap(self.stage1_pid);
+                return Err(LaunchError::Setup(format!(
+                    "pidfd_open(the agent process, pid {pid}): {e}"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Ends the whole sandbox: SIGKILL to stage 1 through its pidfd (init's parent-death
+    /// signal follows, then the kernel empties the namespace). Nothing once it is gone.
+    /// Returns whether the signal was sent.
+    pub fn kill_sandbox(&self) -> bool {
+        warden_sys::pidfd::send_signal(&self.stage1_pidfd, libc::SIGKILL).is_ok()
     }
 
     /// A pidfd of stage 1: signalled, it ends the whole sandbox (init's parent-death signal,
     /// then the kernel empties the namespace). `None` where the kernel gave none.
     pub fn stage1_pidfd(&self) -> Option<OwnedFd> {
-        self.stage1_pidfd.as_ref().and_then(|f| f.try_clone().ok())
+        self.stage1_pidfd.try_clone().ok()
     }
 
     /// A pidfd of the agent process (once [`Session::wait_agent`] returned): signals sent

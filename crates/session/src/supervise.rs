@@ -188,8 +188,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         ) {
             Ok(s) => Some(s),
             Err(e) => {
-                // SAFETY: killing our own sandbox, which has not been released.
-                unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
+                session.kill_sandbox();
                 reap_unstarted(tracer, &session, &mut record_guard_placeholders);
                 return Err(StartError::Unsupported(format!(
                     "the BPF exec guard could not take the session: {e}"
@@ -233,8 +232,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     let proxy_handle = match proxy_handle.transpose() {
         Ok(h) => h,
         Err(e) => {
-            // SAFETY: killing our own sandbox: released, but its network cannot be served.
-            unsafe { libc::kill(session.stage1_pid, libc::SIGKILL) };
+            session.kill_sandbox();
             drop(raw);
             reap_unstarted(tracer, &session, &mut record_guard_placeholders);
             return Err(e);
@@ -440,23 +438,28 @@ fn block_signals() -> libc::sigset_t {
 /// exit before warden ends the sandbox itself.
 const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A signal after the first one passed on ends the sandbox at once from this long after it
+/// (a human's second ^C); sooner, it is one sender's burst (systemd's SIGTERM then SIGHUP,
+/// a shell's SIGHUP then the terminal's own): passed on, the grace running.
+const SECOND_SIGNAL_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The signal thread. SIGWINCH resizes the agent's pty. SIGTERM, SIGINT, SIGHUP, SIGQUIT:
 /// before the agent process exists, they end the sandbox (the start is abandoned); then
 /// they go to the agent (through its pidfd: it alone, never a process that got its pid
-/// later), once: a second one, or `SIGNAL_GRACE` without the agent's exit, ends the
-/// sandbox (stage 1's SIGKILL: init dies of it, the kernel empties the namespace, and the
-/// session's end waits for that before it removes anything). SIGUSR1/SIGUSR2 go to the
-/// agent. Ending the sandbox is quiet when it is gone already.
+/// later). One not followed by the agent's exit within `SIGNAL_GRACE`, or another of them
+/// `SECOND_SIGNAL_AFTER` or more after it (a SIGHUP never counts: a closed terminal sends
+/// it twice), ends the sandbox: stage 1's SIGKILL, init dies of it, the kernel empties the
+/// namespace, and the session's end waits for that before it removes anything. Once the
+/// agent process has exited, nothing is armed (init ends what is left). SIGUSR1/SIGUSR2 go
+/// to the agent.
 fn handle_signals(
     session: &warden_sandbox::launch::Session,
     set: libc::sigset_t,
     agent: Arc<std::sync::OnceLock<OwnedFd>>,
 ) {
     let stage1 = session.stage1_pidfd();
-    let master = session.pty_master.as_ref().map(|m| {
-        use std::os::fd::AsRawFd;
-        m.as_raw_fd()
-    });
+    // A copy: the thread outlives the session's own.
+    let master = session.pty_master.as_ref().and_then(|m| m.try_clone().ok());
     let end = move |why: &str| {
         if let Some(s) = &stage1 {
             if warden_sys::pidfd::send_signal(s, libc::SIGKILL).is_ok() {
@@ -464,10 +467,21 @@ fn handle_signals(
             }
         }
     };
+    let exited = |a: &OwnedFd| {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: a.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one fd of ours, no waiting.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    };
     std::thread::spawn(move || {
-        let mut deadline: Option<std::time::Instant> = None;
+        // When the first signal was passed on, while the agent has not exited.
+        let mut first: Option<std::time::Instant> = None;
         loop {
-            let sig = match deadline {
+            let sig = match first {
                 None => {
                     let mut sig = 0;
                     // SAFETY: sigwait on the blocked set.
@@ -476,25 +490,29 @@ fn handle_signals(
                     }
                     sig
                 }
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
+                Some(at) => {
+                    if agent.get().is_none_or(&exited) {
+                        first = None;
+                        continue;
+                    }
+                    if at.elapsed() >= SIGNAL_GRACE {
+                        end(&format!(
+                            "the agent did not exit within {} s of the signal passed on to it",
+                            SIGNAL_GRACE.as_secs()
+                        ));
+                        first = None;
+                        continue;
+                    }
+                    // Short waits: the agent's exit is seen within 50 ms.
                     let ts = libc::timespec {
-                        tv_sec: left.as_secs() as libc::time_t,
-                        tv_nsec: left.subsec_nanos() as libc::c_long,
+                        tv_sec: 0,
+                        tv_nsec: 50_000_000,
                     };
                     // SAFETY: sigtimedwait on the blocked set, no siginfo wanted.
                     let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
                     if r < 0 {
                         match std::io::Error::last_os_error().raw_os_error() {
-                            Some(libc::EINTR) => continue,
-                            Some(libc::EAGAIN) => {
-                                end(&format!(
-                                    "the agent did not exit within {} s of the signal passed on to it",
-                                    SIGNAL_GRACE.as_secs()
-                                ));
-                                deadline = None;
-                                continue;
-                            }
+                            Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
                             _ => return,
                         }
                     }
@@ -503,12 +521,13 @@ fn handle_signals(
             };
             match sig {
                 libc::SIGWINCH => {
-                    if let Some(m) = master {
+                    if let Some(m) = &master {
+                        use std::os::fd::AsRawFd;
                         // SAFETY: ioctl with a winsize struct.
                         unsafe {
                             let mut ws: libc::winsize = std::mem::zeroed();
                             if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-                                libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+                                libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws);
                             }
                         }
                     }
@@ -523,13 +542,18 @@ fn handle_signals(
                         "{} while the sandbox was being built: the start is abandoned",
                         signal_name(sig)
                     )),
-                    Some(_) if deadline.is_some() => {
+                    // Its end is under way: init ends what is left.
+                    Some(a) if exited(a) => {}
+                    Some(_)
+                        if sig != libc::SIGHUP
+                            && first.is_some_and(|at| at.elapsed() >= SECOND_SIGNAL_AFTER) =>
+                    {
                         end(&format!("a second {}", signal_name(sig)));
-                        deadline = None;
+                        first = None;
                     }
                     Some(a) => {
                         let _ = warden_sys::pidfd::send_signal(a, sig);
-                        deadline = Some(std::time::Instant::now() + SIGNAL_GRACE);
+                        first.get_or_insert_with(std::time::Instant::now);
                     }
                 },
             }

@@ -884,8 +884,9 @@ fn a_group_sigterm_is_the_agents_to_handle() {
 
 /// A group signal reaches the agent once (the supervisor passes it on; init and stage 1 do
 /// not, the agent is a session of its own), and an agent that ignores it does not keep the
-/// session: a second signal ends the sandbox at once, a single one after the grace
-/// (5 s). Either way the session ends in order: no process of it left, no placeholder.
+/// session: a second signal a second or more later ends the sandbox at once, a burst
+/// (SIGTERM, SIGHUP 50 ms later) after the grace (5 s). Either way the session ends in
+/// order: no process of it left, no placeholder.
 #[test]
 fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
     let (t, sub) = nested_case("grpsig", false);
@@ -904,16 +905,25 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
         "1",
         "one group SIGINT reached the agent more than once"
     );
-    for (twice, within) in [(true, 3), (false, 12)] {
-        let script = "trap '' TERM INT; touch READY; sleep 60";
+    for (twice, within) in [(true, 4), (false, 12)] {
+        let script = "trap '' TERM INT HUP; touch READY; sleep 60";
         let child = started_in_group(&t, &sub, script, &format!("twice={twice}"));
         let tree = descendants(child.id());
         let t0 = std::time::Instant::now();
-        for _ in 0..if twice { 2 } else { 1 } {
+        // A burst (SIGTERM then SIGHUP, as systemd sends them) is one signal; a second
+        // SIGTERM a human sends 1.2 s later ends the sandbox at once.
+        for (sig, after) in [
+            (libc::SIGTERM, 0),
+            (libc::SIGHUP, 50),
+            (libc::SIGTERM, 1200),
+        ]
+        .into_iter()
+        .take(if twice { 3 } else { 2 })
+        {
+            std::thread::sleep(std::time::Duration::from_millis(after));
             // SAFETY: signalling the process group of our own child.
-            let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+            let r = unsafe { libc::kill(-(child.id() as i32), sig) };
             assert_eq!(r, 0);
-            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let o = child.wait_with_output().unwrap();
         let took = t0.elapsed();
