@@ -425,6 +425,15 @@ fn block_signals() -> libc::sigset_t {
             libc::SIGUSR2,
             libc::SIGWINCH,
         ] {
+            // One warden was started with ignored (`nohup`, a shell's background job) stays
+            // ignored, for warden and, inherited, for the agent: never passed on, never
+            // a reason to end the sandbox.
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(s, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
             libc::sigaddset(&mut set, s);
         }
         let mut all = set;

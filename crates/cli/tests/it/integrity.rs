@@ -946,6 +946,40 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
     }
 }
 
+/// `nohup warden run ...`: a signal warden was started with ignored stays ignored, for
+/// warden and, inherited, for the agent. A group SIGHUP neither reaches the agent nor ends
+/// the sandbox after the grace: the job runs to its end.
+#[test]
+fn a_signal_ignored_at_start_stays_ignored() {
+    use std::os::unix::process::CommandExt;
+    let t = T::new("nohup");
+    let ready = t.ws.join("READY");
+    let mut c = t.session(&t.ws, &[], "touch READY; sleep 6; echo done > DONE");
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: signal() is async-signal-safe, called between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = c.spawn().unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(20), || ready.exists()));
+    // SAFETY: signalling the process group of our own child.
+    let r = unsafe { libc::kill(-(child.id() as i32), libc::SIGHUP) };
+    assert_eq!(r, 0);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{:?}\n{err}", o.status);
+    assert!(!err.contains("ending the sandbox"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("DONE")).ok().as_deref(),
+        Some("done\n")
+    );
+}
+
 /// A host repository with [`nested_repo_with_absent_targets`] in it: the case, and `sub`.
 fn nested_case(name: &str, commit: bool) -> (T, PathBuf) {
     let t = T::new(name);
