@@ -947,9 +947,14 @@ impl Session {
             if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            if r != 0 {
-                // Readable, or an error: a pidfd fails to poll only when it is not one.
+            if r > 0 && pfd.revents & libc::POLLIN != 0 {
                 return;
+            }
+            if r != 0 {
+                // A failed poll is no answer: nothing is removed on it (the pidfd was
+                // checked when received, so this is not expected to last).
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
             }
             if !warned {
                 eprintln!("warden: the sandbox's processes are not gone 2 s after its init died; waiting for them before the workspace's placeholders are removed");
