@@ -217,6 +217,12 @@ struct ChildCtx {
     /// The signals stage 1 ignores which were not ignored before (bit `1 << n`): init gives
     /// them their default back before it forks the agent (see [`GROUP_SIGNALS`]).
     ignored_by_stage1: u64,
+    /// The mask to give the sandbox's processes back (see [`START_MASK`]).
+    start_mask: Option<libc::sigset_t>,
+    /// A pidfd stage 1 took of itself before forking init (-1 before that): init's
+    /// PDEATHSIG only stands from its `prctl` on, so init checks through this that stage 1
+    /// did not die first (a signal that abandons the start kills stage 1 at any moment).
+    stage1_self: RawFd,
 }
 
 fn fail_child(err_w: RawFd, stage: &str, msg: &str) -> ! {
@@ -513,6 +519,8 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         last_cap,
         supervisor: me,
         ignored_by_stage1: 0,
+        stage1_self: -1,
+        start_mask: *START_MASK.lock().unwrap_or_else(|p| p.into_inner()),
     };
     // Free heap memory goes back to the kernel first: stage 1 and init share every page
     // the fork leaves mapped, so each one the supervisor writes later (its heap reused by
@@ -670,6 +678,27 @@ fn read_full(fd: RawFd, b: &mut [u8]) -> Option<()> {
         got += n as usize;
     }
     Some(())
+}
+
+/// The signal mask this process had before warden first blocked signals of its own
+/// ([`save_start_mask`]). Stage 1 puts it back first thing: the sandbox's processes, the
+/// agent included, start with the mask warden was started with, not with what the
+/// supervisor blocks for its signal thread.
+static START_MASK: std::sync::Mutex<Option<libc::sigset_t>> = std::sync::Mutex::new(None);
+
+/// Saves the calling thread's signal mask as the one the sandbox gets (once: later calls
+/// keep the first). Call it before blocking anything.
+pub fn save_start_mask() {
+    let mut g = START_MASK.lock().unwrap_or_else(|p| p.into_inner());
+    if g.is_none() {
+        // SAFETY: reading this thread's mask into a zeroed set.
+        unsafe {
+            let mut cur: libc::sigset_t = std::mem::zeroed();
+            if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur) == 0 {
+                *g = Some(cur);
+            }
+        }
+    }
 }
 
 /// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
@@ -1068,6 +1097,11 @@ unsafe fn fork_into(cgroup: Option<RawFd>) -> libc::pid_t {
 
 fn stage1(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
+    if let Some(m) = &c.start_mask {
+        // SAFETY: setting this single-threaded child's mask from a set we own. A signal
+        // the supervisor had pending is not inherited: nothing arrives here unblocked.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, m, std::ptr::null_mut()) };
+    }
     // SAFETY: prctl/getppid are plain syscalls.
     unsafe {
         libc::prctl(
@@ -1152,6 +1186,15 @@ fn stage1(mut c: ChildCtx) -> ! {
             }
         }
     }
+    // SAFETY: pidfd_open of this process, a thread-group leader.
+    c.stage1_self = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as RawFd;
+    if c.stage1_self < 0 {
+        fail_child(
+            err_w,
+            "namespaces",
+            &format!("pidfd_open(stage 1): {}", sys::errno_str()),
+        );
+    }
     // SAFETY: fork from a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -1161,6 +1204,8 @@ fn stage1(mut c: ChildCtx) -> ! {
         c.supervisor = 0;
         init(c);
     }
+    // SAFETY: closing our own pidfd (init has its copy).
+    unsafe { libc::close(c.stage1_self) };
     // stage1 only relays init's exit status.
     // SAFETY: closing our copies so that EOF reaches the supervisor.
     unsafe {
@@ -1212,7 +1257,7 @@ const GROUP_SIGNALS: [libc::c_int; 6] = [
 
 fn init(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
-    // SAFETY: prctl is a plain syscall.
+    // SAFETY: prctl, poll and close are plain syscalls on values and an fd of ours.
     unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
@@ -1220,8 +1265,20 @@ fn init(mut c: ChildCtx) -> ! {
             0,
             0,
             0,
-        )
-    };
+        );
+        // Stage 1 may have died before the `prctl` (killed by a signal that abandoned the
+        // start): nothing would then end this namespace, whose agent would wait for a
+        // release that never comes. Its pidfd is readable once it has exited.
+        let mut p = libc::pollfd {
+            fd: c.stage1_self,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut p, 1, 0) != 0 {
+            libc::_exit(1);
+        }
+        libc::close(c.stage1_self);
+    }
     // What stage 1 ignored goes back to its default: the agent, forked from here, keeps the
     // dispositions warden was started with. Init itself, a pid namespace's init with
     // default dispositions, gets none of them (the kernel drops them) until it forwards them.

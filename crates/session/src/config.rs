@@ -167,6 +167,9 @@ pub enum ErrorKind {
     NotExecutable,
     /// Anything else (exit 1).
     Internal,
+    /// A signal (its number) ended the start before the agent ran (exit 128 + it, as a
+    /// shell reports a command the signal ended).
+    Interrupted(i32),
 }
 
 impl ConfigError {

@@ -42,6 +42,10 @@ pub enum StartError {
     /// Anything else: pipes, sockets, state files.
     #[error("{0}")]
     Internal(String),
+    /// A signal (its number) ended the start: the sandbox was torn down before the agent
+    /// was let run.
+    #[error("interrupted by {} while the sandbox was being built: the agent never ran", crate::supervise::signal_name(*.0))]
+    Interrupted(i32),
 }
 
 impl StartError {
@@ -54,6 +58,7 @@ impl StartError {
             StartError::Unsupported(_) => ErrorKind::Unsupported,
             StartError::Workspace(_) => ErrorKind::Workspace,
             StartError::Internal(_) => ErrorKind::Internal,
+            StartError::Interrupted(sig) => ErrorKind::Interrupted(*sig),
         }
     }
 }

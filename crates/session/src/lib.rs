@@ -54,3 +54,14 @@ pub use error::{MonitorError, StartError};
 pub use monitor::{Monitor, Status};
 pub use session::{Outcome, Session, SessionHandle};
 pub use ui::Ui;
+
+/// Blocks the signals a session's signal thread handles (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+/// SIGUSR1, SIGUSR2, SIGWINCH; not one warden was started with ignored), in the calling
+/// thread and every thread it starts later. `warden run` calls it first thing, before any
+/// thread exists and before anything is made on the host: a signal from then on waits for
+/// the signal thread, which ends a start cleanly (the placeholders removed) instead of
+/// warden dying of it halfway. The sandbox's processes get the mask this thread had
+/// before.
+pub fn block_group_signals() {
+    supervise::block_signals();
+}

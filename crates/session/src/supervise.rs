@@ -108,7 +108,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     let set = block_signals();
     // The signal thread first: a signal sent while the sandbox is built ends it (the start
     // is abandoned); from the agent's release on, it is the agent's.
-    let agent_for_signals = Arc::new(std::sync::OnceLock::new());
+    let agent_for_signals = Arc::new(AgentSlot::default());
     handle_signals(&session, set, agent_for_signals.clone());
     // Threads may start from here on (they inherit the mask), while the sandbox is built:
     // the risk monitor and the session's control socket, the hook relay, the host-loopback
@@ -155,7 +155,10 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         if let Some(t) = tracer {
             let _ = t.handle.join();
         }
-        return Err(setup_error(e));
+        return Err(match agent_for_signals.abandoned() {
+            Some(sig) => StartError::Interrupted(sig),
+            None => setup_error(e),
+        });
     }
     warden_event::timing::mark("sup: launched");
     // Before the agent may run: a session killed from here on still has them swept.
@@ -164,7 +167,17 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         record_guard_placeholders(early);
     }
     if let Some(fd) = session.agent_pidfd() {
-        let _ = agent_for_signals.set(fd);
+        if let Err(sig) = agent_for_signals.register(fd) {
+            // A signal ended the start first (the signal thread killed stage 1): the agent
+            // is never let run. The guard's thread ends without a listener; stage 1 is
+            // reaped and the namespace waited out here.
+            drop(listener_to);
+            if let Some(t) = tracer {
+                let _ = t.handle.join();
+            }
+            reap_unstarted(None, &session, &mut record_guard_placeholders);
+            return Err(StartError::Interrupted(sig));
+        }
     }
     // The hook-report socket inside, for hooks that did not inherit the pipe.
     let hook_socket = match (session.hook_listener.take(), session.hook_pipe.take()) {
@@ -411,7 +424,8 @@ impl Reaper {
 
 /// Blocks the forwarded signals (and SIGCHLD, which the exec guard reads through a
 /// signalfd) in this thread and every thread started later; returns the forwarded set.
-fn block_signals() -> libc::sigset_t {
+pub(crate) fn block_signals() -> libc::sigset_t {
+    warden_sandbox::launch::save_start_mask();
     // SAFETY: building and applying a signal mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -444,39 +458,42 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// How long an agent has, after a SIGTERM, SIGINT, SIGHUP or SIGQUIT passed on to it, to
-/// exit before warden ends the sandbox itself.
+/// exit before warden ends its processes itself.
 const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// A signal after the first one passed on ends the sandbox at once from this long after it
-/// (a human's second ^C); sooner, it is one sender's burst (systemd's SIGTERM then SIGHUP,
-/// a shell's SIGHUP then the terminal's own): passed on, the grace running.
+/// A signal after the first one passed on ends the agent's processes at once from this long
+/// after it (a human's second ^C); sooner, it is one sender's burst (systemd's SIGTERM then
+/// SIGHUP, a shell's SIGHUP then the terminal's own): passed on, the grace running.
 const SECOND_SIGNAL_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long init has, once warden killed the agent process, to end the sandbox its own way
+/// (every process left killed, the workspace guard's last pass, the exit report) before
+/// warden kills stage 1 and with it the whole sandbox, last pass or not.
+const FINAL_PASS_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The signal thread. SIGWINCH resizes the agent's pty. SIGTERM, SIGINT, SIGHUP, SIGQUIT:
-/// before the agent process exists, they end the sandbox (the start is abandoned); then
-/// they go to the agent (through its pidfd: it alone, never a process that got its pid
-/// later). One not followed by the agent's exit within `SIGNAL_GRACE`, or another of them
-/// `SECOND_SIGNAL_AFTER` or more after it (a SIGHUP never counts: a closed terminal sends
-/// it twice), ends the sandbox: stage 1's SIGKILL, init dies of it, the kernel empties the
-/// namespace, and the session's end waits for that before it removes anything. Once the
-/// agent process has exited, nothing is armed (init ends what is left). SIGUSR1/SIGUSR2 go
-/// to the agent.
+/// before the agent process is registered, they end the sandbox (stage 1's SIGKILL: the
+/// start is abandoned, the agent never runs); then they go to the agent (through its
+/// pidfd: it alone, never a process that got its pid later). One not followed by the
+/// agent's exit within `SIGNAL_GRACE`, or another of them `SECOND_SIGNAL_AFTER` or more
+/// after it (a SIGHUP never counts: a closed terminal sends it twice), ends the agent: a
+/// SIGKILL to the agent process, which init sees as the agent's exit, so init ends the
+/// sandbox as after any exit: SIGKILL to every process left in the namespace, the
+/// workspace guard's last pass (what undoes a git config rewritten behind its lock), the
+/// exit report with the placeholders it made. Killing stage 1 instead would take init down
+/// before that pass (attack review 71: a planted `core.fsmonitor` survived a `timeout`
+/// and ran in the host's `git status`). Only if the sandbox is still there
+/// `FINAL_PASS_BOUND` later is stage 1 killed. Once the agent process has exited, nothing
+/// is armed (init ends what is left). SIGUSR1/SIGUSR2 go to the agent.
 fn handle_signals(
     session: &warden_sandbox::launch::Session,
     set: libc::sigset_t,
-    agent: Arc<std::sync::OnceLock<OwnedFd>>,
+    agent: Arc<AgentSlot>,
 ) {
     let stage1 = session.stage1_pidfd();
     // A copy: the thread outlives the session's own.
     let master = session.pty_master.as_ref().and_then(|m| m.try_clone().ok());
-    let end = move |why: &str| {
-        if let Some(s) = &stage1 {
-            if warden_sys::pidfd::send_signal(s, libc::SIGKILL).is_ok() {
-                eprintln!("warden: {why}: ending the sandbox");
-            }
-        }
-    };
-    let exited = |a: &OwnedFd| {
+    let readable = |a: &OwnedFd| {
         use std::os::fd::AsRawFd;
         let mut pfd = libc::pollfd {
             fd: a.as_raw_fd(),
@@ -486,47 +503,77 @@ fn handle_signals(
         // SAFETY: poll on one fd of ours, no waiting.
         unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
     };
+    let end = move |why: &str| {
+        if let Some(s) = &stage1 {
+            if warden_sys::pidfd::send_signal(s, libc::SIGKILL).is_ok() {
+                eprintln!("warden: {why}: ending the sandbox");
+            }
+        }
+    };
+    let stage1_gone = {
+        let s = session.stage1_pidfd();
+        move || s.as_ref().is_none_or(readable)
+    };
     std::thread::spawn(move || {
         // When the first signal was passed on, while the agent has not exited.
         let mut first: Option<std::time::Instant> = None;
+        // When warden killed the agent process, while the sandbox is not gone.
+        let mut killed: Option<std::time::Instant> = None;
         loop {
-            let sig = match first {
-                None => {
-                    let mut sig = 0;
-                    // SAFETY: sigwait on the blocked set.
-                    if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                        return;
-                    }
-                    sig
+            let sig = if first.is_none() && killed.is_none() {
+                let mut sig = 0;
+                // SAFETY: sigwait on the blocked set.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    return;
                 }
-                Some(at) => {
-                    if agent.get().is_none_or(&exited) {
+                sig
+            } else {
+                if let Some(at) = killed {
+                    if stage1_gone() {
+                        killed = None;
+                        continue;
+                    }
+                    if at.elapsed() >= FINAL_PASS_BOUND {
+                        end(&format!(
+                            "the sandbox did not end within {} s of the agent's kill (the workspace guard's last pass may not have run)",
+                            FINAL_PASS_BOUND.as_secs()
+                        ));
+                        killed = None;
+                        continue;
+                    }
+                }
+                if let Some(at) = first {
+                    if agent.fd.get().is_none_or(readable) {
                         first = None;
                         continue;
                     }
                     if at.elapsed() >= SIGNAL_GRACE {
-                        end(&format!(
-                            "the agent did not exit within {} s of the signal passed on to it",
-                            SIGNAL_GRACE.as_secs()
-                        ));
                         first = None;
+                        killed = kill_agent(
+                            &agent,
+                            &format!(
+                                "the agent did not exit within {} s of the signal passed on to it",
+                                SIGNAL_GRACE.as_secs()
+                            ),
+                            &end,
+                        );
                         continue;
                     }
-                    // Short waits: the agent's exit is seen within 50 ms.
-                    let ts = libc::timespec {
-                        tv_sec: 0,
-                        tv_nsec: 50_000_000,
-                    };
-                    // SAFETY: sigtimedwait on the blocked set, no siginfo wanted.
-                    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-                    if r < 0 {
-                        match std::io::Error::last_os_error().raw_os_error() {
-                            Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
-                            _ => return,
-                        }
-                    }
-                    r
                 }
+                // Short waits: the agent's exit is seen within 50 ms.
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 50_000_000,
+                };
+                // SAFETY: sigtimedwait on the blocked set, no siginfo wanted.
+                let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+                if r < 0 {
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                        _ => return,
+                    }
+                }
+                r
             };
             match sig {
                 libc::SIGWINCH => {
@@ -542,23 +589,27 @@ fn handle_signals(
                     }
                 }
                 libc::SIGUSR1 | libc::SIGUSR2 => {
-                    if let Some(a) = agent.get() {
+                    if let Some(a) = agent.fd.get() {
                         let _ = warden_sys::pidfd::send_signal(a, sig);
                     }
                 }
-                _ => match agent.get() {
+                // The sandbox is being ended (init's last pass runs): bounded by
+                // FINAL_PASS_BOUND, whatever else comes.
+                _ if killed.is_some() => {}
+                _ => match agent.take_or_abandon(sig) {
                     None => end(&format!(
                         "{} while the sandbox was being built: the start is abandoned",
                         signal_name(sig)
                     )),
                     // Its end is under way: init ends what is left.
-                    Some(a) if exited(a) => {}
+                    Some(a) if readable(a) => {}
                     Some(_)
                         if sig != libc::SIGHUP
                             && first.is_some_and(|at| at.elapsed() >= SECOND_SIGNAL_AFTER) =>
                     {
-                        end(&format!("a second {}", signal_name(sig)));
                         first = None;
+                        killed =
+                            kill_agent(&agent, &format!("a second {}", signal_name(sig)), &end);
                     }
                     Some(a) => {
                         let _ = warden_sys::pidfd::send_signal(a, sig);
@@ -570,7 +621,69 @@ fn handle_signals(
     });
 }
 
-fn signal_name(sig: i32) -> &'static str {
+/// Ends the agent process with SIGKILL (init then ends the rest, see [`handle_signals`]);
+/// when that cannot be sent, the sandbox at once (`end`). When to give up waiting for
+/// init's end, or None if nothing is left to wait for.
+fn kill_agent(agent: &AgentSlot, why: &str, end: &dyn Fn(&str)) -> Option<std::time::Instant> {
+    match agent
+        .fd
+        .get()
+        .map(|a| warden_sys::pidfd::send_signal(a, libc::SIGKILL))
+    {
+        Some(Ok(())) => {
+            eprintln!("warden: {why}: ending the agent's processes");
+            Some(std::time::Instant::now())
+        }
+        // Exited meanwhile: init's end is under way (watched like any other).
+        Some(Err(e)) if e.errno() == Some(warden_sys::Errno::SRCH) => {
+            Some(std::time::Instant::now())
+        }
+        _ => {
+            end(why);
+            None
+        }
+    }
+}
+
+/// The agent's pidfd for the signal thread, once the agent is known, and whether a signal
+/// abandoned the start before that. One lock decides between the two: a signal either ends
+/// a start whose agent was not registered (so never let run: registration comes before its
+/// release) or goes to the registered agent, never both and never neither.
+#[derive(Default)]
+struct AgentSlot {
+    fd: std::sync::OnceLock<OwnedFd>,
+    abandoned: std::sync::Mutex<Option<i32>>,
+}
+
+impl AgentSlot {
+    /// Registers the agent's pidfd, unless a signal abandoned the start first: its number.
+    fn register(&self, fd: OwnedFd) -> Result<(), i32> {
+        let g = self.abandoned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sig) = *g {
+            return Err(sig);
+        }
+        let _ = self.fd.set(fd);
+        Ok(())
+    }
+
+    /// The registered agent; with none, the start is abandoned by `sig` (the first such
+    /// signal is the one reported).
+    fn take_or_abandon(&self, sig: i32) -> Option<&OwnedFd> {
+        let mut g = self.abandoned.lock().unwrap_or_else(|p| p.into_inner());
+        let a = self.fd.get();
+        if a.is_none() && g.is_none() {
+            *g = Some(sig);
+        }
+        a
+    }
+
+    /// The signal that abandoned the start, if one did.
+    fn abandoned(&self) -> Option<i32> {
+        *self.abandoned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",

@@ -13,6 +13,8 @@ use warden_session::{ErrorKind, HostFeatures, RunOptions, Session, SessionConfig
 pub use warden_session::config::state_dir;
 
 pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
+    // Before any thread or anything on the host: see the function's doc.
+    warden_session::block_group_signals();
     let home = home_dir();
     let ws = workspace(&a.policy.workspace)?;
     // Before the policy is read: a broad workspace is refused whatever the policy says.
@@ -73,6 +75,7 @@ fn to_exit(kind: ErrorKind, msg: impl std::fmt::Display) -> anyhow::Error {
         ErrorKind::NotFound => exit::NOT_FOUND,
         ErrorKind::NotExecutable => 126,
         ErrorKind::Internal => exit::INTERNAL,
+        ErrorKind::Interrupted(sig) => 128 + sig,
     };
     fail(code, msg)
 }

@@ -909,6 +909,7 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
         let script = "trap '' TERM INT HUP; touch READY; sleep 60";
         let child = started_in_group(&t, &sub, script, &format!("twice={twice}"));
         let tree = descendants(child.id());
+        let wpid = child.id();
         let t0 = std::time::Instant::now();
         // A burst (SIGTERM then SIGHUP, as systemd sends them) is one signal; a second
         // SIGTERM a human sends 1.2 s later ends the sandbox at once.
@@ -936,14 +937,121 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
             twice || took >= std::time::Duration::from_secs(4),
             "a single SIGTERM ended the sandbox before the grace ({took:?})"
         );
-        assert!(err.contains("ending the sandbox"), "twice={twice}: {err}");
-        let left: Vec<u32> = tree.iter().map(|(p, _)| *p).filter(|p| alive(*p)).collect();
         assert!(
-            left.is_empty(),
-            "twice={twice}: alive after warden exited: {left:?}"
+            err.contains("ending the agent's processes"),
+            "twice={twice}: {err}"
         );
+        sandbox_gone(wpid, &tree, &format!("twice={twice}"));
         guard_placeholders_gone(&t, &format!("twice={twice}"));
     }
+}
+
+/// A session warden ends itself after a signal (the agent ignored it for the grace: a
+/// `timeout`, a CI job's cancel, a closed terminal) still gets the workspace guard's last
+/// pass: warden kills the agent process, and init ends the sandbox as after any exit. Here
+/// the agent, from inside a nested repository's `.git` made during the session, rewrites
+/// its config after the guard's lock with an fsmonitor (attack review 71: with stage 1
+/// killed instead, init died before its last pass, the config stayed, and the host's
+/// `git status` ran the payload). Judged from the host: the config holds no fsmonitor and
+/// host git runs nothing; no process of the session is left.
+#[test]
+fn a_session_ended_by_a_signal_still_gets_the_guards_last_pass() {
+    let t = T::new("sigpass");
+    host_repo(&t);
+    let m = t.marker().display().to_string();
+    let script = format!(
+        "trap '' TERM INT HUP; mkdir -p r/.git/objects r/.git/refs/heads; \
+         echo 'ref: refs/heads/main' > r/.git/HEAD; \
+         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
+           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
+         touch READY; while :; do sleep 1; done"
+    );
+    use std::os::unix::process::CommandExt;
+    let mut c = t.session(&t.ws, &[], &script);
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(20), || t
+        .ws
+        .join("PLANTED")
+        .exists()));
+    let tree = descendants(child.id());
+    let wpid = child.id();
+    // As `timeout` does: one SIGTERM to warden itself.
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let t0 = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "the session took {:?} to end\n{err}",
+        t0.elapsed()
+    );
+    sandbox_gone(wpid, &tree, "SIGTERM");
+    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
+    assert!(
+        !config.contains("fsmonitor"),
+        "the rewritten config survived the session:\n{config}\n{err}"
+    );
+    let _ = t.host_git(&t.ws.join("r"), &["status"]);
+    assert!(
+        !t.marker().exists(),
+        "the host's git status ran the agent's fsmonitor\n{err}"
+    );
+    assert!(err.contains("ending the agent's processes"), "{err}");
+    assert!(!err.contains("ending the sandbox"), "{err}");
+}
+
+/// A SIGTERM at any moment of the start-up ends warden as the signal would (exit 143),
+/// never as a machine that cannot build the sandbox (exit 4, which a wrapper may answer with
+/// `--best-effort`), never hanging, and leaves nothing in the workspace. Delays spread over
+/// the start-up hit its phases: before the signals are handled (the default action), while
+/// the sandbox is built (the start abandoned: "interrupted"), and once the agent runs (it
+/// gets the signal). Before the fix, ~7% of such runs exited 4 and one in ~10 of the
+/// abandoned ones hung: init outlived stage 1's kill when it came before its PDEATHSIG.
+#[test]
+fn a_signal_during_start_up_ends_it_as_the_signal_would() {
+    let t = T::new("sigstart");
+    let before = list(&t.ws);
+    let mut interrupted = 0;
+    for i in 0..40u64 {
+        let mut c = t.session(&t.ws, &[], "exec sleep 5");
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        // 1 to 25 ms, spread.
+        std::thread::sleep(std::time::Duration::from_micros(
+            1_000 + (i * 7919) % 24_000,
+        ));
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("run {i}: warden did not exit within 20 s of a SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        use std::io::Read;
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            status.code() == Some(143) || status.signal() == Some(libc::SIGTERM),
+            "run {i}: {status:?}\n{err}"
+        );
+        assert!(!err.contains("setup failed"), "run {i}: {err}");
+        if err.contains("interrupted by SIGTERM") {
+            interrupted += 1;
+        }
+        assert_eq!(list(&t.ws), before, "run {i}: the workspace changed\n{err}");
+    }
+    eprintln!("{interrupted} of 40 runs interrupted the sandbox's build");
 }
 
 /// `nohup warden run ...`: a signal warden was started with ignored stays ignored, for
@@ -1018,6 +1126,38 @@ fn guard_placeholders_gone(t: &T, when: &str) {
             "{when}: the guard's placeholder {p} was left behind"
         );
     }
+}
+
+/// After warden (`warden_pid`) exited: no process of the agent's tree (below init, from
+/// `tree`, [`descendants`] taken while it ran) is alive, since init reports only once it
+/// killed and reaped them all; stage 1 and init themselves, which may still be ending
+/// (init's report comes before its own exit), are gone soon after.
+fn sandbox_gone(warden_pid: u32, tree: &[(u32, u32)], when: &str) {
+    let stage1: Vec<u32> = tree
+        .iter()
+        .filter(|(_, pp)| *pp == warden_pid)
+        .map(|(p, _)| *p)
+        .collect();
+    let init: Vec<u32> = tree
+        .iter()
+        .filter(|(_, pp)| stage1.contains(pp))
+        .map(|(p, _)| *p)
+        .collect();
+    let agent: Vec<u32> = tree
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !stage1.contains(p) && !init.contains(p) && alive(*p))
+        .collect();
+    assert!(
+        agent.is_empty(),
+        "{when}: agent processes alive after warden exited: {agent:?}"
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || tree
+            .iter()
+            .all(|(p, _)| !alive(*p))),
+        "{when}: stage 1 or init still alive 5 s after warden exited"
+    );
 }
 
 /// Host pids of the processes below `pid` (its children, theirs, ...), with their parent's.
