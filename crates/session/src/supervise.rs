@@ -167,10 +167,15 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         record_guard_placeholders(early);
     }
     if let Some(fd) = session.agent_pidfd() {
-        if let Err(sig) = agent_for_signals.register(fd) {
-            // A signal ended the start first (the signal thread killed stage 1): the agent
-            // is never let run. The guard's thread ends without a listener; stage 1 is
+        if let Err((sig, fd)) = agent_for_signals.register(fd) {
+            // A signal abandoned the start first: the agent is never let run. It is killed
+            // while it waits for its release, so init ends the sandbox as after any exit
+            // (its guard's last pass, its report with the placeholders it made). The
+            // guard's thread ends without a listener; init's report is read, stage 1
             // reaped and the namespace waited out here.
+            if warden_sys::pidfd::send_signal(&fd, libc::SIGKILL).is_err() {
+                session.kill_sandbox();
+            }
             drop(listener_to);
             if let Some(t) = tracer {
                 let _ = t.handle.join();
@@ -472,8 +477,10 @@ const SECOND_SIGNAL_AFTER: std::time::Duration = std::time::Duration::from_secs(
 const FINAL_PASS_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The signal thread. SIGWINCH resizes the agent's pty. SIGTERM, SIGINT, SIGHUP, SIGQUIT:
-/// before the agent process is registered, they end the sandbox (stage 1's SIGKILL: the
-/// start is abandoned, the agent never runs); then they go to the agent (through its
+/// before the agent process is registered, they abandon the start: `launch` kills the
+/// agent process at its registration, before its release (it never runs a thing), and init
+/// ends the sandbox in order; a build still going `FINAL_PASS_BOUND` later is ended by
+/// stage 1's SIGKILL. Then they go to the agent (through its
 /// pidfd: it alone, never a process that got its pid later). One not followed by the
 /// agent's exit within `SIGNAL_GRACE`, or another of them `SECOND_SIGNAL_AFTER` or more
 /// after it (a SIGHUP never counts: a closed terminal sends it twice), ends the agent: a
@@ -517,7 +524,8 @@ fn handle_signals(
     std::thread::spawn(move || {
         // When the first signal was passed on, while the agent has not exited.
         let mut first: Option<std::time::Instant> = None;
-        // When warden killed the agent process, while the sandbox is not gone.
+        // When warden began to end the sandbox (the agent process killed, or the start
+        // abandoned), while the sandbox is not gone.
         let mut killed: Option<std::time::Instant> = None;
         loop {
             let sig = if first.is_none() && killed.is_none() {
@@ -535,7 +543,7 @@ fn handle_signals(
                     }
                     if at.elapsed() >= FINAL_PASS_BOUND {
                         end(&format!(
-                            "the sandbox did not end within {} s of the agent's kill (the workspace guard's last pass may not have run)",
+                            "the sandbox did not end within {} s (the workspace guard's last pass may not have run)",
                             FINAL_PASS_BOUND.as_secs()
                         ));
                         killed = None;
@@ -597,10 +605,16 @@ fn handle_signals(
                 // FINAL_PASS_BOUND, whatever else comes.
                 _ if killed.is_some() => {}
                 _ => match agent.take_or_abandon(sig) {
-                    None => end(&format!(
-                        "{} while the sandbox was being built: the start is abandoned",
-                        signal_name(sig)
-                    )),
+                    // The start ends at the agent's registration (see `launch`), or when
+                    // the build fails; a build still going FINAL_PASS_BOUND later is ended
+                    // here.
+                    None => {
+                        eprintln!(
+                            "warden: {} while the sandbox was being built: the start is abandoned",
+                            signal_name(sig)
+                        );
+                        killed = Some(std::time::Instant::now());
+                    }
                     // Its end is under way: init ends what is left.
                     Some(a) if readable(a) => {}
                     Some(_)
@@ -656,11 +670,12 @@ struct AgentSlot {
 }
 
 impl AgentSlot {
-    /// Registers the agent's pidfd, unless a signal abandoned the start first: its number.
-    fn register(&self, fd: OwnedFd) -> Result<(), i32> {
+    /// Registers the agent's pidfd, unless a signal abandoned the start first: its number
+    /// (and the pidfd back).
+    fn register(&self, fd: OwnedFd) -> Result<(), (i32, OwnedFd)> {
         let g = self.abandoned.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sig) = *g {
-            return Err(sig);
+            return Err((sig, fd));
         }
         let _ = self.fd.set(fd);
         Ok(())
