@@ -471,15 +471,14 @@ const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// SIGHUP, a shell's SIGHUP then the terminal's own): passed on, the grace running.
 const SECOND_SIGNAL_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long init has, once warden killed the agent process, to end the sandbox its own way
-/// (every process left killed, the workspace guard's last pass, the exit report) before
-/// warden kills stage 1 and with it the whole sandbox, last pass or not.
-const FINAL_PASS_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the sandbox's build may go on after a signal abandoned the start (the agent has
+/// not run: nothing of it to check) before warden kills stage 1 and with it the sandbox.
+const ABANDON_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The signal thread. SIGWINCH resizes the agent's pty. SIGTERM, SIGINT, SIGHUP, SIGQUIT:
 /// before the agent process is registered, they abandon the start: `launch` kills the
 /// agent process at its registration, before its release (it never runs a thing), and init
-/// ends the sandbox in order; a build still going `FINAL_PASS_BOUND` later is ended by
+/// ends the sandbox in order; a build still going `ABANDON_BOUND` later is ended by
 /// stage 1's SIGKILL. Then they go to the agent (through its
 /// pidfd: it alone, never a process that got its pid later). One not followed by the
 /// agent's exit within `SIGNAL_GRACE`, or another of them `SECOND_SIGNAL_AFTER` or more
@@ -489,9 +488,12 @@ const FINAL_PASS_BOUND: std::time::Duration = std::time::Duration::from_secs(10)
 /// workspace guard's last pass (what undoes a git config rewritten behind its lock), the
 /// exit report with the placeholders it made. Killing stage 1 instead would take init down
 /// before that pass (attack review 71: a planted `core.fsmonitor` survived a `timeout`
-/// and ran in the host's `git status`). Only if the sandbox is still there
-/// `FINAL_PASS_BOUND` later is stage 1 killed. Once the agent process has exited, nothing
-/// is armed (init ends what is left). SIGUSR1/SIGUSR2 go to the agent.
+/// and ran in the host's `git status`). That end has no deadline, as after any exit: the
+/// agent's processes are gone, only warden's own last pass runs, and a deadline there is
+/// one the agent can reach on purpose (attack review 72: 20,000 repositories made in the
+/// grace kept the pass busy past a 10 s bound, stage 1 was killed, the planted config
+/// stayed). A signal meanwhile is answered on stderr, not acted on. Once the agent process
+/// has exited, nothing is armed (init ends what is left). SIGUSR1/SIGUSR2 go to the agent.
 fn handle_signals(
     session: &warden_sandbox::launch::Session,
     set: libc::sigset_t,
@@ -524,11 +526,12 @@ fn handle_signals(
     std::thread::spawn(move || {
         // When the first signal was passed on, while the agent has not exited.
         let mut first: Option<std::time::Instant> = None;
-        // When warden began to end the sandbox (the agent process killed, or the start
-        // abandoned), while the sandbox is not gone.
-        let mut killed: Option<std::time::Instant> = None;
+        // When a signal abandoned the start, while the sandbox is not gone.
+        let mut abandoned: Option<std::time::Instant> = None;
+        // The agent process was killed or has exited: the sandbox ends (init's last pass).
+        let mut ending = false;
         loop {
-            let sig = if first.is_none() && killed.is_none() {
+            let sig = if first.is_none() && abandoned.is_none() {
                 let mut sig = 0;
                 // SAFETY: sigwait on the blocked set.
                 if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
@@ -536,17 +539,17 @@ fn handle_signals(
                 }
                 sig
             } else {
-                if let Some(at) = killed {
+                if let Some(at) = abandoned {
                     if stage1_gone() {
-                        killed = None;
+                        abandoned = None;
                         continue;
                     }
-                    if at.elapsed() >= FINAL_PASS_BOUND {
+                    if at.elapsed() >= ABANDON_BOUND {
                         end(&format!(
-                            "the sandbox did not end within {} s (the workspace guard's last pass may not have run)",
-                            FINAL_PASS_BOUND.as_secs()
+                            "the sandbox's build did not end within {} s of the start's abandon",
+                            ABANDON_BOUND.as_secs()
                         ));
-                        killed = None;
+                        abandoned = None;
                         continue;
                     }
                 }
@@ -557,7 +560,7 @@ fn handle_signals(
                     }
                     if at.elapsed() >= SIGNAL_GRACE {
                         first = None;
-                        killed = kill_agent(
+                        ending = kill_agent(
                             &agent,
                             &format!(
                                 "the agent did not exit within {} s of the signal passed on to it",
@@ -601,19 +604,26 @@ fn handle_signals(
                         let _ = warden_sys::pidfd::send_signal(a, sig);
                     }
                 }
-                // The sandbox is being ended (init's last pass runs): bounded by
-                // FINAL_PASS_BOUND, whatever else comes.
-                _ if killed.is_some() => {}
+                // Being ended: a start abandoned (bounded above), or the agent gone and
+                // init's last pass running (never cut short: see above).
+                _ if abandoned.is_some() => {}
+                _ if ending || agent.fd.get().is_some_and(readable) => {
+                    ending = true;
+                    eprintln!(
+                        "warden: {}: the session is ending (the workspace guard checks what the agent left); this is not cut short",
+                        signal_name(sig)
+                    );
+                }
                 _ => match agent.take_or_abandon(sig) {
                     // The start ends at the agent's registration (see `launch`), or when
-                    // the build fails; a build still going FINAL_PASS_BOUND later is ended
+                    // the build fails; a build still going ABANDON_BOUND later is ended
                     // here.
                     None => {
                         eprintln!(
                             "warden: {} while the sandbox was being built: the start is abandoned",
                             signal_name(sig)
                         );
-                        killed = Some(std::time::Instant::now());
+                        abandoned = Some(std::time::Instant::now());
                     }
                     // Its end is under way: init ends what is left.
                     Some(a) if readable(a) => {}
@@ -622,7 +632,7 @@ fn handle_signals(
                             && first.is_some_and(|at| at.elapsed() >= SECOND_SIGNAL_AFTER) =>
                     {
                         first = None;
-                        killed =
+                        ending =
                             kill_agent(&agent, &format!("a second {}", signal_name(sig)), &end);
                     }
                     Some(a) => {
@@ -636,27 +646,20 @@ fn handle_signals(
 }
 
 /// Ends the agent process with SIGKILL (init then ends the rest, see [`handle_signals`]);
-/// when that cannot be sent, the sandbox at once (`end`). When to give up waiting for
-/// init's end, or None if nothing is left to wait for.
-fn kill_agent(agent: &AgentSlot, why: &str, end: &dyn Fn(&str)) -> Option<std::time::Instant> {
+/// when that cannot be sent, the sandbox at once (`end`). Whether the sandbox is ending
+/// now (always, one way or the other).
+fn kill_agent(agent: &AgentSlot, why: &str, end: &dyn Fn(&str)) -> bool {
     match agent
         .fd
         .get()
         .map(|a| warden_sys::pidfd::send_signal(a, libc::SIGKILL))
     {
-        Some(Ok(())) => {
-            eprintln!("warden: {why}: ending the agent's processes");
-            Some(std::time::Instant::now())
-        }
-        // Exited meanwhile: init's end is under way (watched like any other).
-        Some(Err(e)) if e.errno() == Some(warden_sys::Errno::SRCH) => {
-            Some(std::time::Instant::now())
-        }
-        _ => {
-            end(why);
-            None
-        }
+        Some(Ok(())) => eprintln!("warden: {why}: ending the agent's processes"),
+        // Exited meanwhile: init's end is under way.
+        Some(Err(e)) if e.errno() == Some(warden_sys::Errno::SRCH) => {}
+        _ => end(why),
     }
+    true
 }
 
 /// The agent's pidfd for the signal thread, once the agent is known, and whether a signal
