@@ -25,7 +25,7 @@ use crate::lock::LandlockPlan;
 use crate::plan::Plan;
 use crate::sys;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -1186,15 +1186,10 @@ fn stage1(mut c: ChildCtx) -> ! {
             }
         }
     }
-    // SAFETY: pidfd_open of this process, a thread-group leader.
-    c.stage1_self = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as RawFd;
-    if c.stage1_self < 0 {
-        fail_child(
-            err_w,
-            "namespaces",
-            &format!("pidfd_open(stage 1): {}", sys::errno_str()),
-        );
-    }
+    c.stage1_self = match warden_sys::pidfd::open(std::process::id() as i32) {
+        Ok(fd) => fd.into_raw_fd(),
+        Err(e) => fail_child(err_w, "namespaces", &format!("pidfd_open(stage 1): {e}")),
+    };
     // SAFETY: fork from a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
