@@ -6,6 +6,9 @@
 # Usage: scripts/bench-hook.sh [ROUNDS]   (release build)
 #        WARDEN_BENCH_BASELINE=/path/to/other/warden scripts/bench-hook.sh  (also measures that
 #        binary in the same run, e.g. a build of the base commit)
+#        WARDEN_BENCH_LOAD=N scripts/bench-hook.sh  (a loaded machine: N CPU-bound spinners at
+#        the default nice run throughout, `true` measured under the same load; N = nproc keeps
+#        every CPU busy, as a build beside the agent does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -13,7 +16,8 @@ rounds=${1:-5}
 if [ -z "${WARDEN_BENCH_BIN:-}" ]; then cargo build -q --release --bin warden; fi
 W=${WARDEN_BENCH_BIN:-$PWD/target/release/warden}
 tmp=$(mktemp -d /tmp/warden-bench-hook.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+spinners=()
+trap 'for p in "${spinners[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 cc -O2 scripts/bench/hookbench.c -o "$tmp/hookbench"
 # Both binaries are measured as fresh copies: the linker's output sits in the page cache as
 # it was written (small folios), a copy (as `cargo install` makes) as one large write, and
@@ -48,6 +52,11 @@ PY
 mkdir -p "$tmp/home" "$tmp/home-baseline"
 export HOOKBENCH_HOME=$tmp/home HOOKBENCH_BASELINE_HOME=$tmp/home-baseline
 cd "$tmp/ws"
+load=${WARDEN_BENCH_LOAD:-0}
+for ((i = 0; i < load; i++)); do
+  sh -c 'while :; do :; done' & spinners+=("$!")
+done
+if [ "$load" -gt 0 ]; then echo "loaded: $load CPU-bound spinners on $(nproc) CPUs, for every figure below"; fi
 run() { "$tmp/hookbench" "$1" "$rounds" -- "${@:2}"; }
 for set in fixtures corpus-payloads; do
   read -r t50 t99 tn _ < <(run "$tmp/$set.jsonl" true)
@@ -56,8 +65,15 @@ for set in fixtures corpus-payloads; do
     "$W" hook claude --headless --policy "$tmp/policy.toml" > /dev/null
   # With a baseline, each payload runs through both binaries back to back (hookbench
   # alternates the order): the same load for both, so the ratio is an A/B.
-  { read -r h50 h99 hn hd; read -r b50 b99 bn bd || true; } < <(HOOKBENCH_BASELINE=${WARDEN_BENCH_BASELINE:-} \
-    run "$tmp/$set.jsonl" "$W" hook claude --headless --policy "$tmp/policy.toml")
+  # Under load without a baseline, `true` is that interleaved baseline: a spinner's slice
+  # then falls on both alike (measured apart, `true` read 0.96 ms in one pass, 3.0 in the next).
+  if [ "$load" -gt 0 ] && [ -z "${WARDEN_BENCH_BASELINE:-}" ]; then
+    { read -r h50 h99 hn hd; read -r t50 t99 tn _; } < <(HOOKBENCH_BASELINE=$(command -v true) \
+      run "$tmp/$set.jsonl" "$W" hook claude --headless --policy "$tmp/policy.toml")
+  else
+    { read -r h50 h99 hn hd; read -r b50 b99 bn bd || true; } < <(HOOKBENCH_BASELINE=${WARDEN_BENCH_BASELINE:-} \
+      run "$tmp/$set.jsonl" "$W" hook claude --headless --policy "$tmp/policy.toml")
+  fi
   printf '%-16s n=%-5s true p50 %5s us p99 %5s us | warden hook p50 %5s us p99 %5s us | added p50 %5s us | ratio p50 %s\n' \
     "$set" "$hn" "$t50" "$t99" "$h50" "$h99" "$((h50 - t50))" "$(python3 -c "print(f'{$h50/$t50:.2f}')")"
   if [ -n "${WARDEN_BENCH_BASELINE:-}" ]; then
