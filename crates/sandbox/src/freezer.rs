@@ -7,9 +7,10 @@
 //! - freeze: `cgroup.freeze = 1`, then wait until `cgroup.events` says `frozen 1` (the kernel
 //!   has stopped every task, including ones forked meanwhile);
 //! - kill: `cgroup.kill = 1` (Linux 5.14+), else freeze and SIGKILL every member until empty;
-//! - fallback without a usable v2 hierarchy: SIGSTOP / SIGCONT / SIGKILL of the pid
-//!   namespace's processes from outside, repeated until stable (weaker: a process forked
-//!   between two passes runs until the next pass). `warden doctor` says which one is used.
+//! - fallback without a usable v2 hierarchy: SIGSTOP / SIGCONT / SIGKILL of the agent's
+//!   tree from outside, repeated until stable (weaker: a process forked between two passes
+//!   runs until the next pass; after a kill the sandbox's init kills what is left). Like the
+//!   leaf, it never touches stage 1 or init. `warden doctor` says which one is used.
 //!
 //! The agent cannot thaw itself: cgroupfs is not writable from its view (`/sys` and every mount below it are read-only, and the
 //! leaf lives outside its mount namespace's reach), and it holds no capability.
@@ -25,9 +26,14 @@ const V2_ROOTS: &[&str] = &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
 pub enum Freezer {
     /// A cgroup v2 leaf (the strong mechanism).
     Cgroup(PathBuf),
-    /// Signals to every process of the session, found through the pid of its root process
-    /// (the sandbox's init) and its descendants.
-    Signals(i32),
+    /// Signals to every process of the agent's tree, found from `/proc` through the pid of
+    /// the sandbox's first process (`root`, stage 1): its descendants `below` levels down and
+    /// deeper. With namespaces `below` is 2 (stage 1, its init, then the agent): as the
+    /// cgroup leaf holds only the agent's tree, stage 1 and init are never stopped or killed,
+    /// so init ends the sandbox in order once the agent is gone (`kill(-1)` of what is left,
+    /// the workspace guard's last pass, its exit report). Without namespaces stage 1 is the
+    /// agent: `below` is 0.
+    Signals { root: i32, below: u32 },
 }
 
 fn is_v2(root: &Path) -> bool {
@@ -140,8 +146,9 @@ fn events_say(dir: &Path, key: &str, want: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The processes of the tree rooted at `root` (root included), from /proc.
-fn tree(root: i32) -> Vec<i32> {
+/// The processes of the tree rooted at `root` that are `below` levels under it or deeper
+/// (`0`: root included), from /proc.
+fn tree(root: i32, below: u32) -> Vec<i32> {
     let mut parent_of: Vec<(i32, i32)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -160,14 +167,22 @@ fn tree(root: i32) -> Vec<i32> {
             }
         }
     }
-    let mut out = vec![root];
+    let mut out = vec![(root, 0u32)];
     let mut i = 0;
     while i < out.len() {
-        let p = out[i];
-        out.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        let (p, d) = out[i];
+        out.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == p)
+                .map(|(c, _)| (*c, d + 1)),
+        );
         i += 1;
     }
-    out
+    out.into_iter()
+        .filter(|(_, d)| *d >= below)
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// Whether the kernel shows `pid` stopped (or gone): state `T`/`t`, a zombie, or no entry.
@@ -210,7 +225,7 @@ impl Freezer {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            Freezer::Signals(root) => {
+            Freezer::Signals { root, below } => {
                 // Repeat until a pass finds no new process AND the kernel shows every one
                 // stopped: a process a pass has not reached yet can SIGCONT those it has
                 // (red team: processes looping on kill(-1, SIGCONT) undid 3 of 10
@@ -218,7 +233,7 @@ impl Freezer {
                 // once the tree stays stopped; past the deadline the caller kills.
                 let mut seen: Vec<i32> = Vec::new();
                 loop {
-                    let now = tree(*root);
+                    let now = tree(*root, *below);
                     signal_all(&now, libc::SIGSTOP);
                     if now.iter().all(|p| seen.contains(p))
                         && now.iter().all(|&p| p <= 1 || stopped(p))
@@ -241,8 +256,8 @@ impl Freezer {
     pub fn thaw(&self) -> io::Result<()> {
         match self {
             Freezer::Cgroup(dir) => std::fs::write(dir.join("cgroup.freeze"), "0"),
-            Freezer::Signals(root) => {
-                signal_all(&tree(*root), libc::SIGCONT);
+            Freezer::Signals { root, below } => {
+                signal_all(&tree(*root, *below), libc::SIGCONT);
                 Ok(())
             }
         }
@@ -251,7 +266,7 @@ impl Freezer {
     pub fn is_frozen(&self) -> bool {
         match self {
             Freezer::Cgroup(dir) => events_say(dir, "frozen", "1"),
-            Freezer::Signals(_) => false,
+            Freezer::Signals { .. } => false,
         }
     }
 
@@ -275,11 +290,11 @@ impl Freezer {
                 }
                 Err(io::Error::other("members survived SIGKILL"))
             }
-            Freezer::Signals(root) => {
-                let t = tree(*root);
-                signal_all(&t, libc::SIGKILL);
-                // SAFETY: the root too (it is the session's own init, never pid 1 here).
-                unsafe { libc::kill(*root, libc::SIGKILL) };
+            Freezer::Signals { root, below } => {
+                // One pass. With namespaces a process forked after the listing outlives its
+                // parent only until the agent's exit: init then kills what is left of its
+                // namespace. Without, stage 1 (`below` 0) is in the list.
+                signal_all(&tree(*root, *below), libc::SIGKILL);
                 Ok(())
             }
         }
@@ -292,7 +307,7 @@ impl Freezer {
                 "cgroup v2 freezer ({}): the whole tree stops at once; kill via cgroup.kill",
                 d.display()
             ),
-            Freezer::Signals(_) => "no writable cgroup v2: SIGSTOP/SIGKILL of the session's processes from outside, repeated until the kernel shows every one stopped (a tree that keeps resuming itself is killed instead)".into(),
+            Freezer::Signals { .. } => "no writable cgroup v2: SIGSTOP/SIGKILL of the agent's processes from outside, repeated until the kernel shows every one stopped (a tree that keeps resuming itself is killed instead); the sandbox's init, never stopped, ends it in order after a kill".into(),
         }
     }
 }
@@ -332,7 +347,10 @@ mod tests {
             .expect("spawn");
         let read = || std::fs::read_to_string(&beat).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(500));
-        let f = Freezer::Signals(child.id() as i32);
+        let f = Freezer::Signals {
+            root: child.id() as i32,
+            below: 0,
+        };
         for round in 0..5 {
             match f.freeze(Duration::from_secs(1)) {
                 Ok(_) => {

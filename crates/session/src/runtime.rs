@@ -99,6 +99,9 @@ pub struct RiskStart {
     pub config: RiskConfig,
     /// A frozen session nobody thaws is killed after this long.
     pub freeze_timeout: Option<std::time::Duration>,
+    /// Whether the sandbox has namespaces (an init between stage 1 and the agent): the
+    /// signal freezer then spares stage 1 and init ([`Freezer::Signals`]).
+    pub namespaces: bool,
 }
 
 /// What the session calls once the sandbox exists (its stage1 pid), with threads allowed.
@@ -118,6 +121,7 @@ pub fn on_launch(
     let RiskStart {
         config: cfg,
         freeze_timeout,
+        namespaces,
     } = risk;
     Box::new(move |stage1: i32| {
         approvals.on_request(approval_prompt(&session, ui));
@@ -139,7 +143,10 @@ pub fn on_launch(
         warden_event::timing::mark("on_launch: monitor started");
         monitor.set_freezer(match &leaf {
             Some(p) => Freezer::Cgroup(p.clone()),
-            None => Freezer::Signals(stage1),
+            None => Freezer::Signals {
+                root: stage1,
+                below: if namespaces { 2 } else { 0 },
+            },
         });
         warden_event::sinks::add(monitor.clone());
         if let Some(t) = freeze_timeout {

@@ -1189,6 +1189,7 @@ fn on_launch(res: &Resources, early: Arc<Early>) -> runtime::OnLaunch {
         runtime::RiskStart {
             config: res.config.risk.clone(),
             freeze_timeout: res.config.freeze_timeout,
+            namespaces: res.config.features.user_namespaces,
         },
         &res.config.state_dir,
         &res.config.session_id,

@@ -1004,6 +1004,102 @@ fn a_session_ended_by_a_signal_still_gets_the_guards_last_pass() {
     assert!(!err.contains("ending the sandbox"), "{err}");
 }
 
+/// The kill switch where no cgroup v2 leaf can be made (an ordinary user without a delegated
+/// hierarchy, as here; every session of the BPF backend): the signal freezer kills the
+/// agent's tree, never stage 1 or init, so init still ends the sandbox in order with the
+/// workspace guard's last pass. It killed init too: a git config rewritten behind the lock
+/// (from a process whose cwd is the repository's `.git`) kept its fsmonitor, and the host's
+/// `git status` ran it.
+#[test]
+fn a_kill_without_a_cgroup_leaf_still_gets_the_guards_last_pass() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (runs the session as uid 65534)");
+        return;
+    }
+    let t = T::new("killpass");
+    host_repo(&t);
+    let m = t.marker().display().to_string();
+    let script = format!(
+        "mkdir -p r/.git/objects r/.git/refs/heads; echo 'ref: refs/heads/main' > r/.git/HEAD; \
+         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
+           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
+         while :; do sleep 1; done"
+    );
+    let chown = |owner: &str| {
+        let st = Command::new("chown")
+            .args(["-R", owner])
+            .arg(&t.root)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    chown("65534:65534");
+    let as_nobody = || {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(warden())
+            .current_dir(&t.ws)
+            .env("HOME", &t.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null());
+        for v in SCRUBBED_ENV {
+            c.env_remove(v);
+        }
+        c
+    };
+    let child = as_nobody()
+        .args(["run", "--", "/bin/bash", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wpid = child.id();
+    let planted = wait_until(std::time::Duration::from_secs(20), || {
+        t.ws.join("PLANTED").exists()
+    });
+    let sessions = t.home.join(".local/state/warden/sessions");
+    let id = std::fs::read_dir(&sessions).ok().and_then(|rd| {
+        rd.flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".sock")
+                    .map(String::from)
+            })
+            .next()
+    });
+    let tree = descendants(wpid);
+    let killed = id
+        .as_ref()
+        .map(|id| as_nobody().args(["kill", id]).output().unwrap());
+    let t0 = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(planted, "the agent never planted its config:\n{err}");
+    let killed = killed.unwrap_or_else(|| panic!("no session socket in {sessions:?}\n{err}"));
+    assert!(killed.status.success(), "warden kill:\n{}", out(&killed));
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "the session took {:?} to end\n{err}",
+        t0.elapsed()
+    );
+    assert!(err.contains("killed by uid 65534"), "{err}");
+    sandbox_gone(wpid, &tree, "warden kill");
+    // The user's own files again, as after a session of their own.
+    chown("0:0");
+    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
+    assert!(
+        !config.contains("fsmonitor"),
+        "the rewritten config survived the kill:\n{config}\n{err}"
+    );
+    let _ = t.host_git(&t.ws.join("r"), &["status"]);
+    assert!(
+        !t.marker().exists(),
+        "the host's git status ran the agent's fsmonitor\n{err}"
+    );
+}
+
 /// A SIGTERM at any moment of the start-up ends warden as the signal would (exit 143),
 /// never as a machine that cannot build the sandbox (exit 4, which a wrapper may answer with
 /// `--best-effort`), never hanging, and leaves nothing in the workspace. Delays spread over
