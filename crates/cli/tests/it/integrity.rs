@@ -1085,6 +1085,7 @@ fn a_kill_without_a_cgroup_leaf_still_gets_the_guards_last_pass() {
         t0.elapsed()
     );
     assert!(err.contains("killed by uid 65534"), "{err}");
+    assert_eq!(o.status.code(), Some(6), "a killed session exits 6\n{err}");
     sandbox_gone(wpid, &tree, "warden kill");
     // The user's own files again, as after a session of their own.
     chown("0:0");
