@@ -374,6 +374,10 @@ fn manifests(dir: &Path, skip: &Path) -> Vec<(PathBuf, Manifest)> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let path = e.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
+            remove_stale_tmp(&path);
+            continue;
+        }
         if path == skip || path.extension().is_none_or(|x| x != "list") {
             continue;
         }
@@ -385,6 +389,22 @@ fn manifests(dir: &Path, skip: &Path) -> Vec<(PathBuf, Manifest)> {
         }
     }
     out
+}
+
+/// A manifest's temporary copy ([`write_atomic`]) a minute old or more: its writer was
+/// killed between the write and the rename (which follow each other at once). A regular
+/// file only (`symlink_metadata`: nothing followed); the directory is warden's own.
+fn remove_stale_tmp(path: &Path) {
+    let stale = std::fs::symlink_metadata(path).is_ok_and(|m| {
+        m.file_type().is_file()
+            && m.modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= std::time::Duration::from_secs(60))
+    });
+    if stale {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The manifest at `path`, if it reads and parses.
@@ -755,6 +775,34 @@ mod tests {
             "nothing left to sweep later"
         );
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// A manifest's temporary copy left by a writer killed between write and rename goes at
+    /// the next sweep once a minute old; a fresh one (a writer between the two) stays, and so
+    /// does a symlink by that name (nothing is followed or removed through it).
+    #[test]
+    fn a_stale_temporary_manifest_is_swept() {
+        let dir = std::env::temp_dir().join(format!("warden-stale-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join("1a-dead.list.tmp");
+        let fresh = dir.join("1b-writing.list.tmp");
+        let link = dir.join("1c-link.list.tmp");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::write(&fresh, b"{").unwrap();
+        std::os::unix::fs::symlink(&old, &link).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        sweep(&dir, &dir.join("own.list"));
+        assert!(!old.exists(), "the stale temporary manifest stayed");
+        assert!(fresh.exists(), "a fresh temporary manifest was removed");
+        assert!(link.symlink_metadata().is_ok(), "the symlink was removed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// What warden makes is marked as it appears, each directory on the way too, and only the
