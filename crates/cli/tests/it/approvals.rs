@@ -1294,19 +1294,7 @@ fn root_against_another_users_session_is_refused_with_the_reason() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let sessions = s.home.join(".local/state/warden/sessions");
-    let sock = || {
-        std::fs::read_dir(&sessions).ok().and_then(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".sock")
-                        .map(String::from)
-                })
-                .next()
-        })
-    };
+    let sock = || super::common::session_id(&s.home);
     let ready = wait_until(Duration::from_secs(20), || sock().is_some());
     if !ready {
         let o = finish(child);

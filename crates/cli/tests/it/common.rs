@@ -114,6 +114,20 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// The id of a running session of the user whose `$HOME` is `home`: the name of its control
+/// socket in warden's state dir (`None` until the session has one).
+pub fn session_id(home: &Path) -> Option<String> {
+    std::fs::read_dir(home.join(".local/state/warden/sessions"))
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".sock"))
+                .map(str::to_string)
+        })
+}
+
 /// Polls `ready` every 50 ms until it holds or `limit` passes; returns whether it held.
 pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;

@@ -4,7 +4,7 @@
 //! corpus stops advancing), nothing inside could thaw it, `warden thaw` resumes it, and
 //! `warden kill` ends it (the session exits 6). A benign session never warns.
 
-use super::common::{warden, Scratch};
+use super::common::{session_id, warden, Scratch};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,18 +40,6 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(t0.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn session_id(home: &Path) -> Option<String> {
-    std::fs::read_dir(home.join(".local/state/warden/sessions"))
-        .ok()?
-        .flatten()
-        .find_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".sock"))
-                .map(str::to_string)
-        })
 }
 
 const EVASIONS: &[&str] = &[
