@@ -149,6 +149,15 @@ fn events_say(dir: &Path, key: &str, want: &str) -> bool {
 /// The processes of the tree rooted at `root` that are `below` levels under it or deeper
 /// (`0`: root included), from /proc.
 fn tree(root: i32, below: u32) -> Vec<i32> {
+    levels(root)
+        .into_iter()
+        .filter(|(_, d)| *d >= below)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Every process of the tree rooted at `root`, with its depth below it (`root` at 0).
+fn levels(root: i32) -> Vec<(i32, u32)> {
     let mut parent_of: Vec<(i32, i32)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -179,20 +188,24 @@ fn tree(root: i32, below: u32) -> Vec<i32> {
         );
         i += 1;
     }
-    out.into_iter()
-        .filter(|(_, d)| *d >= below)
-        .map(|(p, _)| p)
-        .collect()
+    out
 }
 
-/// Whether the kernel shows `pid` stopped (or gone): state `T`/`t`, a zombie, or no entry.
+/// Whether the kernel shows every thread of `pid` stopped (or gone): state `T`/`t`, a
+/// zombie, or no entry. Every thread, not the process's own stat: once its main thread has
+/// exited (`SYS_exit`) that reads `Z` while the other threads run on.
 fn stopped(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return true;
     };
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .is_some_and(|st| matches!(st, "T" | "t" | "Z" | "X"))
+    tasks.flatten().all(|t| {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            return true;
+        };
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|st| matches!(st, "T" | "t" | "Z" | "X"))
+    })
 }
 
 fn signal_all(pids: &[i32], sig: i32) {
@@ -263,10 +276,16 @@ impl Freezer {
         }
     }
 
+    /// Whether the tree is stopped now: the cgroup says so, or (signals) every thread of
+    /// every process of the agent's tree is.
     pub fn is_frozen(&self) -> bool {
         match self {
             Freezer::Cgroup(dir) => events_say(dir, "frozen", "1"),
-            Freezer::Signals { .. } => false,
+            // Rechecked: a stopped tree stays stopped only until a SIGCONT the kernel
+            // sends for one of its processes (a POSIX timer, `F_SETSIG`) resumes it.
+            Freezer::Signals { root, below } => {
+                tree(*root, *below).iter().all(|&p| p <= 1 || stopped(p))
+            }
         }
     }
 
@@ -291,10 +310,24 @@ impl Freezer {
                 Err(io::Error::other("members survived SIGKILL"))
             }
             Freezer::Signals { root, below } => {
-                // One pass. With namespaces a process forked after the listing outlives its
-                // parent only until the agent's exit: init then kills what is left of its
-                // namespace. Without, stage 1 (`below` 0) is in the list.
-                signal_all(&tree(*root, *below), libc::SIGKILL);
+                // One pass over what /proc lists, which a chain of short-lived forks
+                // outruns; with namespaces, init then kills the whole namespace at once
+                // (`kill(-1)`, which no fork escapes), told by its kill signal (taken from
+                // outside its namespace only), not only once the agent process is reaped:
+                // an agent slow to die (gigabytes to free at `SCHED_IDLE`) kept such chains
+                // running for 30 s. Without namespaces stage 1 (`below` 0) is in the list.
+                let all = levels(*root);
+                let at = |d: u32| all.iter().filter(move |(_, x)| *x == d).map(|(p, _)| *p);
+                let agents: Vec<i32> = all
+                    .iter()
+                    .filter(|(_, d)| *d >= *below)
+                    .map(|(p, _)| *p)
+                    .collect();
+                signal_all(&agents, libc::SIGKILL);
+                if *below >= 2 {
+                    let inits: Vec<i32> = at(*below - 1).collect();
+                    signal_all(&inits, crate::launch::kill_now_signal());
+                }
                 Ok(())
             }
         }
@@ -373,6 +406,44 @@ mod tests {
         f.kill().expect("kill");
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A process whose main thread has exited (`SYS_exit`) reads `Z` in its own stat while
+    /// its other threads run: it is not stopped, and a signal freeze stops it for real.
+    #[test]
+    fn a_process_with_an_exited_main_thread_is_not_taken_for_stopped() {
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes, threading, time\n\
+                 threading.Thread(target=lambda: [time.sleep(0.005) for _ in iter(int, 1)]).start()\n\
+                 time.sleep(0.1)\n\
+                 ctypes.CDLL(None).syscall(60, 0)",
+            ])
+            .spawn()
+            .expect("python3");
+        let pid = child.id() as i32;
+        let main_zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| s[i + 2..i + 3].to_string()))
+                == Some("Z".into())
+        };
+        let t0 = Instant::now();
+        while !main_zombie() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(main_zombie(), "the main thread did not exit");
+        let f = Freezer::Signals {
+            root: pid,
+            below: 0,
+        };
+        assert!(!stopped(pid), "a running thread was taken for stopped");
+        assert!(!f.is_frozen());
+        f.freeze(Duration::from_secs(2)).expect("freeze");
+        assert!(f.is_frozen());
+        f.kill().expect("kill");
+        let _ = child.wait();
     }
 
     /// A real tree (a shell forking a child that ticks a counter) is frozen, stays frozen,

@@ -1250,6 +1250,60 @@ const GROUP_SIGNALS: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
+/// The signal that tells the sandbox's init to kill every other process of its namespace at
+/// once (`kill(-1, SIGKILL)`), as it does when the agent process has exited: the signal
+/// freezer's kill ([`crate::freezer::Freezer::kill`]) sends it after its own pass, which a
+/// chain of short-lived forks can outrun. A real-time signal nothing sends by accident
+/// (glibc keeps the first few for itself). Init acts on it only when it comes from outside
+/// its namespace (`SI_USER` from a pid it cannot see: `si_pid` 0), though an agent that
+/// sent it would only end its own session.
+pub fn kill_now_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 6
+}
+
+extern "C" fn init_kill_now(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel's siginfo for this delivery (SA_SIGINFO); kill(2) is
+    // async-signal-safe, and from a pid namespace's init kill(-1) reaches every process in
+    // it but init.
+    unsafe {
+        if !info.is_null() && (*info).si_code == libc::SI_USER && (*info).si_pid() == 0 {
+            libc::kill(-1, libc::SIGKILL);
+        }
+    }
+}
+
+/// Init's handler for [`kill_now_signal`], unblocked (the mask warden was started with may
+/// hold it). Installed before the agent is forked; returns the disposition and mask it
+/// replaced, which the agent process restores ([`restore_kill_now`]).
+fn init_take_kill_now() -> (libc::sigaction, libc::sigset_t) {
+    let sig = kill_now_signal();
+    // SAFETY: installing a handler and unblocking one signal in a single-threaded child;
+    // zeroed sigaction/sigset_t are valid values to be filled in.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = init_kill_now as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, &sa, &mut old);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, &mut mask);
+        (old, mask)
+    }
+}
+
+/// The agent process: [`kill_now_signal`]'s disposition and the mask as before init took it.
+fn restore_kill_now(saved: &(libc::sigaction, libc::sigset_t)) {
+    // SAFETY: restoring values saved by `init_take_kill_now`, in a single-threaded child.
+    unsafe {
+        libc::sigaction(kill_now_signal(), &saved.0, std::ptr::null_mut());
+        libc::sigprocmask(libc::SIG_SETMASK, &saved.1, std::ptr::null_mut());
+    }
+}
+
 fn init(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
     // SAFETY: prctl, poll and close are plain syscalls on values and an fd of ours.
@@ -1336,6 +1390,7 @@ fn init(mut c: ChildCtx) -> ! {
     let early = guard.placeholders();
     sys::write_all(c.exit_w, &placeholder_records(&early));
     let sent = early.len();
+    let before = init_take_kill_now();
     // SAFETY: fork from a single-threaded process.
     let into = c.agent_cgroup.as_ref().map(|(fd, _)| *fd);
     let (pid, placed) = match into.map(sys::fork_into_cgroup) {
@@ -1347,6 +1402,7 @@ fn init(mut c: ChildCtx) -> ! {
         fail_child(err_w, "init", &format!("fork: {}", sys::errno_str()));
     }
     if pid == 0 {
+        restore_kill_now(&before);
         if placed {
             c.spawned_into = c.agent_cgroup.take().map(|(_, p)| p);
         }

@@ -8,8 +8,8 @@
 //! so escalation starts again from today's score.
 
 use crate::error::MonitorError;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use warden_event::queue::{bounded, Receiver, Sender, TrySendError};
 use warden_event::{Decision, Layer, Sink, Verdict};
@@ -20,6 +20,8 @@ use warden_sandbox::freezer::Freezer;
 pub const QUEUE: usize = 65_536;
 /// How long a freeze may take before the session is killed instead.
 pub const FREEZE_DEADLINE: Duration = Duration::from_secs(1);
+/// How often a session frozen by signals is checked to be still stopped ([`Monitor::watch_frozen`]).
+pub const FROZEN_CHECK_EVERY: Duration = Duration::from_millis(25);
 
 /// A snapshot for `warden status`, `warden top` and the end-of-session summary.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -48,6 +50,12 @@ enum Msg {
 
 struct Shared {
     status: Mutex<Status>,
+    /// Signalled (with `status` held) when the session is frozen or the monitor stops.
+    frozen_cv: Condvar,
+    /// Counts freezes (changed with `status` held): a check that began before a thaw and
+    /// a new freeze does not judge the new one.
+    freeze_gen: AtomicU64,
+    stopping: AtomicBool,
     freezer: Mutex<Option<Freezer>>,
     dropped: AtomicU64,
     /// Prints a line on the user's terminal (outside the agent's pty).
@@ -80,6 +88,9 @@ impl Monitor {
                 level: Some(Level::Normal),
                 ..Status::default()
             }),
+            frozen_cv: Condvar::new(),
+            freeze_gen: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             freezer: Mutex::new(None),
             dropped: AtomicU64::new(0),
             notify,
@@ -127,10 +138,15 @@ impl Monitor {
         let Some(f) = f else {
             return Err(MonitorError::NoFreezer);
         };
-        f.thaw().map_err(MonitorError::Thaw)?;
+        // Not frozen before the tree resumes: [`Monitor::watch_frozen`] must not take the
+        // thaw for the tree resuming itself.
+        let was = std::mem::replace(&mut lock(&self.shared.status).frozen, false);
+        if let Err(e) = f.thaw() {
+            lock(&self.shared.status).frozen = was;
+            return Err(MonitorError::Thaw(e));
+        }
         {
             let mut st = lock(&self.shared.status);
-            st.frozen = false;
             st.level = Some(Level::Normal);
             st.last_action = Some(format!("thawed by {by}"));
         }
@@ -182,8 +198,56 @@ impl Monitor {
             });
     }
 
+    /// A session frozen by signals ([`Freezer::Signals`]) stays stopped only until the kernel
+    /// sends one of its processes a SIGCONT it asked for (a POSIX timer, `F_SETSIG`), and
+    /// nothing but a thaw resumes a frozen tree legitimately: while frozen, it is checked
+    /// every [`FROZEN_CHECK_EVERY`], and killed if anything of it runs. (The cgroup freezer
+    /// cannot be undone from inside; no thread is started for it.)
+    pub fn watch_frozen(self: &Arc<Self>) {
+        let sh = self.shared.clone();
+        let _ = std::thread::Builder::new()
+            .name("warden-freeze-watch".into())
+            .spawn(move || loop {
+                let gen = {
+                    let mut st = lock(&sh.status);
+                    loop {
+                        if sh.stopping.load(Ordering::Relaxed) || st.killed {
+                            return;
+                        }
+                        if st.frozen {
+                            break sh.freeze_gen.load(Ordering::Relaxed);
+                        }
+                        st = sh.frozen_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                    }
+                };
+                std::thread::sleep(FROZEN_CHECK_EVERY);
+                let Some(f) = lock(&sh.freezer).clone() else {
+                    continue;
+                };
+                if f.is_frozen() {
+                    continue;
+                }
+                let (resumed, session) = {
+                    let st = lock(&sh.status);
+                    let same = sh.freeze_gen.load(Ordering::Relaxed) == gen;
+                    (st.frozen && !st.killed && same, st.session.clone())
+                };
+                if resumed {
+                    let why = "a process of the frozen session ran again (something inside resumed it: a SIGCONT it arranged)";
+                    (sh.notify)(&format!("warden: session {session}: {why}; killing it"));
+                    let _ = act(&sh, Level::Kill, &format!("killed: {why}"), None);
+                    return;
+                }
+            });
+    }
+
     /// Stops the monitor thread (the session ended).
     pub fn stop(&self) {
+        {
+            let _st = lock(&self.shared.status);
+            self.shared.stopping.store(true, Ordering::Relaxed);
+            self.shared.frozen_cv.notify_all();
+        }
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
@@ -264,6 +328,8 @@ fn act(
                 out = took;
                 let mut st = lock(&sh.status);
                 st.frozen = true;
+                sh.freeze_gen.fetch_add(1, Ordering::Relaxed);
+                sh.frozen_cv.notify_all();
                 st.level = Some(Level::Freeze);
                 st.last_action = Some(why.to_string());
                 st.last_freeze_us = took.map(|d| d.as_micros() as u64).or(st.last_freeze_us);
@@ -371,9 +437,14 @@ fn run(rx: Receiver<Msg>, sh: Arc<Shared>, cfg: RiskConfig, started: Instant, se
                 );
                 match act(&sh, Level::Freeze, &why, Some(at)) {
                     Ok(took) => (sh.notify)(&format!(
-                        "warden: session {session} FROZEN ({}; stopped in {:.1} ms). Nothing inside can thaw it. `warden thaw {session}` resumes it, `warden kill {session}` ends it.",
+                        "warden: session {session} FROZEN ({}; stopped in {:.1} ms). {} `warden thaw {session}` resumes it, `warden kill {session}` ends it.",
                         why,
-                        took.unwrap_or_default().as_secs_f64() * 1000.0
+                        took.unwrap_or_default().as_secs_f64() * 1000.0,
+                        if matches!(*lock(&sh.freezer), Some(Freezer::Signals { .. })) {
+                            "Stopped by signals (no cgroup v2 here): if anything inside resumes it, it is killed."
+                        } else {
+                            "Nothing inside can thaw it."
+                        }
                     )),
                     Err(e) => (sh.notify)(&format!("warden: cannot freeze session {session}: {e}")),
                 }

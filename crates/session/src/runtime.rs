@@ -143,10 +143,13 @@ pub fn on_launch(
         warden_event::timing::mark("on_launch: monitor started");
         monitor.set_freezer(match &leaf {
             Some(p) => Freezer::Cgroup(p.clone()),
-            None => Freezer::Signals {
-                root: stage1,
-                below: if namespaces { 2 } else { 0 },
-            },
+            None => {
+                monitor.watch_frozen();
+                Freezer::Signals {
+                    root: stage1,
+                    below: if namespaces { 2 } else { 0 },
+                }
+            }
         });
         warden_event::sinks::add(monitor.clone());
         if let Some(t) = freeze_timeout {

@@ -318,3 +318,141 @@ fn top_json_lists_two_concurrent_sessions() {
     assert!(!a.wait().unwrap().success());
     assert!(!b.wait().unwrap().success());
 }
+
+/// A timer that sends the agent's own process a SIGCONT (with a handler, so the kernel does not
+/// park it) resumed a tree frozen by signals (no cgroup v2 leaf: an ordinary user here), and
+/// that process's `kill(-1, SIGCONT)` the rest, while `warden status` said FROZEN. Now a
+/// frozen tree that runs again is killed. Judged from the host: the heartbeat stops for good
+/// and the session ends (exit 6) saying why.
+#[test]
+fn a_tree_frozen_by_signals_that_resumes_itself_is_killed() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (runs the session as uid 65534)");
+        return;
+    }
+    let s = Scratch::beside("warden-risk", "selfthaw");
+    std::fs::write(
+        s.ws.join("tcont.py"),
+        r#"import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+signal.signal(signal.SIGCONT, lambda *a: None)
+sev = ctypes.create_string_buffer(64)
+ctypes.c_int.from_buffer(sev, 8).value = signal.SIGCONT  # sigev_signo
+ctypes.c_int.from_buffer(sev, 12).value = 0              # SIGEV_SIGNAL
+tid = ctypes.c_void_p()
+assert libc.timer_create(1, sev, ctypes.byref(tid)) == 0, ctypes.get_errno()
+spec = (ctypes.c_long * 4)(0, 200_000_000, 0, 200_000_000)
+assert libc.timer_settime(tid, 0, spec, None) == 0, ctypes.get_errno()
+while True:
+    os.kill(-1, signal.SIGCONT)
+    time.sleep(0.05)
+"#,
+    )
+    .unwrap();
+    let child = s
+        .warden_as_nobody()
+        .args([
+            "run",
+            "--",
+            "bash",
+            "-c",
+            "python3 tcont.py & while :; do date +%s%N >> hb; sleep 0.05; done",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hb = || std::fs::read_to_string(s.ws.join("hb")).unwrap_or_default();
+    wait_for("a heartbeat", Duration::from_secs(20), || {
+        hb().lines().count() > 3
+    });
+    let id = session_id(&s.home).expect("the session's socket");
+    let as_nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_warden"))
+            .args(args)
+            .env("HOME", &s.home)
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    let frozen = as_nobody(&["freeze", &id]);
+    let t0 = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        frozen.status.success(),
+        "freeze: {}\n{err}",
+        String::from_utf8_lossy(&frozen.stderr)
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the session was not ended ({:?})\n{err}",
+        t0.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(err.contains("ran again"), "{err}");
+    let after = hb();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(after, hb(), "the heartbeat went on after the session ended");
+}
+
+/// The sandbox's init kills its whole namespace at once on its kill signal from outside (what
+/// the signal freezer's kill sends after its own pass over /proc, which a chain of short-lived
+/// forks outruns), without waiting for the agent process to die; the same signal sent from
+/// inside changes nothing.
+#[test]
+fn init_kills_its_namespace_on_its_kill_signal_from_outside_only() {
+    let t = T::new("killnow");
+    let sig = libc::SIGRTMIN() + 6;
+    let script = format!(
+        "(trap '' TERM; while :; do date +%s%N > hb; sleep 0.02; done) & \
+         kill -s {sig} 1; echo $? > sent-inside; sleep 0.5; touch READY; \
+         exec sleep 300"
+    );
+    let child = warden(&t.home)
+        .args(["run", "--", "bash", "-c", &script])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("READY", Duration::from_secs(20), || {
+        t.ws.join("READY").exists()
+    });
+    // Still running after the agent's own try.
+    let a = t.read("hb");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_ne!(
+        a,
+        t.read("hb"),
+        "the heartbeat stopped after the inside signal"
+    );
+    // Init: the child of the child (stage 1) of warden.
+    let kids = |p: u32| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect()
+    };
+    let inits: Vec<u32> = kids(child.id()).into_iter().flat_map(kids).collect();
+    assert_eq!(inits.len(), 1, "one init expected: {inits:?}");
+    // SAFETY: signalling the sandbox's init, a process of this test's own session.
+    assert_eq!(unsafe { libc::kill(inits[0] as i32, sig) }, 0);
+    let t0 = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the namespace was not ended ({:?})\n{err}",
+        t0.elapsed()
+    );
+    // The agent process (`sleep 300`) was killed: 128 + SIGKILL.
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let after = t.read("hb");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(after, t.read("hb"), "the heartbeat went on");
+}
