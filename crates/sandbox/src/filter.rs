@@ -22,8 +22,11 @@
 //!   thread of the sandbox, since a `vfork` child's thread outlives the vfork);
 //! - `keyctl`, `add_key`, `request_key`;
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (terminal injection);
-//! - sockets: `AF_PACKET`, `AF_VSOCK`, `AF_KEY`, `AF_BLUETOOTH`, raw `AF_INET/AF_INET6`,
-//!   and `AF_NETLINK` other than `NETLINK_ROUTE`;
+//! - sockets (EAFNOSUPPORT): every family but `AF_UNIX`, `AF_INET`, `AF_INET6` and
+//!   `AF_NETLINK`, and `AF_NETLINK` other than `NETLINK_ROUTE`; `AF_INET/AF_INET6` other
+//!   than TCP and UDP (raw, `SOCK_SEQPACKET`, DCCP, RDM: EPERM; a `SOCK_STREAM` of another
+//!   protocol than TCP, such as MPTCP, SCTP or SMC, which Landlock's TCP rules do not
+//!   cover: EPROTONOSUPPORT);
 //! - `personality` setting `READ_IMPLIES_EXEC` (a `PROT_READ` mapping would become
 //!   executable without any `PROT_EXEC` the exec guard could see); queries
 //!   (`personality(0xffffffff)`) and other personas still work;
@@ -261,12 +264,20 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, FilterError> {
         .map_err(|x| e("ioctl", x))?;
     }
     let socket = sys("socket").ok_or(FilterError::NoSyscall("socket"))?;
-    for fam in [
-        libc::AF_PACKET,
-        libc::AF_VSOCK,
-        libc::AF_KEY,
-        libc::AF_BLUETOOTH,
-    ] {
+    // Families: `AF_UNIX`, `AF_INET`, `AF_INET6` and `AF_NETLINK` only. Landlock restricts
+    // TCP connects of `AF_INET*` alone, and some other families make their own TCP
+    // connections in the kernel (`AF_SMC` over its TCP "clcsock", `AF_RDS`), so every other
+    // one is refused, not a list of known ones. The whole 64-bit argument is compared.
+    let other_families = (0..=libc::AF_NETLINK).filter(|f| {
+        ![
+            libc::AF_UNIX,
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_NETLINK,
+        ]
+        .contains(f)
+    });
+    for fam in other_families {
         f.add_rule_conditional(
             ScmpAction::Errno(libc::EAFNOSUPPORT),
             socket,
@@ -274,13 +285,44 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, FilterError> {
         )
         .map_err(|x| e("socket", x))?;
     }
+    f.add_rule_conditional(
+        ScmpAction::Errno(libc::EAFNOSUPPORT),
+        socket,
+        &[cmp(0, ScmpCompareOp::Greater, libc::AF_NETLINK as u64)],
+    )
+    .map_err(|x| e("socket", x))?;
+    // IP sockets are TCP (`SOCK_STREAM`, protocol 0 or `IPPROTO_TCP`) and UDP only. Landlock's
+    // TCP rules apply to TCP alone (Linux 6.x, "landlock: Fix non-TCP sockets restriction"):
+    // an MPTCP socket (`SOCK_STREAM`, protocol 262) connected to any host port in the
+    // Landlock-only mode (attack review 74), and SCTP (132) and SMC (256) would where their
+    // modules load. Raw sockets, SCTP's `SOCK_SEQPACKET`, DCCP and `SOCK_RDM` have no use here.
     for fam in [libc::AF_INET, libc::AF_INET6] {
+        for ty in [
+            libc::SOCK_RAW,
+            libc::SOCK_RDM,
+            libc::SOCK_SEQPACKET,
+            6,  /* SOCK_DCCP */
+            10, /* SOCK_PACKET */
+        ] {
+            f.add_rule_conditional(
+                ScmpAction::Errno(EPERM),
+                socket,
+                &[
+                    cmp(0, ScmpCompareOp::Equal, fam as u64),
+                    cmp(1, ScmpCompareOp::MaskedEqual(0xf), ty as u64),
+                ],
+            )
+            .map_err(|x| e("socket", x))?;
+        }
+        // A stream socket of another protocol than TCP (0 picks TCP). The whole 64-bit
+        // argument is compared: high bits the kernel ignores make it larger, so refused.
         f.add_rule_conditional(
-            ScmpAction::Errno(EPERM),
+            ScmpAction::Errno(libc::EPROTONOSUPPORT),
             socket,
             &[
                 cmp(0, ScmpCompareOp::Equal, fam as u64),
-                cmp(1, ScmpCompareOp::MaskedEqual(0xf), libc::SOCK_RAW as u64),
+                cmp(1, ScmpCompareOp::MaskedEqual(0xf), libc::SOCK_STREAM as u64),
+                cmp(2, ScmpCompareOp::Greater, libc::IPPROTO_TCP as u64),
             ],
         )
         .map_err(|x| e("socket", x))?;

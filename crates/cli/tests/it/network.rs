@@ -370,8 +370,28 @@ fn without_user_namespaces_landlock_allows_only_the_proxy_port() {
     let hosts = t.hosts("127.0.0.1 test.local\n127.0.0.1 other.local\n");
     let policy = "[network]\nallow = [\"test.local\", \"127.0.0.1\"]\n";
     let p = t.port;
+    // A host service the policy does not allow, which records every connection it accepts:
+    // stream sockets of other protocols than TCP (MPTCP 262, SCTP 132, SMC 256) and the
+    // `AF_SMC` family escape Landlock's TCP rules (attack review 74: MPTCP reached it).
+    let secret = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = secret.local_addr().unwrap().port();
+    secret.set_nonblocking(true).unwrap();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (reached, stop) = (reached.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if secret.accept().is_ok() {
+                    reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
     let script = format!(
-        "echo proxy=$HTTP_PROXY; curl -s http://test.local:{p}/hello.txt; \
+        "/usr/bin/python3 -c 'import socket\nfor fam, proto in ((2, 262), (2, 132), (2, 256), (43, 0)):\n  try:\n    s = socket.socket(fam, socket.SOCK_STREAM, proto); s.settimeout(3); s.connect((\"127.0.0.1\", {sp})); print(\"ESCAPED\", fam, proto)\n  except OSError as e:\n    print(\"refused\", fam, proto, e.errno)'; \
+         echo proxy=$HTTP_PROXY; curl -s http://test.local:{p}/hello.txt; \
          curl -s -o /dev/null -w 'denied=%{{http_code}}\\n' http://other.local:{p}/hello.txt; \
          curl -s --noproxy '*' --max-time 5 http://127.0.0.1:{p}/hello.txt; echo direct-rc=$?; \
          /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", 53))' 2>&1 | tail -1; echo udp-rc=$?; \
@@ -384,7 +404,21 @@ fn without_user_namespaces_landlock_allows_only_the_proxy_port() {
         &hosts,
         &script,
     );
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
     let s = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a host port the policy does not allow was reached:\n{}",
+        text(&o)
+    );
+    assert!(
+        !s.contains("ESCAPED") && s.matches("refused").count() == 4,
+        "{}",
+        text(&o)
+    );
     assert!(
         s.contains("proxy=http://127.0.0.1:") && !s.contains("proxy=http://127.0.0.1:3128"),
         "{}",
