@@ -235,7 +235,15 @@ impl NetRules {
         let mut v: Vec<(u16, LoopbackTarget)> = Vec::new();
         for r in &self.allow {
             if let Some((port, t)) = r.loopback_port() {
-                if self.decide_host(&t.host(), port).allowed && !v.iter().any(|(p, _)| *p == port) {
+                // Every address it would reach, too: a deny rule naming one wins.
+                let denied = t
+                    .addrs(port)
+                    .iter()
+                    .any(|a| self.address_denied(&a.ip(), port).is_some());
+                if self.decide_host(&t.host(), port).allowed
+                    && !denied
+                    && !v.iter().any(|(p, _)| *p == port)
+                {
                     v.push((port, t));
                 }
             }
@@ -317,25 +325,39 @@ impl NetRules {
         }
     }
 
-    /// Whether a resolved address may be used: special addresses need a rule naming them.
-    /// A `localhost` rule names the loopback addresses.
+    /// Whether a resolved address may be used: never one a deny rule names (an address rule,
+    /// or `localhost` for the loopback addresses), whatever name led to it; special addresses
+    /// need an allow rule naming them. A `localhost` rule names the loopback addresses.
+    /// (`allow = ["localhost:4000"]` with `deny = ["127.0.0.1"]` reached 127.0.0.1:4000
+    /// through the name: a name never matches an address rule.)
     pub fn address_ok(&self, ip: &IpAddr, port: u16) -> bool {
-        !is_special(ip) || Self::names_address(&self.allow, ip, port)
+        self.address_denied(ip, port).is_none()
+            && (!is_special(ip) || Self::names_address(&self.allow, ip, port).is_some())
     }
 
     /// [`Self::address_ok`] for a connection to an `ask` host, which a human sees with its
     /// resolved addresses before answering: an `ask` rule naming the address also counts
-    /// (only for such connections, never for allowed hosts).
+    /// (only for such connections, never for allowed hosts). Deny rules still win.
     pub fn address_ok_for_ask(&self, ip: &IpAddr, port: u16) -> bool {
-        self.address_ok(ip, port) || Self::names_address(&self.ask, ip, port)
+        self.address_ok(ip, port)
+            || (self.address_denied(ip, port).is_none()
+                && Self::names_address(&self.ask, ip, port).is_some())
     }
 
-    fn names_address(rules: &[Rule], ip: &IpAddr, port: u16) -> bool {
-        rules.iter().any(|r| {
-            r.port.is_none_or(|p| p == port)
-                && (r.pattern == Pattern::Ip(*ip)
-                    || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
-        })
+    /// The deny rule that names this resolved address, if one does.
+    pub fn address_denied(&self, ip: &IpAddr, port: u16) -> Option<&str> {
+        Self::names_address(&self.deny, ip, port)
+    }
+
+    fn names_address<'a>(rules: &'a [Rule], ip: &IpAddr, port: u16) -> Option<&'a str> {
+        rules
+            .iter()
+            .find(|r| {
+                r.port.is_none_or(|p| p == port)
+                    && (r.pattern == Pattern::Ip(*ip)
+                        || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
+            })
+            .map(|r| r.source.as_str())
     }
 }
 
@@ -500,5 +522,31 @@ mod tests {
         .unwrap_err()
         .to_string()
         .contains("network.ask"));
+    }
+
+    /// A deny rule naming an address wins over every name that leads to it: the proxy's
+    /// check of resolved addresses and the loopback gateway's ports (attack review 74:
+    /// `localhost:4000` reached a denied 127.0.0.1:4000 through both).
+    #[test]
+    fn an_address_deny_rule_wins_over_a_name_that_resolves_to_it() {
+        let lo4: IpAddr = "127.0.0.1".parse().unwrap();
+        let lo6: IpAddr = "::1".parse().unwrap();
+        let r = rules(&["localhost:4000", "api.example:443"], &["127.0.0.1"]);
+        assert!(r.decide_host("localhost", 4000).allowed, "the name itself");
+        assert!(!r.address_ok(&lo4, 4000));
+        assert_eq!(r.address_denied(&lo4, 4000), Some("network.deny:127.0.0.1"));
+        assert!(r.address_ok(&lo6, 4000), "::1 is not denied");
+        assert!(r.loopback_ports().is_empty(), "{:?}", r.loopback_ports());
+        // An ordinary public address stays usable; a denied one is not, even for ask.
+        let public: IpAddr = "93.184.215.14".parse().unwrap();
+        assert!(r.address_ok(&public, 443));
+        let r = rules(&["localhost:4000"], &["93.184.215.14", "localhost:5000"]);
+        assert!(!r.address_ok(&public, 443));
+        assert!(!r.address_ok_for_ask(&public, 443));
+        assert!(
+            !r.address_ok(&lo4, 5000),
+            "a `localhost` deny rule names loopback"
+        );
+        assert_eq!(r.loopback_ports().len(), 1);
     }
 }

@@ -41,6 +41,19 @@ pub async fn forward(mut inside: TcpStream, port: u16, t: LoopbackTarget, ctx: A
     }
     let mut last = String::new();
     for a in t.addrs(port) {
+        // (`loopback_ports` forwards no port an address deny rule names; checked again.)
+        if let Some(rule) = ctx.rules.address_denied(&a.ip(), port) {
+            Decision::new(
+                Layer::Proxy,
+                "agent",
+                &what,
+                rule,
+                Verdict::Deny,
+                format!("the host's {a} is denied by `{rule}`"),
+            )
+            .emit();
+            return;
+        }
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(a)).await {
             Ok(Ok(mut up)) => {
                 let (a2b, b2a) = tokio::io::copy_bidirectional(&mut inside, &mut up)

@@ -260,7 +260,9 @@ impl Ctx {
                 approval: false,
             });
         }
-        let ok = usable_addresses(host, &addrs, "", |ip| self.rules.address_ok(ip, port))?;
+        let ok = usable_addresses(host, port, &addrs, "", &self.rules, |ip| {
+            self.rules.address_ok(ip, port)
+        })?;
         self.connect_to(host, ok, d.rule).await
     }
 
@@ -316,7 +318,7 @@ impl Ctx {
             Ok(_) => return Err(deny(format!("{host} has no addresses"))),
             Err(e) => return Err(deny(format!("cannot resolve {host}: {e}"))),
         };
-        let ok = usable_addresses(host, &addrs, " (not asked)", |ip| {
+        let ok = usable_addresses(host, port, &addrs, " (not asked)", &self.rules, |ip| {
             self.rules.address_ok_for_ask(ip, port)
         })?;
         let (h, r, m, shown) = (
@@ -660,13 +662,30 @@ async fn socks5_request(s: &mut TcpStream) -> Option<(String, u16, Vec<u8>)> {
 /// refusal that names every address and its special-purpose class.
 fn usable_addresses(
     host: &str,
+    port: u16,
     addrs: &[SocketAddr],
     note: &str,
+    rules: &NetRules,
     allowed: impl Fn(&std::net::IpAddr) -> bool,
 ) -> Result<Vec<SocketAddr>, Refusal> {
     let ok: Vec<SocketAddr> = addrs.iter().copied().filter(|a| allowed(&a.ip())).collect();
     if !ok.is_empty() {
         return Ok(ok);
+    }
+    if let Some((a, rule)) = addrs
+        .iter()
+        .find_map(|a| rules.address_denied(&a.ip(), port).map(|r| (a, r)))
+    {
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            rule: rule.to_string(),
+            reason: format!(
+                "{host} resolves to {}, which is denied by `{rule}` (a deny rule naming an address wins over every name that leads to it)",
+                a.ip()
+            ),
+            example: Some(a.to_string()),
+            approval: false,
+        });
     }
     let list = addrs
         .iter()

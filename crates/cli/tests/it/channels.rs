@@ -332,6 +332,29 @@ fn loopback_gateway_reaches_only_the_allowed_host_port() {
         text(&o)
     );
     assert_eq!(allowed.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // A deny rule naming the address wins over a name that leads to it, in the gateway and
+    // in the proxy (attack review 74: `localhost:PORT` reached a denied 127.0.0.1 in both).
+    let policy = format!("[network]\nallow = [\"localhost:{a}\"]\ndeny = [\"127.0.0.1\"]\n");
+    let o = t.run(
+        &policy,
+        None,
+        &format!(
+            "curl -sS --max-time 5 http://127.0.0.1:{a}/ 2>&1; echo gw-rc=$?; \
+             curl -sS --max-time 5 --proxy \"$HTTP_PROXY\" --noproxy '' http://localhost:{a}/ 2>&1; echo px-rc=$?; \
+             curl -sS --max-time 5 --proxy \"$HTTP_PROXY\" --noproxy '' -p http://localhost:{a}/ 2>&1; echo tunnel-rc=$?"
+        ),
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("says hi"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        allowed.hits.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the denied 127.0.0.1 was reached through `localhost`:\n{}",
+        text(&o)
+    );
 }
 
 #[test]
