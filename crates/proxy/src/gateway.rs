@@ -56,6 +56,19 @@ pub async fn forward(mut inside: TcpStream, port: u16, t: LoopbackTarget, ctx: A
         }
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(a)).await {
             Ok(Ok(mut up)) => {
+                // Written when the connection is made (a connection still open when the
+                // session ends is in the log), and again when it ends, with the bytes.
+                Decision::new(
+                    Layer::Proxy,
+                    "agent",
+                    &what,
+                    &d.rule,
+                    Verdict::Allow,
+                    format!("forwarded from the sandbox's loopback to the host's {a}"),
+                )
+                .with("host", host.as_str())
+                .with("port", port)
+                .emit();
                 let (a2b, b2a) = tokio::io::copy_bidirectional(&mut inside, &mut up)
                     .await
                     .unwrap_or((0, 0));
@@ -64,8 +77,8 @@ pub async fn forward(mut inside: TcpStream, port: u16, t: LoopbackTarget, ctx: A
                     "agent",
                     &what,
                     &d.rule,
-                    Verdict::Allow,
-                    format!("forwarded from the sandbox's loopback to the host's {a}"),
+                    Verdict::Observe,
+                    format!("connection to the host's {a} closed"),
                 )
                 .with("host", host.as_str())
                 .with("port", port)

@@ -71,7 +71,16 @@ impl std::fmt::Debug for ProxyOptions {
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// One live connection; frees its place on drop.
-struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+/// One of the agent's [`MAX_CONNECTIONS`]: a client connection, or a CONNECT tunnel, which
+/// outlives the connection it was asked on (hyper ends that at the upgrade).
+pub(crate) struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    pub(crate) fn take(live: &Arc<std::sync::atomic::AtomicUsize>) -> Slot {
+        live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Slot(live.clone())
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -95,14 +104,15 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
     } else {
         Vec::new()
     };
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let ctx = Arc::new(server::Ctx {
         rules,
         approver: opts.approver,
         hosts_file: opts.hosts_file,
         gateway,
+        live: live.clone(),
     });
     let refused = Arc::new(gateway::RefusedLog::default());
-    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut over_cap_logged: Option<std::time::Instant> = None;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,8 +152,7 @@ pub fn start(policy: &Policy, opts: ProxyOptions, control: OwnedFd) -> anyhow::R
                     if std_stream.set_nonblocking(true).is_err() {
                         continue;
                     }
-                    live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let slot = Slot(live.clone());
+                    let slot = Slot::take(&live);
                     // Which listener: the proxy's, or a loopback-gateway port.
                     let local = std_stream.local_addr().map(|a| a.port()).unwrap_or(0);
                     let forward = gateway::target(&ctx, local);

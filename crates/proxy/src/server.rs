@@ -68,6 +68,8 @@ pub struct Ctx {
     pub hosts_file: Option<PathBuf>,
     /// Host loopback ports forwarded from the sandbox's loopback ([`crate::gateway`]).
     pub gateway: Vec<(u16, crate::rules::LoopbackTarget)>,
+    /// The agent's open connections and tunnels, against [`crate::MAX_CONNECTIONS`].
+    pub live: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -355,36 +357,35 @@ pub fn approval_refusal_text(host: &str, port: u16, rule: &str, reason: &str) ->
     )
 }
 
+/// One decision on a connection: refused (`Deny`), let through (`Allow`, written when the
+/// connection is made, so a tunnel still open when the session ends is in the log), or
+/// ended (`Observe`, with the bytes each way).
 #[allow(clippy::too_many_arguments)] // one decision record's fields
-fn emit(
+pub(crate) fn emit(
     host: &str,
     port: u16,
     rule: &str,
-    allowed: bool,
+    verdict: Verdict,
     reason: &str,
-    up: u64,
-    down: u64,
+    bytes: Option<(u64, u64)>,
     started: Instant,
     method: &str,
 ) {
-    Decision::new(
+    let mut d = Decision::new(
         Layer::Proxy,
         "agent",
         format!("{method} {host}:{port}"),
         rule,
-        if allowed {
-            Verdict::Allow
-        } else {
-            Verdict::Deny
-        },
+        verdict,
         reason,
     )
     .with("host", host)
-    .with("port", port)
-    .with("bytes_up", up)
-    .with("bytes_down", down)
-    .with("duration_ms", started.elapsed().as_millis() as u64)
-    .emit();
+    .with("port", port);
+    if let Some((up, down)) = bytes {
+        d = d.with("bytes_up", up).with("bytes_down", down);
+    }
+    d.with("duration_ms", started.elapsed().as_millis() as u64)
+        .emit();
 }
 
 fn split_authority(a: &str, default_port: u16) -> Option<(String, u16)> {
@@ -418,12 +419,31 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
         return match ctx.connect(&host, port).await {
             Err(r) => {
                 emit(
-                    &host, port, &r.rule, false, &r.reason, 0, 0, started, "CONNECT",
+                    &host,
+                    port,
+                    &r.rule,
+                    Verdict::Deny,
+                    &r.reason,
+                    None,
+                    started,
+                    "CONNECT",
                 );
                 Ok(refusal(&r, &host, port))
             }
-            Ok((mut upstream, _addr, rule)) => {
+            Ok((mut upstream, addr, rule)) => {
+                emit(
+                    &host,
+                    port,
+                    &rule,
+                    Verdict::Allow,
+                    &format!("tunnel to {addr}"),
+                    None,
+                    started,
+                    "CONNECT",
+                );
+                let slot = crate::Slot::take(&ctx.live);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match hyper::upgrade::on(req).await {
                         Ok(up) => {
                             let mut io = TokioIo::new(up);
@@ -434,10 +454,9 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
                                 &host,
                                 port,
                                 &rule,
-                                true,
+                                Verdict::Observe,
                                 "tunnel closed",
-                                a,
-                                b,
+                                Some((a, b)),
                                 started,
                                 "CONNECT",
                             );
@@ -478,10 +497,9 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
                 &host,
                 port,
                 &r.rule,
-                false,
+                Verdict::Deny,
                 &r.reason,
-                0,
-                0,
+                None,
                 started,
                 req.method().as_str(),
             );
@@ -516,20 +534,21 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
         parts.headers.remove(h);
     }
     let method = parts.method.to_string();
-    let resp = sender
-        .send_request(Request::from_parts(parts, body))
-        .await?;
+    // Before the request goes: an upstream that reads it and closes without an answer got
+    // it all the same (no byte counts for plain-HTTP forwards).
     emit(
         &host,
         port,
         &rule,
-        true,
+        Verdict::Allow,
         "forwarded",
-        0,
-        0,
+        None,
         started,
         &method,
     );
+    let resp = sender
+        .send_request(Request::from_parts(parts, body))
+        .await?;
     Ok(resp.map(|b| b.boxed()))
 }
 
@@ -574,7 +593,14 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
     match ctx.connect_as(&host, port, "SOCKS5").await {
         Err(r) => {
             emit(
-                &host, port, &r.rule, false, &r.reason, 0, 0, started, "SOCKS5",
+                &host,
+                port,
+                &r.rule,
+                Verdict::Deny,
+                &r.reason,
+                None,
+                started,
+                "SOCKS5",
             );
             let code = if r.status == StatusCode::FORBIDDEN {
                 2
@@ -583,7 +609,17 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
             };
             let _ = s.write_all(&reply(code)).await;
         }
-        Ok((mut up, _, rule)) => {
+        Ok((mut up, addr, rule)) => {
+            emit(
+                &host,
+                port,
+                &rule,
+                Verdict::Allow,
+                &format!("tunnel to {addr}"),
+                None,
+                started,
+                "SOCKS5",
+            );
             if s.write_all(&reply(0)).await.is_err() {
                 return;
             }
@@ -598,10 +634,9 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
                 &host,
                 port,
                 &rule,
-                true,
+                Verdict::Observe,
                 "tunnel closed",
-                a,
-                b,
+                Some((a, b)),
                 started,
                 "SOCKS5",
             );

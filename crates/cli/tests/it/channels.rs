@@ -529,3 +529,86 @@ fn loopback_gateway_localhost_rule_reaches_an_ipv6_only_host_service() {
     assert_eq!(s.matches("ipv6 gateway").count(), 3, "{}", text(&o));
     assert_eq!(srv.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// A tunnel is in the session log from the moment it opens, and CONNECT tunnels count against
+/// the proxy's connection cap (attack review 74: the allow row was written only when a tunnel
+/// closed, so data sent through a tunnel whose upstream was slow to close, or still open at
+/// the session's end, left no row; and hyper's connection, which held the cap's slot, ends at
+/// the upgrade, so 9,980 tunnels were opened against a cap of 256). Judged by a host service
+/// that holds every connection it accepts and counts the bytes it receives.
+#[test]
+fn tunnels_are_logged_when_they_open_and_count_against_the_cap() {
+    use std::io::Read;
+    let t = T::new("tunnels");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hold = l.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (accepted, received) = (accepted.clone(), received.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = c.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut buf = [0u8; 64];
+                if let Ok(n) = c.read(&mut buf) {
+                    received.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }
+                held.push(c);
+            }
+        });
+    }
+    let policy = format!("[network]\nallow = [\"127.0.0.1:{hold}\"]\n");
+    // 300 tunnels, each sends 6 bytes and stays open; the agent exits with them open.
+    let script = format!(
+        "python3 -c '
+import os, socket
+h, p = os.environ[\"HTTP_PROXY\"].rsplit(\"/\", 1)[-1].rsplit(\":\", 1)
+opened = []
+for i in range(300):
+    s = socket.create_connection((h, int(p)), timeout=5)
+    s.sendall(b\"CONNECT 127.0.0.1:{hold} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\")
+    try:
+        r = s.recv(200)
+    except OSError:
+        r = b\"\"
+    if r.startswith(b\"HTTP/1.1 200\"):
+        s.sendall(b\"secret\")
+        opened.append(s)
+print(\"opened\", len(opened), flush=True)
+'"
+    );
+    let o = t.run(&policy, None, &script);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let opened: usize = out
+        .split_whitespace()
+        .skip_while(|w| *w != "opened")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", text(&o)));
+    assert!(opened > 0, "{}", text(&o));
+    assert!(
+        opened <= 256,
+        "{opened} tunnels were open at once past the cap of 256:\n{}",
+        text(&o)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let reached = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(reached <= 256, "the host service accepted {reached}");
+    assert!(received.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let rows = t
+        .log()
+        .into_iter()
+        .filter(|d| {
+            d["layer"] == "proxy"
+                && d["verdict"] == "allow"
+                && d["what"] == format!("CONNECT 127.0.0.1:{hold}")
+        })
+        .count();
+    assert_eq!(
+        rows, reached,
+        "every tunnel the host service saw must be in the log ({reached} accepted)"
+    );
+}
