@@ -1261,12 +1261,19 @@ pub fn kill_now_signal() -> libc::c_int {
     libc::SIGRTMIN() + 6
 }
 
+/// Init's agent process, once forked (0 before).
+static INIT_AGENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 extern "C" fn init_kill_now(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel's siginfo for this delivery (SA_SIGINFO); kill(2) is
+    // SAFETY: the kernel's siginfo for this delivery (SA_SIGINFO); kill(2) and _exit(2) are
     // async-signal-safe, and from a pid namespace's init kill(-1) reaches every process in
-    // it but init.
+    // it but init. Before the agent exists there is nothing to end in order: init goes, as
+    // it did of its parent-death signal when that was SIGKILL.
     unsafe {
         if !info.is_null() && (*info).si_code == libc::SI_USER && (*info).si_pid() == 0 {
+            if INIT_AGENT.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                libc::_exit(1);
+            }
             libc::kill(-1, libc::SIGKILL);
         }
     }
@@ -1306,11 +1313,19 @@ fn restore_kill_now(saved: &(libc::sigaction, libc::sigset_t)) {
 
 fn init(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
+    // Stage 1's death (the supervisor's: stage 1 dies with it) is init's kill signal, not
+    // SIGKILL: init kills the rest of its namespace at once and then ends it as after any
+    // exit of the agent, with the workspace guard's last pass. A `kill -9` of warden (or the
+    // OOM killer's) killed init too, and a git config the agent rewrote behind the guard's
+    // lock kept its fsmonitor. Nothing of the agent runs meanwhile: every process of the
+    // namespace has SIGKILL pending, the exec guard's tracer took its tracees with it
+    // (`PTRACE_O_EXITKILL`) and its notifications fail with ENOSYS.
+    let before = init_take_kill_now();
     // SAFETY: prctl, poll and close are plain syscalls on values and an fd of ours.
     unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
+            kill_now_signal() as libc::c_ulong,
             0,
             0,
             0,
@@ -1390,7 +1405,6 @@ fn init(mut c: ChildCtx) -> ! {
     let early = guard.placeholders();
     sys::write_all(c.exit_w, &placeholder_records(&early));
     let sent = early.len();
-    let before = init_take_kill_now();
     // SAFETY: fork from a single-threaded process.
     let into = c.agent_cgroup.as_ref().map(|(fd, _)| *fd);
     let (pid, placed) = match into.map(sys::fork_into_cgroup) {
@@ -1408,6 +1422,7 @@ fn init(mut c: ChildCtx) -> ! {
         }
         agent(c);
     }
+    INIT_AGENT.store(pid, std::sync::atomic::Ordering::SeqCst);
     // Init keeps stderr (its threads' diagnostics); stdin/stdout are the agent's alone.
     release_stdio(c.devnull, false);
     // Init forwards no signal: the supervisor does, once (the agent, a session of its own,

@@ -1004,6 +1004,53 @@ fn a_session_ended_by_a_signal_still_gets_the_guards_last_pass() {
     assert!(!err.contains("ending the sandbox"), "{err}");
 }
 
+/// `kill -9` of warden itself (or the OOM killer's choice of it): stage 1 dies with it, and
+/// init, whose parent-death signal is its kill signal, kills the agent's tree and makes the
+/// workspace guard's last pass before it exits. It died of SIGKILL with stage 1, and a git
+/// config rewritten behind the guard's lock kept its fsmonitor for the host's git to run.
+#[test]
+fn a_killed_supervisor_still_gets_the_guards_last_pass() {
+    let t = T::new("sup9");
+    host_repo(&t);
+    let m = t.marker().display().to_string();
+    let script = format!(
+        "mkdir -p r/.git/objects r/.git/refs/heads; echo 'ref: refs/heads/main' > r/.git/HEAD; \
+         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
+           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
+         while :; do sleep 1; done"
+    );
+    let child = t
+        .session(&t.ws, &[], &script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(20), || t
+        .ws
+        .join("PLANTED")
+        .exists()));
+    let tree = descendants(child.id());
+    let mut child = child;
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        wait_until(std::time::Duration::from_secs(15), || tree
+            .iter()
+            .all(|(p, _)| !alive(*p))),
+        "the sandbox outlived its supervisor by 15 s"
+    );
+    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
+    assert!(
+        !config.contains("fsmonitor"),
+        "the rewritten config survived warden's SIGKILL:\n{config}"
+    );
+    let _ = t.host_git(&t.ws.join("r"), &["status"]);
+    assert!(
+        !t.marker().exists(),
+        "the host's git status ran the agent's fsmonitor"
+    );
+}
+
 /// The kill switch where no cgroup v2 leaf can be made (an ordinary user without a delegated
 /// hierarchy, as here; every session of the BPF backend): the signal freezer kills the
 /// agent's tree, never stage 1 or init, so init still ends the sandbox in order with the
