@@ -388,6 +388,48 @@ pub(crate) fn emit(
         .emit();
 }
 
+/// A connection refused: its `Deny` row, with the rule and the reason the agent is shown.
+fn refused(host: &str, port: u16, r: &Refusal, started: Instant, how: &str) {
+    emit(
+        host,
+        port,
+        &r.rule,
+        Verdict::Deny,
+        &r.reason,
+        None,
+        started,
+        how,
+    );
+}
+
+/// A tunnel (CONNECT, SOCKS5) let through to `addr`: its `Allow` row, when it opens.
+fn tunnel_opened(host: &str, port: u16, rule: &str, addr: SocketAddr, started: Instant, how: &str) {
+    let why = format!("tunnel to {addr}");
+    emit(host, port, rule, Verdict::Allow, &why, None, started, how);
+}
+
+/// A tunnel ended: its `Observe` row with the bytes each way.
+fn tunnel_closed(
+    host: &str,
+    port: u16,
+    rule: &str,
+    bytes: (u64, u64),
+    started: Instant,
+    how: &str,
+) {
+    let why = "tunnel closed";
+    emit(
+        host,
+        port,
+        rule,
+        Verdict::Observe,
+        why,
+        Some(bytes),
+        started,
+        how,
+    );
+}
+
 fn split_authority(a: &str, default_port: u16) -> Option<(String, u16)> {
     if let Some(rest) = a.strip_prefix('[') {
         let (h, p) = rest.split_once(']')?;
@@ -418,29 +460,11 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
         };
         return match ctx.connect(&host, port).await {
             Err(r) => {
-                emit(
-                    &host,
-                    port,
-                    &r.rule,
-                    Verdict::Deny,
-                    &r.reason,
-                    None,
-                    started,
-                    "CONNECT",
-                );
+                refused(&host, port, &r, started, "CONNECT");
                 Ok(refusal(&r, &host, port))
             }
             Ok((mut upstream, addr, rule)) => {
-                emit(
-                    &host,
-                    port,
-                    &rule,
-                    Verdict::Allow,
-                    &format!("tunnel to {addr}"),
-                    None,
-                    started,
-                    "CONNECT",
-                );
+                tunnel_opened(&host, port, &rule, addr, started, "CONNECT");
                 let slot = crate::Slot::take(&ctx.live);
                 tokio::spawn(async move {
                     let _slot = slot;
@@ -450,16 +474,7 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
                             let (a, b) = tokio::io::copy_bidirectional(&mut io, &mut upstream)
                                 .await
                                 .unwrap_or((0, 0));
-                            emit(
-                                &host,
-                                port,
-                                &rule,
-                                Verdict::Observe,
-                                "tunnel closed",
-                                Some((a, b)),
-                                started,
-                                "CONNECT",
-                            );
+                            tunnel_closed(&host, port, &rule, (a, b), started, "CONNECT");
                         }
                         Err(e) => tracing::debug!("upgrade failed: {e}"),
                     }
@@ -493,16 +508,7 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Bo
     let (stream, _addr, rule) = match ctx.connect_as(&host, port, &method).await {
         Ok(x) => x,
         Err(r) => {
-            emit(
-                &host,
-                port,
-                &r.rule,
-                Verdict::Deny,
-                &r.reason,
-                None,
-                started,
-                req.method().as_str(),
-            );
+            refused(&host, port, &r, started, req.method().as_str());
             return Ok(refusal(&r, &host, port));
         }
     };
@@ -592,16 +598,7 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
     let reply = warden_proto::socks5::reply;
     match ctx.connect_as(&host, port, "SOCKS5").await {
         Err(r) => {
-            emit(
-                &host,
-                port,
-                &r.rule,
-                Verdict::Deny,
-                &r.reason,
-                None,
-                started,
-                "SOCKS5",
-            );
+            refused(&host, port, &r, started, "SOCKS5");
             let code = if r.status == StatusCode::FORBIDDEN {
                 2
             } else {
@@ -610,16 +607,7 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
             let _ = s.write_all(&reply(code)).await;
         }
         Ok((mut up, addr, rule)) => {
-            emit(
-                &host,
-                port,
-                &rule,
-                Verdict::Allow,
-                &format!("tunnel to {addr}"),
-                None,
-                started,
-                "SOCKS5",
-            );
+            tunnel_opened(&host, port, &rule, addr, started, "SOCKS5");
             if s.write_all(&reply(0)).await.is_err() {
                 return;
             }
@@ -630,16 +618,7 @@ async fn socks5(mut s: TcpStream, ctx: Arc<Ctx>) {
             let (a, b) = tokio::io::copy_bidirectional(&mut s, &mut up)
                 .await
                 .unwrap_or((0, 0));
-            emit(
-                &host,
-                port,
-                &rule,
-                Verdict::Observe,
-                "tunnel closed",
-                Some((a, b)),
-                started,
-                "SOCKS5",
-            );
+            tunnel_closed(&host, port, &rule, (a, b), started, "SOCKS5");
         }
     }
 }

@@ -946,6 +946,35 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
     }
 }
 
+/// The agent's part of the "rewritten behind the guard's lock" cases (attack review 63): a
+/// repository `r` made inside the session, its config rewritten with a `core.fsmonitor` by a
+/// process whose cwd is `r/.git`, then `PLANTED` in the workspace; `rest` runs after it is
+/// started (the agent's own loop).
+fn fsmonitor_behind_the_lock(t: &T, rest: &str) -> String {
+    let m = t.marker().display().to_string();
+    format!(
+        "mkdir -p r/.git/objects r/.git/refs/heads; echo 'ref: refs/heads/main' > r/.git/HEAD; \
+         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
+           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
+         {rest}"
+    )
+}
+
+/// After such a session, from the host: `r`'s config holds no fsmonitor, and the host's
+/// `git status` there runs nothing.
+fn guard_made_its_last_pass(t: &T, how: &str, err: &str) {
+    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
+    assert!(
+        !config.contains("fsmonitor"),
+        "the rewritten config survived {how}:\n{config}\n{err}"
+    );
+    let _ = t.host_git(&t.ws.join("r"), &["status"]);
+    assert!(
+        !t.marker().exists(),
+        "the host's git status ran the agent's fsmonitor ({how})\n{err}"
+    );
+}
+
 /// A session warden ends itself after a signal (the agent ignored it for the grace: a
 /// `timeout`, a CI job's cancel, a closed terminal) still gets the workspace guard's last
 /// pass: warden kills the agent process, and init ends the sandbox as after any exit. Here
@@ -958,13 +987,9 @@ fn group_signals_reach_the_agent_once_and_an_agent_ignoring_them_is_ended() {
 fn a_session_ended_by_a_signal_still_gets_the_guards_last_pass() {
     let t = T::new("sigpass");
     host_repo(&t);
-    let m = t.marker().display().to_string();
     let script = format!(
-        "trap '' TERM INT HUP; mkdir -p r/.git/objects r/.git/refs/heads; \
-         echo 'ref: refs/heads/main' > r/.git/HEAD; \
-         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
-           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
-         touch READY; while :; do sleep 1; done"
+        "trap '' TERM INT HUP; {}",
+        fsmonitor_behind_the_lock(&t, "touch READY; while :; do sleep 1; done")
     );
     use std::os::unix::process::CommandExt;
     let mut c = t.session(&t.ws, &[], &script);
@@ -990,16 +1015,7 @@ fn a_session_ended_by_a_signal_still_gets_the_guards_last_pass() {
         t0.elapsed()
     );
     sandbox_gone(wpid, &tree, "SIGTERM");
-    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
-    assert!(
-        !config.contains("fsmonitor"),
-        "the rewritten config survived the session:\n{config}\n{err}"
-    );
-    let _ = t.host_git(&t.ws.join("r"), &["status"]);
-    assert!(
-        !t.marker().exists(),
-        "the host's git status ran the agent's fsmonitor\n{err}"
-    );
+    guard_made_its_last_pass(&t, "a SIGTERM", &err);
     assert!(err.contains("ending the agent's processes"), "{err}");
     assert!(!err.contains("ending the sandbox"), "{err}");
 }
@@ -1012,13 +1028,7 @@ fn a_session_ended_by_a_signal_still_gets_the_guards_last_pass() {
 fn a_killed_supervisor_still_gets_the_guards_last_pass() {
     let t = T::new("sup9");
     host_repo(&t);
-    let m = t.marker().display().to_string();
-    let script = format!(
-        "mkdir -p r/.git/objects r/.git/refs/heads; echo 'ref: refs/heads/main' > r/.git/HEAD; \
-         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
-           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
-         while :; do sleep 1; done"
-    );
+    let script = fsmonitor_behind_the_lock(&t, "while :; do sleep 1; done");
     let child = t
         .session(&t.ws, &[], &script)
         .stdout(Stdio::null())
@@ -1039,16 +1049,7 @@ fn a_killed_supervisor_still_gets_the_guards_last_pass() {
             .all(|(p, _)| !alive(*p))),
         "the sandbox outlived its supervisor by 15 s"
     );
-    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
-    assert!(
-        !config.contains("fsmonitor"),
-        "the rewritten config survived warden's SIGKILL:\n{config}"
-    );
-    let _ = t.host_git(&t.ws.join("r"), &["status"]);
-    assert!(
-        !t.marker().exists(),
-        "the host's git status ran the agent's fsmonitor"
-    );
+    guard_made_its_last_pass(&t, "warden's SIGKILL", "");
 }
 
 /// The kill switch where no cgroup v2 leaf can be made (an ordinary user without a delegated
@@ -1066,13 +1067,7 @@ fn a_kill_without_a_cgroup_leaf_still_gets_the_guards_last_pass() {
     }
     let t = T::new("killpass");
     host_repo(&t);
-    let m = t.marker().display().to_string();
-    let script = format!(
-        "mkdir -p r/.git/objects r/.git/refs/heads; echo 'ref: refs/heads/main' > r/.git/HEAD; \
-         ( cd r/.git; sleep 1; printf '[core]\\n\\tbare = false\\n' > config; sleep 1.5; \
-           printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config; touch ../../PLANTED ) & \
-         while :; do sleep 1; done"
-    );
+    let script = fsmonitor_behind_the_lock(&t, "while :; do sleep 1; done");
     let chown = |owner: &str| {
         let st = Command::new("chown")
             .args(["-R", owner])
@@ -1126,16 +1121,7 @@ fn a_kill_without_a_cgroup_leaf_still_gets_the_guards_last_pass() {
     sandbox_gone(wpid, &tree, "warden kill");
     // The user's own files again, as after a session of their own.
     chown("0:0");
-    let config = std::fs::read_to_string(t.ws.join("r/.git/config")).unwrap_or_default();
-    assert!(
-        !config.contains("fsmonitor"),
-        "the rewritten config survived the kill:\n{config}\n{err}"
-    );
-    let _ = t.host_git(&t.ws.join("r"), &["status"]);
-    assert!(
-        !t.marker().exists(),
-        "the host's git status ran the agent's fsmonitor\n{err}"
-    );
+    guard_made_its_last_pass(&t, "warden kill", &err);
 }
 
 /// A SIGTERM at any moment of the start-up ends warden as the signal would (exit 143),
