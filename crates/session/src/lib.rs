@@ -65,3 +65,22 @@ pub use ui::Ui;
 pub fn block_group_signals() {
     supervise::block_signals();
 }
+
+/// A signal that ends a session (SIGTERM, SIGINT, SIGHUP, SIGQUIT) waiting, blocked since
+/// [`block_group_signals`], because no signal thread took it: the start failed before there
+/// was one. Its number and name: `warden run` then exits as the signal would have
+/// (128 + the signal), not with the start's own error code, which a wrapper (`timeout`, a
+/// CI's cancel) would misread.
+pub fn pending_group_signal() -> Option<(i32, &'static str)> {
+    // SAFETY: sigpending fills a zeroed set; sigismember reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if libc::sigpending(&mut set) != 0 {
+            return None;
+        }
+        [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT]
+            .into_iter()
+            .find(|&s| libc::sigismember(&set, s) == 1)
+            .map(|s| (s, supervise::signal_name(s)))
+    }
+}

@@ -15,6 +15,21 @@ pub use warden_session::config::state_dir;
 pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     // Before any thread or anything on the host: see the function's doc.
     warden_session::block_group_signals();
+    started(a, verbose).map_err(|e| {
+        let interrupted = e
+            .downcast_ref::<super::Exit>()
+            .is_some_and(|x| x.code > 128);
+        match warden_session::pending_group_signal() {
+            Some((sig, name)) if !interrupted => fail(
+                128 + sig,
+                format!("interrupted by {name}, which came while warden failed: {e}"),
+            ),
+            _ => e,
+        }
+    })
+}
+
+fn started(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     let home = home_dir();
     let ws = workspace(&a.policy.workspace)?;
     // Before the policy is read: a broad workspace is refused whatever the policy says.

@@ -1124,6 +1124,56 @@ fn a_kill_without_a_cgroup_leaf_still_gets_the_guards_last_pass() {
     guard_made_its_last_pass(&t, "warden kill", &err);
 }
 
+/// A SIGTERM that came while warden refused to start (here a policy it cannot parse) is not
+/// lost in the start's own error: the exit is the signal's (143), with both said. The
+/// signal is made pending before warden runs (blocked, raised, then exec: pending signals
+/// survive it), so the case is exact, not a race. With a good policy the same pending signal
+/// abandons the start (the signal thread takes it).
+#[test]
+fn a_signal_that_comes_while_warden_fails_to_start_still_ends_it_as_the_signal_would() {
+    let t = T::new("sigfail");
+    let bad = t.root.join("bad.toml");
+    std::fs::write(&bad, "not toml [").unwrap();
+    let run = |extra: &[&str]| {
+        let mut c = Command::new("python3");
+        c.args([
+            "-c",
+            "import os, signal, sys\n\
+             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n\
+             os.kill(os.getpid(), signal.SIGTERM)\n\
+             os.execv(sys.argv[1], sys.argv[1:])",
+        ])
+        .arg(warden())
+        .arg("run")
+        .args(extra)
+        .args(["--", "/bin/true"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(Stdio::null());
+        for v in SCRUBBED_ENV {
+            c.env_remove(v);
+        }
+        c.output().unwrap()
+    };
+    let o = run(&["--policy", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{}", out(&o));
+    assert!(
+        err.contains("interrupted by SIGTERM") && err.contains("bad.toml:1"),
+        "{}",
+        out(&o)
+    );
+    // Without the signal: the policy's own exit code.
+    let o = t
+        .warden_run(&t.ws, &["--policy", bad.to_str().unwrap()])
+        .arg("/bin/true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(143), "{}", out(&o));
+}
+
 /// A SIGTERM at any moment of the start-up ends warden as the signal would (exit 143),
 /// never as a machine that cannot build the sandbox (exit 4, which a wrapper may answer with
 /// `--best-effort`), never hanging, and leaves nothing in the workspace. Delays spread over
