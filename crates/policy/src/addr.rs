@@ -266,6 +266,21 @@ fn classify_v6(v: Ipv6Addr) -> Option<Special> {
     None
 }
 
+/// The IPv4 address an IPv6 address embeds (IPv4-mapped and -compatible, NAT64, 6to4: the
+/// ranges [`classify`] judges by the IPv4 inside), or `None`.
+pub fn embedded_v4(ip: &IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v) = ip else { return None };
+    let a = u128::from(*v);
+    SPECIAL_V6
+        .iter()
+        .find(|(base, len, ..)| in_v6(a, *base, *len))
+        .and_then(|&(.., kind)| match kind {
+            V6Kind::Refuse => None,
+            V6Kind::EmbedsLast32 => Some(Ipv4Addr::from(a as u32)),
+            V6Kind::Embeds6to4 => Some(Ipv4Addr::from((a >> 80) as u32)),
+        })
+}
+
 /// The special-purpose range of `ip`, or `None` for an ordinary global address.
 pub fn classify(ip: &IpAddr) -> Option<Special> {
     match ip {

@@ -173,10 +173,20 @@ fn expand(list: &[String], key: &str) -> Result<Vec<Rule>, RuleError> {
 impl Rule {
     /// `ip`: the host parsed as an address (then only address rules can match it).
     fn matches(&self, host: &str, ip: Option<IpAddr>, port: u16) -> bool {
+        self.matches_as(host, ip, port, false)
+    }
+
+    /// [`Rule::matches`] for a deny rule: addresses compare in their [`deny_form`].
+    fn denies(&self, host: &str, ip: Option<IpAddr>, port: u16) -> bool {
+        self.matches_as(host, ip, port, true)
+    }
+
+    fn matches_as(&self, host: &str, ip: Option<IpAddr>, port: u16, deny: bool) -> bool {
         if self.port.is_some_and(|p| p != port) {
             return false;
         }
         match (&self.pattern, ip) {
+            (Pattern::Ip(want), Some(got)) if deny => deny_form(*want) == deny_form(got),
             (Pattern::Ip(want), Some(got)) => *want == got,
             (Pattern::Ip(_), None) | (_, Some(_)) => false,
             (Pattern::Exact(h), None) => h == host,
@@ -226,7 +236,15 @@ impl LoopbackTarget {
     }
 }
 
-pub use crate::addr::{classify, is_special, parse_host_ip, Special};
+pub use crate::addr::{classify, embedded_v4, is_special, parse_host_ip, Special};
+
+/// An address as a deny rule sees it: one that embeds an IPv4 address (`::ffff:a.b.c.d`,
+/// NAT64, 6to4) is that IPv4 address, so no spelling of a denied host gets past the rule
+/// (attack review 75: a name resolving to `::ffff:` + a denied address reached it). Allow
+/// rules compare exactly: what they admit is never widened.
+fn deny_form(ip: IpAddr) -> IpAddr {
+    embedded_v4(&ip).map_or(ip, IpAddr::V4)
+}
 
 impl NetRules {
     /// Host loopback ports named by allow rules (and not denied): each is forwarded from the
@@ -273,7 +291,7 @@ impl NetRules {
                 }
             }
         };
-        if let Some(r) = self.deny.iter().find(|r| r.matches(&host, ip, port)) {
+        if let Some(r) = self.deny.iter().find(|r| r.denies(&host, ip, port)) {
             return HostDecision {
                 allowed: false,
                 ask: false,
@@ -344,9 +362,18 @@ impl NetRules {
                 && Self::names_address(&self.ask, ip, port).is_some())
     }
 
-    /// The deny rule that names this resolved address, if one does.
+    /// The deny rule that names this resolved address (in any spelling, [`deny_form`]), if
+    /// one does.
     pub fn address_denied(&self, ip: &IpAddr, port: u16) -> Option<&str> {
-        Self::names_address(&self.deny, ip, port)
+        let ip = deny_form(*ip);
+        self.deny
+            .iter()
+            .find(|r| {
+                r.port.is_none_or(|p| p == port)
+                    && (matches!(r.pattern, Pattern::Ip(want) if deny_form(want) == ip)
+                        || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
+            })
+            .map(|r| r.source.as_str())
     }
 
     fn names_address<'a>(rules: &'a [Rule], ip: &IpAddr, port: u16) -> Option<&'a str> {
@@ -548,5 +575,39 @@ mod tests {
             "a `localhost` deny rule names loopback"
         );
         assert_eq!(r.loopback_ports().len(), 1);
+        // Every spelling that embeds a denied IPv4 address is denied (attack review 75), in
+        // both directions; allow rules stay exact.
+        let r = rules(&["a.test:8088"], &["11.22.33.44", "::ffff:5.6.7.8"]);
+        for spelled in [
+            "11.22.33.44",
+            "::ffff:11.22.33.44",
+            "64:ff9b::b16:212c",
+            "2002:b16:212c::1",
+            "5.6.7.8",
+        ] {
+            let ip: IpAddr = spelled.parse().unwrap();
+            assert!(r.address_denied(&ip, 8088).is_some(), "{spelled}");
+            assert!(!r.address_ok(&ip, 8088), "{spelled}");
+            let lit = if ip.is_ipv6() {
+                format!("[{spelled}]")
+            } else {
+                spelled.to_string()
+            };
+            let d = r.decide_host(&lit, 8088);
+            assert!(
+                !d.allowed && d.rule.starts_with("network.deny"),
+                "{lit}: {d:?}"
+            );
+        }
+        let r = rules(&["localhost:4000"], &["localhost"]);
+        let mapped_lo: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(r.address_denied(&mapped_lo, 4000).is_some());
+        let r = rules(&["11.22.33.44"], &[]);
+        let mapped: IpAddr = "::ffff:11.22.33.44".parse().unwrap();
+        assert!(
+            !r.decide_host("[::ffff:11.22.33.44]", 80).allowed,
+            "allow stays exact"
+        );
+        assert!(r.address_denied(&mapped, 80).is_none());
     }
 }

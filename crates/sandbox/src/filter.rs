@@ -23,10 +23,11 @@
 //! - `keyctl`, `add_key`, `request_key`;
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (terminal injection);
 //! - sockets (EAFNOSUPPORT): every family but `AF_UNIX`, `AF_INET`, `AF_INET6` and
-//!   `AF_NETLINK`, and `AF_NETLINK` other than `NETLINK_ROUTE`; `AF_INET/AF_INET6` other
-//!   than TCP and UDP (raw, `SOCK_SEQPACKET`, DCCP, RDM: EPERM; a `SOCK_STREAM` of another
-//!   protocol than TCP, such as MPTCP, SCTP or SMC, which Landlock's TCP rules do not
-//!   cover: EPROTONOSUPPORT);
+//!   `AF_NETLINK`, and `AF_NETLINK` other than `NETLINK_ROUTE`; `socketpair` of any family
+//!   but `AF_UNIX`; of `AF_INET/AF_INET6`, only stream sockets of TCP and datagram sockets
+//!   (raw, `SOCK_SEQPACKET`, DCCP, RDM: EPERM; a `SOCK_STREAM` of another protocol than
+//!   TCP, such as MPTCP, SCTP or SMC, which Landlock's TCP rules do not cover:
+//!   EPROTONOSUPPORT; datagram sockets too without a network namespace, see `install`);
 //! - `personality` setting `READ_IMPLIES_EXEC` (a `PROT_READ` mapping would become
 //!   executable without any `PROT_EXEC` the exec guard could see); queries
 //!   (`personality(0xffffffff)`) and other personas still work;
@@ -349,6 +350,16 @@ pub fn build(deny_udp: bool) -> Result<ScmpFilterContext, FilterError> {
         ],
     )
     .map_err(|x| e("socket", x))?;
+    // `socketpair` makes connected pairs, which only `AF_UNIX` has; for any other family the
+    // kernel would still load its protocol module (`net-pf-N`) before failing (attack review
+    // 75), one the rules above keep `socket` from reaching.
+    let socketpair = sys("socketpair").ok_or(FilterError::NoSyscall("socketpair"))?;
+    f.add_rule_conditional(
+        ScmpAction::Errno(libc::EAFNOSUPPORT),
+        socketpair,
+        &[cmp(0, ScmpCompareOp::NotEqual, libc::AF_UNIX as u64)],
+    )
+    .map_err(|x| e("socketpair", x))?;
     Ok(f)
 }
 

@@ -276,6 +276,35 @@ impl Freezer {
         }
     }
 
+    /// How many times each thread of the agent's tree has been run by the scheduler so far
+    /// (`/proc/PID/task/TID/schedstat`, its third field), by thread id; `None` for the cgroup
+    /// freezer, which nothing inside can undo. A tree frozen by signals that runs again for a
+    /// moment and stops itself (a SIGCONT timer, then `raise(SIGSTOP)`) reads stopped at
+    /// nearly every look: what it cannot hide is a count that went up, or a new thread.
+    pub fn run_counts(&self) -> Option<std::collections::BTreeMap<i32, u64>> {
+        let Freezer::Signals { root, below } = self else {
+            return None;
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for pid in tree(*root, *below) {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let Some(tid) = t.file_name().to_str().and_then(|x| x.parse::<i32>().ok()) else {
+                    continue;
+                };
+                // A thread gone between the listing and the read ran no more: skipped.
+                let Ok(st) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                    continue;
+                };
+                let runs = st.split_whitespace().nth(2).and_then(|x| x.parse().ok());
+                out.insert(tid, runs.unwrap_or(u64::MAX));
+            }
+        }
+        Some(out)
+    }
+
     /// Whether the tree is stopped now: the cgroup says so, or (signals) every thread of
     /// every process of the agent's tree is.
     pub fn is_frozen(&self) -> bool {

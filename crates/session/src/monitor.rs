@@ -220,11 +220,42 @@ impl Monitor {
                         st = sh.frozen_cv.wait(st).unwrap_or_else(|p| p.into_inner());
                     }
                 };
-                std::thread::sleep(FROZEN_CHECK_EVERY);
                 let Some(f) = lock(&sh.freezer).clone() else {
+                    std::thread::sleep(FROZEN_CHECK_EVERY);
                     continue;
                 };
-                if f.is_frozen() {
+                let still = || {
+                    let st = lock(&sh.status);
+                    st.frozen && !st.killed && sh.freeze_gen.load(Ordering::Relaxed) == gen
+                };
+                // A baseline that holds still for one interval (the freeze's own last
+                // transitions, the exec guard's release of a thread it held, settle first);
+                // none within a second is a tree that keeps running.
+                let mut base = None;
+                for _ in 0..40 {
+                    let Some(a) = f.run_counts() else {
+                        return; // the cgroup freezer: nothing inside undoes it
+                    };
+                    std::thread::sleep(FROZEN_CHECK_EVERY);
+                    if f.run_counts().as_ref() == Some(&a) {
+                        base = Some(a);
+                        break;
+                    }
+                }
+                // Then: anything that ran since, or a thread that was not there, is the tree
+                // resuming itself; so is one seen running.
+                let mut resumed = base.is_none();
+                while !resumed && still() {
+                    std::thread::sleep(FROZEN_CHECK_EVERY);
+                    let now = f.run_counts().unwrap_or_default();
+                    resumed = !f.is_frozen()
+                        || now.iter().any(|(tid, runs)| {
+                            base.as_ref()
+                                .and_then(|b| b.get(tid))
+                                .is_none_or(|before| runs > before)
+                        });
+                }
+                if !resumed {
                     continue;
                 }
                 let (resumed, session) = {

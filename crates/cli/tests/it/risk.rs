@@ -322,8 +322,10 @@ fn top_json_lists_two_concurrent_sessions() {
 /// A timer that sends the agent's own process a SIGCONT (with a handler, so the kernel does not
 /// park it) resumed a tree frozen by signals (no cgroup v2 leaf: an ordinary user here), and
 /// that process's `kill(-1, SIGCONT)` the rest, while `warden status` said FROZEN. Now a
-/// frozen tree that runs again is killed. Judged from the host: the heartbeat stops for good
-/// and the session ends (exit 6) saying why.
+/// frozen tree that runs again is killed: whether it keeps running (`wake-all`), or runs for
+/// a moment each second and stops itself again (`self-stop`, attack review 75: it read stopped
+/// at every look and wrote 61 lines in 60 s; the scheduler's run count gives it away). Judged
+/// from the host: the session ends (exit 6) saying why, and the heartbeats stop for good.
 #[test]
 fn a_tree_frozen_by_signals_that_resumes_itself_is_killed() {
     // SAFETY: trivial getter.
@@ -331,10 +333,11 @@ fn a_tree_frozen_by_signals_that_resumes_itself_is_killed() {
         eprintln!("skipped: needs root (runs the session as uid 65534)");
         return;
     }
-    let s = Scratch::beside("warden-risk", "selfthaw");
-    std::fs::write(
-        s.ws.join("tcont.py"),
-        r#"import ctypes, os, signal, time
+    for (mode, period_ms) in [("wake-all", 200), ("self-stop", 1000)] {
+        let s = Scratch::beside("warden-risk", &format!("selfthaw-{mode}"));
+        std::fs::write(
+            s.ws.join("tcont.py"),
+            r#"import ctypes, os, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 signal.signal(signal.SIGCONT, lambda *a: None)
 sev = ctypes.create_string_buffer(64)
@@ -342,60 +345,80 @@ ctypes.c_int.from_buffer(sev, 8).value = signal.SIGCONT  # sigev_signo
 ctypes.c_int.from_buffer(sev, 12).value = 0              # SIGEV_SIGNAL
 tid = ctypes.c_void_p()
 assert libc.timer_create(1, sev, ctypes.byref(tid)) == 0, ctypes.get_errno()
-spec = (ctypes.c_long * 4)(0, 200_000_000, 0, 200_000_000)
+ns = int(sys.argv[2]) * 1_000_000
+spec = (ctypes.c_long * 4)(ns // 10**9, ns % 10**9, ns // 10**9, ns % 10**9)
 assert libc.timer_settime(tid, 0, spec, None) == 0, ctypes.get_errno()
 while True:
-    os.kill(-1, signal.SIGCONT)
-    time.sleep(0.05)
+    with open("hb2", "a") as f:
+        f.write(f"{time.time()}\n")
+    if sys.argv[1] == "wake-all":
+        os.kill(-1, signal.SIGCONT)
+        time.sleep(0.05)
+    else:
+        os.kill(os.getpid(), signal.SIGSTOP)
 "#,
-    )
-    .unwrap();
-    let child = s
-        .warden_as_nobody()
-        .args([
-            "run",
-            "--",
-            "bash",
-            "-c",
-            "python3 tcont.py & while :; do date +%s%N >> hb; sleep 0.05; done",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        )
         .unwrap();
-    let hb = || std::fs::read_to_string(s.ws.join("hb")).unwrap_or_default();
-    wait_for("a heartbeat", Duration::from_secs(20), || {
-        hb().lines().count() > 3
-    });
-    let id = session_id(&s.home).expect("the session's socket");
-    let as_nobody = |args: &[&str]| {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_warden"))
-            .args(args)
-            .env("HOME", &s.home)
-            .stdin(Stdio::null());
-        c.output().unwrap()
-    };
-    let frozen = as_nobody(&["freeze", &id]);
-    let t0 = Instant::now();
-    let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        frozen.status.success(),
-        "freeze: {}\n{err}",
-        String::from_utf8_lossy(&frozen.stderr)
-    );
-    assert!(
-        t0.elapsed() < Duration::from_secs(10),
-        "the session was not ended ({:?})\n{err}",
-        t0.elapsed()
-    );
-    assert_eq!(o.status.code(), Some(6), "{err}");
-    assert!(err.contains("ran again"), "{err}");
-    let after = hb();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(after, hb(), "the heartbeat went on after the session ended");
+        let child = s
+            .warden_as_nobody()
+            .args([
+                "run",
+                "--",
+                "bash",
+                "-c",
+                &format!(
+                    "python3 tcont.py {mode} {period_ms} & while :; do date +%s%N >> hb; sleep 0.05; done"
+                ),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let read = |f: &str| std::fs::read_to_string(s.ws.join(f)).unwrap_or_default();
+        wait_for("a heartbeat", Duration::from_secs(20), || {
+            read("hb").lines().count() > 3
+        });
+        let id = session_id(&s.home).expect("the session's socket");
+        let as_nobody = |args: &[&str]| {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_warden"))
+                .args(args)
+                .env("HOME", &s.home)
+                .stdin(Stdio::null());
+            c.output().unwrap()
+        };
+        let frozen = as_nobody(&["freeze", &id]);
+        let t0 = Instant::now();
+        let mut child = child;
+        while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ended = t0.elapsed();
+        if child.try_wait().unwrap().is_none() {
+            let _ = as_nobody(&["kill", &id]);
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            frozen.status.success(),
+            "{mode}: freeze: {}\n{err}",
+            String::from_utf8_lossy(&frozen.stderr)
+        );
+        assert!(
+            ended < Duration::from_secs(10),
+            "{mode}: the frozen session that resumed itself was not ended within 10 s\n{err}"
+        );
+        assert_eq!(o.status.code(), Some(6), "{mode}: {err}");
+        assert!(err.contains("ran again"), "{mode}: {err}");
+        let after = (read("hb"), read("hb2"));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            after,
+            (read("hb"), read("hb2")),
+            "{mode}: a heartbeat went on after the session ended"
+        );
+    }
 }
 
 /// The sandbox's init kills its whole namespace at once on its kill signal from outside (what
