@@ -365,23 +365,27 @@ impl NetRules {
     /// The deny rule that names this resolved address (in any spelling, [`deny_form`]), if
     /// one does.
     pub fn address_denied(&self, ip: &IpAddr, port: u16) -> Option<&str> {
-        let ip = deny_form(*ip);
-        self.deny
-            .iter()
-            .find(|r| {
-                r.port.is_none_or(|p| p == port)
-                    && (matches!(r.pattern, Pattern::Ip(want) if deny_form(want) == ip)
-                        || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
-            })
-            .map(|r| r.source.as_str())
+        Self::names_address_as(&self.deny, ip, port, deny_form)
     }
 
     fn names_address<'a>(rules: &'a [Rule], ip: &IpAddr, port: u16) -> Option<&'a str> {
+        Self::names_address_as(rules, ip, port, |ip| ip)
+    }
+
+    /// The first of `rules` naming `ip` (an address rule, or `localhost` for loopback), both
+    /// sides compared in the form `form` gives.
+    fn names_address_as<'a>(
+        rules: &'a [Rule],
+        ip: &IpAddr,
+        port: u16,
+        form: fn(IpAddr) -> IpAddr,
+    ) -> Option<&'a str> {
+        let ip = form(*ip);
         rules
             .iter()
             .find(|r| {
                 r.port.is_none_or(|p| p == port)
-                    && (r.pattern == Pattern::Ip(*ip)
+                    && (matches!(r.pattern, Pattern::Ip(want) if form(want) == ip)
                         || (ip.is_loopback() && r.pattern == Pattern::Exact("localhost".into())))
             })
             .map(|r| r.source.as_str())

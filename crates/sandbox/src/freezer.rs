@@ -195,17 +195,25 @@ fn levels(root: i32) -> Vec<(i32, u32)> {
 /// zombie, or no entry. Every thread, not the process's own stat: once its main thread has
 /// exited (`SYS_exit`) that reads `Z` while the other threads run on.
 fn stopped(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return true;
-    };
-    tasks.flatten().all(|t| {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+    threads(pid).iter().all(|(_, dir)| {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
             return true;
         };
         stat.rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next())
             .is_some_and(|st| matches!(st, "T" | "t" | "Z" | "X"))
     })
+}
+
+/// The threads of `pid` (id, `/proc/PID/task/TID`); none once it is gone.
+fn threads(pid: i32) -> Vec<(i32, PathBuf)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| Some((t.file_name().to_str()?.parse().ok()?, t.path())))
+        .collect()
 }
 
 fn signal_all(pids: &[i32], sig: i32) {
@@ -287,15 +295,9 @@ impl Freezer {
         };
         let mut out = std::collections::BTreeMap::new();
         for pid in tree(*root, *below) {
-            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                continue;
-            };
-            for t in tasks.flatten() {
-                let Some(tid) = t.file_name().to_str().and_then(|x| x.parse::<i32>().ok()) else {
-                    continue;
-                };
+            for (tid, dir) in threads(pid) {
                 // A thread gone between the listing and the read ran no more: skipped.
-                let Ok(st) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                let Ok(st) = std::fs::read_to_string(dir.join("schedstat")) else {
                     continue;
                 };
                 let runs = st.split_whitespace().nth(2).and_then(|x| x.parse().ok());
@@ -346,16 +348,15 @@ impl Freezer {
                 // an agent slow to die (gigabytes to free at `SCHED_IDLE`) kept such chains
                 // running for 30 s. Without namespaces stage 1 (`below` 0) is in the list.
                 let all = levels(*root);
-                let at = |d: u32| all.iter().filter(move |(_, x)| *x == d).map(|(p, _)| *p);
-                let agents: Vec<i32> = all
-                    .iter()
-                    .filter(|(_, d)| *d >= *below)
-                    .map(|(p, _)| *p)
-                    .collect();
-                signal_all(&agents, libc::SIGKILL);
+                let at = |keep: &dyn Fn(u32) -> bool| -> Vec<i32> {
+                    all.iter()
+                        .filter(|(_, d)| keep(*d))
+                        .map(|(p, _)| *p)
+                        .collect()
+                };
+                signal_all(&at(&|d| d >= *below), libc::SIGKILL);
                 if *below >= 2 {
-                    let inits: Vec<i32> = at(*below - 1).collect();
-                    signal_all(&inits, crate::launch::kill_now_signal());
+                    signal_all(&at(&|d| d + 1 == *below), crate::launch::kill_now_signal());
                 }
                 Ok(())
             }
