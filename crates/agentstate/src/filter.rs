@@ -210,6 +210,31 @@ pub const HELD_KEYS: &[(&str, &str)] = &[
         "extraKnownMarketplaces",
         "plugin sources Claude Code installs from",
     ),
+    // Attack review 76: written back until then, each widens what the next run does.
+    (
+        "remoteControlAtStartup",
+        "starts Remote Control at start-up: a remote session drives Claude Code",
+    ),
+    (
+        "autoConnectIde",
+        "connects to an IDE's MCP server at start-up",
+    ),
+    (
+        "autoMemoryDirectory",
+        "where Claude Code reads auto-memory, which it obeys as instructions",
+    ),
+    (
+        "autoUploadSessions",
+        "uploads every session's transcript",
+    ),
+    (
+        "claudeInChromeDefaultEnabled",
+        "lets Claude Code drive the user's browser",
+    ),
+    (
+        "installMethod",
+        "how Claude Code runs and updates itself (`local`: ~/.claude/local, which a shell alias runs)",
+    ),
 ];
 
 /// Name fragments that mark a key as executable configuration even when it is not in
@@ -227,6 +252,8 @@ const HELD_FRAGMENTS: &[&str] = &[
     "plugin",
     "marketplace",
     "statusline",
+    "remotecontrol",
+    "memorydir",
 ];
 
 /// Name endings (and the `cached` prefix) of counters, timestamps and caches Claude Code
@@ -302,11 +329,21 @@ impl Change {
     }
 }
 
+/// Keys are the agent's text: one that is not a plain name (letters, digits, `_`, `-`) is
+/// shown quoted with every control and invisible character escaped, so that a key such as
+/// `"zhook\r\x1b[2K…"` cannot rewrite the lines a human reads in `warden held show` (attack
+/// review 77: a fake key erased the `mcpServers` line above it).
 pub fn display_path(path: &[String]) -> String {
+    let plain = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
     let mut s = String::new();
     for (i, k) in path.iter().enumerate() {
-        if i > 0 && path.get(i - 1).map(String::as_str) == Some("projects") && i == 1 {
-            s.push_str(&format!("[{k:?}]"));
+        let project = i == 1 && path.first().map(String::as_str) == Some("projects");
+        if project || !plain(k) {
+            s.push_str(&format!("[{}]", quoted(k)));
         } else {
             if i > 0 {
                 s.push('.');
@@ -315,6 +352,25 @@ pub fn display_path(path: &[String]) -> String {
         }
     }
     s
+}
+
+/// `k` in double quotes, with `"`, `\`, control characters and every character that is not
+/// visible on its own (format characters such as bidi overrides, combining marks) escaped.
+fn quoted(k: &str) -> String {
+    let mut out = String::from("\"");
+    for c in k.chars() {
+        let visible = !c.is_control()
+            && !matches!(c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF)
+            && c.escape_debug().count() == 1;
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            _ if visible => out.push(c),
+            _ => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A value Claude Code writes as a default, equivalent to the key's absence.
@@ -579,6 +635,30 @@ mod tests {
         // Listed keys are held whatever their name looks like.
         assert!(held_reason("primaryApiKey").is_some());
         assert!(held_reason("customApiKeyResponses").is_none());
+        // Attack review 77: a key made to rewrite the terminal is shown escaped.
+        let shown = display_path(&[
+            "zhook\r\u{1b}[2K\u{1b}[1A".to_string(),
+            "a\u{202e}b\"c".to_string(),
+        ]);
+        assert_eq!(
+            shown,
+            "[\"zhook\\u{d}\\u{1b}[2K\\u{1b}[1A\"][\"a\\u{202e}b\\\"c\"]"
+        );
+        assert!(!shown.chars().any(|c| c.is_control()));
+        assert_eq!(
+            display_path(&["projects".into(), "/p".into(), "allowedTools".into()]),
+            "projects[\"/p\"].allowedTools"
+        );
+        // Attack review 76: keys written back until then.
+        for k in [
+            "remoteControlAtStartup",
+            "autoConnectIde",
+            "autoMemoryDirectory",
+            "installMethod",
+            "remoteControlSomethingNew",
+        ] {
+            assert!(held_reason(k).is_some(), "{k}");
+        }
     }
 
     #[test]

@@ -271,10 +271,16 @@ pub fn inside_sandbox() -> Option<String> {
 
 const SECRET_FRAGMENTS: &[&str] = &["apikey", "token", "secret", "password"];
 
+/// Keys named like secrets that hold a command or an answer instead (`apiKeyHelper`,
+/// `awsAuthRefresh`, `customApiKeyResponses`): shown in full, or a human would approve a
+/// command it cannot see (attack review 77: `apiKeyHelper` was shown as `<secret, …>`).
+const NOT_SECRET_FRAGMENTS: &[&str] = &["helper", "command", "refresh", "export", "responses"];
+
 fn redact(path: &[String], v: &Value) -> Value {
     let secret = path.last().is_some_and(|k| {
         let k = k.to_ascii_lowercase();
         SECRET_FRAGMENTS.iter().any(|f| k.contains(f))
+            && !NOT_SECRET_FRAGMENTS.iter().any(|f| k.contains(f))
     });
     match v {
         Value::String(s) if secret => {
@@ -319,6 +325,20 @@ pub fn describe(c: &Change, full: bool) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    /// Attack review 77: a command under a secret-looking name is shown, a key is not.
+    #[test]
+    fn commands_named_like_secrets_are_shown_and_keys_are_redacted() {
+        let v = Value::String("id > /tmp/x; echo sk-ant-0123456789".into());
+        assert_eq!(redact(&["apiKeyHelper".into()], &v), v);
+        assert_eq!(redact(&["awsAuthRefresh".into()], &v), v);
+        let k = Value::String("sk-ant-0123456789abcd".into());
+        assert_eq!(
+            redact(&["primaryApiKey".into()], &k),
+            Value::String("<secret, 21 chars, ends abcd>".into())
+        );
+        assert_ne!(redact(&["env".into(), "GITHUB_TOKEN".into()], &k), k);
+    }
 
     #[test]
     fn a_real_place_is_used_only_while_it_is_the_recorded_directory() {

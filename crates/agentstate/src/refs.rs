@@ -26,6 +26,58 @@
 
 use std::path::{Component, Path, PathBuf};
 
+/// Claude Code's auto-memory of the project at `workspace`: `~/.claude/projects/<name>/memory`,
+/// whose `MEMORY.md` the next Claude Code session there puts in its system prompt as
+/// instructions ("These instructions OVERRIDE any default behavior"). Instructions the host's
+/// agent obeys, like `~/.claude/CLAUDE.md`: the sandbox locks it (attack review 76). `None` for
+/// a path that is not UTF-8 (Claude Code would name it differently).
+pub fn claude_project_memory(home: &Path, workspace: &Path) -> Option<PathBuf> {
+    let name = claude_project_dir_name(workspace.to_str()?);
+    Some(
+        home.join(".claude")
+            .join("projects")
+            .join(name)
+            .join("memory"),
+    )
+}
+
+/// The directory name Claude Code gives the project at `path` under `~/.claude/projects`:
+/// every UTF-16 unit that is not an ASCII letter or digit becomes `-`; a name longer than
+/// 200 units is cut there and given `-` and the path's 32-bit string hash
+/// (`h = 31 * h + unit`, wrapping), absolute, in base 36.
+pub fn claude_project_dir_name(path: &str) -> String {
+    const MAX: usize = 200;
+    let units: Vec<u16> = path.encode_utf16().collect();
+    let name: String = units
+        .iter()
+        .map(|&u| match u8::try_from(u) {
+            Ok(b) if b.is_ascii_alphanumeric() => b as char,
+            _ => '-',
+        })
+        .collect();
+    if units.len() <= MAX {
+        return name;
+    }
+    let h = units.iter().fold(0i32, |h, &u| {
+        h.wrapping_shl(5).wrapping_sub(h).wrapping_add(u as i32)
+    });
+    format!("{}-{}", &name[..MAX], base36(i64::from(h).unsigned_abs()))
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Largest configuration file read (larger ones are skipped with a warning).
 const MAX_CONFIG: u64 = 32 << 20;
 
@@ -678,6 +730,37 @@ mod tests_commands {
 
 #[cfg(test)]
 mod tests {
+
+    /// Claude Code's own names (computed with its function in node): letters and digits
+    /// kept, every other UTF-16 unit `-` (a character outside the BMP is two), a long path
+    /// cut at 200 and given its string hash in base 36.
+    #[test]
+    fn claude_project_names_match_claude_codes() {
+        use super::{claude_project_dir_name, claude_project_memory};
+        assert_eq!(
+            claude_project_dir_name("/tmp/rA/home/proj"),
+            "-tmp-rA-home-proj"
+        );
+        assert_eq!(
+            claude_project_dir_name("/home/dev/my.proj \u{e9}\u{1d11e}"),
+            "-home-dev-my-proj----"
+        );
+        let long = format!(
+            "/home/dev/{}proj.\u{e9}",
+            "very-long-directory-name_".repeat(9)
+        );
+        assert_eq!(
+            claude_project_dir_name(&long),
+            format!(
+                "-home-dev-{}-very-long-direc-4wl1d5",
+                "very-long-directory-name-".repeat(7).trim_end_matches('-')
+            )
+        );
+        assert_eq!(
+            claude_project_memory(Path::new("/h"), Path::new("/w/p")),
+            Some(PathBuf::from("/h/.claude/projects/-w-p/memory"))
+        );
+    }
     use super::*;
 
     #[test]

@@ -289,6 +289,10 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
                 walk_all(&root, dev, Path::new(sd), 0, AGENT_STATE, &mut sub);
             }
         }
+        config_shaped(&root, dev, &mut sub);
+        for data in MEMORY_PARENTS {
+            memories(&root, dev, Path::new(data), &mut sub);
+        }
         s.incomplete |= sub.incomplete;
         s.scanned += sub.scanned;
         for (k, v) in sub.files {
@@ -468,6 +472,95 @@ const DATA_DIRS: &[&str] = &[
 
 /// Every regular file with an execute bit below `rel` (the state directory, but for
 /// [`DATA_DIRS`] at its top level).
+/// Files at the top of a state directory that look like configuration (by extension) and
+/// are no known data file: whatever the agent's CLI reads from there besides
+/// [`STATE_FILES`] (Claude Code's legacy `.config.json`, Codex's `environments.toml`, a file
+/// a later version adds) is reported when the session made or changed it (attack review 76:
+/// names the protect lists missed ran code in the host's next plain run).
+fn config_shaped(root: &std::os::fd::OwnedFd, dev: u64, s: &mut Snapshot) {
+    const EXTENSIONS: &[&str] = &[
+        ".json", ".toml", ".yaml", ".yml", ".md", ".env", ".js", ".cjs", ".mjs", ".ts", ".sh",
+        ".py",
+    ];
+    /// Data the CLIs rewrite on their own (ids, caches, login tokens): not configuration.
+    const DATA_FILES: &[&str] = &[
+        "stats-cache.json",
+        "version.json",
+        "models_cache.json",
+        "internal_storage.json",
+        ".credentials.json",
+        ".device-keys.json",
+        "auth.json",
+        "oauth_creds.json",
+        "google_accounts.json",
+    ];
+    let Ok(dir) = fsat::open_dir(root.as_fd(), Path::new(""), false, Some(dev)) else {
+        s.incomplete = true;
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        s.incomplete = true;
+        return;
+    };
+    s.scanned += typed.len() as u64;
+    for (name, dt) in &typed {
+        let n = name.as_encoded_bytes();
+        if *dt == fsat::DT_DIR
+            || !EXTENSIONS.iter().any(|e| n.ends_with(e.as_bytes()))
+            || DATA_FILES.iter().any(|d| n == d.as_bytes())
+        {
+            continue;
+        }
+        if let Ok(st) = fsat::lstat_at(dir.as_fd(), name) {
+            s.files.entry(PathBuf::from(name)).or_insert_with(|| {
+                stamp(
+                    &st,
+                    Category::Agent,
+                    "agent configuration (read by the agent's CLI)",
+                    None,
+                )
+            });
+        }
+    }
+}
+
+/// Data directories whose per-project subdirectories hold an auto-memory
+/// (`~/.claude/projects/<project>/memory`, `~/.gemini/tmp/<project>/memory`): the CLI puts its
+/// `MEMORY.md` in the next session's instructions there.
+const MEMORY_PARENTS: &[&str] = &["projects", "tmp"];
+
+/// Every file in `rel/*/memory` (attack review 76: memory the agent wrote for any project,
+/// which the host's next session there obeys, went unreported among the transcripts).
+fn memories(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, s: &mut Snapshot) {
+    /// Projects looked at (a long-used `~/.claude/projects` holds hundreds).
+    const MAX_PROJECTS: usize = 5000;
+    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+        return;
+    };
+    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
+        s.incomplete = true;
+        return;
+    };
+    if typed.len() > MAX_PROJECTS {
+        s.incomplete = true;
+    }
+    s.scanned += typed.len() as u64;
+    for (name, dt) in typed.iter().take(MAX_PROJECTS) {
+        if *dt != fsat::DT_DIR && *dt != fsat::DT_UNKNOWN {
+            continue;
+        }
+        let mem = rel.join(name).join("memory");
+        if fsat::open_dir(root.as_fd(), &mem, true, Some(dev)).is_ok() {
+            walk_all(root, dev, &mem, 0, MEMORY, s);
+        }
+    }
+}
+
+const MEMORY: (Category, &str) = (
+    Category::Agent,
+    "agent memory (the agent's next session obeys it as instructions)",
+);
+
 fn walk_exec(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s: &mut Snapshot) {
     if depth > MAX_DEPTH || s.scanned > MAX_ENTRIES {
         s.incomplete = true;
@@ -962,7 +1055,8 @@ const ANC_HOOKS: u8 = 4;
 
 fn ancestry(name: &[u8]) -> u8 {
     match name {
-        b".claude" | b".codex" | b".gemini" | b".cursor" => ANC_AGENT,
+        // `.agents`: skills shared by agents (`.agents/skills/*/SKILL.md`; attack review 76).
+        b".claude" | b".codex" | b".gemini" | b".cursor" | b".agents" => ANC_AGENT,
         b".vscode" | b".idea" | b".devcontainer" => ANC_IDE,
         b".husky" | b".githooks" => ANC_HOOKS,
         _ => 0,
@@ -1032,6 +1126,13 @@ fn classify_entry(
         b".envrc" | b"mise.toml" | b".mise.toml" | b".tool-versions" => {
             Some((Category::Env, "environment loader"))
         }
+        // Gemini CLI loads a trusted folder's `.env` (found from where it runs, upwards) into
+        // its own environment and every child's: `NODE_OPTIONS`, `BASH_ENV` (attack review 76).
+        // An app's file the agent may edit, so reported rather than locked.
+        b".env" => Some((
+            Category::Env,
+            ".env (Gemini CLI loads it into its environment)",
+        )),
         b"config" | b"config.toml" if parent == b".cargo" => {
             Some((Category::Build, "cargo config"))
         }
@@ -1133,6 +1234,12 @@ mod tests {
         );
         assert_eq!(c(".git/sequencer/todo", true), Some(Category::Git));
         assert_eq!(c("config", false), None);
+        // Attack review 76: loaded by Gemini CLI (a trusted folder's environment) and by
+        // Codex and Gemini (skills).
+        assert_eq!(c(".env", false), Some(Category::Env));
+        assert_eq!(c("app/.env", false), Some(Category::Env));
+        assert_eq!(c(".env.example", false), None);
+        assert_eq!(c(".agents/skills/x/SKILL.md", false), Some(Category::Agent));
     }
 
     /// Review R5: files other tools run or load from the workspace.

@@ -159,6 +159,23 @@ pub struct LinkPin {
 /// on bytes when both are spelled plainly (no `//`, no `.` component, no trailing `/`), since
 /// `Path::starts_with` parses both into components and a plan asks this thousands of times
 /// (a quarter of its time in a profile). Anything else takes `Path::starts_with` itself.
+/// What a file placeholder holds: `{}` for a JSON file (a reader parses it as an empty
+/// object, not a syntax error), nothing otherwise. Claude Code's legacy global configuration
+/// (`~/.claude/.config.json`) stays empty: Claude Code uses that file instead of
+/// `~/.claude.json` whenever it is not empty, so `{}` there would replace the session's real
+/// configuration.
+fn placeholder_content(path: &Path) -> &'static str {
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or_default();
+    if name == b".config.json" || !name.ends_with(b".json") {
+        ""
+    } else {
+        "{}\n"
+    }
+}
+
 fn is_under_any(p: &Path, roots: &[PathBuf]) -> bool {
     under_any(p, roots, false)
 }
@@ -629,11 +646,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         } else {
             !looks_like_file(entry)
         };
-        let content = if !exists && !is_dir {
-            Some(if entry.ends_with(".json") { "{}\n" } else { "" })
-        } else {
-            None
-        };
+        let content = (!exists && !is_dir).then(|| placeholder_content(Path::new(entry.as_str())));
         if !exists && !placeholders.iter().any(|(p, _)| *p == path) {
             placeholders.push((path.clone(), is_dir));
         }
@@ -1162,12 +1175,7 @@ impl Plan {
             if !exists && !self.placeholders.iter().any(|(p, _)| *p == path) {
                 self.placeholders.push((path.clone(), is_dir));
             }
-            let content =
-                (!exists && !is_dir).then_some(if path.extension().is_some_and(|e| e == "json") {
-                    "{}\n"
-                } else {
-                    ""
-                });
+            let content = (!exists && !is_dir).then(|| placeholder_content(&path));
             self.protect.push(Protect {
                 path,
                 is_dir,

@@ -772,6 +772,16 @@ fn build_plan(
             .map(|r| (r.path, r.is_dir, r.watch_only, r.from))
             .collect(),
     );
+    // Claude Code's auto-memory of this project: instructions the next host session obeys,
+    // locked like `~/.claude/CLAUDE.md` (when `~/.claude` is writable, i.e. the claude profile).
+    if let Some(m) = warden_agentstate::refs::claude_project_memory(&c.home, &c.workspace) {
+        plan.protect_referenced(vec![(
+            m,
+            true,
+            false,
+            "Claude Code's auto-memory of this project (its MEMORY.md is in every later session's instructions)".into(),
+        )]);
+    }
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
     plan.set_gate_policy(
         warden_policy::session::SessionPolicy {

@@ -939,3 +939,102 @@ fn a_symlinked_statusline_still_runs_and_cannot_be_swapped() {
         t.home.join("dotfiles/sl.sh")
     );
 }
+
+/// Attack review 76/77: files in the agents' state directories that the host's next plain
+/// run executes or obeys, which the protect lists missed: Claude Code's legacy global config
+/// (`~/.claude/.config.json`, used instead of `~/.claude.json` when not empty), this project's
+/// auto-memory, session-env scripts and scheduled tasks; Codex's exec-server environments and
+/// agent roles. Judged from the host after the session: none of them exists there, while a
+/// transcript and a todo the session wrote did persist.
+#[test]
+fn agent_files_the_host_cli_runs_or_obeys_do_not_persist() {
+    let t = T::new("review76-claude");
+    let name = warden_agentstate::refs::claude_project_dir_name(t.ws.to_str().unwrap());
+    let proj = t.home.join(".claude/projects").join(&name);
+    let planted = [
+        t.home.join(".claude/.config.json"),
+        proj.join("memory/MEMORY.md"),
+        t.home.join(".claude/session-env/s1/hook-0.sh"),
+        t.home.join(".claude/scheduled_tasks.json"),
+    ];
+    let mut script = String::from("set +e; mkdir -p ~/.claude/todos\n");
+    for p in &planted {
+        script.push_str(&format!(
+            "mkdir -p {d:?} 2>/dev/null; echo '{{\"mcpServers\":{{\"x\":{{\"command\":\"sh\"}}}}}}' > {p:?} 2>/dev/null && echo WROTE {p:?}\n",
+            d = p.parent().unwrap()
+        ));
+    }
+    script.push_str(&format!(
+        "mkdir -p {d:?} && echo '{{}}' > {d:?}/s.jsonl; echo '[]' > ~/.claude/todos/t.json\n",
+        d = proj
+    ));
+    let o = t.sh(&script);
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "a write succeeded:\n{}", out(&o));
+    for p in &planted {
+        assert!(
+            !p.exists(),
+            "{} persisted on the host:\n{}",
+            p.display(),
+            out(&o)
+        );
+    }
+    assert!(
+        proj.join("s.jsonl").exists(),
+        "transcript lost:\n{}",
+        out(&o)
+    );
+    assert!(t.home.join(".claude/todos/t.json").exists());
+
+    let t = T::new("review76-codex");
+    let planted = [
+        t.home.join(".codex/environments.toml"),
+        t.home.join(".codex/agents/r.toml"),
+        t.home.join(".codex/plugins/p/plugin.json"),
+    ];
+    let mut script = String::from("set +e\n");
+    for p in &planted {
+        script.push_str(&format!(
+            "mkdir -p {d:?} 2>/dev/null; echo 'default = \"x\"' > {p:?} 2>/dev/null && echo WROTE {p:?}\n",
+            d = p.parent().unwrap()
+        ));
+    }
+    script.push_str("mkdir -p ~/.codex/sessions && echo '{}' > ~/.codex/sessions/s.jsonl\n");
+    let o = t.sh_profile("codex", &script);
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "a write succeeded:\n{}", out(&o));
+    for p in &planted {
+        assert!(
+            !p.exists(),
+            "{} persisted on the host:\n{}",
+            p.display(),
+            out(&o)
+        );
+    }
+    assert!(t.home.join(".codex/sessions/s.jsonl").exists());
+}
+
+/// Attack review 76: what cannot be locked without breaking the workflow is named in the
+/// session's exit report: an auto-memory written for any project in a data directory
+/// (`~/.gemini/tmp/<project>/memory`), a workspace `.env` (Gemini CLI loads a trusted
+/// folder's into its environment), a config-shaped file the protect lists do not know at the
+/// top of a state directory. Workspace skills shared by agents (`.agents`) are locked.
+#[test]
+fn agent_memory_env_files_and_unknown_config_are_reported() {
+    let t = T::new("review76-gemini");
+    std::fs::create_dir_all(t.home.join(".gemini/tmp/other")).unwrap();
+    let o = t.sh_profile(
+        "gemini",
+        "set +e; mkdir -p ~/.gemini/tmp/other/memory && echo 'obey' > ~/.gemini/tmp/other/memory/MEMORY.md; \
+         echo 'NODE_OPTIONS=--require ./x.cjs' > .env; echo '{}' > ~/.gemini/new-config.json; \
+         mkdir -p .agents/skills/s 2>/dev/null; echo x > .agents/skills/s/SKILL.md 2>/dev/null && echo WROTE-SKILL; true",
+    );
+    let stdout = ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!stdout.contains("WROTE-SKILL"), "{}", out(&o));
+    assert!(!t.ws.join(".agents/skills/s/SKILL.md").exists());
+    for shown in ["MEMORY.md", ".env", "new-config.json"] {
+        assert!(err.contains(shown), "{shown} not reported:\n{}", out(&o));
+    }
+    assert!(err.contains("agent memory"), "{}", out(&o));
+}
