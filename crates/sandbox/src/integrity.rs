@@ -546,15 +546,37 @@ fn memories(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, s: &mut Snapshot)
     }
     s.scanned += typed.len() as u64;
     for (name, dt) in typed.iter().take(MAX_PROJECTS) {
+        let project = rel.join(name);
+        // A project directory, or its `memory`, that is a symlink: the CLI follows it to
+        // whatever it names (attack review 78: a link into `todos/` went unreported). The
+        // link itself is stamped, so making it is a change.
+        if *dt == libc::DT_LNK {
+            if let Ok(st) = fsat::lstat_at(dir.as_fd(), name) {
+                s.files
+                    .insert(project, stamp(&st, MEMORY.0, MEMORY_LINK, None));
+            }
+            continue;
+        }
         if *dt != fsat::DT_DIR && *dt != fsat::DT_UNKNOWN {
             continue;
         }
-        let mem = rel.join(name).join("memory");
-        if fsat::open_dir(root.as_fd(), &mem, true, Some(dev)).is_ok() {
-            walk_all(root, dev, &mem, 0, MEMORY, s);
+        let Ok(pdir) = fsat::open_dir(dir.as_fd(), Path::new(name), true, Some(dev)) else {
+            continue;
+        };
+        let mem = project.join("memory");
+        match fsat::lstat_at(pdir.as_fd(), OsStr::new("memory")) {
+            Ok(st) if fsat::is_dir(&st) => walk_all(root, dev, &mem, 0, MEMORY, s),
+            Ok(st) => {
+                s.files.insert(mem, stamp(&st, MEMORY.0, MEMORY_LINK, None));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => s.incomplete = true,
         }
     }
 }
+
+const MEMORY_LINK: &str =
+    "agent memory not in a directory of its own (a link the agent's next session follows)";
 
 const MEMORY: (Category, &str) = (
     Category::Agent,

@@ -206,6 +206,7 @@ fn under_any(p: &Path, roots: &[PathBuf], strict: bool) -> bool {
 
 const FILE_NAMES: &[&str] = &[
     "config",
+    "remote-settings-helper-consent",
     ".emacs",
     ".bashrc",
     ".zshrc",

@@ -774,14 +774,19 @@ fn build_plan(
     );
     // Claude Code's auto-memory of this project: instructions the next host session obeys,
     // locked like `~/.claude/CLAUDE.md` (when `~/.claude` is writable, i.e. the claude profile).
-    if let Some(m) = warden_agentstate::refs::claude_project_memory(&c.home, &c.workspace) {
-        plan.protect_referenced(vec![(
-            m,
-            true,
-            false,
-            "Claude Code's auto-memory of this project (its MEMORY.md is in every later session's instructions)".into(),
-        )]);
-    }
+    let memories: Vec<_> = project_roots(&c.workspace)
+        .iter()
+        .filter_map(|r| warden_agentstate::refs::claude_project_memory(&c.home, r))
+        .map(|m| {
+            (
+                m,
+                true,
+                false,
+                "Claude Code's auto-memory of this project (its MEMORY.md is in every later session's instructions)".to_string(),
+            )
+        })
+        .collect();
+    plan.protect_referenced(memories);
     // The gate inside (`warden hook`) judges with this run's effective policy, read-only.
     plan.set_gate_policy(
         warden_policy::session::SessionPolicy {
@@ -795,6 +800,37 @@ fn build_plan(
         .to_json(),
     );
     plan
+}
+
+/// Every path Claude Code may name this project by (its auto-memory lives under that name):
+/// the workspace as given and resolved, and the repository root it belongs to: the nearest
+/// ancestor holding `.git`, or for a worktree (or a checkout whose `.git` file points
+/// elsewhere) the main checkout, whose git dir is the common one. Attack review 78: Claude
+/// Code keys memory by the canonical git root, so a worktree's or a subdirectory's session
+/// locked a name Claude Code never reads.
+fn project_roots(workspace: &Path) -> Vec<PathBuf> {
+    let mut out = vec![workspace.to_path_buf()];
+    let real = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+    let root = real
+        .ancestors()
+        .find(|a| std::fs::symlink_metadata(a.join(".git")).is_ok())
+        .map(Path::to_path_buf);
+    out.push(real);
+    if let Some(root) = root {
+        let main = warden_sandbox::gitrefs::checkout_git_dirs(&root)
+            .into_iter()
+            .find(|d| d.file_name().is_some_and(|n| n == ".git"))
+            .and_then(|d| d.parent().map(Path::to_path_buf));
+        out.push(root);
+        out.extend(main);
+    }
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        let new = !seen.contains(p);
+        seen.push(p.clone());
+        new
+    });
+    out
 }
 
 /// A command the view hides fails here, saying why (not as a setup error).

@@ -1038,3 +1038,58 @@ fn agent_memory_env_files_and_unknown_config_are_reported() {
     }
     assert!(err.contains("agent memory"), "{}", out(&o));
 }
+
+/// Attack review 78: Claude Code names a project's auto-memory after the repository's root
+/// (the main checkout for a worktree), not after the directory warden runs in; and memory
+/// behind a symlink (a project directory, or its `memory`, linked elsewhere) is followed by
+/// the host's CLI. A session in a subdirectory of the repository cannot write the root's
+/// memory, and a linked memory for another project is named in the exit report. Judged from
+/// the host.
+#[test]
+fn auto_memory_of_the_repository_root_and_linked_memory() {
+    let t = T::new("review78");
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&t.ws)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", out(&o));
+    };
+    git(&["init", "-q"]);
+    let sub = t.ws.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let name = warden_agentstate::refs::claude_project_dir_name(t.ws.to_str().unwrap());
+    let root_mem = t
+        .home
+        .join(".claude/projects")
+        .join(&name)
+        .join("memory/MEMORY.md");
+    std::fs::create_dir_all(t.home.join(".claude/todos")).unwrap();
+    let mut c = t.warden();
+    c.current_dir(&sub).args([
+        "run",
+        "--profile",
+        "claude",
+        "--",
+        "/bin/bash",
+        "-c",
+        &format!(
+            "set +e; mkdir -p {d:?} 2>/dev/null; echo obey > {f:?} 2>/dev/null && echo WROTE; \
+             mkdir -p ~/.claude/todos/y ~/.claude/projects/-elsewhere && echo obey > ~/.claude/todos/y/MEMORY.md \
+             && ln -s ../../todos/y ~/.claude/projects/-elsewhere/memory; true",
+            d = root_mem.parent().unwrap(),
+            f = root_mem
+        ),
+    ]);
+    let o = c.output().unwrap();
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(!root_mem.exists(), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("-elsewhere/memory"),
+        "linked memory not reported:\n{}",
+        out(&o)
+    );
+}
