@@ -29,7 +29,7 @@ use crate::fsat;
 use crate::guard::{bulk_unwalked, GIT_BULK};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -472,6 +472,28 @@ const DATA_DIRS: &[&str] = &[
 
 /// Every regular file with an execute bit below `rel` (the state directory, but for
 /// [`DATA_DIRS`] at its top level).
+/// The directory `rel` beneath `root` (on `dev`, no symlink followed), opened for reading, and
+/// its entries; `None`, with the snapshot marked incomplete, when either fails.
+fn listed(
+    root: &std::os::fd::OwnedFd,
+    rel: &Path,
+    dev: u64,
+    s: &mut Snapshot,
+) -> Option<(std::os::fd::OwnedFd, Vec<(OsString, u8)>)> {
+    let listing = fsat::open_dir(root.as_fd(), rel, false, Some(dev))
+        .and_then(|dir| fsat::list_typed(dir.as_fd()).map(|typed| (dir, typed)));
+    match listing {
+        Ok((dir, typed)) => {
+            s.scanned += typed.len() as u64;
+            Some((dir, typed))
+        }
+        Err(_) => {
+            s.incomplete = true;
+            None
+        }
+    }
+}
+
 /// Files at the top of a state directory that look like configuration (by extension) and
 /// are no known data file: whatever the agent's CLI reads from there besides
 /// [`STATE_FILES`] (Claude Code's legacy `.config.json`, Codex's `environments.toml`, a file
@@ -494,15 +516,9 @@ fn config_shaped(root: &std::os::fd::OwnedFd, dev: u64, s: &mut Snapshot) {
         "oauth_creds.json",
         "google_accounts.json",
     ];
-    let Ok(dir) = fsat::open_dir(root.as_fd(), Path::new(""), false, Some(dev)) else {
-        s.incomplete = true;
+    let Some((dir, typed)) = listed(root, Path::new(""), dev, s) else {
         return;
     };
-    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
-        s.incomplete = true;
-        return;
-    };
-    s.scanned += typed.len() as u64;
     for (name, dt) in &typed {
         let n = name.as_encoded_bytes();
         if *dt == fsat::DT_DIR
@@ -534,17 +550,15 @@ const MEMORY_PARENTS: &[&str] = &["projects", "tmp"];
 fn memories(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, s: &mut Snapshot) {
     /// Projects looked at (a long-used `~/.claude/projects` holds hundreds).
     const MAX_PROJECTS: usize = 5000;
-    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
+    if fsat::open_dir(root.as_fd(), rel, true, Some(dev)).is_err() {
         return;
-    };
-    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
-        s.incomplete = true;
+    }
+    let Some((dir, typed)) = listed(root, rel, dev, s) else {
         return;
     };
     if typed.len() > MAX_PROJECTS {
         s.incomplete = true;
     }
-    s.scanned += typed.len() as u64;
     for (name, dt) in typed.iter().take(MAX_PROJECTS) {
         let project = rel.join(name);
         // A project directory, or its `memory`, that is a symlink: the CLI follows it to
@@ -632,15 +646,9 @@ fn walk_all(
         s.incomplete = true;
         return;
     }
-    let Ok(dir) = fsat::open_dir(root.as_fd(), rel, false, Some(dev)) else {
-        s.incomplete = true;
+    let Some((dir, typed)) = listed(root, rel, dev, s) else {
         return;
     };
-    let Ok(typed) = fsat::list_typed(dir.as_fd()) else {
-        s.incomplete = true;
-        return;
-    };
-    s.scanned += typed.len() as u64;
     for (name, _) in &typed {
         let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
             continue;

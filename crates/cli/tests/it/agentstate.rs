@@ -948,70 +948,72 @@ fn a_symlinked_statusline_still_runs_and_cannot_be_swapped() {
 /// transcript and a todo the session wrote did persist.
 #[test]
 fn agent_files_the_host_cli_runs_or_obeys_do_not_persist() {
+    /// Runs `profile` with a script that tries to write `content` at each of `planted` (the
+    /// session must see every write fail) and then runs `legit`; judged on the host: none of
+    /// `planted` exists, every one of `kept` does.
+    fn plant(
+        t: &T,
+        profile: &str,
+        planted: &[PathBuf],
+        content: &str,
+        legit: &str,
+        kept: &[PathBuf],
+    ) {
+        let mut script = String::from("set +e\n");
+        for p in planted {
+            script.push_str(&format!(
+                "mkdir -p {d:?} 2>/dev/null; echo '{content}' > {p:?} 2>/dev/null && echo WROTE {p:?}\n",
+                d = p.parent().unwrap()
+            ));
+        }
+        script.push_str(legit);
+        let o = t.sh_profile(profile, &script);
+        let stdout = ok(&o);
+        assert!(!stdout.contains("WROTE"), "a write succeeded:\n{}", out(&o));
+        for p in planted {
+            assert!(
+                !p.exists(),
+                "{} persisted on the host:\n{}",
+                p.display(),
+                out(&o)
+            );
+        }
+        for p in kept {
+            assert!(p.exists(), "{} lost:\n{}", p.display(), out(&o));
+        }
+    }
     let t = T::new("review76-claude");
     let name = warden_agentstate::refs::claude_project_dir_name(t.ws.to_str().unwrap());
     let proj = t.home.join(".claude/projects").join(&name);
-    let planted = [
-        t.home.join(".claude/.config.json"),
-        proj.join("memory/MEMORY.md"),
-        t.home.join(".claude/session-env/s1/hook-0.sh"),
-        t.home.join(".claude/scheduled_tasks.json"),
-    ];
-    let mut script = String::from("set +e; mkdir -p ~/.claude/todos\n");
-    for p in &planted {
-        script.push_str(&format!(
-            "mkdir -p {d:?} 2>/dev/null; echo '{{\"mcpServers\":{{\"x\":{{\"command\":\"sh\"}}}}}}' > {p:?} 2>/dev/null && echo WROTE {p:?}\n",
-            d = p.parent().unwrap()
-        ));
-    }
-    script.push_str(&format!(
-        "mkdir -p {d:?} && echo '{{}}' > {d:?}/s.jsonl; echo '[]' > ~/.claude/todos/t.json\n",
-        d = proj
-    ));
-    let o = t.sh(&script);
-    let stdout = ok(&o);
-    assert!(!stdout.contains("WROTE"), "a write succeeded:\n{}", out(&o));
-    for p in &planted {
-        assert!(
-            !p.exists(),
-            "{} persisted on the host:\n{}",
-            p.display(),
-            out(&o)
-        );
-    }
-    assert!(
-        proj.join("s.jsonl").exists(),
-        "transcript lost:\n{}",
-        out(&o)
+    plant(
+        &t,
+        "claude",
+        &[
+            t.home.join(".claude/.config.json"),
+            proj.join("memory/MEMORY.md"),
+            t.home.join(".claude/session-env/s1/hook-0.sh"),
+            t.home.join(".claude/scheduled_tasks.json"),
+        ],
+        r#"{"mcpServers":{"x":{"command":"sh"}}}"#,
+        &format!(
+            "mkdir -p {d:?} ~/.claude/todos && echo '{{}}' > {d:?}/s.jsonl; echo '[]' > ~/.claude/todos/t.json\n",
+            d = proj
+        ),
+        &[proj.join("s.jsonl"), t.home.join(".claude/todos/t.json")],
     );
-    assert!(t.home.join(".claude/todos/t.json").exists());
-
     let t = T::new("review76-codex");
-    let planted = [
-        t.home.join(".codex/environments.toml"),
-        t.home.join(".codex/agents/r.toml"),
-        t.home.join(".codex/plugins/p/plugin.json"),
-    ];
-    let mut script = String::from("set +e\n");
-    for p in &planted {
-        script.push_str(&format!(
-            "mkdir -p {d:?} 2>/dev/null; echo 'default = \"x\"' > {p:?} 2>/dev/null && echo WROTE {p:?}\n",
-            d = p.parent().unwrap()
-        ));
-    }
-    script.push_str("mkdir -p ~/.codex/sessions && echo '{}' > ~/.codex/sessions/s.jsonl\n");
-    let o = t.sh_profile("codex", &script);
-    let stdout = ok(&o);
-    assert!(!stdout.contains("WROTE"), "a write succeeded:\n{}", out(&o));
-    for p in &planted {
-        assert!(
-            !p.exists(),
-            "{} persisted on the host:\n{}",
-            p.display(),
-            out(&o)
-        );
-    }
-    assert!(t.home.join(".codex/sessions/s.jsonl").exists());
+    plant(
+        &t,
+        "codex",
+        &[
+            t.home.join(".codex/environments.toml"),
+            t.home.join(".codex/agents/r.toml"),
+            t.home.join(".codex/plugins/p/plugin.json"),
+        ],
+        "default = \"x\"",
+        "mkdir -p ~/.codex/sessions && echo '{}' > ~/.codex/sessions/s.jsonl\n",
+        &[t.home.join(".codex/sessions/s.jsonl")],
+    );
 }
 
 /// Attack review 76: what cannot be locked without breaking the workflow is named in the
