@@ -58,7 +58,22 @@ pub enum Category {
     SetId,
 }
 
+/// Entries the exit report prints before it summarises the rest.
+const MAX_SHOWN: usize = 60;
+
 impl Category {
+    /// Order in the exit report: what the agent's next session obeys and what git runs first.
+    fn rank(self) -> u8 {
+        match self {
+            Category::Agent => 0,
+            Category::Git => 1,
+            Category::SetId => 2,
+            Category::Env => 3,
+            Category::Ide => 4,
+            Category::Build => 5,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Category::Git => "git metadata",
@@ -293,6 +308,7 @@ pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
         for data in MEMORY_PARENTS {
             memories(&root, dev, Path::new(data), &mut sub);
         }
+        shadow_repos(&root, dev, &mut sub);
         s.incomplete |= sub.incomplete;
         s.scanned += sub.scanned;
         for (k, v) in sub.files {
@@ -521,6 +537,18 @@ fn config_shaped(root: &std::os::fd::OwnedFd, dev: u64, s: &mut Snapshot) {
     };
     for (name, dt) in &typed {
         let n = name.as_encoded_bytes();
+        // A link at the top of a state directory (`tmp -> history/.t`): the CLI follows it,
+        // and the walks, which never do, would miss what lies behind it (attack review 79:
+        // a memory behind a linked `~/.gemini/tmp` went unreported).
+        if *dt == libc::DT_LNK {
+            if let Ok(st) = fsat::lstat_at(dir.as_fd(), name) {
+                s.files.insert(
+                    PathBuf::from(name),
+                    stamp(&st, Category::Agent, STATE_LINK, None),
+                );
+            }
+            continue;
+        }
         if *dt == fsat::DT_DIR
             || !EXTENSIONS.iter().any(|e| n.ends_with(e.as_bytes()))
             || DATA_FILES.iter().any(|d| n == d.as_bytes())
@@ -539,6 +567,9 @@ fn config_shaped(root: &std::os::fd::OwnedFd, dev: u64, s: &mut Snapshot) {
         }
     }
 }
+
+const STATE_LINK: &str =
+    "a link in the agent's state directory (the agent's CLI follows it where warden's walk does not)";
 
 /// Data directories whose per-project subdirectories hold an auto-memory
 /// (`~/.claude/projects/<project>/memory`, `~/.gemini/tmp/<project>/memory`): the CLI puts its
@@ -588,6 +619,50 @@ fn memories(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, s: &mut Snapshot)
         }
     }
 }
+
+/// Gemini CLI's checkpoint repositories (`~/.gemini/history/<project>/.git`): with
+/// checkpointing on, the host's `gemini` runs `git add`, `status` and `commit` in them before
+/// each file edit, and git obeys their own `config` (`core.fsmonitor`) and hooks (attack
+/// review 79). Their config and hooks are stamped, so a change is reported.
+fn shadow_repos(root: &std::os::fd::OwnedFd, dev: u64, s: &mut Snapshot) {
+    const MAX_PROJECTS: usize = 5000;
+    let rel = Path::new("history");
+    if fsat::open_dir(root.as_fd(), rel, true, Some(dev)).is_err() {
+        return;
+    }
+    let Some((dir, typed)) = listed(root, rel, dev, s) else {
+        return;
+    };
+    for (name, dt) in typed.iter().take(MAX_PROJECTS) {
+        if *dt != fsat::DT_DIR && *dt != fsat::DT_UNKNOWN {
+            continue;
+        }
+        let git = rel.join(name).join(".git");
+        let Ok(g) = fsat::open_dir(dir.as_fd(), &Path::new(name).join(".git"), true, Some(dev))
+        else {
+            continue;
+        };
+        for f in ["config", "config.worktree", "commondir"] {
+            if let Ok(st) = fsat::lstat_at(g.as_fd(), OsStr::new(f)) {
+                s.files
+                    .insert(git.join(f), stamp(&st, Category::Git, SHADOW_REPO, None));
+            }
+        }
+        if fsat::open_dir(g.as_fd(), Path::new("hooks"), true, Some(dev)).is_ok() {
+            walk_all(
+                root,
+                dev,
+                &git.join("hooks"),
+                0,
+                (Category::Git, SHADOW_REPO),
+                s,
+            );
+        }
+    }
+}
+
+const SHADOW_REPO: &str =
+    "git config or hook of the agent's checkpoint repository (its CLI runs git there)";
 
 const MEMORY_LINK: &str =
     "agent memory not in a directory of its own (a link the agent's next session follows)";
@@ -1141,7 +1216,9 @@ fn classify_entry(
     }
     match name {
         b".mcp.json" => return Some((Category::Agent, "MCP servers")),
-        b"CLAUDE.md" | b"CLAUDE.local.md" | b"AGENTS.md" | b"GEMINI.md" => {
+        // `AGENTS.override.md`: Codex reads it instead of `AGENTS.md` beside it, with no
+        // project trust (attack review 79).
+        b"CLAUDE.md" | b"CLAUDE.local.md" | b"AGENTS.md" | b"AGENTS.override.md" | b"GEMINI.md" => {
             return Some((Category::Agent, "agent instructions"))
         }
         _ => {}
@@ -1208,7 +1285,13 @@ impl Report {
                 "warden: integrity: {} file(s) that host tools run or load were created or changed in this session (review before running git, your IDE, make, npm, direnv or your agent on the host):",
                 self.entries.len()
             );
-            for e in &self.entries {
+            // What the agent's next session obeys or git runs first, then the rest; a flood
+            // of decoys cannot push those off the screen (attack review 79: 3,000 lines).
+            let mut shown: Vec<&Entry> = self.entries.iter().collect();
+            shown.sort_by_key(|e| e.category.rank());
+            let more = shown.len().saturating_sub(MAX_SHOWN);
+            shown.truncate(MAX_SHOWN);
+            for e in shown {
                 let _ = writeln!(
                     s,
                     "  {:<8} {}  ({}: {})",
@@ -1221,6 +1304,12 @@ impl Report {
                     warden_event::text::printable_path(&e.path),
                     e.category.label(),
                     e.what
+                );
+            }
+            if more > 0 {
+                let _ = writeln!(
+                    s,
+                    "  … and {more} more (listed by category: agent settings and git first; `warden log --json` has every one)"
                 );
             }
         }

@@ -1095,3 +1095,37 @@ fn auto_memory_of_the_repository_root_and_linked_memory() {
         out(&o)
     );
 }
+
+/// Attack review 79: a linked `~/.gemini/tmp` hiding a memory, a workspace
+/// `AGENTS.override.md` (Codex reads it instead of `AGENTS.md`), a Gemini checkpoint
+/// repository's git config, all named in the exit report; and a flood of decoys does not push
+/// the agent's entries out of it (agent settings first, the rest summarised).
+#[test]
+fn linked_state_override_instructions_and_checkpoint_repos_are_reported_first() {
+    let t = T::new("review79");
+    std::fs::create_dir_all(t.home.join(".gemini/tmp/proj")).unwrap();
+    std::fs::create_dir_all(t.home.join(".gemini/history/proj/.git/hooks")).unwrap();
+    std::fs::write(t.home.join(".gemini/history/proj/.git/config"), "[core]\n").unwrap();
+    let o = t.sh_profile(
+        "gemini",
+        "set -e; mkdir -p flood; for i in $(seq 200); do echo x > flood/Makefile$i; mkdir -p flood/d$i; echo x > flood/d$i/Makefile; done; \
+         mv ~/.gemini/tmp ~/.gemini/history/.t; mkdir -p ~/.gemini/history/.t/proj/memory; \
+         echo obey > ~/.gemini/history/.t/proj/memory/MEMORY.md; ln -s history/.t ~/.gemini/tmp; \
+         echo 'obey' > AGENTS.override.md; \
+         printf '[core]\\n\\tfsmonitor = id\\n' > ~/.gemini/history/proj/.git/config",
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    for shown in [
+        ".gemini/tmp ",
+        "AGENTS.override.md",
+        "history/proj/.git/config",
+    ] {
+        assert!(err.contains(shown), "{shown} not reported:\n{}", out(&o));
+    }
+    assert!(
+        err.contains("… and "),
+        "the flood is not summarised:\n{}",
+        out(&o)
+    );
+}
