@@ -41,6 +41,45 @@ pub fn claude_project_memory(home: &Path, workspace: &Path) -> Option<PathBuf> {
     )
 }
 
+/// Gemini CLI's auto-memory of the projects at `roots`: `~/.gemini/tmp/<name>/memory`, with
+/// the name `~/.gemini/projects.json` registered for the project (`{"projects": {path:
+/// name}}`). That file is one an earlier session's agent could write: it is read bounded, as
+/// data, and only a name Gemini itself accepts (`[a-z0-9-]`, no more than 128) is used, so no
+/// name leads out of `tmp/`. A project not registered yet has no memory to lock (Gemini names
+/// it on its first run, and the exit report names a memory written then).
+pub fn gemini_project_memories(home: &Path, roots: &[PathBuf]) -> Vec<PathBuf> {
+    let file = home.join(".gemini").join("projects.json");
+    let Ok(Some(text)) = read_bounded(&file) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let Some(projects) = v.get("projects").and_then(|p| p.as_object()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in roots {
+        let Some(name) = r
+            .to_str()
+            .and_then(|k| projects.get(k))
+            .and_then(|n| n.as_str())
+        else {
+            continue;
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let m = home.join(".gemini").join("tmp").join(name).join("memory");
+        if valid && !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
 /// The directory name Claude Code gives the project at `path` under `~/.claude/projects`:
 /// every UTF-16 unit that is not an ASCII letter or digit becomes `-`; a name longer than
 /// 200 units is cut there and given `-` and the path's 32-bit string hash
@@ -272,7 +311,15 @@ pub fn host_referenced(
 
 fn read_bounded(path: &Path) -> std::io::Result<Option<String>> {
     use std::io::Read;
-    let f = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: a FIFO put where a file was (`~/.gemini/projects.json` is the agent's to
+    // write) would otherwise hold the next session's start until someone writes to it; it is
+    // refused below as not a regular file.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let f = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -734,6 +781,38 @@ mod tests {
     /// Claude Code's own names (computed with its function in node): letters and digits
     /// kept, every other UTF-16 unit `-` (a character outside the BMP is two), a long path
     /// cut at 200 and given its string hash in base 36.
+    /// Gemini's registry names the memory; a name that could leave `tmp/`, a FIFO where the
+    /// registry should be, or no registry lock nothing (and do not block).
+    #[test]
+    fn gemini_memories_come_from_valid_registered_names_only() {
+        use super::gemini_project_memories;
+        let h = std::env::temp_dir().join(format!("warden-gemreg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&h);
+        std::fs::create_dir_all(h.join(".gemini")).unwrap();
+        let roots = [
+            PathBuf::from("/w/p"),
+            PathBuf::from("/w/q"),
+            PathBuf::from("/w/r"),
+        ];
+        assert!(gemini_project_memories(&h, &roots).is_empty());
+        std::fs::write(
+            h.join(".gemini/projects.json"),
+            r#"{"projects": {"/w/p": "p-1", "/w/q": "../../etc", "/w/r": 7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            gemini_project_memories(&h, &roots),
+            vec![h.join(".gemini/tmp/p-1/memory")]
+        );
+        std::fs::remove_file(h.join(".gemini/projects.json")).unwrap();
+        let fifo =
+            std::ffi::CString::new(h.join(".gemini/projects.json").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(gemini_project_memories(&h, &roots).is_empty());
+        let _ = std::fs::remove_dir_all(&h);
+    }
+
     #[test]
     fn claude_project_names_match_claude_codes() {
         use super::{claude_project_dir_name, claude_project_memory};

@@ -774,15 +774,23 @@ fn build_plan(
     );
     // Claude Code's auto-memory of this project: instructions the next host session obeys,
     // locked like `~/.claude/CLAUDE.md` (when `~/.claude` is writable, i.e. the claude profile).
-    let memories: Vec<_> = project_roots(&c.workspace)
+    // Gemini CLI's too, under the name `~/.gemini/projects.json` gives a registered project.
+    let roots = project_roots(&c.workspace);
+    let claude = roots
         .iter()
         .filter_map(|r| warden_agentstate::refs::claude_project_memory(&c.home, r))
-        .map(|m| {
+        .map(|m| (m, "Claude Code"));
+    let gemini = warden_agentstate::refs::gemini_project_memories(&c.home, &roots)
+        .into_iter()
+        .map(|m| (m, "Gemini CLI"));
+    let memories: Vec<_> = claude
+        .chain(gemini)
+        .map(|(m, cli)| {
             (
                 m,
                 true,
                 false,
-                "Claude Code's auto-memory of this project (its MEMORY.md is in every later session's instructions)".to_string(),
+                format!("{cli}'s auto-memory of this project (its MEMORY.md is in every later session's instructions)"),
             )
         })
         .collect();

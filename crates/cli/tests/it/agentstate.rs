@@ -1129,3 +1129,30 @@ fn linked_state_override_instructions_and_checkpoint_repos_are_reported_first() 
         out(&o)
     );
 }
+
+/// Attack review 79: Gemini CLI's auto-memory of a registered project
+/// (`~/.gemini/tmp/<name>/memory`, the name from `~/.gemini/projects.json`) is read-only in a
+/// session there; chats beside it stay writable. Judged from the host.
+#[test]
+fn gemini_memory_of_a_registered_project_is_locked() {
+    let t = T::new("gemini-memory");
+    std::fs::create_dir_all(t.home.join(".gemini/tmp/proj")).unwrap();
+    std::fs::write(
+        t.home.join(".gemini/projects.json"),
+        serde_json::to_string(&json!({"projects": {t.ws.to_str().unwrap(): "proj"}})).unwrap(),
+    )
+    .unwrap();
+    let o = t.sh_profile(
+        "gemini",
+        "set +e; mkdir -p ~/.gemini/tmp/proj/memory 2>/dev/null; echo obey > ~/.gemini/tmp/proj/memory/MEMORY.md 2>/dev/null && echo WROTE; \
+         mkdir -p ~/.gemini/tmp/proj/chats && echo '{}' > ~/.gemini/tmp/proj/chats/c.json; true",
+    );
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(!t.home.join(".gemini/tmp/proj/memory/MEMORY.md").exists());
+    assert!(
+        t.home.join(".gemini/tmp/proj/chats/c.json").exists(),
+        "{}",
+        out(&o)
+    );
+}
