@@ -41,15 +41,61 @@ pub fn claude_project_memory(home: &Path, workspace: &Path) -> Option<PathBuf> {
     )
 }
 
-/// Gemini CLI's auto-memory of the projects at `roots`: `~/.gemini/tmp/<name>/memory`, with
-/// the name `~/.gemini/projects.json` registered for the project (`{"projects": {path:
-/// name}}`). That file is one an earlier session's agent could write: it is read bounded, as
-/// data, and only a name Gemini itself accepts (`[a-z0-9-]`, no more than 128) is used, so no
-/// name leads out of `tmp/`. A project not registered yet has no memory to lock (Gemini names
-/// it on its first run, and the exit report names a memory written then).
+/// Gemini CLI's auto-memory of the projects at `roots`: `~/.gemini/tmp/<name>/memory`, under
+/// every name Gemini CLI could give the project. Its `ProjectRegistry` takes the name
+/// `~/.gemini/projects.json` registers (`{"projects": {path: name}}`, every name `[a-z0-9-]+`,
+/// or the whole registry is treated as empty); without one, a directory of `tmp/` or `history/`
+/// whose `.project_root` marker names the project; without one, a new name: the project's base
+/// name made a slug, with `-1`, `-2`, … past names taken by the registry or by another
+/// project's marker. All of those are files an earlier session's agent could write: each is
+/// read bounded and as data, a registry that cannot be read or parsed counts as empty (as
+/// Gemini counts it), and the registered name and every marked one are all returned (Gemini
+/// drops a registered name whose marker names another project); the new name only when
+/// neither answers. What the agent changes during the session to move the next answer
+/// elsewhere is the exit report's: it names a memory written under any name. Attack review 79 left the fail-open case: an agent that broke
+/// `projects.json` had the next session lock no memory at all.
 pub fn gemini_project_memories(home: &Path, roots: &[PathBuf]) -> Vec<PathBuf> {
-    let file = home.join(".gemini").join("projects.json");
-    let Ok(Some(text)) = read_bounded(&file) else {
+    let gem = home.join(".gemini");
+    let tmp = gem.join("tmp");
+    let registry = gemini_registry(&gem.join("projects.json"));
+    let markers = gemini_markers(&[tmp.clone(), gem.join("history")]);
+    let mut names: Vec<String> = Vec::new();
+    let add = |names: &mut Vec<String>, n: &str| {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_string());
+        }
+    };
+    for r in roots {
+        let Some(p) = r.to_str() else {
+            continue;
+        };
+        let mut found = false;
+        if let Some(n) = registry.iter().find(|(k, _)| k == p).map(|(_, n)| n) {
+            add(&mut names, n);
+            found = true;
+        }
+        for (n, owner) in &markers {
+            if owner.as_deref() == Some(p) {
+                add(&mut names, n);
+                found = true;
+            }
+        }
+        if !found {
+            if let Some(n) = gemini_new_name(p, &registry, &markers) {
+                add(&mut names, &n);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| tmp.join(n).join("memory"))
+        .collect()
+}
+
+/// Gemini's registry as it would load it: every entry, or none when the file is unreadable,
+/// not JSON, or one name is not `[a-z0-9-]+` (Gemini's schema check resets it then).
+fn gemini_registry(file: &Path) -> Vec<(String, String)> {
+    let Ok(Some(text)) = read_bounded(file) else {
         return Vec::new();
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -58,26 +104,110 @@ pub fn gemini_project_memories(home: &Path, roots: &[PathBuf]) -> Vec<PathBuf> {
     let Some(projects) = v.get("projects").and_then(|p| p.as_object()) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for r in roots {
-        let Some(name) = r
-            .to_str()
-            .and_then(|k| projects.get(k))
-            .and_then(|n| n.as_str())
-        else {
-            continue;
-        };
-        let valid = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        let m = home.join(".gemini").join("tmp").join(name).join("memory");
-        if valid && !out.contains(&m) {
-            out.push(m);
+    let mut out = Vec::with_capacity(projects.len());
+    for (k, n) in projects {
+        match n.as_str() {
+            Some(n) if gemini_slug_ok(n) => out.push((k.clone(), n.to_string())),
+            _ => return Vec::new(),
         }
     }
     out
+}
+
+fn gemini_slug_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 255
+        && n
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Most entries of `tmp/` and `history/` whose markers are read (a larger state directory is
+/// left to the exit report, which names a memory written under any name).
+const MAX_MARKERS: usize = 10_000;
+
+/// `(name, owner)` of every directory of `bases` with a `.project_root` marker: the owner as
+/// Gemini compares it (trimmed, without a trailing `/`), `None` when the marker is there but
+/// unreadable (Gemini counts that as someone else's).
+fn gemini_markers(bases: &[PathBuf]) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut seen = 0;
+    for base in bases {
+        let Ok(rd) = std::fs::read_dir(base) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            seen += 1;
+            if seen > MAX_MARKERS {
+                return out;
+            }
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let marker = base.join(&name).join(".project_root");
+            let owner = match read_bounded(&marker) {
+                Ok(None) if std::fs::symlink_metadata(&marker).is_err() => continue,
+                Ok(Some(t)) => Some(normal_owner(&t)),
+                Ok(None) | Err(_) => None,
+            };
+            out.push((name, owner));
+        }
+    }
+    out
+}
+
+fn normal_owner(t: &str) -> String {
+    let t = t.trim();
+    match t.trim_end_matches('/') {
+        "" => t.to_string(),
+        s => s.to_string(),
+    }
+}
+
+/// The name Gemini would claim for a project it finds neither in the registry nor by a marker.
+fn gemini_new_name(
+    project: &str,
+    registry: &[(String, String)],
+    markers: &[(String, Option<String>)],
+) -> Option<String> {
+    let base = Path::new(project)
+        .file_name()
+        .and_then(|b| b.to_str())
+        .unwrap_or("project");
+    let slug = gemini_slugify(base);
+    for counter in 0..10_000u32 {
+        let candidate = match counter {
+            0 => slug.clone(),
+            c => format!("{slug}-{c}"),
+        };
+        let taken = registry.iter().any(|(_, n)| *n == candidate)
+            || markers
+                .iter()
+                .any(|(n, o)| *n == candidate && o.as_deref() != Some(project));
+        if !taken {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Gemini's `slugify`: lower case, every run of other characters one `-`, none at the ends,
+/// `project` when nothing is left.
+fn gemini_slugify(text: &str) -> String {
+    let mut out = String::new();
+    for ch in text.chars().flat_map(char::to_lowercase) {
+        if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
+            out.push(ch);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-');
+    if out.is_empty() {
+        "project".into()
+    } else {
+        out.into()
+    }
 }
 
 /// The directory name Claude Code gives the project at `path` under `~/.claude/projects`:
@@ -781,35 +911,66 @@ mod tests {
     /// Claude Code's own names (computed with its function in node): letters and digits
     /// kept, every other UTF-16 unit `-` (a character outside the BMP is two), a long path
     /// cut at 200 and given its string hash in base 36.
-    /// Gemini's registry names the memory; a name that could leave `tmp/`, a FIFO where the
-    /// registry should be, or no registry lock nothing (and do not block).
+    /// Gemini's name for a project, every way it finds one: the registry's (unless one entry
+    /// is invalid: Gemini then drops the whole registry), a marked directory's, or the name a
+    /// new registration claims (its base name as a slug, past taken ones). A registry that is
+    /// broken, a FIFO, or absent still locks a memory: the one Gemini would use then.
     #[test]
-    fn gemini_memories_come_from_valid_registered_names_only() {
+    fn gemini_memories_follow_every_way_gemini_names_a_project() {
         use super::gemini_project_memories;
         let h = std::env::temp_dir().join(format!("warden-gemreg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&h);
         std::fs::create_dir_all(h.join(".gemini")).unwrap();
-        let roots = [
-            PathBuf::from("/w/p"),
-            PathBuf::from("/w/q"),
-            PathBuf::from("/w/r"),
-        ];
-        assert!(gemini_project_memories(&h, &roots).is_empty());
+        let mem = |n: &str| h.join(".gemini/tmp").join(n).join("memory");
+        let roots = [PathBuf::from("/w/My Proj"), PathBuf::from("/w/q")];
+        // No registry: the names a first run claims.
+        assert_eq!(
+            gemini_project_memories(&h, &roots),
+            vec![mem("my-proj"), mem("q")]
+        );
+        // A valid registry names them; a taken name moves the new one on.
         std::fs::write(
             h.join(".gemini/projects.json"),
-            r#"{"projects": {"/w/p": "p-1", "/w/q": "../../etc", "/w/r": 7}}"#,
+            r#"{"projects": {"/w/My Proj": "p-1", "/x/q": "q"}}"#,
         )
         .unwrap();
         assert_eq!(
             gemini_project_memories(&h, &roots),
-            vec![h.join(".gemini/tmp/p-1/memory")]
+            vec![mem("p-1"), mem("q-1")]
         );
+        // One invalid name: Gemini resets the registry, and so do we (fail open before).
+        std::fs::write(
+            h.join(".gemini/projects.json"),
+            r#"{"projects": {"/w/My Proj": "p-1", "/w/q": "../../etc"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            gemini_project_memories(&h, &roots),
+            vec![mem("my-proj"), mem("q")]
+        );
+        // A marker names the project (in `history/` too); another project's marker on the
+        // slug moves the new name on.
+        for (base, name, owner) in [
+            ("tmp", "old", "/w/My Proj"),
+            ("history", "hist", "/w/My Proj/"),
+            ("tmp", "q", "/elsewhere"),
+        ] {
+            let d = h.join(".gemini").join(base).join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(".project_root"), format!("{owner}\n")).unwrap();
+        }
+        let mut got = gemini_project_memories(&h, &roots);
+        got.sort();
+        assert_eq!(got, vec![mem("hist"), mem("old"), mem("q-1")]);
+        // A FIFO where the registry was: not read, the markers still answer.
         std::fs::remove_file(h.join(".gemini/projects.json")).unwrap();
         let fifo =
             std::ffi::CString::new(h.join(".gemini/projects.json").to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid C string.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        assert!(gemini_project_memories(&h, &roots).is_empty());
+        let mut got = gemini_project_memories(&h, &roots);
+        got.sort();
+        assert_eq!(got, vec![mem("hist"), mem("old"), mem("q-1")]);
         let _ = std::fs::remove_dir_all(&h);
     }
 

@@ -780,7 +780,15 @@ fn build_plan(
         .iter()
         .filter_map(|r| warden_agentstate::refs::claude_project_memory(&c.home, r))
         .map(|m| (m, "Claude Code"));
-    let gemini = warden_agentstate::refs::gemini_project_memories(&c.home, &roots)
+    // (Only where the agent could write one: reading `~/.gemini`'s markers costs a profile
+    // that does not open it.)
+    let gemini_tmp = c.home.join(".gemini").join("tmp");
+    let gemini = plan
+        .writable_roots
+        .iter()
+        .any(|r| gemini_tmp.starts_with(r))
+        .then(|| warden_agentstate::refs::gemini_project_memories(&c.home, &roots))
+        .unwrap_or_default()
         .into_iter()
         .map(|m| (m, "Gemini CLI"));
     let memories: Vec<_> = claude

@@ -1156,3 +1156,60 @@ fn gemini_memory_of_a_registered_project_is_locked() {
         out(&o)
     );
 }
+
+/// The fail-open case left at stop 42: an agent that broke `~/.gemini/projects.json` and
+/// removed the project's marker in one session had the next session lock no Gemini memory,
+/// though the host's `gemini` then names the project afresh (its base name as a slug) and
+/// reads that memory. Now the name Gemini would compute is locked. Judged from the host; the
+/// chats stay writable.
+#[test]
+fn gemini_memory_stays_locked_when_the_registry_is_broken() {
+    let t = T::new("gemini-memory-broken");
+    let base = t.ws.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(base.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    std::fs::create_dir_all(t.home.join(".gemini/tmp/proj")).unwrap();
+    std::fs::write(
+        t.home.join(".gemini/tmp/proj/.project_root"),
+        t.ws.to_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        t.home.join(".gemini/projects.json"),
+        serde_json::to_string(&json!({"projects": {t.ws.to_str().unwrap(): "proj"}})).unwrap(),
+    )
+    .unwrap();
+    // Session 1 breaks the registry (one name Gemini's schema refuses: it resets to empty)
+    // and removes the marker by which Gemini would find "proj" again.
+    let o = t.sh_profile(
+        "gemini",
+        r#"set -e; printf '{"projects": {"/x": "../x"}}' > ~/.gemini/projects.json; rm ~/.gemini/tmp/proj/.project_root"#,
+    );
+    ok(&o);
+    assert!(!t.home.join(".gemini/tmp/proj/.project_root").exists());
+    let script = format!(
+        "set +e; for n in proj {base}; do mkdir -p ~/.gemini/tmp/$n/memory 2>/dev/null; \
+         echo obey > ~/.gemini/tmp/$n/memory/MEMORY.md 2>/dev/null && echo WROTE $n; done; \
+         mkdir -p ~/.gemini/tmp/{base}/chats && echo '{{}}' > ~/.gemini/tmp/{base}/chats/c.json; true"
+    );
+    let o = t.sh_profile("gemini", &script);
+    let stdout = ok(&o);
+    assert!(!stdout.contains(&format!("WROTE {base}")), "{}", out(&o));
+    assert!(
+        !t.home
+            .join(".gemini/tmp")
+            .join(&base)
+            .join("memory/MEMORY.md")
+            .exists(),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        t.home
+            .join(".gemini/tmp")
+            .join(&base)
+            .join("chats/c.json")
+            .exists(),
+        "{}",
+        out(&o)
+    );
+}
