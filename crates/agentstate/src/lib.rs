@@ -95,8 +95,14 @@ pub fn describe(agent: &str) -> String {
 /// existing empty directories instead of making and removing a placeholder for each on every
 /// run. Empty directories there mean "none" to the agent. Each is made with `mkdirat`
 /// beneath the state directory, following no symlink; failures are ignored (the
-/// placeholder path still locks the entry).
-pub fn prepare_dirs(agent: &str, home: &std::path::Path, protect: &[String]) {
+/// placeholder path still locks the entry). `is_file` tells an entry that names a file
+/// (`remote-settings-helper-consent`, which stop 42's run made a directory).
+pub fn prepare_dirs(
+    agent: &str,
+    home: &std::path::Path,
+    protect: &[String],
+    is_file: impl Fn(&str) -> bool,
+) {
     let prefix = match agent {
         "claude" => "~/.claude/",
         "codex" => "~/.codex/",
@@ -117,7 +123,12 @@ pub fn prepare_dirs(agent: &str, home: &std::path::Path, protect: &[String]) {
         };
         let name = name.trim_end_matches('/');
         // `local`: Claude Code reads an existing `~/.claude/local` as a local install.
-        if name.is_empty() || name.contains('/') || name.contains('.') || name == "local" {
+        if name.is_empty()
+            || name.contains('/')
+            || name.contains('.')
+            || name == "local"
+            || is_file(entry)
+        {
             continue;
         }
         state.mkdir(name);

@@ -117,8 +117,7 @@ fn gemini_registry(file: &Path) -> Vec<(String, String)> {
 fn gemini_slug_ok(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 255
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 

@@ -722,7 +722,12 @@ fn prepare_host_dirs(c: &SessionConfig) {
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&c.state_dir);
     }
     plan::create_state_dirs(&c.policy, &c.home, &c.workspace);
-    warden_agentstate::prepare_dirs(c.agent(), &c.home, &c.policy.files.protect);
+    warden_agentstate::prepare_dirs(
+        c.agent(),
+        &c.home,
+        &c.policy.files.protect,
+        warden_sandbox::plan::looks_like_file,
+    );
 }
 
 /// The sandbox's view. `host_proxy_port`: the proxy's host loopback port (no network

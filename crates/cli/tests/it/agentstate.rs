@@ -263,6 +263,24 @@ fn first_run_without_claude_json_persists_state() {
         out(&o)
     );
     assert!(ok(&t.held(&["list"])).contains("no held changes"));
+    // What the first run leaves in `~/.claude` (judged on the host): the empty directories
+    // the claude profile locks, made once so later runs need no placeholder for them; no
+    // file (every file placeholder removed) and no directory in a file's name (stop 42 made
+    // `remote-settings-helper-consent` one).
+    let c = t.home.join(".claude");
+    for e in std::fs::read_dir(&c).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ty = e.file_type().unwrap();
+        assert!(ty.is_dir(), "{name} left in ~/.claude: {ty:?}");
+        assert!(
+            std::fs::read_dir(e.path()).unwrap().next().is_none(),
+            "{name} not empty"
+        );
+        assert!(
+            !["remote-settings-helper-consent", "local"].contains(&name.as_str()),
+            "{name} made a directory"
+        );
+    }
     // The second run starts from it.
     ok(&t.sh("grep -q hasCompletedOnboarding ~/.claude.json"));
 }
@@ -1166,7 +1184,9 @@ fn gemini_memory_of_a_registered_project_is_locked() {
 fn gemini_memory_stays_locked_when_the_registry_is_broken() {
     let t = T::new("gemini-memory-broken");
     let base = t.ws.file_name().unwrap().to_str().unwrap().to_string();
-    assert!(base.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    assert!(base
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     std::fs::create_dir_all(t.home.join(".gemini/tmp/proj")).unwrap();
     std::fs::write(
         t.home.join(".gemini/tmp/proj/.project_root"),
