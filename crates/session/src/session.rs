@@ -788,14 +788,16 @@ fn build_plan(
     // (Only where the agent could write one: reading `~/.gemini`'s markers costs a profile
     // that does not open it.)
     let gemini_tmp = c.home.join(".gemini").join("tmp");
-    let gemini = plan
+    let gemini = if plan
         .writable_roots
         .iter()
         .any(|r| gemini_tmp.starts_with(r))
-        .then(|| warden_agentstate::refs::gemini_project_memories(&c.home, &roots))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| (m, "Gemini CLI"));
+    {
+        warden_agentstate::refs::gemini_project_memories(&c.home, &roots)
+    } else {
+        Vec::new()
+    };
+    let gemini = gemini.into_iter().map(|m| (m, "Gemini CLI"));
     let memories: Vec<_> = claude
         .chain(gemini)
         .map(|(m, cli)| {
