@@ -37,6 +37,7 @@ pub mod gitrefs;
 pub mod guard;
 pub mod idmap;
 pub mod integrity;
+pub mod lateclose;
 pub mod launch;
 pub mod limits;
 pub mod lock;

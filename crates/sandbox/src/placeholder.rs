@@ -296,7 +296,13 @@ fn remove_one(p: &Placeholder) -> std::io::Result<()> {
         return Ok(());
     }
     if fsat::is_dir(&st) {
-        fsat::unlink_at(dir.as_fd(), name, true)
+        // Freed after warden's exit (a discard per directory otherwise waits here).
+        let held = fsat::open_dir(dir.as_fd(), Path::new(name), true, Some(dev));
+        fsat::unlink_at(dir.as_fd(), name, true)?;
+        if let Ok(fd) = held {
+            crate::lateclose::keep(fd);
+        }
+        Ok(())
     } else if fsat::is_reg(&st) && st.st_size == 0 {
         fsat::unlink_at(dir.as_fd(), name, false)
     } else {

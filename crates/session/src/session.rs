@@ -252,6 +252,9 @@ impl Session {
             hidden: Arc::default(),
         };
         warden_event::timing::mark("session: planned");
+        // Directories removed at the end are freed after warden's exit (see `lateclose`;
+        // `main` releases them).
+        warden_sandbox::lateclose::enable();
         // From here on a failure still cleans up what was made.
         let prepared = (|| {
             res.placeholders = warden_sandbox::placeholder::begin(
@@ -543,8 +546,14 @@ fn end(
         let remove = move || {
             warden_sandbox::placeholder::end(&dir, &manifest, &placeholders);
             if let Some(t) = &private_tmp {
-                // remove_dir_all never follows symlinks (openat + O_NOFOLLOW, unlinkat).
-                let _ = std::fs::remove_dir_all(t);
+                // Held open, it is freed after warden's exit (`lateclose`); remove_dir_all
+                // never follows symlinks (openat + O_NOFOLLOW, unlinkat).
+                let held = warden_sandbox::fsat::open_root(t);
+                if std::fs::remove_dir_all(t).is_ok() {
+                    if let Ok(fd) = held {
+                        warden_sandbox::lateclose::keep(fd);
+                    }
+                }
             }
         };
         // Inline when no thread can be started: the same work, in order.
