@@ -149,6 +149,29 @@ impl Dir {
             .map_err(|e| StateError::io(format!("{}/{tmp}", self.shown), e))?;
         let ctmp = cstr(&tmp)?;
         let cname = cstr(name)?;
+        let mine = fstat(&fd).map(|st| (st.st_dev, st.st_ino)).ok();
+        // What is at `n` in this directory now (not following a link).
+        let at = |n: &std::ffi::CStr| -> Option<(u64, u64)> {
+            // SAFETY: fstatat relative to our directory fd, into a zeroed struct.
+            unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                (libc::fstatat(
+                    self.fd.as_raw_fd(),
+                    n.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                ) == 0)
+                    .then_some((st.st_dev, st.st_ino))
+            }
+        };
+        let swapped = |when: &str| {
+            StateError::Refused {
+            what: what.clone(),
+            msg: format!(
+                "another process replaced warden's temporary file {tmp} {when}; nothing of it was kept (attack review 80: an agent that can write this directory)"
+            ),
+        }
+        };
         let res = (|| -> Result<(), StateError> {
             // SAFETY: fchmod/fchown on our own fresh fd.
             unsafe {
@@ -163,6 +186,9 @@ impl Dir {
             f.write_all(bytes)
                 .and_then(|_| f.sync_all())
                 .map_err(|e| StateError::io(&what, e))?;
+            if mine.is_none() || at(&ctmp) != mine {
+                return Err(swapped("before it was renamed into place"));
+            }
             // SAFETY: renameat within one directory fd, with valid C strings.
             let r = unsafe {
                 libc::renameat(
@@ -174,6 +200,24 @@ impl Dir {
             };
             if r != 0 {
                 return Err(StateError::io(&what, std::io::Error::last_os_error()));
+            }
+            if at(&cname) != mine {
+                // Swapped between the check and the rename: what now has the file's name is
+                // not warden's. Moved aside (by name, in this directory), never left for the
+                // host's agent to load.
+                let aside = cstr(&format!("{name}.warden-swapped-{tmp_tag}"))?;
+                // SAFETY: renameat within one directory fd, with valid C strings.
+                unsafe {
+                    libc::renameat(
+                        self.fd.as_raw_fd(),
+                        cname.as_ptr(),
+                        self.fd.as_raw_fd(),
+                        aside.as_ptr(),
+                    )
+                };
+                return Err(swapped(&format!(
+                    "as it was renamed into place; the file found there is kept aside as {name}.warden-swapped-{tmp_tag}"
+                )));
             }
             // SAFETY: fsync of our directory fd.
             unsafe { libc::fsync(self.fd.as_raw_fd()) };

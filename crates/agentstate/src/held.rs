@@ -188,6 +188,7 @@ pub fn apply(
     home: &Path,
     session: &str,
     force: bool,
+    busy: crate::session::Busy<'_>,
 ) -> Result<Vec<String>, StateError> {
     if let Some(why) = inside_sandbox() {
         return Err(StateError::Refused {
@@ -206,6 +207,20 @@ pub fn apply(
                 rec.home
             ),
         });
+    }
+    // Nothing is written while another session's agent could swap the file under the
+    // rename, or while another session locks it (attack review 80).
+    for hf in &rec.files {
+        let path = match &hf.real {
+            Some(r) => Path::new(&r.root).join(&r.rel),
+            None => home.join(&hf.file),
+        };
+        if let Some(why) = busy(&path) {
+            return Err(StateError::Refused {
+                what: format!("~/{}", hf.file),
+                msg: format!("{why}; nothing was applied: apply it once that session has ended"),
+            });
+        }
     }
     let mut done = Vec::new();
     for hf in &rec.files {

@@ -44,10 +44,25 @@ struct MetaFile {
     real: Option<RealPlace>,
 }
 
+/// Why a host file must not be replaced now (another live session's agent can write its
+/// directory, or that session locks it), `None` when it may; the caller holds what keeps it
+/// so while the file is written (warden-sandbox's `placeholder::quiet`).
+pub type Busy<'a> = &'a dyn Fn(&Path) -> Option<String>;
+
+/// Where the filtered file `rel` is on the host: beneath its recorded real place, or `$HOME`.
+fn host_path(home: &Path, rel: &str, real: Option<&RealPlace>) -> PathBuf {
+    match real {
+        Some(r) => Path::new(&r.root).join(&r.rel),
+        None => home.join(rel),
+    }
+}
+
 /// Merges the copies of sessions whose supervisor is gone (killed before its exit-time
-/// merge), as their own exit would have: safe keys written back, the rest held under their
-/// session id. Returns one message per session.
-fn recover_orphans(state: &Path, home: &Path) -> Vec<String> {
+/// merge, or one that ended while another session could write its files), as their own
+/// exit would have: safe keys written back, the rest held under their session id. A
+/// session whose files are [`Busy`] stays for a later merge. Returns one message per
+/// session merged.
+pub fn recover_orphans(state: &Path, home: &Path, busy: Busy<'_>) -> Vec<String> {
     let root = state.join("agentstate");
     let Ok(rd) = std::fs::read_dir(&root) else {
         return Vec::new();
@@ -74,6 +89,13 @@ fn recover_orphans(state: &Path, home: &Path) -> Vec<String> {
         let alive = unsafe { libc::kill(meta.pid as i32, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if alive {
+            continue;
+        }
+        if meta
+            .files
+            .iter()
+            .any(|m| busy(&host_path(home, &m.rel, m.real.as_ref())).is_some())
+        {
             continue;
         }
         let Ok(home_dir) = Dir::open(home, "~") else {
@@ -105,9 +127,9 @@ fn recover_orphans(state: &Path, home: &Path) -> Vec<String> {
             files,
             warnings: Vec::new(),
         };
-        let r = orphan.finish();
+        let r = orphan.finish(busy);
         let mut m = format!(
-            "merged the agent state of session {sid}, whose supervisor was killed before its exit"
+            "merged the agent state of session {sid}, which ended without writing it back (killed, or another session could write its files then)"
         );
         for l in r.render(&sid).lines() {
             m.push_str("\n  ");
@@ -195,7 +217,6 @@ impl StateSession {
             files: Vec::new(),
             warnings: Vec::new(),
         };
-        s.warnings.extend(recover_orphans(state, home));
         let mut meta = Meta {
             pid: std::process::id(),
             files: Vec::new(),
@@ -263,8 +284,29 @@ impl StateSession {
     }
 
     /// After the sandbox is gone: merge safe changes into the host files, hold the rest.
-    pub fn finish(self) -> Report {
+    /// While another session could write one of the files' directories ([`Busy`]), nothing
+    /// is written: the copies stay for [`recover_orphans`] (the next session's start or end
+    /// once no other session can write there).
+    pub fn finish(self, busy: Busy<'_>) -> Report {
         let mut r = Report::default();
+        let blocked: Vec<String> = self
+            .files
+            .iter()
+            .filter(|f| f.no_writeback.is_none())
+            .filter_map(|f| {
+                busy(&host_path(&self.home, f.spec.rel, f.real.as_ref()))
+                    .map(|why| format!("{}: {why}", shown(f.spec.rel)))
+            })
+            .collect();
+        if !blocked.is_empty() {
+            r.errors.push(format!(
+                "agent state not written back yet ({}); the session's copies are kept at {} and merged by the first warden session to start or end once no other one can write there",
+                blocked.join("; "),
+                self.copies.display()
+            ));
+            r.log();
+            return r;
+        }
         // This is the session's merge: a copy kept below for a human is not an orphan for a
         // later run to merge again.
         if let Ok(d) = Dir::open(&self.copies, &self.copies.display().to_string()) {

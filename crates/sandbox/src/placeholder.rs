@@ -689,6 +689,69 @@ pub enum BeginError {
     Make(#[from] PlaceholderError),
 }
 
+/// The other live sessions, read under the manifests' lock, which this holds while it lives:
+/// no session can begin (make its placeholders, start its agent) until it is dropped. Taken
+/// to replace a host file in a directory another session's agent could write: the state
+/// filter's write-back and `warden held apply`. Attack review 80: such an agent swapped the
+/// temporary file under the rename (its hooks landed in the host's `~/.claude/settings.json`),
+/// and a replaced file detached another session's lock on it.
+pub struct Quiet {
+    _lock: Option<std::fs::File>,
+    /// pid, writable roots, locked paths.
+    live: Vec<(i32, Vec<PathBuf>, Vec<PathBuf>)>,
+    /// Why nothing is known of the other sessions (the lock could not be taken).
+    unknown: Option<String>,
+}
+
+/// [`Quiet`] for the manifests in `dir`, this session's own (`me`) left out.
+pub fn quiet(dir: &Path, me: &Path) -> Quiet {
+    match lock(dir) {
+        Ok(l) => Quiet {
+            live: manifests(dir, me)
+                .into_iter()
+                .filter(|(_, m)| alive(m.pid) && m.pid != std::process::id() as i32)
+                .map(|(_, m)| (m.pid, m.roots, m.uses))
+                .collect(),
+            _lock: Some(l),
+            unknown: None,
+        },
+        Err(e) => Quiet {
+            _lock: None,
+            live: Vec::new(),
+            unknown: Some(format!(
+                "the sessions' lock {} could not be taken ({e})",
+                dir.join(".lock").display()
+            )),
+        },
+    }
+}
+
+impl Quiet {
+    /// Why `file` must not be replaced now: a live session whose agent can write its
+    /// directory, or that locks the file itself; `None` when it may.
+    pub fn busy(&self, file: &Path) -> Option<String> {
+        if let Some(u) = &self.unknown {
+            return Some(u.clone());
+        }
+        let parent = file.parent().unwrap_or(file);
+        self.live.iter().find_map(|(pid, roots, uses)| {
+            if let Some(r) = roots.iter().find(|r| parent.starts_with(r)) {
+                Some(format!(
+                    "warden session {pid} is running, and its agent can write {} (it could swap the file as it is written)",
+                    r.display()
+                ))
+            } else if uses.iter().any(|u| u == file) {
+                Some(format!(
+                    "warden session {pid} is running and locks {} (replacing it would unlock it there)",
+                    file.display()
+                ))
+            } else {
+                None
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

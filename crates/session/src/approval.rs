@@ -848,7 +848,11 @@ pub fn ask_held(
                     "warden: the held record changed after it was shown; nothing applied; {keep}"
                 )];
             }
-            let (verdict, reason, lines) = match held::apply(state, home, session, false) {
+            let applied = {
+                let q = crate::session::quiet(state, std::path::Path::new(""));
+                held::apply(state, home, session, false, &|p| q.busy(p))
+            };
+            let (verdict, reason, lines) = match applied {
                 Ok(done) => (
                     Verdict::Allow,
                     format!("{} by {by}: applied {}", answer.as_str(), done.join("; ")),

@@ -564,8 +564,21 @@ fn end(
         // mount point is one, and a remover that found it empty must not unlink what the
         // write-back just renamed there. They are gone first.
         cleanup.join();
-        let report = s.finish();
+        // Under the sessions' lock: no other session's agent may write where the files go
+        // while they are written (attack review 80); what this one could not write back, and
+        // what earlier sessions left for the same reason, is merged by whoever ends last.
+        let (report, recovered) = {
+            let q = quiet(&config.state_dir, &manifest);
+            let busy = |p: &Path| q.busy(p);
+            let report = s.finish(&busy);
+            let recovered =
+                warden_agentstate::session::recover_orphans(&config.state_dir, &config.home, &busy);
+            (report, recovered)
+        };
         eprint!("{}", printable_lines(&report.render(&config.session_id)));
+        for m in recovered {
+            eprintln!("warden: {}", printable_lines(&m));
+        }
         // `[approvals] held = "ask"`: a human may apply them now (the control socket is up).
         if report.held_file.is_some()
             && config.policy.approvals.held() == warden_policy::approvals::HeldAsk::Ask
@@ -886,11 +899,28 @@ fn check_command(c: &SessionConfig, plan: &Plan) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The sessions' lock and what the other live sessions can write (see
+/// `warden_sandbox::placeholder::Quiet`): held while a host file of the agent's state is
+/// replaced.
+pub(crate) fn quiet(state_dir: &Path, me: &Path) -> warden_sandbox::placeholder::Quiet {
+    warden_sandbox::placeholder::quiet(&state_dir.join("placeholders"), me)
+}
+
 /// State filter (warden-agentstate): the agent works on a copy of ~/.claude.json.
 fn start_agent_state(
     c: &SessionConfig,
     plan: &mut Plan,
 ) -> Result<Option<warden_agentstate::StateSession>, StartError> {
+    // Sessions that ended without writing their state back (killed, or another session
+    // could write there then), merged under the sessions' lock before this one's copies
+    // are taken.
+    if !warden_agentstate::filtered_files(c.agent()).is_empty() {
+        let q = quiet(&c.state_dir, Path::new(""));
+        let busy = |p: &Path| q.busy(p);
+        for m in warden_agentstate::session::recover_orphans(&c.state_dir, &c.home, &busy) {
+            eprintln!("warden: warning: {}", printable_lines(&m));
+        }
+    }
     let locate = |p: &Path| plan.relocate(p);
     let s = warden_agentstate::StateSession::start(
         c.agent(),

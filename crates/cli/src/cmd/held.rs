@@ -60,7 +60,12 @@ pub fn held(c: HeldCmd) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         HeldCmd::Apply { session, force } => {
-            let done = held::apply(&state, &home, &session, force).map_err(err)?;
+            // Under the sessions' lock, refused while another session could write there.
+            let q = warden_sandbox::placeholder::quiet(
+                &state.join("placeholders"),
+                std::path::Path::new(""),
+            );
+            let done = held::apply(&state, &home, &session, force, &|p| q.busy(p)).map_err(err)?;
             for d in done {
                 println!("applied {d}");
             }

@@ -1127,15 +1127,20 @@ fn linked_state_override_instructions_and_checkpoint_repos_are_reported_first() 
     let o = t.sh_profile(
         "gemini",
         "set -e; mkdir -p flood; for i in $(seq 200); do echo x > flood/Makefile$i; mkdir -p flood/d$i; echo x > flood/d$i/Makefile; done; \
-         mv ~/.gemini/tmp ~/.gemini/history/.t; mkdir -p ~/.gemini/history/.t/proj/memory; \
-         echo obey > ~/.gemini/history/.t/proj/memory/MEMORY.md; ln -s history/.t ~/.gemini/tmp; \
+         ! mv ~/.gemini/tmp ~/.gemini/history/.t 2>/dev/null; mkdir -p ~/.gemini/history/.t/proj/memory; \
+         echo obey > ~/.gemini/history/.t/proj/memory/MEMORY.md; ln -s history/.t ~/.gemini/temp; \
          echo 'obey' > AGENTS.override.md; \
          printf '[core]\\n\\tfsmonitor = id\\n' > ~/.gemini/history/proj/.git/config",
     );
     ok(&o);
+    // `tmp` itself cannot be moved aside any more: this project's memory in it is locked (a
+    // mount point inside), so the link goes beside it.
+    assert!(std::fs::symlink_metadata(t.home.join(".gemini/tmp"))
+        .unwrap()
+        .is_dir());
     let err = String::from_utf8_lossy(&o.stderr);
     for shown in [
-        ".gemini/tmp ",
+        ".gemini/temp ",
         "AGENTS.override.md",
         "history/proj/.git/config",
     ] {
@@ -1231,5 +1236,77 @@ fn gemini_memory_stays_locked_when_the_registry_is_broken() {
             .exists(),
         "{}",
         out(&o)
+    );
+}
+
+/// Attack review 80 (F1, F2): two claude sessions share `~/.claude`. One ending while the
+/// other runs no longer writes its settings back there: the other's agent could swap the
+/// temporary file under the rename (its hooks reached the host's `settings.json`), and the
+/// replaced file would have unlocked it in the other session. The write-back waits, and the
+/// session that ends last merges it. Judged from the host: the lock held throughout, the
+/// safe change arrived, no hook did.
+#[test]
+fn a_session_ending_beside_another_leaves_its_write_back_to_the_last_one() {
+    let t = T::new("concurrent-writeback");
+    let settings = t.home.join(".claude/settings.json");
+    std::fs::create_dir_all(t.home.join(".claude")).unwrap();
+    std::fs::write(&settings, "{\"model\": \"sonnet\"}\n").unwrap();
+    let ws_b = t.root.join("ws-b");
+    std::fs::create_dir_all(&ws_b).unwrap();
+    let hook = r#"{"model": "opus", "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "touch /tmp/pwned"}]}]}}"#;
+    // Session B: ready, then (once A has ended) tries to write the host file directly.
+    let script_b = format!(
+        "touch ready; while [ ! -e go ]; do sleep 0.02; done; \
+         (echo '{hook}' > ~/.claude/settings.json.x && mv ~/.claude/settings.json.x ~/.claude/settings.json) 2>/dev/null && echo MOVED; \
+         (echo '{hook}' > ~/.claude/settings.json) 2>/dev/null; true"
+    );
+    let mut b = t.warden();
+    b.current_dir(&ws_b)
+        .args([
+            "run",
+            "--profile",
+            "claude",
+            "--",
+            "/bin/bash",
+            "-c",
+            &script_b,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let b = b.spawn().expect("spawn session B");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ws_b.join("ready").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session B never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Session A changes a preference the filter writes back, and ends while B runs.
+    let a = t.sh(r#"echo '{"model": "opus"}' > ~/.claude/settings.json"#);
+    ok(&a);
+    let err_a = String::from_utf8_lossy(&a.stderr);
+    assert!(err_a.contains("not written back yet"), "{}", out(&a));
+    assert!(
+        std::fs::read_to_string(&settings)
+            .unwrap()
+            .contains("sonnet"),
+        "written back while another session could write ~/.claude"
+    );
+    std::fs::write(ws_b.join("go"), "").unwrap();
+    let b = b.wait_with_output().unwrap();
+    let stdout_b = ok(&b);
+    assert!(!stdout_b.contains("MOVED"), "{}", out(&b));
+    let host = std::fs::read_to_string(&settings).unwrap();
+    assert!(!host.contains("hooks"), "{host}\n{}", out(&b));
+    assert!(
+        host.contains("opus"),
+        "A's change was not merged: {host}\n{}",
+        out(&b)
+    );
+    assert!(
+        String::from_utf8_lossy(&b.stderr).contains("merged the agent state of session"),
+        "{}",
+        out(&b)
     );
 }
