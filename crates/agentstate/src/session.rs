@@ -129,7 +129,7 @@ pub fn recover_orphans(state: &Path, home: &Path, busy: Busy<'_>) -> Vec<String>
         };
         let r = orphan.finish(busy);
         let mut m = format!(
-            "merged the agent state of session {sid}, which ended without writing it back (killed, or another session could write its files then)"
+            "merged the agent state of session {sid}, whose supervisor was killed before its exit or ended while another session could write its files"
         );
         for l in r.render(&sid).lines() {
             m.push_str("\n  ");

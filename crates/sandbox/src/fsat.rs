@@ -442,12 +442,14 @@ pub fn make_marked(
 /// Whether `name` in `dir` carries [`MARK`] with the value `token` (read without following
 /// a symlink there; any error reads as unmarked).
 pub fn is_marked(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> bool {
-    let Ok(path) = proc_fd_path(dir, name) else {
-        return false;
-    };
-    let Ok(attr) = cstr(OsStr::new(MARK)) else {
-        return false;
-    };
+    mark_of(dir, name).is_some_and(|m| m == token)
+}
+
+/// The [`MARK`] `name` in `dir` carries (read without following a symlink there); `None`
+/// when unmarked or unreadable.
+pub fn mark_of(dir: BorrowedFd<'_>, name: &OsStr) -> Option<String> {
+    let path = proc_fd_path(dir, name).ok()?;
+    let attr = cstr(OsStr::new(MARK)).ok()?;
     let mut buf = [0u8; 64];
     // SAFETY: lgetxattr with NUL-terminated strings into a buffer of its length.
     let r = unsafe {
@@ -458,7 +460,9 @@ pub fn is_marked(dir: BorrowedFd<'_>, name: &OsStr, token: &str) -> bool {
             buf.len(),
         )
     };
-    r >= 0 && &buf[..r as usize] == token.as_bytes()
+    (r > 0)
+        .then(|| String::from_utf8(buf[..r as usize].to_vec()).ok())
+        .flatten()
 }
 
 /// `renameat2(dir, from, dir, to, RENAME_NOREPLACE)`: `EEXIST` when `to` exists.

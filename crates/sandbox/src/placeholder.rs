@@ -513,10 +513,135 @@ struct Live {
 }
 
 fn live_uses(all: &[(PathBuf, Manifest)]) -> Live {
-    let live = || all.iter().filter(|(_, m)| alive(m.pid));
+    let others = registry::others();
+    let live = || {
+        all.iter()
+            .map(|(_, m)| m)
+            .filter(|m| alive(m.pid))
+            .chain(&others)
+    };
     Live {
-        uses: live().flat_map(|(_, m)| m.uses.iter().cloned()).collect(),
-        roots: live().flat_map(|(_, m)| m.roots.iter().cloned()).collect(),
+        uses: live().flat_map(|m| m.uses.iter().cloned()).collect(),
+        roots: live().flat_map(|m| m.roots.iter().cloned()).collect(),
+    }
+}
+
+/// Live sessions of every `$HOME`: the manifests live in each user's state directory, so a
+/// session with another `$HOME` on the same workspace (`sudo warden run` beside the user's
+/// own) found none of this one's and removed the placeholders it still locked: its agent
+/// then wrote `.envrc` and `.mcp.json` on the host (attack review 80, F5). Each session
+/// also records what it uses and its writable roots in a machine-wide directory (`/run/
+/// warden/live` for root, `$XDG_RUNTIME_DIR/warden/live` for a user), before it looks at or
+/// makes a placeholder, and removes the record at its end; every removal and every
+/// write-back reads them all. An agent cannot reach either directory (the sandbox's `/run`
+/// is its own). A record whose pid is gone is ignored.
+mod registry {
+    use super::{alive, Manifest};
+    use std::path::{Path, PathBuf};
+
+    const ROOT: &str = "/run/warden/live";
+
+    /// Where this process records its session.
+    fn own_dir() -> Option<PathBuf> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return Some(PathBuf::from(ROOT));
+        }
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join("warden/live"))
+    }
+
+    /// Every directory of records: root's, every user's under `/run/user`, and this user's.
+    fn dirs() -> Vec<PathBuf> {
+        let mut out = vec![PathBuf::from(ROOT)];
+        if let Ok(rd) = std::fs::read_dir("/run/user") {
+            out.extend(rd.flatten().map(|e| e.path().join("warden/live")));
+        }
+        if let Some(d) = own_dir() {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn own_file() -> Option<PathBuf> {
+        own_dir().map(|d| d.join(format!("{}.json", std::process::id())))
+    }
+
+    /// Records this session (its uses and roots). Best effort: without a record, sessions
+    /// of other `$HOME`s do not see this one, as before.
+    pub(super) fn register(m: &Manifest) {
+        let (Some(dir), Some(file)) = (own_dir(), own_file()) else {
+            return;
+        };
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir);
+        let rec = Manifest {
+            pid: m.pid,
+            uses: m.uses.clone(),
+            roots: m.roots.clone(),
+            token: m.token.clone(),
+            ..Default::default()
+        };
+        if let Ok(text) = serde_json::to_string(&rec) {
+            let _ = super::write_atomic(&file, text.as_bytes());
+        }
+    }
+
+    pub(super) fn unregister() {
+        if let Some(f) = own_file() {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+
+    /// The records of other live sessions (a dead session's in this process's own
+    /// directory is removed: its supervisor was killed before its end).
+    pub(super) fn others() -> Vec<Manifest> {
+        let me = std::process::id() as i32;
+        let own = own_dir();
+        let mut out = Vec::new();
+        for d in dirs() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                match read(&p) {
+                    Some(m) if m.pid != me && alive(m.pid) => out.push(m),
+                    Some(m) if m.pid != me && own.as_ref() == Some(&d) => {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// A record: a regular file (no link followed, no FIFO waited on), at most 4 MiB.
+    fn read(p: &Path) -> Option<Manifest> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(p)
+            .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut buf = Vec::new();
+        f.take(4 << 20).read_to_end(&mut buf).ok()?;
+        serde_json::from_slice(&buf).ok()
     }
 }
 
@@ -568,7 +693,6 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         write_atomic(manifest, text.as_bytes()).map_err(state)
     };
     let pid = std::process::id() as i32;
-    let wanted = absent(plan);
     let token = if plan.placeholder_token.is_empty() {
         fsat::token()
     } else {
@@ -577,11 +701,16 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     let mut m = Manifest {
         pid,
         made: Vec::new(),
-        pending: wanted,
+        pending: Vec::new(),
         token,
         uses: uses(plan),
         roots: writable_roots(plan),
     };
+    // Recorded machine-wide before anything is looked at: a session of another `$HOME`
+    // ending now either removes its placeholders before this record (they are then absent
+    // below, and made again) or reads it and keeps them.
+    registry::register(&m);
+    m.pending = absent(plan);
     if !m.pending.is_empty() {
         // Before anything is made: a supervisor killed while making them leaves this, and
         // a sweep finds what it made by their marks.
@@ -591,6 +720,7 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
     if let Err(e) = make(plan, &m.pending, &m.token, &mut made) {
         remove(&made);
         let _ = std::fs::remove_file(manifest);
+        registry::unregister();
         return Err(e.into());
     }
     // Rewritten only when the marks do not tell everything: something made unmarked (a file
@@ -651,9 +781,78 @@ pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
         leave(manifest, made);
         return;
     };
-    let used = live_uses(&manifests(dir, manifest));
+    let own = read_manifest(manifest);
+    let all = manifests(dir, manifest);
+    let used = live_uses(&all);
     leave(manifest, remove_unused(&made, &used));
+    if let Some(own) = own {
+        adopt(&own, &made, &all, &used);
+    }
     sweep(dir, manifest);
+    registry::unregister();
+}
+
+/// Placeholders this session used but did not make, whose maker has ended and left them for
+/// it (a session of another `$HOME`, whose records this one cannot sweep: its orphan
+/// manifest is in that `$HOME`): removed now when they carry a mark no live session has and
+/// no live session uses them, with the marked empty directories above them that held them.
+/// The mark cannot be forged by an agent (the sandbox refuses xattr writes); an unmarked
+/// file is the user's.
+fn adopt(own: &Manifest, made: &[Placeholder], all: &[(PathBuf, Manifest)], used: &Live) {
+    let live_tokens: Vec<String> = all
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| alive(m.pid))
+        .map(|m| m.token.clone())
+        .chain(registry::others().into_iter().map(|m| m.token))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let made_paths: Vec<PathBuf> = made.iter().map(Placeholder::path).collect();
+    let mut cands: Vec<Placeholder> = Vec::new();
+    for p in &own.uses {
+        if made_paths.contains(p) {
+            continue;
+        }
+        let Some(root) = own
+            .roots
+            .iter()
+            .filter(|r| p.starts_with(r) && p != *r)
+            .max_by_key(|r| r.components().count())
+        else {
+            continue;
+        };
+        // The path and its ancestors below the root, innermost first.
+        let mut at = p.clone();
+        while at.starts_with(root) && at != *root {
+            let Some(parent) = at.parent().map(Path::to_path_buf) else {
+                break;
+            };
+            let Some(mark) = orphan_mark(&parent, at.file_name(), &live_tokens) else {
+                break;
+            };
+            let x = Placeholder {
+                root: root.clone(),
+                rel: at.strip_prefix(root).unwrap_or(&at).to_path_buf(),
+                is_dir: std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()),
+                mark,
+            };
+            if !cands.contains(&x) {
+                cands.push(x);
+            }
+            at = parent;
+        }
+    }
+    // Outermost first, as `remove_unused` expects (it removes innermost first).
+    cands.sort_by_key(|p| p.rel.components().count());
+    let _ = remove_unused(&cands, used);
+}
+
+/// The mark of `name` in `parent` when it is a placeholder of an ended session: marked with a
+/// token no live session holds.
+fn orphan_mark(parent: &Path, name: Option<&std::ffi::OsStr>, live: &[String]) -> Option<String> {
+    let dir = fsat::open_root(parent).ok()?;
+    let mark = fsat::mark_of(dir.as_fd(), name?)?;
+    (!live.contains(&mark)).then_some(mark)
 }
 
 /// Supervisor pids of the other live sessions (their manifests in `dir`, all but
@@ -670,6 +869,16 @@ pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
                 .any(|r| r.starts_with(workspace) || workspace.starts_with(r))
         })
         .map(|(_, m)| m.pid)
+        .chain(
+            registry::others()
+                .into_iter()
+                .filter(|m| {
+                    m.roots
+                        .iter()
+                        .any(|r| r.starts_with(workspace) || workspace.starts_with(r))
+                })
+                .map(|m| m.pid),
+        )
         .collect();
     pids.sort_unstable();
     pids.dedup();
@@ -709,8 +918,10 @@ pub fn quiet(dir: &Path, me: &Path) -> Quiet {
         Ok(l) => Quiet {
             live: manifests(dir, me)
                 .into_iter()
-                .filter(|(_, m)| alive(m.pid) && m.pid != std::process::id() as i32)
-                .map(|(_, m)| (m.pid, m.roots, m.uses))
+                .map(|(_, m)| m)
+                .filter(|m| alive(m.pid) && m.pid != std::process::id() as i32)
+                .chain(registry::others())
+                .map(|m| (m.pid, m.roots, m.uses))
                 .collect(),
             _lock: Some(l),
             unknown: None,

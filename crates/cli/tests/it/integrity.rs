@@ -2195,3 +2195,63 @@ sleep 0.5; true"#,
         );
     }
 }
+
+/// Attack review 80 (F5): two sessions on one workspace with different `$HOME`s (`sudo warden
+/// run` beside the user's own) kept their placeholder records apart, so the first one,
+/// ending while the second still ran, removed the placeholders both locked, and the second
+/// agent wrote `.envrc` and `.mcp.json` on the host. Each session is now recorded
+/// machine-wide too, and the last one out removes what the first left for it. Judged on the
+/// host: nothing written, nothing left behind.
+#[test]
+fn a_session_of_another_home_keeps_the_placeholders_this_one_locks() {
+    let t = T::new("two-homes");
+    let home_b = t.root.join("home-b");
+    std::fs::create_dir_all(&home_b).unwrap();
+    let wait = |f: &str| {
+        assert!(
+            wait_until(std::time::Duration::from_secs(30), || t.ws.join(f).exists()),
+            "{f} never appeared"
+        )
+    };
+    // A makes the placeholders and waits; B uses them.
+    let a = t
+        .session(
+            &t.ws,
+            &[],
+            "touch a-ready; while [ ! -e a-go ]; do sleep 0.02; done",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait("a-ready");
+    let mut b = t.session(
+        &t.ws,
+        &[],
+        "touch b-ready; while [ ! -e b-go ]; do sleep 0.02; done; \
+         (echo 'export X=1' > .envrc) 2>/dev/null && echo WROTE-envrc; \
+         (echo '{}' > .mcp.json) 2>/dev/null && echo WROTE-mcp; echo DONE",
+    );
+    b.env("HOME", &home_b)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let b = b.spawn().unwrap();
+    wait("b-ready");
+    // A ends first.
+    std::fs::write(t.ws.join("a-go"), "").unwrap();
+    let oa = a.wait_with_output().unwrap();
+    assert!(oa.status.success(), "{}", out(&oa));
+    std::fs::write(t.ws.join("b-go"), "").unwrap();
+    let o = b.wait_with_output().unwrap();
+    let s = ok(&o);
+    assert!(s.contains("DONE"), "{}", out(&o));
+    assert!(!s.contains("WROTE"), "{}", out(&o));
+    for f in [".envrc", ".mcp.json", ".claude", ".vscode"] {
+        assert!(
+            std::fs::symlink_metadata(t.ws.join(f)).is_err(),
+            "{f} left in the workspace:\n{}\n{}",
+            out(&oa),
+            out(&o)
+        );
+    }
+}
