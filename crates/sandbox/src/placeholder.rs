@@ -482,11 +482,30 @@ fn remove_unused(made: &[Placeholder], live: &Live) -> Vec<Placeholder> {
 }
 
 /// Under the lock: removes the placeholders of dead sessions that no live one uses; a
-/// dead manifest that keeps some becomes an orphan, one that keeps none is deleted.
-fn sweep(dir: &Path, me: &Path) {
+/// dead manifest that keeps some becomes an orphan, one that keeps none is deleted. Returns
+/// one line per session whose supervisor died before its end (its agent's changes never had
+/// an exit report).
+fn sweep(dir: &Path, me: &Path) -> Vec<String> {
     let all = manifests(dir, me);
     let used = live_uses(&all);
+    let mut killed = Vec::new();
     for (path, m) in all.iter().filter(|(_, m)| !alive(m.pid)) {
+        if m.pid != 0 {
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let roots: Vec<String> = m.roots.iter().map(|r| r.display().to_string()).collect();
+            killed.push(format!(
+                "session {id} (supervisor pid {}) ended without its exit report (killed?): what its agent changed in {} was never reviewed; look there for files host tools run (git status, hooks, Makefile, .envrc, agent settings) before running them",
+                m.pid,
+                if roots.is_empty() {
+                    "its workspace".to_string()
+                } else {
+                    roots.join(", ")
+                }
+            ));
+        }
         // A session killed while making its placeholders: what it marked (outermost first,
         // so before anything `made` holds below it).
         let mut made = if m.pending.is_empty() || m.token.is_empty() {
@@ -504,6 +523,7 @@ fn sweep(dir: &Path, me: &Path) {
             leave(path, kept);
         }
     }
+    killed
 }
 
 /// What live sessions hold: the paths they use and their writable roots.
@@ -665,12 +685,14 @@ fn leave(path: &Path, kept: Vec<Placeholder>) {
 /// Before a session's plan: sweeps what dead sessions left (a killed supervisor's
 /// placeholders), under the lock, so the plan does not take them for the user's files (and
 /// the integrity report for changes of this session's agent). [`begin`] sweeps again.
-pub fn sweep_dead(dir: &Path, manifest: &Path) {
+/// Returns a line for each session whose supervisor died before its end (see [`sweep`]).
+pub fn sweep_dead(dir: &Path, manifest: &Path) -> Vec<String> {
     if !dir.is_dir() {
-        return;
+        return Vec::new();
     }
-    if let Ok(_lock) = lock(dir) {
-        sweep(dir, manifest);
+    match lock(dir) {
+        Ok(_lock) => sweep(dir, manifest),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -683,7 +705,7 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         dir: dir.to_path_buf(),
         source,
     })?;
-    sweep(dir, manifest);
+    let _ = sweep(dir, manifest);
     let state = |source| BeginError::State {
         dir: dir.to_path_buf(),
         source,
@@ -788,7 +810,7 @@ pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
     if let Some(own) = own {
         adopt(&own, &made, &all, &used);
     }
-    sweep(dir, manifest);
+    let _ = sweep(dir, manifest);
     registry::unregister();
 }
 

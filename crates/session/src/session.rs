@@ -169,13 +169,16 @@ impl Session {
         }
         let extra_read = extra_read(&config);
         prepare_host_dirs(&config);
-        warden_sandbox::placeholder::sweep_dead(
+        // Attack review 80 (F6): a killed session never had its exit report; say so.
+        for l in warden_sandbox::placeholder::sweep_dead(
             &config.state_dir.join("placeholders"),
             &config
                 .state_dir
                 .join("placeholders")
                 .join(format!("{}.list", config.session_id)),
-        );
+        ) {
+            ui.warn("warden: warning:", &printable_lines(&l));
+        }
         warden_event::timing::mark("session: advisor+host dirs");
         // The session's cgroups come first: the agent process's join of one of them waits
         // for an RCU grace period (5–38 ms here), which their prewarm starts now (see

@@ -421,6 +421,8 @@ fn a_killed_supervisors_session_is_merged_by_the_next_run() {
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("supervisor was killed"), "{}", out(&o));
+    // Attack review 80 (F6): the killed session's workspace never had its exit report.
+    assert!(err.contains("ended without its exit report"), "{}", out(&o));
     let host = t.read_cfg();
     assert_eq!(host["numStartups"], 5, "{host}");
     assert!(host.get("mcpServers").is_none(), "{host}");
