@@ -570,6 +570,13 @@ fn end(
         // Under the sessions' lock: no other session's agent may write where the files go
         // while they are written (attack review 80); what this one could not write back, and
         // what earlier sessions left for the same reason, is merged by whoever ends last.
+        // The session's copies, removed by `finish` unless kept: freed after warden's exit
+        // (see `lateclose`).
+        if let Ok(fd) = warden_sandbox::fsat::open_root(
+            &config.state_dir.join("agentstate").join(&config.session_id),
+        ) {
+            warden_sandbox::lateclose::keep(fd);
+        }
         let (report, recovered) = {
             let q = quiet(&config.state_dir, &manifest);
             let busy = |p: &Path| q.busy(p);
