@@ -274,22 +274,16 @@ impl Early {
         // The child is born with every signal blocked (it inherits the mask): a handler of
         // the supervisor's must never run there, on the supervisor's memory. The caller's
         // mask is restored right after.
-        // SAFETY: sigset manipulation on local values; the child runs `hold_namespaces` on
-        // `stack` (kept alive, like `args`, until the child is reaped in `Drop`) and makes
-        // only raw syscalls; SIGCHLD lets waitpid reap it.
+        // SAFETY: the child runs `hold_namespaces` on `stack` (kept alive, like `args`, until
+        // the child is reaped in `Drop`) and makes only raw syscalls; SIGCHLD lets waitpid
+        // reap it.
         let pid = unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let pid = libc::clone(
+            crate::sys::clone_signals_blocked(
                 hold_namespaces,
-                top as *mut libc::c_void,
+                top,
                 libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
                 &*args as *const HolderArgs as *mut libc::c_void,
-            );
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            pid
+            )
         };
         if pid <= 0 {
             return None;

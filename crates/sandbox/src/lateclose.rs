@@ -83,22 +83,16 @@ pub fn release() {
     // The stack grows down: its top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let args: &'static Args = Box::leak(args);
-    // SAFETY: sigset manipulation on local values; the child runs `hold` on a leaked stack
-    // with leaked arguments (never freed, so the supervisor's exit or frees cannot pull them
-    // away) and makes only raw system calls; every signal is blocked in it from birth.
+    // SAFETY: the child runs `hold` on a leaked stack with leaked arguments (never freed, so
+    // the supervisor's exit or frees cannot pull them away) and makes only raw system calls;
+    // every signal is blocked in it from birth.
     let pid = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(
+        crate::sys::clone_signals_blocked(
             hold,
-            top as *mut libc::c_void,
+            top,
             libc::CLONE_VM | libc::SIGCHLD,
             args as *const Args as *mut libc::c_void,
-        );
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        pid
+        )
     };
     if pid <= 0 {
         return; // `kept` closes here: freed now, as without this module.

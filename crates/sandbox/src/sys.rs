@@ -540,6 +540,31 @@ pub(crate) unsafe fn raw3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isi
     }
 }
 
+/// `clone(f, stack_top, flags, arg)` with every signal blocked in the child from birth (it
+/// inherits the mask, restored here right after): a handler of the supervisor's must never
+/// run in a child that shares its memory (`CLONE_VM`). Returns the pid, or ≤ 0 on failure.
+///
+/// # Safety
+/// `stack_top` must be the 16-byte aligned top of a stack, and `arg` point to data, both
+/// alive for as long as the child runs; `f` must make only raw system calls.
+pub unsafe fn clone_signals_blocked(
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    stack_top: usize,
+    flags: libc::c_int,
+    arg: *mut libc::c_void,
+) -> libc::pid_t {
+    // SAFETY: sigset manipulation on local values; the clone's contract is the caller's.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(f, stack_top as *mut libc::c_void, flags, arg);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        pid
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,3 +629,4 @@ mod tests {
         assert!(unsafe { libc::fcntl(keep.as_raw_fd(), libc::F_GETFD) } >= 0);
     }
 }
+
