@@ -72,10 +72,14 @@ pub fn gemini_project_memories(home: &Path, roots: &[PathBuf]) -> Vec<PathBuf> {
         let mut found = false;
         if let Some(n) = registry.iter().find(|(k, _)| k == p).map(|(_, n)| n) {
             add(&mut names, n);
-            found = true;
+            // Gemini keeps a registered name only while no marker of it names another
+            // project (attack review 81: a foreign marker sent it elsewhere).
+            found = !markers
+                .iter()
+                .any(|(m, o)| m == n && !o.as_deref().is_some_and(|o| owner_is(o, p)));
         }
         for (n, owner) in &markers {
-            if owner.as_deref() == Some(p) {
+            if owner.as_deref().is_some_and(|o| owner_is(o, p)) {
                 add(&mut names, n);
                 found = true;
             }
@@ -146,7 +150,7 @@ fn gemini_markers(bases: &[PathBuf]) -> Vec<(String, Option<String>)> {
             let marker = base.join(&name).join(".project_root");
             let owner = match read_bounded(&marker) {
                 Ok(None) if std::fs::symlink_metadata(&marker).is_err() => continue,
-                Ok(Some(t)) => Some(normal_owner(&t)),
+                Ok(Some(t)) => Some(t.trim().to_string()),
                 Ok(None) | Err(_) => None,
             };
             out.push((name, owner));
@@ -155,12 +159,32 @@ fn gemini_markers(bases: &[PathBuf]) -> Vec<(String, Option<String>)> {
     out
 }
 
-fn normal_owner(t: &str) -> String {
-    let t = t.trim();
-    match t.trim_end_matches('/') {
-        "" => t.to_string(),
-        s => s.to_string(),
+/// Whether a marker's text names `project`, as Gemini compares them: both through node's
+/// `path.resolve`, a relative one against the directory `gemini` runs in (the project: a
+/// marker holding `.` names whatever project reads it; attack review 81).
+fn owner_is(owner: &str, project: &str) -> bool {
+    node_resolve(project, owner) == node_resolve("/", project)
+}
+
+/// node's `path.resolve(cwd, p)` on POSIX: `p` against `cwd` unless absolute, `.` and empty
+/// components dropped, `..` applied, no trailing `/`.
+fn node_resolve(cwd: &str, p: &str) -> String {
+    let full = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("{cwd}/{p}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in full.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
     }
+    format!("/{}", parts.join("/"))
 }
 
 /// The name Gemini would claim for a project it finds neither in the registry nor by a marker.
@@ -180,9 +204,9 @@ fn gemini_new_name(
             c => format!("{slug}-{c}"),
         };
         let taken = registry.iter().any(|(_, n)| *n == candidate)
-            || markers
-                .iter()
-                .any(|(n, o)| *n == candidate && o.as_deref() != Some(project));
+            || markers.iter().any(|(n, o)| {
+                *n == candidate && !o.as_deref().is_some_and(|o| owner_is(o, project))
+            });
         if !taken {
             return Some(candidate);
         }
@@ -961,6 +985,29 @@ mod tests {
         let mut got = gemini_project_memories(&h, &roots);
         got.sort();
         assert_eq!(got, vec![mem("hist"), mem("old"), mem("q-1")]);
+        // Attack review 81: a registered name whose marker names another project is dropped
+        // by Gemini (so the other answers count), and a marker is compared as a path,
+        // a relative one from the project (`.` names any project that reads it).
+        std::fs::write(
+            h.join(".gemini/projects.json"),
+            r#"{"projects": {"/w/q": "qq"}}"#,
+        )
+        .unwrap();
+        for (name, owner) in [
+            ("qq", "/elsewhere"),
+            ("dot", "."),
+            ("dots", "/w/./x/../q//"),
+        ] {
+            let d = h.join(".gemini/tmp").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(".project_root"), owner).unwrap();
+        }
+        let mut got = gemini_project_memories(&h, &[PathBuf::from("/w/q")]);
+        got.sort();
+        assert_eq!(got, vec![mem("dot"), mem("dots"), mem("qq")]);
+        for name in ["qq", "dot", "dots"] {
+            std::fs::remove_dir_all(h.join(".gemini/tmp").join(name)).unwrap();
+        }
         // A FIFO where the registry was: not read, the markers still answer.
         std::fs::remove_file(h.join(".gemini/projects.json")).unwrap();
         let fifo =

@@ -579,8 +579,9 @@ const MEMORY_PARENTS: &[&str] = &["projects", "tmp"];
 /// Every file in `rel/*/memory` (attack review 76: memory the agent wrote for any project,
 /// which the host's next session there obeys, went unreported among the transcripts).
 fn memories(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, s: &mut Snapshot) {
-    /// Projects looked at (a long-used `~/.claude/projects` holds hundreds).
-    const MAX_PROJECTS: usize = 5000;
+    /// Projects looked at (a long-used `~/.claude/projects` holds hundreds; an agent that
+    /// floods it past this makes the report say so, attack review 81).
+    const MAX_PROJECTS: usize = 100_000;
     if fsat::open_dir(root.as_fd(), rel, true, Some(dev)).is_err() {
         return;
     }
@@ -1324,7 +1325,7 @@ impl Report {
         if self.incomplete {
             let _ = writeln!(
                 s,
-                "warden: integrity: the workspace walk was incomplete (over {MAX_ENTRIES} entries, deeper than {MAX_DEPTH}, or unreadable directories): files past it were not compared"
+                "warden: integrity: a walk was incomplete (the workspace over {MAX_ENTRIES} entries or deeper than {MAX_DEPTH}, an agent state directory's projects over 100000 entries, or unreadable directories): files past it were not compared; look there yourself before running the host's tools or agent"
             );
         }
         s

@@ -331,6 +331,14 @@ struct Manifest {
     /// include targets, and a session on `ws` contains the one on `ws/sub`).
     #[serde(default)]
     roots: Vec<PathBuf>,
+    /// The supervisor's start time ([`start_time`]): a pid reused by another process is not
+    /// the session. 0: not recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    started: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The paths a session mounts over in a writable root (locked protected paths, hidden
@@ -366,9 +374,23 @@ fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-fn alive(pid: i32) -> bool {
+/// Whether the session that wrote `m` still runs: its supervisor's pid exists (EPERM is a
+/// process of another user: alive; attack review 81 found a user's session taking root's
+/// for dead) and, when recorded, started when it did (a reused pid is another process).
+fn alive(m: &Manifest) -> bool {
+    let pid = m.pid;
     // SAFETY: signal 0 only checks for existence.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    let exists = pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+    exists && (m.started == 0 || start_time(pid) == Some(m.started))
+}
+
+/// A process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot).
+fn start_time(pid: i32) -> Option<u64> {
+    let t = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &t[t.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Every manifest in `dir` (but `skip`) that parses; others are dropped without touching a
@@ -489,7 +511,7 @@ fn sweep(dir: &Path, me: &Path) -> Vec<String> {
     let all = manifests(dir, me);
     let used = live_uses(&all);
     let mut killed = Vec::new();
-    for (path, m) in all.iter().filter(|(_, m)| !alive(m.pid)) {
+    for (path, m) in all.iter().filter(|(_, m)| !alive(m)) {
         if m.pid != 0 {
             let id = path
                 .file_stem()
@@ -537,7 +559,7 @@ fn live_uses(all: &[(PathBuf, Manifest)]) -> Live {
     let live = || {
         all.iter()
             .map(|(_, m)| m)
-            .filter(|m| alive(m.pid))
+            .filter(|m| alive(m))
             .chain(&others)
     };
     Live {
@@ -607,6 +629,7 @@ mod registry {
             uses: m.uses.clone(),
             roots: m.roots.clone(),
             token: m.token.clone(),
+            started: m.started,
             ..Default::default()
         };
         if let Ok(text) = serde_json::to_string(&rec) {
@@ -636,7 +659,7 @@ mod registry {
                     continue;
                 }
                 match read(&p) {
-                    Some(m) if m.pid != me && alive(m.pid) => out.push(m),
+                    Some(m) if m.pid != me && alive(&m) => out.push(m),
                     Some(m) if m.pid != me && own.as_ref() == Some(&d) => {
                         let _ = std::fs::remove_file(&p);
                     }
@@ -727,6 +750,7 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         token,
         uses: uses(plan),
         roots: writable_roots(plan),
+        started: start_time(pid).unwrap_or(0),
     };
     // Recorded machine-wide before anything is looked at: a session of another `$HOME`
     // ending now either removes its placeholders before this record (they are then absent
@@ -824,7 +848,7 @@ fn adopt(own: &Manifest, made: &[Placeholder], all: &[(PathBuf, Manifest)], used
     let live_tokens: Vec<String> = all
         .iter()
         .map(|(_, m)| m)
-        .filter(|m| alive(m.pid))
+        .filter(|m| alive(m))
         .map(|m| m.token.clone())
         .chain(registry::others().into_iter().map(|m| m.token))
         .filter(|t| !t.is_empty())
@@ -884,7 +908,7 @@ fn orphan_mark(parent: &Path, name: Option<&std::ffi::OsStr>, live: &[String]) -
 pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
     let mut pids: Vec<i32> = manifests(dir, manifest)
         .into_iter()
-        .filter(|(_, m)| alive(m.pid) && m.pid != std::process::id() as i32)
+        .filter(|(_, m)| alive(m) && m.pid != std::process::id() as i32)
         .filter(|(_, m)| {
             m.roots
                 .iter()
@@ -941,7 +965,7 @@ pub fn quiet(dir: &Path, me: &Path) -> Quiet {
             live: manifests(dir, me)
                 .into_iter()
                 .map(|(_, m)| m)
-                .filter(|m| alive(m.pid) && m.pid != std::process::id() as i32)
+                .filter(|m| alive(m) && m.pid != std::process::id() as i32)
                 .chain(registry::others())
                 .map(|m| (m.pid, m.roots, m.uses))
                 .collect(),

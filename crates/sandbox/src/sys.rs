@@ -629,4 +629,3 @@ mod tests {
         assert!(unsafe { libc::fcntl(keep.as_raw_fd(), libc::F_GETFD) } >= 0);
     }
 }
-

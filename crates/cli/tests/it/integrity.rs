@@ -2255,3 +2255,116 @@ fn a_session_of_another_home_keeps_the_placeholders_this_one_locks() {
         );
     }
 }
+
+/// Attack review 81: the machine-wide records did not hold across users. A user's session
+/// took root's for dead (`kill(pid, 0)` is EPERM there) and removed the placeholders root's
+/// session still locked; root's agent then wrote `.envrc` and `.mcp.json` on the host. Both
+/// orders, a user (uid 65534, its records in `/run/user/65534`) and root on one workspace.
+/// Judged on the host: nothing written, nothing left behind.
+#[test]
+fn sessions_of_root_and_a_user_keep_each_others_placeholders() {
+    let t = T::new("root-and-user");
+    let run_user = Path::new("/run/user/65534");
+    let made_run_user = !run_user.exists();
+    if made_run_user {
+        std::fs::create_dir_all(run_user).unwrap();
+        assert!(Command::new("chown")
+            .args(["65534:65534", "/run/user/65534"])
+            .status()
+            .unwrap()
+            .success());
+    }
+    // The tree belongs to the user (root writes it anyway); each run has its own HOME.
+    let home_root = t.root.join("home-root");
+    std::fs::create_dir_all(&home_root).unwrap();
+    assert!(Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&t.root)
+        .status()
+        .unwrap()
+        .success());
+    // Root's agent runs as an unprivileged uid of its own, mapped to root's files: a shared
+    // project directory of root's, open to all.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::chown(&t.ws, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&t.ws, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let user = |script: &str| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(warden())
+            .args(["run", "--", "/bin/bash", "-c", script])
+            .env("HOME", &t.home)
+            .env("XDG_RUNTIME_DIR", run_user)
+            .current_dir(&t.ws)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for v in SCRUBBED_ENV {
+            c.env_remove(v);
+        }
+        c
+    };
+    let root = |script: &str| {
+        let mut c = t.session(&t.ws, &[], script);
+        c.env("HOME", &home_root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let wait = |f: &str| {
+        assert!(
+            wait_until(std::time::Duration::from_secs(30), || t.ws.join(f).exists()),
+            "{f} never appeared"
+        )
+    };
+    let first_script = "touch first-ready; while [ ! -e first-go ]; do sleep 0.02; done";
+    let second_script = "touch second-ready; while [ ! -e second-go ]; do sleep 0.02; done; \
+         (echo 'export X=1' > .envrc) 2>/dev/null && echo WROTE-envrc; \
+         (echo '{}' > .mcp.json) 2>/dev/null && echo WROTE-mcp; echo DONE";
+    for (order, mut first, mut second) in [
+        ("root first", root(first_script), user(second_script)),
+        ("user first", user(first_script), root(second_script)),
+    ] {
+        for f in ["first-ready", "first-go", "second-ready", "second-go"] {
+            let _ = std::fs::remove_file(t.ws.join(f));
+        }
+        let a = first.spawn().unwrap();
+        wait("first-ready");
+        let b = second.spawn().unwrap();
+        wait("second-ready");
+        std::fs::write(t.ws.join("first-go"), "").unwrap();
+        let oa = a.wait_with_output().unwrap();
+        assert!(oa.status.success(), "{order}: {}", out(&oa));
+        std::fs::write(t.ws.join("second-go"), "").unwrap();
+        let o = b.wait_with_output().unwrap();
+        let s = ok(&o);
+        assert!(s.contains("DONE"), "{order}: {}", out(&o));
+        assert!(!s.contains("WROTE"), "{order}: {}", out(&o));
+        for f in [".envrc", ".mcp.json"] {
+            assert!(
+                std::fs::metadata(t.ws.join(f)).map_or(true, |m| m.len() == 0),
+                "{order}: {f} written on the host:\n{}\n{}",
+                out(&oa),
+                out(&o)
+            );
+        }
+        // The user's session, ending last, cannot remove what root made (root's
+        // directories): those stay for root's next session to sweep. Root removes the
+        // user's.
+        if order == "user first" {
+            for f in [".envrc", ".mcp.json", ".claude", ".vscode"] {
+                assert!(
+                    std::fs::symlink_metadata(t.ws.join(f)).is_err(),
+                    "{order}: {f} left in the workspace:\n{}\n{}",
+                    out(&oa),
+                    out(&o)
+                );
+            }
+        }
+    }
+    if made_run_user {
+        let _ = std::fs::remove_dir_all(run_user);
+    }
+}
