@@ -509,9 +509,13 @@ fn remove_unused(made: &[Placeholder], live: &Live) -> Vec<Placeholder> {
 /// an exit report).
 fn sweep(dir: &Path, me: &Path) -> Vec<String> {
     let all = manifests(dir, me);
-    let used = live_uses(&all);
     let mut killed = Vec::new();
-    for (path, m) in all.iter().filter(|(_, m)| !alive(m)) {
+    let dead: Vec<_> = all.iter().filter(|(_, m)| !alive(m)).collect();
+    if dead.is_empty() {
+        return killed;
+    }
+    let used = live_uses(&all);
+    for (path, m) in dead {
         if m.pid != 0 {
             let id = path
                 .file_stem()

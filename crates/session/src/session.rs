@@ -925,8 +925,9 @@ fn start_agent_state(
     // could write there then), merged under the sessions' lock before this one's copies
     // are taken.
     if !warden_agentstate::filtered_files(c.agent()).is_empty() {
-        let q = quiet(&c.state_dir, Path::new(""));
-        let busy = |p: &Path| q.busy(p);
+        // The lock is taken only when there is something to merge.
+        let q = std::cell::OnceCell::new();
+        let busy = |p: &Path| q.get_or_init(|| quiet(&c.state_dir, Path::new(""))).busy(p);
         for m in warden_agentstate::session::recover_orphans(&c.state_dir, &c.home, &busy) {
             eprintln!("warden: warning: {}", printable_lines(&m));
         }

@@ -2265,8 +2265,21 @@ fn a_session_of_another_home_keeps_the_placeholders_this_one_locks() {
 fn sessions_of_root_and_a_user_keep_each_others_placeholders() {
     let t = T::new("root-and-user");
     let run_user = Path::new("/run/user/65534");
-    let made_run_user = !run_user.exists();
-    if made_run_user {
+    /// Removes what the test made under `/run/user`, even when it fails.
+    struct Made(Vec<&'static str>);
+    impl Drop for Made {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+    let mut made = Made(Vec::new());
+    if !Path::new("/run/user").exists() {
+        made.0.push("/run/user");
+    }
+    if !run_user.exists() {
+        made.0.insert(0, "/run/user/65534");
         std::fs::create_dir_all(run_user).unwrap();
         assert!(Command::new("chown")
             .args(["65534:65534", "/run/user/65534"])
@@ -2364,7 +2377,5 @@ fn sessions_of_root_and_a_user_keep_each_others_placeholders() {
             }
         }
     }
-    if made_run_user {
-        let _ = std::fs::remove_dir_all(run_user);
-    }
+    drop(made);
 }
