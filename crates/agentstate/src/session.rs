@@ -32,6 +32,10 @@ const META: &str = "session.json";
 #[derive(Serialize, Deserialize)]
 struct Meta {
     pid: u32,
+    /// The supervisor's start time (`warden_sys::procfs::start_time`): a pid reused by
+    /// another process does not keep the session's copies from their merge. 0: unknown.
+    #[serde(default)]
+    started: u64,
     files: Vec<MetaFile>,
 }
 
@@ -86,8 +90,10 @@ pub fn recover_orphans(state: &Path, home: &Path, busy: Busy<'_>) -> Vec<String>
             continue;
         };
         // SAFETY: signal 0 only checks for existence.
-        let alive = unsafe { libc::kill(meta.pid as i32, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let alive = (unsafe { libc::kill(meta.pid as i32, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+            && (meta.started == 0
+                || warden_sys::procfs::start_time(meta.pid) == Some(meta.started));
         if alive {
             continue;
         }
@@ -219,6 +225,7 @@ impl StateSession {
         };
         let mut meta = Meta {
             pid: std::process::id(),
+            started: warden_sys::procfs::start_time(warden_sys::procfs::Proc::Me).unwrap_or(0),
             files: Vec::new(),
         };
         for spec in specs {

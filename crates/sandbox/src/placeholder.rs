@@ -386,11 +386,8 @@ fn alive(m: &Manifest) -> bool {
     exists && (m.started == 0 || start_time(pid) == Some(m.started))
 }
 
-/// A process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot).
 fn start_time(pid: i32) -> Option<u64> {
-    let t = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &t[t.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    warden_sys::procfs::start_time(pid)
 }
 
 /// Every manifest in `dir` (but `skip`) that parses; others are dropped without touching a

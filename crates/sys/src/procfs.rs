@@ -103,6 +103,19 @@ impl Status {
 }
 
 /// Reads `/proc/<pid>/cgroup`.
+/// A process's start time: field 22 of `/proc/<pid>/stat` (clock ticks after boot), which a
+/// reused pid does not share. `None` when the process is gone or the line does not parse.
+pub fn start_time(p: impl Into<Proc>) -> Option<u64> {
+    start_time_of(&read(p.into(), "stat").ok()?)
+}
+
+/// [`start_time`] from a `stat` line (the command name, in parentheses, may hold spaces and
+/// parentheses: the fields start after the last `)`).
+pub fn start_time_of(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 pub fn cgroup(p: impl Into<Proc>) -> Result<String, Error> {
     read(p.into(), "cgroup")
 }
@@ -133,6 +146,15 @@ pub fn cgroup_paths(text: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn start_time_is_field_22_after_the_command_name() {
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(super::start_time_of(line), Some(987654));
+        assert_eq!(super::start_time_of("42 (x) S 1"), None);
+        assert!(super::start_time(super::Proc::Me).is_some());
+    }
+
     use super::*;
 
     const STATUS: &str = "Name:\tbash
