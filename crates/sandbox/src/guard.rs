@@ -124,6 +124,9 @@ struct State {
     last_rescan: Instant,
     /// Git dirs and `.git` entries present at start: locked, never rewritten.
     preexisting: HashSet<Id>,
+    /// The entries of each config present at start, by its git dir (device, inode) and name:
+    /// what a replacement of it keeps through the sanitiser (attack review 80, F4).
+    pre_configs: HashMap<(u64, u64, String), Vec<ConfigEntry>>,
     /// What we mounted onto read-only (so it is not mounted twice).
     locked: HashSet<Id>,
     /// Directories bound onto themselves writable (pinned containers).
@@ -171,7 +174,8 @@ struct State {
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
 /// repository made in the session.
 enum Made {
-    Config(OwnedFd),
+    /// A config and the entries it held before the session (kept by every sanitising).
+    Config(OwnedFd, Vec<ConfigEntry>),
     Hooks(OwnedFd),
     /// The bound was reached (reported once).
     Over,
@@ -375,6 +379,7 @@ impl Guard {
             unwatched: true,
             last_rescan: Instant::now(),
             preexisting: HashSet::new(),
+            pre_configs: HashMap::new(),
             locked: HashSet::new(),
             pinned: HashSet::new(),
             writable_other: crate::placeholder::writable_roots(plan)
@@ -1690,7 +1695,7 @@ impl State {
         let dev = Some(self.dev);
         for m in &self.made {
             match m {
-                Made::Config(f) => sanitize_config_fd(f.as_fd()),
+                Made::Config(f, before) => sanitize_config_fd(f.as_fd(), before),
                 Made::Hooks(d) => fsat::empty_dir(d.as_fd(), dev, 16),
                 Made::Over => {}
             }
@@ -1726,19 +1731,39 @@ impl State {
         let p = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
             .map_err(|e| err("open", &rel.join(name), e))?;
         let id = fsat::identity(p.as_fd()).map_err(|e| err("stat", &rel.join(name), e))?;
+        let pre = self.pre(id);
+        let git_dir = fsat::fstat(g).map(|st| (st.st_dev, st.st_ino, name.to_string()));
+        // A config there at the start (locked here, or already by the plan): its entries are
+        // what a replacement keeps.
+        if pre {
+            if let Ok(k) = &git_dir {
+                if !self.pre_configs.contains_key(k) {
+                    if let Ok(f) = fsat::open_file(g, Path::new(name), libc::O_RDONLY, dev) {
+                        if let Ok(raw) = fsat::read_to_vec(f.as_fd(), 1 << 20) {
+                            self.pre_configs
+                                .insert(k.clone(), config_entries(&String::from_utf8_lossy(&raw)));
+                        }
+                    }
+                }
+            }
+        }
         if self.locked.contains(&id) {
             return Ok(());
         }
-        let pre = self.pre(id);
         if pre {
             return self
                 .bind_self(p.as_fd(), true, false)
                 .map_err(|e| err("cannot lock", &rel.join(name), e));
         }
+        let before: &[ConfigEntry] = git_dir
+            .ok()
+            .and_then(|k| self.pre_configs.get(&k))
+            .map_or(&[], Vec::as_slice);
+        let before = before.to_vec();
         let rw = fsat::open_file(g, Path::new(name), libc::O_RDWR, dev)
             .map_err(|e| err("open", &rel.join(name), e))?;
         if !lock {
-            sanitize_config_fd(rw.as_fd());
+            sanitize_config_fd(rw.as_fd(), &before);
             return Ok(());
         }
         // Made in the session: the sanitised text goes into a new file of the guard's, renamed
@@ -1746,7 +1771,7 @@ impl State {
         // read-write fd opened before the lock, a hard link under another name) keeps the old
         // inode, which git no longer reads here (attack review 61: `core.fsmonitor` written
         // through either after the lock, and the host's `git status` ran it).
-        let clean = sanitized_config(rw.as_fd());
+        let clean = sanitized_config(rw.as_fd(), &before);
         let fresh = match fsat::replace_file(g, OsStr::new(name), clean.as_bytes(), 0o644) {
             Ok(f) => f,
             Err(e) => {
@@ -1755,17 +1780,17 @@ impl State {
                     "warden: workspace guard: cannot replace {:?} ({e}); sanitised and locked in place",
                     rel.join(name)
                 );
-                sanitize_config_fd(rw.as_fd());
+                sanitize_config_fd(rw.as_fd(), &before);
                 self.bind_self(p.as_fd(), true, false)
                     .map_err(|e| err("cannot lock", &rel.join(name), e))?;
-                self.keep(Made::Config(rw));
+                self.keep(Made::Config(rw, before));
                 return Ok(());
             }
         };
         self.bind_self(fresh.as_fd(), true, false)
             .map_err(|e| err("cannot lock", &rel.join(name), e))?;
         let fresh_id = fsat::identity(fresh.as_fd()).ok();
-        self.keep(Made::Config(fresh));
+        self.keep(Made::Config(fresh, before));
         // The lock stands on the new file only if that is still what the name holds (a
         // rename in between would leave the agent's file there): checked through the mount.
         let now = fsat::open_file(g, Path::new(name), libc::O_PATH, dev)
@@ -1822,28 +1847,29 @@ impl CStringPath {
     }
 }
 
-fn sanitize_config_fd(f: BorrowedFd<'_>) {
+/// Sanitises a config in place, keeping `before`'s entries ([`sanitize_config_keeping`]).
+fn sanitize_config_fd(f: BorrowedFd<'_>, before: &[ConfigEntry]) {
     let Ok(raw) = fsat::read_to_vec(f, (1 << 20) + 1) else {
         return;
     };
-    let clean = sanitized_text(&raw);
+    let clean = sanitized_text(&raw, before);
     if clean.as_bytes() != raw.as_slice() {
         let _ = fsat::rewrite(f, clean.as_bytes());
     }
 }
 
 /// The sanitised text of a config file (unreadable: the default config).
-fn sanitized_config(f: BorrowedFd<'_>) -> String {
+fn sanitized_config(f: BorrowedFd<'_>, before: &[ConfigEntry]) -> String {
     fsat::read_to_vec(f, (1 << 20) + 1)
-        .map(|raw| sanitized_text(&raw))
+        .map(|raw| sanitized_text(&raw, before))
         .unwrap_or_else(|_| DEFAULT_CONFIG.to_string())
 }
 
-fn sanitized_text(raw: &[u8]) -> String {
+fn sanitized_text(raw: &[u8], before: &[ConfigEntry]) -> String {
     if raw.len() > 1 << 20 {
         DEFAULT_CONFIG.to_string()
     } else {
-        sanitize_config(&String::from_utf8_lossy(raw))
+        sanitize_config_keeping(&String::from_utf8_lossy(raw), before)
     }
 }
 
@@ -1914,9 +1940,52 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// `fsmonitor = ...`: git ends the value at the comment, the next line is its own key). A
 /// key or header git would refuse, and everything after it, is dropped.
 pub fn sanitize_config(text: &str) -> String {
+    sanitize_config_keeping(text, &[])
+}
+
+/// One entry of a git config as git reads it: (the section's header as written, the key in
+/// lower case, the value; `None` for a bare boolean key).
+pub type ConfigEntry = (String, String, Option<String>);
+
+/// Every entry git reads from a config text, in order.
+pub fn config_entries(text: &str) -> Vec<ConfigEntry> {
+    let mut all = Vec::new();
+    walk_config(text, &mut |h, _, k, v| {
+        all.push((h.to_string(), k.to_string(), v.clone()));
+        true
+    });
+    all
+}
+
+/// [`sanitize_config`], also keeping the entries in `before` (the text the config held before
+/// the session): a config the host itself replaced during the session (`git remote add`, `git
+/// config`) keeps the user's own settings (attack review 80, F4: `commit.gpgsign` and
+/// `transfer.fsckObjects` were dropped), and an agent's replacement gains nothing the user did
+/// not already have.
+pub fn sanitize_config_keeping(text: &str, before: &[ConfigEntry]) -> String {
+    walk_config(text, &mut |h, section, key, value| {
+        let allowed = section.is_some_and(|s| {
+            ALLOWED
+                .iter()
+                .any(|(sec, keys)| *sec == s && keys.contains(&key))
+        });
+        allowed
+            || before
+                .iter()
+                .any(|(bh, bk, bv)| bh == h && bk == key && bv == value)
+    })
+}
+
+/// Whether [`walk_config`] keeps an entry: `(header, section, key, value)`.
+type KeepEntry<'a> = dyn FnMut(&str, Option<&str>, &str, &Option<String>) -> bool + 'a;
+
+/// Reads a config text as git does and writes back, quoted and escaped by warden, each entry
+/// `keep(header, section, key, value)` accepts; see [`sanitize_config`].
+fn walk_config(text: &str, keep: &mut KeepEntry<'_>) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
     let mut section: Option<String> = None;
+    let mut header = String::new();
     let mut i = 0;
     while i < lines.len() {
         let t = lines[i].trim_start();
@@ -1929,7 +1998,8 @@ pub fn sanitize_config(text: &str) -> String {
             let Some((name, after)) = parse_header(t) else {
                 break; // git stops at a bad header: so do we (nothing after it is kept)
             };
-            out.push_str(&t[..t.len() - after.len()]);
+            header = t[..t.len() - after.len()].to_string();
+            out.push_str(&header);
             out.push('\n');
             section = Some(name);
             rest = after.trim_start();
@@ -1955,12 +2025,7 @@ pub fn sanitize_config(text: &str) -> String {
         } else {
             break;
         };
-        let keep = section.as_deref().is_some_and(|s| {
-            ALLOWED
-                .iter()
-                .any(|(sec, keys)| *sec == s && keys.contains(&key.as_str()))
-        });
-        if !keep {
+        if !keep(&header, section.as_deref(), &key, &value) {
             continue;
         }
         out.push('\t');
@@ -2125,6 +2190,27 @@ mod tests {
         assert_eq!(c, "[core]\n\tbare = \"false\"\n");
         let c = sanitize_config("[user]\n\tname = \"A \\\"B\\\" C\" # x\n");
         assert_eq!(c, "[user]\n\tname = \"A \\\"B\\\" C\"\n");
+    }
+
+    /// Attack review 80 (F4): a config the host replaced keeps what it held before the
+    /// session, entry for entry (same section header, key and value); anything else that is
+    /// not inert still goes.
+    #[test]
+    fn sanitising_keeps_the_entries_the_config_held_before() {
+        let before = config_entries(
+            "[core]\n\tbare = false\n[commit]\n\tgpgsign = true\n[filter \"lfs\"]\n\tclean = git-lfs clean -- %f\n",
+        );
+        let after = "[core]\n\tbare = false\n\tfsmonitor = evil\n[commit]\n\tgpgsign = true\n[filter \"lfs\"]\n\tclean = git-lfs clean -- %f\n[filter \"x\"]\n\tclean = git-lfs clean -- %f\n\tsmudge = evil\n";
+        let c = sanitize_config_keeping(after, &before);
+        assert!(c.contains("gpgsign = \"true\""), "{c}");
+        assert!(
+            c.contains("[filter \"lfs\"]\n\tclean = \"git-lfs clean -- %f\""),
+            "{c}"
+        );
+        assert!(!c.contains("fsmonitor") && !c.contains("smudge"), "{c}");
+        assert!(!c.contains("[filter \"x\"]\n\tclean"), "{c}");
+        // Without the earlier entries, only the inert ones.
+        assert!(!sanitize_config(after).contains("gpgsign"));
     }
 
     #[test]

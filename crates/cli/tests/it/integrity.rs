@@ -2379,3 +2379,73 @@ fn sessions_of_root_and_a_user_keep_each_others_placeholders() {
     }
     drop(made);
 }
+
+/// Attack review 80 (F4): the host's own git rewrote `.git/config` during a session (`git
+/// remote add`: a lock file renamed into place), the guard took the new file for the agent's
+/// and reduced it to its inert keys, and the user's `commit.gpgsign` and
+/// `transfer.fsckObjects` were gone. Settings the config held before the session are kept;
+/// what is new and not inert still goes. Judged on the host after the session.
+#[test]
+fn a_config_the_host_rewrites_during_a_session_keeps_the_users_settings() {
+    let t = T::new("host-rewrites-config");
+    assert!(t.host_git(&t.ws, &["init", "-q"]).status.success());
+    for (k, v) in [
+        ("commit.gpgsign", "true"),
+        ("transfer.fsckObjects", "true"),
+        ("gpg.program", "/usr/bin/gpg"),
+    ] {
+        assert!(t.host_git(&t.ws, &["config", k, v]).status.success());
+    }
+    let s = t
+        .session(
+            &t.ws,
+            &[],
+            "touch ready; while [ ! -e go ]; do sleep 0.02; done; echo DONE",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || t
+            .ws
+            .join("ready")
+            .exists()),
+        "the session never started"
+    );
+    // The host: its own git, and something that would run code, as if another tool wrote it.
+    assert!(t
+        .host_git(
+            &t.ws,
+            &["remote", "add", "upstream", "https://example.invalid/r.git"]
+        )
+        .status
+        .success());
+    assert!(t
+        .host_git(&t.ws, &["config", "core.pager", "touch /tmp/never"])
+        .status
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = s.wait_with_output().unwrap();
+    assert!(ok(&o).contains("DONE"), "{}", out(&o));
+    let cfg = std::fs::read_to_string(t.ws.join(".git/config")).unwrap();
+    let get = |k: &str| {
+        String::from_utf8_lossy(&t.host_git(&t.ws, &["config", "--get", k]).stdout)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(get("commit.gpgsign"), "true", "{cfg}");
+    assert_eq!(get("transfer.fsckobjects"), "true", "{cfg}");
+    assert_eq!(get("gpg.program"), "/usr/bin/gpg", "{cfg}");
+    assert_eq!(
+        get("remote.upstream.url"),
+        "https://example.invalid/r.git",
+        "{cfg}"
+    );
+    assert_eq!(
+        get("core.pager"),
+        "",
+        "a new command-bearing key was kept:\n{cfg}"
+    );
+}
