@@ -89,12 +89,7 @@ pub fn recover_orphans(state: &Path, home: &Path, busy: Busy<'_>) -> Vec<String>
         let Ok(meta) = serde_json::from_slice::<Meta>(&f.bytes) else {
             continue;
         };
-        // SAFETY: signal 0 only checks for existence.
-        let alive = (unsafe { libc::kill(meta.pid as i32, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
-            && (meta.started == 0
-                || warden_sys::procfs::start_time(meta.pid) == Some(meta.started));
-        if alive {
+        if warden_sys::procfs::running(meta.pid as i32, meta.started) {
             continue;
         }
         if meta

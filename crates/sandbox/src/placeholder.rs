@@ -331,7 +331,7 @@ struct Manifest {
     /// include targets, and a session on `ws` contains the one on `ws/sub`).
     #[serde(default)]
     roots: Vec<PathBuf>,
-    /// The supervisor's start time ([`start_time`]): a pid reused by another process is not
+    /// The supervisor's start time (`warden_sys::procfs::start_time`): a pid reused by another process is not
     /// the session. 0: not recorded.
     #[serde(default, skip_serializing_if = "is_zero")]
     started: u64,
@@ -374,20 +374,11 @@ fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Whether the session that wrote `m` still runs: its supervisor's pid exists (EPERM is a
-/// process of another user: alive; attack review 81 found a user's session taking root's
-/// for dead) and, when recorded, started when it did (a reused pid is another process).
+/// Whether the session that wrote `m` still runs (its supervisor, started when it did; a
+/// process of another user counts: attack review 81 found a user's session taking root's for
+/// dead).
 fn alive(m: &Manifest) -> bool {
-    let pid = m.pid;
-    // SAFETY: signal 0 only checks for existence.
-    let exists = pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
-    exists && (m.started == 0 || start_time(pid) == Some(m.started))
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    warden_sys::procfs::start_time(pid)
+    m.pid > 0 && warden_sys::procfs::running(m.pid, m.started)
 }
 
 /// Every manifest in `dir` (but `skip`) that parses; others are dropped without touching a
@@ -758,7 +749,7 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         token,
         uses: uses(plan),
         roots: writable_roots(plan),
-        started: start_time(pid).unwrap_or(0),
+        started: warden_sys::procfs::start_time(pid).unwrap_or(0),
     };
     // Recorded machine-wide before anything is looked at: a session of another `$HOME`
     // ending now either removes its placeholders before this record (they are then absent

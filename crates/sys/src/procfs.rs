@@ -116,6 +116,20 @@ pub fn start_time_of(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether the process `pid` that started at `started` ([`start_time`]; 0: not recorded)
+/// still runs: it exists (EPERM is another user's process: it exists) and, when recorded,
+/// started then (a reused pid is another process).
+pub fn running(pid: i32, started: u64) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    let exists = match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    };
+    exists && (started == 0 || start_time(pid) == Some(started))
+}
+
 pub fn cgroup(p: impl Into<Proc>) -> Result<String, Error> {
     read(p.into(), "cgroup")
 }
@@ -152,7 +166,14 @@ mod tests {
         let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(super::start_time_of(line), Some(987654));
         assert_eq!(super::start_time_of("42 (x) S 1"), None);
-        assert!(super::start_time(super::Proc::Me).is_some());
+        let me = std::process::id() as i32;
+        let t = super::start_time(super::Proc::Me).unwrap();
+        assert!(super::running(me, t) && super::running(me, 0));
+        assert!(
+            !super::running(me, t + 1),
+            "a reused pid taken for the process"
+        );
+        assert!(super::running(1, 0), "another process (init) exists");
     }
 
     use super::*;
