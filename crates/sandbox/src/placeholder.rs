@@ -990,13 +990,21 @@ impl Quiet {
             return Some(u.clone());
         }
         let parent = file.parent().unwrap_or(file);
+        // Roots are recorded resolved; `$HOME` may be named through a link (read only).
+        let real = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
         self.live.iter().find_map(|(pid, roots, uses)| {
-            if let Some(r) = roots.iter().find(|r| parent.starts_with(r)) {
+            if let Some(r) = roots
+                .iter()
+                .find(|r| parent.starts_with(r) || real.starts_with(r))
+            {
                 Some(format!(
                     "warden session {pid} is running, and its agent can write {} (it could swap the file as it is written)",
                     r.display()
                 ))
-            } else if uses.iter().any(|u| u == file) {
+            } else if uses
+                .iter()
+                .any(|u| u == file || file.file_name().is_some_and(|n| *u == real.join(n)))
+            {
                 Some(format!(
                     "warden session {pid} is running and locks {} (replacing it would unlock it there)",
                     file.display()
