@@ -98,7 +98,7 @@
 #![allow(clippy::undocumented_unsafe_blocks, clippy::too_many_arguments)]
 
 pub use crate::cache::Cache;
-use crate::hold::{Hold, Shared};
+use crate::hold::{Finish, Hold, Shared};
 use crate::identity::{
     deadline_for, fstat, hex, over_limit, sha256_fd_within, FileStamp, Hash, Limit, HASH_DEADLINE,
     MAX_HASH_BYTES,
@@ -931,6 +931,35 @@ struct Mapping {
     hold: Option<Hold>,
     /// A sealed copy to put at the mapped descriptor's number first ([`crate::snapshot`]).
     copy: Option<(i32, Arc<OwnedFd>)>,
+    /// An `mprotect`'s range and the files the decision found there, read again once the
+    /// kernel applied it.
+    recheck: Option<Recheck>,
+}
+
+/// What an `mprotect(+PROT_EXEC)` decision read, compared once the kernel applied the change
+/// and before any thread of the sandbox runs again. Defense in depth behind [`Hold`]: were a
+/// thread sharing the address space left running (a hold that missed one), a file it mapped
+/// over the range between the decision and the kernel's change would show here, and every
+/// process sharing the address space is killed before the one that asked runs a single
+/// instruction.
+struct Recheck {
+    addr: u64,
+    len: u64,
+    ids: Ids,
+}
+
+impl Recheck {
+    /// `Err`: what changed.
+    fn run(&self, pid: u32) -> Result<(), String> {
+        let now = range_ids(pid, self.addr, self.len)?;
+        match now.iter().find(|id| !self.ids.contains(id)) {
+            None => Ok(()),
+            Some((dev, ino)) => Err(format!(
+                "the range {:#x}+{:#x} maps a file (device {dev:#x}, inode {ino}) that the decision did not see: something sharing the address space mapped it over the range while the decision was taken",
+                self.addr, self.len
+            )),
+        }
+    }
 }
 
 impl Guard {
@@ -1550,6 +1579,7 @@ impl Guard {
         let is_exec = nr == libc::SYS_execve || nr == libc::SYS_execveat;
         let mut hold = None;
         let mut copy = None;
+        let mut recheck = None;
         let ok = if is_exec {
             self.exec_clean
                 .lock()
@@ -1647,12 +1677,24 @@ impl Guard {
                 Err(out) => return out,
             };
             match mapping_files(pid, a[0], a[1]) {
-                Ok(files) => files.iter().all(|(path, f)| {
-                    let name = || path.clone();
-                    match stat_fd(f.as_fd()) {
-                        Ok(st) => {
-                            self.not_writable_code(pid, &name, "mprotect", f.as_fd(), &st, started)
-                                && self.decide_stat(
+                Ok((files, ids)) => {
+                    recheck = Some(Recheck {
+                        addr: a[0],
+                        len: a[1],
+                        ids,
+                    });
+                    files.iter().all(|(path, f)| {
+                        let name = || path.clone();
+                        match stat_fd(f.as_fd()) {
+                            Ok(st) => {
+                                self.not_writable_code(
+                                    pid,
+                                    &name,
+                                    "mprotect",
+                                    f.as_fd(),
+                                    &st,
+                                    started,
+                                ) && self.decide_stat(
                                     pid,
                                     &name,
                                     "mprotect",
@@ -1661,20 +1703,28 @@ impl Guard {
                                     started,
                                     0,
                                 )
+                            }
+                            Err(e) => self.fail(pid, &name(), "mprotect", e.to_string(), started),
                         }
-                        Err(e) => self.fail(pid, &name(), "mprotect", e.to_string(), started),
-                    }
-                }),
+                    })
+                }
                 Err(e) => self.fail(pid, "mprotect", "mprotect", e, started),
             }
         };
-        match (ok, hold, copy) {
+        match (ok, hold, copy, recheck) {
             (false, ..) => Outcome::Deny(libc::EACCES),
             (true, ..) if is_exec => Outcome::AllowExec,
-            (true, None, None) => Outcome::Allow,
-            (true, hold, copy) => Outcome::AllowMapping(Box::new(Mapping {
-                hold,
+            (true, None, None, None) => Outcome::Allow,
+            (true, hold, copy, recheck) => Outcome::AllowMapping(Box::new(Mapping {
+                // An mprotect is checked again once applied, its thread stopped for it (one
+                // traced by a program of the agent's cannot be: nothing else was found
+                // sharing its address space, and it goes unchecked as before).
+                hold: hold.or_else(|| {
+                    let free = || matches!(tracer_of(pid).as_str(), "0") || is_traced_by_us(pid);
+                    recheck.as_ref().filter(|_| free()).map(|_| Hold::default())
+                }),
                 copy: copy.map(|c| (a[4] as i32, c)),
+                recheck,
             })),
         }
     }
@@ -2105,7 +2155,11 @@ impl Guard {
         };
         match out {
             Outcome::AllowMapping(m) => {
-                let Mapping { hold, copy } = *m;
+                let Mapping {
+                    hold,
+                    copy,
+                    recheck,
+                } = *m;
                 if let Some((fd, c)) = copy {
                     if let Err(e) = crate::snapshot::install(lfd, n.id, n.pid, fd, &c) {
                         // ENOENT: the process is gone. Otherwise the file itself would be
@@ -2123,18 +2177,26 @@ impl Guard {
                 }
                 notif::allow(lfd, n.id);
                 let Some(h) = hold else { return };
-                if let Err(e) = h.finish(n.pid, &mut |p, st| self.on_event(p, st)) {
-                    // What the kernel used can no longer be known: the process must not go on.
-                    // SAFETY: kill of a process of this session by its (thread) id.
-                    unsafe { libc::kill(n.pid as i32, libc::SIGKILL) };
-                    self.fail(
-                        n.pid,
-                        "mapping",
-                        "mmap",
-                        format!("the mapping thread did not come back: {e}; process killed"),
-                        Instant::now(),
-                    );
-                }
+                let check = |pid: u32| recheck.as_ref().map_or(Ok(()), |r| r.run(pid));
+                let kind = if recheck.is_some() {
+                    "mprotect"
+                } else {
+                    "mmap"
+                };
+                let why = match h.finish(n.pid, &check, &mut |p, st| self.on_event(p, st)) {
+                    Ok(()) => return,
+                    Err(Finish::NotBack(e)) => {
+                        // What the kernel used can no longer be known: the process must not
+                        // go on.
+                        // SAFETY: kill of a process of this session by its (thread) id.
+                        unsafe { libc::kill(n.pid as i32, libc::SIGKILL) };
+                        format!("the mapping thread did not come back: {e}; process killed")
+                    }
+                    Err(Finish::Changed(e)) => format!(
+                        "{e}; the process and every held process sharing its address space were killed"
+                    ),
+                };
+                self.fail(n.pid, "mapping", kind, why, Instant::now());
             }
             Outcome::Allow | Outcome::AllowExec => notif::allow(lfd, n.id),
             // Never reached (asks are answered when the human did); fail closed.
@@ -2791,27 +2853,49 @@ fn read_maps(pid: u32) -> Result<String, String> {
 /// The files behind every mapping that overlaps `[addr, addr + len)` (page-rounded);
 /// anonymous mappings are skipped. No mapping at all in the range: an error (the kernel
 /// would fail the call with `ENOMEM` anyway).
-fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<Vec<(String, OwnedFd)>, String> {
+fn mapping_files(pid: u32, addr: u64, len: u64) -> Result<(Vec<(String, OwnedFd)>, Ids), String> {
     let maps = read_maps(pid)?;
+    let lines = range_lines(&maps, addr, len)?;
+    let ids = ids_of(&lines);
+    let mut out = Vec::new();
+    for m in lines.into_iter().flatten() {
+        let f = open_mapped(pid, &m)?;
+        out.push((m.path, f));
+    }
+    Ok((out, ids))
+}
+
+/// Files by (device, inode) as `maps` shows them, sorted, without repeats.
+type Ids = Vec<(u64, u64)>;
+
+fn ids_of(lines: &[Option<MappedFile>]) -> Ids {
+    let mut ids: Ids = lines.iter().flatten().map(|m| (m.dev, m.ino)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The lines of `maps` that `[addr, addr + len)` (rounded to pages) touches; an error when
+/// none does.
+fn range_lines(maps: &str, addr: u64, len: u64) -> Result<Vec<Option<MappedFile>>, String> {
     let end = addr
         .saturating_add(len.saturating_add(4095) & !4095)
         .max(addr + 1);
-    let mut out = Vec::new();
-    let mut any = false;
-    for (s, e, file) in map_lines(&maps) {
-        if e <= addr || s >= end {
-            continue;
-        }
-        any = true;
-        if let Some(m) = file {
-            let f = open_mapped(pid, &m)?;
-            out.push((m.path, f));
-        }
-    }
-    if !any {
+    let out: Vec<_> = map_lines(maps)
+        .filter(|&(s, e, _)| e > addr && s < end)
+        .map(|(_, _, f)| f)
+        .collect();
+    if out.is_empty() {
         return Err(format!("no mapping at {addr:#x}"));
     }
     Ok(out)
+}
+
+/// The files (device and inode, as `maps` shows them) backing `[addr, addr + len)` in
+/// `pid`'s address space, sorted and without repeats: what an `mprotect` decision read,
+/// compared again once the kernel applied it ([`Recheck`]).
+fn range_ids(pid: u32, addr: u64, len: u64) -> Result<Ids, String> {
+    Ok(ids_of(&range_lines(&read_maps(pid)?, addr, len)?))
 }
 
 /// The files the kernel mapped at an exec besides the executable `exe` (dev, ino of
@@ -2910,6 +2994,40 @@ fn take_map_file(pid: u32, start: u64, end: u64) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_mapped_over_a_decided_range_is_caught_by_the_recheck() {
+        let dir = std::env::temp_dir().join(format!("warden-recheck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, [1u8; 4096]).unwrap();
+        std::fs::write(&b, [2u8; 4096]).unwrap();
+        let map = |f: &std::path::Path, at: *mut libc::c_void, flags| {
+            let fd = std::fs::File::open(f).unwrap();
+            // SAFETY: a fresh read-only mapping of a whole page, at a place this test owns.
+            let p = unsafe { libc::mmap(at, 4096, libc::PROT_READ, flags, fd.as_raw_fd(), 0) };
+            assert_ne!(p, libc::MAP_FAILED);
+            p
+        };
+        let at = map(&a, std::ptr::null_mut(), libc::MAP_PRIVATE);
+        let me = std::process::id();
+        let (_, ids) = mapping_files(me, at as u64, 4096).unwrap();
+        assert_eq!(ids.len(), 1);
+        let r = Recheck {
+            addr: at as u64,
+            len: 4096,
+            ids,
+        };
+        r.run(me).unwrap();
+        map(&b, at, libc::MAP_PRIVATE | libc::MAP_FIXED);
+        let e = r.run(me).unwrap_err();
+        assert!(e.contains("did not see"), "{e}");
+        // Unmapped: nothing there to decide on (an error, so denied).
+        // SAFETY: the page this test mapped.
+        unsafe { libc::munmap(at, 4096) };
+        assert!(r.run(me).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut p = [0; 2];
