@@ -853,6 +853,28 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsStr::from_bytes(&buf[..n as usize])))
 }
 
+/// Whether what `fd` names is the root of a mount (`STATX_ATTR_MOUNT_ROOT`; `false` on a
+/// kernel that does not report it, before 5.8).
+pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: statx into a zeroed struct of the right type.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx on a borrowed fd with AT_EMPTY_PATH.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    Ok(st.stx_attributes_mask & root != 0 && st.stx_attributes & root != 0)
+}
+
 /// Makes the mount at `path` and every mount below it read-only, when `path` is a mount's
 /// root (on any other path `mount_setattr` would act on the enclosing mount, here `/` and
 /// every bind below it). `Ok(false)`: not a mount root, or a kernel without
@@ -875,24 +897,7 @@ pub fn readonly_tree(path: &Path) -> io::Result<bool> {
     }
     // SAFETY: fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let empty = c"";
-    // SAFETY: statx into a zeroed struct of the right type.
-    let mut st: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: statx on our fd with AT_EMPTY_PATH.
-    let r = unsafe {
-        libc::statx(
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH,
-            libc::STATX_BASIC_STATS,
-            &mut st,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
-    if st.stx_attributes_mask & root == 0 || st.stx_attributes & root == 0 {
+    if !is_mount_root(fd.as_fd())? {
         return Ok(false);
     }
     if let Err(e) = mount_setattr(fd.as_fd(), MOUNT_ATTR_RDONLY, None, true) {

@@ -5,6 +5,9 @@
 //! - Protected paths (`files.protect`) are locked read-only, and every directory between their
 //!   writable root and them (`.git`, `.claude`, ...) is bound onto itself: a mount point cannot
 //!   be renamed or removed (EBUSY), so `mv .claude x && mkdir .claude` fails.
+//! - A lock stands on a directory entry, and the host replacing or removing that entry
+//!   takes it away in every namespace: each locked file's directory is watched and the name
+//!   locked again at once ([`Relock`]).
 //! - Git repositories at any depth: every entry named `.git` (directory, `gitdir:` file,
 //!   symlink) and every directory that looks like a git dir (`HEAD` plus `objects/` or
 //!   `commondir`, e.g. `.git/modules/*`, `.git/worktrees/*`, `--separate-git-dir` targets) is
@@ -164,11 +167,29 @@ struct State {
     /// the locks: the last pass sanitises these configs and empties these hooks directories
     /// again (see [`State::resanitise`]).
     made: Vec<Made>,
+    /// Locked files watched for the host replacing them ([`State::relock`]).
+    relocks: Vec<Relock>,
+    /// The watch on each locked file's directory, and which of `relocks` live there.
+    relock_wds: HashMap<i32, Vec<usize>>,
+    /// `relocks` whose name an event touched, to look at in the next pass.
+    relock_due: Vec<usize>,
     /// How many [`Made`] fds are kept at most: half of init's open-files limit (raised to its
     /// hard limit at start), at least 1,024. Past it, what the guard locks later in
     /// session-made repositories is not sanitised again by the last pass (their first-look
     /// locks stand in both views all the same), and the other half stays free for locking.
     max_made: usize,
+}
+
+/// A file `files.protect` locked in a writable root. A lock is a mount on the file's
+/// directory entry, and a program on the host that replaces that entry (a rename over it:
+/// `git checkout` of a tracked `.claude/settings.json`, an editor's save) or removes it
+/// takes the mount away in every namespace: the name would then be the agent's to write
+/// (attack review 80, F3). Its directory is watched, and the name locked again at once.
+struct Relock {
+    root: PathBuf,
+    want: Option<(u64, u64)>,
+    rel: PathBuf,
+    content: Option<String>,
 }
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
@@ -406,6 +427,9 @@ impl Guard {
             aside: Vec::new(),
             made: Vec::new(),
             max_made,
+            relocks: Vec::new(),
+            relock_wds: HashMap::new(),
+            relock_due: Vec::new(),
         };
         st.lock_protected(plan)?;
         warden_event::timing::mark("init: guard locked protected");
@@ -448,6 +472,12 @@ impl Guard {
                 s.rescan();
             }
             s.drain_events();
+            if let Err(e) = s.relock() {
+                eprintln!(
+                    "warden: workspace guard: {}",
+                    warden_event::text::printable(&e.to_string())
+                );
+            }
             if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
                 s.rescan();
             }
@@ -476,6 +506,12 @@ impl Guard {
         let Ok(mut s) = self.st.lock() else { return };
         s.finished = true;
         s.drain_events();
+        if let Err(e) = s.relock() {
+            eprintln!(
+                "warden: workspace guard: {}",
+                warden_event::text::printable(&e.to_string())
+            );
+        }
         // The watch saw every directory unless it was degraded (watch limit, queue overflow,
         // walk bounds) or never set up (a session over before the watcher's first pass):
         // only then is a full rescan needed to find what it missed.
@@ -759,8 +795,93 @@ impl State {
                     },
                     detail: Box::new(e),
                 })?;
+            if !p.is_dir {
+                self.watch_lock(Relock {
+                    root: root.clone(),
+                    want: plan.root_id(root),
+                    rel,
+                    content: p.placeholder_content.map(str::to_string),
+                })
+                .map_err(|e| GuardError::Protected {
+                    path: p.path.clone(),
+                    hint: "its directory cannot be watched for the host replacing the file",
+                    detail: Box::new(GuardError::Io(e)),
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// Watches the directory of the locked file `r` (see [`Relock`]).
+    fn watch_lock(&mut self, r: Relock) -> io::Result<()> {
+        let rfd = fsat::open_root_as(&r.root, r.want)?;
+        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+        let parent = r.rel.parent().unwrap_or(Path::new(""));
+        let d = fsat::open_dir(rfd.as_fd(), parent, true, Some(dev))?;
+        let p = format!("/proc/self/fd/{}\0", d.as_raw_fd());
+        let mask = libc::IN_CREATE
+            | libc::IN_MOVED_TO
+            | libc::IN_DELETE
+            | libc::IN_MOVED_FROM
+            | libc::IN_ONLYDIR
+            | libc::IN_MASK_ADD;
+        // SAFETY: a NUL-terminated path to our own verified fd (the magic link followed on
+        // purpose: it names the directory opened).
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                self.inotify.as_raw_fd(),
+                p.as_ptr() as *const libc::c_char,
+                mask,
+            )
+        };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.relock_wds
+            .entry(wd)
+            .or_default()
+            .push(self.relocks.len());
+        self.relocks.push(r);
+        Ok(())
+    }
+
+    /// Locks again every [`Relock`] an event touched whose entry is no longer a mount (the
+    /// host replaced or removed it): the host's new file read-only as itself, or, gone, an
+    /// empty file in its place (what the plan showed for it, for a placeholder).
+    fn relock(&mut self) -> Result<(), GuardError> {
+        let mut errors = Vec::new();
+        for i in std::mem::take(&mut self.relock_due) {
+            let r = &self.relocks[i];
+            let (root, want, rel, content) =
+                (r.root.clone(), r.want, r.rel.clone(), r.content.clone());
+            let once = (|| -> Result<(), GuardError> {
+                let rfd = fsat::open_root_as(&root, want)?;
+                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                let content = match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
+                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
+                    // The host's own file now: locked as itself.
+                    Ok(fd) => {
+                        self.locked.remove(&fsat::identity(fd.as_fd())?);
+                        None
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => content.as_deref(),
+                    Err(e) => return Err(e.into()),
+                };
+                self.lock_one(&root, want, &rel, false, content)
+            })();
+            if let Err(e) = once {
+                errors.push(GuardError::Protected {
+                    path: root.join(&rel),
+                    hint: "the host replaced this locked file during the session and it could not be locked again: the agent may have written it; read it before the host uses it",
+                    detail: Box::new(e),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(GuardError::Several(errors))
+        }
     }
 
     /// Stands a mount on the symlink `rel` beneath `root` itself, after checking it still
@@ -891,11 +1012,13 @@ impl State {
             return;
         }
         let p = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
+        // Added to what a locked file's watch on the same directory asks ([`Relock`]).
         let mask = libc::IN_CREATE
             | libc::IN_MOVED_TO
             | libc::IN_CLOSE_WRITE
             | libc::IN_ONLYDIR
-            | libc::IN_EXCL_UNLINK;
+            | libc::IN_EXCL_UNLINK
+            | libc::IN_MASK_ADD;
         // The magic link is followed on purpose (no IN_DONT_FOLLOW, which would watch the
         // link itself): it names the directory we opened and verified, not a path.
         // SAFETY: a NUL-terminated path to our own verified fd.
@@ -966,12 +1089,27 @@ impl State {
 
     fn event(&mut self, wd: i32, mask: u32, name: OsString) {
         if mask & libc::IN_Q_OVERFLOW != 0 {
+            // What was lost may have named a locked file: all are looked at.
+            self.relock_due = (0..self.relocks.len()).collect();
             self.degraded = true;
             self.rescan();
             return;
         }
         if mask & libc::IN_IGNORED != 0 {
             self.wds.remove(&wd);
+            return;
+        }
+        if let Some(ix) = self.relock_wds.get(&wd) {
+            for &i in ix {
+                if self.relocks[i].rel.file_name() == Some(name.as_os_str())
+                    && !self.relock_due.contains(&i)
+                {
+                    self.relock_due.push(i);
+                }
+            }
+        }
+        // (A locked file's watch adds removals to the events of a shared directory.)
+        if mask & (libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE) == 0 {
             return;
         }
         let Some(dir) = self.wds.get(&wd).cloned() else {

@@ -2449,3 +2449,69 @@ fn a_config_the_host_rewrites_during_a_session_keeps_the_users_settings() {
         "a new command-bearing key was kept:\n{cfg}"
     );
 }
+
+/// Attack review 80, F3: a lock is a mount on a file's directory entry, and a program on the
+/// host that replaces the entry during the session (a rename over it: `git checkout` of a
+/// tracked `.claude/settings.json`, an editor's save) or removes it took the mount away:
+/// the agent could then write the host's new file, which the host's next agent session
+/// obeys. The guard watches each locked file's directory and locks the name again at once.
+/// Judged on the host after the session; the agent still reads the host's new file.
+#[test]
+fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
+    let t = T::new("host-replaces-locked");
+    std::fs::create_dir_all(t.ws.join(".claude")).unwrap();
+    std::fs::write(t.ws.join(".claude/settings.json"), "{\"v\":1}\n").unwrap();
+    std::fs::write(t.ws.join(".envrc"), "export A=1\n").unwrap();
+    let s = t
+        .session(
+            &t.ws,
+            &[],
+            "touch ready; while [ ! -e go ]; do sleep 0.02; done; \
+             cat .claude/settings.json; \
+             for f in .claude/settings.json .envrc; do \
+               if (echo AGENT > $f) 2>/dev/null; then echo WROTE $f; else echo REFUSED $f; fi; \
+             done; echo DONE",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || t
+            .ws
+            .join("ready")
+            .exists()),
+        "the session never started"
+    );
+    // The host: a save by rename, and a removal.
+    std::fs::write(t.ws.join(".claude/settings.json.tmp"), "{\"v\":2}\n").unwrap();
+    std::fs::rename(
+        t.ws.join(".claude/settings.json.tmp"),
+        t.ws.join(".claude/settings.json"),
+    )
+    .unwrap();
+    std::fs::remove_file(t.ws.join(".envrc")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = s.wait_with_output().unwrap();
+    let all = out(&o);
+    assert!(ok(&o).contains("DONE"), "{all}");
+    assert!(
+        all.contains("{\"v\":2}"),
+        "the agent reads the host's new file:\n{all}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join(".claude/settings.json")).unwrap(),
+        "{\"v\":2}\n",
+        "the agent wrote the host's replaced file:\n{all}"
+    );
+    let envrc = std::fs::read_to_string(t.ws.join(".envrc")).unwrap_or_default();
+    assert!(
+        !envrc.contains("AGENT"),
+        "the agent wrote a removed locked name:\n{all}"
+    );
+    assert!(
+        all.contains("REFUSED .claude/settings.json") && all.contains("REFUSED .envrc"),
+        "{all}"
+    );
+}
