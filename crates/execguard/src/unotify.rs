@@ -2797,7 +2797,11 @@ fn map_lines(maps: &str) -> impl Iterator<Item = (u64, u64, Option<MappedFile>)>
         );
         let ino: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let path: String = it.collect::<Vec<_>>().join(" ");
-        let file = (ino != 0).then_some(MappedFile {
+        // Anonymous memory shows device 0:0 and inode 0. A file can show inode 0 on another
+        // device: the first SysV shared memory segment (its inode number is the segment's
+        // id; attack review 82 made a segment executable through a read-only attach and
+        // wrote it through a writable one, taken for anonymous memory).
+        let file = (ino != 0 || dev != 0).then_some(MappedFile {
             start,
             end,
             dev,

@@ -795,7 +795,11 @@ impl State {
                     },
                     detail: Box::new(e),
                 })?;
-            if !p.is_dir {
+            // (Git's own files in the workspace are the git watch's: a config the host
+            // rewrites is sanitised there, not locked as it is.)
+            let git_owned =
+                *root == plan.workspace && rel.components().any(|c| c.as_os_str() == ".git");
+            if !p.is_dir && !git_owned {
                 self.watch_lock(Relock {
                     root: root.clone(),
                     want: plan.root_id(root),

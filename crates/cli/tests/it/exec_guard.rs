@@ -1856,3 +1856,51 @@ fn a_huge_program_outside_the_workspace_stalls_once_then_is_denied_at_once() {
         "{lines:#?}"
     );
 }
+
+/// SysV shared memory made executable through a read-only attach, then written through a
+/// writable one: bytes no decision saw would run, and any process holding the segment could
+/// change them. The first segment's inode number is its id, 0, and the guard took it for
+/// anonymous memory (attack review 82). Tried for segments 0 and 1; a private anonymous
+/// page (a JIT's) still becomes executable.
+const SHM_C: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+int main(void) {
+  unsigned char code[] = {0xb8, 0x37, 0x13, 0, 0, 0xc3};
+  for (int k = 0; k < 2; k++) {
+    int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    if (id < 0) { perror("shmget"); return 2; }
+    unsigned char *w = shmat(id, 0, 0), *x = shmat(id, 0, SHM_RDONLY);
+    if (w == (void *)-1 || x == (void *)-1) { perror("shmat"); return 2; }
+    w[0] = 0xc3;
+    int r = mprotect(x, 4096, PROT_READ | PROT_EXEC);
+    printf("segment %d: mprotect %d\n", id, r);
+    if (r == 0) {
+      memcpy(w, code, sizeof code);
+      if (((int (*)(void))x)() == 0x1337) { FILE *f = fopen("ESCAPED", "w"); if (f) fclose(f); }
+    }
+  }
+  unsigned char *a = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  memcpy(a, code, sizeof code);
+  if (!mprotect(a, 4096, PROT_READ | PROT_EXEC) && ((int (*)(void))a)() == 0x1337) puts("anon ok");
+  return 0;
+}
+"#;
+
+#[test]
+fn sysv_shared_memory_is_not_made_executable_behind_a_writable_attach() {
+    let t = T::new("shm-exec");
+    let p = t.policy(DENY_CURL);
+    t.cc("shm", SHM_C, &[]);
+    let o = t.run(&["--policy", &p], "./shm");
+    let all = text(&o);
+    assert!(
+        !t.ws.join("ESCAPED").exists(),
+        "bytes written after the decision ran from SysV shared memory:\n{all}"
+    );
+    assert_eq!(all.matches(": mprotect -1").count(), 2, "{all}");
+    assert!(all.contains("anon ok"), "{all}");
+}
