@@ -189,7 +189,10 @@ struct Relock {
     root: PathBuf,
     want: Option<(u64, u64)>,
     rel: PathBuf,
+    is_dir: bool,
     content: Option<String>,
+    /// Its directory's watch stands (gone with the directory: a host that removes it).
+    watched: bool,
 }
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
@@ -799,25 +802,29 @@ impl State {
             // rewrites is sanitised there, not locked as it is.)
             let git_owned =
                 *root == plan.workspace && rel.components().any(|c| c.as_os_str() == ".git");
-            if !p.is_dir && !git_owned {
-                self.watch_lock(Relock {
+            if !git_owned {
+                self.relocks.push(Relock {
                     root: root.clone(),
                     want: plan.root_id(root),
                     rel,
+                    is_dir: p.is_dir,
                     content: p.placeholder_content.map(str::to_string),
-                })
-                .map_err(|e| GuardError::Protected {
-                    path: p.path.clone(),
-                    hint: "its directory cannot be watched for the host replacing the file",
-                    detail: Box::new(GuardError::Io(e)),
-                })?;
+                    watched: false,
+                });
+                self.watch_lock(self.relocks.len() - 1)
+                    .map_err(|e| GuardError::Protected {
+                        path: p.path.clone(),
+                        hint: "its directory cannot be watched for the host replacing the file",
+                        detail: Box::new(GuardError::Io(e)),
+                    })?;
             }
         }
         Ok(())
     }
 
     /// Watches the directory of the locked file `r` (see [`Relock`]).
-    fn watch_lock(&mut self, r: Relock) -> io::Result<()> {
+    fn watch_lock(&mut self, i: usize) -> io::Result<()> {
+        let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
         let parent = r.rel.parent().unwrap_or(Path::new(""));
@@ -841,11 +848,11 @@ impl State {
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
-        self.relock_wds
-            .entry(wd)
-            .or_default()
-            .push(self.relocks.len());
-        self.relocks.push(r);
+        let ix = self.relock_wds.entry(wd).or_default();
+        if !ix.contains(&i) {
+            ix.push(i);
+        }
+        self.relocks[i].watched = true;
         Ok(())
     }
 
@@ -856,12 +863,35 @@ impl State {
         let mut errors = Vec::new();
         for i in std::mem::take(&mut self.relock_due) {
             let r = &self.relocks[i];
-            let (root, want, rel, content) =
-                (r.root.clone(), r.want, r.rel.clone(), r.content.clone());
+            let (root, want, rel, is_dir, content) = (
+                r.root.clone(),
+                r.want,
+                r.rel.clone(),
+                r.is_dir,
+                r.content.clone(),
+            );
             let once = (|| -> Result<(), GuardError> {
                 let rfd = fsat::open_root_as(&root, want)?;
                 let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-                let content = match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
+                // Its containers pinned again first (a directory the host removed and
+                // something made anew in its place is not pinned yet); absent ones are made
+                // by the lock.
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                let mut acc = PathBuf::new();
+                for c in parent.components() {
+                    acc.push(c);
+                    match fsat::open_dir(rfd.as_fd(), &acc, true, Some(dev)) {
+                        Ok(d) => self.bind_self(d.as_fd(), false, true)?,
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let now = if is_dir {
+                    fsat::open_dir(rfd.as_fd(), &rel, true, Some(dev))
+                } else {
+                    fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev))
+                };
+                let content = match now {
                     Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
                     // The host's own file now: locked as itself.
                     Ok(fd) => {
@@ -871,7 +901,18 @@ impl State {
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => content.as_deref(),
                     Err(e) => return Err(e.into()),
                 };
-                self.lock_one(&root, want, &rel, false, content)
+                self.lock_one(&root, want, &rel, is_dir, content)?;
+                // Made anew: its containers pinned, its directory watched again.
+                let mut acc = PathBuf::new();
+                for c in parent.components() {
+                    acc.push(c);
+                    let d = fsat::open_dir(rfd.as_fd(), &acc, true, Some(dev))?;
+                    self.bind_self(d.as_fd(), false, true)?;
+                }
+                if !self.relocks[i].watched {
+                    self.watch_lock(i)?;
+                }
+                Ok(())
             })();
             if let Err(e) = once {
                 errors.push(GuardError::Protected {
@@ -1101,6 +1142,14 @@ impl State {
         }
         if mask & libc::IN_IGNORED != 0 {
             self.wds.remove(&wd);
+            // A locked file's directory gone (the host removed it): each of its names is
+            // locked again, in a directory made anew and watched.
+            for i in self.relock_wds.remove(&wd).unwrap_or_default() {
+                self.relocks[i].watched = false;
+                if !self.relock_due.contains(&i) {
+                    self.relock_due.push(i);
+                }
+            }
             return;
         }
         if let Some(ix) = self.relock_wds.get(&wd) {

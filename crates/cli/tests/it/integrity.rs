@@ -2515,3 +2515,49 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
         "{all}"
     );
 }
+
+/// F3's other side: the host removing a locked directory, or the directory of a locked
+/// file (`rm -rf .vscode`, `rm -rf .claude` on the host), left the names free for the
+/// agent to make anew with content the host's next tool obeys. The guard makes them again,
+/// locked and pinned. Judged on the host after the session.
+#[test]
+fn a_locked_directory_the_host_removes_is_not_the_agents_to_make() {
+    let t = T::new("host-removes-locked");
+    std::fs::create_dir_all(t.ws.join(".claude")).unwrap();
+    std::fs::write(t.ws.join(".claude/settings.json"), "{}\n").unwrap();
+    std::fs::create_dir_all(t.ws.join(".vscode")).unwrap();
+    std::fs::write(t.ws.join(".vscode/settings.json"), "{}\n").unwrap();
+    let s = t
+        .session(
+            &t.ws,
+            &[],
+            "touch ready; while [ ! -e go ]; do sleep 0.02; done; \
+             for f in .claude/settings.json .vscode/tasks.json; do \
+               d=${f%/*}; (mkdir -p $d; echo AGENT > $f) 2>/dev/null; \
+               (mv $d $d.x && mkdir $d && echo AGENT > $f) 2>/dev/null; \
+             done; echo DONE",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || t
+            .ws
+            .join("ready")
+            .exists()),
+        "the session never started"
+    );
+    // (The guard may make a name again while the host's removal is still under way.)
+    let _ = std::fs::remove_dir_all(t.ws.join(".claude"));
+    let _ = std::fs::remove_dir_all(t.ws.join(".vscode"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = s.wait_with_output().unwrap();
+    let all = out(&o);
+    assert!(ok(&o).contains("DONE"), "{all}");
+    for f in [".claude/settings.json", ".vscode/tasks.json"] {
+        let got = std::fs::read_to_string(t.ws.join(f)).unwrap_or_default();
+        assert!(!got.contains("AGENT"), "the agent made {f} anew:\n{all}");
+    }
+}
