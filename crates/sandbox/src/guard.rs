@@ -193,6 +193,15 @@ struct Relock {
     content: Option<String>,
     /// Its directory's watch stands (gone with the directory: a host that removes it).
     watched: bool,
+    /// A container pinned (bound onto itself, writable) rather than a leaf locked: a host
+    /// that renames it away takes the locks below along and frees its name.
+    pin: bool,
+}
+
+/// Whether workspace-relative `rel` lies in a `.git` entry: git's own files are the git
+/// watch's (a config the host rewrites is sanitised there, not locked as it is).
+fn git_owned(rel: &Path) -> bool {
+    rel.components().any(|c| c.as_os_str() == ".git")
 }
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
@@ -745,9 +754,23 @@ impl State {
                 .map_err(|e| err("protected root", root, e))?
                 .st_dev;
             match fsat::open_dir(rfd.as_fd(), rel, true, Some(dev)) {
-                Ok(fd) => self
-                    .bind_self(fd.as_fd(), false, true)
-                    .map_err(|e| err("cannot pin", &root.join(rel), e))?,
+                Ok(fd) => {
+                    self.bind_self(fd.as_fd(), false, true)
+                        .map_err(|e| err("cannot pin", &root.join(rel), e))?;
+                    if !(*root == plan.workspace && git_owned(rel)) {
+                        self.relocks.push(Relock {
+                            root: root.clone(),
+                            want: plan.root_id(root),
+                            rel: rel.clone(),
+                            is_dir: true,
+                            content: None,
+                            watched: false,
+                            pin: true,
+                        });
+                        self.watch_lock(self.relocks.len() - 1)
+                            .map_err(|e| err("cannot watch", &root.join(rel), e))?;
+                    }
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => {
                     return Err(GuardError::Protected {
@@ -798,11 +821,7 @@ impl State {
                     },
                     detail: Box::new(e),
                 })?;
-            // (Git's own files in the workspace are the git watch's: a config the host
-            // rewrites is sanitised there, not locked as it is.)
-            let git_owned =
-                *root == plan.workspace && rel.components().any(|c| c.as_os_str() == ".git");
-            if !git_owned {
+            if !(*root == plan.workspace && git_owned(&rel)) {
                 self.relocks.push(Relock {
                     root: root.clone(),
                     want: plan.root_id(root),
@@ -810,6 +829,7 @@ impl State {
                     is_dir: p.is_dir,
                     content: p.placeholder_content.map(str::to_string),
                     watched: false,
+                    pin: false,
                 });
                 self.watch_lock(self.relocks.len() - 1)
                     .map_err(|e| GuardError::Protected {
@@ -861,65 +881,20 @@ impl State {
     /// empty file in its place (what the plan showed for it, for a placeholder).
     fn relock(&mut self) -> Result<(), GuardError> {
         let mut errors = Vec::new();
-        for i in std::mem::take(&mut self.relock_due) {
-            let r = &self.relocks[i];
-            let (root, want, rel, is_dir, content) = (
-                r.root.clone(),
-                r.want,
-                r.rel.clone(),
-                r.is_dir,
-                r.content.clone(),
-            );
-            let once = (|| -> Result<(), GuardError> {
-                let rfd = fsat::open_root_as(&root, want)?;
-                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-                // Its containers pinned again first (a directory the host removed and
-                // something made anew in its place is not pinned yet); absent ones are made
-                // by the lock.
-                let parent = rel.parent().unwrap_or(Path::new(""));
-                let mut acc = PathBuf::new();
-                for c in parent.components() {
-                    acc.push(c);
-                    match fsat::open_dir(rfd.as_fd(), &acc, true, Some(dev)) {
-                        Ok(d) => self.bind_self(d.as_fd(), false, true)?,
-                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
-                        Err(e) => return Err(e.into()),
-                    }
+        // A container made again puts what lies below it due in a next round (bounded: each
+        // round goes one level down).
+        let mut rounds = 0;
+        while !self.relock_due.is_empty() && rounds <= MAX_DEPTH {
+            rounds += 1;
+            for i in std::mem::take(&mut self.relock_due) {
+                if let Err(e) = self.relock_one(i) {
+                    let r = &self.relocks[i];
+                    errors.push(GuardError::Protected {
+                        path: r.root.join(&r.rel),
+                        hint: "the host replaced or removed this locked path during the session and it could not be locked again: the agent may have written it; read it before the host uses it",
+                        detail: Box::new(e),
+                    });
                 }
-                let now = if is_dir {
-                    fsat::open_dir(rfd.as_fd(), &rel, true, Some(dev))
-                } else {
-                    fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev))
-                };
-                let content = match now {
-                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
-                    // The host's own file now: locked as itself.
-                    Ok(fd) => {
-                        self.locked.remove(&fsat::identity(fd.as_fd())?);
-                        None
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => content.as_deref(),
-                    Err(e) => return Err(e.into()),
-                };
-                self.lock_one(&root, want, &rel, is_dir, content)?;
-                // Made anew: its containers pinned, its directory watched again.
-                let mut acc = PathBuf::new();
-                for c in parent.components() {
-                    acc.push(c);
-                    let d = fsat::open_dir(rfd.as_fd(), &acc, true, Some(dev))?;
-                    self.bind_self(d.as_fd(), false, true)?;
-                }
-                if !self.relocks[i].watched {
-                    self.watch_lock(i)?;
-                }
-                Ok(())
-            })();
-            if let Err(e) = once {
-                errors.push(GuardError::Protected {
-                    path: root.join(&rel),
-                    hint: "the host replaced this locked file during the session and it could not be locked again: the agent may have written it; read it before the host uses it",
-                    detail: Box::new(e),
-                });
             }
         }
         if errors.is_empty() {
@@ -927,6 +902,70 @@ impl State {
         } else {
             Err(GuardError::Several(errors))
         }
+    }
+
+    /// One [`Relock`] of [`State::relock`].
+    fn relock_one(&mut self, i: usize) -> Result<(), GuardError> {
+        let r = &self.relocks[i];
+        let (root, want, rel, is_dir, pin) =
+            (r.root.clone(), r.want, r.rel.clone(), r.is_dir, r.pin);
+        let content = r.content.clone();
+        let rfd = fsat::open_root_as(&root, want)?;
+        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+        // Its containers pinned again first (a directory the host removed and something made
+        // anew in its place is not pinned yet); absent ones are made by the lock.
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let pin_parents = |st: &mut State| -> Result<(), GuardError> {
+            let mut acc = PathBuf::new();
+            for c in parent.components() {
+                acc.push(c);
+                match fsat::open_dir(rfd.as_fd(), &acc, true, Some(dev)) {
+                    Ok(d) => st.bind_self(d.as_fd(), false, true)?,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        };
+        pin_parents(self)?;
+        let now = if is_dir {
+            fsat::open_dir(rfd.as_fd(), &rel, true, Some(dev))
+        } else {
+            fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev))
+        };
+        let content = match now {
+            Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
+            // The host's own file or directory now: locked (pinned) as itself.
+            Ok(fd) => {
+                let id = fsat::identity(fd.as_fd())?;
+                self.locked.remove(&id);
+                self.pinned.remove(&id);
+                None
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => content,
+            Err(e) => return Err(e.into()),
+        };
+        if pin {
+            let (d, _) = fsat::mkdir_all(rfd.as_fd(), &rel, Some(dev))?;
+            self.bind_self(d.as_fd(), false, true)?;
+            // Everything locked below it went along with the old directory.
+            for (j, r) in self.relocks.iter_mut().enumerate() {
+                if j != i && r.root == root && r.rel.starts_with(&rel) {
+                    r.watched = false;
+                    if !self.relock_due.contains(&j) {
+                        self.relock_due.push(j);
+                    }
+                }
+            }
+        } else {
+            self.lock_one(&root, want, &rel, is_dir, content.as_deref())?;
+        }
+        // Made anew: its containers pinned, its directory watched again.
+        pin_parents(self)?;
+        if !self.relocks[i].watched {
+            self.watch_lock(i)?;
+        }
+        Ok(())
     }
 
     /// Stands a mount on the symlink `rel` beneath `root` itself, after checking it still

@@ -2516,8 +2516,8 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
     );
 }
 
-/// F3's other side: the host removing a locked directory, or the directory of a locked
-/// file (`rm -rf .vscode`, `rm -rf .claude` on the host), left the names free for the
+/// F3's other side: the host removing a locked directory, or moving the directory of a
+/// locked file aside (`rm -rf .vscode`, `mv .claude .claude-old` on the host), left the names free for the
 /// agent to make anew with content the host's next tool obeys. The guard makes them again,
 /// locked and pinned. Judged on the host after the session.
 #[test]
@@ -2548,15 +2548,20 @@ fn a_locked_directory_the_host_removes_is_not_the_agents_to_make() {
             .exists()),
         "the session never started"
     );
-    // (The guard may make a name again while the host's removal is still under way.)
-    let _ = std::fs::remove_dir_all(t.ws.join(".claude"));
+    // (The guard may make a name again while the host's removal is still under way.) A
+    // directory holding a locked file moved aside takes the lock along and frees the name.
+    std::fs::rename(t.ws.join(".claude"), t.ws.join(".claude-old")).unwrap();
     let _ = std::fs::remove_dir_all(t.ws.join(".vscode"));
     std::thread::sleep(std::time::Duration::from_millis(300));
     std::fs::write(t.ws.join("go"), "").unwrap();
     let o = s.wait_with_output().unwrap();
     let all = out(&o);
     assert!(ok(&o).contains("DONE"), "{all}");
-    for f in [".claude/settings.json", ".vscode/tasks.json"] {
+    for f in [
+        ".claude/settings.json",
+        ".vscode/tasks.json",
+        ".claude-old/settings.json",
+    ] {
         let got = std::fs::read_to_string(t.ws.join(f)).unwrap_or_default();
         assert!(!got.contains("AGENT"), "the agent made {f} anew:\n{all}");
     }
