@@ -182,26 +182,35 @@ struct State {
 
 /// A file `files.protect` locked in a writable root. A lock is a mount on the file's
 /// directory entry, and a program on the host that replaces that entry (a rename over it:
-/// `git checkout` of a tracked `.claude/settings.json`, an editor's save) or removes it
-/// takes the mount away in every namespace: the name would then be the agent's to write
-/// (attack review 80, F3). Its directory is watched, and the name locked again at once.
+/// an editor's save, `sed -i`; `git checkout` unlinks and creates) takes the mount away in
+/// every namespace: the host's new file would then be the agent's to write (attack review
+/// 80, F3). Its directory is watched, and the new file locked as itself at once. What this
+/// cannot close (attack review 83): a descriptor the agent opened on the host's file before
+/// the lock (its temporary file sits in a directory the agent can write) still writes it,
+/// so the last pass compares the file with what it held when locked and says so aloud; and
+/// a name the host removed is not made again (that raced the host's own next step: `git
+/// checkout` unlinks, then creates, and failed with EEXIST), so the agent may make it.
 struct Relock {
     root: PathBuf,
     want: Option<(u64, u64)>,
     rel: PathBuf,
-    is_dir: bool,
-    content: Option<String>,
-    /// Its directory's watch stands (gone with the directory: a host that removes it).
-    watched: bool,
-    /// A container pinned (bound onto itself, writable) rather than a leaf locked: a host
-    /// that renames it away takes the locks below along and frees its name.
-    pin: bool,
+    /// What the file held when it was locked again ([`RELOCK_KEEP`] bytes at most):
+    /// compared in the last pass, since a descriptor opened before the new lock (on the
+    /// host's temporary file, in a directory the agent can write) still writes it.
+    seen: Option<Vec<u8>>,
 }
 
-/// Whether workspace-relative `rel` lies in a `.git` entry: git's own files are the git
-/// watch's (a config the host rewrites is sanitised there, not locked as it is).
-fn git_owned(rel: &Path) -> bool {
-    rel.components().any(|c| c.as_os_str() == ".git")
+/// How much of a file locked again [`Relock::seen`] keeps (a config file; past it, the
+/// first bytes and the size are compared).
+const RELOCK_KEEP: usize = 1 << 20;
+
+/// What [`Relock::seen`] keeps of the file `rel` beneath `root`: its first [`RELOCK_KEEP`]
+/// bytes and its size.
+fn relock_content(root: BorrowedFd<'_>, rel: &Path, dev: u64) -> io::Result<Vec<u8>> {
+    let f = fsat::open_file(root, rel, libc::O_RDONLY, Some(dev))?;
+    let mut v = fsat::read_to_vec(f.as_fd(), RELOCK_KEEP)?;
+    v.extend_from_slice(&fsat::fstat(f.as_fd())?.st_size.to_ne_bytes());
+    Ok(v)
 }
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
@@ -524,6 +533,12 @@ impl Guard {
                 warden_event::text::printable(&e.to_string())
             );
         }
+        for p in s.relocked_changed() {
+            eprintln!(
+                "warden: WARNING: {} changed after warden locked it again (the host had replaced it during the session): something in the session may have written it through a descriptor opened before the lock; read it before the host uses it",
+                warden_event::text::printable(&p.display().to_string())
+            );
+        }
         // The watch saw every directory unless it was degraded (watch limit, queue overflow,
         // walk bounds) or never set up (a session over before the watcher's first pass):
         // only then is a full rescan needed to find what it missed.
@@ -754,23 +769,9 @@ impl State {
                 .map_err(|e| err("protected root", root, e))?
                 .st_dev;
             match fsat::open_dir(rfd.as_fd(), rel, true, Some(dev)) {
-                Ok(fd) => {
-                    self.bind_self(fd.as_fd(), false, true)
-                        .map_err(|e| err("cannot pin", &root.join(rel), e))?;
-                    if !(*root == plan.workspace && git_owned(rel)) {
-                        self.relocks.push(Relock {
-                            root: root.clone(),
-                            want: plan.root_id(root),
-                            rel: rel.clone(),
-                            is_dir: true,
-                            content: None,
-                            watched: false,
-                            pin: true,
-                        });
-                        self.watch_lock(self.relocks.len() - 1)
-                            .map_err(|e| err("cannot watch", &root.join(rel), e))?;
-                    }
-                }
+                Ok(fd) => self
+                    .bind_self(fd.as_fd(), false, true)
+                    .map_err(|e| err("cannot pin", &root.join(rel), e))?,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => {
                     return Err(GuardError::Protected {
@@ -821,30 +822,29 @@ impl State {
                     },
                     detail: Box::new(e),
                 })?;
-            if !(*root == plan.workspace && git_owned(&rel)) {
-                self.relocks.push(Relock {
+            // (Git's own files in the workspace are the git watch's: a config the host
+            // rewrites is sanitised there, not locked as it is.)
+            let git_owned =
+                *root == plan.workspace && rel.components().any(|c| c.as_os_str() == ".git");
+            if !p.is_dir && !git_owned {
+                self.watch_lock(Relock {
                     root: root.clone(),
                     want: plan.root_id(root),
                     rel,
-                    is_dir: p.is_dir,
-                    content: p.placeholder_content.map(str::to_string),
-                    watched: false,
-                    pin: false,
-                });
-                self.watch_lock(self.relocks.len() - 1)
-                    .map_err(|e| GuardError::Protected {
-                        path: p.path.clone(),
-                        hint: "its directory cannot be watched for the host replacing the file",
-                        detail: Box::new(GuardError::Io(e)),
-                    })?;
+                    seen: None,
+                })
+                .map_err(|e| GuardError::Protected {
+                    path: p.path.clone(),
+                    hint: "its directory cannot be watched for the host replacing the file",
+                    detail: Box::new(GuardError::Io(e)),
+                })?;
             }
         }
         Ok(())
     }
 
     /// Watches the directory of the locked file `r` (see [`Relock`]).
-    fn watch_lock(&mut self, i: usize) -> io::Result<()> {
-        let r = &self.relocks[i];
+    fn watch_lock(&mut self, r: Relock) -> io::Result<()> {
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
         let parent = r.rel.parent().unwrap_or(Path::new(""));
@@ -868,11 +868,11 @@ impl State {
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let ix = self.relock_wds.entry(wd).or_default();
-        if !ix.contains(&i) {
-            ix.push(i);
-        }
-        self.relocks[i].watched = true;
+        self.relock_wds
+            .entry(wd)
+            .or_default()
+            .push(self.relocks.len());
+        self.relocks.push(r);
         Ok(())
     }
 
@@ -881,20 +881,33 @@ impl State {
     /// empty file in its place (what the plan showed for it, for a placeholder).
     fn relock(&mut self) -> Result<(), GuardError> {
         let mut errors = Vec::new();
-        // A container made again puts what lies below it due in a next round (bounded: each
-        // round goes one level down).
-        let mut rounds = 0;
-        while !self.relock_due.is_empty() && rounds <= MAX_DEPTH {
-            rounds += 1;
-            for i in std::mem::take(&mut self.relock_due) {
-                if let Err(e) = self.relock_one(i) {
-                    let r = &self.relocks[i];
-                    errors.push(GuardError::Protected {
-                        path: r.root.join(&r.rel),
-                        hint: "the host replaced or removed this locked path during the session and it could not be locked again: the agent may have written it; read it before the host uses it",
-                        detail: Box::new(e),
-                    });
+        for i in std::mem::take(&mut self.relock_due) {
+            let r = &self.relocks[i];
+            let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
+            let once = (|| -> Result<(), GuardError> {
+                let rfd = fsat::open_root_as(&root, want)?;
+                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
+                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
+                    // The host's own file now: locked as itself.
+                    Ok(fd) => {
+                        self.locked.remove(&fsat::identity(fd.as_fd())?);
+                    }
+                    // Removed: not made again (see [`Relock`]); a file made there later is
+                    // locked when it appears.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                    Err(e) => return Err(e.into()),
                 }
+                self.lock_one(&root, want, &rel, false, None)?;
+                self.relocks[i].seen = Some(relock_content(rfd.as_fd(), &rel, dev)?);
+                Ok(())
+            })();
+            if let Err(e) = once {
+                errors.push(GuardError::Protected {
+                    path: root.join(&rel),
+                    hint: "the host replaced this locked file during the session and it could not be locked again: the agent may have written it; read it before the host uses it",
+                    detail: Box::new(e),
+                });
             }
         }
         if errors.is_empty() {
@@ -904,68 +917,21 @@ impl State {
         }
     }
 
-    /// One [`Relock`] of [`State::relock`].
-    fn relock_one(&mut self, i: usize) -> Result<(), GuardError> {
-        let r = &self.relocks[i];
-        let (root, want, rel, is_dir, pin) =
-            (r.root.clone(), r.want, r.rel.clone(), r.is_dir, r.pin);
-        let content = r.content.clone();
-        let rfd = fsat::open_root_as(&root, want)?;
-        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-        // Its containers pinned again first (a directory the host removed and something made
-        // anew in its place is not pinned yet); absent ones are made by the lock.
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let pin_parents = |st: &mut State| -> Result<(), GuardError> {
-            let mut acc = PathBuf::new();
-            for c in parent.components() {
-                acc.push(c);
-                match fsat::open_dir(rfd.as_fd(), &acc, true, Some(dev)) {
-                    Ok(d) => st.bind_self(d.as_fd(), false, true)?,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
-                    Err(e) => return Err(e.into()),
-                }
+    /// The last pass's check of every file locked again: one that no longer holds what it
+    /// held when locked was written through a descriptor opened before (see [`Relock`]).
+    fn relocked_changed(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for r in &self.relocks {
+            let Some(seen) = &r.seen else { continue };
+            let now = fsat::open_root_as(&r.root, r.want).and_then(|rfd| {
+                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                relock_content(rfd.as_fd(), &r.rel, dev)
+            });
+            if now.as_ref().ok() != Some(seen) {
+                out.push(r.root.join(&r.rel));
             }
-            Ok(())
-        };
-        pin_parents(self)?;
-        let now = if is_dir {
-            fsat::open_dir(rfd.as_fd(), &rel, true, Some(dev))
-        } else {
-            fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev))
-        };
-        let content = match now {
-            Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
-            // The host's own file or directory now: locked (pinned) as itself.
-            Ok(fd) => {
-                let id = fsat::identity(fd.as_fd())?;
-                self.locked.remove(&id);
-                self.pinned.remove(&id);
-                None
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => content,
-            Err(e) => return Err(e.into()),
-        };
-        if pin {
-            let (d, _) = fsat::mkdir_all(rfd.as_fd(), &rel, Some(dev))?;
-            self.bind_self(d.as_fd(), false, true)?;
-            // Everything locked below it went along with the old directory.
-            for (j, r) in self.relocks.iter_mut().enumerate() {
-                if j != i && r.root == root && r.rel.starts_with(&rel) {
-                    r.watched = false;
-                    if !self.relock_due.contains(&j) {
-                        self.relock_due.push(j);
-                    }
-                }
-            }
-        } else {
-            self.lock_one(&root, want, &rel, is_dir, content.as_deref())?;
         }
-        // Made anew: its containers pinned, its directory watched again.
-        pin_parents(self)?;
-        if !self.relocks[i].watched {
-            self.watch_lock(i)?;
-        }
-        Ok(())
+        out
     }
 
     /// Stands a mount on the symlink `rel` beneath `root` itself, after checking it still
@@ -1181,14 +1147,6 @@ impl State {
         }
         if mask & libc::IN_IGNORED != 0 {
             self.wds.remove(&wd);
-            // A locked file's directory gone (the host removed it): each of its names is
-            // locked again, in a directory made anew and watched.
-            for i in self.relock_wds.remove(&wd).unwrap_or_default() {
-                self.relocks[i].watched = false;
-                if !self.relock_due.contains(&i) {
-                    self.relock_due.push(i);
-                }
-            }
             return;
         }
         if let Some(ix) = self.relock_wds.get(&wd) {

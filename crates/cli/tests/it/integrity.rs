@@ -2451,46 +2451,48 @@ fn a_config_the_host_rewrites_during_a_session_keeps_the_users_settings() {
 }
 
 /// Attack review 80, F3: a lock is a mount on a file's directory entry, and a program on the
-/// host that replaces the entry during the session (a rename over it: `git checkout` of a
-/// tracked `.claude/settings.json`, an editor's save) or removes it took the mount away:
-/// the agent could then write the host's new file, which the host's next agent session
-/// obeys. The guard watches each locked file's directory and locks the name again at once.
-/// Judged on the host after the session; the agent still reads the host's new file.
+/// host that replaces the entry during the session (an editor's save by rename) took the
+/// mount away: the agent could then write the host's new file, which the host's next agent
+/// session obeys. The guard watches each locked file's directory and locks the new file at
+/// once. What it cannot take back (attack review 83): a descriptor the agent opened on the
+/// host's temporary file before the rename still writes it; the end of the session says so
+/// aloud. Judged on the host after the session; the agent still reads the host's new file.
 #[test]
 fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
     let t = T::new("host-replaces-locked");
     std::fs::create_dir_all(t.ws.join(".claude")).unwrap();
     std::fs::write(t.ws.join(".claude/settings.json"), "{\"v\":1}\n").unwrap();
-    std::fs::write(t.ws.join(".envrc"), "export A=1\n").unwrap();
     let s = t
         .session(
             &t.ws,
             &[],
-            "touch ready; while [ ! -e go ]; do sleep 0.02; done; \
+            "touch ready; while [ ! -e tmp-made ]; do sleep 0.02; done; \
+             exec 7<>.claude/settings.json.tmp; touch grabbed; \
+             while [ ! -e go ]; do sleep 0.02; done; \
              cat .claude/settings.json; \
-             for f in .claude/settings.json .envrc; do \
-               if (echo AGENT > $f) 2>/dev/null; then echo WROTE $f; else echo REFUSED $f; fi; \
-             done; echo DONE",
+             if (echo AGENT > .claude/settings.json) 2>/dev/null; then echo WROTE; else echo REFUSED; fi; \
+             echo HELD >&7; echo DONE",
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(
-        wait_until(std::time::Duration::from_secs(30), || t
-            .ws
-            .join("ready")
-            .exists()),
-        "the session never started"
-    );
-    // The host: a save by rename, and a removal.
+    let wait = |f: &str| {
+        assert!(
+            wait_until(std::time::Duration::from_secs(30), || t.ws.join(f).exists()),
+            "never saw {f}"
+        )
+    };
+    wait("ready");
+    // The host: an editor's save by rename.
     std::fs::write(t.ws.join(".claude/settings.json.tmp"), "{\"v\":2}\n").unwrap();
+    std::fs::write(t.ws.join("tmp-made"), "").unwrap();
+    wait("grabbed");
     std::fs::rename(
         t.ws.join(".claude/settings.json.tmp"),
         t.ws.join(".claude/settings.json"),
     )
     .unwrap();
-    std::fs::remove_file(t.ws.join(".envrc")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     std::fs::write(t.ws.join("go"), "").unwrap();
     let o = s.wait_with_output().unwrap();
@@ -2500,69 +2502,16 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
         all.contains("{\"v\":2}"),
         "the agent reads the host's new file:\n{all}"
     );
-    assert_eq!(
-        std::fs::read_to_string(t.ws.join(".claude/settings.json")).unwrap(),
-        "{\"v\":2}\n",
-        "the agent wrote the host's replaced file:\n{all}"
-    );
-    let envrc = std::fs::read_to_string(t.ws.join(".envrc")).unwrap_or_default();
     assert!(
-        !envrc.contains("AGENT"),
-        "the agent wrote a removed locked name:\n{all}"
+        all.contains("REFUSED"),
+        "the host's new file was not locked:\n{all}"
     );
+    let now = std::fs::read_to_string(t.ws.join(".claude/settings.json")).unwrap();
+    assert!(!now.contains("AGENT"), "{now}\n{all}");
+    // The held descriptor wrote it, and the session said so.
+    assert!(now.starts_with("HELD"), "{now}\n{all}");
     assert!(
-        all.contains("REFUSED .claude/settings.json") && all.contains("REFUSED .envrc"),
+        all.contains(".claude/settings.json changed after warden locked it again"),
         "{all}"
     );
-}
-
-/// F3's other side: the host removing a locked directory, or moving the directory of a
-/// locked file aside (`rm -rf .vscode`, `mv .claude .claude-old` on the host), left the names free for the
-/// agent to make anew with content the host's next tool obeys. The guard makes them again,
-/// locked and pinned. Judged on the host after the session.
-#[test]
-fn a_locked_directory_the_host_removes_is_not_the_agents_to_make() {
-    let t = T::new("host-removes-locked");
-    std::fs::create_dir_all(t.ws.join(".claude")).unwrap();
-    std::fs::write(t.ws.join(".claude/settings.json"), "{}\n").unwrap();
-    std::fs::create_dir_all(t.ws.join(".vscode")).unwrap();
-    std::fs::write(t.ws.join(".vscode/settings.json"), "{}\n").unwrap();
-    let s = t
-        .session(
-            &t.ws,
-            &[],
-            "touch ready; while [ ! -e go ]; do sleep 0.02; done; \
-             for f in .claude/settings.json .vscode/tasks.json; do \
-               d=${f%/*}; (mkdir -p $d; echo AGENT > $f) 2>/dev/null; \
-               (mv $d $d.x && mkdir $d && echo AGENT > $f) 2>/dev/null; \
-             done; echo DONE",
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(std::time::Duration::from_secs(30), || t
-            .ws
-            .join("ready")
-            .exists()),
-        "the session never started"
-    );
-    // (The guard may make a name again while the host's removal is still under way.) A
-    // directory holding a locked file moved aside takes the lock along and frees the name.
-    std::fs::rename(t.ws.join(".claude"), t.ws.join(".claude-old")).unwrap();
-    let _ = std::fs::remove_dir_all(t.ws.join(".vscode"));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    std::fs::write(t.ws.join("go"), "").unwrap();
-    let o = s.wait_with_output().unwrap();
-    let all = out(&o);
-    assert!(ok(&o).contains("DONE"), "{all}");
-    for f in [
-        ".claude/settings.json",
-        ".vscode/tasks.json",
-        ".claude-old/settings.json",
-    ] {
-        let got = std::fs::read_to_string(t.ws.join(f)).unwrap_or_default();
-        assert!(!got.contains("AGENT"), "the agent made {f} anew:\n{all}");
-    }
 }
