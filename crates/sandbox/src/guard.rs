@@ -799,6 +799,7 @@ impl State {
                     hint: "it is a symlink on the way to a protected path and changed while the session started; run warden again",
                 })?;
         }
+        let mut relocks = Vec::new();
         for p in &plan.protect {
             let Some(root) = roots
                 .iter()
@@ -827,35 +828,61 @@ impl State {
             let git_owned =
                 *root == plan.workspace && rel.components().any(|c| c.as_os_str() == ".git");
             if !p.is_dir && !git_owned {
-                self.watch_lock(Relock {
+                relocks.push(Relock {
                     root: root.clone(),
                     want: plan.root_id(root),
                     rel,
                     seen: None,
-                })
-                .map_err(|e| GuardError::Protected {
-                    path: p.path.clone(),
-                    hint: "its directory cannot be watched for the host replacing the file",
-                    detail: Box::new(GuardError::Io(e)),
-                })?;
+                });
             }
+        }
+        self.watch_locks(relocks)
+    }
+
+    /// Watches the directory of each locked file (see [`Relock`]): one watch per directory,
+    /// each root opened once.
+    fn watch_locks(&mut self, relocks: Vec<Relock>) -> Result<(), GuardError> {
+        let mut roots: HashMap<PathBuf, (OwnedFd, u64)> = HashMap::new();
+        let mut dirs: HashMap<(PathBuf, PathBuf), i32> = HashMap::new();
+        for r in relocks {
+            let parent = r.rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            let key = (r.root.clone(), parent);
+            let wd = match dirs.get(&key) {
+                Some(&wd) => wd,
+                None => {
+                    let watched = (|| -> io::Result<i32> {
+                        if !roots.contains_key(&r.root) {
+                            let rfd = fsat::open_root_as(&r.root, r.want)?;
+                            let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                            roots.insert(r.root.clone(), (rfd, dev));
+                        }
+                        let (rfd, dev) = &roots[&r.root];
+                        let d = fsat::open_dir(rfd.as_fd(), &key.1, true, Some(*dev))?;
+                        self.add_lock_watch(d.as_fd())
+                    })();
+                    let wd = watched.map_err(|e| GuardError::Protected {
+                        path: r.root.join(&r.rel),
+                        hint: "its directory cannot be watched for the host replacing the file",
+                        detail: Box::new(GuardError::Io(e)),
+                    })?;
+                    dirs.insert(key, wd);
+                    wd
+                }
+            };
+            self.relock_wds
+                .entry(wd)
+                .or_default()
+                .push(self.relocks.len());
+            self.relocks.push(r);
         }
         Ok(())
     }
 
-    /// Watches the directory of the locked file `r` (see [`Relock`]).
-    fn watch_lock(&mut self, r: Relock) -> io::Result<()> {
-        let rfd = fsat::open_root_as(&r.root, r.want)?;
-        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-        let parent = r.rel.parent().unwrap_or(Path::new(""));
-        let d = fsat::open_dir(rfd.as_fd(), parent, true, Some(dev))?;
+    /// One watch of [`State::watch_locks`] on the verified directory `d`.
+    fn add_lock_watch(&self, d: BorrowedFd<'_>) -> io::Result<i32> {
         let p = format!("/proc/self/fd/{}\0", d.as_raw_fd());
-        let mask = libc::IN_CREATE
-            | libc::IN_MOVED_TO
-            | libc::IN_DELETE
-            | libc::IN_MOVED_FROM
-            | libc::IN_ONLYDIR
-            | libc::IN_MASK_ADD;
+        // A new file under the name: renamed over it, or made after an unlink.
+        let mask = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ONLYDIR | libc::IN_MASK_ADD;
         // SAFETY: a NUL-terminated path to our own verified fd (the magic link followed on
         // purpose: it names the directory opened).
         let wd = unsafe {
@@ -868,12 +895,7 @@ impl State {
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
-        self.relock_wds
-            .entry(wd)
-            .or_default()
-            .push(self.relocks.len());
-        self.relocks.push(r);
-        Ok(())
+        Ok(wd)
     }
 
     /// Locks again every [`Relock`] an event touched whose entry is no longer a mount (the
@@ -887,25 +909,32 @@ impl State {
             let once = (|| -> Result<(), GuardError> {
                 let rfd = fsat::open_root_as(&root, want)?;
                 let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-                match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
+                let fd = match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
                     Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
-                    // The host's own file now: locked as itself.
-                    Ok(fd) => {
-                        self.locked.remove(&fsat::identity(fd.as_fd())?);
-                    }
+                    Ok(fd) => fd,
                     // Removed: not made again (see [`Relock`]); a file made there later is
                     // locked when it appears.
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
                     Err(e) => return Err(e.into()),
-                }
-                self.lock_one(&root, want, &rel, false, None)?;
+                };
+                // The host's own file now: locked as itself, even with a second name (the
+                // agent can link the host's temporary file before the rename): that name
+                // writes it as a held descriptor would, which the last pass tells.
+                let linked = linked_file(fd.as_fd(), Some(dev));
+                fsat::bind_fd(fd.as_fd(), fd.as_fd(), false, true)?;
+                self.locked.insert(fsat::identity(fd.as_fd())?);
                 self.relocks[i].seen = Some(relock_content(rfd.as_fd(), &rel, dev)?);
+                if let Some(l) = linked {
+                    return Err(GuardError::Io(io::Error::other(format!(
+                        "locked again, but {l}: what is written through that name is told at the end"
+                    ))));
+                }
                 Ok(())
             })();
             if let Err(e) = once {
                 errors.push(GuardError::Protected {
                     path: root.join(&rel),
-                    hint: "the host replaced this locked file during the session and it could not be locked again: the agent may have written it; read it before the host uses it",
+                    hint: "the host replaced this locked file during the session, and the agent may write it: read it before the host uses it",
                     detail: Box::new(e),
                 });
             }

@@ -2455,8 +2455,8 @@ fn a_config_the_host_rewrites_during_a_session_keeps_the_users_settings() {
 /// mount away: the agent could then write the host's new file, which the host's next agent
 /// session obeys. The guard watches each locked file's directory and locks the new file at
 /// once. What it cannot take back (attack review 83): a descriptor the agent opened on the
-/// host's temporary file before the rename still writes it; the end of the session says so
-/// aloud. Judged on the host after the session; the agent still reads the host's new file.
+/// host's temporary file before the rename, or a second name it gave that file, still
+/// writes it; the session says so aloud. Judged on the host after the session; the agent still reads the host's new file.
 #[test]
 fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
     let t = T::new("host-replaces-locked");
@@ -2467,11 +2467,11 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
             &t.ws,
             &[],
             "touch ready; while [ ! -e tmp-made ]; do sleep 0.02; done; \
-             exec 7<>.claude/settings.json.tmp; touch grabbed; \
-             while [ ! -e go ]; do sleep 0.02; done; \
+             exec 7<>.claude/settings.json.tmp; ln .claude/settings.json.tmp .claude/alias; \
+             touch grabbed; while [ ! -e go ]; do sleep 0.02; done; \
              cat .claude/settings.json; \
              if (echo AGENT > .claude/settings.json) 2>/dev/null; then echo WROTE; else echo REFUSED; fi; \
-             echo HELD >&7; echo DONE",
+             echo HELD >&7; echo LINKED >> .claude/alias; echo DONE",
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -2508,8 +2508,13 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
     );
     let now = std::fs::read_to_string(t.ws.join(".claude/settings.json")).unwrap();
     assert!(!now.contains("AGENT"), "{now}\n{all}");
-    // The held descriptor wrote it, and the session said so.
-    assert!(now.starts_with("HELD"), "{now}\n{all}");
+    // The held descriptor and the second name wrote it (locked all the same), and the
+    // session said so.
+    assert!(
+        now.starts_with("HELD") && now.contains("LINKED"),
+        "{now}\n{all}"
+    );
+    assert!(all.contains("locked again, but"), "{all}");
     assert!(
         all.contains(".claude/settings.json changed after warden locked it again"),
         "{all}"
