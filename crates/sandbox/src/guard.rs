@@ -878,18 +878,24 @@ impl State {
         Ok(())
     }
 
-    /// One watch of [`State::watch_locks`] on the verified directory `d`.
+    /// One watch of [`State::watch_locks`] on the verified directory `d`: a new file under
+    /// a locked name (renamed over it, or made after an unlink).
     fn add_lock_watch(&self, d: BorrowedFd<'_>) -> io::Result<i32> {
+        self.inotify_watch(d, libc::IN_CREATE | libc::IN_MOVED_TO)
+    }
+
+    /// Adds `mask` to the watch on the verified directory `d` (each caller's events add up:
+    /// `IN_MASK_ADD`).
+    fn inotify_watch(&self, d: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
         let p = format!("/proc/self/fd/{}\0", d.as_raw_fd());
-        // A new file under the name: renamed over it, or made after an unlink.
-        let mask = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ONLYDIR | libc::IN_MASK_ADD;
-        // SAFETY: a NUL-terminated path to our own verified fd (the magic link followed on
-        // purpose: it names the directory opened).
+        // The magic link is followed on purpose (no IN_DONT_FOLLOW, which would watch the
+        // link itself): it names the directory we opened and verified, not a path.
+        // SAFETY: a NUL-terminated path to our own verified fd.
         let wd = unsafe {
             libc::inotify_add_watch(
                 self.inotify.as_raw_fd(),
                 p.as_ptr() as *const libc::c_char,
-                mask,
+                mask | libc::IN_ONLYDIR | libc::IN_MASK_ADD,
             )
         };
         if wd < 0 {
@@ -1090,28 +1096,13 @@ impl State {
             self.degraded = true;
             return;
         }
-        let p = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
         // Added to what a locked file's watch on the same directory asks ([`Relock`]).
-        let mask = libc::IN_CREATE
-            | libc::IN_MOVED_TO
-            | libc::IN_CLOSE_WRITE
-            | libc::IN_ONLYDIR
-            | libc::IN_EXCL_UNLINK
-            | libc::IN_MASK_ADD;
-        // The magic link is followed on purpose (no IN_DONT_FOLLOW, which would watch the
-        // link itself): it names the directory we opened and verified, not a path.
-        // SAFETY: a NUL-terminated path to our own verified fd.
-        let wd = unsafe {
-            libc::inotify_add_watch(
-                self.inotify.as_raw_fd(),
-                p.as_ptr() as *const libc::c_char,
-                mask,
-            )
-        };
-        if wd < 0 {
+        let mask =
+            libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_EXCL_UNLINK;
+        let Ok(wd) = self.inotify_watch(fd, mask) else {
             self.degraded = true;
             return;
-        }
+        };
         self.wds.insert(wd, rel.to_path_buf());
     }
 
