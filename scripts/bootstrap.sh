@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libbpf-dev libseccomp-dev
   bpftool linux-libc-dev git curl ca-certificates python3 perl
   bubblewrap qemu-system-x86 busybox-static cpio xz-utils kmod bc util-linux
-  nodejs npm sqlite3
+  nodejs npm sqlite3 btrfs-progs e2fsprogs
 )
 
 SUDO=""

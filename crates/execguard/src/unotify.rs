@@ -423,13 +423,18 @@ pub enum Trust {
 /// A file is trusted to keep the content its stamp was hashed with when, on the descriptor
 /// the supervisor holds:
 /// - its file system is not tmpfs/ramfs (every private tree is one), and
-/// - its device is not the device of any write root as the agent sees it; or, on such a
-///   device (a workspace on the root file system), the kernel's name for it
-///   (`/proc/self/fd/N`, not the path the agent passed) lies outside every write root, and
-///   it has a single link, or the agent's uid cannot write it, or nobody holds it open for
-///   write ([`Trust::IfUnwritten`]). The agent cannot move a file into or out of a write
-///   root (Landlock refuses links and renames from read-only directories); a second link,
-///   made on the host, could be inside one, hence the link count.
+/// - the kernel's name for it (`/proc/self/fd/N`, not the path the agent passed) lies
+///   outside every write root, and it has a single link, or the agent's uid cannot write
+///   it, or nobody holds it open for write ([`Trust::IfUnwritten`]). The agent cannot move
+///   a file into or out of a write root (Landlock refuses links and renames from read-only
+///   directories); a second link, made on the host, could be inside one, hence the link
+///   count.
+///
+/// A device is never evidence: what lies beneath a write root may be on any device (a
+/// btrfs subvolume the agent makes with one unprivileged ioctl has a device number of its
+/// own, as has a file system the host mounted inside the workspace), and Landlock lets the
+/// agent write all of it (attack review 84: a file in such a subvolume counted as not
+/// writable, so it was mapped executable without a sealed copy, and rewritten).
 ///
 /// Without Landlock confining writes ([`WriteScope::unconfined`], the default) nothing is
 /// trusted and every decision hashes.
@@ -437,11 +442,6 @@ pub enum Trust {
 pub struct WriteScope {
     roots: Vec<PathBuf>,
     confined: bool,
-    /// Devices of the roots on the host.
-    host_devs: HashSet<u64>,
-    /// Devices of the roots in the agent's view (with `host_devs`), filled at the first
-    /// decision.
-    devs: OnceLock<HashSet<u64>>,
     /// Placements already found (`true`: outside every write root), by mount, inode,
     /// ctime and link count. A file's own rename or link changes its ctime; a rename of
     /// a parent does not, and that is the one move it misses: the agent cannot make it
@@ -589,18 +589,9 @@ impl WriteScope {
         }
         all.sort();
         all.dedup();
-        // Devices as the host sees them, so that a failed look-up in the agent's view
-        // later cannot leave the workspace's device out.
-        let host_devs = all
-            .iter()
-            .filter_map(|r| std::fs::metadata(r).ok())
-            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-            .collect();
         WriteScope {
             roots: all,
             confined: true,
-            host_devs,
-            devs: OnceLock::new(),
             placed: Mutex::default(),
             private_fs: Mutex::default(),
             euid: OnceLock::new(),
@@ -633,7 +624,7 @@ impl WriteScope {
         st: &libc::stat,
         mount: Option<MountId>,
     ) -> Trust {
-        if !self.trusts_inner(pid, fd, st, mount) {
+        if !self.trusts_inner(fd, st, mount) {
             return Trust::No;
         }
         let me = *self
@@ -652,13 +643,7 @@ impl WriteScope {
         }
     }
 
-    fn trusts_inner(
-        &self,
-        pid: u32,
-        fd: BorrowedFd<'_>,
-        st: &libc::stat,
-        mount: Option<MountId>,
-    ) -> bool {
+    fn trusts_inner(&self, fd: BorrowedFd<'_>, st: &libc::stat, mount: Option<MountId>) -> bool {
         if !self.confined {
             return false;
         }
@@ -666,21 +651,16 @@ impl WriteScope {
         if self.untrusted_fs(fd, mount) != Some(false) {
             return false;
         }
-        let Some(devs) = self.root_devs(pid) else {
-            return false;
-        };
-        !devs.contains(&st.st_dev) || self.outside_roots(fd, st, mount) == Some(true)
+        self.outside_roots(fd, st, mount) == Some(true)
     }
 
     /// Whether this session's agent can write the file behind `fd` (stat `st`), judged by
     /// its name: under a write root. `shown` is the name `/proc/PID/maps` gives a mapping
     /// (for a descriptor opened through `map_files`, which names an overlay's layer file,
-    /// not the path the agent sees); otherwise the kernel's name for the descriptor. On an
-    /// ordinary file system a file on no root's device is not looked up; on tmpfs, overlayfs
-    /// and the like it always is (overlayfs gives its files per-layer device numbers, so a
-    /// package-cache file would escape the device check).
+    /// not the path the agent sees); otherwise the kernel's name for the descriptor. Always
+    /// by name, whatever the device (see [`WriteScope`]).
     ///
-    /// Unknown (the roots' devices unobtainable, the name unreadable, a deleted file's name)
+    /// Unknown (the name unreadable, a deleted file's name)
     /// answers yes; writes not confined answer no (nothing is confined, so nothing is
     /// promised: see [`crate::snapshot`]). A second hard link is not looked for: the agent
     /// cannot make one to a file outside the roots (Landlock refuses links across
@@ -688,20 +668,12 @@ impl WriteScope {
     /// write a file judged by its outside name (see `GUARANTEES.md`).
     pub fn writable(
         &self,
-        pid: u32,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
         mount: Option<MountId>,
         shown: Option<&str>,
     ) -> bool {
         if !self.confined {
-            return false;
-        }
-        let Some(devs) = self.root_devs(pid) else {
-            return true;
-        };
-        let plain = self.untrusted_fs(fd, mount) == Some(false);
-        if plain && !devs.contains(&st.st_dev) {
             return false;
         }
         match shown {
@@ -794,7 +766,7 @@ impl WriteScope {
                 return None;
             }
             let (st, mount) = stat_fd(fd.as_fd()).ok()?;
-            if self.writable(pid, fd.as_fd(), &st, mount, None) {
+            if self.writable(fd.as_fd(), &st, mount, None) {
                 return Some(false);
             }
             match st.st_mode & libc::S_IFMT {
@@ -837,37 +809,6 @@ impl WriteScope {
             remember(&self.private_fs, m, untrusted, PLACEMENTS_KEPT);
         }
         Some(untrusted)
-    }
-
-    /// Every write root's device, seen from the agent. A root that cannot be opened there is
-    /// fine only when it is absent from the agent's view (nothing there to write); any other
-    /// failure leaves the set incomplete (`None`), and it is computed again next time.
-    fn root_devs(&self, pid: u32) -> Option<&HashSet<u64>> {
-        if let Some(d) = self.devs.get() {
-            return Some(d);
-        }
-        let mut found: HashSet<u64> = self.host_devs.iter().copied().collect();
-        for r in &self.roots {
-            let dev = open_in_target(pid, &r.to_string_lossy(), None)
-                .ok()
-                .and_then(|f| fstat(f.as_fd()).ok())
-                .map(|s| s.st_dev);
-            match dev {
-                Some(d) => {
-                    found.insert(d);
-                }
-                None => {
-                    let view = format!("/proc/{pid}/root{}", r.display());
-                    let absent = std::fs::symlink_metadata(&view)
-                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                    if !absent {
-                        return None;
-                    }
-                }
-            }
-        }
-        let _ = self.devs.set(found);
-        self.devs.get()
     }
 
     /// Whether the file lies outside every write root, by the kernel's name for it (kept per
@@ -1636,7 +1577,7 @@ impl Guard {
                         Ok(st) => st,
                         Err(e) => return self.fail_outcome(pid, "mmap", e.to_string(), started),
                     };
-                    match self.writable_copy(pid, f.as_fd(), &st) {
+                    match self.writable_copy(f.as_fd(), &st) {
                         Ok(None) => self.decide_stat(pid, &what, "mmap", f.as_fd(), st, started, 0),
                         Ok(Some(c)) => {
                             let ok = self.decide_fd(pid, &what, "mmap", c.as_fd(), started, 0);
@@ -1745,7 +1686,7 @@ impl Guard {
     ) -> bool {
         let writable = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && st.st_nlink > 0
-            && self.scope.writable(pid, fd, st, *mount, Some(&what()));
+            && self.scope.writable(fd, st, *mount, Some(&what()));
         if !writable {
             return true;
         }
@@ -1766,13 +1707,12 @@ impl Guard {
     /// can write it (`None`: map the file itself).
     fn writable_copy(
         &self,
-        pid: u32,
         fd: BorrowedFd<'_>,
         (st, mount): &(libc::stat, Option<MountId>),
     ) -> std::io::Result<Option<Arc<OwnedFd>>> {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG
             || st.st_nlink == 0
-            || !self.scope.writable(pid, fd, st, *mount, None)
+            || !self.scope.writable(fd, st, *mount, None)
         {
             return Ok(None);
         }
@@ -1910,16 +1850,14 @@ impl Guard {
     }
 
     /// Computes ahead what the first decisions need once per session and no decision
-    /// changes, as process `pid` (the agent before its first exec) sees it: the write
-    /// roots' devices, and whether the agent can change the x86-64 program interpreter's
-    /// path (the sandbox's view is fixed once it runs). Nothing is decided or logged here;
+    /// changes, as process `pid` (the agent before its first exec) sees it: whether the
+    /// agent can change the x86-64 program interpreter's path (the sandbox's view is fixed once it runs). Nothing is decided or logged here;
     /// a failure leaves the work to the first decision, as before.
     pub fn warm(&self, pid: i32) {
         if pid <= 0 || !self.scope.confined {
             return;
         }
         let pid = pid as u32;
-        let _ = self.scope.root_devs(pid);
         // The x86-64 glibc program interpreter, which nearly every program names: whether
         // the agent can change it (its walk, the larger part of a first exec's decision).
         let interp = "/lib64/ld-linux-x86-64.so.2";

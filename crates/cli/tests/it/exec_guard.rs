@@ -1160,6 +1160,133 @@ fn a_writable_file_rewritten_after_its_mapping_runs_only_what_was_decided() {
     );
 }
 
+/// Makes a btrfs subvolume NAME in the current directory (one unprivileged ioctl).
+const SUBVOL_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <linux/btrfs.h>
+int main(int argc, char **argv) {
+    struct btrfs_ioctl_vol_args a;
+    int d = open(".", O_RDONLY | O_DIRECTORY);
+    if (argc < 2 || d < 0) return 2;
+    memset(&a, 0, sizeof a);
+    strncpy(a.name, argv[1], sizeof a.name - 1);
+    if (ioctl(d, BTRFS_IOC_SUBVOL_CREATE, &a)) { perror("BTRFS_IOC_SUBVOL_CREATE"); return 1; }
+    printf("subvolume %s made\n", argv[1]);
+    return 0;
+}
+"#;
+
+/// A file system mounted by this test (on a loop device), unmounted when dropped.
+struct LoopMount(PathBuf);
+
+impl LoopMount {
+    /// `mkfs` (`mkfs.ext4`, `mkfs.btrfs`) an image beside `at` and mount it there, open to
+    /// every uid (the agent's is not the host's). `None` when the tool or the kernel lacks it.
+    fn make(mkfs: &str, image: &Path, at: &Path) -> Option<LoopMount> {
+        let f = std::fs::File::create(image).ok()?;
+        f.set_len(300 << 20).ok()?;
+        let force = if mkfs == "mkfs.btrfs" { "-f" } else { "-F" };
+        let made = Command::new(mkfs)
+            .args(["-q", force])
+            .arg(image)
+            .stdout(Stdio::null())
+            .status();
+        let Ok(made) = made else {
+            eprintln!("NOTE: no {mkfs} here: that part not run");
+            return None;
+        };
+        std::fs::create_dir_all(at).ok()?;
+        let mounted = made.success()
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image)
+                .arg(at)
+                .status()
+                .ok()?
+                .success();
+        if !mounted {
+            eprintln!("NOTE: {mkfs} on a loop device unavailable here: that part not run");
+            return None;
+        }
+        let m = LoopMount(at.to_path_buf());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o777)).ok()?;
+        Some(m)
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Attack review 84: the guard took a file on no write root's device for one the agent
+/// cannot write, so a file beneath the workspace on a device of its own (a btrfs subvolume
+/// the agent makes with one unprivileged ioctl, or a file system the host mounted inside
+/// the workspace) was mapped executable from the file itself, not a sealed copy, and
+/// `mprotect(+X)` of a read-only view of it was allowed: the denied bytes written into it
+/// afterwards ran. Judged on the host (the payload creates `PWNED`); the rewrite must have
+/// reached the file, and a system library still maps.
+#[test]
+fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
+    // SAFETY: trivial getter.
+    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOTE: needs root (loop mounts) on x86-64: not run");
+        return;
+    }
+    let t = T::new("owndev");
+    t.cc("rewrite", REWRITE_C, &["-O1"]);
+    t.cc("mprot", MPROTECT_C, &[]);
+    t.cc("subvol", SUBVOL_C, &[]);
+    let policy = pwned_setup(&t);
+    let ext4 = LoopMount::make("mkfs.ext4", &t.root.join("ext4.img"), &t.ws.join("vol"));
+    let btrfs = LoopMount::make("mkfs.btrfs", &t.root.join("btrfs.img"), &t.ws.join("bt"));
+    assert!(
+        ext4.is_some() || btrfs.is_some(),
+        "neither ext4 nor btrfs could be mounted on a loop device"
+    );
+    let mut script = String::new();
+    let mut dirs = Vec::new();
+    if ext4.is_some() {
+        dirs.push("vol");
+    }
+    if btrfs.is_some() {
+        script.push_str("(cd bt && ../subvol sv); ");
+        dirs.push("bt/sv");
+    }
+    for d in &dirs {
+        script.push_str(&format!(
+            "cp allowed.bin {d}/lib.bin; ./rewrite {d}/lib.bin denied.bin; ./mprot {d}/lib.bin; "
+        ));
+    }
+    script.push_str("./mprot /usr/lib/x86_64-linux-gnu/libc.so.6");
+    let o = t.run(&["--policy", &policy], &script);
+    let all = text(&o);
+    if btrfs.is_some() {
+        assert!(all.contains("subvolume sv made"), "{all}");
+    }
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    assert_eq!(all.matches("REWRITE-HELD").count(), dirs.len(), "{all}");
+    assert_eq!(all.matches("lib.bin: refused").count(), dirs.len(), "{all}");
+    assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
+    for d in &dirs {
+        assert_eq!(
+            std::fs::read(t.ws.join(d).join("lib.bin")).unwrap(),
+            pwned_code(),
+            "the rewrite must have reached {d}/lib.bin"
+        );
+    }
+    drop(btrfs);
+    drop(ext4);
+}
+
 /// The `mprotect` race across a `vfork` chain: P (a racing thread plus the main thread)
 /// vforks C, C vforks G; G `mprotect`s anonymous memory executable while P's racing thread
 /// maps DENIED over it after a random delay (G waits until that thread is running). `nestvfork
