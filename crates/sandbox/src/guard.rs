@@ -110,6 +110,9 @@ struct Pending {
 #[derive(Clone)]
 pub struct Guard {
     st: Arc<Mutex<State>>,
+    /// The locked files' watch, apart from `st`: its own inotify instance and thread, so
+    /// that nothing the walker does (a tree renamed in is a walk) delays a relock.
+    rl: Arc<Mutex<Relocker>>,
 }
 
 struct State {
@@ -167,12 +170,8 @@ struct State {
     /// the locks: the last pass sanitises these configs and empties these hooks directories
     /// again (see [`State::resanitise`]).
     made: Vec<Made>,
-    /// Locked files watched for the host replacing them ([`State::relock`]).
-    relocks: Vec<Relock>,
-    /// The watch on each locked file's directory, and which of `relocks` live there.
-    relock_wds: HashMap<i32, Vec<usize>>,
-    /// `relocks` whose name an event touched, to look at in the next pass.
-    relock_due: Vec<usize>,
+    /// The locked files for the [`Relocker`], taken from here once the locks stand.
+    relocker: Option<Relocker>,
     /// How many [`Made`] fds are kept at most: half of init's open-files limit (raised to its
     /// hard limit at start), at least 1,024. Past it, what the guard locks later in
     /// session-made repositories is not sanitised again by the last pass (their first-look
@@ -184,8 +183,10 @@ struct State {
 /// directory entry, and a program on the host that replaces that entry (a rename over it:
 /// an editor's save, `sed -i`; `git checkout` unlinks and creates) takes the mount away in
 /// every namespace: the host's new file would then be the agent's to write (attack review
-/// 80, F3). Its directory is watched, and the new file locked as itself at once. What this
-/// cannot close (attack review 83): a descriptor the agent opened on the host's file before
+/// 80, F3). Its directory is watched, and the new file locked as itself at once (by the
+/// [`Relocker`], whose thread does nothing else). What this cannot close (attack review 83;
+/// 84): the moment between the host's rename and the relock, in which a program opening
+/// the name for writing in a loop may get a descriptor; a descriptor the agent opened on the host's file before
 /// the lock (its temporary file sits in a directory the agent can write) still writes it,
 /// so the last pass compares the file with what it held when locked and says so aloud; and
 /// a name the host removed is not made again (that raced the host's own next step: `git
@@ -211,6 +212,206 @@ fn relock_content(root: BorrowedFd<'_>, rel: &Path, dev: u64) -> io::Result<Vec<
     let mut v = fsat::read_to_vec(f.as_fd(), RELOCK_KEEP)?;
     v.extend_from_slice(&fsat::fstat(f.as_fd())?.st_size.to_ne_bytes());
     Ok(v)
+}
+
+/// Adds `mask` to the watch of the inotify instance `ino` on the verified directory `d`
+/// (each caller's events add up: `IN_MASK_ADD`).
+fn inotify_watch(ino: BorrowedFd<'_>, d: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
+    let p = format!("/proc/self/fd/{}\0", d.as_raw_fd());
+    // The magic link is followed on purpose (no IN_DONT_FOLLOW, which would watch the
+    // link itself): it names the directory we opened and verified, not a path.
+    // SAFETY: a NUL-terminated path to our own verified fd.
+    let wd = unsafe {
+        libc::inotify_add_watch(
+            ino.as_raw_fd(),
+            p.as_ptr() as *const libc::c_char,
+            mask | libc::IN_ONLYDIR | libc::IN_MASK_ADD,
+        )
+    };
+    if wd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(wd)
+}
+
+/// The watch for the host replacing a locked file ([`Relock`]), on an inotify instance and
+/// a thread of its own: a new file under a locked name is locked as soon as its event is
+/// read. On the walker's instance and thread, a relock waited for every event queued ahead
+/// of it, and each directory renamed in is a walk of its tree: an agent renaming a large
+/// tree to and fro held relocks back for as long as it liked, and wrote the host's new file
+/// meanwhile (attack review 84). Here the only events are those of the locked files'
+/// directories, and a relock costs a few `openat`s.
+struct Relocker {
+    inotify: OwnedFd,
+    relocks: Vec<Relock>,
+    /// The watch on each locked file's directory, and which of `relocks` live there.
+    wds: HashMap<i32, Vec<usize>>,
+    finished: bool,
+}
+
+impl Relocker {
+    /// Watches the directory of each locked file: one watch per directory, each root
+    /// opened once.
+    fn new(relocks: Vec<Relock>) -> Result<Relocker, GuardError> {
+        // SAFETY: inotify_init1 returns a fresh fd or -1.
+        let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if ifd < 0 {
+            return Err(GuardError::Inotify(io::Error::last_os_error()));
+        }
+        let mut rl = Relocker {
+            // SAFETY: a fresh fd we own.
+            inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
+            relocks: Vec::new(),
+            wds: HashMap::new(),
+            finished: false,
+        };
+        let mut roots: HashMap<PathBuf, (OwnedFd, u64)> = HashMap::new();
+        let mut dirs: HashMap<(PathBuf, PathBuf), i32> = HashMap::new();
+        for r in relocks {
+            let parent = r.rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            let key = (r.root.clone(), parent);
+            let wd = match dirs.get(&key) {
+                Some(&wd) => wd,
+                None => {
+                    let watched = (|| -> io::Result<i32> {
+                        if !roots.contains_key(&r.root) {
+                            let rfd = fsat::open_root_as(&r.root, r.want)?;
+                            let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                            roots.insert(r.root.clone(), (rfd, dev));
+                        }
+                        let (rfd, dev) = &roots[&r.root];
+                        let d = fsat::open_dir(rfd.as_fd(), &key.1, true, Some(*dev))?;
+                        inotify_watch(
+                            rl.inotify.as_fd(),
+                            d.as_fd(),
+                            libc::IN_CREATE | libc::IN_MOVED_TO,
+                        )
+                    })();
+                    let wd = watched.map_err(|e| GuardError::Protected {
+                        path: r.root.join(&r.rel),
+                        hint: "its directory cannot be watched for the host replacing the file",
+                        detail: Box::new(GuardError::Io(e)),
+                    })?;
+                    dirs.insert(key, wd);
+                    wd
+                }
+            };
+            rl.wds.entry(wd).or_default().push(rl.relocks.len());
+            rl.relocks.push(r);
+        }
+        Ok(rl)
+    }
+
+    /// Reads every queued event and locks again what they name (everything, when events
+    /// were lost); failures told on stderr.
+    fn drain(&mut self) {
+        let mut due: Vec<usize> = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            // SAFETY: reading inotify events into a buffer.
+            let n = unsafe {
+                libc::read(
+                    self.inotify.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            let n = n as usize;
+            let hdr = std::mem::size_of::<libc::inotify_event>();
+            let mut off = 0;
+            while off + hdr <= n {
+                // SAFETY: the kernel wrote a whole event header at `off`.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf[off..].as_ptr() as *const _) };
+                let len = ev.len as usize;
+                let raw = &buf[off + hdr..(off + hdr + len).min(n)];
+                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                let name = OsStr::from_bytes(&raw[..end]);
+                off += hdr + len;
+                if ev.mask & libc::IN_Q_OVERFLOW != 0 {
+                    due = (0..self.relocks.len()).collect();
+                    continue;
+                }
+                for &i in self.wds.get(&ev.wd).map(Vec::as_slice).unwrap_or(&[]) {
+                    if self.relocks[i].rel.file_name() == Some(name) && !due.contains(&i) {
+                        due.push(i);
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.relock(due) {
+            eprintln!(
+                "warden: workspace guard: {}",
+                warden_event::text::printable(&e.to_string())
+            );
+        }
+    }
+
+    /// Locks again every [`Relock`] in `due` whose entry is no longer a mount (the host
+    /// replaced it): the host's new file read-only as itself.
+    fn relock(&mut self, due: Vec<usize>) -> Result<(), GuardError> {
+        let mut errors = Vec::new();
+        for i in due {
+            let r = &self.relocks[i];
+            let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
+            let once = (|| -> Result<(), GuardError> {
+                let rfd = fsat::open_root_as(&root, want)?;
+                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                let fd = match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
+                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
+                    Ok(fd) => fd,
+                    // Removed: not made again (see [`Relock`]); a file made there later is
+                    // locked when it appears.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                // The host's own file now: locked as itself, even with a second name (the
+                // agent can link the host's temporary file before the rename): that name
+                // writes it as a held descriptor would, which the last pass tells.
+                let linked = linked_file(fd.as_fd(), Some(dev));
+                fsat::bind_fd(fd.as_fd(), fd.as_fd(), false, true)?;
+                self.relocks[i].seen = Some(relock_content(rfd.as_fd(), &rel, dev)?);
+                if let Some(l) = linked {
+                    return Err(GuardError::Io(io::Error::other(format!(
+                        "locked again, but {l}: what is written through that name is told at the end"
+                    ))));
+                }
+                Ok(())
+            })();
+            if let Err(e) = once {
+                errors.push(GuardError::Protected {
+                    path: root.join(&rel),
+                    hint: "the host replaced this locked file during the session, and the agent may write it: read it before the host uses it",
+                    detail: Box::new(e),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(GuardError::Several(errors))
+        }
+    }
+
+    /// The last pass's check of every file locked again: one that no longer holds what it
+    /// held when locked was written through a descriptor opened before (see [`Relock`]).
+    fn changed(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for r in &self.relocks {
+            let Some(seen) = &r.seen else { continue };
+            let now = fsat::open_root_as(&r.root, r.want).and_then(|rfd| {
+                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+                relock_content(rfd.as_fd(), &r.rel, dev)
+            });
+            if now.as_ref().ok() != Some(seen) {
+                out.push(r.root.join(&r.rel));
+            }
+        }
+        out
+    }
 }
 
 /// A config file (read-write fd) or hooks directory (directory fd) the guard locked in a
@@ -448,9 +649,7 @@ impl Guard {
             aside: Vec::new(),
             made: Vec::new(),
             max_made,
-            relocks: Vec::new(),
-            relock_wds: HashMap::new(),
-            relock_due: Vec::new(),
+            relocker: None,
         };
         st.lock_protected(plan)?;
         warden_event::timing::mark("init: guard locked protected");
@@ -459,13 +658,39 @@ impl Guard {
         st.process_all(true)?;
         warden_event::timing::mark("init: guard processed");
         st.starting = false;
+        let rl = match st.relocker.take() {
+            Some(rl) => rl,
+            None => Relocker::new(Vec::new())?,
+        };
         Ok(Guard {
             st: Arc::new(Mutex::new(st)),
+            rl: Arc::new(Mutex::new(rl)),
         })
     }
 
-    /// Runs the watcher on a thread of init for the rest of the session.
+    /// Runs the watcher, and the locked files' watch, on threads of init for the rest of
+    /// the session.
     pub fn spawn(&self) {
+        let rl = self.rl.clone();
+        std::thread::spawn(move || loop {
+            let fd = match rl.lock() {
+                Ok(r) if !r.finished => r.inotify.as_raw_fd(),
+                _ => return,
+            };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one fd we own (kept open while `finished` is false: the
+            // relocker lives as long as the guard).
+            unsafe { libc::poll(&mut pfd, 1, 200) };
+            let Ok(mut r) = rl.lock() else { return };
+            if r.finished {
+                return;
+            }
+            r.drain();
+        });
         let g = self.clone();
         std::thread::spawn(move || loop {
             let fd = match g.st.lock() {
@@ -493,12 +718,6 @@ impl Guard {
                 s.rescan();
             }
             s.drain_events();
-            if let Err(e) = s.relock() {
-                eprintln!(
-                    "warden: workspace guard: {}",
-                    warden_event::text::printable(&e.to_string())
-                );
-            }
             if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
                 s.rescan();
             }
@@ -527,13 +746,15 @@ impl Guard {
         let Ok(mut s) = self.st.lock() else { return };
         s.finished = true;
         s.drain_events();
-        if let Err(e) = s.relock() {
-            eprintln!(
-                "warden: workspace guard: {}",
-                warden_event::text::printable(&e.to_string())
-            );
-        }
-        for p in s.relocked_changed() {
+        let changed = match self.rl.lock() {
+            Ok(mut rl) => {
+                rl.finished = true;
+                rl.drain();
+                rl.changed()
+            }
+            Err(_) => Vec::new(),
+        };
+        for p in changed {
             eprintln!(
                 "warden: WARNING: {} changed after warden locked it again (the host had replaced it during the session): something in the session may have written it through a descriptor opened before the lock; read it before the host uses it",
                 warden_event::text::printable(&p.display().to_string())
@@ -839,134 +1060,15 @@ impl State {
         self.watch_locks(relocks)
     }
 
-    /// Watches the directory of each locked file (see [`Relock`]): one watch per directory,
-    /// each root opened once.
+    /// Hands the locked files to a [`Relocker`] (made here, before the agent runs).
     fn watch_locks(&mut self, relocks: Vec<Relock>) -> Result<(), GuardError> {
-        let mut roots: HashMap<PathBuf, (OwnedFd, u64)> = HashMap::new();
-        let mut dirs: HashMap<(PathBuf, PathBuf), i32> = HashMap::new();
-        for r in relocks {
-            let parent = r.rel.parent().unwrap_or(Path::new("")).to_path_buf();
-            let key = (r.root.clone(), parent);
-            let wd = match dirs.get(&key) {
-                Some(&wd) => wd,
-                None => {
-                    let watched = (|| -> io::Result<i32> {
-                        if !roots.contains_key(&r.root) {
-                            let rfd = fsat::open_root_as(&r.root, r.want)?;
-                            let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-                            roots.insert(r.root.clone(), (rfd, dev));
-                        }
-                        let (rfd, dev) = &roots[&r.root];
-                        let d = fsat::open_dir(rfd.as_fd(), &key.1, true, Some(*dev))?;
-                        self.add_lock_watch(d.as_fd())
-                    })();
-                    let wd = watched.map_err(|e| GuardError::Protected {
-                        path: r.root.join(&r.rel),
-                        hint: "its directory cannot be watched for the host replacing the file",
-                        detail: Box::new(GuardError::Io(e)),
-                    })?;
-                    dirs.insert(key, wd);
-                    wd
-                }
-            };
-            self.relock_wds
-                .entry(wd)
-                .or_default()
-                .push(self.relocks.len());
-            self.relocks.push(r);
-        }
+        self.relocker = Some(Relocker::new(relocks)?);
         Ok(())
     }
 
-    /// One watch of [`State::watch_locks`] on the verified directory `d`: a new file under
-    /// a locked name (renamed over it, or made after an unlink).
-    fn add_lock_watch(&self, d: BorrowedFd<'_>) -> io::Result<i32> {
-        self.inotify_watch(d, libc::IN_CREATE | libc::IN_MOVED_TO)
-    }
-
-    /// Adds `mask` to the watch on the verified directory `d` (each caller's events add up:
-    /// `IN_MASK_ADD`).
+    /// Adds `mask` to the walker's watch on the verified directory `d`.
     fn inotify_watch(&self, d: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
-        let p = format!("/proc/self/fd/{}\0", d.as_raw_fd());
-        // The magic link is followed on purpose (no IN_DONT_FOLLOW, which would watch the
-        // link itself): it names the directory we opened and verified, not a path.
-        // SAFETY: a NUL-terminated path to our own verified fd.
-        let wd = unsafe {
-            libc::inotify_add_watch(
-                self.inotify.as_raw_fd(),
-                p.as_ptr() as *const libc::c_char,
-                mask | libc::IN_ONLYDIR | libc::IN_MASK_ADD,
-            )
-        };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(wd)
-    }
-
-    /// Locks again every [`Relock`] an event touched whose entry is no longer a mount (the
-    /// host replaced or removed it): the host's new file read-only as itself, or, gone, an
-    /// empty file in its place (what the plan showed for it, for a placeholder).
-    fn relock(&mut self) -> Result<(), GuardError> {
-        let mut errors = Vec::new();
-        for i in std::mem::take(&mut self.relock_due) {
-            let r = &self.relocks[i];
-            let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
-            let once = (|| -> Result<(), GuardError> {
-                let rfd = fsat::open_root_as(&root, want)?;
-                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-                let fd = match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
-                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
-                    Ok(fd) => fd,
-                    // Removed: not made again (see [`Relock`]); a file made there later is
-                    // locked when it appears.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                };
-                // The host's own file now: locked as itself, even with a second name (the
-                // agent can link the host's temporary file before the rename): that name
-                // writes it as a held descriptor would, which the last pass tells.
-                let linked = linked_file(fd.as_fd(), Some(dev));
-                fsat::bind_fd(fd.as_fd(), fd.as_fd(), false, true)?;
-                self.locked.insert(fsat::identity(fd.as_fd())?);
-                self.relocks[i].seen = Some(relock_content(rfd.as_fd(), &rel, dev)?);
-                if let Some(l) = linked {
-                    return Err(GuardError::Io(io::Error::other(format!(
-                        "locked again, but {l}: what is written through that name is told at the end"
-                    ))));
-                }
-                Ok(())
-            })();
-            if let Err(e) = once {
-                errors.push(GuardError::Protected {
-                    path: root.join(&rel),
-                    hint: "the host replaced this locked file during the session, and the agent may write it: read it before the host uses it",
-                    detail: Box::new(e),
-                });
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(GuardError::Several(errors))
-        }
-    }
-
-    /// The last pass's check of every file locked again: one that no longer holds what it
-    /// held when locked was written through a descriptor opened before (see [`Relock`]).
-    fn relocked_changed(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for r in &self.relocks {
-            let Some(seen) = &r.seen else { continue };
-            let now = fsat::open_root_as(&r.root, r.want).and_then(|rfd| {
-                let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-                relock_content(rfd.as_fd(), &r.rel, dev)
-            });
-            if now.as_ref().ok() != Some(seen) {
-                out.push(r.root.join(&r.rel));
-            }
-        }
-        out
+        inotify_watch(self.inotify.as_fd(), d, mask)
     }
 
     /// Stands a mount on the symlink `rel` beneath `root` itself, after checking it still
@@ -1159,8 +1261,6 @@ impl State {
 
     fn event(&mut self, wd: i32, mask: u32, name: OsString) {
         if mask & libc::IN_Q_OVERFLOW != 0 {
-            // What was lost may have named a locked file: all are looked at.
-            self.relock_due = (0..self.relocks.len()).collect();
             self.degraded = true;
             self.rescan();
             return;
@@ -1169,16 +1269,6 @@ impl State {
             self.wds.remove(&wd);
             return;
         }
-        if let Some(ix) = self.relock_wds.get(&wd) {
-            for &i in ix {
-                if self.relocks[i].rel.file_name() == Some(name.as_os_str())
-                    && !self.relock_due.contains(&i)
-                {
-                    self.relock_due.push(i);
-                }
-            }
-        }
-        // (A locked file's watch adds removals to the events of a shared directory.)
         if mask & (libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE) == 0 {
             return;
         }

@@ -2450,6 +2450,68 @@ fn a_config_the_host_rewrites_during_a_session_keeps_the_users_settings() {
     );
 }
 
+/// Attack review 84: the relock of a file the host replaced ran on the walker's thread,
+/// after every event queued ahead of it, and each directory renamed into the workspace is
+/// a walk of its tree: an agent renaming a tree of 5,000 directories to and fro held the
+/// relock back for as long as it liked, and wrote the host's new file (a SessionStart hook
+/// for the host's next Claude Code). Locked files now have a watch and a thread of their
+/// own. The agent writes 300 ms after the host's rename, the flood still running: refused.
+/// Judged on the host after the session.
+#[test]
+fn a_rename_flood_does_not_hold_back_the_relock_of_a_file_the_host_replaced() {
+    let t = T::new("relock-flood");
+    std::fs::create_dir_all(t.ws.join(".claude")).unwrap();
+    std::fs::write(t.ws.join(".claude/settings.json"), "{\"v\":1}\n").unwrap();
+    let s = t
+        .session(
+            &t.ws,
+            &[],
+            "mkdir -p fl/a && (cd fl/a && mkdir $(seq 5000)); \
+             (while [ ! -e stop ]; do mv fl/a fl/b; mv fl/b fl/a; done) & \
+             touch ready; while [ ! -e go ]; do sleep 0.02; done; \
+             cat .claude/settings.json; \
+             if (echo AGENT > .claude/settings.json) 2>/dev/null; then echo WROTE; else echo REFUSED; fi; \
+             touch stop; wait; echo DONE",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || t
+            .ws
+            .join("ready")
+            .exists()),
+        "never saw ready"
+    );
+    // The flood runs; the host saves by rename, and the agent tries 300 ms later.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(t.ws.join(".claude/settings.json.tmp"), "{\"v\":2}\n").unwrap();
+    std::fs::rename(
+        t.ws.join(".claude/settings.json.tmp"),
+        t.ws.join(".claude/settings.json"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = s.wait_with_output().unwrap();
+    let all = out(&o);
+    assert!(ok(&o).contains("DONE"), "{all}");
+    assert!(
+        all.contains("REFUSED"),
+        "the host's new file was still the agent's to write:\n{all}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join(".claude/settings.json")).unwrap(),
+        "{\"v\":2}\n",
+        "{all}"
+    );
+    assert!(
+        all.contains("{\"v\":2}"),
+        "the agent reads the host's file:\n{all}"
+    );
+}
+
 /// Attack review 80, F3: a lock is a mount on a file's directory entry, and a program on the
 /// host that replaces the entry during the session (an editor's save by rename) took the
 /// mount away: the agent could then write the host's new file, which the host's next agent
