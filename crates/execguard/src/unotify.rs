@@ -1661,8 +1661,10 @@ impl Guard {
                 // traced by a program of the agent's cannot be: nothing else was found
                 // sharing its address space, and it goes unchecked as before).
                 hold: hold.or_else(|| {
-                    let free = || matches!(tracer_of(pid).as_str(), "0") || is_traced_by_us(pid);
-                    recheck.as_ref().filter(|_| free()).map(|_| Hold::default())
+                    recheck
+                        .as_ref()
+                        .filter(|_| untraced_or_ours(pid))
+                        .map(|_| Hold::default())
                 }),
                 copy: copy.map(|c| (a[4] as i32, c)),
                 recheck,
@@ -2347,6 +2349,16 @@ pub(crate) fn is_traced_by_us(pid: u32) -> bool {
         .ok()
         .and_then(|s| s.tracer_pid())
         .is_some_and(|t| t == me)
+}
+
+/// Whether `pid` is traced by nobody, or by this thread: one reading of its status (two
+/// could straddle a tracer's attach).
+fn untraced_or_ours(pid: u32) -> bool {
+    let me = rustix::thread::gettid().as_raw_nonzero().get();
+    warden_sys::procfs::Status::read(pid)
+        .ok()
+        .and_then(|s| s.tracer_pid())
+        .is_some_and(|t| t == 0 || t == me)
 }
 
 /// The first bytes of a file, read with one `pread`: its `#!` line, and the ELF header,
