@@ -24,7 +24,7 @@ use landlock::{
 /// V8+ add rights (named unix-socket resolution, UDP) that would change what an agent can do,
 /// so raising this is a reviewed change, not a dependency bump.
 pub const TARGET_ABI: ABI = ABI::V6;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Device files the agent may open read/write.
 pub const DEVICES: &[&str] = &[
@@ -138,35 +138,53 @@ pub fn apply(
     // through one is left to its resolved twin in the same list: the plan adds both); a
     // write root is checked against the inode the plan recorded. (Read roots include
     // `/proc` and `/dev`, which are the sandbox's own mounts here.)
-    for (list, rights, check) in [(&plan.read, read, false), (&plan.write, all, true)] {
-        for p in list {
-            let recorded = plan.root_ids.iter().find(|(x, _)| check && x == p);
-            let fd = match warden_sys::open_no_links(p, warden_sys::OFlags::PATH) {
-                Ok(fd) => fd,
-                // A resolved root the plan checked is a symbolic link now: swapped.
-                Err(_) if recorded.is_some() && std::fs::symlink_metadata(p).is_ok() => {
-                    return Err(LandlockError::Swapped(p.clone()));
-                }
-                // Missing, or a spelled root through a symbolic link (its twin has the rule).
-                Err(_) => continue,
-            };
-            let Ok((dev, ino, mode)) = fstat_ids(&fd) else {
-                continue;
-            };
-            if let Some((_, want)) = recorded {
-                if (dev, ino) != *want {
-                    return Err(LandlockError::Swapped(p.clone()));
-                }
+    // Outermost first: a read rule beneath a directory already given every one of its
+    // rights grants nothing more (Landlock walks up through mount points), and is skipped
+    // (`/usr/lib` under `/usr`, the read roots under the private `$HOME`). A write root
+    // always keeps its own rule, and its check against the recorded inode.
+    let mut entries: Vec<(&PathBuf, landlock::BitFlags<AccessFs>, bool)> = (plan.read.iter())
+        .map(|p| (p, read, false))
+        .chain(plan.write.iter().map(|p| (p, all, true)))
+        .collect();
+    entries.sort_by_cached_key(|(p, _, _)| p.components().count());
+    let mut dirs: Vec<(&Path, landlock::BitFlags<AccessFs>)> = Vec::new();
+    for (p, rights, check) in entries {
+        if !check
+            && dirs
+                .iter()
+                .any(|(d, r)| p.starts_with(d) && p != d && r.contains(rights))
+        {
+            continue;
+        }
+        let recorded = plan.root_ids.iter().find(|(x, _)| check && x == p);
+        let fd = match warden_sys::open_no_links(p, warden_sys::OFlags::PATH) {
+            Ok(fd) => fd,
+            // A resolved root the plan checked is a symbolic link now: swapped.
+            Err(_) if recorded.is_some() && std::fs::symlink_metadata(p).is_ok() => {
+                return Err(LandlockError::Swapped(p.clone()));
             }
-            let kind = mode & libc::S_IFMT;
-            let access = match kind {
-                libc::S_IFDIR => rights,
-                libc::S_IFREG => rights & file_bits,
-                _ => continue,
-            };
-            created = created
-                .add_rule(PathBeneath::new(fd, access))
-                .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
+            // Missing, or a spelled root through a symbolic link (its twin has the rule).
+            Err(_) => continue,
+        };
+        let Ok((dev, ino, mode)) = fstat_ids(&fd) else {
+            continue;
+        };
+        if let Some((_, want)) = recorded {
+            if (dev, ino) != *want {
+                return Err(LandlockError::Swapped(p.clone()));
+            }
+        }
+        let kind = mode & libc::S_IFMT;
+        let access = match kind {
+            libc::S_IFDIR => rights,
+            libc::S_IFREG => rights & file_bits,
+            _ => continue,
+        };
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
+        if kind == libc::S_IFDIR {
+            dirs.push((p, access));
         }
     }
     for d in DEVICES {
