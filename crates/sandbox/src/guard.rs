@@ -234,6 +234,39 @@ fn inotify_watch(ino: BorrowedFd<'_>, d: BorrowedFd<'_>, mask: u32) -> io::Resul
     Ok(wd)
 }
 
+/// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
+/// calling `on` with each event's watch, mask and name. Whether anything was read.
+fn read_inotify(ino: BorrowedFd<'_>, buf: &mut [u8], mut on: impl FnMut(i32, u32, &OsStr)) -> bool {
+    let mut any = false;
+    loop {
+        // SAFETY: reading inotify events into a buffer we own.
+        let n = unsafe {
+            libc::read(
+                ino.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if n <= 0 {
+            return any;
+        }
+        any = true;
+        let n = n as usize;
+        let hdr = std::mem::size_of::<libc::inotify_event>();
+        let mut off = 0;
+        while off + hdr <= n {
+            // SAFETY: the kernel wrote a whole event header at `off`.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf[off..].as_ptr() as *const _) };
+            let len = ev.len as usize;
+            let raw = &buf[off + hdr..(off + hdr + len).min(n)];
+            let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+            off += hdr + len;
+            on(ev.wd, ev.mask, OsStr::from_bytes(&raw[..end]));
+        }
+    }
+}
+
 /// The watch for the host replacing a locked file ([`Relock`]), on an inotify instance and
 /// a thread of its own: a new file under a locked name is locked as soon as its event is
 /// read. On the walker's instance and thread, a relock waited for every event queued ahead
@@ -306,42 +339,18 @@ impl Relocker {
     /// were lost); failures told on stderr.
     fn drain(&mut self) {
         let mut due: Vec<usize> = Vec::new();
-        let mut buf = [0u8; 16384];
-        loop {
-            // SAFETY: reading inotify events into a buffer.
-            let n = unsafe {
-                libc::read(
-                    self.inotify.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
-            if n <= 0 {
-                break;
+        let (relocks, wds) = (&self.relocks, &self.wds);
+        read_inotify(self.inotify.as_fd(), &mut [0u8; 16384], |wd, mask, name| {
+            if mask & libc::IN_Q_OVERFLOW != 0 {
+                due = (0..relocks.len()).collect();
+                return;
             }
-            let n = n as usize;
-            let hdr = std::mem::size_of::<libc::inotify_event>();
-            let mut off = 0;
-            while off + hdr <= n {
-                // SAFETY: the kernel wrote a whole event header at `off`.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf[off..].as_ptr() as *const _) };
-                let len = ev.len as usize;
-                let raw = &buf[off + hdr..(off + hdr + len).min(n)];
-                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-                let name = OsStr::from_bytes(&raw[..end]);
-                off += hdr + len;
-                if ev.mask & libc::IN_Q_OVERFLOW != 0 {
-                    due = (0..self.relocks.len()).collect();
-                    continue;
-                }
-                for &i in self.wds.get(&ev.wd).map(Vec::as_slice).unwrap_or(&[]) {
-                    if self.relocks[i].rel.file_name() == Some(name) && !due.contains(&i) {
-                        due.push(i);
-                    }
+            for &i in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
+                if relocks[i].rel.file_name() == Some(name) && !due.contains(&i) {
+                    due.push(i);
                 }
             }
-        }
+        });
         if let Err(e) = self.relock(due) {
             eprintln!(
                 "warden: workspace guard: {}",
@@ -1230,31 +1239,17 @@ impl State {
 
     fn drain_events(&mut self) {
         let mut buf = [0u8; 65536];
+        // Read, then handled (handling adds watches to the same instance), until empty.
         loop {
-            // SAFETY: reading inotify events into a buffer.
-            let n = unsafe {
-                libc::read(
-                    self.inotify.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
-            if n <= 0 {
-                return;
+            let mut events = Vec::new();
+            let any = read_inotify(self.inotify.as_fd(), &mut buf, |wd, mask, name| {
+                events.push((wd, mask, name.to_os_string()))
+            });
+            for (wd, mask, name) in events {
+                self.event(wd, mask, name);
             }
-            let n = n as usize;
-            let hdr = std::mem::size_of::<libc::inotify_event>();
-            let mut off = 0;
-            while off + hdr <= n {
-                // SAFETY: the kernel wrote a whole event header at `off`.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf[off..].as_ptr() as *const _) };
-                let len = ev.len as usize;
-                let raw = &buf[off + hdr..(off + hdr + len).min(n)];
-                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-                let name = OsStr::from_bytes(&raw[..end]).to_os_string();
-                off += hdr + len;
-                self.event(ev.wd, ev.mask, name);
+            if !any {
+                return;
             }
         }
     }
