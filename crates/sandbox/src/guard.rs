@@ -199,6 +199,8 @@ struct Relock {
     /// compared in the last pass, since a descriptor opened before the new lock (on the
     /// host's temporary file, in a directory the agent can write) still writes it.
     seen: Option<Vec<u8>>,
+    /// Not locked again (the agent's processes were ended): named by the last pass.
+    failed: bool,
 }
 
 /// How much of a file locked again [`Relock::seen`] keeps (a config file; past it, the
@@ -232,6 +234,14 @@ fn inotify_watch(ino: BorrowedFd<'_>, d: BorrowedFd<'_>, mask: u32) -> io::Resul
         return Err(io::Error::last_os_error());
     }
     Ok(wd)
+}
+
+/// Ends every process of the sandbox but init (this process, the pid namespace's init:
+/// `kill(-1)` there reaches the namespace only). Whether that was possible.
+fn end_agent() -> bool {
+    // SAFETY: getpid and kill have no memory effects; -1 is signalled only as pid 1 of a
+    // namespace of our own (anywhere else it would reach the host's processes).
+    unsafe { libc::getpid() == 1 && libc::kill(-1, libc::SIGKILL) == 0 }
 }
 
 /// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
@@ -366,15 +376,15 @@ impl Relocker {
         for i in due {
             let r = &self.relocks[i];
             let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
-            let once = (|| -> Result<(), GuardError> {
+            let once = (|| -> Result<Option<String>, GuardError> {
                 let rfd = fsat::open_root_as(&root, want)?;
                 let dev = fsat::fstat(rfd.as_fd())?.st_dev;
                 let fd = match fsat::open_file(rfd.as_fd(), &rel, libc::O_PATH, Some(dev)) {
-                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(()),
+                    Ok(fd) if fsat::is_mount_root(fd.as_fd())? => return Ok(None),
                     Ok(fd) => fd,
                     // Removed: not made again (see [`Relock`]); a file made there later is
                     // locked when it appears.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
                     Err(e) => return Err(e.into()),
                 };
                 // The host's own file now: locked as itself, even with a second name (the
@@ -383,19 +393,34 @@ impl Relocker {
                 let linked = linked_file(fd.as_fd(), Some(dev));
                 fsat::bind_fd(fd.as_fd(), fd.as_fd(), false, true)?;
                 self.relocks[i].seen = Some(relock_content(rfd.as_fd(), &rel, dev)?);
-                if let Some(l) = linked {
-                    return Err(GuardError::Io(io::Error::other(format!(
-                        "locked again, but {l}: what is written through that name is told at the end"
-                    ))));
-                }
-                Ok(())
+                Ok(linked.map(|l| {
+                    format!("locked again, but {l}: what is written through that name is told at the end")
+                }))
             })();
-            if let Err(e) = once {
-                errors.push(GuardError::Protected {
+            match once {
+                Ok(None) => {}
+                Ok(Some(note)) => errors.push(GuardError::Protected {
                     path: root.join(&rel),
                     hint: "the host replaced this locked file during the session, and the agent may write it: read it before the host uses it",
-                    detail: Box::new(e),
-                });
+                    detail: Box::new(GuardError::Io(io::Error::other(note))),
+                }),
+                // Not locked again: the host's new file would be the agent's to write. The
+                // agent's processes are ended at once (attack review 85: with the mount
+                // table full, the bind failed and the agent wrote the host's new
+                // settings.json); the last pass says so again.
+                Err(e) => {
+                    self.relocks[i].failed = true;
+                    let ended = end_agent();
+                    errors.push(GuardError::Protected {
+                        path: root.join(&rel),
+                        hint: if ended {
+                            "the host replaced this locked file during the session and warden could not lock it again, so it ended the session's processes; read the file before the host uses it"
+                        } else {
+                            "the host replaced this locked file during the session and warden could not lock it again: the agent may write it; read it before the host uses it"
+                        },
+                        detail: Box::new(e),
+                    });
+                }
             }
         }
         if errors.is_empty() {
@@ -410,6 +435,10 @@ impl Relocker {
     fn changed(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for r in &self.relocks {
+            if r.failed {
+                out.push(r.root.join(&r.rel));
+                continue;
+            }
             let Some(seen) = &r.seen else { continue };
             let now = fsat::open_root_as(&r.root, r.want).and_then(|rfd| {
                 let dev = fsat::fstat(rfd.as_fd())?.st_dev;
@@ -765,7 +794,7 @@ impl Guard {
         };
         for p in changed {
             eprintln!(
-                "warden: WARNING: {} changed after warden locked it again (the host had replaced it during the session): something in the session may have written it through a descriptor opened before the lock; read it before the host uses it",
+                "warden: WARNING: {} changed after warden locked it again, or could not be locked again (the host had replaced it during the session): something in the session may have written it; read it before the host uses it",
                 warden_event::text::printable(&p.display().to_string())
             );
         }
@@ -1063,6 +1092,7 @@ impl State {
                     want: plan.root_id(root),
                     rel,
                     seen: None,
+                    failed: false,
                 });
             }
         }

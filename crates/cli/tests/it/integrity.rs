@@ -2512,6 +2512,59 @@ fn a_rename_flood_does_not_hold_back_the_relock_of_a_file_the_host_replaced() {
     );
 }
 
+/// Attack review 85: when the relock of a file the host replaced fails (there, the mount
+/// table filled by the guard's own locks of 36,000 repositories the agent made; here, the
+/// host's save leaves a symlink into the workspace, which a lock cannot stand on), the
+/// agent wrote the host's new file. The session's processes are now ended at once, and the
+/// end says so. Judged on the host after the session.
+#[test]
+fn a_failed_relock_ends_the_agent() {
+    let t = T::new("relock-fails");
+    std::fs::create_dir_all(t.ws.join(".claude")).unwrap();
+    std::fs::write(t.ws.join(".claude/settings.json"), "{\"v\":1}\n").unwrap();
+    let s = t
+        .session(
+            &t.ws,
+            &[],
+            "touch ready; while [ ! -e go ]; do sleep 0.02; done; \
+             echo AGENT > notes.json; echo DONE",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || t
+            .ws
+            .join("ready")
+            .exists()),
+        "never saw ready"
+    );
+    // The host's save leaves a symbolic link (a dotfile manager's layout).
+    std::fs::write(t.ws.join("notes.json"), "{\"v\":2}\n").unwrap();
+    std::os::unix::fs::symlink("../notes.json", t.ws.join(".claude/settings.json.tmp")).unwrap();
+    std::fs::rename(
+        t.ws.join(".claude/settings.json.tmp"),
+        t.ws.join(".claude/settings.json"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = s.wait_with_output().unwrap();
+    let all = out(&o);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("DONE"),
+        "the agent ran on:\n{all}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("notes.json")).unwrap(),
+        "{\"v\":2}\n",
+        "{all}"
+    );
+    assert!(all.contains("could not lock it again"), "{all}");
+    assert!(all.contains("could not be locked again"), "{all}");
+}
+
 /// Attack review 80, F3: a lock is a mount on a file's directory entry, and a program on the
 /// host that replaces the entry during the session (an editor's save by rename) took the
 /// mount away: the agent could then write the host's new file, which the host's next agent
