@@ -424,7 +424,8 @@ pub enum Trust {
 /// the supervisor holds:
 /// - its file system is not tmpfs/ramfs (every private tree is one), and
 /// - the kernel's name for it (`/proc/self/fd/N`, not the path the agent passed) lies
-///   outside every write root, and it has a single link, or the agent's uid cannot write
+///   outside every write root, and so do the directories above it by identity
+///   ([`WriteScope::walked_outside`]), and it has a single link, or the agent's uid cannot write
 ///   it, or nobody holds it open for write ([`Trust::IfUnwritten`]). The agent cannot move
 ///   a file into or out of a write root (Landlock refuses links and renames from read-only
 ///   directories); a second link, made on the host, could be inside one, hence the link
@@ -449,6 +450,10 @@ pub struct WriteScope {
     /// write root from outside still gets the writer check ([`Trust::IfUnwritten`]),
     /// whose stamp every write changes.
     placed: Mutex<HashMap<Placement, bool>>,
+    /// [`WriteScope::walked_outside`]'s answers, kept as `placed`.
+    walked: Mutex<HashMap<Placement, bool>>,
+    /// The write roots' identities in the agent's view ([`WriteScope::root_ids`]).
+    root_ids: OnceLock<HashSet<(u64, u64)>>,
     /// Whether a mount (by unique id: a mount's file system never changes) is of a type in
     /// [`UNTRUSTED_FS`], as `fstatfs` told.
     private_fs: Mutex<HashMap<u64, bool>>,
@@ -465,6 +470,23 @@ type StableFile = ((u64, u64), Instant);
 
 /// Key of [`WriteScope::placed`]: mount, dev, ino, ctime (s, ns), link count.
 type Placement = (MountId, u64, u64, i64, i64, u64);
+
+/// `st`'s [`Placement`] on `mount` (`None` without a mount id).
+fn placement(st: &libc::stat, mount: Option<MountId>) -> Option<Placement> {
+    mount.map(|m| {
+        (
+            m,
+            st.st_dev,
+            st.st_ino,
+            st.st_ctime,
+            st.st_ctime_nsec,
+            st.st_nlink,
+        )
+    })
+}
+
+/// How many directories [`WriteScope::walked_outside`] climbs at most (past it: unknown).
+const MAX_WALK_UP: usize = 4096;
 
 /// File systems whose stamps never vouch for content: tmpfs and ramfs (every private tree
 /// is one); overlayfs (the package caches: the upper layer, on tmpfs, is the agent's, and a
@@ -593,6 +615,8 @@ impl WriteScope {
             roots: all,
             confined: true,
             placed: Mutex::default(),
+            walked: Mutex::default(),
+            root_ids: OnceLock::new(),
             private_fs: Mutex::default(),
             euid: OnceLock::new(),
             stable: Mutex::default(),
@@ -624,7 +648,7 @@ impl WriteScope {
         st: &libc::stat,
         mount: Option<MountId>,
     ) -> Trust {
-        if !self.trusts_inner(fd, st, mount) {
+        if !self.trusts_inner(pid, fd, st, mount) {
             return Trust::No;
         }
         let me = *self
@@ -643,7 +667,13 @@ impl WriteScope {
         }
     }
 
-    fn trusts_inner(&self, fd: BorrowedFd<'_>, st: &libc::stat, mount: Option<MountId>) -> bool {
+    fn trusts_inner(
+        &self,
+        pid: u32,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        mount: Option<MountId>,
+    ) -> bool {
         if !self.confined {
             return false;
         }
@@ -651,7 +681,7 @@ impl WriteScope {
         if self.untrusted_fs(fd, mount) != Some(false) {
             return false;
         }
-        self.outside_roots(fd, st, mount) == Some(true)
+        self.outside_roots(pid, fd, st, mount) == Some(true)
     }
 
     /// Whether this session's agent can write the file behind `fd` (stat `st`), judged by
@@ -668,6 +698,7 @@ impl WriteScope {
     /// write a file judged by its outside name (see `GUARANTEES.md`).
     pub fn writable(
         &self,
+        pid: u32,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
         mount: Option<MountId>,
@@ -684,8 +715,9 @@ impl WriteScope {
                         .roots
                         .iter()
                         .any(|r| std::path::Path::new(name).starts_with(r))
+                    || self.walked_outside(pid, name, st, mount) != Some(true)
             }
-            None => self.outside_roots(fd, st, mount) != Some(true),
+            None => self.outside_roots(pid, fd, st, mount) != Some(true),
         }
     }
 
@@ -766,7 +798,7 @@ impl WriteScope {
                 return None;
             }
             let (st, mount) = stat_fd(fd.as_fd()).ok()?;
-            if self.writable(fd.as_fd(), &st, mount, None) {
+            if self.writable(pid, fd.as_fd(), &st, mount, None) {
                 return Some(false);
             }
             match st.st_mode & libc::S_IFMT {
@@ -811,34 +843,113 @@ impl WriteScope {
         Some(untrusted)
     }
 
-    /// Whether the file lies outside every write root, by the kernel's name for it (kept per
-    /// mount, inode, ctime and link count); `None` when that name is unreadable.
+    /// Whether the file lies outside every write root, by the kernel's name for it and by
+    /// its directories ([`WriteScope::walked_outside`]) (kept per mount, inode, ctime and
+    /// link count); `None` when either is unknown.
     fn outside_roots(
         &self,
+        pid: u32,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
         mount: Option<MountId>,
     ) -> Option<bool> {
-        let key = mount.map(|m| {
-            (
-                m,
-                st.st_dev,
-                st.st_ino,
-                st.st_ctime,
-                st.st_ctime_nsec,
-                st.st_nlink,
-            )
-        });
+        let key = placement(st, mount);
         let placed = || self.placed.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(outside) = key.and_then(|k| placed().get(&k).copied()) {
             return Some(outside);
         }
         let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        let outside = p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r));
+        let by_name = p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r));
+        let outside = by_name && self.walked_outside(pid, p.to_str()?, st, mount)?;
         if let Some(k) = key {
             remember(&self.placed, k, outside, PLACEMENTS_KEPT);
         }
         Some(outside)
+    }
+
+    /// Whether no directory above the file `st` (named `name` in the agent's view) is a write
+    /// root, by identity: the directory holding `name` (checked to hold `st`), and each one
+    /// above it by `..` (across mounts). Landlock's rules are on inodes, so a write root
+    /// reached by a name outside every root (a bind mount of the workspace the host made
+    /// elsewhere, a second mount of its file system) is as writable there: judged by name
+    /// alone, a file under such a name was mapped executable uncopied, and rewritten (attack
+    /// review 85). Kept per mount, inode, ctime and link count; `None` when unknown.
+    fn walked_outside(
+        &self,
+        pid: u32,
+        name: &str,
+        st: &libc::stat,
+        mount: Option<MountId>,
+    ) -> Option<bool> {
+        let key = placement(st, mount);
+        let walked = || self.walked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(outside) = key.and_then(|k| walked().get(&k).copied()) {
+            return Some(outside);
+        }
+        let outside = self.walk_up(pid, name, st)?;
+        if let Some(k) = key {
+            remember(&self.walked, k, outside, PLACEMENTS_KEPT);
+        }
+        Some(outside)
+    }
+
+    fn walk_up(&self, pid: u32, name: &str, st: &libc::stat) -> Option<bool> {
+        use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
+        let roots = self.root_ids(pid)?;
+        if roots.contains(&(st.st_dev, st.st_ino)) {
+            return Some(false);
+        }
+        let p = std::path::Path::new(name);
+        let (parent, file) = (p.parent()?, p.file_name()?);
+        let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+        let mut cur =
+            warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
+        let here = statat(&cur, file, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino) {
+            return None;
+        }
+        for _ in 0..MAX_WALK_UP {
+            let (s, _) = stat_fd(cur.as_fd()).ok()?;
+            let id = (s.st_dev, s.st_ino);
+            if roots.contains(&id) {
+                return Some(false);
+            }
+            let up = openat(
+                &cur,
+                "..",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            let (u, _) = stat_fd(up.as_fd()).ok()?;
+            if (u.st_dev, u.st_ino) == id {
+                return Some(true);
+            }
+            cur = up;
+        }
+        None
+    }
+
+    /// Every write root's (device, inode) in the agent's view, found once. `None` when one
+    /// that is there could not be looked at (tried again next time).
+    fn root_ids(&self, pid: u32) -> Option<&HashSet<(u64, u64)>> {
+        if let Some(d) = self.root_ids.get() {
+            return Some(d);
+        }
+        let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+        let mut found = HashSet::new();
+        for r in &self.roots {
+            match warden_sys::open_in_root(&root, r, warden_sys::OFlags::PATH) {
+                Ok(fd) => {
+                    let (s, _) = stat_fd(fd.as_fd()).ok()?;
+                    found.insert((s.st_dev, s.st_ino));
+                }
+                Err(e) if e.errno().map(|n| n.raw_os_error()) == Some(libc::ENOENT) => {}
+                Err(_) => return None,
+            }
+        }
+        let _ = self.root_ids.set(found);
+        self.root_ids.get()
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -1577,7 +1688,7 @@ impl Guard {
                         Ok(st) => st,
                         Err(e) => return self.fail_outcome(pid, "mmap", e.to_string(), started),
                     };
-                    match self.writable_copy(f.as_fd(), &st) {
+                    match self.writable_copy(pid, f.as_fd(), &st) {
                         Ok(None) => self.decide_stat(pid, &what, "mmap", f.as_fd(), st, started, 0),
                         Ok(Some(c)) => {
                             let ok = self.decide_fd(pid, &what, "mmap", c.as_fd(), started, 0);
@@ -1688,7 +1799,7 @@ impl Guard {
     ) -> bool {
         let writable = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && st.st_nlink > 0
-            && self.scope.writable(fd, st, *mount, Some(&what()));
+            && self.scope.writable(pid, fd, st, *mount, Some(&what()));
         if !writable {
             return true;
         }
@@ -1709,12 +1820,13 @@ impl Guard {
     /// can write it (`None`: map the file itself).
     fn writable_copy(
         &self,
+        pid: u32,
         fd: BorrowedFd<'_>,
         (st, mount): &(libc::stat, Option<MountId>),
     ) -> std::io::Result<Option<Arc<OwnedFd>>> {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG
             || st.st_nlink == 0
-            || !self.scope.writable(fd, st, *mount, None)
+            || !self.scope.writable(pid, fd, st, *mount, None)
         {
             return Ok(None);
         }

@@ -1082,8 +1082,9 @@ fn processes_cannot_share_descriptor_tables_or_address_spaces() {
 }
 
 /// Maps FILE (`PROT_READ|PROT_EXEC`), rewrites it in place through a second descriptor with
-/// DENIED's first 64 bytes, and jumps to the mapping when it shows them (DENIED creates
-/// `PWNED`); then calls the mapping's own code and prints `REWRITE-HELD`.
+/// DENIED's first 64 bytes (opened by the name WRITE_AS when given), and jumps to the
+/// mapping when it shows them (DENIED creates `PWNED`); then calls the mapping's own code
+/// and prints `REWRITE-HELD`. `rewrite FILE DENIED [WRITE_AS]`.
 const REWRITE_C: &str = r#"
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -1098,7 +1099,7 @@ int main(int argc, char **argv) {
     int fd = open(argv[1], O_RDONLY);
     char *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) { perror("mmap"); return 1; }
-    int w = open(argv[1], O_WRONLY);
+    int w = open(argc > 3 ? argv[3] : argv[1], O_WRONLY);
     if (w < 0 || pwrite(w, d, 64, 0) != 64) { perror("rewrite"); return 1; }
     if (memcmp(p, d, 64) == 0) ((void (*)(void))p)();
     ((void (*)(void))p)();
@@ -1285,6 +1286,65 @@ fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
     }
     drop(btrfs);
     drop(ext4);
+}
+
+/// Attack review 85: a second name for the workspace outside every write root (a bind
+/// mount the host made elsewhere, a second mount of its file system) reaches the same
+/// directories, which Landlock lets the agent write (its rules are on inodes); the guard
+/// judged writability by name, so a file mapped through that name was mapped uncopied (and
+/// `mprotect(+X)` of it allowed), and the denied bytes written into it afterwards ran. The
+/// alias is made in a private mount namespace of this test (`unshare -m`), warden run
+/// inside it. Judged on the host (`PWNED`); a system library still maps.
+#[test]
+fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
+    // SAFETY: trivial getter.
+    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "NOTE: needs root (a private mount namespace with a bind mount) on x86-64: not run"
+        );
+        return;
+    }
+    let t = T::new("alias");
+    t.cc("rewrite", REWRITE_C, &["-O1"]);
+    t.cc("mprot", MPROTECT_C, &[]);
+    let policy = pwned_setup(&t);
+    std::fs::copy(t.ws.join("allowed.bin"), t.ws.join("lib.bin")).unwrap();
+    let w = t.warden();
+    let setup = format!(
+        "mount -t tmpfs none /mnt && mkdir /mnt/alias && mount --bind '{}' /mnt/alias && exec \"$@\"",
+        t.ws.display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &setup, "sh"])
+        .arg(w.get_program())
+        .args(w.get_args())
+        .args(["run", "--policy", &policy, "--", "/bin/bash", "-c"])
+        .arg(
+            "./rewrite /mnt/alias/lib.bin denied.bin lib.bin; ./mprot /mnt/alias/lib.bin; \
+             ./mprot /usr/lib/x86_64-linux-gnu/libc.so.6",
+        )
+        .current_dir(&t.ws)
+        .stdin(Stdio::null());
+    for (k, v) in w.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let o = c.output().unwrap();
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    assert!(all.contains("REWRITE-HELD"), "{all}");
+    assert!(all.contains("/mnt/alias/lib.bin: refused"), "{all}");
+    assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
+    assert_eq!(
+        std::fs::read(t.ws.join("lib.bin")).unwrap(),
+        pwned_code(),
+        "the rewrite must have reached the file"
+    );
 }
 
 /// The `mprotect` race across a `vfork` chain: P (a racing thread plus the main thread)
