@@ -562,21 +562,8 @@ impl RootIds {
 /// root. `None` when the kernel does not tell.
 fn mount_of(fd: BorrowedFd<'_>) -> Option<(u64, bool)> {
     const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
-    // SAFETY: an all-zero statx is a valid value of this plain C struct.
-    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: statx on a descriptor we hold, with an empty path; `sx` is writable.
-    let r = unsafe {
-        libc::statx(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            libc::STATX_MNT_ID,
-            &mut sx,
-        )
-    };
-    if r != 0
-        || sx.stx_mask & libc::STATX_MNT_ID == 0
-        || sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT == 0
+    let sx = statx_fd(fd, libc::STATX_MNT_ID).ok()?;
+    if sx.stx_mask & libc::STATX_MNT_ID == 0 || sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT == 0
     {
         return None;
     }
@@ -672,13 +659,8 @@ fn stat_path(path: &str) -> std::io::Result<libc::stat> {
     Ok(st)
 }
 
-/// `STATX_MNT_ID_UNIQUE` (Linux 6.8; not in the libc crate yet).
-const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
-
-/// `fstat` and the file's mount in one `statx` call (the guard's decision needs both, once
-/// per exec, mapping and post-exec check). The `stat` is filled as `fstat` fills it, so
-/// stamps taken either way are equal.
-pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<(libc::stat, Option<MountId>)> {
+/// `statx` of the descriptor itself, asking for `mask`.
+fn statx_fd(fd: BorrowedFd<'_>, mask: u32) -> std::io::Result<libc::statx> {
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut sx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx on a descriptor we hold, with an empty path; `sx` is writable.
@@ -687,13 +669,24 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<(libc::stat, Option<MountI
             fd.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH,
-            libc::STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
+            mask,
             &mut sx,
         )
     };
     if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(sx)
+}
+
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8; not in the libc crate yet).
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// `fstat` and the file's mount in one `statx` call (the guard's decision needs both, once
+/// per exec, mapping and post-exec check). The `stat` is filled as `fstat` fills it, so
+/// stamps taken either way are equal.
+pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<(libc::stat, Option<MountId>)> {
+    let sx = statx_fd(fd, libc::STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE)?;
     if sx.stx_mask & libc::STATX_BASIC_STATS != libc::STATX_BASIC_STATS {
         // A file system that leaves basic fields out: ask fstat for them.
         return fstat(fd).map(|st| (st, None));

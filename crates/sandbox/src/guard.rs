@@ -47,7 +47,7 @@ use crate::plan::Plan;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -234,6 +234,17 @@ fn inotify_watch(ino: BorrowedFd<'_>, d: BorrowedFd<'_>, mask: u32) -> io::Resul
         return Err(io::Error::last_os_error());
     }
     Ok(wd)
+}
+
+/// Waits until `fd` (one of ours, open while this runs) is readable, at most `ms`.
+fn wait_readable(fd: RawFd, ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one fd we own.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
 }
 
 /// Ends every process of the sandbox but init (this process, the pid namespace's init:
@@ -715,14 +726,8 @@ impl Guard {
                 Ok(r) if !r.finished => r.inotify.as_raw_fd(),
                 _ => return,
             };
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: poll on one fd we own (kept open while `finished` is false: the
-            // relocker lives as long as the guard).
-            unsafe { libc::poll(&mut pfd, 1, 200) };
+            // (The relocker, and its fd, live as long as the guard.)
+            wait_readable(fd, 200);
             let Ok(mut r) = rl.lock() else { return };
             if r.finished {
                 return;
@@ -735,13 +740,7 @@ impl Guard {
                 Ok(s) if !s.finished => s.inotify.as_raw_fd(),
                 _ => return,
             };
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: poll on one fd we own.
-            unsafe { libc::poll(&mut pfd, 1, 50) };
+            wait_readable(fd, 50);
             let Ok(mut s) = g.st.lock() else { return };
             if s.finished {
                 return;
