@@ -453,7 +453,7 @@ pub struct WriteScope {
     /// [`WriteScope::walked_outside`]'s answers, kept as `placed`.
     walked: Mutex<HashMap<Placement, bool>>,
     /// The write roots' identities in the agent's view ([`WriteScope::root_ids`]).
-    root_ids: OnceLock<RootIds>,
+    root_ids: OnceLock<HashSet<(u64, u64)>>,
     /// Whether a mount (by unique id: a mount's file system never changes) is of a type in
     /// [`UNTRUSTED_FS`], as `fstatfs` told.
     private_fs: Mutex<HashMap<u64, bool>>,
@@ -487,129 +487,6 @@ fn placement(st: &libc::stat, mount: Option<MountId>) -> Option<Placement> {
 
 /// How many directories [`WriteScope::walked_outside`] climbs at most (past it: unknown).
 const MAX_WALK_UP: usize = 4096;
-
-/// The write roots as [`WriteScope::walked_outside`] compares them.
-#[derive(Debug, Default)]
-struct RootIds {
-    /// Each root's (device, inode).
-    ids: HashSet<(u64, u64)>,
-    /// Each root's device and path within its file system (its mount's root there, from
-    /// `mountinfo`, joined with the root's path below the mount point).
-    fs: Vec<(u64, PathBuf)>,
-    /// The roots' paths in the agent's view.
-    views: Vec<PathBuf>,
-}
-
-impl RootIds {
-    /// Whether `fd` (on device `dev`) is the root of a mount whose `..` leads away from
-    /// what the agent can write through another name, though the agent can: a mount of part
-    /// of a file system at or below one of its write roots (a bind of a workspace
-    /// subdirectory or file made elsewhere), or of part of a file system also mounted inside
-    /// a write root (a file system mounted in the workspace and bound elsewhere too; attack
-    /// review 86). `mounts`: the agent's `mountinfo`, read when first needed. `None` when
-    /// unknown.
-    fn bind_below(
-        &self,
-        pid: u32,
-        fd: BorrowedFd<'_>,
-        dev: u64,
-        mounts: &mut Option<HashMap<u64, (PathBuf, PathBuf)>>,
-    ) -> Option<bool> {
-        let (mnt, is_root) = mount_of(fd)?;
-        if !is_root {
-            return Some(false);
-        }
-        if mounts.as_ref().is_none_or(|m| !m.contains_key(&mnt)) {
-            *mounts = Some(mountinfo(pid)?);
-        }
-        let all = mounts.as_ref()?;
-        let (in_fs, _) = all.get(&mnt)?;
-        if self
-            .fs
-            .iter()
-            .any(|(d, p)| *d == dev && in_fs.starts_with(p))
-        {
-            return Some(true);
-        }
-        // The same part of the file system mounted again at a place inside a write root.
-        let mut root: Option<std::fs::File> = None;
-        for (id, (shows, at)) in all {
-            if *id == mnt
-                || !in_fs.starts_with(shows)
-                || !self.views.iter().any(|v| at.starts_with(v))
-            {
-                continue;
-            }
-            if root.is_none() {
-                root = Some(std::fs::File::open(format!("/proc/{pid}/root")).ok()?);
-            }
-            let there = match warden_sys::open_in_root(root.as_ref()?, at, warden_sys::OFlags::PATH)
-            {
-                Ok(f) => f,
-                Err(e) if e.errno().map(|n| n.raw_os_error()) == Some(libc::ENOENT) => continue,
-                Err(_) => return None,
-            };
-            let (s, _) = stat_fd(there.as_fd()).ok()?;
-            if s.st_dev == dev {
-                return Some(true);
-            }
-        }
-        Some(false)
-    }
-}
-
-/// The mount `fd` is on, by the id `mountinfo` gives it, and whether `fd` is that mount's
-/// root. `None` when the kernel does not tell.
-fn mount_of(fd: BorrowedFd<'_>) -> Option<(u64, bool)> {
-    const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
-    let sx = statx_fd(fd, libc::STATX_MNT_ID).ok()?;
-    if sx.stx_mask & libc::STATX_MNT_ID == 0 || sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT == 0
-    {
-        return None;
-    }
-    Some((
-        sx.stx_mnt_id,
-        sx.stx_attributes & STATX_ATTR_MOUNT_ROOT != 0,
-    ))
-}
-
-/// `/proc/PID/mountinfo`: each mount's id, its root within its file system, and its mount
-/// point (in PID's root).
-fn mountinfo(pid: u32) -> Option<HashMap<u64, (PathBuf, PathBuf)>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    let mut out = HashMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 5 {
-            return None;
-        }
-        let id: u64 = f[0].parse().ok()?;
-        out.insert(id, (unescape_mount(f[3]), unescape_mount(f[4])));
-    }
-    Some(out)
-}
-
-/// A `mountinfo` path field: space, tab, newline and backslash are written as `\ooo`.
-fn unescape_mount(s: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        if let (b'\\', Some(d)) = (b[i], octal) {
-            let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
 
 /// File systems whose stamps never vouch for content: tmpfs and ramfs (every private tree
 /// is one); overlayfs (the package caches: the upper layer, on tmpfs, is the agent's, and a
@@ -659,8 +536,13 @@ fn stat_path(path: &str) -> std::io::Result<libc::stat> {
     Ok(st)
 }
 
-/// `statx` of the descriptor itself, asking for `mask`.
-fn statx_fd(fd: BorrowedFd<'_>, mask: u32) -> std::io::Result<libc::statx> {
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8; not in the libc crate yet).
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// `fstat` and the file's mount in one `statx` call (the guard's decision needs both, once
+/// per exec, mapping and post-exec check). The `stat` is filled as `fstat` fills it, so
+/// stamps taken either way are equal.
+pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<(libc::stat, Option<MountId>)> {
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut sx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx on a descriptor we hold, with an empty path; `sx` is writable.
@@ -669,24 +551,13 @@ fn statx_fd(fd: BorrowedFd<'_>, mask: u32) -> std::io::Result<libc::statx> {
             fd.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH,
-            mask,
+            libc::STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE,
             &mut sx,
         )
     };
     if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(sx)
-}
-
-/// `STATX_MNT_ID_UNIQUE` (Linux 6.8; not in the libc crate yet).
-const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
-
-/// `fstat` and the file's mount in one `statx` call (the guard's decision needs both, once
-/// per exec, mapping and post-exec check). The `stat` is filled as `fstat` fills it, so
-/// stamps taken either way are equal.
-pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<(libc::stat, Option<MountId>)> {
-    let sx = statx_fd(fd, libc::STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE)?;
     if sx.stx_mask & libc::STATX_BASIC_STATS != libc::STATX_BASIC_STATS {
         // A file system that leaves basic fields out: ask fstat for them.
         return fstat(fd).map(|st| (st, None));
@@ -1025,22 +896,12 @@ impl WriteScope {
     fn walk_up(&self, pid: u32, name: &str, st: &libc::stat) -> Option<bool> {
         use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
         let roots = self.root_ids(pid)?;
-        if roots.ids.contains(&(st.st_dev, st.st_ino)) {
+        if roots.contains(&(st.st_dev, st.st_ino)) {
             return Some(false);
         }
         let p = std::path::Path::new(name);
         let (parent, file) = (p.parent()?, p.file_name()?);
         let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-        let mut mounts = None;
-        // The file itself may be a mount (a bind of one file).
-        let own = warden_sys::open_in_root(&root, p, OFlags::PATH).ok()?;
-        let (o, _) = stat_fd(own.as_fd()).ok()?;
-        if (o.st_dev, o.st_ino) != (st.st_dev, st.st_ino) {
-            return None;
-        }
-        if roots.bind_below(pid, own.as_fd(), st.st_dev, &mut mounts)? {
-            return Some(false);
-        }
         let mut cur =
             warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
         let here = statat(&cur, file, AtFlags::SYMLINK_NOFOLLOW).ok()?;
@@ -1050,9 +911,7 @@ impl WriteScope {
         for _ in 0..MAX_WALK_UP {
             let (s, _) = stat_fd(cur.as_fd()).ok()?;
             let id = (s.st_dev, s.st_ino);
-            if roots.ids.contains(&id)
-                || roots.bind_below(pid, cur.as_fd(), s.st_dev, &mut mounts)?
-            {
+            if roots.contains(&id) {
                 return Some(false);
             }
             let up = openat(
@@ -1071,27 +930,19 @@ impl WriteScope {
         None
     }
 
-    /// Every write root's identity in the agent's view, found once. `None` when one that is
-    /// there could not be looked at (tried again next time).
-    fn root_ids(&self, pid: u32) -> Option<&RootIds> {
+    /// Every write root's (device, inode) in the agent's view, found once. `None` when one
+    /// that is there could not be looked at (tried again next time).
+    fn root_ids(&self, pid: u32) -> Option<&HashSet<(u64, u64)>> {
         if let Some(d) = self.root_ids.get() {
             return Some(d);
         }
         let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-        let mounts = mountinfo(pid)?;
-        let mut found = RootIds {
-            views: self.roots.clone(),
-            ..RootIds::default()
-        };
+        let mut found = HashSet::new();
         for r in &self.roots {
             match warden_sys::open_in_root(&root, r, warden_sys::OFlags::PATH) {
                 Ok(fd) => {
                     let (s, _) = stat_fd(fd.as_fd()).ok()?;
-                    found.ids.insert((s.st_dev, s.st_ino));
-                    let (mnt, _) = mount_of(fd.as_fd())?;
-                    let (in_fs, at) = mounts.get(&mnt)?;
-                    let below = r.strip_prefix(at).ok()?;
-                    found.fs.push((s.st_dev, in_fs.join(below)));
+                    found.insert((s.st_dev, s.st_ino));
                 }
                 Err(e) if e.errno().map(|n| n.raw_os_error()) == Some(libc::ENOENT) => {}
                 Err(_) => return None,
@@ -3340,19 +3191,6 @@ mod tests {
 
     /// `stat_fd` fills what `fstat` fills: the stamps the cache keys on are equal either way
     /// (a directory, a program, a fresh file), and the mount is named.
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(
-            unescape_mount("/a\\040b\\134c\\012d"),
-            std::path::PathBuf::from("/a b\\c\nd")
-        );
-        assert_eq!(unescape_mount("/x\\04"), std::path::PathBuf::from("/x\\04"));
-        let own = mountinfo(std::process::id()).expect("own mountinfo");
-        let root = std::fs::File::open("/").expect("/");
-        let (id, _) = mount_of(root.as_fd()).expect("statx mount id");
-        assert!(own.contains_key(&id), "{id} not in {own:?}");
-    }
-
     #[test]
     fn stat_fd_agrees_with_fstat() {
         use crate::identity::{fstat, FileStamp};
