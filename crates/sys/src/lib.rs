@@ -203,15 +203,25 @@ pub fn open_no_links(path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
 /// `openat2(root, path, flags | O_CLOEXEC, 0)` with `RESOLVE_IN_ROOT`: `path` resolved as a
 /// process whose root is `root` would (`..` and absolute symlinks stay inside it), e.g.
 /// through `/proc/<pid>/root` to see a sandboxed process's view.
+///
+/// A scoped lookup fails with `EAGAIN` when a rename or mount anywhere on the machine races
+/// its `..` steps (openat2(2): "the caller should retry"); it is retried a few times, so a
+/// concurrent mount (the workspace guard's) does not make the exec guard fail closed on an
+/// ordinary exec (`/usr/bin/claude` is a link through `..`).
 pub fn open_in_root(root: impl AsFd, path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
-    rustix::fs::openat2(
-        root,
-        path,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        rustix::fs::ResolveFlags::IN_ROOT,
-    )
-    .map_err(sys("openat2"))
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            root.as_fd(),
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            rustix::fs::ResolveFlags::IN_ROOT,
+        ) {
+            Err(rustix::io::Errno::AGAIN) if tries < 16 => tries += 1,
+            r => return r.map_err(sys("openat2")),
+        }
+    }
 }
 
 /// Process file descriptors.
