@@ -7,7 +7,8 @@
 //! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
 //! loaded by `warden daemon` ([`lsm`]), with the threads that share a mapping decision's state
 //! held still while it is taken ([`hold`]) and executable mappings of files the agent can
-//! write made from sealed copies ([`snapshot`]). The seccomp supervisor also answers writes to
+//! write made from sealed copies ([`snapshot`]), judged by what the agent can write through any mount
+//! ([`mounts`]). The seccomp supervisor also answers writes to
 //! protected files that a human may allow (`[files] ask_write`, [`writeask`]). Design and guarantees: `GUARANTEES.md`.
 
 // No unwrap on input-dependent paths in library code; tests may (clippy.toml).
@@ -18,6 +19,7 @@ pub mod hold;
 pub mod identity;
 pub mod index;
 pub mod lsm;
+pub mod mounts;
 pub mod rules;
 pub mod snapshot;
 pub mod unotify;

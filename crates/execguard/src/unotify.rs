@@ -452,8 +452,8 @@ pub struct WriteScope {
     placed: Mutex<HashMap<Placement, bool>>,
     /// [`WriteScope::walked_outside`]'s answers, kept as `placed`.
     walked: Mutex<HashMap<Placement, bool>>,
-    /// The write roots' identities in the agent's view ([`WriteScope::root_ids`]).
-    root_ids: OnceLock<HashSet<(u64, u64)>>,
+    /// The write roots in the agent's view ([`WriteScope::root_ids`]).
+    root_ids: OnceLock<Vec<crate::mounts::Root>>,
     /// Whether a mount (by unique id: a mount's file system never changes) is of a type in
     /// [`UNTRUSTED_FS`], as `fstatfs` told.
     private_fs: Mutex<HashMap<u64, bool>>,
@@ -894,24 +894,31 @@ impl WriteScope {
     }
 
     fn walk_up(&self, pid: u32, name: &str, st: &libc::stat) -> Option<bool> {
-        use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
+        use crate::mounts::{place_at, Reach};
+        use rustix::fs::{openat, Mode, OFlags};
         let roots = self.root_ids(pid)?;
-        if roots.contains(&(st.st_dev, st.st_ino)) {
+        let is_root = |id: (u64, u64)| roots.iter().any(|r| r.id == id);
+        if is_root((st.st_dev, st.st_ino)) {
             return Some(false);
         }
         let p = std::path::Path::new(name);
         let (parent, file) = (p.parent()?, p.file_name()?);
+        let file = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(file)).ok()?;
         let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
         let mut cur =
             warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
-        let here = statat(&cur, file, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino) {
+        let mut reach = Reach::default();
+        // The file itself may be a mount (a bind of one file).
+        let here = place_at(cur.as_fd(), &file)?;
+        if here.id != (st.st_dev, st.st_ino) {
             return None;
         }
+        if here.mount_root && reach.writable(pid, roots, here.mount)? {
+            return Some(false);
+        }
+        let mut at = place_at(cur.as_fd(), c"")?;
         for _ in 0..MAX_WALK_UP {
-            let (s, _) = stat_fd(cur.as_fd()).ok()?;
-            let id = (s.st_dev, s.st_ino);
-            if roots.contains(&id) {
+            if is_root(at.id) || at.mount_root && reach.writable(pid, roots, at.mount)? {
                 return Some(false);
             }
             let up = openat(
@@ -921,35 +928,24 @@ impl WriteScope {
                 Mode::empty(),
             )
             .ok()?;
-            let (u, _) = stat_fd(up.as_fd()).ok()?;
-            if (u.st_dev, u.st_ino) == id {
+            let above = place_at(up.as_fd(), c"")?;
+            if above.id == at.id {
                 return Some(true);
             }
-            cur = up;
+            (cur, at) = (up, above);
         }
         None
     }
 
-    /// Every write root's (device, inode) in the agent's view, found once. `None` when one
-    /// that is there could not be looked at (tried again next time).
-    fn root_ids(&self, pid: u32) -> Option<&HashSet<(u64, u64)>> {
+    /// Every write root in the agent's view ([`crate::mounts::roots_in`]), found once. `None`
+    /// when one that is there could not be looked at (tried again next time).
+    fn root_ids(&self, pid: u32) -> Option<&[crate::mounts::Root]> {
         if let Some(d) = self.root_ids.get() {
             return Some(d);
         }
-        let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-        let mut found = HashSet::new();
-        for r in &self.roots {
-            match warden_sys::open_in_root(&root, r, warden_sys::OFlags::PATH) {
-                Ok(fd) => {
-                    let (s, _) = stat_fd(fd.as_fd()).ok()?;
-                    found.insert((s.st_dev, s.st_ino));
-                }
-                Err(e) if e.errno().map(|n| n.raw_os_error()) == Some(libc::ENOENT) => {}
-                Err(_) => return None,
-            }
-        }
+        let found = crate::mounts::roots_in(pid, &self.roots)?;
         let _ = self.root_ids.set(found);
-        self.root_ids.get()
+        self.root_ids.get().map(Vec::as_slice)
     }
 
     pub fn roots(&self) -> &[PathBuf] {

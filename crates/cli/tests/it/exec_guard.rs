@@ -1288,19 +1288,23 @@ fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
     drop(ext4);
 }
 
-/// Attack review 85: a second name for the workspace outside every write root (a bind
-/// mount the host made elsewhere, a second mount of its file system) reaches the same
-/// directories, which Landlock lets the agent write (its rules are on inodes); the guard
-/// judged writability by name, so a file mapped through that name was mapped uncopied (and
-/// `mprotect(+X)` of it allowed), and the denied bytes written into it afterwards ran. The
-/// alias is made in a private mount namespace of this test (`unshare -m`), warden run
-/// inside it. Judged on the host (`PWNED`); a system library still maps.
+/// Attack reviews 85 and 86: a second name for what the agent can write, outside every
+/// write root, reaches the same files, which Landlock lets the agent write through the
+/// workspace (its rules are on inodes): a bind mount of the workspace the host made
+/// elsewhere, of a workspace subdirectory, of one workspace file, or of a file system
+/// mounted inside the workspace. The guard judged writability by name, then by `..` from
+/// that name (which leads to the alias's mount point): a file mapped through the alias was
+/// mapped uncopied (and `mprotect(+X)` of it allowed), and the denied bytes written through
+/// the workspace afterwards ran. The aliases are made in a private mount namespace of this
+/// test (`unshare -m`), on a tmpfs over `/usr/local` there (a place the agent may read),
+/// warden run inside it. Judged on the host (`PWNED`); a system
+/// library still maps.
 #[test]
 fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
     // SAFETY: trivial getter.
     if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
         eprintln!(
-            "NOTE: needs root (a private mount namespace with a bind mount) on x86-64: not run"
+            "NOTE: needs root (a private mount namespace with bind mounts) on x86-64: not run"
         );
         return;
     }
@@ -1308,21 +1312,60 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
     t.cc("rewrite", REWRITE_C, &["-O1"]);
     t.cc("mprot", MPROTECT_C, &[]);
     let policy = pwned_setup(&t);
-    std::fs::copy(t.ws.join("allowed.bin"), t.ws.join("lib.bin")).unwrap();
-    let w = t.warden();
-    let setup = format!(
-        "mount -t tmpfs none /mnt && mkdir /mnt/alias && mount --bind '{}' /mnt/alias && exec \"$@\"",
-        t.ws.display()
+    std::fs::create_dir_all(t.ws.join("sub")).unwrap();
+    for f in ["lib.bin", "sub/lib.bin", "one.bin"] {
+        std::fs::copy(t.ws.join("allowed.bin"), t.ws.join(f)).unwrap();
+    }
+    // A file system mounted inside the workspace, and bound elsewhere too (ext4 on a loop
+    // device, when this machine can).
+    let img = t.root.join("data.img");
+    let ext4 = std::fs::File::create(&img)
+        .and_then(|f| f.set_len(64 << 20))
+        .is_ok()
+        && Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    let ws = t.ws.display().to_string();
+    let mut setup = format!(
+        "mount -t tmpfs none /usr/local && mkdir /usr/local/alias /usr/local/sub && touch /usr/local/one.bin && \
+         mount --bind '{ws}' /usr/local/alias && mount --bind '{ws}/sub' /usr/local/sub && \
+         mount --bind '{ws}/one.bin' /usr/local/one.bin"
     );
+    let mut cases = vec![
+        ("/usr/local/alias/lib.bin", "lib.bin"),
+        ("/usr/local/sub/lib.bin", "sub/lib.bin"),
+        ("/usr/local/one.bin", "one.bin"),
+    ];
+    if ext4 {
+        setup.push_str(&format!(
+            " && mkdir -p '{ws}/data' /usr/local/data && mount -o loop '{}' '{ws}/data' && \
+             chmod 777 '{ws}/data' && cp '{ws}/allowed.bin' '{ws}/data/lib.bin' && \
+             chmod 666 '{ws}/data/lib.bin' && mount --bind '{ws}/data' /usr/local/data",
+            img.display()
+        ));
+        cases.push(("/usr/local/data/lib.bin", "data/lib.bin"));
+    } else {
+        eprintln!(
+            "NOTE: no ext4 on a loop device here: the file system inside the workspace not tried"
+        );
+    }
+    setup.push_str(" && exec \"$@\"");
+    let mut script = String::new();
+    for (alias, real) in &cases {
+        script.push_str(&format!(
+            "./rewrite {alias} denied.bin {real}; ./mprot {alias}; "
+        ));
+    }
+    script.push_str("./mprot /usr/lib/x86_64-linux-gnu/libc.so.6");
+    let w = t.warden();
     let mut c = Command::new("unshare");
     c.args(["-m", "--propagation", "private", "sh", "-c", &setup, "sh"])
         .arg(w.get_program())
         .args(w.get_args())
-        .args(["run", "--policy", &policy, "--", "/bin/bash", "-c"])
-        .arg(
-            "./rewrite /mnt/alias/lib.bin denied.bin lib.bin; ./mprot /mnt/alias/lib.bin; \
-             ./mprot /usr/lib/x86_64-linux-gnu/libc.so.6",
-        )
+        .args(["run", "--policy", &policy, "--", "/bin/bash", "-c", &script])
         .current_dir(&t.ws)
         .stdin(Stdio::null());
     for (k, v) in w.get_envs() {
@@ -1337,14 +1380,23 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
         !t.ws.join("PWNED").exists(),
         "the rewritten bytes ran:\n{all}"
     );
-    assert!(all.contains("REWRITE-HELD"), "{all}");
-    assert!(all.contains("/mnt/alias/lib.bin: refused"), "{all}");
+    assert_eq!(all.matches("REWRITE-HELD").count(), cases.len(), "{all}");
+    for (alias, real) in &cases {
+        assert!(
+            all.contains(&format!("{alias}: refused")),
+            "{alias}:\n{all}"
+        );
+        if real.starts_with("data/") {
+            // (Gone with the test's mount namespace.)
+            continue;
+        }
+        assert_eq!(
+            std::fs::read(t.ws.join(real)).unwrap(),
+            pwned_code(),
+            "the rewrite must have reached {real}"
+        );
+    }
     assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
-    assert_eq!(
-        std::fs::read(t.ws.join("lib.bin")).unwrap(),
-        pwned_code(),
-        "the rewrite must have reached the file"
-    );
 }
 
 /// The `mprotect` race across a `vfork` chain: P (a racing thread plus the main thread)

@@ -1,0 +1,352 @@
+//! Which parts of which file systems the agent can write, whatever name it reaches them by.
+//!
+//! Landlock's rules sit on inodes: a write root grants writes to every file below it in its
+//! file system, through any mount that shows that part. A file reached by a name outside
+//! every write root may still be one of those files: a bind mount the host made elsewhere of
+//! the workspace, of a workspace subdirectory or of one workspace file; a file system mounted
+//! inside the workspace and also elsewhere (attack reviews 85 and 86). [`Reach`] answers, for
+//! a mount met while climbing from such a name by `..`, whether the part of its file system
+//! that mount shows lies in a part the agent can write: below a write root in the same file
+//! system (the root's path there, from `mountinfo`), or shown by a mount whose mount point is
+//! inside a write root. Paths are compared as the kernel writes them in the agent's
+//! `/proc/PID/mountinfo` (in the agent's root), file systems by the device `mountinfo`
+//! names (the superblock's, also for btrfs subvolumes).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// One mount as the agent's `mountinfo` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The device of its file system (`major:minor`, as `makedev` packs it).
+    pub sb: u64,
+    /// The part of the file system it shows (its root there).
+    pub shows: PathBuf,
+    /// Where it is mounted, in the agent's root.
+    pub at: PathBuf,
+}
+
+/// `/proc/PID/mountinfo` by mount id. `None` when unreadable or malformed.
+pub fn mountinfo(pid: u32) -> Option<HashMap<u64, Mount>> {
+    parse_mountinfo(&std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?)
+}
+
+/// Parses `mountinfo` text (see [`mountinfo`]).
+pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
+    let mut out = HashMap::new();
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut f = line.split(|&b| b == b' ');
+        let id: u64 = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
+        let _parent = f.next()?;
+        let dev = std::str::from_utf8(f.next()?).ok()?;
+        let (major, minor) = dev.split_once(':')?;
+        let sb = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
+        let shows = unescape(f.next()?);
+        let at = unescape(f.next()?);
+        if !shows.is_absolute() || !at.is_absolute() {
+            return None;
+        }
+        out.insert(id, Mount { sb, shows, at });
+    }
+    Some(out)
+}
+
+/// A `mountinfo` path field: space, tab, newline and backslash are written as `\ooo`.
+fn unescape(b: &[u8]) -> PathBuf {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
+/// What the climb needs of a file: its (device, inode), its mount (by the id `mountinfo`
+/// gives it) and whether it is that mount's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub id: (u64, u64),
+    pub mount: u64,
+    pub mount_root: bool,
+}
+
+/// `statx` of `name` in `dir` (empty: `dir` itself), not following a last symbolic link.
+/// `None` when the kernel does not tell the mount or whether it is its root.
+pub fn place_at(dir: BorrowedFd<'_>, name: &CStr) -> Option<Place> {
+    const MOUNT_ROOT: u64 = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    let want = libc::STATX_INO | libc::STATX_MNT_ID;
+    let flags = libc::AT_SYMLINK_NOFOLLOW
+        | if name.is_empty() {
+            libc::AT_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx relative to a descriptor we hold, a valid C string; `sx` is writable.
+    let r = unsafe { libc::statx(dir.as_raw_fd(), name.as_ptr(), flags, want, &mut sx) };
+    if r != 0 || sx.stx_mask & want != want || sx.stx_attributes_mask & MOUNT_ROOT == 0 {
+        return None;
+    }
+    Some(Place {
+        id: (
+            libc::makedev(sx.stx_dev_major, sx.stx_dev_minor),
+            sx.stx_ino,
+        ),
+        mount: sx.stx_mnt_id,
+        mount_root: sx.stx_attributes & MOUNT_ROOT != 0,
+    })
+}
+
+/// `path` in the root `root` with every symbolic link resolved (component by component,
+/// `O_PATH|O_NOFOLLOW`, `..` kept at the root): the name the kernel would give it there. The
+/// file is returned open. Errors: the file is missing (`ENOENT`), too many links (`ELOOP`),
+/// or a component could not be looked at.
+pub fn canonical_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+) -> std::io::Result<(PathBuf, Option<OwnedFd>)> {
+    use rustix::fs::{openat, readlinkat, Mode, OFlags};
+    let comps = |p: &[u8]| -> Vec<OsString> {
+        p.split(|&b| b == b'/')
+            .rev()
+            .map(|c| OsString::from_vec(c.to_vec()))
+            .collect()
+    };
+    let mut todo = comps(path.as_os_str().as_bytes());
+    let mut names: Vec<OsString> = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c.is_empty() || c == "." {
+            continue;
+        }
+        if c == ".." {
+            names.pop();
+            fds.pop();
+            continue;
+        }
+        let dir = fds.last().map_or(root, |d| d.as_fd());
+        let fd = openat(
+            dir,
+            c.as_os_str(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if rustix::fs::fstat(&fd)?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            links += 1;
+            if links > 40 {
+                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = readlinkat(&fd, "", Vec::new())?;
+            if target.as_bytes().starts_with(b"/") {
+                names.clear();
+                fds.clear();
+            }
+            todo.extend(comps(target.as_bytes()));
+            continue;
+        }
+        names.push(c);
+        fds.push(fd);
+    }
+    let mut p = PathBuf::from("/");
+    p.extend(names);
+    Ok((p, fds.pop()))
+}
+
+/// A write root as [`Reach`] compares it.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Its (device, inode).
+    pub id: (u64, u64),
+    /// Its path in the agent's root, links resolved.
+    pub view: PathBuf,
+    /// Its file system's device and its path there.
+    pub fs: (u64, PathBuf),
+}
+
+/// The write roots of a session in one agent's view. `None` when one that is there could not
+/// be looked at (missing ones are left out).
+pub fn roots_in(pid: u32, roots: &[PathBuf]) -> Option<Vec<Root>> {
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let mut table = None;
+    let mut out = Vec::new();
+    for r in roots {
+        let (view, fd) = match canonical_in_root(root.as_fd(), r) {
+            Ok(found) => found,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => return None,
+        };
+        let place = place_at(fd.as_ref().map_or(root.as_fd(), |f| f.as_fd()), c"")?;
+        if table
+            .as_ref()
+            .is_none_or(|t: &HashMap<u64, Mount>| !t.contains_key(&place.mount))
+        {
+            table = Some(mountinfo(pid)?);
+        }
+        let m = table.as_ref()?.get(&place.mount)?;
+        let below = view.strip_prefix(&m.at).ok()?;
+        let fs = if below.as_os_str().is_empty() {
+            m.shows.clone()
+        } else {
+            m.shows.join(below)
+        };
+        out.push(Root {
+            id: place.id,
+            view,
+            fs: (m.sb, fs),
+        });
+    }
+    Some(out)
+}
+
+/// The parts of file systems the agent can write, for one climb (the mount table read when
+/// first needed, and again for a mount it does not list yet).
+#[derive(Debug, Default)]
+pub struct Reach {
+    table: Option<HashMap<u64, Mount>>,
+    parts: Vec<(u64, PathBuf)>,
+}
+
+impl Reach {
+    /// Whether mount `mount` shows a part of its file system the agent can write through a
+    /// write root (`roots`): below a root's path in that file system, or below what a mount
+    /// inside a write root shows. `None` when the mount table is unreadable or does not list
+    /// `mount`.
+    pub fn writable(&mut self, pid: u32, roots: &[Root], mount: u64) -> Option<bool> {
+        if self.table.as_ref().is_none_or(|t| !t.contains_key(&mount)) {
+            let table = mountinfo(pid)?;
+            self.parts = parts(roots, &table);
+            self.table = Some(table);
+        }
+        let m = self.table.as_ref()?.get(&mount)?;
+        Some(
+            self.parts
+                .iter()
+                .any(|(sb, p)| *sb == m.sb && m.shows.starts_with(p)),
+        )
+    }
+}
+
+/// [`Reach`]'s parts: each root's, and each mount's inside a root.
+fn parts(roots: &[Root], table: &HashMap<u64, Mount>) -> Vec<(u64, PathBuf)> {
+    let mut seen = HashSet::new();
+    roots
+        .iter()
+        .map(|r| r.fs.clone())
+        .chain(
+            table
+                .values()
+                .filter(|m| roots.iter().any(|r| m.at.starts_with(&r.view)))
+                .map(|m| (m.sb, m.shows.clone())),
+        )
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_are_parsed_and_unescaped() {
+        let text = b"22 1 254:0 / / rw - ext4 /dev/vda rw\n\
+                     68 22 0:40 /a\\040b\\134c\\012d /mnt/x\\040y rw - tmpfs t rw\n";
+        let t = parse_mountinfo(text).expect("parsed");
+        assert_eq!(
+            t[&22],
+            Mount {
+                sb: libc::makedev(254, 0),
+                shows: "/".into(),
+                at: "/".into()
+            }
+        );
+        assert_eq!(t[&68].shows, PathBuf::from("/a b\\c\nd"));
+        assert_eq!(t[&68].at, PathBuf::from("/mnt/x y"));
+        assert_eq!(unescape(b"/x\\04"), PathBuf::from("/x\\04"));
+        for bad in [
+            &b"x 1 0:1 / / rw"[..],
+            b"1 1 01 / / rw",
+            b"1 1 0:1 rel / rw",
+            b"1 1",
+        ] {
+            assert_eq!(
+                parse_mountinfo(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let own = mountinfo(std::process::id()).expect("own mountinfo");
+        let root = std::fs::File::open("/").expect("/");
+        let place = place_at(root.as_fd(), c"").expect("statx mount id");
+        assert!(place.mount_root);
+        assert!(own.contains_key(&place.mount), "{place:?} not in {own:?}");
+    }
+
+    #[test]
+    fn canonical_paths_resolve_links_and_dotdot_in_the_root() {
+        let d = std::env::temp_dir().join(format!("warden-canon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("a/b", d.join("rel")).unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("abs")).unwrap();
+        std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+        let root = std::fs::File::open(&d).unwrap();
+        let canon = |p: &str| canonical_in_root(root.as_fd(), Path::new(p)).map(|(p, _)| p);
+        assert_eq!(canon("/rel").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(canon("/../../rel/..//./b").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(canon("/").unwrap(), PathBuf::from("/"));
+        // An absolute link points into the root, not the host: `d/a` is not there.
+        assert_eq!(
+            canon("/abs").unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(
+            canon("/loop").unwrap_err().raw_os_error(),
+            Some(libc::ELOOP)
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn parts_cover_roots_and_mounts_inside_them() {
+        let roots = vec![Root {
+            id: (1, 2),
+            view: "/home/u/ws".into(),
+            fs: (7, "/home/u/ws".into()),
+        }];
+        let mut table = HashMap::new();
+        let m = |sb, shows: &str, at: &str| Mount {
+            sb,
+            shows: shows.into(),
+            at: at.into(),
+        };
+        table.insert(1, m(7, "/home/u/ws", "/home/u/ws"));
+        table.insert(2, m(9, "/", "/home/u/ws/data"));
+        table.insert(3, m(7, "/usr", "/usr"));
+        table.insert(4, m(9, "/", "/home/u/wsx"));
+        let mut p = parts(&roots, &table);
+        p.sort();
+        assert_eq!(
+            p,
+            vec![(7, PathBuf::from("/home/u/ws")), (9, PathBuf::from("/"))]
+        );
+    }
+}
