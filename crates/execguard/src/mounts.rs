@@ -216,28 +216,74 @@ pub fn roots_in(pid: u32, roots: &[PathBuf]) -> Option<Vec<Root>> {
     Some(out)
 }
 
-/// The parts of file systems the agent can write, for one climb (the mount table read when
-/// first needed, and again for a mount it does not list yet).
+/// The agent's mount table and the parts of file systems it can write, kept for a session:
+/// read again when the kernel reports a change (`poll` on `mountinfo` gives `POLLPRI` once
+/// per change of the mount namespace), or names a mount it does not list yet. Each read
+/// moves [`Reach::generation`], so answers derived from an older table can be dropped. The
+/// agent's processes share one mount namespace (the sandbox refuses new ones): the first
+/// process asked about names it.
 #[derive(Debug, Default)]
 pub struct Reach {
-    table: Option<HashMap<u64, Mount>>,
-    parts: Vec<(u64, PathBuf)>,
+    src: Option<std::fs::File>,
+    table: HashMap<u64, Mount>,
+    parts: Option<Vec<(u64, PathBuf)>>,
+    generation: u64,
 }
 
 impl Reach {
+    /// The table's generation after looking for a change (read when there is one). A
+    /// failed look or read leaves the table empty, which [`Reach::writable`] reads again.
+    pub fn generation(&mut self, pid: u32) -> u64 {
+        let changed = match &self.src {
+            None => true,
+            Some(f) => {
+                let mut p = libc::pollfd {
+                    fd: f.as_raw_fd(),
+                    events: libc::POLLPRI,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, no wait.
+                let r = unsafe { libc::poll(&mut p, 1, 0) };
+                r != 0
+            }
+        };
+        if changed {
+            self.read(pid);
+        }
+        self.generation
+    }
+
+    fn read(&mut self, pid: u32) {
+        use std::io::{Read, Seek};
+        self.generation += 1;
+        self.parts = None;
+        self.table.clear();
+        if self.src.is_none() {
+            self.src = std::fs::File::open(format!("/proc/{pid}/mountinfo")).ok();
+        }
+        let mut text = Vec::new();
+        let read = self
+            .src
+            .as_mut()
+            .is_some_and(|f| f.rewind().is_ok() && f.read_to_end(&mut text).is_ok());
+        match parse_mountinfo(&text).filter(|_| read) {
+            Some(t) => self.table = t,
+            None => self.src = None,
+        }
+    }
+
     /// Whether mount `mount` shows a part of its file system the agent can write through a
     /// write root (`roots`): below a root's path in that file system, or below what a mount
     /// inside a write root shows. `None` when the mount table is unreadable or does not list
     /// `mount`.
     pub fn writable(&mut self, pid: u32, roots: &[Root], mount: u64) -> Option<bool> {
-        if self.table.as_ref().is_none_or(|t| !t.contains_key(&mount)) {
-            let table = mountinfo(pid)?;
-            self.parts = parts(roots, &table);
-            self.table = Some(table);
+        if !self.table.contains_key(&mount) {
+            self.read(pid);
         }
-        let m = self.table.as_ref()?.get(&mount)?;
+        let m = self.table.get(&mount)?;
+        let parts = self.parts.get_or_insert_with(|| parts(roots, &self.table));
         Some(
-            self.parts
+            parts
                 .iter()
                 .any(|(sb, p)| *sb == m.sb && m.shows.starts_with(p)),
         )

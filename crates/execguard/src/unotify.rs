@@ -454,6 +454,9 @@ pub struct WriteScope {
     walked: Mutex<HashMap<Placement, bool>>,
     /// The write roots in the agent's view ([`WriteScope::root_ids`]).
     root_ids: OnceLock<Vec<crate::mounts::Root>>,
+    /// The agent's mount table, for [`WriteScope::walk_up`]; `placed` and `walked` hold
+    /// answers for one generation of it ([`WriteScope::memo`]).
+    reach: Mutex<(crate::mounts::Reach, u64)>,
     /// Whether a mount (by unique id: a mount's file system never changes) is of a type in
     /// [`UNTRUSTED_FS`], as `fstatfs` told.
     private_fs: Mutex<HashMap<u64, bool>>,
@@ -616,6 +619,7 @@ impl WriteScope {
             confined: true,
             placed: Mutex::default(),
             walked: Mutex::default(),
+            reach: Mutex::default(),
             root_ids: OnceLock::new(),
             private_fs: Mutex::default(),
             euid: OnceLock::new(),
@@ -853,18 +857,43 @@ impl WriteScope {
         st: &libc::stat,
         mount: Option<MountId>,
     ) -> Option<bool> {
-        let key = placement(st, mount);
-        let placed = || self.placed.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(outside) = key.and_then(|k| placed().get(&k).copied()) {
-            return Some(outside);
+        self.memo(pid, &self.placed, placement(st, mount), || {
+            let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+            let by_name = p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r));
+            Some(by_name && self.walked_outside(pid, p.to_str()?, st, mount)?)
+        })
+    }
+
+    /// `m`'s answer for `key`, else `find`'s, kept when known. Answers are dropped when the
+    /// agent's mount table changed since they were found (a mount can make a file writable
+    /// by another name).
+    fn memo(
+        &self,
+        pid: u32,
+        m: &Mutex<HashMap<Placement, bool>>,
+        key: Option<Placement>,
+        find: impl FnOnce() -> Option<bool>,
+    ) -> Option<bool> {
+        {
+            let mut r = self.reach.lock().unwrap_or_else(|p| p.into_inner());
+            let now = r.0.generation(pid);
+            if r.1 != now {
+                r.1 = now;
+                drop(r);
+                for m in [&self.placed, &self.walked] {
+                    m.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+            }
         }
-        let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        let by_name = p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r));
-        let outside = by_name && self.walked_outside(pid, p.to_str()?, st, mount)?;
+        let kept = || m.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = key.and_then(|k| kept().get(&k).copied()) {
+            return Some(known);
+        }
+        let found = find()?;
         if let Some(k) = key {
-            remember(&self.placed, k, outside, PLACEMENTS_KEPT);
+            remember(m, k, found, PLACEMENTS_KEPT);
         }
-        Some(outside)
+        Some(found)
     }
 
     /// Whether no directory above the file `st` (named `name` in the agent's view) is a write
@@ -881,20 +910,13 @@ impl WriteScope {
         st: &libc::stat,
         mount: Option<MountId>,
     ) -> Option<bool> {
-        let key = placement(st, mount);
-        let walked = || self.walked.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(outside) = key.and_then(|k| walked().get(&k).copied()) {
-            return Some(outside);
-        }
-        let outside = self.walk_up(pid, name, st)?;
-        if let Some(k) = key {
-            remember(&self.walked, k, outside, PLACEMENTS_KEPT);
-        }
-        Some(outside)
+        self.memo(pid, &self.walked, placement(st, mount), || {
+            self.walk_up(pid, name, st)
+        })
     }
 
     fn walk_up(&self, pid: u32, name: &str, st: &libc::stat) -> Option<bool> {
-        use crate::mounts::{place_at, Reach};
+        use crate::mounts::place_at;
         use rustix::fs::{openat, Mode, OFlags};
         let roots = self.root_ids(pid)?;
         let is_root = |id: (u64, u64)| roots.iter().any(|r| r.id == id);
@@ -907,7 +929,8 @@ impl WriteScope {
         let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
         let mut cur =
             warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
-        let mut reach = Reach::default();
+        let mut reach = self.reach.lock().unwrap_or_else(|p| p.into_inner());
+        let reach = &mut reach.0;
         // The file itself may be a mount (a bind of one file).
         let here = place_at(cur.as_fd(), &file)?;
         if here.id != (st.st_dev, st.st_ino) {

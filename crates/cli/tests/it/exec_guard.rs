@@ -1360,21 +1360,7 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
         ));
     }
     script.push_str("./mprot /usr/lib/x86_64-linux-gnu/libc.so.6");
-    let w = t.warden();
-    let mut c = Command::new("unshare");
-    c.args(["-m", "--propagation", "private", "sh", "-c", &setup, "sh"])
-        .arg(w.get_program())
-        .args(w.get_args())
-        .args(["run", "--policy", &policy, "--", "/bin/bash", "-c", &script])
-        .current_dir(&t.ws)
-        .stdin(Stdio::null());
-    for (k, v) in w.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    let o = c.output().unwrap();
+    let o = run_unshared(&t, "private", &setup, &policy, &script);
     let all = text(&o);
     assert!(
         !t.ws.join("PWNED").exists(),
@@ -1397,6 +1383,80 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
         );
     }
     assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
+}
+
+/// `warden run --policy POLICY -- bash -c SCRIPT` in the workspace, in a mount namespace of
+/// its own (`unshare -m --propagation PROPAGATION`) that `SETUP` (a shell command ending in
+/// `exec "$@"` or running `"$@"`) prepares first.
+fn run_unshared(
+    t: &T,
+    propagation: &str,
+    setup: &str,
+    policy: &str,
+    script: &str,
+) -> std::process::Output {
+    let w = t.warden();
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", propagation, "sh", "-c", setup, "sh"])
+        .arg(w.get_program())
+        .args(w.get_args())
+        .args(["run", "--policy", policy, "--", "/bin/bash", "-c", script])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null());
+    for (k, v) in w.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.output().unwrap()
+}
+
+/// A mount made during the session can make a file the guard judged out of the agent's
+/// reach writable (the host binds a file system into the workspace while the agent runs:
+/// the sandbox's mounts are slaves of the host's, so it appears there). The guard's answers
+/// are kept per mount and file, and dropped when the agent's mount table changes: a file
+/// mapped before the bind maps uncopied (it was not writable then), the same file mapped
+/// after it comes from a sealed copy, and `mprotect(+X)` of it is refused. Judged on the
+/// host (`PWNED`).
+#[test]
+fn a_mount_made_during_the_session_is_seen_by_the_next_mapping() {
+    // SAFETY: trivial getter.
+    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOTE: needs root (a mount namespace with shared mounts) on x86-64: not run");
+        return;
+    }
+    let t = T::new("latemount");
+    t.cc("rewrite", REWRITE_C, &["-O1"]);
+    t.cc("mprot", MPROTECT_C, &[]);
+    let policy = pwned_setup(&t);
+    std::fs::create_dir_all(t.ws.join("data")).unwrap();
+    let ws = t.ws.display().to_string();
+    let setup = format!(
+        "mount -t tmpfs none /usr/local && mkdir /usr/local/data && \
+         mount -t tmpfs none /usr/local/data && cp '{ws}/allowed.bin' /usr/local/data/lib.bin && \
+         chmod 666 /usr/local/data/lib.bin && \
+         {{ \"$@\" & i=0; while [ ! -e '{ws}/ready' ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; \
+           mount --bind /usr/local/data '{ws}/data' && touch '{ws}/go'; wait; }}"
+    );
+    let script = "./mprot /usr/local/data/lib.bin; touch ready; i=0; \
+                  while [ ! -e go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; \
+                  ./rewrite /usr/local/data/lib.bin denied.bin data/lib.bin; \
+                  ./mprot /usr/local/data/lib.bin";
+    let o = run_unshared(&t, "shared", &setup, &policy, script);
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    assert!(t.ws.join("go").exists(), "the bind was not made:\n{all}");
+    assert_eq!(
+        all.matches("/usr/local/data/lib.bin: ALLOWED").count(),
+        1,
+        "{all}"
+    );
+    assert!(all.contains("REWRITE-HELD"), "{all}");
+    assert!(all.contains("/usr/local/data/lib.bin: refused"), "{all}");
 }
 
 /// The `mprotect` race across a `vfork` chain: P (a racing thread plus the main thread)
