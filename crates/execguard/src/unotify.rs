@@ -1020,9 +1020,14 @@ struct Recheck {
 }
 
 impl Recheck {
-    /// `Err`: what changed.
+    /// `Err`: what changed. A range with nothing mapped any more is no change: the thread
+    /// may unmap it before it is stopped (map, `mprotect(+X)`, `munmap` at once; attack
+    /// review 87 had such a process killed), and nothing undecided is executable there.
     fn run(&self, pid: u32) -> Result<(), String> {
-        let now = range_ids(pid, self.addr, self.len)?;
+        let now = match range_ids(pid, self.addr, self.len) {
+            Err(e) if e.starts_with("no mapping at ") => return Ok(()),
+            r => r?,
+        };
         match now.iter().find(|id| !self.ids.contains(id)) {
             None => Ok(()),
             Some((dev, ino)) => Err(format!(
@@ -3107,10 +3112,11 @@ mod tests {
         map(&b, at, libc::MAP_PRIVATE | libc::MAP_FIXED);
         let e = r.run(me).unwrap_err();
         assert!(e.contains("did not see"), "{e}");
-        // Unmapped: nothing there to decide on (an error, so denied).
+        // Unmapped (the thread may do so before it is stopped): nothing undecided is
+        // executable there.
         // SAFETY: the page this test mapped.
         unsafe { libc::munmap(at, 4096) };
-        assert!(r.run(me).is_err());
+        r.run(me).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1123,6 +1123,65 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Legitimate loader and JIT work: map a system library read-only, make it executable and
+/// unmap it at once, three times in each of 30 processes. The `mprotect` decision's recheck read the range after the
+/// thread was back and had already unmapped it, took "no mapping" for a change, and killed
+/// the process (attack review 87: 4 to 5 runs of 5).
+#[test]
+fn a_mapping_unmapped_right_after_its_mprotect_is_no_change() {
+    let t = T::new("munmapfast");
+    t.cc(
+        "munmapfast",
+        r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY), ok = 0;
+    for (int i = 0; i < 3; i++) {
+        char *p = mmap(0, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) return 1;
+        ok += mprotect(p, 4096, PROT_READ | PROT_EXEC) == 0;
+        munmap(p, 4096);
+    }
+    printf("mprotect allowed %d of 3; alive\n", ok);
+    return 0;
+}
+"#,
+        &[],
+    );
+    // Thirty system libraries: each one's first decision is not cached yet (the slow path,
+    // where the process was killed most often).
+    let libs: Vec<String> = std::fs::read_dir("/usr/lib/x86_64-linux-gnu")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("lib") && n.contains(".so.") && p.is_file()
+        })
+        .map(|p| p.display().to_string())
+        .take(30)
+        .collect();
+    assert!(libs.len() >= 10, "{libs:?}");
+    let policy = pwned_setup(&t);
+    let o = t.run(
+        &["--policy", &policy],
+        &format!(
+            "for l in {}; do ./munmapfast $l; echo rc=$?; done",
+            libs.join(" ")
+        ),
+    );
+    let all = text(&o);
+    let n = libs.len();
+    assert_eq!(
+        all.matches("mprotect allowed 3 of 3; alive").count(),
+        n,
+        "{all}"
+    );
+    assert_eq!(all.matches("rc=0").count(), n, "{all}");
+}
+
 /// A file the agent can write, mapped executable (allowed), then rewritten in place with
 /// denied code: the mapping is made from a sealed copy of the bytes decided, so the rewrite
 /// reaches the file (checked on the host) but not the mapping. Before, a private mapping's
