@@ -27,6 +27,9 @@ pub struct Mount {
     pub shows: PathBuf,
     /// Where it is mounted, in the agent's root.
     pub at: PathBuf,
+    /// Files whose bytes are its files' bytes: an overlay's layer directories, a loop
+    /// device's backing file (see [`backing`]); as the mounter named them.
+    pub backing: Vec<PathBuf>,
 }
 
 /// `/proc/PID/mountinfo` by mount id. `None` when unreadable or malformed.
@@ -49,9 +52,58 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
         if !shows.is_absolute() || !at.is_absolute() {
             return None;
         }
-        out.insert(id, Mount { sb, shows, at });
+        // Optional fields up to `-`, then the type, the source and the super options.
+        let mut rest = f.skip_while(|x| *x != b"-").skip(1);
+        let (fstype, options) = (rest.next()?, rest.nth(1).unwrap_or_default());
+        let backing = backing(fstype, options, major.parse().ok()?, minor.parse().ok()?);
+        out.insert(
+            id,
+            Mount {
+                sb,
+                shows,
+                at,
+                backing,
+            },
+        );
     }
     Some(out)
+}
+
+/// `LOOP_MAJOR`: a loop device's block major.
+const LOOP_MAJOR: u32 = 7;
+
+/// What a mount's files are made of, besides its own device: an overlay's layers
+/// (`lowerdir`, `lowerdir+`, `datadir+`, `upperdir` in its super options), a loop device's
+/// backing file (`/sys/dev/block/7:N/loop/backing_file`). A workspace file or directory
+/// there makes the whole mount writable for the agent, whatever the names (attack review
+/// 87: an overlay with a layer in the workspace, an image in the workspace loop-mounted
+/// elsewhere). Paths as the mounter gave them: a relative one is not known.
+fn backing(fstype: &[u8], options: &[u8], major: u32, minor: u32) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if fstype == b"overlay" {
+        for o in options.split(|&b| b == b',') {
+            let Some(eq) = o.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if matches!(
+                &o[..eq],
+                b"lowerdir" | b"lowerdir+" | b"datadir+" | b"upperdir"
+            ) {
+                out.extend(
+                    o[eq + 1..]
+                        .split(|&b| b == b':')
+                        .filter(|d| !d.is_empty())
+                        .map(unescape),
+                );
+            }
+        }
+    } else if major == LOOP_MAJOR {
+        if let Ok(f) = std::fs::read(format!("/sys/dev/block/{major}:{minor}/loop/backing_file")) {
+            let f = f.strip_suffix(b"\n").unwrap_or(&f);
+            out.push(PathBuf::from(OsString::from_vec(f.to_vec())));
+        }
+    }
+    out
 }
 
 /// A `mountinfo` path field: space, tab, newline and backslash are written as `\ooo`.
@@ -277,21 +329,73 @@ impl Reach {
     /// inside a write root shows. `None` when the mount table is unreadable or does not list
     /// `mount`.
     pub fn writable(&mut self, pid: u32, roots: &[Root], mount: u64) -> Option<bool> {
+        self.writable_below(pid, roots, mount, None)
+    }
+
+    /// The same for the file `name` (the kernel's name for it in the agent's root) on mount
+    /// `mount`: its path in its file system (what the mount shows, joined with the rest of the
+    /// name below the mount point) lies in a part the agent can write. This catches a
+    /// directory or file the host bound *into* the workspace, reached by its own name
+    /// outside (attack review 87): its mount there shows more than the part, not less.
+    /// `None` also when `name` is not below the mount point.
+    pub fn writable_file(
+        &mut self,
+        pid: u32,
+        roots: &[Root],
+        mount: u64,
+        name: &Path,
+    ) -> Option<bool> {
+        self.writable_below(pid, roots, mount, Some(name))
+    }
+
+    fn writable_below(
+        &mut self,
+        pid: u32,
+        roots: &[Root],
+        mount: u64,
+        name: Option<&Path>,
+    ) -> Option<bool> {
         if !self.table.contains_key(&mount) {
             self.read(pid);
         }
+        if self.parts.is_none() {
+            let root = std::fs::File::open(format!("/proc/{pid}/root")).ok();
+            let resolve = |p: &Path| {
+                let root = root.as_ref()?;
+                canonical_in_root(root.as_fd(), p).ok().map(|(c, _)| c)
+            };
+            self.parts = Some(parts(roots, &self.table, &resolve));
+        }
         let m = self.table.get(&mount)?;
-        let parts = self.parts.get_or_insert_with(|| parts(roots, &self.table));
-        Some(
-            parts
-                .iter()
-                .any(|(sb, p)| *sb == m.sb && m.shows.starts_with(p)),
-        )
+        let below = match name {
+            Some(n) => n.strip_prefix(&m.at).ok()?,
+            None => Path::new(""),
+        };
+        let at = if below.as_os_str().is_empty() {
+            m.shows.clone()
+        } else {
+            m.shows.join(below)
+        };
+        let parts = self.parts.as_ref()?;
+        Some(parts.iter().any(|(sb, p)| *sb == m.sb && at.starts_with(p)))
     }
 }
 
-/// [`Reach`]'s parts: each root's, and each mount's inside a root.
-fn parts(roots: &[Root], table: &HashMap<u64, Mount>) -> Vec<(u64, PathBuf)> {
+/// [`Reach`]'s parts: each root's; what each mount inside a root shows; and all of a mount
+/// whose backing (an overlay's layer, a loop device's file: [`backing`]) lies inside a root,
+/// found by `resolve` (a path in the agent's root, links resolved; `None`: not there).
+fn parts(
+    roots: &[Root],
+    table: &HashMap<u64, Mount>,
+    resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+) -> Vec<(u64, PathBuf)> {
+    let inside = |p: &Path| roots.iter().any(|r| p.starts_with(&r.view));
+    let backed_inside = |m: &Mount| {
+        m.backing
+            .iter()
+            .filter(|b| b.is_absolute())
+            .any(|b| inside(b) || resolve(b).is_some_and(|c| inside(&c)))
+    };
     let mut seen = HashSet::new();
     roots
         .iter()
@@ -299,7 +403,7 @@ fn parts(roots: &[Root], table: &HashMap<u64, Mount>) -> Vec<(u64, PathBuf)> {
         .chain(
             table
                 .values()
-                .filter(|m| roots.iter().any(|r| m.at.starts_with(&r.view)))
+                .filter(|m| inside(&m.at) || backed_inside(m))
                 .map(|m| (m.sb, m.shows.clone())),
         )
         .filter(|p| seen.insert(p.clone()))
@@ -313,15 +417,21 @@ mod tests {
     #[test]
     fn mountinfo_lines_are_parsed_and_unescaped() {
         let text = b"22 1 254:0 / / rw - ext4 /dev/vda rw\n\
-                     68 22 0:40 /a\\040b\\134c\\012d /mnt/x\\040y rw - tmpfs t rw\n";
+                     68 22 0:40 /a\\040b\\134c\\012d /mnt/x\\040y rw - tmpfs t rw\n\
+                     71 47 0:41 / /m rw shared:5 - overlay ov rw,lowerdir=l1:/x/l2,upperdir=/u,workdir=/w\n";
         let t = parse_mountinfo(text).expect("parsed");
         assert_eq!(
             t[&22],
             Mount {
                 sb: libc::makedev(254, 0),
                 shows: "/".into(),
-                at: "/".into()
+                at: "/".into(),
+                backing: Vec::new(),
             }
+        );
+        assert_eq!(
+            t[&71].backing,
+            vec![PathBuf::from("l1"), "/x/l2".into(), "/u".into()]
         );
         assert_eq!(t[&68].shows, PathBuf::from("/a b\\c\nd"));
         assert_eq!(t[&68].at, PathBuf::from("/mnt/x y"));
@@ -383,16 +493,30 @@ mod tests {
             sb,
             shows: shows.into(),
             at: at.into(),
+            backing: Vec::new(),
         };
         table.insert(1, m(7, "/home/u/ws", "/home/u/ws"));
         table.insert(2, m(9, "/", "/home/u/ws/data"));
         table.insert(3, m(7, "/usr", "/usr"));
         table.insert(4, m(9, "/", "/home/u/wsx"));
-        let mut p = parts(&roots, &table);
+        // An overlay with a layer in the workspace (named through a link), one with none.
+        let mut ov = m(11, "/", "/usr/local/src");
+        ov.backing = vec!["/lower".into(), "/link/upper".into()];
+        table.insert(5, ov);
+        let mut ov = m(12, "/", "/opt");
+        ov.backing = vec!["/lower".into(), "rel".into()];
+        table.insert(6, ov);
+        let resolve =
+            |p: &Path| (p == Path::new("/link/upper")).then(|| PathBuf::from("/home/u/ws/upper"));
+        let mut p = parts(&roots, &table, &resolve);
         p.sort();
         assert_eq!(
             p,
-            vec![(7, PathBuf::from("/home/u/ws")), (9, PathBuf::from("/"))]
+            vec![
+                (7, PathBuf::from("/home/u/ws")),
+                (9, PathBuf::from("/")),
+                (11, PathBuf::from("/"))
+            ]
         );
     }
 }

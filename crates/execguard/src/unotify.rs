@@ -931,12 +931,13 @@ impl WriteScope {
             warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
         let mut reach = self.reach.lock().unwrap_or_else(|p| p.into_inner());
         let reach = &mut reach.0;
-        // The file itself may be a mount (a bind of one file).
+        // The file's own place in its file system (it may be a mount itself, a bind of one
+        // file; or lie in a part of its file system bound into a write root).
         let here = place_at(cur.as_fd(), &file)?;
         if here.id != (st.st_dev, st.st_ino) {
             return None;
         }
-        if here.mount_root && reach.writable(pid, roots, here.mount)? {
+        if reach.writable_file(pid, roots, here.mount, p)? {
             return Some(false);
         }
         let mut at = place_at(cur.as_fd(), c"")?;

@@ -1347,11 +1347,13 @@ fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
     drop(ext4);
 }
 
-/// Attack reviews 85 and 86: a second name for what the agent can write, outside every
+/// Attack reviews 85, 86 and 87: a second name for what the agent can write, outside every
 /// write root, reaches the same files, which Landlock lets the agent write through the
 /// workspace (its rules are on inodes): a bind mount of the workspace the host made
 /// elsewhere, of a workspace subdirectory, of one workspace file, or of a file system
-/// mounted inside the workspace. The guard judged writability by name, then by `..` from
+/// mounted inside the workspace; or the other way round, a directory or file from
+/// elsewhere bound into the workspace, reached by its own name; or an overlay elsewhere with
+/// a layer in the workspace. The guard judged writability by name, then by `..` from
 /// that name (which leads to the alias's mount point): a file mapped through the alias was
 /// mapped uncopied (and `mprotect(+X)` of it allowed), and the denied bytes written through
 /// the workspace afterwards ran. The aliases are made in a private mount namespace of this
@@ -1391,12 +1393,25 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
     let mut setup = format!(
         "mount -t tmpfs none /usr/local && mkdir /usr/local/alias /usr/local/sub && touch /usr/local/one.bin && \
          mount --bind '{ws}' /usr/local/alias && mount --bind '{ws}/sub' /usr/local/sub && \
-         mount --bind '{ws}/one.bin' /usr/local/one.bin"
+         mount --bind '{ws}/one.bin' /usr/local/one.bin && \
+         mkdir /usr/local/tools '{ws}/tools' && cp '{ws}/allowed.bin' /usr/local/tools/lib.bin && \
+         cp '{ws}/allowed.bin' /usr/local/two.bin && chmod 666 /usr/local/tools/lib.bin /usr/local/two.bin && \
+         touch '{ws}/two.bin' && mount --bind /usr/local/tools '{ws}/tools' && \
+         mount --bind /usr/local/two.bin '{ws}/two.bin' && \
+         mkdir -p '{ws}/lower' /usr/local/lower2 /usr/local/ov && cp '{ws}/allowed.bin' '{ws}/lower/lib.bin' && \
+         mount -t overlay overlay -o 'ro,lowerdir={ws}/lower:/usr/local/lower2' /usr/local/ov"
     );
     let mut cases = vec![
         ("/usr/local/alias/lib.bin", "lib.bin"),
         ("/usr/local/sub/lib.bin", "sub/lib.bin"),
         ("/usr/local/one.bin", "one.bin"),
+        // The other way round: a directory and a file from elsewhere bound into the
+        // workspace, mapped by their own names (attack review 87).
+        ("/usr/local/tools/lib.bin", "tools/lib.bin"),
+        ("/usr/local/two.bin", "two.bin"),
+        // An overlay elsewhere whose layer is a workspace directory: its mappings are the
+        // layer file's pages (attack review 87).
+        ("/usr/local/ov/lib.bin", "lower/lib.bin"),
     ];
     if ext4 {
         setup.push_str(&format!(
@@ -1431,7 +1446,10 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
             all.contains(&format!("{alias}: refused")),
             "{alias}:\n{all}"
         );
-        if real.starts_with("data/") {
+        if ["data/", "tools/", "two.bin"]
+            .iter()
+            .any(|m| real.starts_with(m))
+        {
             // (Gone with the test's mount namespace.)
             continue;
         }
