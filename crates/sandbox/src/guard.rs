@@ -172,6 +172,10 @@ struct State {
     made: Vec<Made>,
     /// The locked files for the [`Relocker`], taken from here once the locks stand.
     relocker: Option<Relocker>,
+    /// Mounts the guard may still make (`WARDEN_GUARD_MOUNTS`, for tests; unset: until the
+    /// kernel's `fs.mount-max` refuses). Past it, a mount fails as a full mount table does
+    /// (`ENOSPC`), and the agent is ended ([`Guard::spawn`]).
+    mounts_left: Option<usize>,
     /// How many [`Made`] fds are kept at most: half of init's open-files limit (raised to its
     /// hard limit at start), at least 1,024. Past it, what the guard locks later in
     /// session-made repositories is not sanitised again by the last pass (their first-look
@@ -698,6 +702,9 @@ impl Guard {
             aside: Vec::new(),
             made: Vec::new(),
             max_made,
+            mounts_left: std::env::var("WARDEN_GUARD_MOUNTS")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             relocker: None,
         };
         st.lock_protected(plan)?;
@@ -763,6 +770,17 @@ impl Guard {
                     "warden: workspace guard: {}",
                     warden_event::text::printable(&e.to_string())
                 );
+                if e.errno() == Some(libc::ENOSPC) {
+                    // The mount table is full (an agent making repositories by the
+                    // thousand: each costs several mounts): what it makes next cannot be
+                    // locked. It is ended, and the last pass, with nothing left running,
+                    // rescans and neutralises every repository without locks.
+                    s.degraded = true;
+                    eprintln!(
+                        "warden: workspace guard: no mount left to lock repositories made in the session (the kernel's fs.mount-max); the agent is ended"
+                    );
+                    end_agent();
+                }
             }
         });
     }
@@ -956,10 +974,21 @@ impl State {
     /// writable first (the container of a hidden path, `~/.codex` around `auth.json`) and
     /// locked read-only later gets the read-only bind on top: a pin never stands in for a
     /// lock. `fd` must have been opened after any earlier bind of the same directory.
+    ///
+    /// In the last pass nothing is mounted: nothing in the sandbox runs any more, and a lock
+    /// stands only in the sandbox's mount namespace, which ends with it; what is left to do
+    /// is neutralising, and a failed lock (a full mount table) must not stop it, as it once
+    /// stopped a repository's config from being sanitised after its hooks' lock failed.
     fn bind_self(&mut self, fd: BorrowedFd<'_>, readonly: bool, recursive: bool) -> io::Result<()> {
         let id = fsat::identity(fd)?;
-        if self.locked.contains(&id) || (!readonly && self.pinned.contains(&id)) {
+        if self.finished || self.locked.contains(&id) || (!readonly && self.pinned.contains(&id)) {
             return Ok(());
+        }
+        if let Some(left) = self.mounts_left.as_mut() {
+            if *left == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            *left -= 1;
         }
         if readonly {
             // A lock stands on a path; a file with other names (hard links) stays writable

@@ -2635,3 +2635,54 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
         "{all}"
     );
 }
+
+/// A full mount table (each repository the agent makes costs the guard several mounts; here
+/// a budget through `WARDEN_GUARD_MOUNTS`, on a machine the kernel's `fs.mount-max`): a lock
+/// that failed there stopped the rest of that repository's neutralising, in the session and
+/// again in the last pass (its hooks' lock failed before its config was looked at), and the
+/// host's git ran the agent's hooks and fsmonitor (budgets 6 and 10 here, before). Now the
+/// agent is ended, and the last pass neutralises every repository without locks. Every
+/// budget from 1 to 16 is tried, so the table fills at each step of the guard's work;
+/// judged on the host: its git in each repository runs nothing the agent planted.
+#[test]
+fn a_full_mount_table_ends_the_agent_and_every_repository_is_neutralised() {
+    let mut ended = 0;
+    for budget in 1..=16 {
+        let t = T::new(&format!("mountfull{budget}"));
+        let mut script = String::new();
+        for i in 0..3 {
+            script.push_str(&format!(
+                "mkdir -p r{i} && git -C r{i} init -q && {} sleep 0.2; ",
+                plant(&t, &format!("r{i}/.git"))
+            ));
+        }
+        script.push_str("sleep 30; echo SURVIVED");
+        let o = t
+            .session(&t.ws, &[], &script)
+            .env("WARDEN_GUARD_MOUNTS", budget.to_string())
+            .output()
+            .expect("spawn warden");
+        let all = out(&o);
+        assert!(
+            !all.contains("SURVIVED"),
+            "budget {budget}: the agent went on:\n{all}"
+        );
+        if all.contains("no mount left") {
+            ended += 1;
+        }
+        for i in 0..3 {
+            let r = t.ws.join(format!("r{i}"));
+            if r.join(".git").exists() {
+                host_uses_git(&t, &r);
+            }
+        }
+        assert!(
+            !t.marker().exists(),
+            "budget {budget}: an agent's hook or fsmonitor ran on the host:\n{all}"
+        );
+    }
+    assert!(
+        ended >= 4,
+        "the agent was ended by a full table in {ended} sessions"
+    );
+}
