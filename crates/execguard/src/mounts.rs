@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One mount as the agent's `mountinfo` shows it.
@@ -54,8 +55,15 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
         }
         // Optional fields up to `-`, then the type, the source and the super options.
         let mut rest = f.skip_while(|x| *x != b"-").skip(1);
-        let (fstype, options) = (rest.next()?, rest.nth(1).unwrap_or_default());
-        let backing = backing(fstype, options, major.parse().ok()?, minor.parse().ok()?);
+        let (fstype, source) = (rest.next()?, rest.next().unwrap_or_default());
+        let options = rest.next().unwrap_or_default();
+        let backing = backing(
+            fstype,
+            source,
+            options,
+            major.parse().ok()?,
+            minor.parse().ok()?,
+        );
         out.insert(
             id,
             Mount {
@@ -73,13 +81,24 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
 const LOOP_MAJOR: u32 = 7;
 
 /// What a mount's files are made of, besides its own device: an overlay's layers
-/// (`lowerdir`, `lowerdir+`, `datadir+`, `upperdir` in its super options), a loop device's
-/// backing file (`/sys/dev/block/7:N/loop/backing_file`). A workspace file or directory
-/// there makes the whole mount writable for the agent, whatever the names (attack review
-/// 87: an overlay with a layer in the workspace, an image in the workspace loop-mounted
-/// elsewhere). Paths as the mounter gave them: a relative one is not known.
-fn backing(fstype: &[u8], options: &[u8], major: u32, minor: u32) -> Vec<PathBuf> {
+/// (`lowerdir`, `lowerdir+`, `datadir+`, `upperdir` in its super options); a loop device's
+/// backing file (`/sys/block/loopN/loop/backing_file`, by the mount's source `/dev/loopN` or
+/// its device number; btrfs shows an anonymous one); a regular file mounted as it is (a
+/// file-backed EROFS). A write root there makes the whole mount writable for the agent,
+/// whatever the names (attack reviews 87 and 88: an overlay with a layer in the workspace,
+/// an image in the workspace mounted elsewhere). Paths as the mounter gave them, in its
+/// view (see [`Reach`] for how they are judged); a relative one is not known.
+fn backing(fstype: &[u8], source: &[u8], options: &[u8], major: u32, minor: u32) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    let loop_file = |dev: &str| {
+        std::fs::read(format!("/sys/{dev}/loop/backing_file"))
+            .ok()
+            .map(|f| {
+                PathBuf::from(OsString::from_vec(
+                    f.strip_suffix(b"\n").unwrap_or(&f).to_vec(),
+                ))
+            })
+    };
     if fstype == b"overlay" {
         for o in options.split(|&b| b == b',') {
             let Some(eq) = o.iter().position(|&b| b == b'=') else {
@@ -89,19 +108,49 @@ fn backing(fstype: &[u8], options: &[u8], major: u32, minor: u32) -> Vec<PathBuf
                 &o[..eq],
                 b"lowerdir" | b"lowerdir+" | b"datadir+" | b"upperdir"
             ) {
-                out.extend(
-                    o[eq + 1..]
-                        .split(|&b| b == b':')
-                        .filter(|d| !d.is_empty())
-                        .map(unescape),
-                );
+                out.extend(layers(&o[eq + 1..]));
             }
         }
+    } else if let Some(name) = source.strip_prefix(b"/dev/loop") {
+        let name = String::from_utf8_lossy(name);
+        out.extend(loop_file(&format!("block/loop{name}")));
     } else if major == LOOP_MAJOR {
-        if let Ok(f) = std::fs::read(format!("/sys/dev/block/{major}:{minor}/loop/backing_file")) {
-            let f = f.strip_suffix(b"\n").unwrap_or(&f);
-            out.push(PathBuf::from(OsString::from_vec(f.to_vec())));
+        out.extend(loop_file(&format!("dev/block/{major}:{minor}")));
+    } else if source.starts_with(b"/") && !source.starts_with(b"/dev/") {
+        let f = unescape(source);
+        if std::fs::metadata(&f).is_ok_and(|m| m.is_file()) {
+            out.push(f);
         }
+    }
+    out
+}
+
+/// An overlay's layer list as `mountinfo` shows it: `:`-separated, a `:` inside a name
+/// written `\:` by overlayfs (whose backslash `mountinfo` then writes `\134`).
+fn layers(list: &[u8]) -> Vec<PathBuf> {
+    let raw = unescape(list);
+    let raw = raw.as_os_str().as_bytes();
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\\' if i + 1 < raw.len() => {
+                cur.push(raw[i + 1]);
+                i += 2;
+                continue;
+            }
+            b':' => {
+                if !cur.is_empty() {
+                    out.push(PathBuf::from(OsString::from_vec(std::mem::take(&mut cur))));
+                }
+            }
+            c => cur.push(c),
+        }
+        i += 1;
+    }
+    if !cur.is_empty() {
+        out.push(PathBuf::from(OsString::from_vec(cur)));
     }
     out
 }
@@ -231,6 +280,10 @@ pub struct Root {
     pub view: PathBuf,
     /// Its file system's device and its path there.
     pub fs: (u64, PathBuf),
+    /// Whether warden's own view has the same directory at `view` (the workspace, bound at
+    /// its own path; not the agent's private `/tmp` or home): a path the host named there
+    /// is in it.
+    pub host_same: bool,
 }
 
 /// The write roots of a session in one agent's view. `None` when one that is there could not
@@ -259,10 +312,13 @@ pub fn roots_in(pid: u32, roots: &[PathBuf]) -> Option<Vec<Root>> {
         } else {
             m.shows.join(below)
         };
+        let host_same =
+            std::fs::symlink_metadata(&view).is_ok_and(|h| (h.dev(), h.ino()) == place.id);
         out.push(Root {
             id: place.id,
             view,
             fs: (m.sb, fs),
+            host_same,
         });
     }
     Some(out)
@@ -359,12 +415,13 @@ impl Reach {
             self.read(pid);
         }
         if self.parts.is_none() {
-            let root = std::fs::File::open(format!("/proc/{pid}/root")).ok();
-            let resolve = |p: &Path| {
-                let root = root.as_ref()?;
-                canonical_in_root(root.as_fd(), p).ok().map(|(c, _)| c)
+            let ids = if self.table.values().any(|m| !m.backing.is_empty()) {
+                ids_inside(pid, roots, &self.table)
+            } else {
+                HashSet::new()
             };
-            self.parts = Some(parts(roots, &self.table, &resolve));
+            let judge = |b: &Path| backed_by_root(b, roots, &ids);
+            self.parts = Some(parts(roots, &self.table, &judge));
         }
         let m = self.table.get(&mount)?;
         let below = match name {
@@ -381,21 +438,94 @@ impl Reach {
     }
 }
 
+/// The (device, inode) of each write root and of each mount's root inside one (a directory
+/// or file bound into the workspace), in the agent's view; one that cannot be looked at is
+/// left out.
+fn ids_inside(pid: u32, roots: &[Root], table: &HashMap<u64, Mount>) -> HashSet<(u64, u64)> {
+    let mut ids: HashSet<(u64, u64)> = roots.iter().map(|r| r.id).collect();
+    let Ok(root) = std::fs::File::open(format!("/proc/{pid}/root")) else {
+        return ids;
+    };
+    for m in table.values() {
+        if roots.iter().any(|r| m.at.starts_with(&r.view)) {
+            let found = warden_sys::open_in_root(&root, &m.at, warden_sys::OFlags::PATH)
+                .ok()
+                .and_then(|fd| place_at(fd.as_fd(), c""));
+            ids.extend(found.map(|p| p.id));
+        }
+    }
+    ids
+}
+
+/// Whether the backing path `b` (named by the mounter, in warden's own view) lies in a write
+/// root: below a root warden sees at the same path (by name: a layer the agent renamed away
+/// and replaced by a link still counts), or, by identity, below a directory whose (device,
+/// inode) is in `ids` (climbing by `..` from what the name leads to now: a layer named
+/// through a bind alias of the workspace). A private tree of the agent's (`/tmp`, home) is no
+/// such root: the host's `/tmp/x` is not the agent's (attack review 88 had `/usr` killed on
+/// an overlay whose layer the host named under `/tmp`). A relative name, or one that leads
+/// nowhere now, is not known.
+fn backed_by_root(b: &Path, roots: &[Root], ids: &HashSet<(u64, u64)>) -> bool {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    if !b.is_absolute() {
+        return false;
+    }
+    if roots.iter().any(|r| r.host_same && b.starts_with(&r.view)) {
+        return true;
+    }
+    let Ok(mut cur) = openat(CWD, b, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else {
+        return false;
+    };
+    if rustix::fs::fstat(&cur).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) {
+        // A file (a loop device's image): itself, then the directory holding it.
+        if place_at(cur.as_fd(), c"").is_some_and(|p| ids.contains(&p.id)) {
+            return true;
+        }
+        let Some(dir) = b.parent() else {
+            return false;
+        };
+        match openat(
+            CWD,
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => cur = d,
+            Err(_) => return false,
+        }
+    }
+    for _ in 0..4096 {
+        let Some(at) = place_at(cur.as_fd(), c"") else {
+            return false;
+        };
+        if ids.contains(&at.id) {
+            return true;
+        }
+        let Ok(up) = openat(
+            &cur,
+            "..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        if place_at(up.as_fd(), c"").is_none_or(|u| u.id == at.id) {
+            return false;
+        }
+        cur = up;
+    }
+    false
+}
+
 /// [`Reach`]'s parts: each root's; what each mount inside a root shows; and all of a mount
-/// whose backing (an overlay's layer, a loop device's file: [`backing`]) lies inside a root,
-/// found by `resolve` (a path in the agent's root, links resolved; `None`: not there).
+/// whose backing (an overlay's layer, a loop device's file: [`backing`]) lies in a root, as
+/// `judge` tells ([`backed_by_root`]).
 fn parts(
     roots: &[Root],
     table: &HashMap<u64, Mount>,
-    resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+    judge: &dyn Fn(&Path) -> bool,
 ) -> Vec<(u64, PathBuf)> {
     let inside = |p: &Path| roots.iter().any(|r| p.starts_with(&r.view));
-    let backed_inside = |m: &Mount| {
-        m.backing
-            .iter()
-            .filter(|b| b.is_absolute())
-            .any(|b| inside(b) || resolve(b).is_some_and(|c| inside(&c)))
-    };
     let mut seen = HashSet::new();
     roots
         .iter()
@@ -403,7 +533,7 @@ fn parts(
         .chain(
             table
                 .values()
-                .filter(|m| inside(&m.at) || backed_inside(m))
+                .filter(|m| inside(&m.at) || m.backing.iter().any(|b| judge(b)))
                 .map(|m| (m.sb, m.shows.clone())),
         )
         .filter(|p| seen.insert(p.clone()))
@@ -436,6 +566,11 @@ mod tests {
         assert_eq!(t[&68].shows, PathBuf::from("/a b\\c\nd"));
         assert_eq!(t[&68].at, PathBuf::from("/mnt/x y"));
         assert_eq!(unescape(b"/x\\04"), PathBuf::from("/x\\04"));
+        // A `:` inside a layer's name (overlayfs writes `\:`, mountinfo its backslash `\134`).
+        assert_eq!(
+            layers(b"/a\\134:b::/c"),
+            vec![PathBuf::from("/a:b"), PathBuf::from("/c")]
+        );
         for bad in [
             &b"x 1 0:1 / / rw"[..],
             b"1 1 01 / / rw",
@@ -487,6 +622,7 @@ mod tests {
             id: (1, 2),
             view: "/home/u/ws".into(),
             fs: (7, "/home/u/ws".into()),
+            host_same: true,
         }];
         let mut table = HashMap::new();
         let m = |sb, shows: &str, at: &str| Mount {
@@ -506,9 +642,8 @@ mod tests {
         let mut ov = m(12, "/", "/opt");
         ov.backing = vec!["/lower".into(), "rel".into()];
         table.insert(6, ov);
-        let resolve =
-            |p: &Path| (p == Path::new("/link/upper")).then(|| PathBuf::from("/home/u/ws/upper"));
-        let mut p = parts(&roots, &table, &resolve);
+        let judge = |p: &Path| p == Path::new("/link/upper");
+        let mut p = parts(&roots, &table, &judge);
         p.sort();
         assert_eq!(
             p,

@@ -1489,6 +1489,40 @@ fn run_unshared(
     c.output().unwrap()
 }
 
+/// `/usr` as a read-only overlay (a container image's layout) with a layer the host names
+/// under `/tmp`: the agent's `/tmp` is a private tree of its own, not the host's, so the
+/// overlay is not the agent's to write. Judged by name in the agent's view, the whole of
+/// `/usr` counted as writable and the session's first exec was killed (attack review 88).
+/// The legitimate workflow: a program runs, a system library maps executable.
+#[test]
+fn an_overlay_layer_the_host_names_under_tmp_is_not_the_agents() {
+    // SAFETY: trivial getter.
+    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOTE: needs root (a mount namespace with an overlay) on x86-64: not run");
+        return;
+    }
+    let t = T::new("ovtmp");
+    t.cc("mprot", MPROTECT_C, &[]);
+    let policy = pwned_setup(&t);
+    let layer = std::env::temp_dir().join(format!("warden-ovlayer-{}", std::process::id()));
+    std::fs::create_dir_all(&layer).unwrap();
+    let setup = format!(
+        "mount -t overlay overlay -o 'ro,lowerdir={}:/usr' /usr && exec \"$@\"",
+        layer.display()
+    );
+    let o = run_unshared(
+        &t,
+        "private",
+        &setup,
+        &policy,
+        "./mprot /usr/lib/x86_64-linux-gnu/libc.so.6; /usr/bin/env echo RAN",
+    );
+    let _ = std::fs::remove_dir(&layer);
+    let all = text(&o);
+    assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
+    assert!(all.contains("RAN"), "{all}");
+}
+
 /// A mount made during the session can make a file the guard judged out of the agent's
 /// reach writable (the host binds a file system into the workspace while the agent runs:
 /// the sandbox's mounts are slaves of the host's, so it appears there). The guard's answers
