@@ -519,25 +519,48 @@ fn backed_by_root(b: &Path, roots: &[Root], ids: &HashSet<(u64, u64)>) -> bool {
 
 /// [`Reach`]'s parts: each root's; what each mount inside a root shows; and all of a mount
 /// whose backing (an overlay's layer, a loop device's file: [`backing`]) lies in a root, as
-/// `judge` tells ([`backed_by_root`]).
+/// `judge` tells ([`backed_by_root`]), or on a file system already writable whole (an
+/// overlay whose layer is another overlay with a workspace layer: attack review 88), until
+/// no more is found.
 fn parts(
     roots: &[Root],
     table: &HashMap<u64, Mount>,
     judge: &dyn Fn(&Path) -> bool,
 ) -> Vec<(u64, PathBuf)> {
     let inside = |p: &Path| roots.iter().any(|r| p.starts_with(&r.view));
+    let mut out: Vec<(u64, PathBuf)> = roots.iter().map(|r| r.fs.clone()).collect();
+    out.extend(
+        table
+            .values()
+            .filter(|m| inside(&m.at))
+            .map(|m| (m.sb, m.shows.clone())),
+    );
+    let whole_of = |parts: &[(u64, PathBuf)]| -> HashSet<u64> {
+        parts
+            .iter()
+            .filter(|(_, p)| p == Path::new("/"))
+            .map(|(sb, _)| *sb)
+            .collect()
+    };
+    let mut pending: Vec<&Mount> = table
+        .values()
+        .filter(|m| !inside(&m.at) && !m.backing.is_empty())
+        .collect();
+    loop {
+        let whole = whole_of(&out);
+        let on_whole = |b: &Path| std::fs::metadata(b).is_ok_and(|m| whole.contains(&m.dev()));
+        let (found, rest): (Vec<&Mount>, Vec<&Mount>) = pending
+            .into_iter()
+            .partition(|m| m.backing.iter().any(|b| judge(b) || on_whole(b)));
+        if found.is_empty() {
+            break;
+        }
+        out.extend(found.into_iter().map(|m| (m.sb, m.shows.clone())));
+        pending = rest;
+    }
     let mut seen = HashSet::new();
-    roots
-        .iter()
-        .map(|r| r.fs.clone())
-        .chain(
-            table
-                .values()
-                .filter(|m| inside(&m.at) || m.backing.iter().any(|b| judge(b)))
-                .map(|m| (m.sb, m.shows.clone())),
-        )
-        .filter(|p| seen.insert(p.clone()))
-        .collect()
+    out.retain(|p| seen.insert(p.clone()));
+    out
 }
 
 #[cfg(test)]
