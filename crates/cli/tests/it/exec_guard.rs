@@ -1353,7 +1353,7 @@ fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
 /// elsewhere, of a workspace subdirectory, of one workspace file, or of a file system
 /// mounted inside the workspace; or the other way round, a directory or file from
 /// elsewhere bound into the workspace, reached by its own name; or an overlay elsewhere with
-/// a layer in the workspace. The guard judged writability by name, then by `..` from
+/// a layer in the workspace, or over such an overlay. The guard judged writability by name, then by `..` from
 /// that name (which leads to the alias's mount point): a file mapped through the alias was
 /// mapped uncopied (and `mprotect(+X)` of it allowed), and the denied bytes written through
 /// the workspace afterwards ran. The aliases are made in a private mount namespace of this
@@ -1399,7 +1399,10 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
          touch '{ws}/two.bin' && mount --bind /usr/local/tools '{ws}/tools' && \
          mount --bind /usr/local/two.bin '{ws}/two.bin' && \
          mkdir -p '{ws}/lower' /usr/local/lower2 /usr/local/ov && cp '{ws}/allowed.bin' '{ws}/lower/lib.bin' && \
-         mount -t overlay overlay -o 'ro,lowerdir={ws}/lower:/usr/local/lower2' /usr/local/ov"
+         mount -t overlay overlay -o 'ro,lowerdir={ws}/lower:/usr/local/lower2' /usr/local/ov && \
+         mkdir -p '{ws}/lower3' /usr/local/o1 /usr/local/nest && cp '{ws}/allowed.bin' '{ws}/lower3/lib.bin' && \
+         mount -t overlay overlay -o 'ro,lowerdir={ws}/lower3:/usr/local/lower2' /usr/local/o1 && \
+         mount -t overlay overlay -o 'ro,lowerdir=/usr/local/o1:/usr/local/lower2' /usr/local/nest"
     );
     let mut cases = vec![
         ("/usr/local/alias/lib.bin", "lib.bin"),
@@ -1412,6 +1415,8 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
         // An overlay elsewhere whose layer is a workspace directory: its mappings are the
         // layer file's pages (attack review 87).
         ("/usr/local/ov/lib.bin", "lower/lib.bin"),
+        // An overlay whose layer is such an overlay (attack review 88).
+        ("/usr/local/nest/lib.bin", "lower3/lib.bin"),
     ];
     if ext4 {
         setup.push_str(&format!(
