@@ -1293,16 +1293,10 @@ impl Drop for LoopMount {
 /// reached the file, and a system library still maps.
 #[test]
 fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
-    // SAFETY: trivial getter.
-    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
-        eprintln!("NOTE: needs root (loop mounts) on x86-64: not run");
+    let Some((t, policy)) = root_rewrite_case("owndev", "loop mounts") else {
         return;
-    }
-    let t = T::new("owndev");
-    t.cc("rewrite", REWRITE_C, &["-O1"]);
-    t.cc("mprot", MPROTECT_C, &[]);
+    };
     t.cc("subvol", SUBVOL_C, &[]);
-    let policy = pwned_setup(&t);
     let ext4 = LoopMount::make("mkfs.ext4", &t.root.join("ext4.img"), &t.ws.join("vol"));
     let btrfs = LoopMount::make("mkfs.btrfs", &t.root.join("btrfs.img"), &t.ws.join("bt"));
     assert!(
@@ -1362,17 +1356,11 @@ fn a_writable_file_on_a_device_of_its_own_runs_only_what_was_decided() {
 /// library still maps.
 #[test]
 fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
-    // SAFETY: trivial getter.
-    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "NOTE: needs root (a private mount namespace with bind mounts) on x86-64: not run"
-        );
+    let Some((t, policy)) =
+        root_rewrite_case("alias", "a private mount namespace with bind mounts")
+    else {
         return;
-    }
-    let t = T::new("alias");
-    t.cc("rewrite", REWRITE_C, &["-O1"]);
-    t.cc("mprot", MPROTECT_C, &[]);
-    let policy = pwned_setup(&t);
+    };
     std::fs::create_dir_all(t.ws.join("sub")).unwrap();
     for f in ["lib.bin", "sub/lib.bin", "one.bin"] {
         std::fs::copy(t.ws.join("allowed.bin"), t.ws.join(f)).unwrap();
@@ -1467,6 +1455,21 @@ fn a_workspace_file_reached_through_another_mount_runs_only_what_was_decided() {
     assert!(all.contains("libc.so.6: ALLOWED"), "{all}");
 }
 
+/// The start of a rewrite test that needs root (mounts) on x86-64: the scratch tree with
+/// `rewrite` and `mprot` built and the denying policy; `None` (with a note) elsewhere.
+fn root_rewrite_case(name: &str, needs: &str) -> Option<(T, String)> {
+    // SAFETY: trivial getter.
+    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOTE: needs root ({needs}) on x86-64: not run");
+        return None;
+    }
+    let t = T::new(name);
+    t.cc("rewrite", REWRITE_C, &["-O1"]);
+    t.cc("mprot", MPROTECT_C, &[]);
+    let policy = pwned_setup(&t);
+    Some((t, policy))
+}
+
 /// `warden run --policy POLICY -- bash -c SCRIPT` in the workspace, in a mount namespace of
 /// its own (`unshare -m --propagation PROPAGATION`) that `SETUP` (a shell command ending in
 /// `exec "$@"` or running `"$@"`) prepares first.
@@ -1537,15 +1540,10 @@ fn an_overlay_layer_the_host_names_under_tmp_is_not_the_agents() {
 /// host (`PWNED`).
 #[test]
 fn a_mount_made_during_the_session_is_seen_by_the_next_mapping() {
-    // SAFETY: trivial getter.
-    if !cfg!(target_arch = "x86_64") || unsafe { libc::geteuid() } != 0 {
-        eprintln!("NOTE: needs root (a mount namespace with shared mounts) on x86-64: not run");
+    let Some((t, policy)) = root_rewrite_case("latemount", "a mount namespace with shared mounts")
+    else {
         return;
-    }
-    let t = T::new("latemount");
-    t.cc("rewrite", REWRITE_C, &["-O1"]);
-    t.cc("mprot", MPROTECT_C, &[]);
-    let policy = pwned_setup(&t);
+    };
     std::fs::create_dir_all(t.ws.join("data")).unwrap();
     let ws = t.ws.display().to_string();
     let setup = format!(
