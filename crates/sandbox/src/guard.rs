@@ -386,8 +386,13 @@ impl Relocker {
 
     /// Locks again every [`Relock`] in `due` whose entry is no longer a mount (the host
     /// replaced it): the host's new file read-only as itself.
+    ///
+    /// In the last pass (nothing in the sandbox runs any more, and a lock stands only in its
+    /// dying namespace) nothing is mounted: the host's new file is only taken as it is now,
+    /// for [`Relocker::changed`].
     fn relock(&mut self, due: Vec<usize>) -> Result<(), GuardError> {
         let mut errors = Vec::new();
+        let finished = self.finished;
         for i in due {
             let r = &self.relocks[i];
             let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
@@ -406,7 +411,9 @@ impl Relocker {
                 // agent can link the host's temporary file before the rename): that name
                 // writes it as a held descriptor would, which the last pass tells.
                 let linked = linked_file(fd.as_fd(), Some(dev));
-                fsat::bind_fd(fd.as_fd(), fd.as_fd(), false, true)?;
+                if !finished {
+                    fsat::bind_fd(fd.as_fd(), fd.as_fd(), false, true)?;
+                }
                 self.relocks[i].seen = Some(relock_content(rfd.as_fd(), &rel, dev)?);
                 Ok(linked.map(|l| {
                     format!("locked again, but {l}: what is written through that name is told at the end")
