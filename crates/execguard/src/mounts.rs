@@ -116,6 +116,8 @@ fn backing(fstype: &[u8], source: &[u8], options: &[u8], major: u32, minor: u32)
         out.extend(loop_file(&format!("block/loop{name}")));
     } else if major == LOOP_MAJOR {
         out.extend(loop_file(&format!("dev/block/{major}:{minor}")));
+    } else if source.starts_with(b"/proc/") || source.starts_with(b"/dev/fd/") {
+        out.push(unescape(source));
     } else if source.starts_with(b"/") && !source.starts_with(b"/dev/") {
         let f = unescape(source);
         if std::fs::metadata(&f).is_ok_and(|m| m.is_file()) {
@@ -335,6 +337,12 @@ pub struct Reach {
     src: Option<std::fs::File>,
     table: HashMap<u64, Mount>,
     parts: Option<Vec<(u64, PathBuf)>>,
+    /// Every part ever found writable this session: it stays so. What a backing's name
+    /// leads to is the agent's to change when the name passes through the workspace (a
+    /// rename, a link, an unlink of an image it holds open), and `git init` makes the guard
+    /// mount, which has the table read and judged again (attack review 89); the mount
+    /// itself, and what it is made of, is the host's and does not change.
+    ever: Vec<(u64, PathBuf)>,
     generation: u64,
 }
 
@@ -421,7 +429,9 @@ impl Reach {
                 HashSet::new()
             };
             let judge = |b: &Path| backed_by_root(b, roots, &ids);
-            self.parts = Some(parts(roots, &self.table, &judge));
+            let found = parts(roots, &self.table, &self.ever, &judge);
+            self.ever.clone_from(&found);
+            self.parts = Some(found);
         }
         let m = self.table.get(&mount)?;
         let below = match name {
@@ -469,6 +479,11 @@ fn backed_by_root(b: &Path, roots: &[Root], ids: &HashSet<(u64, u64)>) -> bool {
     use rustix::fs::{openat, Mode, OFlags, CWD};
     if !b.is_absolute() {
         return false;
+    }
+    // A descriptor of the mounter's (`/proc/self/fd/N`, `/dev/fd/N`: a file system mounted
+    // from an open file) names nothing here: taken as writable (attack review 89).
+    if b.starts_with("/proc") || b.starts_with("/dev/fd") {
+        return true;
     }
     if roots.iter().any(|r| r.host_same && b.starts_with(&r.view)) {
         return true;
@@ -525,10 +540,12 @@ fn backed_by_root(b: &Path, roots: &[Root], ids: &HashSet<(u64, u64)>) -> bool {
 fn parts(
     roots: &[Root],
     table: &HashMap<u64, Mount>,
+    ever: &[(u64, PathBuf)],
     judge: &dyn Fn(&Path) -> bool,
 ) -> Vec<(u64, PathBuf)> {
     let inside = |p: &Path| roots.iter().any(|r| p.starts_with(&r.view));
-    let mut out: Vec<(u64, PathBuf)> = roots.iter().map(|r| r.fs.clone()).collect();
+    let mut out: Vec<(u64, PathBuf)> = ever.to_vec();
+    out.extend(roots.iter().map(|r| r.fs.clone()));
     out.extend(
         table
             .values()
@@ -666,7 +683,7 @@ mod tests {
         ov.backing = vec!["/lower".into(), "rel".into()];
         table.insert(6, ov);
         let judge = |p: &Path| p == Path::new("/link/upper");
-        let mut p = parts(&roots, &table, &judge);
+        let mut p = parts(&roots, &table, &[], &judge);
         p.sort();
         assert_eq!(
             p,

@@ -1497,6 +1497,51 @@ fn run_unshared(
     c.output().unwrap()
 }
 
+/// What a mount is made of is the host's and does not change, but the names it was made
+/// from may be the agent's: an overlay elsewhere whose layer the host named through a bind
+/// alias of the workspace; the agent renames the layer away, puts a link to `/usr` in its
+/// place and runs `git init` (the guard mounts, so the mount table is read and judged
+/// again). The overlay was found writable at the start and stays so (attack review 89: it
+/// was judged again by the new names, and the rewrite through the layer's new name ran).
+/// Judged on the host (`PWNED`).
+#[test]
+fn a_mount_found_writable_stays_so_when_the_agent_renames_its_backing() {
+    let Some((t, policy)) =
+        root_rewrite_case("retarget", "a private mount namespace with an overlay")
+    else {
+        return;
+    };
+    let ws = t.ws.display().to_string();
+    std::fs::create_dir_all(t.ws.join("layer")).unwrap();
+    std::fs::copy(t.ws.join("allowed.bin"), t.ws.join("layer/lib.bin")).unwrap();
+    let setup = format!(
+        "mount -t tmpfs none /usr/local && mkdir /usr/local/alias /usr/local/l2 /usr/local/ov && \
+         mount --bind '{ws}' /usr/local/alias && \
+         mount -t overlay overlay -o 'ro,lowerdir=/usr/local/alias/layer:/usr/local/l2' /usr/local/ov && \
+         exec \"$@\""
+    );
+    let o = run_unshared(
+        &t,
+        "private",
+        &setup,
+        &policy,
+        "mv layer real && ln -s /usr layer && git init -q x && sleep 1; \
+         ./rewrite /usr/local/ov/lib.bin denied.bin real/lib.bin; ./mprot /usr/local/ov/lib.bin",
+    );
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    assert!(all.contains("REWRITE-HELD"), "{all}");
+    assert!(all.contains("/usr/local/ov/lib.bin: refused"), "{all}");
+    assert_eq!(
+        std::fs::read(t.ws.join("real/lib.bin")).unwrap(),
+        pwned_code(),
+        "the rewrite must have reached the layer"
+    );
+}
+
 /// `/usr` as a read-only overlay (a container image's layout) with a layer the host names
 /// under `/tmp`: the agent's `/tmp` is a private tree of its own, not the host's, so the
 /// overlay is not the agent's to write. Judged by name in the agent's view, the whole of
