@@ -77,6 +77,11 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
     Some(out)
 }
 
+/// A backing that cannot be named now (a loop device's unlinked file, a mount source that
+/// no longer leads to a file): taken as writable, as a descriptor of the mounter's is
+/// ([`backed_by_root`]).
+const UNKNOWN_BACKING: &str = "/proc/self/fd/-";
+
 /// `LOOP_MAJOR`: a loop device's block major.
 const LOOP_MAJOR: u32 = 7;
 
@@ -90,15 +95,18 @@ const LOOP_MAJOR: u32 = 7;
 /// view (see [`Reach`] for how they are judged); a relative one is not known.
 fn backing(fstype: &[u8], source: &[u8], options: &[u8], major: u32, minor: u32) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // A loop device's file, or [`UNKNOWN_BACKING`] when it has none that leads anywhere
+    // now (unlinked, ` (deleted)`; renamed; no `/sys`).
     let loop_file = |dev: &str| {
-        std::fs::read(format!("/sys/{dev}/loop/backing_file"))
-            .ok()
-            .map(|f| {
-                PathBuf::from(OsString::from_vec(
-                    f.strip_suffix(b"\n").unwrap_or(&f).to_vec(),
-                ))
-            })
+        let f = std::fs::read(format!("/sys/{dev}/loop/backing_file")).ok()?;
+        let f = PathBuf::from(OsString::from_vec(
+            f.strip_suffix(b"\n").unwrap_or(&f).to_vec(),
+        ));
+        std::fs::metadata(&f)
+            .is_ok_and(|m| m.is_file())
+            .then_some(f)
     };
+    let unknown = || PathBuf::from(UNKNOWN_BACKING);
     if fstype == b"overlay" {
         for o in options.split(|&b| b == b',') {
             let Some(eq) = o.iter().position(|&b| b == b'=') else {
@@ -113,15 +121,19 @@ fn backing(fstype: &[u8], source: &[u8], options: &[u8], major: u32, minor: u32)
         }
     } else if let Some(name) = source.strip_prefix(b"/dev/loop") {
         let name = String::from_utf8_lossy(name);
-        out.extend(loop_file(&format!("block/loop{name}")));
+        out.push(loop_file(&format!("block/loop{name}")).unwrap_or_else(unknown));
     } else if major == LOOP_MAJOR {
-        out.extend(loop_file(&format!("dev/block/{major}:{minor}")));
+        out.push(loop_file(&format!("dev/block/{major}:{minor}")).unwrap_or_else(unknown));
     } else if source.starts_with(b"/proc/") || source.starts_with(b"/dev/fd/") {
         out.push(unescape(source));
     } else if source.starts_with(b"/") && !source.starts_with(b"/dev/") {
+        // A file mounted as it is; a name that leads to no directory now may have been one
+        // (the agent renamed its image between sessions: attack review 90).
         let f = unescape(source);
-        if std::fs::metadata(&f).is_ok_and(|m| m.is_file()) {
-            out.push(f);
+        match std::fs::metadata(&f) {
+            Ok(m) if m.is_file() => out.push(f),
+            Ok(m) if m.is_dir() => {}
+            _ => out.push(unknown()),
         }
     }
     out
@@ -225,6 +237,16 @@ pub fn canonical_in_root(
     root: BorrowedFd<'_>,
     path: &Path,
 ) -> std::io::Result<(PathBuf, Option<OwnedFd>)> {
+    walk_in_root(root, path, &mut |_| false)
+}
+
+/// [`canonical_in_root`], calling `stop` with each file met that is not a link (every
+/// directory on the way, then the file): `true` ends the walk there, with the path so far.
+fn walk_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    stop: &mut dyn FnMut(BorrowedFd<'_>) -> bool,
+) -> std::io::Result<(PathBuf, Option<OwnedFd>)> {
     use rustix::fs::{openat, readlinkat, Mode, OFlags};
     let comps = |p: &[u8]| -> Vec<OsString> {
         p.split(|&b| b == b'/')
@@ -265,8 +287,12 @@ pub fn canonical_in_root(
             todo.extend(comps(target.as_bytes()));
             continue;
         }
+        let done = stop(fd.as_fd());
         names.push(c);
         fds.push(fd);
+        if done {
+            break;
+        }
     }
     let mut p = PathBuf::from("/");
     p.extend(names);
@@ -486,6 +512,19 @@ fn backed_by_root(b: &Path, roots: &[Root], ids: &HashSet<(u64, u64)>) -> bool {
         return true;
     }
     if roots.iter().any(|r| r.host_same && b.starts_with(&r.view)) {
+        return true;
+    }
+    // Each directory on the way, before any link past it is followed: a layer named
+    // through a bind alias of the workspace whose last part the agent turned into a link to
+    // elsewhere (between sessions: attack review 90) still passes through the alias.
+    let mut hit = false;
+    if let Ok(root) = std::fs::File::open("/") {
+        let _ = walk_in_root(root.as_fd(), b, &mut |fd| {
+            hit = place_at(fd, c"").is_some_and(|p| ids.contains(&p.id));
+            hit
+        });
+    }
+    if hit {
         return true;
     }
     let Ok(mut cur) = openat(CWD, b, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else {

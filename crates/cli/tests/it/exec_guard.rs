@@ -1542,6 +1542,44 @@ fn a_mount_found_writable_stays_so_when_the_agent_renames_its_backing() {
     );
 }
 
+/// The same move across two sessions, on a mount the host keeps: the first session renames
+/// the layer away and links `/usr` in its place, and the second one's first look at the
+/// mount table already sees the new names (attack review 90). The layer's name passes
+/// through the alias of the workspace, which is looked for on the way, before any link.
+#[test]
+fn a_backing_renamed_in_an_earlier_session_still_counts() {
+    let Some((t, policy)) =
+        root_rewrite_case("retarget2", "a private mount namespace with an overlay")
+    else {
+        return;
+    };
+    let ws = t.ws.display().to_string();
+    std::fs::create_dir_all(t.ws.join("layer")).unwrap();
+    std::fs::copy(t.ws.join("allowed.bin"), t.ws.join("layer/lib.bin")).unwrap();
+    let setup = format!(
+        "mount -t tmpfs none /usr/local && mkdir /usr/local/alias /usr/local/l2 /usr/local/ov && \
+         mount --bind '{ws}' /usr/local/alias && \
+         mount -t overlay overlay -o 'ro,lowerdir=/usr/local/alias/layer:/usr/local/l2' /usr/local/ov && \
+         \"$@\"; \"$@\""
+    );
+    let o = run_unshared(
+        &t,
+        "private",
+        &setup,
+        &policy,
+        "if [ -e second ]; then ./rewrite /usr/local/ov/lib.bin denied.bin real/lib.bin; \
+         ./mprot /usr/local/ov/lib.bin; else mv layer real && ln -s /usr layer && touch second; fi",
+    );
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    assert!(t.ws.join("second").exists(), "{all}");
+    assert!(all.contains("REWRITE-HELD"), "{all}");
+    assert!(all.contains("/usr/local/ov/lib.bin: refused"), "{all}");
+}
+
 /// `/usr` as a read-only overlay (a container image's layout) with a layer the host names
 /// under `/tmp`: the agent's `/tmp` is a private tree of its own, not the host's, so the
 /// overlay is not the agent's to write. Judged by name in the agent's view, the whole of
