@@ -1506,8 +1506,33 @@ fn run_unshared(
 /// Judged on the host (`PWNED`).
 #[test]
 fn a_mount_found_writable_stays_so_when_the_agent_renames_its_backing() {
-    let Some((t, policy)) =
-        root_rewrite_case("retarget", "a private mount namespace with an overlay")
+    retargeted_layer(
+        "retarget",
+        "exec \"$@\"",
+        "mv layer real && ln -s /usr layer && git init -q x && sleep 1; \
+         ./rewrite /usr/local/ov/lib.bin denied.bin real/lib.bin; ./mprot /usr/local/ov/lib.bin",
+    );
+}
+
+/// The same move across two sessions, on a mount the host keeps: the first session renames
+/// the layer away and links `/usr` in its place, and the second one's first look at the
+/// mount table already sees the new names (attack review 90). The layer's name passes
+/// through the alias of the workspace, which is looked for on the way, before any link.
+#[test]
+fn a_backing_renamed_in_an_earlier_session_still_counts() {
+    retargeted_layer(
+        "retarget2",
+        "\"$@\"; \"$@\"",
+        "if [ -e second ]; then ./rewrite /usr/local/ov/lib.bin denied.bin real/lib.bin; \
+         ./mprot /usr/local/ov/lib.bin; else mv layer real && ln -s /usr layer && touch second; fi",
+    );
+}
+
+/// An overlay at `/usr/local/ov` whose layer the host names through a bind alias of the
+/// workspace (`/usr/local/alias/layer`), then `run` (the warden session(s): `"$@"`) with
+/// `script`, which moves the layer to `real` and rewrites it: judged on the host.
+fn retargeted_layer(name: &str, run: &str, script: &str) {
+    let Some((t, policy)) = root_rewrite_case(name, "a private mount namespace with an overlay")
     else {
         return;
     };
@@ -1518,16 +1543,9 @@ fn a_mount_found_writable_stays_so_when_the_agent_renames_its_backing() {
         "mount -t tmpfs none /usr/local && mkdir /usr/local/alias /usr/local/l2 /usr/local/ov && \
          mount --bind '{ws}' /usr/local/alias && \
          mount -t overlay overlay -o 'ro,lowerdir=/usr/local/alias/layer:/usr/local/l2' /usr/local/ov && \
-         exec \"$@\""
+         {run}"
     );
-    let o = run_unshared(
-        &t,
-        "private",
-        &setup,
-        &policy,
-        "mv layer real && ln -s /usr layer && git init -q x && sleep 1; \
-         ./rewrite /usr/local/ov/lib.bin denied.bin real/lib.bin; ./mprot /usr/local/ov/lib.bin",
-    );
+    let o = run_unshared(&t, "private", &setup, &policy, script);
     let all = text(&o);
     assert!(
         !t.ws.join("PWNED").exists(),
@@ -1540,44 +1558,6 @@ fn a_mount_found_writable_stays_so_when_the_agent_renames_its_backing() {
         pwned_code(),
         "the rewrite must have reached the layer"
     );
-}
-
-/// The same move across two sessions, on a mount the host keeps: the first session renames
-/// the layer away and links `/usr` in its place, and the second one's first look at the
-/// mount table already sees the new names (attack review 90). The layer's name passes
-/// through the alias of the workspace, which is looked for on the way, before any link.
-#[test]
-fn a_backing_renamed_in_an_earlier_session_still_counts() {
-    let Some((t, policy)) =
-        root_rewrite_case("retarget2", "a private mount namespace with an overlay")
-    else {
-        return;
-    };
-    let ws = t.ws.display().to_string();
-    std::fs::create_dir_all(t.ws.join("layer")).unwrap();
-    std::fs::copy(t.ws.join("allowed.bin"), t.ws.join("layer/lib.bin")).unwrap();
-    let setup = format!(
-        "mount -t tmpfs none /usr/local && mkdir /usr/local/alias /usr/local/l2 /usr/local/ov && \
-         mount --bind '{ws}' /usr/local/alias && \
-         mount -t overlay overlay -o 'ro,lowerdir=/usr/local/alias/layer:/usr/local/l2' /usr/local/ov && \
-         \"$@\"; \"$@\""
-    );
-    let o = run_unshared(
-        &t,
-        "private",
-        &setup,
-        &policy,
-        "if [ -e second ]; then ./rewrite /usr/local/ov/lib.bin denied.bin real/lib.bin; \
-         ./mprot /usr/local/ov/lib.bin; else mv layer real && ln -s /usr layer && touch second; fi",
-    );
-    let all = text(&o);
-    assert!(
-        !t.ws.join("PWNED").exists(),
-        "the rewritten bytes ran:\n{all}"
-    );
-    assert!(t.ws.join("second").exists(), "{all}");
-    assert!(all.contains("REWRITE-HELD"), "{all}");
-    assert!(all.contains("/usr/local/ov/lib.bin: refused"), "{all}");
 }
 
 /// `/usr` as a read-only overlay (a container image's layout) with a layer the host names
