@@ -31,6 +31,10 @@ pub struct Mount {
     /// Files whose bytes are its files' bytes: an overlay's layer directories, a loop
     /// device's backing file (see [`backing`]); as the mounter named them.
     pub backing: Vec<PathBuf>,
+    /// Read-only: the mount (`ro` in its own options) or its file system (`ro` in the super
+    /// options). Nothing is written through it: the agent can neither remount nor unmount
+    /// (the sandbox refuses the mount family, and it holds no capability).
+    pub read_only: bool,
 }
 
 /// `/proc/PID/mountinfo` by mount id. `None` when unreadable or malformed.
@@ -53,10 +57,13 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
         if !shows.is_absolute() || !at.is_absolute() {
             return None;
         }
+        let ro = |opts: &[u8]| opts.split(|&b| b == b',').any(|o| o == b"ro");
+        let own_ro = ro(f.next()?);
         // Optional fields up to `-`, then the type, the source and the super options.
         let mut rest = f.skip_while(|x| *x != b"-").skip(1);
         let (fstype, source) = (rest.next()?, rest.next().unwrap_or_default());
         let options = rest.next().unwrap_or_default();
+        let read_only = own_ro || ro(options);
         let backing = backing(
             fstype,
             source,
@@ -71,6 +78,7 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
                 shows,
                 at,
                 backing,
+                read_only,
             },
         );
     }
@@ -334,12 +342,7 @@ pub fn roots_in(pid: u32, roots: &[PathBuf]) -> Option<Vec<Root>> {
             table = Some(mountinfo(pid)?);
         }
         let m = table.as_ref()?.get(&place.mount)?;
-        let below = view.strip_prefix(&m.at).ok()?;
-        let fs = if below.as_os_str().is_empty() {
-            m.shows.clone()
-        } else {
-            m.shows.join(below)
-        };
+        let fs = in_fs(m, &view)?;
         let host_same =
             std::fs::symlink_metadata(&view).is_ok_and(|h| (h.dev(), h.ino()) == place.id);
         out.push(Root {
@@ -438,6 +441,39 @@ impl Reach {
         self.writable_below(pid, roots, mount, Some(name))
     }
 
+    /// Whether mount `mount` is read-only ([`Mount::read_only`]). `None` when the table
+    /// does not list it.
+    pub fn read_only(&mut self, pid: u32, mount: u64) -> Option<bool> {
+        if !self.table.contains_key(&mount) {
+            self.read(pid);
+        }
+        Some(self.table.get(&mount)?.read_only)
+    }
+
+    /// Every writable mount (id, mount point) that shows the file `name` on mount `mount`:
+    /// one of its file system whose part holds the file's path there. The ways to write a
+    /// file named on a read-only mount. `None` when the table does not list `mount` or
+    /// `name` is not below its mount point.
+    pub fn writable_mounts_showing(
+        &mut self,
+        pid: u32,
+        mount: u64,
+        name: &Path,
+    ) -> Option<Vec<(u64, PathBuf)>> {
+        if !self.table.contains_key(&mount) {
+            self.read(pid);
+        }
+        let m = self.table.get(&mount)?;
+        let path = in_fs(m, name)?;
+        Some(
+            self.table
+                .iter()
+                .filter(|(_, o)| !o.read_only && o.sb == m.sb && path.starts_with(&o.shows))
+                .map(|(id, o)| (*id, o.at.clone()))
+                .collect(),
+        )
+    }
+
     fn writable_below(
         &mut self,
         pid: u32,
@@ -460,18 +496,25 @@ impl Reach {
             self.parts = Some(found);
         }
         let m = self.table.get(&mount)?;
-        let below = match name {
-            Some(n) => n.strip_prefix(&m.at).ok()?,
-            None => Path::new(""),
-        };
-        let at = if below.as_os_str().is_empty() {
-            m.shows.clone()
-        } else {
-            m.shows.join(below)
+        let at = match name {
+            Some(n) => in_fs(m, n)?,
+            None => m.shows.clone(),
         };
         let parts = self.parts.as_ref()?;
         Some(parts.iter().any(|(sb, p)| *sb == m.sb && at.starts_with(p)))
     }
+}
+
+/// The path in its file system of the file `name` (in the agent's root) on mount `m`: what
+/// the mount shows, joined with the rest of the name below its mount point. `None` when
+/// `name` is not below the mount point.
+fn in_fs(m: &Mount, name: &Path) -> Option<PathBuf> {
+    let below = name.strip_prefix(&m.at).ok()?;
+    Some(if below.as_os_str().is_empty() {
+        m.shows.clone()
+    } else {
+        m.shows.join(below)
+    })
 }
 
 /// The (device, inode) of each write root and of each mount's root inside one (a directory
@@ -571,7 +614,7 @@ fn backed_by_root(b: &Path, roots: &[Root], ids: &HashSet<(u64, u64)>) -> bool {
     false
 }
 
-/// [`Reach`]'s parts: each root's; what each mount inside a root shows; and all of a mount
+/// [`Reach`]'s parts: each root's; what each writable mount inside a root shows; and all of a mount
 /// whose backing (an overlay's layer, a loop device's file: [`backing`]) lies in a root, as
 /// `judge` tells ([`backed_by_root`]), or on a file system already writable whole (an
 /// overlay whose layer is another overlay with a workspace layer: attack review 88), until
@@ -582,13 +625,15 @@ fn parts(
     ever: &[(u64, PathBuf)],
     judge: &dyn Fn(&Path) -> bool,
 ) -> Vec<(u64, PathBuf)> {
-    let inside = |p: &Path| roots.iter().any(|r| p.starts_with(&r.view));
+    // A read-only mount inside a root (a toolchain bound into the private home) shows
+    // nothing the agent can write through it.
+    let inside = |m: &Mount| !m.read_only && roots.iter().any(|r| m.at.starts_with(&r.view));
     let mut out: Vec<(u64, PathBuf)> = ever.to_vec();
     out.extend(roots.iter().map(|r| r.fs.clone()));
     out.extend(
         table
             .values()
-            .filter(|m| inside(&m.at))
+            .filter(|m| inside(m))
             .map(|m| (m.sb, m.shows.clone())),
     );
     let whole_of = |parts: &[(u64, PathBuf)]| -> HashSet<u64> {
@@ -600,7 +645,7 @@ fn parts(
     };
     let mut pending: Vec<&Mount> = table
         .values()
-        .filter(|m| !inside(&m.at) && !m.backing.is_empty())
+        .filter(|m| !inside(m) && !m.backing.is_empty())
         .collect();
     loop {
         let whole = whole_of(&out);
@@ -627,7 +672,10 @@ mod tests {
     fn mountinfo_lines_are_parsed_and_unescaped() {
         let text = b"22 1 254:0 / / rw - ext4 /dev/vda rw\n\
                      68 22 0:40 /a\\040b\\134c\\012d /mnt/x\\040y rw - tmpfs t rw\n\
-                     71 47 0:41 / /m rw shared:5 - overlay ov rw,lowerdir=l1:/x/l2,upperdir=/u,workdir=/w\n";
+                     71 47 0:41 / /m rw shared:5 - overlay ov rw,lowerdir=l1:/x/l2,upperdir=/u,workdir=/w\n\
+                     72 22 254:0 /t /t ro,relatime - ext4 /dev/vda rw\n\
+                     73 22 7:0 / /sq rw,nosuid - squashfs /dev/loop0 ro,errors=continue\n\
+                     74 22 254:0 /rox /rox rw,rox - ext4 /dev/vda rw\n";
         let t = parse_mountinfo(text).expect("parsed");
         assert_eq!(
             t[&22],
@@ -636,6 +684,7 @@ mod tests {
                 shows: "/".into(),
                 at: "/".into(),
                 backing: Vec::new(),
+                read_only: false,
             }
         );
         assert_eq!(
@@ -643,6 +692,8 @@ mod tests {
             vec![PathBuf::from("l1"), "/x/l2".into(), "/u".into()]
         );
         assert_eq!(t[&68].shows, PathBuf::from("/a b\\c\nd"));
+        assert!(t[&72].read_only && t[&73].read_only);
+        assert!(!t[&74].read_only && !t[&71].read_only);
         assert_eq!(t[&68].at, PathBuf::from("/mnt/x y"));
         assert_eq!(unescape(b"/x\\04"), PathBuf::from("/x\\04"));
         // A `:` inside a layer's name (overlayfs writes `\:`, mountinfo its backslash `\134`).
@@ -709,11 +760,16 @@ mod tests {
             shows: shows.into(),
             at: at.into(),
             backing: Vec::new(),
+            read_only: false,
         };
         table.insert(1, m(7, "/home/u/ws", "/home/u/ws"));
         table.insert(2, m(9, "/", "/home/u/ws/data"));
         table.insert(3, m(7, "/usr", "/usr"));
         table.insert(4, m(9, "/", "/home/u/wsx"));
+        // Read-only inside the workspace: nothing written through it.
+        let mut ro = m(13, "/", "/home/u/ws/ro");
+        ro.read_only = true;
+        table.insert(7, ro);
         // An overlay with a layer in the workspace (named through a link), one with none.
         let mut ov = m(11, "/", "/usr/local/src");
         ov.backing = vec!["/lower".into(), "/link/upper".into()];

@@ -715,14 +715,22 @@ impl WriteScope {
             Some(name) => {
                 name.ends_with(" (deleted)")
                     || !name.starts_with('/')
-                    || self
-                        .roots
-                        .iter()
-                        .any(|r| std::path::Path::new(name).starts_with(r))
+                    || self.under_root_writable(fd, std::path::Path::new(name))
                     || self.walked_outside(pid, name, st, mount) != Some(true)
             }
             None => self.outside_roots(pid, fd, st, mount) != Some(true),
         }
+    }
+
+    /// Whether the name `name` of the file behind `fd` is below a write root, on a mount
+    /// that writes: writable by that name. Below a root on a read-only mount (a toolchain
+    /// the sandbox binds read-only into the private home, whose tmpfs is a write root), the
+    /// name proves nothing either way: [`WriteScope::walk_up`] looks for the other ways to
+    /// write the file. Judged writable by name, `librustc_driver` (150 MB) was copied into a
+    /// sealed file at each `rustc` start, and never cached (~0.7 s each).
+    fn under_root_writable(&self, fd: BorrowedFd<'_>, name: &std::path::Path) -> bool {
+        self.roots.iter().any(|r| name.starts_with(r))
+            && rustix::fs::fstatfs(fd).map_or(true, |sf| sf.f_flags as u64 & libc::ST_RDONLY == 0)
     }
 
     /// Whether the agent can change what the absolute path `path` resolves to in process
@@ -859,7 +867,7 @@ impl WriteScope {
     ) -> Option<bool> {
         self.memo(pid, &self.placed, placement(st, mount), || {
             let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-            let by_name = p.is_absolute() && !self.roots.iter().any(|r| p.starts_with(r));
+            let by_name = p.is_absolute() && !self.under_root_writable(fd, &p);
             Some(by_name && self.walked_outside(pid, p.to_str()?, st, mount)?)
         })
     }
@@ -917,18 +925,16 @@ impl WriteScope {
 
     fn walk_up(&self, pid: u32, name: &str, st: &libc::stat) -> Option<bool> {
         use crate::mounts::place_at;
-        use rustix::fs::{openat, Mode, OFlags};
+        use rustix::fs::OFlags;
         let roots = self.root_ids(pid)?;
-        let is_root = |id: (u64, u64)| roots.iter().any(|r| r.id == id);
-        if is_root((st.st_dev, st.st_ino)) {
+        if roots.iter().any(|r| r.id == (st.st_dev, st.st_ino)) {
             return Some(false);
         }
         let p = std::path::Path::new(name);
         let (parent, file) = (p.parent()?, p.file_name()?);
         let file = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(file)).ok()?;
         let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-        let mut cur =
-            warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
+        let cur = warden_sys::open_in_root(&root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
         let mut reach = self.reach.lock().unwrap_or_else(|p| p.into_inner());
         let reach = &mut reach.0;
         // The file's own place in its file system (it may be a mount itself, a bind of one
@@ -940,25 +946,24 @@ impl WriteScope {
         if reach.writable_file(pid, roots, here.mount, p)? {
             return Some(false);
         }
-        let mut at = place_at(cur.as_fd(), c"")?;
-        for _ in 0..MAX_WALK_UP {
-            if is_root(at.id) || at.mount_root && reach.writable(pid, roots, at.mount)? {
-                return Some(false);
+        if reach.read_only(pid, here.mount)? {
+            // Not through this name (the agent can neither remount nor unmount): only
+            // through a writable mount that shows the file, below a write root.
+            for (id, at) in reach.writable_mounts_showing(pid, here.mount, p)? {
+                let fd = warden_sys::open_in_root(&root, &at, OFlags::PATH).ok()?;
+                let top = place_at(fd.as_fd(), c"")?;
+                // Covered by another mount, or the name leads elsewhere now: unknown.
+                if top.mount != id || !top.mount_root {
+                    return None;
+                }
+                if !climb(pid, roots, reach, fd, top)? {
+                    return Some(false);
+                }
             }
-            let up = openat(
-                &cur,
-                "..",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ok()?;
-            let above = place_at(up.as_fd(), c"")?;
-            if above.id == at.id {
-                return Some(true);
-            }
-            (cur, at) = (up, above);
+            return Some(true);
         }
-        None
+        let at = place_at(cur.as_fd(), c"")?;
+        climb(pid, roots, reach, cur, at)
     }
 
     /// Every write root in the agent's view ([`crate::mounts::roots_in`]), found once. `None`
@@ -975,6 +980,40 @@ impl WriteScope {
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
     }
+}
+
+/// Climbs by `..` from `cur` (at `at`), across mounts: `Some(false)` at a write root or a
+/// mount root whose mount shows a part the agent can write ([`crate::mounts::Reach`]),
+/// `Some(true)` at the top of the agent's root; `None` when a step cannot be looked at.
+fn climb(
+    pid: u32,
+    roots: &[crate::mounts::Root],
+    reach: &mut crate::mounts::Reach,
+    mut cur: OwnedFd,
+    mut at: crate::mounts::Place,
+) -> Option<bool> {
+    use crate::mounts::place_at;
+    use rustix::fs::{openat, Mode, OFlags};
+    for _ in 0..MAX_WALK_UP {
+        if roots.iter().any(|r| r.id == at.id)
+            || at.mount_root && reach.writable(pid, roots, at.mount)?
+        {
+            return Some(false);
+        }
+        let up = openat(
+            &cur,
+            "..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let above = place_at(up.as_fd(), c"")?;
+        if above.id == at.id {
+            return Some(true);
+        }
+        (cur, at) = (up, above);
+    }
+    None
 }
 
 fn comm(pid: u32) -> String {

@@ -1594,6 +1594,78 @@ fn an_overlay_layer_the_host_names_under_tmp_is_not_the_agents() {
     assert!(all.contains("RAN"), "{all}");
 }
 
+/// A toolchain the sandbox binds read-only into the private home (`files.read`; the home's
+/// tmpfs is a write root) is not the agent's to write: its libraries map from their own
+/// files and `mprotect(+X)` of them is allowed (judged writable by name, `librustc_driver`
+/// was copied into a sealed file at each `rustc` start: `cargo build` of a hello world took
+/// 2.9 s instead of 0.13 s). The same read-only bind is still judged by the other ways to
+/// write its files: the host binds the directory into the workspace, or into a bind alias
+/// of the workspace elsewhere (`unshare -m`); there the rewrite through the workspace's name
+/// must not run (judged on the host, `PWNED`).
+#[test]
+fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reaches_it() {
+    let Some((t, _)) = root_rewrite_case("robind", "a private mount namespace with bind mounts")
+    else {
+        return;
+    };
+    for d in ["tools", "tools2", "tools3"] {
+        std::fs::create_dir_all(t.home.join(d)).unwrap();
+        let lib = t.home.join(d).join("lib.bin");
+        std::fs::copy(t.ws.join("allowed.bin"), &lib).unwrap();
+        std::fs::set_permissions(&lib, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+    }
+    std::fs::create_dir_all(t.ws.join("t2")).unwrap();
+    std::fs::create_dir_all(t.ws.join("t3")).unwrap();
+    let sum = Command::new("sha256sum")
+        .arg(t.ws.join("denied.bin"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let hex = sum.split_whitespace().next().unwrap();
+    let policy = t.policy(&format!(
+        "[exec]\ndeny = [\"sha256:{hex}\"]\n[files]\nread = [\"~/tools\", \"~/tools2\", \"~/tools3\"]\n"
+    ));
+    let (ws, home) = (t.ws.display().to_string(), t.home.display().to_string());
+    let setup = format!(
+        "mount --bind '{home}/tools2' '{ws}/t2' && mount -t tmpfs none /usr/local && \
+         mkdir /usr/local/alias && mount --bind '{ws}' /usr/local/alias && \
+         mount --bind '{home}/tools3' /usr/local/alias/t3 && exec \"$@\""
+    );
+    let script = format!(
+        "./mprot '{home}/tools/lib.bin'; ./rewrite '{home}/tools/lib.bin' denied.bin; \
+         ./rewrite '{home}/tools2/lib.bin' denied.bin t2/lib.bin; ./mprot '{home}/tools2/lib.bin'; \
+         ./rewrite '{home}/tools3/lib.bin' denied.bin /usr/local/alias/t3/lib.bin; \
+         ./mprot '{home}/tools3/lib.bin'"
+    );
+    let o = run_unshared(&t, "private", &setup, &policy, &script);
+    let all = text(&o);
+    assert!(
+        !t.ws.join("PWNED").exists(),
+        "the rewritten bytes ran:\n{all}"
+    );
+    // The legitimate workflow: the read-only toolchain maps as it is, and stays as it is.
+    assert!(all.contains("tools/lib.bin: ALLOWED"), "{all}");
+    assert!(all.contains("Read-only file system"), "{all}");
+    assert_eq!(
+        std::fs::read(t.home.join("tools/lib.bin")).unwrap(),
+        [0xc3u8; 64]
+    );
+    // Reached through the workspace: held, and `mprotect(+X)` refused.
+    assert_eq!(all.matches("REWRITE-HELD").count(), 2, "{all}");
+    for d in ["tools2", "tools3"] {
+        assert!(
+            all.contains(&format!("{d}/lib.bin: refused")),
+            "{d}:\n{all}"
+        );
+        assert_eq!(
+            std::fs::read(t.home.join(d).join("lib.bin")).unwrap(),
+            pwned_code(),
+            "the rewrite must have reached {d}"
+        );
+    }
+}
+
 /// A mount made during the session can make a file the guard judged out of the agent's
 /// reach writable (the host binds a file system into the workspace while the agent runs:
 /// the sandbox's mounts are slaves of the host's, so it appears there). The guard's answers
