@@ -35,6 +35,9 @@ pub struct Mount {
     /// options). Nothing is written through it: the agent can neither remount nor unmount
     /// (the sandbox refuses the mount family, and it holds no capability).
     pub read_only: bool,
+    /// A file system whose bytes may change with no write through this kernel (FUSE, a
+    /// network or host-shared one): what it is made of is not known.
+    pub opaque: bool,
 }
 
 /// `/proc/PID/mountinfo` by mount id. `None` when unreadable or malformed.
@@ -64,6 +67,19 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
         let (fstype, source) = (rest.next()?, rest.next().unwrap_or_default());
         let options = rest.next().unwrap_or_default();
         let read_only = own_ro || ro(options);
+        let opaque = fstype.starts_with(b"fuse")
+            || [
+                &b"nfs"[..],
+                b"nfs4",
+                b"cifs",
+                b"smb3",
+                b"9p",
+                b"virtiofs",
+                b"ceph",
+                b"afs",
+                b"glusterfs",
+            ]
+            .contains(&fstype);
         let backing = backing(
             fstype,
             source,
@@ -79,6 +95,7 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
                 at,
                 backing,
                 read_only,
+                opaque,
             },
         );
     }
@@ -373,6 +390,9 @@ pub struct Reach {
     /// itself, and what it is made of, is the host's and does not change.
     ever: Vec<(u64, PathBuf)>,
     generation: u64,
+    /// A writable mount inside a write root is made of bytes this could not place (see
+    /// [`backing_parts`]): a file on a read-only mount may be written through it.
+    hidden_writer: bool,
 }
 
 impl Reach {
@@ -450,6 +470,14 @@ impl Reach {
         Some(self.table.get(&mount)?.read_only)
     }
 
+    /// Whether a writable mount inside a write root is made of bytes that could not be placed
+    /// ([`backing_parts`]): nothing on a read-only mount can be vouched for then.
+    pub fn hidden_writer(&mut self, pid: u32, roots: &[Root]) -> Option<bool> {
+        let first = *self.table.keys().next()?;
+        self.writable_below(pid, roots, first, None)?;
+        Some(self.hidden_writer)
+    }
+
     /// Every writable mount (id, mount point) that shows the file `name` on mount `mount`:
     /// one of its file system whose part holds the file's path there. The ways to write a
     /// file named on a read-only mount. `None` when the table does not list `mount` or
@@ -491,7 +519,10 @@ impl Reach {
                 HashSet::new()
             };
             let judge = |b: &Path| backed_by_root(b, roots, &ids);
-            let found = parts(roots, &self.table, &self.ever, &judge);
+            let mut found = parts(roots, &self.table, &self.ever, &judge);
+            let (backed, unknown) = backing_parts(pid, roots, &self.table);
+            self.hidden_writer = unknown;
+            found.extend(backed);
             self.ever.clone_from(&found);
             self.parts = Some(found);
         }
@@ -503,6 +534,61 @@ impl Reach {
         let parts = self.parts.as_ref()?;
         Some(parts.iter().any(|(sb, p)| *sb == m.sb && at.starts_with(p)))
     }
+}
+
+/// What the writable mounts inside a write root are made of (an overlay's layers, a loop
+/// device's file), as parts of their own file systems: writing through such a mount writes
+/// there (an overlay in the workspace whose upper layer is a directory the sandbox binds
+/// read-only elsewhere; an image loop-mounted in the workspace: attack review 91). A name is
+/// placed both in warden's view (a mount the host made) and in the agent's (one the sandbox
+/// made: the package caches' overlays), each through its own mount table. `true` when one is
+/// placed in neither, or the mount is [`Mount::opaque`].
+fn backing_parts(
+    pid: u32,
+    roots: &[Root],
+    table: &HashMap<u64, Mount>,
+) -> (Vec<(u64, PathBuf)>, bool) {
+    let inside = |m: &Mount| !m.read_only && roots.iter().any(|r| m.at.starts_with(&r.view));
+    let mut out = Vec::new();
+    let mut unknown = false;
+    let mut own: Option<Option<HashMap<u64, Mount>>> = None;
+    let agent_root = std::fs::File::open(format!("/proc/{pid}/root")).ok();
+    let host_root = std::fs::File::open("/").ok();
+    for m in table.values().filter(|m| inside(m)) {
+        unknown |= m.opaque;
+        for b in &m.backing {
+            let mut placed = false;
+            if b.is_absolute() && !b.starts_with("/proc") && !b.starts_with("/dev/fd") {
+                if let Some(root) = &host_root {
+                    let own = own.get_or_insert_with(|| mountinfo(std::process::id()));
+                    if let Some(p) = own.as_ref().and_then(|t| place_part(root.as_fd(), b, t)) {
+                        out.push(p);
+                        placed = true;
+                    }
+                }
+                if let Some(root) = &agent_root {
+                    if let Some(p) = place_part(root.as_fd(), b, table) {
+                        out.push(p);
+                        placed = true;
+                    }
+                }
+            }
+            unknown |= !placed;
+        }
+    }
+    (out, unknown)
+}
+
+/// The (file system, path there) of `b` in the root `root`, whose mounts are `table`.
+fn place_part(
+    root: BorrowedFd<'_>,
+    b: &Path,
+    table: &HashMap<u64, Mount>,
+) -> Option<(u64, PathBuf)> {
+    let (view, fd) = canonical_in_root(root, b).ok()?;
+    let place = place_at(fd.as_ref().map_or(root, |f| f.as_fd()), c"")?;
+    let m = table.get(&place.mount)?;
+    Some((m.sb, in_fs(m, &view)?))
 }
 
 /// The path in its file system of the file `name` (in the agent's root) on mount `m`: what
@@ -685,6 +771,7 @@ mod tests {
                 at: "/".into(),
                 backing: Vec::new(),
                 read_only: false,
+                opaque: false,
             }
         );
         assert_eq!(
@@ -761,6 +848,7 @@ mod tests {
             at: at.into(),
             backing: Vec::new(),
             read_only: false,
+            opaque: false,
         };
         table.insert(1, m(7, "/home/u/ws", "/home/u/ws"));
         table.insert(2, m(9, "/", "/home/u/ws/data"));

@@ -24,15 +24,28 @@
 //! A session makes at most [`MADE_BYTES`] of new copies; past that such mappings are
 //! denied under `exec.hash_limit`.
 //!
+//! A copy also stands for the file it was made from while that file is unchanged: the same
+//! stamp ([`FileStamp`]: inode, size, modification and change times) and no change reported
+//! by an inotify watch placed on it before it was read (`IN_MODIFY`, `IN_CLOSE_WRITE`: a
+//! `write`, `truncate`, `fallocate`, clone or copy into it, and the end of every writer,
+//! a shared writable mapping's included), and no writer now (a shared writable mapping's
+//! writes are reported only when it goes: [`no_writer`]), on a local file system that is not
+//! an overlay (whose mappings are its layers' files). A workspace library mapped again (each Python
+//! process importing a virtual environment's `numpy`, each `rustc` loading a proc-macro)
+//! then maps the kept copy without reading the file again. This is speed, not a decision:
+//! what is mapped is always a sealed copy decided on its own hash, so a change the watch
+//! missed (a file system whose bytes change under it: a network one, an overlay's layer
+//! written directly) would map the previous, decided bytes, never undecided ones.
+//!
 //! What the agent sees: `/proc/self/maps` names the mapping `/memfd:warden-copy:NAME
 //! (deleted)` (profilers that symbolize by that name lose the file; `dl_iterate_phdr` and
 //! debuggers' link maps keep the real path), and `fstat` of the descriptor after the mapping
 //! gives the copy's identity.
 
-use crate::identity::{Hash, Limit};
-use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use crate::identity::{FileStamp, Hash, Limit};
+use std::collections::{HashSet, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Copies kept at most (by count and by total size; the oldest go first).
 pub const KEPT: usize = 64;
@@ -50,7 +63,20 @@ struct Copy {
     ino: u64,
     size: u64,
     fd: Arc<OwnedFd>,
+    /// The files it stands for while they are unchanged (see the module's doc).
+    sources: Vec<Source>,
 }
+
+/// A file a copy was made from: its stamp when it was read, and the inotify watch (placed
+/// before the read) that reports its changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Source {
+    stamp: FileStamp,
+    wd: i32,
+}
+
+/// What an inotify watch on a source reports: any change of its bytes.
+const CHANGES: u32 = libc::IN_MODIFY | libc::IN_CLOSE_WRITE;
 
 /// The sealed copies this supervisor made, newest last.
 #[derive(Default)]
@@ -58,6 +84,9 @@ pub struct Snapshots {
     copies: Mutex<VecDeque<Copy>>,
     /// Bytes of the copies made so far (see [`MADE_BYTES`]).
     made: std::sync::atomic::AtomicU64,
+    /// The inotify instance watching the sources (`None`: none could be made; no copy then
+    /// stands for a file).
+    watch: OnceLock<Option<OwnedFd>>,
 }
 
 impl Snapshots {
@@ -70,7 +99,9 @@ impl Snapshots {
     }
 
     /// Copies `src` into a sealed memfd while hashing it (within `limit`); returns the
-    /// copy's hash and a descriptor of it (an existing copy of the same content is reused).
+    /// copy's hash and a descriptor of it. A kept copy that stands for `src` (unchanged
+    /// since: see the module's doc) is returned without reading it; an existing copy of the
+    /// same content is reused.
     ///
     /// The copy is named after the file (`/memfd:warden-copy:NAME` in `/proc/PID/maps`).
     pub fn copy(
@@ -78,6 +109,51 @@ impl Snapshots {
         src: BorrowedFd<'_>,
         name: &str,
         limit: Limit,
+    ) -> std::io::Result<(Hash, Arc<OwnedFd>)> {
+        let stamp = FileStamp::of(&crate::identity::fstat(src)?);
+        let watch = self
+            .watch
+            .get_or_init(|| {
+                // SAFETY: inotify_init1 with flags; the descriptor is owned from here on.
+                let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+                // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+            })
+            .as_ref();
+        let mut wd = None;
+        if let Some(w) = watch {
+            let mut c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+            forget_changed(w.as_fd(), &mut c);
+            if let Some(kept) = c
+                .iter()
+                .find(|c| c.sources.iter().any(|s| s.stamp == stamp))
+            {
+                if no_writer(src) {
+                    return Ok((kept.hash, kept.fd.clone()));
+                }
+            }
+            // Placed before the read: a change from here on is reported.
+            let path = std::ffi::CString::new(format!("/proc/self/fd/{}", src.as_raw_fd()))
+                .map_err(std::io::Error::other)?;
+            // SAFETY: a valid C string and an inotify descriptor we own.
+            let r = unsafe { libc::inotify_add_watch(w.as_raw_fd(), path.as_ptr(), CHANGES) };
+            wd = (r >= 0).then_some(r);
+        }
+        let made = self.made_copy(src, name, limit, stamp, wd);
+        if let (Err(_), Some(w), Some(wd)) = (&made, watch, wd) {
+            let c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+            unwatch(w.as_fd(), &c, wd);
+        }
+        made
+    }
+
+    fn made_copy(
+        &self,
+        src: BorrowedFd<'_>,
+        name: &str,
+        limit: Limit,
+        stamp: FileStamp,
+        wd: Option<i32>,
     ) -> std::io::Result<(Hash, Arc<OwnedFd>)> {
         use rustix::fs::{MemfdFlags, SealFlags};
         let base = name.rsplit('/').next().unwrap_or(name);
@@ -100,7 +176,25 @@ impl Snapshots {
             SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
         )?;
         let mut c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = c.iter().find(|c| c.hash == hash) {
+        let watch = self.watch.get().and_then(Option::as_ref);
+        // The file stands for the copy when nothing was reported on it during the read,
+        // and its stamp is still the one taken before.
+        let source = match (watch, wd) {
+            (Some(w), Some(wd)) => {
+                let changed = forget_changed(w.as_fd(), &mut c);
+                let now = crate::identity::fstat(src).map(|st| FileStamp::of(&st));
+                let reported = changed.contains(&wd) || changed.contains(&OVERFLOW);
+                (!reported && now.is_ok_and(|n| n == stamp)).then_some(Source { stamp, wd })
+            }
+            _ => None,
+        };
+        if let Some(i) = c.iter().position(|c| c.hash == hash) {
+            let old = &mut c[i];
+            if let Some(s) = source {
+                old.sources
+                    .retain(|o| o.stamp.ino != s.stamp.ino || o.stamp.dev != s.stamp.dev);
+                old.sources.push(s);
+            }
             return Ok((hash, old.fd.clone()));
         }
         use std::sync::atomic::Ordering;
@@ -124,14 +218,112 @@ impl Snapshots {
             ino: st.st_ino,
             size,
             fd: fd.clone(),
+            sources: source.into_iter().collect(),
         });
         let mut total: u64 = c.iter().map(|c| c.size).sum();
         while c.len() > KEPT || (total > KEPT_BYTES && c.len() > 1) {
             if let Some(old) = c.pop_front() {
                 total -= old.size;
+                for s in &old.sources {
+                    if let Some(w) = watch {
+                        unwatch(w.as_fd(), &c, s.wd);
+                    }
+                }
             }
         }
         Ok((hash, fd))
+    }
+}
+
+/// Reads the watch's reports and drops every source they name (all of them when the queue
+/// overflowed) with its watch; returns the watches that reported.
+fn forget_changed(watch: BorrowedFd<'_>, copies: &mut VecDeque<Copy>) -> HashSet<i32> {
+    let mut changed = HashSet::new();
+    let mut all = false;
+    let mut buf = [0u8; 4096];
+    const HEAD: usize = std::mem::size_of::<libc::inotify_event>();
+    while let Ok(n) = rustix::io::read(watch, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let mut at = 0;
+        while at + HEAD <= n {
+            // SAFETY: a whole event header lies in the bytes read; read unaligned.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+            all |= ev.mask & libc::IN_Q_OVERFLOW != 0;
+            changed.insert(ev.wd);
+            at += HEAD + ev.len as usize;
+        }
+    }
+    let mut dropped = changed.clone();
+    for c in copies.iter_mut() {
+        c.sources.retain(|s| {
+            let gone = all || changed.contains(&s.wd);
+            if gone {
+                dropped.insert(s.wd);
+            }
+            !gone
+        });
+    }
+    for wd in &dropped {
+        // SAFETY: removing a watch of an inotify descriptor we own (a stale one fails).
+        unsafe { libc::inotify_rm_watch(watch.as_raw_fd(), *wd) };
+    }
+    if all {
+        // No watch placed before the overflow can vouch for anything.
+        changed.insert(OVERFLOW);
+    }
+    changed
+}
+
+/// `fcntl`'s `F_SETSIG` (Linux, all architectures; not in the `libc` crate).
+const F_SETSIG: libc::c_int = 10;
+
+/// In [`forget_changed`]'s answer: the queue overflowed.
+const OVERFLOW: i32 = -1;
+
+/// Whether nobody has the file behind `fd` open for writing now, a shared writable mapping
+/// included (whose writes are reported only once it is gone): a read lease is granted only
+/// then (`F_SETLEASE`, released at once; a lease break in between is signalled with
+/// `SIGURG`, ignored, not `SIGIO`). `false` when it cannot be told (not the file's owner
+/// without `CAP_LEASE`, a file system without leases).
+fn no_writer(fd: BorrowedFd<'_>) -> bool {
+    // Only where the file's own inode carries its writers and its events: not a stacking
+    // file system (an overlay maps its layer's file: a shared writable mapping of it holds
+    // no writer of the overlay's inode, and its writes report nothing there), nor a
+    // network or FUSE one.
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    let local = rustix::fs::fstatfs(fd).is_ok_and(|sf| {
+        [
+            0xEF53,      // ext2/3/4
+            0x5846_5342, // xfs
+            0x9123_683E, // btrfs
+            0x0102_1994, // tmpfs
+            0xF2F5_2010, // f2fs
+        ]
+        .contains(&(sf.f_type as i64))
+    });
+    if !local {
+        return false;
+    }
+    let Ok(f) = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+        return false;
+    };
+    let raw = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with plain integer arguments.
+    unsafe {
+        libc::fcntl(raw, F_SETSIG, libc::SIGURG) == 0
+            && libc::fcntl(raw, libc::F_SETLEASE, libc::F_RDLCK) == 0
+            && libc::fcntl(raw, libc::F_SETLEASE, libc::F_UNLCK) == 0
+    }
+}
+
+/// Removes watch `wd` unless a kept copy's source still uses it.
+fn unwatch(watch: BorrowedFd<'_>, copies: &VecDeque<Copy>, wd: i32) {
+    if !copies.iter().any(|c| c.sources.iter().any(|s| s.wd == wd)) {
+        // SAFETY: removing a watch of an inotify descriptor we own.
+        unsafe { libc::inotify_rm_watch(watch.as_raw_fd(), wd) };
     }
 }
 
@@ -217,6 +409,100 @@ mod tests {
             (h, c.as_raw_fd()),
             "shared by content"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A kept copy stands for its file while the file is unchanged: the next copy of it is
+    /// not read (a limit of 1 byte would refuse a read). Every change is seen: a write (same
+    /// size, old times put back), a shared writable mapping's writes once it is gone, a
+    /// truncate; a changed file is read again and gets its own copy.
+    #[test]
+    fn a_copy_stands_for_its_file_until_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("warden-snapsrc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("lib.so");
+        std::fs::write(&p, [7u8; 10_000]).unwrap();
+        let s = Snapshots::default();
+        let tiny = Limit {
+            max_bytes: Some(1),
+            deadline: None,
+        };
+        let open = || std::fs::File::open(&p).unwrap();
+        let (h, c) = s.copy(open().as_fd(), "lib.so", Limit::NONE).unwrap();
+        let (h2, c2) = s
+            .copy(open().as_fd(), "lib.so", tiny)
+            .expect("kept, not read");
+        assert_eq!((h2, c2.as_raw_fd()), (h, c.as_raw_fd()));
+        let old = std::fs::metadata(&p).unwrap().modified().unwrap();
+        let changes: [&dyn Fn(); 3] = [
+            &|| {
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                rustix::io::pwrite(&f, &[8u8; 16], 0).unwrap();
+                f.set_modified(old).unwrap();
+            },
+            &|| {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&p)
+                    .unwrap();
+                // SAFETY: a shared writable mapping of a file we hold, unmapped below.
+                unsafe {
+                    let m = libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED,
+                        f.as_raw_fd(),
+                        0,
+                    );
+                    assert_ne!(m, libc::MAP_FAILED);
+                    *(m as *mut u8) = 9;
+                    libc::munmap(m, 4096);
+                }
+            },
+            &|| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_len(5_000)
+                    .unwrap();
+            },
+        ];
+        // A writer holding the file (a shared writable mapping's writes are reported only
+        // once it is gone): the file is read again.
+        {
+            let _w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            assert!(
+                s.copy(open().as_fd(), "lib.so", tiny).is_err(),
+                "a writer holds it"
+            );
+        }
+        // Its end is a change: read again, then kept.
+        assert!(
+            s.copy(open().as_fd(), "lib.so", tiny).is_err(),
+            "a writer was there"
+        );
+        s.copy(open().as_fd(), "lib.so", Limit::NONE).unwrap();
+        s.copy(open().as_fd(), "lib.so", tiny).expect("kept again");
+        let mut seen = vec![h];
+        for (i, change) in changes.iter().enumerate() {
+            change();
+            assert!(
+                s.copy(open().as_fd(), "lib.so", tiny).is_err(),
+                "change {i}: the changed file must be read again"
+            );
+            let (hn, _) = s.copy(open().as_fd(), "lib.so", Limit::NONE).unwrap();
+            assert_eq!(
+                hn,
+                crate::identity::sha256_bytes(&std::fs::read(&p).unwrap())
+            );
+            assert!(!seen.contains(&hn), "change {i}");
+            seen.push(hn);
+            s.copy(open().as_fd(), "lib.so", tiny)
+                .expect("the new content is kept in turn");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -715,7 +715,7 @@ impl WriteScope {
             Some(name) => {
                 name.ends_with(" (deleted)")
                     || !name.starts_with('/')
-                    || self.under_root_writable(fd, std::path::Path::new(name))
+                    || self.under_root_writable(fd, st, std::path::Path::new(name))
                     || self.walked_outside(pid, name, st, mount) != Some(true)
             }
             None => self.outside_roots(pid, fd, st, mount) != Some(true),
@@ -727,10 +727,19 @@ impl WriteScope {
     /// the sandbox binds read-only into the private home, whose tmpfs is a write root), the
     /// name proves nothing either way: [`WriteScope::walk_up`] looks for the other ways to
     /// write the file. Judged writable by name, `librustc_driver` (150 MB) was copied into a
-    /// sealed file at each `rustc` start, and never cached (~0.7 s each).
-    fn under_root_writable(&self, fd: BorrowedFd<'_>, name: &std::path::Path) -> bool {
+    /// sealed file at each `rustc` start, and never cached (~0.7 s each). A file with a
+    /// second hard link stays writable by name: the other name may be in the workspace (uv
+    /// and pnpm install by hard link from a cache in the home: attack review 91).
+    fn under_root_writable(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        name: &std::path::Path,
+    ) -> bool {
         self.roots.iter().any(|r| name.starts_with(r))
-            && rustix::fs::fstatfs(fd).map_or(true, |sf| sf.f_flags as u64 & libc::ST_RDONLY == 0)
+            && (st.st_nlink > 1 && st.st_mode & libc::S_IFMT != libc::S_IFDIR
+                || rustix::fs::fstatfs(fd)
+                    .map_or(true, |sf| sf.f_flags as u64 & libc::ST_RDONLY == 0))
     }
 
     /// Whether the agent can change what the absolute path `path` resolves to in process
@@ -867,7 +876,7 @@ impl WriteScope {
     ) -> Option<bool> {
         self.memo(pid, &self.placed, placement(st, mount), || {
             let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-            let by_name = p.is_absolute() && !self.under_root_writable(fd, &p);
+            let by_name = p.is_absolute() && !self.under_root_writable(fd, st, &p);
             Some(by_name && self.walked_outside(pid, p.to_str()?, st, mount)?)
         })
     }
@@ -948,7 +957,11 @@ impl WriteScope {
         }
         if reach.read_only(pid, here.mount)? {
             // Not through this name (the agent can neither remount nor unmount): only
-            // through a writable mount that shows the file, below a write root.
+            // through a writable mount that shows the file, below a write root, or one made
+            // of it (an overlay's layer, a loop image: [`crate::mounts::Reach`]'s parts).
+            if reach.hidden_writer(pid, roots)? {
+                return None;
+            }
             for (id, at) in reach.writable_mounts_showing(pid, here.mount, p)? {
                 let fd = warden_sys::open_in_root(&root, &at, OFlags::PATH).ok()?;
                 let top = place_at(fd.as_fd(), c"")?;

@@ -1594,21 +1594,100 @@ fn an_overlay_layer_the_host_names_under_tmp_is_not_the_agents() {
     assert!(all.contains("RAN"), "{all}");
 }
 
+/// Maps FILE `PROT_READ|PROT_EXEC` and calls it: prints `FILE: mapped XX` (its first byte)
+/// or `FILE: refused`.
+const MAPX_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY);
+    unsigned char *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) { printf("%s: refused\n", argv[1]); return 0; }
+    printf("%s: mapped %02x\n", argv[1], p[0]);
+    fflush(stdout);
+    ((void (*)(void))p)();
+    return 0;
+}
+"#;
+
+/// A workspace library mapped again maps the sealed copy kept for it while the file is
+/// unchanged (each Python process importing a workspace virtual environment's `numpy` read
+/// and copied 38 MiB: `import numpy` 165 ms against 86 ms outside). Every change of the
+/// file is seen at its next mapping, whatever the way: rewritten with denied bytes (refused,
+/// not the kept allowed copy), with other allowed bytes (those are mapped), in place
+/// through a shared writable mapping (refused), and through one still held, with no write
+/// fault and no event (refused: a writer holds it). Judged also on the host (`PWNED`).
+#[test]
+fn a_kept_copy_stands_for_a_workspace_library_only_while_it_is_unchanged() {
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let t = T::new("keptcopy");
+    t.cc("mapx", MAPX_C, &[]);
+    let policy = pwned_setup(&t);
+    let mut nops = vec![0x90u8; 63];
+    nops.push(0xc3);
+    std::fs::write(t.ws.join("nops.bin"), nops).unwrap();
+    let script = "cp allowed.bin lib.bin; ./mapx lib.bin; ./mapx lib.bin; \
+         cp denied.bin lib.bin; ./mapx lib.bin; cp nops.bin lib.bin; ./mapx lib.bin; ./mapx lib.bin; \
+         /usr/bin/python3 -c 'import mmap; f = open(\"lib.bin\", \"r+b\"); m = mmap.mmap(f.fileno(), 64); \
+         m[:] = open(\"denied.bin\", \"rb\").read(); m.close(); f.close()'; ./mapx lib.bin; \
+         cp allowed.bin lib.bin; ./mapx lib.bin; /usr/bin/python3 held.py";
+    // A writer that holds a shared writable mapping all along: its page is made writable
+    // (the only write fault: the stamp moves then), the file is mapped (a copy kept), then
+    // rewritten through the mapping with no fault and no event, and mapped again while the
+    // writer still holds it.
+    std::fs::write(
+        t.ws.join("held.py"),
+        "import mmap, subprocess, time\n\
+         f = open('lib.bin', 'r+b'); m = mmap.mmap(f.fileno(), 64); f.close()\n\
+         m[0] = 0xc3; time.sleep(1.1)\n\
+         subprocess.run(['./mapx', 'lib.bin'])\n\
+         m[:] = open('denied.bin', 'rb').read()\n\
+         subprocess.run(['./mapx', 'lib.bin'])\n\
+         m.close()\n",
+    )
+    .unwrap();
+    let o = t.run(&["--policy", &policy], script);
+    let all = text(&o);
+    assert!(!t.ws.join("PWNED").exists(), "the denied bytes ran:\n{all}");
+    let seen: Vec<&str> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("lib.bin: "))
+        .map(|l| match l {
+            "mapped c3" => "allowed",
+            "mapped 90" => "nops",
+            "refused" => "refused",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "allowed", "allowed", "refused", "nops", "nops", "refused", "allowed", "allowed",
+            "refused"
+        ],
+        "{all}"
+    );
+}
+
 /// A toolchain the sandbox binds read-only into the private home (`files.read`; the home's
 /// tmpfs is a write root) is not the agent's to write: its libraries map from their own
 /// files and `mprotect(+X)` of them is allowed (judged writable by name, `librustc_driver`
 /// was copied into a sealed file at each `rustc` start: `cargo build` of a hello world took
 /// 2.9 s instead of 0.13 s). The same read-only bind is still judged by the other ways to
 /// write its files: the host binds the directory into the workspace, or into a bind alias
-/// of the workspace elsewhere (`unshare -m`); there the rewrite through the workspace's name
-/// must not run (judged on the host, `PWNED`).
+/// of the workspace elsewhere (`unshare -m`), or a file there has a second hard link in the
+/// workspace; there the rewrite through the workspace's name must not run (judged on the
+/// host, `PWNED`).
 #[test]
 fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reaches_it() {
     let Some((t, _)) = root_rewrite_case("robind", "a private mount namespace with bind mounts")
     else {
         return;
     };
-    for d in ["tools", "tools2", "tools3"] {
+    for d in ["tools", "tools2", "tools3", "tools4"] {
         std::fs::create_dir_all(t.home.join(d)).unwrap();
         let lib = t.home.join(d).join("lib.bin");
         std::fs::copy(t.ws.join("allowed.bin"), &lib).unwrap();
@@ -1617,6 +1696,9 @@ fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reach
     }
     std::fs::create_dir_all(t.ws.join("t2")).unwrap();
     std::fs::create_dir_all(t.ws.join("t3")).unwrap();
+    // A second name in the workspace, made before the session (uv and pnpm install by hard
+    // link from a cache in the home: attack review 91).
+    std::fs::hard_link(t.home.join("tools4/lib.bin"), t.ws.join("hl.bin")).unwrap();
     let sum = Command::new("sha256sum")
         .arg(t.ws.join("denied.bin"))
         .output()
@@ -1624,7 +1706,7 @@ fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reach
     let sum = String::from_utf8_lossy(&sum.stdout);
     let hex = sum.split_whitespace().next().unwrap();
     let policy = t.policy(&format!(
-        "[exec]\ndeny = [\"sha256:{hex}\"]\n[files]\nread = [\"~/tools\", \"~/tools2\", \"~/tools3\"]\n"
+        "[exec]\ndeny = [\"sha256:{hex}\"]\n[files]\nread = [\"~/tools\", \"~/tools2\", \"~/tools3\", \"~/tools4\"]\n"
     ));
     let (ws, home) = (t.ws.display().to_string(), t.home.display().to_string());
     let setup = format!(
@@ -1636,7 +1718,8 @@ fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reach
         "./mprot '{home}/tools/lib.bin'; ./rewrite '{home}/tools/lib.bin' denied.bin; \
          ./rewrite '{home}/tools2/lib.bin' denied.bin t2/lib.bin; ./mprot '{home}/tools2/lib.bin'; \
          ./rewrite '{home}/tools3/lib.bin' denied.bin /usr/local/alias/t3/lib.bin; \
-         ./mprot '{home}/tools3/lib.bin'"
+         ./mprot '{home}/tools3/lib.bin'; \
+         ./rewrite '{home}/tools4/lib.bin' denied.bin hl.bin; ./mprot '{home}/tools4/lib.bin'"
     );
     let o = run_unshared(&t, "private", &setup, &policy, &script);
     let all = text(&o);
@@ -1652,8 +1735,8 @@ fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reach
         [0xc3u8; 64]
     );
     // Reached through the workspace: held, and `mprotect(+X)` refused.
-    assert_eq!(all.matches("REWRITE-HELD").count(), 2, "{all}");
-    for d in ["tools2", "tools3"] {
+    assert_eq!(all.matches("REWRITE-HELD").count(), 3, "{all}");
+    for d in ["tools2", "tools3", "tools4"] {
         assert!(
             all.contains(&format!("{d}/lib.bin: refused")),
             "{d}:\n{all}"
