@@ -473,6 +473,9 @@ impl Reach {
     /// Whether a writable mount inside a write root is made of bytes that could not be placed
     /// ([`backing_parts`]): nothing on a read-only mount can be vouched for then.
     pub fn hidden_writer(&mut self, pid: u32, roots: &[Root]) -> Option<bool> {
+        if self.table.is_empty() {
+            self.read(pid);
+        }
         let first = *self.table.keys().next()?;
         self.writable_below(pid, roots, first, None)?;
         Some(self.hidden_writer)
@@ -548,16 +551,41 @@ fn backing_parts(
     roots: &[Root],
     table: &HashMap<u64, Mount>,
 ) -> (Vec<(u64, PathBuf)>, bool) {
-    let inside = |m: &Mount| !m.read_only && roots.iter().any(|r| m.at.starts_with(&r.view));
+    let agent_root = std::fs::File::open(format!("/proc/{pid}/root")).ok();
+    let host_root = std::fs::File::open("/").ok();
+    // Inside a root by its mount point's name, or by identity: a mount on a bind alias of
+    // the workspace is written through the workspace's own inodes (attack review 92).
+    let ids: HashSet<(u64, u64)> = roots.iter().map(|r| r.id).collect();
+    let inside = |m: &Mount| {
+        !m.read_only
+            && (!m.backing.is_empty() || m.opaque)
+            && (roots.iter().any(|r| m.at.starts_with(&r.view))
+                // (One warden cannot open, the agent cannot reach either.)
+                || agent_root.as_ref().is_some_and(|root| {
+                    warden_sys::open_in_root(root, &m.at, warden_sys::OFlags::PATH)
+                        .is_ok_and(|fd| climbs_to(fd, &ids) != Some(false))
+                }))
+    };
+    // Roots warden sees at the same place (the workspace), by identity: a backing named
+    // through one may have been renamed or relinked by the agent since the mount was made
+    // (attack review 92: in an earlier session).
+    let host_ids: HashSet<(u64, u64)> =
+        roots.iter().filter(|r| r.host_same).map(|r| r.id).collect();
     let mut out = Vec::new();
     let mut unknown = false;
     let mut own: Option<Option<HashMap<u64, Mount>>> = None;
-    let agent_root = std::fs::File::open(format!("/proc/{pid}/root")).ok();
-    let host_root = std::fs::File::open("/").ok();
     for m in table.values().filter(|m| inside(m)) {
         unknown |= m.opaque;
         for b in &m.backing {
             let mut placed = false;
+            if let Some(root) = &host_root {
+                let mut through = false;
+                let _ = walk_in_root(root.as_fd(), b, &mut |fd| {
+                    through = place_at(fd, c"").is_some_and(|p| host_ids.contains(&p.id));
+                    through
+                });
+                unknown |= through;
+            }
             if b.is_absolute() && !b.starts_with("/proc") && !b.starts_with("/dev/fd") {
                 if let Some(root) = &host_root {
                     let own = own.get_or_insert_with(|| mountinfo(std::process::id()));
@@ -577,6 +605,31 @@ fn backing_parts(
         }
     }
     (out, unknown)
+}
+
+/// Whether climbing by `..` from `fd` (across mounts) meets a directory in `ids`: `Some(false)`
+/// when it reaches the top without; `None` when a step cannot be looked at.
+fn climbs_to(mut cur: OwnedFd, ids: &HashSet<(u64, u64)>) -> Option<bool> {
+    use rustix::fs::{openat, Mode, OFlags};
+    let mut at = place_at(cur.as_fd(), c"")?;
+    for _ in 0..4096 {
+        if ids.contains(&at.id) {
+            return Some(true);
+        }
+        let up = openat(
+            &cur,
+            "..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let above = place_at(up.as_fd(), c"")?;
+        if above.id == at.id {
+            return Some(false);
+        }
+        (cur, at) = (up, above);
+    }
+    None
 }
 
 /// The (file system, path there) of `b` in the root `root`, whose mounts are `table`.

@@ -45,6 +45,7 @@
 use crate::identity::{FileStamp, Hash, Limit};
 use std::collections::{HashSet, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Copies kept at most (by count and by total size; the oldest go first).
@@ -307,7 +308,13 @@ fn no_writer(fd: BorrowedFd<'_>) -> bool {
     if !local {
         return false;
     }
-    let Ok(f) = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+    // Non-blocking: a lease someone holds is broken, not waited for (an agent's write lease
+    // held the supervisor 45 s per mapping: attack review 92); that counts as a writer.
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    else {
         return false;
     };
     let raw = f.as_raw_fd();

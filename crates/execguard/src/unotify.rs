@@ -466,6 +466,25 @@ pub struct WriteScope {
     /// they named and when: the answer stands for that file for [`INTERP_FRESH`], as the
     /// guard's interpreter decisions do (filled ahead by [`Guard::warm`] too).
     stable: Mutex<HashMap<String, StableFile>>,
+    /// The host writable roots of the other sessions live when this one's first answer was
+    /// needed ([`WriteScope::with_other_sessions`]).
+    others: OnceLock<Vec<PathBuf>>,
+    /// Where they are read from.
+    other_roots: Option<OtherRoots>,
+    /// When this scope was made (`CLOCK_REALTIME`, s and ns), before the agent's first
+    /// process: a file whose inode changed since (a link or unlink moves its change time)
+    /// is not vouched for by a read-only mount ([`WriteScope::under_root_writable`]).
+    since: (i64, i64),
+}
+
+/// Reads the other live sessions' host writable roots (see [`WriteScope::with_other_sessions`]).
+#[derive(Clone)]
+pub struct OtherRoots(pub Arc<dyn Fn() -> Vec<PathBuf> + Send + Sync>);
+
+impl std::fmt::Debug for OtherRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OtherRoots")
+    }
 }
 
 /// Value of [`WriteScope::stable`]: the file (dev, ino) the path named, and when.
@@ -624,7 +643,34 @@ impl WriteScope {
             private_fs: Mutex::default(),
             euid: OnceLock::new(),
             stable: Mutex::default(),
+            others: OnceLock::new(),
+            other_roots: None,
+            since: {
+                let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+                (t.tv_sec, t.tv_nsec)
+            },
         }
+    }
+
+    /// A file below another live session's writable root is writable: that session's agent
+    /// can rewrite it under a mapping of this one's (attack review 91: a directory one
+    /// session binds read-only is another's workspace). Read once, when first needed; a
+    /// session that starts later cannot make this one's read-only binds writable (it locks
+    /// them, see `warden_sandbox::placeholder::other_sessions`).
+    pub fn with_other_sessions(mut self, read: OtherRoots) -> WriteScope {
+        self.other_roots = Some(read);
+        self
+    }
+
+    fn in_other_session(&self, name: &str) -> bool {
+        let Some(read) = &self.other_roots else {
+            return false;
+        };
+        let name = std::path::Path::new(name);
+        self.others
+            .get_or_init(|| (read.0)())
+            .iter()
+            .any(|r| name.starts_with(r))
     }
 
     /// Writes not confined: no stamp is trusted.
@@ -729,15 +775,20 @@ impl WriteScope {
     /// write the file. Judged writable by name, `librustc_driver` (150 MB) was copied into a
     /// sealed file at each `rustc` start, and never cached (~0.7 s each). A file with a
     /// second hard link stays writable by name: the other name may be in the workspace (uv
-    /// and pnpm install by hard link from a cache in the home: attack review 91).
+    /// and pnpm install by hard link from a cache in the home: attack review 91); so does one
+    /// whose inode changed since the session began: the agent may have opened that other
+    /// name and unlinked it, which leaves one link and a descriptor that writes (attack
+    /// review 92).
     fn under_root_writable(
         &self,
         fd: BorrowedFd<'_>,
         st: &libc::stat,
         name: &std::path::Path,
     ) -> bool {
+        let file = st.st_mode & libc::S_IFMT != libc::S_IFDIR;
+        let changed = (st.st_ctime, st.st_ctime_nsec) >= self.since;
         self.roots.iter().any(|r| name.starts_with(r))
-            && (st.st_nlink > 1 && st.st_mode & libc::S_IFMT != libc::S_IFDIR
+            && (file && (st.st_nlink > 1 || changed)
                 || rustix::fs::fstatfs(fd)
                     .map_or(true, |sf| sf.f_flags as u64 & libc::ST_RDONLY == 0))
     }
@@ -929,6 +980,7 @@ impl WriteScope {
     ) -> Option<bool> {
         self.memo(pid, &self.walked, placement(st, mount), || {
             self.walk_up(pid, name, st)
+                .map(|outside| outside && !self.in_other_session(name))
         })
     }
 
@@ -959,6 +1011,11 @@ impl WriteScope {
             // Not through this name (the agent can neither remount nor unmount): only
             // through a writable mount that shows the file, below a write root, or one made
             // of it (an overlay's layer, a loop image: [`crate::mounts::Reach`]'s parts).
+            // One made of bytes that could not be placed (a relative or relinked layer name,
+            // FUSE, a network file system) may write anything: nothing read-only is vouched
+            // for then. (Files on writable mounts outside the roots are not held to that:
+            // every one, the program interpreter included, would count as writable, and
+            // the session's first exec would be refused; see GUARANTEES.md.)
             if reach.hidden_writer(pid, roots)? {
                 return None;
             }

@@ -331,6 +331,11 @@ struct Manifest {
     /// include targets, and a session on `ws` contains the one on `ws/sub`).
     #[serde(default)]
     roots: Vec<PathBuf>,
+    /// Host directories and files the session binds read-only: its exec guard maps files
+    /// there without sealed copies when it finds no way for its agent to write them (see
+    /// [`fixed`]). Another session must not make them writable while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fixed: Vec<PathBuf>,
     /// The supervisor's start time (`warden_sys::procfs::start_time`): a pid reused by another process is not
     /// the session. 0: not recorded.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -345,6 +350,40 @@ fn is_zero(n: &u64) -> bool {
 /// denied ones, binds, views): what no other session may remove while it runs. A denied
 /// `~/.ssh` that another session's placeholder made exist is hidden here, not locked, and
 /// must stay just the same.
+/// The host paths a plan binds read-only ([`Manifest::fixed`]).
+fn fixed(plan: &Plan) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = plan
+        .binds
+        .iter()
+        .filter(|b| !b.writable)
+        .map(|b| b.source.clone().unwrap_or_else(|| b.path.clone()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Another live session, as its machine-wide record tells (see [`registry`]).
+pub struct OtherSession {
+    pub pid: i32,
+    /// Its host writable roots.
+    pub roots: Vec<PathBuf>,
+    /// What it binds read-only ([`Manifest::fixed`]).
+    pub fixed: Vec<PathBuf>,
+}
+
+/// The other live sessions on this machine, of every user (their records in the registry).
+pub fn other_sessions() -> Vec<OtherSession> {
+    registry::others()
+        .into_iter()
+        .map(|m| OtherSession {
+            pid: m.pid,
+            roots: m.roots,
+            fixed: m.fixed,
+        })
+        .collect()
+}
+
 fn uses(plan: &Plan) -> Vec<PathBuf> {
     let roots = writable_roots(plan);
     let mut out: Vec<PathBuf> = plan
@@ -589,6 +628,27 @@ mod registry {
             .map(PathBuf::from)
             .filter(|d| d.is_absolute())
             .map(|d| d.join("warden/live"))
+            .or_else(|| {
+                // No runtime directory (a user without a login session: `su`, `setpriv`,
+                // a container): one of its own in /tmp, made private, or none when someone
+                // else holds the name.
+                // SAFETY: geteuid has no preconditions.
+                let uid = unsafe { libc::geteuid() };
+                let d = PathBuf::from(format!("{FALLBACK}{uid}"));
+                use std::os::unix::fs::DirBuilderExt;
+                let _ = std::fs::DirBuilder::new().mode(0o700).create(&d);
+                own_fallback(&d, uid).then_some(d)
+            })
+    }
+
+    /// Prefix of a user's records without a runtime directory (`/tmp/warden-live-UID`).
+    const FALLBACK: &str = "/tmp/warden-live-";
+
+    /// Whether `d` is a real directory owned by `uid`, writable by it alone.
+    fn own_fallback(d: &Path, uid: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(d)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
     }
 
     /// Every directory of records: root's, every user's under `/run/user`, and this user's.
@@ -600,6 +660,7 @@ mod registry {
         if let Ok(rd) = std::fs::read_dir("/run/user") {
             out.extend(rd.flatten().map(|e| e.path().join("warden/live")));
         }
+        // (A user without a runtime directory: its own, in /tmp.)
         if let Some(d) = own_dir() {
             if !out.contains(&d) {
                 out.push(d);
@@ -627,6 +688,7 @@ mod registry {
             pid: m.pid,
             uses: m.uses.clone(),
             roots: m.roots.clone(),
+            fixed: m.fixed.clone(),
             token: m.token.clone(),
             started: m.started,
             ..Default::default()
@@ -749,6 +811,7 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         token,
         uses: uses(plan),
         roots: writable_roots(plan),
+        fixed: fixed(plan),
         started: warden_sys::procfs::start_time(pid).unwrap_or(0),
     };
     // Recorded machine-wide before anything is looked at: a session of another `$HOME`

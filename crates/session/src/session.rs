@@ -199,6 +199,7 @@ impl Session {
                     advisor.as_ref(),
                 );
                 lock_warden_dirs(&config, &mut plan)?;
+                fence_other_sessions(&mut plan)?;
                 check_command(&config, &plan)?;
                 Ok::<_, StartError>(plan)
             })();
@@ -283,6 +284,14 @@ impl Session {
                 g.set_write_scope(if res.config.features.landlock_abi > 0 {
                     warden_execguard::unotify::WriteScope::confined(
                         plan.landlock_write.iter().chain(&plan.masks).cloned(),
+                    )
+                    .with_other_sessions(
+                        warden_execguard::unotify::OtherRoots(std::sync::Arc::new(|| {
+                            warden_sandbox::placeholder::other_sessions()
+                                .into_iter()
+                                .flat_map(|o| o.roots)
+                                .collect()
+                        })),
                     )
                 } else {
                     warden_execguard::unotify::WriteScope::unconfined()
@@ -738,6 +747,50 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
                 dir.display()
             ))
         })
+}
+
+/// What other live sessions bind read-only (their exec guards map files there without
+/// sealed copies when their agents cannot write them) stays read-only here: locked when it
+/// lies inside one of this session's writable roots; a writable root inside it refuses the
+/// start (attack review 91: a session whose workspace was a directory another one bound
+/// read-only rewrote code that session had mapped).
+fn fence_other_sessions(plan: &mut Plan) -> Result<(), StartError> {
+    let others = warden_sandbox::placeholder::other_sessions();
+    if others.iter().all(|o| o.fixed.is_empty()) {
+        return Ok(());
+    }
+    let roots: Vec<PathBuf> = plan
+        .writable_roots
+        .iter()
+        .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+        .collect();
+    let mut lock = Vec::new();
+    for o in &others {
+        for f in &o.fixed {
+            if let Some(r) = roots.iter().find(|r| r.starts_with(f)) {
+                return Err(StartError::Workspace(format!(
+                    "the writable root {} is inside {}, which the live warden session of pid {} binds read-only and runs programs from without copies: its agent's programs would run what this agent writes there; end that session first, or make {} read-only here",
+                    r.display(),
+                    f.display(),
+                    o.pid,
+                    r.display()
+                )));
+            }
+            if roots.iter().any(|r| f.starts_with(r)) {
+                lock.push((
+                    f.clone(),
+                    f.is_dir(),
+                    false,
+                    format!(
+                        "the live warden session of pid {} binds it read-only and runs programs from it",
+                        o.pid
+                    ),
+                ));
+            }
+        }
+    }
+    plan.protect_referenced(lock);
+    Ok(())
 }
 
 /// Creates the agent's missing state dirs (placeholders of dead sessions are swept when

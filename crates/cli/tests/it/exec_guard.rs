@@ -1594,6 +1594,100 @@ fn an_overlay_layer_the_host_names_under_tmp_is_not_the_agents() {
     assert!(all.contains("RAN"), "{all}");
 }
 
+/// A session's read-only binds (`files.read`) map uncopied when its agent cannot write them;
+/// another session must not be able to write them meanwhile (attack review 91: a second
+/// session whose workspace was that directory rewrote code the first had mapped). While one
+/// session runs with `shared/tools` read-only: a session whose workspace is inside it is
+/// refused (exit 5, naming the session); one whose workspace is `shared` runs with
+/// `shared/tools` locked read-only (judged on the host: the file is unchanged). The other
+/// way round, a file below a live session's workspace is copied, not vouched for
+/// (`mprotect(+X)` refused).
+#[test]
+fn a_directory_one_session_binds_read_only_is_no_other_sessions_to_write() {
+    let Some((t, _)) = root_rewrite_case("fence", "the machine-wide session records") else {
+        return;
+    };
+    let shared = t.root.join("shared");
+    let tools = shared.join("tools");
+    std::fs::create_dir_all(tools.join("sub")).unwrap();
+    std::fs::copy(t.ws.join("allowed.bin"), tools.join("lib.bin")).unwrap();
+    let policy = t.policy(&format!("[files]\nread = [\"{}\"]\n", tools.display()));
+    let bare = t.root.join("bare.toml");
+    std::fs::write(&bare, "[risk]\nenabled = false\n").unwrap();
+    // Starts `warden run -- sleep 8` in `dir` and waits for its record.
+    let hold = |dir: &Path, policy: &str| {
+        let child = t
+            .warden()
+            .args(["run", "--policy", policy, "--", "sleep", "8"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rec = PathBuf::from(format!("/run/warden/live/{}.json", child.id()));
+        for _ in 0..200 {
+            if rec.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(rec.exists(), "no record {}", rec.display());
+        child
+    };
+    let mut a = hold(&t.ws, &policy);
+    let inside = t
+        .warden()
+        .args(["run", "--policy", bare.to_str().unwrap(), "--", "true"])
+        .current_dir(tools.join("sub"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let holds = t
+        .warden()
+        .args([
+            "run",
+            "--policy",
+            bare.to_str().unwrap(),
+            "--",
+            "/bin/bash",
+            "-c",
+            "echo x >> tools/lib.bin; echo rc=$?; echo y > own.txt",
+        ])
+        .current_dir(&shared)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = a.kill();
+    let _ = a.wait();
+    let all = format!("{}\n{}", text(&inside), text(&holds));
+    assert_eq!(inside.status.code(), Some(5), "{all}");
+    assert!(
+        text(&inside).contains("binds read-only and runs programs from without copies"),
+        "{all}"
+    );
+    assert_eq!(
+        std::fs::read(tools.join("lib.bin")).unwrap(),
+        [0xc3u8; 64],
+        "the locked file was written:\n{all}"
+    );
+    assert!(
+        holds.status.success() && text(&holds).contains("rc=1"),
+        "{all}"
+    );
+    assert!(shared.join("own.txt").exists(), "{all}");
+    // The other way round: a session on `~/tools` first; the read-only bind elsewhere is
+    // then not vouched for.
+    let mut b = hold(&tools, bare.to_str().unwrap());
+    let o = t.run(
+        &["--policy", &policy],
+        &format!("./mprot '{}'", tools.join("lib.bin").display()),
+    );
+    let _ = b.kill();
+    let _ = b.wait();
+    assert!(text(&o).contains("lib.bin: refused"), "{}", text(&o));
+}
+
 /// Maps FILE `PROT_READ|PROT_EXEC` and calls it: prints `FILE: mapped XX` (its first byte)
 /// or `FILE: refused`.
 const MAPX_C: &str = r#"
