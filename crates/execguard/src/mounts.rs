@@ -563,7 +563,7 @@ fn backing_parts(
                 // (One warden cannot open, the agent cannot reach either.)
                 || agent_root.as_ref().is_some_and(|root| {
                     warden_sys::open_in_root(root, &m.at, warden_sys::OFlags::PATH)
-                        .is_ok_and(|fd| climbs_to(fd, &ids) != Some(false))
+                        .is_ok_and(|fd| climb(fd, &mut |p| Some(ids.contains(&p.id))) != Some(false))
                 }))
     };
     // Roots warden sees at the same place (the workspace), by identity: a backing named
@@ -607,13 +607,14 @@ fn backing_parts(
     (out, unknown)
 }
 
-/// Whether climbing by `..` from `fd` (across mounts) meets a directory in `ids`: `Some(false)`
-/// when it reaches the top without; `None` when a step cannot be looked at.
-fn climbs_to(mut cur: OwnedFd, ids: &HashSet<(u64, u64)>) -> Option<bool> {
+/// Climbs by `..` from `cur` (across mounts) to the top of its root, asking `hit` of each
+/// place met: `Some(true)` when it answers yes, `Some(false)` at the top without;
+/// `None` when a step cannot be looked at, `hit` does not know, or after 4,096 steps.
+pub fn climb(mut cur: OwnedFd, hit: &mut dyn FnMut(&Place) -> Option<bool>) -> Option<bool> {
     use rustix::fs::{openat, Mode, OFlags};
     let mut at = place_at(cur.as_fd(), c"")?;
     for _ in 0..4096 {
-        if ids.contains(&at.id) {
+        if hit(&at)? {
             return Some(true);
         }
         let up = openat(

@@ -507,8 +507,6 @@ fn placement(st: &libc::stat, mount: Option<MountId>) -> Option<Placement> {
     })
 }
 
-/// How many directories [`WriteScope::walked_outside`] climbs at most (past it: unknown).
-const MAX_WALK_UP: usize = 4096;
 
 /// File systems whose stamps never vouch for content: tmpfs and ramfs (every private tree
 /// is one); overlayfs (the package caches: the upper layer, on tmpfs, is the agent's, and a
@@ -1026,14 +1024,13 @@ impl WriteScope {
                 if top.mount != id || !top.mount_root {
                     return None;
                 }
-                if !climb(pid, roots, reach, fd, top)? {
+                if !climb(pid, roots, reach, fd)? {
                     return Some(false);
                 }
             }
             return Some(true);
         }
-        let at = place_at(cur.as_fd(), c"")?;
-        climb(pid, roots, reach, cur, at)
+        climb(pid, roots, reach, cur)
     }
 
     /// Every write root in the agent's view ([`crate::mounts::roots_in`]), found once. `None`
@@ -1052,38 +1049,22 @@ impl WriteScope {
     }
 }
 
-/// Climbs by `..` from `cur` (at `at`), across mounts: `Some(false)` at a write root or a
-/// mount root whose mount shows a part the agent can write ([`crate::mounts::Reach`]),
-/// `Some(true)` at the top of the agent's root; `None` when a step cannot be looked at.
+/// Whether the climb by `..` from `cur` (across mounts) reaches the top of the agent's
+/// root without meeting a write root or a mount root whose mount shows a part the agent can
+/// write ([`crate::mounts::Reach`]); `None` when a step cannot be looked at.
 fn climb(
     pid: u32,
     roots: &[crate::mounts::Root],
     reach: &mut crate::mounts::Reach,
-    mut cur: OwnedFd,
-    mut at: crate::mounts::Place,
+    cur: OwnedFd,
 ) -> Option<bool> {
-    use crate::mounts::place_at;
-    use rustix::fs::{openat, Mode, OFlags};
-    for _ in 0..MAX_WALK_UP {
-        if roots.iter().any(|r| r.id == at.id)
-            || at.mount_root && reach.writable(pid, roots, at.mount)?
-        {
-            return Some(false);
-        }
-        let up = openat(
-            &cur,
-            "..",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
+    crate::mounts::climb(cur, &mut |at| {
+        Some(
+            roots.iter().any(|r| r.id == at.id)
+                || at.mount_root && reach.writable(pid, roots, at.mount)?,
         )
-        .ok()?;
-        let above = place_at(up.as_fd(), c"")?;
-        if above.id == at.id {
-            return Some(true);
-        }
-        (cur, at) = (up, above);
-    }
-    None
+    })
+    .map(|hit| !hit)
 }
 
 fn comm(pid: u32) -> String {
