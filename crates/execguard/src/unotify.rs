@@ -507,7 +507,6 @@ fn placement(st: &libc::stat, mount: Option<MountId>) -> Option<Placement> {
     })
 }
 
-
 /// File systems whose stamps never vouch for content: tmpfs and ramfs (every private tree
 /// is one); overlayfs (the package caches: the upper layer, on tmpfs, is the agent's, and a
 /// writer of that layer's file is no writer of the overlay's inode for the lease check);

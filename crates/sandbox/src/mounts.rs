@@ -145,6 +145,17 @@ fn remount_ro_tmpfs(p: &Path) -> Result<(), MountError> {
     )?)
 }
 
+/// Makes every mount below the bind at `p` read-only too (`mount_setattr` with
+/// `AT_RECURSIVE`). A kernel without it (before 5.12) leaves them as the host has them.
+fn readonly_below(p: &Path) -> Result<(), MountError> {
+    crate::fsat::readonly_tree(p)
+        .map(|_| ())
+        .map_err(|source| MountError::File {
+            what: format!("read-only below {}", p.display()),
+            source,
+        })
+}
+
 /// Attaches prepared mounts (see [`crate::idmap`]) that are not under a masked tree: the
 /// writable roots visible at their real paths (e.g. a workspace outside `$HOME`).
 fn attach_unmasked(
@@ -271,6 +282,10 @@ pub fn build_view(
         }
         if !b.writable {
             remount_ro(&b.path)?;
+            // And every mount the host has below it (the bind is recursive): one left
+            // writable was written through, Landlock allowing it below the private home
+            // (attack review 91 wrote a host directory mounted inside a `files.read` one).
+            readonly_below(&b.path)?;
         }
     }
     drop(sources);
@@ -289,6 +304,7 @@ pub fn build_view(
             };
             if bound {
                 remount_ro(c)?;
+                readonly_below(c)?;
             }
         }
     }

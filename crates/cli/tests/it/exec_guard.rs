@@ -1594,6 +1594,49 @@ fn an_overlay_layer_the_host_names_under_tmp_is_not_the_agents() {
     assert!(all.contains("RAN"), "{all}");
 }
 
+/// A `files.read` directory is read-only all the way down: a mount the host has below it
+/// (here a bind of a directory elsewhere, made in this test's mount namespace) was left
+/// writable by the recursive bind, and below the private home Landlock let the agent write
+/// it (attack review 91 wrote a host file outside every write root). Judged on the host.
+#[test]
+fn a_mount_below_a_read_only_directory_is_read_only_too() {
+    let Some((t, _)) = root_rewrite_case("rosub", "a private mount namespace with bind mounts")
+    else {
+        return;
+    };
+    let outside = t.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // Anyone may write there: only the mount's read-only flag can refuse the agent.
+    std::fs::set_permissions(
+        &outside,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::create_dir_all(t.home.join("tools/sub")).unwrap();
+    let policy = t.policy("[files]\nread = [\"~/tools\"]\n");
+    let setup = format!(
+        "mount --bind '{}' '{}' && exec \"$@\"",
+        outside.display(),
+        t.home.join("tools/sub").display()
+    );
+    let o = run_unshared(
+        &t,
+        "private",
+        &setup,
+        &policy,
+        "echo agent > ~/tools/sub/new.txt; echo rc=$?; ls ~/tools/sub >/dev/null && echo LISTED",
+    );
+    let all = text(&o);
+    assert!(
+        !outside.join("new.txt").exists(),
+        "the agent wrote below a read-only directory:\n{all}"
+    );
+    assert!(
+        all.contains("Read-only file system") && all.contains("rc=1") && all.contains("LISTED"),
+        "{all}"
+    );
+}
+
 /// A session's read-only binds (`files.read`) map uncopied when its agent cannot write them;
 /// another session must not be able to write them meanwhile (attack review 91: a second
 /// session whose workspace was that directory rewrote code the first had mapped). While one
