@@ -38,6 +38,8 @@ pub struct Mount {
     /// A file system whose bytes may change with no write through this kernel (FUSE, a
     /// network or host-shared one): what it is made of is not known.
     pub opaque: bool,
+    /// The mount it is mounted on (`mountinfo`'s parent id).
+    pub parent: u64,
 }
 
 /// `/proc/PID/mountinfo` by mount id. `None` when unreadable or malformed.
@@ -51,7 +53,7 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let mut f = line.split(|&b| b == b' ');
         let id: u64 = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
-        let _parent = f.next()?;
+        let parent: u64 = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
         let dev = std::str::from_utf8(f.next()?).ok()?;
         let (major, minor) = dev.split_once(':')?;
         let sb = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
@@ -96,6 +98,7 @@ pub fn parse_mountinfo(text: &[u8]) -> Option<HashMap<u64, Mount>> {
                 backing,
                 read_only,
                 opaque,
+                parent,
             },
         );
     }
@@ -496,10 +499,15 @@ impl Reach {
         }
         let m = self.table.get(&mount)?;
         let path = in_fs(m, name)?;
+        // A mount another one covers at its mount point is out of reach (no path leads
+        // into it; the agent has no descriptor from before: the sandbox made the cover
+        // before it ran): the host's home when it is a mount of its own, under the
+        // agent's private home (attack review 91).
         Some(
             self.table
                 .iter()
                 .filter(|(_, o)| !o.read_only && o.sb == m.sb && path.starts_with(&o.shows))
+                .filter(|(id, o)| !covered(&self.table, **id, o))
                 .map(|(id, o)| (*id, o.at.clone()))
                 .collect(),
         )
@@ -645,6 +653,14 @@ fn place_part(
     Some((m.sb, in_fs(m, &view)?))
 }
 
+/// Whether mount `m` (id `id`) is covered at its mount point by another mount stacked on
+/// it (the host's home when it is a mount of its own, under the agent's private home:
+/// attack review 91). A mount below a covered place is not looked for (residual: it still
+/// counts, which can only make files count as writable).
+fn covered(table: &HashMap<u64, Mount>, id: u64, m: &Mount) -> bool {
+    table.values().any(|t| t.parent == id && t.at == m.at)
+}
+
 /// The path in its file system of the file `name` (in the agent's root) on mount `m`: what
 /// the mount shows, joined with the rest of the name below its mount point. `None` when
 /// `name` is not below the mount point.
@@ -770,11 +786,13 @@ fn parts(
     let inside = |m: &Mount| !m.read_only && roots.iter().any(|r| m.at.starts_with(&r.view));
     let mut out: Vec<(u64, PathBuf)> = ever.to_vec();
     out.extend(roots.iter().map(|r| r.fs.clone()));
+    // (One covered at its mount point is out of reach: the host's home when it is a mount
+    // of its own, under the agent's private home.)
     out.extend(
         table
-            .values()
-            .filter(|m| inside(m))
-            .map(|m| (m.sb, m.shows.clone())),
+            .iter()
+            .filter(|(id, m)| inside(m) && !covered(table, **id, m))
+            .map(|(_, m)| (m.sb, m.shows.clone())),
     );
     let whole_of = |parts: &[(u64, PathBuf)]| -> HashSet<u64> {
         parts
@@ -826,6 +844,7 @@ mod tests {
                 backing: Vec::new(),
                 read_only: false,
                 opaque: false,
+                parent: 1,
             }
         );
         assert_eq!(
@@ -903,6 +922,7 @@ mod tests {
             backing: Vec::new(),
             read_only: false,
             opaque: false,
+            parent: 0,
         };
         table.insert(1, m(7, "/home/u/ws", "/home/u/ws"));
         table.insert(2, m(9, "/", "/home/u/ws/data"));

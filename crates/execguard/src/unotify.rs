@@ -475,6 +475,9 @@ pub struct WriteScope {
     /// process: a file whose inode changed since (a link or unlink moves its change time)
     /// is not vouched for by a read-only mount ([`WriteScope::under_root_writable`]).
     since: (i64, i64),
+    /// Whether a read-only mount below a write root may vouch for a file at all (see
+    /// [`WriteScope::with_other_sessions`]).
+    relax: bool,
 }
 
 /// Reads the other live sessions' host writable roots (see [`WriteScope::with_other_sessions`]).
@@ -646,6 +649,7 @@ impl WriteScope {
                 let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
                 (t.tv_sec, t.tv_nsec)
             },
+            relax: true,
         }
     }
 
@@ -654,8 +658,25 @@ impl WriteScope {
     /// session binds read-only is another's workspace). Read once, when first needed; a
     /// session that starts later cannot make this one's read-only binds writable (it locks
     /// them, see `warden_sandbox::placeholder::other_sessions`).
-    pub fn with_other_sessions(mut self, read: OtherRoots) -> WriteScope {
+    ///
+    /// `earliest`: the start (`CLOCK_REALTIME` seconds) of the earliest other live session:
+    /// a change another session's agent made to a file before this one began (it unlinked
+    /// a second name it keeps open: attack review 93) counts as this session's. `recorded`:
+    /// whether this session is in the records the others read; without that, nothing on a
+    /// read-only mount is vouched for.
+    pub fn with_other_sessions(
+        mut self,
+        read: OtherRoots,
+        earliest: Option<i64>,
+        recorded: bool,
+    ) -> WriteScope {
         self.other_roots = Some(read);
+        if let Some(e) = earliest {
+            self.since = self.since.min((e, 0));
+        }
+        // Change times as coarse as 2 s (vfat; ext4 with small inodes: 1 s).
+        self.since.0 -= 2;
+        self.relax = recorded;
         self
     }
 
@@ -785,7 +806,8 @@ impl WriteScope {
         let file = st.st_mode & libc::S_IFMT != libc::S_IFDIR;
         let changed = (st.st_ctime, st.st_ctime_nsec) >= self.since;
         self.roots.iter().any(|r| name.starts_with(r))
-            && (file && (st.st_nlink > 1 || changed)
+            && (!self.relax
+                || file && (st.st_nlink > 1 || changed)
                 || rustix::fs::fstatfs(fd)
                     .map_or(true, |sf| sf.f_flags as u64 & libc::ST_RDONLY == 0))
     }
@@ -977,7 +999,6 @@ impl WriteScope {
     ) -> Option<bool> {
         self.memo(pid, &self.walked, placement(st, mount), || {
             self.walk_up(pid, name, st)
-                .map(|outside| outside && !self.in_other_session(name))
         })
     }
 
@@ -1013,7 +1034,7 @@ impl WriteScope {
             // for then. (Files on writable mounts outside the roots are not held to that:
             // every one, the program interpreter included, would count as writable, and
             // the session's first exec would be refused; see GUARANTEES.md.)
-            if reach.hidden_writer(pid, roots)? {
+            if reach.hidden_writer(pid, roots)? || self.in_other_session(name) {
                 return None;
             }
             for (id, at) in reach.writable_mounts_showing(pid, here.mount, p)? {

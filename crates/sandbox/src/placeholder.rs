@@ -350,12 +350,19 @@ fn is_zero(n: &u64) -> bool {
 /// denied ones, binds, views): what no other session may remove while it runs. A denied
 /// `~/.ssh` that another session's placeholder made exist is hidden here, not locked, and
 /// must stay just the same.
-/// The host paths a plan binds read-only ([`Manifest::fixed`]).
+/// The host paths a plan binds read-only below one of its writable or private trees (the
+/// binds whose files its exec guard may vouch for: [`Manifest::fixed`]).
 fn fixed(plan: &Plan) -> Vec<PathBuf> {
+    let below = |p: &Path| {
+        plan.landlock_write
+            .iter()
+            .chain(&plan.masks)
+            .any(|r| p.starts_with(r) && p != r)
+    };
     let mut out: Vec<PathBuf> = plan
         .binds
         .iter()
-        .filter(|b| !b.writable)
+        .filter(|b| !b.writable && below(&b.path))
         .map(|b| b.source.clone().unwrap_or_else(|| b.path.clone()))
         .collect();
     out.sort();
@@ -366,6 +373,10 @@ fn fixed(plan: &Plan) -> Vec<PathBuf> {
 /// Another live session, as its machine-wide record tells (see [`registry`]).
 pub struct OtherSession {
     pub pid: i32,
+    /// The uid owning its record.
+    pub owner: u32,
+    /// Its supervisor's start (`warden_sys::procfs::start_time`, clock ticks since boot).
+    pub started: u64,
     /// Its host writable roots.
     pub roots: Vec<PathBuf>,
     /// What it binds read-only ([`Manifest::fixed`]).
@@ -374,14 +385,21 @@ pub struct OtherSession {
 
 /// The other live sessions on this machine, of every user (their records in the registry).
 pub fn other_sessions() -> Vec<OtherSession> {
-    registry::others()
+    registry::others_owned()
         .into_iter()
-        .map(|m| OtherSession {
+        .map(|(owner, m)| OtherSession {
             pid: m.pid,
+            owner,
+            started: m.started,
             roots: m.roots,
             fixed: m.fixed,
         })
         .collect()
+}
+
+/// Whether this session has a place to record itself for the others (see [`registry`]).
+pub fn recordable() -> bool {
+    registry::recordable()
 }
 
 fn uses(plan: &Plan) -> Vec<PathBuf> {
@@ -660,8 +678,15 @@ mod registry {
         if let Ok(rd) = std::fs::read_dir("/run/user") {
             out.extend(rd.flatten().map(|e| e.path().join("warden/live")));
         }
-        // (A user without a runtime directory: its own, in /tmp.)
-        if let Some(d) = own_dir() {
+        // (A user without a runtime directory: its own, in /tmp; also read by its sessions
+        // that have one: attack review 93.)
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let fallback = PathBuf::from(format!("{FALLBACK}{uid}"));
+        for d in own_dir()
+            .into_iter()
+            .chain(own_fallback(&fallback, uid).then_some(fallback))
+        {
             if !out.contains(&d) {
                 out.push(d);
             }
@@ -707,6 +732,11 @@ mod registry {
     /// The records of other live sessions (a dead session's in this process's own
     /// directory is removed: its supervisor was killed before its end).
     pub(super) fn others() -> Vec<Manifest> {
+        others_owned().into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// [`others`] with the uid owning each record.
+    pub(super) fn others_owned() -> Vec<(u32, Manifest)> {
         let me = std::process::id() as i32;
         let own = own_dir();
         let mut out = Vec::new();
@@ -720,8 +750,8 @@ mod registry {
                     continue;
                 }
                 match read(&p) {
-                    Some(m) if m.pid != me && alive(&m) => out.push(m),
-                    Some(m) if m.pid != me && own.as_ref() == Some(&d) => {
+                    Some((uid, m)) if m.pid != me && alive(&m) => out.push((uid, m)),
+                    Some((_, m)) if m.pid != me && own.as_ref() == Some(&d) => {
                         let _ = std::fs::remove_file(&p);
                     }
                     _ => {}
@@ -731,21 +761,29 @@ mod registry {
         out
     }
 
-    /// A record: a regular file (no link followed, no FIFO waited on), at most 4 MiB.
-    fn read(p: &Path) -> Option<Manifest> {
+    /// A record and the uid owning it: a regular file (no link followed, no FIFO waited
+    /// on), at most 4 MiB.
+    fn read(p: &Path) -> Option<(u32, Manifest)> {
         use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
         use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(p)
             .ok()?;
-        if !f.metadata().ok()?.is_file() {
+        let md = f.metadata().ok()?;
+        if !md.is_file() {
             return None;
         }
         let mut buf = Vec::new();
         f.take(4 << 20).read_to_end(&mut buf).ok()?;
-        serde_json::from_slice(&buf).ok()
+        serde_json::from_slice(&buf).ok().map(|m| (md.uid(), m))
+    }
+
+    /// Whether this session can be recorded (a directory of records of its own).
+    pub(super) fn recordable() -> bool {
+        own_dir().is_some()
     }
 }
 

@@ -292,6 +292,8 @@ impl Session {
                                 .flat_map(|o| o.roots)
                                 .collect()
                         })),
+                        earliest_other_session(),
+                        warden_sandbox::placeholder::recordable(),
                     )
                 } else {
                     warden_execguard::unotify::WriteScope::unconfined()
@@ -755,7 +757,14 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
 /// start (attack review 91: a session whose workspace was a directory another one bound
 /// read-only rewrote code that session had mapped).
 fn fence_other_sessions(plan: &mut Plan) -> Result<(), StartError> {
-    let others = warden_sandbox::placeholder::other_sessions();
+    // Only this user's own sessions and root's: a record another user wrote could name
+    // anything (attack review 93 refused every session on the machine with one naming `/`).
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let others: Vec<_> = warden_sandbox::placeholder::other_sessions()
+        .into_iter()
+        .filter(|o| o.owner == me || o.owner == 0)
+        .collect();
     if others.iter().all(|o| o.fixed.is_empty()) {
         return Ok(());
     }
@@ -791,6 +800,29 @@ fn fence_other_sessions(plan: &mut Plan) -> Result<(), StartError> {
     }
     plan.protect_referenced(lock);
     Ok(())
+}
+
+/// When the earliest other live session of this user (or root) began, in `CLOCK_REALTIME`
+/// seconds (see `WriteScope::with_other_sessions`).
+fn earliest_other_session() -> Option<i64> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let first = warden_sandbox::placeholder::other_sessions()
+        .into_iter()
+        .filter(|o| o.owner == me || o.owner == 0)
+        .map(|o| o.started)
+        .min()?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf with a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    // A session recorded without its start time (0) started at boot, for this purpose.
+    Some(btime + (first / hz) as i64)
 }
 
 /// Creates the agent's missing state dirs (placeholders of dead sessions are swept when
