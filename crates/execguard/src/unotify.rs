@@ -475,8 +475,9 @@ pub struct WriteScope {
     /// process: a file whose inode changed since (a link or unlink moves its change time)
     /// is not vouched for by a read-only mount ([`WriteScope::under_root_writable`]).
     since: (i64, i64),
-    /// Whether a read-only mount below a write root may vouch for a file at all (see
-    /// [`WriteScope::with_other_sessions`]).
+    /// Whether a read-only mount below a write root may vouch for a file at all: only once
+    /// the other sessions are known ([`WriteScope::with_other_sessions`]); a scope made
+    /// without them vouches for nothing there.
     relax: bool,
 }
 
@@ -649,7 +650,7 @@ impl WriteScope {
                 let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
                 (t.tv_sec, t.tv_nsec)
             },
-            relax: true,
+            relax: false,
         }
     }
 
