@@ -7,7 +7,8 @@
 //! supervised by `warden run` without root ([`unotify`]), and BPF LSM programs in the kernel,
 //! loaded by `warden daemon` ([`lsm`]), with the threads that share a mapping decision's state
 //! held still while it is taken ([`hold`]) and executable mappings of files the agent can
-//! write made from sealed copies ([`snapshot`]), judged by what the agent can write through any mount
+//! write made from sealed copies ([`snapshot`]), hashes of such files kept while they are
+//! unchanged ([`kept`], [`watch`]), judged by what the agent can write through any mount
 //! ([`mounts`]). The seccomp supervisor also answers writes to
 //! protected files that a human may allow (`[files] ask_write`, [`writeask`]). Design and guarantees: `GUARANTEES.md`.
 
@@ -18,9 +19,11 @@ pub mod cache;
 pub mod hold;
 pub mod identity;
 pub mod index;
+pub mod kept;
 pub mod lsm;
 pub mod mounts;
 pub mod rules;
 pub mod snapshot;
 pub mod unotify;
+pub mod watch;
 pub mod writeask;

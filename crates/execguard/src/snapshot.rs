@@ -29,8 +29,8 @@
 //! by an inotify watch placed on it before it was read (`IN_MODIFY`, `IN_CLOSE_WRITE`: a
 //! `write`, `truncate`, `fallocate`, clone or copy into it, and the end of every writer,
 //! a shared writable mapping's included), and no writer now (a shared writable mapping's
-//! writes are reported only when it goes: [`no_writer`]), on a local file system that is not
-//! an overlay (whose mappings are its layers' files). A workspace library mapped again (each Python
+//! writes are reported only when it goes), on a local file system that is not an overlay
+//! (whose mappings are its layers' files): see [`crate::watch`]. A workspace library mapped again (each Python
 //! process importing a virtual environment's `numpy`, each `rustc` loading a proc-macro)
 //! then maps the kept copy without reading the file again. This is speed, not a decision:
 //! what is mapped is always a sealed copy decided on its own hash, so a change the watch
@@ -43,10 +43,10 @@
 //! gives the copy's identity.
 
 use crate::identity::{FileStamp, Hash, Limit};
-use std::collections::{HashSet, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::sync::{Arc, Mutex, OnceLock};
+use crate::watch::{no_writer, Reports, Watcher};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 /// Copies kept at most (by count and by total size; the oldest go first).
 pub const KEPT: usize = 64;
@@ -76,18 +76,14 @@ struct Source {
     wd: i32,
 }
 
-/// What an inotify watch on a source reports: any change of its bytes.
-const CHANGES: u32 = libc::IN_MODIFY | libc::IN_CLOSE_WRITE;
-
 /// The sealed copies this supervisor made, newest last.
 #[derive(Default)]
 pub struct Snapshots {
     copies: Mutex<VecDeque<Copy>>,
     /// Bytes of the copies made so far (see [`MADE_BYTES`]).
     made: std::sync::atomic::AtomicU64,
-    /// The inotify instance watching the sources (`None`: none could be made; no copy then
-    /// stands for a file).
-    watch: OnceLock<Option<OwnedFd>>,
+    /// The inotify instance watching the sources (see [`crate::watch`]).
+    watch: Watcher,
 }
 
 impl Snapshots {
@@ -111,20 +107,12 @@ impl Snapshots {
         name: &str,
         limit: Limit,
     ) -> std::io::Result<(Hash, Arc<OwnedFd>)> {
-        let stamp = FileStamp::of(&crate::identity::fstat(src)?);
-        let watch = self
-            .watch
-            .get_or_init(|| {
-                // SAFETY: inotify_init1 with flags; the descriptor is owned from here on.
-                let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-                // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-            })
-            .as_ref();
+        let st = crate::identity::fstat(src)?;
+        let stamp = FileStamp::of(&st);
         let mut wd = None;
-        if let Some(w) = watch {
+        if self.watch.vouches_for(src, &st, false) {
             let mut c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
-            forget_changed(w.as_fd(), &mut c);
+            self.forget_changed(&mut c);
             if let Some(kept) = c
                 .iter()
                 .find(|c| c.sources.iter().any(|s| s.stamp == stamp))
@@ -134,16 +122,12 @@ impl Snapshots {
                 }
             }
             // Placed before the read: a change from here on is reported.
-            let path = std::ffi::CString::new(format!("/proc/self/fd/{}", src.as_raw_fd()))
-                .map_err(std::io::Error::other)?;
-            // SAFETY: a valid C string and an inotify descriptor we own.
-            let r = unsafe { libc::inotify_add_watch(w.as_raw_fd(), path.as_ptr(), CHANGES) };
-            wd = (r >= 0).then_some(r);
+            wd = self.watch.add(src);
         }
         let made = self.made_copy(src, name, limit, stamp, wd);
-        if let (Err(_), Some(w), Some(wd)) = (&made, watch, wd) {
+        if let (Err(_), Some(wd)) = (&made, wd) {
             let c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
-            unwatch(w.as_fd(), &c, wd);
+            self.unwatch(&c, wd);
         }
         made
     }
@@ -177,18 +161,13 @@ impl Snapshots {
             SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
         )?;
         let mut c = self.copies.lock().unwrap_or_else(|p| p.into_inner());
-        let watch = self.watch.get().and_then(Option::as_ref);
         // The file stands for the copy when nothing was reported on it during the read,
         // and its stamp is still the one taken before.
-        let source = match (watch, wd) {
-            (Some(w), Some(wd)) => {
-                let changed = forget_changed(w.as_fd(), &mut c);
-                let now = crate::identity::fstat(src).map(|st| FileStamp::of(&st));
-                let reported = changed.contains(&wd) || changed.contains(&OVERFLOW);
-                (!reported && now.is_ok_and(|n| n == stamp)).then_some(Source { stamp, wd })
-            }
-            _ => None,
-        };
+        let source = wd.and_then(|wd| {
+            let changed = self.forget_changed(&mut c);
+            let now = crate::identity::fstat(src).map(|st| FileStamp::of(&st));
+            (!changed.touched(wd) && now.is_ok_and(|n| n == stamp)).then_some(Source { stamp, wd })
+        });
         if let Some(i) = c.iter().position(|c| c.hash == hash) {
             let old = &mut c[i];
             if let Some(s) = source {
@@ -226,9 +205,7 @@ impl Snapshots {
             if let Some(old) = c.pop_front() {
                 total -= old.size;
                 for s in &old.sources {
-                    if let Some(w) = watch {
-                        unwatch(w.as_fd(), &c, s.wd);
-                    }
+                    self.unwatch(&c, s.wd);
                 }
             }
         }
@@ -236,101 +213,32 @@ impl Snapshots {
     }
 }
 
-/// Reads the watch's reports and drops every source they name (all of them when the queue
-/// overflowed) with its watch; returns the watches that reported.
-fn forget_changed(watch: BorrowedFd<'_>, copies: &mut VecDeque<Copy>) -> HashSet<i32> {
-    let mut changed = HashSet::new();
-    let mut all = false;
-    let mut buf = [0u8; 4096];
-    const HEAD: usize = std::mem::size_of::<libc::inotify_event>();
-    while let Ok(n) = rustix::io::read(watch, &mut buf) {
-        if n == 0 {
-            break;
+impl Snapshots {
+    /// Reads the watch's reports and drops every source they name (all of them when the
+    /// queue overflowed) with its watch; returns the reports.
+    fn forget_changed(&self, copies: &mut VecDeque<Copy>) -> Reports {
+        let changed = self.watch.drain();
+        let mut dropped = changed.wds.clone();
+        for c in copies.iter_mut() {
+            c.sources.retain(|s| {
+                let gone = changed.touched(s.wd);
+                if gone {
+                    dropped.insert(s.wd);
+                }
+                !gone
+            });
         }
-        let mut at = 0;
-        while at + HEAD <= n {
-            // SAFETY: a whole event header lies in the bytes read; read unaligned.
-            let ev: libc::inotify_event =
-                unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
-            all |= ev.mask & libc::IN_Q_OVERFLOW != 0;
-            changed.insert(ev.wd);
-            at += HEAD + ev.len as usize;
+        for wd in dropped {
+            self.watch.remove(wd);
         }
+        changed
     }
-    let mut dropped = changed.clone();
-    for c in copies.iter_mut() {
-        c.sources.retain(|s| {
-            let gone = all || changed.contains(&s.wd);
-            if gone {
-                dropped.insert(s.wd);
-            }
-            !gone
-        });
-    }
-    for wd in &dropped {
-        // SAFETY: removing a watch of an inotify descriptor we own (a stale one fails).
-        unsafe { libc::inotify_rm_watch(watch.as_raw_fd(), *wd) };
-    }
-    if all {
-        // No watch placed before the overflow can vouch for anything.
-        changed.insert(OVERFLOW);
-    }
-    changed
-}
 
-/// `fcntl`'s `F_SETSIG` (Linux, all architectures; not in the `libc` crate).
-const F_SETSIG: libc::c_int = 10;
-
-/// In [`forget_changed`]'s answer: the queue overflowed.
-const OVERFLOW: i32 = -1;
-
-/// Whether nobody has the file behind `fd` open for writing now, a shared writable mapping
-/// included (whose writes are reported only once it is gone): a read lease is granted only
-/// then (`F_SETLEASE`, released at once; a lease break in between is signalled with
-/// `SIGURG`, ignored, not `SIGIO`). `false` when it cannot be told (not the file's owner
-/// without `CAP_LEASE`, a file system without leases).
-fn no_writer(fd: BorrowedFd<'_>) -> bool {
-    // Only where the file's own inode carries its writers and its events: not a stacking
-    // file system (an overlay maps its layer's file: a shared writable mapping of it holds
-    // no writer of the overlay's inode, and its writes report nothing there), nor a
-    // network or FUSE one.
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
-    let local = rustix::fs::fstatfs(fd).is_ok_and(|sf| {
-        [
-            0xEF53,      // ext2/3/4
-            0x5846_5342, // xfs
-            0x9123_683E, // btrfs
-            0x0102_1994, // tmpfs
-            0xF2F5_2010, // f2fs
-        ]
-        .contains(&(sf.f_type as i64))
-    });
-    if !local {
-        return false;
-    }
-    // Non-blocking: a lease someone holds is broken, not waited for (an agent's write lease
-    // held the supervisor 45 s per mapping: attack review 92); that counts as a writer.
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-    else {
-        return false;
-    };
-    let raw = f.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own, with plain integer arguments.
-    unsafe {
-        libc::fcntl(raw, F_SETSIG, libc::SIGURG) == 0
-            && libc::fcntl(raw, libc::F_SETLEASE, libc::F_RDLCK) == 0
-            && libc::fcntl(raw, libc::F_SETLEASE, libc::F_UNLCK) == 0
-    }
-}
-
-/// Removes watch `wd` unless a kept copy's source still uses it.
-fn unwatch(watch: BorrowedFd<'_>, copies: &VecDeque<Copy>, wd: i32) {
-    if !copies.iter().any(|c| c.sources.iter().any(|s| s.wd == wd)) {
-        // SAFETY: removing a watch of an inotify descriptor we own.
-        unsafe { libc::inotify_rm_watch(watch.as_raw_fd(), wd) };
+    /// Removes watch `wd` unless a kept copy's source still uses it.
+    fn unwatch(&self, copies: &VecDeque<Copy>, wd: i32) {
+        if !copies.iter().any(|c| c.sources.iter().any(|s| s.wd == wd)) {
+            self.watch.remove(wd);
+        }
     }
 }
 

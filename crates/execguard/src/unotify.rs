@@ -58,10 +58,12 @@
 //!   file was hashed changes content without touching any stamp field, so a stamp proves
 //!   nothing about a file the agent could ever have opened for write. Files in a write root
 //!   or a private tmpfs (decided on the opened file: its device, its link count, and the
-//!   kernel's own name for it, never the path the agent passed) are hashed on every
-//!   decision, including the post-exec check, and their entries are dropped from the
-//!   persistent cache. The post-exec check hashes `/proc/PID/exe`, which the kernel keeps
-//!   write-denied (`ETXTBSY`) from the exec's open on, so what is hashed is what was loaded.
+//!   kernel's own name for it, never the path the agent passed) are hashed again at every
+//!   decision unless an inotify watch placed before the last read, a writer probe and the
+//!   stamp show the file unchanged since ([`crate::kept`]: for this session only), including
+//!   the post-exec check, and their entries are dropped from the persistent cache. The
+//!   post-exec check decides on `/proc/PID/exe`, which the kernel keeps write-denied
+//!   (`ETXTBSY`) from the exec's open on, so what is decided is what was loaded.
 //! - `mprotect` adding `PROT_EXEC` is decided on every file mapping the range touches.
 //! - A file the agent can write ([`WriteScope::writable`]) could be rewritten after its
 //!   mapping was decided, and a private mapping's clean pages follow the page cache: an
@@ -335,6 +337,8 @@ pub struct Guard {
     sandbox_cgroup: Option<PathBuf>,
     /// Sealed copies that executable mappings of files the agent can write are made from.
     snapshots: crate::snapshot::Snapshots,
+    /// Hashes of files the agent can write, while unchanged (see [`crate::kept`]).
+    kept: crate::kept::KeptHashes,
 }
 
 /// What an exec pre-check learnt of an image allowed on cached content nobody could write.
@@ -1172,6 +1176,7 @@ impl Guard {
             reaper: crate::hold::Reaper::default(),
             sandbox_cgroup: None,
             snapshots: Default::default(),
+            kept: Default::default(),
         }
     }
 
@@ -1366,7 +1371,7 @@ impl Guard {
                 max_bytes: Some(MAX_HASH_BYTES),
                 deadline: Some(Instant::now() + HASH_DEADLINE),
             };
-            let h = sha256_fd_within(fd, capped)?;
+            let h = self.kept.hash(fd, st, |fd| sha256_fd_within(fd, capped))?;
             return Ok((h, self.logged_before(st, h), false));
         }
         // Outside the agent's reach: time for its size on a slow disk (Claude Code's

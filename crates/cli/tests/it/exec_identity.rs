@@ -287,6 +287,61 @@ fn forged_stamp_does_not_run_unknown_content_in_allowlist_mode() {
     );
 }
 
+/// A workspace program run again and again keeps its hash for the session (`kept`: not read
+/// again while unchanged), and loses it to a forgery that keeps every stamp field: rewritten
+/// through a shared writable mapping dirtied before the last hash, the program's next run is
+/// decided on its new, denied bytes. The runs before are the legitimate workflow (a test
+/// binary run again and again).
+#[test]
+fn a_kept_hash_does_not_outlive_a_forged_rewrite_of_the_program() {
+    let t = T::new("kept-forge");
+    let mut evil = evil_and_forger(&t);
+    let good_src = "#include <stdio.h>\nint main(void) { puts(\"GOOD-RAN\"); return 0; }\n";
+    let good = t.cc("good", good_src, &[]);
+    let mut good = {
+        let b = std::fs::read(&good).unwrap();
+        std::fs::remove_file(t.ws.join("good")).unwrap();
+        b
+    };
+    // The same size (ELF loaders ignore trailing bytes); the denied content is evil's.
+    let n = evil.len().max(good.len()) + 64;
+    evil.resize(n, 0);
+    good.resize(n, 0);
+    let denied = t.root.join("denied.bin");
+    std::fs::write(&denied, &evil).unwrap();
+    forgery(&t, good, evil.clone());
+    let p = t.policy(&format!(
+        "[exec]\ndeny = [\"curl\", \"sha256:{}\"]\n",
+        sha256(&denied)
+    ));
+    let o = t.run(
+        &["--policy", &p],
+        "./target && ./target && ./target && echo KEPT-RUNS-OK; ./forger ./target ./payload; ./target; echo SESSION-END",
+    );
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("STAMP-SAME"),
+        "the forgery must keep every stamp field (else this test proves nothing):\n{}",
+        text(&o)
+    );
+    assert!(
+        s.contains("KEPT-RUNS-OK") && s.matches("GOOD-RAN").count() == 3,
+        "the program runs again and again:\n{}",
+        text(&o)
+    );
+    assert!(s.contains("SESSION-END"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(t.ws.join("target")).unwrap(),
+        evil,
+        "target holds the denied bytes on the host"
+    );
+    assert!(
+        !t.ws.join("EVIL-MARKER").exists() && !s.contains("EVIL-RAN"),
+        "denied content ran on a kept hash:\n{}",
+        text(&o)
+    );
+}
+
 /// `maptest MODE FILE`:
 /// - `rie`: personality(READ_IMPLIES_EXEC), then mmap FILE with PROT_READ only;
 /// - `span`: a 3-page anonymous PROT_NONE reservation, FILE's first page mapped over the
