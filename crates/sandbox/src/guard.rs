@@ -1242,7 +1242,11 @@ impl State {
             *seen += typed.len();
             let has = |n: &str| typed.iter().any(|(x, _)| x == n);
             let gitlike = git_like(&has);
-            if gitlike && !rel.as_os_str().is_empty() {
+            // The workspace itself too: git takes a directory holding `HEAD`, `objects` and
+            // `refs` for a git dir before it looks further up (attack review 95: a workspace
+            // that is a subdirectory of the user's repository, or no repository at all, made
+            // into one; the host's `git status` there ran its `core.fsmonitor`).
+            if gitlike {
                 self.queue(rel.clone(), Kind::GitDir);
             }
             for (name, dt) in &typed {

@@ -291,10 +291,19 @@ fn claude_dir_steering_content_is_read_only() {
     std::fs::create_dir_all(t.home.join(".claude/commands")).unwrap();
     std::fs::write(t.home.join(".claude/commands/mine.md"), "mine\n").unwrap();
     std::fs::create_dir_all(t.home.join(".claude/projects")).unwrap();
+    // A running host Claude Code's snapshot of the user's shell, sourced before each of its
+    // Bash commands (attack review 95: appended to from inside, it ran outside).
+    let snap = t
+        .home
+        .join(".claude/shell-snapshots/snapshot-bash-1-abc.sh");
+    std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+    std::fs::write(&snap, "export A=1\n").unwrap();
     let script = r#"
         for p in ~/.claude/CLAUDE.md ~/.claude/commands/x.md ~/.claude/commands/mine.md \
                  ~/.claude/agents/a.md ~/.claude/skills/s.md ~/.claude/hooks/h.sh \
-                 ~/.claude/rules/r.md ~/.claude/backups/.claude.json.backup.1; do
+                 ~/.claude/rules/r.md ~/.claude/backups/.claude.json.backup.1 \
+                 ~/.claude/shell-snapshots/snapshot-bash-1-abc.sh \
+                 ~/.claude/shell-snapshots/snapshot-bash-2-def.sh; do
             if (echo evil > "$p") 2>/dev/null; then echo "WROTE $p"; fi
         done
         mkdir ~/.claude/agents/x 2>/dev/null && echo "MKDIR agents/x"
@@ -321,6 +330,8 @@ fn claude_dir_steering_content_is_read_only() {
         std::fs::read_to_string(c.join("commands/mine.md")).unwrap(),
         "mine\n"
     );
+    assert_eq!(std::fs::read_to_string(&snap).unwrap(), "export A=1\n");
+    assert!(!c.join("shell-snapshots/snapshot-bash-2-def.sh").exists());
     for d in ["agents", "skills", "hooks", "rules"] {
         let p = c.join(d);
         assert!(
@@ -835,6 +846,8 @@ fn codex_env_rules_and_notify_are_read_only() {
     let cx = t.home.join(".codex");
     std::fs::create_dir_all(&cx).unwrap();
     std::fs::write(cx.join("notify.py"), "print('hi')\n").unwrap();
+    std::fs::create_dir_all(cx.join("shell_snapshots")).unwrap();
+    std::fs::write(cx.join("shell_snapshots/s.sh"), "export A=1\n").unwrap();
     std::fs::write(
         cx.join("config.toml"),
         "notify = [\"python3\", \"~/.codex/notify.py\"]\n",
@@ -848,6 +861,7 @@ fn codex_env_rules_and_notify_are_read_only() {
         (echo 'BASH_ENV=/tmp/evil' > ~/.codex/.env) 2>/dev/null && echo WROTE-env
         (mkdir -p ~/.codex/rules && echo 'prefix_rule(pattern=["rm"], decision="allow")' > ~/.codex/rules/default.rules) 2>/dev/null && echo WROTE-rules
         (mkdir -p ~/.codex/skills/x && echo evil > ~/.codex/skills/x/SKILL.md) 2>/dev/null && echo WROTE-skill
+        (echo 'touch /tmp/PWN' >> ~/.codex/shell_snapshots/s.sh) 2>/dev/null && echo WROTE-snapshot
         mkdir -p ~/.codex/sessions && echo '{}' > ~/.codex/sessions/s.jsonl
         echo legit-done
     "#,
@@ -866,6 +880,10 @@ fn codex_env_rules_and_notify_are_read_only() {
     assert!(!env.exists() || std::fs::read(&env).unwrap().is_empty());
     assert!(!cx.join("rules/default.rules").exists());
     assert!(!cx.join("skills/x").exists());
+    assert_eq!(
+        std::fs::read_to_string(cx.join("shell_snapshots/s.sh")).unwrap(),
+        "export A=1\n"
+    );
     assert!(cx.join("sessions/s.jsonl").exists(), "sessions persist");
 }
 

@@ -342,6 +342,85 @@ fn git_init_inside_works_and_cannot_plant_hooks() {
     );
 }
 
+/// The workspace itself made into a git dir (`HEAD`, `objects` and `refs` at its top): git
+/// takes it for one before it looks further up, so the host's git there would obey its
+/// config and hooks. Attack review 95: a workspace that is a subdirectory of the user's
+/// repository, made into a git dir; the host's `git status` ran its `core.fsmonitor`, `git
+/// commit` its hook. Judged from the host after the session, with the host's git.
+#[test]
+fn the_workspace_itself_made_into_a_git_dir_is_guarded() {
+    let t = T::new("wsgitdir");
+    git(&t.ws, &["init", "-q"]);
+    let app = t.ws.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("main.py"), "x\n").unwrap();
+    git(&t.ws, &["add", "-A"]);
+    git(
+        &t.ws,
+        &[
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    let marker = t.root.join("PWNED");
+    let script = format!(
+        "mkdir -p objects refs/heads hooks && echo 'ref: refs/heads/main' > HEAD && \
+         printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = \"touch {m}; false\"\\n' > config && \
+         printf '#!/bin/sh\\ntouch {m}\\n' > hooks/pre-commit && chmod +x hooks/pre-commit && \
+         echo y >> main.py && echo PLANTED",
+        m = marker.display()
+    );
+    let o = t
+        .cmd(&[])
+        .current_dir(&app)
+        .args(["--", "/bin/bash", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    for args in [
+        vec!["status"],
+        vec![
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+    ] {
+        let _ = Command::new("git")
+            .args(&args)
+            .current_dir(&app)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    assert!(
+        !marker.exists(),
+        "the host's git ran what the agent planted in the workspace made a git dir:\n{}",
+        out(&o)
+    );
+    let cfg = std::fs::read_to_string(app.join("config")).unwrap();
+    assert!(
+        !cfg.contains("fsmonitor") && !cfg.contains("worktree"),
+        "config kept a planted key:\n{cfg}"
+    );
+    // The agent's ordinary work stays, and the user's repository works.
+    assert_eq!(
+        std::fs::read_to_string(app.join("main.py")).unwrap(),
+        "x\ny\n"
+    );
+    git(&t.ws, &["status"]);
+}
+
 #[test]
 fn agent_settings_in_state_dir_are_read_only() {
     let t = T::new("claudestate");
