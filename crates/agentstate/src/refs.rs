@@ -744,6 +744,32 @@ fn lock_for(
             }));
         }
     }
+    // A program of a Python virtual environment (`.venv/bin/python`, a console script
+    // there): the interpreter reads `pyvenv.cfg` and runs every `*.pth` (and
+    // `sitecustomize`) in its site-packages at start, before the script it was given. Attack
+    // review 95: a `.pth` planted in the workspace's venv ran at the next host `claude` start
+    // through a SessionStart hook `.venv/bin/python .claude/hooks/start.py`, whose script and
+    // interpreter link were locked. The environment's `pyvenv.cfg` and `lib/` are locked
+    // whole (installing into that environment fails inside the session).
+    let venv = p
+        .parent()
+        .filter(|b| b.file_name().is_some_and(|n| n == "bin"))
+        .and_then(Path::parent)
+        .filter(|v| v.join("pyvenv.cfg").is_file());
+    if let Some(v) = venv {
+        for (x, dir) in [
+            (v.join("pyvenv.cfg"), false),
+            (v.join("lib"), true),
+            (v.join("lib64"), true),
+        ] {
+            if std::fs::symlink_metadata(&x).is_ok() {
+                out.extend(lock_one(&x, state, writable, from, true).map(|mut l| {
+                    l.is_dir |= dir && !l.watch_only;
+                    l
+                }));
+            }
+        }
+    }
     out.insert(0, r);
     out
 }

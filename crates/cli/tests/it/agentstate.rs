@@ -902,6 +902,14 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     std::fs::write(t.ws.join("tools/status"), "echo status\n").unwrap();
     std::fs::create_dir_all(t.ws.join("src")).unwrap();
     std::fs::write(t.ws.join("Cargo.toml"), "[package]\n").unwrap();
+    // Review 95 (F4): a hook run by the workspace's virtual environment's interpreter, which
+    // runs every `.pth` of its site-packages at start.
+    let site = t.ws.join(".venv/lib/python3.11/site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::create_dir_all(t.ws.join(".venv/bin")).unwrap();
+    std::fs::write(t.ws.join(".venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", t.ws.join(".venv/bin/python")).unwrap();
+    std::fs::write(pc.join("hooks/start.py"), "print('start')\n").unwrap();
     std::fs::write(
         pc.join("settings.json"),
         json!({"hooks": {"PostToolUse": [{"hooks": [
@@ -909,7 +917,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
             {"type": "command", "command": "bash tools/lint.sh"},
             {"type": "command", "command": "python3 \"$CLAUDE_PROJECT_DIR\"/tools/fmt-hook"},
             {"type": "command", "command": "cd \"$CLAUDE_PROJECT_DIR\"/tools && sh status"},
-            {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"}]}]}})
+            {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"},
+            {"type": "command", "command": ".venv/bin/python .claude/hooks/start.py"}]}]}})
         .to_string(),
     )
     .unwrap();
@@ -920,6 +929,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         (echo 'touch {m}' >> tools/lint.sh) 2>/dev/null && echo WROTE-lint
         (echo 'open("{m}", "w")' >> tools/fmt-hook) 2>/dev/null && echo WROTE-fmt-hook
         (echo 'touch {m}' >> tools/status) 2>/dev/null && echo WROTE-status
+        (echo 'import os; open("{m}", "w")' > .venv/lib/python3.11/site-packages/zz.pth) 2>/dev/null && echo WROTE-pth
+        (echo 'home = /tmp' > .venv/pyvenv.cfg) 2>/dev/null && echo WROTE-pyvenv
         echo 'fn main() {{}}' > src/main.rs && echo '[dependencies]' >> Cargo.toml && echo legit-done
     "#,
         m = marker.display()
@@ -938,6 +949,11 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         &t.ws.join("tools/lint.sh"),
         &marker
     ));
+    assert!(!site.join("zz.pth").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join(".venv/pyvenv.cfg")).unwrap(),
+        "home = /usr/bin\n"
+    );
     // Directories and data files the settings name stay the agent's to edit.
     assert!(t.ws.join("src/main.rs").exists());
     assert!(std::fs::read_to_string(t.ws.join("Cargo.toml"))
