@@ -7,7 +7,8 @@
 //! attributes, `.gitmodules`), agent settings (`.claude/`, `.mcp.json`, `.codex/`, `.gemini/`,
 //! `CLAUDE.md`, ...), IDE configuration (`.vscode/`, `.idea/`, `.devcontainer/`), `.envrc`,
 //! build configuration (`.cargo/config.toml`, `.npmrc`, `package.json` scripts, `Makefile`,
-//! lefthook, `.mvn/`, `gradle.properties`, `.bundle/config`, ...), `.lfsconfig` and any file with a setuid/setgid bit. [`compare`] walks again after the session and
+//! lefthook, `.mvn/`, `gradle.properties`, `.bundle/config`, ...), Python start-up files
+//! (`*.pth`, `sitecustomize.py`, `pyvenv.cfg`), `.lfsconfig` and any file with a setuid/setgid bit. [`compare`] walks again after the session and
 //! lists what was created or changed. A stamp includes the inode change time, which the agent
 //! cannot set, so a rewrite with a forged mtime still shows.
 //!
@@ -1260,6 +1261,19 @@ fn classify_entry(
         b"gradle.properties" => Some((Category::Build, "gradle properties")),
         b"gradle-wrapper.properties" => Some((Category::Build, "gradle wrapper")),
         b"config" if parent == b".bundle" => Some((Category::Build, "bundler config")),
+        // What a Python interpreter runs or obeys at every start, before any script: a
+        // site-packages `*.pth` (its `import` lines run), `sitecustomize`/`usercustomize`,
+        // and a virtual environment's `pyvenv.cfg` (its `home` picks the standard library).
+        // A workspace venv is the host's too (attack review 95: a `.pth` planted in a
+        // gitignored `.venv` ran at the host's next `.venv/bin/python`).
+        b"sitecustomize.py" | b"usercustomize.py" | b"pyvenv.cfg" => Some((
+            Category::Env,
+            "Python start-up file (runs at every interpreter start)",
+        )),
+        _ if name.ends_with(b".pth") => Some((
+            Category::Env,
+            "Python .pth file (its import lines run at every interpreter start)",
+        )),
         _ => None,
     }
 }

@@ -1095,6 +1095,28 @@ fn agent_memory_env_files_and_unknown_config_are_reported() {
     assert!(err.contains("agent memory"), "{}", out(&o));
 }
 
+/// Attack review 95 (F2): a `.pth` planted in the workspace's (gitignored) virtual
+/// environment runs at the host's next start of that interpreter: named in the exit report,
+/// with the environment's `pyvenv.cfg` and a `sitecustomize.py`; an ordinary module is not.
+#[test]
+fn python_start_up_files_in_the_workspace_are_reported() {
+    let t = T::new("review95-pth");
+    let site = t.ws.join(".venv/lib/python3.11/site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(t.ws.join(".venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    let o = t.sh(
+        "echo 'import os' > .venv/lib/python3.11/site-packages/zz.pth && \
+         echo 'import os' > .venv/lib/python3.11/site-packages/sitecustomize.py && \
+         echo 'home = /tmp' > .venv/pyvenv.cfg && echo 'x = 1' > .venv/lib/python3.11/site-packages/mod.py",
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    for shown in ["zz.pth", "sitecustomize.py", "pyvenv.cfg"] {
+        assert!(err.contains(shown), "{shown} not reported:\n{}", out(&o));
+    }
+    assert!(!err.contains("mod.py"), "{}", out(&o));
+}
+
 /// Attack review 78: Claude Code names a project's auto-memory after the repository's root
 /// (the main checkout for a worktree), not after the directory warden runs in; and memory
 /// behind a symlink (a project directory, or its `memory`, linked elsewhere) is followed by
