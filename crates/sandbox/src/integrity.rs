@@ -1163,8 +1163,12 @@ const ANC_HOOKS: u8 = 4;
 fn ancestry(name: &[u8]) -> u8 {
     match name {
         // `.agents`: skills shared by agents (`.agents/skills/*/SKILL.md`; attack review 76).
-        b".claude" | b".codex" | b".gemini" | b".cursor" | b".agents" => ANC_AGENT,
-        b".vscode" | b".idea" | b".devcontainer" => ANC_IDE,
+        // Other agents' project settings (hooks, MCP servers, rules; attack review 95 named
+        // the ones no list had).
+        b".claude" | b".codex" | b".gemini" | b".cursor" | b".agents" | b".qwen" | b".kiro"
+        | b".opencode" | b".windsurf" | b".continue" | b".roo" | b".amazonq" => ANC_AGENT,
+        // Editors' project configuration: tasks and language servers are commands.
+        b".vscode" | b".idea" | b".devcontainer" | b".zed" | b".helix" | b".fleet" => ANC_IDE,
         b".husky" | b".githooks" => ANC_HOOKS,
         _ => 0,
     }
@@ -1218,6 +1222,12 @@ fn classify_entry(
     }
     match name {
         b".mcp.json" => return Some((Category::Agent, "MCP servers")),
+        b"opencode.json" | b"opencode.jsonc" | b".aider.conf.yml" | b".clinerules"
+        | b".roomodes" => return Some((Category::Agent, "agent settings")),
+        // Neovim's project-local configuration (run with `exrc` set) and lazy.nvim's.
+        b".nvim.lua" | b".nvimrc" | b".exrc" | b".lazy.lua" => {
+            return Some((Category::Ide, "editor configuration"))
+        }
         // `AGENTS.override.md`: Codex reads it instead of `AGENTS.md` beside it, with no
         // project trust (attack review 79).
         b"CLAUDE.md" | b"CLAUDE.local.md" | b"AGENTS.md" | b"AGENTS.override.md" | b"GEMINI.md" => {
@@ -1374,6 +1384,40 @@ mod tests {
         assert_eq!(c("app/.env", false), Some(Category::Env));
         assert_eq!(c(".env.example", false), None);
         assert_eq!(c(".agents/skills/x/SKILL.md", false), Some(Category::Agent));
+    }
+
+    /// Review 95: Python start-up files, other agents' and editors' project settings.
+    #[test]
+    fn classifies_python_start_up_files_and_other_agents_and_editors() {
+        let c = |p: &str| classify(Path::new(p), false).map(|x| x.0);
+        for p in [
+            ".venv/lib/python3.11/site-packages/zz.pth",
+            ".venv/lib/python3.11/site-packages/sitecustomize.py",
+            "usercustomize.py",
+            ".venv/pyvenv.cfg",
+        ] {
+            assert_eq!(c(p), Some(Category::Env), "{p}");
+        }
+        for p in [
+            ".qwen/settings.json",
+            ".kiro/hooks/x.kiro.hook",
+            "opencode.json",
+            "sub/.aider.conf.yml",
+            ".windsurf/rules/r.md",
+        ] {
+            assert_eq!(c(p), Some(Category::Agent), "{p}");
+        }
+        for p in [
+            ".zed/tasks.json",
+            ".helix/languages.toml",
+            ".nvim.lua",
+            ".exrc",
+        ] {
+            assert_eq!(c(p), Some(Category::Ide), "{p}");
+        }
+        for p in ["mod.py", "pth", "docs/pyvenv.md", "zed/tasks.json"] {
+            assert_eq!(c(p), None, "{p}");
+        }
     }
 
     /// Review R5: files other tools run or load from the workspace.
