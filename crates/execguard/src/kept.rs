@@ -113,7 +113,7 @@ impl KeptHashes {
 mod tests {
     use super::*;
     use crate::identity::{sha256_bytes, sha256_fd_within, Limit};
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsFd;
 
     /// A hash is kept while its file is unchanged (the next decision does not read it), and
     /// every change is seen: a write with the old times put back, a shared writable
@@ -148,43 +148,7 @@ mod tests {
         let h = hash(&open());
         assert_eq!(h, sha256_bytes(&[7u8; 10_000]));
         assert_eq!((hash(&open()), reads.get()), (h, 1), "kept, not read again");
-        let old = std::fs::metadata(&p).unwrap().modified().unwrap();
-        let changes: [&dyn Fn(); 3] = [
-            &|| {
-                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-                rustix::io::pwrite(&f, &[8u8; 16], 0).unwrap();
-                f.set_modified(old).unwrap();
-            },
-            &|| {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&p)
-                    .unwrap();
-                // SAFETY: a shared writable mapping of a file we hold, unmapped below.
-                unsafe {
-                    let m = libc::mmap(
-                        std::ptr::null_mut(),
-                        4096,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_SHARED,
-                        f.as_raw_fd(),
-                        0,
-                    );
-                    assert_ne!(m, libc::MAP_FAILED);
-                    *(m as *mut u8) = 9;
-                    libc::munmap(m, 4096);
-                }
-            },
-            &|| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .unwrap()
-                    .set_len(5_000)
-                    .unwrap();
-            },
-        ];
+        let changes = crate::watch::tests::changes(&p);
         for (i, change) in changes.iter().enumerate() {
             let before = reads.get();
             change();

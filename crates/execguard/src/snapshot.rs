@@ -348,43 +348,7 @@ mod tests {
             .copy(open().as_fd(), "lib.so", tiny)
             .expect("kept, not read");
         assert_eq!((h2, c2.as_raw_fd()), (h, c.as_raw_fd()));
-        let old = std::fs::metadata(&p).unwrap().modified().unwrap();
-        let changes: [&dyn Fn(); 3] = [
-            &|| {
-                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-                rustix::io::pwrite(&f, &[8u8; 16], 0).unwrap();
-                f.set_modified(old).unwrap();
-            },
-            &|| {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&p)
-                    .unwrap();
-                // SAFETY: a shared writable mapping of a file we hold, unmapped below.
-                unsafe {
-                    let m = libc::mmap(
-                        std::ptr::null_mut(),
-                        4096,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_SHARED,
-                        f.as_raw_fd(),
-                        0,
-                    );
-                    assert_ne!(m, libc::MAP_FAILED);
-                    *(m as *mut u8) = 9;
-                    libc::munmap(m, 4096);
-                }
-            },
-            &|| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .unwrap()
-                    .set_len(5_000)
-                    .unwrap();
-            },
-        ];
+        let changes = crate::watch::tests::changes(&p);
         // A writer holding the file (a shared writable mapping's writes are reported only
         // once it is gone): the file is read again.
         {

@@ -175,3 +175,52 @@ pub(crate) fn no_writer(fd: BorrowedFd<'_>) -> bool {
             && libc::fcntl(raw, libc::F_SETLEASE, libc::F_UNLCK) == 0
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    /// Changes of `p`'s bytes that a watch must report, each behind a stamp as close to
+    /// the old one as can be made: a write with the old modification time put back, a
+    /// shared writable mapping's write (no event until it goes), a truncate.
+    pub(crate) fn changes(p: &Path) -> Vec<Box<dyn Fn() + '_>> {
+        let old = std::fs::metadata(p).unwrap().modified().unwrap();
+        vec![
+            Box::new(move || {
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                rustix::io::pwrite(&f, &[8u8; 16], 0).unwrap();
+                f.set_modified(old).unwrap();
+            }),
+            Box::new(move || {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .unwrap();
+                // SAFETY: a shared writable mapping of a file we hold, unmapped below.
+                unsafe {
+                    let m = libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED,
+                        f.as_raw_fd(),
+                        0,
+                    );
+                    assert_ne!(m, libc::MAP_FAILED);
+                    *(m as *mut u8) = 9;
+                    libc::munmap(m, 4096);
+                }
+            }),
+            Box::new(move || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len(5_000)
+                    .unwrap();
+            }),
+        ]
+    }
+}
