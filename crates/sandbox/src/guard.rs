@@ -1245,8 +1245,10 @@ impl State {
             // The workspace itself too: git takes a directory holding `HEAD`, `objects` and
             // `refs` for a git dir before it looks further up (attack review 95: a workspace
             // that is a subdirectory of the user's repository, or no repository at all, made
-            // into one; the host's `git status` there ran its `core.fsmonitor`).
-            if gitlike {
+            // into one; the host's `git status` there ran its `core.fsmonitor`). There git's
+            // own test, which needs `HEAD`: a project's own `objects/` and `refs/` get no
+            // `hooks/` made beside them (a `HEAD` added later is an event like any other).
+            if gitlike && (!rel.as_os_str().is_empty() || has("HEAD")) {
                 self.queue(rel.clone(), Kind::GitDir);
             }
             for (name, dt) in &typed {
