@@ -64,6 +64,11 @@ const MAX_WATCHES: usize = 100_000;
 /// character is PATH_MAX long: deeper, the host's git cannot work there).
 const MAX_WALK: usize = 1_000_000;
 const MAX_DEPTH: usize = 2_048;
+/// The last pass's bound, once nothing of the agent's runs: an agent filling the walk's
+/// budget with links ahead of a repository it makes later kept every rescan, the last one
+/// included, from reaching it (attack review 96: 1,000,100 links in `node_modules`, then a git
+/// dir in `src`). Past this the exit says so aloud.
+const MAX_FINAL_WALK: usize = 50_000_000;
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
 /// Subdirectories of a git dir that are not walked (content, not configuration), where
 /// [`bulk_unwalked`] allows it.
@@ -122,6 +127,8 @@ struct State {
     inotify: OwnedFd,
     wds: HashMap<i32, PathBuf>,
     degraded: bool,
+    /// The walks' bound in entries ([`MAX_WALK`], [`MAX_FINAL_WALK`] for the last pass).
+    walk_max: usize,
     /// No watch is in place yet: init's walk at the start only finds and locks what exists
     /// (adding a watch to each directory cost a real repository's start ~30 ms: the kernel
     /// flags every cached child dentry for `IN_CLOSE_WRITE`); the watcher thread's first
@@ -679,6 +686,7 @@ impl Guard {
             inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
             wds: HashMap::new(),
             degraded: false,
+            walk_max: MAX_WALK,
             unwatched: true,
             last_rescan: Instant::now(),
             preexisting: HashSet::new(),
@@ -827,7 +835,15 @@ impl Guard {
         // only then is a full rescan needed to find what it missed.
         if s.degraded || s.unwatched {
             s.unwatched = false;
+            s.degraded = false;
+            s.walk_max = MAX_FINAL_WALK;
             s.rescan();
+            if s.degraded {
+                eprintln!(
+                    "warden: WARNING: workspace guard: the workspace holds more than {MAX_FINAL_WALK} entries (or paths deeper than {MAX_DEPTH}); git metadata past them was not checked: before running git below {}, check `git config --list --show-origin` and the hooks directory there",
+                    warden_event::text::printable(&s.ws_path.display().to_string())
+                );
+            }
         }
         for rel in std::mem::take(&mut s.recheck) {
             s.queue(rel, Kind::Dot);
@@ -1222,7 +1238,7 @@ impl State {
         // behind a flood of directories go unguarded.
         let mut stack: Vec<(PathBuf, usize)> = vec![(rel.to_path_buf(), depth)];
         while let Some((rel, depth)) = stack.pop() {
-            if depth > MAX_DEPTH || *seen > MAX_WALK {
+            if depth > MAX_DEPTH || *seen > self.walk_max {
                 self.degraded = true;
                 continue;
             }
