@@ -745,33 +745,49 @@ fn lock_for(
         }
     }
     // A program of a Python virtual environment (`.venv/bin/python`, a console script
-    // there): the interpreter reads `pyvenv.cfg` and runs every `*.pth` (and
-    // `sitecustomize`) in its site-packages at start, before the script it was given. Attack
-    // review 95: a `.pth` planted in the workspace's venv ran at the next host `claude` start
-    // through a SessionStart hook `.venv/bin/python .claude/hooks/start.py`, whose script and
-    // interpreter link were locked. The environment's `pyvenv.cfg` and `lib/` are locked
-    // whole (installing into that environment fails inside the session).
-    let venv = p
-        .parent()
-        .filter(|b| b.file_name().is_some_and(|n| n == "bin"))
-        .and_then(Path::parent)
-        .filter(|v| v.join("pyvenv.cfg").is_file());
-    if let Some(v) = venv {
-        for (x, dir) in [
-            (v.join("pyvenv.cfg"), false),
-            (v.join("lib"), true),
-            (v.join("lib64"), true),
-        ] {
-            if std::fs::symlink_metadata(&x).is_ok() {
-                out.extend(lock_one(&x, state, writable, from, true).map(|mut l| {
-                    l.is_dir |= dir && !l.watch_only;
-                    l
-                }));
-            }
+    // there): the interpreter reads `pyvenv.cfg`, a `python._pth` beside itself (which
+    // replaces `sys.path`), and runs every `*.pth` and `sitecustomize` of its site-packages at
+    // start, before the script it was given. Attack review 95: a `.pth` planted in the
+    // workspace's venv ran at the next host `claude` start through a SessionStart hook
+    // `.venv/bin/python .claude/hooks/start.py`, whose script and interpreter link were
+    // locked; review 96: a `bin/python._pth` did with `pyvenv.cfg` and `lib/` locked. The
+    // environment is locked whole (installing into it fails inside the session). A script
+    // whose `#!` line names such a program counts too (review 96).
+    let mut programs = vec![p.to_path_buf()];
+    if script || runnable_file(p) {
+        programs.extend(shebang_program(p));
+    }
+    for prog in &programs {
+        let venv = prog
+            .parent()
+            .filter(|b| b.file_name().is_some_and(|n| n == "bin"))
+            .and_then(Path::parent)
+            .filter(|v| v.join("pyvenv.cfg").is_file());
+        if let Some(v) = venv {
+            out.extend(lock_one(v, state, writable, from, true).map(|mut l| {
+                l.is_dir |= !l.watch_only;
+                l
+            }));
+        } else if prog != p {
+            // The interpreter a `#!` line names, when the agent could write it.
+            out.extend(lock_one(prog, state, writable, from, true));
         }
     }
     out.insert(0, r);
     out
+}
+
+/// The program the `#!` line of the file `p` names (`#!/usr/bin/env NAME` names none:
+/// `PATH` decides), if it is an absolute path.
+fn shebang_program(p: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(p).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&c| c == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let prog = text.split_whitespace().next()?;
+    prog.starts_with('/').then(|| PathBuf::from(prog))
 }
 
 /// Where `p` lands on the host: every symlink followed, a dangling one too (what it names

@@ -8,7 +8,7 @@
 //! `CLAUDE.md`, ...), IDE configuration (`.vscode/`, `.idea/`, `.devcontainer/`), `.envrc`,
 //! build configuration (`.cargo/config.toml`, `.npmrc`, `package.json` scripts, `Makefile`,
 //! lefthook, `.mvn/`, `gradle.properties`, `.bundle/config`, ...), Python start-up files
-//! (`*.pth`, `sitecustomize.py`, `pyvenv.cfg`), `.lfsconfig` and any file with a setuid/setgid bit. [`compare`] walks again after the session and
+//! (`*.pth`, `*._pth`, `sitecustomize` in any form, `pyvenv.cfg`), `.lfsconfig` and any file with a setuid/setgid bit. [`compare`] walks again after the session and
 //! lists what was created or changed. A stamp includes the inode change time, which the agent
 //! cannot set, so a rewrite with a forged mtime still shows.
 //!
@@ -1276,9 +1276,25 @@ fn classify_entry(
         // and a virtual environment's `pyvenv.cfg` (its `home` picks the standard library).
         // A workspace venv is the host's too (attack review 95: a `.pth` planted in a
         // gitignored `.venv` ran at the host's next `.venv/bin/python`).
-        b"sitecustomize.py" | b"usercustomize.py" | b"pyvenv.cfg" => Some((
+        // Any form of the module (`.py`, bytecode, an extension, a package: review 96), and
+        // `<interpreter>._pth` beside an interpreter, which replaces `sys.path`.
+        b"pyvenv.cfg" => Some((
             Category::Env,
             "Python start-up file (runs at every interpreter start)",
+        )),
+        _ if name.starts_with(b"sitecustomize.")
+            || name.starts_with(b"usercustomize.")
+            || parent == b"sitecustomize"
+            || parent == b"usercustomize" =>
+        {
+            Some((
+                Category::Env,
+                "Python start-up file (runs at every interpreter start)",
+            ))
+        }
+        _ if name.ends_with(b"._pth") => Some((
+            Category::Env,
+            "Python ._pth file (replaces the interpreter's module path)",
         )),
         _ if name.ends_with(b".pth") => Some((
             Category::Env,
@@ -1395,6 +1411,10 @@ mod tests {
             ".venv/lib/python3.11/site-packages/sitecustomize.py",
             "usercustomize.py",
             ".venv/pyvenv.cfg",
+            ".venv/bin/python._pth",
+            ".venv/lib/python3.11/site-packages/sitecustomize/__init__.py",
+            "site-packages/__pycache__/sitecustomize.cpython-311.pyc",
+            "usercustomize.cpython-311-x86_64-linux-gnu.so",
         ] {
             assert_eq!(c(p), Some(Category::Env), "{p}");
         }

@@ -910,6 +910,18 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     std::fs::write(t.ws.join(".venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
     std::os::unix::fs::symlink("/usr/bin/python3", t.ws.join(".venv/bin/python")).unwrap();
     std::fs::write(pc.join("hooks/start.py"), "print('start')\n").unwrap();
+    // Review 96 (F4d): a hook script whose `#!` line names another environment's python.
+    std::fs::create_dir_all(t.ws.join("env2/lib/python3.11/site-packages")).unwrap();
+    std::fs::create_dir_all(t.ws.join("env2/bin")).unwrap();
+    std::fs::write(t.ws.join("env2/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", t.ws.join("env2/bin/python")).unwrap();
+    let run = pc.join("hooks/run.py");
+    std::fs::write(
+        &run,
+        format!("#!{}/env2/bin/python\nprint('run')\n", t.ws.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(
         pc.join("settings.json"),
         json!({"hooks": {"PostToolUse": [{"hooks": [
@@ -918,7 +930,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
             {"type": "command", "command": "python3 \"$CLAUDE_PROJECT_DIR\"/tools/fmt-hook"},
             {"type": "command", "command": "cd \"$CLAUDE_PROJECT_DIR\"/tools && sh status"},
             {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"},
-            {"type": "command", "command": ".venv/bin/python .claude/hooks/start.py"}]}]}})
+            {"type": "command", "command": ".venv/bin/python .claude/hooks/start.py"},
+            {"type": "command", "command": ".claude/hooks/run.py"}]}]}})
         .to_string(),
     )
     .unwrap();
@@ -931,6 +944,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         (echo 'touch {m}' >> tools/status) 2>/dev/null && echo WROTE-status
         (echo 'import os; open("{m}", "w")' > .venv/lib/python3.11/site-packages/zz.pth) 2>/dev/null && echo WROTE-pth
         (echo 'home = /tmp' > .venv/pyvenv.cfg) 2>/dev/null && echo WROTE-pyvenv
+        (echo 'x' > .venv/bin/python._pth) 2>/dev/null && echo WROTE-_pth
+        (mkdir -p env2/lib/python3.11/site-packages/sitecustomize && echo 'import os' > env2/lib/python3.11/site-packages/sitecustomize/__init__.py) 2>/dev/null && echo WROTE-shebang-env
         echo 'fn main() {{}}' > src/main.rs && echo '[dependencies]' >> Cargo.toml && echo legit-done
     "#,
         m = marker.display()
@@ -950,6 +965,11 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         &marker
     ));
     assert!(!site.join("zz.pth").exists());
+    assert!(!t.ws.join(".venv/bin/python._pth").exists());
+    assert!(!t
+        .ws
+        .join("env2/lib/python3.11/site-packages/sitecustomize")
+        .exists());
     assert_eq!(
         std::fs::read_to_string(t.ws.join(".venv/pyvenv.cfg")).unwrap(),
         "home = /usr/bin\n"
