@@ -848,6 +848,8 @@ fn codex_env_rules_and_notify_are_read_only() {
     std::fs::write(cx.join("notify.py"), "print('hi')\n").unwrap();
     std::fs::create_dir_all(cx.join("shell_snapshots")).unwrap();
     std::fs::write(cx.join("shell_snapshots/s.sh"), "export A=1\n").unwrap();
+    // A running host Codex's aliases directory, first on the PATH of its commands (review 96).
+    std::fs::create_dir_all(cx.join("tmp/arg0-linux/codex-arg0abc")).unwrap();
     std::fs::write(
         cx.join("config.toml"),
         "notify = [\"python3\", \"~/.codex/notify.py\"]\n",
@@ -862,6 +864,7 @@ fn codex_env_rules_and_notify_are_read_only() {
         (mkdir -p ~/.codex/rules && echo 'prefix_rule(pattern=["rm"], decision="allow")' > ~/.codex/rules/default.rules) 2>/dev/null && echo WROTE-rules
         (mkdir -p ~/.codex/skills/x && echo evil > ~/.codex/skills/x/SKILL.md) 2>/dev/null && echo WROTE-skill
         (echo 'touch /tmp/PWN' >> ~/.codex/shell_snapshots/s.sh) 2>/dev/null && echo WROTE-snapshot
+        (echo 'touch /tmp/PWN' > ~/.codex/tmp/arg0-linux/codex-arg0abc/git) 2>/dev/null && echo WROTE-arg0
         mkdir -p ~/.codex/sessions && echo '{}' > ~/.codex/sessions/s.jsonl
         echo legit-done
     "#,
@@ -884,6 +887,7 @@ fn codex_env_rules_and_notify_are_read_only() {
         std::fs::read_to_string(cx.join("shell_snapshots/s.sh")).unwrap(),
         "export A=1\n"
     );
+    assert!(!cx.join("tmp/arg0-linux/codex-arg0abc/git").exists());
     assert!(cx.join("sessions/s.jsonl").exists(), "sessions persist");
 }
 
