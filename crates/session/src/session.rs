@@ -187,6 +187,9 @@ impl Session {
         // They are made on the second core while the plan is built (neither reads the
         // other; a scoped thread, joined before anything else starts).
         let bpf = matches!(exec, ExecSetup::Bpf(_));
+        // The machine-wide records of this user's and root's other live sessions, read once
+        // for the fence and for the exec guard's "changed since" time.
+        let others = trusted_other_sessions();
         let (cgroups, planned) = std::thread::scope(|s| {
             let made = std::thread::Builder::new()
                 .name("warden-cgroups".into())
@@ -199,7 +202,7 @@ impl Session {
                     advisor.as_ref(),
                 );
                 lock_warden_dirs(&config, &mut plan)?;
-                fence_other_sessions(&mut plan)?;
+                fence_other_sessions(&mut plan, &others)?;
                 check_command(&config, &plan)?;
                 Ok::<_, StartError>(plan)
             })();
@@ -292,7 +295,7 @@ impl Session {
                                 .flat_map(|o| o.roots)
                                 .collect()
                         })),
-                        earliest_other_session(),
+                        earliest_other_session(&others),
                         warden_sandbox::placeholder::recordable(),
                     )
                 } else {
@@ -756,15 +759,10 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
 /// lies inside one of this session's writable roots; a writable root inside it refuses the
 /// start (attack review 91: a session whose workspace was a directory another one bound
 /// read-only rewrote code that session had mapped).
-fn fence_other_sessions(plan: &mut Plan) -> Result<(), StartError> {
-    // Only this user's own sessions and root's: a record another user wrote could name
-    // anything (attack review 93 refused every session on the machine with one naming `/`).
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    let others: Vec<_> = warden_sandbox::placeholder::other_sessions()
-        .into_iter()
-        .filter(|o| o.owner == me || o.owner == 0)
-        .collect();
+fn fence_other_sessions(
+    plan: &mut Plan,
+    others: &[warden_sandbox::placeholder::OtherSession],
+) -> Result<(), StartError> {
     if others.iter().all(|o| o.fixed.is_empty()) {
         return Ok(());
     }
@@ -774,7 +772,7 @@ fn fence_other_sessions(plan: &mut Plan) -> Result<(), StartError> {
         .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
         .collect();
     let mut lock = Vec::new();
-    for o in &others {
+    for o in others {
         for f in &o.fixed {
             if let Some(r) = roots.iter().find(|r| r.starts_with(f)) {
                 return Err(StartError::Workspace(format!(
@@ -802,23 +800,33 @@ fn fence_other_sessions(plan: &mut Plan) -> Result<(), StartError> {
     Ok(())
 }
 
-/// When the earliest other live session of this user (or root) began, in `CLOCK_REALTIME`
-/// seconds (see `WriteScope::with_other_sessions`).
-fn earliest_other_session() -> Option<i64> {
+/// The other live sessions whose records count: this user's own and root's (a record
+/// another user wrote could name anything: attack review 93 refused every session on the
+/// machine with one naming `/`).
+fn trusted_other_sessions() -> Vec<warden_sandbox::placeholder::OtherSession> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    let first = warden_sandbox::placeholder::other_sessions()
+    warden_sandbox::placeholder::other_sessions()
         .into_iter()
         .filter(|o| o.owner == me || o.owner == 0)
-        .map(|o| o.started)
-        .min()?;
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: i64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
+        .collect()
+}
+
+/// When the earliest of `others` began, in `CLOCK_REALTIME` seconds (see
+/// `WriteScope::with_other_sessions`); `None` when there is none. When the boot time cannot
+/// be read, the epoch: every file then counts as changed since (nothing is vouched for).
+fn earliest_other_session(others: &[warden_sandbox::placeholder::OtherSession]) -> Option<i64> {
+    let first = others.iter().map(|o| o.started).min()?;
+    let btime: Option<i64> = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| {
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    });
+    let Some(btime) = btime else {
+        return Some(0);
+    };
     // SAFETY: sysconf with a constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     // A session recorded without its start time (0) started at boot, for this purpose.
