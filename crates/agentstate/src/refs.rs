@@ -721,6 +721,8 @@ fn lock_for(
     // in it, not the file the link names: attack review 59), a dangling link's landing
     // included (the agent could create it).
     let real = landing(p);
+    // The `#!` line is read where the path lands (a hook script linked elsewhere).
+    let script_at = real.clone();
     let landed = (real != p).then_some(real);
     let Some(r) = lock_one(p, state, writable, from, script)
         .or_else(|| lock_one(landed.as_ref()?, state, writable, from, script))
@@ -755,7 +757,7 @@ fn lock_for(
     // whose `#!` line names such a program counts too (review 96).
     let mut programs = vec![p.to_path_buf()];
     if script || runnable_file(p) {
-        programs.extend(shebang_program(p));
+        programs.extend(shebang_program(&script_at));
     }
     for prog in &programs {
         let venv = prog
@@ -777,16 +779,32 @@ fn lock_for(
     out
 }
 
-/// The program the `#!` line of the file `p` names (`#!/usr/bin/env NAME` names none:
-/// `PATH` decides), if it is an absolute path.
+/// The program the `#!` line of the regular file `p` names, if it is an absolute path
+/// (`#!/usr/bin/env NAME` names none: `PATH` decides; `env` given an absolute path runs it). A path an earlier session's agent could
+/// have made: its last link is not followed and a FIFO is not waited on (read as root
+/// before the session, it must neither block the start nor read elsewhere).
 fn shebang_program(p: &Path) -> Option<PathBuf> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(p).ok()?.read(&mut head).ok()?;
+    let n = f.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
     let line = line.split(|&c| c == b'\n').next()?;
     let text = std::str::from_utf8(line).ok()?;
-    let prog = text.split_whitespace().next()?;
+    let mut words = text.split_whitespace();
+    let mut prog = words.next()?;
+    // `#!/usr/bin/env /abs/python` (or `env -S /abs/python -u`) runs the absolute path.
+    if prog.rsplit('/').next() == Some("env") {
+        prog = words.find(|w| w.starts_with('/'))?;
+    }
     prog.starts_with('/').then(|| PathBuf::from(prog))
 }
 
@@ -967,6 +985,51 @@ mod tests_commands {
             vec!["$WARDEN_REFS_TEST_DIR/../x.sh".to_string()]
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[cfg(test)]
+mod tests_shebang {
+    use super::shebang_program;
+    use std::path::PathBuf;
+
+    /// The `#!` program of a regular file only: a link's or a FIFO's is not read (a FIFO
+    /// would block the session's start); `env` with an absolute path counts.
+    #[test]
+    fn shebang_programs_are_read_from_regular_files_only() {
+        let d = std::env::temp_dir().join(format!("warden-shebang-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let w = |n: &str, t: &str| {
+            std::fs::write(d.join(n), t).unwrap();
+            d.join(n)
+        };
+        let plain = w("a", "#!/ws/.venv/bin/python -u\nx\n");
+        assert_eq!(
+            shebang_program(&plain),
+            Some(PathBuf::from("/ws/.venv/bin/python"))
+        );
+        let env = w("b", "#!/usr/bin/env -S /ws/env/bin/python -u\n");
+        assert_eq!(
+            shebang_program(&env),
+            Some(PathBuf::from("/ws/env/bin/python"))
+        );
+        assert_eq!(shebang_program(&w("c", "#!/usr/bin/env python3\n")), None);
+        assert_eq!(shebang_program(&w("e", "print(1)\n")), None);
+        std::os::unix::fs::symlink(&plain, d.join("link")).unwrap();
+        assert_eq!(
+            shebang_program(&d.join("link")),
+            None,
+            "a link is not followed"
+        );
+        let fifo = std::ffi::CString::new(d.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(
+            shebang_program(&d.join("fifo")),
+            None,
+            "a FIFO is not waited on"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
 

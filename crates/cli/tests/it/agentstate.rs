@@ -926,6 +926,21 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     )
     .unwrap();
     std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // One move sideways: the hook is a link to a script whose `#!` runs a third environment
+    // through `env`.
+    std::fs::create_dir_all(t.ws.join("env3/lib/python3.11/site-packages")).unwrap();
+    std::fs::create_dir_all(t.ws.join("env3/bin")).unwrap();
+    std::fs::write(t.ws.join("env3/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", t.ws.join("env3/bin/python")).unwrap();
+    std::fs::write(
+        t.ws.join("tools/real.py"),
+        format!(
+            "#!/usr/bin/env {}/env3/bin/python\nprint('real')\n",
+            t.ws.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../../tools/real.py", pc.join("hooks/link.py")).unwrap();
     std::fs::write(
         pc.join("settings.json"),
         json!({"hooks": {"PostToolUse": [{"hooks": [
@@ -935,7 +950,8 @@ fn hook_scripts_the_project_settings_run_are_locked() {
             {"type": "command", "command": "cd \"$CLAUDE_PROJECT_DIR\"/tools && sh status"},
             {"type": "command", "command": "prettier --write ./src --config ./Cargo.toml"},
             {"type": "command", "command": ".venv/bin/python .claude/hooks/start.py"},
-            {"type": "command", "command": ".claude/hooks/run.py"}]}]}})
+            {"type": "command", "command": ".claude/hooks/run.py"},
+            {"type": "command", "command": ".claude/hooks/link.py"}]}]}})
         .to_string(),
     )
     .unwrap();
@@ -950,6 +966,7 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         (echo 'home = /tmp' > .venv/pyvenv.cfg) 2>/dev/null && echo WROTE-pyvenv
         (echo 'x' > .venv/bin/python._pth) 2>/dev/null && echo WROTE-_pth
         (mkdir -p env2/lib/python3.11/site-packages/sitecustomize && echo 'import os' > env2/lib/python3.11/site-packages/sitecustomize/__init__.py) 2>/dev/null && echo WROTE-shebang-env
+        (echo 'import os' > env3/lib/python3.11/site-packages/zz.pth) 2>/dev/null && echo WROTE-linked-env-shebang
         echo 'fn main() {{}}' > src/main.rs && echo '[dependencies]' >> Cargo.toml && echo legit-done
     "#,
         m = marker.display()
@@ -970,6 +987,10 @@ fn hook_scripts_the_project_settings_run_are_locked() {
     ));
     assert!(!site.join("zz.pth").exists());
     assert!(!t.ws.join(".venv/bin/python._pth").exists());
+    assert!(!t
+        .ws
+        .join("env3/lib/python3.11/site-packages/zz.pth")
+        .exists());
     assert!(!t
         .ws
         .join("env2/lib/python3.11/site-packages/sitecustomize")
