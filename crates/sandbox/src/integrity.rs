@@ -151,6 +151,15 @@ pub struct Snapshot {
     /// the coarse real time (seconds, nanoseconds) before its walk. A setuid/setgid file the
     /// end finds without a stamp counts as changed when its inode changed since.
     setid_since: Option<(i64, i64)>,
+    /// The coarse real time before this walk began (see [`coarse_now`]).
+    began: (i64, i64),
+    /// Python virtual environments found (workspace-relative: a directory holding
+    /// `pyvenv.cfg`).
+    venvs: Vec<PathBuf>,
+    /// Entries inside a virtual environment whose inode changed after the baseline began
+    /// (end walk only), with whether each is a directory; the ones a name covers are stamped
+    /// in `files` instead.
+    venv_changed: Vec<(PathBuf, bool)>,
 }
 
 impl Snapshot {
@@ -172,18 +181,35 @@ impl Snapshot {
 
 /// Walks `workspace` (see the module doc).
 pub fn snapshot(workspace: &Path) -> std::io::Result<Snapshot> {
-    walk_root(workspace, true, true)
+    walk_root(workspace, true, true, None)
 }
 
 /// Walks `workspace`; `all`: stat every file (to find setuid/setgid bits), else only the
 /// files whose names matter (and those `readdir` gives no type for).
 /// `two`: on two threads where the machine has two CPUs (only `all` walks).
-fn walk_root(workspace: &Path, all: bool, two: bool) -> std::io::Result<Snapshot> {
+fn walk_root(
+    workspace: &Path,
+    all: bool,
+    two: bool,
+    venv: Option<&VenvCheck<'_>>,
+) -> std::io::Result<Snapshot> {
+    let began = coarse_now();
     let root = fsat::open_root(workspace)?;
     let dev = fsat::fstat(root.as_fd())?.st_dev;
-    let mut s = Snapshot::default();
-    walk(&root, dev, all, two, &mut s);
+    let mut s = Snapshot {
+        began,
+        ..Snapshot::default()
+    };
+    walk(&root, dev, all, two, venv, &mut s);
     Ok(s)
+}
+
+/// What the end's walk looks for in Python virtual environments: every entry whose inode
+/// changed at or after `since` (the baseline's start), in every directory that holds a
+/// `pyvenv.cfg` now or held one then (`roots`).
+struct VenvCheck<'a> {
+    since: (i64, i64),
+    roots: &'a [PathBuf],
 }
 
 /// `CLOCK_REALTIME_COARSE`, the clock inode timestamps are taken from (a fine-grained
@@ -240,7 +266,7 @@ impl Inputs {
     }
 
     fn snapshot_since(self, since: (i64, i64)) -> std::io::Result<Snapshot> {
-        let mut s = walk_root(&self.workspace, false, false)?;
+        let mut s = walk_root(&self.workspace, false, false, None)?;
         s.setid_since = Some(since);
         snapshot_state(&mut s, &self.state_dirs);
         add_git_targets(&mut s, &self.git_targets);
@@ -763,7 +789,11 @@ fn stamp(
 /// Walks again and lists what was created or changed since `before`.
 pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let two = before.scanned >= TWO_THREADS_FROM;
-    let after = match walk_root(workspace, true, two) {
+    let venv = VenvCheck {
+        since: before.setid_since.unwrap_or(before.began),
+        roots: &before.venvs,
+    };
+    let after = match walk_root(workspace, true, two, Some(&venv)) {
         Ok(mut s) => {
             snapshot_state(&mut s, &before.state_dirs);
             add_git_targets(&mut s, &before.git_targets);
@@ -844,6 +874,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             what,
         });
     }
+    entries.extend(venv_entries(&after));
     entries.sort_by(|x, y| x.path.cmp(&y.path));
     Report {
         workspace: workspace.to_path_buf(),
@@ -852,6 +883,52 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
         scanned: after.scanned,
         concurrent: Vec::new(),
     }
+}
+
+/// What changed in the workspace's Python virtual environments: each program of a `bin/`
+/// by itself (what a host hook or shell runs), the rest counted per environment.
+fn venv_entries(after: &Snapshot) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut counted: Vec<(PathBuf, usize)> = Vec::new();
+    for (rel, is_dir) in &after.venv_changed {
+        let Some(root) = after
+            .venvs
+            .iter()
+            .filter(|r| rel.starts_with(r))
+            .max_by_key(|r| r.components().count())
+        else {
+            continue;
+        };
+        if !is_dir && rel.parent() == Some(root.join("bin").as_path()) {
+            out.push(Entry {
+                path: rel.clone(),
+                category: Category::Env,
+                change: Change::Modified,
+                what: "Python virtual environment program (a host hook, `source bin/activate` or an IDE runs it)".into(),
+            });
+            continue;
+        }
+        match counted.iter_mut().find(|(r, _)| r == root) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((root.clone(), 1)),
+        }
+    }
+    for (root, n) in counted {
+        out.push(Entry {
+            path: if root.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                root
+            },
+            category: Category::Env,
+            change: Change::Modified,
+            what: format!(
+                "Python virtual environment: {n} entr{} created or changed in it (modules and files its interpreter loads when the host runs it)",
+                if n == 1 { "y" } else { "ies" }
+            ),
+        });
+    }
+    out
 }
 
 /// `path` is one of this session's placeholders and, as `st` saw it, empty: a regular file
@@ -893,6 +970,8 @@ struct Walk<'a> {
     queue: Option<&'a Queue>,
     /// Entries listed by every thread of the walk (bounded by [`MAX_ENTRIES`] together).
     listed: std::sync::atomic::AtomicU64,
+    /// The end's walk: what it looks for in virtual environments.
+    venv: Option<&'a VenvCheck<'a>>,
 }
 
 /// A directory still to walk: at `rel`, `depth` levels down, inside a git dir or not, with
@@ -960,9 +1039,16 @@ impl Queue {
 /// Walks the workspace from `root`. The end's walk (`all`) stats every file and runs on two
 /// threads where the machine has two cores (nothing else of the session runs then); the
 /// baseline's runs on one (init walks the workspace at the same time).
-fn walk(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Snapshot) {
+fn walk(
+    root: &std::os::fd::OwnedFd,
+    dev: u64,
+    all: bool,
+    two: bool,
+    venv: Option<&VenvCheck<'_>>,
+    s: &mut Snapshot,
+) {
     let two = two && all && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    walk_on(root, dev, all, two, s);
+    walk_on(root, dev, all, two, venv, s);
 }
 
 /// Entries the baseline walk listed from which the end's walk takes a second thread: its
@@ -970,7 +1056,14 @@ fn walk(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Sna
 /// larger than a small workspace.
 const TWO_THREADS_FROM: u64 = 2000;
 
-fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut Snapshot) {
+fn walk_on(
+    root: &std::os::fd::OwnedFd,
+    dev: u64,
+    all: bool,
+    two: bool,
+    venv: Option<&VenvCheck<'_>>,
+    s: &mut Snapshot,
+) {
     let first = Job {
         dir: None,
         rel: PathBuf::new(),
@@ -985,6 +1078,7 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
             all,
             queue: None,
             listed: Default::default(),
+            venv,
         };
         walk_job(&w, first, s);
         return;
@@ -997,6 +1091,7 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
         all,
         queue: Some(&q),
         listed: Default::default(),
+        venv,
     };
     let work = |s: &mut Snapshot| {
         while let Some(j) = q.next() {
@@ -1018,6 +1113,8 @@ fn walk_on(root: &std::os::fd::OwnedFd, dev: u64, all: bool, two: bool, s: &mut 
     s.files.extend(other.files);
     s.scanned += other.scanned;
     s.incomplete |= other.incomplete;
+    s.venvs.extend(other.venvs);
+    s.venv_changed.extend(other.venv_changed);
 }
 
 fn walk_job(w: &Walk<'_>, j: Job, s: &mut Snapshot) {
@@ -1062,6 +1159,22 @@ fn walk_dir(
     let gitlike = in_git
         || rel.file_name() == Some(OsStr::new(".git"))
         || (has("HEAD") && (has("objects") || has("commondir")));
+    // A Python virtual environment: its programs and modules are the host's too (a hook
+    // `.venv/bin/python x.py`, `source .venv/bin/activate`, an IDE's interpreter). Every
+    // entry in it is compared by its inode's change time, which a write, `rename`, `link`
+    // and `chmod` all set on what they touch (a directory moved in has its own set).
+    let venv_root = has("pyvenv.cfg") || w.venv.is_some_and(|v| v.roots.iter().any(|r| r == rel));
+    if venv_root {
+        s.venvs.push(rel.to_path_buf());
+    }
+    let anc = anc | if venv_root { ANC_VENV } else { 0 };
+    let venv = w.venv.filter(|_| anc & ANC_VENV != 0);
+    if let Some(v) = venv {
+        match fsat::fstat(dir.as_fd()) {
+            Ok(st) if (st.st_ctime, st.st_ctime_nsec) < v.since => {}
+            _ => s.venv_changed.push((rel.to_path_buf(), true)),
+        }
+    }
     let parent = rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
     let sub = |name: &OsStr, s: &mut Snapshot| {
         if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(rel) {
@@ -1107,6 +1220,11 @@ fn walk_dir(
                 sub(name, s);
             }
             continue;
+        }
+        if let Some(v) = venv.filter(|_| named.is_none()) {
+            if (st.st_ctime, st.st_ctime_nsec) >= v.since {
+                s.venv_changed.push((rel.join(name), false));
+            }
         }
         let setid = is_setid(st.st_mode);
         // The name first: a set-id file at a hook's or a Makefile's path is that (and is
@@ -1159,6 +1277,8 @@ pub fn classify(rel: &Path, in_git: bool) -> Option<(Category, &'static str)> {
 const ANC_AGENT: u8 = 1;
 const ANC_IDE: u8 = 2;
 const ANC_HOOKS: u8 = 4;
+/// Not a name's: set below a directory holding `pyvenv.cfg` (see `walk_dir`).
+const ANC_VENV: u8 = 8;
 
 fn ancestry(name: &[u8]) -> u8 {
     match name {
@@ -1729,8 +1849,8 @@ mod tests {
         let root = fsat::open_root(&d).unwrap();
         let dev = fsat::fstat(root.as_fd()).unwrap().st_dev;
         let (mut one, mut two) = (Snapshot::default(), Snapshot::default());
-        walk_on(&root, dev, true, false, &mut one);
-        walk_on(&root, dev, true, true, &mut two);
+        walk_on(&root, dev, true, false, None, &mut one);
+        walk_on(&root, dev, true, true, None, &mut two);
         assert_eq!(one.files.len(), 60 * 6 + 9 * 3, "{:?}", one.files.keys());
         let key = |s: &Snapshot| {
             let mut v: Vec<_> = s

@@ -1162,6 +1162,58 @@ fn python_start_up_files_in_the_workspace_are_reported() {
     assert!(!err.contains("mod.py"), "{}", out(&o));
 }
 
+/// Attack review 97 (F2): a workspace virtual environment is the host's whatever names it (a
+/// hook `PATH=.venv/bin:$PATH python x.py`, `source .venv/bin/activate`, `uv run`): a program
+/// replaced in its `bin/`, a module added to it, and a `bin/python` planted in a new `.venv`
+/// after the real one was moved away (or its `pyvenv.cfg` deleted) are all in the exit report,
+/// which an untouched environment stays out of. Judged from the host: the planted program
+/// runs there.
+#[test]
+fn every_change_in_a_workspace_virtual_environment_is_reported() {
+    let t = T::new("review97-venv");
+    let site = t.ws.join(".venv/lib/python3.11/site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::create_dir_all(t.ws.join(".venv/bin")).unwrap();
+    std::fs::create_dir_all(t.ws.join("other/bin")).unwrap();
+    std::fs::write(t.ws.join(".venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    std::fs::write(t.ws.join("other/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    std::fs::write(site.join("yaml.py"), "x = 1\n").unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", t.ws.join(".venv/bin/python")).unwrap();
+    // Past the baseline's one-second margin.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let quiet = t.sh("ls .venv/bin other >/dev/null");
+    ok(&quiet);
+    let err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(
+        !err.contains(".venv"),
+        "an untouched venv reported:\n{}",
+        out(&quiet)
+    );
+    let marker = t.root.join("venv-marker");
+    let o = t.sh(&format!(
+        "rm .venv/bin/python && printf '#!/bin/sh\\ntouch {m}\\n' > .venv/bin/python && \
+         chmod +x .venv/bin/python && echo 'import os' > .venv/lib/python3.11/site-packages/yaml.py && \
+         rm other/pyvenv.cfg && mkdir -p other/lib && echo x > other/lib/m.py && \
+         mv .venv .venv-old && mkdir -p .venv/bin && cp .venv-old/bin/python .venv/bin/python",
+        m = marker.display()
+    ));
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    for shown in [
+        ".venv/bin/python  (shell environment: Python virtual environment program",
+        ".venv-old/bin/python  (shell environment: Python virtual environment program",
+        ".venv-old  (shell environment: Python virtual environment: ",
+        "other  (shell environment: Python virtual environment: ",
+    ] {
+        assert!(err.contains(shown), "{shown:?} not reported:\n{}", out(&o));
+    }
+    // What was reported is what the host would run.
+    let ran = Command::new(t.ws.join(".venv/bin/python"))
+        .output()
+        .unwrap();
+    assert!(ran.status.success() && marker.exists(), "{}", out(&ran));
+}
+
 /// Attack review 78: Claude Code names a project's auto-memory after the repository's root
 /// (the main checkout for a worktree), not after the directory warden runs in; and memory
 /// behind a symlink (a project directory, or its `memory`, linked elsewhere) is followed by
