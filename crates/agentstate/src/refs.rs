@@ -400,14 +400,18 @@ pub fn host_referenced(
     let mut out: Vec<Referenced> = Vec::new();
     let mut warnings = Vec::new();
     for (base, rel, format) in SOURCES {
-        let (path, shown, project) = match base {
-            Base::Home => (home.join(rel), format!("~/{rel}"), None),
+        // A user-level hook runs in the project too: `$CLAUDE_PROJECT_DIR` and a relative
+        // path name the workspace whichever settings file holds the command (attack review
+        // 97: `"$CLAUDE_PROJECT_DIR"/.claude/hooks/fmt.sh` in `~/.claude/settings.json` was
+        // left writable).
+        let (path, shown) = match base {
+            Base::Home => (home.join(rel), format!("~/{rel}")),
             Base::Workspace => (
                 workspace.join(rel),
                 workspace.join(rel).display().to_string(),
-                Some(workspace),
             ),
         };
+        let project = Some(workspace);
         let text = match read_bounded(&path) {
             Ok(Some(t)) => t,
             Ok(None) => continue,
@@ -451,7 +455,7 @@ pub fn host_referenced(
                 .into_iter()
                 .map(|p| (p, true));
             for (p, script) in named.chain(run) {
-                for r in lock_for(&p, state, writable, &shown, script) {
+                for r in lock_for(&p, state, writable, &shown, script, project) {
                     if !out.iter().any(|o| o.path == r.path) {
                         out.push(r);
                     }
@@ -678,13 +682,54 @@ fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
             i += 2;
             continue;
         }
+        // A search path set for the command (`PATH=$CLAUDE_PROJECT_DIR/.venv/bin:$PATH
+        // python x.py`, `PYTHONPATH=tools`): each directory of it is code the command runs
+        // or imports (attack review 97).
+        if let Some((var, value)) = w.split_once('=') {
+            if SEARCH_PATHS.contains(&var) {
+                // (An absent one is not made a placeholder: that would stop the agent
+                // creating it; what appears there is the integrity report's.)
+                out.extend(
+                    value
+                        .split(':')
+                        .filter(|e| !e.is_empty() && (e.contains('/') || !e.starts_with('$')))
+                        .filter_map(|e| resolve(e, dir.as_deref()))
+                        .filter(|d| d.is_dir()),
+                );
+            }
+            i += 1;
+            continue;
+        }
+        // A project runner uses the project's own environment (`uv run x.py`: `.venv`).
+        if RUNNERS.contains(&name) && words.get(i + 1) == Some(&"run") {
+            out.extend(
+                project
+                    .filter(|p| p.join(".venv/pyvenv.cfg").is_file())
+                    .map(|p| p.join(".venv/bin/python")),
+            );
+        }
         let interp = INTERPRETERS.contains(&name)
             || name.starts_with("python3.")
             || (name == "uv" && words.get(i + 1) == Some(&"run"));
         if interp {
+            // The interpreter itself, named by a path (`cd .venv && bin/python x.py`).
+            if w.contains('/') {
+                out.extend(resolve(w, dir.as_deref()));
+            }
             let mut j = i + 1;
+            let mut command_string = false;
             while j < words.len() && (words[j].starts_with('-') || words[j] == "run") {
+                // `bash -c 'source .venv/bin/activate && …'`, `sh -ec …`: what follows is
+                // a command, read as one, not a script's name.
+                command_string |= words[j].starts_with('-')
+                    && !words[j].starts_with("--")
+                    && words[j].contains('c')
+                    && !matches!(name, "node" | "deno" | "bun" | "php" | "lua");
                 j += 1;
+            }
+            if command_string {
+                i = j;
+                continue;
             }
             if let Some(p) = words.get(j).and_then(|w| resolve(w, dir.as_deref())) {
                 out.push(p);
@@ -692,18 +737,34 @@ fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
             i = j + 1;
             continue;
         }
-        // A bare name in the directory a `cd` went to (`cd ~/.claude && ./x.sh`, `x.sh`).
+        // A name in the directory a `cd` went to (`cd ~/.claude && ./x.sh`, `x.sh`,
+        // `cd .venv && bin/python ../x.py`).
         if let Some(d) = &dir {
-            let p = d.join(w.trim_start_matches("./"));
-            let bare = !w.contains('/') || w.starts_with("./");
-            if bare && std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
-                out.push(p);
+            let relative = !w.starts_with(['/', '~', '$', '-']);
+            if let Some(p) = relative.then(|| resolve(w, Some(d))).flatten() {
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+                    out.push(p);
+                }
             }
         }
         i += 1;
     }
     out
 }
+
+/// Variables that make a command look for programs or modules in their directories.
+const SEARCH_PATHS: &[&str] = &[
+    "PATH",
+    "PYTHONPATH",
+    "NODE_PATH",
+    "PERL5LIB",
+    "RUBYLIB",
+    "LD_LIBRARY_PATH",
+];
+
+/// Project runners whose `run` runs the command in the project's `.venv` (uv, and poetry,
+/// pdm, pipenv, hatch, rye configured in-project).
+const RUNNERS: &[&str] = &["uv", "poetry", "pdm", "pipenv", "hatch", "rye"];
 
 /// What to lock for a referenced path `p`, if it lies inside a writable root; when a
 /// symlink is on the way, also what it resolves to (once).
@@ -713,6 +774,7 @@ fn lock_for(
     writable: &[PathBuf],
     from: &str,
     script: bool,
+    project: Option<&Path>,
 ) -> Vec<Referenced> {
     let mut out = Vec::new();
     // A path the host reaches through its own symlinks (`~/.claude -> dotfiles/claude` under
@@ -757,20 +819,24 @@ fn lock_for(
     // whose `#!` line names such a program counts too (review 96).
     let mut programs = vec![p.to_path_buf()];
     if script || runnable_file(p) {
-        programs.extend(shebang_program(&script_at));
+        // A relative `#!` path is the kernel's to resolve from where the hook runs: the
+        // project (attack review 97: `#!venv/bin/python`).
+        programs.extend(
+            shebang_program(&script_at).and_then(|s| match s.is_absolute() {
+                true => Some(s),
+                false => expand(&project?.join(s).to_string_lossy(), Path::new("/"), None),
+            }),
+        );
     }
     for prog in &programs {
-        let venv = prog
-            .parent()
-            .filter(|b| b.file_name().is_some_and(|n| n == "bin"))
-            .and_then(Path::parent)
-            .filter(|v| v.join("pyvenv.cfg").is_file());
-        if let Some(v) = venv {
+        let venvs = venvs_of(prog);
+        for v in &venvs {
             out.extend(lock_one(v, state, writable, from, true).map(|mut l| {
                 l.is_dir |= !l.watch_only;
                 l
             }));
-        } else if prog != p {
+        }
+        if venvs.is_empty() && prog != p {
             // The interpreter a `#!` line names, when the agent could write it.
             out.extend(lock_one(prog, state, writable, from, true));
         }
@@ -779,8 +845,36 @@ fn lock_for(
     out
 }
 
-/// The program the `#!` line of the regular file `p` names, if it is an absolute path
-/// (`#!/usr/bin/env NAME` names none: `PATH` decides; `env` given an absolute path runs it). A path an earlier session's agent could
+/// The Python virtual environment whose program (`X/bin/python`, a console script) or
+/// program directory (`X/bin`, on a `PATH`) `p` is, spelled as `p` is and where its
+/// directory lands (`link/bin/python` with `link -> real`: attack review 97 found `real`'s
+/// modules writable).
+fn venvs_of(p: &Path) -> Vec<PathBuf> {
+    let bin = if p.file_name().is_some_and(|n| n == "bin") && p.is_dir() {
+        p.to_path_buf()
+    } else {
+        match p.parent() {
+            Some(b) => b.to_path_buf(),
+            None => return Vec::new(),
+        }
+    };
+    if bin.file_name().is_none_or(|n| n != "bin") {
+        return Vec::new();
+    }
+    let real = landing(&bin);
+    let mut out: Vec<PathBuf> = [bin.as_path(), real.as_path()]
+        .into_iter()
+        .filter_map(Path::parent)
+        .filter(|v| v.join("pyvenv.cfg").is_file())
+        .map(Path::to_path_buf)
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The program the `#!` line of the regular file `p` names, as written (a relative one is
+/// the kernel's to resolve from the working directory; `#!/usr/bin/env NAME` names none:
+/// `PATH` decides; `env` given a path runs it). A path an earlier session's agent could
 /// have made: its last link is not followed and a FIFO is not waited on (read as root
 /// before the session, it must neither block the start nor read elsewhere).
 fn shebang_program(p: &Path) -> Option<PathBuf> {
@@ -801,11 +895,11 @@ fn shebang_program(p: &Path) -> Option<PathBuf> {
     let text = std::str::from_utf8(line).ok()?;
     let mut words = text.split_whitespace();
     let mut prog = words.next()?;
-    // `#!/usr/bin/env /abs/python` (or `env -S /abs/python -u`) runs the absolute path.
+    // `#!/usr/bin/env /abs/python` (or `env -S /abs/python -u`) runs the path it is given.
     if prog.rsplit('/').next() == Some("env") {
-        prog = words.find(|w| w.starts_with('/'))?;
+        prog = words.find(|w| !w.starts_with('-') && w.contains('/'))?;
     }
-    prog.starts_with('/').then(|| PathBuf::from(prog))
+    Some(PathBuf::from(prog))
 }
 
 /// Where `p` lands on the host: every symlink followed, a dangling one too (what it names

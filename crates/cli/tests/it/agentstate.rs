@@ -1006,6 +1006,70 @@ fn hook_scripts_the_project_settings_run_are_locked() {
         .contains("dependencies"));
 }
 
+/// Attack review 97 (F1, F2): the user's own settings run hooks in the project
+/// (`$CLAUDE_PROJECT_DIR`, relative paths), and a hook reaches a workspace virtual
+/// environment by a search path, `cd`, `source bin/activate` inside `bash -c`, `uv run`, a
+/// relative `#!` line, or through a linked directory: each script and environment is locked
+/// for the session. Judged from the host; the project's own files stay writable.
+#[test]
+fn hooks_of_the_users_settings_and_venvs_by_indirection_are_locked() {
+    let t = T::new("review97-hooks");
+    let venv = |name: &str| {
+        std::fs::create_dir_all(t.ws.join(name).join("lib/python3.11/site-packages")).unwrap();
+        std::fs::create_dir_all(t.ws.join(name).join("bin")).unwrap();
+        std::fs::write(t.ws.join(name).join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python3", t.ws.join(name).join("bin/python")).unwrap();
+        std::fs::write(t.ws.join(name).join("bin/activate"), "PATH=x\n").unwrap();
+    };
+    for v in [".venv", "v2", "v3", "v4", "v5", "real6"] {
+        venv(v);
+    }
+    std::os::unix::fs::symlink("real6", t.ws.join("link6")).unwrap();
+    std::fs::create_dir_all(t.ws.join(".claude/hooks")).unwrap();
+    std::fs::create_dir_all(t.ws.join("tools")).unwrap();
+    std::fs::create_dir_all(t.ws.join("src")).unwrap();
+    std::fs::write(t.ws.join(".claude/hooks/fmt.sh"), "echo fmt\n").unwrap();
+    for f in ["b.py", "c.py", "d.py", "a.py", "e.py"] {
+        std::fs::write(t.ws.join("tools").join(f), "print(1)\n").unwrap();
+    }
+    let rel = t.ws.join("tools/rel.py");
+    std::fs::write(&rel, "#!v5/bin/python\nprint(1)\n").unwrap();
+    std::fs::set_permissions(&rel, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(t.home.join(".claude")).unwrap();
+    std::fs::write(
+        t.home.join(".claude/settings.json"),
+        json!({"hooks": {"PostToolUse": [{"hooks": [
+            {"type": "command", "command": "\"$CLAUDE_PROJECT_DIR\"/.claude/hooks/fmt.sh"},
+            {"type": "command", "command": "PATH=$CLAUDE_PROJECT_DIR/v2/bin:$PATH python tools/b.py"},
+            {"type": "command", "command": "cd $CLAUDE_PROJECT_DIR/v3 && bin/python ../tools/c.py"},
+            {"type": "command", "command": "bash -c \"source v4/bin/activate && python tools/d.py\""},
+            {"type": "command", "command": "uv run $CLAUDE_PROJECT_DIR/tools/a.py"},
+            {"type": "command", "command": "tools/rel.py"},
+            {"type": "command", "command": "$CLAUDE_PROJECT_DIR/link6/bin/python tools/e.py"}]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let o = t.sh(r#"
+        (echo 'touch /tmp/x' >> .claude/hooks/fmt.sh) 2>/dev/null && echo WROTE-fmt
+        for v in .venv v2 v3 v4 v5 real6; do
+          (echo 'import os' > $v/lib/python3.11/site-packages/zz.pth) 2>/dev/null && echo WROTE-$v
+        done
+        echo 'fn main() {}' > src/main.rs && echo legit-done
+    "#);
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(stdout.contains("legit-done"), "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join(".claude/hooks/fmt.sh")).unwrap(),
+        "echo fmt\n"
+    );
+    for v in [".venv", "v2", "v3", "v4", "v5", "real6"] {
+        let pth = t.ws.join(v).join("lib/python3.11/site-packages/zz.pth");
+        assert!(!pth.exists(), "{v}: {}", out(&o));
+    }
+    assert!(t.ws.join("src/main.rs").exists());
+}
+
 #[test]
 fn a_symlinked_statusline_still_runs_and_cannot_be_swapped() {
     let t = T::new("slsymlink");
