@@ -842,6 +842,8 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             None if a.size == 0 && a.mode & libc::S_IFMT == libc::S_IFREG && !is_setid(a.mode) => {
                 continue
             }
+            // A new Python project file without an init-hook names nothing to run.
+            None if a.what == INIT_HOOK && a.scripts.as_deref() == Some("") => continue,
             None if a.mode & libc::S_IFMT == libc::S_IFDIR
                 && is_placeholder(before, &workspace.join(path), a) =>
             {
@@ -950,7 +952,7 @@ fn is_setid(mode: u32) -> bool {
 }
 
 fn changed(b: &Stamp, a: &Stamp) -> bool {
-    if b.what == "package.json scripts" && a.what == b.what {
+    if (b.what == "package.json scripts" || b.what == INIT_HOOK) && a.what == b.what {
         // Scripts read both times decide; otherwise the stamp does.
         if let (Some(x), Some(y)) = (&b.scripts, &a.scripts) {
             return x != y;
@@ -1239,9 +1241,25 @@ fn walk_dir(
         if what == "package.json" {
             what = "package.json scripts";
             scripts = package_scripts(dir.as_fd(), name, w.dev);
+        } else if what == INIT_HOOK {
+            scripts = init_hook(dir.as_fd(), name, w.dev);
         }
         s.files.insert(child, stamp(&st, category, what, scripts));
     }
+}
+
+/// [`INIT_HOOK`]'s text of `name` in `dir`: the whole file when it mentions `init-hook`
+/// (however spelled), else empty; None when it cannot be read whole (the stamp decides).
+fn init_hook(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String> {
+    let f = fsat::open_file(dir, Path::new(name), libc::O_RDONLY, Some(dev)).ok()?;
+    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).ok()?;
+    if raw.len() > MAX_JSON {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let lower = text.to_ascii_lowercase();
+    let hooked = lower.contains("init-hook") || lower.contains("init_hook");
+    Some(if hooked { text } else { String::new() })
 }
 
 /// The `scripts` of a package.json (`name` in the directory `dir`), canonical (or the whole
@@ -1391,6 +1409,18 @@ fn classify_entry(
         b"gradle.properties" => Some((Category::Build, "gradle properties")),
         b"gradle-wrapper.properties" => Some((Category::Build, "gradle wrapper")),
         b"config" if parent == b".bundle" => Some((Category::Build, "bundler config")),
+        // What a tool started in the project runs or obeys before anything else (attack
+        // review 97: a `.pdbrc` line `!import os; os.system(...)` ran at the host's next
+        // `python3 -m pdb`, `breakpoint()` or `pytest --pdb`; pylint's `init-hook` runs at
+        // an editor's lint-on-open).
+        b".pdbrc" | b".pylintrc" | b"pylintrc" | b".Rprofile" | b".Renviron" | b".irbrc"
+        | b".pryrc" | b".ghci" | b".ocamlinit" | b".perldb" | b".gdbinit" | b".lldbinit"
+        | b".jvmopts" | b".sbtopts" | b".bazelrc" | b"bunfig.toml" | b".noderc" => Some((
+            Category::Build,
+            "tool start-up file (run by the tool started here)",
+        )),
+        b"hgrc" if parent == b".hg" => Some((Category::Build, "mercurial config (hooks)")),
+        b"pyproject.toml" | b"setup.cfg" | b"tox.ini" => Some((Category::Build, INIT_HOOK)),
         // What a Python interpreter runs or obeys at every start, before any script: a
         // site-packages `*.pth` (its `import` lines run), `sitecustomize`/`usercustomize`,
         // and a virtual environment's `pyvenv.cfg` (its `home` picks the standard library).
@@ -1423,6 +1453,10 @@ fn classify_entry(
         _ => None,
     }
 }
+
+/// A Python project file compared by its pylint `init-hook` (Python pylint runs at every
+/// start): the whole text when it names one, nothing otherwise.
+const INIT_HOOK: &str = "pylint init-hook";
 
 /// `lefthook.yml`, `.lefthook.yml`, `lefthook-local.yml`, `.lefthook-local.yml`, with the
 /// extensions lefthook reads (`yml`, `yaml`, `toml`, `json`).
@@ -1558,6 +1592,33 @@ mod tests {
         for p in ["mod.py", "pth", "docs/pyvenv.md", "zed/tasks.json"] {
             assert_eq!(c(p), None, "{p}");
         }
+    }
+
+    /// Attack review 97 (F3): start-up files of debuggers, REPLs, linters and build tools.
+    #[test]
+    fn classifies_tool_start_up_files() {
+        let c = |p: &str| classify(Path::new(p), false).map(|x| x.1);
+        for p in [
+            ".pdbrc",
+            "sub/.pylintrc",
+            "pylintrc",
+            ".Rprofile",
+            ".irbrc",
+            ".ghci",
+            ".gdbinit",
+            ".lldbinit",
+            ".jvmopts",
+            ".sbtopts",
+            ".bazelrc",
+            "bunfig.toml",
+            ".hg/hgrc",
+            ".ocamlinit",
+            ".perldb",
+        ] {
+            assert!(c(p).is_some(), "{p}");
+        }
+        assert_eq!(c("pyproject.toml"), Some(INIT_HOOK));
+        assert_eq!(c("hgrc"), None);
     }
 
     /// Review R5: files other tools run or load from the workspace.

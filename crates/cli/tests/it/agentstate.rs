@@ -1278,6 +1278,44 @@ fn every_change_in_a_workspace_virtual_environment_is_reported() {
     assert!(ran.status.success() && marker.exists(), "{}", out(&ran));
 }
 
+/// Attack review 97 (F3): a `.pdbrc` runs its `!` lines at the host's next `python3 -m pdb`
+/// (or `breakpoint()`, `pytest --pdb`) in the project, and pylint's `init-hook` at an
+/// editor's lint-on-open: both are in the exit report; a `pyproject.toml` edit without one
+/// is not. Judged from the host: the reported `.pdbrc` does run there.
+#[test]
+fn debugger_and_linter_start_up_files_are_reported() {
+    let t = T::new("review97-pdbrc");
+    std::fs::write(t.ws.join("app.py"), "x = 1\n").unwrap();
+    std::fs::write(t.ws.join("pyproject.toml"), "[project]\nname = 'a'\n").unwrap();
+    std::fs::create_dir_all(t.ws.join("lib")).unwrap();
+    std::fs::write(t.ws.join("lib/pyproject.toml"), "[project]\nname = 'b'\n").unwrap();
+    let marker = t.root.join("pdb-marker");
+    let o = t.sh(&format!(
+        "echo '!import os; os.system(\"touch {m}\")' > .pdbrc && \
+         printf '[tool.pylint.main]\\ninit-hook = \"import os\"\\n' >> pyproject.toml && \
+         echo \"version = '2'\" >> lib/pyproject.toml",
+        m = marker.display()
+    ));
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("created  .pdbrc"), "{}", out(&o));
+    assert!(err.contains("changed  pyproject.toml"), "{}", out(&o));
+    assert!(!err.contains("lib/pyproject.toml"), "{}", out(&o));
+    let ran = Command::new("python3")
+        .args(["-m", "pdb", "app.py"])
+        .current_dir(&t.ws)
+        .env("HOME", &t.home)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"c\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(marker.exists(), "{}", out(&ran));
+}
+
 /// Attack review 78: Claude Code names a project's auto-memory after the repository's root
 /// (the main checkout for a worktree), not after the directory warden runs in; and memory
 /// behind a symlink (a project directory, or its `memory`, linked elsewhere) is followed by
