@@ -8,9 +8,13 @@
 //! `CLAUDE.md`, ...), IDE configuration (`.vscode/`, `.idea/`, `.devcontainer/`), `.envrc`,
 //! build configuration (`.cargo/config.toml`, `.npmrc`, `package.json` scripts, `Makefile`,
 //! lefthook, `.mvn/`, `gradle.properties`, `.bundle/config`, ...), Python start-up files
-//! (`*.pth`, `*._pth`, `sitecustomize` in any form, `pyvenv.cfg`), `.lfsconfig` and any file with a setuid/setgid bit. [`compare`] walks again after the session and
-//! lists what was created or changed. A stamp includes the inode change time, which the agent
-//! cannot set, so a rewrite with a forged mtime still shows.
+//! (`*.pth`, `*._pth`, `sitecustomize` in any form, `pyvenv.cfg`), tools' start-up files
+//! (`.pdbrc`, `pylintrc`, `.gdbinit`, ...), `.lfsconfig` and any file with a setuid/setgid bit.
+//! [`compare`] walks again after the session and lists what was created or changed. A stamp
+//! includes the inode change time, which the agent cannot set, so a rewrite with a forged
+//! mtime still shows. In a Python virtual environment (a directory with `pyvenv.cfg` then or
+//! now) every entry whose inode changed after the baseline began is listed: no stamp is
+//! needed for what only the end's walk looks at.
 //!
 //! [`snapshot_state`] adds what steers later sessions in the agent's writable state
 //! directories (`~/.claude/settings.json`, `CLAUDE.md`, `commands/`, `agents/`, `hooks/`,
