@@ -164,6 +164,9 @@ pub struct Snapshot {
     /// (end walk only), with whether each is a directory; the ones a name covers are stamped
     /// in `files` instead.
     venv_changed: Vec<(PathBuf, bool)>,
+    /// Symbolic links made in the session (end walk only), with what each names resolved
+    /// lexically from its directory (links to a virtual environment are reported).
+    new_links: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Snapshot {
@@ -881,6 +884,10 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
         });
     }
     entries.extend(venv_entries(&after));
+    if let Ok(root) = fsat::open_root(workspace) {
+        entries.extend(venv_roots_gone(before, &after, &root));
+        entries.extend(links_to_venvs(&after, &root, workspace));
+    }
     entries.sort_by(|x, y| x.path.cmp(&y.path));
     Report {
         workspace: workspace.to_path_buf(),
@@ -933,6 +940,64 @@ fn venv_entries(after: &Snapshot) -> Vec<Entry> {
                 if n == 1 { "y" } else { "ies" }
             ),
         });
+    }
+    out
+}
+
+/// The baseline's virtual environments that are no longer real directories holding
+/// `pyvenv.cfg` at their path: replaced by a link or another directory, or removed (what is
+/// at the path now runs as their programs; attack review 98: `.venv` made a link).
+fn venv_roots_gone(before: &Snapshot, after: &Snapshot, root: &std::os::fd::OwnedFd) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for v in &before.venvs {
+        let cfg = v.join("pyvenv.cfg");
+        let intact = fsat::open_file(root.as_fd(), &cfg, libc::O_PATH, None).is_ok();
+        if intact && after.venvs.contains(v) {
+            continue;
+        }
+        out.push(Entry {
+            path: if v.as_os_str().is_empty() { PathBuf::from(".") } else { v.clone() },
+            category: Category::Env,
+            change: Change::Modified,
+            what: "Python virtual environment replaced, moved away or removed (whatever is at its path now runs as its programs: check it is not a link)".into(),
+        });
+    }
+    out
+}
+
+/// Links made in the session that name a virtual environment in the workspace (resolved
+/// beneath it, no further link followed), wherever the walk could not look.
+fn links_to_venvs(after: &Snapshot, root: &std::os::fd::OwnedFd, workspace: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for (link, target) in &after.new_links {
+        // Lexically, from the workspace's root (an absolute target inside it too).
+        let target = match target.strip_prefix(workspace) {
+            Ok(r) if target.is_absolute() => r.to_path_buf(),
+            _ if target.is_absolute() => continue,
+            _ => target.clone(),
+        };
+        let mut t = PathBuf::new();
+        for c in target.components() {
+            match c {
+                std::path::Component::Normal(n) => t.push(n),
+                std::path::Component::ParentDir => {
+                    t.pop();
+                }
+                _ => {}
+            }
+        }
+        let cfg = t.join("pyvenv.cfg");
+        if fsat::open_file(root.as_fd(), &cfg, libc::O_PATH, None).is_ok() {
+            out.push(Entry {
+                path: link.clone(),
+                category: Category::Env,
+                change: Change::Created,
+                what: format!(
+                    "link to a Python virtual environment at {} (its programs and modules, which this report does not list, run through it)",
+                    t.display()
+                ),
+            });
+        }
     }
     out
 }
@@ -1121,6 +1186,7 @@ fn walk_on(
     s.incomplete |= other.incomplete;
     s.venvs.extend(other.venvs);
     s.venv_changed.extend(other.venv_changed);
+    s.new_links.extend(other.new_links);
 }
 
 fn walk_job(w: &Walk<'_>, j: Job, s: &mut Snapshot) {
@@ -1230,6 +1296,15 @@ fn walk_dir(
         if let Some(v) = venv.filter(|_| named.is_none()) {
             if (st.st_ctime, st.st_ctime_nsec) >= v.since {
                 s.venv_changed.push((rel.join(name), false));
+            }
+        }
+        // A link made in the session: `.venv -> .git/objects/v` runs what the walk skips
+        // (attack review 98).
+        if let Some(v) = w.venv {
+            if fmt == libc::S_IFLNK && (st.st_ctime, st.st_ctime_nsec) >= v.since {
+                if let Ok(t) = fsat::readlink_at(dir.as_fd(), name) {
+                    s.new_links.push((rel.join(name), rel.join(t)));
+                }
             }
         }
         let setid = is_setid(st.st_mode);

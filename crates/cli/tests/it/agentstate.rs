@@ -1278,6 +1278,44 @@ fn every_change_in_a_workspace_virtual_environment_is_reported() {
     assert!(ran.status.success() && marker.exists(), "{}", out(&ran));
 }
 
+/// Attack review 98: the workspace's `.venv` swapped for a link (to a copy hidden where the
+/// end's walk does not look, `.git/objects/`), or a new link to such a copy, is in the exit
+/// report: what the host's `.venv/bin/python` runs then is not the environment it was.
+#[test]
+fn a_virtual_environment_swapped_for_a_link_is_reported() {
+    let t = T::new("review98-venvlink");
+    let git = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&t.ws)
+        .output()
+        .unwrap();
+    assert!(git.status.success());
+    for v in [".venv", "env2"] {
+        std::fs::create_dir_all(t.ws.join(v).join("bin")).unwrap();
+        std::fs::write(t.ws.join(v).join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = t.sh(
+        "mkdir -p .git/objects/v/bin .git/objects/w/bin && echo 'home = /usr/bin' > .git/objects/v/pyvenv.cfg && \
+         cp .git/objects/v/pyvenv.cfg .git/objects/w/ && \
+         printf '#!/bin/sh\\necho pwned\\n' > .git/objects/v/bin/python && chmod +x .git/objects/v/bin/python && \
+         rm -rf .venv && ln -s .git/objects/v .venv && ln -s .git/objects/w venv3 && rm env2/pyvenv.cfg",
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    for shown in [
+        ".venv  (shell environment: Python virtual environment replaced, moved away or removed",
+        "env2  (shell environment: Python virtual environment replaced, moved away or removed",
+        "venv3  (shell environment: link to a Python virtual environment at .git/objects/w",
+    ] {
+        assert!(err.contains(shown), "{shown:?} not reported:\n{}", out(&o));
+    }
+    let ran = Command::new(t.ws.join(".venv/bin/python"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "pwned\n");
+}
+
 /// Attack review 97 (F3): a `.pdbrc` runs its `!` lines at the host's next `python3 -m pdb`
 /// (or `breakpoint()`, `pytest --pdb`) in the project, and pylint's `init-hook` at an
 /// editor's lint-on-open: both are in the exit report; a `pyproject.toml` edit without one
