@@ -398,6 +398,7 @@ pub fn host_referenced(
     writable: &[PathBuf],
 ) -> (Vec<Referenced>, Vec<String>) {
     let mut out: Vec<Referenced> = Vec::new();
+    let mut seen: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     let mut warnings = Vec::new();
     for (base, rel, format) in SOURCES {
         // A user-level hook runs in the project too: `$CLAUDE_PROJECT_DIR` and a relative
@@ -456,14 +457,57 @@ pub fn host_referenced(
                 .map(|p| (p, true));
             for (p, script) in named.chain(run) {
                 for r in lock_for(&p, state, writable, &shown, script, project) {
-                    if !out.iter().any(|o| o.path == r.path) {
+                    if seen.insert(r.path.clone()) {
                         out.push(r);
                     }
                 }
             }
         }
     }
-    (out, warnings)
+    (collapse(out, writable), warnings)
+}
+
+/// Locks (one mount each) at most this many paths; past it, the paths are taken up to
+/// their directories until they fit (attack review 98: a project's settings naming 20,000
+/// scripts made the start take minutes). A directory locked holds every file in it: the
+/// session can write less, never more.
+const MAX_REFERENCED: usize = 256;
+
+fn collapse(mut out: Vec<Referenced>, writable: &[PathBuf]) -> Vec<Referenced> {
+    while out.len() > MAX_REFERENCED {
+        let mut next: Vec<Referenced> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut moved = false;
+        for r in out {
+            // Up one level, unless that is a writable root itself (never locked whole) or
+            // the path is watched only (a link on the way: its directory is not lockable
+            // either).
+            let up = r
+                .path
+                .parent()
+                .filter(|p| !r.watch_only && writable.iter().any(|w| p.starts_with(w) && p != w));
+            let r = match up {
+                Some(p) => {
+                    moved = true;
+                    Referenced {
+                        path: p.to_path_buf(),
+                        is_dir: true,
+                        from: r.from,
+                        watch_only: false,
+                    }
+                }
+                None => r,
+            };
+            if seen.insert(r.path.clone()) {
+                next.push(r);
+            }
+        }
+        out = next;
+        if !moved {
+            break;
+        }
+    }
+    out
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Option<String>> {
@@ -660,10 +704,6 @@ const INTERPRETERS: &[&str] = &[
 /// lock even when not executable.
 fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
     let clean: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
-    let words: Vec<&str> = clean
-        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')' | '`'))
-        .filter(|w| !w.is_empty())
-        .collect();
     let resolve = |w: &str, dir: Option<&Path>| -> Option<PathBuf> {
         if w.starts_with('/') || w.starts_with('~') || w.starts_with('$') {
             return expand(w, home, project);
@@ -672,85 +712,151 @@ fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
         expand(&base.join(w).to_string_lossy(), home, project)
     };
     let mut out = Vec::new();
+    // The directory a `cd` went to, for the rest of the command line.
     let mut dir: Option<PathBuf> = None;
-    let mut i = 0;
-    while i < words.len() {
-        let w = words[i];
-        let name = w.rsplit('/').next().unwrap_or(w);
-        if (w == "cd" || w == "pushd") && i + 1 < words.len() {
-            dir = resolve(words[i + 1], None).filter(|d| d.is_dir());
-            i += 2;
-            continue;
-        }
-        // A search path set for the command (`PATH=$CLAUDE_PROJECT_DIR/.venv/bin:$PATH
-        // python x.py`, `PYTHONPATH=tools`): each directory of it is code the command runs
-        // or imports (attack review 97).
-        if let Some((var, value)) = w.split_once('=') {
-            if SEARCH_PATHS.contains(&var) {
-                // (An absent one is not made a placeholder: that would stop the agent
-                // creating it; what appears there is the integrity report's.)
+    // One simple command at a time: an interpreter's arguments end at `;`, `&&`, `|`.
+    for segment in clean.split(|c: char| matches!(c, ';' | '&' | '|' | '(' | ')' | '`' | '\n')) {
+        let words: Vec<&str> = segment.split_whitespace().collect();
+        let mut i = 0;
+        while i < words.len() {
+            let w = words[i];
+            let name = w.rsplit('/').next().unwrap_or(w);
+            if (w == "cd" || w == "pushd") && i + 1 < words.len() {
+                dir = resolve(words[i + 1], None).filter(|d| d.is_dir());
+                i += 2;
+                continue;
+            }
+            // A search path set for the command (`PATH=$CLAUDE_PROJECT_DIR/.venv/bin:$PATH
+            // python x.py`, `PYTHONPATH=tools`): each directory of it is code the command
+            // runs or imports (attack review 97). (An absent one is not made a placeholder:
+            // that would stop the agent creating it; what appears there is the integrity
+            // report's.)
+            if let Some((var, value)) = w.split_once('=') {
+                if SEARCH_PATHS.contains(&var) {
+                    out.extend(
+                        value
+                            .split(':')
+                            .filter(|e| !e.is_empty() && (e.contains('/') || !e.starts_with('$')))
+                            .filter_map(|e| resolve(e, dir.as_deref()))
+                            .filter(|d| d.is_dir()),
+                    );
+                }
+                i += 1;
+                continue;
+            }
+            // A project runner uses the project's own environment (`uv run x.py`: `.venv`).
+            if RUNNERS.contains(&name) && words.get(i + 1) == Some(&"run") {
                 out.extend(
-                    value
-                        .split(':')
-                        .filter(|e| !e.is_empty() && (e.contains('/') || !e.starts_with('$')))
-                        .filter_map(|e| resolve(e, dir.as_deref()))
-                        .filter(|d| d.is_dir()),
+                    project
+                        .filter(|p| p.join(".venv/pyvenv.cfg").is_file())
+                        .map(|p| p.join(".venv/bin/python")),
                 );
             }
-            i += 1;
-            continue;
-        }
-        // A project runner uses the project's own environment (`uv run x.py`: `.venv`).
-        if RUNNERS.contains(&name) && words.get(i + 1) == Some(&"run") {
-            out.extend(
-                project
-                    .filter(|p| p.join(".venv/pyvenv.cfg").is_file())
-                    .map(|p| p.join(".venv/bin/python")),
-            );
-        }
-        let interp = INTERPRETERS.contains(&name)
-            || name.starts_with("python3.")
-            || (name == "uv" && words.get(i + 1) == Some(&"run"));
-        if interp {
+            let interp = INTERPRETERS.contains(&name)
+                || name.starts_with("python3.")
+                || (RUNNERS.contains(&name) && words.get(i + 1) == Some(&"run"));
+            if !interp {
+                // A name in the directory a `cd` went to (`cd ~/.claude && ./x.sh`, `x.sh`,
+                // `cd .venv && bin/python ../x.py`).
+                if let Some(d) = &dir {
+                    let relative = !w.starts_with(['/', '~', '$', '-']);
+                    if let Some(p) = relative.then(|| resolve(w, Some(d))).flatten() {
+                        if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+                            out.push(p);
+                        }
+                    }
+                }
+                i += 1;
+                continue;
+            }
             // The interpreter itself, named by a path (`cd .venv && bin/python x.py`).
             if w.contains('/') {
                 out.extend(resolve(w, dir.as_deref()));
             }
+            // Every script-like file among its arguments (`python3 -W ignore hook.py`,
+            // `node -r ./pre.js x.js`, `uv run --with x hook.py`: attack review 98), an
+            // argument that is not one a data file the command reads.
+            for a in &words[i + 1..] {
+                if a.starts_with('-') || a.contains('=') {
+                    continue;
+                }
+                if let Some(p) = resolve(a, dir.as_deref()) {
+                    if runnable_file(&p) && std::fs::symlink_metadata(&p).is_ok() {
+                        out.push(p);
+                    }
+                }
+            }
             let mut j = i + 1;
             let mut command_string = false;
             while j < words.len() && (words[j].starts_with('-') || words[j] == "run") {
-                // `bash -c 'source .venv/bin/activate && …'`, `sh -ec …`: what follows is
-                // a command, read as one, not a script's name.
-                command_string |= words[j].starts_with('-')
-                    && !words[j].starts_with("--")
-                    && words[j].contains('c')
-                    && !matches!(name, "node" | "deno" | "bun" | "php" | "lua");
+                let opt = words[j];
+                // `bash -c 'source .venv/bin/activate && …'`, `sh -ec …`, `python3 -c`:
+                // what follows is a command, read as one, not a script's name.
+                command_string |= opt.starts_with('-')
+                    && !opt.starts_with("--")
+                    && (opt.contains('c') || opt == "-e" || opt == "-p");
+                // `python3 -m tools.hook`: the package `tools` (or module `tools.py`) where
+                // the command runs (attack review 98).
+                if opt == "-m" {
+                    if let Some(top) = words.get(j + 1).and_then(|m| m.split('.').next()) {
+                        let pkg = resolve(top, dir.as_deref());
+                        let module = resolve(&format!("{top}.py"), dir.as_deref());
+                        out.extend(pkg.filter(|p| p.is_dir()));
+                        out.extend(module.filter(|p| p.is_file()));
+                    }
+                    command_string = true;
+                }
+                // Options that take the next word (`-W ignore`, `-X utf8`, `-r mod`,
+                // `--with pkg`): skipped with it.
+                if OPTION_ARGS.contains(&opt) {
+                    j += 1;
+                }
                 j += 1;
             }
             if command_string {
                 i = j;
                 continue;
             }
-            if let Some(p) = words.get(j).and_then(|w| resolve(w, dir.as_deref())) {
-                out.push(p);
+            match words.get(j) {
+                // `uv run python x.py`: the next word is an interpreter: read it as one.
+                Some(next) if INTERPRETERS.contains(next) || next.starts_with("python3.") => {
+                    i = j;
+                    continue;
+                }
+                Some(next) => out.extend(resolve(next, dir.as_deref())),
+                None => {}
             }
             i = j + 1;
-            continue;
         }
-        // A name in the directory a `cd` went to (`cd ~/.claude && ./x.sh`, `x.sh`,
-        // `cd .venv && bin/python ../x.py`).
-        if let Some(d) = &dir {
-            let relative = !w.starts_with(['/', '~', '$', '-']);
-            if let Some(p) = relative.then(|| resolve(w, Some(d))).flatten() {
-                if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
-                    out.push(p);
-                }
-            }
-        }
-        i += 1;
     }
     out
 }
+
+/// Interpreter and runner options whose value is the next word.
+const OPTION_ARGS: &[&str] = &[
+    "-W",
+    "-X",
+    "-r",
+    "--require",
+    "--import",
+    "--loader",
+    "--experimental-loader",
+    "-I",
+    "-M",
+    "--with",
+    "--python",
+    "-p",
+    "--from",
+    "--project",
+    "--directory",
+    "--env-file",
+    "--extra",
+    "--group",
+    "--package",
+    "--index",
+    "--with-requirements",
+    "--module",
+];
 
 /// Variables that make a command look for programs or modules in their directories.
 const SEARCH_PATHS: &[&str] = &[
@@ -1079,6 +1185,35 @@ mod tests_commands {
             vec!["$WARDEN_REFS_TEST_DIR/../x.sh".to_string()]
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[cfg(test)]
+mod tests_collapse {
+    use super::*;
+
+    /// Attack review 98: thousands of named scripts become their directory's one lock.
+    #[test]
+    fn many_references_collapse_to_their_directories() {
+        let ws = PathBuf::from("/ws");
+        let many: Vec<Referenced> = (0..1000)
+            .map(|i| Referenced {
+                path: ws.join(format!("h/x{i}.sh")),
+                is_dir: false,
+                from: "s".into(),
+                watch_only: false,
+            })
+            .chain([Referenced {
+                path: ws.join("fmt.sh"),
+                is_dir: false,
+                from: "s".into(),
+                watch_only: false,
+            }])
+            .collect();
+        let c = collapse(many, std::slice::from_ref(&ws));
+        let paths: Vec<_> = c.iter().map(|r| r.path.clone()).collect();
+        assert_eq!(paths, vec![ws.join("h"), ws.join("fmt.sh")]);
+        assert!(c[0].is_dir);
     }
 }
 

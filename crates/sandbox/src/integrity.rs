@@ -1337,8 +1337,30 @@ fn init_hook(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String> {
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let lower = text.to_ascii_lowercase();
-    let hooked = lower.contains("init-hook") || lower.contains("init_hook");
+    // TOML spells a key with escapes too (`"init\u002dhook"`: attack review 98): the keys
+    // as parsed count, and a file that does not parse is compared whole.
+    let hooked = lower.contains("init-hook")
+        || lower.contains("init_hook")
+        || (name == "pyproject.toml"
+            && text
+                .parse::<toml::Table>()
+                .map_or(true, |t| toml_has_key(&t, &["init-hook", "init_hook"])));
     Some(if hooked { text } else { String::new() })
+}
+
+/// Whether a key among `keys` (ASCII case ignored) is anywhere in `t`.
+fn toml_has_key(t: &toml::Table, keys: &[&str]) -> bool {
+    t.iter().any(|(k, v)| {
+        keys.iter().any(|x| k.eq_ignore_ascii_case(x))
+            || match v {
+                toml::Value::Table(t) => toml_has_key(t, keys),
+                toml::Value::Array(a) => a.iter().any(|v| match v {
+                    toml::Value::Table(t) => toml_has_key(t, keys),
+                    _ => false,
+                }),
+                _ => false,
+            }
+    })
 }
 
 /// The `scripts` of a package.json (`name` in the directory `dir`), canonical (or the whole
@@ -1494,7 +1516,8 @@ fn classify_entry(
         // an editor's lint-on-open).
         b".pdbrc" | b".pylintrc" | b"pylintrc" | b".Rprofile" | b".Renviron" | b".irbrc"
         | b".pryrc" | b".ghci" | b".ocamlinit" | b".perldb" | b".gdbinit" | b".lldbinit"
-        | b".jvmopts" | b".sbtopts" | b".bazelrc" | b"bunfig.toml" | b".noderc" => Some((
+        | b".jvmopts" | b".sbtopts" | b".bazelrc" | b"bunfig.toml" | b".noderc"
+        | b".pylintrc.toml" | b"pylintrc.toml" | b"user.bazelrc" => Some((
             Category::Build,
             "tool start-up file (run by the tool started here)",
         )),

@@ -1034,6 +1034,11 @@ fn hooks_of_the_users_settings_and_venvs_by_indirection_are_locked() {
     }
     let rel = t.ws.join("tools/rel.py");
     std::fs::write(&rel, "#!v5/bin/python\nprint(1)\n").unwrap();
+    // Review 98: a module run with `-m`, a script after an option's value.
+    std::fs::create_dir_all(t.ws.join("pkg")).unwrap();
+    std::fs::write(t.ws.join("pkg/__init__.py"), "").unwrap();
+    std::fs::write(t.ws.join("pkg/hook.py"), "print(1)\n").unwrap();
+    std::fs::write(t.ws.join("hook_a.py"), "print(1)\n").unwrap();
     std::fs::set_permissions(&rel, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(t.home.join(".claude")).unwrap();
     std::fs::write(
@@ -1045,12 +1050,16 @@ fn hooks_of_the_users_settings_and_venvs_by_indirection_are_locked() {
             {"type": "command", "command": "bash -c \"source v4/bin/activate && python tools/d.py\""},
             {"type": "command", "command": "uv run $CLAUDE_PROJECT_DIR/tools/a.py"},
             {"type": "command", "command": "tools/rel.py"},
-            {"type": "command", "command": "$CLAUDE_PROJECT_DIR/link6/bin/python tools/e.py"}]}]}})
+            {"type": "command", "command": "$CLAUDE_PROJECT_DIR/link6/bin/python tools/e.py"},
+            {"type": "command", "command": "cd \"$CLAUDE_PROJECT_DIR\" && python3 -m pkg.hook"},
+            {"type": "command", "command": "python3 -W ignore hook_a.py"}]}]}})
         .to_string(),
     )
     .unwrap();
     let o = t.sh(r#"
         (echo 'touch /tmp/x' >> .claude/hooks/fmt.sh) 2>/dev/null && echo WROTE-fmt
+        (echo 'import os' >> pkg/__init__.py) 2>/dev/null && echo WROTE-pkg
+        (echo 'import os' >> hook_a.py) 2>/dev/null && echo WROTE-hook_a
         for v in .venv v2 v3 v4 v5 real6; do
           (echo 'import os' > $v/lib/python3.11/site-packages/zz.pth) 2>/dev/null && echo WROTE-$v
         done
@@ -1068,6 +1077,16 @@ fn hooks_of_the_users_settings_and_venvs_by_indirection_are_locked() {
         assert!(!pth.exists(), "{v}: {}", out(&o));
     }
     assert!(t.ws.join("src/main.rs").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("hook_a.py")).unwrap(),
+        "print(1)\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("pkg/__init__.py")).unwrap(),
+        ""
+    );
+    // No placeholder for the module's dotted name.
+    assert!(!t.ws.join("pkg.hook").exists());
 }
 
 #[test]
@@ -1331,6 +1350,7 @@ fn debugger_and_linter_start_up_files_are_reported() {
     let o = t.sh(&format!(
         "echo '!import os; os.system(\"touch {m}\")' > .pdbrc && \
          printf '[tool.pylint.main]\\ninit-hook = \"import os\"\\n' >> pyproject.toml && \
+         printf '[tool.pylint.main]\\n\"init\\\\u002dhook\" = \"import os\"\\n' > sub.toml && mkdir -p esc && mv sub.toml esc/pyproject.toml && \
          echo \"version = '2'\" >> lib/pyproject.toml",
         m = marker.display()
     ));
@@ -1339,6 +1359,7 @@ fn debugger_and_linter_start_up_files_are_reported() {
     assert!(err.contains("created  .pdbrc"), "{}", out(&o));
     assert!(err.contains("changed  pyproject.toml"), "{}", out(&o));
     assert!(!err.contains("lib/pyproject.toml"), "{}", out(&o));
+    assert!(err.contains("esc/pyproject.toml"), "{}", out(&o));
     let ran = Command::new("python3")
         .args(["-m", "pdb", "app.py"])
         .current_dir(&t.ws)
