@@ -715,7 +715,7 @@ fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
     // The directory a `cd` went to, for the rest of the command line.
     let mut dir: Option<PathBuf> = None;
     // One simple command at a time: an interpreter's arguments end at `;`, `&&`, `|`.
-    for segment in clean.split(|c: char| matches!(c, ';' | '&' | '|' | '(' | ')' | '`' | '\n')) {
+    for segment in clean.split([';', '&', '|', '(', ')', '`', '\n']) {
         let words: Vec<&str> = segment.split_whitespace().collect();
         let mut i = 0;
         while i < words.len() {
