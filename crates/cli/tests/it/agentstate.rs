@@ -1245,6 +1245,14 @@ fn python_start_up_files_in_the_workspace_are_reported() {
     assert!(!err.contains("mod.py"), "{}", out(&o));
 }
 
+/// Each of `shown` is a line (or part of one) of the session's exit report.
+fn reported(o: &Output, shown: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    for s in shown {
+        assert!(err.contains(s), "{s:?} not reported:\n{}", out(o));
+    }
+}
+
 /// Attack review 97 (F2): a workspace virtual environment is the host's whatever names it (a
 /// hook `PATH=.venv/bin:$PATH python x.py`, `source .venv/bin/activate`, `uv run`): a program
 /// replaced in its `bin/`, a module added to it, and a `bin/python` planted in a new `.venv`
@@ -1281,15 +1289,15 @@ fn every_change_in_a_workspace_virtual_environment_is_reported() {
         m = marker.display()
     ));
     ok(&o);
-    let err = String::from_utf8_lossy(&o.stderr);
-    for shown in [
-        ".venv/bin/python  (shell environment: Python virtual environment program",
-        ".venv-old/bin/python  (shell environment: Python virtual environment program",
-        ".venv-old  (shell environment: Python virtual environment: ",
-        "other  (shell environment: Python virtual environment: ",
-    ] {
-        assert!(err.contains(shown), "{shown:?} not reported:\n{}", out(&o));
-    }
+    reported(
+        &o,
+        &[
+            ".venv/bin/python  (shell environment: Python virtual environment program",
+            ".venv-old/bin/python  (shell environment: Python virtual environment program",
+            ".venv-old  (shell environment: Python virtual environment: ",
+            "other  (shell environment: Python virtual environment: ",
+        ],
+    );
     // What was reported is what the host would run.
     let ran = Command::new(t.ws.join(".venv/bin/python"))
         .output()
@@ -1321,14 +1329,14 @@ fn a_virtual_environment_swapped_for_a_link_is_reported() {
          rm -rf .venv && ln -s .git/objects/v .venv && ln -s .git/objects/w venv3 && rm env2/pyvenv.cfg",
     );
     ok(&o);
-    let err = String::from_utf8_lossy(&o.stderr);
-    for shown in [
-        ".venv  (shell environment: Python virtual environment replaced, moved away or removed",
-        "env2  (shell environment: Python virtual environment replaced, moved away or removed",
-        "venv3  (shell environment: link to a Python virtual environment at .git/objects/w",
-    ] {
-        assert!(err.contains(shown), "{shown:?} not reported:\n{}", out(&o));
-    }
+    reported(
+        &o,
+        &[
+            ".venv  (shell environment: Python virtual environment replaced, moved away or removed",
+            "env2  (shell environment: Python virtual environment replaced, moved away or removed",
+            "venv3  (shell environment: link to a Python virtual environment at .git/objects/w",
+        ],
+    );
     let ran = Command::new(t.ws.join(".venv/bin/python"))
         .output()
         .unwrap();
