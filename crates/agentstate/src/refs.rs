@@ -454,12 +454,29 @@ pub fn host_referenced(
                 .map(|p| (p, false));
             let run = command_paths(s, home, project)
                 .into_iter()
+                .chain(dynamic_tails(s, project))
                 .map(|p| (p, true));
             for (p, script) in named.chain(run) {
                 for r in lock_for(&p, state, writable, &shown, script, project) {
                     if seen.insert(r.path.clone()) {
                         out.push(r);
+                    } else if !r.watch_only {
+                        // A lock wins over an earlier string's watch of the same path.
+                        if let Some(o) = out.iter_mut().find(|o| o.path == r.path && o.watch_only) {
+                            *o = r;
+                        }
                     }
+                }
+            }
+            // (After the locks: a module `-m` runs that exists is locked, not only watched.)
+            for m in python_modules(s, project) {
+                if seen.insert(m.clone()) {
+                    out.push(Referenced {
+                        is_dir: m.extension().is_none_or(|e| e != "py"),
+                        path: m,
+                        from: shown.clone(),
+                        watch_only: true,
+                    });
                 }
             }
         }
@@ -482,10 +499,15 @@ fn collapse(mut out: Vec<Referenced>, writable: &[PathBuf]) -> Vec<Referenced> {
             // Up one level, unless that is a writable root itself (never locked whole) or
             // the path is watched only (a link on the way: its directory is not lockable
             // either).
-            let up = r
-                .path
-                .parent()
-                .filter(|p| !r.watch_only && writable.iter().any(|w| p.starts_with(w) && p != w));
+            // Nor an agent data directory (`~/.claude/projects`: attack review 99).
+            let up = r.path.parent().filter(|p| {
+                !r.watch_only
+                    && writable.iter().any(|w| p.starts_with(w) && p != w)
+                    && !p
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| DATA_DIRS.contains(&n))
+            });
             let r = match up {
                 Some(p) => {
                     moved = true;
@@ -564,7 +586,11 @@ fn toml_strings(v: &toml::Value, out: &mut Vec<String>) {
 /// punctuation, and on `=` (`--require=/p`, `X=/p cmd`).
 pub fn path_tokens(s: &str, project: Option<&Path>) -> Vec<String> {
     // Quotes join what they quote with what follows (`"$CLAUDE_PROJECT_DIR"/x.sh`).
-    let s: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
+    // (A backslash too: `\"$CLAUDE_PROJECT_DIR/x.sh\"` nested in `bash -c "..."`.)
+    let s: String = s
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
     // `${NAME}` as `$NAME`: braces split (JSON text with comments is scanned whole).
     let s = unbrace(&s);
     s.split(|c: char| {
@@ -703,7 +729,10 @@ const INTERPRETERS: &[&str] = &[
 /// names after a `cd DIR &&` (`cd ~/.claude && bash stop-hook.sh`). Returned with `true`:
 /// lock even when not executable.
 fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
-    let clean: String = s.chars().filter(|c| !matches!(c, '\'' | '"')).collect();
+    let clean: String = s
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
     let resolve = |w: &str, dir: Option<&Path>| -> Option<PathBuf> {
         if w.starts_with('/') || w.starts_with('~') || w.starts_with('$') {
             return expand(w, home, project);
@@ -832,6 +861,145 @@ fn command_paths(s: &str, home: &Path, project: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
+/// Paths a command computes in the shell, after a `$(...)`, a `${VAR:-...}` or a variable
+/// warden cannot know (`"$(git rev-parse --show-toplevel)"/scripts/a.sh`,
+/// `${CLAUDE_PROJECT_DIR:-.}/x.sh`, `ROOT=...; $ROOT/x.sh`: attack review 99): the rest of
+/// the path, taken from the project (where such a hook runs and what it computes), when a
+/// script-like file is there.
+fn dynamic_tails(s: &str, project: Option<&Path>) -> Vec<PathBuf> {
+    let Some(ws) = project else {
+        return Vec::new();
+    };
+    let text: String = s
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
+    let mut out = Vec::new();
+    for piece in text
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '`' | '<' | '>' | ','))
+    {
+        let b = piece.as_bytes();
+        for i in 1..b.len() {
+            if b[i] != b'/' {
+                continue;
+            }
+            let dynamic = matches!(b[i - 1], b')' | b'}') || {
+                let mut k = i;
+                while k > 0 && (b[k - 1].is_ascii_alphanumeric() || b[k - 1] == b'_') {
+                    k -= 1;
+                }
+                k < i && k > 0 && b[k - 1] == b'$'
+            };
+            if !dynamic {
+                continue;
+            }
+            let tail = piece[i + 1..].trim_end_matches([')', '}']);
+            if tail.is_empty() || tail.contains('$') {
+                continue;
+            }
+            if let Some(p) = expand(&ws.join(tail).to_string_lossy(), Path::new("/"), None) {
+                if p.starts_with(ws) && runnable_file(&p) && std::fs::symlink_metadata(&p).is_ok() {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a Python started by the command imports from its working directory (the project,
+/// or where a `cd` went), which comes first on `sys.path` for `-c` and `-m`: `import json`
+/// in `python3 -c "..."` imports a planted `json.py` (attack review 99), `-m black` a planted
+/// `black/`. Each `X.py` and `X/` there is watched for the integrity report (present or not:
+/// locking an existing package would stop the agent editing its own project, a placeholder
+/// `X.py` would shadow the host's real module).
+fn python_modules(s: &str, project: Option<&Path>) -> Vec<PathBuf> {
+    if !s.contains("python") {
+        return Vec::new();
+    }
+    let text: String = s
+        .chars()
+        .map(|c| {
+            if matches!(c, '\'' | '"' | '\\' | ';' | '(' | ')' | '&' | '|') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .replace(',', " , ");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    // The names of an `import a, b as c` list starting at `j`, and where it ends.
+    let list = |mut j: usize, names: &mut Vec<String>, keep: bool| -> usize {
+        while let Some(w) = words.get(j) {
+            if keep {
+                names.push(w.to_string());
+            }
+            j += 1;
+            if words.get(j) == Some(&"as") {
+                j += 2;
+            }
+            if words.get(j) == Some(&",") {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        j
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        match words[i] {
+            "-m" => {
+                names.extend(words.get(i + 1).map(|w| w.to_string()));
+                i += 2;
+            }
+            // `from a.b import c, d`: the module `a` (its names are attributes of it).
+            "from" => {
+                names.extend(words.get(i + 1).map(|w| w.to_string()));
+                i += 2;
+                if words.get(i) == Some(&"import") {
+                    i = list(i + 1, &mut names, false);
+                }
+            }
+            "import" => i = list(i + 1, &mut names, true),
+            _ => i += 1,
+        }
+    }
+    let mut dirs: Vec<PathBuf> = project.map(Path::to_path_buf).into_iter().collect();
+    let words_all: Vec<&str> = s
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|'))
+        .collect();
+    for w in words_all.windows(2) {
+        if w[0] == "cd" {
+            let d = w[1].trim_matches(['\'', '"']);
+            if let Some(d) = project.and_then(|p| {
+                let d = d.replace("$CLAUDE_PROJECT_DIR", &p.to_string_lossy());
+                let d = d.replace("${CLAUDE_PROJECT_DIR}", &p.to_string_lossy());
+                expand(&p.join(d).to_string_lossy(), Path::new("/"), None)
+            }) {
+                dirs.push(d);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let top = n.split('.').next().unwrap_or("");
+        if top.is_empty() || !top.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        for d in &dirs {
+            for p in [d.join(format!("{top}.py")), d.join(top)] {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Interpreter and runner options whose value is the next word.
 const OPTION_ARGS: &[&str] = &[
     "-W",
@@ -841,7 +1009,6 @@ const OPTION_ARGS: &[&str] = &[
     "--import",
     "--loader",
     "--experimental-loader",
-    "-I",
     "-M",
     "--with",
     "--python",
@@ -1185,6 +1352,49 @@ mod tests_commands {
             vec!["$WARDEN_REFS_TEST_DIR/../x.sh".to_string()]
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[cfg(test)]
+mod tests_review99 {
+    use super::*;
+
+    /// What a `python3 -c`/`-m` hook imports from the project, however the list is spelled.
+    #[test]
+    fn modules_a_python_hook_imports_from_the_project() {
+        let ws = Path::new("/ws");
+        let m = python_modules(
+            "python3 -c \"import json,sys as s; from tools.fmt import main\" && python3 -m black -q",
+            Some(ws),
+        );
+        for name in ["json", "sys", "tools", "black"] {
+            assert!(m.contains(&ws.join(format!("{name}.py"))), "{name}: {m:?}");
+            assert!(m.contains(&ws.join(name)), "{name}: {m:?}");
+        }
+        assert!(
+            !m.iter()
+                .any(|p| p.ends_with("main.py") || p.ends_with("s.py")),
+            "{m:?}"
+        );
+        assert!(python_modules("node -e 'import x'", Some(ws)).is_empty());
+    }
+
+    /// Paths computed in the shell are taken from the project when a script is there.
+    #[test]
+    fn computed_paths_resolve_from_the_project() {
+        let d = std::env::temp_dir().join(format!("warden-tails-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("scripts")).unwrap();
+        std::fs::write(d.join("scripts/a.sh"), "x").unwrap();
+        let want = vec![d.join("scripts/a.sh")];
+        for cmd in [
+            "\"$(git rev-parse --show-toplevel)\"/scripts/a.sh",
+            "${CLAUDE_PROJECT_DIR:-.}/scripts/a.sh",
+            "ROOT=$(pwd); \"$ROOT/scripts/a.sh\"",
+        ] {
+            assert_eq!(dynamic_tails(cmd, Some(&d)), want, "{cmd}");
+        }
+        assert!(dynamic_tails("$(x)/../../etc/passwd", Some(&d)).is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
 

@@ -1371,8 +1371,21 @@ fn package_scripts(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String
     if raw.len() > MAX_JSON {
         return None;
     }
+    // The keys whose values are commands: npm's scripts, and what git hook managers run
+    // (lint-staged, husky's v4 hooks, simple-git-hooks, pre-commit; attack review 99).
     Some(match serde_json::from_slice::<serde_json::Value>(&raw) {
-        Ok(v) => v.get("scripts").map(|s| s.to_string()).unwrap_or_default(),
+        Ok(v) => [
+            "scripts",
+            "lint-staged",
+            "husky",
+            "simple-git-hooks",
+            "pre-commit",
+            "gitHooks",
+        ]
+        .iter()
+        .filter_map(|k| v.get(k).map(|x| format!("{k}={x}")))
+        .collect::<Vec<_>>()
+        .join("\n"),
         Err(_) => String::from_utf8_lossy(&raw).into_owned(),
     })
 }
@@ -1522,6 +1535,13 @@ fn classify_entry(
             "tool start-up file (run by the tool started here)",
         )),
         b"hgrc" if parent == b".hg" => Some((Category::Build, "mercurial config (hooks)")),
+        // Run by a git hook (`npx lint-staged` in `.husky/pre-commit`; attack review 99).
+        _ if name == b".lintstagedrc"
+            || name.starts_with(b".lintstagedrc.")
+            || name.starts_with(b"lint-staged.config.") =>
+        {
+            Some((Category::Build, "lint-staged config (run by a git hook)"))
+        }
         b"pyproject.toml" | b"setup.cfg" | b"tox.ini" => Some((Category::Build, INIT_HOOK)),
         // What a Python interpreter runs or obeys at every start, before any script: a
         // site-packages `*.pth` (its `import` lines run), `sitecustomize`/`usercustomize`,

@@ -1089,6 +1089,56 @@ fn hooks_of_the_users_settings_and_venvs_by_indirection_are_locked() {
     assert!(!t.ws.join("pkg.hook").exists());
 }
 
+/// Attack review 99: hook commands that compute the project in the shell
+/// (`"$(git rev-parse --show-toplevel)"/x.sh`, `${CLAUDE_PROJECT_DIR:-.}/x.sh`, `$ROOT/x.sh`),
+/// escaped quotes nested in `bash -c`, `python3 -I script`: each script is locked. A module a
+/// `python3 -c "import json"` or `-m tool` hook would import from the project (a planted
+/// `json.py`, `black/`) is in the exit report. Judged from the host.
+#[test]
+fn hooks_that_compute_paths_and_import_from_the_project() {
+    let t = T::new("review99-hooks");
+    std::fs::create_dir_all(t.ws.join("scripts")).unwrap();
+    std::fs::create_dir_all(t.ws.join("tools")).unwrap();
+    for f in ["a.sh", "b.sh", "c.sh", "s1.sh"] {
+        let p = t.ws.join("scripts").join(f);
+        std::fs::write(&p, "echo ok\n").unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(t.ws.join("tools/ihook"), "print(1)\n").unwrap();
+    std::fs::create_dir_all(t.home.join(".claude")).unwrap();
+    std::fs::write(
+        t.home.join(".claude/settings.json"),
+        json!({"hooks": {"PreToolUse": [{"hooks": [
+            {"type": "command", "command": "\"$(git rev-parse --show-toplevel)\"/scripts/a.sh"},
+            {"type": "command", "command": "${CLAUDE_PROJECT_DIR:-.}/scripts/b.sh"},
+            {"type": "command", "command": "ROOT=$(pwd); \"$ROOT/scripts/c.sh\""},
+            {"type": "command", "command": "timeout 30 bash -c \"bash \\\"$CLAUDE_PROJECT_DIR/scripts/s1.sh\\\"\""},
+            {"type": "command", "command": "python3 -I tools/ihook"},
+            {"type": "command", "command": "python3 -c \"import json,sys; d=json.load(sys.stdin)\""},
+            {"type": "command", "command": "python3 -m black -q src"}]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let o = t.sh(
+        r#"
+        for f in scripts/a.sh scripts/b.sh scripts/c.sh scripts/s1.sh tools/ihook; do
+          (echo 'touch /tmp/x' >> $f) 2>/dev/null && echo WROTE-$f
+        done
+        echo 'import os' > json.py && mkdir -p black && echo 'import os' > black/__main__.py && echo planted
+    "#,
+    );
+    let stdout = ok(&o);
+    assert!(!stdout.contains("WROTE"), "{}", out(&o));
+    assert!(stdout.contains("planted"), "{}", out(&o));
+    reported(&o, &["created  json.py", "created  black/__main__.py"]);
+    for f in ["a.sh", "b.sh", "c.sh", "s1.sh"] {
+        assert_eq!(
+            std::fs::read_to_string(t.ws.join("scripts").join(f)).unwrap(),
+            "echo ok\n"
+        );
+    }
+}
+
 #[test]
 fn a_symlinked_statusline_still_runs_and_cannot_be_swapped() {
     let t = T::new("slsymlink");
