@@ -1743,6 +1743,38 @@ mod tests {
         assert_eq!(c("hgrc"), None);
     }
 
+    /// Attack review 99 (F3): lint-staged's commands (run by a git hook) in package.json or
+    /// its own files are reported; a dependency bump is not.
+    #[test]
+    fn lint_staged_commands_are_compared() {
+        let ws = std::env::temp_dir().join(format!("warden-ls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(ws.join("app")).unwrap();
+        let pkg = |extra: &str| {
+            format!("{{\"scripts\": {{\"t\": \"x\"}}, \"dependencies\": {{\"a\": \"{extra}\"}}, \"lint-staged\": {{\"*.js\": \"eslint\"}}}}")
+        };
+        std::fs::write(ws.join("package.json"), pkg("1")).unwrap();
+        std::fs::write(ws.join("app/package.json"), pkg("1")).unwrap();
+        let before = snapshot(&ws).unwrap();
+        std::fs::write(ws.join("app/package.json"), pkg("2")).unwrap();
+        std::fs::write(
+            ws.join("package.json"),
+            pkg("1").replace("eslint", "sh -c pwn"),
+        )
+        .unwrap();
+        std::fs::write(ws.join(".lintstagedrc.json"), "{}").unwrap();
+        let r = compare(&before, &ws);
+        let got: Vec<_> = r.entries.iter().map(|e| e.path.clone()).collect();
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from(".lintstagedrc.json"),
+                PathBuf::from("package.json")
+            ]
+        );
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
+
     /// Review R5: files other tools run or load from the workspace.
     #[test]
     fn classifies_lefthook_maven_gradle_bundler_and_lfs() {
