@@ -166,7 +166,7 @@ pub struct Snapshot {
     venv_changed: Vec<(PathBuf, bool)>,
     /// Symbolic links made in the session (end walk only), with what each names resolved
     /// lexically from its directory (links to a virtual environment are reported).
-    new_links: Vec<(PathBuf, PathBuf)>,
+    new_links: Vec<(PathBuf, Option<PathBuf>)>,
 }
 
 impl Snapshot {
@@ -970,22 +970,21 @@ fn venv_roots_gone(before: &Snapshot, after: &Snapshot, root: &std::os::fd::Owne
 fn links_to_venvs(after: &Snapshot, root: &std::os::fd::OwnedFd, workspace: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     for (link, target) in &after.new_links {
-        // Lexically, from the workspace's root (an absolute target inside it too).
-        let target = match target.strip_prefix(workspace) {
-            Ok(r) if target.is_absolute() => r.to_path_buf(),
-            _ if target.is_absolute() => continue,
-            _ => target.clone(),
+        let Some(target) = target else {
+            out.push(Entry {
+                path: link.clone(),
+                category: Category::Env,
+                change: Change::Created,
+                what: "link made in the session whose target could not be read".into(),
+            });
+            continue;
         };
-        let mut t = PathBuf::new();
-        for c in target.components() {
-            match c {
-                std::path::Component::Normal(n) => t.push(n),
-                std::path::Component::ParentDir => {
-                    t.pop();
-                }
-                _ => {}
-            }
-        }
+        // Lexically, beneath the workspace (a relative target is relative to the link's
+        // directory, already joined; an absolute one must lie inside).
+        let abs = warden_policy::normalize(&workspace.join(target));
+        let Ok(t) = abs.strip_prefix(workspace) else {
+            continue;
+        };
         let cfg = t.join("pyvenv.cfg");
         if fsat::open_file(root.as_fd(), &cfg, libc::O_PATH, None).is_ok() {
             out.push(Entry {
@@ -1302,9 +1301,11 @@ fn walk_dir(
         // (attack review 98).
         if let Some(v) = w.venv {
             if fmt == libc::S_IFLNK && (st.st_ctime, st.st_ctime_nsec) >= v.since {
-                if let Ok(t) = fsat::readlink_at(dir.as_fd(), name) {
-                    s.new_links.push((rel.join(name), rel.join(t)));
-                }
+                // (One whose target cannot be read is reported as such.)
+                let t = fsat::readlink_at(dir.as_fd(), name)
+                    .ok()
+                    .map(|t| rel.join(t));
+                s.new_links.push((rel.join(name), t));
             }
         }
         let setid = is_setid(st.st_mode);
@@ -1327,14 +1328,18 @@ fn walk_dir(
     }
 }
 
+/// The whole of the regular file `name` in `dir` (no link followed, on `dev`), when it is
+/// at most [`MAX_JSON`] bytes; None otherwise (the stamp decides then).
+fn read_small(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<Vec<u8>> {
+    let f = fsat::open_file(dir, Path::new(name), libc::O_RDONLY, Some(dev)).ok()?;
+    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).ok()?;
+    (raw.len() <= MAX_JSON).then_some(raw)
+}
+
 /// [`INIT_HOOK`]'s text of `name` in `dir`: the whole file when it mentions `init-hook`
 /// (however spelled), else empty; None when it cannot be read whole (the stamp decides).
 fn init_hook(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String> {
-    let f = fsat::open_file(dir, Path::new(name), libc::O_RDONLY, Some(dev)).ok()?;
-    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).ok()?;
-    if raw.len() > MAX_JSON {
-        return None;
-    }
+    let raw = read_small(dir, name, dev)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let lower = text.to_ascii_lowercase();
     // TOML spells a key with escapes too (`"init\u002dhook"`: attack review 98): the keys
@@ -1366,11 +1371,7 @@ fn toml_has_key(t: &toml::Table, keys: &[&str]) -> bool {
 /// The `scripts` of a package.json (`name` in the directory `dir`), canonical (or the whole
 /// text when it does not parse); None when it cannot be read whole (the stamp decides).
 fn package_scripts(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String> {
-    let f = fsat::open_file(dir, Path::new(name), libc::O_RDONLY, Some(dev)).ok()?;
-    let raw = fsat::read_to_vec(f.as_fd(), MAX_JSON + 1).ok()?;
-    if raw.len() > MAX_JSON {
-        return None;
-    }
+    let raw = read_small(dir, name, dev)?;
     // The keys whose values are commands: npm's scripts, and what git hook managers run
     // (lint-staged, husky's v4 hooks, simple-git-hooks, pre-commit; attack review 99).
     Some(match serde_json::from_slice::<serde_json::Value>(&raw) {
