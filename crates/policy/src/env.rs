@@ -8,7 +8,9 @@
 //!
 //! Besides names, one rule looks at values: a variable whose value holds a URL with a
 //! password in its userinfo (`scheme://user:pass@host`: `MONGODB_URI`, `REDIS_URL`,
-//! `PIP_INDEX_URL`) is scrubbed too, unless a `pass` glob names it ([`EnvSection::scrubbed`]).
+//! `PIP_INDEX_URL`), or an `http(s)`/`ftp` URL with any userinfo (`https://TOKEN@github.com`:
+//! git and HTTP clients send a lone user name as the credential) is scrubbed too, unless a
+//! `pass` glob names it ([`EnvSection::scrubbed`]).
 
 use crate::append_unique;
 use serde::{Deserialize, Serialize};
@@ -74,7 +76,8 @@ impl EnvSection {
 }
 
 /// The rule name recorded for a variable scrubbed by its value ([`EnvSection::scrubbed`]).
-pub const URL_PASSWORD_RULE: &str = "value: URL with a password (scheme://user:pass@host)";
+pub const URL_PASSWORD_RULE: &str =
+    "value: URL with a password (scheme://user:pass@host, or https://token@host)";
 
 impl EnvSection {
     /// Whether the variable `name=value` is scrubbed: by a `scrub` glob on its name, or by
@@ -174,6 +177,26 @@ pub fn has_url_password(value: &[u8]) -> bool {
                 if colon + 1 < userinfo.len() {
                     return true;
                 }
+            }
+            // Attack review 100 (F4): `https://ghp_...@github.com/x`. A lone user name in
+            // an HTTP URL is the credential git and HTTP clients send (`ssh://git@host` is not
+            // one, and stays).
+            let scheme_start = rest[..i]
+                .iter()
+                .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+                .map_or(0, |p| p + 1);
+            let scheme = rest[scheme_start..i].to_ascii_lowercase();
+            let web = [
+                &b"http"[..],
+                b"https",
+                b"ftp",
+                b"ftps",
+                b"git+https",
+                b"git+http",
+            ]
+            .contains(&scheme.as_slice());
+            if web && !userinfo.is_empty() {
+                return true;
             }
         }
         rest = after;

@@ -233,6 +233,11 @@ fn env_scrub_covers_passphrases_jwts_and_url_passwords() {
             ("UV_INDEX_URL", "https://u:p@idx.example.com"),
             ("NPM_CONFIG_REGISTRY", "https://u:p@npm.example.com/"),
             ("EXTRA", "a https://x.example b,https://u:p@y.example"),
+            // Attack review 100 (F4): a token as the lone user name.
+            ("GIT_URL", "https://ghp_s13@github.com/x"),
+            ("MIRROR", "see HTTPS://abc123@mirror.example/x"),
+            ("https_proxy", "http://user@proxy.example:3128/"),
+            ("EMPTY_PW", "https://user:@example.com"),
         ] {
             assert_eq!(
                 p.env.scrubbed(k, v.as_bytes()),
@@ -265,10 +270,8 @@ fn env_scrub_covers_passphrases_jwts_and_url_passwords() {
             ("EDITOR", "vi"),
             ("SHELL", "/bin/bash"),
             ("http_proxy", "http://proxy.example:3128"),
-            ("https_proxy", "http://user@proxy.example:3128/"),
             ("GIT_URL", "ssh://git@github.com/o/r.git"),
             ("ODD", "https://example.com/a:b@c"),
-            ("EMPTY_PW", "https://user:@example.com"),
             ("XAUTHORITY", "/run/user/1000/xauth"),
         ] {
             assert!(

@@ -283,6 +283,35 @@ fn untraversable_ancestor(resolver: &mut resolve::Resolver, p: &Path) -> Option<
     None
 }
 
+/// Directories directly in `top` (`/`) that no root is at or under, and that the view does
+/// not build itself (`/proc`, `/dev`, `/sys`: kernel file systems, mounted or made read-only
+/// by [`crate::mounts`]). Symlinks are left: a link holds nothing, and what it names is
+/// decided where it lands. The second list: sockets directly in `top` (hidden under an
+/// empty file, as a denied file is). Other files stay: Landlock refuses opening them.
+fn unlisted_top_level(top: &Path, roots: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    use std::os::unix::fs::FileTypeExt;
+    let (mut dirs, mut sockets) = (Vec::new(), Vec::new());
+    let Ok(rd) = std::fs::read_dir(top) else {
+        return (dirs, sockets);
+    };
+    for e in rd.flatten() {
+        let (Ok(t), p) = (e.file_type(), e.path()) else {
+            continue;
+        };
+        if is_under_any(&p, roots) {
+            continue;
+        }
+        if t.is_dir() && !["/proc", "/dev", "/sys"].iter().any(|k| p == Path::new(k)) {
+            dirs.push(p);
+        } else if t.is_socket() {
+            sockets.push(p);
+        }
+    }
+    dirs.sort();
+    sockets.sort();
+    (dirs, sockets)
+}
+
 /// The agent's own state directories that do not exist yet: `warden run` creates them
 /// ([`create_state_dirs`]) before building the plan, so they can be bound in (and their
 /// protected settings locked) from the first run. `--dry-run` only lists them.
@@ -369,6 +398,29 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
                 }
             }
         }
+    }
+    // Every other entry of `/` that no root is at or under: an empty private tmpfs too (the
+    // roots below one are bound back in, as under `$HOME`). Landlock governs opens, not
+    // `connect(2)` to a path-named socket nor `stat(2)`: attack review 100 reached a host
+    // socket under `/var/lib` from inside, and `/nix/var/nix/daemon-socket` or a
+    // `/srv/*.sock` are as close. What the policy does not show is not there by any name.
+    let mut top_sockets = Vec::new();
+    if inp.features.user_namespaces {
+        let roots: Vec<PathBuf> = std::iter::once(inp.workspace.clone())
+            .chain(state.iter().cloned())
+            .chain(write.iter().cloned())
+            .chain(read.iter().cloned())
+            .chain(install.iter().cloned())
+            .chain(system.iter().cloned())
+            .chain(exp(&p.files.cache))
+            .collect();
+        let (dirs, sockets) = unlisted_top_level(Path::new("/"), &roots);
+        for e in dirs {
+            if !masks.contains(&e) {
+                masks.push(e);
+            }
+        }
+        top_sockets = sockets;
     }
     masks.sort_by_cached_key(|m| m.components().count());
     masks.dedup();
@@ -485,11 +537,12 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .chain(binds.iter().map(|b| b.path.clone()))
         .chain(std::iter::once(inp.workspace.clone()))
         .collect();
-    let hide: Vec<PathBuf> = deny
+    let mut hide: Vec<PathBuf> = deny
         .iter()
         .filter(|d| is_under_any(d, &visible_roots) && resolver.exists(d))
         .cloned()
         .collect();
+    hide.extend(top_sockets);
     // Protected paths inside writable real roots. (The private $HOME and /tmp are discarded
     // at exit, so entries there need no lock.)
     // Where the roots really are too: a root named through the user's symlink (`~/cfg ->

@@ -522,6 +522,90 @@ fn outside_abstract_socket_is_unreachable() {
     assert!(l.accept().is_err(), "the outside listener saw a connection");
 }
 
+/// Attack review 100 (F2): Landlock governs opens, not `connect(2)` to a path-named socket,
+/// so a host socket in a directory no root shows (`/var/lib/...`, `/srv`, directly in `/`)
+/// was reached from inside. Every such directory of `/` is now an empty private tmpfs, and a
+/// socket directly in `/` is covered. Judged by the host's listeners, which must see nothing;
+/// the workspace's own socket (a dev server's) still connects.
+#[test]
+fn host_sockets_outside_the_policys_roots_are_unreachable() {
+    struct Gone(Vec<PathBuf>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+    let t = T::new("hostsock");
+    let id = std::process::id();
+    let mut gone = Gone(Vec::new());
+    let mut listeners = Vec::new();
+    let mut places = Vec::new();
+    for dir in ["/var/lib", "/srv", "/mnt", "/"] {
+        let d = Path::new(dir).join(format!("warden-it-{id}"));
+        let sock = if dir == "/" {
+            PathBuf::from(format!("/warden-it-{id}.sock"))
+        } else {
+            if std::fs::create_dir_all(&d).is_err() {
+                continue;
+            }
+            gone.0.push(d.clone());
+            d.join("s.sock")
+        };
+        let _ = std::fs::remove_file(&sock);
+        let Ok(l) = std::os::unix::net::UnixListener::bind(&sock) else {
+            continue;
+        };
+        gone.0.insert(0, sock.clone());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        listeners.push((sock.clone(), l));
+        places.push(sock);
+    }
+    assert!(
+        !places.is_empty(),
+        "no host directory could hold a test socket"
+    );
+    let ws_sock = t.ws.join("dev.sock");
+    let ws_l = std::os::unix::net::UnixListener::bind(&ws_sock).unwrap();
+    ws_l.set_nonblocking(true).unwrap();
+    let list: Vec<String> = places
+        .iter()
+        .map(|p| format!("'{}'", p.display()))
+        .collect();
+    let script = format!(
+        "/usr/bin/python3 - <<'PY'\n\
+import socket\n\
+for p in [{}]:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p); print('OK-connected', p)\n    except OSError as e:\n        print('refused', p, e.errno)\n\
+s = socket.socket(socket.AF_UNIX); s.connect('dev.sock'); print('WS-CONNECTED')\n\
+PY",
+        list.join(", ")
+    );
+    let o = t.sh(&script);
+    let s = ok(&o);
+    assert!(!s.contains("OK-connected"), "{}", out(&o));
+    assert!(
+        s.contains("WS-CONNECTED"),
+        "the workspace's socket must connect:\n{}",
+        out(&o)
+    );
+    assert!(
+        ws_l.accept().is_ok(),
+        "the workspace's listener saw no connection"
+    );
+    for (p, l) in &listeners {
+        assert!(
+            l.accept().is_err(),
+            "the host's listener at {} saw a connection from inside:\n{}",
+            p.display(),
+            out(&o)
+        );
+    }
+}
+
 #[test]
 fn namespaces_mounts_io_uring_and_keyring_are_denied() {
     let t = T::new("syscalls");
