@@ -77,15 +77,22 @@ fn credentials_and_other_projects_are_unreadable() {
         ".config/google-chrome/Default/Login Data",
         "other-project/.env",
         "other-project/src/main.rs",
+        // Inside read roots of the default profile (attack review 100 F1).
+        ".config/git/credentials",
+        ".npm-global/etc/npmrc",
     ];
+    // The read roots themselves stay readable.
+    t.write(".config/git/ignore", "*.swp\n");
     for s in secrets {
         t.write(s, "TOPSECRET\n");
     }
     t.write("proj/readme.txt", "hello\n");
-    let mut script = String::from("cat readme.txt; ");
+    let mut script = String::from(
+        "cat readme.txt; grep -q swp \"$HOME/.config/git/ignore\" && echo GITIGNORE-OK; ",
+    );
     for s in secrets {
         script.push_str(&format!(
-            "cat \"$HOME/{s}\" 2>/dev/null && echo \"LEAK {s}\"; "
+            "cat \"$HOME/{s}\" 2>/dev/null | grep -q TOPSECRET && echo \"LEAK {s}\"; "
         ));
     }
     script.push_str(
@@ -96,6 +103,11 @@ fn credentials_and_other_projects_are_unreadable() {
     assert!(
         stdout.starts_with("hello"),
         "workspace must stay readable:\n{}",
+        out(&o)
+    );
+    assert!(
+        stdout.contains("GITIGNORE-OK"),
+        "a read root must stay readable:\n{}",
         out(&o)
     );
     assert!(
