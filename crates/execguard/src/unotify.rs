@@ -116,6 +116,7 @@ use warden_event::{Decision, Layer, Verdict as V};
 use warden_policy::exec::ExecAction;
 
 const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+const PROT_WRITE: u64 = libc::PROT_WRITE as u64;
 /// `personality(2)` flag: `PROT_READ` implies `PROT_EXEC`.
 const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
 
@@ -135,7 +136,17 @@ pub fn install_filter_with(watch_writes: bool) -> std::io::Result<OwnedFd> {
 /// opens and every `openat2` (whose flags the filter cannot read) for the write-ask
 /// supervisor ([`crate::writeask`]).
 pub fn install_filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<OwnedFd> {
-    let f = filter_opts(watch_writes, ask_writes)?;
+    install_filter_all(watch_writes, ask_writes, false)
+}
+
+/// [`install_filter_opts`]; with `anonymous_exec` (allowlist mode) an `mmap` of anonymous
+/// memory with `PROT_EXEC` traps too (see `Guard::anonymous_code`).
+pub fn install_filter_all(
+    watch_writes: bool,
+    ask_writes: bool,
+    anonymous_exec: bool,
+) -> std::io::Result<OwnedFd> {
+    let f = filter_all(watch_writes, ask_writes, anonymous_exec)?;
     f.load().map_err(filter_io)?;
     let fd = f.get_notify_fd().map_err(filter_io)?;
     // SAFETY: libseccomp hands us ownership of the listener fd.
@@ -149,6 +160,15 @@ fn filter_io(e: libseccomp::error::SeccompError) -> std::io::Error {
 /// The filter [`install_filter_opts`] loads, built but not loaded (to be exported as a BPF
 /// program by the supervisor and loaded by the agent with a new listener).
 pub fn filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<ScmpFilterContext> {
+    filter_all(watch_writes, ask_writes, false)
+}
+
+/// The filter [`install_filter_all`] loads, built but not loaded.
+pub fn filter_all(
+    watch_writes: bool,
+    ask_writes: bool,
+    anonymous_exec: bool,
+) -> std::io::Result<ScmpFilterContext> {
     let watch_writes = watch_writes || ask_writes;
     let io = filter_io;
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(io)?;
@@ -157,15 +177,16 @@ pub fn filter_opts(watch_writes: bool, ask_writes: bool) -> std::io::Result<Scmp
     f.add_rule(ScmpAction::Notify, sys("execve")?).map_err(io)?;
     f.add_rule(ScmpAction::Notify, sys("execveat")?)
         .map_err(io)?;
-    f.add_rule_conditional(
-        ScmpAction::Notify,
-        sys("mmap")?,
-        &[
-            ScmpArgCompare::new(2, ScmpCompareOp::MaskedEqual(PROT_EXEC), PROT_EXEC),
-            ScmpArgCompare::new(3, ScmpCompareOp::MaskedEqual(libc::MAP_ANONYMOUS as u64), 0),
-        ],
-    )
-    .map_err(io)?;
+    let exec_map = ScmpArgCompare::new(2, ScmpCompareOp::MaskedEqual(PROT_EXEC), PROT_EXEC);
+    let file_map =
+        ScmpArgCompare::new(3, ScmpCompareOp::MaskedEqual(libc::MAP_ANONYMOUS as u64), 0);
+    let conds: &[ScmpArgCompare] = if anonymous_exec {
+        &[exec_map]
+    } else {
+        &[exec_map, file_map]
+    };
+    f.add_rule_conditional(ScmpAction::Notify, sys("mmap")?, conds)
+        .map_err(io)?;
     for n in ["mprotect", "pkey_mprotect"] {
         f.add_rule_conditional(
             ScmpAction::Notify,
@@ -1505,6 +1526,77 @@ impl Guard {
         v.allowed || !enforce
     }
 
+    /// Whether the policy is in allowlist mode (which decides anonymous code).
+    fn allowlist(&self) -> bool {
+        self.rules
+            .read()
+            .map(|r| r.mode == warden_policy::exec::ExecMode::Allowlist)
+            .unwrap_or(true)
+    }
+
+    /// Memory about to become executable that holds code from no file: anonymous memory,
+    /// pages written in a private mapping, or memory that stays writable. In allowlist mode
+    /// only the programs of `exec.jit` (and the built-in JIT compilers) may make it: any other
+    /// program doing so runs code no rule named. Attack review 101 ran an unlisted program
+    /// through the trusted `python3` (ctypes: its bytes copied into anonymous memory, made
+    /// executable, jumped to). Decided on the running program's own identity
+    /// (`/proc/PID/exe`, hashed like any executable). `true`: allowed (or audit mode, or
+    /// denylist mode, which does not decide it).
+    fn anonymous_code(&self, pid: u32, kind: &str, started: Instant) -> bool {
+        self.anonymous_code_if(pid, kind, started, || Ok(true))
+    }
+
+    /// [`Guard::anonymous_code`], where `is_code` (read only for a program not allowed to
+    /// make code) says whether the memory in question holds code from no file.
+    fn anonymous_code_if(
+        &self,
+        pid: u32,
+        kind: &str,
+        started: Instant,
+        is_code: impl FnOnce() -> Result<bool, String>,
+    ) -> bool {
+        if !self.allowlist() {
+            return true;
+        }
+        let exe = format!("/proc/{pid}/exe");
+        let what = || {
+            std::fs::read_link(&exe)
+                .map(|p| format!("anonymous code of {}", p.display()))
+                .unwrap_or_else(|_| "anonymous code".into())
+        };
+        let h = match std::fs::File::open(&exe)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                let (st, mount) = stat_fd(f.as_fd()).map_err(|e| e.to_string())?;
+                self.identify(pid, f.as_fd(), &st, mount)
+                    .map(|(h, _, _)| h)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(h) => h,
+            Err(e) => return self.fail(pid, &what(), kind, e, started),
+        };
+        let rule = self
+            .rules
+            .read()
+            .ok()
+            .and_then(|r| r.anonymous_code(Some(&h)));
+        if rule.is_some() {
+            return true;
+        }
+        match is_code() {
+            Ok(false) => true,
+            Ok(true) => {
+                let v = Verdict {
+                    allowed: false,
+                    rule: "exec.anonymous_code".into(),
+                    reason: "allowlist mode: this program may not make memory executable that holds code from no file (anonymous, written or writable memory); if it is a JIT compiler, add it to exec.jit".into(),
+                };
+                self.conclude(pid, &what, kind, Some(&h), &v, started, false)
+            }
+            Err(e) => self.fail(pid, &what(), kind, e, started),
+        }
+    }
+
     fn fail(&self, pid: u32, what: &str, kind: &str, err: String, started: Instant) -> bool {
         let v = Verdict {
             allowed: false,
@@ -1808,6 +1900,17 @@ impl Guard {
                 }
                 Err(e) => self.fail(pid, &path, "exec", e.into(), started),
             }
+        } else if nr == libc::SYS_mmap
+            && (a[3] & libc::MAP_ANONYMOUS as u64 != 0 || a[2] & PROT_WRITE != 0)
+            && !self.anonymous_code(pid, "mmap", started)
+        {
+            // Allowlist mode: executable memory that is anonymous, or writable (a private
+            // mapping's written pages are nobody's file), from a program not allowed to make
+            // code (see `anonymous_code`).
+            false
+        } else if nr == libc::SYS_mmap && a[3] & libc::MAP_ANONYMOUS as u64 != 0 {
+            // Anonymous memory (trapped in allowlist mode only), allowed above.
+            true
         } else if nr == libc::SYS_mmap {
             // Other threads share the descriptor table: held still until the kernel took
             // the file (see `crate::hold`).
@@ -1869,6 +1972,14 @@ impl Guard {
                 Ok(h) => h,
                 Err(out) => return out,
             };
+            // Allowlist mode: code from no file (anonymous memory, a private mapping's
+            // written pages) or memory left writable, from a program not allowed to make
+            // code (see `anonymous_code`). Read with the address space held.
+            if !self.anonymous_code_if(pid, "mprotect", started, || {
+                Ok(a[2] & PROT_WRITE != 0 || anonymous_in_range(pid, a[0], a[1])?)
+            }) {
+                return Outcome::Deny(libc::EACCES);
+            }
             match mapping_files(pid, a[0], a[1]) {
                 Ok((files, ids)) => {
                     recheck = Some(Recheck {
@@ -3036,6 +3147,47 @@ fn open_mapped(pid: u32, m: &MappedFile) -> Result<OwnedFd, String> {
 
 /// `/proc/PID/maps`, read without the `fstat` `read_to_string` makes for a size hint (a
 /// procfs file has none): two `read`s for a process fresh from its exec.
+/// Whether `[addr, addr + len)` of `pid`'s address space touches memory that is not a
+/// file's content: an anonymous mapping (no inode: heap, stack, `MAP_ANONYMOUS`, a private
+/// `/dev/zero`) or a file mapping with pages of its own (`Anonymous:` in `smaps`: written
+/// copy-on-write pages of a private mapping). An error when nothing is mapped there.
+fn anonymous_in_range(pid: u32, addr: u64, len: u64) -> Result<bool, String> {
+    let smaps =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps")).map_err(|e| format!("smaps: {e}"))?;
+    let end = addr
+        .saturating_add(len.saturating_add(4095) & !4095)
+        .max(addr + 1);
+    let mut inside = false;
+    let mut touched = false;
+    for line in smaps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((s, e)) = first.split_once('-').and_then(|(s, e)| {
+            Some((
+                u64::from_str_radix(s, 16).ok()?,
+                u64::from_str_radix(e, 16).ok()?,
+            ))
+        }) {
+            // A mapping's header: start-end perms offset dev inode [path].
+            inside = e > addr && s < end;
+            if inside {
+                touched = true;
+                let inode = f.nth(3).unwrap_or("0");
+                let path = f.next().unwrap_or("");
+                if inode == "0" || path.starts_with("/dev/zero") {
+                    return Ok(true);
+                }
+            }
+        } else if inside && first == "Anonymous:" && f.next().is_some_and(|kb| kb != "0") {
+            return Ok(true);
+        }
+    }
+    if !touched {
+        return Err(format!("no mapping at {addr:#x}"));
+    }
+    Ok(false)
+}
+
 fn read_maps(pid: u32) -> Result<String, String> {
     use std::io::Read;
     let mut f =

@@ -8,9 +8,9 @@
 //!
 //! Besides names, one rule looks at values: a variable whose value holds a URL with a
 //! password in its userinfo (`scheme://user:pass@host`: `MONGODB_URI`, `REDIS_URL`,
-//! `PIP_INDEX_URL`), or an `http(s)`/`ftp` URL with any userinfo (`https://TOKEN@github.com`:
-//! git and HTTP clients send a lone user name as the credential) is scrubbed too, unless a
-//! `pass` glob names it ([`EnvSection::scrubbed`]).
+//! `PIP_INDEX_URL`), or an `http(s)`/`ftp` URL whose user name is a token
+//! (`https://ghp_...@github.com`: git and HTTP clients send a lone user name as the
+//! credential) is scrubbed too, unless a `pass` glob names it ([`EnvSection::scrubbed`]).
 
 use crate::append_unique;
 use serde::{Deserialize, Serialize};
@@ -77,7 +77,7 @@ impl EnvSection {
 
 /// The rule name recorded for a variable scrubbed by its value ([`EnvSection::scrubbed`]).
 pub const URL_PASSWORD_RULE: &str =
-    "value: URL with a password (scheme://user:pass@host, or https://token@host)";
+    "value: URL with a password (scheme://user:pass@host, or a token as https://TOKEN@host)";
 
 impl EnvSection {
     /// Whether the variable `name=value` is scrubbed: by a `scrub` glob on its name, or by
@@ -178,9 +178,9 @@ pub fn has_url_password(value: &[u8]) -> bool {
                     return true;
                 }
             }
-            // Attack review 100 (F4): `https://ghp_...@github.com/x`. A lone user name in
-            // an HTTP URL is the credential git and HTTP clients send (`ssh://git@host` is not
-            // one, and stays).
+            // Attack review 100 (F4): `https://ghp_...@github.com/x`. Git and HTTP clients
+            // send a lone user name as the credential, and tokens go there (GitHub's, Azure
+            // DevOps' PATs); a plain user name (`https://git@host`, a Bitbucket login) stays.
             let scheme_start = rest[..i]
                 .iter()
                 .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
@@ -195,13 +195,35 @@ pub fn has_url_password(value: &[u8]) -> bool {
                 b"git+http",
             ]
             .contains(&scheme.as_slice());
-            if web && !userinfo.is_empty() {
+            let user = userinfo.split(|&b| b == b':').next().unwrap_or_default();
+            if web && token_like_user(user) {
                 return true;
             }
         }
         rest = after;
     }
     false
+}
+
+/// A URL's user name that is a token, not a login: a known token prefix, or 20 characters or
+/// more mixing letters and digits.
+fn token_like_user(user: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"ghp_",
+        b"gho_",
+        b"ghu_",
+        b"ghs_",
+        b"ghr_",
+        b"github_pat_",
+        b"glpat-",
+        b"xoxb-",
+        b"xoxp-",
+        b"sk-",
+    ];
+    PREFIXES.iter().any(|p| user.starts_with(p))
+        || (user.len() >= 20
+            && user.iter().any(u8::is_ascii_digit)
+            && user.iter().any(u8::is_ascii_alphabetic))
 }
 
 /// Glob with `*` (any run) and `?` (one char), matching the whole string.

@@ -34,6 +34,13 @@ pub struct ExecSection {
     /// Allow exec of memfd and anonymous files (denied in enforce mode by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_memfd: Option<bool>,
+    /// Allowlist mode: programs (names, `sha256:` hashes or paths, as in `allow`) that may
+    /// make anonymous memory executable (JIT compilers), besides the built-in ones
+    /// ([`crate::progrules::JIT_PROGRAMS`]). Any other program's anonymous or written-to
+    /// executable memory is refused (`exec.anonymous_code`): code that comes from no file
+    /// could be any program's. Denylist mode does not decide it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jit: Vec<String>,
     /// Allowlist mode: an exec of unknown content waits for a human's answer
     /// (`warden approve`; `[approvals] timeout_secs`, then deny) instead of being denied at
     /// once. Seccomp backend only. Only the user's own policy may turn it on.
@@ -43,7 +50,11 @@ pub struct ExecSection {
 
 impl ExecSection {
     pub(crate) fn validate(&self) -> Result<(), crate::SectionError> {
-        for (key, list) in [("exec.allow", &self.allow), ("exec.deny", &self.deny)] {
+        for (key, list) in [
+            ("exec.allow", &self.allow),
+            ("exec.deny", &self.deny),
+            ("exec.jit", &self.jit),
+        ] {
             for r in list {
                 crate::progrules::check_entry(key, r)?;
             }
@@ -66,6 +77,7 @@ impl ExecSection {
         }
         append_unique(&mut self.allow, &o.allow);
         append_unique(&mut self.deny, &o.deny);
+        append_unique(&mut self.jit, &o.jit);
     }
 
     /// Workspace documents may add denials, switch to allowlist and enforce, nothing else.
@@ -74,6 +86,9 @@ impl ExecSection {
     pub(crate) fn narrow(&mut self, o: &ExecSection) -> Result<(), crate::Widens> {
         if o.allow.iter().any(|a| !self.allow.contains(a)) {
             return Err("exec.allow".into());
+        }
+        if o.jit.iter().any(|a| !self.jit.contains(a)) {
+            return Err("exec.jit".into());
         }
         if o.allow_memfd == Some(true) && !self.allow_memfd.unwrap_or(false) {
             return Err("exec.allow_memfd".into());

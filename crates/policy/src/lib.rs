@@ -632,7 +632,7 @@ impl Policy {
         let grants_more = |a: &[String], b: &[String]| a.iter().any(|x| !b.contains(x));
         let drops = |a: &[String], b: &[String]| b.iter().any(|x| !a.contains(x));
         let (e, b) = (self.effective(), base.effective());
-        let lists: [(&'static str, bool); 19] = [
+        let lists: [(&'static str, bool); 20] = [
             (
                 "files.ask_write",
                 grants_more(&self.files.ask_write, &base.files.ask_write),
@@ -669,6 +669,7 @@ impl Policy {
                 grants_more(&self.exec.allow, &base.exec.allow),
             ),
             ("exec.deny", drops(&self.exec.deny, &base.exec.deny)),
+            ("exec.jit", grants_more(&self.exec.jit, &base.exec.jit)),
             (
                 "network.allow",
                 grants_more(&self.network.allow, &base.network.allow),

@@ -92,6 +92,15 @@ pub const BUILD_TOOLS: &[&str] = &[
     "clang", "clang++", "rustc", "go", "as",
 ];
 
+/// Programs that may make anonymous memory executable in allowlist mode: the JavaScript
+/// engines the agents run on (Node.js for the npm installs of Claude Code, Codex's launcher
+/// and Gemini CLI; `claude`, Claude Code's native build, a Bun executable), resolved like
+/// program names; `exec.jit` adds more. Kept short: a JIT with a foreign-function interface
+/// that calls raw pointers (Bun's `bun:ffi`, Deno's, LuaJIT's, PyPy's, .NET's, Java's FFM)
+/// can run any code it writes, so each is the user's choice (Node.js has none; its native
+/// addons are files, decided by content).
+pub const JIT_PROGRAMS: &[&str] = &["node", "nodejs", "claude"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
@@ -115,7 +124,11 @@ pub struct ExecRules {
     pub allow_memfd: bool,
     deny: HashMap<Hash, String>,
     allow: HashMap<Hash, String>,
+    /// Programs that may make anonymous memory executable (allowlist mode only): the
+    /// built-in [`JIT_PROGRAMS`] and `exec.jit`.
+    jit: HashMap<Hash, String>,
     sources: Vec<(Source, bool)>,
+    jit_sources: Vec<Source>,
     home: PathBuf,
     /// Hashes of named files and paths come through this (a cache hit costs no hashing).
     cache: Arc<dyn Identity>,
@@ -348,6 +361,17 @@ impl ExecRules {
             allow_memfd: p.exec.allow_memfd.unwrap_or(false),
             deny: HashMap::new(),
             allow: HashMap::new(),
+            jit: HashMap::new(),
+            // Resolved in allowlist mode only (denylist mode does not decide anonymous code).
+            jit_sources: if p.exec.mode == Some(ExecMode::Allowlist) {
+                JIT_PROGRAMS
+                    .iter()
+                    .map(|n| Source::Name((*n).to_string()))
+                    .chain(p.exec.jit.iter().map(|j| classify(j)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             sources: p
                 .exec
                 .deny
@@ -366,10 +390,35 @@ impl ExecRules {
     fn resolve(&mut self, dirs: &SearchDirs) -> Result<(), RuleError> {
         let mut deny = HashMap::new();
         let mut allow = HashMap::new();
+        let mut jit = HashMap::new();
         let mut notes = Vec::new();
         for (src, is_deny) in &self.sources {
             let key = if *is_deny { "exec.deny" } else { "exec.allow" };
             let target = if *is_deny { &mut deny } else { &mut allow };
+            self.resolve_source(src, key, target, &mut notes, dirs, true)?;
+        }
+        for (i, src) in self.jit_sources.iter().enumerate() {
+            // A built-in name that is not installed is no news.
+            let quiet = i < JIT_PROGRAMS.len();
+            self.resolve_source(src, "exec.jit", &mut jit, &mut notes, dirs, !quiet)?;
+        }
+        self.deny = deny;
+        self.allow = allow;
+        self.jit = jit;
+        self.notes = notes;
+        Ok(())
+    }
+
+    fn resolve_source(
+        &self,
+        src: &Source,
+        key: &str,
+        target: &mut HashMap<Hash, String>,
+        notes: &mut Vec<Note>,
+        dirs: &SearchDirs,
+        warn_missing: bool,
+    ) -> Result<(), RuleError> {
+        {
             match src {
                 Source::Hash(h) => {
                     target.insert(*h, format!("{key}:sha256:{}", hex(h)));
@@ -384,7 +433,7 @@ impl ExecRules {
                 }
                 Source::Name(n) => {
                     let files = dirs.all(n);
-                    if files.is_empty() {
+                    if files.is_empty() && warn_missing {
                         notes.push(Note::warning(format!(
                             "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
                             SYSTEM_DIRS.join(", ")
@@ -421,10 +470,21 @@ impl ExecRules {
                 }
             }
         }
-        self.deny = deny;
-        self.allow = allow;
-        self.notes = notes;
         Ok(())
+    }
+
+    /// Allowlist mode: the rule that lets the program `h` make anonymous (or written-to)
+    /// memory executable, `None` when nothing does. Always `Some` in denylist mode, which
+    /// does not decide such memory.
+    pub fn anonymous_code(&self, h: Option<&Hash>) -> Option<String> {
+        if self.mode != ExecMode::Allowlist {
+            return Some("exec.mode:denylist".into());
+        }
+        let h = h?;
+        if self.deny.contains_key(h) {
+            return None;
+        }
+        self.jit.get(h).cloned()
     }
 
     /// Adds every hash of a trust index to the allow set (allowlist mode).

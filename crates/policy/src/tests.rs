@@ -235,9 +235,11 @@ fn env_scrub_covers_passphrases_jwts_and_url_passwords() {
             ("EXTRA", "a https://x.example b,https://u:p@y.example"),
             // Attack review 100 (F4): a token as the lone user name.
             ("GIT_URL", "https://ghp_s13@github.com/x"),
-            ("MIRROR", "see HTTPS://abc123@mirror.example/x"),
-            ("https_proxy", "http://user@proxy.example:3128/"),
-            ("EMPTY_PW", "https://user:@example.com"),
+            (
+                "MIRROR",
+                "see HTTPS://abcdef0123456789abcdef01@mirror.example/x",
+            ),
+            ("AZ", "https://glpat-x@gitlab.example/x"),
         ] {
             assert_eq!(
                 p.env.scrubbed(k, v.as_bytes()),
@@ -271,6 +273,9 @@ fn env_scrub_covers_passphrases_jwts_and_url_passwords() {
             ("SHELL", "/bin/bash"),
             ("http_proxy", "http://proxy.example:3128"),
             ("GIT_URL", "ssh://git@github.com/o/r.git"),
+            ("BB", "https://alice@bitbucket.org/o/r.git"),
+            ("https_proxy", "http://user@proxy.example:3128/"),
+            ("EMPTY_PW", "https://user:@example.com"),
             ("ODD", "https://example.com/a:b@c"),
             ("XAUTHORITY", "/run/user/1000/xauth"),
         ] {
@@ -423,6 +428,7 @@ fn narrowing_compares_with_effective_values_defaults_included() {
         "[gate]\ndynamic = \"allow\"\n",
         "[gate]\nmcp_allow = [\"mcp__evil__*\"]\n",
         "[exec]\nallow_memfd = true\n",
+        "[exec]\njit = [\"python3\"]\n",
         "[exec]\naction = \"audit\"\n",
         "[process]\ncore_dumps = true\n",
         "[agent]\nname = \"other\"\n",

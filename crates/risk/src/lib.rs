@@ -482,6 +482,17 @@ pub fn classify(d: &Decision, now: f64, h: &mut History) -> Vec<(Signal, String)
                     Signal::FailClosed,
                     "an identity could not be established".into(),
                 ));
+            } else if d.rule == "exec.anonymous_code" {
+                // Allowlist mode refuses JIT compilers that are not listed (PCRE2's in
+                // `grep -P`, libffi's closures) as it refuses an in-memory loader: an exec
+                // denial once per program, not an evasion at every attempt.
+                let seen = h.refused.entry(d.rule.clone()).or_default();
+                if seen.len() < MAX_SUBJECTS_PER_RULE && seen.insert(what.to_string()) {
+                    out.push((
+                        Signal::ExecDeny,
+                        format!("executable anonymous memory refused ({what})"),
+                    ));
+                }
             } else if kind == "mmap" || kind == "mprotect" {
                 out.push((
                     Signal::Evasion,

@@ -14,7 +14,7 @@ pub enum ExecSetup {
     /// seccomp user notification + exec tracing, supervised by `warden run`.
     Seccomp(Box<Guard>),
     /// BPF LSM programs of `warden daemon`: the session's cgroup is enforced in the kernel.
-    Bpf(ExecRules),
+    Bpf(Box<ExecRules>),
 }
 
 impl ExecSetup {
@@ -28,7 +28,7 @@ impl ExecSetup {
                 if config.verbose > 0 {
                     eprintln!("warden: exec guard: BPF LSM (warden daemon)");
                 }
-                Ok(ExecSetup::Bpf(rules))
+                Ok(ExecSetup::Bpf(Box::new(rules)))
             }
             ExecBackend::Seccomp => {
                 let (rules, cache) = exec_rules(config, ui)?;
@@ -82,25 +82,30 @@ fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>),
 pub(crate) struct ExecHook {
     record_writes: bool,
     ask_writes: bool,
+    /// Allowlist mode: anonymous executable mappings trap too.
+    anonymous_exec: bool,
     pending: std::sync::Mutex<Option<warden_sandbox::bpf::Pending<()>>>,
     program: std::sync::OnceLock<warden_sandbox::bpf::Program>,
 }
 
 impl ExecHook {
-    pub(crate) fn new(record_writes: bool, ask_writes: bool) -> ExecHook {
+    pub(crate) fn new(record_writes: bool, ask_writes: bool, anonymous_exec: bool) -> ExecHook {
         let name = format!(
-            "exec-guard-w{}-a{}",
+            "exec-guard-w{}-a{}-x{}",
             u8::from(record_writes),
-            u8::from(ask_writes)
+            u8::from(ask_writes),
+            u8::from(anonymous_exec)
         );
         let pending = warden_sandbox::bpf::Pending::cached((), name, move || {
-            let f = warden_execguard::unotify::filter_opts(record_writes, ask_writes)
-                .map_err(|e| e.to_string())?;
+            let f =
+                warden_execguard::unotify::filter_all(record_writes, ask_writes, anonymous_exec)
+                    .map_err(|e| e.to_string())?;
             warden_sandbox::bpf::Program::export(&f).map_err(|e| e.to_string())
         });
         ExecHook {
             record_writes,
             ask_writes,
+            anonymous_exec,
             pending: std::sync::Mutex::new(Some(pending)),
             program: std::sync::OnceLock::new(),
         }
@@ -123,10 +128,12 @@ impl warden_sandbox::AgentHook for ExecHook {
             Some(p) => p
                 .load(true)
                 .map_err(|e| std::io::Error::other(format!("exec guard filter: load: {e}"))),
-            None => {
-                warden_execguard::unotify::install_filter_opts(self.record_writes, self.ask_writes)
-                    .map(Some)
-            }
+            None => warden_execguard::unotify::install_filter_all(
+                self.record_writes,
+                self.ask_writes,
+                self.anonymous_exec,
+            )
+            .map(Some),
         }
     }
 }
@@ -141,8 +148,14 @@ mod hook_tests {
     /// listener.
     #[test]
     fn precompiled_exec_filter_is_what_libseccomp_loads() {
-        for (record, ask) in [(false, false), (true, false), (false, true), (true, true)] {
-            let hook = ExecHook::new(record, ask);
+        for (record, ask, anon) in [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (true, true, false),
+            (false, false, true),
+        ] {
+            let hook = ExecHook::new(record, ask, anon);
             hook.prepare();
             assert!(hook.program.get().is_some(), "prepared");
             let ours =
@@ -150,14 +163,14 @@ mod hook_tests {
             let theirs = warden_sandbox::bpf::loaded_filters(&|| {
                 // SAFETY: plain prctl.
                 unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-                warden_execguard::unotify::install_filter_opts(record, ask).is_ok()
+                warden_execguard::unotify::install_filter_all(record, ask, anon).is_ok()
             });
             let Some(theirs) = theirs else {
                 eprintln!("skipped: PTRACE_SECCOMP_GET_FILTER unavailable");
                 return;
             };
             let ours = ours.expect("the precompiled program loads");
-            assert_eq!(ours, theirs, "record={record} ask={ask}");
+            assert_eq!(ours, theirs, "record={record} ask={ask} anon={anon}");
             assert_eq!(
                 ours[0],
                 hook.program.get().map(|p| p.to_bytes()).unwrap_or_default()

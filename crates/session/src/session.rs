@@ -369,10 +369,12 @@ impl Session {
                 plan,
                 landlock,
                 hooks: if matches!(exec, ExecSetup::Seccomp(_)) {
-                    vec![
-                        Arc::new(crate::exec::ExecHook::new(record_writes, ask_writes))
-                            as Arc<dyn warden_sandbox::AgentHook>,
-                    ]
+                    vec![Arc::new(crate::exec::ExecHook::new(
+                        record_writes,
+                        ask_writes,
+                        res.config.policy.exec.mode
+                            == Some(warden_policy::exec::ExecMode::Allowlist),
+                    )) as Arc<dyn warden_sandbox::AgentHook>]
                 } else {
                     Vec::new()
                 },

@@ -2688,3 +2688,130 @@ fn sysv_shared_memory_is_not_made_executable_behind_a_writable_attach() {
     assert_eq!(all.matches(": mprotect -1").count(), 2, "{all}");
     assert!(all.contains("anon ok"), "{all}");
 }
+
+/// Attack review 101 (E1): in allowlist mode an unlisted program ran through the trusted
+/// `python3` (ctypes: bytes copied into anonymous memory, made executable, jumped to).
+/// Memory made executable that holds code from no file (anonymous, a private mapping's
+/// written pages, or memory left writable) is refused to every program but the JIT
+/// compilers (`exec.jit`). Judged on the host by the markers the code's callers write when
+/// it ran; python itself, a JIT (node) and `exec.jit` naming python still work.
+#[test]
+fn allowlist_mode_refuses_code_from_no_file_to_programs_that_are_not_jits() {
+    let t = T::new("anoncode");
+    let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
+    // Allow exactly what runs: bash, python and every file either maps executable (its
+    // loader and libraries, ctypes' and mmap's modules), node with its libraries if present.
+    let maps = Command::new(&python)
+        .args([
+            "-c",
+            "import ctypes, mmap; print('\\n'.join(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'x' in l.split()[1] and '/' in l})))",
+        ])
+        .output()
+        .unwrap();
+    let mut allow: Vec<String> = String::from_utf8_lossy(&maps.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let node = Path::new("/usr/bin/node").exists();
+    let mut progs = vec!["/usr/bin/bash"];
+    if node {
+        progs.push("/usr/bin/node");
+    }
+    allow.extend(progs.iter().map(|p| p.to_string()));
+    let ldd = Command::new("ldd").args(&progs).output().unwrap();
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = l
+            .split_whitespace()
+            .find(|w| w.starts_with('/') && !w.ends_with(':'))
+        {
+            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
+        }
+    }
+    let list = allow
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        t.ws.join("code.py"),
+        r#"import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+CODE = b"\xb8\x2a\x00\x00\x00\xc3"  # mov eax, 42; ret
+FAILED = 2**64 - 1
+def run(a, name):
+    if ctypes.CFUNCTYPE(ctypes.c_int)(a)() == 42:
+        open(name + ".ran", "w").write("ran")
+        print("RAN", name)
+def anon_mprotect():
+    a = libc.mmap(None, 4096, 3, 0x22, -1, 0)
+    ctypes.memmove(a, CODE, len(CODE))
+    if libc.mprotect(a, 4096, 5) == 0:
+        run(a, "anon_mprotect")
+def anon_rwx():
+    a = libc.mmap(None, 4096, 7, 0x22, -1, 0)
+    if a not in (None, FAILED):
+        ctypes.memmove(a, CODE, len(CODE))
+        run(a, "anon_rwx")
+def file_cow():
+    fd = os.open(sys.argv[2], os.O_RDONLY)
+    a = libc.mmap(None, 4096, 3, 0x02, fd, 0)
+    ctypes.memmove(a, CODE, len(CODE))
+    if libc.mprotect(a, 4096, 5) == 0:
+        run(a, "file_cow")
+for case in sys.argv[1].split(","):
+    try:
+        globals()[case]()
+    except Exception as e:
+        print(case, "failed:", e)
+print("PYTHON-OK", sys.argv[1])
+"#,
+    )
+    .unwrap();
+    let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+    let cases = "anon_mprotect,anon_rwx,file_cow";
+    let script = format!(
+        "{py} code.py {cases} {libc}; {node}",
+        py = python.display(),
+        libc = libc.display(),
+        node = if node {
+            "/usr/bin/node -e 'let s = 0; for (let i = 0; i < 3e6; i++) s += i; console.log(\"NODE-JIT-OK\", s)'"
+        } else {
+            "echo NODE-JIT-OK"
+        }
+    );
+    let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [{list}]\n"));
+    let o = t.run(&["--policy", &p, "--no-index"], &script);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("PYTHON-OK"), "python must run:\n{}", text(&o));
+    assert!(s.contains("NODE-JIT-OK"), "a JIT must work:\n{}", text(&o));
+    for c in cases.split(',') {
+        assert!(
+            !t.ws.join(format!("{c}.ran")).exists(),
+            "code from no file ran ({c}):\n{}",
+            text(&o)
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exec.anonymous_code")
+            || s.contains("anon_mprotect"),
+        "{}",
+        text(&o)
+    );
+    // Named in `exec.jit`, the same program may.
+    let p = t.policy(&format!(
+        "[exec]\nmode = \"allowlist\"\nallow = [{list}]\njit = [\"{}\"]\n",
+        python.display()
+    ));
+    let o = t.run(
+        &["--policy", &p, "--no-index"],
+        &format!("{} code.py anon_mprotect", python.display()),
+    );
+    assert!(
+        t.ws.join("anon_mprotect.ran").exists(),
+        "exec.jit must let python make code:\n{}",
+        text(&o)
+    );
+}
