@@ -1478,8 +1478,19 @@ fn classify_entry(
         b"opencode.json" | b"opencode.jsonc" | b".aider.conf.yml" | b".clinerules"
         | b".roomodes" => return Some((Category::Agent, "agent settings")),
         // Neovim's project-local configuration (run with `exrc` set) and lazy.nvim's.
-        b".nvim.lua" | b".nvimrc" | b".exrc" | b".lazy.lua" => {
+        b".nvim.lua" | b".nvimrc" | b".exrc" | b".lazy.lua" | b".lvimrc" => {
             return Some((Category::Ide, "editor configuration"))
+        }
+        // What `.vscode/` and `.devcontainer/` hold under other names (attack review 101 E2):
+        // a root `.devcontainer.json` (its `initializeCommand` runs on the host when the
+        // folder is reopened in a container), a `*.code-workspace` file (settings and tasks,
+        // `runOn: folderOpen` included), Emacs' directory variables (`eval` forms).
+        b".devcontainer.json" => return Some((Category::Ide, "dev container configuration")),
+        b".dir-locals.el" | b".dir-locals-2.el" => {
+            return Some((Category::Ide, "editor configuration"))
+        }
+        _ if name.ends_with(b".code-workspace") => {
+            return Some((Category::Ide, "VS Code workspace (settings and tasks)"))
         }
         // `AGENTS.override.md`: Codex reads it instead of `AGENTS.md` beside it, with no
         // project trust (attack review 79).
@@ -1742,6 +1753,25 @@ mod tests {
         }
         assert_eq!(c("pyproject.toml"), Some(INIT_HOOK));
         assert_eq!(c("hgrc"), None);
+    }
+
+    /// Attack review 101 (E2): editor configuration under the names that are not
+    /// `.vscode/` or `.devcontainer/`.
+    #[test]
+    fn classifies_editor_configuration_under_other_names() {
+        let c = |p: &str| classify(Path::new(p), false).map(|x| x.0);
+        for p in [
+            ".devcontainer.json",
+            "proj.code-workspace",
+            "sub/x.code-workspace",
+            ".dir-locals.el",
+            ".dir-locals-2.el",
+            ".lvimrc",
+        ] {
+            assert_eq!(c(p), Some(Category::Ide), "{p}");
+        }
+        assert_eq!(c("devcontainer.json"), None);
+        assert_eq!(c("code-workspace.md"), None);
     }
 
     /// Attack review 99 (F3): lint-staged's commands (run by a git hook) in package.json or

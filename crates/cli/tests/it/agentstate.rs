@@ -1684,3 +1684,33 @@ fn a_session_ending_beside_another_leaves_its_write_back_to_the_last_one() {
         out(&b)
     );
 }
+
+/// Attack review 101 (E2): what `.vscode/` and `.devcontainer/` hold, under other names: a
+/// root `.devcontainer.json` (its `initializeCommand` runs on the host at "reopen in
+/// container"), a `*.code-workspace` with a task run at folder open, Emacs' directory
+/// variables. All are in the exit report, and the files are on the host as written.
+#[test]
+fn editor_configuration_under_other_names_is_reported() {
+    let t = T::new("review101-ide");
+    let o = t.sh(
+        "printf '{\"image\":\"debian\",\"initializeCommand\":\"./w.sh\"}' > .devcontainer.json && \
+         printf '{\"folders\":[{\"path\":\".\"}],\"tasks\":{\"version\":\"2.0.0\",\"tasks\":[{\"label\":\"x\",\"type\":\"shell\",\"command\":\"./w.sh\",\"runOptions\":{\"runOn\":\"folderOpen\"}}]}}' > proj.code-workspace && \
+         echo '((nil . ((eval . (shell-command \"./w.sh\")))))' > .dir-locals.el",
+    );
+    ok(&o);
+    reported(
+        &o,
+        &[
+            "created  .devcontainer.json",
+            "created  proj.code-workspace",
+            "created  .dir-locals.el",
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(t.ws.join(".devcontainer.json"))
+            .unwrap()
+            .contains("initializeCommand"),
+        "{}",
+        out(&o)
+    );
+}
