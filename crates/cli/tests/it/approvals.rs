@@ -526,24 +526,8 @@ fn terminal_keys_answer_and_the_agents_forged_keys_do_not() {
 #[test]
 fn exec_of_unknown_content_asks_and_is_bound_to_its_hash() {
     let t = T::new("exec");
-    let mut allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
-    let ldd = Command::new("ldd")
-        .args(["/usr/bin/bash", "/usr/bin/true"])
-        .output()
-        .unwrap();
-    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(p) = l
-            .split_whitespace()
-            .find(|w| w.starts_with('/') && !w.ends_with(':'))
-        {
-            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
-        }
-    }
-    let list = allow
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
+    let list = super::common::allow_list_with_libraries(&allow);
     let policy = t.root.join("exec-policy.toml");
     std::fs::write(
         &policy,

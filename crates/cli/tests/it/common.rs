@@ -141,3 +141,26 @@ pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The TOML list of `allow` entries for an allowlist policy: `files` and, canonical, every
+/// library the dynamic loader maps for them (`ldd`), each quoted.
+pub fn allow_list_with_libraries(files: &[String]) -> String {
+    let mut allow = files.to_vec();
+    let ldd = std::process::Command::new("ldd")
+        .args(files)
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = l
+            .split_whitespace()
+            .find(|w| w.starts_with('/') && !w.ends_with(':'))
+        {
+            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
+        }
+    }
+    allow
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -259,24 +259,8 @@ fn modified_after_check_with_restored_timestamps_is_rehashed() {
 fn allowlist_mode_denies_unknown_and_padded_copies() {
     let t = T::new("allow");
     // Allow exactly what the test runs: bash, true, and their libraries and loader.
-    let mut allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
-    let ldd = Command::new("ldd")
-        .args(["/usr/bin/bash", "/usr/bin/true"])
-        .output()
-        .unwrap();
-    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(p) = l
-            .split_whitespace()
-            .find(|w| w.starts_with('/') && !w.ends_with(':'))
-        {
-            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
-        }
-    }
-    let list = allow
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let allow = vec!["/usr/bin/bash".to_string(), "/usr/bin/true".to_string()];
+    let list = super::common::allow_list_with_libraries(&allow);
     let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [{list}]\n"));
     std::fs::copy("/usr/bin/true", t.ws.join("true-copy")).unwrap();
     let mut padded = std::fs::read("/usr/bin/true").unwrap();
@@ -2718,20 +2702,7 @@ fn allowlist_mode_refuses_code_from_no_file_to_programs_that_are_not_jits() {
         progs.push("/usr/bin/node");
     }
     allow.extend(progs.iter().map(|p| p.to_string()));
-    let ldd = Command::new("ldd").args(&progs).output().unwrap();
-    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(p) = l
-            .split_whitespace()
-            .find(|w| w.starts_with('/') && !w.ends_with(':'))
-        {
-            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
-        }
-    }
-    let list = allow
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = super::common::allow_list_with_libraries(&allow);
     std::fs::write(
         t.ws.join("code.py"),
         r#"import ctypes, os, sys

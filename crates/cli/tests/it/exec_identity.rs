@@ -234,29 +234,12 @@ fn forged_stamp_does_not_run_unknown_content_in_allowlist_mode() {
     bad.resize(good.len(), 0);
     forgery(&t, good, bad.clone());
     // Allowed: bash, true, the forger, and their libraries and loader.
-    let mut allow = vec![
+    let allow = vec![
         "/usr/bin/bash".to_string(),
         "/usr/bin/true".to_string(),
         t.ws.join("forger").display().to_string(),
     ];
-    let ldd = Command::new("ldd")
-        .args(["/usr/bin/bash", "/usr/bin/true"])
-        .arg(t.ws.join("forger"))
-        .output()
-        .unwrap();
-    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(p) = l
-            .split_whitespace()
-            .find(|w| w.starts_with('/') && !w.ends_with(':'))
-        {
-            allow.push(std::fs::canonicalize(p).unwrap().display().to_string());
-        }
-    }
-    let list = allow
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = super::common::allow_list_with_libraries(&allow);
     let p = t.policy(&format!("[exec]\nmode = \"allowlist\"\nallow = [{list}]\n"));
     std::fs::copy("/usr/bin/true", t.ws.join("legit")).unwrap();
     let args = ["--policy", &p, "--no-index"];
