@@ -92,14 +92,14 @@ pub const BUILD_TOOLS: &[&str] = &[
     "clang", "clang++", "rustc", "go", "as",
 ];
 
-/// Programs that may make anonymous memory executable in allowlist mode: the JavaScript
-/// engines the agents run on (Node.js for the npm installs of Claude Code, Codex's launcher
-/// and Gemini CLI; `claude`, Claude Code's native build, a Bun executable), resolved like
-/// program names; `exec.jit` adds more. Kept short: a JIT with a foreign-function interface
-/// that calls raw pointers (Bun's `bun:ffi`, Deno's, LuaJIT's, PyPy's, .NET's, Java's FFM)
-/// can run any code it writes, so each is the user's choice (Node.js has none; its native
-/// addons are files, decided by content).
-pub const JIT_PROGRAMS: &[&str] = &["node", "nodejs", "claude"];
+/// Programs that may make anonymous memory executable in allowlist mode: Node.js, which the
+/// npm installs of Claude Code, Codex's launcher and Gemini CLI run on, resolved like
+/// program names through places the agent cannot write; `exec.jit` adds more. Kept short:
+/// a JIT with a foreign-function interface that calls raw pointers (Bun's `bun:ffi`, Deno's,
+/// LuaJIT's, PyPy's, .NET's, Java's FFM) can run any code it writes, so each is the user's
+/// choice. Claude Code's native build is Bun and honours `BUN_OPTIONS=--preload x.js` (attack
+/// review 102 ran native code through `bun:ffi` that way): not built in.
+pub const JIT_PROGRAMS: &[&str] = &["node", "nodejs"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -129,6 +129,12 @@ pub struct ExecRules {
     jit: HashMap<Hash, String>,
     sources: Vec<(Source, bool)>,
     jit_sources: Vec<Source>,
+    /// Directories the agent can write (the session's writable roots, [`ExecRules::distrust`]):
+    /// a program name never resolves to a grant (`allow`, `jit`, build tools) through them.
+    untrusted: Vec<PathBuf>,
+    /// Set by [`ExecRules::distrust`] before the agent runs: later resolutions
+    /// ([`ExecRules::refresh`]) renew the denials only, and the grants stay as resolved then.
+    grants_fixed: bool,
     home: PathBuf,
     /// Hashes of named files and paths come through this (a cache hit costs no hashing).
     cache: Arc<dyn Identity>,
@@ -272,6 +278,17 @@ impl SearchDirs {
         (0..self.dirs.len()).find_map(|i| self.file(i, name))
     }
 
+    /// Every file named `name` with the path it was found as (a real path found twice is
+    /// listed twice: one place may be trusted where the other is not).
+    pub fn all_spelled(&self, name: &str) -> Vec<(PathBuf, PathBuf)> {
+        (0..self.dirs.len())
+            .filter_map(|i| {
+                self.file(i, name)
+                    .map(|real| (self.dirs[i].join(name), real))
+            })
+            .collect()
+    }
+
     /// Every file named `name`, each real path once.
     pub fn all(&self, name: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -362,6 +379,8 @@ impl ExecRules {
             deny: HashMap::new(),
             allow: HashMap::new(),
             jit: HashMap::new(),
+            untrusted: Vec::new(),
+            grants_fixed: false,
             // Resolved in allowlist mode only (denylist mode does not decide anonymous code).
             jit_sources: if p.exec.mode == Some(ExecMode::Allowlist) {
                 JIT_PROGRAMS
@@ -392,21 +411,51 @@ impl ExecRules {
         let mut allow = HashMap::new();
         let mut jit = HashMap::new();
         let mut notes = Vec::new();
+        let fixed = self.grants_fixed;
         for (src, is_deny) in &self.sources {
+            if fixed && !*is_deny {
+                continue;
+            }
             let key = if *is_deny { "exec.deny" } else { "exec.allow" };
             let target = if *is_deny { &mut deny } else { &mut allow };
             self.resolve_source(src, key, target, &mut notes, dirs, true)?;
         }
-        for (i, src) in self.jit_sources.iter().enumerate() {
-            // A built-in name that is not installed is no news.
-            let quiet = i < JIT_PROGRAMS.len();
-            self.resolve_source(src, "exec.jit", &mut jit, &mut notes, dirs, !quiet)?;
+        if !fixed {
+            for (i, src) in self.jit_sources.iter().enumerate() {
+                // A built-in name that is not installed is no news.
+                let quiet = i < JIT_PROGRAMS.len();
+                self.resolve_source(src, "exec.jit", &mut jit, &mut notes, dirs, !quiet)?;
+            }
+            self.allow = allow;
+            self.jit = jit;
         }
         self.deny = deny;
-        self.allow = allow;
-        self.jit = jit;
         self.notes = notes;
         Ok(())
+    }
+
+    /// The session's writable roots (host paths): from now on a program name resolves to a
+    /// grant (`exec.allow`, `exec.jit`, the build tools) only through directories outside
+    /// them, and [`ExecRules::refresh`] renews only the denials. Attack review 102: with a
+    /// workspace `.venv/bin` on `PATH`, a link `.venv/bin/node -> python3` made inside was
+    /// resolved at the next refresh as the JIT `node`, and python ran any code it wrote.
+    /// Call before the agent runs.
+    pub fn distrust(&mut self, roots: Vec<PathBuf>) -> Result<(), RuleError> {
+        self.untrusted = roots;
+        self.grants_fixed = false;
+        let dirs = SearchDirs::list(&self.home);
+        self.resolve(&dirs)?;
+        self.grants_fixed = true;
+        Ok(())
+    }
+
+    /// Whether a grant may be resolved to `real` found as `spelled` (a file in a search
+    /// directory): neither lies in a directory the agent can write.
+    fn trusted_place(&self, spelled: &Path, real: &Path) -> bool {
+        !self
+            .untrusted
+            .iter()
+            .any(|r| spelled.starts_with(r) || real.starts_with(r))
     }
 
     fn resolve_source(
@@ -432,7 +481,23 @@ impl ExecRules {
                     target.insert(h, format!("{key}:{}", p.display()));
                 }
                 Source::Name(n) => {
-                    let files = dirs.all(n);
+                    let grant = key != "exec.deny";
+                    let mut seen = std::collections::HashSet::new();
+                    let files: Vec<PathBuf> = dirs
+                        .all_spelled(n)
+                        .into_iter()
+                        .filter_map(|(spelled, real)| {
+                            if grant && !self.trusted_place(&spelled, &real) {
+                                notes.push(Note::warning(format!(
+                                    "warning: {key} `{n}`: {} is left out: the agent can write there",
+                                    spelled.display()
+                                )));
+                                return None;
+                            }
+                            Some(real)
+                        })
+                        .filter(|real| seen.insert(real.clone()))
+                        .collect();
                     if files.is_empty() && warn_missing {
                         notes.push(Note::warning(format!(
                             "warning: {key} names `{n}`, but no file of that name exists in PATH, {} or the toolchain directories; the rule matches nothing until one appears",
@@ -533,7 +598,10 @@ impl ExecRules {
         let mut out = Vec::new();
         let dirs = SearchDirs::list(&self.home);
         for n in BUILD_TOOLS {
-            for f in dirs.all(n) {
+            for (spelled, f) in dirs.all_spelled(n) {
+                if !self.trusted_place(&spelled, &f) {
+                    continue;
+                }
                 if let Ok(h) = self.cache.of_path(&f) {
                     if !self.deny.contains_key(&h) && !out.contains(&h) {
                         out.push(h);

@@ -482,15 +482,19 @@ pub fn classify(d: &Decision, now: f64, h: &mut History) -> Vec<(Signal, String)
                     Signal::FailClosed,
                     "an identity could not be established".into(),
                 ));
-            } else if d.rule == "exec.anonymous_code" {
+            } else if d.rule == "exec.anonymous_code"
+                || (d.rule == "exec.allow_memfd" && (kind == "mmap" || kind == "mprotect"))
+            {
                 // Allowlist mode refuses JIT compilers that are not listed (PCRE2's in
-                // `grep -P`, libffi's closures) as it refuses an in-memory loader: an exec
-                // denial once per program, not an evasion at every attempt.
+                // `grep -P`, libffi's closures, which then try a memfd and ~25 deleted
+                // temporary files: attack review 102 saw one ctypes callback freeze the
+                // session) as it refuses an in-memory loader: an exec denial once per
+                // program and rule, not an evasion at every attempt.
                 let seen = h.refused.entry(d.rule.clone()).or_default();
-                if seen.len() < MAX_SUBJECTS_PER_RULE && seen.insert(what.to_string()) {
+                if seen.len() < MAX_SUBJECTS_PER_RULE && seen.insert(comm.to_string()) {
                     out.push((
                         Signal::ExecDeny,
-                        format!("executable anonymous memory refused ({what})"),
+                        format!("code from no file refused ({what}, {comm})"),
                     ));
                 }
             } else if kind == "mmap" || kind == "mprotect" {

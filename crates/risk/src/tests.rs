@@ -400,3 +400,58 @@ fn advisor_records_move_the_score_only_by_the_supervisors_deny() {
     );
     assert_eq!(s(&gate, &mut h), vec![Signal::GateAsk]);
 }
+
+/// Attack review 102: one ctypes callback in allowlist mode (libffi: anonymous memory, then
+/// a memfd, then ~25 deleted temporary files, each refused) froze the session. Such refusals
+/// count once per program and rule; a memfd run as a program stays an evasion.
+#[test]
+fn code_from_no_file_counts_once_per_program() {
+    let mut h = History::default();
+    let mut signals = Vec::new();
+    let anon = dec(
+        Layer::Exec,
+        "pid 7 (python3)",
+        "anonymous code of /usr/bin/python3.11",
+        "exec.anonymous_code",
+        Verdict::Deny,
+    )
+    .with("kind", "mmap");
+    signals.extend(classify(&anon, 0.0, &mut h));
+    signals.extend(classify(&anon, 0.1, &mut h));
+    for i in 0..25 {
+        let d = dec(
+            Layer::Exec,
+            "pid 7 (python3)",
+            &format!("/tmp/#{i} (deleted)"),
+            "exec.allow_memfd",
+            Verdict::Deny,
+        )
+        .with("kind", "mmap");
+        signals.extend(classify(&d, 0.2, &mut h));
+    }
+    let kinds: Vec<Signal> = signals.iter().map(|s| s.0).collect();
+    assert_eq!(
+        kinds,
+        vec![Signal::ExecDeny, Signal::ExecDeny],
+        "{signals:?}"
+    );
+    // Another program counts again; a memfd exec is an evasion.
+    let grep = dec(
+        Layer::Exec,
+        "pid 8 (grep)",
+        "anonymous code of /usr/bin/grep",
+        "exec.anonymous_code",
+        Verdict::Deny,
+    )
+    .with("kind", "mmap");
+    assert_eq!(classify(&grep, 1.0, &mut h).len(), 1);
+    let exec = dec(
+        Layer::Exec,
+        "pid 9 (sh)",
+        "/memfd:x (deleted)",
+        "exec.allow_memfd",
+        Verdict::Deny,
+    )
+    .with("kind", "exec");
+    assert_eq!(classify(&exec, 1.0, &mut h)[0].0, Signal::Evasion);
+}

@@ -281,6 +281,27 @@ impl Session {
             warden_event::timing::mark("session: hidden watch");
             let record_writes = res.config.policy.audit.record_writes == Some(true);
             let mut exec = exec;
+            // Allowlist mode: what is granted (`exec.allow` and `exec.jit` names, the build
+            // tools) resolves only through places the agent cannot write, and stays as
+            // resolved now (attack review 102: a link `.venv/bin/node -> python3` in a
+            // workspace on `PATH` became the JIT `node` at the next refresh).
+            if res.config.policy.exec.mode == Some(warden_policy::exec::ExecMode::Allowlist) {
+                let writable: Vec<std::path::PathBuf> = plan
+                    .writable_roots
+                    .iter()
+                    .chain(&plan.landlock_write)
+                    .cloned()
+                    .collect();
+                let fixed = match &mut exec {
+                    ExecSetup::Seccomp(g) => match g.rules.write() {
+                        Ok(mut r) => r.distrust(writable).map_err(|e| e.to_string()),
+                        Err(_) => Err("the rules' lock is poisoned".to_string()),
+                    },
+                    ExecSetup::Bpf(r) => r.distrust(writable).map_err(|e| e.to_string()),
+                    ExecSetup::Off => Ok(()),
+                };
+                fixed.map_err(|e| StartError::Policy(format!("exec policy: {e}")))?;
+            }
             if let ExecSetup::Seccomp(g) = &mut exec {
                 silent_blocks(g, &res.config, record_writes);
                 // Files the agent can write get no cached identity (see WriteScope).

@@ -2771,6 +2771,41 @@ print("PYTHON-OK", sys.argv[1])
         "{}",
         text(&o)
     );
+    // Attack review 102 (G3): a workspace directory on the host's `PATH` holding a link
+    // `node -> python3` (made by an earlier session) must not make python the JIT `node`.
+    let bin = t.ws.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&python, bin.join("node")).unwrap();
+    let o = t
+        .warden()
+        .args(["run", "--policy", &p, "--no-index", "--"])
+        .args([
+            "/bin/bash",
+            "-c",
+            &format!("{} code.py anon_mprotect", python.display()),
+        ])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("PYTHON-OK"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !t.ws.join("anon_mprotect.ran").exists(),
+        "python became a JIT through a link in the workspace:\n{}",
+        text(&o)
+    );
     // Named in `exec.jit`, the same program may.
     let p = t.policy(&format!(
         "[exec]\nmode = \"allowlist\"\nallow = [{list}]\njit = [\"{}\"]\n",
