@@ -139,6 +139,9 @@ pub struct Plan {
     /// (the path, the landing). Locking it would make the whole root read-only, leaving it
     /// writable would let the agent write what the host runs: the session is refused.
     pub unlockable: Option<(PathBuf, PathBuf)>,
+    /// Why the directories of `/` could not all be judged for masking (`/` unreadable, an
+    /// entry whose type could not be read): the session is refused, never run unmasked.
+    pub unlisted_error: Option<String>,
 }
 
 /// A symlink that lies in a writable root on the way to a protected path: the protected
@@ -288,16 +291,24 @@ fn untraversable_ancestor(resolver: &mut resolve::Resolver, p: &Path) -> Option<
 /// by [`crate::mounts`]). Symlinks are left: a link holds nothing, and what it names is
 /// decided where it lands. The second list: sockets directly in `top` (hidden under an
 /// empty file, as a denied file is). Other files stay: Landlock refuses opening them.
-fn unlisted_top_level(top: &Path, roots: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+fn unlisted_top_level(
+    top: &Path,
+    roots: &[PathBuf],
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
     use std::os::unix::fs::FileTypeExt;
     let (mut dirs, mut sockets) = (Vec::new(), Vec::new());
-    let Ok(rd) = std::fs::read_dir(top) else {
-        return (dirs, sockets);
+    let fail = |e: std::io::Error| {
+        format!(
+            "cannot list {} to mask what no root shows: {e}",
+            top.display()
+        )
     };
-    for e in rd.flatten() {
-        let (Ok(t), p) = (e.file_type(), e.path()) else {
-            continue;
-        };
+    for e in std::fs::read_dir(top).map_err(fail)? {
+        let e = e.map_err(fail)?;
+        let p = e.path();
+        let t = e
+            .file_type()
+            .map_err(|err| format!("cannot read the type of {}: {err}", p.display()))?;
         if is_under_any(&p, roots) {
             continue;
         }
@@ -309,7 +320,7 @@ fn unlisted_top_level(top: &Path, roots: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathB
     }
     dirs.sort();
     sockets.sort();
-    (dirs, sockets)
+    Ok((dirs, sockets))
 }
 
 /// The agent's own state directories that do not exist yet: `warden run` creates them
@@ -405,6 +416,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // socket under `/var/lib` from inside, and `/nix/var/nix/daemon-socket` or a
     // `/srv/*.sock` are as close. What the policy does not show is not there by any name.
     let mut top_sockets = Vec::new();
+    let mut unlisted_error = None;
     if inp.features.user_namespaces {
         let roots: Vec<PathBuf> = std::iter::once(inp.workspace.clone())
             .chain(state.iter().cloned())
@@ -414,13 +426,17 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             .chain(system.iter().cloned())
             .chain(exp(&p.files.cache))
             .collect();
-        let (dirs, sockets) = unlisted_top_level(Path::new("/"), &roots);
-        for e in dirs {
-            if !masks.contains(&e) {
-                masks.push(e);
+        match unlisted_top_level(Path::new("/"), &roots) {
+            Ok((dirs, sockets)) => {
+                for e in dirs {
+                    if !masks.contains(&e) {
+                        masks.push(e);
+                    }
+                }
+                top_sockets = sockets;
             }
+            Err(e) => unlisted_error = Some(e),
         }
-        top_sockets = sockets;
     }
     masks.sort_by_cached_key(|m| m.components().count());
     masks.dedup();
@@ -912,6 +928,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         relinked,
         link_pins,
         unlockable,
+        unlisted_error,
     }
 }
 

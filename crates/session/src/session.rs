@@ -750,6 +750,11 @@ fn lock_warden_dirs(c: &SessionConfig, plan: &mut Plan) -> Result<(), StartError
         let mut resolver = warden_sandbox::resolve::Resolver::default();
         crate::config::guarded_paths(&c.policy, &anchors(c), &mut resolver)
     };
+    if let Some(e) = &plan.unlisted_error {
+        return Err(StartError::Policy(format!(
+            "the sandbox's view: {e}; nothing was run (a directory no policy root shows would stay reachable by name)"
+        )));
+    }
     if let Some((path, landing)) = &plan.unlockable {
         return Err(StartError::Policy(format!(
             "the protected path {} is a symlink to {}, which is or holds a directory the agent can write: warden can neither lock it (the whole directory would be read-only) nor leave it writable (the host would use what the agent writes there); point the link elsewhere or make it a real directory",
