@@ -1,6 +1,8 @@
 //! Builds the agent's view of the file system inside the new mount namespace (run by the
 //! sandbox's init, which holds every capability of the new user namespace). See
-//! [`crate::plan`] for what the view contains.
+//! [`crate::plan`] for what the view contains. The view is a root of its own (`own_root`):
+//! a tmpfs pivoted into, holding only the entries of `/` the plan shows; the host's root
+//! is detached once every bind is made, and the root goes read-only.
 //!
 //! `/dev` is a fresh tmpfs holding only [`DEV_NODES`] (bind mounts of the host's nodes), a
 //! private devpts instance and symlinks, as bubblewrap builds it: no disk, memory or other
@@ -14,6 +16,7 @@ use crate::error::SysError;
 use crate::plan::Plan;
 use crate::sys::{self, mount, remount_ro};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Why the view could not be built: a mount call, a file warden writes into the view, or
@@ -61,6 +64,117 @@ fn file(what: impl std::fmt::Display, source: std::io::Error) -> MountError {
 
 const PRIV: &str = "/run/.warden";
 
+/// A mask that is a directory of `/` only masked to reach the roots below it (`/var` for
+/// `/var/lib/dpkg`, `/home` for a workspace there): the own root's plain directory is it.
+fn reach_only(p: &Path, plan: &Plan) -> bool {
+    p.parent() == Some(Path::new("/"))
+        && p != plan.home
+        && p != Path::new("/run")
+        && !crate::plan::MASKED_TREES.iter().any(|m| Path::new(m) == p)
+}
+
+/// Where the own root is staged before `pivot_root`: a directory every Linux system has,
+/// and one the new root never binds from the host (`/dev` is built afresh).
+const STAGE: &str = "/dev";
+
+/// Builds a root of the sandbox's own and pivots into it: a tmpfs holding only the entries
+/// of `/` the plan shows ([`Plan::top`]). A root (`/usr`, `/etc`) is bound in with every
+/// mount the host has below it, `/sys` as made read-only above, `/proc` is the sandbox's own,
+/// a masked directory and `/dev` are plain directories the rest of [`build_view`] mounts on,
+/// and each symlink (`/bin -> usr/bin`) is recreated. The host's root is then detached:
+/// what the host adds to `/` while the session runs (a directory, a socket a service
+/// recreates) never appears in the view, and a socket directly in `/` is not there at all
+/// (attack review 102; Landlock governs opens, not `connect(2)` nor `stat(2)`). The root is
+/// made read-only once the view is built.
+fn own_root(plan: &Plan) -> Result<(), MountError> {
+    if plan.top.is_empty() {
+        // Never build a view on the host's root: an empty list is a plan without a view.
+        return Err(file(
+            "the sandbox's own root",
+            std::io::Error::other("the plan shows no entry of /"),
+        ));
+    }
+    let stage = Path::new(STAGE);
+    mount(
+        Some("tmpfs"),
+        stage,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755,size=64k"),
+    )?;
+    let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    for top in &plan.top {
+        let Some(name) = top.file_name() else {
+            continue;
+        };
+        let at = stage.join(name);
+        let md = match std::fs::symlink_metadata(top) {
+            Ok(m) => m,
+            // `/dev` is covered by the stage now; everything else gone since the plan: not
+            // shown.
+            Err(_) if top == Path::new("/dev") => {
+                sys::mkdir_p(&at)?;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let t = md.file_type();
+        if t.is_symlink() {
+            let to = std::fs::read_link(top).map_err(|e| file(top.display(), e))?;
+            std::os::unix::fs::symlink(&to, &at).map_err(|e| file(at.display(), e))?;
+            continue;
+        }
+        let plain = top == Path::new("/dev") || plan.masks.contains(top);
+        if t.is_dir() {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&at)
+                .map_err(|e| file(at.display(), e))?;
+            if plain {
+                continue;
+            }
+            if top == Path::new("/proc") {
+                mount(Some("proc"), &at, Some("proc"), proc_flags, None)?;
+                continue;
+            }
+        } else if t.is_file() {
+            std::fs::write(&at, b"").map_err(|e| file(at.display(), e))?;
+        } else {
+            // Not a type the plan shows (changed since): left out.
+            continue;
+        }
+        let src = top.to_str().ok_or_else(|| SysError::Nul(top.clone()))?;
+        mount(Some(src), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
+    }
+    // The host's root stays attached below the new one until the view is built: the bind
+    // sources opened from it must still be mounts of this namespace to be bound.
+    sys::mkdir_p(&stage.join(OLD_ROOT))?;
+    std::env::set_current_dir(stage).map_err(|e| file(stage.display(), e))?;
+    let dot = sys::cstr(Path::new("."))?;
+    let old = sys::cstr(Path::new(OLD_ROOT))?;
+    // SAFETY: pivot_root with valid C strings.
+    if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), old.as_ptr()) } != 0 {
+        return Err(SysError::last("pivot_root into the sandbox's own root").into());
+    }
+    std::env::set_current_dir("/").map_err(|e| file("/", e))?;
+    Ok(())
+}
+
+/// Where the host's root hangs below the own root while the view is built.
+const OLD_ROOT: &str = ".warden-host";
+
+/// Detaches the host's root from the own root, which then goes read-only.
+fn seal_own_root() -> Result<(), MountError> {
+    let old = Path::new("/").join(OLD_ROOT);
+    let c = sys::cstr(&old)?;
+    // SAFETY: umount2 with a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(SysError::last("umount2(the host's root)").into());
+    }
+    std::fs::remove_dir(&old).map_err(|e| file(old.display(), e))?;
+    Ok(remount_ro(Path::new("/"))?)
+}
+
 fn tmpfs_mode(p: &Path, plan: &Plan) -> String {
     let mode = if p == plan.home {
         // SAFETY: trivial getters.
@@ -94,16 +208,8 @@ pub const DEV_LINKS: &[(&str, &str)] = &[
 
 /// Replaces `/dev` with a tmpfs holding only the allowlisted nodes, a new devpts instance
 /// (the agent's own ptys only: the user's other terminals are not reachable) and `shm`.
-fn build_dev() -> Result<(), MountError> {
+fn build_dev(nodes: Vec<(&str, std::os::fd::OwnedFd)>) -> Result<(), MountError> {
     let dev = Path::new("/dev");
-    // Open the host's nodes before covering them.
-    let mut nodes = Vec::new();
-    for n in DEV_NODES {
-        let p = dev.join(n);
-        if let Ok(fd) = sys::open_path(&p) {
-            nodes.push((n, fd));
-        }
-    }
     mount(
         Some("tmpfs"),
         dev,
@@ -132,6 +238,14 @@ fn build_dev() -> Result<(), MountError> {
             .map_err(|e| file(format_args!("symlink /dev/{name}"), e))?;
     }
     remount_ro_tmpfs(dev)
+}
+
+/// The host's [`DEV_NODES`], opened before the host's root is left.
+fn host_dev_nodes() -> Vec<(&'static str, std::os::fd::OwnedFd)> {
+    DEV_NODES
+        .iter()
+        .filter_map(|n| Some((*n, sys::open_path(&Path::new("/dev").join(n)).ok()?)))
+        .collect()
 }
 
 /// Makes the `/dev` tmpfs itself read-only (its bind-mounted nodes keep their own flags).
@@ -183,13 +297,6 @@ pub fn build_view(
         libc::MS_REC | libc::MS_SLAVE,
         None,
     )?;
-    mount(
-        Some("proc"),
-        Path::new("/proc"),
-        Some("proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )?;
     // The host's sysfs, with every mount below it (cgroupfs: the session's own cgroup
     // files), read-only. Landlock governs opens, not `chmod`/`chown`: an agent-owned file
     // there could be made writable to anyone (attack review 65), and without Landlock
@@ -230,10 +337,18 @@ pub fn build_view(
             None => None,
         })
         .collect();
+    let dev_nodes = host_dev_nodes();
+    own_root(plan)?;
     attach_unmasked(plan, prebound)?;
-    build_dev()?;
+    build_dev(dev_nodes)?;
     let mut done: Vec<PathBuf> = Vec::new();
     for m in &plan.masks {
+        if reach_only(m, plan) {
+            // A directory of the own root (read-only once the view is built) that only holds
+            // the mount points of roots below it: no tmpfs of its own.
+            done.push(m.clone());
+            continue;
+        }
         if !m.exists() {
             if done.iter().any(|d| m.starts_with(d)) {
                 sys::mkdir_p(m)?;
@@ -353,6 +468,8 @@ pub fn build_view(
             remount_ro(h)?;
         }
     }
+    // Every mount point is made.
+    seal_own_root()?;
     warden_event::timing::mark("init: view mounted");
     let guard = crate::guard::Guard::start(plan, priv_dir)?;
     // Views: a private read-only copy with warden's content over a (locked) protected file.

@@ -20,6 +20,8 @@
 //!   `~/.local/bin/claude -> ~/.local/share/claude/versions/X` works (see [`crate::resolve`]);
 //! - package caches (`files.cache`) are overlays: the host's copy read-only below, a private
 //!   writable layer above, discarded at exit.
+//! - the view has a root of its own ([`Plan::top`], pivoted into by [`crate::mounts`]):
+//!   only the entries of `/` that are roots, hold roots, or are the symlinks of `/`;
 //! - run by root, a root below a directory others cannot search (`/root`) is reached through
 //!   a private tmpfs over that directory (the agent is an unprivileged uid, see
 //!   [`crate::idmap`]), and the writable roots are listed for idmapped mounts;
@@ -142,6 +144,10 @@ pub struct Plan {
     /// Why the directories of `/` could not all be judged for masking (`/` unreadable, an
     /// entry whose type could not be read): the session is refused, never run unmasked.
     pub unlisted_error: Option<String>,
+    /// The entries of `/` the sandbox's own root shows (see [`top_level`]); the view is
+    /// built with them and pivoted into ([`crate::mounts`]): what the host adds to `/` while
+    /// the session runs never appears in it.
+    pub top: Vec<PathBuf>,
 }
 
 /// A symlink that lies in a writable root on the way to a protected path: the protected
@@ -286,20 +292,24 @@ fn untraversable_ancestor(resolver: &mut resolve::Resolver, p: &Path) -> Option<
     None
 }
 
-/// Directories directly in `top` (`/`) that no root is at or under, and that the view does
-/// not build itself (`/proc`, `/dev`, `/sys`: kernel file systems, mounted or made read-only
-/// by [`crate::mounts`]). Symlinks are left: a link holds nothing, and what it names is
-/// decided where it lands. The second list: sockets directly in `top` (hidden under an
-/// empty file, as a denied file is). Other files stay: Landlock refuses opening them.
-fn unlisted_top_level(
-    top: &Path,
-    roots: &[PathBuf],
-) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let (mut dirs, mut sockets) = (Vec::new(), Vec::new());
+/// The entries of `top` (`/`) as the sandbox's own root shows them. `masks`: directories no
+/// root is at or under, which the view does not build itself (`/proc`, `/dev`, `/sys`:
+/// kernel file systems, mounted or made read-only by [`crate::mounts`]): an empty private
+/// tmpfs each, for the roots that land below them (pruned in [`build`] when none does).
+/// `shown`: every directory and symlink (a link holds nothing; what it names is decided
+/// where it lands), and other files only at or under a root. Anything else (a socket in
+/// `/`, a file no root names, an entry the host makes while the session runs) does not
+/// exist in the view.
+struct TopLevel {
+    masks: Vec<PathBuf>,
+    shown: Vec<PathBuf>,
+}
+
+fn top_level(top: &Path, roots: &[PathBuf]) -> Result<TopLevel, String> {
+    let (mut masks, mut shown) = (Vec::new(), Vec::new());
     let fail = |e: std::io::Error| {
         format!(
-            "cannot list {} to mask what no root shows: {e}",
+            "cannot list {} to build the sandbox's own root: {e}",
             top.display()
         )
     };
@@ -309,18 +319,19 @@ fn unlisted_top_level(
         let t = e
             .file_type()
             .map_err(|err| format!("cannot read the type of {}: {err}", p.display()))?;
-        if is_under_any(&p, roots) {
-            continue;
-        }
-        if t.is_dir() && !["/proc", "/dev", "/sys"].iter().any(|k| p == Path::new(k)) {
-            dirs.push(p);
-        } else if t.is_socket() {
-            sockets.push(p);
+        let rooted = is_under_any(&p, roots);
+        if t.is_dir() {
+            if !rooted && !["/proc", "/dev", "/sys"].iter().any(|k| p == Path::new(k)) {
+                masks.push(p.clone());
+            }
+            shown.push(p);
+        } else if t.is_symlink() || (t.is_file() && rooted) {
+            shown.push(p);
         }
     }
-    dirs.sort();
-    sockets.sort();
-    Ok((dirs, sockets))
+    masks.sort();
+    shown.sort();
+    Ok(TopLevel { masks, shown })
 }
 
 /// The agent's own state directories that do not exist yet: `warden run` creates them
@@ -415,7 +426,10 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // `connect(2)` to a path-named socket nor `stat(2)`: attack review 100 reached a host
     // socket under `/var/lib` from inside, and `/nix/var/nix/daemon-socket` or a
     // `/srv/*.sock` are as close. What the policy does not show is not there by any name.
-    let mut top_sockets = Vec::new();
+    let mut top = TopLevel {
+        masks: Vec::new(),
+        shown: Vec::new(),
+    };
     let mut unlisted_error = None;
     if inp.features.user_namespaces {
         let roots: Vec<PathBuf> = std::iter::once(inp.workspace.clone())
@@ -426,14 +440,13 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             .chain(system.iter().cloned())
             .chain(exp(&p.files.cache))
             .collect();
-        match unlisted_top_level(Path::new("/"), &roots) {
-            Ok((dirs, sockets)) => {
-                for e in dirs {
-                    if !masks.contains(&e) {
-                        masks.push(e);
-                    }
-                }
-                top_sockets = sockets;
+        match top_level(Path::new("/"), &roots) {
+            Ok(mut t) => {
+                // Only those masked for this reason alone may be pruned below (`/tmp`,
+                // `/run`, `$HOME` are private trees whatever they hold).
+                t.masks.retain(|e| !masks.contains(e));
+                masks.extend(t.masks.iter().cloned());
+                top = t;
             }
             Err(e) => unlisted_error = Some(e),
         }
@@ -553,12 +566,11 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .chain(binds.iter().map(|b| b.path.clone()))
         .chain(std::iter::once(inp.workspace.clone()))
         .collect();
-    let mut hide: Vec<PathBuf> = deny
+    let hide: Vec<PathBuf> = deny
         .iter()
         .filter(|d| is_under_any(d, &visible_roots) && resolver.exists(d))
         .cloned()
         .collect();
-    hide.extend(top_sockets);
     // Protected paths inside writable real roots. (The private $HOME and /tmp are discarded
     // at exit, so entries there need no lock.)
     // Where the roots really are too: a root named through the user's symlink (`~/cfg ->
@@ -893,6 +905,31 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         set("GIT_CONFIG_COUNT", &(n + 1).to_string());
     }
     let limits = crate::limits::from_policy(&p.process, &inp.home, crate::limits::ram_bytes());
+    // A directory of `/` masked only because no root is at or under it, with nothing of the
+    // view below it either (`/srv`, `/mnt`, `/boot`), is simply left out of the sandbox's
+    // own root: no tmpfs to mount, nothing to show.
+    let below: Vec<&Path> = masks
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(binds.iter().map(|b| b.path.as_path()))
+        .chain(hide.iter().map(PathBuf::as_path))
+        .chain(protect.iter().map(|x| x.path.as_path()))
+        .chain(caches.iter().map(PathBuf::as_path))
+        .chain(links.iter().map(|(l, _)| l.as_path()))
+        .chain(views.iter().map(|v| v.path.as_path()))
+        .chain(landlock_read.iter().map(PathBuf::as_path))
+        .chain(landlock_write.iter().map(PathBuf::as_path))
+        .chain(std::iter::once(inp.workspace.as_path()))
+        .collect();
+    let empty: Vec<PathBuf> = top
+        .masks
+        .iter()
+        .filter(|d| !below.iter().any(|b| b.starts_with(d) && b != d))
+        .cloned()
+        .collect();
+    drop(below);
+    masks.retain(|m| !empty.contains(m));
+    top.shown.retain(|s| !empty.contains(s));
     Plan {
         session_id: inp.session_id,
         workspace: inp.workspace,
@@ -929,6 +966,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         link_pins,
         unlockable,
         unlisted_error,
+        top: top.shown,
     }
 }
 
@@ -1559,6 +1597,38 @@ mod tests {
         // A sibling that only shares the prefix as a string is not under the root.
         let other = Path::new("/h/.claude.json");
         assert_eq!(places_of(other, &[r(true)]), vec![other.to_path_buf()]);
+    }
+
+    #[test]
+    fn the_own_root_shows_directories_and_links_and_only_rooted_files() {
+        let d = std::env::temp_dir().join(format!("warden-top-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for x in ["usr", "srv", "var/lib/dpkg", "proc"] {
+            std::fs::create_dir_all(d.join(x)).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/bin", d.join("bin")).unwrap();
+        std::fs::write(d.join("stray"), "").unwrap();
+        std::fs::write(d.join("named"), "").unwrap();
+        let l = std::os::unix::net::UnixListener::bind(d.join("s.sock")).unwrap();
+        let roots = vec![d.join("usr"), d.join("var/lib/dpkg"), d.join("named")];
+        let t = top_level(&d, &roots).unwrap();
+        // `proc` is only special at `/`: here it is an ordinary directory.
+        let names = |v: &[PathBuf]| -> Vec<String> {
+            v.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&t.masks), ["proc", "srv", "var"]);
+        assert_eq!(
+            names(&t.shown),
+            ["bin", "named", "proc", "srv", "usr", "var"]
+        );
+        drop(l);
+        std::fs::remove_dir_all(&d).unwrap();
+        assert!(
+            top_level(&d, &roots).is_err(),
+            "an unlistable / is an error"
+        );
     }
 
     fn id(p: &Path) -> (u64, u64) {

@@ -34,7 +34,7 @@ pub fn guarantees(f: &Features) -> Vec<Guarantee> {
           format!("writable roots at, inside or aliasing them refused by the policy loader; read-only bind mounts inside broader roots (mount namespace: {})", yes(ns))),
         g("files.hide", "denied files inside readable roots hidden (/etc/shadow, ...)", ns, true, "empty bind mounts".into()),
         g("files.sockets", "no host unix socket reachable by path outside the policy's roots", ns, true,
-          format!("private tmpfs over every directory of / no root is in, an empty file over a socket in / (Landlock does not govern connect; mount namespace: {})", yes(ns))),
+          format!("a root of the sandbox's own (pivot_root): only the policy's roots bound in, private tmpfs over what holds them (Landlock does not govern connect; mount namespace: {})", yes(ns))),
         g("proc.nnp", "no new privileges; all capabilities dropped", true, true, "prctl(PR_SET_NO_NEW_PRIVS), capset, securebits".into()),
         g("proc.seccomp", "ptrace, process_vm_*, io_uring, bpf, perf, modules, kexec, mount, new namespaces, keyctl, TIOCSTI/TIOCLINUX, raw/packet/vsock/netlink sockets denied", f.seccomp, true, "seccomp filter (libseccomp)".into()),
         g("proc.signals", "no signals or abstract-socket connections to processes outside", ll >= 6 || ns, true,

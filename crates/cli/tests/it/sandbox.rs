@@ -618,6 +618,86 @@ PY",
     }
 }
 
+/// The sandbox has a root of its own (attack review 102): what the host adds to `/` while
+/// the session runs (a directory holding a socket, a socket directly in `/`, as a service
+/// recreates one) never appears in the view. Before, the view's `/` was the host's: a
+/// directory made there later was visible whole, and a socket recreated in `/` lost its
+/// cover. Judged by the host's listeners, made after the agent started, which must see
+/// nothing; `/usr`, `/tmp` and the workspace still work.
+#[test]
+fn what_the_host_adds_to_root_during_the_session_stays_outside() {
+    struct Gone(Vec<PathBuf>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+    let t = T::new("lateroot");
+    let id = std::process::id();
+    let dir = PathBuf::from(format!("/warden-late-{id}"));
+    let in_dir = dir.join("s.sock");
+    let top = PathBuf::from(format!("/warden-late-{id}.sock"));
+    let gone = Gone(vec![in_dir.clone(), top.clone(), dir.clone()]);
+    let script = format!(
+        "touch started; while [ ! -e go ]; do sleep 0.05; done\n\
+         ls -d '{d}' >/dev/null 2>&1 && echo OK-dir-seen\n\
+         /usr/bin/python3 - <<'PY'\n\
+import socket\n\
+for p in ['{a}', '{b}']:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p); print('OK-connected', p)\n    except OSError as e:\n        print('refused', p, e.errno)\n\
+PY\n\
+echo tmp > /tmp/x && cat /tmp/x && /usr/bin/env true && echo made > made",
+        d = dir.display(),
+        a = in_dir.display(),
+        b = top.display()
+    );
+    let mut c = t.cmd(&["--", "/bin/sh", "-c", &script]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(
+        super::common::wait_until(std::time::Duration::from_secs(20), || {
+            t.ws.join("started").exists()
+        }),
+        "the agent never started"
+    );
+    // The host makes them now, while the session runs.
+    std::fs::create_dir(&dir).unwrap();
+    let mut listeners = Vec::new();
+    for p in [&in_dir, &top] {
+        let _ = std::fs::remove_file(p);
+        let l = std::os::unix::net::UnixListener::bind(p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        listeners.push((p.clone(), l));
+    }
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let s = ok(&o);
+    assert!(!s.contains("OK-"), "{}", out(&o));
+    assert!(
+        s.contains("refused") && s.contains("tmp"),
+        "the probe did not run:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("made")).unwrap_or_default(),
+        "made\n",
+        "the workspace must stay writable"
+    );
+    for (p, l) in &listeners {
+        assert!(
+            l.accept().is_err(),
+            "the host's listener at {} saw a connection from inside:\n{}",
+            p.display(),
+            out(&o)
+        );
+    }
+    drop(gone);
+}
+
 #[test]
 fn namespaces_mounts_io_uring_and_keyring_are_denied() {
     let t = T::new("syscalls");
