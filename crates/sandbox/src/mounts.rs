@@ -64,15 +64,6 @@ fn file(what: impl std::fmt::Display, source: std::io::Error) -> MountError {
 
 const PRIV: &str = "/run/.warden";
 
-/// A mask that is a directory of `/` only masked to reach the roots below it (`/var` for
-/// `/var/lib/dpkg`, `/home` for a workspace there): the own root's plain directory is it.
-fn reach_only(p: &Path, plan: &Plan) -> bool {
-    p.parent() == Some(Path::new("/"))
-        && p != plan.home
-        && p != Path::new("/run")
-        && !crate::plan::MASKED_TREES.iter().any(|m| Path::new(m) == p)
-}
-
 /// Where the own root is staged before `pivot_root`: a directory every Linux system has,
 /// and one the new root never binds from the host (`/dev` is built afresh).
 const STAGE: &str = "/dev";
@@ -343,7 +334,7 @@ pub fn build_view(
     build_dev(dev_nodes)?;
     let mut done: Vec<PathBuf> = Vec::new();
     for m in &plan.masks {
-        if reach_only(m, plan) {
+        if plan.reach_only(m) {
             // A directory of the own root (read-only once the view is built) that only holds
             // the mount points of roots below it: no tmpfs of its own.
             done.push(m.clone());

@@ -1439,6 +1439,17 @@ impl Plan {
         }
     }
 
+    /// A mask that is a directory of `/` only masked to reach the roots below it (`/var` for
+    /// `/var/lib/dpkg`, `/home` for a workspace there): the own root's plain directory is it
+    /// (no tmpfs of its own; see [`crate::mounts`]).
+    pub fn reach_only(&self, p: &Path) -> bool {
+        !self.top.is_empty()
+            && p.parent() == Some(Path::new("/"))
+            && p != self.home
+            && p != Path::new("/run")
+            && !MASKED_TREES.iter().any(|m| Path::new(m) == p)
+    }
+
     /// Human-readable summary (`warden run --dry-run`).
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -1446,14 +1457,27 @@ impl Plan {
         let _ = writeln!(s, "session   {}", self.session_id);
         let _ = writeln!(s, "workspace {} (read-write)", self.workspace.display());
         let _ = writeln!(s, "command   {}", self.command.join(" "));
+        let list = |v: &mut dyn Iterator<Item = &PathBuf>| {
+            v.map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.top.is_empty() {
+            let _ = writeln!(
+                s,
+                "own root  / (read-only tmpfs, pivot_root) shows only: {}",
+                list(&mut self.top.iter())
+            );
+            let _ = writeln!(
+                s,
+                "empty, holding roots only: {}",
+                list(&mut self.masks.iter().filter(|m| self.reach_only(m)))
+            );
+        }
         let _ = writeln!(
             s,
             "private tmpfs: {}",
-            self.masks
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            list(&mut self.masks.iter().filter(|m| !self.reach_only(m)))
         );
         for b in &self.binds {
             let _ = writeln!(

@@ -536,8 +536,9 @@ fn outside_abstract_socket_is_unreachable() {
 
 /// Attack review 100 (F2): Landlock governs opens, not `connect(2)` to a path-named socket,
 /// so a host socket in a directory no root shows (`/var/lib/...`, `/srv`, directly in `/`)
-/// was reached from inside. Every such directory of `/` is now an empty private tmpfs, and a
-/// socket directly in `/` is covered. Judged by the host's listeners, which must see nothing;
+/// was reached from inside. The sandbox's own root now shows only the directories of `/`
+/// that are or hold roots (those only holding roots empty but for them), and no socket
+/// directly in `/`. Judged by the host's listeners, which must see nothing;
 /// the workspace's own socket (a dev server's) still connects.
 #[test]
 fn host_sockets_outside_the_policys_roots_are_unreachable() {
