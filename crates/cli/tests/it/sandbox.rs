@@ -534,6 +534,19 @@ fn outside_abstract_socket_is_unreachable() {
     assert!(l.accept().is_err(), "the outside listener saw a connection");
 }
 
+/// Host paths a test made outside its scratch tree (sockets, directories in `/`), removed
+/// in order when dropped.
+struct Gone(Vec<PathBuf>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
 /// Attack review 100 (F2): Landlock governs opens, not `connect(2)` to a path-named socket,
 /// so a host socket in a directory no root shows (`/var/lib/...`, `/srv`, directly in `/`)
 /// was reached from inside. The sandbox's own root now shows only the directories of `/`
@@ -542,15 +555,6 @@ fn outside_abstract_socket_is_unreachable() {
 /// the workspace's own socket (a dev server's) still connects.
 #[test]
 fn host_sockets_outside_the_policys_roots_are_unreachable() {
-    struct Gone(Vec<PathBuf>);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            for p in &self.0 {
-                let _ = std::fs::remove_file(p);
-                let _ = std::fs::remove_dir(p);
-            }
-        }
-    }
     let t = T::new("hostsock");
     let id = std::process::id();
     let mut gone = Gone(Vec::new());
@@ -627,15 +631,6 @@ PY",
 /// nothing; `/usr`, `/tmp` and the workspace still work.
 #[test]
 fn what_the_host_adds_to_root_during_the_session_stays_outside() {
-    struct Gone(Vec<PathBuf>);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            for p in &self.0 {
-                let _ = std::fs::remove_file(p);
-                let _ = std::fs::remove_dir(p);
-            }
-        }
-    }
     let t = T::new("lateroot");
     let id = std::process::id();
     let dir = PathBuf::from(format!("/warden-late-{id}"));
