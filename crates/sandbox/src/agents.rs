@@ -154,6 +154,27 @@ fn read_beneath(base: &Path, rel: &Path) -> std::io::Result<String> {
     Ok(s)
 }
 
+/// A configuration file's text: a regular file (not followed if the last component is a
+/// symlink) of at most [`MAX_CONFIG`] bytes, or `None`.
+pub fn read_config(path: &Path) -> Option<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let md = f.metadata().ok()?;
+    if !md.is_file() || md.len() > MAX_CONFIG {
+        return None;
+    }
+    let mut b = Vec::new();
+    f.take(MAX_CONFIG).read_to_end(&mut b).ok()?;
+    // Not UTF-8 (a name in another encoding): judged and shown as text all the same.
+    Some(
+        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1542,7 +1542,13 @@ fn classify_entry(
         b".pdbrc" | b".pylintrc" | b"pylintrc" | b".Rprofile" | b".Renviron" | b".irbrc"
         | b".pryrc" | b".ghci" | b".ocamlinit" | b".perldb" | b".gdbinit" | b".lldbinit"
         | b".jvmopts" | b".sbtopts" | b".bazelrc" | b"bunfig.toml" | b".noderc"
-        | b".pylintrc.toml" | b"pylintrc.toml" | b"user.bazelrc" => Some((
+        | b".pylintrc.toml" | b"pylintrc.toml" | b"user.bazelrc"
+        // Attack review 103: `\!` in psql, `.shell` in sqlite, `exec` in screen, provider
+        // installation in terraform, bun's preload, ansible's vault password script,
+        // mongosh's start-up script, gem's options.
+        | b".psqlrc" | b".sqliterc" | b".screenrc" | b".terraformrc" | b".bunfig.toml"
+        | b"ansible.cfg" | b".ansible.cfg" | b".mongoshrc.js" | b".mongorc.js" | b".gemrc"
+        | b".myclirc" => Some((
             Category::Build,
             "tool start-up file (run by the tool started here)",
         )),
@@ -1748,6 +1754,14 @@ mod tests {
             ".hg/hgrc",
             ".ocamlinit",
             ".perldb",
+            ".psqlrc",
+            ".sqliterc",
+            ".screenrc",
+            ".terraformrc",
+            ".bunfig.toml",
+            "ansible.cfg",
+            ".mongoshrc.js",
+            ".gemrc",
         ] {
             assert!(c(p).is_some(), "{p}");
         }

@@ -1,7 +1,8 @@
 //! # warden-sandbox
 //!
 //! Owns the agent sandbox started by `warden run`: user, mount, pid, network, IPC and UTS
-//! namespaces; the mount view (private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
+//! namespaces; the mount view (a root of its own, pivoted into, showing only the policy's
+//! roots; private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
 //! and the agent's own directories bound back in; denied files hidden; protected paths
 //! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
 //! seccomp filter (compiled in the supervisor, loaded by the agent as a finished program:
@@ -13,7 +14,8 @@
 //! ([`probe`]), which `warden run` and `warden doctor` report. [`resolve`] follows agent
 //! installs through symlinks and resolves the command as the view will show it; [`agents`]
 //! holds what a known agent must be told about running inside warden (Codex's sandbox
-//! mode), shown to it as read-only files.
+//! mode), shown to it as read-only files; [`redact`] shows the user's git configuration
+//! without the credentials it holds.
 //!
 //! The workspace side: [`guard`] (run by the sandbox's init) pins the containers of protected
 //! paths and guards git repositories at any depth for the whole session; [`placeholder`]
@@ -46,6 +48,7 @@ pub mod placeholder;
 pub mod plan;
 pub mod probe;
 pub mod pty;
+pub mod redact;
 pub mod report;
 pub mod resolve;
 pub mod seen;

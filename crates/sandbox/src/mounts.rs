@@ -77,7 +77,7 @@ const STAGE: &str = "/dev";
 /// recreates) never appears in the view, and a socket directly in `/` is not there at all
 /// (attack review 102; Landlock governs opens, not `connect(2)` nor `stat(2)`). The root is
 /// made read-only once the view is built.
-fn own_root(plan: &Plan) -> Result<(), MountError> {
+fn own_root(plan: &Plan, prebound: &[(PathBuf, std::os::fd::RawFd)]) -> Result<(), MountError> {
     if plan.top.is_empty() {
         // Never build a view on the host's root: an empty list is a plan without a view.
         return Err(file(
@@ -136,6 +136,7 @@ fn own_root(plan: &Plan) -> Result<(), MountError> {
         }
         let src = top.to_str().ok_or_else(|| SysError::Nul(top.clone()))?;
         mount(Some(src), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
+        read_only_but_writable_roots(plan, prebound, top, &at, t.is_dir())?;
     }
     // The host's root stays attached below the new one until the view is built: the bind
     // sources opened from it must still be mounts of this namespace to be bound.
@@ -148,6 +149,53 @@ fn own_root(plan: &Plan) -> Result<(), MountError> {
         return Err(SysError::last("pivot_root into the sandbox's own root").into());
     }
     std::env::set_current_dir("/").map_err(|e| file("/", e))?;
+    Ok(())
+}
+
+/// Makes a root bound directly under `/` (`/usr`, `/etc`, `/opt`, a top-level `files.read`
+/// entry), staged at `at`, read-only with every mount below it, unless it is a writable
+/// root itself; the writable roots below it (a workspace in `/opt`) are bound back in over
+/// it, read-write, each opened without following symbolic links (run by root they arrive
+/// prepared, idmapped, and are attached later). Landlock governs opens, not `chmod(2)` nor
+/// `utimensat(2)`: a read-write mount let the agent change the mode and times of the host's
+/// files it owns there (attack review 103).
+fn read_only_but_writable_roots(
+    plan: &Plan,
+    prebound: &[(PathBuf, std::os::fd::RawFd)],
+    top: &Path,
+    at: &Path,
+    is_dir: bool,
+) -> Result<(), MountError> {
+    let below: Vec<&PathBuf> = plan
+        .writable_roots
+        .iter()
+        .filter(|w| w.starts_with(top))
+        .collect();
+    if below.iter().any(|w| *w == top) {
+        return Ok(());
+    }
+    remount_ro(at)?;
+    if is_dir {
+        readonly_below(at)?;
+    }
+    let mut done: Vec<&PathBuf> = Vec::new();
+    // Outermost first (`writable_roots` is sorted by depth): an inner one comes with it.
+    for w in below {
+        if done.iter().any(|d| w.starts_with(d)) || prebound.iter().any(|(p, _)| p == w) {
+            continue;
+        }
+        let fd = sys::open_root_checked(w, plan.root_id(w))?;
+        let rel = w.strip_prefix("/").unwrap_or(w);
+        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        mount(
+            Some(&src),
+            &Path::new(STAGE).join(rel),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?;
+        done.push(w);
+    }
     Ok(())
 }
 
@@ -329,7 +377,7 @@ pub fn build_view(
         })
         .collect();
     let dev_nodes = host_dev_nodes();
-    own_root(plan)?;
+    own_root(plan, prebound)?;
     attach_unmasked(plan, prebound)?;
     build_dev(dev_nodes)?;
     let mut done: Vec<PathBuf> = Vec::new();

@@ -325,13 +325,73 @@ fn top_level(top: &Path, roots: &[PathBuf]) -> Result<TopLevel, String> {
                 masks.push(p.clone());
             }
             shown.push(p);
-        } else if t.is_symlink() || (t.is_file() && rooted) {
+        } else if t.is_symlink() {
+            // Only a link that leads to what the view shows (`/bin -> usr/bin`): another
+            // would tell the agent names of the host's it has no root for (attack review 103).
+            let to = std::fs::read_link(&p)
+                .map(|t| top.join(t))
+                .unwrap_or_default();
+            let to = warden_policy::normalize(&to);
+            if rooted || is_under_any(&to, roots) || roots.iter().any(|r| r.starts_with(&to)) {
+                shown.push(p);
+            }
+        } else if t.is_file() && rooted {
             shown.push(p);
         }
     }
     masks.sort();
     shown.sort();
     Ok(TopLevel { masks, shown })
+}
+
+/// The user's git configuration files the view shows (`~/.gitconfig`, the files of
+/// `~/.config/git`, where they really are), as read-only copies without the
+/// credentials they hold ([`crate::redact`]). One that cannot be read is left as it is: it
+/// holds nothing the agent could not read either way (the host's file is what the roots
+/// show).
+fn git_config_views(
+    home: &Path,
+    resolver: &mut resolve::Resolver,
+    visible: &[PathBuf],
+    deny: &[PathBuf],
+) -> Vec<agents::View> {
+    let mut views: Vec<agents::View> = Vec::new();
+    // `~/.gitconfig`, and every file of git's XDG directory (`config` and what it includes
+    // from there: `[include] path = ~/.config/git/work`).
+    let mut files = vec![home.join(".gitconfig")];
+    if let Some(dir) = resolver.chain(&home.join(".config/git")).map(|c| c.target) {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut in_dir: Vec<PathBuf> = rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect();
+            in_dir.sort();
+            files.extend(in_dir);
+        }
+    }
+    for spelled in files {
+        let Some(real) = resolver.chain(&spelled).map(|c| c.target) else {
+            continue;
+        };
+        if !is_under_any(&real, visible)
+            || is_under_any(&real, deny)
+            || views.iter().any(|v| v.path == real)
+        {
+            continue;
+        }
+        let Some(text) = agents::read_config(&real) else {
+            continue;
+        };
+        if let Some(content) = crate::redact::git_config(&text) {
+            views.push(agents::View {
+                path: real,
+                content,
+                why: "git configuration with its credentials hidden",
+            });
+        }
+    }
+    views
 }
 
 /// The agent's own state directories that do not exist yet: `warden run` creates them
@@ -824,6 +884,12 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         }
         locked
     });
+    views.extend(git_config_views(
+        &inp.home,
+        &mut resolver,
+        &visible_roots,
+        &deny,
+    ));
     // Landlock roots (as written, and resolved: a rule on a missing symlink grants nothing).
     let mut landlock_read: Vec<PathBuf> = system.clone();
     landlock_read.extend(read.iter().cloned());
@@ -1631,6 +1697,8 @@ mod tests {
             std::fs::create_dir_all(d.join(x)).unwrap();
         }
         std::os::unix::fs::symlink("usr/bin", d.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/x", d.join("stray-link")).unwrap();
+        std::os::unix::fs::symlink("srv/../var", d.join("var-link")).unwrap();
         std::fs::write(d.join("stray"), "").unwrap();
         std::fs::write(d.join("named"), "").unwrap();
         let l = std::os::unix::net::UnixListener::bind(d.join("s.sock")).unwrap();
@@ -1645,7 +1713,7 @@ mod tests {
         assert_eq!(names(&t.masks), ["proc", "srv", "var"]);
         assert_eq!(
             names(&t.shown),
-            ["bin", "named", "proc", "srv", "usr", "var"]
+            ["bin", "named", "proc", "srv", "usr", "var", "var-link"]
         );
         drop(l);
         std::fs::remove_dir_all(&d).unwrap();

@@ -1798,10 +1798,10 @@ fn a_kept_copy_stands_for_a_workspace_library_only_while_it_is_unchanged() {
 /// files and `mprotect(+X)` of them is allowed (judged writable by name, `librustc_driver`
 /// was copied into a sealed file at each `rustc` start: `cargo build` of a hello world took
 /// 2.9 s instead of 0.13 s). The same read-only bind is still judged by the other ways to
-/// write its files: the host binds the directory into the workspace, or into a bind alias
-/// of the workspace elsewhere (`unshare -m`), or a file there has a second hard link in the
-/// workspace; there the rewrite through the workspace's name must not run (judged on the
-/// host, `PWNED`).
+/// write its files: the host binds the directory into the workspace, or a file there has a
+/// second hard link in the workspace; there the rewrite through the workspace's name must not
+/// run (judged on the host, `PWNED`). A bind alias of the workspace elsewhere (`unshare -m`,
+/// under `/usr/local`) is read-only in the sandbox's own root: nothing there is written.
 #[test]
 fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reaches_it() {
     let Some((t, _)) = root_rewrite_case("robind", "a private mount namespace with bind mounts")
@@ -1871,9 +1871,16 @@ fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reach
         std::fs::read(t.home.join("tools/lib.bin")).unwrap(),
         [0xc3u8; 64]
     );
-    // Reached through the workspace: held, and `mprotect(+X)` refused.
-    assert_eq!(all.matches("REWRITE-HELD").count(), 3, "{all}");
-    for d in ["tools2", "tools3", "tools4"] {
+    // Reached through the workspace: held, and `mprotect(+X)` refused. The alias under
+    // `/usr/local` is not writable at all: `/usr` is a read-only mount of the sandbox's own
+    // root with every mount below it (attack review 103).
+    assert_eq!(all.matches("REWRITE-HELD").count(), 2, "{all}");
+    assert_eq!(
+        all.matches("rewrite: Read-only file system").count(),
+        2,
+        "{all}"
+    );
+    for d in ["tools2", "tools4"] {
         assert!(
             all.contains(&format!("{d}/lib.bin: refused")),
             "{d}:\n{all}"
@@ -1884,6 +1891,15 @@ fn a_read_only_bind_in_the_private_home_maps_uncopied_unless_the_workspace_reach
             "the rewrite must have reached {d}"
         );
     }
+    // So `~/tools3` is out of the agent's reach again: it maps as it is (when vouched for,
+    // as `~/tools` above), unchanged.
+    if others == 0 {
+        assert!(all.contains("tools3/lib.bin: ALLOWED"), "{all}");
+    }
+    assert_eq!(
+        std::fs::read(t.home.join("tools3/lib.bin")).unwrap(),
+        [0xc3u8; 64]
+    );
 }
 
 /// A mount made during the session can make a file the guard judged out of the agent's

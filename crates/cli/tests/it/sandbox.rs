@@ -694,6 +694,95 @@ echo tmp > /tmp/x && cat /tmp/x && /usr/bin/env true && echo made > made",
     drop(gone);
 }
 
+/// Attack review 103: a root bound directly under `/` (`/opt` here) was a read-write mount.
+/// Landlock governs opens, not `chmod(2)` nor `utimensat(2)`, so an agent run by an ordinary
+/// user opened the mode of that user's files under `/opt` to everyone and backdated them.
+/// Judged on the host: mode and times unchanged, and a workspace under `/opt` (a writable
+/// root below a read-only one) still written.
+#[test]
+fn host_files_under_system_roots_keep_their_mode_and_times() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = T::new("rosys");
+    let opt = PathBuf::from(format!("/opt/warden-it-{}", std::process::id()));
+    let (f, ws) = (opt.join("f"), opt.join("ws"));
+    let _gone = Gone(vec![ws.join("made"), f.clone(), ws.clone(), opt.clone()]);
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(&f, "data\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&opt)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let before = std::fs::metadata(&f).unwrap().mtime();
+    let script = format!(
+        "chmod 666 '{f}'; touch -d 2001-01-01 '{f}'; chmod 777 '{o}'; echo made > made; cat '{f}'",
+        f = f.display(),
+        o = opt.display()
+    );
+    let o = t
+        .warden_as_nobody()
+        .current_dir(&ws)
+        .args(["run", "--", "/bin/sh", "-c", &script])
+        .output()
+        .unwrap();
+    let s = ok(&o);
+    assert!(
+        s.contains("data"),
+        "the file must stay readable:\n{}",
+        out(&o)
+    );
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o644, "mode changed:\n{}", out(&o));
+    assert_eq!(m.mtime(), before, "times changed:\n{}", out(&o));
+    let d = std::fs::metadata(&opt).unwrap();
+    assert_eq!(
+        d.mode() & 0o7777,
+        0o755,
+        "directory mode changed:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("made")).unwrap_or_default(),
+        "made\n",
+        "the workspace under /opt must stay writable:\n{}",
+        out(&o)
+    );
+}
+
+/// The user's git configuration is shown (git needs the name, aliases and URL rewrites),
+/// but not the credentials it holds: a token in a URL rewrite (the usual set-up for private
+/// Go modules), an `http.extraHeader`, a tool's `token =`. The host's file is unchanged, and
+/// git inside still commits as the user.
+#[test]
+fn credentials_in_the_git_configuration_are_hidden_and_the_rest_works() {
+    let t = T::new("gitcreds");
+    let text = "[user]\n\tname = Alice Example\n\temail = alice@example.org\n\
+        [url \"https://ghp_abcdefghijklmnopqrstuvwxyz0123@github.com/\"]\n\
+        \tinsteadOf = https://github.com/\n\
+        [http]\n\textraHeader = AUTHORIZATION: basic c2VjcmV0OnZhbHVl\n";
+    let host = t.write(".gitconfig", text);
+    t.write(
+        ".config/git/config",
+        "[github]\n\ttoken = 0123456789abcdef0123\n",
+    );
+    let o = t.sh("cat ~/.gitconfig ~/.config/git/config; git init -q && \
+         git -c commit.gpgsign=false commit --allow-empty -qm x && git log --format='AUTHOR %an'");
+    let s = ok(&o);
+    for secret in ["ghp_abcdefghij", "c2VjcmV0", "0123456789abcdef0123"] {
+        assert!(!s.contains(secret), "{secret} readable:\n{}", out(&o));
+    }
+    assert!(s.contains("AUTHOR Alice Example"), "{}", out(&o));
+    assert!(
+        s.contains("[url \"https://github.com/\"]"),
+        "the rewrite stays, without its token:\n{}",
+        out(&o)
+    );
+    assert_eq!(std::fs::read_to_string(host).unwrap(), text);
+}
+
 #[test]
 fn namespaces_mounts_io_uring_and_keyring_are_denied() {
     let t = T::new("syscalls");
