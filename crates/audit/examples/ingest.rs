@@ -81,6 +81,8 @@ fn main() {
     let ds = make();
     let cfg = WriterConfig {
         capacity: n as usize,
+        // Every decision a row: the figure is the store's write rate.
+        allow_rows_per_session: u64::MAX,
         ..Default::default()
     };
     let w = AuditWriter::open(&path, cfg).expect("open store");

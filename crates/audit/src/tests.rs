@@ -350,6 +350,57 @@ fn a_claim_flood_is_limited_and_counted_once() {
     assert_eq!(v["count"].as_u64().unwrap() + accepted, 20_000);
 }
 
+/// Attack review 104: an agent looping on an allowed action (a proxy connection) wrote
+/// ~1,800 rows/s until pruning removed its own earlier denials. Past the session's bound,
+/// allowed decisions are counted into one row per layer; every denial keeps its row.
+#[test]
+fn allowed_decisions_past_the_bound_are_counted_and_denials_kept() {
+    let t = Tmp::new("allowcap");
+    let cfg = WriterConfig {
+        allow_rows_per_session: 5,
+        ..Default::default()
+    };
+    let w = AuditWriter::open(&t.db(), cfg).unwrap();
+    w.session_start(SessionInfo {
+        id: "s1".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mk = |v: Verdict, i: u32| {
+        let mut d = Decision::new(Layer::Proxy, "agent", format!("h{i}"), "r", v, "x");
+        d.session = "s1".into();
+        d
+    };
+    for i in 0..100 {
+        w.record(mk(Verdict::Allow, i));
+        if i % 25 == 0 {
+            w.record(mk(Verdict::Deny, i));
+        }
+    }
+    w.session_end(SessionEnd {
+        id: "s1".into(),
+        end_ms: 1,
+        exit_status: Some(0),
+        reason: "exited".into(),
+    })
+    .unwrap();
+    w.close().unwrap();
+    let s = AuditStore::open_read_only(&t.db()).unwrap();
+    let rows = s.rows(&Filter::default()).unwrap();
+    let of = |verdict: &str| {
+        rows.iter()
+            .filter(|r| r.kind == "decision" && r.verdict == verdict)
+            .count()
+    };
+    assert_eq!((of("allow"), of("deny")), (5, 4));
+    let limited: Vec<_> = rows.iter().filter(|r| r.kind == "limited").collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(limited[0].session, "s1");
+    let v: serde_json::Value = serde_json::from_str(&limited[0].extra).unwrap();
+    assert_eq!(v["count"].as_u64(), Some(95));
+    intact(&s.verify(&[]).unwrap());
+}
+
 #[test]
 fn overflow_is_counted_and_recorded_as_one_event() {
     let t = Tmp::new("overflow");

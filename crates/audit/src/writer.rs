@@ -26,7 +26,17 @@ pub struct WriterConfig {
     pub report_every: Duration,
     /// How long session start/end, flush and close wait for space in a full queue.
     pub control_timeout: Duration,
+    /// Allowed decisions a session gets one row each; past it they are counted per layer
+    /// into `limited` rows (every `report_every` and at the session's end). Denials, asks
+    /// and observations always get their own rows. The agent decides how many allowed
+    /// actions it takes (an allowed proxy connection in a loop wrote ~1,800 rows/s): without
+    /// the bound it filled the store to `max_mb`, and the next start's pruning removed the
+    /// oldest rows, its own denials and earlier sessions' among them (attack review 104).
+    pub allow_rows_per_session: u64,
 }
+
+/// [`WriterConfig::allow_rows_per_session`] by default (~20 MB of rows).
+pub const ALLOW_ROWS_PER_SESSION: u64 = 50_000;
 
 impl Default for WriterConfig {
     fn default() -> Self {
@@ -37,6 +47,7 @@ impl Default for WriterConfig {
             retention: Retention::default(),
             report_every: Duration::from_secs(10),
             control_timeout: Duration::from_secs(10),
+            allow_rows_per_session: ALLOW_ROWS_PER_SESSION,
         }
     }
 }
@@ -99,9 +110,10 @@ impl AuditWriter {
         let s2 = shared.clone();
         let batch_max = cfg.batch_max.max(1);
         let every = cfg.report_every;
+        let allow_cap = cfg.allow_rows_per_session;
         let t = std::thread::Builder::new()
             .name("warden-audit".into())
-            .spawn(move || run(store, rx, s2, batch_max, every))
+            .spawn(move || run(store, rx, s2, batch_max, every, allow_cap))
             .ok();
         if t.is_none() {
             tracing::warn!(
@@ -391,13 +403,75 @@ fn count_row(
     }
 }
 
+/// Allowed decisions past a session's [`WriterConfig::allow_rows_per_session`], counted per
+/// (session, layer) until written as `limited` rows.
+#[derive(Default)]
+struct Folded {
+    /// Allowed decisions seen per session (sessions whose end was written are dropped).
+    seen: HashMap<String, u64>,
+    counts: HashMap<(String, String), u64>,
+}
+
+impl Folded {
+    /// Whether `d` gets a row of its own.
+    fn keep(&mut self, d: &Decision, cap: u64) -> bool {
+        if d.verdict != warden_event::Verdict::Allow {
+            return true;
+        }
+        if self.seen.len() >= MAX_BUCKETS && !self.seen.contains_key(&d.session) {
+            // Bounded like the claim buckets: an unknown session beyond them is counted
+            // from its first allowed decision.
+            *self
+                .counts
+                .entry((
+                    d.session.clone(),
+                    crate::row::layer_str(d.layer).to_string(),
+                ))
+                .or_default() += 1;
+            return false;
+        }
+        let n = self.seen.entry(d.session.clone()).or_default();
+        *n += 1;
+        if *n <= cap {
+            return true;
+        }
+        *self
+            .counts
+            .entry((
+                d.session.clone(),
+                crate::row::layer_str(d.layer).to_string(),
+            ))
+            .or_default() += 1;
+        false
+    }
+
+    fn rows(&mut self, cap: u64, now: i64) -> Vec<Item> {
+        let mut out: Vec<Item> = Vec::new();
+        let mut counts: Vec<_> = self.counts.drain().collect();
+        counts.sort();
+        for ((session, layer), n) in counts {
+            out.push(Item::Row(count_row(
+                kind::LIMITED,
+                session,
+                n,
+                format!("{n} allowed {layer} decisions counted, not written one by one"),
+                &format!("over the session's {cap} rows for allowed decisions"),
+                now,
+            )));
+        }
+        out
+    }
+}
+
 fn run(
     mut store: AuditStore,
     rx: queue::Receiver<Msg>,
     shared: Arc<Shared>,
     batch_max: usize,
     every: Duration,
+    allow_cap: u64,
 ) {
+    let mut folded = Folded::default();
     let mut batch: Vec<Item> = Vec::with_capacity(batch_max);
     let mut replies: Vec<SyncSender<Result<Head, Arc<AuditError>>>> = Vec::new();
     type SummaryReply = SyncSender<Result<String, Arc<AuditError>>>;
@@ -409,7 +483,11 @@ fn run(
         let mut report_now = false;
         let mut prune: Option<Retention> = None;
         let mut take = |m: Msg, batch: &mut Vec<Item>| match m {
-            Msg::Decision(d) => batch.push(Item::Row(decision_row(*d))),
+            Msg::Decision(d) => {
+                if folded.keep(&d, allow_cap) {
+                    batch.push(Item::Row(decision_row(*d)))
+                }
+            }
             Msg::Row(r) => batch.push(Item::Row(*r)),
             Msg::Start(s) => batch.push(Item::SessionStart(*s)),
             Msg::End(s) => {
@@ -452,7 +530,13 @@ fn run(
         }
         if report_now || disconnected || last_report.elapsed() >= every {
             // Counts go before a session's end row, so they are inside the session.
-            let counts = counts_rows(&shared);
+            let mut counts = counts_rows(&shared);
+            counts.extend(folded.rows(allow_cap, crate::time::now_ms()));
+            for i in &batch {
+                if let Item::SessionEnd(e) = i {
+                    folded.seen.remove(&e.id);
+                }
+            }
             if !counts.is_empty() {
                 let at = batch
                     .iter()

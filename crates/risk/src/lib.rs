@@ -450,9 +450,11 @@ pub fn classify(d: &Decision, now: f64, h: &mut History) -> Vec<(Signal, String)
     // (`exec.deny:curl`, `exec.deny:sha256:…`), another subject. Generic rules
     // (`network.default`, `files.deny`) name no single target, so they are not retries.
     let subject = what.to_string();
+    let mut respelled = false;
     if denied && d.rule.contains(':') && d.rule.len() <= 256 {
         let seen = h.refused.entry(d.rule.clone()).or_default();
         if !seen.is_empty() && !seen.contains(&subject) {
+            respelled = true;
             out.push((
                 Signal::RespelledRetry,
                 format!(
@@ -517,6 +519,13 @@ pub fn classify(d: &Decision, now: f64, h: &mut History) -> Vec<(Signal, String)
                     out.push((
                         Signal::Evasion,
                         format!("denied program `{name}` run under another name ({what})"),
+                    ));
+                } else if respelled {
+                    // Its own name at another place: a copy (`cp /usr/bin/wget ./wget`;
+                    // attack review 104 saw each copy score as a plain denial).
+                    out.push((
+                        Signal::Evasion,
+                        format!("denied program `{name}` run from another place ({what})"),
                     ));
                 } else {
                     out.push((Signal::ExecDeny, format!("denied program `{name}`")));

@@ -62,6 +62,12 @@ fn evasion_shapes_are_classified() {
     );
     let copy = s(&exec_deny("pid 4 (bash)", "/tmp/c", "exec"), &mut h);
     assert!(copy.contains(&Signal::Evasion) && copy.contains(&Signal::RespelledRetry));
+    // A copy that keeps the name (attack review 104): an evasion too, once another place
+    // was refused; the same place again is a plain retry of a denial.
+    let same_name = s(&exec_deny("pid 8 (bash)", "/tmp/a/curl", "exec"), &mut h);
+    assert!(same_name.contains(&Signal::Evasion), "{same_name:?}");
+    let again = s(&exec_deny("pid 9 (bash)", "/tmp/a/curl", "exec"), &mut h);
+    assert_eq!(again, vec![Signal::ExecDeny]);
     let mut h = History::default();
     assert_eq!(
         s(
