@@ -547,6 +547,18 @@ impl Drop for Gone {
     }
 }
 
+/// Judged on the host: none of `listeners` saw a connection from the session that gave `o`.
+fn no_connection_reached(listeners: &[(PathBuf, std::os::unix::net::UnixListener)], o: &Output) {
+    for (p, l) in listeners {
+        assert!(
+            l.accept().is_err(),
+            "the host's listener at {} saw a connection from inside:\n{}",
+            p.display(),
+            out(o)
+        );
+    }
+}
+
 /// Attack review 100 (F2): Landlock governs opens, not `connect(2)` to a path-named socket,
 /// so a host socket in a directory no root shows (`/var/lib/...`, `/srv`, directly in `/`)
 /// was reached from inside. The sandbox's own root now shows only the directories of `/`
@@ -613,14 +625,7 @@ PY",
         ws_l.accept().is_ok(),
         "the workspace's listener saw no connection"
     );
-    for (p, l) in &listeners {
-        assert!(
-            l.accept().is_err(),
-            "the host's listener at {} saw a connection from inside:\n{}",
-            p.display(),
-            out(&o)
-        );
-    }
+    no_connection_reached(&listeners, &o);
 }
 
 /// The sandbox has a root of its own (attack review 102): what the host adds to `/` while
@@ -683,14 +688,7 @@ echo tmp > /tmp/x && cat /tmp/x && /usr/bin/env true && echo made > made",
         "made\n",
         "the workspace must stay writable"
     );
-    for (p, l) in &listeners {
-        assert!(
-            l.accept().is_err(),
-            "the host's listener at {} saw a connection from inside:\n{}",
-            p.display(),
-            out(&o)
-        );
-    }
+    no_connection_reached(&listeners, &o);
     drop(gone);
 }
 
