@@ -184,6 +184,11 @@ fn read_only_but_writable_roots(
         if done.iter().any(|d| w.starts_with(d)) || prebound.iter().any(|(p, _)| p == w) {
             continue;
         }
+        // A root spelled through the user's symlink (`/opt/link/data`): the link stays, and
+        // its real place is a writable root of its own, bound where it is.
+        if std::fs::canonicalize(w).ok().as_deref() != Some(w.as_path()) {
+            continue;
+        }
         let fd = sys::open_root_checked(w, plan.root_id(w))?;
         let rel = w.strip_prefix("/").unwrap_or(w);
         let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
