@@ -141,7 +141,7 @@ pub struct Plan {
     /// (the path, the landing). Locking it would make the whole root read-only, leaving it
     /// writable would let the agent write what the host runs: the session is refused.
     pub unlockable: Option<(PathBuf, PathBuf)>,
-    /// Why the directories of `/` could not all be judged for masking (`/` unreadable, an
+    /// Why the entries of `/` could not all be judged for the own root (`/` unreadable, an
     /// entry whose type could not be read): the session is refused, never run unmasked.
     pub unlisted_error: Option<String>,
     /// The entries of `/` the sandbox's own root shows (see [`top_level`]); the view is
@@ -481,11 +481,12 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             }
         }
     }
-    // Every other entry of `/` that no root is at or under: an empty private tmpfs too (the
-    // roots below one are bound back in, as under `$HOME`). Landlock governs opens, not
-    // `connect(2)` to a path-named socket nor `stat(2)`: attack review 100 reached a host
-    // socket under `/var/lib` from inside, and `/nix/var/nix/daemon-socket` or a
-    // `/srv/*.sock` are as close. What the policy does not show is not there by any name.
+    // The sandbox's own root ([`top_level`]): every other directory of `/` that no root is at
+    // or under is masked (the roots below one bound back in, as under `$HOME`), and left out
+    // when none is (pruned below). Landlock governs opens, not `connect(2)` to a path-named
+    // socket nor `stat(2)`: attack review 100 reached a host socket under `/var/lib` from
+    // inside, and `/nix/var/nix/daemon-socket` or a `/srv/*.sock` are as close. What the
+    // policy does not show is not there by any name.
     let mut top = TopLevel {
         masks: Vec::new(),
         shown: Vec::new(),
