@@ -448,6 +448,14 @@ pub fn build_view(
         }
     }
     drop(sources);
+    // Private copies (the user's git configuration without its credentials): plain files of
+    // the private home, nothing of the host's under them.
+    for v in &plan.copies {
+        if let Some(parent) = v.path.parent() {
+            sys::mkdir_p(parent)?;
+        }
+        std::fs::write(&v.path, &v.content).map_err(|e| file(v.path.display(), e))?;
+    }
     for (i, (c, src)) in cache_sources.iter().enumerate() {
         if mount_cache(c, src, priv_dir, i).is_err() {
             // No overlay (e.g. a kernel without unprivileged overlayfs): the cache stays

@@ -148,6 +148,9 @@ pub struct Plan {
     /// built with them and pivoted into ([`crate::mounts`]): what the host adds to `/` while
     /// the session runs never appears in it.
     pub top: Vec<PathBuf>,
+    /// Files the view shows as private copies written into the private home, never bound:
+    /// the user's git configuration without its credentials (see `git_config`).
+    pub copies: Vec<agents::View>,
 }
 
 /// A symlink that lies in a writable root on the way to a protected path: the protected
@@ -344,54 +347,115 @@ fn top_level(top: &Path, roots: &[PathBuf]) -> Result<TopLevel, String> {
     Ok(TopLevel { masks, shown })
 }
 
-/// The user's git configuration files the view shows (`~/.gitconfig`, the files of
-/// `~/.config/git`, where they really are), as read-only copies without the
-/// credentials they hold ([`crate::redact`]). One that cannot be read is left as it is: it
-/// holds nothing the agent could not read either way (the host's file is what the roots
-/// show).
-fn git_config_views(
+/// Most files of `~/.config/git` copied into the private home; a tree with more is not
+/// shown (its credentials could not all be judged).
+const GIT_DIR_FILES_MAX: usize = 256;
+
+/// What the view shows of the user's git configuration (`~/.gitconfig`, the files of
+/// `~/.config/git` at any depth, where they really are): never the host's files themselves,
+/// but private copies without the credentials they hold ([`crate::redact`]), written into
+/// the private home by [`crate::mounts`]: a host that rewrites its file during the session
+/// (git replaces it by rename, which takes any mount on the old file with it: attack review
+/// 105) changes nothing inside. Their binds are removed from `binds`. A configuration that
+/// is not in a private tree (a workspace at `$HOME`) gets a read-only copy mounted over the
+/// real file instead ([`agents::View`]), which such a rename does undo.
+fn git_config(
     home: &Path,
     resolver: &mut resolve::Resolver,
+    binds: &mut Vec<Bind>,
+    masks: &[PathBuf],
     visible: &[PathBuf],
     deny: &[PathBuf],
-) -> Vec<agents::View> {
-    let mut views: Vec<agents::View> = Vec::new();
-    // `~/.gitconfig`, and every file of git's XDG directory (`config` and what it includes
-    // from there: `[include] path = ~/.config/git/work`).
-    let mut files = vec![home.join(".gitconfig")];
-    if let Some(dir) = resolver.chain(&home.join(".config/git")).map(|c| c.target) {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut in_dir: Vec<PathBuf> = rd
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.path())
-                .collect();
-            in_dir.sort();
-            files.extend(in_dir);
-        }
-    }
-    for spelled in files {
-        let Some(real) = resolver.chain(&spelled).map(|c| c.target) else {
-            continue;
-        };
-        if !is_under_any(&real, visible)
-            || is_under_any(&real, deny)
-            || views.iter().any(|v| v.path == real)
-        {
-            continue;
-        }
+    notes: &mut Vec<String>,
+) -> (Vec<agents::View>, Vec<agents::View>) {
+    let (mut copies, mut views) = (Vec::new(), Vec::new());
+    const WHY: &str = "git configuration with its credentials hidden";
+    let shown = |real: &Path| is_under_any(real, visible) && !is_under_any(real, deny);
+    let mut judge = |real: PathBuf, copies: &mut Vec<agents::View>, copy: bool| {
+        // Unreadable or too large: not shown at all in a copy (its credentials unjudged).
         let Some(text) = agents::read_config(&real) else {
-            continue;
+            return;
         };
-        if let Some(content) = crate::redact::git_config(&text) {
-            views.push(agents::View {
+        match crate::redact::git_config(&text) {
+            Some(content) if !copy => views.push(agents::View {
                 path: real,
                 content,
-                why: "git configuration with its credentials hidden",
-            });
+                why: WHY,
+            }),
+            Some(content) => copies.push(agents::View {
+                path: real,
+                content,
+                why: WHY,
+            }),
+            None if copy => copies.push(agents::View {
+                path: real,
+                content: text,
+                why: "git configuration (a private copy)",
+            }),
+            None => {}
+        }
+    };
+    // In the private home (a tmpfs of its own size), bound there itself and inside no other
+    // bind (one that shows the real file there would stay, read-only): where the copies go.
+    let private = |real: &Path, binds: &[Bind]| {
+        masks.iter().any(|m| m == home)
+            && real.starts_with(home)
+            && binds.iter().any(|b| b.path == real)
+            && !binds
+                .iter()
+                .any(|b| b.path != real && real.starts_with(&b.path))
+    };
+    if let Some(real) = resolver.chain(&home.join(".gitconfig")).map(|c| c.target) {
+        let is_file = std::fs::symlink_metadata(&real).is_ok_and(|m| m.is_file());
+        if is_file && shown(&real) {
+            let copy = private(&real, binds);
+            if copy {
+                binds.retain(|b| b.path != real);
+            }
+            judge(real, &mut copies, copy);
         }
     }
-    views
+    if let Some(dir) = resolver.chain(&home.join(".config/git")).map(|c| c.target) {
+        let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        if is_dir && shown(&dir) {
+            let copy = private(&dir, binds);
+            let mut files = Vec::new();
+            let mut stack = vec![(dir.clone(), 0usize)];
+            let mut over = false;
+            while let Some((d, depth)) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let Ok(t) = e.file_type() else { continue };
+                    if t.is_dir() && copy && depth < 8 {
+                        stack.push((e.path(), depth + 1));
+                    } else if t.is_file() && !is_under_any(&e.path(), deny) {
+                        files.push(e.path());
+                    }
+                }
+                if files.len() > GIT_DIR_FILES_MAX {
+                    over = true;
+                    break;
+                }
+            }
+            if copy {
+                binds.retain(|b| b.path != dir);
+                if over {
+                    notes.push(format!(
+                        "{} holds more than {GIT_DIR_FILES_MAX} files: not shown (warden shows git's configuration only as copies it has checked for credentials)",
+                        dir.display()
+                    ));
+                    files.clear();
+                }
+            }
+            files.sort();
+            for f in files {
+                judge(f, &mut copies, copy);
+            }
+        }
+    }
+    (copies, views)
 }
 
 /// The agent's own state directories that do not exist yet: `warden run` creates them
@@ -885,12 +949,16 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         }
         locked
     });
-    views.extend(git_config_views(
+    let (copies, git_views) = git_config(
         &inp.home,
         &mut resolver,
+        &mut binds,
+        &masks,
         &visible_roots,
         &deny,
-    ));
+        &mut notes,
+    );
+    views.extend(git_views);
     // Landlock roots (as written, and resolved: a rule on a missing symlink grants nothing).
     let mut landlock_read: Vec<PathBuf> = system.clone();
     landlock_read.extend(read.iter().cloned());
@@ -1034,6 +1102,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         unlockable,
         unlisted_error,
         top: top.shown,
+        copies,
     }
 }
 
@@ -1573,6 +1642,9 @@ impl Plan {
         }
         for v in &self.views {
             let _ = writeln!(s, "view (read-only) {}: {}", v.path.display(), v.why);
+        }
+        for v in &self.copies {
+            let _ = writeln!(s, "copy (private) {}: {}", v.path.display(), v.why);
         }
         for l in &self.link_pins {
             let _ = writeln!(

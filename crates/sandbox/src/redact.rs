@@ -11,10 +11,65 @@
 /// Keys whose value is a credential (git config keys are case-insensitive).
 fn secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["extraheader", "pat"].contains(&k.as_str())
-        || ["token", "password", "passwd", "secret", "apikey", "api-key"]
-            .iter()
-            .any(|s| k.ends_with(s))
+    ["extraheader", "pat", "pw", "tok", "auth", "cred", "creds"].contains(&k.as_str())
+        || [
+            "token",
+            "password",
+            "passwd",
+            "pass",
+            "secret",
+            "apikey",
+            "api-key",
+            "bearer",
+            "privatekey",
+            "private-key",
+        ]
+        .iter()
+        .any(|s| k.ends_with(s))
+}
+
+/// A value that names a credential itself: `password=` in a credential helper's inline
+/// script, `access_token=` in a URL's query.
+fn secret_value(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    [
+        "password=",
+        "passwd=",
+        "token=",
+        "secret=",
+        "apikey=",
+        "api_key=",
+    ]
+    .iter()
+    .any(|p| l.contains(p))
+}
+
+/// The `key = value` part of a line: after a section header on the same line
+/// (`[foo] password = x`, which git reads as `foo.password`), else the line itself.
+fn entry_of(line: &str) -> &str {
+    let t = line.trim_start();
+    if t.starts_with('[') {
+        if let Some(end) = header_end(t) {
+            return &t[end..];
+        }
+    }
+    line
+}
+
+/// Where a section header (`[name "sub \" name"]`) ends, past its `]`.
+fn header_end(t: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in t.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ']' if !quoted => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `line` with the user information of every URL in it removed (`https://tok@host/` ->
@@ -68,7 +123,8 @@ pub fn git_config(text: &str) -> Option<String> {
             warden_policy::env::has_url_password(t.as_bytes())
                 || warden_policy::env::has_known_token(t.as_bytes())
         };
-        let key_secret = key_of(body).is_some_and(secret_key);
+        let entry = entry_of(body);
+        let key_secret = key_of(entry).is_some_and(secret_key) || secret_value(entry);
         let secret = key_secret || holds(body);
         if secret && !key_secret {
             // In a URL's user information only: the URL stays, without it.
@@ -83,9 +139,17 @@ pub fn git_config(text: &str) -> Option<String> {
         if secret {
             let t = body.trim_start();
             if t.starts_with('[') {
-                // A section header (`[url "..."]` with a token a URL scheme does not mark):
-                // kept as a section nobody uses, so its keys stay out of the one before.
-                out.push_str("[warden \"hidden\"] # a credential, hidden by warden\n");
+                // The header kept (without a URL's user information) and what followed it
+                // on its line (a key git reads in that section) hidden; a header that holds
+                // a credential itself (a token a URL scheme does not mark) becomes a
+                // section nobody uses, so its keys stay out of the one before.
+                let header = strip_userinfo(&t[..header_end(t).unwrap_or(t.len())]);
+                if holds(&header) {
+                    out.push_str("[warden \"hidden\"] # a credential, hidden by warden\n");
+                } else {
+                    out.push_str(&header);
+                    out.push_str(" # (a credential, hidden by warden)\n");
+                }
             } else {
                 match key_of(body).filter(|k| !holds(k) && !t.starts_with(['#', ';'])) {
                     Some(k) => out.push_str(&format!("# {k} = (a credential, hidden by warden)\n")),
@@ -118,6 +182,10 @@ mod tests {
             [alias]\n\tco = checkout\n\
             [credential]\n\thelper = store\n\
             [x]\n\tpassword = one \\\n\tcontinued\n\tafter = kept\n\
+            [foo]password = SAMELINE1\n[bar \"x\"] token = SAMELINE2\n\
+            [sendemail]\n\tsmtpPass = SMTPSECRET\n\
+            [credential]\n\thelper = \"!f() { echo password=HELPERSECRET; }; f\"\n\
+            [remote \"o\"]\n\tpushurl = https://h.example/r?access_token=QUERYSECRET\n\
             # an old one: ghp_abcdefghijklmnopqrstuvwxyz9999\n\
             \tghp_abcdefghijklmnopqrstuvwxyz8888 = x\n";
         let out = git_config(text).expect("credentials found");
@@ -128,6 +196,10 @@ mod tests {
             "0123456789abcdef",
             "continued",
             "ghp_",
+            "SAMELINE",
+            "SMTPSECRET",
+            "HELPERSECRET",
+            "QUERYSECRET",
         ] {
             assert!(!out.contains(gone), "{gone} left in:\n{out}");
         }
@@ -139,6 +211,8 @@ mod tests {
             "helper = store",
             "after = kept",
             "insteadOf = https://github.com/",
+            "[foo] # (a credential, hidden by warden)",
+            "[bar \"x\"] # (a credential, hidden by warden)",
         ] {
             assert!(out.contains(kept), "{kept} missing from:\n{out}");
         }

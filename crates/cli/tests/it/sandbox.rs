@@ -752,8 +752,11 @@ fn host_files_under_system_roots_keep_their_mode_and_times() {
 
 /// The user's git configuration is shown (git needs the name, aliases and URL rewrites),
 /// but not the credentials it holds: a token in a URL rewrite (the usual set-up for private
-/// Go modules), an `http.extraHeader`, a tool's `token =`. The host's file is unchanged, and
-/// git inside still commits as the user.
+/// Go modules), an `http.extraHeader`, a tool's `token =`, a file in a subdirectory of
+/// `~/.config/git`. Attack review 105: the copy was a mount over the host's file, and a host
+/// `git config --global` (a rename) took it away mid-session, showing the real file; the
+/// view now holds private copies only. Judged after the host rewrote both files while the
+/// agent ran; the host's files keep their content, and git inside still commits as the user.
 #[test]
 fn credentials_in_the_git_configuration_are_hidden_and_the_rest_works() {
     let t = T::new("gitcreds");
@@ -762,14 +765,43 @@ fn credentials_in_the_git_configuration_are_hidden_and_the_rest_works() {
         \tinsteadOf = https://github.com/\n\
         [http]\n\textraHeader = AUTHORIZATION: basic c2VjcmV0OnZhbHVl\n";
     let host = t.write(".gitconfig", text);
-    t.write(
+    let xdg = t.write(
         ".config/git/config",
         "[github]\n\ttoken = 0123456789abcdef0123\n",
     );
-    let o = t.sh("cat ~/.gitconfig ~/.config/git/config; git init -q && \
-         git -c commit.gpgsign=false commit --allow-empty -qm x && git log --format='AUTHOR %an'");
+    t.write(".config/git/sub/x.inc", "[s]\n\ttoken = SUBDIRSECRET42\n");
+    let script = "touch started; while [ ! -e go ]; do sleep 0.05; done; \
+        cat ~/.gitconfig ~/.config/git/config ~/.config/git/sub/x.inc; git init -q && \
+        git -c commit.gpgsign=false commit --allow-empty -qm x && git log --format='AUTHOR %an'";
+    let mut c = t.cmd(&["--", "/bin/bash", "-c", script]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(
+        super::common::wait_until(std::time::Duration::from_secs(20), || {
+            t.ws.join("started").exists()
+        }),
+        "the agent never started"
+    );
+    // The host rewrites both while the session runs, as git does: by rename.
+    for f in [&host, &xdg] {
+        let st = Command::new("git")
+            .env("HOME", &t.home)
+            .args(["config", "--file"])
+            .arg(f)
+            .args(["core.editor", "vi"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    std::fs::write(t.ws.join("go"), "").unwrap();
+    let o = child.wait_with_output().unwrap();
     let s = ok(&o);
-    for secret in ["ghp_abcdefghij", "c2VjcmV0", "0123456789abcdef0123"] {
+    for secret in [
+        "ghp_abcdefghij",
+        "c2VjcmV0",
+        "0123456789abcdef0123",
+        "SUBDIRSECRET42",
+    ] {
         assert!(!s.contains(secret), "{secret} readable:\n{}", out(&o));
     }
     assert!(s.contains("AUTHOR Alice Example"), "{}", out(&o));
@@ -778,7 +810,11 @@ fn credentials_in_the_git_configuration_are_hidden_and_the_rest_works() {
         "the rewrite stays, without its token:\n{}",
         out(&o)
     );
-    assert_eq!(std::fs::read_to_string(host).unwrap(), text);
+    let now = std::fs::read_to_string(&host).unwrap();
+    assert!(
+        now.starts_with(text) && now.contains("editor = vi"),
+        "{now}"
+    );
 }
 
 #[test]
