@@ -143,8 +143,9 @@ pub fn git_config(text: &str) -> Option<String> {
                 // on its line (a key git reads in that section) hidden; a header that holds
                 // a credential itself (a token a URL scheme does not mark) becomes a
                 // section nobody uses, so its keys stay out of the one before.
-                let header = strip_userinfo(&t[..header_end(t).unwrap_or(t.len())]);
-                if holds(&header) {
+                let end = header_end(t);
+                let header = strip_userinfo(&t[..end.unwrap_or(t.len())]);
+                if end.is_none() || holds(&header) || secret_value(&header) {
                     out.push_str("[warden \"hidden\"] # a credential, hidden by warden\n");
                 } else {
                     out.push_str(&header);
