@@ -36,6 +36,29 @@ impl T {
         c
     }
 
+    /// `warden run -- bash -c script`, started and held: the agent has run (`started` in the
+    /// workspace) and waits for [`T::release`] before the script, so the host can change
+    /// things while the session runs.
+    fn start_held(&self, script: &str) -> std::process::Child {
+        let held = format!("touch started; while [ ! -e go ]; do sleep 0.05; done\n{script}");
+        let mut c = self.cmd(&["--", "/bin/bash", "-c", &held]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        assert!(
+            super::common::wait_until(std::time::Duration::from_secs(20), || {
+                self.ws.join("started").exists()
+            }),
+            "the agent never started"
+        );
+        child
+    }
+
+    /// Lets a [`T::start_held`] session run its script, and its output.
+    fn release(&self, child: std::process::Child) -> Output {
+        std::fs::write(self.ws.join("go"), "").unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// `warden run [args] -- bash -c script`
     fn sh_with(&self, args: &[&str], script: &str) -> Output {
         let mut c = self.cmd(args);
@@ -643,8 +666,7 @@ fn what_the_host_adds_to_root_during_the_session_stays_outside() {
     let top = PathBuf::from(format!("/warden-late-{id}.sock"));
     let gone = Gone(vec![in_dir.clone(), top.clone(), dir.clone()]);
     let script = format!(
-        "touch started; while [ ! -e go ]; do sleep 0.05; done\n\
-         ls -d '{d}' >/dev/null 2>&1 && echo OK-dir-seen\n\
+        "ls -d '{d}' >/dev/null 2>&1 && echo OK-dir-seen\n\
          /usr/bin/python3 - <<'PY'\n\
 import socket\n\
 for p in ['{a}', '{b}']:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p); print('OK-connected', p)\n    except OSError as e:\n        print('refused', p, e.errno)\n\
@@ -654,15 +676,7 @@ echo tmp > /tmp/x && cat /tmp/x && /usr/bin/env true && echo made > made",
         a = in_dir.display(),
         b = top.display()
     );
-    let mut c = t.cmd(&["--", "/bin/sh", "-c", &script]);
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    assert!(
-        super::common::wait_until(std::time::Duration::from_secs(20), || {
-            t.ws.join("started").exists()
-        }),
-        "the agent never started"
-    );
+    let child = t.start_held(&script);
     // The host makes them now, while the session runs.
     std::fs::create_dir(&dir).unwrap();
     let mut listeners = Vec::new();
@@ -674,8 +688,7 @@ echo tmp > /tmp/x && cat /tmp/x && /usr/bin/env true && echo made > made",
         l.set_nonblocking(true).unwrap();
         listeners.push((p.clone(), l));
     }
-    std::fs::write(t.ws.join("go"), "").unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = t.release(child);
     let s = ok(&o);
     assert!(!s.contains("OK-"), "{}", out(&o));
     assert!(
@@ -770,18 +783,9 @@ fn credentials_in_the_git_configuration_are_hidden_and_the_rest_works() {
         "[github]\n\ttoken = 0123456789abcdef0123\n",
     );
     t.write(".config/git/sub/x.inc", "[s]\n\ttoken = SUBDIRSECRET42\n");
-    let script = "touch started; while [ ! -e go ]; do sleep 0.05; done; \
-        cat ~/.gitconfig ~/.config/git/config ~/.config/git/sub/x.inc; git init -q && \
+    let script = "cat ~/.gitconfig ~/.config/git/config ~/.config/git/sub/x.inc; git init -q && \
         git -c commit.gpgsign=false commit --allow-empty -qm x && git log --format='AUTHOR %an'";
-    let mut c = t.cmd(&["--", "/bin/bash", "-c", script]);
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    assert!(
-        super::common::wait_until(std::time::Duration::from_secs(20), || {
-            t.ws.join("started").exists()
-        }),
-        "the agent never started"
-    );
+    let child = t.start_held(script);
     // The host rewrites both while the session runs, as git does: by rename.
     for f in [&host, &xdg] {
         let st = Command::new("git")
@@ -793,8 +797,7 @@ fn credentials_in_the_git_configuration_are_hidden_and_the_rest_works() {
             .unwrap();
         assert!(st.success());
     }
-    std::fs::write(t.ws.join("go"), "").unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = t.release(child);
     let s = ok(&o);
     for secret in [
         "ghp_abcdefghij",
