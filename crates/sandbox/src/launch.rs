@@ -49,6 +49,9 @@ pub type InitTask = Box<dyn FnOnce() -> Result<Box<dyn FnOnce() + Send>, String>
 pub struct Launch {
     pub plan: Plan,
     pub landlock: LandlockPlan,
+    /// The Landlock rules of the read roots above hidden paths, built on a thread
+    /// ([`crate::lock::prepare`]); joined before the fork.
+    pub landlock_split: Option<crate::lock::Prepared>,
     pub hooks: Vec<Arc<dyn AgentHook>>,
     pub init_tasks: Vec<InitTask>,
     /// Use namespaces (false only in nested/best-effort mode).
@@ -168,6 +171,7 @@ struct ChildCtx {
     /// The sandbox's seccomp program, or why it could not be built (the agent fails then).
     seccomp: Result<crate::bpf::Program, String>,
     landlock: LandlockPlan,
+    landlock_split: Option<Result<crate::lock::Split, crate::lock::LandlockError>>,
     hooks: Vec<Arc<dyn AgentHook>>,
     init_tasks: Vec<InitTask>,
     namespaces: bool,
@@ -453,6 +457,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     });
     // Every build thread is joined here: the forks below need a single-threaded supervisor.
     let seccomp = seccomp.wait(deny_udp);
+    let landlock_split = l.landlock_split.take().map(crate::lock::Prepared::wait);
     for h in &l.hooks {
         h.prepare();
     }
@@ -461,6 +466,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         plan: l.plan,
         seccomp,
         landlock: l.landlock,
+        landlock_split,
         hooks: l.hooks,
         init_tasks: l.init_tasks,
         namespaces: l.namespaces,
@@ -1548,7 +1554,7 @@ fn join_cgroups(files: &[(RawFd, PathBuf)], spawned_into: Option<&std::path::Pat
     }
 }
 
-fn agent(c: ChildCtx) -> ! {
+fn agent(mut c: ChildCtx) -> ! {
     let err_w = c.err_w;
     // The exit report is init's alone: the agent never holds its write end.
     // SAFETY: closing our copy of a pipe end.
@@ -1645,7 +1651,7 @@ fn agent(c: ChildCtx) -> ! {
     let own_tty = c
         .pty_slave
         .map(|_| unsafe { std::os::fd::BorrowedFd::borrow_raw(0) });
-    if let Err(e) = crate::lock::apply(&c.landlock, own_tty) {
+    if let Err(e) = crate::lock::apply(&c.landlock, c.landlock_split.take(), own_tty) {
         f("landlock", e.into());
     }
     warden_event::timing::mark("agent: landlock applied");

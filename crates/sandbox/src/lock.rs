@@ -50,6 +50,11 @@ pub struct LandlockPlan {
     /// write rule is opened without following symbolic links (a spelled root through one is
     /// left to its resolved twin in `write`) and refused if another inode is there now.
     pub root_ids: Vec<(PathBuf, (u64, u64))>,
+    /// Paths the plan hides ([`crate::plan::Plan::hide`]). A read rule on a directory above
+    /// one is split (see [`apply`]): the hiding mount lasts only while the host keeps the
+    /// file's inode, and a host that replaces the file by rename would otherwise show the
+    /// new one.
+    pub hidden: Vec<PathBuf>,
     /// When the sandbox has no network namespace: TCP ports the agent may connect to.
     pub connect_tcp: Option<Vec<u16>>,
     /// Refuse to run unless the ruleset is enforced as planned (see [`judge`]).
@@ -72,6 +77,18 @@ pub enum LandlockError {
     /// A writable root is not the directory the plan checked (swapped since).
     #[error("landlock: {} is not the directory the plan checked (another was put there while the session started: by a concurrent session's agent?); refused", .0.display())]
     Swapped(PathBuf),
+    /// A directory above a hidden path could not be listed to give its other entries their
+    /// rules.
+    #[error("landlock: cannot list {} to keep {} hidden: {source}; refused (the other entries of that directory would be unreadable)", .dir.display(), .hidden.display())]
+    Split {
+        dir: PathBuf,
+        hidden: PathBuf,
+        #[source]
+        source: warden_sys::Error,
+    },
+    /// The thread building the split ended without a result.
+    #[error("landlock: the thread giving the rules of the directories above hidden paths ended without them; refused")]
+    SplitLost,
     /// Hard mode: the ruleset is not enforced at all.
     #[error("landlock: the ruleset is not enforced (kernel: {kernel}); file and device rules would not hold. {HOW}")]
     NotEnforced { kernel: String },
@@ -109,6 +126,7 @@ impl From<LandlockError> for String {
 /// terminal (`> /dev/stdout`, `/proc/self/fd/0`); it already holds it read/write.
 pub fn apply(
     plan: &LandlockPlan,
+    prepared: Option<Result<Split, LandlockError>>,
     own_tty: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<RulesetStatus, LandlockError> {
     let abi = TARGET_ABI;
@@ -119,19 +137,34 @@ pub fn apply(
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);
     let file_bits = AccessFs::from_file(abi);
-    let mut rs = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)
-        .map_err(|x| e("handle fs", x))?;
-    if plan.connect_tcp.is_some() {
-        rs = rs
-            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
-            .map_err(|x| e("handle net", x))?;
+    let Split {
+        created,
+        mut dirs,
+        hidden,
+        covers,
+    } = match prepared {
+        Some(p) => p?,
+        None => split_roots(create(plan)?, plan, kept_hidden(plan))?,
+    };
+    let mut created = match created {
+        Some(c) => c,
+        None => create(plan)?,
+    };
+    // The hiding mounts' own private inodes under a split directory (on another device than
+    // the directory: the mount is in place) keep a rule, so an open of one still reads empty
+    // and is seen (`crate::seen`). Only they: the host's file, or one the host renames there
+    // (which takes the mount with the replaced inode), gets none.
+    for (h, dir_dev) in &covers {
+        let Ok(fd) = warden_sys::open_no_links(h, warden_sys::OFlags::PATH) else {
+            continue;
+        };
+        if matches!(fstat_ids(&fd), Ok((dev, _, mode)) if dev != *dir_dev && mode & libc::S_IFMT == libc::S_IFREG)
+        {
+            created = created
+                .add_rule(PathBeneath::new(fd, read & file_bits))
+                .map_err(|x| e(&format!("rule for {}", h.display()), x))?;
+        }
     }
-    rs = rs
-        .scope(Scope::Signal | Scope::AbstractUnixSocket)
-        .map_err(|x| e("scope", x))?;
-    let mut created = rs.create().map_err(|x| e("create", x))?;
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::ReadDir;
     let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
     // Read and write rules: opened here, without following symbolic links (a spelled root
@@ -147,12 +180,13 @@ pub fn apply(
         .chain(plan.write.iter().map(|p| (p, all, true)))
         .collect();
     entries.sort_by_cached_key(|(p, _, _)| p.components().count());
-    let mut dirs: Vec<(&Path, landlock::BitFlags<AccessFs>)> = Vec::new();
     for (p, rights, check) in entries {
+        // Split already (see [`split_roots`]), or beneath a directory given all it would.
         if !check
-            && dirs
-                .iter()
-                .any(|(d, r)| p.starts_with(d) && p != d && r.contains(rights))
+            && (above_hidden(p, &hidden)
+                || dirs
+                    .iter()
+                    .any(|(d, r)| p.starts_with(d) && p != d && r.contains(rights)))
         {
             continue;
         }
@@ -184,7 +218,7 @@ pub fn apply(
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|x| e(&format!("rule for {}", p.display()), x))?;
         if kind == libc::S_IFDIR {
-            dirs.push((p, access));
+            dirs.push((p.clone(), access));
         }
     }
     for d in DEVICES {
@@ -227,6 +261,269 @@ pub fn apply(
         judge(plan.abi, &st.ruleset, &st.landlock)?;
     }
     Ok(st.ruleset)
+}
+
+/// The hidden paths a read rule must not reach: those whose directory no write rule covers
+/// (a write rule grants every right beneath it, and Landlock cannot take one back below; there
+/// only the hiding mount holds, see the README's table), each also as resolved now, so a rule
+/// on a resolved twin of a spelled root is split too.
+///
+/// Left out: a hidden path the agent's host user may not read (nor, a directory, search) by
+/// its modes and ACLs. Then the hiding mount is not what keeps the agent out (`/etc/shadow`,
+/// `/etc/sudoers`), and a host tool that replaces the file (`passwd`, `visudo`) gives the new
+/// one the same modes. The agent's host user is this process's user (checked with
+/// `faccessat(AT_EACCESS)`: an agent process holds no capability to override modes) or, run
+/// by root, a fresh unprivileged uid and gid with no account ([`crate::idmap`]), to which only
+/// the "other" permission bits apply. Run by root with `--best-effort` the agent may be host
+/// uid 0 instead, and every hidden path is kept.
+fn kept_hidden(plan: &LandlockPlan) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid is a plain getter.
+    let root = unsafe { libc::geteuid() } == 0;
+    let unreadable = |p: &Path| {
+        if root {
+            // Only the "other" class applies to an id no file names.
+            let Ok(md) = std::fs::symlink_metadata(p) else {
+                return false;
+            };
+            let need = if md.is_dir() { 0o005 } else { 0o004 };
+            return plan.hard && md.mode() & need == 0;
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let denied = |mode: libc::c_int| {
+            // SAFETY: a NUL-terminated path; AT_EACCESS checks the effective ids.
+            let r = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) };
+            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES)
+        };
+        denied(libc::R_OK) && (!p.is_dir() || denied(libc::X_OK))
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for h in &plan.hidden {
+        if unreadable(h) {
+            continue;
+        }
+        let resolved = h
+            .parent()
+            .and_then(|d| Some(std::fs::canonicalize(d).ok()?.join(h.file_name()?)));
+        for x in std::iter::once(h.clone()).chain(resolved) {
+            let Some(dir) = x.parent() else { continue };
+            if !plan.write.iter().any(|w| dir.starts_with(w)) && !out.contains(&x) {
+                out.push(x);
+            }
+        }
+    }
+    out
+}
+
+/// The ruleset, with the rights it handles and its scopes, and no rule yet.
+fn create(plan: &LandlockPlan) -> Result<landlock::RulesetCreated, LandlockError> {
+    let e = |what: &str, source: landlock::RulesetError| LandlockError::Ruleset {
+        what: what.to_string(),
+        source,
+    };
+    let mut rs = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .map_err(|x| e("handle fs", x))?;
+    if plan.connect_tcp.is_some() {
+        rs = rs
+            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+            .map_err(|x| e("handle net", x))?;
+    }
+    rs = rs
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)
+        .map_err(|x| e("scope", x))?;
+    rs.create().map_err(|x| e("create", x))
+}
+
+/// A ruleset holding the rules of the read roots above hidden paths (see [`split_roots`]),
+/// the directories those rules gave all read rights, the hidden paths ([`kept_hidden`]),
+/// and those under a split root with their directory's device (to tell the hiding mount).
+pub struct Split {
+    /// `None`: nothing was split, the agent creates the ruleset.
+    created: Option<landlock::RulesetCreated>,
+    dirs: Vec<(PathBuf, landlock::BitFlags<AccessFs>)>,
+    hidden: Vec<PathBuf>,
+    covers: Vec<(PathBuf, u64)>,
+}
+
+/// [`split_roots`] on a thread, while the supervisor sets up the rest: a split lists and
+/// opens every entry of the directories above a hidden path (`/etc`: ~150 entries, ~0.5 ms),
+/// off the agent's start. It runs in the supervisor's mount namespace, whose roots are the
+/// same inodes the view binds: no writable root is above a split directory ([`kept_hidden`]),
+/// so these are the host's read-only roots. The thread must be joined ([`Prepared::wait`])
+/// before any fork. With nothing to split, no thread is started and the agent makes the
+/// ruleset itself, as before.
+pub fn prepare(plan: &LandlockPlan) -> Prepared {
+    let hidden = kept_hidden(plan);
+    if !plan.read.iter().any(|p| above_hidden(p, &hidden)) {
+        return Prepared(Err(Split {
+            created: None,
+            dirs: Vec::new(),
+            hidden,
+            covers: Vec::new(),
+        }));
+    }
+    let plan = plan.clone();
+    Prepared(Ok(std::thread::spawn(move || {
+        split_roots(create(&plan)?, &plan, hidden)
+    })))
+}
+
+/// The split being built ([`prepare`]), or the nothing there was to split.
+pub struct Prepared(Result<std::thread::JoinHandle<Result<Split, LandlockError>>, Split>);
+
+impl Prepared {
+    /// Joins the thread: its ruleset, for [`apply`] in the agent.
+    pub fn wait(self) -> Result<Split, LandlockError> {
+        match self.0 {
+            Ok(t) => t.join().unwrap_or(Err(LandlockError::SplitLost)),
+            Err(nothing) => Ok(nothing),
+        }
+    }
+}
+
+/// Whether `p` is a proper ancestor of a hidden path.
+fn above_hidden(p: &Path, hidden: &[PathBuf]) -> bool {
+    hidden.iter().any(|h| h.starts_with(p) && h != p)
+}
+
+/// Every read root above a hidden path split ([`split`]), outermost first; one beneath
+/// another split root was split (or given its rule) with it.
+fn split_roots(
+    mut created: landlock::RulesetCreated,
+    plan: &LandlockPlan,
+    hidden: Vec<PathBuf>,
+) -> Result<Split, LandlockError> {
+    use std::os::unix::fs::MetadataExt;
+    let read = AccessFs::from_read(TARGET_ABI);
+    let mut roots: Vec<&PathBuf> = (plan.read.iter())
+        .filter(|p| above_hidden(p, &hidden))
+        .collect();
+    roots.sort_by_cached_key(|p| p.components().count());
+    let mut done: Vec<&Path> = Vec::new();
+    let mut dirs = Vec::new();
+    for r in roots {
+        if done.iter().any(|d| r.starts_with(d)) {
+            continue;
+        }
+        created = split(created, r, read, &hidden, &mut dirs)?;
+        done.push(r);
+    }
+    let covers = (hidden.iter())
+        .filter(|h| done.iter().any(|d| h.starts_with(d)))
+        .filter_map(|h| Some((h.clone(), std::fs::metadata(h.parent()?).ok()?.dev())))
+        .collect();
+    Ok(Split {
+        created: Some(created),
+        dirs,
+        hidden,
+        covers,
+    })
+}
+
+/// A read rule on `dir`, an ancestor of hidden paths, split so that no rule reaches them:
+/// `dir` itself gets only `ReadDir`, and each of its entries gets `rights` (files: the file
+/// rights among them), except a hidden path (no rule) and a directory above one (split in
+/// turn). The entries are opened beneath `dir` without following links (a symbolic link gets
+/// no rule: its target's own rules decide).
+///
+/// So a file the host creates in such a directory during the session, or puts there by
+/// rename (over a hidden file, or over any other), has no rule: the agent cannot open it. That
+/// is the point for a hidden name (the hiding mount goes with the replaced inode), and the
+/// price for the others (stated in the README).
+fn split(
+    mut created: landlock::RulesetCreated,
+    dir: &Path,
+    rights: landlock::BitFlags<AccessFs>,
+    hidden: &[PathBuf],
+    dirs: &mut Vec<(PathBuf, landlock::BitFlags<AccessFs>)>,
+) -> Result<landlock::RulesetCreated, LandlockError> {
+    use warden_sys::OFlags;
+    let e = |what: &Path, source: landlock::RulesetError| LandlockError::Ruleset {
+        what: format!("rule for {}", what.display()),
+        source,
+    };
+    let under = || {
+        hidden
+            .iter()
+            .find(|h| h.starts_with(dir))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let fd = match warden_sys::open_no_links(dir, OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(fd) => fd,
+        // Missing (nothing to grant) or a link (its resolved twin is split).
+        Err(x) if matches!(x.errno(), Some(n) if n == warden_sys::Errno::NOENT || n == warden_sys::Errno::LOOP || n == warden_sys::Errno::XDEV || n == warden_sys::Errno::NOTDIR) => {
+            return Ok(created)
+        }
+        Err(source) => {
+            return Err(LandlockError::Split {
+                dir: dir.to_path_buf(),
+                hidden: under(),
+                source,
+            })
+        }
+    };
+    let entries = warden_sys::dir_entries(&fd).map_err(|source| LandlockError::Split {
+        dir: dir.to_path_buf(),
+        hidden: under(),
+        source,
+    })?;
+    let file_bits = AccessFs::from_file(TARGET_ABI);
+    let open = |name: &std::ffi::OsStr| {
+        warden_sys::open_beneath(
+            &fd,
+            Path::new(name),
+            OFlags::PATH,
+            warden_sys::Mode::empty(),
+        )
+        .ok()
+    };
+    for (name, kind) in entries {
+        use warden_sys::FileType as T;
+        let path = dir.join(&name);
+        if hidden.contains(&path) {
+            continue;
+        }
+        // The recorded type spares a stat per entry (a mount point has the type of what it
+        // covers: a directory over a directory, a file over a file).
+        let kind = match kind {
+            T::Directory => libc::S_IFDIR,
+            T::RegularFile => libc::S_IFREG,
+            T::Unknown => match open(&name).map(|c| fstat_ids(&c)) {
+                Some(Ok((_, _, mode))) => mode & libc::S_IFMT,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if kind == libc::S_IFDIR && hidden.iter().any(|h| h.starts_with(&path)) {
+            created = split(created, &path, rights, hidden, dirs)?;
+            continue;
+        }
+        // Gone since the listing: nothing to grant.
+        let Some(child) = open(&name) else { continue };
+        match kind {
+            libc::S_IFDIR => {
+                created = created
+                    .add_rule(PathBeneath::new(child, rights))
+                    .map_err(|x| e(&path, x))?;
+                dirs.push((path, rights));
+            }
+            libc::S_IFREG => {
+                created = created
+                    .add_rule(PathBeneath::new(child, rights & file_bits))
+                    .map_err(|x| e(&path, x))?;
+            }
+            _ => {}
+        }
+    }
+    created
+        .add_rule(PathBeneath::new(fd, rights & AccessFs::ReadDir))
+        .map_err(|x| e(dir, x))
 }
 
 /// Hard mode's verdict on what `restrict_self` reported: the agent runs only when Landlock is
@@ -355,10 +652,11 @@ mod tests {
             read: Vec::new(),
             write: vec![d.join("a")],
             root_ids: vec![(d.join("a"), (m.dev(), m.ino()))],
+            hidden: Vec::new(),
             connect_tcp: None,
             hard: false,
         };
-        match apply(&plan, None) {
+        match apply(&plan, None, None) {
             Err(LandlockError::Swapped(p)) => assert_eq!(p, d.join("a")),
             other => panic!("{other:?}"),
         }
@@ -370,10 +668,69 @@ mod tests {
             root_ids: vec![(d.join("a"), (a.dev(), a.ino()))],
             ..plan
         };
-        match apply(&plan, None) {
+        match apply(&plan, None, None) {
             Err(LandlockError::Swapped(p)) => assert_eq!(p, d.join("a")),
             other => panic!("{other:?}"),
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The split gives a rule to every directory beside the way to a hidden path, none to the
+    /// directories on it (they get `ReadDir` only) or to the hidden path; a hidden path under
+    /// a write root, or one the agent's user could not read anyway, splits nothing.
+    #[test]
+    fn a_read_root_is_split_around_hidden_paths_only_where_that_holds() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("warden-locksplit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let r = d.join("r");
+        for dir in ["a", "sub/kept", "w"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        for f in ["f", "secret", "sub/key", "w/x", "closed"] {
+            std::fs::write(r.join(f), "x").unwrap();
+        }
+        std::fs::set_permissions(r.join("closed"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let plan = LandlockPlan {
+            abi: 6,
+            read: vec![r.clone()],
+            write: vec![r.join("w")],
+            root_ids: Vec::new(),
+            hidden: ["secret", "sub/key", "w/x", "closed"]
+                .iter()
+                .map(|h| r.join(h))
+                .collect(),
+            connect_tcp: None,
+            hard: true,
+        };
+        let hidden = kept_hidden(&plan);
+        assert!(hidden.contains(&r.join("secret")), "{hidden:?}");
+        assert!(hidden.contains(&r.join("sub/key")), "{hidden:?}");
+        assert!(
+            !hidden.contains(&r.join("w/x")),
+            "under a write root: {hidden:?}"
+        );
+        // SAFETY: a plain getter.
+        if unsafe { libc::geteuid() } == 0 {
+            // The fresh uid of a root-started agent: only the "other" bits apply.
+            assert!(!hidden.contains(&r.join("closed")), "{hidden:?}");
+        }
+        let split = split_roots(create(&plan).unwrap(), &plan, hidden).unwrap();
+        let granted: Vec<&Path> = split.dirs.iter().map(|(p, _)| p.as_path()).collect();
+        for g in ["a", "sub/kept", "w"] {
+            assert!(granted.contains(&r.join(g).as_path()), "{g}: {granted:?}");
+        }
+        for no in [r.clone(), r.join("sub")] {
+            assert!(!granted.contains(&no.as_path()), "{no:?}: {granted:?}");
+        }
+        let covers: Vec<&Path> = split.covers.iter().map(|(p, _)| p.as_path()).collect();
+        assert!(covers.contains(&r.join("secret").as_path()), "{covers:?}");
+        // Nothing hidden under a read root: nothing to split, no thread.
+        let plan = LandlockPlan {
+            hidden: vec![r.join("w/x")],
+            ..plan
+        };
+        assert!(matches!(prepare(&plan).0, Err(Split { created: None, .. })));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -230,6 +230,8 @@ impl Session {
         let who = config.who();
         let pid_max = (config.pids == PidLimit::PidNamespace).then_some(plan.pids_max);
         let landlock = landlock_plan(&config, &plan, host_proxy.as_ref().map(|(_, p)| *p));
+        // Joined by `launch` before forking, like the filter.
+        let landlock_split = warden_sandbox::lock::prepare(&landlock);
         warden_event::timing::mark("session: pids+landlock plan");
         let integrity_inputs = warden_sandbox::integrity::Inputs::of(&config.workspace, &plan);
         let manifest = config
@@ -389,6 +391,7 @@ impl Session {
                 best_effort: res.config.best_effort,
                 plan,
                 landlock,
+                landlock_split: Some(landlock_split),
                 hooks: if matches!(exec, ExecSetup::Seccomp(_)) {
                     vec![Arc::new(crate::exec::ExecHook::new(
                         record_writes,
@@ -1143,6 +1146,7 @@ fn landlock_plan(
         read,
         write,
         root_ids: plan.root_ids.clone(),
+        hidden: plan.hide.clone(),
         connect_tcp: match c.landlock.connect {
             ConnectScope::Namespace => None,
             ConnectScope::ProxyPortOnly => Some(host_proxy_port.into_iter().collect()),

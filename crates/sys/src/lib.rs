@@ -28,7 +28,7 @@ pub mod shell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-pub use rustix::fs::{Mode, OFlags};
+pub use rustix::fs::{FileType, Mode, OFlags};
 pub use rustix::io::Errno;
 
 /// A failed system call or a refused kernel answer.
@@ -130,6 +130,29 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
         Mode::empty(),
     )
     .map_err(sys("open"))
+}
+
+/// The entries of the directory `dir` (without `.` and `..`): name and the type the
+/// directory records (`Unknown` where the file system does not say; a mount point shows the
+/// type of the entry under it). Read through a duplicate of the descriptor (`dir` keeps its
+/// offset).
+pub fn dir_entries(
+    dir: impl AsFd,
+) -> Result<Vec<(std::ffi::OsString, rustix::fs::FileType)>, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = rustix::fs::Dir::read_from(dir).map_err(sys("opendir"))?;
+    let mut out = Vec::new();
+    while let Some(e) = d.read() {
+        let e = e.map_err(sys("readdir"))?;
+        let name = e.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((
+                std::ffi::OsStr::from_bytes(name).to_os_string(),
+                e.file_type(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// `access(path, W_OK)`: whether our real uid may write `path` (false on any error).

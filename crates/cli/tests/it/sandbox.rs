@@ -40,8 +40,14 @@ impl T {
     /// workspace) and waits for [`T::release`] before the script, so the host can change
     /// things while the session runs.
     fn start_held(&self, script: &str) -> std::process::Child {
+        self.start_held_with(&[], script)
+    }
+
+    /// [`T::start_held`] with `warden run` arguments.
+    fn start_held_with(&self, args: &[&str], script: &str) -> std::process::Child {
         let held = format!("touch started; while [ ! -e go ]; do sleep 0.05; done\n{script}");
-        let mut c = self.cmd(&["--", "/bin/bash", "-c", &held]);
+        let mut c = self.cmd(args);
+        c.args(["--", "/bin/bash", "-c", &held]);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = c.spawn().unwrap();
         assert!(
@@ -760,6 +766,75 @@ fn host_files_under_system_roots_keep_their_mode_and_times() {
         "made\n",
         "the workspace under /opt must stay writable:\n{}",
         out(&o)
+    );
+}
+
+/// A denied file inside a read-only root is hidden by a mount over it, and that mount lasts
+/// only as long as the host keeps the file's inode: a host tool that rewrites the file by
+/// rename (`passwd` on `/etc/shadow`, most editors, `git config`) detached it, and the agent
+/// read the new content for the rest of the session. The Landlock rule of the root is now
+/// split around the hidden names, so whatever the host puts there has no rule. Judged after
+/// the host replaced a hidden file and a hidden file in a subdirectory by rename while the
+/// agent ran; the root's other files stay readable, the hidden ones still read empty before.
+#[test]
+fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
+    let t = T::new("hidrename");
+    let opt = PathBuf::from(format!("/opt/warden-it-hid-{}", std::process::id()));
+    let (secret, key, other, lib) = (
+        opt.join("secret"),
+        opt.join("sub/key"),
+        opt.join("other"),
+        opt.join("lib/x"),
+    );
+    let _gone = Gone(vec![
+        secret.clone(),
+        key.clone(),
+        other.clone(),
+        lib.clone(),
+        opt.join("sub/kept"),
+        opt.join("sub"),
+        opt.join("lib"),
+        opt.clone(),
+    ]);
+    for (f, text) in [
+        (&secret, "OLD-SECRET-1\n"),
+        (&key, "OLD-KEY-2\n"),
+        (&other, "OTHER-READABLE\n"),
+        (&lib, "LIB-READABLE\n"),
+        (&opt.join("sub/kept"), "SUB-READABLE\n"),
+    ] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    }
+    let pol = t.policy(&format!(
+        "[files]\nread = [\"{o}\"]\ndeny = [\"{s}\", \"{k}\"]\n",
+        o = opt.display(),
+        s = secret.display(),
+        k = key.display()
+    ));
+    let script = format!(
+        "cat '{o}/secret' '{o}/sub/key' '{o}/other' '{o}/lib/x' '{o}/sub/kept'; ls '{o}'",
+        o = opt.display()
+    );
+    let child = t.start_held_with(&["--policy", &pol], &script);
+    // The agent runs (its view and rules are in place); the host rewrites both by rename.
+    for (f, text) in [(&secret, "NEW-SECRET-3\n"), (&key, "NEW-KEY-4\n")] {
+        let tmp = f.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, f).unwrap();
+    }
+    let o = t.release(child);
+    let s = String::from_utf8_lossy(&o.stdout);
+    for secret in ["SECRET-1", "KEY-2", "SECRET-3", "KEY-4"] {
+        assert!(!s.contains(secret), "{secret} readable:\n{}", out(&o));
+    }
+    for kept in ["OTHER-READABLE", "LIB-READABLE", "SUB-READABLE", "other"] {
+        assert!(s.contains(kept), "{kept} must stay readable:\n{}", out(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "NEW-SECRET-3\n",
+        "the host's file is the host's"
     );
 }
 
