@@ -142,6 +142,7 @@ pub fn apply(
         mut dirs,
         hidden,
         covers,
+        guarded,
     } = match prepared {
         Some(p) => p?,
         None => split_roots(create(plan)?, plan, kept_hidden(plan))?,
@@ -203,6 +204,11 @@ pub fn apply(
         let Ok((dev, ino, mode)) = fstat_ids(&fd) else {
             continue;
         };
+        // A read root that is a directory on the way to a hidden path under another name
+        // (a bind mount of it): its rule would reach the hidden path.
+        if !check && guarded.contains(&(dev, ino)) {
+            continue;
+        }
         if let Some((_, want)) = recorded {
             if (dev, ino) != *want {
                 return Err(LandlockError::Swapped(p.clone()));
@@ -266,45 +272,11 @@ pub fn apply(
 /// The hidden paths a read rule must not reach: those whose directory no write rule covers
 /// (a write rule grants every right beneath it, and Landlock cannot take one back below; there
 /// only the hiding mount holds, see the README's table), each also as resolved now, so a rule
-/// on a resolved twin of a spelled root is split too.
-///
-/// Left out: a hidden path the agent's host user may not read (nor, a directory, search) by
-/// its modes and ACLs. Then the hiding mount is not what keeps the agent out (`/etc/shadow`,
-/// `/etc/sudoers`), and a host tool that replaces the file (`passwd`, `visudo`) gives the new
-/// one the same modes. The agent's host user is this process's user (checked with
-/// `faccessat(AT_EACCESS)`: an agent process holds no capability to override modes) or, run
-/// by root, a fresh unprivileged uid and gid with no account ([`crate::idmap`]), to which only
-/// the "other" permission bits apply. Run by root with `--best-effort` the agent may be host
-/// uid 0 instead, and every hidden path is kept.
+/// on a resolved twin of a spelled root is split too. A hidden file the agent's user cannot
+/// read today is kept as well: the host may put a readable one there (attack review 106).
 fn kept_hidden(plan: &LandlockPlan) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid is a plain getter.
-    let root = unsafe { libc::geteuid() } == 0;
-    let unreadable = |p: &Path| {
-        if root {
-            // Only the "other" class applies to an id no file names.
-            let Ok(md) = std::fs::symlink_metadata(p) else {
-                return false;
-            };
-            let need = if md.is_dir() { 0o005 } else { 0o004 };
-            return plan.hard && md.mode() & need == 0;
-        }
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
-            return false;
-        };
-        let denied = |mode: libc::c_int| {
-            // SAFETY: a NUL-terminated path; AT_EACCESS checks the effective ids.
-            let r = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) };
-            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES)
-        };
-        denied(libc::R_OK) && (!p.is_dir() || denied(libc::X_OK))
-    };
     let mut out: Vec<PathBuf> = Vec::new();
     for h in &plan.hidden {
-        if unreadable(h) {
-            continue;
-        }
         let resolved = h
             .parent()
             .and_then(|d| Some(std::fs::canonicalize(d).ok()?.join(h.file_name()?)));
@@ -312,6 +284,30 @@ fn kept_hidden(plan: &LandlockPlan) -> Vec<PathBuf> {
             let Some(dir) = x.parent() else { continue };
             if !plan.write.iter().any(|w| dir.starts_with(w)) && !out.contains(&x) {
                 out.push(x);
+            }
+        }
+    }
+    out
+}
+
+/// (device, inode) of every directory above a hidden path, and of each hidden path that
+/// exists: no read rule may land on one of them, whatever name it was reached by (a bind
+/// mount of such a directory under another name, a hard link to a hidden file; attack
+/// review 106). The names on the way are split instead.
+fn guarded_ids(hidden: &[PathBuf]) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for h in hidden {
+        let own = std::fs::symlink_metadata(h)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        let above = h
+            .ancestors()
+            .skip(1)
+            .filter_map(|a| std::fs::metadata(a).ok().map(|m| (m.dev(), m.ino())));
+        for id in own.into_iter().chain(above) {
+            if !out.contains(&id) {
+                out.push(id);
             }
         }
     }
@@ -341,13 +337,15 @@ fn create(plan: &LandlockPlan) -> Result<landlock::RulesetCreated, LandlockError
 
 /// A ruleset holding the rules of the read roots above hidden paths (see [`split_roots`]),
 /// the directories those rules gave all read rights, the hidden paths ([`kept_hidden`]),
-/// and those under a split root with their directory's device (to tell the hiding mount).
+/// those under a split root with their directory's device (to tell the hiding mount), and
+/// the inodes no read rule may land on ([`guarded_ids`]).
 pub struct Split {
     /// `None`: nothing was split, the agent creates the ruleset.
     created: Option<landlock::RulesetCreated>,
     dirs: Vec<(PathBuf, landlock::BitFlags<AccessFs>)>,
     hidden: Vec<PathBuf>,
     covers: Vec<(PathBuf, u64)>,
+    guarded: Vec<(u64, u64)>,
 }
 
 /// [`split_roots`] on a thread, while the supervisor sets up the rest: a split lists and
@@ -365,6 +363,7 @@ pub fn prepare(plan: &LandlockPlan) -> Prepared {
             dirs: Vec::new(),
             hidden,
             covers: Vec::new(),
+            guarded: Vec::new(),
         }));
     }
     let plan = plan.clone();
@@ -406,11 +405,16 @@ fn split_roots(
     roots.sort_by_cached_key(|p| p.components().count());
     let mut done: Vec<&Path> = Vec::new();
     let mut dirs = Vec::new();
+    let guarded = if roots.is_empty() {
+        Vec::new()
+    } else {
+        guarded_ids(&hidden)
+    };
     for r in roots {
         if done.iter().any(|d| r.starts_with(d)) {
             continue;
         }
-        created = split(created, r, read, &hidden, &mut dirs)?;
+        created = split(created, r, read, &hidden, &guarded, &mut dirs)?;
         done.push(r);
     }
     let covers = (hidden.iter())
@@ -422,6 +426,7 @@ fn split_roots(
         dirs,
         hidden,
         covers,
+        guarded,
     })
 }
 
@@ -440,6 +445,7 @@ fn split(
     dir: &Path,
     rights: landlock::BitFlags<AccessFs>,
     hidden: &[PathBuf],
+    guarded: &[(u64, u64)],
     dirs: &mut Vec<(PathBuf, landlock::BitFlags<AccessFs>)>,
 ) -> Result<landlock::RulesetCreated, LandlockError> {
     use warden_sys::OFlags;
@@ -484,28 +490,30 @@ fn split(
         .ok()
     };
     for (name, kind) in entries {
-        use warden_sys::FileType as T;
         let path = dir.join(&name);
-        if hidden.contains(&path) {
+        // A symbolic link gets no rule (its target's own rules decide): not even opened.
+        if kind == warden_sys::FileType::Symlink {
             continue;
         }
-        // The recorded type spares a stat per entry (a mount point has the type of what it
-        // covers: a directory over a directory, a file over a file).
-        let kind = match kind {
-            T::Directory => libc::S_IFDIR,
-            T::RegularFile => libc::S_IFREG,
-            T::Unknown => match open(&name).map(|c| fstat_ids(&c)) {
-                Some(Ok((_, _, mode))) => mode & libc::S_IFMT,
-                _ => continue,
-            },
-            _ => continue,
-        };
-        if kind == libc::S_IFDIR && hidden.iter().any(|h| h.starts_with(&path)) {
-            created = split(created, &path, rights, hidden, dirs)?;
+        if hidden.contains(&path) {
             continue;
         }
         // Gone since the listing: nothing to grant.
         let Some(child) = open(&name) else { continue };
+        let Ok((dev, ino, mode)) = fstat_ids(&child) else {
+            continue;
+        };
+        let kind = mode & libc::S_IFMT;
+        if kind == libc::S_IFDIR && hidden.iter().any(|h| h.starts_with(&path)) {
+            drop(child);
+            created = split(created, &path, rights, hidden, guarded, dirs)?;
+            continue;
+        }
+        // The same directory or file as one on the way to a hidden path, or as a hidden file,
+        // under another name: no rule (a rule there would reach the hidden path).
+        if guarded.contains(&(dev, ino)) {
+            continue;
+        }
         match kind {
             libc::S_IFDIR => {
                 created = created
@@ -676,8 +684,9 @@ mod tests {
     }
 
     /// The split gives a rule to every directory beside the way to a hidden path, none to the
-    /// directories on it (they get `ReadDir` only) or to the hidden path; a hidden path under
-    /// a write root, or one the agent's user could not read anyway, splits nothing.
+    /// directories on it (they get `ReadDir` only) or to the hidden path; the hidden file's
+    /// inode is guarded (a hard link to it in a split directory gets no rule either); a
+    /// hidden path under a write root splits nothing.
     #[test]
     fn a_read_root_is_split_around_hidden_paths_only_where_that_holds() {
         use std::os::unix::fs::PermissionsExt;
@@ -690,6 +699,7 @@ mod tests {
         for f in ["f", "secret", "sub/key", "w/x", "closed"] {
             std::fs::write(r.join(f), "x").unwrap();
         }
+        std::fs::hard_link(r.join("sub/key"), r.join("a/link")).unwrap();
         std::fs::set_permissions(r.join("closed"), std::fs::Permissions::from_mode(0o600)).unwrap();
         let plan = LandlockPlan {
             abi: 6,
@@ -710,11 +720,8 @@ mod tests {
             !hidden.contains(&r.join("w/x")),
             "under a write root: {hidden:?}"
         );
-        // SAFETY: a plain getter.
-        if unsafe { libc::geteuid() } == 0 {
-            // The fresh uid of a root-started agent: only the "other" bits apply.
-            assert!(!hidden.contains(&r.join("closed")), "{hidden:?}");
-        }
+        // Unreadable today is no reason: the host may put a readable one there.
+        assert!(hidden.contains(&r.join("closed")), "{hidden:?}");
         let split = split_roots(create(&plan).unwrap(), &plan, hidden).unwrap();
         let granted: Vec<&Path> = split.dirs.iter().map(|(p, _)| p.as_path()).collect();
         for g in ["a", "sub/kept", "w"] {
@@ -723,6 +730,12 @@ mod tests {
         for no in [r.clone(), r.join("sub")] {
             assert!(!granted.contains(&no.as_path()), "{no:?}: {granted:?}");
         }
+        use std::os::unix::fs::MetadataExt;
+        let link = std::fs::metadata(r.join("a/link")).unwrap();
+        assert!(
+            split.guarded.contains(&(link.dev(), link.ino())),
+            "a hard link to a hidden file is guarded"
+        );
         let covers: Vec<&Path> = split.covers.iter().map(|(p, _)| p.as_path()).collect();
         assert!(covers.contains(&r.join("secret").as_path()), "{covers:?}");
         // Nothing hidden under a read root: nothing to split, no thread.

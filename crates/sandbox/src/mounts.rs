@@ -314,6 +314,131 @@ fn readonly_below(p: &Path) -> Result<(), MountError> {
         })
 }
 
+/// Shows the directory `dir` (the host's, open as `fd`) as a tmpfs of the sandbox's own
+/// ([`Plan::shelter`]): each entry as it is now, bound (read-only, recursively) through `fd`;
+/// a hidden path as an empty file or directory of the tmpfs (the hiding mount goes over it
+/// next); a denied path that did not exist at the plan and does now, left out; a directory on
+/// the way to a denied path, sheltered the same way in turn; a symbolic link recreated with
+/// its target; anything else left out. Each tmpfs is read-only once filled. Nothing is
+/// resolved through a link: entries are reached through `fd` only.
+fn shelter(
+    fd: std::os::fd::OwnedFd,
+    dir: &Path,
+    hide: &[PathBuf],
+    absent: &[PathBuf],
+) -> Result<(), MountError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let listed = |e: warden_sys::Error| MountError::File {
+        what: format!("shelter {}", dir.display()),
+        source: e.into(),
+    };
+    let entries = warden_sys::dir_entries(&fd).map_err(listed)?;
+    if entries.len() > crate::plan::SHELTER_MAX {
+        return Err(MountError::File {
+            what: format!(
+                "shelter {}: more than {} entries now",
+                dir.display(),
+                crate::plan::SHELTER_MAX
+            ),
+            source: std::io::Error::from_raw_os_error(libc::E2BIG),
+        });
+    }
+    let md = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| file(dir.display(), e))?;
+    let opts = format!(
+        "mode={:o},size=64k,nr_inodes={}",
+        md.mode() & 0o7777,
+        crate::plan::SHELTER_MAX * 2 + 8
+    );
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // Owned as the directory is, where its owner is mapped in the sandbox (an unmapped one,
+    // the overflow id, is refused: the tmpfs is then init's).
+    let owned = format!("{opts},uid={},gid={}", md.uid(), md.gid());
+    if mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some(&owned)).is_err() {
+        mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some(&opts))?;
+    }
+    for (name, kind) in entries {
+        use warden_sys::FileType as T;
+        let target = dir.join(&name);
+        let src = format!(
+            "/proc/self/fd/{}/{}",
+            fd.as_raw_fd(),
+            name.to_string_lossy()
+        );
+        // A file system that records no types: asked (without following a link).
+        let kind = match kind {
+            T::Unknown => match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.is_dir() => T::Directory,
+                Ok(m) if m.is_file() => T::RegularFile,
+                Ok(m) if m.file_type().is_symlink() => T::Symlink,
+                _ => T::Unknown,
+            },
+            k => k,
+        };
+        let made = |r: std::io::Result<()>| r.map_err(|e| file(target.display(), e));
+        if hide.contains(&target) {
+            match kind {
+                T::Directory => made(std::fs::create_dir(&target))?,
+                T::Symlink => {}
+                _ => made(std::fs::write(&target, b""))?,
+            }
+            continue;
+        }
+        if absent.contains(&target) {
+            continue;
+        }
+        let on_the_way = |h: &PathBuf| h.starts_with(&target) && *h != target;
+        if hide.iter().chain(absent).any(on_the_way) {
+            if kind == T::Directory {
+                let sub = warden_sys::open_beneath(
+                    &fd,
+                    Path::new(&name),
+                    warden_sys::OFlags::RDONLY | warden_sys::OFlags::DIRECTORY,
+                    warden_sys::Mode::empty(),
+                )
+                .map_err(listed)?;
+                made(std::fs::create_dir(&target))?;
+                shelter(sub, &target, hide, absent)?;
+            }
+            continue;
+        }
+        match kind {
+            T::Directory => {
+                made(std::fs::create_dir(&target))?;
+                mount(
+                    Some(&src),
+                    &target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                remount_ro(&target)?;
+                readonly_below(&target)?;
+            }
+            T::RegularFile => {
+                made(std::fs::write(&target, b""))?;
+                mount(Some(&src), &target, None, libc::MS_BIND, None)?;
+                remount_ro(&target)?;
+            }
+            T::Symlink => {
+                let Ok(to) = std::fs::read_link(&src) else {
+                    continue;
+                };
+                made(std::os::unix::fs::symlink(&to, &target))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(mount(
+        None,
+        dir,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?)
+}
+
 /// Attaches prepared mounts (see [`crate::idmap`]) that are not under a masked tree: the
 /// writable roots visible at their real paths (e.g. a workspace outside `$HOME`).
 fn attach_unmasked(
@@ -488,6 +613,17 @@ pub fn build_view(
             }
         }
         let _ = std::os::unix::fs::symlink(target, link);
+    }
+    for d in &plan.shelter {
+        let fd = warden_sys::open_no_links(
+            d,
+            warden_sys::OFlags::RDONLY | warden_sys::OFlags::DIRECTORY,
+        )
+        .map_err(|e| MountError::File {
+            what: format!("shelter {}", d.display()),
+            source: e.into(),
+        })?;
+        shelter(fd, d, &plan.hide, &plan.hide_absent)?;
     }
     for (i, h) in plan.hide.iter().enumerate() {
         let md = match std::fs::symlink_metadata(h) {

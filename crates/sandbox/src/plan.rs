@@ -81,6 +81,13 @@ pub struct Plan {
     pub masks: Vec<PathBuf>,
     pub binds: Vec<Bind>,
     pub hide: Vec<PathBuf>,
+    /// Read-only roots under a writable Landlock rule (the private `$HOME`'s) that hold a
+    /// denied path: their directories on the way to it are shown as read-only tmpfs mounts
+    /// holding a bind of each other entry ([`shelter_dirs`]).
+    pub shelter: Vec<PathBuf>,
+    /// Denied paths inside a visible root that do not exist as the session starts: Landlock
+    /// gives them no rule ([`crate::lock`]), and a sheltered directory does not show them.
+    pub hide_absent: Vec<PathBuf>,
     pub protect: Vec<Protect>,
     /// Placeholders to create on the host before launch (dirs end with '/'), and remove after
     /// if still empty.
@@ -484,6 +491,55 @@ pub fn create_state_dirs(policy: &Policy, home: &Path, workspace: &Path) {
 }
 
 /// Builds the plan. Pure: reads the file system, never changes it.
+/// Most entries a sheltered directory may hold (each is a mount of its own).
+pub const SHELTER_MAX: usize = 64;
+
+/// The read-only roots to shelter ([`Plan::shelter`]). A hidden file is hidden by a mount over
+/// it, which lasts only as long as the host keeps that file: a host tool that replaces it by
+/// rename takes the mount away, and the new file shows; a denied path that does not exist has
+/// no mount at all. Elsewhere in a read-only root the Landlock rule is split around the
+/// denied names ([`crate::lock`]); below a writable rule (the private `$HOME`'s) no rule can
+/// be taken back, so the root's directories on the way to a denied path are the sandbox's
+/// own: each a read-only tmpfs holding a bind of every other entry as the session starts, so
+/// nothing the host renames, makes or swaps on that way shows (the root itself is a bind of
+/// the host's directory, which a host rename does not take away). A root with a directory on
+/// the way that holds more than [`SHELTER_MAX`] entries is left to the mounts over the hidden
+/// paths (a note says so).
+fn shelter_dirs(
+    hide: &[PathBuf],
+    absent: &[PathBuf],
+    binds: &[Bind],
+    write: &[PathBuf],
+    notes: &mut Vec<String>,
+) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for h in hide.iter().chain(absent) {
+        if !write.iter().any(|w| h.starts_with(w)) {
+            continue;
+        }
+        let inner = (binds.iter())
+            .filter(|b| h.starts_with(&b.path) && *h != b.path)
+            .max_by_key(|b| b.path.components().count());
+        let Some(b) = inner else { continue };
+        if b.writable || !b.is_dir || b.source.is_some() || out.contains(&b.path) {
+            continue;
+        }
+        let crowded = (h.ancestors().skip(1))
+            .take_while(|a| a.starts_with(&b.path))
+            .find(|a| std::fs::read_dir(a).is_ok_and(|d| d.count() > SHELTER_MAX));
+        match crowded {
+            None => out.push(b.path.clone()),
+            Some(a) => notes.push(format!(
+                "{} holds more than {SHELTER_MAX} entries: {} is hidden by a mount over it only, \
+                 which a host rename during the session would take away",
+                a.display(),
+                h.display()
+            )),
+        }
+    }
+    out
+}
+
 pub fn build(inp: PlanInput<'_>) -> Plan {
     let p = inp.policy;
     let anchors = Anchors {
@@ -694,6 +750,13 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let hide: Vec<PathBuf> = deny
         .iter()
         .filter(|d| is_under_any(d, &visible_roots) && resolver.exists(d))
+        .cloned()
+        .collect();
+    // Denied paths inside a visible root that do not exist (yet): nothing to mount over, but
+    // what the host makes there during the session must not show (attack review 106).
+    let hide_absent: Vec<PathBuf> = deny
+        .iter()
+        .filter(|d| is_under_any(d, &visible_roots) && !resolver.exists(d))
         .cloned()
         .collect();
     // Protected paths inside writable real roots. (The private $HOME and /tmp are discarded
@@ -1065,6 +1128,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     drop(below);
     masks.retain(|m| !empty.contains(m));
     top.shown.retain(|s| !empty.contains(s));
+    let shelter = shelter_dirs(&hide, &hide_absent, &binds, &landlock_write, &mut notes);
     Plan {
         session_id: inp.session_id,
         workspace: inp.workspace,
@@ -1073,6 +1137,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         masks,
         binds,
         hide,
+        shelter,
+        hide_absent,
         protect,
         placeholders,
         git_watch,
@@ -1639,6 +1705,20 @@ impl Plan {
         }
         for h in &self.hide {
             let _ = writeln!(s, "hide {}", h.display());
+        }
+        for h in &self.hide_absent {
+            let _ = writeln!(
+                s,
+                "hide {} (absent: whatever the host makes there is not shown)",
+                h.display()
+            );
+        }
+        for d in &self.shelter {
+            let _ = writeln!(
+                s,
+                "shelter {} (read-only tmpfs of its entries as the session starts)",
+                d.display()
+            );
         }
         for v in &self.views {
             let _ = writeln!(s, "view (read-only) {}: {}", v.path.display(), v.why);

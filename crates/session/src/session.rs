@@ -1146,7 +1146,7 @@ fn landlock_plan(
         read,
         write,
         root_ids: plan.root_ids.clone(),
-        hidden: plan.hide.clone(),
+        hidden: plan.hide.iter().chain(&plan.hide_absent).cloned().collect(),
         connect_tcp: match c.landlock.connect {
             ConnectScope::Namespace => None,
             ConnectScope::ProxyPortOnly => Some(host_proxy_port.into_iter().collect()),

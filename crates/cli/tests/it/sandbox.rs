@@ -774,8 +774,9 @@ fn host_files_under_system_roots_keep_their_mode_and_times() {
 /// rename (`passwd` on `/etc/shadow`, most editors, `git config`) detached it, and the agent
 /// read the new content for the rest of the session. The Landlock rule of the root is now
 /// split around the hidden names, so whatever the host puts there has no rule. Judged after
-/// the host replaced a hidden file and a hidden file in a subdirectory by rename while the
-/// agent ran; the root's other files stay readable, the hidden ones still read empty before.
+/// the host replaced a hidden file and a hidden file in a subdirectory by rename, and made a
+/// denied file that was absent, while the agent ran (and with a hard link to a hidden file
+/// made before); the root's other files stay readable.
 #[test]
 fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
     let t = T::new("hidrename");
@@ -806,26 +807,35 @@ fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, text).unwrap();
     }
+    // Attack review 106: a denied file that does not exist yet (the host makes it during the
+    // session), and another name of a hidden file (a hard link made before).
+    let (future, link) = (opt.join("future"), opt.join("hl"));
+    std::fs::hard_link(&key, &link).unwrap();
+    let _gone2 = Gone(vec![future.clone(), link.clone()]);
     let pol = t.policy(&format!(
-        "[files]\nread = [\"{o}\"]\ndeny = [\"{s}\", \"{k}\"]\n",
+        "[files]\nread = [\"{o}\"]\ndeny = [\"{s}\", \"{k}\", \"{f}\"]\n",
         o = opt.display(),
         s = secret.display(),
-        k = key.display()
+        k = key.display(),
+        f = future.display()
     ));
     let script = format!(
-        "cat '{o}/secret' '{o}/sub/key' '{o}/other' '{o}/lib/x' '{o}/sub/kept'; ls '{o}'",
+        "cat '{o}/secret' '{o}/sub/key' '{o}/future' '{o}/hl' '{o}/other' '{o}/lib/x' \
+         '{o}/sub/kept'; ls '{o}'",
         o = opt.display()
     );
     let child = t.start_held_with(&["--policy", &pol], &script);
-    // The agent runs (its view and rules are in place); the host rewrites both by rename.
+    // The agent runs (its view and rules are in place); the host rewrites both by rename
+    // (the new secret readable by anyone) and makes the denied file.
     for (f, text) in [(&secret, "NEW-SECRET-3\n"), (&key, "NEW-KEY-4\n")] {
         let tmp = f.with_extension("new");
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, f).unwrap();
     }
+    std::fs::write(&future, "FUTURE-5\n").unwrap();
     let o = t.release(child);
     let s = String::from_utf8_lossy(&o.stdout);
-    for secret in ["SECRET-1", "KEY-2", "SECRET-3", "KEY-4"] {
+    for secret in ["SECRET-1", "KEY-2", "SECRET-3", "KEY-4", "FUTURE-5"] {
         assert!(!s.contains(secret), "{secret} readable:\n{}", out(&o));
     }
     for kept in ["OTHER-READABLE", "LIB-READABLE", "SUB-READABLE", "other"] {
@@ -836,6 +846,43 @@ fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
         "NEW-SECRET-3\n",
         "the host's file is the host's"
     );
+}
+
+/// The same in a read-only root under the private `$HOME`, where the home's own Landlock
+/// rule is above it and cannot be split: the directory holding the hidden name is shown as a
+/// read-only tmpfs of its entries as the session started. Judged after the host replaced the
+/// hidden file by rename and made an absent denied one while the agent ran; the other
+/// entries are readable and stay read-only.
+#[test]
+fn a_hidden_file_in_a_home_root_the_host_replaces_stays_hidden() {
+    let t = T::new("hidhome");
+    let secret = t.write("tools/secret", "OLD-HOME-SECRET-1\n");
+    let public = t.write("tools/pub", "HOME-PUB\n");
+    t.write("tools/sub/p", "HOME-SUB\n");
+    std::os::unix::fs::symlink("pub", t.home.join("tools/lnk")).unwrap();
+    let pol = t
+        .policy("[files]\nread = [\"~/tools\"]\ndeny = [\"~/tools/secret\", \"~/tools/future\"]\n");
+    let script = "cat ~/tools/secret ~/tools/future ~/tools/pub ~/tools/sub/p ~/tools/lnk; \
+        echo changed > ~/tools/pub; echo made > ~/tools/new; echo changed > ~/tools/sub/p; true";
+    let child = t.start_held_with(&["--policy", &pol], script);
+    let tmp = secret.with_extension("new");
+    std::fs::write(&tmp, "NEW-HOME-SECRET-2\n").unwrap();
+    std::fs::rename(&tmp, &secret).unwrap();
+    std::fs::write(t.home.join("tools/future"), "HOME-FUTURE-3\n").unwrap();
+    let o = t.release(child);
+    let s = ok(&o);
+    for secret in ["HOME-SECRET-1", "HOME-SECRET-2", "HOME-FUTURE-3"] {
+        assert!(!s.contains(secret), "{secret} readable:\n{}", out(&o));
+    }
+    for kept in ["HOME-PUB\nHOME-SUB\nHOME-PUB"] {
+        assert!(s.contains(kept), "{kept} must stay readable:\n{}", out(&o));
+    }
+    assert_eq!(std::fs::read_to_string(&public).unwrap(), "HOME-PUB\n");
+    assert_eq!(
+        std::fs::read_to_string(t.home.join("tools/sub/p")).unwrap(),
+        "HOME-SUB\n"
+    );
+    assert!(!t.home.join("tools/new").exists());
 }
 
 /// The user's git configuration is shown (git needs the name, aliases and URL rewrites),
