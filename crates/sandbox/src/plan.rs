@@ -510,10 +510,16 @@ fn shelter_dirs(
     absent: &[PathBuf],
     binds: &[Bind],
     write: &[PathBuf],
+    real_writable: &[PathBuf],
     notes: &mut Vec<String>,
 ) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for h in hide.iter().chain(absent) {
+        // A read-only lock inside a real writable root (a protected path in the workspace)
+        // is the guard's, not a read root: left as it is.
+        if real_writable.iter().any(|w| h.starts_with(w)) {
+            continue;
+        }
         if !write.iter().any(|w| h.starts_with(w)) {
             continue;
         }
@@ -1128,7 +1134,14 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     drop(below);
     masks.retain(|m| !empty.contains(m));
     top.shown.retain(|s| !empty.contains(s));
-    let shelter = shelter_dirs(&hide, &hide_absent, &binds, &landlock_write, &mut notes);
+    let shelter = shelter_dirs(
+        &hide,
+        &hide_absent,
+        &binds,
+        &landlock_write,
+        &writable_roots,
+        &mut notes,
+    );
     Plan {
         session_id: inp.session_id,
         workspace: inp.workspace,
