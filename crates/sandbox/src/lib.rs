@@ -43,6 +43,7 @@ pub mod lateclose;
 pub mod launch;
 pub mod limits;
 pub mod lock;
+pub mod mountinfo;
 pub mod mounts;
 pub mod placeholder;
 pub mod plan;

@@ -389,18 +389,18 @@ fn shelter(
             continue;
         }
         let on_the_way = |h: &PathBuf| h.starts_with(&target) && *h != target;
-        if hide.iter().chain(absent).any(on_the_way) {
-            if kind == T::Directory {
-                let sub = warden_sys::open_beneath(
-                    &fd,
-                    Path::new(&name),
-                    warden_sys::OFlags::RDONLY | warden_sys::OFlags::DIRECTORY,
-                    warden_sys::Mode::empty(),
-                )
-                .map_err(listed)?;
-                made(std::fs::create_dir(&target))?;
-                shelter(sub, &target, hide, absent)?;
-            }
+        // (A symbolic link on a denied path's spelled way is recreated below: its target is
+        // where the path really is, hidden there.)
+        if kind == T::Directory && hide.iter().chain(absent).any(on_the_way) {
+            let sub = warden_sys::open_beneath(
+                &fd,
+                Path::new(&name),
+                warden_sys::OFlags::RDONLY | warden_sys::OFlags::DIRECTORY,
+                warden_sys::Mode::empty(),
+            )
+            .map_err(listed)?;
+            made(std::fs::create_dir(&target))?;
+            shelter(sub, &target, hide, absent)?;
             continue;
         }
         match kind {

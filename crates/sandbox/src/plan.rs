@@ -760,11 +760,25 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
         .collect();
     // Denied paths inside a visible root that do not exist (yet): nothing to mount over, but
     // what the host makes there during the session must not show (attack review 106).
-    let hide_absent: Vec<PathBuf> = deny
+    let mut hide_absent: Vec<PathBuf> = deny
         .iter()
         .filter(|d| is_under_any(d, &visible_roots) && !resolver.exists(d))
         .cloned()
         .collect();
+    // The same files and directories where the host's bind mounts show them under another
+    // name (attack reviews 106, 108): hidden there too.
+    let mut hide = hide;
+    let mounts = crate::mountinfo::read();
+    for (d, existing) in crate::mountinfo::aliases(&mounts, &hide, &hide_absent) {
+        if !is_under_any(&d, &visible_roots) || hide.contains(&d) || hide_absent.contains(&d) {
+            continue;
+        }
+        match (existing, std::fs::symlink_metadata(&d).is_ok()) {
+            (_, true) => hide.push(d),
+            (false, false) => hide_absent.push(d),
+            (true, false) => {}
+        }
+    }
     // Protected paths inside writable real roots. (The private $HOME and /tmp are discarded
     // at exit, so entries there need no lock.)
     // Where the roots really are too: a root named through the user's symlink (`~/cfg ->
