@@ -136,6 +136,11 @@ impl Session {
         for d in plan::missing_state_dirs(&c.policy, &c.home, &c.workspace) {
             s.push_str(&format!("would create state dir {}\n", d.display()));
         }
+        // What a run prints as notes before it starts (attack review 108: the dry run left
+        // them out).
+        for n in &plan.notes {
+            s.push_str(&format!("note      {}\n", printable(n)));
+        }
         s
     }
 
