@@ -798,6 +798,17 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let mut protect = Vec::new();
     let mut placeholders = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // `files.deny` takes paths: a pattern-looking entry names one literal file (attack
+    // review 108: `~/tools/*` denied nothing, silently).
+    for d in &deny {
+        let s = d.to_string_lossy();
+        if s.contains(['*', '?', '[']) && std::fs::symlink_metadata(d).is_err() {
+            notes.push(format!(
+                "files.deny entry {s} is a path, not a pattern: it denies only a file of that \
+                 very name (name each path to deny, or its directory)"
+            ));
+        }
+    }
     let mut git_watch = false;
     let git_dir = inp.workspace.join(".git");
     // Writable roots named through a symlink (`~/.claude -> ~/dotfiles/claude`, a dotfile
