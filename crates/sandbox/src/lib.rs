@@ -3,8 +3,11 @@
 //! Owns the agent sandbox started by `warden run`: user, mount, pid, network, IPC and UTS
 //! namespaces; the mount view (a root of its own, pivoted into, showing only the policy's
 //! roots; private tmpfs over `$HOME`, `/tmp`, `/run`; the workspace
-//! and the agent's own directories bound back in; denied files hidden; protected paths
-//! read-only even when absent); Landlock file rules and signal/abstract-socket scoping; the
+//! and the agent's own directories bound back in; denied files hidden, also where the host's
+//! bind mounts show them ([`mountinfo`]) and, in read-only roots under the private home, in
+//! directories of the sandbox's own; protected paths read-only even when absent); Landlock file
+//! rules, split around denied paths in read-only roots ([`lock`]), and signal/abstract-socket
+//! scoping; the
 //! seccomp filter (compiled in the supervisor, loaded by the agent as a finished program:
 //! [`bpf`]); no_new_privs, capability dropping and resource limits; the pids and
 //! memory cgroups and private tmpfs sizes ([`limits`]); the session's stop switch
