@@ -7,7 +7,8 @@
 //!   be renamed or removed (EBUSY), so `mv .claude x && mkdir .claude` fails.
 //! - A lock stands on a directory entry, and the host replacing or removing that entry
 //!   takes it away in every namespace: each locked file's directory is watched and the name
-//!   locked again at once ([`Relock`]).
+//!   locked again at once ([`Relock`]). So is a hide: what the host puts at a denied name in
+//!   a writable root, or on the way to one, is hidden again ([`Veil`]).
 //! - Git repositories at any depth: every entry named `.git` (directory, `gitdir:` file,
 //!   symlink) and every directory that looks like a git dir (`HEAD` plus `objects/` or
 //!   `commondir`, e.g. `.git/modules/*`, `.git/worktrees/*`, `--separate-git-dir` targets) is
@@ -179,6 +180,9 @@ struct State {
     made: Vec<Made>,
     /// The locked files for the [`Relocker`], taken from here once the locks stand.
     relocker: Option<Relocker>,
+    /// Where denied paths in writable roots are hidden (see [`Veil`]); handed to the
+    /// [`Relocker`] with them.
+    veil: Option<Veil>,
     /// Mounts the guard may still make (`WARDEN_GUARD_MOUNTS`, for tests; unset: until the
     /// kernel's `fs.mount-max` refuses). Past it, a mount fails as a full mount table does
     /// (`ENOSPC`), and the agent is ended ([`Guard::spawn`]).
@@ -202,6 +206,15 @@ struct State {
 /// so the last pass compares the file with what it held when locked and says so aloud; and
 /// a name the host removed is not made again (that raced the host's own next step: `git
 /// checkout` unlinks, then creates, and failed with EEXIST), so the agent may make it.
+///
+/// A denied path in a writable root (a `files.deny` entry in the workspace, the home's
+/// secrets with a workspace at `$HOME`; absent ones made as placeholders) is `hidden`: what
+/// the host puts there is hidden again (an empty file, or an empty unreadable directory,
+/// read-only over it), never shown. Its watch covers every directory from its root down,
+/// and follows a directory on the way that the host replaces (`rm -r ~/.docker` and
+/// `docker login`); the agent cannot rename them (they are pinned, see
+/// [`State::lock_protected`]). The moment between the host's rename and the new mount stays:
+/// a program of the agent reading the name in a loop may read the host's new file then.
 struct Relock {
     root: PathBuf,
     want: Option<(u64, u64)>,
@@ -212,6 +225,52 @@ struct Relock {
     seen: Option<Vec<u8>>,
     /// Not locked again (the agent's processes were ended): named by the last pass.
     failed: bool,
+    /// Hidden again rather than locked as itself (see above).
+    hidden: bool,
+}
+
+/// What a [`Relock::hidden`] entry is hidden under: a private empty file and a private
+/// empty tmpfs of mode 000, both made by init before the agent runs (`O_PATH` fds), each
+/// bound read-only over what the host put there.
+struct Veil {
+    file: OwnedFd,
+    dir: OwnedFd,
+}
+
+impl Veil {
+    fn new(priv_dir: &Path) -> Result<Veil, GuardError> {
+        let f = priv_dir.join("veil-file");
+        std::fs::write(&f, b"").map_err(|e| err("private file", &f, e))?;
+        let d = priv_dir.join("veil-dir");
+        std::fs::create_dir_all(&d).map_err(|e| err("private directory", &d, e))?;
+        crate::sys::mount(
+            Some("tmpfs"),
+            &d,
+            Some("tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("mode=000,size=4k"),
+        )
+        .map_err(|e| err("private directory", &d, io::Error::other(e.to_string())))?;
+        let open = |p: &Path| -> Result<OwnedFd, GuardError> {
+            let c = CStringPath::new(p)?;
+            // SAFETY: open(2) of our own file in init's private /run.
+            let fd = unsafe {
+                libc::open(
+                    c.0.as_ptr(),
+                    libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                )
+            };
+            if fd < 0 {
+                return Err(err("private file", p, io::Error::last_os_error()));
+            }
+            // SAFETY: fresh fd.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        Ok(Veil {
+            file: open(&f)?,
+            dir: open(&d)?,
+        })
+    }
 }
 
 /// How much of a file locked again [`Relock::seen`] keeps (a config file; past it, the
@@ -309,15 +368,19 @@ fn read_inotify(ino: BorrowedFd<'_>, buf: &mut [u8], mut on: impl FnMut(i32, u32
 struct Relocker {
     inotify: OwnedFd,
     relocks: Vec<Relock>,
-    /// The watch on each locked file's directory, and which of `relocks` live there.
-    wds: HashMap<i32, Vec<usize>>,
+    /// The watch on each directory, and which of `relocks` an event there for which name
+    /// concerns (the locked file's own name in its directory; for a hidden one, also each
+    /// directory's name on the way in the directory above it).
+    wds: HashMap<i32, Vec<(usize, OsString)>>,
+    /// Where hidden entries are hidden again (made when there is one).
+    veil: Option<Veil>,
     finished: bool,
 }
 
 impl Relocker {
     /// Watches the directory of each locked file: one watch per directory, each root
     /// opened once.
-    fn new(relocks: Vec<Relock>) -> Result<Relocker, GuardError> {
+    fn new(relocks: Vec<Relock>, veil: Option<Veil>) -> Result<Relocker, GuardError> {
         // SAFETY: inotify_init1 returns a fresh fd or -1.
         let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if ifd < 0 {
@@ -328,11 +391,25 @@ impl Relocker {
             inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
             relocks: Vec::new(),
             wds: HashMap::new(),
+            veil,
             finished: false,
         };
         let mut roots: HashMap<PathBuf, (OwnedFd, u64)> = HashMap::new();
         let mut dirs: HashMap<(PathBuf, PathBuf), i32> = HashMap::new();
         for r in relocks {
+            if r.hidden {
+                let path = r.root.join(&r.rel);
+                rl.relocks.push(r);
+                let i = rl.relocks.len() - 1;
+                // Hidden by the view's mount (or the placeholder's); once watched, looked at
+                // again: what the host put there since those mounts is hidden too.
+                rl.rehide(i).map_err(|e| GuardError::Protected {
+                    path,
+                    hint: "it is denied, and warden cannot watch its directories for the host replacing it",
+                    detail: Box::new(e),
+                })?;
+                continue;
+            }
             let parent = r.rel.parent().unwrap_or(Path::new("")).to_path_buf();
             let key = (r.root.clone(), parent);
             let wd = match dirs.get(&key) {
@@ -361,10 +438,123 @@ impl Relocker {
                     wd
                 }
             };
-            rl.wds.entry(wd).or_default().push(rl.relocks.len());
+            let name = r.rel.file_name().unwrap_or_default().to_os_string();
+            rl.wds.entry(wd).or_default().push((rl.relocks.len(), name));
             rl.relocks.push(r);
         }
         Ok(rl)
+    }
+
+    /// Watches every directory from hidden entry `i`'s root down to its parent (each for
+    /// the next name on the way), as far as they exist now; the watches of a directory the
+    /// host replaced stay on the old one, harmlessly. With `pin`, a directory on the way
+    /// that the host made is bound onto itself (with what is mounted below it), as the
+    /// start pinned those that existed: the agent cannot rename it away from the watched
+    /// name. Fails on anything but a missing directory or one that is no longer a real
+    /// directory (a symbolic link leads to places that are judged as themselves).
+    fn watch_way(&mut self, i: usize, pin: bool) -> io::Result<()> {
+        let r = &self.relocks[i];
+        let rfd = fsat::open_root_as(&r.root, r.want)?;
+        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+        let names: Vec<OsString> = r
+            .rel
+            .components()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut dir: Option<OwnedFd> = None;
+        let mut acc = PathBuf::new();
+        for (k, name) in names.iter().enumerate() {
+            let d = dir.as_ref().map(|d| d.as_fd()).unwrap_or(rfd.as_fd());
+            let wd = inotify_watch(self.inotify.as_fd(), d, libc::IN_CREATE | libc::IN_MOVED_TO)?;
+            let list = self.wds.entry(wd).or_default();
+            if !list.iter().any(|(j, n)| *j == i && n == name) {
+                list.push((i, name.clone()));
+            }
+            if k + 1 == names.len() {
+                break;
+            }
+            acc.push(name);
+            dir = match fsat::open_beneath(
+                rfd.as_fd(),
+                &acc,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) {
+                Ok(fd) => {
+                    if fsat::fstat(fd.as_fd())?.st_dev != dev {
+                        return Err(io::Error::other(format!(
+                            "{}: not on its root's file system",
+                            acc.display()
+                        )));
+                    }
+                    if pin && !fsat::is_mount_root(fd.as_fd())? {
+                        fsat::bind_fd(fd.as_fd(), fd.as_fd(), true, false)?;
+                        // Below the pin from now on: the directory through its new mount.
+                        Some(fsat::open_beneath(
+                            rfd.as_fd(),
+                            &acc,
+                            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                            0,
+                        )?)
+                    } else {
+                        Some(fd)
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(())
+    }
+
+    /// Hides hidden entry `i` again if what stands at its name is not a mount (the host
+    /// put something there): its veil, read-only, over it. Nothing there, or a symbolic
+    /// link (which leads to a place judged as itself): nothing to do.
+    fn rehide(&mut self, i: usize) -> Result<(), GuardError> {
+        self.watch_way(i, !self.finished)?;
+        let r = &self.relocks[i];
+        let rfd = fsat::open_root_as(&r.root, r.want)?;
+        let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+        let fd = match fsat::open_beneath(rfd.as_fd(), &r.rel, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let st = fsat::fstat(fd.as_fd())?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK || fsat::is_mount_root(fd.as_fd())? {
+            return Ok(());
+        }
+        if st.st_dev != dev {
+            return Err(io::Error::other("not on its root's file system").into());
+        }
+        if self.finished {
+            return Ok(());
+        }
+        let veil = self
+            .veil
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no veil was made"))?;
+        let src = if fsat::is_dir(&st) {
+            &veil.dir
+        } else {
+            &veil.file
+        };
+        fsat::bind_fd(src.as_fd(), fd.as_fd(), false, true)?;
+        Ok(())
     }
 
     /// Reads every queued event and locks again what they name (everything, when events
@@ -377,9 +567,9 @@ impl Relocker {
                 due = (0..relocks.len()).collect();
                 return;
             }
-            for &i in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
-                if relocks[i].rel.file_name() == Some(name) && !due.contains(&i) {
-                    due.push(i);
+            for (i, n) in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
+                if n == name && !due.contains(i) {
+                    due.push(*i);
                 }
             }
         });
@@ -403,6 +593,23 @@ impl Relocker {
         for i in due {
             let r = &self.relocks[i];
             let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
+            if r.hidden {
+                if let Err(e) = self.rehide(i) {
+                    // Not hidden again: the host's new file would be the agent's to read.
+                    self.relocks[i].failed = true;
+                    let ended = end_agent();
+                    errors.push(GuardError::Protected {
+                        path: root.join(&rel),
+                        hint: if ended {
+                            "the host replaced this denied file during the session and warden could not hide it again, so it ended the session's processes"
+                        } else {
+                            "the host replaced this denied file during the session and warden could not hide it again: the agent may read it"
+                        },
+                        detail: Box::new(e),
+                    });
+                }
+                continue;
+            }
             let once = (|| -> Result<Option<String>, GuardError> {
                 let rfd = fsat::open_root_as(&root, want)?;
                 let dev = fsat::fstat(rfd.as_fd())?.st_dev;
@@ -461,11 +668,11 @@ impl Relocker {
 
     /// The last pass's check of every file locked again: one that no longer holds what it
     /// held when locked was written through a descriptor opened before (see [`Relock`]).
-    fn changed(&self) -> Vec<PathBuf> {
+    fn changed(&self) -> Vec<(PathBuf, bool)> {
         let mut out = Vec::new();
         for r in &self.relocks {
             if r.failed {
-                out.push(r.root.join(&r.rel));
+                out.push((r.root.join(&r.rel), r.hidden));
                 continue;
             }
             let Some(seen) = &r.seen else { continue };
@@ -474,7 +681,7 @@ impl Relocker {
                 relock_content(rfd.as_fd(), &r.rel, dev)
             });
             if now.as_ref().ok() != Some(seen) {
-                out.push(r.root.join(&r.rel));
+                out.push((r.root.join(&r.rel), false));
             }
         }
         out
@@ -721,6 +928,7 @@ impl Guard {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             relocker: None,
+            veil: None,
         };
         st.lock_protected(plan)?;
         warden_event::timing::mark("init: guard locked protected");
@@ -731,7 +939,7 @@ impl Guard {
         st.starting = false;
         let rl = match st.relocker.take() {
             Some(rl) => rl,
-            None => Relocker::new(Vec::new())?,
+            None => Relocker::new(Vec::new(), None)?,
         };
         Ok(Guard {
             st: Arc::new(Mutex::new(st)),
@@ -824,11 +1032,17 @@ impl Guard {
             }
             Err(_) => Vec::new(),
         };
-        for p in changed {
-            eprintln!(
-                "warden: WARNING: {} changed after warden locked it again, or could not be locked again (the host had replaced it during the session): something in the session may have written it; read it before the host uses it",
-                warden_event::text::printable(&p.display().to_string())
-            );
+        for (p, hidden) in changed {
+            let p = warden_event::text::printable(&p.display().to_string());
+            if hidden {
+                eprintln!(
+                    "warden: WARNING: {p} is denied, and the host replaced it during the session, but warden could not hide it again: the agent may have read it"
+                );
+            } else {
+                eprintln!(
+                    "warden: WARNING: {p} changed after warden locked it again, or could not be locked again (the host had replaced it during the session): something in the session may have written it; read it before the host uses it"
+                );
+            }
         }
         // The watch saw every directory unless it was degraded (watch limit, queue overflow,
         // walk bounds) or never set up (a session over before the watcher's first pass):
@@ -1110,6 +1324,30 @@ impl State {
                 })?;
         }
         let mut relocks = Vec::new();
+        // Denied paths in writable roots: hidden by the view's mounts (or, absent, made as
+        // placeholders and hidden below), and hidden again wherever the host replaces them.
+        let hidden_here = |p: &Path| {
+            roots
+                .iter()
+                .find(|r| p.starts_with(r) && p != r.as_path())
+                .cloned()
+        };
+        let wants_veil = plan.hide.iter().any(|h| hidden_here(h).is_some())
+            || plan.protect.iter().any(|p| p.hidden);
+        if wants_veil && self.veil.is_none() {
+            self.veil = Some(Veil::new(&self.priv_dir)?);
+        }
+        for h in &plan.hide {
+            let Some(root) = hidden_here(h) else { continue };
+            relocks.push(Relock {
+                want: plan.root_id(&root),
+                rel: h.strip_prefix(&root).unwrap_or(h).to_path_buf(),
+                root,
+                seen: None,
+                failed: false,
+                hidden: true,
+            });
+        }
         for p in &plan.protect {
             let Some(root) = roots
                 .iter()
@@ -1123,7 +1361,14 @@ impl State {
                 continue;
             }
             let rel = p.path.strip_prefix(root).unwrap_or(&p.path).to_path_buf();
-            self.lock_one(root, plan.root_id(root), &rel, p.is_dir, p.placeholder_content)
+            self.lock_one(
+                root,
+                plan.root_id(root),
+                &rel,
+                p.is_dir,
+                p.placeholder_content,
+                p.hidden,
+            )
                 .map_err(|e| GuardError::Protected {
                     path: p.path.clone(),
                     hint: if is_linked(&e) {
@@ -1137,13 +1382,14 @@ impl State {
             // rewrites is sanitised there, not locked as it is.)
             let git_owned =
                 *root == plan.workspace && rel.components().any(|c| c.as_os_str() == ".git");
-            if !p.is_dir && !git_owned {
+            if p.hidden || (!p.is_dir && !git_owned) {
                 relocks.push(Relock {
                     root: root.clone(),
                     want: plan.root_id(root),
                     rel,
                     seen: None,
                     failed: false,
+                    hidden: p.hidden,
                 });
             }
         }
@@ -1152,7 +1398,7 @@ impl State {
 
     /// Hands the locked files to a [`Relocker`] (made here, before the agent runs).
     fn watch_locks(&mut self, relocks: Vec<Relock>) -> Result<(), GuardError> {
-        self.relocker = Some(Relocker::new(relocks)?);
+        self.relocker = Some(Relocker::new(relocks, self.veil.take())?);
         Ok(())
     }
 
@@ -1189,6 +1435,7 @@ impl State {
         rel: &Path,
         is_dir: bool,
         content: Option<&str>,
+        hidden: bool,
     ) -> Result<(), GuardError> {
         let rfd = fsat::open_root_as(root, want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
@@ -1216,6 +1463,16 @@ impl State {
             Err(e) => return Err(e.into()),
         };
         match content {
+            // A denied directory's placeholder: an empty, unreadable one over it (bound
+            // onto itself it would show what the host puts in it).
+            _ if hidden && is_dir => {
+                let veil = self
+                    .veil
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no veil was made"))?;
+                fsat::bind_fd(veil.dir.as_fd(), fd.as_fd(), false, true)?;
+                Ok(())
+            }
             Some(text) if !is_dir => {
                 let src = self.private_file(text.as_bytes())?;
                 fsat::bind_fd(src.as_fd(), fd.as_fd(), false, true)?;

@@ -57,6 +57,10 @@ pub struct Protect {
     pub is_dir: bool,
     /// Content shown in place of an absent file (its placeholder on the host is empty).
     pub placeholder_content: Option<&'static str>,
+    /// A denied path (absent at the start): hidden, not only locked. What the host puts
+    /// there during the session is hidden again, not shown read-only (see
+    /// `crate::guard`'s `Relocker`); a directory is an empty, unreadable one.
+    pub hidden: bool,
 }
 
 /// A writable root the policy names through a symlink (`~/.claude -> dotfiles/claude`, a
@@ -955,6 +959,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             path,
             is_dir,
             placeholder_content: content,
+            hidden: false,
         });
     }
     // Denied paths that do not exist yet inside a writable real root (the workspace at
@@ -980,6 +985,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             path: d.clone(),
             is_dir,
             placeholder_content: (!is_dir).then_some(""),
+            hidden: true,
         });
     }
     // What git configuration names outside the git dir (`core.hooksPath`, includes,
@@ -1016,6 +1022,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             path: t.path.clone(),
             is_dir,
             placeholder_content: (exists.is_none() && !is_dir).then_some(""),
+            hidden: false,
         });
         git_targets.push(t.path);
     }
@@ -1315,6 +1322,7 @@ impl Plan {
                 path: f.clone(),
                 is_dir: m.is_dir(),
                 placeholder_content: None,
+                hidden: false,
             });
         }
         self.protect
@@ -1456,6 +1464,7 @@ impl Plan {
                 path: real,
                 is_dir: true,
                 placeholder_content: None,
+                hidden: false,
             });
             added = true;
         }
@@ -1529,6 +1538,7 @@ impl Plan {
                 path,
                 is_dir,
                 placeholder_content: content,
+                hidden: false,
             });
         }
         self.protect

@@ -887,6 +887,60 @@ fn a_hidden_file_in_a_home_root_the_host_replaces_stays_hidden() {
     assert!(!t.home.join("tools/new").exists());
 }
 
+/// Denied paths in the workspace (a writable root) stay hidden when the host replaces them
+/// while the agent runs: a file rewritten by rename (an editor's save), a denied directory
+/// absent at the start that the host then fills (`ssh-keygen`, `docker login`), an absent
+/// denied file the host creates, and one whose directory the host removes and makes again.
+/// Before, the first was read by rename, the others shown read-only. Judged from the host:
+/// the agent's output holds none of the secrets, the host's files keep their content, and
+/// the agent's own writes (in a directory the host made meanwhile too) land.
+#[test]
+fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
+    let t = T::new("hidws");
+    let ws = t.ws.clone();
+    std::fs::write(ws.join("app.env"), "WS-SECRET-1\n").unwrap();
+    std::fs::create_dir_all(ws.join("sub")).unwrap();
+    std::fs::create_dir_all(ws.join("old")).unwrap();
+    std::fs::write(ws.join("old/s.txt"), "WS-SECRET-2\n").unwrap();
+    let pol =
+        t.policy("[files]\ndeny = [\"app.env\", \"keys\", \"sub/future.key\", \"old/s.txt\"]\n");
+    let script = "sleep 1; cat app.env keys/id sub/future.key old/s.txt; ls keys; \
+        echo mine > old/other; echo made > made.txt; mv sub sub2 2>/dev/null; true";
+    let child = t.start_held_with(&["--policy", &pol], script);
+    std::fs::write(ws.join("app.env.tmp"), "WS-SECRET-3\n").unwrap();
+    std::fs::rename(ws.join("app.env.tmp"), ws.join("app.env")).unwrap();
+    std::fs::write(ws.join("keys/id"), "WS-SECRET-4\n").unwrap();
+    std::fs::remove_dir_all(ws.join("sub")).unwrap();
+    std::fs::create_dir(ws.join("sub")).unwrap();
+    std::fs::write(ws.join("sub/future.key"), "WS-SECRET-5\n").unwrap();
+    std::fs::rename(ws.join("old"), ws.join("old.bak")).unwrap();
+    std::fs::create_dir(ws.join("old")).unwrap();
+    std::fs::write(ws.join("old/s.txt"), "WS-SECRET-6\n").unwrap();
+    let o = t.release(child);
+    let s = out(&o);
+    for n in 1..=6 {
+        let secret = format!("WS-SECRET-{n}");
+        assert!(!s.contains(&secret), "{secret} readable:\n{s}");
+    }
+    assert!(o.status.success(), "{s}");
+    for (f, want) in [
+        ("app.env", "WS-SECRET-3\n"),
+        ("keys/id", "WS-SECRET-4\n"),
+        ("sub/future.key", "WS-SECRET-5\n"),
+        ("old/s.txt", "WS-SECRET-6\n"),
+        ("old/other", "mine\n"),
+        ("made.txt", "made\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(ws.join(f)).unwrap(),
+            want,
+            "{f} on the host:\n{s}"
+        );
+    }
+    // The host's new directory on the way is pinned as the old one was.
+    assert!(!ws.join("sub2").exists(), "{s}");
+}
+
 /// The user's git configuration is shown (git needs the name, aliases and URL rewrites),
 /// but not the credentials it holds: a token in a URL rewrite (the usual set-up for private
 /// Go modules), an `http.extraHeader`, a tool's `token =`, a file in a subdirectory of
