@@ -227,6 +227,9 @@ struct Relock {
     failed: bool,
     /// Hidden again rather than locked as itself (see above).
     hidden: bool,
+    /// A hidden directory (made again as one when the host removes it; see
+    /// [`Relocker::rehide`]).
+    is_dir: bool,
 }
 
 /// What a [`Relock::hidden`] entry is hidden under: a private empty file and a private
@@ -374,13 +377,25 @@ struct Relocker {
     wds: HashMap<i32, Vec<(usize, OsString)>>,
     /// Where hidden entries are hidden again (made when there is one).
     veil: Option<Veil>,
+    /// The workspace and the session's placeholder token: a hidden directory of the
+    /// workspace that the host removes is made again as a marked placeholder.
+    ws: PathBuf,
+    token: String,
+    /// Those placeholders (workspace-relative, a directory, marked), for
+    /// [`Guard::placeholders`].
+    made: Vec<(PathBuf, bool, bool)>,
     finished: bool,
 }
 
 impl Relocker {
     /// Watches the directory of each locked file: one watch per directory, each root
     /// opened once.
-    fn new(relocks: Vec<Relock>, veil: Option<Veil>) -> Result<Relocker, GuardError> {
+    fn new(
+        relocks: Vec<Relock>,
+        veil: Option<Veil>,
+        ws: PathBuf,
+        token: String,
+    ) -> Result<Relocker, GuardError> {
         // SAFETY: inotify_init1 returns a fresh fd or -1.
         let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if ifd < 0 {
@@ -392,6 +407,9 @@ impl Relocker {
             relocks: Vec::new(),
             wds: HashMap::new(),
             veil,
+            ws,
+            token,
+            made: Vec::new(),
             finished: false,
         };
         let mut roots: HashMap<PathBuf, (OwnedFd, u64)> = HashMap::new();
@@ -446,13 +464,14 @@ impl Relocker {
     }
 
     /// Watches every directory from hidden entry `i`'s root down to its parent (each for
-    /// the next name on the way), as far as they exist now; the watches of a directory the
-    /// host replaced stay on the old one, harmlessly. With `pin`, a directory on the way
-    /// that the host made is bound onto itself (with what is mounted below it), as the
+    /// the next name on the way; the parent for the entry's removal too), as far as they
+    /// exist now, and returns the parent (`None`: not there). The watches of a directory
+    /// the host replaced stay on the old one, harmlessly. With `pin`, a directory on the
+    /// way that the host made is bound onto itself (with what is mounted below it), as the
     /// start pinned those that existed: the agent cannot rename it away from the watched
     /// name. Fails on anything but a missing directory or one that is no longer a real
     /// directory (a symbolic link leads to places that are judged as themselves).
-    fn watch_way(&mut self, i: usize, pin: bool) -> io::Result<()> {
+    fn watch_way(&mut self, i: usize, pin: bool) -> io::Result<Option<OwnedFd>> {
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
@@ -465,65 +484,106 @@ impl Relocker {
         let mut acc = PathBuf::new();
         for (k, name) in names.iter().enumerate() {
             let d = dir.as_ref().map(|d| d.as_fd()).unwrap_or(rfd.as_fd());
-            let wd = inotify_watch(self.inotify.as_fd(), d, libc::IN_CREATE | libc::IN_MOVED_TO)?;
+            let leaf = k + 1 == names.len();
+            let removed = if leaf {
+                libc::IN_DELETE | libc::IN_MOVED_FROM
+            } else {
+                0
+            };
+            let wd = inotify_watch(
+                self.inotify.as_fd(),
+                d,
+                libc::IN_CREATE | libc::IN_MOVED_TO | removed,
+            )?;
             let list = self.wds.entry(wd).or_default();
             if !list.iter().any(|(j, n)| *j == i && n == name) {
                 list.push((i, name.clone()));
             }
-            if k + 1 == names.len() {
+            if leaf {
                 break;
             }
             acc.push(name);
-            dir = match fsat::open_beneath(
+            let opened = fsat::open_beneath(
                 rfd.as_fd(),
                 &acc,
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                 0,
-            ) {
-                Ok(fd) => {
-                    if fsat::fstat(fd.as_fd())?.st_dev != dev {
-                        return Err(io::Error::other(format!(
-                            "{}: not on its root's file system",
-                            acc.display()
-                        )));
-                    }
-                    if pin && !fsat::is_mount_root(fd.as_fd())? {
-                        fsat::bind_fd(fd.as_fd(), fd.as_fd(), true, false)?;
-                        // Below the pin from now on: the directory through its new mount.
-                        Some(fsat::open_beneath(
-                            rfd.as_fd(),
-                            &acc,
-                            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                            0,
-                        )?)
-                    } else {
-                        Some(fd)
-                    }
-                }
+            );
+            let fd = match opened {
+                Ok(fd) => fd,
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
                         Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
                     ) =>
                 {
-                    return Ok(())
+                    return Ok(None)
                 }
                 Err(e) => return Err(e),
             };
+            if fsat::fstat(fd.as_fd())?.st_dev != dev {
+                return Err(io::Error::other(format!(
+                    "{}: not on its root's file system",
+                    acc.display()
+                )));
+            }
+            dir = Some(if pin && !fsat::is_mount_root(fd.as_fd())? {
+                fsat::bind_fd(fd.as_fd(), fd.as_fd(), true, false)?;
+                // Below the pin from now on: the directory through its new mount.
+                fsat::open_beneath(
+                    rfd.as_fd(),
+                    &acc,
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )?
+            } else {
+                fd
+            });
         }
-        Ok(())
+        Ok(Some(match dir {
+            Some(d) => d,
+            None => rfd,
+        }))
     }
 
     /// Hides hidden entry `i` again if what stands at its name is not a mount (the host
     /// put something there): its veil, read-only, over it. Nothing there, or a symbolic
-    /// link (which leads to a place judged as itself): nothing to do.
+    /// link (which leads to a place judged as itself): nothing to do, but for a hidden
+    /// directory of the workspace, which is made again at once, as the start makes an
+    /// absent one, before the agent can make its own there: a descriptor of its own
+    /// directory would read what the host writes into it later, whatever covers the name
+    /// (attack review 109). (A file is not made again: that broke host tools that remove a
+    /// file and create it exclusively, `git checkout`; the README states what is left.)
     fn rehide(&mut self, i: usize) -> Result<(), GuardError> {
-        self.watch_way(i, !self.finished)?;
+        let Some(parent) = self.watch_way(i, !self.finished)? else {
+            return Ok(());
+        };
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-        let fd = match fsat::open_beneath(rfd.as_fd(), &r.rel, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        let name = r.rel.file_name().unwrap_or_default().to_os_string();
+        let open = || {
+            fsat::open_beneath(
+                parent.as_fd(),
+                Path::new(&name),
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+            )
+        };
+        let fd = match open() {
             Ok(fd) => fd,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    && r.is_dir
+                    && !self.finished
+                    && r.root == self.ws =>
+            {
+                let rel = r.rel.clone();
+                if let Some(marked) = fsat::make_marked(parent.as_fd(), &name, true, &self.token)? {
+                    self.made.push((rel, true, marked));
+                }
+                open()?
+            }
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -939,7 +999,7 @@ impl Guard {
         st.starting = false;
         let rl = match st.relocker.take() {
             Some(rl) => rl,
-            None => Relocker::new(Vec::new(), None)?,
+            None => Relocker::new(Vec::new(), None, plan.workspace.clone(), String::new())?,
         };
         Ok(Guard {
             st: Arc::new(Mutex::new(st)),
@@ -1014,10 +1074,15 @@ impl Guard {
     /// directory, whether marked with the plan's token), outermost first: for the supervisor
     /// to remove after the session.
     pub fn placeholders(&self) -> Vec<(PathBuf, bool, bool)> {
-        self.st
+        let mut all = self
+            .st
             .lock()
             .map(|s| s.placeholders.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(rl) = self.rl.lock() {
+            all.extend(rl.made.iter().cloned());
+        }
+        all
     }
 
     pub fn finish(&self) {
@@ -1346,6 +1411,8 @@ impl State {
                 seen: None,
                 failed: false,
                 hidden: true,
+                // (Read by path: init, before the agent runs, as the view's hide mounts.)
+                is_dir: std::fs::symlink_metadata(h).is_ok_and(|m| m.is_dir()),
             });
         }
         for p in &plan.protect {
@@ -1390,6 +1457,7 @@ impl State {
                     seen: None,
                     failed: false,
                     hidden: p.hidden,
+                    is_dir: p.is_dir,
                 });
             }
         }
@@ -1398,7 +1466,12 @@ impl State {
 
     /// Hands the locked files to a [`Relocker`] (made here, before the agent runs).
     fn watch_locks(&mut self, relocks: Vec<Relock>) -> Result<(), GuardError> {
-        self.relocker = Some(Relocker::new(relocks, self.veil.take())?);
+        self.relocker = Some(Relocker::new(
+            relocks,
+            self.veil.take(),
+            self.ws_path.clone(),
+            self.token.clone(),
+        )?);
         Ok(())
     }
 

@@ -265,6 +265,26 @@ const FILE_NAMES: &[&str] = &[
     ".Rprofile",
     ".hgrc",
     ".mailcap",
+    // The default policy's denied files without a dot in their name (attack review 109:
+    // made as directories, they broke the host's shells, `less`, `psql` and vim while a
+    // session ran with the workspace at `$HOME`).
+    ".bash_history",
+    ".zsh_history",
+    ".histfile",
+    "fish_history",
+    ".python_history",
+    ".node_repl_history",
+    ".psql_history",
+    ".mysql_history",
+    ".sqlite_history",
+    ".rediscli_history",
+    ".lesshst",
+    ".viminfo",
+    ".pgpass",
+    ".vault-token",
+    ".s3cfg",
+    "token",
+    "credentials",
 ];
 
 /// Whether a (possibly absent) protected entry names a file rather than a directory.

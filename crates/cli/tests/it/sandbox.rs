@@ -941,6 +941,72 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
     assert!(!ws.join("sub2").exists(), "{s}");
 }
 
+/// A denied directory in the workspace that the host removes during the session is made
+/// again at once (a marked placeholder, hidden), so the agent cannot make its own there and
+/// keep a descriptor that reads what the host writes into it later (attack review 109, F2:
+/// `rm -rf ~/.aws`, then `aws configure`). Judged from the host: nothing of the host's new
+/// secret in the agent's output; the host's new file is there; a denied directory the host
+/// removes and leaves removed is gone after the session (the placeholder is swept).
+#[test]
+fn a_denied_directory_the_host_removes_is_not_the_agents_to_make() {
+    let t = T::new("hidwsdir");
+    let ws = t.ws.clone();
+    std::fs::create_dir_all(ws.join("creds")).unwrap();
+    std::fs::write(ws.join("creds/c"), "DIR-SECRET-1\n").unwrap();
+    std::fs::create_dir_all(ws.join("gone")).unwrap();
+    std::fs::write(ws.join("gone/g"), "DIR-SECRET-2\n").unwrap();
+    let pol = t.policy("[files]\ndeny = [\"creds\", \"gone\"]\n");
+    let script = r#"exec python3 -c '
+import os, time
+while not os.path.exists("removed"): time.sleep(0.02)
+time.sleep(0.5)
+try:
+    os.mkdir("creds"); print("MADE")
+except OSError as e: print("mkdir", e.errno)
+fd = None
+try: fd = os.open("creds", os.O_DIRECTORY)
+except OSError as e: print("open", e.errno)
+open("ready", "w").close()
+while not os.path.exists("written"): time.sleep(0.02)
+time.sleep(0.5)
+for d in ([fd] if fd is not None else []) + ["creds"]:
+    try:
+        for n in os.listdir(d): print(n, open(os.path.join("creds", n)).read() if d == "creds" else os.read(os.open(n, os.O_RDONLY, dir_fd=d), 100))
+    except OSError as e: print("list", e.errno)
+'"#;
+    let child = t.start_held_with(&["--policy", &pol], script);
+    std::fs::remove_dir_all(ws.join("creds")).unwrap();
+    std::fs::remove_dir_all(ws.join("gone")).unwrap();
+    std::fs::write(ws.join("removed"), "").unwrap();
+    std::fs::write(ws.join("go"), "").unwrap();
+    assert!(
+        super::common::wait_until(std::time::Duration::from_secs(20), || ws
+            .join("ready")
+            .exists()),
+        "the agent never got ready"
+    );
+    std::fs::create_dir_all(ws.join("creds")).unwrap();
+    std::fs::write(ws.join("creds/c.tmp"), "DIR-SECRET-3\n").unwrap();
+    std::fs::rename(ws.join("creds/c.tmp"), ws.join("creds/c")).unwrap();
+    std::fs::write(ws.join("written"), "").unwrap();
+    let o = t.release(child);
+    let s = out(&o);
+    assert!(o.status.success(), "{s}");
+    for n in 1..=3 {
+        let secret = format!("DIR-SECRET-{n}");
+        assert!(!s.contains(&secret), "{secret} readable:\n{s}");
+    }
+    assert!(
+        !s.contains("MADE"),
+        "the agent made the denied directory:\n{s}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("creds/c")).unwrap(),
+        "DIR-SECRET-3\n"
+    );
+    assert!(!ws.join("gone").exists(), "the placeholder stayed:\n{s}");
+}
+
 /// The user's git configuration is shown (git needs the name, aliases and URL rewrites),
 /// but not the credentials it holds: a token in a URL rewrite (the usual set-up for private
 /// Go modules), an `http.extraHeader`, a tool's `token =`, a file in a subdirectory of
