@@ -131,6 +131,8 @@ pub struct Session {
     exit_read: OwnedFd,
     /// The workspace guard's placeholders, as init reported them ([`Session::wait_reported`]).
     guard_placeholders: std::sync::Mutex<Vec<(PathBuf, bool, bool)>>,
+    /// Init's early report was read ([`Session::wait_view`]).
+    view_read: bool,
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
@@ -599,6 +601,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         agent_pidfd: None,
         exit_read: exit_r,
         guard_placeholders: std::sync::Mutex::new(Vec::new()),
+        view_read: false,
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
         pty_master,
@@ -860,18 +863,34 @@ impl Session {
     /// `stage1_pid` and the pty are known; the supervisor starts what needs no more in the
     /// meantime (the build takes milliseconds). On a setup failure stage 1 is reaped and
     /// the child's report returned.
-    pub fn wait_agent(&mut self) -> Result<(), LaunchError> {
-        // Init's early report first: init writes it whole before it forks the agent, so it
-        // is read here whatever its size (a pipe without a reader would block init, and the
-        // agent would never exist). It ends early (nothing) when init died first.
-        if self.namespaces {
-            if let (Some(early), Ok(mut g)) = (
-                read_records(self.exit_read.as_raw_fd()),
-                self.guard_placeholders.lock(),
-            ) {
-                *g = early;
-            }
+    /// Waits for init's early report (with namespaces): init writes it whole once the
+    /// sandbox's view is built and its guard holds, before it forks the agent, so it is read
+    /// whatever its size (a pipe without a reader would block init, and the agent would
+    /// never exist). It ends early (nothing) when init died first. Whether it came: from
+    /// then on stage 1's root and mount table are the agent's (init's `pivot_root` moved
+    /// stage 1's root too, and they share the mount namespace), and stage 1 is our child,
+    /// its pid ours until we reap it. Read once; [`Session::wait_agent`] reads it if this
+    /// was not called.
+    pub fn wait_view(&mut self) -> bool {
+        if !self.namespaces || self.view_read {
+            return false;
         }
+        self.view_read = true;
+        match (
+            read_records(self.exit_read.as_raw_fd()),
+            self.guard_placeholders.lock(),
+        ) {
+            (Some(early), Ok(mut g)) => {
+                *g = early;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn wait_agent(&mut self) -> Result<(), LaunchError> {
+        // Init's early report first (see `wait_view`).
+        self.wait_view();
         let received = sys::recv_fds(&self.fd_sock);
         // The agent process exists now (it sends its fds once spawned and confined), or
         // never will: what was lent for its spawn goes back before it runs anything.

@@ -144,6 +144,14 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         }
         None => (None, None),
     };
+    // The sandbox's view is built: the exec guard computes ahead, as stage 1 (which sees
+    // what the agent will see), what the agent's first exec would otherwise wait for,
+    // while init forks and confines the agent.
+    if session.wait_view() {
+        if let Some(tx) = &listener_to {
+            let _ = tx.send(TracerMsg::Warm(session.stage1_pid));
+        }
+    }
     if let Err(e) = session.wait_agent() {
         // Stage 1 is reaped; the guard's thread ends without a listener. What init's guard
         // made goes with the session's end.
@@ -191,7 +199,10 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     };
     if let Some(tx) = listener_to {
         // The thread holds the receiver until it got this (or the session failed).
-        let _ = tx.send((session.agent_fds.remove(0), session.agent_pid));
+        let _ = tx.send(TracerMsg::Listener(
+            session.agent_fds.remove(0),
+            session.agent_pid,
+        ));
     }
     // BPF backend: the daemon places the whole sandbox (it waits for "go" and forks nothing
     // until then) in an enforced session cgroup before the agent may exec.
@@ -713,11 +724,20 @@ pub(crate) fn signal_name(sig: i32) -> &'static str {
 
 /// The seccomp exec guard's supervisor thread (returns the sandbox's exit status) and a
 /// thread refreshing its rules every 30 s.
+/// What the exec guard's thread is sent before it supervises.
+enum TracerMsg {
+    /// The sandbox's view is built: warm up as this process (stage 1), which sees the
+    /// agent's root and mount table ([`warden_sandbox::Session::wait_view`]).
+    Warm(i32),
+    /// The filter's listener and the agent's pid: supervise.
+    Listener(OwnedFd, i32),
+}
+
 fn start_exec_guard(
     g: Box<warden_execguard::unotify::Guard>,
     stage1: i32,
     cache_path: PathBuf,
-) -> (std::sync::mpsc::SyncSender<(OwnedFd, i32)>, Tracer) {
+) -> (std::sync::mpsc::SyncSender<TracerMsg>, Tracer) {
     let g: Arc<warden_execguard::unotify::Guard> = Arc::from(g);
     let refresher = g.clone();
     std::thread::spawn(move || loop {
@@ -735,16 +755,27 @@ fn start_exec_guard(
     let guard = g.clone();
     // The listener arrives once the sandbox is built; no listener: the launch failed and
     // stage 1 is reaped already.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(OwnedFd, i32)>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<TracerMsg>(2);
     let t = Tracer {
-        handle: std::thread::spawn(move || match rx.recv() {
-            Ok((listener, agent)) => {
-                // While the supervisor releases the agent: what its first exec would
-                // otherwise wait for.
-                g.warm(agent);
-                g.supervise(listener, stage1)
+        handle: std::thread::spawn(move || {
+            let mut warmed = false;
+            loop {
+                match rx.recv() {
+                    Ok(TracerMsg::Warm(pid)) => {
+                        g.warm(pid);
+                        warmed = true;
+                    }
+                    Ok(TracerMsg::Listener(listener, agent)) => {
+                        // Not warmed yet (no early report): while the supervisor releases
+                        // the agent.
+                        if !warmed {
+                            g.warm(agent);
+                        }
+                        return g.supervise(listener, stage1);
+                    }
+                    Err(_) => return 1,
+                }
             }
-            Err(_) => 1,
         }),
         guard,
         cache_path,
