@@ -101,15 +101,22 @@ pub fn probe() -> Features {
 
 /// Cheap probe for the `warden run` fast path: namespaces are assumed and verified by the
 /// launch itself (which refuses with the exact error if they fail); fanotify is not probed.
+/// Inside another sandbox (seccomp or `no_new_privs` already set: a nested warden) the
+/// namespaces are probed all the same: there they usually fail, and the run must know it
+/// before it plans a view it cannot build (it said "cannot list /" instead).
 pub fn probe_fast() -> Features {
     probe_with(false)
 }
 
 fn probe_with(full: bool) -> Features {
-    let userns = if full { probe_userns() } else { Ok(()) };
     let status = warden_sys::procfs::Status::read(warden_sys::procfs::Proc::Me).ok();
     let field = |name| status.as_ref().and_then(|s| s.field(name));
     let nested = field("Seccomp").is_some_and(|v| v != "0") || field("NoNewPrivs") == Some("1");
+    let userns = if full || nested {
+        probe_userns()
+    } else {
+        Ok(())
+    };
     Features {
         kernel: kernel_release(),
         landlock_abi: crate::lock::abi_version(),

@@ -108,7 +108,7 @@ impl Session {
     pub fn print_notices(&self) {
         for n in &self.config.notices {
             match n {
-                crate::config::Notice::Warn(w) => self.ui.warn("warden: warning:", w),
+                crate::config::Notice::Warn(w) => self.ui.warn_lines("warden: warning:", w),
                 crate::config::Notice::Note(n) => eprintln!("warden: {}", printable(n)),
             }
         }
@@ -182,7 +182,7 @@ impl Session {
                 .join("placeholders")
                 .join(format!("{}.list", config.session_id)),
         ) {
-            ui.warn("warden: warning:", &printable_lines(&l));
+            ui.warn_lines("warden: warning:", &l);
         }
         warden_event::timing::mark("session: advisor+host dirs");
         // The session's cgroups come first: the agent process's join of one of them waits

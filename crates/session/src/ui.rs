@@ -31,6 +31,16 @@ impl Ui {
         eprintln!("{} {}", (self.paint_warn)(prefix), printable(msg));
     }
 
+    /// [`Ui::warn`] for a message of several lines that warden composed: its line breaks
+    /// stay (each line escaped), where `warn` shows them as `\x0a`.
+    pub fn warn_lines(&self, prefix: &str, msg: &str) {
+        eprintln!(
+            "{} {}",
+            (self.paint_warn)(prefix),
+            warden_event::text::printable_lines(msg)
+        );
+    }
+
     /// A whole line painted as a warning.
     pub fn warn_line(&self, line: &str) {
         eprintln!("{}", (self.paint_warn)(&printable(line)));
