@@ -384,8 +384,14 @@ struct Relocker {
     /// Those placeholders (workspace-relative, a directory, marked), for
     /// [`Guard::placeholders`].
     made: Vec<(PathBuf, bool, bool)>,
+    /// Hidden entries to look at again, and when ([`Relocker::make_again`]).
+    pending: Vec<(usize, Instant)>,
     finished: bool,
 }
+
+/// How long a hidden directory whose way the host is removing waits before it is made
+/// again ([`Relocker::make_again`]).
+const REMAKE_AFTER: Duration = Duration::from_millis(20);
 
 impl Relocker {
     /// Watches the directory of each locked file: one watch per directory, each root
@@ -410,6 +416,7 @@ impl Relocker {
             ws,
             token,
             made: Vec::new(),
+            pending: Vec::new(),
             finished: false,
         };
         let mut roots: HashMap<PathBuf, (OwnedFd, u64)> = HashMap::new();
@@ -421,7 +428,7 @@ impl Relocker {
                 let i = rl.relocks.len() - 1;
                 // Hidden by the view's mount (or the placeholder's); once watched, looked at
                 // again: what the host put there since those mounts is hidden too.
-                rl.rehide(i).map_err(|e| GuardError::Protected {
+                rl.rehide(i, false).map_err(|e| GuardError::Protected {
                     path,
                     hint: "it is denied, and warden cannot watch its directories for the host replacing it",
                     detail: Box::new(e),
@@ -466,15 +473,18 @@ impl Relocker {
     /// Watches every directory from hidden entry `i`'s root down to its parent (each for
     /// the next name on the way; the parent for the entry's removal too), as far as they
     /// exist now, and returns the parent (`None`: not there). The watches of a directory
-    /// the host replaced stay on the old one, harmlessly. With `pin`, a directory on the
+    /// the host replaced stay on the old one, harmlessly. With `live`, a directory on the
     /// way that the host made is bound onto itself (with what is mounted below it), as the
     /// start pinned those that existed: the agent cannot rename it away from the watched
-    /// name. Fails on anything but a missing directory or one that is no longer a real
-    /// directory (a symbolic link leads to places that are judged as themselves).
-    fn watch_way(&mut self, i: usize, pin: bool) -> io::Result<Option<OwnedFd>> {
+    /// name; and for a hidden directory of the workspace, a directory on the way that the
+    /// host removed or moved away is made again ([`Relocker::make_again`]). Fails on
+    /// anything but a missing directory or one that is no longer a real directory (a
+    /// symbolic link leads to places that are judged as themselves).
+    fn watch_way(&mut self, i: usize, live: bool, force: bool) -> io::Result<Option<OwnedFd>> {
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
+        let remake = live && r.is_dir && r.root == self.ws;
         let names: Vec<OsString> = r
             .rel
             .components()
@@ -502,15 +512,23 @@ impl Relocker {
             if leaf {
                 break;
             }
+            let open = |acc: &Path| {
+                fsat::open_beneath(
+                    rfd.as_fd(),
+                    acc,
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )
+            };
             acc.push(name);
-            let opened = fsat::open_beneath(
-                rfd.as_fd(),
-                &acc,
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            );
-            let fd = match opened {
+            let fd = match open(&acc) {
                 Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && remake => {
+                    if !self.make_again(i, d, k == 0, &acc, force)? {
+                        return Ok(None);
+                    }
+                    open(&acc)?
+                }
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -527,15 +545,10 @@ impl Relocker {
                     acc.display()
                 )));
             }
-            dir = Some(if pin && !fsat::is_mount_root(fd.as_fd())? {
+            dir = Some(if live && !fsat::is_mount_root(fd.as_fd())? {
                 fsat::bind_fd(fd.as_fd(), fd.as_fd(), true, false)?;
                 // Below the pin from now on: the directory through its new mount.
-                fsat::open_beneath(
-                    rfd.as_fd(),
-                    &acc,
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )?
+                open(&acc)?
             } else {
                 fd
             });
@@ -546,22 +559,75 @@ impl Relocker {
         }))
     }
 
+    /// Makes the directory `rel` (of hidden entry `i`'s root, the workspace) again in `dir`
+    /// as a marked placeholder, before the agent can make its own there and keep a
+    /// descriptor of it that reads what the host writes into it later, whatever covers the
+    /// name (attack reviews 109, 110). Not yet when `dir` (not the root) is empty: the host
+    /// is likely removing it (`rm -rf`, which making something in it would break with
+    /// "Directory not empty"); looked at again [`REMAKE_AFTER`] later, and then made if
+    /// `dir` is still there (`force`). Whether it is there now.
+    fn make_again(
+        &mut self,
+        i: usize,
+        dir: BorrowedFd<'_>,
+        at_root: bool,
+        rel: &Path,
+        force: bool,
+    ) -> io::Result<bool> {
+        let listed =
+            fsat::open_dir(dir, Path::new("."), false, None).and_then(|d| fsat::list(d.as_fd()));
+        let gone = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR));
+        match listed {
+            Ok(v) if v.is_empty() && !at_root && !force => {
+                self.later(i);
+                return Ok(false);
+            }
+            Ok(_) => {}
+            Err(e) if gone(&e) => {
+                self.later(i);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        let name = rel.file_name().unwrap_or_default();
+        match fsat::make_marked(dir, name, true, &self.token) {
+            Ok(Some(marked)) => self.made.push((rel.to_path_buf(), true, marked)),
+            Ok(None) => {}
+            // Removed meanwhile (the host's `rm -rf` went on): again later.
+            Err(e) if gone(&e) => {
+                self.later(i);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(true)
+    }
+
+    /// Looks at hidden entry `i` again [`REMAKE_AFTER`] from now.
+    fn later(&mut self, i: usize) {
+        let at = Instant::now() + REMAKE_AFTER;
+        if !self.pending.iter().any(|(j, _)| *j == i) {
+            self.pending.push((i, at));
+        }
+    }
+
     /// Hides hidden entry `i` again if what stands at its name is not a mount (the host
     /// put something there): its veil, read-only, over it. Nothing there, or a symbolic
     /// link (which leads to a place judged as itself): nothing to do, but for a hidden
-    /// directory of the workspace, which is made again at once, as the start makes an
-    /// absent one, before the agent can make its own there: a descriptor of its own
-    /// directory would read what the host writes into it later, whatever covers the name
-    /// (attack review 109). (A file is not made again: that broke host tools that remove a
-    /// file and create it exclusively, `git checkout`; the README states what is left.)
-    fn rehide(&mut self, i: usize) -> Result<(), GuardError> {
-        let Some(parent) = self.watch_way(i, !self.finished)? else {
+    /// directory of the workspace, which is made again ([`Relocker::make_again`]). (A file
+    /// is not made again: that broke host tools that remove a file and create it
+    /// exclusively, `git checkout`; the README states what is left.)
+    fn rehide(&mut self, i: usize, force: bool) -> Result<(), GuardError> {
+        let live = !self.finished;
+        let Some(parent) = self.watch_way(i, live, force)? else {
             return Ok(());
         };
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-        let name = r.rel.file_name().unwrap_or_default().to_os_string();
+        let rel = r.rel.clone();
+        let remake = live && r.is_dir && r.root == self.ws;
+        let name = rel.file_name().unwrap_or_default().to_os_string();
         let open = || {
             fsat::open_beneath(
                 parent.as_fd(),
@@ -570,19 +636,21 @@ impl Relocker {
                 0,
             )
         };
+        let at_root = rel.components().count() == 1;
         let fd = match open() {
             Ok(fd) => fd,
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOENT)
-                    && r.is_dir
-                    && !self.finished
-                    && r.root == self.ws =>
-            {
-                let rel = r.rel.clone();
-                if let Some(marked) = fsat::make_marked(parent.as_fd(), &name, true, &self.token)? {
-                    self.made.push((rel, true, marked));
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && remake => {
+                if !self.make_again(i, parent.as_fd(), at_root, &rel, force)? {
+                    return Ok(());
                 }
-                open()?
+                match open() {
+                    Ok(fd) => fd,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                        self.later(i);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(e)
                 if matches!(
@@ -601,7 +669,7 @@ impl Relocker {
         if st.st_dev != dev {
             return Err(io::Error::other("not on its root's file system").into());
         }
-        if self.finished {
+        if !live {
             return Ok(());
         }
         let veil = self
@@ -633,12 +701,32 @@ impl Relocker {
                 }
             }
         });
-        if let Err(e) = self.relock(due) {
+        let now = Instant::now();
+        let mut forced = Vec::new();
+        self.pending.retain(|&(i, at)| {
+            if at > now && !self.finished {
+                return true;
+            }
+            forced.push(i);
+            false
+        });
+        if let Err(e) = self.relock(due, &forced) {
             eprintln!(
                 "warden: workspace guard: {}",
                 warden_event::text::printable(&e.to_string())
             );
         }
+    }
+
+    /// How long the watch may sleep: until the next pending look ([`Relocker::later`]).
+    fn sleep_ms(&self) -> i32 {
+        let now = Instant::now();
+        self.pending
+            .iter()
+            .map(|(_, at)| at.saturating_duration_since(now).as_millis() as i32 + 1)
+            .min()
+            .unwrap_or(200)
+            .min(200)
     }
 
     /// Locks again every [`Relock`] in `due` whose entry is no longer a mount (the host
@@ -647,23 +735,42 @@ impl Relocker {
     /// In the last pass (nothing in the sandbox runs any more, and a lock stands only in its
     /// dying namespace) nothing is mounted: the host's new file is only taken as it is now,
     /// for [`Relocker::changed`].
-    fn relock(&mut self, due: Vec<usize>) -> Result<(), GuardError> {
+    fn relock(&mut self, mut due: Vec<usize>, forced: &[usize]) -> Result<(), GuardError> {
         let mut errors = Vec::new();
         let finished = self.finished;
+        due.extend(
+            forced
+                .iter()
+                .filter(|i| !due.contains(i))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         for i in due {
             let r = &self.relocks[i];
             let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
             if r.hidden {
-                if let Err(e) = self.rehide(i) {
+                let force = forced.contains(&i);
+                let result = self.rehide(i, force);
+                // Something on the way vanished while it was looked at (the host's `rm -rf`
+                // goes on): looked at again shortly, or on the next event.
+                if let Err(e) = &result {
+                    if matches!(e.errno(), Some(libc::ENOENT | libc::ENOTDIR)) {
+                        if !force {
+                            self.later(i);
+                        }
+                        continue;
+                    }
+                }
+                if let Err(e) = result {
                     // Not hidden again: the host's new file would be the agent's to read.
                     self.relocks[i].failed = true;
                     let ended = end_agent();
                     errors.push(GuardError::Protected {
                         path: root.join(&rel),
                         hint: if ended {
-                            "the host replaced this denied file during the session and warden could not hide it again, so it ended the session's processes"
+                            "the host replaced this denied path during the session and warden could not hide it again, so it ended the session's processes"
                         } else {
-                            "the host replaced this denied file during the session and warden could not hide it again: the agent may read it"
+                            "the host replaced this denied path during the session and warden could not hide it again: the agent may read it"
                         },
                         detail: Box::new(e),
                     });
@@ -1017,7 +1124,8 @@ impl Guard {
                 _ => return,
             };
             // (The relocker, and its fd, live as long as the guard.)
-            wait_readable(fd, 200);
+            let ms = rl.lock().map(|r| r.sleep_ms()).unwrap_or(200);
+            wait_readable(fd, ms);
             let Ok(mut r) = rl.lock() else { return };
             if r.finished {
                 return;

@@ -955,28 +955,49 @@ fn a_denied_directory_the_host_removes_is_not_the_agents_to_make() {
     std::fs::write(ws.join("creds/c"), "DIR-SECRET-1\n").unwrap();
     std::fs::create_dir_all(ws.join("gone")).unwrap();
     std::fs::write(ws.join("gone/g"), "DIR-SECRET-2\n").unwrap();
-    let pol = t.policy("[files]\ndeny = [\"creds\", \"gone\"]\n");
+    std::fs::create_dir_all(ws.join("a/b/deep")).unwrap();
+    std::fs::create_dir_all(ws.join("x/y/z")).unwrap();
+    std::fs::write(ws.join("x/y/z/f"), "DIR-SECRET-5\n").unwrap();
+    let pol = t.policy("[files]\ndeny = [\"creds\", \"gone\", \"a/b/deep\", \"x/y/z\"]\n");
+    // The agent tries to make each denied directory its own, keeping a descriptor: in
+    // its place (`creds`), and where the host moved a directory on the way away
+    // (`a`, attack review 110).
     let script = r#"exec python3 -c '
 import os, time
 while not os.path.exists("removed"): time.sleep(0.02)
 time.sleep(0.5)
+fds = []
 try:
-    os.mkdir("creds"); print("MADE")
+    os.mkdir("creds"); print("MADE creds")
 except OSError as e: print("mkdir", e.errno)
-fd = None
-try: fd = os.open("creds", os.O_DIRECTORY)
+try: fds.append(os.open("creds", os.O_DIRECTORY))
 except OSError as e: print("open", e.errno)
+try:
+    os.makedirs("a/b/tmpx"); fds.append(os.open("a/b/tmpx", os.O_DIRECTORY))
+    os.rename("a/b/tmpx", "a/b/deep"); print("MADE deep")
+except OSError as e: print("deep", e.errno)
 open("ready", "w").close()
 while not os.path.exists("written"): time.sleep(0.02)
 time.sleep(0.5)
-for d in ([fd] if fd is not None else []) + ["creds"]:
+for d in fds + ["creds", "a/b/deep"]:
     try:
-        for n in os.listdir(d): print(n, open(os.path.join("creds", n)).read() if d == "creds" else os.read(os.open(n, os.O_RDONLY, dir_fd=d), 100))
+        for n in os.listdir(d):
+            f = os.open(n, os.O_RDONLY, dir_fd=d) if isinstance(d, int) else os.open(os.path.join(d, n), os.O_RDONLY)
+            print(n, os.read(f, 100))
     except OSError as e: print("list", e.errno)
 '"#;
     let child = t.start_held_with(&["--policy", &pol], script);
     std::fs::remove_dir_all(ws.join("creds")).unwrap();
     std::fs::remove_dir_all(ws.join("gone")).unwrap();
+    std::fs::rename(ws.join("a"), ws.join("a.old")).unwrap();
+    // A tree holding a denied directory, removed whole: the session goes on (it was
+    // ended: "could not hide it again", attack review 110), and the tree stays removed.
+    let rm = Command::new("rm")
+        .arg("-rf")
+        .arg(ws.join("x"))
+        .output()
+        .unwrap();
+    assert!(rm.status.success(), "{}", out(&rm));
     std::fs::write(ws.join("removed"), "").unwrap();
     std::fs::write(ws.join("go"), "").unwrap();
     assert!(
@@ -988,23 +1009,30 @@ for d in ([fd] if fd is not None else []) + ["creds"]:
     std::fs::create_dir_all(ws.join("creds")).unwrap();
     std::fs::write(ws.join("creds/c.tmp"), "DIR-SECRET-3\n").unwrap();
     std::fs::rename(ws.join("creds/c.tmp"), ws.join("creds/c")).unwrap();
+    std::fs::create_dir_all(ws.join("a/b/deep")).unwrap();
+    std::fs::write(ws.join("a/b/deep/key"), "DIR-SECRET-4\n").unwrap();
     std::fs::write(ws.join("written"), "").unwrap();
     let o = t.release(child);
     let s = out(&o);
     assert!(o.status.success(), "{s}");
-    for n in 1..=3 {
+    for n in 1..=5 {
         let secret = format!("DIR-SECRET-{n}");
         assert!(!s.contains(&secret), "{secret} readable:\n{s}");
     }
     assert!(
         !s.contains("MADE"),
-        "the agent made the denied directory:\n{s}"
+        "the agent made a denied directory:\n{s}"
     );
     assert_eq!(
         std::fs::read_to_string(ws.join("creds/c")).unwrap(),
         "DIR-SECRET-3\n"
     );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("a/b/deep/key")).unwrap(),
+        "DIR-SECRET-4\n"
+    );
     assert!(!ws.join("gone").exists(), "the placeholder stayed:\n{s}");
+    assert!(!ws.join("x").exists(), "the placeholders stayed:\n{s}");
 }
 
 /// The user's git configuration is shown (git needs the name, aliases and URL rewrites),
