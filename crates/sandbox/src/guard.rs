@@ -480,7 +480,12 @@ impl Relocker {
     /// host removed or moved away is made again ([`Relocker::make_again`]). Fails on
     /// anything but a missing directory or one that is no longer a real directory (a
     /// symbolic link leads to places that are judged as themselves).
-    fn watch_way(&mut self, i: usize, live: bool, force: bool) -> io::Result<Option<OwnedFd>> {
+    fn watch_way(
+        &mut self,
+        i: usize,
+        live: bool,
+        force: bool,
+    ) -> io::Result<Option<(OwnedFd, bool)>> {
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
@@ -492,6 +497,7 @@ impl Relocker {
             .collect();
         let mut dir: Option<OwnedFd> = None;
         let mut acc = PathBuf::new();
+        let mut made = false;
         for (k, name) in names.iter().enumerate() {
             let d = dir.as_ref().map(|d| d.as_fd()).unwrap_or(rfd.as_fd());
             let leaf = k + 1 == names.len();
@@ -524,9 +530,13 @@ impl Relocker {
             let fd = match open(&acc) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && remake => {
-                    if !self.make_again(i, d, k == 0, &acc, force)? {
+                    // Below a directory made here just now (empty, of course), nothing
+                    // waits (attack review 111: after a three-level `rm -rf`, each level
+                    // waited, and the agent made the way its own meanwhile).
+                    if !self.make_again(i, d, k == 0 || made, &acc, force)? {
                         return Ok(None);
                     }
+                    made = true;
                     open(&acc)?
                 }
                 Err(e)
@@ -553,10 +563,13 @@ impl Relocker {
                 fd
             });
         }
-        Ok(Some(match dir {
-            Some(d) => d,
-            None => rfd,
-        }))
+        Ok(Some((
+            match dir {
+                Some(d) => d,
+                None => rfd,
+            },
+            made,
+        )))
     }
 
     /// Makes the directory `rel` (of hidden entry `i`'s root, the workspace) again in `dir`
@@ -619,7 +632,7 @@ impl Relocker {
     /// exclusively, `git checkout`; the README states what is left.)
     fn rehide(&mut self, i: usize, force: bool) -> Result<(), GuardError> {
         let live = !self.finished;
-        let Some(parent) = self.watch_way(i, live, force)? else {
+        let Some((parent, made)) = self.watch_way(i, live, force)? else {
             return Ok(());
         };
         let r = &self.relocks[i];
@@ -640,7 +653,7 @@ impl Relocker {
         let fd = match open() {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && remake => {
-                if !self.make_again(i, parent.as_fd(), at_root, &rel, force)? {
+                if !self.make_again(i, parent.as_fd(), at_root || made, &rel, force)? {
                     return Ok(());
                 }
                 match open() {
@@ -763,17 +776,10 @@ impl Relocker {
                 }
                 if let Err(e) = result {
                     // Not hidden again: the host's new file would be the agent's to read.
-                    self.relocks[i].failed = true;
-                    let ended = end_agent();
-                    errors.push(GuardError::Protected {
-                        path: root.join(&rel),
-                        hint: if ended {
-                            "the host replaced this denied path during the session and warden could not hide it again, so it ended the session's processes"
-                        } else {
-                            "the host replaced this denied path during the session and warden could not hide it again: the agent may read it"
-                        },
-                        detail: Box::new(e),
-                    });
+                    errors.push(self.give_up(i, root.join(&rel), e, [
+                        "the host replaced this denied path during the session and warden could not hide it again, so it ended the session's processes",
+                        "the host replaced this denied path during the session and warden could not hide it again: the agent may read it",
+                    ]));
                 }
                 continue;
             }
@@ -811,25 +817,34 @@ impl Relocker {
                 // agent's processes are ended at once (attack review 85: with the mount
                 // table full, the bind failed and the agent wrote the host's new
                 // settings.json); the last pass says so again.
-                Err(e) => {
-                    self.relocks[i].failed = true;
-                    let ended = end_agent();
-                    errors.push(GuardError::Protected {
-                        path: root.join(&rel),
-                        hint: if ended {
-                            "the host replaced this locked file during the session and warden could not lock it again, so it ended the session's processes; read the file before the host uses it"
-                        } else {
-                            "the host replaced this locked file during the session and warden could not lock it again: the agent may write it; read it before the host uses it"
-                        },
-                        detail: Box::new(e),
-                    });
-                }
+                Err(e) => errors.push(self.give_up(i, root.join(&rel), e, [
+                    "the host replaced this locked file during the session and warden could not lock it again, so it ended the session's processes; read the file before the host uses it",
+                    "the host replaced this locked file during the session and warden could not lock it again: the agent may write it; read it before the host uses it",
+                ])),
             }
         }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(GuardError::Several(errors))
+        }
+    }
+
+    /// Relock `i` failed with `e`: marked for the last pass, the agent's processes ended at
+    /// once, and the error to tell, with `hints` (ended, not ended).
+    fn give_up(
+        &mut self,
+        i: usize,
+        path: PathBuf,
+        e: GuardError,
+        hints: [&'static str; 2],
+    ) -> GuardError {
+        self.relocks[i].failed = true;
+        let ended = end_agent();
+        GuardError::Protected {
+            path,
+            hint: if ended { hints[0] } else { hints[1] },
+            detail: Box::new(e),
         }
     }
 
