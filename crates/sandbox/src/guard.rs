@@ -232,6 +232,23 @@ struct Relock {
     is_dir: bool,
 }
 
+/// An `O_PATH` fd of `p`, a file or directory init made in its private `/run`.
+fn open_own(p: &Path) -> Result<OwnedFd, GuardError> {
+    let c = CStringPath::new(p)?;
+    // SAFETY: open(2) of our own file in init's private /run.
+    let fd = unsafe {
+        libc::open(
+            c.0.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return Err(err("private file", p, io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// What a [`Relock::hidden`] entry is hidden under: a private empty file and a private
 /// empty tmpfs of mode 000, both made by init before the agent runs (`O_PATH` fds), each
 /// bound read-only over what the host put there.
@@ -254,24 +271,9 @@ impl Veil {
             Some("mode=000,size=4k"),
         )
         .map_err(|e| err("private directory", &d, io::Error::other(e.to_string())))?;
-        let open = |p: &Path| -> Result<OwnedFd, GuardError> {
-            let c = CStringPath::new(p)?;
-            // SAFETY: open(2) of our own file in init's private /run.
-            let fd = unsafe {
-                libc::open(
-                    c.0.as_ptr(),
-                    libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                )
-            };
-            if fd < 0 {
-                return Err(err("private file", p, io::Error::last_os_error()));
-            }
-            // SAFETY: fresh fd.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        };
         Ok(Veil {
-            file: open(&f)?,
-            dir: open(&d)?,
+            file: open_own(&f)?,
+            dir: open_own(&d)?,
         })
     }
 }
@@ -1380,19 +1382,7 @@ impl State {
         self.n += 1;
         let p = self.priv_dir.join(format!("g-{}", self.n));
         std::fs::write(&p, content).map_err(|e| err("private file", &p, e))?;
-        let c = CStringPath::new(&p)?;
-        // SAFETY: open(2) of our own file in init's private /run.
-        let fd = unsafe {
-            libc::open(
-                c.0.as_ptr(),
-                libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            )
-        };
-        if fd < 0 {
-            return Err(err("private file", &p, io::Error::last_os_error()));
-        }
-        // SAFETY: fresh fd.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        open_own(&p)
     }
 
     /// Binds `fd` onto itself (read-only or not) unless already done. A directory pinned
