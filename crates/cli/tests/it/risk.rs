@@ -61,7 +61,7 @@ fn evasion_corpus_freezes_the_tree_and_only_a_human_thaws_or_kills_it() {
     // Before the corpus: the agent's own attempts at the stop switch (recorded, judged later).
     let mut script = String::from(
         "cp /usr/bin/curl c-copy; cp /usr/bin/curl c-renamed; ln c-copy c-hard; \
-         ( while :; do date +%s%N > hb; sleep 0.02; done ) & \
+         ( while :; do date +%s%N >> hb; sleep 0.02; done ) & \
          for f in /sys/fs/cgroup/unified/warden-sessions/*/cgroup.freeze /sys/fs/cgroup/unified/warden-sessions/*/*/cgroup.freeze /sys/fs/cgroup/warden-sessions/*/cgroup.freeze /sys/fs/cgroup/warden-sessions/*/*/cgroup.freeze; do \
            echo 0 > \"$f\" 2>/dev/null && echo \"WROTE $f\" >> inside; done; \
          echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null && echo MOVED >> inside; \
@@ -209,7 +209,7 @@ fn key_sequence_on_the_terminal_freezes_and_kills_and_the_agent_cannot_forge_it(
     use std::io::Write;
     let t = T::new("keys");
     let inner = format!(
-        "{} run -- /bin/bash -c 'printf \"\\035f\\035k\"; while :; do date +%s%N > hb; sleep 0.02; done'",
+        "{} run -- /bin/bash -c 'printf \"\\035f\\035k\"; while :; do date +%s%N >> hb; sleep 0.02; done'",
         env!("CARGO_BIN_EXE_warden")
     );
     let mut child = Command::new("script")
@@ -430,7 +430,7 @@ fn init_kills_its_namespace_on_its_kill_signal_from_outside_only() {
     let t = T::new("killnow");
     let sig = libc::SIGRTMIN() + 6;
     let script = format!(
-        "(trap '' TERM; while :; do date +%s%N > hb; sleep 0.02; done) & \
+        "(trap '' TERM; while :; do date +%s%N >> hb; sleep 0.02; done) & \
          kill -s {sig} 1; echo $? > sent-inside; sleep 0.5; touch READY; \
          exec sleep 300"
     );
