@@ -375,8 +375,12 @@ struct Relocker {
     relocks: Vec<Relock>,
     /// The watch on each directory, and which of `relocks` an event there for which name
     /// concerns (the locked file's own name in its directory; for a hidden one, also each
-    /// directory's name on the way in the directory above it).
-    wds: HashMap<i32, Vec<(usize, OsString)>>,
+    /// directory's name on the way in the directory above it, with its place on the way).
+    wds: HashMap<i32, Vec<(usize, OsString, usize)>>,
+    /// The directory each hidden entry's watch is on (an `O_PATH` fd, through its pin):
+    /// an event there is followed in *that* directory, wherever the host has moved it
+    /// since ([`Relocker::rehide`]).
+    dirs: HashMap<i32, OwnedFd>,
     /// Where hidden entries are hidden again (made when there is one).
     veil: Option<Veil>,
     /// The workspace and the session's placeholder token: a hidden directory of the
@@ -414,6 +418,7 @@ impl Relocker {
             inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
             relocks: Vec::new(),
             wds: HashMap::new(),
+            dirs: HashMap::new(),
             veil,
             ws,
             token,
@@ -430,7 +435,7 @@ impl Relocker {
                 let i = rl.relocks.len() - 1;
                 // Hidden by the view's mount (or the placeholder's); once watched, looked at
                 // again: what the host put there since those mounts is hidden too.
-                rl.rehide(i, false).map_err(|e| GuardError::Protected {
+                rl.rehide(i, false, None).map_err(|e| GuardError::Protected {
                     path,
                     hint: "it is denied, and warden cannot watch its directories for the host replacing it",
                     detail: Box::new(e),
@@ -466,7 +471,10 @@ impl Relocker {
                 }
             };
             let name = r.rel.file_name().unwrap_or_default().to_os_string();
-            rl.wds.entry(wd).or_default().push((rl.relocks.len(), name));
+            rl.wds
+                .entry(wd)
+                .or_default()
+                .push((rl.relocks.len(), name, 0));
             rl.relocks.push(r);
         }
         Ok(rl)
@@ -474,33 +482,45 @@ impl Relocker {
 
     /// Watches every directory from hidden entry `i`'s root down to its parent (each for
     /// the next name on the way; the parent for the entry's removal too), as far as they
-    /// exist now, and returns the parent (`None`: not there). The watches of a directory
-    /// the host replaced stay on the old one, harmlessly. With `live`, a directory on the
-    /// way that the host made is bound onto itself (with what is mounted below it), as the
-    /// start pinned those that existed: the agent cannot rename it away from the watched
-    /// name; and for a hidden directory of the workspace, a directory on the way that the
-    /// host removed or moved away is made again ([`Relocker::make_again`]). Fails on
-    /// anything but a missing directory or one that is no longer a real directory (a
-    /// symbolic link leads to places that are judged as themselves).
+    /// exist now, and returns the parent (`None`: not there). With `from` (a watched
+    /// directory and the place of the name an event there concerns), the walk starts there
+    /// instead: in that directory, wherever the host has moved it (`mv a a.old; ln -s a.old
+    /// a`: the denied file's name went with it, and what the host puts there is hidden as
+    /// before). With `live`, a directory on the way that the host made is bound onto itself
+    /// (with what is mounted below it), as the start pinned those that existed: the agent
+    /// cannot rename it away from the watched name; and for a hidden directory of the
+    /// workspace, walked from its root, a directory on the way that the host removed or
+    /// moved away is made again ([`Relocker::make_again`]). Fails on anything but a missing
+    /// directory or one that is no longer a real directory (a symbolic link leads to places
+    /// that are judged as themselves).
     fn watch_way(
         &mut self,
         i: usize,
         live: bool,
         force: bool,
+        from: Option<(OwnedFd, usize)>,
     ) -> io::Result<Option<(OwnedFd, bool)>> {
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
-        let remake = live && r.is_dir && r.root == self.ws;
+        let remake = live && r.is_dir && r.root == self.ws && from.is_none();
         let names: Vec<OsString> = r
             .rel
             .components()
             .map(|c| c.as_os_str().to_os_string())
             .collect();
-        let mut dir: Option<OwnedFd> = None;
-        let mut acc = PathBuf::new();
+        let (start, mut dir) = match from {
+            Some((d, k)) => {
+                if fsat::fstat(d.as_fd())?.st_dev != dev {
+                    return Ok(None);
+                }
+                (k, Some(d))
+            }
+            None => (0, None),
+        };
+        let mut acc: PathBuf = names[..start.min(names.len())].iter().collect();
         let mut made = false;
-        for (k, name) in names.iter().enumerate() {
+        for (k, name) in names.iter().enumerate().skip(start) {
             let d = dir.as_ref().map(|d| d.as_fd()).unwrap_or(rfd.as_fd());
             let leaf = k + 1 == names.len();
             let removed = if leaf {
@@ -514,22 +534,25 @@ impl Relocker {
                 libc::IN_CREATE | libc::IN_MOVED_TO | removed,
             )?;
             let list = self.wds.entry(wd).or_default();
-            if !list.iter().any(|(j, n)| *j == i && n == name) {
-                list.push((i, name.clone()));
+            if !list.iter().any(|(j, n, _)| *j == i && n == name) {
+                list.push((i, name.clone(), k));
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = self.dirs.entry(wd) {
+                v.insert(d.try_clone_to_owned()?);
             }
             if leaf {
                 break;
             }
-            let open = |acc: &Path| {
+            let open = |d: BorrowedFd<'_>| {
                 fsat::open_beneath(
-                    rfd.as_fd(),
-                    acc,
+                    d,
+                    Path::new(name),
                     libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                     0,
                 )
             };
             acc.push(name);
-            let fd = match open(&acc) {
+            let fd = match open(d) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && remake => {
                     // Below a directory made here just now (empty, of course), nothing
@@ -539,7 +562,7 @@ impl Relocker {
                         return Ok(None);
                     }
                     made = true;
-                    open(&acc)?
+                    open(d)?
                 }
                 Err(e)
                     if matches!(
@@ -557,13 +580,14 @@ impl Relocker {
                     acc.display()
                 )));
             }
-            dir = Some(if live && !fsat::is_mount_root(fd.as_fd())? {
+            let next = if live && !fsat::is_mount_root(fd.as_fd())? {
                 fsat::bind_fd(fd.as_fd(), fd.as_fd(), true, false)?;
                 // Below the pin from now on: the directory through its new mount.
-                open(&acc)?
+                open(d)?
             } else {
                 fd
-            });
+            };
+            dir = Some(next);
         }
         Ok(Some((
             match dir {
@@ -632,16 +656,22 @@ impl Relocker {
     /// directory of the workspace, which is made again ([`Relocker::make_again`]). (A file
     /// is not made again: that broke host tools that remove a file and create it
     /// exclusively, `git checkout`; the README states what is left.)
-    fn rehide(&mut self, i: usize, force: bool) -> Result<(), GuardError> {
+    fn rehide(
+        &mut self,
+        i: usize,
+        force: bool,
+        from: Option<(OwnedFd, usize)>,
+    ) -> Result<(), GuardError> {
         let live = !self.finished;
-        let Some((parent, made)) = self.watch_way(i, live, force)? else {
+        let elsewhere = from.is_some();
+        let Some((parent, made)) = self.watch_way(i, live, force, from)? else {
             return Ok(());
         };
         let r = &self.relocks[i];
         let rfd = fsat::open_root_as(&r.root, r.want)?;
         let dev = fsat::fstat(rfd.as_fd())?.st_dev;
         let rel = r.rel.clone();
-        let remake = live && r.is_dir && r.root == self.ws;
+        let remake = live && r.is_dir && r.root == self.ws && !elsewhere;
         let name = rel.file_name().unwrap_or_default().to_os_string();
         let open = || {
             fsat::open_beneath(
@@ -704,18 +734,46 @@ impl Relocker {
     /// were lost); failures told on stderr.
     fn drain(&mut self) {
         let mut due: Vec<usize> = Vec::new();
+        // Each (entry, watch, place on the way) an event concerns: a hidden entry is looked
+        // at again in that watched directory too, wherever it is now.
+        let mut hits: Vec<(usize, i32, usize)> = Vec::new();
+        let mut overflow = false;
+        let mut ignored = Vec::new();
         let (relocks, wds) = (&self.relocks, &self.wds);
         read_inotify(self.inotify.as_fd(), &mut [0u8; 16384], |wd, mask, name| {
             if mask & libc::IN_Q_OVERFLOW != 0 {
-                due = (0..relocks.len()).collect();
+                overflow = true;
                 return;
             }
-            for (i, n) in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
-                if n == name && !due.contains(i) {
-                    due.push(*i);
+            if mask & libc::IN_IGNORED != 0 {
+                ignored.push(wd);
+                return;
+            }
+            for (i, n, k) in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
+                if n == name {
+                    if !due.contains(i) {
+                        due.push(*i);
+                    }
+                    if relocks[*i].hidden && !hits.contains(&(*i, wd, *k)) {
+                        hits.push((*i, wd, *k));
+                    }
                 }
             }
         });
+        if overflow {
+            due = (0..relocks.len()).collect();
+            hits = wds
+                .iter()
+                .flat_map(|(wd, v)| v.iter().map(move |(i, _, k)| (*i, *wd, *k)))
+                .filter(|(i, _, _)| relocks[*i].hidden)
+                .collect();
+        }
+        for wd in ignored {
+            // The directory is gone: nothing more comes from its watch.
+            self.dirs.remove(&wd);
+            self.wds.remove(&wd);
+            hits.retain(|h| h.1 != wd);
+        }
         let now = Instant::now();
         let mut forced = Vec::new();
         self.pending.retain(|&(i, at)| {
@@ -725,7 +783,7 @@ impl Relocker {
             forced.push(i);
             false
         });
-        if let Err(e) = self.relock(due, &forced) {
+        if let Err(e) = self.relock(due, &forced, &hits) {
             eprintln!(
                 "warden: workspace guard: {}",
                 warden_event::text::printable(&e.to_string())
@@ -750,7 +808,12 @@ impl Relocker {
     /// In the last pass (nothing in the sandbox runs any more, and a lock stands only in its
     /// dying namespace) nothing is mounted: the host's new file is only taken as it is now,
     /// for [`Relocker::changed`].
-    fn relock(&mut self, mut due: Vec<usize>, forced: &[usize]) -> Result<(), GuardError> {
+    fn relock(
+        &mut self,
+        mut due: Vec<usize>,
+        forced: &[usize],
+        hits: &[(usize, i32, usize)],
+    ) -> Result<(), GuardError> {
         let mut errors = Vec::new();
         let finished = self.finished;
         due.extend(
@@ -765,7 +828,7 @@ impl Relocker {
             let (root, want, rel) = (r.root.clone(), r.want, r.rel.clone());
             if r.hidden {
                 let force = forced.contains(&i);
-                let result = self.rehide(i, force);
+                let mut result = self.rehide(i, force, None);
                 // Something on the way vanished while it was looked at (the host's `rm -rf`
                 // goes on): looked at again shortly, or on the next event.
                 if let Err(e) = &result {
@@ -773,8 +836,33 @@ impl Relocker {
                         if !force {
                             self.later(i);
                         }
-                        continue;
+                        result = Ok(());
                     }
+                }
+                // And in each directory whose event named it, wherever that is now (gone
+                // or no longer a directory on the way there: nothing to hide there).
+                for &(_, wd, k) in hits.iter().filter(|h| h.0 == i) {
+                    if result.is_err() {
+                        break;
+                    }
+                    let Some(d) = self.dirs.get(&wd) else {
+                        continue;
+                    };
+                    let there = d
+                        .try_clone()
+                        .map_err(GuardError::Io)
+                        .and_then(|d| self.rehide(i, false, Some((d, k))));
+                    result = match there {
+                        Err(e)
+                            if matches!(
+                                e.errno(),
+                                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                            ) =>
+                        {
+                            Ok(())
+                        }
+                        other => other,
+                    };
                 }
                 if let Err(e) = result {
                     // Not hidden again: the host's new file would be the agent's to read.

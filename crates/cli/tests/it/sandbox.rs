@@ -902,9 +902,14 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
     std::fs::create_dir_all(ws.join("sub")).unwrap();
     std::fs::create_dir_all(ws.join("old")).unwrap();
     std::fs::write(ws.join("old/s.txt"), "WS-SECRET-2\n").unwrap();
-    let pol =
-        t.policy("[files]\ndeny = [\"app.env\", \"keys\", \"sub/future.key\", \"old/s.txt\"]\n");
+    std::fs::create_dir_all(ws.join("way/in")).unwrap();
+    std::fs::write(ws.join("way/in/s.key"), "WS-SECRET-0\n").unwrap();
+    std::fs::create_dir_all(ws.join("w2/in")).unwrap();
+    let pol = t.policy(
+        "[files]\ndeny = [\"app.env\", \"keys\", \"sub/future.key\", \"old/s.txt\", \"way/in/s.key\", \"w2/in/k.key\"]\n",
+    );
     let script = "sleep 1; cat app.env keys/id sub/future.key old/s.txt; ls keys; \
+        cat way/in/s.key way.old/in/s.key w2/in/k.key w2.old/in/k.key; \
         echo mine > old/other; echo made > made.txt; mv sub sub2 2>/dev/null; true";
     let child = t.start_held_with(&["--policy", &pol], script);
     std::fs::write(ws.join("app.env.tmp"), "WS-SECRET-3\n").unwrap();
@@ -916,9 +921,21 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
     std::fs::rename(ws.join("old"), ws.join("old.bak")).unwrap();
     std::fs::create_dir(ws.join("old")).unwrap();
     std::fs::write(ws.join("old/s.txt"), "WS-SECRET-6\n").unwrap();
+    // A directory on the way moved aside and replaced by a symbolic link to it: the denied
+    // name went with it, and what the host puts there stays hidden (stop 53's last check),
+    // also in a directory the host makes again there.
+    std::fs::rename(ws.join("way"), ws.join("way.old")).unwrap();
+    std::os::unix::fs::symlink("way.old", ws.join("way")).unwrap();
+    std::fs::write(ws.join("way.old/in/s.tmp"), "WS-SECRET-7\n").unwrap();
+    std::fs::rename(ws.join("way.old/in/s.tmp"), ws.join("way.old/in/s.key")).unwrap();
+    std::fs::rename(ws.join("w2"), ws.join("w2.old")).unwrap();
+    std::os::unix::fs::symlink("w2.old", ws.join("w2")).unwrap();
+    std::fs::remove_dir_all(ws.join("w2.old/in")).unwrap();
+    std::fs::create_dir(ws.join("w2.old/in")).unwrap();
+    std::fs::write(ws.join("w2.old/in/k.key"), "WS-SECRET-8\n").unwrap();
     let o = t.release(child);
     let s = out(&o);
-    for n in 1..=6 {
+    for n in 0..=8 {
         let secret = format!("WS-SECRET-{n}");
         assert!(!s.contains(&secret), "{secret} readable:\n{s}");
     }
@@ -928,6 +945,8 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
         ("keys/id", "WS-SECRET-4\n"),
         ("sub/future.key", "WS-SECRET-5\n"),
         ("old/s.txt", "WS-SECRET-6\n"),
+        ("way/in/s.key", "WS-SECRET-7\n"),
+        ("w2/in/k.key", "WS-SECRET-8\n"),
         ("old/other", "mine\n"),
         ("made.txt", "made\n"),
     ] {
