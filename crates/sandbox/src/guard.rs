@@ -332,6 +332,46 @@ fn end_agent() -> bool {
 
 /// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
 /// calling `on` with each event's watch, mask and name. Whether anything was read.
+/// inotify instances made by stage 1 before it entered the sandbox's user namespace, for the
+/// guard's and the relocker's watches ([`inotify_instance`]).
+static PREMADE_INOTIFY: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
+
+/// A new inotify instance (`IN_CLOEXEC | IN_NONBLOCK`).
+fn new_inotify() -> io::Result<OwnedFd> {
+    // SAFETY: inotify_init1 returns a fresh fd or -1.
+    let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if ifd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(ifd) })
+}
+
+/// Makes the two inotify instances the workspace guard uses, in the calling process (stage 1,
+/// before it enters the sandbox's user namespace; inherited by init). A watch counts against
+/// the inotify limits of its *instance's* user namespace: these count against the invoking
+/// user's, not against the sandbox's own, which init caps for the agent (see
+/// `launch::cap_inotify`): an agent that takes all of its own cannot starve the guard.
+pub fn premake_inotify() -> io::Result<()> {
+    let mut pool = PREMADE_INOTIFY.lock().unwrap_or_else(|p| p.into_inner());
+    while pool.len() < 2 {
+        pool.push(new_inotify()?);
+    }
+    Ok(())
+}
+
+/// One of the instances [`premake_inotify`] made, or a new one.
+fn inotify_instance() -> io::Result<OwnedFd> {
+    let taken = PREMADE_INOTIFY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop();
+    match taken {
+        Some(fd) => Ok(fd),
+        None => new_inotify(),
+    }
+}
+
 fn read_inotify(ino: BorrowedFd<'_>, buf: &mut [u8], mut on: impl FnMut(i32, u32, &OsStr)) -> bool {
     let mut any = false;
     loop {
@@ -408,14 +448,8 @@ impl Relocker {
         ws: PathBuf,
         token: String,
     ) -> Result<Relocker, GuardError> {
-        // SAFETY: inotify_init1 returns a fresh fd or -1.
-        let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if ifd < 0 {
-            return Err(GuardError::Inotify(io::Error::last_os_error()));
-        }
         let mut rl = Relocker {
-            // SAFETY: a fresh fd we own.
-            inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
+            inotify: inotify_instance().map_err(GuardError::Inotify)?,
             relocks: Vec::new(),
             wds: HashMap::new(),
             dirs: HashMap::new(),
@@ -1142,11 +1176,7 @@ impl Guard {
         let dev = fsat::fstat(ws.as_fd())
             .map_err(|e| err("workspace", &plan.workspace, e))?
             .st_dev;
-        // SAFETY: inotify_init1 returns a fresh fd or -1.
-        let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if ifd < 0 {
-            return Err(GuardError::Inotify(io::Error::last_os_error()));
-        }
+        let inotify = inotify_instance().map_err(GuardError::Inotify)?;
         let mut exclude_extra = String::new();
         for (p, is_dir) in &plan.placeholders {
             if let Ok(r) = p.strip_prefix(&plan.workspace) {
@@ -1161,8 +1191,7 @@ impl Guard {
             ws,
             ws_path: plan.workspace.clone(),
             dev,
-            // SAFETY: fresh fd.
-            inotify: unsafe { OwnedFd::from_raw_fd(ifd) },
+            inotify,
             wds: HashMap::new(),
             degraded: false,
             walk_max: MAX_WALK,

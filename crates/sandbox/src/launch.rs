@@ -1150,6 +1150,15 @@ fn stage1(mut c: ChildCtx) -> ! {
             c.ignored_by_stage1 |= 1 << s;
         }
     }
+    // Before the sandbox's user namespace: the guard's watches count against the invoking
+    // user's inotify limits, not against the sandbox's (see `cap_inotify`).
+    if let Err(e) = crate::guard::premake_inotify() {
+        fail_child(
+            err_w,
+            "inotify",
+            &format!("cannot make the workspace guard's inotify instances: {e} (fs.inotify.max_user_instances)"),
+        );
+    }
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -1411,6 +1420,9 @@ fn init(mut c: ChildCtx) -> ! {
                 &format!("/proc/sys/kernel/pid_max (per pid namespace, Linux 6.14+): {e}"),
             );
         }
+    }
+    if let Err(e) = cap_inotify() {
+        fail_child(err_w, "inotify limits", &e);
     }
     if let Err(e) = sys::loopback_up() {
         fail_child(err_w, "network", &e.to_string());
@@ -1756,6 +1768,33 @@ fn agent(mut c: ChildCtx) -> ! {
             e.raw_os_error().unwrap_or(0)
         ),
     )
+}
+
+/// The agent's inotify budget: half of the invoking user's limits (`fs.inotify.max_user_watches`
+/// and `max_user_instances`) for the sandbox's user namespace, whose own limits
+/// (`/proc/sys/user/max_inotify_*`) a watch counts against as well as its parents'. An agent
+/// that takes all it may leaves the host's own watchers (editors, IDEs) the other half
+/// (attack review 109, F3); warden's own watches are on instances made outside
+/// (`guard::premake_inotify`). The agent cannot raise it: it has no `CAP_SYS_RESOURCE`.
+fn cap_inotify() -> Result<(), String> {
+    for (host, own) in [
+        (
+            "/proc/sys/fs/inotify/max_user_watches",
+            "/proc/sys/user/max_inotify_watches",
+        ),
+        (
+            "/proc/sys/fs/inotify/max_user_instances",
+            "/proc/sys/user/max_inotify_instances",
+        ),
+    ] {
+        let n: u64 = std::fs::read_to_string(host)
+            .map_err(|e| format!("{host}: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("{host}: {e}"))?;
+        std::fs::write(own, (n / 2).max(1).to_string()).map_err(|e| format!("{own}: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -960,6 +960,108 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
     assert!(!ws.join("sub2").exists(), "{s}");
 }
 
+/// An agent that takes every inotify instance and watch it may leaves the host's own watchers
+/// (editors, IDEs; the same user's limits) the other half, and warden's guard its own: the
+/// sandbox's user namespace is capped at half of `fs.inotify.max_user_*` (attack review 109,
+/// F3). Judged from the host while the agent holds them all: the host makes an instance and
+/// watches; a denied file the host replaces then is still hidden; the agent got some.
+#[test]
+fn an_agent_cannot_take_the_users_inotify_budget() {
+    let t = T::new("inocap");
+    let ws = t.ws.clone();
+    std::fs::write(ws.join("app.env"), "INO-SECRET-1\n").unwrap();
+    let pol = t.policy("[files]\ndeny = [\"app.env\"]\n");
+    let script = r#"exec python3 -c '
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.mkdir("many")
+for i in range(2000): open("many/%d" % i, "w").close()
+fds = []
+while True:
+    fd = libc.inotify_init1(0)
+    if fd < 0: break
+    fds.append(fd)
+n = 0
+full = False
+for fd in fds:
+    for i in range(2000):
+        if libc.inotify_add_watch(fd, b"many/%d" % i, 0x100) < 0:
+            full = True; break
+        n += 1
+    if full: break
+print("instances", len(fds), "watches", n, flush=True)
+open("exhausted", "w").close()
+while not os.path.exists("host-done"): time.sleep(0.02)
+time.sleep(0.5)
+print(open("app.env").read(), flush=True)
+'"#;
+    let child = t.start_held_with(&["--policy", &pol], script);
+    std::fs::write(ws.join("go"), "").unwrap();
+    assert!(
+        super::common::wait_until(std::time::Duration::from_secs(60), || ws
+            .join("exhausted")
+            .exists()),
+        "the agent never took its inotify budget"
+    );
+    // The host's own watcher, meanwhile.
+    // SAFETY: inotify_init1/add_watch/close on our own descriptor.
+    let (ifd, watched) = unsafe {
+        let ifd = libc::inotify_init1(libc::IN_CLOEXEC);
+        let mut watched = 0;
+        if ifd >= 0 {
+            for d in ["/tmp", "/etc", "/usr", "/var"] {
+                let c = std::ffi::CString::new(d).unwrap();
+                if libc::inotify_add_watch(ifd, c.as_ptr(), libc::IN_CREATE) >= 0 {
+                    watched += 1;
+                }
+            }
+        }
+        (ifd, watched)
+    };
+    let host_err = std::io::Error::last_os_error();
+    std::fs::write(ws.join("app.env.tmp"), "INO-SECRET-2\n").unwrap();
+    std::fs::rename(ws.join("app.env.tmp"), ws.join("app.env")).unwrap();
+    std::fs::write(ws.join("host-done"), "").unwrap();
+    let o = t.release(child);
+    if ifd >= 0 {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(ifd) };
+    }
+    let s = out(&o);
+    assert!(
+        ifd >= 0,
+        "the host could not make an inotify instance: {host_err}\n{s}"
+    );
+    assert_eq!(watched, 4, "the host could not watch: {host_err}\n{s}");
+    assert!(o.status.success(), "{s}");
+    for n in 1..=2 {
+        let secret = format!("INO-SECRET-{n}");
+        assert!(!s.contains(&secret), "{secret} readable:\n{s}");
+    }
+    let read = |f: &str| -> u64 { std::fs::read_to_string(f).unwrap().trim().parse().unwrap() };
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("instances "))
+        .unwrap_or_else(|| panic!("no count:\n{s}"));
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        v[0] >= 1 && v[1] >= 1,
+        "the agent could not use inotify:\n{s}"
+    );
+    assert!(
+        v[0] <= read("/proc/sys/fs/inotify/max_user_instances") / 2
+            && v[1] <= read("/proc/sys/fs/inotify/max_user_watches") / 2,
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("app.env")).unwrap(),
+        "INO-SECRET-2\n"
+    );
+}
+
 /// A denied directory in the workspace that the host removes during the session is made
 /// again at once (a marked placeholder, hidden), so the agent cannot make its own there and
 /// keep a descriptor that reads what the host writes into it later (attack review 109, F2:
