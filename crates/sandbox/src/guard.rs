@@ -332,8 +332,8 @@ fn end_agent() -> bool {
 
 /// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
 /// calling `on` with each event's watch, mask and name. Whether anything was read.
-/// inotify instances made by stage 1 before it entered the sandbox's user namespace, for the
-/// guard's and the relocker's watches ([`inotify_instance`]).
+/// The inotify instance made by stage 1 before it entered the sandbox's user namespace, for
+/// the relocker's watches ([`inotify_instance`]).
 static PREMADE_INOTIFY: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
 
 /// A new inotify instance (`IN_CLOEXEC | IN_NONBLOCK`).
@@ -347,14 +347,18 @@ fn new_inotify() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(ifd) })
 }
 
-/// Makes the two inotify instances the workspace guard uses, in the calling process (stage 1,
-/// before it enters the sandbox's user namespace; inherited by init). A watch counts against
-/// the inotify limits of its *instance's* user namespace: these count against the invoking
-/// user's, not against the sandbox's own, which init caps for the agent (see
-/// `launch::cap_inotify`): an agent that takes all of its own cannot starve the guard.
+/// Makes the inotify instance the relocker uses, in the calling process (stage 1, before it
+/// enters the sandbox's user namespace; inherited by init). A watch counts against the
+/// inotify limits of its *instance's* user namespace: this one's against the invoking user's,
+/// not against the sandbox's own, which init caps for the agent (see `launch::cap_inotify`):
+/// an agent that takes all of its own cannot keep a denied path from being hidden again. Its
+/// watches are the directories on the way to denied paths, which only the host makes. The
+/// walker's instance, whose watches follow the directories the agent makes, stays under the
+/// cap (attack review 112, F1: outside it, an agent's 100,000 directories took the other
+/// half of the user's watches).
 pub fn premake_inotify() -> io::Result<()> {
     let mut pool = PREMADE_INOTIFY.lock().unwrap_or_else(|p| p.into_inner());
-    while pool.len() < 2 {
+    while pool.is_empty() {
         pool.push(new_inotify()?);
     }
     Ok(())
@@ -1176,7 +1180,9 @@ impl Guard {
         let dev = fsat::fstat(ws.as_fd())
             .map_err(|e| err("workspace", &plan.workspace, e))?
             .st_dev;
-        let inotify = inotify_instance().map_err(GuardError::Inotify)?;
+        // In the sandbox's user namespace, under the agent's inotify cap (see
+        // [`premake_inotify`]): the agent makes the directories this watches.
+        let inotify = new_inotify().map_err(GuardError::Inotify)?;
         let mut exclude_extra = String::new();
         for (p, is_dir) in &plan.placeholders {
             if let Ok(r) = p.strip_prefix(&plan.workspace) {

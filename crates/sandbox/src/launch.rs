@@ -1150,13 +1150,13 @@ fn stage1(mut c: ChildCtx) -> ! {
             c.ignored_by_stage1 |= 1 << s;
         }
     }
-    // Before the sandbox's user namespace: the guard's watches count against the invoking
+    // Before the sandbox's user namespace: the relocker's watches count against the invoking
     // user's inotify limits, not against the sandbox's (see `cap_inotify`).
     if let Err(e) = crate::guard::premake_inotify() {
         fail_child(
             err_w,
             "inotify",
-            &format!("cannot make the workspace guard's inotify instances: {e} (fs.inotify.max_user_instances)"),
+            &format!("cannot make the workspace guard's inotify instance: {e} (fs.inotify.max_user_instances)"),
         );
     }
     let mut flags = libc::CLONE_NEWUSER
@@ -1774,8 +1774,10 @@ fn agent(mut c: ChildCtx) -> ! {
 /// and `max_user_instances`) for the sandbox's user namespace, whose own limits
 /// (`/proc/sys/user/max_inotify_*`) a watch counts against as well as its parents'. An agent
 /// that takes all it may leaves the host's own watchers (editors, IDEs) the other half
-/// (attack review 109, F3); warden's own watches are on instances made outside
-/// (`guard::premake_inotify`). The agent cannot raise it: it has no `CAP_SYS_RESOURCE`.
+/// (attack review 109, F3). The walker's watches (one per directory of the workspace, which
+/// the agent makes) count here too; the relocker's, on the way to denied paths, are on an
+/// instance made outside (`guard::premake_inotify`). The agent cannot raise it: it has no
+/// `CAP_SYS_RESOURCE`.
 fn cap_inotify() -> Result<(), String> {
     for (host, own) in [
         (

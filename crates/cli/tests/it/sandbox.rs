@@ -963,7 +963,8 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
 /// An agent that takes every inotify instance and watch it may leaves the host's own watchers
 /// (editors, IDEs; the same user's limits) the other half, and warden's guard its own: the
 /// sandbox's user namespace is capped at half of `fs.inotify.max_user_*` (attack review 109,
-/// F3). Judged from the host while the agent holds them all: the host makes an instance and
+/// F3), with the guard's watches of the agent's directories inside it (review 112, F1).
+/// Judged from the host while the agent holds them all: the host makes an instance and
 /// watches; a denied file the host replaces then is still hidden; the agent got some.
 #[test]
 fn an_agent_cannot_take_the_users_inotify_budget() {
@@ -975,7 +976,8 @@ fn an_agent_cannot_take_the_users_inotify_budget() {
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
 os.mkdir("many")
-for i in range(2000): open("many/%d" % i, "w").close()
+for i in range(2000): os.mkdir("many/%d" % i)
+time.sleep(2)
 fds = []
 while True:
     fd = libc.inotify_init1(0)
@@ -1051,9 +1053,11 @@ print(open("app.env").read(), flush=True)
         v[0] >= 1 && v[1] >= 1,
         "the agent could not use inotify:\n{s}"
     );
+    // The guard's watches of the 2,000 directories the agent made count in the agent's
+    // half too (attack review 112, F1: outside it, the agent's directories took the host's).
     assert!(
         v[0] <= read("/proc/sys/fs/inotify/max_user_instances") / 2
-            && v[1] <= read("/proc/sys/fs/inotify/max_user_watches") / 2,
+            && v[1] + 2000 <= read("/proc/sys/fs/inotify/max_user_watches") / 2,
         "{line}"
     );
     assert_eq!(
