@@ -127,6 +127,9 @@ struct State {
     dev: u64,
     inotify: OwnedFd,
     wds: HashMap<i32, PathBuf>,
+    /// The cookies of directories renamed away from a watched directory whose other half
+    /// (the rename's arrival in a watched one) has not been read yet ([`cut_off_moved_out`]).
+    moved_out: Vec<u32>,
     degraded: bool,
     /// The walks' bound in entries ([`MAX_WALK`], [`MAX_FINAL_WALK`] for the last pass).
     walk_max: usize,
@@ -376,7 +379,11 @@ fn inotify_instance() -> io::Result<OwnedFd> {
     }
 }
 
-fn read_inotify(ino: BorrowedFd<'_>, buf: &mut [u8], mut on: impl FnMut(i32, u32, &OsStr)) -> bool {
+fn read_inotify(
+    ino: BorrowedFd<'_>,
+    buf: &mut [u8],
+    mut on: impl FnMut(i32, u32, u32, &OsStr),
+) -> bool {
     let mut any = false;
     loop {
         // SAFETY: reading inotify events into a buffer we own.
@@ -402,9 +409,103 @@ fn read_inotify(ino: BorrowedFd<'_>, buf: &mut [u8], mut on: impl FnMut(i32, u32
             let raw = &buf[off + hdr..(off + hdr + len).min(n)];
             let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
             off += hdr + len;
-            on(ev.wd, ev.mask, OsStr::from_bytes(&raw[..end]));
+            on(ev.wd, ev.mask, ev.cookie, OsStr::from_bytes(&raw[..end]));
         }
     }
+}
+
+/// A directory of the workspace that the host moved out of it (attack review 112, F2) stays
+/// reachable through a descriptor or working directory the agent held there, wherever it
+/// went (`~/archive`, the hidden part of `$HOME`): below the workspace's bind mount, but no
+/// longer under its root, so no rule of the sandbox's own places it, and Landlock takes it
+/// for the workspace. The kernel offers no way to take such a reference back; so every
+/// process of the sandbox that holds one (a directory descriptor, its working directory or
+/// its root) is ended. Such a directory is *disconnected*: its `..` fails with ENOENT, which
+/// is how it is told from one the host only moved within the workspace (a removed one,
+/// whose `..` fails too, has no links left). Called in init (the sandbox's `/proc`), on a directory moved away from a
+/// watched directory and not into one.
+fn cut_off_moved_out() {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // The process itself, by a descriptor: a pid reused meanwhile is not signalled.
+        let Ok(pidfd) = warden_sys::pidfd::open(pid as i32) else {
+            continue;
+        };
+        let base = PathBuf::from(format!("/proc/{pid}"));
+        let mut held = vec![base.join("cwd"), base.join("root")];
+        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
+            held.extend(fds.flatten().map(|f| f.path()));
+        }
+        if let Some(p) = held.iter().find(|p| disconnected_dir(p)) {
+            let what = if p.ends_with("cwd") {
+                "its working directory"
+            } else {
+                "a directory descriptor"
+            };
+            // SAFETY: pidfd_send_signal on a pidfd we own; a plain syscall.
+            let sent = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if sent == 0 {
+                eprintln!(
+                    "warden: workspace guard: the host moved a directory out of the workspace, and process {pid} held it ({what}): ended, so it reads and writes nothing there"
+                );
+            }
+        }
+    }
+}
+
+/// Whether `magic` (a `/proc/PID/fd/N`, `cwd` or `root` link) is a directory whose `..` is
+/// gone from under its mount ([`cut_off_moved_out`]).
+fn disconnected_dir(magic: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(magic.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: open(2) of a /proc magic link with O_PATH (nothing read or written).
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // A removed directory's `..` fails with ENOENT too: it has no links left.
+    if fsat::fstat(fd.as_fd()).map_or(true, |st| st.st_nlink == 0) {
+        return false;
+    }
+    // SAFETY: openat(2) of ".." below our own fd, O_PATH.
+    let up = unsafe {
+        libc::openat(
+            fd.as_raw_fd(),
+            c"..".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if up >= 0 {
+        // SAFETY: closing the fd just opened.
+        unsafe { libc::close(up) };
+        return false;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT)
 }
 
 /// The watch for the host replacing a locked file ([`Relock`]), on an inotify instance and
@@ -778,26 +879,30 @@ impl Relocker {
         let mut overflow = false;
         let mut ignored = Vec::new();
         let (relocks, wds) = (&self.relocks, &self.wds);
-        read_inotify(self.inotify.as_fd(), &mut [0u8; 16384], |wd, mask, name| {
-            if mask & libc::IN_Q_OVERFLOW != 0 {
-                overflow = true;
-                return;
-            }
-            if mask & libc::IN_IGNORED != 0 {
-                ignored.push(wd);
-                return;
-            }
-            for (i, n, k) in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
-                if n == name {
-                    if !due.contains(i) {
-                        due.push(*i);
-                    }
-                    if relocks[*i].hidden && !hits.contains(&(*i, wd, *k)) {
-                        hits.push((*i, wd, *k));
+        read_inotify(
+            self.inotify.as_fd(),
+            &mut [0u8; 16384],
+            |wd, mask, _, name| {
+                if mask & libc::IN_Q_OVERFLOW != 0 {
+                    overflow = true;
+                    return;
+                }
+                if mask & libc::IN_IGNORED != 0 {
+                    ignored.push(wd);
+                    return;
+                }
+                for (i, n, k) in wds.get(&wd).map(Vec::as_slice).unwrap_or(&[]) {
+                    if n == name {
+                        if !due.contains(i) {
+                            due.push(*i);
+                        }
+                        if relocks[*i].hidden && !hits.contains(&(*i, wd, *k)) {
+                            hits.push((*i, wd, *k));
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         if overflow {
             due = (0..relocks.len()).collect();
             hits = wds
@@ -1199,6 +1304,7 @@ impl Guard {
             dev,
             inotify,
             wds: HashMap::new(),
+            moved_out: Vec::new(),
             degraded: false,
             walk_max: MAX_WALK,
             unwatched: true,
@@ -1861,8 +1967,11 @@ impl State {
             return;
         }
         // Added to what a locked file's watch on the same directory asks ([`Relock`]).
-        let mask =
-            libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_EXCL_UNLINK;
+        let mask = libc::IN_CREATE
+            | libc::IN_MOVED_TO
+            | libc::IN_MOVED_FROM
+            | libc::IN_CLOSE_WRITE
+            | libc::IN_EXCL_UNLINK;
         let Ok(wd) = self.inotify_watch(fd, mask) else {
             self.degraded = true;
             return;
@@ -1895,13 +2004,25 @@ impl State {
         // Read, then handled (handling adds watches to the same instance), until empty.
         loop {
             let mut events = Vec::new();
-            let any = read_inotify(self.inotify.as_fd(), &mut buf, |wd, mask, name| {
-                events.push((wd, mask, name.to_os_string()))
+            let any = read_inotify(self.inotify.as_fd(), &mut buf, |wd, mask, cookie, name| {
+                events.push((wd, mask, cookie, name.to_os_string()))
             });
-            for (wd, mask, name) in events {
+            for (wd, mask, cookie, name) in events {
+                // A directory renamed within the workspace shows as both halves (queued by
+                // the one rename); one only moved away, as the first.
+                if mask & libc::IN_ISDIR != 0 && mask & libc::IN_MOVED_FROM != 0 {
+                    self.moved_out.push(cookie);
+                    continue;
+                }
+                if mask & libc::IN_ISDIR != 0 && mask & libc::IN_MOVED_TO != 0 {
+                    self.moved_out.retain(|c| *c != cookie);
+                }
                 self.event(wd, mask, name);
             }
             if !any {
+                if !std::mem::take(&mut self.moved_out).is_empty() {
+                    cut_off_moved_out();
+                }
                 return;
             }
         }

@@ -1066,6 +1066,91 @@ print(open("app.env").read(), flush=True)
     );
 }
 
+/// A directory of the workspace that the host moves out of it (here into the hidden part of
+/// `$HOME`) is not the agent's to read or write through a descriptor or working directory it
+/// held there (attack review 112, F2): the processes that hold one are ended as the move is
+/// seen. Judged from the host: nothing the host wrote there afterwards in the agent's output,
+/// nothing planted there; a directory moved within the workspace stays usable, and the
+/// session goes on.
+#[test]
+fn a_directory_the_host_moves_out_of_the_workspace_is_cut_off() {
+    let t = T::new("movedout");
+    let ws = t.ws.clone();
+    for d in ["c/d", "e/f", "g/h"] {
+        std::fs::create_dir_all(ws.join(d)).unwrap();
+    }
+    std::fs::write(ws.join("c/d/old.txt"), "OLD\n").unwrap();
+    std::fs::write(ws.join("g/h/in.txt"), "IN\n").unwrap();
+    let archive = t.home.join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let cwd_holder = r#"import os, sys, time
+open(sys.argv[1] + "/ready2", "w").close()
+while not os.path.exists(sys.argv[1] + "/moved"): time.sleep(0.02)
+time.sleep(0.5)
+try:
+    print("CWD", os.listdir("."), flush=True)
+    open("planted2", "w").write("AGENT")
+    print("PLANTED2", flush=True)
+except OSError as e: print("cwd", e.errno, flush=True)
+"#;
+    let fd_holder = r#"import os, sys, time
+fd = os.open(sys.argv[1], os.O_DIRECTORY)
+while not os.path.exists("ready2"): time.sleep(0.02)
+open("ready" + sys.argv[1][0], "w").close()
+while not os.path.exists("moved"): time.sleep(0.02)
+time.sleep(0.5)
+print("LIST", sys.argv[1], sorted(os.listdir(fd)), flush=True)
+for n in ["new.txt", "old.txt"]:
+    try: print(n, os.read(os.open(n, os.O_RDONLY, dir_fd=fd), 100), flush=True)
+    except OSError as e: print(n, e.errno, flush=True)
+try:
+    os.write(os.open("planted", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd), b"AGENT"); print("PLANTED", sys.argv[1], flush=True)
+except OSError as e: print("plant", e.errno, flush=True)
+"#;
+    std::fs::write(ws.join("cwd_holder.py"), cwd_holder).unwrap();
+    std::fs::write(ws.join("fd_holder.py"), fd_holder).unwrap();
+    let child = t.start_held_with(
+        &[],
+        "w=$PWD; (cd e/f && exec python3 \"$w/cwd_holder.py\" \"$w\") & \
+         (python3 fd_holder.py g/h; echo \"kept rc=$?\") & \
+         python3 fd_holder.py c/d; echo \"fd rc=$?\"; wait; echo AFTER",
+    );
+    std::fs::write(ws.join("go"), "").unwrap();
+    assert!(
+        super::common::wait_until(std::time::Duration::from_secs(20), || ws
+            .join("readyc")
+            .exists()
+            && ws.join("readyg").exists()),
+        "the agent never got ready"
+    );
+    std::fs::rename(ws.join("c"), archive.join("c")).unwrap();
+    std::fs::rename(ws.join("e"), archive.join("e")).unwrap();
+    std::fs::rename(ws.join("g"), ws.join("g2")).unwrap();
+    std::fs::write(archive.join("c/d/new.txt"), "MOVED-SECRET-1\n").unwrap();
+    std::fs::write(archive.join("e/f/new.txt"), "MOVED-SECRET-2\n").unwrap();
+    std::fs::write(ws.join("moved"), "").unwrap();
+    let o = t.release(child);
+    let s = out(&o);
+    assert!(!s.contains("MOVED-SECRET"), "{s}");
+    assert!(!s.contains("PLANTED c/d") && !s.contains("PLANTED2"), "{s}");
+    assert!(!s.contains("CWD"), "{s}");
+    assert!(!archive.join("c/d/planted").exists(), "{s}");
+    assert!(!archive.join("e/f/planted2").exists(), "{s}");
+    assert!(s.contains("fd rc=137"), "{s}");
+    assert!(s.contains("AFTER"), "the session ended:\n{s}");
+    // Moved within the workspace: still the agent's.
+    assert!(s.contains("LIST g/h ['in.txt']"), "{s}");
+    assert!(s.contains("kept rc=0"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("g2/h/planted")).unwrap(),
+        "AGENT"
+    );
+    assert_eq!(
+        std::fs::read_to_string(archive.join("c/d/old.txt")).unwrap(),
+        "OLD\n"
+    );
+}
+
 /// A denied directory in the workspace that the host removes during the session is made
 /// again at once (a marked placeholder, hidden), so the agent cannot make its own there and
 /// keep a descriptor that reads what the host writes into it later (attack review 109, F2:
