@@ -440,17 +440,46 @@ fn cut_off_moved_out() {
         let Ok(pidfd) = warden_sys::pidfd::open(pid as i32) else {
             continue;
         };
-        let base = PathBuf::from(format!("/proc/{pid}"));
-        let mut held = vec![base.join("cwd"), base.join("root")];
-        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
-            held.extend(fds.flatten().map(|f| f.path()));
+        // Every thread: one made without CLONE_FS or CLONE_FILES has a working directory and
+        // a descriptor table of its own, and a thread-group leader that has exited shows
+        // neither (attack review 113, F2, F3). What cannot be read is taken as held.
+        let mut found: Option<&'static str> = None;
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        let Ok(tasks) = tasks else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let base = t.path();
+            if !base.join("stat").exists() {
+                continue;
+            }
+            for (link, what) in [
+                ("cwd", "its working directory"),
+                ("root", "its root directory"),
+            ] {
+                match disconnected_dir(&base.join(link)) {
+                    Some(false) => {}
+                    Some(true) => found = Some(what),
+                    None if is_zombie(&base) => {}
+                    None => found = Some("a working directory warden could not read"),
+                }
+            }
+            match std::fs::read_dir(base.join("fd")) {
+                Ok(fds) => {
+                    for f in fds.flatten() {
+                        if disconnected_dir(&f.path()) == Some(true) {
+                            found = Some("a directory descriptor");
+                        }
+                    }
+                }
+                Err(_) if is_zombie(&base) => {}
+                Err(_) => found = Some("descriptors warden could not read"),
+            }
+            if found.is_some() {
+                break;
+            }
         }
-        if let Some(p) = held.iter().find(|p| disconnected_dir(p)) {
-            let what = if p.ends_with("cwd") {
-                "its working directory"
-            } else {
-                "a directory descriptor"
-            };
+        if let Some(what) = found {
             // SAFETY: pidfd_send_signal on a pidfd we own; a plain syscall.
             let sent = unsafe {
                 libc::syscall(
@@ -470,11 +499,21 @@ fn cut_off_moved_out() {
     }
 }
 
-/// Whether `magic` (a `/proc/PID/fd/N`, `cwd` or `root` link) is a directory whose `..` is
-/// gone from under its mount ([`cut_off_moved_out`]).
-fn disconnected_dir(magic: &Path) -> bool {
+/// A task (`/proc/PID/task/TID`) that has exited (its thread group lives on in others, which
+/// are looked at themselves).
+fn is_zombie(task: &Path) -> bool {
+    std::fs::read_to_string(task.join("stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+    })
+}
+
+/// Whether `magic` (a `/proc/.../fd/N`, `cwd` or `root` link) is a directory whose `..` is
+/// gone from under its mount ([`cut_off_moved_out`]); `None`: it could not be opened (gone,
+/// or the task exited), other than as a descriptor of something that is no directory.
+fn disconnected_dir(magic: &Path) -> Option<bool> {
     let Ok(c) = std::ffi::CString::new(magic.as_os_str().as_bytes()) else {
-        return false;
+        return Some(false);
     };
     // SAFETY: open(2) of a /proc magic link with O_PATH (nothing read or written).
     let fd = unsafe {
@@ -484,13 +523,16 @@ fn disconnected_dir(magic: &Path) -> bool {
         )
     };
     if fd < 0 {
-        return false;
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOTDIR) => Some(false),
+            _ => None,
+        };
     }
     // SAFETY: a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // A removed directory's `..` fails with ENOENT too: it has no links left.
     if fsat::fstat(fd.as_fd()).map_or(true, |st| st.st_nlink == 0) {
-        return false;
+        return Some(false);
     }
     // SAFETY: openat(2) of ".." below our own fd, O_PATH.
     let up = unsafe {
@@ -503,9 +545,9 @@ fn disconnected_dir(magic: &Path) -> bool {
     if up >= 0 {
         // SAFETY: closing the fd just opened.
         unsafe { libc::close(up) };
-        return false;
+        return Some(false);
     }
-    io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT)
+    Some(io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT))
 }
 
 /// The watch for the host replacing a locked file ([`Relock`]), on an inotify instance and

@@ -1066,6 +1066,55 @@ print(open("app.env").read(), flush=True)
     );
 }
 
+/// See [`a_directory_the_host_moves_out_of_the_workspace_is_cut_off`]: `threads MODE WS DIR`
+/// holds `DIR` in a thread of its own (`clone`) or behind an exited leader (`zombie`) and,
+/// once `WS/moved` exists, reads `new.txt` and plants `planted` there.
+const THREAD_HOLDERS: &str = r#"#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static int dfd; static const char *mode, *ws;
+static void say(const char *a, const char *b) {
+  char m[300]; int n = snprintf(m, sizeof m, "%s %s%s", mode, a, b); write(1, m, n);
+}
+static void ready(void) {
+  char m[4096]; snprintf(m, sizeof m, "%s/ready_%s", ws, mode); close(open(m, O_CREAT | O_WRONLY, 0644));
+  say("ready", "\n");
+}
+static void act(void) {
+  char marker[4096]; snprintf(marker, sizeof marker, "%s/moved", ws);
+  while (access(marker, F_OK)) usleep(20000);
+  usleep(500000);
+  char buf[100]; int f = openat(dfd, "new.txt", O_RDONLY);
+  if (f >= 0) { int n = read(f, buf, 99); if (n > 0) { buf[n] = 0; say("READ ", buf); } }
+  f = openat(dfd, "planted", O_CREAT | O_WRONLY, 0644);
+  if (f >= 0) { write(f, "AGENT", 5); say("PLANTED", "\n"); }
+}
+static int cloned(void *a) { (void)a; fchdir(dfd); act(); syscall(SYS_exit_group, 0); return 0; }
+static void *worker(void *a) { (void)a; act(); exit(0); }
+int main(int c, char **v) {
+  if (c < 4) return 2;
+  mode = v[1]; ws = v[2];
+  dfd = open(v[3], O_DIRECTORY);
+  if (dfd < 0) return 3;
+  if (!strcmp(mode, "clone")) {
+    char *st = malloc(1 << 16);
+    if (clone(cloned, st + (1 << 16), CLONE_VM | CLONE_THREAD | CLONE_SIGHAND, 0) < 0) return 4;
+    usleep(100000); close(dfd); ready();
+    for (;;) pause();
+  }
+  pthread_t t; pthread_create(&t, 0, worker, 0);
+  ready();
+  syscall(SYS_exit, 0);
+  return 0;
+}
+"#;
+
 /// A directory of the workspace that the host moves out of it (here into the hidden part of
 /// `$HOME`) is not the agent's to read or write through a descriptor or working directory it
 /// held there (attack review 112, F2): the processes that hold one are ended as the move is
@@ -1107,11 +1156,28 @@ try:
     os.write(os.open("planted", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd), b"AGENT"); print("PLANTED", sys.argv[1], flush=True)
 except OSError as e: print("plant", e.errno, flush=True)
 "#;
+    // Holders the pass must find in a thread of their own (attack review 113, F2: a thread
+    // with its own descriptor table and working directory; F3: a thread-group leader that
+    // has exited, whose /proc entries show nothing).
+    let src = t.root.join("threads.c");
+    std::fs::write(&src, THREAD_HOLDERS).unwrap();
+    let st = Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(ws.join("threads"))
+        .arg("-pthread")
+        .status()
+        .unwrap();
+    assert!(st.success(), "cc threads.c");
+    for d in ["t1/d", "t2/d"] {
+        std::fs::create_dir_all(ws.join(d)).unwrap();
+    }
     std::fs::write(ws.join("cwd_holder.py"), cwd_holder).unwrap();
     std::fs::write(ws.join("fd_holder.py"), fd_holder).unwrap();
     let child = t.start_held_with(
         &[],
         "w=$PWD; (cd e/f && exec python3 \"$w/cwd_holder.py\" \"$w\") & \
+         ./threads clone \"$w\" t1/d & ./threads zombie \"$w\" t2/d & \
          (python3 fd_holder.py g/h; echo \"kept rc=$?\") & \
          python3 fd_holder.py c/d; echo \"fd rc=$?\"; wait; echo AFTER",
     );
@@ -1120,11 +1186,17 @@ except OSError as e: print("plant", e.errno, flush=True)
         super::common::wait_until(std::time::Duration::from_secs(20), || ws
             .join("readyc")
             .exists()
-            && ws.join("readyg").exists()),
+            && ["readyg", "ready_clone", "ready_zombie"]
+                .iter()
+                .all(|f| ws.join(f).exists())),
         "the agent never got ready"
     );
     std::fs::rename(ws.join("c"), archive.join("c")).unwrap();
     std::fs::rename(ws.join("e"), archive.join("e")).unwrap();
+    for d in ["t1", "t2"] {
+        std::fs::rename(ws.join(d), archive.join(d)).unwrap();
+        std::fs::write(archive.join(d).join("d/new.txt"), "MOVED-SECRET-T\n").unwrap();
+    }
     std::fs::rename(ws.join("g"), ws.join("g2")).unwrap();
     std::fs::write(archive.join("c/d/new.txt"), "MOVED-SECRET-1\n").unwrap();
     std::fs::write(archive.join("e/f/new.txt"), "MOVED-SECRET-2\n").unwrap();
@@ -1136,6 +1208,12 @@ except OSError as e: print("plant", e.errno, flush=True)
     assert!(!s.contains("CWD"), "{s}");
     assert!(!archive.join("c/d/planted").exists(), "{s}");
     assert!(!archive.join("e/f/planted2").exists(), "{s}");
+    assert!(!archive.join("t1/d/planted").exists(), "{s}");
+    assert!(!archive.join("t2/d/planted").exists(), "{s}");
+    assert!(
+        s.contains("clone ready") && s.contains("zombie ready"),
+        "{s}"
+    );
     assert!(s.contains("fd rc=137"), "{s}");
     assert!(s.contains("AFTER"), "the session ended:\n{s}");
     // Moved within the workspace: still the agent's.
