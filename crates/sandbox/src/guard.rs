@@ -130,6 +130,9 @@ struct State {
     /// The cookies of directories renamed away from a watched directory whose other half
     /// (the rename's arrival in a watched one) has not been read yet ([`cut_off_moved_out`]).
     moved_out: Vec<u32>,
+    /// Directories moved within the workspace since the last drain, for
+    /// [`Relocker::moved_within`].
+    arrived: Vec<PathBuf>,
     degraded: bool,
     /// The walks' bound in entries ([`MAX_WALK`], [`MAX_FINAL_WALK`] for the last pass).
     walk_max: usize,
@@ -718,9 +721,9 @@ impl Relocker {
             if !list.iter().any(|(j, n, _)| *j == i && n == name) {
                 list.push((i, name.clone(), k));
             }
-            if let std::collections::hash_map::Entry::Vacant(v) = self.dirs.entry(wd) {
-                v.insert(d.try_clone_to_owned()?);
-            }
+            // The latest way to it, through the mounts a path to it crosses now (see
+            // [`Relocker::moved_within`]).
+            self.dirs.insert(wd, d.try_clone_to_owned()?);
             if leaf {
                 break;
             }
@@ -909,6 +912,80 @@ impl Relocker {
         };
         fsat::bind_fd(src.as_fd(), fd.as_fd(), false, true)?;
         Ok(())
+    }
+
+    /// Directories the host moved within the workspace (`rels`, workspace-relative, seen by
+    /// the walker). A directory on the way to a hidden entry that arrives below another
+    /// mount than the one it was watched through (`mv a/b n2/b`: `b` was reached through
+    /// the pin of `a`, and is now reached through the workspace's own mount) would have
+    /// what is hidden in it hidden where the agent no longer looks (attack review 113, F4:
+    /// a mount stands on a name as seen through one mount only). So its watch now goes
+    /// through the path it has now, and what stands at each hidden name below it is hidden
+    /// again there.
+    fn moved_within(&mut self, rels: &[PathBuf]) {
+        if self.finished || self.dirs.is_empty() {
+            return;
+        }
+        let Ok(ws) = fsat::open_root(&self.ws) else {
+            return;
+        };
+        let mut errors = Vec::new();
+        for rel in rels {
+            let Ok(fd) = fsat::open_beneath(
+                ws.as_fd(),
+                rel,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) else {
+                continue;
+            };
+            let Ok(st) = fsat::fstat(fd.as_fd()) else {
+                continue;
+            };
+            let id = (st.st_dev, st.st_ino);
+            let matching: Vec<i32> = self
+                .dirs
+                .iter()
+                .filter(|(_, d)| fsat::fstat(d.as_fd()).is_ok_and(|s| (s.st_dev, s.st_ino) == id))
+                .map(|(wd, _)| *wd)
+                .collect();
+            for wd in matching {
+                let Ok(dup) = fd.try_clone() else { continue };
+                self.dirs.insert(wd, dup);
+                let entries: Vec<(usize, usize)> = self
+                    .wds
+                    .get(&wd)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|(i, _, _)| self.relocks[*i].hidden)
+                            .map(|(i, _, k)| (*i, *k))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for (i, k) in entries {
+                    let result = fd
+                        .try_clone()
+                        .map_err(GuardError::Io)
+                        .and_then(|d| self.rehide(i, false, Some((d, k))));
+                    if let Err(e) = result {
+                        if matches!(e.errno(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) {
+                            continue;
+                        }
+                        let path = self.relocks[i].root.join(&self.relocks[i].rel);
+                        errors.push(self.give_up(i, path, e, [
+                            "the host moved a directory on the way to this denied path during the session and warden could not hide it again there, so it ended the session's processes",
+                            "the host moved a directory on the way to this denied path during the session and warden could not hide it again there: the agent may read it",
+                        ]));
+                    }
+                }
+            }
+        }
+        for e in errors {
+            eprintln!(
+                "warden: workspace guard: {}",
+                warden_event::text::printable(&e.to_string())
+            );
+        }
     }
 
     /// Reads every queued event and locks again what they name (everything, when events
@@ -1347,6 +1424,7 @@ impl Guard {
             inotify,
             wds: HashMap::new(),
             moved_out: Vec::new(),
+            arrived: Vec::new(),
             degraded: false,
             walk_max: MAX_WALK,
             unwatched: true,
@@ -1441,6 +1519,12 @@ impl Guard {
                 s.rescan();
             }
             s.drain_events();
+            let arrived = std::mem::take(&mut s.arrived);
+            if !arrived.is_empty() {
+                if let Ok(mut r) = g.rl.lock() {
+                    r.moved_within(&arrived);
+                }
+            }
             if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
                 s.rescan();
             }
@@ -2087,6 +2171,9 @@ impl State {
             return;
         };
         let child = dir.join(&name);
+        if mask & libc::IN_ISDIR != 0 && mask & libc::IN_MOVED_TO != 0 {
+            self.arrived.push(child.clone());
+        }
         if mask & libc::IN_ISDIR != 0 && mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
             self.walk(&child, 0, &mut 0, true);
         }

@@ -905,11 +905,17 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
     std::fs::create_dir_all(ws.join("way/in")).unwrap();
     std::fs::write(ws.join("way/in/s.key"), "WS-SECRET-0\n").unwrap();
     std::fs::create_dir_all(ws.join("w2/in")).unwrap();
+    for d in ["m/p", "q/r", "n3"] {
+        std::fs::create_dir_all(ws.join(d)).unwrap();
+    }
+    std::fs::write(ws.join("m/p/s.key"), "WS-SECRET-9\n").unwrap();
+    std::fs::write(ws.join("q/r/t.key"), "WS-SECRET-10\n").unwrap();
     let pol = t.policy(
-        "[files]\ndeny = [\"app.env\", \"keys\", \"sub/future.key\", \"old/s.txt\", \"way/in/s.key\", \"w2/in/k.key\"]\n",
+        "[files]\ndeny = [\"app.env\", \"keys\", \"sub/future.key\", \"old/s.txt\", \"way/in/s.key\", \"w2/in/k.key\", \"m/p/s.key\", \"q/r/t.key\"]\n",
     );
     let script = "sleep 1; cat app.env keys/id sub/future.key old/s.txt; ls keys; \
         cat way/in/s.key way.old/in/s.key w2/in/k.key w2.old/in/k.key; \
+        cat n3/p/s.key n3/r/t.key; \
         echo mine > old/other; echo made > made.txt; mv sub sub2 2>/dev/null; true";
     let child = t.start_held_with(&["--policy", &pol], script);
     std::fs::write(ws.join("app.env.tmp"), "WS-SECRET-3\n").unwrap();
@@ -933,9 +939,23 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
     std::fs::remove_dir_all(ws.join("w2.old/in")).unwrap();
     std::fs::create_dir(ws.join("w2.old/in")).unwrap();
     std::fs::write(ws.join("w2.old/in/k.key"), "WS-SECRET-8\n").unwrap();
+    // The denied file's own directory moved into another directory of the workspace, which
+    // is reached through another mount than the pin it was watched through (attack review
+    // 113, F4): what the host saves there afterwards, and what it saved before the move,
+    // stay hidden. (Seen through the workspace guard's walk, whose watches stand once the
+    // agent has run a moment.)
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::rename(ws.join("m/p"), ws.join("n3/p")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::write(ws.join("n3/p/s.tmp"), "WS-SECRET-11\n").unwrap();
+    std::fs::rename(ws.join("n3/p/s.tmp"), ws.join("n3/p/s.key")).unwrap();
+    std::fs::write(ws.join("q/r/t.tmp"), "WS-SECRET-12\n").unwrap();
+    std::fs::rename(ws.join("q/r/t.tmp"), ws.join("q/r/t.key")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::rename(ws.join("q/r"), ws.join("n3/r")).unwrap();
     let o = t.release(child);
     let s = out(&o);
-    for n in 0..=8 {
+    for n in 0..=12 {
         let secret = format!("WS-SECRET-{n}");
         assert!(!s.contains(&secret), "{secret} readable:\n{s}");
     }
@@ -947,6 +967,8 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
         ("old/s.txt", "WS-SECRET-6\n"),
         ("way/in/s.key", "WS-SECRET-7\n"),
         ("w2/in/k.key", "WS-SECRET-8\n"),
+        ("n3/p/s.key", "WS-SECRET-11\n"),
+        ("n3/r/t.key", "WS-SECRET-12\n"),
         ("old/other", "mine\n"),
         ("made.txt", "made\n"),
     ] {
