@@ -50,6 +50,8 @@ pub fn guarantees(f: &Features) -> Vec<Guarantee> {
         g("proc.memory", "session memory bounded; private tmpfs sizes bounded", f.cgroup_memory.is_some(), false,
           match &f.cgroup_memory { Some(c) => format!("memory limit in {c}; tmpfs size= (process.*_size)"),
             None => "tmpfs size= only: no writable memory cgroup (RLIMIT_AS is not used: it bounds address space per process, not the session's memory)".into() }),
+        g("proc.inotify", "the agent takes at most half of the user's inotify watches and instances", ns, false,
+          "limits of the sandbox's user namespace (/proc/sys/user/max_inotify_*), half of fs.inotify.max_user_*".into()),
         g("dev.allowlist", "only allowlisted device nodes in the sandbox's /dev", ns, true,
           format!("tmpfs /dev with {} bound in, private devpts", crate::mounts::DEV_NODES.join(", "))),
         g("net.isolated", "no direct network; egress only via warden's proxy", ns || ll >= 4, true,
