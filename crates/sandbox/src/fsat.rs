@@ -855,6 +855,26 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<PathBuf> {
 
 /// Whether what `fd` names is the root of a mount (`STATX_ATTR_MOUNT_ROOT`; `false` on a
 /// kernel that does not report it, before 5.8).
+/// The id of the mount `fd` is on (`statx` `STATX_MNT_ID`).
+pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: statx into a zeroed struct of the right type.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx on a borrowed fd with AT_EMPTY_PATH.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.stx_mnt_id)
+}
+
 pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: statx into a zeroed struct of the right type.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };

@@ -127,9 +127,15 @@ struct State {
     dev: u64,
     inotify: OwnedFd,
     wds: HashMap<i32, PathBuf>,
-    /// The cookies of directories renamed away from a watched directory whose other half
-    /// (the rename's arrival in a watched one) has not been read yet ([`cut_off_moved_out`]).
-    moved_out: Vec<u32>,
+    /// Directories renamed away from a watched directory (the rename's cookie and the
+    /// workspace-relative path they had) whose other half (the arrival in a watched one)
+    /// has not been read yet ([`cut_off_moved_out`]).
+    moved_out: Vec<(u32, PathBuf)>,
+    /// The (device, inode) of each watched directory.
+    ids: HashMap<i32, (u64, u64)>,
+    /// How many directories the walk watches at most: a quarter of the user's inotify
+    /// watches, outside the agent's own quarter ([`premake_inotify`]).
+    max_watches: usize,
     /// Directories moved within the workspace since the last drain, for
     /// [`Relocker::moved_within`].
     arrived: Vec<PathBuf>,
@@ -338,8 +344,8 @@ fn end_agent() -> bool {
 
 /// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
 /// calling `on` with each event's watch, mask and name. Whether anything was read.
-/// The inotify instance made by stage 1 before it entered the sandbox's user namespace, for
-/// the relocker's watches ([`inotify_instance`]).
+/// The inotify instances made by stage 1 before it entered the sandbox's user namespace, for
+/// the walker's and the relocker's watches ([`inotify_instance`]).
 static PREMADE_INOTIFY: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
 
 /// A new inotify instance (`IN_CLOEXEC | IN_NONBLOCK`).
@@ -353,18 +359,19 @@ fn new_inotify() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(ifd) })
 }
 
-/// Makes the inotify instance the relocker uses, in the calling process (stage 1, before it
-/// enters the sandbox's user namespace; inherited by init). A watch counts against the
-/// inotify limits of its *instance's* user namespace: this one's against the invoking user's,
-/// not against the sandbox's own, which init caps for the agent (see `launch::cap_inotify`):
-/// an agent that takes all of its own cannot keep a denied path from being hidden again. Its
-/// watches are the directories on the way to denied paths, which only the host makes. The
-/// walker's instance, whose watches follow the directories the agent makes, stays under the
-/// cap (attack review 112, F1: outside it, an agent's 100,000 directories took the other
-/// half of the user's watches).
+/// Makes the inotify instances the workspace guard uses, in the calling process (stage 1,
+/// before it enters the sandbox's user namespace; inherited by init). A watch counts against
+/// the inotify limits of its *instance's* user namespace: these count against the invoking
+/// user's, not against the sandbox's own, which init caps for the agent at a quarter of the
+/// user's watches (see `launch::cap_inotify`): an agent that takes all of its own cannot
+/// keep a denied path from being hidden again (the relocker's watches, on the way to denied
+/// paths, which only the host makes) nor blind the walk (attack review 114, F1). The walk,
+/// whose watches follow the directories the agent makes, takes another quarter at most
+/// ([`State::max_watches`]; attack review 112, F1: unbounded outside the cap, an agent's
+/// 100,000 directories took the user's other half), so the host keeps half.
 pub fn premake_inotify() -> io::Result<()> {
     let mut pool = PREMADE_INOTIFY.lock().unwrap_or_else(|p| p.into_inner());
-    while pool.is_empty() {
+    while pool.len() < 2 {
         pool.push(new_inotify()?);
     }
     Ok(())
@@ -427,7 +434,7 @@ fn read_inotify(
 /// is how it is told from one the host only moved within the workspace (a removed one,
 /// whose `..` fails too, has no links left). Called in init (the sandbox's `/proc`), on a directory moved away from a
 /// watched directory and not into one.
-fn cut_off_moved_out() {
+fn cut_off_moved_out(gone: &HashSet<(u64, u64)>) {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -460,7 +467,7 @@ fn cut_off_moved_out() {
                 ("cwd", "its working directory"),
                 ("root", "its root directory"),
             ] {
-                match disconnected_dir(&base.join(link)) {
+                match disconnected_dir(&base.join(link), gone) {
                     Some(false) => {}
                     Some(true) => found = Some(what),
                     None if is_zombie(&base) => {}
@@ -470,7 +477,7 @@ fn cut_off_moved_out() {
             match std::fs::read_dir(base.join("fd")) {
                 Ok(fds) => {
                     for f in fds.flatten() {
-                        if disconnected_dir(&f.path()) == Some(true) {
+                        if disconnected_dir(&f.path(), gone) == Some(true) {
                             found = Some("a directory descriptor");
                         }
                     }
@@ -511,10 +518,12 @@ fn is_zombie(task: &Path) -> bool {
     })
 }
 
-/// Whether `magic` (a `/proc/.../fd/N`, `cwd` or `root` link) is a directory whose `..` is
-/// gone from under its mount ([`cut_off_moved_out`]); `None`: it could not be opened (gone,
-/// or the task exited), other than as a descriptor of something that is no directory.
-fn disconnected_dir(magic: &Path) -> Option<bool> {
+/// Whether `magic` (a `/proc/.../fd/N`, `cwd` or `root` link) is one of the directories
+/// that left the workspace (`gone`) and is still away: its `..` is gone from under its mount
+/// ([`cut_off_moved_out`]; a pinned directory the host moved within the workspace is
+/// disconnected from the pin above it too, but not among those); `None`: it could not be
+/// opened (gone, or the task exited), other than as a descriptor of no directory.
+fn disconnected_dir(magic: &Path, gone: &HashSet<(u64, u64)>) -> Option<bool> {
     let Ok(c) = std::ffi::CString::new(magic.as_os_str().as_bytes()) else {
         return Some(false);
     };
@@ -534,8 +543,9 @@ fn disconnected_dir(magic: &Path) -> Option<bool> {
     // SAFETY: a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // A removed directory's `..` fails with ENOENT too: it has no links left.
-    if fsat::fstat(fd.as_fd()).map_or(true, |st| st.st_nlink == 0) {
-        return Some(false);
+    match fsat::fstat(fd.as_fd()) {
+        Ok(st) if st.st_nlink > 0 && gone.contains(&(st.st_dev, st.st_ino)) => {}
+        _ => return Some(false),
     }
     // SAFETY: openat(2) of ".." below our own fd, O_PATH.
     let up = unsafe {
@@ -567,10 +577,13 @@ struct Relocker {
     /// concerns (the locked file's own name in its directory; for a hidden one, also each
     /// directory's name on the way in the directory above it, with its place on the way).
     wds: HashMap<i32, Vec<(usize, OsString, usize)>>,
-    /// The directory each hidden entry's watch is on (an `O_PATH` fd, through its pin):
-    /// an event there is followed in *that* directory, wherever the host has moved it
-    /// since ([`Relocker::rehide`]).
-    dirs: HashMap<i32, OwnedFd>,
+    /// The directory each hidden entry's watch is on (`O_PATH` fds): an event there is
+    /// followed in *that* directory, wherever the host has moved it since
+    /// ([`Relocker::rehide`]), through every mount it was reached by (a mount stands on a
+    /// name as seen through one mount only: a program of the agent whose working directory
+    /// is in the pin of `a/b` still looks up names through that pin after the host's `mv
+    /// a/b n2/b`, attack review 114, F2; at most [`MAX_ROUTES`]).
+    dirs: HashMap<i32, Vec<OwnedFd>>,
     /// Where hidden entries are hidden again (made when there is one).
     veil: Option<Veil>,
     /// The workspace and the session's placeholder token: a hidden directory of the
@@ -584,6 +597,9 @@ struct Relocker {
     pending: Vec<(usize, Instant)>,
     finished: bool,
 }
+
+/// The mounts a watched directory is followed through at most ([`Relocker::dirs`]).
+const MAX_ROUTES: usize = 8;
 
 /// How long a hidden directory whose way the host is removing waits before it is made
 /// again ([`Relocker::make_again`]).
@@ -664,6 +680,24 @@ impl Relocker {
         Ok(rl)
     }
 
+    /// Records `d` as a way to the directory of watch `wd`, unless one through the same
+    /// mount is recorded ([`Relocker::dirs`]).
+    fn add_route(&mut self, wd: i32, d: BorrowedFd<'_>) -> io::Result<()> {
+        let mnt = fsat::mount_id(d)?;
+        let routes = self.dirs.entry(wd).or_default();
+        if routes
+            .iter()
+            .any(|r| fsat::mount_id(r.as_fd()).is_ok_and(|m| m == mnt))
+        {
+            return Ok(());
+        }
+        if routes.len() >= MAX_ROUTES {
+            routes.remove(0);
+        }
+        routes.push(d.try_clone_to_owned()?);
+        Ok(())
+    }
+
     /// Watches every directory from hidden entry `i`'s root down to its parent (each for
     /// the next name on the way; the parent for the entry's removal too), as far as they
     /// exist now, and returns the parent (`None`: not there). With `from` (a watched
@@ -721,9 +755,7 @@ impl Relocker {
             if !list.iter().any(|(j, n, _)| *j == i && n == name) {
                 list.push((i, name.clone(), k));
             }
-            // The latest way to it, through the mounts a path to it crosses now (see
-            // [`Relocker::moved_within`]).
-            self.dirs.insert(wd, d.try_clone_to_owned()?);
+            self.add_route(wd, d)?;
             if leaf {
                 break;
             }
@@ -946,12 +978,17 @@ impl Relocker {
             let matching: Vec<i32> = self
                 .dirs
                 .iter()
-                .filter(|(_, d)| fsat::fstat(d.as_fd()).is_ok_and(|s| (s.st_dev, s.st_ino) == id))
+                .filter(|(_, v)| {
+                    v.first().is_some_and(|d| {
+                        fsat::fstat(d.as_fd()).is_ok_and(|s| (s.st_dev, s.st_ino) == id)
+                    })
+                })
                 .map(|(wd, _)| *wd)
                 .collect();
             for wd in matching {
-                let Ok(dup) = fd.try_clone() else { continue };
-                self.dirs.insert(wd, dup);
+                if self.add_route(wd, fd.as_fd()).is_err() {
+                    continue;
+                }
                 let entries: Vec<(usize, usize)> = self
                     .wds
                     .get(&wd)
@@ -1104,27 +1141,27 @@ impl Relocker {
                 // And in each directory whose event named it, wherever that is now (gone
                 // or no longer a directory on the way there: nothing to hide there).
                 for &(_, wd, k) in hits.iter().filter(|h| h.0 == i) {
-                    if result.is_err() {
-                        break;
-                    }
-                    let Some(d) = self.dirs.get(&wd) else {
-                        continue;
-                    };
-                    let there = d
-                        .try_clone()
-                        .map_err(GuardError::Io)
-                        .and_then(|d| self.rehide(i, false, Some((d, k))));
-                    result = match there {
-                        Err(e)
-                            if matches!(
-                                e.errno(),
-                                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-                            ) =>
-                        {
-                            Ok(())
+                    let routes: Vec<OwnedFd> = self
+                        .dirs
+                        .get(&wd)
+                        .map(|v| v.iter().filter_map(|d| d.try_clone().ok()).collect())
+                        .unwrap_or_default();
+                    for d in routes {
+                        if result.is_err() {
+                            break;
                         }
-                        other => other,
-                    };
+                        result = match self.rehide(i, false, Some((d, k))) {
+                            Err(e)
+                                if matches!(
+                                    e.errno(),
+                                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                                ) =>
+                            {
+                                Ok(())
+                            }
+                            other => other,
+                        };
+                    }
                 }
                 if let Err(e) = result {
                     // Not hidden again: the host's new file would be the agent's to read.
@@ -1404,9 +1441,10 @@ impl Guard {
         let dev = fsat::fstat(ws.as_fd())
             .map_err(|e| err("workspace", &plan.workspace, e))?
             .st_dev;
-        // In the sandbox's user namespace, under the agent's inotify cap (see
-        // [`premake_inotify`]): the agent makes the directories this watches.
-        let inotify = new_inotify().map_err(GuardError::Inotify)?;
+        // Made outside the sandbox's user namespace ([`premake_inotify`]): an agent that
+        // takes its own inotify budget does not blind the walk (attack review 114, F1); the
+        // walk's own budget is bounded instead ([`State::max_watches`]).
+        let inotify = inotify_instance().map_err(GuardError::Inotify)?;
         let mut exclude_extra = String::new();
         for (p, is_dir) in &plan.placeholders {
             if let Ok(r) = p.strip_prefix(&plan.workspace) {
@@ -1424,6 +1462,11 @@ impl Guard {
             inotify,
             wds: HashMap::new(),
             moved_out: Vec::new(),
+            ids: HashMap::new(),
+            max_watches: std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                .ok()
+                .and_then(|t| t.trim().parse::<usize>().ok())
+                .map_or(MAX_WATCHES, |n| (n / 4).min(MAX_WATCHES)),
             arrived: Vec::new(),
             degraded: false,
             walk_max: MAX_WALK,
@@ -2088,7 +2131,7 @@ impl State {
     }
 
     fn add_watch(&mut self, fd: BorrowedFd<'_>, rel: &Path) {
-        if self.wds.len() >= MAX_WATCHES {
+        if self.wds.len() >= self.max_watches {
             self.degraded = true;
             return;
         }
@@ -2103,6 +2146,9 @@ impl State {
             return;
         };
         self.wds.insert(wd, rel.to_path_buf());
+        if let Ok(st) = fsat::fstat(fd) {
+            self.ids.insert(wd, (st.st_dev, st.st_ino));
+        }
     }
 
     fn queue(&mut self, rel: PathBuf, kind: Kind) {
@@ -2137,17 +2183,30 @@ impl State {
                 // A directory renamed within the workspace shows as both halves (queued by
                 // the one rename); one only moved away, as the first.
                 if mask & libc::IN_ISDIR != 0 && mask & libc::IN_MOVED_FROM != 0 {
-                    self.moved_out.push(cookie);
+                    if let Some(dir) = self.wds.get(&wd) {
+                        self.moved_out.push((cookie, dir.join(&name)));
+                    }
                     continue;
                 }
                 if mask & libc::IN_ISDIR != 0 && mask & libc::IN_MOVED_TO != 0 {
-                    self.moved_out.retain(|c| *c != cookie);
+                    self.moved_out.retain(|(c, _)| *c != cookie);
                 }
                 self.event(wd, mask, name);
             }
             if !any {
-                if !std::mem::take(&mut self.moved_out).is_empty() {
-                    cut_off_moved_out();
+                let moved = std::mem::take(&mut self.moved_out);
+                if !moved.is_empty() {
+                    // Every watched directory of the trees that left: the moved ones and
+                    // what was below them.
+                    let gone: HashSet<(u64, u64)> = self
+                        .wds
+                        .iter()
+                        .filter(|(_, rel)| moved.iter().any(|(_, m)| rel.starts_with(m)))
+                        .filter_map(|(wd, _)| self.ids.get(wd).copied())
+                        .collect();
+                    if !gone.is_empty() {
+                        cut_off_moved_out(&gone);
+                    }
                 }
                 return;
             }
@@ -2162,6 +2221,7 @@ impl State {
         }
         if mask & libc::IN_IGNORED != 0 {
             self.wds.remove(&wd);
+            self.ids.remove(&wd);
             return;
         }
         if mask & (libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE) == 0 {

@@ -1150,13 +1150,13 @@ fn stage1(mut c: ChildCtx) -> ! {
             c.ignored_by_stage1 |= 1 << s;
         }
     }
-    // Before the sandbox's user namespace: the relocker's watches count against the invoking
+    // Before the sandbox's user namespace: the guard's watches count against the invoking
     // user's inotify limits, not against the sandbox's (see `cap_inotify`).
     if let Err(e) = crate::guard::premake_inotify() {
         fail_child(
             err_w,
             "inotify",
-            &format!("cannot make the workspace guard's inotify instance: {e} (fs.inotify.max_user_instances)"),
+            &format!("cannot make the workspace guard's inotify instances: {e} (fs.inotify.max_user_instances)"),
         );
     }
     let mut flags = libc::CLONE_NEWUSER
@@ -1770,14 +1770,13 @@ fn agent(mut c: ChildCtx) -> ! {
     )
 }
 
-/// The agent's inotify budget: half of the invoking user's limits (`fs.inotify.max_user_watches`
-/// and `max_user_instances`) for the sandbox's user namespace, whose own limits
-/// (`/proc/sys/user/max_inotify_*`) a watch counts against as well as its parents'. An agent
-/// that takes all it may leaves the host's own watchers (editors, IDEs) the other half
-/// (attack review 109, F3). The walker's watches (one per directory of the workspace, which
-/// the agent makes) count here too; the relocker's, on the way to denied paths, are on an
-/// instance made outside (`guard::premake_inotify`). The agent cannot raise it: it has no
-/// `CAP_SYS_RESOURCE`.
+/// The agent's inotify budget: a quarter of the invoking user's watches and half of its
+/// instances (`fs.inotify.max_user_watches`, `max_user_instances`) for the sandbox's user
+/// namespace, whose own limits (`/proc/sys/user/max_inotify_*`) a watch counts against as well
+/// as its parents'. An agent that takes all it may leaves the host's own watchers (editors,
+/// IDEs) the rest (attack review 109, F3): the workspace guard's walk takes another quarter at
+/// most, on instances made outside (`guard::premake_inotify`), so the host keeps half. The
+/// agent cannot raise it: it has no `CAP_SYS_RESOURCE`.
 fn cap_inotify() -> Result<(), String> {
     for (host, own) in [
         (
@@ -1794,7 +1793,12 @@ fn cap_inotify() -> Result<(), String> {
             .trim()
             .parse()
             .map_err(|e| format!("{host}: {e}"))?;
-        std::fs::write(own, (n / 2).max(1).to_string()).map_err(|e| format!("{own}: {e}"))?;
+        let share = if own.ends_with("watches") {
+            n / 4
+        } else {
+            n / 2
+        };
+        std::fs::write(own, share.max(1).to_string()).map_err(|e| format!("{own}: {e}"))?;
     }
     Ok(())
 }

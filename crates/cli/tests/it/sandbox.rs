@@ -984,8 +984,9 @@ fn denied_paths_in_the_workspace_stay_hidden_when_the_host_replaces_them() {
 
 /// An agent that takes every inotify instance and watch it may leaves the host's own watchers
 /// (editors, IDEs; the same user's limits) the other half, and warden's guard its own: the
-/// sandbox's user namespace is capped at half of `fs.inotify.max_user_*` (attack review 109,
-/// F3), with the guard's watches of the agent's directories inside it (review 112, F1).
+/// sandbox's user namespace is capped at a quarter of the user's watches and half of its
+/// instances (attack review 109, F3); the guard's walk takes another quarter at most
+/// (reviews 112 and 114, F1).
 /// Judged from the host while the agent holds them all: the host makes an instance and
 /// watches; a denied file the host replaces then is still hidden; the agent got some.
 #[test]
@@ -1075,11 +1076,12 @@ print(open("app.env").read(), flush=True)
         v[0] >= 1 && v[1] >= 1,
         "the agent could not use inotify:\n{s}"
     );
-    // The guard's watches of the 2,000 directories the agent made count in the agent's
-    // half too (attack review 112, F1: outside it, the agent's directories took the host's).
+    // A quarter of the watches, half of the instances: the guard's walk, outside that cap,
+    // takes another quarter at most (attack review 112, F1: unbounded, the agent's
+    // directories took the host's half; review 114, F1: inside the cap, the agent blinded it).
     assert!(
         v[0] <= read("/proc/sys/fs/inotify/max_user_instances") / 2
-            && v[1] + 2000 <= read("/proc/sys/fs/inotify/max_user_watches") / 2,
+            && v[1] <= read("/proc/sys/fs/inotify/max_user_watches") / 4,
         "{line}"
     );
     assert_eq!(
@@ -1194,11 +1196,30 @@ except OSError as e: print("plant", e.errno, flush=True)
     for d in ["t1/d", "t2/d"] {
         std::fs::create_dir_all(ws.join(d)).unwrap();
     }
+    // A denied file's directory, pinned on its way, that the host moves below another
+    // directory of the workspace while a program works in it (attack review 114, F2: that
+    // program still looks up names through the pin).
+    for d in ["u/v", "n4"] {
+        std::fs::create_dir_all(ws.join(d)).unwrap();
+    }
+    std::fs::write(ws.join("u/v/s.key"), "MOVED-SECRET-4\n").unwrap();
+    let pol = t.policy("[files]\ndeny = [\"u/v/s.key\"]\n");
+    let pin_holder = r#"import os, sys, time
+w = os.getcwd()
+os.chdir("u/v")
+open(w + "/ready_pin", "w").close()
+while not os.path.exists(w + "/moved"): time.sleep(0.02)
+time.sleep(0.5)
+try: print("PINREAD", open("s.key").read(), flush=True)
+except OSError as e: print("pin", e.errno, flush=True)
+"#;
+    std::fs::write(ws.join("pin_holder.py"), pin_holder).unwrap();
     std::fs::write(ws.join("cwd_holder.py"), cwd_holder).unwrap();
     std::fs::write(ws.join("fd_holder.py"), fd_holder).unwrap();
     let child = t.start_held_with(
-        &[],
+        &["--policy", &pol],
         "w=$PWD; (cd e/f && exec python3 \"$w/cwd_holder.py\" \"$w\") & \
+         python3 pin_holder.py & \
          ./threads clone \"$w\" t1/d & ./threads zombie \"$w\" t2/d & \
          (python3 fd_holder.py g/h; echo \"kept rc=$?\") & \
          python3 fd_holder.py c/d; echo \"fd rc=$?\"; wait; echo AFTER",
@@ -1208,7 +1229,7 @@ except OSError as e: print("plant", e.errno, flush=True)
         super::common::wait_until(std::time::Duration::from_secs(20), || ws
             .join("readyc")
             .exists()
-            && ["readyg", "ready_clone", "ready_zombie"]
+            && ["readyg", "ready_clone", "ready_zombie", "ready_pin"]
                 .iter()
                 .all(|f| ws.join(f).exists())),
         "the agent never got ready"
@@ -1220,6 +1241,11 @@ except OSError as e: print("plant", e.errno, flush=True)
         std::fs::write(archive.join(d).join("d/new.txt"), "MOVED-SECRET-T\n").unwrap();
     }
     std::fs::rename(ws.join("g"), ws.join("g2")).unwrap();
+    std::fs::rename(ws.join("u/v"), ws.join("n4/v")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::write(ws.join("n4/v/s.tmp"), "MOVED-SECRET-5\n").unwrap();
+    std::fs::rename(ws.join("n4/v/s.tmp"), ws.join("n4/v/s.key")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     std::fs::write(archive.join("c/d/new.txt"), "MOVED-SECRET-1\n").unwrap();
     std::fs::write(archive.join("e/f/new.txt"), "MOVED-SECRET-2\n").unwrap();
     std::fs::write(ws.join("moved"), "").unwrap();
@@ -1237,6 +1263,10 @@ except OSError as e: print("plant", e.errno, flush=True)
         "{s}"
     );
     assert!(s.contains("fd rc=137"), "{s}");
+    assert!(
+        s.contains("PINREAD"),
+        "the program in the moved pin did not read:\n{s}"
+    );
     assert!(s.contains("AFTER"), "the session ended:\n{s}");
     // Moved within the workspace: still the agent's.
     assert!(s.contains("LIST g/h ['in.txt']"), "{s}");
