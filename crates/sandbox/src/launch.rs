@@ -1800,6 +1800,25 @@ fn cap_inotify() -> Result<(), String> {
         };
         std::fs::write(own, share.max(1).to_string()).map_err(|e| format!("{own}: {e}"))?;
     }
+    // fanotify's groups and marks the same way, at half (attack review 114, F3), where the
+    // kernel counts them per user namespace (Linux 5.13+; older kernels lack both files,
+    // and an unprivileged fanotify with them).
+    for (host, own) in [
+        (
+            "/proc/sys/fs/fanotify/max_user_groups",
+            "/proc/sys/user/max_fanotify_groups",
+        ),
+        (
+            "/proc/sys/fs/fanotify/max_user_marks",
+            "/proc/sys/user/max_fanotify_marks",
+        ),
+    ] {
+        let Ok(text) = std::fs::read_to_string(host) else {
+            continue;
+        };
+        let n: u64 = text.trim().parse().map_err(|e| format!("{host}: {e}"))?;
+        std::fs::write(own, (n / 2).max(1).to_string()).map_err(|e| format!("{own}: {e}"))?;
+    }
     Ok(())
 }
 

@@ -1015,6 +1015,7 @@ for fd in fds:
         n += 1
     if full: break
 print("instances", len(fds), "watches", n, flush=True)
+print("fanotify", open("/proc/sys/user/max_fanotify_groups").read().strip(), open("/proc/sys/user/max_fanotify_marks").read().strip(), flush=True)
 open("exhausted", "w").close()
 while not os.path.exists("host-done"): time.sleep(0.02)
 time.sleep(0.5)
@@ -1087,6 +1088,19 @@ print(open("app.env").read(), flush=True)
     assert_eq!(
         std::fs::read_to_string(ws.join("app.env")).unwrap(),
         "INO-SECRET-2\n"
+    );
+    // fanotify's the same way, at half (attack review 114, F3).
+    let fan: Vec<u64> = s
+        .lines()
+        .find(|l| l.starts_with("fanotify "))
+        .unwrap_or_else(|| panic!("no fanotify limits:\n{s}"))
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        fan[0] <= read("/proc/sys/fs/fanotify/max_user_groups") / 2
+            && fan[1] <= read("/proc/sys/fs/fanotify/max_user_marks") / 2,
+        "{fan:?}"
     );
 }
 
