@@ -853,10 +853,8 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsStr::from_bytes(&buf[..n as usize])))
 }
 
-/// Whether what `fd` names is the root of a mount (`STATX_ATTR_MOUNT_ROOT`; `false` on a
-/// kernel that does not report it, before 5.8).
-/// The id of the mount `fd` is on (`statx` `STATX_MNT_ID`).
-pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+/// `statx` of what `fd` names itself (no symlink followed), asking for `mask`.
+fn statx_fd(fd: BorrowedFd<'_>, mask: u32) -> io::Result<libc::statx> {
     // SAFETY: statx into a zeroed struct of the right type.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx on a borrowed fd with AT_EMPTY_PATH.
@@ -865,32 +863,25 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
             fd.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_MNT_ID,
+            mask,
             &mut st,
         )
     };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(st.stx_mnt_id)
+    Ok(st)
 }
 
+/// The id of the mount `fd` is on (`STATX_MNT_ID`).
+pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(statx_fd(fd, libc::STATX_MNT_ID)?.stx_mnt_id)
+}
+
+/// Whether what `fd` names is the root of a mount (`STATX_ATTR_MOUNT_ROOT`; `false` on a
+/// kernel that does not report it, before 5.8).
 pub fn is_mount_root(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: statx into a zeroed struct of the right type.
-    let mut st: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: statx on a borrowed fd with AT_EMPTY_PATH.
-    let r = unsafe {
-        libc::statx(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_BASIC_STATS,
-            &mut st,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let st = statx_fd(fd, libc::STATX_BASIC_STATS)?;
     let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
     Ok(st.stx_attributes_mask & root != 0 && st.stx_attributes & root != 0)
 }

@@ -342,8 +342,6 @@ fn end_agent() -> bool {
     unsafe { libc::getpid() == 1 && libc::kill(-1, libc::SIGKILL) == 0 }
 }
 
-/// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
-/// calling `on` with each event's watch, mask and name. Whether anything was read.
 /// The inotify instances made by stage 1 before it entered the sandbox's user namespace, for
 /// the walker's and the relocker's watches ([`inotify_instance`]).
 static PREMADE_INOTIFY: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
@@ -389,6 +387,8 @@ fn inotify_instance() -> io::Result<OwnedFd> {
     }
 }
 
+/// Reads the inotify instance `ino` (non-blocking) into `buf` until its queue is empty,
+/// calling `on` with each event's watch, mask, cookie and name. Whether anything was read.
 fn read_inotify(
     ino: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -436,6 +436,11 @@ fn read_inotify(
 /// watched directory and not into one.
 fn cut_off_moved_out(gone: &HashSet<(u64, u64)>) {
     let Ok(procs) = std::fs::read_dir("/proc") else {
+        // No way to tell who holds it: nobody keeps it (fail closed).
+        eprintln!(
+            "warden: workspace guard: the host moved a directory out of the workspace, and warden could not list the sandbox's processes to find who held it: the session's processes were ended"
+        );
+        end_agent();
         return;
     };
     let me = std::process::id();
