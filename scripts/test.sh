@@ -59,5 +59,6 @@ done
 
 step "start-up phases (timing never fails the suite)"
 python3 scripts/bench-phases.py target/release/warden 10 || true
+python3 scripts/bench-warm.py target/release/warden 8 || true
 
 step "all tests passed"

@@ -301,6 +301,12 @@ pub struct RunArgs {
     /// No summary on stderr when the session ends.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Start from a sandbox built ahead: a run with --warm leaves a spare, the same session
+    /// built up to the agent's start, which the next run with the same command, arguments,
+    /// environment, directory and policy takes (else it starts cold). See "Warm start" in the
+    /// README.
+    #[arg(long)]
+    pub warm: bool,
     /// The command to run, after `--`.
     #[arg(
         trailing_var_arg = true,

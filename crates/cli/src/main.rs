@@ -65,6 +65,8 @@ fn run() -> i32 {
     let cli = cli::Cli::parse_args();
     warden_event::timing::mark("main: args parsed");
     let code = cmd::dispatch(cli);
+    // A claimed warm spare: the run that claimed it exits with this code.
+    warden_session::warm::finish(code);
     // Directories a session removed, freed by a child after this process has exited.
     warden_sandbox::lateclose::release();
     warden_event::timing::mark("main: exit");

@@ -20,6 +20,7 @@ pub mod queue;
 pub mod relay;
 pub mod text;
 pub mod timing;
+pub mod tty;
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -328,8 +329,8 @@ pub fn init_tracing_with(session_log: Option<SessionLog>, extra: Option<ExtraLay
         .and_then(|v| v.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(default));
     // Colour on a terminal only (never into pipes or files), and never with NO_COLOR.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ansi =
+        crate::tty::is_terminal(2) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)

@@ -25,7 +25,7 @@ use crate::lock::LandlockPlan;
 use crate::plan::Plan;
 use crate::sys;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -136,6 +136,9 @@ pub struct Session {
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
     pub pty_master: Option<OwnedFd>,
+    /// Which of fds 0-2 the agent took from the supervisor as they were (no pty, no output
+    /// relay): what [`Session::release_with`] replaces.
+    direct: [bool; 3],
     /// Without a pty: relays of the agent's stdout/stderr to the user's terminal through the
     /// escape-sequence filter (only for those that are terminals). See [`Session::join_output`].
     output_relays: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -386,8 +389,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     let mut out_pipes: [Option<(OwnedFd, OwnedFd)>; 2] = [None, None];
     if !l.pty {
         for (i, fd) in [1, 2].into_iter().enumerate() {
-            // SAFETY: isatty on a standard fd.
-            if unsafe { libc::isatty(fd) } == 1 {
+            if warden_event::tty::is_terminal(fd) {
                 out_pipes[i] = Some(sys::pipe_cloexec()?);
             }
         }
@@ -568,6 +570,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
     } else {
         None
     };
+    let has_relay = [out_pipes[0].is_some(), out_pipes[1].is_some()];
     let mut output_relays = Vec::new();
     for (i, p) in out_pipes.into_iter().enumerate() {
         if let Some((r, w)) = p {
@@ -604,6 +607,11 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         view_read: false,
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
+        direct: [
+            pty_master.is_none(),
+            pty_master.is_none() && !has_relay[0],
+            pty_master.is_none() && !has_relay[1],
+        ],
         pty_master,
         output_relays: std::sync::Mutex::new(output_relays),
         lent,
@@ -1041,6 +1049,38 @@ impl Session {
         if !self.released.swap(true, Ordering::SeqCst) {
             sys::write_all(self.fd_sock.as_raw_fd(), b"g");
         }
+    }
+
+    /// Releases the agent with other standard descriptors than the ones it took at its fork
+    /// (a claimed warm spare: `stdio` are the claiming run's fds 0-2): those it took as they
+    /// were are replaced by `stdio`'s before its execve (the rest are the pty's or the output
+    /// relays', which write to the supervisor's own fds 1 and 2); the pty takes the window
+    /// size of `stdio[0]` when that is a terminal. Fails when the agent was released or is
+    /// gone.
+    pub fn release_with(&self, stdio: [BorrowedFd<'_>; 3]) -> Result<(), String> {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Err("the agent was already released".into());
+        }
+        if let Some(m) = &self.pty_master {
+            // SAFETY: ioctls with a winsize struct on fds we hold.
+            unsafe {
+                let mut ws: libc::winsize = std::mem::zeroed();
+                if libc::ioctl(stdio[0].as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
+                    libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+                }
+            }
+        }
+        let mut mask = 0u8;
+        let mut fds = Vec::new();
+        for (i, fd) in stdio.into_iter().enumerate() {
+            if self.direct[i] {
+                mask |= 1 << i;
+                fds.push(fd);
+            }
+        }
+        warden_sys::fdpass::send(&self.fd_sock, &[b'c', mask], &fds)
+            .map(|_| ())
+            .map_err(|e| format!("releasing the agent: {e}"))
     }
 
     /// Waits until the agent's execve happened (Ok) or setup failed (Err with the reason).
@@ -1733,14 +1773,35 @@ fn agent(mut c: ChildCtx) -> ! {
     join_cgroups(&c.cgroup_fds, c.spawned_into.as_deref(), err_w);
     warden_event::timing::mark("agent: joined cgroups");
     // Wait for the supervisor's go (it attaches the exec guard first). EOF: it is gone.
-    let mut go = [0u8; 1];
-    // SAFETY: reading one byte from our end of the channel.
-    let n = unsafe { libc::read(c.fd_w, go.as_mut_ptr() as *mut libc::c_void, 1) };
-    if n != 1 {
-        f(
+    // `c` and a mask: a claimed warm spare's standard fds come with it, for those the
+    // agent took as they were (`Session::release_with`).
+    let mut go = [0u8; 2];
+    // SAFETY: our end of the channel, open until the close below.
+    let chan = unsafe { std::os::fd::BorrowedFd::borrow_raw(c.fd_w) };
+    match warden_sys::fdpass::recv(chan, &mut go, 3, Default::default()) {
+        Ok(m) if m.len == 1 && go[0] == b'g' && m.fds.is_empty() => {}
+        Ok(m) if m.len == 2 && go[0] == b'c' => {
+            let mut given = m.fds.into_iter();
+            for target in 0..3 {
+                if go[1] & (1 << target) == 0 {
+                    continue;
+                }
+                let Some(fd) = given.next() else {
+                    f("supervisor", "a standard fd is missing from the go".into());
+                };
+                // SAFETY: dup2 onto a standard fd of this single-threaded child.
+                if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+                    f("fds", format!("dup2 to {target}: {}", sys::errno_str()));
+                }
+            }
+            if given.next().is_some() {
+                f("supervisor", "the go carried more fds than it names".into());
+            }
+        }
+        _ => f(
             "supervisor",
             "the supervisor went away before the agent started".into(),
-        );
+        ),
     }
     // SAFETY: closing the fd channel before exec.
     unsafe { libc::close(c.fd_w) };

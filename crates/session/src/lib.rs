@@ -45,7 +45,9 @@ pub mod monitor;
 pub mod runtime;
 pub mod session;
 mod supervise;
+pub use supervise::Hold;
 pub mod ui;
+pub mod warm;
 
 pub use approval::{Answer, Approvals, Pending, Subject};
 pub use config::{ConfigError, ErrorKind, HostFeatures, RunOptions, SessionConfig};

@@ -52,6 +52,7 @@ pub struct Session {
     pub config: SessionConfig,
     exec: ExecSetup,
     ui: Ui,
+    hold: Option<supervise::Hold>,
 }
 
 /// How a session ended.
@@ -61,6 +62,18 @@ pub struct Outcome {
     pub code: i32,
     /// The risk monitor or a human killed the session.
     pub killed: bool,
+}
+
+impl Outcome {
+    /// `warden run`'s exit code: the agent's, or 6 ("action denied") for a session the risk
+    /// monitor or a human killed.
+    pub fn exit_code(&self) -> i32 {
+        if self.killed {
+            6
+        } else {
+            self.code
+        }
+    }
 }
 
 /// What the end of a session cleans up and reports, whether or not the launch worked.
@@ -101,7 +114,19 @@ impl Session {
     /// writes nothing). Errors mean no run.
     pub fn new(config: SessionConfig, ui: Ui) -> Result<Session, StartError> {
         let exec = ExecSetup::load(&config, ui)?;
-        Ok(Session { config, exec, ui })
+        Ok(Session {
+            config,
+            exec,
+            ui,
+            hold: None,
+        })
+    }
+
+    /// A warm spare (`crate::warm`): `hold` waits for the run that claims it, with the agent
+    /// process built and confined, then releases the agent with that run's fds.
+    pub fn hold_before_release(mut self, hold: supervise::Hold) -> Session {
+        self.hold = Some(hold);
+        self
     }
 
     /// The notices of the resolved config, printed before anything starts.
@@ -147,7 +172,12 @@ impl Session {
     /// Starts the session: every side-effecting step up to a running agent. `sinks` receive
     /// every decision of the session (with the risk monitor and the audit store).
     pub fn start(self, sinks: Vec<Arc<dyn Sink>>) -> Result<SessionHandle, StartError> {
-        let Session { config, exec, ui } = self;
+        let Session {
+            config,
+            exec,
+            ui,
+            hold,
+        } = self;
         warden_event::timing::mark("session: start");
         // The agent's user namespace and the sandbox's network namespace are made on the
         // other CPU from now on, while the plan is built (see
@@ -279,7 +309,7 @@ impl Session {
             .map_err(|e| StartError::Workspace(e.to_string()))?;
             res.private_tmp = make_private_tmp(&plan)?;
             warden_event::timing::mark("session: placeholders+tmp");
-            let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let tty = warden_event::tty::is_terminal(0);
             let (proxy, mut init_tasks) =
                 wire_proxy(&res.config, host_proxy, hook_r, res.approvals.clone())?;
             // Opens of hidden files become decisions (warden_sandbox::seen).
@@ -424,6 +454,7 @@ impl Session {
                 on_launch,
                 watch,
                 escape: Some(runtime::escape_handler(res.running.clone(), ui)),
+                hold,
                 record_guard_placeholders: {
                     let (dir, manifest) = (
                         res.config.state_dir.join("placeholders"),
@@ -676,6 +707,16 @@ fn end(
     warden_event::timing::mark("session: end reported");
     let risk = runtime::finish(&running, config.quiet, &config.session_id, code, ui);
     warden_event::timing::mark("session: audit closed");
+    // Everything the session prints is printed: a claimed warm spare's run may end now.
+    if let Some(Ok(code)) = &result {
+        crate::warm::report(
+            Outcome {
+                code: *code,
+                killed: risk.as_ref().is_some_and(|r| r.killed),
+            }
+            .exit_code(),
+        );
+    }
     // Every process in the session's cgroups is gone (only the agent's tree joined them;
     // init reported after killing and reaping it), so they go now. Stage 1 and init, outside
     // them, may still be in the kernel's namespace teardown (a grace period or more): they

@@ -44,7 +44,14 @@ pub(crate) struct Start {
     /// Records the workspace guard's placeholders of init's early report (in the session's
     /// manifest), once the agent process exists and before it is released.
     pub record_guard_placeholders: RecordGuardPlaceholders,
+    /// A warm spare's wait for its claim (`crate::warm`): runs once everything that must see
+    /// the agent's first exec is attached, before the terminal and the agent's release; it
+    /// releases the agent itself (`release_with`). An error ends the sandbox unstarted.
+    pub hold: Option<Hold>,
 }
+
+/// See [`Start::hold`].
+pub type Hold = Box<dyn FnOnce(&warden_sandbox::launch::Session) -> Result<(), String> + Send>;
 
 /// See [`Start::record_guard_placeholders`]: init's early report (workspace-relative path,
 /// whether a directory, whether marked).
@@ -102,6 +109,7 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         mut watch,
         mut escape,
         mut record_guard_placeholders,
+        hold,
     } = s;
     let mut session = warden_sandbox::launch(l).map_err(setup_error)?;
     warden_event::timing::mark("sup: forked");
@@ -227,6 +235,14 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
         None => None,
     };
     warden_event::timing::mark("sup: guard+bpf");
+    if let Some(hold) = hold {
+        if let Err(e) = hold(&session) {
+            session.kill_sandbox();
+            reap_unstarted(tracer, &session, &mut record_guard_placeholders);
+            return Err(StartError::Internal(format!("warm spare: {e}")));
+        }
+        warden_event::timing::mark("sup: claimed");
+    }
     let raw = if tty {
         warden_sandbox::pty::RawMode::enter()
     } else {

@@ -2,7 +2,6 @@
 
 use crate::cli::{Cli, Color};
 use clap::CommandFactory;
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 static COLOR: AtomicU8 = AtomicU8::new(0); // 0 auto, 1 always, 2 never
@@ -22,11 +21,7 @@ fn enabled(stderr: bool) -> bool {
         2 => false,
         _ => {
             std::env::var_os("NO_COLOR").is_none()
-                && if stderr {
-                    std::io::stderr().is_terminal()
-                } else {
-                    std::io::stdout().is_terminal()
-                }
+                && warden_event::tty::is_terminal(if stderr { 2 } else { 1 })
         }
     }
 }

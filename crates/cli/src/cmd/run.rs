@@ -8,6 +8,7 @@ use super::{fail, home_dir, load_policy, misc, workspace};
 use crate::cli::{ExecBackendArg, RunArgs};
 use crate::exit;
 use warden_session::config::{self, ExecChoice};
+use warden_session::warm;
 use warden_session::{ErrorKind, HostFeatures, RunOptions, Session, SessionConfig, Ui};
 
 pub use warden_session::config::state_dir;
@@ -30,8 +31,64 @@ pub fn run(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
 }
 
 fn started(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
+    // A spare (`--warm`) first, before anything reads the environment; then what its key
+    // hashes, before anything changes it.
+    let spare = warm::Spare::from_env();
+    if spare.is_some() && (!a.warm || a.dry_run) {
+        return Ok(exit::USAGE);
+    }
+    let warm_key = (a.warm && !a.dry_run)
+        .then(warm::Inputs::of_this_process)
+        .flatten()
+        .and_then(|i| warm::key(&i).map(|k| (i, k)));
+    if spare.is_none() {
+        if let Some((_, key)) = &warm_key {
+            warden_event::timing::mark("warm: key");
+            match warm::claim(key) {
+                warm::Claim::Claimed(c) => {
+                    warden_event::timing::mark("warm: claimed");
+                    // The spare starts its successor once it has reported.
+                    let code = c.wait();
+                    warden_event::timing::mark("warm: exit reported");
+                    return code.ok_or_else(|| {
+                        fail(
+                            exit::INTERNAL,
+                            "the warm session's supervisor ended without reporting the agent's exit",
+                        )
+                    });
+                }
+                warm::Claim::Cold(why) => {
+                    if verbose > 0 {
+                        eprintln!("warden: warm start: cold ({why})");
+                    }
+                }
+            }
+        }
+    }
+    let in_spare = spare.is_some();
+    let code = cold(a, verbose, spare, warm_key.clone())?;
+    if let (Some((inputs, key)), false) = (&warm_key, in_spare) {
+        if let Err(e) = warm::spawn_spare(inputs, key) {
+            tracing::debug!("warm: no spare: {e}");
+        }
+    }
+    Ok(code)
+}
+
+/// A run that builds its own sandbox: a cold one, or a spare's (`spare`, with its `key`).
+fn cold(
+    a: RunArgs,
+    verbose: u8,
+    spare: Option<warm::Spare>,
+    key: Option<(warm::Inputs, [u8; 32])>,
+) -> anyhow::Result<i32> {
     let home = home_dir();
     let ws = workspace(&a.policy.workspace)?;
+    // A spare's policy files as they are before it reads them (see `warm::Fingerprint`).
+    let watched = spare
+        .as_ref()
+        .map(|_| warm::watched_paths(&home, &ws, a.policy.policy.as_deref()));
+    let before = watched.clone().map(warm::Fingerprint::take);
     // Before the policy is read: a broad workspace is refused whatever the policy says.
     config::check_workspace(&ws, &home, a.allow_broad_workspace)
         .map_err(|e| to_exit(e.kind(), e))?;
@@ -63,7 +120,24 @@ fn started(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
     };
     let cfg = SessionConfig::resolve(&loaded, &host, &opts).map_err(|e| to_exit(e.kind(), e))?;
     warden_event::timing::mark("run: config resolved");
-    let session = Session::new(cfg, ui).map_err(|e| to_exit(e.kind(), e))?;
+    let mut session = Session::new(cfg, ui).map_err(|e| to_exit(e.kind(), e))?;
+    if let (Some(spare), Some((inputs, key)), Some(mut watched), Some(before)) =
+        (spare, key, watched, before)
+    {
+        // Only a sandbox in namespaces of its own: its view hides the spares' directory.
+        // And no agent profile yet: its state (`~/.claude.json`, an OAuth refresh token)
+        // is copied as the session starts, and a host run in between would make it stale.
+        if !session.config.features.user_namespaces || !session.config.agent().is_empty() {
+            return Ok(exit::UNSUPPORTED);
+        }
+        watched.extend(loaded.files());
+        let fingerprint = warm::Fingerprint::take(watched);
+        // A policy file changed while it was read: no spare of it.
+        if before.changed().is_some() {
+            return Ok(exit::POLICY);
+        }
+        session = session.hold_before_release(spare.hold(inputs, key, fingerprint));
+    }
     session.print_notices();
     if a.dry_run {
         print!("{}", session.describe());
@@ -74,11 +148,8 @@ fn started(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .map_err(|e| to_exit(e.kind(), e))?;
     let outcome = handle.wait().map_err(|e| to_exit(e.kind(), e))?;
     // A session the risk monitor or a human killed exits 6 ("action denied").
-    Ok(if outcome.killed {
-        exit::DENIED
-    } else {
-        outcome.code
-    })
+    debug_assert_eq!(exit::DENIED, 6);
+    Ok(outcome.exit_code())
 }
 
 /// The documented exit code of a session error.

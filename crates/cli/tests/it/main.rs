@@ -25,4 +25,5 @@ mod network;
 mod redteam;
 mod risk;
 mod sandbox;
+mod warm;
 mod why;

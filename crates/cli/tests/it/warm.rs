@@ -1,0 +1,302 @@
+//! `warden run --warm`: a spare built ahead is claimed by the next run with the same inputs,
+//! which must behave as a cold run would (judged from the host), and nothing else may claim it.
+
+use super::common::text as out;
+use super::common::{wait_until, Scratch};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+struct W {
+    s: Scratch,
+    runtime: PathBuf,
+}
+
+impl W {
+    fn new(name: &str) -> W {
+        let s = Scratch::nested("warden-it-warm", name);
+        let runtime = s.root.join("xdg");
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        W { s, runtime }
+    }
+
+    fn spares(&self) -> PathBuf {
+        self.runtime.join("warden-warm")
+    }
+
+    /// `warden run --warm [args] -- bash -c script` with `stdin` on its standard input; the
+    /// environment carries `WARDEN_TIMING=1`, whose marks say whether a spare was claimed.
+    fn run(&self, args: &[&str], script: &str, stdin: &str) -> Output {
+        let mut c = self.s.warden();
+        c.env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("WARDEN_TIMING", "1")
+            .env("WARDEN_WARM_TTL_MS", "60000")
+            .current_dir(&self.s.ws)
+            .arg("run")
+            .arg("--warm")
+            .args(args)
+            .args(["--", "/bin/bash", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// The spare's socket, once one listens (none within 20 s: panics).
+    fn wait_spare(&self) -> PathBuf {
+        let mut found = None;
+        let ok = wait_until(Duration::from_secs(20), || {
+            found = std::fs::read_dir(self.spares()).ok().and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "sock"))
+            });
+            found.is_some()
+        });
+        assert!(ok, "no spare was made");
+        found.unwrap()
+    }
+
+    /// Ends the spare listening at `sock` (its pid from the socket's peer credentials).
+    fn end_spare(&self, sock: &Path) {
+        if let Ok(c) = std::os::unix::net::UnixStream::connect(sock) {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
+            let mut cred = libc::ucred {
+                pid: 0,
+                uid: 0,
+                gid: 0,
+            };
+            let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+            // SAFETY: getsockopt into a ucred of the given size.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_PEERCRED,
+                    &mut cred as *mut _ as *mut libc::c_void,
+                    &mut len,
+                )
+            };
+            if r == 0 && cred.pid > 1 {
+                // SAFETY: a signal to the spare this test made.
+                unsafe { libc::kill(cred.pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn claimed(o: &Output) -> bool {
+    String::from_utf8_lossy(&o.stderr).contains("warm: claimed")
+}
+
+#[test]
+fn a_warm_run_is_the_same_session_as_a_cold_one() {
+    let t = W::new("same");
+    let secret = t.s.home.join(".ssh/id_ed25519");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, "TOPSECRET\n").unwrap();
+    let script = r#"read line; echo "got $line"; cat "$HOME/.ssh/id_ed25519" 2>/dev/null | grep -q TOPSECRET && echo LEAK; echo planted > "$HOME/planted" 2>/dev/null; echo "$line" >> result.txt; echo err >&2; exit 7"#;
+    let first = t.run(&[], script, "one\n");
+    assert_eq!(first.status.code(), Some(7), "{}", out(&first));
+    assert!(!claimed(&first), "nothing to claim yet:\n{}", out(&first));
+    let sock = t.wait_spare();
+    let second = t.run(&[], script, "two\n");
+    assert!(
+        claimed(&second),
+        "the second run did not claim the spare:\n{}",
+        out(&second)
+    );
+    assert_eq!(second.status.code(), Some(7), "{}", out(&second));
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("got two"),
+        "stdin was not the claiming run's:\n{}",
+        out(&second)
+    );
+    assert!(
+        !stdout.contains("LEAK"),
+        "a warm run read a secret:\n{}",
+        out(&second)
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("err\n"),
+        "stderr was not the claiming run's:\n{}",
+        out(&second)
+    );
+    // Judged from the host: the workspace write landed, nothing outside it did.
+    assert_eq!(
+        std::fs::read_to_string(t.s.ws.join("result.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    assert!(
+        !t.s.home.join("planted").exists(),
+        "a warm run wrote outside the workspace"
+    );
+    // The claimed spare's successor.
+    let next = t.wait_spare();
+    assert!(!sock.exists() || next != sock || std::fs::symlink_metadata(&next).is_ok());
+    t.end_spare(&next);
+}
+
+#[test]
+fn a_changed_policy_file_or_command_starts_cold() {
+    let t = W::new("stale");
+    let policy = t.s.root.join("policy.toml");
+    std::fs::write(&policy, "[files]\ndeny = [\"notes.txt\"]\n").unwrap();
+    std::fs::write(t.s.ws.join("notes.txt"), "NOTES\n").unwrap();
+    let p = policy.display().to_string();
+    let script = "grep -q NOTES notes.txt 2>/dev/null && echo READ || echo DENIED";
+    let first = t.run(&["--policy", &p], script, "");
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("DENIED"),
+        "{}",
+        out(&first)
+    );
+    let sock = t.wait_spare();
+    // Another command: cold, and the spare stays for its own.
+    let other = t.run(&["--policy", &p], "echo other", "");
+    assert!(!claimed(&other), "{}", out(&other));
+    assert!(sock.exists(), "another command's run took the spare away");
+    // The policy now lets the file be read: the spare built on the old one must not serve.
+    std::fs::write(&policy, "[files]\ndeny = []\n").unwrap();
+    let after = t.run(&["--policy", &p], script, "");
+    assert!(
+        !claimed(&after),
+        "a spare of the old policy was claimed:\n{}",
+        out(&after)
+    );
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("READ"),
+        "the new policy was not applied:\n{}",
+        out(&after)
+    );
+    // The stale spare ended itself.
+    assert!(
+        wait_until(Duration::from_secs(10), || !sock.exists()
+            || std::fs::read_dir(t.spares()).unwrap().count() == 1),
+        "the stale spare stayed"
+    );
+    if let Ok(d) = std::fs::read_dir(t.spares()) {
+        for e in d.flatten() {
+            t.end_spare(&e.path());
+        }
+    }
+}
+
+#[test]
+fn an_agent_cannot_claim_a_spare() {
+    let t = W::new("inside");
+    let first = t.run(&[], "true", "");
+    assert!(first.status.success(), "{}", out(&first));
+    let sock = t.wait_spare();
+    // A session of another command tries the spare's socket, by its path and through /proc.
+    let try_it = format!(
+        r#"python3 - <<'PY'
+import socket
+for p in ["{sock}"]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(p); s.send(b"x"); print("CONNECTED", p)
+    except OSError as e:
+        print("refused", e)
+PY"#,
+        sock = sock.display()
+    );
+    let inside = t.run(&[], &try_it, "");
+    assert!(
+        !String::from_utf8_lossy(&inside.stdout).contains("CONNECTED"),
+        "the agent reached a spare's socket:\n{}",
+        out(&inside)
+    );
+    // Judged from the host: the spare is still there and serves its own command.
+    assert!(sock.exists(), "the spare is gone");
+    let again = t.run(&[], "true", "");
+    assert!(
+        claimed(&again),
+        "the spare no longer serves:\n{}",
+        out(&again)
+    );
+    t.end_spare(&t.wait_spare());
+}
+
+#[test]
+fn an_unclaimed_spare_ends_and_leaves_nothing_in_the_workspace() {
+    let t = W::new("expire");
+    let mut c = t.s.warden();
+    c.env("XDG_RUNTIME_DIR", &t.runtime)
+        .env("WARDEN_WARM_TTL_MS", "1500")
+        .current_dir(&t.s.ws)
+        .args(["run", "--warm", "--", "true"])
+        .stdin(Stdio::null());
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let sock = t.wait_spare();
+    assert!(
+        wait_until(Duration::from_secs(20), || !sock.exists()),
+        "the spare outlived its time to live"
+    );
+    // Its placeholders went with it.
+    assert!(
+        wait_until(Duration::from_secs(10), || !t.s.ws.join(".envrc").exists()),
+        "the spare's placeholders stayed: {:?}",
+        std::fs::read_dir(&t.s.ws)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_spare_whose_socket_the_agent_can_see_refuses_its_claim() {
+    // A runtime directory inside the workspace (a user's odd `XDG_RUNTIME_DIR`): the agent
+    // sees the socket and makes a claim with fds; the spare refuses it: by uid (run by root,
+    // the agent is another host uid) or by namespace (the user's own uid).
+    let mut t = W::new("visible");
+    t.runtime = t.s.ws.join("xdg");
+    std::fs::create_dir_all(&t.runtime).unwrap();
+    std::fs::set_permissions(&t.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let first = t.run(&[], "true", "");
+    assert!(first.status.success(), "{}", out(&first));
+    let sock = t.wait_spare();
+    let claim = format!(
+        r#"python3 - <<'PY'
+import socket, array, struct
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("{sock}")
+msg = b"warden-warm-claim-1" + bytes(32)
+s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+head = s.recv(6, socket.MSG_WAITALL)
+n = struct.unpack("<I", head[2:6])[0] if head[:2] == b"NO" else 0
+print("ANSWER", head[:2], s.recv(n, socket.MSG_WAITALL) if n else b"")
+PY"#,
+        sock = sock.display()
+    );
+    let inside = t.run(&[], &claim, "");
+    let stdout = String::from_utf8_lossy(&inside.stdout);
+    assert!(
+        stdout.contains("ANSWER b'NO'")
+            && (stdout.contains("not in this user namespace") || stdout.contains("another user")),
+        "the spare did not refuse the agent's claim (uid or namespace):\n{}",
+        out(&inside)
+    );
+    // Judged from the host: the spare still serves its own command.
+    assert!(sock.exists(), "the spare is gone");
+    let again = t.run(&[], "true", "");
+    assert!(
+        claimed(&again),
+        "the spare no longer serves:\n{}",
+        out(&again)
+    );
+    t.end_spare(&t.wait_spare());
+}
