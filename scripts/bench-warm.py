@@ -28,8 +28,13 @@ for k, v in res.items():
     m = statistics.median(v)
     print(f"{k:5} median {m:6.2f} ms  p90 {sorted(v)[int(len(v) * 0.9)]:6.2f} ms  added {m - base:6.2f} ms")
 print(f"warm/cold {statistics.median(res['warm']) / statistics.median(res['cold']):.2f}")
-# The last spare: ended through its socket's peer (our own child's child).
+# The last spare (made once the last run reported): ended through its socket's peer, once
+# it listens (our own child's child).
 d = os.path.join(xdg, "warden-warm")
+for _ in range(200):
+    if os.path.isdir(d) and any(x.endswith(".sock") for x in os.listdir(d)):
+        break
+    time.sleep(0.05)
 for name in os.listdir(d) if os.path.isdir(d) else []:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

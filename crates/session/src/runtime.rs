@@ -227,6 +227,14 @@ pub struct RiskOutcome {
     pub killed: bool,
 }
 
+/// Whether the risk monitor or a human killed the session (final once the agent is gone).
+pub fn killed(slot: &Slot) -> bool {
+    slot.lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|r| r.monitor.status().killed))
+        .unwrap_or(false)
+}
+
 /// Stops the monitor, closes the session in the audit store and prints the summary (unless
 /// quiet). `code` is the agent's exit status.
 pub fn finish(

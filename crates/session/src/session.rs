@@ -705,9 +705,21 @@ fn end(
         .emit();
     }
     warden_event::timing::mark("session: end reported");
+    // Quiet, nothing more is printed (what closing the audit store prints is an error): a
+    // claimed warm spare's run may end now, while the store is closed.
+    if let (true, Some(Ok(code))) = (config.quiet, &result) {
+        crate::warm::report(
+            Outcome {
+                code: *code,
+                killed: runtime::killed(&running),
+            }
+            .exit_code(),
+        );
+    }
     let risk = runtime::finish(&running, config.quiet, &config.session_id, code, ui);
     warden_event::timing::mark("session: audit closed");
-    // Everything the session prints is printed: a claimed warm spare's run may end now.
+    // Everything the session prints is printed (the summary): a claimed warm spare's run
+    // may end now (when quiet, it did above).
     if let Some(Ok(code)) = &result {
         crate::warm::report(
             Outcome {

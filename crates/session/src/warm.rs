@@ -346,6 +346,25 @@ impl Spare {
                             }
                         }
                         drop(fds);
+                        // The claiming run's end ends the sandbox, as warden's own death does
+                        // a cold one's (`timeout -s KILL`): once it is gone before the exit
+                        // code was reported, stage 1 is killed.
+                        if let (Some(stage1), Ok(watch)) =
+                            (session.stage1_pidfd(), conn.try_clone())
+                        {
+                            std::thread::spawn(move || {
+                                let mut p = libc::pollfd {
+                                    fd: watch.as_raw_fd(),
+                                    events: libc::POLLRDHUP,
+                                    revents: 0,
+                                };
+                                // SAFETY: poll on one pollfd we own, until the peer is gone.
+                                while unsafe { libc::poll(&mut p, 1, -1) } < 0 {}
+                                if !REPORTED.load(std::sync::atomic::Ordering::SeqCst) {
+                                    let _ = warden_sys::pidfd::send_signal(&stage1, libc::SIGKILL);
+                                }
+                            });
+                        }
                         *CLAIMED
                             .get_or_init(Mutex::default)
                             .lock()
@@ -469,6 +488,9 @@ fn replay_stderr(to: BorrowedFd<'_>) {
     }
 }
 
+/// The exit code was sent (or is being sent): the claiming run's end is expected.
+static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A claimed spare's exit code, as soon as it is known and everything the session prints
 /// is printed (the session's end, before its cgroups are removed); [`finish`] sends it
 /// otherwise. Once.
@@ -479,6 +501,7 @@ pub fn report(code: i32) {
     let Some(conn) = c.lock().unwrap_or_else(|p| p.into_inner()).take() else {
         return;
     };
+    REPORTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut m = b"EX".to_vec();
     m.extend_from_slice(&code.to_le_bytes());
     let _ = warden_sys::fdpass::send(&conn, &m, &[]);
@@ -579,6 +602,20 @@ impl Claimed {
     /// SIGUSR1, SIGUSR2, SIGWINCH) to the spare, which treats them as its own, until it
     /// reports the exit code. None when the spare ended without one.
     pub fn wait(self) -> Option<i32> {
+        // The spare puts the terminal in raw mode and back; a spare that dies leaves it so.
+        // SAFETY: a zeroed termios, filled by tcgetattr on fd 0 when it is a terminal.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let tty = unsafe { libc::tcgetattr(0, &mut saved) } == 0;
+        let code = self.wait_code();
+        if code.is_none() && tty {
+            // SAFETY: restoring the attributes read above.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+        }
+        code
+    }
+
+    fn wait_code(self) -> Option<i32> {
         let set = crate::supervise::block_signals();
         // SAFETY: signalfd over the blocked set.
         let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };

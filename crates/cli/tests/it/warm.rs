@@ -300,3 +300,54 @@ PY"#,
     );
     t.end_spare(&t.wait_spare());
 }
+
+#[test]
+fn killing_the_claiming_run_ends_the_warm_session() {
+    // As SIGKILL to a cold `warden run` ends its sandbox (parent-death signal), the claiming
+    // run's death ends the spare's: judged from the host by a heartbeat that stops.
+    let t = W::new("kill");
+    let script = "while true; do date +%s%N >> hb; sleep 0.1; done";
+    let mut c = t.s.warden();
+    c.env("XDG_RUNTIME_DIR", &t.runtime)
+        .env("WARDEN_TIMING", "1")
+        .env("WARDEN_WARM_TTL_MS", "60000")
+        .current_dir(&t.s.ws)
+        .args(["run", "--warm", "--", "/bin/bash", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // The first run starts cold and leaves the spare once it ends: end it.
+    let mut first = c.spawn().unwrap();
+    let hb = t.s.ws.join("hb");
+    assert!(
+        wait_until(Duration::from_secs(20), || hb.exists()),
+        "no heartbeat"
+    );
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    let sock = t.wait_spare();
+    std::fs::remove_file(&hb).unwrap();
+    let mut second = c.spawn().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || hb.exists()),
+        "the warm run never ran"
+    );
+    assert!(!sock.exists(), "the spare was not claimed");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(second.id() as i32, libc::SIGKILL) };
+    second.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let len = std::fs::metadata(&hb).unwrap().len();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        std::fs::metadata(&hb).unwrap().len(),
+        len,
+        "the warm session's agent outlived the run that claimed it"
+    );
+    if let Ok(d) = std::fs::read_dir(t.spares()) {
+        for e in d.flatten() {
+            t.end_spare(&e.path());
+        }
+    }
+}
