@@ -125,12 +125,24 @@ fn cold(
         (spare, key, watched, before)
     {
         // Only a sandbox in namespaces of its own: its view hides the spares' directory.
-        // And no agent profile yet: its state (`~/.claude.json`, an OAuth refresh token)
-        // is copied as the session starts, and a host run in between would make it stale.
-        if !session.config.features.user_namespaces || !session.config.agent().is_empty() {
+        if !session.config.features.user_namespaces {
             return Ok(exit::UNSUPPORTED);
         }
         watched.extend(loaded.files());
+        // An agent profile's state is copied as the session starts (`~/.claude.json`, its
+        // settings) and its credentials are bound as files (an OAuth token the host's agent
+        // replaces by rename): a host run of the agent in between makes the spare stale.
+        let c = &session.config;
+        let anchors = warden_policy::Anchors {
+            home: c.home.clone(),
+            workspace: c.workspace.clone(),
+        };
+        watched.extend(
+            warden_agentstate::filtered_files(c.agent())
+                .iter()
+                .map(|f| c.home.join(f.rel)),
+        );
+        watched.extend(c.policy.agent.credentials.iter().map(|p| anchors.expand(p)));
         let fingerprint = warm::Fingerprint::take(watched);
         // A policy file changed while it was read: no spare of it.
         if before.changed().is_some() {

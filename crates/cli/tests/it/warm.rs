@@ -69,6 +69,27 @@ impl W {
 
     /// Ends the spare listening at `sock` (its pid from the socket's peer credentials).
     fn end_spare(&self, sock: &Path) {
+        if let Some(pid) = spare_pid(sock) {
+            // SAFETY: a signal to the spare this test made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// The pid of the spare listening at `sock`, from the socket's peer credentials.
+fn spare_pid(sock: &Path) -> Option<i32> {
+    {
         if let Ok(c) = std::os::unix::net::UnixStream::connect(sock) {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
             let mut cred = libc::ucred {
@@ -88,10 +109,10 @@ impl W {
                 )
             };
             if r == 0 && cred.pid > 1 {
-                // SAFETY: a signal to the spare this test made.
-                unsafe { libc::kill(cred.pid, libc::SIGKILL) };
+                return Some(cred.pid);
             }
         }
+        None
     }
 }
 
@@ -168,6 +189,7 @@ fn a_changed_policy_file_or_command_starts_cold() {
     assert!(!claimed(&other), "{}", out(&other));
     assert!(sock.exists(), "another command's run took the spare away");
     // The policy now lets the file be read: the spare built on the old one must not serve.
+    let stale = spare_pid(&sock).expect("the spare's pid");
     std::fs::write(&policy, "[files]\ndeny = []\n").unwrap();
     let after = t.run(&["--policy", &p], script, "");
     assert!(
@@ -182,8 +204,7 @@ fn a_changed_policy_file_or_command_starts_cold() {
     );
     // The stale spare ended itself.
     assert!(
-        wait_until(Duration::from_secs(10), || !sock.exists()
-            || std::fs::read_dir(t.spares()).unwrap().count() == 1),
+        wait_until(Duration::from_secs(10), || !alive(stale)),
         "the stale spare stayed"
     );
     if let Ok(d) = std::fs::read_dir(t.spares()) {
@@ -275,7 +296,10 @@ import socket, array, struct
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("{sock}")
 msg = b"warden-warm-claim-1" + bytes(32)
-s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+try:
+    s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+except BrokenPipeError:
+    pass  # refused before the message was read: the answer is in the socket
 head = s.recv(6, socket.MSG_WAITALL)
 n = struct.unpack("<I", head[2:6])[0] if head[:2] == b"NO" else 0
 print("ANSWER", head[:2], s.recv(n, socket.MSG_WAITALL) if n else b"")
@@ -344,6 +368,49 @@ fn killing_the_claiming_run_ends_the_warm_session() {
         std::fs::metadata(&hb).unwrap().len(),
         len,
         "the warm session's agent outlived the run that claimed it"
+    );
+    if let Ok(d) = std::fs::read_dir(t.spares()) {
+        for e in d.flatten() {
+            t.end_spare(&e.path());
+        }
+    }
+}
+
+#[test]
+fn an_agent_profiles_spare_is_stale_once_the_host_changed_the_agents_state() {
+    // `--profile claude`: `~/.claude.json` is copied as the session starts and the OAuth
+    // token is bound as a file; a host `claude` run in between changes them.
+    let t = W::new("agent");
+    let script = "cat ~/.claude/.credentials.json 2>/dev/null; true";
+    let first = t.run(&["--profile", "claude"], script, "");
+    assert!(first.status.success(), "{}", out(&first));
+    let sock = t.wait_spare();
+    let stale = spare_pid(&sock).expect("the spare's pid");
+    let creds = t.s.home.join(".claude/.credentials.json");
+    std::fs::create_dir_all(creds.parent().unwrap()).unwrap();
+    std::fs::write(&creds, "{\"token\":\"rotated\"}").unwrap();
+    let after = t.run(&["--profile", "claude"], script, "");
+    assert!(
+        !claimed(&after),
+        "a spare of the old state was claimed:\n{}",
+        out(&after)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(stale)),
+        "the stale spare stayed:\n{}",
+        out(&after)
+    );
+    let _ = t.wait_spare();
+    let again = t.run(&["--profile", "claude"], script, "");
+    assert!(
+        claimed(&again),
+        "an unchanged state's spare was not claimed:\n{}",
+        out(&again)
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("rotated"),
+        "the warm session does not see the host's token:\n{}",
+        out(&again)
     );
     if let Ok(d) = std::fs::read_dir(t.spares()) {
         for e in d.flatten() {
