@@ -285,6 +285,12 @@ impl StateSession {
             .collect()
     }
 
+    /// The session's agent never ran (a warm spare that ended unclaimed): nothing to merge
+    /// or hold; its copies go, and no host file is touched.
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.copies);
+    }
+
     /// After the sandbox is gone: merge safe changes into the host files, hold the rest.
     /// While another session could write one of the files' directories ([`Busy`]), nothing
     /// is written: the copies stay for [`recover_orphans`] (the next session's start or end

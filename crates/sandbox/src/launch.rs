@@ -718,6 +718,12 @@ pub fn save_start_mask() {
     }
 }
 
+/// The mask [`save_start_mask`] saved (None before it ran): what a process warden starts in
+/// its place (a warm spare) must start with.
+pub fn start_mask() -> Option<libc::sigset_t> {
+    *START_MASK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs `f` with every signal blocked in the calling thread (threads it spawns inherit
 /// that mask), then restores the mask.
 fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {

@@ -638,6 +638,15 @@ fn end(
         // Inline when no thread can be started: the same work, in order.
         Cleanup::start(remove)
     };
+    // A warm spare that ends unclaimed: its agent never ran, and a host file it wrote back
+    // (or an orphan it merged) would make the next spare, built meanwhile, stale.
+    let agent_state = match agent_state {
+        Some(s) if crate::warm::unclaimed_spare() => {
+            s.discard();
+            None
+        }
+        s => s,
+    };
     if let Some(s) = agent_state {
         // The state filter's write-back meets the placeholders: an absent settings file's
         // mount point is one, and a remover that found it empty must not unlink what the

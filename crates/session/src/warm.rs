@@ -43,6 +43,10 @@ pub const SPARE_ENV: &str = "WARDEN_WARM_SPARE";
 /// of the key).
 pub const TTL_ENV: &str = "WARDEN_WARM_TTL_MS";
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// The longest time to live [`TTL_ENV`] may ask for.
+const MAX_TTL: Duration = Duration::from_secs(3600);
+/// The most spares of one user that wait at once ([`spawn_spare`]).
+const MAX_SPARES: usize = 4;
 const CLAIM: &[u8] = b"warden-warm-claim-1";
 /// The longest a claim's message or the spare's answer may take.
 const CLAIM_DEADLINE: Duration = Duration::from_secs(5);
@@ -128,6 +132,13 @@ pub fn key(inputs: &Inputs) -> Option<[u8; 32]> {
             as u8,
     ]);
     h.update(inputs.ttys.map(u8::from));
+    // The signal mask the run started with (its agent gets it).
+    let mask = warden_sandbox::launch::start_mask();
+    for sig in 1..=64 {
+        // SAFETY: sigismember reads a set.
+        let m = mask.is_some_and(|m| unsafe { libc::sigismember(&m, sig) } == 1);
+        h.update([u8::from(m)]);
+    }
     let cwd = std::fs::metadata(&inputs.cwd).ok()?;
     put(&mut h, inputs.cwd.as_os_str().as_bytes());
     h.update(cwd.dev().to_le_bytes());
@@ -145,8 +156,12 @@ pub fn key(inputs: &Inputs) -> Option<[u8; 32]> {
 }
 
 /// The directory of this user's spares: `$XDG_RUNTIME_DIR/warden-warm` when that is a
-/// directory of ours that no one else may enter, else (root) `/run/warden/warm`. Made 0700 and
-/// checked (ours, not a link, 0700); None when there is no such place (no warm start).
+/// directory of ours under `/run` that no one else may enter, or (root, the variable unset)
+/// `/run/warden/warm`.
+/// Made 0700 and checked (ours, not a link, 0700); None when there is no such place (no warm
+/// start). Under `/run` only: every sandbox has a private `/run`, so no agent can place,
+/// rename or remove a socket there (attack review 115: a runtime directory in the workspace
+/// let an agent listen in a spare's place).
 pub fn dir() -> Option<PathBuf> {
     // SAFETY: a plain getter.
     let uid = unsafe { libc::getuid() };
@@ -154,9 +169,17 @@ pub fn dir() -> Option<PathBuf> {
         std::fs::symlink_metadata(p)
             .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
     };
+    // No link anywhere on the way, and below `/run`.
+    let under_run = |p: &Path| {
+        p.starts_with("/run")
+            && p != Path::new("/run")
+            && std::fs::canonicalize(p).is_ok_and(|c| c == p)
+    };
     let base = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(x) if x.is_absolute() && private(&x) => x.join("warden-warm"),
-        _ if uid == 0 => {
+        Some(x) if x.is_absolute() && under_run(&x) && private(&x) => x.join("warden-warm"),
+        // Set, but no such place: no warm start (never a fallback the user did not name).
+        Some(_) => return None,
+        None if uid == 0 => {
             let _ = std::fs::create_dir_all("/run/warden");
             PathBuf::from("/run/warden/warm")
         }
@@ -192,20 +215,28 @@ impl Fingerprint {
         let mut v: Vec<_> = paths
             .into_iter()
             .map(|p| {
-                let f = std::fs::metadata(&p).ok().map(|m| {
-                    [
-                        m.dev() as i64,
-                        m.ino() as i64,
-                        m.size() as i64,
-                        m.mode() as i64,
-                        m.mtime(),
-                        m.mtime_nsec(),
-                        m.ctime(),
-                        m.ctime_nsec(),
-                    ]
-                });
+                // An empty file says what an absent one does (a policy file, the agent's
+                // state): one is also what a placeholder is, which sessions on the same tree
+                // make and remove as they start and end.
+                let f = std::fs::metadata(&p)
+                    .ok()
+                    .filter(|m| !(m.is_file() && m.len() == 0))
+                    .map(|m| {
+                        [
+                            m.dev() as i64,
+                            m.ino() as i64,
+                            m.size() as i64,
+                            m.mode() as i64,
+                            m.mtime(),
+                            m.mtime_nsec(),
+                            m.ctime(),
+                            m.ctime_nsec(),
+                        ]
+                    });
+                // A link's own identity (a link swapped for another to the same file).
                 let l = std::fs::symlink_metadata(&p)
                     .ok()
+                    .filter(|m| m.file_type().is_symlink())
                     .map(|m| [m.ino() as i64, m.ctime_nsec() ^ m.ctime()]);
                 (p, f, l)
             })
@@ -225,25 +256,12 @@ impl Fingerprint {
             .map(|(a, _)| a.0.clone())
     }
 
-    /// The state now, if it differs from this one only by placeholders the session made
-    /// (an absent path that is now an empty file or directory: an empty policy file says
-    /// what an absent one does); else the first path that changed.
+    /// The state now, if it is this one (the placeholders the session made are empty files:
+    /// absent, as [`Fingerprint::take`] sees them); else the first path that changed.
     fn renewed(&self) -> Result<Fingerprint, PathBuf> {
-        let now = Fingerprint::take(self.0.iter().map(|e| e.0.clone()));
-        let placeholder = |f: &Option<[i64; 8]>| {
-            f.is_some_and(|f| {
-                let kind = f[3] as u32 & libc::S_IFMT;
-                f[2] == 0 && kind == libc::S_IFREG || kind == libc::S_IFDIR
-            })
-        };
-        match self
-            .0
-            .iter()
-            .zip(&now.0)
-            .find(|(a, b)| a != b && !(a.0 == b.0 && a.1.is_none() && placeholder(&b.1)))
-        {
-            Some((a, _)) => Err(a.0.clone()),
-            None => Ok(now),
+        match self.changed() {
+            Some(p) => Err(p),
+            None => Ok(Fingerprint::take(self.0.iter().map(|e| e.0.clone()))),
         }
     }
 }
@@ -253,7 +271,15 @@ pub struct Spare {
     ttl: Duration,
 }
 
-/// The claiming run's connection, once claimed: [`report_exit`] writes the exit code to it.
+/// This process is a spare ([`Spare::from_env`]).
+static IS_SPARE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process is a spare that no run claimed (yet): its agent never ran.
+pub fn unclaimed_spare() -> bool {
+    IS_SPARE.load(std::sync::atomic::Ordering::SeqCst) && CLAIMED.get().is_none()
+}
+
+/// The claiming run's connection, once claimed: [`report`] writes the exit code to it.
 static CLAIMED: OnceLock<Mutex<Option<UnixStream>>> = OnceLock::new();
 
 impl Spare {
@@ -267,11 +293,13 @@ impl Spare {
             return None;
         }
         warden_event::tty::set_override([t[0] == b'1', t[1] == b'1', t[2] == b'1']);
+        IS_SPARE.store(true, std::sync::atomic::Ordering::SeqCst);
         let ttl = std::env::var(TTL_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_TTL);
+            .unwrap_or(DEFAULT_TTL)
+            .min(MAX_TTL);
         Some(Spare { ttl })
     }
 
@@ -563,9 +591,27 @@ pub fn claim(key: &[u8; 32]) -> Claim {
     if cred.uid.as_raw() != unsafe { libc::getuid() } {
         return Claim::Cold("the spare's socket is another user's".into());
     }
-    let Ok(spare) = warden_sys::pidfd::open(cred.pid.as_raw_nonzero().get()) else {
+    // The fds go only to a warden spare: this binary, run by this user on the host (our
+    // user and pid namespaces, no seccomp filter, no no_new_privs), never to whatever else
+    // listens there (attack review 115, F1).
+    let pid = cred.pid.as_raw_nonzero().get();
+    let Ok(spare) = warden_sys::pidfd::open(pid) else {
         return Claim::Cold("the spare is gone".into());
     };
+    if let Err(why) = is_spare(pid) {
+        return Claim::Cold(format!("not a spare: {why}"));
+    }
+    // Still the process checked (its pid was not taken by another since): a pidfd polls
+    // readable once its process exited.
+    let mut p = libc::pollfd {
+        fd: spare.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own, without waiting.
+    if unsafe { libc::poll(&mut p, 1, 0) } != 0 {
+        return Claim::Cold("the spare is gone".into());
+    }
     let mut msg = CLAIM.to_vec();
     msg.extend_from_slice(key);
     // SAFETY: fds 0-2 are open (`main` makes sure) for the call.
@@ -595,6 +641,31 @@ pub fn claim(key: &[u8; 32]) -> Claim {
             Claim::Cold(format!("the spare's answer: {e}"))
         }
     }
+}
+
+/// Whether process `pid` (a socket's peer) is a spare: in our user and pid namespaces, running
+/// this very binary, with no seccomp filter and no `no_new_privs` (every sandboxed process has
+/// both).
+fn is_spare(pid: i32) -> Result<(), String> {
+    for ns in ["user", "pid"] {
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).map(|m| m.ino());
+        let ours = std::fs::metadata(format!("/proc/self/ns/{ns}")).map(|m| m.ino());
+        match (theirs, ours) {
+            (Ok(a), Ok(b)) if a == b => {}
+            _ => return Err(format!("in another {ns} namespace")),
+        }
+    }
+    let id = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    if id(format!("/proc/{pid}/exe")).is_none()
+        || id(format!("/proc/{pid}/exe")) != id("/proc/self/exe".into())
+    {
+        return Err("another program".into());
+    }
+    let status = warden_sys::procfs::Status::read(pid).map_err(|e| format!("its status: {e}"))?;
+    if status.seccomp() != Some(0) || status.no_new_privs() != Some(false) {
+        return Err("a confined process".into());
+    }
+    Ok(())
 }
 
 impl Claimed {
@@ -681,6 +752,26 @@ pub fn spawn_spare(inputs: &Inputs, key: &[u8; 32]) -> Result<(), String> {
     if std::fs::symlink_metadata(dir.join(socket_name(key))).is_ok() {
         return Ok(());
     }
+    // At most `MAX_SPARES` wait (each is a whole sandbox: ~20 MB, its placeholders in its
+    // workspace, an inotify walk): a script of many different `--warm` commands leaves that
+    // many, not one each. A socket older than the longest time to live is a dead spare's.
+    let waiting = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().as_bytes().ends_with(b".sock"))
+                .filter(|e| {
+                    e.metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age < MAX_TTL)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    if waiting >= MAX_SPARES {
+        return Err(format!("{waiting} spares wait already"));
+    }
     let Some((argv0, args)) = inputs.argv.split_first() else {
         return Err("no arguments".into());
     };
@@ -701,11 +792,21 @@ pub fn spawn_spare(inputs: &Inputs, key: &[u8; 32]) -> Result<(), String> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; the child's own session keeps the terminal's
-    // signals (and its hang-up) away from it.
+    // The spare starts with the signal mask this run started with, not the one warden blocks
+    // for its signal thread: its agent gets it, as a cold run's does (attack review 115, F3:
+    // every signal the supervisor handles stayed blocked in the warm agent).
+    // SAFETY: a zeroed sigset, emptied.
+    let mask = warden_sandbox::launch::start_mask().unwrap_or_else(|| unsafe {
+        let mut e: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut e);
+        e
+    });
+    // SAFETY: setsid and pthread_sigmask are async-signal-safe; the child's own session keeps
+    // the terminal's signals (and its hang-up) away from it.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
             Ok(())
         });
     }

@@ -14,9 +14,12 @@ struct W {
 }
 
 impl W {
+    /// A scratch tree and a runtime directory of its own under `/run` (spares live only
+    /// there: every sandbox has a private `/run`).
     fn new(name: &str) -> W {
         let s = Scratch::nested("warden-it-warm", name);
-        let runtime = s.root.join("xdg");
+        let runtime = PathBuf::from(format!("/run/warden-it-warm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&runtime);
         std::fs::create_dir_all(&runtime).unwrap();
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
         W { s, runtime }
@@ -113,6 +116,14 @@ fn spare_pid(sock: &Path) -> Option<i32> {
             }
         }
         None
+    }
+}
+
+impl Drop for W {
+    fn drop(&mut self) {
+        if self.runtime.starts_with("/run/warden-it-warm-") {
+            let _ = std::fs::remove_dir_all(&self.runtime);
+        }
     }
 }
 
@@ -279,50 +290,89 @@ fn an_unclaimed_spare_ends_and_leaves_nothing_in_the_workspace() {
 }
 
 #[test]
-fn a_spare_whose_socket_the_agent_can_see_refuses_its_claim() {
-    // A runtime directory inside the workspace (a user's odd `XDG_RUNTIME_DIR`): the agent
-    // sees the socket and makes a claim with fds; the spare refuses it: by uid (run by root,
-    // the agent is another host uid) or by namespace (the user's own uid).
+fn no_spare_lives_where_an_agent_could_reach_its_socket() {
+    // A runtime directory inside the workspace (an odd `XDG_RUNTIME_DIR`): an agent could
+    // listen in a spare's place there and be handed the next run's terminal (attack review
+    // 115, F1). Spares live under `/run` only: here, none is made and every run is cold.
     let mut t = W::new("visible");
+    let _ = std::fs::remove_dir_all(&t.runtime);
     t.runtime = t.s.ws.join("xdg");
     std::fs::create_dir_all(&t.runtime).unwrap();
     std::fs::set_permissions(&t.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let first = t.run(&[], "true", "");
+    for _ in 0..2 {
+        let o = t.run(&[], "echo ran", "");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("ran"),
+            "{}",
+            out(&o)
+        );
+        assert!(!claimed(&o), "{}", out(&o));
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    assert!(
+        !t.spares().exists() || std::fs::read_dir(t.spares()).unwrap().next().is_none(),
+        "a spare listens in the workspace"
+    );
+}
+
+#[test]
+fn a_claim_hands_its_terminal_only_to_a_warden_spare() {
+    // Something else listening at a spare's name (here a host python of the same user):
+    // the run must not hand it its fds, and starts cold (attack review 115, F1).
+    let t = W::new("fake");
+    let first = t.run(&[], "echo ran", "");
     assert!(first.status.success(), "{}", out(&first));
     let sock = t.wait_spare();
-    let claim = format!(
-        r#"python3 - <<'PY'
-import socket, array, struct
+    let pid = spare_pid(&sock).expect("the spare's pid");
+    // SAFETY: a signal to the spare this test made.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::fs::remove_file(&sock).unwrap();
+    let log = t.s.root.join("fake.log");
+    let fake = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            r#"
+import socket, array, struct, os
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect("{sock}")
-msg = b"warden-warm-claim-1" + bytes(32)
-try:
-    s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
-except BrokenPipeError:
-    pass  # refused before the message was read: the answer is in the socket
-head = s.recv(6, socket.MSG_WAITALL)
-n = struct.unpack("<I", head[2:6])[0] if head[:2] == b"NO" else 0
-print("ANSWER", head[:2], s.recv(n, socket.MSG_WAITALL) if n else b"")
-PY"#,
-        sock = sock.display()
-    );
-    let inside = t.run(&[], &claim, "");
-    let stdout = String::from_utf8_lossy(&inside.stdout);
+s.bind("{sock}"); s.listen(4)
+c, _ = s.accept()
+fds = array.array("i")
+msg, anc, flags, addr = c.recvmsg(64, socket.CMSG_LEN(3 * fds.itemsize))
+for level, kind, data in anc:
+    fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+open("{log}", "w").write("fds %d\n" % len(fds))
+for fd in fds:
+    os.write(fd, b"FAKE-SPARE-OUTPUT\n")
+c.sendall(b"OK" + struct.pack("<i", 4242) + b"EX" + struct.pack("<i", 0))
+"#,
+            sock = sock.display(),
+            log = log.display()
+        ))
+        .spawn()
+        .unwrap();
     assert!(
-        stdout.contains("ANSWER b'NO'")
-            && (stdout.contains("not in this user namespace") || stdout.contains("another user")),
-        "the spare did not refuse the agent's claim (uid or namespace):\n{}",
-        out(&inside)
+        wait_until(Duration::from_secs(10), || sock.exists()),
+        "the fake never listened"
     );
-    // Judged from the host: the spare still serves its own command.
-    assert!(sock.exists(), "the spare is gone");
-    let again = t.run(&[], "true", "");
+    let o = t.run(&[], "echo ran", "");
+    let mut fake = fake;
+    let _ = fake.kill();
+    let _ = fake.wait();
     assert!(
-        claimed(&again),
-        "the spare no longer serves:\n{}",
-        out(&again)
+        !String::from_utf8_lossy(&o.stdout).contains("FAKE-SPARE-OUTPUT"),
+        "the run handed its stdout to something that is not a spare:\n{}",
+        out(&o)
     );
-    t.end_spare(&t.wait_spare());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ran") && !claimed(&o),
+        "the run did not start cold:\n{}",
+        out(&o)
+    );
+    let got = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!got.contains("fds 3"), "the fake got the run's fds: {got}");
+    for e in std::fs::read_dir(t.spares()).unwrap().flatten() {
+        t.end_spare(&e.path());
+    }
 }
 
 #[test]
@@ -416,5 +466,60 @@ fn an_agent_profiles_spare_is_stale_once_the_host_changed_the_agents_state() {
         for e in d.flatten() {
             t.end_spare(&e.path());
         }
+    }
+}
+
+#[test]
+fn a_warm_agent_gets_the_signal_mask_and_the_signals_of_a_cold_one() {
+    // Attack review 115, F3: the warm agent started with every signal the supervisor handles
+    // blocked, so SIGTERM to `warden run` never reached its trap and `wait` hung.
+    let t = W::new("signals");
+    let mask = "grep SigBlk /proc/self/status";
+    let cold = t.run(&[], mask, "");
+    let _ = t.wait_spare();
+    let warm = t.run(&[], mask, "");
+    assert!(claimed(&warm), "{}", out(&warm));
+    assert_eq!(
+        String::from_utf8_lossy(&warm.stdout),
+        String::from_utf8_lossy(&cold.stdout),
+        "the warm agent's signal mask differs from the cold one's"
+    );
+    let next = t.wait_spare();
+    t.end_spare(&next);
+    let _ = std::fs::remove_file(&next);
+    // The trap script, twice: the first run leaves its spare, the second claims it.
+    let script = "trap 'echo got TERM; exit 5' TERM; echo up > up; sleep 30 & wait";
+    for round in 0..2 {
+        let _ = std::fs::remove_file(t.s.ws.join("up"));
+        let mut c = t.s.warden();
+        c.env("XDG_RUNTIME_DIR", &t.runtime)
+            .env("WARDEN_TIMING", "1")
+            .env("WARDEN_WARM_TTL_MS", "60000")
+            .current_dir(&t.s.ws)
+            .args(["run", "--warm", "--", "/bin/bash", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(20), || t.s.ws.join("up").exists()),
+            "round {round}: the agent never started"
+        );
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(5), "round {round}:\n{}", out(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("got TERM"),
+            "round {round}:\n{}",
+            out(&o)
+        );
+        if round == 1 {
+            assert!(claimed(&o), "the second round was not warm:\n{}", out(&o));
+        }
+        let _ = t.wait_spare();
+    }
+    for e in std::fs::read_dir(t.spares()).unwrap().flatten() {
+        t.end_spare(&e.path());
     }
 }
