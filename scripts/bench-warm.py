@@ -8,9 +8,17 @@ import os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile
 w = os.path.abspath(sys.argv[1])
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 root = tempfile.mkdtemp(prefix="warden-bench-warm.")
-ws, xdg = os.path.join(root, "ws"), os.path.join(root, "xdg")
+ws = os.path.join(root, "ws")
 os.makedirs(ws)
-os.makedirs(xdg, mode=0o700)
+# Spares live under /run only (a private runtime directory of this user there).
+try:
+    xdg = tempfile.mkdtemp(prefix="warden-bench-warm.", dir="/run")
+except OSError:
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if not xdg.startswith("/run/"):
+        sys.exit("bench-warm: no private runtime directory under /run")
+    xdg = tempfile.mkdtemp(prefix="warden-bench-warm.", dir=xdg)
+os.chmod(xdg, 0o700)
 env = dict(os.environ, XDG_RUNTIME_DIR=xdg)
 def run(args):
     t = time.perf_counter()
@@ -46,3 +54,4 @@ for name in os.listdir(d) if os.path.isdir(d) else []:
         pass
 time.sleep(0.2)
 shutil.rmtree(root, ignore_errors=True)
+shutil.rmtree(xdg, ignore_errors=True)

@@ -70,6 +70,30 @@ impl W {
         found.unwrap()
     }
 
+    /// Ends every spare of this test's runtime directory.
+    fn end_spares(&self) {
+        if let Ok(d) = std::fs::read_dir(self.spares()) {
+            for e in d.flatten() {
+                self.end_spare(&e.path());
+            }
+        }
+    }
+
+    /// `warden run --warm -- bash -c script`, stdin closed, output piped, with the
+    /// environment of [`W::run`].
+    fn command(&self, script: &str) -> std::process::Command {
+        let mut c = self.s.warden();
+        c.env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("WARDEN_TIMING", "1")
+            .env("WARDEN_WARM_TTL_MS", "60000")
+            .current_dir(&self.s.ws)
+            .args(["run", "--warm", "--", "/bin/bash", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
     /// Ends the spare listening at `sock` (its pid from the socket's peer credentials).
     fn end_spare(&self, sock: &Path) {
         if let Some(pid) = spare_pid(sock) {
@@ -92,31 +116,9 @@ fn alive(pid: i32) -> bool {
 
 /// The pid of the spare listening at `sock`, from the socket's peer credentials.
 fn spare_pid(sock: &Path) -> Option<i32> {
-    {
-        if let Ok(c) = std::os::unix::net::UnixStream::connect(sock) {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
-            let mut cred = libc::ucred {
-                pid: 0,
-                uid: 0,
-                gid: 0,
-            };
-            let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-            // SAFETY: getsockopt into a ucred of the given size.
-            let r = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_PEERCRED,
-                    &mut cred as *mut _ as *mut libc::c_void,
-                    &mut len,
-                )
-            };
-            if r == 0 && cred.pid > 1 {
-                return Some(cred.pid);
-            }
-        }
-        None
-    }
+    let c = std::os::unix::net::UnixStream::connect(sock).ok()?;
+    let pid = warden_proto::accept::peer_cred(&c).ok()?.pid;
+    (pid > 1).then_some(pid)
 }
 
 impl Drop for W {
@@ -218,11 +220,7 @@ fn a_changed_policy_file_or_command_starts_cold() {
         wait_until(Duration::from_secs(10), || !alive(stale)),
         "the stale spare stayed"
     );
-    if let Ok(d) = std::fs::read_dir(t.spares()) {
-        for e in d.flatten() {
-            t.end_spare(&e.path());
-        }
-    }
+    t.end_spares();
 }
 
 #[test]
@@ -370,9 +368,7 @@ c.sendall(b"OK" + struct.pack("<i", 4242) + b"EX" + struct.pack("<i", 0))
     );
     let got = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!got.contains("fds 3"), "the fake got the run's fds: {got}");
-    for e in std::fs::read_dir(t.spares()).unwrap().flatten() {
-        t.end_spare(&e.path());
-    }
+    t.end_spares();
 }
 
 #[test]
@@ -381,15 +377,8 @@ fn killing_the_claiming_run_ends_the_warm_session() {
     // run's death ends the spare's: judged from the host by a heartbeat that stops.
     let t = W::new("kill");
     let script = "while true; do date +%s%N >> hb; sleep 0.1; done";
-    let mut c = t.s.warden();
-    c.env("XDG_RUNTIME_DIR", &t.runtime)
-        .env("WARDEN_TIMING", "1")
-        .env("WARDEN_WARM_TTL_MS", "60000")
-        .current_dir(&t.s.ws)
-        .args(["run", "--warm", "--", "/bin/bash", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut c = t.command(script);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
     // The first run starts cold and leaves the spare once it ends: end it.
     let mut first = c.spawn().unwrap();
     let hb = t.s.ws.join("hb");
@@ -419,11 +408,7 @@ fn killing_the_claiming_run_ends_the_warm_session() {
         len,
         "the warm session's agent outlived the run that claimed it"
     );
-    if let Ok(d) = std::fs::read_dir(t.spares()) {
-        for e in d.flatten() {
-            t.end_spare(&e.path());
-        }
-    }
+    t.end_spares();
 }
 
 #[test]
@@ -462,11 +447,7 @@ fn an_agent_profiles_spare_is_stale_once_the_host_changed_the_agents_state() {
         "the warm session does not see the host's token:\n{}",
         out(&again)
     );
-    if let Ok(d) = std::fs::read_dir(t.spares()) {
-        for e in d.flatten() {
-            t.end_spare(&e.path());
-        }
-    }
+    t.end_spares();
 }
 
 #[test]
@@ -491,16 +472,7 @@ fn a_warm_agent_gets_the_signal_mask_and_the_signals_of_a_cold_one() {
     let script = "trap 'echo got TERM; exit 5' TERM; echo up > up; sleep 30 & wait";
     for round in 0..2 {
         let _ = std::fs::remove_file(t.s.ws.join("up"));
-        let mut c = t.s.warden();
-        c.env("XDG_RUNTIME_DIR", &t.runtime)
-            .env("WARDEN_TIMING", "1")
-            .env("WARDEN_WARM_TTL_MS", "60000")
-            .current_dir(&t.s.ws)
-            .args(["run", "--warm", "--", "/bin/bash", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = c.spawn().unwrap();
+        let child = t.command(script).spawn().unwrap();
         assert!(
             wait_until(Duration::from_secs(20), || t.s.ws.join("up").exists()),
             "round {round}: the agent never started"
@@ -519,7 +491,5 @@ fn a_warm_agent_gets_the_signal_mask_and_the_signals_of_a_cold_one() {
         }
         let _ = t.wait_spare();
     }
-    for e in std::fs::read_dir(t.spares()).unwrap().flatten() {
-        t.end_spare(&e.path());
-    }
+    t.end_spares();
 }
