@@ -23,7 +23,7 @@
 //! Who may claim: a process of the same uid, in the spare's own user and pid namespaces (the
 //! host's), through a socket in a 0700 directory of the runtime directory (`/run/...`), which
 //! is not in any sandbox's view. A spare unclaimed after its time to live
-//! (`WARDEN_WARM_TTL_MS`, 5 minutes) ends its sandbox unstarted, as a claim that finds the
+//! (`WARDEN_WARM_TTL_MS`, 1 minute) ends its sandbox unstarted, as a claim that finds the
 //! policy changed does.
 
 use std::ffi::{OsStr, OsString};
@@ -42,7 +42,9 @@ pub const SPARE_ENV: &str = "WARDEN_WARM_SPARE";
 /// A spare's time to live without a claim, in milliseconds (part of the environment, hence
 /// of the key).
 pub const TTL_ENV: &str = "WARDEN_WARM_TTL_MS";
-const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// One minute: a spare's placeholders are on the host while it waits (`git status` lists
+/// them), so it waits for a burst of runs, not for the next session an hour later.
+const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// The longest time to live [`TTL_ENV`] may ask for.
 const MAX_TTL: Duration = Duration::from_secs(3600);
 /// The most spares of one user that wait at once ([`spawn_spare`]).
@@ -132,6 +134,40 @@ pub fn key(inputs: &Inputs) -> Option<[u8; 32]> {
             as u8,
     ]);
     h.update(inputs.ttys.map(u8::from));
+    // What else the sandbox inherits from the run (attack review 116, F2: a claim with other
+    // limits, another nice value or OOM score took a spare built with the first ones): every
+    // resource limit, the nice value, the OOM score adjustment, the cgroup, the capability
+    // sets, no_new_privs, seccomp and the CPU and memory-node masks.
+    // Linux has 16 (`RLIMIT_NLIMITS`); a limit the kernel lacks reads as 0 here and there.
+    for r in 0..16 {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit into a local struct.
+        unsafe { libc::getrlimit(r as _, &mut l) };
+        h.update(l.rlim_cur.to_le_bytes());
+        h.update(l.rlim_max.to_le_bytes());
+    }
+    // SAFETY: a plain getter (errno is not looked at: -1 is a valid nice value too).
+    h.update(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }.to_le_bytes());
+    for f in ["/proc/self/oom_score_adj", "/proc/self/cgroup"] {
+        put(&mut h, &std::fs::read(f).unwrap_or_default());
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for line in status.lines().filter(|l| {
+        [
+            "Cap",
+            "NoNewPrivs:",
+            "Seccomp:",
+            "Cpus_allowed:",
+            "Mems_allowed:",
+        ]
+        .iter()
+        .any(|k| l.starts_with(k))
+    }) {
+        put(&mut h, line.as_bytes());
+    }
     // The signal mask the run started with (its agent gets it).
     let mask = warden_sandbox::launch::start_mask();
     for sig in 1..=64 {
@@ -218,10 +254,24 @@ impl Fingerprint {
                 // An empty file says what an absent one does (a policy file, the agent's
                 // state): one is also what a placeholder is, which sessions on the same tree
                 // make and remove as they start and end.
+                // A directory (`.git`) by its identity only: what it holds changes with every
+                // commit.
                 let f = std::fs::metadata(&p)
                     .ok()
                     .filter(|m| !(m.is_file() && m.len() == 0))
                     .map(|m| {
+                        if m.is_dir() {
+                            return [
+                                m.dev() as i64,
+                                m.ino() as i64,
+                                0,
+                                m.mode() as i64,
+                                0,
+                                0,
+                                0,
+                                0,
+                            ];
+                        }
                         [
                             m.dev() as i64,
                             m.ino() as i64,
@@ -755,16 +805,19 @@ pub fn spawn_spare(inputs: &Inputs, key: &[u8; 32]) -> Result<(), String> {
     // At most `MAX_SPARES` wait (each is a whole sandbox: ~20 MB, its placeholders in its
     // workspace, an inotify walk): a script of many different `--warm` commands leaves that
     // many, not one each. A socket older than the longest time to live is a dead spare's.
+    // A socket no spare listens at any more (killed, OOM) is removed, not counted (attack
+    // review 116, F3: four such sockets switched warm start off for good).
     let waiting = std::fs::read_dir(&dir)
         .map(|d| {
             d.flatten()
                 .filter(|e| e.file_name().as_bytes().ends_with(b".sock"))
-                .filter(|e| {
-                    e.metadata()
-                        .ok()
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age < MAX_TTL)
+                .filter(|e| match UnixStream::connect(e.path()) {
+                    Ok(_) => true,
+                    Err(err) if err.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                        let _ = std::fs::remove_file(e.path());
+                        false
+                    }
+                    Err(_) => false,
                 })
                 .count()
         })
@@ -823,6 +876,16 @@ pub fn watched_paths(home: &Path, workspace: &Path, policy_file: Option<&Path>) 
         workspace.join(warden_policy::load::WORKSPACE_POLICY),
         warden_execguard::index::default_path(home),
         PathBuf::from(warden_daemon::SOCKET),
+        // The workspace's repository as the plan found it (attack review 116, F1: a `git
+        // init` on the host while a spare waited left the new `.git/hooks` and `.git/config`
+        // unlocked to the agent, and the end's guard then stripped them as the agent's): its
+        // `.git` (a directory by identity), config and hooks; and the git configuration the
+        // sandbox shows as copies taken at the start.
+        workspace.join(".git"),
+        workspace.join(".git/config"),
+        workspace.join(".git/hooks"),
+        home.join(".gitconfig"),
+        home.join(".config/git/config"),
     ];
     v.extend(policy_file.map(Path::to_path_buf));
     v

@@ -493,3 +493,124 @@ fn a_warm_agent_gets_the_signal_mask_and_the_signals_of_a_cold_one() {
     }
     t.end_spares();
 }
+
+#[test]
+fn a_repository_the_host_makes_while_a_spare_waits_means_a_cold_start() {
+    // Attack review 116, F1: `git init` on the host while a spare waited left the new
+    // `.git/hooks` and `.git/config` unlocked to the warm agent, and the end's guard stripped
+    // the user's own hooks. Now it is a cold start, which locks them and leaves them be.
+    let t = W::new("gitinit");
+    let script = "printf '#!/bin/sh\\ntouch HOOKRAN\\n' > .git/hooks/pre-commit 2>/dev/null && echo PLANTED; git config core.fsmonitor 'touch FSMON' 2>/dev/null && echo CFG; true";
+    let first = t.run(&[], script, "");
+    assert!(first.status.success(), "{}", out(&first));
+    let _ = t.wait_spare();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&t.s.ws)
+            .env("HOME", &t.s.home)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", out(&o));
+    };
+    git(&["init", "-q", "."]);
+    let hooks = |ws: &Path| std::fs::read_dir(ws.join(".git/hooks")).unwrap().count();
+    let before = hooks(&t.s.ws);
+    assert!(before > 0, "git init made no sample hooks");
+    let o = t.run(&[], script, "");
+    assert!(
+        !claimed(&o),
+        "a spare built before the repository was claimed:\n{}",
+        out(&o)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !stdout.contains("PLANTED") && !stdout.contains("CFG"),
+        "the agent wrote the repository's hooks or config:\n{}",
+        out(&o)
+    );
+    // Judged from the host: nothing of the agent's is in the repository. (The waiting
+    // spare's workspace guard treats the host's new repository as one made in a session, as
+    // a running cold session's does: git's sample hooks go. A stated limit of warm start.)
+    assert!(!t.s.ws.join(".git/hooks/pre-commit").exists());
+    let cfg = std::fs::read_to_string(t.s.ws.join(".git/config")).unwrap();
+    assert!(!cfg.contains("fsmonitor"), "{cfg}");
+    let _ = before;
+    t.end_spares();
+}
+
+#[test]
+fn a_claim_with_other_limits_or_priority_starts_cold() {
+    // Attack review 116, F2: resource limits, nice and the OOM score are the run's, as cold.
+    // Each run goes through the same shell, which sets them (`:` sets nothing).
+    let t = W::new("limits");
+    let script = "ulimit -n; nice";
+    let wrapped = |prefix: &str| {
+        let c = t.command(script);
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(format!("{prefix} exec \"$0\" \"$@\""))
+            .arg(super::common::WARDEN)
+            .args(c.get_args());
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.current_dir(&t.s.ws)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let o = sh.output().unwrap();
+        assert!(o.status.success(), "{prefix}\n{}", out(&o));
+        o
+    };
+    let _ = wrapped(":;");
+    let _ = t.wait_spare();
+    // The control: the same shell, nothing changed, claims.
+    let same = wrapped(":;");
+    assert!(
+        claimed(&same),
+        "the control run did not claim:\n{}",
+        out(&same)
+    );
+    let _ = t.wait_spare();
+    for prefix in ["ulimit -n 200;", "renice -n 5 $$ >/dev/null;"] {
+        let o = wrapped(prefix);
+        assert!(
+            !claimed(&o),
+            "{prefix}: a spare of other limits was claimed:\n{}",
+            out(&o)
+        );
+        let _ = t.wait_spare();
+    }
+    t.end_spares();
+}
+
+#[test]
+fn sockets_of_dead_spares_do_not_switch_warm_start_off() {
+    // Attack review 116, F3: four sockets left by killed spares counted as four spares.
+    let t = W::new("dead");
+    std::fs::create_dir_all(t.spares()).unwrap();
+    std::fs::set_permissions(t.spares(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    for i in 0..4 {
+        let l = std::os::unix::net::UnixListener::bind(t.spares().join(format!("dead{i}.sock")))
+            .unwrap();
+        drop(l);
+    }
+    let first = t.run(&[], "true", "");
+    assert!(first.status.success(), "{}", out(&first));
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_dir(t.spares())
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".sock") && !n.starts_with("dead")
+            })),
+        "no spare was made beside the dead sockets"
+    );
+    t.end_spares();
+}
