@@ -129,6 +129,16 @@ fn cold(
             return Ok(exit::UNSUPPORTED);
         }
         watched.extend(loaded.files());
+        // And each policy file as it was named (`extends = "shared/base.toml"` through a
+        // linked directory): the resolved path stays the old file when the link is retargeted.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        watched.extend(
+            loaded
+                .sources
+                .iter()
+                .filter(|s| !s.origin.starts_with("builtin:"))
+                .map(|s| cwd.join(&s.origin)),
+        );
         // An agent profile's state is copied as the session starts (`~/.claude.json`, its
         // settings) and its credentials are bound as files (an OAuth token the host's agent
         // replaces by rename): a host run of the agent in between makes the spare stale.

@@ -614,3 +614,60 @@ fn sockets_of_dead_spares_do_not_switch_warm_start_off() {
     );
     t.end_spares();
 }
+
+#[test]
+fn a_policy_reached_through_a_retargeted_link_means_a_cold_start() {
+    // The sideways move on the checked set: `extends` through a linked directory whose link
+    // the host retargets between the spare's build and the claim (the resolved path is still
+    // the old file). The claim must start cold with the new policy.
+    let t = W::new("extends");
+    let (d1, d2, cur) = (
+        t.s.root.join("d1"),
+        t.s.root.join("d2"),
+        t.s.root.join("cur"),
+    );
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    std::fs::write(
+        d1.join("base.toml"),
+        "extends = \"generic\"\n[files]\ndeny = []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d2.join("base.toml"),
+        "extends = \"generic\"\n[files]\ndeny = [\"notes.txt\"]\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&d1, &cur).unwrap();
+    let policy = t.s.root.join("pol.toml");
+    std::fs::write(
+        &policy,
+        format!("extends = \"{}\"\n", cur.join("base.toml").display()),
+    )
+    .unwrap();
+    std::fs::write(t.s.ws.join("notes.txt"), "NOTES\n").unwrap();
+    let p = policy.display().to_string();
+    let script = "grep -q NOTES notes.txt 2>/dev/null && echo READ || echo DENIED";
+    let first = t.run(&["--policy", &p], script, "");
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("READ"),
+        "{}",
+        out(&first)
+    );
+    let _ = t.wait_spare();
+    // The link now names the stricter file.
+    std::fs::remove_file(&cur).unwrap();
+    std::os::unix::fs::symlink(&d2, &cur).unwrap();
+    let after = t.run(&["--policy", &p], script, "");
+    assert!(
+        !claimed(&after),
+        "a spare of the old policy was claimed:\n{}",
+        out(&after)
+    );
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("DENIED"),
+        "the agent read a file the new policy denies:\n{}",
+        out(&after)
+    );
+    t.end_spares();
+}
