@@ -119,6 +119,8 @@ pub struct Guard {
     /// The locked files' watch, apart from `st`: its own inotify instance and thread, so
     /// that nothing the walker does (a tree renamed in is a walk) delays a relock.
     rl: Arc<Mutex<Relocker>>,
+    /// Whether the agent was released ([`Guard::set_latch`]); `None`: from the start on.
+    latch: Option<crate::latch::Latch>,
 }
 
 struct State {
@@ -1525,7 +1527,15 @@ impl Guard {
         Ok(Guard {
             st: Arc::new(Mutex::new(st)),
             rl: Arc::new(Mutex::new(rl)),
+            latch: None,
         })
+    }
+
+    /// Until `latch` says the agent was released, what the watcher finds is the host's
+    /// (see [`crate::latch`]): its passes lock it as the start's walk locks what it finds,
+    /// and the last pass leaves the workspace alone when no agent ran. Before [`Guard::spawn`].
+    pub fn set_latch(&mut self, latch: Option<crate::latch::Latch>) {
+        self.latch = latch;
     }
 
     /// Runs the watcher, and the locked files' watch, on threads of init for the rest of
@@ -1557,6 +1567,12 @@ impl Guard {
             if s.finished {
                 return;
             }
+            // Not released yet (a warm spare waits): the host's changes, decided at once as
+            // the start decides (locked as they are), while the release waits for this pass.
+            let held = g.latch.as_ref().is_some_and(|l| l.begin_pass());
+            if held {
+                s.starting = true;
+            }
             // The watches, added once the agent runs: each directory is watched before it
             // is listed, so what the agent makes or changes meanwhile is either listed or
             // reported by a watch; every `.git` entry and git dir found is queued again and
@@ -1576,7 +1592,19 @@ impl Guard {
             if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
                 s.rescan();
             }
-            if let Err(e) = s.process_all(false) {
+            let done = s.process_all(held);
+            if held {
+                s.starting = false;
+                if let Some(l) = &g.latch {
+                    l.end_pass(done.is_ok());
+                }
+                if done.is_err() {
+                    // A start would have failed: this one never begins (the release is
+                    // refused; a warm spare ends and its claim starts cold).
+                    end_agent();
+                }
+            }
+            if let Err(e) = done {
                 eprintln!(
                     "warden: workspace guard: {}",
                     warden_event::text::printable(&e.to_string())
@@ -1625,6 +1653,11 @@ impl Guard {
             }
             Err(_) => Vec::new(),
         };
+        // No agent code ran (never released: a warm spare that was not claimed, a start that
+        // failed): whatever is in the workspace is the host's, and stays as it is.
+        if self.latch.as_ref().is_some_and(|l| !l.released()) {
+            return;
+        }
         for (p, hidden) in changed {
             let p = warden_event::text::printable(&p.display().to_string());
             if hidden {

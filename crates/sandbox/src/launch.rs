@@ -96,6 +96,10 @@ pub struct Launch {
 pub static SIGPIPE_WAS_IGNORED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// How long the agent's release waits for a pass of init's workspace guard over what the
+/// host changed before it ([`crate::latch`]; a pass is one walk of the workspace at most).
+pub const RELEASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The fd number under which the agent receives [`Launch::inherit_fd`].
 pub const INHERITED_FD: i32 = 100;
 
@@ -135,6 +139,8 @@ pub struct Session {
     view_read: bool,
     fd_sock: OwnedFd,
     released: std::sync::atomic::AtomicBool,
+    /// Shared with init's workspace guard ([`crate::latch`]); set before the go.
+    latch: Option<crate::latch::Latch>,
     pub pty_master: Option<OwnedFd>,
     /// Which of fds 0-2 the agent took from the supervisor as they were (no pty, no output
     /// relay): what [`Session::release_with`] replaces.
@@ -210,6 +216,8 @@ struct ChildCtx {
     /// Init writes the agent's exit status here (4 bytes, native endian) once every process
     /// of the namespace is gone.
     exit_w: RawFd,
+    /// See [`crate::latch`]: handed to init's workspace guard.
+    latch: Option<crate::latch::Latch>,
     hook_socket: bool,
     /// Init's listening hook-report socket, handed to the supervisor by the agent process.
     hook_listener: Option<RawFd>,
@@ -375,6 +383,13 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         .collect::<Result<_, _>>()?;
     let (err_r, err_w) = sys::pipe_cloexec()?;
     let (exit_r, exit_w) = sys::pipe_cloexec()?;
+    // Init's guard learns from it whether the agent was released (without namespaces there
+    // is no init, and no guard).
+    let latch = if l.namespaces {
+        Some(crate::latch::Latch::new().map_err(|e| format!("release latch: {e}"))?)
+    } else {
+        None
+    };
     let hook_socket_wanted = l.hook_socket && l.namespaces;
     let (fd_r, fd_w) = sys::socketpair_seqpacket()?;
     sys::set_passcred(&fd_r)?;
@@ -519,6 +534,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         err_w: err_w.as_raw_fd(),
         fd_w: fd_w.as_raw_fd(),
         exit_w: exit_w.as_raw_fd(),
+        latch: latch.clone(),
         hook_socket: hook_socket_wanted,
         hook_listener: None,
         pty_slave: pty_slave.as_ref().map(|s| s.as_raw_fd()),
@@ -607,6 +623,7 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
         view_read: false,
         fd_sock: fd_r,
         released: std::sync::atomic::AtomicBool::new(false),
+        latch,
         direct: [
             pty_master.is_none(),
             pty_master.is_none() && !has_relay[0],
@@ -622,6 +639,9 @@ pub fn launch(mut l: Launch) -> Result<Session, LaunchError> {
 /// and "marked with the plan's token".
 const GUARD_DIR: u32 = 1 << 31;
 const GUARD_MARKED: u32 = 1 << 30;
+/// In init's exit report, a record of no path with both bits: "nothing of the sandbox runs
+/// any more", sent before the guard's last pass (see [`Session::wait_reported_then`]).
+const EMPTIED: u32 = GUARD_DIR | GUARD_MARKED;
 
 /// Init's placeholder records (`u32` length with [`GUARD_DIR`]/[`GUARD_MARKED`], then the
 /// workspace-relative path) for `list`, then the zero `u32` that ends them (unusable paths
@@ -642,8 +662,12 @@ fn placeholder_records(list: &[(PathBuf, bool, bool)]) -> Vec<u8> {
 }
 
 /// Placeholder records of [`placeholder_records`] read from `fd` up to their zero terminator
-/// (`None`: the pipe ended or a record is malformed).
-fn read_records(fd: RawFd) -> Option<Vec<(PathBuf, bool, bool)>> {
+/// (`None`: the pipe ended or a record is malformed). An [`EMPTIED`] mark on the way calls
+/// `on_emptied` (once).
+fn read_records(
+    fd: RawFd,
+    mut on_emptied: Option<Box<dyn FnOnce() + '_>>,
+) -> Option<Vec<(PathBuf, bool, bool)>> {
     let mut made = Vec::new();
     loop {
         let mut head = [0u8; 4];
@@ -651,6 +675,12 @@ fn read_records(fd: RawFd) -> Option<Vec<(PathBuf, bool, bool)>> {
         let head = u32::from_ne_bytes(head);
         if head == 0 {
             return Some(made);
+        }
+        if head == EMPTIED {
+            if let Some(f) = on_emptied.take() {
+                f();
+            }
+            continue;
         }
         let len = (head & !(GUARD_DIR | GUARD_MARKED)) as usize;
         if len > libc::PATH_MAX as usize {
@@ -891,7 +921,7 @@ impl Session {
         }
         self.view_read = true;
         match (
-            read_records(self.exit_read.as_raw_fd()),
+            read_records(self.exit_read.as_raw_fd(), None),
             self.guard_placeholders.lock(),
         ) {
             (Some(early), Ok(mut g)) => {
@@ -1051,9 +1081,24 @@ impl Session {
 
     /// Lets the agent exec. Until then it waits (after handing over its fds), so the
     /// supervisor can attach everything that must see the agent's first exec.
-    pub fn release(&self) {
+    /// Lets the agent exec. Refused (and the agent is not released) when init's workspace
+    /// guard failed to lock what the host changed in the workspace before now, or is still
+    /// at it after [`RELEASE_DEADLINE`] ([`crate::latch`]): the caller ends the sandbox.
+    pub fn release(&self) -> Result<(), String> {
+        self.unlatch()?;
         if !self.released.swap(true, Ordering::SeqCst) {
             sys::write_all(self.fd_sock.as_raw_fd(), b"g");
+        }
+        Ok(())
+    }
+
+    /// The latch's part of [`Session::release`] alone: from here on, init's guard treats
+    /// what appears in the workspace as the agent's (a warm spare takes it before it
+    /// accepts a claim, and refuses the claim when it fails).
+    pub fn unlatch(&self) -> Result<(), String> {
+        match &self.latch {
+            Some(l) => l.release(RELEASE_DEADLINE).map_err(|e| e.to_string()),
+            None => Ok(()),
         }
     }
 
@@ -1064,6 +1109,7 @@ impl Session {
     /// size of `stdio[0]` when that is a terminal. Fails when the agent was released or is
     /// gone.
     pub fn release_with(&self, stdio: [BorrowedFd<'_>; 3]) -> Result<(), String> {
+        self.unlatch()?;
         if self.released.swap(true, Ordering::SeqCst) {
             return Err("the agent was already released".into());
         }
@@ -1092,7 +1138,10 @@ impl Session {
     /// Waits until the agent's execve happened (Ok) or setup failed (Err with the reason).
     /// Call after starting whatever serves `agent_fds` (the exec guard answers the execve).
     pub fn wait_started(&self) -> Result<(), StartFailure> {
-        self.release();
+        if let Err(e) = self.release() {
+            self.kill_sandbox();
+            return Err(StartFailure::Setup(e));
+        }
         let msg = read_all(&self.err_read);
         if msg.is_empty() {
             Ok(())
@@ -1124,10 +1173,18 @@ impl Session {
     /// while the supervisor does its end-of-session work; [`Session::wait`] reaps later.
     /// `None` when no report came (no namespaces, or init died): use [`Session::wait`].
     pub fn wait_reported(&self) -> Option<i32> {
-        // Records (u32: path length, with GUARD_DIR and GUARD_MARKED; the workspace-relative
-        // path) of the placeholders not in the early report, then a zero u32 and the status
-        // (i32).
-        let made = read_records(self.exit_read.as_raw_fd())?;
+        self.wait_reported_then(|| {})
+    }
+
+    /// [`Session::wait_reported`], calling `on_emptied` as soon as init says nothing of the
+    /// sandbox runs any more: before its workspace guard's last pass, so that work which
+    /// only reads the workspace (the integrity report's walk) can overlap that pass.
+    /// Not called when init died first.
+    pub fn wait_reported_then(&self, on_emptied: impl FnOnce()) -> Option<i32> {
+        // An EMPTIED mark, records (u32: path length, with GUARD_DIR and GUARD_MARKED; the
+        // workspace-relative path) of the placeholders not in the early report, then a zero
+        // u32 and the status (i32).
+        let made = read_records(self.exit_read.as_raw_fd(), Some(Box::new(on_emptied)))?;
         if let Ok(mut g) = self.guard_placeholders.lock() {
             g.extend(made);
         }
@@ -1433,10 +1490,11 @@ fn init(mut c: ChildCtx) -> ! {
         }
     }
     warden_event::timing::mark("init: build_view");
-    let guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
+    let mut guard = match crate::mounts::build_view(&c.plan, &c.prebound, &c.precache) {
         Ok(g) => g,
         Err(e) => fail_child(err_w, "mounts", &e.to_string()),
     };
+    guard.set_latch(c.latch.take());
     warden_event::timing::mark("init: view built");
     for (_, fd) in std::mem::take(&mut c.prebound)
         .into_iter()
@@ -1552,6 +1610,7 @@ fn init(mut c: ChildCtx) -> ! {
                 }
             }
             warden_event::timing::mark("init: namespace emptied");
+            sys::write_all(c.exit_w, &EMPTIED.to_ne_bytes());
             guard.finish();
             warden_event::timing::mark("init: guard finished");
             // Nothing of the sandbox runs any more: tell the supervisor now, so it need not
@@ -1896,6 +1955,24 @@ mod tests {
     /// Init's placeholder records: their encoding, unusable paths skipped, and a report far
     /// larger than a pipe holds read whole through one (the writer blocks until the reader
     /// has read: the supervisor reads init's early report before anything else).
+    /// The "nothing runs any more" mark ahead of init's exit records calls back once and
+    /// is not a record.
+    #[test]
+    fn the_emptied_mark_calls_back_and_is_no_record() {
+        use super::{placeholder_records, read_records, EMPTIED};
+        use std::os::fd::AsRawFd;
+        use std::path::PathBuf;
+        let list = vec![(PathBuf::from("a/b"), false, true)];
+        let mut msg = EMPTIED.to_ne_bytes().to_vec();
+        msg.extend(placeholder_records(&list));
+        let (r, w) = warden_sys::pipe_cloexec().unwrap();
+        crate::sys::write_all(w.as_raw_fd(), &msg);
+        let mut called = 0;
+        let got = read_records(r.as_raw_fd(), Some(Box::new(|| called += 1))).unwrap();
+        assert_eq!(got, list);
+        assert_eq!(called, 1);
+    }
+
     #[test]
     fn placeholder_records_round_trip_through_a_pipe_whatever_their_size() {
         use super::{placeholder_records, read_records, GUARD_DIR, GUARD_MARKED};
@@ -1929,7 +2006,7 @@ mod tests {
             crate::sys::write_all(w.as_raw_fd(), &msg);
             crate::sys::write_all(w.as_raw_fd(), &7i32.to_ne_bytes());
         });
-        assert_eq!(read_records(r.as_raw_fd()).unwrap(), big);
+        assert_eq!(read_records(r.as_raw_fd(), None).unwrap(), big);
         let mut st = [0u8; 4];
         super::read_full(r.as_raw_fd(), &mut st).unwrap();
         assert_eq!(i32::from_ne_bytes(st), 7);
@@ -1938,7 +2015,7 @@ mod tests {
         let (r, w) = warden_sys::pipe_cloexec().unwrap();
         crate::sys::write_all(w.as_raw_fd(), &all[..20]);
         drop(w);
-        assert!(read_records(r.as_raw_fd()).is_none());
+        assert!(read_records(r.as_raw_fd(), None).is_none());
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! paths and guards git repositories at any depth for the whole session; [`placeholder`]
 //! makes and removes the placeholders of absent protected paths; [`seen`] records opens of
 //! hidden files (fanotify inode marks on the sandbox's own private files); [`integrity`] is the
-//! end-of-session report of what host tools would run or load. Every privileged operation on an
+//! end-of-session report of what host tools would run or load; [`latch`] tells init's guard whether
+//! agent code may have run yet. Every privileged operation on an
 //! agent-writable path goes through [`fsat`] (directory fds, `openat2` beneath a root with
 //! symlinks refused, fd-based mounts).
 
@@ -42,6 +43,7 @@ pub mod gitrefs;
 pub mod guard;
 pub mod idmap;
 pub mod integrity;
+pub mod latch;
 pub mod lateclose;
 pub mod launch;
 pub mod limits;

@@ -25,9 +25,10 @@
 //!    the seccomp exec guard (`exec.ask_unknown`) and the control socket and key sequence.
 //! 8. `supervise::launch` (the sandbox, signal forwarding, proxy, exec guard, pty relay).
 //!
-//! And at the end (`SessionHandle::wait`, also on a failed launch), once init reported that
-//! nothing of the sandbox runs: drain the hidden-file reader, remove placeholders, private tmp and manifest, the integrity
-//! report, the agent state report, the pids-limit decision, the end decision, then `finish`
+//! And at the end (`SessionHandle::wait`, also on a failed launch): the integrity report's
+//! walk starts on a thread as soon as init says nothing of the sandbox runs (`compare_early`,
+//! beside init's guard's last pass); once init reported the exit status: drain the hidden-file
+//! reader, the integrity report, remove placeholders, private tmp and manifest, the agent state report, the pids-limit decision, the end decision, then `finish`
 //! (risk, audit summary; every finding is in the store before it closes), then remove the
 //! cgroups (only the agent's tree was in them) and leave stage 1 to a reaping thread (the
 //! kernel's namespace teardown overlapped all of the above and need not be waited for).
@@ -486,7 +487,7 @@ impl Session {
         match launched {
             Ok(launched) => Ok(SessionHandle { launched, res }),
             Err(e) => {
-                let _ = end(res, None, None);
+                let _ = end(res, None, None, None);
                 Err(e)
             }
         }
@@ -533,9 +534,16 @@ impl SessionHandle {
                 r.signal();
             }
         };
-        match self.launched.wait(on_gone) {
-            Ok((code, reaper)) => end(self.res, Some(Ok(code)), Some(reaper)),
-            Err(e) => end(self.res, Some(Err(e)), None),
+        // The integrity report's walk only reads the workspace: it starts once nothing of
+        // the sandbox runs any more, beside init's guard's last pass (which can only remove
+        // or neutralise what the agent left: either state of a file is reported truly),
+        // instead of after it.
+        let mut early = None;
+        let on_emptied = || early = compare_early(&self.res);
+        let waited = self.launched.wait(on_emptied, on_gone);
+        match waited {
+            Ok((code, reaper)) => end(self.res, Some(Ok(code)), Some(reaper), early),
+            Err(e) => end(self.res, Some(Err(e)), None, early),
         }
     }
 }
@@ -546,6 +554,7 @@ fn end(
     res: Resources,
     result: Option<Result<i32, StartError>>,
     mut reaper: Option<supervise::Reaper>,
+    early: Option<EarlyCompare>,
 ) -> Result<Outcome, StartError> {
     let Resources {
         config,
@@ -579,14 +588,37 @@ fn end(
     warden_event::timing::mark("end: hidden finished");
     // Before the placeholders go: the report skips created empty files, which is all a
     // placeholder is, and its walk then never races their removal.
-    match integrity.lock().ok().and_then(|mut g| g.take()) {
-        Some(before) => {
+    let compared = match early.map(|h| h.join()) {
+        Some(Ok(Some(r))) => Some(Ok(r)),
+        Some(Err(_)) => Some(Err(
+            "no integrity report: the walk of the workspace after the session failed; review what host tools run or load by hand",
+        )),
+        Some(Ok(None)) | None => integrity
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .map(|before| Ok(warden_sandbox::integrity::compare(&before, &config.workspace))),
+    };
+    match compared {
+        Some(Ok(r)) => {
             let sharing = warden_sandbox::placeholder::sharing(
                 &config.state_dir.join("placeholders"),
                 &manifest,
                 &config.workspace,
             );
-            report_integrity(&before, &config.workspace, &who, sharing);
+            report_integrity(r, &who, sharing);
+        }
+        Some(Err(why)) => {
+            eprintln!("warden: integrity: {why}");
+            Decision::new(
+                Layer::Sandbox,
+                &who,
+                "workspace",
+                "integrity",
+                Verdict::Observe,
+                why.to_string(),
+            )
+            .emit();
         }
         // The agent ran, but the baseline walk failed: no report is not a clean report.
         None if result.is_some() => {
@@ -1249,6 +1281,26 @@ fn integrity_baseline(
     })
 }
 
+/// The end's integrity walk, started early ([`compare_early`]): `None` when there was no
+/// baseline.
+type EarlyCompare = std::thread::JoinHandle<Option<warden_sandbox::integrity::Report>>;
+
+/// Starts the end's integrity walk on a thread of its own, once nothing of the sandbox runs
+/// (`None`: no thread could be started; `end` walks then, as before).
+fn compare_early(res: &Resources) -> Option<EarlyCompare> {
+    let slot = res.integrity.clone();
+    let ws = res.config.workspace.clone();
+    std::thread::Builder::new()
+        .name("integrity".into())
+        .spawn(move || {
+            let before = slot.lock().ok().and_then(|mut g| g.take())?;
+            let r = warden_sandbox::integrity::compare(&before, &ws);
+            warden_event::timing::mark("end: integrity walked");
+            Some(r)
+        })
+        .ok()
+}
+
 /// The session's private TMPDIR (mode 0700), when the plan has one.
 fn make_private_tmp(plan: &Plan) -> Result<Option<PathBuf>, StartError> {
     let Some(t) = plan.private_tmp.clone() else {
@@ -1566,13 +1618,7 @@ impl Cleanup {
     }
 }
 
-fn report_integrity(
-    before: &warden_sandbox::integrity::Snapshot,
-    ws: &Path,
-    who: &str,
-    sharing: Vec<i32>,
-) {
-    let mut r = warden_sandbox::integrity::compare(before, ws);
+fn report_integrity(mut r: warden_sandbox::integrity::Report, who: &str, sharing: Vec<i32>) {
     r.concurrent = sharing;
     // `render` escapes the agent's file names; this is the last guard before the terminal.
     eprint!("{}", printable_lines(&r.render()));

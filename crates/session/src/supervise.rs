@@ -260,7 +260,14 @@ pub(crate) fn launch(s: Start) -> Result<Launched, StartError> {
     // Everything that must see the agent's first exec is attached: it may exec now, while
     // the rest starts. Its connections wait in the bridge's socket until the proxy serves
     // them, its hook reports in their pipe.
-    session.release();
+    if let Err(e) = session.release() {
+        session.kill_sandbox();
+        drop(raw);
+        reap_unstarted(tracer, &session, &mut record_guard_placeholders);
+        return Err(StartError::Internal(format!(
+            "the agent was not started: {e}; run again (`warden run -v` shows the guard's messages)"
+        )));
+    }
     warden_event::timing::mark("sup: released");
     let proxy_handle = ctl.map(|ctl| {
         warden_proxy::start(
@@ -318,7 +325,13 @@ impl Launched {
     /// Waits for the sandbox's processes to end; returns the agent's exit status and what is
     /// left to reap (see [`Reaper`]). `on_gone` runs as soon as they are: it tells threads
     /// that wait for that to finish, so their wake-ups overlap the rest of the end.
-    pub(crate) fn wait(self, on_gone: impl FnOnce()) -> Result<(i32, Reaper), StartError> {
+    /// `on_emptied` runs as soon as init says nothing of the sandbox runs any more (before
+    /// its guard's last pass; not when init died first).
+    pub(crate) fn wait(
+        self,
+        on_emptied: impl FnOnce(),
+        on_gone: impl FnOnce(),
+    ) -> Result<(i32, Reaper), StartError> {
         let Launched {
             session,
             tracer,
@@ -333,7 +346,7 @@ impl Launched {
         warden_event::timing::mark("sup: agent started");
         // Init reports the agent's status once nothing of the sandbox runs any more; the
         // kernel's teardown of the namespaces goes on while the session ends (`Reaper`).
-        let reported = session.wait_reported();
+        let reported = session.wait_reported_then(on_emptied);
         // Those of init's early report alone when it died without its exit report.
         let guard_placeholders = session.guard_placeholders();
         let (code, tracer) = match reported {

@@ -411,6 +411,14 @@ impl Spare {
                         warden_event::timing::mark("warm: claim accepted");
                         unlink();
                         drop(listener);
+                        // From here on the workspace guard treats what appears as the
+                        // agent's; until here it locked what the host made as a cold start
+                        // would. Refused when it failed to: the claim starts cold.
+                        if let Err(e) = session.unlatch() {
+                            let why = format!("stale: {e}");
+                            refuse(&conn, &why);
+                            return Err(why);
+                        }
                         // The answer goes first: a claiming run that is gone takes nothing.
                         let mut ok = b"OK".to_vec();
                         ok.extend_from_slice(&std::process::id().to_le_bytes());

@@ -529,13 +529,80 @@ fn a_repository_the_host_makes_while_a_spare_waits_means_a_cold_start() {
         "the agent wrote the repository's hooks or config:\n{}",
         out(&o)
     );
-    // Judged from the host: nothing of the agent's is in the repository. (The waiting
-    // spare's workspace guard treats the host's new repository as one made in a session, as
-    // a running cold session's does: git's sample hooks go. A stated limit of warm start.)
+    // Judged from the host: nothing of the agent's is in the repository, and the host's own
+    // repository is as git made it: the waiting spare's guard, before any agent ran, locked
+    // it as a start does instead of stripping its hooks and config (`warden_sandbox::latch`).
     assert!(!t.s.ws.join(".git/hooks/pre-commit").exists());
     let cfg = std::fs::read_to_string(t.s.ws.join(".git/config")).unwrap();
     assert!(!cfg.contains("fsmonitor"), "{cfg}");
-    let _ = before;
+    assert_eq!(
+        hooks(&t.s.ws),
+        before,
+        "the host's new repository lost git's sample hooks"
+    );
+    assert!(cfg.contains("repositoryformatversion"), "{cfg}");
+    t.end_spares();
+}
+
+#[test]
+fn a_repository_the_host_makes_below_the_workspace_while_a_spare_waits_is_locked_as_the_hosts() {
+    // A repository in a subdirectory is not in the checked set: the claim is warm. Until the
+    // agent is released, what appears is the host's: the spare's guard locks it as a cold
+    // start at the claim would (read-only, kept as git made it), not as one the agent made
+    // (hooks emptied, config reduced). Judged from the host, after the session.
+    let t = W::new("subinit");
+    let script = "printf '#!/bin/sh\\ntouch HOOKRAN\\n' > sub/.git/hooks/pre-commit 2>/dev/null && echo PLANTED; git -C sub config core.fsmonitor 'touch FSMON' 2>/dev/null && echo CFG; echo made > made.txt";
+    let first = t.run(&[], script, "");
+    assert!(first.status.success(), "{}", out(&first));
+    let _ = t.wait_spare();
+    let o = std::process::Command::new("git")
+        .args(["init", "-q", "sub"])
+        .current_dir(&t.s.ws)
+        .env("HOME", &t.s.home)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let list = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let hooks = t.s.ws.join("sub/.git/hooks");
+    let (hooks_before, cfg_before) = (
+        list(&hooks),
+        std::fs::read(t.s.ws.join("sub/.git/config")).unwrap(),
+    );
+    assert!(!hooks_before.is_empty(), "git init made no sample hooks");
+    // The spare's guard decides the host's change at once; a claim racing it would be a
+    // host change during a session (README, warm start).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = std::fs::remove_file(t.s.ws.join("made.txt"));
+    let o = t.run(&[], script, "");
+    assert!(claimed(&o), "not a warm start:\n{}", out(&o));
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !stdout.contains("PLANTED") && !stdout.contains("CFG"),
+        "the agent wrote the host's repository:\n{}",
+        out(&o)
+    );
+    // The legitimate work landed.
+    assert!(t.s.ws.join("made.txt").exists(), "{}", out(&o));
+    assert_eq!(
+        list(&hooks),
+        hooks_before,
+        "the host's repository's hooks changed:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read(t.s.ws.join("sub/.git/config")).unwrap(),
+        cfg_before,
+        "the host's repository's config changed:\n{}",
+        out(&o)
+    );
     t.end_spares();
 }
 
