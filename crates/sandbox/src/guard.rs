@@ -2505,7 +2505,13 @@ impl State {
         let names = fsat::list(g.as_fd()).unwrap_or_default();
         let has = |n: &str| names.iter().any(|x| x == n);
         let gitlike = git_like(&has);
-        if !(gitlike || dot && has("config")) {
+        // What git takes for a git dir by its place (a `.git` directory, a `gitdir:` file's
+        // target) is one as soon as it holds a config or a `commondir` (attack review 117,
+        // F1: a `.git` with only a `commondir` into an agent-built dir with no `objects`
+        // kept it, and the host's `git init` there built a repository through it, with the
+        // agent's fsmonitor and hooks).
+        let named = dot || self.expected.contains(rel);
+        if !(gitlike || named && (has("config") || has("commondir"))) {
             // `git init` has not got that far yet; the HEAD/config events bring it back.
             return Ok(!dot || overdue || self.starting);
         }

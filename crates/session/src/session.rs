@@ -203,6 +203,7 @@ impl Session {
         if let Some(n) = advisor.as_ref().and_then(|w| w.note()) {
             ui.warn("warden: warning:", &n);
         }
+        open_files_room(advisor.is_some())?;
         let extra_read = extra_read(&config);
         prepare_host_dirs(&config);
         // Attack review 80 (F6): a killed session never had its exit report; say so.
@@ -1279,6 +1280,32 @@ fn integrity_baseline(
         }
         warden_event::timing::mark("on_launch: integrity baseline");
     })
+}
+
+/// Whether the run's open-files limit leaves room for the fd numbers the agent inherits
+/// (the hook pipe at 100, with an advisor its socket at 101): under a hard limit below them
+/// (`ulimit -n 100`) the sandbox could not be built. Checked first, with a message that
+/// says what to raise (attack review 116, F5: it failed late, as a missing kernel feature).
+fn open_files_room(advisor: bool) -> Result<(), StartError> {
+    let top = if advisor {
+        launch::INHERITED_FD.max(warden_advisor::channel::INHERITED_FD)
+    } else {
+        launch::INHERITED_FD
+    };
+    let need = top as u64 + 1;
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 || l.rlim_max >= need {
+        return Ok(());
+    }
+    Err(StartError::Internal(format!(
+        "the open-files limit is {} (`ulimit -Hn`): warden hands the agent fds numbered up to {}, so it needs at least {need}; raise it (`ulimit -n 1024`) and run again",
+        l.rlim_max,
+        need - 1
+    )))
 }
 
 /// The end's integrity walk, started early ([`compare_early`]): `None` when there was no

@@ -378,6 +378,33 @@ fn commondir_to_agent_dir_is_neutralised() {
     assert!(!t.ws.join(".git/commondir").exists());
 }
 
+/// Attack review 117, F1: a `.git` directory with only a `commondir` (no `HEAD`, `objects`
+/// or `config`) pointing at an agent-built common dir with no `objects` either, in a
+/// directory of its own and behind a `gitdir:` file. Neither was taken for a repository:
+/// the `commondir` stayed, and the host's `git init` there built a repository through it
+/// with the agent's fsmonitor and hooks. Judged by the host's `git init` and everyday git.
+#[test]
+fn a_git_dir_with_only_a_commondir_is_neutralised() {
+    let t = T::new("commondironly");
+    host_repo(&t);
+    let o = t.sh(&format!(
+        "for p in p q; do mkdir -p $p/c/refs/heads; {} done; \
+         mkdir -p p/.git && echo ../c > p/.git/commondir; \
+         mkdir -p q/gd && echo ../c > q/gd/commondir && echo 'gitdir: gd' > q/.git; echo PLANTED",
+        plant(&t, "$p/c")
+    ));
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    assert!(!t.ws.join("p/.git/commondir").exists(), "{}", out(&o));
+    for d in ["p", "q"] {
+        let dir = t.ws.join(d);
+        let _ = t.host_git(&dir, &["init", "-q"]);
+        host_uses_git(&t, &dir);
+        no_agent_code_ran(&t, &o);
+    }
+    // The legitimate part: the host's repositories there work.
+    git_ok(&t, &t.ws.join("p"), &["status", "--short"]);
+}
+
 /// A second repository made after the first one was locked, a `--separate-git-dir` one and
 /// a nested one committed as a gitlink: each ends up with its planted hooks and fsmonitor
 /// neutralised, even when made right before exit.

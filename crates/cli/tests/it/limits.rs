@@ -705,3 +705,44 @@ fn agent_reopens_its_own_stdout_and_stderr() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "through-the-fd\n");
 }
+
+#[test]
+fn an_open_files_limit_below_warden_s_fds_is_a_precise_error_and_nothing_runs() {
+    // Attack review 116, F5: under `ulimit -n 100` (soft and hard) every run failed late,
+    // with exit 4, "the machine lacks a kernel feature". Now it is refused first, saying
+    // which limit to raise; one above it works (the control).
+    let t = T::new("nofile");
+    let run = |n: u32| {
+        let c = t.cmd(&[]);
+        let mut sh = Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .arg(c.get_program())
+            .args(c.get_args())
+            .args(["--", "/bin/sh", "-c", "echo ran > ran.txt"]);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.current_dir(&t.ws).stdin(Stdio::null());
+        sh.output().unwrap()
+    };
+    let o = run(100);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("open-files limit is 100") && err.contains("ulimit -n"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        !t.ws.join("ran.txt").exists(),
+        "the command ran:\n{}",
+        out(&o)
+    );
+    let o = run(200);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(t.ws.join("ran.txt").exists(), "{}", out(&o));
+}
