@@ -1567,12 +1567,6 @@ impl Guard {
             if s.finished {
                 return;
             }
-            // Not released yet (a warm spare waits): the host's changes, decided at once as
-            // the start decides (locked as they are), while the release waits for this pass.
-            let held = g.latch.as_ref().is_some_and(|l| l.begin_pass());
-            if held {
-                s.starting = true;
-            }
             // The watches, added once the agent runs: each directory is watched before it
             // is listed, so what the agent makes or changes meanwhile is either listed or
             // reported by a watch; every `.git` entry and git dir found is queued again and
@@ -1591,6 +1585,14 @@ impl Guard {
             }
             if s.degraded && s.last_rescan.elapsed() >= RESCAN_EVERY {
                 s.rescan();
+            }
+            // Not released yet (a warm spare waits): what was queued is the host's doing,
+            // decided at once as the start decides (locked as it is), while the release waits
+            // for this pass. Only the decisions hold the release off: the walk and the events
+            // above only queue paths, which each decision opens again.
+            let held = g.latch.as_ref().is_some_and(|l| l.begin_pass());
+            if held {
+                s.starting = true;
             }
             let done = s.process_all(held);
             if held {
@@ -2511,7 +2513,12 @@ impl State {
         // kept it, and the host's `git init` there built a repository through it, with the
         // agent's fsmonitor and hooks).
         let named = dot || self.expected.contains(rel);
-        if !(gitlike || named && (has("config") || has("commondir"))) {
+        // Past the wait (and in the last pass), one that holds anything at all is taken as
+        // a git dir too: the host's `git init` there keeps what it finds (attack review 118,
+        // F1-F2: a `.git` holding only `hooks/`, or a `hooks` symlink, kept them, and the
+        // host's `git init` and `git commit` ran the agent's hook).
+        let past_wait = named && overdue && !names.is_empty();
+        if !(gitlike || named && (has("config") || has("commondir")) || past_wait) {
             // `git init` has not got that far yet; the HEAD/config events bring it back.
             return Ok(!dot || overdue || self.starting);
         }

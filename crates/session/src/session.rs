@@ -609,32 +609,12 @@ fn end(
             );
             report_integrity(r, &who, sharing);
         }
-        Some(Err(why)) => {
-            eprintln!("warden: integrity: {why}");
-            Decision::new(
-                Layer::Sandbox,
-                &who,
-                "workspace",
-                "integrity",
-                Verdict::Observe,
-                why.to_string(),
-            )
-            .emit();
-        }
+        Some(Err(why)) => no_integrity_report(&who, why),
         // The agent ran, but the baseline walk failed: no report is not a clean report.
-        None if result.is_some() => {
-            let why = "no integrity report: the walk of the workspace before the agent ran failed (`warden run -v` shows why); review what host tools run or load by hand";
-            eprintln!("warden: integrity: {why}");
-            Decision::new(
-                Layer::Sandbox,
-                &who,
-                "workspace",
-                "integrity",
-                Verdict::Observe,
-                why.to_string(),
-            )
-            .emit();
-        }
+        None if result.is_some() => no_integrity_report(
+            &who,
+            "no integrity report: the walk of the workspace before the agent ran failed (`warden run -v` shows why); review what host tools run or load by hand",
+        ),
         None => {}
     }
     warden_event::timing::mark("end: integrity reported");
@@ -1643,6 +1623,21 @@ impl Cleanup {
             let _ = h.join();
         }
     }
+}
+
+/// No integrity report could be made (`why`): said on stderr and in the session log, since
+/// no report is not a clean one.
+fn no_integrity_report(who: &str, why: &str) {
+    eprintln!("warden: integrity: {why}");
+    Decision::new(
+        Layer::Sandbox,
+        who,
+        "workspace",
+        "integrity",
+        Verdict::Observe,
+        why.to_string(),
+    )
+    .emit();
 }
 
 fn report_integrity(mut r: warden_sandbox::integrity::Report, who: &str, sharing: Vec<i32>) {

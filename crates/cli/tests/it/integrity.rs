@@ -405,6 +405,39 @@ fn a_git_dir_with_only_a_commondir_is_neutralised() {
     git_ok(&t, &t.ws.join("p"), &["status", "--short"]);
 }
 
+/// Attack review 118, F1-F2: a `.git` directory holding only `hooks/` (with or without
+/// `HEAD`, made in steps slower than the settle delay, or last thing before the exit), or
+/// only a `hooks` symlink to an agent directory. None was taken for a repository; the
+/// host's `git init` there kept the agent's hooks and its `git commit` ran them.
+#[test]
+fn a_git_dir_with_only_hooks_is_neutralised() {
+    let t = T::new("hooksonly");
+    host_repo(&t);
+    let m = t.marker().display().to_string();
+    let hook = |f: &str| format!("printf '#!/bin/sh\\ntouch {m}\\n' > {f} && chmod +x {f}");
+    let o = t.sh(&format!(
+        "mkdir -p a/.git/hooks && {}; \
+         mkdir -p b/.git/hooks && echo 'ref: refs/heads/main' > b/.git/HEAD && {}; \
+         mkdir -p c/.git ev && {} && ln -s ../../ev c/.git/hooks; \
+         mkdir -p d/.git && sleep 0.4 && mkdir d/.git/hooks && sleep 0.4 && {}; \
+         mkdir -p e/.git/hooks && {}; echo PLANTED",
+        hook("a/.git/hooks/pre-commit"),
+        hook("b/.git/hooks/pre-commit"),
+        hook("ev/pre-commit"),
+        hook("d/.git/hooks/pre-commit"),
+        hook("e/.git/hooks/post-checkout"),
+    ));
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    for d in ["a", "b", "c", "d", "e"] {
+        let dir = t.ws.join(d);
+        let _ = t.host_git(&dir, &["init", "-q"]);
+        host_uses_git(&t, &dir);
+        no_agent_code_ran(&t, &o);
+    }
+    // The host's repositories there work.
+    git_ok(&t, &t.ws.join("a"), &["status", "--short"]);
+}
+
 /// A second repository made after the first one was locked, a `--separate-git-dir` one and
 /// a nested one committed as a gitlink: each ends up with its planted hooks and fsmonitor
 /// neutralised, even when made right before exit.
