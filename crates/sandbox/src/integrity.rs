@@ -1229,7 +1229,8 @@ fn walk_dir(
     let has = |n: &str| typed.iter().any(|(x, _)| x == n);
     let gitlike = in_git
         || rel.file_name() == Some(OsStr::new(".git"))
-        || (has("HEAD") && (has("objects") || has("commondir")));
+        || (has("HEAD") && (has("objects") || has("commondir")))
+        || bare_shaped(&typed);
     // A Python virtual environment: its programs and modules are the host's too (a hook
     // `.venv/bin/python x.py`, `source .venv/bin/activate`, an IDE's interpreter). Every
     // entry in it is compared by its inode's change time, which a write, `rename`, `link`
@@ -1389,6 +1390,19 @@ fn package_scripts(dir: BorrowedFd<'_>, name: &OsStr, dev: u64) -> Option<String
         .join("\n"),
         Err(_) => String::from_utf8_lossy(&raw).into_owned(),
     })
+}
+
+/// A directory holding a `config` file and a `hooks` directory (or link): what a host's
+/// `git init --bare` there keeps as its configuration and hooks (attack review 118, F3). The
+/// guard cannot empty it (it is also what many projects look like), so the report lists
+/// what the session made or changed in it.
+fn bare_shaped(typed: &[(OsString, u8)]) -> bool {
+    let is = |n: &str, types: &[u8]| {
+        typed
+            .iter()
+            .any(|(x, t)| x == n && (types.contains(t) || *t == fsat::DT_UNKNOWN))
+    };
+    is("config", &[fsat::DT_REG]) && is("hooks", &[fsat::DT_DIR, libc::DT_LNK])
 }
 
 /// Whether a (non-directory) file at `rel` is one a host tool executes or loads.

@@ -438,6 +438,21 @@ fn a_git_dir_with_only_hooks_is_neutralised() {
     git_ok(&t, &t.ws.join("a"), &["status", "--short"]);
 }
 
+/// Attack review 118, F3: a plain directory with a `config` and `hooks/` (what a host's
+/// `git init --bare` there keeps) is not neutralised (many projects look like that), but
+/// the report lists what the session put there.
+#[test]
+fn a_bare_shaped_directory_the_session_filled_is_reported() {
+    let t = T::new("bareshape");
+    let o = t.sh(
+        "mkdir -p p3/hooks && printf '#!/bin/sh\\ntrue\\n' > p3/hooks/pre-receive && \
+         printf '[core]\\n\\tfsmonitor = true\\n' > p3/config && echo DONE",
+    );
+    assert!(ok(&o).contains("DONE"), "{}", out(&o));
+    says(&o, "p3/config");
+    says(&o, "p3/hooks/pre-receive");
+}
+
 /// A second repository made after the first one was locked, a `--separate-git-dir` one and
 /// a nested one committed as a gitlink: each ends up with its planted hooks and fsmonitor
 /// neutralised, even when made right before exit.
