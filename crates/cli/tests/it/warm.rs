@@ -122,9 +122,20 @@ fn spare_pid(sock: &Path) -> Option<i32> {
 }
 
 impl Drop for W {
+    /// Ends the spares and removes the runtime directory, again while a successor the last
+    /// claimed run started is still binding its socket there (a removal racing it left
+    /// empty directories under `/run`).
     fn drop(&mut self) {
-        if self.runtime.starts_with("/run/warden-it-warm-") {
+        if !self.runtime.starts_with("/run/warden-it-warm-") {
+            return;
+        }
+        for _ in 0..40 {
+            self.end_spares();
             let _ = std::fs::remove_dir_all(&self.runtime);
+            if !self.runtime.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 }
