@@ -2145,7 +2145,9 @@ impl State {
             // into one; the host's `git status` there ran its `core.fsmonitor`). There git's
             // own test, which needs `HEAD`: a project's own `objects/` and `refs/` get no
             // `hooks/` made beside them (a `HEAD` added later is an event like any other).
-            if gitlike && (!rel.as_os_str().is_empty() || has("HEAD")) {
+            let module =
+                || (has("hooks") || has("config") || has("commondir")) && self.in_modules(&rel);
+            if gitlike && (!rel.as_os_str().is_empty() || has("HEAD")) || module() {
                 self.queue(rel.clone(), Kind::GitDir);
             }
             for (name, dt) in &typed {
@@ -2498,6 +2500,19 @@ impl State {
         self.preexisting.contains(&id)
     }
 
+    /// Whether `rel` is below the `modules/` directory of a git dir (a `.git` directory or a
+    /// `gitdir:` target), where git keeps submodules' git dirs (nested ones included).
+    fn in_modules(&self, rel: &Path) -> bool {
+        rel.ancestors().skip(1).any(|a| {
+            a.file_name().is_some_and(|n| n == "modules")
+                && a.parent().is_some_and(|g| {
+                    g.file_name().is_some_and(|n| n == ".git")
+                        || self.expected.contains(g)
+                        || self.in_modules(g)
+                })
+        })
+    }
+
     /// A directory that may be a git dir. Returns Ok(false) to be retried later.
     fn git_dir(&mut self, rel: &Path, overdue: bool) -> Result<bool, GuardError> {
         let dot = rel.file_name().is_some_and(|n| n == ".git");
@@ -2512,15 +2527,26 @@ impl State {
         // F1: a `.git` with only a `commondir` into an agent-built dir with no `objects`
         // kept it, and the host's `git init` there built a repository through it, with the
         // agent's fsmonitor and hooks).
-        let named = dot || self.expected.contains(rel);
+        // A directory below a git dir's `modules/` is a submodule's git dir by its place too
+        // (attack review 119, F3: one holding only `hooks/`, or a config and `hooks/`, was
+        // neither emptied nor sanitised).
+        let module = self.in_modules(rel);
+        let named = dot || module || self.expected.contains(rel);
         // Past the wait (and in the last pass), one that holds anything at all is taken as
         // a git dir too: the host's `git init` there keeps what it finds (attack review 118,
         // F1-F2: a `.git` holding only `hooks/`, or a `hooks` symlink, kept them, and the
-        // host's `git init` and `git commit` ran the agent's hook).
-        let past_wait = named && overdue && !names.is_empty();
+        // host's `git init` and `git commit` ran the agent's hook). Below `modules/`, one
+        // that holds `hooks`: a submodule named `a/b` has its git dir in `modules/a/b`, and
+        // `modules/a` is only its parent.
+        let past_wait = overdue
+            && if module {
+                has("hooks")
+            } else {
+                named && !names.is_empty()
+            };
         if !(gitlike || named && (has("config") || has("commondir")) || past_wait) {
             // `git init` has not got that far yet; the HEAD/config events bring it back.
-            return Ok(!dot || overdue || self.starting);
+            return Ok(!(dot || module && has("hooks")) || overdue || self.starting);
         }
         let dev = Some(self.dev);
         let in_worktrees = rel
@@ -3283,6 +3309,30 @@ pub fn sanitize_config_keeping(text: &str, before: &[ConfigEntry]) -> String {
     })
 }
 
+/// The entries git reads from a config text that are not among [`ALLOWED`]'s inert
+/// settings (what runs or redirects something), one `header key=value` line each: what the
+/// integrity report compares in a file named `config` outside any git dir, where a host's
+/// `git init` would obey it (attack review 119, F1). A key before any section makes git
+/// refuse the file, so none counts.
+pub(crate) fn active_config_entries(text: &str) -> String {
+    let mut out = String::new();
+    walk_config(text, &mut |h, section, key, value| {
+        let inert = section.is_none_or(|s| {
+            ALLOWED
+                .iter()
+                .any(|(sec, keys)| *sec == s && keys.contains(&key))
+        });
+        if !inert {
+            out.push_str(&format!(
+                "{h} {key}={}\n",
+                value.as_deref().unwrap_or("true")
+            ));
+        }
+        false
+    });
+    out
+}
+
 /// Whether [`walk_config`] keeps an entry: `(header, section, key, value)`.
 type KeepEntry<'a> = dyn FnMut(&str, Option<&str>, &str, &Option<String>) -> bool + 'a;
 
@@ -3458,6 +3508,21 @@ fn hooks_path(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_config_entries_are_what_is_not_inert() {
+        let a = active_config_entries(
+            "[core]\n\tbare = true\n\tfsmonitor = x\n[core] hooksPath = ../hk\n[user]\nname = a\n",
+        );
+        assert!(a.contains("fsmonitor=x"), "{a}");
+        assert!(a.contains("hookspath=../hk"), "{a}");
+        assert!(!a.contains("bare") && !a.contains("name"), "{a}");
+        // Inert, sectionless (git refuses it) or not git's syntax: nothing.
+        assert_eq!(active_config_entries("[core]\n\tbare = false\n"), "");
+        assert_eq!(active_config_entries("fsmonitor = x\n"), "");
+        assert_eq!(active_config_entries("apiVersion: v1\nkind: Config\n"), "");
+        assert_eq!(active_config_entries("Host x\n  ProxyCommand sh\n"), "");
+    }
 
     #[test]
     fn config_allowlist() {

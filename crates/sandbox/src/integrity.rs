@@ -850,7 +850,8 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
                 continue
             }
             // A new Python project file without an init-hook names nothing to run.
-            None if a.what == INIT_HOOK && a.scripts.as_deref() == Some("") => continue,
+            // Nor one named `config` that sets nothing git would run.
+            None if by_content(a.what) && a.scripts.as_deref() == Some("") => continue,
             None if a.mode & libc::S_IFMT == libc::S_IFDIR
                 && is_placeholder(before, &workspace.join(path), a) =>
             {
@@ -873,6 +874,8 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             format!("mode {:o}", a.mode & 0o7777)
         } else if is_setid(a.mode) {
             format!("{}, setuid/setgid mode {:o}", a.what, a.mode & 0o7777)
+        } else if let Some(t) = a.scripts.as_ref().filter(|_| a.what == HOOKS_LINK) {
+            format!("hooks link to {t:?} (git runs the hooks there when this directory is a repository)")
         } else {
             a.what.to_string()
         };
@@ -1020,7 +1023,7 @@ fn is_setid(mode: u32) -> bool {
 }
 
 fn changed(b: &Stamp, a: &Stamp) -> bool {
-    if (b.what == "package.json scripts" || b.what == INIT_HOOK) && a.what == b.what {
+    if by_content(b.what) && a.what == b.what {
         // Scripts read both times decide; otherwise the stamp does.
         if let (Some(x), Some(y)) = (&b.scripts, &a.scripts) {
             return x != y;
@@ -1324,6 +1327,13 @@ fn walk_dir(
             scripts = package_scripts(dir.as_fd(), name, w.dev);
         } else if what == INIT_HOOK {
             scripts = init_hook(dir.as_fd(), name, w.dev);
+        } else if what == HOOKS_LINK && fmt == libc::S_IFLNK {
+            scripts = fsat::readlink_at(dir.as_fd(), name)
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned());
+        } else if what == LOOSE_CONFIG {
+            scripts = read_small(dir.as_fd(), name, w.dev)
+                .map(|raw| crate::guard::active_config_entries(&String::from_utf8_lossy(&raw)));
         }
         s.files.insert(child, stamp(&st, category, what, scripts));
     }
@@ -1604,6 +1614,12 @@ fn classify_entry(
             Category::Env,
             "Python .pth file (its import lines run at every interpreter start)",
         )),
+        b"config" => Some((Category::Git, LOOSE_CONFIG)),
+        b"hooks" => Some((Category::Git, HOOKS_LINK)),
+        _ if parent == b"hooks" && GIT_HOOK_NAMES.contains(&name) => Some((
+            Category::Git,
+            "file named as a git hook (a host's git init here runs it)",
+        )),
         _ => None,
     }
 }
@@ -1611,6 +1627,56 @@ fn classify_entry(
 /// A Python project file compared by its pylint `init-hook` (Python pylint runs at every
 /// start): the whole text when it names one, nothing otherwise.
 const INIT_HOOK: &str = "pylint init-hook";
+
+/// A file named `config` outside any git dir, compared by the git settings in it that run
+/// or redirect something ([`crate::guard::active_config_entries`]): a host's `git init
+/// --bare` there, or `git --git-dir` naming the directory, obeys it (attack review 119, F1).
+/// One that cannot be read whole (a symlink, a large file) is compared by its stamp.
+const LOOSE_CONFIG: &str =
+    "git configuration outside a repository (a host's git init there obeys it)";
+
+/// A non-directory named `hooks`: a symlink's target is where git looks for hooks when the
+/// directory beside it becomes a repository (attack review 119, F2); the report names it.
+const HOOKS_LINK: &str = "hooks link";
+
+/// The names git runs as hooks (githooks(5)), reported in any directory named `hooks`: a
+/// host's `git init` there keeps them (attack review 119, F1). Other files in such a
+/// directory (a web project's `src/hooks/useThing.ts`) are not git's.
+const GIT_HOOK_NAMES: &[&[u8]] = &[
+    b"applypatch-msg",
+    b"pre-applypatch",
+    b"post-applypatch",
+    b"pre-commit",
+    b"pre-merge-commit",
+    b"prepare-commit-msg",
+    b"commit-msg",
+    b"post-commit",
+    b"pre-rebase",
+    b"post-checkout",
+    b"post-merge",
+    b"pre-push",
+    b"pre-receive",
+    b"update",
+    b"proc-receive",
+    b"post-receive",
+    b"post-update",
+    b"reference-transaction",
+    b"push-to-checkout",
+    b"pre-auto-gc",
+    b"post-rewrite",
+    b"sendemail-validate",
+    b"fsmonitor-watchman",
+    b"p4-changelist",
+    b"p4-prepare-changelist",
+    b"p4-post-changelist",
+    b"p4-pre-submit",
+    b"post-index-change",
+];
+
+/// Stamps compared by what the file says (see [`changed`]), not by its inode.
+fn by_content(what: &str) -> bool {
+    what == "package.json scripts" || what == INIT_HOOK || what == LOOSE_CONFIG
+}
 
 /// `lefthook.yml`, `.lefthook.yml`, `lefthook-local.yml`, `.lefthook-local.yml`, with the
 /// extensions lefthook reads (`yml`, `yaml`, `toml`, `json`).
@@ -1701,7 +1767,13 @@ mod tests {
             Some(Category::Git)
         );
         assert_eq!(c(".git/sequencer/todo", true), Some(Category::Git));
-        assert_eq!(c("config", false), None);
+        // Any file named `config` is a candidate, compared by its active git settings
+        // (attack review 119, F1); files named as git hooks in any `hooks/`, but not a web
+        // project's hooks.
+        assert_eq!(c("config", false), Some(Category::Git));
+        assert_eq!(c("p/hooks/pre-receive", false), Some(Category::Git));
+        assert_eq!(c("src/hooks/useThing.ts", false), None);
+        assert_eq!(c("src/hooks/pre-commit.md", false), None);
         // Attack review 76: loaded by Gemini CLI (a trusted folder's environment) and by
         // Codex and Gemini (skills).
         assert_eq!(c(".env", false), Some(Category::Env));
@@ -1860,7 +1932,7 @@ mod tests {
             "lefthooks.yml",
             "docs/extensions.xml",
             "jvm.config",
-            "bundle/config",
+            "bundle/configs",
             "gradle.txt",
         ] {
             assert_eq!(c(p), None, "{p}");

@@ -453,6 +453,79 @@ fn a_bare_shaped_directory_the_session_filled_is_reported() {
     says(&o, "p3/hooks/pre-receive");
 }
 
+/// Attack review 119, F1-F2: the layouts one step from that shape, each of which a host's
+/// `git init --bare` keeps and runs: a `config` symlink beside `hooks/`; a `config` alone
+/// whose `core.hooksPath` and `core.fsmonitor` name the agent's code; `hooks/` alone; a
+/// `config` beside a `hooks` symlink (named with its target). A web project's `hooks/`
+/// and configuration files that set nothing git runs are not listed.
+#[test]
+fn layouts_a_host_s_bare_init_would_run_are_reported() {
+    let t = T::new("bareshape2");
+    let hook = |f: &str| format!("printf '#!/bin/sh\\ntrue\\n' > {f} && chmod +x {f}");
+    let o = t.sh(&format!(
+        "mkdir -p r1/hooks r2 r3/hooks r4 hk hk2 src/hooks k8s && {} && {} && {} && {} && \
+         printf '[core]\\n\\tfsmonitor = true\\n' > cfg1 && ln -s ../cfg1 r1/config && \
+         printf '[core]\\n\\thooksPath = ../hk\\n\\tfsmonitor = true\\n' > r2/config && \
+         printf '[core]\\n\\tbare = true\\n' > r4/config && ln -s ../hk2 r4/hooks && \
+         echo 'export const useThing = 1' > src/hooks/useThing.ts && \
+         printf 'apiVersion: v1\\nkind: Config\\n' > k8s/config && \
+         printf '[server]\\nport = 80\\n' > server.ini && echo DONE",
+        hook("r1/hooks/pre-receive"),
+        hook("r3/hooks/pre-commit"),
+        hook("hk/pre-commit"),
+        hook("hk2/pre-commit"),
+    ));
+    assert!(ok(&o).contains("DONE"), "{}", out(&o));
+    for p in [
+        "r1/config",
+        "r1/hooks/pre-receive",
+        "r2/config",
+        "r3/hooks/pre-commit",
+        "r4/hooks",
+        "\"../hk2\"",
+    ] {
+        says(&o, p);
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    for p in ["useThing", "k8s/config", "server.ini"] {
+        assert!(!err.contains(p), "{p} listed:\n{}", out(&o));
+    }
+}
+
+/// Attack review 119, F3: a submodule's git dir (below `.git/modules/`) holding only
+/// `hooks/`, or a config and `hooks/`, made in the session: its hooks are emptied and its
+/// config sanitised, as for any git dir, and the host's repository works.
+#[test]
+fn submodule_git_dirs_with_only_hooks_are_neutralised() {
+    let t = T::new("modhooks");
+    host_repo(&t);
+    let o = t.sh(&format!(
+        "mkdir -p .git/modules/m1/hooks .git/modules/a/m2/hooks && {} {} \
+         printf '#!/bin/sh\\ntrue\\n' > .git/modules/m1/hooks/pre-commit && \
+         chmod +x .git/modules/m1/hooks/pre-commit && echo PLANTED",
+        plant(&t, ".git/modules/a/m2"),
+        // Last thing before the exit too.
+        "sleep 0.1;",
+    ));
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    for h in [
+        ".git/modules/m1/hooks/pre-commit",
+        ".git/modules/a/m2/hooks/pre-commit",
+        ".git/modules/a/m2/hooks/post-checkout",
+    ] {
+        assert!(!t.ws.join(h).exists(), "{h} is still there:\n{}", out(&o));
+    }
+    let cfg = std::fs::read_to_string(t.ws.join(".git/modules/a/m2/config")).unwrap();
+    assert!(
+        !cfg.contains("fsmonitor") && !cfg.contains("hooksPath"),
+        "{cfg}"
+    );
+    // `modules/a` is only the parent of `a/m2`: nothing is made in it.
+    assert!(!t.ws.join(".git/modules/a/hooks").exists());
+    host_uses_git(&t, &t.ws);
+    no_agent_code_ran(&t, &o);
+}
+
 /// A second repository made after the first one was locked, a `--separate-git-dir` one and
 /// a nested one committed as a gitlink: each ends up with its planted hooks and fsmonitor
 /// neutralised, even when made right before exit.
