@@ -103,6 +103,8 @@ enum Kind {
     Dot,
     /// A directory that may be a git dir.
     GitDir,
+    /// An entry at or below a git dir's `modules/` that may be a symlink.
+    ModuleLink,
 }
 
 struct Pending {
@@ -2201,8 +2203,11 @@ impl State {
             last: now,
             stamp: None,
         });
-        if kind == Kind::Dot {
-            e.kind = Kind::Dot;
+        // A `.git` entry is judged as one whatever else was queued at its path; a directory
+        // that may be a git dir as one, not only as a possible link ([`Self::git_dir`] sees
+        // to a link in its place too).
+        if kind == Kind::Dot || kind == Kind::GitDir && e.kind == Kind::ModuleLink {
+            e.kind = kind;
         }
         e.last = now;
     }
@@ -2280,6 +2285,11 @@ impl State {
             self.walk(&child, 0, &mut 0, true);
         }
         let n = name.as_bytes();
+        let git_place =
+            |g: &Path| g.file_name().is_some_and(|x| x == ".git") || self.expected.contains(g);
+        if n != b".git" && (self.in_modules(&child) || n == b"modules" && git_place(&dir)) {
+            self.queue(child.clone(), Kind::ModuleLink);
+        }
         if n == b".git" {
             self.queue(child, Kind::Dot);
         } else if matches!(
@@ -2305,6 +2315,7 @@ impl State {
             let r = match p.kind {
                 Kind::Dot => self.dot(&rel, overdue),
                 Kind::GitDir => self.git_dir(&rel, overdue),
+                Kind::ModuleLink => self.module_link(&rel),
             };
             match r {
                 Ok(true) => {}
@@ -2513,11 +2524,90 @@ impl State {
         })
     }
 
+    /// An entry at or below a git dir's `modules/` ([`Kind::ModuleLink`]): a symlink made
+    /// in the session is removed, the host's own is followed and its landing locked (see
+    /// [`Self::not_a_real`]).
+    fn module_link(&mut self, rel: &Path) -> Result<bool, GuardError> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Ok(true);
+        };
+        let Ok(pfd) = self.open_dir(parent, true) else {
+            return Ok(true);
+        };
+        if fsat::lstat_at(pfd.as_fd(), name)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        {
+            if let Some(n) = name.to_str() {
+                self.not_a_real(pfd.as_fd(), parent, n, true)?;
+            } else {
+                // (Git names its module dirs as the submodules are named; a name that is
+                // not UTF-8 is still nothing of the host's to keep when made here.)
+                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The symlinks at a git dir's `modules` and below it (attack review 120, F3: `modules`,
+    /// or `modules/sub`, a link to a git dir the agent hid in `.git/objects`, which nothing
+    /// walks: the host's `git submodule update` ran its `post-checkout`). Git makes none
+    /// there; one made in the session is removed, the host's own is followed and its landing
+    /// locked. Directories are walked (bounded), the [`GIT_BULK`] ones of each git dir
+    /// below excepted.
+    fn module_links(&mut self, g: BorrowedFd<'_>, rel: &Path) -> Result<(), GuardError> {
+        let Ok(st) = fsat::lstat_at(g, OsStr::new("modules")) else {
+            return Ok(());
+        };
+        if !fsat::is_dir(&st) {
+            return self.not_a_real(g, rel, "modules", true);
+        }
+        let mut links = Vec::new();
+        let mut stack = vec![(PathBuf::from("modules"), 0usize)];
+        let mut seen = 0usize;
+        while let Some((sub, depth)) = stack.pop() {
+            let Ok(d) = fsat::open_dir(g, &sub, false, Some(self.dev)) else {
+                continue;
+            };
+            let Ok(typed) = fsat::list_typed(d.as_fd()) else {
+                continue;
+            };
+            seen += typed.len();
+            if depth > 64 || seen > 100_000 {
+                self.degraded = true;
+                break;
+            }
+            for (name, dt) in typed {
+                let kind = match dt {
+                    fsat::DT_UNKNOWN => fsat::lstat_at(d.as_fd(), &name)
+                        .map(|st| st.st_mode & libc::S_IFMT)
+                        .unwrap_or(0),
+                    fsat::DT_DIR => libc::S_IFDIR,
+                    libc::DT_LNK => libc::S_IFLNK,
+                    _ => 0,
+                };
+                if kind == libc::S_IFDIR && !GIT_BULK.iter().any(|b| name == *b) {
+                    stack.push((sub.join(&name), depth + 1));
+                } else if kind == libc::S_IFLNK {
+                    links.push(rel.join(&sub).join(name));
+                }
+            }
+        }
+        for l in links {
+            self.module_link(&l)?;
+        }
+        Ok(())
+    }
+
     /// A directory that may be a git dir. Returns Ok(false) to be retried later.
     fn git_dir(&mut self, rel: &Path, overdue: bool) -> Result<bool, GuardError> {
         let dot = rel.file_name().is_some_and(|n| n == ".git");
         let Ok(g) = self.open_dir(rel, false) else {
-            return Ok(true);
+            // A link in a submodule's git dir's place: see `module_link`.
+            return if self.in_modules(rel) {
+                self.module_link(rel)
+            } else {
+                Ok(true)
+            };
         };
         let names = fsat::list(g.as_fd()).unwrap_or_default();
         let has = |n: &str| names.iter().any(|x| x == n);
@@ -2627,6 +2717,7 @@ impl State {
                 (Err(_), true, _) => {}
             }
         }
+        self.module_links(g.as_fd(), rel)?;
         // core.hooksPath (this config's, else the user's global one) and include paths, when
         // they point into the workspace: the hooks directory and included files are locked.
         if !in_worktrees {
@@ -3316,7 +3407,9 @@ pub fn sanitize_config_keeping(text: &str, before: &[ConfigEntry]) -> String {
 /// refuse the file, so none counts.
 pub(crate) fn active_config_entries(text: &str) -> String {
     let mut out = String::new();
-    walk_config(text, &mut |h, section, key, value| {
+    let mut sections = false;
+    let (_, to_end) = walk_config_to_end(text, &mut |h, section, key, value| {
+        sections |= section.is_some();
         let inert = section.is_none_or(|s| {
             ALLOWED
                 .iter()
@@ -3330,6 +3423,13 @@ pub(crate) fn active_config_entries(text: &str) -> String {
         }
         false
     });
+    // A text read as git configuration (a section with a key) that this reading could not
+    // finish: git may read it otherwise, so it counts whole (fail closed). A file in
+    // another format (YAML, ssh's) stops at its first line and has no section: nothing.
+    if !to_end && (sections || text.lines().any(|l| l.trim_start().starts_with('['))) {
+        out.push_str("(unread rest)\n");
+        out.push_str(text);
+    }
     out
 }
 
@@ -3339,6 +3439,15 @@ type KeepEntry<'a> = dyn FnMut(&str, Option<&str>, &str, &Option<String>) -> boo
 /// Reads a config text as git does and writes back, quoted and escaped by warden, each entry
 /// `keep(header, section, key, value)` accepts; see [`sanitize_config`].
 fn walk_config(text: &str, keep: &mut KeepEntry<'_>) -> String {
+    walk_config_to_end(text, keep).0
+}
+
+/// [`walk_config`], and whether the text was read to its end (false: git refuses the file
+/// where the walk stopped).
+fn walk_config_to_end(text: &str, keep: &mut KeepEntry<'_>) -> (String, bool) {
+    // Git skips a UTF-8 byte order mark at the very start (attack review 120, F1: a config
+    // the report read as setting nothing because of one).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
     let mut section: Option<String> = None;
@@ -3353,7 +3462,7 @@ fn walk_config(text: &str, keep: &mut KeepEntry<'_>) -> String {
         let mut rest = t;
         if t.starts_with('[') {
             let Some((name, after)) = parse_header(t) else {
-                break; // git stops at a bad header: so do we (nothing after it is kept)
+                return (out, false); // git stops at a bad header: so do we (nothing after it is kept)
             };
             header = t[..t.len() - after.len()].to_string();
             out.push_str(&header);
@@ -3371,16 +3480,16 @@ fn walk_config(text: &str, keep: &mut KeepEntry<'_>) -> String {
             .to_ascii_lowercase();
         let after = rest[key.len()..].trim_start();
         let value = if key.is_empty() {
-            break;
+            return (out, false);
         } else if after.is_empty() || after.starts_with('#') || after.starts_with(';') {
             None // `key` alone: boolean true
         } else if let Some(v) = after.strip_prefix('=') {
             match git_value(v, &lines, &mut i) {
                 Some(v) => Some(v),
-                None => break, // git refuses the file from here
+                None => return (out, false), // git refuses the file from here
             }
         } else {
-            break;
+            return (out, false);
         };
         if !keep(&header, section.as_deref(), &key, &value) {
             continue;
@@ -3403,7 +3512,7 @@ fn walk_config(text: &str, keep: &mut KeepEntry<'_>) -> String {
         }
         out.push('\n');
     }
-    out
+    (out, true)
 }
 
 /// A value as git reads it, from `first` (the text after `=`) and, while a backslash ends a
@@ -3522,6 +3631,13 @@ mod tests {
         assert_eq!(active_config_entries("fsmonitor = x\n"), "");
         assert_eq!(active_config_entries("apiVersion: v1\nkind: Config\n"), "");
         assert_eq!(active_config_entries("Host x\n  ProxyCommand sh\n"), "");
+        // Attack review 120, F1: git skips a byte order mark.
+        let a = active_config_entries("\u{feff}[core]\n\thooksPath = /x\n");
+        assert!(a.contains("hookspath=/x"), "{a}");
+        // A git-shaped text this reading cannot finish counts whole.
+        assert!(!active_config_entries("[core]\n\tbare = true\n\t?x = y\n").is_empty());
+        // The sanitiser keeps a BOM-prefixed config's inert keys.
+        assert!(sanitize_config("\u{feff}[core]\n\tbare = false\n").contains("bare"));
     }
 
     #[test]

@@ -1614,7 +1614,11 @@ fn classify_entry(
             Category::Env,
             "Python .pth file (its import lines run at every interpreter start)",
         )),
-        b"config" => Some((Category::Git, LOOSE_CONFIG)),
+        // `config.worktree` too: read with `extensions.worktreeConfig`, an inert-looking key
+        // (attack review 120, F2).
+        b"config" | b"config.worktree" => Some((Category::Git, LOOSE_CONFIG)),
+        // Where git takes config and hooks from, in a directory it is told is a git dir.
+        b"commondir" => Some((Category::Git, "git indirection (commondir)")),
         b"hooks" => Some((Category::Git, HOOKS_LINK)),
         _ if parent == b"hooks" && GIT_HOOK_NAMES.contains(&name) => Some((
             Category::Git,

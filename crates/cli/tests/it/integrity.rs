@@ -469,7 +469,10 @@ fn layouts_a_host_s_bare_init_would_run_are_reported() {
          printf '[core]\\n\\tbare = true\\n' > r4/config && ln -s ../hk2 r4/hooks && \
          echo 'export const useThing = 1' > src/hooks/useThing.ts && \
          printf 'apiVersion: v1\\nkind: Config\\n' > k8s/config && \
-         printf '[server]\\nport = 80\\n' > server.ini && echo DONE",
+         printf '[server]\\nport = 80\\n' > server.ini && \
+         mkdir -p r5 r6 && printf '\\357\\273\\277[core]\\n\\thooksPath = ../hk\\n' > r5/config && \
+         printf '[extensions]\\n\\tworktreeConfig = true\\n' > r6/config && \
+         printf '[core]\\n\\thooksPath = ../hk\\n' > r6/config.worktree && echo DONE",
         hook("r1/hooks/pre-receive"),
         hook("r3/hooks/pre-commit"),
         hook("hk/pre-commit"),
@@ -483,12 +486,93 @@ fn layouts_a_host_s_bare_init_would_run_are_reported() {
         "r3/hooks/pre-commit",
         "r4/hooks",
         "\"../hk2\"",
+        // Attack review 120, F1 (a byte order mark) and F2 (`config.worktree`).
+        "r5/config",
+        "r6/config.worktree",
     ] {
         says(&o, p);
     }
     let err = String::from_utf8_lossy(&o.stderr);
     for p in ["useThing", "k8s/config", "server.ini"] {
         assert!(!err.contains(p), "{p} listed:\n{}", out(&o));
+    }
+}
+
+/// Attack review 120, F3: a submodule's git dir hidden in `.git/objects` (never walked),
+/// reached through a `modules` symlink or a `modules/sub` one made in the session. The links
+/// are removed, and the host's `git submodule update` runs none of the agent's hooks.
+#[test]
+fn module_links_into_a_git_dir_s_objects_are_removed() {
+    for (i, link) in [
+        "ln -s objects/zz .git/modules",
+        "mkdir .git/modules && ln -s ../objects/zz/sub .git/modules/sub",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let t = T::new(&format!("modlink{i}"));
+        host_repo(&t);
+        let src = t.ws.parent().unwrap().join(format!("modsrc{i}"));
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(&src).unwrap();
+        // The same commit inside and out (same content, author and dates): the agent's
+        // hidden git dir holds the commit the host's checkout asks for.
+        let sh = |dir: &Path, script: &str| {
+            let o = Command::new("bash")
+                .args(["-c", script])
+                .current_dir(dir)
+                .env("GIT_AUTHOR_DATE", "@1700000000 +0000")
+                .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("HOME", &t.home)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", out(&o));
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let sha = sh(
+            &src,
+            "git init -q && echo hi > f && git add f && \
+             git -c user.name=a -c user.email=a@b commit -qm s && git rev-parse HEAD",
+        );
+        let m = t.marker().display().to_string();
+        let o = t.sh(&format!(
+            "set -e; export GIT_AUTHOR_DATE='@1700000000 +0000' GIT_COMMITTER_DATE='@1700000000 +0000'; \
+             git init -q /tmp/s && echo hi > /tmp/s/f && git -C /tmp/s add f && \
+             git -C /tmp/s -c user.name=a -c user.email=a@b commit -qm s && \
+             mkdir -p .git/objects/zz && \
+             git clone -q --no-checkout --separate-git-dir=.git/objects/zz/sub /tmp/s /tmp/wt && \
+             printf '#!/bin/sh\\ntouch {m}\\n' > .git/objects/zz/sub/hooks/post-checkout && \
+             chmod +x .git/objects/zz/sub/hooks/post-checkout && {link} && \
+             printf '[submodule \"sub\"]\\n\\tpath = sub\\n\\turl = {}\\n' > .gitmodules && \
+             git add .gitmodules && git update-index --add --cacheinfo 160000,{},sub && \
+             git -c user.name=a -c user.email=a@b commit -qm sub && echo PLANTED",
+            src.display(),
+            sha.trim(),
+        ));
+        assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+        let _ = t.host_git(
+            &t.ws,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "update",
+                "--init",
+            ],
+        );
+        host_uses_git(&t, &t.ws);
+        no_agent_code_ran(&t, &o);
+        assert!(
+            std::fs::symlink_metadata(t.ws.join(".git/modules"))
+                .is_ok_and(|m| !m.file_type().is_symlink()),
+            "variant {i}: the modules link is still there"
+        );
+        // The legitimate part: the submodule is checked out from its real source.
+        assert!(
+            t.ws.join("sub/f").exists(),
+            "variant {i}: no submodule checkout"
+        );
     }
 }
 
