@@ -2287,7 +2287,13 @@ impl State {
         let n = name.as_bytes();
         let git_place =
             |g: &Path| g.file_name().is_some_and(|x| x == ".git") || self.expected.contains(g);
-        if n != b".git" && (self.in_modules(&child) || n == b"modules" && git_place(&dir)) {
+        let in_worktrees = dir.file_name().is_some_and(|x| x == "worktrees")
+            && dir.parent().is_some_and(git_place);
+        if n != b".git"
+            && (self.in_modules(&child)
+                || in_worktrees
+                || (n == b"modules" || n == b"worktrees") && git_place(&dir))
+        {
             self.queue(child.clone(), Kind::ModuleLink);
         }
         if n == b".git" {
@@ -2548,21 +2554,25 @@ impl State {
         Ok(true)
     }
 
-    /// The symlinks at a git dir's `modules` and below it (attack review 120, F3: `modules`,
-    /// or `modules/sub`, a link to a git dir the agent hid in `.git/objects`, which nothing
-    /// walks: the host's `git submodule update` ran its `post-checkout`). Git makes none
-    /// there; one made in the session is removed, the host's own is followed and its landing
-    /// locked. Directories are walked (bounded), the [`GIT_BULK`] ones of each git dir
-    /// below excepted.
+    /// The symlinks at a git dir's `modules` and `worktrees` and below them (attack review
+    /// 120, F3: `modules`, or `modules/sub`, a link to a git dir the agent hid in
+    /// `.git/objects`, which nothing walks: the host's `git submodule update` ran its
+    /// `post-checkout`). Git makes none there; one made in the session is removed, the
+    /// host's own is followed and its landing locked. Directories are walked (bounded), the
+    /// [`GIT_BULK`] ones of each git dir below excepted.
     fn module_links(&mut self, g: BorrowedFd<'_>, rel: &Path) -> Result<(), GuardError> {
-        let Ok(st) = fsat::lstat_at(g, OsStr::new("modules")) else {
-            return Ok(());
-        };
-        if !fsat::is_dir(&st) {
-            return self.not_a_real(g, rel, "modules", true);
-        }
         let mut links = Vec::new();
-        let mut stack = vec![(PathBuf::from("modules"), 0usize)];
+        let mut stack = Vec::new();
+        for top in ["modules", "worktrees"] {
+            let Ok(st) = fsat::lstat_at(g, OsStr::new(top)) else {
+                continue;
+            };
+            if fsat::is_dir(&st) {
+                stack.push((PathBuf::from(top), 0usize));
+            } else {
+                self.not_a_real(g, rel, top, true)?;
+            }
+        }
         let mut seen = 0usize;
         while let Some((sub, depth)) = stack.pop() {
             let Ok(d) = fsat::open_dir(g, &sub, false, Some(self.dev)) else {
@@ -2603,7 +2613,11 @@ impl State {
         let dot = rel.file_name().is_some_and(|n| n == ".git");
         let Ok(g) = self.open_dir(rel, false) else {
             // A link in a submodule's git dir's place: see `module_link`.
-            return if self.in_modules(rel) {
+            let worktree = rel
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "worktrees");
+            return if self.in_modules(rel) || worktree {
                 self.module_link(rel)
             } else {
                 Ok(true)

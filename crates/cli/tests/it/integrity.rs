@@ -505,7 +505,8 @@ fn layouts_a_host_s_bare_init_would_run_are_reported() {
 fn module_links_into_a_git_dir_s_objects_are_removed() {
     for (i, link) in [
         "ln -s objects/zz .git/modules",
-        "mkdir .git/modules && ln -s ../objects/zz/sub .git/modules/sub",
+        "mkdir .git/modules .git/worktrees && ln -s ../objects/zz/sub .git/modules/sub && \
+         ln -s ../objects/zz/sub .git/worktrees/w",
     ]
     .iter()
     .enumerate()
@@ -567,6 +568,10 @@ fn module_links_into_a_git_dir_s_objects_are_removed() {
             std::fs::symlink_metadata(t.ws.join(".git/modules"))
                 .is_ok_and(|m| !m.file_type().is_symlink()),
             "variant {i}: the modules link is still there"
+        );
+        assert!(
+            std::fs::symlink_metadata(t.ws.join(".git/worktrees/w")).is_err(),
+            "variant {i}: the worktrees link is still there"
         );
         // The legitimate part: the submodule is checked out from its real source.
         assert!(
