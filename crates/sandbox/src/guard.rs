@@ -173,6 +173,13 @@ struct State {
     exclude_extra: String,
     starting: bool,
     finished: bool,
+    /// The [`GIT_BULK`] directories of the `.git` directories walked (never walked nor
+    /// watched live: loose objects, refs, logs), for the last pass's look at what changed in
+    /// them ([`State::bulk_pass`]), and when the guard began (a `ctime` at or after it is a
+    /// change of this session's).
+    bulk: Vec<PathBuf>,
+    bulk_seen: HashSet<PathBuf>,
+    since: (i64, i64),
     /// `core.hooksPath` from the user's global git config (applies to every repository).
     global_hooks_path: Option<String>,
     /// The host's home directory (`~/` in git config paths).
@@ -1496,6 +1503,15 @@ impl Guard {
             exclude_extra,
             starting: true,
             finished: false,
+            bulk: Vec::new(),
+            bulk_seen: HashSet::new(),
+            since: {
+                // A second early: a file system's ctime is taken from a coarse clock.
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                (t.as_secs() as i64 - 1, i64::from(t.subsec_nanos()))
+            },
             placeholders: Vec::new(),
             token: plan.placeholder_token.clone(),
             // Git reads the XDG file, then ~/.gitconfig; the last definition wins. (Read by
@@ -1689,6 +1705,7 @@ impl Guard {
                 );
             }
         }
+        s.bulk_pass();
         for rel in std::mem::take(&mut s.recheck) {
             s.queue(rel, Kind::Dot);
         }
@@ -2157,6 +2174,10 @@ impl State {
                     self.queue(rel.join(name), Kind::Dot);
                 }
                 if gitlike && GIT_BULK.iter().any(|b| name == *b) && bulk_unwalked(&rel) {
+                    let b = rel.join(name);
+                    if self.bulk_seen.insert(b.clone()) {
+                        self.bulk.push(b);
+                    }
                     continue;
                 }
                 // d_type saves a stat per entry; open_dir re-checks (real dir, same device).
@@ -2528,6 +2549,66 @@ impl State {
                         || self.in_modules(g)
                 })
         })
+    }
+
+    /// The last pass's look into the [`GIT_BULK`] directories of every `.git` walked (attack
+    /// review 121: a git dir the agent hid in `.git/objects/ab/wt`, `.git/refs/zz/wt` or
+    /// `.git/logs/zz/wt`, reached through a workspace symlink, ran its `core.fsmonitor` at
+    /// the host's `git status` there; a bare one there, named as a new repository's remote,
+    /// its `pre-receive` at the host's push). Git adds entries there all the time, so they are
+    /// never watched; here, once nothing of the agent's runs, every directory in them whose
+    /// inode changed in the session (an entry added, removed or renamed in it, or itself
+    /// moved) is walked as any directory is, so a git dir or a `.git` in it is judged as
+    /// anywhere else. An unchanged directory gained no entry: it is only listed to find
+    /// changed ones below it, down to the fan-out levels of `objects/` (one) and `lfs/` (two);
+    /// in `refs/`, `logs/` and `rr-cache/`, at any depth.
+    fn bulk_pass(&mut self) {
+        while let Some(b) = self.bulk.pop() {
+            let levels = match b.file_name().and_then(OsStr::to_str) {
+                Some("objects") => 1,
+                Some("lfs") => 3,
+                _ => MAX_DEPTH,
+            };
+            self.changed_below(&b, levels);
+        }
+    }
+
+    fn changed_below(&mut self, root: &Path, levels: usize) {
+        let mut stack = vec![(root.to_path_buf(), 0usize)];
+        let mut listed = 0usize;
+        while let Some((rel, depth)) = stack.pop() {
+            let Ok(fd) = self.open_dir(&rel, false) else {
+                continue;
+            };
+            let Ok(typed) = fsat::list_typed(fd.as_fd()) else {
+                continue;
+            };
+            listed += typed.len();
+            if listed > self.walk_max {
+                self.degraded = true;
+                return;
+            }
+            for (name, dt) in typed {
+                if name == ".git" {
+                    self.queue(rel.join(&name), Kind::Dot);
+                }
+                if dt != fsat::DT_DIR && dt != fsat::DT_UNKNOWN {
+                    continue;
+                }
+                let Ok(st) = fsat::lstat_at(fd.as_fd(), &name) else {
+                    continue;
+                };
+                if !fsat::is_dir(&st) || st.st_dev != self.dev {
+                    continue;
+                }
+                let child = rel.join(&name);
+                if (st.st_ctime, st.st_ctime_nsec) >= self.since {
+                    self.walk(&child, 0, &mut 0, false);
+                } else if depth + 1 < levels {
+                    stack.push((child, depth + 1));
+                }
+            }
+        }
     }
 
     /// An entry at or below a git dir's `modules/` ([`Kind::ModuleLink`]): a symlink made

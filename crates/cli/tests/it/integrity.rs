@@ -581,6 +581,53 @@ fn module_links_into_a_git_dir_s_objects_are_removed() {
     }
 }
 
+/// Attack review 121, F1-F2: a git dir hidden in `.git/objects`, `.git/refs` or
+/// `.git/logs` (never walked live), reached through a workspace symlink (the host's `git
+/// status` there ran its fsmonitor), and a bare one there named as a new repository's
+/// remote (the host's push ran its `pre-receive`). The last pass judges them as any git
+/// dir; the host's own git work goes on.
+#[test]
+fn git_dirs_hidden_in_a_git_dir_s_objects_refs_or_logs_are_neutralised() {
+    let t = T::new("bulkhide");
+    host_repo(&t);
+    let m = t.marker().display().to_string();
+    let hid = |d: &str| {
+        format!(
+            "mkdir -p {d}/objects {d}/refs/heads {d}/hooks && echo 'ref: refs/heads/master' > {d}/HEAD && \
+             printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tfsmonitor = touch {m}; false\\n' > {d}/config && "
+        )
+    };
+    let o = t.sh(&format!(
+        "set -e; {}{}{} ln -s .git/objects/ab/wt tools && ln -s .git/refs/zz/wt lib && \
+         ln -s .git/logs/zz/wt vendor && \
+         B=.git/objects/ab/bare && git init -q --bare $B && \
+         printf '#!/bin/sh\\ntouch {m}\\n' > $B/hooks/pre-receive && chmod +x $B/hooks/pre-receive && \
+         git init -q newrepo && git -C newrepo -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && \
+         git -C newrepo remote add origin {}/.git/objects/ab/bare && echo PLANTED",
+        hid(".git/objects/ab/wt/.git"),
+        hid(".git/refs/zz/wt/.git"),
+        hid(".git/logs/zz/wt/.git"),
+        t.ws.display(),
+    ));
+    assert!(ok(&o).contains("PLANTED"), "{}", out(&o));
+    for d in ["tools", "lib", "vendor"] {
+        let _ = t.host_git(&t.ws.join(d), &["status"]);
+        no_agent_code_ran(&t, &o);
+    }
+    let _ = t.host_git(
+        &t.ws.join("newrepo"),
+        &["push", "-q", "origin", "HEAD:refs/heads/master"],
+    );
+    no_agent_code_ran(&t, &o);
+    host_uses_git(&t, &t.ws);
+    no_agent_code_ran(&t, &o);
+    // The host's repository still works (the agent's leftovers there are only junk).
+    assert_eq!(
+        git_ok(&t, &t.ws, &["log", "--format=%s", "-1"]).trim(),
+        "host"
+    );
+}
+
 /// Attack review 119, F3: a submodule's git dir (below `.git/modules/`) holding only
 /// `hooks/`, or a config and `hooks/`, made in the session: its hooks are emptied and its
 /// config sanitised, as for any git dir, and the host's repository works.
