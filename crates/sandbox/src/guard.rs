@@ -2538,6 +2538,11 @@ impl State {
         self.preexisting.contains(&id)
     }
 
+    /// Whether `rel` lies in a [`GIT_BULK`] directory of a `.git` (see [`State::bulk_pass`]).
+    fn in_bulk(&self, rel: &Path) -> bool {
+        rel.ancestors().skip(1).any(|a| self.bulk_seen.contains(a))
+    }
+
     /// Whether `rel` is below the `modules/` directory of a git dir (a `.git` directory or a
     /// `gitdir:` target), where git keeps submodules' git dirs (nested ones included).
     fn in_modules(&self, rel: &Path) -> bool {
@@ -2606,6 +2611,12 @@ impl State {
                     self.walk(&child, 0, &mut 0, false);
                 } else if depth + 1 < levels {
                     stack.push((child, depth + 1));
+                } else if st.st_nlink != 2 {
+                    // Below the fan-out, git makes no directory: one that holds any (a
+                    // directory's link count is 2 plus its subdirectories; 1 where the file
+                    // system does not count them) is walked whatever its age, so a git dir
+                    // an earlier session left there is judged too (attack review 122, F1).
+                    self.walk(&child, 0, &mut 0, false);
                 }
             }
         }
@@ -2732,6 +2743,15 @@ impl State {
         if !(gitlike || named && (has("config") || has("commondir")) || past_wait) {
             // `git init` has not got that far yet; the HEAD/config events bring it back.
             return Ok(!(dot || module && has("hooks")) || overdue || self.starting);
+        }
+        // Git makes no git dir inside another one's objects, refs or logs: whatever is found
+        // there is the agent's (nothing there is recorded as the host's at the start, which
+        // never looks in), neutralised, and named (attack review 122, F2).
+        if self.in_bulk(rel) {
+            eprintln!(
+                "warden: workspace guard: {} is a git dir inside another repository's objects, refs or logs, where git makes none: its hooks were emptied and its config reduced; remove it before running git (`git gc` there fails on it)",
+                warden_event::text::printable(&rel.display().to_string())
+            );
         }
         let dev = Some(self.dev);
         let in_worktrees = rel

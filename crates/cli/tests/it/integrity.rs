@@ -621,6 +621,21 @@ fn git_dirs_hidden_in_a_git_dir_s_objects_refs_or_logs_are_neutralised() {
     no_agent_code_ran(&t, &o);
     host_uses_git(&t, &t.ws);
     no_agent_code_ran(&t, &o);
+    says(&o, "inside another repository's objects, refs or logs");
+    // Attack review 122, F1: one an earlier session left there (unchanged directories
+    // around it), armed by a later session in place.
+    let o1 = t.sh("mkdir -p .git/objects/cd/wt && git init -q .git/objects/cd/wt && echo ONE");
+    assert!(ok(&o1).contains("ONE"), "{}", out(&o1));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o2 = t.sh(&format!(
+        "printf '[core]\\n\\tfsmonitor = touch {m}; false\\n' >> .git/objects/cd/wt/.git/config && \
+         printf '#!/bin/sh\\ntouch {m}\\n' > .git/objects/cd/wt/.git/hooks/pre-commit && \
+         chmod +x .git/objects/cd/wt/.git/hooks/pre-commit && ln -s .git/objects/cd/wt tools2 && echo TWO"
+    ));
+    assert!(ok(&o2).contains("TWO"), "{}", out(&o2));
+    let _ = t.host_git(&t.ws.join("tools2"), &["status"]);
+    host_uses_git(&t, &t.ws.join("tools2"));
+    no_agent_code_ran(&t, &o2);
     // The host's repository still works (the agent's leftovers there are only junk).
     assert_eq!(
         git_ok(&t, &t.ws, &["log", "--format=%s", "-1"]).trim(),
