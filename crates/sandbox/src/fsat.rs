@@ -587,6 +587,50 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> io::Result<
     Ok(())
 }
 
+/// Removes the directory `name` in `parent` and everything in it, descriptor-relative: each
+/// directory is opened beneath its parent by its single name, no symlink followed, on `dev`;
+/// each entry is unlinked by name in the directory it was listed from (a symlink itself,
+/// never what it names). At most `*budget` entries (counted down), 64 levels deep; past
+/// either, an error with what was removed so far gone.
+pub fn remove_tree(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    dev: u64,
+    budget: &mut usize,
+) -> io::Result<()> {
+    remove_tree_at(parent, name, dev, budget, 0)
+}
+
+fn remove_tree_at(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    dev: u64,
+    budget: &mut usize,
+    depth: usize,
+) -> io::Result<()> {
+    if depth > 64 {
+        return Err(io::Error::other("deeper than 64 levels"));
+    }
+    let d = open_dir(parent, Path::new(name), false, Some(dev))?;
+    for (n, t) in list_typed(d.as_fd())? {
+        if *budget == 0 {
+            return Err(io::Error::other("more entries than the budget"));
+        }
+        *budget -= 1;
+        let sub = match t {
+            DT_DIR => true,
+            DT_UNKNOWN => lstat_at(d.as_fd(), &n).is_ok_and(|st| is_dir(&st)),
+            _ => false,
+        };
+        if sub {
+            remove_tree_at(d.as_fd(), &n, dev, budget, depth + 1)?;
+        } else {
+            unlink_at(d.as_fd(), &n, false)?;
+        }
+    }
+    unlink_at(parent, name, true)
+}
+
 /// The entry names of a directory opened for reading (not `O_PATH`), without `.`/`..`.
 pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     Ok(list_typed(dir)?.into_iter().map(|(n, _)| n).collect())
@@ -953,6 +997,27 @@ pub fn mount_setattr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_tree_removes_links_not_what_they_name() {
+        let d = std::env::temp_dir().join(format!("warden-fsat-rt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("t/a/b")).unwrap();
+        std::fs::create_dir_all(d.join("outside")).unwrap();
+        std::fs::write(d.join("outside/keep"), "x").unwrap();
+        std::fs::write(d.join("t/a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink(d.join("outside"), d.join("t/a/link")).unwrap();
+        let root = open_root(&d).unwrap();
+        let dev = fstat(root.as_fd()).unwrap().st_dev;
+        // A budget too small: an error, never a partial walk past it.
+        let mut small = 2;
+        assert!(remove_tree(root.as_fd(), OsStr::new("t"), dev, &mut small).is_err());
+        let mut budget = 100;
+        remove_tree(root.as_fd(), OsStr::new("t"), dev, &mut budget).unwrap();
+        assert!(!d.join("t").exists());
+        assert!(d.join("outside/keep").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn beneath_refuses_symlinks_and_dotdot() {

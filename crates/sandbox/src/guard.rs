@@ -179,6 +179,8 @@ struct State {
     /// change of this session's).
     bulk: Vec<PathBuf>,
     bulk_seen: HashSet<PathBuf>,
+    /// Git dirs found in them: neutralised, then removed ([`State::remove_bulk_found`]).
+    bulk_found: Vec<PathBuf>,
     since: (i64, i64),
     /// `core.hooksPath` from the user's global git config (applies to every repository).
     global_hooks_path: Option<String>,
@@ -1505,6 +1507,7 @@ impl Guard {
             finished: false,
             bulk: Vec::new(),
             bulk_seen: HashSet::new(),
+            bulk_found: Vec::new(),
             since: {
                 // A second early: a file system's ctime is taken from a coarse clock.
                 let t = std::time::SystemTime::now()
@@ -1715,6 +1718,7 @@ impl Guard {
                 warden_event::text::printable(&e.to_string())
             );
         }
+        s.remove_bulk_found();
         s.remove_aside();
         s.resanitise();
     }
@@ -2578,6 +2582,32 @@ impl State {
         }
     }
 
+    /// Removes the git dirs the last pass found in a `.git`'s bulk directories (already
+    /// neutralised there), and names each: git makes none there, nothing in them is the
+    /// host's, and one left in `refs/` makes the host's `git gc` fail (attack review 122,
+    /// F2-F3). Nothing of the agent's runs any more; each is removed descriptor-relative
+    /// ([`fsat::remove_tree`]).
+    fn remove_bulk_found(&mut self) {
+        for rel in std::mem::take(&mut self.bulk_found) {
+            let shown = warden_event::text::printable(&rel.display().to_string());
+            let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                continue;
+            };
+            let mut budget = 1_000_000;
+            let r = self
+                .open_dir(parent, false)
+                .and_then(|p| fsat::remove_tree(p.as_fd(), name, self.dev, &mut budget));
+            match r {
+                Ok(()) => eprintln!(
+                    "warden: workspace guard: removed {shown}, a git dir made inside another repository's objects, refs or logs, where git makes none"
+                ),
+                Err(e) => eprintln!(
+                    "warden: workspace guard: {shown} is a git dir inside another repository's objects, refs or logs, where git makes none: its hooks were emptied and its config reduced, but it could not be removed ({e}); remove it before running git there"
+                ),
+            }
+        }
+    }
+
     fn changed_below(&mut self, root: &Path, levels: usize) {
         let mut stack = vec![(root.to_path_buf(), 0usize)];
         let mut listed = 0usize;
@@ -2592,6 +2622,13 @@ impl State {
             if listed > self.walk_max {
                 self.degraded = true;
                 return;
+            }
+            // One listed here (unchanged, or a fan-out level) that is itself shaped as a git
+            // dir is judged too, whatever its age (attack review 123: one an earlier session
+            // left in `refs/` or `lfs/tmp/`, its config rewritten in place).
+            let has = |n: &str| typed.iter().any(|(x, _)| x == n);
+            if git_like(&has) && rel != root {
+                self.queue(rel.clone(), Kind::GitDir);
             }
             for (name, dt) in typed {
                 if name == ".git" {
@@ -2747,11 +2784,8 @@ impl State {
         // Git makes no git dir inside another one's objects, refs or logs: whatever is found
         // there is the agent's (nothing there is recorded as the host's at the start, which
         // never looks in), neutralised, and named (attack review 122, F2).
-        if self.in_bulk(rel) {
-            eprintln!(
-                "warden: workspace guard: {} is a git dir inside another repository's objects, refs or logs, where git makes none: its hooks were emptied and its config reduced; remove it before running git (`git gc` there fails on it)",
-                warden_event::text::printable(&rel.display().to_string())
-            );
+        if self.in_bulk(rel) && !self.bulk_found.iter().any(|f| f == rel) {
+            self.bulk_found.push(rel.to_path_buf());
         }
         let dev = Some(self.dev);
         let in_worktrees = rel

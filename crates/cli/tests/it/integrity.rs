@@ -622,21 +622,55 @@ fn git_dirs_hidden_in_a_git_dir_s_objects_refs_or_logs_are_neutralised() {
     host_uses_git(&t, &t.ws);
     no_agent_code_ran(&t, &o);
     says(&o, "inside another repository's objects, refs or logs");
+    // Removed: the host's `git gc` works (a bare one left in `refs/` made it fail).
+    for d in [
+        ".git/objects/ab/wt/.git",
+        ".git/refs/zz/wt/.git",
+        ".git/objects/ab/bare",
+    ] {
+        assert!(!t.ws.join(d).exists(), "{d} is still there:\n{}", out(&o));
+    }
     // Attack review 122, F1: one an earlier session left there (unchanged directories
     // around it), armed by a later session in place.
     let o1 = t.sh("mkdir -p .git/objects/cd/wt && git init -q .git/objects/cd/wt && echo ONE");
     assert!(ok(&o1).contains("ONE"), "{}", out(&o1));
+    assert!(
+        !t.ws.join(".git/objects/cd/wt/.git").exists(),
+        "{}",
+        out(&o1)
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let o2 = t.sh(&format!(
-        "printf '[core]\\n\\tfsmonitor = touch {m}; false\\n' >> .git/objects/cd/wt/.git/config && \
-         printf '#!/bin/sh\\ntouch {m}\\n' > .git/objects/cd/wt/.git/hooks/pre-commit && \
-         chmod +x .git/objects/cd/wt/.git/hooks/pre-commit && ln -s .git/objects/cd/wt tools2 && echo TWO"
+        "mkdir -p .git/objects/cd/wt/.git/hooks; \
+         printf '[core]\\n\\tfsmonitor = touch {m}; false\\n' >> .git/objects/cd/wt/.git/config; \
+         printf '#!/bin/sh\\ntouch {m}\\n' > .git/objects/cd/wt/.git/hooks/pre-commit; \
+         chmod +x .git/objects/cd/wt/.git/hooks/pre-commit; ln -s .git/objects/cd/wt tools2; echo TWO"
     ));
     assert!(ok(&o2).contains("TWO"), "{}", out(&o2));
+    // Attack review 123: leftovers (here made by the host, as an older warden left them)
+    // in `refs/` and `lfs/tmp/`, armed by a config rewritten in place (no directory changes).
+    for d in [".git/refs/heads/x/evil", ".git/lfs/tmp/evil"] {
+        let g = t.ws.join(d);
+        std::fs::create_dir_all(g.join("objects")).unwrap();
+        std::fs::create_dir_all(g.join("refs")).unwrap();
+        std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(g.join("config"), "[core]\n\tbare = true\n").unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o3 = t.sh(&format!(
+        "for d in .git/refs/heads/x/evil .git/lfs/tmp/evil; do \
+         printf '[core]\\n\\tbare = true\\n\\tfsmonitor = touch {m}; false\\n' > $d/config; done; echo THREE"
+    ));
+    assert!(ok(&o3).contains("THREE"), "{}", out(&o3));
+    for d in [".git/refs/heads/x/evil", ".git/lfs/tmp/evil"] {
+        assert!(!t.ws.join(d).exists(), "{d} is still there:\n{}", out(&o3));
+    }
     let _ = t.host_git(&t.ws.join("tools2"), &["status"]);
     host_uses_git(&t, &t.ws.join("tools2"));
     no_agent_code_ran(&t, &o2);
     // The host's repository still works (the agent's leftovers there are only junk).
+    let _ = std::fs::remove_file(t.ws.join("tools"));
+    git_ok(&t, &t.ws, &["gc", "-q"]);
     assert_eq!(
         git_ok(&t, &t.ws, &["log", "--format=%s", "-1"]).trim(),
         "host"
