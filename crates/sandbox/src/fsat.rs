@@ -587,6 +587,83 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> io::Result<
     Ok(())
 }
 
+/// Whether the entry `name` in `dir` (not followed) is the root of a mount: a bind mount of
+/// the sandbox's locks and pins, which no removal may descend into. An error when the kernel
+/// does not say.
+pub fn is_mount_root_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+    let c = single(name)?;
+    // SAFETY: statx into a zeroed struct, relative to a borrowed directory fd, a single name.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            0,
+            &mut sx,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if sx.stx_attributes_mask & bit == 0 {
+        return Err(io::Error::other("the kernel does not report mount roots"));
+    }
+    Ok(sx.stx_attributes & bit != 0)
+}
+
+/// Whether the directory `name` in `parent` may be removed whole by [`remove_tree`]: no
+/// entry in it is a mount root ([`is_mount_root_at`]) and `keep` accepts no directory's
+/// [`identity`] in it (its own included). Read-only, descriptor-relative, bounded as
+/// [`remove_tree`] is; any error is a no.
+pub fn tree_is_removable(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    dev: u64,
+    budget: &mut usize,
+    keep: &dyn Fn((u64, u64, i64, u32)) -> bool,
+) -> bool {
+    fn at(
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        dev: u64,
+        budget: &mut usize,
+        keep: &dyn Fn((u64, u64, i64, u32)) -> bool,
+        depth: usize,
+    ) -> io::Result<bool> {
+        if depth > 64 || is_mount_root_at(parent, name)? {
+            return Ok(false);
+        }
+        let d = open_dir(parent, Path::new(name), false, Some(dev))?;
+        if keep(identity(d.as_fd())?) {
+            return Ok(false);
+        }
+        for (n, t) in list_typed(d.as_fd())? {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            *budget -= 1;
+            let sub = match t {
+                DT_DIR => true,
+                DT_UNKNOWN => lstat_at(d.as_fd(), &n).is_ok_and(|st| is_dir(&st)),
+                _ => false,
+            };
+            let ok = if sub {
+                at(d.as_fd(), &n, dev, budget, keep, depth + 1)?
+            } else {
+                !is_mount_root_at(d.as_fd(), &n)?
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+    at(parent, name, dev, budget, keep, 0).unwrap_or(false)
+}
+
 /// Removes the directory `name` in `parent` and everything in it, descriptor-relative: each
 /// directory is opened beneath its parent by its single name, no symlink followed, on `dev`;
 /// each entry is unlinked by name in the directory it was listed from (a symlink itself,
@@ -1009,6 +1086,28 @@ mod tests {
         std::os::unix::fs::symlink(d.join("outside"), d.join("t/a/link")).unwrap();
         let root = open_root(&d).unwrap();
         let dev = fstat(root.as_fd()).unwrap().st_dev;
+        let mut b = 100;
+        assert!(tree_is_removable(
+            root.as_fd(),
+            OsStr::new("t"),
+            dev,
+            &mut b,
+            &|_| false
+        ));
+        let keep = identity(
+            open_dir(root.as_fd(), Path::new("t/a"), true, None)
+                .unwrap()
+                .as_fd(),
+        )
+        .unwrap();
+        let mut b = 100;
+        assert!(!tree_is_removable(
+            root.as_fd(),
+            OsStr::new("t"),
+            dev,
+            &mut b,
+            &|id| id == keep
+        ));
         // A budget too small: an error, never a partial walk past it.
         let mut small = 2;
         assert!(remove_tree(root.as_fd(), OsStr::new("t"), dev, &mut small).is_err());

@@ -2593,10 +2593,24 @@ impl State {
             let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
                 continue;
             };
+            let Ok(pfd) = self.open_dir(parent, false) else {
+                continue;
+            };
+            // Nothing of the host's is removed: a git dir, or anything in it, that existed
+            // before the session (the host's own submodule git dir, moved there by the agent,
+            // its hooks and config still locked: attack review 124) stays, and is named.
             let mut budget = 1_000_000;
-            let r = self
-                .open_dir(parent, false)
-                .and_then(|p| fsat::remove_tree(p.as_fd(), name, self.dev, &mut budget));
+            let pre = &self.preexisting;
+            if !fsat::tree_is_removable(pfd.as_fd(), name, self.dev, &mut budget, &|id| {
+                pre.contains(&id)
+            }) {
+                eprintln!(
+                    "warden: workspace guard: {shown} is a git dir inside another repository's objects, refs or logs, where git makes none; it holds something that existed before the session (a repository of the host's moved there?), so warden left it as it is: move it back or remove it yourself before running git there"
+                );
+                continue;
+            }
+            let mut budget = 1_000_000;
+            let r = fsat::remove_tree(pfd.as_fd(), name, self.dev, &mut budget);
             match r {
                 Ok(()) => eprintln!(
                     "warden: workspace guard: removed {shown}, a git dir made inside another repository's objects, refs or logs, where git makes none"
@@ -2785,6 +2799,8 @@ impl State {
         // there is the agent's (nothing there is recorded as the host's at the start, which
         // never looks in), neutralised, and named (attack review 122, F2).
         if self.in_bulk(rel) && !self.bulk_found.iter().any(|f| f == rel) {
+            // One that existed before the session (the host's, moved there in it; attack
+            // review 124) is left as it is and named: see `remove_bulk_found`.
             self.bulk_found.push(rel.to_path_buf());
         }
         let dev = Some(self.dev);

@@ -677,6 +677,44 @@ fn git_dirs_hidden_in_a_git_dir_s_objects_refs_or_logs_are_neutralised() {
     );
 }
 
+/// Attack review 124, F1: the host's own submodule git dir, moved by the agent into
+/// `.git/objects`, is found there by the last pass but nothing of it is removed (warden had
+/// deleted some of it before a locked mount stopped it, and called it the agent's).
+#[test]
+fn a_host_git_dir_moved_into_objects_is_left_whole() {
+    let t = T::new("movedmod");
+    host_repo(&t);
+    let g = t.ws.join(".git/modules/sub");
+    std::fs::create_dir_all(g.join("objects")).unwrap();
+    std::fs::create_dir_all(g.join("refs/heads")).unwrap();
+    std::fs::create_dir_all(g.join("hooks")).unwrap();
+    std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(g.join("description"), "host's\n").unwrap();
+    std::fs::write(
+        g.join("config"),
+        "[core]\n\tbare = false\n[alias]\n\thostalias = status\n",
+    )
+    .unwrap();
+    let o = t
+        .sh("mkdir -p .git/objects/ab && mv -T .git/modules/sub .git/objects/ab/sub && echo MOVED");
+    assert!(ok(&o).contains("MOVED"), "{}", out(&o));
+    let moved = t.ws.join(".git/objects/ab/sub");
+    for f in ["description", "HEAD", "config"] {
+        assert!(
+            moved.join(f).exists(),
+            "{f} of the host's git dir was removed:\n{}",
+            out(&o)
+        );
+    }
+    assert!(
+        std::fs::read_to_string(moved.join("config"))
+            .unwrap()
+            .contains("hostalias"),
+        "the host's config was changed"
+    );
+    says(&o, "existed before the session");
+}
+
 /// Attack review 119, F3: a submodule's git dir (below `.git/modules/`) holding only
 /// `hooks/`, or a config and `hooks/`, made in the session: its hooks are emptied and its
 /// config sanitised, as for any git dir, and the host's repository works.
