@@ -3553,16 +3553,19 @@ pub fn config_entries(text: &str) -> Vec<ConfigEntry> {
 /// not already have.
 pub fn sanitize_config_keeping(text: &str, before: &[ConfigEntry]) -> String {
     walk_config(text, &mut |h, section, key, value| {
-        let allowed = section.is_some_and(|s| {
-            ALLOWED
-                .iter()
-                .any(|(sec, keys)| *sec == s && keys.contains(&key))
-        });
+        let allowed = section.is_some_and(|s| inert(s, key));
         allowed
             || before
                 .iter()
                 .any(|(bh, bk, bv)| bh == h && bk == key && bv == value)
     })
+}
+
+/// Whether `section.key` (both lower case) is one of [`ALLOWED`]'s inert settings.
+fn inert(section: &str, key: &str) -> bool {
+    ALLOWED
+        .iter()
+        .any(|(sec, keys)| *sec == section && keys.contains(&key))
 }
 
 /// The entries git reads from a config text that are not among [`ALLOWED`]'s inert
@@ -3575,12 +3578,7 @@ pub(crate) fn active_config_entries(text: &str) -> String {
     let mut sections = false;
     let (_, to_end) = walk_config_to_end(text, &mut |h, section, key, value| {
         sections |= section.is_some();
-        let inert = section.is_none_or(|s| {
-            ALLOWED
-                .iter()
-                .any(|(sec, keys)| *sec == s && keys.contains(&key))
-        });
-        if !inert {
+        if !section.is_none_or(|s| inert(s, key)) {
             out.push_str(&format!(
                 "{h} {key}={}\n",
                 value.as_deref().unwrap_or("true")
