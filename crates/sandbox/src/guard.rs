@@ -2593,8 +2593,14 @@ impl State {
             let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
                 continue;
             };
-            let Ok(pfd) = self.open_dir(parent, false) else {
-                continue;
+            let pfd = match self.open_dir(parent, false) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!(
+                        "warden: workspace guard: {shown} is a git dir inside another repository's objects, refs or logs, where git makes none: it could not be removed ({e}); remove it before running git there"
+                    );
+                    continue;
+                }
             };
             // Nothing of the host's is removed: a git dir, or anything in it, that existed
             // before the session (the host's own submodule git dir, moved there by the agent,
@@ -2626,11 +2632,22 @@ impl State {
         let mut stack = vec![(root.to_path_buf(), 0usize)];
         let mut listed = 0usize;
         while let Some((rel, depth)) = stack.pop() {
-            let Ok(fd) = self.open_dir(&rel, false) else {
-                continue;
-            };
-            let Ok(typed) = fsat::list_typed(fd.as_fd()) else {
-                continue;
+            // Nothing of the agent's runs now: a directory there that cannot be read (too
+            // long a path, gone from under the host) is named, never passed over in silence
+            // (attack review 125, F1).
+            let read = self
+                .open_dir(&rel, false)
+                .and_then(|fd| fsat::list_typed(fd.as_fd()).map(|t| (fd, t)));
+            let (fd, typed) = match read {
+                Ok(r) => r,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => {
+                    eprintln!(
+                        "warden: WARNING: workspace guard: {} could not be read ({e}): a git dir there was not checked; look before running git below it",
+                        warden_event::text::printable(&rel.display().to_string())
+                    );
+                    continue;
+                }
             };
             listed += typed.len();
             if listed > self.walk_max {
