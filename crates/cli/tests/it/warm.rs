@@ -126,7 +126,9 @@ impl Drop for W {
     /// claimed run started is still binding its socket there (a removal racing it left
     /// empty directories under `/run`).
     fn drop(&mut self) {
-        if !self.runtime.starts_with("/run/warden-it-warm-") {
+        // (A string test: `Path::starts_with` compares whole components, so a path test
+        // against this prefix never held and every runtime directory was left behind.)
+        if !self.runtime.to_string_lossy().starts_with("/run/warden-it-warm-") {
             return;
         }
         for _ in 0..40 {
