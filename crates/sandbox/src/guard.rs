@@ -1352,6 +1352,19 @@ fn is_linked(e: &GuardError) -> bool {
     }
 }
 
+/// Names on stderr an entry the guard removed (or failed to remove) and why: a silent
+/// removal read, to the agent and to the human, as a tool's own fault (attack review 125, F3).
+fn removed(rel: &Path, r: io::Result<()>, why: &str) {
+    let shown = warden_event::text::printable_path(rel);
+    match r {
+        Ok(()) => eprintln!("warden: workspace guard: removed {shown}, {why}"),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => eprintln!(
+            "warden: WARNING: workspace guard: could not remove {shown}, {why} ({e}): remove it before running git there"
+        ),
+    }
+}
+
 fn err(what: &'static str, rel: &Path, source: io::Error) -> GuardError {
     if io_linked(&source) {
         return GuardError::Protected {
@@ -2433,7 +2446,11 @@ impl State {
         let target = if fmt == libc::S_IFLNK {
             if !pre {
                 // A `.git` symlink made in the session: git would follow it anywhere.
-                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                removed(
+                    rel,
+                    fsat::unlink_at(pfd.as_fd(), name, false),
+                    "a `.git` symlink made in the session (git would follow it anywhere)",
+                );
                 return Ok(true);
             }
             fsat::readlink_at(pfd.as_fd(), name).ok()
@@ -2444,10 +2461,10 @@ impl State {
             match gitfile_target(&raw) {
                 Ok(t) => t,
                 Err(why) if !pre => {
-                    let _ = fsat::unlink_at(pfd.as_fd(), name, false);
-                    eprintln!(
-                        "warden: workspace guard: removed {rel:?}, a gitdir file made in the \
-                         session: {why}"
+                    removed(
+                        rel,
+                        fsat::unlink_at(pfd.as_fd(), name, false),
+                        &format!("a gitdir file made in the session: {why}"),
                     );
                     return Ok(true);
                 }
@@ -2462,10 +2479,13 @@ impl State {
         // component before each `..` is a real directory beneath the workspace.
         if let Some(t) = target.as_deref().filter(|_| !pre) {
             if !self.dotdot_real(parent, t) {
-                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
-                eprintln!(
-                    "warden: workspace guard: removed {rel:?}, a gitdir file made in the session \
-                     whose `..` follows a symlink or leaves the workspace ({t:?})"
+                removed(
+                    rel,
+                    fsat::unlink_at(pfd.as_fd(), name, false),
+                    &format!(
+                        "a gitdir file made in the session whose `..` follows a symlink or leaves the workspace ({})",
+                        t.display()
+                    ),
                 );
                 return Ok(true);
             }
@@ -2484,10 +2504,13 @@ impl State {
             // dir in another writable root (`~/.claude/...`) with agent-written config and
             // hooks, which the host's git would load (see README, git guard).
             None if !pre => {
-                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
-                eprintln!(
-                    "warden: workspace guard: removed {rel:?}, a gitdir file made in the session \
-                     that points outside the workspace ({target:?})"
+                removed(
+                    rel,
+                    fsat::unlink_at(pfd.as_fd(), name, false),
+                    &format!(
+                        "a gitdir file made in the session that points outside the workspace ({})",
+                        target.display()
+                    ),
                 );
                 Ok(true)
             }
@@ -2496,10 +2519,13 @@ impl State {
             // entries), where whatever the agent adds later goes unseen: a gitdir file made in
             // the session is removed (attack review 60).
             Some(t) if !pre && self.in_git_bulk(&t) => {
-                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
-                eprintln!(
-                    "warden: workspace guard: removed {rel:?}, a gitdir file made in the session \
-                     that points into a git dir's objects, refs or logs ({target:?})"
+                removed(
+                    rel,
+                    fsat::unlink_at(pfd.as_fd(), name, false),
+                    &format!(
+                        "a gitdir file made in the session that points into a git dir's objects, refs or logs ({})",
+                        target.display()
+                    ),
                 );
                 Ok(true)
             }
@@ -2526,7 +2552,14 @@ impl State {
                 }
                 Err(_) if !pre => {
                     // Through a symlink or a non-directory: neutralise the gitdir file.
-                    let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                    removed(
+                        rel,
+                        fsat::unlink_at(pfd.as_fd(), name, false),
+                        &format!(
+                            "a gitdir file made in the session that points through a symlink or at a non-directory ({})",
+                            target.display()
+                        ),
+                    );
                     Ok(true)
                 }
                 Err(_) => Ok(true),
@@ -2708,7 +2741,11 @@ impl State {
             } else {
                 // (Git names its module dirs as the submodules are named; a name that is
                 // not UTF-8 is still nothing of the host's to keep when made here.)
-                let _ = fsat::unlink_at(pfd.as_fd(), name, false);
+                removed(
+                    rel,
+                    fsat::unlink_at(pfd.as_fd(), name, false),
+                    "a symlink below a git dir's modules/ or worktrees/, where git makes none",
+                );
             }
         }
         Ok(true)
@@ -2891,7 +2928,11 @@ impl State {
                     }
                 }
                 (_, false, _) => {
-                    let _ = fsat::unlink_at(g.as_fd(), OsStr::new("commondir"), false);
+                    removed(
+                        &rel.join("commondir"),
+                        fsat::unlink_at(g.as_fd(), OsStr::new("commondir"), false),
+                        "a commondir made in the session outside a worktree's git dir (git would take config and hooks from where it points)",
+                    );
                 }
                 (Ok(f), true, false) => {
                     let _ = self.bind_self(f.as_fd(), true, false);
@@ -3053,7 +3094,17 @@ impl State {
             return Ok(());
         };
         if !self.pre(id) {
-            let _ = fsat::unlink_at(g, n, fsat::is_dir(&st));
+            let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                "a symlink"
+            } else {
+                "an entry"
+            };
+            let real = if want_dir { "directory" } else { "file" };
+            removed(
+                &rel.join(name),
+                fsat::unlink_at(g, n, fsat::is_dir(&st)),
+                &format!("{what} made in the session where git reads a real {real}"),
+            );
             return Ok(());
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {

@@ -573,6 +573,13 @@ fn module_links_into_a_git_dir_s_objects_are_removed() {
             std::fs::symlink_metadata(t.ws.join(".git/worktrees/w")).is_err(),
             "variant {i}: the worktrees link is still there"
         );
+        // Each removal is named (attack review 125, F3: they were silent).
+        let said = out(&o);
+        let link_named = if i == 0 { ".git/modules," } else { ".git/modules/sub," };
+        assert!(
+            said.contains(&format!("workspace guard: removed {link_named}")),
+            "variant {i}: the link's removal is not named:\n{said}"
+        );
         // The legitimate part: the submodule is checked out from its real source.
         assert!(
             t.ws.join("sub/f").exists(),
