@@ -725,6 +725,8 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     // Package caches: existing directories under a private tree become overlays.
     let mut caches: Vec<PathBuf> = Vec::new();
     let mut cache_ids: Vec<(PathBuf, (u64, u64))> = Vec::new();
+    // Each cache as named and where it resolves, for the note below.
+    let mut cache_named: Vec<(PathBuf, PathBuf)> = Vec::new();
     for c in exp(&p.files.cache) {
         if is_under_any(&c, &deny) {
             continue;
@@ -747,6 +749,7 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
             cache_ids.push((ch.target.clone(), (st.dev, st.ino)));
             caches.push(ch.target.clone());
         }
+        cache_named.push((c.clone(), ch.target.clone()));
         resolved_read.push(ch.target);
     }
     caches.sort_by_cached_key(|c| c.components().count());
@@ -822,6 +825,27 @@ pub fn build(inp: PlanInput<'_>) -> Plan {
     let mut protect = Vec::new();
     let mut placeholders = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // A cache that resolves into a writable root (the host's `~/.cache/pip -> ~/proj/pipc`)
+    // is no overlay: what the agent writes there stays, and the host's next build reads it
+    // (attack review 126, F2). Said, not refused: the link is the user's own.
+    for (named, target) in &cache_named {
+        if caches.contains(target) {
+            continue;
+        }
+        if let Some(b) = binds
+            .iter()
+            .find(|b| b.writable && target.starts_with(&b.path))
+        {
+            notes.push(format!(
+                "files.cache entry {} resolves to {}, inside the writable root {}: it is not a \
+                 discarded overlay there, so what the agent writes in it stays for the host's \
+                 next build (point the cache outside the workspace to have one)",
+                named.display(),
+                target.display(),
+                b.path.display()
+            ));
+        }
+    }
     // `files.deny` takes paths: a pattern-looking entry names one literal file (attack
     // review 108: `~/tools/*` denied nothing, silently).
     for d in &deny {

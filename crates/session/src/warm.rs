@@ -406,6 +406,7 @@ impl Spare {
                 let Ok((conn, _)) = listener.accept() else {
                     continue;
                 };
+                warden_event::timing::mark("warm: connection accepted");
                 match serve(&conn, &key, &fingerprint) {
                     Ok(fds) => {
                         warden_event::timing::mark("warm: claim accepted");
@@ -419,6 +420,7 @@ impl Spare {
                             refuse(&conn, &why);
                             return Err(why);
                         }
+                        warden_event::timing::mark("warm: unlatched");
                         // The answer goes first: a claiming run that is gone takes nothing.
                         let mut ok = b"OK".to_vec();
                         ok.extend_from_slice(&std::process::id().to_le_bytes());
@@ -511,6 +513,7 @@ fn serve(conn: &UnixStream, key: &[u8; 32], fp: &Fingerprint) -> Result<[OwnedFd
     if buf[CLAIM.len()..want] != key[..] {
         return Err(Refusal::Retry("made for other inputs".into()));
     }
+    warden_event::timing::mark("warm: claim read");
     if let Some(p) = fp.changed() {
         return Err(Refusal::Stale(format!(
             "{} changed since it was built",
@@ -656,9 +659,11 @@ pub fn claim(key: &[u8; 32]) -> Claim {
     let Ok(spare) = warden_sys::pidfd::open(pid) else {
         return Claim::Cold("the spare is gone".into());
     };
+    warden_event::timing::mark("warm: connected");
     if let Err(why) = is_spare(pid) {
         return Claim::Cold(format!("not a spare: {why}"));
     }
+    warden_event::timing::mark("warm: spare checked");
     // Still the process checked (its pid was not taken by another since): a pidfd polls
     // readable once its process exited.
     let mut p = libc::pollfd {
@@ -677,6 +682,7 @@ pub fn claim(key: &[u8; 32]) -> Claim {
     if let Err(e) = warden_sys::fdpass::send(&conn, &msg, &std) {
         return Claim::Cold(format!("the claim: {e}"));
     }
+    warden_event::timing::mark("warm: claim sent");
     let _ = conn.set_read_timeout(Some(CLAIM_DEADLINE));
     let mut buf = [0u8; 6];
     match warden_sys::fdpass::recv(&conn, &mut buf, 0, WAIT_ALL) {

@@ -357,6 +357,32 @@ fn caches_are_writable_without_touching_the_host() {
     assert_eq!(std::fs::read_to_string(&src).unwrap(), "pub fn good() {}\n");
     assert!(!t.home.join(".cargo/registry/cache").exists());
     assert!(!t.home.join(".npm/_cacache/entry").exists());
+    // A cache the user linked into the workspace is no overlay there, and warden says so
+    // before the session (attack review 126, F2: it was silent).
+    let inside = t.ws.join("pipc");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::create_dir_all(t.home.join(".cache")).unwrap();
+    std::os::unix::fs::symlink(&inside, t.home.join(".cache/pip")).unwrap();
+    let o = t.run(
+        &[],
+        &[
+            "--",
+            "/bin/bash",
+            "-c",
+            "echo x > ~/.cache/pip/w; echo LINKED-OK",
+        ],
+    );
+    ran(&o, "LINKED-OK");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("files.cache entry") && said.contains("not a discarded overlay"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        inside.join("w").exists(),
+        "the workspace is written as always"
+    );
 }
 
 /// `~/.claude/.credentials.json` (subscription login): readable and refreshable under

@@ -575,7 +575,11 @@ fn module_links_into_a_git_dir_s_objects_are_removed() {
         );
         // Each removal is named (attack review 125, F3: they were silent).
         let said = out(&o);
-        let link_named = if i == 0 { ".git/modules," } else { ".git/modules/sub," };
+        let link_named = if i == 0 {
+            ".git/modules,"
+        } else {
+            ".git/modules/sub,"
+        };
         assert!(
             said.contains(&format!("workspace guard: removed {link_named}")),
             "variant {i}: the link's removal is not named:\n{said}"

@@ -128,7 +128,11 @@ impl Drop for W {
     fn drop(&mut self) {
         // (A string test: `Path::starts_with` compares whole components, so a path test
         // against this prefix never held and every runtime directory was left behind.)
-        if !self.runtime.to_string_lossy().starts_with("/run/warden-it-warm-") {
+        if !self
+            .runtime
+            .to_string_lossy()
+            .starts_with("/run/warden-it-warm-")
+        {
             return;
         }
         for _ in 0..40 {
