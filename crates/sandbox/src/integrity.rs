@@ -743,6 +743,81 @@ fn walk_exec(root: &std::os::fd::OwnedFd, dev: u64, rel: &Path, depth: usize, s:
     }
 }
 
+const DATA_EXEC: &str =
+    "executable file in the agent's data directories (transcripts, tmp/, history/: a program planted for a later run)";
+
+/// Entries the end's walk of the data directories reads at most (see [`data_exec`]).
+const DATA_MAX_ENTRIES: u64 = 200_000;
+
+/// The end only: every regular file with an execute bit in the [`DATA_DIRS`] of each agent
+/// state directory whose inode changed at or after `since` (created, written, `chmod`ed or
+/// renamed in the session: the kernel sets ctime, nothing can set it back), stamped as
+/// [`DATA_EXEC`] (attack review 127: `~/.gemini/tmp/bin/rg`, which Gemini CLI versions
+/// that download ripgrep run, was not named). The baseline does not walk them (transcripts
+/// and caches: thousands of files); the end stats each file there once, beside the rest of
+/// its walk, up to [`DATA_MAX_ENTRIES`] (past that the report says it is incomplete).
+fn data_exec(s: &mut Snapshot, dirs: &[PathBuf], since: (i64, i64)) {
+    fn walk(
+        root: &std::os::fd::OwnedFd,
+        dev: u64,
+        rel: &Path,
+        depth: usize,
+        since: (i64, i64),
+        seen: &mut u64,
+        out: &mut Snapshot,
+    ) {
+        if depth > MAX_DEPTH || *seen > DATA_MAX_ENTRIES {
+            out.incomplete = true;
+            return;
+        }
+        let Some((dir, typed)) = listed(root, rel, dev, out) else {
+            return;
+        };
+        *seen += typed.len() as u64;
+        for (name, dt) in &typed {
+            if *dt != fsat::DT_DIR && *dt != libc::DT_REG && *dt != fsat::DT_UNKNOWN {
+                continue;
+            }
+            let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
+                continue;
+            };
+            let child = rel.join(name);
+            if fsat::is_dir(&st) {
+                if st.st_dev == dev {
+                    walk(root, dev, &child, depth + 1, since, seen, out);
+                }
+            } else if fsat::is_reg(&st)
+                && st.st_mode & 0o111 != 0
+                && (st.st_ctime, st.st_ctime_nsec) >= since
+            {
+                out.files
+                    .entry(child)
+                    .or_insert_with(|| stamp(&st, Category::Agent, DATA_EXEC, None));
+            }
+        }
+    }
+    for d in dirs {
+        let Ok(root) = fsat::open_root(d) else {
+            continue;
+        };
+        let Ok(dev) = fsat::fstat(root.as_fd()).map(|st| st.st_dev) else {
+            continue;
+        };
+        let mut sub = Snapshot::default();
+        let mut seen = 0u64;
+        for data in DATA_DIRS {
+            if fsat::lstat_at(root.as_fd(), OsStr::new(data)).is_ok_and(|st| fsat::is_dir(&st)) {
+                walk(&root, dev, Path::new(data), 0, since, &mut seen, &mut sub);
+            }
+        }
+        s.incomplete |= sub.incomplete;
+        s.scanned += seen;
+        for (k, v) in sub.files {
+            s.files.entry(d.join(k)).or_insert(v);
+        }
+    }
+}
+
 /// Every non-directory entry below `rel`, as `class`.
 fn walk_all(
     root: &std::os::fd::OwnedFd,
@@ -803,6 +878,7 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
     let after = match walk_root(workspace, true, two, Some(&venv)) {
         Ok(mut s) => {
             snapshot_state(&mut s, &before.state_dirs);
+            data_exec(&mut s, &before.state_dirs, venv.since);
             add_git_targets(&mut s, &before.git_targets);
             watch_files(&mut s, &before.watched);
             s
@@ -843,6 +919,9 @@ pub fn compare(before: &Snapshot, workspace: &Path) -> Report {
             None if a.category == Category::SetId && before.setid_since.is_some() => {
                 Change::Modified
             }
+            // Found by the end's walk of the state directories' data directories, which the
+            // baseline does not walk: only what changed in the session ([`data_exec`]).
+            None if a.what == DATA_EXEC => Change::Modified,
             // An empty regular file runs and loads nothing. It is also what a placeholder
             // is: one this session made and still leaves because another session locks it
             // (crate::placeholder::end) is not a change of this session's agent.
@@ -2009,13 +2088,17 @@ mod tests {
         };
         std::fs::create_dir_all(st.join("bin")).unwrap();
         exe(&st.join("bin/tool"));
-        exe(&st.join("projects/p/x")); // the agent's data: not walked
+        // The agent's data: not in the baseline, walked at the end for what changed there
+        // (attack review 127); a plain file there is not listed.
+        exe(&st.join("projects/p/x"));
+        std::fs::write(st.join("projects/p/t.jsonl"), "{}\n").unwrap();
         std::fs::write(st.join("sl.sh"), "echo; touch /tmp/x\n").unwrap();
         let r = compare(&before, &ws);
         let paths: Vec<_> = r.entries.iter().map(|e| e.path.clone()).collect();
         assert!(paths.contains(&st.join("bin/tool")), "{r:?}");
         assert!(paths.contains(&st.join("sl.sh")), "{r:?}");
-        assert!(!paths.contains(&st.join("projects/p/x")), "{r:?}");
+        assert!(paths.contains(&st.join("projects/p/x")), "{r:?}");
+        assert!(!paths.contains(&st.join("projects/p/t.jsonl")), "{r:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
