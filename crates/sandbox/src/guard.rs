@@ -208,10 +208,15 @@ struct State {
     /// Where denied paths in writable roots are hidden (see [`Veil`]); handed to the
     /// [`Relocker`] with them.
     veil: Option<Veil>,
-    /// Mounts the guard may still make (`WARDEN_GUARD_MOUNTS`, for tests; unset: until the
-    /// kernel's `fs.mount-max` refuses). Past it, a mount fails as a full mount table does
-    /// (`ENOSPC`), and the agent is ended ([`Guard::spawn`]).
+    /// Mounts the guard may still make (`WARDEN_GUARD_MOUNTS=N`: N in all, the start's
+    /// included; unset: [`SESSION_MOUNTS`] once the agent runs, the start's not counted).
+    /// Past it, a mount fails as a full mount table does (`ENOSPC`), and the agent is ended
+    /// ([`Guard::spawn`]).
     mounts_left: Option<usize>,
+    /// Whether `mounts_left` counts the start's mounts too (`WARDEN_GUARD_MOUNTS` was set).
+    mounts_all: bool,
+    /// The mounts ran out and that was said (once).
+    mounts_out: bool,
     /// How many [`Made`] fds are kept at most: half of init's open-files limit (raised to its
     /// hard limit at start), at least 1,024. Past it, what the guard locks later in
     /// session-made repositories is not sanitised again by the last pass (their first-look
@@ -346,6 +351,14 @@ fn wait_readable(fd: RawFd, ms: i32) {
     // SAFETY: poll on one fd we own.
     unsafe { libc::poll(&mut pfd, 1, ms) };
 }
+
+/// Mounts the guard makes at most, once the agent runs, to lock the repositories it makes
+/// (about four each): each mount costs the kernel more as the table grows, and a session
+/// whose agent made repositories by the ten thousand (attack review 128: ~15,000 in 30 s)
+/// kept its init busy for minutes, stalled other sessions' starts (the mount lock is
+/// machine-wide) and left what it had not reached yet unneutralised meanwhile. Past it the
+/// agent is ended as at a full mount table.
+const SESSION_MOUNTS: usize = 8_000;
 
 /// Ends every process of the sandbox but init (this process, the pid namespace's init:
 /// `kill(-1)` there reaches the namespace only). Whether that was possible.
@@ -1467,6 +1480,9 @@ impl Guard {
             }
             (l.rlim_cur as usize / 2).max(1024)
         };
+        let mounts_budget: Option<usize> = std::env::var("WARDEN_GUARD_MOUNTS")
+            .ok()
+            .and_then(|v| v.parse().ok());
         let ws = fsat::open_root_as(&plan.workspace, plan.root_id(&plan.workspace))
             .map_err(|e| err("workspace", &plan.workspace, e))?;
         let dev = fsat::fstat(ws.as_fd())
@@ -1541,9 +1557,9 @@ impl Guard {
             aside: Vec::new(),
             made: Vec::new(),
             max_made,
-            mounts_left: std::env::var("WARDEN_GUARD_MOUNTS")
-                .ok()
-                .and_then(|v| v.parse().ok()),
+            mounts_left: Some(mounts_budget.unwrap_or(SESSION_MOUNTS)),
+            mounts_all: mounts_budget.is_some(),
+            mounts_out: false,
             relocker: None,
             veil: None,
         };
@@ -1641,19 +1657,33 @@ impl Guard {
                 }
             }
             if let Err(e) = done {
-                eprintln!(
-                    "warden: workspace guard: {}",
-                    warden_event::text::printable(&e.to_string())
-                );
-                if e.errno() == Some(libc::ENOSPC) {
-                    // The mount table is full (an agent making repositories by the
-                    // thousand: each costs several mounts): what it makes next cannot be
-                    // locked. It is ended, and the last pass, with nothing left running,
-                    // rescans and neutralises every repository without locks.
-                    s.degraded = true;
+                let full = |x: &GuardError| x.errno() == Some(libc::ENOSPC);
+                let (out, other): (Vec<_>, Vec<_>) = match e {
+                    GuardError::Several(v) => v.into_iter().partition(|x| full(x)),
+                    e if full(&e) => (vec![e], Vec::new()),
+                    e => (Vec::new(), vec![e]),
+                };
+                for e in other {
                     eprintln!(
-                        "warden: workspace guard: no mount left to lock repositories made in the session (the kernel's fs.mount-max); the agent is ended"
+                        "warden: workspace guard: {}",
+                        warden_event::text::printable(&e.to_string())
                     );
+                }
+                if let Some(first) = out.first() {
+                    // The mount table is full, or the guard's budget spent (an agent
+                    // making repositories by the thousand: each costs several mounts):
+                    // what it makes next cannot be locked. It is ended, and the last pass,
+                    // with nothing left running, rescans and neutralises every repository
+                    // without locks. Said once, with the first repository left unlocked.
+                    s.degraded = true;
+                    if !s.mounts_out {
+                        s.mounts_out = true;
+                        eprintln!(
+                            "warden: workspace guard: no mount left to lock repositories made in the session ({}; the guard's budget is {SESSION_MOUNTS} mounts for them, about {} repositories, within the kernel's fs.mount-max; WARDEN_GUARD_MOUNTS=N in warden's environment sets another): the agent is ended, and every repository is neutralised once it is gone",
+                            warden_event::text::printable(&first.to_string()),
+                            SESSION_MOUNTS / 4
+                        );
+                    }
                     end_agent();
                 }
             }
@@ -1873,7 +1903,11 @@ impl State {
         if self.finished || self.locked.contains(&id) || (!readonly && self.pinned.contains(&id)) {
             return Ok(());
         }
-        if let Some(left) = self.mounts_left.as_mut() {
+        if let Some(left) = self
+            .mounts_left
+            .as_mut()
+            .filter(|_| self.mounts_all || !self.starting)
+        {
             if *left == 0 {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }

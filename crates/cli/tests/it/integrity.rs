@@ -3018,6 +3018,69 @@ fn a_locked_file_the_host_replaces_during_a_session_stays_locked() {
     );
 }
 
+/// Attack review 128: an agent that made repositories by the ten thousand kept the guard's
+/// init busy for minutes (each mount costs more as the table grows), stalled other sessions'
+/// starts and left what the guard had not reached unneutralised meanwhile. The guard now
+/// spends at most `SESSION_MOUNTS` (8,000) mounts on repositories made in the session, then
+/// ends the agent as at a full table, once, with one message. Judged on the host: the
+/// agent's sleep never ended by itself, every planted repository is neutralised (the host's
+/// git in a sample runs nothing), and the session ended within a bound.
+#[test]
+fn a_flood_of_repositories_spends_the_guard_s_budget_and_ends_the_agent() {
+    let t = T::new("flood");
+    let m = t.marker().display().to_string();
+    std::fs::write(
+        t.ws.join("flood.py"),
+        format!(
+            "import os, time\n\
+             for i in range(2300):\n\
+             \x20   g = f'r{{i}}/.git'\n\
+             \x20   for d in ('hooks', 'objects', 'refs/heads'):\n\
+             \x20       os.makedirs(g + '/' + d)\n\
+             \x20   open(g + '/HEAD', 'w').write('ref: refs/heads/main\\n')\n\
+             \x20   open(g + '/config', 'w').write('[core]\\n\\tfsmonitor = touch {m}; false\\n')\n\
+             \x20   h = g + '/hooks/post-checkout'\n\
+             \x20   open(h, 'w').write('#!/bin/sh\\ntouch {m}\\n')\n\
+             \x20   os.chmod(h, 0o755)\n\
+             print('MADE', flush=True)\n\
+             time.sleep(60)\n\
+             print('SURVIVED', flush=True)\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let o = t
+        .session(&t.ws, &[], "exec python3 flood.py")
+        .output()
+        .expect("spawn warden");
+    let all = out(&o);
+    assert!(!all.contains("SURVIVED"), "the agent went on:\n{all}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "the session took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        all.matches("no mount left to lock repositories").count(),
+        1,
+        "said once:\n{all}"
+    );
+    for i in (0..2300).step_by(97) {
+        let r = t.ws.join(format!("r{i}"));
+        let cfg = std::fs::read_to_string(r.join(".git/config")).unwrap_or_default();
+        assert!(!cfg.contains("fsmonitor"), "r{i}: {cfg}");
+        assert!(
+            !r.join(".git/hooks/post-checkout").exists(),
+            "r{i}: hook left"
+        );
+        host_uses_git(&t, &r);
+    }
+    assert!(
+        !t.marker().exists(),
+        "a planted hook or fsmonitor ran on the host:\n{all}"
+    );
+}
+
 /// A full mount table (each repository the agent makes costs the guard several mounts; here
 /// a budget through `WARDEN_GUARD_MOUNTS`, on a machine the kernel's `fs.mount-max`): a lock
 /// that failed there stopped the rest of that repository's neutralising, in the session and
