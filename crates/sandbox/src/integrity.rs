@@ -314,15 +314,18 @@ const STATE_DIRS: &[&str] = &[
     "workflows",
 ];
 
+/// Each of `dirs` that opens as a directory (no link followed), with its fd and device.
+fn opened(dirs: &[PathBuf]) -> impl Iterator<Item = (&PathBuf, std::os::fd::OwnedFd, u64)> {
+    dirs.iter().filter_map(|d| {
+        let root = fsat::open_root(d).ok()?;
+        let dev = fsat::fstat(root.as_fd()).ok()?.st_dev;
+        Some((d, root, dev))
+    })
+}
+
 /// Adds the steering files of the agent's state directories (see [`STATE_FILES`]).
 pub fn snapshot_state(s: &mut Snapshot, dirs: &[PathBuf]) {
-    for d in dirs {
-        let Ok(root) = fsat::open_root(d) else {
-            continue;
-        };
-        let Ok(dev) = fsat::fstat(root.as_fd()).map(|st| st.st_dev) else {
-            continue;
-        };
+    for (d, root, dev) in opened(dirs) {
         let mut sub = Snapshot::default();
         walk_exec(&root, dev, Path::new(""), 0, &mut sub);
         for f in STATE_FILES {
@@ -796,13 +799,7 @@ fn data_exec(s: &mut Snapshot, dirs: &[PathBuf], since: (i64, i64)) {
             }
         }
     }
-    for d in dirs {
-        let Ok(root) = fsat::open_root(d) else {
-            continue;
-        };
-        let Ok(dev) = fsat::fstat(root.as_fd()).map(|st| st.st_dev) else {
-            continue;
-        };
+    for (d, root, dev) in opened(dirs) {
         let mut sub = Snapshot::default();
         let mut seen = 0u64;
         for data in DATA_DIRS {
