@@ -781,6 +781,12 @@ fn data_exec(s: &mut Snapshot, dirs: &[PathBuf], since: (i64, i64)) {
             if *dt != fsat::DT_DIR && *dt != libc::DT_REG && *dt != fsat::DT_UNKNOWN {
                 continue;
             }
+            // Transcripts, chats and logs by the thousand: a stat each cost ~6 µs here
+            // (`--profile claude -- true` ×1.92 with 5,000 transcripts). No agent CLI runs
+            // a file by such a name; a program keeps any other (`rg`, `x.sh`).
+            if *dt == libc::DT_REG && data_name(name) {
+                continue;
+            }
             let Ok(st) = fsat::lstat_at(dir.as_fd(), name) else {
                 continue;
             };
@@ -813,6 +819,14 @@ fn data_exec(s: &mut Snapshot, dirs: &[PathBuf], since: (i64, i64)) {
             s.files.entry(d.join(k)).or_insert(v);
         }
     }
+}
+
+/// Whether `name` ends as the agents' data files do (transcripts, chats, logs), which
+/// [`data_exec`] does not stat.
+fn data_name(name: &OsStr) -> bool {
+    const DATA_EXT: &[&str] = &[".jsonl", ".json", ".log", ".txt"];
+    let n = name.as_encoded_bytes();
+    DATA_EXT.iter().any(|e| n.ends_with(e.as_bytes()))
 }
 
 /// Every non-directory entry below `rel`, as `class`.
