@@ -259,21 +259,26 @@ fn sweep_stale(parent: &Path) {
         let Some(id) = name.strip_prefix("warden-") else {
             continue;
         };
-        let Some(pid) = id
-            .rsplit('-')
-            .next()
-            .and_then(|h| i32::from_str_radix(h, 16).ok())
-        else {
-            continue;
-        };
-        // SAFETY: signal 0 only checks for existence.
-        let dead = pid > 0
-            && unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if dead {
+        if supervisor_dead(id) {
             let _ = std::fs::remove_dir(e.path());
         }
     }
+}
+
+/// Whether the supervisor of session `id` (`<ms>-<pid>`, both hex: `new_session_id`) is
+/// gone: its pid names no process. A pid taken again since keeps the session's cgroups
+/// until that process ends too (they are empty; nothing is lost).
+fn supervisor_dead(id: &str) -> bool {
+    let Some(pid) = id
+        .rsplit_once('-')
+        .and_then(|(_, h)| i32::from_str_radix(h, 16).ok())
+    else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence.
+    pid > 0
+        && unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 impl Drop for MemoryCgroup {
@@ -418,14 +423,20 @@ extern "C" fn clean_nest(p: *mut libc::c_void) -> libc::c_int {
     0
 }
 
-/// Removes the nests under `parent` left by earlier sessions: those older than a minute
-/// (a young one may belong to a session still starting); `rmdir` refuses any cgroup that
-/// still has processes, so a live session's stays.
+/// Removes the nests under `parent` left by earlier sessions: those whose supervisor is
+/// gone ([`supervisor_dead`]) and older than a minute. A live session's nest stays whatever
+/// its age: `rmdir` refuses a cgroup with processes, but the agent's is empty until init
+/// spawns the agent, and a start that took over a minute under load (attack review 128)
+/// lost it to another session's sweep ("cannot give …/agent/cgroup.procs back: No such file
+/// or directory").
 pub fn sweep_nests(parent: &Path) {
     let Ok(rd) = std::fs::read_dir(parent) else {
         return;
     };
     for e in rd.flatten() {
+        if !supervisor_dead(&e.file_name().to_string_lossy()) {
+            continue;
+        }
         let old = e
             .metadata()
             .and_then(|m| m.modified())
@@ -503,5 +514,23 @@ pub fn reap_prewarm(pid: Option<i32>) {
     if let Some(pid) = pid {
         // SAFETY: waiting for our own child; ECHILD if someone reaped it already.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supervisor_dead;
+
+    #[test]
+    fn only_a_gone_supervisor_s_cgroups_are_swept() {
+        let me = format!("1a2b3c-{:x}", std::process::id());
+        assert!(!supervisor_dead(&me), "a live supervisor's session");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = format!("1a2b3c-{:x}", child.id());
+        child.wait().unwrap();
+        assert!(supervisor_dead(&gone), "a reaped supervisor's session");
+        for bad in ["", "nodash", "1a2b-zz", "1a2b-0"] {
+            assert!(!supervisor_dead(bad), "{bad:?}");
+        }
     }
 }

@@ -112,7 +112,36 @@ struct Pending {
     first: Instant,
     last: Instant,
     stamp: Option<(u64, i64, i64, i64)>,
+    /// Decisions of the host's repository that failed because it changed under them.
+    retries: u32,
 }
+
+/// How often a decision about the host's repository (the start's, or one made while a warm
+/// spare waits) is tried again when the repository changed under it ([`transient`]: the
+/// host's `git` renamed a file into place between the guard's open and its lock) before the
+/// failure stands.
+const HOST_RETRIES: u32 = 40;
+/// The pause between two such tries at the start.
+const HOST_RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// What the host's `git` does while it writes a repository: an entry replaced (renamed over,
+/// removed) between the guard's open and its lock.
+fn transient(e: &GuardError) -> bool {
+    let io_changed = |s: &io::Error| {
+        matches!(
+            s.raw_os_error(),
+            Some(libc::ENOENT | libc::ESTALE | libc::ENOTDIR)
+        ) || s.to_string() == CHANGED_WHILE_LOCKED
+    };
+    match e {
+        GuardError::At { source, .. } | GuardError::Io(source) => io_changed(source),
+        GuardError::Several(v) => !v.is_empty() && v.iter().all(transient),
+        _ => false,
+    }
+}
+
+/// The error of a lock whose file was replaced while it was locked.
+const CHANGED_WHILE_LOCKED: &str = "the file changed while it was being locked";
 
 /// See the module doc. Shared between init's main thread (start, finish) and its watcher.
 #[derive(Clone)]
@@ -1607,12 +1636,14 @@ impl Guard {
             r.drain();
         });
         let g = self.clone();
+        // The latch is kept `BUSY` from the last pass (something of the host's settles).
+        let mut kept = false;
         std::thread::spawn(move || loop {
             let fd = match g.st.lock() {
                 Ok(s) if !s.finished => s.inotify.as_raw_fd(),
                 _ => return,
             };
-            wait_readable(fd, 50);
+            wait_readable(fd, if kept { 10 } else { 50 });
             let Ok(mut s) = g.st.lock() else { return };
             if s.finished {
                 return;
@@ -1640,14 +1671,21 @@ impl Guard {
             // decided at once as the start decides (locked as it is), while the release waits
             // for this pass. Only the decisions hold the release off: the walk and the events
             // above only queue paths, which each decision opens again.
-            let held = g.latch.as_ref().is_some_and(|l| l.begin_pass());
+            //
+            // What the host's git writes settles first, as the agent's does (a lock between
+            // `git init`'s renames fails the next one, and the host's git with it), and the
+            // latch stays `BUSY` until it is decided; a release that waits makes the pass
+            // decide at once, as a cold start at that moment would.
+            let held = kept || g.latch.as_ref().is_some_and(|l| l.begin_pass());
             if held {
                 s.starting = true;
             }
-            let done = s.process_all(held);
+            let now = held && g.latch.as_ref().is_some_and(|l| l.release_wanted());
+            let done = s.process_all(now);
             if held {
                 s.starting = false;
-                if let Some(l) = &g.latch {
+                kept = done.is_ok() && !s.pending.is_empty();
+                if let (Some(l), false) = (&g.latch, kept) {
                     l.end_pass(done.is_ok());
                 }
                 if done.is_err() {
@@ -2274,6 +2312,7 @@ impl State {
             first: now,
             last: now,
             stamp: None,
+            retries: 0,
         });
         // A `.git` entry is judged as one whatever else was queued at its path; a directory
         // that may be a git dir as one, not only as a possible link ([`Self::git_dir`] sees
@@ -2379,30 +2418,50 @@ impl State {
     }
 
     /// Processes the candidates that are due (all of them when `force`).
+    /// Decides what is queued: everything with `force`, else what settled. The host's
+    /// repositories (`starting`: the start's walk, or a warm spare's passes before the
+    /// release) are tried again when they changed under the decision ([`transient`]): at
+    /// once with `force`, at the next pass without (the release waits for it: see the
+    /// watcher).
     fn process_all(&mut self, force: bool) -> Result<(), GuardError> {
-        let keys: Vec<PathBuf> = self.pending.keys().cloned().collect();
+        let mut keys: Vec<PathBuf> = self.pending.keys().cloned().collect();
         let mut errors = Vec::new();
-        for rel in keys {
-            if !force && !self.due(&rel) {
-                continue;
-            }
-            let Some(p) = self.pending.remove(&rel) else {
-                continue;
-            };
-            let overdue = force || p.first.elapsed() >= MAX_WAIT;
-            let r = match p.kind {
-                Kind::Dot => self.dot(&rel, overdue),
-                Kind::GitDir => self.git_dir(&rel, overdue),
-                Kind::ModuleLink => self.module_link(&rel),
-            };
-            match r {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Not ready (e.g. a `.git` directory `git init` is still filling).
-                    self.pending.insert(rel, p);
+        loop {
+            let mut again = Vec::new();
+            for rel in keys {
+                if !force && !self.due(&rel) {
+                    continue;
                 }
-                Err(e) => errors.push(e),
+                let Some(mut p) = self.pending.remove(&rel) else {
+                    continue;
+                };
+                let overdue = force || p.first.elapsed() >= MAX_WAIT;
+                let r = match p.kind {
+                    Kind::Dot => self.dot(&rel, overdue),
+                    Kind::GitDir => self.git_dir(&rel, overdue),
+                    Kind::ModuleLink => self.module_link(&rel),
+                };
+                match r {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Not ready (e.g. a `.git` directory `git init` is still filling).
+                        self.pending.insert(rel, p);
+                    }
+                    Err(e) if self.starting && p.retries < HOST_RETRIES && transient(&e) => {
+                        p.retries += 1;
+                        p.last = Instant::now();
+                        p.stamp = None;
+                        again.push(rel.clone());
+                        self.pending.insert(rel, p);
+                    }
+                    Err(e) => errors.push(e),
+                }
             }
+            if !force || again.is_empty() {
+                break;
+            }
+            std::thread::sleep(HOST_RETRY_PAUSE);
+            keys = again;
         }
         if errors.is_empty() {
             Ok(())
@@ -3490,7 +3549,7 @@ impl State {
             return Err(err(
                 "cannot lock",
                 &rel.join(name),
-                io::Error::other("the file changed while it was being locked"),
+                io::Error::other(CHANGED_WHILE_LOCKED),
             ));
         }
         Ok(())

@@ -15,6 +15,12 @@
 //! from `HELD` to `RELEASED` only, waiting (bounded) while a pass is busy. So no pass can
 //! observe a repository before the release and lock it after agent code ran. A pass that
 //! failed leaves `BROKEN`, and the release refuses (the session does not start).
+//!
+//! The guard lets what the host's `git` writes settle before it locks it (a lock in the
+//! middle of `git init` makes git's next rename fail), and keeps the word `BUSY` from one
+//! pass to the next while something of the host's waits to settle: the release cannot slip
+//! in between. A second word says a release waits ([`Latch::release_wanted`]): the guard
+//! then decides at once, as a cold start at that moment would.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -97,6 +103,17 @@ impl Latch {
         unsafe { &*self.0 .0 }
     }
 
+    /// The second word of the page: 1 once a release was asked for.
+    fn wanted(&self) -> &AtomicU32 {
+        // SAFETY: as `word`; the page holds far more than two u32s.
+        unsafe { &*self.0 .0.add(1) }
+    }
+
+    /// Whether a release waits (or came): the guard's pass decides what is queued now.
+    pub fn release_wanted(&self) -> bool {
+        self.wanted().load(Ordering::SeqCst) != 0
+    }
+
     /// Whether the agent was released (agent code may have run since).
     pub fn released(&self) -> bool {
         self.word().load(Ordering::SeqCst) == RELEASED
@@ -111,7 +128,8 @@ impl Latch {
     }
 
     /// Ends a pass [`Latch::begin_pass`] began; `ok`: it locked all it had to (else the
-    /// release is refused for good).
+    /// release is refused for good). A pass that leaves something of the host's to settle
+    /// does not call this: the word stays `BUSY` into the next pass.
     pub fn end_pass(&self, ok: bool) {
         let _ = self.word().compare_exchange(
             BUSY,
@@ -124,6 +142,7 @@ impl Latch {
     /// The supervisor, before the agent may exec: `HELD` to `RELEASED`, waiting at most
     /// `deadline` for a pass of the guard. Released already: Ok.
     pub fn release(&self, deadline: Duration) -> Result<(), NotReleased> {
+        self.wanted().store(1, Ordering::SeqCst);
         let until = Instant::now() + deadline;
         loop {
             match self
@@ -148,7 +167,9 @@ mod tests {
         let l = Latch::new().unwrap();
         assert!(l.begin_pass());
         // Busy: the release waits, then gives up.
+        assert!(!l.release_wanted());
         assert_eq!(l.release(Duration::from_millis(5)), Err(NotReleased::Busy));
+        assert!(l.release_wanted());
         // A child (another process, as init is) ends the pass; the release then goes.
         // SAFETY: the child only does atomics and _exit.
         let pid = unsafe { libc::fork() };

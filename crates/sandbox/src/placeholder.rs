@@ -1025,6 +1025,9 @@ pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
                 })
                 .map(|m| m.pid),
         )
+        // A warm spare that waits: its agent has not run (and a claim renames it before
+        // the release, so one that ran while this session did is counted).
+        .filter(|pid| !warden_sys::procfs::waiting_spare(*pid))
         .collect();
     pids.sort_unstable();
     pids.dedup();

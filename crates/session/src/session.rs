@@ -600,6 +600,8 @@ fn end(
             .and_then(|mut g| g.take())
             .map(|before| Ok(warden_sandbox::integrity::compare(&before, &config.workspace))),
     };
+    // A warm spare that ends unclaimed: its agent never ran, and what changed is the host's.
+    let compared = compared.filter(|_| !crate::warm::unclaimed_spare());
     match compared {
         Some(Ok(r)) => {
             let sharing = warden_sandbox::placeholder::sharing(
@@ -611,7 +613,7 @@ fn end(
         }
         Some(Err(why)) => no_integrity_report(&who, why),
         // The agent ran, but the baseline walk failed: no report is not a clean report.
-        None if result.is_some() => no_integrity_report(
+        None if result.is_some() && !crate::warm::unclaimed_spare() => no_integrity_report(
             &who,
             "no integrity report: the walk of the workspace before the agent ran failed (`warden run -v` shows why); review what host tools run or load by hand",
         ),

@@ -232,8 +232,80 @@ pub fn dir() -> Option<PathBuf> {
 }
 
 fn socket_name(key: &[u8; 32]) -> String {
-    let hex: String = key[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.sock")
+    format!("{}.sock", key_name(key))
+}
+
+fn key_name(key: &[u8; 32]) -> String {
+    key[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a spare that ended unclaimed leaves what it printed (its stderr is a memory file
+/// that only a claim replays): the next claim of the same inputs that finds no spare says
+/// why there was none. Removed when the next spare of the key listens.
+fn ended_name(key: &[u8; 32]) -> String {
+    format!("{}.ended", key_name(key))
+}
+
+/// The most of a spare's output [`ENDED`](ended_name) keeps (its end).
+const ENDED_MAX: usize = 8192;
+
+/// The key of this spare ([`note_spare_key`]), for [`finish`]'s record of an unclaimed end.
+static SPARE_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Tells a spare its key, as soon as it is known (before the start can fail).
+pub fn note_spare_key(key: &[u8; 32]) {
+    if IS_SPARE.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = SPARE_KEY.set(*key);
+    }
+}
+
+/// An unclaimed spare's end: what it printed (the end of it) and its exit code go to
+/// [`ended_name`] in the warm directory, 0600, never through a link.
+fn record_end(code: i32) {
+    let (Some(key), Some(dir)) = (SPARE_KEY.get(), dir()) else {
+        return;
+    };
+    let mut text = read_own_stderr();
+    if text.len() > ENDED_MAX {
+        text.drain(..text.len() - ENDED_MAX);
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir.join(ended_name(key)))
+    else {
+        return;
+    };
+    let _ = writeln!(
+        f,
+        "the spare (pid {}) ended unclaimed, exit code {code}",
+        std::process::id()
+    );
+    let _ = f.write_all(&text);
+}
+
+/// What [`record_end`] left for `key`, if anything: its last lines, printable.
+fn ended_note(dir: &Path, key: &[u8; 32]) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(dir.join(ended_name(key)))
+        .ok()?;
+    let mut text = Vec::new();
+    f.take(ENDED_MAX as u64 + 256).read_to_end(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("warden-timing:"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(6)..].join(" | ");
+    Some(warden_event::text::printable(&tail))
 }
 
 /// The state of the files a session's start read and does not follow: each one's device,
@@ -344,6 +416,7 @@ impl Spare {
         }
         warden_event::tty::set_override([t[0] == b'1', t[1] == b'1', t[2] == b'1']);
         IS_SPARE.store(true, std::sync::atomic::Ordering::SeqCst);
+        warden_sys::procfs::set_own_name(warden_sys::procfs::SPARE_COMM);
         let ttl = std::env::var(TTL_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -378,6 +451,8 @@ impl Spare {
             let _ = std::fs::remove_file(&tmp);
             let listener = UnixListener::bind(&tmp).map_err(|e| format!("bind: {e}"))?;
             std::fs::rename(&tmp, &path).map_err(|e| format!("rename: {e}"))?;
+            // An earlier spare's end is no reason for a claim of this one to start cold.
+            let _ = std::fs::remove_file(dir.join(ended_name(&key)));
             let ino = std::fs::symlink_metadata(&path).map(|m| m.ino()).ok();
             let unlink = || {
                 if std::fs::symlink_metadata(&path).map(|m| m.ino()).ok() == ino {
@@ -412,6 +487,9 @@ impl Spare {
                         warden_event::timing::mark("warm: claim accepted");
                         unlink();
                         drop(listener);
+                        // No longer a waiting spare (other sessions' integrity reports
+                        // count it from here on): before the agent may run.
+                        warden_sys::procfs::set_own_name("warden");
                         // From here on the workspace guard treats what appears as the
                         // agent's; until here it locked what the host made as a cold start
                         // would. Refused when it failed to: the claim starts cold.
@@ -563,6 +641,14 @@ fn wait_either(listener: BorrowedFd<'_>, other: BorrowedFd<'_>, within: Duration
 /// What the spare printed while it was built (its stderr is a memory file), written to the
 /// claiming run's stderr.
 fn replay_stderr(to: BorrowedFd<'_>) {
+    let text = read_own_stderr();
+    if let Ok(f) = to.try_clone_to_owned() {
+        let _ = std::fs::File::from(f).write_all(&text);
+    }
+}
+
+/// A spare's stderr so far (the memory file), from its start.
+fn read_own_stderr() -> Vec<u8> {
     // SAFETY: fd 2 is open for the whole call; the File is not dropped (ManuallyDrop).
     let mine = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(2) });
     let mut text = Vec::new();
@@ -570,11 +656,9 @@ fn replay_stderr(to: BorrowedFd<'_>) {
     if (&*mine).seek(std::io::SeekFrom::Start(0)).is_err()
         || (&*mine).read_to_end(&mut text).is_err()
     {
-        return;
+        return Vec::new();
     }
-    if let Ok(f) = to.try_clone_to_owned() {
-        let _ = std::fs::File::from(f).write_all(&text);
-    }
+    text
 }
 
 /// The exit code was sent (or is being sent): the claiming run's end is expected.
@@ -600,9 +684,13 @@ pub fn report(code: i32) {
 static SUCCESSOR: OnceLock<(Inputs, [u8; 32])> = OnceLock::new();
 
 /// A claimed spare's end (its `main` calls this last): the claiming run exits with `code`,
-/// then the spare starts its successor, off that run's time. Nothing when this process is
-/// not a claimed spare.
+/// then the spare starts its successor, off that run's time. An unclaimed spare leaves why it
+/// ended for the next claim ([`record_end`]); nothing when this process is not a spare.
 pub fn finish(code: i32) {
+    if unclaimed_spare() {
+        record_end(code);
+        return;
+    }
     if CLAIMED.get().is_none() {
         return;
     }
@@ -635,7 +723,10 @@ pub fn claim(key: &[u8; 32]) -> Claim {
     let conn = match UnixStream::connect(&path) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Claim::Cold("no spare".into())
+            return Claim::Cold(match ended_note(&dir, key) {
+                Some(n) => format!("no spare; the last one ended unclaimed: {n}"),
+                None => "no spare".into(),
+            })
         }
         Err(e) => {
             // A spare that died without removing its socket: the next one takes the name.

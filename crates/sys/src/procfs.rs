@@ -130,6 +130,23 @@ pub fn running(pid: i32, started: u64) -> bool {
     exists && (started == 0 || start_time(pid) == Some(started))
 }
 
+/// The process name (`comm`) a warm spare carries until a run claims it: its agent has not
+/// run. Shown by `ps`; read by [`waiting_spare`].
+pub const SPARE_COMM: &str = "warden-spare";
+
+/// Names this process (its thread group leader's `comm`, which `ps` shows).
+pub fn set_own_name(name: &str) {
+    let _ = std::fs::write("/proc/self/comm", name);
+}
+
+/// Whether `pid` is a warm spare whose agent was not released (yet): its name is
+/// [`SPARE_COMM`]. Informational only (a same-user process may rename another): it keeps
+/// a waiting spare out of "other sessions could write here" warnings.
+pub fn waiting_spare(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.strip_suffix(b"\n").unwrap_or(&c) == SPARE_COMM.as_bytes())
+}
+
 pub fn cgroup(p: impl Into<Proc>) -> Result<String, Error> {
     read(p.into(), "cgroup")
 }

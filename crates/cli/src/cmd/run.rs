@@ -41,6 +41,9 @@ fn started(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
         .then(warm::Inputs::of_this_process)
         .flatten()
         .and_then(|i| warm::key(&i).map(|k| (i, k)));
+    if let (Some(_), Some((_, key))) = (&spare, &warm_key) {
+        warm::note_spare_key(key);
+    }
     if spare.is_none() {
         if let Some((_, key)) = &warm_key {
             warden_event::timing::mark("warm: key");
@@ -58,7 +61,7 @@ fn started(a: RunArgs, verbose: u8) -> anyhow::Result<i32> {
                     });
                 }
                 warm::Claim::Cold(why) => {
-                    if verbose > 0 {
+                    if verbose > 0 || warden_event::timing::enabled() {
                         eprintln!("warden: warm start: cold ({why})");
                     }
                 }

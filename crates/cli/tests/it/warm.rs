@@ -29,6 +29,22 @@ impl W {
         self.runtime.join("warden-warm")
     }
 
+    /// What spares that ended unclaimed printed (the `.ended` records), for failure messages.
+    fn ended(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.spares())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "ended") {
+                all += &format!("--- {}:\n", e.path().display());
+                all += &std::fs::read_to_string(e.path()).unwrap_or_default();
+            }
+        }
+        all
+    }
+
     /// `warden run --warm [args] -- bash -c script` with `stdin` on its standard input; the
     /// environment carries `WARDEN_TIMING=1`, whose marks say whether a spare was claimed.
     fn run(&self, args: &[&str], script: &str, stdin: &str) -> Output {
@@ -218,6 +234,13 @@ fn a_changed_policy_file_or_command_starts_cold() {
     let other = t.run(&["--policy", &p], "echo other", "");
     assert!(!claimed(&other), "{}", out(&other));
     assert!(sock.exists(), "another command's run took the spare away");
+    // A waiting spare's agent has not run: it is no session that could write here (the
+    // integrity report said so of every spare beside a cold run).
+    assert!(
+        !String::from_utf8_lossy(&other.stderr).contains("other warden session"),
+        "a waiting spare counted as a session that could write:\n{}",
+        out(&other)
+    );
     // The policy now lets the file be read: the spare built on the old one must not serve.
     let stale = spare_pid(&sock).expect("the spare's pid");
     std::fs::write(&policy, "[files]\ndeny = []\n").unwrap();
@@ -598,7 +621,7 @@ fn a_repository_the_host_makes_below_the_workspace_while_a_spare_waits_is_locked
     std::thread::sleep(std::time::Duration::from_millis(500));
     let _ = std::fs::remove_file(t.s.ws.join("made.txt"));
     let o = t.run(&[], script, "");
-    assert!(claimed(&o), "not a warm start:\n{}", out(&o));
+    assert!(claimed(&o), "not a warm start:\n{}\n{}", out(&o), t.ended());
     assert!(o.status.success(), "{}", out(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -620,6 +643,69 @@ fn a_repository_the_host_makes_below_the_workspace_while_a_spare_waits_is_locked
         "the host's repository's config changed:\n{}",
         out(&o)
     );
+    t.end_spares();
+}
+
+#[test]
+fn the_host_s_git_at_work_below_the_workspace_while_a_spare_waits_is_not_disturbed() {
+    // A burst of the host's git (repositories made and configured, commits) while a spare
+    // waits: the spare locks what the host made only once it settled (a lock between
+    // `git init`'s renames failed them), never ends over a file git replaced under its lock
+    // (it did: "cannot lock sub/.git/config: No such file or directory", and the claim
+    // started cold), and a claim right after the burst is warm and finds every repository
+    // locked as the host's. Judged from the host, after the session.
+    let t = W::new("gitburst");
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do [ -d r$i ] || continue; printf '#!/bin/sh\\ntouch HOOKRAN\\n' > r$i/.git/hooks/pre-commit 2>/dev/null && echo PLANTED$i; git -C r$i config core.fsmonitor 'touch FSMON' 2>/dev/null && echo CFG$i; done; echo made > made.txt";
+    // The same command both times: the claim's key is the run's inputs.
+    let first = t.run(&[], script, "");
+    assert!(first.status.success(), "{}", out(&first));
+    std::fs::remove_file(t.s.ws.join("made.txt")).unwrap();
+    let _ = t.wait_spare();
+    let burst = "set -e; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do git init -q r$i; git -C r$i config user.name host; git -C r$i config user.email h@x; git -C r$i config core.autocrlf false; git -C r$i commit -q --allow-empty -m one; done; echo BURST-OK";
+    let o = std::process::Command::new("/bin/sh")
+        .args(["-c", burst])
+        .current_dir(&t.s.ws)
+        .env("HOME", &t.s.home)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("BURST-OK"),
+        "the host's git failed while the spare waited:\n{}\n{}",
+        out(&o),
+        t.ended()
+    );
+    let config = |i: u32| std::fs::read(t.s.ws.join(format!("r{i}/.git/config"))).unwrap();
+    let before: Vec<_> = (1..=12).map(config).collect();
+    let o = t.run(&[], script, "");
+    assert!(claimed(&o), "not a warm start:\n{}\n{}", out(&o), t.ended());
+    assert!(o.status.success(), "{}", out(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !stdout.contains("PLANTED") && !stdout.contains("CFG"),
+        "the agent wrote the host's repositories:\n{}",
+        out(&o)
+    );
+    assert!(t.s.ws.join("made.txt").exists(), "{}", out(&o));
+    for i in 1..=12 {
+        assert!(
+            !t.s.ws.join(format!("r{i}/.git/hooks/pre-commit")).exists(),
+            "r{i}: a hook landed"
+        );
+        assert_eq!(
+            config(i),
+            before[i as usize - 1],
+            "r{i}: the config changed"
+        );
+    }
+    // The host's git still works there, and runs nothing of the agent's.
+    let o = std::process::Command::new("git")
+        .args(["-C", "r3", "commit", "-q", "--allow-empty", "-m", "two"])
+        .current_dir(&t.s.ws)
+        .env("HOME", &t.s.home)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(!t.s.ws.join("r3/HOOKRAN").exists() && !t.s.ws.join("r3/FSMON").exists());
     t.end_spares();
 }
 
