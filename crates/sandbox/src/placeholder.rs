@@ -340,7 +340,19 @@ struct Manifest {
     /// the session. 0: not recorded.
     #[serde(default, skip_serializing_if = "is_zero")]
     started: u64,
+    /// The session's workspace: what another session's end checks its own writable roots
+    /// against before it records itself in [`Manifest::met`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workspace: Option<PathBuf>,
+    /// Supervisor pids of sessions that could write in this one's workspace and ended while
+    /// it ran (each records itself at its end, [`note_met`]): this session's integrity
+    /// report names them with the live ones ([`sharing`]). At most [`MET_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    met: Vec<i32>,
 }
+
+/// The most ended sessions one manifest records ([`Manifest::met`]).
+const MET_MAX: usize = 64;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -851,6 +863,8 @@ pub fn begin(dir: &Path, manifest: &Path, plan: &Plan) -> Result<Vec<Placeholder
         roots: writable_roots(plan),
         fixed: fixed(plan),
         started: warden_sys::procfs::start_time(pid).unwrap_or(0),
+        workspace: Some(plan.workspace.clone()),
+        met: Vec::new(),
     };
     // Recorded machine-wide before anything is looked at: a session of another `$HOME`
     // ending now either removes its placeholders before this record (they are then absent
@@ -929,6 +943,9 @@ pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
     };
     let own = read_manifest(manifest);
     let all = manifests(dir, manifest);
+    if let Some(own) = &own {
+        note_met(own, &all);
+    }
     let used = live_uses(&all);
     leave(manifest, remove_unused(&made, &used));
     if let Some(own) = own {
@@ -936,6 +953,36 @@ pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
     }
     let _ = sweep(dir, manifest);
     registry::unregister();
+}
+
+/// At a session's end (under the lock): records it in every live session whose workspace
+/// its writable roots reach, for that session's integrity report (attack review 129: a
+/// session that began and ended inside another's run was not named in the other's report,
+/// which then listed its agent's changes as its own). A warm spare that was never claimed
+/// records nothing (its agent never ran).
+fn note_met(own: &Manifest, all: &[(PathBuf, Manifest)]) {
+    if own.pid <= 0 || warden_sys::procfs::waiting_spare(own.pid) {
+        return;
+    }
+    for (path, m) in all {
+        let reached = m.workspace.as_ref().is_some_and(|w| {
+            own.roots
+                .iter()
+                .any(|r| r.starts_with(w) || w.starts_with(r))
+        });
+        if !reached || m.pid == own.pid || !alive(m) || m.met.len() >= MET_MAX {
+            continue;
+        }
+        if m.met.contains(&own.pid) {
+            continue;
+        }
+        // Read again: the record as it is now, under the lock, with this pid added.
+        let Some(mut now) = read_manifest(path) else {
+            continue;
+        };
+        now.met.push(own.pid);
+        write(path, &now);
+    }
 }
 
 /// Placeholders this session used but did not make, whose maker has ended and left them for
@@ -1002,10 +1049,13 @@ fn orphan_mark(parent: &Path, name: Option<&std::ffi::OsStr>, live: &[String]) -
 }
 
 /// Supervisor pids of the other live sessions (their manifests in `dir`, all but
-/// `manifest`) with a writable root that contains `workspace` or lies inside it: sessions
-/// whose agents could write in it while this one ran. Read without the lock (a report, not
+/// `manifest`) with a writable root that contains `workspace` or lies inside it, and of
+/// those that ended while this one ran ([`Manifest::met`]): sessions whose agents could
+/// write in it while this one ran. Read without the lock (a report, not
 /// a decision about any path).
 pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
+    // Those that ended while this one ran recorded themselves here ([`note_met`]).
+    let met = read_manifest(manifest).map(|m| m.met).unwrap_or_default();
     let mut pids: Vec<i32> = manifests(dir, manifest)
         .into_iter()
         .filter(|(_, m)| alive(m) && m.pid != std::process::id() as i32)
@@ -1028,6 +1078,7 @@ pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
         // A warm spare that waits: its agent has not run (and a claim renames it before
         // the release, so one that ran while this session did is counted).
         .filter(|pid| !warden_sys::procfs::waiting_spare(*pid))
+        .chain(met)
         .collect();
     pids.sort_unstable();
     pids.dedup();

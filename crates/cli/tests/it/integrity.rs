@@ -2016,6 +2016,53 @@ fn an_inner_session_ending_keeps_what_the_outer_one_locks() {
     );
 }
 
+/// Attack review 129: session B began and ended while session A ran, writing in A's
+/// workspace; A's integrity report listed B's change as its own agent's and named no other
+/// session (only sessions alive at A's end were). B now records itself in A's manifest at
+/// its end. Both reports still name the change.
+#[test]
+fn a_session_that_came_and_went_during_another_is_named_in_its_report() {
+    let t = T::new("came-went");
+    let a = t
+        .session(
+            &t.ws,
+            &[],
+            "touch a-up; while [ ! -e b-done ]; do sleep 0.05; done; echo A-DONE",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A's agent runs: its manifest was written before.
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || t
+            .ws
+            .join("a-up")
+            .exists()),
+        "session A did not start"
+    );
+    let b = t
+        .session(&t.ws, &[], "echo 'x: y' > .lintstagedrc")
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", out(&b));
+    assert!(
+        out(&b).contains(".lintstagedrc"),
+        "B's report does not name its change:\n{}",
+        out(&b)
+    );
+    std::fs::write(t.ws.join("b-done"), "").unwrap();
+    let a = a.wait_with_output().unwrap();
+    let text = out(&a);
+    assert!(text.contains("A-DONE"), "{text}");
+    assert!(
+        text.contains("other warden session"),
+        "A's report does not name the session that came and went:\n{text}"
+    );
+    // The change is still listed (never hidden).
+    assert!(text.contains(".lintstagedrc"), "{text}");
+}
+
 /// Review N7: the agent exhausts the guard's inotify watches (100k directories) and then
 /// builds a repository 70 directories deep, past the old walk depth bound (64): its config
 /// was never cleaned and its hook survived. The walk is now bounded by the path length git
