@@ -955,6 +955,14 @@ pub fn end(dir: &Path, manifest: &Path, made: &[Placeholder]) {
     registry::unregister();
 }
 
+/// Whether a session with writable `roots` could write in `workspace`: a root contains it
+/// or lies inside it.
+fn reaches(roots: &[PathBuf], workspace: &Path) -> bool {
+    roots
+        .iter()
+        .any(|r| r.starts_with(workspace) || workspace.starts_with(r))
+}
+
 /// At a session's end (under the lock): records it in every live session whose workspace
 /// its writable roots reach, for that session's integrity report (attack review 129: a
 /// session that began and ended inside another's run was not named in the other's report,
@@ -965,11 +973,7 @@ fn note_met(own: &Manifest, all: &[(PathBuf, Manifest)]) {
         return;
     }
     for (path, m) in all {
-        let reached = m.workspace.as_ref().is_some_and(|w| {
-            own.roots
-                .iter()
-                .any(|r| r.starts_with(w) || w.starts_with(r))
-        });
+        let reached = m.workspace.as_ref().is_some_and(|w| reaches(&own.roots, w));
         if !reached || m.pid == own.pid || !alive(m) || m.met.len() >= MET_MAX {
             continue;
         }
@@ -1059,20 +1063,12 @@ pub fn sharing(dir: &Path, manifest: &Path, workspace: &Path) -> Vec<i32> {
     let mut pids: Vec<i32> = manifests(dir, manifest)
         .into_iter()
         .filter(|(_, m)| alive(m) && m.pid != std::process::id() as i32)
-        .filter(|(_, m)| {
-            m.roots
-                .iter()
-                .any(|r| r.starts_with(workspace) || workspace.starts_with(r))
-        })
+        .filter(|(_, m)| reaches(&m.roots, workspace))
         .map(|(_, m)| m.pid)
         .chain(
             registry::others()
                 .into_iter()
-                .filter(|m| {
-                    m.roots
-                        .iter()
-                        .any(|r| r.starts_with(workspace) || workspace.starts_with(r))
-                })
+                .filter(|m| reaches(&m.roots, workspace))
                 .map(|m| m.pid),
         )
         // A warm spare that waits: its agent has not run (and a claim renames it before

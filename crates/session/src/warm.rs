@@ -416,7 +416,8 @@ impl Spare {
         }
         warden_event::tty::set_override([t[0] == b'1', t[1] == b'1', t[2] == b'1']);
         IS_SPARE.store(true, std::sync::atomic::Ordering::SeqCst);
-        warden_sys::procfs::set_own_name(warden_sys::procfs::SPARE_COMM);
+        // Unnamed, it is counted as a session that could write (the safe side).
+        let _ = warden_sys::procfs::set_own_name(warden_sys::procfs::SPARE_COMM);
         let ttl = std::env::var(TTL_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -488,8 +489,13 @@ impl Spare {
                         unlink();
                         drop(listener);
                         // No longer a waiting spare (other sessions' integrity reports
-                        // count it from here on): before the agent may run.
-                        warden_sys::procfs::set_own_name("warden");
+                        // count it from here on): before the agent may run. Still named
+                        // a spare, its agent's writes would go unnamed there: refused.
+                        if let Err(e) = warden_sys::procfs::set_own_name("warden") {
+                            let why = format!("stale: cannot rename the spare: {e}");
+                            refuse(&conn, &why);
+                            return Err(why);
+                        }
                         // From here on the workspace guard treats what appears as the
                         // agent's; until here it locked what the host made as a cold start
                         // would. Refused when it failed to: the claim starts cold.

@@ -135,8 +135,8 @@ pub fn running(pid: i32, started: u64) -> bool {
 pub const SPARE_COMM: &str = "warden-spare";
 
 /// Names this process (its thread group leader's `comm`, which `ps` shows).
-pub fn set_own_name(name: &str) {
-    let _ = std::fs::write("/proc/self/comm", name);
+pub fn set_own_name(name: &str) -> std::io::Result<()> {
+    std::fs::write("/proc/self/comm", name)
 }
 
 /// Whether `pid` is a warm spare whose agent was not released (yet): its name is
