@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # WARDEN_BENCH_BIN=/path/to/warden measures that binary instead of this tree's release build.
 if [ -z "${WARDEN_BENCH_BIN:-}" ]; then cargo build -q --release --bin warden; fi
 cargo build -q --release -p warden-execguard --example hashbench
-W=${WARDEN_BENCH_BIN:-$PWD/target/release/warden}
+W=${WARDEN_BENCH_BIN:-$PWD/target/x86_64-unknown-linux-gnu/release/warden}
 ws=$(mktemp -d /tmp/warden-bench-exec.XXXXXX)
 trap 'rm -rf "$ws"' EXIT
 cat > "$ws/spawn.c" <<'C'
@@ -83,4 +83,4 @@ cc_loop='for i in $(seq 200); do cc hello.c -o a.out && ./a.out >/dev/null; done
 off=$(t run --exec-guard off -- /bin/bash -c "$cc_loop")
 on=$(t run -- /bin/bash -c "$cc_loop")
 echo "200x (cc hello.c && ./a.out): guard off ${off} ms, on ${on} ms, ratio $(python3 -c "print(f'{$on/$off:.2f}')")"
-"$OLDPWD/target/release/examples/hashbench" 512
+"$OLDPWD/target/x86_64-unknown-linux-gnu/release/examples/hashbench" 512

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 # WARDEN_BENCH_BIN=/path/to/warden measures that binary instead of this tree's release build.
 if [ -z "${WARDEN_BENCH_BIN:-}" ]; then cargo build -q --release --bin warden; fi
-W=${WARDEN_BENCH_BIN:-$PWD/target/release/warden}
+W=${WARDEN_BENCH_BIN:-$PWD/target/x86_64-unknown-linux-gnu/release/warden}
 tmp=$(mktemp -d /tmp/warden-bench-hook.XXXXXX)
 spinners=()
 trap 'for p in "${spinners[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT

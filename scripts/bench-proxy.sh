@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --release --bin warden
-W=$PWD/target/release/warden
+W=$PWD/target/x86_64-unknown-linux-gnu/release/warden
 d=$(mktemp -d /tmp/warden-bench-proxy.XXXXXX)
 mkdir -p "$d/srv" "$d/ws"
 head -c 200M /dev/urandom > "$d/srv/big.bin"

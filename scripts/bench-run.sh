@@ -16,7 +16,7 @@ bin=$(mktemp -d /tmp/warden-bench-bin.XXXXXX)
 trap 'rm -rf "$ws" "$bin"' EXIT
 # A fresh copy, as installed: the linker's output faults differently while it sits in the
 # page cache as written (see bench-hook.sh).
-cp "${WARDEN_BENCH_BIN:-target/release/warden}" "$bin/warden"; W=$bin/warden
+cp "${WARDEN_BENCH_BIN:-target/x86_64-unknown-linux-gnu/release/warden}" "$bin/warden"; W=$bin/warden
 B=""
 if [ -n "${WARDEN_BENCH_BASELINE:-}" ]; then
   cp "$WARDEN_BENCH_BASELINE" "$bin/warden-baseline"; B=$bin/warden-baseline

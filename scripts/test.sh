@@ -58,7 +58,7 @@ for f in scripts/test.d/*.sh; do
 done
 
 step "start-up phases (timing never fails the suite)"
-python3 scripts/bench-phases.py target/release/warden 10 || true
-python3 scripts/bench-warm.py target/release/warden 8 || true
+python3 scripts/bench-phases.py target/x86_64-unknown-linux-gnu/release/warden 10 || true
+python3 scripts/bench-warm.py target/x86_64-unknown-linux-gnu/release/warden 8 || true
 
 step "all tests passed"

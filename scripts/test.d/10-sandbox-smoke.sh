@@ -3,7 +3,7 @@
 # `warden run --profile claude`, and `warden doctor` must report an enforceable machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-W=target/debug/warden
+W=target/x86_64-unknown-linux-gnu/debug/warden
 [ -x "$W" ] || cargo build -q --bin warden
 
 if ! command -v claude >/dev/null 2>&1; then

@@ -4,7 +4,7 @@
 # be fixed), or when warden escapes (or errors on) a case listed in eval/held-by-warden.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-W=target/debug/warden
+W=target/x86_64-unknown-linux-gnu/debug/warden
 [ -x "$W" ] || cargo build -q --bin warden
 command -v bwrap >/dev/null 2>&1 || echo "note: bwrap is not installed; its column is reported skipped"
 out=$(mktemp -d /tmp/warden-eval-ci.XXXXXX)

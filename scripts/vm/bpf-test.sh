@@ -13,7 +13,7 @@ rm -rf "$out" && mkdir -p "$out"
 for p in mmapexec memfdexec spawn forge; do cc -O2 -o "$out/$p" "scripts/vm/progs/$p.c"; done
 cc -O2 -static -nostdlib -o "$out/nop" scripts/vm/progs/nop.c
 # Trust index for the allowlist cases: the shell, coreutils, the C toolchain and libraries.
-target/debug/warden index --db "$out/index.db" /usr/bin /usr/lib/x86_64-linux-gnu /usr/lib/gcc /usr/libexec "$out" >/dev/null 2>&1
+target/x86_64-unknown-linux-gnu/debug/warden index --db "$out/index.db" /usr/bin /usr/lib/x86_64-linux-gnu /usr/lib/gcc /usr/libexec "$out" >/dev/null 2>&1
 scripts/vm/run.sh --host-root --timeout "${WARDEN_VM_TIMEOUT:-900}" -- sh scripts/vm/bpf-guest.sh "$out"
 # The daemon's no-IMA mode: it feeds identities itself.
 scripts/vm/run.sh --host-root --timeout "${WARDEN_VM_TIMEOUT:-900}" -- sh scripts/vm/bpf-guest-noima.sh "$out"

@@ -1,6 +1,6 @@
 # Shared by the guest suites (sourced; run from the repository root, $1 = the test programs):
 # the workspace, the `warden run` wrapper, the daemon start-up and the `expect` checker.
-W=$PWD/target/debug/warden
+W=$PWD/target/x86_64-unknown-linux-gnu/debug/warden
 # No terminal: warden would give the agent a pty (CRLF output).
 exec < /dev/null
 # Test programs live in the workspace: the sandbox reads nothing else outside system dirs.
