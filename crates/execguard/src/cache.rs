@@ -294,6 +294,71 @@ impl Cache {
             .contains_key(stamp)
     }
 
+    /// The hash cached for `stamp`, if any (nothing is hashed).
+    pub fn get(&self, stamp: &FileStamp) -> Option<Hash> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stamp)
+            .copied()
+    }
+
+    /// An in-memory cache holding `entries`, hashes a trusted party computed (the gate
+    /// inside a session: [`warden_policy::session::KnownFile`]s from `warden run`). Not
+    /// dirty: nothing to save.
+    pub fn seeded(entries: impl IntoIterator<Item = (FileStamp, Hash)>) -> Cache {
+        let c = Cache::default();
+        c.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(entries);
+        c
+    }
+
+    /// The [`warden_policy::session::KnownFile`]s of `files` this cache knows the hash of,
+    /// with the real paths of what was opened: each opened read-only (non-blocking: a FIFO
+    /// put in a file's place does not hold the caller) and `fstat`ed; nothing is hashed, and
+    /// a file that is not regular or not cached is left out.
+    pub fn known_files(
+        &self,
+        files: &[std::path::PathBuf],
+    ) -> Vec<(std::path::PathBuf, warden_policy::session::KnownFile)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut out = Vec::new();
+        for p in files {
+            let Ok(f) = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(p)
+            else {
+                continue;
+            };
+            let Ok(st) = fstat(f.as_fd()) else { continue };
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                continue;
+            }
+            use std::os::fd::AsRawFd;
+            let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) else {
+                continue;
+            };
+            let stamp = FileStamp::of(&st);
+            if let Some(h) = self.get(&stamp) {
+                out.push((
+                    real,
+                    warden_policy::session::KnownFile {
+                        dev: stamp.dev,
+                        ino: stamp.ino,
+                        size: stamp.size,
+                        mtime_ns: stamp.mtime_ns,
+                        ctime_ns: stamp.ctime_ns,
+                        sha256: warden_policy::progrules::hex(&h),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
     /// Whether [`Cache::finish_in_background`] is still hashing `stamp`.
     pub fn finishing(&self, stamp: &FileStamp) -> bool {
         self.finishing_since(stamp).is_some()

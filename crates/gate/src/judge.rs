@@ -12,8 +12,10 @@
 //! `$HOME`/`${HOME}`, `/proc/self/cwd` (the tool's cwd), `/proc/self/root`,
 //! `/proc/<pid>/cwd|root` (read from /proc), `.` and `..`; the canonical form is judged
 //! too. URLs are parsed by a WHATWG parser (the `url` crate), exactly as the agent's fetch
-//! will read them. Programs larger than [`MAX_HASH_BYTES`] are not hashed: the call is
-//! denied with a message (hashing them would outlast the agent's hook timeout).
+//! will read them. A program is hashed only when its size is a denied file's (or a denial's
+//! size is unknown, or in allowlist mode): content of another size cannot be denied
+//! content. One that must be hashed and is larger than [`MAX_HASH_BYTES`] is not: the call
+//! is denied with a message (hashing it would outlast the agent's hook timeout).
 
 // Deferred lints (issue 17): this file was being rewritten in parallel; fix and remove.
 #![allow(clippy::double_ended_iterator_last)]
@@ -339,8 +341,8 @@ impl<'a> Ctx<'a> {
             }
         };
         let file = self.resolve_program(name)?;
-        match hash_capped(rules, &file) {
-            Ok((_, v)) if !v.allowed => Some(Judgement {
+        match verdict_capped(rules, &file) {
+            Ok(v) if !v.allowed => Some(Judgement {
                 answer: Answer::Deny,
                 rule: v.rule.clone(),
                 what: format!("Bash `{cmd_text}`"),
@@ -604,18 +606,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Hashes a program for its verdict, refusing files over [`MAX_HASH_BYTES`] (checked on the
-/// opened file, before any byte is read).
-fn hash_capped(
+/// A program's verdict: hashed when its size could be a denied file's
+/// ([`ExecRules::must_hash`]; otherwise no byte is read, which inside a session, where the
+/// hook has no persistent cache, spared hashing `node`'s 99 MB on every Bash call), refusing
+/// files over [`MAX_HASH_BYTES`] (checked on the opened file, before any byte is read).
+fn verdict_capped(
     rules: &ExecRules,
     file: &Path,
-) -> std::io::Result<(
-    warden_policy::progrules::Hash,
-    warden_policy::progrules::Verdict,
-)> {
+) -> std::io::Result<warden_policy::progrules::Verdict> {
     use std::os::fd::AsFd;
     let f = std::fs::File::open(file)?;
     let size = f.metadata()?.len();
+    if !rules.must_hash(size) {
+        return Ok(rules.not_denied());
+    }
     if size > MAX_HASH_BYTES {
         return Err(std::io::Error::other(format!(
             "it is {} MiB, over the hook's {} MiB hashing limit (hashing it would outlast the agent's hook timeout)",
@@ -624,7 +628,7 @@ fn hash_capped(
         )));
     }
     let h = rules.identity().of_file(f.as_fd())?;
-    Ok((h, rules.decide(&h)))
+    Ok(rules.decide(&h))
 }
 
 fn malformed(tool: &str, key: &str) -> Judgement {

@@ -3,6 +3,7 @@
 //! session file rules equal to the sandbox's, hashing capped by size, install options.
 
 use serde_json::{json, Value};
+use std::path::Path;
 use std::time::Instant;
 use warden_gate::install::{self, Options, Scope};
 use warden_gate::judge::{Answer, Ctx};
@@ -197,7 +198,7 @@ fn session_file_rules_are_the_sandbox_rules() {
 }
 
 #[test]
-fn a_huge_program_is_denied_without_hashing_it() {
+fn a_huge_program_is_hashed_only_when_a_denial_could_match_it() {
     let dir = std::env::temp_dir().join(format!("warden-gate-huge-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -207,17 +208,38 @@ fn a_huge_program_is_denied_without_hashing_it() {
     drop(f);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A copy of a denied program under another name, of the same size: hashed, denied.
+    let curl = warden_policy::progrules::resolve_name("curl", Path::new("/home/dev"));
+    if let Some(real) = curl.first() {
+        std::fs::copy(real, dir.join("fetch")).unwrap();
+    }
+    let judge = |p: &warden_policy::Policy, cmd: &str| {
+        let c = Ctx::new(
+            p,
+            dir.clone(),
+            "/home/dev".into(),
+            true,
+            std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+        );
+        let t = Instant::now();
+        let j = c.judge_shell(cmd);
+        (j, t.elapsed())
+    };
+    // Every denial has a known size (`curl`'s), and 64 GiB is none of them: the content
+    // cannot be denied content, and no byte is read.
     let p = policy();
-    let c = Ctx::new(
-        &p,
-        dir.clone(),
-        "/home/dev".into(),
-        true,
-        std::sync::Arc::new(warden_execguard::cache::Cache::default()),
-    );
-    let t = Instant::now();
-    let j = c.judge_shell("./huge-tool --version");
-    let took = t.elapsed();
+    let (j, took) = judge(&p, "./huge-tool --version");
+    assert_eq!(j.answer, Answer::Allow, "{j:?}");
+    assert!(took.as_millis() < 1000, "took {took:?}");
+    if !curl.is_empty() {
+        let (j, _) = judge(&p, "./fetch https://example.com");
+        assert_eq!(j.answer, Answer::Deny, "{j:?}");
+        assert_eq!(j.rule, "exec.deny:curl", "{j:?}");
+    }
+    // A `sha256:` denial's size is unknown: the program must be hashed, and is too large.
+    let mut p = policy();
+    p.exec.deny.push(format!("sha256:{}", "ab".repeat(32)));
+    let (j, took) = judge(&p, "./huge-tool --version");
     assert_eq!(j.answer, Answer::Deny, "{j:?}");
     assert_eq!(j.rule, "exec.fail_closed", "{j:?}");
     assert!(j.reason.contains("hashing limit"), "{j:?}");

@@ -31,6 +31,13 @@ pub trait Identity: Send + Sync {
     fn of_file(&self, fd: BorrowedFd<'_>) -> std::io::Result<Hash>;
     /// Every identity in the trust index `db` (`index:<db>` rules).
     fn index(&self, db: &Path) -> Result<Vec<Hash>, String>;
+    /// [`Identity::of_path`] and the size of the file hashed (both of one open file).
+    fn of_path_sized(&self, path: &Path) -> std::io::Result<(Hash, u64)> {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open(path)?;
+        let size = f.metadata()?.len();
+        Ok((self.of_file(f.as_fd())?, size))
+    }
 }
 
 /// Lowercase hex of a hash.
@@ -123,6 +130,12 @@ pub struct ExecRules {
     pub action: ExecAction,
     pub allow_memfd: bool,
     deny: HashMap<Hash, String>,
+    /// The sizes of the denied files, `None` when a denial's size is unknown (a `sha256:` or
+    /// `index:` rule). A file of another size cannot have denied content (see
+    /// [`ExecRules::must_hash`]).
+    deny_sizes: Option<std::collections::HashSet<u64>>,
+    /// The files the denials by name and path resolved to (real paths).
+    deny_files: Vec<PathBuf>,
     allow: HashMap<Hash, String>,
     /// Programs that may make anonymous memory executable (allowlist mode only): the
     /// built-in [`JIT_PROGRAMS`] and `exec.jit`.
@@ -340,6 +353,27 @@ impl serde::Serialize for Note {
     }
 }
 
+/// What one kind of rule (`exec.deny`, `exec.allow`, `exec.jit`) resolved to.
+#[derive(Default)]
+struct Found {
+    hashes: HashMap<Hash, String>,
+    /// The sizes of the files hashed.
+    sizes: std::collections::HashSet<u64>,
+    /// The files hashed (real paths).
+    files: Vec<PathBuf>,
+    /// A rule gave a hash of unknown size (`sha256:`, `index:`).
+    size_unknown: bool,
+}
+
+impl Found {
+    fn add_file(&mut self, path: &Path, size: u64) {
+        self.sizes.insert(size);
+        if !self.files.iter().any(|f| f == path) {
+            self.files.push(path.to_path_buf());
+        }
+    }
+}
+
 impl ExecRules {
     /// Resolves the policy, identifying files through `identity`. Errors (an unreadable
     /// index, an unreadable named file) are fatal: `warden run` does not start without its
@@ -377,6 +411,8 @@ impl ExecRules {
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
             allow_memfd: p.exec.allow_memfd.unwrap_or(false),
             deny: HashMap::new(),
+            deny_sizes: Some(Default::default()),
+            deny_files: Vec::new(),
             allow: HashMap::new(),
             jit: HashMap::new(),
             untrusted: Vec::new(),
@@ -407,17 +443,20 @@ impl ExecRules {
     }
 
     fn resolve(&mut self, dirs: &SearchDirs) -> Result<(), RuleError> {
-        let mut deny = HashMap::new();
-        let mut allow = HashMap::new();
-        let mut jit = HashMap::new();
+        let mut deny = Found::default();
+        let mut allow = Found::default();
+        let mut jit = Found::default();
         let mut notes = Vec::new();
         let fixed = self.grants_fixed;
         for (src, is_deny) in &self.sources {
             if fixed && !*is_deny {
                 continue;
             }
-            let key = if *is_deny { "exec.deny" } else { "exec.allow" };
-            let target = if *is_deny { &mut deny } else { &mut allow };
+            let (key, target) = if *is_deny {
+                ("exec.deny", &mut deny)
+            } else {
+                ("exec.allow", &mut allow)
+            };
             self.resolve_source(src, key, target, &mut notes, dirs, true)?;
         }
         if !fixed {
@@ -426,10 +465,12 @@ impl ExecRules {
                 let quiet = i < JIT_PROGRAMS.len();
                 self.resolve_source(src, "exec.jit", &mut jit, &mut notes, dirs, !quiet)?;
             }
-            self.allow = allow;
-            self.jit = jit;
+            self.allow = allow.hashes;
+            self.jit = jit.hashes;
         }
-        self.deny = deny;
+        self.deny = deny.hashes;
+        self.deny_sizes = (!deny.size_unknown).then_some(deny.sizes);
+        self.deny_files = deny.files;
         self.notes = notes;
         Ok(())
     }
@@ -462,7 +503,7 @@ impl ExecRules {
         &self,
         src: &Source,
         key: &str,
-        target: &mut HashMap<Hash, String>,
+        target: &mut Found,
         notes: &mut Vec<Note>,
         dirs: &SearchDirs,
         warn_missing: bool,
@@ -470,15 +511,17 @@ impl ExecRules {
         {
             match src {
                 Source::Hash(h) => {
-                    target.insert(*h, format!("{key}:sha256:{}", hex(h)));
+                    target.hashes.insert(*h, format!("{key}:sha256:{}", hex(h)));
+                    target.size_unknown = true;
                 }
                 Source::Path(p) => {
-                    let h = self.cache.of_path(p).map_err(|err| RuleError::Hash {
+                    let (h, size) = self.cache.of_path_sized(p).map_err(|err| RuleError::Hash {
                         key: key.to_string(),
                         path: p.clone(),
                         err,
                     })?;
-                    target.insert(h, format!("{key}:{}", p.display()));
+                    target.hashes.insert(h, format!("{key}:{}", p.display()));
+                    target.add_file(p, size);
                 }
                 Source::Name(n) => {
                     let grant = key != "exec.deny";
@@ -505,14 +548,15 @@ impl ExecRules {
                         )));
                     }
                     for f in files {
-                        match self.cache.of_path(&f) {
-                            Ok(h) => {
+                        match self.cache.of_path_sized(&f) {
+                            Ok((h, size)) => {
+                                target.add_file(&f, size);
                                 notes.push(Note::info(format!(
                                     "{key} `{n}` → {} sha256:{}",
                                     f.display(),
                                     hex(&h)
                                 )));
-                                target.insert(h, format!("{key}:{n}"));
+                                target.hashes.insert(h, format!("{key}:{n}"));
                             }
                             Err(e) => notes.push(Note::warning(format!(
                                 "warning: {key} `{n}`: cannot hash {}: {e}",
@@ -529,9 +573,11 @@ impl ExecRules {
                     })?;
                     for h in hashes {
                         target
+                            .hashes
                             .entry(h)
                             .or_insert_with(|| format!("{key}:index:{}", db.display()));
                     }
+                    target.size_unknown = true;
                 }
             }
         }
@@ -628,11 +674,7 @@ impl ExecRules {
             };
         }
         match self.mode {
-            ExecMode::Denylist => Verdict {
-                allowed: true,
-                rule: "exec.mode:denylist".into(),
-                reason: "not denied".into(),
-            },
+            ExecMode::Denylist => self.not_denied(),
             ExecMode::Allowlist => match self.allow.get(h) {
                 Some(rule) => Verdict {
                     allowed: true,
@@ -648,6 +690,33 @@ impl ExecRules {
                     ),
                 },
             },
+        }
+    }
+
+    /// Whether a file of `size` bytes must be hashed for its verdict. Not in denylist mode
+    /// when no denied file has that size: equal content has equal size, so it is not denied
+    /// whatever it holds ([`ExecRules::decide`] allows it). Always in allowlist mode, and
+    /// when a denial's size is unknown (a `sha256:` or `index:` rule).
+    pub fn must_hash(&self, size: u64) -> bool {
+        match self.mode {
+            ExecMode::Allowlist => true,
+            ExecMode::Denylist => self.deny_sizes.as_ref().is_none_or(|s| s.contains(&size)),
+        }
+    }
+
+    /// The files the denials by name and path resolved to, as real paths (what a session
+    /// tells its gate the hashes of, see `warden_policy::session::KnownFile`).
+    pub fn denied_files(&self) -> &[PathBuf] {
+        &self.deny_files
+    }
+
+    /// The verdict on content that is not denied, in denylist mode (see
+    /// [`ExecRules::must_hash`]).
+    pub fn not_denied(&self) -> Verdict {
+        Verdict {
+            allowed: true,
+            rule: "exec.mode:denylist".into(),
+            reason: "not denied".into(),
         }
     }
 

@@ -29,6 +29,8 @@ pub enum SessionPolicyError {
     Version(u32),
     #[error("the session policy does not validate: {0}")]
     Invalid(PolicyError),
+    #[error("the session policy's known files: {0}")]
+    Known(String),
     // What was opened is not trustworthy (see `read_checked`).
     #[error("open: {0}")]
     Open(std::io::Error),
@@ -75,7 +77,38 @@ pub struct SessionPolicy {
     pub home: PathBuf,
     /// The effective policy the sandbox, exec guard and proxy enforce.
     pub policy: Policy,
+    /// The content hashes `warden run` already knows of the files its `exec.deny` names and
+    /// paths resolved to, so that the gate inside (which has no persistent hash cache) does
+    /// not hash them again on every tool call (`curl` and `wget` are 0.75 MB). Files in the
+    /// session's writable roots are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<KnownFile>,
 }
+
+/// A file's identity as the hash cache keys it (`warden_execguard::identity::FileStamp`:
+/// device, inode, size, modification and change times) and its SHA-256. The change time
+/// cannot be set back, so a file changed since has another stamp and is hashed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownFile {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl KnownFile {
+    /// The hash ([`SessionPolicy::from_json`] accepts only entries where it parses).
+    pub fn hash(&self) -> Option<crate::progrules::Hash> {
+        crate::progrules::parse_hex(&self.sha256).filter(|_| self.sha256.len() == 64)
+    }
+}
+
+/// At most this many [`KnownFile`]s are passed.
+pub const MAX_KNOWN: usize = 256;
 
 impl SessionPolicy {
     pub fn to_json(&self) -> String {
@@ -88,6 +121,18 @@ impl SessionPolicy {
             serde_json::from_slice(text).map_err(SessionPolicyError::NotAPolicy)?;
         if s.version != VERSION {
             return Err(SessionPolicyError::Version(s.version));
+        }
+        if s.known.len() > MAX_KNOWN {
+            return Err(SessionPolicyError::Known(format!(
+                "{} entries, more than {MAX_KNOWN}",
+                s.known.len()
+            )));
+        }
+        if let Some(k) = s.known.iter().find(|k| k.hash().is_none()) {
+            return Err(SessionPolicyError::Known(format!(
+                "{:?} is not a SHA-256 in hex",
+                k.sha256.chars().take(80).collect::<String>()
+            )));
         }
         s.policy
             .validate(GATE_FILE)

@@ -544,9 +544,27 @@ fn session_policy_round_trips_and_is_located_fail_closed() {
         workspace: "/home/u/proj".into(),
         home: "/home/u".into(),
         policy: builtin("claude"),
+        known: Vec::new(),
     };
     let back = SessionPolicy::from_json(s.to_json().as_bytes()).unwrap();
     assert_eq!(back, s);
+    // Known files round-trip; a malformed hash or too many entries are refused.
+    let mut k = s.clone();
+    k.known.push(KnownFile {
+        dev: 1,
+        ino: 2,
+        size: 3,
+        mtime_ns: -4,
+        ctime_ns: 1_700_000_000_123_456_789,
+        sha256: "ab".repeat(32),
+    });
+    assert_eq!(SessionPolicy::from_json(k.to_json().as_bytes()).unwrap(), k);
+    let mut bad = k.clone();
+    bad.known[0].sha256 = "sha256:zz".into();
+    assert!(SessionPolicy::from_json(bad.to_json().as_bytes()).is_err());
+    let mut many = k.clone();
+    many.known = vec![k.known[0].clone(); MAX_KNOWN + 1];
+    assert!(SessionPolicy::from_json(many.to_json().as_bytes()).is_err());
     assert!(SessionPolicy::from_json(b"{}").is_err());
     let mut v2 = s.clone();
     v2.version = 99;
@@ -948,8 +966,11 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
             h[..8].copy_from_slice(&std::fs::metadata(p)?.len().to_le_bytes());
             Ok(h)
         }
-        fn of_file(&self, _: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Hash> {
-            Err(std::io::Error::other("unused"))
+        fn of_file(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Hash> {
+            let f = std::fs::File::from(fd.try_clone_to_owned()?);
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&f.metadata()?.len().to_le_bytes());
+            Ok(h)
         }
         fn index(&self, db: &std::path::Path) -> Result<Vec<Hash>, String> {
             Err(format!("no index {}", db.display()))
@@ -966,6 +987,23 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
     five[0] = 5;
     assert!(!r.decide(&five).allowed);
     assert!(r.decide(&[0u8; 32]).allowed);
+    // Only a file of a denied file's size needs hashing; every size when a denial is a bare
+    // hash (its size unknown), and in allowlist mode.
+    assert!(r.must_hash(5) && !r.must_hash(6));
+    assert_eq!(r.denied_files(), [f.clone()]);
+    let mut q = p.clone();
+    q.exec.deny.push(format!("sha256:{}", "ab".repeat(32)));
+    assert!(ExecRules::compile(&q, &dir, Arc::new(ByLen))
+        .unwrap()
+        .must_hash(6));
+    q.exec.deny.clear();
+    assert!(!ExecRules::compile(&q, &dir, Arc::new(ByLen))
+        .unwrap()
+        .must_hash(6));
+    q.exec.mode = Some(crate::exec::ExecMode::Allowlist);
+    assert!(ExecRules::compile(&q, &dir, Arc::new(ByLen))
+        .unwrap()
+        .must_hash(6));
     // An index the identity cannot read is fatal (the guard does not start half-configured).
     p.exec.allow.push("index:/nonexistent.db".into());
     let e = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap_err();

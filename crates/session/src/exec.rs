@@ -8,6 +8,10 @@ use crate::ui::Ui;
 use std::sync::Arc;
 use warden_execguard::{cache::Cache, rules::ExecRules, unotify::Guard};
 
+/// The hashes the session's gate is told ([`warden_policy::session::SessionPolicy::known`]),
+/// with the paths they were found at.
+pub(crate) type Known = Vec<(std::path::PathBuf, warden_policy::session::KnownFile)>;
+
 /// The exec guard of a session, ready to start.
 pub enum ExecSetup {
     Off,
@@ -20,24 +24,35 @@ pub enum ExecSetup {
 impl ExecSetup {
     /// Compiles the exec rules for the backend `config` chose. Reads the hash cache and the
     /// trust index; writes nothing. Errors mean no run.
-    pub fn load(config: &SessionConfig, ui: Ui) -> Result<ExecSetup, StartError> {
+    /// Also returns the hashes of the files the denials resolved to, for the gate inside.
+    pub(crate) fn load(config: &SessionConfig, ui: Ui) -> Result<(ExecSetup, Known), StartError> {
         match config.exec {
-            ExecBackend::OffByFlag | ExecBackend::OffNested => Ok(ExecSetup::Off),
+            ExecBackend::OffByFlag | ExecBackend::OffNested => Ok((ExecSetup::Off, Vec::new())),
             ExecBackend::Bpf => {
-                let (rules, _) = exec_rules(config, ui)?;
+                let (rules, cache) = exec_rules(config, ui)?;
                 if config.verbose > 0 {
                     eprintln!("warden: exec guard: BPF LSM (warden daemon)");
                 }
-                Ok(ExecSetup::Bpf(Box::new(rules)))
+                let known = known(&rules, &cache);
+                Ok((ExecSetup::Bpf(Box::new(rules)), known))
             }
             ExecBackend::Seccomp => {
                 let (rules, cache) = exec_rules(config, ui)?;
-                Ok(ExecSetup::Seccomp(Box::new(Guard::with_cache(
-                    rules, cache,
-                ))))
+                let known = known(&rules, &cache);
+                Ok((
+                    ExecSetup::Seccomp(Box::new(Guard::with_cache(rules, cache))),
+                    known,
+                ))
             }
         }
     }
+}
+
+/// The cached hashes of the files the denials resolved to (hashed just now, by the rules).
+fn known(rules: &ExecRules, cache: &Cache) -> Known {
+    let mut k = cache.known_files(rules.denied_files());
+    k.truncate(warden_policy::session::MAX_KNOWN);
+    k
 }
 
 fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>), StartError> {

@@ -52,6 +52,8 @@ use warden_sandbox::{cgroup::SessionCgroup, launch, plan, Launch, Plan};
 pub struct Session {
     pub config: SessionConfig,
     exec: ExecSetup,
+    /// Hashes for the gate inside (see [`crate::exec::Known`]).
+    known: crate::exec::Known,
     ui: Ui,
     hold: Option<supervise::Hold>,
 }
@@ -114,10 +116,11 @@ impl Session {
     /// Compiles the exec rules for the chosen backend (reads the hash cache and trust index,
     /// writes nothing). Errors mean no run.
     pub fn new(config: SessionConfig, ui: Ui) -> Result<Session, StartError> {
-        let exec = ExecSetup::load(&config, ui)?;
+        let (exec, known) = ExecSetup::load(&config, ui)?;
         Ok(Session {
             config,
             exec,
+            known,
             ui,
             hold: None,
         })
@@ -148,7 +151,7 @@ impl Session {
             ProxyMode::HostLoopback => Some(0),
             _ => None,
         };
-        let mut plan = build_plan(c, port, extra_read(c), None);
+        let mut plan = build_plan(c, port, extra_read(c), None, &self.known);
         let refused = lock_warden_dirs(c, &mut plan)
             .err()
             .map(|e| format!("refused   {e}\n"))
@@ -176,6 +179,7 @@ impl Session {
         let Session {
             config,
             exec,
+            known,
             ui,
             hold,
         } = self;
@@ -237,6 +241,7 @@ impl Session {
                     host_proxy.as_ref().map(|(_, p)| *p),
                     extra_read,
                     advisor.as_ref(),
+                    &known,
                 );
                 lock_warden_dirs(&config, &mut plan)?;
                 fence_other_sessions(&mut plan, &others)?;
@@ -975,6 +980,7 @@ fn build_plan(
     host_proxy_port: Option<u16>,
     extra_read: Vec<PathBuf>,
     advisor: Option<&warden_advisor::session::Wiring>,
+    known: &crate::exec::Known,
 ) -> Plan {
     let mut plan = plan::build(plan::PlanInput {
         no_link_walk: crate::config::warden_dirs(&c.home),
@@ -1057,6 +1063,13 @@ fn build_plan(
             workspace: c.workspace.clone(),
             home: c.home.clone(),
             policy: c.policy.clone(),
+            // Not a file the agent can write: the hash of a file changed through a writable
+            // mapping it made earlier would keep its stamp (see `warden_execguard::cache`).
+            known: known
+                .iter()
+                .filter(|(p, _)| !plan.writable_roots.iter().any(|r| p.starts_with(r)))
+                .map(|(_, k)| k.clone())
+                .collect(),
         }
         .to_json(),
     );

@@ -60,7 +60,22 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                 policy: &s.policy,
                 home,
                 headless: a.headless,
-                cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
+                // The hashes `warden run` knows (of the denied files), as it passed them on
+                // the read-only policy file: nothing persistent the agent could write.
+                cache: std::sync::Arc::new(warden_execguard::cache::Cache::seeded(
+                    s.known.iter().filter_map(|k| {
+                        Some((
+                            warden_execguard::identity::FileStamp {
+                                dev: k.dev,
+                                ino: k.ino,
+                                size: k.size,
+                                mtime_ns: k.mtime_ns,
+                                ctime_ns: k.ctime_ns,
+                            },
+                            k.hash()?,
+                        ))
+                    }),
+                )),
                 session: Some(s.workspace.clone()),
             };
             let advisor = super::advisor::hook_stage(&s.policy, a.headless);

@@ -142,6 +142,108 @@ hook after_tamper {w} hook claude
     assert!(!t.home.join(".config/warden").exists());
 }
 
+/// Inside a run the gate has no persistent hash cache; `warden run` passes it the hashes of
+/// the files its denials resolved to (`known` in the read-only session policy), and the gate
+/// hashes a program only when its size is a denied file's. Judged from the host after the
+/// session: a copy of curl under another name is still denied, a copy with one byte changed
+/// is not, a 64 GiB sparse program is judged in well under a second without being read,
+/// and a denied file in the workspace (which the agent can write) is not among the known
+/// hashes, while curl is.
+#[test]
+fn inside_a_run_the_gate_hashes_only_what_a_denial_could_match() {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        eprintln!("skipped: no curl installed");
+        return;
+    };
+    let t = T::new("known");
+    std::fs::write(t.ws.join("tool"), "#!/bin/sh\necho workspace tool\n").unwrap();
+    // Older than the hash cache's two seconds of doubt, so its hash is cached at the start
+    // (and the session must leave it out on purpose).
+    std::thread::sleep(Duration::from_millis(2100));
+    let user_policy = t.root.join("user-policy.toml");
+    std::fs::write(
+        &user_policy,
+        format!(
+            "[exec]\ndeny = [\"curl\", \"{}\"]\n",
+            t.ws.join("tool").display()
+        ),
+    )
+    .unwrap();
+    for (name, cmd) in [
+        ("copy", "./fetch -s https://example.com/"),
+        ("changed", "./fetch2 -s https://example.com/"),
+        ("huge", "./huge --version"),
+    ] {
+        std::fs::write(t.ws.join(format!("{name}.json")), payload(&t.ws, cmd)).unwrap();
+    }
+    let script = format!(
+        r#"
+set -u
+cd {ws}
+cp {curl} fetch && cp {curl} fetch2 && printf 'x' | dd of=fetch2 bs=1 seek=100 conv=notrunc 2>/dev/null
+truncate -s 64G huge && chmod 755 huge fetch fetch2
+cp /run/warden-gate/policy.json gate.json
+for n in copy changed huge; do
+  s=$(date +%s%N); {w} hook claude < $n.json > $n.out 2>/dev/null; echo $? > $n.rc
+  echo $(( ($(date +%s%N) - s) / 1000000 )) > $n.ms
+done
+"#,
+        ws = t.ws.display(),
+        w = W,
+        curl = curl.display()
+    );
+    let o = warden(&t.home)
+        .args(["run", "--policy"])
+        .arg(&user_policy)
+        .args(["--", "/bin/bash", "-c", &script])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn warden run");
+    let ctx = format!(
+        "warden run: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{ctx}");
+    let answer = |name: &str| {
+        let out = read(&t.ws.join(format!("{name}.out")));
+        let rc = read(&t.ws.join(format!("{name}.rc")));
+        (rc.trim().to_string(), out)
+    };
+    let (rc, out) = answer("copy");
+    assert_eq!(rc, "2", "a copy of curl: {out}\n{ctx}");
+    assert!(out.contains("exec.deny:curl"), "{out}");
+    let (rc, out) = answer("changed");
+    assert_eq!(
+        rc, "0",
+        "curl with one byte changed is other content: {out}\n{ctx}"
+    );
+    let (rc, out) = answer("huge");
+    assert_eq!(rc, "0", "64 GiB, no denied file's size: {out}\n{ctx}");
+    let ms: u64 = read(&t.ws.join("huge.ms")).trim().parse().unwrap();
+    assert!(ms < 1000, "the huge program took {ms} ms");
+    // What the gate was told, as the agent saw it.
+    let gate: serde_json::Value = serde_json::from_str(&read(&t.ws.join("gate.json"))).unwrap();
+    let known = gate["known"].as_array().cloned().unwrap_or_default();
+    use std::os::unix::fs::MetadataExt;
+    let ino_of = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let inos: Vec<u64> = known.iter().filter_map(|k| k["ino"].as_u64()).collect();
+    assert!(
+        inos.contains(&ino_of(curl)),
+        "curl's hash was not passed: {known:?}"
+    );
+    assert!(
+        !inos.contains(&ino_of(&t.ws.join("tool"))),
+        "a workspace file's hash was passed: {known:?}"
+    );
+}
+
 #[test]
 fn outside_a_run_the_user_policy_is_used() {
     // The same forged-looking file, outside a sandbox, is the user's real policy: it is read.
@@ -194,8 +296,11 @@ fn the_deadline_denies_input_that_never_ends() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
 
+/// A huge program is hashed only when a denial could match it: allowed at once when every
+/// denial's size is known (the default policy denies nothing), denied within a second at
+/// the hashing limit when one is a bare hash (its size unknown).
 #[test]
-fn a_sparse_64_gib_program_on_path_is_denied_within_a_second() {
+fn a_sparse_64_gib_program_on_path_is_judged_within_a_second() {
     let t = T::new("huge");
     let bin = t.root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -212,27 +317,44 @@ fn a_sparse_64_gib_program_on_path_is_denied_within_a_second() {
         .status()
         .unwrap();
     let path = format!("{}:/usr/bin:/bin", bin.display());
-    let start = Instant::now();
-    let mut c = warden(&t.home)
-        .args(["hook", "claude"])
-        .current_dir(&t.ws)
-        .env("PATH", &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(payload(&t.ws, "hugetool --version").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
-    let took = start.elapsed();
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("hashing limit"), "{err}");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let by_hash = t.root.join("by-hash.toml");
+    std::fs::write(
+        &by_hash,
+        format!("[exec]\ndeny = [\"sha256:{}\"]\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    for policy in [None, Some(&by_hash)] {
+        let start = Instant::now();
+        let mut cmd = warden(&t.home);
+        cmd.args(["hook", "claude"]);
+        if let Some(p) = policy {
+            cmd.arg("--policy").arg(p);
+        }
+        let mut c = cmd
+            .current_dir(&t.ws)
+            .env("PATH", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(payload(&t.ws, "hugetool --version").as_bytes())
+            .unwrap();
+        let o = c.wait_with_output().unwrap();
+        let took = start.elapsed();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if policy.is_some() {
+            assert_eq!(o.status.code(), Some(2), "{o:?}");
+            assert!(err.contains("hashing limit"), "{err}");
+        } else {
+            assert_eq!(o.status.code(), Some(0), "{o:?}");
+            assert!(!err.contains("hashing limit"), "{err}");
+        }
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
 }
 
 #[test]
