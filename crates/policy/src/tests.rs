@@ -990,7 +990,7 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
     // Only a file of a denied file's size needs hashing; every size when a denial is a bare
     // hash (its size unknown), and in allowlist mode.
     assert!(r.must_hash(5) && !r.must_hash(6));
-    assert_eq!(r.denied_files(), [f.clone()]);
+    assert_eq!(r.denied_files(), std::slice::from_ref(&f));
     let mut q = p.clone();
     q.exec.deny.push(format!("sha256:{}", "ab".repeat(32)));
     assert!(ExecRules::compile(&q, &dir, Arc::new(ByLen))
