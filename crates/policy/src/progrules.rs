@@ -615,10 +615,33 @@ impl ExecRules {
         Ok(n)
     }
 
-    /// Re-resolves names (new copies of a denied program appear while sessions run).
+    /// Re-resolves names (new copies of a denied program appear while sessions run). The
+    /// denials only grow: content denied once stays denied. Attack review 130: a denial
+    /// resolving to a file the agent can write was re-resolved to whatever the file held at
+    /// the next refresh, so a copy of the denied content saved before the file was
+    /// overwritten ran 30 s later.
     pub fn refresh(&mut self) -> Result<(), RuleError> {
         let dirs = SearchDirs::list(&self.home);
-        self.resolve(&dirs)
+        let deny = self.deny.clone();
+        let sizes = self.deny_sizes.clone();
+        let files = self.deny_files.clone();
+        self.resolve(&dirs)?;
+        for (h, rule) in deny {
+            self.deny.entry(h).or_insert(rule);
+        }
+        self.deny_sizes = match (sizes, self.deny_sizes.take()) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        for f in files {
+            if !self.deny_files.contains(&f) {
+                self.deny_files.push(f);
+            }
+        }
+        Ok(())
     }
 
     /// Every (hash, denied, rule) of the resolved policy; a hash both denied and allowed is

@@ -1004,6 +1004,16 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
     assert!(ExecRules::compile(&q, &dir, Arc::new(ByLen))
         .unwrap()
         .must_hash(6));
+    // A refresh keeps what was denied: the file now holds other content (six bytes), and
+    // both are denied (attack review 130: the old content, saved elsewhere, ran).
+    let mut r = r;
+    std::fs::write(&f, "123456").unwrap();
+    r.refresh().unwrap();
+    let mut six = [0u8; 32];
+    six[0] = 6;
+    assert!(!r.decide(&five).allowed && !r.decide(&six).allowed);
+    assert!(r.must_hash(5) && r.must_hash(6) && !r.must_hash(7));
+    std::fs::write(&f, "12345").unwrap();
     // An index the identity cannot read is fatal (the guard does not start half-configured).
     p.exec.allow.push("index:/nonexistent.db".into());
     let e = ExecRules::compile(&p, &dir, Arc::new(ByLen)).unwrap_err();

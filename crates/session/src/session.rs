@@ -1063,11 +1063,16 @@ fn build_plan(
             workspace: c.workspace.clone(),
             home: c.home.clone(),
             policy: c.policy.clone(),
-            // Not a file the agent can write: the hash of a file changed through a writable
-            // mapping it made earlier would keep its stamp (see `warden_execguard::cache`).
+            // Only files the sandbox shows (attack review 130: the hash of a hidden file is
+            // of no use to the gate, which cannot open it, and told the agent its content's
+            // hash) and none the agent can write (the hash of a file changed through a
+            // writable mapping it made earlier would keep its stamp, see
+            // `warden_execguard::cache`).
             known: known
                 .iter()
-                .filter(|(p, _)| !plan.writable_roots.iter().any(|r| p.starts_with(r)))
+                .filter(|(p, _)| {
+                    plan.shows(p) && !plan.writable_roots.iter().any(|r| p.starts_with(r))
+                })
                 .map(|(_, k)| k.clone())
                 .collect(),
         }

@@ -242,6 +242,40 @@ done
         !inos.contains(&ino_of(&t.ws.join("tool"))),
         "a workspace file's hash was passed: {known:?}"
     );
+    // Attack review 130: nor the hash of a denied file the sandbox hides (`~/.ssh`), which
+    // told the agent the hash of content it cannot read.
+    let secret = t.home.join(".ssh/tool");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, "hunter2\n").unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    std::fs::write(
+        &user_policy,
+        format!("[exec]\ndeny = [\"curl\", \"{}\"]\n", secret.display()),
+    )
+    .unwrap();
+    let o = warden(&t.home)
+        .args(["run", "--policy"])
+        .arg(&user_policy)
+        .args([
+            "--",
+            "/bin/bash",
+            "-c",
+            "cat ~/.ssh/tool > seen.txt 2>&1; cp /run/warden-gate/policy.json gate2.json",
+        ])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn warden run");
+    assert!(o.status.success(), "{o:?}");
+    assert!(!read(&t.ws.join("seen.txt")).contains("hunter2"));
+    let gate: serde_json::Value = serde_json::from_str(&read(&t.ws.join("gate2.json"))).unwrap();
+    let known = gate["known"].as_array().cloned().unwrap_or_default();
+    let inos: Vec<u64> = known.iter().filter_map(|k| k["ino"].as_u64()).collect();
+    assert!(inos.contains(&ino_of(curl)), "{known:?}");
+    assert!(
+        !inos.contains(&ino_of(&secret)),
+        "a hidden file's hash was passed: {known:?}"
+    );
 }
 
 #[test]
