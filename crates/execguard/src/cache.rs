@@ -319,9 +319,9 @@ impl Cache {
     /// with the real paths of what was opened: each opened read-only (non-blocking: a FIFO
     /// put in a file's place does not hold the caller) and `fstat`ed; nothing is hashed, and
     /// a file that is not regular or not cached is left out.
-    pub fn known_files(
+    pub fn known_files<'a>(
         &self,
-        files: &[std::path::PathBuf],
+        files: impl IntoIterator<Item = &'a std::path::Path>,
     ) -> Vec<(std::path::PathBuf, warden_policy::session::KnownFile)> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut out = Vec::new();

@@ -102,6 +102,8 @@ pub struct Ctx<'a> {
     identity: std::sync::Arc<dyn Identity>,
     /// The network rules, compiled on first use (only a command naming a URL needs them).
     net: std::cell::OnceCell<Result<NetRules, RuleError>>,
+    /// Inside a session ([`Ctx::in_session`]): the denied contents `warden run` resolved.
+    session: Option<Vec<(warden_policy::progrules::Hash, u64, String)>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -118,12 +120,17 @@ impl<'a> Ctx<'a> {
 
     /// Judges files as the sandbox of a `warden run` session does ([`FileRules::session`]),
     /// anchored at the session's workspace (the tool's cwd may be below it).
-    pub fn in_session(mut self, workspace: &Path) -> Ctx<'a> {
+    pub fn in_session(
+        mut self,
+        workspace: &Path,
+        pinned: Vec<(warden_policy::progrules::Hash, u64, String)>,
+    ) -> Ctx<'a> {
         let anchors = warden_policy::Anchors {
             home: self.home.clone(),
             workspace: workspace.to_path_buf(),
         };
         self.files = FileRules::session(self.policy, &anchors);
+        self.session = Some(pinned);
         self
     }
 
@@ -146,6 +153,7 @@ impl<'a> Ctx<'a> {
             search: std::cell::OnceCell::new(),
             identity: cache,
             net: std::cell::OnceCell::new(),
+            session: None,
             cwd,
             home,
             headless,
@@ -160,13 +168,23 @@ impl<'a> Ctx<'a> {
 
     /// The program rules (see the field).
     pub fn exec(&self) -> &Result<ExecRules, RuleError> {
-        self.exec.get_or_init(|| {
-            ExecRules::build_in(
+        self.exec.get_or_init(|| match &self.session {
+            None => ExecRules::build_in(
+                self.policy,
+                &self.home,
+                self.identity.clone(),
+                self.search(),
+            ),
+            Some(pinned) => ExecRules::build_in_session(
                 self.policy,
                 &self.home,
                 self.identity.clone(),
                 self.search(),
             )
+            .map(|mut r| {
+                r.pin(pinned.iter().cloned());
+                r
+            }),
         })
     }
 

@@ -116,6 +116,9 @@ pub struct HookEnv<'a> {
     pub cache: std::sync::Arc<dyn warden_policy::progrules::Identity>,
     /// Inside a `warden run` session (its workspace): judge files as its sandbox does.
     pub session: Option<std::path::PathBuf>,
+    /// Inside a session: the denied contents `warden run` resolved (hash, size, rule), denied
+    /// here too ([`warden_policy::progrules::ExecRules::pin`]).
+    pub pinned: Vec<(warden_policy::progrules::Hash, u64, String)>,
 }
 
 /// A `PreToolUse` call after the rules judged it, for a second stage ([`handle_with`]).
@@ -264,7 +267,7 @@ fn handle_inner(agent: Agent, input: &[u8], env: &HookEnv<'_>, post: Option<Post
                 env.cache.clone(),
             );
             if let Some(ws) = &env.session {
-                ctx = ctx.in_session(ws);
+                ctx = ctx.in_session(ws, env.pinned.clone());
             }
             warden_event::timing::mark("hook: rules compiled");
             let started = std::time::Instant::now();

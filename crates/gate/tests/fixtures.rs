@@ -11,6 +11,7 @@ fn env(p: &warden_policy::Policy) -> HookEnv<'_> {
         headless: true,
         cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
         session: None,
+        pinned: Vec::new(),
     }
 }
 

@@ -44,6 +44,7 @@ fn no_objection_defers_instead_of_allowing() {
         headless: false,
         cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
         session: None,
+        pinned: Vec::new(),
     };
     for (agent, tool) in [
         (Agent::Claude, "Bash"),
@@ -155,7 +156,7 @@ fn session_file_rules_are_the_sandbox_rules() {
     let mut p = policy();
     p.files.read.push("/srv/data".into());
     let outside = ctx(&p);
-    let inside = ctx(&p).in_session(std::path::Path::new("/home/dev/project"));
+    let inside = ctx(&p).in_session(std::path::Path::new("/home/dev/project"), Vec::new());
     let write = |c: &Ctx, f: &str| c.judge_tool("Write", &json!({"file_path": f, "content": "x"}));
     // Below the workspace, the rules stay anchored at the session's workspace.
     let sub = Ctx::new(
@@ -165,7 +166,7 @@ fn session_file_rules_are_the_sandbox_rules() {
         false,
         std::sync::Arc::new(warden_execguard::cache::Cache::default()),
     )
-    .in_session(std::path::Path::new("/home/dev/project"));
+    .in_session(std::path::Path::new("/home/dev/project"), Vec::new());
     assert_eq!(
         write(&sub, "/home/dev/project/README.md").answer,
         Answer::Allow
@@ -318,6 +319,7 @@ fn only_a_typed_resolver_loosens_an_ask() {
         headless: false,
         cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()),
         session: None,
+        pinned: Vec::new(),
     };
     let ask = pre(Agent::Claude, "Bash", json!({"command": "eval \"$CMD\""}));
     let deny = pre(

@@ -54,7 +54,8 @@ pub fn hex(h: &Hash) -> String {
 /// A hash from 64 hex digits (optionally prefixed `sha256:`).
 pub fn parse_hex(s: &str) -> Option<Hash> {
     let s = s.strip_prefix("sha256:").unwrap_or(s);
-    if s.len() != 64 {
+    // Digits only: `from_str_radix` would also take a sign (`+f`).
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -134,8 +135,11 @@ pub struct ExecRules {
     /// `index:` rule). A file of another size cannot have denied content (see
     /// [`ExecRules::must_hash`]).
     deny_sizes: Option<std::collections::HashSet<u64>>,
-    /// The files the denials by name and path resolved to (real paths).
-    deny_files: Vec<PathBuf>,
+    /// The files the denials by name and path resolved to.
+    deny_files: Vec<DeniedFile>,
+    /// A denial by path that cannot be opened is noted, not an error (the gate inside a
+    /// session, [`ExecRules::build_in_session`]).
+    unseen_ok: bool,
     allow: HashMap<Hash, String>,
     /// Programs that may make anonymous memory executable (allowlist mode only): the
     /// built-in [`JIT_PROGRAMS`] and `exec.jit`.
@@ -359,19 +363,35 @@ struct Found {
     hashes: HashMap<Hash, String>,
     /// The sizes of the files hashed.
     sizes: std::collections::HashSet<u64>,
-    /// The files hashed (real paths).
-    files: Vec<PathBuf>,
+    /// The files hashed.
+    files: Vec<DeniedFile>,
     /// A rule gave a hash of unknown size (`sha256:`, `index:`).
     size_unknown: bool,
 }
 
 impl Found {
-    fn add_file(&mut self, path: &Path, size: u64) {
+    fn add_file(&mut self, path: &Path, hash: Hash, size: u64, rule: String) {
         self.sizes.insert(size);
-        if !self.files.iter().any(|f| f == path) {
-            self.files.push(path.to_path_buf());
+        if !self.files.iter().any(|f| f.path == path && f.hash == hash) {
+            self.files.push(DeniedFile {
+                path: path.to_path_buf(),
+                hash,
+                size,
+                rule,
+            });
         }
     }
+}
+
+/// A file a denial by name or path resolved to, as it was hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedFile {
+    /// The real path for a name, the path as written for a path rule.
+    pub path: PathBuf,
+    pub hash: Hash,
+    pub size: u64,
+    /// The rule, as [`ExecRules::decide`] names it (`exec.deny:curl`).
+    pub rule: String,
 }
 
 impl ExecRules {
@@ -398,6 +418,21 @@ impl ExecRules {
         Self::build_in(p, home, identity, &SearchDirs::list(home))
     }
 
+    /// [`ExecRules::build_in`] for the gate inside a session: a denial by path the sandbox
+    /// does not show is a note, not an error (attack review 130: one such rule made the
+    /// gate deny every command, while the exec guard, which resolved it on the host, ran).
+    pub fn build_in_session(
+        p: &Policy,
+        home: &Path,
+        identity: Arc<dyn Identity>,
+        dirs: &SearchDirs,
+    ) -> Result<ExecRules, RuleError> {
+        let mut r = Self::unresolved(p, home, identity);
+        r.unseen_ok = true;
+        r.resolve(dirs)?;
+        Ok(r)
+    }
+
     /// [`ExecRules::build`] looking names up in `dirs` (the hook's listing for the command's
     /// programs too). [`ExecRules::refresh`] lists them again.
     pub fn build_in(
@@ -406,13 +441,21 @@ impl ExecRules {
         identity: Arc<dyn Identity>,
         dirs: &SearchDirs,
     ) -> Result<ExecRules, RuleError> {
-        let mut r = ExecRules {
+        let mut r = Self::unresolved(p, home, identity);
+        r.resolve(dirs)?;
+        Ok(r)
+    }
+
+    /// The rules of `p`, not resolved yet.
+    fn unresolved(p: &Policy, home: &Path, identity: Arc<dyn Identity>) -> ExecRules {
+        ExecRules {
             mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
             allow_memfd: p.exec.allow_memfd.unwrap_or(false),
             deny: HashMap::new(),
             deny_sizes: Some(Default::default()),
             deny_files: Vec::new(),
+            unseen_ok: false,
             allow: HashMap::new(),
             jit: HashMap::new(),
             untrusted: Vec::new(),
@@ -437,9 +480,7 @@ impl ExecRules {
             home: home.to_path_buf(),
             cache: identity,
             notes: Vec::new(),
-        };
-        r.resolve(dirs)?;
-        Ok(r)
+        }
     }
 
     fn resolve(&mut self, dirs: &SearchDirs) -> Result<(), RuleError> {
@@ -515,13 +556,36 @@ impl ExecRules {
                     target.size_unknown = true;
                 }
                 Source::Path(p) => {
-                    let (h, size) = self.cache.of_path_sized(p).map_err(|err| RuleError::Hash {
-                        key: key.to_string(),
-                        path: p.clone(),
-                        err,
-                    })?;
-                    target.hashes.insert(h, format!("{key}:{}", p.display()));
-                    target.add_file(p, size);
+                    let (h, size) = match self.cache.of_path_sized(p) {
+                        Ok(v) => v,
+                        // Inside a session: a path the sandbox does not show cannot be run
+                        // or read there (its content, when the sandbox shows it, comes
+                        // pinned from `warden run`, see `ExecRules::pin`).
+                        Err(err)
+                            if self.unseen_ok
+                                && matches!(
+                                    err.kind(),
+                                    std::io::ErrorKind::NotFound
+                                        | std::io::ErrorKind::PermissionDenied
+                                ) =>
+                        {
+                            notes.push(Note::warning(format!(
+                                "warning: {key} {}: not in the sandbox's view ({err})",
+                                p.display()
+                            )));
+                            return Ok(());
+                        }
+                        Err(err) => {
+                            return Err(RuleError::Hash {
+                                key: key.to_string(),
+                                path: p.clone(),
+                                err,
+                            })
+                        }
+                    };
+                    let rule = format!("{key}:{}", p.display());
+                    target.hashes.insert(h, rule.clone());
+                    target.add_file(p, h, size, rule);
                 }
                 Source::Name(n) => {
                     let grant = key != "exec.deny";
@@ -550,7 +614,7 @@ impl ExecRules {
                     for f in files {
                         match self.cache.of_path_sized(&f) {
                             Ok((h, size)) => {
-                                target.add_file(&f, size);
+                                target.add_file(&f, h, size, format!("{key}:{n}"));
                                 notes.push(Note::info(format!(
                                     "{key} `{n}` → {} sha256:{}",
                                     f.display(),
@@ -644,6 +708,19 @@ impl ExecRules {
         Ok(())
     }
 
+    /// Adds denials resolved elsewhere, each with the size of its file: inside a session,
+    /// those `warden run` resolved at its start (`warden_policy::session::Pinned`), so that
+    /// the gate denies what the exec guard denies even after the file a denial names has
+    /// changed, or when the sandbox does not show where it was found.
+    pub fn pin(&mut self, denied: impl IntoIterator<Item = (Hash, u64, String)>) {
+        for (h, size, rule) in denied {
+            self.deny.entry(h).or_insert(rule);
+            if let Some(s) = self.deny_sizes.as_mut() {
+                s.insert(size);
+            }
+        }
+    }
+
     /// Every (hash, denied, rule) of the resolved policy; a hash both denied and allowed is
     /// listed as denied only (deny wins).
     pub fn rule_hashes(&self) -> Vec<(Hash, bool, String)> {
@@ -727,9 +804,9 @@ impl ExecRules {
         }
     }
 
-    /// The files the denials by name and path resolved to, as real paths (what a session
-    /// tells its gate the hashes of, see `warden_policy::session::KnownFile`).
-    pub fn denied_files(&self) -> &[PathBuf] {
+    /// The files the denials by name and path resolved to (what a session tells its gate
+    /// about, see `warden_policy::session::KnownFile` and `Pinned`).
+    pub fn denied_files(&self) -> &[DeniedFile] {
         &self.deny_files
     }
 

@@ -83,6 +83,23 @@ pub struct SessionPolicy {
     /// session's writable roots are left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known: Vec<KnownFile>,
+    /// The content the run's `exec.deny` names and paths resolved to at its start, which the
+    /// exec guard denies for the whole session ([`crate::progrules::ExecRules::refresh`] only
+    /// adds): the gate inside denies it too, also after the file has changed. Only files the
+    /// sandbox shows (the hash of a hidden one would tell the agent about its content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<Pinned>,
+}
+
+/// A denied content: its SHA-256, its size and the rule that denies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pinned {
+    /// Lowercase hex.
+    pub sha256: String,
+    pub size: u64,
+    /// As decisions name it (`exec.deny:curl`).
+    pub rule: String,
 }
 
 /// A file's identity as the hash cache keys it (`warden_execguard::identity::FileStamp`:
@@ -103,14 +120,33 @@ pub struct KnownFile {
 impl KnownFile {
     /// The hash ([`SessionPolicy::from_json`] accepts only entries where it parses).
     pub fn hash(&self) -> Option<crate::progrules::Hash> {
-        crate::progrules::parse_hex(&self.sha256).filter(|_| self.sha256.len() == 64)
+        hash_of(&self.sha256)
     }
+}
+
+impl Pinned {
+    /// The hash ([`SessionPolicy::from_json`] accepts only entries where it parses).
+    pub fn hash(&self) -> Option<crate::progrules::Hash> {
+        hash_of(&self.sha256)
+    }
+}
+
+/// 64 hex digits, nothing else.
+fn hash_of(hex: &str) -> Option<crate::progrules::Hash> {
+    crate::progrules::parse_hex(hex).filter(|_| hex.len() == 64)
 }
 
 /// At most this many [`KnownFile`]s are passed.
 pub const MAX_KNOWN: usize = 256;
 
 impl SessionPolicy {
+    /// The [`SessionPolicy::pinned`] denials as `ExecRules::pin` takes them.
+    pub fn policy_pins(&self) -> impl Iterator<Item = (crate::progrules::Hash, u64, String)> + '_ {
+        self.pinned
+            .iter()
+            .filter_map(|p| Some((p.hash()?, p.size, p.rule.clone())))
+    }
+
     pub fn to_json(&self) -> String {
         // A Policy always serialises (plain strings, maps with string keys).
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
@@ -126,6 +162,18 @@ impl SessionPolicy {
             return Err(SessionPolicyError::Known(format!(
                 "{} entries, more than {MAX_KNOWN}",
                 s.known.len()
+            )));
+        }
+        if s.pinned.len() > MAX_KNOWN {
+            return Err(SessionPolicyError::Known(format!(
+                "{} denials, more than {MAX_KNOWN}",
+                s.pinned.len()
+            )));
+        }
+        if let Some(p) = s.pinned.iter().find(|p| hash_of(&p.sha256).is_none()) {
+            return Err(SessionPolicyError::Known(format!(
+                "{:?} is not a SHA-256 in hex",
+                p.sha256.chars().take(80).collect::<String>()
             )));
         }
         if let Some(k) = s.known.iter().find(|k| k.hash().is_none()) {

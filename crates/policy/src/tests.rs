@@ -545,6 +545,7 @@ fn session_policy_round_trips_and_is_located_fail_closed() {
         home: "/home/u".into(),
         policy: builtin("claude"),
         known: Vec::new(),
+        pinned: Vec::new(),
     };
     let back = SessionPolicy::from_json(s.to_json().as_bytes()).unwrap();
     assert_eq!(back, s);
@@ -564,6 +565,18 @@ fn session_policy_round_trips_and_is_located_fail_closed() {
     assert!(SessionPolicy::from_json(bad.to_json().as_bytes()).is_err());
     let mut many = k.clone();
     many.known = vec![k.known[0].clone(); MAX_KNOWN + 1];
+    assert!(SessionPolicy::from_json(many.to_json().as_bytes()).is_err());
+    k.pinned.push(Pinned {
+        sha256: "cd".repeat(32),
+        size: 5,
+        rule: "exec.deny:curl".into(),
+    });
+    assert_eq!(SessionPolicy::from_json(k.to_json().as_bytes()).unwrap(), k);
+    let mut bad = k.clone();
+    bad.pinned[0].sha256 = "+d".repeat(32);
+    assert!(SessionPolicy::from_json(bad.to_json().as_bytes()).is_err());
+    let mut many = k.clone();
+    many.pinned = vec![k.pinned[0].clone(); MAX_KNOWN + 1];
     assert!(SessionPolicy::from_json(many.to_json().as_bytes()).is_err());
     assert!(SessionPolicy::from_json(b"{}").is_err());
     let mut v2 = s.clone();
@@ -990,7 +1003,9 @@ fn program_rules_resolve_names_and_paths_through_the_identity() {
     // Only a file of a denied file's size needs hashing; every size when a denial is a bare
     // hash (its size unknown), and in allowlist mode.
     assert!(r.must_hash(5) && !r.must_hash(6));
-    assert_eq!(r.denied_files(), std::slice::from_ref(&f));
+    assert_eq!(r.denied_files().len(), 1);
+    assert_eq!(r.denied_files()[0].path, f);
+    assert_eq!(r.denied_files()[0].size, 5);
     let mut q = p.clone();
     q.exec.deny.push(format!("sha256:{}", "ab".repeat(32)));
     assert!(ExecRules::compile(&q, &dir, Arc::new(ByLen))

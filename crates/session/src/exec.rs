@@ -8,9 +8,14 @@ use crate::ui::Ui;
 use std::sync::Arc;
 use warden_execguard::{cache::Cache, rules::ExecRules, unotify::Guard};
 
-/// The hashes the session's gate is told ([`warden_policy::session::SessionPolicy::known`]),
-/// with the paths they were found at.
-pub(crate) type Known = Vec<(std::path::PathBuf, warden_policy::session::KnownFile)>;
+/// What the session's gate is told of the denied files, with the real paths they were found
+/// at: their stamps and hashes ([`warden_policy::session::SessionPolicy::known`]) and their
+/// contents ([`warden_policy::session::SessionPolicy::pinned`]).
+#[derive(Default)]
+pub(crate) struct Known {
+    pub stamps: Vec<(std::path::PathBuf, warden_policy::session::KnownFile)>,
+    pub pinned: Vec<(std::path::PathBuf, warden_policy::session::Pinned)>,
+}
 
 /// The exec guard of a session, ready to start.
 pub enum ExecSetup {
@@ -27,7 +32,9 @@ impl ExecSetup {
     /// Also returns the hashes of the files the denials resolved to, for the gate inside.
     pub(crate) fn load(config: &SessionConfig, ui: Ui) -> Result<(ExecSetup, Known), StartError> {
         match config.exec {
-            ExecBackend::OffByFlag | ExecBackend::OffNested => Ok((ExecSetup::Off, Vec::new())),
+            ExecBackend::OffByFlag | ExecBackend::OffNested => {
+                Ok((ExecSetup::Off, Known::default()))
+            }
             ExecBackend::Bpf => {
                 let (rules, cache) = exec_rules(config, ui)?;
                 if config.verbose > 0 {
@@ -48,11 +55,28 @@ impl ExecSetup {
     }
 }
 
-/// The cached hashes of the files the denials resolved to (hashed just now, by the rules).
+/// The cached hashes of the files the denials resolved to (hashed just now, by the rules),
+/// and the denied contents with the real paths of their files.
 fn known(rules: &ExecRules, cache: &Cache) -> Known {
-    let mut k = cache.known_files(rules.denied_files());
-    k.truncate(warden_policy::session::MAX_KNOWN);
-    k
+    let denied = rules.denied_files();
+    let mut stamps = cache.known_files(denied.iter().map(|d| d.path.as_path()));
+    stamps.truncate(warden_policy::session::MAX_KNOWN);
+    let mut pinned: Vec<_> = denied
+        .iter()
+        .filter_map(|d| {
+            let real = std::fs::canonicalize(&d.path).ok()?;
+            Some((
+                real,
+                warden_policy::session::Pinned {
+                    sha256: warden_policy::progrules::hex(&d.hash),
+                    size: d.size,
+                    rule: d.rule.clone(),
+                },
+            ))
+        })
+        .collect();
+    pinned.truncate(warden_policy::session::MAX_KNOWN);
+    Known { stamps, pinned }
 }
 
 fn exec_rules(config: &SessionConfig, ui: Ui) -> Result<(ExecRules, Arc<Cache>), StartError> {

@@ -1069,11 +1069,20 @@ fn build_plan(
             // writable mapping it made earlier would keep its stamp, see
             // `warden_execguard::cache`).
             known: known
+                .stamps
                 .iter()
                 .filter(|(p, _)| {
                     plan.shows(p) && !plan.writable_roots.iter().any(|r| p.starts_with(r))
                 })
                 .map(|(_, k)| k.clone())
+                .collect(),
+            // Denied contents of files the sandbox shows, writable ones included: a hash
+            // says what was denied, not what a file holds now.
+            pinned: known
+                .pinned
+                .iter()
+                .filter(|(p, _)| plan.shows(p))
+                .map(|(_, d)| d.clone())
                 .collect(),
         }
         .to_json(),

@@ -77,6 +77,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                     }),
                 )),
                 session: Some(s.workspace.clone()),
+                pinned: s.policy_pins().collect(),
             };
             let advisor = super::advisor::hook_stage(&s.policy, a.headless);
             // `[approvals] gate = "warden"`: an ask (after the advisor) waits for a human
@@ -130,6 +131,7 @@ pub fn hook(a: HookArgs) -> anyhow::Result<i32> {
                         headless: a.headless,
                         cache: cache.clone(),
                         session: None,
+                        pinned: Vec::new(),
                     };
                     let out = protocol::handle(ag, &input, &env);
                     let code = watchdog.answer(&out);

@@ -278,6 +278,91 @@ done
     );
 }
 
+/// Attack review 130: a denial by path resolving to a file the agent can write followed the
+/// file's new content, in both layers: the exec guard's 30 s refresh replaced its denials and
+/// the hook resolved them afresh, so a copy of the denied content saved before the file was
+/// overwritten ran. Now the guard's denials only grow, and the hook also denies what
+/// `warden run` resolved at the start (`pinned`). A denial by path the sandbox hides no
+/// longer makes the hook deny every command. Judged from the host after the session: the
+/// saved copy never ran, and the hook's answers.
+#[test]
+fn a_denied_files_old_content_stays_denied_after_the_file_changes() {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        eprintln!("skipped: no curl installed");
+        return;
+    };
+    let t = T::new("pinned");
+    std::fs::copy(curl, t.ws.join("tool")).unwrap();
+    let hidden = t.home.join(".ssh/tool2");
+    std::fs::create_dir_all(hidden.parent().unwrap()).unwrap();
+    std::fs::write(&hidden, "#!/bin/sh\necho hidden\n").unwrap();
+    let user_policy = t.root.join("user-policy.toml");
+    std::fs::write(
+        &user_policy,
+        format!(
+            "[exec]\ndeny = [\"{}\", \"{}\"]\n",
+            t.ws.join("tool").display(),
+            hidden.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(t.ws.join("saved.json"), payload(&t.ws, "/tmp/saved -V")).unwrap();
+    std::fs::write(t.ws.join("ls.json"), payload(&t.ws, "ls -la")).unwrap();
+    let script = format!(
+        r#"
+set -u
+cd {ws}
+cp tool /tmp/saved
+{w} hook claude < saved.json > before.out 2>/dev/null; echo $? > before.rc
+printf '#!/bin/sh\necho replaced\n' > tool
+{w} hook claude < saved.json > after.out 2>/dev/null; echo $? > after.rc
+{w} hook claude < ls.json > ls.out 2>/dev/null; echo $? > ls.rc
+sleep 33
+/tmp/saved -V > ran.txt 2>/dev/null; echo $? > ran.rc
+"#,
+        ws = t.ws.display(),
+        w = W
+    );
+    let o = warden(&t.home)
+        .args(["run", "--policy"])
+        .arg(&user_policy)
+        .args(["--", "/bin/bash", "-c", &script])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn warden run");
+    let ctx = format!(
+        "warden run: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rc = |n: &str| read(&t.ws.join(format!("{n}.rc"))).trim().to_string();
+    for n in ["before", "after"] {
+        let out = read(&t.ws.join(format!("{n}.out")));
+        assert_eq!(
+            rc(n),
+            "2",
+            "{n}: the saved copy was not denied: {out}\n{ctx}"
+        );
+        assert!(out.contains("exec.deny:"), "{n}: {out}");
+    }
+    assert_eq!(
+        rc("ls"),
+        "0",
+        "a hidden denial made the hook deny `ls`: {}\n{ctx}",
+        read(&t.ws.join("ls.out"))
+    );
+    // The exec guard, after its refresh: the old content still denied.
+    let ran = read(&t.ws.join("ran.txt"));
+    assert!(!ran.contains("curl"), "the saved copy ran: {ran}\n{ctx}");
+    assert_ne!(rc("ran"), "0", "{ctx}");
+}
+
 #[test]
 fn outside_a_run_the_user_policy_is_used() {
     // The same forged-looking file, outside a sandbox, is the user's real policy: it is read.

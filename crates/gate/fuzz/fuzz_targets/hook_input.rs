@@ -7,7 +7,7 @@ use warden_gate::protocol::{handle, Agent, HookEnv};
 fuzz_target!(|data: &[u8]| {
     let mut p = warden_policy::load::resolve_profile("claude", None, &mut Vec::new()).unwrap();
     p.exec.deny = vec!["curl".into()];
-    let env = HookEnv { policy: &p, home: "/home/dev".into(), headless: true, cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()), session: data.first().is_some_and(|b| b & 1 == 1).then(|| "/home/dev/project".into()) };
+    let env = HookEnv { policy: &p, home: "/home/dev".into(), headless: true, cache: std::sync::Arc::new(warden_execguard::cache::Cache::default()), session: data.first().is_some_and(|b| b & 1 == 1).then(|| "/home/dev/project".into()), pinned: Vec::new() };
     for agent in [Agent::Claude, Agent::Gemini] {
         let out = handle(agent, data, &env);
         assert!(out.code == 0 || out.code == 2);
