@@ -427,10 +427,7 @@ impl ExecRules {
         identity: Arc<dyn Identity>,
         dirs: &SearchDirs,
     ) -> Result<ExecRules, RuleError> {
-        let mut r = Self::unresolved(p, home, identity);
-        r.unseen_ok = true;
-        r.resolve(dirs)?;
-        Ok(r)
+        Self::resolved(Self::unresolved(p, home, identity, true), dirs)
     }
 
     /// [`ExecRules::build`] looking names up in `dirs` (the hook's listing for the command's
@@ -441,13 +438,21 @@ impl ExecRules {
         identity: Arc<dyn Identity>,
         dirs: &SearchDirs,
     ) -> Result<ExecRules, RuleError> {
-        let mut r = Self::unresolved(p, home, identity);
+        Self::resolved(Self::unresolved(p, home, identity, false), dirs)
+    }
+
+    fn resolved(mut r: ExecRules, dirs: &SearchDirs) -> Result<ExecRules, RuleError> {
         r.resolve(dirs)?;
         Ok(r)
     }
 
     /// The rules of `p`, not resolved yet.
-    fn unresolved(p: &Policy, home: &Path, identity: Arc<dyn Identity>) -> ExecRules {
+    fn unresolved(
+        p: &Policy,
+        home: &Path,
+        identity: Arc<dyn Identity>,
+        unseen_ok: bool,
+    ) -> ExecRules {
         ExecRules {
             mode: p.exec.mode.unwrap_or(ExecMode::Denylist),
             action: p.exec.action.unwrap_or(ExecAction::Enforce),
@@ -455,7 +460,7 @@ impl ExecRules {
             deny: HashMap::new(),
             deny_sizes: Some(Default::default()),
             deny_files: Vec::new(),
-            unseen_ok: false,
+            unseen_ok,
             allow: HashMap::new(),
             jit: HashMap::new(),
             untrusted: Vec::new(),

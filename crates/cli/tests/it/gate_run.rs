@@ -49,6 +49,26 @@ fn payload(ws: &Path, command: &str) -> String {
     .to_string()
 }
 
+/// `warden run --policy <policy> -- bash -c <script>` in the scratch workspace, and its
+/// output as a message for failed assertions.
+fn run_script(t: &T, policy: &Path, script: &str) -> (std::process::Output, String) {
+    let o = warden(&t.home)
+        .args(["run", "--policy"])
+        .arg(policy)
+        .args(["--", "/bin/bash", "-c", script])
+        .current_dir(&t.ws)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn warden run");
+    let ctx = format!(
+        "warden run: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o, ctx)
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{}: {e}>", p.display()))
 }
@@ -87,20 +107,7 @@ hook after_tamper {w} hook claude
         ws = t.ws.display(),
         w = W
     );
-    let o = warden(&t.home)
-        .args(["run", "--policy"])
-        .arg(&user_policy)
-        .args(["--", "/bin/bash", "-c", &script])
-        .current_dir(&t.ws)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn warden run");
-    let ctx = format!(
-        "warden run: {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (o, ctx) = run_script(&t, &user_policy, &script);
     assert!(o.status.success(), "{ctx}");
     // Judged from the host, after the session.
     assert_eq!(
@@ -196,20 +203,7 @@ done
         w = W,
         curl = curl.display()
     );
-    let o = warden(&t.home)
-        .args(["run", "--policy"])
-        .arg(&user_policy)
-        .args(["--", "/bin/bash", "-c", &script])
-        .current_dir(&t.ws)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn warden run");
-    let ctx = format!(
-        "warden run: {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (o, ctx) = run_script(&t, &user_policy, &script);
     assert!(o.status.success(), "{ctx}");
     let answer = |name: &str| {
         let out = read(&t.ws.join(format!("{name}.out")));
@@ -253,20 +247,12 @@ done
         format!("[exec]\ndeny = [\"curl\", \"{}\"]\n", secret.display()),
     )
     .unwrap();
-    let o = warden(&t.home)
-        .args(["run", "--policy"])
-        .arg(&user_policy)
-        .args([
-            "--",
-            "/bin/bash",
-            "-c",
-            "cat ~/.ssh/tool > seen.txt 2>&1; cp /run/warden-gate/policy.json gate2.json",
-        ])
-        .current_dir(&t.ws)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn warden run");
-    assert!(o.status.success(), "{o:?}");
+    let (o, ctx) = run_script(
+        &t,
+        &user_policy,
+        "cat ~/.ssh/tool > seen.txt 2>&1; cp /run/warden-gate/policy.json gate2.json",
+    );
+    assert!(o.status.success(), "{ctx}");
     assert!(!read(&t.ws.join("seen.txt")).contains("hunter2"));
     let gate: serde_json::Value = serde_json::from_str(&read(&t.ws.join("gate2.json"))).unwrap();
     let known = gate["known"].as_array().cloned().unwrap_or_default();
@@ -327,20 +313,7 @@ sleep 33
         ws = t.ws.display(),
         w = W
     );
-    let o = warden(&t.home)
-        .args(["run", "--policy"])
-        .arg(&user_policy)
-        .args(["--", "/bin/bash", "-c", &script])
-        .current_dir(&t.ws)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn warden run");
-    let ctx = format!(
-        "warden run: {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (_, ctx) = run_script(&t, &user_policy, &script);
     let rc = |n: &str| read(&t.ws.join(format!("{n}.rc"))).trim().to_string();
     for n in ["before", "after"] {
         let out = read(&t.ws.join(format!("{n}.out")));
