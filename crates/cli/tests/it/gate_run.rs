@@ -69,6 +69,14 @@ fn run_script(t: &T, policy: &Path, script: &str) -> (std::process::Output, Stri
     (o, ctx)
 }
 
+/// curl's path on this machine, if it is installed.
+fn installed_curl() -> Option<&'static Path> {
+    ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{}: {e}>", p.display()))
 }
@@ -158,11 +166,7 @@ hook after_tamper {w} hook claude
 /// hashes, while curl is.
 #[test]
 fn inside_a_run_the_gate_hashes_only_what_a_denial_could_match() {
-    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-    else {
+    let Some(curl) = installed_curl() else {
         eprintln!("skipped: no curl installed");
         return;
     };
@@ -273,11 +277,7 @@ done
 /// saved copy never ran, and the hook's answers.
 #[test]
 fn a_denied_files_old_content_stays_denied_after_the_file_changes() {
-    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-    else {
+    let Some(curl) = installed_curl() else {
         eprintln!("skipped: no curl installed");
         return;
     };
